@@ -1,0 +1,61 @@
+# Cocoon host. `make test` is what CI runs (.ci/run); `make plugins` builds every
+# example module from source.
+
+GO        ?= go
+CLANG     ?= clang-14
+WAT2WASM  ?= wat2wasm
+
+# Reproducible module builds: the same source gives the same sha256 on any machine, so a
+# reviewer can rebuild a module and compare its hash with the one a host serves.
+GO_WASM_FLAGS = -trimpath -buildmode=c-shared -ldflags=-buildid=
+C_WASM_FLAGS  = --target=wasm32 -O2 -nostdlib -ffreestanding -fno-builtin-memcpy \
+                -Wall -Wextra -Werror -Iplugins/c-sdk \
+                -Wl,--no-entry -Wl,--strip-all -Wl,-z,stack-size=65536
+
+GO_PLUGINS  := $(patsubst %/,%,$(dir $(wildcard plugins/*/go/main.go)))
+C_PLUGINS   := $(patsubst %/,%,$(dir $(wildcard plugins/*/c/*.c)))
+WAT_SOURCES := $(wildcard host/testdata/*.wat plugins/*/wat/*.wat)
+
+# plugins/NAME/LANG/NAME.wasm
+plugin_out = $(1)/$(notdir $(patsubst %/,%,$(dir $(1)))).wasm
+
+GO_WASM  := $(foreach d,$(GO_PLUGINS),$(call plugin_out,$(d)))
+C_WASM   := $(foreach d,$(sort $(C_PLUGINS)),$(call plugin_out,$(d)))
+WAT_WASM := $(WAT_SOURCES:.wat=.wasm)
+
+.PHONY: all build plugins test bench fuzz vet clean
+
+all: build plugins
+
+build:
+	$(GO) build ./...
+
+plugins: $(GO_WASM) $(C_WASM) $(WAT_WASM)
+
+# Go guests depend on the SDK too, so rebuild them when anything Go changes.
+GO_SOURCES := $(shell find abi plugins -name '*.go' -not -name '*_test.go') go.mod
+$(GO_WASM): $(GO_SOURCES)
+	GOOS=wasip1 GOARCH=wasm $(GO) build $(GO_WASM_FLAGS) -o $@ ./$(dir $@)
+
+.SECONDEXPANSION:
+$(C_WASM): $$(wildcard $$(dir $$@)*.c) $$(wildcard $$(dir $$@)*.h) $(wildcard plugins/c-sdk/*.h)
+	$(CLANG) $(C_WASM_FLAGS) -o $@ $(filter %.c,$^)
+
+%.wasm: %.wat
+	$(WAT2WASM) -o $@ $<
+
+test: plugins vet
+	$(GO) test -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+# Per-request pipeline overhead; figures go in README.md.
+bench: plugins
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./plugins/ ./host/...
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzValidate -fuzztime=60s ./abi/
+
+clean:
+	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM)

@@ -1,0 +1,117 @@
+package abi
+
+import (
+	"fmt"
+	"time"
+)
+
+// Limits bound what one module may use while serving one request. The zero value of a
+// field means "use the default"; see SPEC.md §7. Limits are plain values: copy freely.
+type Limits struct {
+	// MemoryPages caps the module's linear memory, in 64 KiB pages.
+	MemoryPages uint32 `json:"memory_pages,omitempty"`
+	// CallTimeout caps the wall time of each hook call and of _initialize.
+	CallTimeout Duration `json:"time_ms,omitempty"`
+	// InputBytes caps the bytes handed to one hook call.
+	InputBytes int `json:"input_bytes,omitempty"`
+	// OutputBytes caps the bytes one hook call may return.
+	OutputBytes int `json:"output_bytes,omitempty"`
+	// LogBytes caps everything the module logs during one request: cocoon.log records
+	// and stdout/stderr together.
+	LogBytes int `json:"log_bytes,omitempty"`
+}
+
+// Duration is a time.Duration that encodes in JSON as whole milliseconds, the unit of
+// the manifest's "time_ms".
+type Duration time.Duration
+
+// MarshalJSON encodes d as an integer number of milliseconds.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprint(time.Duration(d).Milliseconds())), nil
+}
+
+// UnmarshalJSON decodes an integer number of milliseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var ms int64
+	if _, err := fmt.Sscan(string(b), &ms); err != nil || fmt.Sprint(ms) != string(b) {
+		return fmt.Errorf("time_ms must be a whole number of milliseconds, got %s", b)
+	}
+	*d = Duration(time.Duration(ms) * time.Millisecond)
+	return nil
+}
+
+// Size units used by the limits.
+const (
+	KiB = 1 << 10
+	MiB = 1 << 20
+
+	// PageSize is the size of one WebAssembly memory page.
+	PageSize = 64 * KiB
+)
+
+// MaxModuleBytes is the largest module the host accepts at upload.
+const MaxModuleBytes = 16 * MiB
+
+// MaxConfigBytes is the largest per-module config a pipeline may carry.
+const MaxConfigBytes = 64 * KiB
+
+// MaxRejectMessageBytes is where a cocoon.reject message is cut.
+const MaxRejectMessageBytes = 1 * KiB
+
+// DefaultLimits are the limits of a module whose manifest sets none.
+var DefaultLimits = Limits{
+	MemoryPages: 1024, // 64 MiB: a Go wasip1 guest needs a few MiB to start.
+	CallTimeout: Duration(250 * time.Millisecond),
+	InputBytes:  1 * MiB,
+	OutputBytes: 1 * MiB,
+	LogBytes:    16 * KiB,
+}
+
+// CeilingLimits are the largest limits a pipeline may ask for.
+var CeilingLimits = Limits{
+	MemoryPages: 4096, // 256 MiB
+	CallTimeout: Duration(10 * time.Second),
+	InputBytes:  16 * MiB,
+	OutputBytes: 16 * MiB,
+	LogBytes:    1 * MiB,
+}
+
+// WithDefaults returns l with every unset (zero) field taken from DefaultLimits.
+func (l Limits) WithDefaults() Limits {
+	d := DefaultLimits
+	if l.MemoryPages != 0 {
+		d.MemoryPages = l.MemoryPages
+	}
+	if l.CallTimeout != 0 {
+		d.CallTimeout = l.CallTimeout
+	}
+	if l.InputBytes != 0 {
+		d.InputBytes = l.InputBytes
+	}
+	if l.OutputBytes != 0 {
+		d.OutputBytes = l.OutputBytes
+	}
+	if l.LogBytes != 0 {
+		d.LogBytes = l.LogBytes
+	}
+	return d
+}
+
+// Check reports the first field of l that is negative or above CeilingLimits, naming
+// the manifest field. Zero fields are valid (they mean "default").
+func (l Limits) Check() error {
+	c := CeilingLimits
+	switch {
+	case l.MemoryPages > c.MemoryPages:
+		return fmt.Errorf("memory_pages %d is above the ceiling of %d", l.MemoryPages, c.MemoryPages)
+	case l.CallTimeout < 0 || l.CallTimeout > c.CallTimeout:
+		return fmt.Errorf("time_ms %d must be between 1 and %d", time.Duration(l.CallTimeout).Milliseconds(), time.Duration(c.CallTimeout).Milliseconds())
+	case l.InputBytes < 0 || l.InputBytes > c.InputBytes:
+		return fmt.Errorf("input_bytes %d must be between 1 and %d", l.InputBytes, c.InputBytes)
+	case l.OutputBytes < 0 || l.OutputBytes > c.OutputBytes:
+		return fmt.Errorf("output_bytes %d must be between 1 and %d", l.OutputBytes, c.OutputBytes)
+	case l.LogBytes < 0 || l.LogBytes > c.LogBytes:
+		return fmt.Errorf("log_bytes %d must be between 1 and %d", l.LogBytes, c.LogBytes)
+	}
+	return nil
+}

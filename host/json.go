@@ -1,0 +1,156 @@
+package host
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// The host reads only what it must of the JSON that crosses a module boundary: enough
+// to check the shape SPEC.md §5 requires and to restore the fields a module may not
+// change. Everything else passes through as the module wrote it.
+
+// requestShape is the part of a chat completion request the host checks.
+type requestShape struct {
+	Messages []struct {
+		Role *string `json:"role"`
+	} `json:"messages"`
+	Stream json.RawMessage `json:"stream"`
+}
+
+func decodeRequest(b []byte) (*requestShape, error) {
+	var r requestShape
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, jsonProblem(err)
+	}
+	if len(r.Messages) == 0 {
+		return nil, errors.New("a request without messages")
+	}
+	for i, m := range r.Messages {
+		if m.Role == nil {
+			return nil, fmt.Errorf("a request whose message %d has no role", i)
+		}
+	}
+	return &r, nil
+}
+
+// parseRequest checks the client's request before any module sees it.
+func parseRequest(b []byte) (*requestShape, error) {
+	r, err := decodeRequest(b)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidRequest, Status: statusOf(CodeInvalidRequest),
+			Message: fmt.Sprintf("the request is not a chat completion request: got %v", err)}
+	}
+	return r, nil
+}
+
+// checkRequest checks a pre module's output and puts back the client's "stream".
+func checkRequest(out []byte, client *requestShape) ([]byte, error) {
+	r, err := decodeRequest(out)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.Equal(r.Stream, client.Stream) {
+		return out, nil
+	}
+	return setField(out, "stream", client.Stream)
+}
+
+// responseShape is the part of a chat.completion the host checks.
+type responseShape struct {
+	Choices []json.RawMessage `json:"choices"`
+	Usage   json.RawMessage   `json:"usage"`
+}
+
+func decodeResponse(b []byte) (*responseShape, error) {
+	var r responseShape
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, jsonProblem(err)
+	}
+	if r.Choices == nil {
+		return nil, errors.New("a response without choices")
+	}
+	return &r, nil
+}
+
+// parseResponse checks the response the host built for the post stage.
+func parseResponse(b []byte) (*responseShape, error) {
+	r, err := decodeResponse(b)
+	if err != nil {
+		return nil, fmt.Errorf("host: response for post modules: %w", err)
+	}
+	return r, nil
+}
+
+// checkResponse checks a post module's output and puts back the host's "usage".
+func checkResponse(out []byte, host *responseShape) ([]byte, error) {
+	r, err := decodeResponse(out)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.Equal(r.Usage, host.Usage) {
+		return out, nil
+	}
+	return setField(out, "usage", host.Usage)
+}
+
+// setField returns the JSON object b with key set to value, or removed if value is nil.
+func setField(b []byte, key string, value json.RawMessage) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, jsonProblem(err)
+	}
+	if value == nil {
+		delete(obj, key)
+	} else {
+		obj[key] = value
+	}
+	return json.Marshal(obj)
+}
+
+// mapContents applies f to the string content of every choice's message.
+func mapContents(response []byte, f func([]byte) ([]byte, error)) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(response, &obj); err != nil {
+		return nil, err
+	}
+	var choices []map[string]json.RawMessage
+	if err := json.Unmarshal(obj["choices"], &choices); err != nil {
+		return nil, err
+	}
+	for _, choice := range choices {
+		var msg map[string]json.RawMessage
+		if err := json.Unmarshal(choice["message"], &msg); err != nil || msg == nil {
+			continue
+		}
+		var content string
+		if err := json.Unmarshal(msg["content"], &content); err != nil {
+			continue // null or parts: nothing a stream hook can take
+		}
+		out, err := f([]byte(content))
+		if err != nil {
+			return nil, err
+		}
+		msg["content"], _ = json.Marshal(string(out))
+		choice["message"], _ = json.Marshal(msg)
+	}
+	obj["choices"], _ = json.Marshal(choices)
+	return json.Marshal(obj)
+}
+
+// jsonProblem shortens encoding/json's errors to what helps a module author.
+func jsonProblem(err error) error {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Errorf("invalid JSON at byte %d: %v", syntax.Offset, syntax)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return fmt.Errorf("JSON %s where an object is required", typ.Value)
+		}
+		return fmt.Errorf("JSON %s for field %q", typ.Value, typ.Field)
+	}
+	return fmt.Errorf("invalid JSON: %v", err)
+}

@@ -1,0 +1,251 @@
+package host
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cocoonhost/cocoon/abi"
+)
+
+// ModuleSpec places a compiled module in a pipeline with its config and limits.
+type ModuleSpec struct {
+	Module *Module
+	// Config is handed to the module through cocoon.config; at most abi.MaxConfigBytes.
+	Config []byte
+	// Limits override abi.DefaultLimits field by field; zero fields keep the default.
+	Limits abi.Limits
+}
+
+// PipelineSpec lists a pipeline's modules in the order they run.
+type PipelineSpec struct {
+	Pre  []ModuleSpec
+	Post []ModuleSpec
+}
+
+// Pipeline is a checked, ready-to-run list of compiled modules. It is immutable and safe
+// for concurrent use: every request runs in its own Session with fresh instances.
+type Pipeline struct {
+	sandbox *Sandbox
+	pre     []*stageModule
+	post    []*stageModule
+}
+
+// stageModule is a module at its place in a pipeline, with its effective limits.
+type stageModule struct {
+	module *Module
+	stage  Stage
+	index  int
+	config []byte
+	limits abi.Limits
+}
+
+func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 }
+
+// NewPipeline checks spec and returns a pipeline that runs on s. Errors are *Error with
+// CodeInvalidPipeline naming the module at fault: a module in a stage whose hooks it
+// lacks, limits above abi.CeilingLimits, a memory minimum above the memory limit, or a
+// config over abi.MaxConfigBytes. It does no compilation: modules come compiled.
+func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
+	p := &Pipeline{sandbox: s}
+	for _, st := range []struct {
+		stage Stage
+		specs []ModuleSpec
+		out   *[]*stageModule
+	}{{StagePre, spec.Pre, &p.pre}, {StagePost, spec.Post, &p.post}} {
+		for i, ms := range st.specs {
+			m, err := newStageModule(st.stage, i, ms)
+			if err != nil {
+				return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline),
+					Message: fmt.Sprintf("%s module %d: %v", st.stage, i+1, err)}
+			}
+			*st.out = append(*st.out, m)
+		}
+	}
+	return p, nil
+}
+
+func newStageModule(stage Stage, index int, ms ModuleSpec) (*stageModule, error) {
+	if ms.Module == nil {
+		return nil, fmt.Errorf("no module")
+	}
+	m := &stageModule{module: ms.Module, stage: stage, index: index, config: ms.Config, limits: ms.Limits.WithDefaults()}
+	switch {
+	case stage == StagePre && !m.has(abi.HookPre):
+		return nil, fmt.Errorf("%s implements %s but not cocoon_pre", ms.Module.Hash, ms.Module.Info.Hooks)
+	case stage == StagePost && !m.has(abi.HookPost|abi.HookStream):
+		return nil, fmt.Errorf("%s implements %s but neither cocoon_post nor cocoon_chunk", ms.Module.Hash, ms.Module.Info.Hooks)
+	case len(ms.Config) > abi.MaxConfigBytes:
+		return nil, fmt.Errorf("config of %d bytes is over the limit of %d", len(ms.Config), abi.MaxConfigBytes)
+	}
+	if err := ms.Limits.Check(); err != nil {
+		return nil, err
+	}
+	if min := ms.Module.Info.MemoryMinPages; min > m.limits.MemoryPages {
+		return nil, fmt.Errorf("%s needs %d memory pages at start, over its memory limit of %d", ms.Module.Hash, min, m.limits.MemoryPages)
+	}
+	return m, nil
+}
+
+// Session runs one request through a pipeline: it instantiates each module on first use
+// and keeps that instance for the rest of the request, so a post module sees all chunks
+// of its stream. A Session is not safe for concurrent use; Close it when the request
+// ends.
+type Session struct {
+	p    *Pipeline
+	ctx  context.Context
+	logs requestLogs
+	pre  []*instance
+	post []*instance
+}
+
+// NewSession starts a request. ctx bounds the whole request: cancelling it stops a
+// running module with CodeCancelled.
+func (p *Pipeline) NewSession(ctx context.Context) *Session {
+	return &Session{p: p, ctx: ctx, pre: make([]*instance, len(p.pre)), post: make([]*instance, len(p.post))}
+}
+
+// Logs returns what the modules logged so far in this request.
+func (s *Session) Logs() []LogRecord { return s.logs.records }
+
+// Close releases the request's instances.
+func (s *Session) Close() {
+	for _, inst := range append(s.pre, s.post...) {
+		if inst != nil {
+			inst.close()
+		}
+	}
+}
+
+// instance returns the request's instance of the i-th module of stage, creating it.
+func (s *Session) instance(stage Stage, i int) (*instance, error) {
+	insts, mods := s.pre, s.p.pre
+	if stage == StagePost {
+		insts, mods = s.post, s.p.post
+	}
+	if insts[i] == nil {
+		inst, err := s.p.sandbox.instantiate(s.ctx, mods[i], &s.logs)
+		if err != nil {
+			return nil, err
+		}
+		insts[i] = inst
+	}
+	return insts[i], nil
+}
+
+// Pre passes the request JSON through every pre module in order (SPEC.md §5) and returns
+// what the backend should get. A module's rejection comes back as *Error with
+// CodeRejected and the module's status and message.
+func (s *Session) Pre(request []byte) ([]byte, error) {
+	orig, err := parseRequest(request)
+	if err != nil {
+		return nil, err
+	}
+	for i := range s.p.pre {
+		inst, err := s.instance(StagePre, i)
+		if err != nil {
+			return nil, err
+		}
+		out, err := inst.call(s.ctx, hookPre, request)
+		if err != nil {
+			return nil, err
+		}
+		if request, err = checkRequest(out, orig); err != nil {
+			return nil, inst.errorf(CodeInvalidOutput, "cocoon_pre returned %v", err)
+		}
+	}
+	return request, nil
+}
+
+// Chunk passes one text delta through every post module's cocoon_chunk and returns what
+// to send to the client now (possibly nothing). Modules without stream hooks are not
+// called: use Streamable to know whether a pipeline can stream.
+func (s *Session) Chunk(delta string) (string, error) {
+	return s.streamFrom(0, []byte(delta), false)
+}
+
+// End flushes what post modules held back (cocoon_end, chained as SPEC.md §5 says) and
+// returns the text to send last.
+func (s *Session) End() (string, error) {
+	return s.streamFrom(0, nil, true)
+}
+
+// streamFrom feeds text through post modules i and on; with end set it also flushes
+// each, passing module i's flushed text to module i+1 before flushing that one.
+func (s *Session) streamFrom(i int, text []byte, end bool) (string, error) {
+	for ; i < len(s.p.post); i++ {
+		var err error
+		if text, err = s.streamModule(i, text, end); err != nil {
+			return "", err
+		}
+	}
+	return string(text), nil
+}
+
+// streamModule feeds text to post module i's cocoon_chunk and, with end set, appends
+// what its cocoon_end flushes.
+func (s *Session) streamModule(i int, text []byte, end bool) ([]byte, error) {
+	if !s.p.post[i].has(abi.HookStream) {
+		return nil, fmt.Errorf("post module %d has no stream hooks: check Pipeline.Streamable", i+1)
+	}
+	inst, err := s.instance(StagePost, i)
+	if err != nil {
+		return nil, err
+	}
+	if len(text) > 0 {
+		if text, err = inst.call(s.ctx, hookChunk, text); err != nil {
+			return nil, err
+		}
+	}
+	if end {
+		flushed, err := inst.call(s.ctx, hookEnd, nil)
+		if err != nil {
+			return nil, err
+		}
+		text = append(text, flushed...)
+	}
+	return text, nil
+}
+
+// Streamable reports whether every post module has stream hooks, so deltas can go to the
+// client as they come. Otherwise a streaming request is answered in one delta at the end.
+func (p *Pipeline) Streamable() bool {
+	for _, m := range p.post {
+		if !m.has(abi.HookStream) {
+			return false
+		}
+	}
+	return true
+}
+
+// Post passes a chat.completion JSON through every post module in order: cocoon_post
+// where the module has it, else the message contents through cocoon_chunk and
+// cocoon_end (SPEC.md §5). The usage the modules return is replaced by the input's: a
+// module cannot change what a request is billed.
+func (s *Session) Post(response []byte) ([]byte, error) {
+	orig, err := parseResponse(response)
+	if err != nil {
+		return nil, err
+	}
+	for i, m := range s.p.post {
+		if !m.has(abi.HookPost) {
+			if response, err = mapContents(response, func(content []byte) ([]byte, error) {
+				return s.streamModule(i, content, true)
+			}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		inst, err := s.instance(StagePost, i)
+		if err != nil {
+			return nil, err
+		}
+		out, err := inst.call(s.ctx, hookPost, response)
+		if err != nil {
+			return nil, err
+		}
+		if response, err = checkResponse(out, orig); err != nil {
+			return nil, inst.errorf(CodeInvalidOutput, "cocoon_post returned %v", err)
+		}
+	}
+	return response, nil
+}

@@ -1,0 +1,133 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/cocoonhost/cocoon/abi"
+)
+
+// SandboxConfig configures a Sandbox. The zero value keeps compiled code in memory only.
+// It is immutable: WithX methods return a modified copy.
+type SandboxConfig struct {
+	cacheDir string
+}
+
+// NewSandboxConfig returns the default configuration.
+func NewSandboxConfig() SandboxConfig { return SandboxConfig{} }
+
+// WithCacheDir keeps wazero's compilation cache (native code compiled from modules) in
+// dir as well as in memory, so a restarted host does not recompile. Compiled code is
+// trusted code: dir must be inside the VM's data directory, never anywhere the machine's
+// owner can write.
+func (c SandboxConfig) WithCacheDir(dir string) SandboxConfig {
+	c.cacheDir = dir
+	return c
+}
+
+// Sandbox compiles modules and runs them under ABI v1: it owns one wazero runtime with the
+// host's imports ("cocoon" and a WASI without files, network, environment or real time).
+// It is safe for concurrent use. Close releases it.
+type Sandbox struct {
+	runtime wazero.Runtime
+	cache   wazero.CompilationCache
+}
+
+// NewSandbox creates a sandbox. It costs a few milliseconds (host modules are built once).
+func NewSandbox(ctx context.Context, cfg SandboxConfig) (*Sandbox, error) {
+	var cache wazero.CompilationCache
+	if cfg.cacheDir != "" {
+		if err := os.MkdirAll(cfg.cacheDir, 0o700); err != nil {
+			return nil, fmt.Errorf("sandbox: compilation cache: %w", err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(cfg.cacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: compilation cache: %w", err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	rc := wazero.NewRuntimeConfigCompiler().
+		// The only way to stop a guest loop in wazero; it costs a check at every loop
+		// header and function entry (see RATIONALE.md, "Time limits").
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(abi.CeilingLimits.MemoryPages).
+		WithCoreFeatures(api.CoreFeaturesV2).
+		WithCompilationCache(cache)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		cache.Close(ctx)
+		return nil, fmt.Errorf("sandbox: wasi: %w", err)
+	}
+	if err := instantiateHostModule(ctx, rt); err != nil {
+		rt.Close(ctx)
+		cache.Close(ctx)
+		return nil, fmt.Errorf("sandbox: host module: %w", err)
+	}
+	return &Sandbox{runtime: rt, cache: cache}, nil
+}
+
+// Close releases the runtime, every module compiled by it, and the in-memory cache.
+func (s *Sandbox) Close(ctx context.Context) error {
+	err := s.runtime.Close(ctx)
+	if cerr := s.cache.Close(ctx); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Module is a validated module compiled to native code, ready to be instantiated for
+// requests. It is immutable and safe for concurrent use.
+type Module struct {
+	// Hash is "sha256:" and the hex digest of the raw uploaded bytes: the module's identity.
+	Hash string
+	// Size is the number of raw bytes.
+	Size int
+	// Info is what validation learnt: ABI version, hooks, memory.
+	Info abi.ModuleInfo
+
+	compiled wazero.CompiledModule
+}
+
+// HashOf returns the module identity of raw wasm bytes: "sha256:<hex>".
+func HashOf(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Compile validates wasm against the ABI and compiles it. It is the expensive step
+// (tens of milliseconds for a small module, about a second for a Go guest, unless the
+// compilation cache has it), so it runs at upload, never on the request path. Errors
+// are *Error with CodeInvalidModule and a message naming the problem.
+func (s *Sandbox) Compile(ctx context.Context, wasm []byte) (*Module, error) {
+	info, err := abi.Validate(wasm)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidModule, Status: statusOf(CodeInvalidModule), Message: err.Error()}
+	}
+	compiled, err := s.runtime.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidModule, Status: statusOf(CodeInvalidModule),
+			Message: "module does not compile: " + firstLine(err.Error())}
+	}
+	return &Module{Hash: HashOf(wasm), Size: len(wasm), Info: *info, compiled: compiled}, nil
+}
+
+// Close releases the module's native code. Instances running it must be closed first.
+func (m *Module) Close(ctx context.Context) error { return m.compiled.Close(ctx) }
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
