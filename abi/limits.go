@@ -58,6 +58,11 @@ const MaxConfigBytes = 64 * KiB
 // MaxRejectMessageBytes is where a cocoon.reject message is cut.
 const MaxRejectMessageBytes = 1 * KiB
 
+// MinInitTimeout is the least time instantiation gets (a start section and
+// _initialize), whatever the call time limit: a Go guest's runtime takes milliseconds to
+// start, and much longer on a loaded machine.
+const MinInitTimeout = time.Second
+
 // DefaultLimits are the limits of a module whose manifest sets none.
 var DefaultLimits = Limits{
 	MemoryPages: 1024, // 64 MiB: a Go wasip1 guest needs a few MiB to start.
@@ -105,13 +110,13 @@ func (l Limits) Check() error {
 	case l.MemoryPages > c.MemoryPages:
 		return fmt.Errorf("memory_pages %d is above the ceiling of %d", l.MemoryPages, c.MemoryPages)
 	case l.CallTimeout < 0 || l.CallTimeout > c.CallTimeout:
-		return fmt.Errorf("time_ms %d must be between 1 and %d", time.Duration(l.CallTimeout).Milliseconds(), time.Duration(c.CallTimeout).Milliseconds())
+		return fmt.Errorf("time_ms %d must be between 0 (the default) and %d", time.Duration(l.CallTimeout).Milliseconds(), time.Duration(c.CallTimeout).Milliseconds())
 	case l.InputBytes < 0 || l.InputBytes > c.InputBytes:
-		return fmt.Errorf("input_bytes %d must be between 1 and %d", l.InputBytes, c.InputBytes)
+		return fmt.Errorf("input_bytes %d must be between 0 (the default) and %d", l.InputBytes, c.InputBytes)
 	case l.OutputBytes < 0 || l.OutputBytes > c.OutputBytes:
-		return fmt.Errorf("output_bytes %d must be between 1 and %d", l.OutputBytes, c.OutputBytes)
+		return fmt.Errorf("output_bytes %d must be between 0 (the default) and %d", l.OutputBytes, c.OutputBytes)
 	case l.LogBytes < 0 || l.LogBytes > c.LogBytes:
-		return fmt.Errorf("log_bytes %d must be between 1 and %d", l.LogBytes, c.LogBytes)
+		return fmt.Errorf("log_bytes %d must be between 0 (the default) and %d", l.LogBytes, c.LogBytes)
 	}
 	return nil
 }
