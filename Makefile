@@ -23,7 +23,7 @@ GO_WASM  := $(foreach d,$(GO_PLUGINS),$(call plugin_out,$(d)))
 C_WASM   := $(foreach d,$(sort $(C_PLUGINS)),$(call plugin_out,$(d)))
 WAT_WASM := $(WAT_SOURCES:.wat=.wasm)
 
-.PHONY: all build plugins test bench fuzz vet clean
+.PHONY: all build plugins run test bench fuzz vet clean
 
 all: build plugins
 
@@ -43,6 +43,12 @@ $(C_WASM): $$(wildcard $$(dir $$@)*.c) $$(wildcard $$(dir $$@)*.h) $(wildcard pl
 
 %.wasm: %.wat
 	$(WAT2WASM) -o $@ $<
+
+# The main job until the HTTP server lands: run an example module on a sample request in
+# the host's sandbox, and print its identity.
+run: plugins
+	$(GO) run ./cmd/cocoon run plugins/pii-redactor/go/pii-redactor.wasm --hook pre < plugins/example-request.json
+	$(GO) run ./cmd/cocoon measure plugins/pii-redactor/go/pii-redactor.wasm
 
 test: plugins vet
 	$(GO) test -count=1 ./...

@@ -58,6 +58,9 @@ type Error struct {
 	Module string
 	// Message is the precise reason: for CodeRejected the module's own message.
 	Message string
+	// Reason refines CodeInvalidModule with the abi.ErrorCode of a module that failed
+	// validation, such as "unknown_import"; it is empty otherwise.
+	Reason string
 }
 
 func (e *Error) Error() string {

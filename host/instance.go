@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -90,7 +92,7 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, logs *request
 		WithRandSource(rand.NewChaCha8(randomSeed))
 
 	ctx = experimental.WithMemoryAllocator(ctx, inst.memory)
-	err := inst.run(ctx, func(ctx context.Context) (err error) {
+	err := inst.run(ctx, max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout), func(ctx context.Context) (err error) {
 		inst.mod, err = s.runtime.InstantiateModule(ctx, m.module.compiled, cfg)
 		return err
 	})
@@ -104,11 +106,11 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, logs *request
 	return inst, nil
 }
 
-// run calls f under the module's time limit with this instance visible to host
-// functions, after clearing the previous call's outcome.
-func (inst *instance) run(ctx context.Context, f func(context.Context) error) error {
+// run calls f with a time limit and this instance visible to host functions, after
+// clearing the previous call's outcome.
+func (inst *instance) run(ctx context.Context, limit time.Duration, f func(context.Context) error) error {
 	inst.rejection, inst.fault = nil, nil
-	ctx, cancel := context.WithTimeout(context.WithValue(ctx, instanceKey{}, inst), time.Duration(inst.spec.limits.CallTimeout))
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, instanceKey{}, inst), limit)
 	defer cancel()
 	start := time.Now()
 	err := f(ctx)
@@ -127,7 +129,7 @@ func (inst *instance) call(ctx context.Context, hook string, input []byte) ([]by
 	}
 	fn := inst.mod.ExportedFunction(hook)
 	var ptr uint32
-	err := inst.run(ctx, func(ctx context.Context) error {
+	err := inst.run(ctx, time.Duration(lim.CallTimeout), func(ctx context.Context) error {
 		if len(input) > 0 {
 			inst.stack[0] = uint64(len(input))
 			if err := inst.alloc.CallWithStack(ctx, inst.stack); err != nil {
@@ -184,7 +186,11 @@ func (inst *instance) failure(ctx context.Context, err error, what string) *Erro
 	var exit *sys.ExitError
 	switch {
 	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && ctx.Err() == nil:
-		return inst.errorf(CodeTimeout, "%s ran past the module's time limit of %s", what, time.Duration(lim.CallTimeout))
+		limit := time.Duration(lim.CallTimeout)
+		if what == "instantiation" {
+			limit = max(limit, abi.MinInitTimeout)
+		}
+		return inst.errorf(CodeTimeout, "%s ran past the module's time limit of %s", what, limit)
 	case errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeContextCanceled || exit.ExitCode() == sys.ExitCodeDeadlineExceeded):
 		return inst.errorf(CodeCancelled, "the request was cancelled during %s", what)
 	case inst.memory.refused:
@@ -216,7 +222,9 @@ func (inst *instance) close() {
 
 // limitedMemory backs a module's linear memory and refuses to grow past the module's
 // limit, remembering that it did so: that is how a memory bomb is told apart from any
-// other trap. Growth doubles capacity, so a module growing page by page costs O(n).
+// other trap. Buffers come from pools by power-of-two capacity and go back zeroed when
+// the instance closes: a fresh instance per request would otherwise allocate, zero and
+// collect its whole memory every time.
 type limitedMemory struct {
 	buf     []byte
 	limit   uint64
@@ -225,19 +233,21 @@ type limitedMemory struct {
 
 // Allocate implements experimental.MemoryAllocator; each instance has its own.
 func (m *limitedMemory) Allocate(capacity, _ uint64) experimental.LinearMemory {
-	m.buf = make([]byte, 0, min(capacity, m.limit))
+	m.buf = getBuffer(min(capacity, m.limit))
 	return m
 }
 
 // Reallocate implements experimental.LinearMemory. Bytes past the old length are zero:
-// the buffer only ever grows, and fresh capacity comes zeroed from make.
+// every buffer is zero when handed out and only ever grows.
 func (m *limitedMemory) Reallocate(size uint64) []byte {
 	if size > m.limit {
 		m.refused = true
 		return nil
 	}
 	if size > uint64(cap(m.buf)) {
-		grown := make([]byte, len(m.buf), min(max(size, 2*uint64(cap(m.buf))), m.limit))
+		// The old buffer is left to the garbage collector rather than pooled: reusing
+		// memory is only done once wazero has certainly let go of it, at Free.
+		grown := getBuffer(min(max(size, 2*uint64(cap(m.buf))), m.limit))[:len(m.buf)]
 		copy(grown, m.buf)
 		m.buf = grown
 	}
@@ -245,8 +255,43 @@ func (m *limitedMemory) Reallocate(size uint64) []byte {
 	return m.buf
 }
 
-// Free implements experimental.LinearMemory.
-func (m *limitedMemory) Free() { m.buf = nil }
+// Free implements experimental.LinearMemory. wazero calls it when the instance closes.
+func (m *limitedMemory) Free() {
+	putBuffer(m.buf)
+	m.buf = nil
+}
+
+// Pooled buffer capacities: powers of two from one page up to 16 MiB.
+const (
+	minPooledShift = 16
+	maxPooledShift = 24
+)
+
+var bufferPools [maxPooledShift - minPooledShift + 1]sync.Pool
+
+// getBuffer returns a zeroed buffer of length 0 and capacity at least n.
+func getBuffer(n uint64) []byte {
+	shift := max(bits.Len64(n-1), minPooledShift)
+	if n == 0 || shift > maxPooledShift {
+		return make([]byte, 0, n)
+	}
+	if b, ok := bufferPools[shift-minPooledShift].Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 1<<shift)
+}
+
+// putBuffer zeroes what b exposed and pools it if its capacity is a pooled class.
+func putBuffer(b []byte) {
+	c := uint64(cap(b))
+	shift := bits.Len64(c - 1)
+	if c == 0 || c != 1<<shift || shift < minPooledShift || shift > maxPooledShift {
+		return
+	}
+	clear(b) // everything past len(b) was never written
+	b = b[:0]
+	bufferPools[shift-minPooledShift].Put(&b)
+}
 
 // validUTF8 returns s with invalid UTF-8 replaced by U+FFFD, cut to at most max bytes at
 // a rune boundary.

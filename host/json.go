@@ -5,32 +5,66 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/cocoonhost/cocoon/host/internal/jsonscan"
 )
 
 // The host reads only what it must of the JSON that crosses a module boundary: enough
 // to check the shape SPEC.md §5 requires and to restore the fields a module may not
-// change. Everything else passes through as the module wrote it.
+// change. Everything else passes through as the module wrote it. The checks use
+// jsonscan, not encoding/json: they run twice per module per request.
 
 // requestShape is the part of a chat completion request the host checks.
 type requestShape struct {
-	Messages []struct {
-		Role *string `json:"role"`
-	} `json:"messages"`
-	Stream json.RawMessage `json:"stream"`
+	Stream []byte // raw, nil if absent
 }
 
+// decodeRequest checks that b is a JSON object with a non-empty "messages" array of
+// objects that each have a string "role".
 func decodeRequest(b []byte) (*requestShape, error) {
 	var r requestShape
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, jsonProblem(err)
-	}
-	if len(r.Messages) == 0 {
-		return nil, errors.New("a request without messages")
-	}
-	for i, m := range r.Messages {
-		if m.Role == nil {
-			return nil, fmt.Errorf("a request whose message %d has no role", i)
+	var messages []byte
+	err := jsonscan.Members(b, func(key string, v []byte) error {
+		switch key {
+		case "messages":
+			messages = v
+		case "stream":
+			r.Stream = v
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if kind := jsonscan.KindOf(messages); kind != jsonscan.Array {
+		if messages == nil {
+			return nil, errors.New("a request without messages")
+		}
+		return nil, fmt.Errorf("a request whose messages are a JSON %s", kind)
+	}
+	n := 0
+	err = jsonscan.Elements(messages, func(m []byte) error {
+		if kind := jsonscan.KindOf(m); kind != jsonscan.Object {
+			return fmt.Errorf("a request whose message %d is a JSON %s", n, kind)
+		}
+		hasRole := false
+		jsonscan.Fields(m, func(key string, v []byte) error {
+			if key == "role" {
+				hasRole = jsonscan.KindOf(v) == jsonscan.String
+			}
+			return nil
+		})
+		if !hasRole {
+			return fmt.Errorf("a request whose message %d has no string role", n)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, errors.New("a request without messages")
 	}
 	return &r, nil
 }
@@ -59,17 +93,30 @@ func checkRequest(out []byte, client *requestShape) ([]byte, error) {
 
 // responseShape is the part of a chat.completion the host checks.
 type responseShape struct {
-	Choices []json.RawMessage `json:"choices"`
-	Usage   json.RawMessage   `json:"usage"`
+	Usage []byte // raw, nil if absent
 }
 
+// decodeResponse checks that b is a JSON object with a "choices" array.
 func decodeResponse(b []byte) (*responseShape, error) {
 	var r responseShape
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, jsonProblem(err)
+	var choices []byte
+	err := jsonscan.Members(b, func(key string, v []byte) error {
+		switch key {
+		case "choices":
+			choices = v
+		case "usage":
+			r.Usage = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if r.Choices == nil {
-		return nil, errors.New("a response without choices")
+	if kind := jsonscan.KindOf(choices); kind != jsonscan.Array {
+		if choices == nil {
+			return nil, errors.New("a response without choices")
+		}
+		return nil, fmt.Errorf("a response whose choices are a JSON %s", kind)
 	}
 	return &r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -112,7 +113,12 @@ func HashOf(wasm []byte) string {
 func (s *Sandbox) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	info, err := abi.Validate(wasm)
 	if err != nil {
-		return nil, &Error{Code: CodeInvalidModule, Status: statusOf(CodeInvalidModule), Message: err.Error()}
+		e := &Error{Code: CodeInvalidModule, Status: statusOf(CodeInvalidModule), Message: err.Error()}
+		var abiErr *abi.Error
+		if errors.As(err, &abiErr) {
+			e.Reason = string(abiErr.Code)
+		}
+		return nil, e
 	}
 	compiled, err := s.runtime.CompileModule(ctx, wasm)
 	if err != nil {

@@ -88,14 +88,15 @@ func TestSpecExampleRunsUnchanged(t *testing.T) {
 func TestUploadErrors(t *testing.T) {
 	s := newTestSandbox(t)
 	tests := []struct {
-		name string
-		wasm []byte
-		want string
+		name   string
+		wasm   []byte
+		reason abi.ErrorCode
+		want   string
 	}{
-		{"not wasm", []byte("hello, this is not wasm"), "not a WebAssembly module"},
-		{"wrong ABI version", testdataWasm(t, "wrong_abi"), "ABI v2"},
-		{"unknown import", testdataWasm(t, "unknown_import"), `"env"."fetch_url"`},
-		{"too large", make([]byte, abi.MaxModuleBytes+1), "limit"},
+		{"not wasm", []byte("hello, this is not wasm"), abi.ErrNotWasm, "not a WebAssembly module"},
+		{"wrong ABI version", testdataWasm(t, "wrong_abi"), abi.ErrUnsupportedABIVersion, "ABI v2"},
+		{"unknown import", testdataWasm(t, "unknown_import"), abi.ErrUnknownImport, `"env"."fetch_url"`},
+		{"too large", make([]byte, abi.MaxModuleBytes+1), abi.ErrTooLarge, "limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,8 +105,8 @@ func TestUploadErrors(t *testing.T) {
 			if !errors.As(err, &e) || e.Code != CodeInvalidModule || e.Status != 400 {
 				t.Fatalf("err = %#v, want an invalid_module *Error", err)
 			}
-			if !strings.Contains(e.Message, tt.want) {
-				t.Errorf("message %q does not mention %q", e.Message, tt.want)
+			if !strings.Contains(e.Message, tt.want) || e.Reason != string(tt.reason) {
+				t.Errorf("reason %s, message %q; want %s mentioning %q", e.Reason, e.Message, tt.reason, tt.want)
 			}
 		})
 	}

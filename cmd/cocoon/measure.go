@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/host"
+)
+
+// measure prints "sha256:<hex>  FILE" for each file: the identity a host reports for a
+// module, so a reviewer can rebuild a module from source and compare.
+func measure(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("measure", "measure FILE.wasm...\n\nPrints sha256:<hex> of each file's raw bytes, the module identity hosts report.", stderr)
+	files, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return usageError{"no file given"}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s  %s\n", host.HashOf(b), f)
+	}
+	return nil
+}
+
+// validate checks each file as a host does at upload: against the ABI, then by
+// compiling it. It prints what a valid module declares.
+func validate(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("validate", "validate FILE.wasm...\n\nChecks modules against the host ABI and compiles them, as an upload does.", stderr)
+	files, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return usageError{"no file given"}
+	}
+	ctx := context.Background()
+	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
+	if err != nil {
+		return err
+	}
+	defer sandbox.Close(ctx)
+	failed := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		m, err := sandbox.Compile(ctx, b)
+		if err != nil {
+			fmt.Fprintf(stdout, "%s: invalid: %v\n", f, err)
+			failed++
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok: ABI v%d, hooks %s, memory %d pages at start, %s\n", f, m.Info.ABIVersion, m.Info.Hooks, m.Info.MemoryMinPages, importsSummary(m.Info.Imports))
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d modules are invalid", failed, len(files))
+	}
+	return nil
+}
+
+func importsSummary(imports []abi.Import) string {
+	if len(imports) == 0 {
+		return "no imports"
+	}
+	names := make([]string, len(imports))
+	for i, im := range imports {
+		names[i] = im.Module + "." + im.Name
+	}
+	return "imports " + strings.Join(names, ", ")
+}

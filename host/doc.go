@@ -1,0 +1,30 @@
+// Package host runs client-supplied WebAssembly modules for Cocoon pipelines, under the
+// ABI of package abi (abi/SPEC.md).
+//
+// The pieces, in the order a host uses them:
+//
+//   - Sandbox owns the wazero runtime and the host's imports. Sandbox.Compile validates
+//     a module with abi.Validate and compiles it to native code once; that is the slow
+//     step and it happens at upload, never on the request path.
+//   - Store keeps uploaded modules content-addressed ("sha256:" of the raw bytes) under
+//     a data directory and recompiles them at start (from the compilation cache when the
+//     sandbox has one).
+//   - Sandbox.NewPipeline checks a list of pre and post modules with their configs and
+//     limits and returns an immutable Pipeline, safe for concurrent requests.
+//   - Pipeline.Run executes one request: pre modules in order, a caller-supplied
+//     GenerateFunc (the inference backend), then the post modules on each streamed delta
+//     and at the end, or on the whole chat.completion. Session gives the same steps one
+//     at a time, for callers that drive a stream themselves.
+//
+// Security properties, each covered by tests: a module has no filesystem, network or
+// environment, sees a fake clock and a deterministic random stream, and gets a fresh
+// instance per request, so nothing of one request is visible to the next. Every limit
+// (memory, time per call, input, output, logs) fails only the request that exceeds it,
+// with an *Error whose code says which; the host and concurrent requests carry on.
+// Error messages are safe to show clients; the full cause of a failure, which may hold
+// the module's stack trace, goes to the request's logs for the pipeline owner.
+//
+// Costs: instantiating a small C, Rust or WAT module takes tens of microseconds; a Go
+// wasip1 module takes milliseconds, because its runtime initialises on every instance.
+// README.md has measured figures and the benchmark that produced them.
+package host

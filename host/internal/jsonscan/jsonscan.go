@@ -1,0 +1,440 @@
+// Package jsonscan validates JSON and walks the members of objects and the elements of
+// arrays without decoding them: the host checks the shape of every request and response
+// that crosses a module boundary, and encoding/json's reflection and double scan cost
+// more than the modules themselves on small requests.
+//
+// It accepts exactly RFC 8259 JSON encoded as UTF-8, nested at most MaxDepth deep: the
+// same texts as json.Valid, except that invalid UTF-8 inside strings and deeper nesting
+// are refused.
+package jsonscan
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+)
+
+// MaxDepth bounds the nesting of arrays and objects.
+const MaxDepth = 1000
+
+// SyntaxError says where b stops being valid JSON.
+type SyntaxError struct {
+	Offset int // byte offset of the problem
+	Msg    string
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("invalid JSON at byte %d: %s", e.Offset, e.Msg)
+}
+
+// Kind is the type of a JSON value, told by its first byte.
+type Kind byte
+
+// The kinds of JSON values.
+const (
+	Invalid Kind = iota
+	Object
+	Array
+	String
+	Number
+	Bool
+	Null
+)
+
+func (k Kind) String() string {
+	return [...]string{"invalid", "object", "array", "string", "number", "boolean", "null"}[k]
+}
+
+// KindOf returns the kind of a valid JSON value (as passed to Members' or Elements'
+// callback).
+func KindOf(v []byte) Kind {
+	if len(v) == 0 {
+		return Invalid
+	}
+	switch c := v[0]; {
+	case c == '{':
+		return Object
+	case c == '[':
+		return Array
+	case c == '"':
+		return String
+	case c == 't' || c == 'f':
+		return Bool
+	case c == 'n':
+		return Null
+	case c == '-' || c >= '0' && c <= '9':
+		return Number
+	}
+	return Invalid
+}
+
+// Valid returns nil if b is one valid JSON value with optional surrounding whitespace.
+func Valid(b []byte) error {
+	s := scanner{b: b}
+	return s.document(nil)
+}
+
+// Members checks that b is one valid JSON object (whitespace around it allowed) and
+// calls f with each member's key, unescaped, and raw value, in order. Duplicate keys are
+// passed as they come. It stops at f's first error and returns it.
+func Members(b []byte, f func(key string, value []byte) error) error {
+	s := scanner{b: b}
+	return s.document(f)
+}
+
+// Fields calls f with each member of obj, a JSON object as passed to a Members, Fields
+// or Elements callback (so already validated: it is not checked again), in order. It
+// returns an error if obj is not an object, or f's first error.
+func Fields(obj []byte, f func(key string, value []byte) error) error {
+	if KindOf(obj) != Object {
+		return fmt.Errorf("not an object: %s", KindOf(obj))
+	}
+	s := scanner{b: obj, trusted: true}
+	return s.object(f)
+}
+
+// Elements calls f with each element of arr, a JSON array as passed to a Members,
+// Fields or Elements callback (so already validated), in order. It returns an error if
+// arr is not an array, or f's first error.
+func Elements(arr []byte, f func(value []byte) error) error {
+	if KindOf(arr) != Array {
+		return fmt.Errorf("not an array: %s", KindOf(arr))
+	}
+	s := scanner{b: arr, i: 1, trusted: true}
+	s.space()
+	if s.peek() == ']' {
+		return nil
+	}
+	for {
+		start := s.i
+		if err := s.value(); err != nil {
+			return err
+		}
+		if err := f(arr[start:s.i]); err != nil {
+			return err
+		}
+		s.space()
+		if s.peek() == ']' {
+			return nil
+		}
+		s.i++ // ','
+		s.space()
+	}
+}
+
+type scanner struct {
+	b     []byte
+	i     int
+	depth int
+	// trusted is set when b was validated already: strings are then skipped by
+	// looking for their closing quote, without checking what they hold.
+	trusted bool
+}
+
+// skipString moves past the closing quote of a string known to be valid.
+func (s *scanner) skipString() error {
+	for {
+		j := bytes.IndexByte(s.b[s.i:], '"')
+		if j < 0 {
+			return s.errorf("unterminated string")
+		}
+		s.i += j + 1
+		backslashes := 0
+		for k := s.i - 2; k >= 0 && s.b[k] == '\\'; k-- {
+			backslashes++
+		}
+		if backslashes%2 == 0 {
+			return nil
+		}
+	}
+}
+
+func (s *scanner) errorf(format string, args ...any) error {
+	return &SyntaxError{Offset: s.i, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (s *scanner) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *scanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// document scans the whole input as one value; with members set the value must be an
+// object whose members are passed to it.
+func (s *scanner) document(members func(string, []byte) error) error {
+	s.space()
+	var err error
+	if members != nil {
+		if s.peek() != '{' {
+			if s.i >= len(s.b) {
+				return s.errorf("empty input where an object is required")
+			}
+			return s.errorf("%s where an object is required", KindOf(s.b[s.i:]))
+		}
+		err = s.object(members)
+	} else {
+		err = s.value()
+	}
+	if err != nil {
+		return err
+	}
+	s.space()
+	if s.i != len(s.b) {
+		return s.errorf("unexpected %q after the value", s.b[s.i])
+	}
+	return nil
+}
+
+func (s *scanner) value() error {
+	switch c := s.peek(); {
+	case c == '{':
+		return s.object(nil)
+	case c == '[':
+		return s.array()
+	case c == '"':
+		return s.str()
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		return s.number()
+	case s.i >= len(s.b):
+		return s.errorf("unexpected end of input")
+	default:
+		return s.errorf("unexpected %q", c)
+	}
+}
+
+func (s *scanner) enter() error {
+	s.depth++
+	if s.depth > MaxDepth {
+		return s.errorf("nested deeper than %d", MaxDepth)
+	}
+	return nil
+}
+
+func (s *scanner) object(members func(string, []byte) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	s.i++ // '{'
+	s.space()
+	if s.peek() == '}' {
+		s.i++
+		s.depth--
+		return nil
+	}
+	for {
+		if s.peek() != '"' {
+			return s.errorf("expected a string key")
+		}
+		keyStart := s.i
+		if err := s.str(); err != nil {
+			return err
+		}
+		key := s.b[keyStart:s.i]
+		s.space()
+		if s.peek() != ':' {
+			return s.errorf("expected ':' after a key")
+		}
+		s.i++
+		s.space()
+		valueStart := s.i
+		if err := s.value(); err != nil {
+			return err
+		}
+		if members != nil {
+			if err := members(unquote(key), s.b[valueStart:s.i]); err != nil {
+				return err
+			}
+		}
+		s.space()
+		switch s.peek() {
+		case ',':
+			s.i++
+			s.space()
+		case '}':
+			s.i++
+			s.depth--
+			return nil
+		default:
+			return s.errorf("expected ',' or '}' in an object")
+		}
+	}
+}
+
+func (s *scanner) array() error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	s.i++ // '['
+	s.space()
+	if s.peek() == ']' {
+		s.i++
+		s.depth--
+		return nil
+	}
+	for {
+		if err := s.value(); err != nil {
+			return err
+		}
+		s.space()
+		switch s.peek() {
+		case ',':
+			s.i++
+			s.space()
+		case ']':
+			s.i++
+			s.depth--
+			return nil
+		default:
+			return s.errorf("expected ',' or ']' in an array")
+		}
+	}
+}
+
+// plain marks the bytes a string holds as they are: not '"', '\\', a control
+// character or part of a multi-byte UTF-8 sequence.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+func (s *scanner) str() error {
+	s.i++ // '"'
+	if s.trusted {
+		return s.skipString()
+	}
+	start := s.i
+	ascii := true
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		if plain[c] {
+			s.i++
+			continue
+		}
+		switch {
+		case c == '"':
+			if !ascii && !utf8.Valid(s.b[start:s.i]) {
+				return &SyntaxError{Offset: start, Msg: "invalid UTF-8 in a string"}
+			}
+			s.i++
+			return nil
+		case c == '\\':
+			s.i++
+			switch s.peek() {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i++
+			case 'u':
+				s.i++
+				for range 4 {
+					if !isHex(s.peek()) {
+						return s.errorf("invalid \\u escape")
+					}
+					s.i++
+				}
+			default:
+				return s.errorf("invalid escape")
+			}
+		case c < 0x20:
+			return s.errorf("control character %#x in a string", c)
+		default:
+			if c >= utf8.RuneSelf {
+				ascii = false
+			}
+			s.i++
+		}
+	}
+	return s.errorf("unterminated string")
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func (s *scanner) literal(word string) error {
+	if len(s.b)-s.i < len(word) || string(s.b[s.i:s.i+len(word)]) != word {
+		return s.errorf("invalid literal, expected %s", word)
+	}
+	s.i += len(word)
+	return nil
+}
+
+func (s *scanner) digits() int {
+	n := 0
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+		n++
+	}
+	return n
+}
+
+func (s *scanner) number() error {
+	if s.peek() == '-' {
+		s.i++
+	}
+	switch c := s.peek(); {
+	case c == '0':
+		s.i++
+	case c >= '1' && c <= '9':
+		s.digits()
+	default:
+		return s.errorf("invalid number")
+	}
+	if s.peek() == '.' {
+		s.i++
+		if s.digits() == 0 {
+			return s.errorf("invalid number: no digits after '.'")
+		}
+	}
+	if c := s.peek(); c == 'e' || c == 'E' {
+		s.i++
+		if c := s.peek(); c == '+' || c == '-' {
+			s.i++
+		}
+		if s.digits() == 0 {
+			return s.errorf("invalid number: no digits in the exponent")
+		}
+	}
+	return nil
+}
+
+// unquote returns the text of a valid JSON string token. Keys rarely hold escapes, so
+// the plain case allocates only the string.
+func unquote(tok []byte) string {
+	inner := tok[1 : len(tok)-1]
+	for _, c := range inner {
+		if c == '\\' {
+			var s string
+			_ = json.Unmarshal(tok, &s) // valid by construction
+			return s
+		}
+	}
+	return string(inner)
+}
+
+// Unquote returns the text of v if it is a JSON string, as passed to a callback.
+func Unquote(v []byte) (string, bool) {
+	if KindOf(v) != String {
+		return "", false
+	}
+	return unquote(v), true
+}
