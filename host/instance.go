@@ -96,9 +96,12 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, logs *request
 		inst.mod, err = s.runtime.InstantiateModule(ctx, m.module.compiled, cfg)
 		return err
 	})
-	if err != nil {
+	if err != nil || inst.rejection != nil {
 		if inst.mod != nil {
 			inst.mod.Close(context.Background())
+		}
+		if inst.rejection != nil {
+			return nil, inst.rejection
 		}
 		return nil, inst.failure(ctx, err, "instantiation")
 	}

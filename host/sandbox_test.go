@@ -381,3 +381,13 @@ func TestPipelineChecks(t *testing.T) {
 		})
 	}
 }
+
+func TestRejectionDuringInitialize(t *testing.T) {
+	s := newTestSandbox(t)
+	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compile(t, s, "reject_at_start")}}})
+	_, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeRejected || e.Status != 429 || e.Message != "closed for maintenance" {
+		t.Fatalf("err = %v, want the module's rejection 429", err)
+	}
+}

@@ -14,7 +14,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/host"
 )
 
@@ -138,7 +140,9 @@ func TestVectors(t *testing.T) {
 
 func session(t *testing.T, s *host.Sandbox, impl implementation, hook string, config []byte) *host.Session {
 	t.Helper()
-	spec := host.ModuleSpec{Module: impl.module, Config: config}
+	// These tests are about what modules compute, not how fast: a generous time limit
+	// keeps them steady on a loaded machine.
+	spec := host.ModuleSpec{Module: impl.module, Config: config, Limits: abi.Limits{CallTimeout: abi.Duration(5 * time.Second)}}
 	var ps host.PipelineSpec
 	if hook == "pre" {
 		ps.Pre = []host.ModuleSpec{spec}

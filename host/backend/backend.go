@@ -1,0 +1,106 @@
+// Package backend defines what the host needs from an inference backend: streaming chat
+// generation with token usage, cancellation, model listing and health. Implementations:
+// the embedded pure-Go engine (package embedded), an adapter for OpenAI-compatible GPU
+// servers (package openai), and out-of-process backends (package plugin).
+package backend
+
+import (
+	"context"
+	"fmt"
+)
+
+// Message is one chat message as a backend sees it: the text of its content.
+type Message struct {
+	Role    string
+	Content string
+}
+
+// Request is one chat completion for a backend, decoded from the request JSON that left
+// the pipeline's pre stage.
+type Request struct {
+	Model    string
+	Messages []Message
+	// MaxTokens caps the completion; 0 means the backend's default.
+	MaxTokens int
+	// Temperature, TopP and Seed are nil when the client did not set them.
+	Temperature *float64
+	TopP        *float64
+	Seed        *int64
+	// Stop sequences end generation; the stop text itself is not emitted.
+	Stop []string
+	// Raw is the request JSON as the pre stage left it. Backends that forward requests
+	// (an OpenAI-compatible server) send it on, so fields the host does not interpret
+	// reach the server; the other fields above take precedence where they differ.
+	Raw []byte
+}
+
+// Usage counts tokens as the backend's tokenizer does.
+type Usage struct {
+	PromptTokens     int
+	CompletionTokens int
+}
+
+// Result is how a generation ended.
+type Result struct {
+	// FinishReason is "stop" (end of text or a stop sequence), "length" (MaxTokens or
+	// the context window) or "cancelled".
+	FinishReason string
+	Usage        Usage
+	// Model is the model that answered.
+	Model string
+}
+
+// Model describes one model a backend serves.
+type Model struct {
+	ID      string
+	OwnedBy string
+	// ContextLength is the model's context window in tokens, 0 if unknown.
+	ContextLength int
+}
+
+// Backend generates chat completions. Implementations are safe for concurrent use.
+type Backend interface {
+	// Generate produces the assistant's answer to req, calling emit with each text
+	// delta in order. It stops promptly when ctx is done or emit returns an error,
+	// and returns that error. Deltas never split a UTF-8 sequence.
+	Generate(ctx context.Context, req *Request, emit func(delta string) error) (Result, error)
+	// Models lists the models the backend serves.
+	Models(ctx context.Context) ([]Model, error)
+	// Health returns nil if the backend can serve now.
+	Health(ctx context.Context) error
+	// Close releases the backend. Generations in flight fail.
+	Close() error
+}
+
+// Code says why a backend failed.
+type Code string
+
+// Backend error codes.
+const (
+	// CodeInvalidRequest: the request cannot be served as written (unknown model,
+	// prompt longer than the context window, bad parameters).
+	CodeInvalidRequest Code = "invalid_request"
+	// CodeUnavailable: the backend cannot serve now (down, overloaded, restarting).
+	CodeUnavailable Code = "unavailable"
+	// CodeTimeout: the backend did not answer in time (first byte or idle timeout).
+	CodeTimeout Code = "timeout"
+	// CodeUpstream: the backend failed while generating.
+	CodeUpstream Code = "upstream_error"
+)
+
+// Error is the one error type of the backend boundary. Message is safe to show to a
+// client: it never holds credentials, internal addresses or stack traces.
+type Error struct {
+	Code    Code
+	Message string
+	// Status is the HTTP status a server answers with.
+	Status int
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("backend: %s", e.Message) }
+
+// Errorf returns an *Error with the status that fits code.
+func Errorf(code Code, format string, args ...any) *Error {
+	status := map[Code]int{CodeInvalidRequest: 400, CodeUnavailable: 503, CodeTimeout: 504, CodeUpstream: 502}[code]
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Status: status}
+}
