@@ -38,9 +38,13 @@ type Request struct {
 type Usage struct {
 	PromptTokens     int
 	CompletionTokens int
+	// Estimated is set when the backend did not report the counts and they were
+	// estimated locally (see the backend's documentation for how).
+	Estimated bool
 }
 
-// Result is how a generation ended.
+// Result is how a generation ended. Generate returns it also when it fails, with the
+// usage of what was produced before the failure, so partial work can be billed.
 type Result struct {
 	// FinishReason is "stop" (end of text or a stop sequence), "length" (MaxTokens or
 	// the context window) or "cancelled".
@@ -61,8 +65,10 @@ type Model struct {
 // Backend generates chat completions. Implementations are safe for concurrent use.
 type Backend interface {
 	// Generate produces the assistant's answer to req, calling emit with each text
-	// delta in order. It stops promptly when ctx is done or emit returns an error,
-	// and returns that error. Deltas never split a UTF-8 sequence.
+	// delta in order. Deltas never split a UTF-8 sequence. It stops promptly when ctx
+	// is done (returning ctx.Err()) or emit fails (returning emit's error), with a
+	// Result whose FinishReason is "cancelled". Its own failures are *Error; any other
+	// error is an internal failure whose text must not reach clients.
 	Generate(ctx context.Context, req *Request, emit func(delta string) error) (Result, error)
 	// Models lists the models the backend serves.
 	Models(ctx context.Context) ([]Model, error)
@@ -95,9 +101,22 @@ type Error struct {
 	Message string
 	// Status is the HTTP status a server answers with.
 	Status int
+	// cause is the underlying error, for operators' logs (Unwrap); it may hold
+	// internal detail and is never part of Message.
+	cause error
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("backend: %s", e.Message) }
+
+// Unwrap returns the underlying cause, if any.
+func (e *Error) Unwrap() error { return e.cause }
+
+// WithCause returns a copy of e that wraps cause for operators' logs.
+func (e *Error) WithCause(cause error) *Error {
+	c := *e
+	c.cause = cause
+	return &c
+}
 
 // Errorf returns an *Error with the status that fits code.
 func Errorf(code Code, format string, args ...any) *Error {
