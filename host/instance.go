@@ -28,7 +28,10 @@ type instance struct {
 	mod    api.Module
 	memory *limitedMemory
 	alloc  api.Function
-	stack  []uint64
+	// hooks caches exported functions: each ExportedFunction call builds a new call
+	// engine in wazero, and a post module's hooks run once per streamed delta.
+	hooks map[string]api.Function
+	stack []uint64
 
 	// logged counts the bytes this instance logged during the request.
 	logged int
@@ -81,6 +84,7 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, logs *request
 		spec:   m,
 		logs:   logs,
 		memory: &limitedMemory{limit: uint64(m.limits.MemoryPages) * abi.PageSize},
+		hooks:  make(map[string]api.Function, 2),
 		stack:  make([]uint64, 2),
 	}
 	clock := &fakeClock{}
@@ -130,7 +134,11 @@ func (inst *instance) call(ctx context.Context, hook string, input []byte) ([]by
 	if len(input) > lim.InputBytes {
 		return nil, inst.errorf(CodeInputTooLarge, "input of %d bytes to %s is over the module's limit of %d", len(input), hook, lim.InputBytes)
 	}
-	fn := inst.mod.ExportedFunction(hook)
+	fn, ok := inst.hooks[hook]
+	if !ok {
+		fn = inst.mod.ExportedFunction(hook)
+		inst.hooks[hook] = fn
+	}
 	var ptr uint32
 	err := inst.run(ctx, time.Duration(lim.CallTimeout), func(ctx context.Context) error {
 		if len(input) > 0 {

@@ -295,3 +295,75 @@ func TestImplementationsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestPromptTemplateImplementationsAgree sends the same random requests and configs to
+// every language version of the prompt template: they must give equal JSON, or the
+// same rejection, or both fail.
+func TestPromptTemplateImplementationsAgree(t *testing.T) {
+	s := newSandbox(t)
+	impls := implementations(t, s, "prompt-template")
+	rng := rand.New(rand.NewPCG(5, 6))
+	configs := []string{
+		`{"system":"You are a storyteller."}`,
+		`{"system":"Be brief.","on_existing":"drop"}`,
+		`{"system":"S","on_existing":"reject"}`,
+		`{"user_template":"Story about: {{content}}!"}`,
+		`{"system":"Ünïcode \"quoted\"\n","on_existing":"keep","user_template":"{{content}} / {{content}}"}`,
+		`{"on_existing":"drop"}`,
+		`{"user_template":"no placeholder"}`,
+		`{"system":1}`,
+	}
+	roles := []string{"system", "developer", "user", "assistant", "tool"}
+	texts := []string{"", "hi", "a \"quote\"", "line\nbreak", "é日本", "{{content}}", `\u0041`, "😀"}
+	for i := range 300 {
+		var messages []any
+		for range rng.IntN(5) {
+			m := map[string]any{"role": roles[rng.IntN(len(roles))]}
+			switch rng.IntN(3) {
+			case 0:
+				m["content"] = texts[rng.IntN(len(texts))]
+			case 1:
+				m["content"] = []any{
+					map[string]any{"type": "text", "text": texts[rng.IntN(len(texts))]},
+					map[string]any{"type": "image_url", "image_url": map[string]any{"url": "https://example.com/cat.png"}},
+				}
+			default:
+				m["content"] = texts[rng.IntN(len(texts))]
+				m["name"] = "ann"
+			}
+			messages = append(messages, m)
+		}
+		req, _ := json.Marshal(map[string]any{"model": "m", "messages": messages, "temperature": 0.5, "tools": []any{}})
+		config := []byte(configs[rng.IntN(len(configs))])
+		type outcome struct {
+			out  []byte
+			code host.ErrorCode
+			msg  string
+		}
+		var results []outcome
+		for _, impl := range impls {
+			out, err := session(t, s, impl, "pre", config).Pre(req)
+			var o outcome
+			var e *host.Error
+			switch {
+			case errors.As(err, &e):
+				o.code, o.msg = e.Code, e.Message
+				if e.Code != host.CodeRejected {
+					o.msg = "" // failure messages name the module, which differs
+				}
+			case err != nil:
+				t.Fatal(err)
+			default:
+				o.out = out
+			}
+			results = append(results, o)
+		}
+		for j, r := range results[1:] {
+			a := results[0]
+			if a.code != r.code || a.msg != r.msg || (a.out != nil) != (r.out != nil) || (a.out != nil && !jsonEqual(a.out, r.out)) {
+				t.Fatalf("request %d %s with config %s:\n%s: %s %s %q\n%s: %s %s %q", i, req, config,
+					impls[0].lang, a.out, a.code, a.msg, impls[j+1].lang, r.out, r.code, r.msg)
+			}
+		}
+	}
+}
