@@ -14,21 +14,16 @@ import (
 // change. Everything else passes through as the module wrote it. The checks use
 // jsonscan, not encoding/json: they run twice per module per request.
 
-// requestShape is the part of a chat completion request the host checks.
+// requestShape is the part of a chat completion request the host keeps.
 type requestShape struct {
 	Stream []byte // raw, nil if absent
 }
 
-// decodeRequest checks that b is a JSON object with a non-empty "messages" array of
-// objects that each have a string "role".
-func decodeRequest(b []byte) (*requestShape, error) {
+// decodeObject checks that b is a JSON object and returns its "stream" member.
+func decodeObject(b []byte) (*requestShape, error) {
 	var r requestShape
-	var messages []byte
 	err := jsonscan.Members(b, func(key string, v []byte) error {
-		switch key {
-		case "messages":
-			messages = v
-		case "stream":
+		if key == "stream" {
 			r.Stream = v
 		}
 		return nil
@@ -36,11 +31,26 @@ func decodeRequest(b []byte) (*requestShape, error) {
 	if err != nil {
 		return nil, err
 	}
-	if kind := jsonscan.KindOf(messages); kind != jsonscan.Array {
-		if messages == nil {
-			return nil, errors.New("a request without messages")
+	return &r, nil
+}
+
+// checkChat checks what the backend needs of a request: a non-empty "messages" array
+// of objects that each have a string "role".
+func checkChat(b []byte) error {
+	var messages []byte
+	err := jsonscan.Members(b, func(key string, v []byte) error {
+		if key == "messages" {
+			messages = v
 		}
-		return nil, fmt.Errorf("a request whose messages are a JSON %s", kind)
+		return nil
+	})
+	switch kind := jsonscan.KindOf(messages); {
+	case err != nil:
+		return err
+	case messages == nil:
+		return errors.New("a request without messages")
+	case kind != jsonscan.Array:
+		return fmt.Errorf("a request whose messages are a JSON %s", kind)
 	}
 	n := 0
 	err = jsonscan.Elements(messages, func(m []byte) error {
@@ -60,30 +70,39 @@ func decodeRequest(b []byte) (*requestShape, error) {
 		n++
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	if err == nil && n == 0 {
+		err = errors.New("a request without messages")
 	}
-	if n == 0 {
-		return nil, errors.New("a request without messages")
-	}
-	return &r, nil
+	return err
 }
 
-// parseRequest checks the client's request before any module sees it.
+// parseRequest checks the client's request before any module sees it: a JSON object.
+// Pre modules may turn any object into a chat request, so its shape is checked after
+// the last of them (or here, when there is none: see Session.Pre).
 func parseRequest(b []byte) (*requestShape, error) {
-	r, err := decodeRequest(b)
+	r, err := decodeObject(b)
 	if err != nil {
-		return nil, &Error{Code: CodeInvalidRequest, Status: statusOf(CodeInvalidRequest),
-			Message: fmt.Sprintf("the request is not a chat completion request: got %v", err)}
+		return nil, invalidRequest(err)
 	}
 	return r, nil
 }
 
-// checkRequest checks a pre module's output and puts back the client's "stream".
-func checkRequest(out []byte, client *requestShape) ([]byte, error) {
-	r, err := decodeRequest(out)
+func invalidRequest(err error) *Error {
+	return &Error{Code: CodeInvalidRequest, Status: statusOf(CodeInvalidRequest),
+		Message: fmt.Sprintf("the request is not a chat completion request: got %v", err)}
+}
+
+// checkRequest checks a pre module's output, which the next module or the backend
+// gets: a JSON object, and a chat request if last. It puts back the client's "stream".
+func checkRequest(out []byte, client *requestShape, last bool) ([]byte, error) {
+	r, err := decodeObject(out)
 	if err != nil {
 		return nil, err
+	}
+	if last {
+		if err := checkChat(out); err != nil {
+			return nil, err
+		}
 	}
 	if bytes.Equal(r.Stream, client.Stream) {
 		return out, nil

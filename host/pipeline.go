@@ -133,12 +133,18 @@ func (s *Session) instance(stage Stage, i int) (*instance, error) {
 }
 
 // Pre passes the request JSON through every pre module in order (SPEC.md §5) and returns
-// what the backend should get. A module's rejection comes back as *Error with
+// what the backend should get. The request must be a JSON object; what comes out of the
+// last module (or the request itself, without pre modules) must be a chat request. A module's rejection comes back as *Error with
 // CodeRejected and the module's status and message.
 func (s *Session) Pre(request []byte) ([]byte, error) {
 	orig, err := parseRequest(request)
 	if err != nil {
 		return nil, err
+	}
+	if len(s.p.pre) == 0 {
+		if err := checkChat(request); err != nil {
+			return nil, invalidRequest(err)
+		}
 	}
 	for i := range s.p.pre {
 		inst, err := s.instance(StagePre, i)
@@ -149,7 +155,7 @@ func (s *Session) Pre(request []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if request, err = checkRequest(out, orig); err != nil {
+		if request, err = checkRequest(out, orig, i == len(s.p.pre)-1); err != nil {
 			return nil, inst.errorf(CodeInvalidOutput, "cocoon_pre returned %v", err)
 		}
 	}

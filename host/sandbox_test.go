@@ -391,3 +391,58 @@ func TestRejectionDuringInitialize(t *testing.T) {
 		t.Fatalf("err = %v, want the module's rejection 429", err)
 	}
 }
+
+// TestRequestShape: the client's request must be a JSON object; pre modules may turn it
+// into a chat request, and what leaves the pre stage must be one.
+func TestRequestShape(t *testing.T) {
+	s := newTestSandbox(t)
+	echo := compile(t, s, "spec_example")
+	tests := []struct {
+		name    string
+		pre     []ModuleSpec
+		request string
+		code    ErrorCode
+		msg     string
+	}{
+		{"not JSON", nil, `{"messages":`, CodeInvalidRequest, "invalid JSON at byte 12"},
+		{"not an object", []ModuleSpec{{Module: echo}}, `[1]`, CodeInvalidRequest, "array where an object is required"},
+		{"no messages, no pre module", nil, `{"prompt":"hi"}`, CodeInvalidRequest, "a request without messages"},
+		{"no messages after the pre stage", []ModuleSpec{{Module: echo}, {Module: echo}}, `{"prompt":"hi"}`, CodeInvalidOutput, "pre module 2"},
+		{"a role that is not a string", nil, `{"messages":[{"role":1}]}`, CodeInvalidRequest, "message 0 has no string role"},
+		{"invalid UTF-8", nil, "{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}", CodeInvalidRequest, "invalid UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := pipeline(t, s, PipelineSpec{Pre: tt.pre})
+			_, err := p.Run(context.Background(), []byte(tt.request), storyteller, nil)
+			var e *Error
+			if !errors.As(err, &e) || e.Code != tt.code || !strings.Contains(e.Error(), tt.msg) {
+				t.Fatalf("err = %v, want %s mentioning %q", err, tt.code, tt.msg)
+			}
+		})
+	}
+}
+
+// TestStreamIsRestored: a pre module cannot switch streaming on or off.
+func TestStreamIsRestored(t *testing.T) {
+	out, err := checkRequest([]byte(`{"messages":[{"role":"user"}],"stream":true}`), &requestShape{Stream: []byte("false")}, true)
+	if err != nil || !strings.Contains(string(out), `"stream":false`) {
+		t.Fatalf("got %s, %v", out, err)
+	}
+	out, err = checkRequest([]byte(`{"messages":[{"role":"user"}],"stream":true}`), &requestShape{}, true)
+	if err != nil || strings.Contains(string(out), "stream") {
+		t.Fatalf("got %s, %v; want stream removed as the client had none", out, err)
+	}
+}
+
+// TestUsageIsRestored: a post module cannot change what a request is billed.
+func TestUsageIsRestored(t *testing.T) {
+	host := &responseShape{Usage: []byte(`{"prompt_tokens":5,"completion_tokens":9,"total_tokens":14}`)}
+	out, err := checkResponse([]byte(`{"choices":[],"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}`), host)
+	if err != nil || !strings.Contains(string(out), `"usage":{"prompt_tokens":5,"completion_tokens":9,"total_tokens":14}`) {
+		t.Fatalf("got %s, %v", out, err)
+	}
+	if _, err := checkResponse([]byte(`{"choices":{}}`), host); err == nil || !strings.Contains(err.Error(), "choices are a JSON object") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -27,8 +27,10 @@ type testCase struct {
 	Hook   string          `json:"hook"` // pre, post or stream
 	Input  json.RawMessage `json:"input"`
 	Chunks []string        `json:"chunks"`
-	Want   json.RawMessage `json:"want"`
-	Reject *struct {
+	// Outputs, when present, is what each cocoon_chunk call and then cocoon_end emit.
+	Outputs []string        `json:"outputs"`
+	Want    json.RawMessage `json:"want"`
+	Reject  *struct {
 		Status  int    `json:"status"`
 		Message string `json:"message"`
 	} `json:"reject"`
@@ -168,9 +170,12 @@ func runCase(t *testing.T, s *host.Sandbox, impl implementation, c testCase) {
 	case "post":
 		got, err = sess.Post(c.Input)
 	case "stream":
-		var text string
-		text, err = stream(sess, c.Chunks)
-		got, _ = json.Marshal(text)
+		var outputs []string
+		outputs, err = streamCalls(sess, c.Chunks)
+		got, _ = json.Marshal(strings.Join(outputs, ""))
+		if err == nil && c.Outputs != nil && strings.Join(outputs, "|") != strings.Join(c.Outputs, "|") {
+			t.Fatalf("the calls emitted %q, want %q", outputs, c.Outputs)
+		}
 	default:
 		t.Fatalf("unknown hook %q", c.Hook)
 	}
@@ -200,19 +205,25 @@ func runCase(t *testing.T, s *host.Sandbox, impl implementation, c testCase) {
 	}
 }
 
-// stream feeds chunks through cocoon_chunk and flushes with cocoon_end.
-func stream(sess *host.Session, chunks []string) (string, error) {
-	var out strings.Builder
+// streamCalls feeds chunks through cocoon_chunk, flushes with cocoon_end, and returns
+// what each call emitted.
+func streamCalls(sess *host.Session, chunks []string) ([]string, error) {
+	var outputs []string
 	for _, c := range chunks {
 		s, err := sess.Chunk(c)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		out.WriteString(s)
+		outputs = append(outputs, s)
 	}
 	s, err := sess.End()
-	out.WriteString(s)
-	return out.String(), err
+	return append(outputs, s), err
+}
+
+// stream is streamCalls' output as one text.
+func stream(sess *host.Session, chunks []string) (string, error) {
+	outputs, err := streamCalls(sess, chunks)
+	return strings.Join(outputs, ""), err
 }
 
 func jsonEqual(a, b []byte) bool {
