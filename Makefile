@@ -52,6 +52,7 @@ run: plugins
 
 test: plugins vet
 	$(GO) test -count=1 ./...
+	$(GO) test -race -count=1 ./host/ ./host/internal/... ./host/backend/openai/
 
 vet:
 	$(GO) vet ./...
