@@ -27,7 +27,7 @@ func TestBackendHelperProcess(t *testing.T) {
 	for len(args) > 0 && args[0] != "--" {
 		args = args[1:]
 	}
-	os.Exit(cli(args[1:], os.Stdout, os.Stderr))
+	os.Exit(runCommand(args[1:], os.Stdout, os.Stderr))
 }
 
 // hostCommand is the command the host would build with plugin.SelfCommand("backend", ...),
@@ -64,7 +64,7 @@ func TestBackendCommandUsage(t *testing.T) {
 		{[]string{"backend", "--kind", "embedded"}, "it is not run by hand"},
 	} {
 		var stderr bytes.Buffer
-		if code := cli(tc.args, &bytes.Buffer{}, &stderr); code != 2 {
+		if code := runCommand(tc.args, &bytes.Buffer{}, &stderr); code != 2 {
 			t.Errorf("%q: exit code %d, want 2", tc.args, code)
 		}
 		if !strings.Contains(stderr.String(), tc.want) {

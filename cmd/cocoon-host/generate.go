@@ -9,23 +9,20 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
 )
 
 func init() {
-	register(command{
-		name:    "generate",
-		summary: "check a model: generate text, print tokens/s",
-		run:     generate,
-	})
+	register("generate", "check a model: generate text, print tokens/s", generate)
 }
 
 // generate is the operator's smoke test of the embedded engine: it loads a model
 // folder, continues a prompt through the same path as a served request, prints the
 // prompt and the text to stdout and the speed to stderr.
 func generate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("generate", "generate [--model-dir DIR] [--prompt TEXT] [--temperature T] [--top-p P] [--steps N] [--seed S]", stderr)
+	fs := newFlagSet("generate [--model-dir DIR] [--prompt TEXT] [--temperature T] [--top-p P] [--steps N] [--seed S]", stderr)
 	modelDir := fs.String("model-dir", "", "model folder (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
 	data := fs.String("data", defaultDataDir(), "data directory ($COCOON_DATA_DIR)")
 	prompt := fs.String("prompt", "", "text to continue; empty starts a new story")
@@ -33,11 +30,11 @@ func generate(args []string, stdout, stderr io.Writer) error {
 	topP := fs.Float64("top-p", 0.9, "nucleus sampling: keep the most likely tokens up to this probability, in (0, 1]")
 	steps := fs.Int("steps", 256, "tokens to generate; 0 fills the context window")
 	seed := fs.Int64("seed", 0, "random seed; 0 picks one")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *steps < 0 {
-		return usageError{"--steps must not be negative"}
+		return cli.UsageError("--steps must not be negative")
 	}
 	dir := modelDirectory(*modelDir, *data)
 	b, err := embedded.New(dir)
@@ -66,7 +63,7 @@ func generate(args []string, stdout, stderr io.Writer) error {
 	elapsed := time.Since(start)
 	var be *backend.Error
 	if errors.As(err, &be) && be.Code == backend.CodeInvalidRequest {
-		return usageError{be.Message}
+		return cli.UsageError(be.Message)
 	}
 	if err != nil {
 		return err

@@ -48,7 +48,7 @@ func TestGenerate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("COCOON_MODEL_DIR", tt.env)
 			var stdout, stderr bytes.Buffer
-			code := cli(tt.args, &stdout, &stderr)
+			code := runCommand(tt.args, &stdout, &stderr)
 			okOut := stdout.String() == tt.stdout
 			if tt.stdoutPart != "" {
 				okOut = strings.HasPrefix(stdout.String(), tt.stdoutPart) && len(stdout.String()) > len(tt.stdoutPart)

@@ -14,15 +14,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
 )
 
 func init() {
-	register(command{
-		name:    "model",
-		summary: "model pull: download the default model with sha256 checks",
-		run:     model,
-	})
+	register("model", "model pull: download the default model with sha256 checks", model)
 }
 
 // defaultModel is the embedded backend's default model, whose files model pull
@@ -63,12 +60,12 @@ func model(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "Usage: cocoon-host %s\n", usageText)
 			return nil
 		}
-		return usageError{"usage: cocoon-host " + usageText}
+		return cli.UsageError("usage: cocoon-host " + usageText)
 	}
-	flags := newFlagSet("model pull", usageText, stderr)
+	flags := newFlagSet(usageText, stderr)
 	data := flags.String("data", defaultDataDir(), "data directory ($COCOON_DATA_DIR); the model goes to DATA/models/"+defaultModel)
 	source := flags.String("source", defaultSource, "URL of the folder that holds the model's files")
-	if err := parseFlags(flags, args[1:]); err != nil {
+	if err := cli.ParseFlags(flags, args[1:]); err != nil {
 		return err
 	}
 	dir := filepath.Join(*data, "models", defaultModel)

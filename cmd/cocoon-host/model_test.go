@@ -85,7 +85,7 @@ func TestModelPull(t *testing.T) {
 			srv := modelServer(t, tt.damage)
 			data := t.TempDir()
 			var stdout, stderr bytes.Buffer
-			code := cli([]string{"model", "pull", "--data", data, "--source", srv.URL + "/stories260K/"}, &stdout, &stderr)
+			code := runCommand([]string{"model", "pull", "--data", data, "--source", srv.URL + "/stories260K/"}, &stdout, &stderr)
 			if code != tt.code || !strings.Contains(stderr.String(), tt.stderrPart) {
 				t.Fatalf("exit %d, stderr %q; want exit %d, stderr containing %q", code, stderr.String(), tt.code, tt.stderrPart)
 			}
@@ -120,7 +120,7 @@ func TestModelPull(t *testing.T) {
 			// A second pull finds the files and downloads nothing.
 			srv.Close()
 			stdout.Reset()
-			if code := cli([]string{"model", "pull", "--data", data, "--source", srv.URL}, &stdout, &stderr); code != 0 || strings.Count(stdout.String(), ": present") != 2 {
+			if code := runCommand([]string{"model", "pull", "--data", data, "--source", srv.URL}, &stdout, &stderr); code != 0 || strings.Count(stdout.String(), ": present") != 2 {
 				t.Errorf("second pull: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 			}
 		})
@@ -130,7 +130,7 @@ func TestModelPull(t *testing.T) {
 func TestModelUsage(t *testing.T) {
 	for _, args := range [][]string{{"model"}, {"model", "push"}, {"model", "pull", "extra"}} {
 		var stdout, stderr bytes.Buffer
-		if code := cli(args, &stdout, &stderr); code != 2 {
+		if code := runCommand(args, &stdout, &stderr); code != 2 {
 			t.Errorf("%q: exit %d, stderr %q; want 2", args, code, stderr.String())
 		}
 	}

@@ -45,7 +45,7 @@ func TestCLI(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := cli(tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
+			code := runCommand(tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
 			if code != tt.code || stdout.String() != tt.stdout && tt.stdout != "" || !strings.Contains(stderr.String(), tt.stderrPart) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want exit %d, stdout %q, stderr containing %q",
 					code, stdout.String(), stderr.String(), tt.code, tt.stdout, tt.stderrPart)

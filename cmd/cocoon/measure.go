@@ -8,19 +8,20 @@ import (
 	"strings"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
 )
 
 // measure prints "sha256:<hex>  FILE" for each file: the identity a host reports for a
 // module, so a reviewer can rebuild a module from source and compare.
 func measure(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("measure", "measure FILE.wasm...\n\nPrints sha256:<hex> of each file's raw bytes, the module identity hosts report.", stderr)
-	files, err := parseArgs(fs, args)
+	fs := cli.NewFlagSet("cocoon", "measure FILE.wasm...\n\nPrints sha256:<hex> of each file's raw bytes, the module identity hosts report.", stderr)
+	files, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
-		return usageError{"no file given"}
+		return cli.UsageError("no file given")
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -35,13 +36,13 @@ func measure(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 // validate checks each file as a host does at upload: against the ABI, then by
 // compiling it. It prints what a valid module declares.
 func validate(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("validate", "validate FILE.wasm...\n\nChecks modules against the host ABI and compiles them, as an upload does.", stderr)
-	files, err := parseArgs(fs, args)
+	fs := cli.NewFlagSet("cocoon", "validate FILE.wasm...\n\nChecks modules against the host ABI and compiles them, as an upload does.", stderr)
+	files, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
-		return usageError{"no file given"}
+		return cli.UsageError("no file given")
 	}
 	ctx := context.Background()
 	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())

@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
 )
 
 // run executes one hook of one module in the same sandbox, with the same limits, as a
 // host does, so a module author sees locally exactly what the host will do.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", `run FILE.wasm --hook pre|post|chunk [flags] < input
+	fs := cli.NewFlagSet("cocoon", `run FILE.wasm --hook pre|post|chunk [flags] < input
 
 Runs one hook of a module in the host's sandbox and prints its output; the module's
 logs go to stderr. Input on stdin:
@@ -29,20 +30,20 @@ logs go to stderr. Input on stdin:
 	configJSON := fs.String("config-json", "", "the module's config, inline")
 	timeMS := fs.Int("time-ms", 0, fmt.Sprintf("time limit per call in ms (default %d)", time.Duration(abi.DefaultLimits.CallTimeout).Milliseconds()))
 	memoryPages := fs.Uint("memory-pages", 0, fmt.Sprintf("memory limit in 64 KiB pages (default %d)", abi.DefaultLimits.MemoryPages))
-	files, err := parseArgs(fs, args)
+	files, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(files) != 1 {
-		return usageError{"give exactly one module file"}
+		return cli.UsageError("give exactly one module file")
 	}
 	if *hook != "pre" && *hook != "post" && *hook != "chunk" {
-		return usageError{fmt.Sprintf("--hook must be pre, post or chunk, not %q", *hook)}
+		return cli.UsageError(fmt.Sprintf("--hook must be pre, post or chunk, not %q", *hook))
 	}
 	var config []byte
 	switch {
 	case *configFile != "" && *configJSON != "":
-		return usageError{"give --config or --config-json, not both"}
+		return cli.UsageError("give --config or --config-json, not both")
 	case *configFile != "":
 		if config, err = os.ReadFile(*configFile); err != nil {
 			return err
