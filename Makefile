@@ -56,6 +56,7 @@ test: plugins vet
 
 vet:
 	$(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./abi/guest/... $(addprefix ./,$(GO_PLUGINS))
 
 # Per-request pipeline overhead; figures go in README.md.
 bench: plugins
