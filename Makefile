@@ -62,8 +62,11 @@ vet:
 bench: plugins
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./plugins/ ./host/...
 
+# Each fuzz target for a minute (go test runs one target per invocation).
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzValidate -fuzztime=60s ./abi/
+	$(GO) test -run='^$$' -fuzz=FuzzInstrument -fuzztime=60s ./host/internal/meter/
+	$(GO) test -run='^$$' -fuzz=FuzzValid -fuzztime=60s ./host/internal/jsonscan/
 
 clean:
 	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM)

@@ -2,11 +2,14 @@ package host
 
 import (
 	"context"
+	"errors"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/host/internal/meter"
 )
 
 // Hook export names (SPEC.md §3).
@@ -31,8 +34,35 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime) error {
 	b.NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(hostConfig), []api.ValueType{i32, i32}, []api.ValueType{i32}).
 		WithParameterNames("ptr", "cap").Export("config")
-	_, err := b.Instantiate(ctx)
+	if _, err := b.Instantiate(ctx); err != nil {
+		return err
+	}
+	_, err := rt.NewHostModuleBuilder(meter.TickModule).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(hostTick), nil, nil).Export(meter.TickName).
+		Instantiate(ctx)
 	return err
+}
+
+// fuelQuantum is how many metering points (loop iterations and function entries) a
+// module runs between two ticks: about 10 µs of a tight loop, for about 1% overhead.
+const fuelQuantum = 10_000
+
+// hostTick is called by metered code when its fuel runs out: it ends the call if its
+// time limit has passed or the request is gone, else refills the fuel. It is also the
+// point where the Go scheduler can preempt a long-running module.
+func hostTick(ctx context.Context, m api.Module, _ []uint64) {
+	if err := ctx.Err(); err != nil {
+		code := sys.ExitCodeDeadlineExceeded
+		if errors.Is(err, context.Canceled) {
+			code = sys.ExitCodeContextCanceled
+		}
+		panic(sys.NewExitError(code))
+	}
+	inst := ctx.Value(instanceKey{}).(*instance)
+	if inst.fuel == nil {
+		inst.fuel = m.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
+	}
+	inst.fuel.Set(fuelQuantum)
 }
 
 // read returns the module's bytes at ptr/len, or records an out_of_bounds fault and

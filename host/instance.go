@@ -32,6 +32,8 @@ type instance struct {
 	// engine in wazero, and a post module's hooks run once per streamed delta.
 	hooks map[string]api.Function
 	stack []uint64
+	// fuel is the metering global (package meter), found at the first tick.
+	fuel api.MutableGlobal
 
 	// logged counts the bytes this instance logged during the request.
 	logged int

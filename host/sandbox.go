@@ -14,6 +14,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/host/internal/meter"
 )
 
 // SandboxConfig configures a Sandbox. The zero value keeps compiled code in memory only.
@@ -58,9 +59,9 @@ func NewSandbox(ctx context.Context, cfg SandboxConfig) (*Sandbox, error) {
 		cache = wazero.NewCompilationCache()
 	}
 	rc := wazero.NewRuntimeConfigCompiler().
-		// The only way to stop a guest loop in wazero; it costs a check at every loop
-		// header and function entry (see RATIONALE.md, "Time limits").
-		WithCloseOnContextDone(true).
+		// Time limits come from metering instead (package meter): wazero's own check
+		// exits to Go at every loop iteration (see RATIONALE.md, "Time limits").
+		WithCloseOnContextDone(false).
 		WithMemoryLimitPages(abi.CeilingLimits.MemoryPages).
 		WithCoreFeatures(api.CoreFeaturesV2).
 		WithCompilationCache(cache)
@@ -106,7 +107,9 @@ func HashOf(wasm []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// Compile validates wasm against the ABI and compiles it. It is the expensive step
+// Compile validates wasm against the ABI, instruments a copy of it for time limits
+// (package meter: the module's identity stays the hash of wasm), and compiles that copy.
+// It is the expensive step
 // (tens of milliseconds for a small module, about a second for a Go guest, unless the
 // compilation cache has it), so it runs at upload, never on the request path. Errors
 // are *Error with CodeInvalidModule and a message naming the problem.
@@ -120,7 +123,12 @@ func (s *Sandbox) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 		}
 		return nil, e
 	}
-	compiled, err := s.runtime.CompileModule(ctx, wasm)
+	metered, err := meter.Instrument(wasm)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidModule, Status: statusOf(CodeInvalidModule),
+			Reason: string(abi.ErrUnsupportedFeature), Message: "module cannot be metered: " + err.Error()}
+	}
+	compiled, err := s.runtime.CompileModule(ctx, metered)
 	if err != nil {
 		return nil, &Error{Code: CodeInvalidModule, Status: statusOf(CodeInvalidModule),
 			Message: "module does not compile: " + firstLine(err.Error())}

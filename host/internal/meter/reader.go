@@ -1,0 +1,144 @@
+package meter
+
+import "fmt"
+
+// reader reads the encodings of the binary format from b[pos:end], where end is the end
+// of the section or body being read. Offsets in errors are offsets in the module.
+type reader struct {
+	b        []byte
+	pos, end int
+}
+
+func (r *reader) fail(at int, format string, args ...any) error {
+	return fmt.Errorf("meter: at offset %#x: %s", at, fmt.Sprintf(format, args...))
+}
+
+func (r *reader) remaining() int { return r.end - r.pos }
+
+func (r *reader) byte() (byte, error) {
+	if r.pos >= r.end {
+		return 0, r.fail(r.pos, "unexpected end")
+	}
+	c := r.b[r.pos]
+	r.pos++
+	return c, nil
+}
+
+func (r *reader) skip(n int) error {
+	if n < 0 || n > r.remaining() {
+		return r.fail(r.pos, "unexpected end")
+	}
+	r.pos += n
+	return nil
+}
+
+// u32 reads an unsigned LEB128 number of at most 5 bytes that fits in 32 bits.
+func (r *reader) u32() (uint32, error) {
+	start := r.pos
+	var v uint32
+	for shift := 0; shift < 35; shift += 7 {
+		c, err := r.byte()
+		if err != nil {
+			return 0, err
+		}
+		if shift == 28 && c > 0x0f {
+			break
+		}
+		v |= uint32(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v, nil
+		}
+	}
+	return 0, r.fail(start, "LEB128 number overflows 32 bits")
+}
+
+// skipU32s skips n u32s.
+func (r *reader) skipU32s(n uint64) error {
+	if n > uint64(r.remaining()) { // each takes a byte at least
+		return r.fail(r.pos, "%d numbers do not fit in the %d bytes left", n, r.remaining())
+	}
+	for range n {
+		if _, err := r.u32(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// skipSigned skips a signed LEB128 number of at most bits bits. Only its length is
+// checked; the value is the runtime's to check.
+func (r *reader) skipSigned(bits int) error {
+	start := r.pos
+	for range (bits + 6) / 7 {
+		c, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if c&0x80 == 0 {
+			return nil
+		}
+	}
+	return r.fail(start, "LEB128 number longer than %d bits", bits)
+}
+
+// name reads a length-prefixed name. Its bytes are not copied.
+func (r *reader) name() ([]byte, error) {
+	n, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	start := r.pos
+	if err := r.skip(int(n)); err != nil {
+		return nil, err
+	}
+	return r.b[start:r.pos], nil
+}
+
+// skipValTypes skips a vector of value types and returns its length.
+func (r *reader) skipValTypes() (uint32, error) {
+	n, err := r.u32()
+	if err != nil {
+		return 0, err
+	}
+	return n, r.skip(int(n))
+}
+
+// skipLimits skips the limits of a table or memory type.
+func (r *reader) skipLimits() error {
+	at := r.pos
+	flags, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if flags > 1 {
+		return r.fail(at, "limits flags %#x are not part of WebAssembly 2.0", flags)
+	}
+	return r.skipU32s(uint64(flags) + 1)
+}
+
+// memarg skips the alignment and offset of a memory instruction.
+func (r *reader) memarg() error {
+	at := r.pos
+	align, err := r.u32()
+	if err != nil {
+		return err
+	}
+	if align >= 64 { // bit 6 announces a memory index (multi-memory)
+		return r.fail(at, "memory index in a memory instruction is not part of WebAssembly 2.0")
+	}
+	_, err = r.u32()
+	return err
+}
+
+// appendU32 appends the minimal LEB128 encoding of v.
+func appendU32(b []byte, v uint32) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+func appendName(b []byte, s string) []byte {
+	return append(appendU32(b, uint32(len(s))), s...)
+}
