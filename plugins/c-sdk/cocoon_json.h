@@ -91,8 +91,19 @@ bool cj_finish(cj_scanner *s);
 /* cj_log_error logs "<what> is not valid JSON: <error> at byte <offset>" at error level. */
 void cj_log_error(const cj_scanner *s, const char *what);
 
-/* cj_str_eq reports whether the string body (from cj_string or a key) decodes to lit. */
-bool cj_str_eq(cj_span body, const char *lit);
+/* cj_str_eqn reports whether the string body (from cj_string or a key) decodes to the
+ * n bytes at lit. Cost: O(1) for most bodies that differ (by their length or first
+ * byte), about n/8 loop iterations for a match; a body with escapes is decoded. */
+bool cj_str_eqn(cj_span body, const void *lit, uint32_t n);
+
+/* cj_str_eq is cj_str_eqn for a NUL-terminated lit. Inline, so that the compiler
+ * computes the length of a string literal. */
+static inline bool cj_str_eq(cj_span body, const char *lit) {
+    return cj_str_eqn(body, lit, (uint32_t)cocoon_strlen(lit));
+}
+
+/* CJ_SPAN makes a cj_span of a string literal, e.g. for the names of cj_object_find. */
+#define CJ_SPAN(lit) {(const uint8_t *)("" lit), sizeof(lit) - 1}
 
 /*
  * cj_unescape appends the decoded text of a string body that the scanner validated.
@@ -110,18 +121,22 @@ uint32_t cj_unescape_in_place(cj_span body);
 
 /*
  * cj_object_find consumes the object at s, stores its raw bytes in *raw and, for each
- * of the n (at most 32) member names, a raw value of that member in vals[i] (len 0 if
- * absent), chosen as Go's guest SDK decodes typed fields: the last value that is not
- * null (null only if every one is), or, when kinds is not NULL, the first value that is
- * neither null nor of a kind in the set kinds[i] (see CJ_KINDS), so that the caller's
- * type check sees it. A value at s that is not an object is consumed with every vals[i]
- * empty. Returns false, with s->err set, on invalid JSON. Cost: one pass.
+ * of the n (at most 32) member names (see CJ_SPAN), a raw value of that member in
+ * vals[i] (len 0 if absent), chosen as Go's guest SDK decodes typed fields: the last
+ * value that is not null (null only if every one is), or, when kinds is not NULL, the
+ * first value that is neither null nor of a kind in the set kinds[i] (see CJ_KINDS), so
+ * that the caller's type check sees it. A value at s that is not an object is consumed
+ * with every vals[i] empty. Returns false, with s->err set, on invalid JSON. Cost: one
+ * pass.
  */
-bool cj_object_find(cj_scanner *s, const char *const *names, const uint32_t *kinds,
-                    cj_span *vals, uint32_t n, cj_span *raw);
+bool cj_object_find(cj_scanner *s, const cj_span *names, const uint32_t *kinds, cj_span *vals,
+                    uint32_t n, cj_span *raw);
 
 /* cj_is_string reports whether the raw value val is a string that decodes to want. */
-bool cj_is_string(cj_span val, const char *want);
+static inline bool cj_is_string(cj_span val, const char *want) {
+    return val.len >= 2 && val.ptr[0] == '"' &&
+           cj_str_eq((cj_span){val.ptr + 1, val.len - 2}, want);
+}
 
 /* CJ_KINDS makes a set of kinds for cj_is_optional, e.g. CJ_KINDS(CJ_STRING). */
 #define CJ_KINDS(k) (1u << (k))
@@ -191,15 +206,29 @@ void cj_init(cj_scanner *s, const void *data, uint32_t len) {
     s->err = NULL;
 }
 
-/* cj__ws skips whitespace and returns the next byte, or -1 at the end or on error. */
+static inline bool cj__is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* cj__non_ws flags the bytes of x that are not JSON whitespace; zero padding is one. */
+static inline uint64_t cj__non_ws(uint64_t x) {
+    uint64_t ws = cocoon_eq_mask(x, ' ') | cocoon_eq_mask(x, '\t') | cocoon_eq_mask(x, '\n') |
+                  cocoon_eq_mask(x, '\r');
+    return ~ws & COCOON_HIGH;
+}
+
+/* cj__ws skips whitespace and returns the next byte, or -1 at the end or on error.
+ * Compact JSON has none, so the first byte is tested before any loop; a run of
+ * indentation is skipped 8 bytes per iteration. */
 static int cj__ws(cj_scanner *s) {
     if (s->err) return -1;
-    while (s->p < s->end) {
-        uint8_t c = *s->p;
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return c;
-        s->p++;
+    if (s->p < s->end && cj__is_ws(*s->p)) {
+        uint64_t other = cj__non_ws(cocoon_load64(s->p, s->end));
+        while (!other) { /* first step before the loop, as in cj__plain_run */
+            s->p += 8;
+            other = cj__non_ws(cocoon_load64(s->p, s->end));
+        }
+        s->p += cocoon_first(other);
     }
-    return -1;
+    return s->p < s->end ? *s->p : -1;
 }
 
 /* cj__expect consumes byte c after optional whitespace. */
@@ -222,81 +251,116 @@ static int cj__hex(uint8_t c) {
     return -1;
 }
 
-/*
- * Eight bytes at a time (SWAR): strings are most of a chat request, and wasm has no
- * vector instructions that every host enables. cj__ones(c) repeats byte c; cj__any_lt
- * is nonzero iff a byte of x is below n (n <= 0x80), cj__any_eq iff a byte equals c.
- */
-#define cj__ones(c) (0x0101010101010101ull * (uint8_t)(c))
-#define cj__any_lt(x, n) (((x) - cj__ones(n)) & ~(x) & cj__ones(0x80))
-#define cj__any_eq(x, c) cj__any_lt((x) ^ cj__ones(c), 1)
+/* cj__special flags the bytes of x that a JSON string cannot hold unescaped: control
+ * characters, '"' and '\\'; with ascii set, also every byte from 0x80 up. Zero bytes are
+ * control characters, so cocoon_load64's padding stops a scan at its end. */
+static inline uint64_t cj__special(uint64_t x, bool ascii) {
+    return cocoon_lt_mask(x, 0x20) | cocoon_eq_mask(x, '"') | cocoon_eq_mask(x, '\\') |
+           (ascii ? x & COCOON_HIGH : 0);
+}
 
-static inline uint64_t cj__load8(const uint8_t *p) {
-    uint64_t x;
-    __builtin_memcpy(&x, p, 8);
-    return x;
+/* cj__special_at flags the bytes of the 8 at p + i as cj__special does; past end it
+ * flags the first, where the run ends. */
+static inline uint64_t cj__special_at(const uint8_t *p, const uint8_t *end, uint32_t i,
+                                      bool ascii) {
+    return end - p > (ptrdiff_t)i ? cj__special(cocoon_load64(p + i, end), ascii) : 0x80;
+}
+
+/* cj__plain32 returns the offset of the first byte in the 32 at p that cj__special
+ * flags, or 32 if there is none: a position at end counts as flagged. The four steps
+ * are written out because clang keeps a loop of four as a loop, and a loop iteration is
+ * what costs: this way a short run (most keys and values) costs none. */
+static inline uint32_t cj__plain32(const uint8_t *p, const uint8_t *end, bool ascii) {
+    uint64_t m;
+    if ((m = cj__special_at(p, end, 0, ascii))) return cocoon_first(m);
+    if ((m = cj__special_at(p, end, 8, ascii))) return 8 + cocoon_first(m);
+    if ((m = cj__special_at(p, end, 16, ascii))) return 16 + cocoon_first(m);
+    if ((m = cj__special_at(p, end, 24, ascii))) return 24 + cocoon_first(m);
+    return 32;
+}
+
+/* cj__plain128 is cj__plain32 for 128 bytes, in straight-line steps. cj__plain32
+ * returns 32 only when 32 bytes remain before end, so each step starts in the input. */
+static inline uint32_t cj__plain128(const uint8_t *p, const uint8_t *end, bool ascii) {
+    uint32_t n = cj__plain32(p, end, ascii);
+    if (n == 32) n += cj__plain32(p + 32, end, ascii);
+    if (n == 64) n += cj__plain32(p + 64, end, ascii);
+    if (n == 96) n += cj__plain32(p + 96, end, ascii);
+    return n;
 }
 
 /* cj__plain_run returns how far from p the bytes need no escaping in a JSON string:
- * no control characters, '"' or '\\'; with ascii set, also nothing from 0x80 up. */
+ * no control characters, '"' or '\\'; with ascii set, also nothing from 0x80 up.
+ * Cost: one loop iteration per 128 bytes after the first 128. */
 static inline const uint8_t *cj__plain_run(const uint8_t *p, const uint8_t *end, bool ascii) {
-    while (end - p >= 8) {
-        uint64_t x = cj__load8(p);
-        if (cj__any_lt(x, 0x20) | cj__any_eq(x, '"') | cj__any_eq(x, '\\') |
-            (ascii ? x & cj__ones(0x80) : 0))
-            break;
-        p += 8;
+    /* The first step is written before the loop: clang puts a while loop's test in the
+     * loop header, so even a run that ends in the first step would cost one check. */
+    uint32_t n = cj__plain128(p, end, ascii);
+    while (n == 128) {
+        p += 128;
+        n = cj__plain128(p, end, ascii);
     }
-    while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && (!ascii || *p < 0x80)) p++;
-    return p;
+    return p + n;
 }
 
-/* cj__string consumes a string at s->p (which is '"'). */
-static bool cj__string(cj_scanner *s, cj_span *body) {
-    const uint8_t *p = ++s->p, *end = s->end;
-    s->escaped = false;
-    for (;;) {
-        p = cj__plain_run(p, end, true);
+/* cj__string_rest continues cj__string at p, a byte that is not plain ASCII: it
+ * consumes escapes and non-ASCII characters up to the closing quote and returns it, or
+ * NULL with an error. Each escape and non-ASCII character costs a loop iteration. Kept
+ * out of line so that clang cannot put the fast path's test inside this loop. */
+__attribute__((noinline)) static const uint8_t *cj__string_rest(cj_scanner *s,
+                                                                const uint8_t *p) {
+    const uint8_t *end = s->end;
+    while (p >= end || *p != '"') {
         if (p >= end) {
             s->p = p;
-            return cj__fail(s, "unterminated string");
+            cj__fail(s, "unterminated string");
+            return NULL;
         }
+        const char *err = NULL;
         uint8_t c = *p;
-        if (c == '"') break;
         if (c == '\\') {
             s->escaped = true;
             if (end - p < 2) {
-                s->p = p;
-                return cj__fail(s, "unterminated string");
-            }
-            switch (p[1]) {
-            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-                p += 2;
-                continue;
-            case 'u':
-                if (end - p < 6 || cj__hex(p[2]) < 0 || cj__hex(p[3]) < 0 || cj__hex(p[4]) < 0 ||
-                    cj__hex(p[5]) < 0) {
-                    s->p = p;
-                    return cj__fail(s, "invalid \\u escape in string");
+                err = "unterminated string";
+            } else {
+                switch (p[1]) {
+                case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                    p += 2;
+                    break;
+                case 'u':
+                    if (end - p < 6 || cj__hex(p[2]) < 0 || cj__hex(p[3]) < 0 ||
+                        cj__hex(p[4]) < 0 || cj__hex(p[5]) < 0)
+                        err = "invalid \\u escape in string";
+                    else
+                        p += 6;
+                    break;
+                default:
+                    err = "invalid escape in string";
                 }
-                p += 6;
-                continue;
-            default:
-                s->p = p;
-                return cj__fail(s, "invalid escape in string");
             }
+        } else if (c < 0x20) {
+            err = "control character in string";
+        } else {
+            uint32_t n = cocoon_utf8_len(p, end);
+            if (n) p += n;
+            else err = "invalid UTF-8 in string";
         }
-        if (c < 0x20) {
+        if (err) {
             s->p = p;
-            return cj__fail(s, "control character in string");
+            cj__fail(s, err);
+            return NULL;
         }
-        uint32_t n = cocoon_utf8_len(p, end);
-        if (!n) {
-            s->p = p;
-            return cj__fail(s, "invalid UTF-8 in string");
-        }
-        p += n;
+        p = cj__plain_run(p, end, true);
     }
+    return p;
+}
+
+/* cj__string consumes a string at s->p (which is '"'). A string that is plain ASCII up
+ * to its closing quote, the common case, costs no loop iteration beyond its scan's. */
+static bool cj__string(cj_scanner *s, cj_span *body) {
+    const uint8_t *p = cj__plain_run(++s->p, s->end, true);
+    s->escaped = false;
+    if ((p >= s->end || *p != '"') && !(p = cj__string_rest(s, p))) return false;
     if (body) {
         body->ptr = s->p;
         body->len = (uint32_t)(p - s->p);
@@ -305,9 +369,22 @@ static bool cj__string(cj_scanner *s, cj_span *body) {
     return true;
 }
 
+/* cj__non_digit flags the bytes of x that are not '0'-'9' (zero padding included): a
+ * digit has its high bit clear and its low 7 bits in ['0', '9' + 1). */
+static inline uint64_t cj__non_digit(uint64_t x) {
+    uint64_t a = x & ~COCOON_HIGH;
+    return (x | ~cocoon_ge7(a, '0') | cocoon_ge7(a, '9' + 1)) & COCOON_HIGH;
+}
+
+/* cj__digits consumes one or more digits, 8 per step (the first before the loop). */
 static bool cj__digits(cj_scanner *s) {
     const uint8_t *start = s->p;
-    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') s->p++;
+    uint64_t m = cj__non_digit(cocoon_load64(s->p, s->end));
+    while (!m) {
+        s->p += 8;
+        m = cj__non_digit(cocoon_load64(s->p, s->end));
+    }
+    s->p += cocoon_first(m); /* padding past end is flagged, so this stops at end */
     return s->p > start || cj__fail(s, "invalid number");
 }
 
@@ -360,55 +437,44 @@ static bool cj__key(cj_scanner *s, cj_span *key) {
     return cj__string(s, key) && cj__expect(s, ':', "expected ':' after key");
 }
 
-bool cj_skip(cj_scanner *s, cj_span *raw) {
-    if (cj__ws(s) < 0) return cj__fail(s, "unexpected end of input");
-    const uint8_t *start = s->p;
+/* cj__scalar consumes the string, number or literal that starts with byte c at s->p. */
+static bool cj__scalar(cj_scanner *s, int c) {
+    switch (c) {
+    case '"': return cj__string(s, NULL);
+    case 't': return cj__literal(s, "true", 4);
+    case 'f': return cj__literal(s, "false", 5);
+    case 'n': return cj__literal(s, "null", 4);
+    case -1: return cj__fail(s, "unexpected end of input");
+    default:
+        if (c != '-' && (c < '0' || c > '9')) return cj__fail(s, "unexpected character");
+        return cj__number(s);
+    }
+}
+
+/* cj__walk consumes the object or array at s->p, iteratively: nested containers push a
+ * bit on cj__stack instead of recursing. */
+static bool cj__walk(cj_scanner *s) {
     uint32_t base = s->depth;
     for (;;) {
         /* A value starts at s->p. */
         int c = cj__ws(s);
-        switch (c) {
-        case '{':
-        case '[':
+        if (c == '{' || c == '[') {
             if (!cj__push(s)) return false;
             s->p++;
             if (c == '{') cj__stack[s->depth / 8] |= (uint8_t)(1u << (s->depth % 8));
             else cj__stack[s->depth / 8] &= (uint8_t) ~(1u << (s->depth % 8));
-            if (cj__ws(s) == (c == '{' ? '}' : ']')) {
-                s->p++;
-                s->depth--;
-                break; /* an empty container is a complete value */
+            if (cj__ws(s) != (c == '{' ? '}' : ']')) {
+                if (c == '{' && !cj__key(s, NULL)) return false;
+                continue; /* the first element or member value */
             }
-            if (c == '{' && !cj__key(s, NULL)) return false;
-            continue; /* the first element or member value */
-        case '"':
-            if (!cj__string(s, NULL)) return false;
-            break;
-        case 't':
-            if (!cj__literal(s, "true", 4)) return false;
-            break;
-        case 'f':
-            if (!cj__literal(s, "false", 5)) return false;
-            break;
-        case 'n':
-            if (!cj__literal(s, "null", 4)) return false;
-            break;
-        case -1:
-            return cj__fail(s, "unexpected end of input");
-        default:
-            if (c != '-' && (c < '0' || c > '9')) return cj__fail(s, "unexpected character");
-            if (!cj__number(s)) return false;
-            break;
+            s->p++; /* an empty container is a complete value */
+            s->depth--;
+        } else if (!cj__scalar(s, c)) {
+            return false;
         }
         /* A value ended: close containers until one continues with ','. */
         for (;;) {
-            if (s->depth == base) {
-                if (raw) {
-                    raw->ptr = start;
-                    raw->len = (uint32_t)(s->p - start);
-                }
-                return true;
-            }
+            if (s->depth == base) return true;
             bool object = cj__stack[s->depth / 8] & (1u << (s->depth % 8));
             c = cj__ws(s);
             if (c == ',') {
@@ -422,6 +488,19 @@ bool cj_skip(cj_scanner *s, cj_span *raw) {
             s->depth--;
         }
     }
+}
+
+bool cj_skip(cj_scanner *s, cj_span *raw) {
+    int c = cj__ws(s);
+    if (c < 0) return cj__fail(s, "unexpected end of input");
+    const uint8_t *start = s->p;
+    /* A scalar, the most common value, needs no walk (and costs no loop iteration). */
+    if (!(c == '{' || c == '[' ? cj__walk(s) : cj__scalar(s, c))) return false;
+    if (raw) {
+        raw->ptr = start;
+        raw->len = (uint32_t)(s->p - start);
+    }
+    return true;
 }
 
 bool cj_string(cj_scanner *s, cj_span *body) {
@@ -530,6 +609,15 @@ static int32_t cj__u4(const uint8_t *p, const uint8_t *end) {
     return r;
 }
 
+/* cj__find_backslash returns the first '\\' at or after p, or end. */
+static const uint8_t *cj__find_backslash(const uint8_t *p, const uint8_t *end) {
+    uint64_t m = 0;
+    while (p < end && !(m = cocoon_eq_mask(cocoon_load64(p, end), '\\'))) p += 8;
+    if (p >= end) return end;
+    p += cocoon_first(m);
+    return p < end ? p : end;
+}
+
 /*
  * cj__decode writes the decoded body to dst, which may be body.ptr itself: every escape
  * decodes to at most as many bytes as it has, so writing never overtakes reading.
@@ -539,7 +627,7 @@ static uint32_t cj__decode(uint8_t *dst, cj_span body) {
     uint8_t *w = dst;
     while (p < end) {
         const uint8_t *run = p;
-        while (p < end && *p != '\\') p++;
+        p = cj__find_backslash(p, end);
         if (w != run) memmove(w, run, (size_t)(p - run));
         w += p - run;
         if (end - p < 2) break;
@@ -585,8 +673,8 @@ uint32_t cj_unescape_in_place(cj_span body) {
     return cj__decode((uint8_t *)body.ptr, body);
 }
 
-bool cj_object_find(cj_scanner *s, const char *const *names, const uint32_t *kinds,
-                    cj_span *vals, uint32_t n, cj_span *raw) {
+bool cj_object_find(cj_scanner *s, const cj_span *names, const uint32_t *kinds, cj_span *vals,
+                    uint32_t n, cj_span *raw) {
     cj_iter it;
     cj_span key, v;
     uint32_t bad = 0; /* bit i: vals[i] holds a wrongly typed value */
@@ -597,7 +685,7 @@ bool cj_object_find(cj_scanner *s, const char *const *names, const uint32_t *kin
     cj_object_begin(s, &it);
     while ((r = cj_object_next(s, &it, &key)) > 0) {
         uint32_t i = 0;
-        while (i < n && !cj_str_eq(key, names[i])) i++;
+        while (i < n && !cj_str_eqn(key, names[i].ptr, names[i].len)) i++;
         if (!cj_skip(s, &v)) return false;
         if (i == n || (bad >> i & 1)) continue;
         cj_kind k = cj_kind_of(v);
@@ -606,11 +694,6 @@ bool cj_object_find(cj_scanner *s, const char *const *names, const uint32_t *kin
     }
     raw->len = (uint32_t)(s->p - raw->ptr);
     return r == 0;
-}
-
-bool cj_is_string(cj_span val, const char *want) {
-    return val.len >= 2 && val.ptr[0] == '"' &&
-           cj_str_eq((cj_span){val.ptr + 1, val.len - 2}, want);
 }
 
 bool cj_is_optional(cj_span val, uint32_t kinds) {
@@ -658,11 +741,17 @@ bool cj_key_matches(cj_span key, const char *name) {
     return eq;
 }
 
-bool cj_str_eq(cj_span body, const char *lit) {
-    uint32_t n = (uint32_t)cocoon_strlen(lit);
-    bool escaped = false;
-    for (uint32_t i = 0; i < body.len; i++) escaped |= body.ptr[i] == '\\';
-    if (!escaped) return body.len == n && memcmp(body.ptr, lit, n) == 0;
+bool cj_str_eqn(cj_span body, const void *lit, uint32_t n) {
+    const uint8_t *end = body.ptr + body.len;
+    /* Every escape decodes to fewer bytes than it has, so a body shorter than lit cannot
+     * match, and one as long matches only without escapes, when its raw bytes are its
+     * decoding. A first byte that differs and starts no escape decides at once. */
+    if (body.len < n) return false;
+    if (n == 0) return body.len == 0;
+    if (body.ptr[0] != *(const uint8_t *)lit && body.ptr[0] != '\\') return false;
+    if (body.len == n)
+        return memcmp(body.ptr, lit, n) == 0 && cj__find_backslash(body.ptr, end) == end;
+    if (cj__find_backslash(body.ptr, end) == end) return false;
     /* Rare: decode into scratch heap and give it back. */
     void *mark = cocoon_heap_mark();
     cocoon_buf b = {0};
@@ -727,9 +816,12 @@ bool cj_rewrite_member(cocoon_buf *out, cj_span obj, cj_span target, cj_rewrite_
     /* Find the target's name: the key of the member whose value starts at target. */
     cj_init(&t, obj.ptr, obj.len);
     cj_object_begin(&t, &it);
-    while (!name.len && cj_object_next(&t, &it, &key) > 0) {
+    while (cj_object_next(&t, &it, &key) > 0) {
         cj_peek(&t);
-        if (t.p == target.ptr) name = key;
+        if (t.p == target.ptr) {
+            name = key; /* found: the target itself need not be scanned */
+            break;
+        }
         cj_skip(&t, NULL);
     }
     cj_init(&s, obj.ptr, obj.len);

@@ -16,6 +16,51 @@ static const bool word_bytes[256] = {
 
 static inline bool is_word(uint8_t c) { return word_bytes[c]; }
 
+/*
+ * word_mask flags the word bytes of x (see cocoon.h for SWAR). A byte is a word byte
+ * when its high bit is set, or its low 7 bits are a digit, '_', or a letter: or-ing
+ * 0x20 folds 'A'-'Z' onto 'a'-'z' and maps no other byte into that range, so one range
+ * test covers both cases. The zero padding of cocoon_load64 is not a word byte.
+ */
+static inline uint64_t word_mask(uint64_t x) {
+    uint64_t a = x & ~COCOON_HIGH, f = a | COCOON_ONES(0x20);
+    uint64_t digit = cocoon_ge7(a, '0') & ~cocoon_ge7(a, '9' + 1);
+    uint64_t letter = cocoon_ge7(f, 'a') & ~cocoon_ge7(f, 'z' + 1);
+    uint64_t underscore = cocoon_ge7(a, '_') & ~cocoon_ge7(a, '_' + 1);
+    return (x | digit | letter | underscore) & COCOON_HIGH;
+}
+
+/* run_stop flags the bytes of the 8 at p that end a run of word bytes (word set) or of
+ * other bytes; past end, the first. */
+static inline uint64_t run_stop(const uint8_t *p, const uint8_t *end, bool word) {
+    return p < end ? word_mask(cocoon_load64(p, end)) ^ (word ? COCOON_HIGH : 0) : 0x80;
+}
+
+/* run_end returns the end of the run at p of word bytes (word set) or of other bytes,
+ * 8 bytes per step. The first step is written before the loop (clang would test it in
+ * the loop header): most runs, a space or a word, end in it and cost no iteration. */
+static inline const uint8_t *run_end(const uint8_t *p, const uint8_t *end, bool word) {
+    uint64_t m = run_stop(p, end, word);
+    while (!m) {
+        p += 8;
+        m = run_stop(p, end, word);
+    }
+    p += cocoon_first(m);
+    return p < end ? p : end; /* a padding byte flagged past end */
+}
+
+/* chars returns the number of UTF-8 characters in p[:n]: the bytes that are not
+ * continuation bytes (10xxxxxx, flagged where bit 7 is set and bit 6, shifted up to
+ * it, is not), counted 8 at a time. The zero padding is not a continuation byte. */
+static uint32_t chars(const uint8_t *p, uint32_t n) {
+    uint32_t count = n;
+    for (const uint8_t *end = p + n; p < end; p += 8) {
+        uint64_t x = cocoon_load64(p, end);
+        count -= (uint32_t)__builtin_popcountll(x & ~(x << 1) & COCOON_HIGH);
+    }
+    return count;
+}
+
 static inline uint8_t lower(uint8_t c) { return (uint8_t)(c - 'A') < 26 ? c | 0x20 : c; }
 
 /* The parsed config: the words, lowercased, in an open-addressing hash set. */
@@ -36,25 +81,52 @@ static struct {
 
 static uint32_t word_end(uint32_t i) { return ((const uint32_t *)cfg.ends.data)[i]; }
 
-/* hash is FNV-1a over the lowercased bytes. */
+/* lower64 lowercases the ASCII letters among the 8 bytes of x (SWAR, see cocoon.h): a
+ * byte in 'A'-'Z' gets 0x20, its flag shifted down from bit 7 to bit 5. */
+static inline uint64_t lower64(uint64_t x) {
+    uint64_t a = x & ~COCOON_HIGH;
+    uint64_t upper = cocoon_ge7(a, 'A') & ~cocoon_ge7(a, 'Z' + 1) & ~x & COCOON_HIGH;
+    return x | upper >> 2;
+}
+
+/* hash mixes the lowercased bytes p[:n], 8 per step, the first before the loop: a word
+ * of up to 8 bytes costs no loop iteration. Multiplying by an odd constant spreads each
+ * byte over the high bits, which are the ones kept. */
 static uint32_t hash(const uint8_t *p, uint32_t n) {
-    uint32_t h = 2166136261u;
-    for (uint32_t i = 0; i < n; i++) h = (h ^ lower(p[i])) * 16777619u;
-    return h;
+    const uint8_t *end = p + n;
+    uint64_t h = ((uint64_t)n ^ lower64(cocoon_load64(p, end))) * 0x9E3779B97F4A7C15ull;
+    while (end - p > 8) {
+        p += 8;
+        h = (h ^ lower64(cocoon_load64(p, end))) * 0x9E3779B97F4A7C15ull;
+    }
+    return (uint32_t)(h >> 32);
+}
+
+/* same_word reports whether p[:n] lowercased is the configured word w[:n] (stored
+ * lowercased), 8 bytes per step as in hash. */
+static bool same_word(const uint8_t *w, const uint8_t *p, uint32_t n) {
+    const uint8_t *wend = w + n, *end = p + n;
+    bool same = lower64(cocoon_load64(p, end)) == cocoon_load64(w, wend);
+    while (same && end - p > 8) {
+        p += 8;
+        w += 8;
+        same = lower64(cocoon_load64(p, end)) == cocoon_load64(w, wend);
+    }
+    return same;
+}
+
+/* slot_fits reports whether slot value w (word index + 1) is empty or the word p[:n]. */
+static bool slot_fits(uint32_t w, const uint8_t *p, uint32_t n) {
+    if (w == 0) return true;
+    uint32_t start = w > 1 ? word_end(w - 2) : 0;
+    return word_end(w - 1) - start == n && same_word(cfg.words.data + start, p, n);
 }
 
 /* slot_of returns the slot holding the word p[:n] (any case), or an empty slot. */
 static uint32_t *slot_of(const uint8_t *p, uint32_t n) {
-    for (uint32_t i = hash(p, n) & cfg.mask;; i = (i + 1) & cfg.mask) {
-        uint32_t w = cfg.slots[i];
-        if (w == 0) return &cfg.slots[i];
-        uint32_t start = w > 1 ? word_end(w - 2) : 0, len = word_end(w - 1) - start;
-        if (len != n) continue;
-        const uint8_t *word = cfg.words.data + start;
-        uint32_t k = 0;
-        while (k < n && word[k] == lower(p[k])) k++;
-        if (k == n) return &cfg.slots[i];
-    }
+    uint32_t i = hash(p, n) & cfg.mask;
+    while (!slot_fits(cfg.slots[i], p, n)) i = (i + 1) & cfg.mask;
+    return &cfg.slots[i];
 }
 
 static bool matches(const uint8_t *p, uint32_t n) {
@@ -190,9 +262,8 @@ static void guard(cocoon_buf *out, const uint8_t *text, uint32_t len, enum mode 
     const uint8_t *p = text, *end = text + len, *copied = text;
     const cocoon_buf *repl = mode == RAW ? &cfg.replacement : &cfg.replacement_json;
     while (p < end) {
-        while (p < end && !is_word(*p)) p++;
-        const uint8_t *word = p;
-        while (p < end && is_word(*p)) p++;
+        const uint8_t *word = run_end(p, end, false);
+        p = run_end(word, end, true);
         if (p == word || !matches(word, (uint32_t)(p - word))) continue;
         if (mode == JSON) cj_escape(out, copied, (uint32_t)(word - copied));
         else cocoon_buf_append(out, copied, (uint32_t)(word - copied));
@@ -201,8 +272,7 @@ static void guard(cocoon_buf *out, const uint8_t *text, uint32_t len, enum mode 
             cocoon_buf_append(out, repl->data, repl->len);
             continue;
         }
-        uint32_t stars = 0; /* one per character: per byte that starts a UTF-8 sequence */
-        for (const uint8_t *c = word; c < p; c++) stars += (*c & 0xC0) != 0x80;
+        uint32_t stars = chars(word, (uint32_t)(p - word)); /* one per character */
         if (cocoon_buf_reserve(out, stars)) {
             memset(out->data + out->len, '*', stars);
             out->len += stars;
@@ -247,7 +317,7 @@ static bool check(cj_span v, uint32_t kinds, const char *field, const char *want
 #define OBJECT CJ_KINDS(CJ_OBJECT)
 #define ARRAY CJ_KINDS(CJ_ARRAY)
 
-static const char *const part_fields[] = {"type", "text"};
+static const cj_span part_fields[] = {CJ_SPAN("type"), CJ_SPAN("text")};
 static const uint32_t part_kinds[] = {STRING, STRING};
 enum { TYPE, TEXT };
 
@@ -281,7 +351,7 @@ static bool rewrite_content(cj_scanner *s, cocoon_buf *out, void *ctx) {
     }
 }
 
-static const char *const message_fields[] = {"role", "content", "name"};
+static const cj_span message_fields[] = {CJ_SPAN("role"), CJ_SPAN("content"), CJ_SPAN("name")};
 static const uint32_t message_kinds[] = {STRING, STRING | ARRAY, STRING};
 enum { ROLE, CONTENT, NAME };
 
@@ -297,7 +367,8 @@ static bool rewrite_message(cj_scanner *s, cocoon_buf *out, void *ctx) {
     return cj_rewrite_member(out, raw, v[CONTENT], rewrite_content, NULL);
 }
 
-static const char *const choice_fields[] = {"index", "message", "finish_reason"};
+static const cj_span choice_fields[] = {CJ_SPAN("index"), CJ_SPAN("message"),
+                                        CJ_SPAN("finish_reason")};
 static const uint32_t choice_kinds[] = {INTEGER, OBJECT, STRING};
 enum { INDEX, MESSAGE, FINISH_REASON };
 
@@ -327,10 +398,12 @@ static bool rewrite_choices(cj_scanner *s, cocoon_buf *out, void *ctx) {
     return cj_rewrite_elements(s, out, rewrite_choice, ctx);
 }
 
-static const char *const response_fields[] = {"id", "object", "created", "model", "choices", "usage"};
+static const cj_span response_fields[] = {CJ_SPAN("id"),    CJ_SPAN("object"),  CJ_SPAN("created"),
+                                          CJ_SPAN("model"), CJ_SPAN("choices"), CJ_SPAN("usage")};
 enum { ID, OBJECT_, CREATED, MODEL, CHOICES, USAGE };
 static const uint32_t response_kinds[] = {STRING, STRING, INTEGER, STRING, ARRAY, OBJECT};
-static const char *const usage_fields[] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+static const cj_span usage_fields[] = {CJ_SPAN("prompt_tokens"), CJ_SPAN("completion_tokens"),
+                                       CJ_SPAN("total_tokens")};
 static const uint32_t usage_kinds[] = {INTEGER, INTEGER, INTEGER};
 
 static bool check_response(const cj_span *v) {

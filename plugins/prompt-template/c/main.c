@@ -26,11 +26,11 @@ static struct {
 /* Go's guest SDK decodes the request into typed structs before the module's logic
  * runs; these are the checks that decoding makes, so that both versions fail on the
  * same requests. */
-static const char *const message_fields[] = {"role", "content", "name"};
+static const cj_span message_fields[] = {CJ_SPAN("role"), CJ_SPAN("content"), CJ_SPAN("name")};
 static const uint32_t message_kinds[] = {CJ_KINDS(CJ_STRING), CJ_KINDS(CJ_STRING) | CJ_KINDS(CJ_ARRAY),
                                          CJ_KINDS(CJ_STRING)};
 enum { ROLE, CONTENT, NAME };
-static const char *const part_fields[] = {"type", "text"};
+static const cj_span part_fields[] = {CJ_SPAN("type"), CJ_SPAN("text")};
 static const uint32_t part_kinds[] = {CJ_KINDS(CJ_STRING), CJ_KINDS(CJ_STRING)};
 enum { TYPE, TEXT };
 
@@ -61,32 +61,41 @@ static bool read_string(cj_scanner *s, cocoon_buf *out, const char *field) {
     }
 }
 
-/* split_template stores tmpl, split at each {{content}}, as escaped segments. */
-static bool split_template(const cocoon_buf *tmpl) {
-    uint32_t n = 1;
-    for (uint32_t i = 0; i + PLACEHOLDER_LEN <= tmpl->len; i++)
-        if (memcmp(tmpl->data + i, PLACEHOLDER, PLACEHOLDER_LEN) == 0) {
-            n++;
-            i += PLACEHOLDER_LEN - 1;
-        }
-    if (n == 1) return config_error("user_template", " must contain {{content}}");
-    cfg.seg_end = cocoon_alloc(n * sizeof *cfg.seg_end);
-    if (!cfg.seg_end) return config_error("", "out of memory");
-    uint32_t start = 0, i = 0;
-    cfg.nseg = 0;
-    while (i + PLACEHOLDER_LEN <= tmpl->len) {
-        if (memcmp(tmpl->data + i, PLACEHOLDER, PLACEHOLDER_LEN) != 0) {
-            i++;
+/* find_placeholder returns the first {{content}} at or after p, or end. It looks for
+ * '{' 8 bytes per step (SWAR, see cocoon.h), since the sandbox charges per iteration. */
+static const uint8_t *find_placeholder(const uint8_t *p, const uint8_t *end) {
+    while (end - p >= PLACEHOLDER_LEN) {
+        uint64_t m = cocoon_eq_mask(cocoon_load64(p, end), '{');
+        if (!m) {
+            p += 8;
             continue;
         }
-        cj_escape(&cfg.segs, tmpl->data + start, i - start);
-        cfg.seg_end[cfg.nseg++] = cfg.segs.len;
-        i += PLACEHOLDER_LEN;
-        start = i;
+        p += cocoon_first(m);
+        if (end - p >= PLACEHOLDER_LEN && memcmp(p, PLACEHOLDER, PLACEHOLDER_LEN) == 0) return p;
+        p++;
     }
-    cj_escape(&cfg.segs, tmpl->data + start, tmpl->len - start);
-    cfg.seg_end[cfg.nseg++] = cfg.segs.len;
-    return !cfg.segs.oom || config_error("", "out of memory");
+    return end;
+}
+
+/* split_template stores tmpl, split at each {{content}}, as escaped segments. */
+static bool split_template(const cocoon_buf *tmpl) {
+    const uint8_t *p = tmpl->data, *end = p + tmpl->len;
+    cocoon_buf ends = {0}; /* uint32_t per segment: where it ends in cfg.segs */
+    for (;;) {
+        const uint8_t *at = find_placeholder(p, end);
+        cj_escape(&cfg.segs, p, (uint32_t)(at - p));
+        cocoon_buf_append(&ends, &cfg.segs.len, sizeof cfg.segs.len);
+        if (at == end) break;
+        p = at + PLACEHOLDER_LEN;
+    }
+    if (cfg.segs.oom || ends.oom) return config_error("", "out of memory");
+    cfg.nseg = ends.len / sizeof *cfg.seg_end;
+    if (cfg.nseg == 1) {
+        cfg.nseg = 0;
+        return config_error("user_template", " must contain {{content}}");
+    }
+    cfg.seg_end = (uint32_t *)ends.data;
+    return true;
 }
 
 static bool parse_config(void) {
@@ -315,7 +324,7 @@ static enum outcome write_messages(cj_scanner *s, cocoon_buf *out) {
     return DONE;
 }
 
-static const char *const request_fields[] = {"model", "messages"};
+static const cj_span request_fields[] = {CJ_SPAN("model"), CJ_SPAN("messages")};
 static const uint32_t request_kinds[] = {CJ_KINDS(CJ_STRING), CJ_KINDS(CJ_ARRAY)};
 enum { MODEL, MESSAGES };
 
@@ -344,7 +353,10 @@ static enum outcome rewrite(cj_scanner *s, cocoon_buf *out) {
     while (cj_object_next(&sub, &it, &key) > 0) {
         cj_peek(&sub); /* to the value, past whitespace */
         if (cj_str_eq(key, "messages") && (sub.p != v[MESSAGES].ptr || list)) {
-            cj_skip(&sub, NULL); /* an earlier duplicate, or written below */
+            /* An earlier duplicate, or the list written below, which the first pass
+             * has scanned already: jump over that one. */
+            if (sub.p == v[MESSAGES].ptr) sub.p += v[MESSAGES].len;
+            else cj_skip(&sub, NULL);
             continue;
         }
         if (!first) cocoon_buf_byte(out, ',');
