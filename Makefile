@@ -52,7 +52,7 @@ run: plugins
 
 test: plugins vet
 	$(GO) test -count=1 ./...
-	$(GO) test -race -count=1 ./host/ ./host/internal/... ./host/backend/openai/
+	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/
 
 vet:
 	$(GO) vet ./...
