@@ -101,10 +101,9 @@ func Elements(arr []byte, f func(value []byte) error) error {
 	if KindOf(arr) != Array {
 		return fmt.Errorf("not an array: %s", KindOf(arr))
 	}
-	s := scanner{b: arr, i: 1, trusted: true}
-	s.space()
-	if s.peek() == ']' {
-		return nil
+	s := scanner{b: arr, trusted: true}
+	if empty, err := s.open(']'); empty || err != nil {
+		return err
 	}
 	for {
 		start := s.i
@@ -114,12 +113,9 @@ func Elements(arr []byte, f func(value []byte) error) error {
 		if err := f(arr[start:s.i]); err != nil {
 			return err
 		}
-		s.space()
-		if s.peek() == ']' {
-			return nil
+		if done, err := s.next(']', "an array"); done || err != nil {
+			return err
 		}
-		s.i++ // ','
-		s.space()
 	}
 }
 
@@ -230,15 +226,8 @@ func (s *scanner) enter() error {
 }
 
 func (s *scanner) object(members func(string, []byte) error) error {
-	if err := s.enter(); err != nil {
+	if empty, err := s.open('}'); empty || err != nil {
 		return err
-	}
-	s.i++ // '{'
-	s.space()
-	if s.peek() == '}' {
-		s.i++
-		s.depth--
-		return nil
 	}
 	for {
 		if s.peek() != '"' {
@@ -264,49 +253,57 @@ func (s *scanner) object(members func(string, []byte) error) error {
 				return err
 			}
 		}
-		s.space()
-		switch s.peek() {
-		case ',':
-			s.i++
-			s.space()
-		case '}':
-			s.i++
-			s.depth--
-			return nil
-		default:
-			return s.errorf("expected ',' or '}' in an object")
+		if done, err := s.next('}', "an object"); done || err != nil {
+			return err
 		}
 	}
 }
 
 func (s *scanner) array() error {
-	if err := s.enter(); err != nil {
+	if empty, err := s.open(']'); empty || err != nil {
 		return err
-	}
-	s.i++ // '['
-	s.space()
-	if s.peek() == ']' {
-		s.i++
-		s.depth--
-		return nil
 	}
 	for {
 		if err := s.value(); err != nil {
 			return err
 		}
-		s.space()
-		switch s.peek() {
-		case ',':
-			s.i++
-			s.space()
-		case ']':
-			s.i++
-			s.depth--
-			return nil
-		default:
-			return s.errorf("expected ',' or ']' in an array")
+		if done, err := s.next(']', "an array"); done || err != nil {
+			return err
 		}
 	}
+}
+
+// open enters the container whose opening bracket is at s.i and reports whether it is
+// empty, in which case its closing bracket is consumed too.
+func (s *scanner) open(closing byte) (empty bool, err error) {
+	if err := s.enter(); err != nil {
+		return false, err
+	}
+	s.i++
+	s.space()
+	if s.peek() == closing {
+		s.i++
+		s.depth--
+		return true, nil
+	}
+	return false, nil
+}
+
+// next moves past what follows a member or an element: a comma, or the container's
+// closing bracket, in which case done is true.
+func (s *scanner) next(closing byte, container string) (done bool, err error) {
+	s.space()
+	switch s.peek() {
+	case ',':
+		s.i++
+		s.space()
+		return false, nil
+	case closing:
+		s.i++
+		s.depth--
+		return true, nil
+	}
+	return false, s.errorf("expected ',' or '%c' in %s", closing, container)
 }
 
 // plain marks the bytes a string holds as they are: not '"', '\\', a control
