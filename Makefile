@@ -52,7 +52,7 @@ run: plugins
 
 test: plugins vet
 	$(GO) test -count=1 ./...
-	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/
+	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/
 
 vet:
 	$(GO) vet ./...
@@ -67,6 +67,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzValidate -fuzztime=60s ./abi/
 	$(GO) test -run='^$$' -fuzz=FuzzInstrument -fuzztime=60s ./host/internal/meter/
 	$(GO) test -run='^$$' -fuzz=FuzzValid -fuzztime=60s ./host/internal/jsonscan/
+	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=60s ./host/
 
 clean:
 	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM)

@@ -1,0 +1,243 @@
+package host
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors of Registry.Delete.
+var (
+	ErrNoPipeline = errors.New("no such pipeline")
+	ErrNotOwner   = errors.New("not an owner of the pipeline")
+)
+
+// Registry keeps a host's pipelines, by id, durably under a data directory: one file
+// per pipeline, written atomically, loaded again at start. Each pipeline has owners, the
+// identities of the credentials that uploaded it; only an owner may delete it. It is safe
+// for concurrent use.
+type Registry struct {
+	sandbox *Sandbox
+	store   *Store
+	dir     string
+
+	mu      sync.RWMutex // guards entries; held for writing across a file write
+	entries map[string]*Entry
+}
+
+// Entry is one registered pipeline. It is immutable: a change of owners replaces it.
+type Entry struct {
+	// ID is Manifest.ID().
+	ID string
+	// Manifest is the canonical manifest: limits have every default filled in, configs
+	// are compact.
+	Manifest *Manifest
+	Pipeline *Pipeline
+	// Created is when the pipeline was first registered.
+	Created time.Time
+	owners  []string // sorted, distinct
+}
+
+// Owners returns the identities allowed to delete the pipeline, sorted.
+func (e *Entry) Owners() []string { return slices.Clone(e.owners) }
+
+// OwnedBy reports whether owner is one of the pipeline's owners.
+func (e *Entry) OwnedBy(owner string) bool {
+	_, ok := slices.BinarySearch(e.owners, owner)
+	return ok
+}
+
+// entryFile is the file format of one pipeline: <dir>/<id>.json.
+type entryFile struct {
+	Manifest json.RawMessage `json:"manifest"` // Manifest.Canonical()
+	Owners   []string        `json:"owners"`
+	Created  time.Time       `json:"created"`
+}
+
+// OpenRegistry opens (creating if needed) the registry in dir and rebuilds every
+// pipeline found there from modules in store. A file whose manifest does not hash to its
+// name, or that names a module the store lacks, is an error: the host does not serve a
+// pipeline it cannot vouch for.
+func OpenRegistry(sandbox *Sandbox, store *Store, dir string) (*Registry, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pipeline registry: %w", err)
+	}
+	r := &Registry{sandbox: sandbox, store: store, dir: dir, entries: map[string]*Entry{}}
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline registry: %w", err)
+	}
+	for _, f := range files {
+		id, ok := strings.CutSuffix(f.Name(), ".json")
+		if !ok || f.IsDir() {
+			continue // temporary files of an interrupted write, and anything else
+		}
+		e, err := r.load(id)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline registry: %s: %w", f.Name(), err)
+		}
+		r.entries[id] = e
+	}
+	return r, nil
+}
+
+func (r *Registry) load(id string) (*Entry, error) {
+	b, err := os.ReadFile(r.path(id))
+	if err != nil {
+		return nil, err
+	}
+	var f entryFile
+	if err := decodeStrict(b, &f); err != nil {
+		return nil, err
+	}
+	m, err := ParseManifest(f.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	if m.ID() != id {
+		return nil, errors.New("the manifest does not hash to the file's name: the file was altered")
+	}
+	if len(f.Owners) == 0 || !slices.IsSorted(f.Owners) {
+		return nil, errors.New("owners must be a sorted, non-empty list")
+	}
+	p, err := r.sandbox.PipelineFromManifest(m, r.store)
+	if err != nil {
+		return nil, err
+	}
+	return &Entry{ID: id, Manifest: m, Pipeline: p, Created: f.Created, owners: slices.Compact(f.Owners)}, nil
+}
+
+// Add registers the pipeline m describes for owner, whose modules must be in the store,
+// and reports whether it is new. Adding a registered pipeline is idempotent: it returns
+// the existing entry, with owner added to its owners. Errors are *Error with
+// CodeInvalidPipeline (see Sandbox.PipelineFromManifest), or a failure to write.
+func (r *Registry) Add(m *Manifest, owner string) (e *Entry, created bool, err error) {
+	if owner == "" {
+		return nil, false, errors.New("pipeline registry: an owner is required")
+	}
+	// Reparsing the canonical form fills in the limits the id covers, so the entry
+	// shows what the pipeline runs with, the same before and after a restart.
+	canonical := m.Canonical()
+	cm, err := ParseManifest(canonical)
+	if err != nil {
+		return nil, false, fmt.Errorf("pipeline registry: canonical manifest: %w", err)
+	}
+	id := cm.ID()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.entries[id]; ok {
+		if old.OwnedBy(owner) {
+			return old, false, nil
+		}
+		e := *old
+		e.owners = slices.Insert(slices.Clone(old.owners), sort.SearchStrings(old.owners, owner), owner)
+		if err := r.write(&e); err != nil {
+			return nil, false, err
+		}
+		r.entries[id] = &e
+		return &e, false, nil
+	}
+	p, err := r.sandbox.PipelineFromManifest(cm, r.store)
+	if err != nil {
+		return nil, false, err
+	}
+	e = &Entry{ID: id, Manifest: cm, Pipeline: p, Created: time.Now().UTC(), owners: []string{owner}}
+	if err := r.write(e); err != nil {
+		return nil, false, err
+	}
+	r.entries[id] = e
+	return e, true, nil
+}
+
+// Get returns the pipeline with the given id.
+func (r *Registry) Get(id string) (*Entry, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.entries[id]
+	return e, ok
+}
+
+// List returns every pipeline, oldest first (by id when created at the same time).
+func (r *Registry) List() []*Entry {
+	r.mu.RLock()
+	out := make([]*Entry, 0, len(r.entries))
+	for _, e := range r.entries {
+		out = append(out, e)
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// References returns the ids of the pipelines that use the module with the given hash,
+// sorted: a module may be removed from the store only when there are none.
+func (r *Registry) References(hash string) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var ids []string
+	for id, e := range r.entries {
+		if slices.Contains(e.Manifest.Modules(), hash) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Delete withdraws owner from the pipeline's owners and removes the pipeline when none
+// is left; it reports whether it did. Errors are ErrNoPipeline, ErrNotOwner, or a failure
+// to write. Requests already running the pipeline finish. Its modules stay in the store.
+func (r *Registry) Delete(id, owner string) (removed bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, ok := r.entries[id]
+	switch {
+	case !ok:
+		return false, ErrNoPipeline
+	case !old.OwnedBy(owner):
+		return false, ErrNotOwner
+	case len(old.owners) == 1:
+		if err := os.Remove(r.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return false, fmt.Errorf("pipeline registry: %w", err)
+		}
+		delete(r.entries, id)
+		return true, nil
+	}
+	e := *old
+	e.owners = slices.DeleteFunc(slices.Clone(old.owners), func(o string) bool { return o == owner })
+	if err := r.write(&e); err != nil {
+		return false, err
+	}
+	r.entries[id] = &e
+	return false, nil
+}
+
+func (r *Registry) write(e *Entry) error {
+	// Without HTML escaping the manifest is stored byte for byte as the id covers it.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(entryFile{Manifest: e.Manifest.Canonical(), Owners: e.owners, Created: e.Created}); err != nil {
+		return fmt.Errorf("pipeline registry: %w", err)
+	}
+	if err := writeFileAtomic(r.path(e.ID), buf.Bytes()); err != nil {
+		return fmt.Errorf("pipeline registry: %w", err)
+	}
+	return nil
+}
+
+func (r *Registry) path(id string) string { return filepath.Join(r.dir, id+".json") }

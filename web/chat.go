@@ -1,0 +1,238 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/host/backend"
+)
+
+// clientOptions are what the host reads of the client's own body. The pre stage may
+// reshape the request, but the host keeps the client's stream settings.
+type clientOptions struct {
+	Model         string `json:"model"`
+	Stream        bool   `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+}
+
+// chatCompletions answers POST /v1/chat/completions (the bare backend) and
+// POST /p/{id}/v1/chat/completions (through the pipeline): the body goes through the
+// pre modules, the backend and the post modules, and the answer is a chat.completion or,
+// with "stream": true, server-sent chunks ending with "data: [DONE]". A failure before
+// the first chunk is an error response with its status; after it, an SSE event
+// "data: {"error": ...}" ends the stream, without [DONE].
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	c := &chatCall{s: s, pipeline: s.bare, id: newCompletionID(), created: time.Now().Unix()}
+	if e := pipelineOf(r.Context()); e != nil {
+		c.pipeline, c.model = e.Pipeline, e.Manifest.Model
+	}
+	body, err := readBody(w, r, s.cfg.MaxRequestBytes)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var opts clientOptions
+	if err := decodeLoose(body, &opts, "request"); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if c.model != "" && opts.Model != "" && opts.Model != c.model {
+		s.writeError(w, r, invalidf("model %q is not this pipeline's: it serves %q", opts.Model, c.model))
+		return
+	}
+	release, err := s.acquire()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer release()
+
+	var sse *sseWriter
+	var stream func(string) error
+	if opts.Stream {
+		sse = &sseWriter{w: w, rc: http.NewResponseController(w), call: c,
+			includeUsage: opts.StreamOptions != nil && opts.StreamOptions.IncludeUsage}
+		stream = sse.delta
+	}
+	c.start = time.Now()
+	res, err := c.pipeline.Run(r.Context(), body, c.generate, stream)
+	c.done(res, err)
+	switch {
+	case err != nil && sse != nil && sse.started:
+		sse.fail(s.toAPIError(r, err))
+	case err != nil:
+		s.writeError(w, r, err)
+	case sse != nil:
+		sse.finish()
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write(res.Response)
+	}
+}
+
+// chatCall is one chat completion: its identity, and what the backend reported.
+type chatCall struct {
+	s        *Server
+	pipeline *host.Pipeline
+	model    string // the pipeline's model; empty for the bare backend
+	id       string
+	created  int64
+
+	start, preEnd, backendEnd time.Time
+	respModel                 string
+	result                    backend.Result
+}
+
+// generate is the pipeline's GenerateFunc: it decodes the request the pre stage left
+// and runs the backend on it.
+func (c *chatCall) generate(ctx context.Context, request []byte, emit func(string) error) (host.Generation, error) {
+	m := c.s.metrics
+	c.preEnd = time.Now()
+	m.stages.WithLabelValues(stagePre).Observe(c.preEnd.Sub(c.start).Seconds())
+	req, err := toBackendRequest(request)
+	if err != nil {
+		return host.Generation{}, err
+	}
+	if c.model != "" {
+		req.Model = c.model // the pipeline id covers the model: no module or client changes it
+	}
+	c.respModel = req.Model
+	first := true
+	c.result, err = c.s.cfg.Backend.Generate(ctx, req, func(delta string) error {
+		if first {
+			first = false
+			m.stages.WithLabelValues(stageFirstToken).Observe(time.Since(c.preEnd).Seconds())
+		}
+		return emit(delta)
+	})
+	c.backendEnd = time.Now()
+	m.stages.WithLabelValues(stageBackend).Observe(c.backendEnd.Sub(c.preEnd).Seconds())
+	m.tokens.WithLabelValues("in").Add(float64(c.result.Usage.PromptTokens))
+	m.tokens.WithLabelValues("out").Add(float64(c.result.Usage.CompletionTokens))
+	if c.result.Model != "" {
+		c.respModel = c.result.Model
+	}
+	return host.Generation{ID: c.id, Created: c.created, Model: c.respModel, FinishReason: c.result.FinishReason,
+		PromptTokens: c.result.Usage.PromptTokens, CompletionTokens: c.result.Usage.CompletionTokens}, err
+}
+
+// done records the post stage's time and module failures.
+func (c *chatCall) done(res *host.Result, err error) {
+	if !c.backendEnd.IsZero() {
+		c.s.metrics.stages.WithLabelValues(stagePost).Observe(time.Since(c.backendEnd).Seconds())
+	}
+	var he *host.Error
+	if errors.As(err, &he) && he.Stage != "" {
+		c.s.metrics.moduleFailures.WithLabelValues(string(he.Stage), string(he.Code)).Inc()
+	}
+}
+
+func newCompletionID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return "chatcmpl-" + hex.EncodeToString(b[:])
+}
+
+// chatRequest is what the host reads of the request the backend gets. Members it does
+// not know pass on in backend.Request.Raw.
+type chatRequest struct {
+	Model    string `json:"model"`
+	Messages []struct {
+		Role    string          `json:"role"`
+		Content json.RawMessage `json:"content"`
+	} `json:"messages"`
+	MaxTokens           *int            `json:"max_tokens"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	Temperature         *float64        `json:"temperature"`
+	TopP                *float64        `json:"top_p"`
+	Seed                *int64          `json:"seed"`
+	Stop                json.RawMessage `json:"stop"`
+	N                   *int            `json:"n"`
+}
+
+// toBackendRequest decodes the request that left the pre stage. Errors are 400s that
+// name the member.
+func toBackendRequest(b []byte) (*backend.Request, error) {
+	var cr chatRequest
+	if err := decodeLoose(b, &cr, "request"); err != nil {
+		return nil, err
+	}
+	if cr.N != nil && *cr.N != 1 {
+		return nil, invalidf("request: n is %d: this host answers with one choice", *cr.N)
+	}
+	req := &backend.Request{Model: cr.Model, Temperature: cr.Temperature, TopP: cr.TopP, Seed: cr.Seed, Raw: b}
+	switch {
+	case cr.MaxCompletionTokens != nil:
+		req.MaxTokens = *cr.MaxCompletionTokens
+	case cr.MaxTokens != nil:
+		req.MaxTokens = *cr.MaxTokens
+	}
+	if req.MaxTokens < 0 {
+		return nil, invalidf("request: max_tokens must not be negative")
+	}
+	for i, m := range cr.Messages {
+		text, err := messageText(m.Content)
+		if err != nil {
+			return nil, invalidf("request: messages[%d].content: %v", i, err)
+		}
+		req.Messages = append(req.Messages, backend.Message{Role: m.Role, Content: text})
+	}
+	var err error
+	if req.Stop, err = stopSequences(cr.Stop); err != nil {
+		return nil, invalidf("request: stop: %v", err)
+	}
+	return req, nil
+}
+
+// messageText returns the text of a message's content: a string, null, or an array of
+// parts of which only text parts are supported.
+func messageText(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	var text string
+	if raw[0] == '"' {
+		err := json.Unmarshal(raw, &text)
+		return text, err
+	}
+	var parts []struct {
+		Type string  `json:"type"`
+		Text *string `json:"text"`
+	}
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return "", errors.New("must be a string or an array of content parts")
+	}
+	for i, p := range parts {
+		if p.Type != "text" || p.Text == nil {
+			return "", fmt.Errorf("part %d is of type %q: the backend takes text parts only", i, p.Type)
+		}
+		text += *p.Text
+	}
+	return text, nil
+}
+
+// stopSequences decodes "stop": null, a string, or an array of strings.
+func stopSequences(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, errors.New("must be a string or an array of strings")
+	}
+	return many, nil
+}

@@ -1,0 +1,80 @@
+// Package web is the HTTP API of a Cocoon host: OpenAI-compatible chat completions
+// through pipelines, pipeline upload and inspection, models, health and Prometheus
+// metrics. New builds a Server from a backend, a sandbox, a module store and a pipeline
+// registry; Handler serves it, or Serve and Shutdown run it on a listener:
+//
+//	srv, err := web.New(web.Config{Backend: b, Sandbox: sb, Store: st, Registry: reg,
+//		APIKeys: []web.APIKey{{Name: "ops", Key: key}}})
+//	go srv.Serve(listener)
+//	...
+//	srv.Shutdown(ctx) // waits for streams in flight
+//
+// # Routes
+//
+//	GET    /healthz                      200 while the process runs
+//	GET    /readyz                       200 when the backend can serve, else 503
+//	GET    /metrics                      Prometheus metrics
+//	GET    /v1/models                    the backend's models
+//	POST   /v1/chat/completions          the bare backend, through an empty pipeline
+//	POST   /v1/pipelines                 upload a pipeline (owner credential)
+//	GET    /v1/pipelines                 list pipelines
+//	GET    /v1/pipelines/{id}            a pipeline's canonical manifest and module hashes
+//	DELETE /v1/pipelines/{id}            withdraw as an owner (owner credential)
+//	GET    /p/{id}/v1/models             the pipeline's model
+//	POST   /p/{id}/v1/chat/completions   chat through the pipeline
+//
+// An OpenAI SDK works against a pipeline with baseURL = https://HOST/p/{id}/v1.
+//
+// # Uploading a pipeline
+//
+// The body of POST /v1/pipelines is JSON, decoded strictly (unknown members and trailing
+// data are errors):
+//
+//	{"manifest": {"abi_version": 1, "model": "stories260K",
+//	              "pre":  [{"module": "sha256:<hex>", "config": {...}, "limits": {"time_ms": 100}}],
+//	              "post": [{"module": "sha256:<hex>"}]},
+//	 "modules":  {"sha256:<hex>": "<standard base64 of the .wasm bytes>"}}
+//
+// The manifest is host.Manifest; the pipeline id is its host.Manifest.ID. modules holds
+// the bytes of every module the host does not store yet (a module already stored may be
+// left out); each must hash to its key and be named by the manifest. The answer is 201
+// with the pipeline for a new one, 200 for one already registered (same content, same
+// id: the caller joins its owners); both carry "id", "base_url", the canonical
+// "manifest" and the "modules" hashes. Each refusal is a 400 whose message names the
+// module and the reason: code "invalid_module" (with "reason", the abi.ErrorCode, when
+// validation failed), "invalid_pipeline" or "invalid_request". Bodies over
+// Config.MaxUploadBytes are a 413.
+//
+// # Credentials
+//
+// "Authorization: Bearer <API key>" (keys compared in constant time) identifies a
+// service or pipeline author: it may chat, read, upload pipelines and delete its own.
+// "Authorization: tma <init data>" identifies a Telegram Mini App user, whose init data
+// is checked as Telegram specifies with Config.TelegramBotToken and must be at most
+// Config.TelegramMaxAge old: it may chat and read. /healthz, /readyz and /metrics need
+// no credential.
+//
+// # Chat completions
+//
+// The client's body goes to the pipeline's pre modules, the request that leaves them is
+// decoded for the backend (model, messages with string or text-part content,
+// max_tokens or max_completion_tokens, temperature, top_p, seed, stop; n must be 1; the
+// rest passes on raw), and the answer goes through the post modules. A pipeline's model
+// is fixed by its manifest: a client naming another one gets a 400. With "stream": true
+// the answer is server-sent "data:" chunks in OpenAI's format ending with
+// "data: [DONE]", with a last chunk of usage when "stream_options": {"include_usage":
+// true}. A failure before the first chunk is an ordinary error response; after it, an
+// event "data: {"error": {...}}" ends the stream without [DONE].
+//
+// At most Config.MaxGenerations completions run at once; the next gets 429 with
+// Retry-After instead of a queue. A client that disconnects cancels its request, and
+// with it the modules and the backend's generation.
+//
+// # Errors
+//
+// Every error is in the OpenAI shape {"error": {"message", "type", "param", "code"}},
+// with a message that is safe to show: module failures as SPEC.md §9 words them
+// (type "module_error", or the rejecting module's status and message), backend failures
+// as the backend words them (type "backend_error"), and anything else as a generic
+// internal error whose detail goes to Config.Logger.
+package web
