@@ -19,6 +19,10 @@ var commands = []cli.Command{
 	{Name: "measure", Summary: "print the sha256: identity of modules", Run: measure},
 	{Name: "validate", Summary: "check modules against the host ABI", Run: validate},
 	{Name: "run", Summary: "run a module's hook in the host's sandbox", Run: run},
+	{Name: "init", Summary: "scaffold a new module from a template", Run: initModule},
+	{Name: "push", Summary: "upload a pipeline to a host, print its id", Run: push},
+	{Name: "pipelines", Summary: "list a host's pipelines, or show one's manifest", Run: pipelines},
+	{Name: "chat", Summary: "chat through a pipeline, streaming the answer", Run: chat},
 }
 
 func main() {

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/host/backend/embedded"
+	"github.com/cocoonhost/cocoon/host/backend/openai"
+	"github.com/cocoonhost/cocoon/host/backend/plugin"
+	"github.com/cocoonhost/cocoon/web"
+)
+
+func init() {
+	register("serve", "run the host: the OpenAI-compatible API over pipelines", serve)
+}
+
+// serveConfig is the configuration of serve: the --config file's members, each also a
+// flag of the same name with dashes, which overrides it.
+type serveConfig struct {
+	Listen            string `json:"listen"`
+	Data              string `json:"data"`
+	ModelDir          string `json:"model_dir"`
+	Backend           string `json:"backend"`
+	BackendURL        string `json:"backend_url"`
+	BackendAPIKeyFile string `json:"backend_api_key_file"`
+	APIKeyFile        string `json:"api_key_file"`
+	MaxGenerations    int    `json:"max_generations"`
+}
+
+// The operator's API key: its file in the data directory, and its name, which makes the
+// example pipeline's owner "key:operator".
+const (
+	apiKeyFile = "api-key"
+	apiKeyName = "operator"
+)
+
+// shutdownTimeout bounds how long a stopping host waits for streams in flight.
+const shutdownTimeout = 30 * time.Second
+
+// The example pipeline, loaded on a first start when run from the repository (after
+// `make plugins`): the PII redactor before the model, the output guard after it.
+var (
+	examplePre    = filepath.Join("plugins", "pii-redactor", "go", "pii-redactor.wasm")
+	examplePost   = filepath.Join("plugins", "output-guard", "c", "output-guard.wasm")
+	exampleConfig = json.RawMessage(`{"words":["darn","heck"],"replacement":"***"}`)
+)
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runServe(ctx, args, stdout, stderr)
+}
+
+// runServe runs the host until ctx is done, then shuts it down gracefully. It prints
+// what an operator needs (the address, the API key, the example pipeline) to stdout and
+// logs to stderr.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	keys, printKey, err := apiKeys(cfg)
+	if err != nil {
+		return err
+	}
+	b, err := openBackend(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig().WithCacheDir(filepath.Join(cfg.Data, "cache")))
+	if err != nil {
+		return err
+	}
+	defer sandbox.Close(context.Background())
+	store, err := host.OpenStore(ctx, sandbox, filepath.Join(cfg.Data, "modules"))
+	if err != nil {
+		return err
+	}
+	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(cfg.Data, "pipelines"))
+	if err != nil {
+		return err
+	}
+	srv, err := web.New(web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
+		APIKeys: keys, MaxGenerations: cfg.MaxGenerations, Logger: log})
+	if err != nil {
+		return err
+	}
+	example, err := loadExample(ctx, b, store, registry)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	base := "http://" + l.Addr().String()
+	fmt.Fprintf(stdout, "Listening on %s\n", base)
+	if printKey {
+		fmt.Fprintf(stdout, "API key: %s\n", keys[0].Key)
+	}
+	if example != "" {
+		// A key from the operator's own file stays off the screen.
+		shown := "$COCOON_API_KEY"
+		if printKey {
+			shown = keys[0].Key
+		}
+		fmt.Fprintf(stdout, "Example pipeline: %s\nTry it:\n  curl %s/p/%s/v1/chat/completions -H \"Authorization: Bearer %s\" -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Once upon a time\"}], \"max_tokens\": 64}'\n",
+			example, base, example, shown)
+	}
+	log.Info("serving", "addr", l.Addr().String(), "backend", cfg.Backend, "data", cfg.Data, "pipelines", len(registry.List()))
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: waiting for requests in flight", "timeout", shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// parseServeFlags reads the flags and the --config file; flags given on the command line
+// override the file, which overrides the defaults.
+func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
+	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded"}
+	var configFile string
+	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--config FILE]", stderr)
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, max_generations); flags override it")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, cache/, the API key")
+	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
+	fs.StringVar(&cfg.Backend, "backend", cfg.Backend, "embedded (in process), plugin (the embedded engine in a child process) or openai (an OpenAI-compatible server at --backend-url)")
+	fs.StringVar(&cfg.BackendURL, "backend-url", "", "base URL of the OpenAI-compatible server, such as http://127.0.0.1:8000/v1")
+	fs.StringVar(&cfg.BackendAPIKeyFile, "backend-api-key-file", "", "file holding the API key of the OpenAI-compatible server")
+	fs.StringVar(&cfg.APIKeyFile, "api-key-file", "", "file holding the API key clients must present (default: DATA/api-key, created if missing)")
+	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more get 429 (default: the number of CPUs)")
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if configFile != "" {
+		if err := readConfig(configFile, cfg); err != nil {
+			return nil, err
+		}
+		// The file replaced what the flags set: set them again over it.
+		if err := cli.ParseFlags(fs, args); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case cfg.Backend != "embedded" && cfg.Backend != "plugin" && cfg.Backend != "openai":
+		return nil, cli.UsageError(fmt.Sprintf("backend %q: must be embedded, plugin or openai", cfg.Backend))
+	case cfg.Backend == "openai" && cfg.BackendURL == "":
+		return nil, cli.UsageError("backend openai needs --backend-url")
+	case cfg.Backend != "openai" && (cfg.BackendURL != "" || cfg.BackendAPIKeyFile != ""):
+		return nil, cli.UsageError("--backend-url and --backend-api-key-file are for --backend openai")
+	case cfg.MaxGenerations < 0:
+		return nil, cli.UsageError("--max-generations must not be negative")
+	}
+	cfg.ModelDir = modelDirectory(cfg.ModelDir, cfg.Data)
+	return cfg, nil
+}
+
+// readConfig decodes the config file strictly over cfg: an unknown member, a wrong type
+// or trailing data is an error.
+func readConfig(path string, cfg *serveConfig) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("config %s: data after the JSON object", path)
+	}
+	return nil
+}
+
+// apiKeys returns the key clients must present: from --api-key-file, else from the data
+// directory, where it is created on first start. printKey is set for the latter, whose
+// key the operator has not seen elsewhere.
+func apiKeys(cfg *serveConfig) (keys []web.APIKey, printKey bool, err error) {
+	if cfg.APIKeyFile != "" {
+		key, err := readSecret(cfg.APIKeyFile)
+		if err != nil {
+			return nil, false, err
+		}
+		return []web.APIKey{{Name: apiKeyName, Key: key}}, false, nil
+	}
+	path := filepath.Join(cfg.Data, apiKeyFile)
+	key, err := readSecret(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key, err = createKey(path)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return []web.APIKey{{Name: apiKeyName, Key: key}}, true, nil
+}
+
+// readSecret reads a one-line secret file.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
+// createKey writes a new random key (32 bytes, hex) to path, readable by the owner only.
+// It never replaces an existing file.
+func createKey(path string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret) // never fails (crypto/rand)
+	key := hex.EncodeToString(secret)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = io.WriteString(f, key+"\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return "", err
+	}
+	return key, nil
+}
+
+// openBackend opens the configured backend.
+func openBackend(cfg *serveConfig, log *slog.Logger) (backend.Backend, error) {
+	switch cfg.Backend {
+	case "openai":
+		var opts []openai.Option
+		if cfg.BackendAPIKeyFile != "" {
+			key, err := readSecret(cfg.BackendAPIKeyFile)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, openai.WithAPIKey(key))
+		}
+		return openai.New(cfg.BackendURL, opts...)
+	case "plugin":
+		return plugin.Launch(plugin.SelfCommand("backend", "--kind", "embedded", "--model-dir", cfg.ModelDir),
+			&plugin.Options{Logger: log.With("backend", "plugin")})
+	default:
+		return embedded.New(cfg.ModelDir)
+	}
+}
+
+// loadExample registers the example pipeline when the registry is empty and its modules
+// are found in the working directory, and returns its id; it also returns the id of an
+// example registered by an earlier start. It returns "" when there is no example.
+func loadExample(ctx context.Context, b backend.Backend, store *host.Store, registry *host.Registry) (string, error) {
+	pre, err1 := os.ReadFile(examplePre)
+	post, err2 := os.ReadFile(examplePost)
+	if err1 != nil || err2 != nil {
+		return "", nil // not run from the repository, or `make plugins` was not run
+	}
+	models, err := b.Models(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(models) == 0 {
+		return "", nil
+	}
+	m := &host.Manifest{ABIVersion: 1, Model: models[0].ID,
+		Pre:  []host.ManifestModule{{Module: host.HashOf(pre)}},
+		Post: []host.ManifestModule{{Module: host.HashOf(post), Config: exampleConfig}}}
+	// The manifest goes through the parser, as an upload's does, to fill its defaults.
+	m, err = host.ParseManifest(m.Canonical())
+	if err != nil {
+		return "", err
+	}
+	if _, ok := registry.Get(m.ID()); ok {
+		return m.ID(), nil
+	}
+	if len(registry.List()) > 0 {
+		return "", nil // the operator's pipelines, without the example: leave it out
+	}
+	for _, wasm := range [][]byte{pre, post} {
+		if _, err := store.Put(ctx, wasm); err != nil {
+			return "", fmt.Errorf("example pipeline: %w", err)
+		}
+	}
+	e, _, err := registry.Add(m, "key:"+apiKeyName)
+	if err != nil {
+		return "", fmt.Errorf("example pipeline: %w", err)
+	}
+	return e.ID, nil
+}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer collects a server's logs, written from its goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// running is a serve command run in process.
+type running struct {
+	base, key, example string
+	cancel             context.CancelFunc
+	done               chan error
+	logs               *lockedBuffer
+}
+
+// startServe runs serve with args and waits until it prints its address and API key
+// (and, when one is loaded, the example pipeline's curl line).
+func startServe(t *testing.T, args ...string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	r := &running{cancel: cancel, done: make(chan error, 1), logs: &lockedBuffer{}}
+	go func() {
+		err := runServe(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), pw, r.logs)
+		pw.Close()
+		r.done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(time.Minute):
+			t.Error("serve did not stop")
+		}
+	})
+	lines := bufio.NewScanner(pr)
+	for lines.Scan() {
+		line := lines.Text()
+		if v, ok := strings.CutPrefix(line, "Listening on "); ok {
+			r.base = v
+		} else if v, ok := strings.CutPrefix(line, "API key: "); ok {
+			r.key = v
+		} else if v, ok := strings.CutPrefix(line, "Example pipeline: "); ok {
+			r.example = v
+		} else if strings.Contains(line, "curl ") {
+			want := "curl " + r.base + "/p/" + r.example + "/v1/chat/completions -H \"Authorization: Bearer " + r.key + "\""
+			if !strings.Contains(line, want) {
+				t.Errorf("curl line %q does not hold %q", line, want)
+			}
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if r.base == "" || r.key == "" {
+		t.Fatalf("serve printed no address or key; logs:\n%s", r.logs.String())
+	}
+	return r
+}
+
+// stop cancels the server as a signal would and checks that it stopped cleanly.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup
+		if err != nil {
+			t.Errorf("serve returned %v; logs:\n%s", err, r.logs.String())
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("serve did not stop within a minute")
+	}
+}
+
+func (r *running) request(t *testing.T, method, path, key, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, r.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// TestServe runs the host from the repository as `make run` does: it creates a key,
+// loads the example pipeline, answers through it, lets a stream in flight finish when
+// stopped, and on a second start keeps the key and the pipeline.
+func TestServe(t *testing.T) {
+	model, err := filepath.Abs(testModelDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join("..", ".."))
+	if _, err := os.Stat(examplePre); err != nil {
+		t.Fatalf("%v: run `make plugins` first", err)
+	}
+	data := t.TempDir()
+	args := []string{"--data", data, "--model-dir", model, "--max-generations", "2"}
+
+	r := startServe(t, args...)
+	if len(r.key) != 64 || r.example == "" {
+		t.Fatalf("key %q, example %q: want a 64-digit key and an example pipeline", r.key, r.example)
+	}
+	if info, err := os.Stat(filepath.Join(data, "api-key")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("api-key file: %v, %v; want mode 0600", info, err)
+	}
+	for _, dir := range []string{"modules", "pipelines", "cache"} {
+		if _, err := os.Stat(filepath.Join(data, dir)); err != nil {
+			t.Errorf("data directory: %v", err)
+		}
+	}
+	if resp := r.request(t, "GET", "/healthz", "", ""); resp.StatusCode != 200 {
+		t.Errorf("/healthz: %s", resp.Status)
+	}
+	chat := "/p/" + r.example + "/v1/chat/completions"
+	const body = `{"messages":[{"role":"user","content":"Mail me at ann@example.com"}],"max_tokens":20,"temperature":0}`
+	if resp := r.request(t, "POST", chat, "wrong", body); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("wrong key: %s, want 401", resp.Status)
+	}
+	resp := r.request(t, "POST", chat, r.key, body)
+	var out struct {
+		Choices []struct {
+			Message struct{ Content string }
+		}
+		Usage struct{ PromptTokens, CompletionTokens int } `json:"usage"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || len(out.Choices) != 1 || out.Choices[0].Message.Content == "" {
+		t.Fatalf("chat: %s, %v, %+v", resp.Status, err, out)
+	}
+
+	// A stream in flight when the host is told to stop runs to its end.
+	stream := r.request(t, "POST", chat, r.key, `{"messages":[{"role":"user","content":"Tim"}],"max_tokens":400,"stream":true}`)
+	events := bufio.NewScanner(stream.Body)
+	if !events.Scan() || !strings.HasPrefix(events.Text(), "data: {") {
+		t.Fatalf("stream: %s, first line %q", stream.Status, events.Text())
+	}
+	go r.cancel()
+	last := ""
+	for events.Scan() {
+		if events.Text() != "" {
+			last = events.Text()
+		}
+	}
+	if last != "data: [DONE]" {
+		t.Errorf("stream cut by the shutdown: last line %q", last)
+	}
+	r.stop(t)
+	if logs := r.logs.String(); !strings.Contains(logs, "shutting down") || !strings.Contains(logs, "msg=stopped") {
+		t.Errorf("logs do not tell the shutdown:\n%s", logs)
+	}
+
+	again := startServe(t, args...)
+	defer again.stop(t)
+	if again.key != r.key || again.example != r.example {
+		t.Errorf("second start: key %q, example %q; want %q, %q", again.key, again.example, r.key, r.example)
+	}
+	var list struct{ Data []struct{ ID string } }
+	resp = again.request(t, "GET", "/v1/pipelines", again.key, "")
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Data) != 1 || list.Data[0].ID != r.example {
+		t.Errorf("pipelines after a restart: %+v, %v; want only the example", list, err)
+	}
+}
+
+func TestServeConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := file("good.json", `{"listen": "127.0.0.1:9000", "data": "/d", "max_generations": 3, "backend": "openai", "backend_url": "http://gpu:8000/v1"}`)
+	tests := []struct {
+		name string
+		args []string
+		want serveConfig // when err is empty
+		err  string
+	}{
+		{"defaults", []string{"--data", "/d"}, serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded"}, ""},
+		{"file", []string{"--config", good}, serveConfig{Listen: "127.0.0.1:9000", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "openai", BackendURL: "http://gpu:8000/v1", MaxGenerations: 3}, ""},
+		{"flags override the file", []string{"--listen", ":1", "--config", good, "--max-generations", "5"},
+			serveConfig{Listen: ":1", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "openai", BackendURL: "http://gpu:8000/v1", MaxGenerations: 5}, ""},
+		{"unknown member", []string{"--config", file("unknown.json", `{"listen": ":1", "port": 2}`)}, serveConfig{}, `unknown field "port"`},
+		{"wrong type", []string{"--config", file("type.json", `{"max_generations": "3"}`)}, serveConfig{}, "max_generations"},
+		{"trailing data", []string{"--config", file("trailing.json", `{} {}`)}, serveConfig{}, "data after the JSON object"},
+		{"missing file", []string{"--config", filepath.Join(dir, "none.json")}, serveConfig{}, "no such file"},
+		{"bad backend", []string{"--backend", "gpu"}, serveConfig{}, `backend "gpu": must be embedded, plugin or openai`},
+		{"openai without URL", []string{"--backend", "openai"}, serveConfig{}, "needs --backend-url"},
+		{"URL without openai", []string{"--backend-url", "http://x"}, serveConfig{}, "are for --backend openai"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("COCOON_MODEL_DIR", "")
+			got, err := parseServeFlags(tt.args, io.Discard)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("error %v, want one containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || *got != tt.want {
+				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	"github.com/cocoonhost/cocoon/host"
+)
+
+// defaultHost is where `cocoon-host serve` listens by default.
+const defaultHost = "http://127.0.0.1:8080"
+
+// client calls a host's API with an API key.
+type client struct {
+	base string // without a trailing slash
+	key  string
+	http *http.Client
+}
+
+// hostFlags adds --host and --api-key to fs; the returned function builds the client
+// once fs is parsed.
+func hostFlags(fs *flag.FlagSet) func() (*client, error) {
+	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST)")
+	key := fs.String("api-key", os.Getenv("COCOON_API_KEY"), "API key, as cocoon-host serve prints it ($COCOON_API_KEY)")
+	return func() (*client, error) {
+		if !strings.HasPrefix(*base, "http://") && !strings.HasPrefix(*base, "https://") {
+			return nil, cli.UsageError(fmt.Sprintf("--host %q: want a URL such as %s", *base, defaultHost))
+		}
+		if *key == "" {
+			return nil, cli.UsageError("no API key: pass --api-key or set COCOON_API_KEY (cocoon-host serve prints it at start)")
+		}
+		return &client{base: strings.TrimSuffix(*base, "/"), key: *key, http: http.DefaultClient}, nil
+	}
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// send makes a request with body as JSON (none if nil) and returns the response when
+// its status is 2xx. Any other status is an error that carries the host's message.
+func (c *client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+	if err != nil {
+		return nil, fmt.Errorf("--host %q: %w", c.base, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the host at %s (is cocoon-host serve running there? see --host and COCOON_HOST): %w", c.base, errors.Unwrap(err))
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, responseError(resp)
+	}
+	return resp, nil
+}
+
+// call is send that decodes the JSON answer into out.
+func (c *client) call(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("the host's answer to %s %s is not the expected JSON: %w", method, path, err)
+	}
+	return nil
+}
+
+// apiError is the OpenAI error shape the host answers with.
+type apiError struct {
+	Error *struct {
+		Message string `json:"message"`
+		Code    string `json:"code"`
+	} `json:"error"`
+}
+
+// responseError words a failed response: the host's own message when it sent one.
+func responseError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e apiError
+	if json.Unmarshal(b, &e) == nil && e.Error != nil && e.Error.Message != "" {
+		return fmt.Errorf("the host refused (%s): %s", resp.Status, e.Error.Message)
+	}
+	return fmt.Errorf("the host answered %s (%s %s), not an API error: is --host a Cocoon host?", resp.Status, resp.Request.Method, resp.Request.URL.Path)
+}
+
+// pipelineInfo is a pipeline as the host shows it.
+type pipelineInfo struct {
+	ID       string          `json:"id"`
+	BaseURL  string          `json:"base_url"`
+	Manifest json.RawMessage `json:"manifest"`
+	Modules  []string        `json:"modules"`
+}
+
+// pipelines lists the host's pipelines, or prints one's manifest.
+func pipelines(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("cocoon", "pipelines [show ID] [--host URL] [--api-key KEY]\n\nLists the host's pipelines; 'show ID' prints a pipeline's manifest.", stderr)
+	newClient := hostFlags(fs)
+	pos, err := cli.Parse(fs, args)
+	if err != nil {
+		return err
+	}
+	var show string
+	switch {
+	case len(pos) == 0:
+	case len(pos) == 2 && pos[0] == "show":
+		show = pos[1]
+	case pos[0] == "show":
+		return cli.UsageError("usage: cocoon pipelines show ID")
+	default:
+		return cli.UsageError(fmt.Sprintf("unexpected argument %q (did you mean 'pipelines show ID'?)", pos[0]))
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if show != "" {
+		if err := host.CheckHash("sha256:" + show); err != nil {
+			return cli.UsageError(fmt.Sprintf("%q is not a pipeline id: an id is 64 lowercase hex digits", show))
+		}
+		var p pipelineInfo
+		if err := c.call(ctx, http.MethodGet, "/v1/pipelines/"+show, nil, &p); err != nil {
+			return err
+		}
+		var out bytes.Buffer
+		if err := json.Indent(&out, p.Manifest, "", "  "); err != nil {
+			return fmt.Errorf("the host's manifest is not JSON: %w", err)
+		}
+		out.WriteByte('\n')
+		_, err := out.WriteTo(stdout)
+		return err
+	}
+	var list struct {
+		Data []struct {
+			ID       string        `json:"id"`
+			Manifest host.Manifest `json:"manifest"`
+		} `json:"data"`
+	}
+	if err := c.call(ctx, http.MethodGet, "/v1/pipelines", nil, &list); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tMODEL\tPRE\tPOST")
+	for _, p := range list.Data {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, p.Manifest.Model, stageSummary(p.Manifest.Pre), stageSummary(p.Manifest.Post))
+	}
+	return tw.Flush()
+}
+
+// stageSummary names a stage's modules by their short hashes, in order.
+func stageSummary(mms []host.ManifestModule) string {
+	if len(mms) == 0 {
+		return "-"
+	}
+	names := make([]string, len(mms))
+	for i, mm := range mms {
+		names[i] = shortHash(mm.Module)
+	}
+	return strings.Join(names, ",")
+}
+
+// shortHash is "sha256:" and the first 12 hex digits, as a reader compares hashes.
+func shortHash(h string) string {
+	if len(h) > len("sha256:")+12 {
+		return h[:len("sha256:")+12]
+	}
+	return h
+}
