@@ -44,11 +44,15 @@ $(C_WASM): $$(wildcard $$(dir $$@)*.c) $$(wildcard $$(dir $$@)*.h) $(wildcard pl
 %.wasm: %.wat
 	$(WAT2WASM) -o $@ $<
 
-# The main job until the HTTP server lands: run an example module on a sample request in
-# the host's sandbox, and print its identity.
+# The main job: build the example modules and start the host with the embedded model and
+# the example pipeline. It prints the API key and a ready-to-paste curl line.
+DATA ?= .cocoon
+# The model: COCOON_MODEL_DIR if set, else the shared test model beside the repository,
+# else `cocoon-host model pull` downloads it into $(DATA).
+MODEL_DIR ?= $(or $(COCOON_MODEL_DIR),$(wildcard ../shared/models/stories260K))
 run: plugins
-	$(GO) run ./cmd/cocoon run plugins/pii-redactor/go/pii-redactor.wasm --hook pre < plugins/example-request.json
-	$(GO) run ./cmd/cocoon measure plugins/pii-redactor/go/pii-redactor.wasm
+	$(if $(MODEL_DIR),,$(GO) run ./cmd/cocoon-host model pull --data $(DATA))
+	$(GO) run ./cmd/cocoon-host serve --data $(DATA) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 
 test: plugins vet
 	$(GO) test -count=1 ./...

@@ -1,5 +1,6 @@
 // Command cocoon-host is the Cocoon host daemon that runs inside the confidential VM.
 //
+//	cocoon-host serve [--listen ADDR] [--data DIR] [--model-dir DIR]   run the host
 //	cocoon-host generate --model-dir DIR [flags]   check a model: generate text, print tokens/s
 //	cocoon-host model pull [--data DIR]            download the default model with sha256 checks
 //	cocoon-host backend --kind embedded            serve a built-in backend to the host (run by the host)

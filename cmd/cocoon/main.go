@@ -4,6 +4,13 @@
 //	cocoon validate FILE.wasm...    check modules against the host ABI, as an upload would
 //	cocoon run FILE.wasm --hook pre|post|chunk < input
 //	                                run a module in the host's own sandbox
+//	cocoon init --lang go|c DIR     scaffold a new module
+//	cocoon push --pre A.wasm --post B.wasm   upload a pipeline to a host, print its id
+//	cocoon pipelines [show ID]      list a host's pipelines, or print one's manifest
+//	cocoon chat --pipeline ID [PROMPT]       stream a chat completion through a pipeline
+//
+// The client commands talk to --host (or COCOON_HOST, default http://127.0.0.1:8080)
+// with --api-key (or COCOON_API_KEY).
 //
 // Run `cocoon COMMAND --help` for a command's flags.
 package main
