@@ -121,19 +121,22 @@ type pipelineInfo struct {
 
 // pipelines lists the host's pipelines, or prints one's manifest.
 func pipelines(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("cocoon", "pipelines [show ID] [--host URL] [--api-key KEY]\n\nLists the host's pipelines; 'show ID' prints a pipeline's manifest.", stderr)
+	fs := cli.NewFlagSet("cocoon", "pipelines [show ID | delete ID] [--host URL] [--api-key KEY]\n\nLists the host's pipelines; 'show ID' prints a pipeline's manifest; 'delete ID' withdraws\nyour key's ownership (the host removes the pipeline when no owner is left).", stderr)
 	newClient := hostFlags(fs)
 	pos, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}
-	var show string
+	var verb, id string
 	switch {
 	case len(pos) == 0:
-	case len(pos) == 2 && pos[0] == "show":
-		show = pos[1]
-	case pos[0] == "show":
-		return cli.UsageError("usage: cocoon pipelines show ID")
+	case len(pos) == 2 && (pos[0] == "show" || pos[0] == "delete"):
+		verb, id = pos[0], pos[1]
+		if err := host.CheckHash("sha256:" + id); err != nil {
+			return cli.UsageError(fmt.Sprintf("%q is not a pipeline id: an id is 64 lowercase hex digits", id))
+		}
+	case pos[0] == "show" || pos[0] == "delete":
+		return cli.UsageError(fmt.Sprintf("usage: cocoon pipelines %s ID", pos[0]))
 	default:
 		return cli.UsageError(fmt.Sprintf("unexpected argument %q (did you mean 'pipelines show ID'?)", pos[0]))
 	}
@@ -142,12 +145,23 @@ func pipelines(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	if show != "" {
-		if err := host.CheckHash("sha256:" + show); err != nil {
-			return cli.UsageError(fmt.Sprintf("%q is not a pipeline id: an id is 64 lowercase hex digits", show))
+	switch verb {
+	case "delete":
+		var answer struct {
+			Deleted bool `json:"deleted"`
 		}
+		if err := c.call(ctx, http.MethodDelete, "/v1/pipelines/"+id, nil, &answer); err != nil {
+			return err
+		}
+		if !answer.Deleted {
+			_, err := fmt.Fprintf(stdout, "withdrew this key from %s; its other owners keep it\n", id)
+			return err
+		}
+		_, err := fmt.Fprintf(stdout, "deleted %s\n", id)
+		return err
+	case "show":
 		var p pipelineInfo
-		if err := c.call(ctx, http.MethodGet, "/v1/pipelines/"+show, nil, &p); err != nil {
+		if err := c.call(ctx, http.MethodGet, "/v1/pipelines/"+id, nil, &p); err != nil {
 			return err
 		}
 		var out bytes.Buffer

@@ -142,6 +142,14 @@ func TestPushPipelinesChat(t *testing.T) {
 	if code, piped, stderr := cocoon(t, "Once upon a time, there\n", args...); code != 0 || piped != streamed {
 		t.Errorf("chat from stdin: exit %d, stdout %q, stderr %q; want %q", code, piped, stderr, streamed)
 	}
+
+	// The only owner deletes it: it is gone.
+	if code, out, stderr := cocoon(t, "", "pipelines", "delete", id); code != 0 || out != "deleted "+id+"\n" {
+		t.Errorf("pipelines delete: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	if code, _, stderr := cocoon(t, "", "pipelines", "show", id); code != 1 || !strings.Contains(stderr, "404") {
+		t.Errorf("show after delete: exit %d, stderr %q; want 404", code, stderr)
+	}
 }
 
 func TestClientErrors(t *testing.T) {
