@@ -43,7 +43,10 @@ type serveConfig struct {
 	BackendURL        string `json:"backend_url"`
 	BackendAPIKeyFile string `json:"backend_api_key_file"`
 	APIKeyFile        string `json:"api_key_file"`
-	MaxGenerations    int    `json:"max_generations"`
+	// TelegramBotTokenFile holds the bot token that signs Mini Apps' initData; without
+	// it, Mini Apps cannot call the host directly.
+	TelegramBotTokenFile string `json:"telegram_bot_token_file"`
+	MaxGenerations       int    `json:"max_generations"`
 }
 
 // The operator's API key: its file in the data directory, and its name, which makes the
@@ -102,8 +105,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	var botToken string
+	if cfg.TelegramBotTokenFile != "" {
+		if botToken, err = readSecret(cfg.TelegramBotTokenFile); err != nil {
+			return err
+		}
+	}
 	srv, err := web.New(web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: keys, MaxGenerations: cfg.MaxGenerations, Logger: log})
+		APIKeys: keys, TelegramBotToken: botToken, MaxGenerations: cfg.MaxGenerations, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -157,7 +166,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, max_generations); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, cache/, the API key")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
@@ -165,6 +174,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.BackendURL, "backend-url", "", "base URL of the OpenAI-compatible server, such as http://127.0.0.1:8000/v1")
 	fs.StringVar(&cfg.BackendAPIKeyFile, "backend-api-key-file", "", "file holding the API key of the OpenAI-compatible server")
 	fs.StringVar(&cfg.APIKeyFile, "api-key-file", "", "file holding the API key clients must present (default: DATA/api-key, created if missing)")
+	fs.StringVar(&cfg.TelegramBotTokenFile, "telegram-bot-token-file", "", "file holding the Telegram bot token that signs Mini Apps' initData (enables 'Authorization: tma <initData>')")
 	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more get 429 (default: the number of CPUs)")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return nil, err

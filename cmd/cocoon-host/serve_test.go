@@ -222,6 +222,8 @@ func TestServeConfig(t *testing.T) {
 		{"bad backend", []string{"--backend", "gpu"}, serveConfig{}, `backend "gpu": must be embedded, plugin or openai`},
 		{"openai without URL", []string{"--backend", "openai"}, serveConfig{}, "needs --backend-url"},
 		{"URL without openai", []string{"--backend-url", "http://x"}, serveConfig{}, "are for --backend openai"},
+		{"telegram", []string{"--data", "/d", "--telegram-bot-token-file", "/run/bot"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotTokenFile: "/run/bot"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
