@@ -54,7 +54,12 @@ run: plugins
 	$(if $(MODEL_DIR),,$(GO) run ./cmd/cocoon-host model pull --data $(DATA))
 	$(GO) run ./cmd/cocoon-host serve --data $(DATA) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 
-test: plugins vet
+SDK_DIR := web/testdata/openai-sdk
+# The OpenAI SDK client of web/openai_sdk_test.go, installed from its lock file.
+$(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package.json $(SDK_DIR)/package-lock.json
+	npm ci --prefix $(SDK_DIR) --no-audit --no-fund
+
+test: plugins vet $(SDK_DIR)/node_modules/.package-lock.json
 	$(GO) test -count=1 ./...
 	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/
 
@@ -75,3 +80,4 @@ fuzz:
 
 clean:
 	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM)
+	rm -rf $(SDK_DIR)/node_modules
