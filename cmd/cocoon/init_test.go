@@ -42,7 +42,7 @@ func TestInit(t *testing.T) {
 		}},
 		{"c", []string{"README.md", "c/main.c"}, func(t *testing.T, dir, wasm string) *exec.Cmd {
 			if _, err := exec.LookPath("clang-14"); err != nil {
-				t.Skip("clang-14 is not installed")
+				t.Fatal("clang-14 is not installed: make test needs it (apt-get install clang-14 lld-14, as .ci/run does)")
 			}
 			return exec.Command("clang-14", "--target=wasm32", "-O2", "-nostdlib", "-ffreestanding", "-Wall", "-Wextra", "-Werror",
 				"-I"+filepath.Join(repo, "plugins", "c-sdk"), "-Wl,--no-entry", "-o", wasm, filepath.Join(dir, "c", "main.c"))
