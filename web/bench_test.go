@@ -1,13 +1,8 @@
 package web
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,35 +17,14 @@ import (
 // embedded backend directly, in the same run. Every request generates 16 greedy tokens
 // from the same prompt, so the backend's share is identical.
 func BenchmarkHTTP(b *testing.B) {
-	engine, sandbox := shared(b)
-	dir := b.TempDir()
-	store, err := host.OpenStore(context.Background(), sandbox, filepath.Join(dir, "modules"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := New(Config{Backend: engine, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: []APIKey{{Name: "owner", Key: ownerKey}}, MaxGenerations: 4})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	defer srv.Close()
-
+	f := newFixture(b)
 	// The trivial pipeline: the SPEC.md example, a pre module that returns its input.
 	wasm, err := os.ReadFile(filepath.Join("..", "host", "testdata", "spec_example.wasm"))
 	if err != nil {
 		b.Fatalf("%v: run `make plugins` first", err)
 	}
-	upload, _ := json.Marshal(map[string]any{
-		"manifest": map[string]any{"abi_version": 1, "model": "stories260K", "pre": []any{map[string]any{"module": host.HashOf(wasm)}}, "post": []any{}},
-		"modules":  map[string]string{host.HashOf(wasm): base64.StdEncoding.EncodeToString(wasm)},
-	})
-	var created struct{ ID string }
-	post(b, srv.URL+"/v1/pipelines", upload, &created)
+	id := f.push(`{"abi_version":1,"model":"stories260K","pre":[{"module":"`+host.HashOf(wasm)+`"}],"post":[]}`, wasm)
+	engine := f.engine
 
 	zero := 0.0
 	direct := &backend.Request{Messages: []backend.Message{{Role: "user", Content: "Once upon a time"}}, MaxTokens: 16, Temperature: &zero}
@@ -71,27 +45,13 @@ func BenchmarkHTTP(b *testing.B) {
 			b.Fatal(err)
 		}
 	})
-	run("http-pipeline", func() { post(b, srv.URL+"/p/"+created.ID+"/v1/chat/completions", body, nil) })
-	run("http-pipeline-stream", func() { post(b, srv.URL+"/p/"+created.ID+"/v1/chat/completions", streamBody, nil) })
-}
-
-// post sends an authorized POST and decodes the JSON answer into out (if not nil),
-// failing on any status but 200 and 201.
-func post(b *testing.B, url string, body []byte, out any) {
-	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+ownerKey)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(res.Body)
-	if err != nil || (res.StatusCode != 200 && res.StatusCode != 201) {
-		b.Fatalf("%s: %d %s %v", url, res.StatusCode, data, err)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			b.Fatal(err)
+	chat := func(body []byte) func() {
+		return func() {
+			if res := f.do("POST", "/p/"+id+"/v1/chat/completions", ownerKey, body); res.status != http.StatusOK {
+				b.Fatalf("%d %s", res.status, res.body)
+			}
 		}
 	}
+	run("http-pipeline", chat(body))
+	run("http-pipeline-stream", chat(streamBody))
 }

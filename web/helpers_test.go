@@ -114,7 +114,7 @@ func (r *recorder) last() *backend.Request {
 
 // fixture is a server on loopback with its own data directory.
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	engine  *embedded.Backend
 	backend *recorder
 	server  *Server
@@ -122,7 +122,7 @@ type fixture struct {
 	store   *host.Store
 }
 
-func newFixture(t *testing.T, configure ...func(*Config, *recorder)) *fixture {
+func newFixture(t testing.TB, configure ...func(*Config, *recorder)) *fixture {
 	t.Helper()
 	engine, sandbox := shared(t)
 	dir := t.TempDir()
