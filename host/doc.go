@@ -11,6 +11,9 @@
 //     sandbox has one).
 //   - Sandbox.NewPipeline checks a list of pre and post modules with their configs and
 //     limits and returns an immutable Pipeline, safe for concurrent requests.
+//   - Manifest is what a client uploads to make a pipeline; its canonical form's sha256
+//     is the pipeline id, the same on any host. Registry keeps pipelines durably under
+//     the data directory, with their owners.
 //   - Pipeline.Run executes one request: pre modules in order, a caller-supplied
 //     GenerateFunc (the inference backend), then the post modules on each streamed delta
 //     and at the end, or on the whole chat.completion. Session gives the same steps one
