@@ -1,0 +1,407 @@
+package attest
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+)
+
+// EventType names what an event of the runtime event log measures. The set is closed:
+// a verifier refuses a log with a type it does not know, because it could not say what
+// was measured.
+type EventType string
+
+// The event types, in the order the host measures them at boot.
+const (
+	// EventHostBinary carries the SHA-256 of the host executable (32 bytes).
+	EventHostBinary EventType = "host-binary"
+	// EventABIVersion carries the module ABI version, a 4-byte big-endian integer.
+	EventABIVersion EventType = "abi-version"
+	// EventSandboxPolicy carries the SHA-256 of the sandbox policy (32 bytes).
+	EventSandboxPolicy EventType = "sandbox-policy"
+	// EventBackend carries the inference backend's identity, UTF-8 text such as
+	// "embedded" or "openai".
+	EventBackend EventType = "backend"
+	// EventModel carries the model's identity, UTF-8 text: "sha256:<hex>" of the model
+	// file for the embedded engine, the served model's name otherwise.
+	EventModel EventType = "model"
+	// EventBootSealed carries no data. Nothing may be measured after it: a quote whose
+	// RTMR3 includes later extensions does not replay to a sealed log.
+	EventBootSealed EventType = "boot-sealed"
+)
+
+const (
+	// eventDomain separates event digests from every other digest of the project.
+	eventDomain = "cocoon-host event-log v1"
+	// maxTextEvent bounds the text of backend and model events.
+	maxTextEvent = 1024
+	// MaxEventLogBytes bounds a serialised event log; ParseEventLog refuses larger input.
+	MaxEventLogBytes = 64 << 10
+	// maxParsedEvents bounds the events ParseEventLog accepts. A valid log has one of
+	// each of the six types; the bound is higher so that a log with an extra event
+	// reaches VerifyLog and is refused with its own reason.
+	maxParsedEvents = 16
+)
+
+// Errors of the event log and of its verification. Each names one reason a log is
+// refused, so that a verifier can say precisely what is wrong.
+var (
+	ErrUnknownEvent   = errors.New("event log: unknown event type")
+	ErrEventData      = errors.New("event log: event data invalid for its type")
+	ErrEventDigest    = errors.New("event log: event digest does not match its type and data")
+	ErrDuplicateEvent = errors.New("event log: event type measured twice")
+	ErrEventAfterSeal = errors.New("event log: event measured after boot-sealed")
+	ErrNotSealed      = errors.New("event log: log does not end with boot-sealed")
+	ErrRTMR3Mismatch  = errors.New("event log: replay does not match RTMR3")
+	ErrLogEncoding    = errors.New("event log: malformed encoding")
+)
+
+// Event is one entry of the runtime event log. Data holds the exact bytes measured.
+type Event struct {
+	Type EventType
+	Data []byte
+}
+
+// HostBinaryEvent measures the SHA-256 of the host executable.
+func HostBinaryEvent(sha256 [32]byte) Event {
+	return Event{Type: EventHostBinary, Data: sha256[:]}
+}
+
+// ABIVersionEvent measures the module ABI version the host implements.
+func ABIVersionEvent(version uint32) Event {
+	return Event{Type: EventABIVersion, Data: binary.BigEndian.AppendUint32(nil, version)}
+}
+
+// SandboxPolicyEvent measures the SHA-256 of the sandbox policy.
+func SandboxPolicyEvent(sha256 [32]byte) Event {
+	return Event{Type: EventSandboxPolicy, Data: sha256[:]}
+}
+
+// BackendEvent measures the inference backend's identity.
+func BackendEvent(identity string) Event {
+	return Event{Type: EventBackend, Data: []byte(identity)}
+}
+
+// ModelEvent measures the model's identity.
+func ModelEvent(identity string) Event {
+	return Event{Type: EventModel, Data: []byte(identity)}
+}
+
+// SealEvent ends the boot measurements.
+func SealEvent() Event {
+	return Event{Type: EventBootSealed}
+}
+
+// Digest returns the value extended into RTMR3 for e:
+//
+//	SHA-384( u32be(len(D)) || D || u32be(len(T)) || T || u32be(len(data)) || data )
+//
+// where D is the ASCII string "cocoon-host event-log v1", T the event type as ASCII
+// (for example "host-binary") and data the event's Data; u32be is a 4-byte
+// big-endian length.
+func (e Event) Digest() [48]byte {
+	h := sha512.New384()
+	writeFields(h, []byte(eventDomain), []byte(e.Type), e.Data)
+	var d [48]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// Validate reports whether e's type is known and its data has the shape that type
+// requires.
+func (e Event) Validate() error {
+	switch e.Type {
+	case EventHostBinary, EventSandboxPolicy:
+		if len(e.Data) != 32 {
+			return fmt.Errorf("%w: %s needs a 32-byte SHA-256, got %d bytes", ErrEventData, e.Type, len(e.Data))
+		}
+	case EventABIVersion:
+		if len(e.Data) != 4 {
+			return fmt.Errorf("%w: %s needs a 4-byte version, got %d bytes", ErrEventData, e.Type, len(e.Data))
+		}
+	case EventBackend, EventModel:
+		if len(e.Data) == 0 || len(e.Data) > maxTextEvent || !utf8.Valid(e.Data) {
+			return fmt.Errorf("%w: %s needs 1 to %d bytes of UTF-8 text", ErrEventData, e.Type, maxTextEvent)
+		}
+	case EventBootSealed:
+		if len(e.Data) != 0 {
+			return fmt.Errorf("%w: %s carries no data, got %d bytes", ErrEventData, e.Type, len(e.Data))
+		}
+	default:
+		return fmt.Errorf("%w %q", ErrUnknownEvent, e.Type)
+	}
+	return nil
+}
+
+// String renders e for a human: its type and its data decoded for that type.
+func (e Event) String() string {
+	switch e.Type {
+	case EventHostBinary, EventSandboxPolicy:
+		return string(e.Type) + " sha256:" + hex.EncodeToString(e.Data)
+	case EventABIVersion:
+		if len(e.Data) == 4 {
+			return string(e.Type) + " " + strconv.FormatUint(uint64(binary.BigEndian.Uint32(e.Data)), 10)
+		}
+	case EventBackend, EventModel:
+		return string(e.Type) + " " + strconv.Quote(string(e.Data))
+	case EventBootSealed:
+		return string(e.Type)
+	}
+	return fmt.Sprintf("%q %x", e.Type, e.Data)
+}
+
+// ExtendRTMR returns the value of a TDX runtime measurement register holding old after
+// extending it with digest, as the TDX module computes it: SHA-384(old || digest).
+func ExtendRTMR(old, digest [48]byte) [48]byte {
+	h := sha512.New384()
+	h.Write(old[:])
+	h.Write(digest[:])
+	var v [48]byte
+	h.Sum(v[:0])
+	return v
+}
+
+// Replay returns the RTMR3 value that extending a register of 48 zero bytes with each
+// event's digest, in order, produces. It fails on an event that does not validate.
+func Replay(events []Event) ([48]byte, error) {
+	var v [48]byte
+	for i, e := range events {
+		if err := e.Validate(); err != nil {
+			return [48]byte{}, fmt.Errorf("event %d: %w", i, err)
+		}
+		v = ExtendRTMR(v, e.Digest())
+	}
+	return v, nil
+}
+
+// VerifyLog checks a log against the RTMR3 value of a verified quote: every event is
+// known and well formed, no type is measured twice, the log ends with boot-sealed and
+// nothing follows it, and the replay equals rtmr3. The error wraps the first failing
+// check's Err value.
+func VerifyLog(events []Event, rtmr3 [48]byte) error {
+	seen := make(map[EventType]bool, len(events))
+	for i, e := range events {
+		if err := e.Validate(); err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		}
+		if seen[EventBootSealed] {
+			return fmt.Errorf("%w: event %d (%s)", ErrEventAfterSeal, i, e.Type)
+		}
+		if seen[e.Type] {
+			return fmt.Errorf("%w: event %d (%s)", ErrDuplicateEvent, i, e.Type)
+		}
+		seen[e.Type] = true
+	}
+	if !seen[EventBootSealed] {
+		return ErrNotSealed
+	}
+	got, err := Replay(events)
+	if err != nil {
+		return err
+	}
+	if got != rtmr3 {
+		return fmt.Errorf("%w: replay %x, quote %x", ErrRTMR3Mismatch, got, rtmr3)
+	}
+	return nil
+}
+
+// Register is a runtime measurement register: RTMR3 of a TD, or a simulation of it.
+type Register interface {
+	// Extend replaces the register's value v with SHA-384(v || digest).
+	Extend(digest [48]byte) error
+	// Read returns the register's current value.
+	Read() ([48]byte, error)
+}
+
+// SimRegister simulates RTMR3 in memory, for hosts without TDX. Its zero value is a
+// register of 48 zero bytes, as RTMR3 is when a TD starts. It is safe for concurrent
+// use.
+type SimRegister struct {
+	mu    sync.Mutex
+	value [48]byte
+}
+
+// Extend implements Register. It never fails.
+func (r *SimRegister) Extend(digest [48]byte) error {
+	r.mu.Lock()
+	r.value = ExtendRTMR(r.value, digest)
+	r.mu.Unlock()
+	return nil
+}
+
+// Read implements Register. It never fails.
+func (r *SimRegister) Read() ([48]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.value, nil
+}
+
+// Log is the append-only runtime event log of one host process. Each appended event is
+// extended into the log's register under the same lock, so the log and the register
+// never disagree about order. It is safe for concurrent use.
+type Log struct {
+	mu     sync.Mutex
+	reg    Register
+	events []Event
+}
+
+// NewLog returns an empty log that extends reg.
+func NewLog(reg Register) *Log {
+	return &Log{reg: reg}
+}
+
+// Append validates e, extends the register with its digest and records it. It refuses
+// an event after boot-sealed (ErrEventAfterSeal) and a type already measured
+// (ErrDuplicateEvent). When the register fails, e is not recorded and the error is
+// returned: the register may then hold a value the log cannot replay, which a verifier
+// will detect, so the host should stop.
+func (l *Log) Append(e Event) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	e.Data = bytes.Clone(e.Data)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, prev := range l.events {
+		if prev.Type == EventBootSealed {
+			return fmt.Errorf("%w: %s", ErrEventAfterSeal, e.Type)
+		}
+		if prev.Type == e.Type {
+			return fmt.Errorf("%w: %s", ErrDuplicateEvent, e.Type)
+		}
+	}
+	if err := l.reg.Extend(e.Digest()); err != nil {
+		return fmt.Errorf("extend RTMR3 with %s: %w", e.Type, err)
+	}
+	l.events = append(l.events, e)
+	return nil
+}
+
+// Seal appends the boot-sealed event.
+func (l *Log) Seal() error {
+	return l.Append(SealEvent())
+}
+
+// Events returns a copy of the events appended so far.
+func (l *Log) Events() []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Event, len(l.events))
+	for i, e := range l.events {
+		out[i] = Event{Type: e.Type, Data: bytes.Clone(e.Data)}
+	}
+	return out
+}
+
+// Digest returns the replay of the events appended so far: the value RTMR3 holds when
+// nothing else extended it. Boot evidence binds it in REPORTDATA.
+func (l *Log) Digest() [48]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d, _ := Replay(l.events) // Append validated every event.
+	return d
+}
+
+// MarshalJSON encodes the log as EncodeEventLog does.
+func (l *Log) MarshalJSON() ([]byte, error) {
+	return EncodeEventLog(l.Events())
+}
+
+// wireEvent is the JSON form of an event. Digest is redundant (it follows from Type and
+// Data) and is there for readers; ParseEventLog checks it.
+type wireEvent struct {
+	Type   EventType `json:"type"`
+	Data   string    `json:"data"`
+	Digest string    `json:"digest"`
+}
+
+type wireLog struct {
+	Events []wireEvent `json:"events"`
+}
+
+// EncodeEventLog returns the JSON form of events served with the evidence:
+//
+//	{"events":[{"type":"host-binary","data":"<hex>","digest":"<hex SHA-384>"}, ...]}
+//
+// data is the lowercase hex of the measured bytes and digest that of Event.Digest.
+func EncodeEventLog(events []Event) ([]byte, error) {
+	w := wireLog{Events: make([]wireEvent, len(events))}
+	for i, e := range events {
+		d := e.Digest()
+		w.Events[i] = wireEvent{Type: e.Type, Data: hex.EncodeToString(e.Data), Digest: hex.EncodeToString(d[:])}
+	}
+	return json.Marshal(w)
+}
+
+// ParseEventLog decodes the JSON form EncodeEventLog produces. It refuses input larger
+// than MaxEventLogBytes, unknown fields, trailing data, more events than there are
+// types, events that do not validate, and digests that do not match their event. It
+// does not check order, duplicates or the seal: VerifyLog does, so that each refusal
+// has its own reason.
+func ParseEventLog(b []byte) ([]Event, error) {
+	if len(b) > MaxEventLogBytes {
+		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrLogEncoding, len(b), MaxEventLogBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var w wireLog
+	if err := dec.Decode(&w); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrLogEncoding, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: trailing data after the log", ErrLogEncoding)
+	}
+	if w.Events == nil {
+		return nil, fmt.Errorf("%w: no events field", ErrLogEncoding)
+	}
+	if len(w.Events) > maxParsedEvents {
+		return nil, fmt.Errorf("%w: %d events, at most %d", ErrLogEncoding, len(w.Events), maxParsedEvents)
+	}
+	events := make([]Event, len(w.Events))
+	for i, we := range w.Events {
+		data, err := decodeHex(we.Data, -1)
+		if err != nil {
+			return nil, fmt.Errorf("%w: event %d data: %v", ErrLogEncoding, i, err)
+		}
+		digest, err := decodeHex(we.Digest, 48)
+		if err != nil {
+			return nil, fmt.Errorf("%w: event %d digest: %v", ErrLogEncoding, i, err)
+		}
+		if len(data) == 0 {
+			data = nil // as the event constructors leave it
+		}
+		e := Event{Type: we.Type, Data: data}
+		if err := e.Validate(); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		if d := e.Digest(); !bytes.Equal(d[:], digest) {
+			return nil, fmt.Errorf("%w: event %d (%s)", ErrEventDigest, i, e.Type)
+		}
+		events[i] = e
+	}
+	return events, nil
+}
+
+// decodeHex decodes lowercase hex of n bytes (any length when n < 0). Only the
+// canonical lowercase form is accepted, so that one log has one encoding.
+func decodeHex(s string, n int) ([]byte, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if hex.EncodeToString(b) != s {
+		return nil, errors.New("hex must be lowercase")
+	}
+	if n >= 0 && len(b) != n {
+		return nil, fmt.Errorf("%d bytes, want %d", len(b), n)
+	}
+	return b, nil
+}
