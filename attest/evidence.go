@@ -29,8 +29,8 @@ type Evidence struct {
 	EventLog json.RawMessage `json:"event_log"`
 	// HostKey is the host's ed25519 public key, which signs every response.
 	HostKey []byte `json:"host_key"`
-	// TLSKey is the DER SubjectPublicKeyInfo of the host's TLS key (empty without TLS:
-	// BootReportData then binds an empty field).
+	// TLSKey is the DER SubjectPublicKeyInfo of the host's TLS key. It is always set:
+	// the host makes a TLS key at boot whether or not it serves TLS.
 	TLSKey []byte `json:"tls_key,omitempty"`
 
 	// PipelineID, Manifest and Nonce are set in pipeline evidence only. PipelineID is the

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 )
@@ -32,14 +34,16 @@ type clientOptions struct {
 // "data: {"error": ...}" ends the stream, without [DONE].
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	c := &chatCall{s: s, pipeline: s.bare, id: newCompletionID(), created: time.Now().Unix()}
+	c.signer.host = s.cfg.Attestation
 	if e := pipelineOf(r.Context()); e != nil {
-		c.pipeline, c.model = e.Pipeline, e.Manifest.Model
+		c.pipeline, c.model, c.signer.pipelineID = e.Pipeline, e.Manifest.Model, e.ID
 	}
 	body, err := readBody(w, r, s.cfg.MaxRequestBytes)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	c.signer.request = sha256.Sum256(body)
 	var opts clientOptions
 	if err := decodeLoose(body, &opts, "request"); err != nil {
 		s.writeError(w, r, err)
@@ -59,7 +63,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	var sse *sseWriter
 	var stream func(string) error
 	if opts.Stream {
-		sse = &sseWriter{w: w, rc: http.NewResponseController(w), call: c,
+		sse = &sseWriter{w: w, rc: http.NewResponseController(w), call: c, content: sha256.New(),
 			includeUsage: opts.StreamOptions != nil && opts.StreamOptions.IncludeUsage}
 		stream = sse.delta
 	}
@@ -74,10 +78,24 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	case sse != nil:
 		sse.finish()
 	default:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		w.Write(res.Response)
+		s.writeCompletion(w, r, c, res.Response)
 	}
+}
+
+// writeCompletion writes a non-streaming answer, signed in the Cocoon-Signature header.
+func (s *Server) writeCompletion(w http.ResponseWriter, r *http.Request, c *chatCall, response []byte) {
+	if c.signer.host != nil {
+		content, err := responseContent(response)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		u := c.result.Usage
+		w.Header().Set(attest.ResponseSignatureHeader, c.signer.sign(content, u.PromptTokens, u.CompletionTokens))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(response)
 }
 
 // chatCall is one chat completion: its identity, and what the backend reported.
@@ -85,6 +103,7 @@ type chatCall struct {
 	s        *Server
 	pipeline *host.Pipeline
 	model    string // the pipeline's model; empty for the bare backend
+	signer   responseSigner
 	id       string
 	created  int64
 

@@ -14,11 +14,13 @@
 //	GET    /healthz                      200 while the process runs
 //	GET    /readyz                       200 when the backend can serve, else 503
 //	GET    /metrics                      Prometheus metrics
+//	GET    /v1/attestation               the boot evidence (no credential)
 //	GET    /v1/models                    the backend's models
 //	POST   /v1/chat/completions          the bare backend, through an empty pipeline
 //	POST   /v1/pipelines                 upload a pipeline (owner credential)
 //	GET    /v1/pipelines                 list pipelines
 //	GET    /v1/pipelines/{id}            a pipeline's canonical manifest and module hashes
+//	GET    /v1/pipelines/{id}/attestation?nonce=<hex>   fresh pipeline evidence
 //	DELETE /v1/pipelines/{id}            withdraw as an owner (owner credential)
 //	GET    /p/{id}/v1/models             the pipeline's model
 //	POST   /p/{id}/v1/chat/completions   chat through the pipeline
@@ -51,8 +53,8 @@
 // service or pipeline author: it may chat, read, upload pipelines and delete its own.
 // "Authorization: tma <init data>" identifies a Telegram Mini App user, whose init data
 // is checked as Telegram specifies with Config.TelegramBotToken and must be at most
-// Config.TelegramMaxAge old: it may chat and read. /healthz, /readyz and /metrics need
-// no credential.
+// Config.TelegramMaxAge old: it may chat and read. /healthz, /readyz, /metrics and
+// /v1/attestation need no credential.
 //
 // # Chat completions
 //
@@ -69,6 +71,26 @@
 // At most Config.MaxGenerations completions run at once; the next gets 429 with
 // Retry-After instead of a queue. A client that disconnects cancels its request, and
 // with it the modules and the backend's generation.
+//
+// # Attestation
+//
+// With Config.Attestation set, GET /v1/attestation answers the boot evidence and
+// GET /v1/pipelines/{id}/attestation?nonce=<hex> pipeline evidence, both as the JSON of
+// attest.Evidence. The nonce is hex of 16 to 64 bytes the client chose (400 otherwise);
+// an unknown pipeline is a 404. Pipeline evidence takes a fresh quote, so at most
+// Config.MaxQuotesPerSecond are taken per second, host-wide; over that the answer is 429
+// with Retry-After. Without Config.Attestation both routes answer 404
+// "attestation_unavailable".
+//
+// Every chat response is then signed with the attested host key over
+// attest.SignedResponse: the sha256 of the request body as sent, the sha256 of the
+// assistant's text as received (choices[0].message.content, "" when it is not a string;
+// for a stream, the concatenated delta contents), the pipeline id ("" for the bare
+// endpoint) and the usage the backend reported. A non-streaming answer carries it in the
+// header "Cocoon-Signature: ed25519=<standard base64>"; a stream carries the same value
+// as the member "cocoon_signature" of its last chunk before "data: [DONE]" (the usage
+// chunk when stream_options.include_usage is set, else the finish chunk). A stream that
+// ends with an error event is not signed.
 //
 // # Errors
 //

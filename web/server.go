@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 )
@@ -42,6 +43,14 @@ type Config struct {
 	// Default 64 MiB.
 	MaxUploadBytes int64
 
+	// Attestation, when set, serves GET /v1/attestation and
+	// GET /v1/pipelines/{id}/attestation and signs every chat response with its host key.
+	// Without it those routes answer 404 and responses carry no signature.
+	Attestation *attest.Host
+	// MaxQuotesPerSecond bounds the fresh quotes of pipeline evidence, host-wide
+	// (quotes are slow on TDX); bursts may reach the same number. Default 2.
+	MaxQuotesPerSecond int
+
 	// Logger gets operators' logs: internal errors, backend failures. Default: none.
 	Logger *slog.Logger
 }
@@ -54,6 +63,7 @@ type Server struct {
 	slots   chan struct{} // one per running generation
 	bare    *host.Pipeline
 	metrics *metrics
+	quotes  *tokenBucket
 	handler http.Handler
 	http    *http.Server
 }
@@ -83,6 +93,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxUploadBytes <= 0 {
 		cfg.MaxUploadBytes = 64 << 20
 	}
+	if cfg.MaxQuotesPerSecond <= 0 {
+		cfg.MaxQuotesPerSecond = 2
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -99,6 +112,7 @@ func New(cfg Config) (*Server, error) {
 		slots:   make(chan struct{}, cfg.MaxGenerations),
 		bare:    bare,
 		metrics: newMetrics(),
+		quotes:  newTokenBucket(cfg.MaxQuotesPerSecond),
 	}
 	s.handler = s.routes()
 	s.http = &http.Server{
@@ -122,6 +136,7 @@ func (s *Server) routes() http.Handler {
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
+	r.Get("/v1/attestation", s.bootAttestation)
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
@@ -129,6 +144,7 @@ func (s *Server) routes() http.Handler {
 		r.Post("/v1/chat/completions", s.chatCompletions)
 		r.Get("/v1/pipelines", s.listPipelines)
 		r.Get("/v1/pipelines/{id}", s.getPipeline)
+		r.Get("/v1/pipelines/{id}/attestation", s.pipelineAttestation)
 		r.With(s.requireOwner).Post("/v1/pipelines", s.uploadPipeline)
 		r.With(s.requireOwner).Delete("/v1/pipelines/{id}", s.deletePipeline)
 		// Flat routes, not a mounted subrouter: metrics label requests by the full

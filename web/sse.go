@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"hash"
 	"net/http"
 )
 
@@ -13,6 +14,8 @@ type sseWriter struct {
 	call         *chatCall
 	includeUsage bool
 	started      bool
+	// content hashes the text sent, for the response signature.
+	content hash.Hash
 }
 
 type chunkJSON struct {
@@ -22,6 +25,8 @@ type chunkJSON struct {
 	Model   string        `json:"model"`
 	Choices []chunkChoice `json:"choices"`
 	Usage   *usageJSON    `json:"usage,omitempty"`
+	// Signature is set on the last chunk: see attest.ResponseSignatureHeader.
+	Signature string `json:"cocoon_signature,omitempty"`
 }
 
 type chunkChoice struct {
@@ -57,9 +62,9 @@ func (s *sseWriter) event(data []byte) error {
 	return s.rc.Flush()
 }
 
-func (s *sseWriter) chunk(choices []chunkChoice, usage *usageJSON) error {
+func (s *sseWriter) chunk(choices []chunkChoice, usage *usageJSON, signature string) error {
 	b, err := json.Marshal(chunkJSON{ID: s.call.id, Object: "chat.completion.chunk", Created: s.call.created,
-		Model: s.call.respModel, Choices: choices, Usage: usage})
+		Model: s.call.respModel, Choices: choices, Usage: usage, Signature: signature})
 	if err != nil {
 		return err
 	}
@@ -72,24 +77,31 @@ func (s *sseWriter) delta(text string) error {
 	if !s.started {
 		d.Role = "assistant"
 	}
-	return s.chunk([]chunkChoice{{Delta: d}}, nil)
+	s.content.Write([]byte(text))
+	return s.chunk([]chunkChoice{{Delta: d}}, nil, "")
 }
 
-// finish sends the finish reason, the usage when asked for, and [DONE].
+// finish sends the finish reason, the usage when asked for, and [DONE]. The last chunk
+// before [DONE] carries the response signature.
 func (s *sseWriter) finish() error {
 	if !s.started { // an empty answer still opens with the role
 		empty := ""
-		if err := s.chunk([]chunkChoice{{Delta: deltaJSON{Role: "assistant", Content: &empty}}}, nil); err != nil {
+		if err := s.chunk([]chunkChoice{{Delta: deltaJSON{Role: "assistant", Content: &empty}}}, nil, ""); err != nil {
 			return err
 		}
 	}
+	u := s.call.result.Usage
+	signature := s.call.signer.sign([32]byte(s.content.Sum(nil)), u.PromptTokens, u.CompletionTokens)
 	reason := s.call.result.FinishReason
-	if err := s.chunk([]chunkChoice{{Delta: deltaJSON{}, FinishReason: &reason}}, nil); err != nil {
+	finishSignature := signature
+	if s.includeUsage {
+		finishSignature = ""
+	}
+	if err := s.chunk([]chunkChoice{{Delta: deltaJSON{}, FinishReason: &reason}}, nil, finishSignature); err != nil {
 		return err
 	}
 	if s.includeUsage {
-		u := s.call.result.Usage
-		if err := s.chunk([]chunkChoice{}, &usageJSON{u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens}); err != nil {
+		if err := s.chunk([]chunkChoice{}, &usageJSON{u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens}, signature); err != nil {
 			return err
 		}
 	}

@@ -13,13 +13,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
@@ -47,6 +50,8 @@ type serveConfig struct {
 	// it, Mini Apps cannot call the host directly.
 	TelegramBotTokenFile string `json:"telegram_bot_token_file"`
 	MaxGenerations       int    `json:"max_generations"`
+	// Attest is the evidence provider: auto (tdx on a TDX guest, else sim), tdx or sim.
+	Attest string `json:"attest"`
 }
 
 // The operator's API key: its file in the data directory, and its name, which makes the
@@ -92,6 +97,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer b.Close()
+	attestation, err := boot(ctx, cfg, b, stdout, log)
+	if err != nil {
+		return err
+	}
 	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig().WithCacheDir(filepath.Join(cfg.Data, "cache")))
 	if err != nil {
 		return err
@@ -112,7 +121,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	srv, err := web.New(web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: keys, TelegramBotToken: botToken, MaxGenerations: cfg.MaxGenerations, Logger: log})
+		APIKeys: keys, TelegramBotToken: botToken, MaxGenerations: cfg.MaxGenerations, Attestation: attestation, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -138,7 +147,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "Example pipeline: %s\nTry it:\n  curl %s/p/%s/v1/chat/completions -H \"Authorization: Bearer %s\" -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Once upon a time\"}], \"max_tokens\": 64}'\n",
 			example, base, example, shown)
 	}
-	log.Info("serving", "addr", l.Addr().String(), "backend", cfg.Backend, "data", cfg.Data, "pipelines", len(registry.List()))
+	log.Info("serving", "addr", l.Addr().String(), "backend", cfg.Backend, "attest", attestation.Mode(), "data", cfg.Data, "pipelines", len(registry.List()))
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
@@ -163,10 +172,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // parseServeFlags reads the flags and the --config file; flags given on the command line
 // override the file, which overrides the defaults.
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
-	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded"}
+	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto"}
 	var configFile string
-	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations); flags override it")
+	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--config FILE]", stderr)
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, cache/, the API key")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
@@ -175,6 +184,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.BackendAPIKeyFile, "backend-api-key-file", "", "file holding the API key of the OpenAI-compatible server")
 	fs.StringVar(&cfg.APIKeyFile, "api-key-file", "", "file holding the API key clients must present (default: DATA/api-key, created if missing)")
 	fs.StringVar(&cfg.TelegramBotTokenFile, "telegram-bot-token-file", "", "file holding the Telegram bot token that signs Mini Apps' initData (enables 'Authorization: tma <initData>')")
+	fs.StringVar(&cfg.Attest, "attest", cfg.Attest, "evidence provider: tdx (a TDX guest's quotes), sim (a simulated TDX whose root certificate is DATA/attest/sim-root.pem, for testing) or auto (tdx when this is a TDX guest, else sim)")
 	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more get 429 (default: the number of CPUs)")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return nil, err
@@ -195,6 +205,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, cli.UsageError("backend openai needs --backend-url")
 	case cfg.Backend != "openai" && (cfg.BackendURL != "" || cfg.BackendAPIKeyFile != ""):
 		return nil, cli.UsageError("--backend-url and --backend-api-key-file are for --backend openai")
+	case cfg.Attest != "auto" && cfg.Attest != attest.ModeTDX && cfg.Attest != attest.ModeSim:
+		return nil, cli.UsageError(fmt.Sprintf("attest %q: must be auto, tdx or sim", cfg.Attest))
 	case cfg.MaxGenerations < 0:
 		return nil, cli.UsageError("--max-generations must not be negative")
 	}
@@ -298,6 +310,79 @@ func openBackend(cfg *serveConfig, log *slog.Logger) (backend.Backend, error) {
 	default:
 		return embedded.New(cfg.ModelDir)
 	}
+}
+
+// boot opens the evidence provider --attest names, measures the host into its event log
+// and takes the boot quote. A forced tdx on a machine without TDX fails start-up.
+func boot(ctx context.Context, cfg *serveConfig, b backend.Backend, stdout io.Writer, log *slog.Logger) (*attest.Host, error) {
+	mode := cfg.Attest
+	if mode == "auto" {
+		mode = attest.ModeSim
+		if attest.Available() {
+			mode = attest.ModeTDX
+		}
+	}
+	var p attest.Provider
+	simDir := filepath.Join(cfg.Data, "attest")
+	if mode == attest.ModeTDX {
+		tdx, err := attest.NewTDX()
+		if err != nil {
+			return nil, fmt.Errorf("--attest tdx: %w; run inside a TDX guest, or use --attest sim to test without TDX", err)
+		}
+		p = tdx
+	} else {
+		sim, err := attest.NewSim(simDir)
+		if err != nil {
+			return nil, err
+		}
+		p = sim
+	}
+	backendID, model, err := backendIdentity(ctx, cfg, b)
+	if err != nil {
+		return nil, err
+	}
+	h, err := attest.Boot(ctx, p, backendID, model)
+	if err != nil {
+		return nil, err
+	}
+	if mode == attest.ModeSim {
+		root := filepath.Join(simDir, attest.SimRootFile)
+		log.Warn("attestation is simulated: evidence verifies only for clients that trust the simulator root", "attest", mode, "sim_root", root)
+		fmt.Fprintf(stdout, "Attestation: sim (simulated TDX, not hardware: trust %s to verify)\n", root)
+	} else {
+		log.Info("attestation", "attest", mode)
+		fmt.Fprintf(stdout, "Attestation: %s\n", mode)
+	}
+	return h, nil
+}
+
+// backendIdentity returns what the event log measures of the backend and its model:
+// the embedded engine's weights hash; for the other backends the served model ids,
+// since the host cannot see their weights.
+func backendIdentity(ctx context.Context, cfg *serveConfig, b backend.Backend) (backendID, model string, err error) {
+	if w, ok := b.(interface{ WeightsSHA256() string }); ok {
+		return cfg.Backend, "sha256:" + w.WeightsSHA256(), nil
+	}
+	backendID = cfg.Backend
+	if cfg.Backend == "openai" {
+		// The URL tells a reviewer where prompts go (inside the TD or out of it);
+		// credentials and query are not part of it.
+		u, err := url.Parse(cfg.BackendURL)
+		if err != nil {
+			return "", "", err
+		}
+		backendID = "openai " + (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	}
+	models, err := b.Models(ctx)
+	if err != nil {
+		return "", "", fmt.Errorf("backend identity: %w", err)
+	}
+	ids := make([]string, len(models))
+	for i, m := range models {
+		ids[i] = m.ID
+	}
+	slices.Sort(ids)
+	return backendID, strings.Join(ids, ","), nil
 }
 
 // loadExample registers the example pipeline when the registry is empty and its modules

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -12,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cocoonhost/cocoon/attest"
 )
 
 // lockedBuffer collects a server's logs, written from its goroutines.
@@ -35,6 +39,7 @@ func (b *lockedBuffer) String() string {
 // running is a serve command run in process.
 type running struct {
 	base, key, example string
+	attest             string // what follows "Attestation: "
 	cancel             context.CancelFunc
 	done               chan error
 	logs               *lockedBuffer
@@ -67,6 +72,8 @@ func startServe(t *testing.T, args ...string) *running {
 			r.base = v
 		} else if v, ok := strings.CutPrefix(line, "API key: "); ok {
 			r.key = v
+		} else if v, ok := strings.CutPrefix(line, "Attestation: "); ok {
+			r.attest = v
 		} else if v, ok := strings.CutPrefix(line, "Example pipeline: "); ok {
 			r.example = v
 		} else if strings.Contains(line, "curl ") {
@@ -211,19 +218,22 @@ func TestServeConfig(t *testing.T) {
 		want serveConfig // when err is empty
 		err  string
 	}{
-		{"defaults", []string{"--data", "/d"}, serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded"}, ""},
-		{"file", []string{"--config", good}, serveConfig{Listen: "127.0.0.1:9000", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "openai", BackendURL: "http://gpu:8000/v1", MaxGenerations: 3}, ""},
+		{"defaults", []string{"--data", "/d"}, serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto"}, ""},
+		{"file", []string{"--config", good}, serveConfig{Listen: "127.0.0.1:9000", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "openai", BackendURL: "http://gpu:8000/v1", MaxGenerations: 3, Attest: "auto"}, ""},
 		{"flags override the file", []string{"--listen", ":1", "--config", good, "--max-generations", "5"},
-			serveConfig{Listen: ":1", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "openai", BackendURL: "http://gpu:8000/v1", MaxGenerations: 5}, ""},
+			serveConfig{Listen: ":1", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "openai", BackendURL: "http://gpu:8000/v1", MaxGenerations: 5, Attest: "auto"}, ""},
 		{"unknown member", []string{"--config", file("unknown.json", `{"listen": ":1", "port": 2}`)}, serveConfig{}, `unknown field "port"`},
 		{"wrong type", []string{"--config", file("type.json", `{"max_generations": "3"}`)}, serveConfig{}, "max_generations"},
 		{"trailing data", []string{"--config", file("trailing.json", `{} {}`)}, serveConfig{}, "data after the JSON object"},
 		{"missing file", []string{"--config", filepath.Join(dir, "none.json")}, serveConfig{}, "no such file"},
 		{"bad backend", []string{"--backend", "gpu"}, serveConfig{}, `backend "gpu": must be embedded, plugin or openai`},
 		{"openai without URL", []string{"--backend", "openai"}, serveConfig{}, "needs --backend-url"},
+		{"attest sim", []string{"--data", "/d", "--attest", "sim"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "sim"}, ""},
+		{"bad attest", []string{"--attest", "sgx"}, serveConfig{}, `attest "sgx": must be auto, tdx or sim`},
 		{"URL without openai", []string{"--backend-url", "http://x"}, serveConfig{}, "are for --backend openai"},
 		{"telegram", []string{"--data", "/d", "--telegram-bot-token-file", "/run/bot"},
-			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotTokenFile: "/run/bot"}, ""},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotTokenFile: "/run/bot", Attest: "auto"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,5 +249,59 @@ func TestServeConfig(t *testing.T) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestServeAttestSim starts the host with the simulator: it says so on stdout and in
+// the logs, writes the root a verifier must trust, and serves boot evidence that
+// verifies with that root.
+func TestServeAttestSim(t *testing.T) {
+	model, err := filepath.Abs(testModelDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join("..", "..")) // startServe reads up to the example pipeline's line
+	data := t.TempDir()
+	r := startServe(t, "--data", data, "--model-dir", model, "--attest", "sim")
+	defer r.stop(t)
+	rootPath := filepath.Join(data, "attest", attest.SimRootFile)
+	if !strings.HasPrefix(r.attest, "sim ") || !strings.Contains(r.attest, rootPath) {
+		t.Errorf("stdout says %q, want the sim mode and %s", r.attest, rootPath)
+	}
+	if logs := r.logs.String(); !strings.Contains(logs, "attest=sim") || !strings.Contains(logs, "sim_root="+rootPath) {
+		t.Errorf("logs do not name the mode and the root:\n%s", logs)
+	}
+	pem, err := os.ReadFile(rootPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := attest.ParseCertificatePEM(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev attest.Evidence
+	resp := r.request(t, "GET", "/v1/attestation", "", "")
+	if err := json.NewDecoder(resp.Body).Decode(&ev); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/v1/attestation: %s, %v", resp.Status, err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	if _, err := attest.VerifyQuote(ev.Quote, attest.VerifyOptions{TrustedRoots: roots}); err != nil || ev.Mode != attest.ModeSim {
+		t.Errorf("boot evidence (mode %q) does not verify with the written root: %v", ev.Mode, err)
+	}
+}
+
+// A forced tdx on a machine without TDX stops start-up and says what to do.
+func TestServeAttestTDXUnavailable(t *testing.T) {
+	if attest.Available() {
+		t.Skip("this machine is a TDX guest")
+	}
+	model, err := filepath.Abs(testModelDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = runServe(context.Background(), []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--model-dir", model, "--attest", "tdx"}, io.Discard, io.Discard)
+	if !errors.Is(err, attest.ErrNoTDX) || !strings.Contains(err.Error(), "--attest sim") {
+		t.Errorf("error %v, want ErrNoTDX naming --attest sim", err)
 	}
 }

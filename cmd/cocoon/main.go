@@ -8,6 +8,7 @@
 //	cocoon push --pre A.wasm --post B.wasm   upload a pipeline to a host, print its id
 //	cocoon pipelines [show ID]      list a host's pipelines, or print one's manifest
 //	cocoon chat --pipeline ID [PROMPT]       stream a chat completion through a pipeline
+//	cocoon verify [--pipeline ID] [--policy FILE]  verify a host's attestation evidence
 //
 // The client commands talk to --host (or COCOON_HOST, default http://127.0.0.1:8080)
 // with --api-key (or COCOON_API_KEY).
@@ -30,6 +31,7 @@ var commands = []cli.Command{
 	{Name: "push", Summary: "upload a pipeline to a host, print its id", Run: push},
 	{Name: "pipelines", Summary: "list a host's pipelines, or show one's manifest", Run: pipelines},
 	{Name: "chat", Summary: "chat through a pipeline, streaming the answer", Run: chat},
+	{Name: "verify", Summary: "verify a host's attestation, and a pipeline's", Run: verify},
 }
 
 func main() {

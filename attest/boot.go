@@ -1,0 +1,198 @@
+package attest
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/cocoonhost/cocoon/abi"
+)
+
+// sandboxPolicy is what the sandbox-policy event measures: the limits every module runs
+// under and the environment it sees (SPEC.md §6-§8). Its determinism strings describe
+// the sandbox's settings in words; whoever changes those settings in package host
+// changes the string here too, and with it the measured hash.
+type sandboxPolicy struct {
+	Policy        string            `json:"policy"`
+	ABIVersion    int               `json:"abi_version"`
+	DefaultLimits abi.Limits        `json:"default_limits"`
+	CeilingLimits abi.Limits        `json:"ceiling_limits"`
+	Determinism   map[string]string `json:"determinism"`
+}
+
+// SandboxPolicy returns the canonical JSON of the sandbox policy, whose SHA-256 the
+// sandbox-policy event measures:
+//
+//	{"policy":"cocoon-host sandbox policy v1","abi_version":1,
+//	 "default_limits":{...abi.DefaultLimits...},"ceiling_limits":{...abi.CeilingLimits...},
+//	 "determinism":{"clock":...,"environment":...,"filesystem":...,"instances":...,"network":...,"random":...,"sleep":...}}
+//
+// with members in this order (determinism's sorted by name), no whitespace, and limits
+// encoded as in a manifest (abi.Limits). A reviewer recomputes the hash from a build of
+// the same source.
+func SandboxPolicy() []byte {
+	b, err := json.Marshal(sandboxPolicy{
+		Policy:        "cocoon-host sandbox policy v1",
+		ABIVersion:    abi.Version,
+		DefaultLimits: abi.DefaultLimits,
+		CeilingLimits: abi.CeilingLimits,
+		Determinism: map[string]string{ // encoding/json sorts map keys: canonical order
+			"clock":       "fake: realtime from 2022-01-01T00:00:00Z, monotonic from 0, +1ms per reading",
+			"random":      `ChaCha8 seeded with sha256("cocoon abi v1 random_get")`,
+			"sleep":       "none: poll_oneoff and sched_yield return at once",
+			"environment": "no arguments, no environment variables, empty stdin",
+			"filesystem":  "none",
+			"network":     "none",
+			"instances":   "fresh per request",
+		},
+	})
+	if err != nil {
+		panic("attest: sandbox policy: " + err.Error()) // plain strings and integers
+	}
+	return b
+}
+
+// Host holds what a host process attests: its in-memory keys, the provider, the runtime
+// event log (sealed), and the boot quote. Boot creates it; it is safe for concurrent use.
+type Host struct {
+	provider  Provider
+	log       *Log
+	signKey   ed25519.PrivateKey
+	tlsKey    *ecdsa.PrivateKey
+	tlsSPKI   []byte
+	eventLog  []byte // EncodeEventLog of the sealed log
+	bootQuote []byte
+}
+
+// Boot measures the host into p's RTMR3 and takes the boot quote. It appends, in order,
+// the SHA-256 of the running executable (os.Executable, read in full), abi.Version, the
+// SHA-256 of SandboxPolicy, backend and model (see BackendEvent and ModelEvent), then
+// seals the log. It then generates the host's ed25519 signing key and its TLS key (ECDSA
+// P-256), which never leave memory, and quotes BootReportData(signing key, TLS key's
+// SubjectPublicKeyInfo, log replay).
+//
+// Cost: hashing the executable (tens of ms for a large binary) and one quote. It fails
+// when a measurement cannot be taken, an event is invalid (empty or over-long backend or
+// model text), the register refuses an extension (the host must then not serve: its
+// RTMR3 no longer replays) or the quote fails. Boot runs once per process: on TDX a
+// second Boot would extend RTMR3 past a sealed log.
+func Boot(ctx context.Context, p Provider, backend, model string) (*Host, error) {
+	exe, err := executableSHA256()
+	if err != nil {
+		return nil, fmt.Errorf("attest: measure the host binary: %w", err)
+	}
+	log := NewLog(p.RTMR3())
+	events := []Event{HostBinaryEvent(exe), ABIVersionEvent(abi.Version),
+		SandboxPolicyEvent(sha256.Sum256(SandboxPolicy())), BackendEvent(backend), ModelEvent(model)}
+	// Validate everything first, so that a bad backend or model text fails before
+	// RTMR3 is extended at all.
+	for _, e := range events {
+		if err := e.Validate(); err != nil {
+			return nil, fmt.Errorf("attest: %w", err)
+		}
+	}
+	for _, e := range append(events, SealEvent()) {
+		if err := log.Append(e); err != nil {
+			return nil, fmt.Errorf("attest: %w", err)
+		}
+	}
+	h := &Host{provider: p, log: log}
+	if h.eventLog, err = EncodeEventLog(log.Events()); err != nil {
+		return nil, fmt.Errorf("attest: %w", err)
+	}
+	pub, signKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("attest: host key: %w", err)
+	}
+	h.signKey = signKey
+	if h.tlsKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		return nil, fmt.Errorf("attest: TLS key: %w", err)
+	}
+	if h.tlsSPKI, err = x509.MarshalPKIXPublicKey(&h.tlsKey.PublicKey); err != nil {
+		return nil, fmt.Errorf("attest: TLS key: %w", err)
+	}
+	rd, err := BootReportData(pub, h.tlsSPKI, log.Digest())
+	if err != nil {
+		return nil, fmt.Errorf("attest: %w", err)
+	}
+	if h.bootQuote, err = p.Quote(ctx, rd); err != nil {
+		return nil, fmt.Errorf("attest: boot quote: %w", err)
+	}
+	return h, nil
+}
+
+// executableSHA256 hashes the running binary.
+func executableSHA256() ([32]byte, error) {
+	path, err := os.Executable()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return [32]byte{}, err
+	}
+	return [32]byte(h.Sum(nil)), nil
+}
+
+// Mode returns the provider's mode: ModeTDX or ModeSim.
+func (h *Host) Mode() string { return h.provider.Mode() }
+
+// PublicKey returns the host's ed25519 public key, which signs responses.
+func (h *Host) PublicKey() ed25519.PublicKey { return h.signKey.Public().(ed25519.PublicKey) }
+
+// TLSKey returns the host's TLS private key, whose public key the boot quote binds.
+func (h *Host) TLSKey() crypto.Signer { return h.tlsKey }
+
+// Events returns the sealed runtime event log.
+func (h *Host) Events() []Event { return h.log.Events() }
+
+// BootEvidence returns the boot evidence: the boot quote, the event log and the keys. It
+// costs nothing: the quote was taken by Boot.
+func (h *Host) BootEvidence() Evidence {
+	return Evidence{Mode: h.Mode(), Quote: h.bootQuote, EventLog: h.eventLog, HostKey: h.PublicKey(), TLSKey: h.tlsSPKI}
+}
+
+// PipelineEvidence returns pipeline evidence for a client's nonce and a pipeline's
+// canonical manifest: a fresh quote over PipelineReportData(nonce, sha256(manifest),
+// host key), with the event log and keys. It takes one quote, which is slow on TDX:
+// callers rate-limit it. It fails with ErrReportDataInput for a nonce out of
+// [MinNonceBytes, MaxNonceBytes], or when the quote fails.
+func (h *Host) PipelineEvidence(ctx context.Context, nonce, manifest []byte) (Evidence, error) {
+	hash := ManifestHash(manifest)
+	rd, err := PipelineReportData(nonce, hash, h.PublicKey())
+	if err != nil {
+		return Evidence{}, err
+	}
+	quote, err := h.provider.Quote(ctx, rd)
+	if err != nil {
+		return Evidence{}, fmt.Errorf("attest: pipeline quote: %w", err)
+	}
+	e := h.BootEvidence()
+	e.Quote = quote
+	e.PipelineID = fmt.Sprintf("%x", hash)
+	e.Manifest = append(json.RawMessage(nil), manifest...)
+	e.Nonce = append([]byte(nil), nonce...)
+	return e, nil
+}
+
+// SignResponse signs r with the host key and returns the value of
+// ResponseSignatureHeader: "ed25519=" and the standard base64 of the signature. It
+// costs one ed25519 signature (tens of µs).
+func (h *Host) SignResponse(r SignedResponse) string {
+	return "ed25519=" + base64.StdEncoding.EncodeToString(r.Sign(h.signKey))
+}

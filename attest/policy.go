@@ -1,0 +1,166 @@
+package attest
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ErrPolicy is wrapped by every error of ParsePolicy and LoadPolicy.
+var ErrPolicy = errors.New("policy")
+
+// maxPolicyBytes bounds a policy file; real ones are a few KiB.
+const maxPolicyBytes = 1 << 20
+
+// TCB statuses a policy may require. Only TCBAny is accepted for now: evaluating the
+// TCB status needs Intel's collateral (TCB info, QE identity, CRLs), which the verifier
+// does not fetch yet, and a policy must not look stricter than what is checked.
+const TCBAny = "any"
+
+// Policy says which evidence a client accepts. It is read from JSON by ParsePolicy or
+// LoadPolicy:
+//
+//	{
+//	  "mrtd":            ["<96 hex>", ...],
+//	  "rtmr0":           ["<96 hex>", ...],
+//	  "rtmr1":           ["<96 hex>", ...],
+//	  "rtmr2":           ["<96 hex>", ...],
+//	  "host_binary":     ["sha256:<64 hex>", ...],
+//	  "models":          ["sha256:<64 hex>" or a model name, ...],
+//	  "abi_version":     1,
+//	  "min_tcb_status":  "any",
+//	  "trust_sim_root":  "sim-root.pem" or "-----BEGIN CERTIFICATE-----..."
+//	}
+//
+// Every member is optional. An empty or absent list allows any value, and the report of
+// VerifyEvidence then says that the member was not checked, so a reviewer sees what a
+// policy leaves open. Hex is lowercase.
+type Policy struct {
+	// MRTD lists the accepted measurements of the TD's initial memory (the firmware).
+	MRTD []string `json:"mrtd,omitempty"`
+	// RTMR0, RTMR1 and RTMR2 list the accepted values of the boot-time runtime
+	// registers: firmware configuration, kernel and initrd, kernel command line.
+	RTMR0 []string `json:"rtmr0,omitempty"`
+	RTMR1 []string `json:"rtmr1,omitempty"`
+	RTMR2 []string `json:"rtmr2,omitempty"`
+	// HostBinary lists the accepted SHA-256 of the cocoon-host executable, as the
+	// host-binary event of the event log measures it.
+	HostBinary []string `json:"host_binary,omitempty"`
+	// Models lists the accepted model identities, as the model event measures them
+	// ("sha256:<hex>" of the model file for the embedded engine).
+	Models []string `json:"models,omitempty"`
+	// ABIVersion is the module ABI version the host must measure; 0 allows any.
+	ABIVersion uint32 `json:"abi_version,omitempty"`
+	// MinTCBStatus is the least TCB status accepted. Only "any" (or empty) is valid
+	// until the verifier evaluates Intel's collateral; see TCBAny.
+	MinTCBStatus string `json:"min_tcb_status,omitempty"`
+	// TrustSimRoot is the simulator root certificate to trust: PEM text, or the path of
+	// a PEM file (relative to the policy file in LoadPolicy). Empty refuses simulated
+	// evidence. Never set it for a production host: anyone can run a simulator.
+	TrustSimRoot string `json:"trust_sim_root,omitempty"`
+}
+
+// ParsePolicy decodes a policy strictly: unknown members, trailing data, malformed
+// measurements or hashes and an unsupported TCB status are errors wrapping ErrPolicy.
+// A relative trust_sim_root path stays relative to the working directory.
+func ParsePolicy(b []byte) (*Policy, error) {
+	if len(b) > maxPolicyBytes {
+		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrPolicy, len(b), maxPolicyBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p Policy
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: trailing data after the policy", ErrPolicy)
+	}
+	if err := p.check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
+	}
+	return &p, nil
+}
+
+// LoadPolicy reads and parses the policy file at path. A relative trust_sim_root path is
+// made relative to the file's directory.
+func LoadPolicy(path string) (*Policy, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
+	}
+	p, err := ParsePolicy(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if p.TrustSimRoot != "" && !isPEM(p.TrustSimRoot) && !filepath.IsAbs(p.TrustSimRoot) {
+		p.TrustSimRoot = filepath.Join(filepath.Dir(path), p.TrustSimRoot)
+	}
+	return p, nil
+}
+
+func (p *Policy) check() error {
+	for _, m := range []struct {
+		name   string
+		values []string
+	}{{"mrtd", p.MRTD}, {"rtmr0", p.RTMR0}, {"rtmr1", p.RTMR1}, {"rtmr2", p.RTMR2}} {
+		for _, v := range m.values {
+			if _, err := decodeHex(v, 48); err != nil {
+				return fmt.Errorf("%s %q: want 96 lowercase hex digits (a SHA-384 measurement): %v", m.name, v, err)
+			}
+		}
+	}
+	for _, v := range p.HostBinary {
+		if err := checkSHA256Identity(v); err != nil {
+			return fmt.Errorf("host_binary: %v", err)
+		}
+	}
+	for _, v := range p.Models {
+		if err := (Event{Type: EventModel, Data: []byte(v)}).Validate(); err != nil {
+			return fmt.Errorf("models %q: %v", v, err)
+		}
+	}
+	if p.MinTCBStatus != "" && p.MinTCBStatus != TCBAny {
+		return fmt.Errorf("min_tcb_status %q: only %q is supported until TCB collateral is evaluated", p.MinTCBStatus, TCBAny)
+	}
+	return nil
+}
+
+// SimRoot returns the certificate TrustSimRoot names, or nil when it is empty.
+func (p *Policy) SimRoot() (*x509.Certificate, error) {
+	if p.TrustSimRoot == "" {
+		return nil, nil
+	}
+	b := []byte(p.TrustSimRoot)
+	if !isPEM(p.TrustSimRoot) {
+		var err error
+		if b, err = os.ReadFile(p.TrustSimRoot); err != nil {
+			return nil, fmt.Errorf("%w: trust_sim_root: %v", ErrPolicy, err)
+		}
+	}
+	c, err := ParseCertificatePEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: trust_sim_root: %v", ErrPolicy, err)
+	}
+	return c, nil
+}
+
+func isPEM(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), "-----BEGIN") }
+
+// checkSHA256Identity reports whether s is "sha256:" and 64 lowercase hex digits.
+func checkSHA256Identity(s string) error {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok {
+		return fmt.Errorf("%q: want \"sha256:\" and 64 lowercase hex digits", s)
+	}
+	if _, err := decodeHex(h, 32); err != nil {
+		return fmt.Errorf("%q: want \"sha256:\" and 64 lowercase hex digits: %v", s, err)
+	}
+	return nil
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/host"
+)
+
+// attestHost serves evidence as a host does: a Sim whose RTMR3 carries a sealed event
+// log, a host key and a TLS key, boot evidence at /v1/attestation and pipeline evidence
+// over the client's nonce at /v1/pipelines/{id}/attestation. tamper, when set, may
+// change the pipeline evidence before it is served.
+type attestHost struct {
+	sim      *attest.Sim
+	log      *attest.Log
+	hostKey  ed25519.PublicKey
+	tlsSPKI  []byte
+	manifest *host.Manifest
+	rootPath string
+	tamper   func(ev *attest.Evidence)
+}
+
+var (
+	moduleA = "sha256:" + strings.Repeat("a1", 32)
+	moduleB = "sha256:" + strings.Repeat("b2", 32)
+)
+
+func newAttestHost(t *testing.T) (*attestHost, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := attest.NewSim(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &attestHost{sim: s, log: attest.NewLog(s.RTMR3()), rootPath: filepath.Join(dir, attest.SimRootFile)}
+	for _, e := range []attest.Event{
+		attest.HostBinaryEvent(sha256.Sum256([]byte("cocoon-host"))),
+		attest.ABIVersionEvent(1),
+		attest.SandboxPolicyEvent(sha256.Sum256([]byte("sandbox"))),
+		attest.BackendEvent("embedded"),
+		attest.ModelEvent("sha256:" + strings.Repeat("cc", 32)),
+		attest.SealEvent(),
+	} {
+		if err := h.log.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.hostKey, _, _ = ed25519.GenerateKey(nil)
+	tlsKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.tlsSPKI, err = x509.MarshalPKIXPublicKey(&tlsKey.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	h.manifest, err = host.ParseManifest([]byte(`{"abi_version":1,"model":"m","pre":[{"module":"` + moduleA + `"}],"post":[{"module":"` + moduleB + `"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return h, ts.URL
+}
+
+func (h *attestHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	logJSON, err := h.log.MarshalJSON()
+	if err != nil {
+		http.Error(w, err.Error(), 500)
+		return
+	}
+	ev := attest.Evidence{Mode: attest.ModeSim, EventLog: logJSON, HostKey: h.hostKey, TLSKey: h.tlsSPKI}
+	var rd [64]byte
+	switch r.URL.Path {
+	case "/v1/attestation":
+		rd, err = attest.BootReportData(h.hostKey, h.tlsSPKI, h.log.Digest())
+	case "/v1/pipelines/" + h.manifest.ID() + "/attestation":
+		if ev.Nonce, err = hex.DecodeString(r.URL.Query().Get("nonce")); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		ev.PipelineID, ev.Manifest = h.manifest.ID(), h.manifest.Canonical()
+		rd, err = attest.PipelineReportData(ev.Nonce, attest.ManifestHash(ev.Manifest), h.hostKey)
+	default:
+		http.Error(w, `{"error":{"message":"no such pipeline","code":"not_found"}}`, 404)
+		return
+	}
+	if err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	if ev.Quote, err = h.sim.Quote(r.Context(), rd); err != nil {
+		http.Error(w, err.Error(), 500)
+		return
+	}
+	if h.tamper != nil && ev.PipelineID != "" {
+		h.tamper(&ev)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(ev)
+}
+
+func TestVerify(t *testing.T) {
+	h, url := newAttestHost(t)
+	id := h.manifest.ID()
+	otherRoot := filepath.Join(t.TempDir(), "other")
+	if _, err := attest.NewSim(otherRoot); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rootPEM, err := os.ReadFile(h.rootPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := writeFile("pinned.json", `{"mrtd":["`+hex.EncodeToString(attest.SimMRTD[:])+`"],"abi_version":1,"trust_sim_root":`+jsonString(string(rootPEM))+`}`)
+	wrongMRTD := writeFile("wrong.json", `{"mrtd":["`+strings.Repeat("00", 48)+`"]}`)
+	badPolicy := writeFile("bad.json", `{"mrtd":"not a list"}`)
+
+	// An old quote, over a nonce the client never sent, for the replay case.
+	oldNonce := bytes.Repeat([]byte{7}, 32)
+	oldRD, err := attest.PipelineReportData(oldNonce, attest.ManifestHash(h.manifest.Canonical()), h.hostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldQuote, err := h.sim.Quote(context.Background(), oldRD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherManifest, err := host.ParseManifest([]byte(`{"abi_version":1,"model":"m","pre":[{"module":"` + moduleA + `"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	trust := []string{"--host", url, "--trust-sim-root", h.rootPath}
+	tests := []struct {
+		name       string
+		args       []string
+		tamper     func(ev *attest.Evidence)
+		code       int
+		stdoutPart string
+		stderrPart string
+	}{
+		{"boot evidence, sim trusted", trust, nil, 0, "ok   quote signature chain: ", ""},
+		{"sim evidence without trust", []string{"--host", url}, nil, 1, "FAIL evidence mode: simulated evidence, refused", "verification failed"},
+		{"another sim root", []string{"--host", url, "--trust-sim-root", filepath.Join(otherRoot, attest.SimRootFile)}, nil, 1,
+			"FAIL quote signature chain: quote: certificate chain does not lead to a trusted root", ""},
+		{"pipeline", append(trust, "--pipeline", id, "--expect-module", moduleA, "--expect-module", moduleB), nil, 0,
+			"ok   nonce: the evidence answers the fresh nonce", ""},
+		{"pinned policy with its sim root", []string{"--host", url, "--policy", pinned, "--pipeline", id}, nil, 0, "ok   MRTD: ", ""},
+		{"open policy says so", trust, nil, 0, "skip RTMR1: any: the policy does not pin", ""},
+		{"MRTD outside the policy", append(trust, "--policy", wrongMRTD), nil, 1, "FAIL MRTD: ", ""},
+		{"module not expected", append(trust, "--pipeline", id, "--expect-module", "sha256:"+strings.Repeat("dd", 32)), nil, 1,
+			"FAIL expected modules: the pipeline does not run sha256:dddd", ""},
+		{"replayed old quote", append(trust, "--pipeline", id), func(ev *attest.Evidence) { ev.Quote, ev.Nonce = oldQuote, oldNonce }, 1,
+			"FAIL nonce: the evidence answers nonce 0707", ""},
+		{"old quote with the fresh nonce pasted in", append(trust, "--pipeline", id), func(ev *attest.Evidence) { ev.Quote = oldQuote }, 1,
+			"FAIL REPORTDATA binding: the quote's REPORTDATA does not bind this client's nonce", ""},
+		{"manifest of another pipeline", append(trust, "--pipeline", id), func(ev *attest.Evidence) { ev.Manifest = otherManifest.Canonical() }, 1,
+			"FAIL pipeline id: the manifest served hashes to " + otherManifest.ID(), ""},
+		{"another host key", append(trust, "--pipeline", id), func(ev *attest.Evidence) {
+			ev.HostKey, _, _ = ed25519.GenerateKey(nil)
+		}, 1, "FAIL host key: ", ""},
+		{"garbage quote", append(trust, "--pipeline", id), func(ev *attest.Evidence) { ev.Quote = []byte("garbage") }, 1,
+			"FAIL quote signature chain: quote: truncated", ""},
+		{"unknown pipeline", append(trust, "--pipeline", strings.Repeat("ee", 32)), nil, 1, "", "the host refused (404 Not Found): no such pipeline"},
+		{"bad policy", append(trust, "--policy", badPolicy), nil, 1, "", "policy: json: cannot unmarshal"},
+		{"expect without pipeline", append(trust, "--expect-module", moduleA), nil, 2, "", "--expect-module needs --pipeline"},
+		{"bad expected module", append(trust, "--pipeline", id, "--expect-module", "a1"), nil, 2, "", "not a module hash"},
+		{"bad pipeline id", append(trust, "--pipeline", "xyz"), nil, 2, "", "is not a pipeline id"},
+		{"short nonce", append(trust, "--nonce-bytes", "8"), nil, 2, "", "--nonce-bytes 8: want 16 to 64"},
+		{"unreachable host", []string{"--host", "http://127.0.0.1:1"}, nil, 1, "", "cannot reach the host"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.tamper = tt.tamper
+			var stdout, stderr bytes.Buffer
+			code := runCommand(append([]string{"verify"}, tt.args...), strings.NewReader(""), &stdout, &stderr)
+			if code != tt.code || !strings.Contains(stdout.String(), tt.stdoutPart) || !strings.Contains(stderr.String(), tt.stderrPart) {
+				t.Fatalf("exit %d, want %d; stdout:\n%s\nstderr: %s\nwant stdout containing %q, stderr containing %q",
+					code, tt.code, stdout.String(), stderr.String(), tt.stdoutPart, tt.stderrPart)
+			}
+			if tt.code == 0 && strings.Contains(stdout.String(), "FAIL") {
+				t.Errorf("exit 0 with a FAIL line:\n%s", stdout.String())
+			}
+		})
+	}
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,275 @@
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoonhost/cocoon/attest"
+)
+
+// attested is a fixture whose server attests with the simulator, and the pool that
+// trusts the simulator's root.
+func attested(t *testing.T, configure ...func(*Config, *recorder)) (*fixture, *x509.CertPool) {
+	t.Helper()
+	engine, _ := shared(t)
+	sim, err := attest.NewSim(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := attest.Boot(context.Background(), sim, "embedded", "sha256:"+engine.WeightsSHA256())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(sim.Root())
+	f := newFixture(t, append([]func(*Config, *recorder){func(c *Config, _ *recorder) { c.Attestation = h }}, configure...)...)
+	return f, roots
+}
+
+// verifyEvidence checks the quote, the event log against RTMR3, and returns the quote.
+func verifyEvidence(t *testing.T, ev attest.Evidence, roots *x509.CertPool) *attest.Quote {
+	t.Helper()
+	if ev.Mode != attest.ModeSim {
+		t.Errorf("mode %q, want sim", ev.Mode)
+	}
+	if _, err := attest.VerifyQuote(ev.Quote, attest.VerifyOptions{}); !errors.Is(err, attest.ErrUntrustedRoot) {
+		t.Errorf("sim quote without its root trusted: %v", err)
+	}
+	q, err := attest.VerifyQuote(ev.Quote, attest.VerifyOptions{TrustedRoots: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := attest.ParseEventLog(ev.EventLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := attest.VerifyLog(events, q.RTMRs[3]); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func TestBootAttestation(t *testing.T) {
+	f, roots := attested(t)
+	res := f.do("GET", "/v1/attestation", "", nil) // no credential needed
+	if res.status != http.StatusOK {
+		t.Fatalf("%d %s", res.status, res.body)
+	}
+	var ev attest.Evidence
+	res.json(t, &ev)
+	q := verifyEvidence(t, ev, roots)
+	events, _ := attest.ParseEventLog(ev.EventLog)
+	digest, _ := attest.Replay(events)
+	want, err := attest.BootReportData(ev.HostKey, ev.TLSKey, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.ReportData != want {
+		t.Error("REPORTDATA is not BootReportData of the served host key, TLS key and log")
+	}
+	if ev.PipelineID != "" || ev.Nonce != nil || ev.Manifest != nil {
+		t.Errorf("boot evidence carries pipeline fields: %+v", ev)
+	}
+}
+
+func TestNoAttestation(t *testing.T) {
+	f := newFixture(t)
+	if res := f.do("GET", "/v1/attestation", "", nil); res.status != http.StatusNotFound || res.apiErr(t).Code != "attestation_unavailable" {
+		t.Errorf("%d %s", res.status, res.body)
+	}
+	res := f.do("POST", "/v1/chat/completions", ownerKey, `{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4}`)
+	if res.status != http.StatusOK || res.header.Get(attest.ResponseSignatureHeader) != "" {
+		t.Errorf("%d, signature %q without attestation", res.status, res.header.Get(attest.ResponseSignatureHeader))
+	}
+}
+
+func TestPipelineAttestation(t *testing.T) {
+	f, roots := attested(t)
+	id := pushExample(t, f)
+	nonce := make([]byte, 32)
+	for i := range nonce {
+		nonce[i] = byte(i * 7)
+	}
+	res := f.do("GET", "/v1/pipelines/"+id+"/attestation?nonce="+hex.EncodeToString(nonce), ownerKey, nil)
+	if res.status != http.StatusOK {
+		t.Fatalf("%d %s", res.status, res.body)
+	}
+	var ev attest.Evidence
+	res.json(t, &ev)
+	q := verifyEvidence(t, ev, roots)
+	manifestHash := sha256.Sum256(ev.Manifest)
+	if hex.EncodeToString(manifestHash[:]) != id || ev.PipelineID != id {
+		t.Errorf("manifest hashes to %x, pipeline_id %q, want %s", manifestHash, ev.PipelineID, id)
+	}
+	want, err := attest.PipelineReportData(nonce, manifestHash, ev.HostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.ReportData != want {
+		t.Error("REPORTDATA does not bind the nonce, the manifest and the host key")
+	}
+	boot := f.do("GET", "/v1/attestation", "", nil)
+	var bootEv attest.Evidence
+	boot.json(t, &bootEv)
+	if string(bootEv.HostKey) != string(ev.HostKey) {
+		t.Error("pipeline evidence names another host key than boot evidence")
+	}
+}
+
+func TestPipelineAttestationRefusals(t *testing.T) {
+	f, _ := attested(t)
+	id := pushExample(t, f)
+	good := strings.Repeat("ab", 16)
+	for _, tc := range []struct {
+		name, path, key string
+		status          int
+		code            string
+	}{
+		{"no nonce", "/v1/pipelines/" + id + "/attestation", ownerKey, 400, "invalid_request"},
+		{"not hex", "/v1/pipelines/" + id + "/attestation?nonce=zz" + good, ownerKey, 400, "invalid_request"},
+		{"short nonce", "/v1/pipelines/" + id + "/attestation?nonce=" + strings.Repeat("ab", 15), ownerKey, 400, "invalid_request"},
+		{"long nonce", "/v1/pipelines/" + id + "/attestation?nonce=" + strings.Repeat("ab", 65), ownerKey, 400, "invalid_request"},
+		{"unknown pipeline", "/v1/pipelines/" + strings.Repeat("0", 64) + "/attestation?nonce=" + good, ownerKey, 404, "pipeline_not_found"},
+		{"no credential", "/v1/pipelines/" + id + "/attestation?nonce=" + good, "", 401, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := f.do("GET", tc.path, tc.key, nil)
+			if res.status != tc.status {
+				t.Fatalf("%d %s, want %d", res.status, res.body, tc.status)
+			}
+			if e := res.apiErr(t); tc.code != "" && e.Code != tc.code {
+				t.Errorf("code %q, want %q", e.Code, tc.code)
+			}
+		})
+	}
+}
+
+func TestPipelineAttestationRateLimit(t *testing.T) {
+	f, _ := attested(t, func(c *Config, _ *recorder) { c.MaxQuotesPerSecond = 1 })
+	id := pushExample(t, f)
+	path := "/v1/pipelines/" + id + "/attestation?nonce=" + strings.Repeat("cd", 16)
+	if res := f.do("GET", path, ownerKey, nil); res.status != http.StatusOK {
+		t.Fatalf("first quote: %d %s", res.status, res.body)
+	}
+	res := f.do("GET", path, ownerKey, nil)
+	if res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") != "1" || res.apiErr(t).Code != "quote_rate_limited" {
+		t.Errorf("second quote at once: %d %s %s", res.status, res.header, res.body)
+	}
+}
+
+func TestTokenBucket(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := newTokenBucket(2)
+	for i, tc := range []struct {
+		at   time.Duration
+		ok   bool
+		wait time.Duration
+	}{
+		{0, true, 0}, {0, true, 0}, // the burst
+		{0, false, 500 * time.Millisecond},
+		{250 * time.Millisecond, false, 250 * time.Millisecond},
+		{500 * time.Millisecond, true, 0},
+		{10 * time.Second, true, 0}, {10 * time.Second, true, 0}, // refilled, to the burst only
+		{10 * time.Second, false, 500 * time.Millisecond},
+	} {
+		wait, ok := b.take(t0.Add(tc.at))
+		if ok != tc.ok || (wait-tc.wait).Abs() > time.Millisecond {
+			t.Errorf("take %d at %v: %v %v, want %v %v", i, tc.at, wait, ok, tc.wait, tc.ok)
+		}
+	}
+}
+
+// pushExample uploads the example pipeline (redactor, and a guard that changes the
+// backend's text) and returns its id.
+func pushExample(t *testing.T, f *fixture) string {
+	pii := plugin(t, "pii-redactor/go/pii-redactor.wasm")
+	guard := plugin(t, "output-guard/c/output-guard.wasm")
+	return f.push(`{"abi_version":1,"model":"stories260K",
+		"pre":[{"module":"`+hashOf(pii)+`"}],
+		"post":[{"module":"`+hashOf(guard)+`","config":{"words":["was","the","a"],"replacement":"***"}}]}`, pii, guard)
+}
+
+// checkSignature verifies a "ed25519=<b64>" value over the response fields, and that it
+// fails over other content.
+func checkSignature(t *testing.T, value string, hostKey []byte, body, content, pipeline string, usage usageJSON) {
+	t.Helper()
+	b64, ok := strings.CutPrefix(value, "ed25519=")
+	if !ok {
+		t.Fatalf("signature %q lacks ed25519=", value)
+	}
+	sig, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := attest.SignedResponse{RequestSHA256: sha256.Sum256([]byte(body)), ContentSHA256: sha256.Sum256([]byte(content)),
+		PipelineID: pipeline, PromptTokens: uint64(usage.PromptTokens), CompletionTokens: uint64(usage.CompletionTokens)}
+	if !r.Verify(hostKey, sig) {
+		t.Errorf("signature does not verify over content %q, pipeline %q, usage %+v", content, pipeline, usage)
+	}
+	r.ContentSHA256 = sha256.Sum256([]byte(content + "!"))
+	if r.Verify(hostKey, sig) {
+		t.Error("signature verifies over changed content")
+	}
+}
+
+func TestResponseSignatures(t *testing.T) {
+	f, _ := attested(t)
+	id := pushExample(t, f)
+	var ev attest.Evidence
+	f.do("GET", "/v1/attestation", "", nil).json(t, &ev)
+	const req = `{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":40,"temperature":0`
+	for _, tc := range []struct {
+		name, prefix, pipeline string
+	}{
+		{"bare", "", ""},
+		{"pipeline", "/p/" + id, id},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := tc.prefix + "/v1/chat/completions"
+			body := req + `}`
+			res := f.do("POST", path, ownerKey, body)
+			if res.status != http.StatusOK {
+				t.Fatalf("%d %s", res.status, res.body)
+			}
+			var c completion
+			res.json(t, &c)
+			if tc.pipeline != "" && !strings.Contains(c.Choices[0].Message.Content, "***") {
+				t.Errorf("the guard did not change the text: %q", c.Choices[0].Message.Content)
+			}
+			checkSignature(t, res.header.Get(attest.ResponseSignatureHeader), ev.HostKey, body, c.Choices[0].Message.Content, tc.pipeline, c.Usage)
+
+			for _, usage := range []bool{false, true} {
+				body := req + `,"stream":true}`
+				if usage {
+					body = req + `,"stream":true,"stream_options":{"include_usage":true}}`
+				}
+				res := f.do("POST", path, ownerKey, body)
+				s := parseSSE(t, res.body)
+				if res.status != http.StatusOK || !s.done {
+					t.Fatalf("%d %s", res.status, res.body)
+				}
+				last := s.chunks[len(s.chunks)-1]
+				for _, ch := range s.chunks[:len(s.chunks)-1] {
+					if ch.Signature != "" {
+						t.Errorf("signature on a chunk before the last: %+v", ch)
+					}
+				}
+				if usage && last.Usage == nil {
+					t.Fatalf("last chunk is not the usage chunk: %+v", last)
+				}
+				if s.text() != c.Choices[0].Message.Content {
+					t.Errorf("streamed %q, whole %q", s.text(), c.Choices[0].Message.Content)
+				}
+				checkSignature(t, last.Signature, ev.HostKey, body, s.text(), tc.pipeline, c.Usage)
+			}
+		})
+	}
+}
