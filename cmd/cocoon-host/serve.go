@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -52,6 +53,8 @@ type serveConfig struct {
 	MaxGenerations       int    `json:"max_generations"`
 	// Attest is the evidence provider: auto (tdx on a TDX guest, else sim), tdx or sim.
 	Attest string `json:"attest"`
+	// TLS serves HTTPS with RA-TLS certificates: the boot evidence in each certificate.
+	TLS bool `json:"tls"`
 }
 
 // The operator's API key: its file in the data directory, and its name, which makes the
@@ -60,6 +63,10 @@ const (
 	apiKeyFile = "api-key"
 	apiKeyName = "operator"
 )
+
+// certValidity is the lifetime of an RA-TLS certificate; attest re-issues it when a
+// third of it is left. Short, since a certificate cannot be revoked.
+const certValidity = time.Hour
 
 // shutdownTimeout bounds how long a stopping host waits for streams in flight.
 const shutdownTimeout = 30 * time.Second
@@ -133,7 +140,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	base := "http://" + l.Addr().String()
+	scheme := "http"
+	if cfg.TLS {
+		l = tls.NewListener(l, attestation.TLSConfig(certValidity))
+		scheme = "https"
+	}
+	base := scheme + "://" + l.Addr().String()
 	fmt.Fprintf(stdout, "Listening on %s\n", base)
 	if printKey {
 		fmt.Fprintf(stdout, "API key: %s\n", keys[0].Key)
@@ -146,8 +158,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "Example pipeline: %s\nTry it:\n  curl %s/p/%s/v1/chat/completions -H \"Authorization: Bearer %s\" -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Once upon a time\"}], \"max_tokens\": 64}'\n",
 			example, base, example, shown)
+		if cfg.TLS {
+			fmt.Fprintf(stdout, "  (the certificate is self-signed and attested: curl needs -k and then verifies nothing;\n   'cocoon chat --host %s --trust-sim-root ... --pipeline %s' verifies it in the handshake)\n", base, example)
+		}
 	}
-	log.Info("serving", "addr", l.Addr().String(), "backend", cfg.Backend, "attest", attestation.Mode(), "data", cfg.Data, "pipelines", len(registry.List()))
+	log.Info("serving", "addr", l.Addr().String(), "backend", cfg.Backend, "attest", attestation.Mode(), "tls", cfg.TLS, "data", cfg.Data, "pipelines", len(registry.List()))
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
@@ -174,8 +189,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto"}
 	var configFile string
-	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest); flags override it")
+	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest, tls); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, cache/, the API key")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
@@ -185,6 +200,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.APIKeyFile, "api-key-file", "", "file holding the API key clients must present (default: DATA/api-key, created if missing)")
 	fs.StringVar(&cfg.TelegramBotTokenFile, "telegram-bot-token-file", "", "file holding the Telegram bot token that signs Mini Apps' initData (enables 'Authorization: tma <initData>')")
 	fs.StringVar(&cfg.Attest, "attest", cfg.Attest, "evidence provider: tdx (a TDX guest's quotes), sim (a simulated TDX whose root certificate is DATA/attest/sim-root.pem, for testing) or auto (tdx when this is a TDX guest, else sim)")
+	fs.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS with short-lived self-signed RA-TLS certificates that carry the boot evidence, for clients that verify the host in the TLS handshake")
 	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more get 429 (default: the number of CPUs)")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return nil, err

@@ -305,3 +305,56 @@ func TestServeAttestTDXUnavailable(t *testing.T) {
 		t.Errorf("error %v, want ErrNoTDX naming --attest sim", err)
 	}
 }
+
+// With --tls the host serves HTTPS whose RA-TLS certificate carries the boot evidence:
+// a client that trusts the sim root verifies it in the handshake and reaches the API,
+// and the evidence it pinned is the evidence the host serves.
+func TestServeTLS(t *testing.T) {
+	model, err := filepath.Abs(testModelDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join("..", "..")) // startServe reads up to the example pipeline's line
+	data := t.TempDir()
+	r := startServe(t, "--data", data, "--model-dir", model, "--attest", "sim", "--tls")
+	defer r.stop(t)
+	if !strings.HasPrefix(r.base, "https://") {
+		t.Fatalf("serving %s, want https", r.base)
+	}
+	pem, err := os.ReadFile(filepath.Join(data, "attest", attest.SimRootFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := attest.ParseCertificatePEM(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := attest.NewRATLSVerifier(attest.Policy{}, attest.EvidenceOptions{SimRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: v.TLSConfig()}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(r.base + "/v1/attestation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ev attest.Evidence
+	if err := json.NewDecoder(resp.Body).Decode(&ev); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/v1/attestation: %s, %v", resp.Status, err)
+	}
+	pinned, _, ok := v.Pinned()
+	if !ok || string(pinned.TLSKey) != string(ev.TLSKey) || string(pinned.HostKey) != string(ev.HostKey) {
+		t.Error("the certificate's evidence is not the evidence the host serves")
+	}
+	// A client without the sim root is refused in the handshake.
+	untrusted, err := attest.NewRATLSVerifier(attest.Policy{}, attest.EvidenceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc := &http.Client{Transport: &http.Transport{TLSClientConfig: untrusted.TLSConfig()}}
+	if _, err := uc.Get(r.base + "/v1/attestation"); !errors.Is(err, attest.ErrRATLS) {
+		t.Errorf("untrusted sim root: %v, want ErrRATLS", err)
+	}
+}

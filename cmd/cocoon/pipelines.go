@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
 )
@@ -25,22 +27,96 @@ type client struct {
 	base string // without a trailing slash
 	key  string
 	http *http.Client
+	// ratls verifies an https host inside each TLS handshake and pins its key; it is
+	// nil for an http host, which nothing verifies.
+	ratls *attest.RATLSVerifier
 }
 
-// hostFlags adds --host and --api-key to fs; the returned function builds the client
-// once fs is parsed.
+// hostFlags adds --host, --api-key, --policy and --trust-sim-root to fs; the returned
+// function builds the client once fs is parsed. The last two say what the client
+// trusts of an https host's RA-TLS evidence, so they need an https host.
 func hostFlags(fs *flag.FlagSet) func() (*client, error) {
-	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST)")
+	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
 	key := fs.String("api-key", os.Getenv("COCOON_API_KEY"), "API key, as cocoon-host serve prints it ($COCOON_API_KEY)")
+	trust := trustFlags(fs)
 	return func() (*client, error) {
-		if !strings.HasPrefix(*base, "http://") && !strings.HasPrefix(*base, "https://") {
-			return nil, cli.UsageError(fmt.Sprintf("--host %q: want a URL such as %s", *base, defaultHost))
+		if err := checkHostURL(*base); err != nil {
+			return nil, err
 		}
 		if *key == "" {
 			return nil, cli.UsageError("no API key: pass --api-key or set COCOON_API_KEY (cocoon-host serve prints it at start)")
 		}
-		return &client{base: strings.TrimSuffix(*base, "/"), key: *key, http: http.DefaultClient}, nil
+		policy, simRoot, set, err := trust()
+		if err != nil {
+			return nil, err
+		}
+		if set && !strings.HasPrefix(*base, "https://") {
+			return nil, cli.UsageError(fmt.Sprintf("--policy and --trust-sim-root verify an https host in the TLS handshake; %s is not https", *base))
+		}
+		return newClient(*base, *key, policy, simRoot)
 	}
+}
+
+func checkHostURL(base string) error {
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		return cli.UsageError(fmt.Sprintf("--host %q: want a URL such as %s", base, defaultHost))
+	}
+	return nil
+}
+
+// trustFlags adds --policy and --trust-sim-root to fs; the returned function loads them
+// once fs is parsed and says whether either was given. Without them, the policy allows
+// any measurement and simulated evidence is refused.
+func trustFlags(fs *flag.FlagSet) func() (p *attest.Policy, simRoot *x509.Certificate, set bool, err error) {
+	policyPath := fs.String("policy", "", "policy JSON file (default: allow any measurement, and say so)")
+	simRootPath := fs.String("trust-sim-root", "", "trust simulated evidence under this root certificate (PEM), for testing only")
+	return func() (*attest.Policy, *x509.Certificate, bool, error) {
+		p := &attest.Policy{}
+		if *policyPath != "" {
+			var err error
+			if p, err = attest.LoadPolicy(*policyPath); err != nil {
+				return nil, nil, false, err
+			}
+		}
+		if *simRootPath == "" {
+			return p, nil, *policyPath != "", nil
+		}
+		b, err := os.ReadFile(*simRootPath)
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("--trust-sim-root: %w", err)
+		}
+		root, err := attest.ParseCertificatePEM(b)
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("--trust-sim-root %s: %w", *simRootPath, err)
+		}
+		return p, root, true, nil
+	}
+}
+
+// newClient returns a client of the host at base. For an https base every connection's
+// handshake verifies the host's RA-TLS certificate against p and simRoot and the
+// first verified TLS key is pinned for the client's life.
+func newClient(base, key string, p *attest.Policy, simRoot *x509.Certificate) (*client, error) {
+	c := &client{base: strings.TrimSuffix(base, "/"), key: key, http: http.DefaultClient}
+	if !strings.HasPrefix(base, "https://") {
+		return c, nil
+	}
+	v, err := attest.NewRATLSVerifier(*p, attest.EvidenceOptions{SimRoot: simRoot})
+	if err != nil {
+		return nil, err
+	}
+	c.ratls = v
+	c.http = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: v.TLSConfig()}}
+	return c, nil
+}
+
+// doError words an error of c.http.Do: a handshake the RA-TLS verifier refused is a
+// failed verification, anything else an unreachable host.
+func (c *client) doError(err error) error {
+	if errors.Is(err, attest.ErrRATLS) {
+		return fmt.Errorf("refusing the host at %s: %w", c.base, errors.Unwrap(err))
+	}
+	return fmt.Errorf("cannot reach the host at %s (is cocoon-host serve running there? see --host and COCOON_HOST): %w", c.base, errors.Unwrap(err))
 }
 
 func envOr(name, fallback string) string {
@@ -71,7 +147,7 @@ func (c *client) send(ctx context.Context, method, path string, body any) (*http
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the host at %s (is cocoon-host serve running there? see --host and COCOON_HOST): %w", c.base, errors.Unwrap(err))
+		return nil, c.doError(err)
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()

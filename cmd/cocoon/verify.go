@@ -1,9 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -45,15 +45,15 @@ one line per check (ok, skip: not pinned by the policy, FAIL) and exits 1 when a
 	pipelineID := fs.String("pipeline", "", "also verify this pipeline's evidence (its 64-hex id)")
 	var expect moduleList
 	fs.Var(&expect, "expect-module", "a module hash the pipeline must run (repeatable; needs --pipeline)")
-	policyPath := fs.String("policy", "", "policy JSON file (default: allow any measurement, and say so)")
-	simRootPath := fs.String("trust-sim-root", "", "trust simulated evidence under this root certificate (PEM), for testing only")
+	trust := trustFlags(fs)
 	nonceBytes := fs.Int("nonce-bytes", 32, fmt.Sprintf("length of the random nonce, %d to %d", attest.MinNonceBytes, attest.MaxNonceBytes))
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := checkHostURL(*base); err != nil {
+		return err
+	}
 	switch {
-	case !strings.HasPrefix(*base, "http://") && !strings.HasPrefix(*base, "https://"):
-		return cli.UsageError(fmt.Sprintf("--host %q: want a URL such as %s", *base, defaultHost))
 	case *pipelineID != "" && host.CheckHash("sha256:"+*pipelineID) != nil:
 		return cli.UsageError(fmt.Sprintf("--pipeline %q is not a pipeline id: an id is 64 lowercase hex digits", *pipelineID))
 	case *pipelineID == "" && len(expect) > 0:
@@ -61,25 +61,14 @@ one line per check (ok, skip: not pinned by the policy, FAIL) and exits 1 when a
 	case *nonceBytes < attest.MinNonceBytes || *nonceBytes > attest.MaxNonceBytes:
 		return cli.UsageError(fmt.Sprintf("--nonce-bytes %d: want %d to %d", *nonceBytes, attest.MinNonceBytes, attest.MaxNonceBytes))
 	}
-	policy := &attest.Policy{}
-	if *policyPath != "" {
-		var err error
-		if policy, err = attest.LoadPolicy(*policyPath); err != nil {
-			return err
-		}
+	policy, simRoot, _, err := trust()
+	if err != nil {
+		return err
 	}
-	var simRoot *x509.Certificate
-	if *simRootPath != "" {
-		b, err := os.ReadFile(*simRootPath)
-		if err != nil {
-			return fmt.Errorf("--trust-sim-root: %w", err)
-		}
-		if simRoot, err = attest.ParseCertificatePEM(b); err != nil {
-			return fmt.Errorf("--trust-sim-root %s: %w", *simRootPath, err)
-		}
+	c, err := newClient(*base, *key, policy, simRoot)
+	if err != nil {
+		return err
 	}
-
-	c := &client{base: strings.TrimSuffix(*base, "/"), key: *key, http: http.DefaultClient}
 	ctx := context.Background()
 	boot, err := c.evidence(ctx, "/v1/attestation")
 	if err != nil {
@@ -90,6 +79,11 @@ one line per check (ok, skip: not pinned by the policy, FAIL) and exits 1 when a
 	ok, err := printReport(stdout, *boot, *policy, opts)
 	if err != nil {
 		return err
+	}
+	if c.ratls != nil {
+		check := ratlsCheck(c.ratls, boot)
+		fmt.Fprintln(stdout, check)
+		ok = ok && check.OK
 	}
 	if *pipelineID != "" {
 		nonce := make([]byte, *nonceBytes)
@@ -124,7 +118,7 @@ func (c *client) evidence(ctx context.Context, path string) (*attest.Evidence, e
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the host at %s (see --host and COCOON_HOST): %w", c.base, err)
+		return nil, c.doError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -149,4 +143,20 @@ func printReport(w io.Writer, ev attest.Evidence, p attest.Policy, opts attest.E
 	}
 	_, err = io.WriteString(w, r.String())
 	return r.OK(), err
+}
+
+// ratlsCheck checks that the boot evidence served over an RA-TLS connection carries the
+// keys of the evidence its handshake verified, so that what was verified is the host
+// this connection reaches.
+func ratlsCheck(v *attest.RATLSVerifier, boot *attest.Evidence) attest.Check {
+	const name = "RA-TLS"
+	pinned, _, ok := v.Pinned()
+	switch {
+	case !ok:
+		return attest.Check{Name: name, Detail: "no TLS handshake verified the host's certificate"}
+	case !bytes.Equal(pinned.TLSKey, boot.TLSKey) || !bytes.Equal(pinned.HostKey, boot.HostKey):
+		return attest.Check{Name: name, Detail: "the evidence served names other keys than the evidence in the TLS certificate: it is not this connection's host"}
+	default:
+		return attest.Check{Name: name, OK: true, Detail: "the TLS handshake verified the certificate's evidence and pinned its key, the attested TLS key, and the evidence served names the same keys"}
+	}
 }

@@ -8,15 +8,19 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host"
@@ -211,4 +215,76 @@ func TestVerify(t *testing.T) {
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// ratlsHosts boots two simulated hosts under one sim root and serves, over the first
+// one's RA-TLS certificates, the boot evidence of the host serve picks and an empty
+// pipeline list. It returns the https URL and the root's path.
+func ratlsHosts(t *testing.T, serve func(hosts []*attest.Host) *attest.Host) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	hosts := make([]*attest.Host, 2)
+	for i := range hosts {
+		sim, err := attest.NewSim(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hosts[i], err = attest.Boot(context.Background(), sim, "embedded", "m"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/attestation":
+			json.NewEncoder(w).Encode(serve(hosts).BootEvidence())
+		case "/v1/pipelines":
+			io.WriteString(w, `{"data":[]}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	ts.Listener = tls.NewListener(ts.Listener, hosts[0].TLSConfig(time.Hour))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are the point
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return "https://" + ts.Listener.Addr().String(), filepath.Join(dir, attest.SimRootFile)
+}
+
+// Against an https host, the client verifies the RA-TLS certificate in the handshake:
+// only with the sim root trusted, and verify checks that the evidence served is the
+// certificate's.
+func TestVerifyRATLS(t *testing.T) {
+	first := func(hosts []*attest.Host) *attest.Host { return hosts[0] }
+	url, root := ratlsHosts(t, first)
+	otherURL, otherRoot := ratlsHosts(t, func(hosts []*attest.Host) *attest.Host { return hosts[1] })
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		stdoutPart string
+		stderrPart string
+	}{
+		{"verify, sim trusted", []string{"verify", "--host", url, "--trust-sim-root", root}, 0,
+			"ok   RA-TLS: the TLS handshake verified the certificate's evidence", ""},
+		{"verify, sim not trusted", []string{"verify", "--host", url}, 1, "",
+			"refusing the host at " + url + ": RA-TLS: the certificate's evidence does not verify: quote signature chain: "},
+		{"verify, another sim root", []string{"verify", "--host", url, "--trust-sim-root", otherRoot}, 1, "",
+			"quote signature chain: quote: certificate chain does not lead to a trusted root"},
+		{"verify, evidence served is another host's", []string{"verify", "--host", otherURL, "--trust-sim-root", otherRoot}, 1,
+			"FAIL RA-TLS: the evidence served names other keys", "verification failed"},
+		{"pipelines, sim trusted", []string{"pipelines", "--host", url, "--api-key", "k", "--trust-sim-root", root}, 0, "ID", ""},
+		{"pipelines, sim not trusted", []string{"pipelines", "--host", url, "--api-key", "k"}, 1, "", "refusing the host at " + url},
+		{"pipelines, trust over http", []string{"pipelines", "--host", "http://127.0.0.1:1", "--api-key", "k", "--trust-sim-root", root}, 2, "",
+			"verify an https host in the TLS handshake"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := runCommand(tt.args, strings.NewReader(""), &stdout, &stderr)
+			if code != tt.code || !strings.Contains(stdout.String(), tt.stdoutPart) || !strings.Contains(stderr.String(), tt.stderrPart) {
+				t.Fatalf("exit %d, want %d; stdout:\n%s\nstderr: %s\nwant stdout containing %q, stderr containing %q",
+					code, tt.code, stdout.String(), stderr.String(), tt.stdoutPart, tt.stderrPart)
+			}
+		})
+	}
 }
