@@ -1,7 +1,11 @@
 package attest
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 )
 
@@ -16,4 +20,21 @@ func writeFields(h io.Writer, fields ...[]byte) {
 		h.Write(n[:])
 		h.Write(f)
 	}
+}
+
+// decodeStrict decodes b, at most max bytes of one JSON value, into v, refusing unknown
+// members and trailing data. Errors wrap kind and call the document what.
+func decodeStrict(b []byte, max int, v any, kind error, what string) error {
+	if len(b) > max {
+		return fmt.Errorf("%w: %d bytes exceeds %d", kind, len(b), max)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", kind, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: trailing data after the %s", kind, what)
+	}
+	return nil
 }

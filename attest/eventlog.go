@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -347,17 +346,9 @@ func EncodeEventLog(events []Event) ([]byte, error) {
 // does not check order, duplicates or the seal: VerifyLog does, so that each refusal
 // has its own reason.
 func ParseEventLog(b []byte) ([]Event, error) {
-	if len(b) > MaxEventLogBytes {
-		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrLogEncoding, len(b), MaxEventLogBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var w wireLog
-	if err := dec.Decode(&w); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrLogEncoding, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the log", ErrLogEncoding)
+	if err := decodeStrict(b, MaxEventLogBytes, &w, ErrLogEncoding, "log"); err != nil {
+		return nil, err
 	}
 	if w.Events == nil {
 		return nil, fmt.Errorf("%w: no events field", ErrLogEncoding)

@@ -1,12 +1,9 @@
 package attest
 
 import (
-	"bytes"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,17 +67,9 @@ type Policy struct {
 // measurements or hashes and an unsupported TCB status are errors wrapping ErrPolicy.
 // A relative trust_sim_root path stays relative to the working directory.
 func ParsePolicy(b []byte) (*Policy, error) {
-	if len(b) > maxPolicyBytes {
-		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrPolicy, len(b), maxPolicyBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var p Policy
-	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the policy", ErrPolicy)
+	if err := decodeStrict(b, maxPolicyBytes, &p, ErrPolicy, "policy"); err != nil {
+		return nil, err
 	}
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,21 +28,16 @@ var (
 	ErrResponseSignature = errors.New("response signature")
 )
 
+// errManifestEncoding wraps the reasons a pipeline manifest in evidence is unreadable.
+var errManifestEncoding = errors.New("not a canonical manifest")
+
 // ParseEvidence decodes the JSON evidence a host serves (see Evidence). It refuses input
 // larger than MaxEvidenceBytes, unknown members and trailing data, with errors wrapping
 // ErrEvidenceEncoding. It checks nothing else: VerifyEvidence does, one check at a time.
 func ParseEvidence(b []byte) (*Evidence, error) {
-	if len(b) > MaxEvidenceBytes {
-		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrEvidenceEncoding, len(b), MaxEvidenceBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var ev Evidence
-	if err := dec.Decode(&ev); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEvidenceEncoding, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the evidence", ErrEvidenceEncoding)
+	if err := decodeStrict(b, MaxEvidenceBytes, &ev, ErrEvidenceEncoding, "evidence"); err != nil {
+		return nil, err
 	}
 	return &ev, nil
 }
@@ -404,13 +398,8 @@ func manifestModules(b []byte) ([]string, error) {
 		Pre        []module `json:"pre"`
 		Post       []module `json:"post"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := decodeStrict(b, MaxEvidenceBytes, &m, errManifestEncoding, "manifest"); err != nil {
 		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the manifest")
 	}
 	var out []string
 	for _, mm := range append(m.Pre, m.Post...) {
