@@ -9,6 +9,7 @@
 //	cocoon pipelines [show ID]      list a host's pipelines, or print one's manifest
 //	cocoon chat --pipeline ID [PROMPT]       stream a chat completion through a pipeline
 //	cocoon verify [--pipeline ID] [--policy FILE]  verify a host's attestation evidence
+//	cocoon proxy --pipeline ID [--listen ADDR]   serve a local OpenAI API that checks every answer
 //
 // The client commands talk to --host (or COCOON_HOST, default http://127.0.0.1:8080)
 // with --api-key (or COCOON_API_KEY).
@@ -32,6 +33,7 @@ var commands = []cli.Command{
 	{Name: "pipelines", Summary: "list a host's pipelines, or show one's manifest", Run: pipelines},
 	{Name: "chat", Summary: "chat through a pipeline, streaming the answer", Run: chat},
 	{Name: "verify", Summary: "verify a host's attestation, and a pipeline's", Run: verify},
+	{Name: "proxy", Summary: "serve a local OpenAI API that verifies a pipeline's host and answers", Run: serveProxy},
 }
 
 func main() {
