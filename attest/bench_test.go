@@ -7,8 +7,9 @@ import (
 )
 
 // BenchmarkVerifyEvidence is what a client pays to verify a pipeline before it trusts
-// it: quote chain, event-log replay, REPORTDATA, manifest and modules. It needs no
-// collateral yet (TCB status is not evaluated), so the figure has no network in it.
+// it: quote chain, event-log replay, REPORTDATA, manifest and modules. Sim evidence has
+// no collateral (TCB status is not evaluated); BenchmarkVerifyQuoteWithCollateral
+// measures what a TDX quote's TCB evaluation adds. No network is in either figure.
 func BenchmarkVerifyEvidence(b *testing.B) {
 	h := newTestHost(b)
 	nonce := testNonce(1)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -15,10 +16,29 @@ var ErrPolicy = errors.New("policy")
 // maxPolicyBytes bounds a policy file; real ones are a few KiB.
 const maxPolicyBytes = 1 << 20
 
-// TCB statuses a policy may require. Only TCBAny is accepted for now: evaluating the
-// TCB status needs Intel's collateral (TCB info, QE identity, CRLs), which the verifier
-// does not fetch yet, and a policy must not look stricter than what is checked.
-const TCBAny = "any"
+// TCB statuses, as Intel's TCB info names them, from best to worst. A policy's
+// min_tcb_status is one of them, or TCBAny; TCBRevoked is never acceptable.
+const (
+	TCBAny                               = "any"
+	TCBUpToDate                          = "UpToDate"
+	TCBSWHardeningNeeded                 = "SWHardeningNeeded"
+	TCBConfigurationNeeded               = "ConfigurationNeeded"
+	TCBConfigurationAndSWHardeningNeeded = "ConfigurationAndSWHardeningNeeded"
+	TCBOutOfDate                         = "OutOfDate"
+	TCBOutOfDateConfigurationNeeded      = "OutOfDateConfigurationNeeded"
+	TCBRevoked                           = "Revoked"
+)
+
+// tcbOrder ranks the statuses a policy may require, best first.
+var tcbOrder = []string{TCBUpToDate, TCBSWHardeningNeeded, TCBConfigurationNeeded,
+	TCBConfigurationAndSWHardeningNeeded, TCBOutOfDate, TCBOutOfDateConfigurationNeeded}
+
+// tcbAtLeast reports whether status is min or better. An unknown status, Revoked
+// included, is never at least anything.
+func tcbAtLeast(status, min string) bool {
+	i := slices.Index(tcbOrder, status)
+	return i >= 0 && i <= slices.Index(tcbOrder, min)
+}
 
 // Policy says which evidence a client accepts. It is read from JSON by ParsePolicy or
 // LoadPolicy:
@@ -31,7 +51,7 @@ const TCBAny = "any"
 //	  "host_binary":     ["sha256:<64 hex>", ...],
 //	  "models":          ["sha256:<64 hex>" or a model name, ...],
 //	  "abi_version":     1,
-//	  "min_tcb_status":  "any",
+//	  "min_tcb_status":  "UpToDate", "SWHardeningNeeded", ... or "any",
 //	  "trust_sim_root":  "sim-root.pem" or "-----BEGIN CERTIFICATE-----..."
 //	}
 //
@@ -54,8 +74,10 @@ type Policy struct {
 	Models []string `json:"models,omitempty"`
 	// ABIVersion is the module ABI version the host must measure; 0 allows any.
 	ABIVersion uint32 `json:"abi_version,omitempty"`
-	// MinTCBStatus is the least TCB status accepted. Only "any" (or empty) is valid
-	// until the verifier evaluates Intel's collateral; see TCBAny.
+	// MinTCBStatus is the least TCB status accepted, in the order of the TCB
+	// constants (TCBUpToDate best). It needs Intel's collateral
+	// (EvidenceOptions.Collateral), and refuses simulated evidence, which has none.
+	// Empty or "any" accepts any status, and a quote whose status is not evaluated.
 	MinTCBStatus string `json:"min_tcb_status,omitempty"`
 	// TrustSimRoot is the simulator root certificate to trust: PEM text, or the path of
 	// a PEM file (relative to the policy file in LoadPolicy). Empty refuses simulated
@@ -115,8 +137,8 @@ func (p *Policy) check() error {
 			return fmt.Errorf("models %q: %v", v, err)
 		}
 	}
-	if p.MinTCBStatus != "" && p.MinTCBStatus != TCBAny {
-		return fmt.Errorf("min_tcb_status %q: only %q is supported until TCB collateral is evaluated", p.MinTCBStatus, TCBAny)
+	if p.MinTCBStatus != "" && p.MinTCBStatus != TCBAny && !slices.Contains(tcbOrder, p.MinTCBStatus) {
+		return fmt.Errorf("min_tcb_status %q: want %q or one of %s", p.MinTCBStatus, TCBAny, strings.Join(tcbOrder, ", "))
 	}
 	return nil
 }

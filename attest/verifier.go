@@ -117,8 +117,13 @@ type EvidenceOptions struct {
 	// HostKey, when set, is the host key of boot evidence already verified: pipeline
 	// evidence must come from the same host key.
 	HostKey ed25519.PublicKey
-	// Now is the time certificates must be valid at; zero means time.Now().
+	// Now is the time certificates and collateral must be valid at; zero means
+	// time.Now().
 	Now time.Time
+	// Collateral is Intel's collateral the TCB status is evaluated with (see
+	// LoadCollateral); nil leaves the status unevaluated, which only a policy whose
+	// min_tcb_status is "any" accepts.
+	Collateral Collateral
 }
 
 func (o *EvidenceOptions) check() error {
@@ -178,7 +183,7 @@ func VerifyEvidence(ev Evidence, p Policy, opts EvidenceOptions) (*Report, error
 	r := &Report{}
 	pipeline := opts.PipelineID != ""
 	checkKind(r, ev, pipeline)
-	q, err := VerifyQuote(ev.Quote, VerifyOptions{TrustedRoots: roots, Now: opts.Now})
+	q, err := VerifyQuote(ev.Quote, VerifyOptions{TrustedRoots: roots, Now: opts.Now, Collateral: opts.Collateral})
 	if err != nil {
 		r.fail("quote signature chain", "%v", err)
 	} else if q.Simulated {
@@ -191,7 +196,7 @@ func VerifyEvidence(ev Evidence, p Policy, opts EvidenceOptions) (*Report, error
 		r.fail("remaining checks", "not run: nothing in a quote that does not verify can be trusted")
 		return r, nil
 	}
-	r.skip("TCB status", "not checked: it needs Intel's collateral, which this verifier does not evaluate yet; the policy allows any status")
+	checkTCB(r, q, p.MinTCBStatus, opts.Collateral != nil)
 	for i, m := range []struct {
 		name    string
 		allowed []string
@@ -247,6 +252,36 @@ func checkMode(r *Report, mode string, q *Quote, simTrusted bool) {
 		r.pass("evidence mode", "sim, trusted explicitly: for testing only")
 	default:
 		r.pass("evidence mode", "tdx")
+	}
+}
+
+// checkTCB checks the quote's TCB status against the policy's minimum. Collateral that
+// does not verify fails whatever the policy: it is forged, stale or not this
+// platform's, and a client that gave it expected it to be checked.
+func checkTCB(r *Report, q *Quote, min string, haveCollateral bool) {
+	const name = "TCB status"
+	anyOK := min == "" || min == TCBAny
+	switch {
+	case q.Simulated && anyOK:
+		r.skip(name, "not evaluated: simulated evidence has no Intel collateral; the policy allows any status")
+	case q.Simulated:
+		r.fail(name, "simulated evidence has no Intel collateral, and the policy requires %s or better", min)
+	case errors.Is(q.TCBErr, ErrCollateral):
+		r.fail(name, "the collateral does not establish it: %v", q.TCBErr)
+	case q.TCBErr != nil && anyOK:
+		r.skip(name, "unknown: %v; the policy allows any status", q.TCBErr)
+	case q.TCBErr != nil:
+		r.fail(name, "unknown (%v), and the policy requires %s or better", q.TCBErr, min)
+	case !haveCollateral && anyOK:
+		r.skip(name, "not evaluated: no Intel collateral was given (--collateral); the policy allows any status")
+	case !haveCollateral:
+		r.fail(name, "not evaluated: the policy requires %s or better, which needs Intel's collateral (--collateral)", min)
+	case anyOK:
+		r.pass(name, "%s per Intel's TCB info; the policy allows any status", q.TCBStatus)
+	case tcbAtLeast(q.TCBStatus, min):
+		r.pass(name, "%s per Intel's TCB info, at least the %s the policy requires", q.TCBStatus, min)
+	default:
+		r.fail(name, "%s per Intel's TCB info, below the %s the policy requires: the platform's firmware or microcode lacks security fixes", q.TCBStatus, min)
 	}
 }
 

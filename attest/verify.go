@@ -33,6 +33,7 @@ var (
 	ErrCertChain      = errors.New("quote: invalid certificate chain")
 	ErrQuoteSignature = errors.New("quote: signature over header and TD report does not verify with the attestation key")
 	ErrQEReport       = errors.New("quote: quoting enclave report does not vouch for the attestation key")
+	ErrTCBUnknown     = errors.New("quote: Intel's TCB info lists no TCB level this platform reaches")
 )
 
 // IntelRoot returns Intel's SGX Root CA certificate.
@@ -52,6 +53,9 @@ type VerifyOptions struct {
 	TrustedRoots *x509.CertPool
 	// Now is the time certificates must be valid at; zero means time.Now().
 	Now time.Time
+	// Collateral, when set, is Intel's collateral the TCB status of a quote chained to
+	// Intel's root is evaluated with; see Quote.TCBStatus. Nil leaves it unevaluated.
+	Collateral Collateral
 }
 
 // Quote holds the fields of a TDX quote a verifier checks against its policy.
@@ -61,6 +65,15 @@ type Quote struct {
 	ReportData [64]byte
 	// Simulated is set by VerifyQuote when the chain ends at a Cocoon simulator root.
 	Simulated bool
+	// TCBStatus is the TDX TCB status Intel's TCB info gives the quote's platform
+	// (TCBUpToDate, TCBOutOfDate, ...), set by VerifyQuote when it had collateral and
+	// the collateral verified. Empty otherwise: see TCBErr.
+	TCBStatus string
+	// TCBErr is why a TCB status could not be established from the collateral given
+	// to VerifyQuote: it wraps ErrCollateral when the collateral is missing, expired or
+	// not signed by Intel, and ErrTCBUnknown when it verified but lists no TCB level
+	// the platform reaches. Nil when TCBStatus is set or no collateral was given.
+	TCBErr error
 }
 
 // tdReport is what the v4 and v5 TD report bodies have in common.
@@ -134,6 +147,13 @@ func parseQuote(raw []byte) (any, *Quote, error) {
 // Intel's collateral) nor any measurement: the caller checks the returned fields against
 // its policy. Errors wrap one of the Err values of this file. Cost: the chain's X.509
 // verification and the ECDSA verifications, about 0.6 ms on one server core.
+//
+// With opts.Collateral, a quote chained to Intel's root also gets its TCB status
+// evaluated (Quote.TCBStatus, or Quote.TCBErr): the TCB info and QE identity must be
+// signed by Intel's TCB signing key, unexpired at opts.Now, and match the quote's
+// platform; go-tdx-guest then checks the QE report against the QE identity when the
+// TDX TCB is up to date. A TCB status is a policy matter, so it is not an error of
+// VerifyQuote.
 func VerifyQuote(raw []byte, opts VerifyOptions) (*Quote, error) {
 	parsed, q, err := parseQuote(raw)
 	if err != nil {
@@ -171,7 +191,32 @@ func VerifyQuote(raw []byte, opts VerifyOptions) (*Quote, error) {
 	if err := verify.TdxQuote(parsed, &verify.Options{TrustedRoots: roots, Now: times}); err != nil {
 		return nil, classifyVerifyError(err)
 	}
+	if opts.Collateral != nil && !q.Simulated {
+		q.TCBStatus, q.TCBErr = tcbStatus(parsed, opts.Collateral, times)
+	}
 	return q, nil
+}
+
+// tcbStatus evaluates a quote whose signatures verified against Intel's collateral.
+// go-tdx-guest refuses any status but UpToDate with an error, after it verified the
+// collateral's signatures and before it compares the QE report with the QE identity;
+// the status is then read from the verified collateral so that the policy decides.
+func tcbStatus(parsed any, c Collateral, times *verify.TimeSet) (string, error) {
+	intel := x509.NewCertPool()
+	intel.AddCert(IntelRoot())
+	opts := &verify.Options{GetCollateral: true, Getter: c, TrustedRoots: intel, Now: times}
+	err := verify.TdxQuote(parsed, opts)
+	if err == nil {
+		return TCBUpToDate, nil
+	}
+	if !strings.HasPrefix(err.Error(), "TDX TCB info reported by Intel PCS failed TCB status check") {
+		return "", fmt.Errorf("%w: %v", ErrCollateral, err)
+	}
+	td, _, err := verify.SupportedTcbLevelsFromCollateral(parsed, opts)
+	if td.TcbStatus == "" {
+		return "", fmt.Errorf("%w: %v", ErrTCBUnknown, err)
+	}
+	return string(td.TcbStatus), nil
 }
 
 // classifyVerifyError maps an error of go-tdx-guest's verify.TdxQuote to this file's

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -32,8 +31,8 @@ type client struct {
 	ratls *attest.RATLSVerifier
 }
 
-// hostFlags adds --host, --api-key, --policy and --trust-sim-root to fs; the returned
-// function builds the client once fs is parsed. The last two say what the client
+// hostFlags adds --host, --api-key and the trust flags (trustFlags) to fs; the returned
+// function builds the client once fs is parsed. The trust flags say what the client
 // trusts of an https host's RA-TLS evidence, so they need an https host.
 func hostFlags(fs *flag.FlagSet) func() (*client, error) {
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
@@ -46,14 +45,14 @@ func hostFlags(fs *flag.FlagSet) func() (*client, error) {
 		if *key == "" {
 			return nil, cli.UsageError("no API key: pass --api-key or set COCOON_API_KEY (cocoon-host serve prints it at start)")
 		}
-		policy, simRoot, set, err := trust()
+		policy, opts, set, err := trust()
 		if err != nil {
 			return nil, err
 		}
 		if set && !strings.HasPrefix(*base, "https://") {
-			return nil, cli.UsageError(fmt.Sprintf("--policy and --trust-sim-root verify an https host in the TLS handshake; %s is not https", *base))
+			return nil, cli.UsageError(fmt.Sprintf("--policy, --trust-sim-root and --collateral verify an https host in the TLS handshake; %s is not https", *base))
 		}
-		return newClient(*base, *key, policy, simRoot)
+		return newClient(*base, *key, policy, opts)
 	}
 }
 
@@ -64,44 +63,51 @@ func checkHostURL(base string) error {
 	return nil
 }
 
-// trustFlags adds --policy and --trust-sim-root to fs; the returned function loads them
-// once fs is parsed and says whether either was given. Without them, the policy allows
-// any measurement and simulated evidence is refused.
-func trustFlags(fs *flag.FlagSet) func() (p *attest.Policy, simRoot *x509.Certificate, set bool, err error) {
+// trustFlags adds --policy, --trust-sim-root and --collateral to fs; the returned
+// function loads them once fs is parsed and says whether any was given. Without them,
+// the policy allows any measurement, simulated evidence is refused, and the TCB status
+// is not evaluated.
+func trustFlags(fs *flag.FlagSet) func() (p *attest.Policy, opts attest.EvidenceOptions, set bool, err error) {
 	policyPath := fs.String("policy", "", "policy JSON file (default: allow any measurement, and say so)")
 	simRootPath := fs.String("trust-sim-root", "", "trust simulated evidence under this root certificate (PEM), for testing only")
-	return func() (*attest.Policy, *x509.Certificate, bool, error) {
+	collateralPath := fs.String("collateral", "", "Intel PCS collateral file (JSON, see attest.Collateral) to evaluate the TCB status with, offline")
+	return func() (*attest.Policy, attest.EvidenceOptions, bool, error) {
+		var opts attest.EvidenceOptions
 		p := &attest.Policy{}
+		set := *policyPath != "" || *simRootPath != "" || *collateralPath != ""
+		var err error
 		if *policyPath != "" {
-			var err error
 			if p, err = attest.LoadPolicy(*policyPath); err != nil {
-				return nil, nil, false, err
+				return nil, opts, false, err
 			}
 		}
-		if *simRootPath == "" {
-			return p, nil, *policyPath != "", nil
+		if *collateralPath != "" {
+			if opts.Collateral, err = attest.LoadCollateral(*collateralPath); err != nil {
+				return nil, opts, false, fmt.Errorf("--collateral: %w", err)
+			}
 		}
-		b, err := os.ReadFile(*simRootPath)
-		if err != nil {
-			return nil, nil, false, fmt.Errorf("--trust-sim-root: %w", err)
+		if *simRootPath != "" {
+			b, err := os.ReadFile(*simRootPath)
+			if err != nil {
+				return nil, opts, false, fmt.Errorf("--trust-sim-root: %w", err)
+			}
+			if opts.SimRoot, err = attest.ParseCertificatePEM(b); err != nil {
+				return nil, opts, false, fmt.Errorf("--trust-sim-root %s: %w", *simRootPath, err)
+			}
 		}
-		root, err := attest.ParseCertificatePEM(b)
-		if err != nil {
-			return nil, nil, false, fmt.Errorf("--trust-sim-root %s: %w", *simRootPath, err)
-		}
-		return p, root, true, nil
+		return p, opts, set, nil
 	}
 }
 
 // newClient returns a client of the host at base. For an https base every connection's
-// handshake verifies the host's RA-TLS certificate against p and simRoot and the
+// handshake verifies the host's RA-TLS certificate against p and opts and the
 // first verified TLS key is pinned for the client's life.
-func newClient(base, key string, p *attest.Policy, simRoot *x509.Certificate) (*client, error) {
+func newClient(base, key string, p *attest.Policy, opts attest.EvidenceOptions) (*client, error) {
 	c := &client{base: strings.TrimSuffix(base, "/"), key: key, http: http.DefaultClient}
 	if !strings.HasPrefix(base, "https://") {
 		return c, nil
 	}
-	v, err := attest.NewRATLSVerifier(*p, attest.EvidenceOptions{SimRoot: simRoot})
+	v, err := attest.NewRATLSVerifier(*p, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -72,12 +71,12 @@ not end with [DONE] as failed, as the OpenAI SDKs do.`, stderr)
 	if host.CheckHash("sha256:"+*pipelineID) != nil {
 		return cli.UsageError(fmt.Sprintf("--pipeline %q is not a pipeline id: an id is 64 lowercase hex digits", *pipelineID))
 	}
-	policy, simRoot, _, err := trust()
+	policy, opts, _, err := trust()
 	if err != nil {
 		return err
 	}
 	p := &proxy{base: strings.TrimSuffix(*base, "/"), key: *key, pipelineID: *pipelineID, policy: *policy,
-		simRoot: simRoot, expect: expect, log: stderr}
+		opts: opts, expect: expect, log: stderr}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := p.start(ctx, stdout); err != nil {
@@ -110,7 +109,7 @@ type proxy struct {
 	key        string // "" passes each app request's Authorization on
 	pipelineID string
 	policy     attest.Policy
-	simRoot    *x509.Certificate
+	opts       attest.EvidenceOptions // trust: the sim root and collateral, if given
 	expect     []string
 	log        io.Writer // re-verifications are reported here
 
@@ -147,7 +146,7 @@ func (p *proxy) start(ctx context.Context, w io.Writer) error {
 func (p *proxy) verify(ctx context.Context, w io.Writer) (*verifiedHost, error) {
 	ctx, cancel := context.WithTimeout(ctx, proxyVerifyTimeout)
 	defer cancel()
-	c, err := newClient(p.base, p.key, &p.policy, p.simRoot)
+	c, err := newClient(p.base, p.key, &p.policy, p.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -155,8 +154,7 @@ func (p *proxy) verify(ctx context.Context, w io.Writer) (*verifiedHost, error) 
 	if err != nil {
 		return nil, err
 	}
-	opts := attest.EvidenceOptions{SimRoot: p.simRoot}
-	r, err := attest.VerifyEvidence(*boot, p.policy, opts)
+	r, err := attest.VerifyEvidence(*boot, p.policy, p.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +170,7 @@ func (p *proxy) verify(ctx context.Context, w io.Writer) (*verifiedHost, error) 
 	if err != nil {
 		return nil, err
 	}
+	opts := p.opts
 	opts.PipelineID, opts.Nonce, opts.ExpectModules, opts.HostKey = p.pipelineID, nonce, p.expect, boot.HostKey
 	if r, err = attest.VerifyEvidence(*ev, p.policy, opts); err != nil {
 		return nil, err

@@ -106,7 +106,7 @@ func simWebHost(t *testing.T, rewrite func(h http.Header, body string) string) (
 func startProxy(t *testing.T, url, id, root string) string {
 	t.Helper()
 	trustedRoot := mustRoot(t, root)
-	p := &proxy{base: url, key: proxyKey, pipelineID: id, simRoot: trustedRoot, log: io.Discard}
+	p := &proxy{base: url, key: proxyKey, pipelineID: id, opts: attest.EvidenceOptions{SimRoot: trustedRoot}, log: io.Discard}
 	if err := p.start(context.Background(), io.Discard); err != nil {
 		t.Fatal(err)
 	}

@@ -34,9 +34,10 @@ func (m *moduleList) Set(v string) error {
 // a random nonce, verifies them against the policy and prints one line per check. It
 // fails (exit 1) when any check fails.
 func verify(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("cocoon", `verify [--host URL] [--pipeline ID] [--expect-module sha256:...]... [--policy FILE] [--trust-sim-root FILE]
+	fs := cli.NewFlagSet("cocoon", `verify [--host URL] [--pipeline ID] [--expect-module sha256:...]... [--policy FILE] [--collateral FILE] [--trust-sim-root FILE]
 
-Verifies a host's attestation evidence: the TDX quote's signature chain, the measurements
+Verifies a host's attestation evidence: the TDX quote's signature chain, its TCB status
+from Intel's collateral (--collateral: cached PCS responses, offline), the measurements
 against --policy, the runtime event log, and the keys the quote binds; with --pipeline, a
 fresh quote over a random nonce that binds the pipeline's manifest and its modules. Prints
 one line per check (ok, skip: not pinned by the policy, FAIL) and exits 1 when any fails.`, stderr)
@@ -61,11 +62,11 @@ one line per check (ok, skip: not pinned by the policy, FAIL) and exits 1 when a
 	case *nonceBytes < attest.MinNonceBytes || *nonceBytes > attest.MaxNonceBytes:
 		return cli.UsageError(fmt.Sprintf("--nonce-bytes %d: want %d to %d", *nonceBytes, attest.MinNonceBytes, attest.MaxNonceBytes))
 	}
-	policy, simRoot, _, err := trust()
+	policy, opts, _, err := trust()
 	if err != nil {
 		return err
 	}
-	c, err := newClient(*base, *key, policy, simRoot)
+	c, err := newClient(*base, *key, policy, opts)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ one line per check (ok, skip: not pinned by the policy, FAIL) and exits 1 when a
 	if err != nil {
 		return err
 	}
-	opts := attest.EvidenceOptions{SimRoot: simRoot}
+
 	fmt.Fprintf(stdout, "boot evidence of %s\n", c.base)
 	ok, err := printReport(stdout, *boot, *policy, opts)
 	if err != nil {

@@ -141,6 +141,9 @@ func TestVerify(t *testing.T) {
 	pinned := writeFile("pinned.json", `{"mrtd":["`+hex.EncodeToString(attest.SimMRTD[:])+`"],"abi_version":1,"trust_sim_root":`+jsonString(string(rootPEM))+`}`)
 	wrongMRTD := writeFile("wrong.json", `{"mrtd":["`+strings.Repeat("00", 48)+`"]}`)
 	badPolicy := writeFile("bad.json", `{"mrtd":"not a list"}`)
+	upToDate := writeFile("uptodate.json", `{"min_tcb_status":"UpToDate"}`)
+	collateral := writeFile("collateral.json", `{"https://api.trustedservices.intel.com/sgx/certification/v4/qe/identity":{"status":200,"body":""}}`)
+	badCollateral := writeFile("badcollateral.json", `{"u":{"status":"200"}}`)
 
 	// An old quote, over a nonce the client never sent, for the replay case.
 	oldNonce := bytes.Repeat([]byte{7}, 32)
@@ -189,6 +192,11 @@ func TestVerify(t *testing.T) {
 		{"garbage quote", append(trust, "--pipeline", id), func(ev *attest.Evidence) { ev.Quote = []byte("garbage") }, 1,
 			"FAIL quote signature chain: quote: truncated", ""},
 		{"unknown pipeline", append(trust, "--pipeline", strings.Repeat("ee", 32)), nil, 1, "", "the host refused (404 Not Found): no such pipeline"},
+		{"collateral, sim evidence has none", append(trust, "--collateral", collateral), nil, 0,
+			"skip TCB status: not evaluated: simulated evidence has no Intel collateral", ""},
+		{"TCB status required of sim evidence", append(trust, "--collateral", collateral, "--policy", upToDate), nil, 1,
+			"FAIL TCB status: simulated evidence has no Intel collateral, and the policy requires UpToDate", ""},
+		{"unreadable collateral", append(trust, "--collateral", badCollateral), nil, 1, "", "--collateral: " + badCollateral + ": collateral: json"},
 		{"bad policy", append(trust, "--policy", badPolicy), nil, 1, "", "policy: json: cannot unmarshal"},
 		{"expect without pipeline", append(trust, "--expect-module", moduleA), nil, 2, "", "--expect-module needs --pipeline"},
 		{"bad expected module", append(trust, "--pipeline", id, "--expect-module", "a1"), nil, 2, "", "not a module hash"},

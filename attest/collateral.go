@@ -1,0 +1,76 @@
+package attest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+// ErrCollateral is wrapped by the errors of ParseCollateral and LoadCollateral, and by
+// a quote's TCBErr when Intel's collateral is missing, expired or does not verify.
+var ErrCollateral = errors.New("collateral")
+
+// maxCollateralBytes bounds a collateral file: TCB info, QE identity and two CRLs with
+// their issuer chains take a few tens of KiB.
+const maxCollateralBytes = 4 << 20
+
+// Collateral is a cached set of Intel PCS responses (TCB info, QE identity and, when
+// recorded, CRLs) that lets VerifyQuote evaluate a quote's TCB status offline. Its
+// JSON file maps each PCS URL to the response recorded for it:
+//
+//	{
+//	  "https://api.trustedservices.intel.com/tdx/certification/v4/tcb?fmspc=50806f000000": {
+//	    "status":  200,
+//	    "headers": {"Tcb-Info-Issuer-Chain": ["<url-encoded PEM chain>"]},
+//	    "body":    "<base64 of the response body>"
+//	  },
+//	  ...
+//	}
+//
+// Nothing in the file is trusted: the responses carry Intel's signatures, which
+// VerifyQuote checks against Intel's root, so a tampered file makes the TCB status
+// check fail rather than pass.
+type Collateral map[string]CollateralResponse
+
+// CollateralResponse is one recorded PCS response.
+type CollateralResponse struct {
+	Status  int                 `json:"status"`
+	Headers map[string][]string `json:"headers,omitempty"`
+	Body    []byte              `json:"body"`
+}
+
+// ParseCollateral decodes a collateral file strictly; errors wrap ErrCollateral.
+func ParseCollateral(b []byte) (Collateral, error) {
+	var c Collateral
+	if err := decodeStrict(b, maxCollateralBytes, &c, ErrCollateral, "collateral"); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// LoadCollateral reads and parses the collateral file at path.
+func LoadCollateral(path string) (Collateral, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCollateral, err)
+	}
+	c, err := ParseCollateral(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Get serves the recorded response for url, so that c is the go-tdx-guest getter
+// (trust.HTTPSGetter) of an offline verification. A URL not recorded, or recorded with
+// a status other than 200, is an error wrapping ErrCollateral.
+func (c Collateral) Get(url string) (map[string][]string, []byte, error) {
+	r, ok := c[url]
+	switch {
+	case !ok:
+		return nil, nil, fmt.Errorf("%w: no response recorded for %s", ErrCollateral, url)
+	case r.Status != 200:
+		return nil, nil, fmt.Errorf("%w: %s was recorded with status %d", ErrCollateral, url, r.Status)
+	}
+	return r.Headers, r.Body, nil
+}
