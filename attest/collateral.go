@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/google/go-tdx-guest/verify/trust"
 )
 
 // ErrCollateral is wrapped by the errors of ParseCollateral and LoadCollateral, and by
@@ -73,4 +75,35 @@ func (c Collateral) Get(url string) (map[string][]string, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: %s was recorded with status %d", ErrCollateral, url, r.Status)
 	}
 	return r.Headers, r.Body, nil
+}
+
+// CollateralSource is where a verifier gets Intel's collateral: a Collateral (a cached
+// file, offline) or a RecordingSource in front of Intel PCS (online). Its Get has the
+// shape of go-tdx-guest's trust.HTTPSGetter. What it serves is never trusted as such:
+// VerifyQuote checks Intel's signatures on it.
+type CollateralSource interface {
+	Get(url string) (header map[string][]string, body []byte, err error)
+}
+
+// RecordingSource fetches collateral from Intel PCS and keeps what it fetched, so that a
+// verifier online can save a collateral file for later verifications offline.
+type RecordingSource struct {
+	getter   trust.HTTPSGetter
+	Recorded Collateral
+}
+
+// OnlineCollateral returns a source that fetches from Intel PCS (go-tdx-guest's default
+// HTTPS getter, with its retries) and records every answer.
+func OnlineCollateral() *RecordingSource {
+	return &RecordingSource{getter: trust.DefaultHTTPSGetter(), Recorded: Collateral{}}
+}
+
+// Get implements CollateralSource.
+func (s *RecordingSource) Get(url string) (map[string][]string, []byte, error) {
+	header, body, err := s.getter.Get(url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: fetching %s: %v", ErrCollateral, url, err)
+	}
+	s.Recorded[url] = CollateralResponse{Status: 200, Headers: header, Body: body}
+	return header, body, nil
 }

@@ -189,3 +189,36 @@ func BenchmarkVerifyQuoteWithCollateral(b *testing.B) {
 		}
 	}
 }
+
+// TestRecordingSource: what an online verification fetches, saved as a collateral file,
+// gives the same verdict offline. Intel PCS is stood in for by the sample responses.
+func TestRecordingSource(t *testing.T) {
+	online := &RecordingSource{getter: sampleCollateral(t), Recorded: Collateral{}}
+	q1, err := VerifyQuote(testdata.RawQuote, VerifyOptions{Now: intelSampleTime, Collateral: online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(online.Recorded) == 0 {
+		t.Fatal("nothing was recorded")
+	}
+	b, err := json.Marshal(online.Recorded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := ParseCollateral(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2, err := VerifyQuote(testdata.RawQuote, VerifyOptions{Now: intelSampleTime, Collateral: saved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q1.TCBStatus != q2.TCBStatus || errors.Is(q1.TCBErr, ErrTCBUnknown) != errors.Is(q2.TCBErr, ErrTCBUnknown) {
+		t.Fatalf("online: %q %v; offline from the recording: %q %v", q1.TCBStatus, q1.TCBErr, q2.TCBStatus, q2.TCBErr)
+	}
+	failing := &RecordingSource{getter: Collateral{}, Recorded: Collateral{}}
+	q3, _ := VerifyQuote(testdata.RawQuote, VerifyOptions{Now: intelSampleTime, Collateral: failing})
+	if !errors.Is(q3.TCBErr, ErrCollateral) || len(failing.Recorded) != 0 {
+		t.Fatalf("an unreachable PCS: %v, recorded %d", q3.TCBErr, len(failing.Recorded))
+	}
+}

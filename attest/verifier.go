@@ -123,7 +123,7 @@ type EvidenceOptions struct {
 	// Collateral is Intel's collateral the TCB status is evaluated with (see
 	// LoadCollateral); nil leaves the status unevaluated, which only a policy whose
 	// min_tcb_status is "any" accepts.
-	Collateral Collateral
+	Collateral CollateralSource
 }
 
 func (o *EvidenceOptions) check() error {

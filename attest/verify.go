@@ -53,9 +53,10 @@ type VerifyOptions struct {
 	TrustedRoots *x509.CertPool
 	// Now is the time certificates must be valid at; zero means time.Now().
 	Now time.Time
-	// Collateral, when set, is Intel's collateral the TCB status of a quote chained to
-	// Intel's root is evaluated with; see Quote.TCBStatus. Nil leaves it unevaluated.
-	Collateral Collateral
+	// Collateral, when set, is where Intel's collateral comes from (a cached file, or
+	// Intel PCS online) to evaluate the TCB status of a quote chained to Intel's root;
+	// see Quote.TCBStatus. Nil leaves it unevaluated.
+	Collateral CollateralSource
 }
 
 // Quote holds the fields of a TDX quote a verifier checks against its policy.
@@ -201,7 +202,7 @@ func VerifyQuote(raw []byte, opts VerifyOptions) (*Quote, error) {
 // go-tdx-guest refuses any status but UpToDate with an error, after it verified the
 // collateral's signatures and before it compares the QE report with the QE identity;
 // the status is then read from the verified collateral so that the policy decides.
-func tcbStatus(parsed any, c Collateral, times *verify.TimeSet) (string, error) {
+func tcbStatus(parsed any, c CollateralSource, times *verify.TimeSet) (string, error) {
 	intel := x509.NewCertPool()
 	intel.AddCert(IntelRoot())
 	opts := &verify.Options{GetCollateral: true, Getter: c, TrustedRoots: intel, Now: times}

@@ -70,7 +70,7 @@ func checkHostURL(base string) error {
 func trustFlags(fs *flag.FlagSet) func() (p *attest.Policy, opts attest.EvidenceOptions, set bool, err error) {
 	policyPath := fs.String("policy", "", "policy JSON file (default: allow any measurement, and say so)")
 	simRootPath := fs.String("trust-sim-root", "", "trust simulated evidence under this root certificate (PEM), for testing only")
-	collateralPath := fs.String("collateral", "", "Intel PCS collateral file (JSON, see attest.Collateral) to evaluate the TCB status with, offline")
+	collateralPath := fs.String("collateral", "", "where Intel's collateral for the TCB status comes from: a cached file (JSON, see attest.Collateral), or \"online\" for Intel PCS")
 	return func() (*attest.Policy, attest.EvidenceOptions, bool, error) {
 		var opts attest.EvidenceOptions
 		p := &attest.Policy{}
@@ -81,7 +81,11 @@ func trustFlags(fs *flag.FlagSet) func() (p *attest.Policy, opts attest.Evidence
 				return nil, opts, false, err
 			}
 		}
-		if *collateralPath != "" {
+		switch *collateralPath {
+		case "":
+		case "online":
+			opts.Collateral = attest.OnlineCollateral()
+		default:
 			if opts.Collateral, err = attest.LoadCollateral(*collateralPath); err != nil {
 				return nil, opts, false, fmt.Errorf("--collateral: %w", err)
 			}

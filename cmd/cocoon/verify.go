@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,7 +34,7 @@ func (m *moduleList) Set(v string) error {
 // verify fetches a host's boot evidence, and with --pipeline a fresh pipeline quote over
 // a random nonce, verifies them against the policy and prints one line per check. It
 // fails (exit 1) when any check fails.
-func verify(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+func verify(args []string, _ io.Reader, stdout, stderr io.Writer) (err error) {
 	fs := cli.NewFlagSet("cocoon", `verify [--host URL] [--pipeline ID] [--expect-module sha256:...]... [--policy FILE] [--collateral FILE] [--trust-sim-root FILE]
 
 Verifies a host's attestation evidence: the TDX quote's signature chain, its TCB status
@@ -47,6 +48,7 @@ one line per check (ok, skip: not pinned by the policy, FAIL) and exits 1 when a
 	var expect moduleList
 	fs.Var(&expect, "expect-module", "a module hash the pipeline must run (repeatable; needs --pipeline)")
 	trust := trustFlags(fs)
+	saveCollateral := fs.String("save-collateral", "", "with --collateral online: write what was fetched to this file, for --collateral FILE offline")
 	nonceBytes := fs.Int("nonce-bytes", 32, fmt.Sprintf("length of the random nonce, %d to %d", attest.MinNonceBytes, attest.MaxNonceBytes))
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
@@ -65,6 +67,21 @@ one line per check (ok, skip: not pinned by the policy, FAIL) and exits 1 when a
 	policy, opts, _, err := trust()
 	if err != nil {
 		return err
+	}
+	recorder, online := opts.Collateral.(*attest.RecordingSource)
+	if *saveCollateral != "" && !online {
+		return cli.UsageError("--save-collateral needs --collateral online")
+	}
+	if online && *saveCollateral != "" {
+		defer func() {
+			b, merr := json.MarshalIndent(recorder.Recorded, "", "  ")
+			if merr == nil {
+				merr = os.WriteFile(*saveCollateral, b, 0o644)
+			}
+			if merr != nil && err == nil {
+				err = fmt.Errorf("--save-collateral: %w", merr)
+			}
+		}()
 	}
 	c, err := newClient(*base, *key, policy, opts)
 	if err != nil {

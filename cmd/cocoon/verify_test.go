@@ -144,6 +144,7 @@ func TestVerify(t *testing.T) {
 	upToDate := writeFile("uptodate.json", `{"min_tcb_status":"UpToDate"}`)
 	collateral := writeFile("collateral.json", `{"https://api.trustedservices.intel.com/sgx/certification/v4/qe/identity":{"status":200,"body":""}}`)
 	badCollateral := writeFile("badcollateral.json", `{"u":{"status":"200"}}`)
+	saved := filepath.Join(t.TempDir(), "saved-collateral.json")
 
 	// An old quote, over a nonce the client never sent, for the replay case.
 	oldNonce := bytes.Repeat([]byte{7}, 32)
@@ -197,6 +198,11 @@ func TestVerify(t *testing.T) {
 		{"TCB status required of sim evidence", append(trust, "--collateral", collateral, "--policy", upToDate), nil, 1,
 			"FAIL TCB status: simulated evidence has no Intel collateral, and the policy requires UpToDate", ""},
 		{"unreadable collateral", append(trust, "--collateral", badCollateral), nil, 1, "", "--collateral: " + badCollateral + ": collateral: json"},
+		// Online: a sim quote chains to no Intel root, so nothing is fetched (no network
+		// here) and the saved file is an empty collateral.
+		{"online collateral, saved", append(trust, "--collateral", "online", "--save-collateral", saved), nil, 0,
+			"skip TCB status: not evaluated: simulated evidence has no Intel collateral", ""},
+		{"save without online", append(trust, "--collateral", collateral, "--save-collateral", saved), nil, 2, "", "--save-collateral needs --collateral online"},
 		{"bad policy", append(trust, "--policy", badPolicy), nil, 1, "", "policy: json: cannot unmarshal"},
 		{"expect without pipeline", append(trust, "--expect-module", moduleA), nil, 2, "", "--expect-module needs --pipeline"},
 		{"bad expected module", append(trust, "--pipeline", id, "--expect-module", "a1"), nil, 2, "", "not a module hash"},
@@ -217,6 +223,9 @@ func TestVerify(t *testing.T) {
 				t.Errorf("exit 0 with a FAIL line:\n%s", stdout.String())
 			}
 		})
+	}
+	if b, err := os.ReadFile(saved); err != nil || strings.TrimSpace(string(b)) != "{}" {
+		t.Errorf("--save-collateral wrote %q, %v; want an empty collateral", b, err)
 	}
 }
 
