@@ -77,7 +77,7 @@ type Host struct {
 // Boot measures the host into p's RTMR3 and takes the boot quote. It appends, in order,
 // the SHA-256 of the running executable (os.Executable, read in full), abi.Version, the
 // SHA-256 of SandboxPolicy, backend and model (see BackendEvent and ModelEvent), then
-// seals the log. It then generates the host's ed25519 signing key and its TLS key (ECDSA
+// the extra events (a billing host passes its SettlementKeyEvent), then seals the log. It then generates the host's ed25519 signing key and its TLS key (ECDSA
 // P-256), which never leave memory, and quotes BootReportData(signing key, TLS key's
 // SubjectPublicKeyInfo, log replay).
 //
@@ -86,7 +86,7 @@ type Host struct {
 // model text), the register refuses an extension (the host must then not serve: its
 // RTMR3 no longer replays) or the quote fails. Boot runs once per process: on TDX a
 // second Boot would extend RTMR3 past a sealed log.
-func Boot(ctx context.Context, p Provider, backend, model string) (*Host, error) {
+func Boot(ctx context.Context, p Provider, backend, model string, extra ...Event) (*Host, error) {
 	exe, err := executableSHA256()
 	if err != nil {
 		return nil, fmt.Errorf("attest: measure the host binary: %w", err)
@@ -94,6 +94,7 @@ func Boot(ctx context.Context, p Provider, backend, model string) (*Host, error)
 	log := NewLog(p.RTMR3())
 	events := []Event{HostBinaryEvent(exe), ABIVersionEvent(abi.Version),
 		SandboxPolicyEvent(sha256.Sum256(SandboxPolicy())), BackendEvent(backend), ModelEvent(model)}
+	events = append(events, extra...)
 	// Validate everything first, so that a bad backend or model text fails before
 	// RTMR3 is extended at all.
 	for _, e := range events {

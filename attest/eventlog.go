@@ -2,6 +2,7 @@ package attest
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha512"
 	"encoding/binary"
 	"encoding/hex"
@@ -32,6 +33,10 @@ const (
 	// EventModel carries the model's identity, UTF-8 text: "sha256:<hex>" of the model
 	// file for the embedded engine, the served model's name otherwise.
 	EventModel EventType = "model"
+	// EventSettlementKey carries the host's settlement key, a 32-byte ed25519 public
+	// key: the key that signs receipts and escrow charges (settle/ESCROW.md). It is
+	// measured only by a host that bills requests.
+	EventSettlementKey EventType = "settlement-key"
 	// EventBootSealed carries no data. Nothing may be measured after it: a quote whose
 	// RTMR3 includes later extensions does not replay to a sealed log.
 	EventBootSealed EventType = "boot-sealed"
@@ -94,6 +99,11 @@ func ModelEvent(identity string) Event {
 	return Event{Type: EventModel, Data: []byte(identity)}
 }
 
+// SettlementKeyEvent measures the host's settlement key.
+func SettlementKeyEvent(key ed25519.PublicKey) Event {
+	return Event{Type: EventSettlementKey, Data: append([]byte(nil), key...)}
+}
+
 // SealEvent ends the boot measurements.
 func SealEvent() Event {
 	return Event{Type: EventBootSealed}
@@ -121,6 +131,10 @@ func (e Event) Validate() error {
 	case EventHostBinary, EventSandboxPolicy:
 		if len(e.Data) != 32 {
 			return fmt.Errorf("%w: %s needs a 32-byte SHA-256, got %d bytes", ErrEventData, e.Type, len(e.Data))
+		}
+	case EventSettlementKey:
+		if len(e.Data) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: %s needs a 32-byte ed25519 public key, got %d bytes", ErrEventData, e.Type, len(e.Data))
 		}
 	case EventABIVersion:
 		if len(e.Data) != 4 {
@@ -151,6 +165,8 @@ func (e Event) String() string {
 		}
 	case EventBackend, EventModel:
 		return string(e.Type) + " " + strconv.Quote(string(e.Data))
+	case EventSettlementKey:
+		return string(e.Type) + " " + hex.EncodeToString(e.Data)
 	case EventBootSealed:
 		return string(e.Type)
 	}

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
@@ -21,9 +22,13 @@ func bootEvents() []Event {
 		SandboxPolicyEvent(sha256.Sum256([]byte("policy"))),
 		BackendEvent("embedded"),
 		ModelEvent("sha256:" + strings.Repeat("ab", 32)),
+		SettlementKeyEvent(testSettlementKey),
 		SealEvent(),
 	}
 }
+
+// testSettlementKey is the settlement key bootEvents measures.
+var testSettlementKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32)).Public().(ed25519.PublicKey)
 
 func TestEventDigestEncoding(t *testing.T) {
 	// The documented encoding, built by hand.

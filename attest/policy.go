@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -72,6 +73,10 @@ type Policy struct {
 	// Models lists the accepted model identities, as the model event measures them
 	// ("sha256:<hex>" of the model file for the embedded engine).
 	Models []string `json:"models,omitempty"`
+	// SettlementKeys lists the accepted settlement keys (64 hex digits, an ed25519
+	// public key), as the settlement-key event measures them: pin it to be sure receipts
+	// and escrow charges come from a known host.
+	SettlementKeys []string `json:"settlement_keys,omitempty"`
 	// ABIVersion is the module ABI version the host must measure; 0 allows any.
 	ABIVersion uint32 `json:"abi_version,omitempty"`
 	// MinTCBStatus is the least TCB status accepted, in the order of the TCB
@@ -135,6 +140,11 @@ func (p *Policy) check() error {
 	for _, v := range p.Models {
 		if err := (Event{Type: EventModel, Data: []byte(v)}).Validate(); err != nil {
 			return fmt.Errorf("models %q: %v", v, err)
+		}
+	}
+	for _, v := range p.SettlementKeys {
+		if _, err := decodeHex(v, ed25519.PublicKeySize); err != nil {
+			return fmt.Errorf("settlement_keys %q: want 64 lowercase hex digits (an ed25519 public key): %v", v, err)
 		}
 	}
 	if p.MinTCBStatus != "" && p.MinTCBStatus != TCBAny && !slices.Contains(tcbOrder, p.MinTCBStatus) {

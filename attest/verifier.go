@@ -329,6 +329,7 @@ func checkMeasuredEvents(r *Report, events []Event, p Policy) {
 		{"host binary", EventHostBinary, p.HostBinary, func(d []byte) string { return "sha256:" + hex.EncodeToString(d) }},
 		{"ABI version", EventABIVersion, abiAllowed, func(d []byte) string { return strconv.FormatUint(uint64(binary.BigEndian.Uint32(d)), 10) }},
 		{"model", EventModel, p.Models, func(d []byte) string { return string(d) }},
+		{"settlement key", EventSettlementKey, p.SettlementKeys, hex.EncodeToString},
 	} {
 		if events == nil {
 			r.fail(c.name, "not checked: the event log does not verify")

@@ -134,13 +134,14 @@ func mustVerify(t *testing.T, ev Evidence, p Policy, opts EvidenceOptions) *Repo
 func TestVerifyEvidenceGood(t *testing.T) {
 	h := newTestHost(t)
 	pinned := Policy{
-		MRTD:       []string{hex.EncodeToString(SimMRTD[:])},
-		RTMR0:      []string{hex.EncodeToString(SimRTMR0[:])},
-		RTMR1:      []string{hex.EncodeToString(SimRTMR1[:])},
-		RTMR2:      []string{hex.EncodeToString(SimRTMR2[:])},
-		HostBinary: []string{"sha256:" + hex.EncodeToString(bootEvents()[0].Data)},
-		Models:     []string{"sha256:" + strings.Repeat("ab", 32)},
-		ABIVersion: 1,
+		MRTD:           []string{hex.EncodeToString(SimMRTD[:])},
+		RTMR0:          []string{hex.EncodeToString(SimRTMR0[:])},
+		RTMR1:          []string{hex.EncodeToString(SimRTMR1[:])},
+		RTMR2:          []string{hex.EncodeToString(SimRTMR2[:])},
+		HostBinary:     []string{"sha256:" + hex.EncodeToString(bootEvents()[0].Data)},
+		Models:         []string{"sha256:" + strings.Repeat("ab", 32)},
+		ABIVersion:     1,
+		SettlementKeys: []string{hex.EncodeToString(testSettlementKey)},
 	}
 	opts := EvidenceOptions{SimRoot: h.sim.Root()}
 	r := mustVerify(t, h.boot(t), pinned, opts)
@@ -263,13 +264,13 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 				return ev
 			},
 			opts:  EvidenceOptions{SimRoot: sealed.sim.Root()},
-			fails: []string{"event log", "host binary", "ABI version", "model", "REPORTDATA binding"}, detail: "event measured after boot-sealed",
+			fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "REPORTDATA binding"}, detail: "event measured after boot-sealed",
 		},
 		{
 			name:  "extension after the seal left out of the log",
 			ev:    func() Evidence { return sealed.boot(t) },
 			opts:  EvidenceOptions{SimRoot: sealed.sim.Root()},
-			fails: []string{"event log", "host binary", "ABI version", "model", "REPORTDATA binding"}, detail: "replay does not match RTMR3",
+			fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "REPORTDATA binding"}, detail: "replay does not match RTMR3",
 		},
 		{
 			name:  "module differs from the expected one",
@@ -346,7 +347,7 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 				ev.EventLog = ev.EventLog[:len(ev.EventLog)/2]
 				return ev
 			},
-			opts: trust, fails: []string{"event log", "host binary", "ABI version", "model", "REPORTDATA binding"}, detail: "unreadable",
+			opts: trust, fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "REPORTDATA binding"}, detail: "unreadable",
 		},
 		{
 			name: "garbage event log",
@@ -355,7 +356,7 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 				ev.EventLog = json.RawMessage(`{"events":[{"type":"boot-sealed","data":"","digest":"00"}]}`)
 				return ev
 			},
-			opts: trust, fails: []string{"event log", "host binary", "ABI version", "model", "REPORTDATA binding"}, detail: "unreadable",
+			opts: trust, fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "REPORTDATA binding"}, detail: "unreadable",
 		},
 		{
 			name:  "evidence for another pipeline",
@@ -401,6 +402,12 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 			ev:     func() Evidence { return h.boot(t) },
 			policy: Policy{Models: []string{"other"}},
 			opts:   trust, fails: []string{"model"}, detail: "is not among",
+		},
+		{
+			name:   "settlement key the policy does not allow",
+			ev:     func() Evidence { return h.boot(t) },
+			policy: Policy{SettlementKeys: []string{strings.Repeat("00", 32)}},
+			opts:   trust, fails: []string{"settlement key"}, detail: "settlement-key measurement is not one the policy knows",
 		},
 	}
 	for _, tt := range tests {
