@@ -23,7 +23,7 @@ GO_WASM  := $(foreach d,$(GO_PLUGINS),$(call plugin_out,$(d)))
 C_WASM   := $(foreach d,$(sort $(C_PLUGINS)),$(call plugin_out,$(d)))
 WAT_WASM := $(WAT_SOURCES:.wat=.wasm)
 
-.PHONY: all build plugins run test bench fuzz vet clean
+.PHONY: all build plugins contracts contracts-check run test bench fuzz vet clean
 
 all: build plugins
 
@@ -59,9 +59,24 @@ SDK_DIR := web/testdata/openai-sdk
 $(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package.json $(SDK_DIR)/package-lock.json
 	npm ci --prefix $(SDK_DIR) --no-audit --no-fund
 
-test: plugins vet $(SDK_DIR)/node_modules/.package-lock.json
+CONTRACTS_DIR := contracts
+# The Tolk compiler and @ton/sandbox, installed from the lock file.
+$(CONTRACTS_DIR)/node_modules/.package-lock.json: $(CONTRACTS_DIR)/package.json $(CONTRACTS_DIR)/package-lock.json
+	npm ci --prefix $(CONTRACTS_DIR) --no-audit --no-fund
+
+# Compiles the escrow contract (contracts/escrow.tolk) into the committed
+# contracts/build/escrow.boc that the Go code embeds.
+contracts: $(CONTRACTS_DIR)/node_modules/.package-lock.json
+	npm run --prefix $(CONTRACTS_DIR) build
+
+# Fails if the committed BOC is not what the source compiles to.
+contracts-check: $(CONTRACTS_DIR)/node_modules/.package-lock.json
+	npm run --prefix $(CONTRACTS_DIR) check
+
+test: plugins vet contracts-check $(SDK_DIR)/node_modules/.package-lock.json
+	npm test --prefix $(CONTRACTS_DIR)
 	$(GO) test -count=1 ./...
-	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/
+	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/ ./settle/...
 
 vet:
 	$(GO) vet ./...
@@ -80,4 +95,4 @@ fuzz:
 
 clean:
 	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM)
-	rm -rf $(SDK_DIR)/node_modules
+	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules
