@@ -1,0 +1,112 @@
+package settle
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xssnick/tonutils-go/address"
+)
+
+// The headers of a request signed by an escrow's client key.
+const (
+	AccountHeader         = "Cocoon-Account"          // the escrow address
+	TimestampHeader       = "Cocoon-Timestamp"        // Unix seconds
+	NonceHeader           = "Cocoon-Nonce"            // 16 to 64 characters of [A-Za-z0-9_-]
+	ClientSignatureHeader = "Cocoon-Client-Signature" // base64 ed25519 signature
+)
+
+// RequestWindow is how far a signed request's timestamp may be from the host's clock.
+// Within it the ledger refuses a request hash seen before; outside it the timestamp is
+// refused, so a captured request can never be replayed.
+const RequestWindow = 5 * time.Minute
+
+// requestDomain starts the string a client signs.
+const requestDomain = "cocoon-request-v1"
+
+// SignedRequest is the client-signed part of a request.
+type SignedRequest struct {
+	Account   string // raw form, see ParseAccount
+	Timestamp int64
+	Nonce     string
+	Method    string
+	Path      string
+	Body      []byte
+}
+
+// SigningString is what the client signs: lines of the domain, the account in raw form,
+// the timestamp, the nonce, the method, the path and the hex SHA-256 of the body. Its
+// SHA-256 is the request hash of the receipt.
+func (r SignedRequest) SigningString() []byte {
+	body := sha256.Sum256(r.Body)
+	return []byte(strings.Join([]string{requestDomain, r.Account, strconv.FormatInt(r.Timestamp, 10), r.Nonce,
+		r.Method, r.Path, hex.EncodeToString(body[:])}, "\n"))
+}
+
+// Sign sets the request's headers on h, signed with the client key.
+func (r SignedRequest) Sign(h http.Header, key ed25519.PrivateKey) {
+	h.Set(AccountHeader, r.Account)
+	h.Set(TimestampHeader, strconv.FormatInt(r.Timestamp, 10))
+	h.Set(NonceHeader, r.Nonce)
+	h.Set(ClientSignatureHeader, base64.StdEncoding.EncodeToString(ed25519.Sign(key, r.SigningString())))
+}
+
+// ParseSignedRequest reads the signing headers of an HTTP request whose body is body.
+// It returns the request and its signature, or a *Error (401) naming the bad header.
+// It does not check the signature: the client key is the escrow's (see Service.Admit).
+func ParseSignedRequest(r *http.Request, body []byte) (SignedRequest, []byte, error) {
+	account, err := ParseAccount(r.Header.Get(AccountHeader))
+	if err != nil {
+		return SignedRequest{}, nil, errorf(CodeBadSignature, "%s: %v", AccountHeader, err)
+	}
+	ts, err := strconv.ParseInt(r.Header.Get(TimestampHeader), 10, 64)
+	if err != nil {
+		return SignedRequest{}, nil, errorf(CodeBadSignature, "%s must be Unix seconds", TimestampHeader)
+	}
+	nonce := r.Header.Get(NonceHeader)
+	if !validNonce(nonce) {
+		return SignedRequest{}, nil, errorf(CodeBadSignature, "%s must be 16 to 64 characters of A-Z, a-z, 0-9, '_' and '-'", NonceHeader)
+	}
+	sig, err := base64.StdEncoding.DecodeString(r.Header.Get(ClientSignatureHeader))
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return SignedRequest{}, nil, errorf(CodeBadSignature, "%s must be a base64 ed25519 signature", ClientSignatureHeader)
+	}
+	return SignedRequest{Account: account, Timestamp: ts, Nonce: nonce, Method: r.Method, Path: r.URL.Path, Body: body}, sig, nil
+}
+
+func validNonce(s string) bool {
+	if len(s) < 16 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseAccount parses an escrow address in any form TON wallets show (raw "0:…" or
+// user-friendly "EQ…"/"UQ…") and returns its raw form, the account's name in the ledger.
+func ParseAccount(s string) (string, error) {
+	if s == "" {
+		return "", fmt.Errorf("no escrow address")
+	}
+	var a *address.Address
+	var err error
+	if strings.Contains(s, ":") {
+		a, err = address.ParseRawAddr(s)
+	} else {
+		a, err = address.ParseAddr(s)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%q is not a TON address", s)
+	}
+	return a.StringRaw(), nil
+}

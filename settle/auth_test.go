@@ -1,0 +1,79 @@
+package settle
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestParseAccount(t *testing.T) {
+	raw := "0:" + strings.Repeat("ab", 32)
+	for _, in := range []string{raw, "0:" + strings.Repeat("AB", 32), "EQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq8Uk", "UQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq5jh"} {
+		got, err := ParseAccount(in)
+		if err != nil || got != raw {
+			t.Errorf("ParseAccount(%q) = %q, %v; want %q", in, got, err, raw)
+		}
+	}
+	for _, in := range []string{"", "0:abc", "not an address", "EQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq8Ul"} {
+		if _, err := ParseAccount(in); err == nil {
+			t.Errorf("ParseAccount(%q) succeeds", in)
+		}
+	}
+}
+
+func TestSignedRequestRoundTrip(t *testing.T) {
+	body := []byte(`{"messages":[]}`)
+	sr := SignedRequest{Account: testAccount, Timestamp: 1_700_000_000, Nonce: NewNonce(), Method: "POST", Path: "/p/x/v1/chat/completions", Body: body}
+	req := httptest.NewRequest("POST", sr.Path, nil)
+	sr.Sign(req.Header, testKey)
+
+	got, sig, err := ParseSignedRequest(req, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ed25519.Verify(testPub, got.SigningString(), sig) {
+		t.Fatal("the parsed request's signature does not verify")
+	}
+	// The signature covers the body, the path, the method, the time and the nonce.
+	for name, change := range map[string]func(*SignedRequest){
+		"body":   func(r *SignedRequest) { r.Body = []byte(`{}`) },
+		"path":   func(r *SignedRequest) { r.Path = "/v1/chat/completions" },
+		"method": func(r *SignedRequest) { r.Method = "GET" },
+		"time":   func(r *SignedRequest) { r.Timestamp++ },
+		"nonce":  func(r *SignedRequest) { r.Nonce = NewNonce() },
+	} {
+		other := got
+		change(&other)
+		if ed25519.Verify(testPub, other.SigningString(), sig) {
+			t.Errorf("the signature still verifies with another %s", name)
+		}
+	}
+}
+
+func TestParseSignedRequestErrors(t *testing.T) {
+	good := SignedRequest{Account: testAccount, Timestamp: 1, Nonce: strings.Repeat("n", 16), Method: "POST", Path: "/"}
+	for _, tt := range []struct {
+		name, header, value, want string
+	}{
+		{"no account", AccountHeader, "", "Cocoon-Account"},
+		{"bad account", AccountHeader, "0:zz", "not a TON address"},
+		{"bad timestamp", TimestampHeader, "yesterday", "Unix seconds"},
+		{"short nonce", NonceHeader, "abc", "16 to 64"},
+		{"nonce with spaces", NonceHeader, strings.Repeat("a b ", 5), "16 to 64"},
+		{"bad signature", ClientSignatureHeader, "!!", "base64 ed25519"},
+		{"short signature", ClientSignatureHeader, "AAAA", "base64 ed25519"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest("POST", "/", nil)
+			good.Sign(req.Header, testKey)
+			req.Header.Set(tt.header, tt.value)
+			_, _, err := ParseSignedRequest(req, nil)
+			var se *Error
+			if !errors.As(err, &se) || se.Status() != 401 || !strings.Contains(se.Message, tt.want) {
+				t.Fatalf("err = %v, want a 401 containing %q", err, tt.want)
+			}
+		})
+	}
+}

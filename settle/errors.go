@@ -1,0 +1,62 @@
+package settle
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// Error is the settlement boundary's error: a stable code, the HTTP status it maps to,
+// and a message safe to show the client (it never holds keys, seeds or ledger
+// internals).
+type Error struct {
+	Code    string
+	Message string
+}
+
+// The error codes.
+const (
+	// CodeBadSignature (401): the signing headers are missing or malformed, or the
+	// signature does not verify with the escrow's client key.
+	CodeBadSignature = "invalid_signature"
+	// CodeExpired (401): the signed request's timestamp is outside RequestWindow.
+	CodeExpired = "request_expired"
+	// CodeReplay (401): this signed request was already received.
+	CodeReplay = "replayed_request"
+	// CodeInsufficient (402): the escrow's unspent balance does not cover the
+	// request's maximum cost; the message says how much is missing.
+	CodeInsufficient = "insufficient_balance"
+	// CodeUnknownAccount (402): the escrow does not exist, is not the Cocoon escrow
+	// contract, or is for another host.
+	CodeUnknownAccount = "unknown_account"
+	// CodeClosing (402): the client asked the escrow for its money back.
+	CodeClosing = "escrow_closing"
+	// CodeInProgress (409): a request with this idempotency key is still running.
+	CodeInProgress = "idempotency_in_progress"
+	// CodeIdempotencyMismatch (422): the idempotency key was used for another request.
+	CodeIdempotencyMismatch = "idempotency_key_reused"
+	// CodeUnavailable (503): the escrow cannot be read (the chain is unreachable and
+	// the host has never seen it) or the ledger failed.
+	CodeUnavailable = "settlement_unavailable"
+)
+
+// Status is the HTTP status of the error's code.
+func (e *Error) Status() int {
+	switch e.Code {
+	case CodeBadSignature, CodeExpired, CodeReplay:
+		return http.StatusUnauthorized
+	case CodeInsufficient, CodeUnknownAccount, CodeClosing:
+		return http.StatusPaymentRequired
+	case CodeInProgress:
+		return http.StatusConflict
+	case CodeIdempotencyMismatch:
+		return http.StatusUnprocessableEntity
+	default:
+		return http.StatusServiceUnavailable
+	}
+}
+
+func (e *Error) Error() string { return "settle: " + e.Message }
+
+func errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,584 @@
+// Package ledger is the durable settle.Store on bbolt: one file holds every account's
+// receipt chain, the request hashes it has billed, the idempotency records and what has
+// been settled on-chain.
+//
+// # File layout
+//
+// The file has five buckets. Keys of the per-account buckets start with the account's
+// length (big-endian uint16) and the account, so one account's keys are contiguous.
+//
+//	ledger       "version" → schema version (big-endian uint32, currently 1)
+//	accounts     account → last seq, cumulative, settled (uint64 each), settled-at (Unix ns)
+//	receipts     account, seq (big-endian uint64) → the receipt's JSON
+//	requests     account, request hash → when the request was made (Unix ns)
+//	idempotency  account, key → time, seq (uint64 each), request hash, response bytes
+//
+// Holds, and the request hashes and idempotency keys of requests between Reserve and
+// Commit, live in memory only (see settle.Store).
+//
+// # Crash safety
+//
+// Commit is one bbolt read-write transaction that re-reads the account, writes the
+// receipt, its request hash, its idempotency record and the account's new totals, and
+// returns only after bbolt has fsynced them: bbolt makes a transaction visible by
+// writing a new meta page after the data it points to is on disk, so a crash leaves
+// either the whole receipt or nothing. The chain therefore never has a gap or a receipt
+// whose request hash is unrecorded, and a receipt that Commit returned survives. A crash
+// loses only holds, whose requests returned no receipt and so are charged nothing.
+// Reserve checks the durable request hashes and idempotency records while holding the
+// mutex that guards the in-memory ones, and Commit drops a request's in-memory state
+// only after its transaction committed, so every request hash is either in memory or on
+// disk from Reserve on: none can be billed twice.
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cocoonhost/cocoon/settle"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// schemaVersion is the layout this package reads and writes. A file with another
+// version is refused rather than misread.
+const schemaVersion = 1
+
+// maxField bounds an account, request hash and idempotency key, so that every key fits
+// bbolt's key size limit with room to spare.
+const maxField = 1024
+
+var (
+	bucketLedger      = []byte("ledger")
+	bucketAccounts    = []byte("accounts")
+	bucketReceipts    = []byte("receipts")
+	bucketRequests    = []byte("requests")
+	bucketIdempotency = []byte("idempotency")
+	keyVersion        = []byte("version")
+)
+
+// ErrClosed is returned by every call after Close.
+var ErrClosed = errors.New("ledger: closed")
+
+var _ settle.Store = (*Ledger)(nil)
+
+// Ledger is a settle.Store in a bbolt file. It is safe for concurrent use. Its methods
+// ignore their context: each is one short transaction, and a Commit must not be
+// abandoned because the client of the request it bills went away.
+type Ledger struct {
+	db *bolt.DB
+
+	// mu guards the in-memory state. Reserve holds it across its read of the durable
+	// state, so that a request's hash moves from memory to disk atomically for it.
+	mu       sync.Mutex
+	closed   bool
+	lastHold settle.HoldID
+	holds    map[settle.HoldID]*settle.Reservation
+	pending  map[string]*pending
+}
+
+// pending is an account's requests between Reserve and Commit.
+type pending struct {
+	held     uint64
+	holds    int
+	requests map[string]struct{}
+	keys     map[string]string // idempotency key → request hash
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	lockTimeout time.Duration
+}
+
+// WithLockTimeout sets how long Open waits for another process to release the file
+// (default 1 s). bbolt locks the file for the life of the Ledger, so two hosts cannot
+// share it.
+func WithLockTimeout(d time.Duration) Option {
+	return func(o *options) { o.lockTimeout = d }
+}
+
+// Open opens the ledger at path, creating it (mode 0600) if it does not exist. It
+// refuses a file that is not a ledger or whose schema version this package does not
+// know, and returns an error wrapping bbolt's ErrTimeout if another process holds the
+// file. Opening an existing file costs one fsync'd transaction.
+func Open(path string, opts ...Option) (*Ledger, error) {
+	o := options{lockTimeout: time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
+	}
+	if err := db.Update(initSchema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ledger: %s: %w", path, err)
+	}
+	return &Ledger{
+		db:      db,
+		holds:   make(map[settle.HoldID]*settle.Reservation),
+		pending: make(map[string]*pending),
+	}, nil
+}
+
+// initSchema creates the buckets in an empty file and checks the version of any other.
+func initSchema(tx *bolt.Tx) error {
+	if b := tx.Bucket(bucketLedger); b != nil {
+		v := b.Get(keyVersion)
+		if len(v) != 4 {
+			return errors.New("not a ledger: no schema version")
+		}
+		if n := binary.BigEndian.Uint32(v); n != schemaVersion {
+			return fmt.Errorf("schema version %d, this build reads version %d", n, schemaVersion)
+		}
+	} else {
+		empty := true
+		tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+		if !empty {
+			return errors.New("not a ledger: a bbolt file without a schema version")
+		}
+		b, err := tx.CreateBucket(bucketLedger)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(keyVersion, binary.BigEndian.AppendUint32(nil, schemaVersion)); err != nil {
+			return err
+		}
+	}
+	for _, name := range [][]byte{bucketAccounts, bucketReceipts, bucketRequests, bucketIdempotency} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close makes every later call fail with ErrClosed and closes the file. It does not
+// wait for open holds: their requests can no longer commit, and are charged nothing.
+// A call already in a transaction finishes first.
+func (l *Ledger) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	return l.db.Close()
+}
+
+// view and update run fn in a read-only or read-write transaction, mapping bbolt's
+// error for a closed database (a call that raced with Close) to ErrClosed.
+func (l *Ledger) view(fn func(*bolt.Tx) error) error {
+	return closedErr(l.db.View(fn))
+}
+
+func (l *Ledger) update(fn func(*bolt.Tx) error) error {
+	return closedErr(l.db.Update(fn))
+}
+
+func closedErr(err error) error {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Reserve implements settle.Store. It costs a map lookup and one read-only transaction
+// (no disk write) under the ledger's mutex. A zero r.Time is taken as now; it is what
+// Prune compares with.
+func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID, error) {
+	if err := checkField("account", r.Account, true); err != nil {
+		return 0, err
+	}
+	if err := checkField("request hash", r.RequestHash, true); err != nil {
+		return 0, err
+	}
+	if err := checkField("idempotency key", r.IdempotencyKey, false); err != nil {
+		return 0, err
+	}
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	p := l.pending[r.Account]
+	if p == nil {
+		// Stored only if the hold is made.
+		p = &pending{requests: make(map[string]struct{}), keys: make(map[string]string)}
+	}
+	if h, ok := p.keys[r.IdempotencyKey]; ok && r.IdempotencyKey != "" {
+		if h == r.RequestHash {
+			return 0, &settle.IdempotentError{Err: settle.ErrInProgress}
+		}
+		return 0, &settle.IdempotentError{Err: settle.ErrIdempotencyMismatch}
+	}
+	if _, ok := p.requests[r.RequestHash]; ok {
+		return 0, settle.ErrReplay
+	}
+
+	var cumulative uint64
+	err := l.view(func(tx *bolt.Tx) error {
+		if r.IdempotencyKey != "" {
+			if v := tx.Bucket(bucketIdempotency).Get(stringKey(r.Account, r.IdempotencyKey)); v != nil {
+				return completed(tx, r, v)
+			}
+		}
+		if tx.Bucket(bucketRequests).Get(stringKey(r.Account, r.RequestHash)) != nil {
+			return settle.ErrReplay
+		}
+		m, err := decodeMeta(tx.Bucket(bucketAccounts).Get([]byte(r.Account)))
+		cumulative = m.cumulative
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+
+	available := subSat(subSat(r.Limit, cumulative), p.held)
+	if r.MaxCost > available {
+		return 0, &settle.InsufficientError{Available: available, Needed: r.MaxCost}
+	}
+
+	l.pending[r.Account] = p
+	p.held += r.MaxCost
+	p.holds++
+	p.requests[r.RequestHash] = struct{}{}
+	if r.IdempotencyKey != "" {
+		p.keys[r.IdempotencyKey] = r.RequestHash
+	}
+	l.lastHold++
+	l.holds[l.lastHold] = &r
+	return l.lastHold, nil
+}
+
+// completed is Reserve's answer to an idempotency key with a durable record v: the
+// earlier request's receipt and response, or a mismatch.
+func completed(tx *bolt.Tx, r settle.Reservation, v []byte) error {
+	rec, err := decodeIdemRecord(v)
+	if err != nil {
+		return err
+	}
+	if rec.requestHash != r.RequestHash {
+		return &settle.IdempotentError{Err: settle.ErrIdempotencyMismatch}
+	}
+	b := tx.Bucket(bucketReceipts).Get(receiptKey(r.Account, rec.seq))
+	if b == nil {
+		return fmt.Errorf("ledger: idempotency record of account %s points to missing receipt %d", r.Account, rec.seq)
+	}
+	var receipt settle.Receipt
+	if err := json.Unmarshal(b, &receipt); err != nil {
+		return fmt.Errorf("ledger: receipt %d of account %s: %w", rec.seq, r.Account, err)
+	}
+	return &settle.IdempotentError{Receipt: &receipt, Response: rec.response}
+}
+
+func checkField(name, v string, required bool) error {
+	if required && v == "" {
+		return fmt.Errorf("ledger: empty %s", name)
+	}
+	if len(v) > maxField {
+		return fmt.Errorf("ledger: %s of %d bytes (at most %d)", name, len(v), maxField)
+	}
+	return nil
+}
+
+// subSat is a-b, or 0 if b > a.
+func subSat(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+// Commit implements settle.Store. r.Account and r.RequestHash must be the hold's. It
+// costs one read-write transaction (an fsync) plus sign. On error the hold stays, and
+// r's Seq, Cumulative and signature are meaningless; the caller may Commit again or
+// Release the hold.
+func (l *Ledger) Commit(_ context.Context, id settle.HoldID, r *settle.Receipt, response []byte, sign func(*settle.Receipt)) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	h, ok := l.holds[id]
+	if !ok {
+		l.mu.Unlock()
+		return settle.ErrUnknownHold
+	}
+	if err := checkReceipt(id, h, r); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	// Taking the hold out of the map makes a concurrent Commit or Release of it fail,
+	// while its amount, request hash and key stay pending until the transaction is
+	// durable.
+	delete(l.holds, id)
+	l.mu.Unlock()
+
+	err := l.update(func(tx *bolt.Tx) error { return commit(tx, h, r, response, sign) })
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.holds[id] = h
+		return err
+	}
+	l.release(h)
+	return nil
+}
+
+// checkReceipt refuses a receipt that does not bill hold h.
+func checkReceipt(id settle.HoldID, h *settle.Reservation, r *settle.Receipt) error {
+	switch {
+	case r.Account != h.Account:
+		return fmt.Errorf("ledger: receipt for account %s, hold %d is for %s", r.Account, id, h.Account)
+	case r.RequestHash != h.RequestHash:
+		return fmt.Errorf("ledger: receipt for request %s, hold %d is for %s", r.RequestHash, id, h.RequestHash)
+	case r.Cost > h.MaxCost:
+		return fmt.Errorf("ledger: receipt costs %d nanoTON, hold %d is for at most %d", r.Cost, id, h.MaxCost)
+	}
+	return nil
+}
+
+// commit writes r as h's account's next receipt, with its request hash, idempotency
+// record and the account's new totals.
+func commit(tx *bolt.Tx, h *settle.Reservation, r *settle.Receipt, response []byte, sign func(*settle.Receipt)) error {
+	accounts := tx.Bucket(bucketAccounts)
+	m, err := decodeMeta(accounts.Get([]byte(h.Account)))
+	if err != nil {
+		return err
+	}
+	if m.cumulative+r.Cost < m.cumulative {
+		return fmt.Errorf("ledger: account %s: cumulative %d + cost %d overflows", h.Account, m.cumulative, r.Cost)
+	}
+	m.lastSeq++
+	m.cumulative += r.Cost
+	r.Seq, r.Cumulative = m.lastSeq, m.cumulative
+	sign(r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketReceipts).Put(receiptKey(h.Account, r.Seq), b); err != nil {
+		return err
+	}
+	at := binary.BigEndian.AppendUint64(nil, encodeTime(h.Time))
+	if err := tx.Bucket(bucketRequests).Put(stringKey(h.Account, h.RequestHash), at); err != nil {
+		return err
+	}
+	if h.IdempotencyKey != "" {
+		rec := idemRecord{time: h.Time, seq: r.Seq, requestHash: h.RequestHash, response: response}
+		if err := tx.Bucket(bucketIdempotency).Put(stringKey(h.Account, h.IdempotencyKey), rec.encode()); err != nil {
+			return err
+		}
+	}
+	return accounts.Put([]byte(h.Account), m.encode())
+}
+
+// release drops h's amount, request hash and idempotency key from its account's pending
+// state. l.mu must be held.
+func (l *Ledger) release(h *settle.Reservation) {
+	p := l.pending[h.Account]
+	if p.holds == 1 {
+		delete(l.pending, h.Account)
+		return
+	}
+	p.holds--
+	p.held -= h.MaxCost
+	delete(p.requests, h.RequestHash)
+	if h.IdempotencyKey != "" {
+		delete(p.keys, h.IdempotencyKey)
+	}
+}
+
+// Release drops a hold without a receipt, for a request that the host refused after
+// admission without serving anything: its amount is available again, and its request
+// hash and idempotency key are free as if Reserve had never seen them. It returns
+// settle.ErrUnknownHold for a hold that is committed, released or being committed. It
+// costs no disk I/O.
+func (l *Ledger) Release(id settle.HoldID) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	h, ok := l.holds[id]
+	if !ok {
+		return settle.ErrUnknownHold
+	}
+	delete(l.holds, id)
+	l.release(h)
+	return nil
+}
+
+// Account implements settle.Store with one read-only transaction.
+func (l *Ledger) Account(_ context.Context, account string) (settle.AccountTotals, error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return settle.AccountTotals{}, ErrClosed
+	}
+	var held uint64
+	if p := l.pending[account]; p != nil {
+		held = p.held
+	}
+	l.mu.Unlock()
+
+	var m meta
+	err := l.view(func(tx *bolt.Tx) (err error) {
+		m, err = decodeMeta(tx.Bucket(bucketAccounts).Get([]byte(account)))
+		return err
+	})
+	if err != nil {
+		return settle.AccountTotals{}, err
+	}
+	return m.totals(account, held), nil
+}
+
+func (m meta) totals(account string, held uint64) settle.AccountTotals {
+	return settle.AccountTotals{
+		Account:    account,
+		LastSeq:    m.lastSeq,
+		Cumulative: m.cumulative,
+		Held:       held,
+		Settled:    m.settled,
+		SettledAt:  m.settledAt,
+	}
+}
+
+// Receipts implements settle.Store with one read-only transaction that decodes each
+// receipt it returns. A limit of 0 or less returns none.
+func (l *Ledger) Receipts(_ context.Context, account string, fromSeq uint64, limit int) ([]settle.Receipt, error) {
+	if err := l.checkOpen(); err != nil || limit <= 0 {
+		return nil, err
+	}
+	var out []settle.Receipt
+	prefix := accountPrefix(account, 0)
+	err := l.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketReceipts).Cursor()
+		for k, v := c.Seek(receiptKey(account, fromSeq)); k != nil && len(out) < limit && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var r settle.Receipt
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("ledger: receipt %x: %w", k[len(prefix):], err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// checkOpen returns ErrClosed after Close.
+func (l *Ledger) checkOpen() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Unsettled implements settle.Store. It reads every account's record in one read-only
+// transaction.
+func (l *Ledger) Unsettled(_ context.Context) ([]settle.AccountTotals, error) {
+	if err := l.checkOpen(); err != nil {
+		return nil, err
+	}
+	var out []settle.AccountTotals
+	err := l.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
+			m, err := decodeMeta(v)
+			if err != nil {
+				return fmt.Errorf("account %s: %w", k, err)
+			}
+			if m.cumulative > m.settled {
+				out = append(out, m.totals(string(k), 0))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	for i := range out {
+		if p := l.pending[out[i].Account]; p != nil {
+			out[i].Held = p.held
+		}
+	}
+	l.mu.Unlock()
+	return out, nil
+}
+
+// RecordSettlement implements settle.Store with one read-write transaction. It refuses
+// a cumulative above the account's own: the host charges only what its receipts add
+// up to, so that would mean the ledger lost receipts.
+func (l *Ledger) RecordSettlement(_ context.Context, account string, cumulative uint64, at time.Time) error {
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	return l.update(func(tx *bolt.Tx) error {
+		accounts := tx.Bucket(bucketAccounts)
+		m, err := decodeMeta(accounts.Get([]byte(account)))
+		if err != nil {
+			return err
+		}
+		if cumulative > m.cumulative {
+			return fmt.Errorf("ledger: account %s settled up to %d nanoTON, but its receipts add up to %d", account, cumulative, m.cumulative)
+		}
+		if cumulative <= m.settled {
+			return nil
+		}
+		m.settled, m.settledAt = cumulative, at
+		return accounts.Put([]byte(account), m.encode())
+	})
+}
+
+// Prune implements settle.Store with one read-write transaction that reads every
+// request hash and idempotency record. Receipts are never pruned.
+func (l *Ledger) Prune(_ context.Context, before time.Time) error {
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	cutoff := encodeTime(before)
+	return l.update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketRequests, bucketIdempotency} {
+			b := tx.Bucket(name)
+			// Collected first (and copied: k belongs to the transaction's pages):
+			// deleting under a cursor that then moves on is a pattern bbolt has had
+			// bugs with.
+			var old [][]byte
+			err := b.ForEach(func(k, v []byte) error {
+				if len(v) < 8 {
+					return fmt.Errorf("ledger: corrupt %s record of %d bytes", name, len(v))
+				}
+				if binary.BigEndian.Uint64(v) < cutoff {
+					old = append(old, bytes.Clone(k))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, k := range old {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}

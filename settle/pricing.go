@@ -1,0 +1,203 @@
+package settle
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"sync"
+	"time"
+)
+
+// PriceTable is the operator's base prices in nanoTON (1 TON = 10⁹ nanoTON).
+type PriceTable struct {
+	PromptPerMillion     uint64 `json:"prompt_per_million,string"`
+	CompletionPerMillion uint64 `json:"completion_per_million,string"`
+	// ComputePerMillion prices module compute: per million microseconds of module time.
+	ComputePerMillion uint64 `json:"compute_per_million,string"`
+}
+
+// Cost is what usage costs at these prices and a load coefficient of loadMilli/1000,
+// rounded up to the nanoTON and capped at maxCost:
+//
+//	min(maxCost, ⌈(prompt·P + completion·C + compute·U) · loadMilli / 10⁹⌉)
+//
+// It is exact (no overflow, no floating point), so a client recomputes every receipt's
+// cost to the nanoTON.
+func (p PriceTable) Cost(u Usage, loadMilli, maxCost uint64) uint64 {
+	sum := new(big.Int)
+	var term big.Int
+	for _, f := range [][2]uint64{{u.PromptTokens, p.PromptPerMillion}, {u.CompletionTokens, p.CompletionPerMillion}, {u.ComputeUnits, p.ComputePerMillion}} {
+		sum.Add(sum, term.Mul(term.SetUint64(f[0]), new(big.Int).SetUint64(f[1])))
+	}
+	sum.Mul(sum, term.SetUint64(loadMilli))
+	sum.Add(sum, big.NewInt(1e9-1)) // round up
+	sum.Quo(sum, big.NewInt(1e9))
+	if !sum.IsUint64() || sum.Uint64() > maxCost {
+		return maxCost
+	}
+	return sum.Uint64()
+}
+
+// validate refuses a table that would make every request free or that a total could
+// overflow in practice.
+func (p PriceTable) validate() error {
+	if p.PromptPerMillion == 0 && p.CompletionPerMillion == 0 && p.ComputePerMillion == 0 {
+		return fmt.Errorf("settle: price table: every price is 0")
+	}
+	const ceiling = 1e15 // a million TON per million units
+	if p.PromptPerMillion > ceiling || p.CompletionPerMillion > ceiling || p.ComputePerMillion > ceiling {
+		return fmt.Errorf("settle: price table: a price over %d nanoTON per million", uint64(ceiling))
+	}
+	return nil
+}
+
+// LoadCurve maps utilization to the load coefficient, the market part of the price:
+//
+//	coefficient(u) = Min + (Max − Min) · u²,   u ∈ [0, 1]
+//
+// in thousandths (1000 = the base price). u is the fraction of the host's request slots
+// in use, smoothed exponentially with time constant Smoothing so that a burst moves the
+// price gradually. The square keeps the price near Min while the host has room and
+// raises it steeply as the host fills: a client pays Min at idle, Max when the host is
+// saturated, and never anything outside [Min, Max].
+type LoadCurve struct {
+	MinMilli  uint64        `json:"min_milli"`
+	MaxMilli  uint64        `json:"max_milli"`
+	Smoothing time.Duration `json:"-"`
+}
+
+// DefaultLoadCurve halves the price at idle and doubles it at saturation, smoothed over
+// 30 seconds.
+var DefaultLoadCurve = LoadCurve{MinMilli: 500, MaxMilli: 2000, Smoothing: 30 * time.Second}
+
+func (c LoadCurve) validate() error {
+	if c.MinMilli == 0 || c.MinMilli > c.MaxMilli || c.MaxMilli > 100_000 {
+		return fmt.Errorf("settle: load curve: need 0 < min (%d) <= max (%d) <= 100000", c.MinMilli, c.MaxMilli)
+	}
+	if c.Smoothing <= 0 {
+		return fmt.Errorf("settle: load curve: smoothing must be positive")
+	}
+	return nil
+}
+
+// coefficient is the curve at u, rounded to the nearest thousandth.
+func (c LoadCurve) coefficient(u float64) uint64 {
+	if !(u > 0) { // also NaN
+		u = 0
+	}
+	u = math.Min(1, u)
+	return c.MinMilli + uint64(math.Round(float64(c.MaxMilli-c.MinMilli)*u*u))
+}
+
+// Pricer holds the price table and the smoothed utilization. It is safe for concurrent
+// use.
+type Pricer struct {
+	table PriceTable
+	curve LoadCurve
+	now   func() time.Time
+
+	mu          sync.Mutex
+	utilization float64
+	observed    time.Time
+}
+
+// NewPricer validates table and curve and starts at idle.
+func NewPricer(table PriceTable, curve LoadCurve) (*Pricer, error) {
+	if err := table.validate(); err != nil {
+		return nil, err
+	}
+	if err := curve.validate(); err != nil {
+		return nil, err
+	}
+	return &Pricer{table: table, curve: curve, now: time.Now, observed: time.Now()}, nil
+}
+
+// Observe feeds the current utilization (slots in use / slots) into the smoothing: the
+// smoothed value moves toward it by 1 − e^(−Δt/Smoothing), Δt being the time since the
+// last observation. Call it whenever a request starts or ends.
+func (p *Pricer) Observe(inUse, slots int) {
+	if slots <= 0 {
+		return
+	}
+	x := float64(inUse) / float64(slots)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	dt := now.Sub(p.observed)
+	p.observed = now
+	if dt <= 0 {
+		return
+	}
+	p.utilization += (x - p.utilization) * (1 - math.Exp(-float64(dt)/float64(p.curve.Smoothing)))
+}
+
+// Quote is the price a request is admitted at.
+type Quote struct {
+	Prices    PriceTable `json:"prices"`
+	LoadMilli uint64     `json:"load_milli"`
+}
+
+// Quote returns the current prices and load coefficient.
+func (p *Pricer) Quote() Quote {
+	p.mu.Lock()
+	u := p.utilization
+	p.mu.Unlock()
+	return Quote{Prices: p.table, LoadMilli: p.curve.coefficient(u)}
+}
+
+// PricingDomain starts the signed encoding of a PriceList.
+const pricingDomain = "cocoon-pricing-v1"
+
+// PriceList is what GET /v1/pricing publishes: the base table, the curve's bounds, the
+// current coefficient and utilization, and what a client needs to open an escrow with
+// this host (the settlement key and the wallet charges are paid to), signed by the
+// settlement key.
+type PriceList struct {
+	Quote
+	Curve LoadCurve `json:"curve"`
+	// Wallet is the host's wallet, raw address: escrows pay their charges to it.
+	Wallet string `json:"wallet"`
+	// Utilization is the smoothed fraction of request slots in use, in thousandths.
+	UtilizationMilli uint64 `json:"utilization_milli"`
+	Time             int64  `json:"time"`
+	HostKey          []byte `json:"host_key"`
+	Signature        []byte `json:"signature"`
+}
+
+// PriceList returns the current price list for the host's wallet, signed with key.
+func (p *Pricer) PriceList(key ed25519.PrivateKey, wallet string) PriceList {
+	p.mu.Lock()
+	u := p.utilization
+	p.mu.Unlock()
+	l := PriceList{
+		Quote:            Quote{Prices: p.table, LoadMilli: p.curve.coefficient(u)},
+		Curve:            p.curve,
+		Wallet:           wallet,
+		UtilizationMilli: uint64(math.Round(math.Min(1, u) * 1000)),
+		Time:             p.now().Unix(),
+		HostKey:          append([]byte(nil), key.Public().(ed25519.PublicKey)...),
+	}
+	l.Signature = ed25519.Sign(key, l.signedBytes())
+	return l
+}
+
+// Verify checks the list's signature against hostKey (nil: its own HostKey).
+func (l *PriceList) Verify(hostKey ed25519.PublicKey) error {
+	if len(l.HostKey) != ed25519.PublicKeySize || (hostKey != nil && !hostKey.Equal(ed25519.PublicKey(l.HostKey))) {
+		return fmt.Errorf("settle: price list is not signed by the expected key")
+	}
+	if !ed25519.Verify(l.HostKey, l.signedBytes(), l.Signature) {
+		return fmt.Errorf("settle: price list: bad signature")
+	}
+	return nil
+}
+
+// signedBytes is the domain followed by the list's JSON without its signature: the
+// struct has a fixed member order and no maps, so the encoding is canonical.
+func (l PriceList) signedBytes() []byte {
+	l.Signature = nil
+	b, _ := json.Marshal(l)
+	return append([]byte(pricingDomain+"\x00"), b...)
+}

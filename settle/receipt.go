@@ -1,0 +1,166 @@
+package settle
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// ReceiptHeader is the HTTP response header that carries a non-streaming request's
+// receipt as JSON. A streaming response carries it instead as the `cocoon_receipt`
+// member of its last data event, before `[DONE]`.
+const ReceiptHeader = "Cocoon-Receipt"
+
+// Receipt statuses: what happened to the request it bills.
+const (
+	// StatusCompleted is a request that ran to its end.
+	StatusCompleted = "completed"
+	// StatusFailed is a request that a module, the backend or the host ended with an
+	// error; it is charged for what was served before the failure.
+	StatusFailed = "failed"
+	// StatusCancelled is a request whose client went away; it is charged for what was
+	// served before that.
+	StatusCancelled = "cancelled"
+)
+
+// receiptDomain starts every receipt's signed encoding, so that a receipt signature can
+// never be mistaken for a signature over anything else the settlement key signs.
+const receiptDomain = "cocoon-receipt-v1"
+
+// Receipt is one request's bill, signed by the host's settlement key (see ESCROW.md;
+// the key is measured into the host's boot event log, so the attestation vouches for
+// it). An account's receipts form a chain: Seq counts from 1 without gaps, and each
+// Cumulative is the previous one plus Cost. The host charges the escrow with the
+// Cumulative of the account's latest receipt, so a client holding the chain knows
+// exactly what it can be charged.
+type Receipt struct {
+	// Account is the escrow contract's address in raw form ("0:" and 64 hex digits).
+	Account string `json:"account"`
+	Seq     uint64 `json:"seq"`
+	// RequestHash is the hex SHA-256 that identifies the request (see RequestHash).
+	RequestHash string `json:"request_hash"`
+	// Pipeline is the pipeline id, empty for the bare /v1/chat/completions endpoint.
+	Pipeline string `json:"pipeline"`
+	Model    string `json:"model"`
+	Usage    Usage  `json:"usage"`
+	// Prices and LoadMilli are the quote the request was admitted under.
+	Prices    PriceTable `json:"prices"`
+	LoadMilli uint64     `json:"load_milli"`
+	// MaxCost is what admission reserved; Cost never exceeds it.
+	MaxCost    uint64 `json:"max_cost,string"`
+	Cost       uint64 `json:"cost,string"`
+	Cumulative uint64 `json:"cumulative,string"`
+	Status     string `json:"status"`
+	// Time is when the receipt was committed, in Unix seconds.
+	Time      int64  `json:"time"`
+	HostKey   []byte `json:"host_key"`
+	Signature []byte `json:"signature"`
+}
+
+// Usage is what a request consumed: tokens as the backend counted them (or the host,
+// when the backend did not report them) and module compute units.
+type Usage struct {
+	PromptTokens     uint64 `json:"prompt_tokens"`
+	CompletionTokens uint64 `json:"completion_tokens"`
+	// ComputeUnits is module compute in microseconds of module time.
+	ComputeUnits uint64 `json:"compute_units"`
+}
+
+// Sign sets r.HostKey and r.Signature with key. It costs one ed25519 signature (about
+// 25 µs).
+func (r *Receipt) Sign(key ed25519.PrivateKey) {
+	r.HostKey = append([]byte(nil), key.Public().(ed25519.PublicKey)...)
+	r.Signature = ed25519.Sign(key, r.signedBytes())
+}
+
+// ErrReceipt is wrapped by every receipt verification failure.
+var ErrReceipt = errors.New("settle: invalid receipt")
+
+// Verify checks r's signature against hostKey (nil accepts r.HostKey: use only when the
+// key is checked elsewhere), and that its cost is what its usage, prices and load give,
+// capped at MaxCost.
+func (r *Receipt) Verify(hostKey ed25519.PublicKey) error {
+	if len(r.HostKey) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: host key has %d bytes", ErrReceipt, len(r.HostKey))
+	}
+	if hostKey != nil && !hostKey.Equal(ed25519.PublicKey(r.HostKey)) {
+		return fmt.Errorf("%w: seq %d is signed by another key", ErrReceipt, r.Seq)
+	}
+	if !ed25519.Verify(r.HostKey, r.signedBytes(), r.Signature) {
+		return fmt.Errorf("%w: seq %d: bad signature", ErrReceipt, r.Seq)
+	}
+	if want := r.Prices.Cost(r.Usage, r.LoadMilli, r.MaxCost); r.Cost != want {
+		return fmt.Errorf("%w: seq %d costs %d nanoTON, but its usage at its prices is %d", ErrReceipt, r.Seq, r.Cost, want)
+	}
+	switch r.Status {
+	case StatusCompleted, StatusFailed, StatusCancelled:
+	default:
+		return fmt.Errorf("%w: seq %d: unknown status %q", ErrReceipt, r.Seq, r.Status)
+	}
+	return nil
+}
+
+// VerifyChain checks an account's receipts in order: each one's Verify, one account,
+// sequence numbers consecutive from the first, and each Cumulative the previous one plus
+// Cost. The first receipt's Cumulative must be its Cost when its Seq is 1; a chain that
+// starts later is checked from where it starts. It returns the last Cumulative.
+func VerifyChain(receipts []Receipt, hostKey ed25519.PublicKey) (uint64, error) {
+	if len(receipts) == 0 {
+		return 0, fmt.Errorf("%w: no receipts", ErrReceipt)
+	}
+	first := receipts[0]
+	if first.Cost > first.Cumulative || (first.Seq == 1 && first.Cumulative != first.Cost) {
+		return 0, fmt.Errorf("%w: seq %d: cumulative %d cannot follow from cost %d", ErrReceipt, first.Seq, first.Cumulative, first.Cost)
+	}
+	prev := first.Cumulative - first.Cost
+	for i := range receipts {
+		r := &receipts[i]
+		if err := r.Verify(hostKey); err != nil {
+			return 0, err
+		}
+		if r.Account != first.Account {
+			return 0, fmt.Errorf("%w: seq %d is for account %s, the chain is for %s", ErrReceipt, r.Seq, r.Account, first.Account)
+		}
+		if want := first.Seq + uint64(i); r.Seq != want {
+			return 0, fmt.Errorf("%w: expected seq %d, found %d (missing or reordered receipts)", ErrReceipt, want, r.Seq)
+		}
+		if r.Cumulative < prev || r.Cumulative-prev != r.Cost {
+			return 0, fmt.Errorf("%w: seq %d: cumulative %d is not %d + cost %d", ErrReceipt, r.Seq, r.Cumulative, prev, r.Cost)
+		}
+		prev = r.Cumulative
+	}
+	return prev, nil
+}
+
+// signedBytes is the length-prefixed encoding the signature covers: every member but
+// Signature, in a fixed order, after receiptDomain.
+func (r *Receipt) signedBytes() []byte {
+	b := make([]byte, 0, 256)
+	for _, s := range []string{receiptDomain, r.Account, r.RequestHash, r.Pipeline, r.Model, r.Status, string(r.HostKey)} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	for _, n := range []uint64{r.Seq, r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.ComputeUnits,
+		r.Prices.PromptPerMillion, r.Prices.CompletionPerMillion, r.Prices.ComputePerMillion,
+		r.LoadMilli, r.MaxCost, r.Cost, r.Cumulative, uint64(r.Time)} {
+		b = binary.BigEndian.AppendUint64(b, n)
+	}
+	return b
+}
+
+// MarshalHeader encodes r for the ReceiptHeader: compact JSON.
+func (r *Receipt) MarshalHeader() string {
+	b, _ := json.Marshal(r) // a struct of strings, numbers and byte slices
+	return string(b)
+}
+
+// RequestHash identifies a request for its receipt: the hex SHA-256 of what the client
+// signed (see ClientAuth) or, for an API-key request, of the request body.
+func RequestHash(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}

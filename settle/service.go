@@ -1,0 +1,293 @@
+package settle
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// EscrowState is what the host needs to know of an account's escrow contract.
+type EscrowState struct {
+	ClientKey ed25519.PublicKey
+	HostKey   ed25519.PublicKey
+	// HostAddr is the raw address the contract pays charges to.
+	HostAddr string
+	// Deposited and Charged are the contract's totals in nanoTON.
+	Deposited, Charged uint64
+	// Closing is set once the client has asked for a withdrawal: the host must stop
+	// serving the account and commit its last charge before the timeout.
+	Closing bool
+}
+
+// EscrowSource reads escrows. ChainEscrows reads them from TON.
+type EscrowSource interface {
+	// Escrow returns the state of the escrow at account (raw address). It returns a
+	// *Error with CodeUnknownAccount when there is no Cocoon escrow there, or
+	// CodeUnavailable when it cannot be read.
+	Escrow(ctx context.Context, account string) (EscrowState, error)
+}
+
+// Config configures a Service.
+type Config struct {
+	Store   Store
+	Pricer  *Pricer
+	Escrows EscrowSource
+	// Key is the settlement key: it signs receipts and charges, and escrows must name
+	// its public key as their host key.
+	Key ed25519.PrivateKey
+	// HostAddr is the raw address of the host's wallet: escrows must pay to it.
+	HostAddr string
+	// ComputeReserve is the module compute (microseconds) admission reserves per
+	// request; a request's compute charge is capped by its reservation.
+	ComputeReserve uint64
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Committed, if set, is called after each commit with the account, so that a
+	// Settler can batch it.
+	Committed func(account string)
+}
+
+// Service admits requests against escrowed balances and turns what they consumed into
+// signed receipts in the ledger. It is safe for concurrent use.
+type Service struct {
+	cfg Config
+	pub ed25519.PublicKey
+}
+
+// NewService checks cfg and returns the service.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Pricer == nil || cfg.Escrows == nil || len(cfg.Key) != ed25519.PrivateKeySize || cfg.HostAddr == "" {
+		return nil, errors.New("settle: service needs a store, a pricer, an escrow source, a settlement key and the host's wallet address")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{cfg: cfg, pub: cfg.Key.Public().(ed25519.PublicKey)}, nil
+}
+
+// PublicKey is the settlement key's public half.
+func (s *Service) PublicKey() ed25519.PublicKey { return s.pub }
+
+// Pricer is the service's pricer.
+func (s *Service) Pricer() *Pricer { return s.cfg.Pricer }
+
+// Admission is a request asking to be admitted.
+type Admission struct {
+	// Account is the escrow address in raw form.
+	Account string
+	// Signed and Signature are set for a request signed with the escrow's client key;
+	// nil for a request whose API key the operator mapped to Account.
+	Signed    *SignedRequest
+	Signature []byte
+	// Body is the request body of an API-key request (a signed request's is in Signed).
+	Body           []byte
+	IdempotencyKey string
+	// MaxPromptTokens and MaxCompletionTokens bound the tokens the request can use:
+	// the model's context window and the request's max_tokens.
+	MaxPromptTokens, MaxCompletionTokens uint64
+	Pipeline, Model                      string
+}
+
+// Ticket is an admitted request. Finish it exactly once.
+type Ticket struct {
+	s       *Service
+	hold    HoldID
+	receipt Receipt // the fields known at admission
+}
+
+// MaxCost is what admission reserved.
+func (t *Ticket) MaxCost() uint64 { return t.receipt.MaxCost }
+
+// Quote is the price the request was admitted at.
+func (t *Ticket) Quote() Quote {
+	return Quote{Prices: t.receipt.Prices, LoadMilli: t.receipt.LoadMilli}
+}
+
+// Admit checks the request's signature and the account's balance and reserves the
+// request's maximum cost. Errors are *Error (see the codes), or *IdempotentError with
+// the earlier receipt and response when the idempotency key was already completed.
+//
+// Cost: one escrow read (cached by ChainEscrows), one ed25519 verification for a
+// signed request, one ledger Reserve.
+func (s *Service) Admit(ctx context.Context, a Admission) (*Ticket, error) {
+	now := s.cfg.Now()
+	if a.Signed != nil {
+		if err := s.checkTimestamp(*a.Signed); err != nil {
+			return nil, err
+		}
+	}
+	requestHash := a.requestHash()
+
+	escrow, err := s.cfg.Escrows.Escrow(ctx, a.Account)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !s.pub.Equal(escrow.HostKey) || escrow.HostAddr != s.cfg.HostAddr:
+		return nil, errorf(CodeUnknownAccount, "escrow %s is for another host", a.Account)
+	case a.Signed != nil && !ed25519.Verify(escrow.ClientKey, a.Signed.SigningString(), a.Signature):
+		return nil, errorf(CodeBadSignature, "the signature does not verify with escrow %s's client key", a.Account)
+	case escrow.Closing:
+		return nil, errorf(CodeClosing, "escrow %s is closing: its client asked for a withdrawal", a.Account)
+	}
+
+	quote := s.cfg.Pricer.Quote()
+	maxCost := quote.Prices.Cost(Usage{PromptTokens: a.MaxPromptTokens, CompletionTokens: a.MaxCompletionTokens, ComputeUnits: s.cfg.ComputeReserve},
+		quote.LoadMilli, math.MaxUint64)
+	hold, err := s.cfg.Store.Reserve(ctx, Reservation{Account: a.Account, RequestHash: requestHash, IdempotencyKey: a.IdempotencyKey,
+		MaxCost: maxCost, Limit: escrow.Deposited, Time: now})
+	if err != nil {
+		return nil, s.reserveError(a, escrow, err)
+	}
+	return &Ticket{s: s, hold: hold, receipt: Receipt{Account: a.Account, RequestHash: requestHash, Pipeline: a.Pipeline,
+		Model: a.Model, Prices: quote.Prices, LoadMilli: quote.LoadMilli, MaxCost: maxCost}}, nil
+}
+
+// requestHash names the request in the ledger and its receipt. With an idempotency key
+// it is the SHA-256 of the account, the key and the body's SHA-256, so that a retry
+// (signed again with a new nonce, or not) finds the first request's record, and the same
+// key with another body is told apart. Without one it is the SHA-256 of the signing
+// string of a signed request (a replay has the same hash), or of a random nonce and the
+// body for an API-key request (which may legitimately repeat).
+func (a Admission) requestHash() string {
+	body := a.Body
+	if a.Signed != nil {
+		body = a.Signed.Body
+	}
+	switch {
+	case a.IdempotencyKey != "":
+		b := sha256.Sum256(body)
+		return RequestHash([]byte(strings.Join([]string{"cocoon-idempotent-v1", a.Account, a.IdempotencyKey, hex.EncodeToString(b[:])}, "\n")))
+	case a.Signed != nil:
+		return RequestHash(a.Signed.SigningString())
+	default:
+		var nonce [16]byte
+		rand.Read(nonce[:])
+		return RequestHash(append(nonce[:], body...))
+	}
+}
+
+// reserveError maps a ledger refusal to what the client is told.
+func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error {
+	var short *InsufficientError
+	var idem *IdempotentError
+	switch {
+	case errors.As(err, &short):
+		return errorf(CodeInsufficient, "escrow %s has %s TON unspent and unreserved; this request may cost up to %s TON: deposit at least %s TON more",
+			a.Account, FormatTON(short.Available), FormatTON(short.Needed), FormatTON(short.Missing()))
+	case errors.As(err, &idem):
+		switch {
+		case idem.Err == nil:
+			return idem
+		case errors.Is(idem.Err, ErrInProgress):
+			return errorf(CodeInProgress, "a request with idempotency key %q is still running", a.IdempotencyKey)
+		default:
+			return errorf(CodeIdempotencyMismatch, "idempotency key %q was used for a different request", a.IdempotencyKey)
+		}
+	case errors.Is(err, ErrReplay):
+		return errorf(CodeReplay, "this signed request was already received; sign each request with a new nonce")
+	default:
+		return errorf(CodeUnavailable, "the ledger is unavailable")
+	}
+}
+
+// Finish commits the request's receipt: its cost for usage at the admitted quote,
+// capped at the reservation, and status. response is stored for the idempotency key
+// (nil stores none). The receipt is durable when Finish returns.
+func (t *Ticket) Finish(ctx context.Context, usage Usage, status string, response []byte) (*Receipt, error) {
+	r := t.receipt
+	r.Usage, r.Status, r.Time = usage, status, t.s.cfg.Now().Unix()
+	r.Cost = r.Prices.Cost(usage, r.LoadMilli, r.MaxCost)
+	if err := t.s.cfg.Store.Commit(ctx, t.hold, &r, response, func(r *Receipt) { r.Sign(t.s.cfg.Key) }); err != nil {
+		// Nothing was recorded, so nothing is charged: free the reservation.
+		t.s.cfg.Store.Release(t.hold)
+		return nil, fmt.Errorf("settle: commit the receipt: %w", err)
+	}
+	if t.s.cfg.Committed != nil {
+		t.s.cfg.Committed(r.Account)
+	}
+	return &r, nil
+}
+
+// FormatTON renders nanoTON as TON with up to nine decimals.
+func FormatTON(nano uint64) string {
+	s := fmt.Sprintf("%d.%09d", nano/1e9, nano%1e9)
+	for s[len(s)-1] == '0' && s[len(s)-2] != '.' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// NewNonce returns a random nonce for a signed request.
+func NewNonce() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// PriceList is the current price list, signed by the settlement key.
+func (s *Service) PriceList() PriceList { return s.cfg.Pricer.PriceList(s.cfg.Key, s.cfg.HostAddr) }
+
+// AccountStatus is an account's ledger totals and its escrow's.
+type AccountStatus struct {
+	AccountTotals
+	Deposited uint64
+	Closing   bool
+}
+
+// Account returns the ledger totals of account and its escrow's deposit. Errors are
+// *Error.
+func (s *Service) Account(ctx context.Context, account string) (AccountStatus, error) {
+	escrow, err := s.cfg.Escrows.Escrow(ctx, account)
+	if err != nil {
+		return AccountStatus{}, err
+	}
+	t, err := s.cfg.Store.Account(ctx, account)
+	if err != nil {
+		return AccountStatus{}, errorf(CodeUnavailable, "the ledger is unavailable")
+	}
+	return AccountStatus{AccountTotals: t, Deposited: escrow.Deposited, Closing: escrow.Closing}, nil
+}
+
+// Receipts returns up to limit of account's receipts from Seq from on. Errors are
+// *Error.
+func (s *Service) Receipts(ctx context.Context, account string, from uint64, limit int) ([]Receipt, error) {
+	list, err := s.cfg.Store.Receipts(ctx, account, from, limit)
+	if err != nil {
+		return nil, errorf(CodeUnavailable, "the ledger is unavailable")
+	}
+	return list, nil
+}
+
+// Authenticate checks a signed read-only request: its timestamp and its signature by the
+// escrow's client key. Unlike Admit it records nothing, so reads may repeat. Errors are
+// *Error.
+func (s *Service) Authenticate(ctx context.Context, r SignedRequest, sig []byte) error {
+	if err := s.checkTimestamp(r); err != nil {
+		return err
+	}
+	escrow, err := s.cfg.Escrows.Escrow(ctx, r.Account)
+	if err != nil {
+		return err
+	}
+	if !ed25519.Verify(escrow.ClientKey, r.SigningString(), sig) {
+		return errorf(CodeBadSignature, "the signature does not verify with escrow %s's client key", r.Account)
+	}
+	return nil
+}
+
+// checkTimestamp refuses a signed request outside RequestWindow of the host's clock.
+func (s *Service) checkTimestamp(r SignedRequest) error {
+	now := s.cfg.Now().Unix()
+	if d := time.Duration(math.Abs(float64(now-r.Timestamp))) * time.Second; d > RequestWindow {
+		return errorf(CodeExpired, "the request was signed at %d, more than %v from the host's clock (%d)", r.Timestamp, RequestWindow, now)
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+package settle
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/xssnick/tonutils-go/address"
+	"github.com/xssnick/tonutils-go/tlb"
+	"github.com/xssnick/tonutils-go/ton"
+	"github.com/xssnick/tonutils-go/ton/wallet"
+
+	"github.com/cocoonhost/cocoon/settle/escrow"
+)
+
+// SettlerConfig configures a Settler. Store, API, Wallet and Key are required.
+type SettlerConfig struct {
+	Store Store
+	API   ton.APIClientWrapped
+	// Wallet is the host's wallet: it sends the charges and receives the payouts.
+	Wallet *wallet.Wallet
+	// Key is the settlement key that signs the charges.
+	Key ed25519.PrivateKey
+	// Threshold commits an account's charge once its unsettled amount reaches it
+	// (nanoTON). Default 1 TON.
+	Threshold uint64
+	// MaxDelay commits an account's charge once it has had an unsettled amount for
+	// this long, however small. Default 6 hours: a few transactions per client per day.
+	MaxDelay time.Duration
+	// Interval is how often the settler looks at the ledger. Default 1 minute.
+	Interval time.Duration
+	// ChargeValue is the TON (nanoTON) sent with each charge message for the escrow's
+	// gas; the escrow returns what is left with the payout. Default 0.05 TON.
+	ChargeValue uint64
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// maxChargesPerMessage is how many charges one wallet transaction carries: the V5R1
+// wallet sends at most 255 messages at once.
+const maxChargesPerMessage = 255
+
+// Settler commits the ledger's charges to the escrows on-chain, in batches: an account
+// is charged when its unsettled amount passes the threshold, when it has waited the
+// maximum delay, or at once when its client has asked for a withdrawal (the host must
+// charge before the escrow's timeout). Each charge is the account's cumulative total
+// signed by the settlement key, so a charge sent twice, or lost and sent again later, is
+// harmless: the contract only ever pays the difference to what it paid before. When the
+// chain is unreachable the charges wait in the ledger for the next round.
+type Settler struct {
+	cfg SettlerConfig
+
+	mu    sync.Mutex
+	since map[string]time.Time // when the settler first saw an account unsettled
+}
+
+// NewSettler checks cfg and returns a settler; Run starts it.
+func NewSettler(cfg SettlerConfig) (*Settler, error) {
+	if cfg.Store == nil || cfg.API == nil || cfg.Wallet == nil || len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("settle: the settler needs a store, a TON API, the host's wallet and the settlement key")
+	}
+	if cfg.Threshold == 0 {
+		cfg.Threshold = 1e9
+	}
+	if cfg.MaxDelay <= 0 {
+		cfg.MaxDelay = 6 * time.Hour
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Minute
+	}
+	if cfg.ChargeValue == 0 {
+		cfg.ChargeValue = 50_000_000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Settler{cfg: cfg, since: map[string]time.Time{}}, nil
+}
+
+// Run settles every Interval until ctx is done. Failures are logged and retried at the
+// next round.
+func (s *Settler) Run(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		if _, err := s.Settle(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("settlement deferred", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// charge is one account's pending charge.
+type charge struct {
+	account    string
+	addr       *address.Address
+	cumulative uint64
+}
+
+// Settle runs one round: it picks the accounts that are due, sends their charges in as
+// few wallet transactions as possible, waits for them, and records in the ledger what
+// each escrow has been charged. It returns how many charges it sent.
+func (s *Settler) Settle(ctx context.Context) (int, error) {
+	due, err := s.due(ctx)
+	if err != nil || len(due) == 0 {
+		return 0, err
+	}
+	sent := 0
+	for len(due) > 0 {
+		batch := due[:min(len(due), maxChargesPerMessage)]
+		due = due[len(batch):]
+		msgs := make([]*wallet.Message, len(batch))
+		for i, c := range batch {
+			if msgs[i], err = s.chargeMessage(c); err != nil {
+				return sent, err
+			}
+		}
+		if _, _, err := s.cfg.Wallet.SendManyWaitTransaction(ctx, msgs); err != nil {
+			return sent, fmt.Errorf("settle: send %d charges: %w", len(msgs), err)
+		}
+		sent += len(batch)
+		for _, c := range batch {
+			s.confirm(ctx, c)
+		}
+	}
+	return sent, nil
+}
+
+// due returns the accounts to charge now, and records those the chain says are
+// already charged.
+func (s *Settler) due(ctx context.Context) ([]charge, error) {
+	unsettled, err := s.cfg.Store.Unsettled(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("settle: read the ledger: %w", err)
+	}
+	now := s.cfg.Now()
+	var due []charge
+	s.mu.Lock()
+	seen := make(map[string]bool, len(unsettled))
+	for _, t := range unsettled {
+		seen[t.Account] = true
+		if _, ok := s.since[t.Account]; !ok {
+			s.since[t.Account] = now
+		}
+	}
+	for account := range s.since {
+		if !seen[account] {
+			delete(s.since, account)
+		}
+	}
+	s.mu.Unlock()
+	for _, t := range unsettled {
+		addr, err := address.ParseRawAddr(t.Account)
+		if err != nil {
+			return nil, fmt.Errorf("settle: ledger account %q: %w", t.Account, err)
+		}
+		st, err := escrow.GetState(ctx, s.cfg.API, addr)
+		if err != nil {
+			if errors.Is(err, escrow.ErrNotDeployed) || errors.Is(err, escrow.ErrWrongCode) || errors.Is(err, escrow.ErrWrongAddress) {
+				s.cfg.Logger.Warn("escrow gone before its last charge", "account", t.Account, "unsettled", t.Cumulative-t.Settled, "err", err)
+				continue
+			}
+			return nil, fmt.Errorf("settle: read escrow %s: %w", t.Account, err)
+		}
+		charged := st.Charged.Uint64()
+		if charged > t.Settled {
+			// Charged in an earlier round whose confirmation was lost.
+			if err := s.cfg.Store.RecordSettlement(ctx, t.Account, charged, now); err != nil {
+				return nil, err
+			}
+		}
+		// Never more than the deposit: the contract would refuse the whole charge.
+		cumulative := min(t.Cumulative, st.Deposited.Uint64())
+		if cumulative <= charged {
+			continue
+		}
+		s.mu.Lock()
+		waited := now.Sub(s.since[t.Account])
+		s.mu.Unlock()
+		if cumulative-charged >= s.cfg.Threshold || waited >= s.cfg.MaxDelay || st.CheckOpen() != nil {
+			due = append(due, charge{account: t.Account, addr: addr, cumulative: cumulative})
+		}
+	}
+	return due, nil
+}
+
+// chargeMessage is the wallet message that charges c.
+func (s *Settler) chargeMessage(c charge) (*wallet.Message, error) {
+	cumulative := new(big.Int).SetUint64(c.cumulative)
+	sig, err := escrow.SignCharge(s.cfg.Key, c.addr, cumulative)
+	if err != nil {
+		return nil, err
+	}
+	body, err := escrow.ChargeBody(uint64(s.cfg.Now().UnixNano()), cumulative, sig)
+	if err != nil {
+		return nil, err
+	}
+	return wallet.SimpleMessage(c.addr, tlb.FromNanoTONU(s.cfg.ChargeValue), body), nil
+}
+
+// confirm records what c's escrow has been charged after the transaction.
+func (s *Settler) confirm(ctx context.Context, c charge) {
+	st, err := escrow.GetState(ctx, s.cfg.API, c.addr)
+	if err != nil {
+		s.cfg.Logger.Warn("charge sent, not confirmed yet", "account", c.account, "err", err)
+		return
+	}
+	charged := st.Charged.Uint64()
+	if charged < c.cumulative {
+		s.cfg.Logger.Warn("the escrow did not take the charge", "account", c.account, "cumulative", c.cumulative, "charged", charged)
+	}
+	if err := s.cfg.Store.RecordSettlement(ctx, c.account, charged, s.cfg.Now()); err != nil {
+		s.cfg.Logger.Error("charge confirmed but not recorded", "account", c.account, "err", err)
+		return
+	}
+	s.mu.Lock()
+	delete(s.since, c.account)
+	s.mu.Unlock()
+}

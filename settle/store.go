@@ -1,0 +1,128 @@
+package settle
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store is the durable ledger: holds for requests in flight, the receipt chain of every
+// account, idempotency records and what has been committed on-chain. settle/ledger
+// implements it on bbolt; a PostgreSQL implementation can take its place (each method is
+// one transaction).
+//
+// Every method but Reserve that returns without error has made its change durable: a
+// crash after the return loses nothing, a crash before leaves no trace of the call.
+// Holds live in memory only, so admission costs no disk write: a crash drops them, and
+// needs not keep them, because a request that had not committed its receipt returned
+// none and is charged nothing. Its request hash is then not recorded either, so the
+// client may send it again.
+type Store interface {
+	// Reserve creates a hold of r.MaxCost on r.Account if the account's cumulative total
+	// plus its open holds plus r.MaxCost is at most r.Limit; otherwise it returns an
+	// *InsufficientError saying how much is missing. It returns ErrReplay if r.RequestHash
+	// was seen on this account before (and not yet pruned, see Prune). With an
+	// r.IdempotencyKey already used on the account it returns *IdempotentError: with
+	// the stored response if that request finished, ErrInProgress if it has not, and
+	// ErrIdempotencyMismatch if it was for another request hash.
+	Reserve(ctx context.Context, r Reservation) (HoldID, error)
+
+	// Commit turns a hold into the account's next receipt: it sets the receipt's Seq to
+	// the account's last Seq plus one and its Cumulative to the last Cumulative plus
+	// r.Cost, calls sign (which must sign the receipt; it runs inside the transaction),
+	// stores the receipt, the response for the hold's idempotency key (if any) and
+	// releases the hold. r.Cost must not exceed the hold's MaxCost.
+	Commit(ctx context.Context, id HoldID, r *Receipt, response []byte, sign func(*Receipt)) error
+
+	// Release drops a hold without a receipt (a Commit that failed): its amount, request
+	// hash and idempotency key are free again. It returns ErrUnknownHold for a hold that
+	// is committed or released.
+	Release(id HoldID) error
+
+	// Account returns an account's totals; an unknown account has zero totals.
+	Account(ctx context.Context, account string) (AccountTotals, error)
+
+	// Receipts returns up to limit receipts of account from Seq fromSeq on, in order.
+	Receipts(ctx context.Context, account string, fromSeq uint64, limit int) ([]Receipt, error)
+
+	// Unsettled lists the accounts whose cumulative total is above what was last
+	// recorded as settled on-chain.
+	Unsettled(ctx context.Context) ([]AccountTotals, error)
+
+	// RecordSettlement records that account's escrow has been charged up to cumulative
+	// on-chain (charged no lower than before: an older value is ignored).
+	RecordSettlement(ctx context.Context, account string, cumulative uint64, at time.Time) error
+
+	// Prune forgets request hashes and idempotency records older than before. Replays of
+	// a pruned request are refused by the signed request's timestamp window instead.
+	Prune(ctx context.Context, before time.Time) error
+
+	Close() error
+}
+
+// HoldID names a hold until Commit.
+type HoldID uint64
+
+// Reservation is what Reserve holds.
+type Reservation struct {
+	Account        string
+	RequestHash    string
+	IdempotencyKey string // optional
+	MaxCost        uint64
+	// Limit is the account's spendable total: its escrow's deposit.
+	Limit uint64
+	Time  time.Time
+}
+
+// AccountTotals are an account's ledger totals in nanoTON.
+type AccountTotals struct {
+	Account string
+	// LastSeq and Cumulative are those of the account's latest receipt.
+	LastSeq    uint64
+	Cumulative uint64
+	// Held is the sum of the account's open holds.
+	Held uint64
+	// Settled is the highest cumulative recorded by RecordSettlement, SettledAt when.
+	Settled   uint64
+	SettledAt time.Time
+}
+
+// Store errors.
+var (
+	ErrReplay              = errors.New("settle: request already seen")
+	ErrInProgress          = errors.New("settle: a request with this idempotency key is in progress")
+	ErrIdempotencyMismatch = errors.New("settle: this idempotency key was used for a different request")
+	ErrUnknownHold         = errors.New("settle: unknown hold")
+)
+
+// InsufficientError is Reserve's refusal for lack of funds.
+type InsufficientError struct {
+	// Available is the account's limit minus its cumulative total and open holds.
+	Available uint64
+	Needed    uint64
+}
+
+func (e *InsufficientError) Error() string {
+	return "settle: insufficient balance"
+}
+
+// Missing is how much more the account needs.
+func (e *InsufficientError) Missing() uint64 { return e.Needed - e.Available }
+
+// IdempotentError is Reserve's answer to a reused idempotency key.
+type IdempotentError struct {
+	// Err is ErrInProgress or ErrIdempotencyMismatch, or nil when the earlier request
+	// finished: Receipt and Response are then what it returned.
+	Err      error
+	Receipt  *Receipt
+	Response []byte
+}
+
+func (e *IdempotentError) Error() string {
+	if e.Err != nil {
+		return e.Err.Error()
+	}
+	return "settle: request already completed"
+}
+
+func (e *IdempotentError) Unwrap() error { return e.Err }
