@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 // APIKey is a credential for services and pipeline authors, sent as
@@ -16,6 +18,9 @@ type APIKey struct {
 	// Name identifies the key in pipeline owners ("key:<Name>") and logs; never the key.
 	Name string
 	Key  string
+	// Account, when set, is the TON escrow (an address in any form) that requests with
+	// this key are billed to; see Config.Billing.
+	Account string
 }
 
 // principal is who made a request.
@@ -24,6 +29,11 @@ type principal struct {
 	ID string
 	// Owner is set for credentials that may upload and delete pipelines.
 	Owner bool
+	// Account is the escrow (raw address) the principal's requests are billed to.
+	Account string
+	// Signed is set when the request is signed with the escrow's client key: the
+	// signature covers the body, so it is checked by the handler (see settle.Admit).
+	Signed bool
 }
 
 type principalKey struct{}
@@ -36,26 +46,30 @@ func principalOf(ctx context.Context) principal {
 // keyring checks API keys in constant time: each candidate is compared, by its sha256
 // so lengths do not leak either, with every configured key.
 type keyring []struct {
-	name string
-	sum  [sha256.Size]byte
+	name, account string
+	sum           [sha256.Size]byte
 }
 
+// newKeyring takes keys whose accounts New checked.
 func newKeyring(keys []APIKey) keyring {
 	k := make(keyring, len(keys))
 	for i, key := range keys {
 		k[i].name, k[i].sum = key.Name, sha256.Sum256([]byte(key.Key))
+		if key.Account != "" {
+			k[i].account, _ = settle.ParseAccount(key.Account)
+		}
 	}
 	return k
 }
 
-func (k keyring) lookup(key string) (name string, ok bool) {
+func (k keyring) lookup(key string) (name, account string, ok bool) {
 	sum := sha256.Sum256([]byte(key))
 	for _, c := range k {
 		if subtle.ConstantTimeCompare(sum[:], c.sum[:]) == 1 {
-			name, ok = c.name, true
+			name, account, ok = c.name, c.account, true
 		}
 	}
-	return name, ok
+	return name, account, ok
 }
 
 // authenticate lets through requests with a valid API key ("Authorization: Bearer
@@ -63,7 +77,7 @@ func (k keyring) lookup(key string) (name string, ok bool) {
 // answers 401 to the rest.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.principal(r.Header.Get("Authorization"), time.Now())
+		p, err := s.principal(r, time.Now())
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cocoon"`)
 			s.writeError(w, r, err)
@@ -77,17 +91,27 @@ func unauthorized(format string, args ...any) *apiError {
 	return errorf(http.StatusUnauthorized, typeAuthentication, "invalid_credentials", format, args...)
 }
 
-func (s *Server) principal(header string, now time.Time) (principal, error) {
+func (s *Server) principal(r *http.Request, now time.Time) (principal, error) {
+	header := r.Header.Get("Authorization")
 	scheme, cred, _ := strings.Cut(header, " ")
 	switch {
+	case header == "" && r.Header.Get(settle.ClientSignatureHeader) != "":
+		if s.cfg.Billing == nil {
+			return principal{}, unauthorized("this host does not bill escrow accounts: use an API key")
+		}
+		account, err := settle.ParseAccount(r.Header.Get(settle.AccountHeader))
+		if err != nil {
+			return principal{}, unauthorized("%s: %v", settle.AccountHeader, err)
+		}
+		return principal{ID: "account:" + account, Account: account, Signed: true}, nil
 	case header == "":
 		return principal{}, unauthorized(`no credentials: send "Authorization: Bearer <API key>" or "Authorization: tma <Telegram init data>"`)
 	case strings.EqualFold(scheme, "Bearer"):
-		name, ok := s.keys.lookup(cred)
+		name, account, ok := s.keys.lookup(cred)
 		if !ok {
 			return principal{}, unauthorized("the API key is not valid")
 		}
-		return principal{ID: "key:" + name, Owner: true}, nil
+		return principal{ID: "key:" + name, Owner: true, Account: account}, nil
 	case strings.EqualFold(scheme, "tma"):
 		if s.cfg.TelegramBotToken == "" {
 			return principal{}, unauthorized("this host does not accept Telegram init data")

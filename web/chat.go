@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 // clientOptions are what the host reads of the client's own body. The pre stage may
@@ -24,6 +26,8 @@ type clientOptions struct {
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+	MaxTokens           *int `json:"max_tokens"`
+	MaxCompletionTokens *int `json:"max_completion_tokens"`
 }
 
 // chatCompletions answers POST /v1/chat/completions (the bare backend) and
@@ -59,31 +63,98 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	model := c.model
+	if model == "" {
+		model = opts.Model
+	}
+	if c.bill, err = s.admit(r, body, model, opts); err != nil {
+		var idem *settle.IdempotentError
+		if errors.As(err, &idem) {
+			s.replay(w, r, idem)
+		} else {
+			s.writeError(w, r, err)
+		}
+		return
+	}
 
 	var sse *sseWriter
 	var stream func(string) error
 	if opts.Stream {
 		sse = &sseWriter{w: w, rc: http.NewResponseController(w), call: c, content: sha256.New(),
-			includeUsage: opts.StreamOptions != nil && opts.StreamOptions.IncludeUsage}
+			includeUsage: opts.StreamOptions != nil && opts.StreamOptions.IncludeUsage, keep: c.bill != nil && c.bill.keep}
 		stream = sse.delta
 	}
 	c.start = time.Now()
 	res, err := c.pipeline.Run(r.Context(), body, c.generate, stream)
 	c.done(res, err)
 	switch {
-	case err != nil && sse != nil && sse.started:
-		sse.fail(s.toAPIError(r, err))
+	case sse != nil && (err == nil || sse.started):
+		s.endStream(r, sse, res, err)
 	case err != nil:
-		s.writeError(w, r, err)
-	case sse != nil:
-		sse.finish()
+		e := s.toAPIError(r, err)
+		if c.bill != nil {
+			body, _ := json.Marshal(e.body())
+			if !s.attachReceipt(w, r, c, res, err, storedResponse{Status: e.Status, ContentType: "application/json", Before: body}) {
+				return
+			}
+		}
+		s.writeError(w, r, e)
 	default:
-		s.writeCompletion(w, r, c, res.Response)
+		s.writeCompletion(w, r, c, res)
 	}
 }
 
-// writeCompletion writes a non-streaming answer, signed in the Cocoon-Signature header.
-func (s *Server) writeCompletion(w http.ResponseWriter, r *http.Request, c *chatCall, response []byte) {
+// endStream ends a stream that reached the client: its closing events (or the error
+// event), with the receipt event before them when the request is billed.
+func (s *Server) endStream(r *http.Request, sse *sseWriter, res *host.Result, err error) {
+	var closing []byte
+	if err != nil {
+		closing = sse.failEvent(s.toAPIError(r, err))
+	} else {
+		closing = sse.closingEvents()
+	}
+	c := sse.call
+	if c.bill == nil {
+		sse.write(closing)
+		return
+	}
+	// The content is out, so the receipt follows the stream's last chunks; what ends
+	// the stream ([DONE] or the error) comes after it.
+	tail, after := []byte(nil), closing
+	if err == nil {
+		tail, after = closing[:len(closing)-len(doneEvent)], doneEvent
+		if sse.write(tail) != nil {
+			err = context.Canceled // the client went away before the end
+		}
+	}
+	receipt, cerr := c.bill.finish(r, c, res, err, true, storedResponse{Status: http.StatusOK, ContentType: "text/event-stream",
+		Before: sse.transcript.Bytes(), After: after})
+	if cerr != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "receipt not committed", slog.Any("err", cerr))
+		sse.write(sse.failEvent(errorf(http.StatusServiceUnavailable, typeServer, settle.CodeUnavailable, "the receipt could not be recorded")))
+		return
+	}
+	sse.write(append(receiptEvent(receipt), after...))
+}
+
+// attachReceipt commits the receipt of a non-streaming answer and sets its header. On
+// failure it answers 503 itself and returns false: an answer goes out only with its
+// receipt recorded.
+func (s *Server) attachReceipt(w http.ResponseWriter, r *http.Request, c *chatCall, res *host.Result, err error, resp storedResponse) bool {
+	receipt, cerr := c.bill.finish(r, c, res, err, false, resp)
+	if cerr != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "receipt not committed", slog.Any("err", cerr))
+		s.writeError(w, r, errorf(http.StatusServiceUnavailable, typeServer, settle.CodeUnavailable, "the receipt could not be recorded: retry"))
+		return false
+	}
+	w.Header().Set(settle.ReceiptHeader, receipt.MarshalHeader())
+	return true
+}
+
+// writeCompletion writes a non-streaming answer, signed in the Cocoon-Signature header,
+// with its receipt when billed.
+func (s *Server) writeCompletion(w http.ResponseWriter, r *http.Request, c *chatCall, res *host.Result) {
+	response := res.Response
 	if c.signer.host != nil {
 		content, err := responseContent(response)
 		if err != nil {
@@ -92,6 +163,9 @@ func (s *Server) writeCompletion(w http.ResponseWriter, r *http.Request, c *chat
 		}
 		u := c.result.Usage
 		w.Header().Set(attest.ResponseSignatureHeader, c.signer.sign(content, u.PromptTokens, u.CompletionTokens))
+	}
+	if c.bill != nil && !s.attachReceipt(w, r, c, res, nil, storedResponse{Status: http.StatusOK, ContentType: "application/json", Before: response}) {
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
@@ -104,6 +178,7 @@ type chatCall struct {
 	pipeline *host.Pipeline
 	model    string // the pipeline's model; empty for the bare backend
 	signer   responseSigner
+	bill     *bill // nil when the host does not bill
 	id       string
 	created  int64
 
@@ -124,6 +199,9 @@ func (c *chatCall) generate(ctx context.Context, request []byte, emit func(strin
 	}
 	if c.model != "" {
 		req.Model = c.model // the pipeline id covers the model: no module or client changes it
+	}
+	if c.bill != nil && (req.MaxTokens == 0 || req.MaxTokens > c.bill.maxTokens) {
+		req.MaxTokens = c.bill.maxTokens // what admission reserved for, whatever the pre stage asked
 	}
 	c.respModel = req.Model
 	first := true

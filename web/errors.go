@@ -11,6 +11,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 // apiError is the one error type of the HTTP boundary: what a client gets, written in
@@ -56,6 +57,10 @@ var rejectTypes = map[int]string{
 	422: "unprocessable_entity", 429: typeRateLimit, 451: "unavailable_for_legal_reasons",
 }
 
+// settleTypes are the OpenAI error types of settlement errors by status.
+var settleTypes = map[int]string{401: typeAuthentication, 402: "insufficient_quota", 409: "conflict",
+	422: "unprocessable_entity", 503: typeServer}
+
 // toAPIError maps err to what the client is told. Errors of unknown type are internal:
 // the client gets a generic message and the operator's log gets err.
 func (s *Server) toAPIError(r *http.Request, err error) *apiError {
@@ -63,10 +68,13 @@ func (s *Server) toAPIError(r *http.Request, err error) *apiError {
 		ae *apiError
 		he *host.Error
 		be *backend.Error
+		se *settle.Error
 	)
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &se):
+		return &apiError{Status: se.Status(), Type: settleTypes[se.Status()], Code: se.Code, Message: se.Message}
 	case errors.As(err, &he):
 		e := &apiError{Status: he.Status, Type: typeModule, Code: string(he.Code), Message: he.Error(), Reason: he.Reason}
 		switch he.Code {

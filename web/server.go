@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -16,6 +17,7 @@ import (
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 // Config configures a Server. Backend, Sandbox, Store, Registry and at least one
@@ -51,6 +53,12 @@ type Config struct {
 	// (quotes are slow on TDX); bursts may reach the same number. Default 2.
 	MaxQuotesPerSecond int
 
+	// Billing, when set, bills every chat completion to a TON escrow account (see
+	// package settle): requests are admitted against the escrow's balance, each answer
+	// carries a signed receipt, and GET /v1/pricing and /v1/accounts/{account} are
+	// served. Without it, requests are not billed and those routes answer 404.
+	Billing *settle.Service
+
 	// Logger gets operators' logs: internal errors, backend failures. Default: none.
 	Logger *slog.Logger
 }
@@ -64,6 +72,7 @@ type Server struct {
 	bare    *host.Pipeline
 	metrics *metrics
 	quotes  *tokenBucket
+	windows sync.Map // model -> context length, see contextWindow
 	handler http.Handler
 	http    *http.Server
 }
@@ -79,6 +88,11 @@ func New(cfg Config) (*Server, error) {
 	for _, k := range cfg.APIKeys {
 		if k.Name == "" || k.Key == "" {
 			return nil, errors.New("web: an API key needs a name and a key")
+		}
+		if k.Account != "" {
+			if _, err := settle.ParseAccount(k.Account); err != nil {
+				return nil, fmt.Errorf("web: API key %q: account: %v", k.Name, err)
+			}
 		}
 	}
 	if cfg.TelegramMaxAge <= 0 {
@@ -137,6 +151,7 @@ func (s *Server) routes() http.Handler {
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
 	r.Get("/v1/attestation", s.bootAttestation)
+	r.Get("/v1/pricing", s.pricing)
 
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
@@ -145,6 +160,8 @@ func (s *Server) routes() http.Handler {
 		r.Get("/v1/pipelines", s.listPipelines)
 		r.Get("/v1/pipelines/{id}", s.getPipeline)
 		r.Get("/v1/pipelines/{id}/attestation", s.pipelineAttestation)
+		r.Get("/v1/accounts/{account}", s.account)
+		r.Get("/v1/accounts/{account}/receipts", s.receipts)
 		r.With(s.requireOwner).Post("/v1/pipelines", s.uploadPipeline)
 		r.With(s.requireOwner).Delete("/v1/pipelines/{id}", s.deletePipeline)
 		// Flat routes, not a mounted subrouter: metrics label requests by the full
@@ -185,15 +202,24 @@ func (s *Server) acquire() (release func(), err error) {
 	select {
 	case s.slots <- struct{}{}:
 		s.metrics.generations.Inc()
+		s.observeLoad()
 		return func() {
 			<-s.slots
 			s.metrics.generations.Dec()
+			s.observeLoad()
 		}, nil
 	default:
 		e := errorf(http.StatusTooManyRequests, typeRateLimit, "over_capacity",
 			"the host is at capacity (%d generations running): retry shortly", cap(s.slots))
 		e.RetryAfter = 1
 		return nil, e
+	}
+}
+
+// observeLoad feeds the generation slots in use to the pricer's load coefficient.
+func (s *Server) observeLoad() {
+	if s.cfg.Billing != nil {
+		s.cfg.Billing.Pricer().Observe(len(s.slots), cap(s.slots))
 	}
 }
 

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"hash"
 	"net/http"
@@ -14,6 +15,9 @@ type sseWriter struct {
 	call         *chatCall
 	includeUsage bool
 	started      bool
+	// keep records what is written in transcript, for an idempotency key.
+	keep       bool
+	transcript bytes.Buffer
 	// content hashes the text sent, for the response signature.
 	content hash.Hash
 }
@@ -46,8 +50,22 @@ type usageJSON struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
+// doneEvent ends a stream that completed.
+var doneEvent = sseFrame([]byte("[DONE]"))
+
+// sseFrame is data as one server-sent event.
+func sseFrame(data []byte) []byte {
+	return append(append([]byte("data: "), data...), "\n\n"...)
+}
+
 // event writes one "data:" event and flushes it; an error means the client is gone.
-func (s *sseWriter) event(data []byte) error {
+func (s *sseWriter) event(data []byte) error { return s.write(sseFrame(data)) }
+
+// write writes whole events and flushes them.
+func (s *sseWriter) write(events []byte) error {
+	if s.keep {
+		s.transcript.Write(events)
+	}
 	if !s.started {
 		s.started = true
 		h := s.w.Header()
@@ -56,19 +74,17 @@ func (s *sseWriter) event(data []byte) error {
 		h.Set("X-Accel-Buffering", "no") // proxies such as nginx must not hold chunks back
 		s.w.WriteHeader(http.StatusOK)
 	}
-	if _, err := s.w.Write(append(append([]byte("data: "), data...), "\n\n"...)); err != nil {
+	if _, err := s.w.Write(events); err != nil {
 		return err
 	}
 	return s.rc.Flush()
 }
 
-func (s *sseWriter) chunk(choices []chunkChoice, usage *usageJSON, signature string) error {
-	b, err := json.Marshal(chunkJSON{ID: s.call.id, Object: "chat.completion.chunk", Created: s.call.created,
-		Model: s.call.respModel, Choices: choices, Usage: usage, Signature: signature})
-	if err != nil {
-		return err
-	}
-	return s.event(b)
+// chunkEvent is a chat.completion.chunk event.
+func (s *sseWriter) chunkEvent(choices []chunkChoice, usage *usageJSON, signature string) []byte {
+	b, _ := json.Marshal(chunkJSON{ID: s.call.id, Object: "chat.completion.chunk", Created: s.call.created,
+		Model: s.call.respModel, Choices: choices, Usage: usage, Signature: signature}) // plain strings and numbers
+	return sseFrame(b)
 }
 
 // delta sends text; the first chunk also carries the assistant role.
@@ -78,17 +94,17 @@ func (s *sseWriter) delta(text string) error {
 		d.Role = "assistant"
 	}
 	s.content.Write([]byte(text))
-	return s.chunk([]chunkChoice{{Delta: d}}, nil, "")
+	return s.write(s.chunkEvent([]chunkChoice{{Delta: d}}, nil, ""))
 }
 
-// finish sends the finish reason, the usage when asked for, and [DONE]. The last chunk
-// before [DONE] carries the response signature.
-func (s *sseWriter) finish() error {
+// closingEvents are the events that end a completed stream: the opening role if
+// nothing was sent, the finish reason, the usage when asked for, and [DONE] (always
+// last). The last chunk before [DONE] carries the response signature.
+func (s *sseWriter) closingEvents() []byte {
+	var out []byte
 	if !s.started { // an empty answer still opens with the role
 		empty := ""
-		if err := s.chunk([]chunkChoice{{Delta: deltaJSON{Role: "assistant", Content: &empty}}}, nil, ""); err != nil {
-			return err
-		}
+		out = s.chunkEvent([]chunkChoice{{Delta: deltaJSON{Role: "assistant", Content: &empty}}}, nil, "")
 	}
 	u := s.call.result.Usage
 	signature := s.call.signer.sign([32]byte(s.content.Sum(nil)), u.PromptTokens, u.CompletionTokens)
@@ -97,19 +113,15 @@ func (s *sseWriter) finish() error {
 	if s.includeUsage {
 		finishSignature = ""
 	}
-	if err := s.chunk([]chunkChoice{{Delta: deltaJSON{}, FinishReason: &reason}}, nil, finishSignature); err != nil {
-		return err
-	}
+	out = append(out, s.chunkEvent([]chunkChoice{{Delta: deltaJSON{}, FinishReason: &reason}}, nil, finishSignature)...)
 	if s.includeUsage {
-		if err := s.chunk([]chunkChoice{}, &usageJSON{u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens}, signature); err != nil {
-			return err
-		}
+		out = append(out, s.chunkEvent([]chunkChoice{}, &usageJSON{u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens}, signature)...)
 	}
-	return s.event([]byte("[DONE]"))
+	return append(out, doneEvent...)
 }
 
-// fail ends a started stream with an error event.
-func (s *sseWriter) fail(e *apiError) {
+// failEvent is the error event that ends a failed stream.
+func (s *sseWriter) failEvent(e *apiError) []byte {
 	b, _ := json.Marshal(e.body())
-	s.event(b)
+	return sseFrame(b)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -55,6 +56,7 @@ type serveConfig struct {
 	Attest string `json:"attest"`
 	// TLS serves HTTPS with RA-TLS certificates: the boot evidence in each certificate.
 	TLS bool `json:"tls"`
+	billingConfig
 }
 
 // The operator's API key: its file in the data directory, and its name, which makes the
@@ -104,7 +106,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer b.Close()
-	attestation, err := boot(ctx, cfg, b, stdout, log)
+	var bill *billing
+	var measured []attest.Event
+	if cfg.WalletSeedFile != "" {
+		key, err := settlementKey(cfg.Data)
+		if err != nil {
+			return err
+		}
+		if bill, err = startBilling(ctx, cfg, key, log); err != nil {
+			return err
+		}
+		defer bill.ledger.Close()
+		measured = append(measured, attest.SettlementKeyEvent(key.Public().(ed25519.PublicKey)))
+		if cfg.APIKeyAccount != "" {
+			keys[0].Account = cfg.APIKeyAccount
+		}
+	}
+	attestation, err := boot(ctx, cfg, b, stdout, log, measured...)
 	if err != nil {
 		return err
 	}
@@ -127,8 +145,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	srv, err := web.New(web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: keys, TelegramBotToken: botToken, MaxGenerations: cfg.MaxGenerations, Attestation: attestation, Logger: log})
+	wcfg := web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
+		APIKeys: keys, TelegramBotToken: botToken, MaxGenerations: cfg.MaxGenerations, Attestation: attestation, Logger: log}
+	if bill != nil {
+		wcfg.Billing = bill.service
+	}
+	srv, err := web.New(wcfg)
 	if err != nil {
 		return err
 	}
@@ -162,6 +184,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "  (the certificate is self-signed and attested: curl needs -k and then verifies nothing;\n   'cocoon chat --host %s --trust-sim-root ... --pipeline %s' verifies it in the handshake)\n", base, example)
 		}
 	}
+	if bill != nil {
+		bill.print(stdout)
+		go bill.settler.Run(ctx)
+	}
 	log.Info("serving", "addr", l.Addr().String(), "backend", cfg.Backend, "attest", attestation.Mode(), "tls", cfg.TLS, "data", cfg.Data, "pipelines", len(registry.List()))
 
 	served := make(chan error, 1)
@@ -190,7 +216,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest, tls); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest, tls, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, api_key_account); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, cache/, the API key")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
@@ -202,6 +228,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.Attest, "attest", cfg.Attest, "evidence provider: tdx (a TDX guest's quotes), sim (a simulated TDX whose root certificate is DATA/attest/sim-root.pem, for testing) or auto (tdx when this is a TDX guest, else sim)")
 	fs.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS with short-lived self-signed RA-TLS certificates that carry the boot evidence, for clients that verify the host in the TLS handshake")
 	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more get 429 (default: the number of CPUs)")
+	fs.StringVar(&cfg.WalletSeedFile, "wallet-seed-file", "", "file holding the 24-word seed of the host's TON wallet (V5R1); enables billing, which also needs ton_config and prices")
+	fs.StringVar(&cfg.TONConfig, "ton-config", "", "TON global config file (liteservers) of the network escrows live on")
+	fs.StringVar(&cfg.TONNetwork, "ton-network", "mainnet", "mainnet or testnet: the wallet's network")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -225,6 +254,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, cli.UsageError(fmt.Sprintf("attest %q: must be auto, tdx or sim", cfg.Attest))
 	case cfg.MaxGenerations < 0:
 		return nil, cli.UsageError("--max-generations must not be negative")
+	}
+	if err := cfg.billingConfig.check(); err != nil {
+		return nil, err
 	}
 	cfg.ModelDir = modelDirectory(cfg.ModelDir, cfg.Data)
 	return cfg, nil
@@ -329,8 +361,8 @@ func openBackend(cfg *serveConfig, log *slog.Logger) (backend.Backend, error) {
 }
 
 // boot opens the evidence provider --attest names, measures the host into its event log
-// and takes the boot quote. A forced tdx on a machine without TDX fails start-up.
-func boot(ctx context.Context, cfg *serveConfig, b backend.Backend, stdout io.Writer, log *slog.Logger) (*attest.Host, error) {
+// (with the extra events: a billing host's settlement key) and takes the boot quote. A forced tdx on a machine without TDX fails start-up.
+func boot(ctx context.Context, cfg *serveConfig, b backend.Backend, stdout io.Writer, log *slog.Logger, extra ...attest.Event) (*attest.Host, error) {
 	mode := cfg.Attest
 	if mode == "auto" {
 		mode = attest.ModeSim
@@ -357,7 +389,7 @@ func boot(ctx context.Context, cfg *serveConfig, b backend.Backend, stdout io.Wr
 	if err != nil {
 		return nil, err
 	}
-	h, err := attest.Boot(ctx, p, backendID, model)
+	h, err := attest.Boot(ctx, p, backendID, model, extra...)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -212,6 +213,9 @@ func TestServeConfig(t *testing.T) {
 		return path
 	}
 	good := file("good.json", `{"listen": "127.0.0.1:9000", "data": "/d", "max_generations": 3, "backend": "openai", "backend_url": "http://gpu:8000/v1"}`)
+	billing := file("billing.json", `{"wallet_seed_file": "/run/seed", "ton_config": "/etc/ton/testnet.json", "ton_network": "testnet",
+		"prices": {"prompt_per_million": 1000, "completion_per_million": 3000}, "settle_max_delay": "2h",
+		"api_key_account": "EQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq8Uk"}`)
 	tests := []struct {
 		name string
 		args []string
@@ -234,6 +238,16 @@ func TestServeConfig(t *testing.T) {
 		{"URL without openai", []string{"--backend-url", "http://x"}, serveConfig{}, "are for --backend openai"},
 		{"telegram", []string{"--data", "/d", "--telegram-bot-token-file", "/run/bot"},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotTokenFile: "/run/bot", Attest: "auto"}, ""},
+		{"billing", []string{"--data", "/d", "--config", billing},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", billingConfig: billingConfig{
+				WalletSeedFile: "/run/seed", TONConfig: "/etc/ton/testnet.json", TONNetwork: "testnet", Prices: &pricesConfig{PromptPerMillion: 1000, CompletionPerMillion: 3000},
+				SettleMaxDelay: "2h", APIKeyAccount: "EQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq8Uk"}}, ""},
+		{"wallet without ton_config", []string{"--wallet-seed-file", "/run/seed"}, serveConfig{}, "billing needs ton_config"},
+		{"wallet without prices", []string{"--wallet-seed-file", "/run/seed", "--ton-config", "/c"}, serveConfig{}, "billing needs prices"},
+		{"ton_config without wallet", []string{"--ton-config", "/c"}, serveConfig{}, "need wallet_seed_file"},
+		{"bad network", []string{"--config", billing, "--ton-network", "devnet"}, serveConfig{}, `ton_network "devnet"`},
+		{"bad delay", []string{"--config", file("delay.json", `{"wallet_seed_file": "/s", "ton_config": "/c", "prices": {"completion_per_million": 1}, "settle_max_delay": "soon"}`)}, serveConfig{}, "settle_max_delay"},
+		{"unknown price member", []string{"--config", file("price.json", `{"prices": {"per_token": 1}}`)}, serveConfig{}, `unknown field "per_token"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,7 +259,10 @@ func TestServeConfig(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || *got != tt.want {
+			if tt.want.TONNetwork == "" {
+				tt.want.TONNetwork = "mainnet"
+			}
+			if err != nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})

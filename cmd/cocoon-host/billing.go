@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/xssnick/tonutils-go/liteclient"
+	"github.com/xssnick/tonutils-go/ton"
+	"github.com/xssnick/tonutils-go/ton/wallet"
+
+	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/ledger"
+)
+
+// billingConfig is the settlement part of serve's configuration. Billing is on when
+// wallet_seed_file is set; ton_config and prices are then required.
+type billingConfig struct {
+	// WalletSeedFile holds the 24 words of the host's wallet (V5R1): it pays the gas of
+	// the charges and receives the payouts. Never logged, never served.
+	WalletSeedFile string `json:"wallet_seed_file"`
+	// TONConfig is the TON global config (a liteserver list) for mainnet or testnet,
+	// as published at ton.org/global-config.json.
+	TONConfig string `json:"ton_config"`
+	// TONNetwork is mainnet or testnet: it selects the wallet's network id.
+	TONNetwork string        `json:"ton_network"`
+	Prices     *pricesConfig `json:"prices"`
+	// SettleThreshold commits an account's charge once this much (nanoTON) is
+	// unsettled; SettleMaxDelay once it has waited this long. Defaults 1 TON, 6h.
+	SettleThreshold uint64 `json:"settle_threshold"`
+	SettleMaxDelay  string `json:"settle_max_delay"`
+	// APIKeyAccount is the escrow the operator's API key is billed to; without it,
+	// the key cannot chat while billing is on.
+	APIKeyAccount string `json:"api_key_account"`
+}
+
+// pricesConfig is the operator's price table (nanoTON per million) and load curve.
+type pricesConfig struct {
+	PromptPerMillion     uint64 `json:"prompt_per_million"`
+	CompletionPerMillion uint64 `json:"completion_per_million"`
+	ComputePerMillion    uint64 `json:"compute_per_million"`
+	// LoadMinMilli and LoadMaxMilli bound the load coefficient, in thousandths;
+	// defaults 500 and 2000.
+	LoadMinMilli uint64 `json:"load_min_milli"`
+	LoadMaxMilli uint64 `json:"load_max_milli"`
+}
+
+// settlementKeyFile is the settlement key in the data directory: a hex ed25519 seed,
+// created on the first billing start. The data directory is inside the TD (see
+// RATIONALE.md): the key survives restarts, so escrows opened with it stay chargeable.
+const settlementKeyFile = "settlement-key"
+
+// ledgerFile is the ledger in the data directory.
+const ledgerFile = "ledger.db"
+
+// computeReserve is the module time (µs) admission reserves per request: 10 s.
+const computeReserve = 10_000_000
+
+// escrowTTL is how long an escrow's state is cached between chain reads.
+const escrowTTL = 10 * time.Second
+
+// dialTON connects to the TON network of cfg. Tests replace it with an emulated chain.
+var dialTON = func(ctx context.Context, cfg *billingConfig) (ton.APIClientWrapped, error) {
+	global, err := liteclient.GetConfigFromFile(cfg.TONConfig)
+	if err != nil {
+		return nil, fmt.Errorf("ton_config: %w", err)
+	}
+	pool := liteclient.NewConnectionPool()
+	if err := pool.AddConnectionsFromConfig(ctx, global); err != nil {
+		return nil, fmt.Errorf("connect to TON liteservers: %w", err)
+	}
+	api := ton.NewAPIClient(pool, ton.ProofCheckPolicyFast)
+	api.SetTrustedBlockFromConfig(global)
+	return api.WithRetry(), nil
+}
+
+// billing is what serve runs for settlement.
+type billing struct {
+	service *settle.Service
+	settler *settle.Settler
+	ledger  *ledger.Ledger
+	key     ed25519.PrivateKey
+}
+
+// check validates the settlement settings.
+func (c *billingConfig) check() error {
+	if c.WalletSeedFile == "" {
+		if c.TONConfig != "" || c.Prices != nil || c.APIKeyAccount != "" {
+			return cli.UsageError("ton_config, prices and api_key_account need wallet_seed_file: billing is off without a wallet")
+		}
+		return nil
+	}
+	switch {
+	case c.TONConfig == "":
+		return cli.UsageError("billing needs ton_config, the TON global config file")
+	case c.Prices == nil:
+		return cli.UsageError("billing needs prices in the --config file")
+	case c.TONNetwork != "mainnet" && c.TONNetwork != "testnet":
+		return cli.UsageError(fmt.Sprintf("ton_network %q: must be mainnet or testnet", c.TONNetwork))
+	}
+	if c.SettleMaxDelay != "" {
+		if _, err := time.ParseDuration(c.SettleMaxDelay); err != nil {
+			return cli.UsageError(fmt.Sprintf("settle_max_delay: %v", err))
+		}
+	}
+	return nil
+}
+
+// settlementKey reads the settlement key from the data directory, creating it on the
+// first start.
+func settlementKey(data string) (ed25519.PrivateKey, error) {
+	path := filepath.Join(data, settlementKeyFile)
+	seedHex, err := readSecret(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		seedHex, err = createKey(path) // 32 random bytes: an ed25519 seed
+	}
+	if err != nil {
+		return nil, err
+	}
+	seed, err := hex.DecodeString(seedHex)
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%s: not a hex ed25519 seed", path)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// startBilling opens the ledger, the host's wallet and the chain connection, and
+// returns the service and settler. The wallet's seed stays in this function.
+func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, log *slog.Logger) (*billing, error) {
+	words, err := readSecret(cfg.WalletSeedFile)
+	if err != nil {
+		return nil, fmt.Errorf("wallet_seed_file: %w", err)
+	}
+	api, err := dialTON(ctx, &cfg.billingConfig)
+	if err != nil {
+		return nil, err
+	}
+	network := int32(wallet.MainnetGlobalID)
+	if cfg.TONNetwork == "testnet" {
+		network = wallet.TestnetGlobalID
+	}
+	w, err := wallet.FromSeed(api, strings.Fields(words), wallet.ConfigV5R1Final{NetworkGlobalID: network})
+	if err != nil {
+		return nil, errors.New("wallet_seed_file: not a valid TON wallet seed") // the seed stays out of errors
+	}
+	curve := settle.DefaultLoadCurve
+	if p := cfg.Prices; p.LoadMinMilli != 0 || p.LoadMaxMilli != 0 {
+		curve.MinMilli, curve.MaxMilli = p.LoadMinMilli, p.LoadMaxMilli
+	}
+	pricer, err := settle.NewPricer(settle.PriceTable{PromptPerMillion: cfg.Prices.PromptPerMillion,
+		CompletionPerMillion: cfg.Prices.CompletionPerMillion, ComputePerMillion: cfg.Prices.ComputePerMillion}, curve)
+	if err != nil {
+		return nil, err
+	}
+	l, err := ledger.Open(filepath.Join(cfg.Data, ledgerFile))
+	if err != nil {
+		return nil, err
+	}
+	maxDelay, _ := time.ParseDuration(cfg.SettleMaxDelay) // checked
+	settler, err := settle.NewSettler(settle.SettlerConfig{Store: l, API: api, Wallet: w, Key: key,
+		Threshold: cfg.SettleThreshold, MaxDelay: maxDelay, Logger: log.With("component", "settler")})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	service, err := settle.NewService(settle.Config{Store: l, Pricer: pricer, Escrows: settle.NewChainEscrows(api, escrowTTL),
+		Key: key, HostAddr: w.WalletAddress().StringRaw(), ComputeReserve: computeReserve})
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	log.Info("billing", "wallet", w.WalletAddress().String(), "settlement_key", hex.EncodeToString(key.Public().(ed25519.PublicKey)), "network", cfg.TONNetwork)
+	return &billing{service: service, settler: settler, ledger: l, key: key}, nil
+}
+
+// print tells the operator where clients pay.
+func (b *billing) print(stdout io.Writer) {
+	l := b.service.PriceList()
+	fmt.Fprintf(stdout, "Billing: escrows pay wallet %s; settlement key %x\n", l.Wallet, l.HostKey)
+}
