@@ -16,7 +16,7 @@ import (
 
 // The headers of a request signed by an escrow's client key.
 const (
-	AccountHeader         = "Cocoon-Account"          // the escrow address
+	AccountHeader         = "Cocoon-Account"          // the escrow address, raw form ("0:<64 hex digits>")
 	TimestampHeader       = "Cocoon-Timestamp"        // Unix seconds
 	NonceHeader           = "Cocoon-Nonce"            // 16 to 64 characters of [A-Za-z0-9_-]
 	ClientSignatureHeader = "Cocoon-Client-Signature" // base64 ed25519 signature
@@ -32,7 +32,9 @@ const requestDomain = "cocoon-request-v1"
 
 // SignedRequest is the client-signed part of a request.
 type SignedRequest struct {
-	Account   string // raw form, see ParseAccount
+	// Account is the escrow's address in raw form, lowercase (what ParseAccount
+	// returns): the form the host puts in the string it checks.
+	Account   string
 	Timestamp int64
 	Nonce     string
 	Method    string

@@ -198,6 +198,14 @@ func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error
 	}
 }
 
+// ServedBy names the model that answered, for the receipt, when admission did not know
+// it (a request that named no model).
+func (t *Ticket) ServedBy(model string) {
+	if model != "" {
+		t.receipt.Model = model
+	}
+}
+
 // Finish commits the request's receipt: its cost for usage at the admitted quote,
 // capped at the reservation, and status. response is stored for the idempotency key
 // (nil stores none). The receipt is durable when Finish returns.

@@ -55,3 +55,28 @@ func BenchmarkHTTP(b *testing.B) {
 	run("http-pipeline", chat(body))
 	run("http-pipeline-stream", chat(streamBody))
 }
+
+// BenchmarkHTTPBilled is the README's admission figure: the same non-streaming request
+// unbilled (API key) and billed (signed with the escrow's client key: signature check,
+// cached escrow, ledger hold, receipt signed and committed with fsync), in the same run.
+// The difference is what billing adds per request.
+func BenchmarkHTTPBilled(b *testing.B) {
+	escrowTTL = time.Minute
+	defer func() { escrowTTL = 0 }()
+	plain, f := newFixture(b), newBilling(b, 900e9)
+	path := "/v1/chat/completions"
+	b.Run("unbilled", func(b *testing.B) {
+		for b.Loop() {
+			if res := plain.do("POST", path, ownerKey, chatBody); res.status != http.StatusOK {
+				b.Fatalf("%d %s", res.status, res.body)
+			}
+		}
+	})
+	b.Run("billed", func(b *testing.B) {
+		for b.Loop() {
+			if res := f.signed(b, f.clientKey, path, chatBody, nil); res.status != http.StatusOK {
+				b.Fatalf("%d %s", res.status, res.body)
+			}
+		}
+	})
+}

@@ -133,6 +133,7 @@ func usage(c *chatCall, res *host.Result, err error, streamed bool) (settle.Usag
 // finish commits the request's receipt, storing resp for its idempotency key.
 func (b *bill) finish(r *http.Request, c *chatCall, res *host.Result, err error, streamed bool, resp storedResponse) (*settle.Receipt, error) {
 	u, status := usage(c, res, err, streamed)
+	b.ticket.ServedBy(c.respModel)
 	var stored []byte
 	if b.keep {
 		stored, _ = json.Marshal(resp) // byte slices and numbers

@@ -18,6 +18,7 @@ import (
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 const (
@@ -274,6 +275,8 @@ type streamed struct {
 	chunks []chunkJSON
 	err    *errorObject
 	done   bool
+	// receipt is a billed stream's receipt event, which must come after every chunk.
+	receipt *settle.Receipt
 }
 
 func (s streamed) text() string {
@@ -315,6 +318,20 @@ func parseSSE(t testing.TB, body []byte) streamed {
 				t.Fatal(err)
 			}
 			s.err = &e.Error
+			continue
+		}
+		if s.receipt != nil {
+			t.Fatalf("a chunk after the receipt: %q", line)
+		}
+		if strings.Contains(data, `"cocoon_receipt"`) {
+			var r struct {
+				Choices []struct{}      `json:"choices"`
+				Receipt *settle.Receipt `json:"cocoon_receipt"`
+			}
+			if err := json.Unmarshal([]byte(data), &r); err != nil || r.Receipt == nil || r.Choices == nil {
+				t.Fatalf("receipt event %q: %v", data, err)
+			}
+			s.receipt = r.Receipt
 			continue
 		}
 		var c chunkJSON

@@ -69,7 +69,7 @@ const computeReserve = 10_000_000
 const escrowTTL = 10 * time.Second
 
 // dialTON connects to the TON network of cfg. Tests replace it with an emulated chain.
-var dialTON = func(ctx context.Context, cfg *billingConfig) (ton.APIClientWrapped, error) {
+var dialTON = func(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, error) {
 	global, err := liteclient.GetConfigFromFile(cfg.TONConfig)
 	if err != nil {
 		return nil, fmt.Errorf("ton_config: %w", err)
@@ -140,7 +140,7 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	if err != nil {
 		return nil, fmt.Errorf("wallet_seed_file: %w", err)
 	}
-	api, err := dialTON(ctx, &cfg.billingConfig)
+	api, err := dialTON(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,312 @@
+package settle_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/xssnick/tonutils-go/address"
+	"github.com/xssnick/tonutils-go/tlb"
+	"github.com/xssnick/tonutils-go/ton/wallet"
+	"github.com/xssnick/tonutils-go/tvm/cell"
+
+	"github.com/cocoonhost/cocoon/internal/tonemu"
+	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/escrow"
+	"github.com/cocoonhost/cocoon/settle/ledger"
+)
+
+var ctx = context.Background()
+
+// At the idle load (1000 thousandths) a prompt token costs 1000 nanoTON, a completion
+// token 2000 and a microsecond of module compute 1: amounts that reach whole TON in a
+// few large requests, so that settlement moves real money.
+var prices = settle.PriceTable{PromptPerMillion: 1e9, CompletionPerMillion: 2e9, ComputePerMillion: 1e6}
+
+// computeReserve is the module compute admission reserves per request (µs).
+const computeReserve = 1000
+
+// curve is at 1000 thousandths when idle. Its smoothing is a nanosecond, so that one
+// Observe moves the price at once: a test can change the quote between admission and
+// Finish.
+var curve = settle.LoadCurve{MinMilli: 1000, MaxMilli: 3000, Smoothing: time.Nanosecond}
+
+// escrowTTL is how long ChainEscrows trusts a state it read (on the chain's clock).
+const escrowTTL = time.Minute
+
+func nano(ton string) uint64 { return tlb.MustFromTON(ton).Nano().Uint64() }
+
+// deposited is what an escrow counts for a deposit message carrying ton.
+func deposited(ton string) uint64 { return nano(ton) - escrow.DepositReserve }
+
+// maxCost is what admission reserves for a request of up to prompt and completion
+// tokens at the idle load.
+func maxCost(prompt, completion uint64) uint64 {
+	return prices.Cost(settle.Usage{PromptTokens: prompt, CompletionTokens: completion, ComputeUnits: computeReserve}, 1000, math.MaxUint64)
+}
+
+func key(seed byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
+}
+
+func pub(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
+
+// env is a host serving escrows on an emulated chain: V5R1 wallets for the client, the
+// host and a third party, the client's and the host's escrow keys (the host's is its
+// settlement key), a real ledger, ChainEscrows and the Service, all on the chain's
+// clock.
+type env struct {
+	t                   testing.TB
+	chain               *tonemu.Chain
+	client, host, other *wallet.Wallet
+	clientKey, hostKey  ed25519.PrivateKey
+	ledger              *ledger.Ledger
+	escrows             *settle.ChainEscrows
+	pricer              *settle.Pricer
+	svc                 *settle.Service
+	committed           chan string // the accounts Service.Committed reported
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	chain, err := tonemu.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, chain: chain, clientKey: key(0xC1), hostKey: key(0x05), committed: make(chan string, 1024)}
+	e.client = e.wallet(1, "1000")
+	e.host = e.wallet(2, "10")
+	e.other = e.wallet(3, "10")
+	e.ledger = e.openLedger(filepath.Join(t.TempDir(), "ledger.db"))
+	e.escrows = settle.NewChainEscrows(chain, escrowTTL)
+	e.escrows.SetClock(chain.Now)
+	if e.pricer, err = settle.NewPricer(prices, curve); err != nil {
+		t.Fatal(err)
+	}
+	e.svc = e.service(e.ledger)
+	return e
+}
+
+// service is a Service of e's host on store.
+func (e *env) service(store settle.Store) *settle.Service {
+	e.t.Helper()
+	svc, err := settle.NewService(settle.Config{Store: store, Pricer: e.pricer, Escrows: e.escrows, Key: e.hostKey,
+		HostAddr: e.host.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Now: e.chain.Now,
+		Committed: func(account string) {
+			select {
+			case e.committed <- account:
+			default:
+			}
+		}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return svc
+}
+
+func (e *env) openLedger(path string) *ledger.Ledger {
+	e.t.Helper()
+	l, err := ledger.Open(path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// wallet is the V5R1 wallet of key(seed), credited with ton.
+func (e *env) wallet(seed byte, ton string) *wallet.Wallet {
+	e.t.Helper()
+	w, err := wallet.FromPrivateKey(e.chain, key(seed), wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	// Messages are signed valid for a wall-clock TTL; the tests move the chain's clock
+	// by hours.
+	w.GetSpec().(*wallet.SpecV5R1Final).SetMessagesTTL(30 * 24 * 3600)
+	if err := e.chain.Fund(w.WalletAddress(), tlb.MustFromTON(ton).Nano()); err != nil {
+		e.t.Fatal(err)
+	}
+	return w
+}
+
+// params are the parameters of the client's escrow number channel with the host.
+func (e *env) params(channel uint64) escrow.Params {
+	return escrow.Params{ClientAddr: e.client.WalletAddress(), HostAddr: e.host.WalletAddress(),
+		ClientKey: pub(e.clientKey), HostKey: pub(e.hostKey), Timeout: 3600, ChannelID: channel}
+}
+
+func (e *env) addr(p escrow.Params) *address.Address {
+	e.t.Helper()
+	a, err := p.Address(0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+// send makes w send a bounceable message of ton with body (and si, if not nil) to dst
+// through the wallet's real signing path.
+func (e *env) send(w *wallet.Wallet, dst *address.Address, ton string, body *cell.Cell, si *tlb.StateInit) {
+	e.t.Helper()
+	err := w.Send(ctx, &wallet.Message{Mode: wallet.PayGasSeparately + wallet.IgnoreErrors,
+		InternalMessage: &tlb.InternalMessage{IHRDisabled: true, Bounce: true, DstAddr: dst, Amount: tlb.MustFromTON(ton), Body: body, StateInit: si}})
+	if err != nil {
+		e.t.Fatalf("send from %s: %v", w.WalletAddress(), err)
+	}
+}
+
+// succeeded fails unless addr's last transaction ran its code successfully.
+func (e *env) succeeded(addr *address.Address) {
+	e.t.Helper()
+	if tx := e.chain.LastTransaction(addr); tx == nil || !tx.Success || tx.Aborted {
+		e.t.Fatalf("last transaction on %s did not succeed: %+v", addr, tx)
+	}
+}
+
+// deploy deploys the escrow of p from the client's wallet with a first deposit of ton
+// and returns its account name (raw address).
+func (e *env) deploy(p escrow.Params, ton string) string {
+	e.t.Helper()
+	si, err := p.StateInit()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	a := e.addr(p)
+	e.send(e.client, a, ton, escrow.DepositBody(1), si)
+	e.succeeded(a)
+	return a.StringRaw()
+}
+
+// deposit adds a deposit of ton to the escrow at account.
+func (e *env) deposit(account, ton string) {
+	e.t.Helper()
+	a := address.MustParseRawAddr(account)
+	e.send(e.client, a, ton, escrow.DepositBody(2), nil)
+	e.succeeded(a)
+}
+
+// requestWithdrawal makes the client ask the escrow at account for its money back.
+func (e *env) requestWithdrawal(account string) {
+	e.t.Helper()
+	a := address.MustParseRawAddr(account)
+	e.send(e.client, a, "0.05", escrow.RequestWithdrawalBody(3), nil)
+	e.succeeded(a)
+}
+
+// forged deploys the real escrow code with the initial data of p but 1000 TON
+// "deposited" that nobody paid: its get-method looks fine, its address gives it away.
+func (e *env) forged(p escrow.Params) string {
+	e.t.Helper()
+	genuine, err := p.Data()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	gs := genuine.MustBeginParse()
+	head := cell.BeginCell().MustStoreUInt(gs.MustLoadUInt(64), 64).MustStoreUInt(gs.MustLoadUInt(32), 32).MustStoreUInt(gs.MustLoadUInt(32), 32)
+	gs.MustLoadBigCoins()
+	gs.MustLoadBigCoins()
+	data := head.MustStoreBigCoins(tlb.MustFromTON("1000").Nano()).MustStoreCoins(0).MustStoreBuilder(gs.ToBuilder()).EndCell()
+	code, err := escrow.Code()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	si := &tlb.StateInit{Code: code, Data: data}
+	a := si.CalcAddress(0)
+	e.send(e.client, a, "0.05", escrow.DepositBody(1), si)
+	e.succeeded(a)
+	return a.StringRaw()
+}
+
+// state reads the escrow at account from the chain.
+func (e *env) state(account string) *escrow.State {
+	e.t.Helper()
+	st, err := escrow.GetState(ctx, e.chain, address.MustParseRawAddr(account))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// body is a chat request body that differs for every n.
+func body(n int) []byte {
+	return fmt.Appendf(nil, `{"model":"m","messages":[{"role":"user","content":"question %d"}]}`, n)
+}
+
+// admission is a request to account for up to prompt and completion tokens, signed now
+// by the client key with a fresh nonce.
+func (e *env) admission(account string, b []byte, prompt, completion uint64) settle.Admission {
+	sr := settle.SignedRequest{Account: account, Timestamp: e.chain.Now().Unix(), Nonce: settle.NewNonce(),
+		Method: "POST", Path: "/v1/chat/completions", Body: b}
+	return e.sign(settle.Admission{Account: account, Signed: &sr, MaxPromptTokens: prompt, MaxCompletionTokens: completion, Model: "m"}, e.clientKey)
+}
+
+// sign (re)signs a's signed request with k.
+func (e *env) sign(a settle.Admission, k ed25519.PrivateKey) settle.Admission {
+	a.Signature = ed25519.Sign(k, a.Signed.SigningString())
+	return a
+}
+
+// spend admits a request to account and finishes it at usage, returning the receipt.
+func (e *env) spend(svc *settle.Service, account string, n int, prompt, completion uint64) *settle.Receipt {
+	e.t.Helper()
+	tk, err := svc.Admit(ctx, e.admission(account, body(n), prompt, completion))
+	if err != nil {
+		e.t.Fatalf("admit %d: %v", n, err)
+	}
+	r, err := tk.Finish(ctx, settle.Usage{PromptTokens: prompt, CompletionTokens: completion}, settle.StatusCompleted, nil)
+	if err != nil {
+		e.t.Fatalf("finish %d: %v", n, err)
+	}
+	return r
+}
+
+// chainOf reads account's whole receipt chain and verifies it against the settlement
+// key, returning the receipts and their cumulative total.
+func (e *env) chainOf(account string) ([]settle.Receipt, uint64) {
+	e.t.Helper()
+	rs, err := e.svc.Receipts(ctx, account, 1, math.MaxInt32)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(rs) == 0 {
+		return nil, 0
+	}
+	cum, err := settle.VerifyChain(rs, e.svc.PublicKey())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return rs, cum
+}
+
+// totals are account's ledger totals.
+func (e *env) totals(account string) settle.AccountTotals {
+	e.t.Helper()
+	t, err := e.ledger.Account(ctx, account)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return t
+}
+
+// code fails unless err is a *settle.Error with code and a message containing each
+// of want.
+func code(t testing.TB, err error, code string, want ...string) *settle.Error {
+	t.Helper()
+	var se *settle.Error
+	if !errors.As(err, &se) || se.Code != code {
+		t.Fatalf("err = %v, want a *settle.Error %s", err, code)
+	}
+	for _, w := range want {
+		if !bytes.Contains([]byte(se.Message), []byte(w)) {
+			t.Fatalf("message %q does not say %q", se.Message, w)
+		}
+	}
+	return se
+}
