@@ -67,6 +67,7 @@ type env struct {
 	client, host, other *wallet.Wallet
 	clientKey, hostKey  ed25519.PrivateKey
 	ledger              *ledger.Ledger
+	ledgerPath          string
 	escrows             *settle.ChainEscrows
 	pricer              *settle.Pricer
 	svc                 *settle.Service
@@ -83,7 +84,8 @@ func newEnv(t testing.TB) *env {
 	e.client = e.wallet(1, "1000")
 	e.host = e.wallet(2, "10")
 	e.other = e.wallet(3, "10")
-	e.ledger = e.openLedger(filepath.Join(t.TempDir(), "ledger.db"))
+	e.ledgerPath = filepath.Join(t.TempDir(), "ledger.db")
+	e.ledger = e.openLedger(e.ledgerPath)
 	e.escrows = settle.NewChainEscrows(chain, escrowTTL)
 	e.escrows.SetClock(chain.Now)
 	if e.pricer, err = settle.NewPricer(prices, curve); err != nil {

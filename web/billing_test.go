@@ -31,15 +31,15 @@ var escrowTTL time.Duration
 // billing is a fixture whose host bills to an escrow deployed on an emulated chain.
 type billing struct {
 	*fixture
-	chain     *tonemu.Chain
-	service   *settle.Service
-	ledger    *ledger.Ledger
+	chain      *tonemu.Chain
+	service    *settle.Service
+	ledger     *ledger.Ledger
 	client     *wallet.Wallet
 	hostWallet *address.Address
 	escrow     *address.Address
 	account    string // raw
-	clientKey ed25519.PrivateKey
-	hostKey   ed25519.PrivateKey // the settlement key
+	clientKey  ed25519.PrivateKey
+	hostKey    ed25519.PrivateKey // the settlement key
 }
 
 func testKey(seed byte) ed25519.PrivateKey {
