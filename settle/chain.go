@@ -84,7 +84,7 @@ func (c *ChainEscrows) read(ctx context.Context, account string) (EscrowState, e
 	}
 	return EscrowState{ClientKey: st.ClientKey, HostKey: st.HostKey, HostAddr: st.HostAddr.StringRaw(),
 		Deposited: clampUint64(st.Deposited.Uint64(), st.Deposited.IsUint64()),
-		Charged:   clampUint64(st.Charged.Uint64(), st.Charged.IsUint64()), Closing: st.CheckOpen() != nil}, nil
+		Charged:   clampUint64(st.Charged.Uint64(), st.Charged.IsUint64()), Closing: st.CheckOpen() != nil, Timeout: st.Timeout}, nil
 }
 
 // clampUint64 is v, or the largest uint64 when the amount did not fit (Coins are up to

@@ -159,6 +159,8 @@ type PriceList struct {
 	Curve LoadCurve `json:"curve"`
 	// Wallet is the host's wallet, raw address: escrows pay their charges to it.
 	Wallet string `json:"wallet"`
+	// MinTimeout is the shortest escrow withdrawal timeout (seconds) the host serves.
+	MinTimeout uint32 `json:"min_timeout"`
 	// Utilization is the smoothed fraction of request slots in use, in thousandths.
 	UtilizationMilli uint64 `json:"utilization_milli"`
 	Time             int64  `json:"time"`
@@ -166,8 +168,9 @@ type PriceList struct {
 	Signature        []byte `json:"signature"`
 }
 
-// PriceList returns the current price list for the host's wallet, signed with key.
-func (p *Pricer) PriceList(key ed25519.PrivateKey, wallet string) PriceList {
+// PriceList returns the current price list for the host's wallet and minimum escrow
+// timeout, signed with key.
+func (p *Pricer) PriceList(key ed25519.PrivateKey, wallet string, minTimeout uint32) PriceList {
 	p.mu.Lock()
 	u := p.utilization
 	p.mu.Unlock()
@@ -175,6 +178,7 @@ func (p *Pricer) PriceList(key ed25519.PrivateKey, wallet string) PriceList {
 		Quote:            Quote{Prices: p.table, LoadMilli: p.curve.coefficient(u)},
 		Curve:            p.curve,
 		Wallet:           wallet,
+		MinTimeout:       minTimeout,
 		UtilizationMilli: uint64(math.Round(math.Min(1, u) * 1000)),
 		Time:             p.now().Unix(),
 		HostKey:          append([]byte(nil), key.Public().(ed25519.PublicKey)...),

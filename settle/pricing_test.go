@@ -115,15 +115,16 @@ func TestPriceListSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := p.PriceList(key, "0:"+string(bytes.Repeat([]byte{'a'}, 64)))
+	l := p.PriceList(key, "0:"+string(bytes.Repeat([]byte{'a'}, 64)), 3600)
 	if err := l.Verify(key.Public().(ed25519.PublicKey)); err != nil {
 		t.Fatal(err)
 	}
 	for name, tamper := range map[string]func(*PriceList){
-		"price":  func(l *PriceList) { l.Prices.CompletionPerMillion++ },
-		"load":   func(l *PriceList) { l.LoadMilli = 100 },
-		"wallet": func(l *PriceList) { l.Wallet = "0:" + string(bytes.Repeat([]byte{'b'}, 64)) },
-		"time":   func(l *PriceList) { l.Time++ },
+		"price":       func(l *PriceList) { l.Prices.CompletionPerMillion++ },
+		"load":        func(l *PriceList) { l.LoadMilli = 100 },
+		"wallet":      func(l *PriceList) { l.Wallet = "0:" + string(bytes.Repeat([]byte{'b'}, 64)) },
+		"time":        func(l *PriceList) { l.Time++ },
+		"min timeout": func(l *PriceList) { l.MinTimeout = 1 },
 	} {
 		bad := l
 		tamper(&bad)

@@ -24,6 +24,9 @@ type EscrowState struct {
 	// Closing is set once the client has asked for a withdrawal: the host must stop
 	// serving the account and commit its last charge before the timeout.
 	Closing bool
+	// Timeout is the escrow's withdrawal timeout in seconds: the host's window to
+	// commit its last charge once the client asks for its money back.
+	Timeout uint32
 }
 
 // EscrowSource reads escrows. ChainEscrows reads them from TON.
@@ -47,12 +50,20 @@ type Config struct {
 	// ComputeReserve is the module compute (microseconds) admission reserves per
 	// request; a request's compute charge is capped by its reservation.
 	ComputeReserve uint64
+	// MinTimeout is the shortest withdrawal timeout an escrow may have to be served:
+	// with a shorter one a client could withdraw before the settler charges it.
+	// Default DefaultMinTimeout.
+	MinTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Committed, if set, is called after each commit with the account, so that a
 	// Settler can batch it.
 	Committed func(account string)
 }
+
+// DefaultMinTimeout is the shortest escrow timeout a host serves by default: time for
+// several settlement rounds, even with the chain briefly unreachable.
+const DefaultMinTimeout = time.Hour
 
 // Service admits requests against escrowed balances and turns what they consumed into
 // signed receipts in the ledger. It is safe for concurrent use.
@@ -68,6 +79,9 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MinTimeout <= 0 {
+		cfg.MinTimeout = DefaultMinTimeout
 	}
 	return &Service{cfg: cfg, pub: cfg.Key.Public().(ed25519.PublicKey)}, nil
 }
@@ -136,6 +150,9 @@ func (s *Service) Admit(ctx context.Context, a Admission) (*Ticket, error) {
 		return nil, errorf(CodeBadSignature, "the signature does not verify with escrow %s's client key", a.Account)
 	case escrow.Closing:
 		return nil, errorf(CodeClosing, "escrow %s is closing: its client asked for a withdrawal", a.Account)
+	case time.Duration(escrow.Timeout)*time.Second < s.cfg.MinTimeout:
+		return nil, errorf(CodeUnknownAccount, "escrow %s has a withdrawal timeout of %ds; this host serves escrows of at least %ds",
+			a.Account, escrow.Timeout, int64(s.cfg.MinTimeout/time.Second))
 	}
 
 	quote := s.cfg.Pricer.Quote()
@@ -241,7 +258,9 @@ func NewNonce() string {
 }
 
 // PriceList is the current price list, signed by the settlement key.
-func (s *Service) PriceList() PriceList { return s.cfg.Pricer.PriceList(s.cfg.Key, s.cfg.HostAddr) }
+func (s *Service) PriceList() PriceList {
+	return s.cfg.Pricer.PriceList(s.cfg.Key, s.cfg.HostAddr, uint32(s.cfg.MinTimeout/time.Second))
+}
 
 // AccountStatus is an account's ledger totals and its escrow's.
 type AccountStatus struct {

@@ -13,11 +13,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/xssnick/tonutils-go/liteclient"
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 )
@@ -70,17 +70,11 @@ const escrowTTL = 10 * time.Second
 
 // dialTON connects to the TON network of cfg. Tests replace it with an emulated chain.
 var dialTON = func(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, error) {
-	global, err := liteclient.GetConfigFromFile(cfg.TONConfig)
+	api, err := tonnet.Dial(ctx, cfg.TONConfig)
 	if err != nil {
 		return nil, fmt.Errorf("ton_config: %w", err)
 	}
-	pool := liteclient.NewConnectionPool()
-	if err := pool.AddConnectionsFromConfig(ctx, global); err != nil {
-		return nil, fmt.Errorf("connect to TON liteservers: %w", err)
-	}
-	api := ton.NewAPIClient(pool, ton.ProofCheckPolicyFast)
-	api.SetTrustedBlockFromConfig(global)
-	return api.WithRetry(), nil
+	return api, nil
 }
 
 // billing is what serve runs for settlement.

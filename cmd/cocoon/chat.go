@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 // chatRequest is the part of an OpenAI chat completion request that chat sends.
@@ -32,7 +33,9 @@ type chatMessage struct {
 func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("cocoon", "chat --pipeline ID [flags] [PROMPT...]\n\n"+
 		"Sends PROMPT (or standard input when no PROMPT is given) through the pipeline and prints the answer as it streams.\n"+
-		"Without --pipeline it talks to the host's bare model.", stderr)
+		"Without --pipeline it talks to the host's bare model.\n"+
+		"With --escrow and --seed-file (or --client-key-file) the request is signed with the escrow's client key instead of\n"+
+		"an API key; the receipt of a billed request is printed to standard error after the answer.", stderr)
 	pipeline := fs.String("pipeline", "", "id of the pipeline, as push printed it")
 	noStream := fs.Bool("no-stream", false, "ask for the whole answer at once instead of a stream")
 	maxTokens := fs.Int("max-tokens", 0, "most tokens to generate (default: the host's)")
@@ -45,7 +48,8 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		temperature = &t
 		return nil
 	})
-	newClient := hostFlags(fs)
+	receiptsFile := fs.String("receipts", "", "append the request's receipt to this file as a JSON line (verify the chain with 'cocoon receipts --file')")
+	newClient := billedHostFlags(fs)
 	words, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
@@ -53,7 +57,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if *maxTokens < 0 {
 		return cli.UsageError("--max-tokens must not be negative")
 	}
-	c, err := newClient()
+	c, account, err := newClient()
 	if err != nil {
 		return err
 	}
@@ -71,21 +75,70 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	req := chatRequest{Messages: []chatMessage{{Role: "user", Content: prompt}}, Stream: !*noStream,
 		MaxTokens: *maxTokens, Temperature: temperature}
-	resp, err := c.send(context.Background(), http.MethodPost, path, req)
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	resp, err := c.sendSigned(context.Background(), http.MethodPost, path, body, account)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	var receipt *settle.Receipt
 	if req.Stream {
-		err = printStream(resp.Body, stdout)
+		receipt, err = printStream(resp.Body, stdout)
 	} else {
-		err = printAnswer(resp.Body, stdout)
+		receipt, err = headerReceipt(resp.Header)
+		if err == nil {
+			err = printAnswer(resp.Body, stdout)
+		}
 	}
 	if err != nil {
 		return err
 	}
-	_, err = io.WriteString(stdout, "\n")
-	return err
+	if _, err = io.WriteString(stdout, "\n"); err != nil {
+		return err
+	}
+	return keepReceipt(receipt, account, *receiptsFile, stderr)
+}
+
+// headerReceipt decodes the receipt header of a billed answer; nil when there is none.
+func headerReceipt(h http.Header) (*settle.Receipt, error) {
+	v := h.Get(settle.ReceiptHeader)
+	if v == "" {
+		return nil, nil
+	}
+	var r settle.Receipt
+	if err := json.Unmarshal([]byte(v), &r); err != nil {
+		return nil, fmt.Errorf("the host's %s header is not a receipt: %w", settle.ReceiptHeader, err)
+	}
+	return &r, nil
+}
+
+// keepReceipt checks a billed answer's receipt (its signature and cost, and its account
+// when the request was signed), prints it to stderr and appends it to file (if not
+// empty). The settlement key is checked when the chain is: see 'cocoon receipts'.
+func keepReceipt(r *settle.Receipt, account *signer, file string, stderr io.Writer) error {
+	switch {
+	case r == nil && (account != nil || file != ""):
+		return errors.New("the host sent no receipt: it does not bill this request")
+	case r == nil:
+		return nil
+	case account != nil && r.Account != account.account:
+		return fmt.Errorf("the receipt is for account %s, not for escrow %s", r.Account, account.account)
+	}
+	if err := r.Verify(nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "receipt: seq %d, %d prompt + %d completion tokens, %d µs of modules, cost %s TON, %s TON in total on account %s (%s)\n",
+		r.Seq, r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.ComputeUnits, settle.FormatTON(r.Cost), settle.FormatTON(r.Cumulative), r.Account, r.Status)
+	if file == "" {
+		return nil
+	}
+	if err := appendReceipt(file, r); err != nil {
+		return fmt.Errorf("--receipts: %w", err)
+	}
+	return nil
 }
 
 // printAnswer prints the content of a complete answer.
@@ -108,16 +161,18 @@ func printAnswer(body io.Reader, stdout io.Writer) error {
 }
 
 // printStream prints the content of each server-sent chunk as it arrives, until
-// "data: [DONE]". An error event, or a stream that ends without [DONE], is an error.
-func printStream(body io.Reader, stdout io.Writer) error {
+// "data: [DONE]", and returns the receipt of a billed stream (its cocoon_receipt event).
+// An error event, or a stream that ends without [DONE], is an error.
+func printStream(body io.Reader, stdout io.Writer) (*settle.Receipt, error) {
 	r := bufio.NewReader(body)
+	var receipt *settle.Receipt
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
 			if err == io.EOF {
-				return errors.New("the stream ended before the answer was complete")
+				return nil, errors.New("the stream ended before the answer was complete")
 			}
-			return fmt.Errorf("reading the stream: %w", err)
+			return nil, fmt.Errorf("reading the stream: %w", err)
 		}
 		data, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data:")
 		if !ok {
@@ -125,10 +180,11 @@ func printStream(body io.Reader, stdout io.Writer) error {
 		}
 		data = strings.TrimPrefix(data, " ")
 		if data == "[DONE]" {
-			return nil
+			return receipt, nil
 		}
 		var chunk struct {
 			apiError
+			Receipt *settle.Receipt `json:"cocoon_receipt"`
 			Choices []struct {
 				Delta struct {
 					Content string `json:"content"`
@@ -136,14 +192,17 @@ func printStream(body io.Reader, stdout io.Writer) error {
 			} `json:"choices"`
 		}
 		if err := json.Unmarshal([]byte(data), &chunk); err != nil {
-			return fmt.Errorf("the stream holds an event that is not JSON: %w", err)
+			return nil, fmt.Errorf("the stream holds an event that is not JSON: %w", err)
 		}
 		if chunk.Error != nil {
-			return fmt.Errorf("the answer failed midway: %s", chunk.Error.Message)
+			return nil, fmt.Errorf("the answer failed midway: %s", chunk.Error.Message)
+		}
+		if chunk.Receipt != nil {
+			receipt = chunk.Receipt
 		}
 		for _, ch := range chunk.Choices {
 			if _, err := io.WriteString(stdout, ch.Delta.Content); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}

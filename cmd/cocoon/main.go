@@ -10,9 +10,11 @@
 //	cocoon chat --pipeline ID [PROMPT]       stream a chat completion through a pipeline
 //	cocoon verify [--pipeline ID] [--policy FILE]  verify a host's attestation evidence
 //	cocoon proxy --pipeline ID [--listen ADDR]   serve a local OpenAI API that checks every answer
+//	cocoon channel open|deposit|status|withdraw  pay a host through a TON escrow
+//	cocoon receipts --host URL --escrow ADDR     fetch and verify an escrow's receipts
 //
 // The client commands talk to --host (or COCOON_HOST, default http://127.0.0.1:8080)
-// with --api-key (or COCOON_API_KEY).
+// with --api-key (or COCOON_API_KEY), or sign requests with an escrow's client key.
 //
 // Run `cocoon COMMAND --help` for a command's flags.
 package main
@@ -34,6 +36,8 @@ var commands = []cli.Command{
 	{Name: "chat", Summary: "chat through a pipeline, streaming the answer", Run: chat},
 	{Name: "verify", Summary: "verify a host's attestation, and a pipeline's", Run: verify},
 	{Name: "proxy", Summary: "serve a local OpenAI API that verifies a pipeline's host and answers", Run: serveProxy},
+	{Name: "channel", Summary: "open, fund, inspect and withdraw a TON escrow that pays a host", Run: channel},
+	{Name: "receipts", Summary: "fetch and verify an escrow's receipts", Run: receipts},
 }
 
 func main() {

@@ -35,15 +35,25 @@ type client struct {
 // function builds the client once fs is parsed. The trust flags say what the client
 // trusts of an https host's RA-TLS evidence, so they need an https host.
 func hostFlags(fs *flag.FlagSet) func() (*client, error) {
-	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
-	key := fs.String("api-key", os.Getenv("COCOON_API_KEY"), "API key, as cocoon-host serve prints it ($COCOON_API_KEY)")
-	trust := trustFlags(fs)
+	build := connectFlags(fs, "API key, as cocoon-host serve prints it ($COCOON_API_KEY)")
 	return func() (*client, error) {
+		return build("no API key: pass --api-key or set COCOON_API_KEY (cocoon-host serve prints it at start)")
+	}
+}
+
+// connectFlags adds what hostFlags adds, with keyUsage as --api-key's help. The returned
+// function builds the client; with missingKey set, a missing API key is a usage error
+// with that message.
+func connectFlags(fs *flag.FlagSet, keyUsage string) func(missingKey string) (*client, error) {
+	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
+	key := fs.String("api-key", os.Getenv("COCOON_API_KEY"), keyUsage)
+	trust := trustFlags(fs)
+	return func(missingKey string) (*client, error) {
 		if err := checkHostURL(*base); err != nil {
 			return nil, err
 		}
-		if *key == "" {
-			return nil, cli.UsageError("no API key: pass --api-key or set COCOON_API_KEY (cocoon-host serve prints it at start)")
+		if *key == "" && missingKey != "" {
+			return nil, cli.UsageError(missingKey)
 		}
 		policy, opts, set, err := trust()
 		if err != nil {
