@@ -269,6 +269,27 @@ type AccountStatus struct {
 	Closing   bool
 }
 
+// AccountView is what GET /v1/accounts/{account} answers: amounts in nanoTON, as
+// strings so that JavaScript reads them exactly.
+type AccountView struct {
+	Account    string `json:"account"`
+	LastSeq    uint64 `json:"last_seq"`
+	Cumulative uint64 `json:"cumulative,string"`
+	Held       uint64 `json:"held,string"`
+	Settled    uint64 `json:"settled,string"`
+	Deposited  uint64 `json:"deposited,string"`
+	// Unspent is what the client may still spend: the deposit less the cumulative
+	// total and the requests in flight.
+	Unspent uint64 `json:"unspent,string"`
+	Closing bool   `json:"closing"`
+}
+
+// View is s as GET /v1/accounts/{account} answers it.
+func (s AccountStatus) View() AccountView {
+	return AccountView{Account: s.Account, LastSeq: s.LastSeq, Cumulative: s.Cumulative, Held: s.Held, Settled: s.Settled,
+		Deposited: s.Deposited, Unspent: s.Deposited - min(s.Deposited, s.Cumulative+s.Held), Closing: s.Closing}
+}
+
 // Account returns the ledger totals of account and its escrow's deposit. Errors are
 // *Error.
 func (s *Service) Account(ctx context.Context, account string) (AccountStatus, error) {

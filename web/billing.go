@@ -185,18 +185,6 @@ func (s *Server) pricing(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.cfg.Billing.PriceList())
 }
 
-// accountJSON is GET /v1/accounts/{account}.
-type accountJSON struct {
-	Account    string `json:"account"`
-	LastSeq    uint64 `json:"last_seq"`
-	Cumulative uint64 `json:"cumulative,string"`
-	Held       uint64 `json:"held,string"`
-	Settled    uint64 `json:"settled,string"`
-	Deposited  uint64 `json:"deposited,string"`
-	Unspent    uint64 `json:"unspent,string"`
-	Closing    bool   `json:"closing"`
-}
-
 // account answers GET /v1/accounts/{account} to the account's own client (a signed
 // request, or an API key mapped to it): its ledger totals and escrow balance.
 func (s *Server) account(w http.ResponseWriter, r *http.Request) {
@@ -209,8 +197,7 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, accountJSON{Account: account, LastSeq: st.LastSeq, Cumulative: st.Cumulative, Held: st.Held,
-		Settled: st.Settled, Deposited: st.Deposited, Unspent: st.Deposited - min(st.Deposited, st.Cumulative+st.Held), Closing: st.Closing})
+	writeJSON(w, http.StatusOK, st.View())
 }
 
 // receipts answers GET /v1/accounts/{account}/receipts?from=SEQ&limit=N to the

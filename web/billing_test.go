@@ -212,7 +212,7 @@ func TestBilledChat(t *testing.T) {
 		}
 		res.json(t, v)
 	}
-	var acct accountJSON
+	var acct settle.AccountView
 	get("/v1/accounts/"+b.account, &acct)
 	if acct.Cumulative != r2.Cumulative || acct.LastSeq != 2 || acct.Held != 0 || acct.Deposited != 1e9-escrow.DepositReserve ||
 		acct.Unspent != acct.Deposited-r2.Cumulative {

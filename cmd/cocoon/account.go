@@ -245,21 +245,9 @@ func (c *client) settledHost(ctx context.Context, p *attest.Policy, opts attest.
 	return l, nil
 }
 
-// accountView is GET /v1/accounts/{account}.
-type accountView struct {
-	Account    string `json:"account"`
-	LastSeq    uint64 `json:"last_seq"`
-	Cumulative uint64 `json:"cumulative,string"`
-	Held       uint64 `json:"held,string"`
-	Settled    uint64 `json:"settled,string"`
-	Deposited  uint64 `json:"deposited,string"`
-	Unspent    uint64 `json:"unspent,string"`
-	Closing    bool   `json:"closing"`
-}
-
 // account fetches the host's view of s's account.
-func (c *client) account(ctx context.Context, s *signer) (*accountView, error) {
-	var v accountView
+func (c *client) account(ctx context.Context, s *signer) (*settle.AccountView, error) {
+	var v settle.AccountView
 	if err := c.getSigned(ctx, "/v1/accounts/"+s.account, s, &v); err != nil {
 		return nil, err
 	}

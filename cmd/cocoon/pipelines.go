@@ -146,34 +146,18 @@ func envOr(name, fallback string) string {
 	return fallback
 }
 
-// send makes a request with body as JSON (none if nil) and returns the response when
-// its status is 2xx. Any other status is an error that carries the host's message.
+// send makes a request with body as JSON (none if nil), with the API key, and returns
+// the response when its status is 2xx. Any other status is an error that carries the
+// host's message.
 func (c *client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	var r io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			return nil, err
 		}
-		r = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
-	if err != nil {
-		return nil, fmt.Errorf("--host %q: %w", c.base, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, c.doError(err)
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		return nil, responseError(resp)
-	}
-	return resp, nil
+	return c.sendSigned(ctx, method, path, b, nil)
 }
 
 // call is send that decodes the JSON answer into out.

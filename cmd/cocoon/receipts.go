@@ -62,7 +62,7 @@ the total charged, and exits 1 when a check fails.`, stderr)
 	}
 
 	var list []settle.Receipt
-	var view *accountView
+	var view *settle.AccountView
 	if *file != "" {
 		var err error
 		if list, err = readReceipts(*file); err != nil {
@@ -116,7 +116,7 @@ the total charged, and exits 1 when a check fails.`, stderr)
 // checkReceipts verifies a chain of receipts against key (nil: the first receipt's own
 // key, reported as not checked) and, when view is the host's, that the chain reaches
 // the end of the host's ledger. It returns the checks and the chain's last cumulative.
-func checkReceipts(list []settle.Receipt, key ed25519.PublicKey, source string, view *accountView) ([]attest.Check, uint64) {
+func checkReceipts(list []settle.Receipt, key ed25519.PublicKey, source string, view *settle.AccountView) ([]attest.Check, uint64) {
 	first, last := list[0], list[len(list)-1]
 	var checks []attest.Check
 	if key != nil {
