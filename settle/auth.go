@@ -20,6 +20,10 @@ const (
 	TimestampHeader       = "Cocoon-Timestamp"        // Unix seconds
 	NonceHeader           = "Cocoon-Nonce"            // 16 to 64 characters of [A-Za-z0-9_-]
 	ClientSignatureHeader = "Cocoon-Client-Signature" // base64 ed25519 signature
+	// IdempotencyKeyHeader makes a billed request safe to retry: a request with the key
+	// of one that completed gets that request's answer and receipt again, and is not
+	// charged again. A signed request signs it too.
+	IdempotencyKeyHeader = "Idempotency-Key"
 )
 
 // RequestWindow is how far a signed request's timestamp may be from the host's clock.
@@ -39,16 +43,20 @@ type SignedRequest struct {
 	Nonce     string
 	Method    string
 	Path      string
-	Body      []byte
+	// IdempotencyKey is the Idempotency-Key header, empty without one. It is signed,
+	// so that a captured request cannot be sent again under new keys.
+	IdempotencyKey string
+	Body           []byte
 }
 
 // SigningString is what the client signs: lines of the domain, the account in raw form,
-// the timestamp, the nonce, the method, the path and the hex SHA-256 of the body. Its
-// SHA-256 is the request hash of the receipt.
+// the timestamp, the nonce, the method, the path, the idempotency key (an empty line
+// without one) and the hex SHA-256 of the body. Its SHA-256 is the request hash of the
+// receipt of a request without an idempotency key.
 func (r SignedRequest) SigningString() []byte {
 	body := sha256.Sum256(r.Body)
 	return []byte(strings.Join([]string{requestDomain, r.Account, strconv.FormatInt(r.Timestamp, 10), r.Nonce,
-		r.Method, r.Path, hex.EncodeToString(body[:])}, "\n"))
+		r.Method, r.Path, r.IdempotencyKey, hex.EncodeToString(body[:])}, "\n"))
 }
 
 // Sign sets the request's headers on h, signed with the client key.
@@ -56,6 +64,9 @@ func (r SignedRequest) Sign(h http.Header, key ed25519.PrivateKey) {
 	h.Set(AccountHeader, r.Account)
 	h.Set(TimestampHeader, strconv.FormatInt(r.Timestamp, 10))
 	h.Set(NonceHeader, r.Nonce)
+	if r.IdempotencyKey != "" {
+		h.Set(IdempotencyKeyHeader, r.IdempotencyKey)
+	}
 	h.Set(ClientSignatureHeader, base64.StdEncoding.EncodeToString(ed25519.Sign(key, r.SigningString())))
 }
 
@@ -79,7 +90,8 @@ func ParseSignedRequest(r *http.Request, body []byte) (SignedRequest, []byte, er
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return SignedRequest{}, nil, errorf(CodeBadSignature, "%s must be a base64 ed25519 signature", ClientSignatureHeader)
 	}
-	return SignedRequest{Account: account, Timestamp: ts, Nonce: nonce, Method: r.Method, Path: r.URL.Path, Body: body}, sig, nil
+	return SignedRequest{Account: account, Timestamp: ts, Nonce: nonce, Method: r.Method, Path: r.URL.Path,
+		IdempotencyKey: r.Header.Get(IdempotencyKeyHeader), Body: body}, sig, nil
 }
 
 func validNonce(s string) bool {

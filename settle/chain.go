@@ -47,7 +47,11 @@ func (c *ChainEscrows) Escrow(ctx context.Context, account string) (EscrowState,
 	if ok && c.now().Sub(cached.read) < c.ttl {
 		return cached.state, nil
 	}
-	st, err := c.read(ctx, account)
+	addr, err := address.ParseRawAddr(account)
+	if err != nil {
+		return EscrowState{}, errorf(CodeUnknownAccount, "%q is not a TON address in raw form", account)
+	}
+	st, err := c.read(ctx, addr)
 	switch {
 	case err == nil:
 		c.mu.Lock()
@@ -61,7 +65,12 @@ func (c *ChainEscrows) Escrow(ctx context.Context, account string) (EscrowState,
 		c.forget(account)
 		return EscrowState{}, errorf(CodeUnknownAccount, "the contract at %s is not a Cocoon escrow", account)
 	case ok:
-		return cached.state, nil // the chain is unreachable: serve within what was seen
+		// The chain is unreachable: serve within what was seen, and try the chain
+		// again after another TTL rather than on every request.
+		c.mu.Lock()
+		c.cache[account] = cachedEscrow{state: cached.state, read: c.now()}
+		c.mu.Unlock()
+		return cached.state, nil
 	default:
 		return EscrowState{}, errorf(CodeUnavailable, "escrow %s cannot be read now: the host cannot reach the TON network", account)
 	}
@@ -73,11 +82,7 @@ func (c *ChainEscrows) forget(account string) {
 	c.mu.Unlock()
 }
 
-func (c *ChainEscrows) read(ctx context.Context, account string) (EscrowState, error) {
-	addr, err := address.ParseRawAddr(account)
-	if err != nil {
-		return EscrowState{}, err
-	}
+func (c *ChainEscrows) read(ctx context.Context, addr *address.Address) (EscrowState, error) {
 	st, err := escrow.GetState(ctx, c.api, addr)
 	if err != nil {
 		return EscrowState{}, err

@@ -125,14 +125,8 @@ func (e *env) openLedger(path string) *ledger.Ledger {
 // wallet is the V5R1 wallet of key(seed), credited with ton.
 func (e *env) wallet(seed byte, ton string) *wallet.Wallet {
 	e.t.Helper()
-	w, err := wallet.FromPrivateKey(e.chain, key(seed), wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
+	w, err := e.chain.NewWallet(key(seed), tlb.MustFromTON(ton).Nano().Uint64())
 	if err != nil {
-		e.t.Fatal(err)
-	}
-	// Messages are signed valid for a wall-clock TTL; the tests move the chain's clock
-	// by hours.
-	w.GetSpec().(*wallet.SpecV5R1Final).SetMessagesTTL(30 * 24 * 3600)
-	if err := e.chain.Fund(w.WalletAddress(), tlb.MustFromTON(ton).Nano()); err != nil {
 		e.t.Fatal(err)
 	}
 	return w
@@ -157,10 +151,8 @@ func (e *env) addr(p escrow.Params) *address.Address {
 // through the wallet's real signing path.
 func (e *env) send(w *wallet.Wallet, dst *address.Address, ton string, body *cell.Cell, si *tlb.StateInit) {
 	e.t.Helper()
-	err := w.Send(ctx, &wallet.Message{Mode: wallet.PayGasSeparately + wallet.IgnoreErrors,
-		InternalMessage: &tlb.InternalMessage{IHRDisabled: true, Bounce: true, DstAddr: dst, Amount: tlb.MustFromTON(ton), Body: body, StateInit: si}})
-	if err != nil {
-		e.t.Fatalf("send from %s: %v", w.WalletAddress(), err)
+	if err := tonemu.Send(ctx, w, dst, tlb.MustFromTON(ton).Nano().Uint64(), body, si); err != nil {
+		e.t.Fatal(err)
 	}
 }
 

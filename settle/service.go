@@ -100,7 +100,9 @@ type Admission struct {
 	// nil for a request whose API key the operator mapped to Account.
 	Signed    *SignedRequest
 	Signature []byte
-	// Body is the request body of an API-key request (a signed request's is in Signed).
+	// Method, Path and Body are those of an API-key request (a signed request's are
+	// in Signed).
+	Method, Path   string
 	Body           []byte
 	IdempotencyKey string
 	// MaxPromptTokens and MaxCompletionTokens bound the tokens the request can use:
@@ -146,6 +148,8 @@ func (s *Service) Admit(ctx context.Context, a Admission) (*Ticket, error) {
 	switch {
 	case !s.pub.Equal(escrow.HostKey) || escrow.HostAddr != s.cfg.HostAddr:
 		return nil, errorf(CodeUnknownAccount, "escrow %s is for another host", a.Account)
+	case a.Signed != nil && (a.Signed.IdempotencyKey != a.IdempotencyKey || a.Signed.Account != a.Account):
+		return nil, errorf(CodeBadSignature, "the signed request is for another account or idempotency key")
 	case a.Signed != nil && !ed25519.Verify(escrow.ClientKey, a.Signed.SigningString(), a.Signature):
 		return nil, errorf(CodeBadSignature, "the signature does not verify with escrow %s's client key", a.Account)
 	case escrow.Closing:
@@ -168,20 +172,21 @@ func (s *Service) Admit(ctx context.Context, a Admission) (*Ticket, error) {
 }
 
 // requestHash names the request in the ledger and its receipt. With an idempotency key
-// it is the SHA-256 of the account, the key and the body's SHA-256, so that a retry
-// (signed again with a new nonce, or not) finds the first request's record, and the same
-// key with another body is told apart. Without one it is the SHA-256 of the signing
-// string of a signed request (a replay has the same hash), or of a random nonce and the
-// body for an API-key request (which may legitimately repeat).
+// it is the SHA-256 of the account, the key, the method and path, and the body's
+// SHA-256, so that a retry (signed again with a new nonce, or not) finds the first
+// request's record, and the same key with another request is told apart. Without one it
+// is the SHA-256 of the signing string of a signed request (a replay has the same hash),
+// or of a random nonce and the body for an API-key request (which may legitimately
+// repeat).
 func (a Admission) requestHash() string {
-	body := a.Body
+	method, path, body := a.Method, a.Path, a.Body
 	if a.Signed != nil {
-		body = a.Signed.Body
+		method, path, body = a.Signed.Method, a.Signed.Path, a.Signed.Body
 	}
 	switch {
 	case a.IdempotencyKey != "":
 		b := sha256.Sum256(body)
-		return RequestHash([]byte(strings.Join([]string{"cocoon-idempotent-v1", a.Account, a.IdempotencyKey, hex.EncodeToString(b[:])}, "\n")))
+		return RequestHash([]byte(strings.Join([]string{"cocoon-idempotent-v1", a.Account, a.IdempotencyKey, method, path, hex.EncodeToString(b[:])}, "\n")))
 	case a.Signed != nil:
 		return RequestHash(a.Signed.SigningString())
 	default:
@@ -333,8 +338,8 @@ func (s *Service) Authenticate(ctx context.Context, r SignedRequest, sig []byte)
 
 // checkTimestamp refuses a signed request outside RequestWindow of the host's clock.
 func (s *Service) checkTimestamp(r SignedRequest) error {
-	now := s.cfg.Now().Unix()
-	if d := time.Duration(math.Abs(float64(now-r.Timestamp))) * time.Second; d > RequestWindow {
+	now, window := s.cfg.Now().Unix(), int64(RequestWindow/time.Second)
+	if r.Timestamp < now-window || r.Timestamp > now+window {
 		return errorf(CodeExpired, "the request was signed at %d, more than %v from the host's clock (%d)", r.Timestamp, RequestWindow, now)
 	}
 	return nil

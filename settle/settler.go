@@ -178,7 +178,11 @@ func (s *Settler) due(ctx context.Context) ([]charge, error) {
 		if charged > t.Settled {
 			// Charged in an earlier round whose confirmation was lost.
 			if err := s.cfg.Store.RecordSettlement(ctx, t.Account, charged, now); err != nil {
-				return nil, err
+				// The escrow is ahead of the ledger (a ledger restored from an older
+				// copy): this account needs the operator; the others are settled.
+				s.cfg.Logger.Error("the escrow has been charged more than the ledger's receipts", "account", t.Account,
+					"charged", charged, "cumulative", t.Cumulative, "err", err)
+				continue
 			}
 		}
 		// Never more than the deposit: the contract would refuse the whole charge.

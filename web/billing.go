@@ -13,13 +13,9 @@ import (
 	"github.com/cocoonhost/cocoon/settle"
 )
 
-// IdempotencyKeyHeader makes a billed chat request safe to retry: a request with the
-// key of one that completed gets that request's response and receipt again, with
-// IdempotentReplayHeader set, and is not charged again.
-const (
-	IdempotencyKeyHeader   = "Idempotency-Key"
-	IdempotentReplayHeader = "Idempotent-Replayed"
-)
+// IdempotentReplayHeader marks the answer to a retried request (settle.IdempotencyKeyHeader):
+// the first answer and receipt, sent again, not charged again.
+const IdempotentReplayHeader = "Idempotent-Replayed"
 
 // maxIdempotencyKey bounds an idempotency key.
 const maxIdempotencyKey = 255
@@ -60,9 +56,9 @@ func (s *Server) admit(r *http.Request, body []byte, model string, opts clientOp
 		return nil, errorf(http.StatusPaymentRequired, typeInvalidRequest, settle.CodeUnknownAccount,
 			"this host bills requests to a TON escrow: sign the request with the escrow's client key (see %s), or use an API key mapped to an escrow", settle.ClientSignatureHeader)
 	}
-	key := r.Header.Get(IdempotencyKeyHeader)
+	key := r.Header.Get(settle.IdempotencyKeyHeader)
 	if len(key) > maxIdempotencyKey {
-		return nil, invalidf("%s is longer than %d bytes", IdempotencyKeyHeader, maxIdempotencyKey)
+		return nil, invalidf("%s is longer than %d bytes", settle.IdempotencyKeyHeader, maxIdempotencyKey)
 	}
 	window := uint64(s.contextWindow(r.Context(), model))
 	maxTokens := window
@@ -71,7 +67,7 @@ func (s *Server) admit(r *http.Request, body []byte, model string, opts clientOp
 	} else if opts.MaxTokens != nil {
 		maxTokens = min(window, uint64(max(0, *opts.MaxTokens)))
 	}
-	a := settle.Admission{Account: p.Account, Body: body, IdempotencyKey: key, MaxPromptTokens: window,
+	a := settle.Admission{Account: p.Account, Method: r.Method, Path: r.URL.Path, Body: body, IdempotencyKey: key, MaxPromptTokens: window,
 		MaxCompletionTokens: maxTokens, Pipeline: chi.URLParam(r, "id"), Model: model}
 	if p.Signed {
 		signed, sig, err := settle.ParseSignedRequest(r, body)

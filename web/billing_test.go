@@ -266,6 +266,13 @@ func TestBilledRejections(t *testing.T) {
 			sr.Sign(req.Header, b.clientKey)
 			return b.roundTrip(t, req)
 		}, 401, settle.CodeBadSignature, "does not verify"},
+		{"an idempotency key added after signing", func() response {
+			sr := settle.SignedRequest{Account: b.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(), Method: "POST", Path: path, Body: []byte(chatBody)}
+			req, _ := http.NewRequest("POST", b.http.URL+path, strings.NewReader(chatBody))
+			sr.Sign(req.Header, b.clientKey)
+			req.Header.Set(settle.IdempotencyKeyHeader, "not-signed")
+			return b.roundTrip(t, req)
+		}, 401, settle.CodeBadSignature, "does not verify"},
 		{"malformed nonce", func() response {
 			return b.signed(t, b.clientKey, path, chatBody, func(sr *settle.SignedRequest, _ http.Header) { sr.Nonce = "short" })
 		}, 401, settle.CodeBadSignature, "Cocoon-Nonce"},
@@ -348,7 +355,7 @@ func TestBilledIdempotency(t *testing.T) {
 	b := newBilling(t, 1e9)
 	path := "/v1/chat/completions"
 	withKey := func(key string) func(*settle.SignedRequest, http.Header) {
-		return func(_ *settle.SignedRequest, h http.Header) { h.Set(IdempotencyKeyHeader, key) }
+		return func(sr *settle.SignedRequest, _ http.Header) { sr.IdempotencyKey = key }
 	}
 	for _, body := range []string{chatBody, strings.Replace(chatBody, `"max_tokens"`, `"stream":true,"max_tokens"`, 1)} {
 		key := "retry-" + strconv.Itoa(len(body))

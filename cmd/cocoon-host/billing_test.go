@@ -164,11 +164,8 @@ func (c *billedClient) do(ctx context.Context, method, path, idempotencyKey stri
 	if err != nil {
 		return nil, err
 	}
-	if idempotencyKey != "" {
-		req.Header.Set("Idempotency-Key", idempotencyKey)
-	}
-	settle.SignedRequest{Account: c.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(), Method: method, Path: path, Body: body}.
-		Sign(req.Header, testClientKey)
+	settle.SignedRequest{Account: c.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(), Method: method, Path: path,
+		IdempotencyKey: idempotencyKey, Body: body}.Sign(req.Header, testClientKey)
 	return http.DefaultClient.Do(req)
 }
 

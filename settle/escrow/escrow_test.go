@@ -52,14 +52,8 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) newWallet(seed byte, fund string) *wallet.Wallet {
 	e.t.Helper()
-	w, err := wallet.FromPrivateKey(e.chain, key(seed), wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
+	w, err := e.chain.NewWallet(key(seed), nano(fund).Uint64())
 	if err != nil {
-		e.t.Fatal(err)
-	}
-	// The wallet signs messages valid for a wall-clock TTL; the tests move
-	// the chain's clock by hours, so make them valid for longer.
-	w.GetSpec().(*wallet.SpecV5R1Final).SetMessagesTTL(30 * 24 * 3600)
-	if err := e.chain.Fund(w.WalletAddress(), nano(fund)); err != nil {
 		e.t.Fatal(err)
 	}
 	return w
@@ -89,19 +83,8 @@ func (e *env) addr(p escrow.Params) *address.Address {
 // si, if not nil), through the wallet's real signing path.
 func (e *env) send(w *wallet.Wallet, dst *address.Address, value string, body *cell.Cell, si *tlb.StateInit) {
 	e.t.Helper()
-	err := w.Send(context.Background(), &wallet.Message{
-		Mode: wallet.PayGasSeparately + wallet.IgnoreErrors,
-		InternalMessage: &tlb.InternalMessage{
-			IHRDisabled: true,
-			Bounce:      true,
-			DstAddr:     dst,
-			Amount:      tlb.MustFromTON(value),
-			Body:        body,
-			StateInit:   si,
-		},
-	})
-	if err != nil {
-		e.t.Fatalf("send from %s: %v", w.WalletAddress(), err)
+	if err := tonemu.Send(context.Background(), w, dst, nano(value).Uint64(), body, si); err != nil {
+		e.t.Fatal(err)
 	}
 }
 
