@@ -15,6 +15,9 @@
 //	GET    /readyz                       200 when the backend can serve, else 503
 //	GET    /metrics                      Prometheus metrics
 //	GET    /v1/attestation               the boot evidence (no credential)
+//	GET    /v1/pricing                   the signed price list of a billing host (no credential)
+//	GET    /v1/accounts/{account}        an escrow account's totals (its client only)
+//	GET    /v1/accounts/{account}/receipts?from=&limit=   its receipts (its client only)
 //	GET    /v1/models                    the backend's models
 //	POST   /v1/chat/completions          the bare backend, through an empty pipeline
 //	POST   /v1/pipelines                 upload a pipeline (owner credential)
@@ -93,6 +96,26 @@
 // covers the token counts, which a stream shows only with include_usage: a client that
 // verifies streams must ask for it (cocoon proxy does). A stream that ends with an error
 // event is not signed.
+//
+// # Billing
+//
+// With Config.Billing set, every chat completion is billed to a TON escrow (package
+// settle, settle/ESCROW.md). The account is the escrow of a request signed with its
+// client key (the headers settle.AccountHeader, TimestampHeader, NonceHeader and
+// ClientSignatureHeader, which replace Authorization; see settle.SignedRequest), or the
+// escrow an API key is mapped to (APIKey.Account); other credentials get 402. Admission
+// reserves the request's maximum cost (the model's context window and max_tokens at the
+// current price) and refuses with 402 when the escrow's unspent balance does not cover it,
+// saying how much is missing, and with 401 for a bad, stale or replayed signature. The
+// backend never generates more than admission priced. The answer carries a receipt
+// signed by the settlement key: the header settle.ReceiptHeader, or for a stream an
+// event after the last chunk and before "data: [DONE]" (or before the error event of a
+// failed stream): a chat.completion.chunk with empty choices and the receipt as
+// "cocoon_receipt". A failed or cancelled request is charged for what the client got.
+// With settle.IdempotencyKeyHeader (signed, for a signed request), a retry of a
+// completed request gets the same answer and receipt again with IdempotentReplayHeader
+// set, and is not charged again; a retry of one in flight gets 409, the key with
+// another request 422.
 //
 // # Errors
 //

@@ -396,11 +396,21 @@ func (a answer) relayCompletion(w http.ResponseWriter, resp *http.Response) {
 	w.Write(b)
 }
 
+// isReceiptEvent reports whether data is a billing host's receipt event: a chunk with
+// no choices and a cocoon_receipt member (see settle.ReceiptHeader).
+func isReceiptEvent(data string) bool {
+	var ev struct {
+		Choices []json.RawMessage `json:"choices"`
+		Receipt json.RawMessage   `json:"cocoon_receipt"`
+	}
+	return json.Unmarshal([]byte(data), &ev) == nil && ev.Choices != nil && len(ev.Choices) == 0 && len(ev.Receipt) > 0
+}
+
 // relayStream forwards a stream's chunks as they arrive, collecting the delta text,
 // and checks the signature of the chunk that carries it. It ends the stream with
 // "data: [DONE]" only after the signature verified; otherwise (no signature, a bad one,
-// data after it, a stream cut short) with an error event, after chunks the app has
-// already received. The usage chunk, which the proxy asks for, is dropped when the app
+// data after it other than a billing host's receipt event, a stream cut short) with an
+// error event, after chunks the app has already received. The usage chunk, which the proxy asks for, is dropped when the app
 // did not ask for it. An error event of the host ends the stream as the host sent it.
 func (a answer) relayStream(w http.ResponseWriter, body io.Reader, appUsage bool) {
 	h := w.Header()
@@ -432,6 +442,9 @@ func (a answer) relayStream(w http.ResponseWriter, body io.Reader, appUsage bool
 		case data == "[DONE]":
 			fail(unverified(fmt.Errorf("%w: the stream ended without one", attest.ErrResponseSignature)))
 			return
+		case signed && isReceiptEvent(data):
+			send(data) // a billing host's receipt: no content, outside the signature
+			continue
 		case signed:
 			fail(unverified(fmt.Errorf("%w: the host sent data after the signed chunk", attest.ErrResponseSignature)))
 			return

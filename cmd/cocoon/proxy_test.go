@@ -147,6 +147,12 @@ const (
 
 func TestProxy(t *testing.T) {
 	tamper := func(_ http.Header, s string) string { return strings.Replace(s, "world", "w0rld", 1) }
+	// beforeDone adds an event before [DONE], where a billing host puts its receipt.
+	beforeDone := func(event string) func(http.Header, string) string {
+		return func(_ http.Header, s string) string {
+			return strings.Replace(s, "data: [DONE]", "data: "+event+"\n\ndata: [DONE]", 1)
+		}
+	}
 	tests := []struct {
 		name    string
 		rewrite func(h http.Header, body string) string
@@ -164,6 +170,10 @@ func TestProxy(t *testing.T) {
 			[]string{"[DONE]"}},
 		{"stream without signature", func(_ http.Header, s string) string { return strings.ReplaceAll(s, `"cocoon_signature"`, `"x"`) }, usageBody, 200,
 			[]string{`"content":"world"`, "the stream ended without one"}, []string{"[DONE]"}},
+		{"stream with a receipt", beforeDone(`{"object":"chat.completion.chunk","choices":[],"cocoon_receipt":{"seq":1}}`), usageBody, 200,
+			[]string{`"cocoon_signature":"ed25519=`, `"cocoon_receipt":{"seq":1}`, "data: [DONE]"}, []string{`"error"`}},
+		{"content after the signature", beforeDone(`{"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"!"}}]}`), usageBody, 200,
+			[]string{`"content":"world"`, "after the signed chunk"}, []string{"[DONE]", `"content":"!"`}},
 		{"completion without signature", func(h http.Header, s string) string { h.Del(attest.ResponseSignatureHeader); return s }, chatBody, 502,
 			[]string{"the host sent none"}, []string{"Hello"}},
 	}
