@@ -91,8 +91,9 @@
 // for a stream, the concatenated delta contents), the pipeline id ("" for the bare
 // endpoint) and the usage the backend reported. A non-streaming answer carries it in the
 // header "Cocoon-Signature: ed25519=<standard base64>"; a stream carries the same value
-// as the member "cocoon_signature" of its last chunk before "data: [DONE]" (the usage
-// chunk when stream_options.include_usage is set, else the finish chunk). The signature
+// as the member "cocoon_signature" of its last chunk (the usage chunk when
+// stream_options.include_usage is set, else the finish chunk; only a billing host's
+// receipt event comes between it and "data: [DONE]"). The signature
 // covers the token counts, which a stream shows only with include_usage: a client that
 // verifies streams must ask for it (cocoon proxy does). A stream that ends with an error
 // event is not signed.
