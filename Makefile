@@ -82,9 +82,9 @@ vet:
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./abi/guest/... $(addprefix ./,$(GO_PLUGINS))
 
-# Per-request pipeline overhead; figures go in README.md.
+# Per-request pipeline overhead and billing; figures go in README.md.
 bench: plugins
-	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./plugins/ ./host/...
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./plugins/ ./host/... ./settle/...
 
 # Each fuzz target for a minute (go test runs one target per invocation).
 fuzz:
@@ -92,6 +92,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzInstrument -fuzztime=60s ./host/internal/meter/
 	$(GO) test -run='^$$' -fuzz=FuzzValid -fuzztime=60s ./host/internal/jsonscan/
 	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=60s ./host/
+	$(GO) test -run='^$$' -fuzz=FuzzParseSignedRequest -fuzztime=60s ./settle/
 
 clean:
 	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM)

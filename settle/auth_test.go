@@ -77,3 +77,33 @@ func TestParseSignedRequestErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseSignedRequest feeds arbitrary header values to the parser of client-signed
+// requests: it never panics, and what it accepts is canonical (the raw account form
+// ParseAccount returns, a nonce of the allowed alphabet, a whole signature).
+func FuzzParseSignedRequest(f *testing.F) {
+	f.Add("0:"+strings.Repeat("ab", 32), "1700000000", strings.Repeat("n", 16), strings.Repeat("A", 88))
+	f.Add("EQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq8Uk", "-1", "abc", "")
+	f.Add("-1:"+strings.Repeat("00", 32), "99999999999999999999", strings.Repeat("_", 64), "AAAA")
+	f.Fuzz(func(t *testing.T, account, ts, nonce, sig string) {
+		req := httptest.NewRequest("POST", "/v1/chat/completions", nil)
+		req.Header.Set(AccountHeader, account)
+		req.Header.Set(TimestampHeader, ts)
+		req.Header.Set(NonceHeader, nonce)
+		req.Header.Set(ClientSignatureHeader, sig)
+		r, s, err := ParseSignedRequest(req, []byte("{}"))
+		if err != nil {
+			var se *Error
+			if !errors.As(err, &se) || se.Status() != 401 {
+				t.Fatalf("error %v is not a 401 *Error", err)
+			}
+			return
+		}
+		if again, err := ParseAccount(r.Account); err != nil || again != r.Account {
+			t.Fatalf("accepted account %q is not canonical: %q, %v", r.Account, again, err)
+		}
+		if !validNonce(r.Nonce) || len(s) != ed25519.SignatureSize {
+			t.Fatalf("accepted nonce %q, signature of %d bytes", r.Nonce, len(s))
+		}
+	})
+}
