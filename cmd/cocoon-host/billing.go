@@ -68,6 +68,14 @@ const computeReserve = 10_000_000
 // escrowTTL is how long an escrow's state is cached between chain reads.
 const escrowTTL = 10 * time.Second
 
+// idempotencyWindow is how long the ledger remembers request hashes and idempotency
+// keys: a retry within it gets the first answer. Replays of older signed requests are
+// refused by their timestamp (settle.RequestWindow) instead.
+const idempotencyWindow = 24 * time.Hour
+
+// pruneEvery is how often the ledger forgets what idempotencyWindow no longer covers.
+const pruneEvery = time.Hour
+
 // dialTON connects to the TON network of cfg. Tests replace it with an emulated chain.
 var dialTON = func(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, error) {
 	api, err := tonnet.Dial(ctx, cfg.TONConfig)
@@ -174,6 +182,23 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	}
 	log.Info("billing", "wallet", w.WalletAddress().String(), "settlement_key", hex.EncodeToString(key.Public().(ed25519.PublicKey)), "network", cfg.TONNetwork)
 	return &billing{service: service, settler: settler, ledger: l, key: key}, nil
+}
+
+// prune forgets, every pruneEvery until ctx is done, the request hashes and idempotency
+// records older than idempotencyWindow, so that the ledger grows with receipts only.
+func (b *billing) prune(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		if err := b.ledger.Prune(ctx, time.Now().Add(-idempotencyWindow)); err != nil && ctx.Err() == nil {
+			log.Warn("ledger prune failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // print tells the operator where clients pay.

@@ -187,6 +187,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if bill != nil {
 		bill.print(stdout)
 		go bill.settler.Run(ctx)
+		go bill.prune(ctx, log)
 	}
 	log.Info("serving", "addr", l.Addr().String(), "backend", cfg.Backend, "attest", attestation.Mode(), "tls", cfg.TLS, "data", cfg.Data, "pipelines", len(registry.List()))
 
