@@ -65,18 +65,30 @@ func (c *Chain) WithTimeout(time.Duration) ton.APIClientWrapped { return c }
 // WithLSInfoInErrors returns the chain itself.
 func (c *Chain) WithLSInfoInErrors() ton.APIClientWrapped { return c }
 
+// lockAt locks the chain and returns the block id names; on error (the chain is
+// offline, or the block unknown) the chain is left unlocked.
+func (c *Chain) lockAt(ctx context.Context, id *ton.BlockIDExt) (*block, error) {
+	c.mu.Lock()
+	if err := c.ready(ctx); err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	b, err := c.blockAt(id)
+	if err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	return b, nil
+}
+
 // GetAccount returns addr's state as of block. An account that does not
 // exist comes back with IsActive false, as from a liteserver.
 func (c *Chain) GetAccount(ctx context.Context, block *ton.BlockIDExt, addr *address.Address) (*tlb.Account, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.ready(ctx); err != nil {
-		return nil, err
-	}
-	b, err := c.blockAt(block)
+	b, err := c.lockAt(ctx, block)
 	if err != nil {
 		return nil, err
 	}
+	defer c.mu.Unlock()
 	acc := b.accounts[key(addr)]
 	if acc == nil || !acc.prepared.State().IsValid {
 		return &tlb.Account{IsActive: false}, nil
@@ -173,15 +185,11 @@ func (c *Chain) ListTransactions(ctx context.Context, addr *address.Address, num
 // GetTransaction returns addr's transaction at logical time lt, if it is in
 // block or an earlier one.
 func (c *Chain) GetTransaction(ctx context.Context, block *ton.BlockIDExt, addr *address.Address, lt uint64) (*tlb.Transaction, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.ready(ctx); err != nil {
-		return nil, err
-	}
-	b, err := c.blockAt(block)
+	b, err := c.lockAt(ctx, block)
 	if err != nil {
 		return nil, err
 	}
+	defer c.mu.Unlock()
 	for _, tx := range c.txs[key(addr)] {
 		if tx.Tx.LT == lt && tx.Block <= b.id.SeqNo {
 			return tx.Tx, nil

@@ -29,15 +29,11 @@ func (c *Chain) RunGetMethod(ctx context.Context, block *ton.BlockIDExt, addr *a
 
 // RunGetMethodByID is RunGetMethod with the method's numeric id.
 func (c *Chain) RunGetMethodByID(ctx context.Context, block *ton.BlockIDExt, addr *address.Address, methodID uint64, params ...any) (*ton.ExecutionResult, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.ready(ctx); err != nil {
-		return nil, err
-	}
-	b, err := c.blockAt(block)
+	b, err := c.lockAt(ctx, block)
 	if err != nil {
 		return nil, err
 	}
+	defer c.mu.Unlock()
 	acc := b.accounts[key(addr)]
 	if acc == nil || acc.prepared.State().Status != tlb.AccountStatusActive || acc.prepared.State().StateInit == nil {
 		return nil, ton.ContractExecError{Code: ton.ErrCodeContractNotInitialized}
