@@ -214,16 +214,20 @@ func (s *Settler) chargeMessage(c charge) (*wallet.Message, error) {
 	return wallet.SimpleMessage(c.addr, tlb.FromNanoTONU(s.cfg.ChargeValue), body), nil
 }
 
-// confirm records what c's escrow has been charged after the transaction.
+// confirm records what c's escrow has been charged after the wallet's transaction. On
+// the real chain the escrow's own transaction may land a few blocks later: the next
+// round then records it (see due), or sends the same cumulative charge again, which the
+// escrow pays at most once.
 func (s *Settler) confirm(ctx context.Context, c charge) {
 	st, err := escrow.GetState(ctx, s.cfg.API, c.addr)
 	if err != nil {
-		s.cfg.Logger.Warn("charge sent, not confirmed yet", "account", c.account, "err", err)
+		s.cfg.Logger.Info("charge sent, not confirmed yet", "account", c.account, "err", err)
 		return
 	}
 	charged := st.Charged.Uint64()
 	if charged < c.cumulative {
-		s.cfg.Logger.Warn("the escrow did not take the charge", "account", c.account, "cumulative", c.cumulative, "charged", charged)
+		s.cfg.Logger.Info("charge sent, not processed by the escrow yet", "account", c.account, "cumulative", c.cumulative, "charged", charged)
+		return
 	}
 	if err := s.cfg.Store.RecordSettlement(ctx, c.account, charged, s.cfg.Now()); err != nil {
 		s.cfg.Logger.Error("charge confirmed but not recorded", "account", c.account, "err", err)
