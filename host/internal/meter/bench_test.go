@@ -18,7 +18,7 @@ func BenchmarkInstrument(b *testing.B) {
 	b.SetBytes(int64(len(wasm)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Instrument(wasm); err != nil {
+		if _, err := instrument(wasm, testMaxDepth, testFrameLocals); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -37,7 +37,7 @@ func BenchmarkLoop(b *testing.B) {
 	}{
 		{"unbounded", loops, false},
 		{"close-on-context-done", loops, true},
-		{"metered", instrument(b, loops), false},
+		{"metered", mustInstrument(b, loops), false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			g := instantiate(b, newRuntime(b, bc.closeOnContextDone), bc.wasm, nil)

@@ -103,17 +103,24 @@ func (r *reader) skipValTypes() (uint32, error) {
 	return n, r.skip(int(n))
 }
 
-// skipLimits skips the limits of a table or memory type.
-func (r *reader) skipLimits() error {
+// limits reads the limits of a table or memory type and returns its maximum, if any.
+func (r *reader) limits() (max uint32, hasMax bool, err error) {
 	at := r.pos
 	flags, err := r.byte()
 	if err != nil {
-		return err
+		return 0, false, err
 	}
 	if flags > 1 {
-		return r.fail(at, "limits flags %#x are not part of WebAssembly 2.0", flags)
+		return 0, false, r.fail(at, "limits flags %#x are not part of WebAssembly 2.0", flags)
 	}
-	return r.skipU32s(uint64(flags) + 1)
+	if _, err := r.u32(); err != nil {
+		return 0, false, err
+	}
+	if flags == 0 {
+		return 0, false, nil
+	}
+	max, err = r.u32()
+	return max, err == nil, err
 }
 
 // memarg skips the alignment and offset of a memory instruction.
@@ -137,6 +144,18 @@ func appendU32(b []byte, v uint32) []byte {
 		v >>= 7
 	}
 	return append(b, byte(v))
+}
+
+// appendS64 appends the minimal signed LEB128 encoding of v.
+func appendS64(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
 }
 
 func appendName(b []byte, s string) []byte {

@@ -1,0 +1,164 @@
+package host
+
+import (
+	"fmt"
+	"sync"
+	"syscall"
+
+	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/cocoonhost/cocoon/abi"
+)
+
+// Linear memories live outside the Go heap, in mappings of their own: each reserves
+// the address space of the largest memory a module may have (abi.CeilingLimits) with
+// PROT_NONE and makes pages readable and writable only as the memory grows, so growth
+// never copies and a wild access beyond the memory faults. When an instance closes,
+// its mapping goes back to a pool if it is small (zeroed, and kept resident, because
+// zeroing 64 KiB costs less than faulting it in again) and is unmapped otherwise, so
+// that the memory of a big request goes back to the OS at once instead of waiting for
+// the garbage collector and its heap goal, which a 2 GB request had inflated for good.
+
+// reservedBytes is the address space each mapping reserves: a memory of the
+// ceiling's size fits in any mapping, so any pooled mapping serves any module.
+var reservedBytes = uint64(abi.CeilingLimits.MemoryPages) * abi.PageSize
+
+// Bounds of the pool of zeroed, resident mappings.
+const (
+	// warmMaxBytes: a mapping whose memory grew past this is unmapped rather than
+	// zeroed and pooled. A Go guest's memory is 3-8 MiB, a C module's 128 KiB.
+	warmMaxBytes = 16 * abi.MiB
+	// warmBudgetBytes bounds the resident bytes the pool keeps in all.
+	warmBudgetBytes = 64 * abi.MiB
+)
+
+// mapping is one reservation; its first committed bytes are readable and writable.
+type mapping struct {
+	mem       []byte // the whole reservation
+	committed uint64
+}
+
+var warmPool struct {
+	sync.Mutex
+	free  []*mapping
+	bytes uint64 // committed bytes of the mappings in free
+}
+
+// acquireMapping returns a pooled mapping, zero up to its committed bytes and PROT_NONE
+// after them, or a new one.
+func acquireMapping() (*mapping, error) {
+	warmPool.Lock()
+	if n := len(warmPool.free); n > 0 {
+		m := warmPool.free[n-1]
+		warmPool.free = warmPool.free[:n-1]
+		warmPool.bytes -= m.committed
+		warmPool.Unlock()
+		return m, nil
+	}
+	warmPool.Unlock()
+	mem, err := syscall.Mmap(-1, 0, int(reservedBytes), syscall.PROT_NONE,
+		syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("reserving %d MiB of address space: %w", reservedBytes/abi.MiB, err)
+	}
+	return &mapping{mem: mem}, nil
+}
+
+// commit makes the first size bytes readable and writable. New pages read as zero.
+func (m *mapping) commit(size uint64) error {
+	if size <= m.committed {
+		return nil
+	}
+	if err := syscall.Mprotect(m.mem[m.committed:size], syscall.PROT_READ|syscall.PROT_WRITE); err != nil {
+		return err
+	}
+	m.committed = size
+	return nil
+}
+
+// release gives m back: zeroed to the pool when it is small and the pool has room,
+// to the OS otherwise.
+func (m *mapping) release() {
+	if m.committed <= warmMaxBytes {
+		warmPool.Lock()
+		if warmPool.bytes+m.committed <= warmBudgetBytes {
+			// Zeroed under the lock so that the pool never holds more dirty bytes
+			// than its budget; clearing 64 KiB takes well under a microsecond.
+			clear(m.mem[:m.committed])
+			warmPool.free = append(warmPool.free, m)
+			warmPool.bytes += m.committed
+			warmPool.Unlock()
+			return
+		}
+		warmPool.Unlock()
+	}
+	// Munmap fails only for an invalid range, which m.mem is not.
+	_ = syscall.Munmap(m.mem)
+}
+
+// limitedMemory backs one instance's linear memory (experimental.LinearMemory). It
+// refuses to grow past the module's limit or past what is left of the request's
+// memory (abi.RequestMemoryBytes), and remembers why it refused: that is how a memory
+// bomb is told apart from any other trap and named in the error.
+type limitedMemory struct {
+	limit   uint64 // the module's memory limit in bytes
+	request *requestState
+	mapping *mapping
+	size    uint64
+	// refusal says which limit refused the last growth, for the error message.
+	refusal string
+}
+
+// newLimitedMemory reserves a memory of minBytes for a module with the given limit and
+// counts it against the request's memory, which the caller checked it fits in. It is
+// done before wazero instantiates the module, because wazero panics when the first
+// allocation fails.
+func newLimitedMemory(limit uint64, request *requestState, minBytes uint64) (*limitedMemory, error) {
+	mapping, err := acquireMapping()
+	if err != nil {
+		return nil, err
+	}
+	if err := mapping.commit(minBytes); err != nil {
+		mapping.release()
+		return nil, err
+	}
+	request.memory += minBytes
+	return &limitedMemory{limit: limit, request: request, mapping: mapping, size: minBytes}, nil
+}
+
+// Allocate implements experimental.MemoryAllocator; each instance has its own.
+func (m *limitedMemory) Allocate(_, _ uint64) experimental.LinearMemory { return m }
+
+// Reallocate implements experimental.LinearMemory: it grows the memory to size bytes,
+// or returns nil to refuse. wazero calls it first with the module's minimum, which
+// newLimitedMemory reserved, then on every memory.grow.
+func (m *limitedMemory) Reallocate(size uint64) []byte {
+	grow := size - min(size, m.size)
+	switch {
+	case size > m.limit:
+		m.refusal = fmt.Sprintf("its limit of %d pages (%d MiB)", m.limit/abi.PageSize, m.limit/abi.MiB)
+		return nil
+	case m.request.memory+grow > abi.RequestMemoryBytes:
+		m.refusal = fmt.Sprintf("the request's total of %d MiB for all its modules", abi.RequestMemoryBytes/abi.MiB)
+		return nil
+	}
+	if err := m.mapping.commit(size); err != nil {
+		m.refusal = fmt.Sprintf("what the host could commit (%v)", err)
+		return nil
+	}
+	m.request.memory += grow
+	m.size = max(m.size, size)
+	return m.mapping.mem[:size:size]
+}
+
+// Free implements experimental.LinearMemory. wazero calls it when the instance closes;
+// the host calls it too, after an instantiation that failed before wazero could. Only
+// the first call does anything.
+func (m *limitedMemory) Free() {
+	if m.mapping == nil {
+		return
+	}
+	m.request.memory -= m.size
+	m.mapping.release()
+	m.mapping, m.size = nil, 0
+}
