@@ -109,7 +109,7 @@ func meterMemoryRefused(ctx context.Context, _ api.Module, stack []uint64) {
 	inst.memory.refusal = ""
 	if by == "" { // wazero refused before asking the allocator
 		info, pages := inst.spec.module.Info, inst.spec.limits.MemoryPages
-		by = fmt.Sprintf("its limit of %d pages (%d MiB)", pages, uint64(pages)*abi.PageSize/abi.MiB)
+		by = memoryLimitText(pages)
 		if info.HasMemoryMax && info.MemoryMaxPages < pages {
 			by = fmt.Sprintf("its declared maximum of %d pages", info.MemoryMaxPages)
 		}
@@ -134,7 +134,7 @@ func meterTableGrow(ctx context.Context, _ api.Module, stack []uint64) {
 	case size+delta > limit:
 		by = fmt.Sprintf("its limit of %d elements", limit)
 	case inst.request.memory+bytes > abi.RequestMemoryBytes:
-		by = fmt.Sprintf("the request's total of %d MiB for all its modules", abi.RequestMemoryBytes/abi.MiB)
+		by = requestTotalText
 	default:
 		inst.request.memory += bytes
 		inst.tableBytes += bytes

@@ -97,8 +97,8 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 		inst.tableBytes += uint64(min) * abi.TableElementBytes
 	}
 	if request.memory+memoryBytes+inst.tableBytes > abi.RequestMemoryBytes {
-		return nil, inst.errorf(CodeMemoryLimit, "instantiation needs %d MiB of memory and tables, past the request's total of %d MiB for all its modules (%d MiB in use)",
-			(memoryBytes+inst.tableBytes)/abi.MiB, abi.RequestMemoryBytes/abi.MiB, request.memory/abi.MiB)
+		return nil, inst.errorf(CodeMemoryLimit, "instantiation needs %s of memory and tables, past %s (%s in use)",
+			formatBytes(memoryBytes+inst.tableBytes), requestTotalText, formatBytes(request.memory))
 	}
 	mem, err := newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes)
 	if err != nil {
@@ -186,7 +186,7 @@ func (inst *instance) call(hook string, input []byte) ([]byte, error) {
 		return nil, inst.errorf(CodeOutputTooLarge, "%s returned %d bytes, over the module's limit of %d", hook, outLen, lim.OutputBytes)
 	}
 	if inst.output += uint64(outLen); inst.output > abi.RequestOutputBytes {
-		return nil, inst.errorf(CodeOutputTooLarge, "%s returned %d bytes, over the module's total of %d MiB for one request", hook, inst.output, abi.RequestOutputBytes/abi.MiB)
+		return nil, inst.errorf(CodeOutputTooLarge, "%s returned %d bytes, over the module's total of %s for one request", hook, inst.output, formatBytes(abi.RequestOutputBytes))
 	}
 	out, ok := inst.mod.Memory().Read(outPtr, outLen)
 	if !ok {
@@ -259,6 +259,17 @@ func (inst *instance) close() {
 	inst.memory.Free()
 	inst.request.memory -= inst.tableBytes
 	inst.tableBytes = 0
+}
+
+// formatBytes writes n in the largest unit that divides it: "512 MiB", "64 KiB".
+func formatBytes(n uint64) string {
+	switch {
+	case n%abi.MiB == 0:
+		return fmt.Sprintf("%d MiB", n/abi.MiB)
+	case n%abi.KiB == 0:
+		return fmt.Sprintf("%d KiB", n/abi.KiB)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // validUTF8 returns s with invalid UTF-8 replaced by U+FFFD, cut to at most max bytes at

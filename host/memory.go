@@ -96,6 +96,14 @@ func (m *mapping) release() {
 	_ = syscall.Munmap(m.mem)
 }
 
+// memoryLimitText names a module's memory limit in a refusal.
+func memoryLimitText(pages uint32) string {
+	return fmt.Sprintf("its limit of %d pages (%s)", pages, formatBytes(uint64(pages)*abi.PageSize))
+}
+
+// requestTotalText names the request's memory total in a refusal.
+var requestTotalText = fmt.Sprintf("the request's total of %s for all its modules", formatBytes(abi.RequestMemoryBytes))
+
 // limitedMemory backs one instance's linear memory (experimental.LinearMemory). It
 // refuses to grow past the module's limit or past what is left of the request's
 // memory (abi.RequestMemoryBytes), and remembers why it refused: that is how a memory
@@ -136,10 +144,10 @@ func (m *limitedMemory) Reallocate(size uint64) []byte {
 	grow := size - min(size, m.size)
 	switch {
 	case size > m.limit:
-		m.refusal = fmt.Sprintf("its limit of %d pages (%d MiB)", m.limit/abi.PageSize, m.limit/abi.MiB)
+		m.refusal = memoryLimitText(uint32(m.limit / abi.PageSize))
 		return nil
 	case m.request.memory+grow > abi.RequestMemoryBytes:
-		m.refusal = fmt.Sprintf("the request's total of %d MiB for all its modules", abi.RequestMemoryBytes/abi.MiB)
+		m.refusal = requestTotalText
 		return nil
 	}
 	if err := m.mapping.commit(size); err != nil {

@@ -71,7 +71,7 @@ func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 	}
 	if minimum > abi.RequestMemoryBytes {
 		return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline),
-			Message: fmt.Sprintf("the modules need %d MiB of memory and tables at start, over the request's total of %d MiB", minimum/abi.MiB, abi.RequestMemoryBytes/abi.MiB)}
+			Message: fmt.Sprintf("the modules need %s of memory and tables at start, over %s", formatBytes(minimum), requestTotalText)}
 	}
 	return p, nil
 }
