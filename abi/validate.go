@@ -57,10 +57,11 @@ type ModuleInfo struct {
 	MemoryMinPages uint32
 	MemoryMaxPages uint32 // valid if HasMemoryMax
 	HasMemoryMax   bool
-	// TableMinElements is the declared minimum of each table the module defines.
-	TableMinElements []uint32
 	HasInitialize  bool     // exports _initialize, which the host calls after instantiation
 	Imports        []Import // in the module's order
+
+	// TableMinElements is the declared minimum of each table the module defines.
+	TableMinElements []uint32
 }
 
 // ErrorCode identifies why a module was refused. Codes are stable and machine-readable.

@@ -313,7 +313,9 @@ func TestTableWithinLimit(t *testing.T) {
 // cocoon_alloc returning 1024, the extra functions (type () -> i32 each, the first
 // called by cocoon_pre, which returns 0) and tables of the given minimums.
 func abiModule(tableMins []uint32, funcs ...[]byte) []byte {
-	vec := func(items ...[]byte) []byte { return append(appendLEB(nil, uint64(len(items))), bytes.Join(items, nil)...) }
+	vec := func(items ...[]byte) []byte {
+		return append(appendLEB(nil, uint64(len(items))), bytes.Join(items, nil)...)
+	}
 	section := func(id byte, items ...[]byte) []byte {
 		payload := vec(items...)
 		return append(appendLEB([]byte{id}, uint64(len(payload))), payload...)
