@@ -92,10 +92,10 @@ func BenchmarkIsolation(b *testing.B) {
 		{Pre: []ModuleSpec{{Module: hostileModule(b, s, "copy"), Limits: fast}}},
 		{Pre: []ModuleSpec{{Module: hostileModule(b, s, "random"), Limits: fast}}},
 		{Pre: []ModuleSpec{{Module: hostileModule(b, s, "host_calls"), Limits: fast, Config: []byte("c")}}},
-		{Pre: []ModuleSpec{{Module: compileBytes(b, s, straightLineModule(100_000)), Limits: fast}}},
+		{Pre: []ModuleSpec{{Module: compileBytes(b, s, straightLineModule(25_000)), Limits: fast}}},
 		{Pre: []ModuleSpec{{Module: hostileModule(b, s, "table_grow"), Limits: fast}}},
 		{Pre: []ModuleSpec{big, big, big}},
-		{Pre: []ModuleSpec{{Module: compileBytes(b, s, heavyFramesModule(1000)), Limits: fast}}},
+		{Pre: []ModuleSpec{{Module: compileBytes(b, s, heavyFramesModule(1000, 9000)), Limits: fast}}},
 	} {
 		attacks = append(attacks, pipeline(b, s, spec))
 	}

@@ -128,7 +128,7 @@ func TestHostileModules(t *testing.T) {
 		{"loop of 64 MiB random_get", one(hostileModule(t, s, "random"), fast, ""), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
 		{"loop of cocoon.config", one(hostileModule(t, s, "host_calls"), fast, "c"), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
 		{"loop of clock_time_get", one(hostileModule(t, s, "host_calls"), fast, "w"), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
-		{"loop of long straight-line code", one(compileBytes(t, s, straightLineModule(100_000)), fast, ""), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
+		{"loop of long straight-line code", one(compileBytes(t, s, straightLineModule(25_000)), fast, ""), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
 		// Log records are bounded in number as well as in bytes.
 		{"loop of empty cocoon.log records", one(hostileModule(t, s, "host_calls"), fast, "l"), CodeLogLimit, 0, "more than 1024 log records", 2 * time.Second},
 		{"loop of empty writes to stdout", one(hostileModule(t, s, "host_calls"), fast, "p"), CodeLogLimit, 0, "more than 1024 log records", 2 * time.Second},
@@ -143,9 +143,6 @@ func TestHostileModules(t *testing.T) {
 			"memory.grow by 5 pages was refused: past its declared maximum of 2 pages", 2 * time.Second},
 		{"recursion in a start section", one(hostileModule(t, s, "start_recursion"), fast, ""), CodeStackOverflow, 0, "during instantiation", 2 * time.Second},
 		{"proc_exit(0) in _initialize", one(hostileModule(t, s, "exit_initialize"), fast, ""), CodeModuleExit, 0, "exited with code 0 during instantiation", 2 * time.Second},
-		// The call stack: frames holding many values count for more, so that deep
-		// recursion cannot make wazero's stack huge.
-		{"recursion holding 1,000 values per frame", one(compileBytes(t, s, heavyFramesModule(1000)), tenSeconds, ""), CodeStackOverflow, 0, "call stack overflow", 2 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,6 +242,29 @@ func calibrateBurn(t *testing.T, s *Sandbox, burn *Module, d time.Duration) uint
 	return uint32(min(int64(probe)*int64(d)/int64(max(sess.request.moduleTime, time.Microsecond)), 1<<31))
 }
 
+// TestHeavyFrames: frames that hold many values count for more in the call depth, so
+// that a recursion cannot make wazero's stack, which outlives the call, huge.
+func TestHeavyFrames(t *testing.T) {
+	s := newTestSandbox(t)
+	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, heavyFramesModule(1000, 9000)), Limits: tenSeconds}}})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	_, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
+	took := time.Since(start)
+	runtime.ReadMemStats(&after)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeStackOverflow {
+		t.Fatalf("err = %v, want stack_overflow", err)
+	}
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 16*abi.MiB {
+		t.Errorf("the recursion allocated %d MiB", allocated/abi.MiB)
+	}
+	if took > time.Second {
+		t.Errorf("the recursion ran for %s", took)
+	}
+}
+
 // TestOutputTotal: what a module returns is bounded over the whole request, not only
 // per call.
 func TestOutputTotal(t *testing.T) {
@@ -309,10 +329,11 @@ func TestTableWithinLimit(t *testing.T) {
 
 // Modules built byte by byte, where their text would be megabytes.
 
-// abiModule returns an ABI v1 module with a memory of one page, the marker, a
-// cocoon_alloc returning 1024, the extra functions (type () -> i32 each, the first
-// called by cocoon_pre, which returns 0) and tables of the given minimums.
-func abiModule(tableMins []uint32, funcs ...[]byte) []byte {
+// abiModule returns an ABI v1 module with a memory of one page, tables of the given
+// minimums, the marker, a cocoon_alloc returning 1024, a cocoon_pre that calls the
+// first extra function with arg and returns no output, and the extra functions: bodies
+// (locals and code) of type (i32) -> i32.
+func abiModule(tableMins []uint32, arg int64, funcs ...[]byte) []byte {
 	vec := func(items ...[]byte) []byte {
 		return append(appendLEB(nil, uint64(len(items))), bytes.Join(items, nil)...)
 	}
@@ -321,21 +342,17 @@ func abiModule(tableMins []uint32, funcs ...[]byte) []byte {
 		return append(appendLEB([]byte{id}, uint64(len(payload))), payload...)
 	}
 	name := func(s string) []byte { return append(appendLEB(nil, uint64(len(s))), s...) }
-	body := func(code []byte) []byte {
-		b := append([]byte{0}, code...)
-		return append(appendLEB(nil, uint64(len(b))), b...)
-	}
-	types := [][]byte{{0x60, 0, 0}, {0x60, 1, 0x7f, 1, 0x7f}, {0x60, 2, 0x7f, 0x7f, 1, 0x7e}, {0x60, 0, 1, 0x7f}}
+	sized := func(b []byte) []byte { return append(appendLEB(nil, uint64(len(b))), b...) }
+	types := [][]byte{{0x60, 0, 0}, {0x60, 1, 0x7f, 1, 0x7f}, {0x60, 2, 0x7f, 0x7f, 1, 0x7e}}
 	fns := [][]byte{{0}, {1}, {2}}
-	bodies := [][]byte{body([]byte{0x0b}), body([]byte{0x41, 0x80, 0x08, 0x0b})}
-	pre := []byte{0x42, 0, 0x0b}
+	pre := []byte{0, 0x42, 0, 0x0b}
 	if len(funcs) > 0 {
-		pre = []byte{0x10, 3, 0x1a, 0x42, 0, 0x0b} // call the first extra function, drop
+		pre = append(appendSLEB([]byte{0, 0x41}, arg), 0x10, 3, 0x1a, 0x42, 0, 0x0b) // call the first extra function, drop
 	}
-	bodies = append(bodies, body(pre))
+	bodies := [][]byte{sized([]byte{0, 0x0b}), sized([]byte{0, 0x41, 0x80, 0x08, 0x0b}), sized(pre)}
 	for _, f := range funcs {
-		fns = append(fns, []byte{3})
-		bodies = append(bodies, body(f))
+		fns = append(fns, []byte{1})
+		bodies = append(bodies, sized(f))
 	}
 	var tables [][]byte
 	for _, min := range tableMins {
@@ -350,6 +367,17 @@ func abiModule(tableMins []uint32, funcs ...[]byte) []byte {
 	}, nil)
 }
 
+func appendSLEB(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
 func appendLEB(b []byte, v uint64) []byte {
 	for v >= 0x80 {
 		b = append(b, byte(v)|0x80)
@@ -359,38 +387,43 @@ func appendLEB(b []byte, v uint64) []byte {
 }
 
 // straightLineModule: cocoon_pre calls a function that loops forever around n
-// instructions of straight-line code (local.get, drop). Before a loop iteration cost
-// its instructions, 10,000 iterations, seconds of work, ran between two time checks.
+// divisions in a chain, straight-line code of 4n instructions that takes about 10 ns a
+// division. Before a loop iteration cost its instructions, 10,000 iterations ran
+// between two checks of the time: with n = 25,000, seconds.
 func straightLineModule(n int) []byte {
-	code := []byte{0x03, 0x40} // loop
-	for range n / 2 {
-		code = append(code, 0x41, 0, 0x1a) // i32.const 0, drop
+	// (local $x i64) (local $d i64): x = -1, d = 3
+	code := []byte{1, 2, 0x7e, 0x42, 0x7f, 0x21, 1, 0x42, 3, 0x21, 2, 0x03, 0x40}
+	for range n {
+		code = append(code, 0x20, 1, 0x20, 2, 0x80, 0x21, 1) // x = x / d
 	}
-	return abiModule(nil, append(code, 0x0c, 0, 0x0b, 0x41, 0, 0x0b)) // br 0, end, i32.const 0
+	return abiModule(nil, 0, append(code, 0x0c, 0, 0x0b, 0x41, 0, 0x0b)) // br 0, end, i32.const 0
 }
 
-// heavyFramesModule: cocoon_pre calls a function that recurses without end, holding
-// values loaded from memory across each call. With frames counted one each, 10,000
-// of them took 80 MiB of wazero's stack.
-func heavyFramesModule(values int) []byte {
-	var code []byte
+// heavyFramesModule: cocoon_pre calls a function that recurses depth levels deep
+// holding values loaded from memory across each call, then returns. Counted one frame
+// each, 9,000 such frames of 1,000 values were allowed, and took 84 MiB of wazero's
+// stack, which the instance kept after the call returned.
+func heavyFramesModule(values int, depth int64) []byte {
+	// (if (i32.eqz (local.get 0)) (then (return (i32.const 0))))
+	code := []byte{0, 0x20, 0, 0x45, 0x04, 0x40, 0x41, 0, 0x0f, 0x0b}
 	for i := range values {
 		code = append(code, 0x41, byte(4*(i%16)), 0x28, 2, 0) // i32.load of an address below 64
 	}
-	code = append(code, 0x10, 3) // call itself
+	// (call 3 (i32.sub (local.get 0) (i32.const 1)))
+	code = append(code, 0x20, 0, 0x41, 1, 0x6b, 0x10, 3)
 	for range values {
 		code = append(code, 0x6a) // i32.add
 	}
-	return abiModule(nil, append(code, 0x0b))
+	return abiModule(nil, depth, append(code, 0x0b))
 }
 
 // tableModule: a module with one table of min elements.
-func tableModule(min uint32) []byte { return abiModule([]uint32{min}) }
+func tableModule(min uint32) []byte { return abiModule([]uint32{min}, 0) }
 
 func TestHostileModuleBuilders(t *testing.T) {
 	// The byte-built modules are valid ABI modules that pass through their input.
 	s := newTestSandbox(t)
-	for name, wasm := range map[string][]byte{"plain": abiModule(nil), "table": tableModule(10)} {
+	for name, wasm := range map[string][]byte{"plain": abiModule(nil, 0), "table": tableModule(10)} {
 		m := compileBytes(t, s, wasm)
 		if _, err := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: m}}}).Run(context.Background(), []byte(testRequest), storyteller, nil); err == nil || !strings.Contains(err.Error(), "invalid JSON") {
 			t.Errorf("%s: %v, want the empty output refused as JSON", name, fmt.Sprint(err))

@@ -97,6 +97,8 @@ func TestUploadErrors(t *testing.T) {
 		{"wrong ABI version", testdataWasm(t, "wrong_abi"), abi.ErrUnsupportedABIVersion, "ABI v2"},
 		{"unknown import", testdataWasm(t, "unknown_import"), abi.ErrUnknownImport, `"env"."fetch_url"`},
 		{"too large", make([]byte, abi.MaxModuleBytes+1), abi.ErrTooLarge, "limit"},
+		{"too many tables", abiModule(make([]uint32, abi.MaxTables+1), 0), abi.ErrBadTable, "defines 9 tables; the host allows at most 8"},
+		{"table minimum over the ceiling", tableModule(abi.CeilingLimits.TableElements + 1), abi.ErrBadTable, "minimum of 1048577 elements, above the ceiling of 1048576"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
