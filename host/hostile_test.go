@@ -335,14 +335,14 @@ func TestTableWithinLimit(t *testing.T) {
 // (locals and code) of type (i32) -> i32.
 func abiModule(tableMins []uint32, arg int64, funcs ...[]byte) []byte {
 	vec := func(items ...[]byte) []byte {
-		return append(appendLEB(nil, uint64(len(items))), bytes.Join(items, nil)...)
+		return append(binary.AppendUvarint(nil, uint64(len(items))), bytes.Join(items, nil)...)
 	}
 	section := func(id byte, items ...[]byte) []byte {
 		payload := vec(items...)
-		return append(appendLEB([]byte{id}, uint64(len(payload))), payload...)
+		return append(binary.AppendUvarint([]byte{id}, uint64(len(payload))), payload...)
 	}
-	name := func(s string) []byte { return append(appendLEB(nil, uint64(len(s))), s...) }
-	sized := func(b []byte) []byte { return append(appendLEB(nil, uint64(len(b))), b...) }
+	name := func(s string) []byte { return append(binary.AppendUvarint(nil, uint64(len(s))), s...) }
+	sized := func(b []byte) []byte { return append(binary.AppendUvarint(nil, uint64(len(b))), b...) }
 	types := [][]byte{{0x60, 0, 0}, {0x60, 1, 0x7f, 1, 0x7f}, {0x60, 2, 0x7f, 0x7f, 1, 0x7e}}
 	fns := [][]byte{{0}, {1}, {2}}
 	pre := []byte{0, 0x42, 0, 0x0b}
@@ -356,7 +356,7 @@ func abiModule(tableMins []uint32, arg int64, funcs ...[]byte) []byte {
 	}
 	var tables [][]byte
 	for _, min := range tableMins {
-		tables = append(tables, appendLEB([]byte{0x70, 0}, uint64(min)))
+		tables = append(tables, binary.AppendUvarint([]byte{0x70, 0}, uint64(min)))
 	}
 	return bytes.Join([][]byte{
 		[]byte("\x00asm\x01\x00\x00\x00"),
@@ -367,6 +367,8 @@ func abiModule(tableMins []uint32, arg int64, funcs ...[]byte) []byte {
 	}, nil)
 }
 
+// appendSLEB appends the signed LEB128 encoding of v (that of i32.const immediates);
+// unsigned ones are binary.AppendUvarint's.
 func appendSLEB(b []byte, v int64) []byte {
 	for {
 		c := byte(v & 0x7f)
@@ -376,14 +378,6 @@ func appendSLEB(b []byte, v int64) []byte {
 		}
 		b = append(b, c|0x80)
 	}
-}
-
-func appendLEB(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
 }
 
 // straightLineModule: cocoon_pre calls a function that loops forever around n

@@ -398,20 +398,10 @@ func (in *instrumenter) names(r *reader) error {
 		return err
 	}
 	for r.pos < r.end {
-		start := r.pos
-		id, err := r.byte()
+		id, sub, err := r.part("name subsection", "its section")
 		if err != nil {
 			return err
 		}
-		size, err := r.u32()
-		if err != nil {
-			return err
-		}
-		if int64(size) > int64(r.remaining()) {
-			return r.fail(start, "name subsection of %d bytes overruns its section", size)
-		}
-		sub := reader{b: r.b, pos: r.pos, end: r.pos + int(size)}
-		r.pos = sub.end
 		in.out = append(in.out, id)
 		at := in.beginSized()
 		switch id {

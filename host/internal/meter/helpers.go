@@ -122,67 +122,81 @@ func (in *instrumenter) chargeBody(shift int) {
 	in.op(opEnd)
 }
 
-// minChunk sets local c to min(local n, ChunkBytes).
-func (in *instrumenter) minChunk(n, c byte) {
+// The instructions the bulk functions perform, with their reserved memory indices.
+var (
+	memoryFill = []byte{opMisc, miscMemoryFill, 0}
+	memoryCopy = []byte{opMisc, miscMemoryCopy, 0, 0}
+)
+
+// bulk writes the instruction op on locals a, b and n.
+func (in *instrumenter) bulk(op []byte, a, b, n byte) {
+	in.localGet(a)
+	in.localGet(b)
+	in.localGet(n)
+	in.op(op...)
+}
+
+// bulkStart writes how the bulk functions start, for op on locals a, b and n: up to
+// ChunkBytes, charge n bytes and run op at once; past that, if the region at any of
+// the locals in starts, n bytes long, ends past the memory (computed in 64 bits, so
+// that it cannot wrap around), run op, which traps before writing anything.
+func (in *instrumenter) bulkStart(op []byte, a, b, n byte, starts ...byte) {
+	in.localGet(n)
+	in.i32Const(ChunkBytes)
+	in.op(opI32LeU, opIf, blockEmpty)
+	in.chargeLocal(n, BytesPerPointShift)
+	in.bulk(op, a, b, n)
+	in.op(opReturn, opEnd)
+	for i, start := range starts {
+		in.localGet(start)
+		in.op(opI64ExtendI32U)
+		in.localGet(n)
+		in.op(opI64ExtendI32U, opI64Add)
+		in.op(opMemorySize, 0, opI64ExtendI32U)
+		in.i64Const(16)
+		in.op(opI64Shl, opI64GtU)
+		if i > 0 {
+			in.op(opI32Or)
+		}
+	}
+	in.op(opIf, blockEmpty)
+	in.bulk(op, a, b, n)
+	in.op(opReturn, opEnd)
+}
+
+// chunk writes the start of a loop iteration of the bulk functions: local c becomes
+// min(local n, ChunkBytes), and c bytes are charged.
+func (in *instrumenter) chunk(n, c byte) {
 	in.localGet(n)
 	in.i32Const(ChunkBytes)
 	in.localGet(n)
 	in.i32Const(ChunkBytes)
 	in.op(opI32LtU, opSelect)
 	in.localSet(c)
+	in.chargeLocal(c, BytesPerPointShift)
 }
 
-// pushEnd64 pushes local a + local b as an i64: the end of a region, which cannot
-// wrap around as an i32 sum would.
-func (in *instrumenter) pushEnd64(a, b byte) {
-	in.localGet(a)
-	in.op(opI64ExtendI32U)
-	in.localGet(b)
-	in.op(opI64ExtendI32U, opI64Add)
-}
-
-// pushMemoryBytes pushes the memory's size in bytes as an i64.
-func (in *instrumenter) pushMemoryBytes() {
-	in.op(opMemorySize, 0, opI64ExtendI32U)
-	in.i64Const(16)
-	in.op(opI64Shl)
+// advance adds local c to each of the locals ps.
+func (in *instrumenter) advance(c byte, ps ...byte) {
+	for _, p := range ps {
+		in.localGet(p)
+		in.localGet(c)
+		in.op(opI32Add)
+		in.localSet(p)
+	}
 }
 
 // fillBody: (d, v, n: i32) -> () is memory.fill d v n, charged by bytes; above
-// ChunkBytes it checks the bounds first (an out-of-bounds fill traps before writing
-// anything, by running the original instruction) and then fills in chunks, charging
-// and checking the fuel before each.
+// ChunkBytes it checks the bounds first and then fills in chunks, charging and
+// checking the fuel before each.
 func (in *instrumenter) fillBody() {
 	const d, v, n, c = 0, 1, 2, 3
 	in.op(1, 1, valI32) // local c
-	in.localGet(n)
-	in.i32Const(ChunkBytes)
-	in.op(opI32LeU, opIf, blockEmpty)
-	in.chargeLocal(n, BytesPerPointShift)
-	in.localGet(d)
-	in.localGet(v)
-	in.localGet(n)
-	in.op(opMisc, miscMemoryFill, 0, opReturn, opEnd)
-
-	in.pushEnd64(d, n)
-	in.pushMemoryBytes()
-	in.op(opI64GtU, opIf, blockEmpty)
-	in.localGet(d)
-	in.localGet(v)
-	in.localGet(n)
-	in.op(opMisc, miscMemoryFill, 0, opReturn, opEnd)
-
+	in.bulkStart(memoryFill, d, v, n, d)
 	in.op(opLoop, blockEmpty)
-	in.minChunk(n, c)
-	in.chargeLocal(c, BytesPerPointShift)
-	in.localGet(d)
-	in.localGet(v)
-	in.localGet(c)
-	in.op(opMisc, miscMemoryFill, 0)
-	in.localGet(d)
-	in.localGet(c)
-	in.op(opI32Add)
-	in.localSet(d)
+	in.chunk(n, c)
+	in.bulk(memoryFill, d, v, c)
+	in.advance(c, d)
 	in.localGet(n)
 	in.localGet(c)
 	in.op(opI32Sub, opLocalTee, n, opBrIf, 0, opEnd)
@@ -196,33 +210,13 @@ func (in *instrumenter) fillBody() {
 func (in *instrumenter) copyBody() {
 	const d, s, n, c = 0, 1, 2, 3
 	in.op(1, 1, valI32) // local c
-	in.localGet(n)
-	in.i32Const(ChunkBytes)
-	in.op(opI32LeU, opIf, blockEmpty)
-	in.chargeLocal(n, BytesPerPointShift)
-	in.localGet(d)
-	in.localGet(s)
-	in.localGet(n)
-	in.op(opMisc, miscMemoryCopy, 0, 0, opReturn, opEnd)
-
-	in.pushEnd64(d, n)
-	in.pushMemoryBytes()
-	in.op(opI64GtU)
-	in.pushEnd64(s, n)
-	in.pushMemoryBytes()
-	in.op(opI64GtU, opI32Or, opIf, blockEmpty)
-	in.localGet(d)
-	in.localGet(s)
-	in.localGet(n)
-	in.op(opMisc, miscMemoryCopy, 0, 0, opReturn, opEnd)
-
+	in.bulkStart(memoryCopy, d, s, n, d, s)
 	in.localGet(d)
 	in.localGet(s)
 	in.op(opI32GtU, opIf, blockEmpty)
 	{ // backwards: n counts down to 0, the chunk at n - c goes first
 		in.op(opLoop, blockEmpty)
-		in.minChunk(n, c)
-		in.chargeLocal(c, BytesPerPointShift)
+		in.chunk(n, c)
 		in.localGet(n)
 		in.localGet(c)
 		in.op(opI32Sub)
@@ -234,25 +228,16 @@ func (in *instrumenter) copyBody() {
 		in.localGet(n)
 		in.op(opI32Add)
 		in.localGet(c)
-		in.op(opMisc, miscMemoryCopy, 0, 0)
+		in.op(memoryCopy...)
 		in.localGet(n)
 		in.op(opBrIf, 0, opEnd)
 		in.op(opReturn)
 	}
 	in.op(opEnd)
 	in.op(opLoop, blockEmpty) // forwards
-	in.minChunk(n, c)
-	in.chargeLocal(c, BytesPerPointShift)
-	in.localGet(d)
-	in.localGet(s)
-	in.localGet(c)
-	in.op(opMisc, miscMemoryCopy, 0, 0)
-	for _, p := range []byte{d, s} {
-		in.localGet(p)
-		in.localGet(c)
-		in.op(opI32Add)
-		in.localSet(p)
-	}
+	in.chunk(n, c)
+	in.bulk(memoryCopy, d, s, c)
+	in.advance(c, d, s)
 	in.localGet(n)
 	in.localGet(c)
 	in.op(opI32Sub, opLocalTee, n, opBrIf, 0, opEnd)

@@ -229,20 +229,10 @@ type region struct {
 func (in *instrumenter) scan() error {
 	r := in.r
 	for r.pos < r.end {
-		start := r.pos
-		id, err := r.byte()
+		id, s, err := r.part("section", "the module")
 		if err != nil {
 			return err
 		}
-		size, err := r.u32()
-		if err != nil {
-			return err
-		}
-		if int64(size) > int64(r.remaining()) {
-			return r.fail(start, "section %d of %d bytes overruns the module", id, size)
-		}
-		s := reader{b: r.b, pos: r.pos, end: r.pos + int(size)}
-		r.pos = s.end
 		switch id {
 		case secImport:
 			err = in.scanImports(&s)
@@ -331,19 +321,10 @@ func (in *instrumenter) module() error {
 	last := 0 // order rank of the last non-custom section
 	for r.pos < r.end {
 		start := r.pos
-		id, err := r.byte()
+		id, body, err := r.part("section", "the module")
 		if err != nil {
 			return err
 		}
-		size, err := r.u32()
-		if err != nil {
-			return err
-		}
-		if int64(size) > int64(r.remaining()) {
-			return r.fail(start, "section %d of %d bytes overruns the module", id, size)
-		}
-		body := reader{b: r.b, pos: r.pos, end: r.pos + int(size)}
-		r.pos = body.end
 		if id == secCustom {
 			if err := in.custom(body); err != nil {
 				return err

@@ -15,6 +15,25 @@ func (r *reader) fail(at int, format string, args ...any) error {
 
 func (r *reader) remaining() int { return r.end - r.pos }
 
+// part reads the id and size of a section (what "section", in "the module") or of a
+// subsection, and returns the id and a reader of exactly its content, which r skips.
+func (r *reader) part(what, in string) (id byte, content reader, err error) {
+	start := r.pos
+	if id, err = r.byte(); err != nil {
+		return 0, reader{}, err
+	}
+	size, err := r.u32()
+	if err != nil {
+		return 0, reader{}, err
+	}
+	if int64(size) > int64(r.remaining()) {
+		return 0, reader{}, r.fail(start, "%s %d of %d bytes overruns %s", what, id, size, in)
+	}
+	content = reader{b: r.b, pos: r.pos, end: r.pos + int(size)}
+	r.pos = content.end
+	return id, content, nil
+}
+
 func (r *reader) byte() (byte, error) {
 	if r.pos >= r.end {
 		return 0, r.fail(r.pos, "unexpected end")
