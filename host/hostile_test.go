@@ -204,7 +204,8 @@ func TestRequestModuleTime(t *testing.T) {
 	burn := hostileModule(t, s, "burn")
 	iterations := calibrateBurn(t, s, burn, 50*time.Millisecond)
 	config := binary.LittleEndian.AppendUint32(nil, iterations)
-	p := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: burn, Config: config}}})
+	// Each chunk burns about 50 ms, under a limit generous enough for a loaded machine.
+	p := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: burn, Config: config, Limits: abi.Limits{CallTimeout: abi.Duration(5 * time.Second)}}}})
 	chunks := 0
 	endless := func(ctx context.Context, _ []byte, emit func(string) error) (Generation, error) {
 		for {
