@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 	"unicode/utf8"
 
@@ -77,12 +78,14 @@ func (inst *instance) enter(points uint64) {
 func bytePoints(n uint64) uint64 { return n >> meter.BytesPerPointShift }
 
 // checkStop ends the running call, by panicking with errAbort as wazero host functions
-// do, when its deadline has passed or the request's context is done. failure tells the
-// two apart.
-func (inst *instance) checkStop() {
-	if inst.ctx.Err() != nil || time.Now().After(inst.deadline) {
+// do, when its deadline has passed or the request's context is done (failure tells the
+// two apart); otherwise it returns the time it checked.
+func (inst *instance) checkStop() time.Time {
+	now := time.Now()
+	if inst.ctx.Err() != nil || now.After(inst.deadline) {
 		panic(errAbort)
 	}
+	return now
 }
 
 // meterTick is called by metered code when its fuel is zero or below: it ends the call
@@ -91,12 +94,22 @@ func (inst *instance) checkStop() {
 // garbage collection waiting to stop the world gets its turn.
 func meterTick(ctx context.Context, m api.Module, _ []uint64) {
 	inst := instanceOf(ctx)
-	inst.checkStop()
+	now := inst.checkStop()
 	if inst.fuel == nil {
 		inst.fuel = m.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
 	}
 	inst.fuel.Set(fuelQuantum)
+	if now.Sub(inst.yielded) >= yieldEvery {
+		inst.yielded = now
+		runtime.Gosched()
+	}
 }
+
+// yieldEvery is how long a module runs before it lets other goroutines have its
+// processor. The Go scheduler only preempts a goroutine after 10 ms, and only at a
+// tick when it runs native code: with every processor running modules, an HTTP
+// handler or a well-behaved request would wait that long for one.
+const yieldEvery = time.Millisecond
 
 // meterMemoryRefused is called by metered code when memory.grow returned -1: whoever
 // refused (the module's declared maximum, the module's limit or the request's total),

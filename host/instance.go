@@ -35,6 +35,9 @@ type instance struct {
 	fuel   api.MutableGlobal
 	clock  fakeClock
 	random *rand.ChaCha8 // made at the first random_get
+	// yielded is when the running call started or a tick last let other goroutines
+	// run (yieldEvery).
+	yielded time.Time
 
 	// What the instance used of its per-request limits.
 	logged, records int    // log bytes and records
@@ -127,6 +130,7 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 func (inst *instance) run(limit time.Duration, f func(context.Context) error) error {
 	inst.rejection, inst.fault, inst.growthRefused, inst.overflowed = nil, nil, "", false
 	start := time.Now()
+	inst.yielded = start
 	left := abi.RequestModuleTime - inst.request.moduleTime
 	inst.deadline, inst.deadlineIsRequest = start.Add(min(limit, left)), left < limit
 	if left <= 0 {
