@@ -51,10 +51,13 @@ type instance struct {
 	deadlineIsRequest bool
 	rejection         *Error
 	fault             *Error
-	growthRefused     string // a memory or table growth was refused, and why
-	overflowed        bool   // the call nested deeper than abi.MaxCallDepth
-	exited            bool   // the module called proc_exit
-	exitCode          uint32
+	// broken is the failure of a call that was stopped part-way, which every later
+	// call returns.
+	broken        *Error
+	growthRefused string // a memory or table growth was refused, and why
+	overflowed    bool   // the call nested deeper than abi.MaxCallDepth
+	exited        bool   // the module called proc_exit
+	exitCode      uint32
 }
 
 // errAbort is panicked by host functions to stop a call whose outcome is already
@@ -141,8 +144,13 @@ func (inst *instance) run(limit time.Duration, f func(context.Context) error) er
 	return err
 }
 
-// call runs hook with input and returns a copy of its output (SPEC.md §3.1-§3.2).
+// call runs hook with input and returns a copy of its output (SPEC.md §3.1-§3.2). An
+// instance whose call was stopped part-way (a trap, a limit, the host's abort) is left
+// as it was then, so every later call fails with the same error.
 func (inst *instance) call(hook string, input []byte) ([]byte, error) {
+	if inst.broken != nil {
+		return nil, inst.broken
+	}
 	lim := inst.spec.limits
 	if len(input) > lim.InputBytes {
 		return nil, inst.errorf(CodeInputTooLarge, "input of %d bytes to %s is over the module's limit of %d", len(input), hook, lim.InputBytes)
@@ -176,7 +184,11 @@ func (inst *instance) call(hook string, input []byte) ([]byte, error) {
 		return fn.CallWithStack(ctx, inst.stack)
 	})
 	if err != nil || inst.rejection != nil {
-		return nil, inst.failure(err, hook)
+		e := inst.failure(err, hook)
+		if err != nil {
+			inst.broken = e
+		}
+		return nil, e
 	}
 	r := int64(inst.stack[0])
 	if r < 0 {

@@ -451,3 +451,26 @@ func TestUsageIsRestored(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestNoCallAfterAFailure: an instance whose call was stopped part-way is not called
+// again: its state (an allocation, the call depth) is whatever it was then.
+func TestNoCallAfterAFailure(t *testing.T) {
+	s := newTestSandbox(t)
+	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compile(t, s, "misbehave"), Config: []byte("T")}}})
+	sess := p.NewSession(context.Background())
+	defer sess.Close()
+	inst, err := sess.instance(StagePre, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, first := inst.call(hookPre, []byte("{}"))
+	records := len(sess.Logs())
+	_, second := inst.call(hookPre, []byte("{}"))
+	var e *Error
+	if !errors.As(first, &e) || e.Code != CodeTrap || second != first {
+		t.Fatalf("first call: %v; second: %v, want the same trap", first, second)
+	}
+	if len(sess.Logs()) != records {
+		t.Error("the second call ran the module")
+	}
+}

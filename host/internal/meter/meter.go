@@ -86,10 +86,13 @@ const (
 //   - it defines and exports the fuel global FuelExport and defines a call depth
 //     global;
 //
-//   - every function body first adds its frame weight (1 + (parameters + locals) /
-//     callFrameLocals) to the depth, calling OverflowName past maxDepth, and takes it
-//     off again on every way out (the end of the body, return, and branches to the
-//     body's label, which now target a block around the body);
+//   - every function body first adds its frame's weight to the depth, calling
+//     OverflowName past the limit, and takes it off again on every way out (the end of
+//     the body, return, and branches to the body's label, which now target a block
+//     around the body). The weight is 1 + (parameters + locals + the most values the
+//     body can hold on its operand stack + the most arguments and results of a call
+//     it makes) / abi.CallFrameLocals (see frame.go). A call that fails leaves the
+//     depth where it was: the host never calls such an instance again;
 //
 //   - every function body and every loop body starts with a metering point that
 //     charges its cost and ticks when the fuel is zero or below:
@@ -105,8 +108,7 @@ const (
 //     added functions that charge the growth, let the host refuse or record a
 //     refusal, and then grow as before.
 //
-// The call depth limit is abi.MaxCallDepth frames, a frame being abi.CallFrameLocals
-// parameters and locals.
+// The call depth limit is abi.MaxCallDepth.
 //
 // It makes one pass over wasm after a pass over its section headers, decoding every
 // instruction of every body, in time linear in len(wasm) (about 20 ms for a 4 MB Go
@@ -120,7 +122,7 @@ func Instrument(wasm []byte) ([]byte, error) {
 }
 
 // instrument is Instrument with a call depth limit of maxDepth frames (below 2^30) of
-// callFrameLocals (positive) parameters and locals each.
+// callFrameLocals (positive) values each.
 func instrument(wasm []byte, maxDepth, callFrameLocals uint32) ([]byte, error) {
 	if len(wasm) < 8 || string(wasm[:8]) != "\x00asm\x01\x00\x00\x00" {
 		return nil, errors.New("meter: not a WebAssembly 1.0/2.0 binary module")
