@@ -47,8 +47,9 @@ const maxIOVecs = 1024
 // returns the errno (proc_exit, which returns nothing, never returns).
 type wasiFunc func(inst *instance, mem api.Memory, stack []uint64) wasiErrno
 
-// wasiFuncs are the implementations, by name. Every name of abi.WASIFunctions has one
-// (TestWASIFunctionsImplemented); the signatures come from abi.WASIFunctions.
+// wasiFuncs are the implementations of the functions that do something, by name; the
+// other functions of abi.WASIFunctions get unsupportedWASI's. Every name here is one of
+// abi.WASIFunctions (TestWASIFunctionsImplemented), which gives the signatures.
 var wasiFuncs = map[string]wasiFunc{
 	"args_get":          argsGet,
 	"args_sizes_get":    sizesGet,
