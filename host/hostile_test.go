@@ -330,11 +330,11 @@ func TestTableWithinLimit(t *testing.T) {
 
 // Modules built byte by byte, where their text would be megabytes.
 
-// abiModule returns an ABI v1 module with a memory of one page, tables of the given
-// minimums, the marker, a cocoon_alloc returning 1024, a cocoon_pre that calls the
+// abiModule returns an ABI v1 module with a memory of the given minimum (in pages),
+// tables of the given minimums, the marker, a cocoon_alloc returning 1024, a cocoon_pre that calls the
 // first extra function with arg and returns no output, and the extra functions: bodies
 // (locals and code) of type (i32) -> i32.
-func abiModule(tableMins []uint32, arg int64, funcs ...[]byte) []byte {
+func abiModule(memoryPages uint32, tableMins []uint32, arg int64, funcs ...[]byte) []byte {
 	vec := func(items ...[]byte) []byte {
 		return append(binary.AppendUvarint(nil, uint64(len(items))), bytes.Join(items, nil)...)
 	}
@@ -361,7 +361,7 @@ func abiModule(tableMins []uint32, arg int64, funcs ...[]byte) []byte {
 	}
 	return bytes.Join([][]byte{
 		[]byte("\x00asm\x01\x00\x00\x00"),
-		section(1, types...), section(3, fns...), section(4, tables...), section(5, []byte{0, 1}),
+		section(1, types...), section(3, fns...), section(4, tables...), section(5, binary.AppendUvarint([]byte{0}, uint64(memoryPages))),
 		section(7, append(name("memory"), 2, 0), append(name("cocoon_abi_v1"), 0, 0),
 			append(name("cocoon_alloc"), 0, 1), append(name("cocoon_pre"), 0, 2)),
 		section(10, bodies...),
@@ -391,7 +391,7 @@ func straightLineModule(n int) []byte {
 	for range n {
 		code = append(code, 0x20, 1, 0x20, 2, 0x80, 0x21, 1) // x = x / d
 	}
-	return abiModule(nil, 0, append(code, 0x0c, 0, 0x0b, 0x41, 0, 0x0b)) // br 0, end, i32.const 0
+	return abiModule(1, nil, 0, append(code, 0x0c, 0, 0x0b, 0x41, 0, 0x0b)) // br 0, end, i32.const 0
 }
 
 // heavyFramesModule: cocoon_pre calls a function that recurses depth levels deep
@@ -409,19 +409,45 @@ func heavyFramesModule(values int, depth int64) []byte {
 	for range values {
 		code = append(code, 0x6a) // i32.add
 	}
-	return abiModule(nil, depth, append(code, 0x0b))
+	return abiModule(1, nil, depth, append(code, 0x0b))
 }
 
 // tableModule: a module with one table of min elements.
-func tableModule(min uint32) []byte { return abiModule([]uint32{min}, 0) }
+func tableModule(min uint32) []byte { return abiModule(1, []uint32{min}, 0) }
 
 func TestHostileModuleBuilders(t *testing.T) {
 	// The byte-built modules are valid ABI modules that pass through their input.
 	s := newTestSandbox(t)
-	for name, wasm := range map[string][]byte{"plain": abiModule(nil, 0), "table": tableModule(10)} {
+	for name, wasm := range map[string][]byte{"plain": abiModule(1, nil, 0), "table": tableModule(10)} {
 		m := compileBytes(t, s, wasm)
 		if _, err := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: m}}}).Run(context.Background(), []byte(testRequest), storyteller, nil); err == nil || !strings.Contains(err.Error(), "invalid JSON") {
 			t.Errorf("%s: %v, want the empty output refused as JSON", name, fmt.Sprint(err))
+		}
+	}
+}
+
+// TestWhichCodeWins: a call that goes wrong in two ways gets the code SPEC.md §9.1
+// puts first.
+func TestWhichCodeWins(t *testing.T) {
+	s := newTestSandbox(t)
+	m := hostileModule(t, s, "precedence")
+	for _, tt := range []struct {
+		mode string
+		code ErrorCode
+		msg  string
+	}{
+		{"r", CodeRejected, "no"},
+		{"l", CodeRejected, "no"},
+		{"t", CodeTimeout, "time limit of 250ms"},
+		{"s", CodeMemoryLimit, "past its declared maximum of 2 pages"},
+		{"x", CodeMemoryLimit, "past its declared maximum of 2 pages"},
+		{"o", CodeStackOverflow, "call stack overflow"},
+	} {
+		p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: m, Config: []byte(tt.mode)}}})
+		_, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != tt.code || !strings.Contains(e.Message, tt.msg) {
+			t.Errorf("mode %s: %v, want %s saying %q", tt.mode, err, tt.code, tt.msg)
 		}
 	}
 }

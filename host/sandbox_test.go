@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,7 +98,7 @@ func TestUploadErrors(t *testing.T) {
 		{"wrong ABI version", testdataWasm(t, "wrong_abi"), abi.ErrUnsupportedABIVersion, "ABI v2"},
 		{"unknown import", testdataWasm(t, "unknown_import"), abi.ErrUnknownImport, `"env"."fetch_url"`},
 		{"too large", make([]byte, abi.MaxModuleBytes+1), abi.ErrTooLarge, "limit"},
-		{"too many tables", abiModule(make([]uint32, abi.MaxTables+1), 0), abi.ErrBadTable, "defines 9 tables; the host allows at most 8"},
+		{"too many tables", abiModule(1, make([]uint32, abi.MaxTables+1), 0), abi.ErrBadTable, "defines 9 tables; the host allows at most 8"},
 		{"table minimum over the ceiling", tableModule(abi.CeilingLimits.TableElements + 1), abi.ErrBadTable, "minimum of 1048577 elements, above the ceiling of 1048576"},
 	}
 	for _, tt := range tests {
@@ -375,6 +376,9 @@ func TestPipelineChecks(t *testing.T) {
 		{"memory under module minimum", PipelineSpec{Pre: []ModuleSpec{{Module: pre}, {Module: compile(t, s, "big_memory"), Limits: abi.Limits{MemoryPages: 64}}}}, "needs 100 memory pages at start, over its memory limit of 64"},
 		{"config too large", PipelineSpec{Pre: []ModuleSpec{{Module: pre, Config: make([]byte, abi.MaxConfigBytes+1)}}}, "config of 65537 bytes"},
 		{"no module", PipelineSpec{Pre: []ModuleSpec{{}}}, "no module"},
+		{"too many modules", PipelineSpec{Pre: slices.Repeat([]ModuleSpec{{Module: pre}}, abi.MaxStageModules+1)}, "17 pre modules, over the limit of 16"},
+		{"minimums over the request's memory", PipelineSpec{Pre: slices.Repeat([]ModuleSpec{{Module: compileBytes(t, s, abiModule(4096, nil, 0)), Limits: abi.Limits{MemoryPages: 4096}}}, 3)},
+			"the modules need 768 MiB of memory and tables at start, over the request's total of 512 MiB for all its modules"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
