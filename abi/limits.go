@@ -98,7 +98,7 @@ const (
 	// nest deeper fails with stack_overflow. A function whose parameters and locals
 	// number more than CallFrameLocals counts as 1 + (parameters + locals) /
 	// CallFrameLocals frames, so that large frames cannot make a deep stack huge.
-	MaxCallDepth = 4096
+	MaxCallDepth = 1024
 	// CallFrameLocals is the number of parameters and locals one frame of
 	// MaxCallDepth stands for.
 	CallFrameLocals = 16

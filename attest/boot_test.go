@@ -136,7 +136,7 @@ func TestSandboxPolicyCanonical(t *testing.T) {
 		`,"reject_message_bytes":1024,"min_init_time_ms":1000,"modules_per_stage":16` +
 		`,"request_memory_bytes":536870912,"table_element_bytes":8` +
 		`,"request_module_time_ms":10000,"request_output_bytes_per_module":16777216` +
-		`,"log_records_per_module":1024,"tables_per_module":8,"call_depth":4096` +
+		`,"log_records_per_module":1024,"tables_per_module":8,"call_depth":1024` +
 		`,"call_frame_locals":16},"environment":{"clock_epoch_unix":1640995200` +
 		`,"clock_step_ns":1000000,"clock_resolution_ns":1` +
 		`,"random":"ChaCha8 seeded with sha256(\"cocoon abi v1 random_get\")"` +

@@ -85,10 +85,10 @@ type unreadRandom struct{}
 func (unreadRandom) Read([]byte) (int, error) { return 0, io.EOF }
 
 // instantiate creates a fresh instance of m for one request, running its start
-// section and _initialize under the instantiation time limit. Before anything runs it
-// checks that the module's memory and table minimums fit in what is left of the
-// request's memory, and reserves its memory (a failure there is a memory_limit error,
-// not a panic inside wazero).
+// section and _initialize under the instantiation time limit. First it checks that the
+// module's memory and table minimums fit in what is left of the request's memory, and,
+// within the time limit, reserves and populates its memory: a failure there is a
+// memory_limit error, not a panic inside wazero.
 func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requestState) (*instance, error) {
 	inst := &instance{
 		spec:    m,
@@ -99,22 +99,22 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 	inst.ctx = context.WithValue(ctx, instanceKey{}, inst)
 	info := m.module.Info
 	memoryBytes := uint64(info.MemoryMinPages) * abi.PageSize
+	var tableBytes uint64
 	for _, min := range info.TableMinElements {
-		inst.tableBytes += uint64(min) * abi.TableElementBytes
+		tableBytes += uint64(min) * abi.TableElementBytes
 	}
-	if request.memory+memoryBytes+inst.tableBytes > abi.RequestMemoryBytes {
+	if request.memory+memoryBytes+tableBytes > abi.RequestMemoryBytes {
 		return nil, inst.errorf(CodeMemoryLimit, "instantiation needs %s of memory and tables, past %s (%s in use)",
-			formatBytes(memoryBytes+inst.tableBytes), requestTotalText, formatBytes(request.memory))
+			formatBytes(memoryBytes+tableBytes), requestTotalText, formatBytes(request.memory))
 	}
-	mem, err := newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes)
-	if err != nil {
-		return nil, inst.errorf(CodeMemoryLimit, "the host could not reserve memory for the module: %v", err)
-	}
-	inst.memory = mem
-	request.memory += inst.tableBytes
-
-	err = inst.run(max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout), func(ctx context.Context) (err error) {
-		inst.mod, err = s.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, mem), m.module.compiled, moduleConfig)
+	err := inst.run(max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout), func(ctx context.Context) (err error) {
+		if inst.memory, err = newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes, &inst.deadline); err != nil {
+			inst.fault = inst.errorf(CodeMemoryLimit, "the host could not reserve memory for the module: %v", err)
+			return errAbort
+		}
+		inst.tableBytes = tableBytes
+		request.memory += tableBytes
+		inst.mod, err = s.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.memory), m.module.compiled, moduleConfig)
 		return err
 	})
 	if err != nil || inst.rejection != nil || inst.exited {
@@ -272,7 +272,9 @@ func (inst *instance) close() {
 		inst.mod.Close(context.Background())
 		inst.mod = nil
 	}
-	inst.memory.Free()
+	if inst.memory != nil {
+		inst.memory.Free()
+	}
 	inst.request.memory -= inst.tableBytes
 	inst.tableBytes = 0
 }

@@ -2,8 +2,10 @@ package host
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
 
@@ -32,16 +34,19 @@ const (
 	warmBudgetBytes = 64 * abi.MiB
 )
 
-// mapping is one reservation; its first committed bytes are readable and writable.
+// mapping is one reservation. Its first committed bytes are readable, writable and,
+// unless a deadline cut the populating short, resident; its first dirty bytes may have
+// been written since it was last zeroed.
 type mapping struct {
 	mem       []byte // the whole reservation
 	committed uint64
+	dirty     uint64
 }
 
 var warmPool struct {
 	sync.Mutex
 	free  []*mapping
-	bytes uint64 // committed bytes of the mappings in free
+	bytes uint64 // committed bytes of the mappings in free, or on their way there
 }
 
 // acquireMapping returns a pooled mapping, zero up to its committed bytes and PROT_NONE
@@ -64,13 +69,31 @@ func acquireMapping() (*mapping, error) {
 	return &mapping{mem: mem}, nil
 }
 
-// commit makes the first size bytes readable and writable. New pages read as zero.
-func (m *mapping) commit(size uint64) error {
+// populateCheckBytes is how many bytes commit populates between two looks at the
+// deadline: 256 pages, about 1-2 ms of page faults on a virtual machine.
+const populateCheckBytes = abi.MiB
+
+// commit makes the first size bytes readable and writable, and populates the new
+// pages: it writes a zero to each, from Go, so that the kernel's page faults, several
+// microseconds each on a virtual machine, happen here, where the Go scheduler can stop
+// the goroutine for a garbage collection, and not in the module's native code, which
+// it cannot stop until the next tick: faults in a 1 MiB fill of fresh memory held
+// every stop-the-world of the host for up to 5 ms. Populating stops early, leaving the
+// rest to fault when the module touches it, once the deadline has passed: the call
+// then ends at its next tick.
+func (m *mapping) commit(size uint64, deadline time.Time) error {
 	if size <= m.committed {
 		return nil
 	}
 	if err := syscall.Mprotect(m.mem[m.committed:size], syscall.PROT_READ|syscall.PROT_WRITE); err != nil {
 		return err
+	}
+	page := uint64(os.Getpagesize())
+	for off := m.committed; off < size; off += page {
+		if (off-m.committed)%populateCheckBytes == 0 && time.Now().After(deadline) {
+			break
+		}
+		m.mem[off] = 0
 	}
 	m.committed = size
 	return nil
@@ -81,16 +104,21 @@ func (m *mapping) commit(size uint64) error {
 func (m *mapping) release() {
 	if m.committed <= warmMaxBytes {
 		warmPool.Lock()
-		if warmPool.bytes+m.committed <= warmBudgetBytes {
-			// Zeroed under the lock so that the pool never holds more dirty bytes
-			// than its budget; clearing 64 KiB takes well under a microsecond.
-			clear(m.mem[:m.committed])
-			warmPool.free = append(warmPool.free, m)
+		room := warmPool.bytes+m.committed <= warmBudgetBytes
+		if room {
 			warmPool.bytes += m.committed
+		}
+		warmPool.Unlock()
+		if room {
+			// Only what was handed out can have been written; clearing 64 KiB
+			// takes well under a microsecond.
+			clear(m.mem[:m.dirty])
+			m.dirty = 0
+			warmPool.Lock()
+			warmPool.free = append(warmPool.free, m)
 			warmPool.Unlock()
 			return
 		}
-		warmPool.Unlock()
 	}
 	// Munmap fails only for an invalid range, which m.mem is not.
 	_ = syscall.Munmap(m.mem)
@@ -111,8 +139,11 @@ var requestTotalText = fmt.Sprintf("the request's total of %s for all its module
 type limitedMemory struct {
 	limit   uint64 // the module's memory limit in bytes
 	request *requestState
-	mapping *mapping
-	size    uint64
+	// deadline is that of the instance's running call: populating new pages stops
+	// at it (mapping.commit).
+	deadline *time.Time
+	mapping  *mapping
+	size     uint64
 	// refusal says which limit refused the last growth, for the error message.
 	refusal string
 }
@@ -120,18 +151,19 @@ type limitedMemory struct {
 // newLimitedMemory reserves a memory of minBytes for a module with the given limit and
 // counts it against the request's memory, which the caller checked it fits in. It is
 // done before wazero instantiates the module, because wazero panics when the first
-// allocation fails.
-func newLimitedMemory(limit uint64, request *requestState, minBytes uint64) (*limitedMemory, error) {
+// allocation fails. deadline is where the instance keeps its running call's deadline.
+func newLimitedMemory(limit uint64, request *requestState, minBytes uint64, deadline *time.Time) (*limitedMemory, error) {
 	mapping, err := acquireMapping()
 	if err != nil {
 		return nil, err
 	}
-	if err := mapping.commit(minBytes); err != nil {
+	if err := mapping.commit(minBytes, *deadline); err != nil {
 		mapping.release()
 		return nil, err
 	}
+	mapping.dirty = minBytes
 	request.memory += minBytes
-	return &limitedMemory{limit: limit, request: request, mapping: mapping, size: minBytes}, nil
+	return &limitedMemory{limit: limit, request: request, deadline: deadline, mapping: mapping, size: minBytes}, nil
 }
 
 // Allocate implements experimental.MemoryAllocator; each instance has its own.
@@ -150,12 +182,13 @@ func (m *limitedMemory) Reallocate(size uint64) []byte {
 		m.refusal = requestTotalText
 		return nil
 	}
-	if err := m.mapping.commit(size); err != nil {
+	if err := m.mapping.commit(size, *m.deadline); err != nil {
 		m.refusal = fmt.Sprintf("what the host could commit (%v)", err)
 		return nil
 	}
 	m.request.memory += grow
 	m.size = max(m.size, size)
+	m.mapping.dirty = max(m.mapping.dirty, size)
 	return m.mapping.mem[:size:size]
 }
 

@@ -82,7 +82,8 @@ func TestMemoryReturnsToTheOS(t *testing.T) {
 func TestMemoryIsZeroWhenReused(t *testing.T) {
 	request := &requestState{}
 	for range 3 {
-		m, err := newLimitedMemory(4*abi.PageSize, request, abi.PageSize)
+		deadline := time.Now().Add(time.Minute)
+		m, err := newLimitedMemory(4*abi.PageSize, request, abi.PageSize, &deadline)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,8 +114,9 @@ func TestMemoryIsZeroWhenReused(t *testing.T) {
 // giving it back: what every instance of a small module costs beyond wazero.
 func BenchmarkMemoryCycle(b *testing.B) {
 	request := &requestState{}
+	deadline := time.Now().Add(time.Hour)
 	for b.Loop() {
-		m, err := newLimitedMemory(reservedBytes, request, abi.PageSize)
+		m, err := newLimitedMemory(reservedBytes, request, abi.PageSize, &deadline)
 		if err != nil {
 			b.Fatal(err)
 		}
