@@ -22,7 +22,7 @@
 // Time limits: at upload the sandbox compiles an instrumented copy of each module
 // (package meter) that charges fuel for its work (instructions, and the bytes or
 // elements of every bulk instruction) and calls back into the host whenever about
-// 10 µs of work is done, and before every MiB a fill or copy writes; the host ends the
+// 10 µs of work is done, and before every 256 KiB a fill or copy writes; the host ends the
 // call there when its time is up or its request is gone. Every host function, WASI's
 // included (the host's own, wasi.go), checks the same at its start. This costs about
 // 1 ns per loop iteration, where wazero's own termination check costs about 29. The
