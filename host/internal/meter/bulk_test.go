@@ -214,9 +214,31 @@ func TestStraightLineCost(t *testing.T) {
 	if _, err := g.mod.ExportedFunction("run").Call(g.ctx(context.Background()), iterations); err != nil {
 		t.Fatal(err)
 	}
-	// An iteration is 4,006 instructions: 1 + 4006/8 = 501 points, a tick every 20.
+	// An iteration is 4,006 instructions, charged at four metering points (one every
+	// MaxStraightLine instructions): 504 points, a tick every 20 iterations.
 	if want := 1 + iterations/20; g.state.ticks != want {
 		t.Errorf("%d iterations of %d instructions ticked %d times, want %d", iterations, straight, g.state.ticks, want)
+	}
+
+	// With a quantum of 1 every metering point ticks: a straight body of 3,000
+	// instructions has one at its entry and one after every MaxStraightLine.
+	body = []byte{0}
+	for range 1500 {
+		body = append(body, 0x41, 0, 0x1a) // i32.const 0, drop
+	}
+	wasm = module(
+		section(secType, 1, 0x60, 0, 0),
+		section(3, 1, 0),
+		section(secExport, slices.Concat([]byte{1}, name("run"), []byte{0, 0})...),
+		code(append(body, 0x0b)),
+	)
+	g = instantiate(t, newRuntime(t, false), mustInstrument(t, wasm), nil)
+	g.state.quantum = 1
+	if _, err := g.mod.ExportedFunction("run").Call(g.ctx(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	if want := 1 + 3000/MaxStraightLine; g.state.ticks != want {
+		t.Errorf("3,000 straight instructions met %d metering points, want %d", g.state.ticks, want)
 	}
 }
 

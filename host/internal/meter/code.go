@@ -288,6 +288,16 @@ func (in *instrumenter) instructions(r *reader) error {
 			}
 			s.apply(effect(op, r.b[at+1:r.pos]))
 		}
+		if in.regions[len(in.regions)-1].instructions >= MaxStraightLine {
+			// A long stretch of code without loops or calls gets metering points
+			// of its own: a function of 100,000 divisions would otherwise run
+			// hundreds of microseconds between two.
+			flush(r.pos)
+			in.patchCost(in.regions[len(in.regions)-1])
+			in.regions[len(in.regions)-1] = region{}
+			in.meteringPoint()
+			copied = r.pos
+		}
 	}
 	return r.fail(r.pos, "function body has no end")
 }

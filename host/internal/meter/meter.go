@@ -64,6 +64,10 @@ const (
 	// per this many instructions of the straight-line code it starts (wazero runs
 	// 3-10 simple instructions per ns).
 	InstructionsPerPoint = 8
+	// MaxStraightLine is the most instructions between two metering points: longer
+	// straight-line code gets a metering point after every MaxStraightLine
+	// instructions, about 1 µs of simple instructions (10 of divisions).
+	MaxStraightLine = 1024
 	// BytesPerPointShift: memory.fill, memory.copy and memory.init cost one point per
 	// 1<<BytesPerPointShift bytes, and memory.grow the bytes of the pages it adds
 	// (which the kernel zeroes when the module first touches them). table.fill,
@@ -95,8 +99,10 @@ const (
 //     it makes) / abi.CallFrameLocals (see frame.go). A call that fails leaves the
 //     depth where it was: the host never calls such an instance again;
 //
-//   - every function body and every loop body starts with a metering point that
-//     charges its cost and ticks when the fuel is zero or below:
+//   - every function body and every loop body starts with a metering point, and so
+//     does every MaxStraightLine instructions of code that has none, that charges
+//     the cost of the code up to the next one and ticks when the fuel is zero or
+//     below:
 //
 //     global.get $fuel  i64.const cost  i64.sub  global.set $fuel
 //     global.get $fuel  i64.const 0  i64.le_s  if  call $tick  end
