@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -448,6 +449,36 @@ func TestWhichCodeWins(t *testing.T) {
 		var e *Error
 		if !errors.As(err, &e) || e.Code != tt.code || !strings.Contains(e.Message, tt.msg) {
 			t.Errorf("mode %s: %v, want %s saying %q", tt.mode, err, tt.code, tt.msg)
+		}
+	}
+}
+
+// TestModuleLeavesTheProcessor: with every processor running a module, other
+// goroutines (an HTTP handler, /healthz, a timer) still run within about a
+// millisecond. The Go scheduler preempts a goroutine only after 10 ms, and native code
+// only at a tick; without the yield at ticks, a goroutine waking every millisecond on
+// the one processor a looping module held woke 19 ms late at the median.
+func TestModuleLeavesTheProcessor(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := newTestSandbox(t)
+	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compile(t, s, "misbehave"), Config: []byte("L"), Limits: abi.Limits{CallTimeout: abi.Duration(time.Second)}}}})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Run(context.Background(), []byte(testRequest), storyteller, nil)
+	}()
+	var late []time.Duration
+	for {
+		want := time.Now().Add(time.Millisecond)
+		select {
+		case <-done:
+			slices.Sort(late)
+			if median := late[len(late)/2]; median > 5*time.Millisecond {
+				t.Errorf("a goroutine waking every millisecond woke %s late at the median while a module looped", median)
+			}
+			return
+		case <-time.After(time.Millisecond):
+			late = append(late, time.Since(want))
 		}
 	}
 }
