@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
@@ -17,23 +16,14 @@ import (
 	"github.com/cocoonhost/cocoon/host/internal/meter"
 )
 
-// SandboxConfig configures a Sandbox. The zero value keeps compiled code in memory only.
-// It is immutable: WithX methods return a modified copy.
-type SandboxConfig struct {
-	cacheDir string
-}
+// SandboxConfig configures a Sandbox; options will be immutable WithX methods that return
+// a modified copy. It has none yet. In particular compiled code is kept in memory only,
+// never on disk: native code read back from a disk the machine's owner can write would
+// run unchecked (RATIONALE.md, "What the host keeps on the data disk").
+type SandboxConfig struct{}
 
 // NewSandboxConfig returns the default configuration.
 func NewSandboxConfig() SandboxConfig { return SandboxConfig{} }
-
-// WithCacheDir keeps wazero's compilation cache (native code compiled from modules) in
-// dir as well as in memory, so a restarted host does not recompile. Compiled code is
-// trusted code: dir must be inside the VM's data directory, never anywhere the machine's
-// owner can write.
-func (c SandboxConfig) WithCacheDir(dir string) SandboxConfig {
-	c.cacheDir = dir
-	return c
-}
 
 // Sandbox compiles modules and runs them under ABI v1: it owns one wazero runtime with the
 // host's imports ("cocoon" and a WASI without files, network, environment or real time).
@@ -45,19 +35,7 @@ type Sandbox struct {
 
 // NewSandbox creates a sandbox. It costs a few milliseconds (host modules are built once).
 func NewSandbox(ctx context.Context, cfg SandboxConfig) (*Sandbox, error) {
-	var cache wazero.CompilationCache
-	if cfg.cacheDir != "" {
-		if err := os.MkdirAll(cfg.cacheDir, 0o700); err != nil {
-			return nil, fmt.Errorf("sandbox: compilation cache: %w", err)
-		}
-		c, err := wazero.NewCompilationCacheWithDir(cfg.cacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("sandbox: compilation cache: %w", err)
-		}
-		cache = c
-	} else {
-		cache = wazero.NewCompilationCache()
-	}
+	cache := wazero.NewCompilationCache() // in memory: see SandboxConfig
 	rc := wazero.NewRuntimeConfigCompiler().
 		// Time limits come from metering instead (package meter): wazero's own check
 		// exits to Go at every loop iteration (see RATIONALE.md, "Time limits").
@@ -110,8 +88,8 @@ func HashOf(wasm []byte) string {
 // Compile validates wasm against the ABI, instruments a copy of it for time limits
 // (package meter: the module's identity stays the hash of wasm), and compiles that copy.
 // It is the expensive step
-// (tens of milliseconds for a small module, about a second for a Go guest, unless the
-// compilation cache has it), so it runs at upload, never on the request path. Errors
+// (tens of milliseconds for a small module, about a second for a Go guest), so it runs
+// at upload and at start, never on the request path. Errors
 // are *Error with CodeInvalidModule and a message naming the problem.
 func (s *Sandbox) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	info, err := abi.Validate(wasm)

@@ -15,8 +15,7 @@ import (
 
 // Store keeps uploaded modules, content-addressed by the sha256 of their raw bytes,
 // under a data directory, and keeps each compiled for the life of the store. Modules
-// survive a restart: OpenStore recompiles them (from the compilation cache when the
-// sandbox has one). It is safe for concurrent use.
+// survive a restart: OpenStore recompiles them. It is safe for concurrent use.
 type Store struct {
 	sandbox *Sandbox
 	dir     string

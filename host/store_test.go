@@ -13,7 +13,7 @@ import (
 func TestStorePersistsAcrossRestart(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	cfg := NewSandboxConfig().WithCacheDir(filepath.Join(dir, "cache"))
+	cfg := NewSandboxConfig()
 	wasm := testdataWasm(t, "spec_example")
 
 	s1, err := NewSandbox(ctx, cfg)

@@ -114,7 +114,7 @@ func (e *env) service(store settle.Store) *settle.Service {
 
 func (e *env) openLedger(path string) *ledger.Ledger {
 	e.t.Helper()
-	l, err := ledger.Open(path)
+	l, err := ledger.Open(path, make([]byte, ledger.MinMACKey))
 	if err != nil {
 		e.t.Fatal(err)
 	}

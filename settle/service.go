@@ -216,8 +216,16 @@ func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error
 	case errors.Is(err, ErrReplay):
 		return errorf(CodeReplay, "this signed request was already received; sign each request with a new nonce")
 	default:
-		return errorf(CodeUnavailable, "the ledger is unavailable")
+		return storeError(a.Account, err)
 	}
+}
+
+// storeError is what the client is told of a ledger failure on account.
+func storeError(account string, err error) *Error {
+	if errors.Is(err, ErrIntegrity) {
+		return errorf(CodeIntegrity, "the host's records of escrow %s fail their integrity check: it neither serves nor charges this account until its operator restores them", account)
+	}
+	return errorf(CodeUnavailable, "the ledger is unavailable")
 }
 
 // ServedBy names the model that answered, for the receipt, when admission did not know
@@ -304,7 +312,7 @@ func (s *Service) Account(ctx context.Context, account string) (AccountStatus, e
 	}
 	t, err := s.cfg.Store.Account(ctx, account)
 	if err != nil {
-		return AccountStatus{}, errorf(CodeUnavailable, "the ledger is unavailable")
+		return AccountStatus{}, storeError(account, err)
 	}
 	return AccountStatus{AccountTotals: t, Deposited: escrow.Deposited, Closing: escrow.Closing}, nil
 }
@@ -314,7 +322,7 @@ func (s *Service) Account(ctx context.Context, account string) (AccountStatus, e
 func (s *Service) Receipts(ctx context.Context, account string, from uint64, limit int) ([]Receipt, error) {
 	list, err := s.cfg.Store.Receipts(ctx, account, from, limit)
 	if err != nil {
-		return nil, errorf(CodeUnavailable, "the ledger is unavailable")
+		return nil, storeError(account, err)
 	}
 	return list, nil
 }

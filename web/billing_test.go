@@ -75,7 +75,7 @@ func newBilling(t testing.TB, depositNano uint64, configure ...func(*Config, *re
 	b.escrow = b.deploy(t, b.client, b.hostWallet, b.hostKey, depositNano)
 	b.account = b.escrow.StringRaw()
 
-	if b.ledger, err = ledger.Open(t.TempDir() + "/ledger.db"); err != nil {
+	if b.ledger, err = ledger.Open(t.TempDir()+"/ledger.db", make([]byte, ledger.MinMACKey)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.ledger.Close() })

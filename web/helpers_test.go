@@ -131,7 +131,7 @@ func newFixture(t testing.TB, configure ...func(*Config, *recorder)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"))
+	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"), make([]byte, host.MinRegistryKey))
 	if err != nil {
 		t.Fatal(err)
 	}

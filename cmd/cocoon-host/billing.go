@@ -7,15 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/settle"
@@ -53,11 +52,6 @@ type pricesConfig struct {
 	LoadMinMilli uint64 `json:"load_min_milli"`
 	LoadMaxMilli uint64 `json:"load_max_milli"`
 }
-
-// settlementKeyFile is the settlement key in the data directory: a hex ed25519 seed,
-// created on the first billing start. The data directory is inside the TD (see
-// RATIONALE.md): the key survives restarts, so escrows opened with it stay chargeable.
-const settlementKeyFile = "settlement-key"
 
 // ledgerFile is the ledger in the data directory.
 const ledgerFile = "ledger.db"
@@ -117,27 +111,10 @@ func (c *billingConfig) check() error {
 	return nil
 }
 
-// settlementKey reads the settlement key from the data directory, creating it on the
-// first start.
-func settlementKey(data string) (ed25519.PrivateKey, error) {
-	path := filepath.Join(data, settlementKeyFile)
-	seedHex, err := readSecret(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		seedHex, err = createKey(path) // 32 random bytes: an ed25519 seed
-	}
-	if err != nil {
-		return nil, err
-	}
-	seed, err := hex.DecodeString(seedHex)
-	if err != nil || len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("%s: not a hex ed25519 seed", path)
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
-}
-
-// startBilling opens the ledger, the host's wallet and the chain connection, and
-// returns the service and settler. The wallet's seed stays in this function.
-func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, log *slog.Logger) (*billing, error) {
+// startBilling opens the ledger (authenticated under a key sealer derives), the host's
+// wallet and the chain connection, and returns the service and settler. The wallet's
+// seed stays in this function.
+func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, sealer *attest.Sealer, log *slog.Logger) (*billing, error) {
 	words, err := readSecret(cfg.WalletSeedFile)
 	if err != nil {
 		return nil, fmt.Errorf("wallet_seed_file: %w", err)
@@ -163,7 +140,7 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	if err != nil {
 		return nil, err
 	}
-	l, err := ledger.Open(filepath.Join(cfg.Data, ledgerFile))
+	l, err := openLedger(sealer, cfg.Data, key.Public().(ed25519.PublicKey), ledger.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}

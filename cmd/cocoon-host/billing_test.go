@@ -67,7 +67,11 @@ func emulatedTON(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, e
 	if err != nil {
 		return nil, err
 	}
-	key, err := settlementKey(cfg.Data)
+	sealer, err := openSealer(cfg, resolveAttestMode(cfg))
+	if err != nil {
+		return nil, err
+	}
+	key, _, err := settlementKey(cfg.Data, sealer)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +157,40 @@ func (h *hostProcess) kill(t *testing.T) {
 	h.cmd.Wait()
 }
 
+// billingHostArgs returns the arguments of a billing host in sim mode on an emulated
+// chain, its data directory and its wallet's seed.
+func billingHostArgs(t *testing.T) (args []string, data string, seed []string) {
+	t.Helper()
+	dir := t.TempDir()
+	data = filepath.Join(dir, "data")
+	seed = wallet.NewSeed()
+	seedFile := filepath.Join(dir, "seed")
+	cfgFile := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(seedFile, []byte(strings.Join(seed, " ")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`{"wallet_seed_file": %q, "ton_config": "emulated", "prices": {"prompt_per_million": 1000000000, "completion_per_million": 3000000000, "compute_per_million": 1000000}}`, seedFile)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--data", data, "--model-dir", embeddedModelDir(t), "--attest", "sim", "--config", cfgFile}, data, seed
+}
+
+// newBilledClient is the test client of the host whose wallet seed and settlement key
+// are given.
+func newBilledClient(t *testing.T, seed []string, key ed25519.PrivateKey) *billedClient {
+	t.Helper()
+	p, _, err := testEscrow(seed, key.Public().(ed25519.PublicKey), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	escrowAddr, err := p.Address(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &billedClient{account: escrowAddr.StringRaw()}
+}
+
 // billedClient sends requests signed with the test client's escrow key.
 type billedClient struct {
 	account string
@@ -230,34 +268,10 @@ func TestServeBillingSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the host four times")
 	}
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	seed := wallet.NewSeed()
-	seedFile := filepath.Join(dir, "seed")
-	cfgFile := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(seedFile, []byte(strings.Join(seed, " ")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`{"wallet_seed_file": %q, "ton_config": "emulated", "prices": {"prompt_per_million": 1000000000, "completion_per_million": 3000000000, "compute_per_million": 1000000}}`, seedFile)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"--data", data, "--model-dir", embeddedModelDir(t), "--attest", "sim", "--config", cfgFile}
-
+	args, data, seed := billingHostArgs(t)
 	h := startHostProcess(t, args...)
-	key, err := settlementKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _, err := testEscrow(seed, key.Public().(ed25519.PublicKey), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	escrowAddr, err := p.Address(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := &billedClient{account: escrowAddr.StringRaw()}
+	key := simSettlementKey(t, data)
+	client := newBilledClient(t, seed, key)
 
 	got := map[string]*settle.Receipt{} // idempotency key -> the receipt the client got
 	type request struct {

@@ -56,6 +56,9 @@ type serveConfig struct {
 	Attest string `json:"attest"`
 	// TLS serves HTTPS with RA-TLS certificates: the boot evidence in each certificate.
 	TLS bool `json:"tls"`
+	// SealingKeyFile holds the root sealing secret (see seal.go): a TD-private file,
+	// never on the data disk.
+	SealingKeyFile string `json:"sealing_key_file"`
 	billingConfig
 }
 
@@ -106,27 +109,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer b.Close()
+	mode := resolveAttestMode(cfg)
+	sealer, err := openSealer(cfg, mode)
+	if err != nil {
+		return err
+	}
 	var bill *billing
-	var measured []attest.Event
+	measured := []attest.Event{sealer.Event()}
 	if cfg.WalletSeedFile != "" {
-		key, err := settlementKey(cfg.Data)
+		key, origin, err := settlementKey(cfg.Data, sealer)
 		if err != nil {
 			return err
 		}
-		if bill, err = startBilling(ctx, cfg, key, log); err != nil {
+		if bill, err = startBilling(ctx, cfg, key, sealer, log); err != nil {
 			return err
 		}
 		defer bill.ledger.Close()
-		measured = append(measured, attest.SettlementKeyEvent(key.Public().(ed25519.PublicKey)))
+		measured = append(measured, attest.SettlementKeyEvent(key.Public().(ed25519.PublicKey)), attest.SettlementKeyOriginEvent(origin))
 		if cfg.APIKeyAccount != "" {
 			keys[0].Account = cfg.APIKeyAccount
 		}
 	}
-	attestation, err := boot(ctx, cfg, b, stdout, log, measured...)
+	attestation, err := boot(ctx, cfg, mode, b, stdout, log, measured...)
 	if err != nil {
 		return err
 	}
-	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig().WithCacheDir(filepath.Join(cfg.Data, "cache")))
+	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
 	if err != nil {
 		return err
 	}
@@ -135,9 +143,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(cfg.Data, "pipelines"))
+	registry, persistent, err := openRegistry(sealer, sandbox, store, cfg.Data)
 	if err != nil {
 		return err
+	}
+	if !persistent {
+		log.Warn("pipelines are kept in memory only: without a sealing source their owners could not be authenticated after a restart", "sealing", sealer.Source())
 	}
 	var botToken string
 	if cfg.TelegramBotTokenFile != "" {
@@ -217,9 +228,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest, tls, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, api_key_account); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest, tls, sealing_key_file, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, api_key_account); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
-	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, cache/, the API key")
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
 	fs.StringVar(&cfg.Backend, "backend", cfg.Backend, "embedded (in process), plugin (the embedded engine in a child process) or openai (an OpenAI-compatible server at --backend-url)")
 	fs.StringVar(&cfg.BackendURL, "backend-url", "", "base URL of the OpenAI-compatible server, such as http://127.0.0.1:8000/v1")
@@ -227,6 +238,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.APIKeyFile, "api-key-file", "", "file holding the API key clients must present (default: DATA/api-key, created if missing)")
 	fs.StringVar(&cfg.TelegramBotTokenFile, "telegram-bot-token-file", "", "file holding the Telegram bot token that signs Mini Apps' initData (enables 'Authorization: tma <initData>')")
 	fs.StringVar(&cfg.Attest, "attest", cfg.Attest, "evidence provider: tdx (a TDX guest's quotes), sim (a simulated TDX whose root certificate is DATA/attest/sim-root.pem, for testing) or auto (tdx when this is a TDX guest, else sim)")
+	fs.StringVar(&cfg.SealingKeyFile, "sealing-key-file", "", "file holding the root sealing secret (32+ random bytes) that seals the settlement key and authenticates the ledger and pipelines: a file the TD image provisions into TD-private memory (tmpfs or ramfs), never on the data disk. Without it, sim mode uses DATA/attest/sim-sealing-root (protects nothing) and tdx mode persists no secret (no billing)")
 	fs.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS with short-lived self-signed RA-TLS certificates that carry the boot evidence, for clients that verify the host in the TLS handshake")
 	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more get 429 (default: the number of CPUs)")
 	fs.StringVar(&cfg.WalletSeedFile, "wallet-seed-file", "", "file holding the 24-word seed of the host's TON wallet (V5R1); enables billing, which also needs ton_config and prices")
@@ -361,16 +373,11 @@ func openBackend(cfg *serveConfig, log *slog.Logger) (backend.Backend, error) {
 	}
 }
 
-// boot opens the evidence provider --attest names, measures the host into its event log
-// (with the extra events: a billing host's settlement key) and takes the boot quote. A forced tdx on a machine without TDX fails start-up.
-func boot(ctx context.Context, cfg *serveConfig, b backend.Backend, stdout io.Writer, log *slog.Logger, extra ...attest.Event) (*attest.Host, error) {
-	mode := cfg.Attest
-	if mode == "auto" {
-		mode = attest.ModeSim
-		if attest.Available() {
-			mode = attest.ModeTDX
-		}
-	}
+// boot opens the evidence provider of mode (resolveAttestMode), measures the host into
+// its event log (with the extra events: the sealing source, a billing host's settlement
+// key and its origin) and takes the boot quote. A forced tdx on a machine without TDX
+// fails start-up.
+func boot(ctx context.Context, cfg *serveConfig, mode string, b backend.Backend, stdout io.Writer, log *slog.Logger, extra ...attest.Event) (*attest.Host, error) {
 	var p attest.Provider
 	simDir := filepath.Join(cfg.Data, "attest")
 	if mode == attest.ModeTDX {

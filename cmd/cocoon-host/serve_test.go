@@ -146,7 +146,7 @@ func TestServe(t *testing.T) {
 	if info, err := os.Stat(filepath.Join(data, "api-key")); err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("api-key file: %v, %v; want mode 0600", info, err)
 	}
-	for _, dir := range []string{"modules", "pipelines", "cache"} {
+	for _, dir := range []string{"modules", "pipelines"} {
 		if _, err := os.Stat(filepath.Join(data, dir)); err != nil {
 			t.Errorf("data directory: %v", err)
 		}

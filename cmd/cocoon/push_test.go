@@ -42,7 +42,7 @@ func testHost(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(data, "pipelines"))
+	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(data, "pipelines"), make([]byte, host.MinRegistryKey))
 	if err != nil {
 		t.Fatal(err)
 	}

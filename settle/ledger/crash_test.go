@@ -56,7 +56,7 @@ func TestHelperProcess(t *testing.T) {
 		out("E %v", err)
 		os.Exit(1)
 	}
-	l, err := ledger.Open(path)
+	l, err := ledger.Open(path, macKey)
 	if err != nil {
 		fail(err)
 	}
@@ -112,7 +112,7 @@ func TestCrash(t *testing.T) {
 		killAfter := 100 + rng.IntN(300)
 		reserved, committed := crashRound(t, path, round, killAfter, rng, printed)
 
-		l, err := ledger.Open(path)
+		l, err := ledger.Open(path, macKey)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -453,7 +454,10 @@ func TestPrune(t *testing.T) {
 func TestOpen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "new.db")
-	l, err := ledger.Open(path)
+	if _, err := ledger.Open(path, macKey[:ledger.MinMACKey-1]); err == nil || !strings.Contains(err.Error(), "a MAC key of at least 32 bytes is required") {
+		t.Errorf("Open with a short key: %v", err)
+	}
+	l, err := ledger.Open(path, macKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +468,7 @@ func TestOpen(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
 	}
-	if _, err := ledger.Open(path, ledger.WithLockTimeout(50*time.Millisecond)); !errors.Is(err, bolterrors.ErrTimeout) {
+	if _, err := ledger.Open(path, macKey, ledger.WithLockTimeout(50*time.Millisecond)); !errors.Is(err, bolterrors.ErrTimeout) {
 		t.Errorf("second open of a file in use: %v, want ErrTimeout", err)
 	}
 	l.Close()
@@ -498,12 +502,12 @@ func TestOpen(t *testing.T) {
 	for _, tc := range []struct {
 		name, path, wantErr string
 	}{
-		{"newer schema", boltFile("v2.db", version(binary.BigEndian.AppendUint32(nil, 2))), "schema version 2, this build reads version 1"},
+		{"newer schema", boltFile("v3.db", version(binary.BigEndian.AppendUint32(nil, 3))), "schema version 3, this build reads version 2"},
 		{"no version", boltFile("nover.db", version(nil)), "not a ledger"},
 		{"other bbolt file", boltFile("other.db", func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("x")); return err }), "not a ledger"},
 		{"not bbolt", garbage, "invalid"},
 	} {
-		l, err := ledger.Open(tc.path)
+		l, err := ledger.Open(tc.path, macKey)
 		if err == nil {
 			l.Close()
 			t.Errorf("%s: opened", tc.name)
