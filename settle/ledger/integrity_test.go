@@ -230,7 +230,10 @@ func TestRolledBackRecordNeverOverwritesAReceipt(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	editFile(t, path, func(tx *bolt.Tx) error { old = bytes.Clone(tx.Bucket([]byte("accounts")).Get(accountKey(a))); return nil })
+	editFile(t, path, func(tx *bolt.Tx) error {
+		old = bytes.Clone(tx.Bucket([]byte("accounts")).Get(accountKey(a)))
+		return nil
+	})
 	l, _ = openLedger(t, path)
 	commit(t, l, settle.Reservation{Account: a, RequestHash: hash(2), MaxCost: 10, Limit: math.MaxUint64}, 5, nil)
 	l.Close()
