@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"testing"
@@ -114,7 +115,7 @@ func (e *env) service(store settle.Store) *settle.Service {
 
 func (e *env) openLedger(path string) *ledger.Ledger {
 	e.t.Helper()
-	l, err := ledger.Open(path, make([]byte, ledger.MinMACKey))
+	l, err := ledger.Open(path, make([]byte, ledger.MinMACKey), ledger.WithLogger(slog.New(slog.NewTextHandler(e.t.Output(), nil))))
 	if err != nil {
 		e.t.Fatal(err)
 	}
