@@ -112,8 +112,8 @@ type Process struct {
 	// replacing marks a thread whose call in progress renames, links or unlinks a
 	// recorded file.
 	replacing map[int]bool
-	seq     int
-	bad     []error
+	seq       int
+	bad       []error
 }
 
 // Start runs name under the tracer with opts and returns once it is traced. The tracer
