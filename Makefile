@@ -93,6 +93,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzValid -fuzztime=60s ./host/internal/jsonscan/
 	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=60s ./host/
 	$(GO) test -run='^$$' -fuzz=FuzzParseSignedRequest -fuzztime=60s ./settle/
+	$(GO) test -run='^$$' -fuzz=FuzzSealerOpen -fuzztime=60s ./attest/
+	$(GO) test -run='^$$' -fuzz=FuzzRecordOpen -fuzztime=60s ./settle/ledger/
 
 clean:
 	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM)

@@ -68,11 +68,11 @@ type Sealer struct {
 // SealingNone, and Seal, Open and MACKey fail with ErrNoSealing.
 func NoSealing() *Sealer { return &Sealer{source: SealingNone} }
 
-// newSealer returns a Sealer of source over a copy of root, which must hold
-// MinSealingSecret to MaxSealingSecret bytes.
-func newSealer(source string, root []byte) (*Sealer, error) {
+// newSealer returns a Sealer of source over a copy of root, read from path, which must
+// hold MinSealingSecret to MaxSealingSecret bytes.
+func newSealer(source, path string, root []byte) (*Sealer, error) {
 	if len(root) < MinSealingSecret || len(root) > MaxSealingSecret {
-		return nil, fmt.Errorf("attest: a root sealing secret has %d to %d bytes, this one %d", MinSealingSecret, MaxSealingSecret, len(root))
+		return nil, fmt.Errorf("attest: a root sealing secret has %d to %d bytes, this one %d (%s)", MinSealingSecret, MaxSealingSecret, len(root), path)
 	}
 	return &Sealer{source: source, root: append([]byte(nil), root...)}, nil
 }
@@ -99,11 +99,7 @@ func SealerFromFile(path string) (*Sealer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attest: sealing key file: %w", err)
 	}
-	s, err := newSealer(SealingFile, root)
-	if err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, path)
-	}
-	return s, nil
+	return newSealer(SealingFile, path, root)
 }
 
 // Source returns where the root sealing secret comes from: SealingSim, SealingFile or

@@ -24,7 +24,7 @@ func testRoot() []byte {
 
 func testSealer(t testing.TB, root []byte) *Sealer {
 	t.Helper()
-	s, err := newSealer(SealingFile, root)
+	s, err := newSealer(SealingFile, "test", root)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -456,11 +456,7 @@ func SimSealer(dir string) (*Sealer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attest: sim sealing root: %w", err)
 	}
-	s, err := newSealer(SealingSim, root)
-	if err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, path)
-	}
-	return s, nil
+	return newSealer(SealingSim, path, root)
 }
 
 // writeNew writes b to a file that must not exist yet, and syncs it.

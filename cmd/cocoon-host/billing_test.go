@@ -176,10 +176,13 @@ func billingHostArgs(t *testing.T) (args []string, data string, seed []string) {
 	return []string{"--data", data, "--model-dir", embeddedModelDir(t), "--attest", "sim", "--config", cfgFile}, data, seed
 }
 
-// newBilledClient is the test client of the host whose wallet seed and settlement key
-// are given.
-func newBilledClient(t *testing.T, seed []string, key ed25519.PrivateKey) *billedClient {
+// startBillingHost starts a billing host process (billingHostArgs) and returns it, its
+// test client, its settlement key, its arguments and its data directory.
+func startBillingHost(t *testing.T) (h *hostProcess, c *billedClient, key ed25519.PrivateKey, args []string, data string) {
 	t.Helper()
+	args, data, seed := billingHostArgs(t)
+	h = startHostProcess(t, args...)
+	key = simSettlementKey(t, data)
 	p, _, err := testEscrow(seed, key.Public().(ed25519.PublicKey), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +191,7 @@ func newBilledClient(t *testing.T, seed []string, key ed25519.PrivateKey) *bille
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &billedClient{account: escrowAddr.StringRaw()}
+	return h, &billedClient{account: escrowAddr.StringRaw(), base: h.base}, key, args, data
 }
 
 // billedClient sends requests signed with the test client's escrow key.
@@ -268,10 +271,7 @@ func TestServeBillingSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the host four times")
 	}
-	args, data, seed := billingHostArgs(t)
-	h := startHostProcess(t, args...)
-	key := simSettlementKey(t, data)
-	client := newBilledClient(t, seed, key)
+	h, client, key, args, _ := startBillingHost(t)
 
 	got := map[string]*settle.Receipt{} // idempotency key -> the receipt the client got
 	type request struct {

@@ -26,12 +26,12 @@ type tracedHost struct {
 	logs               *lockedBuffer
 }
 
-func startTracedHost(t *testing.T, root string, args ...string) *tracedHost {
+func startTracedHost(t *testing.T, root, data string, args ...string) *tracedHost {
 	t.Helper()
 	pr, pw := io.Pipe()
 	h := &tracedHost{logs: &lockedBuffer{}}
 	p, err := fstrace.Start(os.Args[0], fstrace.Options{
-		Args:   append([]string{"-test.run=^TestServeBillingHelperProcess$", "--", "serve", "--listen", "127.0.0.1:0"}, args...),
+		Args:   append([]string{"-test.run=^TestServeBillingHelperProcess$", "--", "serve", "--listen", "127.0.0.1:0", "--data", data}, args...),
 		Env:    append(os.Environ(), envBillingHelper+"=1"),
 		Dir:    root,
 		Stdout: pw, Stderr: h.logs,
@@ -45,21 +45,19 @@ func startTracedHost(t *testing.T, root string, args ...string) *tracedHost {
 	h.p = p
 	t.Cleanup(func() { p.Kill(); p.Wait() })
 	go func() { p.Wait(); pw.Close() }()
-	lines := bufio.NewScanner(pr)
-	for lines.Scan() && h.example == "" {
-		line := lines.Text()
-		if v, ok := strings.CutPrefix(line, "Listening on "); ok {
+	for lines := bufio.NewScanner(pr); lines.Scan() && h.example == ""; {
+		if v, ok := strings.CutPrefix(lines.Text(), "Listening on "); ok {
 			h.base = v
-		} else if v, ok := strings.CutPrefix(line, "API key: "); ok {
-			h.key = v
-		} else if v, ok := strings.CutPrefix(line, "Example pipeline: "); ok {
+		} else if v, ok := strings.CutPrefix(lines.Text(), "Example pipeline: "); ok {
 			h.example = v
 		}
 	}
 	go io.Copy(io.Discard, pr)
-	if h.base == "" || h.example == "" {
-		t.Fatalf("the host did not start with the example pipeline; logs:\n%s", h.logs.String())
+	key, err := readSecret(filepath.Join(data, apiKeyFile))
+	if h.base == "" || h.example == "" || err != nil {
+		t.Fatalf("the host did not start with the example pipeline (%v); logs:\n%s", err, h.logs.String())
 	}
+	h.key = key
 	return h
 }
 
@@ -159,15 +157,15 @@ func TestServeNeverReadsCompiledCodeFromDisk(t *testing.T) {
 	}
 	data := t.TempDir()
 	cache := filepath.Join(data, "cache")
-	args := []string{"--data", data, "--model-dir", embeddedModelDir(t), "--attest", "sim"}
+	args := []string{"--model-dir", embeddedModelDir(t), "--attest", "sim"}
 
-	h := startTracedHost(t, root, args...)
+	h := startTracedHost(t, root, data, args...)
 	h.chat(t)
 	first := h.stop(t)
 
 	forged := forgeCompiledCode(t, cache)
 	start := time.Now()
-	h = startTracedHost(t, root, args...)
+	h = startTracedHost(t, root, data, args...)
 	h.chat(t)
 	second := h.stop(t)
 	t.Logf("forged %d entries the first start left; the second start served in %v under ptrace", forged, time.Since(start).Round(time.Millisecond))

@@ -287,11 +287,7 @@ func TestServeRefusesTamperedData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the host four times")
 	}
-	args, data, seed := billingHostArgs(t)
-	h := startHostProcess(t, args...)
-	key := simSettlementKey(t, data)
-	client := newBilledClient(t, seed, key)
-	client.base = h.base
+	h, client, _, args, data := startBillingHost(t)
 	if _, _, err := client.chat(context.Background(), "first", false); err != nil {
 		t.Fatal(err)
 	}
