@@ -37,8 +37,7 @@ const (
 	EventModel EventType = "model"
 	// EventSealing carries the source of the host's root sealing secret, which seals
 	// the secrets it keeps on the untrusted data disk and authenticates the records it
-	// reads back: UTF-8 text, SealingSim, SealingFile or SealingNone. The host measures
-	// it before it opens anything sealed.
+	// reads back: UTF-8 text, SealingSim, SealingFile or SealingNone.
 	EventSealing EventType = "sealing"
 	// EventSettlementKey carries the host's settlement key, a 32-byte ed25519 public
 	// key: the key that signs receipts and escrow charges (settle/ESCROW.md). It is

@@ -106,8 +106,8 @@ func SealerFromFile(path string) (*Sealer, error) {
 // SealingNone.
 func (s *Sealer) Source() string { return s.source }
 
-// Event returns the sealing event that measures s's source. A host appends it to its
-// boot log before it reads any sealed secret, so that a verifier knows what protects it.
+// Event returns the sealing event that measures s's source. A host measures it in its
+// boot log, before the seal, so that a verifier knows what protects the secrets it keeps.
 func (s *Sealer) Event() Event { return SealingEvent(s.source) }
 
 // derive returns the 32-byte key of kind ("aead" or "mac") for purpose.

@@ -87,29 +87,20 @@ func inside(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
-// macKey derives the key of purpose, or nil when s has no root secret.
-func macKey(s *attest.Sealer, purpose string) ([]byte, error) {
-	k, err := s.MACKey(purpose)
-	if errors.Is(err, attest.ErrNoSealing) {
-		return nil, nil
-	}
-	return k, err
-}
-
 // openRegistry opens the pipeline registry in DATA/pipelines, its owners authenticated
 // under a key derived from s; without a root sealing secret it keeps pipelines in memory
 // only, since the owners of a file it wrote could not be authenticated at the next start.
 func openRegistry(s *attest.Sealer, sandbox *host.Sandbox, store *host.Store, data string) (reg *host.Registry, persistent bool, err error) {
-	key, err := macKey(s, macPipelines)
+	key, err := s.MACKey(macPipelines)
+	if errors.Is(err, attest.ErrNoSealing) {
+		reg, err = host.OpenRegistry(sandbox, store, "", nil)
+		return reg, false, err
+	}
 	if err != nil {
 		return nil, false, err
 	}
-	dir := filepath.Join(data, "pipelines")
-	if key == nil {
-		dir = ""
-	}
-	reg, err = host.OpenRegistry(sandbox, store, dir, key)
-	return reg, dir != "", err
+	reg, err = host.OpenRegistry(sandbox, store, filepath.Join(data, "pipelines"), key)
+	return reg, true, err
 }
 
 // openLedger opens the ledger in DATA/ledger.db, its records authenticated under a key

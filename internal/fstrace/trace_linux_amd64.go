@@ -211,10 +211,15 @@ func (p *Process) run(name string, files []*os.File, started chan<- error) {
 		}
 		switch {
 		case ws.Exited() || ws.Signaled():
+			// The kernel may give tid to a new thread later.
 			if f := p.mem[tid]; f != nil {
 				f.Close()
-				delete(p.mem, tid)
 			}
+			delete(p.mem, tid)
+			delete(p.started, tid)
+			delete(p.pending, tid)
+			delete(p.buffers, tid)
+			delete(p.replacing, tid)
 			continue
 		case !ws.Stopped():
 			continue
