@@ -76,7 +76,7 @@ func (a records) open(bucket, key, stored []byte) ([]byte, error) {
 			return value, nil
 		}
 	}
-	a.log.Error("ledger record fails its integrity check: altered or forged on disk; the account is refused service and charged nothing until the record is restored",
+	a.log.Error("ledger record fails its integrity check: altered or forged on disk; nothing is served or charged from it until it is restored",
 		"bucket", string(bucket), "key", fmt.Sprintf("%q", key))
 	return nil, fmt.Errorf("%w: %s record %q", settle.ErrIntegrity, bucket, key)
 }

@@ -15,8 +15,8 @@
 //
 // The file is on a disk the machine's owner can write, so every record but the version
 // ends with a 32-byte tag, an HMAC-SHA256 under a key only the host has (see records):
-// a record altered on disk makes its account refuse service (settle.ErrIntegrity)
-// rather than be charged or answered from it. Schema 1, written by earlier versions,
+// a record altered on disk is never used; what needs it fails with settle.ErrIntegrity,
+// so that nothing is charged or answered from it. Schema 1, written by earlier versions,
 // had no tags; Open upgrades it once its receipts verify (see WithReceiptKey).
 //
 // Holds, and the request hashes and idempotency keys of requests between Reserve and
