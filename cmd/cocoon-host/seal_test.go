@@ -324,10 +324,10 @@ func TestServeRefusesTamperedData(t *testing.T) {
 		body.Error.Code != settle.CodeIntegrity {
 		t.Fatalf("chat on a tampered account: %v, want 503 %s", err, settle.CodeIntegrity)
 	}
+	h.kill(t) // and so wait for its stderr to be copied
 	if !strings.Contains(h.logs.String(), "fails its integrity check") {
 		t.Errorf("the host did not log the tampering:\n%s", h.logs.String())
 	}
-	h.kill(t)
 
 	if err := os.WriteFile(ledgerPath, good, 0o600); err != nil {
 		t.Fatal(err)
