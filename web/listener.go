@@ -16,11 +16,11 @@ import (
 )
 
 // Connection limits. A silent client costs the server a file descriptor, a goroutine and
-// about 20 KiB of memory for as long as its connection stays open (measured in
-// RATIONALE.md); these bound how many it may hold and for how long.
+// about 25 KiB of memory for as long as its connection stays open
+// (BenchmarkSilentConnection); these bound how many it may hold.
 const (
 	// maxDefaultConnections bounds the default of Config.MaxConnections however high
-	// RLIMIT_NOFILE is: 16,384 silent connections hold about 330 MiB.
+	// RLIMIT_NOFILE is: 16,384 silent connections hold about 400 MiB.
 	maxDefaultConnections = 16384
 	// minConnections is the least default of Config.MaxConnections, for a process whose
 	// RLIMIT_NOFILE is tiny.
@@ -348,7 +348,7 @@ func (b *keepOnEOF) Read(p []byte) (int, error) {
 // readDeadline gives the request until d from now to send its body, in place of
 // Config.RequestReadTimeout; a route with larger bodies mounts it after authentication,
 // so that only a caller allowed to send them gets the time.
-func (s *Server) readDeadline(d time.Duration) func(http.Handler) http.Handler {
+func readDeadline(d time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Only while the body is unread (closeUnreadBody's wrapper, short of its end):

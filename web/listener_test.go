@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -268,15 +269,20 @@ func TestConnectionCap(t *testing.T) {
 				}
 				return net.DialTimeout("tcp", addr, 2*time.Second)
 			}
-			// Keep-alive connections, idle after one request each.
-			var idle []net.Conn
-			for range cap {
+			// send opens a connection that the test closes at its end, and sends head.
+			send := func(head string) net.Conn {
 				c, err := dial()
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer c.Close()
-				fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: cocoon\r\n\r\n")
+				t.Cleanup(func() { c.Close() })
+				io.WriteString(c, head)
+				return c
+			}
+			// Keep-alive connections, idle after one request each.
+			var idle []net.Conn
+			for range cap {
+				c := send("GET /healthz HTTP/1.1\r\nHost: cocoon\r\n\r\n")
 				if res, _, err := readAnswer(c, 2*time.Second); err != nil || res.StatusCode != 200 {
 					t.Fatalf("keep-alive request: %v", err)
 				}
@@ -313,13 +319,7 @@ func TestConnectionCap(t *testing.T) {
 			// Busy connections: requests whose bodies are still coming.
 			var busy []net.Conn
 			for range cap {
-				c, err := dial()
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: cocoon\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{", ownerKey)
-				busy = append(busy, c)
+				busy = append(busy, send("POST /v1/chat/completions HTTP/1.1\r\nHost: cocoon\r\nAuthorization: Bearer "+ownerKey+"\r\nContent-Length: 1000\r\n\r\n{"))
 			}
 			time.Sleep(100 * time.Millisecond) // the server reads their heads and starts waiting
 			start := time.Now()
@@ -530,4 +530,77 @@ func (t *connTracker) idleCount() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.idle.Len()
+}
+
+// BenchmarkKeepAlive is a keep-alive GET /healthz through Serve, whose connection cap
+// follows every request's state changes, against the same handler under a bare
+// http.Server, in the same run.
+func BenchmarkKeepAlive(b *testing.B) {
+	f := newFixture(b)
+	for _, tc := range []struct {
+		name  string
+		serve func(net.Listener) error
+	}{
+		{"bare", (&http.Server{Handler: f.server.Handler()}).Serve},
+		{"capped", f.server.Serve},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			go tc.serve(l)
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for b.Loop() {
+				io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: cocoon\r\n\r\n")
+				res, err := http.ReadResponse(br, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkSilentConnection reports the memory a silent connection holds (a request
+// head and one byte of body, then nothing) in heap and stacks, server and client side
+// together, per connection. Run it with a fixed count: -benchtime 2000x.
+func BenchmarkSilentConnection(b *testing.B) {
+	f := newFixture(b, func(c *Config, _ *recorder) { c.MaxConnections = 1 << 20 })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go f.server.Serve(l)
+	b.Cleanup(func() { f.server.http.Close() })
+	inUse := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse + m.StackInuse
+	}
+	before := inUse()
+	conns := make([]net.Conn, 0, b.N)
+	for b.Loop() {
+		c, err := silentClient(l.Addr().String(), "/v1/chat/completions", ownerKey)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for f.server.conns.active() < len(conns) {
+		time.Sleep(10 * time.Millisecond) // every request is waiting for its body
+	}
+	b.ReportMetric(float64(inUse()-before)/float64(len(conns)), "B/conn")
+	for _, c := range conns {
+		c.Close()
+	}
 }

@@ -32,21 +32,10 @@ const (
 	recordBytes = 2 << 10
 )
 
-// failedRequest is one failed request of a pipeline, as its owners read it: what the
-// client was told and what the modules logged. Nothing of the request or the answer is
-// kept but what a module chose to log.
+// failedRequest is one failed request of a pipeline, with those who may read it: the
+// pipeline's owners when it failed.
 type failedRequest struct {
-	Time    time.Time `json:"time"`
-	Status  int       `json:"status"`
-	Code    string    `json:"code"`
-	Message string    `json:"message"`
-	// Logs are the request's log records, oldest first, within the bounds above.
-	Logs []host.LogRecord `json:"logs"`
-	// Dropped counts the records left out of Logs (the earliest) and Truncated the
-	// messages cut short, to stay within the bounds.
-	Dropped   int `json:"dropped_records,omitempty"`
-	Truncated int `json:"truncated_records,omitempty"`
-	// owners are those who may read it: the pipeline's owners when it failed.
+	host.FailedRequest
 	owners []string
 }
 
@@ -81,7 +70,7 @@ func (l *failureLog) record(e *host.Entry, res *host.Result, err error) {
 	if e == nil || !errors.As(err, &he) || he.Module == "" || he.Code == host.CodeCancelled || he.Code == host.CodeRejected {
 		return
 	}
-	f := failedRequest{Time: time.Now().UTC(), Status: he.Status, Code: string(he.Code), Message: he.Error(), owners: e.Owners()}
+	f := failedRequest{host.FailedRequest{Time: time.Now().UTC(), Status: he.Status, Code: string(he.Code), Message: he.Error()}, e.Owners()}
 	if res != nil {
 		f.Logs, f.Dropped, f.Truncated = boundRecords(res.Logs)
 	}
@@ -105,10 +94,10 @@ func (l *failureLog) record(e *host.Entry, res *host.Result, err error) {
 }
 
 // read returns the failures of pipeline id that owner may read, oldest first.
-func (l *failureLog) read(id, owner string) []failedRequest {
+func (l *failureLog) read(id, owner string) []host.FailedRequest {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := []failedRequest{}
+	out := []host.FailedRequest{}
 	el, ok := l.pipelines[id]
 	if !ok {
 		return out
@@ -117,7 +106,7 @@ func (l *failureLog) read(id, owner string) []failedRequest {
 	for i := range p.n {
 		f := p.ring[(p.next-p.n+i+failuresPerPipeline)%failuresPerPipeline]
 		if slices.Contains(f.owners, owner) {
-			out = append(out, f)
+			out = append(out, f.FailedRequest)
 		}
 	}
 	return out
@@ -158,9 +147,9 @@ func cutUTF8(s string, n int) string {
 
 // logsJSON is the answer of GET /v1/pipelines/{id}/logs.
 type logsJSON struct {
-	Object   string          `json:"object"`
-	Pipeline string          `json:"pipeline"`
-	Data     []failedRequest `json:"data"`
+	Object   string               `json:"object"`
+	Pipeline string               `json:"pipeline"`
+	Data     []host.FailedRequest `json:"data"`
 }
 
 // pipelineLogs answers GET /v1/pipelines/{id}/logs to the pipeline's owners: the

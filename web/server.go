@@ -63,7 +63,7 @@ type Config struct {
 	// Logger gets operators' logs: internal errors, backend failures. Default: none.
 	Logger *slog.Logger
 
-	// The rest applies to Serve, not to Handler.
+	// The rest are settings of the connections Serve accepts.
 
 	// TLS, when set, makes Serve speak TLS with it (under the connection cap, so that
 	// handshakes count against it too).
@@ -226,7 +226,7 @@ func (s *Server) routes() http.Handler {
 		r.Get("/v1/pipelines/{id}/logs", s.pipelineLogs)
 		r.Get("/v1/accounts/{account}", s.account)
 		r.Get("/v1/accounts/{account}/receipts", s.receipts)
-		r.With(s.requireOwner, s.readDeadline(s.cfg.UploadReadTimeout)).Post("/v1/pipelines", s.uploadPipeline)
+		r.With(s.requireOwner, readDeadline(s.cfg.UploadReadTimeout)).Post("/v1/pipelines", s.uploadPipeline)
 		r.With(s.requireOwner).Delete("/v1/pipelines/{id}", s.deletePipeline)
 		// Flat routes, not a mounted subrouter: metrics label requests by the full
 		// pattern, also those refused before routing would reach a subrouter.
