@@ -124,7 +124,8 @@
 // Serve holds at most Config.MaxConnections connections (by default three quarters of
 // the process's RLIMIT_NOFILE, at most 16,384). Over it, the connection idle longest
 // is closed to make room; with none idle, the new one is answered 503 with Retry-After
-// and closed (closed without an answer over TLS). Accepting never blocks, so a flood of
+// once it has sent its request, and closed (closed without an answer over TLS, or when
+// it sends nothing within 100 ms). Accepting never blocks, so a flood of
 // silent connections cannot take every file descriptor or leave /healthz hanging. A
 // client has 10 seconds to send its request's headers and Config.RequestReadTimeout
 // (60 s) for the whole request, body included (an owner's pipeline upload

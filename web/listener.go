@@ -25,12 +25,11 @@ const (
 	// minConnections is the least default of Config.MaxConnections, for a process whose
 	// RLIMIT_NOFILE is tiny.
 	minConnections = 16
-	// maxRefusing bounds the connections being refused at once; more are closed
-	// without an answer.
+	// maxRefusing bounds the refused connections waiting for their request (see
+	// refuse); more are closed after their answer without waiting.
 	maxRefusing = 32
-	// refuseWait is how long a refused connection is read for its request before it is
-	// answered: closing a connection with its request unread resets it, and the reset
-	// can destroy the answer before the client reads it.
+	// refuseWait is how long a refused connection that has sent nothing yet may take to
+	// send its request before it is closed.
 	refuseWait = 100 * time.Millisecond
 )
 
@@ -257,12 +256,28 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// refuse answers c with the 503 and closes it, in the background (a slow client must
-// not hold up Accept), at most maxRefusing at once; beyond that, or on a TLS listener,
-// it closes c at once.
+// refuse answers c with the 503 and closes it, without ever holding up Accept. The
+// answer must follow the client's request: an HTTP client drops a connection that
+// speaks first (Go's logs "Unsolicited response received on idle HTTP channel"), and
+// closing a connection whose request is unread resets it, which can destroy the answer
+// before the client reads it. So refuse takes in what the client has sent already (an
+// attacker's request, usually: it is sent at once, and the backlog holds the
+// connection a while) and answers at once; a client that has sent nothing yet gets
+// refuseWait to send its request head, in the background, at most maxRefusing at
+// once, beyond which it is closed without an answer. A TLS listener closes c at once.
 func (l *limitListener) refuse(c net.Conn) {
+	if !l.plain {
+		c.Close()
+		return
+	}
+	var head [4 << 10]byte
+	if readNow(c, head[:]) > 0 {
+		writeNow(c, l.refusal) // a new connection's send buffer is empty: it takes the answer whole
+		c.Close()
+		return
+	}
 	l.mu.Lock()
-	if !l.plain || l.closed || l.refusing >= maxRefusing {
+	if l.closed || l.refusing >= maxRefusing {
 		l.mu.Unlock()
 		c.Close()
 		return
@@ -278,14 +293,43 @@ func (l *limitListener) refuse(c net.Conn) {
 			l.mu.Unlock()
 			l.wg.Done()
 		}()
-		// Take in what the client has sent (a request head, usually all in one
-		// segment), so that closing does not reset the connection under the answer.
-		c.SetReadDeadline(time.Now().Add(refuseWait))
-		var head [4 << 10]byte
-		c.Read(head[:])
-		c.SetWriteDeadline(time.Now().Add(refuseWait)) // never reached: the answer fits the socket's buffer
-		c.Write(l.refusal)
+		c.SetDeadline(time.Now().Add(refuseWait))
+		if n, _ := c.Read(head[:]); n > 0 {
+			c.Write(l.refusal)
+		}
 	}()
+}
+
+// readNow reads what c has received already, without waiting; it returns how many
+// bytes it read. (A read deadline in the past would not read at all.)
+func readNow(c net.Conn, p []byte) int {
+	n := 0
+	rawOnce(c, false, func(fd int) { n, _ = syscall.Read(fd, p) })
+	return max(n, 0)
+}
+
+// writeNow writes what c's send buffer takes of p, without waiting.
+func writeNow(c net.Conn, p []byte) {
+	rawOnce(c, true, func(fd int) { syscall.Write(fd, p) })
+}
+
+// rawOnce runs op once on c's socket, which is non-blocking: op's read or write does
+// what it can at once.
+func rawOnce(c net.Conn, write bool, op func(fd int)) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	once := func(fd uintptr) bool { op(int(fd)); return true }
+	if write {
+		rc.Write(once)
+	} else {
+		rc.Read(once)
+	}
 }
 
 // Close stops accepting and waits for the connections being refused (at most

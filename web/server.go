@@ -69,9 +69,9 @@ type Config struct {
 	// handshakes count against it too).
 	TLS *tls.Config
 	// MaxConnections bounds the connections open at once. Over it Serve closes the
-	// connection idle longest, and with none idle answers the new one 503 with
-	// Retry-After (a TLS server closes it) without blocking. Default: three quarters of
-	// the process's RLIMIT_NOFILE, at most 16,384.
+	// connection idle longest, and with none idle answers the new one's request 503 with
+	// Retry-After and closes it (a TLS server closes it at once), without ever blocking
+	// its accepts. Default: three quarters of the process's RLIMIT_NOFILE, at most 16,384.
 	MaxConnections int
 	// RequestReadTimeout bounds how long a client may take to send a request, headers
 	// and body; a body still arriving then ends the request with a 408 and its
