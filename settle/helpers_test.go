@@ -72,7 +72,6 @@ type env struct {
 	escrows             *settle.ChainEscrows
 	pricer              *settle.Pricer
 	svc                 *settle.Service
-	committed           chan string // the accounts Service.Committed reported
 }
 
 func newEnv(t testing.TB) *env {
@@ -81,7 +80,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, chain: chain, clientKey: key(0xC1), hostKey: key(0x05), committed: make(chan string, 1024)}
+	e := &env{t: t, chain: chain, clientKey: key(0xC1), hostKey: key(0x05)}
 	e.client = e.wallet(1, "1000")
 	e.host = e.wallet(2, "10")
 	e.other = e.wallet(3, "10")
@@ -100,13 +99,7 @@ func newEnv(t testing.TB) *env {
 func (e *env) service(store settle.Store) *settle.Service {
 	e.t.Helper()
 	svc, err := settle.NewService(settle.Config{Store: store, Pricer: e.pricer, Escrows: e.escrows, Key: e.hostKey,
-		HostAddr: e.host.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Now: e.chain.Now,
-		Committed: func(account string) {
-			select {
-			case e.committed <- account:
-			default:
-			}
-		}})
+		HostAddr: e.host.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Now: e.chain.Now})
 	if err != nil {
 		e.t.Fatal(err)
 	}

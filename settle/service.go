@@ -56,9 +56,6 @@ type Config struct {
 	MinTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Committed, if set, is called after each commit with the account, so that a
-	// Settler can batch it.
-	Committed func(account string)
 }
 
 // DefaultMinTimeout is the shortest escrow timeout a host serves by default: time for
@@ -247,9 +244,6 @@ func (t *Ticket) Finish(ctx context.Context, usage Usage, status string, respons
 		// Nothing was recorded, so nothing is charged: free the reservation.
 		t.s.cfg.Store.Release(t.hold)
 		return nil, fmt.Errorf("settle: commit the receipt: %w", err)
-	}
-	if t.s.cfg.Committed != nil {
-		t.s.cfg.Committed(r.Account)
 	}
 	return &r, nil
 }

@@ -125,7 +125,8 @@ func (e *env) gain(before *big.Int, charged uint64, charges int) {
 
 // TestSettlerBatches follows four escrows through the batching rules: under the
 // threshold nothing is sent; past it, every due escrow is charged in one wallet
-// transaction; a closing escrow is charged at once; the rest after the maximum delay.
+// transaction; a closing escrow is charged at the next round; the rest after the
+// maximum delay.
 func TestSettlerBatches(t *testing.T) {
 	e := newEnv(t)
 	s := e.settler("1", time.Hour)
@@ -153,7 +154,7 @@ func TestSettlerBatches(t *testing.T) {
 	e.settle(s)
 	e.unsettled(a, c, d)
 
-	// d's client asks for its money back: d is charged at once.
+	// d's client asks for its money back: d is charged at the next round.
 	e.requestWithdrawal(d)
 	e.settle(s, d)
 	e.unsettled(a, c)

@@ -87,6 +87,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	c.start = time.Now()
 	res, err := c.pipeline.Run(r.Context(), body, c.generate, stream)
 	c.done(res, err)
+	s.failures.record(pipelineOf(r.Context()), res, err)
 	switch {
 	case sse != nil && (err == nil || sse.started):
 		s.endStream(r, sse, res, err)

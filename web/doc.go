@@ -7,7 +7,7 @@
 //		APIKeys: []web.APIKey{{Name: "ops", Key: key}}})
 //	go srv.Serve(listener)
 //	...
-//	srv.Shutdown(ctx) // waits for streams in flight
+//	srv.Shutdown(ctx) // lets requests in flight finish until ctx is done, then cuts them
 //
 // # Routes
 //
@@ -24,6 +24,7 @@
 //	GET    /v1/pipelines                 list pipelines
 //	GET    /v1/pipelines/{id}            a pipeline's canonical manifest and module hashes
 //	GET    /v1/pipelines/{id}/attestation?nonce=<hex>   fresh pipeline evidence
+//	GET    /v1/pipelines/{id}/logs       module logs of its recent failed requests (its owners only)
 //	DELETE /v1/pipelines/{id}            withdraw as an owner (owner credential)
 //	GET    /p/{id}/v1/models             the pipeline's model
 //	POST   /p/{id}/v1/chat/completions   chat through the pipeline
@@ -117,6 +118,35 @@
 // completed request gets the same answer and receipt again with IdempotentReplayHeader
 // set, and is not charged again; a retry of one in flight gets 409, the key with
 // another request 422.
+//
+// # Connections and shutdown
+//
+// Serve holds at most Config.MaxConnections connections (by default three quarters of
+// the process's RLIMIT_NOFILE, at most 16,384). Over it, the connection idle longest
+// is closed to make room; with none idle, the new one is answered 503 with Retry-After
+// once it has sent its request, and closed (closed without an answer over TLS, or when
+// it sends nothing within 100 ms). Accepting never blocks, so a flood of
+// silent connections cannot take every file descriptor or leave /healthz hanging. A
+// client has 10 seconds to send its request's headers and Config.RequestReadTimeout
+// (60 s) for the whole request, body included (an owner's pipeline upload
+// Config.UploadReadTimeout, 10 minutes); a body that stops arriving ends its request
+// with a 408. An answer written before the body was read (a 401, a 404) closes the
+// connection instead of reading a body nobody wants. Keep-alive connections close
+// after Config.IdleTimeout (2 minutes) without a request.
+//
+// Shutdown stops accepting and lets requests finish until its context is done; then it
+// cuts those still running: a stream ends with the error event "shutting_down" (503)
+// after its receipt on a billing host (charged for what was sent), an answer not yet
+// started is that 503 with Retry-After, and a body still arriving stops being read.
+//
+// # Module logs
+//
+// Module logs never reach the client. The logs of a pipeline's recent failed requests
+// (a module's fault, not a rejection or a cancellation: the last 16 per pipeline, for
+// the 128 pipelines that failed last, each up to 32 records and 8 KiB) are kept in
+// memory and served at GET /v1/pipelines/{id}/logs to its owners, and only those that
+// failed while the caller owned the pipeline; anyone else gets 403. They hold what the
+// modules logged and the error the client got, nothing else of the request.
 //
 // # Errors
 //

@@ -73,6 +73,11 @@ func (s *Server) toAPIError(r *http.Request, err error) *apiError {
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case r.Context().Err() != nil && errors.Is(context.Cause(r.Context()), errShuttingDown):
+		// Whatever failed, it failed because Server.Shutdown cut the request.
+		e := errorf(http.StatusServiceUnavailable, typeServer, "shutting_down", "the host is shutting down: retry on another host, or here in a moment")
+		e.RetryAfter = 5
+		return e
 	case errors.As(err, &se):
 		return &apiError{Status: se.Status(), Type: settleTypes[se.Status()], Code: se.Code, Message: se.Message}
 	case errors.As(err, &he):

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 )
 
@@ -18,6 +19,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	case errors.As(err, &tooBig):
 		return nil, errorf(http.StatusRequestEntityTooLarge, typeInvalidRequest, "body_too_large",
 			"the request body is over the limit of %d bytes", limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, errorf(http.StatusRequestTimeout, typeInvalidRequest, "request_timeout",
+			"the request body did not arrive within the host's read timeout")
 	case err != nil:
 		return nil, invalidf("reading the request body: %v", err)
 	}

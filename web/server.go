@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -61,7 +62,41 @@ type Config struct {
 
 	// Logger gets operators' logs: internal errors, backend failures. Default: none.
 	Logger *slog.Logger
+
+	// The rest are settings of the connections Serve accepts.
+
+	// TLS, when set, makes Serve speak TLS with it (under the connection cap, so that
+	// handshakes count against it too).
+	TLS *tls.Config
+	// MaxConnections bounds the connections open at once. Over it Serve closes the
+	// connection idle longest, and with none idle answers the new one's request 503 with
+	// Retry-After and closes it (a TLS server closes it at once), without ever blocking
+	// its accepts. Default: three quarters of the process's RLIMIT_NOFILE, at most 16,384.
+	MaxConnections int
+	// RequestReadTimeout bounds how long a client may take to send a request, headers
+	// and body; a body still arriving then ends the request with a 408 and its
+	// connection. Answers are not bounded by it. Default 60 seconds (4 MiB at 0.6
+	// Mbit/s).
+	RequestReadTimeout time.Duration
+	// UploadReadTimeout replaces RequestReadTimeout for an owner's POST /v1/pipelines,
+	// whose body is larger. Default 10 minutes (64 MiB at 0.9 Mbit/s).
+	UploadReadTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that sends no new request for this
+	// long. Default 2 minutes.
+	IdleTimeout time.Duration
 }
+
+// headerTimeout bounds how long a client may take to send a request's headers, and the
+// TLS handshake before them.
+const headerTimeout = 10 * time.Second
+
+// cutGrace is how long Shutdown waits, once it has cancelled the requests that outlived
+// its drain, for them to send their last event and commit their receipt, before it
+// closes their connections.
+const cutGrace = 5 * time.Second
+
+// errShuttingDown is the cause of the cancellation of requests cut at shutdown.
+var errShuttingDown = errors.New("web: the host is shutting down")
 
 // Server is the HTTP API of a Cocoon host. It is safe for concurrent use.
 type Server struct {
@@ -75,6 +110,11 @@ type Server struct {
 	windows sync.Map // model -> context length, see contextWindow
 	handler http.Handler
 	http    *http.Server
+	conns   *connTracker
+	// failures keeps the module logs of failed requests for pipelines' owners.
+	failures *failureLog
+	// cut cancels every request's context (their base) with a cause, at shutdown.
+	cut context.CancelCauseFunc
 }
 
 // New checks cfg and returns a server. It does no I/O.
@@ -113,6 +153,18 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = defaultMaxConnections()
+	}
+	if cfg.RequestReadTimeout <= 0 {
+		cfg.RequestReadTimeout = time.Minute
+	}
+	if cfg.UploadReadTimeout <= 0 {
+		cfg.UploadReadTimeout = 10 * time.Minute
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 2 * time.Minute
+	}
 	// The bare backend is served through an empty pipeline, so that requests to it
 	// are checked, run and answered exactly as through any other.
 	bare, err := cfg.Sandbox.NewPipeline(host.PipelineSpec{})
@@ -120,27 +172,38 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		keys:    newKeyring(cfg.APIKeys),
-		slots:   make(chan struct{}, cfg.MaxGenerations),
-		bare:    bare,
-		metrics: newMetrics(),
-		quotes:  newTokenBucket(cfg.MaxQuotesPerSecond),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		keys:     newKeyring(cfg.APIKeys),
+		slots:    make(chan struct{}, cfg.MaxGenerations),
+		bare:     bare,
+		metrics:  newMetrics(),
+		quotes:   newTokenBucket(cfg.MaxQuotesPerSecond),
+		conns:    newConnTracker(cfg.MaxConnections),
+		failures: newFailureLog(),
 	}
+	s.metrics.registry.MustRegister(s.conns.collectors()...)
 	s.handler = s.routes()
+	base, cut := context.WithCancelCause(context.Background())
+	s.cut = cut
 	s.http = &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		// No write timeout: streams last as long as generation does.
-		IdleTimeout: 2 * time.Minute,
+		ReadHeaderTimeout: min(headerTimeout, cfg.RequestReadTimeout),
+		// The whole request, body included, from its first byte. net/http lifts this
+		// deadline once the body has been read (and at once for a request without
+		// one), so it never cuts an answer: streams last as long as generation does.
+		ReadTimeout: cfg.RequestReadTimeout,
+		IdleTimeout: cfg.IdleTimeout,
+		// No write timeout here: the chat path bounds each write instead.
+		BaseContext: func(net.Listener) context.Context { return base },
+		ConnState:   s.conns.connState,
 	}
 	return s, nil
 }
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.metrics.instrument, s.recoverer)
+	r.Use(s.metrics.instrument, closeUnreadBody, s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, typeNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -160,9 +223,10 @@ func (s *Server) routes() http.Handler {
 		r.Get("/v1/pipelines", s.listPipelines)
 		r.Get("/v1/pipelines/{id}", s.getPipeline)
 		r.Get("/v1/pipelines/{id}/attestation", s.pipelineAttestation)
+		r.Get("/v1/pipelines/{id}/logs", s.pipelineLogs)
 		r.Get("/v1/accounts/{account}", s.account)
 		r.Get("/v1/accounts/{account}/receipts", s.receipts)
-		r.With(s.requireOwner).Post("/v1/pipelines", s.uploadPipeline)
+		r.With(s.requireOwner, readDeadline(s.cfg.UploadReadTimeout)).Post("/v1/pipelines", s.uploadPipeline)
 		r.With(s.requireOwner).Delete("/v1/pipelines/{id}", s.deletePipeline)
 		// Flat routes, not a mounted subrouter: metrics label requests by the full
 		// pattern, also those refused before routing would reach a subrouter.
@@ -175,12 +239,50 @@ func (s *Server) routes() http.Handler {
 // Handler returns the server's routes, for callers that run their own http.Server.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Serve accepts connections on l until Shutdown; it then returns http.ErrServerClosed.
-func (s *Server) Serve(l net.Listener) error { return s.http.Serve(l) }
+// Serve accepts connections on l, at most Config.MaxConnections at once over all the
+// listeners it serves, and speaks TLS on them when Config.TLS is set, until Shutdown; it
+// then returns http.ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	var inner net.Listener = newLimitListener(l, s.conns, s.cfg.TLS == nil)
+	if s.cfg.TLS != nil {
+		inner = tls.NewListener(inner, s.cfg.TLS)
+	}
+	return s.http.Serve(inner)
+}
 
-// Shutdown stops accepting connections and waits, until ctx is done, for requests in
-// flight (streams included) to finish.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+// Shutdown stops accepting connections and lets requests in flight (streams included)
+// finish until ctx is done. Requests still running then are cut: their contexts are
+// cancelled with a cause that the answer words as a 503 "the host is shutting down"
+// (for a stream, its error event, after its receipt on a billing host), and reads of
+// unfinished request bodies fail. Shutdown waits up to 5 seconds for the cut requests
+// to answer, then closes their connections and waits 5 seconds more for their handlers
+// to return.
+//
+// It returns nil when every request ended, drained or cut, and an error when a handler
+// still runs after all that (the caller should not close what handlers use, such as
+// the ledger, without knowing it). It costs at most ctx's time plus 10 seconds.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if err == nil || ctx.Err() == nil {
+		return err // drained, or a listener failed to close
+	}
+	s.log.Warn("cutting the requests still running after the drain", "requests", s.conns.active())
+	s.cut(errShuttingDown)
+	s.conns.expireReads()
+	grace, cancel := context.WithTimeout(context.Background(), cutGrace)
+	defer cancel()
+	if s.http.Shutdown(grace) == nil {
+		return nil
+	}
+	// Answers that cannot be written (a client that stopped reading) end here.
+	s.http.Close()
+	last, cancelLast := context.WithTimeout(context.Background(), cutGrace)
+	defer cancelLast()
+	if err := s.conns.wait(last); err != nil {
+		return fmt.Errorf("web: requests still running after they were cut at shutdown: %w", err)
+	}
+	return nil
+}
 
 // recoverer turns a panic in a handler into a 500 in the OpenAI error shape, and logs it.
 func (s *Server) recoverer(next http.Handler) http.Handler {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/ledger"
@@ -70,13 +71,14 @@ const idempotencyWindow = 24 * time.Hour
 // pruneEvery is how often the ledger forgets what idempotencyWindow no longer covers.
 const pruneEvery = time.Hour
 
-// dialTON connects to the TON network of cfg. Tests replace it with an emulated chain.
-var dialTON = func(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, error) {
-	api, err := tonnet.Dial(ctx, cfg.TONConfig)
+// dialTON connects to the TON network of cfg; stop closes the connections. Tests
+// replace it with an emulated chain.
+var dialTON = func(ctx context.Context, cfg *serveConfig) (api ton.APIClientWrapped, stop func(), err error) {
+	api, stop, err = tonnet.Dial(ctx, cfg.TONConfig)
 	if err != nil {
-		return nil, fmt.Errorf("ton_config: %w", err)
+		return nil, nil, fmt.Errorf("ton_config: %w", err)
 	}
-	return api, nil
+	return api, stop, nil
 }
 
 // billing is what serve runs for settlement.
@@ -111,18 +113,20 @@ func (c *billingConfig) check() error {
 	return nil
 }
 
-// startBilling opens the ledger (authenticated under a key sealer derives), the host's
-// wallet and the chain connection, and returns the service and settler. The wallet's
-// seed stays in this function.
-func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, sealer *attest.Sealer, log *slog.Logger) (*billing, error) {
+// startBilling opens the chain connection, the host's wallet and the ledger
+// (authenticated under a key sealer derives), which it gives parts to close, and returns
+// the service and settler (which runServe starts). The wallet's seed stays in this
+// function.
+func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, sealer *attest.Sealer, log *slog.Logger, parts *lifecycle.Owner) (*billing, error) {
 	words, err := readSecret(cfg.WalletSeedFile)
 	if err != nil {
 		return nil, fmt.Errorf("wallet_seed_file: %w", err)
 	}
-	api, err := dialTON(ctx, cfg)
+	api, stopTON, err := dialTON(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	parts.Add("TON connections", func() error { stopTON(); return nil })
 	network := int32(wallet.MainnetGlobalID)
 	if cfg.TONNetwork == "testnet" {
 		network = wallet.TestnetGlobalID
@@ -144,17 +148,16 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	if err != nil {
 		return nil, err
 	}
+	parts.Add("ledger", l.Close)
 	maxDelay, _ := time.ParseDuration(cfg.SettleMaxDelay) // checked
 	settler, err := settle.NewSettler(settle.SettlerConfig{Store: l, API: api, Wallet: w, Key: key,
 		Threshold: cfg.SettleThreshold, MaxDelay: maxDelay, Logger: log.With("component", "settler")})
 	if err != nil {
-		l.Close()
 		return nil, err
 	}
 	service, err := settle.NewService(settle.Config{Store: l, Pricer: pricer, Escrows: settle.NewChainEscrows(api, escrowTTL),
 		Key: key, HostAddr: w.WalletAddress().StringRaw(), ComputeReserve: computeReserve})
 	if err != nil {
-		l.Close()
 		return nil, err
 	}
 	log.Info("billing", "wallet", w.WalletAddress().String(), "settlement_key", hex.EncodeToString(key.Public().(ed25519.PublicKey)), "network", cfg.TONNetwork)
@@ -162,8 +165,9 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 }
 
 // prune forgets, every pruneEvery until ctx is done, the request hashes and idempotency
-// records older than idempotencyWindow, so that the ledger grows with receipts only.
-func (b *billing) prune(ctx context.Context, log *slog.Logger) {
+// records older than idempotencyWindow, so that the ledger grows with receipts only. It
+// returns ctx's error once its last prune has ended.
+func (b *billing) prune(ctx context.Context, log *slog.Logger) error {
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
 	for {
@@ -172,7 +176,7 @@ func (b *billing) prune(ctx context.Context, log *slog.Logger) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		case <-t.C:
 		}
 	}

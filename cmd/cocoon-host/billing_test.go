@@ -58,7 +58,12 @@ func testEscrow(seed []string, hostKey ed25519.PublicKey, api wallet.TonAPI) (es
 
 // emulatedTON is dialTON for the helper process: a fresh chain with the host's wallet
 // funded and the test client's escrow deployed.
-func emulatedTON(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, error) {
+func emulatedTON(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, func(), error) {
+	chain, err := emulatedChain(ctx, cfg)
+	return chain, func() {}, err
+}
+
+func emulatedChain(ctx context.Context, cfg *serveConfig) (*tonemu.Chain, error) {
 	chain, err := tonemu.New()
 	if err != nil {
 		return nil, err
@@ -157,43 +162,6 @@ func (h *hostProcess) kill(t *testing.T) {
 	h.cmd.Wait()
 }
 
-// billingHostArgs returns the arguments of a billing host in sim mode on an emulated
-// chain, its data directory and its wallet's seed.
-func billingHostArgs(t *testing.T) (args []string, data string, seed []string) {
-	t.Helper()
-	dir := t.TempDir()
-	data = filepath.Join(dir, "data")
-	seed = wallet.NewSeed()
-	seedFile := filepath.Join(dir, "seed")
-	cfgFile := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(seedFile, []byte(strings.Join(seed, " ")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`{"wallet_seed_file": %q, "ton_config": "emulated", "prices": {"prompt_per_million": 1000000000, "completion_per_million": 3000000000, "compute_per_million": 1000000}}`, seedFile)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return []string{"--data", data, "--model-dir", embeddedModelDir(t), "--attest", "sim", "--config", cfgFile}, data, seed
-}
-
-// startBillingHost starts a billing host process (billingHostArgs) and returns it, its
-// test client, its settlement key, its arguments and its data directory.
-func startBillingHost(t *testing.T) (h *hostProcess, c *billedClient, key ed25519.PrivateKey, args []string, data string) {
-	t.Helper()
-	args, data, seed := billingHostArgs(t)
-	h = startHostProcess(t, args...)
-	key = simSettlementKey(t, data)
-	p, _, err := testEscrow(seed, key.Public().(ed25519.PublicKey), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	escrowAddr, err := p.Address(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h, &billedClient{account: escrowAddr.StringRaw(), base: h.base}, key, args, data
-}
-
 // billedClient sends requests signed with the test client's escrow key.
 type billedClient struct {
 	account string
@@ -263,6 +231,43 @@ func (c *billedClient) receipts(t *testing.T) []settle.Receipt {
 	return list.Receipts
 }
 
+// billingHost is a billing host's data directory and arguments, with the test client's
+// escrow (on the emulated chain every start of the host makes anew).
+type billingHost struct {
+	args   []string
+	data   string
+	seed   []string // the host wallet's
+	client *billedClient
+	key    ed25519.PublicKey // the settlement key
+}
+
+func newBillingHost(t *testing.T, extra ...string) *billingHost {
+	t.Helper()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	seed := wallet.NewSeed()
+	seedFile := filepath.Join(dir, "seed")
+	cfgFile := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(seedFile, []byte(strings.Join(seed, " ")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`{"wallet_seed_file": %q, "ton_config": "emulated", "prices": {"prompt_per_million": 1000000000, "completion_per_million": 3000000000, "compute_per_million": 1000000}}`, seedFile)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := simSettlementKey(t, data) // created now, as the host's first start would
+	p, _, err := testEscrow(seed, key.Public().(ed25519.PublicKey), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	escrowAddr, err := p.Address(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &billingHost{args: append([]string{"--data", data, "--attest", "sim", "--config", cfgFile}, extra...),
+		data: data, seed: seed, client: &billedClient{account: escrowAddr.StringRaw()}, key: key.Public().(ed25519.PublicKey)}
+}
+
 // TestServeBillingSIGKILL kills a billing host with SIGKILL while clients load it, three
 // times over, restarting it on the same data directory: every receipt a client got is
 // in the ledger unchanged, the chain has no gap and adds up, and retrying the requests
@@ -271,7 +276,9 @@ func TestServeBillingSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the host four times")
 	}
-	h, client, key, args, _ := startBillingHost(t)
+	bh := newBillingHost(t, "--model-dir", embeddedModelDir(t))
+	args, client, hostKey := bh.args, bh.client, bh.key
+	h := startHostProcess(t, args...)
 
 	got := map[string]*settle.Receipt{} // idempotency key -> the receipt the client got
 	type request struct {
@@ -319,7 +326,7 @@ func TestServeBillingSIGKILL(t *testing.T) {
 		wg.Wait()
 		h = startHostProcess(t, args...)
 		client.base = h.base
-		checkLedger(t, client, key.Public().(ed25519.PublicKey), got)
+		checkLedger(t, client, hostKey, got)
 	}
 
 	// Retry what was cut off: each key gets exactly one receipt, whether its first try
@@ -335,7 +342,7 @@ func TestServeBillingSIGKILL(t *testing.T) {
 		}
 		got[req.key] = r
 	}
-	all := checkLedger(t, client, key.Public().(ed25519.PublicKey), got)
+	all := checkLedger(t, client, hostKey, got)
 	// Every request has exactly one receipt: none lost, none charged twice.
 	if len(all) != len(got) {
 		t.Fatalf("%d receipts in the ledger for %d requests", len(all), len(got))

@@ -271,7 +271,7 @@ func TestServeSealingSource(t *testing.T) {
 // TestServeBillingWithoutSealing: a TDX host without a sealing source refuses to bill
 // with one line saying what to provide, before it measures or serves anything.
 func TestServeBillingWithoutSealing(t *testing.T) {
-	args, _, _ := billingHostArgs(t)
+	args := newBillingHost(t).args
 	var stderr lockedBuffer
 	err := runServe(context.Background(), append(append([]string{"--listen", "127.0.0.1:0"}, args...), "--attest", "tdx"), io.Discard, &stderr)
 	if !errors.Is(err, errNoSealingForBilling) || strings.Contains(err.Error(), "\n") {
@@ -287,7 +287,10 @@ func TestServeRefusesTamperedData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the host four times")
 	}
-	h, client, _, args, data := startBillingHost(t)
+	bh := newBillingHost(t, "--model-dir", embeddedModelDir(t))
+	client, args, data := bh.client, bh.args, bh.data
+	h := startHostProcess(t, args...)
+	client.base = h.base
 	if _, _, err := client.chat(context.Background(), "first", false); err != nil {
 		t.Fatal(err)
 	}

@@ -53,3 +53,40 @@ func TestCLI(t *testing.T) {
 		})
 	}
 }
+
+// TestHelpHidesSecrets: --help of every command names the variables that hold secrets
+// and never shows their values, which would land in terminals, scrollback and CI logs;
+// the value is still what the commands use.
+func TestHelpHidesSecrets(t *testing.T) {
+	const secret = "sk-from-the-environment-7d1c"
+	t.Setenv("COCOON_API_KEY", secret)
+	var withKey int
+	for _, c := range commands {
+		for _, args := range [][]string{{c.Name, "--help"}, {c.Name, "open", "--help"}} {
+			code, stdout, stderr := cocoon(t, "", args...)
+			if strings.Contains(stdout+stderr, secret) {
+				t.Errorf("cocoon %s shows $COCOON_API_KEY's value (exit %d):\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+			}
+			if strings.Contains(stderr, "-api-key") {
+				withKey++
+				if !strings.Contains(stderr, "(default $COCOON_API_KEY)") {
+					t.Errorf("cocoon %s --help does not name $COCOON_API_KEY:\n%s", c.Name, stderr)
+				}
+			}
+		}
+	}
+	if withKey < 5 {
+		t.Errorf("only %d commands' help shows --api-key", withKey)
+	}
+	// The variable still gives the key: a host that refuses it says so, where a missing
+	// key would be a usage error.
+	base := testHost(t)
+	t.Setenv("COCOON_API_KEY", "sk-wrong")
+	if code, _, stderr := cocoon(t, "", "pipelines", "--host", base); code != 1 || !strings.Contains(stderr, "the API key is not valid") {
+		t.Errorf("with $COCOON_API_KEY: exit %d, %s", code, stderr)
+	}
+	t.Setenv("COCOON_API_KEY", testKey)
+	if code, _, stderr := cocoon(t, "", "pipelines", "--host", base); code != 0 {
+		t.Errorf("with $COCOON_API_KEY: exit %d, %s", code, stderr)
+	}
+}

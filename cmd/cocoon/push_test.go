@@ -16,7 +16,10 @@ import (
 	"github.com/cocoonhost/cocoon/web"
 )
 
-const testKey = "sk-cli-test"
+const (
+	testKey  = "sk-cli-test"
+	otherKey = "sk-cli-other" // a second tenant's
+)
 
 // testHost runs the real web server over the embedded engine, with an empty store and
 // registry, and returns its URL.
@@ -47,7 +50,7 @@ func testHost(t *testing.T) string {
 		t.Fatal(err)
 	}
 	srv, err := web.New(web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: []web.APIKey{{Name: "test", Key: testKey}}})
+		APIKeys: []web.APIKey{{Name: "test", Key: testKey}, {Name: "other", Key: otherKey}}})
 	if err != nil {
 		t.Fatal(err)
 	}
