@@ -271,7 +271,7 @@ func TestServeSealingSource(t *testing.T) {
 // TestServeBillingWithoutSealing: a TDX host without a sealing source refuses to bill
 // with one line saying what to provide, before it measures or serves anything.
 func TestServeBillingWithoutSealing(t *testing.T) {
-	args := newBillingHost(t).args
+	args := newBillingHost(t, "--model-dir", embeddedModelDir(t)).args
 	var stderr lockedBuffer
 	err := runServe(context.Background(), append(append([]string{"--listen", "127.0.0.1:0"}, args...), "--attest", "tdx"), io.Discard, &stderr)
 	if !errors.Is(err, errNoSealingForBilling) || strings.Contains(err.Error(), "\n") {
