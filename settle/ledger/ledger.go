@@ -10,7 +10,7 @@
 //	ledger       "version" → schema version (big-endian uint32, currently 1)
 //	accounts     account → last seq, cumulative, settled (uint64 each), settled-at (Unix ns)
 //	receipts     account, seq (big-endian uint64) → the receipt's JSON
-//	requests     account, request hash → when the request was made (Unix ns)
+//	requests     account, request or signature hash → when the request was made (Unix ns)
 //	idempotency  account, key → time, seq (uint64 each), request hash, response bytes
 //
 // Holds, and the request hashes and idempotency keys of requests between Reserve and
@@ -23,12 +23,14 @@
 // returns only after bbolt has fsynced them: bbolt makes a transaction visible by
 // writing a new meta page after the data it points to is on disk, so a crash leaves
 // either the whole receipt or nothing. The chain therefore never has a gap or a receipt
-// whose request hash is unrecorded, and a receipt that Commit returned survives. A crash
-// loses only holds, whose requests returned no receipt and so are charged nothing.
-// Reserve checks the durable request hashes and idempotency records while holding the
-// mutex that guards the in-memory ones, and Commit drops a request's in-memory state
-// only after its transaction committed, so every request hash is either in memory or on
-// disk from Reserve on: none can be billed twice.
+// whose hashes are unrecorded (but for the request hash of a cancelled request under an
+// idempotency key, left free on purpose for its retry), and a receipt that Commit
+// returned survives. A crash loses only holds, whose requests returned no receipt and
+// so are charged nothing. Reserve checks the durable hashes and idempotency records
+// while holding the mutex that guards the in-memory ones, and Commit drops a request's
+// in-memory state only after its transaction committed, so every hash is either in
+// memory or on disk from Reserve on: no request, and no signed attempt of one, can be
+// billed twice.
 package ledger
 
 import (
@@ -87,8 +89,14 @@ type Ledger struct {
 type pending struct {
 	held     uint64
 	holds    int
-	requests map[string]struct{}
-	keys     map[string]string // idempotency key → request hash
+	requests map[string]struct{} // request and signature hashes
+	keys     map[string]string   // idempotency key → request hash
+}
+
+// seen reports whether hash (a request or signature hash, "" for none) is pending.
+func (p *pending) seen(hash string) bool {
+	_, ok := p.requests[hash]
+	return ok && hash != ""
 }
 
 // Option configures Open.
@@ -202,6 +210,9 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 	if err := checkField("request hash", r.RequestHash, true); err != nil {
 		return 0, err
 	}
+	if err := checkField("signature hash", r.SignatureHash, false); err != nil {
+		return 0, err
+	}
 	if err := checkField("idempotency key", r.IdempotencyKey, false); err != nil {
 		return 0, err
 	}
@@ -225,7 +236,7 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 		}
 		return 0, &settle.IdempotentError{Err: settle.ErrIdempotencyMismatch}
 	}
-	if _, ok := p.requests[r.RequestHash]; ok {
+	if p.seen(r.RequestHash) || p.seen(r.SignatureHash) {
 		return 0, settle.ErrReplay
 	}
 
@@ -236,8 +247,11 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 				return completed(tx, r, v)
 			}
 		}
-		if tx.Bucket(bucketRequests).Get(stringKey(r.Account, r.RequestHash)) != nil {
-			return settle.ErrReplay
+		requests := tx.Bucket(bucketRequests)
+		for _, hash := range []string{r.RequestHash, r.SignatureHash} {
+			if hash != "" && requests.Get(stringKey(r.Account, hash)) != nil {
+				return settle.ErrReplay
+			}
 		}
 		m, err := decodeMeta(tx.Bucket(bucketAccounts).Get([]byte(r.Account)))
 		cumulative = m.cumulative
@@ -256,6 +270,9 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 	p.held += r.MaxCost
 	p.holds++
 	p.requests[r.RequestHash] = struct{}{}
+	if r.SignatureHash != "" {
+		p.requests[r.SignatureHash] = struct{}{}
+	}
 	if r.IdempotencyKey != "" {
 		p.keys[r.IdempotencyKey] = r.RequestHash
 	}
@@ -375,11 +392,19 @@ func commit(tx *bolt.Tx, h *settle.Reservation, r *settle.Receipt, response []by
 	if err := tx.Bucket(bucketReceipts).Put(receiptKey(h.Account, r.Seq), b); err != nil {
 		return err
 	}
+	// A cancelled request's idempotency key stays free for a retry (see settle.Store):
+	// neither the key's record nor its request hash, which names the key, is kept.
+	retryable := h.IdempotencyKey != "" && r.Status == settle.StatusCancelled
 	at := binary.BigEndian.AppendUint64(nil, encodeTime(h.Time))
-	if err := tx.Bucket(bucketRequests).Put(stringKey(h.Account, h.RequestHash), at); err != nil {
-		return err
+	for _, hash := range []string{h.RequestHash, h.SignatureHash} {
+		if hash == "" || retryable && hash == h.RequestHash {
+			continue
+		}
+		if err := tx.Bucket(bucketRequests).Put(stringKey(h.Account, hash), at); err != nil {
+			return err
+		}
 	}
-	if h.IdempotencyKey != "" {
+	if h.IdempotencyKey != "" && !retryable {
 		rec := idemRecord{time: h.Time, seq: r.Seq, requestHash: h.RequestHash, response: response}
 		if err := tx.Bucket(bucketIdempotency).Put(stringKey(h.Account, h.IdempotencyKey), rec.encode()); err != nil {
 			return err
@@ -399,6 +424,7 @@ func (l *Ledger) release(h *settle.Reservation) {
 	p.holds--
 	p.held -= h.MaxCost
 	delete(p.requests, h.RequestHash)
+	delete(p.requests, h.SignatureHash)
 	if h.IdempotencyKey != "" {
 		delete(p.keys, h.IdempotencyKey)
 	}
@@ -406,7 +432,7 @@ func (l *Ledger) release(h *settle.Reservation) {
 
 // Release drops a hold without a receipt, for a request that the host refused after
 // admission without serving anything: its amount is available again, and its request
-// hash and idempotency key are free as if Reserve had never seen them. It returns
+// and signature hashes and idempotency key are free as if Reserve had never seen them. It returns
 // settle.ErrUnknownHold for a hold that is committed, released or being committed. It
 // costs no disk I/O.
 func (l *Ledger) Release(id settle.HoldID) error {
