@@ -7,17 +7,35 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"time"
 )
 
 // readBody reads r's body, at most limit bytes; a longer body is a 413.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	return readBodyWithin(w, r, limit, 0)
+}
+
+// readBodyWithin is readBody with a deadline: the whole body must arrive within
+// timeout (none if 0), or the answer is a 408. The read deadline is cleared when it
+// returns: left set, it would cancel the request when it passed (net/http's watch for
+// a closed connection reads under it).
+func readBodyWithin(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, error) {
+	if timeout > 0 {
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(timeout))
+		defer rc.SetReadDeadline(time.Time{})
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
 		return nil, errorf(http.StatusRequestEntityTooLarge, typeInvalidRequest, "body_too_large",
 			"the request body is over the limit of %d bytes", limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, errorf(http.StatusRequestTimeout, typeInvalidRequest, "body_timeout",
+			"the request body did not arrive within %v", timeout)
 	case err != nil:
 		return nil, invalidf("reading the request body: %v", err)
 	}
