@@ -197,8 +197,8 @@ func TestQuoteLimiter(t *testing.T) {
 		wait int // Retry-After of a refusal; 0 for a quote
 	}{
 		{0, "a", 0}, {0, "a", 1}, // a's share
-		{0, "b", 0},              // the host's burst
-		{0, "c", 1},              // the host's rate
+		{0, "b", 0}, // the host's burst
+		{0, "c", 1}, // the host's rate
 		{500 * time.Millisecond, "c", 0},
 		{600 * time.Millisecond, "a", 1},
 		{time.Second, "a", 0}, // a's share refilled

@@ -219,7 +219,7 @@ func TestModuleRejectionAndFault(t *testing.T) {
 func TestBadChatRequests(t *testing.T) {
 	f := newFixture(t)
 	pii := plugin(t, "pii-redactor/go/pii-redactor.wasm")
-	id := f.push(`{"abi_version":1,"model":"stories260K","pre":[{"module":"` + hashOf(pii) + `"}]}`, pii)
+	id := f.push(`{"abi_version":1,"model":"stories260K","pre":[{"module":"`+hashOf(pii)+`"}]}`, pii)
 	const msgs = `"messages":[{"role":"user","content":"x"}]`
 	for _, tc := range []struct {
 		name, body, want string
