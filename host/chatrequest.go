@@ -107,19 +107,25 @@ func checkMessages(v []byte) (at, problem string) {
 	if jsonscan.KindOf(v) != jsonscan.Array {
 		return "", "must be a non-empty array of messages"
 	}
-	n := 0
-	jsonscan.Elements(v, func(m []byte) error {
-		if at, problem = checkMessage(m); problem != "" {
-			at = fmt.Sprintf("[%d]%s", n, at)
+	at, problem, n := checkElements(v, "", checkMessage)
+	if problem == "" && n == 0 {
+		problem = "must be a non-empty array of messages"
+	}
+	return at, problem
+}
+
+// checkElements checks each element of the array v with check, up to the first
+// problem, which it places at where[i]; it returns how many elements passed.
+func checkElements(v []byte, where string, check memberCheck) (at, problem string, n int) {
+	jsonscan.Elements(v, func(e []byte) error {
+		if at, problem = check(e); problem != "" {
+			at = fmt.Sprintf("%s[%d]%s", where, n, at)
 			return errStop
 		}
 		n++
 		return nil
 	})
-	if problem == "" && n == 0 {
-		problem = "must be a non-empty array of messages"
-	}
-	return at, problem
+	return at, problem, n
 }
 
 // errStop ends a jsonscan walk at the first problem.
@@ -177,15 +183,7 @@ func checkContent(v []byte) (at, problem string) {
 	default:
 		return ".content", "must be a string, null or an array of text parts"
 	}
-	i := 0
-	jsonscan.Elements(v, func(part []byte) error {
-		if at, problem = checkPart(part); problem != "" {
-			at = fmt.Sprintf(".content[%d]%s", i, at)
-			return errStop
-		}
-		i++
-		return nil
-	})
+	at, problem, _ = checkElements(v, ".content", checkPart)
 	return at, problem
 }
 

@@ -443,18 +443,22 @@ func TestBilledEscrowChecks(t *testing.T) {
 	}
 }
 
+// holdUntilGone is a recorder hook that holds the generation at its delta n until the
+// request's context is done (the client went away), and fails it then.
+func holdUntilGone(n int) func(ctx context.Context, i int, d string, emit func(string) error) error {
+	return func(ctx context.Context, i int, d string, emit func(string) error) error {
+		if i == n {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return emit(d)
+	}
+}
+
 // TestBilledCancel: a client that goes away mid-stream is charged for what it got, and
 // the receipt is recorded as cancelled.
 func TestBilledCancel(t *testing.T) {
-	b := newBilling(t, 1e9, func(_ *Config, r *recorder) {
-		r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
-			if n == 4 {
-				<-ctx.Done() // hold the generation until the client is gone
-				return ctx.Err()
-			}
-			return emit(d)
-		}
-	})
+	b := newBilling(t, 1e9, func(_ *Config, r *recorder) { r.hook = holdUntilGone(4) })
 	ctx, cancel := context.WithCancel(context.Background())
 	body := strings.Replace(chatBody, `"max_tokens"`, `"stream":true,"max_tokens"`, 1)
 	req, _ := http.NewRequestWithContext(ctx, "POST", b.http.URL+"/v1/chat/completions", strings.NewReader(body))
@@ -542,15 +546,7 @@ func TestPanicReleasesHold(t *testing.T) {
 // end (it used to replay the cut stream forever); once it completed, retries replay it.
 // The cut attempt sent again as it was signed is refused: it is never run twice.
 func TestIdempotentRetryAfterCutStream(t *testing.T) {
-	b := newBilling(t, 1e9, func(_ *Config, r *recorder) {
-		r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
-			if n == 4 {
-				<-ctx.Done() // hold the generation until the client is gone
-				return ctx.Err()
-			}
-			return emit(d)
-		}
-	})
+	b := newBilling(t, 1e9, func(_ *Config, r *recorder) { r.hook = holdUntilGone(4) })
 	const path = "/v1/chat/completions"
 	body := strings.Replace(chatBody, `"max_tokens"`, `"stream":true,"max_tokens"`, 1)
 	sign := func() *http.Request {

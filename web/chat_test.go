@@ -329,6 +329,26 @@ func TestErrorMidStream(t *testing.T) {
 	}
 }
 
+// running sends greedy200 in the background and returns once its generation has
+// closed started (from a recorder hook); its answer comes on the channel.
+func (f *fixture) running(started <-chan struct{}) <-chan response {
+	f.t.Helper()
+	first := make(chan response, 1)
+	go func() {
+		res, err := f.send("POST", "/v1/chat/completions", ownerKey, greedy200)
+		if err != nil {
+			res = response{status: -1, body: []byte(err.Error())}
+		}
+		first <- res
+	}()
+	select {
+	case <-started:
+	case res := <-first:
+		f.t.Fatalf("the first request ended before its first delta: %d %s", res.status, res.body)
+	}
+	return first
+}
+
 func TestOverCapacity(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	f := newFixture(t, func(c *Config, r *recorder) {
@@ -341,19 +361,7 @@ func TestOverCapacity(t *testing.T) {
 			return emit(d)
 		}
 	})
-	first := make(chan response, 1)
-	go func() {
-		res, err := f.send("POST", "/v1/chat/completions", ownerKey, greedy200)
-		if err != nil {
-			res = response{status: -1, body: []byte(err.Error())}
-		}
-		first <- res
-	}()
-	select {
-	case <-started:
-	case res := <-first:
-		t.Fatalf("the first request ended before its first delta: %d %s", res.status, res.body)
-	}
+	first := f.running(started)
 	res := f.do("POST", "/v1/chat/completions", ownerKey, `{"messages":[{"role":"user","content":"x"}],"max_tokens":5}`)
 	e := res.apiErr(t)
 	if res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") != "1" || e.Code != "over_capacity" {
@@ -408,19 +416,7 @@ func TestCapacityBeforeBody(t *testing.T) {
 		return res
 	}
 
-	first := make(chan response, 1)
-	go func() {
-		res, err := f.send("POST", "/v1/chat/completions", ownerKey, greedy200)
-		if err != nil {
-			res = response{status: -1, body: []byte(err.Error())}
-		}
-		first <- res
-	}()
-	select {
-	case <-started:
-	case res := <-first:
-		t.Fatalf("the first request ended before its first delta: %d %s", res.status, res.body)
-	}
+	first := f.running(started)
 	// At capacity: refused at once, with 10 of 1000 body bytes sent.
 	if res := answer(partial()); res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") != "1" {
 		t.Errorf("at capacity: %d %v", res.StatusCode, res.Header)
