@@ -7,13 +7,15 @@ import (
 
 // writeDeadlines bounds every write to a client: each Write and Flush of a response,
 // and the flush net/http does after the handler returns, must complete within
-// Config.WriteTimeout, or it fails and the connection is closed. A client that stops
+// Config.WriteTimeout (give or take a second, see deadlineSlack), or it fails and the
+// connection is closed. A client that stops
 // reading (a streaming client that holds its generation slot by never draining the
 // socket) is thereby cut: the handler's next write fails, which cancels the generation
 // and frees the slot. There is no deadline while a handler writes nothing: a long
 // generation is not a slow client.
 //
-// Cost: one SetWriteDeadline (a timer reset in the runtime's netpoller) per write.
+// Cost: a clock reading per write, and a SetWriteDeadline (a timer reset in the
+// runtime's netpoller) at most once a second (BenchmarkStreamWrites).
 func (s *Server) writeDeadlines(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}
@@ -21,6 +23,7 @@ func (s *Server) writeDeadlines(next http.Handler) http.Handler {
 		// that do not pass through d, such as net/http's "100 Continue".
 		d.rc.SetWriteDeadline(time.Time{})
 		next.ServeHTTP(d, r)
+		d.set = time.Time{}
 		d.extend() // for the flush net/http does after the handler
 	})
 }
@@ -31,9 +34,20 @@ type deadlineWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	set     time.Time // when the deadline was last moved
 }
 
-func (d *deadlineWriter) extend() { d.rc.SetWriteDeadline(time.Now().Add(d.timeout)) }
+// deadlineSlack is how stale a deadline may be before a write moves it: a write then
+// has between timeout - deadlineSlack and timeout to complete. Moving it on every
+// write of a stream would cost a timer update per token.
+const deadlineSlack = time.Second
+
+func (d *deadlineWriter) extend() {
+	if now := time.Now(); now.Sub(d.set) >= min(deadlineSlack, d.timeout/2) {
+		d.set = now
+		d.rc.SetWriteDeadline(now.Add(d.timeout))
+	}
+}
 
 func (d *deadlineWriter) Write(b []byte) (int, error) {
 	d.extend()

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -114,5 +116,47 @@ func TestStalledStreamIsCut(t *testing.T) {
 		r.Usage.CompletionTokens == 0 || r.Usage.CompletionTokens >= uint64(end.result.Usage.CompletionTokens) {
 		t.Fatalf("receipt of the cut stream: %+v; want cancelled, charging the %d tokens written of %d generated",
 			r, written.Load(), end.result.Usage.CompletionTokens)
+	}
+}
+
+// BenchmarkStreamWrites is the cost of the write deadline on the hot path of a stream:
+// one SSE event of a typical token's chunk written and flushed to a loopback client,
+// without and with writeDeadlines, in the same run.
+func BenchmarkStreamWrites(b *testing.B) {
+	s := &Server{cfg: Config{WriteTimeout: 30 * time.Second}}
+	event := sseFrame([]byte(`{"id":"chatcmpl-0123456789abcdef01234567","object":"chat.completion.chunk","created":1796400000,"model":"stories260K","choices":[{"index":0,"delta":{"content":" there"},"finish_reason":null}]}`))
+	stream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Header().Set("Content-Type", contentTypeSSE)
+		for range n {
+			if _, err := w.Write(event); err != nil {
+				return
+			}
+			if err := flushError(w); err != nil {
+				return
+			}
+		}
+	})
+	for _, tc := range []struct {
+		name    string
+		handler http.Handler
+	}{
+		{"without-deadline", stream},
+		{"with-deadline", s.writeDeadlines(stream)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			hs := httptest.NewServer(tc.handler)
+			defer hs.Close()
+			b.ResetTimer()
+			res, err := http.Get(hs.URL + "?n=" + strconv.Itoa(b.N))
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if err != nil || n != int64(b.N*len(event)) {
+				b.Fatalf("read %d bytes, %v", n, err)
+			}
+		})
 	}
 }
