@@ -16,12 +16,12 @@ import (
 // Bounds of ChainEscrows' memory: clients name the addresses it reads, so it must not
 // remember an unbounded number of them.
 const (
-	// MaxCachedEscrows bounds the escrows remembered (about 300 bytes each): more than
+	// maxCachedEscrows bounds the escrows remembered (about 300 bytes each): more than
 	// a host has clients. The one read longest ago is forgotten first.
-	MaxCachedEscrows = 1 << 16
-	// MaxUnknownEscrows bounds the addresses remembered to hold no escrow: enough to
+	maxCachedEscrows = 1 << 16
+	// maxUnknownEscrows bounds the addresses remembered to hold no escrow: enough to
 	// spare the chain a flood of one address, not to remember every made-up one.
-	MaxUnknownEscrows = 1 << 12
+	maxUnknownEscrows = 1 << 12
 )
 
 // ChainEscrows reads escrows from TON through a tonutils-go API (a liteclient
@@ -30,13 +30,14 @@ const (
 // serving each account within the deposit it last saw, and settles later. It also
 // remembers for a TTL that an address holds no escrow, so a client naming one costs at
 // most one chain read (three liteserver queries) per address per TTL; concurrent reads
-// of one address share one chain read. Both caches are bounded (MaxCachedEscrows,
-// MaxUnknownEscrows). It is safe for concurrent use.
+// of one address share one chain read. Both caches are bounded (65,536 escrows and
+// 4,096 addresses with none; the one read longest ago is forgotten first). It is safe
+// for concurrent use.
 type ChainEscrows struct {
 	api ton.APIClientWrapped
 	ttl time.Duration
 	now func() time.Time
-	// maxCached and maxUnknown are MaxCachedEscrows and MaxUnknownEscrows (smaller
+	// maxCached and maxUnknown are maxCachedEscrows and maxUnknownEscrows (smaller
 	// in tests).
 	maxCached, maxUnknown int
 
@@ -62,7 +63,7 @@ type escrowRead struct {
 // NewChainEscrows reads escrows through api, re-reading one (or an address found to
 // hold none) when what it knows is older than ttl.
 func NewChainEscrows(api ton.APIClientWrapped, ttl time.Duration) *ChainEscrows {
-	return &ChainEscrows{api: api, ttl: ttl, now: time.Now, maxCached: MaxCachedEscrows, maxUnknown: MaxUnknownEscrows,
+	return &ChainEscrows{api: api, ttl: ttl, now: time.Now, maxCached: maxCachedEscrows, maxUnknown: maxUnknownEscrows,
 		cache: map[string]cachedEscrow{}, unknown: map[string]cachedEscrow{}, inflight: map[string]*escrowRead{}}
 }
 

@@ -125,9 +125,9 @@
 // generation slot is taken, so a client that sends it slowly holds none. A client that
 // disconnects cancels its request, and with it the modules and the backend's
 // generation. Every write to a client (a JSON answer, each SSE event) must complete
-// within Config.WriteTimeout: a client that stops reading is cut when its socket
-// buffers are full and the timeout passes, which cancels its generation and frees its
-// slot.
+// within Config.WriteTimeout (to within a second): a client that stops reading is cut
+// when its socket buffers are full and the timeout passes, which cancels its generation
+// and frees its slot.
 //
 // # Attestation
 //

@@ -45,9 +45,9 @@ type Config struct {
 	// dribbles it holds no slot meanwhile. Default 30 s.
 	BodyTimeout time.Duration
 	// WriteTimeout bounds every write to a client (a JSON answer, each SSE event): a
-	// client that reads nothing for this long is cut, its generation cancelled and its
-	// slot freed, and a billed stream is charged only for what was written before.
-	// Default 30 s.
+	// client that reads nothing for this long (to within a second) is cut, its
+	// generation cancelled and its slot freed, and a billed stream is charged only for
+	// what was written before. Default 30 s.
 	WriteTimeout time.Duration
 	// MaxUploadBytes bounds a pipeline upload body (base64 modules included).
 	// Default 64 MiB.
