@@ -142,7 +142,7 @@ func (s *Service) Admit(ctx context.Context, a Admission) (*Ticket, error) {
 		return nil, err
 	}
 	switch signed := a.Verified; {
-	case !s.pub.Equal(escrow.HostKey) || escrow.HostAddr != s.cfg.HostAddr:
+	case !s.serves(escrow):
 		return nil, errorf(CodeUnknownAccount, "escrow %s is for another host", a.Account)
 	case signed != nil && (signed.req.IdempotencyKey != a.IdempotencyKey || signed.req.Account != a.Account):
 		return nil, errorf(CodeBadSignature, "the signed request is for another account or idempotency key")
@@ -346,11 +346,12 @@ type VerifiedRequest struct {
 	req SignedRequest
 }
 
-// Authenticate checks a signed request: its timestamp, and its signature by the client
-// key of the escrow it names. It records nothing, so reads may repeat; Admit records
-// what a billed request consumes. Errors are *Error: CodeExpired, CodeBadSignature,
-// CodeUnknownAccount for an address with no escrow, CodeUnavailable when the escrow
-// cannot be read.
+// Authenticate checks a signed request: its timestamp, that it names an escrow this
+// host serves (its host key and wallet), and its signature by that escrow's client key.
+// It records nothing, so reads may repeat; Admit records what a billed request
+// consumes. Errors are *Error: CodeExpired, CodeBadSignature, CodeUnknownAccount for
+// an address with no escrow or an escrow for another host, CodeUnavailable when the
+// escrow cannot be read.
 //
 // Cost: one escrow read (cached by ChainEscrows, including for an address with no
 // escrow) and one ed25519 verification, about 45 µs.
@@ -359,13 +360,21 @@ func (s *Service) Authenticate(ctx context.Context, r SignedRequest, sig []byte)
 		return nil, err
 	}
 	escrow, err := s.cfg.Escrows.Escrow(ctx, r.Account)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	if !ed25519.Verify(escrow.ClientKey, r.SigningString(), sig) {
+	case !s.serves(escrow):
+		return nil, errorf(CodeUnknownAccount, "escrow %s is for another host", r.Account)
+	case !ed25519.Verify(escrow.ClientKey, r.SigningString(), sig):
 		return nil, errorf(CodeBadSignature, "the signature does not verify with escrow %s's client key", r.Account)
 	}
 	return &VerifiedRequest{req: r}, nil
+}
+
+// serves reports whether escrow pays this host: it names the settlement key and the
+// host's wallet.
+func (s *Service) serves(escrow EscrowState) bool {
+	return s.pub.Equal(escrow.HostKey) && escrow.HostAddr == s.cfg.HostAddr
 }
 
 // checkTimestamp refuses a signed request outside RequestWindow of the host's clock.

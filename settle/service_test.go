@@ -558,6 +558,12 @@ func TestAuthenticate(t *testing.T) {
 	never := *a.Signed
 	never.Account = e.addr(e.params(2)).StringRaw()
 	code(t, authenticate(never, e.sign(request{Signed: &never}, e.clientKey).Signature), settle.CodeUnknownAccount)
+	// An escrow of the same client for another host is no credential here.
+	p := e.params(3)
+	p.HostKey = pub(key(9))
+	elsewhere := *a.Signed
+	elsewhere.Account = e.deploy(p, "1")
+	code(t, authenticate(elsewhere, e.sign(request{Signed: &elsewhere}, e.clientKey).Signature), settle.CodeUnknownAccount, "another host")
 	// Nothing was recorded: the same signed request is still admissible once.
 	if _, err := e.admit(e.svc, a); err != nil {
 		t.Fatal(err)

@@ -66,7 +66,8 @@
 //
 // The credential is checked completely in middleware, before any handler runs: a
 // request whose credential fails gets 401 (402 for a signed request naming an address
-// with no escrow) and its connection is closed, whatever the route. A signed request's
+// with no escrow, or an escrow for another host) and its connection is closed,
+// whatever the route. A signed request's
 // signature covers its body, so on the chat routes the middleware reads the body (at
 // most Config.MaxRequestBytes, within Config.BodyTimeout: 413 and 408 otherwise) and
 // verifies the signature over it; on the other routes the signature covers an empty
