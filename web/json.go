@@ -57,15 +57,6 @@ func decodeStrict(b []byte, v any, what string) error {
 	return nil
 }
 
-// decodeLoose decodes b into v, ignoring unknown members: an OpenAI request carries
-// many fields the host passes on without reading.
-func decodeLoose(b []byte, v any, what string) error {
-	if err := json.Unmarshal(b, v); err != nil {
-		return invalidf("%s: %v", what, jsonProblem(err))
-	}
-	return nil
-}
-
 // jsonProblem words an encoding/json error for a client.
 func jsonProblem(err error) error {
 	var syntax *json.SyntaxError
