@@ -409,9 +409,9 @@ func TestRequestShape(t *testing.T) {
 	}{
 		{"not JSON", nil, `{"messages":`, CodeInvalidRequest, "invalid JSON at byte 12"},
 		{"not an object", []ModuleSpec{{Module: echo}}, `[1]`, CodeInvalidRequest, "array where an object is required"},
-		{"no messages, no pre module", nil, `{"prompt":"hi"}`, CodeInvalidRequest, "a request without messages"},
+		{"no messages, no pre module", nil, `{"prompt":"hi"}`, CodeInvalidRequest, "messages: missing"},
 		{"no messages after the pre stage", []ModuleSpec{{Module: echo}, {Module: echo}}, `{"prompt":"hi"}`, CodeInvalidOutput, "pre module 2"},
-		{"a role that is not a string", nil, `{"messages":[{"role":1}]}`, CodeInvalidRequest, "message 0 has no string role"},
+		{"a role that is not a string", nil, `{"messages":[{"role":1}]}`, CodeInvalidRequest, "messages[0].role: must be a string"},
 		{"invalid UTF-8", nil, "{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}", CodeInvalidRequest, "invalid UTF-8"},
 	}
 	for _, tt := range tests {

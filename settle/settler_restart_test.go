@@ -181,7 +181,7 @@ func TestSettlerNeverChargesATamperedAccount(t *testing.T) {
 	e.ledger = e.openLedger(e.ledgerPath)
 	e.svc = e.service(e.ledger)
 
-	_, err = e.svc.Admit(ctx, e.admission(victim, body(2), 10, 10))
+	_, err = e.admit(e.svc, e.admission(victim, body(2), 10, 10))
 	se := code(t, err, settle.CodeIntegrity, victim, "integrity")
 	if se.Status() != 503 {
 		t.Errorf("status %d, want 503", se.Status())

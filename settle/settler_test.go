@@ -272,7 +272,7 @@ func TestSettlerOffline(t *testing.T) {
 	e.chain.Advance(2 * time.Hour)
 	e.spendTON(a, 2, "1")
 	e.spendTON(b, 3, "1")
-	_, err := e.svc.Admit(ctx, e.admission(a, body(4), nano("1")/1000, 0))
+	_, err := e.admit(e.svc, e.admission(a, body(4), nano("1")/1000, 0))
 	code(t, err, settle.CodeInsufficient, "has 0.79 TON unspent") // 2.99 - 2.2
 	if _, err := s.Settle(ctx); !errors.Is(err, tonemu.ErrOffline) {
 		t.Fatalf("offline Settle: %v", err)

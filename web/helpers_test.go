@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cocoonhost/cocoon/host"
@@ -74,10 +75,16 @@ func plugin(t testing.TB, path string) []byte {
 // ended. hook, when set, wraps each generation's emit (to hold or fail a generation).
 type recorder struct {
 	backend.Backend
-	mu       sync.Mutex
-	requests []*backend.Request
-	ended    chan generationEnd
-	hook     func(ctx context.Context, n int, delta string, emit func(string) error) error
+	mu         sync.Mutex
+	requests   []*backend.Request
+	ended      chan generationEnd
+	hook       func(ctx context.Context, n int, delta string, emit func(string) error) error
+	modelLists atomic.Int32 // calls of Models
+}
+
+func (r *recorder) Models(ctx context.Context) ([]backend.Model, error) {
+	r.modelLists.Add(1)
+	return r.Backend.Models(ctx)
 }
 
 type generationEnd struct {

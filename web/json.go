@@ -9,10 +9,24 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 )
 
 // readBody reads r's body, at most limit bytes; a longer body is a 413.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	return readBodyWithin(w, r, limit, 0)
+}
+
+// readBodyWithin is readBody with a deadline: the whole body must arrive within
+// timeout (none if 0), or the answer is a 408. The read deadline is cleared when it
+// returns: left set, it would cancel the request when it passed (net/http's watch for
+// a closed connection reads under it).
+func readBodyWithin(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, error) {
+	if timeout > 0 {
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(timeout))
+		defer rc.SetReadDeadline(time.Time{})
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	switch {
@@ -20,8 +34,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, errorf(http.StatusRequestEntityTooLarge, typeInvalidRequest, "body_too_large",
 			"the request body is over the limit of %d bytes", limit)
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		within := "the host's read timeout"
+		if timeout > 0 {
+			within = timeout.String()
+		}
 		return nil, errorf(http.StatusRequestTimeout, typeInvalidRequest, "request_timeout",
-			"the request body did not arrive within the host's read timeout")
+			"the request body did not arrive within %s", within)
 	case err != nil:
 		return nil, invalidf("reading the request body: %v", err)
 	}
@@ -39,15 +57,6 @@ func decodeStrict(b []byte, v any, what string) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return invalidf("%s: unexpected data after the JSON value", what)
-	}
-	return nil
-}
-
-// decodeLoose decodes b into v, ignoring unknown members: an OpenAI request carries
-// many fields the host passes on without reading.
-func decodeLoose(b []byte, v any, what string) error {
-	if err := json.Unmarshal(b, v); err != nil {
-		return invalidf("%s: %v", what, jsonProblem(err))
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func TestHealthAndRoutes(t *testing.T) {
 func TestReadyzFollowsTheBackend(t *testing.T) {
 	f := newFixture(t, func(c *Config, r *recorder) { r.Backend = closedBackend{r.Backend} })
 	res := f.do("GET", "/readyz", "", nil)
-	if e := res.apiErr(t); res.status != 503 || e.Code != "unavailable" {
+	if e := res.apiErr(t); res.status != 503 || e.Code != "unavailable" || res.header.Get("Retry-After") != "5" {
 		t.Errorf("readyz with a closed backend: %d %s", res.status, res.body)
 	}
 }

@@ -36,7 +36,7 @@ func TestCLI(t *testing.T) {
 		{"run invalid module", []string{"run", "../../host/testdata/wrong_abi.wasm", "--hook", "pre"}, request, 1, "", "module targets ABI v2"},
 		{"run bad hook", []string{"run", "x.wasm", "--hook", "middle"}, "", 2, "", "--hook must be pre, post or chunk"},
 		{"run bad input", []string{"run", "../../host/testdata/spec_example.wasm", "--hook", "pre"}, "[]", 1, "", "not a chat completion request"},
-		{"run output without messages", []string{"run", "../../host/testdata/spec_example.wasm", "--hook", "pre"}, "{}", 1, "", "cocoon_pre returned a request without messages (invalid_output)"},
+		{"run output without messages", []string{"run", "../../host/testdata/spec_example.wasm", "--hook", "pre"}, "{}", 1, "", "cocoon_pre returned an invalid chat request (messages: missing: a chat request needs a non-empty array of messages) (invalid_output)"},
 		{"validate", []string{"validate", "../../host/testdata/spec_example.wasm", "../../host/testdata/unknown_import.wasm"}, "", 1, "", "1 of 2 modules are invalid"},
 		{"unknown command", []string{"frobnicate"}, "", 2, "", `unknown command "frobnicate"`},
 		{"help", []string{"--help"}, "", 0, "", "Commands:"},

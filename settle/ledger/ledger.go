@@ -10,7 +10,7 @@
 //	ledger       "version" → schema version (big-endian uint32, currently 2)
 //	accounts     account → last seq, cumulative, settled (uint64 each), settled-at (Unix ns), tag
 //	receipts     account, seq (big-endian uint64) → the receipt's JSON, tag
-//	requests     account, request hash → when the request was made (Unix ns), tag
+//	requests     account, request or signature hash → when the request was made (Unix ns), tag
 //	idempotency  account, key → time, seq (uint64 each), request hash, response bytes, tag
 //
 // The file is on a disk the machine's owner can write, so every record but the version
@@ -29,12 +29,14 @@
 // returns only after bbolt has fsynced them: bbolt makes a transaction visible by
 // writing a new meta page after the data it points to is on disk, so a crash leaves
 // either the whole receipt or nothing. The chain therefore never has a gap or a receipt
-// whose request hash is unrecorded, and a receipt that Commit returned survives. A crash
-// loses only holds, whose requests returned no receipt and so are charged nothing.
-// Reserve checks the durable request hashes and idempotency records while holding the
-// mutex that guards the in-memory ones, and Commit drops a request's in-memory state
-// only after its transaction committed, so every request hash is either in memory or on
-// disk from Reserve on: none can be billed twice.
+// whose hashes are unrecorded (but for the request hash of a cancelled request under an
+// idempotency key, left free on purpose for its retry), and a receipt that Commit
+// returned survives. A crash loses only holds, whose requests returned no receipt and
+// so are charged nothing. Reserve checks the durable hashes and idempotency records
+// while holding the mutex that guards the in-memory ones, and Commit drops a request's
+// in-memory state only after its transaction committed, so every hash is either in
+// memory or on disk from Reserve on: no request, and no signed attempt of one, can be
+// billed twice.
 package ledger
 
 import (
@@ -96,8 +98,14 @@ type Ledger struct {
 type pending struct {
 	held     uint64
 	holds    int
-	requests map[string]struct{}
-	keys     map[string]string // idempotency key → request hash
+	requests map[string]struct{} // request and signature hashes
+	keys     map[string]string   // idempotency key → request hash
+}
+
+// seen reports whether hash (a request or signature hash, "" for none) is pending.
+func (p *pending) seen(hash string) bool {
+	_, ok := p.requests[hash]
+	return ok && hash != ""
 }
 
 // Option configures Open.
@@ -240,6 +248,9 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 	if err := checkField("request hash", r.RequestHash, true); err != nil {
 		return 0, err
 	}
+	if err := checkField("signature hash", r.SignatureHash, false); err != nil {
+		return 0, err
+	}
 	if err := checkField("idempotency key", r.IdempotencyKey, false); err != nil {
 		return 0, err
 	}
@@ -263,7 +274,7 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 		}
 		return 0, &settle.IdempotentError{Err: settle.ErrIdempotencyMismatch}
 	}
-	if _, ok := p.requests[r.RequestHash]; ok {
+	if p.seen(r.RequestHash) || p.seen(r.SignatureHash) {
 		return 0, settle.ErrReplay
 	}
 
@@ -278,11 +289,16 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 				return l.completed(tx, r, v)
 			}
 		}
-		switch v, err := l.rec.get(tx, bucketRequests, stringKey(r.Account, r.RequestHash)); {
-		case err != nil:
-			return err
-		case v != nil:
-			return settle.ErrReplay
+		for _, hash := range []string{r.RequestHash, r.SignatureHash} {
+			if hash == "" {
+				continue
+			}
+			switch v, err := l.rec.get(tx, bucketRequests, stringKey(r.Account, hash)); {
+			case err != nil:
+				return err
+			case v != nil:
+				return settle.ErrReplay
+			}
 		}
 		m, err := l.meta(tx, r.Account)
 		cumulative = m.cumulative
@@ -301,6 +317,9 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 	p.held += r.MaxCost
 	p.holds++
 	p.requests[r.RequestHash] = struct{}{}
+	if r.SignatureHash != "" {
+		p.requests[r.SignatureHash] = struct{}{}
+	}
 	if r.IdempotencyKey != "" {
 		p.keys[r.IdempotencyKey] = r.RequestHash
 	}
@@ -429,11 +448,19 @@ func (l *Ledger) commit(tx *bolt.Tx, h *settle.Reservation, r *settle.Receipt, r
 	if err := l.rec.put(tx, bucketReceipts, key, b); err != nil {
 		return err
 	}
+	// A cancelled request's idempotency key stays free for a retry (see settle.Store):
+	// neither the key's record nor its request hash, which names the key, is kept.
+	retryable := h.IdempotencyKey != "" && r.Status == settle.StatusCancelled
 	at := binary.BigEndian.AppendUint64(nil, encodeTime(h.Time))
-	if err := l.rec.put(tx, bucketRequests, stringKey(h.Account, h.RequestHash), at); err != nil {
-		return err
+	for _, hash := range []string{h.RequestHash, h.SignatureHash} {
+		if hash == "" || retryable && hash == h.RequestHash {
+			continue
+		}
+		if err := l.rec.put(tx, bucketRequests, stringKey(h.Account, hash), at); err != nil {
+			return err
+		}
 	}
-	if h.IdempotencyKey != "" {
+	if h.IdempotencyKey != "" && !retryable {
 		rec := idemRecord{time: h.Time, seq: r.Seq, requestHash: h.RequestHash, response: response}
 		if err := l.rec.put(tx, bucketIdempotency, stringKey(h.Account, h.IdempotencyKey), rec.encode()); err != nil {
 			return err
@@ -462,6 +489,7 @@ func (l *Ledger) release(h *settle.Reservation) {
 	p.holds--
 	p.held -= h.MaxCost
 	delete(p.requests, h.RequestHash)
+	delete(p.requests, h.SignatureHash)
 	if h.IdempotencyKey != "" {
 		delete(p.keys, h.IdempotencyKey)
 	}
@@ -469,7 +497,7 @@ func (l *Ledger) release(h *settle.Reservation) {
 
 // Release drops a hold without a receipt, for a request that the host refused after
 // admission without serving anything: its amount is available again, and its request
-// hash and idempotency key are free as if Reserve had never seen them. It returns
+// and signature hashes and idempotency key are free as if Reserve had never seen them. It returns
 // settle.ErrUnknownHold for a hold that is committed, released or being committed. It
 // costs no disk I/O.
 func (l *Ledger) Release(id settle.HoldID) error {
