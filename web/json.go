@@ -1,42 +1,45 @@
 package web
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/cocoonhost/cocoon/host"
 )
 
 // readBody reads r's body, at most limit bytes; a longer body is a 413.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return nil, errorf(http.StatusRequestEntityTooLarge, typeInvalidRequest, "body_too_large",
-			"the request body is over the limit of %d bytes", limit)
-	case err != nil:
-		return nil, invalidf("reading the request body: %v", err)
+	if err != nil {
+		return nil, bodyError(err, limit)
 	}
 	return b, nil
 }
 
-// decodeStrict decodes exactly one JSON value from b into v, refusing unknown members
-// and trailing data, with errors that say where the problem is (what names the body in
-// messages, such as "upload").
-func decodeStrict(b []byte, v any, what string) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return invalidf("%s: %v", what, jsonProblem(err))
+// bodyError words an error of reading a body of at most limit bytes: a 413 for a
+// longer body; errors that are already for the client pass as they are.
+func bodyError(err error, limit int64) error {
+	var (
+		tooBig *http.MaxBytesError
+		ae     *apiError
+		he     *host.Error
+	)
+	switch {
+	case errors.As(err, &tooBig):
+		return bodyTooLarge(limit)
+	case errors.As(err, &ae), errors.As(err, &he):
+		return err
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return invalidf("%s: unexpected data after the JSON value", what)
-	}
-	return nil
+	return invalidf("reading the request body: %v", err)
+}
+
+func bodyTooLarge(limit int64) *apiError {
+	return errorf(http.StatusRequestEntityTooLarge, typeInvalidRequest, "body_too_large",
+		"the request body is over the limit of %d bytes", limit)
 }
 
 // decodeLoose decodes b into v, ignoring unknown members: an OpenAI request carries
