@@ -218,8 +218,8 @@ func (fl *flow) block(depth int) { fl.dominatorWork += int64(depth) }
 
 // check counts the time check the host adds: an if without else around a call.
 func (fl *flow) check() {
-	fl.step(wasmbin.Instr{Op: wasmbin.OpIf})
-	fl.step(wasmbin.Instr{Op: wasmbin.OpEnd})
+	fl.step(&wasmbin.Instr{Op: wasmbin.OpIf})
+	fl.step(&wasmbin.Instr{Op: wasmbin.OpEnd})
 }
 
 // enter moves to a new block whose one predecessor is the block being compiled.
@@ -255,7 +255,7 @@ func (fl *flow) into(t *frame, depth, chain int) {
 	t.predChain = max(t.predChain, chain)
 }
 
-func (fl *flow) step(in wasmbin.Instr) {
+func (fl *flow) step(in *wasmbin.Instr) {
 	if !fl.reach {
 		fl.skip(in)
 		return
@@ -302,7 +302,7 @@ func (fl *flow) step(in wasmbin.Instr) {
 
 // skip follows the structure of unreachable code, which the compiler skips up to the
 // else or end of the block it is in.
-func (fl *flow) skip(in wasmbin.Instr) {
+func (fl *flow) skip(in *wasmbin.Instr) {
 	switch in.Op {
 	case wasmbin.OpBlock, wasmbin.OpLoop, wasmbin.OpIf:
 		fl.frames = append(fl.frames, frame{op: in.Op})
@@ -323,7 +323,7 @@ func (fl *flow) skip(in wasmbin.Instr) {
 
 // reads returns how many values the compiler looks up for in: locals, globals, and the
 // base and size of memory for every instruction that touches it.
-func reads(in wasmbin.Instr) int {
+func reads(in *wasmbin.Instr) int {
 	switch op := in.Op; {
 	case op == 0x20 || op == 0x23: // local.get, global.get
 		return 1

@@ -183,11 +183,12 @@ var costShapes = []costShape{
 
 // compileMeasurement is what compiling one module took, measured in a child process.
 type compileMeasurement struct {
-	Bytes  int            // module size
-	Stats  *abi.CodeStats // nil if abi.Validate refuses the module
-	Wall   time.Duration
-	CPU    time.Duration // user and system time of the whole process
-	Memory int64         // peak resident memory above what the process had before
+	Bytes    int            // module size
+	Stats    *abi.CodeStats // nil if abi.Validate refuses the module
+	Validate time.Duration  // abi.Validate's wall time
+	Wall     time.Duration  // metering and compiling, after validation
+	CPU      time.Duration  // user and system time of the whole process for those
+	Memory   int64          // peak resident memory above what the process had before
 }
 
 // costShapeEnv names the shape TestCompileCostChild measures.
@@ -214,13 +215,15 @@ func TestCompileCostChild(t *testing.T) {
 	wasm := shapeWasm(t, os.Getenv(costShapeEnv))
 	s := newTestSandbox(t)
 	m := compileMeasurement{Bytes: len(wasm)}
+	start := time.Now()
 	if info, err := abi.Validate(wasm); err == nil {
 		m.Stats = &info.Code
 	}
+	m.Validate = time.Since(start)
 	runtime.GC()
 	debug.FreeOSMemory()
 	base, cpu := proctest.KiB(t, "VmRSS"), processCPU()
-	start := time.Now()
+	start = time.Now()
 	metered, err := meter.Instrument(wasm)
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +234,7 @@ func TestCompileCostChild(t *testing.T) {
 	m.Wall, m.CPU = time.Since(start), processCPU()-cpu
 	m.Memory = (proctest.KiB(t, "VmHWM") - base) << 10
 	j, _ := json.Marshal(m)
-	fmt.Printf("MEASURED %s\n", j)
+	fmt.Printf("RESULT %s\n", j)
 }
 
 // shapeWasm builds the shape called name: one of costShapes, or "NAME@SCALE" for a
@@ -285,8 +288,9 @@ func processCPU() time.Duration {
 }
 
 // BenchmarkCompileCost compiles each shape in a child process and reports its processor
-// time and peak memory beside the estimate, and as a ratio to the Go guest measured in
-// the same run. Run it with -benchtime=1x: each iteration is a process.
+// time and peak memory beside the estimate, as a ratio to the Go guest measured in the
+// same run, and the time abi.Validate took as a ratio to the compile's. Run it with
+// -benchtime=1x: each iteration is a process.
 //
 //	go test -run '^$' -bench CompileCost -benchtime=1x ./host/
 func BenchmarkCompileCost(b *testing.B) {
@@ -301,6 +305,7 @@ func BenchmarkCompileCost(b *testing.B) {
 				goGuest = m
 			}
 			b.ReportMetric(float64(m.CPU.Milliseconds()), "cpu-ms")
+			b.ReportMetric(float64(m.Validate)/float64(m.Wall), "validate-x-compile")
 			b.ReportMetric(float64(m.Memory>>20), "peak-MiB")
 			if m.Stats != nil {
 				est := EstimateCompile(m.Bytes, *m.Stats)
@@ -312,5 +317,40 @@ func BenchmarkCompileCost(b *testing.B) {
 				b.ReportMetric(float64(m.Memory)/float64(goGuest.Memory), "mem-x-go")
 			}
 		})
+	}
+}
+
+// BenchmarkCompileGrowth compiles the attacks of issue 10 item 3 at growing sizes,
+// without the limits, each in a child process, and reports processor time and peak
+// memory: how compiling grows faster than the code, which the limits stop. Each size's
+// cpu-x-first and mem-x-first compare it with the smallest of its shape in the same run.
+//
+//	go test -run '^$' -bench CompileGrowth -benchtime=1x ./host/
+func BenchmarkCompileGrowth(b *testing.B) {
+	for _, g := range []struct {
+		shape string
+		sizes []int
+	}{
+		{"nested-loops", []int{1000, 2000, 4000}},
+		{"sequential-blocks", []int{5000, 10000, 20000}},
+		{"br_if", []int{4000, 8000, 16000}},
+		{"calls", []int{256 << 10, 512 << 10, 1 << 20}},
+	} {
+		var first compileMeasurement
+		for _, n := range g.sizes {
+			b.Run(fmt.Sprintf("%s/%d", g.shape, n), func(b *testing.B) {
+				var m compileMeasurement
+				for b.Loop() {
+					m = measureCompile(b, fmt.Sprintf("%s@%d", g.shape, n))
+				}
+				if first.CPU == 0 {
+					first = m
+				}
+				b.ReportMetric(float64(m.CPU.Milliseconds()), "cpu-ms")
+				b.ReportMetric(float64(m.Memory>>20), "peak-MiB")
+				b.ReportMetric(float64(m.CPU)/float64(first.CPU), "cpu-x-first")
+				b.ReportMetric(float64(m.Memory)/float64(first.Memory), "mem-x-first")
+			})
+		}
 	}
 }

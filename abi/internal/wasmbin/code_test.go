@@ -53,7 +53,7 @@ func instructions(t *testing.T, wasm []byte) ([]Instr, error) {
 			if err != nil {
 				return out, err
 			}
-			out = append(out, in)
+			out = append(out, *in)
 		}
 	}
 	return out, nil
