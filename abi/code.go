@@ -30,6 +30,11 @@ const (
 	// MaxBlockTypeValues bounds the parameters, and the results, of the type of a block,
 	// loop or if: every branch carries them.
 	MaxBlockTypeValues = 16
+	// MaxReadWork bounds FuncStats.ReadWork of one function: the compiler looks a
+	// value up through every block of a run of br_if, or of blocks no branch targets,
+	// for every read of a local, a global or memory after them (see flow). 1 << 26
+	// such steps take about a second.
+	MaxReadWork = 1 << 26
 )
 
 // CodeStats counts what a module's function bodies hold; the host estimates the cost
@@ -162,11 +167,6 @@ func checkBody(m *wasmbin.Module, b wasmbin.Body, fl *flow) (FuncStats, error) {
 	}
 	return f, nil
 }
-
-// MaxReadWork bounds FuncStats.ReadWork of one function: the compiler looks a value up
-// through every block of a run of br_if, or of blocks no branch targets, for every read
-// of a local, a global or memory after them. 1 << 26 such steps take about a second.
-const MaxReadWork = 1 << 26
 
 // flow follows the control flow of one function body as the host's compiler (wazero's
 // optimizing compiler, with the time check the host adds at every function entry and
