@@ -89,6 +89,8 @@ bench: plugins
 # Each fuzz target for a minute (go test runs one target per invocation).
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzValidate -fuzztime=60s ./abi/
+	$(GO) test -run='^$$' -fuzz=FuzzInstructions -fuzztime=60s ./abi/internal/wasmbin/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeUpload -fuzztime=60s ./web/
 	$(GO) test -run='^$$' -fuzz=FuzzInstrument -fuzztime=60s ./host/internal/meter/
 	$(GO) test -run='^$$' -fuzz=FuzzValid -fuzztime=60s ./host/internal/jsonscan/
 	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=60s ./host/

@@ -36,8 +36,9 @@
 //
 // # Uploading a pipeline
 //
-// The body of POST /v1/pipelines is JSON, decoded strictly (unknown members and trailing
-// data are errors):
+// The body of POST /v1/pipelines is JSON, decoded strictly as it arrives (unknown
+// members, members given twice and trailing data are errors; the manifest is checked
+// as soon as it is read, and the body is never held whole):
 //
 //	{"manifest": {"abi_version": 1, "model": "stories260K",
 //	              "pre":  [{"module": "sha256:<hex>", "config": {...}, "limits": {"time_ms": 100}}],
@@ -50,9 +51,12 @@
 // with the pipeline for a new one, 200 for one already registered (same content, same
 // id: the caller joins its owners); both carry "id", "base_url", the canonical
 // "manifest" and the "modules" hashes. Each refusal is a 400 whose message names the
-// module and the reason: code "invalid_module" (with "reason", the abi.ErrorCode, when
-// validation failed), "invalid_pipeline" or "invalid_request". Bodies over
-// Config.MaxUploadBytes are a 413.
+// module and the reason: code "invalid_module" (with "reason", the abi.ErrorCode when
+// validation failed, or "compile_too_costly" when compiling would cost more than a host
+// allows), "invalid_pipeline" or "invalid_request". Bodies over Config.MaxUploadBytes
+// are a 413. Capacity refusals are 429 with Retry-After: "too_many_uploads" when
+// Config.MaxUploads uploads are being received (answered before the body is read), and
+// "compile_busy" when the host's compile pool has no room for a module.
 //
 // # Credentials
 //

@@ -19,6 +19,7 @@ import (
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
+	"github.com/cocoonhost/cocoon/internal/wasmtest"
 	"github.com/cocoonhost/cocoon/settle"
 )
 
@@ -64,11 +65,7 @@ func shared(t testing.TB) (*embedded.Backend, *host.Sandbox) {
 // "pii-redactor/go/pii-redactor.wasm".
 func plugin(t testing.TB, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "plugins", path))
-	if err != nil {
-		t.Fatalf("%v: run `make plugins` first (it builds the example modules)", err)
-	}
-	return b
+	return wasmtest.Plugin(t, path)
 }
 
 // recorder wraps the real engine and records what it was asked and how each generation

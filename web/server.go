@@ -49,6 +49,10 @@ type Config struct {
 	// MaxUploadBytes bounds a pipeline upload body (base64 modules included).
 	// Default 64 MiB.
 	MaxUploadBytes int64
+	// MaxUploads bounds the pipeline uploads received at once, each holding up to
+	// three quarters of MaxUploadBytes; the next one gets 429 with Retry-After.
+	// Default 2.
+	MaxUploads int
 
 	// Attestation, when set, serves GET /v1/attestation and
 	// GET /v1/pipelines/{id}/attestation and signs every chat response with its host key.
@@ -113,6 +117,7 @@ type Server struct {
 	log     *slog.Logger
 	keys    keyring
 	slots   chan struct{} // one per running generation
+	uploads chan struct{} // one per upload being received
 	bare    *host.Pipeline
 	metrics *metrics
 	quotes  *quoteLimiter
@@ -163,6 +168,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxUploadBytes <= 0 {
 		cfg.MaxUploadBytes = 64 << 20
 	}
+	if cfg.MaxUploads <= 0 {
+		cfg.MaxUploads = 2
+	}
 	if cfg.MaxQuotesPerSecond <= 0 {
 		cfg.MaxQuotesPerSecond = 2
 	}
@@ -192,6 +200,7 @@ func New(cfg Config) (*Server, error) {
 		log:         cfg.Logger,
 		keys:        newKeyring(cfg.APIKeys),
 		slots:       make(chan struct{}, cfg.MaxGenerations),
+		uploads:     make(chan struct{}, cfg.MaxUploads),
 		bare:        bare,
 		metrics:     newMetrics(),
 		quotes:      newQuoteLimiter(cfg.MaxQuotesPerSecond),
