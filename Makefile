@@ -76,7 +76,7 @@ contracts-check: $(CONTRACTS_DIR)/node_modules/.package-lock.json
 test: plugins vet contracts-check $(SDK_DIR)/node_modules/.package-lock.json
 	npm test --prefix $(CONTRACTS_DIR)
 	$(GO) test -count=1 ./...
-	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/ ./settle/...
+	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/ ./settle/... ./internal/fstrace/
 
 vet:
 	$(GO) vet ./...
@@ -89,10 +89,14 @@ bench: plugins
 # Each fuzz target for a minute (go test runs one target per invocation).
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzValidate -fuzztime=60s ./abi/
+	$(GO) test -run='^$$' -fuzz=FuzzInstructions -fuzztime=60s ./abi/internal/wasmbin/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeUpload -fuzztime=60s ./web/
 	$(GO) test -run='^$$' -fuzz=FuzzInstrument -fuzztime=60s ./host/internal/meter/
 	$(GO) test -run='^$$' -fuzz=FuzzValid -fuzztime=60s ./host/internal/jsonscan/
 	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=60s ./host/
 	$(GO) test -run='^$$' -fuzz=FuzzParseSignedRequest -fuzztime=60s ./settle/
+	$(GO) test -run='^$$' -fuzz=FuzzSealerOpen -fuzztime=60s ./attest/
+	$(GO) test -run='^$$' -fuzz=FuzzRecordOpen -fuzztime=60s ./settle/ledger/
 
 clean:
 	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM)

@@ -13,14 +13,15 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
-	"github.com/cocoonhost/cocoon/abi/internal/wasmbin/wasmtest"
+	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
 
 // FuzzValidate checks that Validate never panics, always answers with either info or
 // an *Error with a code and a printable message, answers the same twice, and does not
 // modify its input; and that a module it accepts is one wazero compiles, unless wazero
-// refuses it for what Validate does not check: function bodies, the types and indices
-// of constant expressions and segments, and the contents of custom sections.
+// refuses it for what Validate does not check: the types and indices in function
+// bodies (Validate checks their encoding and structure), the types and indices of
+// constant expressions and segments, and the contents of custom sections.
 func FuzzValidate(f *testing.F) {
 	goModule, _ := goStyle()
 	for _, seed := range [][]byte{
@@ -35,6 +36,12 @@ func FuzzValidate(f *testing.F) {
 		minimal(nil, fn("cocoon_preprocess", i32x2, i64)),
 		build(mem(5, 1, 2), export("memory", wasmtest.KindMemory, 0), marker, alloc, pre),
 		minimal(nil)[:40],
+		// Function bodies: nesting, branches, a br_table, reads after a run of br_if.
+		withCode(wasmtest.Nest(wasmtest.Loop, 3)),
+		withCode([]byte{wasmtest.Block, wasmtest.Empty, wasmtest.LocalGet, 0, 0x0e, 2, 0, 1, 0, wasmtest.End}),
+		withCode([]byte{wasmtest.LocalGet, 0, wasmtest.If, wasmtest.Empty, 0x05, wasmtest.End}),
+		withCode([]byte{wasmtest.Block, wasmtest.Empty, wasmtest.I32Const, 0, wasmtest.BrIf, 0, wasmtest.I32Const, 1,
+			wasmtest.BrIf, 0, wasmtest.LocalGet, 0, wasmtest.Drop, wasmtest.End}),
 	} {
 		f.Add(seed)
 	}

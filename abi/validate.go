@@ -1,7 +1,6 @@
 package abi
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -59,6 +58,7 @@ type ModuleInfo struct {
 	HasMemoryMax   bool
 	HasInitialize  bool     // exports _initialize, which the host calls after instantiation
 	Imports        []Import // in the module's order
+	Code           CodeStats
 
 	// TableMinElements is the declared minimum of each table the module defines.
 	TableMinElements []uint32
@@ -88,6 +88,12 @@ const (
 	ErrIncompleteStream      ErrorCode = "incomplete_stream"       // cocoon_chunk without cocoon_end or vice versa
 	ErrCommandModule         ErrorCode = "command_module"          // exports _start
 	ErrMissingAlloc          ErrorCode = "missing_alloc"           // no cocoon_alloc export
+	ErrFunctionTooLarge      ErrorCode = "function_too_large"      // a function body over MaxFunctionBytes
+	ErrNestingTooDeep        ErrorCode = "nesting_too_deep"        // blocks nested deeper than MaxNestingDepth
+	ErrTooManyBranches       ErrorCode = "too_many_branches"       // a function over MaxBranches
+	ErrTooManyLocals         ErrorCode = "too_many_locals"         // a function over MaxFunctionLocals
+	ErrFunctionTooComplex    ErrorCode = "function_too_complex"    // a function over MaxLocalBranches
+	ErrBlockTypeTooLarge     ErrorCode = "block_type_too_large"    // a block type over MaxBlockTypeValues
 )
 
 // Error is why Validate refused a module. Message is precise and safe to show to the
@@ -221,29 +227,26 @@ var hookBits = map[string]Hooks{exportPre: HookPre, exportPost: HookPost, export
 const maxPages32 = 1 << 16
 
 // Validate checks wasm, the raw bytes of an uploaded module, against ABI v1 (SPEC.md
-// §2-§4 and §6) without running anything, and returns what the host needs to know about
-// it. It makes one pass over the bytes and does not decode function bodies; what it
-// allocates is bounded by a small multiple of len(wasm), which it refuses beyond
-// MaxModuleBytes before decoding anything. The error is always an *Error. When a module
-// has several faults, the one reported is the first of: size, header, structure, ABI
-// version marker, imports in order, memory, exports in order, then missing exports.
+// §2-§4 and §6) and the limits on function bodies (§7) without running anything, and
+// returns what the host needs to know about it. It makes one pass over the sections and
+// one over the instructions of the function bodies, stopping at the first fault; what
+// it allocates is bounded by a small multiple of len(wasm), which it refuses beyond
+// MaxModuleBytes before decoding anything. It takes about 10 ms for a 4 MiB Go guest.
+// The error is always an *Error. When a module has several faults, the one reported is
+// the first of: size, header, structure, function bodies in order, ABI version marker,
+// imports in order, memory, exports in order, then missing exports.
 func Validate(wasm []byte) (*ModuleInfo, error) {
 	if len(wasm) > MaxModuleBytes {
 		return nil, errorf(ErrTooLarge, "module is %d bytes; the limit is %d", len(wasm), MaxModuleBytes)
 	}
 	m, err := wasmbin.Decode(wasm)
 	if err != nil {
-		var de *wasmbin.Error
-		switch {
-		case errors.Is(err, wasmbin.ErrNotModule):
-			return nil, errorf(ErrNotWasm, "%v", err)
-		case errors.As(err, &de) && de.Unsupported:
-			return nil, errorf(ErrUnsupportedFeature, "module uses what the host does not support: %v", err)
-		default:
-			return nil, errorf(ErrMalformed, "malformed module: %v", err)
-		}
+		return nil, decodeError(err)
 	}
 	info := &ModuleInfo{}
+	if info.Code, err = checkCode(m); err != nil {
+		return nil, err
+	}
 	if info.ABIVersion, err = checkMarker(m); err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
-	"github.com/cocoonhost/cocoon/abi/internal/wasmbin/wasmtest"
+	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
 
 var (
@@ -71,7 +71,26 @@ var (
 // minimal returns the smallest valid pre module, with before added first (imports go
 // there) and after added last.
 func minimal(before []part, after ...part) []byte {
-	return build(slices.Concat(before, []part{memory, marker, alloc, pre}, after)...)
+	return build(slices.Concat(before, []part{(*wasmtest.Module).ABI}, after)...)
+}
+
+// withBody returns the smallest valid pre module with what add adds: its functions
+// come after the ABI's three, so the first is function 3.
+func withBody(add part) []byte { return minimal(nil, add) }
+
+// withCode returns the smallest valid pre module with function 3, of type (i32) -> (),
+// whose code is code.
+func withCode(code []byte) []byte {
+	return withBody(func(m *wasmtest.Module) { m.FuncBody(i32, nil, nil, code) })
+}
+
+// localDecls returns declarations of n i32 locals.
+func localDecls(n int) [][2]byte {
+	var l [][2]byte
+	for ; n > 0; n -= 127 {
+		l = append(l, [2]byte{byte(min(n, 127)), wasmtest.I32})
+	}
+	return l
 }
 
 // raw returns a module made of the header and the given sections.
@@ -149,6 +168,7 @@ func TestValidateAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Validate: %v", err)
 			}
+			info.Code = CodeStats{} // TestCodeStats checks it
 			if !reflect.DeepEqual(*info, tt.want) {
 				t.Errorf("Validate = %+v, want %+v", *info, tt.want)
 			}
@@ -334,6 +354,38 @@ func TestValidateRefuses(t *testing.T) {
 		{"end without chunk", build(memory, marker, alloc, pre, end), ErrIncompleteStream,
 			"module exports cocoon_end without cocoon_chunk: the streaming hook needs both"},
 
+		// Function bodies (§7): each limit, one past it.
+		{"malformed code", withCode([]byte{0x27}), ErrMalformed, "malformed module: code section at offset 0x73: function 3: invalid opcode 0x27"},
+		{"threads in code", withCode([]byte{0xfe, 0x03, 0x00}), ErrUnsupportedFeature,
+			"module uses what the host does not support: code section at offset 0x73: function 3: opcode 0xfe (threads proposal) is not supported"},
+		{"function too large", withCode(wasmtest.Sequence([]byte{0x01}, MaxFunctionBytes)), ErrFunctionTooLarge,
+			"function 3 is 262146 bytes; the limit is 262144 bytes per function: split it"},
+		{"nesting too deep", withCode(wasmtest.Nest(wasmtest.Block, MaxNestingDepth+1)), ErrNestingTooDeep,
+			"~function 3 nests blocks more than 4096 deep (at offset 0x"},
+		{"too many branches", withCode(bytes.Repeat([]byte{wasmtest.Block, wasmtest.Empty, wasmtest.End}, MaxBranches+1)), ErrTooManyBranches,
+			"function 3 has more than 12000 blocks and branches (block, if, else, br_if and each br_table label count 1, loop 4); the limit is 12000 per function: split it"},
+		{"loops count 4", withCode(bytes.Repeat([]byte{wasmtest.Loop, wasmtest.Empty, wasmtest.End}, MaxBranches/4+1)), ErrTooManyBranches,
+			"~function 3 has more than 12000 blocks and branches"},
+		{"br_table labels count", withCode(slices.Concat([]byte{wasmtest.Block, wasmtest.Empty, wasmtest.LocalGet, 0, 0x0e},
+			wasmtest.U32(MaxBranches), make([]byte, MaxBranches+1), []byte{wasmtest.End})), ErrTooManyBranches,
+			"~function 3 has more than 12000 blocks and branches"},
+		{"too many locals", withBody(func(m *wasmtest.Module) { m.FuncBody(i32, nil, localDecls(MaxFunctionLocals), nil) }),
+			ErrTooManyLocals, "function 3 has 4097 parameters and locals; the limit is 4096 per function"},
+		{"locals times branches", withBody(func(m *wasmtest.Module) {
+			m.FuncBody(i32, nil, localDecls(127), bytes.Repeat([]byte{wasmtest.Block, wasmtest.Empty, wasmtest.End}, MaxLocalBranches/128+1))
+		}), ErrFunctionTooComplex,
+			"function 3 has 128 parameters and locals and 8193 blocks and branches; their product, 1048704, is over the limit of 1048576: use fewer locals or split the function"},
+		{"reads after a run of br_if", withCode(slices.Concat([]byte{wasmtest.Block, wasmtest.Empty},
+			bytes.Repeat([]byte{wasmtest.I32Const, 0, wasmtest.BrIf, 0}, 8192), bytes.Repeat([]byte{wasmtest.LocalGet, 0, wasmtest.Drop}, 8193),
+			[]byte{wasmtest.End})), ErrFunctionTooComplex,
+			"function 3 looks locals, globals and memory up 67117056 times through runs of br_if or of blocks no branch targets (once per such block passed since the last join of branches, for every read); the limit is 67108864: join the branches or split the function"},
+		{"wide block type", withBody(func(m *wasmtest.Module) {
+			t := m.Type(bytes.Repeat(i32, MaxBlockTypeValues+1), nil)
+			m.FuncBody(nil, nil, nil, slices.Concat(bytes.Repeat([]byte{wasmtest.I32Const, 0}, MaxBlockTypeValues+1),
+				[]byte{wasmtest.Block}, wasmtest.U32(uint64(t)), bytes.Repeat([]byte{wasmtest.Drop}, MaxBlockTypeValues+1), []byte{wasmtest.End}))
+		}), ErrBlockTypeTooLarge,
+			"~with 17 parameters and 0 results; a block type may have at most 16 of each"},
+
 		// Precedence: the version is checked before anything a later version may change.
 		{"version 2 with unknown imports", build(imp("env", "x", nil, nil), fn("cocoon_abi_v2", nil, nil)), ErrUnsupportedABIVersion,
 			"module targets ABI v2; this host supports v1"},
@@ -376,7 +428,8 @@ func TestValidateRefuses(t *testing.T) {
 var allCodes = []ErrorCode{ErrTooLarge, ErrNotWasm, ErrMalformed, ErrUnsupportedFeature, ErrNoABIVersion,
 	ErrUnsupportedABIVersion, ErrMultipleABIVersions, ErrNoMemory, ErrImportedMemory, ErrBadMemory, ErrUnknownImport,
 	ErrBadImportSignature, ErrBadExportSignature, ErrUnknownExport, ErrNoHooks, ErrIncompleteStream, ErrCommandModule,
-	ErrMissingAlloc}
+	ErrMissingAlloc, ErrFunctionTooLarge, ErrNestingTooDeep, ErrTooManyBranches, ErrTooManyLocals, ErrFunctionTooComplex,
+	ErrBlockTypeTooLarge}
 
 // specWasm is SPEC.md §10's example as wat2wasm (wabt 1.0.32) compiles it.
 const specWasm = "0061736d01000000010f0360000060017f017f60027f7f017e03040300010205030100010607017f014180080b073604" +

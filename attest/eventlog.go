@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -33,13 +35,34 @@ const (
 	// EventModel carries the model's identity, UTF-8 text: "sha256:<hex>" of the model
 	// file for the embedded engine, the served model's name otherwise.
 	EventModel EventType = "model"
+	// EventSealing carries the source of the host's root sealing secret, which seals
+	// the secrets it keeps on the untrusted data disk and authenticates the records it
+	// reads back: UTF-8 text, SealingSim, SealingFile or SealingNone.
+	EventSealing EventType = "sealing"
 	// EventSettlementKey carries the host's settlement key, a 32-byte ed25519 public
 	// key: the key that signs receipts and escrow charges (settle/ESCROW.md). It is
 	// measured only by a host that bills requests.
 	EventSettlementKey EventType = "settlement-key"
+	// EventSettlementKeyOrigin carries where the settlement key comes from, UTF-8 text:
+	// SettlementKeyGenerated or SettlementKeyImported. It follows the settlement-key
+	// event.
+	EventSettlementKeyOrigin EventType = "settlement-key-origin"
 	// EventBootSealed carries no data. Nothing may be measured after it: a quote whose
 	// RTMR3 includes later extensions does not replay to a sealed log.
 	EventBootSealed EventType = "boot-sealed"
+)
+
+// Origins of a settlement key, as the settlement-key-origin event measures them.
+const (
+	// SettlementKeyGenerated is a key generated inside a host process and only ever
+	// stored sealed: nobody outside the host has seen it (as far as sealing protects it:
+	// see EventSealing).
+	SettlementKeyGenerated = "generated"
+	// SettlementKeyImported is a key an earlier version of the host kept in plain text
+	// on the data disk, sealed on its first start by this version so that escrows
+	// opened with it stay chargeable. Whoever could read that disk may know it, and
+	// could sign charges to those escrows outside the TD.
+	SettlementKeyImported = "imported"
 )
 
 const (
@@ -49,10 +72,16 @@ const (
 	maxTextEvent = 1024
 	// MaxEventLogBytes bounds a serialised event log; ParseEventLog refuses larger input.
 	MaxEventLogBytes = 64 << 10
-	// maxParsedEvents bounds the events ParseEventLog accepts. A valid log has one of
-	// each of the six types; the bound is higher so that a log with an extra event
+	// maxParsedEvents bounds the events ParseEventLog accepts. A valid log has at most
+	// one of each of the nine types; the bound is higher so that a log with an extra event
 	// reaches VerifyLog and is refused with its own reason.
 	maxParsedEvents = 16
+)
+
+// The values the sealing and settlement-key-origin events may carry.
+var (
+	sealingSources       = []string{SealingSim, SealingFile, SealingNone}
+	settlementKeyOrigins = []string{SettlementKeyGenerated, SettlementKeyImported}
 )
 
 // Errors of the event log and of its verification. Each names one reason a log is
@@ -104,6 +133,16 @@ func SettlementKeyEvent(key ed25519.PublicKey) Event {
 	return Event{Type: EventSettlementKey, Data: append([]byte(nil), key...)}
 }
 
+// SealingEvent measures the source of the host's root sealing secret (see Sealer).
+func SealingEvent(source string) Event {
+	return Event{Type: EventSealing, Data: []byte(source)}
+}
+
+// SettlementKeyOriginEvent measures where the settlement key comes from.
+func SettlementKeyOriginEvent(origin string) Event {
+	return Event{Type: EventSettlementKeyOrigin, Data: []byte(origin)}
+}
+
 // SealEvent ends the boot measurements.
 func SealEvent() Event {
 	return Event{Type: EventBootSealed}
@@ -144,6 +183,14 @@ func (e Event) Validate() error {
 		if len(e.Data) == 0 || len(e.Data) > maxTextEvent || !utf8.Valid(e.Data) {
 			return fmt.Errorf("%w: %s needs 1 to %d bytes of UTF-8 text", ErrEventData, e.Type, maxTextEvent)
 		}
+	case EventSealing:
+		if !slices.Contains(sealingSources, string(e.Data)) {
+			return fmt.Errorf("%w: %s needs one of %s", ErrEventData, e.Type, strings.Join(sealingSources, ", "))
+		}
+	case EventSettlementKeyOrigin:
+		if !slices.Contains(settlementKeyOrigins, string(e.Data)) {
+			return fmt.Errorf("%w: %s needs one of %s", ErrEventData, e.Type, strings.Join(settlementKeyOrigins, ", "))
+		}
 	case EventBootSealed:
 		if len(e.Data) != 0 {
 			return fmt.Errorf("%w: %s carries no data, got %d bytes", ErrEventData, e.Type, len(e.Data))
@@ -163,7 +210,7 @@ func (e Event) String() string {
 		if len(e.Data) == 4 {
 			return string(e.Type) + " " + strconv.FormatUint(uint64(binary.BigEndian.Uint32(e.Data)), 10)
 		}
-	case EventBackend, EventModel:
+	case EventBackend, EventModel, EventSealing, EventSettlementKeyOrigin:
 		return string(e.Type) + " " + strconv.Quote(string(e.Data))
 	case EventSettlementKey:
 		return string(e.Type) + " " + hex.EncodeToString(e.Data)

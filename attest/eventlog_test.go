@@ -22,7 +22,9 @@ func bootEvents() []Event {
 		SandboxPolicyEvent(sha256.Sum256([]byte("policy"))),
 		BackendEvent("embedded"),
 		ModelEvent("sha256:" + strings.Repeat("ab", 32)),
+		SealingEvent(SealingFile),
 		SettlementKeyEvent(testSettlementKey),
+		SettlementKeyOriginEvent(SettlementKeyGenerated),
 		SealEvent(),
 	}
 }

@@ -51,6 +51,9 @@ func tcbAtLeast(status, min string) bool {
 //	  "rtmr2":           ["<96 hex>", ...],
 //	  "host_binary":     ["sha256:<64 hex>", ...],
 //	  "models":          ["sha256:<64 hex>" or a model name, ...],
+//	  "settlement_keys": ["<64 hex>", ...],
+//	  "sealing":         ["file", ...],
+//	  "settlement_key_origins": ["generated"],
 //	  "abi_version":     1,
 //	  "min_tcb_status":  "UpToDate", "SWHardeningNeeded", ... or "any",
 //	  "trust_sim_root":  "sim-root.pem" or "-----BEGIN CERTIFICATE-----..."
@@ -77,6 +80,17 @@ type Policy struct {
 	// public key), as the settlement-key event measures them: pin it to be sure receipts
 	// and escrow charges come from a known host.
 	SettlementKeys []string `json:"settlement_keys,omitempty"`
+	// Sealing lists the accepted sources of the host's root sealing secret, as the
+	// sealing event measures them: "file" (a TD-private secret the TD image provisions),
+	// "sim" (on the data disk: protects nothing) or "none" (the host persists no
+	// secret). A production policy lists ["file"].
+	Sealing []string `json:"sealing,omitempty"`
+	// SettlementKeyOrigins lists the accepted origins of the settlement key, as the
+	// settlement-key-origin event measures them: "generated" (inside the host, only
+	// ever stored sealed) or "imported" (kept in plain text on the data disk by an
+	// earlier version: its operator may know it). Pin ["generated"] to refuse the
+	// latter.
+	SettlementKeyOrigins []string `json:"settlement_key_origins,omitempty"`
 	// ABIVersion is the module ABI version the host must measure; 0 allows any.
 	ABIVersion uint32 `json:"abi_version,omitempty"`
 	// MinTCBStatus is the least TCB status accepted, in the order of the TCB
@@ -145,6 +159,16 @@ func (p *Policy) check() error {
 	for _, v := range p.SettlementKeys {
 		if _, err := decodeHex(v, ed25519.PublicKeySize); err != nil {
 			return fmt.Errorf("settlement_keys %q: want 64 lowercase hex digits (an ed25519 public key): %v", v, err)
+		}
+	}
+	for _, m := range []struct {
+		name           string
+		values, domain []string
+	}{{"sealing", p.Sealing, sealingSources}, {"settlement_key_origins", p.SettlementKeyOrigins, settlementKeyOrigins}} {
+		for _, v := range m.values {
+			if !slices.Contains(m.domain, v) {
+				return fmt.Errorf("%s %q: want one of %s", m.name, v, strings.Join(m.domain, ", "))
+			}
 		}
 	}
 	if p.MinTCBStatus != "" && p.MinTCBStatus != TCBAny && !slices.Contains(tcbOrder, p.MinTCBStatus) {

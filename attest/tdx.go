@@ -23,6 +23,13 @@ var ErrNoTDX = errors.New("attest: no TDX quote interface (neither configfs-tsm 
 // TDX is the Provider of a TDX guest: quotes come from go-tdx-guest's client, through
 // configfs-tsm when the kernel offers it, else through /dev/tdx_guest. RTMR3 is the
 // kernel's sysfs attribute.
+//
+// A TD has no sealing key to ask for: the TDX module (1.x) offers a guest reports
+// (TDG.MR.REPORT) and RTMR extensions but nothing like SGX's EGETKEY, the Linux guest
+// driver exposes only TDX_CMD_GET_REPORT0 (quotes go through configfs-tsm), and
+// go-tdx-guest accordingly wraps reports, quotes and RTMRs only. A TDX host therefore
+// takes its root sealing secret from a file the TD image provisions into TD-private
+// memory (SealerFromFile), or runs with NoSealing; the sealing event says which.
 type TDX struct {
 	qp  client.QuoteProvider
 	reg *TDXRegister

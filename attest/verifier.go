@@ -151,8 +151,8 @@ func (o *EvidenceOptions) check() error {
 // the report of every check: the quote's signature chain (Intel's root; a simulator
 // root only when trusted by the policy or opts), the evidence mode, the TCB status,
 // MRTD and RTMR0-2 against the policy, the event log's replay against RTMR3 with
-// nothing after the seal, the host binary, ABI version and model the log measures,
-// and the REPORTDATA binding. Boot evidence binds the host key, the TLS key and the
+// nothing after the seal, the host binary, ABI version, model, settlement key and its
+// origin, and sealing source the log measures, and the REPORTDATA binding. Boot evidence binds the host key, the TLS key and the
 // log; pipeline evidence binds opts.Nonce, the manifest hash and the host key, and its
 // manifest must hash to opts.PipelineID and list opts.ExpectModules. When the quote
 // does not verify the remaining checks are not run, since nothing in it can be trusted.
@@ -316,6 +316,7 @@ func checkLog(r *Report, raw json.RawMessage, rtmr3 [48]byte) []Event {
 
 // checkMeasuredEvents checks what the event log measures against the policy.
 func checkMeasuredEvents(r *Report, events []Event, p Policy) {
+	text := func(d []byte) string { return string(d) }
 	abiAllowed := []string(nil)
 	if p.ABIVersion != 0 {
 		abiAllowed = []string{strconv.FormatUint(uint64(p.ABIVersion), 10)}
@@ -328,8 +329,10 @@ func checkMeasuredEvents(r *Report, events []Event, p Policy) {
 	}{
 		{"host binary", EventHostBinary, p.HostBinary, func(d []byte) string { return "sha256:" + hex.EncodeToString(d) }},
 		{"ABI version", EventABIVersion, abiAllowed, func(d []byte) string { return strconv.FormatUint(uint64(binary.BigEndian.Uint32(d)), 10) }},
-		{"model", EventModel, p.Models, func(d []byte) string { return string(d) }},
+		{"model", EventModel, p.Models, text},
 		{"settlement key", EventSettlementKey, p.SettlementKeys, hex.EncodeToString},
+		{"settlement key origin", EventSettlementKeyOrigin, p.SettlementKeyOrigins, text},
+		{"sealing", EventSealing, p.Sealing, text},
 	} {
 		if events == nil {
 			r.fail(c.name, "not checked: the event log does not verify")

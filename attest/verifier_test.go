@@ -14,6 +14,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -39,12 +40,18 @@ var testManifest = []byte(`{"abi_version":1,"model":"m","pre":[{"module":"` + te
 
 func newTestHost(t testing.TB) *testHost {
 	t.Helper()
+	return newTestHostWith(t, bootEvents())
+}
+
+// newTestHostWith is a simulated host whose sealed log holds events.
+func newTestHostWith(t testing.TB, events []Event) *testHost {
+	t.Helper()
 	s, err := NewSim(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &testHost{sim: s, log: NewLog(s.RTMR3())}
-	for _, e := range bootEvents() {
+	for _, e := range events {
 		if err := h.log.Append(e); err != nil {
 			t.Fatal(err)
 		}
@@ -134,14 +141,16 @@ func mustVerify(t *testing.T, ev Evidence, p Policy, opts EvidenceOptions) *Repo
 func TestVerifyEvidenceGood(t *testing.T) {
 	h := newTestHost(t)
 	pinned := Policy{
-		MRTD:           []string{hex.EncodeToString(SimMRTD[:])},
-		RTMR0:          []string{hex.EncodeToString(SimRTMR0[:])},
-		RTMR1:          []string{hex.EncodeToString(SimRTMR1[:])},
-		RTMR2:          []string{hex.EncodeToString(SimRTMR2[:])},
-		HostBinary:     []string{"sha256:" + hex.EncodeToString(bootEvents()[0].Data)},
-		Models:         []string{"sha256:" + strings.Repeat("ab", 32)},
-		ABIVersion:     1,
-		SettlementKeys: []string{hex.EncodeToString(testSettlementKey)},
+		MRTD:                 []string{hex.EncodeToString(SimMRTD[:])},
+		RTMR0:                []string{hex.EncodeToString(SimRTMR0[:])},
+		RTMR1:                []string{hex.EncodeToString(SimRTMR1[:])},
+		RTMR2:                []string{hex.EncodeToString(SimRTMR2[:])},
+		HostBinary:           []string{"sha256:" + hex.EncodeToString(bootEvents()[0].Data)},
+		Models:               []string{"sha256:" + strings.Repeat("ab", 32)},
+		ABIVersion:           1,
+		SettlementKeys:       []string{hex.EncodeToString(testSettlementKey)},
+		Sealing:              []string{SealingFile},
+		SettlementKeyOrigins: []string{SettlementKeyGenerated},
 	}
 	opts := EvidenceOptions{SimRoot: h.sim.Root()}
 	r := mustVerify(t, h.boot(t), pinned, opts)
@@ -159,7 +168,8 @@ func TestVerifyEvidenceGood(t *testing.T) {
 	if !r.OK() {
 		t.Fatalf("good boot evidence fails an open policy:\n%s", r)
 	}
-	for _, name := range []string{"MRTD", "RTMR0", "RTMR1", "RTMR2", "host binary", "ABI version", "model", "TCB status"} {
+	for _, name := range []string{"MRTD", "RTMR0", "RTMR1", "RTMR2", "host binary", "ABI version", "model", "settlement key",
+		"settlement key origin", "sealing", "TCB status"} {
 		want := "skip " + name + ": "
 		if !strings.Contains(r.String(), want) {
 			t.Errorf("the report of an open policy lacks %q:\n%s", want, r)
@@ -193,6 +203,21 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 	if err := sealed.sim.RTMR3().Extend(late.Digest()); err != nil {
 		t.Fatal(err)
 	}
+	// simSealed measures sim sealing and an imported settlement key; unsealed is a host
+	// of an earlier version, which measured neither.
+	events := bootEvents()
+	for i, e := range events {
+		switch e.Type {
+		case EventSealing:
+			events[i] = SealingEvent(SealingSim)
+		case EventSettlementKeyOrigin:
+			events[i] = SettlementKeyOriginEvent(SettlementKeyImported)
+		}
+	}
+	simSealed := newTestHostWith(t, events)
+	unsealed := newTestHostWith(t, slices.DeleteFunc(bootEvents(), func(e Event) bool {
+		return e.Type == EventSealing || e.Type == EventSettlementKeyOrigin
+	}))
 	otherManifest := []byte(strings.Replace(string(testManifest), testModuleB, "sha256:"+strings.Repeat("cd", 32), 1))
 	tests := []struct {
 		name   string
@@ -264,13 +289,13 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 				return ev
 			},
 			opts:  EvidenceOptions{SimRoot: sealed.sim.Root()},
-			fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "REPORTDATA binding"}, detail: "event measured after boot-sealed",
+			fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "settlement key origin", "sealing", "REPORTDATA binding"}, detail: "event measured after boot-sealed",
 		},
 		{
 			name:  "extension after the seal left out of the log",
 			ev:    func() Evidence { return sealed.boot(t) },
 			opts:  EvidenceOptions{SimRoot: sealed.sim.Root()},
-			fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "REPORTDATA binding"}, detail: "replay does not match RTMR3",
+			fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "settlement key origin", "sealing", "REPORTDATA binding"}, detail: "replay does not match RTMR3",
 		},
 		{
 			name:  "module differs from the expected one",
@@ -347,7 +372,7 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 				ev.EventLog = ev.EventLog[:len(ev.EventLog)/2]
 				return ev
 			},
-			opts: trust, fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "REPORTDATA binding"}, detail: "unreadable",
+			opts: trust, fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "settlement key origin", "sealing", "REPORTDATA binding"}, detail: "unreadable",
 		},
 		{
 			name: "garbage event log",
@@ -356,7 +381,7 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 				ev.EventLog = json.RawMessage(`{"events":[{"type":"boot-sealed","data":"","digest":"00"}]}`)
 				return ev
 			},
-			opts: trust, fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "REPORTDATA binding"}, detail: "unreadable",
+			opts: trust, fails: []string{"event log", "host binary", "ABI version", "model", "settlement key", "settlement key origin", "sealing", "REPORTDATA binding"}, detail: "unreadable",
 		},
 		{
 			name:  "evidence for another pipeline",
@@ -408,6 +433,24 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 			ev:     func() Evidence { return h.boot(t) },
 			policy: Policy{SettlementKeys: []string{strings.Repeat("00", 32)}},
 			opts:   trust, fails: []string{"settlement key"}, detail: "settlement-key measurement is not one the policy knows",
+		},
+		{
+			name:   "sealing source the policy does not allow",
+			ev:     func() Evidence { return simSealed.boot(t) },
+			policy: Policy{Sealing: []string{SealingFile}},
+			opts:   EvidenceOptions{SimRoot: simSealed.sim.Root()}, fails: []string{"sealing"}, detail: "sim is not among the 1 values",
+		},
+		{
+			name:   "settlement key the host imported",
+			ev:     func() Evidence { return simSealed.boot(t) },
+			policy: Policy{SettlementKeyOrigins: []string{SettlementKeyGenerated}},
+			opts:   EvidenceOptions{SimRoot: simSealed.sim.Root()}, fails: []string{"settlement key origin"}, detail: "imported is not among",
+		},
+		{
+			name:   "a policy that requires a sealing source, a host that measures none",
+			ev:     func() Evidence { return unsealed.boot(t) },
+			policy: Policy{Sealing: []string{SealingFile}, SettlementKeyOrigins: []string{SettlementKeyGenerated}},
+			opts:   EvidenceOptions{SimRoot: unsealed.sim.Root()}, fails: []string{"settlement key origin", "sealing"}, detail: "the event log does not measure it",
 		},
 	}
 	for _, tt := range tests {
@@ -486,17 +529,19 @@ func TestParsePolicy(t *testing.T) {
 		t.Errorf("parsed %+v", p)
 	}
 	for name, bad := range map[string]string{
-		"unknown member": `{"mrtdd":[]}`,
-		"trailing data":  `{} {}`,
-		"short mrtd":     `{"mrtd":["abcd"]}`,
-		"uppercase rtmr": `{"rtmr1":["` + strings.Repeat("AB", 48) + `"]}`,
-		"bare host hash": `{"host_binary":["` + strings.Repeat("01", 32) + `"]}`,
-		"empty model":    `{"models":[""]}`,
-		"unknown tcb":    `{"min_tcb_status":"uptodate"}`,
-		"revoked tcb":    `{"min_tcb_status":"Revoked"}`,
-		"negative abi":   `{"abi_version":-1}`,
-		"not an object":  `[]`,
-		"empty input":    ``,
+		"unknown member":                `{"mrtdd":[]}`,
+		"trailing data":                 `{} {}`,
+		"short mrtd":                    `{"mrtd":["abcd"]}`,
+		"uppercase rtmr":                `{"rtmr1":["` + strings.Repeat("AB", 48) + `"]}`,
+		"bare host hash":                `{"host_binary":["` + strings.Repeat("01", 32) + `"]}`,
+		"empty model":                   `{"models":[""]}`,
+		"unknown tcb":                   `{"min_tcb_status":"uptodate"}`,
+		"unknown sealing source":        `{"sealing":["tpm"]}`,
+		"unknown settlement key origin": `{"settlement_key_origins":["escrowed"]}`,
+		"revoked tcb":                   `{"min_tcb_status":"Revoked"}`,
+		"negative abi":                  `{"abi_version":-1}`,
+		"not an object":                 `[]`,
+		"empty input":                   ``,
 	} {
 		if _, err := ParsePolicy([]byte(bad)); !errors.Is(err, ErrPolicy) {
 			t.Errorf("%s: err %v, want ErrPolicy", name, err)

@@ -61,6 +61,9 @@ type Error struct {
 	// Reason refines CodeInvalidModule with the abi.ErrorCode of a module that failed
 	// validation, such as "unknown_import"; it is empty otherwise.
 	Reason string
+	// RetryAfter, when positive, is how many seconds a client should wait before it
+	// retries (CodeCompileBusy).
+	RetryAfter int
 }
 
 func (e *Error) Error() string {

@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
 
 // The hostile-module suite: every attack of issue 10 on the sandbox, performed by a
@@ -323,7 +323,7 @@ func TestTableWithinLimit(t *testing.T) {
 	if want := uint64(1001 * abi.TableElementBytes); inst.tableBytes != want {
 		t.Errorf("the table counts %d bytes against the request, want %d", inst.tableBytes, want)
 	}
-	_, err = s.NewPipeline(PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, tableModule(70_000))}}})
+	_, err = s.NewPipeline(PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, plainModule(1, 70_000))}}})
 	if err == nil || !strings.Contains(err.Error(), "needs 70000 elements in table 0 at start, over its table limit of 65536") {
 		t.Errorf("a table minimum over the limit: %v", err)
 	}
@@ -331,55 +331,32 @@ func TestTableWithinLimit(t *testing.T) {
 
 // Modules built byte by byte, where their text would be megabytes.
 
-// abiModule returns an ABI v1 module with a memory of the given minimum (in pages),
-// tables of the given minimums, the marker, a cocoon_alloc returning 1024, a cocoon_pre that calls the
-// first extra function with arg and returns no output, and the extra functions: bodies
-// (locals and code) of type (i32) -> i32.
-func abiModule(memoryPages uint32, tableMins []uint32, arg int64, funcs ...[]byte) []byte {
-	vec := func(items ...[]byte) []byte {
-		return append(binary.AppendUvarint(nil, uint64(len(items))), bytes.Join(items, nil)...)
-	}
-	section := func(id byte, items ...[]byte) []byte {
-		payload := vec(items...)
-		return append(binary.AppendUvarint([]byte{id}, uint64(len(payload))), payload...)
-	}
-	name := func(s string) []byte { return append(binary.AppendUvarint(nil, uint64(len(s))), s...) }
-	sized := func(b []byte) []byte { return append(binary.AppendUvarint(nil, uint64(len(b))), b...) }
-	types := [][]byte{{0x60, 0, 0}, {0x60, 1, 0x7f, 1, 0x7f}, {0x60, 2, 0x7f, 0x7f, 1, 0x7e}}
-	fns := [][]byte{{0}, {1}, {2}}
-	pre := []byte{0, 0x42, 0, 0x0b}
-	if len(funcs) > 0 {
-		pre = append(appendSLEB([]byte{0, 0x41}, arg), 0x10, 3, 0x1a, 0x42, 0, 0x0b) // call the first extra function, drop
-	}
-	bodies := [][]byte{sized([]byte{0, 0x0b}), sized([]byte{0, 0x41, 0x80, 0x08, 0x0b}), sized(pre)}
-	for _, f := range funcs {
-		fns = append(fns, []byte{1})
-		bodies = append(bodies, sized(f))
-	}
-	var tables [][]byte
+// callingModule returns an ABI v1 module with a memory of the given minimum (in
+// pages), tables of the given minimums, and a function of type (i32) -> i32 with the
+// given locals and code, which is function 0; its cocoon_pre calls it with arg and
+// returns no output, and its cocoon_alloc returns 1024.
+func callingModule(memoryPages uint64, tableMins []uint64, arg int32, locals [][2]byte, code []byte) []byte {
+	m := &wasmtest.Module{}
+	i32, i64 := []byte{wasmtest.I32}, []byte{wasmtest.I64}
+	f := m.FuncBody(i32, i32, locals, code)
+	alloc := m.FuncBody(i32, i32, nil, append([]byte{wasmtest.I32Const}, wasmtest.S32(1024)...))
+	pre := m.FuncBody([]byte{wasmtest.I32, wasmtest.I32}, i64, nil,
+		slices.Concat([]byte{wasmtest.I32Const}, wasmtest.S32(arg), []byte{wasmtest.Call, byte(f), wasmtest.Drop, 0x42, 0}))
 	for _, min := range tableMins {
-		tables = append(tables, binary.AppendUvarint([]byte{0x70, 0}, uint64(min)))
+		m.Table(min)
 	}
-	return bytes.Join([][]byte{
-		[]byte("\x00asm\x01\x00\x00\x00"),
-		section(1, types...), section(3, fns...), section(4, tables...), section(5, binary.AppendUvarint([]byte{0}, uint64(memoryPages))),
-		section(7, append(name("memory"), 2, 0), append(name("cocoon_abi_v1"), 0, 0),
-			append(name("cocoon_alloc"), 0, 1), append(name("cocoon_pre"), 0, 2)),
-		section(10, bodies...),
-	}, nil)
+	m.Memory(0, memoryPages, 0)
+	m.Export("memory", wasmtest.KindMemory, 0)
+	m.ExportFunc("cocoon_abi_v1", nil, nil)
+	m.Export("cocoon_alloc", wasmtest.KindFunc, alloc)
+	m.Export("cocoon_pre", wasmtest.KindFunc, pre)
+	return m.Bytes()
 }
 
-// appendSLEB appends the signed LEB128 encoding of v (that of i32.const immediates);
-// unsigned ones are binary.AppendUvarint's.
-func appendSLEB(b []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
+// plainModule returns an ABI v1 module with a memory of the given pages and tables of
+// the given minimums, whose cocoon_pre returns no output.
+func plainModule(memoryPages uint64, tableMins ...uint64) []byte {
+	return callingModule(memoryPages, tableMins, 0, nil, []byte{wasmtest.I32Const, 0})
 }
 
 // straightLineModule: cocoon_pre calls a function that loops forever around n
@@ -388,38 +365,36 @@ func appendSLEB(b []byte, v int64) []byte {
 // between two checks of the time: with n = 25,000, seconds.
 func straightLineModule(n int) []byte {
 	// (local $x i64) (local $d i64): x = -1, d = 3
-	code := []byte{1, 2, 0x7e, 0x42, 0x7f, 0x21, 1, 0x42, 3, 0x21, 2, 0x03, 0x40}
+	code := []byte{0x42, 0x7f, 0x21, 1, 0x42, 3, 0x21, 2, wasmtest.Loop, wasmtest.Empty}
 	for range n {
-		code = append(code, 0x20, 1, 0x20, 2, 0x80, 0x21, 1) // x = x / d
+		code = append(code, wasmtest.LocalGet, 1, wasmtest.LocalGet, 2, 0x80, 0x21, 1) // x = x / d
 	}
-	return abiModule(1, nil, 0, append(code, 0x0c, 0, 0x0b, 0x41, 0, 0x0b)) // br 0, end, i32.const 0
+	code = append(code, 0x0c, 0, wasmtest.End, wasmtest.I32Const, 0) // br 0, end, i32.const 0
+	return callingModule(1, nil, 0, [][2]byte{{2, wasmtest.I64}}, code)
 }
 
 // heavyFramesModule: cocoon_pre calls a function that recurses depth levels deep
 // holding values loaded from memory across each call, then returns. Counted one frame
 // each, 9,000 such frames of 1,000 values were allowed, and took 84 MiB of wazero's
 // stack, which the instance kept after the call returned.
-func heavyFramesModule(values int, depth int64) []byte {
+func heavyFramesModule(values int, depth int32) []byte {
 	// (if (i32.eqz (local.get 0)) (then (return (i32.const 0))))
-	code := []byte{0, 0x20, 0, 0x45, 0x04, 0x40, 0x41, 0, 0x0f, 0x0b}
+	code := []byte{wasmtest.LocalGet, 0, 0x45, wasmtest.If, wasmtest.Empty, wasmtest.I32Const, 0, 0x0f, wasmtest.End}
 	for i := range values {
-		code = append(code, 0x41, byte(4*(i%16)), 0x28, 2, 0) // i32.load of an address below 64
+		code = append(code, wasmtest.I32Const, byte(4*(i%16)), 0x28, 2, 0) // i32.load of an address below 64
 	}
-	// (call 3 (i32.sub (local.get 0) (i32.const 1)))
-	code = append(code, 0x20, 0, 0x41, 1, 0x6b, 0x10, 3)
+	// (call 0 (i32.sub (local.get 0) (i32.const 1)))
+	code = append(code, wasmtest.LocalGet, 0, wasmtest.I32Const, 1, 0x6b, wasmtest.Call, 0)
 	for range values {
-		code = append(code, 0x6a) // i32.add
+		code = append(code, wasmtest.I32Add)
 	}
-	return abiModule(1, nil, depth, append(code, 0x0b))
+	return callingModule(1, nil, depth, nil, code)
 }
-
-// tableModule: a module with one table of min elements.
-func tableModule(min uint32) []byte { return abiModule(1, []uint32{min}, 0) }
 
 func TestHostileModuleBuilders(t *testing.T) {
 	// The byte-built modules are valid ABI modules that pass through their input.
 	s := newTestSandbox(t)
-	for name, wasm := range map[string][]byte{"plain": abiModule(1, nil, 0), "table": tableModule(10)} {
+	for name, wasm := range map[string][]byte{"plain": plainModule(1), "table": plainModule(1, 10)} {
 		m := compileBytes(t, s, wasm)
 		if _, err := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: m}}}).Run(context.Background(), []byte(testRequest), storyteller, nil); err == nil || !strings.Contains(err.Error(), "invalid JSON") {
 			t.Errorf("%s: %v, want the empty output refused as JSON", name, fmt.Sprint(err))

@@ -192,7 +192,7 @@ func (inst *instance) call(hook string, input []byte) ([]byte, error) {
 	}
 	r := int64(inst.stack[0])
 	if r < 0 {
-		return nil, inst.errorf(CodeModuleError, "%s returned an error (the module's logs say why)", hook)
+		return nil, inst.errorf(CodeModuleError, "%s returned an error; the module's logs say why (a pipeline's owners read them with cocoon logs)", hook)
 	}
 	outPtr, outLen := uint32(r>>32), uint32(r)
 	if outLen == 0 {

@@ -34,48 +34,6 @@ func decodeObject(b []byte) (*requestShape, error) {
 	return &r, nil
 }
 
-// checkChat checks what the backend needs of a request: a non-empty "messages" array
-// of objects that each have a string "role".
-func checkChat(b []byte) error {
-	var messages []byte
-	err := jsonscan.Members(b, func(key string, v []byte) error {
-		if key == "messages" {
-			messages = v
-		}
-		return nil
-	})
-	switch kind := jsonscan.KindOf(messages); {
-	case err != nil:
-		return err
-	case messages == nil:
-		return errors.New("a request without messages")
-	case kind != jsonscan.Array:
-		return fmt.Errorf("a request whose messages are a JSON %s", kind)
-	}
-	n := 0
-	err = jsonscan.Elements(messages, func(m []byte) error {
-		if kind := jsonscan.KindOf(m); kind != jsonscan.Object {
-			return fmt.Errorf("a request whose message %d is a JSON %s", n, kind)
-		}
-		hasRole := false
-		jsonscan.Fields(m, func(key string, v []byte) error {
-			if key == "role" {
-				hasRole = jsonscan.KindOf(v) == jsonscan.String
-			}
-			return nil
-		})
-		if !hasRole {
-			return fmt.Errorf("a request whose message %d has no string role", n)
-		}
-		n++
-		return nil
-	})
-	if err == nil && n == 0 {
-		err = errors.New("a request without messages")
-	}
-	return err
-}
-
 // parseRequest checks the client's request before any module sees it: a JSON object.
 // Pre modules may turn any object into a chat request, so its shape is checked after
 // the last of them (or here, when there is none: see Session.Pre).
@@ -93,15 +51,16 @@ func invalidRequest(err error) *Error {
 }
 
 // checkRequest checks a pre module's output, which the next module or the backend
-// gets: a JSON object, and a chat request if last. It puts back the client's "stream".
+// gets: a JSON object, and a chat request the host can serve (CheckChatRequest) if
+// last. It puts back the client's "stream".
 func checkRequest(out []byte, client *requestShape, last bool) ([]byte, error) {
 	r, err := decodeObject(out)
 	if err != nil {
 		return nil, err
 	}
 	if last {
-		if err := checkChat(out); err != nil {
-			return nil, err
+		if err := chatRequestProblem(out); err != nil {
+			return nil, fmt.Errorf("an invalid chat request (%v)", err)
 		}
 	}
 	if bytes.Equal(r.Stream, client.Stream) {

@@ -181,8 +181,8 @@ func (s *Session) Pre(request []byte) ([]byte, error) {
 		return nil, err
 	}
 	if len(s.p.pre) == 0 {
-		if err := checkChat(request); err != nil {
-			return nil, invalidRequest(err)
+		if err := CheckChatRequest(request); err != nil {
+			return nil, err
 		}
 	}
 	for i := range s.p.pre {

@@ -2,6 +2,10 @@ package host
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,12 +26,16 @@ var (
 
 // Registry keeps a host's pipelines, by id, durably under a data directory: one file
 // per pipeline, written atomically, loaded again at start. Each pipeline has owners, the
-// identities of the credentials that uploaded it; only an owner may delete it. It is safe
-// for concurrent use.
+// identities of the credentials that uploaded it; only an owner may delete it. The data
+// directory is on a disk the machine's owner can write, so each file carries an
+// HMAC-SHA256 of the pipeline's id, creation time and owners under a key only the host
+// has (see OpenRegistry), and its manifest must hash to its id. It is safe for
+// concurrent use.
 type Registry struct {
 	sandbox *Sandbox
 	store   *Store
-	dir     string
+	dir     string // "" keeps pipelines in memory only
+	macKey  []byte
 
 	mu      sync.RWMutex // guards entries; held for writing across a file write
 	entries map[string]*Entry
@@ -60,17 +68,55 @@ type entryFile struct {
 	Manifest json.RawMessage `json:"manifest"` // Manifest.Canonical()
 	Owners   []string        `json:"owners"`
 	Created  time.Time       `json:"created"`
+	// MAC is the lowercase hex of entryMAC: it authenticates the owners, which nothing
+	// else on the disk vouches for (the manifest is vouched for by its hash, the id).
+	MAC string `json:"mac"`
+}
+
+// MinRegistryKey is the least size of a registry's MAC key.
+const MinRegistryKey = 32
+
+// entryMAC is HMAC-SHA256 under key of the pipeline's id, creation time and owners:
+//
+//	lp("cocoon-host pipeline owners v1") || lp(id) || u64be(created, Unix ns) || lp(owner) for each owner, in order
+//
+// where lp is a 4-byte big-endian length and the bytes. The id binds the manifest (it is
+// its hash), so a file cannot lend its owners to another pipeline.
+func entryMAC(key []byte, id string, created time.Time, owners []string) []byte {
+	m := hmac.New(sha256.New, key)
+	lp := func(s string) {
+		m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(s))))
+		m.Write([]byte(s))
+	}
+	lp("cocoon-host pipeline owners v1")
+	lp(id)
+	m.Write(binary.BigEndian.AppendUint64(nil, uint64(created.UnixNano())))
+	for _, o := range owners {
+		lp(o)
+	}
+	return m.Sum(nil)
 }
 
 // OpenRegistry opens (creating if needed) the registry in dir and rebuilds every
-// pipeline found there from modules in store. A file whose manifest does not hash to its
-// name, or that names a module the store lacks, is an error: the host does not serve a
-// pipeline it cannot vouch for.
-func OpenRegistry(sandbox *Sandbox, store *Store, dir string) (*Registry, error) {
+// pipeline found there from modules in store. macKey (at least MinRegistryKey bytes, a
+// secret only the host has: cocoon-host derives it from its root sealing secret)
+// authenticates each file's owners. A file whose manifest does not hash to its name,
+// whose owners do not authenticate under macKey (altered, written by a version before
+// owners were authenticated, or under another key), or that names a module the store
+// lacks, is an error naming the file: the host does not serve a pipeline it cannot
+// vouch for. With dir "" the registry keeps pipelines in memory only, for a host that
+// has no key to authenticate them with; macKey is then unused.
+func OpenRegistry(sandbox *Sandbox, store *Store, dir string, macKey []byte) (*Registry, error) {
+	r := &Registry{sandbox: sandbox, store: store, dir: dir, macKey: bytes.Clone(macKey), entries: map[string]*Entry{}}
+	if dir == "" {
+		return r, nil
+	}
+	if len(macKey) < MinRegistryKey {
+		return nil, fmt.Errorf("pipeline registry: a MAC key of at least %d bytes is required, got %d", MinRegistryKey, len(macKey))
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pipeline registry: %w", err)
 	}
-	r := &Registry{sandbox: sandbox, store: store, dir: dir, entries: map[string]*Entry{}}
 	files, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline registry: %w", err)
@@ -107,6 +153,13 @@ func (r *Registry) load(id string) (*Entry, error) {
 	}
 	if len(f.Owners) == 0 || !slices.IsSorted(f.Owners) {
 		return nil, errors.New("owners must be a sorted, non-empty list")
+	}
+	mac, err := hex.DecodeString(f.MAC)
+	switch {
+	case f.MAC == "":
+		return nil, errors.New("the owners are not authenticated (no mac): written by a version before owners were, or altered; move the file away and let the pipeline's owners upload it again")
+	case err != nil || !hmac.Equal(mac, entryMAC(r.macKey, id, f.Created, f.Owners)):
+		return nil, errors.New("the owners do not authenticate: the file was altered, or written under another root sealing secret")
 	}
 	p, err := r.sandbox.PipelineFromManifest(m, r.store)
 	if err != nil {
@@ -211,8 +264,8 @@ func (r *Registry) Delete(id, owner string) (removed bool, err error) {
 	case !old.OwnedBy(owner):
 		return false, ErrNotOwner
 	case len(old.owners) == 1:
-		if err := os.Remove(r.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return false, fmt.Errorf("pipeline registry: %w", err)
+		if err := r.remove(id); err != nil {
+			return false, err
 		}
 		delete(r.entries, id)
 		return true, nil
@@ -226,15 +279,31 @@ func (r *Registry) Delete(id, owner string) (removed bool, err error) {
 	return false, nil
 }
 
+// write stores e's file, authenticated; nothing in memory-only mode.
 func (r *Registry) write(e *Entry) error {
+	if r.dir == "" {
+		return nil
+	}
 	// Without HTML escaping the manifest is stored byte for byte as the id covers it.
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(entryFile{Manifest: e.Manifest.Canonical(), Owners: e.owners, Created: e.Created}); err != nil {
+	mac := hex.EncodeToString(entryMAC(r.macKey, e.ID, e.Created, e.owners))
+	if err := enc.Encode(entryFile{Manifest: e.Manifest.Canonical(), Owners: e.owners, Created: e.Created, MAC: mac}); err != nil {
 		return fmt.Errorf("pipeline registry: %w", err)
 	}
 	if err := writeFileAtomic(r.path(e.ID), buf.Bytes()); err != nil {
+		return fmt.Errorf("pipeline registry: %w", err)
+	}
+	return nil
+}
+
+// remove deletes the pipeline's file; nothing in memory-only mode.
+func (r *Registry) remove(id string) error {
+	if r.dir == "" {
+		return nil
+	}
+	if err := os.Remove(r.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("pipeline registry: %w", err)
 	}
 	return nil

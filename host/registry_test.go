@@ -1,13 +1,16 @@
 package host
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // registryFixture is a sandbox, a store holding spec_example and post_only, and the
@@ -36,9 +39,12 @@ func newRegistryFixture(t *testing.T) *registryFixture {
 	return f
 }
 
+// testRegistryKey authenticates the fixture's pipeline files.
+var testRegistryKey = bytes.Repeat([]byte{0x42}, MinRegistryKey)
+
 func (f *registryFixture) open(t *testing.T) *Registry {
 	t.Helper()
-	r, err := OpenRegistry(f.sandbox, f.store, filepath.Join(f.dir, "pipelines"))
+	r, err := OpenRegistry(f.sandbox, f.store, filepath.Join(f.dir, "pipelines"), testRegistryKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,21 +147,59 @@ func TestRegistryDelete(t *testing.T) {
 	}
 }
 
+// TestRegistryRefusesAlteredFiles is the machine owner's attack on the data disk: each
+// edit of a pipeline file between two starts, such as making oneself an owner (who may
+// delete the pipeline and read its failed requests' logs), is refused at the next start
+// with the file named.
 func TestRegistryRefusesAlteredFiles(t *testing.T) {
 	f := newRegistryFixture(t)
-	e, _, err := f.open(t).Add(f.manifest(t, "m"), "key:alice")
+	r := f.open(t)
+	e, _, err := r.Add(f.manifest(t, "m"), "key:alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(f.dir, "pipelines", e.ID+".json")
+	other, _, err := r.Add(f.manifest(t, "other"), "key:mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(f.dir, "pipelines")
+	path := filepath.Join(dir, e.ID+".json")
 	orig, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	otherFile, err := os.ReadFile(filepath.Join(dir, other.ID+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file, mallorys entryFile
+	if err := json.Unmarshal(orig, &file); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(otherFile, &mallorys); err != nil {
+		t.Fatal(err)
+	}
+	edit := func(change func(*entryFile)) string {
+		f := file
+		f.Owners = slices.Clone(file.Owners)
+		change(&f)
+		b, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	const unauthenticated = "the owners do not authenticate"
 	for _, tc := range []struct{ name, content, want string }{
 		{"model swapped", strings.Replace(string(orig), `"model":"m"`, `"model":"x"`, 1), "does not hash to the file's name"},
 		{"no owners", strings.Replace(string(orig), `"owners":["key:alice"]`, `"owners":[]`, 1), "owners must be"},
 		{"truncated", string(orig[:len(orig)/2]), "unexpected end of input"},
+		{"an owner added", edit(func(f *entryFile) { f.Owners = append(f.Owners, "key:mallory") }), unauthenticated},
+		{"the owner replaced", edit(func(f *entryFile) { f.Owners = []string{"key:mallory"} }), unauthenticated},
+		{"creation time changed", edit(func(f *entryFile) { f.Created = f.Created.Add(time.Second) }), unauthenticated},
+		{"mac of another pipeline", edit(func(f *entryFile) { f.Owners, f.MAC = mallorys.Owners, mallorys.MAC }), unauthenticated},
+		{"mac not hex", edit(func(f *entryFile) { f.MAC = "zz" }), unauthenticated},
+		{"no mac, as an earlier version wrote it", edit(func(f *entryFile) { f.MAC = "" }), "not authenticated (no mac"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.content == string(orig) {
@@ -164,11 +208,57 @@ func TestRegistryRefusesAlteredFiles(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := OpenRegistry(f.sandbox, f.store, filepath.Join(f.dir, "pipelines"))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("OpenRegistry: %v, want %q", err, tc.want)
+			_, err := OpenRegistry(f.sandbox, f.store, dir, testRegistryKey)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), e.ID+".json") {
+				t.Errorf("OpenRegistry: %v, want %q naming the file", err, tc.want)
 			}
 		})
+	}
+
+	// The untouched file under another key (another root sealing secret) is refused too.
+	if err := os.WriteFile(path, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenRegistry(f.sandbox, f.store, dir, bytes.Repeat([]byte{1}, MinRegistryKey)); err == nil || !strings.Contains(err.Error(), unauthenticated) {
+		t.Errorf("OpenRegistry under another key: %v", err)
+	}
+	if got, ok := f.open(t).Get(e.ID); !ok || !slices.Equal(got.Owners(), []string{"key:alice"}) {
+		t.Errorf("the restored file: %v, %v", got, ok)
+	}
+	if _, err := OpenRegistry(f.sandbox, f.store, dir, testRegistryKey[:MinRegistryKey-1]); err == nil {
+		t.Error("OpenRegistry accepted a short key")
+	}
+}
+
+// TestRegistryInMemory is the registry of a host that cannot authenticate files: it
+// works, and writes and reads nothing.
+func TestRegistryInMemory(t *testing.T) {
+	f := newRegistryFixture(t)
+	r, err := OpenRegistry(f.sandbox, f.store, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := r.Add(f.manifest(t, "m"), "key:alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.Add(f.manifest(t, "m"), "key:bob"); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := r.Delete(e.ID, "key:alice"); err != nil || removed {
+		t.Fatalf("Delete = %v, %v", removed, err)
+	}
+	if got, ok := r.Get(e.ID); !ok || !slices.Equal(got.Owners(), []string{"key:bob"}) {
+		t.Errorf("Get = %v, %v", got, ok)
+	}
+	if removed, err := r.Delete(e.ID, "key:bob"); err != nil || !removed {
+		t.Fatalf("Delete = %v, %v", removed, err)
+	}
+	entries, _ := os.ReadDir(f.dir)
+	for _, d := range entries {
+		if d.Name() != "modules" {
+			t.Errorf("a memory-only registry wrote %s", d.Name())
+		}
 	}
 }
 

@@ -4,60 +4,39 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/cocoonhost/cocoon/abi"
-	"github.com/cocoonhost/cocoon/host/internal/meter"
 )
 
-// SandboxConfig configures a Sandbox. The zero value keeps compiled code in memory only.
-// It is immutable: WithX methods return a modified copy.
+// SandboxConfig configures a Sandbox. It is immutable: WithX methods return a modified
+// copy. Compiled code is kept in memory only, never on disk: native code read back from a
+// disk the machine's owner can write would run unchecked (RATIONALE.md, "What the host
+// keeps on the data disk").
 type SandboxConfig struct {
-	cacheDir string
+	compiles compilePoolConfig
 }
 
 // NewSandboxConfig returns the default configuration.
 func NewSandboxConfig() SandboxConfig { return SandboxConfig{} }
-
-// WithCacheDir keeps wazero's compilation cache (native code compiled from modules) in
-// dir as well as in memory, so a restarted host does not recompile. Compiled code is
-// trusted code: dir must be inside the VM's data directory, never anywhere the machine's
-// owner can write.
-func (c SandboxConfig) WithCacheDir(dir string) SandboxConfig {
-	c.cacheDir = dir
-	return c
-}
 
 // Sandbox compiles modules and runs them under ABI v1: it owns one wazero runtime with the
 // host's imports ("cocoon", the host's own WASI without files, network, environment or
 // real time, and the metering functions).
 // It is safe for concurrent use. Close releases it.
 type Sandbox struct {
-	runtime wazero.Runtime
-	cache   wazero.CompilationCache
+	runtime  wazero.Runtime
+	cache    wazero.CompilationCache
+	compiles *compilePool
 }
 
 // NewSandbox creates a sandbox. It costs a few milliseconds (host modules are built once).
 func NewSandbox(ctx context.Context, cfg SandboxConfig) (*Sandbox, error) {
-	var cache wazero.CompilationCache
-	if cfg.cacheDir != "" {
-		if err := os.MkdirAll(cfg.cacheDir, 0o700); err != nil {
-			return nil, fmt.Errorf("sandbox: compilation cache: %w", err)
-		}
-		c, err := wazero.NewCompilationCacheWithDir(cfg.cacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("sandbox: compilation cache: %w", err)
-		}
-		cache = c
-	} else {
-		cache = wazero.NewCompilationCache()
-	}
+	cache := wazero.NewCompilationCache() // in memory: see SandboxConfig
 	rc := wazero.NewRuntimeConfigCompiler().
 		// Time limits come from metering instead (package meter): wazero's own check
 		// exits to Go at every loop iteration (see RATIONALE.md, "Time limits").
@@ -71,7 +50,7 @@ func NewSandbox(ctx context.Context, cfg SandboxConfig) (*Sandbox, error) {
 		cache.Close(ctx)
 		return nil, fmt.Errorf("sandbox: host modules: %w", err)
 	}
-	return &Sandbox{runtime: rt, cache: cache}, nil
+	return &Sandbox{runtime: rt, cache: cache, compiles: newCompilePool(cfg.compiles)}, nil
 }
 
 // Close releases the runtime, every module compiled by it, and the in-memory cache.
@@ -102,33 +81,16 @@ func HashOf(wasm []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// Compile validates wasm against the ABI, instruments a copy of it for time limits
-// (package meter: the module's identity stays the hash of wasm), and compiles that copy.
-// It is the expensive step
-// (tens of milliseconds for a small module, about a second for a Go guest, unless the
-// compilation cache has it), so it runs at upload, never on the request path. Errors
-// are *Error with CodeInvalidModule and a message naming the problem.
+// Compile validates wasm against the ABI and the limits on function bodies
+// (abi.Validate), estimates what compiling it costs (EstimateCompile), instruments a copy
+// of it for time limits (package meter: the module's identity stays the hash of wasm),
+// and compiles that copy in the sandbox's compile pool (SandboxConfig.WithCompilePool).
+// It is the expensive step (tens of milliseconds for a small module, a second or two for
+// a Go guest), so it runs at upload and at start, never on the request path. Errors are
+// *Error: CodeInvalidModule with a message naming the problem, or CodeCompileBusy when
+// the pool has no room for it now.
 func (s *Sandbox) Compile(ctx context.Context, wasm []byte) (*Module, error) {
-	info, err := abi.Validate(wasm)
-	if err != nil {
-		e := &Error{Code: CodeInvalidModule, Status: statusOf(CodeInvalidModule), Message: err.Error()}
-		var abiErr *abi.Error
-		if errors.As(err, &abiErr) {
-			e.Reason = string(abiErr.Code)
-		}
-		return nil, e
-	}
-	metered, err := meter.Instrument(wasm)
-	if err != nil {
-		return nil, &Error{Code: CodeInvalidModule, Status: statusOf(CodeInvalidModule),
-			Reason: string(abi.ErrUnsupportedFeature), Message: "module cannot be metered: " + err.Error()}
-	}
-	compiled, err := s.runtime.CompileModule(ctx, metered)
-	if err != nil {
-		return nil, &Error{Code: CodeInvalidModule, Status: statusOf(CodeInvalidModule),
-			Message: "module does not compile: " + firstLine(err.Error())}
-	}
-	return &Module{Hash: HashOf(wasm), Size: len(wasm), Info: *info, compiled: compiled}, nil
+	return s.compile(ctx, wasm, false)
 }
 
 // Close releases the module's native code. Instances running it must be closed first.

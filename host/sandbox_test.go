@@ -98,8 +98,8 @@ func TestUploadErrors(t *testing.T) {
 		{"wrong ABI version", testdataWasm(t, "wrong_abi"), abi.ErrUnsupportedABIVersion, "ABI v2"},
 		{"unknown import", testdataWasm(t, "unknown_import"), abi.ErrUnknownImport, `"env"."fetch_url"`},
 		{"too large", make([]byte, abi.MaxModuleBytes+1), abi.ErrTooLarge, "limit"},
-		{"too many tables", abiModule(1, make([]uint32, abi.MaxTables+1), 0), abi.ErrBadTable, "defines 9 tables; the host allows at most 8"},
-		{"table minimum over the ceiling", tableModule(abi.CeilingLimits.TableElements + 1), abi.ErrBadTable, "minimum of 1048577 elements, above the ceiling of 1048576"},
+		{"too many tables", plainModule(1, make([]uint64, abi.MaxTables+1)...), abi.ErrBadTable, "defines 9 tables; the host allows at most 8"},
+		{"table minimum over the ceiling", plainModule(1, uint64(abi.CeilingLimits.TableElements)+1), abi.ErrBadTable, "minimum of 1048577 elements, above the ceiling of 1048576"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -377,7 +377,7 @@ func TestPipelineChecks(t *testing.T) {
 		{"config too large", PipelineSpec{Pre: []ModuleSpec{{Module: pre, Config: make([]byte, abi.MaxConfigBytes+1)}}}, "config of 65537 bytes"},
 		{"no module", PipelineSpec{Pre: []ModuleSpec{{}}}, "no module"},
 		{"too many modules", PipelineSpec{Pre: slices.Repeat([]ModuleSpec{{Module: pre}}, abi.MaxStageModules+1)}, "17 pre modules, over the limit of 16"},
-		{"minimums over the request's memory", PipelineSpec{Pre: slices.Repeat([]ModuleSpec{{Module: compileBytes(t, s, abiModule(4096, nil, 0)), Limits: abi.Limits{MemoryPages: 4096}}}, 3)},
+		{"minimums over the request's memory", PipelineSpec{Pre: slices.Repeat([]ModuleSpec{{Module: compileBytes(t, s, plainModule(4096)), Limits: abi.Limits{MemoryPages: 4096}}}, 3)},
 			"the modules need 768 MiB of memory and tables at start, over the request's total of 512 MiB for all its modules"},
 	}
 	for _, tt := range tests {
@@ -415,9 +415,9 @@ func TestRequestShape(t *testing.T) {
 	}{
 		{"not JSON", nil, `{"messages":`, CodeInvalidRequest, "invalid JSON at byte 12"},
 		{"not an object", []ModuleSpec{{Module: echo}}, `[1]`, CodeInvalidRequest, "array where an object is required"},
-		{"no messages, no pre module", nil, `{"prompt":"hi"}`, CodeInvalidRequest, "a request without messages"},
+		{"no messages, no pre module", nil, `{"prompt":"hi"}`, CodeInvalidRequest, "messages: missing"},
 		{"no messages after the pre stage", []ModuleSpec{{Module: echo}, {Module: echo}}, `{"prompt":"hi"}`, CodeInvalidOutput, "pre module 2"},
-		{"a role that is not a string", nil, `{"messages":[{"role":1}]}`, CodeInvalidRequest, "message 0 has no string role"},
+		{"a role that is not a string", nil, `{"messages":[{"role":1}]}`, CodeInvalidRequest, "messages[0].role: must be a string"},
 		{"invalid UTF-8", nil, "{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}", CodeInvalidRequest, "invalid UTF-8"},
 	}
 	for _, tt := range tests {

@@ -15,15 +15,22 @@ import (
 
 // Store keeps uploaded modules, content-addressed by the sha256 of their raw bytes,
 // under a data directory, and keeps each compiled for the life of the store. Modules
-// survive a restart: OpenStore recompiles them (from the compilation cache when the
-// sandbox has one). It is safe for concurrent use.
+// survive a restart: OpenStore recompiles them. It is safe for concurrent use.
 type Store struct {
 	sandbox *Sandbox
 	dir     string
 
-	putMu   sync.Mutex // serializes uploads: compiling is slow, and done once per module
 	mu      sync.RWMutex
 	modules map[string]*Module
+	puts    map[string]*put // uploads being compiled, by hash
+}
+
+// put is an upload being compiled; concurrent uploads of the same bytes wait for it
+// rather than compile them again.
+type put struct {
+	done chan struct{} // closed when m and err are set
+	m    *Module
+	err  error
 }
 
 // OpenStore opens (creating if needed) the module store in dir and compiles every module
@@ -33,7 +40,7 @@ func OpenStore(ctx context.Context, sandbox *Sandbox, dir string) (*Store, error
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("module store: %w", err)
 	}
-	s := &Store{sandbox: sandbox, dir: dir, modules: map[string]*Module{}}
+	s := &Store{sandbox: sandbox, dir: dir, modules: map[string]*Module{}, puts: map[string]*put{}}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("module store: %w", err)
@@ -50,7 +57,9 @@ func OpenStore(ctx context.Context, sandbox *Sandbox, dir string) (*Store, error
 		if sum := sha256.Sum256(wasm); hex.EncodeToString(sum[:]) != hexSum {
 			return nil, fmt.Errorf("module store: %s does not hash to its name: the file was altered", e.Name())
 		}
-		m, err := sandbox.Compile(ctx, wasm)
+		// Through the compile pool like uploads, but waiting for room: start-up has
+		// nothing else to do.
+		m, err := sandbox.compile(ctx, wasm, true)
 		if err != nil {
 			return nil, fmt.Errorf("module store: %s: %w", e.Name(), err)
 		}
@@ -60,18 +69,43 @@ func OpenStore(ctx context.Context, sandbox *Sandbox, dir string) (*Store, error
 }
 
 // Put validates, compiles and durably stores wasm, and returns the compiled module. It
-// is idempotent: the same bytes return the module already stored. Validation and
-// compile errors are *Error with CodeInvalidModule; nothing is written for them.
+// is idempotent: the same bytes return the module already stored, and concurrent Puts
+// of the same bytes compile them once. Uploads of different modules compile at once as
+// far as the sandbox's compile pool allows, and fail with CodeCompileBusy beyond it.
+// Validation and compile errors are *Error; nothing is written for them.
 func (s *Store) Put(ctx context.Context, wasm []byte) (*Module, error) {
 	hash := HashOf(wasm)
-	if m, ok := s.Get(hash); ok {
+	s.mu.Lock()
+	if m, ok := s.modules[hash]; ok {
+		s.mu.Unlock()
 		return m, nil
 	}
-	s.putMu.Lock()
-	defer s.putMu.Unlock()
-	if m, ok := s.Get(hash); ok { // stored by a concurrent upload meanwhile
-		return m, nil
+	if p, ok := s.puts[hash]; ok { // the same bytes, being compiled
+		s.mu.Unlock()
+		select {
+		case <-p.done:
+			return p.m, p.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	p := &put{done: make(chan struct{})}
+	s.puts[hash] = p
+	s.mu.Unlock()
+
+	p.m, p.err = s.compileAndWrite(ctx, hash, wasm)
+	s.mu.Lock()
+	if p.err == nil {
+		s.modules[hash] = p.m
+	}
+	delete(s.puts, hash)
+	s.mu.Unlock()
+	close(p.done)
+	return p.m, p.err
+}
+
+// compileAndWrite compiles wasm and writes it to the store's directory.
+func (s *Store) compileAndWrite(ctx context.Context, hash string, wasm []byte) (*Module, error) {
 	m, err := s.sandbox.Compile(ctx, wasm)
 	if err != nil {
 		return nil, err
@@ -80,9 +114,6 @@ func (s *Store) Put(ctx context.Context, wasm []byte) (*Module, error) {
 		m.Close(ctx)
 		return nil, fmt.Errorf("module store: %w", err)
 	}
-	s.mu.Lock()
-	s.modules[hash] = m
-	s.mu.Unlock()
 	return m, nil
 }
 
@@ -109,8 +140,6 @@ func (s *Store) List() []*Module {
 // Delete removes a module from disk and memory. Requests already holding it finish;
 // the caller must make sure no pipeline still refers to it.
 func (s *Store) Delete(ctx context.Context, hash string) error {
-	s.putMu.Lock()
-	defer s.putMu.Unlock()
 	s.mu.Lock()
 	m, ok := s.modules[hash]
 	delete(s.modules, hash)

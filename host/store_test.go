@@ -8,12 +8,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestStorePersistsAcrossRestart(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	cfg := NewSandboxConfig().WithCacheDir(filepath.Join(dir, "cache"))
+	cfg := NewSandboxConfig()
 	wasm := testdataWasm(t, "spec_example")
 
 	s1, err := NewSandbox(ctx, cfg)
@@ -105,5 +106,61 @@ func TestStoreRefusesAlteredFile(t *testing.T) {
 	var e *Error
 	if errors.As(err, &e) {
 		t.Fatalf("a storage fault came back as a module error: %v", e)
+	}
+}
+
+// TestStoreUploadsShareThePool checks that uploads of different modules at once go
+// through the compile pool: with its one place taken, an upload is refused with
+// CodeCompileBusy and nothing is stored. (TestStorePersistsAcrossRestart checks that
+// uploads of the same bytes at once share one compile instead.)
+func TestStoreUploadsShareThePool(t *testing.T) {
+	ctx := context.Background()
+	s := oneSlotSandbox(t)
+	st, err := OpenStore(ctx, s, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := takePlace(t, s) // another upload compiling
+	_, err = st.Put(ctx, testdataWasm(t, "spec_example"))
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeCompileBusy || e.RetryAfter < 1 {
+		t.Fatalf("Put with the pool full = %v, want compile_busy", err)
+	}
+	if len(st.List()) != 0 {
+		t.Fatal("a refused upload was stored")
+	}
+	release()
+	if _, err := st.Put(ctx, testdataWasm(t, "spec_example")); err != nil {
+		t.Fatalf("Put with the pool free: %v", err)
+	}
+}
+
+// TestOpenStoreWaitsForThePool checks that start-up compiles wait for a place in the
+// compile pool rather than fail.
+func TestOpenStoreWaitsForThePool(t *testing.T) {
+	ctx := context.Background()
+	s := oneSlotSandbox(t)
+	dir := t.TempDir()
+	st, err := OpenStore(ctx, s, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, testdataWasm(t, "post_only")); err != nil {
+		t.Fatal(err)
+	}
+	release := takePlace(t, s)
+	opened := make(chan error, 1)
+	go func() {
+		_, err := OpenStore(ctx, s, dir)
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		t.Fatalf("OpenStore returned %v while the pool was full", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	if err := receive(t, opened, "OpenStore once the pool had room"); err != nil {
+		t.Fatal(err)
 	}
 }

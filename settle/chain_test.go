@@ -2,6 +2,8 @@ package settle_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/big"
 	"sync"
 	"sync/atomic"
@@ -99,7 +101,8 @@ func TestChainEscrows(t *testing.T) {
 	e.chain.SetOffline(false)
 
 	// The client withdraws: the escrow is gone, and is not served from the cache, even
-	// when the chain is offline again.
+	// when the chain is offline again: for a TTL the host remembers it is gone, then it
+	// cannot tell.
 	e.send(e.client, address.MustParseRawAddr(acct), "0.05", escrow.WithdrawBody(4), nil)
 	e.succeeded(address.MustParseRawAddr(acct))
 	e.chain.Advance(escrowTTL)
@@ -107,7 +110,63 @@ func TestChainEscrows(t *testing.T) {
 	code(t, err, settle.CodeUnknownAccount, "no escrow at "+acct)
 	e.chain.SetOffline(true)
 	_, err = c.Escrow(ctx, acct)
+	code(t, err, settle.CodeUnknownAccount, "no escrow at "+acct)
+	e.chain.Advance(escrowTTL)
+	_, err = c.Escrow(ctx, acct)
 	code(t, err, settle.CodeUnavailable)
+}
+
+// TestChainEscrowsRemembersUnknown performs the attack of a client that names an
+// address with no escrow on every request: the chain is read once per TTL, not three
+// queries per request, also when the requests come at once; and clients naming ever
+// new addresses fill a bounded memory, not an unbounded one.
+func TestChainEscrowsRemembersUnknown(t *testing.T) {
+	e := newEnv(t)
+	api := &counting{APIClientWrapped: e.chain}
+	c := settle.NewChainEscrows(api, escrowTTL)
+	c.SetClock(e.chain.Now)
+	never := e.addr(e.params(1)).StringRaw()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 10 {
+				_, err := c.Escrow(ctx, never)
+				var se *settle.Error
+				if !errors.As(err, &se) || se.Code != settle.CodeUnknownAccount {
+					t.Errorf("err = %v, want unknown_account", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := api.reads.Load(); n != 1 {
+		t.Fatalf("80 requests naming one address with no escrow made %d chain reads, want 1", n)
+	}
+	// Deployed since: seen once the TTL has passed.
+	e.deploy(e.params(1), "1")
+	e.chain.Advance(escrowTTL)
+	if _, err := c.Escrow(ctx, never); err != nil || api.reads.Load() != 2 {
+		t.Fatalf("after the TTL: %v, %d chain reads", err, api.reads.Load())
+	}
+
+	c.SetLimits(4, 8)
+	for i := range 20 {
+		c.Escrow(ctx, fmt.Sprintf("0:%064x", i+1))
+		e.chain.Advance(time.Second) // each read later than the one before
+	}
+	for i := range 6 {
+		c.Escrow(ctx, e.deploy(e.params(uint64(10+i)), "1"))
+		e.chain.Advance(time.Second)
+	}
+	if cached, unknown := c.Remembered(); cached != 4 || unknown != 8 {
+		t.Fatalf("remembers %d escrows and %d unknown addresses, want at most 4 and 8", cached, unknown)
+	}
+	// The most recent are the ones kept.
+	before := api.reads.Load()
+	c.Escrow(ctx, fmt.Sprintf("0:%064x", 20))
+	if api.reads.Load() != before {
+		t.Error("the last unknown address read was forgotten first")
+	}
 }
 
 func TestChainEscrowsRefuseImpostors(t *testing.T) {

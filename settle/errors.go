@@ -1,6 +1,7 @@
 package settle
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 )
@@ -37,7 +38,15 @@ const (
 	// CodeUnavailable (503): the escrow cannot be read (the chain is unreachable and
 	// the host has never seen it) or the ledger failed.
 	CodeUnavailable = "settlement_unavailable"
+	// CodeIntegrity (503): the ledger's records of the account fail their integrity
+	// check (they were altered on the host's disk): the host neither serves nor charges
+	// the account until its operator restores them.
+	CodeIntegrity = "ledger_integrity"
 )
+
+// ErrIntegrity is wrapped by a Store's errors for an account whose records fail their
+// integrity check. The Service refuses such an account with CodeIntegrity.
+var ErrIntegrity = errors.New("settle: a ledger record fails its integrity check")
 
 // Status is the HTTP status of the error's code.
 func (e *Error) Status() int {

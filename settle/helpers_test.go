@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"testing"
@@ -71,7 +72,6 @@ type env struct {
 	escrows             *settle.ChainEscrows
 	pricer              *settle.Pricer
 	svc                 *settle.Service
-	committed           chan string // the accounts Service.Committed reported
 }
 
 func newEnv(t testing.TB) *env {
@@ -80,7 +80,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, chain: chain, clientKey: key(0xC1), hostKey: key(0x05), committed: make(chan string, 1024)}
+	e := &env{t: t, chain: chain, clientKey: key(0xC1), hostKey: key(0x05)}
 	e.client = e.wallet(1, "1000")
 	e.host = e.wallet(2, "10")
 	e.other = e.wallet(3, "10")
@@ -99,13 +99,7 @@ func newEnv(t testing.TB) *env {
 func (e *env) service(store settle.Store) *settle.Service {
 	e.t.Helper()
 	svc, err := settle.NewService(settle.Config{Store: store, Pricer: e.pricer, Escrows: e.escrows, Key: e.hostKey,
-		HostAddr: e.host.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Now: e.chain.Now,
-		Committed: func(account string) {
-			select {
-			case e.committed <- account:
-			default:
-			}
-		}})
+		HostAddr: e.host.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Now: e.chain.Now})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -114,7 +108,7 @@ func (e *env) service(store settle.Store) *settle.Service {
 
 func (e *env) openLedger(path string) *ledger.Ledger {
 	e.t.Helper()
-	l, err := ledger.Open(path)
+	l, err := ledger.Open(path, make([]byte, ledger.MinMACKey), ledger.WithLogger(slog.New(slog.NewTextHandler(e.t.Output(), nil))))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -233,24 +227,47 @@ func body(n int) []byte {
 	return fmt.Appendf(nil, `{"model":"m","messages":[{"role":"user","content":"question %d"}]}`, n)
 }
 
-// admission is a request to account for up to prompt and completion tokens, signed now
-// by the client key with a fresh nonce.
-func (e *env) admission(account string, b []byte, prompt, completion uint64) settle.Admission {
-	sr := settle.SignedRequest{Account: account, Timestamp: e.chain.Now().Unix(), Nonce: settle.NewNonce(),
-		Method: "POST", Path: "/v1/chat/completions", Body: b}
-	return e.sign(settle.Admission{Account: account, Signed: &sr, MaxPromptTokens: prompt, MaxCompletionTokens: completion, Model: "m"}, e.clientKey)
+// request is a request as a client sends it: signed with the escrow's client key
+// (Signed and Signature set) or under an API key the operator mapped to the account
+// (Signed nil). admit authenticates and admits it as the web layer does.
+type request struct {
+	settle.Admission
+	Signed    *settle.SignedRequest
+	Signature []byte
 }
 
-// sign (re)signs a's signed request with k.
-func (e *env) sign(a settle.Admission, k ed25519.PrivateKey) settle.Admission {
-	a.Signature = ed25519.Sign(k, a.Signed.SigningString())
-	return a
+// admission is a request to account for up to prompt and completion tokens, signed now
+// by the client key with a fresh nonce.
+func (e *env) admission(account string, b []byte, prompt, completion uint64) request {
+	sr := settle.SignedRequest{Account: account, Timestamp: e.chain.Now().Unix(), Nonce: settle.NewNonce(),
+		Method: "POST", Path: "/v1/chat/completions", Body: b}
+	return e.sign(request{Admission: settle.Admission{Account: account, MaxPromptTokens: prompt, MaxCompletionTokens: completion, Model: "m"},
+		Signed: &sr}, e.clientKey)
+}
+
+// sign (re)signs r's signed request with k.
+func (e *env) sign(r request, k ed25519.PrivateKey) request {
+	r.Signature = ed25519.Sign(k, r.Signed.SigningString())
+	return r
+}
+
+// admit authenticates r if it is signed, then admits it through svc.
+func (e *env) admit(svc *settle.Service, r request) (*settle.Ticket, error) {
+	a := r.Admission
+	if r.Signed != nil {
+		v, err := svc.Authenticate(ctx, *r.Signed, r.Signature)
+		if err != nil {
+			return nil, err
+		}
+		a.Verified = v
+	}
+	return svc.Admit(ctx, a)
 }
 
 // spend admits a request to account and finishes it at usage, returning the receipt.
 func (e *env) spend(svc *settle.Service, account string, n int, prompt, completion uint64) *settle.Receipt {
 	e.t.Helper()
-	tk, err := svc.Admit(ctx, e.admission(account, body(n), prompt, completion))
+	tk, err := e.admit(svc, e.admission(account, body(n), prompt, completion))
 	if err != nil {
 		e.t.Fatalf("admit %d: %v", n, err)
 	}

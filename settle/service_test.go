@@ -36,7 +36,7 @@ func TestAdmission(t *testing.T) {
 
 	now := e.chain.Now().Unix()
 	window := int64(settle.RequestWindow / time.Second)
-	signedAt := func(ts int64) settle.Admission {
+	signedAt := func(ts int64) request {
 		a := e.admission(good, body(0), 10, 10)
 		a.Signed.Timestamp = ts
 		return e.sign(a, e.clientKey)
@@ -46,7 +46,7 @@ func TestAdmission(t *testing.T) {
 
 	for _, tt := range []struct {
 		name   string
-		a      settle.Admission
+		a      request
 		code   string // "" if admitted
 		status int
 		want   []string // in the message
@@ -54,7 +54,7 @@ func TestAdmission(t *testing.T) {
 		{name: "signed", a: e.admission(good, body(0), 1000, 500)},
 		{name: "signed a window ago", a: signedAt(now - window)},
 		{name: "signed a window ahead", a: signedAt(now + window)},
-		{name: "by API key", a: settle.Admission{Account: good, Body: body(0), MaxPromptTokens: 10}},
+		{name: "by API key", a: request{Admission: settle.Admission{Account: good, Body: body(0), MaxPromptTokens: 10}}},
 		{"expired", signedAt(now - window - 1), settle.CodeExpired, 401, []string{fmt.Sprint(now - window - 1), "more than 5m0s"}},
 		{"from the future", signedAt(now + window + 1), settle.CodeExpired, 401, nil},
 		{"signed by another key", e.sign(e.admission(good, body(0), 10, 10), key(9)), settle.CodeBadSignature, 401, []string{"client key"}},
@@ -73,7 +73,7 @@ func TestAdmission(t *testing.T) {
 		{name: "exactly the deposit", a: e.admission(small, body(1), 490_000-11, 5)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			tk, err := e.svc.Admit(ctx, tt.a)
+			tk, err := e.admit(e.svc, tt.a)
 			if tt.code != "" {
 				if se := code(t, err, tt.code, tt.want...); se.Status() != tt.status {
 					t.Fatalf("status %d, want %d", se.Status(), tt.status)
@@ -114,9 +114,9 @@ func TestAdmitTimestampOverflow(t *testing.T) {
 	// 2⁵⁵ s · 10⁹ ns/s is a multiple of 2⁶⁴: it wraps to a distance of 0.
 	a := e.admission(good, body(0), 10, 10)
 	a.Signed.Timestamp -= 1 << 55
-	_, err := e.svc.Admit(ctx, e.sign(a, e.clientKey))
+	_, err := e.admit(e.svc, e.sign(a, e.clientKey))
 	code(t, err, settle.CodeExpired)
-	err = e.svc.Authenticate(ctx, *a.Signed, e.sign(a, e.clientKey).Signature)
+	_, err = e.svc.Authenticate(ctx, *a.Signed, e.sign(a, e.clientKey).Signature)
 	code(t, err, settle.CodeExpired)
 }
 
@@ -124,17 +124,17 @@ func TestAdmitReplay(t *testing.T) {
 	e := newEnv(t)
 	acct := e.deploy(e.params(1), "2")
 	a := e.admission(acct, body(0), 10, 10)
-	tk, err := e.svc.Admit(ctx, a)
+	tk, err := e.admit(e.svc, a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// While the first is running, and after its receipt is durable.
-	_, err = e.svc.Admit(ctx, a)
+	_, err = e.admit(e.svc, a)
 	code(t, err, settle.CodeReplay, "new nonce")
 	if _, err := tk.Finish(ctx, settle.Usage{PromptTokens: 5}, settle.StatusCompleted, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.svc.Admit(ctx, a)
+	_, err = e.admit(e.svc, a)
 	code(t, err, settle.CodeReplay)
 	// The same request signed again with a new nonce is a new request.
 	e.spend(e.svc, acct, 0, 10, 10)
@@ -149,7 +149,7 @@ func TestReplayWithIdempotencyKey(t *testing.T) {
 	e := newEnv(t)
 	acct := e.deploy(e.params(1), "2")
 	a := e.admission(acct, body(0), 10, 10)
-	tk, err := e.svc.Admit(ctx, a)
+	tk, err := e.admit(e.svc, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestReplayWithIdempotencyKey(t *testing.T) {
 	for i := range 3 {
 		replay := a // the same headers and body, signature and all
 		replay.IdempotencyKey = fmt.Sprint("attacker-", i)
-		if tk, err := e.svc.Admit(ctx, replay); err == nil {
+		if tk, err := e.admit(e.svc, replay); err == nil {
 			tk.Finish(ctx, settle.Usage{PromptTokens: 5}, settle.StatusCompleted, nil)
 			t.Fatalf("replay %d with a new idempotency key admitted; the escrow now has %d receipts", i, e.totals(acct).LastSeq)
 		}
@@ -171,7 +171,7 @@ func TestIdempotency(t *testing.T) {
 	acct := e.deploy(e.params(1), "2")
 	other := e.deploy(e.params(2), "2")
 	// with is a request with an idempotency key, signed afresh each time (a retry).
-	with := func(account, key string, b []byte) settle.Admission {
+	with := func(account, key string, b []byte) request {
 		a := e.admission(account, b, 100, 100)
 		signed := *a.Signed
 		signed.IdempotencyKey = key
@@ -179,15 +179,15 @@ func TestIdempotency(t *testing.T) {
 		return e.sign(a, e.clientKey)
 	}
 
-	first, err := e.svc.Admit(ctx, with(acct, "k1", body(1)))
+	first, err := e.admit(e.svc, with(acct, "k1", body(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.svc.Admit(ctx, with(acct, "k1", body(1)))
+	_, err = e.admit(e.svc, with(acct, "k1", body(1)))
 	if se := code(t, err, settle.CodeInProgress, `"k1"`); se.Status() != 409 {
 		t.Fatalf("in progress: status %d", se.Status())
 	}
-	_, err = e.svc.Admit(ctx, with(acct, "k1", body(2)))
+	_, err = e.admit(e.svc, with(acct, "k1", body(2)))
 	if se := code(t, err, settle.CodeIdempotencyMismatch, `"k1"`); se.Status() != 422 {
 		t.Fatalf("mismatch: status %d", se.Status())
 	}
@@ -198,11 +198,11 @@ func TestIdempotency(t *testing.T) {
 
 	// Completed: the retry gets the first receipt and response, signed or by API key,
 	// and is not charged again.
-	for name, a := range map[string]settle.Admission{
+	for name, a := range map[string]request{
 		"signed":     with(acct, "k1", body(1)),
-		"by API key": {Account: acct, Method: "POST", Path: "/v1/chat/completions", Body: body(1), IdempotencyKey: "k1", MaxPromptTokens: 100},
+		"by API key": {Admission: settle.Admission{Account: acct, Method: "POST", Path: "/v1/chat/completions", Body: body(1), IdempotencyKey: "k1", MaxPromptTokens: 100}},
 	} {
-		_, err := e.svc.Admit(ctx, a)
+		_, err := e.admit(e.svc, a)
 		var done *settle.IdempotentError
 		if !errors.As(err, &done) || done.Err != nil {
 			t.Fatalf("%s retry: %v, want a completed *settle.IdempotentError", name, err)
@@ -215,7 +215,7 @@ func TestIdempotency(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = e.svc.Admit(ctx, with(acct, "k1", body(2)))
+	_, err = e.admit(e.svc, with(acct, "k1", body(2)))
 	code(t, err, settle.CodeIdempotencyMismatch)
 	if tot := e.totals(acct); tot.LastSeq != 1 || tot.Held != 0 || tot.Cumulative != receipt.Cost {
 		t.Fatalf("totals after retries %+v, want the one receipt", tot)
@@ -224,10 +224,82 @@ func TestIdempotency(t *testing.T) {
 	e.spendWith(with(other, "k1", body(1)))
 }
 
+// TestRetryAfterCancel: a request whose client went away is charged what it got and
+// may be retried under its idempotency key, signed afresh; the cancelled attempt itself
+// cannot be sent again, by its client or by whoever captured it.
+func TestRetryAfterCancel(t *testing.T) {
+	e := newEnv(t)
+	acct := e.deploy(e.params(1), "2")
+	with := func(key string) request {
+		a := e.admission(acct, body(1), 100, 100)
+		a.Signed.IdempotencyKey, a.IdempotencyKey = key, key
+		return e.sign(a, e.clientKey)
+	}
+	first := with("k")
+	tk, err := e.admit(e.svc, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, err := tk.Finish(ctx, settle.Usage{PromptTokens: 10, CompletionTokens: 3}, settle.StatusCancelled, []byte("cut"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.admit(e.svc, first)
+	code(t, err, settle.CodeReplay)
+	retry, err := e.admit(e.svc, with("k"))
+	if err != nil {
+		t.Fatalf("retry after a cancelled attempt: %v", err)
+	}
+	done, err := retry.Finish(ctx, settle.Usage{PromptTokens: 10, CompletionTokens: 30}, settle.StatusCompleted, []byte("whole"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.admit(e.svc, with("k"))
+	var idem *settle.IdempotentError
+	if !errors.As(err, &idem) || string(idem.Response) != "whole" || idem.Receipt.Seq != done.Seq {
+		t.Fatalf("a retry after completion: %v, want the completed answer", err)
+	}
+	if rs, cum := e.chainOf(acct); len(rs) != 2 || cum != cut.Cost+done.Cost || rs[0].RequestHash != rs[1].RequestHash {
+		t.Fatalf("%d receipts adding up to %d, want the cut and the whole attempt", len(rs), cum)
+	}
+}
+
+// TestTicketRelease: a ticket given up without a receipt (a request that panicked)
+// frees its hold and its request, and charges nothing; releasing it again, or after a
+// Finish, does nothing.
+func TestTicketRelease(t *testing.T) {
+	e := newEnv(t)
+	acct := e.deploy(e.params(1), "2")
+	a := e.admission(acct, body(0), 100, 100)
+	tk, err := e.admit(e.svc, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.Release()
+	tk.Release()
+	if tot := e.totals(acct); tot.Held != 0 || tot.LastSeq != 0 {
+		t.Fatalf("after Release: %+v", tot)
+	}
+	if _, err := tk.Finish(ctx, settle.Usage{PromptTokens: 1}, settle.StatusCompleted, nil); err == nil {
+		t.Fatal("a released ticket was finished")
+	}
+	tk, err = e.admit(e.svc, a)
+	if err != nil {
+		t.Fatalf("the released request again: %v", err)
+	}
+	if _, err := tk.Finish(ctx, settle.Usage{PromptTokens: 1}, settle.StatusCompleted, nil); err != nil {
+		t.Fatal(err)
+	}
+	tk.Release()
+	if tot := e.totals(acct); tot.Held != 0 || tot.LastSeq != 1 {
+		t.Fatalf("Release after Finish: %+v", tot)
+	}
+}
+
 // spendWith admits a and finishes it with a little usage.
-func (e *env) spendWith(a settle.Admission) *settle.Receipt {
+func (e *env) spendWith(a request) *settle.Receipt {
 	e.t.Helper()
-	tk, err := e.svc.Admit(ctx, a)
+	tk, err := e.admit(e.svc, a)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -245,23 +317,23 @@ func TestFinish(t *testing.T) {
 	e := newEnv(t)
 	acct := e.deploy(e.params(1), "2")
 
-	atIdle, err := e.svc.Admit(ctx, e.admission(acct, body(1), 100, 50))
+	atIdle, err := e.admit(e.svc, e.admission(acct, body(1), 100, 50))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.pricer.Observe(1, 1) // the host is full: the price triples
-	atFull, err := e.svc.Admit(ctx, e.admission(acct, body(2), 100, 50))
+	atFull, err := e.admit(e.svc, e.admission(acct, body(2), 100, 50))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if atFull.Quote().LoadMilli != 3000 || atFull.MaxCost() != 3*atIdle.MaxCost() {
 		t.Fatalf("admitted at load %d for %d, want 3000 for %d", atFull.Quote().LoadMilli, atFull.MaxCost(), 3*atIdle.MaxCost())
 	}
-	failed, err := e.svc.Admit(ctx, e.admission(acct, body(3), 100, 50))
+	failed, err := e.admit(e.svc, e.admission(acct, body(3), 100, 50))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cancelled, err := e.svc.Admit(ctx, e.admission(acct, body(4), 100, 50))
+	cancelled, err := e.admit(e.svc, e.admission(acct, body(4), 100, 50))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,14 +364,6 @@ func TestFinish(t *testing.T) {
 		}
 		if err := r.Verify(e.svc.PublicKey()); err != nil {
 			t.Fatal(err)
-		}
-		select { // Committed runs before Finish returns
-		case got := <-e.committed:
-			if got != acct {
-				t.Fatalf("Committed(%q), want %q", got, acct)
-			}
-		default:
-			t.Fatal("Committed was not called")
 		}
 	}
 	rs, cum := e.chainOf(acct)
@@ -350,7 +414,7 @@ func TestConcurrentAdmissionsNeverOverspend(t *testing.T) {
 	for g := range 16 {
 		wg.Go(func() {
 			for i := range 8 {
-				tk, err := e.svc.Admit(ctx, e.admission(acct, body(g*8+i), 999, 0))
+				tk, err := e.admit(e.svc, e.admission(acct, body(g*8+i), 999, 0))
 				var se *settle.Error
 				switch {
 				case errors.As(err, &se) && se.Code == settle.CodeInsufficient:
@@ -380,7 +444,7 @@ func TestConcurrentAdmissionsNeverOverspend(t *testing.T) {
 	// Fill what concurrency left, one at a time, until one is refused.
 	total := admitted.Load()
 	for i := 0; ; i++ {
-		tk, err := e.svc.Admit(ctx, e.admission(acct, body(1000+i), 999, 0))
+		tk, err := e.admit(e.svc, e.admission(acct, body(1000+i), 999, 0))
 		if err != nil {
 			code(t, err, settle.CodeInsufficient, "has 0.0 TON unspent and unreserved")
 			break
@@ -424,7 +488,7 @@ func TestFinishReleasesAfterFailedCommit(t *testing.T) {
 	store := &failingCommits{Ledger: e.ledger}
 	svc := e.service(store)
 	a := e.admission(acct, body(0), 100, 100)
-	tk, err := svc.Admit(ctx, a)
+	tk, err := e.admit(svc, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +504,7 @@ func TestFinishReleasesAfterFailedCommit(t *testing.T) {
 	}
 	// The request was never billed, so the client may send it again.
 	store.fail.Store(false)
-	if tk, err = svc.Admit(ctx, a); err != nil {
+	if tk, err = e.admit(svc, a); err != nil {
 		t.Fatalf("the same request after a failed commit: %v", err)
 	}
 	if r, err := tk.Finish(ctx, settle.Usage{PromptTokens: 10}, settle.StatusCompleted, nil); err != nil || r.Seq != 1 {
@@ -448,7 +512,7 @@ func TestFinishReleasesAfterFailedCommit(t *testing.T) {
 	}
 
 	// A closed ledger: the error, and after a restart no trace of the request.
-	tk, err = e.svc.Admit(ctx, e.admission(acct, body(1), 100, 100))
+	tk, err = e.admit(e.svc, e.admission(acct, body(1), 100, 100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +520,7 @@ func TestFinishReleasesAfterFailedCommit(t *testing.T) {
 	if _, err := tk.Finish(ctx, settle.Usage{PromptTokens: 10}, settle.StatusCompleted, nil); !errors.Is(err, ledger.ErrClosed) {
 		t.Fatalf("Finish on a closed ledger: %v", err)
 	}
-	_, err = e.svc.Admit(ctx, e.admission(acct, body(2), 100, 100))
+	_, err = e.admit(e.svc, e.admission(acct, body(2), 100, 100))
 	code(t, err, settle.CodeUnavailable)
 	e.ledger = e.openLedger(e.ledgerPath)
 	if tot := e.totals(acct); tot.LastSeq != 1 || tot.Held != 0 {
@@ -470,20 +534,30 @@ func TestAuthenticate(t *testing.T) {
 	a := e.admission(acct, nil, 0, 0)
 	a.Signed.Method, a.Signed.Path = "GET", "/v1/accounts/"+acct
 	a = e.sign(a, e.clientKey)
+	authenticate := func(r settle.SignedRequest, sig []byte) error {
+		_, err := e.svc.Authenticate(ctx, r, sig)
+		return err
+	}
 	for range 2 { // reads may repeat
-		if err := e.svc.Authenticate(ctx, *a.Signed, a.Signature); err != nil {
+		if err := authenticate(*a.Signed, a.Signature); err != nil {
 			t.Fatal(err)
 		}
 	}
-	code(t, e.svc.Authenticate(ctx, *a.Signed, e.sign(a, key(9)).Signature), settle.CodeBadSignature)
+	code(t, authenticate(*a.Signed, e.sign(a, key(9)).Signature), settle.CodeBadSignature)
 	old := *a.Signed
 	old.Timestamp -= int64(settle.RequestWindow/time.Second) + 1
-	code(t, e.svc.Authenticate(ctx, old, e.sign(settle.Admission{Signed: &old}, e.clientKey).Signature), settle.CodeExpired)
+	code(t, authenticate(old, e.sign(request{Signed: &old}, e.clientKey).Signature), settle.CodeExpired)
 	never := *a.Signed
 	never.Account = e.addr(e.params(2)).StringRaw()
-	code(t, e.svc.Authenticate(ctx, never, e.sign(settle.Admission{Signed: &never}, e.clientKey).Signature), settle.CodeUnknownAccount)
+	code(t, authenticate(never, e.sign(request{Signed: &never}, e.clientKey).Signature), settle.CodeUnknownAccount)
+	// An escrow of the same client for another host is no credential here.
+	p := e.params(3)
+	p.HostKey = pub(key(9))
+	elsewhere := *a.Signed
+	elsewhere.Account = e.deploy(p, "1")
+	code(t, authenticate(elsewhere, e.sign(request{Signed: &elsewhere}, e.clientKey).Signature), settle.CodeUnknownAccount, "another host")
 	// Nothing was recorded: the same signed request is still admissible once.
-	if _, err := e.svc.Admit(ctx, a); err != nil {
+	if _, err := e.admit(e.svc, a); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -47,8 +47,11 @@ const maxChargesPerMessage = 255
 
 // Settler commits the ledger's charges to the escrows on-chain, in batches: an account
 // is charged when its unsettled amount passes the threshold, when it has waited the
-// maximum delay, or at once when its client has asked for a withdrawal (the host must
-// charge before the escrow's timeout). Each charge is the account's cumulative total
+// maximum delay, or when its client has asked for a withdrawal (the host must charge
+// before the escrow's timeout). Each round reads the escrow of every account with an
+// unsettled amount, so a withdrawal request is charged at the first round after it
+// lands on-chain: within Interval, far inside the escrow's timeout (an hour at least,
+// Config.MinTimeout). Each charge is the account's cumulative total
 // signed by the settlement key, so a charge sent twice, or lost and sent again later, is
 // harmless: the contract only ever pays the difference to what it paid before. When the
 // chain is unreachable the charges wait in the ledger for the next round.
@@ -86,7 +89,9 @@ func NewSettler(cfg SettlerConfig) (*Settler, error) {
 }
 
 // Run settles every Interval until ctx is done. Failures are logged and retried at the
-// next round.
+// next round. A round under way when ctx is done stops at its next chain query (what it
+// sent is harmless: the next start sends the same cumulative totals), and Run returns
+// only once it has: whoever waits for Run may then close the Store and the API.
 func (s *Settler) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()

@@ -125,7 +125,8 @@ func (e *env) gain(before *big.Int, charged uint64, charges int) {
 
 // TestSettlerBatches follows four escrows through the batching rules: under the
 // threshold nothing is sent; past it, every due escrow is charged in one wallet
-// transaction; a closing escrow is charged at once; the rest after the maximum delay.
+// transaction; a closing escrow is charged at the next round; the rest after the
+// maximum delay.
 func TestSettlerBatches(t *testing.T) {
 	e := newEnv(t)
 	s := e.settler("1", time.Hour)
@@ -153,7 +154,7 @@ func TestSettlerBatches(t *testing.T) {
 	e.settle(s)
 	e.unsettled(a, c, d)
 
-	// d's client asks for its money back: d is charged at once.
+	// d's client asks for its money back: d is charged at the next round.
 	e.requestWithdrawal(d)
 	e.settle(s, d)
 	e.unsettled(a, c)
@@ -271,7 +272,7 @@ func TestSettlerOffline(t *testing.T) {
 	e.chain.Advance(2 * time.Hour)
 	e.spendTON(a, 2, "1")
 	e.spendTON(b, 3, "1")
-	_, err := e.svc.Admit(ctx, e.admission(a, body(4), nano("1")/1000, 0))
+	_, err := e.admit(e.svc, e.admission(a, body(4), nano("1")/1000, 0))
 	code(t, err, settle.CodeInsufficient, "has 0.79 TON unspent") // 2.99 - 2.2
 	if _, err := s.Settle(ctx); !errors.Is(err, tonemu.ErrOffline) {
 		t.Fatalf("offline Settle: %v", err)

@@ -20,23 +20,31 @@ import (
 type Store interface {
 	// Reserve creates a hold of r.MaxCost on r.Account if the account's cumulative total
 	// plus its open holds plus r.MaxCost is at most r.Limit; otherwise it returns an
-	// *InsufficientError saying how much is missing. It returns ErrReplay if r.RequestHash
-	// was seen on this account before (and not yet pruned, see Prune). With an
-	// r.IdempotencyKey already used on the account it returns *IdempotentError: with
-	// the stored response if that request finished, ErrInProgress if it has not, and
-	// ErrIdempotencyMismatch if it was for another request hash.
+	// *InsufficientError saying how much is missing. With an r.IdempotencyKey already
+	// used on the account it returns *IdempotentError: with the stored response if that
+	// request finished, ErrInProgress if it has not, and ErrIdempotencyMismatch if it
+	// was for another request hash; a key whose request was cancelled is free (see
+	// Commit). Otherwise it returns ErrReplay if r.RequestHash or r.SignatureHash was
+	// seen on this account before (and not yet pruned, see Prune).
 	Reserve(ctx context.Context, r Reservation) (HoldID, error)
 
 	// Commit turns a hold into the account's next receipt: it sets the receipt's Seq to
 	// the account's last Seq plus one and its Cumulative to the last Cumulative plus
 	// r.Cost, calls sign (which must sign the receipt; it runs inside the transaction),
-	// stores the receipt, the response for the hold's idempotency key (if any) and
-	// releases the hold. r.Cost must not exceed the hold's MaxCost.
+	// stores the receipt, records the hold's request and signature hashes, stores the
+	// response for the hold's idempotency key (if any) and releases the hold. r.Cost
+	// must not exceed the hold's MaxCost.
+	//
+	// A receipt with StatusCancelled (the client went away) records no idempotency
+	// record and not the request hash of a hold with an idempotency key (which names
+	// the key, not the attempt): its key is free, and a retry with it runs the request
+	// again instead of replaying a cut answer. Its signature hash is recorded, so the
+	// same signed attempt cannot be sent again.
 	Commit(ctx context.Context, id HoldID, r *Receipt, response []byte, sign func(*Receipt)) error
 
-	// Release drops a hold without a receipt (a Commit that failed): its amount, request
-	// hash and idempotency key are free again. It returns ErrUnknownHold for a hold that
-	// is committed or released.
+	// Release drops a hold without a receipt (a Commit that failed, a request that
+	// panicked): its amount, request and signature hashes and idempotency key are free
+	// again. It returns ErrUnknownHold for a hold that is committed or released.
 	Release(id HoldID) error
 
 	// Account returns an account's totals; an unknown account has zero totals.
@@ -65,8 +73,13 @@ type HoldID uint64
 
 // Reservation is what Reserve holds.
 type Reservation struct {
-	Account        string
-	RequestHash    string
+	Account string
+	// RequestHash names the request in its receipt; with an IdempotencyKey it is
+	// derived from the key, so every retry has the same one.
+	RequestHash string
+	// SignatureHash, optional, names the signed attempt of a request with an
+	// IdempotencyKey (the hash of what the client signed, nonce included).
+	SignatureHash  string
 	IdempotencyKey string // optional
 	MaxCost        uint64
 	// Limit is the account's spendable total: its escrow's deposit.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,22 +20,15 @@ import (
 // credential: evidence holds only public values, and a client checks it before it
 // trusts the host with one.
 func (s *Server) bootAttestation(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Attestation == nil {
-		s.writeError(w, r, noAttestation())
-		return
-	}
 	writeJSON(w, http.StatusOK, s.cfg.Attestation.BootEvidence())
 }
 
 // pipelineAttestation answers GET /v1/pipelines/{id}/attestation?nonce=<hex> with
 // pipeline evidence: a fresh quote binding the client's nonce, the pipeline's manifest
 // and the host key. A bad nonce is a 400 and an unknown pipeline a 404, both before a
-// quote is spent; over the quote rate the answer is a 429 with Retry-After.
+// quote is spent; over the caller's share of the quote rate, or the host's, the answer
+// is a 429 with Retry-After.
 func (s *Server) pipelineAttestation(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Attestation == nil {
-		s.writeError(w, r, noAttestation())
-		return
-	}
 	nonce, err := parseNonce(r.URL.Query().Get("nonce"))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -45,11 +39,8 @@ func (s *Server) pipelineAttestation(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if wait, ok := s.quotes.take(time.Now()); !ok {
-		ae := errorf(http.StatusTooManyRequests, typeRateLimit, "quote_rate_limited",
-			"quotes are rate-limited to %d per second on this host: retry shortly, or verify once and check response signatures", s.cfg.MaxQuotesPerSecond)
-		ae.RetryAfter = int(math.Ceil(wait.Seconds()))
-		s.writeError(w, r, ae)
+	if err := s.quotes.take(principalOf(r.Context()).ID, time.Now()); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	ev, err := s.cfg.Attestation.PipelineEvidence(r.Context(), nonce, e.Manifest.Canonical())
@@ -79,32 +70,78 @@ func parseNonce(v string) ([]byte, error) {
 	return b, nil
 }
 
-// tokenBucket limits an event to rate per second with bursts of up to rate. It is safe
-// for concurrent use.
-type tokenBucket struct {
-	mu     sync.Mutex
-	rate   float64
+// quoteLimiter spends the host's fresh quotes: at most rate per second host-wide,
+// with bursts of rate, and at most half of that for any one credential (bursts of half
+// the rate, at least one), so that no client can take the quotes every other client
+// needs to verify the host. It is safe for concurrent use.
+//
+// It keeps a bucket only for the credentials that got a quote and whose share has not
+// refilled since: a full bucket is the same as none. A share refills within
+// max(1, 2/rate) seconds, and within that time at most rate + rate·max(1, 2/rate)
+// quotes are granted, so at most 2·rate + 1 buckets are kept however many credentials
+// ask: the memory is bounded by the quote rate, not by the number of clients.
+type quoteLimiter struct {
+	rate        float64 // host-wide per second, and the host's burst
+	share       float64 // a credential's per second, and its burst (at least 1)
+	mu          sync.Mutex
+	host        bucket
+	credentials map[string]*bucket
+}
+
+// bucket is a token bucket: tokens left at last.
+type bucket struct {
 	tokens float64
 	last   time.Time
 }
 
-func newTokenBucket(rate int) *tokenBucket {
-	return &tokenBucket{rate: float64(rate), tokens: float64(rate)}
+func newQuoteLimiter(rate int) *quoteLimiter {
+	return &quoteLimiter{rate: float64(rate), share: float64(rate) / 2, host: bucket{tokens: float64(rate)}, credentials: map[string]*bucket{}}
 }
 
-// take spends a token at now if one is left; otherwise it says how long until one is.
-func (b *tokenBucket) take(now time.Time) (wait time.Duration, ok bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// refill adds what rate per second brought since the last time, up to burst, and
+// returns how long until a token is there (0 if one is).
+func (b *bucket) refill(now time.Time, rate, burst float64) time.Duration {
 	if !b.last.IsZero() {
-		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
 	}
 	b.last = now
 	if b.tokens >= 1 {
-		b.tokens--
-		return 0, true
+		return 0
 	}
-	return time.Duration((1 - b.tokens) / b.rate * float64(time.Second)), false
+	return time.Duration((1 - b.tokens) / rate * float64(time.Second))
+}
+
+// take spends a quote for credential at now, or returns the 429 that says how long
+// to wait. Cost: a map lookup, and a walk of the few buckets kept (see quoteLimiter).
+func (l *quoteLimiter) take(credential string, now time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	burst := max(1, l.share)
+	own := l.credentials[credential]
+	if own == nil {
+		own = &bucket{tokens: burst}
+	}
+	if wait := own.refill(now, l.share, burst); wait > 0 {
+		return quoteLimited(wait, "%s quotes per second for each credential: verify once, then check response signatures", strconv.FormatFloat(l.share, 'f', -1, 64))
+	}
+	if wait := l.host.refill(now, l.rate, l.rate); wait > 0 {
+		return quoteLimited(wait, "%s quotes per second on this host: retry shortly", strconv.FormatFloat(l.rate, 'f', -1, 64))
+	}
+	l.host.tokens--
+	own.tokens--
+	for c, b := range l.credentials {
+		if b.refill(now, l.share, burst); b.tokens >= burst {
+			delete(l.credentials, c)
+		}
+	}
+	l.credentials[credential] = own
+	return nil
+}
+
+func quoteLimited(wait time.Duration, format string, args ...any) *apiError {
+	e := errorf(http.StatusTooManyRequests, typeRateLimit, "quote_rate_limited", "quotes are rate-limited to "+format, args...)
+	e.RetryAfter = int(math.Ceil(wait.Seconds()))
+	return e
 }
 
 // responseSigner accumulates what a chat response's signature covers.

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,6 +20,21 @@ import (
 // trusts the simulator's root.
 func attested(t *testing.T, configure ...func(*Config, *recorder)) (*fixture, *x509.CertPool) {
 	t.Helper()
+	h, sim := bootSim(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(sim.Root())
+	f := newFixture(t, append([]func(*Config, *recorder){func(c *Config, _ *recorder) { c.Attestation = h }}, configure...)...)
+	return f, roots
+}
+
+// simAttestation is an attested host on the simulator.
+func simAttestation(t *testing.T) *attest.Host {
+	h, _ := bootSim(t)
+	return h
+}
+
+func bootSim(t *testing.T) (*attest.Host, *attest.Sim) {
+	t.Helper()
 	engine, _ := shared(t)
 	sim, err := attest.NewSim(t.TempDir())
 	if err != nil {
@@ -28,10 +44,7 @@ func attested(t *testing.T, configure ...func(*Config, *recorder)) (*fixture, *x
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(sim.Root())
-	f := newFixture(t, append([]func(*Config, *recorder){func(c *Config, _ *recorder) { c.Attestation = h }}, configure...)...)
-	return f, roots
+	return h, sim
 }
 
 // verifyEvidence checks the quote, the event log against RTMR3, and returns the quote.
@@ -152,37 +165,66 @@ func TestPipelineAttestationRefusals(t *testing.T) {
 	}
 }
 
+// TestPipelineAttestationRateLimit performs the attack of one client spending the
+// host's quotes: it gets its share, and then a 429 while another client still gets
+// evidence.
 func TestPipelineAttestationRateLimit(t *testing.T) {
-	f, _ := attested(t, func(c *Config, _ *recorder) { c.MaxQuotesPerSecond = 1 })
+	f, _ := attested(t, func(c *Config, _ *recorder) { c.MaxQuotesPerSecond = 2 })
 	id := pushExample(t, f)
 	path := "/v1/pipelines/" + id + "/attestation?nonce=" + strings.Repeat("cd", 16)
 	if res := f.do("GET", path, ownerKey, nil); res.status != http.StatusOK {
 		t.Fatalf("first quote: %d %s", res.status, res.body)
 	}
 	res := f.do("GET", path, ownerKey, nil)
-	if res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") != "1" || res.apiErr(t).Code != "quote_rate_limited" {
-		t.Errorf("second quote at once: %d %s %s", res.status, res.header, res.body)
+	if e := res.apiErr(t); res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") != "1" || e.Code != "quote_rate_limited" ||
+		!strings.Contains(e.Message, "1 quotes per second for each credential") {
+		t.Errorf("the same client at once: %d %s %s", res.status, res.header, res.body)
+	}
+	if res := f.do("GET", path, otherKey, nil); res.status != http.StatusOK {
+		t.Errorf("another client after the first took its share: %d %s", res.status, res.body)
+	}
+	if res := f.do("GET", path, telegramAuth(t), nil); res.status != http.StatusTooManyRequests || !strings.Contains(res.apiErr(t).Message, "2 quotes per second on this host") {
+		t.Errorf("a third client over the host's rate: %d %s", res.status, res.body)
 	}
 }
 
-func TestTokenBucket(t *testing.T) {
+func TestQuoteLimiter(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	b := newTokenBucket(2)
+	l := newQuoteLimiter(2) // 2 per second host-wide, bursts of 2; 1 per second per credential
 	for i, tc := range []struct {
 		at   time.Duration
-		ok   bool
-		wait time.Duration
+		who  string
+		wait int // Retry-After of a refusal; 0 for a quote
 	}{
-		{0, true, 0}, {0, true, 0}, // the burst
-		{0, false, 500 * time.Millisecond},
-		{250 * time.Millisecond, false, 250 * time.Millisecond},
-		{500 * time.Millisecond, true, 0},
-		{10 * time.Second, true, 0}, {10 * time.Second, true, 0}, // refilled, to the burst only
-		{10 * time.Second, false, 500 * time.Millisecond},
+		{0, "a", 0}, {0, "a", 1}, // a's share
+		{0, "b", 0}, // the host's burst
+		{0, "c", 1}, // the host's rate
+		{500 * time.Millisecond, "c", 0},
+		{600 * time.Millisecond, "a", 1},
+		{time.Second, "a", 0}, // a's share refilled
+		{10 * time.Second, "a", 0}, {10 * time.Second, "a", 1},
 	} {
-		wait, ok := b.take(t0.Add(tc.at))
-		if ok != tc.ok || (wait-tc.wait).Abs() > time.Millisecond {
-			t.Errorf("take %d at %v: %v %v, want %v %v", i, tc.at, wait, ok, tc.wait, tc.ok)
+		err := l.take(tc.who, t0.Add(tc.at))
+		var e *apiError
+		switch {
+		case tc.wait == 0 && err != nil:
+			t.Errorf("take %d (%s at %v): %v, want a quote", i, tc.who, tc.at, err)
+		case tc.wait != 0 && (!errors.As(err, &e) || e.Status != 429 || e.RetryAfter != tc.wait):
+			t.Errorf("take %d (%s at %v): %v, want a 429 with Retry-After %d", i, tc.who, tc.at, err, tc.wait)
+		}
+	}
+	// However many clients ask, only those whose share has not refilled are kept.
+	for i := range 10_000 {
+		l.take(fmt.Sprint("client-", i), t0.Add(20*time.Second+time.Duration(i)*time.Millisecond))
+	}
+	if n := len(l.credentials); n > 2*2+1 {
+		t.Errorf("%d credentials kept after 10,000 asked, want at most twice the rate + 1", n)
+	}
+	// A credential's burst is half the host's.
+	l = newQuoteLimiter(10)
+	for i := range 6 {
+		if err := l.take("a", t0); (err == nil) != (i < 5) {
+			t.Errorf("take %d of a burst at rate 10: %v", i, err)
 		}
 	}
 }

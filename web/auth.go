@@ -25,22 +25,32 @@ type APIKey struct {
 
 // principal is who made a request.
 type principal struct {
-	// ID is "key:<name>" or "telegram:<user id>": the identity pipelines are owned by.
+	// ID is "key:<name>", "telegram:<user id>" or "account:<escrow>": the identity
+	// pipelines are owned by and rate limits are kept per.
 	ID string
 	// Owner is set for credentials that may upload and delete pipelines.
 	Owner bool
 	// Account is the escrow (raw address) the principal's requests are billed to.
 	Account string
-	// Signed is set when the request is signed with the escrow's client key: the
-	// signature covers the body, so it is checked by the handler (see settle.Admit).
-	Signed bool
+	// Verified is the request of a principal that signed with an escrow's client key,
+	// its signature checked (settle.Service.Authenticate); nil for other credentials.
+	Verified *settle.VerifiedRequest
 }
 
-type principalKey struct{}
+type (
+	principalKey struct{}
+	bodyKey      struct{}
+)
 
 func principalOf(ctx context.Context) principal {
 	p, _ := ctx.Value(principalKey{}).(principal)
 	return p
+}
+
+// bodyOf is the body that authenticate read, on routes that take one.
+func bodyOf(ctx context.Context) []byte {
+	b, _ := ctx.Value(bodyKey{}).([]byte)
+	return b
 }
 
 // keyring checks API keys in constant time: each candidate is compared, by its sha256
@@ -72,57 +82,101 @@ func (k keyring) lookup(key string) (name, account string, ok bool) {
 	return name, account, ok
 }
 
-// authenticate lets through requests with a valid API key ("Authorization: Bearer
-// KEY") or valid Telegram Mini App init data ("Authorization: tma INITDATA"), and
-// answers 401 to the rest.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.principal(r, time.Now())
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="cocoon"`)
-			s.writeError(w, r, err)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
-	})
+// authenticate returns the middleware that lets through requests with a valid
+// credential and answers 401 to the rest: an API key ("Authorization: Bearer KEY"),
+// Telegram Mini App init data ("Authorization: tma INITDATA"), or, on a billing host, a
+// request signed with an escrow's client key (the settle headers). The credential is
+// checked completely before the handler runs.
+//
+// On routes that take a body (maxBody > 0) it reads the body, at most maxBody bytes
+// within Config.RequestReadTimeout (413 and 408 otherwise), after the credential's headers
+// were checked; the handler gets it from bodyOf. A signed request's signature covers
+// the body, so it is verified here, once, against what the handler will read. On the
+// other routes a signed request is verified against an empty body and the body is not
+// read.
+func (s *Server) authenticate(maxBody int64) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, body, err := s.principal(w, r, maxBody, time.Now())
+			if err != nil {
+				e := s.toAPIError(r, err)
+				if e.Status == http.StatusUnauthorized {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="cocoon"`)
+				}
+				s.refuseUnread(w, r, e) // the body may be partly read: close
+				return
+			}
+			ctx := context.WithValue(r.Context(), principalKey{}, p)
+			if maxBody > 0 {
+				ctx = context.WithValue(ctx, bodyKey{}, body)
+			}
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
 }
 
 func unauthorized(format string, args ...any) *apiError {
 	return errorf(http.StatusUnauthorized, typeAuthentication, "invalid_credentials", format, args...)
 }
 
-func (s *Server) principal(r *http.Request, now time.Time) (principal, error) {
+// principal checks r's credential and reads its body (see authenticate).
+func (s *Server) principal(w http.ResponseWriter, r *http.Request, maxBody int64, now time.Time) (principal, []byte, error) {
+	var p principal
 	header := r.Header.Get("Authorization")
 	scheme, cred, _ := strings.Cut(header, " ")
 	switch {
 	case header == "" && r.Header.Get(settle.ClientSignatureHeader) != "":
-		if s.cfg.Billing == nil {
-			return principal{}, unauthorized("this host does not bill escrow accounts: use an API key")
-		}
-		account, err := settle.ParseAccount(r.Header.Get(settle.AccountHeader))
-		if err != nil {
-			return principal{}, unauthorized("%s: %v", settle.AccountHeader, err)
-		}
-		return principal{ID: "account:" + account, Account: account, Signed: true}, nil
+		return s.signedPrincipal(w, r, maxBody)
 	case header == "":
-		return principal{}, unauthorized(`no credentials: send "Authorization: Bearer <API key>" or "Authorization: tma <Telegram init data>"`)
+		return p, nil, unauthorized(`no credentials: send "Authorization: Bearer <API key>" or "Authorization: tma <Telegram init data>"`)
 	case strings.EqualFold(scheme, "Bearer"):
 		name, account, ok := s.keys.lookup(cred)
 		if !ok {
-			return principal{}, unauthorized("the API key is not valid")
+			return p, nil, unauthorized("the API key is not valid")
 		}
-		return principal{ID: "key:" + name, Owner: true, Account: account}, nil
+		p = principal{ID: "key:" + name, Owner: true, Account: account}
 	case strings.EqualFold(scheme, "tma"):
 		if s.cfg.TelegramBotToken == "" {
-			return principal{}, unauthorized("this host does not accept Telegram init data")
+			return p, nil, unauthorized("this host does not accept Telegram init data")
 		}
 		user, err := validateInitData(cred, s.cfg.TelegramBotToken, s.cfg.TelegramMaxAge, now)
 		if err != nil {
-			return principal{}, unauthorized("Telegram init data: %v", err)
+			return p, nil, unauthorized("Telegram init data: %v", err)
 		}
-		return principal{ID: "telegram:" + user}, nil
+		p = principal{ID: "telegram:" + user}
+	default:
+		return p, nil, unauthorized("unknown authorization scheme %q: use Bearer or tma", scheme)
 	}
-	return principal{}, unauthorized("unknown authorization scheme %q: use Bearer or tma", scheme)
+	body, err := s.readAuthenticatedBody(w, r, maxBody)
+	return p, body, err
+}
+
+// signedPrincipal checks a request signed with an escrow's client key: its headers
+// first (a malformed one costs no read), then its body, then the signature over both.
+func (s *Server) signedPrincipal(w http.ResponseWriter, r *http.Request, maxBody int64) (principal, []byte, error) {
+	if s.cfg.Billing == nil {
+		return principal{}, nil, unauthorized("this host does not bill escrow accounts: use an API key")
+	}
+	signed, sig, err := settle.ParseSignedRequest(r, nil)
+	if err != nil {
+		return principal{}, nil, err
+	}
+	if signed.Body, err = s.readAuthenticatedBody(w, r, maxBody); err != nil {
+		return principal{}, nil, err
+	}
+	verified, err := s.cfg.Billing.Authenticate(r.Context(), signed, sig)
+	if err != nil {
+		return principal{}, nil, err
+	}
+	return principal{ID: "account:" + signed.Account, Account: signed.Account, Verified: verified}, signed.Body, nil
+}
+
+// readAuthenticatedBody reads the body of a route that takes one (maxBody > 0).
+func (s *Server) readAuthenticatedBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, error) {
+	if maxBody <= 0 {
+		return nil, nil
+	}
+	return readBodyWithin(w, r, maxBody, s.cfg.RequestReadTimeout)
 }
 
 // requireOwner answers 403 to principals that may not manage pipelines.

@@ -1,13 +1,18 @@
 package web
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 // initDataVector was signed outside Go (Python's hmac, per Telegram's documentation)
@@ -121,5 +126,85 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
+	}
+}
+
+// forgeSigned sets the headers of a request signed for account, with a signature that
+// is well-formed but made with no key at all.
+func forgeSigned(h http.Header, account string) {
+	h.Set(settle.AccountHeader, account)
+	h.Set(settle.TimestampHeader, strconv.FormatInt(time.Now().Unix(), 10))
+	h.Set(settle.NonceHeader, settle.NewNonce())
+	h.Set(settle.ClientSignatureHeader, base64.StdEncoding.EncodeToString(make([]byte, ed25519.SignatureSize)))
+}
+
+// TestForgedSignatureIsNoCredential performs the attack of a client that sends a
+// signature header it did not sign, on a billing host: every route refuses it with a
+// 401 before its handler runs (it used to read models and pipelines, spend quotes and
+// take a generation slot first), and a request signed with the escrow's key passes.
+func TestForgedSignatureIsNoCredential(t *testing.T) {
+	b := newBilling(t, 1e9, func(c *Config, _ *recorder) {
+		c.Attestation = simAttestation(t)
+		c.MaxGenerations = 1
+	})
+	id := b.push(emptyPipeline)
+	nonce := "?nonce=" + strings.Repeat("ab", 16)
+	for _, tc := range []struct{ method, path, body string }{
+		{"GET", "/v1/models", ""},
+		{"GET", "/v1/pipelines", ""},
+		{"GET", "/v1/pipelines/" + id, ""},
+		{"GET", "/v1/pipelines/" + id + "/attestation" + nonce, ""},
+		{"GET", "/p/" + id + "/v1/models", ""},
+		{"GET", "/v1/accounts/" + b.account, ""},
+		{"POST", "/v1/chat/completions", chatBody},
+		{"POST", "/p/" + id + "/v1/chat/completions", chatBody},
+	} {
+		req, _ := http.NewRequest(tc.method, b.http.URL+tc.path, strings.NewReader(tc.body))
+		forgeSigned(req.Header, b.account)
+		res := b.roundTrip(t, req)
+		if e := res.apiErr(t); res.status != http.StatusUnauthorized || e.Code != settle.CodeBadSignature || res.header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s %s with a forged signature: %d %s", tc.method, tc.path, res.status, res.body)
+		}
+	}
+	if len(b.backend.requests) != 0 {
+		t.Error("the backend ran for a forged request")
+	}
+	if b.server.models.windows != nil {
+		t.Error("a forged request reached admission")
+	}
+	// Forged requests spent none of the quotes: the client's own signed request
+	// gets one.
+	sr := settle.SignedRequest{Account: b.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(), Method: "GET",
+		Path: "/v1/pipelines/" + id + "/attestation"}
+	req, _ := http.NewRequest("GET", b.http.URL+sr.Path+nonce, nil)
+	sr.Sign(req.Header, b.clientKey)
+	if res := b.roundTrip(t, req); res.status != http.StatusOK {
+		t.Errorf("a signed request for evidence: %d %s", res.status, res.body)
+	}
+	for _, path := range []string{"/v1/models", "/v1/accounts/" + b.account} {
+		sr := settle.SignedRequest{Account: b.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(), Method: "GET", Path: path}
+		req, _ := http.NewRequest("GET", b.http.URL+path, nil)
+		sr.Sign(req.Header, b.clientKey)
+		if res := b.roundTrip(t, req); res.status != http.StatusOK {
+			t.Errorf("GET %s signed: %d %s", path, res.status, res.body)
+		}
+	}
+}
+
+// TestModelWindowsBounded: requests naming made-up models grow no cache and cost no
+// backend call each; the windows known are those of the models the backend serves.
+func TestModelWindowsBounded(t *testing.T) {
+	b := newBilling(t, 10e9) // an unknown model's window is taken to be 8192 tokens
+	for i := range 50 {
+		body := fmt.Sprintf(`{"model":"made-up-%d","messages":[{"role":"user","content":"x"}],"max_tokens":2}`, i)
+		if res := b.do("POST", "/v1/chat/completions", billedKey, body); res.status != http.StatusBadRequest {
+			t.Fatalf("unknown model: %d %s", res.status, res.body)
+		}
+	}
+	if got := b.server.models.windows; len(got) != 2 || got["stories260K"] != 512 || got[""] != 512 {
+		t.Errorf("windows known after 50 made-up models: %v", got)
+	}
+	if n := b.backend.modelLists.Load(); n != 1 {
+		t.Errorf("%d model lists read for 50 requests, want 1", n)
 	}
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/settle"
 )
 
@@ -20,37 +20,58 @@ const IdempotentReplayHeader = "Idempotent-Replayed"
 // maxIdempotencyKey bounds an idempotency key.
 const maxIdempotencyKey = 255
 
-// defaultContextTokens bounds a prompt for admission when the backend does not say how
-// long its model's context is.
-const defaultContextTokens = 8192
-
-// bill is one billed chat request: its admission ticket and what to store for its
-// idempotency key.
-type bill struct {
-	ticket *settle.Ticket
-	// maxTokens is the completion bound admission priced: the backend never generates
-	// more, whatever the pre stage asks for.
-	maxTokens int
-	// keep is set when the response must be stored for an idempotency key.
-	keep bool
-}
-
 // storedResponse is what the ledger keeps for an idempotency key: the response as sent,
 // split where the receipt goes (after Before: the header for a JSON answer, the receipt
-// event for a stream).
+// event for a stream), with the headers that go with it (a JSON answer's signature, an
+// error's Retry-After).
 type storedResponse struct {
-	Status      int    `json:"status"`
-	ContentType string `json:"content_type"`
-	Before      []byte `json:"before"`
-	After       []byte `json:"after,omitempty"`
+	Status      int               `json:"status"`
+	ContentType string            `json:"content_type"`
+	Header      map[string]string `json:"header,omitempty"`
+	Before      []byte            `json:"before"`
+	After       []byte            `json:"after,omitempty"`
 }
 
-// admit admits a chat request when the host bills, and returns nil when it does not.
-// A completed idempotent request comes back as *settle.IdempotentError.
-func (s *Server) admit(r *http.Request, body []byte, model string, opts clientOptions) (*bill, error) {
-	if s.cfg.Billing == nil {
-		return nil, nil
-	}
+// A biller is the billing layer of the chat path, picked once by New: free when the
+// host does not bill, escrowBilling when it does. Handlers never ask which.
+type biller interface {
+	// admit admits a checked chat request before its pipeline runs. A request whose
+	// idempotency key completed comes back as *settle.IdempotentError.
+	admit(r *http.Request, c *chatCall) (charge, error)
+}
+
+// A charge is one admitted request's side of billing.
+type charge interface {
+	// maxTokens is the completion bound to tell the backend for a request that asks
+	// for asked tokens (0: none).
+	maxTokens(asked int) int
+	// keeps reports whether the answer must be kept as written, for an idempotency
+	// key.
+	keeps() bool
+	// seal ends the answer: it commits the receipt of the outcome in e (storing the
+	// answer for the idempotency key) and returns e with the receipt to attach; if the
+	// receipt cannot be recorded, the ending that says so instead.
+	seal(r *http.Request, e ending) ending
+	// release gives up the admission if the answer was not sealed (a panic).
+	release()
+}
+
+// free is the billing layer of a host that does not bill: nothing to admit, no receipt.
+type free struct{}
+
+func (free) admit(*http.Request, *chatCall) (charge, error) { return free{}, nil }
+func (free) maxTokens(asked int) int                        { return asked }
+func (free) keeps() bool                                    { return false }
+func (free) seal(_ *http.Request, e ending) ending          { return e }
+func (free) release()                                       {}
+
+// escrowBilling bills chat requests to TON escrows through Config.Billing.
+type escrowBilling struct{ s *Server }
+
+// admit admits the request to the principal's escrow: its maximum cost is the model's
+// whole context window of prompt tokens and the completion it asks for, or the whole
+// window when it asks for none (max_tokens absent or 0), at the current price.
+func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
 	p := principalOf(r.Context())
 	if p.Account == "" {
 		return nil, errorf(http.StatusPaymentRequired, typeInvalidRequest, settle.CodeUnknownAccount,
@@ -60,105 +81,110 @@ func (s *Server) admit(r *http.Request, body []byte, model string, opts clientOp
 	if len(key) > maxIdempotencyKey {
 		return nil, invalidf("%s is longer than %d bytes", settle.IdempotencyKeyHeader, maxIdempotencyKey)
 	}
-	window := uint64(s.contextWindow(r.Context(), model))
-	maxTokens := window
-	if opts.MaxCompletionTokens != nil {
-		maxTokens = min(window, uint64(max(0, *opts.MaxCompletionTokens)))
-	} else if opts.MaxTokens != nil {
-		maxTokens = min(window, uint64(max(0, *opts.MaxTokens)))
+	model := c.requestModel()
+	window := b.s.models.window(r.Context(), model)
+	completion := window
+	if asked := askedTokens(c.opts.MaxCompletionTokens, c.opts.MaxTokens); asked > 0 {
+		completion = min(asked, window)
 	}
-	a := settle.Admission{Account: p.Account, Method: r.Method, Path: r.URL.Path, Body: body, IdempotencyKey: key, MaxPromptTokens: window,
-		MaxCompletionTokens: maxTokens, Pipeline: chi.URLParam(r, "id"), Model: model}
-	if p.Signed {
-		signed, sig, err := settle.ParseSignedRequest(r, body)
-		if err != nil {
-			return nil, err
-		}
-		a.Signed, a.Signature = &signed, sig
-	}
-	t, err := s.cfg.Billing.Admit(r.Context(), a)
+	t, err := b.s.cfg.Billing.Admit(r.Context(), settle.Admission{Account: p.Account, Verified: p.Verified,
+		Method: r.Method, Path: r.URL.Path, Body: c.body, IdempotencyKey: key,
+		MaxPromptTokens: uint64(window), MaxCompletionTokens: uint64(completion), Pipeline: chi.URLParam(r, "id"), Model: model})
 	if err != nil {
 		return nil, err
 	}
-	return &bill{ticket: t, maxTokens: int(maxTokens), keep: key != ""}, nil
+	return &bill{s: b.s, ticket: t, completion: completion, keep: key != ""}, nil
 }
 
-// contextWindow is model's context length as the backend reports it, cached.
-func (s *Server) contextWindow(ctx context.Context, model string) int {
-	if n, ok := s.windows.Load(model); ok {
-		return n.(int)
-	}
-	models, err := s.cfg.Backend.Models(ctx)
-	if err != nil {
-		return defaultContextTokens
-	}
-	n := defaultContextTokens
-	for _, m := range models {
-		if (m.ID == model || model == "") && m.ContextLength > 0 {
-			n = m.ContextLength
-			break
-		}
-	}
-	s.windows.Store(model, n)
-	return n
+// bill is one billed chat request: its admission ticket and what to store for its
+// idempotency key.
+type bill struct {
+	s      *Server
+	ticket *settle.Ticket
+	// completion is the completion bound admission priced: the backend never
+	// generates more, whatever the pre stage asks for.
+	completion int
+	keep       bool
 }
 
-// usage is what the request is charged for. A completed request: the tokens the backend
-// counted (or the host estimated) and the module time. A failed or cancelled one: no
-// completion tokens unless its stream had started reaching the client, since only
-// output the client received is charged.
-func usage(c *chatCall, res *host.Result, err error, streamed bool) (settle.Usage, string) {
-	u := settle.Usage{PromptTokens: uint64(max(0, c.result.Usage.PromptTokens))}
-	if res != nil {
-		u.ComputeUnits = uint64(res.ModuleTime.Microseconds())
+func (b *bill) maxTokens(asked int) int {
+	if asked == 0 || asked > b.completion {
+		return b.completion
 	}
-	status := settle.StatusCompleted
-	switch {
-	case err == nil:
-	case errors.Is(err, context.Canceled):
-		status = settle.StatusCancelled
-	default:
-		status = settle.StatusFailed
-	}
-	if err == nil || streamed {
-		u.CompletionTokens = uint64(max(0, c.result.Usage.CompletionTokens))
-	}
-	return u, status
+	return asked
 }
 
-// finish commits the request's receipt, storing resp for its idempotency key.
-func (b *bill) finish(r *http.Request, c *chatCall, res *host.Result, err error, streamed bool, resp storedResponse) (*settle.Receipt, error) {
-	u, status := usage(c, res, err, streamed)
-	b.ticket.ServedBy(c.respModel)
+func (b *bill) keeps() bool { return b.keep }
+
+func (b *bill) release() { b.ticket.Release() }
+
+// seal commits the receipt, even if the client is gone: an answer goes out only with
+// its receipt recorded, and a cut one is charged for what was written.
+func (b *bill) seal(r *http.Request, e ending) ending {
+	u, status := e.usage()
+	b.ticket.ServedBy(e.call.respModel)
 	var stored []byte
 	if b.keep {
-		stored, _ = json.Marshal(resp) // byte slices and numbers
+		stored, _ = json.Marshal(e.stored) // byte slices, strings and numbers
 	}
-	// The client may be gone; the receipt is committed all the same.
-	return b.ticket.Finish(context.WithoutCancel(r.Context()), u, status, stored)
+	receipt, err := b.ticket.Finish(context.WithoutCancel(r.Context()), u, status, stored)
+	if err != nil {
+		b.s.log.LogAttrs(r.Context(), slog.LevelError, "receipt not committed", slog.Any("err", err))
+		failed := errorf(http.StatusServiceUnavailable, typeServer, settle.CodeUnavailable, "the receipt could not be recorded: retry")
+		if e.started {
+			b, _ := json.Marshal(failed.body()) // strings only
+			e.stored.After = sseFrame(b)
+		} else {
+			e.stored, e.sent = errorResponse(failed), 0
+		}
+		return e
+	}
+	e.receipt = receipt
+	return e
 }
 
-// replay answers a retried idempotent request with what the first one returned.
-func (s *Server) replay(w http.ResponseWriter, r *http.Request, idem *settle.IdempotentError) {
+// usage is what the request is charged for. A completed request: the tokens the
+// backend counted (or the host estimated) and the module time. A failed or cancelled
+// one: the prompt, the module time, and, if its stream had started reaching the
+// client, the completion tokens whose text was written to the client before it
+// failed or was cut (one per backend delta, at most what the backend counted): only
+// output the client received is charged.
+func (e ending) usage() (settle.Usage, string) {
+	c := e.call
+	u := settle.Usage{PromptTokens: uint64(max(0, c.result.Usage.PromptTokens))}
+	if e.res != nil {
+		u.ComputeUnits = uint64(e.res.ModuleTime.Microseconds())
+	}
+	completion := max(0, c.result.Usage.CompletionTokens)
+	switch {
+	case e.err == nil:
+		u.CompletionTokens = uint64(completion)
+		return u, settle.StatusCompleted
+	case e.started:
+		u.CompletionTokens = uint64(min(completion, c.delivered))
+	}
+	if errors.Is(e.err, errClientGone) || errors.Is(e.err, context.Canceled) {
+		return u, settle.StatusCancelled
+	}
+	return u, settle.StatusFailed
+}
+
+// refuseAdmission answers a request admission refused: with the first answer again for
+// a completed idempotency key, else with the error.
+func (s *Server) refuseAdmission(w http.ResponseWriter, r *http.Request, err error) {
+	var idem *settle.IdempotentError
+	if !errors.As(err, &idem) {
+		s.writeError(w, r, err)
+		return
+	}
 	var resp storedResponse
 	if len(idem.Response) == 0 || json.Unmarshal(idem.Response, &resp) != nil {
 		s.writeError(w, r, errorf(http.StatusConflict, typeInvalidRequest, "idempotency_key_completed",
 			"the request with this idempotency key completed (receipt seq %d), and its response was not kept", idem.Receipt.Seq))
 		return
 	}
-	h := w.Header()
-	h.Set(IdempotentReplayHeader, "true")
-	h.Set("Content-Type", resp.ContentType)
-	if resp.ContentType == "text/event-stream" {
-		w.WriteHeader(resp.Status)
-		w.Write(resp.Before)
-		w.Write(receiptEvent(idem.Receipt))
-		w.Write(resp.After)
-		return
-	}
-	h.Set(settle.ReceiptHeader, idem.Receipt.MarshalHeader())
-	w.WriteHeader(resp.Status)
-	w.Write(resp.Before)
+	w.Header().Set(IdempotentReplayHeader, "true")
+	s.writeEnding(w, ending{stored: resp, receipt: idem.Receipt})
 }
 
 // receiptEvent is the SSE event that carries a stream's receipt: a chunk with no
@@ -174,10 +200,6 @@ func receiptEvent(rc *settle.Receipt) []byte {
 
 // pricing answers GET /v1/pricing: the current price list, signed by the settlement key.
 func (s *Server) pricing(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Billing == nil {
-		s.writeError(w, r, errorf(http.StatusNotFound, typeNotFound, "billing_disabled", "this host does not bill requests"))
-		return
-	}
 	writeJSON(w, http.StatusOK, s.cfg.Billing.PriceList())
 }
 
@@ -234,12 +256,9 @@ func (s *Server) receipts(w http.ResponseWriter, r *http.Request) {
 }
 
 // ownAccount checks that the caller is the client of the account in the path: a request
-// signed with the escrow's client key, or an API key mapped to the account.
+// signed with the escrow's client key (verified by authenticate), or an API key mapped
+// to the account.
 func (s *Server) ownAccount(w http.ResponseWriter, r *http.Request) (string, bool) {
-	if s.cfg.Billing == nil {
-		s.writeError(w, r, errorf(http.StatusNotFound, typeNotFound, "billing_disabled", "this host does not bill requests"))
-		return "", false
-	}
 	account, err := settle.ParseAccount(chi.URLParam(r, "account"))
 	if err != nil {
 		s.writeError(w, r, invalidf("account: %v", err))
@@ -249,16 +268,6 @@ func (s *Server) ownAccount(w http.ResponseWriter, r *http.Request) (string, boo
 	if p.Account != account {
 		s.writeError(w, r, errorf(http.StatusForbidden, typePermission, "not_your_account", "only the client of escrow %s may read its account", account))
 		return "", false
-	}
-	if p.Signed {
-		signed, sig, err := settle.ParseSignedRequest(r, nil)
-		if err == nil {
-			err = s.cfg.Billing.Authenticate(r.Context(), signed, sig)
-		}
-		if err != nil {
-			s.writeError(w, r, err)
-			return "", false
-		}
 	}
 	return account, true
 }

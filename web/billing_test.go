@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -75,7 +76,7 @@ func newBilling(t testing.TB, depositNano uint64, configure ...func(*Config, *re
 	b.escrow = b.deploy(t, b.client, b.hostWallet, b.hostKey, depositNano)
 	b.account = b.escrow.StringRaw()
 
-	if b.ledger, err = ledger.Open(t.TempDir() + "/ledger.db"); err != nil {
+	if b.ledger, err = ledger.Open(t.TempDir()+"/ledger.db", make([]byte, ledger.MinMACKey)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.ledger.Close() })
@@ -442,18 +443,22 @@ func TestBilledEscrowChecks(t *testing.T) {
 	}
 }
 
+// holdUntilGone is a recorder hook that holds the generation at its delta n until the
+// request's context is done (the client went away), and fails it then.
+func holdUntilGone(n int) func(ctx context.Context, i int, d string, emit func(string) error) error {
+	return func(ctx context.Context, i int, d string, emit func(string) error) error {
+		if i == n {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return emit(d)
+	}
+}
+
 // TestBilledCancel: a client that goes away mid-stream is charged for what it got, and
 // the receipt is recorded as cancelled.
 func TestBilledCancel(t *testing.T) {
-	b := newBilling(t, 1e9, func(_ *Config, r *recorder) {
-		r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
-			if n == 4 {
-				<-ctx.Done() // hold the generation until the client is gone
-				return ctx.Err()
-			}
-			return emit(d)
-		}
-	})
+	b := newBilling(t, 1e9, func(_ *Config, r *recorder) { r.hook = holdUntilGone(4) })
 	ctx, cancel := context.WithCancel(context.Background())
 	body := strings.Replace(chatBody, `"max_tokens"`, `"stream":true,"max_tokens"`, 1)
 	req, _ := http.NewRequestWithContext(ctx, "POST", b.http.URL+"/v1/chat/completions", strings.NewReader(body))
@@ -479,5 +484,126 @@ func TestBilledCancel(t *testing.T) {
 	}
 	if r := receipts[0]; r.Status != settle.StatusCancelled || r.Usage.CompletionTokens == 0 || r.Usage.CompletionTokens > 4 {
 		t.Fatalf("receipt of a cancelled stream: %+v", r)
+	}
+}
+
+// TestMaxTokensZeroChargesFullPrice performs the attack of a request that asks for
+// max_tokens (or max_completion_tokens) 0: the backend reads 0 as "no limit", and
+// admission used to reserve no completion at all, so the receipt of a long answer was
+// capped at a quarter of its price. 0 is unset: the whole context is reserved, the
+// backend is told that bound, and the receipt charges the quoted price of what was
+// generated, uncapped.
+func TestMaxTokensZeroChargesFullPrice(t *testing.T) {
+	b := newBilling(t, 1e9)
+	for _, member := range []string{"max_tokens", "max_completion_tokens"} {
+		t.Run(member, func(t *testing.T) {
+			// Greedy from an empty prompt: the golden story, hundreds of tokens long.
+			res := b.signed(t, b.clientKey, "/v1/chat/completions", `{"messages":[{"role":"user","content":""}],"temperature":0,"`+member+`":0}`, nil)
+			if res.status != http.StatusOK {
+				t.Fatalf("%d %s", res.status, res.body)
+			}
+			r := b.receipt(t, res)
+			full := r.Prices.Cost(r.Usage, r.LoadMilli, math.MaxUint64)
+			if r.Usage.CompletionTokens < 200 || r.Cost != full || r.MaxCost < full {
+				t.Fatalf("receipt %+v: cost %d of the full price %d", r, r.Cost, full)
+			}
+			if told := b.backend.last().MaxTokens; told != 512 {
+				t.Errorf("the backend was told max_tokens %d, want the window admission priced, 512", told)
+			}
+		})
+	}
+}
+
+// TestPanicReleasesHold: a backend that panics between admission and the receipt gets
+// the client a 500, and the request's hold and slot go with it: nothing is charged and
+// the escrow's balance is whole again at once, not at the next restart.
+func TestPanicReleasesHold(t *testing.T) {
+	b := newBilling(t, 1e9, func(c *Config, r *recorder) {
+		c.MaxGenerations = 1
+		r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
+			if n == 3 {
+				panic("the backend fell over")
+			}
+			return emit(d)
+		}
+	})
+	res := b.signed(t, b.clientKey, "/v1/chat/completions", chatBody, nil)
+	if e := res.apiErr(t); res.status != http.StatusInternalServerError || e.Code != "internal_error" {
+		t.Fatalf("a panicking backend: %d %+v", res.status, e)
+	}
+	acct, err := b.service.Account(context.Background(), b.account)
+	if err != nil || acct.Held != 0 || acct.LastSeq != 0 {
+		t.Fatalf("after the panic: %+v, %v; want nothing held or charged", acct, err)
+	}
+	b.backend.hook = nil
+	if res := b.signed(t, b.clientKey, "/v1/chat/completions", chatBody, nil); res.status != http.StatusOK {
+		t.Fatalf("the next request: %d %s", res.status, res.body)
+	}
+}
+
+// TestIdempotentRetryAfterCutStream: a stream whose client went away is charged what
+// was written, and a retry with the same Idempotency-Key runs the request again to the
+// end (it used to replay the cut stream forever); once it completed, retries replay it.
+// The cut attempt sent again as it was signed is refused: it is never run twice.
+func TestIdempotentRetryAfterCutStream(t *testing.T) {
+	b := newBilling(t, 1e9, func(_ *Config, r *recorder) { r.hook = holdUntilGone(4) })
+	const path = "/v1/chat/completions"
+	body := strings.Replace(chatBody, `"max_tokens"`, `"stream":true,"max_tokens"`, 1)
+	sign := func() *http.Request {
+		sr := settle.SignedRequest{Account: b.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(), Method: "POST", Path: path,
+			IdempotencyKey: "story-1", Body: []byte(body)}
+		req, _ := http.NewRequest("POST", b.http.URL+path, strings.NewReader(body))
+		sr.Sign(req.Header, b.clientKey)
+		return req
+	}
+	// again is req as it was signed, to send once more.
+	again := func(ctx context.Context, req *http.Request) *http.Request {
+		c := req.Clone(ctx)
+		c.Body, _ = req.GetBody()
+		return c
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := sign()
+	res, err := b.http.Client().Do(again(ctx, first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := res.Body.Read(make([]byte, 1)); err != nil { // the first chunk arrived
+		t.Fatal(err)
+	}
+	cancel()
+	res.Body.Close()
+	var receipts []settle.Receipt
+	for deadline := time.Now().Add(5 * time.Second); len(receipts) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		receipts, _ = b.service.Receipts(context.Background(), b.account, 1, 10)
+	}
+	if len(receipts) != 1 || receipts[0].Status != settle.StatusCancelled || receipts[0].Usage.CompletionTokens == 0 || receipts[0].Usage.CompletionTokens > 3 {
+		t.Fatalf("receipts of the cut stream: %+v", receipts)
+	}
+
+	// The cut attempt as it was signed, sent again (by whoever captured it): a replay,
+	// not run again.
+	replayed := b.roundTrip(t, again(context.Background(), first))
+	if e := replayed.apiErr(t); replayed.status != http.StatusUnauthorized || e.Code != settle.CodeReplay {
+		t.Fatalf("the cut attempt replayed: %d %+v", replayed.status, e)
+	}
+
+	b.backend.hook = nil
+	retry := b.roundTrip(t, sign())
+	s := parseSSE(t, retry.body)
+	if retry.status != http.StatusOK || retry.header.Get(IdempotentReplayHeader) != "" || !s.done || s.receipt == nil ||
+		s.receipt.Seq != 2 || s.receipt.Status != settle.StatusCompleted || s.receipt.RequestHash != receipts[0].RequestHash {
+		t.Fatalf("the retry after a cut stream: %d %s %s", retry.status, retry.header, retry.body)
+	}
+	// Completed: every retry, the cut attempt's signature too, gets the completed
+	// answer again, charged nothing.
+	for _, req := range []*http.Request{sign(), again(context.Background(), first)} {
+		res := b.roundTrip(t, req)
+		if res.header.Get(IdempotentReplayHeader) != "true" || !bytes.Equal(res.body, retry.body) {
+			t.Fatalf("a retry after completion: %s %s", res.header, res.body)
+		}
+	}
+	if acct, err := b.service.Account(context.Background(), b.account); err != nil || acct.LastSeq != 2 || acct.Held != 0 {
+		t.Fatalf("account %+v, %v; want the cut and the completed attempt", acct, err)
 	}
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -19,7 +19,8 @@ import (
 )
 
 // clientOptions are what the host reads of the client's own body. The pre stage may
-// reshape the request, but the host keeps the client's stream settings.
+// reshape the request, but the host keeps the client's stream settings, and admission
+// prices the completion the client asked for.
 type clientOptions struct {
 	Model         string `json:"model"`
 	Stream        bool   `json:"stream"`
@@ -30,31 +31,33 @@ type clientOptions struct {
 	MaxCompletionTokens *int `json:"max_completion_tokens"`
 }
 
-// chatCompletions answers POST /v1/chat/completions (the bare backend) and
-// POST /p/{id}/v1/chat/completions (through the pipeline): the body goes through the
-// pre modules, the backend and the post modules, and the answer is a chat.completion or,
-// with "stream": true, server-sent chunks ending with "data: [DONE]". A failure before
-// the first chunk is an error response with its status; after it, an SSE event
-// "data: {"error": ...}" ends the stream, without [DONE].
-func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
-	c := &chatCall{s: s, pipeline: s.bare, id: newCompletionID(), created: time.Now().Unix()}
-	c.signer.host = s.cfg.Attestation
-	if e := pipelineOf(r.Context()); e != nil {
-		c.pipeline, c.model, c.signer.pipelineID = e.Pipeline, e.Manifest.Model, e.ID
+// askedTokens is the completion bound a request asks for: max_completion_tokens, else
+// max_tokens; 0 when it asks for none. 0 is "unset", as OpenAI's backends read it: a
+// request with max_tokens 0 gets (and is priced for) as long an answer as the context
+// allows, never an empty one nor an unpriced one.
+func askedTokens(maxCompletionTokens, maxTokens *int) int {
+	value := func(p *int) int {
+		if p == nil {
+			return 0
+		}
+		return *p
 	}
-	body, err := readBody(w, r, s.cfg.MaxRequestBytes)
+	return cmp.Or(value(maxCompletionTokens), value(maxTokens))
+}
+
+// chatCompletions answers POST /v1/chat/completions (the bare backend) and
+// POST /p/{id}/v1/chat/completions (through the pipeline). Authentication has read the
+// body; the request is checked (host.CheckChatRequest: a 400 naming the member), takes
+// a generation slot, is admitted (billing), goes through the pre modules, the backend
+// and the post modules, and is answered with a chat.completion or, with "stream": true,
+// server-sent chunks ending with "data: [DONE]". A failure before the first chunk is an
+// error response with its status; after it, an SSE event "data: {"error": ...}" ends
+// the stream, without [DONE]. Billing is a layer around the answer: the charge seals
+// its ending with the receipt.
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	c, err := s.newChatCall(r)
 	if err != nil {
 		s.writeError(w, r, err)
-		return
-	}
-	c.signer.request = sha256.Sum256(body)
-	var opts clientOptions
-	if err := decodeLoose(body, &opts, "request"); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if c.model != "" && opts.Model != "" && opts.Model != c.model {
-		s.writeError(w, r, invalidf("model %q is not this pipeline's: it serves %q", opts.Model, c.model))
 		return
 	}
 	release, err := s.acquire()
@@ -63,132 +66,90 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	model := c.model
-	if model == "" {
-		model = opts.Model
-	}
-	if c.bill, err = s.admit(r, body, model, opts); err != nil {
-		var idem *settle.IdempotentError
-		if errors.As(err, &idem) {
-			s.replay(w, r, idem)
-		} else {
-			s.writeError(w, r, err)
-		}
+	charge, err := s.billing.admit(r, c)
+	if err != nil {
+		s.refuseAdmission(w, r, err)
 		return
 	}
+	// A panic from here on must not keep the hold until restart; the recoverer
+	// answers 500. After the receipt this does nothing.
+	defer charge.release()
+	c.charge = charge
 
-	var sse *sseWriter
-	var stream func(string) error
-	if opts.Stream {
-		sse = &sseWriter{w: w, rc: http.NewResponseController(w), call: c, content: sha256.New(),
-			includeUsage: opts.StreamOptions != nil && opts.StreamOptions.IncludeUsage, keep: c.bill != nil && c.bill.keep}
-		stream = sse.delta
-	}
+	out := c.answer(w, charge.keeps())
 	c.start = time.Now()
-	res, err := c.pipeline.Run(r.Context(), body, c.generate, stream)
+	res, err := c.pipeline.Run(r.Context(), c.body, c.generate, out.stream())
 	c.done(res, err)
-	switch {
-	case sse != nil && (err == nil || sse.started):
-		s.endStream(r, sse, res, err)
-	case err != nil:
-		e := s.toAPIError(r, err)
-		if c.bill != nil {
-			body, _ := json.Marshal(e.body())
-			if !s.attachReceipt(w, r, c, res, err, storedResponse{Status: e.Status, ContentType: "application/json", Before: body}) {
-				return
+	s.failures.record(pipelineOf(r.Context()), res, err)
+	s.writeEnding(w, charge.seal(r, out.ending(r, res, err)))
+}
+
+// newChatCall checks the client's request: its size against the pipeline's first pre
+// module's input limit (413 before any module runs), its content as a chat request this
+// host serves (400 naming the member), and its model against the pipeline's.
+func (s *Server) newChatCall(r *http.Request) (*chatCall, error) {
+	body := bodyOf(r.Context())
+	c := &chatCall{s: s, pipeline: s.bare, body: body, id: newCompletionID(), created: time.Now().Unix()}
+	c.signer.host, c.signer.request = s.cfg.Attestation, sha256.Sum256(body)
+	if e := pipelineOf(r.Context()); e != nil {
+		c.pipeline, c.model, c.signer.pipelineID = e.Pipeline, e.Manifest.Model, e.ID
+		if pre := e.Manifest.Pre; len(pre) > 0 {
+			if limit := pre[0].Limits.WithDefaults().InputBytes; len(body) > limit {
+				return nil, errorf(http.StatusRequestEntityTooLarge, typeInvalidRequest, "body_too_large",
+					"the request body is %d bytes, over the input limit of %d bytes of this pipeline's first pre module (%s)", len(body), limit, pre[0].Module)
 			}
 		}
-		s.writeError(w, r, e)
-	default:
-		s.writeCompletion(w, r, c, res)
 	}
+	if err := host.CheckChatRequest(body); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(body, &c.opts); err != nil {
+		return nil, fmt.Errorf("decode a checked request: %w", err) // CheckChatRequest checked these members
+	}
+	if c.model != "" && c.opts.Model != "" && c.opts.Model != c.model {
+		return nil, invalidf("model %q is not this pipeline's: it serves %q", c.opts.Model, c.model)
+	}
+	return c, nil
 }
 
-// endStream ends a stream that reached the client: its closing events (or the error
-// event), with the receipt event before them when the request is billed.
-func (s *Server) endStream(r *http.Request, sse *sseWriter, res *host.Result, err error) {
-	var closing []byte
-	if err != nil {
-		closing = sse.failEvent(s.toAPIError(r, err))
-	} else {
-		closing = sse.closingEvents()
-	}
-	c := sse.call
-	if c.bill == nil {
-		sse.write(closing)
-		return
-	}
-	// The content is out, so the receipt follows the stream's last chunks; what ends
-	// the stream ([DONE] or the error) comes after it.
-	tail, after := []byte(nil), closing
-	if err == nil {
-		tail, after = closing[:len(closing)-len(doneEvent)], doneEvent
-		if sse.write(tail) != nil {
-			err = context.Canceled // the client went away before the end
-		}
-	}
-	receipt, cerr := c.bill.finish(r, c, res, err, true, storedResponse{Status: http.StatusOK, ContentType: "text/event-stream",
-		Before: sse.transcript.Bytes(), After: after})
-	if cerr != nil {
-		s.log.LogAttrs(r.Context(), slog.LevelError, "receipt not committed", slog.Any("err", cerr))
-		sse.write(sse.failEvent(errorf(http.StatusServiceUnavailable, typeServer, settle.CodeUnavailable, "the receipt could not be recorded")))
-		return
-	}
-	sse.write(append(receiptEvent(receipt), after...))
-}
-
-// attachReceipt commits the receipt of a non-streaming answer and sets its header. On
-// failure it answers 503 itself and returns false: an answer goes out only with its
-// receipt recorded.
-func (s *Server) attachReceipt(w http.ResponseWriter, r *http.Request, c *chatCall, res *host.Result, err error, resp storedResponse) bool {
-	receipt, cerr := c.bill.finish(r, c, res, err, false, resp)
-	if cerr != nil {
-		s.log.LogAttrs(r.Context(), slog.LevelError, "receipt not committed", slog.Any("err", cerr))
-		s.writeError(w, r, errorf(http.StatusServiceUnavailable, typeServer, settle.CodeUnavailable, "the receipt could not be recorded: retry"))
-		return false
-	}
-	w.Header().Set(settle.ReceiptHeader, receipt.MarshalHeader())
-	return true
-}
-
-// writeCompletion writes a non-streaming answer, signed in the Cocoon-Signature header,
-// with its receipt when billed.
-func (s *Server) writeCompletion(w http.ResponseWriter, r *http.Request, c *chatCall, res *host.Result) {
-	response := res.Response
-	if c.signer.host != nil {
-		content, err := responseContent(response)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		u := c.result.Usage
-		w.Header().Set(attest.ResponseSignatureHeader, c.signer.sign(content, u.PromptTokens, u.CompletionTokens))
-	}
-	if c.bill != nil && !s.attachReceipt(w, r, c, res, nil, storedResponse{Status: http.StatusOK, ContentType: "application/json", Before: response}) {
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	w.Write(response)
-}
-
-// chatCall is one chat completion: its identity, and what the backend reported.
+// chatCall is one chat completion: its request, its identity, and what the backend
+// reported.
 type chatCall struct {
 	s        *Server
 	pipeline *host.Pipeline
+	body     []byte // the client's, as authenticated
+	opts     clientOptions
 	model    string // the pipeline's model; empty for the bare backend
 	signer   responseSigner
-	bill     *bill // nil when the host does not bill
+	charge   charge
 	id       string
 	created  int64
 
 	start, preEnd, backendEnd time.Time
 	respModel                 string
 	result                    backend.Result
+	// deltas counts the backend's deltas so far, and delivered how many of them had
+	// been taken by the pipeline when the last write to the client succeeded: the
+	// tokens a cut stream is charged for.
+	deltas, delivered int
+}
+
+// requestModel is the model the request is for: the pipeline's, or the one the client
+// named.
+func (c *chatCall) requestModel() string { return cmp.Or(c.model, c.opts.Model) }
+
+// answer is how the answer reaches the client: whole, or streamed with keep set when
+// what is written must be kept for an idempotency key.
+func (c *chatCall) answer(w http.ResponseWriter, keep bool) answer {
+	if !c.opts.Stream {
+		return jsonAnswer{c}
+	}
+	return &sseWriter{w: w, call: c, content: sha256.New(), keep: keep,
+		includeUsage: c.opts.StreamOptions != nil && c.opts.StreamOptions.IncludeUsage}
 }
 
 // generate is the pipeline's GenerateFunc: it decodes the request the pre stage left
-// and runs the backend on it.
+// and runs the backend on it, within the completion bound admission priced.
 func (c *chatCall) generate(ctx context.Context, request []byte, emit func(string) error) (host.Generation, error) {
 	m := c.s.metrics
 	c.preEnd = time.Now()
@@ -200,14 +161,10 @@ func (c *chatCall) generate(ctx context.Context, request []byte, emit func(strin
 	if c.model != "" {
 		req.Model = c.model // the pipeline id covers the model: no module or client changes it
 	}
-	if c.bill != nil && (req.MaxTokens == 0 || req.MaxTokens > c.bill.maxTokens) {
-		req.MaxTokens = c.bill.maxTokens // what admission reserved for, whatever the pre stage asked
-	}
+	req.MaxTokens = c.charge.maxTokens(req.MaxTokens)
 	c.respModel = req.Model
-	first := true
 	c.result, err = c.s.cfg.Backend.Generate(ctx, req, func(delta string) error {
-		if first {
-			first = false
+		if c.deltas++; c.deltas == 1 {
 			m.stages.WithLabelValues(stageFirstToken).Observe(time.Since(c.preEnd).Seconds())
 		}
 		return emit(delta)
@@ -240,8 +197,93 @@ func newCompletionID() string {
 	return "chatcmpl-" + hex.EncodeToString(b[:])
 }
 
-// chatRequest is what the host reads of the request the backend gets. Members it does
-// not know pass on in backend.Request.Raw.
+// answer is a chat answer on its way out: a JSON chat.completion or an SSE stream.
+type answer interface {
+	// stream is what the pipeline sends deltas to; nil for a JSON answer.
+	stream() func(delta string) error
+	// ending is how the answer ends after the pipeline returned res and err.
+	ending(r *http.Request, res *host.Result, err error) ending
+}
+
+// ending is the end of a chat answer: what goes out after the pipeline ran (the whole
+// of a JSON answer, the closing events of a stream), as it is stored for an
+// idempotency key, split where a billing host's receipt goes; and the outcome the
+// receipt charges for.
+type ending struct {
+	stored storedResponse
+	// started is set when the answer's headers are out, and sent is how much of
+	// stored.Before was written already: a stream's chunks.
+	started bool
+	sent    int
+	receipt *settle.Receipt
+
+	call *chatCall
+	res  *host.Result
+	err  error
+}
+
+// jsonAnswer is a non-streaming answer.
+type jsonAnswer struct{ call *chatCall }
+
+func (jsonAnswer) stream() func(string) error { return nil }
+
+// ending is the chat.completion, signed in the Cocoon-Signature header, or the error.
+func (a jsonAnswer) ending(r *http.Request, res *host.Result, err error) ending {
+	c := a.call
+	e := ending{call: c, res: res, err: err}
+	if err == nil {
+		var content [32]byte
+		if content, err = responseContent(res.Response); err == nil {
+			e.stored = storedResponse{Status: http.StatusOK, ContentType: contentTypeJSON, Before: res.Response}
+			u := c.result.Usage
+			if sig := c.signer.sign(content, u.PromptTokens, u.CompletionTokens); sig != "" {
+				e.stored.Header = map[string]string{attest.ResponseSignatureHeader: sig}
+			}
+			return e
+		}
+	}
+	e.stored = errorResponse(c.s.toAPIError(r, err))
+	return e
+}
+
+// errorResponse is an error answer as it is sent and stored.
+func errorResponse(e *apiError) storedResponse {
+	body, _ := json.Marshal(e.body()) // strings only
+	return storedResponse{Status: e.Status, ContentType: contentTypeJSON, Header: e.headers(), Before: append(body, '\n')}
+}
+
+// writeEnding writes what of the answer is not out yet: the headers (with the receipt
+// of a JSON answer), the rest of stored.Before, a stream's receipt event, and
+// stored.After. A replayed answer is written whole the same way.
+func (s *Server) writeEnding(w http.ResponseWriter, e ending) {
+	stream := e.stored.ContentType == contentTypeSSE
+	if !e.started {
+		h := w.Header()
+		for k, v := range e.stored.Header {
+			h.Set(k, v)
+		}
+		h.Set("Content-Type", e.stored.ContentType)
+		switch {
+		case stream:
+			sseHeaders(h)
+		case e.receipt != nil:
+			h.Set(settle.ReceiptHeader, e.receipt.MarshalHeader())
+		}
+		w.WriteHeader(e.stored.Status)
+	}
+	out := append([]byte(nil), e.stored.Before[e.sent:]...)
+	if stream && e.receipt != nil {
+		out = append(out, receiptEvent(e.receipt)...)
+	}
+	w.Write(append(out, e.stored.After...)) // a failed write means the client is gone: the receipt is committed
+	if stream {
+		flushError(w)
+	}
+}
+
+// chatRequest is what the host reads of the request the backend gets, which the pre
+// stage left and the host checked (host.CheckChatRequest). Members it does not read
+// pass on in backend.Request.Raw.
 type chatRequest struct {
 	Model    string `json:"model"`
 	Messages []struct {
@@ -254,45 +296,33 @@ type chatRequest struct {
 	TopP                *float64        `json:"top_p"`
 	Seed                *int64          `json:"seed"`
 	Stop                json.RawMessage `json:"stop"`
-	N                   *int            `json:"n"`
 }
 
-// toBackendRequest decodes the request that left the pre stage. Errors are 400s that
-// name the member.
+// toBackendRequest decodes the checked request that left the pre stage. It fails only
+// if the host's check let through what it should not: an internal error.
 func toBackendRequest(b []byte) (*backend.Request, error) {
 	var cr chatRequest
-	if err := decodeLoose(b, &cr, "request"); err != nil {
-		return nil, err
+	if err := json.Unmarshal(b, &cr); err != nil {
+		return nil, fmt.Errorf("decode the checked request: %w", err)
 	}
-	if cr.N != nil && *cr.N != 1 {
-		return nil, invalidf("request: n is %d: this host answers with one choice", *cr.N)
-	}
-	req := &backend.Request{Model: cr.Model, Temperature: cr.Temperature, TopP: cr.TopP, Seed: cr.Seed, Raw: b}
-	switch {
-	case cr.MaxCompletionTokens != nil:
-		req.MaxTokens = *cr.MaxCompletionTokens
-	case cr.MaxTokens != nil:
-		req.MaxTokens = *cr.MaxTokens
-	}
-	if req.MaxTokens < 0 {
-		return nil, invalidf("request: max_tokens must not be negative")
-	}
+	req := &backend.Request{Model: cr.Model, Temperature: cr.Temperature, TopP: cr.TopP, Seed: cr.Seed, Raw: b,
+		MaxTokens: askedTokens(cr.MaxCompletionTokens, cr.MaxTokens)}
 	for i, m := range cr.Messages {
 		text, err := messageText(m.Content)
 		if err != nil {
-			return nil, invalidf("request: messages[%d].content: %v", i, err)
+			return nil, fmt.Errorf("decode the checked request: messages[%d].content: %w", i, err)
 		}
 		req.Messages = append(req.Messages, backend.Message{Role: m.Role, Content: text})
 	}
 	var err error
 	if req.Stop, err = stopSequences(cr.Stop); err != nil {
-		return nil, invalidf("request: stop: %v", err)
+		return nil, fmt.Errorf("decode the checked request: stop: %w", err)
 	}
 	return req, nil
 }
 
 // messageText returns the text of a message's content: a string, null, or an array of
-// parts of which only text parts are supported.
+// text parts, concatenated.
 func messageText(raw json.RawMessage) (string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", nil
@@ -303,17 +333,13 @@ func messageText(raw json.RawMessage) (string, error) {
 		return text, err
 	}
 	var parts []struct {
-		Type string  `json:"type"`
-		Text *string `json:"text"`
+		Text string `json:"text"`
 	}
 	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", errors.New("must be a string or an array of content parts")
+		return "", err
 	}
-	for i, p := range parts {
-		if p.Type != "text" || p.Text == nil {
-			return "", fmt.Errorf("part %d is of type %q: the backend takes text parts only", i, p.Type)
-		}
-		text += *p.Text
+	for _, p := range parts {
+		text += p.Text
 	}
 	return text, nil
 }
@@ -323,13 +349,12 @@ func stopSequences(raw json.RawMessage) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
-	var one string
-	if err := json.Unmarshal(raw, &one); err == nil {
-		return []string{one}, nil
+	if raw[0] == '"' {
+		var one string
+		err := json.Unmarshal(raw, &one)
+		return []string{one}, err
 	}
 	var many []string
-	if err := json.Unmarshal(raw, &many); err != nil {
-		return nil, errors.New("must be a string or an array of strings")
-	}
-	return many, nil
+	err := json.Unmarshal(raw, &many)
+	return many, err
 }

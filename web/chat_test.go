@@ -1,9 +1,12 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -209,37 +212,100 @@ func TestModuleRejectionAndFault(t *testing.T) {
 	}
 }
 
+// TestBadChatRequests: a client's bad request is a 400 naming what is wrong, the same
+// through a pipeline as on the bare endpoint, before any module runs (it used to reach
+// the pre modules and come back as their 500 module_error); the parameters the host
+// does not implement are refused, not ignored.
 func TestBadChatRequests(t *testing.T) {
-	f := newFixture(t, func(c *Config, _ *recorder) { c.MaxRequestBytes = 1024 })
-	id := f.push(emptyPipeline)
+	f := newFixture(t)
+	pii := plugin(t, "pii-redactor/go/pii-redactor.wasm")
+	id := f.push(`{"abi_version":1,"model":"stories260K","pre":[{"module":"`+hashOf(pii)+`"}]}`, pii)
+	const msgs = `"messages":[{"role":"user","content":"x"}]`
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"empty object", `{}`, "messages: missing: a chat request needs a non-empty array of messages"},
+		{"no messages", `{"messages":[]}`, "messages: must be a non-empty array of messages"},
+		{"messages a string", `{"messages":"hi"}`, "messages: must be a non-empty array of messages"},
+		{"not JSON", `{"messages":`, "invalid JSON at byte 12"},
+		{"array", `[]`, "array where an object is required"},
+		{"stream not bool", `{"stream":"yes",` + msgs + `}`, "stream: must be true or false"},
+		{"image part", `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`,
+			`messages[0].content[0].type: "image_url" is not supported by this host (text parts only)`},
+		{"negative max_tokens", `{` + msgs + `,"max_tokens":-1}`, "max_tokens: must be a non-negative integer"},
+		{"n", `{"n":2,` + msgs + `}`, "n: must be 1: this host answers with one choice"},
+		{"stop", `{"stop":5,` + msgs + `}`, "stop: must be a string or an array of strings"},
+		{"temperature", `{"temperature":3,` + msgs + `}`, "temperature: must be a number from 0 to 2"},
+		{"tools", `{` + msgs + `,"tools":[{"type":"function","function":{"name":"get_weather"}}],"tool_choice":"auto"}`, "tools: not supported by this host (no tool calls)"},
+		{"json output", `{` + msgs + `,"response_format":{"type":"json_object"}}`, `response_format: not supported by this host (only {"type": "text"})`},
+		{"logprobs", `{` + msgs + `,"logprobs":true,"top_logprobs":2}`, "logprobs: not supported by this host"},
+		{"logit_bias", `{` + msgs + `,"logit_bias":{"13":5}}`, "logit_bias: not supported by this host"},
+		{"audio", `{` + msgs + `,"modalities":["text","audio"],"audio":{"voice":"alloy","format":"wav"}}`, "modalities: not supported by this host (text only)"},
+	} {
+		for _, path := range []string{"/v1/chat/completions", "/p/" + id + "/v1/chat/completions"} {
+			t.Run(tc.name+" "+path[:3], func(t *testing.T) {
+				res := f.do("POST", path, ownerKey, tc.body)
+				e := res.apiErr(t)
+				if res.status != 400 || e.Type != "invalid_request_error" || e.Code != "invalid_request" || !strings.Contains(e.Message, tc.want) {
+					t.Errorf("%d %+v, want 400 invalid_request and %q", res.status, e, tc.want)
+				}
+			})
+		}
+	}
 	for _, tc := range []struct {
 		name, path, body string
 		status           int
 		want             string
 	}{
-		{"not JSON", "/v1/chat/completions", `{"messages":`, 400, "request: invalid JSON at byte 12: unexpected end of JSON input"},
-		{"array", "/v1/chat/completions", `[]`, 400, "request: JSON array where an object is required"},
-		{"stream not bool", "/v1/chat/completions", `{"stream":"yes","messages":[]}`, 400, `request: JSON string for field "stream"`},
-		{"no messages", "/v1/chat/completions", `{"model":"stories260K"}`, 400, "a request without messages"},
-		{"image part", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, 400,
-			`request: messages[0].content: part 0 is of type "image_url": the backend takes text parts only`},
-		{"n", "/v1/chat/completions", `{"n":2,"messages":[{"role":"user","content":"x"}]}`, 400, "request: n is 2"},
-		{"stop", "/v1/chat/completions", `{"stop":5,"messages":[{"role":"user","content":"x"}]}`, 400, "request: stop: must be a string or an array of strings"},
-		{"unknown model", "/v1/chat/completions", `{"model":"gpt-4","messages":[{"role":"user","content":"x"}]}`, 400, `model "gpt-4" is not served here`},
-		{"bad temperature", "/v1/chat/completions", `{"temperature":3,"messages":[{"role":"user","content":"x"}]}`, 400, "temperature must be between 0 and 2"},
-		{"other model", "/p/" + id + "/v1/chat/completions", `{"model":"gpt-4","messages":[{"role":"user","content":"x"}]}`, 400,
+		{"unknown model", "/v1/chat/completions", `{"model":"gpt-4",` + msgs + `}`, 400, `model "gpt-4" is not served here`},
+		{"other model", "/p/" + id + "/v1/chat/completions", `{"model":"gpt-4",` + msgs + `}`, 400,
 			`model "gpt-4" is not this pipeline's: it serves "stories260K"`},
-		{"too large", "/v1/chat/completions", `{"messages":[{"role":"user","content":"` + strings.Repeat("x", 1024) + `"}]}`, 413,
-			"the request body is over the limit of 1024 bytes"},
 		{"unknown pipeline", "/p/" + strings.Repeat("0", 64) + "/v1/chat/completions", `{}`, 404, "no pipeline with id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := f.do("POST", tc.path, ownerKey, tc.body)
-			e := res.apiErr(t)
-			if res.status != tc.status || !strings.Contains(e.Message, tc.want) {
+			if e := res.apiErr(t); res.status != tc.status || !strings.Contains(e.Message, tc.want) {
 				t.Errorf("%d %+v, want %d and %q", res.status, e, tc.status, tc.want)
 			}
 		})
+	}
+	if m := f.do("GET", "/metrics", "", nil); strings.Contains(string(m.body), "cocoon_module_failures_total{") {
+		t.Errorf("a module ran on a bad request:\n%s", regexp.MustCompile(`(?m)^cocoon_module_failures_total.*$`).FindAllString(string(m.body), -1))
+	}
+}
+
+// TestOversizedRequests: a body over the pipeline's first pre module's input limit is a
+// 413 naming the limit before any module runs, a body over MaxRequestBytes a 413 at
+// reading, and a prompt too long for the model is refused by its size in milliseconds,
+// not tokenized for seconds while it holds a generation slot.
+func TestOversizedRequests(t *testing.T) {
+	f := newFixture(t, func(c *Config, _ *recorder) { c.MaxRequestBytes = 8 << 20 })
+	pii := plugin(t, "pii-redactor/go/pii-redactor.wasm")
+	id := f.push(`{"abi_version":1,"model":"stories260K","pre":[{"module":"`+hashOf(pii)+`","limits":{"input_bytes":4096}}]}`, pii)
+	prompt := func(n int) string {
+		return `{"messages":[{"role":"user","content":"` + strings.Repeat("Once upon a time ", n/17+1) + `"}]}`
+	}
+	res := f.do("POST", "/p/"+id+"/v1/chat/completions", ownerKey, prompt(5000))
+	if e := res.apiErr(t); res.status != 413 || e.Code != "body_too_large" ||
+		!strings.Contains(e.Message, "over the input limit of 4096 bytes of this pipeline's first pre module ("+hashOf(pii)+")") {
+		t.Errorf("over the module's input limit: %d %+v", res.status, e)
+	}
+	if m := f.do("GET", "/metrics", "", nil); strings.Contains(string(m.body), `cocoon_stage_duration_seconds_count{stage="pre"}`) {
+		t.Error("the pre stage ran on a body over its first module's limit")
+	}
+	res = f.do("POST", "/v1/chat/completions", ownerKey, prompt(9<<20))
+	if e := res.apiErr(t); res.status != 413 || !strings.Contains(e.Message, "over the limit of 8388608 bytes") {
+		t.Errorf("over MaxRequestBytes: %d %+v", res.status, e)
+	}
+	start := time.Now()
+	res = f.do("POST", "/v1/chat/completions", ownerKey, prompt(4<<20))
+	took := time.Since(start)
+	t.Logf("a 4 MB prompt refused in %v", took)
+	if took > slowdown*2*time.Second { // tokenizing it took 4.7 s
+		t.Errorf("refusing a 4 MB prompt took %v", took)
+	}
+	if e := res.apiErr(t); res.status != 400 || !strings.Contains(e.Message, "context window of 512 tokens leaves no room") {
+		t.Errorf("a 4 MB prompt: %d %+v", res.status, e)
 	}
 }
 
@@ -263,6 +329,26 @@ func TestErrorMidStream(t *testing.T) {
 	}
 }
 
+// running sends greedy200 in the background and returns once its generation has
+// closed started (from a recorder hook); its answer comes on the channel.
+func (f *fixture) running(started <-chan struct{}) <-chan response {
+	f.t.Helper()
+	first := make(chan response, 1)
+	go func() {
+		res, err := f.send("POST", "/v1/chat/completions", ownerKey, greedy200)
+		if err != nil {
+			res = response{status: -1, body: []byte(err.Error())}
+		}
+		first <- res
+	}()
+	select {
+	case <-started:
+	case res := <-first:
+		f.t.Fatalf("the first request ended before its first delta: %d %s", res.status, res.body)
+	}
+	return first
+}
+
 func TestOverCapacity(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	f := newFixture(t, func(c *Config, r *recorder) {
@@ -275,19 +361,7 @@ func TestOverCapacity(t *testing.T) {
 			return emit(d)
 		}
 	})
-	first := make(chan response, 1)
-	go func() {
-		res, err := f.send("POST", "/v1/chat/completions", ownerKey, greedy200)
-		if err != nil {
-			res = response{status: -1, body: []byte(err.Error())}
-		}
-		first <- res
-	}()
-	select {
-	case <-started:
-	case res := <-first:
-		t.Fatalf("the first request ended before its first delta: %d %s", res.status, res.body)
-	}
+	first := f.running(started)
 	res := f.do("POST", "/v1/chat/completions", ownerKey, `{"messages":[{"role":"user","content":"x"}],"max_tokens":5}`)
 	e := res.apiErr(t)
 	if res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") != "1" || e.Code != "over_capacity" {
@@ -300,6 +374,71 @@ func TestOverCapacity(t *testing.T) {
 	f.backend.hook = nil
 	if res := f.do("POST", "/v1/chat/completions", ownerKey, `{"messages":[{"role":"user","content":"x"}],"max_tokens":5}`); res.status != 200 {
 		t.Errorf("after the slot was released: %d %s", res.status, res.body)
+	}
+}
+
+// TestCapacityBeforeBody: at capacity a request is refused at once, before its body
+// is read (the host used to wait for the whole body and parse it first); a client that
+// dribbles its body holds no slot meanwhile, and is answered 408 when the body timeout
+// passes (it used to be waited for as long as it liked).
+func TestCapacityBeforeBody(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	f := newFixture(t, func(c *Config, r *recorder) {
+		c.MaxGenerations = 1
+		c.RequestReadTimeout = 500 * time.Millisecond
+		r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
+			if n == 1 && started != nil {
+				close(started)
+				<-release
+			}
+			return emit(d)
+		}
+	})
+	addr := strings.TrimPrefix(f.http.URL, "http://")
+	// partial sends the headers of a chat request and the first 10 of its 1000 body
+	// bytes, and returns a reader of the answer.
+	partial := func() *bufio.Reader {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: cocoon\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{\"messages", ownerKey)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		return bufio.NewReader(conn)
+	}
+	answer := func(r *bufio.Reader) *http.Response {
+		t.Helper()
+		res, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		return res
+	}
+
+	first := f.running(started)
+	// At capacity: refused at once, with 10 of 1000 body bytes sent.
+	if res := answer(partial()); res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") != "1" {
+		t.Errorf("at capacity: %d %v", res.StatusCode, res.Header)
+	}
+	close(release)
+	if res := <-first; res.status != 200 {
+		t.Errorf("the running request: %d %s", res.status, res.body)
+	}
+
+	// A dribbling client: it holds no slot while it dribbles, and is cut by the body
+	// timeout.
+	started = nil
+	dribbler := partial()
+	if res := f.do("POST", "/v1/chat/completions", ownerKey, `{"messages":[{"role":"user","content":"x"}],"max_tokens":2}`); res.status != 200 {
+		t.Errorf("a request beside a dribbling client: %d %s", res.status, res.body)
+	}
+	start := time.Now()
+	if res := answer(dribbler); res.StatusCode != http.StatusRequestTimeout && res.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("a body that never arrives: %d", res.StatusCode)
+	}
+	if res := answer(partial()); res.StatusCode != http.StatusRequestTimeout || time.Since(start) > 4*time.Second {
+		t.Errorf("a body that never arrives: %d after %v", res.StatusCode, time.Since(start))
 	}
 }
 
@@ -338,7 +477,7 @@ func TestDisconnectCancelsGeneration(t *testing.T) {
 	cancel()
 	select {
 	case end := <-f.backend.ended:
-		if !errors.Is(end.err, context.Canceled) || end.result.FinishReason != "cancelled" || end.result.Usage.CompletionTokens >= 500 {
+		if !errors.Is(end.err, context.Canceled) && !errors.Is(end.err, errClientGone) || end.result.FinishReason != "cancelled" || end.result.Usage.CompletionTokens >= 500 {
 			t.Errorf("generation ended with %+v, %v; want cancelled early", end.result, end.err)
 		}
 	case <-time.After(10 * time.Second):

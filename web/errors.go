@@ -24,8 +24,31 @@ type apiError struct {
 	Message string
 	// Reason refines Code, such as the abi code of a module that failed validation.
 	Reason string
-	// RetryAfter, when positive, is sent as the Retry-After header, in seconds.
+	// RetryAfter, when positive, is sent as the Retry-After header, in seconds. A 429
+	// or 503 without one gets a default (see headers).
 	RetryAfter int
+}
+
+// Retry-After of a 429 and a 503 that do not say: every such answer tells the client
+// when to come back, so that SDKs back off instead of hammering or giving up.
+const (
+	defaultRetryAfter429 = 1
+	defaultRetryAfter503 = 5
+)
+
+// headers are the headers that go with the error: Retry-After for a 429 or a 503.
+func (e *apiError) headers() map[string]string {
+	after := e.RetryAfter
+	switch {
+	case after > 0:
+	case e.Status == http.StatusTooManyRequests:
+		after = defaultRetryAfter429
+	case e.Status == http.StatusServiceUnavailable:
+		after = defaultRetryAfter503
+	default:
+		return nil
+	}
+	return map[string]string{"Retry-After": strconv.Itoa(after)}
 }
 
 func (e *apiError) Error() string { return e.Message }
@@ -73,6 +96,11 @@ func (s *Server) toAPIError(r *http.Request, err error) *apiError {
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case r.Context().Err() != nil && errors.Is(context.Cause(r.Context()), errShuttingDown):
+		// Whatever failed, it failed because Server.Shutdown cut the request.
+		e := errorf(http.StatusServiceUnavailable, typeServer, "shutting_down", "the host is shutting down: retry on another host, or here in a moment")
+		e.RetryAfter = 5
+		return e
 	case errors.As(err, &se):
 		return &apiError{Status: se.Status(), Type: settleTypes[se.Status()], Code: se.Code, Message: se.Message}
 	case errors.As(err, &he):
@@ -96,7 +124,7 @@ func (s *Server) toAPIError(r *http.Request, err error) *apiError {
 			s.log.LogAttrs(r.Context(), slog.LevelWarn, "backend failure", slog.String("path", r.URL.Path), slog.Any("err", be.Unwrap()))
 		}
 		return &apiError{Status: status, Type: typ, Code: string(be.Code), Message: be.Error()}
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+	case errors.Is(err, errClientGone), errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// Nobody reads this answer; the status shows in metrics and logs.
 		return errorf(499, typeInvalidRequest, "cancelled", "the client closed the request")
 	}
@@ -124,8 +152,8 @@ func (e *apiError) body() errorBody {
 // writeError answers with err in the OpenAI error shape.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := s.toAPIError(r, err)
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	for k, v := range e.headers() {
+		w.Header().Set(k, v)
 	}
 	writeJSON(w, e.Status, e.body())
 }

@@ -13,11 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
+	"github.com/cocoonhost/cocoon/internal/wasmtest"
 	"github.com/cocoonhost/cocoon/settle"
 )
 
@@ -63,21 +65,23 @@ func shared(t testing.TB) (*embedded.Backend, *host.Sandbox) {
 // "pii-redactor/go/pii-redactor.wasm".
 func plugin(t testing.TB, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "plugins", path))
-	if err != nil {
-		t.Fatalf("%v: run `make plugins` first (it builds the example modules)", err)
-	}
-	return b
+	return wasmtest.Plugin(t, path)
 }
 
 // recorder wraps the real engine and records what it was asked and how each generation
 // ended. hook, when set, wraps each generation's emit (to hold or fail a generation).
 type recorder struct {
 	backend.Backend
-	mu       sync.Mutex
-	requests []*backend.Request
-	ended    chan generationEnd
-	hook     func(ctx context.Context, n int, delta string, emit func(string) error) error
+	mu         sync.Mutex
+	requests   []*backend.Request
+	ended      chan generationEnd
+	hook       func(ctx context.Context, n int, delta string, emit func(string) error) error
+	modelLists atomic.Int32 // calls of Models
+}
+
+func (r *recorder) Models(ctx context.Context) ([]backend.Model, error) {
+	r.modelLists.Add(1)
+	return r.Backend.Models(ctx)
 }
 
 type generationEnd struct {
@@ -131,7 +135,7 @@ func newFixture(t testing.TB, configure ...func(*Config, *recorder)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"))
+	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"), make([]byte, host.MinRegistryKey))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,10 @@
 package web
 
 import (
+	"context"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/cocoonhost/cocoon/host/backend"
 )
@@ -51,4 +54,64 @@ func (s *Server) pipelineModels(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// modelsTTL is how long the backend's model list is trusted for context windows.
+const modelsTTL = time.Minute
+
+// defaultContextTokens bounds a prompt for admission when the backend does not say how
+// long its model's context is.
+const defaultContextTokens = 8192
+
+// modelWindows knows the context window of each model the backend serves, from its
+// model list, read again at most every modelsTTL: admission needs the window of every
+// billed request, and listing models may be a network call. It keeps the served models
+// only, so that clients naming made-up models grow nothing. It is safe for concurrent
+// use.
+type modelWindows struct {
+	backend backend.Backend
+	mu      sync.Mutex
+	windows map[string]int // model id → context length; "" → the first model's
+	read    time.Time
+	// refreshing is set while one caller reads the list again; the others use the
+	// previous one meanwhile.
+	refreshing bool
+}
+
+// window returns model's context length in tokens: the backend's figure for a model it
+// lists ("" is its first), else defaultContextTokens. Until a first list is read every
+// caller waits for it; after that one caller at a time reads a newer one, and a failed
+// read is tried again by the next caller.
+func (m *modelWindows) window(ctx context.Context, model string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.windows == nil:
+		m.store(m.backend.Models(ctx))
+	case time.Since(m.read) >= modelsTTL && !m.refreshing:
+		m.refreshing = true
+		m.mu.Unlock()
+		models, err := m.backend.Models(ctx)
+		m.mu.Lock()
+		m.refreshing = false
+		m.store(models, err)
+	}
+	if n := m.windows[model]; n > 0 {
+		return n
+	}
+	return defaultContextTokens
+}
+
+// store keeps a list just read, unless reading it failed.
+func (m *modelWindows) store(models []backend.Model, err error) {
+	if err != nil {
+		return
+	}
+	m.windows, m.read = make(map[string]int, len(models)+1), time.Now()
+	for i, md := range models {
+		if i == 0 {
+			m.windows[""] = md.ContextLength
+		}
+		m.windows[md.ID] = md.ContextLength
+	}
 }

@@ -2,8 +2,6 @@ package web
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,17 +10,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/host"
 )
-
-// uploadJSON is the body of POST /v1/pipelines: the manifest, and the bytes of its
-// modules in standard base64 keyed by their "sha256:" hash. A module the host already
-// stores may be left out of modules; one that is not in the manifest is an error.
-type uploadJSON struct {
-	Manifest json.RawMessage   `json:"manifest"`
-	Modules  map[string]string `json:"modules"`
-}
 
 // pipelineJSON is how the API shows a pipeline.
 type pipelineJSON struct {
@@ -44,7 +33,10 @@ func toPipelineJSON(e *host.Entry) pipelineJSON {
 
 // uploadPipeline answers POST /v1/pipelines: 201 with the pipeline for a new one, 200
 // when the same pipeline was already registered (its id is the same; the caller joins
-// its owners). Every refusal is a 400 naming the module and the reason.
+// its owners). Every refusal is a 4xx naming the module and the reason: 400 for what is
+// wrong with the upload, 413 for a body over MaxUploadBytes, and 429 with Retry-After
+// when MaxUploads uploads are already being received or the host's compile pool is
+// full.
 func (s *Server) uploadPipeline(w http.ResponseWriter, r *http.Request) {
 	entry, created, err := s.upload(w, r)
 	if err != nil {
@@ -59,31 +51,40 @@ func (s *Server) uploadPipeline(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) (*host.Entry, bool, error) {
-	body, err := readBody(w, r, s.cfg.MaxUploadBytes)
+	// The slot is taken before the body is read: a body may be 64 MiB, and its modules
+	// are held until they are compiled.
+	release, err := s.acquireUpload()
+	if err == nil && r.ContentLength > s.cfg.MaxUploadBytes {
+		release()
+		err = bodyTooLarge(s.cfg.MaxUploadBytes)
+	}
 	if err != nil {
+		// Answer without reading the body: the server would read up to 256 KiB of it
+		// first, and wait for a client that sends nothing.
+		w.Header().Set("Connection", "close")
 		return nil, false, err
 	}
-	var up uploadJSON
-	if err := decodeStrict(body, &up, "upload"); err != nil {
-		return nil, false, err
+	defer release()
+	var m *host.Manifest
+	up, err := decodeUpload(http.MaxBytesReader(w, r.Body, s.cfg.MaxUploadBytes), func(b []byte) error {
+		var err error
+		if m, err = host.ParseManifest(b); err != nil {
+			return err
+		}
+		return s.checkModel(r.Context(), m.Model)
+	})
+	if err != nil {
+		return nil, false, bodyError(err, s.cfg.MaxUploadBytes, 0)
 	}
-	if up.Manifest == nil {
+	if m == nil {
 		return nil, false, invalidf(`upload: no "manifest" member`)
 	}
-	m, err := host.ParseManifest(up.Manifest)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := s.checkModel(r.Context(), m.Model); err != nil {
-		return nil, false, err
-	}
-	wasm, err := uploadedModules(m, up.Modules)
-	if err != nil {
+	if err := checkModules(m, up.modules); err != nil {
 		return nil, false, err
 	}
 	// Compiling is the slow step; it happens once per module, here, never per request.
 	for _, hash := range m.Modules() {
-		if b, ok := wasm[hash]; ok {
+		if b, ok := up.modules[hash]; ok {
 			if _, err := s.cfg.Store.Put(r.Context(), b); err != nil {
 				return nil, false, moduleError(hash, err)
 			}
@@ -92,40 +93,45 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) (*host.Entry, bo
 	return s.cfg.Registry.Add(m, principalOf(r.Context()).ID)
 }
 
-// uploadedModules decodes the modules of an upload and checks each against its hash.
-func uploadedModules(m *host.Manifest, encoded map[string]string) (map[string][]byte, error) {
-	used := m.Modules()
-	out := make(map[string][]byte, len(encoded))
-	for hash, b64 := range encoded {
-		if err := host.CheckHash(hash); err != nil {
-			return nil, invalidf("modules: %v", err)
-		}
-		if !slices.Contains(used, hash) {
-			return nil, invalidf("modules: %s is not in the manifest", hash)
-		}
-		if base64.StdEncoding.DecodedLen(len(b64)) > abi.MaxModuleBytes+2 {
-			return nil, invalidf("modules: %s is over the limit of %d bytes", hash, abi.MaxModuleBytes)
-		}
-		b, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil {
-			return nil, invalidf("modules: %s is not standard base64: %v", hash, err)
-		}
-		if len(b) > abi.MaxModuleBytes {
-			return nil, invalidf("modules: %s is %d bytes, over the limit of %d", hash, len(b), abi.MaxModuleBytes)
-		}
-		if got := host.HashOf(b); got != hash {
-			return nil, invalidf("modules: the bytes given for %s hash to %s", hash, got)
-		}
-		out[hash] = b
+// acquireUpload takes an upload slot without waiting; release gives it back.
+func (s *Server) acquireUpload() (release func(), err error) {
+	select {
+	case s.uploads <- struct{}{}:
+		return func() { <-s.uploads }, nil
+	default:
+		e := errorf(http.StatusTooManyRequests, typeRateLimit, "too_many_uploads",
+			"the host is receiving %d pipeline uploads at once, its limit: retry shortly", cap(s.uploads))
+		e.RetryAfter = 2
+		return nil, e
 	}
-	return out, nil
 }
 
-// moduleError names the module in a refusal of the store.
+// checkModules checks the decoded modules of an upload against the manifest and their
+// hashes.
+func checkModules(m *host.Manifest, modules map[string][]byte) error {
+	used := m.Modules()
+	for hash, b := range modules {
+		if !slices.Contains(used, hash) {
+			return invalidf("modules: %s is not in the manifest", hash)
+		}
+		if got := host.HashOf(b); got != hash {
+			return invalidf("modules: the bytes given for %s hash to %s", hash, got)
+		}
+	}
+	return nil
+}
+
+// moduleError names the module in a refusal of the store. A full compile pool is the
+// host's capacity, not the module's fault: a rate-limit error with Retry-After.
 func moduleError(hash string, err error) error {
 	var he *host.Error
 	if !errors.As(err, &he) {
 		return err
+	}
+	if he.Code == host.CodeCompileBusy {
+		e := errorf(he.Status, typeRateLimit, string(he.Code), "module %s: %s", hash, he.Message)
+		e.RetryAfter = he.RetryAfter
+		return e
 	}
 	e := *he
 	e.Message = fmt.Sprintf("module %s: %s", hash, he.Message)

@@ -74,8 +74,8 @@ func TestUploadErrors(t *testing.T) {
 		want   string
 	}{
 		{"not JSON", `{"manifest":`, 400, "invalid_request", "upload: invalid JSON"},
-		{"unknown member", `{"manifest":{},"wasm":{}}`, 400, "invalid_request", `upload: unknown member "wasm"`},
-		{"trailing data", `{"manifest":{}} {}`, 400, "invalid_request", "unexpected data after the JSON value"},
+		{"unknown member", `{"manifest":` + emptyPipeline + `,"wasm":{}}`, 400, "invalid_request", `upload: unknown member "wasm"`},
+		{"trailing data", `{"manifest":` + emptyPipeline + `} {}`, 400, "invalid_request", "unexpected data after the JSON value"},
 		{"no manifest", `{"modules":{}}`, 400, "invalid_request", `no "manifest" member`},
 		{"bad manifest", upload(`{"abi_version":2,"model":"stories260K"}`), 400, "invalid_pipeline", "manifest: abi_version: 2 is not supported"},
 		{"model not served", upload(`{"abi_version":1,"model":"gpt-4"}`), 400, "invalid_request",

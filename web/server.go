@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -37,31 +37,79 @@ type Config struct {
 	TelegramMaxAge time.Duration
 
 	// MaxGenerations bounds the chat completions running at once; the next one gets
-	// 429 with Retry-After. Default: the number of CPUs.
+	// 429 with Retry-After before its body is read. Default: the number of CPUs.
 	MaxGenerations int
 	// MaxRequestBytes bounds a chat completion body. Default 4 MiB.
 	MaxRequestBytes int64
+	// WriteTimeout bounds every write to a client (a JSON answer, each SSE event): a
+	// client that reads nothing for this long (to within a second) is cut, its
+	// generation cancelled and its slot freed, and a billed stream is charged only for
+	// what was written before. Default 30 s.
+	WriteTimeout time.Duration
 	// MaxUploadBytes bounds a pipeline upload body (base64 modules included).
 	// Default 64 MiB.
 	MaxUploadBytes int64
+	// MaxUploads bounds the pipeline uploads received at once, each holding up to
+	// three quarters of MaxUploadBytes; the next one gets 429 with Retry-After.
+	// Default 2.
+	MaxUploads int
 
 	// Attestation, when set, serves GET /v1/attestation and
 	// GET /v1/pipelines/{id}/attestation and signs every chat response with its host key.
 	// Without it those routes answer 404 and responses carry no signature.
 	Attestation *attest.Host
 	// MaxQuotesPerSecond bounds the fresh quotes of pipeline evidence, host-wide
-	// (quotes are slow on TDX); bursts may reach the same number. Default 2.
+	// (quotes are slow on TDX); bursts may reach the same number. One credential gets
+	// at most half of that rate and burst (a burst of at least one), so that no client
+	// can take them all.
+	// Default 2.
 	MaxQuotesPerSecond int
 
 	// Billing, when set, bills every chat completion to a TON escrow account (see
-	// package settle): requests are admitted against the escrow's balance, each answer
-	// carries a signed receipt, and GET /v1/pricing and /v1/accounts/{account} are
-	// served. Without it, requests are not billed and those routes answer 404.
+	// package settle): requests signed with an escrow's client key are accepted, are
+	// admitted against the escrow's balance, each answer carries a signed receipt, and
+	// GET /v1/pricing and /v1/accounts/{account} are served. Without it, requests are
+	// not billed and those routes answer 404.
 	Billing *settle.Service
 
 	// Logger gets operators' logs: internal errors, backend failures. Default: none.
 	Logger *slog.Logger
+
+	// The rest are settings of the connections Serve accepts.
+
+	// TLS, when set, makes Serve speak TLS with it (under the connection cap, so that
+	// handshakes count against it too).
+	TLS *tls.Config
+	// MaxConnections bounds the connections open at once. Over it Serve closes the
+	// connection idle longest, and with none idle answers the new one's request 503 with
+	// Retry-After and closes it (a TLS server closes it at once), without ever blocking
+	// its accepts. Default: three quarters of the process's RLIMIT_NOFILE, at most 16,384.
+	MaxConnections int
+	// RequestReadTimeout bounds how long a client may take to send a request, headers
+	// and body; a body still arriving then ends the request with a 408 and its
+	// connection. Answers are not bounded by it. A chat request's body is read before
+	// a generation slot is taken, so a client that dribbles it holds no slot meanwhile. Default 60 seconds (4 MiB at 0.6
+	// Mbit/s).
+	RequestReadTimeout time.Duration
+	// UploadReadTimeout replaces RequestReadTimeout for an owner's POST /v1/pipelines,
+	// whose body is larger. Default 10 minutes (64 MiB at 0.9 Mbit/s).
+	UploadReadTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that sends no new request for this
+	// long. Default 2 minutes.
+	IdleTimeout time.Duration
 }
+
+// headerTimeout bounds how long a client may take to send a request's headers, and the
+// TLS handshake before them.
+const headerTimeout = 10 * time.Second
+
+// cutGrace is how long Shutdown waits, once it has cancelled the requests that outlived
+// its drain, for them to send their last event and commit their receipt, before it
+// closes their connections.
+const cutGrace = 5 * time.Second
+
+// errShuttingDown is the cause of the cancellation of requests cut at shutdown.
+var errShuttingDown = errors.New("web: the host is shutting down")
 
 // Server is the HTTP API of a Cocoon host. It is safe for concurrent use.
 type Server struct {
@@ -69,12 +117,22 @@ type Server struct {
 	log     *slog.Logger
 	keys    keyring
 	slots   chan struct{} // one per running generation
+	uploads chan struct{} // one per upload being received
 	bare    *host.Pipeline
 	metrics *metrics
-	quotes  *tokenBucket
-	windows sync.Map // model -> context length, see contextWindow
-	handler http.Handler
-	http    *http.Server
+	quotes  *quoteLimiter
+	models  *modelWindows
+	// billing is the chat path's billing layer, free when the host does not bill.
+	billing biller
+	// observeLoad gets the slots in use after each change: the pricer's load.
+	observeLoad func(used, total int)
+	handler     http.Handler
+	http        *http.Server
+	conns       *connTracker
+	// failures keeps the module logs of failed requests for pipelines' owners.
+	failures *failureLog
+	// cut cancels every request's context (their base) with a cause, at shutdown.
+	cut context.CancelCauseFunc
 }
 
 // New checks cfg and returns a server. It does no I/O.
@@ -104,14 +162,32 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 4 << 20
 	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
 	if cfg.MaxUploadBytes <= 0 {
 		cfg.MaxUploadBytes = 64 << 20
+	}
+	if cfg.MaxUploads <= 0 {
+		cfg.MaxUploads = 2
 	}
 	if cfg.MaxQuotesPerSecond <= 0 {
 		cfg.MaxQuotesPerSecond = 2
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = defaultMaxConnections()
+	}
+	if cfg.RequestReadTimeout <= 0 {
+		cfg.RequestReadTimeout = time.Minute
+	}
+	if cfg.UploadReadTimeout <= 0 {
+		cfg.UploadReadTimeout = 10 * time.Minute
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 2 * time.Minute
 	}
 	// The bare backend is served through an empty pipeline, so that requests to it
 	// are checked, run and answered exactly as through any other.
@@ -120,27 +196,50 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		keys:    newKeyring(cfg.APIKeys),
-		slots:   make(chan struct{}, cfg.MaxGenerations),
-		bare:    bare,
-		metrics: newMetrics(),
-		quotes:  newTokenBucket(cfg.MaxQuotesPerSecond),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		keys:        newKeyring(cfg.APIKeys),
+		slots:       make(chan struct{}, cfg.MaxGenerations),
+		uploads:     make(chan struct{}, cfg.MaxUploads),
+		bare:        bare,
+		metrics:     newMetrics(),
+		quotes:      newQuoteLimiter(cfg.MaxQuotesPerSecond),
+		models:      &modelWindows{backend: cfg.Backend},
+		billing:     free{},
+		observeLoad: func(int, int) {},
+		conns:       newConnTracker(cfg.MaxConnections),
+		failures:    newFailureLog(),
 	}
+	if cfg.Billing != nil {
+		s.billing = escrowBilling{s}
+		s.observeLoad = cfg.Billing.Pricer().Observe
+	}
+	s.metrics.registry.MustRegister(s.conns.collectors()...)
 	s.handler = s.routes()
+	base, cut := context.WithCancelCause(context.Background())
+	s.cut = cut
 	s.http = &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		// No write timeout: streams last as long as generation does.
-		IdleTimeout: 2 * time.Minute,
+		ReadHeaderTimeout: min(headerTimeout, cfg.RequestReadTimeout),
+		// The whole request, body included, from its first byte. net/http lifts this
+		// deadline once the body has been read (and at once for a request without
+		// one), so it never cuts an answer: streams last as long as generation does.
+		ReadTimeout: cfg.RequestReadTimeout,
+		IdleTimeout: cfg.IdleTimeout,
+		// No write timeout here: the chat path bounds each write instead.
+		BaseContext: func(net.Listener) context.Context { return base },
+		ConnState:   s.conns.connState,
 	}
 	return s, nil
 }
 
+// routes mounts the API. Each route's middleware finishes its one job before the
+// handler runs: credentials (a signed request's signature included) in authenticate,
+// capacity in refuseAtCapacity, the pipeline in withPipeline. Optional features mount
+// their routes only when configured, so no handler asks whether they are.
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.metrics.instrument, s.recoverer)
+	r.Use(s.metrics.instrument, closeUnreadBody, s.writeDeadlines, s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, typeNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -150,37 +249,104 @@ func (s *Server) routes() http.Handler {
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
-	r.Get("/v1/attestation", s.bootAttestation)
-	r.Get("/v1/pricing", s.pricing)
 
+	// Flat routes, not mounted subrouters: metrics label requests by the full pattern,
+	// also those refused before routing would reach a subrouter.
 	r.Group(func(r chi.Router) {
-		r.Use(s.authenticate)
+		r.Use(s.authenticate(0))
 		r.Get("/v1/models", s.listModels)
-		r.Post("/v1/chat/completions", s.chatCompletions)
 		r.Get("/v1/pipelines", s.listPipelines)
 		r.Get("/v1/pipelines/{id}", s.getPipeline)
-		r.Get("/v1/pipelines/{id}/attestation", s.pipelineAttestation)
-		r.Get("/v1/accounts/{account}", s.account)
-		r.Get("/v1/accounts/{account}/receipts", s.receipts)
-		r.With(s.requireOwner).Post("/v1/pipelines", s.uploadPipeline)
-		r.With(s.requireOwner).Delete("/v1/pipelines/{id}", s.deletePipeline)
-		// Flat routes, not a mounted subrouter: metrics label requests by the full
-		// pattern, also those refused before routing would reach a subrouter.
+		r.Get("/v1/pipelines/{id}/logs", s.pipelineLogs)
 		r.With(s.withPipeline).Get("/p/{id}/v1/models", s.pipelineModels)
+		r.With(s.requireOwner, readDeadline(s.cfg.UploadReadTimeout)).Post("/v1/pipelines", s.uploadPipeline)
+		r.With(s.requireOwner).Delete("/v1/pipelines/{id}", s.deletePipeline)
+	})
+	r.Group(func(r chi.Router) {
+		// At capacity a request is refused before a byte of its body is read; then
+		// authenticate reads the body (and checks a signature over it) before the
+		// handler takes a slot, so a slow body holds none.
+		r.Use(s.refuseAtCapacity, s.authenticate(s.cfg.MaxRequestBytes))
+		r.Post("/v1/chat/completions", s.chatCompletions)
 		r.With(s.withPipeline).Post("/p/{id}/v1/chat/completions", s.chatCompletions)
 	})
+
+	if s.cfg.Attestation != nil {
+		r.Get("/v1/attestation", s.bootAttestation)
+		r.With(s.authenticate(0)).Get("/v1/pipelines/{id}/attestation", s.pipelineAttestation)
+	} else {
+		r.Get("/v1/attestation", s.unavailable(noAttestation()))
+		r.Get("/v1/pipelines/{id}/attestation", s.unavailable(noAttestation()))
+	}
+	if s.cfg.Billing != nil {
+		r.Get("/v1/pricing", s.pricing)
+		r.Group(func(r chi.Router) {
+			r.Use(s.authenticate(0))
+			r.Get("/v1/accounts/{account}", s.account)
+			r.Get("/v1/accounts/{account}/receipts", s.receipts)
+		})
+	} else {
+		noBilling := s.unavailable(errorf(http.StatusNotFound, typeNotFound, "billing_disabled", "this host does not bill requests"))
+		r.Get("/v1/pricing", noBilling)
+		r.Get("/v1/accounts/{account}", noBilling)
+		r.Get("/v1/accounts/{account}/receipts", noBilling)
+	}
 	return r
+}
+
+// unavailable answers every request with e: the routes of a feature the host was not
+// configured with.
+func (s *Server) unavailable(e *apiError) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, e) }
 }
 
 // Handler returns the server's routes, for callers that run their own http.Server.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Serve accepts connections on l until Shutdown; it then returns http.ErrServerClosed.
-func (s *Server) Serve(l net.Listener) error { return s.http.Serve(l) }
+// Serve accepts connections on l, at most Config.MaxConnections at once over all the
+// listeners it serves, and speaks TLS on them when Config.TLS is set, until Shutdown; it
+// then returns http.ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	var inner net.Listener = newLimitListener(l, s.conns, s.cfg.TLS == nil)
+	if s.cfg.TLS != nil {
+		inner = tls.NewListener(inner, s.cfg.TLS)
+	}
+	return s.http.Serve(inner)
+}
 
-// Shutdown stops accepting connections and waits, until ctx is done, for requests in
-// flight (streams included) to finish.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
+// Shutdown stops accepting connections and lets requests in flight (streams included)
+// finish until ctx is done. Requests still running then are cut: their contexts are
+// cancelled with a cause that the answer words as a 503 "the host is shutting down"
+// (for a stream, its error event, after its receipt on a billing host), and reads of
+// unfinished request bodies fail. Shutdown waits up to 5 seconds for the cut requests
+// to answer, then closes their connections and waits 5 seconds more for their handlers
+// to return.
+//
+// It returns nil when every request ended, drained or cut, and an error when a handler
+// still runs after all that (the caller should not close what handlers use, such as
+// the ledger, without knowing it). It costs at most ctx's time plus 10 seconds.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if err == nil || ctx.Err() == nil {
+		return err // drained, or a listener failed to close
+	}
+	s.log.Warn("cutting the requests still running after the drain", "requests", s.conns.active())
+	s.cut(errShuttingDown)
+	s.conns.expireReads()
+	grace, cancel := context.WithTimeout(context.Background(), cutGrace)
+	defer cancel()
+	if s.http.Shutdown(grace) == nil {
+		return nil
+	}
+	// Answers that cannot be written (a client that stopped reading) end here.
+	s.http.Close()
+	last, cancelLast := context.WithTimeout(context.Background(), cutGrace)
+	defer cancelLast()
+	if err := s.conns.wait(last); err != nil {
+		return fmt.Errorf("web: requests still running after they were cut at shutdown: %w", err)
+	}
+	return nil
+}
 
 // recoverer turns a panic in a handler into a 500 in the OpenAI error shape, and logs it.
 func (s *Server) recoverer(next http.Handler) http.Handler {
@@ -197,29 +363,49 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 	})
 }
 
+// overCapacity is the answer when every generation slot is taken.
+func (s *Server) overCapacity() *apiError {
+	e := errorf(http.StatusTooManyRequests, typeRateLimit, "over_capacity",
+		"the host is at capacity (%d generations running): retry shortly", cap(s.slots))
+	e.RetryAfter = 1
+	return e
+}
+
+// refuseAtCapacity answers 429 with Retry-After when every generation slot is taken,
+// before anything of the request is read. A slot that frees meanwhile goes to
+// whichever request takes it first (acquire).
+func (s *Server) refuseAtCapacity(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(s.slots) == cap(s.slots) {
+			s.refuseUnread(w, r, s.overCapacity())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuseUnread answers err to a request whose body was not read, and closes the
+// connection after the answer: net/http would otherwise read the rest of the body
+// before it sends the answer, so a refused client could still make the host wait for
+// a body it will never use.
+func (s *Server) refuseUnread(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Connection", "close")
+	s.writeError(w, r, err)
+}
+
 // acquire takes a generation slot without waiting; release gives it back.
 func (s *Server) acquire() (release func(), err error) {
 	select {
 	case s.slots <- struct{}{}:
 		s.metrics.generations.Inc()
-		s.observeLoad()
+		s.observeLoad(len(s.slots), cap(s.slots))
 		return func() {
 			<-s.slots
 			s.metrics.generations.Dec()
-			s.observeLoad()
+			s.observeLoad(len(s.slots), cap(s.slots))
 		}, nil
 	default:
-		e := errorf(http.StatusTooManyRequests, typeRateLimit, "over_capacity",
-			"the host is at capacity (%d generations running): retry shortly", cap(s.slots))
-		e.RetryAfter = 1
-		return nil, e
-	}
-}
-
-// observeLoad feeds the generation slots in use to the pricer's load coefficient.
-func (s *Server) observeLoad() {
-	if s.cfg.Billing != nil {
-		s.cfg.Billing.Pricer().Observe(len(s.slots), cap(s.slots))
+		return nil, s.overCapacity()
 	}
 }
 

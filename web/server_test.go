@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 func TestModels(t *testing.T) {
@@ -47,7 +48,7 @@ func TestHealthAndRoutes(t *testing.T) {
 func TestReadyzFollowsTheBackend(t *testing.T) {
 	f := newFixture(t, func(c *Config, r *recorder) { r.Backend = closedBackend{r.Backend} })
 	res := f.do("GET", "/readyz", "", nil)
-	if e := res.apiErr(t); res.status != 503 || e.Code != "unavailable" {
+	if e := res.apiErr(t); res.status != 503 || e.Code != "unavailable" || res.header.Get("Retry-After") != "5" {
 		t.Errorf("readyz with a closed backend: %d %s", res.status, res.body)
 	}
 }
@@ -146,5 +147,96 @@ func TestShutdownFinishesStreams(t *testing.T) {
 	}
 	if err := <-served; err != http.ErrServerClosed {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+// TestShutdownCutsRequests: requests still running when Shutdown's drain ends are cut:
+// a stream ends with the error event "shutting_down" (after its receipt, on a billing
+// host, which charges what was sent), a body still arriving stops being read, and
+// Shutdown returns nil once they have all ended, well before its 10 s bound.
+func TestShutdownCutsRequests(t *testing.T) {
+	// hold keeps a generation going, one delta every 20 ms, until its request is cut.
+	hold := func(_ *Config, r *recorder) {
+		r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
+			for n > 2 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(20 * time.Millisecond):
+					if err := emit("."); err != nil {
+						return err
+					}
+				}
+			}
+			return emit(d)
+		}
+	}
+	const stream = `{"messages":[{"role":"user","content":"x"}],"max_tokens":500,"stream":true}`
+	cutStream := func(t *testing.T, got <-chan streamed) streamed {
+		var s streamed
+		select {
+		case s = <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the stream still runs 10 s after Shutdown")
+		}
+		if s.done || s.err == nil || s.err.Code != "shutting_down" || s.err.Type != typeServer || s.text() == "" {
+			t.Errorf("a stream cut at shutdown: %+v, error %+v", s, s.err)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name   string
+		billed bool
+		start  func(t *testing.T, f *fixture, addr string) func() // starts the request; the func checks its end
+	}{
+		{"stream", false, func(t *testing.T, f *fixture, addr string) func() {
+			got := make(chan streamed, 1)
+			go func() { got <- f.streamOver(t, addr, ownerKey, stream) }()
+			return func() { cutStream(t, got) }
+		}},
+		{"billed stream", true, func(t *testing.T, f *fixture, addr string) func() {
+			got := make(chan streamed, 1)
+			go func() { got <- f.streamOver(t, addr, billedKey, stream) }()
+			return func() {
+				if r := cutStream(t, got).receipt; r == nil || r.Status != settle.StatusCancelled || r.Usage.CompletionTokens == 0 {
+					t.Errorf("the receipt of a stream cut at shutdown: %+v", r)
+				}
+			}
+		}},
+		{"silent body", false, func(t *testing.T, f *fixture, addr string) func() {
+			c, err := silentClient(addr, "/v1/chat/completions", ownerKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				defer c.Close()
+				if !closedWithin(c, time.Second) {
+					t.Error("a body still arriving holds its connection after Shutdown")
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, hold)
+			if tc.billed {
+				f = newBilling(t, 1e9, hold).fixture
+			}
+			addr := f.serve()
+			check := tc.start(t, f, addr)
+			for f.server.conns.active() == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(100 * time.Millisecond) // the stream is under way
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			if err := f.server.Shutdown(ctx); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("Shutdown took %s with a drain of 200 ms", d)
+			}
+			check()
+		})
 	}
 }

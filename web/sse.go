@@ -3,15 +3,29 @@ package web
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"hash"
 	"net/http"
+
+	"github.com/cocoonhost/cocoon/host"
 )
+
+// Content types of chat answers.
+const (
+	contentTypeJSON = "application/json"
+	contentTypeSSE  = "text/event-stream"
+)
+
+// errClientGone is why a stream stopped when a write to its client failed: the client
+// closed the connection, or stopped reading for Config.WriteTimeout. Its request ends
+// cancelled (settle.StatusCancelled), as when the client disconnects.
+var errClientGone = errors.New("the client stopped reading the stream")
 
 // sseWriter writes a chat completion as OpenAI's server-sent chunks. Headers go out with
 // the first chunk, so that a failure before it can still be an ordinary error response.
 type sseWriter struct {
 	w            http.ResponseWriter
-	rc           *http.ResponseController
 	call         *chatCall
 	includeUsage bool
 	started      bool
@@ -58,10 +72,17 @@ func sseFrame(data []byte) []byte {
 	return append(append([]byte("data: "), data...), "\n\n"...)
 }
 
-// event writes one "data:" event and flushes it; an error means the client is gone.
-func (s *sseWriter) event(data []byte) error { return s.write(sseFrame(data)) }
+// sseHeaders sets the headers of an event stream but its content type.
+func sseHeaders(h http.Header) {
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // proxies such as nginx must not hold chunks back
+}
 
-// write writes whole events and flushes them.
+func (s *sseWriter) stream() func(string) error { return s.delta }
+
+// write writes whole events and flushes them, each write under the server's write
+// deadline (writeDeadlines). On success every backend delta taken so far counts as
+// delivered; on failure the client is gone (errClientGone).
 func (s *sseWriter) write(events []byte) error {
 	if s.keep {
 		s.transcript.Write(events)
@@ -69,15 +90,19 @@ func (s *sseWriter) write(events []byte) error {
 	if !s.started {
 		s.started = true
 		h := s.w.Header()
-		h.Set("Content-Type", "text/event-stream")
-		h.Set("Cache-Control", "no-cache")
-		h.Set("X-Accel-Buffering", "no") // proxies such as nginx must not hold chunks back
+		h.Set("Content-Type", contentTypeSSE)
+		sseHeaders(h)
 		s.w.WriteHeader(http.StatusOK)
 	}
-	if _, err := s.w.Write(events); err != nil {
-		return err
+	_, err := s.w.Write(events)
+	if err == nil {
+		err = flushError(s.w)
 	}
-	return s.rc.Flush()
+	if err != nil {
+		return fmt.Errorf("%w: %v", errClientGone, err)
+	}
+	s.call.delivered = s.call.deltas
+	return nil
 }
 
 // chunkEvent is a chat.completion.chunk event.
@@ -97,9 +122,28 @@ func (s *sseWriter) delta(text string) error {
 	return s.write(s.chunkEvent([]chunkChoice{{Delta: d}}, nil, ""))
 }
 
-// closingEvents are the events that end a completed stream: the opening role if
-// nothing was sent, the finish reason, the usage when asked for, and [DONE] (always
-// last). The last chunk before [DONE] carries the response signature.
+// ending ends the stream: a failure before the first chunk is an ordinary error
+// answer; otherwise the closing events, split before "data: [DONE]", or, after a
+// failure, the error event. What was written before is in stored.Before when kept.
+func (s *sseWriter) ending(r *http.Request, res *host.Result, err error) ending {
+	e := ending{call: s.call, res: res, err: err, started: s.started, sent: s.transcript.Len()}
+	switch {
+	case err != nil && !s.started:
+		e.stored = errorResponse(s.call.s.toAPIError(r, err))
+	case err != nil:
+		b, _ := json.Marshal(s.call.s.toAPIError(r, err).body()) // strings only
+		e.stored = storedResponse{Status: http.StatusOK, ContentType: contentTypeSSE, Before: s.transcript.Bytes(), After: sseFrame(b)}
+	default:
+		closing := s.closingEvents()
+		e.stored = storedResponse{Status: http.StatusOK, ContentType: contentTypeSSE,
+			Before: append(s.transcript.Bytes(), closing...), After: doneEvent}
+	}
+	return e
+}
+
+// closingEvents are the events that end a completed stream before "data: [DONE]": the
+// opening role if nothing was sent, the finish reason, and the usage when asked for.
+// The last of them carries the response signature.
 func (s *sseWriter) closingEvents() []byte {
 	var out []byte
 	if !s.started { // an empty answer still opens with the role
@@ -117,11 +161,5 @@ func (s *sseWriter) closingEvents() []byte {
 	if s.includeUsage {
 		out = append(out, s.chunkEvent([]chunkChoice{}, &usageJSON{u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens}, signature)...)
 	}
-	return append(out, doneEvent...)
-}
-
-// failEvent is the error event that ends a failed stream.
-func (s *sseWriter) failEvent(e *apiError) []byte {
-	b, _ := json.Marshal(e.body())
-	return sseFrame(b)
+	return out
 }

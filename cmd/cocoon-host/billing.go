@@ -7,16 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/ledger"
@@ -54,11 +54,6 @@ type pricesConfig struct {
 	LoadMaxMilli uint64 `json:"load_max_milli"`
 }
 
-// settlementKeyFile is the settlement key in the data directory: a hex ed25519 seed,
-// created on the first billing start. The data directory is inside the TD (see
-// RATIONALE.md): the key survives restarts, so escrows opened with it stay chargeable.
-const settlementKeyFile = "settlement-key"
-
 // ledgerFile is the ledger in the data directory.
 const ledgerFile = "ledger.db"
 
@@ -76,13 +71,14 @@ const idempotencyWindow = 24 * time.Hour
 // pruneEvery is how often the ledger forgets what idempotencyWindow no longer covers.
 const pruneEvery = time.Hour
 
-// dialTON connects to the TON network of cfg. Tests replace it with an emulated chain.
-var dialTON = func(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, error) {
-	api, err := tonnet.Dial(ctx, cfg.TONConfig)
+// dialTON connects to the TON network of cfg; stop closes the connections. Tests
+// replace it with an emulated chain.
+var dialTON = func(ctx context.Context, cfg *serveConfig) (api ton.APIClientWrapped, stop func(), err error) {
+	api, stop, err = tonnet.Dial(ctx, cfg.TONConfig)
 	if err != nil {
-		return nil, fmt.Errorf("ton_config: %w", err)
+		return nil, nil, fmt.Errorf("ton_config: %w", err)
 	}
-	return api, nil
+	return api, stop, nil
 }
 
 // billing is what serve runs for settlement.
@@ -117,35 +113,20 @@ func (c *billingConfig) check() error {
 	return nil
 }
 
-// settlementKey reads the settlement key from the data directory, creating it on the
-// first start.
-func settlementKey(data string) (ed25519.PrivateKey, error) {
-	path := filepath.Join(data, settlementKeyFile)
-	seedHex, err := readSecret(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		seedHex, err = createKey(path) // 32 random bytes: an ed25519 seed
-	}
-	if err != nil {
-		return nil, err
-	}
-	seed, err := hex.DecodeString(seedHex)
-	if err != nil || len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("%s: not a hex ed25519 seed", path)
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
-}
-
-// startBilling opens the ledger, the host's wallet and the chain connection, and
-// returns the service and settler. The wallet's seed stays in this function.
-func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, log *slog.Logger) (*billing, error) {
+// startBilling opens the chain connection, the host's wallet and the ledger
+// (authenticated under a key sealer derives), which it gives parts to close, and returns
+// the service and settler (which runServe starts). The wallet's seed stays in this
+// function.
+func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, sealer *attest.Sealer, log *slog.Logger, parts *lifecycle.Owner) (*billing, error) {
 	words, err := readSecret(cfg.WalletSeedFile)
 	if err != nil {
 		return nil, fmt.Errorf("wallet_seed_file: %w", err)
 	}
-	api, err := dialTON(ctx, cfg)
+	api, stopTON, err := dialTON(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	parts.Add("TON connections", func() error { stopTON(); return nil })
 	network := int32(wallet.MainnetGlobalID)
 	if cfg.TONNetwork == "testnet" {
 		network = wallet.TestnetGlobalID
@@ -163,21 +144,20 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	if err != nil {
 		return nil, err
 	}
-	l, err := ledger.Open(filepath.Join(cfg.Data, ledgerFile))
+	l, err := openLedger(sealer, cfg.Data, key.Public().(ed25519.PublicKey), ledger.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
+	parts.Add("ledger", l.Close)
 	maxDelay, _ := time.ParseDuration(cfg.SettleMaxDelay) // checked
 	settler, err := settle.NewSettler(settle.SettlerConfig{Store: l, API: api, Wallet: w, Key: key,
 		Threshold: cfg.SettleThreshold, MaxDelay: maxDelay, Logger: log.With("component", "settler")})
 	if err != nil {
-		l.Close()
 		return nil, err
 	}
 	service, err := settle.NewService(settle.Config{Store: l, Pricer: pricer, Escrows: settle.NewChainEscrows(api, escrowTTL),
 		Key: key, HostAddr: w.WalletAddress().StringRaw(), ComputeReserve: computeReserve})
 	if err != nil {
-		l.Close()
 		return nil, err
 	}
 	log.Info("billing", "wallet", w.WalletAddress().String(), "settlement_key", hex.EncodeToString(key.Public().(ed25519.PublicKey)), "network", cfg.TONNetwork)
@@ -185,8 +165,9 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 }
 
 // prune forgets, every pruneEvery until ctx is done, the request hashes and idempotency
-// records older than idempotencyWindow, so that the ledger grows with receipts only.
-func (b *billing) prune(ctx context.Context, log *slog.Logger) {
+// records older than idempotencyWindow, so that the ledger grows with receipts only. It
+// returns ctx's error once its last prune has ended.
+func (b *billing) prune(ctx context.Context, log *slog.Logger) error {
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
 	for {
@@ -195,7 +176,7 @@ func (b *billing) prune(ctx context.Context, log *slog.Logger) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		case <-t.C:
 		}
 	}

@@ -58,7 +58,12 @@ func testEscrow(seed []string, hostKey ed25519.PublicKey, api wallet.TonAPI) (es
 
 // emulatedTON is dialTON for the helper process: a fresh chain with the host's wallet
 // funded and the test client's escrow deployed.
-func emulatedTON(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, error) {
+func emulatedTON(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, func(), error) {
+	chain, err := emulatedChain(ctx, cfg)
+	return chain, func() {}, err
+}
+
+func emulatedChain(ctx context.Context, cfg *serveConfig) (*tonemu.Chain, error) {
 	chain, err := tonemu.New()
 	if err != nil {
 		return nil, err
@@ -67,7 +72,11 @@ func emulatedTON(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, e
 	if err != nil {
 		return nil, err
 	}
-	key, err := settlementKey(cfg.Data)
+	sealer, err := openSealer(cfg, resolveAttestMode(cfg))
+	if err != nil {
+		return nil, err
+	}
+	key, _, err := settlementKey(cfg.Data, sealer)
 	if err != nil {
 		return nil, err
 	}
@@ -222,14 +231,18 @@ func (c *billedClient) receipts(t *testing.T) []settle.Receipt {
 	return list.Receipts
 }
 
-// TestServeBillingSIGKILL kills a billing host with SIGKILL while clients load it, three
-// times over, restarting it on the same data directory: every receipt a client got is
-// in the ledger unchanged, the chain has no gap and adds up, and retrying the requests
-// that were cut off (with their idempotency keys) charges none of them twice.
-func TestServeBillingSIGKILL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the host four times")
-	}
+// billingHost is a billing host's data directory and arguments, with the test client's
+// escrow (on the emulated chain every start of the host makes anew).
+type billingHost struct {
+	args   []string
+	data   string
+	seed   []string // the host wallet's
+	client *billedClient
+	key    ed25519.PublicKey // the settlement key
+}
+
+func newBillingHost(t *testing.T, extra ...string) *billingHost {
+	t.Helper()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	seed := wallet.NewSeed()
@@ -242,13 +255,7 @@ func TestServeBillingSIGKILL(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--data", data, "--model-dir", embeddedModelDir(t), "--attest", "sim", "--config", cfgFile}
-
-	h := startHostProcess(t, args...)
-	key, err := settlementKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := simSettlementKey(t, data) // created now, as the host's first start would
 	p, _, err := testEscrow(seed, key.Public().(ed25519.PublicKey), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +264,21 @@ func TestServeBillingSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := &billedClient{account: escrowAddr.StringRaw()}
+	return &billingHost{args: append([]string{"--data", data, "--attest", "sim", "--config", cfgFile}, extra...),
+		data: data, seed: seed, client: &billedClient{account: escrowAddr.StringRaw()}, key: key.Public().(ed25519.PublicKey)}
+}
+
+// TestServeBillingSIGKILL kills a billing host with SIGKILL while clients load it, three
+// times over, restarting it on the same data directory: every receipt a client got is
+// in the ledger unchanged, the chain has no gap and adds up, and retrying the requests
+// that were cut off (with their idempotency keys) charges none of them twice.
+func TestServeBillingSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the host four times")
+	}
+	bh := newBillingHost(t, "--model-dir", embeddedModelDir(t))
+	args, client, hostKey := bh.args, bh.client, bh.key
+	h := startHostProcess(t, args...)
 
 	got := map[string]*settle.Receipt{} // idempotency key -> the receipt the client got
 	type request struct {
@@ -305,7 +326,7 @@ func TestServeBillingSIGKILL(t *testing.T) {
 		wg.Wait()
 		h = startHostProcess(t, args...)
 		client.base = h.base
-		checkLedger(t, client, key.Public().(ed25519.PublicKey), got)
+		checkLedger(t, client, hostKey, got)
 	}
 
 	// Retry what was cut off: each key gets exactly one receipt, whether its first try
@@ -321,7 +342,7 @@ func TestServeBillingSIGKILL(t *testing.T) {
 		}
 		got[req.key] = r
 	}
-	all := checkLedger(t, client, key.Public().(ed25519.PublicKey), got)
+	all := checkLedger(t, client, hostKey, got)
 	// Every request has exactly one receipt: none lost, none charged twice.
 	if len(all) != len(got) {
 		t.Fatalf("%d receipts in the ledger for %d requests", len(all), len(got))

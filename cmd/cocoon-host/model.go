@@ -91,7 +91,7 @@ func model(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(&sums, "%s  %s\n", f.sha256, f.name)
 	}
-	return writeAtomic(filepath.Join(dir, embedded.SumsFile), func(w io.Writer) error {
+	return writeAtomic(filepath.Join(dir, embedded.SumsFile), 0o644, func(w io.Writer) error {
 		_, err := io.WriteString(w, sums.String())
 		return err
 	})
@@ -130,7 +130,7 @@ func download(ctx context.Context, url, path string, f modelFile) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("downloading %s from %s: server answered %s", f.name, url, resp.Status)
 	}
-	return writeAtomic(path, func(w io.Writer) error {
+	return writeAtomic(path, 0o644, func(w io.Writer) error {
 		h := sha256.New()
 		n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(resp.Body, f.size+1))
 		switch sum := hex.EncodeToString(h.Sum(nil)); {
@@ -145,9 +145,10 @@ func download(ctx context.Context, url, path string, f modelFile) error {
 	})
 }
 
-// writeAtomic writes path through fill: to a temporary file beside it, renamed over
-// path only when fill succeeded, so that readers never see a partial file.
-func writeAtomic(path string, fill func(io.Writer) error) error {
+// writeAtomic writes path (mode perm) through fill: to a temporary file beside it,
+// synced, renamed over path only when fill succeeded, and the directory synced, so that
+// readers never see a partial file and the new one survives a crash.
+func writeAtomic(path string, perm fs.FileMode, fill func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
@@ -160,13 +161,14 @@ func writeAtomic(path string, fill func(io.Writer) error) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
+		err = os.Chmod(tmp.Name(), perm)
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
+		return err
 	}
-	return err
+	return syncDir(filepath.Dir(path))
 }

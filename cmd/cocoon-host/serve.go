@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
@@ -56,6 +56,12 @@ type serveConfig struct {
 	Attest string `json:"attest"`
 	// TLS serves HTTPS with RA-TLS certificates: the boot evidence in each certificate.
 	TLS bool `json:"tls"`
+	// SealingKeyFile holds the root sealing secret (see seal.go): a TD-private file,
+	// never on the data disk.
+	SealingKeyFile string `json:"sealing_key_file"`
+	// ShutdownTimeout is how long a stopping host lets requests in flight finish before
+	// it cuts them, a duration such as "30s".
+	ShutdownTimeout string `json:"shutdown_timeout"`
 	billingConfig
 }
 
@@ -70,8 +76,9 @@ const (
 // third of it is left. Short, since a certificate cannot be revoked.
 const certValidity = time.Hour
 
-// shutdownTimeout bounds how long a stopping host waits for streams in flight.
-const shutdownTimeout = 30 * time.Second
+// defaultShutdownTimeout is how long a stopping host lets requests in flight finish
+// before it cuts them (--shutdown-timeout).
+const defaultShutdownTimeout = "30s"
 
 // The example pipeline, loaded on a first start when run from the repository (after
 // `make plugins`): the PII redactor before the model, the output guard after it.
@@ -82,62 +89,109 @@ var (
 )
 
 func serve(args []string, stdout, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return runServe(ctx, args, stdout, stderr)
+	ctx, shutdown := context.WithCancel(context.Background())
+	defer shutdown()
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	done, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchSignals(signals, shutdown, done, stderr)
+	}()
+	err := runServe(ctx, args, stdout, stderr)
+	close(done)
+	<-watched
+	return err
+}
+
+// watchSignals shuts the host down gracefully at the first SIGINT or SIGTERM, and
+// exits the process at once, with status 1, at the second: an operator who asks twice
+// does not want to wait for the drain. It returns when done is closed.
+func watchSignals(signals <-chan os.Signal, shutdown context.CancelFunc, done <-chan struct{}, stderr io.Writer) {
+	select {
+	case <-signals:
+		shutdown()
+	case <-done:
+		return
+	}
+	select {
+	case sig := <-signals:
+		fmt.Fprintf(stderr, "cocoon-host serve: second %s: exiting now, without waiting for requests in flight\n", sig)
+		os.Exit(1)
+	case <-done:
+	}
 }
 
 // runServe runs the host until ctx is done, then shuts it down gracefully. It prints
-// what an operator needs (the address, the API key, the example pipeline) to stdout and
-// logs to stderr.
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// what an operator needs (the address, where the API key is, the example pipeline) to
+// stdout, never a secret, and logs to stderr.
+//
+// One owner starts every long-lived part in order (backend, TON connections, ledger,
+// sandbox, settler, ledger pruner, HTTP server) and stops them in the reverse order,
+// each waited for before the next: requests drain, then the settler's round ends, and
+// only then does the ledger close. A part that fails stops the host with its error.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := parseServeFlags(args, stderr)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	keys, printKey, err := apiKeys(cfg)
+	keys, keyFile, err := apiKeys(cfg)
 	if err != nil {
 		return err
 	}
+	parts := lifecycle.New(log)
+	defer func() {
+		if err = errors.Join(err, parts.Stop()); err == nil {
+			log.Info("stopped")
+		}
+	}()
 	b, err := openBackend(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	parts.Add("backend", b.Close)
+	mode := resolveAttestMode(cfg)
+	sealer, err := openSealer(cfg, mode)
+	if err != nil {
+		return err
+	}
 	var bill *billing
-	var measured []attest.Event
+	measured := []attest.Event{sealer.Event()}
 	if cfg.WalletSeedFile != "" {
-		key, err := settlementKey(cfg.Data)
+		key, origin, err := settlementKey(cfg.Data, sealer)
 		if err != nil {
 			return err
 		}
-		if bill, err = startBilling(ctx, cfg, key, log); err != nil {
+		if bill, err = startBilling(ctx, cfg, key, sealer, log, parts); err != nil {
 			return err
 		}
-		defer bill.ledger.Close()
-		measured = append(measured, attest.SettlementKeyEvent(key.Public().(ed25519.PublicKey)))
+		measured = append(measured, attest.SettlementKeyEvent(key.Public().(ed25519.PublicKey)), attest.SettlementKeyOriginEvent(origin))
 		if cfg.APIKeyAccount != "" {
 			keys[0].Account = cfg.APIKeyAccount
 		}
 	}
-	attestation, err := boot(ctx, cfg, b, stdout, log, measured...)
+	attestation, err := boot(ctx, cfg, mode, b, stdout, log, measured...)
 	if err != nil {
 		return err
 	}
-	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig().WithCacheDir(filepath.Join(cfg.Data, "cache")))
+	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
 	if err != nil {
 		return err
 	}
-	defer sandbox.Close(context.Background())
+	parts.Add("sandbox", func() error { return sandbox.Close(context.Background()) })
 	store, err := host.OpenStore(ctx, sandbox, filepath.Join(cfg.Data, "modules"))
 	if err != nil {
 		return err
 	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(cfg.Data, "pipelines"))
+	registry, persistent, err := openRegistry(sealer, sandbox, store, cfg.Data)
 	if err != nil {
 		return err
+	}
+	if !persistent {
+		log.Warn("pipelines are kept in memory only: without a sealing source their owners could not be authenticated after a restart", "sealing", sealer.Source())
 	}
 	var botToken string
 	if cfg.TelegramBotTokenFile != "" {
@@ -149,6 +203,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		APIKeys: keys, TelegramBotToken: botToken, MaxGenerations: cfg.MaxGenerations, Attestation: attestation, Logger: log}
 	if bill != nil {
 		wcfg.Billing = bill.service
+	}
+	scheme := "http"
+	if cfg.TLS {
+		wcfg.TLS = attestation.TLSConfig(certValidity)
+		scheme = "https"
 	}
 	srv, err := web.New(wcfg)
 	if err != nil {
@@ -162,35 +221,55 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	scheme := "http"
-	if cfg.TLS {
-		l = tls.NewListener(l, attestation.TLSConfig(certValidity))
-		scheme = "https"
-	}
 	base := scheme + "://" + l.Addr().String()
-	fmt.Fprintf(stdout, "Listening on %s\n", base)
-	if printKey {
-		fmt.Fprintf(stdout, "API key: %s\n", keys[0].Key)
-	}
-	if example != "" {
-		// A key from the operator's own file stays off the screen.
-		shown := "$COCOON_API_KEY"
-		if printKey {
-			shown = keys[0].Key
-		}
-		fmt.Fprintf(stdout, "Example pipeline: %s\nTry it:\n  curl %s/p/%s/v1/chat/completions -H \"Authorization: Bearer %s\" -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Once upon a time\"}], \"max_tokens\": 64}'\n",
-			example, base, example, shown)
-		if cfg.TLS {
-			fmt.Fprintf(stdout, "  (the certificate is self-signed and attested: curl needs -k and then verifies nothing;\n   'cocoon chat --host %s --trust-sim-root ... --pipeline %s' verifies it in the handshake)\n", base, example)
-		}
-	}
+	printStart(stdout, cfg, base, keyFile, example)
 	if bill != nil {
 		bill.print(stdout)
-		go bill.settler.Run(ctx)
-		go bill.prune(ctx, log)
+		parts.Go("settler", func(ctx context.Context) error {
+			bill.settler.Run(ctx)
+			return ctx.Err()
+		})
+		parts.Go("ledger pruner", func(ctx context.Context) error { return bill.prune(ctx, log) })
 	}
+	drain, _ := time.ParseDuration(cfg.ShutdownTimeout) // checked
+	parts.Go("http server", func(ctx context.Context) error { return serveHTTP(ctx, srv, l, drain, log) })
 	log.Info("serving", "addr", l.Addr().String(), "backend", cfg.Backend, "attest", attestation.Mode(), "tls", cfg.TLS, "data", cfg.Data, "pipelines", len(registry.List()))
 
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: waiting for requests in flight", "timeout", drain)
+	case <-parts.Failed():
+	}
+	return parts.Err()
+}
+
+// printStart tells the operator where the host listens, where its API key is (never
+// the key: stdout ends up in service logs) and how to call the example pipeline.
+func printStart(stdout io.Writer, cfg *serveConfig, base, keyFile, example string) {
+	fmt.Fprintf(stdout, "Listening on %s\n", base)
+	fmt.Fprintf(stdout, "API key file: %s\n  export COCOON_API_KEY=\"$(cat %s)\"\n", keyFile, shellQuote(keyFile))
+	if example == "" {
+		return
+	}
+	fmt.Fprintf(stdout, "Example pipeline: %s\nTry it:\n  curl %s/p/%s/v1/chat/completions -H \"Authorization: Bearer $COCOON_API_KEY\" -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Once upon a time\"}], \"max_tokens\": 64}'\n",
+		example, base, example)
+	if cfg.TLS {
+		fmt.Fprintf(stdout, "  (the certificate is self-signed and attested: curl needs -k and then verifies nothing;\n   'cocoon chat --host %s --trust-sim-root ... --pipeline %s' verifies it in the handshake)\n", base, example)
+	}
+}
+
+// shellQuote quotes path for a POSIX shell when it holds anything but plain path
+// characters.
+func shellQuote(path string) string {
+	if strings.Trim(path, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:,@") == "" {
+		return path
+	}
+	return "'" + strings.ReplaceAll(path, "'", `'\''`) + "'"
+}
+
+// serveHTTP serves srv on l until ctx is done, then shuts it down: requests in flight
+// have drain to finish, and those still running after it are cut (web.Server.Shutdown).
+func serveHTTP(ctx context.Context, srv *web.Server, l net.Listener, drain time.Duration, log *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	select {
@@ -198,28 +277,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: waiting for requests in flight", "timeout", shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	err := srv.Shutdown(sctx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	log.Info("stopped")
-	return nil
+	return err
 }
 
 // parseServeFlags reads the flags and the --config file; flags given on the command line
 // override the file, which overrides the defaults.
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
-	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto"}
+	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto", ShutdownTimeout: defaultShutdownTimeout}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest, tls, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, api_key_account); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest, tls, sealing_key_file, shutdown_timeout, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, api_key_account); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
-	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, cache/, the API key")
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
 	fs.StringVar(&cfg.Backend, "backend", cfg.Backend, "embedded (in process), plugin (the embedded engine in a child process) or openai (an OpenAI-compatible server at --backend-url)")
 	fs.StringVar(&cfg.BackendURL, "backend-url", "", "base URL of the OpenAI-compatible server, such as http://127.0.0.1:8000/v1")
@@ -227,8 +302,10 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.APIKeyFile, "api-key-file", "", "file holding the API key clients must present (default: DATA/api-key, created if missing)")
 	fs.StringVar(&cfg.TelegramBotTokenFile, "telegram-bot-token-file", "", "file holding the Telegram bot token that signs Mini Apps' initData (enables 'Authorization: tma <initData>')")
 	fs.StringVar(&cfg.Attest, "attest", cfg.Attest, "evidence provider: tdx (a TDX guest's quotes), sim (a simulated TDX whose root certificate is DATA/attest/sim-root.pem, for testing) or auto (tdx when this is a TDX guest, else sim)")
+	fs.StringVar(&cfg.SealingKeyFile, "sealing-key-file", "", "file holding the root sealing secret (32+ random bytes) that seals the settlement key and authenticates the ledger and pipelines: a file the TD image provisions into TD-private memory (tmpfs or ramfs), never on the data disk. Without it, sim mode uses DATA/attest/sim-sealing-root (protects nothing) and tdx mode persists no secret (no billing)")
 	fs.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS with short-lived self-signed RA-TLS certificates that carry the boot evidence, for clients that verify the host in the TLS handshake")
 	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more get 429 (default: the number of CPUs)")
+	fs.StringVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a stopping host (SIGINT, SIGTERM) lets requests in flight finish; it then cuts them with a 503 error event and their receipt. A second signal exits at once")
 	fs.StringVar(&cfg.WalletSeedFile, "wallet-seed-file", "", "file holding the 24-word seed of the host's TON wallet (V5R1); enables billing, which also needs ton_config and prices")
 	fs.StringVar(&cfg.TONConfig, "ton-config", "", "TON global config file (liteservers) of the network escrows live on")
 	fs.StringVar(&cfg.TONNetwork, "ton-network", "mainnet", "mainnet or testnet: the wallet's network")
@@ -256,6 +333,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	case cfg.MaxGenerations < 0:
 		return nil, cli.UsageError("--max-generations must not be negative")
 	}
+	if d, err := time.ParseDuration(cfg.ShutdownTimeout); err != nil || d <= 0 {
+		return nil, cli.UsageError(fmt.Sprintf("shutdown_timeout %q: want a positive duration such as 30s", cfg.ShutdownTimeout))
+	}
 	if err := cfg.billingConfig.check(); err != nil {
 		return nil, err
 	}
@@ -281,26 +361,24 @@ func readConfig(path string, cfg *serveConfig) error {
 	return nil
 }
 
-// apiKeys returns the key clients must present: from --api-key-file, else from the data
-// directory, where it is created on first start. printKey is set for the latter, whose
-// key the operator has not seen elsewhere.
-func apiKeys(cfg *serveConfig) (keys []web.APIKey, printKey bool, err error) {
-	if cfg.APIKeyFile != "" {
-		key, err := readSecret(cfg.APIKeyFile)
-		if err != nil {
-			return nil, false, err
-		}
-		return []web.APIKey{{Name: apiKeyName, Key: key}}, false, nil
+// apiKeys returns the key clients must present and the file it is in: --api-key-file,
+// else the data directory's, created on the first start.
+func apiKeys(cfg *serveConfig) (keys []web.APIKey, file string, err error) {
+	file = cfg.APIKeyFile
+	if file == "" {
+		file = filepath.Join(cfg.Data, apiKeyFile)
 	}
-	path := filepath.Join(cfg.Data, apiKeyFile)
-	key, err := readSecret(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		key, err = createKey(path)
+	if file, err = filepath.Abs(file); err != nil {
+		return nil, "", err
+	}
+	key, err := readSecret(file)
+	if errors.Is(err, fs.ErrNotExist) && cfg.APIKeyFile == "" {
+		key, err = createKey(file)
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
-	return []web.APIKey{{Name: apiKeyName, Key: key}}, true, nil
+	return []web.APIKey{{Name: apiKeyName, Key: key}}, file, nil
 }
 
 // readSecret reads a one-line secret file.
@@ -361,16 +439,11 @@ func openBackend(cfg *serveConfig, log *slog.Logger) (backend.Backend, error) {
 	}
 }
 
-// boot opens the evidence provider --attest names, measures the host into its event log
-// (with the extra events: a billing host's settlement key) and takes the boot quote. A forced tdx on a machine without TDX fails start-up.
-func boot(ctx context.Context, cfg *serveConfig, b backend.Backend, stdout io.Writer, log *slog.Logger, extra ...attest.Event) (*attest.Host, error) {
-	mode := cfg.Attest
-	if mode == "auto" {
-		mode = attest.ModeSim
-		if attest.Available() {
-			mode = attest.ModeTDX
-		}
-	}
+// boot opens the evidence provider of mode (resolveAttestMode), measures the host into
+// its event log (with the extra events: the sealing source, a billing host's settlement
+// key and its origin) and takes the boot quote. A forced tdx on a machine without TDX
+// fails start-up.
+func boot(ctx context.Context, cfg *serveConfig, mode string, b backend.Backend, stdout io.Writer, log *slog.Logger, extra ...attest.Event) (*attest.Host, error) {
 	var p attest.Provider
 	simDir := filepath.Join(cfg.Data, "attest")
 	if mode == attest.ModeTDX {

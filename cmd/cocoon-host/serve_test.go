@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -39,22 +41,25 @@ func (b *lockedBuffer) String() string {
 
 // running is a serve command run in process.
 type running struct {
-	base, key, example string
-	attest             string // what follows "Attestation: "
-	cancel             context.CancelFunc
-	done               chan error
-	logs               *lockedBuffer
+	base, key, keyFile, example string
+	attest                      string // what follows "Attestation: "
+	cancel                      context.CancelFunc
+	done                        chan error
+	returned                    time.Time // when runServe returned; set before done receives
+	stdout, logs                *lockedBuffer
 }
 
-// startServe runs serve with args and waits until it prints its address and API key
-// (and, when one is loaded, the example pipeline's curl line).
+// startServe runs serve with args and waits until it prints its address and where its
+// API key is (and, when one is loaded, the example pipeline's curl line); it reads the
+// key from there.
 func startServe(t *testing.T, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	r := &running{cancel: cancel, done: make(chan error, 1), logs: &lockedBuffer{}}
+	r := &running{cancel: cancel, done: make(chan error, 1), stdout: &lockedBuffer{}, logs: &lockedBuffer{}}
 	go func() {
 		err := runServe(ctx, append([]string{"--listen", "127.0.0.1:0"}, args...), pw, r.logs)
+		r.returned = time.Now()
 		pw.Close()
 		r.done <- err
 	}()
@@ -66,26 +71,33 @@ func startServe(t *testing.T, args ...string) *running {
 			t.Error("serve did not stop")
 		}
 	})
+	t.Cleanup(func() { pr.Close() }) // before the wait above: serve never blocks on its stdout
 	lines := bufio.NewScanner(pr)
 	for lines.Scan() {
 		line := lines.Text()
+		fmt.Fprintln(r.stdout, line)
 		if v, ok := strings.CutPrefix(line, "Listening on "); ok {
 			r.base = v
-		} else if v, ok := strings.CutPrefix(line, "API key: "); ok {
-			r.key = v
+		} else if v, ok := strings.CutPrefix(line, "API key file: "); ok {
+			r.keyFile = v
+			key, err := readSecret(r.keyFile)
+			if err != nil {
+				t.Fatalf("the API key file serve printed: %v", err)
+			}
+			r.key = key
 		} else if v, ok := strings.CutPrefix(line, "Attestation: "); ok {
 			r.attest = v
 		} else if v, ok := strings.CutPrefix(line, "Example pipeline: "); ok {
 			r.example = v
 		} else if strings.Contains(line, "curl ") {
-			want := "curl " + r.base + "/p/" + r.example + "/v1/chat/completions -H \"Authorization: Bearer " + r.key + "\""
+			want := "curl " + r.base + "/p/" + r.example + "/v1/chat/completions -H \"Authorization: Bearer $COCOON_API_KEY\""
 			if !strings.Contains(line, want) {
 				t.Errorf("curl line %q does not hold %q", line, want)
 			}
 			break
 		}
 	}
-	go io.Copy(io.Discard, pr)
+	go io.Copy(r.stdout, pr)
 	if r.base == "" || r.key == "" {
 		t.Fatalf("serve printed no address or key; logs:\n%s", r.logs.String())
 	}
@@ -146,7 +158,7 @@ func TestServe(t *testing.T) {
 	if info, err := os.Stat(filepath.Join(data, "api-key")); err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("api-key file: %v, %v; want mode 0600", info, err)
 	}
-	for _, dir := range []string{"modules", "pipelines", "cache"} {
+	for _, dir := range []string{"modules", "pipelines"} {
 		if _, err := os.Stat(filepath.Join(data, dir)); err != nil {
 			t.Errorf("data directory: %v", err)
 		}
@@ -247,6 +259,12 @@ func TestServeConfig(t *testing.T) {
 		{"ton_config without wallet", []string{"--ton-config", "/c"}, serveConfig{}, "need wallet_seed_file"},
 		{"bad network", []string{"--config", billing, "--ton-network", "devnet"}, serveConfig{}, `ton_network "devnet"`},
 		{"bad delay", []string{"--config", file("delay.json", `{"wallet_seed_file": "/s", "ton_config": "/c", "prices": {"completion_per_million": 1}, "settle_max_delay": "soon"}`)}, serveConfig{}, "settle_max_delay"},
+		{"shutdown timeout", []string{"--data", "/d", "--shutdown-timeout", "2s"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", ShutdownTimeout: "2s"}, ""},
+		{"shutdown timeout in the file", []string{"--data", "/d", "--config", file("drain.json", `{"shutdown_timeout": "1m"}`)},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", ShutdownTimeout: "1m"}, ""},
+		{"bad shutdown timeout", []string{"--shutdown-timeout", "soon"}, serveConfig{}, `shutdown_timeout "soon": want a positive duration`},
+		{"negative shutdown timeout", []string{"--shutdown-timeout", "-1s"}, serveConfig{}, `shutdown_timeout "-1s"`},
 		{"unknown price member", []string{"--config", file("price.json", `{"prices": {"per_token": 1}}`)}, serveConfig{}, `unknown field "per_token"`},
 	}
 	for _, tt := range tests {
@@ -261,6 +279,9 @@ func TestServeConfig(t *testing.T) {
 			}
 			if tt.want.TONNetwork == "" {
 				tt.want.TONNetwork = "mainnet"
+			}
+			if tt.want.ShutdownTimeout == "" {
+				tt.want.ShutdownTimeout = defaultShutdownTimeout
 			}
 			if err != nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
@@ -373,5 +394,55 @@ func TestServeTLS(t *testing.T) {
 	uc := &http.Client{Transport: &http.Transport{TLSClientConfig: untrusted.TLSConfig()}}
 	if _, err := uc.Get(r.base + "/v1/attestation"); !errors.Is(err, attest.ErrRATLS) {
 		t.Errorf("untrusted sim root: %v, want ErrRATLS", err)
+	}
+}
+
+// TestServeKeepsSecretsOffScreen: what serve prints (stdout lands in service logs) and
+// logs says where the API key is and never holds a secret: not the API key (created in
+// the data directory or the operator's own file), not the wallet seed, not the
+// settlement key.
+func TestServeKeepsSecretsOffScreen(t *testing.T) {
+	model, err := filepath.Abs(testModelDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := dialTON
+	t.Cleanup(func() { dialTON = saved })
+	dialTON = emulatedTON
+	own := filepath.Join(t.TempDir(), "operator key")
+	if err := os.WriteFile(own, []byte("sk-operator-own-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		keyFile func(bh *billingHost) string
+	}{
+		{"created key", nil, func(bh *billingHost) string { return filepath.Join(bh.data, apiKeyFile) }},
+		{"own key file", []string{"--api-key-file", own}, func(*billingHost) string { return own }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bh := newBillingHost(t, append([]string{"--model-dir", model}, tc.args...)...)
+			t.Chdir(filepath.Join("..", "..")) // with the example pipeline and its curl line
+			r := startServe(t, bh.args...)
+			resp := r.request(t, "GET", "/v1/models", r.key, "")
+			resp.Body.Close()
+			r.stop(t)
+
+			if want := tc.keyFile(bh); r.keyFile != want {
+				t.Errorf("serve says the key is in %q, want %q", r.keyFile, want)
+			}
+			out, logs := r.stdout.String(), r.logs.String()
+			if !strings.Contains(out, `export COCOON_API_KEY="$(cat `+shellQuote(r.keyFile)+`)"`) || !strings.Contains(out, `-H "Authorization: Bearer $COCOON_API_KEY"`) {
+				t.Errorf("stdout does not say how to use the key:\n%s", out)
+			}
+			settlement := hex.EncodeToString(simSettlementKey(t, bh.data).Seed())
+			secrets := map[string]string{"the API key": r.key, "the settlement key": settlement, "the wallet seed": strings.Join(bh.seed, " ")}
+			for what, secret := range secrets {
+				if strings.Contains(out, secret) || strings.Contains(logs, secret) {
+					t.Errorf("%s is on screen:\nstdout:\n%s\nlogs:\n%s", what, out, logs)
+				}
+			}
+		})
 	}
 }

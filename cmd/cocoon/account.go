@@ -270,10 +270,10 @@ func envHost() string { return envOr("COCOON_HOST", defaultHost) }
 // returned function builds the client and, when --escrow or a key flag is given, the
 // signer that signs each request in place of the API key.
 func billedHostFlags(fs *flag.FlagSet) func() (*client, *signer, error) {
-	build := connectFlags(fs, "API key, as cocoon-host serve prints it ($COCOON_API_KEY); unused with --escrow")
+	build := connectFlags(fs, "API key, from the file cocoon-host serve names at start; unused with --escrow")
 	account := addAccountFlags(fs)
 	return func() (*client, *signer, error) {
-		missingKey := "no API key: pass --api-key or set COCOON_API_KEY (cocoon-host serve prints it at start), or sign requests for an escrow with --escrow and --seed-file"
+		missingKey := missingKey + ", or sign requests for an escrow with --escrow and --seed-file"
 		var s *signer
 		if account.given() {
 			var err error

@@ -112,7 +112,7 @@ func TestSettlementUsageErrors(t *testing.T) {
 		{[]string{"receipts", "--host", "http://h"}, "no escrow: pass --escrow ADDR"},
 		{[]string{"receipts", "--host", "ftp://h", "--escrow", escrowAddr, "--client-key-file", seed}, `--host "ftp://h": want a URL`},
 
-		{[]string{"chat", "hi"}, "no API key: pass --api-key or set COCOON_API_KEY (cocoon-host serve prints it at start), or sign requests for an escrow"},
+		{[]string{"chat", "hi"}, "no API key: pass --api-key or set COCOON_API_KEY (cocoon-host serve prints the file it is in), or sign requests for an escrow"},
 		{[]string{"chat", "--escrow", escrowAddr, "hi"}, "pass --seed-file (the wallet's seed words) or --client-key-file"},
 		{[]string{"chat", "--seed-file", seed, "hi"}, "no escrow: pass --escrow ADDR"},
 		{[]string{"chat", "--escrow", "0:12", "--seed-file", seed, "hi"}, `--escrow: "0:12" is not a TON address`},

@@ -75,7 +75,7 @@ func newBillingHost(t *testing.T, chain *tonemu.Chain, measured ...[]attest.Even
 	if err := chain.Fund(h.wallet.WalletAddress(), big.NewInt(5e9)); err != nil {
 		t.Fatal(err)
 	}
-	if h.ledger, err = ledger.Open(filepath.Join(dir, "ledger.db")); err != nil {
+	if h.ledger, err = ledger.Open(filepath.Join(dir, "ledger.db"), make([]byte, ledger.MinMACKey)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.ledger.Close() })
@@ -120,7 +120,7 @@ func newBillingHost(t *testing.T, chain *tonemu.Chain, measured ...[]attest.Even
 	if err != nil {
 		t.Fatal(err)
 	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"))
+	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"), make([]byte, host.MinRegistryKey))
 	if err != nil {
 		t.Fatal(err)
 	}

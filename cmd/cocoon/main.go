@@ -7,6 +7,7 @@
 //	cocoon init --lang go|c DIR     scaffold a new module
 //	cocoon push --pre A.wasm --post B.wasm   upload a pipeline to a host, print its id
 //	cocoon pipelines [show ID]      list a host's pipelines, or print one's manifest
+//	cocoon logs --pipeline ID       the module logs of a pipeline's recent failed requests (its owners)
 //	cocoon chat --pipeline ID [PROMPT]       stream a chat completion through a pipeline
 //	cocoon verify [--pipeline ID] [--policy FILE]  verify a host's attestation evidence
 //	cocoon proxy --pipeline ID [--listen ADDR]   serve a local OpenAI API that checks every answer
@@ -14,7 +15,8 @@
 //	cocoon receipts --host URL --escrow ADDR     fetch and verify an escrow's receipts
 //
 // The client commands talk to --host (or COCOON_HOST, default http://127.0.0.1:8080)
-// with --api-key (or COCOON_API_KEY), or sign requests with an escrow's client key.
+// with --api-key (or COCOON_API_KEY, whose value --help never shows), or sign requests
+// with an escrow's client key.
 //
 // Run `cocoon COMMAND --help` for a command's flags.
 package main
@@ -33,6 +35,7 @@ var commands = []cli.Command{
 	{Name: "init", Summary: "scaffold a new module from a template", Run: initModule},
 	{Name: "push", Summary: "upload a pipeline to a host, print its id", Run: push},
 	{Name: "pipelines", Summary: "list a host's pipelines, or show one's manifest", Run: pipelines},
+	{Name: "logs", Summary: "print the module logs of a pipeline's recent failed requests", Run: logs},
 	{Name: "chat", Summary: "chat through a pipeline, streaming the answer", Run: chat},
 	{Name: "verify", Summary: "verify a host's attestation, and a pipeline's", Run: verify},
 	{Name: "proxy", Summary: "serve a local OpenAI API that verifies a pipeline's host and answers", Run: serveProxy},

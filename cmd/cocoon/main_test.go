@@ -36,7 +36,7 @@ func TestCLI(t *testing.T) {
 		{"run invalid module", []string{"run", "../../host/testdata/wrong_abi.wasm", "--hook", "pre"}, request, 1, "", "module targets ABI v2"},
 		{"run bad hook", []string{"run", "x.wasm", "--hook", "middle"}, "", 2, "", "--hook must be pre, post or chunk"},
 		{"run bad input", []string{"run", "../../host/testdata/spec_example.wasm", "--hook", "pre"}, "[]", 1, "", "not a chat completion request"},
-		{"run output without messages", []string{"run", "../../host/testdata/spec_example.wasm", "--hook", "pre"}, "{}", 1, "", "cocoon_pre returned a request without messages (invalid_output)"},
+		{"run output without messages", []string{"run", "../../host/testdata/spec_example.wasm", "--hook", "pre"}, "{}", 1, "", "cocoon_pre returned an invalid chat request (messages: missing: a chat request needs a non-empty array of messages) (invalid_output)"},
 		{"validate", []string{"validate", "../../host/testdata/spec_example.wasm", "../../host/testdata/unknown_import.wasm"}, "", 1, "", "1 of 2 modules are invalid"},
 		{"unknown command", []string{"frobnicate"}, "", 2, "", `unknown command "frobnicate"`},
 		{"help", []string{"--help"}, "", 0, "", "Commands:"},
@@ -51,5 +51,42 @@ func TestCLI(t *testing.T) {
 					code, stdout.String(), stderr.String(), tt.code, tt.stdout, tt.stderrPart)
 			}
 		})
+	}
+}
+
+// TestHelpHidesSecrets: --help of every command names the variables that hold secrets
+// and never shows their values, which would land in terminals, scrollback and CI logs;
+// the value is still what the commands use.
+func TestHelpHidesSecrets(t *testing.T) {
+	const secret = "sk-from-the-environment-7d1c"
+	t.Setenv("COCOON_API_KEY", secret)
+	var withKey int
+	for _, c := range commands {
+		for _, args := range [][]string{{c.Name, "--help"}, {c.Name, "open", "--help"}} {
+			code, stdout, stderr := cocoon(t, "", args...)
+			if strings.Contains(stdout+stderr, secret) {
+				t.Errorf("cocoon %s shows $COCOON_API_KEY's value (exit %d):\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+			}
+			if strings.Contains(stderr, "-api-key") {
+				withKey++
+				if !strings.Contains(stderr, "(default $COCOON_API_KEY)") {
+					t.Errorf("cocoon %s --help does not name $COCOON_API_KEY:\n%s", c.Name, stderr)
+				}
+			}
+		}
+	}
+	if withKey < 5 {
+		t.Errorf("only %d commands' help shows --api-key", withKey)
+	}
+	// The variable still gives the key: a host that refuses it says so, where a missing
+	// key would be a usage error.
+	base := testHost(t)
+	t.Setenv("COCOON_API_KEY", "sk-wrong")
+	if code, _, stderr := cocoon(t, "", "pipelines", "--host", base); code != 1 || !strings.Contains(stderr, "the API key is not valid") {
+		t.Errorf("with $COCOON_API_KEY: exit %d, %s", code, stderr)
+	}
+	t.Setenv("COCOON_API_KEY", testKey)
+	if code, _, stderr := cocoon(t, "", "pipelines", "--host", base); code != 0 {
+		t.Errorf("with $COCOON_API_KEY: exit %d, %s", code, stderr)
 	}
 }

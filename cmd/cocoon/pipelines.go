@@ -35,9 +35,9 @@ type client struct {
 // function builds the client once fs is parsed. The trust flags say what the client
 // trusts of an https host's RA-TLS evidence, so they need an https host.
 func hostFlags(fs *flag.FlagSet) func() (*client, error) {
-	build := connectFlags(fs, "API key, as cocoon-host serve prints it ($COCOON_API_KEY)")
+	build := connectFlags(fs, "API key, from the file cocoon-host serve names at start")
 	return func() (*client, error) {
-		return build("no API key: pass --api-key or set COCOON_API_KEY (cocoon-host serve prints it at start)")
+		return build(missingKey)
 	}
 }
 
@@ -46,13 +46,14 @@ func hostFlags(fs *flag.FlagSet) func() (*client, error) {
 // with that message.
 func connectFlags(fs *flag.FlagSet, keyUsage string) func(missingKey string) (*client, error) {
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
-	key := fs.String("api-key", os.Getenv("COCOON_API_KEY"), keyUsage)
+	key := apiKeyFlag(fs, keyUsage)
 	trust := trustFlags(fs)
 	return func(missingKey string) (*client, error) {
 		if err := checkHostURL(*base); err != nil {
 			return nil, err
 		}
-		if *key == "" && missingKey != "" {
+		key := key()
+		if key == "" && missingKey != "" {
 			return nil, cli.UsageError(missingKey)
 		}
 		policy, opts, set, err := trust()
@@ -62,8 +63,17 @@ func connectFlags(fs *flag.FlagSet, keyUsage string) func(missingKey string) (*c
 		if set && !strings.HasPrefix(*base, "https://") {
 			return nil, cli.UsageError(fmt.Sprintf("--policy, --trust-sim-root and --collateral verify an https host in the TLS handshake; %s is not https", *base))
 		}
-		return newClient(*base, *key, policy, opts)
+		return newClient(*base, key, policy, opts)
 	}
+}
+
+// missingKey tells a user of a command that needs an API key how to give one.
+const missingKey = "no API key: pass --api-key or set COCOON_API_KEY (cocoon-host serve prints the file it is in)"
+
+// apiKeyFlag adds --api-key, whose default is $COCOON_API_KEY, never shown by --help;
+// the returned function gives the key once fs is parsed.
+func apiKeyFlag(fs *flag.FlagSet, usage string) func() string {
+	return cli.SecretFlag(fs, "api-key", "COCOON_API_KEY", usage)
 }
 
 func checkHostURL(base string) error {

@@ -56,7 +56,7 @@ error event instead of "data: [DONE]". A stream is forwarded as it arrives, so t
 already received the chunks before the bad signature: an app must treat a stream that does
 not end with [DONE] as failed, as the OpenAI SDKs do.`, stderr)
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
-	key := fs.String("api-key", os.Getenv("COCOON_API_KEY"), "API key sent to the host ($COCOON_API_KEY); when empty, each app request's own Authorization goes on")
+	key := apiKeyFlag(fs, "API key sent to the host; when empty, each app request's own Authorization goes on")
 	pipelineID := fs.String("pipeline", "", "the pipeline to serve (its 64-hex id)")
 	var expect moduleList
 	fs.Var(&expect, "expect-module", "a module hash the pipeline must run (repeatable)")
@@ -75,7 +75,7 @@ not end with [DONE] as failed, as the OpenAI SDKs do.`, stderr)
 	if err != nil {
 		return err
 	}
-	p := &proxy{base: strings.TrimSuffix(*base, "/"), key: *key, pipelineID: *pipelineID, policy: *policy,
+	p := &proxy{base: strings.TrimSuffix(*base, "/"), key: key(), pipelineID: *pipelineID, policy: *policy,
 		opts: opts, expect: expect, log: stderr}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

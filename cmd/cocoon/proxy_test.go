@@ -62,7 +62,7 @@ func simWebHost(t *testing.T, rewrite func(h http.Header, body string) string) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"))
+	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"), make([]byte, host.MinRegistryKey))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,10 @@ import (
 	"github.com/cocoonhost/cocoon/web"
 )
 
-const testKey = "sk-cli-test"
+const (
+	testKey  = "sk-cli-test"
+	otherKey = "sk-cli-other" // a second tenant's
+)
 
 // testHost runs the real web server over the embedded engine, with an empty store and
 // registry, and returns its URL.
@@ -42,12 +45,12 @@ func testHost(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(data, "pipelines"))
+	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(data, "pipelines"), make([]byte, host.MinRegistryKey))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv, err := web.New(web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: []web.APIKey{{Name: "test", Key: testKey}}})
+		APIKeys: []web.APIKey{{Name: "test", Key: testKey}, {Name: "other", Key: otherKey}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,8 +186,8 @@ func TestClientErrors(t *testing.T) {
 		{"show unknown", [2]string{base, testKey}, []string{"pipelines", "show", unknown}, 1, "404 Not Found"},
 		{"show a bad id", [2]string{base, testKey}, []string{"pipelines", "show", "xyz"}, 2, `"xyz" is not a pipeline id`},
 		{"pipelines extra", [2]string{base, testKey}, []string{"pipelines", "list"}, 2, `unexpected argument "list"`},
-		{"bad temperature", [2]string{base, testKey}, []string{"chat", "--temperature", "3", "--no-stream", "hi"}, 1, "temperature must be between 0 and 2"},
-		{"bad temperature streaming", [2]string{base, testKey}, []string{"chat", "--temperature", "3", "hi"}, 1, "temperature must be between 0 and 2"},
+		{"bad temperature", [2]string{base, testKey}, []string{"chat", "--temperature", "3", "--no-stream", "hi"}, 1, "temperature: must be a number from 0 to 2"},
+		{"bad temperature streaming", [2]string{base, testKey}, []string{"chat", "--temperature", "3", "hi"}, 1, "temperature: must be a number from 0 to 2"},
 		{"push nothing", [2]string{base, testKey}, []string{"push"}, 2, "no module given"},
 		{"push a missing file", [2]string{base, testKey}, []string{"push", "--pre", "none.wasm"}, 1, "none.wasm: no such file"},
 		{"push not wasm", [2]string{base, testKey}, []string{"push", "--pre", notWasm}, 1, "the host refused (400 Bad Request): module sha256:"},

@@ -28,9 +28,10 @@ import (
 )
 
 // dialTON connects to TON through the liteservers of a global config file (as published
-// at ton.org/global-config.json). Tests replace it with an emulated chain.
+// at ton.org/global-config.json). Tests replace it with an emulated chain. The
+// connections last as long as the command's process.
 var dialTON = func(ctx context.Context, configPath string) (ton.APIClientWrapped, error) {
-	api, err := tonnet.Dial(ctx, configPath)
+	api, _, err := tonnet.Dial(ctx, configPath)
 	if err != nil {
 		return nil, fmt.Errorf("--ton-config: %w", err)
 	}

@@ -43,7 +43,7 @@ against --policy, the runtime event log, and the keys the quote binds; with --pi
 fresh quote over a random nonce that binds the pipeline's manifest and its modules. Prints
 one line per check (ok, skip: not pinned by the policy, FAIL) and exits 1 when any fails.`, stderr)
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST)")
-	key := fs.String("api-key", os.Getenv("COCOON_API_KEY"), "API key, sent when set ($COCOON_API_KEY)")
+	key := apiKeyFlag(fs, "API key, sent when set")
 	pipelineID := fs.String("pipeline", "", "also verify this pipeline's evidence (its 64-hex id)")
 	var expect moduleList
 	fs.Var(&expect, "expect-module", "a module hash the pipeline must run (repeatable; needs --pipeline)")
@@ -83,7 +83,7 @@ one line per check (ok, skip: not pinned by the policy, FAIL) and exits 1 when a
 			}
 		}()
 	}
-	c, err := newClient(*base, *key, policy, opts)
+	c, err := newClient(*base, key(), policy, opts)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -21,6 +22,10 @@ var hostKey = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 // prices make a prompt token cost 1 nanoTON at load 1000, so a receipt for n prompt
 // tokens costs n (capped at its MaxCost) and still verifies.
 var prices = settle.PriceTable{PromptPerMillion: 1_000_000, CompletionPerMillion: 3_000_000}
+
+// macKey authenticates the records of every ledger in these tests, the crash test's
+// child included.
+var macKey = bytes.Repeat([]byte{0x4d}, ledger.MinMACKey)
 
 func sign(r *settle.Receipt) { r.Sign(hostKey) }
 
@@ -52,7 +57,7 @@ func openLedger(t testing.TB, path string) (*ledger.Ledger, string) {
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "ledger.db")
 	}
-	l, err := ledger.Open(path)
+	l, err := ledger.Open(path, macKey)
 	if err != nil {
 		t.Fatal(err)
 	}

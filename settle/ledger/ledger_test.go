@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -285,6 +287,95 @@ func TestIdempotency(t *testing.T) {
 	}
 }
 
+// TestCancelledKeyRunsAgain: a request whose client went away (a cut stream) leaves
+// its idempotency key free, so the retry runs the request again instead of replaying
+// the cut answer forever; the attempt the client signed is still charged only once,
+// and once an attempt completes, retries replay it.
+func TestCancelledKeyRunsAgain(t *testing.T) {
+	l, path := openLedger(t, "")
+	a := account(1)
+	attempt := func(n int) settle.Reservation {
+		return settle.Reservation{Account: a, RequestHash: hash("key-1 request"), SignatureHash: hash("signed attempt", n),
+			IdempotencyKey: "key-1", MaxCost: 10, Limit: 1000}
+	}
+	finish := func(res settle.Reservation, status string, response []byte) *settle.Receipt {
+		t.Helper()
+		id, err := l.Reserve(ctx, res)
+		if err != nil {
+			t.Fatalf("reserve: %v", err)
+		}
+		r := bill(res, 3)
+		r.Status = status
+		if err := l.Commit(ctx, id, r, response, sign); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	cut := finish(attempt(1), settle.StatusCancelled, []byte("a cut stream"))
+	// The same signed attempt again: a replay, refused.
+	if _, err := l.Reserve(ctx, attempt(1)); err != settle.ErrReplay {
+		t.Fatalf("the cancelled attempt sent again: %v, want ErrReplay", err)
+	}
+	// A new attempt under the key runs; while it runs the key is in progress.
+	id, err := l.Reserve(ctx, attempt(2))
+	if err != nil {
+		t.Fatalf("retry after a cancelled attempt: %v", err)
+	}
+	if _, err := l.Reserve(ctx, attempt(3)); !errors.Is(err, settle.ErrInProgress) {
+		t.Fatalf("during the retry: %v, want ErrInProgress", err)
+	}
+	done := bill(attempt(2), 5)
+	if err := l.Commit(ctx, id, done, []byte("the whole answer"), sign); err != nil {
+		t.Fatal(err)
+	}
+	// Completed: replayed from now on, also after a restart.
+	for _, stage := range []string{"completed", "after reopen"} {
+		if stage == "after reopen" {
+			l = reopen(t, l, path)
+		}
+		var ie *settle.IdempotentError
+		if _, err := l.Reserve(ctx, attempt(4)); !errors.As(err, &ie) || ie.Err != nil || string(ie.Response) != "the whole answer" || ie.Receipt.Seq != done.Seq {
+			t.Fatalf("%s: %v, want the completed attempt's receipt and response", stage, err)
+		}
+		if _, err := l.Reserve(ctx, attempt(1)); err == nil {
+			t.Fatalf("%s: the cancelled attempt admitted again", stage)
+		}
+	}
+	// Both attempts are receipts: the cut one charged what it delivered.
+	rs := verifyChain(t, l, a)
+	if len(rs) != 2 || rs[0].Status != settle.StatusCancelled || rs[0].Cost != cut.Cost || rs[1].Status != settle.StatusCompleted {
+		t.Fatalf("receipts %+v", rs)
+	}
+
+	// An API-key request (no signature hash) under a key: the same.
+	api := settle.Reservation{Account: a, RequestHash: hash("key-2 request"), IdempotencyKey: "key-2", MaxCost: 10, Limit: 1000}
+	finish(api, settle.StatusCancelled, nil)
+	finish(api, settle.StatusCompleted, []byte("answer"))
+	var ie *settle.IdempotentError
+	if _, err := l.Reserve(ctx, api); !errors.As(err, &ie) || string(ie.Response) != "answer" {
+		t.Fatalf("API-key retry after completion: %v", err)
+	}
+	// A request that failed on the host's side is replayed, not run again.
+	failed := settle.Reservation{Account: a, RequestHash: hash("key-3 request"), IdempotencyKey: "key-3", MaxCost: 10, Limit: 1000}
+	finish(failed, settle.StatusFailed, []byte("error"))
+	if _, err := l.Reserve(ctx, failed); !errors.As(err, &ie) || string(ie.Response) != "error" {
+		t.Fatalf("retry after a failure: %v, want the failure replayed", err)
+	}
+}
+
+// verifyChain checks account's chain against hostKey and returns it.
+func verifyChain(t testing.TB, l *ledger.Ledger, account string) []settle.Receipt {
+	t.Helper()
+	rs, err := l.Receipts(ctx, account, 1, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := settle.VerifyChain(rs, hostKey.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
 func TestCommitErrors(t *testing.T) {
 	l, _ := openLedger(t, "")
 	a := account(1)
@@ -453,7 +544,10 @@ func TestPrune(t *testing.T) {
 func TestOpen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "new.db")
-	l, err := ledger.Open(path)
+	if _, err := ledger.Open(path, macKey[:ledger.MinMACKey-1]); err == nil || !strings.Contains(err.Error(), "a MAC key of at least 32 bytes is required") {
+		t.Errorf("Open with a short key: %v", err)
+	}
+	l, err := ledger.Open(path, macKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +558,7 @@ func TestOpen(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
 	}
-	if _, err := ledger.Open(path, ledger.WithLockTimeout(50*time.Millisecond)); !errors.Is(err, bolterrors.ErrTimeout) {
+	if _, err := ledger.Open(path, macKey, ledger.WithLockTimeout(50*time.Millisecond)); !errors.Is(err, bolterrors.ErrTimeout) {
 		t.Errorf("second open of a file in use: %v, want ErrTimeout", err)
 	}
 	l.Close()
@@ -498,12 +592,12 @@ func TestOpen(t *testing.T) {
 	for _, tc := range []struct {
 		name, path, wantErr string
 	}{
-		{"newer schema", boltFile("v2.db", version(binary.BigEndian.AppendUint32(nil, 2))), "schema version 2, this build reads version 1"},
+		{"newer schema", boltFile("v3.db", version(binary.BigEndian.AppendUint32(nil, 3))), "schema version 3, this build reads version 2"},
 		{"no version", boltFile("nover.db", version(nil)), "not a ledger"},
 		{"other bbolt file", boltFile("other.db", func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("x")); return err }), "not a ledger"},
 		{"not bbolt", garbage, "invalid"},
 	} {
-		l, err := ledger.Open(tc.path)
+		l, err := ledger.Open(tc.path, macKey)
 		if err == nil {
 			l.Close()
 			t.Errorf("%s: opened", tc.name)

@@ -51,25 +51,7 @@ func (r *reader) u64() (uint64, error) {
 
 // leb reads an unsigned LEB128 number of at most bits bits. As the spec requires, the
 // encoding is at most ceil(bits/7) bytes and the unused bits of the last byte are zero.
-func (r *reader) leb(bits uint) (uint64, error) {
-	start := r.pos
-	var v uint64
-	for shift := uint(0); ; shift += 7 {
-		if r.pos >= r.end {
-			return 0, r.fail(start, "unexpected end of section in LEB128 number")
-		}
-		c := r.b[r.pos]
-		r.pos++
-		if shift+7 >= bits && c>>(bits-shift) != 0 {
-			// Last possible byte: no continuation bit, and no bits beyond the width.
-			return 0, r.fail(start, "LEB128 number overflows %d bits", bits)
-		}
-		v |= uint64(c&0x7f) << shift
-		if c&0x80 == 0 {
-			return v, nil
-		}
-	}
-}
+func (r *reader) leb(bits uint) (uint64, error) { return r.varint(bits, false) }
 
 // count reads the length of a vector whose elements take at least minSize bytes each,
 // and refuses it if the rest of the section cannot hold that many elements or if it is
@@ -117,12 +99,42 @@ func (r *reader) skip(n int) error {
 	return nil
 }
 
-// skipSigned skips a signed LEB128 number of at most bits bits. Only its length is
-// checked: the value is the runtime's business.
-func (r *reader) skipSigned(bits uint) error {
-	// A number of ceil(bits/7) bytes whose last byte has no continuation bit.
-	_, err := r.leb((bits + 6) / 7 * 7)
-	return err
+// sleb reads a signed LEB128 number of at most bits bits. As the spec requires, the
+// encoding is at most ceil(bits/7) bytes and the unused bits of the last byte are
+// copies of the sign bit.
+func (r *reader) sleb(bits uint) (int64, error) {
+	v, err := r.varint(bits, true)
+	return int64(v), err
+}
+
+// varint reads a LEB128 number of at most bits bits, signed (and then sign-extended to
+// 64 bits) or not.
+func (r *reader) varint(bits uint, signed bool) (uint64, error) {
+	start := r.pos
+	var v uint64
+	for shift := uint(0); ; shift += 7 {
+		if r.pos >= r.end {
+			return 0, r.fail(start, "unexpected end of section in LEB128 number")
+		}
+		c := r.b[r.pos]
+		r.pos++
+		if shift+7 >= bits {
+			// Last possible byte: no continuation bit, and the bits beyond the width
+			// zero, or for a signed number copies of its sign bit.
+			used := bits - shift
+			hi := c >> (used - 1) // the sign bit and up
+			if c&0x80 != 0 || !signed && c>>used != 0 || signed && hi != 0 && hi != 0x7f>>(used-1) {
+				return 0, r.fail(start, "LEB128 number overflows %d bits", bits)
+			}
+		}
+		v |= uint64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if signed && shift+7 < 64 && c&0x40 != 0 {
+				v |= ^uint64(0) << (shift + 7)
+			}
+			return v, nil
+		}
+	}
 }
 
 // skipConstExpr skips a constant expression: constant instructions (including those
@@ -138,9 +150,9 @@ func (r *reader) skipConstExpr() error {
 		case 0x0b: // end
 			return nil
 		case 0x41: // i32.const
-			err = r.skipSigned(32)
+			_, err = r.sleb(32)
 		case 0x42: // i64.const
-			err = r.skipSigned(64)
+			_, err = r.sleb(64)
 		case 0x43: // f32.const
 			err = r.skip(4)
 		case 0x44: // f64.const

@@ -1,17 +1,19 @@
-// Package wasmbin decodes the parts of a WebAssembly binary module that describe its
-// interface: types, imports, functions, memories and exports. It checks the structure of
-// the whole module (header, section order and sizes, every vector count, indices, UTF-8
-// names) down to, but not including, the instructions of function bodies: of those it
-// reads only the local declarations. It does not type-check anything beyond the
-// signatures of the start function and of what the caller asks for.
+// Package wasmbin decodes WebAssembly binary modules for validation: Decode reads the
+// parts that describe a module's interface (types, imports, functions, memories and
+// exports) and checks the structure of the whole module (header, section order and
+// sizes, every vector count, indices, UTF-8 names) down to the local declarations of
+// function bodies; Body.Instructions then decodes their instructions one by one, with
+// their immediates, and checks their encoding and block structure. It does not
+// type-check anything beyond the signatures of the start function and of what the
+// caller asks for.
 //
 // It is written for hostile input: it never panics, reads nothing outside the section
 // being decoded, checks every count against the bytes left before allocating for it,
 // does not recurse, and caps counts at the limits of the WebAssembly JavaScript API, so
-// that the memory it allocates is a small multiple of the input size in the worst case.
-// Those checks also protect a runtime that allocates in proportion to the counts it
-// reads (wazero v1.12.0 does): a module Decode accepts declares no vector or local
-// count larger than its bytes or those limits can back.
+// that the memory it allocates is a small multiple of the input size in the worst case,
+// and its time is linear in it. Those checks also protect a runtime that allocates in
+// proportion to the counts it reads (wazero v1.12.0 does): a module Decode accepts
+// declares no vector or local count larger than its bytes or those limits can back.
 package wasmbin
 
 import (
@@ -145,7 +147,11 @@ type Module struct {
 	importedFuncs, importedTables, importedMemories, importedGlobals uint32
 	tables, globals                                                  uint32 // defined
 	codeCount                                                        int
+	code                                                             reader // the code section, for Bodies
 }
+
+// NumGlobals returns the number of globals, imported and defined.
+func (m *Module) NumGlobals() int { return int(m.importedGlobals + m.globals) }
 
 // NumTypes returns the number of types in the type section.
 func (m *Module) NumTypes() int { return len(m.typeOffsets) }
@@ -596,43 +602,18 @@ func Quote(name string) string {
 }
 
 // decodeCode reads the size and local declarations of each function body, skipping its
-// instructions.
+// instructions (Body.Instructions decodes those), and keeps the section for Bodies.
 func (m *Module) decodeCode(s *reader) error {
+	m.code = *s
 	n, err := s.count("function bodies", 2, maxFunctions)
 	if err != nil {
 		return err
 	}
 	m.codeCount = n
 	for i := 0; i < n; i++ {
-		at := s.pos
-		size, err := s.u32()
-		if err != nil {
+		if _, err := m.body(s, i); err != nil {
 			return err
 		}
-		if uint64(size) > uint64(s.remaining()) {
-			return s.fail(at, "body of function %d is %d bytes, more than the %d bytes left in the section",
-				m.importedFuncs+uint32(i), size, s.remaining())
-		}
-		body := reader{b: s.b, pos: s.pos, end: s.pos + int(size), section: s.section}
-		decls, err := body.count("local declarations", 2, maxLocals)
-		if err != nil {
-			return err
-		}
-		locals := uint64(0)
-		for j := 0; j < decls; j++ {
-			at := body.pos
-			c, err := body.u32()
-			if err != nil {
-				return err
-			}
-			if locals += uint64(c); locals > maxLocals {
-				return body.unsupported(at, "function %d declares more than %d locals", m.importedFuncs+uint32(i), maxLocals)
-			}
-			if _, err := body.valType(); err != nil {
-				return err
-			}
-		}
-		s.pos = body.end
 	}
 	return nil
 }

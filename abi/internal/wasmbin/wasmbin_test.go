@@ -11,39 +11,55 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
-	"github.com/cocoonhost/cocoon/abi/internal/wasmbin/wasmtest"
+	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
 
 func TestLEB128(t *testing.T) {
 	tests := []struct {
-		in   []byte
-		bits uint
-		want uint64
-		err  string
+		in     []byte
+		bits   uint
+		signed bool
+		want   uint64 // sign-extended to 64 bits when signed
+		err    string
 	}{
-		{[]byte{0x00}, 32, 0, ""},
-		{[]byte{0x7f}, 32, 127, ""},
-		{[]byte{0x80, 0x01}, 32, 128, ""},
-		{[]byte{0x80, 0x80, 0x00}, 32, 0, ""}, // not minimal, but valid
-		{[]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, 32, 1<<32 - 1, ""},
-		{[]byte{0xff, 0xff, 0xff, 0xff, 0x1f}, 32, 0, "overflows 32 bits"},
-		{[]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x00}, 32, 0, "overflows 32 bits"},
-		{[]byte{0x80, 0x80}, 32, 0, "unexpected end"},
-		{[]byte{}, 32, 0, "unexpected end"},
-		{[]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 64, 1<<64 - 1, ""},
-		{[]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, 64, 0, "overflows 64 bits"},
-		// Signed numbers are skipped by length: -2^31 and -2^63 use every byte.
-		{[]byte{0x80, 0x80, 0x80, 0x80, 0x78}, 35, 0x78 << 28, ""},
-		{[]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7f}, 70, 1 << 63, ""},
+		{[]byte{0x00}, 32, false, 0, ""},
+		{[]byte{0x7f}, 32, false, 127, ""},
+		{[]byte{0x80, 0x01}, 32, false, 128, ""},
+		{[]byte{0x80, 0x80, 0x00}, 32, false, 0, ""}, // not minimal, but valid
+		{[]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, 32, false, 1<<32 - 1, ""},
+		{[]byte{0xff, 0xff, 0xff, 0xff, 0x1f}, 32, false, 0, "overflows 32 bits"},
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x00}, 32, false, 0, "overflows 32 bits"},
+		{[]byte{0x80, 0x80}, 32, false, 0, "unexpected end"},
+		{[]byte{}, 32, false, 0, "unexpected end"},
+		{[]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, 64, false, 1<<64 - 1, ""},
+		{[]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, 64, false, 0, "overflows 64 bits"},
+
+		{[]byte{0x00}, 32, true, 0, ""},
+		{[]byte{0x7f}, 32, true, 1<<64 - 1, ""}, // -1
+		{[]byte{0x3f}, 32, true, 63, ""},
+		{[]byte{0x40}, 32, true, 1<<64 - 64, ""},        // -64
+		{[]byte{0x80, 0x7f}, 32, true, 1<<64 - 128, ""}, // -128
+		{[]byte{0xff, 0x00}, 32, true, 127, ""},         // not minimal, but valid
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x78}, 32, true, 1<<64 - 1<<31, ""},
+		{[]byte{0xff, 0xff, 0xff, 0xff, 0x07}, 32, true, 1<<31 - 1, ""},
+		{[]byte{0xff, 0xff, 0xff, 0xff, 0x0f}, 32, true, 0, "overflows 32 bits"}, // bit 32 set, sign bit clear
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x70}, 32, true, 0, "overflows 32 bits"},
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x00}, 32, true, 0, "overflows 32 bits"},
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x70}, 33, true, 1<<64 - 1<<32, ""},
+		{[]byte{0x40}, 33, true, 1<<64 - 64, ""}, // the empty block type
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7f}, 64, true, 1 << 63, ""},
+		{[]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00}, 64, true, 1<<63 - 1, ""},
+		{[]byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01}, 64, true, 0, "overflows 64 bits"},
+		{[]byte{0x80}, 32, true, 0, "unexpected end"},
 	}
 	for _, tt := range tests {
 		r := reader{b: tt.in, end: len(tt.in), section: "test"}
-		got, err := r.leb(tt.bits)
+		got, err := r.varint(tt.bits, tt.signed)
 		switch {
 		case tt.err == "" && (err != nil || got != tt.want || r.pos != len(tt.in)):
-			t.Errorf("leb(%x, %d) = %d, %v at %d, want %d", tt.in, tt.bits, got, err, r.pos, tt.want)
+			t.Errorf("varint(%x, %d, signed %v) = %#x, %v at %d, want %#x", tt.in, tt.bits, tt.signed, got, err, r.pos, tt.want)
 		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
-			t.Errorf("leb(%x, %d) error = %v, want %q", tt.in, tt.bits, err, tt.err)
+			t.Errorf("varint(%x, %d, signed %v) error = %v, want %q", tt.in, tt.bits, tt.signed, err, tt.err)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 )
 
 // Command is one subcommand. Run parses its own flags from args.
@@ -103,4 +104,19 @@ func ParseFlags(fs *flag.FlagSet, args []string) error {
 		err = UsageError(fmt.Sprintf("unexpected argument %q", positional[0]))
 	}
 	return err
+}
+
+// SecretFlag defines a string flag for a secret, such as an API key, whose default is
+// the environment variable env. Its help names the variable, never its value (a flag's
+// default is printed by --help, which lands in terminals and logs). The returned
+// function, called once fs is parsed, gives the flag's value, or the variable's when the
+// flag is not given or empty.
+func SecretFlag(fs *flag.FlagSet, name, env, usage string) func() string {
+	v := fs.String(name, "", usage+" (default $"+env+")")
+	return func() string {
+		if *v != "" {
+			return *v
+		}
+		return os.Getenv(env)
+	}
 }

@@ -53,3 +53,32 @@ func TestMainExitCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestSecretFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name, env string
+		args      []string
+		want      string
+	}{
+		{"from the variable", "sk-env", nil, "sk-env"},
+		{"the flag wins", "sk-env", []string{"--api-key", "sk-flag"}, "sk-flag"},
+		{"neither", "", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("TEST_SECRET", tc.env)
+			var help bytes.Buffer
+			fs := NewFlagSet("prog", "cmd", &help)
+			key := SecretFlag(fs, "api-key", "TEST_SECRET", "the key")
+			if err := ParseFlags(fs, tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if got := key(); got != tc.want {
+				t.Errorf("key %q, want %q", got, tc.want)
+			}
+			fs.Usage()
+			if !strings.Contains(help.String(), "the key (default $TEST_SECRET)") || tc.env != "" && strings.Contains(help.String(), tc.env) {
+				t.Errorf("help:\n%s", help.String())
+			}
+		})
+	}
+}

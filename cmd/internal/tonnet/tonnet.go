@@ -11,17 +11,21 @@ import (
 
 // Dial connects to the liteservers of the TON global config file at path (mainnet's or
 // testnet's, as published at ton.org), checking proofs from the config's trusted block,
-// and retries failed queries on other servers.
-func Dial(ctx context.Context, path string) (ton.APIClientWrapped, error) {
+// and retries failed queries on other servers. The pool keeps its connections open,
+// pings them and reconnects them in the background until stop is called: a daemon calls
+// it when it shuts down, after the last query; a one-shot command may leave it to its
+// exit.
+func Dial(ctx context.Context, path string) (api ton.APIClientWrapped, stop func(), err error) {
 	global, err := liteclient.GetConfigFromFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pool := liteclient.NewConnectionPool()
 	if err := pool.AddConnectionsFromConfig(ctx, global); err != nil {
-		return nil, fmt.Errorf("connect to TON liteservers: %w", err)
+		pool.Stop()
+		return nil, nil, fmt.Errorf("connect to TON liteservers: %w", err)
 	}
-	api := ton.NewAPIClient(pool, ton.ProofCheckPolicyFast)
-	api.SetTrustedBlockFromConfig(global)
-	return api.WithRetry(), nil
+	client := ton.NewAPIClient(pool, ton.ProofCheckPolicyFast)
+	client.SetTrustedBlockFromConfig(global)
+	return client.WithRetry(), pool.Stop, nil
 }

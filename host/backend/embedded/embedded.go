@@ -23,7 +23,9 @@
 // model produces an end-of-text token (EOS, or BOS, which TinyStories models put between
 // stories) or a stop sequence, whose text is not emitted; and with "length" after
 // max_tokens tokens or when the context window is full. A prompt that leaves no room in
-// the window is an invalid request. Deltas are valid UTF-8: the engine decodes some
+// the window is an invalid request; one so long in bytes that it cannot fit even if
+// every token were the vocabulary's longest is refused by its length alone, before it
+// is tokenized (tokenizing takes about a second per megabyte). Deltas are valid UTF-8: the engine decodes some
 // characters a byte per token, and those are held back until complete. Usage counts
 // every token generated, including the end-of-text token that ended the answer.
 //
@@ -52,9 +54,12 @@ const (
 
 // Backend serves one llama2.c model. It is safe for concurrent use.
 type Backend struct {
-	id            string
-	model         *llama2.Model
-	tok           *llama2.Tokenizer
+	id    string
+	model *llama2.Model
+	tok   *llama2.Tokenizer
+	// longestToken is the most bytes of text one token stands for: a prompt of n
+	// bytes is at least n / longestToken tokens.
+	longestToken  int
 	weightsSHA256 string
 	closed        atomic.Bool
 }
@@ -166,9 +171,14 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 	if err != nil {
 		return res, err
 	}
-	tokens := b.tok.Encode(Prompt(req.Messages), true, false)
-	res.Usage.PromptTokens = len(tokens)
+	prompt := Prompt(req.Messages)
 	window := b.model.Config.SeqLen
+	if fewest := b.fewestTokens(len(prompt)); fewest >= window {
+		return res, backend.Errorf(backend.CodeInvalidRequest,
+			"the prompt is %d bytes, at least %d tokens; the model's context window of %d tokens leaves no room for a completion", len(prompt), fewest, window)
+	}
+	tokens := b.tok.Encode(prompt, true, false)
+	res.Usage.PromptTokens = len(tokens)
 	if len(tokens) >= window {
 		return res, backend.Errorf(backend.CodeInvalidRequest,
 			"the prompt is %d tokens; the model's context window of %d tokens leaves no room for a completion", len(tokens), window)
@@ -223,6 +233,16 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 		return fail(err)
 	}
 	return res, nil
+}
+
+// fewestTokens is the fewest tokens a prompt of n bytes encodes to: BOS, then the
+// prompt with its dummy-prefix space, each token standing for at most longestToken
+// bytes of it.
+func (b *Backend) fewestTokens(n int) int {
+	if n == 0 {
+		return 1
+	}
+	return 1 + (n+1+b.longestToken-1)/b.longestToken
 }
 
 // check returns why generation must stop now, if it must.

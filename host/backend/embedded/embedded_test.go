@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cocoonhost/cocoon/host/backend"
@@ -181,6 +183,37 @@ func TestMaxTokensAndWindow(t *testing.T) {
 	var be *backend.Error
 	if !errors.As(err, &be) || be.Code != backend.CodeInvalidRequest || be.Status != 400 || !strings.Contains(be.Message, "the prompt is 512 tokens") {
 		t.Errorf("prompt filling the window: error %v, want an invalid request", err)
+	}
+}
+
+// TestLongPromptRefusedBySize: a prompt too long in bytes to fit the window is refused
+// by its length, before it is tokenized (8 MB took about 10 s to tokenize), and a
+// prompt that may fit is still tokenized and counted exactly.
+func TestLongPromptRefusedBySize(t *testing.T) {
+	b := open(t)
+	if b.longestToken < 2 || b.longestToken > 64 {
+		t.Fatalf("longest token of %d bytes: not the stories260K tokenizer's", b.longestToken)
+	}
+	huge := strings.Repeat("Once upon a time ", 8<<20/17)
+	start := time.Now()
+	_, _, err := run(t, b, &backend.Request{Messages: []backend.Message{{Role: "user", Content: huge}}})
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("refusing an 8 MB prompt took %v: it was tokenized", took)
+	}
+	var be *backend.Error
+	if !errors.As(err, &be) || be.Code != backend.CodeInvalidRequest || be.Status != 400 ||
+		!strings.Contains(be.Message, fmt.Sprintf("the prompt is %d bytes, at least", len(huge))) || !strings.Contains(be.Message, "context window of 512 tokens") {
+		t.Fatalf("error %v, want an invalid request naming the size", err)
+	}
+
+	// The longest prompt the size check lets through is then tokenized.
+	edge := strings.Repeat("x", (512-2)*b.longestToken-1)
+	if got := b.fewestTokens(len(edge)); got != 511 {
+		t.Fatalf("fewestTokens(%d) = %d, want 511", len(edge), got)
+	}
+	_, _, err = run(t, b, &backend.Request{Messages: []backend.Message{{Role: "user", Content: edge}}})
+	if !errors.As(err, &be) || !strings.Contains(be.Message, "tokens; the model's context window") || strings.Contains(be.Message, "bytes") {
+		t.Fatalf("a prompt at the size bound: %v, want the tokenizer's count", err)
 	}
 }
 

@@ -148,10 +148,15 @@ func load(dir string) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	longest := 1
+	for id := range model.Config.VocabSize {
+		longest = max(longest, len(tok.Decode(0, id)))
+	}
 	return &Backend{
 		id:            strings.TrimSuffix(ckpt, ".bin"),
 		model:         model,
 		tok:           tok,
+		longestToken:  longest,
 		weightsSHA256: sum,
 	}, nil
 }

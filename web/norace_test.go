@@ -1,0 +1,7 @@
+//go:build !race
+
+package web
+
+// slowdown is how much longer the race detector makes CPU-bound work: timing bounds in
+// tests are multiplied by it.
+const slowdown = 1
