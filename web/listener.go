@@ -367,11 +367,19 @@ func closeUnreadBody(next http.Handler) http.Handler {
 		r.Body = body
 		next.ServeHTTP(w, r)
 		if body.header != nil {
-			// No read after it either: what is left of the body is not wanted.
-			http.NewResponseController(w).SetReadDeadline(time.Now())
+			// What is left of the body is not wanted: net/http reads at most
+			// 256 KiB of it, now within unreadBodyGrace. A client that sends that
+			// much in time gets a lingering close (FIN, then a pause before the
+			// close), so it reads the answer instead of a reset while it still
+			// sends; one that trickles is closed when the grace ends.
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(unreadBodyGrace))
 		}
 	})
 }
+
+// unreadBodyGrace bounds how long the server reads what is left of a body it did not
+// want, before it closes the connection.
+const unreadBodyGrace = 250 * time.Millisecond
 
 // keepOnEOF takes back closeUnreadBody's "Connection: close" once the body is read to
 // its end.
