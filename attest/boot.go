@@ -30,8 +30,20 @@ type sandboxPolicy struct {
 	ABIVersion    int         `json:"abi_version"`
 	DefaultLimits abi.Limits  `json:"default_limits"`
 	CeilingLimits abi.Limits  `json:"ceiling_limits"`
-	FixedLimits   fixedLimits `json:"fixed_limits"`
-	Environment   environment `json:"environment"`
+	FixedLimits   fixedLimits  `json:"fixed_limits"`
+	UploadLimits  uploadLimits `json:"upload_limits"`
+	Environment   environment  `json:"environment"`
+}
+
+// uploadLimits are the limits on a module's code checked at upload (SPEC.md §7.3).
+type uploadLimits struct {
+	FunctionBytes   int   `json:"function_bytes"`
+	NestingDepth    int   `json:"nesting_depth"`
+	Branches        int   `json:"branches_per_function"`
+	FunctionLocals  int   `json:"locals_per_function"`
+	LocalBranches   int64 `json:"locals_times_branches"`
+	BlockTypeValues int   `json:"block_type_values"`
+	ReadWork        int64 `json:"read_work"`
 }
 
 // fixedLimits are the limits of SPEC.md §7.2, the same for every module.
@@ -74,6 +86,8 @@ type environment struct {
 //	   "modules_per_stage":N,"request_memory_bytes":N,"table_element_bytes":N,"request_module_time_ms":N,
 //	   "request_output_bytes_per_module":N,"log_records_per_module":N,"tables_per_module":N,
 //	   "call_depth":N,"call_frame_locals":N},
+//	 "upload_limits":{"function_bytes":N,"nesting_depth":N,"branches_per_function":N,
+//	   "locals_per_function":N,"locals_times_branches":N,"block_type_values":N,"read_work":N},
 //	 "environment":{"clock_epoch_unix":N,"clock_step_ns":N,"clock_resolution_ns":N,
 //	   "random":"ChaCha8 seeded with sha256(<abi.RandomSeedText>)","wasi_functions":[names, sorted],
 //	   "arguments":...,"files":...,"network":...,"sleep":...,"instances":...}}
@@ -101,6 +115,15 @@ func SandboxPolicy() []byte {
 			Tables:             abi.MaxTables,
 			CallDepth:          abi.MaxCallDepth,
 			CallFrameLocals:    abi.CallFrameLocals,
+		},
+		UploadLimits: uploadLimits{
+			FunctionBytes:   abi.MaxFunctionBytes,
+			NestingDepth:    abi.MaxNestingDepth,
+			Branches:        abi.MaxBranches,
+			FunctionLocals:  abi.MaxFunctionLocals,
+			LocalBranches:   abi.MaxLocalBranches,
+			BlockTypeValues: abi.MaxBlockTypeValues,
+			ReadWork:        abi.MaxReadWork,
 		},
 		Environment: environment{
 			ClockEpochUnix:    abi.ClockEpochUnix,

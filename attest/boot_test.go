@@ -137,8 +137,11 @@ func TestSandboxPolicyCanonical(t *testing.T) {
 		`,"request_memory_bytes":536870912,"table_element_bytes":8` +
 		`,"request_module_time_ms":10000,"request_output_bytes_per_module":16777216` +
 		`,"log_records_per_module":1024,"tables_per_module":8,"call_depth":1024` +
-		`,"call_frame_locals":16},"environment":{"clock_epoch_unix":1640995200` +
-		`,"clock_step_ns":1000000,"clock_resolution_ns":1` +
+		`,"call_frame_locals":16},"upload_limits":{"function_bytes":262144` +
+		`,"nesting_depth":4096,"branches_per_function":12000,"locals_per_function":4096` +
+		`,"locals_times_branches":1048576,"block_type_values":16,"read_work":67108864}` +
+		`,"environment":{"clock_epoch_unix":1640995200,"clock_step_ns":1000000` +
+		`,"clock_resolution_ns":1` +
 		`,"random":"ChaCha8 seeded with sha256(\"cocoon abi v1 random_get\")"` +
 		`,"wasi_functions":["args_get","args_sizes_get","clock_res_get","clock_time_get"` +
 		`,"environ_get","environ_sizes_get","fd_advise","fd_allocate","fd_close","fd_datasync"` +
