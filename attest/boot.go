@@ -26,10 +26,10 @@ import (
 // whenever the sandbox does; the strings describe what the sandbox does not make
 // configurable at all.
 type sandboxPolicy struct {
-	Policy        string      `json:"policy"`
-	ABIVersion    int         `json:"abi_version"`
-	DefaultLimits abi.Limits  `json:"default_limits"`
-	CeilingLimits abi.Limits  `json:"ceiling_limits"`
+	Policy        string       `json:"policy"`
+	ABIVersion    int          `json:"abi_version"`
+	DefaultLimits abi.Limits   `json:"default_limits"`
+	CeilingLimits abi.Limits   `json:"ceiling_limits"`
 	FixedLimits   fixedLimits  `json:"fixed_limits"`
 	UploadLimits  uploadLimits `json:"upload_limits"`
 	Environment   environment  `json:"environment"`
