@@ -14,7 +14,7 @@ C_WASM_FLAGS  = --target=wasm32 -O2 -nostdlib -ffreestanding -fno-builtin-memcpy
 
 GO_PLUGINS  := $(patsubst %/,%,$(dir $(wildcard plugins/*/go/main.go)))
 C_PLUGINS   := $(patsubst %/,%,$(dir $(wildcard plugins/*/c/*.c)))
-WAT_SOURCES := $(wildcard host/testdata/*.wat plugins/*/wat/*.wat)
+WAT_SOURCES := $(wildcard host/testdata/*.wat host/testdata/hostile/*.wat plugins/*/wat/*.wat)
 
 # plugins/NAME/LANG/NAME.wasm
 plugin_out = $(1)/$(notdir $(patsubst %/,%,$(dir $(1)))).wasm

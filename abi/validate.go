@@ -59,6 +59,9 @@ type ModuleInfo struct {
 	HasInitialize  bool     // exports _initialize, which the host calls after instantiation
 	Imports        []Import // in the module's order
 	Code           CodeStats
+
+	// TableMinElements is the declared minimum of each table the module defines.
+	TableMinElements []uint32
 }
 
 // ErrorCode identifies why a module was refused. Codes are stable and machine-readable.
@@ -76,6 +79,7 @@ const (
 	ErrNoMemory              ErrorCode = "no_memory"               // no memory exported as "memory"
 	ErrImportedMemory        ErrorCode = "imported_memory"         // imports a memory
 	ErrBadMemory             ErrorCode = "bad_memory"              // memory64, shared, several, or bad limits
+	ErrBadTable              ErrorCode = "bad_table"               // more than MaxTables, or a minimum above the ceiling
 	ErrUnknownImport         ErrorCode = "unknown_import"          // an import the host does not provide
 	ErrBadImportSignature    ErrorCode = "bad_import_signature"    // a host function imported with another signature
 	ErrBadExportSignature    ErrorCode = "bad_export_signature"    // an ABI export of the wrong kind or signature
@@ -252,6 +256,9 @@ func Validate(wasm []byte) (*ModuleInfo, error) {
 	if err := checkMemory(m, info); err != nil {
 		return nil, err
 	}
+	if err := checkTables(m, info); err != nil {
+		return nil, err
+	}
 	if err := checkExports(m, info); err != nil {
 		return nil, err
 	}
@@ -405,6 +412,22 @@ func checkMemory(m *wasmbin.Module, info *ModuleInfo) error {
 		return errorf(ErrBadMemory, "memory maximum of %d pages is below its minimum of %d pages", l.Max, l.Min)
 	}
 	info.MemoryMinPages, info.MemoryMaxPages, info.HasMemoryMax = uint32(l.Min), uint32(l.Max), l.HasMax
+	return nil
+}
+
+// checkTables checks that the module defines at most MaxTables tables, each with a
+// minimum within CeilingLimits.TableElements, and records the minimums in info.
+// Imported tables were refused by checkImports.
+func checkTables(m *wasmbin.Module, info *ModuleInfo) error {
+	if len(m.Tables) > MaxTables {
+		return errorf(ErrBadTable, "module defines %d tables; the host allows at most %d", len(m.Tables), MaxTables)
+	}
+	for i, t := range m.Tables {
+		if t.Min > uint64(CeilingLimits.TableElements) {
+			return errorf(ErrBadTable, "table %d has a minimum of %d elements, above the ceiling of %d", i, t.Min, CeilingLimits.TableElements)
+		}
+		info.TableMinElements = append(info.TableMinElements, uint32(t.Min))
+	}
 	return nil
 }
 

@@ -1,11 +1,35 @@
 package abi
 
+import (
+	"crypto/sha256"
+	"time"
+)
+
 // WASIModule is the name of the WASI module the host provides (SPEC.md §6).
 const WASIModule = "wasi_snapshot_preview1"
 
+// The environment every instance sees (SPEC.md §6). The host's WASI uses these values
+// and the attested sandbox policy is derived from them, so the measured policy changes
+// whenever what modules see does.
+const (
+	// ClockEpochUnix is the first reading of the realtime clock, in seconds since the
+	// Unix epoch: 2022-01-01T00:00:00Z.
+	ClockEpochUnix = 1_640_995_200
+	// ClockStep is how far each reading of either clock advances it.
+	ClockStep = time.Millisecond
+	// ClockResolution is what clock_res_get reports for both clocks.
+	ClockResolution = time.Nanosecond
+	// RandomSeedText names random_get's stream: ChaCha8 (math/rand/v2) seeded with
+	// the SHA-256 of this text (RandomSeed).
+	RandomSeedText = "cocoon abi v1 random_get"
+)
+
+// RandomSeed is the seed of every instance's random stream: sha256(RandomSeedText).
+func RandomSeed() [32]byte { return sha256.Sum256([]byte(RandomSeedText)) }
+
 // WASIFunctions are the functions of wasi_snapshot_preview1 a module may import, by
-// name, with their exact signatures: every function wazero v1.12.0 implements. The
-// host gives them the deterministic semantics of SPEC.md §6.
+// name, with their exact signatures: the whole of wasi_snapshot_preview1, as wazero
+// v1.12.0 lists it. The host implements each with the semantics of SPEC.md §6.
 var WASIFunctions = map[string]FuncType{
 	"args_get":                sig(i32s(2), i32s(1)),
 	"args_sizes_get":          sig(i32s(2), i32s(1)),

@@ -13,47 +13,129 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 
 	"github.com/cocoonhost/cocoon/abi"
 )
 
 // sandboxPolicy is what the sandbox-policy event measures: the limits every module runs
-// under and the environment it sees (SPEC.md §6-§8). Its determinism strings describe
-// the sandbox's settings in words; whoever changes those settings in package host
-// changes the string here too, and with it the measured hash.
+// under and the environment it sees (SPEC.md §6-§8). Every number comes from package
+// abi, the values the host's sandbox itself runs with, so the measured policy changes
+// whenever the sandbox does; the strings describe what the sandbox does not make
+// configurable at all.
 type sandboxPolicy struct {
-	Policy        string            `json:"policy"`
-	ABIVersion    int               `json:"abi_version"`
-	DefaultLimits abi.Limits        `json:"default_limits"`
-	CeilingLimits abi.Limits        `json:"ceiling_limits"`
-	Determinism   map[string]string `json:"determinism"`
+	Policy        string       `json:"policy"`
+	ABIVersion    int          `json:"abi_version"`
+	DefaultLimits abi.Limits   `json:"default_limits"`
+	CeilingLimits abi.Limits   `json:"ceiling_limits"`
+	FixedLimits   fixedLimits  `json:"fixed_limits"`
+	UploadLimits  uploadLimits `json:"upload_limits"`
+	Environment   environment  `json:"environment"`
+}
+
+// uploadLimits are the limits on a module's code checked at upload (SPEC.md §7.3).
+type uploadLimits struct {
+	FunctionBytes   int   `json:"function_bytes"`
+	NestingDepth    int   `json:"nesting_depth"`
+	Branches        int   `json:"branches_per_function"`
+	FunctionLocals  int   `json:"locals_per_function"`
+	LocalBranches   int64 `json:"locals_times_branches"`
+	BlockTypeValues int   `json:"block_type_values"`
+	ReadWork        int64 `json:"read_work"`
+}
+
+// fixedLimits are the limits of SPEC.md §7.2, the same for every module.
+type fixedLimits struct {
+	ModuleBytes        int   `json:"module_bytes"`
+	ConfigBytes        int   `json:"config_bytes"`
+	RejectMessageBytes int   `json:"reject_message_bytes"`
+	MinInitTimeMS      int64 `json:"min_init_time_ms"`
+	StageModules       int   `json:"modules_per_stage"`
+	RequestMemoryBytes int   `json:"request_memory_bytes"`
+	TableElementBytes  int   `json:"table_element_bytes"`
+	RequestModuleMS    int64 `json:"request_module_time_ms"`
+	RequestOutputBytes int   `json:"request_output_bytes_per_module"`
+	LogRecords         int   `json:"log_records_per_module"`
+	Tables             int   `json:"tables_per_module"`
+	CallDepth          int   `json:"call_depth"`
+	CallFrameLocals    int   `json:"call_frame_locals"`
+}
+
+// environment is what a module sees of the world (SPEC.md §6, §8).
+type environment struct {
+	ClockEpochUnix    int64    `json:"clock_epoch_unix"`
+	ClockStepNS       int64    `json:"clock_step_ns"`
+	ClockResolutionNS int64    `json:"clock_resolution_ns"`
+	Random            string   `json:"random"`
+	WASIFunctions     []string `json:"wasi_functions"`
+	Arguments         string   `json:"arguments"`
+	Files             string   `json:"files"`
+	Network           string   `json:"network"`
+	Sleep             string   `json:"sleep"`
+	Instances         string   `json:"instances"`
 }
 
 // SandboxPolicy returns the canonical JSON of the sandbox policy, whose SHA-256 the
 // sandbox-policy event measures:
 //
-//	{"policy":"cocoon-host sandbox policy v1","abi_version":1,
+//	{"policy":"cocoon-host sandbox policy v2","abi_version":1,
 //	 "default_limits":{...abi.DefaultLimits...},"ceiling_limits":{...abi.CeilingLimits...},
-//	 "determinism":{"clock":...,"environment":...,"filesystem":...,"instances":...,"network":...,"random":...,"sleep":...}}
+//	 "fixed_limits":{"module_bytes":N,"config_bytes":N,"reject_message_bytes":N,"min_init_time_ms":N,
+//	   "modules_per_stage":N,"request_memory_bytes":N,"table_element_bytes":N,"request_module_time_ms":N,
+//	   "request_output_bytes_per_module":N,"log_records_per_module":N,"tables_per_module":N,
+//	   "call_depth":N,"call_frame_locals":N},
+//	 "upload_limits":{"function_bytes":N,"nesting_depth":N,"branches_per_function":N,
+//	   "locals_per_function":N,"locals_times_branches":N,"block_type_values":N,"read_work":N},
+//	 "environment":{"clock_epoch_unix":N,"clock_step_ns":N,"clock_resolution_ns":N,
+//	   "random":"ChaCha8 seeded with sha256(<abi.RandomSeedText>)","wasi_functions":[names, sorted],
+//	   "arguments":...,"files":...,"network":...,"sleep":...,"instances":...}}
 //
-// with members in this order (determinism's sorted by name), no whitespace, and limits
-// encoded as in a manifest (abi.Limits). A reviewer recomputes the hash from a build of
-// the same source.
+// with members in this order, no whitespace, limits encoded as in a manifest
+// (abi.Limits) and every other number from package abi. A reviewer recomputes the hash
+// from a build of the same source.
 func SandboxPolicy() []byte {
 	b, err := json.Marshal(sandboxPolicy{
-		Policy:        "cocoon-host sandbox policy v1",
+		Policy:        "cocoon-host sandbox policy v2",
 		ABIVersion:    abi.Version,
 		DefaultLimits: abi.DefaultLimits,
 		CeilingLimits: abi.CeilingLimits,
-		Determinism: map[string]string{ // encoding/json sorts map keys: canonical order
-			"clock":       "fake: realtime from 2022-01-01T00:00:00Z, monotonic from 0, +1ms per reading",
-			"random":      `ChaCha8 seeded with sha256("cocoon abi v1 random_get")`,
-			"sleep":       "none: poll_oneoff and sched_yield return at once",
-			"environment": "no arguments, no environment variables, empty stdin",
-			"filesystem":  "none",
-			"network":     "none",
-			"instances":   "fresh per request",
+		FixedLimits: fixedLimits{
+			ModuleBytes:        abi.MaxModuleBytes,
+			ConfigBytes:        abi.MaxConfigBytes,
+			RejectMessageBytes: abi.MaxRejectMessageBytes,
+			MinInitTimeMS:      abi.MinInitTimeout.Milliseconds(),
+			StageModules:       abi.MaxStageModules,
+			RequestMemoryBytes: abi.RequestMemoryBytes,
+			TableElementBytes:  abi.TableElementBytes,
+			RequestModuleMS:    abi.RequestModuleTime.Milliseconds(),
+			RequestOutputBytes: abi.RequestOutputBytes,
+			LogRecords:         abi.MaxLogRecords,
+			Tables:             abi.MaxTables,
+			CallDepth:          abi.MaxCallDepth,
+			CallFrameLocals:    abi.CallFrameLocals,
+		},
+		UploadLimits: uploadLimits{
+			FunctionBytes:   abi.MaxFunctionBytes,
+			NestingDepth:    abi.MaxNestingDepth,
+			Branches:        abi.MaxBranches,
+			FunctionLocals:  abi.MaxFunctionLocals,
+			LocalBranches:   abi.MaxLocalBranches,
+			BlockTypeValues: abi.MaxBlockTypeValues,
+			ReadWork:        abi.MaxReadWork,
+		},
+		Environment: environment{
+			ClockEpochUnix:    abi.ClockEpochUnix,
+			ClockStepNS:       abi.ClockStep.Nanoseconds(),
+			ClockResolutionNS: abi.ClockResolution.Nanoseconds(),
+			Random:            fmt.Sprintf("ChaCha8 seeded with sha256(%q)", abi.RandomSeedText),
+			WASIFunctions:     slices.Sorted(maps.Keys(abi.WASIFunctions)),
+			Arguments:         "none: no arguments, no environment variables, stdin at its end",
+			Files:             "none: no files, no pre-opened directories",
+			Network:           "none",
+			Sleep:             "none: poll_oneoff and sched_yield return at once",
+			Instances:         "fresh per request",
 		},
 	})
 	if err != nil {

@@ -65,7 +65,7 @@ const (
 	keptPerInstruction = 20
 	keptPerCall        = 90
 	keptPerLocal       = 10
-	keptPerFunction    = 450
+	keptPerFunction    = 700 // metering adds a call depth count and a metering point to each
 	compileMemoryBase  = 4 << 20
 	// Processor time, in nanoseconds per unit. Instructions and calls cost a little
 	// more in larger functions: those terms grow with the largest function times the

@@ -20,17 +20,27 @@
 //     at a time, for callers that drive a stream themselves.
 //
 // Time limits: at upload the sandbox compiles an instrumented copy of each module
-// (package meter) that calls back into the host every 10,000 loop iterations or
-// function entries; the host ends the call there when its time is up. This costs about
-// 1 ns per loop iteration, where wazero's own termination check costs about 29.
+// (package meter) that charges fuel for its work (instructions, and the bytes or
+// elements of every bulk instruction) and calls back into the host whenever about
+// 10 µs of work is done, and before every 256 KiB a fill or copy writes; the host ends the
+// call there when its time is up or its request is gone. Every host function, WASI's
+// included (the host's own, wasi.go), checks the same at its start. This costs about
+// 1 ns per loop iteration, where wazero's own termination check costs about 29. The
+// copy also counts the call depth, and tells the host about every refused growth of
+// memory or tables.
 //
-// Security properties, each covered by tests: a module has no filesystem, network or
-// environment, sees a fake clock and a deterministic random stream, and gets a fresh
-// instance per request, so nothing of one request is visible to the next. Every limit
-// (memory, time per call, input, output, logs) fails only the request that exceeds it,
-// with an *Error whose code says which; the host and concurrent requests carry on.
-// Error messages are safe to show clients; the full cause of a failure, which may hold
-// the module's stack trace, goes to the request's logs for the pipeline owner.
+// Security properties, each covered by tests (hostile_test.go performs every attack of
+// issue 10): a module has no filesystem, network or environment, sees a fake clock and
+// a deterministic random stream, and gets a fresh instance per request, so nothing of
+// one request is visible to the next. Every limit of SPEC.md §7 (memory, tables, time
+// per call, input, output, logs, call depth, and the request's totals of memory, module
+// time and output) fails only the request that exceeds it, with an *Error whose code
+// says which (SPEC.md §9.1 says which code wins when several apply); the host and
+// concurrent requests carry on. Linear memories live in mappings of their own, outside
+// the Go heap (memory.go): small ones are zeroed and pooled, large ones go back to the
+// OS when their instance closes. Error messages are safe to show clients; the full
+// cause of a failure, which may hold the module's stack trace, goes to the request's
+// logs for the pipeline owner.
 //
 // Costs: instantiating a small C, Rust or WAT module takes tens of microseconds; a Go
 // wasip1 module takes milliseconds, because its runtime initialises on every instance.

@@ -51,7 +51,7 @@ func (p *Pipeline) Run(ctx context.Context, request []byte, generate GenerateFun
 	defer s.Close()
 	res := &Result{}
 	err := s.run(res, request, generate, stream)
-	res.Logs, res.ModuleTime = s.Logs(), s.logs.moduleTime
+	res.Logs, res.ModuleTime = s.Logs(), s.request.moduleTime
 	return res, err
 }
 

@@ -2,20 +2,17 @@ package host
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"math/bits"
+	"io"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
-	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/cocoonhost/cocoon/abi"
 )
@@ -23,8 +20,10 @@ import (
 // instance is one module instantiated for one request. It is used by one goroutine at a
 // time (the request's) and closed when the request ends.
 type instance struct {
-	spec   *stageModule
-	logs   *requestLogs
+	spec    *stageModule
+	request *requestState
+	// ctx is the request's context carrying the instance, for host functions.
+	ctx    context.Context
 	mod    api.Module
 	memory *limitedMemory
 	alloc  api.Function
@@ -33,105 +32,125 @@ type instance struct {
 	hooks map[string]api.Function
 	stack []uint64
 	// fuel is the metering global (package meter), found at the first tick.
-	fuel api.MutableGlobal
+	fuel   api.MutableGlobal
+	clock  fakeClock
+	random *rand.ChaCha8 // made at the first random_get
+	// yielded is when the running call started or a tick last let other goroutines
+	// run (yieldEvery).
+	yielded time.Time
 
-	// logged counts the bytes this instance logged during the request.
-	logged int
-	// Per-call outcome recorded by host functions, cleared before each call.
-	rejection *Error
-	fault     *Error
+	// What the instance used of its per-request limits.
+	logged, records int    // log bytes and records
+	output          uint64 // bytes its hooks returned
+	tableBytes      uint64 // its tables' share of request.memory
+
+	// The running call: its deadline, and what host functions recorded during it.
+	deadline time.Time
+	// deadlineIsRequest: the request's module time, not the call's limit, set the
+	// deadline.
+	deadlineIsRequest bool
+	rejection         *Error
+	fault             *Error
+	// broken is the failure of a call that was stopped part-way, which every later
+	// call returns.
+	broken        *Error
+	growthRefused string // a memory or table growth was refused, and why
+	overflowed    bool   // the call nested deeper than abi.MaxCallDepth
+	exited        bool   // the module called proc_exit
+	exitCode      uint32
 }
 
-// instanceKey carries the *instance whose call is running to the host functions.
-type instanceKey struct{}
-
-// errAbort is panicked by host functions to stop a call whose fault is already recorded
-// on the instance; wazero turns the panic into the call's error.
+// errAbort is panicked by host functions to stop a call whose outcome is already
+// recorded on the instance; wazero turns the panic into the call's error.
 var errAbort = errors.New("call aborted by the host")
 
-// randomSeed seeds every instance's random stream (SPEC.md §6): deterministic, and the
-// same in every instance so a module is a pure function of its inputs.
-var randomSeed = sha256.Sum256([]byte("cocoon abi v1 random_get"))
-
-// fakeEpoch is the first reading of the realtime clock: 2022-01-01T00:00:00Z.
-const fakeEpoch = int64(1640995200) * int64(time.Second)
-
-// fakeClock advances by one millisecond at each reading (SPEC.md §6).
-type fakeClock struct{ wall, mono int64 }
-
-func (c *fakeClock) walltime() (int64, int32) {
-	t := fakeEpoch + c.wall
-	c.wall += int64(time.Millisecond)
-	return t / int64(time.Second), int32(t % int64(time.Second))
+// abort records fault as the running call's outcome and stops the call.
+func (inst *instance) abort(fault *Error) {
+	inst.fault = fault
+	panic(errAbort)
 }
 
-func (c *fakeClock) nanotime() int64 {
-	t := c.mono
-	c.mono += int64(time.Millisecond)
-	return t
-}
-
-// baseModuleConfig has nothing a module could use to reach outside: no FS, no args, no
-// env; stdin is empty. Clock, random and output are set per instance.
-var baseModuleConfig = wazero.NewModuleConfig().
+// moduleConfig has nothing a module could use to reach outside: wasi_snapshot_preview1
+// is the host's own (wasi.go), which reads none of wazero's system settings. The
+// random source is one of those settings: given one, wazero does not seed a math/rand
+// source for every instance, which took a quarter of an instantiation's time.
+var moduleConfig = wazero.NewModuleConfig().
 	WithName(""). // anonymous: many instances of one module may live at once
 	WithStartFunctions("_initialize").
-	WithNanosleep(func(int64) {}).
-	WithOsyield(func() {})
+	WithRandSource(unreadRandom{})
 
-// instantiate creates a fresh instance of m for one request, running its start function
-// and _initialize under m's time limit.
-func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, logs *requestLogs) (*instance, error) {
+// unreadRandom is the random source of wazero's system context, which nothing reads.
+type unreadRandom struct{}
+
+func (unreadRandom) Read([]byte) (int, error) { return 0, io.EOF }
+
+// instantiate creates a fresh instance of m for one request, running its start
+// section and _initialize under the instantiation time limit. First it checks that the
+// module's memory and table minimums fit in what is left of the request's memory, and,
+// within the time limit, reserves and populates its memory: a failure there is a
+// memory_limit error, not a panic inside wazero.
+func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requestState) (*instance, error) {
 	inst := &instance{
-		spec:   m,
-		logs:   logs,
-		memory: &limitedMemory{limit: uint64(m.limits.MemoryPages) * abi.PageSize},
-		hooks:  make(map[string]api.Function, 2),
-		stack:  make([]uint64, 2),
+		spec:    m,
+		request: request,
+		hooks:   make(map[string]api.Function, 2),
+		stack:   make([]uint64, 2),
 	}
-	clock := &fakeClock{}
-	cfg := baseModuleConfig.
-		WithStdout(logWriter{inst, "stdout", LevelInfo}).
-		WithStderr(logWriter{inst, "stderr", LevelWarn}).
-		WithWalltime(clock.walltime, 1).
-		WithNanotime(clock.nanotime, 1).
-		WithRandSource(rand.NewChaCha8(randomSeed))
-
-	ctx = experimental.WithMemoryAllocator(ctx, inst.memory)
-	err := inst.run(ctx, max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout), func(ctx context.Context) (err error) {
-		inst.mod, err = s.runtime.InstantiateModule(ctx, m.module.compiled, cfg)
+	inst.ctx = context.WithValue(ctx, instanceKey{}, inst)
+	info := m.module.Info
+	memoryBytes := uint64(info.MemoryMinPages) * abi.PageSize
+	var tableBytes uint64
+	for _, min := range info.TableMinElements {
+		tableBytes += uint64(min) * abi.TableElementBytes
+	}
+	if request.memory+memoryBytes+tableBytes > abi.RequestMemoryBytes {
+		return nil, inst.errorf(CodeMemoryLimit, "instantiation needs %s of memory and tables, past %s (%s in use)",
+			formatBytes(memoryBytes+tableBytes), requestTotalText, formatBytes(request.memory))
+	}
+	err := inst.run(max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout), func(ctx context.Context) (err error) {
+		if inst.memory, err = newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes, &inst.deadline); err != nil {
+			inst.fault = inst.errorf(CodeMemoryLimit, "the host could not reserve memory for the module: %v", err)
+			return errAbort
+		}
+		inst.tableBytes = tableBytes
+		request.memory += tableBytes
+		inst.mod, err = s.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.memory), m.module.compiled, moduleConfig)
 		return err
 	})
-	if err != nil || inst.rejection != nil {
-		if inst.mod != nil {
-			inst.mod.Close(context.Background())
-		}
-		if inst.rejection != nil {
-			return nil, inst.rejection
-		}
-		return nil, inst.failure(ctx, err, "instantiation")
+	if err != nil || inst.rejection != nil || inst.exited {
+		// wazero closes the module after a failed _initialize, but not after a failed
+		// start section: the memory is freed here in that case.
+		inst.close()
+		return nil, inst.failure(err, "instantiation")
 	}
 	inst.alloc = inst.mod.ExportedFunction("cocoon_alloc")
 	return inst, nil
 }
 
-// run calls f with a time limit and this instance visible to host functions, after
-// clearing the previous call's outcome.
-func (inst *instance) run(ctx context.Context, limit time.Duration, f func(context.Context) error) error {
-	inst.rejection, inst.fault = nil, nil
-	ctx, cancel := context.WithTimeout(context.WithValue(ctx, instanceKey{}, inst), limit)
-	defer cancel()
+// run calls f with the instance's context, under a deadline of limit or of what is
+// left of the request's module time, whichever comes first; it clears the previous
+// call's outcome first and adds the call's wall time to the request's.
+func (inst *instance) run(limit time.Duration, f func(context.Context) error) error {
+	inst.rejection, inst.fault, inst.growthRefused, inst.overflowed = nil, nil, "", false
 	start := time.Now()
-	err := f(ctx)
-	inst.logs.moduleTime += time.Since(start)
-	if err == nil && inst.fault != nil {
-		err = errAbort
+	inst.yielded = start
+	left := abi.RequestModuleTime - inst.request.moduleTime
+	inst.deadline, inst.deadlineIsRequest = start.Add(min(limit, left)), left < limit
+	if left <= 0 {
+		return errAbort // no time left: failure reports the timeout
 	}
+	err := f(inst.ctx)
+	inst.request.moduleTime += time.Since(start)
 	return err
 }
 
-// call runs hook with input and returns a copy of its output (SPEC.md §3.1-§3.2).
-func (inst *instance) call(ctx context.Context, hook string, input []byte) ([]byte, error) {
+// call runs hook with input and returns a copy of its output (SPEC.md §3.1-§3.2). An
+// instance whose call was stopped part-way (a trap, a limit, the host's abort) is left
+// as it was then, so every later call fails with the same error.
+func (inst *instance) call(hook string, input []byte) ([]byte, error) {
+	if inst.broken != nil {
+		return nil, inst.broken
+	}
 	lim := inst.spec.limits
 	if len(input) > lim.InputBytes {
 		return nil, inst.errorf(CodeInputTooLarge, "input of %d bytes to %s is over the module's limit of %d", len(input), hook, lim.InputBytes)
@@ -142,7 +161,7 @@ func (inst *instance) call(ctx context.Context, hook string, input []byte) ([]by
 		inst.hooks[hook] = fn
 	}
 	var ptr uint32
-	err := inst.run(ctx, time.Duration(lim.CallTimeout), func(ctx context.Context) error {
+	err := inst.run(time.Duration(lim.CallTimeout), func(ctx context.Context) error {
 		if len(input) > 0 {
 			inst.stack[0] = uint64(len(input))
 			if err := inst.alloc.CallWithStack(ctx, inst.stack); err != nil {
@@ -164,11 +183,12 @@ func (inst *instance) call(ctx context.Context, hook string, input []byte) ([]by
 		inst.stack[0], inst.stack[1] = uint64(ptr), uint64(len(input))
 		return fn.CallWithStack(ctx, inst.stack)
 	})
-	if inst.rejection != nil {
-		return nil, inst.rejection
-	}
-	if err != nil {
-		return nil, inst.failure(ctx, err, hook)
+	if err != nil || inst.rejection != nil {
+		e := inst.failure(err, hook)
+		if err != nil {
+			inst.broken = e
+		}
+		return nil, e
 	}
 	r := int64(inst.stack[0])
 	if r < 0 {
@@ -181,6 +201,9 @@ func (inst *instance) call(ctx context.Context, hook string, input []byte) ([]by
 	if int64(outLen) > int64(lim.OutputBytes) {
 		return nil, inst.errorf(CodeOutputTooLarge, "%s returned %d bytes, over the module's limit of %d", hook, outLen, lim.OutputBytes)
 	}
+	if inst.output += uint64(outLen); inst.output > abi.RequestOutputBytes {
+		return nil, inst.errorf(CodeOutputTooLarge, "%s returned %d bytes, over the module's total of %s for one request", hook, inst.output, formatBytes(abi.RequestOutputBytes))
+	}
 	out, ok := inst.mod.Memory().Read(outPtr, outLen)
 	if !ok {
 		return nil, inst.errorf(CodeOutOfBounds, "%s returned %d bytes at %d, outside the module's memory of %d bytes", hook, outLen, outPtr, inst.mod.Memory().Size())
@@ -188,36 +211,48 @@ func (inst *instance) call(ctx context.Context, hook string, input []byte) ([]by
 	return append([]byte(nil), out...), nil
 }
 
-// failure turns the error of a failed call into the client-safe *Error of SPEC.md §9 and
-// logs the full cause (which may hold the module's stack trace) for the module's owner.
-func (inst *instance) failure(ctx context.Context, err error, what string) *Error {
-	if inst.fault != nil {
+// failure turns the outcome of a call that failed or rejected into the client-safe
+// *Error of SPEC.md §9, by the precedence of SPEC.md §9.1: the module's rejection in
+// that call; else a fault the host recorded (out_of_bounds, log_limit, ...); else
+// timeout if the call's or the request's time ran out; else cancelled if the request
+// is gone; else memory_limit if a growth was refused during the call; else
+// stack_overflow; else module_exit; else trap. The full cause, which may hold the
+// module's stack trace, goes to the request's logs for the module's owner.
+func (inst *instance) failure(err error, what string) *Error {
+	switch {
+	case inst.rejection != nil:
+		return inst.rejection
+	case inst.fault != nil:
 		return inst.fault
 	}
-	inst.hostLog(fmt.Sprintf("%s failed: %v", what, err))
+	cause := "the module exited"
+	if err != nil {
+		cause = err.Error()
+	}
+	inst.hostLog(fmt.Sprintf("%s failed: %s", what, cause))
+	cause = firstLine(cause)
 	lim := inst.spec.limits
-	var exit *sys.ExitError
 	switch {
-	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded && ctx.Err() == nil:
+	case !time.Now().Before(inst.deadline) && inst.deadlineIsRequest:
+		return inst.errorf(CodeTimeout, "%s ran past the request's module time of %s for all its modules", what, abi.RequestModuleTime)
+	case !time.Now().Before(inst.deadline):
 		limit := time.Duration(lim.CallTimeout)
 		if what == "instantiation" {
 			limit = max(limit, abi.MinInitTimeout)
 		}
 		return inst.errorf(CodeTimeout, "%s ran past the module's time limit of %s", what, limit)
-	case errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeContextCanceled || exit.ExitCode() == sys.ExitCodeDeadlineExceeded):
+	case inst.ctx.Err() != nil:
 		return inst.errorf(CodeCancelled, "the request was cancelled during %s", what)
-	case inst.memory.refused:
-		return inst.errorf(CodeMemoryLimit, "%s tried to grow memory past the module's limit of %d pages (%d MiB)", what, lim.MemoryPages, uint64(lim.MemoryPages)*abi.PageSize/abi.MiB)
-	case errors.As(err, &exit):
-		return inst.errorf(CodeModuleExit, "module exited with code %d during %s", exit.ExitCode(), what)
+	case inst.growthRefused != "":
+		return inst.errorf(CodeMemoryLimit, "%s failed after %s", what, inst.growthRefused)
+	case inst.overflowed || strings.Contains(cause, "stack overflow"):
+		return inst.errorf(CodeStackOverflow, "call stack overflow during %s (more than %d frames)", what, abi.MaxCallDepth)
+	case inst.exited:
+		return inst.errorf(CodeModuleExit, "module exited with code %d during %s", inst.exitCode, what)
 	}
-	// wazero reports traps as "wasm error: <reason>" and a stack overflow of its compiler
-	// as the bare reason; the reason names the kind of trap and nothing of the module.
-	reason, trap := strings.CutPrefix(firstLine(err.Error()), "wasm error: ")
-	switch {
-	case reason == "stack overflow":
-		return inst.errorf(CodeStackOverflow, "call stack overflow during %s", what)
-	case trap:
+	// wazero reports traps as "wasm error: <reason>"; the reason names the kind of
+	// trap and nothing of the module.
+	if _, reason, ok := strings.Cut(cause, "wasm error: "); ok {
 		return inst.errorf(CodeTrap, "trapped during %s: %s", what, reason)
 	}
 	return inst.errorf(CodeTrap, "failed during %s", what)
@@ -229,81 +264,30 @@ func (inst *instance) errorf(code ErrorCode, format string, args ...any) *Error 
 		Message: fmt.Sprintf(format, args...)}
 }
 
+// close releases the instance: its memory goes back to the pool or the OS, and its
+// memory and tables stop counting against the request's total. Nothing reads the
+// instance's memory afterwards: a pooled mapping may already serve another request.
 func (inst *instance) close() {
-	inst.mod.Close(context.Background())
-}
-
-// limitedMemory backs a module's linear memory and refuses to grow past the module's
-// limit, remembering that it did so: that is how a memory bomb is told apart from any
-// other trap. Buffers come from pools by power-of-two capacity and go back zeroed when
-// the instance closes: a fresh instance per request would otherwise allocate, zero and
-// collect its whole memory every time.
-type limitedMemory struct {
-	buf     []byte
-	limit   uint64
-	refused bool
-}
-
-// Allocate implements experimental.MemoryAllocator; each instance has its own.
-func (m *limitedMemory) Allocate(capacity, _ uint64) experimental.LinearMemory {
-	m.buf = getBuffer(min(capacity, m.limit))
-	return m
-}
-
-// Reallocate implements experimental.LinearMemory. Bytes past the old length are zero:
-// every buffer is zero when handed out and only ever grows.
-func (m *limitedMemory) Reallocate(size uint64) []byte {
-	if size > m.limit {
-		m.refused = true
-		return nil
+	if inst.mod != nil {
+		inst.mod.Close(context.Background())
+		inst.mod = nil
 	}
-	if size > uint64(cap(m.buf)) {
-		// The old buffer is left to the garbage collector rather than pooled: reusing
-		// memory is only done once wazero has certainly let go of it, at Free.
-		grown := getBuffer(min(max(size, 2*uint64(cap(m.buf))), m.limit))[:len(m.buf)]
-		copy(grown, m.buf)
-		m.buf = grown
+	if inst.memory != nil {
+		inst.memory.Free()
 	}
-	m.buf = m.buf[:size]
-	return m.buf
+	inst.request.memory -= inst.tableBytes
+	inst.tableBytes = 0
 }
 
-// Free implements experimental.LinearMemory. wazero calls it when the instance closes.
-func (m *limitedMemory) Free() {
-	putBuffer(m.buf)
-	m.buf = nil
-}
-
-// Pooled buffer capacities: powers of two from one page up to 16 MiB.
-const (
-	minPooledShift = 16
-	maxPooledShift = 24
-)
-
-var bufferPools [maxPooledShift - minPooledShift + 1]sync.Pool
-
-// getBuffer returns a zeroed buffer of length 0 and capacity at least n.
-func getBuffer(n uint64) []byte {
-	shift := max(bits.Len64(n-1), minPooledShift)
-	if n == 0 || shift > maxPooledShift {
-		return make([]byte, 0, n)
+// formatBytes writes n in the largest unit that divides it: "512 MiB", "64 KiB".
+func formatBytes(n uint64) string {
+	switch {
+	case n%abi.MiB == 0:
+		return fmt.Sprintf("%d MiB", n/abi.MiB)
+	case n%abi.KiB == 0:
+		return fmt.Sprintf("%d KiB", n/abi.KiB)
 	}
-	if b, ok := bufferPools[shift-minPooledShift].Get().(*[]byte); ok {
-		return (*b)[:0]
-	}
-	return make([]byte, 0, 1<<shift)
-}
-
-// putBuffer zeroes what b exposed and pools it if its capacity is a pooled class.
-func putBuffer(b []byte) {
-	c := uint64(cap(b))
-	shift := bits.Len64(c - 1)
-	if c == 0 || c != 1<<shift || shift < minPooledShift || shift > maxPooledShift {
-		return
-	}
-	clear(b) // everything past len(b) was never written
-	b = b[:0]
-	bufferPools[shift-minPooledShift].Put(&b)
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // validUTF8 returns s with invalid UTF-8 replaced by U+FFFD, cut to at most max bytes at

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"time"
+
+	"github.com/cocoonhost/cocoon/abi"
 )
 
 // Level is the severity of a module's log record.
@@ -48,21 +50,32 @@ func (r LogRecord) String() string {
 	return fmt.Sprintf("%s[%d] %s %s: %s", r.Stage, r.Index+1, r.Level, r.Source, r.Message)
 }
 
-// requestLogs collects the records and the module compute time of one request.
-type requestLogs struct {
+// requestState is what the instances of one request share: the log records, and the
+// module time and memory that count against the request's totals (abi.RequestModuleTime,
+// abi.RequestMemoryBytes). The request's goroutine alone uses it.
+type requestState struct {
 	records    []LogRecord
 	moduleTime time.Duration
+	// memory is the bytes of the request's live instances: linear memories and
+	// abi.TableElementBytes per table element.
+	memory uint64
 }
 
-// log appends a record from the module, enforcing its log limit: going over it records a
-// log_limit fault and aborts the running call.
-func (inst *instance) log(source string, level Level, msg []byte) {
-	limit := inst.spec.limits.LogBytes
-	inst.logged += len(msg)
-	if inst.logged > limit {
-		inst.fault = inst.errorf(CodeLogLimit, "module logged more than its limit of %d bytes", limit)
-		panic(errAbort)
+// checkLog records a log_limit fault and aborts the running call if one more record
+// of n bytes would pass the module's log limits (bytes or abi.MaxLogRecords).
+func (inst *instance) checkLog(n uint64) {
+	if limit := inst.spec.limits.LogBytes; uint64(inst.logged)+n > uint64(limit) {
+		inst.abort(inst.errorf(CodeLogLimit, "module logged more than its limit of %d bytes", limit))
 	}
+	if inst.records >= abi.MaxLogRecords {
+		inst.abort(inst.errorf(CodeLogLimit, "module wrote more than %d log records", abi.MaxLogRecords))
+	}
+}
+
+// log appends a record from the module, which checkLog allowed.
+func (inst *instance) log(source string, level Level, msg []byte) {
+	inst.logged += len(msg)
+	inst.records++
 	inst.record(source, level, validUTF8(bytes.TrimSuffix(msg, []byte("\n")), len(msg)))
 }
 
@@ -72,19 +85,7 @@ func (inst *instance) hostLog(msg string) { inst.record("host", LevelError, msg)
 
 func (inst *instance) record(source string, level Level, msg string) {
 	m := inst.spec
-	inst.logs.records = append(inst.logs.records, LogRecord{
+	inst.request.records = append(inst.request.records, LogRecord{
 		Stage: m.stage, Index: m.index, Module: m.module.Hash, Level: level, Source: source, Message: msg,
 	})
-}
-
-// logWriter captures a module's stdout or stderr (WASI fd 1 and 2) as log records.
-type logWriter struct {
-	inst   *instance
-	source string
-	level  Level
-}
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.inst.log(w.source, w.level, p)
-	return len(p), nil
 }

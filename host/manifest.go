@@ -17,7 +17,7 @@ import (
 // Bounds of a manifest, checked by ParseManifest.
 const (
 	// MaxStageModules is the most modules one stage (pre or post) may list.
-	MaxStageModules = 16
+	MaxStageModules = abi.MaxStageModules
 	// MaxModelBytes is the longest model name.
 	MaxModelBytes = 256
 )
@@ -197,7 +197,7 @@ func (m *Manifest) Modules() []string {
 // object
 //
 //	{"abi_version":N,"model":S,"pre":[M...],"post":[M...]}
-//	M = {"module":"sha256:<hex>","config":C,"limits":{"memory_pages":N,"time_ms":N,"input_bytes":N,"output_bytes":N,"log_bytes":N}}
+//	M = {"module":"sha256:<hex>","config":C,"limits":{"memory_pages":N,"time_ms":N,"input_bytes":N,"output_bytes":N,"log_bytes":N,"table_elements":N}}
 //
 // with members in exactly this order, no whitespace, empty stages as [], C the config's
 // compact encoding (member order as uploaded, since that is what the module reads) or

@@ -42,10 +42,10 @@ func parse(t *testing.T, s string) *Manifest {
 func TestManifestGolden(t *testing.T) {
 	const canonical = `{"abi_version":1,"model":"stories260K",` +
 		`"pre":[{"module":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","config":{"system":"Be <brief>","n":[1,2]},` +
-		`"limits":{"memory_pages":16,"time_ms":250,"input_bytes":1048576,"output_bytes":1048576,"log_bytes":16384}}],` +
+		`"limits":{"memory_pages":16,"time_ms":250,"input_bytes":1048576,"output_bytes":1048576,"log_bytes":16384,"table_elements":65536}}],` +
 		`"post":[{"module":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","config":null,` +
-		`"limits":{"memory_pages":1024,"time_ms":1000,"input_bytes":1048576,"output_bytes":1048576,"log_bytes":16384}}]}`
-	const id = "4893a6f696fd3604937675fcf77f643f7cbac718154f5972bd8d50457552146f"
+		`"limits":{"memory_pages":1024,"time_ms":1000,"input_bytes":1048576,"output_bytes":1048576,"log_bytes":16384,"table_elements":65536}}]}`
+	const id = "1988cc8825d22037cdc95de1a4ec4d68975b4b29190b407f02c8d69ccb6a6dc7"
 	m := parse(t, goldenManifest)
 	if got := string(m.Canonical()); got != canonical {
 		t.Errorf("Canonical:\n got %s\nwant %s", got, canonical)
@@ -61,7 +61,7 @@ func TestManifestIDIgnoresPresentation(t *testing.T) {
 		"compact, keys in order": `{"abi_version":1,"model":"stories260K","pre":[{"module":"` + hashA +
 			`","config":{"system":"Be <brief>","n":[1,2]},"limits":{"memory_pages":16}}],"post":[{"module":"` + hashB + `","limits":{"time_ms":1000}}]}`,
 		"explicit defaults and null config": `{"abi_version":1,"model":"stories260K","pre":[{"module":"` + hashA +
-			`","config":{"system":"Be <brief>","n":[1,2]},"limits":{"memory_pages":16,"time_ms":250,"input_bytes":1048576,"output_bytes":1048576,"log_bytes":16384}}],` +
+			`","config":{"system":"Be <brief>","n":[1,2]},"limits":{"memory_pages":16,"time_ms":250,"input_bytes":1048576,"output_bytes":1048576,"log_bytes":16384,"table_elements":65536}}],` +
 			`"post":[{"module":"` + hashB + `","config":null,"limits":{"time_ms":1000,"memory_pages":1024}}]}`,
 		"whitespace inside config": "\t{\"pre\":[{\"limits\":{\"memory_pages\":16},\"config\":{ \"system\" : \"Be <brief>\" ,\n\"n\" : [ 1 , 2 ] },\"module\":\"" + hashA +
 			"\"}],\"abi_version\":1,\"post\":[{\"module\":\"" + hashB + "\",\"limits\":{\"time_ms\":1000}}],\"model\":\"stories260K\"}\n",

@@ -42,16 +42,23 @@ type stageModule struct {
 func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 }
 
 // NewPipeline checks spec and returns a pipeline that runs on s. Errors are *Error with
-// CodeInvalidPipeline naming the module at fault: a module in a stage whose hooks it
-// lacks, limits above abi.CeilingLimits, a memory minimum above the memory limit, or a
-// config over abi.MaxConfigBytes. It does no compilation: modules come compiled.
+// CodeInvalidPipeline naming the module at fault: more than abi.MaxStageModules
+// modules in a stage, a module in a stage whose hooks it lacks, limits above
+// abi.CeilingLimits, a memory or table minimum above the module's limit, a config over
+// abi.MaxConfigBytes, or memory and table minimums that together pass
+// abi.RequestMemoryBytes. It does no compilation: modules come compiled.
 func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 	p := &Pipeline{sandbox: s}
+	var minimum uint64 // bytes of memory and tables the modules need at start
 	for _, st := range []struct {
 		stage Stage
 		specs []ModuleSpec
 		out   *[]*stageModule
 	}{{StagePre, spec.Pre, &p.pre}, {StagePost, spec.Post, &p.post}} {
+		if len(st.specs) > abi.MaxStageModules {
+			return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline),
+				Message: fmt.Sprintf("%d %s modules, over the limit of %d", len(st.specs), st.stage, abi.MaxStageModules)}
+		}
 		for i, ms := range st.specs {
 			m, err := newStageModule(st.stage, i, ms)
 			if err != nil {
@@ -59,9 +66,25 @@ func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 					Message: fmt.Sprintf("%s module %d: %v", st.stage, i+1, err)}
 			}
 			*st.out = append(*st.out, m)
+			minimum += m.minimumBytes()
 		}
 	}
+	if minimum > abi.RequestMemoryBytes {
+		return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline),
+			Message: fmt.Sprintf("the modules need %s of memory and tables at start, over %s", formatBytes(minimum), requestTotalText)}
+	}
 	return p, nil
+}
+
+// minimumBytes is what an instance of m holds from its start: its memory minimum and
+// its tables' minimums, as they count against abi.RequestMemoryBytes.
+func (m *stageModule) minimumBytes() uint64 {
+	info := m.module.Info
+	n := uint64(info.MemoryMinPages) * abi.PageSize
+	for _, elements := range info.TableMinElements {
+		n += uint64(elements) * abi.TableElementBytes
+	}
+	return n
 }
 
 func newStageModule(stage Stage, index int, ms ModuleSpec) (*stageModule, error) {
@@ -83,6 +106,11 @@ func newStageModule(stage Stage, index int, ms ModuleSpec) (*stageModule, error)
 	if min := ms.Module.Info.MemoryMinPages; min > m.limits.MemoryPages {
 		return nil, fmt.Errorf("%s needs %d memory pages at start, over its memory limit of %d", ms.Module.Hash, min, m.limits.MemoryPages)
 	}
+	for i, min := range ms.Module.Info.TableMinElements {
+		if min > m.limits.TableElements {
+			return nil, fmt.Errorf("%s needs %d elements in table %d at start, over its table limit of %d", ms.Module.Hash, min, i, m.limits.TableElements)
+		}
+	}
 	return m, nil
 }
 
@@ -91,27 +119,35 @@ func newStageModule(stage Stage, index int, ms ModuleSpec) (*stageModule, error)
 // of its stream. A Session is not safe for concurrent use; Close it when the request
 // ends.
 type Session struct {
-	p    *Pipeline
-	ctx  context.Context
-	logs requestLogs
-	pre  []*instance
-	post []*instance
+	p       *Pipeline
+	ctx     context.Context
+	request requestState
+	pre     []*instance
+	post    []*instance
 }
 
 // NewSession starts a request. ctx bounds the whole request: cancelling it stops a
-// running module with CodeCancelled.
+// running module with CodeCancelled. The request's modules share the totals of
+// SPEC.md §7.2: abi.RequestModuleTime of module time, abi.RequestMemoryBytes of memory.
 func (p *Pipeline) NewSession(ctx context.Context) *Session {
 	return &Session{p: p, ctx: ctx, pre: make([]*instance, len(p.pre)), post: make([]*instance, len(p.post))}
 }
 
 // Logs returns what the modules logged so far in this request.
-func (s *Session) Logs() []LogRecord { return s.logs.records }
+func (s *Session) Logs() []LogRecord { return s.request.records }
 
 // Close releases the request's instances.
 func (s *Session) Close() {
-	for _, inst := range append(s.pre, s.post...) {
+	closeAll(s.pre)
+	closeAll(s.post)
+}
+
+// closeAll closes the instances and forgets them.
+func closeAll(insts []*instance) {
+	for i, inst := range insts {
 		if inst != nil {
 			inst.close()
+			insts[i] = nil
 		}
 	}
 }
@@ -123,7 +159,7 @@ func (s *Session) instance(stage Stage, i int) (*instance, error) {
 		insts, mods = s.post, s.p.post
 	}
 	if insts[i] == nil {
-		inst, err := s.p.sandbox.instantiate(s.ctx, mods[i], &s.logs)
+		inst, err := s.p.sandbox.instantiate(s.ctx, mods[i], &s.request)
 		if err != nil {
 			return nil, err
 		}
@@ -134,9 +170,12 @@ func (s *Session) instance(stage Stage, i int) (*instance, error) {
 
 // Pre passes the request JSON through every pre module in order (SPEC.md §5) and returns
 // what the backend should get. The request must be a JSON object; what comes out of the
-// last module (or the request itself, without pre modules) must be a chat request. A module's rejection comes back as *Error with
-// CodeRejected and the module's status and message.
+// last module (or the request itself, without pre modules) must be a chat request. A
+// module's rejection comes back as *Error with CodeRejected and the module's status and
+// message. The pre modules' instances are closed when it returns: their memory is free
+// for the rest of the request.
 func (s *Session) Pre(request []byte) ([]byte, error) {
+	defer closeAll(s.pre)
 	orig, err := parseRequest(request)
 	if err != nil {
 		return nil, err
@@ -151,7 +190,7 @@ func (s *Session) Pre(request []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		out, err := inst.call(s.ctx, hookPre, request)
+		out, err := inst.call(hookPre, request)
 		if err != nil {
 			return nil, err
 		}
@@ -198,12 +237,12 @@ func (s *Session) streamModule(i int, text []byte, end bool) ([]byte, error) {
 		return nil, err
 	}
 	if len(text) > 0 {
-		if text, err = inst.call(s.ctx, hookChunk, text); err != nil {
+		if text, err = inst.call(hookChunk, text); err != nil {
 			return nil, err
 		}
 	}
 	if end {
-		flushed, err := inst.call(s.ctx, hookEnd, nil)
+		flushed, err := inst.call(hookEnd, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +284,7 @@ func (s *Session) Post(response []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		out, err := inst.call(s.ctx, hookPost, response)
+		out, err := inst.call(hookPost, response)
 		if err != nil {
 			return nil, err
 		}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/cocoonhost/cocoon/abi"
 )
@@ -26,7 +25,8 @@ type SandboxConfig struct {
 func NewSandboxConfig() SandboxConfig { return SandboxConfig{} }
 
 // Sandbox compiles modules and runs them under ABI v1: it owns one wazero runtime with the
-// host's imports ("cocoon" and a WASI without files, network, environment or real time).
+// host's imports ("cocoon", the host's own WASI without files, network, environment or
+// real time, and the metering functions).
 // It is safe for concurrent use. Close releases it.
 type Sandbox struct {
 	runtime  wazero.Runtime
@@ -45,15 +45,10 @@ func NewSandbox(ctx context.Context, cfg SandboxConfig) (*Sandbox, error) {
 		WithCoreFeatures(api.CoreFeaturesV2).
 		WithCompilationCache(cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	if err := instantiateHostModules(ctx, rt); err != nil {
 		rt.Close(ctx)
 		cache.Close(ctx)
-		return nil, fmt.Errorf("sandbox: wasi: %w", err)
-	}
-	if err := instantiateHostModule(ctx, rt); err != nil {
-		rt.Close(ctx)
-		cache.Close(ctx)
-		return nil, fmt.Errorf("sandbox: host module: %w", err)
+		return nil, fmt.Errorf("sandbox: host modules: %w", err)
 	}
 	return &Sandbox{runtime: rt, cache: cache, compiles: newCompilePool(cfg.compiles)}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,8 @@ func TestUploadErrors(t *testing.T) {
 		{"wrong ABI version", testdataWasm(t, "wrong_abi"), abi.ErrUnsupportedABIVersion, "ABI v2"},
 		{"unknown import", testdataWasm(t, "unknown_import"), abi.ErrUnknownImport, `"env"."fetch_url"`},
 		{"too large", make([]byte, abi.MaxModuleBytes+1), abi.ErrTooLarge, "limit"},
+		{"too many tables", plainModule(1, make([]uint64, abi.MaxTables+1)...), abi.ErrBadTable, "defines 9 tables; the host allows at most 8"},
+		{"table minimum over the ceiling", plainModule(1, uint64(abi.CeilingLimits.TableElements)+1), abi.ErrBadTable, "minimum of 1048577 elements, above the ceiling of 1048576"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -267,8 +270,8 @@ func TestDeterministicEnvironment(t *testing.T) {
 		t.Errorf("two instances saw different clocks or random bytes: %x vs %x", outs[0], outs[1])
 	}
 	b := []byte(outs[0])
-	if wall := int64(binary.LittleEndian.Uint64(b[0:])); wall != fakeEpoch {
-		t.Errorf("realtime clock = %d, want %d (2022-01-01)", wall, fakeEpoch)
+	if wall := int64(binary.LittleEndian.Uint64(b[0:])); wall != abi.ClockEpochUnix*int64(time.Second) {
+		t.Errorf("realtime clock = %d, want %d (2022-01-01)", wall, abi.ClockEpochUnix*int64(time.Second))
 	}
 	if mono := binary.LittleEndian.Uint64(b[8:]); mono != 0 {
 		t.Errorf("monotonic clock = %d, want 0", mono)
@@ -373,6 +376,9 @@ func TestPipelineChecks(t *testing.T) {
 		{"memory under module minimum", PipelineSpec{Pre: []ModuleSpec{{Module: pre}, {Module: compile(t, s, "big_memory"), Limits: abi.Limits{MemoryPages: 64}}}}, "needs 100 memory pages at start, over its memory limit of 64"},
 		{"config too large", PipelineSpec{Pre: []ModuleSpec{{Module: pre, Config: make([]byte, abi.MaxConfigBytes+1)}}}, "config of 65537 bytes"},
 		{"no module", PipelineSpec{Pre: []ModuleSpec{{}}}, "no module"},
+		{"too many modules", PipelineSpec{Pre: slices.Repeat([]ModuleSpec{{Module: pre}}, abi.MaxStageModules+1)}, "17 pre modules, over the limit of 16"},
+		{"minimums over the request's memory", PipelineSpec{Pre: slices.Repeat([]ModuleSpec{{Module: compileBytes(t, s, plainModule(4096)), Limits: abi.Limits{MemoryPages: 4096}}}, 3)},
+			"the modules need 768 MiB of memory and tables at start, over the request's total of 512 MiB for all its modules"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -447,5 +453,28 @@ func TestUsageIsRestored(t *testing.T) {
 	}
 	if _, err := checkResponse([]byte(`{"choices":{}}`), host); err == nil || !strings.Contains(err.Error(), "choices are a JSON object") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestNoCallAfterAFailure: an instance whose call was stopped part-way is not called
+// again: its state (an allocation, the call depth) is whatever it was then.
+func TestNoCallAfterAFailure(t *testing.T) {
+	s := newTestSandbox(t)
+	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compile(t, s, "misbehave"), Config: []byte("T")}}})
+	sess := p.NewSession(context.Background())
+	defer sess.Close()
+	inst, err := sess.instance(StagePre, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, first := inst.call(hookPre, []byte("{}"))
+	records := len(sess.Logs())
+	_, second := inst.call(hookPre, []byte("{}"))
+	var e *Error
+	if !errors.As(first, &e) || e.Code != CodeTrap || second != first {
+		t.Fatalf("first call: %v; second: %v, want the same trap", first, second)
+	}
+	if len(sess.Logs()) != records {
+		t.Error("the second call ran the module")
 	}
 }

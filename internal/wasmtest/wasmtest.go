@@ -48,6 +48,19 @@ func U32(v uint64) []byte {
 	}
 }
 
+// S32 encodes v as signed LEB128, as i32.const takes it.
+func S32(v int32) []byte {
+	var b []byte
+	for x := int64(v); ; {
+		c := byte(x & 0x7f)
+		x >>= 7
+		if x == 0 && c&0x40 == 0 || x == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
 // Name encodes s as a length-prefixed name.
 func Name(s string) []byte { return append(U32(uint64(len(s))), s...) }
 
@@ -86,6 +99,7 @@ type Module struct {
 	imports  [][]byte
 	funcs    []uint32
 	bodies   [][]byte
+	tables   [][]byte
 	memories [][]byte
 	globals  [][]byte
 	exports  [][]byte
@@ -171,6 +185,11 @@ func (m *Module) FuncBody(params, results []byte, locals [][2]byte, code []byte)
 	return m.importedFuncs + uint32(len(m.funcs)-1)
 }
 
+// Table defines a funcref table of min elements, without a maximum.
+func (m *Module) Table(min uint64) {
+	m.tables = append(m.tables, append([]byte{0x70}, Limits(0, min, 0)...))
+}
+
 // Memory defines a memory with the given limits (see Limits).
 func (m *Module) Memory(flags byte, min, max uint64) {
 	m.memories = append(m.memories, Limits(flags, min, max))
@@ -224,6 +243,7 @@ func (m *Module) Bytes() []byte {
 		funcs[i] = U32(uint64(t))
 	}
 	vec(SecFunction, funcs)
+	vec(SecTable, m.tables)
 	vec(SecMemory, m.memories)
 	vec(SecGlobal, m.globals)
 	vec(SecExport, m.exports)

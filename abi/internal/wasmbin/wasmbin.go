@@ -136,6 +136,7 @@ type Module struct {
 	Imports  []Import
 	Funcs    []uint32 // type index of each function the module defines, in order
 	Memories []Limits // memories the module defines
+	Tables   []Limits // tables the module defines
 	Exports  []Export
 
 	// typeSection is the type section, kept to decode types on demand: it is smaller
@@ -288,9 +289,10 @@ func (m *Module) decodeSection(id byte, s *reader) error {
 		return m.decodeFunctions(s)
 	case secTable:
 		n, err := s.count("tables", 3, maxTables)
+		m.Tables = make([]Limits, n)
 		for i := 0; i < n && err == nil; i++ {
 			if err = s.refType(); err == nil {
-				_, err = s.limits()
+				m.Tables[i], err = s.limits()
 			}
 		}
 		m.tables = uint32(n)

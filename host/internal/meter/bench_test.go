@@ -18,7 +18,7 @@ func BenchmarkInstrument(b *testing.B) {
 	b.SetBytes(int64(len(wasm)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Instrument(wasm); err != nil {
+		if _, err := instrument(wasm, testMaxDepth, testFrameLocals); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -37,7 +37,7 @@ func BenchmarkLoop(b *testing.B) {
 	}{
 		{"unbounded", loops, false},
 		{"close-on-context-done", loops, true},
-		{"metered", instrument(b, loops), false},
+		{"metered", mustInstrument(b, loops), false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			g := instantiate(b, newRuntime(b, bc.closeOnContextDone), bc.wasm, nil)
@@ -56,6 +56,30 @@ func BenchmarkLoop(b *testing.B) {
 				b.Fatal("sum_memory returned 0")
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/iterations, "ns/iter")
+		})
+	}
+}
+
+// BenchmarkSmallFill runs a loop of 16-byte memory.fill instructions, as uploaded and
+// metered (each fill becomes a call that charges its bytes), and reports the time per
+// fill: what metering adds to a small bulk operation.
+func BenchmarkSmallFill(b *testing.B) {
+	const fills = 100_000
+	bulk := testModule(b, "bulk")
+	for _, bc := range []struct {
+		name string
+		wasm []byte
+	}{{"unbounded", bulk}, {"metered", mustInstrument(b, bulk)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			g := instantiate(b, newRuntime(b, false), bc.wasm, nil)
+			fn := g.mod.ExportedFunction("fill_loop")
+			ctx := g.ctx(context.Background())
+			for b.Loop() {
+				if _, err := fn.Call(ctx, 16, fills); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/fills, "ns/fill")
 		})
 	}
 }

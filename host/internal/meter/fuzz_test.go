@@ -23,7 +23,7 @@ func FuzzInstrument(f *testing.F) {
 	rt := newRuntime(f, false)
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		out, err := Instrument(wasm)
+		out, err := instrument(wasm, testMaxDepth, testFrameLocals)
 		if err != nil {
 			return
 		}

@@ -23,7 +23,13 @@ import (
 
 // This file is a minimal stand-in for the host: a wazero runtime with the "cocoon"
 // imports of SPEC.md §4, WASI, an "env.base" function for testdata/shift.wat, and the
-// tick function as the host is meant to implement it.
+// functions of HostModule as the host is meant to implement them.
+
+// testMaxDepth and testFrameLocals are the call depth limit the tests instrument with.
+const (
+	testMaxDepth    = 1000
+	testFrameLocals = 16
+)
 
 // callState is what the host functions see of one instance.
 type callState struct {
@@ -32,7 +38,15 @@ type callState struct {
 	ticks   int
 	logs    []string
 	reject  string // "<status> <message>" of the first cocoon.reject
+	// tableLimit is the most elements table_grow lets a table have (0: no limit).
+	tableLimit uint64
+	// refusals lists "memory <delta>" and "table <size>+<delta>" for every growth
+	// refused, by the module's memory maximum or by table_grow.
+	refusals []string
 }
+
+// errOverflow is what the stand-in's overflow function panics with.
+var errOverflow = errors.New("call stack too deep")
 
 type stateKey struct{}
 
@@ -97,8 +111,26 @@ func newRuntime(tb testing.TB, closeOnContextDone bool) wazero.Runtime {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	_, err = rt.NewHostModuleBuilder(TickModule).
+	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
+	_, err = rt.NewHostModuleBuilder(HostModule).
 		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(tick), nil, nil).Export(TickName).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
+		s := stateOf(ctx)
+		s.refusals = append(s.refusals, fmt.Sprintf("memory %d", uint32(stack[0])))
+	}), []api.ValueType{i32}, nil).Export(MemoryRefusedName).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
+		s := stateOf(ctx)
+		size, delta, max := uint64(uint32(stack[0])), uint64(uint32(stack[1])), stack[2]
+		if size+delta > max || s.tableLimit != 0 && size+delta > s.tableLimit {
+			s.refusals = append(s.refusals, fmt.Sprintf("table %d+%d", size, delta))
+			stack[0] = 0
+			return
+		}
+		stack[0] = 1
+	}), []api.ValueType{i32, i32, i64}, []api.ValueType{i32}).Export(TableGrowName).
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {
+		panic(errOverflow)
+	}), nil, nil).Export(OverflowName).
 		Instantiate(ctx)
 	if err != nil {
 		tb.Fatal(err)
@@ -121,6 +153,16 @@ type guest struct {
 // ctx returns a context for calls into g.
 func (g *guest) ctx(parent context.Context) context.Context {
 	return context.WithValue(parent, stateKey{}, g.state)
+}
+
+// mustInstrument instruments wasm with the test depth limit.
+func mustInstrument(tb testing.TB, wasm []byte) []byte {
+	tb.Helper()
+	out, err := instrument(wasm, testMaxDepth, testFrameLocals)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }
 
 // instantiate compiles and instantiates wasm, running _initialize if it exports it.

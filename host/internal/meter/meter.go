@@ -1,51 +1,147 @@
-// Package meter rewrites a WebAssembly module so that it counts down a fuel global at
-// every function entry and loop iteration and calls a host function when the fuel runs
-// out. That host function is the host's preemption point: it can stop a call that ran
-// past its deadline, for a cost of a few instructions per iteration, where wazero's
-// WithCloseOnContextDone exits to Go at every loop iteration to look.
+// Package meter rewrites a WebAssembly module so that the host can bound the time, the
+// call depth and the growth of what it runs, without wazero's WithCloseOnContextDone
+// (which exits to Go at every loop iteration to look).
+//
+// The rewritten module counts down a fuel global and calls the host's tick function
+// whenever the fuel runs out. Fuel is charged in proportion to work: every function
+// entry and loop iteration costs the instructions of the straight-line code it starts,
+// and every bulk instruction (memory.fill, memory.copy, memory.init, table.fill,
+// table.copy, table.init, memory.grow, table.grow) the bytes or elements it touches.
+// memory.fill and memory.copy larger than ChunkBytes run in chunks with the fuel
+// checked between chunks, so no single instruction runs for long without a tick. The
+// tick is where the host stops a call past its deadline, and where the Go scheduler
+// can preempt the goroutine: native code compiled by wazero cannot be preempted, and a
+// goroutine that does not reach a tick blocks every stop-the-world of the garbage
+// collector.
 package meter
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/cocoonhost/cocoon/abi"
+)
 
 // Names the instrumented module uses to talk to the host. They start with "cocoon_",
-// a prefix abi.Validate reserves, so no uploaded module can already use them.
+// a prefix abi.Validate reserves, so no uploaded module can already use them. The
+// host module HostModule defines the four functions; the module imports them after
+// its own imports, so no function of the module can call them directly.
 const (
-	// TickModule and TickName name the function of type () -> () the module imports
-	// and calls whenever its fuel is zero or below. The host either stops the call (by
-	// panicking, as wazero host functions do) or refills the fuel and returns.
-	TickModule = "cocoon_meter"
-	TickName   = "tick"
+	HostModule = "cocoon_meter"
+
+	// TickName is a function () -> () the module calls whenever its fuel is zero or
+	// below. The host either stops the call (by panicking, as wazero host functions
+	// do) or refills the fuel and returns.
+	TickName = "tick"
+	// MemoryRefusedName is a function (delta: i32) -> () the module calls when
+	// memory.grow by delta pages returned -1, whoever refused it (the module's own
+	// declared maximum, or the host's memory allocator).
+	MemoryRefusedName = "memory_refused"
+	// TableGrowName is a function (size: i32, delta: i32, max: i64) -> (allowed: i32)
+	// the module calls before table.grow, with the table's current size, the growth,
+	// and the table's declared maximum (NoTableMax if it has none). The host returns
+	// 0 to refuse (table.grow then returns -1 without growing) or 1 to let it grow;
+	// the table's declared maximum is already checked when it allows.
+	TableGrowName = "table_grow"
+	// OverflowName is a function () -> () the module calls when a call would nest
+	// deeper than MaxDepth frames. The host must not return from it: it stops the call
+	// and reports a stack overflow.
+	OverflowName = "overflow"
+
 	// FuelExport names the mutable i64 global the module exports: the fuel left
 	// before the next tick. It starts at 0, so the first metering point ticks.
 	FuelExport = "cocoon_meter.fuel"
 )
 
-// Instrument returns a copy of wasm, a WebAssembly 2.0 binary module, that behaves the
-// same except that it imports TickModule.TickName, defines and exports the global
-// FuelExport, and at the start of every function body and of every loop iteration runs
+// NoTableMax is the max TableGrowName gets for a table without a declared maximum.
+const NoTableMax = 1 << 32
+
+// Costs, in fuel points. A point is about a nanosecond of work on the machines this
+// was measured on (README.md, "Performance"): a tight loop iteration runs in about
+// 1 ns, memset and memmove move 10-60 bytes per ns, and a ChaCha8 stream makes about
+// one byte per ns.
+const (
+	// InstructionsPerPoint: a function entry or loop iteration costs 1 point plus one
+	// per this many instructions of the straight-line code it starts (wazero runs
+	// 3-10 simple instructions per ns).
+	InstructionsPerPoint = 8
+	// MaxStraightLine is the most instructions between two metering points: longer
+	// straight-line code gets a metering point after every MaxStraightLine
+	// instructions, about 1 µs of simple instructions (10 of divisions).
+	MaxStraightLine = 1024
+	// BytesPerPointShift: memory.fill, memory.copy and memory.init cost one point per
+	// 1<<BytesPerPointShift bytes, and memory.grow the bytes of the pages it adds
+	// (which the kernel zeroes when the module first touches them). table.fill,
+	// table.copy, table.init and table.grow cost one point per element (8 bytes,
+	// copied or allocated by wazero's Go code).
+	BytesPerPointShift = 4
+	// ChunkBytes is the largest piece of a memory.fill or memory.copy that runs without
+	// a check of the fuel between pieces: 10-25 µs of memset or memmove at RAM speed.
+	// Its cost is above the fuel quantum, so every piece ticks.
+	ChunkBytes = 256 << 10
+)
+
+// Instrument returns a copy of wasm, a WebAssembly 2.0 binary module, that computes
+// the same results except that:
 //
-//	global.get $fuel  i64.const 1  i64.sub  global.set $fuel
-//	global.get $fuel  i64.const 0  i64.le_s  if  call $tick  end
+//   - it imports the four functions of HostModule after its own imports, so that the
+//     index of every function the module defines grows by four, and Instrument
+//     rewrites all of them: calls, ref.func, exports, the start function, element
+//     segments, global initializers and the function names of the "name" section;
 //
-// The tick import comes after the module's other function imports, so every index of a
-// function the module defines grows by one, and Instrument rewrites all of them: calls,
-// ref.func, exports, the start function, element segments, global initializers and the
-// function names of the "name" custom section.
+//   - it defines and exports the fuel global FuelExport and defines a call depth
+//     global;
 //
-// It makes one pass over wasm, decoding every instruction of every body, in time linear
-// in len(wasm) (about 14 ms for a 4 MB Go guest), and allocates little beyond the
-// result, which is a few percent larger than wasm for compiled code. It does not
-// validate the module: a module wazero refuses may give a result wazero refuses too. It
-// returns an error for bytes that do not decode as a module, for instructions and
-// sections that are not part of WebAssembly 2.0, and for a module that already exports
-// FuelExport; it never panics.
+//   - every function body first adds its frame's weight to the depth, calling
+//     OverflowName past the limit, and takes it off again on every way out (the end of
+//     the body, return, and branches to the body's label, which now target a block
+//     around the body). The weight is 1 + (parameters + locals + the most values the
+//     body can hold on its operand stack + the most arguments and results of a call
+//     it makes) / abi.CallFrameLocals (see frame.go). A call that fails leaves the
+//     depth where it was: the host never calls such an instance again;
+//
+//   - every function body and every loop body starts with a metering point, and so
+//     does every MaxStraightLine instructions of code that has none, that charges
+//     the cost of the code up to the next one and ticks when the fuel is zero or
+//     below:
+//
+//     global.get $fuel  i64.const cost  i64.sub  global.set $fuel
+//     global.get $fuel  i64.const 0  i64.le_s  if  call $tick  end
+//
+//   - memory.fill and memory.copy become calls of added functions that charge the
+//     bytes and run in chunks (with exact WebAssembly semantics: bounds are checked
+//     before anything is written, and an out-of-bounds operation traps as before);
+//     memory.init, table.fill, table.copy and table.init are preceded by a call that
+//     charges their bytes or elements; memory.grow and table.grow become calls of
+//     added functions that charge the growth, let the host refuse or record a
+//     refusal, and then grow as before.
+//
+// The call depth limit is abi.MaxCallDepth.
+//
+// It makes one pass over wasm after a pass over its section headers, decoding every
+// instruction of every body, in time linear in len(wasm) (about 20 ms for a 4 MB Go
+// guest), and allocates little beyond the result, which is a fifth or so larger than
+// wasm for compiled code. It does not validate the module: a module wazero refuses
+// gives a result wazero refuses too. It returns an error for bytes that do not decode
+// as a module, for instructions and sections that are not part of WebAssembly 2.0, and
+// for a module that already exports FuelExport; it never panics.
 func Instrument(wasm []byte) ([]byte, error) {
+	return instrument(wasm, abi.MaxCallDepth, abi.CallFrameLocals)
+}
+
+// instrument is Instrument with a call depth limit of maxDepth frames (below 2^30) of
+// callFrameLocals (positive) values each.
+func instrument(wasm []byte, maxDepth, callFrameLocals uint32) ([]byte, error) {
 	if len(wasm) < 8 || string(wasm[:8]) != "\x00asm\x01\x00\x00\x00" {
 		return nil, errors.New("meter: not a WebAssembly 1.0/2.0 binary module")
 	}
 	in := &instrumenter{
-		r:   reader{b: wasm, pos: 8, end: len(wasm)},
-		out: make([]byte, 0, len(wasm)+len(wasm)/8+64),
+		r:               reader{b: wasm, pos: 8, end: len(wasm)},
+		out:             make([]byte, 0, len(wasm)+len(wasm)/4+256),
+		maxDepth:        maxDepth,
+		callFrameLocals: callFrameLocals,
+	}
+	if err := in.scan(); err != nil {
+		return nil, err
 	}
 	in.out = append(in.out, wasm[:8]...)
 	if err := in.module(); err != nil {
@@ -56,14 +152,17 @@ func Instrument(wasm []byte) ([]byte, error) {
 
 // Section ids.
 const (
-	secCustom  = 0
-	secType    = 1
-	secImport  = 2
-	secGlobal  = 6
-	secExport  = 7
-	secStart   = 8
-	secElement = 9
-	secCode    = 10
+	secCustom   = 0
+	secType     = 1
+	secImport   = 2
+	secFunction = 3
+	secTable    = 4
+	secMemory   = 5
+	secGlobal   = 6
+	secExport   = 7
+	secStart    = 8
+	secElement  = 9
+	secCode     = 10
 )
 
 // sectionOrder ranks the non-custom section ids in the order a module must have them:
@@ -73,16 +172,157 @@ var sectionOrder = [...]int{1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 10}
 // The sections Instrument adds to, which it creates when the module has none.
 var addedSections = [...]byte{secType, secImport, secGlobal, secExport}
 
+// addedImports is how many functions Instrument imports; the module's own functions
+// move up by as many. Their order is that of the import indices below.
+const addedImports = 4
+
+// Indices of the added imports, relative to the module's function imports.
+const (
+	importTick = iota
+	importMemoryRefused
+	importTableGrow
+	importOverflow
+)
+
+// table is what the instrumenter knows of a table: its element type and declared
+// maximum, for the function that grows it.
+type table struct {
+	refType byte
+	max     uint64 // NoTableMax if none
+}
+
 // instrumenter holds the state of one Instrument call.
 type instrumenter struct {
 	r   reader
 	out []byte
 
-	tickType      uint32 // type index of () -> ()
-	importedFuncs uint32 // function imports; the tick import's index
-	fuelGlobal    uint32 // index of the fuel global
-	meter         []byte // the metering sequence
+	maxDepth, callFrameLocals uint32
+
+	// Learnt by scan, before anything is written.
+	hasMemory bool
+	tables    []table // imported, then defined
+	// Learnt from the sections as they are rewritten.
+	types         []funcShape // by type index
+	importTypes   []uint32    // type index of each imported function
+	funcTypes     []uint32    // type index of each defined function
+	importedFuncs uint32      // the module's function imports; the first added import's index
+	fuelGlobal    uint32      // index of the fuel global; the depth global follows it
+	added         addedTypes
+	helpers       helpers
 	written       [13]bool
+
+	// Per function body, reused.
+	stack    operandStack
+	regions  []region // the function body's region, then one per open loop
+	weightAt []int    // offsets in out of the frame weight's fixed-width encodings
+}
+
+// funcShape is what the instrumenter needs of a function type.
+type funcShape struct {
+	params, results uint32
+	// blockType encodes the block type of a block that yields the type's results: 0x40
+	// for none, the value type for one, an added type's index for several.
+	blockType []byte
+}
+
+// region is a stretch of code whose cost is charged by the metering point at its
+// start: a function body or a loop body, without the loops nested in it.
+type region struct {
+	costAt       int // offset in out of the cost's fixed-width encoding
+	instructions uint64
+}
+
+// scan reads the section headers and the import, table and memory sections, to learn
+// what the added functions need before the function section is written: whether the
+// module has a memory, and its tables.
+func (in *instrumenter) scan() error {
+	r := in.r
+	for r.pos < r.end {
+		id, s, err := r.part("section", "the module")
+		if err != nil {
+			return err
+		}
+		switch id {
+		case secImport:
+			err = in.scanImports(&s)
+		case secTable:
+			var n uint32
+			if n, err = s.u32(); err == nil {
+				err = in.scanTables(&s, n)
+			}
+		case secMemory:
+			var n uint32
+			n, err = s.u32()
+			in.hasMemory = in.hasMemory || n > 0
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (in *instrumenter) scanImports(r *reader) error {
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	for range n {
+		for range 2 { // module and name
+			if _, err := r.name(); err != nil {
+				return err
+			}
+		}
+		at := r.pos
+		kind, err := r.byte()
+		if err != nil {
+			return err
+		}
+		switch kind {
+		case 0: // func
+			_, err = r.u32()
+		case 1: // table
+			err = in.scanTables(r, 1)
+		case 2: // memory
+			in.hasMemory = true
+			_, _, err = r.limits()
+		case 3: // global
+			err = r.skip(2)
+		default:
+			return r.fail(at, "import of kind %#x is not part of WebAssembly 2.0", kind)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanTables reads n table types.
+func (in *instrumenter) scanTables(r *reader, n uint32) error {
+	if uint64(n) > uint64(r.remaining()) {
+		return r.fail(r.pos, "%d tables do not fit in the %d bytes left", n, r.remaining())
+	}
+	for range n {
+		at := r.pos
+		refType, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if refType != refFunc && refType != refExtern {
+			return r.fail(at, "table element type %#x is not a reference type", refType)
+		}
+		max, hasMax, err := r.limits()
+		if err != nil {
+			return err
+		}
+		t := table{refType: refType, max: NoTableMax}
+		if hasMax {
+			t.max = uint64(max)
+		}
+		in.tables = append(in.tables, t)
+	}
+	return nil
 }
 
 func (in *instrumenter) module() error {
@@ -90,19 +330,10 @@ func (in *instrumenter) module() error {
 	last := 0 // order rank of the last non-custom section
 	for r.pos < r.end {
 		start := r.pos
-		id, err := r.byte()
+		id, body, err := r.part("section", "the module")
 		if err != nil {
 			return err
 		}
-		size, err := r.u32()
-		if err != nil {
-			return err
-		}
-		if int64(size) > int64(r.remaining()) {
-			return r.fail(start, "section %d of %d bytes overruns the module", id, size)
-		}
-		body := reader{b: r.b, pos: r.pos, end: r.pos + int(size)}
-		r.pos = body.end
 		if id == secCustom {
 			if err := in.custom(body); err != nil {
 				return err
@@ -154,6 +385,8 @@ func (in *instrumenter) section(id byte, body reader) error {
 		err = in.typeSection(&body)
 	case secImport:
 		err = in.importSection(&body)
+	case secFunction:
+		err = in.functionSection(&body)
 	case secGlobal:
 		err = in.globalSection(&body)
 	case secExport:
@@ -214,15 +447,21 @@ func (in *instrumenter) vector(r *reader, extra uint32, entry func() error) (uin
 	return n, nil
 }
 
-// typeSection finds or appends the type () -> ().
+// typeSection copies the types, learning their shapes, and appends the types of the
+// added functions and a type [] -> results for every type with several results.
 func (in *instrumenter) typeSection(r *reader) error {
 	start := r.pos
 	n, err := r.u32()
 	if err != nil {
 		return err
 	}
+	if uint64(n) > uint64(r.remaining()) {
+		return r.fail(start, "%d types do not fit in the %d bytes left", n, r.remaining())
+	}
 	entries := r.pos
-	found := false
+	in.types = make([]funcShape, 0, n)
+	var multi [][]byte   // result types of the types with several results
+	var multiTypes []int // the index in in.types of each
 	for i := range n {
 		at := r.pos
 		if form, err := r.byte(); err != nil {
@@ -234,31 +473,47 @@ func (in *instrumenter) typeSection(r *reader) error {
 		if err != nil {
 			return err
 		}
+		resultsAt := r.pos
 		results, err := r.skipValTypes()
 		if err != nil {
 			return err
 		}
-		if !found && params == 0 && results == 0 {
-			in.tickType, found = i, true
+		shape := funcShape{params: params, results: results, blockType: []byte{blockEmpty}}
+		switch {
+		case results == 1:
+			shape.blockType = r.b[r.pos-1 : r.pos]
+		case results > 1:
+			multi = append(multi, r.b[resultsAt:r.pos])
+			multiTypes = append(multiTypes, len(in.types))
 		}
+		in.types = append(in.types, shape)
 	}
-	if found {
-		in.out = append(in.out, r.b[start:r.pos]...)
-		return nil
+	body := r.b[entries:r.pos]
+	next := uint64(n)
+	in.added = newAddedTypes(uint32(next))
+	next += uint64(len(in.added.encoded))
+	for j, i := range multiTypes {
+		in.types[i].blockType = appendS64(nil, int64(next)+int64(j))
 	}
-	if n == 1<<32-1 {
+	total := next + uint64(len(multi))
+	if total > 1<<32-1 {
 		return r.fail(start, "too many types")
 	}
-	in.tickType = n
-	in.out = appendU32(in.out, n+1)
-	in.out = append(in.out, r.b[entries:r.pos]...)
-	in.out = append(in.out, 0x60, 0, 0)
+	in.out = appendU32(in.out, uint32(total))
+	in.out = append(in.out, body...)
+	for _, t := range in.added.encoded {
+		in.out = append(in.out, t...)
+	}
+	for _, results := range multi {
+		in.out = append(append(in.out, 0x60, 0), results...)
+	}
 	return nil
 }
 
-// importSection counts the imports and appends the tick import.
+// importSection copies the imports, counting the module's function imports, and
+// appends the host functions of HostModule.
 func (in *instrumenter) importSection(r *reader) error {
-	_, err := in.vector(r, 1, func() error {
+	_, err := in.vector(r, addedImports, func() error {
 		start := r.pos
 		for range 2 { // module and name
 			if _, err := r.name(); err != nil {
@@ -272,18 +527,18 @@ func (in *instrumenter) importSection(r *reader) error {
 		}
 		switch kind {
 		case 0: // func
-			_, err = r.u32()
+			var t uint32
+			t, err = r.u32()
+			in.importTypes = append(in.importTypes, t)
 			in.importedFuncs++
 		case 1: // table
 			if _, err = r.byte(); err == nil {
-				err = r.skipLimits()
+				_, _, err = r.limits()
 			}
 		case 2: // memory
-			err = r.skipLimits()
+			_, _, err = r.limits()
 		case 3: // global
-			if _, err = r.byte(); err == nil {
-				_, err = r.byte()
-			}
+			err = r.skip(2)
 			in.fuelGlobal++
 		default:
 			return r.fail(at, "import of kind %#x is not part of WebAssembly 2.0", kind)
@@ -294,16 +549,49 @@ func (in *instrumenter) importSection(r *reader) error {
 	if err != nil {
 		return err
 	}
-	in.out = appendName(in.out, TickModule)
-	in.out = appendName(in.out, TickName)
-	in.out = append(in.out, 0)
-	in.out = appendU32(in.out, in.tickType)
+	for _, im := range []struct {
+		name string
+		typ  uint32
+	}{
+		importTick:          {TickName, in.added.void},
+		importMemoryRefused: {MemoryRefusedName, in.added.i32Void},
+		importTableGrow:     {TableGrowName, in.added.tableGrowHost},
+		importOverflow:      {OverflowName, in.added.void},
+	} {
+		in.out = appendName(in.out, HostModule)
+		in.out = appendName(in.out, im.name)
+		in.out = append(in.out, 0)
+		in.out = appendU32(in.out, im.typ)
+	}
 	return nil
 }
 
-// globalSection rewrites the initializers and appends the fuel global.
+// functionSection copies the type index of every function, learning them, and appends
+// those of the added functions.
+func (in *instrumenter) functionSection(r *reader) error {
+	in.addHelpers()
+	n, err := in.vector(r, uint32(len(in.helpers.types)), func() error {
+		t, err := r.u32()
+		if err != nil {
+			return err
+		}
+		in.funcTypes = append(in.funcTypes, t)
+		in.out = appendU32(in.out, t)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	in.helpers.resolve(in.importedFuncs + addedImports + n)
+	for _, t := range in.helpers.types {
+		in.out = appendU32(in.out, t)
+	}
+	return nil
+}
+
+// globalSection rewrites the initializers and appends the fuel and depth globals.
 func (in *instrumenter) globalSection(r *reader) error {
-	n, err := in.vector(r, 1, func() error {
+	n, err := in.vector(r, 2, func() error {
 		in.out = append(in.out, r.b[r.pos:min(r.pos+2, r.end)]...) // type and mutability
 		if err := r.skip(2); err != nil {
 			return err
@@ -314,9 +602,12 @@ func (in *instrumenter) globalSection(r *reader) error {
 		return err
 	}
 	in.fuelGlobal += n
-	in.out = append(in.out, 0x7e, 1, 0x42, 0, 0x0b) // (mut i64) (i64.const 0)
+	in.out = append(in.out, 0x7e, 1, opI64Const, 0, opEnd) // fuel: (mut i64) (i64.const 0)
+	in.out = append(in.out, 0x7f, 1, opI32Const, 0, opEnd) // depth: (mut i32) (i32.const 0)
 	return nil
 }
+
+func (in *instrumenter) depthGlobal() uint32 { return in.fuelGlobal + 1 }
 
 // exportSection shifts function indices and appends the fuel export.
 func (in *instrumenter) exportSection(r *reader) error {

@@ -38,15 +38,59 @@ func code(bodies ...[]byte) []byte {
 	return section(secCode, content...)
 }
 
-// meterSeq is the metering sequence for fuel global g and tick function t (< 128).
-func meterSeq(g, t byte) []byte {
-	return []byte{0x23, g, 0x42, 1, 0x7d, 0x24, g, 0x23, g, 0x42, 0, 0x57, 0x04, 0x40, 0x10, t, 0x0b}
+// The sequences Instrument writes, for fuel global g (the depth global is g+1) and
+// the added imports starting at function index f (both below 128).
+
+// fixed is the five-byte encoding Instrument patches costs and weights into.
+func fixed(v uint64) []byte {
+	b := slices.Clone(fixedPlaceholder)
+	patchFixed(b, v)
+	return b
+}
+
+// meterSeq is a metering point of the given cost.
+func meterSeq(g, f byte, cost uint64) []byte {
+	return slices.Concat([]byte{0x23, g, 0x42}, fixed(cost), []byte{0x7d, 0x24, g}, fuelCheck(g, f))
+}
+
+func fuelCheck(g, f byte) []byte {
+	return []byte{0x23, g, 0x42, 0, 0x57, 0x04, 0x40, 0x10, f + importTick, 0x0b}
+}
+
+// prologue adds weight w to the depth and calls overflow past testMaxDepth.
+func prologue(g, f byte, w uint64) []byte {
+	return slices.Concat(depthSeq(g, 0x6a, w), []byte{0x23, g + 1, 0x41}, appendS64(nil, testMaxDepth),
+		[]byte{0x4b, 0x04, 0x40, 0x10, f + importOverflow, 0x0b})
+}
+
+// depthSeq adds (op 0x6a) or takes off (0x6b) weight w.
+func depthSeq(g byte, op byte, w uint64) []byte {
+	return slices.Concat([]byte{0x23, g + 1, 0x41}, fixed(w), []byte{op, 0x24, g + 1})
+}
+
+// chargeBodies are the bodies of the two charging functions every module with code gets.
+func chargeBodies(g, f byte) [][]byte {
+	return [][]byte{
+		slices.Concat([]byte{0, 0x23, g, 0x20, 0, 0xad, 0x42, 4, 0x88, 0x7d, 0x24, g}, fuelCheck(g, f), []byte{0x20, 0, 0x0b}),
+		slices.Concat([]byte{0, 0x23, g, 0x20, 0, 0xad, 0x7d, 0x24, g}, fuelCheck(g, f), []byte{0x20, 0, 0x0b}),
+	}
+}
+
+// wantTypes are the types every module gets, at the end of its type section.
+var wantTypes = slices.Concat(
+	[]byte{0x60, 0, 0}, []byte{0x60, 1, 0x7f, 0}, []byte{0x60, 3, 0x7f, 0x7f, 0x7e, 1, 0x7f},
+	[]byte{0x60, 1, 0x7f, 1, 0x7f}, []byte{0x60, 3, 0x7f, 0x7f, 0x7f, 0},
+	[]byte{0x60, 2, 0x70, 0x7f, 1, 0x7f}, []byte{0x60, 2, 0x6f, 0x7f, 1, 0x7f})
+
+// wantImports are the imports of HostModule, whose types start at type index t.
+func wantImports(t byte) []byte {
+	imp := func(n string, typ byte) []byte { return slices.Concat(name(HostModule), name(n), []byte{0, typ}) }
+	return slices.Concat(imp(TickName, t), imp(MemoryRefusedName, t+1), imp(TableGrowName, t+2), imp(OverflowName, t))
 }
 
 var (
-	tickImport = slices.Concat(name("cocoon_meter"), name("tick"))
-	fuelExport = name("cocoon_meter.fuel")
-	fuelGlobal = []byte{0x7e, 1, 0x42, 0, 0x0b}
+	fuelExport   = name("cocoon_meter.fuel")
+	addedGlobals = []byte{0x7e, 1, 0x42, 0, 0x0b, 0x7f, 1, 0x41, 0, 0x0b}
 )
 
 func TestInstrumentBytes(t *testing.T) {
@@ -57,26 +101,29 @@ func TestInstrumentBytes(t *testing.T) {
 		name: "empty module gets every section it needs",
 		in:   module(),
 		want: module(
-			section(secType, 1, 0x60, 0, 0),
-			section(secImport, slices.Concat([]byte{1}, tickImport, []byte{0, 0})...),
-			section(secGlobal, slices.Concat([]byte{1}, fuelGlobal)...),
+			section(secType, slices.Concat([]byte{7}, wantTypes)...),
+			section(secImport, slices.Concat([]byte{4}, wantImports(0))...),
+			section(secGlobal, slices.Concat([]byte{2}, addedGlobals)...),
 			section(secExport, slices.Concat([]byte{1}, fuelExport, []byte{3, 0})...),
 		),
 	}, {
-		name: "function entry and loop are metered, existing () -> () type reused",
+		// (func (local i32 i32) (loop (br 0))): the body's region holds loop and the
+		// final end, the loop's br and its end: one point each. Weight 1 + 2 locals / 16.
+		name: "function entry and loop are metered, the depth is counted",
 		in: module(
 			section(secType, 2, 0x60, 1, 0x7f, 0, 0x60, 0, 0),
 			section(3, 1, 1),
-			// (func (local i32 i32) (loop (br 0)))
 			code([]byte{1, 2, 0x7f, 0x03, 0x40, 0x0c, 0, 0x0b, 0x0b}),
 		),
 		want: module(
-			section(secType, 2, 0x60, 1, 0x7f, 0, 0x60, 0, 0),
-			section(secImport, slices.Concat([]byte{1}, tickImport, []byte{0, 1})...),
-			section(3, 1, 1),
-			section(secGlobal, slices.Concat([]byte{1}, fuelGlobal)...),
+			section(secType, slices.Concat([]byte{9, 0x60, 1, 0x7f, 0, 0x60, 0, 0}, wantTypes)...),
+			section(secImport, slices.Concat([]byte{4}, wantImports(2))...),
+			section(3, 3, 1, 5, 5),
+			section(secGlobal, slices.Concat([]byte{2}, addedGlobals)...),
 			section(secExport, slices.Concat([]byte{1}, fuelExport, []byte{3, 0})...),
-			code(slices.Concat([]byte{1, 2, 0x7f}, meterSeq(0, 0), []byte{0x03, 0x40}, meterSeq(0, 0), []byte{0x0c, 0, 0x0b, 0x0b})),
+			code(slices.Concat([]byte{1, 2, 0x7f}, prologue(0, 0, 1), meterSeq(0, 0, 1),
+				[]byte{0x02, 0x40, 0x03, 0x40}, meterSeq(0, 0, 1), []byte{0x0c, 0, 0x0b, 0x0b}, depthSeq(0, 0x6b, 1), []byte{0x0b}),
+				chargeBodies(0, 0)[0], chargeBodies(0, 0)[1]),
 		),
 	}, {
 		name: "defined function indices shift, imported ones do not",
@@ -92,15 +139,16 @@ func TestInstrumentBytes(t *testing.T) {
 			code([]byte{0, 0x10, 0, 0x10, 2, 0xd2, 1, 0x1a, 0x0b}, []byte{0, 0x0b}),
 		),
 		want: module(
-			section(secType, 1, 0x60, 0, 0),
-			section(secImport, slices.Concat([]byte{3}, name("m"), name("f"), []byte{0, 0}, name("m"), name("g"), []byte{3, 0x7f, 0}, tickImport, []byte{0, 0})...),
-			section(3, 2, 0, 0),
-			section(secGlobal, slices.Concat([]byte{2, 0x70, 0, 0xd2, 3, 0x0b}, fuelGlobal)...),
-			section(secExport, slices.Concat([]byte{3}, name("a"), []byte{0, 2}, name("b"), []byte{0, 0}, fuelExport, []byte{3, 2})...),
-			section(secStart, 3),
-			section(secElement, 2, 0, 0x41, 0, 0x0b, 2, 0, 2, 7, 0x70, 1, 0xd2, 2, 0x0b),
-			code(slices.Concat([]byte{0}, meterSeq(2, 1), []byte{0x10, 0, 0x10, 3, 0xd2, 2, 0x1a, 0x0b}),
-				slices.Concat([]byte{0}, meterSeq(2, 1), []byte{0x0b})),
+			section(secType, slices.Concat([]byte{8, 0x60, 0, 0}, wantTypes)...),
+			section(secImport, slices.Concat([]byte{6}, name("m"), name("f"), []byte{0, 0}, name("m"), name("g"), []byte{3, 0x7f, 0}, wantImports(1))...),
+			section(3, 4, 0, 0, 4, 4),
+			section(secGlobal, slices.Concat([]byte{3, 0x70, 0, 0xd2, 6, 0x0b}, addedGlobals)...),
+			section(secExport, slices.Concat([]byte{3}, name("a"), []byte{0, 5}, name("b"), []byte{0, 0}, fuelExport, []byte{3, 2})...),
+			section(secStart, 6),
+			section(secElement, 2, 0, 0x41, 0, 0x0b, 2, 0, 5, 7, 0x70, 1, 0xd2, 5, 0x0b),
+			code(slices.Concat([]byte{0}, prologue(2, 1, 1), meterSeq(2, 1, 1), []byte{0x02, 0x40, 0x10, 0, 0x10, 6, 0xd2, 5, 0x1a, 0x0b}, depthSeq(2, 0x6b, 1), []byte{0x0b}),
+				slices.Concat([]byte{0}, prologue(2, 1, 1), meterSeq(2, 1, 1), []byte{0x02, 0x40, 0x0b}, depthSeq(2, 0x6b, 1), []byte{0x0b}),
+				chargeBodies(2, 1)[0], chargeBodies(2, 1)[1]),
 		),
 	}, {
 		name: "function names shift, other custom sections are kept",
@@ -116,20 +164,21 @@ func TestInstrumentBytes(t *testing.T) {
 		),
 		want: module(
 			section(secCustom, slices.Concat(name("x"), []byte{1, 2, 3})...),
-			section(secType, 1, 0x60, 0, 0),
-			section(secImport, slices.Concat([]byte{2}, name("m"), name("f"), []byte{0, 0}, tickImport, []byte{0, 0})...),
-			section(3, 1, 0),
-			section(secGlobal, slices.Concat([]byte{1}, fuelGlobal)...),
+			section(secType, slices.Concat([]byte{8, 0x60, 0, 0}, wantTypes)...),
+			section(secImport, slices.Concat([]byte{5}, name("m"), name("f"), []byte{0, 0}, wantImports(1))...),
+			section(3, 3, 0, 4, 4),
+			section(secGlobal, slices.Concat([]byte{2}, addedGlobals)...),
 			section(secExport, slices.Concat([]byte{1}, fuelExport, []byte{3, 0})...),
-			code(slices.Concat([]byte{0}, meterSeq(0, 1), []byte{0x0b})),
+			code(slices.Concat([]byte{0}, prologue(0, 1, 1), meterSeq(0, 1, 1), []byte{0x02, 0x40, 0x0b}, depthSeq(0, 0x6b, 1), []byte{0x0b}),
+				chargeBodies(0, 1)[0], chargeBodies(0, 1)[1]),
 			section(secCustom, slices.Concat(name("name"),
-				section(1, slices.Concat([]byte{2, 0}, name("f"), []byte{2}, name("g"))...),
-				section(2, 1, 2, 1, 0, 1, 'p'))...),
+				section(1, slices.Concat([]byte{2, 0}, name("f"), []byte{5}, name("g"))...),
+				section(2, 1, 5, 1, 0, 1, 'p'))...),
 		),
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Instrument(tt.in)
+			got, err := instrument(tt.in, testMaxDepth, testFrameLocals)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +219,7 @@ func TestInstrumentErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Instrument(tt.in)
+			_, err := instrument(tt.in, testMaxDepth, testFrameLocals)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got error %v, want one containing %q", err, tt.want)
 			}
@@ -178,19 +227,10 @@ func TestInstrumentErrors(t *testing.T) {
 	}
 }
 
-func instrument(tb testing.TB, wasm []byte) []byte {
-	tb.Helper()
-	out, err := Instrument(wasm)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return out
-}
-
 // TestTermination runs guests that only tick can stop.
 func TestTermination(t *testing.T) {
 	rt := newRuntime(t, false)
-	loops := instrument(t, testModule(t, "loops"))
+	loops := mustInstrument(t, testModule(t, "loops"))
 	for _, tt := range []struct {
 		fn   string
 		args []uint64
@@ -224,12 +264,13 @@ func TestTermination(t *testing.T) {
 		})
 	}
 	t.Run("long finite loop", func(t *testing.T) {
+		// The function entry costs 2 points (9 instructions outside the loop), each of
+		// the n iterations 3 (17 instructions). Fuel starts at 0, so the entry ticks;
+		// then a tick comes every ceil(quantum/3) iterations.
 		for _, tt := range []struct{ n, quantum, ticks int }{
-			// n loop headers and a function entry; fuel starts at 0, so the first
-			// point ticks and then one point in quantum does.
-			{n: 1_000_000, quantum: 10_000, ticks: 101},
-			{n: 9_999, quantum: 10_000, ticks: 1},
-			{n: 10_000, quantum: 10_000, ticks: 2},
+			{n: 1_000_000, quantum: 10_000, ticks: 1 + 1_000_000/3334},
+			{n: 3333, quantum: 10_000, ticks: 1},
+			{n: 3334, quantum: 10_000, ticks: 2},
 			{n: 3, quantum: 1, ticks: 4},
 		} {
 			g := instantiate(t, rt, loops, nil)
@@ -258,7 +299,7 @@ func TestShift(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		wasm []byte
-	}{{"original", orig}, {"instrumented", instrument(t, orig)}} {
+	}{{"original", orig}, {"instrumented", mustInstrument(t, orig)}} {
 		g := instantiate(t, rt, tt.wasm, nil)
 		r, err := g.mod.ExportedFunction("run").Call(g.ctx(context.Background()))
 		if err != nil {
@@ -285,7 +326,7 @@ func TestShift(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	if a, b := names(orig), names(instrument(t, orig)); !slices.Equal(a, b) || !slices.Contains(a, "f3=f3") {
+	if a, b := names(orig), names(mustInstrument(t, orig)); !slices.Equal(a, b) || !slices.Contains(a, "f3=f3") {
 		t.Errorf("exported function names changed:\n%v\n%v", a, b)
 	}
 }
@@ -294,7 +335,7 @@ func TestShift(t *testing.T) {
 func TestOpcodes(t *testing.T) {
 	rt := newRuntime(t, false)
 	orig := testModule(t, "opcodes")
-	metered := instrument(t, orig)
+	metered := mustInstrument(t, orig)
 	for _, input := range []string{"", "a", "hello, world", strings.Repeat("\xff\x00xyz", 100)} {
 		want := instantiate(t, rt, orig, nil).hook(context.Background(), "cocoon_pre", []byte(input))
 		got := instantiate(t, rt, metered, nil).hook(context.Background(), "cocoon_pre", []byte(input))
@@ -405,7 +446,7 @@ func TestRealModules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			metered := instrument(t, orig)
+			metered := mustInstrument(t, orig)
 			if _, err := rt.CompileModule(context.Background(), metered); err != nil {
 				t.Fatalf("wazero refuses the instrumented module: %v", err)
 			}

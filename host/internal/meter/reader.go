@@ -15,6 +15,25 @@ func (r *reader) fail(at int, format string, args ...any) error {
 
 func (r *reader) remaining() int { return r.end - r.pos }
 
+// part reads the id and size of a section (what "section", in "the module") or of a
+// subsection, and returns the id and a reader of exactly its content, which r skips.
+func (r *reader) part(what, in string) (id byte, content reader, err error) {
+	start := r.pos
+	if id, err = r.byte(); err != nil {
+		return 0, reader{}, err
+	}
+	size, err := r.u32()
+	if err != nil {
+		return 0, reader{}, err
+	}
+	if int64(size) > int64(r.remaining()) {
+		return 0, reader{}, r.fail(start, "%s %d of %d bytes overruns %s", what, id, size, in)
+	}
+	content = reader{b: r.b, pos: r.pos, end: r.pos + int(size)}
+	r.pos = content.end
+	return id, content, nil
+}
+
 func (r *reader) byte() (byte, error) {
 	if r.pos >= r.end {
 		return 0, r.fail(r.pos, "unexpected end")
@@ -103,17 +122,24 @@ func (r *reader) skipValTypes() (uint32, error) {
 	return n, r.skip(int(n))
 }
 
-// skipLimits skips the limits of a table or memory type.
-func (r *reader) skipLimits() error {
+// limits reads the limits of a table or memory type and returns its maximum, if any.
+func (r *reader) limits() (max uint32, hasMax bool, err error) {
 	at := r.pos
 	flags, err := r.byte()
 	if err != nil {
-		return err
+		return 0, false, err
 	}
 	if flags > 1 {
-		return r.fail(at, "limits flags %#x are not part of WebAssembly 2.0", flags)
+		return 0, false, r.fail(at, "limits flags %#x are not part of WebAssembly 2.0", flags)
 	}
-	return r.skipU32s(uint64(flags) + 1)
+	if _, err := r.u32(); err != nil {
+		return 0, false, err
+	}
+	if flags == 0 {
+		return 0, false, nil
+	}
+	max, err = r.u32()
+	return max, err == nil, err
 }
 
 // memarg skips the alignment and offset of a memory instruction.
@@ -137,6 +163,18 @@ func appendU32(b []byte, v uint32) []byte {
 		v >>= 7
 	}
 	return append(b, byte(v))
+}
+
+// appendS64 appends the minimal signed LEB128 encoding of v.
+func appendS64(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
 }
 
 func appendName(b []byte, s string) []byte {
