@@ -35,6 +35,9 @@ type testCase struct {
 		Message string `json:"message"`
 	} `json:"reject"`
 	Error bool `json:"error"`
+	// HostRefuses marks a case whose Want holds members the host does not serve (see
+	// guesttest.Case.HostRefuses).
+	HostRefuses bool `json:"host_refuses"`
 }
 
 // implementation is one build of an example: plugins/NAME/LANG/NAME.wasm.
@@ -188,6 +191,15 @@ func runCase(t *testing.T, s *host.Sandbox, impl implementation, c testCase) {
 	}()
 	var e *host.Error
 	switch {
+	case c.HostRefuses:
+		// The module passed those members through (the native run checks its output
+		// against Want); the host refuses to serve them.
+		if host.CheckChatRequest(c.Want) == nil {
+			t.Fatal("the vector's want passes the host's check, though host_refuses says it does not")
+		}
+		if !errors.As(err, &e) || e.Code != host.CodeInvalidOutput || !strings.Contains(e.Message, "not supported by this host") {
+			t.Fatalf("got %s, %v; want invalid_output naming a member the host does not serve", got, err)
+		}
 	case c.Reject != nil:
 		if !errors.As(err, &e) || e.Code != host.CodeRejected || e.Status != c.Reject.Status || e.Message != c.Reject.Message {
 			t.Fatalf("got %s, %v; want rejection %d %q", got, err, c.Reject.Status, c.Reject.Message)

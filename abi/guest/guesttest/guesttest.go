@@ -36,6 +36,11 @@ type Case struct {
 	Want   json.RawMessage `json:"want,omitempty"`
 	Reject *Rejection      `json:"reject,omitempty"`
 	Error  bool            `json:"error,omitempty"`
+	// HostRefuses marks a pre case whose Want holds members a host does not serve
+	// (SPEC.md §5: a non-text content part, tools, logit_bias...). The module must
+	// still pass them through unchanged, which Run checks; a host fails such a request
+	// with invalid_output naming one of them, which the sandboxed tests check.
+	HostRefuses bool `json:"host_refuses,omitempty"`
 }
 
 // Rejection is the rejection a case expects.
