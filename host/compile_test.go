@@ -164,8 +164,8 @@ func TestCompileRefusesCostlyModule(t *testing.T) {
 // It also checks that the estimate stays useful for the real Go guest: at most twice
 // its measured memory.
 func TestCompileEstimateBoundsMeasured(t *testing.T) {
-	if testing.Short() {
-		t.Skip("compiles about 20 modules in child processes: a minute on a loaded machine")
+	if testing.Short() || raceDetector {
+		t.Skip("compiles about 20 modules in child processes, measuring their memory and time: a minute on a loaded machine, and meaningless under the race detector")
 	}
 	for _, s := range costShapes {
 		t.Run(s.name, func(t *testing.T) {
@@ -224,8 +224,8 @@ type poolAttackResult struct {
 // fit in the 512 MiB budget; the others are refused with CodeCompileBusy; the peak
 // stays under the budget.
 func TestConcurrentCompilesStayInBudget(t *testing.T) {
-	if testing.Short() {
-		t.Skip("compiles modules of hundreds of MiB in a child process")
+	if testing.Short() || raceDetector {
+		t.Skip("compiles modules of hundreds of MiB in a child process, measuring its memory: meaningless under the race detector")
 	}
 	var r poolAttackResult
 	if err := json.Unmarshal([]byte(proctest.Child(t, "TestCompilePoolAttackChild")), &r); err != nil {
