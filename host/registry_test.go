@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -274,5 +275,45 @@ func TestRegistryAddErrors(t *testing.T) {
 	}
 	if len(r.List()) != 0 {
 		t.Error("a failed Add registered a pipeline")
+	}
+}
+
+// TestRegistryEarlierCanonicalForm: a pipeline stored by a version whose canonical
+// manifest lacked a limit this version states (table_elements) is told apart from an
+// altered file, and the message gives the id the pipeline has now.
+func TestRegistryEarlierCanonicalForm(t *testing.T) {
+	f := newRegistryFixture(t)
+	e, _, err := f.open(t).Add(f.manifest(t, "m"), "key:alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(f.dir, "pipelines")
+	b, err := os.ReadFile(filepath.Join(dir, e.ID+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file entryFile
+	if err := json.Unmarshal(b, &file); err != nil {
+		t.Fatal(err)
+	}
+	earlier := regexp.MustCompile(`,"table_elements":\d+`).ReplaceAll(file.Manifest, nil)
+	if bytes.Equal(earlier, file.Manifest) {
+		t.Fatal("the canonical manifest states no table_elements")
+	}
+	file.Manifest = earlier
+	oldID := strings.TrimPrefix(HashOf(earlier), "sha256:")
+	b, err = json.Marshal(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, e.ID+".json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, oldID+".json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenRegistry(f.sandbox, f.store, dir, testRegistryKey)
+	if err == nil || !strings.Contains(err.Error(), "stored by a version whose canonical manifest differs") || !strings.Contains(err.Error(), "it is now pipeline "+e.ID) {
+		t.Errorf("OpenRegistry: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
+	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
@@ -57,8 +58,10 @@ type pricesConfig struct {
 // ledgerFile is the ledger in the data directory.
 const ledgerFile = "ledger.db"
 
-// computeReserve is the module time (µs) admission reserves per request: 10 s.
-const computeReserve = 10_000_000
+// computeReserve is the module time (µs) admission reserves per request: all a request
+// may use (abi.RequestModuleTime), so that its compute charge never exceeds what was
+// reserved for it.
+const computeReserve = uint64(abi.RequestModuleTime / time.Microsecond)
 
 // escrowTTL is how long an escrow's state is cached between chain reads.
 const escrowTTL = 10 * time.Second
