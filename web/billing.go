@@ -82,18 +82,23 @@ func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
 		return nil, invalidf("%s is longer than %d bytes", settle.IdempotencyKeyHeader, maxIdempotencyKey)
 	}
 	model := c.requestModel()
-	window := b.s.models.window(r.Context(), model)
+	window, reported := b.s.models.window(r.Context(), model)
 	completion := window
 	if asked := askedTokens(c.opts.MaxCompletionTokens, c.opts.MaxTokens); asked > 0 {
 		completion = min(asked, window)
 	}
+	// A backend bounds an answer by its own context (what is left of it after the
+	// prompt): when it reported that window and admission priced all of it, the bound
+	// is the backend's, which vLLM and SGLang refuse to be told explicitly (prompt plus
+	// max_tokens over the window is a 400 there).
+	backendBounds := reported && completion == window
 	t, err := b.s.cfg.Billing.Admit(r.Context(), settle.Admission{Account: p.Account, Verified: p.Verified,
 		Method: r.Method, Path: r.URL.Path, Body: c.body, IdempotencyKey: key,
 		MaxPromptTokens: uint64(window), MaxCompletionTokens: uint64(completion), Pipeline: chi.URLParam(r, "id"), Model: model})
 	if err != nil {
 		return nil, err
 	}
-	return &bill{s: b.s, ticket: t, completion: completion, keep: key != ""}, nil
+	return &bill{s: b.s, ticket: t, completion: completion, backendBounds: backendBounds, keep: key != ""}, nil
 }
 
 // bill is one billed chat request: its admission ticket and what to store for its
@@ -104,14 +109,20 @@ type bill struct {
 	// completion is the completion bound admission priced: the backend never
 	// generates more, whatever the pre stage asks for.
 	completion int
-	keep       bool
+	// backendBounds is set when completion is the model's whole context window as the
+	// backend reported it: the backend cannot generate more, so it is not told.
+	backendBounds bool
+	keep          bool
 }
 
 func (b *bill) maxTokens(asked int) int {
-	if asked == 0 || asked > b.completion {
-		return b.completion
+	switch {
+	case asked > 0 && asked <= b.completion:
+		return asked
+	case b.backendBounds:
+		return 0 // unset: the backend's own bound, the window admission priced
 	}
-	return asked
+	return b.completion
 }
 
 func (b *bill) keeps() bool { return b.keep }

@@ -507,10 +507,27 @@ func TestMaxTokensZeroChargesFullPrice(t *testing.T) {
 			if r.Usage.CompletionTokens < 200 || r.Cost != full || r.MaxCost < full {
 				t.Fatalf("receipt %+v: cost %d of the full price %d", r, r.Cost, full)
 			}
-			if told := b.backend.last().MaxTokens; told != 512 {
-				t.Errorf("the backend was told max_tokens %d, want the window admission priced, 512", told)
+			// Admission priced the whole window the backend reported (512 tokens):
+			// the backend's own bound, which it is not told (vLLM refuses a prompt
+			// plus max_tokens over its window).
+			if told := b.backend.last().MaxTokens; told != 0 {
+				t.Errorf("the backend was told max_tokens %d, want it left to the backend's window", told)
 			}
 		})
+	}
+}
+
+// TestAdmittedBoundToldWithoutWindow: a backend that reports no context window is told
+// the completion bound admission priced (the default window), since nothing else
+// bounds what it generates.
+func TestAdmittedBoundToldWithoutWindow(t *testing.T) {
+	b := newBilling(t, 10e9, func(_ *Config, r *recorder) { r.noWindow = true })
+	res := b.signed(t, b.clientKey, "/v1/chat/completions", `{"messages":[{"role":"user","content":"Once"}],"temperature":0}`, nil)
+	if res.status != http.StatusOK {
+		t.Fatalf("%d %s", res.status, res.body)
+	}
+	if told := b.backend.last().MaxTokens; told != defaultContextTokens {
+		t.Errorf("the backend was told max_tokens %d, want the default window admission priced, %d", told, defaultContextTokens)
 	}
 }
 

@@ -77,11 +77,20 @@ type recorder struct {
 	ended      chan generationEnd
 	hook       func(ctx context.Context, n int, delta string, emit func(string) error) error
 	modelLists atomic.Int32 // calls of Models
+	// noWindow hides the models' context lengths, as a backend that does not report
+	// them.
+	noWindow bool
 }
 
 func (r *recorder) Models(ctx context.Context) ([]backend.Model, error) {
 	r.modelLists.Add(1)
-	return r.Backend.Models(ctx)
+	models, err := r.Backend.Models(ctx)
+	if r.noWindow {
+		for i := range models {
+			models[i].ContextLength = 0
+		}
+	}
+	return models, err
 }
 
 type generationEnd struct {

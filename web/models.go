@@ -79,10 +79,10 @@ type modelWindows struct {
 }
 
 // window returns model's context length in tokens: the backend's figure for a model it
-// lists ("" is its first), else defaultContextTokens. Until a first list is read every
-// caller waits for it; after that one caller at a time reads a newer one, and a failed
-// read is tried again by the next caller.
-func (m *modelWindows) window(ctx context.Context, model string) int {
+// lists ("" is its first), with reported set, else defaultContextTokens. Until a first
+// list is read every caller waits for it; after that one caller at a time reads a newer
+// one, and a failed read is tried again by the next caller.
+func (m *modelWindows) window(ctx context.Context, model string) (n int, reported bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -97,9 +97,9 @@ func (m *modelWindows) window(ctx context.Context, model string) int {
 		m.store(models, err)
 	}
 	if n := m.windows[model]; n > 0 {
-		return n
+		return n, true
 	}
-	return defaultContextTokens
+	return defaultContextTokens, false
 }
 
 // store keeps a list just read, unless reading it failed.
