@@ -4,16 +4,20 @@
 // The pieces, in the order a host uses them:
 //
 //   - Sandbox owns the wazero runtime and the host's imports. Sandbox.Compile validates
-//     a module with abi.Validate and compiles it to native code once; that is the slow
-//     step and it happens at upload, never on the request path.
+//     a module with abi.Validate (the upload limits of SPEC.md §7.3 included), estimates
+//     what compiling it costs (EstimateCompile) and compiles it to native code once, in
+//     a bounded compile pool; that is the slow step and it happens at upload, never on
+//     the request path. Native code stays in memory: nothing compiled is read back from
+//     a disk.
 //   - Store keeps uploaded modules content-addressed ("sha256:" of the raw bytes) under
-//     a data directory and recompiles them at start (from the compilation cache when the
-//     sandbox has one).
+//     a data directory, checks each file against its hash, and recompiles them at start.
+//   - CheckChatRequest is the one check of a chat request the host serves: the client's
+//     body before the pre modules, and what the last pre module returns.
 //   - Sandbox.NewPipeline checks a list of pre and post modules with their configs and
 //     limits and returns an immutable Pipeline, safe for concurrent requests.
 //   - Manifest is what a client uploads to make a pipeline; its canonical form's sha256
 //     is the pipeline id, the same on any host. Registry keeps pipelines durably under
-//     the data directory, with their owners.
+//     the data directory, with their owners authenticated by an HMAC.
 //   - Pipeline.Run executes one request: pre modules in order, a caller-supplied
 //     GenerateFunc (the inference backend), then the post modules on each streamed delta
 //     and at the end, or on the whole chat.completion. Session gives the same steps one
