@@ -67,9 +67,53 @@ func (c Check) String() string {
 	return status + " " + c.Name + ": " + c.Detail
 }
 
+// Verdict returns the check's verdict as the JSON report spells it: "ok", "skip" or
+// "fail".
+func (c Check) Verdict() string {
+	switch {
+	case !c.OK:
+		return "fail"
+	case c.Skipped:
+		return "skip"
+	}
+	return "ok"
+}
+
+// MarshalJSON encodes c as a check of the JSON report: {"name", "verdict", "detail"}.
+func (c Check) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Name    string `json:"name"`
+		Verdict string `json:"verdict"`
+		Detail  string `json:"detail"`
+	}{c.Name, c.Verdict(), c.Detail})
+}
+
 // Report is the result of VerifyEvidence: its checks, in the order they ran.
 type Report struct {
 	Checks []Check
+}
+
+// ReportFormat names the JSON encoding of a Report; it changes only with the format.
+const ReportFormat = "cocoon-verify-report/v1"
+
+// MarshalJSON encodes r as the JSON report that `cocoon verify --json` prints and the
+// reviewer's page reads:
+//
+//	{"format": "cocoon-verify-report/v1", "ok": true,
+//	 "checks": [{"name": "quote signature chain", "verdict": "ok", "detail": "..."}, ...]}
+//
+// "ok" is Report.OK; checks are in the order they ran, each with its verdict ("ok",
+// "skip" or "fail") and the detail a reviewer reads.
+func (r *Report) MarshalJSON() ([]byte, error) {
+	checks := r.Checks
+	if checks == nil {
+		checks = []Check{}
+	}
+	return json.Marshal(struct {
+		Format string  `json:"format"`
+		OK     bool    `json:"ok"`
+		Checks []Check `json:"checks"`
+	}{ReportFormat, r.OK(), checks})
 }
 
 // OK reports whether no check failed.

@@ -624,3 +624,20 @@ func FuzzVerifyEvidence(f *testing.F) {
 		}
 	})
 }
+
+// TestReportJSON pins the JSON report's shape: the format, the verdict, and every check
+// in order.
+func TestReportJSON(t *testing.T) {
+	r := &Report{}
+	r.pass("a", "fine")
+	r.skip("b", "open")
+	r.fail("c", "bad %d", 1)
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"format":"cocoon-verify-report/v1","ok":false,"checks":[{"name":"a","verdict":"ok","detail":"fine"},{"name":"b","verdict":"skip","detail":"open"},{"name":"c","verdict":"fail","detail":"bad 1"}]}`
+	if string(b) != want {
+		t.Errorf("got  %s\nwant %s", b, want)
+	}
+}
