@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -159,13 +160,15 @@ type Host struct {
 // Boot measures the host into p's RTMR3 and takes the boot quote. It appends, in order,
 // the SHA-256 of the running executable (os.Executable, read in full), abi.Version, the
 // SHA-256 of SandboxPolicy, backend and model (see BackendEvent and ModelEvent), then
-// the extra events (a billing host passes its SettlementKeyEvent), then seals the log. It then generates the host's ed25519 signing key and its TLS key (ECDSA
+// the extra events (the SealingEvent, and a billing host's SettlementKeyEvent and
+// SettlementKeyOriginEvent, in the documented order VerifyLog enforces), then seals
+// the log. It then generates the host's ed25519 signing key and its TLS key (ECDSA
 // P-256), which never leave memory, and quotes BootReportData(signing key, TLS key's
 // SubjectPublicKeyInfo, log replay).
 //
 // Cost: hashing the executable (tens of ms for a large binary) and one quote. It fails
 // when a measurement cannot be taken, an event is invalid (empty or over-long backend or
-// model text), the register refuses an extension (the host must then not serve: its
+// model text), the extra events are not in the documented order, the register refuses an extension (the host must then not serve: its
 // RTMR3 no longer replays) or the quote fails. Boot runs once per process: on TDX a
 // second Boot would extend RTMR3 past a sealed log.
 func Boot(ctx context.Context, p Provider, backend, model string, extra ...Event) (*Host, error) {
@@ -176,15 +179,13 @@ func Boot(ctx context.Context, p Provider, backend, model string, extra ...Event
 	log := NewLog(p.RTMR3())
 	events := []Event{HostBinaryEvent(exe), ABIVersionEvent(abi.Version),
 		SandboxPolicyEvent(sha256.Sum256(SandboxPolicy())), BackendEvent(backend), ModelEvent(model)}
-	events = append(events, extra...)
-	// Validate everything first, so that a bad backend or model text fails before
-	// RTMR3 is extended at all.
-	for _, e := range events {
-		if err := e.Validate(); err != nil {
-			return nil, fmt.Errorf("attest: %w", err)
-		}
+	events = append(append(events, extra...), SealEvent())
+	// Check the whole log first, so that a bad backend or model text, or extra events
+	// out of the documented order, fail before RTMR3 is extended at all.
+	if err := checkSequence(events, true); err != nil {
+		return nil, fmt.Errorf("attest: %w", err)
 	}
-	for _, e := range append(events, SealEvent()) {
+	for _, e := range events {
 		if err := log.Append(e); err != nil {
 			return nil, fmt.Errorf("attest: %w", err)
 		}
@@ -248,6 +249,28 @@ func (h *Host) Events() []Event { return h.log.Events() }
 // costs nothing: the quote was taken by Boot.
 func (h *Host) BootEvidence() Evidence {
 	return Evidence{Mode: h.Mode(), Quote: h.bootQuote, EventLog: h.eventLog, HostKey: h.PublicKey(), TLSKey: h.tlsSPKI}
+}
+
+// FreshBootEvidence returns boot evidence quoted anew for a client's nonce: the event
+// log and keys of BootEvidence, the nonce, and a fresh quote over
+// FreshBootReportData(nonce, host key, TLS key, log replay). It shows that this
+// process runs now, which the boot quote alone cannot: a stopped or copied host serves
+// the same boot quote. It takes one quote, which is slow on TDX: callers rate-limit it.
+// It fails with ErrReportDataInput for a nonce out of [MinNonceBytes, MaxNonceBytes],
+// or when the quote fails.
+func (h *Host) FreshBootEvidence(ctx context.Context, nonce []byte) (Evidence, error) {
+	rd, err := FreshBootReportData(nonce, h.PublicKey(), h.tlsSPKI, h.log.Digest())
+	if err != nil {
+		return Evidence{}, err
+	}
+	quote, err := h.provider.Quote(ctx, rd)
+	if err != nil {
+		return Evidence{}, fmt.Errorf("attest: fresh boot quote: %w", err)
+	}
+	e := h.BootEvidence()
+	e.Quote = quote
+	e.Nonce = bytes.Clone(nonce)
+	return e, nil
 }
 
 // PipelineEvidence returns pipeline evidence for a client's nonce and a pipeline's

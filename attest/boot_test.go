@@ -92,6 +92,32 @@ func TestPipelineEvidence(t *testing.T) {
 	}
 }
 
+// Fresh boot evidence binds the client's nonce: it verifies as fresh with that nonce
+// and with no other.
+func TestFreshBootEvidence(t *testing.T) {
+	h, roots := bootTestHost(t)
+	nonce := bytes.Repeat([]byte{9}, 32)
+	ev, err := h.FreshBootEvidence(context.Background(), nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := VerifyQuote(ev.Quote, VerifyOptions{TrustedRoots: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, _ := ParseEventLog(ev.EventLog)
+	digest, _ := Replay(events)
+	if want, _ := FreshBootReportData(nonce, h.PublicKey(), h.tlsSPKI, digest); q.ReportData != want {
+		t.Error("REPORTDATA does not bind the nonce, the keys and the log")
+	}
+	if !bytes.Equal(ev.Nonce, nonce) || ev.PipelineID != "" || ev.Manifest != nil || bytes.Equal(ev.Quote, h.BootEvidence().Quote) {
+		t.Errorf("fresh boot evidence: nonce %x, pipeline %q, manifest %s, a new quote: %t", ev.Nonce, ev.PipelineID, ev.Manifest, !bytes.Equal(ev.Quote, h.BootEvidence().Quote))
+	}
+	if _, err := h.FreshBootEvidence(context.Background(), nonce[:15]); !errors.Is(err, ErrReportDataInput) {
+		t.Errorf("short nonce: %v", err)
+	}
+}
+
 func TestSignResponse(t *testing.T) {
 	h, _ := bootTestHost(t)
 	r := SignedResponse{RequestSHA256: sha256.Sum256([]byte("req")), ContentSHA256: sha256.Sum256([]byte("out")),
@@ -118,6 +144,18 @@ func TestBootRefusesBadIdentity(t *testing.T) {
 	sim, _ := newTestSim(t)
 	if _, err := Boot(context.Background(), sim, "", "m"); !errors.Is(err, ErrEventData) {
 		t.Errorf("empty backend: %v", err)
+	}
+	if v, _ := sim.RTMR3().Read(); v != ([48]byte{}) {
+		t.Error("RTMR3 extended by a failed boot")
+	}
+	// Extra events out of the documented order: the host would write a log every
+	// verifier refuses.
+	key := SettlementKeyEvent(testSettlementKey)
+	if _, err := Boot(context.Background(), sim, "embedded", "m", key, SettlementKeyOriginEvent(SettlementKeyGenerated), SealingEvent(SealingSim)); !errors.Is(err, ErrEventOrder) {
+		t.Errorf("sealing after the settlement key: %v", err)
+	}
+	if _, err := Boot(context.Background(), sim, "embedded", "m", SealingEvent(SealingSim), key); !errors.Is(err, ErrMissingEvent) {
+		t.Errorf("a settlement key without its origin: %v", err)
 	}
 	if v, _ := sim.RTMR3().Read(); v != ([48]byte{}) {
 		t.Error("RTMR3 extended by a failed boot")

@@ -142,7 +142,10 @@ func TestCheckTCB(t *testing.T) {
 		haveCollateral bool
 		want           string // the start of the report line
 	}{
-		{"up to date, any", Quote{TCBStatus: TCBUpToDate}, "", true, "ok   TCB status: UpToDate"},
+		// "any" is a choice the policy made, an ok line; no min_tcb_status leaves the
+		// status unpinned, a skip line that --strict refuses.
+		{"up to date, any", Quote{TCBStatus: TCBUpToDate}, TCBAny, true, "ok   TCB status: UpToDate"},
+		{"up to date, unpinned", Quote{TCBStatus: TCBUpToDate}, "", true, "skip TCB status: UpToDate per Intel's TCB info; the policy does not pin it"},
 		{"up to date, up to date", Quote{TCBStatus: TCBUpToDate}, TCBUpToDate, true, "ok   TCB status: UpToDate"},
 		{"hardening, hardening", Quote{TCBStatus: TCBSWHardeningNeeded}, TCBSWHardeningNeeded, true, "ok   TCB status: SWHardeningNeeded"},
 		{"config, out of date", Quote{TCBStatus: TCBConfigurationNeeded}, TCBOutOfDate, true, "ok   TCB status: ConfigurationNeeded"},
@@ -150,11 +153,13 @@ func TestCheckTCB(t *testing.T) {
 		{"out of date, config and hardening", Quote{TCBStatus: TCBOutOfDate}, TCBConfigurationAndSWHardeningNeeded, true, "FAIL TCB status: OutOfDate"},
 		{"revoked, worst", Quote{TCBStatus: TCBRevoked}, TCBOutOfDateConfigurationNeeded, true, "FAIL TCB status: Revoked"},
 		{"bad collateral, any", Quote{TCBErr: collateralErr}, TCBAny, true, "FAIL TCB status: the collateral"},
-		{"unknown, any", Quote{TCBErr: unknownErr}, TCBAny, true, "skip TCB status: unknown"},
+		{"unknown, any", Quote{TCBErr: unknownErr}, TCBAny, true, "ok   TCB status: unknown"},
+		{"unknown, unpinned", Quote{TCBErr: unknownErr}, "", true, "skip TCB status: unknown"},
 		{"unknown, out of date", Quote{TCBErr: unknownErr}, TCBOutOfDate, true, "FAIL TCB status: unknown"},
 		{"no collateral, any", Quote{}, "", false, "skip TCB status: not evaluated: no Intel collateral"},
 		{"no collateral, up to date", Quote{}, TCBUpToDate, false, "FAIL TCB status: not evaluated"},
-		{"sim, any", Quote{Simulated: true}, TCBAny, true, "skip TCB status: not evaluated: simulated"},
+		{"sim, any", Quote{Simulated: true}, TCBAny, true, "ok   TCB status: not evaluated: simulated evidence has no Intel collateral; the policy accepts any status"},
+		{"sim, unpinned", Quote{Simulated: true}, "", true, "skip TCB status: not evaluated: simulated"},
 		{"sim, up to date", Quote{Simulated: true}, TCBUpToDate, true, "FAIL TCB status: simulated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,7 +21,8 @@ import (
 // was measured.
 type EventType string
 
-// The event types, in the order the host measures them at boot.
+// The event types, in the order the host measures them at boot (eventOrder says which
+// are required).
 const (
 	// EventHostBinary carries the SHA-256 of the host executable (32 bytes).
 	EventHostBinary EventType = "host-binary"
@@ -78,6 +79,19 @@ const (
 	maxParsedEvents = 16
 )
 
+// eventOrder is the documented order of a sealed log: each type at most once, in this
+// order, every one but optionalEvents always. A log in another order, or without a
+// required event, is refused: a verifier that accepted a log without a backend event
+// could not say where prompts go, and one that accepted any order would accept logs
+// no host writes.
+var eventOrder = []EventType{EventHostBinary, EventABIVersion, EventSandboxPolicy, EventBackend, EventModel,
+	EventSealing, EventSettlementKey, EventSettlementKeyOrigin, EventBootSealed}
+
+// optionalEvents may be absent from a sealed log: sealing on a host older than its
+// measurement, the settlement key and its origin (which go together) on a host that
+// does not bill.
+var optionalEvents = []EventType{EventSealing, EventSettlementKey, EventSettlementKeyOrigin}
+
 // The values the sealing and settlement-key-origin events may carry.
 var (
 	sealingSources       = []string{SealingSim, SealingFile, SealingNone}
@@ -93,6 +107,8 @@ var (
 	ErrDuplicateEvent = errors.New("event log: event type measured twice")
 	ErrEventAfterSeal = errors.New("event log: event measured after boot-sealed")
 	ErrNotSealed      = errors.New("event log: log does not end with boot-sealed")
+	ErrEventOrder     = errors.New("event log: event out of the documented order")
+	ErrMissingEvent   = errors.New("event log: a required event is missing")
 	ErrRTMR3Mismatch  = errors.New("event log: replay does not match RTMR3")
 	ErrLogEncoding    = errors.New("event log: malformed encoding")
 )
@@ -201,23 +217,41 @@ func (e Event) Validate() error {
 	return nil
 }
 
-// String renders e for a human: its type and its data decoded for that type.
-func (e Event) String() string {
+// Value renders e's data for its type: "sha256:<hex>" for the host binary and the
+// sandbox policy, the decimal ABI version, the text of text events as measured (which
+// may hold any printable or unprintable UTF-8: quote it before a terminal shows it),
+// the hex of the settlement key, "" for boot-sealed, and hex for data that does not
+// validate.
+func (e Event) Value() string {
 	switch e.Type {
 	case EventHostBinary, EventSandboxPolicy:
-		return string(e.Type) + " sha256:" + hex.EncodeToString(e.Data)
+		return "sha256:" + hex.EncodeToString(e.Data)
 	case EventABIVersion:
 		if len(e.Data) == 4 {
-			return string(e.Type) + " " + strconv.FormatUint(uint64(binary.BigEndian.Uint32(e.Data)), 10)
+			return strconv.FormatUint(uint64(binary.BigEndian.Uint32(e.Data)), 10)
 		}
 	case EventBackend, EventModel, EventSealing, EventSettlementKeyOrigin:
-		return string(e.Type) + " " + strconv.Quote(string(e.Data))
-	case EventSettlementKey:
-		return string(e.Type) + " " + hex.EncodeToString(e.Data)
+		return string(e.Data)
+	case EventBootSealed:
+		if len(e.Data) == 0 {
+			return ""
+		}
+	}
+	return hex.EncodeToString(e.Data)
+}
+
+// String renders e for a human: its type and its Value, text quoted.
+func (e Event) String() string {
+	switch e.Type {
+	case EventBackend, EventModel, EventSealing, EventSettlementKeyOrigin:
+		return string(e.Type) + " " + strconv.Quote(e.Value())
 	case EventBootSealed:
 		return string(e.Type)
 	}
-	return fmt.Sprintf("%q %x", e.Type, e.Data)
+	if e.Validate() != nil {
+		return fmt.Sprintf("%q %x", e.Type, e.Data)
+	}
+	return string(e.Type) + " " + e.Value()
 }
 
 // ExtendRTMR returns the value of a TDX runtime measurement register holding old after
@@ -245,11 +279,33 @@ func Replay(events []Event) ([48]byte, error) {
 }
 
 // VerifyLog checks a log against the RTMR3 value of a verified quote: every event is
-// known and well formed, no type is measured twice, the log ends with boot-sealed and
-// nothing follows it, and the replay equals rtmr3. The error wraps the first failing
-// check's Err value.
+// known and well formed, no type is measured twice, the events are in the documented
+// order (eventOrder) with every required one present, the log ends with boot-sealed
+// and nothing follows it, and the replay equals rtmr3. The error wraps the first
+// failing check's Err value.
 func VerifyLog(events []Event, rtmr3 [48]byte) error {
+	if err := checkSequence(events, true); err != nil {
+		return err
+	}
+	got, err := Replay(events)
+	if err != nil {
+		return err
+	}
+	if got != rtmr3 {
+		return fmt.Errorf("%w: replay %x, quote %x", ErrRTMR3Mismatch, got, rtmr3)
+	}
+	return nil
+}
+
+// checkSequence checks events as the start of a log, or with sealed a whole log: each
+// event valid and measured once, nothing after boot-sealed, the types in eventOrder,
+// and once boot-sealed is there, every type but optionalEvents before it and the
+// settlement key with its origin or neither. The error wraps ErrEventData,
+// ErrUnknownEvent, ErrEventAfterSeal, ErrDuplicateEvent, ErrEventOrder,
+// ErrMissingEvent or, with sealed, ErrNotSealed.
+func checkSequence(events []Event, sealed bool) error {
 	seen := make(map[EventType]bool, len(events))
+	last := 0
 	for i, e := range events {
 		if err := e.Validate(); err != nil {
 			return fmt.Errorf("event %d: %w", i, err)
@@ -260,19 +316,37 @@ func VerifyLog(events []Event, rtmr3 [48]byte) error {
 		if seen[e.Type] {
 			return fmt.Errorf("%w: event %d (%s)", ErrDuplicateEvent, i, e.Type)
 		}
+		rank := slices.Index(eventOrder, e.Type) // Validate knows only these types
+		if rank < last {
+			return fmt.Errorf("%w: event %d (%s) comes after %s; the order is %s", ErrEventOrder, i, e.Type, eventOrder[last], orderText())
+		}
+		last = rank
 		seen[e.Type] = true
 	}
 	if !seen[EventBootSealed] {
-		return ErrNotSealed
+		if sealed {
+			return ErrNotSealed
+		}
+		return nil
 	}
-	got, err := Replay(events)
-	if err != nil {
-		return err
+	for _, t := range eventOrder {
+		if !seen[t] && !slices.Contains(optionalEvents, t) {
+			return fmt.Errorf("%w: the log measures no %s event", ErrMissingEvent, t)
+		}
 	}
-	if got != rtmr3 {
-		return fmt.Errorf("%w: replay %x, quote %x", ErrRTMR3Mismatch, got, rtmr3)
+	if seen[EventSettlementKey] != seen[EventSettlementKeyOrigin] {
+		return fmt.Errorf("%w: %s and %s are measured together or not at all", ErrMissingEvent, EventSettlementKey, EventSettlementKeyOrigin)
 	}
 	return nil
+}
+
+// orderText lists eventOrder for an error message.
+func orderText() string {
+	names := make([]string, len(eventOrder))
+	for i, t := range eventOrder {
+		names[i] = string(t)
+	}
+	return strings.Join(names, ", ")
 }
 
 // Register is a runtime measurement register: RTMR3 of a TD, or a simulation of it.
@@ -321,10 +395,13 @@ func NewLog(reg Register) *Log {
 }
 
 // Append validates e, extends the register with its digest and records it. It refuses
-// an event after boot-sealed (ErrEventAfterSeal) and a type already measured
-// (ErrDuplicateEvent). When the register fails, e is not recorded and the error is
-// returned: the register may then hold a value the log cannot replay, which a verifier
-// will detect, so the host should stop.
+// an event after boot-sealed (ErrEventAfterSeal), a type already measured
+// (ErrDuplicateEvent), a type that comes before one already measured in the documented
+// order (ErrEventOrder), and boot-sealed while a required event is missing
+// (ErrMissingEvent): the log a host writes is always one VerifyLog accepts. When the
+// register fails, e is not recorded and the error is returned: the register may then
+// hold a value the log cannot replay, which a verifier will detect, so the host should
+// stop.
 func (l *Log) Append(e Event) error {
 	if err := e.Validate(); err != nil {
 		return err
@@ -332,13 +409,8 @@ func (l *Log) Append(e Event) error {
 	e.Data = bytes.Clone(e.Data)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, prev := range l.events {
-		if prev.Type == EventBootSealed {
-			return fmt.Errorf("%w: %s", ErrEventAfterSeal, e.Type)
-		}
-		if prev.Type == e.Type {
-			return fmt.Errorf("%w: %s", ErrDuplicateEvent, e.Type)
-		}
+	if err := checkSequence(append(slices.Clip(l.events), e), false); err != nil {
+		return err
 	}
 	if err := l.reg.Extend(e.Digest()); err != nil {
 		return fmt.Errorf("extend RTMR3 with %s: %w", e.Type, err)

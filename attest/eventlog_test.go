@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -109,9 +110,16 @@ func TestLogAppendRefuses(t *testing.T) {
 		event  Event
 		want   error
 	}{
-		{"after seal", []Event{SealEvent()}, BackendEvent("x"), ErrEventAfterSeal},
-		{"second seal", []Event{SealEvent()}, SealEvent(), ErrEventAfterSeal},
+		{"after seal", bootEvents(), BackendEvent("x"), ErrEventAfterSeal},
+		{"second seal", bootEvents(), SealEvent(), ErrEventAfterSeal},
 		{"duplicate", []Event{BackendEvent("a")}, BackendEvent("b"), ErrDuplicateEvent},
+		// A host writes only logs a verifier accepts: in the documented order, and
+		// sealed only once every required event is there.
+		{"ABI version after the sandbox policy", []Event{bootEvents()[0], bootEvents()[2]}, bootEvents()[1], ErrEventOrder},
+		{"backend after the model", append(bootEvents()[:3:3], bootEvents()[4]), bootEvents()[3], ErrEventOrder},
+		{"sealing after the settlement key", append(bootEvents()[:5:5], bootEvents()[6]), SealingEvent(SealingFile), ErrEventOrder},
+		{"sealed without a backend", bootEvents()[:3], SealEvent(), ErrMissingEvent},
+		{"sealed with a settlement key but no origin", bootEvents()[:7], SealEvent(), ErrMissingEvent},
 		{"unknown type", nil, Event{Type: "debug-shell"}, ErrUnknownEvent},
 		{"short hash", nil, Event{Type: EventHostBinary, Data: []byte{1}}, ErrEventData},
 		{"empty backend", nil, BackendEvent(""), ErrEventData},
@@ -166,6 +174,13 @@ func TestVerifyLog(t *testing.T) {
 	reordered := bootEvents()
 	reordered[0], reordered[1] = reordered[1], reordered[0]
 	unknown := append([]Event{{Type: "debug-shell"}}, bootEvents()...)
+	without := func(types ...EventType) []Event {
+		return slices.DeleteFunc(bootEvents(), func(e Event) bool { return slices.Contains(types, e.Type) })
+	}
+	modelFirst := bootEvents()
+	modelFirst[3], modelFirst[4] = modelFirst[4], modelFirst[3]
+	keyFirst := bootEvents()
+	keyFirst[5], keyFirst[6] = keyFirst[6], keyFirst[5]
 	tests := []struct {
 		name   string
 		events []Event
@@ -182,6 +197,17 @@ func TestVerifyLog(t *testing.T) {
 		{"rtmr3 of another log", sealed, replay(reordered), ErrRTMR3Mismatch},
 		{"rtmr3 extended after the log", sealed, ExtendRTMR(replay(sealed), [48]byte{}), ErrRTMR3Mismatch},
 		{"empty", nil, [48]byte{}, ErrNotSealed},
+		// The documented order, and the full set of boot events.
+		{"model before backend", modelFirst, replay(modelFirst), ErrEventOrder},
+		{"settlement key before sealing", keyFirst, replay(keyFirst), ErrEventOrder},
+		{"no sandbox policy", without(EventSandboxPolicy), replay(without(EventSandboxPolicy)), ErrMissingEvent},
+		{"no backend", without(EventBackend), replay(without(EventBackend)), ErrMissingEvent},
+		{"no sandbox policy and no backend", without(EventSandboxPolicy, EventBackend), replay(without(EventSandboxPolicy, EventBackend)), ErrMissingEvent},
+		{"no host binary", without(EventHostBinary), replay(without(EventHostBinary)), ErrMissingEvent},
+		{"settlement key without its origin", without(EventSettlementKeyOrigin), replay(without(EventSettlementKeyOrigin)), ErrMissingEvent},
+		{"origin without a settlement key", without(EventSettlementKey), replay(without(EventSettlementKey)), ErrMissingEvent},
+		{"a host that does not bill", without(EventSettlementKey, EventSettlementKeyOrigin), replay(without(EventSettlementKey, EventSettlementKeyOrigin)), nil},
+		{"a host before sealing was measured", without(EventSealing), replay(without(EventSealing)), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,6 +12,9 @@ import (
 //
 //   - GET /v1/attestation returns the boot evidence: the quote taken at boot, whose
 //     REPORTDATA is BootReportData(HostKey, TLSKey, replay of EventLog).
+//   - GET /v1/attestation?nonce=<hex> returns fresh boot evidence: the same with a
+//     quote taken now, whose REPORTDATA is FreshBootReportData(Nonce, HostKey, TLSKey,
+//     replay of EventLog), and the Nonce.
 //   - GET /v1/pipelines/{id}/attestation?nonce=<hex> returns pipeline evidence: a fresh
 //     quote whose REPORTDATA is PipelineReportData(Nonce, sha256(Manifest), HostKey),
 //     with the same event log and keys, and the pipeline's canonical manifest.
@@ -33,11 +36,13 @@ type Evidence struct {
 	// the host makes a TLS key at boot whether or not it serves TLS.
 	TLSKey []byte `json:"tls_key,omitempty"`
 
-	// PipelineID, Manifest and Nonce are set in pipeline evidence only. PipelineID is the
+	// PipelineID and Manifest are set in pipeline evidence only. PipelineID is the
 	// lowercase hex sha256 of Manifest, the pipeline's canonical manifest.
 	PipelineID string          `json:"pipeline_id,omitempty"`
 	Manifest   json.RawMessage `json:"manifest,omitempty"`
-	Nonce      []byte          `json:"nonce,omitempty"`
+	// Nonce is the client's nonce that the quote binds: set in pipeline evidence and in
+	// fresh boot evidence.
+	Nonce []byte `json:"nonce,omitempty"`
 }
 
 // ResponseSignatureHeader carries the signature of a non-streaming chat response:

@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -42,61 +44,98 @@ func tcbAtLeast(status, min string) bool {
 }
 
 // Policy says which evidence a client accepts. It is read from JSON by ParsePolicy or
-// LoadPolicy:
+// LoadPolicy, and written by Report.PinningPolicy (cocoon verify --write-policy):
 //
 //	{
 //	  "mrtd":            ["<96 hex>", ...],
 //	  "rtmr0":           ["<96 hex>", ...],
 //	  "rtmr1":           ["<96 hex>", ...],
 //	  "rtmr2":           ["<96 hex>", ...],
+//	  "td_attributes":   ["<16 hex>", ...],
+//	  "xfam":            ["<16 hex>", ...],
+//	  "mr_seam":         ["<96 hex>", ...],
+//	  "mr_owner":        ["<96 hex>", ...],
+//	  "mr_config_id":    ["<96 hex>", ...],
+//	  "mr_owner_config": ["<96 hex>", ...],
 //	  "host_binary":     ["sha256:<64 hex>", ...],
-//	  "models":          ["sha256:<64 hex>" or a model name, ...],
-//	  "settlement_keys": ["<64 hex>", ...],
-//	  "sealing":         ["file", ...],
-//	  "settlement_key_origins": ["generated"],
 //	  "abi_version":     1,
+//	  "sandbox_policy":  ["sha256:<64 hex>", ...],
+//	  "backends":        ["embedded", "openai http://127.0.0.1:8000/v1", ...],
+//	  "models":          ["sha256:<64 hex>" or a model name, ...],
+//	  "sealing":         ["file", ...],
+//	  "settlement_keys": ["<64 hex>", ...],
+//	  "settlement_key_origins": ["generated"],
 //	  "min_tcb_status":  "UpToDate", "SWHardeningNeeded", ... or "any",
 //	  "trust_sim_root":  "sim-root.pem" or "-----BEGIN CERTIFICATE-----..."
 //	}
 //
 // Every member is optional. An empty or absent list allows any value, and the report of
-// VerifyEvidence then says that the member was not checked, so a reviewer sees what a
-// policy leaves open. Hex is lowercase.
+// VerifyEvidence then says that the member was not checked (a "skip" line, which
+// EvidenceOptions.Strict refuses), so a reviewer sees what a policy leaves open. Hex is
+// lowercase; td_attributes and xfam are the 8 bytes as the quote carries them
+// (little-endian). Some evidence is refused whatever the policy says: a debug TD
+// (td_attributes cannot list one), and a backend outside the TD unless backends names
+// it.
 type Policy struct {
 	// MRTD lists the accepted measurements of the TD's initial memory (the firmware).
 	MRTD []string `json:"mrtd,omitempty"`
 	// RTMR0, RTMR1 and RTMR2 list the accepted values of the boot-time runtime
-	// registers: firmware configuration, kernel and initrd, kernel command line.
+	// registers: firmware configuration, kernel and initrd, kernel command line. They
+	// vouch for the code that measures the host into RTMR3: a policy that pins
+	// host_binary or models without MRTD, RTMR1 and RTMR2 gets a warning.
 	RTMR0 []string `json:"rtmr0,omitempty"`
 	RTMR1 []string `json:"rtmr1,omitempty"`
 	RTMR2 []string `json:"rtmr2,omitempty"`
+	// TDAttributes lists the accepted TD attributes (16 hex digits, the quote's
+	// little-endian bytes). None may have the DEBUG bit: a debug TD is always refused.
+	TDAttributes []string `json:"td_attributes,omitempty"`
+	// XFAM lists the accepted sets of extended CPU features (16 hex digits).
+	XFAM []string `json:"xfam,omitempty"`
+	// MRSEAM lists the accepted measurements of the TDX module.
+	MRSEAM []string `json:"mr_seam,omitempty"`
+	// MROwner, MRConfigID and MROwnerConfig list the accepted values of the fields the
+	// TD's creator sets (its owner's identity, a configuration id, the owner's
+	// configuration); all zero unless the TD image uses them.
+	MROwner       []string `json:"mr_owner,omitempty"`
+	MRConfigID    []string `json:"mr_config_id,omitempty"`
+	MROwnerConfig []string `json:"mr_owner_config,omitempty"`
 	// HostBinary lists the accepted SHA-256 of the cocoon-host executable, as the
 	// host-binary event of the event log measures it.
 	HostBinary []string `json:"host_binary,omitempty"`
+	// ABIVersion is the module ABI version the host must measure; 0 allows any.
+	ABIVersion uint32 `json:"abi_version,omitempty"`
+	// SandboxPolicy lists the accepted "sha256:<hex>" of the sandbox policy (the limits
+	// and environment every module runs under, attest.SandboxPolicy), as the
+	// sandbox-policy event measures it.
+	SandboxPolicy []string `json:"sandbox_policy,omitempty"`
+	// Backends lists the accepted backends, exactly as the backend event measures them:
+	// "embedded", "plugin", or "openai " and the URL prompts are sent to. A backend
+	// outside the TD (see BackendInsideTD) is refused unless it is listed here.
+	Backends []string `json:"backends,omitempty"`
 	// Models lists the accepted model identities, as the model event measures them
 	// ("sha256:<hex>" of the model file for the embedded engine).
 	Models []string `json:"models,omitempty"`
-	// SettlementKeys lists the accepted settlement keys (64 hex digits, an ed25519
-	// public key), as the settlement-key event measures them: pin it to be sure receipts
-	// and escrow charges come from a known host.
-	SettlementKeys []string `json:"settlement_keys,omitempty"`
 	// Sealing lists the accepted sources of the host's root sealing secret, as the
 	// sealing event measures them: "file" (a TD-private secret the TD image provisions),
 	// "sim" (on the data disk: protects nothing) or "none" (the host persists no
 	// secret). A production policy lists ["file"].
 	Sealing []string `json:"sealing,omitempty"`
+	// SettlementKeys lists the accepted settlement keys (64 hex digits, an ed25519
+	// public key), as the settlement-key event measures them: pin it to be sure receipts
+	// and escrow charges come from a known host.
+	SettlementKeys []string `json:"settlement_keys,omitempty"`
 	// SettlementKeyOrigins lists the accepted origins of the settlement key, as the
 	// settlement-key-origin event measures them: "generated" (inside the host, only
 	// ever stored sealed) or "imported" (kept in plain text on the data disk by an
 	// earlier version: its operator may know it). Pin ["generated"] to refuse the
 	// latter.
 	SettlementKeyOrigins []string `json:"settlement_key_origins,omitempty"`
-	// ABIVersion is the module ABI version the host must measure; 0 allows any.
-	ABIVersion uint32 `json:"abi_version,omitempty"`
 	// MinTCBStatus is the least TCB status accepted, in the order of the TCB
 	// constants (TCBUpToDate best). It needs Intel's collateral
 	// (EvidenceOptions.Collateral), and refuses simulated evidence, which has none.
-	// Empty or "any" accepts any status, and a quote whose status is not evaluated.
+	// "any" accepts any status, and a quote whose status is not evaluated, as a choice
+	// the report shows as such; empty does too, but leaves the status unpinned (a skip
+	// line).
 	MinTCBStatus string `json:"min_tcb_status,omitempty"`
 	// TrustSimRoot is the simulator root certificate to trust: PEM text, or the path of
 	// a PEM file (relative to the policy file in LoadPolicy). Empty refuses simulated
@@ -139,21 +178,40 @@ func (p *Policy) check() error {
 	for _, m := range []struct {
 		name   string
 		values []string
-	}{{"mrtd", p.MRTD}, {"rtmr0", p.RTMR0}, {"rtmr1", p.RTMR1}, {"rtmr2", p.RTMR2}} {
+		bytes  int
+	}{{"mrtd", p.MRTD, 48}, {"rtmr0", p.RTMR0, 48}, {"rtmr1", p.RTMR1, 48}, {"rtmr2", p.RTMR2, 48},
+		{"td_attributes", p.TDAttributes, 8}, {"xfam", p.XFAM, 8}, {"mr_seam", p.MRSEAM, 48},
+		{"mr_owner", p.MROwner, 48}, {"mr_config_id", p.MRConfigID, 48}, {"mr_owner_config", p.MROwnerConfig, 48}} {
 		for _, v := range m.values {
-			if _, err := decodeHex(v, 48); err != nil {
-				return fmt.Errorf("%s %q: want 96 lowercase hex digits (a SHA-384 measurement): %v", m.name, v, err)
+			if _, err := decodeHex(v, m.bytes); err != nil {
+				return fmt.Errorf("%s %q: want %d lowercase hex digits: %v", m.name, v, 2*m.bytes, err)
 			}
 		}
 	}
-	for _, v := range p.HostBinary {
-		if err := checkSHA256Identity(v); err != nil {
-			return fmt.Errorf("host_binary: %v", err)
+	for _, v := range p.TDAttributes {
+		if b, _ := decodeHex(v, 8); (&Quote{TDAttributes: [8]byte(b)}).Debug() {
+			return fmt.Errorf("td_attributes %q: the DEBUG bit is set, and no policy can accept a debug TD: its host reads and writes the TD's memory", v)
 		}
 	}
-	for _, v := range p.Models {
-		if err := (Event{Type: EventModel, Data: []byte(v)}).Validate(); err != nil {
-			return fmt.Errorf("models %q: %v", v, err)
+	for _, m := range []struct {
+		name   string
+		values []string
+	}{{"host_binary", p.HostBinary}, {"sandbox_policy", p.SandboxPolicy}} {
+		for _, v := range m.values {
+			if err := checkSHA256Identity(v); err != nil {
+				return fmt.Errorf("%s: %v", m.name, err)
+			}
+		}
+	}
+	for _, m := range []struct {
+		name   string
+		typ    EventType
+		values []string
+	}{{"backends", EventBackend, p.Backends}, {"models", EventModel, p.Models}} {
+		for _, v := range m.values {
+			if err := (Event{Type: m.typ, Data: []byte(v)}).Validate(); err != nil {
+				return fmt.Errorf("%s %q: %v", m.name, v, err)
+			}
 		}
 	}
 	for _, v := range p.SettlementKeys {
@@ -208,4 +266,46 @@ func checkSHA256Identity(s string) error {
 		return fmt.Errorf("%q: want \"sha256:\" and 64 lowercase hex digits: %v", s, err)
 	}
 	return nil
+}
+
+// PinningPolicy returns a policy that pins everything the evidence of r measured: MRTD,
+// RTMR0-2, the TD attributes, XFAM, MRSEAM, MROWNER, MRCONFIGID and MROWNERCONFIG, each
+// measured event (host binary, ABI version, sandbox policy, backend, model, sealing,
+// settlement key and its origin), and the TCB status (at least the one evaluated, or
+// "any" when none was: then the policy accepts any). It leaves trust_sim_root to the
+// caller, who knows which root it trusted. Verified under that policy, the same host
+// passes with no skip line; a host that changes any measurement fails.
+//
+// It refuses a report that is not OK (a policy that pins a failed host's measurements
+// would vouch for them) or that has no verified quote and event log.
+func (r *Report) PinningPolicy() (*Policy, error) {
+	if !r.OK() {
+		return nil, errors.New("attest: the evidence did not verify, so its measurements are not to be pinned")
+	}
+	if r.quote == nil || r.events == nil {
+		return nil, errors.New("attest: the report holds no verified quote and event log")
+	}
+	p := &Policy{}
+	for _, m := range tdPins(p, r.quote) {
+		*m.allowed = []string{m.value}
+	}
+	var abiVersion []string
+	for _, c := range eventPins(p, &abiVersion) {
+		if i := slices.IndexFunc(r.events, func(e Event) bool { return e.Type == c.typ }); i >= 0 {
+			*c.allowed = []string{r.events[i].Value()}
+		}
+	}
+	if abiVersion != nil {
+		v, err := strconv.ParseUint(abiVersion[0], 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("attest: ABI version %q: %v", abiVersion[0], err)
+		}
+		p.ABIVersion = uint32(v)
+	}
+	p.MinTCBStatus = cmp.Or(r.quote.TCBStatus, TCBAny)
+	if err := p.check(); err != nil {
+		// A TCB status no policy accepts as a minimum, such as Revoked.
+		return nil, fmt.Errorf("attest: %v", err)
+	}
+	return p, nil
 }

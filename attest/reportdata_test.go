@@ -35,7 +35,7 @@ func mustHex(s string) []byte {
 }
 
 // The expected values were computed independently (Python hashlib) from the encoding
-// documented on BootReportData and PipelineReportData.
+// documented on BootReportData, FreshBootReportData and PipelineReportData.
 func TestReportDataGolden(t *testing.T) {
 	boot, err := BootReportData(goldenHostKey, goldenSPKI, goldenLog)
 	if err != nil {
@@ -43,6 +43,13 @@ func TestReportDataGolden(t *testing.T) {
 	}
 	if got, want := hex.EncodeToString(boot[:]), "df526194de9772a5c23d2f1cdb89f4dcdee9b9140407bcbbd7b2187d8442d6e147f97c9953d671164d1e5810a36f5fc514eeebff3017265c8f4bdf1b8a12026f"; got != want {
 		t.Errorf("BootReportData = %s, want %s", got, want)
+	}
+	fresh, err := FreshBootReportData(goldenNonce, goldenHostKey, goldenSPKI, goldenLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hex.EncodeToString(fresh[:]), "355fe04a0f65a2b5cfa0f417a3640561ffd7ed3622c4a6eee6326bc46eefbce9b1b2ce748b999fd9e1506050915dc42b339b62deaa1f4b95eafa820ccd2b3792"; got != want {
+		t.Errorf("FreshBootReportData = %s, want %s", got, want)
 	}
 	pipe, err := PipelineReportData(goldenNonce, goldenManifest, goldenHostKey)
 	if err != nil {
@@ -65,6 +72,22 @@ func TestReportDataBindsEachInput(t *testing.T) {
 	} {
 		if got, err := f(); err != nil || got == base {
 			t.Errorf("boot: changing the %s left REPORTDATA unchanged (err %v)", name, err)
+		}
+	}
+	fbase, _ := FreshBootReportData(goldenNonce, goldenHostKey, goldenSPKI, goldenLog)
+	if fbase == base {
+		t.Error("fresh boot evidence binds the same REPORTDATA as boot evidence")
+	}
+	for name, f := range map[string]func() ([64]byte, error){
+		"nonce":    func() ([64]byte, error) { return FreshBootReportData(seq(1, 16), goldenHostKey, goldenSPKI, goldenLog) },
+		"host key": func() ([64]byte, error) { return FreshBootReportData(goldenNonce, otherKey, goldenSPKI, goldenLog) },
+		"tls key":  func() ([64]byte, error) { return FreshBootReportData(goldenNonce, goldenHostKey, otherSPKI, goldenLog) },
+		"log": func() ([64]byte, error) {
+			return FreshBootReportData(goldenNonce, goldenHostKey, goldenSPKI, [48]byte{})
+		},
+	} {
+		if got, err := f(); err != nil || got == fbase {
+			t.Errorf("fresh boot: changing the %s left REPORTDATA unchanged (err %v)", name, err)
 		}
 	}
 	pbase, _ := PipelineReportData(goldenNonce, goldenManifest, goldenHostKey)
@@ -94,6 +117,13 @@ func TestReportDataRefuses(t *testing.T) {
 			return PipelineReportData(seq(0, MaxNonceBytes+1), goldenManifest, goldenHostKey)
 		}},
 		{"pipeline host key", func() ([64]byte, error) { return PipelineReportData(goldenNonce, goldenManifest, nil) }},
+		{"fresh boot short nonce", func() ([64]byte, error) {
+			return FreshBootReportData(seq(0, MinNonceBytes-1), goldenHostKey, goldenSPKI, goldenLog)
+		}},
+		{"fresh boot no nonce", func() ([64]byte, error) { return FreshBootReportData(nil, goldenHostKey, goldenSPKI, goldenLog) }},
+		{"fresh boot tls key not SPKI", func() ([64]byte, error) {
+			return FreshBootReportData(goldenNonce, goldenHostKey, seq(0, 44), goldenLog)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -76,6 +76,9 @@ type Sim struct {
 	// certData is the part of every quote that depends only on the keys: the QE
 	// report over the attestation key, signed by the PCK key, and the chain.
 	certData *pb.CertificationData
+	// tdAttributes is what quotes carry as TD attributes: zero, unless a test of this
+	// package sets it (a debug TD's quote); nothing outside the package can.
+	tdAttributes [8]byte
 }
 
 // NewSim returns a simulator whose root certificate and key are loaded from dir, or
@@ -178,7 +181,7 @@ func (s *Sim) Quote(ctx context.Context, reportData [64]byte) ([]byte, error) {
 		MrSeam:         simMRSEAM[:],
 		MrSignerSeam:   make([]byte, 48),
 		SeamAttributes: make([]byte, 8),
-		TdAttributes:   make([]byte, abi.TdAttributesSize),
+		TdAttributes:   s.tdAttributes[:],
 		Xfam:           make([]byte, abi.XfamSize),
 		MrTd:           SimMRTD[:],
 		MrConfigId:     make([]byte, abi.MrConfigIDSize),
@@ -375,7 +378,7 @@ func loadOrCreateSimRoot(dir string) (*x509.Certificate, *ecdsa.PrivateKey, erro
 	keyPEM, keyErr := os.ReadFile(keyPath)
 	switch {
 	case errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyErr, fs.ErrNotExist):
-		return createSimRoot(certPath, keyPath)
+		return createSimRoot(certPath, keyPath, simName("Intel SGX Root CA"))
 	case certErr != nil:
 		return nil, nil, fmt.Errorf("sim root: %w", certErr)
 	case keyErr != nil:
@@ -400,14 +403,16 @@ func loadOrCreateSimRoot(dir string) (*x509.Certificate, *ecdsa.PrivateKey, erro
 	return cert, key, nil
 }
 
-func createSimRoot(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+// createSimRoot creates a root certificate named name and its key, and writes both.
+// Tests of this package name one like Intel's, as a forger would.
+func createSimRoot(certPath, keyPath string, name pkix.Name) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
 	now := time.Now()
 	cert, err := createCert(&x509.Certificate{
-		Subject:               simName("Intel SGX Root CA"),
+		Subject:               name,
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.AddDate(20, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,

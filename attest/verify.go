@@ -1,13 +1,15 @@
 package attest
 
 import (
+	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/x509"
 	_ "embed"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-tdx-guest/abi"
@@ -36,13 +38,26 @@ var (
 	ErrTCBUnknown     = errors.New("quote: Intel's TCB info lists no TCB level this platform reaches")
 )
 
-// IntelRoot returns Intel's SGX Root CA certificate.
+// IntelRoot returns Intel's SGX Root CA certificate, a copy of its own for the caller.
 func IntelRoot() *x509.Certificate {
 	c, err := ParseCertificatePEM(intelRootPEM)
 	if err != nil {
 		panic("attest: embedded Intel root: " + err.Error())
 	}
 	return c
+}
+
+// intelRoot is IntelRoot parsed once, for this package's own use: it is never handed
+// out, so nothing outside can change what the verifier takes for Intel's root.
+var intelRoot = sync.OnceValue(IntelRoot)
+
+// isIntelRoot reports whether c is Intel's SGX Root CA: its public key, the one that
+// vouches for a chain, is the embedded root's. A certificate that merely carries
+// Intel's names ("Intel SGX Root CA", "Intel Corporation") is not, whatever a
+// caller trusts it for: only Intel's key makes evidence genuine TDX.
+func isIntelRoot(c *x509.Certificate) bool {
+	pub, ok := c.PublicKey.(*ecdsa.PublicKey)
+	return ok && pub.Equal(intelRoot().PublicKey)
 }
 
 // VerifyOptions are the inputs of VerifyQuote besides the quote.
@@ -64,8 +79,20 @@ type Quote struct {
 	MRTD       [48]byte
 	RTMRs      [4][48]byte
 	ReportData [64]byte
-	// Simulated is set by VerifyQuote when the chain ends at a Cocoon simulator root.
+	// TDAttributes are the TD's attributes as the quote carries them (8 bytes, a
+	// little-endian bit field): bit 0 is DEBUG, set in a debug TD whose memory the
+	// host can read and write.
+	TDAttributes [8]byte
+	// XFAM is the set of extended CPU features the TD may use (8 bytes, little-endian).
+	XFAM [8]byte
+	// MRSEAM measures the TDX module; MROwner, MRConfigID and MROwnerConfig are set by
+	// whoever created the TD (zero unless the TD image uses them).
+	MRSEAM, MROwner, MRConfigID, MROwnerConfig [48]byte
+	// Simulated is set by VerifyQuote when the chain's root is not Intel's SGX Root CA
+	// (a simulator's root the caller trusted, or any other root it chose to trust).
 	Simulated bool
+	// Root is the trusted root the chain ends at, set by VerifyQuote.
+	Root *x509.Certificate
 	// TCBStatus is the TDX TCB status Intel's TCB info gives the quote's platform
 	// (TCBUpToDate, TCBOutOfDate, ...), set by VerifyQuote when it had collateral and
 	// the collateral verified. Empty otherwise: see TCBErr.
@@ -82,6 +109,22 @@ type tdReport interface {
 	GetMrTd() []byte
 	GetRtmrs() [][]byte
 	GetReportData() []byte
+	GetTdAttributes() []byte
+	GetXfam() []byte
+	GetMrSeam() []byte
+	GetMrOwner() []byte
+	GetMrConfigId() []byte
+	GetMrOwnerConfig() []byte
+}
+
+// TDAttributeDebug is the DEBUG bit of Quote.TDAttributes (bit 0 of the little-endian
+// field): the TD was created for debugging, and its host can read and write its memory
+// and registers, so nothing it attests is protected.
+const TDAttributeDebug = 1
+
+// Debug reports whether the quote is of a debug TD (TDAttributeDebug set).
+func (q *Quote) Debug() bool {
+	return binary.LittleEndian.Uint64(q.TDAttributes[:])&TDAttributeDebug != 0
 }
 
 // ParseQuote decodes a TDX quote (v4 or v5 byte format) without checking any signature:
@@ -134,7 +177,10 @@ func parseQuote(raw []byte) (any, *Quote, error) {
 		return nil, nil, fmt.Errorf("%w: quote type %T", ErrQuoteFormat, parsed)
 	}
 	// abi.QuoteToProto checked every field's size.
-	q := &Quote{MRTD: [48]byte(body.GetMrTd()), ReportData: [64]byte(body.GetReportData())}
+	q := &Quote{MRTD: [48]byte(body.GetMrTd()), ReportData: [64]byte(body.GetReportData()),
+		TDAttributes: [8]byte(body.GetTdAttributes()), XFAM: [8]byte(body.GetXfam()),
+		MRSEAM: [48]byte(body.GetMrSeam()), MROwner: [48]byte(body.GetMrOwner()),
+		MRConfigID: [48]byte(body.GetMrConfigId()), MROwnerConfig: [48]byte(body.GetMrOwnerConfig())}
 	for i, r := range body.GetRtmrs() {
 		q.RTMRs[i] = [48]byte(r)
 	}
@@ -163,7 +209,7 @@ func VerifyQuote(raw []byte, opts VerifyOptions) (*Quote, error) {
 	roots := opts.TrustedRoots
 	if roots == nil {
 		roots = x509.NewCertPool()
-		roots.AddCert(IntelRoot())
+		roots.AddCert(intelRoot())
 	}
 	now := opts.Now
 	if now.IsZero() {
@@ -180,14 +226,15 @@ func VerifyQuote(raw []byte, opts VerifyOptions) (*Quote, error) {
 	chains, err := chain.PCKCertificate.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, CurrentTime: now})
 	if err != nil {
 		if errors.As(err, new(x509.UnknownAuthorityError)) {
-			if isSimRoot(chain.RootCertificate) {
-				return nil, fmt.Errorf("%w: the quote is simulated evidence (its root is a %s certificate), trusted only when that root is given explicitly", ErrUntrustedRoot, SimOrganization)
+			if root := chain.RootCertificate; root != nil && !isIntelRoot(root) {
+				return nil, fmt.Errorf("%w: the quote's chain ends at %q (SHA-256 %x), not at Intel's SGX Root CA: simulated evidence, trusted only when that root is given explicitly", ErrUntrustedRoot, root.Subject, sha256.Sum256(root.Raw))
 			}
 			return nil, fmt.Errorf("%w: %v", ErrUntrustedRoot, err)
 		}
 		return nil, fmt.Errorf("%w: %v", ErrCertChain, err)
 	}
-	q.Simulated = isSimRoot(chains[0][len(chains[0])-1])
+	q.Root = chains[0][len(chains[0])-1]
+	q.Simulated = !isIntelRoot(q.Root)
 	times := &verify.TimeSet{PckCertChain: now, TcbInfo: now, QeIdentity: now, PckCrl: now, RootCaCrl: now}
 	if err := verify.TdxQuote(parsed, &verify.Options{TrustedRoots: roots, Now: times}); err != nil {
 		return nil, classifyVerifyError(err)
@@ -204,7 +251,7 @@ func VerifyQuote(raw []byte, opts VerifyOptions) (*Quote, error) {
 // the status is then read from the verified collateral so that the policy decides.
 func tcbStatus(parsed any, c CollateralSource, times *verify.TimeSet) (string, error) {
 	intel := x509.NewCertPool()
-	intel.AddCert(IntelRoot())
+	intel.AddCert(intelRoot())
 	opts := &verify.Options{GetCollateral: true, Getter: c, TrustedRoots: intel, Now: times}
 	err := verify.TdxQuote(parsed, opts)
 	if err == nil {
@@ -235,8 +282,4 @@ func classifyVerifyError(err error) error {
 	default:
 		return fmt.Errorf("%w: %v", ErrCertChain, err)
 	}
-}
-
-func isSimRoot(c *x509.Certificate) bool {
-	return slices.Equal(c.Subject.Organization, []string{SimOrganization})
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-tdx-guest/abi"
+	pb "github.com/google/go-tdx-guest/proto/tdx"
 	"github.com/google/go-tdx-guest/testing/testdata"
 )
 
@@ -94,10 +96,50 @@ func TestIntelSampleQuoteVerifiesOffline(t *testing.T) {
 	if _, err := VerifyQuote(testdata.RawQuote, VerifyOptions{TrustedRoots: simRoots, Now: intelSampleTime}); !errors.Is(err, ErrUntrustedRoot) {
 		t.Fatalf("Intel sample with only a sim root trusted = %v, want ErrUntrustedRoot", err)
 	}
+	// The TD fields a policy pins are read from where go-tdx-guest reads them.
+	parsed, err := abi.QuoteToProto(testdata.RawQuote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := parsed.(*pb.QuoteV4).GetTdQuoteBody()
+	for name, f := range map[string][2][]byte{
+		"TD attributes": {q.TDAttributes[:], body.GetTdAttributes()}, "XFAM": {q.XFAM[:], body.GetXfam()},
+		"MRSEAM": {q.MRSEAM[:], body.GetMrSeam()}, "MROWNER": {q.MROwner[:], body.GetMrOwner()},
+		"MRCONFIGID": {q.MRConfigID[:], body.GetMrConfigId()}, "MROWNERCONFIG": {q.MROwnerConfig[:], body.GetMrOwnerConfig()},
+	} {
+		if !bytes.Equal(f[0], f[1]) {
+			t.Errorf("%s %x, go-tdx-guest reads %x", name, f[0], f[1])
+		}
+	}
 	flipped := bytes.Clone(testdata.RawQuote)
 	flipped[offReportData] ^= 1
 	if _, err := VerifyQuote(flipped, VerifyOptions{Now: intelSampleTime}); !errors.Is(err, ErrQuoteSignature) {
 		t.Fatalf("Intel sample with REPORTDATA flipped = %v, want ErrQuoteSignature", err)
+	}
+}
+
+// A debug TD's quote says so, and the attribute is covered by the quote's signature.
+func TestDebugQuote(t *testing.T) {
+	s, roots := newTestSim(t)
+	s.tdAttributes[0] |= TDAttributeDebug
+	raw := simQuote(t, s, [64]byte{})
+	q, err := VerifyQuote(raw, VerifyOptions{TrustedRoots: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !q.Debug() || q.TDAttributes != [8]byte{1} {
+		t.Fatalf("debug quote: Debug() %t, attributes %x", q.Debug(), q.TDAttributes)
+	}
+	// The DEBUG bit sits first in the TD report, after the 48-byte header, TEE_TCB_SVN,
+	// MRSEAM, MRSIGNERSEAM and SEAMATTRIBUTES: clearing it breaks the signature.
+	const offTDAttributes = 48 + 16 + 48 + 48 + 8
+	if raw[offTDAttributes] != TDAttributeDebug {
+		t.Fatalf("byte %d of the quote is %#x, not the attributes' first", offTDAttributes, raw[offTDAttributes])
+	}
+	cleared := bytes.Clone(raw)
+	cleared[offTDAttributes] &^= TDAttributeDebug
+	if _, err := VerifyQuote(cleared, VerifyOptions{TrustedRoots: roots}); !errors.Is(err, ErrQuoteSignature) {
+		t.Fatalf("debug bit cleared in the quote bytes: %v, want ErrQuoteSignature", err)
 	}
 }
 

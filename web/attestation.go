@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -16,11 +17,48 @@ import (
 	"github.com/cocoonhost/cocoon/attest"
 )
 
-// bootAttestation answers GET /v1/attestation with the boot evidence. It needs no
-// credential: evidence holds only public values, and a client checks it before it
-// trusts the host with one.
+// bootAttestation answers GET /v1/attestation with the boot evidence, and
+// GET /v1/attestation?nonce=<hex> with fresh boot evidence: a quote taken now that
+// binds the client's nonce too, so that a client learns the host runs now (the boot
+// quote alone is also what a stopped or copied host serves). It needs no credential:
+// evidence holds only public values, and a client checks it before it trusts the host
+// with one. Fresh quotes come from their own budget, apart from pipeline evidence's, so
+// that this unauthenticated route cannot spend the quotes clients need: half the
+// host's quote rate per client address, the whole rate for all of them (see
+// bootQuoteLimiter). A bad nonce is a 400; over either rate the answer is a 429 with
+// Retry-After.
 func (s *Server) bootAttestation(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.cfg.Attestation.BootEvidence())
+	q, ok := r.URL.Query()["nonce"]
+	if !ok {
+		writeJSON(w, http.StatusOK, s.cfg.Attestation.BootEvidence())
+		return
+	}
+	nonce, err := parseNonce(q[0])
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.bootQuotes.take(clientAddress(r), time.Now()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ev, err := s.cfg.Attestation.FreshBootEvidence(r.Context(), nonce)
+	if err != nil {
+		s.writeError(w, r, err) // the quote failed: an internal error, logged
+		return
+	}
+	writeJSON(w, http.StatusOK, ev)
+}
+
+// clientAddress is the IP address a request came from, the key of its share of the
+// boot quotes. It is the connection's peer: a header such as X-Forwarded-For is the
+// client's to choose. Clients behind one proxy share one share.
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // pipelineAttestation answers GET /v1/pipelines/{id}/attestation?nonce=<hex> with
@@ -73,7 +111,9 @@ func parseNonce(v string) ([]byte, error) {
 // quoteLimiter spends the host's fresh quotes: at most rate per second host-wide,
 // with bursts of rate, and at most half of that for any one credential (bursts of half
 // the rate, at least one), so that no client can take the quotes every other client
-// needs to verify the host. It is safe for concurrent use.
+// needs to verify the host. A credential is what `per` names: an authenticated caller
+// for pipeline evidence, a client address for fresh boot evidence, each from a
+// limiter of its own. It is safe for concurrent use.
 //
 // It keeps a bucket only for the credentials that got a quote and whose share has not
 // refilled since: a full bucket is the same as none. A share refills within
@@ -81,6 +121,7 @@ func parseNonce(v string) ([]byte, error) {
 // quotes are granted, so at most 2·rate + 1 buckets are kept however many credentials
 // ask: the memory is bounded by the quote rate, not by the number of clients.
 type quoteLimiter struct {
+	per         string  // what a credential is, for the 429's message
 	rate        float64 // host-wide per second, and the host's burst
 	share       float64 // a credential's per second, and its burst (at least 1)
 	mu          sync.Mutex
@@ -94,8 +135,10 @@ type bucket struct {
 	last   time.Time
 }
 
-func newQuoteLimiter(rate int) *quoteLimiter {
-	return &quoteLimiter{rate: float64(rate), share: float64(rate) / 2, host: bucket{tokens: float64(rate)}, credentials: map[string]*bucket{}}
+// newQuoteLimiter returns a limiter of rate quotes per second, half of them per
+// credential; per names a credential in its 429s ("credential", "client address").
+func newQuoteLimiter(rate int, per string) *quoteLimiter {
+	return &quoteLimiter{per: per, rate: float64(rate), share: float64(rate) / 2, host: bucket{tokens: float64(rate)}, credentials: map[string]*bucket{}}
 }
 
 // refill adds what rate per second brought since the last time, up to burst, and
@@ -122,7 +165,7 @@ func (l *quoteLimiter) take(credential string, now time.Time) error {
 		own = &bucket{tokens: burst}
 	}
 	if wait := own.refill(now, l.share, burst); wait > 0 {
-		return quoteLimited(wait, "%s quotes per second for each credential: verify once, then check response signatures", strconv.FormatFloat(l.share, 'f', -1, 64))
+		return quoteLimited(wait, "%s quotes per second for each %s: verify once, then check response signatures", strconv.FormatFloat(l.share, 'f', -1, 64), l.per)
 	}
 	if wait := l.host.refill(now, l.rate, l.rate); wait > 0 {
 		return quoteLimited(wait, "%s quotes per second on this host: retry shortly", strconv.FormatFloat(l.rate, 'f', -1, 64))

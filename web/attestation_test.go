@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -90,6 +92,109 @@ func TestBootAttestation(t *testing.T) {
 	}
 	if ev.PipelineID != "" || ev.Nonce != nil || ev.Manifest != nil {
 		t.Errorf("boot evidence carries pipeline fields: %+v", ev)
+	}
+}
+
+// Fresh boot evidence binds the client's nonce: a client verifies that the host runs
+// now, not only that it booted once.
+func TestFreshBootAttestation(t *testing.T) {
+	h, sim := bootSim(t)
+	f := newFixture(t, func(c *Config, _ *recorder) { c.Attestation = h })
+	nonce := []byte(strings.Repeat("n", 32))
+	res := f.do("GET", "/v1/attestation?nonce="+hex.EncodeToString(nonce), "", nil) // no credential needed
+	if res.status != http.StatusOK {
+		t.Fatalf("%d %s", res.status, res.body)
+	}
+	ev, err := attest.ParseEvidence(res.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := attest.VerifyEvidence(*ev, attest.Policy{}, attest.EvidenceOptions{SimRoot: sim.Root(), Nonce: nonce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || !r.Fresh {
+		t.Fatalf("fresh boot evidence: ok %t, fresh %t:\n%s", r.OK(), r.Fresh, r)
+	}
+	// The boot quote itself is not fresh, and does not pass for fresh evidence.
+	boot := f.do("GET", "/v1/attestation", "", nil)
+	bootEv, err := attest.ParseEvidence(boot.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := attest.VerifyEvidence(*bootEv, attest.Policy{}, attest.EvidenceOptions{SimRoot: sim.Root()}); !r.OK() || r.Fresh {
+		t.Errorf("boot evidence: ok %t, fresh %t:\n%s", r.OK(), r.Fresh, r)
+	}
+	bootEv.Nonce = nonce
+	if r, _ := attest.VerifyEvidence(*bootEv, attest.Policy{}, attest.EvidenceOptions{SimRoot: sim.Root(), Nonce: nonce}); r.OK() {
+		t.Errorf("the boot quote with the client's nonce pasted in verifies:\n%s", r)
+	}
+	for name, query := range map[string]string{
+		"empty": "", "not hex": "zz" + strings.Repeat("ab", 16), "short": strings.Repeat("ab", 15), "long": strings.Repeat("ab", 65),
+	} {
+		if res := f.do("GET", "/v1/attestation?nonce="+query, "", nil); res.status != http.StatusBadRequest || res.apiErr(t).Code != "invalid_request" {
+			t.Errorf("%s nonce: %d %s", name, res.status, res.body)
+		}
+	}
+}
+
+// fromAddress returns a client whose connections to f come from the loopback address
+// ip, a client of its own to the host.
+func fromAddress(t *testing.T, f *fixture, ip string) func(path, key string) response {
+	t.Helper()
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+	t.Cleanup(c.CloseIdleConnections)
+	return func(path, key string) response {
+		t.Helper()
+		req, err := http.NewRequest("GET", f.http.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		setAuth(req, key)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return response{resp.StatusCode, resp.Header, b}
+	}
+}
+
+// TestFreshBootAttestationRateLimit performs the attack of an unauthenticated client
+// spending the host's quotes: each client address gets its share of the boot quotes,
+// all of them together the host's, and none of that is taken from pipeline evidence.
+func TestFreshBootAttestationRateLimit(t *testing.T) {
+	f, _ := attested(t, func(c *Config, _ *recorder) { c.MaxQuotesPerSecond = 2 })
+	id := pushExample(t, f)
+	boot := "/v1/attestation?nonce=" + strings.Repeat("cd", 16)
+	first, second, third := fromAddress(t, f, "127.0.0.1"), fromAddress(t, f, "127.0.0.2"), fromAddress(t, f, "127.0.0.3")
+	if res := first(boot, ""); res.status != http.StatusOK {
+		t.Fatalf("first fresh boot quote: %d %s", res.status, res.body)
+	}
+	res := first(boot, "")
+	if e := res.apiErr(t); res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") != "1" || e.Code != "quote_rate_limited" ||
+		!strings.Contains(e.Message, "1 quotes per second for each client address") {
+		t.Errorf("the same address at once: %d %s %s", res.status, res.header, res.body)
+	}
+	if res := second(boot, ""); res.status != http.StatusOK {
+		t.Errorf("another address after the first took its share: %d %s", res.status, res.body)
+	}
+	if res := third(boot, ""); res.status != http.StatusTooManyRequests || !strings.Contains(res.apiErr(t).Message, "2 quotes per second on this host") {
+		t.Errorf("a third address over the host's rate: %d %s", res.status, res.body)
+	}
+	// The boot budget is spent; pipeline evidence's is whole, and the boot quote free.
+	for _, key := range []string{ownerKey, otherKey} {
+		if res := third("/v1/pipelines/"+id+"/attestation?nonce="+strings.Repeat("ef", 16), key); res.status != http.StatusOK {
+			t.Errorf("pipeline evidence after the boot quotes were spent: %d %s", res.status, res.body)
+		}
+	}
+	if res := third("/v1/attestation", ""); res.status != http.StatusOK {
+		t.Errorf("the boot quote after the fresh ones were spent: %d %s", res.status, res.body)
 	}
 }
 
@@ -190,7 +295,7 @@ func TestPipelineAttestationRateLimit(t *testing.T) {
 
 func TestQuoteLimiter(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	l := newQuoteLimiter(2) // 2 per second host-wide, bursts of 2; 1 per second per credential
+	l := newQuoteLimiter(2, "credential") // 2 per second host-wide, bursts of 2; 1 per second per credential
 	for i, tc := range []struct {
 		at   time.Duration
 		who  string
@@ -221,7 +326,7 @@ func TestQuoteLimiter(t *testing.T) {
 		t.Errorf("%d credentials kept after 10,000 asked, want at most twice the rate + 1", n)
 	}
 	// A credential's burst is half the host's.
-	l = newQuoteLimiter(10)
+	l = newQuoteLimiter(10, "credential")
 	for i := range 6 {
 		if err := l.take("a", t0); (err == nil) != (i < 5) {
 			t.Errorf("take %d of a burst at rate 10: %v", i, err)

@@ -14,7 +14,7 @@
 //	GET    /healthz                      200 while the process runs
 //	GET    /readyz                       200 when the backend can serve, else 503
 //	GET    /metrics                      Prometheus metrics
-//	GET    /v1/attestation               the boot evidence (no credential)
+//	GET    /v1/attestation[?nonce=<hex>] the boot evidence, fresh with a nonce (no credential)
 //	GET    /v1/pricing                   the signed price list of a billing host (no credential)
 //	GET    /v1/accounts/{account}        an escrow account's totals (its client only)
 //	GET    /v1/accounts/{account}/receipts?from=&limit=   its receipts (its client only)
@@ -137,13 +137,17 @@
 //
 // # Attestation
 //
-// With Config.Attestation set, GET /v1/attestation answers the boot evidence and
-// GET /v1/pipelines/{id}/attestation?nonce=<hex> pipeline evidence, both as the JSON of
-// attest.Evidence. The nonce is hex of 16 to 64 bytes the client chose (400 otherwise);
-// an unknown pipeline is a 404. Pipeline evidence takes a fresh quote, so at most
-// Config.MaxQuotesPerSecond are taken per second host-wide, and at most half of those
-// by one credential (an API key, a Telegram user, an escrow), so that no client can
-// spend the quotes others need; over either the answer is 429 with Retry-After.
+// With Config.Attestation set, GET /v1/attestation answers the boot evidence,
+// GET /v1/attestation?nonce=<hex> fresh boot evidence (a quote taken now that binds the
+// nonce too), and GET /v1/pipelines/{id}/attestation?nonce=<hex> pipeline evidence, all
+// as the JSON of attest.Evidence. The nonce is hex of 16 to 64 bytes the client chose
+// (400 otherwise); an unknown pipeline is a 404. Pipeline evidence takes a fresh quote,
+// so at most Config.MaxQuotesPerSecond are taken per second host-wide, and at most half
+// of those by one credential (an API key, a Telegram user, an escrow), so that no
+// client can spend the quotes others need; over either the answer is 429 with
+// Retry-After. Fresh boot evidence needs no credential: it has a budget of its own, the
+// same rate host-wide and half of it per client address (the connection's peer, never
+// a header), so that it cannot spend pipeline evidence's.
 //
 // Every chat response is then signed with the attested host key over
 // attest.SignedResponse: the sha256 of the request body as sent, the sha256 of the

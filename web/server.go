@@ -61,7 +61,9 @@ type Config struct {
 	// MaxQuotesPerSecond bounds the fresh quotes of pipeline evidence, host-wide
 	// (quotes are slow on TDX); bursts may reach the same number. One credential gets
 	// at most half of that rate and burst (a burst of at least one), so that no client
-	// can take them all.
+	// can take them all. Fresh boot evidence (GET /v1/attestation?nonce=), which needs
+	// no credential, has a budget of its own of the same rate, half of it per client
+	// address: the host takes at most twice this many quotes per second.
 	// Default 2.
 	MaxQuotesPerSecond int
 
@@ -120,8 +122,11 @@ type Server struct {
 	uploads chan struct{} // one per upload being received
 	bare    *host.Pipeline
 	metrics *metrics
-	quotes  *quoteLimiter
-	models  *modelWindows
+	quotes  *quoteLimiter // pipeline evidence's, per credential
+	// bootQuotes is fresh boot evidence's, per client address: a budget of its own, so
+	// that the unauthenticated route cannot spend pipeline evidence's.
+	bootQuotes *quoteLimiter
+	models     *modelWindows
 	// billing is the chat path's billing layer, free when the host does not bill.
 	billing biller
 	// observeLoad gets the slots in use after each change: the pricer's load.
@@ -203,7 +208,8 @@ func New(cfg Config) (*Server, error) {
 		uploads:     make(chan struct{}, cfg.MaxUploads),
 		bare:        bare,
 		metrics:     newMetrics(),
-		quotes:      newQuoteLimiter(cfg.MaxQuotesPerSecond),
+		quotes:      newQuoteLimiter(cfg.MaxQuotesPerSecond, "credential"),
+		bootQuotes:  newQuoteLimiter(cfg.MaxQuotesPerSecond, "client address"),
 		models:      &modelWindows{backend: cfg.Backend},
 		billing:     free{},
 		observeLoad: func(int, int) {},
