@@ -554,6 +554,8 @@ func checkFreshness(r *Report, evNonce []byte, opts EvidenceOptions) []byte {
 	case opts.Nonce == nil:
 		r.add("warn", name, value, "the evidence answers nonce %x, which this client did not send, so not fresh: it shows the host ran when someone asked, not now", evNonce)
 		return evNonce
+	case evNonce == nil:
+		r.add("fail", name, "", "the evidence answers no nonce, not the fresh nonce %x this client sent: a replayed quote, or a host that ignores nonces", opts.Nonce)
 	case !bytes.Equal(evNonce, opts.Nonce):
 		r.add("fail", name, value, "the evidence answers nonce %x, not the fresh nonce %x this client sent: a replayed or substituted quote", evNonce, opts.Nonce)
 	case opts.Archived:

@@ -99,7 +99,7 @@ func newBillingHost(t *testing.T, chain *tonemu.Chain, measured ...[]attest.Even
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := []attest.Event{attest.SettlementKeyEvent(h.key.Public().(ed25519.PublicKey))}
+	events := []attest.Event{attest.SettlementKeyEvent(h.key.Public().(ed25519.PublicKey)), attest.SettlementKeyOriginEvent(attest.SettlementKeyGenerated)}
 	if len(measured) > 0 {
 		events = measured[0]
 	}
@@ -401,7 +401,7 @@ func TestChannelOpenRefusesUnattestedKeys(t *testing.T) {
 		trusted  bool
 		stderr   string
 	}{
-		{"another key measured", []attest.Event{attest.SettlementKeyEvent(other)}, true, "but its attestation measures settlement key " + hex.EncodeToString(other)},
+		{"another key measured", []attest.Event{attest.SettlementKeyEvent(other), attest.SettlementKeyOriginEvent(attest.SettlementKeyGenerated)}, true, "but its attestation measures settlement key " + hex.EncodeToString(other)},
 		{"no key measured", nil, true, "measures no settlement key at boot"},
 		{"attestation not trusted", nil, false, "FAIL evidence mode"},
 	}

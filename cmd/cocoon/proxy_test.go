@@ -227,7 +227,7 @@ func TestProxyRefusesToStart(t *testing.T) {
 		{"sim not trusted", []string{"--host", url, "--pipeline", id}, 1,
 			"refusing to proxy to " + url + ", which does not verify: boot evidence: quote signature chain: "},
 		{"another sim root", []string{"--host", url, "--pipeline", id, "--trust-sim-root", otherRoot}, 1,
-			"boot evidence: quote signature chain: quote: certificate chain does not lead to a trusted root"},
+			"boot evidence: quote signature chain: not signed by the given simulator root"},
 		{"module not run", []string{"--host", url, "--pipeline", id, "--trust-sim-root", root, "--expect-module", moduleA}, 1,
 			"pipeline evidence: expected modules: the pipeline does not run " + moduleA},
 		{"unknown pipeline", []string{"--host", url, "--pipeline", strings.Repeat("ee", 32), "--trust-sim-root", root}, 1, "the host refused (404 Not Found)"},

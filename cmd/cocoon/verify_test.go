@@ -27,17 +27,21 @@ import (
 )
 
 // attestHost serves evidence as a host does: a Sim whose RTMR3 carries a sealed event
-// log, a host key and a TLS key, boot evidence at /v1/attestation and pipeline evidence
-// over the client's nonce at /v1/pipelines/{id}/attestation. tamper, when set, may
-// change the pipeline evidence before it is served.
+// log, a host key and a TLS key, boot evidence at /v1/attestation (over the client's
+// nonce when it sends one) and pipeline evidence over the client's nonce at
+// /v1/pipelines/{id}/attestation. tamper and tamperBoot, when set, may change the
+// pipeline or the boot evidence before it is served; pipelineRequests counts the
+// requests for pipeline evidence.
 type attestHost struct {
-	sim      *attest.Sim
-	log      *attest.Log
-	hostKey  ed25519.PublicKey
-	tlsSPKI  []byte
-	manifest *host.Manifest
-	rootPath string
-	tamper   func(ev *attest.Evidence)
+	sim              *attest.Sim
+	log              *attest.Log
+	hostKey          ed25519.PublicKey
+	tlsSPKI          []byte
+	manifest         *host.Manifest
+	rootPath         string
+	tamper           func(ev *attest.Evidence)
+	tamperBoot       func(ev *attest.Evidence)
+	pipelineRequests int
 }
 
 var (
@@ -93,7 +97,15 @@ func (h *attestHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/v1/attestation":
 		rd, err = attest.BootReportData(h.hostKey, h.tlsSPKI, h.log.Digest())
+		if r.URL.Query().Has("nonce") {
+			if ev.Nonce, err = hex.DecodeString(r.URL.Query().Get("nonce")); err != nil {
+				http.Error(w, err.Error(), 400)
+				return
+			}
+			rd, err = attest.FreshBootReportData(ev.Nonce, h.hostKey, h.tlsSPKI, h.log.Digest())
+		}
 	case "/v1/pipelines/" + h.manifest.ID() + "/attestation":
+		h.pipelineRequests++
 		if ev.Nonce, err = hex.DecodeString(r.URL.Query().Get("nonce")); err != nil {
 			http.Error(w, err.Error(), 400)
 			return
@@ -114,6 +126,9 @@ func (h *attestHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.tamper != nil && ev.PipelineID != "" {
 		h.tamper(&ev)
+	}
+	if h.tamperBoot != nil && ev.PipelineID == "" {
+		h.tamperBoot(&ev)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(ev)
@@ -173,7 +188,7 @@ func TestVerify(t *testing.T) {
 		{"boot evidence, sim trusted", trust, nil, 0, "ok   quote signature chain: ", ""},
 		{"sim evidence without trust", []string{"--host", url}, nil, 1, "FAIL evidence mode: simulated evidence, refused", "verification failed"},
 		{"another sim root", []string{"--host", url, "--trust-sim-root", filepath.Join(otherRoot, attest.SimRootFile)}, nil, 1,
-			"FAIL quote signature chain: quote: certificate chain does not lead to a trusted root", ""},
+			"FAIL quote signature chain: not signed by the given simulator root, nor by Intel's: quote: certificate chain does not lead to a trusted root", ""},
 		{"pipeline", append(trust, "--pipeline", id, "--expect-module", moduleA, "--expect-module", moduleB), nil, 0,
 			"ok   nonce: the evidence answers the fresh nonce", ""},
 		{"pinned policy with its sim root", []string{"--host", url, "--policy", pinned, "--pipeline", id}, nil, 0, "ok   MRTD: ", ""},
@@ -253,7 +268,14 @@ func ratlsHosts(t *testing.T, serve func(hosts []*attest.Host) *attest.Host) (st
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/attestation":
-			json.NewEncoder(w).Encode(serve(hosts).BootEvidence())
+			ev := serve(hosts).BootEvidence()
+			if nonce, err := hex.DecodeString(r.URL.Query().Get("nonce")); err == nil && len(nonce) > 0 {
+				if ev, err = serve(hosts).FreshBootEvidence(r.Context(), nonce); err != nil {
+					http.Error(w, err.Error(), 400)
+					return
+				}
+			}
+			json.NewEncoder(w).Encode(ev)
 		case "/v1/pipelines":
 			io.WriteString(w, `{"data":[]}`)
 		default:
@@ -286,7 +308,7 @@ func TestVerifyRATLS(t *testing.T) {
 		{"verify, sim not trusted", []string{"verify", "--host", url}, 1, "",
 			"refusing the host at " + url + ": RA-TLS: the certificate's evidence does not verify: quote signature chain: "},
 		{"verify, another sim root", []string{"verify", "--host", url, "--trust-sim-root", otherRoot}, 1, "",
-			"quote signature chain: quote: certificate chain does not lead to a trusted root"},
+			"quote signature chain: not signed by the given simulator root, nor by Intel's: quote: certificate chain does not lead to a trusted root"},
 		{"verify, evidence served is another host's", []string{"verify", "--host", otherURL, "--trust-sim-root", otherRoot}, 1,
 			"FAIL RA-TLS: the evidence served names other keys", "verification failed"},
 		{"pipelines, sim trusted", []string{"pipelines", "--host", url, "--api-key", "k", "--trust-sim-root", root}, 0, "ID", ""},
