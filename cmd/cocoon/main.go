@@ -6,6 +6,7 @@
 //	                                run a module in the host's own sandbox
 //	cocoon init --lang go|c DIR     scaffold a new module
 //	cocoon push --pre A.wasm --post B.wasm   upload a pipeline to a host, print its id
+//	cocoon pipeline-id --pre A.wasm --model M  compute a pipeline's id locally, as push builds it
 //	cocoon pipelines [show ID]      list a host's pipelines, or print one's manifest
 //	cocoon logs --pipeline ID       the module logs of a pipeline's recent failed requests (its owners)
 //	cocoon chat --pipeline ID [PROMPT]       stream a chat completion through a pipeline
@@ -34,6 +35,7 @@ var commands = []cli.Command{
 	{Name: "run", Summary: "run a module's hook in the host's sandbox", Run: run},
 	{Name: "init", Summary: "scaffold a new module from a template", Run: initModule},
 	{Name: "push", Summary: "upload a pipeline to a host, print its id", Run: push},
+	{Name: "pipeline-id", Summary: "compute a pipeline's id locally, and write its manifest", Run: pipelineID},
 	{Name: "pipelines", Summary: "list a host's pipelines, or show one's manifest", Run: pipelines},
 	{Name: "logs", Summary: "print the module logs of a pipeline's recent failed requests", Run: logs},
 	{Name: "chat", Summary: "chat through a pipeline, streaming the answer", Run: chat},

@@ -82,11 +82,10 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 		if err != nil {
 			return err
 		}
-		switch {
-		case *pipelineID == "":
+		// With --pipeline too, or with --evidence, a pipeline other than the one
+		// expected is verified all the same, so that the report says how it differs.
+		if *pipelineID == "" && *evidenceFile == "" {
 			*pipelineID = m.ID()
-		case *pipelineID != m.ID():
-			return cli.UsageError(fmt.Sprintf("--expect-manifest %s is pipeline %s, not the --pipeline %s", *expectManifest, m.ID(), *pipelineID))
 		}
 		expectCanonical = m.Canonical()
 	}
@@ -193,8 +192,8 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 			return err
 		}
 		reports = append(reports, r)
-	case len(expect) > 0:
-		return cli.UsageError("--expect-module needs --pipeline, and the saved file holds no pipeline evidence")
+	case len(expect) > 0 || expectCanonical != nil:
+		return cli.UsageError("--expect-module and --expect-manifest need pipeline evidence, and the saved file holds none")
 	}
 	for _, r := range reports {
 		if !r.OK() {
