@@ -1,7 +1,9 @@
 package attest
 
 import (
+	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -56,6 +58,22 @@ func (s SavedRequest) NonceBytes() []byte {
 		return nil
 	}
 	return b
+}
+
+// Encode returns s as a saved evidence file: compact JSON without HTML escaping, so
+// that every evidence keeps the bytes its quote covers. An indenting or HTML-escaping
+// encoder (json.MarshalIndent, or json.Marshal with a config holding "<" or "&") would
+// rewrite a pipeline's canonical manifest, whose sha256 is the pipeline id, and the
+// saved evidence would no longer verify. It fails only for an Evidence that cannot be
+// encoded at all (a raw member that is not JSON).
+func (s *SavedEvidence) Encode() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // ParseSavedEvidence decodes a saved evidence file strictly: at most

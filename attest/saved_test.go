@@ -47,6 +47,40 @@ func TestSavedEvidenceVerifiesLater(t *testing.T) {
 	}
 }
 
+// Encode keeps a pipeline's canonical manifest byte for byte, even when a config holds
+// what an HTML-escaping or indenting encoder rewrites, so the saved file still verifies.
+func TestSavedEvidenceEncodeKeepsManifestBytes(t *testing.T) {
+	h := newTestHost(t)
+	manifest := []byte(`{"abi_version":1,"model":"m","pre":[{"module":"` + testModuleA + `","config":{"mask":"<b>&amp;</b>"},"limits":` + testLimits + `}],"post":[]}`)
+	nonce := testNonce(9)
+	s := savedTestEvidence(t, h)
+	ev := h.pipeline(t, manifest, nonce)
+	ev.Manifest = manifest // as a host serves it (web.writeJSON does not escape HTML); the test host's round trip does
+	s.Pipeline = &SavedRequest{PipelineID: pipelineIDOf(manifest), Nonce: hex.EncodeToString(nonce), Evidence: ev}
+	indented, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	encoded, err := s.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		file []byte
+		ok   bool
+	}{{"Encode", encoded, true}, {"json.MarshalIndent", indented, false}} {
+		back, err := ParseSavedEvidence(tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := EvidenceOptions{SimRoot: h.sim.Root(), PipelineID: back.Pipeline.PipelineID, Nonce: back.Pipeline.NonceBytes(), Archived: true, Now: back.FetchedAt}
+		if r := mustVerify(t, back.Pipeline.Evidence, pinnedPolicy(), opts); r.OK() != tt.ok {
+			t.Errorf("%s: saved pipeline evidence verifies %t, want %t:\n%s", tt.name, r.OK(), tt.ok, r)
+		}
+	}
+}
+
 func TestParseSavedEvidenceRefuses(t *testing.T) {
 	h := newTestHost(t)
 	good, err := json.Marshal(savedTestEvidence(t, h))

@@ -142,7 +142,11 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 				if fetched.saved.Boot.Evidence.Quote == nil {
 					return
 				}
-				if werr := writeJSONFile(*saveEvidence, fetched.saved); werr != nil && err == nil {
+				b, werr := fetched.saved.Encode()
+				if werr == nil {
+					werr = os.WriteFile(*saveEvidence, b, 0o644)
+				}
+				if werr != nil && err == nil {
 					err = fmt.Errorf("--save-evidence: %w", werr)
 				}
 			}()

@@ -63,6 +63,7 @@ func newAttestHost(t *testing.T) (*attestHost, string) {
 		attest.SandboxPolicyEvent(sha256.Sum256([]byte("sandbox"))),
 		attest.BackendEvent("embedded"),
 		attest.ModelEvent("sha256:" + strings.Repeat("cc", 32)),
+		attest.SealingEvent(attest.SealingSim),
 		attest.SealEvent(),
 	} {
 		if err := h.log.Append(e); err != nil {
@@ -326,4 +327,174 @@ func TestVerifyRATLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The reviewer's flags of issue 11, each against the attack or mistake it stops: a
+// policy written from a verified host passes --strict, an open policy or stale boot
+// evidence fails it; --json reports what the text does; saved evidence verifies again
+// offline, not fresh, and fails when altered; a host whose boot evidence fails is asked
+// nothing more; a host that ignores the client's boot nonce fails.
+func TestVerifyReviewerFlags(t *testing.T) {
+	h, url := newAttestHost(t)
+	id := h.manifest.ID()
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.json")
+	saved := filepath.Join(dir, "saved.json")
+	trust := []string{"verify", "--host", url, "--trust-sim-root", h.rootPath}
+	run := func(t *testing.T, wantCode int, args ...string) (stdout, stderr string) {
+		t.Helper()
+		code, stdout, stderr := cocoon(t, "", args...)
+		if code != wantCode {
+			t.Fatalf("cocoon %s: exit %d, want %d\nstdout:\n%s\nstderr: %s", strings.Join(args, " "), code, wantCode, stdout, stderr)
+		}
+		return stdout, stderr
+	}
+	must := func(t *testing.T, out string, parts ...string) {
+		t.Helper()
+		for _, p := range parts {
+			if !strings.Contains(out, p) {
+				t.Errorf("output lacks %q:\n%s", p, out)
+			}
+		}
+	}
+
+	// --write-policy, then --strict with it.
+	stdout, _ := run(t, 0, append(trust, "--write-policy", policy)...)
+	must(t, stdout, "wrote "+policy+": a policy that pins everything this host measured")
+	p, err := attest.LoadPolicy(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.MRTD) != 1 || len(p.HostBinary) != 1 || len(p.SandboxPolicy) != 1 || len(p.Backends) != 1 || len(p.TDAttributes) != 1 || p.TrustSimRoot == "" {
+		t.Errorf("the written policy does not pin everything: %+v", p)
+	}
+	expected := filepath.Join(dir, "manifest.json")
+	if err := os.WriteFile(expected, h.manifest.Canonical(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	strictOK, _ := run(t, 0, "verify", "--host", url, "--policy", policy, "--strict", "--expect-manifest", expected)
+	must(t, strictOK, "ok   strict: every measurement is pinned")
+
+	// Saved while verifying under strict, re-verified offline below.
+	run(t, 0, "verify", "--host", url, "--policy", policy, "--pipeline", id, "--save-evidence", saved)
+
+	h.tamperBoot = func(ev *attest.Evidence) { ev.HostKey, _, _ = ed25519.GenerateKey(nil) }
+	run(t, 1, append(trust, "--write-policy", filepath.Join(dir, "not-written.json"))...)
+	if _, err := os.Stat(filepath.Join(dir, "not-written.json")); !os.IsNotExist(err) {
+		t.Errorf("--write-policy wrote a policy from evidence that failed: %v", err)
+	}
+	h.pipelineRequests = 0
+	stdout, _ = run(t, 1, append(trust, "--pipeline", id)...)
+	must(t, stdout, "FAIL REPORTDATA binding", "pipeline evidence of "+id+": not asked for: the host's boot evidence failed")
+	if h.pipelineRequests != 0 {
+		t.Errorf("%d requests for pipeline evidence after the boot evidence failed", h.pipelineRequests)
+	}
+	// A host that serves its boot quote whatever nonce the client sends: stale.
+	h.tamperBoot = func(ev *attest.Evidence) {
+		rd, err := attest.BootReportData(h.hostKey, h.tlsSPKI, h.log.Digest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Nonce = nil
+		if ev.Quote, err = h.sim.Quote(context.Background(), rd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stdout, _ = run(t, 1, trust...)
+	must(t, stdout, "FAIL nonce: the evidence answers no nonce, not the fresh nonce")
+	h.tamperBoot = nil
+
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr string
+	}{
+		{"strict, open policy", append(trust, "--strict"), 1, []string{"FAIL strict: not pinned or not checked: TCB status, MRTD, RTMR0"}, "verification failed"},
+		{"strict, boot evidence without a nonce", []string{"verify", "--host", url, "--policy", policy, "--strict", "--boot-nonce=false"}, 1,
+			[]string{"warn nonce: none, so not fresh", "FAIL strict: "}, ""},
+		{"strict, no expected pipeline", []string{"verify", "--host", url, "--policy", policy, "--strict", "--pipeline", id}, 1,
+			[]string{"FAIL strict: not pinned or not checked: expected modules"}, ""},
+		{"strict, modules but no manifest expected", []string{"verify", "--host", url, "--policy", policy, "--strict", "--pipeline", id, "--expect-module", moduleA}, 1,
+			[]string{"FAIL strict: not pinned or not checked: expected manifest"}, ""},
+		{"no boot nonce, not strict", []string{"verify", "--host", url, "--policy", policy, "--boot-nonce=false"}, 0,
+			[]string{"warn nonce: "}, ""},
+		{"strict with write-policy", append(trust, "--strict", "--write-policy", policy), 2, nil, "write the policy first"},
+		{"saved evidence, offline", []string{"verify", "--evidence", saved, "--policy", policy}, 0,
+			[]string{"boot evidence of " + url + ", fetched ", "pipeline evidence of " + id, "warn nonce: "}, ""},
+		{"saved evidence, strict", []string{"verify", "--evidence", saved, "--policy", policy, "--strict"}, 1,
+			[]string{"FAIL strict: "}, ""},
+		{"saved evidence, another pipeline", []string{"verify", "--evidence", saved, "--policy", policy, "--pipeline", strings.Repeat("ee", 32)}, 1,
+			nil, "holds no evidence of pipeline " + strings.Repeat("ee", 32)},
+		{"saved evidence with a host", []string{"verify", "--evidence", saved, "--host", url}, 2, nil, "takes no --host"},
+		{"saved evidence, online collateral", []string{"verify", "--evidence", saved, "--collateral", "online"}, 2, nil, "give --collateral FILE, not online"},
+		{"saved evidence, missing", []string{"verify", "--evidence", filepath.Join(dir, "none.json")}, 1, nil, "--evidence: open "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr := run(t, tt.code, tt.args...)
+			must(t, stdout, tt.stdout...)
+			must(t, stderr, tt.stderr)
+		})
+	}
+
+	t.Run("altered saved evidence", func(t *testing.T) {
+		var s attest.SavedEvidence
+		b, err := os.ReadFile(saved)
+		if err == nil {
+			err = json.Unmarshal(b, &s)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := host.ParseManifest([]byte(`{"abi_version":1,"model":"m","pre":[{"module":"` + moduleA + `","config":{"off":true}}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Pipeline.Evidence.Manifest = other.Canonical()
+		altered := filepath.Join(t.TempDir(), "altered.json")
+		b, err = s.Encode()
+		if err == nil {
+			err = os.WriteFile(altered, b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, _ := run(t, 1, "verify", "--evidence", altered, "--policy", policy)
+		must(t, stdout, "FAIL pipeline id: the manifest served hashes to "+other.ID())
+	})
+
+	t.Run("json", func(t *testing.T) {
+		stdout, stderr := run(t, 0, "verify", "--host", url, "--policy", policy, "--strict", "--json", "--expect-manifest", expected)
+		lines := strings.Split(strings.TrimSpace(stdout), "\n")
+		if len(lines) != 2 || stderr != "" {
+			t.Fatalf("want two lines of JSON and nothing on stderr, got:\n%s\nstderr: %s", stdout, stderr)
+		}
+		for i, kind := range []string{"boot", "pipeline"} {
+			var r struct {
+				Format            string
+				CheckedAt         string `json:"checked_at"`
+				OK, Strict, Fresh bool
+				Evidence          struct{ Kind, Mode string }
+				TD                struct{ MRTD, TDAttributes string } `json:"td"`
+				Events            []struct{ Type, Value string }
+				Manifest          json.RawMessage
+				Checks            []struct{ Name, Verdict, Detail, Value string }
+			}
+			if err := json.Unmarshal([]byte(lines[i]), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Format != attest.ReportFormat || r.CheckedAt == "" || !r.OK || !r.Strict || !r.Fresh || r.Evidence.Kind != kind || r.Evidence.Mode != attest.ModeSim ||
+				r.TD.MRTD != hex.EncodeToString(attest.SimMRTD[:]) || len(r.Events) != 7 || r.Events[3].Value != "embedded" {
+				t.Errorf("%s report: %s", kind, lines[i])
+			}
+			if (kind == "pipeline") != (string(r.Manifest) == string(h.manifest.Canonical())) {
+				t.Errorf("%s report: manifest %s", kind, r.Manifest)
+			}
+			if last := r.Checks[len(r.Checks)-1]; last.Name != "strict" || last.Verdict != "ok" {
+				t.Errorf("%s report: last check %+v", kind, last)
+			}
+		}
+	})
 }
