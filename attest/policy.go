@@ -110,7 +110,8 @@ type Policy struct {
 	SandboxPolicy []string `json:"sandbox_policy,omitempty"`
 	// Backends lists the accepted backends, exactly as the backend event measures them:
 	// "embedded", "plugin", or "openai " and the URL prompts are sent to. A backend
-	// outside the TD (see BackendInsideTD) is refused unless it is listed here.
+	// outside the TD (anything but embedded, plugin, a loopback URL or a unix socket) is
+	// refused unless it is listed here.
 	Backends []string `json:"backends,omitempty"`
 	// Models lists the accepted model identities, as the model event measures them
 	// ("sha256:<hex>" of the model file for the embedded engine).

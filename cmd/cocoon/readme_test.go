@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/host"
+)
+
+// readmeBlock returns the lines of the fenced block that follows marker in the
+// repository's README.md.
+func readmeBlock(t *testing.T, marker string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), marker)
+	if !ok {
+		t.Fatalf("README.md has no %q", marker)
+	}
+	lines := strings.Split(after, "\n")
+	var block []string
+	in := false
+	for _, line := range lines[1:] {
+		switch {
+		case !in && strings.HasPrefix(line, "```"):
+			in = true
+		case in && strings.HasPrefix(line, "```"):
+			return block
+		case in:
+			block = append(block, line)
+		}
+	}
+	t.Fatalf("README.md: no closed fenced block after %q", marker)
+	return nil
+}
+
+// The README's example commands of "Verifying a host", run as written against a
+// simulated host that serves the example's pipeline: each must succeed, and the JSON
+// report must say strict and fresh.
+func TestReadmeVerifyExample(t *testing.T) {
+	h, url := newAttestHost(t)
+	pii := examplePlugin(t, "pii-redactor/go/pii-redactor.wasm")
+	wasm, err := os.ReadFile(pii)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := `{"roles": ["user", "system"]}`
+	if h.manifest, err = host.ParseManifest([]byte(`{"abi_version":1,"model":"stories260K","pre":[{"module":"` + host.HashOf(wasm) + `","config":` + config + `}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, content := range map[string][]byte{"redactor.wasm": wasm, "redactor.json": []byte(config)} {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	example := readmeBlock(t, "<!-- verify-example:")
+	t.Chdir(dir)
+	vars := strings.NewReplacer("$HOST", url, "$SIM_ROOT", h.rootPath)
+	ran := 0
+	for _, line := range example {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		command, redirect, _ := strings.Cut(vars.Replace(line), " > ")
+		args := strings.Fields(command)
+		if args[0] != "cocoon" {
+			t.Fatalf("README line %q: not a cocoon command", line)
+		}
+		var stdout, stderr bytes.Buffer
+		if code := runCommand(args[1:], strings.NewReader(""), &stdout, &stderr); code != 0 {
+			t.Fatalf("README line %q: exit %d\nstdout:\n%s\nstderr: %s", line, code, stdout.String(), stderr.String())
+		}
+		if redirect != "" {
+			if err := os.WriteFile(strings.TrimSpace(redirect), stdout.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ran++
+	}
+	if ran < 6 {
+		t.Fatalf("ran %d README commands, want the 6 of the example", ran)
+	}
+	report, err := os.ReadFile("report.json")
+	if err != nil || !strings.Contains(string(report), `"format":"cocoon-verify-report/v1","ok":true,"strict":true,"fresh":true`) {
+		t.Errorf("report.json %v:\n%s", err, report)
+	}
+}
+
+// The README's example policy is a valid policy.
+func TestReadmePolicyExample(t *testing.T) {
+	p, err := attest.ParsePolicy([]byte(strings.Join(readmeBlock(t, "<!-- policy-example:"), "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.MRTD) != 1 || len(p.Backends) != 1 || len(p.TDAttributes) != 1 || p.MinTCBStatus != attest.TCBUpToDate {
+		t.Errorf("README policy parsed as %+v", p)
+	}
+}
