@@ -263,13 +263,18 @@ func (h *Host) FreshBootEvidence(ctx context.Context, nonce []byte) (Evidence, e
 	if err != nil {
 		return Evidence{}, err
 	}
+	return h.quoted(ctx, rd, nonce, "fresh boot")
+}
+
+// quoted returns the boot evidence's log and keys with a fresh quote over rd and the
+// client's nonce; what names the quote in its error.
+func (h *Host) quoted(ctx context.Context, rd [64]byte, nonce []byte, what string) (Evidence, error) {
 	quote, err := h.provider.Quote(ctx, rd)
 	if err != nil {
-		return Evidence{}, fmt.Errorf("attest: fresh boot quote: %w", err)
+		return Evidence{}, fmt.Errorf("attest: %s quote: %w", what, err)
 	}
 	e := h.BootEvidence()
-	e.Quote = quote
-	e.Nonce = bytes.Clone(nonce)
+	e.Quote, e.Nonce = quote, bytes.Clone(nonce)
 	return e, nil
 }
 
@@ -284,15 +289,12 @@ func (h *Host) PipelineEvidence(ctx context.Context, nonce, manifest []byte) (Ev
 	if err != nil {
 		return Evidence{}, err
 	}
-	quote, err := h.provider.Quote(ctx, rd)
+	e, err := h.quoted(ctx, rd, nonce, "pipeline")
 	if err != nil {
-		return Evidence{}, fmt.Errorf("attest: pipeline quote: %w", err)
+		return Evidence{}, err
 	}
-	e := h.BootEvidence()
-	e.Quote = quote
 	e.PipelineID = fmt.Sprintf("%x", hash)
 	e.Manifest = append(json.RawMessage(nil), manifest...)
-	e.Nonce = append([]byte(nil), nonce...)
 	return e, nil
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,13 +18,7 @@ func TestPipelineIDMatchesPush(t *testing.T) {
 	pii := examplePlugin(t, "pii-redactor/go/pii-redactor.wasm")
 	guard := examplePlugin(t, "output-guard/c/output-guard.wasm")
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return writeTestFile(t, dir, name, content) }
 	guardConfig := write("guard.json", `{"words": ["the"], "replacement": "***"}`)
 	limits := write("limits.json", `{"memory_pages": 64, "time_ms": 500}`)
 	unknownLimit := write("unknown-limit.json", `{"memory": 64}`)
@@ -84,11 +77,7 @@ func TestPipelineIDMatchesPush(t *testing.T) {
 // pipeline-id pins its config too and fails, saying what differs.
 func TestExpectManifestRefusesDisablingConfig(t *testing.T) {
 	h, url := newAttestHost(t)
-	pii := examplePlugin(t, "pii-redactor/go/pii-redactor.wasm")
-	wasm, err := os.ReadFile(pii)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pii, wasm := exampleRedactor(t)
 	redactor := host.HashOf(wasm)
 	dir := t.TempDir()
 	expected := filepath.Join(dir, "expected.json")

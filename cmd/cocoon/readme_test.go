@@ -45,21 +45,15 @@ func readmeBlock(t *testing.T, marker string) []string {
 // report must say strict and fresh.
 func TestReadmeVerifyExample(t *testing.T) {
 	h, url := newAttestHost(t)
-	pii := examplePlugin(t, "pii-redactor/go/pii-redactor.wasm")
-	wasm, err := os.ReadFile(pii)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, wasm := exampleRedactor(t)
 	config := `{"roles": ["user", "system"]}`
+	var err error
 	if h.manifest, err = host.ParseManifest([]byte(`{"abi_version":1,"model":"stories260K","pre":[{"module":"` + host.HashOf(wasm) + `","config":` + config + `}]}`)); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	for name, content := range map[string][]byte{"redactor.wasm": wasm, "redactor.json": []byte(config)} {
-		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeTestFile(t, dir, "redactor.wasm", string(wasm))
+	writeTestFile(t, dir, "redactor.json", config)
 	example := readmeBlock(t, "<!-- verify-example:")
 	t.Chdir(dir)
 	vars := strings.NewReplacer("$HOST", url, "$SIM_ROOT", h.rootPath)

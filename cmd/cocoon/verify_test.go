@@ -143,13 +143,7 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	writeFile := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	writeFile := func(name, content string) string { return writeTestFile(t, dir, name, content) }
 	rootPEM, err := os.ReadFile(h.rootPath)
 	if err != nil {
 		t.Fatal(err)
@@ -243,6 +237,27 @@ func TestVerify(t *testing.T) {
 	if b, err := os.ReadFile(saved); err != nil || strings.TrimSpace(string(b)) != "{}" {
 		t.Errorf("--save-collateral wrote %q, %v; want an empty collateral", b, err)
 	}
+}
+
+// writeTestFile writes content to dir/name and returns the path.
+func writeTestFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// exampleRedactor returns the path and bytes of the example pii-redactor module.
+func exampleRedactor(t *testing.T) (string, []byte) {
+	t.Helper()
+	path := examplePlugin(t, "pii-redactor/go/pii-redactor.wasm")
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, wasm
 }
 
 func jsonString(s string) string {
@@ -368,10 +383,7 @@ func TestVerifyReviewerFlags(t *testing.T) {
 	if len(p.MRTD) != 1 || len(p.HostBinary) != 1 || len(p.SandboxPolicy) != 1 || len(p.Backends) != 1 || len(p.TDAttributes) != 1 || p.TrustSimRoot == "" {
 		t.Errorf("the written policy does not pin everything: %+v", p)
 	}
-	expected := filepath.Join(dir, "manifest.json")
-	if err := os.WriteFile(expected, h.manifest.Canonical(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	expected := writeTestFile(t, dir, "manifest.json", string(h.manifest.Canonical()))
 	strictOK, _ := run(t, 0, "verify", "--host", url, "--policy", policy, "--strict", "--expect-manifest", expected)
 	must(t, strictOK, "ok   strict: every measurement is pinned")
 
