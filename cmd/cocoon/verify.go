@@ -35,7 +35,11 @@ func (m *moduleList) Set(v string) error {
 // a random nonce, verifies them against the policy and prints one line per check. It
 // fails (exit 1) when any check fails.
 func verify(args []string, _ io.Reader, stdout, stderr io.Writer) (err error) {
+	if wantsWeb(args) {
+		return verifyWeb(args, stdout, stderr)
+	}
 	fs := cli.NewFlagSet("cocoon", `verify [--host URL] [--pipeline ID] [--expect-module sha256:...]... [--policy FILE] [--collateral FILE] [--trust-sim-root FILE]
+       cocoon verify --web [--host URL] [--listen ADDR]: the reviewer's page, verifying in your browser (see --web --help)
 
 Verifies a host's attestation evidence: the TDX quote's signature chain, its TCB status
 from Intel's collateral (--collateral: cached PCS responses, offline), the measurements

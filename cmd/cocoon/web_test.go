@@ -1,0 +1,432 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/host/backend/embedded"
+	"github.com/cocoonhost/cocoon/web"
+	"github.com/cocoonhost/cocoon/web/page"
+)
+
+// pageTestDir holds the browser driver of the reviewer's page and its pinned npm package.
+var pageTestDir = filepath.Join("..", "..", "web", "page", "e2e")
+
+// reviewedHost runs the real web server as `cocoon-host serve --attest sim` runs it:
+// the embedded engine with stories260K, a simulated TDX whose root it writes to a file,
+// and the example pipeline of `make run` (pii-redactor, then output-guard with its
+// config), pushed with `cocoon push`. It returns the host's URL, the pipeline's id and
+// the simulator root's path.
+func reviewedHost(t *testing.T) (base, pipeline, rootPath string) {
+	t.Helper()
+	ctx := context.Background()
+	engine, err := embedded.New(modelDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { engine.Close() })
+	dir := t.TempDir()
+	sim, err := attest.NewSim(filepath.Join(dir, "attest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ah, err := attest.Boot(ctx, sim, "embedded", "sha256:"+engine.WeightsSHA256(), attest.SealingEvent(attest.SealingSim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sandbox.Close(ctx) })
+	store, err := host.OpenStore(ctx, sandbox, filepath.Join(dir, "modules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"), make([]byte, host.MinRegistryKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := web.New(web.Config{Backend: engine, Sandbox: sandbox, Store: store, Registry: registry,
+		APIKeys: []web.APIKey{{Name: "test", Key: testKey}}, Attestation: ah, MaxQuotesPerSecond: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+
+	guard := filepath.Join(dir, "guard.json")
+	if err := os.WriteFile(guard, []byte(`{"words":["darn","heck"],"replacement":"***"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cocoon(t, "", "push", "--host", ts.URL, "--api-key", testKey,
+		"--pre", examplePlugin(t, "pii-redactor/go/pii-redactor.wasm"),
+		"--post", examplePlugin(t, "output-guard/c/output-guard.wasm")+":"+guard)
+	if code != 0 {
+		t.Fatalf("push: %d %s", code, errOut)
+	}
+	pipeline = strings.TrimSpace(out)
+	if host.CheckHash("sha256:"+pipeline) != nil {
+		t.Fatalf("push printed %q, not a pipeline id", out)
+	}
+	return ts.URL, pipeline, filepath.Join(dir, "attest", attest.SimRootFile)
+}
+
+// tampering serves what target serves, with edit applied to the bodies of the paths
+// for which it returns a changed body; a body it cannot change fails the test, so that
+// a tampering case never passes for want of tampering.
+func tampering(t *testing.T, target string, edit func(path string, body []byte) ([]byte, bool)) string {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), nil)
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if changed, ok := edit(r.URL.Path, body); ok {
+			if bytes.Equal(changed, body) {
+				t.Errorf("tampering %s changed nothing: the test would prove nothing", r.URL.Path)
+			}
+			body = changed
+		}
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		w.Write(body)
+	}))
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+// startWeb runs `cocoon verify --web` with args on a free loopback port until the test
+// ends, and returns the page's URL it printed.
+func startWeb(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	var stderr bytes.Buffer
+	go func() {
+		err := runWeb(ctx, append([]string{"--web", "--listen", "127.0.0.1:0"}, args...), pw, &stderr)
+		pw.CloseWithError(errors.New("cocoon verify --web returned"))
+		done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("cocoon verify --web: %v", err)
+		}
+	})
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	go io.Copy(io.Discard, pr)
+	_, url, found := strings.Cut(strings.TrimSpace(line), ": http://")
+	if err != nil || !found {
+		t.Fatalf("cocoon verify --web printed %q (%v), stderr %s", line, err, stderr.String())
+	}
+	return "http://" + url
+}
+
+// pageScenario is one page visit of web/page/e2e/page.mjs, and what it saw.
+type pageScenario struct {
+	Name        string   `json:"name"`
+	URL         string   `json:"url"`
+	SimRootFile string   `json:"sim_root_file,omitempty"`
+	Pipelines   []string `json:"pipelines,omitempty"`
+	Download    bool     `json:"download,omitempty"`
+}
+
+type pageVisit struct {
+	Name         string     `json:"name"`
+	Errors       []string   `json:"errors"`
+	Failure      string     `json:"failure"`
+	LoadMS       int        `json:"loadMs"`
+	Initial      *pageShown `json:"initial"`
+	Final        *pageShown `json:"final"`
+	Download     string     `json:"download"`
+	DownloadName string     `json:"downloadName"`
+}
+
+type pageShown struct {
+	State    string      `json:"state"`
+	Status   string      `json:"status"`
+	ServedBy string      `json:"servedBy"`
+	Verifier string      `json:"verifier"`
+	Evidence []shownEvid `json:"evidence"`
+}
+
+type shownEvid struct {
+	Kind        string `json:"kind"`
+	Verdict     string `json:"verdict"`
+	Pipeline    string `json:"pipeline"`
+	VerdictText string `json:"verdictText"`
+	Summary     string `json:"summary"`
+	Prompts     string `json:"prompts"`
+	Events      []struct {
+		Type  string `json:"type"`
+		Value string `json:"value"`
+	} `json:"events"`
+	Modules []struct {
+		Stage  string `json:"stage"`
+		Module string `json:"module"`
+		Config string `json:"config"`
+	} `json:"modules"`
+	Checks []struct {
+		Verdict string `json:"verdict"`
+		Name    string `json:"name"`
+		Detail  string `json:"detail"`
+	} `json:"checks"`
+}
+
+// check returns the verdict of the named check, "" when the page shows none.
+func (e shownEvid) check(name string) string {
+	for _, c := range e.Checks {
+		if c.Name == name {
+			return c.Verdict
+		}
+	}
+	return ""
+}
+
+func (s *pageShown) evidence(kind string) []shownEvid {
+	var out []shownEvid
+	for _, e := range s.Evidence {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// runPage visits the scenarios in Debian's headless Chromium through page.mjs. It fails
+// the test when a tool is missing: CI installs them all (.ci/run), and a browser test
+// that skipped would prove nothing.
+func runPage(t *testing.T, scenarios ...pageScenario) map[string]pageVisit {
+	t.Helper()
+	const setup = "make test installs it (make page; npm ci --prefix web/page/e2e; apt-get install chromium nodejs)"
+	if !page.Built() {
+		t.Fatalf("%v: %s", page.ErrNotBuilt, setup)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not installed: %s", setup)
+	}
+	if _, err := os.Stat(filepath.Join(pageTestDir, "node_modules", "playwright-core", "package.json")); err != nil {
+		t.Fatalf("playwright-core is not installed: %s", setup)
+	}
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		t.Fatalf("Debian's chromium is not installed: %s", setup)
+	}
+	file := filepath.Join(t.TempDir(), "scenarios.json")
+	b, _ := json.Marshal(scenarios)
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "page.mjs", file)
+	cmd.Dir = pageTestDir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node page.mjs: %v\nstderr: %s", err, stderr.Bytes())
+	}
+	var visits []pageVisit
+	if err := json.Unmarshal(stdout.Bytes(), &visits); err != nil {
+		t.Fatalf("page.mjs printed %q: %v\nstderr: %s", stdout.Bytes(), err, stderr.Bytes())
+	}
+	out := map[string]pageVisit{}
+	for _, v := range visits {
+		if v.Failure != "" {
+			t.Errorf("%s: the page did not settle: %s", v.Name, v.Failure)
+		}
+		for _, e := range v.Errors {
+			// The host lists pipelines only to a credential: a page without one is
+			// answered 401, which Chromium logs.
+			if !strings.Contains(e, "status of 401") {
+				t.Errorf("%s: %s", v.Name, e)
+			}
+		}
+		out[v.Name] = v
+	}
+	return out
+}
+
+// TestReviewerPage is a security reviewer's session in a real browser (Debian's
+// headless Chromium): the page served by the host and the same page served by
+// `cocoon verify --web` verify the host in the browser with the Go verifier compiled to
+// WebAssembly; simulated evidence fails until its root is given; the page shows the
+// measured events, where prompts go and the example pipeline's manifest with its module
+// hashes and configs; the download button yields the evidence bytes as the host served
+// them; and evidence altered on its way (one byte of the event log, one word of a
+// module's config in the manifest) is shown as failed.
+func TestReviewerPage(t *testing.T) {
+	base, pipeline, rootPath := reviewedHost(t)
+	eventLogFlipped := tampering(t, base, func(path string, body []byte) ([]byte, bool) {
+		// The backend event's data, "embedded" in hex: its last letter made upper case.
+		return bytes.Replace(body, []byte(`"656d626564646564"`), []byte(`"656d626564646544"`), 1), path == "/v1/attestation"
+	})
+	manifestEdited := tampering(t, base, func(path string, body []byte) ([]byte, bool) {
+		// The guard no longer replaces "heck": a config that changes what the
+		// pipeline does, in evidence that is otherwise the host's own.
+		return bytes.Replace(body, []byte(`"heck"`), []byte(`"hack"`), 1), strings.HasSuffix(path, "/attestation") && path != "/v1/attestation"
+	})
+	trust := []string{"--trust-sim-root", rootPath, "--api-key", testKey}
+	local := startWeb(t, append([]string{"--host", base}, trust...)...)
+	visits := runPage(t,
+		pageScenario{Name: "host", URL: base + "/", SimRootFile: rootPath, Pipelines: []string{pipeline}, Download: true},
+		pageScenario{Name: "local", URL: local},
+		pageScenario{Name: "event-log-flipped", URL: startWeb(t, append([]string{"--host", eventLogFlipped}, trust...)...)},
+		pageScenario{Name: "manifest-edited", URL: startWeb(t, append([]string{"--host", manifestEdited}, trust...)...)},
+	)
+
+	// Served by the host, with nothing given: simulated evidence is refused.
+	hostVisit := visits["host"]
+	if hostVisit.Initial == nil || hostVisit.Final == nil {
+		t.Fatalf("host: the page showed nothing: %+v", hostVisit)
+	}
+	boot := hostVisit.Initial.evidence("boot")
+	if len(boot) != 1 || boot[0].Verdict != "fail" || boot[0].check("evidence mode") != "fail" || !strings.Contains(boot[0].VerdictText, "FAILED") {
+		t.Errorf("host, nothing trusted: the page shows %+v, want the boot evidence failed on its evidence mode", boot)
+	}
+	if n := len(hostVisit.Initial.evidence("pipeline")); n != 0 {
+		t.Errorf("host, nothing trusted: %d pipelines verified after a failed boot evidence", n)
+	}
+	if !strings.Contains(hostVisit.Initial.ServedBy, "Served by the host under review") {
+		t.Errorf("host: the page says %q, not that the host served it", hostVisit.Initial.ServedBy)
+	}
+	// With the root given: verified, with what a reviewer must see.
+	checkVerified(t, "host", hostVisit.Final, pipeline)
+	served := get(t, base+"/v1/attestation")
+	if got, _ := base64.StdEncoding.DecodeString(hostVisit.Download); !bytes.Equal(got, served) || hostVisit.DownloadName != "cocoon-boot-evidence.json" {
+		t.Errorf("the download button gave %s of %d bytes, the host serves %d bytes:\n%s\n%s", hostVisit.DownloadName, len(got), len(served), got, served)
+	}
+
+	// Served by cocoon verify --web from this build: trusted root and credential given
+	// on its command line, so the first verification passes, pipelines listed.
+	localVisit := visits["local"]
+	if localVisit.Initial == nil {
+		t.Fatalf("local: the page showed nothing: %+v", localVisit)
+	}
+	checkVerified(t, "local", localVisit.Initial, pipeline)
+	if !strings.Contains(localVisit.Initial.ServedBy, "from your own build") {
+		t.Errorf("local: the page says %q, not that cocoon verify --web served it", localVisit.Initial.ServedBy)
+	}
+	if localVisit.Initial.Verifier != hostVisit.Final.Verifier || !strings.HasPrefix(localVisit.Initial.Verifier, "verifier sha256:") {
+		t.Errorf("the host's page ran %q, the local page %q: the same build must run the same verifier", hostVisit.Final.Verifier, localVisit.Initial.Verifier)
+	}
+
+	// One byte of the event log flipped: the boot evidence fails on its event log,
+	// and no pipeline is verified on a host that failed.
+	flipped := visits["event-log-flipped"]
+	if flipped.Initial == nil {
+		t.Fatalf("event-log-flipped: the page showed nothing: %+v", flipped)
+	}
+	boot = flipped.Initial.evidence("boot")
+	if len(boot) != 1 || boot[0].Verdict != "fail" || boot[0].check("event log") != "fail" || boot[0].check("REPORTDATA binding") != "fail" {
+		t.Errorf("event-log-flipped: the page shows %+v, want the boot evidence failed on its event log", boot)
+	}
+	if n := len(flipped.Initial.evidence("pipeline")); n != 0 || !strings.Contains(flipped.Initial.Status, "do not trust this host") {
+		t.Errorf("event-log-flipped: %d pipelines verified, status %q", n, flipped.Initial.Status)
+	}
+
+	// A module's config edited in the manifest: the boot evidence passes, the
+	// pipeline's fails, on its id and on the quote's binding.
+	edited := visits["manifest-edited"]
+	if edited.Initial == nil {
+		t.Fatalf("manifest-edited: the page showed nothing: %+v", edited)
+	}
+	if boot := edited.Initial.evidence("boot"); len(boot) != 1 || boot[0].Verdict != "ok" {
+		t.Errorf("manifest-edited: the boot evidence, untouched, shows %+v", boot)
+	}
+	pipelines := edited.Initial.evidence("pipeline")
+	if len(pipelines) != 1 || pipelines[0].Verdict != "fail" || pipelines[0].check("pipeline id") != "fail" ||
+		pipelines[0].check("REPORTDATA binding") != "fail" || !strings.Contains(pipelines[0].VerdictText, "FAILED") {
+		t.Errorf("manifest-edited: the page shows %+v, want the pipeline failed on its id and binding", pipelines)
+	}
+	t.Logf("page loaded and verified in %d ms (host) and %d ms (local); in the browser: %s; %s",
+		hostVisit.LoadMS, localVisit.LoadMS, hostVisit.Final.evidence("boot")[0].Summary, hostVisit.Final.evidence("pipeline")[0].Summary)
+}
+
+// checkVerified checks that a page shows the host and the example pipeline verified,
+// with the events, where prompts go, and the manifest's modules and configs.
+func checkVerified(t *testing.T, name string, shown *pageShown, pipeline string) {
+	t.Helper()
+	boot := shown.evidence("boot")
+	if len(boot) != 1 || boot[0].Verdict != "ok" || !strings.Contains(boot[0].VerdictText, "VERIFIED") {
+		t.Fatalf("%s: the boot evidence shows %+v, want it verified; status %q", name, boot, shown.Status)
+	}
+	if boot[0].check("evidence mode") != "ok" || boot[0].check("event log") != "ok" {
+		t.Errorf("%s: checks %+v", name, boot[0].Checks)
+	}
+	var types []string
+	for _, e := range boot[0].Events {
+		types = append(types, e.Type)
+	}
+	if want := "host-binary abi-version sandbox-policy backend model sealing boot-sealed"; strings.Join(types, " ") != want {
+		t.Errorf("%s: the page shows the events %q, want %q", name, types, want)
+	}
+	if !strings.Contains(boot[0].Prompts, "Where prompts go: embedded") {
+		t.Errorf("%s: the page says %q about where prompts go", name, boot[0].Prompts)
+	}
+	var found *shownEvid
+	for _, e := range shown.evidence("pipeline") {
+		if e.Pipeline == pipeline {
+			found = &e
+		}
+	}
+	if found == nil || found.Verdict != "ok" {
+		t.Fatalf("%s: pipeline %s shows %+v, want it verified; status %q", name, pipeline, found, shown.Status)
+	}
+	pre, post := host.HashOf(mustRead(t, examplePlugin(t, "pii-redactor/go/pii-redactor.wasm"))),
+		host.HashOf(mustRead(t, examplePlugin(t, "output-guard/c/output-guard.wasm")))
+	if len(found.Modules) != 2 || found.Modules[0].Module != pre || found.Modules[1].Module != post ||
+		!strings.Contains(found.Modules[1].Config, `"heck"`) || !strings.Contains(found.Modules[1].Config, `"***"`) {
+		t.Errorf("%s: the manifest shows %+v, want %s then %s with the guard's config", name, found.Modules, pre, post)
+	}
+	for _, c := range []string{"pipeline id", "nonce", "REPORTDATA binding", "host key"} {
+		if v := found.check(c); v != "ok" {
+			t.Errorf("%s: pipeline check %q: %q", name, c, v)
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return b
+}
