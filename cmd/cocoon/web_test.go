@@ -151,7 +151,11 @@ type pageScenario struct {
 	URL         string   `json:"url"`
 	SimRootFile string   `json:"sim_root_file,omitempty"`
 	Pipelines   []string `json:"pipelines,omitempty"`
-	Download    bool     `json:"download,omitempty"`
+	// VerifierResultFile holds {"boot": result, "pipeline": result}: the page's
+	// cocoonVerify is replaced by one that returns the first for boot evidence and the
+	// second for pipeline evidence, to see how the page renders a given report.
+	VerifierResultFile string `json:"verifier_result_file,omitempty"`
+	Download           bool   `json:"download,omitempty"`
 }
 
 type pageVisit struct {
@@ -174,12 +178,15 @@ type pageShown struct {
 }
 
 type shownEvid struct {
-	Kind        string `json:"kind"`
-	Verdict     string `json:"verdict"`
-	Pipeline    string `json:"pipeline"`
-	VerdictText string `json:"verdictText"`
-	Summary     string `json:"summary"`
-	Prompts     string `json:"prompts"`
+	Kind        string     `json:"kind"`
+	Verdict     string     `json:"verdict"`
+	Pipeline    string     `json:"pipeline"`
+	VerdictText string     `json:"verdictText"`
+	Summary     string     `json:"summary"`
+	Host        [][]string `json:"host"`
+	TD          [][]string `json:"td"`
+	Manifest    [][]string `json:"manifest"`
+	Prompts     string     `json:"prompts"`
 	Events      []struct {
 		Type  string `json:"type"`
 		Value string `json:"value"`
@@ -188,12 +195,25 @@ type shownEvid struct {
 		Stage  string `json:"stage"`
 		Module string `json:"module"`
 		Config string `json:"config"`
+		Limits string `json:"limits"`
 	} `json:"modules"`
 	Checks []struct {
 		Verdict string `json:"verdict"`
 		Name    string `json:"name"`
+		Value   string `json:"value"`
 		Detail  string `json:"detail"`
 	} `json:"checks"`
+}
+
+// row returns the value of the named row of a two-column table the page shows, and
+// whether there is one.
+func row(rows [][]string, name string) (string, bool) {
+	for _, r := range rows {
+		if len(r) == 2 && r[0] == name {
+			return r[1], true
+		}
+	}
+	return "", false
 }
 
 // check returns the verdict of the named check, "" when the page shows none.
@@ -296,7 +316,9 @@ func TestReviewerPage(t *testing.T) {
 		pageScenario{Name: "local", URL: local},
 		pageScenario{Name: "event-log-flipped", URL: startWeb(t, append([]string{"--host", eventLogFlipped}, trust...)...)},
 		pageScenario{Name: "manifest-edited", URL: startWeb(t, append([]string{"--host", manifestEdited}, trust...)...)},
+		pageScenario{Name: "report-v1", URL: base + "/", Pipelines: []string{pipeline}, VerifierResultFile: writeTemp(t, reportV1Results)},
 	)
+	checkRendersReportV1(t, visits["report-v1"])
 
 	// Served by the host, with nothing given: simulated evidence is refused.
 	hostVisit := visits["host"]
@@ -540,5 +562,95 @@ func TestWebUsage(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.says) {
 			t.Errorf("%q: exit %d, %s; want %d saying %q", tc.args, code, stderr, tc.code, tc.says)
 		}
+	}
+}
+
+func writeTemp(t *testing.T, text string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// reportV1Results are verifier results with every member of the report format
+// cocoon-verify-report/v1 (attest.Report's MarshalJSON): the evidence's claims, the
+// TD's measurements and attributes, the events, the manifest, checks with values and
+// the verdicts ok, skip, warn and fail. The boot evidence passes with a warning; the
+// pipeline's comes from a debug TD whose backend sends prompts out of it.
+const reportV1Results = `{
+ "boot": "{\"report\":{\"format\":\"cocoon-verify-report/v1\",\"ok\":true,\"strict\":false,\"fresh\":true,\"checked_at\":\"2026-12-04T10:00:00Z\",` +
+	`\"evidence\":{\"kind\":\"boot\",\"mode\":\"sim\",\"host_key\":\"1111\",\"tls_key\":\"2222\",\"nonce\":\"3333\"},` +
+	`\"td\":{\"mrtd\":\"a0a0\",\"rtmr0\":\"b0\",\"rtmr1\":\"b1\",\"rtmr2\":\"b2\",\"rtmr3\":\"b3\",\"td_attributes\":\"0000001000000000\",\"xfam\":\"e702060000000000\",` +
+	`\"mr_seam\":\"c0c0\",\"mr_owner\":\"d0d0\",\"mr_config_id\":\"e0e0\",\"mr_owner_config\":\"f0f0\",\"debug\":false,\"tcb_status\":null},` +
+	`\"events\":[{\"type\":\"host-binary\",\"value\":\"sha256:4444\"},{\"type\":\"backend\",\"value\":\"embedded\"}],\"manifest\":null,` +
+	`\"checks\":[{\"name\":\"nonce\",\"verdict\":\"ok\",\"detail\":\"the evidence answers the fresh nonce this client sent\",\"value\":\"3333\"},` +
+	`{\"name\":\"where prompts go\",\"verdict\":\"ok\",\"detail\":\"they stay inside the TD\",\"value\":\"embedded\"},` +
+	`{\"name\":\"MRTD\",\"verdict\":\"skip\",\"detail\":\"any: the policy does not pin it\",\"value\":\"a0a0\"},` +
+	`{\"name\":\"self-measurement\",\"verdict\":\"warn\",\"detail\":\"the policy pins host_binary but not mrtd\"}]}}",
+ "pipeline": "{\"report\":{\"format\":\"cocoon-verify-report/v1\",\"ok\":false,\"strict\":true,\"fresh\":true,` +
+	`\"evidence\":{\"kind\":\"pipeline\",\"mode\":\"sim\",\"host_key\":\"1111\",\"tls_key\":\"2222\",\"nonce\":\"5555\",\"pipeline_id\":\"6666\"},` +
+	`\"td\":{\"mrtd\":\"a0a0\",\"rtmr0\":\"b0\",\"rtmr1\":\"b1\",\"rtmr2\":\"b2\",\"rtmr3\":\"b3\",\"td_attributes\":\"0100000000000000\",\"xfam\":\"e702060000000000\",` +
+	`\"mr_seam\":\"c0c0\",\"mr_owner\":\"d0d0\",\"mr_config_id\":\"e0e0\",\"mr_owner_config\":\"f0f0\",\"debug\":true,\"tcb_status\":\"UpToDate\"},` +
+	`\"events\":[{\"type\":\"backend\",\"value\":\"openai http://203.0.113.7:8000/v1\"}],` +
+	`\"manifest\":{\"abi_version\":1,\"model\":\"stories260K\",\"pre\":[{\"module\":\"sha256:7777\",\"config\":{\"mask\":[]},\"limits\":{\"fuel\":1000}}],\"post\":[]},` +
+	`\"checks\":[{\"name\":\"TD attributes\",\"verdict\":\"fail\",\"detail\":\"DEBUG is set\",\"value\":\"0100000000000000\"},` +
+	`{\"name\":\"where prompts go\",\"verdict\":\"fail\",\"detail\":\"they leave the TD\",\"value\":\"openai http://203.0.113.7:8000/v1\"},` +
+	`{\"name\":\"strict\",\"verdict\":\"fail\",\"detail\":\"warnings\"}]}}"
+}`
+
+// checkRendersReportV1 checks that the page shows every member of reportV1Results: a
+// reviewer sees all a verifier reports, whatever the version of the page.
+func checkRendersReportV1(t *testing.T, visit pageVisit) {
+	t.Helper()
+	if visit.Final == nil {
+		t.Fatalf("report-v1: the page showed nothing: %+v", visit)
+	}
+	boot, pipelines := visit.Final.evidence("boot"), visit.Final.evidence("pipeline")
+	if len(boot) != 1 || len(pipelines) != 1 {
+		t.Fatalf("report-v1: the page shows %d boot and %d pipeline evidence; status %q", len(boot), len(pipelines), visit.Final.Status)
+	}
+	b, p := boot[0], pipelines[0]
+	if b.Verdict != "ok" || !strings.Contains(b.VerdictText, "VERIFIED, with 1 warning") || !strings.Contains(b.Summary, "fresh (") {
+		t.Errorf("report-v1: boot verdict %q %q, summary %q", b.Verdict, b.VerdictText, b.Summary)
+	}
+	for name, want := range map[string]string{"TLS key": "2222", "nonce the evidence answers": "3333", "checked at": "2026-12-04T10:00:00Z", "mode": "sim"} {
+		if got, _ := row(b.Host, name); got != want {
+			t.Errorf("report-v1: boot %s shows %q, want %q (%q)", name, got, want, b.Host)
+		}
+	}
+	if got, _ := row(b.Host, "nonce this page sent"); len(got) != 64 {
+		t.Errorf("report-v1: the boot evidence's request nonce shows %q, want 32 random bytes in hex", got)
+	}
+	for name, want := range map[string]string{"mrtd": "a0a0", "rtmr3": "b3", "td_attributes": "0000001000000000", "xfam": "e702060000000000",
+		"mr_seam": "c0c0", "mr_owner": "d0d0", "mr_config_id": "e0e0", "mr_owner_config": "f0f0", "debug": "false",
+		"tcb_status": "not evaluated: no Intel collateral was given"} {
+		if got, _ := row(b.TD, name); got != want {
+			t.Errorf("report-v1: boot td %s shows %q, want %q", name, got, want)
+		}
+	}
+	verdicts := map[string]string{}
+	for _, c := range b.Checks {
+		verdicts[c.Name] = c.Verdict + " " + c.Value
+	}
+	if verdicts["nonce"] != "ok 3333" || verdicts["MRTD"] != "skip a0a0" || verdicts["self-measurement"] != "warn " {
+		t.Errorf("report-v1: boot checks %+v", b.Checks)
+	}
+	if p.Verdict != "fail" || !strings.Contains(p.VerdictText, "FAILED") || !strings.Contains(p.Summary, "strict mode") {
+		t.Errorf("report-v1: pipeline verdict %q %q, summary %q", p.Verdict, p.VerdictText, p.Summary)
+	}
+	if got, _ := row(p.TD, "debug"); !strings.HasPrefix(got, "true: a debug TD") {
+		t.Errorf("report-v1: a debug TD shows debug %q", got)
+	}
+	if got, _ := row(p.Host, "pipeline"); got != "6666" {
+		t.Errorf("report-v1: the pipeline shows as %q, want the report's", got)
+	}
+	if !strings.Contains(p.Prompts, "openai http://203.0.113.7:8000/v1") || !strings.Contains(p.Prompts, `"where prompts go": fail`) {
+		t.Errorf("report-v1: where prompts go: %q", p.Prompts)
+	}
+	if got, _ := row(p.Manifest, "model"); got != "stories260K" || len(p.Modules) != 1 || p.Modules[0].Module != "sha256:7777" ||
+		!strings.Contains(p.Modules[0].Config, `"mask": []`) || p.Modules[0].Limits != "fuel=1000" {
+		t.Errorf("report-v1: the manifest shows %q, modules %+v", p.Manifest, p.Modules)
 	}
 }

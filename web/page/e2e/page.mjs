@@ -5,9 +5,13 @@
 //   node page.mjs SCENARIOS.json
 //
 // SCENARIOS.json is an array of {"name", "url", "sim_root_file"?, "pipelines"?,
-// "download"?}. For each, the page is opened and its first verification (which runs on
-// load) is read as "initial"; with sim_root_file or pipelines, those are typed into the
-// page's fields, Verify is clicked, and the new result is read as "final"; with
+// "verifier_result_file"?, "download"?}. For each, the page is opened and its first
+// verification (which runs on load) is read as "initial"; with sim_root_file or
+// pipelines, those are typed into the page's fields; with verifier_result_file, the
+// page's cocoonVerify is replaced by one that returns the file's "boot" text for boot
+// evidence and its "pipeline" text for pipeline evidence (results in the format of
+// web/page/verifier, to see how the page renders them); then Verify is clicked,
+// and the new result is read as "final"; with
 // download, the boot evidence's download button is clicked and the file's bytes are
 // returned as base64. Uncaught page errors and console errors (a refused script, a
 // content security policy violation) are returned too.
@@ -73,8 +77,15 @@ async function runScenario(s) {
     await page.goto(s.url);
     out.initial = await settled(page);
     out.loadMs = Date.now() - started;
-    if (s.sim_root_file || s.pipelines) {
+    if (s.sim_root_file || s.pipelines || s.verifier_result_file) {
       if (s.sim_root_file) await page.fill('#sim-root', await readFile(s.sim_root_file, 'utf8'));
+      if (s.verifier_result_file) {
+        const result = await readFile(s.verifier_result_file, 'utf8');
+        await page.evaluate((r) => {
+          const results = JSON.parse(r);
+          globalThis.cocoonVerify = (evidence, options) => (JSON.parse(options).pipeline_id ? results.pipeline : results.boot);
+        }, result);
+      }
       if (s.pipelines) await page.fill('#pipelines', s.pipelines.join('\n'));
       await page.click('#verify'); // sets data-state="running" before it awaits anything
       out.final = await settled(page);

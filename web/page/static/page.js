@@ -43,6 +43,11 @@ function textOrHex(dataHex) {
   return dataHex;
 }
 
+// newNonce returns NONCE_BYTES random bytes in hex, for one evidence request.
+function newNonce() {
+  return hex(crypto.getRandomValues(new Uint8Array(NONCE_BYTES)));
+}
+
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -200,15 +205,20 @@ function render({ kind, title, fileName, bytes, result, ms, nonce, fetchError })
     verdict.textContent = result.error_in === 'options'
       ? `NOT VERIFIED: what you gave is not valid: ${result.error}`
       : `FAILED: the host's answer is not evidence: ${result.error}`;
+  } else if (!ok) {
+    verdict.textContent = 'FAILED: do not trust this host';
   } else {
-    verdict.textContent = ok ? 'VERIFIED: every check passed' : 'FAILED: do not trust this host';
+    const warnings = report.checks.filter((c) => c.verdict === 'warn').length;
+    verdict.textContent = warnings ? `VERIFIED, with ${warnings} warning${warnings > 1 ? 's' : ''}: read them below` : 'VERIFIED: every check passed';
   }
   if (report) {
     const count = (v) => report.checks.filter((c) => c.verdict === v).length;
     const parts = [`${report.checks.length} checks`, `${count('fail')} failed`, `${count('warn')} warnings`,
       `${count('skip')} not pinned by your policy (skip)`];
-    if (report.fresh !== undefined) parts.push(report.fresh ? 'fresh' : 'NOT fresh');
-    if (report.strict !== undefined) parts.push(report.strict ? 'strict: passes' : 'strict: would fail');
+    // "fresh": the quote binds the nonce this page chose now; "strict": the report was
+    // made in strict mode, where any skip or warning fails (cocoon-verify-report/v1).
+    if (report.fresh !== undefined) parts.push(report.fresh ? 'fresh (the quote answers this page\'s nonce)' : 'NOT fresh');
+    if (report.strict) parts.push('strict mode');
     $('.summary', article).textContent = parts.join(', ') + `; verified in this browser in ${ms.toFixed(1)} ms.`;
   }
   const button = $('.download', article);
@@ -224,8 +234,11 @@ function render({ kind, title, fileName, bytes, result, ms, nonce, fetchError })
     ['evidence kind', evidence.kind || kind],
     ['mode', evidence.mode || (served && served.mode)],
     ['host key', evidence.host_key || (served && served.host_key && base64ToHex(served.host_key))],
-    ['pipeline', served && served.pipeline_id],
+    ['TLS key', evidence.tls_key || (served && served.tls_key && base64ToHex(served.tls_key))],
+    ['pipeline', evidence.pipeline_id || (served && served.pipeline_id)],
     ['nonce this page sent', nonce],
+    ['nonce the evidence answers', evidence.nonce || (served && served.nonce && base64ToHex(served.nonce))],
+    ['checked at', report && report.checked_at],
   ]);
 
   const tdSection = $('.td-section', article);
@@ -233,7 +246,12 @@ function render({ kind, title, fileName, bytes, result, ms, nonce, fetchError })
     const order = ['mrtd', 'rtmr0', 'rtmr1', 'rtmr2', 'rtmr3', 'td_attributes', 'xfam', 'mr_seam', 'mr_owner',
       'mr_config_id', 'mr_owner_config', 'debug', 'tcb_status'];
     const keys = order.filter((k) => k in report.td).concat(Object.keys(report.td).filter((k) => !order.includes(k)));
-    addRows($('.td', article), keys.map((k) => [k, report.td[k], k === 'debug' && report.td[k] ? 'fail' : '']));
+    addRows($('.td', article), keys.map((k) => {
+      const v = report.td[k];
+      if (k === 'debug') return [k, v ? 'true: a debug TD, whose memory the machine\'s owner reads and writes' : 'false', v ? 'fail' : ''];
+      if (k === 'tcb_status' && v === null) return [k, 'not evaluated: no Intel collateral was given'];
+      return [k, v];
+    }));
   } else {
     note(tdSection, 'This verifier\'s report carries no TD section: see the MRTD and RTMR checks below.');
   }
@@ -274,7 +292,10 @@ function renderEvents(article, report, served) {
     tr.insertCell().textContent = typeof e.value === 'string' ? e.value : JSON.stringify(e.value);
   }
   const backend = events.find((e) => e.type === 'backend');
-  const check = report && report.checks.find((c) => /backend/i.test(c.name));
+  // The verifier judges the backend in its "where prompts go" check; an older one, in
+  // a check named after the backend.
+  const checks = (report && report.checks) || [];
+  const check = checks.find((c) => c.name === 'where prompts go') || checks.find((c) => /backend/i.test(c.name));
   const prompts = $('.prompts', article);
   if (!backend) {
     prompts.textContent = 'Where prompts go: the event log measures no backend.';
@@ -342,18 +363,23 @@ async function run() {
   $('#results').replaceChildren();
   try {
     const options = trustOptions();
-    setStatus('Fetching the boot evidence…');
+    setStatus('Fetching the boot evidence, quoted for a random nonce…');
+    const bootNonce = newNonce();
     let bytes;
     try {
-      bytes = await fetchFromHost('/v1/attestation');
+      bytes = await fetchFromHost(`/v1/attestation?nonce=${bootNonce}`);
     } catch (e) {
-      render({ kind: 'boot', title: 'Boot evidence', fetchError: e.message });
+      render({ kind: 'boot', title: 'Boot evidence', fetchError: e.message, nonce: bootNonce });
       setStatus('The host served no boot evidence.', true);
       return;
     }
     if (id !== runID) return;
-    const boot = verifyEvidence(bytes, options);
-    const bootArticle = render({ kind: 'boot', title: 'Boot evidence', fileName: 'cocoon-boot-evidence.json', bytes, ...boot });
+    // Evidence that answers a nonce is checked against this page's: a quote for any
+    // other nonce is a replay. Evidence that answers none is the quote the host took
+    // at boot, which the verifier reports as not fresh.
+    const answers = (parseServed(bytes) || {}).nonce !== undefined;
+    const boot = verifyEvidence(bytes, answers ? { ...options, nonce: bootNonce } : options);
+    const bootArticle = render({ kind: 'boot', title: 'Boot evidence', fileName: 'cocoon-boot-evidence.json', bytes, nonce: bootNonce, ...boot });
     if (!boot.result.report || !boot.result.report.ok) {
       setStatus('The boot evidence failed: do not trust this host. Its pipelines were not verified.', true);
       return;
@@ -369,7 +395,7 @@ async function run() {
         continue;
       }
       setStatus(`Verifying pipeline ${i + 1} of ${ids.length}: a fresh quote over a random nonce…`);
-      const nonce = hex(crypto.getRandomValues(new Uint8Array(NONCE_BYTES)));
+      const nonce = newNonce();
       let ev;
       try {
         ev = await fetchFromHost(`/v1/pipelines/${pipeline}/attestation?nonce=${nonce}`);
