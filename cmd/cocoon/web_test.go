@@ -50,32 +50,13 @@ func reviewedHost(t *testing.T) (base, pipeline, rootPath string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sandbox.Close(ctx) })
-	store, err := host.OpenStore(ctx, sandbox, filepath.Join(dir, "modules"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"), make([]byte, host.MinRegistryKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := web.New(web.Config{Backend: engine, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: []web.APIKey{{Name: "test", Key: testKey}}, Attestation: ah, MaxQuotesPerSecond: 50})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
+	base = serveWeb(t, web.Config{Backend: engine, APIKeys: []web.APIKey{{Name: "test", Key: testKey}}, Attestation: ah, MaxQuotesPerSecond: 50})
 
 	guard := filepath.Join(dir, "guard.json")
 	if err := os.WriteFile(guard, []byte(`{"words":["darn","heck"],"replacement":"***"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := cocoon(t, "", "push", "--host", ts.URL, "--api-key", testKey,
+	code, out, errOut := cocoon(t, "", "push", "--host", base, "--api-key", testKey,
 		"--pre", examplePlugin(t, "pii-redactor/go/pii-redactor.wasm"),
 		"--post", examplePlugin(t, "output-guard/c/output-guard.wasm")+":"+guard)
 	if code != 0 {
@@ -85,7 +66,7 @@ func reviewedHost(t *testing.T) (base, pipeline, rootPath string) {
 	if host.CheckHash("sha256:"+pipeline) != nil {
 		t.Fatalf("push printed %q, not a pipeline id", out)
 	}
-	return ts.URL, pipeline, filepath.Join(dir, "attest", attest.SimRootFile)
+	return base, pipeline, filepath.Join(dir, "attest", attest.SimRootFile)
 }
 
 // tampering serves what target serves, with edit applied to the bodies of the paths
