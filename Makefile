@@ -23,11 +23,12 @@ GO_WASM  := $(foreach d,$(GO_PLUGINS),$(call plugin_out,$(d)))
 C_WASM   := $(foreach d,$(sort $(C_PLUGINS)),$(call plugin_out,$(d)))
 WAT_WASM := $(WAT_SOURCES:.wat=.wasm)
 
-.PHONY: all build plugins contracts contracts-check run test bench fuzz vet clean
+.PHONY: all build plugins page contracts contracts-check run test bench fuzz vet clean
 
 all: build plugins
 
-build:
+# The binaries embed the reviewer's page, verifier included (web/page).
+build: page
 	$(GO) build ./...
 
 plugins: $(GO_WASM) $(C_WASM) $(WAT_WASM)
@@ -44,13 +45,28 @@ $(C_WASM): $$(wildcard $$(dir $$@)*.c) $$(wildcard $$(dir $$@)*.h) $(wildcard pl
 %.wasm: %.wat
 	$(WAT2WASM) -o $@ $<
 
+# The reviewer's page (web/page): its verifier, the Go verifier compiled to WebAssembly
+# with Go's wasm_exec.js, built reproducibly into web/page/dist (not committed), which
+# cocoon-host and cocoon embed. Built before the binaries that serve it.
+PAGE_DIR     := web/page
+PAGE_SOURCES := $(shell find attest $(PAGE_DIR)/verifier -name '*.go' -not -name '*_test.go') go.mod go.sum $(PAGE_DIR)/build.sh
+page: $(PAGE_DIR)/dist/verifier.wasm
+$(PAGE_DIR)/dist/verifier.wasm: $(PAGE_SOURCES)
+	GO=$(GO) sh $(PAGE_DIR)/build.sh
+
+PAGE_E2E := $(PAGE_DIR)/e2e
+# playwright-core, which drives Debian's chromium in cmd/cocoon/web_test.go, installed
+# from its lock file (it downloads no browser).
+$(PAGE_E2E)/node_modules/.package-lock.json: $(PAGE_E2E)/package.json $(PAGE_E2E)/package-lock.json
+	npm ci --prefix $(PAGE_E2E) --no-audit --no-fund
+
 # The main job: build the example modules and start the host with the embedded model and
 # the example pipeline. It prints the API key and a ready-to-paste curl line.
 DATA ?= .cocoon
 # The model: COCOON_MODEL_DIR if set, else the shared test model beside the repository,
 # else `cocoon-host model pull` downloads it into $(DATA).
 MODEL_DIR ?= $(or $(COCOON_MODEL_DIR),$(wildcard ../shared/models/stories260K))
-run: plugins
+run: plugins page
 	$(if $(MODEL_DIR),,$(GO) run ./cmd/cocoon-host model pull --data $(DATA))
 	$(GO) run ./cmd/cocoon-host serve --data $(DATA) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 
@@ -73,7 +89,7 @@ contracts: $(CONTRACTS_DIR)/node_modules/.package-lock.json
 contracts-check: $(CONTRACTS_DIR)/node_modules/.package-lock.json
 	npm run --prefix $(CONTRACTS_DIR) check
 
-test: plugins vet contracts-check $(SDK_DIR)/node_modules/.package-lock.json
+test: plugins page vet contracts-check $(SDK_DIR)/node_modules/.package-lock.json $(PAGE_E2E)/node_modules/.package-lock.json
 	npm test --prefix $(CONTRACTS_DIR)
 	$(GO) test -count=1 ./...
 	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/ ./settle/... ./internal/fstrace/
@@ -99,5 +115,5 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzRecordOpen -fuzztime=60s ./settle/ledger/
 
 clean:
-	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM)
-	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules
+	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM) $(PAGE_DIR)/dist/verifier.wasm $(PAGE_DIR)/dist/wasm_exec.js
+	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules $(PAGE_E2E)/node_modules $(PAGE_DIR)/build

@@ -1,3 +1,9 @@
+//go:build !js
+
+// The TDX provider takes quotes from the guest driver; the browser build of the
+// verifier (web/page/verifier) has no driver, and go-tdx-guest's client does not build
+// for js.
+
 package attest
 
 import (

@@ -256,7 +256,7 @@ func TestPipelineAttestationRefusals(t *testing.T) {
 		{"short nonce", "/v1/pipelines/" + id + "/attestation?nonce=" + strings.Repeat("ab", 15), ownerKey, 400, "invalid_request"},
 		{"long nonce", "/v1/pipelines/" + id + "/attestation?nonce=" + strings.Repeat("ab", 65), ownerKey, 400, "invalid_request"},
 		{"unknown pipeline", "/v1/pipelines/" + strings.Repeat("0", 64) + "/attestation?nonce=" + good, ownerKey, 404, "pipeline_not_found"},
-		{"no credential", "/v1/pipelines/" + id + "/attestation?nonce=" + good, "", 401, ""},
+		{"wrong credential", "/v1/pipelines/" + id + "/attestation?nonce=" + good, "sk-wrong", 401, "invalid_credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := f.do("GET", tc.path, tc.key, nil)

@@ -11,6 +11,8 @@
 //
 // # Routes
 //
+//	GET    /                             the reviewer's page (no credential; see below)
+//	GET    /page/{file}                  its script, style, config and verifier
 //	GET    /healthz                      200 while the process runs
 //	GET    /readyz                       200 when the backend can serve, else 503
 //	GET    /metrics                      Prometheus metrics
@@ -23,7 +25,7 @@
 //	POST   /v1/pipelines                 upload a pipeline (owner credential)
 //	GET    /v1/pipelines                 list pipelines
 //	GET    /v1/pipelines/{id}            a pipeline's canonical manifest and module hashes
-//	GET    /v1/pipelines/{id}/attestation?nonce=<hex>   fresh pipeline evidence
+//	GET    /v1/pipelines/{id}/attestation?nonce=<hex>   fresh pipeline evidence (any credential, or none)
 //	GET    /v1/pipelines/{id}/logs       module logs of its recent failed requests (its owners only)
 //	DELETE /v1/pipelines/{id}            withdraw as an owner (owner credential)
 //	GET    /p/{id}/v1/models             the pipeline's model
@@ -66,8 +68,9 @@
 // is checked as Telegram specifies with Config.TelegramBotToken and must be at most
 // Config.TelegramMaxAge old: it may chat and read. On a billing host, a request signed
 // with an escrow's client key (see Billing) identifies that escrow's client: it may chat,
-// read, and read its account. /healthz, /readyz, /metrics, /v1/attestation and
-// /v1/pricing need no credential.
+// read, and read its account. /, /page/, /healthz, /readyz, /metrics, /v1/attestation
+// and /v1/pricing need no credential, nor does pipeline evidence (see The reviewer's
+// page).
 //
 // The credential is checked completely in middleware, before any handler runs: a
 // request whose credential fails gets 401 (402 for a signed request naming an address
@@ -161,6 +164,25 @@
 // covers the token counts, which a stream shows only with include_usage: a client that
 // verifies streams must ask for it (cocoon proxy does). A stream that ends with an error
 // event is not signed.
+//
+// # The reviewer's page
+//
+// GET / serves the reviewer's page (package web/page) and GET /page/{file} its assets:
+// plain HTML, CSS and JavaScript, Go's wasm_exec.js and the verifier compiled to
+// WebAssembly, under a content security policy that lets the page reach its own origin
+// only. The page fetches the evidence routes above from the same origin (no CORS) and
+// verifies the evidence in the browser. A page the host serves proves nothing by
+// itself, since a lying host can serve a lying page: `cocoon verify --web` serves the
+// same page from the reviewer's own build and relays its evidence requests here.
+//
+// Pipeline evidence is for reviewers who are not clients too: a pipeline's id is what
+// its clients are given, and the evidence exists to show what runs under it. A request
+// for it with no credential at all (neither Authorization nor a client signature) is
+// served as one shared principal, "anonymous", which the quote limit treats as one
+// credential: all anonymous requests together get half of Config.MaxQuotesPerSecond,
+// so at least half the host's quotes stay with its clients. A request with a
+// credential is authenticated as on every route: a wrong credential is a 401, never
+// taken for none.
 //
 // # Billing
 //

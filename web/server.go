@@ -253,6 +253,7 @@ func (s *Server) routes() http.Handler {
 		s.writeError(w, r, errorf(http.StatusMethodNotAllowed, typeInvalidRequest, "method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path))
 	})
 	r.Get("/healthz", s.healthz)
+	s.mountPage(r)
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
 
@@ -279,7 +280,7 @@ func (s *Server) routes() http.Handler {
 
 	if s.cfg.Attestation != nil {
 		r.Get("/v1/attestation", s.bootAttestation)
-		r.With(s.authenticate(0)).Get("/v1/pipelines/{id}/attestation", s.pipelineAttestation)
+		r.With(s.credentialOrReviewer).Get("/v1/pipelines/{id}/attestation", s.pipelineAttestation)
 	} else {
 		r.Get("/v1/attestation", s.unavailable(noAttestation()))
 		r.Get("/v1/pipelines/{id}/attestation", s.unavailable(noAttestation()))

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,7 +24,6 @@ import (
 	"github.com/xssnick/tonutils-go/tvm/cell"
 
 	"github.com/cocoonhost/cocoon/attest"
-	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
 	"github.com/cocoonhost/cocoon/internal/tonemu"
 	"github.com/cocoonhost/cocoon/settle"
@@ -111,27 +109,8 @@ func newBillingHost(t *testing.T, chain *tonemu.Chain, measured ...[]attest.Even
 	if err != nil {
 		t.Fatal(err)
 	}
-	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sandbox.Close(ctx) })
-	store, err := host.OpenStore(ctx, sandbox, filepath.Join(dir, "modules"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(dir, "pipelines"), make([]byte, host.MinRegistryKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := web.New(web.Config{Backend: engine, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: []web.APIKey{{Name: "operator", Key: "operator-key"}}, Attestation: ah, Billing: service, MaxGenerations: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	h.url = ts.URL
+	h.url = serveWeb(t, web.Config{Backend: engine, APIKeys: []web.APIKey{{Name: "operator", Key: "operator-key"}},
+		Attestation: ah, Billing: service, MaxGenerations: 2})
 	return h
 }
 

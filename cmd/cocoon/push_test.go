@@ -34,6 +34,13 @@ func testHost(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
+	return serveWeb(t, web.Config{Backend: b, APIKeys: []web.APIKey{{Name: "test", Key: testKey}, {Name: "other", Key: otherKey}}})
+}
+
+// serveWeb runs the real web server with cfg, its sandbox, an empty module store and an
+// empty pipeline registry filled in, until the test ends, and returns its URL.
+func serveWeb(t *testing.T, cfg web.Config) string {
+	t.Helper()
 	ctx := context.Background()
 	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
 	if err != nil {
@@ -49,8 +56,8 @@ func testHost(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := web.New(web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: []web.APIKey{{Name: "test", Key: testKey}, {Name: "other", Key: otherKey}}})
+	cfg.Sandbox, cfg.Store, cfg.Registry = sandbox, store, registry
+	srv, err := web.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,11 @@ func (m *moduleList) Set(v string) error {
 // 1) when any check fails, and does not ask for pipeline evidence from a host whose
 // boot evidence failed.
 func verify(args []string, _ io.Reader, stdout, stderr io.Writer) (err error) {
+	if wantsWeb(args) {
+		return verifyWeb(args, stdout, stderr)
+	}
 	fs := cli.NewFlagSet("cocoon", `verify [--host URL] [--pipeline ID] [--expect-module sha256:...]... [--expect-manifest FILE] [--policy FILE] [--strict] [--json] [--collateral FILE] [--trust-sim-root FILE] [--write-policy FILE] [--save-evidence FILE | --evidence FILE]
+       cocoon verify --web [--host URL] [--listen ADDR]: the reviewer's page, verifying in your browser (see --web --help)
 
 Verifies a host's attestation evidence: the TDX quote's signature chain, its TCB status
 from Intel's collateral (--collateral: cached PCS responses, offline), the TD's

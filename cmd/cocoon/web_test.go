@@ -1,0 +1,637 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/host/backend/embedded"
+	"github.com/cocoonhost/cocoon/web"
+	"github.com/cocoonhost/cocoon/web/page"
+)
+
+// pageTestDir holds the browser driver of the reviewer's page and its pinned npm package.
+var pageTestDir = filepath.Join("..", "..", "web", "page", "e2e")
+
+// reviewedHost runs the real web server as `cocoon-host serve --attest sim` runs it:
+// the embedded engine with stories260K, a simulated TDX whose root it writes to a file,
+// and the example pipeline of `make run` (pii-redactor, then output-guard with its
+// config), pushed with `cocoon push`. It returns the host's URL, the pipeline's id and
+// the simulator root's path.
+func reviewedHost(t *testing.T) (base, pipeline, rootPath string) {
+	t.Helper()
+	ctx := context.Background()
+	engine, err := embedded.New(modelDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { engine.Close() })
+	dir := t.TempDir()
+	sim, err := attest.NewSim(filepath.Join(dir, "attest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ah, err := attest.Boot(ctx, sim, "embedded", "sha256:"+engine.WeightsSHA256(), attest.SealingEvent(attest.SealingSim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base = serveWeb(t, web.Config{Backend: engine, APIKeys: []web.APIKey{{Name: "test", Key: testKey}}, Attestation: ah, MaxQuotesPerSecond: 50})
+
+	guard := filepath.Join(dir, "guard.json")
+	if err := os.WriteFile(guard, []byte(`{"words":["darn","heck"],"replacement":"***"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cocoon(t, "", "push", "--host", base, "--api-key", testKey,
+		"--pre", examplePlugin(t, "pii-redactor/go/pii-redactor.wasm"),
+		"--post", examplePlugin(t, "output-guard/c/output-guard.wasm")+":"+guard)
+	if code != 0 {
+		t.Fatalf("push: %d %s", code, errOut)
+	}
+	pipeline = strings.TrimSpace(out)
+	if host.CheckHash("sha256:"+pipeline) != nil {
+		t.Fatalf("push printed %q, not a pipeline id", out)
+	}
+	return base, pipeline, filepath.Join(dir, "attest", attest.SimRootFile)
+}
+
+// tampering serves what target serves, with edit applied to the bodies of the paths
+// for which it returns a changed body; a body it cannot change fails the test, so that
+// a tampering case never passes for want of tampering.
+func tampering(t *testing.T, target string, edit func(path string, body []byte) ([]byte, bool)) string {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), nil)
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if changed, ok := edit(r.URL.Path, body); ok {
+			if bytes.Equal(changed, body) {
+				t.Errorf("tampering %s changed nothing: the test would prove nothing", r.URL.Path)
+			}
+			body = changed
+		}
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		w.Write(body)
+	}))
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+// startWeb runs `cocoon verify --web` with args on a free loopback port until the test
+// ends, and returns the page's URL it printed.
+func startWeb(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	var stderr bytes.Buffer
+	go func() {
+		err := runWeb(ctx, append([]string{"--web", "--listen", "127.0.0.1:0"}, args...), pw, &stderr)
+		pw.CloseWithError(errors.New("cocoon verify --web returned"))
+		done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("cocoon verify --web: %v", err)
+		}
+	})
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	go io.Copy(io.Discard, pr)
+	_, url, found := strings.Cut(strings.TrimSpace(line), ": http://")
+	if err != nil || !found {
+		t.Fatalf("cocoon verify --web printed %q (%v), stderr %s", line, err, stderr.String())
+	}
+	return "http://" + url
+}
+
+// pageScenario is one page visit of web/page/e2e/page.mjs, and what it saw.
+type pageScenario struct {
+	Name        string   `json:"name"`
+	URL         string   `json:"url"`
+	SimRootFile string   `json:"sim_root_file,omitempty"`
+	Pipelines   []string `json:"pipelines,omitempty"`
+	// VerifierResultFile holds {"boot": result, "pipeline": result}: the page's
+	// cocoonVerify is replaced by one that returns the first for boot evidence and the
+	// second for pipeline evidence, to see how the page renders a given report.
+	VerifierResultFile string `json:"verifier_result_file,omitempty"`
+	Download           bool   `json:"download,omitempty"`
+}
+
+type pageVisit struct {
+	Name         string     `json:"name"`
+	Errors       []string   `json:"errors"`
+	Failure      string     `json:"failure"`
+	LoadMS       int        `json:"loadMs"`
+	Initial      *pageShown `json:"initial"`
+	Final        *pageShown `json:"final"`
+	Download     string     `json:"download"`
+	DownloadName string     `json:"downloadName"`
+}
+
+type pageShown struct {
+	State    string      `json:"state"`
+	Status   string      `json:"status"`
+	ServedBy string      `json:"servedBy"`
+	Verifier string      `json:"verifier"`
+	Evidence []shownEvid `json:"evidence"`
+}
+
+type shownEvid struct {
+	Kind        string     `json:"kind"`
+	Verdict     string     `json:"verdict"`
+	Pipeline    string     `json:"pipeline"`
+	VerdictText string     `json:"verdictText"`
+	Summary     string     `json:"summary"`
+	Host        [][]string `json:"host"`
+	TD          [][]string `json:"td"`
+	Manifest    [][]string `json:"manifest"`
+	Prompts     string     `json:"prompts"`
+	Events      []struct {
+		Type  string `json:"type"`
+		Value string `json:"value"`
+	} `json:"events"`
+	Modules []struct {
+		Stage  string `json:"stage"`
+		Module string `json:"module"`
+		Config string `json:"config"`
+		Limits string `json:"limits"`
+	} `json:"modules"`
+	Checks []struct {
+		Verdict string `json:"verdict"`
+		Name    string `json:"name"`
+		Value   string `json:"value"`
+		Detail  string `json:"detail"`
+	} `json:"checks"`
+}
+
+// row returns the value of the named row of a two-column table the page shows, and
+// whether there is one.
+func row(rows [][]string, name string) (string, bool) {
+	for _, r := range rows {
+		if len(r) == 2 && r[0] == name {
+			return r[1], true
+		}
+	}
+	return "", false
+}
+
+// check returns the verdict of the named check, "" when the page shows none.
+func (e shownEvid) check(name string) string {
+	for _, c := range e.Checks {
+		if c.Name == name {
+			return c.Verdict
+		}
+	}
+	return ""
+}
+
+func (s *pageShown) evidence(kind string) []shownEvid {
+	var out []shownEvid
+	for _, e := range s.Evidence {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// runPage visits the scenarios in Debian's headless Chromium through page.mjs. It fails
+// the test when a tool is missing: CI installs them all (.ci/run), and a browser test
+// that skipped would prove nothing.
+func runPage(t *testing.T, scenarios ...pageScenario) map[string]pageVisit {
+	t.Helper()
+	const setup = "make test installs it (make page; npm ci --prefix web/page/e2e; apt-get install chromium nodejs)"
+	if !page.Built() {
+		t.Fatalf("%v: %s", page.ErrNotBuilt, setup)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("node is not installed: %s", setup)
+	}
+	if _, err := os.Stat(filepath.Join(pageTestDir, "node_modules", "playwright-core", "package.json")); err != nil {
+		t.Fatalf("playwright-core is not installed: %s", setup)
+	}
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		t.Fatalf("Debian's chromium is not installed: %s", setup)
+	}
+	file := filepath.Join(t.TempDir(), "scenarios.json")
+	b, _ := json.Marshal(scenarios)
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "page.mjs", file)
+	cmd.Dir = pageTestDir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node page.mjs: %v\nstderr: %s", err, stderr.Bytes())
+	}
+	var visits []pageVisit
+	if err := json.Unmarshal(stdout.Bytes(), &visits); err != nil {
+		t.Fatalf("page.mjs printed %q: %v\nstderr: %s", stdout.Bytes(), err, stderr.Bytes())
+	}
+	out := map[string]pageVisit{}
+	for _, v := range visits {
+		if v.Failure != "" {
+			t.Errorf("%s: the page did not settle: %s", v.Name, v.Failure)
+		}
+		for _, e := range v.Errors {
+			// The host lists pipelines only to a credential: a page without one is
+			// answered 401, which Chromium logs.
+			if !strings.Contains(e, "status of 401") {
+				t.Errorf("%s: %s", v.Name, e)
+			}
+		}
+		out[v.Name] = v
+	}
+	return out
+}
+
+// TestReviewerPage is a security reviewer's session in a real browser (Debian's
+// headless Chromium): the page served by the host and the same page served by
+// `cocoon verify --web` verify the host in the browser with the Go verifier compiled to
+// WebAssembly; simulated evidence fails until its root is given; the page shows the
+// measured events, where prompts go and the example pipeline's manifest with its module
+// hashes and configs; the download button yields the evidence bytes as the host served
+// them; and evidence altered on its way (one byte of the event log, one word of a
+// module's config in the manifest) is shown as failed.
+func TestReviewerPage(t *testing.T) {
+	base, pipeline, rootPath := reviewedHost(t)
+	eventLogFlipped := tampering(t, base, func(path string, body []byte) ([]byte, bool) {
+		// The backend event's data, "embedded" in hex: its last letter made upper case.
+		return bytes.Replace(body, []byte(`"656d626564646564"`), []byte(`"656d626564646544"`), 1), path == "/v1/attestation"
+	})
+	manifestEdited := tampering(t, base, func(path string, body []byte) ([]byte, bool) {
+		// The guard no longer replaces "heck": a config that changes what the
+		// pipeline does, in evidence that is otherwise the host's own.
+		return bytes.Replace(body, []byte(`"heck"`), []byte(`"hack"`), 1), strings.HasSuffix(path, "/attestation") && path != "/v1/attestation"
+	})
+	trust := []string{"--trust-sim-root", rootPath, "--api-key", testKey}
+	local := startWeb(t, append([]string{"--host", base}, trust...)...)
+	visits := runPage(t,
+		pageScenario{Name: "host", URL: base + "/", SimRootFile: rootPath, Pipelines: []string{pipeline}, Download: true},
+		pageScenario{Name: "local", URL: local},
+		pageScenario{Name: "event-log-flipped", URL: startWeb(t, append([]string{"--host", eventLogFlipped}, trust...)...)},
+		pageScenario{Name: "manifest-edited", URL: startWeb(t, append([]string{"--host", manifestEdited}, trust...)...)},
+		pageScenario{Name: "report-v1", URL: base + "/", Pipelines: []string{pipeline}, VerifierResultFile: writeTemp(t, reportV1Results)},
+	)
+	checkRendersReportV1(t, visits["report-v1"])
+
+	// Served by the host, with nothing given: simulated evidence is refused.
+	hostVisit := visits["host"]
+	if hostVisit.Initial == nil || hostVisit.Final == nil {
+		t.Fatalf("host: the page showed nothing: %+v", hostVisit)
+	}
+	boot := hostVisit.Initial.evidence("boot")
+	if len(boot) != 1 || boot[0].Verdict != "fail" || boot[0].check("evidence mode") != "fail" || !strings.Contains(boot[0].VerdictText, "FAILED") {
+		t.Errorf("host, nothing trusted: the page shows %+v, want the boot evidence failed on its evidence mode", boot)
+	}
+	if n := len(hostVisit.Initial.evidence("pipeline")); n != 0 {
+		t.Errorf("host, nothing trusted: %d pipelines verified after a failed boot evidence", n)
+	}
+	if !strings.Contains(hostVisit.Initial.ServedBy, "Served by the host under review") {
+		t.Errorf("host: the page says %q, not that the host served it", hostVisit.Initial.ServedBy)
+	}
+	// With the root given: verified, with what a reviewer must see.
+	checkVerified(t, "host", hostVisit.Final, pipeline)
+	served := get(t, base+"/v1/attestation")
+	if got, _ := base64.StdEncoding.DecodeString(hostVisit.Download); !bytes.Equal(got, served) || hostVisit.DownloadName != "cocoon-boot-evidence.json" {
+		t.Errorf("the download button gave %s of %d bytes, the host serves %d bytes:\n%s\n%s", hostVisit.DownloadName, len(got), len(served), got, served)
+	}
+
+	// Served by cocoon verify --web from this build: trusted root and credential given
+	// on its command line, so the first verification passes, pipelines listed.
+	localVisit := visits["local"]
+	if localVisit.Initial == nil {
+		t.Fatalf("local: the page showed nothing: %+v", localVisit)
+	}
+	checkVerified(t, "local", localVisit.Initial, pipeline)
+	if !strings.Contains(localVisit.Initial.ServedBy, "from your own build") {
+		t.Errorf("local: the page says %q, not that cocoon verify --web served it", localVisit.Initial.ServedBy)
+	}
+	if localVisit.Initial.Verifier != hostVisit.Final.Verifier || !strings.HasPrefix(localVisit.Initial.Verifier, "verifier sha256:") {
+		t.Errorf("the host's page ran %q, the local page %q: the same build must run the same verifier", hostVisit.Final.Verifier, localVisit.Initial.Verifier)
+	}
+
+	// One byte of the event log flipped: the boot evidence fails on its event log,
+	// and no pipeline is verified on a host that failed.
+	flipped := visits["event-log-flipped"]
+	if flipped.Initial == nil {
+		t.Fatalf("event-log-flipped: the page showed nothing: %+v", flipped)
+	}
+	boot = flipped.Initial.evidence("boot")
+	if len(boot) != 1 || boot[0].Verdict != "fail" || boot[0].check("event log") != "fail" || boot[0].check("REPORTDATA binding") != "fail" {
+		t.Errorf("event-log-flipped: the page shows %+v, want the boot evidence failed on its event log", boot)
+	}
+	if n := len(flipped.Initial.evidence("pipeline")); n != 0 || !strings.Contains(flipped.Initial.Status, "do not trust this host") {
+		t.Errorf("event-log-flipped: %d pipelines verified, status %q", n, flipped.Initial.Status)
+	}
+
+	// A module's config edited in the manifest: the boot evidence passes, the
+	// pipeline's fails, on its id and on the quote's binding.
+	edited := visits["manifest-edited"]
+	if edited.Initial == nil {
+		t.Fatalf("manifest-edited: the page showed nothing: %+v", edited)
+	}
+	if boot := edited.Initial.evidence("boot"); len(boot) != 1 || boot[0].Verdict != "ok" {
+		t.Errorf("manifest-edited: the boot evidence, untouched, shows %+v", boot)
+	}
+	pipelines := edited.Initial.evidence("pipeline")
+	if len(pipelines) != 1 || pipelines[0].Verdict != "fail" || pipelines[0].check("pipeline id") != "fail" ||
+		pipelines[0].check("REPORTDATA binding") != "fail" || !strings.Contains(pipelines[0].VerdictText, "FAILED") {
+		t.Errorf("manifest-edited: the page shows %+v, want the pipeline failed on its id and binding", pipelines)
+	}
+	t.Logf("page loaded and verified in %d ms (host) and %d ms (local); in the browser: %s; %s",
+		hostVisit.LoadMS, localVisit.LoadMS, hostVisit.Final.evidence("boot")[0].Summary, hostVisit.Final.evidence("pipeline")[0].Summary)
+}
+
+// checkVerified checks that a page shows the host and the example pipeline verified,
+// with the events, where prompts go, and the manifest's modules and configs.
+func checkVerified(t *testing.T, name string, shown *pageShown, pipeline string) {
+	t.Helper()
+	boot := shown.evidence("boot")
+	if len(boot) != 1 || boot[0].Verdict != "ok" || !strings.Contains(boot[0].VerdictText, "VERIFIED") {
+		t.Fatalf("%s: the boot evidence shows %+v, want it verified; status %q", name, boot, shown.Status)
+	}
+	if boot[0].check("evidence mode") != "ok" || boot[0].check("event log") != "ok" {
+		t.Errorf("%s: checks %+v", name, boot[0].Checks)
+	}
+	var types []string
+	for _, e := range boot[0].Events {
+		types = append(types, e.Type)
+	}
+	if want := "host-binary abi-version sandbox-policy backend model sealing boot-sealed"; strings.Join(types, " ") != want {
+		t.Errorf("%s: the page shows the events %q, want %q", name, types, want)
+	}
+	if !strings.Contains(boot[0].Prompts, "Where prompts go: embedded") {
+		t.Errorf("%s: the page says %q about where prompts go", name, boot[0].Prompts)
+	}
+	var found *shownEvid
+	for _, e := range shown.evidence("pipeline") {
+		if e.Pipeline == pipeline {
+			found = &e
+		}
+	}
+	if found == nil || found.Verdict != "ok" {
+		t.Fatalf("%s: pipeline %s shows %+v, want it verified; status %q", name, pipeline, found, shown.Status)
+	}
+	pre, post := host.HashOf(mustRead(t, examplePlugin(t, "pii-redactor/go/pii-redactor.wasm"))),
+		host.HashOf(mustRead(t, examplePlugin(t, "output-guard/c/output-guard.wasm")))
+	if len(found.Modules) != 2 || found.Modules[0].Module != pre || found.Modules[1].Module != post ||
+		!strings.Contains(found.Modules[1].Config, `"heck"`) || !strings.Contains(found.Modules[1].Config, `"***"`) {
+		t.Errorf("%s: the manifest shows %+v, want %s then %s with the guard's config", name, found.Modules, pre, post)
+	}
+	for _, c := range []string{"pipeline id", "nonce", "REPORTDATA binding", "host key"} {
+		if v := found.check(c); v != "ok" {
+			t.Errorf("%s: pipeline check %q: %q", name, c, v)
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return b
+}
+
+// TestWebRelay checks what `cocoon verify --web` relays to the host and what it
+// refuses: only GETs of the evidence routes reach the host, with the page's credential
+// or else the relay's; the host's answer, 429 and Retry-After included, reaches the
+// page as it is; and a request whose Host is not a loopback name (a web site that
+// rebinds its own name to the relay's address, to read what the relay fetches with the
+// reviewer's key) is refused before anything is relayed.
+func TestWebRelay(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		relayed []string
+	)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		relayed = append(relayed, r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		if r.URL.Query().Get("nonce") == "busy" {
+			w.Header().Set("Retry-After", "3")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+		io.WriteString(w, `{"from":"host"}`)
+	}))
+	t.Cleanup(upstream.Close)
+	relay := startWeb(t, "--host", upstream.URL, "--api-key", "relay-key")
+	_, port, _ := strings.Cut(strings.TrimPrefix(strings.TrimSuffix(relay, "/"), "http://"), ":")
+	id := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name, method, path, host, auth string
+		status                         int
+		relayed                        string // what the host saw, "" for nothing
+		header, body                   string // a header that must be set, and body text
+	}{
+		{name: "boot evidence", method: "GET", path: "/v1/attestation", status: 200,
+			relayed: "GET /v1/attestation? Bearer relay-key", body: `{"from":"host"}`},
+		{name: "the page's own credential", method: "GET", path: "/v1/pipelines", auth: "Bearer page-key", status: 200,
+			relayed: "GET /v1/pipelines? Bearer page-key"},
+		{name: "pipeline evidence", method: "GET", path: "/v1/pipelines/" + id + "/attestation?nonce=00ff", status: 200,
+			relayed: "GET /v1/pipelines/" + id + "/attestation?nonce=00ff Bearer relay-key"},
+		{name: "rate-limited", method: "GET", path: "/v1/pipelines/" + id + "/attestation?nonce=busy", status: 429,
+			relayed: "GET /v1/pipelines/" + id + "/attestation?nonce=busy Bearer relay-key", header: "Retry-After"},
+		{name: "the page", method: "GET", path: "/", status: 200, body: "<title>Cocoon host: verify what runs</title>"},
+		{name: "the page by localhost", method: "GET", path: "/", host: "localhost:" + port, status: 200},
+		{name: "a chat is not relayed", method: "POST", path: "/v1/chat/completions", status: 405},
+		{name: "logs are not relayed", method: "GET", path: "/v1/pipelines/" + id + "/logs", status: 404},
+		{name: "an upload is not relayed", method: "POST", path: "/v1/pipelines", status: 405, body: "the page only reads evidence"},
+		{name: "rebound name, page", method: "GET", path: "/", host: "evil.example:" + port, status: 421, body: "loopback names only"},
+		{name: "rebound name, pipelines", method: "GET", path: "/v1/pipelines", host: "evil.example:" + port, status: 421},
+		{name: "loopback, another port", method: "GET", path: "/v1/pipelines", host: "127.0.0.1:1", status: 421},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			relayed = nil
+			mu.Unlock()
+			req, _ := http.NewRequest(tc.method, strings.TrimSuffix(relay, "/")+tc.path, nil)
+			if tc.host != "" {
+				req.Host = tc.host
+			}
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.body) {
+				t.Fatalf("%d %.200s, want %d with %q", resp.StatusCode, body, tc.status, tc.body)
+			}
+			mu.Lock()
+			got := strings.Join(relayed, "; ")
+			mu.Unlock()
+			if got != tc.relayed {
+				t.Errorf("the host saw %q, want %q", got, tc.relayed)
+			}
+			if tc.header != "" && resp.Header.Get(tc.header) == "" {
+				t.Errorf("no %s in %v", tc.header, resp.Header)
+			}
+		})
+	}
+
+	unreachable := startWeb(t, "--host", "http://127.0.0.1:1")
+	resp, err := http.Get(unreachable + "v1/attestation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "cannot reach the host") {
+		t.Errorf("an unreachable host: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestWebUsage checks the command lines `cocoon verify --web` refuses before serving.
+func TestWebUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"verify", "--web", "--collateral", "online"}, 2, "the page reaches no server but the host"},
+		{[]string{"verify", "--host", "ftp://h", "--web"}, 2, "want a URL"},
+		{[]string{"verify", "--web", "--pipeline", "nothex"}, 2, "not a pipeline id"},
+		{[]string{"verify", "--web", "--listen", "256.0.0.1:1"}, 1, "--listen"},
+	} {
+		code, _, stderr := cocoon(t, "", tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.says) {
+			t.Errorf("%q: exit %d, %s; want %d saying %q", tc.args, code, stderr, tc.code, tc.says)
+		}
+	}
+}
+
+func writeTemp(t *testing.T, text string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// reportV1Results are verifier results with every member of the report format
+// cocoon-verify-report/v1 (attest.Report's MarshalJSON): the evidence's claims, the
+// TD's measurements and attributes, the events, the manifest, checks with values and
+// the verdicts ok, skip, warn and fail. The boot evidence passes with a warning; the
+// pipeline's comes from a debug TD whose backend sends prompts out of it.
+const reportV1Results = `{
+ "boot": "{\"report\":{\"format\":\"cocoon-verify-report/v1\",\"ok\":true,\"strict\":false,\"fresh\":true,\"checked_at\":\"2026-12-04T10:00:00Z\",` +
+	`\"evidence\":{\"kind\":\"boot\",\"mode\":\"sim\",\"host_key\":\"1111\",\"tls_key\":\"2222\",\"nonce\":\"3333\"},` +
+	`\"td\":{\"mrtd\":\"a0a0\",\"rtmr0\":\"b0\",\"rtmr1\":\"b1\",\"rtmr2\":\"b2\",\"rtmr3\":\"b3\",\"td_attributes\":\"0000001000000000\",\"xfam\":\"e702060000000000\",` +
+	`\"mr_seam\":\"c0c0\",\"mr_owner\":\"d0d0\",\"mr_config_id\":\"e0e0\",\"mr_owner_config\":\"f0f0\",\"debug\":false,\"tcb_status\":null},` +
+	`\"events\":[{\"type\":\"host-binary\",\"value\":\"sha256:4444\"},{\"type\":\"backend\",\"value\":\"embedded\"}],\"manifest\":null,` +
+	`\"checks\":[{\"name\":\"nonce\",\"verdict\":\"ok\",\"detail\":\"the evidence answers the fresh nonce this client sent\",\"value\":\"3333\"},` +
+	`{\"name\":\"where prompts go\",\"verdict\":\"ok\",\"detail\":\"they stay inside the TD\",\"value\":\"embedded\"},` +
+	`{\"name\":\"MRTD\",\"verdict\":\"skip\",\"detail\":\"any: the policy does not pin it\",\"value\":\"a0a0\"},` +
+	`{\"name\":\"self-measurement\",\"verdict\":\"warn\",\"detail\":\"the policy pins host_binary but not mrtd\"}]}}",
+ "pipeline": "{\"report\":{\"format\":\"cocoon-verify-report/v1\",\"ok\":false,\"strict\":true,\"fresh\":true,` +
+	`\"evidence\":{\"kind\":\"pipeline\",\"mode\":\"sim\",\"host_key\":\"1111\",\"tls_key\":\"2222\",\"nonce\":\"5555\",\"pipeline_id\":\"6666\"},` +
+	`\"td\":{\"mrtd\":\"a0a0\",\"rtmr0\":\"b0\",\"rtmr1\":\"b1\",\"rtmr2\":\"b2\",\"rtmr3\":\"b3\",\"td_attributes\":\"0100000000000000\",\"xfam\":\"e702060000000000\",` +
+	`\"mr_seam\":\"c0c0\",\"mr_owner\":\"d0d0\",\"mr_config_id\":\"e0e0\",\"mr_owner_config\":\"f0f0\",\"debug\":true,\"tcb_status\":\"UpToDate\"},` +
+	`\"events\":[{\"type\":\"backend\",\"value\":\"openai http://203.0.113.7:8000/v1\"}],` +
+	`\"manifest\":{\"abi_version\":1,\"model\":\"stories260K\",\"pre\":[{\"module\":\"sha256:7777\",\"config\":{\"mask\":[]},\"limits\":{\"fuel\":1000}}],\"post\":[]},` +
+	`\"checks\":[{\"name\":\"TD attributes\",\"verdict\":\"fail\",\"detail\":\"DEBUG is set\",\"value\":\"0100000000000000\"},` +
+	`{\"name\":\"where prompts go\",\"verdict\":\"fail\",\"detail\":\"they leave the TD\",\"value\":\"openai http://203.0.113.7:8000/v1\"},` +
+	`{\"name\":\"strict\",\"verdict\":\"fail\",\"detail\":\"warnings\"}]}}"
+}`
+
+// checkRendersReportV1 checks that the page shows every member of reportV1Results: a
+// reviewer sees all a verifier reports, whatever the version of the page.
+func checkRendersReportV1(t *testing.T, visit pageVisit) {
+	t.Helper()
+	if visit.Final == nil {
+		t.Fatalf("report-v1: the page showed nothing: %+v", visit)
+	}
+	boot, pipelines := visit.Final.evidence("boot"), visit.Final.evidence("pipeline")
+	if len(boot) != 1 || len(pipelines) != 1 {
+		t.Fatalf("report-v1: the page shows %d boot and %d pipeline evidence; status %q", len(boot), len(pipelines), visit.Final.Status)
+	}
+	b, p := boot[0], pipelines[0]
+	if b.Verdict != "ok" || !strings.Contains(b.VerdictText, "VERIFIED, with 1 warning") || !strings.Contains(b.Summary, "fresh (") {
+		t.Errorf("report-v1: boot verdict %q %q, summary %q", b.Verdict, b.VerdictText, b.Summary)
+	}
+	for name, want := range map[string]string{"TLS key": "2222", "nonce the evidence answers": "3333", "checked at": "2026-12-04T10:00:00Z", "mode": "sim"} {
+		if got, _ := row(b.Host, name); got != want {
+			t.Errorf("report-v1: boot %s shows %q, want %q (%q)", name, got, want, b.Host)
+		}
+	}
+	if got, _ := row(b.Host, "nonce this page sent"); len(got) != 64 {
+		t.Errorf("report-v1: the boot evidence's request nonce shows %q, want 32 random bytes in hex", got)
+	}
+	for name, want := range map[string]string{"mrtd": "a0a0", "rtmr3": "b3", "td_attributes": "0000001000000000", "xfam": "e702060000000000",
+		"mr_seam": "c0c0", "mr_owner": "d0d0", "mr_config_id": "e0e0", "mr_owner_config": "f0f0", "debug": "false",
+		"tcb_status": "not evaluated: no Intel collateral was given"} {
+		if got, _ := row(b.TD, name); got != want {
+			t.Errorf("report-v1: boot td %s shows %q, want %q", name, got, want)
+		}
+	}
+	verdicts := map[string]string{}
+	for _, c := range b.Checks {
+		verdicts[c.Name] = c.Verdict + " " + c.Value
+	}
+	if verdicts["nonce"] != "ok 3333" || verdicts["MRTD"] != "skip a0a0" || verdicts["self-measurement"] != "warn " {
+		t.Errorf("report-v1: boot checks %+v", b.Checks)
+	}
+	if p.Verdict != "fail" || !strings.Contains(p.VerdictText, "FAILED") || !strings.Contains(p.Summary, "strict mode") {
+		t.Errorf("report-v1: pipeline verdict %q %q, summary %q", p.Verdict, p.VerdictText, p.Summary)
+	}
+	if got, _ := row(p.TD, "debug"); !strings.HasPrefix(got, "true: a debug TD") {
+		t.Errorf("report-v1: a debug TD shows debug %q", got)
+	}
+	if got, _ := row(p.Host, "pipeline"); got != "6666" {
+		t.Errorf("report-v1: the pipeline shows as %q, want the report's", got)
+	}
+	if !strings.Contains(p.Prompts, "openai http://203.0.113.7:8000/v1") || !strings.Contains(p.Prompts, `"where prompts go": fail`) {
+		t.Errorf("report-v1: where prompts go: %q", p.Prompts)
+	}
+	if got, _ := row(p.Manifest, "model"); got != "stories260K" || len(p.Modules) != 1 || p.Modules[0].Module != "sha256:7777" ||
+		!strings.Contains(p.Modules[0].Config, `"mask": []`) || p.Modules[0].Limits != "fuel=1000" {
+		t.Errorf("report-v1: the manifest shows %q, modules %+v", p.Manifest, p.Modules)
+	}
+}
