@@ -402,6 +402,8 @@ func TestProxyReleasesNothingUnverified(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			held := make(chan struct{})
 			h.backend.held = held
+			release := sync.OnceFunc(func() { close(held) })
+			defer release() // a failure must not leave the host's handler, and the test, waiting
 			h.start(t, h.url) // a host whose backend holds
 			url, p, _ := startProxy(t, h, mode.live)
 			type result struct {
@@ -431,7 +433,7 @@ func TestProxyReleasesNothingUnverified(t *testing.T) {
 				if err != nil || !strings.Contains(first, `"content":"Hello"`) {
 					t.Fatalf("live mode: the first chunk %q, %v", first, err)
 				}
-				close(held)
+				release()
 				rest, _ := io.ReadAll(r)
 				res.resp.Body.Close()
 				if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
@@ -439,7 +441,7 @@ func TestProxyReleasesNothingUnverified(t *testing.T) {
 				}
 				return
 			}
-			close(held)
+			release()
 			res = <-done
 			if res.err != nil {
 				t.Fatal(res.err)
