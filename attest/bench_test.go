@@ -77,7 +77,9 @@ func BenchmarkSignResponse(b *testing.B) {
 	_, key, _ := ed25519.GenerateKey(nil)
 	request := sha256.Sum256([]byte("request"))
 	pipeline := testPipelineID()
-	signV1 := func(content [32]byte) []byte { return ed25519.Sign(key, v1Message(request, content, pipeline, 12, 200)) }
+	signV1 := func(content [32]byte) []byte {
+		return ed25519.Sign(key, v1Message(request, content, pipeline, 12, 200))
+	}
 	b.Run("v1", func(b *testing.B) {
 		content := sha256.Sum256([]byte("answer"))
 		for b.Loop() {

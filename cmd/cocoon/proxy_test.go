@@ -403,7 +403,7 @@ func TestProxyReleasesNothingUnverified(t *testing.T) {
 			held := make(chan struct{})
 			h.backend.held = held
 			release := sync.OnceFunc(func() { close(held) })
-			defer release() // a failure must not leave the host's handler, and the test, waiting
+			defer release()   // a failure must not leave the host's handler, and the test, waiting
 			h.start(t, h.url) // a host whose backend holds
 			url, p, _ := startProxy(t, h, mode.live)
 			type result struct {
