@@ -146,16 +146,7 @@ func TestEveryAnswerIsSigned(t *testing.T) {
 // body is read, is signed with its Retry-After.
 func TestRefusalAtCapacityIsSigned(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
-	f, _ := attested(t, func(c *Config, r *recorder) {
-		c.MaxGenerations = 1
-		r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
-			if n == 1 {
-				close(started)
-				<-release
-			}
-			return emit(d)
-		}
-	})
+	f, _ := attested(t, atCapacity(started, release))
 	first := f.running(started)
 	const body = `{"messages":[{"role":"user","content":"x"}],"max_tokens":5}`
 	res := f.do("POST", "/v1/chat/completions", ownerKey, body)
