@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -25,11 +23,8 @@ import (
 // reach a few MiB together.
 const MaxEvidenceBytes = 4 << 20
 
-// Errors of ParseEvidence and VerifyResponse.
-var (
-	ErrEvidenceEncoding  = errors.New("evidence: malformed encoding")
-	ErrResponseSignature = errors.New("response signature")
-)
+// ErrEvidenceEncoding is the error of ParseEvidence.
+var ErrEvidenceEncoding = errors.New("evidence: malformed encoding")
 
 // errManifestEncoding wraps the reasons a pipeline manifest in evidence is unreadable.
 var errManifestEncoding = errors.New("not a canonical manifest")
@@ -757,31 +752,4 @@ func (m *canonicalManifest) diff(want *canonicalManifest) []string {
 		out = []string{"the same members, encoded otherwise (not a canonical manifest)"}
 	}
 	return out
-}
-
-// VerifyResponse checks the signature a host put on a chat response: header is the
-// value of the Cocoon-Signature header (or the cocoon_signature member of a stream's
-// last chunk), "ed25519=<base64>"; requestBody the bytes the client sent; content the
-// assistant's text as received; pipelineID and the token counts as the response
-// reported them. Errors wrap ErrResponseSignature. Cost: one ed25519 verification.
-func VerifyResponse(hostKey ed25519.PublicKey, requestBody []byte, content, pipelineID string, promptTokens, completionTokens uint64, header string) error {
-	b64, ok := strings.CutPrefix(header, "ed25519=")
-	if !ok {
-		return fmt.Errorf("%w: %q is not \"ed25519=<base64>\"", ErrResponseSignature, header)
-	}
-	sig, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("%w: not a base64 %d-byte ed25519 signature", ErrResponseSignature, ed25519.SignatureSize)
-	}
-	r := SignedResponse{
-		RequestSHA256:    sha256.Sum256(requestBody),
-		ContentSHA256:    sha256.Sum256([]byte(content)),
-		PipelineID:       pipelineID,
-		PromptTokens:     promptTokens,
-		CompletionTokens: completionTokens,
-	}
-	if !r.Verify(hostKey, sig) {
-		return fmt.Errorf("%w: does not verify with the attested host key over this request, answer, pipeline and usage", ErrResponseSignature)
-	}
-	return nil
 }

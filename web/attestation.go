@@ -1,10 +1,7 @@
 package web
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -185,41 +182,4 @@ func quoteLimited(wait time.Duration, format string, args ...any) *apiError {
 	e := errorf(http.StatusTooManyRequests, typeRateLimit, "quote_rate_limited", "quotes are rate-limited to "+format, args...)
 	e.RetryAfter = int(math.Ceil(wait.Seconds()))
 	return e
-}
-
-// responseSigner accumulates what a chat response's signature covers.
-type responseSigner struct {
-	host       *attest.Host
-	request    [32]byte
-	pipelineID string
-}
-
-// sign returns the signature value of a response with content hash content and usage
-// u, or "" when the host has no attestation.
-func (rs *responseSigner) sign(content [32]byte, prompt, completion int) string {
-	if rs.host == nil {
-		return ""
-	}
-	return rs.host.SignResponse(attest.SignedResponse{RequestSHA256: rs.request, ContentSHA256: content,
-		PipelineID: rs.pipelineID, PromptTokens: uint64(max(prompt, 0)), CompletionTokens: uint64(max(completion, 0))})
-}
-
-// responseContent returns the sha256 of choices[0].message.content of a chat.completion,
-// of "" when it has none (absent, null or not a string: a post module may reshape it).
-func responseContent(response []byte) ([32]byte, error) {
-	var v struct {
-		Choices []struct {
-			Message struct {
-				Content json.RawMessage `json:"content"`
-			} `json:"message"`
-		} `json:"choices"`
-	}
-	if err := json.Unmarshal(response, &v); err != nil {
-		return [32]byte{}, fmt.Errorf("sign response: %w", err)
-	}
-	var text string
-	if len(v.Choices) > 0 {
-		json.Unmarshal(v.Choices[0].Message.Content, &text) // not a string: ""
-	}
-	return sha256.Sum256([]byte(text)), nil
 }

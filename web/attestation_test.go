@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -342,81 +341,4 @@ func pushExample(t *testing.T, f *fixture) string {
 	return f.push(`{"abi_version":1,"model":"stories260K",
 		"pre":[{"module":"`+hashOf(pii)+`"}],
 		"post":[{"module":"`+hashOf(guard)+`","config":{"words":["was","the","a"],"replacement":"***"}}]}`, pii, guard)
-}
-
-// checkSignature verifies a "ed25519=<b64>" value over the response fields, and that it
-// fails over other content.
-func checkSignature(t *testing.T, value string, hostKey []byte, body, content, pipeline string, usage usageJSON) {
-	t.Helper()
-	b64, ok := strings.CutPrefix(value, "ed25519=")
-	if !ok {
-		t.Fatalf("signature %q lacks ed25519=", value)
-	}
-	sig, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := attest.SignedResponse{RequestSHA256: sha256.Sum256([]byte(body)), ContentSHA256: sha256.Sum256([]byte(content)),
-		PipelineID: pipeline, PromptTokens: uint64(usage.PromptTokens), CompletionTokens: uint64(usage.CompletionTokens)}
-	if !r.Verify(hostKey, sig) {
-		t.Errorf("signature does not verify over content %q, pipeline %q, usage %+v", content, pipeline, usage)
-	}
-	r.ContentSHA256 = sha256.Sum256([]byte(content + "!"))
-	if r.Verify(hostKey, sig) {
-		t.Error("signature verifies over changed content")
-	}
-}
-
-func TestResponseSignatures(t *testing.T) {
-	f, _ := attested(t)
-	id := pushExample(t, f)
-	var ev attest.Evidence
-	f.do("GET", "/v1/attestation", "", nil).json(t, &ev)
-	const req = `{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":40,"temperature":0`
-	for _, tc := range []struct {
-		name, prefix, pipeline string
-	}{
-		{"bare", "", ""},
-		{"pipeline", "/p/" + id, id},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := tc.prefix + "/v1/chat/completions"
-			body := req + `}`
-			res := f.do("POST", path, ownerKey, body)
-			if res.status != http.StatusOK {
-				t.Fatalf("%d %s", res.status, res.body)
-			}
-			var c completion
-			res.json(t, &c)
-			if tc.pipeline != "" && !strings.Contains(c.Choices[0].Message.Content, "***") {
-				t.Errorf("the guard did not change the text: %q", c.Choices[0].Message.Content)
-			}
-			checkSignature(t, res.header.Get(attest.ResponseSignatureHeader), ev.HostKey, body, c.Choices[0].Message.Content, tc.pipeline, c.Usage)
-
-			for _, usage := range []bool{false, true} {
-				body := req + `,"stream":true}`
-				if usage {
-					body = req + `,"stream":true,"stream_options":{"include_usage":true}}`
-				}
-				res := f.do("POST", path, ownerKey, body)
-				s := parseSSE(t, res.body)
-				if res.status != http.StatusOK || !s.done {
-					t.Fatalf("%d %s", res.status, res.body)
-				}
-				last := s.chunks[len(s.chunks)-1]
-				for _, ch := range s.chunks[:len(s.chunks)-1] {
-					if ch.Signature != "" {
-						t.Errorf("signature on a chunk before the last: %+v", ch)
-					}
-				}
-				if usage && last.Usage == nil {
-					t.Fatalf("last chunk is not the usage chunk: %+v", last)
-				}
-				if s.text() != c.Choices[0].Message.Content {
-					t.Errorf("streamed %q, whole %q", s.text(), c.Choices[0].Message.Content)
-				}
-				checkSignature(t, last.Signature, ev.HostKey, body, s.text(), tc.pipeline, c.Usage)
-			}
-		})
-	}
 }

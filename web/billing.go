@@ -22,8 +22,8 @@ const maxIdempotencyKey = 255
 
 // storedResponse is what the ledger keeps for an idempotency key: the response as sent,
 // split where the receipt goes (after Before: the header for a JSON answer, the receipt
-// event for a stream), with the headers that go with it (a JSON answer's signature, an
-// error's Retry-After).
+// event for a stream), with the headers that go with it (an error's Retry-After). The
+// host's signature is not kept: writeEnding signs a replay as it sends it.
 type storedResponse struct {
 	Status      int               `json:"status"`
 	ContentType string            `json:"content_type"`
@@ -195,7 +195,7 @@ func (s *Server) refuseAdmission(w http.ResponseWriter, r *http.Request, err err
 		return
 	}
 	w.Header().Set(IdempotentReplayHeader, "true")
-	s.writeEnding(w, ending{stored: resp, receipt: idem.Receipt})
+	s.writeEnding(w, r, ending{stored: resp, receipt: idem.Receipt})
 }
 
 // receiptEvent is the SSE event that carries a stream's receipt: a chunk with no

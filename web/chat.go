@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"time"
 
@@ -81,7 +83,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	res, err := c.pipeline.Run(r.Context(), c.body, c.generate, out.stream())
 	c.done(res, err)
 	s.failures.record(pipelineOf(r.Context()), res, err)
-	s.writeEnding(w, charge.seal(r, out.ending(r, res, err)))
+	s.writeEnding(w, r, charge.seal(r, out.ending(r, res, err)))
 }
 
 // newChatCall checks the client's request: its size against the pipeline's first pre
@@ -90,9 +92,8 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 func (s *Server) newChatCall(r *http.Request) (*chatCall, error) {
 	body := bodyOf(r.Context())
 	c := &chatCall{s: s, pipeline: s.bare, body: body, id: newCompletionID(), created: time.Now().Unix()}
-	c.signer.host, c.signer.request = s.cfg.Attestation, sha256.Sum256(body)
 	if e := pipelineOf(r.Context()); e != nil {
-		c.pipeline, c.model, c.signer.pipelineID = e.Pipeline, e.Manifest.Model, e.ID
+		c.pipeline, c.model = e.Pipeline, e.Manifest.Model
 		if pre := e.Manifest.Pre; len(pre) > 0 {
 			if limit := pre[0].Limits.WithDefaults().InputBytes; len(body) > limit {
 				return nil, errorf(http.StatusRequestEntityTooLarge, typeInvalidRequest, "body_too_large",
@@ -120,7 +121,6 @@ type chatCall struct {
 	body     []byte // the client's, as authenticated
 	opts     clientOptions
 	model    string // the pipeline's model; empty for the bare backend
-	signer   responseSigner
 	charge   charge
 	id       string
 	created  int64
@@ -144,7 +144,7 @@ func (c *chatCall) answer(w http.ResponseWriter, keep bool) answer {
 	if !c.opts.Stream {
 		return jsonAnswer{c}
 	}
-	return &sseWriter{w: w, call: c, content: sha256.New(), keep: keep,
+	return &sseWriter{w: w, call: c, digest: sha256.New(), keep: keep,
 		includeUsage: c.opts.StreamOptions != nil && c.opts.StreamOptions.IncludeUsage}
 }
 
@@ -212,9 +212,10 @@ type answer interface {
 type ending struct {
 	stored storedResponse
 	// started is set when the answer's headers are out, and sent is how much of
-	// stored.Before was written already: a stream's chunks.
+	// stored.Before was written already: a stream's chunks, whose bytes digest holds.
 	started bool
 	sent    int
+	digest  hash.Hash
 	receipt *settle.Receipt
 
 	call *chatCall
@@ -227,41 +228,45 @@ type jsonAnswer struct{ call *chatCall }
 
 func (jsonAnswer) stream() func(string) error { return nil }
 
-// ending is the chat.completion, signed in the Cocoon-Signature header, or the error.
+// ending is the chat.completion or the error.
 func (a jsonAnswer) ending(r *http.Request, res *host.Result, err error) ending {
 	c := a.call
 	e := ending{call: c, res: res, err: err}
-	if err == nil {
-		var content [32]byte
-		if content, err = responseContent(res.Response); err == nil {
-			e.stored = storedResponse{Status: http.StatusOK, ContentType: contentTypeJSON, Before: res.Response}
-			u := c.result.Usage
-			if sig := c.signer.sign(content, u.PromptTokens, u.CompletionTokens); sig != "" {
-				e.stored.Header = map[string]string{attest.ResponseSignatureHeader: sig}
-			}
-			return e
-		}
+	if err != nil {
+		e.stored = errorResponse(c.s.toAPIError(r, err))
+		return e
 	}
-	e.stored = errorResponse(c.s.toAPIError(r, err))
+	e.stored = storedResponse{Status: http.StatusOK, ContentType: contentTypeJSON, Before: res.Response}
 	return e
 }
 
 // errorResponse is an error answer as it is sent and stored.
 func errorResponse(e *apiError) storedResponse {
-	body, _ := json.Marshal(e.body()) // strings only
-	return storedResponse{Status: e.Status, ContentType: contentTypeJSON, Header: e.headers(), Before: append(body, '\n')}
+	return storedResponse{Status: e.Status, ContentType: contentTypeJSON, Header: e.headers(), Before: encodeJSON(e.body())}
 }
 
-// writeEnding writes what of the answer is not out yet: the headers (with the receipt
+// writeEnding writes what of an answer is not out yet: the headers (with the receipt
 // of a JSON answer), the rest of stored.Before, a stream's receipt event, and
-// stored.After. A replayed answer is written whole the same way.
-func (s *Server) writeEnding(w http.ResponseWriter, e ending) {
+// stored.After; a replayed answer and an error are written whole the same way. When
+// the answers to r are signed (signerOf), an answer written whole carries its
+// signature in attest.ResponseSignatureHeader, over its status, Retry-After and body,
+// and a stream its signature event, over every byte before it (e.digest holds those
+// written already), just before "data: [DONE]" or, when it failed, after its error
+// event. Signing happens here, as the bytes go out, so that a replay is signed with
+// the key of the host that sends it.
+func (s *Server) writeEnding(w http.ResponseWriter, r *http.Request, e ending) {
 	stream := e.stored.ContentType == contentTypeSSE
+	signer := signerOf(r)
+	out := append([]byte(nil), e.stored.Before[e.sent:]...)
+	if !stream {
+		out = append(out, e.stored.After...)
+	}
 	if !e.started {
 		h := w.Header()
 		for k, v := range e.stored.Header {
 			h.Set(k, v)
 		}
+		h.Del(attest.ResponseSignatureHeader) // an answer stored by an earlier version kept its signature
 		h.Set("Content-Type", e.stored.ContentType)
 		switch {
 		case stream:
@@ -269,13 +274,30 @@ func (s *Server) writeEnding(w http.ResponseWriter, e ending) {
 		case e.receipt != nil:
 			h.Set(settle.ReceiptHeader, e.receipt.MarshalHeader())
 		}
+		if !stream && signer != nil {
+			h.Set(attest.ResponseSignatureHeader, signer.sign(r, attest.ResponseBody, e.stored.Status, h.Get("Retry-After"), sha256.Sum256(out)))
+		}
 		w.WriteHeader(e.stored.Status)
 	}
-	out := append([]byte(nil), e.stored.Before[e.sent:]...)
-	if stream && e.receipt != nil {
-		out = append(out, receiptEvent(e.receipt)...)
+	if stream {
+		if e.receipt != nil {
+			out = append(out, receiptEvent(e.receipt)...)
+		}
+		tail, completed := bytes.CutSuffix(e.stored.After, doneEvent)
+		out = append(out, tail...)
+		if signer != nil {
+			digest := e.digest
+			if digest == nil {
+				digest = sha256.New()
+			}
+			digest.Write(out)
+			out = append(out, attest.SignatureEvent(signer.sign(r, attest.ResponseStream, e.stored.Status, "", [32]byte(digest.Sum(nil))))...)
+		}
+		if completed {
+			out = append(out, doneEvent...)
+		}
 	}
-	w.Write(append(out, e.stored.After...)) // a failed write means the client is gone: the receipt is committed
+	w.Write(out) // a failed write means the client is gone: the receipt is committed
 	if stream {
 		flushError(w)
 	}

@@ -349,9 +349,10 @@ func (f *fixture) running(started <-chan struct{}) <-chan response {
 	return first
 }
 
-func TestOverCapacity(t *testing.T) {
-	started, release := make(chan struct{}), make(chan struct{})
-	f := newFixture(t, func(c *Config, r *recorder) {
+// atCapacity configures a host of one generation slot whose first generation, once it
+// started (closing started), holds its slot until release is closed.
+func atCapacity(started, release chan struct{}) func(*Config, *recorder) {
+	return func(c *Config, r *recorder) {
 		c.MaxGenerations = 1
 		r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
 			if n == 1 {
@@ -360,7 +361,12 @@ func TestOverCapacity(t *testing.T) {
 			}
 			return emit(d)
 		}
-	})
+	}
+}
+
+func TestOverCapacity(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	f := newFixture(t, atCapacity(started, release))
 	first := f.running(started)
 	res := f.do("POST", "/v1/chat/completions", ownerKey, `{"messages":[{"role":"user","content":"x"}],"max_tokens":5}`)
 	e := res.apiErr(t)

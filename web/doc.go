@@ -127,7 +127,8 @@
 // "data:" chunks in OpenAI's format ending with "data: [DONE]", with a last chunk of
 // usage when "stream_options": {"include_usage": true}. A failure before the first
 // chunk is an ordinary error response; after it, an event "data: {"error": {...}}"
-// ends the stream without [DONE].
+// ends the stream without [DONE] (followed, on an attesting host, by the stream's
+// signature event: see Attestation).
 //
 // At most Config.MaxGenerations completions run at once; the next gets 429 with
 // Retry-After instead of a queue, before its body is read. The body is read before a
@@ -152,18 +153,21 @@
 // same rate host-wide and half of it per client address (the connection's peer, never
 // a header), so that it cannot spend pipeline evidence's.
 //
-// Every chat response is then signed with the attested host key over
-// attest.SignedResponse: the sha256 of the request body as sent, the sha256 of the
-// assistant's text as received (choices[0].message.content, "" when it is not a string;
-// for a stream, the concatenated delta contents), the pipeline id ("" for the bare
-// endpoint) and the usage the backend reported. A non-streaming answer carries it in the
-// header "Cocoon-Signature: ed25519=<standard base64>"; a stream carries the same value
-// as the member "cocoon_signature" of its last chunk (the usage chunk when
-// stream_options.include_usage is set, else the finish chunk; only a billing host's
-// receipt event comes between it and "data: [DONE]"). The signature
-// covers the token counts, which a stream shows only with include_usage: a client that
-// verifies streams must ask for it (cocoon proxy does). A stream that ends with an error
-// event is not signed.
+// Every answer of the chat routes is then signed with the attested host key, errors of
+// any status included (those of the middlewares too: at capacity, a refused credential,
+// a body too large or too slow, a panic), over attest.SignedResponse: a digest of every
+// byte of the body the client reads, the status, the Retry-After header, the sha256 of
+// the request body as sent (none for an error sent before the body was read) and the
+// pipeline id of the path ("" for the bare endpoint). An answer written whole (a
+// chat.completion or an error) carries it in the header
+// "Cocoon-Signature: ed25519=<standard base64>", over the sha256 of its body. A stream
+// carries it in a last event, attest.SignatureEvent, a chunk with no choices and the
+// member "cocoon_signature", over the sha256 of every byte sent before it (the chunks, a
+// billing host's receipt event, the error event of a failed stream, in order); it comes
+// just before "data: [DONE]", or last after an error event. An idempotent replay is
+// signed as it is sent, by the host that sends it. attest/README.md gives the encoding;
+// attest.ResponseVerifier checks it. Signing costs one ed25519 signature per answer and
+// a sha256 of its bytes, which a stream hashes as it writes them.
 //
 // # The reviewer's page
 //

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,20 +150,26 @@ func (e *apiError) body() errorBody {
 	return errorBody{errorObject{Message: e.Message, Type: e.Type, Code: e.Code, Reason: e.Reason}}
 }
 
-// writeError answers with err in the OpenAI error shape.
+// writeError answers with err in the OpenAI error shape, with its Retry-After. On the
+// chat routes of an attesting host the answer is signed, as every answer there is
+// (writeEnding).
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	e := s.toAPIError(r, err)
-	for k, v := range e.headers() {
-		w.Header().Set(k, v)
-	}
-	writeJSON(w, e.Status, e.body())
+	s.writeEnding(w, r, ending{stored: errorResponse(s.toAPIError(r, err))})
 }
 
 // writeJSON answers with v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", contentTypeJSON)
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
+	w.Write(encodeJSON(v)) // a failed write means the client is gone; nothing to tell it
+}
+
+// encodeJSON is v as the host sends JSON: not HTML-escaped, and a newline after it.
+// It is for values that always encode (strings, numbers, and structs of them).
+func encodeJSON(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	enc.Encode(v) // a failed write means the client is gone; nothing to tell it
+	enc.Encode(v)
+	return b.Bytes()
 }

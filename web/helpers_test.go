@@ -290,6 +290,9 @@ type streamed struct {
 	done   bool
 	// receipt is a billed stream's receipt event, which must come after every chunk.
 	receipt *settle.Receipt
+	// signature is the value of an attesting host's signature event, which must come
+	// after every other event but [DONE].
+	signature string
 }
 
 func (s streamed) text() string {
@@ -318,12 +321,22 @@ func parseSSE(t testing.TB, body []byte) streamed {
 		if !ok {
 			t.Fatalf("not a data line: %q", line)
 		}
-		if s.done || s.err != nil {
+		if s.done || s.signature != "" && data != "[DONE]" {
 			t.Fatalf("event after the end of the stream: %q", line)
 		}
 		if data == "[DONE]" {
+			if s.err != nil {
+				t.Fatalf("[DONE] after an error event")
+			}
 			s.done = true
 			continue
+		}
+		if sig, ok := strings.CutPrefix(data, `{"object":"chat.completion.chunk","choices":[],"cocoon_signature":"`); ok {
+			s.signature = strings.TrimSuffix(sig, `"}`)
+			continue
+		}
+		if s.err != nil {
+			t.Fatalf("event after the error event: %q", line)
 		}
 		if strings.HasPrefix(data, `{"error"`) {
 			var e errorBody

@@ -87,9 +87,11 @@ func runSDK(t *testing.T, baseURL, key, prompt string, maxTokens int, modes ...s
 // TestOpenAISDK calls the example pipeline with the official OpenAI SDK (npm "openai")
 // at baseURL = http://127.0.0.1:PORT/p/{id}/v1, as Mini App backends do: the SDK must
 // read the same text, finish reason and usage from a stream as from a whole answer, the
-// same as the server sent, and must raise the server's 401 for a wrong key.
+// same as the server sent, and must raise the server's 401 for a wrong key. The host
+// attests, so every answer is signed: the SDK must pass over a stream's signature event.
 func TestOpenAISDK(t *testing.T) {
-	f, id := pipelineFixture(t)
+	f, _ := attested(t)
+	id := pushExample(t, f)
 	baseURL := f.http.URL + "/p/" + id + "/v1"
 	if !strings.HasPrefix(baseURL, "http://127.0.0.1:") {
 		t.Fatalf("the server is not on loopback: %s", baseURL)

@@ -129,6 +129,8 @@ type Server struct {
 	models     *modelWindows
 	// billing is the chat path's billing layer, free when the host does not bill.
 	billing biller
+	// signer signs the chat routes' answers; nil when the host does not attest.
+	signer *answerSigner
 	// observeLoad gets the slots in use after each change: the pricer's load.
 	observeLoad func(used, total int)
 	handler     http.Handler
@@ -216,6 +218,9 @@ func New(cfg Config) (*Server, error) {
 		conns:       newConnTracker(cfg.MaxConnections),
 		failures:    newFailureLog(),
 	}
+	if cfg.Attestation != nil {
+		s.signer = &answerSigner{host: cfg.Attestation}
+	}
 	if cfg.Billing != nil {
 		s.billing = escrowBilling{s}
 		s.observeLoad = cfg.Billing.Pricer().Observe
@@ -270,10 +275,14 @@ func (s *Server) routes() http.Handler {
 		r.With(s.requireOwner).Delete("/v1/pipelines/{id}", s.deletePipeline)
 	})
 	r.Group(func(r chi.Router) {
+		if s.signer != nil {
+			r.Use(s.signAnswers) // every answer below is signed, refusals included
+		}
 		// At capacity a request is refused before a byte of its body is read; then
 		// authenticate reads the body (and checks a signature over it) before the
-		// handler takes a slot, so a slow body holds none.
-		r.Use(s.refuseAtCapacity, s.authenticate(s.cfg.MaxRequestBytes))
+		// handler takes a slot, so a slow body holds none. A panic is recovered here
+		// too, where the body is known, so that its 500 is signed for this request.
+		r.Use(s.refuseAtCapacity, s.authenticate(s.cfg.MaxRequestBytes), s.recoverer)
 		r.Post("/v1/chat/completions", s.chatCompletions)
 		r.With(s.withPipeline).Post("/p/{id}/v1/chat/completions", s.chatCompletions)
 	})

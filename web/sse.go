@@ -32,8 +32,9 @@ type sseWriter struct {
 	// keep records what is written in transcript, for an idempotency key.
 	keep       bool
 	transcript bytes.Buffer
-	// content hashes the text sent, for the response signature.
-	content hash.Hash
+	// digest hashes every byte written, which the stream's signature event covers
+	// (writeEnding).
+	digest hash.Hash
 }
 
 type chunkJSON struct {
@@ -43,8 +44,6 @@ type chunkJSON struct {
 	Model   string        `json:"model"`
 	Choices []chunkChoice `json:"choices"`
 	Usage   *usageJSON    `json:"usage,omitempty"`
-	// Signature is set on the last chunk: see attest.ResponseSignatureHeader.
-	Signature string `json:"cocoon_signature,omitempty"`
 }
 
 type chunkChoice struct {
@@ -87,6 +86,7 @@ func (s *sseWriter) write(events []byte) error {
 	if s.keep {
 		s.transcript.Write(events)
 	}
+	s.digest.Write(events)
 	if !s.started {
 		s.started = true
 		h := s.w.Header()
@@ -106,9 +106,9 @@ func (s *sseWriter) write(events []byte) error {
 }
 
 // chunkEvent is a chat.completion.chunk event.
-func (s *sseWriter) chunkEvent(choices []chunkChoice, usage *usageJSON, signature string) []byte {
+func (s *sseWriter) chunkEvent(choices []chunkChoice, usage *usageJSON) []byte {
 	b, _ := json.Marshal(chunkJSON{ID: s.call.id, Object: "chat.completion.chunk", Created: s.call.created,
-		Model: s.call.respModel, Choices: choices, Usage: usage, Signature: signature}) // plain strings and numbers
+		Model: s.call.respModel, Choices: choices, Usage: usage}) // plain strings and numbers
 	return sseFrame(b)
 }
 
@@ -118,15 +118,14 @@ func (s *sseWriter) delta(text string) error {
 	if !s.started {
 		d.Role = "assistant"
 	}
-	s.content.Write([]byte(text))
-	return s.write(s.chunkEvent([]chunkChoice{{Delta: d}}, nil, ""))
+	return s.write(s.chunkEvent([]chunkChoice{{Delta: d}}, nil))
 }
 
 // ending ends the stream: a failure before the first chunk is an ordinary error
 // answer; otherwise the closing events, split before "data: [DONE]", or, after a
 // failure, the error event. What was written before is in stored.Before when kept.
 func (s *sseWriter) ending(r *http.Request, res *host.Result, err error) ending {
-	e := ending{call: s.call, res: res, err: err, started: s.started, sent: s.transcript.Len()}
+	e := ending{call: s.call, res: res, err: err, started: s.started, sent: s.transcript.Len(), digest: s.digest}
 	switch {
 	case err != nil && !s.started:
 		e.stored = errorResponse(s.call.s.toAPIError(r, err))
@@ -141,25 +140,20 @@ func (s *sseWriter) ending(r *http.Request, res *host.Result, err error) ending 
 	return e
 }
 
-// closingEvents are the events that end a completed stream before "data: [DONE]": the
-// opening role if nothing was sent, the finish reason, and the usage when asked for.
-// The last of them carries the response signature.
+// closingEvents are the events that end a completed stream before a billing host's
+// receipt, the signature event and "data: [DONE]": the opening role if nothing was
+// sent, the finish reason, and the usage when asked for.
 func (s *sseWriter) closingEvents() []byte {
 	var out []byte
 	if !s.started { // an empty answer still opens with the role
 		empty := ""
-		out = s.chunkEvent([]chunkChoice{{Delta: deltaJSON{Role: "assistant", Content: &empty}}}, nil, "")
+		out = s.chunkEvent([]chunkChoice{{Delta: deltaJSON{Role: "assistant", Content: &empty}}}, nil)
 	}
 	u := s.call.result.Usage
-	signature := s.call.signer.sign([32]byte(s.content.Sum(nil)), u.PromptTokens, u.CompletionTokens)
 	reason := s.call.result.FinishReason
-	finishSignature := signature
+	out = append(out, s.chunkEvent([]chunkChoice{{Delta: deltaJSON{}, FinishReason: &reason}}, nil)...)
 	if s.includeUsage {
-		finishSignature = ""
-	}
-	out = append(out, s.chunkEvent([]chunkChoice{{Delta: deltaJSON{}, FinishReason: &reason}}, nil, finishSignature)...)
-	if s.includeUsage {
-		out = append(out, s.chunkEvent([]chunkChoice{}, &usageJSON{u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens}, signature)...)
+		out = append(out, s.chunkEvent([]chunkChoice{}, &usageJSON{u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens})...)
 	}
 	return out
 }

@@ -138,6 +138,20 @@ func (h *trustedHost) connect() (*client, *attest.Policy, attest.EvidenceOptions
 // when s is nil, and returns the response when its status is 2xx; any other status is
 // an error that carries the host's message.
 func (c *client) sendSigned(ctx context.Context, method, path string, body []byte, s *signer) (*http.Response, error) {
+	resp, err := c.request(ctx, method, path, body, s)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, responseError(resp)
+	}
+	return resp, nil
+}
+
+// request makes a request as sendSigned does and returns the host's answer, whatever
+// its status.
+func (c *client) request(ctx context.Context, method, path string, body []byte, s *signer) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("--host %q: %w", c.base, err)
@@ -145,18 +159,15 @@ func (c *client) sendSigned(ctx context.Context, method, path string, body []byt
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if s != nil {
-		s.sign(req, body)
-	} else {
-		req.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.do(req, func(r *http.Request) {
+		if s != nil {
+			s.sign(r, body)
+		} else {
+			r.Header.Set("Authorization", "Bearer "+c.key)
+		}
+	})
 	if err != nil {
 		return nil, c.doError(err)
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		return nil, responseError(resp)
 	}
 	return resp, nil
 }
@@ -192,12 +203,10 @@ func (c *client) priceList(ctx context.Context) (*settle.PriceList, error) {
 	return &l, nil
 }
 
-// attestedKey fetches the host's boot evidence, verifies it against p and opts (and,
-// over https, that it is the evidence the TLS handshake verified), and returns the
-// settlement key its verified event log measures. The event log replays to the quoted
-// RTMR3, so the key is the one the attested host holds: receipts and charges signed by
-// it come from that host. On failure it writes the failed checks to w.
-func (c *client) attestedKey(ctx context.Context, p *attest.Policy, opts attest.EvidenceOptions, w io.Writer) (ed25519.PublicKey, error) {
+// verifiedBoot fetches the host's boot evidence and verifies it against p and opts
+// (and, over https, that it is the evidence the TLS handshake verified). On failure it
+// writes the failed checks to w.
+func (c *client) verifiedBoot(ctx context.Context, p *attest.Policy, opts attest.EvidenceOptions, w io.Writer) (*attest.Evidence, error) {
 	boot, err := c.evidence(ctx, "/v1/attestation")
 	if err != nil {
 		return nil, err
@@ -216,6 +225,18 @@ func (c *client) attestedKey(ctx context.Context, p *attest.Policy, opts attest.
 			}
 		}
 		return nil, fmt.Errorf("the host's attestation does not verify: do not trust %s (see the FAIL lines above; `cocoon verify` shows every check)", c.base)
+	}
+	return boot, nil
+}
+
+// attestedKey verifies the host's boot evidence (verifiedBoot) and returns the
+// settlement key its verified event log measures. The event log replays to the quoted
+// RTMR3, so the key is the one the attested host holds: receipts and charges signed by
+// it come from that host.
+func (c *client) attestedKey(ctx context.Context, p *attest.Policy, opts attest.EvidenceOptions, w io.Writer) (ed25519.PublicKey, error) {
+	boot, err := c.verifiedBoot(ctx, p, opts, w)
+	if err != nil {
+		return nil, err
 	}
 	events, err := attest.ParseEventLog(boot.EventLog) // VerifyEvidence parsed and replayed it
 	if err != nil {
@@ -268,9 +289,10 @@ func envHost() string { return envOr("COCOON_HOST", defaultHost) }
 
 // billedHostFlags adds --host, --api-key, the trust flags and the account flags; the
 // returned function builds the client and, when --escrow or a key flag is given, the
-// signer that signs each request in place of the API key.
+// signer that signs each request in place of the API key. The trust flags are taken
+// with an http host too, whose boot evidence the command verifies itself.
 func billedHostFlags(fs *flag.FlagSet) func() (*client, *signer, error) {
-	build := connectFlags(fs, "API key, from the file cocoon-host serve names at start; unused with --escrow")
+	build := connectFlags(fs, "API key, from the file cocoon-host serve names at start; unused with --escrow", true)
 	account := addAccountFlags(fs)
 	return func() (*client, *signer, error) {
 		missingKey := missingKey + ", or sign requests for an escrow with --escrow and --seed-file"

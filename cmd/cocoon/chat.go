@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/settle"
 )
@@ -28,14 +31,22 @@ type chatMessage struct {
 	Content string `json:"content"`
 }
 
+// chatMaxAnswer bounds an answer chat reads whole, and one event of a stream.
+const chatMaxAnswer = 16 << 20
+
 // chat sends one user message through a pipeline and prints the answer, as it arrives
-// when streaming.
+// when streaming, and checks the host's signature on it when it knows the attested host
+// key.
 func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("cocoon", "chat --pipeline ID [flags] [PROMPT...]\n\n"+
 		"Sends PROMPT (or standard input when no PROMPT is given) through the pipeline and prints the answer as it streams.\n"+
 		"Without --pipeline it talks to the host's bare model.\n"+
 		"With --escrow and --seed-file (or --client-key-file) the request is signed with the escrow's client key instead of\n"+
-		"an API key; the receipt of a billed request is printed to standard error after the answer.", stderr)
+		"an API key; the receipt of a billed request is printed to standard error after the answer.\n"+
+		"The answer is checked against the host's attested key: an https host's, verified in the TLS handshake, or an http\n"+
+		"host's, whose boot evidence is verified first when --trust-sim-root, --policy or --collateral is given. A streamed\n"+
+		"answer is printed as it arrives and checked at its end: one that does not verify makes chat fail (exit 1) after it.\n"+
+		"Without a key to check with (http, no trust flags), chat says that the answer is not verified.", stderr)
 	pipeline := fs.String("pipeline", "", "id of the pipeline, as push printed it")
 	noStream := fs.Bool("no-stream", false, "ask for the whole answer at once instead of a stream")
 	maxTokens := fs.Int("max-tokens", 0, "most tokens to generate (default: the host's)")
@@ -79,19 +90,29 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.sendSigned(context.Background(), http.MethodPost, path, body, account)
+	ctx := context.Background()
+	var bootKey ed25519.PublicKey
+	if c.ratls == nil && c.trusted {
+		boot, err := c.verifiedBoot(ctx, c.policy, c.opts, stderr)
+		if err != nil {
+			return err
+		}
+		bootKey = boot.HostKey
+	}
+	resp, err := c.request(ctx, http.MethodPost, path, body, account)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	v := &attest.ResponseVerifier{HostKey: c.answerKey(bootKey), Request: body, PipelineID: *pipeline}
+	if v.HostKey == nil {
+		v = nil
+	}
 	var receipt *settle.Receipt
-	if req.Stream {
-		receipt, err = printStream(resp.Body, stdout)
+	if resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Type") == "text/event-stream" {
+		receipt, err = printStream(streamEvents(resp.Body, v), stdout)
 	} else {
-		receipt, err = headerReceipt(resp.Header)
-		if err == nil {
-			err = printAnswer(resp.Body, stdout)
-		}
+		receipt, err = printWhole(resp, v, stdout)
 	}
 	if err != nil {
 		return err
@@ -99,7 +120,45 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if _, err = io.WriteString(stdout, "\n"); err != nil {
 		return err
 	}
+	if v == nil {
+		fmt.Fprintln(stderr, "note: the answer is not verified: the host is http and no --trust-sim-root, --policy or --collateral was given, so chat has no attested key to check it with")
+	}
 	return keepReceipt(receipt, account, *receiptsFile, stderr)
+}
+
+// answerKey is the attested host key to check an answer with: an https host's, pinned
+// by the TLS handshake that carried the request; else bootKey, from evidence verified
+// before the request (nil when none was).
+func (c *client) answerKey(bootKey ed25519.PublicKey) ed25519.PublicKey {
+	if c.ratls != nil {
+		if ev, _, ok := c.ratls.Pinned(); ok {
+			return ev.HostKey
+		}
+	}
+	return bootKey
+}
+
+// printWhole prints a non-streaming answer once its signature verifies (v nil: without
+// a check), or returns the host's error, and returns its receipt.
+func printWhole(resp *http.Response, v *attest.ResponseVerifier, stdout io.Writer) (*settle.Receipt, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, chatMaxAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer: %w", err)
+	}
+	if v != nil {
+		if err := v.VerifyBody(resp.StatusCode, resp.Header.Get("Retry-After"), b, resp.Header.Get(attest.ResponseSignatureHeader)); err != nil {
+			return nil, fmt.Errorf("the host's answer (%s) is not signed by the attested host key, so it is not shown: %w", resp.Status, err)
+		}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	if resp.StatusCode/100 != 2 {
+		return nil, responseError(resp)
+	}
+	receipt, err := headerReceipt(resp.Header)
+	if err != nil {
+		return nil, err
+	}
+	return receipt, printAnswer(resp.Body, stdout)
 }
 
 // headerReceipt decodes the receipt header of a billed answer; nil when there is none.
@@ -160,27 +219,66 @@ func printAnswer(body io.Reader, stdout io.Writer) error {
 	return err
 }
 
-// printStream prints the content of each server-sent chunk as it arrives, until
-// "data: [DONE]", and returns the receipt of a billed stream (its cocoon_receipt event).
-// An error event, or a stream that ends without [DONE], is an error.
-func printStream(body io.Reader, stdout io.Writer) (*settle.Receipt, error) {
-	r := bufio.NewReader(body)
-	var receipt *settle.Receipt
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			if err == io.EOF {
-				return nil, errors.New("the stream ended before the answer was complete")
+// streamEvents returns a reader of the data of a stream's events, one per call and
+// io.EOF at the end: with v, of the events before the signature event, and io.EOF only
+// once the stream verified to its end (attest.SignedStream); without, of the events up
+// to "data: [DONE]", and io.ErrUnexpectedEOF when the stream ends without it.
+func streamEvents(body io.Reader, v *attest.ResponseVerifier) func() ([]byte, error) {
+	if v != nil {
+		s := v.ReadStream(body, chatMaxAnswer)
+		return func() ([]byte, error) {
+			for {
+				ev, err := s.Next()
+				if err != nil {
+					return nil, err
+				}
+				if ev.Kind == attest.EventData {
+					return ev.Data, nil
+				}
 			}
-			return nil, fmt.Errorf("reading the stream: %w", err)
 		}
-		data, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data:")
-		if !ok {
-			continue // blank lines between events, comments, other fields
+	}
+	r := bufio.NewReader(body)
+	return func() ([]byte, error) {
+		for {
+			line, err := r.ReadString('\n')
+			if err == io.EOF {
+				return nil, io.ErrUnexpectedEOF
+			} else if err != nil {
+				return nil, err
+			}
+			data, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data:")
+			if !ok {
+				continue // blank lines between events, comments, other fields
+			}
+			if data = strings.TrimPrefix(data, " "); data == "[DONE]" {
+				return nil, io.EOF
+			}
+			return []byte(data), nil
 		}
-		data = strings.TrimPrefix(data, " ")
-		if data == "[DONE]" {
+	}
+}
+
+// printStream prints the content of each chunk of a stream as it arrives, from next
+// (streamEvents), and returns the receipt of a billed stream (its cocoon_receipt
+// event). An error event, or a stream that does not end as it should (or, checked,
+// does not verify), is an error.
+func printStream(next func() ([]byte, error), stdout io.Writer) (*settle.Receipt, error) {
+	var receipt *settle.Receipt
+	var failed error
+	for {
+		data, err := next()
+		switch {
+		case err == io.EOF && failed == nil:
 			return receipt, nil
+		case failed != nil && (err == io.EOF || err == io.ErrUnexpectedEOF):
+			return nil, failed
+		case errors.Is(err, attest.ErrResponseSignature):
+			return nil, fmt.Errorf("the answer above is not signed by the attested host key: do not trust it: %w", err)
+		case err == io.ErrUnexpectedEOF:
+			return nil, errors.New("the stream ended before the answer was complete")
+		case err != nil:
+			return nil, fmt.Errorf("reading the stream: %w", err)
 		}
 		var chunk struct {
 			apiError
@@ -191,11 +289,12 @@ func printStream(body io.Reader, stdout io.Writer) (*settle.Receipt, error) {
 				} `json:"delta"`
 			} `json:"choices"`
 		}
-		if err := json.Unmarshal([]byte(data), &chunk); err != nil {
+		if err := json.Unmarshal(data, &chunk); err != nil {
 			return nil, fmt.Errorf("the stream holds an event that is not JSON: %w", err)
 		}
 		if chunk.Error != nil {
-			return nil, fmt.Errorf("the answer failed midway: %s", chunk.Error.Message)
+			failed = fmt.Errorf("the answer failed midway: %s", chunk.Error.Message) // the stream's end follows
+			continue
 		}
 		if chunk.Receipt != nil {
 			receipt = chunk.Receipt

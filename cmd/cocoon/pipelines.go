@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,13 +30,20 @@ type client struct {
 	// ratls verifies an https host inside each TLS handshake and pins its key; it is
 	// nil for an http host, which nothing verifies.
 	ratls *attest.RATLSVerifier
+	// policy and opts are what the host's evidence is verified against; trusted is set
+	// when they were given (rather than the defaults).
+	policy  *attest.Policy
+	opts    attest.EvidenceOptions
+	trusted bool
+	// log, when set, is told of the waits the host asks for (do).
+	log io.Writer
 }
 
 // hostFlags adds --host, --api-key and the trust flags (trustFlags) to fs; the returned
 // function builds the client once fs is parsed. The trust flags say what the client
 // trusts of an https host's RA-TLS evidence, so they need an https host.
 func hostFlags(fs *flag.FlagSet) func() (*client, error) {
-	build := connectFlags(fs, "API key, from the file cocoon-host serve names at start")
+	build := connectFlags(fs, "API key, from the file cocoon-host serve names at start", false)
 	return func() (*client, error) {
 		return build(missingKey)
 	}
@@ -43,8 +51,10 @@ func hostFlags(fs *flag.FlagSet) func() (*client, error) {
 
 // connectFlags adds what hostFlags adds, with keyUsage as --api-key's help. The returned
 // function builds the client; with missingKey set, a missing API key is a usage error
-// with that message.
-func connectFlags(fs *flag.FlagSet, keyUsage string) func(missingKey string) (*client, error) {
+// with that message. A command that verifies an http host's evidence itself
+// (verifiesHTTP) takes the trust flags with an http host too, and the client says
+// whether they were given (client.trusted).
+func connectFlags(fs *flag.FlagSet, keyUsage string, verifiesHTTP bool) func(missingKey string) (*client, error) {
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
 	key := apiKeyFlag(fs, keyUsage)
 	trust := trustFlags(fs)
@@ -60,10 +70,14 @@ func connectFlags(fs *flag.FlagSet, keyUsage string) func(missingKey string) (*c
 		if err != nil {
 			return nil, err
 		}
-		if set && !strings.HasPrefix(*base, "https://") {
+		if set && !verifiesHTTP && !strings.HasPrefix(*base, "https://") {
 			return nil, cli.UsageError(fmt.Sprintf("--policy, --trust-sim-root and --collateral verify an https host in the TLS handshake; %s is not https", *base))
 		}
-		return newClient(*base, key, policy, opts)
+		c, err := newClient(*base, key, policy, opts)
+		if err == nil {
+			c.trusted = set
+		}
+		return c, err
 	}
 }
 
@@ -127,7 +141,7 @@ func trustFlags(fs *flag.FlagSet) func() (p *attest.Policy, opts attest.Evidence
 // handshake verifies the host's RA-TLS certificate against p and opts and the
 // first verified TLS key is pinned for the client's life.
 func newClient(base, key string, p *attest.Policy, opts attest.EvidenceOptions) (*client, error) {
-	c := &client{base: strings.TrimSuffix(base, "/"), key: key, http: http.DefaultClient}
+	c := &client{base: strings.TrimSuffix(base, "/"), key: key, http: http.DefaultClient, policy: p, opts: opts}
 	if !strings.HasPrefix(base, "https://") {
 		return c, nil
 	}
@@ -143,10 +157,11 @@ func newClient(base, key string, p *attest.Policy, opts attest.EvidenceOptions) 
 // doError words an error of c.http.Do: a handshake the RA-TLS verifier refused is a
 // failed verification, anything else an unreachable host.
 func (c *client) doError(err error) error {
+	cause := cmp.Or(errors.Unwrap(err), err) // the url.Error's cause, or a context's error
 	if errors.Is(err, attest.ErrRATLS) {
-		return fmt.Errorf("refusing the host at %s: %w", c.base, errors.Unwrap(err))
+		return fmt.Errorf("refusing the host at %s: %w", c.base, cause)
 	}
-	return fmt.Errorf("cannot reach the host at %s (is cocoon-host serve running there? see --host and COCOON_HOST): %w", c.base, errors.Unwrap(err))
+	return fmt.Errorf("cannot reach the host at %s (is cocoon-host serve running there? see --host and COCOON_HOST): %w", c.base, cause)
 }
 
 func envOr(name, fallback string) string {

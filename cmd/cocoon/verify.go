@@ -418,7 +418,7 @@ func (c *client) evidence(ctx context.Context, path string) (*attest.Evidence, e
 	if c.key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.key)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.do(req, nil)
 	if err != nil {
 		return nil, c.doError(err)
 	}

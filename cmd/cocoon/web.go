@@ -203,7 +203,13 @@ func (wr *webRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer resp.Body.Close()
 	w.Header().Set("Cache-Control", "no-store")
-	passThrough(w, resp)
+	for _, name := range []string{"Content-Type", "Retry-After"} {
+		if v := resp.Header.Get(name); v != "" {
+			w.Header().Set(name, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, io.LimitReader(resp.Body, proxyMaxBody))
 }
 
 // loopbackHost reports whether a request's Host names this relay by a loopback name.
