@@ -120,7 +120,7 @@ func parseQuote(raw []byte) (any, *Quote, error) {
 			return nil, nil, fmt.Errorf("%w: signed data of %d bytes, %d present", ErrQuoteTruncated, n, len(raw)-sizeAt-4)
 		}
 	}
-	parsed, err := abi.QuoteToProto(raw)
+	parsed, err := quoteToProto(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrQuoteMalformed, err)
 	}
