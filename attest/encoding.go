@@ -23,7 +23,8 @@ func writeFields(h io.Writer, fields ...[]byte) {
 }
 
 // decodeStrict decodes b, at most max bytes of one JSON value, into v, refusing unknown
-// members and trailing data. Errors wrap kind and call the document what.
+// members, trailing data, and two members of one object whose names are equal or equal
+// but for case (see uniqueMembers). Errors wrap kind and call the document what.
 func decodeStrict(b []byte, max int, v any, kind error, what string) error {
 	if len(b) > max {
 		return fmt.Errorf("%w: %d bytes exceeds %d", kind, len(b), max)
@@ -35,6 +36,9 @@ func decodeStrict(b []byte, max int, v any, kind error, what string) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: trailing data after the %s", kind, what)
+	}
+	if err := uniqueMembers(b); err != nil {
+		return fmt.Errorf("%w: %v", kind, err)
 	}
 	return nil
 }

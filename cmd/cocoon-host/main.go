@@ -4,6 +4,7 @@
 //	cocoon-host generate --model-dir DIR [flags]   check a model: generate text, print tokens/s
 //	cocoon-host model pull [--data DIR]            download the default model with sha256 checks
 //	cocoon-host backend --kind embedded            serve a built-in backend to the host (run by the host)
+//	cocoon-host version (or --version)             print the version and this binary's measurement
 //
 // Run `cocoon-host COMMAND --help` for a command's flags.
 package main
@@ -32,8 +33,11 @@ func main() {
 }
 
 // runCommand runs one command line and returns the exit code: 0 success, 1 failure,
-// 2 usage error.
+// 2 usage error. --version, as the first argument, is the version command.
 func runCommand(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	return cli.Main("cocoon-host", "cocoon-host: the Cocoon host daemon.", commands, args, nil, stdout, stderr)
 }
 

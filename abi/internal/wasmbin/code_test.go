@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -310,6 +311,9 @@ func FuzzInstructions(f *testing.F) {
 		{0x20, 0x00, 0x20, 0x00, 0x20, 0x00, 0xfc, 0x0b, 0x00},
 		append(append([]byte{0xfd, 0x0c}, bytes.Repeat([]byte{7}, 16)...), 0x1a),
 		{0x03, 0x40, 0x20, 0x00, 0x0d, 0x00, 0x0b},
+		// i64.const -2^63 with bit 6 of its last byte unset: malformed, yet wazero
+		// compiles it (see wazeroIgnoresBit6).
+		append(append([]byte{0x42}, bytes.Repeat([]byte{0x80}, 9)...), 0x3f, 0x1a),
 	} {
 		f.Add(code)
 	}
@@ -323,9 +327,11 @@ func FuzzInstructions(f *testing.F) {
 			return // the body's bytes broke the section structure
 		}
 		var derr error
+		misread := false // wazero reads some instruction otherwise (wazeroReadsOneSIMDByte)
 		for b := range m.Bodies() {
-			at := b.Offset
+			at := b.code.pos // the first instruction, after the local declarations
 			for in, err := range b.Instructions() {
+				misread = misread || wazeroReadsOneSIMDByte(wasm, at)
 				if err != nil {
 					derr = err
 					break
@@ -336,10 +342,50 @@ func FuzzInstructions(f *testing.F) {
 				at = in.End
 			}
 		}
-		if derr != nil {
+		if derr != nil && !wazeroIgnoresBit6(wasm, derr) && !misread {
 			if _, err := r.CompileModule(ctx, wasm); err == nil {
 				t.Fatalf("wazero compiles a body the decoder refuses: %v", derr)
 			}
 		}
 	})
+}
+
+// wazeroReadsOneSIMDByte reports whether the instruction at offset at is a 0xfd (SIMD)
+// instruction whose sub-opcode, a LEB128 number, takes more than one byte. wazero
+// v1.12.0 (internal/wasm/func_validation.go) reads the sub-opcode as one byte and the
+// next byte as the next instruction (in the minimal encoding of the opcodes 128 to 255
+// that byte is 0x01, a nop): from there on it reads another instruction stream, and
+// compiles bodies the spec calls malformed and the decoder rightly refuses, such as
+// 0xfd 0x84 0x0f (sub-opcode 1924), 0xfd 0x80 0x00 (v128.load without its memory
+// argument) or 0x00 0xfd 0x99 0x00 0x0b (the end taken as a lane index);
+// testdata/fuzz/FuzzInstructions keeps them.
+func wazeroReadsOneSIMDByte(wasm []byte, at int) bool {
+	return at+1 < len(wasm) && wasm[at] == 0xfd && wasm[at+1]&0x80 != 0
+}
+
+// wazeroIgnoresBit6 reports whether err refuses a signed LEB128 number of the longest
+// length for its width whose last byte would be accepted with bit 6 flipped. The spec
+// requires every bit of that byte above the width to copy the sign bit; wazero v1.12.0
+// (internal/leb128) checks all of them but bit 6, so it compiles such a body, which the
+// spec calls malformed and the decoder rightly refuses (testdata/fuzz/FuzzInstructions
+// holds one, an i32.const).
+func wazeroIgnoresBit6(wasm []byte, err error) bool {
+	var e *Error
+	var bits uint
+	if !errors.As(err, &e) {
+		return false
+	}
+	_, reason, _ := strings.Cut(e.Reason, ": ") // after "function N"
+	if _, serr := fmt.Sscanf(reason, "LEB128 number overflows %d bits", &bits); serr != nil {
+		return false
+	}
+	n := int(bits+6) / 7 // the longest encoding
+	if e.Offset+n > len(wasm) {
+		return false
+	}
+	flipped := bytes.Clone(wasm[e.Offset : e.Offset+n])
+	flipped[n-1] ^= 0x40
+	r := reader{b: flipped, end: n, section: e.Section}
+	_, serr := r.sleb(bits)
+	return serr == nil && r.pos == n
 }
