@@ -159,7 +159,7 @@ type Host struct {
 }
 
 // Boot measures the host into p's RTMR3 and takes the boot quote. It appends, in order,
-// the SHA-256 of the running executable (os.Executable, read in full), abi.Version, the
+// the SHA-256 of the running executable (ExecutableSHA256), abi.Version, the
 // SHA-256 of SandboxPolicy, backend and model (see BackendEvent and ModelEvent), then
 // the extra events (the SealingEvent, and a billing host's SettlementKeyEvent and
 // SettlementKeyOriginEvent, in the documented order VerifyLog enforces), then seals

@@ -135,18 +135,6 @@ func ParseQuote(raw []byte) (*Quote, error) {
 	return q, err
 }
 
-// quoteToProto is go-tdx-guest's quote parser, which panics on some malformed quotes
-// (certification data whose QE authentication data claims more bytes than there are):
-// such a quote is malformed, and must not crash the verifier that reads it.
-func quoteToProto(raw []byte) (parsed any, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("go-tdx-guest's parser failed: %v", v)
-		}
-	}()
-	return abi.QuoteToProto(raw)
-}
-
 func parseQuote(raw []byte) (any, *Quote, error) {
 	// go-tdx-guest's parser reports every problem alike; these checks come first so
 	// that a verifier can tell garbage and truncation apart from a malformed quote.

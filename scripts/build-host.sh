@@ -32,5 +32,9 @@ fi
 # -trimpath: no checkout or module cache path in the binary. -buildvcs=false: no commit
 # or "modified" stamp, so a copy of the tree without .git builds the same bytes.
 # -buildid=: no build id, which hashes the inputs' paths.
+# The host embeds the reviewer's page and its verifier (web/page/dist), so both are built
+# here, by the same toolchain, before the host: a host built without them, or with ones
+# another toolchain built, has other bytes.
+GO="$GO" sh web/page/build.sh
 "$GO" build -trimpath -buildvcs=false -ldflags=-buildid= -o "$out" ./cmd/cocoon-host
 echo "built $out with $have for linux/amd64"
