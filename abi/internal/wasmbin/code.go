@@ -402,9 +402,21 @@ func (r *reader) miscInstr(in *Instr) (err error) {
 }
 
 // simdInstr reads the sub-opcode and immediates of a 0xfd instruction.
+//
+// The sub-opcode is a LEB128 number, which the spec lets an encoder pad with bytes it
+// does not need; wazero (v1.12.0) reads it as one byte instead. A padded sub-opcode is
+// therefore refused as unsupported: 0xfd 0x8c 0x00 is v128.const to this decoder and
+// i8x16.narrow_i16x8_s, unreachable and 16 bytes of code to wazero, which would run
+// instructions that no limit here counted. In its shortest form a sub-opcode under 128
+// is one byte, which both read alike; one of 128 to 255 is that byte and 0x01, which
+// wazero reads as the same instruction followed by a nop.
 func (r *reader) simdInstr(in *Instr) (err error) {
+	start := r.pos
 	if in.Sub, err = r.u32(); err != nil {
 		return err
+	}
+	if size := r.pos - start; size != lebSize(in.Sub) {
+		return r.unsupported(in.Offset, "opcode 0xfd %d is encoded in %d bytes, more than it needs: pad no SIMD opcode", in.Sub, size)
 	}
 	switch sub := in.Sub; {
 	case sub <= 11, sub == 92, sub == 93: // v128 loads and stores
@@ -424,6 +436,15 @@ func (r *reader) simdInstr(in *Instr) (err error) {
 		return r.fail(in.Offset, "invalid opcode 0xfd %d", sub)
 	}
 	return err
+}
+
+// lebSize is the length of v's shortest LEB128 encoding.
+func lebSize(v uint32) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
 }
 
 // simdReserved reports whether sub is one of the gaps in the 0xfd opcodes of

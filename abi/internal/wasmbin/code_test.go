@@ -234,6 +234,8 @@ func TestInstructionErrors(t *testing.T) {
 		{"atomics", []byte{0xfe, 0x00}, "opcode 0xfe (threads proposal) is not supported", true},
 		{"GC", []byte{0xfb, 0x00}, "(GC proposal)", true},
 		{"relaxed SIMD", []byte{0xfd, 0x80, 0x02}, "opcode 0xfd 256 (relaxed SIMD proposal)", true},
+		{"padded SIMD opcode", append([]byte{0xfd, 0x8c, 0x00}, make([]byte, 16)...), "opcode 0xfd 12 is encoded in 2 bytes", true},
+		{"padded SIMD opcode past 127", []byte{0xfd, 0x80, 0x81, 0x00}, "opcode 0xfd 128 is encoded in 3 bytes", true},
 		{"reserved SIMD opcode", []byte{0xfd, 0x9a, 0x01}, "invalid opcode 0xfd 154", false},
 		{"misc opcode past 2.0", []byte{0xfc, 0x12}, "invalid opcode 0xfc 18", false},
 		{"multi-memory load", []byte{0x20, 0x00, 0x28, 0x40, 0x00, 0x00}, "multi-memory proposal", true},
