@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cocoonhost/cocoon/host/internal/strictjson"
 )
 
 // Generation describes what the backend produced: the fields of the response the host
@@ -146,7 +148,7 @@ func firstContent(response []byte) (string, error) {
 		} `json:"choices"`
 	}
 	if err := json.Unmarshal(response, &r); err != nil {
-		return "", fmt.Errorf("post stage response: %w", jsonProblem(err))
+		return "", fmt.Errorf("post stage response: %w", strictjson.Problem(err))
 	}
 	if len(r.Choices) == 0 || r.Choices[0].Message.Content == nil {
 		return "", nil

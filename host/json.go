@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/cocoonhost/cocoon/host/internal/jsonscan"
+	"github.com/cocoonhost/cocoon/host/internal/strictjson"
 )
 
 // The host reads only what it must of the JSON that crosses a module boundary: enough
@@ -124,7 +125,7 @@ func checkResponse(out []byte, host *responseShape) ([]byte, error) {
 func setField(b []byte, key string, value json.RawMessage) ([]byte, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(b, &obj); err != nil {
-		return nil, jsonProblem(err)
+		return nil, strictjson.Problem(err)
 	}
 	if value == nil {
 		delete(obj, key)
@@ -162,20 +163,4 @@ func mapContents(response []byte, f func([]byte) ([]byte, error)) ([]byte, error
 	}
 	obj["choices"], _ = json.Marshal(choices)
 	return json.Marshal(obj)
-}
-
-// jsonProblem shortens encoding/json's errors to what helps a module author.
-func jsonProblem(err error) error {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syntax):
-		return fmt.Errorf("invalid JSON at byte %d: %v", syntax.Offset, syntax)
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return fmt.Errorf("JSON %s where an object is required", typ.Value)
-		}
-		return fmt.Errorf("JSON %s for field %q", typ.Value, typ.Field)
-	}
-	return fmt.Errorf("invalid JSON: %v", err)
 }

@@ -1,247 +1,43 @@
 package host
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"slices"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
-	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/host/manifest"
+)
+
+// The manifest lives in package host/manifest, which builds without the sandbox so the
+// reviewer's page canonicalizes a manifest with the code the host runs; these names keep
+// host's API.
+type (
+	// Manifest is manifest.Manifest: a pipeline as a client uploads it.
+	Manifest = manifest.Manifest
+	// ManifestModule is manifest.Module: one module placed in a manifest.
+	ManifestModule = manifest.Module
 )
 
 // Bounds of a manifest, checked by ParseManifest.
 const (
 	// MaxStageModules is the most modules one stage (pre or post) may list.
-	MaxStageModules = abi.MaxStageModules
+	MaxStageModules = manifest.MaxStageModules
 	// MaxModelBytes is the longest model name.
-	MaxModelBytes = 256
+	MaxModelBytes = manifest.MaxModelBytes
 )
 
-// Manifest describes a pipeline as a client uploads it: the ABI version its modules
-// were built for, the model, and the pre and post modules in the order they run, each
-// with its config and limits. Modules are named by their "sha256:" hash; the bytes
-// travel separately. A Manifest from ParseManifest is checked; ID identifies it.
-type Manifest struct {
-	ABIVersion int              `json:"abi_version"`
-	Model      string           `json:"model"`
-	Pre        []ManifestModule `json:"pre"`
-	Post       []ManifestModule `json:"post"`
-}
-
-// ManifestModule places one module in a manifest.
-type ManifestModule struct {
-	// Module is the module's identity, "sha256:" and 64 lowercase hex digits.
-	Module string `json:"module"`
-	// Config is any JSON value; the module reads its compact encoding (member order
-	// kept) through cocoon.config. Absent and null both mean no config.
-	Config json.RawMessage `json:"config,omitempty"`
-	// Limits override abi.DefaultLimits field by field, up to abi.CeilingLimits.
-	Limits abi.Limits `json:"limits"`
-}
-
-// ParseManifest decodes and checks a manifest from client bytes. It is strict: unknown
-// members, trailing data, a malformed module hash, an ABI version the host does not
-// support, an empty or oversized model name, more than MaxStageModules modules in a
-// stage, limits above abi.CeilingLimits, and a config whose compact encoding is over
-// abi.MaxConfigBytes are all errors, each naming the place in the manifest. It does not
-// look modules up: Sandbox.PipelineFromManifest does.
+// ParseManifest decodes and checks a manifest from client bytes with manifest.Parse.
+// Its errors are *Error with CodeInvalidPipeline and manifest.Parse's message, naming
+// the place in the manifest.
 func ParseManifest(b []byte) (*Manifest, error) {
-	var m Manifest
-	if err := decodeStrict(b, &m); err != nil {
-		return nil, manifestError("", err)
+	m, err := manifest.Parse(b)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline), Message: err.Error()}
 	}
-	if err := m.check(); err != nil {
-		return nil, err
-	}
-	return &m, nil
-}
-
-// decodeStrict decodes one JSON value into v, refusing unknown members and anything
-// after the value.
-func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return errors.New("empty body: expected a JSON object")
-		}
-		return strictProblem(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("unexpected data after the JSON object")
-	}
-	return nil
-}
-
-// strictProblem words a decoding error of decodeStrict for the client.
-func strictProblem(err error) error {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	if errors.As(err, &syntax) || errors.As(err, &typ) {
-		return jsonProblem(err)
-	}
-	// encoding/json has no error type for these two; its wording is stable.
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("unknown member %s", name)
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return errors.New("invalid JSON: unexpected end of input")
-	}
-	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
-}
-
-func manifestError(place string, err error) *Error {
-	msg := "manifest: " + err.Error()
-	if place != "" {
-		msg = "manifest: " + place + ": " + err.Error()
-	}
-	return &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline), Message: msg}
-}
-
-func (m *Manifest) check() error {
-	if !slices.Contains(abi.SupportedVersions, m.ABIVersion) {
-		return manifestError("abi_version", fmt.Errorf("%d is not supported; this host supports %v", m.ABIVersion, abi.SupportedVersions))
-	}
-	if err := checkModel(m.Model); err != nil {
-		return manifestError("model", err)
-	}
-	for _, st := range []struct {
-		stage   Stage
-		modules []ManifestModule
-	}{{StagePre, m.Pre}, {StagePost, m.Post}} {
-		if len(st.modules) > MaxStageModules {
-			return manifestError(string(st.stage), fmt.Errorf("%d modules, over the limit of %d", len(st.modules), MaxStageModules))
-		}
-		for i := range st.modules {
-			mm := &st.modules[i]
-			place := fmt.Sprintf("%s module %d", st.stage, i+1)
-			if err := mm.check(); err != nil {
-				return manifestError(place, err)
-			}
-		}
-	}
-	return nil
-}
-
-func checkModel(model string) error {
-	switch {
-	case model == "":
-		return errors.New("required")
-	case len(model) > MaxModelBytes:
-		return fmt.Errorf("%d bytes, over the limit of %d", len(model), MaxModelBytes)
-	case !utf8.ValidString(model):
-		return errors.New("not valid UTF-8")
-	case strings.IndexFunc(model, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
-		return errors.New("holds a control or non-printable character")
-	}
-	return nil
-}
-
-// check validates the hash, limits and config, and compacts the config in place.
-func (mm *ManifestModule) check() error {
-	if err := CheckHash(mm.Module); err != nil {
-		return err
-	}
-	if err := mm.Limits.Check(); err != nil {
-		return fmt.Errorf("limits: %w", err)
-	}
-	if string(mm.Config) == "null" {
-		mm.Config = nil
-	}
-	if mm.Config != nil {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, mm.Config); err != nil {
-			return fmt.Errorf("config: %w", jsonProblem(err))
-		}
-		if buf.Len() > abi.MaxConfigBytes {
-			return fmt.Errorf("config of %d bytes (compact) is over the limit of %d", buf.Len(), abi.MaxConfigBytes)
-		}
-		mm.Config = buf.Bytes()
-	}
-	return nil
+	return m, nil
 }
 
 // CheckHash reports whether s is a module identity: "sha256:" and 64 lowercase hex
-// digits, as HashOf returns.
-func CheckHash(s string) error {
-	hexSum, ok := strings.CutPrefix(s, "sha256:")
-	if !ok {
-		return fmt.Errorf("module %q is not a module hash: it must start with \"sha256:\"", s)
-	}
-	if len(hexSum) != 64 || strings.IndexFunc(hexSum, func(r rune) bool {
-		return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f')
-	}) >= 0 {
-		return fmt.Errorf("module %q is not a module hash: \"sha256:\" must be followed by 64 lowercase hex digits", s)
-	}
-	return nil
-}
-
-// Modules returns the hashes of the manifest's modules, pre then post, in order, each
-// once.
-func (m *Manifest) Modules() []string {
-	var out []string
-	for _, mm := range append(slices.Clip(m.Pre), m.Post...) {
-		if !slices.Contains(out, mm.Module) {
-			out = append(out, mm.Module)
-		}
-	}
-	return out
-}
-
-// Canonical returns the bytes the pipeline id is the sha256 of. They are the JSON
-// object
-//
-//	{"abi_version":N,"model":S,"pre":[M...],"post":[M...]}
-//	M = {"module":"sha256:<hex>","config":C,"limits":{"memory_pages":N,"time_ms":N,"input_bytes":N,"output_bytes":N,"log_bytes":N,"table_elements":N}}
-//
-// with members in exactly this order, no whitespace, empty stages as [], C the config's
-// compact encoding (member order as uploaded, since that is what the module reads) or
-// null, and limits with every default filled in (abi.Limits.WithDefaults), so the id
-// pins the limits modules actually run under even if a later host changes its defaults.
-// Strings are escaped as RFC 8259 requires and no more (encoding/json without HTML
-// escaping). Same manifest, same bytes, on any host.
-func (m *Manifest) Canonical() []byte {
-	type module struct {
-		Module string          `json:"module"`
-		Config json.RawMessage `json:"config"`
-		Limits abi.Limits      `json:"limits"`
-	}
-	stage := func(mms []ManifestModule) []module {
-		out := make([]module, len(mms))
-		for i, mm := range mms {
-			cfg := mm.Config
-			if cfg == nil {
-				cfg = json.RawMessage("null")
-			}
-			out[i] = module{mm.Module, cfg, mm.Limits.WithDefaults()}
-		}
-		return out
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	// Cannot fail: every value is a plain string, number or compact JSON checked by
-	// ParseManifest.
-	if err := enc.Encode(struct {
-		ABIVersion int      `json:"abi_version"`
-		Model      string   `json:"model"`
-		Pre        []module `json:"pre"`
-		Post       []module `json:"post"`
-	}{m.ABIVersion, m.Model, stage(m.Pre), stage(m.Post)}); err != nil {
-		panic("manifest: canonical encoding: " + err.Error())
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-}
-
-// ID returns the pipeline id: the lowercase hex sha256 of Canonical.
-func (m *Manifest) ID() string {
-	return strings.TrimPrefix(HashOf(m.Canonical()), "sha256:")
-}
+// digits, as HashOf returns (manifest.CheckHash).
+func CheckHash(s string) error { return manifest.CheckHash(s) }
 
 // PipelineFromManifest builds the pipeline m describes from modules in store. Errors
 // are *Error with CodeInvalidPipeline naming the module: one missing from the store, or

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cocoonhost/cocoon/host/internal/strictjson"
 )
 
 // Errors of Registry.Delete.
@@ -141,7 +143,7 @@ func (r *Registry) load(id string) (*Entry, error) {
 		return nil, err
 	}
 	var f entryFile
-	if err := decodeStrict(b, &f); err != nil {
+	if err := strictjson.Decode(b, &f); err != nil {
 		return nil, err
 	}
 	m, err := ParseManifest(f.Manifest)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -51,32 +52,56 @@ func reviewedHost(t *testing.T) (base, pipeline, rootPath string) {
 		t.Fatal(err)
 	}
 	base = serveWeb(t, web.Config{Backend: engine, APIKeys: []web.APIKey{{Name: "test", Key: testKey}}, Attestation: ah, MaxQuotesPerSecond: 50})
+	return base, pipelineOf(t, "push", append(exampleModules(t, exampleGuard), "--host", base, "--api-key", testKey)...), filepath.Join(dir, "attest", attest.SimRootFile)
+}
 
-	guard := filepath.Join(dir, "guard.json")
-	if err := os.WriteFile(guard, []byte(`{"words":["darn","heck"],"replacement":"***"}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	code, out, errOut := cocoon(t, "", "push", "--host", base, "--api-key", testKey,
-		"--pre", examplePlugin(t, "pii-redactor/go/pii-redactor.wasm"),
-		"--post", examplePlugin(t, "output-guard/c/output-guard.wasm")+":"+guard)
+// exampleGuard is the output guard's config in the example pipeline.
+const exampleGuard = `{"words":["darn","heck"],"replacement":"***"}`
+
+// exampleModules returns the flags of the example pipeline's modules, with guardConfig
+// as the output guard's config, for cocoon push or cocoon pipeline-id.
+func exampleModules(t *testing.T, guardConfig string) []string {
+	t.Helper()
+	return []string{"--pre", examplePlugin(t, "pii-redactor/go/pii-redactor.wasm"),
+		"--post", examplePlugin(t, "output-guard/c/output-guard.wasm") + ":" + writeTemp(t, guardConfig)}
+}
+
+// pipelineOf runs cocoon command (push, or pipeline-id) with args and returns the
+// pipeline id it printed.
+func pipelineOf(t *testing.T, command string, args ...string) string {
+	t.Helper()
+	code, out, errOut := cocoon(t, "", append([]string{command}, args...)...)
 	if code != 0 {
-		t.Fatalf("push: %d %s", code, errOut)
+		t.Fatalf("cocoon %s: %d %s", command, code, errOut)
 	}
-	pipeline = strings.TrimSpace(out)
-	if host.CheckHash("sha256:"+pipeline) != nil {
-		t.Fatalf("push printed %q, not a pipeline id", out)
+	id := strings.TrimSpace(out)
+	if host.CheckHash("sha256:"+id) != nil {
+		t.Fatalf("cocoon %s printed %q, not a pipeline id", command, out)
 	}
-	return base, pipeline, filepath.Join(dir, "attest", attest.SimRootFile)
+	return id
 }
 
 // tampering serves what target serves, with edit applied to the bodies of the paths
 // for which it returns a changed body; a body it cannot change fails the test, so that
 // a tampering case never passes for want of tampering.
 func tampering(t *testing.T, target string, edit func(path string, body []byte) ([]byte, bool)) string {
+	return relay(t, target, func(r *http.Request) string { return r.URL.RequestURI() }, edit)
+}
+
+// relay serves what target serves at the path and query uri returns for each request,
+// with its headers (a browser may load the page through it), and with edit, when not
+// nil, applied to the bodies as for tampering.
+func relay(t *testing.T, target string, uri func(*http.Request) string, edit func(path string, body []byte) ([]byte, bool)) string {
 	t.Helper()
+	if edit == nil {
+		edit = func(string, []byte) ([]byte, bool) { return nil, false }
+	}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), nil)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, target+uri(r), nil)
 		req.Header = r.Header.Clone()
+		// Bodies are edited and recorded as the host encodes them before any
+		// compression: Go's client then asks for gzip itself and decompresses.
+		req.Header.Del("Accept-Encoding")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
@@ -90,7 +115,10 @@ func tampering(t *testing.T, target string, edit func(path string, body []byte) 
 			}
 			body = changed
 		}
-		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		for name, values := range resp.Header {
+			w.Header()[name] = values
+		}
+		w.Header().Del("Content-Length")
 		w.WriteHeader(resp.StatusCode)
 		w.Write(body)
 	}))
@@ -132,6 +160,10 @@ type pageScenario struct {
 	URL         string   `json:"url"`
 	SimRootFile string   `json:"sim_root_file,omitempty"`
 	Pipelines   []string `json:"pipelines,omitempty"`
+	// ExpectManifestFile is typed into the expected manifest's field; Strict ticks the
+	// strict box.
+	ExpectManifestFile string `json:"expect_manifest_file,omitempty"`
+	Strict             bool   `json:"strict,omitempty"`
 	// VerifierResultFile holds {"boot": result, "pipeline": result}: the page's
 	// cocoonVerify is replaced by one that returns the first for boot evidence and the
 	// second for pipeline evidence, to see how the page renders a given report.
@@ -167,6 +199,7 @@ type shownEvid struct {
 	Host        [][]string `json:"host"`
 	TD          [][]string `json:"td"`
 	Manifest    [][]string `json:"manifest"`
+	Expected    string     `json:"expected"`
 	Prompts     string     `json:"prompts"`
 	Events      []struct {
 		Type  string `json:"type"`
@@ -288,15 +321,47 @@ func TestReviewerPage(t *testing.T) {
 	manifestEdited := tampering(t, base, func(path string, body []byte) ([]byte, bool) {
 		// The guard no longer replaces "heck": a config that changes what the
 		// pipeline does, in evidence that is otherwise the host's own.
-		return bytes.Replace(body, []byte(`"heck"`), []byte(`"hack"`), 1), strings.HasSuffix(path, "/attestation") && path != "/v1/attestation"
+		return bytes.Replace(body, []byte(`"heck"`), []byte(`"hack"`), 1), path == "/v1/pipelines/"+pipeline+"/attestation"
 	})
+	// A host, or a relay, that drops the page's boot nonce: the host answers with the
+	// quote it took at boot.
+	bootNonceDropped := relay(t, base, func(r *http.Request) string {
+		if r.URL.Path != "/v1/attestation" {
+			return r.URL.RequestURI()
+		}
+		if r.URL.Query().Get("nonce") == "" {
+			t.Errorf("the page asked %s without a nonce: its boot evidence cannot be fresh", r.URL)
+		}
+		return r.URL.Path
+	}, nil)
+	// What the host served the page, recorded to compare with what it downloads.
+	var mu sync.Mutex
+	var lastBoot []byte
+	recorded := tampering(t, base, func(path string, body []byte) ([]byte, bool) {
+		if path == "/v1/attestation" {
+			mu.Lock()
+			lastBoot = body
+			mu.Unlock()
+		}
+		return body, false
+	})
+	// The example pipeline with a guard config that replaces nothing: the modules the
+	// reviewer expects, doing nothing. The reviewer expects the example's manifest,
+	// computed locally by cocoon pipeline-id.
+	disabled := pipelineOf(t, "push", append(exampleModules(t, `{"words":[],"replacement":"***"}`), "--host", base, "--api-key", testKey)...)
+	expectManifest := filepath.Join(t.TempDir(), "manifest.json")
+	if id := pipelineOf(t, "pipeline-id", append(exampleModules(t, exampleGuard), "--model", "stories260K", "--write-manifest", expectManifest)...); id != pipeline {
+		t.Fatalf("pipeline-id computed %s, the host serves %s", id, pipeline)
+	}
 	trust := []string{"--trust-sim-root", rootPath, "--api-key", testKey}
 	local := startWeb(t, append([]string{"--host", base}, trust...)...)
 	visits := runPage(t,
-		pageScenario{Name: "host", URL: base + "/", SimRootFile: rootPath, Pipelines: []string{pipeline}, Download: true},
+		pageScenario{Name: "host", URL: recorded + "/", SimRootFile: rootPath, Pipelines: []string{pipeline, disabled}, ExpectManifestFile: expectManifest, Download: true},
 		pageScenario{Name: "local", URL: local},
+		pageScenario{Name: "strict-open-policy", URL: base + "/", SimRootFile: rootPath, Strict: true},
 		pageScenario{Name: "event-log-flipped", URL: startWeb(t, append([]string{"--host", eventLogFlipped}, trust...)...)},
 		pageScenario{Name: "manifest-edited", URL: startWeb(t, append([]string{"--host", manifestEdited}, trust...)...)},
+		pageScenario{Name: "boot-nonce-dropped", URL: startWeb(t, append([]string{"--host", bootNonceDropped}, trust...)...)},
 		pageScenario{Name: "report-v1", URL: base + "/", Pipelines: []string{pipeline}, VerifierResultFile: writeTemp(t, reportV1Results)},
 	)
 	checkRendersReportV1(t, visits["report-v1"])
@@ -316,11 +381,38 @@ func TestReviewerPage(t *testing.T) {
 	if !strings.Contains(hostVisit.Initial.ServedBy, "Served by the host under review") {
 		t.Errorf("host: the page says %q, not that the host served it", hostVisit.Initial.ServedBy)
 	}
-	// With the root given: verified, with what a reviewer must see.
+	// With the root given: verified, with what a reviewer must see, the example
+	// pipeline as the manifest expected.
 	checkVerified(t, "host", hostVisit.Final, pipeline)
-	served := get(t, base+"/v1/attestation")
-	if got, _ := base64.StdEncoding.DecodeString(hostVisit.Download); !bytes.Equal(got, served) || hostVisit.DownloadName != "cocoon-boot-evidence.json" {
-		t.Errorf("the download button gave %s of %d bytes, the host serves %d bytes:\n%s\n%s", hostVisit.DownloadName, len(got), len(served), got, served)
+	mu.Lock()
+	served := lastBoot
+	mu.Unlock()
+	if got, _ := base64.StdEncoding.DecodeString(hostVisit.Download); len(served) == 0 || !bytes.Equal(got, served) || hostVisit.DownloadName != "cocoon-boot-evidence.json" {
+		t.Errorf("the download button gave %s of %d bytes, the host served %d bytes:\n%s\n%s", hostVisit.DownloadName, len(got), len(served), got, served)
+	}
+	// The same modules with a config that disables the guard: the pipeline verifies
+	// in every respect but the manifest the reviewer expects, and the page says so.
+	for _, e := range hostVisit.Final.evidence("pipeline") {
+		want, verdict := "Expected manifest: ok", "ok"
+		if e.Pipeline == disabled {
+			want, verdict = "Expected manifest: fail", "fail"
+		}
+		if e.Verdict != verdict || e.check("expected manifest") != verdict || !strings.HasPrefix(e.Expected, want) {
+			t.Errorf("host: pipeline %s under the expected manifest shows %q, check %q, %q; want %s", e.Pipeline, e.Verdict, e.check("expected manifest"), e.Expected, want)
+		}
+	}
+	if n := len(hostVisit.Final.evidence("pipeline")); n != 2 {
+		t.Errorf("host: %d pipelines shown, want the example and the disabled one", n)
+	}
+
+	// Strict, with no policy: the genuine host fails, on the strict check alone.
+	strict := visits["strict-open-policy"]
+	if strict.Final == nil {
+		t.Fatalf("strict-open-policy: the page showed nothing: %+v", strict)
+	}
+	if boot := strict.Final.evidence("boot"); len(boot) != 1 || boot[0].Verdict != "fail" || boot[0].check("strict") != "fail" ||
+		boot[0].check("evidence mode") != "ok" || !strings.Contains(boot[0].VerdictText, "FAILED in strict mode") || !strings.Contains(boot[0].Summary, "strict mode") {
+		t.Errorf("strict-open-policy: the page shows %+v, want the boot evidence failed on the strict check", boot)
 	}
 
 	// Served by cocoon verify --web from this build: trusted root and credential given
@@ -361,16 +453,29 @@ func TestReviewerPage(t *testing.T) {
 		t.Errorf("manifest-edited: the boot evidence, untouched, shows %+v", boot)
 	}
 	pipelines := edited.Initial.evidence("pipeline")
-	if len(pipelines) != 1 || pipelines[0].Verdict != "fail" || pipelines[0].check("pipeline id") != "fail" ||
-		pipelines[0].check("REPORTDATA binding") != "fail" || !strings.Contains(pipelines[0].VerdictText, "FAILED") {
-		t.Errorf("manifest-edited: the page shows %+v, want the pipeline failed on its id and binding", pipelines)
+	i := slices.IndexFunc(pipelines, func(e shownEvid) bool { return e.Pipeline == pipeline })
+	if i < 0 || pipelines[i].Verdict != "fail" || pipelines[i].check("pipeline id") != "fail" ||
+		pipelines[i].check("REPORTDATA binding") != "fail" || !strings.Contains(pipelines[i].VerdictText, "FAILED") {
+		t.Errorf("manifest-edited: the page shows %+v, want pipeline %s failed on its id and binding", pipelines, pipeline)
+	}
+	// The boot nonce dropped on its way: the host's genuine boot quote, which answers no
+	// nonce, is a replay to a page that sent one, not merely "not fresh".
+	dropped := visits["boot-nonce-dropped"]
+	if dropped.Initial == nil {
+		t.Fatalf("boot-nonce-dropped: the page showed nothing: %+v", dropped)
+	}
+	if boot := dropped.Initial.evidence("boot"); len(boot) != 1 || boot[0].Verdict != "fail" || boot[0].check("nonce") != "fail" ||
+		!strings.Contains(boot[0].VerdictText, "FAILED: do not trust") {
+		t.Errorf("boot-nonce-dropped: the page shows %+v, want the boot evidence failed on its nonce", boot)
 	}
 	t.Logf("page loaded and verified in %d ms (host) and %d ms (local); in the browser: %s; %s",
 		hostVisit.LoadMS, localVisit.LoadMS, hostVisit.Final.evidence("boot")[0].Summary, hostVisit.Final.evidence("pipeline")[0].Summary)
 }
 
 // checkVerified checks that a page shows the host and the example pipeline verified,
-// with the events, where prompts go, and the manifest's modules and configs.
+// with what the real host's report holds: the evidence's keys and the nonce it answers,
+// the TD's measurements and attributes, every event, where prompts go, and the
+// manifest's model, modules, configs and limits.
 func checkVerified(t *testing.T, name string, shown *pageShown, pipeline string) {
 	t.Helper()
 	boot := shown.evidence("boot")
@@ -387,8 +492,31 @@ func checkVerified(t *testing.T, name string, shown *pageShown, pipeline string)
 	if want := "host-binary abi-version sandbox-policy backend model sealing boot-sealed"; strings.Join(types, " ") != want {
 		t.Errorf("%s: the page shows the events %q, want %q", name, types, want)
 	}
-	if !strings.Contains(boot[0].Prompts, "Where prompts go: embedded") {
+	if !strings.Contains(boot[0].Prompts, "Where prompts go: embedded") || !strings.Contains(boot[0].Prompts, `"where prompts go": ok`) {
 		t.Errorf("%s: the page says %q about where prompts go", name, boot[0].Prompts)
+	}
+	for _, e := range boot[0].Events {
+		if want := map[string]string{"backend": "embedded", "sealing": "sim", "abi-version": "1"}[e.Type]; want != "" && e.Value != want ||
+			e.Type == "model" && !strings.HasPrefix(e.Value, "sha256:") || e.Type == "host-binary" && len(e.Value) != 64+len("sha256:") {
+			t.Errorf("%s: event %s shows %q", name, e.Type, e.Value)
+		}
+	}
+	for _, k := range []string{"mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "td_attributes", "xfam", "mr_seam", "mr_owner", "mr_config_id", "mr_owner_config", "debug", "tcb_status"} {
+		if v, ok := row(boot[0].TD, k); !ok || v == "" || k == "debug" && v != "false" {
+			t.Errorf("%s: the TD's %s shows %q (%t)", name, k, v, ok)
+		}
+	}
+	sent, _ := row(boot[0].Host, "nonce this page sent")
+	if answered, _ := row(boot[0].Host, "nonce the evidence answers"); len(sent) != 64 || answered != sent || !strings.Contains(boot[0].Summary, "fresh (") {
+		t.Errorf("%s: the boot evidence answers nonce %q, the page sent %q; summary %q", name, answered, sent, boot[0].Summary)
+	}
+	for _, k := range []string{"host key", "TLS key", "checked at"} {
+		if v, _ := row(boot[0].Host, k); v == "" {
+			t.Errorf("%s: the host's %s is not shown: %q", name, k, boot[0].Host)
+		}
+	}
+	if v, _ := row(boot[0].Host, "mode"); v != "sim" {
+		t.Errorf("%s: mode %q", name, v)
 	}
 	var found *shownEvid
 	for _, e := range shown.evidence("pipeline") {
@@ -402,8 +530,15 @@ func checkVerified(t *testing.T, name string, shown *pageShown, pipeline string)
 	pre, post := host.HashOf(mustRead(t, examplePlugin(t, "pii-redactor/go/pii-redactor.wasm"))),
 		host.HashOf(mustRead(t, examplePlugin(t, "output-guard/c/output-guard.wasm")))
 	if len(found.Modules) != 2 || found.Modules[0].Module != pre || found.Modules[1].Module != post ||
-		!strings.Contains(found.Modules[1].Config, `"heck"`) || !strings.Contains(found.Modules[1].Config, `"***"`) {
-		t.Errorf("%s: the manifest shows %+v, want %s then %s with the guard's config", name, found.Modules, pre, post)
+		!strings.Contains(found.Modules[1].Config, `"heck"`) || !strings.Contains(found.Modules[1].Config, `"***"`) ||
+		!strings.Contains(found.Modules[0].Limits, "memory_pages=") || !strings.Contains(found.Modules[1].Limits, "time_ms=") {
+		t.Errorf("%s: the manifest shows %+v, want %s then %s with the guard's config, and their limits", name, found.Modules, pre, post)
+	}
+	if model, _ := row(found.Manifest, "model"); model != "stories260K" {
+		t.Errorf("%s: the manifest's model shows %q", name, model)
+	}
+	if id, _ := row(found.Host, "pipeline"); id != pipeline {
+		t.Errorf("%s: the pipeline shows as %q", name, id)
 	}
 	for _, c := range []string{"pipeline id", "nonce", "REPORTDATA binding", "host key"} {
 		if v := found.check(c); v != "ok" {

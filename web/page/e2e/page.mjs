@@ -5,9 +5,11 @@
 //   node page.mjs SCENARIOS.json
 //
 // SCENARIOS.json is an array of {"name", "url", "sim_root_file"?, "pipelines"?,
-// "verifier_result_file"?, "download"?}. For each, the page is opened and its first
-// verification (which runs on load) is read as "initial"; with sim_root_file or
-// pipelines, those are typed into the page's fields; with verifier_result_file, the
+// "expect_manifest_file"?, "strict"?, "verifier_result_file"?, "download"?}. For each,
+// the page is opened and its first verification (which runs on load) is read as
+// "initial"; with sim_root_file, pipelines or expect_manifest_file, those are typed
+// into the page's fields, with strict its strict box is ticked; with
+// verifier_result_file, the
 // page's cocoonVerify is replaced by one that returns the file's "boot" text for boot
 // evidence and its "pipeline" text for pipeline evidence (results in the format of
 // web/page/verifier, to see how the page renders them); then Verify is clicked,
@@ -47,6 +49,7 @@ function shown() {
       prompts: text(a.querySelector('.prompts')),
       events: Array.from(a.querySelectorAll('tr.event'), (r) => ({ type: r.cells[0].textContent, value: r.cells[1].textContent })),
       manifest: rows(a.querySelector('table.manifest')),
+      expected: text(a.querySelector('.expected')),
       modules: Array.from(a.querySelectorAll('tr.module'), (r) => ({
         stage: r.cells[0].textContent, module: r.cells[1].textContent, config: r.cells[2].textContent, limits: r.cells[3].textContent,
       })),
@@ -77,8 +80,10 @@ async function runScenario(s) {
     await page.goto(s.url);
     out.initial = await settled(page);
     out.loadMs = Date.now() - started;
-    if (s.sim_root_file || s.pipelines || s.verifier_result_file) {
+    if (s.sim_root_file || s.pipelines || s.expect_manifest_file || s.strict || s.verifier_result_file) {
       if (s.sim_root_file) await page.fill('#sim-root', await readFile(s.sim_root_file, 'utf8'));
+      if (s.expect_manifest_file) await page.fill('#expect-manifest', await readFile(s.expect_manifest_file, 'utf8'));
+      if (s.strict) await page.check('#strict');
       if (s.verifier_result_file) {
         const result = await readFile(s.verifier_result_file, 'utf8');
         await page.evaluate((r) => {

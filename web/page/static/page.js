@@ -92,23 +92,38 @@ function readFileInto(input, field) {
 
 let collateral = null;
 
-// trustOptions reads what the reviewer gave: the options of every verification.
-function trustOptions() {
-  const options = {};
+// reviewerOptions reads what the reviewer gave: trust, the options of every
+// verification, and expect, those of pipeline evidence only (the pipeline's modules
+// and manifest). The expected manifest stays the reviewer's text: the verifier
+// canonicalizes it as the host does, and a JavaScript object would reorder a config's
+// numeric members, which the module reads in order.
+function reviewerOptions() {
+  const trust = {};
   const root = $('#sim-root').value.trim();
-  if (root) options.trust_sim_root = root;
+  if (root) trust.trust_sim_root = root;
   const policy = $('#policy').value.trim();
   if (policy) {
     try {
-      options.policy = JSON.parse(policy);
+      trust.policy = JSON.parse(policy);
     } catch (e) {
       throw new Error(`the policy is not JSON: ${e.message}`);
     }
   }
-  if (collateral) options.collateral = collateral;
-  const expect = lines('#expect-modules');
-  if (expect.length) options.expect_modules = expect;
-  return options;
+  if (collateral) trust.collateral = collateral;
+  if ($('#strict').checked) trust.strict = true;
+  const expect = { raw: {} };
+  const modules = lines('#expect-modules');
+  if (modules.length) expect.expect_modules = modules;
+  const manifest = $('#expect-manifest').value.trim();
+  if (manifest) {
+    try {
+      JSON.parse(manifest);
+    } catch (e) {
+      throw new Error(`the expected manifest is not JSON: ${e.message}`);
+    }
+    expect.raw.expect_manifest = manifest;
+  }
+  return { trust, expect };
 }
 
 function lines(selector) {
@@ -144,10 +159,16 @@ async function fetchFromHost(path) {
   }
 }
 
-// verifyEvidence runs the verifier on fetched bytes with options and times it.
+// verifyEvidence runs the verifier on fetched bytes with options and times it. The
+// members of options.raw are JSON texts, passed to the verifier as they are.
 function verifyEvidence(bytes, options) {
+  const { raw = {}, ...members } = options;
+  let json = JSON.stringify(members);
+  for (const [name, text] of Object.entries(raw)) {
+    json = `${json.slice(0, -1)}${json === '{}' ? '' : ','}${JSON.stringify(name)}:${text}}`;
+  }
   const start = performance.now();
-  const result = JSON.parse(globalThis.cocoonVerify(bytes, JSON.stringify(options)));
+  const result = JSON.parse(globalThis.cocoonVerify(bytes, json));
   return { result, ms: performance.now() - start };
 }
 
@@ -205,6 +226,8 @@ function render({ kind, title, fileName, bytes, result, ms, nonce, fetchError })
     verdict.textContent = result.error_in === 'options'
       ? `NOT VERIFIED: what you gave is not valid: ${result.error}`
       : `FAILED: the host's answer is not evidence: ${result.error}`;
+  } else if (!ok && report.checks.every((c) => c.verdict !== 'fail' || c.name === 'strict')) {
+    verdict.textContent = 'FAILED in strict mode: no check failed, but not everything is pinned, fresh and free of warnings (see the "strict" check)';
   } else if (!ok) {
     verdict.textContent = 'FAILED: do not trust this host';
   } else {
@@ -309,6 +332,14 @@ function renderEvents(article, report, served) {
 
 function renderManifest(article, report, served, kind) {
   const section = $('.manifest-section', article);
+  const check = report && report.checks.find((c) => c.name === 'expected manifest');
+  const expected = $('.expected', article);
+  if (check) {
+    expected.textContent = `Expected manifest: ${check.verdict}: ${check.detail}`;
+    expected.className = 'expected ' + check.verdict;
+  } else {
+    expected.textContent = 'No expected manifest given: the configs and limits below are what runs; read them, or give the manifest you expect.';
+  }
   let manifest = report && report.manifest;
   if (!manifest && served && served.manifest && typeof served.manifest === 'object') {
     manifest = served.manifest;
@@ -362,7 +393,7 @@ async function run() {
   document.body.dataset.state = 'running';
   $('#results').replaceChildren();
   try {
-    const options = trustOptions();
+    const { trust, expect } = reviewerOptions();
     setStatus('Fetching the boot evidence, quoted for a random nonce…');
     const bootNonce = newNonce();
     let bytes;
@@ -374,11 +405,10 @@ async function run() {
       return;
     }
     if (id !== runID) return;
-    // Evidence that answers a nonce is checked against this page's: a quote for any
-    // other nonce is a replay. Evidence that answers none is the quote the host took
-    // at boot, which the verifier reports as not fresh.
-    const answers = (parseServed(bytes) || {}).nonce !== undefined;
-    const boot = verifyEvidence(bytes, answers ? { ...options, nonce: bootNonce } : options);
+    // The evidence must answer this page's nonce, as for cocoon verify: a quote for
+    // another nonce, or for none (the quote taken at boot, served by a host or a relay
+    // that dropped the nonce), is a replay and fails.
+    const boot = verifyEvidence(bytes, { ...trust, nonce: bootNonce });
     const bootArticle = render({ kind: 'boot', title: 'Boot evidence', fileName: 'cocoon-boot-evidence.json', bytes, nonce: bootNonce, ...boot });
     if (!boot.result.report || !boot.result.report.ok) {
       setStatus('The boot evidence failed: do not trust this host. Its pipelines were not verified.', true);
@@ -405,7 +435,7 @@ async function run() {
         continue;
       }
       if (id !== runID) return;
-      const v = verifyEvidence(ev, { ...options, pipeline_id: pipeline, nonce, host_key: hostKey });
+      const v = verifyEvidence(ev, { ...trust, ...expect, pipeline_id: pipeline, nonce, host_key: hostKey });
       const article = render({ kind: 'pipeline', title: `Pipeline ${pipeline}`, fileName: `cocoon-pipeline-evidence-${pipeline.slice(0, 16)}.json`,
         bytes: ev, nonce, ...v });
       article.dataset.pipeline = pipeline;
@@ -427,6 +457,7 @@ async function run() {
 async function main() {
   readFileInto($('#sim-root-file'), '#sim-root');
   readFileInto($('#policy-file'), '#policy');
+  readFileInto($('#expect-manifest-file'), '#expect-manifest');
   $('#collateral-file').addEventListener('change', async (ev) => {
     const files = ev.target.files;
     collateral = null;

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/host/manifest"
 )
 
 // MaxOptionsBytes bounds the options Verify decodes: a policy (at most 1 MiB) and Intel
@@ -27,22 +28,34 @@ const MaxOptionsBytes = 8 << 20
 //	{"policy":         {...} or null,  a policy as `cocoon verify --policy` reads it
 //	 "trust_sim_root": "-----BEGIN CERTIFICATE-----...",
 //	 "pipeline_id":    "<64 hex>",     pipeline evidence only
-//	 "nonce":          "<hex>",        the nonce the page sent, pipeline evidence only
+//	 "nonce":          "<hex>",        the nonce the page sent, boot or pipeline evidence
 //	 "expect_modules": ["sha256:<hex>", ...],
+//	 "expect_manifest": {...},         the manifest the pipeline must be, configs included
+//	 "strict":         true,           every check must pass outright
 //	 "host_key":       "<64 hex>",     the host key of boot evidence already verified
 //	 "collateral":     {...} or null}  Intel collateral, as `--collateral FILE` reads it
 //
 // Every member is optional. Nothing is trusted by default: without trust_sim_root (or a
 // policy's trust_sim_root) simulated evidence fails. A policy's trust_sim_root must be
-// PEM text, since a page has no files to read a path from.
+// PEM text, since a page has no files to read a path from. The nonce, when given, must
+// be answered: boot evidence that answers none (the quote taken at boot) fails, as it
+// does for cocoon verify. expect_manifest is a manifest as uploaded or as `cocoon
+// pipeline-id --write-manifest` writes it: it is checked and canonicalized by package
+// host/manifest, the code the host canonicalizes the attested manifest with, and the
+// pipeline's must equal it byte for byte. strict is attest.EvidenceOptions.Strict: a
+// skip (a measurement the policy leaves open), a warning or evidence that is not fresh
+// fails.
 type Options struct {
 	Policy        json.RawMessage `json:"policy,omitempty"`
 	TrustSimRoot  string          `json:"trust_sim_root,omitempty"`
 	PipelineID    string          `json:"pipeline_id,omitempty"`
 	Nonce         string          `json:"nonce,omitempty"`
 	ExpectModules []string        `json:"expect_modules,omitempty"`
-	HostKey       string          `json:"host_key,omitempty"`
-	Collateral    json.RawMessage `json:"collateral,omitempty"`
+	// ExpectManifest stays raw JSON: it is canonicalized from the reviewer's bytes.
+	ExpectManifest json.RawMessage `json:"expect_manifest,omitempty"`
+	Strict         bool            `json:"strict,omitempty"`
+	HostKey        string          `json:"host_key,omitempty"`
+	Collateral     json.RawMessage `json:"collateral,omitempty"`
 }
 
 // Result is what Verify returns, as JSON: {"report": <the attest.Report JSON,
@@ -131,7 +144,14 @@ func parseOptions(b []byte) (*attest.Policy, attest.EvidenceOptions, error) {
 		}
 		opts.Collateral = c
 	}
-	opts.PipelineID, opts.ExpectModules = o.PipelineID, o.ExpectModules
+	opts.PipelineID, opts.ExpectModules, opts.Strict = o.PipelineID, o.ExpectModules, o.Strict
+	if len(o.ExpectManifest) > 0 && string(o.ExpectManifest) != "null" {
+		m, err := manifest.Parse(o.ExpectManifest)
+		if err != nil {
+			return nil, opts, fmt.Errorf("expected %v", err)
+		}
+		opts.ExpectManifest = m.Canonical()
+	}
 	if o.Nonce != "" {
 		nonce, err := hex.DecodeString(o.Nonce)
 		if err != nil {

@@ -17,17 +17,32 @@ import (
 	"testing"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/host/manifest"
 )
 
 // fixture is a simulated host's boot and pipeline evidence, as a host serves them.
 type fixture struct {
 	root              string // the simulator root's PEM
 	boot, pipeline    []byte // evidence JSON
+	freshBoot         []byte // boot evidence quoted for nonce
 	pipelineID, nonce string
 	hostKey           string
 }
 
-var manifest = []byte(`{"abi_version":1,"model":"m","pre":[{"module":"sha256:` + strings.Repeat("a1", 32) + `","config":{"mask":"emails"}}],"post":[]}`)
+// uploaded is the fixture pipeline's manifest as a client uploads it: whitespace,
+// defaults left out. Its evidence carries the canonical form.
+var uploaded = `{"abi_version": 1, "model": "m",
+  "pre": [{"module": "sha256:` + strings.Repeat("a1", 32) + `", "config": {"mask": "emails"}}]}`
+
+// canonical returns the canonical manifest of a manifest as uploaded.
+func canonical(t testing.TB, uploaded string) []byte {
+	t.Helper()
+	m, err := manifest.Parse([]byte(uploaded))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Canonical()
+}
 
 // newFixture makes a simulated host's evidence as attest.Host serves it, without
 // attest.Boot, which measures its own executable: the fixture also runs where there is
@@ -42,7 +57,7 @@ func newFixture(t testing.TB) fixture {
 	}
 	log := attest.NewLog(sim.RTMR3())
 	for _, e := range []attest.Event{attest.HostBinaryEvent(sha256.Sum256([]byte("cocoon-host"))), attest.ABIVersionEvent(1),
-		attest.SandboxPolicyEvent(sha256.Sum256([]byte("sandbox"))), attest.BackendEvent("embedded"), attest.ModelEvent("m"), attest.SealEvent()} {
+		attest.SandboxPolicyEvent(sha256.Sum256([]byte("sandbox"))), attest.BackendEvent("embedded"), attest.ModelEvent("m"), attest.SealingEvent(attest.SealingSim), attest.SealEvent()} {
 		if err := log.Append(e); err != nil {
 			t.Fatal(err)
 		}
@@ -68,18 +83,52 @@ func newFixture(t testing.TB) fixture {
 	bootEv := attest.Evidence{Mode: attest.ModeSim, EventLog: events, HostKey: hostKey, TLSKey: tlsSPKI,
 		Quote: quote(attest.BootReportData(hostKey, tlsSPKI, log.Digest()))}
 	nonce := []byte(strings.Repeat("n", 32))
-	id := attest.ManifestHash(manifest)
+	freshBootEv := bootEv
+	freshBootEv.Nonce = nonce
+	freshBootEv.Quote = quote(attest.FreshBootReportData(nonce, hostKey, tlsSPKI, log.Digest()))
+	m := canonical(t, uploaded)
+	id := attest.ManifestHash(m)
 	pipelineEv := bootEv
-	pipelineEv.PipelineID, pipelineEv.Manifest, pipelineEv.Nonce = hex.EncodeToString(id[:]), manifest, nonce
+	pipelineEv.PipelineID, pipelineEv.Manifest, pipelineEv.Nonce = hex.EncodeToString(id[:]), m, nonce
 	pipelineEv.Quote = quote(attest.PipelineReportData(nonce, id, hostKey))
 	root, err := os.ReadFile(filepath.Join(dir, attest.SimRootFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	boot, _ := json.Marshal(bootEv)
+	freshBoot, _ := json.Marshal(freshBootEv)
 	pipeline, _ := json.Marshal(pipelineEv)
-	return fixture{root: string(root), boot: boot, pipeline: pipeline, pipelineID: pipelineEv.PipelineID,
+	return fixture{root: string(root), boot: boot, freshBoot: freshBoot, pipeline: pipeline, pipelineID: pipelineEv.PipelineID,
 		nonce: hex.EncodeToString(nonce), hostKey: hex.EncodeToString(hostKey)}
+}
+
+// pinningPolicy returns a policy that pins every measurement of the fixture's evidence
+// and trusts its root, as cocoon verify --write-policy writes it.
+func (f fixture) pinningPolicy(t testing.TB) json.RawMessage {
+	t.Helper()
+	ev, err := attest.ParseEvidence(f.freshBoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := attest.ParseCertificatePEM([]byte(f.root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce, _ := hex.DecodeString(f.nonce)
+	r, err := attest.VerifyEvidence(*ev, attest.Policy{}, attest.EvidenceOptions{SimRoot: root, Nonce: nonce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.PinningPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.TrustSimRoot = f.root
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // result is Verify's answer, decoded.
@@ -87,6 +136,8 @@ type result struct {
 	Report *struct {
 		Format string `json:"format"`
 		OK     bool   `json:"ok"`
+		Strict bool   `json:"strict"`
+		Fresh  bool   `json:"fresh"`
 		Checks []struct {
 			Name    string `json:"name"`
 			Verdict string `json:"verdict"`
@@ -118,9 +169,12 @@ func (r result) verdict(name string) string {
 }
 
 // TestVerify runs the page's verifier on a simulated host's evidence with what a
-// reviewer may give: the evidence passes only with its root given, pipeline evidence
-// only with the nonce the page sent and the boot evidence's key, and options the
-// verifier cannot honour are refused, not ignored.
+// reviewer may give: the evidence passes only with its root given, boot evidence is
+// fresh only when it answers the nonce the page sent and fails when it answers none,
+// pipeline evidence passes only with the nonce the page sent and the boot evidence's
+// key, and only as the manifest expected (canonicalized as the host canonicalizes it),
+// strict mode fails whatever the policy leaves open, and options the verifier cannot
+// honour are refused, not ignored.
 func TestVerify(t *testing.T) {
 	f := newFixture(t)
 	other := newFixture(t)
@@ -128,6 +182,15 @@ func TestVerify(t *testing.T) {
 	pipelineOpts := func(nonce, hostKey string) map[string]any {
 		return map[string]any{"trust_sim_root": f.root, "pipeline_id": f.pipelineID, "nonce": nonce, "host_key": hostKey}
 	}
+	expecting := func(m any) map[string]any {
+		o := pipelineOpts(f.nonce, f.hostKey)
+		o["expect_manifest"] = m
+		return o
+	}
+	// disabled is the fixture's manifest with the redactor's config changed to mask
+	// nothing: the same module hashes, another behaviour.
+	disabled := json.RawMessage(strings.Replace(uploaded, `"emails"`, `"nothing"`, 1))
+	pinning := f.pinningPolicy(t)
 	for _, tc := range []struct {
 		name     string
 		evidence []byte
@@ -135,6 +198,9 @@ func TestVerify(t *testing.T) {
 		ok       bool
 		failed   string // a check that must fail
 		errorIn  string // an error instead of a report
+		says     string // what the error must say
+		strict   bool   // the report must say strict mode
+		fresh    bool   // the report must say fresh
 	}{
 		{name: "boot, root given", evidence: f.boot, options: map[string]any{"trust_sim_root": f.root}, ok: true},
 		{name: "boot, root in the policy", evidence: f.boot, options: map[string]any{"policy": json.RawMessage(rootPolicy)}, ok: true},
@@ -144,6 +210,23 @@ func TestVerify(t *testing.T) {
 		{name: "pipeline", evidence: f.pipeline, options: pipelineOpts(f.nonce, f.hostKey), ok: true},
 		{name: "pipeline, another nonce", evidence: f.pipeline, options: pipelineOpts(strings.Repeat("ab", 32), f.hostKey), failed: "nonce"},
 		{name: "pipeline, another host's key", evidence: f.pipeline, options: pipelineOpts(f.nonce, other.hostKey), failed: "host key"},
+		{name: "boot, fresh", evidence: f.freshBoot, options: map[string]any{"trust_sim_root": f.root, "nonce": f.nonce}, ok: true, fresh: true},
+		// A host, or a relay, that drops the page's nonce and answers with the quote
+		// taken at boot: a replay the page must show failed, not merely "not fresh".
+		{name: "boot, the page's nonce not answered", evidence: f.boot, options: map[string]any{"trust_sim_root": f.root, "nonce": f.nonce}, failed: "nonce"},
+		{name: "boot, another nonce answered", evidence: f.freshBoot, options: map[string]any{"trust_sim_root": f.root, "nonce": strings.Repeat("ab", 32)}, failed: "nonce"},
+		{name: "boot, no nonce sent", evidence: f.boot, options: map[string]any{"trust_sim_root": f.root}, ok: true},
+		{name: "boot, strict, open policy", evidence: f.freshBoot, options: map[string]any{"trust_sim_root": f.root, "nonce": f.nonce, "strict": true}, failed: "strict", strict: true},
+		{name: "boot, strict, pinning policy", evidence: f.freshBoot, options: map[string]any{"policy": pinning, "nonce": f.nonce, "strict": true}, ok: true, strict: true, fresh: true},
+		{name: "boot, strict, not fresh", evidence: f.boot, options: map[string]any{"policy": pinning, "strict": true}, failed: "strict", strict: true},
+		{name: "pipeline, manifest expected as uploaded", evidence: f.pipeline, options: expecting(json.RawMessage(uploaded)), ok: true},
+		{name: "pipeline, manifest expected in canonical form", evidence: f.pipeline, options: expecting(json.RawMessage(canonical(t, uploaded))), ok: true},
+		{name: "pipeline, a disabling config expected", evidence: f.pipeline, options: expecting(disabled), failed: "expected manifest"},
+		{name: "pipeline, expected manifest null", evidence: f.pipeline, options: expecting(nil), ok: true},
+		{name: "expected manifest invalid", evidence: f.pipeline, options: expecting(map[string]any{"abi_version": 1, "model": "m", "pre": []any{map[string]string{"module": "sha256:00"}}}), errorIn: InOptions, says: "expected manifest: pre module 1"},
+		{name: "expected manifest unknown member", evidence: f.pipeline, options: expecting(map[string]any{"abi_version": 1, "model": "m", "stages": 2}), errorIn: InOptions, says: "unknown member"},
+		{name: "expected manifest without a pipeline", evidence: f.boot, options: map[string]any{"trust_sim_root": f.root, "expect_manifest": json.RawMessage(uploaded)}, errorIn: InOptions},
+		{name: "strict not a boolean", evidence: f.boot, options: map[string]any{"strict": "yes"}, errorIn: InOptions},
 		{name: "pipeline taken for boot evidence", evidence: f.pipeline, options: map[string]any{"trust_sim_root": f.root}, failed: "evidence kind"},
 		{name: "expected module missing", evidence: f.pipeline, options: map[string]any{"trust_sim_root": f.root, "pipeline_id": f.pipelineID,
 			"nonce": f.nonce, "expect_modules": []string{"sha256:" + strings.Repeat("b2", 32)}}, failed: "expected modules"},
@@ -154,7 +237,7 @@ func TestVerify(t *testing.T) {
 		{name: "options too large", evidence: f.boot, options: map[string]any{"trust_sim_root": strings.Repeat(" ", MaxOptionsBytes)}, errorIn: InOptions},
 		{name: "root not PEM", evidence: f.boot, options: map[string]any{"trust_sim_root": "root"}, errorIn: InOptions},
 		{name: "nonce not hex", evidence: f.pipeline, options: pipelineOpts("zz", f.hostKey), errorIn: InOptions},
-		{name: "nonce without pipeline", evidence: f.boot, options: map[string]any{"nonce": f.nonce}, errorIn: InOptions},
+		{name: "nonce too short", evidence: f.boot, options: map[string]any{"nonce": "abcd"}, errorIn: InOptions},
 		{name: "host key too short", evidence: f.pipeline, options: pipelineOpts(f.nonce, "abcd"), errorIn: InOptions},
 		{name: "collateral not collateral", evidence: f.boot, options: map[string]any{"collateral": []int{1}}, errorIn: InOptions},
 		{name: "evidence not JSON", evidence: []byte("<html>"), options: map[string]any{}, errorIn: InEvidence},
@@ -168,8 +251,8 @@ func TestVerify(t *testing.T) {
 			r := decode(t, Verify(tc.evidence, options))
 			switch {
 			case tc.errorIn != "":
-				if r.ErrorIn != tc.errorIn {
-					t.Fatalf("got %+v, want an error in the %s", r, tc.errorIn)
+				if r.ErrorIn != tc.errorIn || !strings.Contains(r.Error, tc.says) {
+					t.Fatalf("got %+v, want an error in the %s saying %q", r, tc.errorIn, tc.says)
 				}
 			case r.Report == nil:
 				t.Fatalf("error %q in the %s", r.Error, r.ErrorIn)
@@ -177,6 +260,8 @@ func TestVerify(t *testing.T) {
 				t.Fatalf("report %+v, want ok %t", r.Report, tc.ok)
 			case tc.failed != "" && r.verdict(tc.failed) != "fail":
 				t.Fatalf("check %q: %q, want fail in %+v", tc.failed, r.verdict(tc.failed), r.Report.Checks)
+			case r.Report.Strict != tc.strict || tc.fresh && !r.Report.Fresh:
+				t.Fatalf("report strict %t fresh %t, want strict %t fresh %t", r.Report.Strict, r.Report.Fresh, tc.strict, tc.fresh)
 			}
 		})
 	}
