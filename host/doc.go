@@ -34,7 +34,7 @@
 // memory or tables.
 //
 // Security properties, each covered by tests (hostile_test.go performs every attack of
-// issue 10): a module has no filesystem, network or environment, sees a fake clock and
+// the hostile-module suite): a module has no filesystem, network or environment, sees a fake clock and
 // a deterministic random stream, and gets a fresh instance per request, so nothing of
 // one request is visible to the next. Every limit of SPEC.md §7 (memory, tables, time
 // per call, input, output, logs, call depth, and the request's totals of memory, module
