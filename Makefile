@@ -14,6 +14,7 @@ C_WASM_FLAGS  = --target=wasm32 -O2 -nostdlib -ffreestanding -fno-builtin-memcpy
 
 GO_PLUGINS  := $(patsubst %/,%,$(dir $(wildcard plugins/*/go/main.go)))
 C_PLUGINS   := $(patsubst %/,%,$(dir $(wildcard plugins/*/c/*.c)))
+AS_PLUGINS  := $(patsubst %/assembly/index.ts,%,$(wildcard plugins/*/as/assembly/index.ts))
 WAT_SOURCES := $(wildcard host/testdata/*.wat host/testdata/hostile/*.wat plugins/*/wat/*.wat)
 
 # plugins/NAME/LANG/NAME.wasm
@@ -21,6 +22,7 @@ plugin_out = $(1)/$(notdir $(patsubst %/,%,$(dir $(1)))).wasm
 
 GO_WASM  := $(foreach d,$(GO_PLUGINS),$(call plugin_out,$(d)))
 C_WASM   := $(foreach d,$(sort $(C_PLUGINS)),$(call plugin_out,$(d)))
+AS_WASM  := $(foreach d,$(AS_PLUGINS),$(call plugin_out,$(d)))
 WAT_WASM := $(WAT_SOURCES:.wat=.wasm)
 
 .PHONY: all build plugins contracts contracts-check run test bench fuzz vet clean
@@ -30,7 +32,7 @@ all: build plugins
 build:
 	$(GO) build ./...
 
-plugins: $(GO_WASM) $(C_WASM) $(WAT_WASM)
+plugins: $(GO_WASM) $(C_WASM) $(AS_WASM) $(WAT_WASM)
 
 # Go guests depend on the SDK too, so rebuild them when anything Go changes.
 GO_SOURCES := $(shell find abi plugins -name '*.go' -not -name '*_test.go') go.mod
@@ -40,6 +42,15 @@ $(GO_WASM): $(GO_SOURCES)
 .SECONDEXPANSION:
 $(C_WASM): $$(wildcard $$(dir $$@)*.c) $$(wildcard $$(dir $$@)*.h) $(wildcard plugins/c-sdk/*.h)
 	$(CLANG) $(C_WASM_FLAGS) -o $@ $(filter %.c,$^)
+
+# AssemblyScript guests: the compiler (assemblyscript, pinned) is installed from each
+# module's lock file; the SDK (plugins/as-sdk) is linked, so SDK changes rebuild them.
+AS_SDK := $(wildcard plugins/as-sdk/*.ts) plugins/as-sdk/asconfig.json
+$(AS_WASM): $$(dir $$@)node_modules/.package-lock.json $$(dir $$@)asconfig.json $$(wildcard $$(dir $$@)assembly/*.ts) $(AS_SDK)
+	npm run --silent --prefix $(dir $@) build
+
+plugins/%/as/node_modules/.package-lock.json: plugins/%/as/package.json plugins/%/as/package-lock.json
+	npm ci --prefix $(dir $(@D)) --no-audit --no-fund --prefer-offline
 
 %.wasm: %.wat
 	$(WAT2WASM) -o $@ $<
@@ -99,5 +110,5 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzRecordOpen -fuzztime=60s ./settle/ledger/
 
 clean:
-	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM)
-	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules
+	rm -f $(GO_WASM) $(C_WASM) $(AS_WASM) $(WAT_WASM)
+	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules $(addsuffix /node_modules,$(AS_PLUGINS))

@@ -78,7 +78,7 @@ func implementations(t *testing.T, s *host.Sandbox, plugin string) []implementat
 		if lang == "testdata" {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(dir, "main.go")); err != nil && !hasC(dir) {
+		if !isImplementation(dir) {
 			continue
 		}
 		wasm, err := os.ReadFile(filepath.Join(dir, plugin+".wasm"))
@@ -94,9 +94,15 @@ func implementations(t *testing.T, s *host.Sandbox, plugin string) []implementat
 	return impls
 }
 
-func hasC(dir string) bool {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.c"))
-	return len(files) > 0
+// isImplementation reports whether dir holds the source of a module: Go (main.go), C
+// (*.c) or AssemblyScript (assembly/index.ts).
+func isImplementation(dir string) bool {
+	for _, source := range []string{"main.go", "*.c", filepath.Join("assembly", "index.ts")} {
+		if files, _ := filepath.Glob(filepath.Join(dir, source)); len(files) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func newSandbox(t testing.TB) *host.Sandbox {
@@ -114,7 +120,7 @@ var plugins = []struct {
 	langs []string // languages that must be present
 }{
 	{"pii-redactor", []string{"go"}},
-	{"prompt-template", []string{"c", "go"}},
+	{"prompt-template", []string{"as", "c", "go"}},
 	{"output-guard", []string{"c", "go"}},
 }
 
