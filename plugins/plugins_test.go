@@ -46,7 +46,7 @@ type implementation struct {
 	module       *host.Module
 }
 
-func loadCases(t *testing.T, plugin string) []testCase {
+func loadCases(t testing.TB, plugin string) []testCase {
 	t.Helper()
 	var all []testCase
 	for _, file := range []string{"cases.json", "extra-cases.json"} {

@@ -1,0 +1,207 @@
+package plugins_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cocoonhost/cocoon/host"
+)
+
+// agreeingImplementations returns the Go and AssemblyScript builds of the prompt
+// template: the AssemblyScript SDK decodes and encodes JSON itself, and must give what
+// the Go SDK gives on anything the host lets through to a module.
+func agreeingImplementations(t testing.TB, s *host.Sandbox) (goImpl, asImpl implementation) {
+	t.Helper()
+	for _, lang := range []string{"go", "as"} {
+		wasm, err := os.ReadFile(filepath.Join("prompt-template", lang, "prompt-template.wasm"))
+		if err != nil {
+			t.Fatalf("%v: run `make plugins` first", err)
+		}
+		m, err := s.Compile(context.Background(), wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		impl := implementation{"prompt-template", lang, m}
+		if lang == "go" {
+			goImpl = impl
+		} else {
+			asImpl = impl
+		}
+	}
+	return goImpl, asImpl
+}
+
+// outcome is what one pre call gave, comparable across languages.
+type outcome struct {
+	out  []byte
+	code host.ErrorCode
+	msg  string
+}
+
+func runPre(t *testing.T, s *host.Sandbox, impl implementation, config, req []byte) outcome {
+	t.Helper()
+	sess := session(t, s, impl, "pre", config)
+	out, err := sess.Pre(req)
+	var e *host.Error
+	switch {
+	case errors.As(err, &e):
+		o := outcome{code: e.Code}
+		if e.Code == host.CodeRejected {
+			o.msg = e.Message // other messages name the module, which differs
+		}
+		return o
+	case err != nil:
+		t.Fatal(err)
+	}
+	return outcome{out: out}
+}
+
+func sameOutcome(a, b outcome) bool {
+	return a.code == b.code && a.msg == b.msg && (a.out != nil) == (b.out != nil) && (a.out == nil || jsonEqual(a.out, b.out))
+}
+
+// TestAssemblyScriptHostileRequests sends requests built to break a JSON decoder
+// written by hand (nesting as deep as the host allows, escapes of unpaired
+// surrogates, huge strings, thousands of members, duplicates, numbers at the edges)
+// through the AssemblyScript and Go builds of the prompt template in the real
+// sandbox: both must give the same result, and the AssemblyScript one must not trap,
+// overflow its stack or run out of memory.
+func TestAssemblyScriptHostileRequests(t *testing.T) {
+	s := newSandbox(t)
+	goImpl, asImpl := agreeingImplementations(t, s)
+	config := []byte(`{"system":"S","user_template":"<{{content}}>"}`)
+	many := new(strings.Builder)
+	for i := range 5000 {
+		many.WriteString(`"x` + strings.Repeat("y", i%7) + string(rune('a'+i%26)) + `_` + strings.Repeat("z", i/26) + `":[1,{"a":null}],`)
+	}
+	tests := []struct {
+		name string
+		req  string
+	}{
+		// 998 levels inside the request object: the host accepts up to 1,000 (its
+		// jsonscan.MaxDepth), and so must the module, which passes the member on
+		// verbatim. A decoder with a lower nesting limit, or one whose recursion
+		// takes more than a frame per level (SPEC §7.5 allows 1,024), fails here.
+		{"nesting as deep as the host allows", `{"messages":[{"role":"user","content":"hi"}],"x_vendor":` +
+			strings.Repeat("[", 998) + strings.Repeat("]", 998) + `}`},
+		{"deep nesting inside a message", `{"messages":[{"role":"user","content":"hi","x":` +
+			strings.Repeat(`{"a":`, 990) + `1` + strings.Repeat("}", 990) + `}]}`},
+		{"unpaired surrogate escapes", `{"messages":[{"role":"user","content":"a\ud800b\udc00c\ud83d\ude00d\ud800\u0041"}]}`},
+		{"escaped member names", `{"m\u006fdel":"x","messages":[{"r\u006fle":"\u0075ser","content":"\u00e9\/\b\f\n\r\t\"\\"}]}`},
+		{"a 1 MiB string", `{"messages":[{"role":"user","content":"` + strings.Repeat("é日😀x", 1<<18/4) + `"}]}`},
+		{"5,000 unknown members", `{` + many.String() + `"messages":[{"role":"user","content":"hi"}]}`},
+		{"duplicate members", `{"messages":[{"role":"system","content":"x"}],"messages":[{"role":"user","content":"a","content":"b","role":"user"}],"n":1,"n":1}`},
+		{"numbers at the edges", `{"messages":[{"role":"user","content":"x"}],"seed":-9223372036854775808,"x":[1e308,-0.0,1E-7,123456789012345678901234567890]}`},
+		{"null members", `{"model":null,"messages":[{"role":"user","content":[{"type":"text","text":null}],"name":null},{"role":"assistant","content":null}]}`},
+		{"whitespace everywhere", " \t\n{ \"messages\" : [ { \"role\" : \"user\" , \"content\" : [ ] } ] } \r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := runPre(t, s, goImpl, config, []byte(tt.req))
+			got := runPre(t, s, asImpl, config, []byte(tt.req))
+			if !sameOutcome(got, want) {
+				t.Fatalf("AssemblyScript: %.300s %s %q\nGo:             %.300s %s %q", got.out, got.code, got.msg, want.out, want.code, want.msg)
+			}
+			if got.code != "" {
+				t.Fatalf("both failed with %s; the request is one the module should serve", got.code)
+			}
+		})
+	}
+}
+
+// FuzzPromptTemplateAgree feeds arbitrary requests and configs to the Go and
+// AssemblyScript builds of the prompt template: whatever the host lets through, the
+// AssemblyScript SDK's JSON decoder and encoder must give what the Go SDK's give.
+func FuzzPromptTemplateAgree(f *testing.F) {
+	for _, c := range loadCases(f, "prompt-template") {
+		f.Add([]byte(c.Input), []byte(c.Config))
+	}
+	s := newSandbox(f)
+	goImpl, asImpl := agreeingImplementations(f, s)
+	f.Fuzz(func(t *testing.T, req, config []byte) {
+		want := runPre(t, s, goImpl, config, req)
+		got := runPre(t, s, asImpl, config, req)
+		if !sameOutcome(got, want) {
+			t.Fatalf("request %q config %q\nAssemblyScript: %s %s %q\nGo:             %s %s %q", req, config, got.out, got.code, got.msg, want.out, want.code, want.msg)
+		}
+	})
+}
+
+// TestAssemblyScriptBuildIsReproducible rebuilds the AssemblyScript example in another
+// directory, from its sources, lock file and the SDK only, and compares the bytes with
+// what `make plugins` built: a reviewer who rebuilds a module from source must get the
+// sha256 the host serves.
+func TestAssemblyScriptBuildIsReproducible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("installs the compiler and builds a module (about 20 s)")
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Fatal("npm is not installed: make test needs it (apt-get install nodejs npm, as .ci/run does)")
+	}
+	want, err := os.ReadFile(filepath.Join("prompt-template", "as", "prompt-template.wasm"))
+	if err != nil {
+		t.Fatalf("%v: run `make plugins` first", err)
+	}
+	// The same relative layout, elsewhere, under another name: plugins/NAME/as and
+	// plugins/as-sdk.
+	root := filepath.Join(t.TempDir(), "elsewhere")
+	for _, src := range []string{"as-sdk", filepath.Join("prompt-template", "as")} {
+		copySources(t, src, filepath.Join(root, src))
+	}
+	dir := filepath.Join(root, "prompt-template", "as")
+	for _, args := range [][]string{{"ci", "--no-audit", "--no-fund", "--prefer-offline"}, {"run", "build"}} {
+		cmd := exec.Command("npm", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("npm %s: %v\n%s", args[0], err, out)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "prompt-template.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("rebuilt elsewhere: sha256 %x, %d bytes; make plugins built sha256 %x, %d bytes", sha256.Sum256(got), len(got), sha256.Sum256(want), len(want))
+	}
+}
+
+// copySources copies the files under src to dst, leaving out what builds make:
+// node_modules and .wasm files.
+func copySources(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.Name() == "node_modules" {
+			return filepath.SkipDir
+		}
+		if e.IsDir() || strings.HasSuffix(path, ".wasm") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
