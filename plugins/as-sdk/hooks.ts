@@ -66,43 +66,32 @@ function missing(hook: string, register: string): i64 {
 }
 
 export function runPre(ptr: usize, len: usize): i64 {
-  const raw = preRawHandler;
-  if (raw != null) {
-    begin("cocoon_pre");
-    return finish(raw(inputBytes(ptr, len)));
-  }
-  const f = preHandler;
-  if (f == null) return missing("cocoon_pre", "onPre");
-  begin("cocoon_pre");
-  const r = new Reader(ptr, len);
-  const req = ChatRequest.decode(r);
-  if (req == null || !r.done()) {
-    fail("decoding the request: " + r.error!);
-    return finish(null);
-  }
-  const out = f(req);
-  if (out == null) return finish(null);
-  const w = new Writer();
-  out.encode(w);
-  return finish(w.result());
+  return runJSON<ChatRequest>("cocoon_pre", "onPre", "request", ptr, len, preRawHandler, preHandler, ChatRequest.decode);
 }
 
 export function runPost(ptr: usize, len: usize): i64 {
-  const raw = postRawHandler;
+  return runJSON<ChatResponse>("cocoon_post", "onPost", "response", ptr, len, postRawHandler, postHandler, ChatResponse.decode);
+}
+
+// runJSON serves a hook whose input and output are one JSON document of type T (the
+// request for cocoon_pre, the response for cocoon_post): the raw handler if one is
+// registered, else the typed one on the input decoded with decode. Input that does not
+// decode fails the hook, naming what (the decoder's message says where).
+function runJSON<T>(hook: string, register: string, what: string, ptr: usize, len: usize,
+  raw: RawHandler | null, typed: ((v: T) => T | null) | null, decode: (r: Reader) => T | null): i64 {
   if (raw != null) {
-    begin("cocoon_post");
+    begin(hook);
     return finish(raw(inputBytes(ptr, len)));
   }
-  const f = postHandler;
-  if (f == null) return missing("cocoon_post", "onPost");
-  begin("cocoon_post");
+  if (typed == null) return missing(hook, register);
+  begin(hook);
   const r = new Reader(ptr, len);
-  const resp = ChatResponse.decode(r);
-  if (resp == null || !r.done()) {
-    fail("decoding the response: " + r.error!);
+  const v = decode(r);
+  if (v == null || !r.done()) {
+    fail("decoding the " + what + ": " + r.error!);
     return finish(null);
   }
-  const out = f(resp);
+  const out = typed(v);
   if (out == null) return finish(null);
   const w = new Writer();
   out.encode(w);
