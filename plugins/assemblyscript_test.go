@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/host"
 )
 
@@ -204,4 +206,89 @@ func copySources(t *testing.T, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestLongStreamMemoryIsBounded streams a long answer through the AssemblyScript and
+// C output guards, each in a memory limit of 16 pages (1 MiB): 100,000 short chunks
+// (2.3 MB of text, twice that as AssemblyScript's UTF-16 strings, before counting what
+// each call allocates), then one 64 KiB word in 5-byte chunks. One instance serves the
+// whole answer, so a module that does not reclaim what each call allocates
+// (AssemblyScript with the stub runtime, a C module that never frees) runs out of
+// memory and fails with memory_limit. The output must equal the masked whole text.
+func TestLongStreamMemoryIsBounded(t *testing.T) {
+	s := newSandbox(t)
+	const pages = 16
+	config := []byte(`{"words":["heck","darn"]}`)
+	var chunks []string
+	var whole strings.Builder
+	pieces := []string{"Once upon a time ", "the heck ", "darné ", "日本語 ", "said: \"darn\"! ", "😀, "}
+	for i := range 100_000 {
+		c := pieces[i%len(pieces)] + pieces[(i/7)%len(pieces)] + "darn"[:i%5]
+		chunks = append(chunks, c)
+		whole.WriteString(c)
+	}
+	chunks = append(chunks, " ")
+	long := strings.Repeat("wörd", 64<<10/5)
+	for i := 0; i < len(long); i += 5 { // "ö" is 2 bytes: split between characters
+		chunks = append(chunks, long[i:min(i+5, len(long))])
+	}
+	chunks = append(chunks, " heck")
+	whole.WriteString(" " + long + " heck")
+	want := maskHeckDarn(whole.String())
+
+	for _, lang := range []string{"as", "c"} {
+		t.Run(lang, func(t *testing.T) {
+			wasm, err := os.ReadFile(filepath.Join("output-guard", lang, "output-guard.wasm"))
+			if err != nil {
+				t.Fatalf("%v: run `make plugins` first", err)
+			}
+			m, err := s.Compile(context.Background(), wasm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := s.NewPipeline(host.PipelineSpec{Post: []host.ModuleSpec{{Module: m, Config: config,
+				Limits: abi.Limits{MemoryPages: pages, CallTimeout: abi.Duration(5 * time.Second)}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sess := p.NewSession(context.Background())
+			defer sess.Close()
+			got, err := stream(sess, chunks)
+			if err != nil {
+				t.Fatalf("streaming %d chunks in %d pages: %v", len(chunks), pages, err)
+			}
+			if got != want {
+				t.Fatalf("the stream gave %d bytes that differ from the masked text (%d bytes)", len(got), len(want))
+			}
+		})
+	}
+}
+
+// maskHeckDarn is the output guard's rule for {"words":["heck","darn"]} written
+// independently: every whole word (a maximal run of ASCII letters, digits, '_' and
+// non-ASCII bytes) equal to heck or darn in any ASCII case becomes one '*' per
+// character.
+func maskHeckDarn(s string) string {
+	isWord := func(b byte) bool {
+		return b >= 0x80 || b == '_' || '0' <= b && b <= '9' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z'
+	}
+	var out strings.Builder
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && isWord(s[j]) {
+			j++
+		}
+		if j == i {
+			out.WriteByte(s[i])
+			i++
+			continue
+		}
+		if w := strings.ToLower(s[i:j]); w == "heck" || w == "darn" {
+			out.WriteString("****")
+		} else {
+			out.WriteString(s[i:j])
+		}
+		i = j
+	}
+	return out.String()
 }

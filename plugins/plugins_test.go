@@ -121,7 +121,7 @@ var plugins = []struct {
 }{
 	{"pii-redactor", []string{"go"}},
 	{"prompt-template", []string{"as", "c", "go"}},
-	{"output-guard", []string{"c", "go"}},
+	{"output-guard", []string{"as", "c", "go"}},
 }
 
 func TestVectors(t *testing.T) {
