@@ -145,33 +145,121 @@ func TestAssemblyScriptBuildIsReproducible(t *testing.T) {
 	if testing.Short() {
 		t.Skip("installs the compiler and builds a module (about 20 s)")
 	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		t.Fatal("npm is not installed: make test needs it (apt-get install nodejs npm, as .ci/run does)")
-	}
 	want, err := os.ReadFile(filepath.Join("prompt-template", "as", "prompt-template.wasm"))
 	if err != nil {
 		t.Fatalf("%v: run `make plugins` first", err)
 	}
-	// The same relative layout, elsewhere, under another name: plugins/NAME/as and
-	// plugins/as-sdk.
-	root := filepath.Join(t.TempDir(), "elsewhere")
-	for _, src := range []string{"as-sdk", filepath.Join("prompt-template", "as")} {
-		copySources(t, src, filepath.Join(root, src))
-	}
-	dir := filepath.Join(root, "prompt-template", "as")
-	for _, args := range [][]string{{"ci", "--no-audit", "--no-fund", "--prefer-offline"}, {"run", "build"}} {
-		cmd := exec.Command("npm", args...)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm %s: %v\n%s", args[0], err, out)
-		}
-	}
+	dir := copyExampleElsewhere(t)
+	npm(t, dir, "ci", "--no-audit", "--no-fund", "--prefer-offline")
+	npm(t, dir, "run", "build")
 	got, err := os.ReadFile(filepath.Join(dir, "prompt-template.wasm"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("rebuilt elsewhere: sha256 %x, %d bytes; make plugins built sha256 %x, %d bytes", sha256.Sum256(got), len(got), sha256.Sum256(want), len(want))
+	}
+}
+
+// copyExampleElsewhere copies the sources of the AssemblyScript prompt template and of
+// the SDK into a temporary directory, in the same relative layout (plugins/NAME/as and
+// plugins/as-sdk) under another name, and returns the module's directory there.
+func copyExampleElsewhere(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "elsewhere")
+	for _, src := range []string{"as-sdk", filepath.Join("prompt-template", "as")} {
+		copySources(t, src, filepath.Join(root, src))
+	}
+	return filepath.Join(root, "prompt-template", "as")
+}
+
+// npm runs npm with args in dir, failing the test with its output if it fails.
+func npm(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Fatal("npm is not installed: make test needs it (apt-get install nodejs npm, as .ci/run does)")
+	}
+	cmd := exec.Command("npm", args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// TestAssemblyScriptGlobals builds a module that uses Date, performance and console,
+// whose standard versions import from "env" (which the host refuses at upload), and
+// runs it: the SDK routes them to the sandbox's fixed clock and the request's log, so
+// the module is accepted and logs the same in every instance. A module using crypto,
+// which the SDK deliberately does not route (a fixed random stream would be a trap for
+// anyone making secrets), is refused with the import named.
+func TestAssemblyScriptGlobals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("installs the compiler and builds modules (about 20 s)")
+	}
+	dir := copyExampleElsewhere(t)
+	npm(t, dir, "ci", "--no-audit", "--no-fund", "--prefer-offline")
+	build := func(source string) []byte {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "assembly", "index.ts"), []byte(source), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		npm(t, dir, "run", "build")
+		wasm, err := os.ReadFile(filepath.Join(dir, "prompt-template.wasm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wasm
+	}
+	s := newSandbox(t)
+	m, err := s.Compile(context.Background(), build(`import { ChatRequest, onPre } from "@cocoonhost/as-sdk";
+export * from "@cocoonhost/as-sdk/pre";
+onPre((req: ChatRequest): ChatRequest | null => {
+  console.log("now " + Date.now().toString() + " " + new Date(Date.now()).toISOString());
+  console.warn("performance " + performance.now().toString());
+  console.time("t");
+  console.timeEnd("t");
+  console.assert(req.messages.length == 0, "has messages");
+  console.debug("debug");
+  console.error("error");
+  return req;
+});
+`))
+	if err != nil {
+		t.Fatalf("the host refuses a module using Date, performance and console: %v", err)
+	}
+	want := []string{
+		"info now 1640995200000 2022-01-01T00:00:00.001Z",
+		"warn performance 0.0",
+		"info t: 1.0 ms",
+		"error Assertion failed: has messages",
+		"debug debug",
+		"error error",
+	}
+	for range 2 { // a fresh instance starts the clocks again
+		impl := implementation{"globals", "as", m}
+		sess := session(t, s, impl, "pre", nil)
+		if _, err := sess.Pre([]byte(`{"messages":[{"role":"user","content":"hi"}]}`)); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range sess.Logs() {
+			got = append(got, string(l.Level)+" "+l.Message)
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("logs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+
+	_, err = s.Compile(context.Background(), build(`import { ChatRequest, onPre } from "@cocoonhost/as-sdk";
+export * from "@cocoonhost/as-sdk/pre";
+onPre((req: ChatRequest): ChatRequest | null => {
+  const b = new Uint8Array(8);
+  crypto.getRandomValues(b);
+  return req;
+});
+`))
+	if err == nil || !strings.Contains(err.Error(), `import "env"."crypto.getRandomValuesN" is not provided by the host`) {
+		t.Fatalf("a module using crypto: %v; want the host to refuse its env import, named", err)
 	}
 }
 

@@ -3,6 +3,9 @@
 
 import { hostConfig, hostLog, hostReject, wasiRandomGet } from "./host";
 import { Kind, Reader, RawJSON, equalFoldName } from "./json";
+// The replacements of Date, performance and console, which asconfig.json "use" names:
+// importing the file here, which every module reaches, is what makes the compiler load it.
+import "./globals";
 
 // Severity of a log record (SPEC §4.1).
 export const enum Level {

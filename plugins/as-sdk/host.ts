@@ -18,3 +18,9 @@ export declare function hostConfig(ptr: usize, cap: usize): usize;
 // @ts-ignore: decorator
 @external("wasi_snapshot_preview1", "random_get")
 export declare function wasiRandomGet(ptr: usize, len: usize): u16;
+
+// clock_time_get of the sandbox's WASI (SPEC §6): a fake clock that advances 1 ms per
+// reading. Only Date.now and performance.now reach it (globals.ts).
+// @ts-ignore: decorator
+@external("wasi_snapshot_preview1", "clock_time_get")
+export declare function wasiClockTimeGet(id: u32, precision: u64, out: usize): u16;
