@@ -22,23 +22,21 @@ import (
 // the Go SDK gives on anything the host lets through to a module.
 func agreeingImplementations(t testing.TB, s *host.Sandbox) (goImpl, asImpl implementation) {
 	t.Helper()
-	for _, lang := range []string{"go", "as"} {
-		wasm, err := os.ReadFile(filepath.Join("prompt-template", lang, "prompt-template.wasm"))
-		if err != nil {
-			t.Fatalf("%v: run `make plugins` first", err)
-		}
-		m, err := s.Compile(context.Background(), wasm)
-		if err != nil {
-			t.Fatal(err)
-		}
-		impl := implementation{"prompt-template", lang, m}
-		if lang == "go" {
-			goImpl = impl
-		} else {
-			asImpl = impl
-		}
+	return built(t, s, "prompt-template", "go"), built(t, s, "prompt-template", "as")
+}
+
+// built compiles plugins/plugin/lang/plugin.wasm, as make plugins built it.
+func built(t testing.TB, s *host.Sandbox, plugin, lang string) implementation {
+	t.Helper()
+	wasm, err := os.ReadFile(filepath.Join(plugin, lang, plugin+".wasm"))
+	if err != nil {
+		t.Fatalf("%v: run `make plugins` first", err)
 	}
-	return goImpl, asImpl
+	m, err := s.Compile(context.Background(), wasm)
+	if err != nil {
+		t.Fatalf("%s/%s: %v", plugin, lang, err)
+	}
+	return implementation{plugin, lang, m}
 }
 
 // outcome is what one pre call gave, comparable across languages.
@@ -326,15 +324,7 @@ func TestLongStreamMemoryIsBounded(t *testing.T) {
 
 	for _, lang := range []string{"as", "c"} {
 		t.Run(lang, func(t *testing.T) {
-			wasm, err := os.ReadFile(filepath.Join("output-guard", lang, "output-guard.wasm"))
-			if err != nil {
-				t.Fatalf("%v: run `make plugins` first", err)
-			}
-			m, err := s.Compile(context.Background(), wasm)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := s.NewPipeline(host.PipelineSpec{Post: []host.ModuleSpec{{Module: m, Config: config,
+			p, err := s.NewPipeline(host.PipelineSpec{Post: []host.ModuleSpec{{Module: built(t, s, "output-guard", lang).module, Config: config,
 				Limits: abi.Limits{MemoryPages: pages, CallTimeout: abi.Duration(5 * time.Second)}}}})
 			if err != nil {
 				t.Fatal(err)

@@ -81,15 +81,7 @@ func implementations(t *testing.T, s *host.Sandbox, plugin string) []implementat
 		if !isImplementation(dir) {
 			continue
 		}
-		wasm, err := os.ReadFile(filepath.Join(dir, plugin+".wasm"))
-		if err != nil {
-			t.Fatalf("%v: run `make plugins` first", err)
-		}
-		m, err := s.Compile(context.Background(), wasm)
-		if err != nil {
-			t.Fatalf("%s/%s: %v", plugin, lang, err)
-		}
-		impls = append(impls, implementation{plugin, lang, m})
+		impls = append(impls, built(t, s, plugin, lang))
 	}
 	return impls
 }

@@ -87,7 +87,7 @@ func initModule(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "Created %s, a %s pre module that passes requests through; see %s.\n", dir, *lang, filepath.Join(dir, "README.md"))
+	fmt.Fprintf(stdout, "Created %s, a pre module in %s that passes requests through; see %s.\n", dir, languages[*lang], filepath.Join(dir, "README.md"))
 	return nil
 }
 
