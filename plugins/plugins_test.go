@@ -87,9 +87,9 @@ func implementations(t *testing.T, s *host.Sandbox, plugin string) []implementat
 }
 
 // isImplementation reports whether dir holds the source of a module: Go (main.go), C
-// (*.c) or AssemblyScript (assembly/index.ts).
+// (*.c), AssemblyScript (assembly/index.ts) or Rust (lib.rs).
 func isImplementation(dir string) bool {
-	for _, source := range []string{"main.go", "*.c", filepath.Join("assembly", "index.ts")} {
+	for _, source := range []string{"main.go", "*.c", filepath.Join("assembly", "index.ts"), "lib.rs"} {
 		if files, _ := filepath.Glob(filepath.Join(dir, source)); len(files) > 0 {
 			return true
 		}
@@ -113,7 +113,7 @@ var plugins = []struct {
 }{
 	{"pii-redactor", []string{"go"}},
 	{"prompt-template", []string{"as", "c", "go"}},
-	{"output-guard", []string{"as", "c", "go"}},
+	{"output-guard", []string{"as", "c", "go", "rust"}},
 }
 
 func TestVectors(t *testing.T) {
