@@ -4,6 +4,9 @@
 GO        ?= go
 CLANG     ?= clang-14
 WAT2WASM  ?= wat2wasm
+# Debian's rustc (apt: rustc libstd-rust-dev-wasm32), named by path so that a rustup
+# toolchain earlier on PATH cannot change the bytes.
+RUSTC     ?= /usr/bin/rustc
 
 # Reproducible module builds: the same source gives the same sha256 on any machine, so a
 # reviewer can rebuild a module and compare its hash with the one a host serves.
@@ -11,9 +14,17 @@ GO_WASM_FLAGS = -trimpath -buildmode=c-shared -ldflags=-buildid=
 C_WASM_FLAGS  = --target=wasm32 -O2 -nostdlib -ffreestanding -fno-builtin-memcpy \
                 -Wall -Wextra -Werror -Iplugins/c-sdk \
                 -Wl,--no-entry -Wl,--strip-all -Wl,-z,stack-size=65536
+# Rust guests: std only (no crates, no registry). rustc writes source paths into panic
+# messages: the rule passes a relative one, and the remapping keeps the checkout's
+# location out even if a path is made absolute, so the bytes do not depend on it.
+RUST_WASM_FLAGS = --edition 2021 --crate-type cdylib --target wasm32-unknown-unknown \
+                  -C opt-level=2 -C codegen-units=1 -C debuginfo=0 -C strip=symbols \
+                  --remap-path-prefix=$(CURDIR)=.
 
 GO_PLUGINS  := $(patsubst %/,%,$(dir $(wildcard plugins/*/go/main.go)))
 C_PLUGINS   := $(patsubst %/,%,$(dir $(wildcard plugins/*/c/*.c)))
+AS_PLUGINS  := $(patsubst %/assembly/index.ts,%,$(wildcard plugins/*/as/assembly/index.ts))
+RUST_PLUGINS := $(patsubst %/lib.rs,%,$(wildcard plugins/*/rust/lib.rs))
 WAT_SOURCES := $(wildcard host/testdata/*.wat host/testdata/hostile/*.wat plugins/*/wat/*.wat)
 
 # plugins/NAME/LANG/NAME.wasm
@@ -21,6 +32,8 @@ plugin_out = $(1)/$(notdir $(patsubst %/,%,$(dir $(1)))).wasm
 
 GO_WASM  := $(foreach d,$(GO_PLUGINS),$(call plugin_out,$(d)))
 C_WASM   := $(foreach d,$(sort $(C_PLUGINS)),$(call plugin_out,$(d)))
+AS_WASM  := $(foreach d,$(AS_PLUGINS),$(call plugin_out,$(d)))
+RUST_WASM := $(foreach d,$(RUST_PLUGINS),$(call plugin_out,$(d)))
 WAT_WASM := $(WAT_SOURCES:.wat=.wasm)
 
 .PHONY: all build plugins page contracts contracts-check run test bench fuzz vet clean
@@ -39,7 +52,7 @@ HOST_GO_VERSION := go1.26.8
 host:
 	GO=$(GO) HOST_GO_VERSION=$(HOST_GO_VERSION) scripts/build-host.sh bin/cocoon-host
 
-plugins: $(GO_WASM) $(C_WASM) $(WAT_WASM)
+plugins: $(GO_WASM) $(C_WASM) $(AS_WASM) $(RUST_WASM) $(WAT_WASM)
 
 # Go guests depend on the SDK too, so rebuild them when anything Go changes.
 GO_SOURCES := $(shell find abi plugins -name '*.go' -not -name '*_test.go') go.mod
@@ -49,6 +62,19 @@ $(GO_WASM): $(GO_SOURCES)
 .SECONDEXPANSION:
 $(C_WASM): $$(wildcard $$(dir $$@)*.c) $$(wildcard $$(dir $$@)*.h) $(wildcard plugins/c-sdk/*.h)
 	$(CLANG) $(C_WASM_FLAGS) -o $@ $(filter %.c,$^)
+
+# AssemblyScript guests: the compiler (assemblyscript, pinned) is installed from each
+# module's lock file; the SDK (plugins/as-sdk) is linked, so SDK changes rebuild them.
+AS_SDK := $(wildcard plugins/as-sdk/*.ts) plugins/as-sdk/asconfig.json
+$(AS_WASM): $$(dir $$@)node_modules/.package-lock.json $$(dir $$@)asconfig.json $$(wildcard $$(dir $$@)assembly/*.ts) $(AS_SDK)
+	npm run --silent --prefix $(dir $@) build
+
+plugins/%/as/node_modules/.package-lock.json: plugins/%/as/package.json plugins/%/as/package-lock.json
+	npm ci --prefix $(dir $(@D)) --no-audit --no-fund --prefer-offline
+
+$(RUST_WASM): $$(dir $$@)lib.rs
+	@test -x $(RUSTC) -a -d /usr/lib/rustlib/wasm32-unknown-unknown || { echo "make plugins: $@ needs Debian's rustc and its wasm32 std: apt-get install rustc libstd-rust-dev-wasm32 (.ci/run does)"; exit 1; }
+	$(RUSTC) $(RUST_WASM_FLAGS) -o $@ $<
 
 %.wasm: %.wat
 	$(WAT2WASM) -o $@ $<
@@ -118,5 +144,5 @@ fuzz: plugins
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 clean:
-	rm -f $(GO_WASM) $(C_WASM) $(WAT_WASM) $(PAGE_DIR)/dist/verifier.wasm $(PAGE_DIR)/dist/wasm_exec.js
-	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules $(PAGE_E2E)/node_modules $(PAGE_DIR)/build
+	rm -f $(GO_WASM) $(C_WASM) $(AS_WASM) $(RUST_WASM) $(WAT_WASM) $(PAGE_DIR)/dist/verifier.wasm $(PAGE_DIR)/dist/wasm_exec.js
+	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules $(PAGE_E2E)/node_modules $(PAGE_DIR)/build $(addsuffix /node_modules,$(AS_PLUGINS))

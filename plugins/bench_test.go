@@ -93,7 +93,8 @@ func nativePipeline(tmpl template.Config, g guard.Config) func() ([]byte, error)
 }
 
 // BenchmarkPipeline is the README's per-request overhead figure: pre + post on a 4 KiB
-// request with per-request isolation, for the C and Go examples and native Go.
+// request with per-request isolation, for the AssemblyScript, C and Go examples and
+// native Go.
 func BenchmarkPipeline(b *testing.B) {
 	tmpl, err := template.ParseConfig(templateConfig)
 	if err != nil {
@@ -114,7 +115,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 	})
 	s := newSandbox(b)
-	for _, lang := range []string{"c", "go"} {
+	for _, lang := range []string{"as", "c", "go"} {
 		p := benchPipeline(b, s, lang)
 		b.Run(lang, func(b *testing.B) {
 			b.SetBytes(int64(len(benchRequest)))
@@ -146,7 +147,7 @@ func BenchmarkStreamDelta(b *testing.B) {
 		}
 	})
 	s := newSandbox(b)
-	for _, lang := range []string{"c", "go"} {
+	for _, lang := range []string{"as", "c", "go"} {
 		p := benchPipeline(b, s, lang)
 		b.Run(lang, func(b *testing.B) {
 			sess := p.NewSession(context.Background())

@@ -46,7 +46,7 @@ type implementation struct {
 	module       *host.Module
 }
 
-func loadCases(t *testing.T, plugin string) []testCase {
+func loadCases(t testing.TB, plugin string) []testCase {
 	t.Helper()
 	var all []testCase
 	for _, file := range []string{"cases.json", "extra-cases.json"} {
@@ -78,25 +78,23 @@ func implementations(t *testing.T, s *host.Sandbox, plugin string) []implementat
 		if lang == "testdata" {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(dir, "main.go")); err != nil && !hasC(dir) {
+		if !isImplementation(dir) {
 			continue
 		}
-		wasm, err := os.ReadFile(filepath.Join(dir, plugin+".wasm"))
-		if err != nil {
-			t.Fatalf("%v: run `make plugins` first", err)
-		}
-		m, err := s.Compile(context.Background(), wasm)
-		if err != nil {
-			t.Fatalf("%s/%s: %v", plugin, lang, err)
-		}
-		impls = append(impls, implementation{plugin, lang, m})
+		impls = append(impls, built(t, s, plugin, lang))
 	}
 	return impls
 }
 
-func hasC(dir string) bool {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.c"))
-	return len(files) > 0
+// isImplementation reports whether dir holds the source of a module: Go (main.go), C
+// (*.c), AssemblyScript (assembly/index.ts) or Rust (lib.rs).
+func isImplementation(dir string) bool {
+	for _, source := range []string{"main.go", "*.c", filepath.Join("assembly", "index.ts"), "lib.rs"} {
+		if files, _ := filepath.Glob(filepath.Join(dir, source)); len(files) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func newSandbox(t testing.TB) *host.Sandbox {
@@ -114,8 +112,8 @@ var plugins = []struct {
 	langs []string // languages that must be present
 }{
 	{"pii-redactor", []string{"go"}},
-	{"prompt-template", []string{"c", "go"}},
-	{"output-guard", []string{"c", "go"}},
+	{"prompt-template", []string{"as", "c", "go"}},
+	{"output-guard", []string{"as", "c", "go", "rust"}},
 }
 
 func TestVectors(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -13,9 +14,10 @@ import (
 	"text/template"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	assdk "github.com/cocoonhost/cocoon/plugins/as-sdk"
 )
 
-// templates are the files of a new module: README.md.tmpl, and LANG/*.tmpl.
+// templates are the files of a new module: README.md.tmpl, and LANG/**.tmpl.
 //
 //go:embed templates
 var templates embed.FS
@@ -24,14 +26,23 @@ var templates embed.FS
 // file after it.
 var moduleName = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 
+// languages are the values of init's --lang, as listed in its help.
+var languages = map[string]string{"go": "Go", "c": "C", "as": "AssemblyScript"}
+
+// asSDKDir is where an AssemblyScript module gets its copy of the SDK, under DIR/as/.
+// The module's package.json links it (file:as-sdk) and its lock file records the link.
+const asSDKDir = "as-sdk"
+
 // initModule scaffolds a pass-through pre module in DIR: DIR/README.md and DIR/LANG/,
-// the layout `make plugins` builds when DIR is under plugins/.
+// the layout `make plugins` builds when DIR is under plugins/. An AssemblyScript
+// module gets its own copy of the SDK embedded in this binary (DIR/as/as-sdk/): the
+// SDK is not on npm, and with the copy the module's source alone rebuilds its bytes.
 func initModule(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("cocoon", "init --lang go|c DIR\n\n"+
+	flags := cli.NewFlagSet("cocoon", "init --lang go|c|as DIR\n\n"+
 		"Creates a new pre module in DIR (which must not exist) that passes requests through, with a README on building,\n"+
 		"running and pushing it. Under plugins/ in the repository, `make plugins` builds it.", stderr)
-	lang := fs.String("lang", "go", "language of the module: go or c")
-	pos, err := cli.Parse(fs, args)
+	lang := flags.String("lang", "go", "language of the module: go, c or as (AssemblyScript)")
+	pos, err := cli.Parse(flags, args)
 	if err != nil {
 		return err
 	}
@@ -40,8 +51,8 @@ func initModule(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	dir := filepath.Clean(pos[0])
 	name := filepath.Base(dir)
-	if *lang != "go" && *lang != "c" {
-		return cli.UsageError(fmt.Sprintf("--lang %q: want go or c", *lang))
+	if languages[*lang] == "" {
+		return cli.UsageError(fmt.Sprintf("--lang %q: want go, c or as", *lang))
 	}
 	if !moduleName.MatchString(name) {
 		return cli.UsageError(fmt.Sprintf("module name %q: use lowercase letters, digits and dashes, starting with a letter", name))
@@ -57,22 +68,44 @@ func initModule(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	data := struct{ Name, Lang, Dir string }{name, *lang, filepath.ToSlash(dir)}
-	files := map[string]string{"README.md.tmpl": "README.md"}
-	entries, err := templates.ReadDir(path.Join("templates", *lang))
+	data := struct{ Name, Lang, Language, Dir string }{name, *lang, languages[*lang], filepath.ToSlash(dir)}
+	if err := writeTemplate(filepath.Join(dir, "README.md"), "templates/README.md.tmpl", data); err != nil {
+		return err
+	}
+	err = fs.WalkDir(templates, path.Join("templates", *lang), func(src string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		dst := strings.TrimSuffix(strings.TrimPrefix(src, "templates/"), ".tmpl")
+		return writeTemplate(filepath.Join(dir, filepath.FromSlash(dst)), src, data)
+	})
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		files[path.Join(*lang, e.Name())] = filepath.Join(*lang, strings.TrimSuffix(e.Name(), ".tmpl"))
-	}
-	for src, dst := range files {
-		if err := writeTemplate(filepath.Join(dir, dst), path.Join("templates", src), data); err != nil {
+	if *lang == "as" {
+		if err := copyFS(filepath.Join(dir, "as", asSDKDir), assdk.Files); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "Created %s, a %s pre module that passes requests through; see %s.\n", dir, *lang, filepath.Join(dir, "README.md"))
+	fmt.Fprintf(stdout, "Created %s, a pre module in %s that passes requests through; see %s.\n", dir, languages[*lang], filepath.Join(dir, "README.md"))
 	return nil
+}
+
+// copyFS writes the files of src into the new directory dst, never over a file.
+func copyFS(dst string, src fs.FS) error {
+	return fs.WalkDir(src, ".", func(name string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(src, name)
+		if err != nil {
+			return err
+		}
+		return writeNew(filepath.Join(dst, filepath.FromSlash(name)), func(w io.Writer) error {
+			_, err := w.Write(b)
+			return err
+		})
+	})
 }
 
 // writeTemplate renders the embedded template src into a new file dst.
@@ -81,6 +114,12 @@ func writeTemplate(dst, src string, data any) error {
 	if err != nil {
 		return err
 	}
+	return writeNew(dst, func(w io.Writer) error { return t.Execute(w, data) })
+}
+
+// writeNew creates the file dst, which must not exist, and its directory, and fills it
+// with write.
+func writeNew(dst string, write func(io.Writer) error) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
@@ -88,7 +127,7 @@ func writeTemplate(dst, src string, data any) error {
 	if err != nil {
 		return err
 	}
-	err = t.Execute(f, data)
+	err = write(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -47,6 +47,19 @@ func TestInit(t *testing.T) {
 			return exec.Command("clang-14", "--target=wasm32", "-O2", "-nostdlib", "-ffreestanding", "-Wall", "-Wextra", "-Werror",
 				"-I"+filepath.Join(repo, "plugins", "c-sdk"), "-Wl,--no-entry", "-o", wasm, filepath.Join(dir, "c", "main.c"))
 		}},
+		{"as", []string{"README.md", "as/package.json", "as/package-lock.json", "as/asconfig.json", "as/assembly/index.ts"}, func(t *testing.T, dir, wasm string) *exec.Cmd {
+			// As the README says: the pinned compiler from the lock file, then the
+			// package's build script, with nothing but the new directory.
+			if _, err := exec.LookPath("npm"); err != nil {
+				t.Fatal("npm is not installed: make test needs it (apt-get install nodejs npm, as .ci/run does)")
+			}
+			install := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--prefer-offline")
+			install.Dir = filepath.Join(dir, "as")
+			if out, err := install.CombinedOutput(); err != nil {
+				t.Fatalf("npm ci: %v\n%s", err, out)
+			}
+			return exec.Command("npm", "run", "--prefix", filepath.Join(dir, "as"), "build")
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.lang, func(t *testing.T) {
@@ -91,7 +104,7 @@ func TestInitUsage(t *testing.T) {
 	}{
 		{[]string{"init"}, "want one DIR"},
 		{[]string{"init", "a", "b"}, "want one DIR"},
-		{[]string{"init", "--lang", "rust", "x"}, `--lang "rust": want go or c`},
+		{[]string{"init", "--lang", "rust", "x"}, `--lang "rust": want go, c or as`},
 		{[]string{"init", "My_Module"}, `module name "My_Module"`},
 	} {
 		code, _, stderr := cocoon(t, "", tt.args...)
