@@ -42,7 +42,7 @@ func TestGenerate(t *testing.T) {
 		{"negative steps", []string{"generate", "--model-dir", dir, "--steps", "-1"}, "", 2, "", "", "--steps must not be negative"},
 		{"bad temperature", []string{"generate", "--model-dir", dir, "--temperature", "3"}, "", 2, "", "", "temperature must be between 0 and 2"},
 		{"bad top-p", []string{"generate", "--model-dir", dir, "--top-p", "0"}, "", 2, "", "", "top_p must be greater than 0"},
-		{"help", []string{"generate", "--help"}, "", 0, "", "", "Usage: cocoon-host generate"},
+		{"help", []string{"generate", "--help"}, "", 0, "", "Usage: cocoon-host generate", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,7 +6,7 @@
 //	cocoon-host backend --kind embedded            serve a built-in backend to the host (run by the host)
 //	cocoon-host version (or --version)             print the version and this binary's measurement
 //
-// Run `cocoon-host COMMAND --help` for a command's flags.
+// Run `cocoon-host help COMMAND` for a command's flags.
 package main
 
 import (
@@ -33,11 +33,8 @@ func main() {
 }
 
 // runCommand runs one command line and returns the exit code: 0 success, 1 failure,
-// 2 usage error. --version, as the first argument, is the version command.
+// 2 usage error.
 func runCommand(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
-		args = append([]string{"version"}, args[1:]...)
-	}
 	return cli.Main("cocoon-host", "cocoon-host: the Cocoon host daemon.", commands, args, nil, stdout, stderr)
 }
 

@@ -57,7 +57,7 @@ func model(args []string, stdout, stderr io.Writer) error {
 	const usageText = "model pull [--data DIR] [--source URL]"
 	if len(args) == 0 || args[0] != "pull" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintf(stderr, "Usage: cocoon-host %s\n", usageText)
+			fmt.Fprintf(stdout, "Usage: cocoon-host %s\n", usageText)
 			return nil
 		}
 		return cli.UsageError("usage: cocoon-host " + usageText)

@@ -4,23 +4,16 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"runtime"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 )
 
-// version names the release of this source. It is a constant in the source, not a stamp
-// from the build, so that every checkout of a release builds the same bytes (README,
-// "Rebuilding the host"). It says which source to rebuild; only the measurement that
-// `cocoon-host version` prints next to it says which bytes run.
-const version = "0.11.0"
-
 func init() {
 	register("version", "print the version, the Go toolchain and this binary's measurement (also --version)", runVersion)
 }
 
-// runVersion prints
+// runVersion prints cli.VersionLine and the measurement:
 //
 //	cocoon-host 0.11.0 go1.26.8 linux/amd64
 //	host-binary sha256:<64 hex>
@@ -42,7 +35,6 @@ measures it. Compare it with a rebuild ('make host') and with what 'cocoon verif
 	if err != nil {
 		return fmt.Errorf("measure this binary: %w", err)
 	}
-	_, err = fmt.Fprintf(stdout, "cocoon-host %s %s %s/%s\n%s sha256:%s\n",
-		version, runtime.Version(), runtime.GOOS, runtime.GOARCH, attest.EventHostBinary, hex.EncodeToString(sum[:]))
+	_, err = fmt.Fprintf(stdout, "%s\n%s sha256:%s\n", cli.VersionLine("cocoon-host"), attest.EventHostBinary, hex.EncodeToString(sum[:]))
 	return err
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 )
 
 // versionOutput is what `cocoon-host --version` prints; its submatch is the measurement.
@@ -68,8 +69,8 @@ func TestVersion(t *testing.T) {
 			if got := measurementOf(t, stdout.String()); got != want {
 				t.Errorf("--version measures %s, want %s: the sha256 of this executable", got, want)
 			}
-			if m := versionOutput.FindStringSubmatch(stdout.String()); m[1] != version || m[2] != runtime.Version() || m[3] != runtime.GOOS+"/"+runtime.GOARCH {
-				t.Errorf("--version says %q %q %q, want %q %q %s/%s", m[1], m[2], m[3], version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			if m := versionOutput.FindStringSubmatch(stdout.String()); m[1] != cli.Version || m[2] != runtime.Version() || m[3] != runtime.GOOS+"/"+runtime.GOARCH {
+				t.Errorf("--version says %q %q %q, want %q %q %s/%s", m[1], m[2], m[3], cli.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			}
 		})
 	}
@@ -99,5 +100,23 @@ func TestVersionMeasuresWhatServeAttests(t *testing.T) {
 	}
 	if want := "sha256:" + hex.EncodeToString([]byte(served)); printed != want {
 		t.Errorf("--version prints %s, the served host-binary event measures %s", printed, want)
+	}
+}
+
+// TestEveryCommandHelp: `help CMD` and `CMD --help` print the command's help to stdout
+// and exit 0, with nothing on stderr, and spell every flag --flag.
+func TestEveryCommandHelp(t *testing.T) {
+	singleDashFlag := regexp.MustCompile(`(^|[\s\[(|,'"])-[a-z][a-z-]+`)
+	for _, c := range commands {
+		for _, args := range [][]string{{c.Name, "--help"}, {"help", c.Name}} {
+			var stdout, stderr bytes.Buffer
+			code := runCommand(args, &stdout, &stderr)
+			if code != 0 || stderr.Len() != 0 || !strings.HasPrefix(stdout.String(), "Usage: cocoon-host "+c.Name) {
+				t.Errorf("cocoon-host %s: exit %d, stdout %q, stderr %q; want exit 0 and the usage on stdout", strings.Join(args, " "), code, stdout.String(), stderr.String())
+			}
+			if m := singleDashFlag.FindString(stdout.String()); m != "" {
+				t.Errorf("cocoon-host %s spells a flag %q:\n%s", strings.Join(args, " "), m, stdout.String())
+			}
+		}
 	}
 }

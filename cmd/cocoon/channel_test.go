@@ -67,7 +67,7 @@ func TestSettlementUsageErrors(t *testing.T) {
 	}{
 		{[]string{"channel"}, "which subcommand? open, deposit, status or withdraw"},
 		{[]string{"channel", "close"}, `unknown subcommand "close"`},
-		{[]string{"channel", "--nope"}, "flag provided but not defined: -nope"},
+		{[]string{"channel", "--nope"}, "flag provided but not defined: --nope"},
 
 		{open, "how much? pass --deposit TON"},
 		{append(open, "--deposit", "0"), "--deposit must be more than 0 TON"},

@@ -14,12 +14,13 @@
 //	cocoon proxy --pipeline ID [--listen ADDR]   serve a local OpenAI API that checks every answer
 //	cocoon channel open|deposit|status|withdraw  pay a host through a TON escrow
 //	cocoon receipts --host URL --escrow ADDR     fetch and verify an escrow's receipts
+//	cocoon version (or --version)   print the version, Go toolchain and platform
 //
 // The client commands talk to --host (or COCOON_HOST, default http://127.0.0.1:8080)
 // with --api-key (or COCOON_API_KEY, whose value --help never shows), or sign requests
 // with an escrow's client key.
 //
-// Run `cocoon COMMAND --help` for a command's flags.
+// Run `cocoon help COMMAND` for a command's flags.
 package main
 
 import (
@@ -43,6 +44,7 @@ var commands = []cli.Command{
 	{Name: "proxy", Summary: "serve a local OpenAI API that verifies a pipeline's host and answers", Run: serveProxy},
 	{Name: "channel", Summary: "open, fund, inspect and withdraw a TON escrow that pays a host", Run: channel},
 	{Name: "receipts", Summary: "fetch and verify an escrow's receipts", Run: receipts},
+	cli.VersionCommand("cocoon"),
 }
 
 func main() {

@@ -1,15 +1,27 @@
 // Package cli is the small command-line framework of cocoon and cocoon-host:
-// subcommands with their own flag sets, --help everywhere, and exit codes that tell a
-// usage mistake (2) from a failure (1).
+// subcommands with their own flag sets, --help and `help COMMAND` everywhere (to
+// standard output, exit 0), --version, flags spelled --flag in every help text and
+// error, and exit codes that tell a usage mistake (2) from a failure (1). Errors go to
+// standard error, never help: a script that pipes a command's output gets the help it
+// asked for and nothing else.
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"strings"
 )
+
+// Version names the release of this source, for both binaries. It is a constant in the
+// source, not a stamp from the build, so that every checkout of a release builds the
+// same bytes (README, "Rebuilding the host"). It says which source to rebuild; only
+// the measurement that `cocoon-host version` prints next to it says which bytes run.
+const Version = "0.11.0"
 
 // Command is one subcommand. Run parses its own flags from args.
 type Command struct {
@@ -24,28 +36,46 @@ type UsageError string
 
 func (e UsageError) Error() string { return string(e) }
 
+// helpRequested is what Parse returns for --help: the command's help, which Main
+// prints to standard output. It matches flag.ErrHelp under errors.Is.
+type helpRequested struct{ text string }
+
+func (h *helpRequested) Error() string { return flag.ErrHelp.Error() }
+func (h *helpRequested) Unwrap() error { return flag.ErrHelp }
+
 // Main runs the command named by args[0] and returns the process exit code: 0 on
-// success or --help, 1 on failure, 2 on a usage error. about is the first line of the
-// program's help.
+// success or help, 1 on failure, 2 on a usage error. about is the first line of the
+// program's help. `help` and --help print the program's help, `help COMMAND...` a
+// command's (as COMMAND... --help does), both to stdout; --version (or -version) as
+// the first argument runs the command named version.
 func Main(program, about string, commands []Command, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch {
+	case len(args) == 0:
 		usage(stderr, program, about, commands)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	case len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
+		usage(stdout, program, about, commands)
 		return 0
+	case args[0] == "help":
+		args = append(args[1:], "--help")
+	case args[0] == "--version" || args[0] == "-version":
+		args = append([]string{"version"}, args[1:]...)
 	}
 	for _, c := range commands {
 		if c.Name != args[0] {
 			continue
 		}
 		err := c.Run(args[1:], stdin, stdout, stderr)
+		var help *helpRequested
 		var ue UsageError
 		switch {
+		case errors.As(err, &help):
+			io.WriteString(stdout, help.text)
+			return 0
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.As(err, &ue):
-			fmt.Fprintf(stderr, "%s %s: %v\n", program, c.Name, err)
+			fmt.Fprintf(stderr, "%s %s: %v\nRun '%s help %s' for its usage.\n", program, c.Name, err, program, c.Name)
 			return 2
 		default:
 			fmt.Fprintf(stderr, "%s %s: %v\n", program, c.Name, err)
@@ -57,37 +87,97 @@ func Main(program, about string, commands []Command, args []string, stdin io.Rea
 	return 2
 }
 
+// usage prints the program's help: its commands in one aligned column.
 func usage(w io.Writer, program, about string, commands []Command) {
+	width := 0
+	for _, c := range commands {
+		width = max(width, len(c.Name))
+	}
 	fmt.Fprintf(w, "%s\n\nUsage: %s COMMAND [flags] [args]\n\nCommands:\n", about, program)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Summary)
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.Name, c.Summary)
 	}
-	fmt.Fprintf(w, "\nRun '%s COMMAND --help' for a command's flags.\n", program)
+	fmt.Fprintf(w, "\nRun '%s help COMMAND' (or '%s COMMAND --help') for a command's flags.\n", program, program)
+}
+
+// VersionLine is "PROGRAM VERSION GOVERSION GOOS/GOARCH": the release and the toolchain
+// and platform this binary was built with.
+func VersionLine(program string) string {
+	return fmt.Sprintf("%s %s %s %s/%s", program, Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// VersionCommand is a version command that prints VersionLine and takes no arguments,
+// for a program with nothing more to say about its build.
+func VersionCommand(program string) Command {
+	return Command{Name: "version", Summary: "print the version (also --version)",
+		Run: func(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+			fs := NewFlagSet(program, "version\n\nPrints the version, and the Go toolchain and platform this binary was built with.", stderr)
+			if err := ParseFlags(fs, args); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintln(stdout, VersionLine(program))
+			return err
+		}}
 }
 
 // NewFlagSet returns a flag set for "program usageText" that reports errors instead
-// of exiting, and prints usageText and the flags on --help.
-func NewFlagSet(program, usageText string, stderr io.Writer) *flag.FlagSet {
+// of exiting. Parse turns --help into the help text ("Usage: program usageText" and the
+// flags, spelled --flag) that Main prints to stdout; output is where fs.Usage writes
+// when called directly.
+func NewFlagSet(program, usageText string, output io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(output)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s %s\n", program, usageText)
-		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "Usage: %s %s\n", program, usageText)
+		printDefaults(fs)
 	}
 	return fs
 }
 
+// printDefaults is flag.PrintDefaults with flags spelled --flag, as every usage text
+// and document of ours spells them (the flag package accepts both).
+func printDefaults(fs *flag.FlagSet) {
+	var b strings.Builder
+	fs.VisitAll(func(f *flag.Flag) {
+		name, text := flag.UnquoteUsage(f)
+		fmt.Fprintf(&b, "  --%s", f.Name)
+		if name != "" {
+			fmt.Fprintf(&b, " %s", name)
+		}
+		b.WriteString("\n    \t")
+		b.WriteString(strings.ReplaceAll(text, "\n", "\n    \t"))
+		if d := f.DefValue; d != "" && d != "0" && d != "0s" && d != "false" && d != "[]" {
+			if fmt.Sprintf("%T", f.Value) == "*flag.stringValue" {
+				fmt.Fprintf(&b, " (default %q)", d)
+			} else {
+				fmt.Fprintf(&b, " (default %v)", d)
+			}
+		}
+		b.WriteByte('\n')
+	})
+	io.WriteString(fs.Output(), b.String())
+}
+
+// dashes respells the flag package's "-name" in its error messages as "--name".
+var dashes = strings.NewReplacer(": -", ": --", "flag -", "flag --", "for -", "for --")
+
 // Parse parses flags that may come before or after positional arguments, as in
 // `cocoon run FILE.wasm --hook pre`, and returns the positional ones. Flag errors are
-// UsageErrors; --help returns flag.ErrHelp.
+// UsageErrors naming the flag as --flag; --help returns an error that matches
+// flag.ErrHelp and carries the help text for Main to print.
 func Parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	output := fs.Output()
+	defer fs.SetOutput(output)
+	var help bytes.Buffer
+	fs.SetOutput(&help) // the flag package prints usage on --help and on errors
 	var positional []string
 	for {
+		help.Reset()
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+				return nil, &helpRequested{text: help.String()}
 			}
-			return nil, UsageError(err.Error())
+			return nil, UsageError(dashes.Replace(err.Error()))
 		}
 		if fs.NArg() == 0 {
 			return positional, nil

@@ -18,7 +18,8 @@ func TestParse(t *testing.T) {
 	}{
 		{[]string{"a.wasm", "--hook", "pre", "b.wasm"}, "a.wasm,b.wasm", "pre", ""},
 		{[]string{"--hook=post", "a.wasm"}, "a.wasm", "post", ""},
-		{[]string{"--nope"}, "", "", "flag provided but not defined: -nope"},
+		{[]string{"--nope"}, "", "", "flag provided but not defined: --nope"},
+		{[]string{"--hook"}, "", "", "flag needs an argument: --hook"},
 		{[]string{"--help"}, "", "", flag.ErrHelp.Error()},
 	}
 	for _, tt := range tests {
@@ -46,7 +47,7 @@ func TestMainExitCodes(t *testing.T) {
 		{Name: "fail", Run: func([]string, io.Reader, io.Writer, io.Writer) error { return errors.New("boom") }},
 		{Name: "misuse", Run: func([]string, io.Reader, io.Writer, io.Writer) error { return UsageError("bad flag") }},
 	}
-	for args, want := range map[string]int{"ok": 0, "fail": 1, "misuse": 2, "nosuch": 2, "": 2, "--help": 0} {
+	for args, want := range map[string]int{"ok": 0, "fail": 1, "misuse": 2, "nosuch": 2, "": 2, "--help": 0, "help": 0, "help ok": 0, "help nosuch": 2} {
 		var stderr bytes.Buffer
 		if got := Main("prog", "about", cmds, strings.Fields(args), nil, io.Discard, &stderr); got != want {
 			t.Errorf("Main(%q) = %d, want %d (stderr %q)", args, got, want, stderr.String())
@@ -80,5 +81,54 @@ func TestSecretFlag(t *testing.T) {
 				t.Errorf("help:\n%s", help.String())
 			}
 		})
+	}
+}
+
+// TestHelpAndErrors: help, asked for in any of its spellings, goes to stdout with exit 0
+// (a user pipes it to less); a mistake goes to stderr with exit 2 and names flags as
+// they are documented, --flag. The command list stays one column whatever the names.
+func TestHelpAndErrors(t *testing.T) {
+	run := func(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+		fs := NewFlagSet("prog", "run FILE [flags]\n\nRuns FILE.", stderr)
+		fs.String("hook", "pre", "the `HOOK` to run")
+		fs.Int("time-ms", 0, "time limit")
+		_, err := Parse(fs, args)
+		return err
+	}
+	cmds := []Command{
+		{Name: "run", Summary: "run a file", Run: run},
+		{Name: "pipeline-id", Summary: "a long name", Run: run},
+		VersionCommand("prog"),
+	}
+	const runHelp = "Usage: prog run FILE [flags]\n\nRuns FILE.\n  --hook HOOK\n    \tthe HOOK to run (default \"pre\")\n  --time-ms int\n    \ttime limit\n"
+	for _, tc := range []struct {
+		args           string
+		code           int
+		stdout, stderr string // exact
+	}{
+		{"run --help", 0, runHelp, ""},
+		{"run -h", 0, runHelp, ""},
+		{"run x --help", 0, runHelp, ""},
+		{"help run", 0, runHelp, ""},
+		{"run --nope", 2, "", "prog run: flag provided but not defined: --nope\nRun 'prog help run' for its usage.\n"},
+		{"run --time-ms x", 2, "", "prog run: invalid value \"x\" for flag --time-ms: parse error\nRun 'prog help run' for its usage.\n"},
+		{"--version", 0, VersionLine("prog") + "\n", ""},
+		{"version", 0, VersionLine("prog") + "\n", ""},
+		{"help", 0, "about\n\nUsage: prog COMMAND [flags] [args]\n\nCommands:\n" +
+			"  run          run a file\n" +
+			"  pipeline-id  a long name\n" +
+			"  version      print the version (also --version)\n" +
+			"\nRun 'prog help COMMAND' (or 'prog COMMAND --help') for a command's flags.\n", ""},
+	} {
+		t.Run(tc.args, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Main("prog", "about", cmds, strings.Fields(tc.args), nil, &stdout, &stderr)
+			if code != tc.code || stdout.String() != tc.stdout || stderr.String() != tc.stderr {
+				t.Errorf("exit %d, stdout:\n%s\nstderr:\n%s\nwant exit %d, stdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String(), tc.code, tc.stdout, tc.stderr)
+			}
+		})
+	}
+	if !strings.HasPrefix(VersionLine("prog"), "prog "+Version+" go") {
+		t.Errorf("VersionLine = %q", VersionLine("prog"))
 	}
 }
