@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cocoonhost/cocoon/host/internal/strictjson"
+	"github.com/cocoonhost/cocoon/internal/strictjson"
 )
 
 // Generation describes what the backend produced: the fields of the response the host

@@ -7,7 +7,7 @@ import (
 	"fmt"
 
 	"github.com/cocoonhost/cocoon/host/internal/jsonscan"
-	"github.com/cocoonhost/cocoon/host/internal/strictjson"
+	"github.com/cocoonhost/cocoon/internal/strictjson"
 )
 
 // The host reads only what it must of the JSON that crosses a module boundary: enough

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cocoonhost/cocoon/host/internal/strictjson"
+	"github.com/cocoonhost/cocoon/internal/strictjson"
 )
 
 // Errors of Registry.Delete.

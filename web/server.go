@@ -74,7 +74,8 @@ type Config struct {
 	// not billed and those routes answer 404.
 	Billing *settle.Service
 
-	// Logger gets operators' logs: internal errors, backend failures. Default: none.
+	// Logger gets operators' logs: internal errors, backend failures, and at level info
+	// one access log line per request (see accessLog). Default: none.
 	Logger *slog.Logger
 
 	// The rest are settings of the connections Serve accepts.
@@ -122,7 +123,9 @@ type Server struct {
 	uploads chan struct{} // one per upload being received
 	bare    *host.Pipeline
 	metrics *metrics
-	quotes  *quoteLimiter // pipeline evidence's, per credential
+	// requestIDs names requests for the access log and X-Request-Id.
+	requestIDs *requestIDs
+	quotes     *quoteLimiter // pipeline evidence's, per credential
 	// bootQuotes is fresh boot evidence's, per client address: a budget of its own, so
 	// that the unauthenticated route cannot spend pipeline evidence's.
 	bootQuotes *quoteLimiter
@@ -210,6 +213,7 @@ func New(cfg Config) (*Server, error) {
 		uploads:     make(chan struct{}, cfg.MaxUploads),
 		bare:        bare,
 		metrics:     newMetrics(),
+		requestIDs:  newRequestIDs(),
 		quotes:      newQuoteLimiter(cfg.MaxQuotesPerSecond, "credential"),
 		bootQuotes:  newQuoteLimiter(cfg.MaxQuotesPerSecond, "client address"),
 		models:      &modelWindows{backend: cfg.Backend},
@@ -250,7 +254,7 @@ func New(cfg Config) (*Server, error) {
 // their routes only when configured, so no handler asks whether they are.
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.metrics.instrument, closeUnreadBody, s.writeDeadlines, s.recoverer)
+	r.Use(s.accessLog, s.metrics.instrument, closeUnreadBody, s.writeDeadlines, s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, typeNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
 	})

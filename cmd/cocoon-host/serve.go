@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -31,6 +30,7 @@ import (
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
 	"github.com/cocoonhost/cocoon/host/backend/openai"
 	"github.com/cocoonhost/cocoon/host/backend/plugin"
+	"github.com/cocoonhost/cocoon/internal/strictjson"
 	"github.com/cocoonhost/cocoon/web"
 )
 
@@ -62,6 +62,11 @@ type serveConfig struct {
 	// ShutdownTimeout is how long a stopping host lets requests in flight finish before
 	// it cuts them, a duration such as "30s".
 	ShutdownTimeout string `json:"shutdown_timeout"`
+	// LogFormat is text (logfmt-like key=value) or json (one object per line).
+	LogFormat string `json:"log_format"`
+	// LogLevel is the least level logged: debug, info (with one access log line per
+	// request), warn or error.
+	LogLevel string `json:"log_level"`
 	billingConfig
 }
 
@@ -136,7 +141,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := newLogger(cfg, stderr)
 
 	keys, keyFile, err := apiKeys(cfg)
 	if err != nil {
@@ -289,10 +294,11 @@ func serveHTTP(ctx context.Context, srv *web.Server, l net.Listener, drain time.
 // parseServeFlags reads the flags and the --config file; flags given on the command line
 // override the file, which overrides the defaults.
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
-	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto", ShutdownTimeout: defaultShutdownTimeout}
+	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto", ShutdownTimeout: defaultShutdownTimeout,
+		LogFormat: "text", LogLevel: "info"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest, tls, sealing_key_file, shutdown_timeout, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, api_key_account); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest, tls, sealing_key_file, shutdown_timeout, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, api_key_account); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
@@ -306,6 +312,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS with short-lived self-signed RA-TLS certificates that carry the boot evidence, for clients that verify the host in the TLS handshake")
 	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more get 429 (default: the number of CPUs)")
 	fs.StringVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a stopping host (SIGINT, SIGTERM) lets requests in flight finish; it then cuts them with a 503 error event and their receipt. A second signal exits at once")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "logs on stderr as text (key=value) or json (one object per line)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "least level logged: debug, info (with an access log line per request), warn or error")
 	fs.StringVar(&cfg.WalletSeedFile, "wallet-seed-file", "", "file holding the 24-word seed of the host's TON wallet (V5R1); enables billing, which also needs ton_config and prices")
 	fs.StringVar(&cfg.TONConfig, "ton-config", "", "TON global config file (liteservers) of the network escrows live on")
 	fs.StringVar(&cfg.TONNetwork, "ton-network", "mainnet", "mainnet or testnet: the wallet's network")
@@ -332,6 +340,10 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, cli.UsageError(fmt.Sprintf("attest %q: must be auto, tdx or sim", cfg.Attest))
 	case cfg.MaxGenerations < 0:
 		return nil, cli.UsageError("--max-generations must not be negative")
+	case cfg.LogFormat != "text" && cfg.LogFormat != "json":
+		return nil, cli.UsageError(fmt.Sprintf("log format %q: must be text or json", cfg.LogFormat))
+	case !slices.Contains(logLevels, cfg.LogLevel):
+		return nil, cli.UsageError(fmt.Sprintf("log level %q: must be debug, info, warn or error", cfg.LogLevel))
 	}
 	if d, err := time.ParseDuration(cfg.ShutdownTimeout); err != nil || d <= 0 {
 		return nil, cli.UsageError(fmt.Sprintf("shutdown_timeout %q: want a positive duration such as 30s", cfg.ShutdownTimeout))
@@ -343,20 +355,30 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	return cfg, nil
 }
 
+// logLevels are the levels --log-level accepts, as slog spells them in lower case.
+var logLevels = []string{"debug", "info", "warn", "error"}
+
+// newLogger is the operator's log on w, in cfg's format and from cfg's level (both
+// checked by parseServeFlags).
+func newLogger(cfg *serveConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel)) // one of logLevels, which it accepts
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
 // readConfig decodes the config file strictly over cfg: an unknown member, a wrong type
-// or trailing data is an error.
+// or trailing data is an error that names the member, never a Go type.
 func readConfig(path string, cfg *serveConfig) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cfg); err != nil {
+	if err := strictjson.Decode(b, cfg); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("config %s: data after the JSON object", path)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -238,9 +239,17 @@ func TestServeConfig(t *testing.T) {
 		{"file", []string{"--config", good}, serveConfig{Listen: "127.0.0.1:9000", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "openai", BackendURL: "http://gpu:8000/v1", MaxGenerations: 3, Attest: "auto"}, ""},
 		{"flags override the file", []string{"--listen", ":1", "--config", good, "--max-generations", "5"},
 			serveConfig{Listen: ":1", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "openai", BackendURL: "http://gpu:8000/v1", MaxGenerations: 5, Attest: "auto"}, ""},
-		{"unknown member", []string{"--config", file("unknown.json", `{"listen": ":1", "port": 2}`)}, serveConfig{}, `unknown field "port"`},
-		{"wrong type", []string{"--config", file("type.json", `{"max_generations": "3"}`)}, serveConfig{}, "max_generations"},
+		{"unknown member", []string{"--config", file("unknown.json", `{"listen": ":1", "port": 2}`)}, serveConfig{}, `unknown member "port"`},
+		{"wrong type", []string{"--config", file("type.json", `{"max_generations": "3"}`)}, serveConfig{}, `JSON string for field "max_generations"`},
+		{"wrong nested type", []string{"--config", file("nested.json", `{"prices": {"prompt_per_million": "1"}}`)}, serveConfig{}, `JSON string for field "prices.prompt_per_million"`},
+		{"not an object", []string{"--config", file("array.json", `[]`)}, serveConfig{}, "JSON array where an object is required"},
 		{"trailing data", []string{"--config", file("trailing.json", `{} {}`)}, serveConfig{}, "data after the JSON object"},
+		{"log format and level", []string{"--data", "/d", "--log-format", "json", "--log-level", "debug"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", LogFormat: "json", LogLevel: "debug"}, ""},
+		{"log level in the file", []string{"--data", "/d", "--config", file("log.json", `{"log_level": "error"}`)},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", LogLevel: "error"}, ""},
+		{"bad log format", []string{"--log-format", "xml"}, serveConfig{}, `log format "xml": must be text or json`},
+		{"bad log level", []string{"--log-level", "INFO+2"}, serveConfig{}, `log level "INFO+2": must be debug, info, warn or error`},
 		{"missing file", []string{"--config", filepath.Join(dir, "none.json")}, serveConfig{}, "no such file"},
 		{"bad backend", []string{"--backend", "gpu"}, serveConfig{}, `backend "gpu": must be embedded, plugin or openai`},
 		{"openai without URL", []string{"--backend", "openai"}, serveConfig{}, "needs --backend-url"},
@@ -265,7 +274,7 @@ func TestServeConfig(t *testing.T) {
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", ShutdownTimeout: "1m"}, ""},
 		{"bad shutdown timeout", []string{"--shutdown-timeout", "soon"}, serveConfig{}, `shutdown_timeout "soon": want a positive duration`},
 		{"negative shutdown timeout", []string{"--shutdown-timeout", "-1s"}, serveConfig{}, `shutdown_timeout "-1s"`},
-		{"unknown price member", []string{"--config", file("price.json", `{"prices": {"per_token": 1}}`)}, serveConfig{}, `unknown field "per_token"`},
+		{"unknown price member", []string{"--config", file("price.json", `{"prices": {"per_token": 1}}`)}, serveConfig{}, `unknown member "per_token"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -275,7 +284,16 @@ func TestServeConfig(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Errorf("error %v, want one containing %q", err, tt.err)
 				}
+				if err != nil && goTypeName.MatchString(err.Error()) {
+					t.Errorf("error %q names a Go type", err)
+				}
 				return
+			}
+			if tt.want.LogFormat == "" {
+				tt.want.LogFormat = "text"
+			}
+			if tt.want.LogLevel == "" {
+				tt.want.LogLevel = "info"
 			}
 			if tt.want.TONNetwork == "" {
 				tt.want.TONNetwork = "mainnet"
@@ -289,6 +307,9 @@ func TestServeConfig(t *testing.T) {
 		})
 	}
 }
+
+// goTypeName finds what encoding/json says of Go types in an error meant for users.
+var goTypeName = regexp.MustCompile(`Go (struct|value)|serveConfig|billingConfig|pricesConfig|of type (int|string|float64|bool)`)
 
 // TestServeAttestSim starts the host with the simulator: it says so on stdout and in
 // the logs, writes the root a verifier must trust, and serves boot evidence that

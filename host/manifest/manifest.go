@@ -20,7 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cocoonhost/cocoon/abi"
-	"github.com/cocoonhost/cocoon/host/internal/strictjson"
+	"github.com/cocoonhost/cocoon/internal/strictjson"
 )
 
 // Bounds of a manifest, checked by Parse.

@@ -1,6 +1,7 @@
 // Package strictjson decodes client JSON strictly and words encoding/json's errors for
-// the client. It is shared by package host and package host/manifest, which must build
-// without the sandbox (GOOS=js, for the reviewer's page).
+// the client or operator, never naming Go types. It is shared by package host, package
+// host/manifest (which must build without the sandbox: GOOS=js, for the reviewer's
+// page) and the commands' configuration files.
 package strictjson
 
 import (
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 )
 
@@ -21,7 +23,7 @@ func Decode(b []byte, v any) error {
 		if errors.Is(err, io.EOF) {
 			return errors.New("empty body: expected a JSON object")
 		}
-		return decodeProblem(err)
+		return decodeProblem(err, reflect.TypeOf(v))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("unexpected data after the JSON object")
@@ -30,11 +32,11 @@ func Decode(b []byte, v any) error {
 }
 
 // decodeProblem words a decoding error of Decode for the client.
-func decodeProblem(err error) error {
+func decodeProblem(err error, into reflect.Type) error {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &syntax) || errors.As(err, &typ) {
-		return Problem(err)
+		return problem(err, into)
 	}
 	// encoding/json has no error type for these two; its wording is stable.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
@@ -47,7 +49,11 @@ func decodeProblem(err error) error {
 }
 
 // Problem shortens encoding/json's errors to what helps a client or a module author.
-func Problem(err error) error {
+func Problem(err error) error { return problem(err, nil) }
+
+// problem is Problem for a value of type into (nil when unknown), whose Go names it
+// keeps out of member paths.
+func problem(err error, into reflect.Type) error {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
@@ -57,7 +63,43 @@ func Problem(err error) error {
 		if typ.Field == "" {
 			return fmt.Errorf("JSON %s where an object is required", typ.Value)
 		}
-		return fmt.Errorf("JSON %s for field %q", typ.Value, typ.Field)
+		return fmt.Errorf("JSON %s for field %q", typ.Value, jsonPath(into, typ.Field))
 	}
 	return fmt.Errorf("invalid JSON: %v", err)
+}
+
+// jsonPath is the member path of an UnmarshalTypeError's Field in t, the type decoded
+// into, without the Go names encoding/json puts in it: an embedded struct's, as in
+// "billingConfig.prices.x". With t nil, it is Field as it is.
+func jsonPath(t reflect.Type, field string) string {
+	if t == nil {
+		return field
+	}
+	var kept []string
+	for _, name := range strings.Split(field, ".") {
+		for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map) {
+			t = t.Elem()
+		}
+		var next reflect.Type
+		if t != nil && t.Kind() == reflect.Struct {
+			for i := range t.NumField() {
+				f := t.Field(i)
+				tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				if f.Anonymous && tag == "" && f.Name == name {
+					next = f.Type
+					name = "" // a Go name: not a member
+					break
+				}
+				if tag == name || tag == "" && f.Name == name {
+					next = f.Type
+					break
+				}
+			}
+		}
+		if name != "" {
+			kept = append(kept, name)
+		}
+		t = next
+	}
+	return strings.Join(kept, ".")
 }
