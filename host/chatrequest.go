@@ -32,8 +32,10 @@ var chatMembers = map[string]memberCheck{
 	// Read by the host.
 	"messages":              checkMessages,
 	"model":                 nullOr(isString, "must be a string"),
-	"max_tokens":            nullOr(isTokenCount, "must be a non-negative integer of at most "+strconv.Itoa(MaxTokensLimit)),
-	"max_completion_tokens": nullOr(isTokenCount, "must be a non-negative integer of at most "+strconv.Itoa(MaxTokensLimit)),
+	// At least 1, as OpenAI's API answers 0 (400, integer_below_min_value): an unset
+	// bound is a missing member or null, never 0.
+	"max_tokens":            nullOr(isTokenCount, "must be an integer from 1 to "+strconv.Itoa(MaxTokensLimit)),
+	"max_completion_tokens": nullOr(isTokenCount, "must be an integer from 1 to "+strconv.Itoa(MaxTokensLimit)),
 	"temperature":           nullOr(numberIn(0, 2), "must be a number from 0 to 2"),
 	"top_p":                 nullOr(numberIn(0, 1), "must be a number from 0 to 1"),
 	"seed":                  nullOr(isInt64, "must be an integer"),
@@ -270,7 +272,7 @@ func isInt64(v []byte) bool { _, ok := isInteger(v); return ok }
 
 func isTokenCount(v []byte) bool {
 	n, ok := isInteger(v)
-	return ok && n >= 0 && n <= MaxTokensLimit
+	return ok && n >= 1 && n <= MaxTokensLimit
 }
 
 func isOne(v []byte) bool  { n, ok := isInteger(v); return ok && n == 1 }

@@ -16,7 +16,7 @@ func TestCheckChatRequest(t *testing.T) {
 	}{
 		// Passes.
 		{"minimal", `{` + msgs + `}`, ""},
-		{"everything the host reads", `{"model":"m",` + msgs + `,"max_tokens":16,"max_completion_tokens":0,"temperature":0.7,"top_p":1,
+		{"everything the host reads", `{"model":"m",` + msgs + `,"max_tokens":16,"max_completion_tokens":1,"temperature":0.7,"top_p":1,
 			"seed":-3,"stop":["\n"],"stream":true,"stream_options":{"include_usage":true},"n":1,"user":"u","presence_penalty":-2,"frequency_penalty":1.5}`, ""},
 		{"nulls", `{"model":null,` + msgs + `,"max_tokens":null,"temperature":null,"stop":null,"stream":null,"stream_options":null,"n":null,"tools":null}`, ""},
 		{"content forms", `{"messages":[{"role":"system","content":null},{"role":"user","name":"ann","content":[{"type":"text","text":"a"}]},{"role":"assistant","content":"b","tool_calls":[]}]}`, ""},
@@ -46,10 +46,12 @@ func TestCheckChatRequest(t *testing.T) {
 		{"name a number", `{"messages":[{"role":"user","name":3}]}`, "messages[0].name: must be a string"},
 
 		// Members the host reads.
-		{"negative max_tokens", `{` + msgs + `,"max_tokens":-1}`, "max_tokens: must be a non-negative integer of at most 2147483647"},
-		{"fractional max_tokens", `{` + msgs + `,"max_tokens":1.5}`, "max_tokens: must be a non-negative integer"},
-		{"huge max_completion_tokens", `{` + msgs + `,"max_completion_tokens":99999999999}`, "max_completion_tokens: must be a non-negative integer"},
-		{"max_tokens a string", `{` + msgs + `,"max_tokens":"16"}`, "max_tokens: must be a non-negative integer"},
+		{"max_tokens 0, refused as OpenAI does", `{` + msgs + `,"max_tokens":0}`, "max_tokens: must be an integer from 1 to 2147483647"},
+		{"max_completion_tokens 0", `{` + msgs + `,"max_completion_tokens":0}`, "max_completion_tokens: must be an integer from 1 to 2147483647"},
+		{"negative max_tokens", `{` + msgs + `,"max_tokens":-1}`, "max_tokens: must be an integer from 1 to 2147483647"},
+		{"fractional max_tokens", `{` + msgs + `,"max_tokens":1.5}`, "max_tokens: must be an integer from 1 to"},
+		{"huge max_completion_tokens", `{` + msgs + `,"max_completion_tokens":99999999999}`, "max_completion_tokens: must be an integer from 1 to"},
+		{"max_tokens a string", `{` + msgs + `,"max_tokens":"16"}`, "max_tokens: must be an integer from 1 to"},
 		{"hot temperature", `{` + msgs + `,"temperature":3}`, "temperature: must be a number from 0 to 2"},
 		{"overflowing temperature", `{` + msgs + `,"temperature":1e400}`, "temperature: must be a number from 0 to 2"},
 		{"top_p", `{` + msgs + `,"top_p":-0.1}`, "top_p: must be a number from 0 to 1"},
@@ -61,7 +63,7 @@ func TestCheckChatRequest(t *testing.T) {
 		{"n", `{` + msgs + `,"n":2}`, "n: must be 1: this host answers with one choice"},
 		{"model", `{"model":7,` + msgs + `}`, "model: must be a string"},
 		{"penalty", `{` + msgs + `,"presence_penalty":3}`, "presence_penalty: must be a number from -2 to 2"},
-		{"second occurrence", `{` + msgs + `,"max_tokens":5,"max_tokens":-5}`, "max_tokens: must be a non-negative integer"},
+		{"second occurrence", `{` + msgs + `,"max_tokens":5,"max_tokens":-5}`, "max_tokens: must be an integer from 1 to"},
 
 		// Parameters the host does not implement.
 		{"tools", `{` + msgs + `,"tools":[{"type":"function","function":{"name":"f"}}]}`, "tools: not supported by this host (no tool calls)"},
@@ -104,7 +106,7 @@ func TestLastPreOutputIsChecked(t *testing.T) {
 	echo := compile(t, s, "spec_example")
 	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: echo}}})
 	for _, tt := range []struct{ request, want string }{
-		{`{"messages":[{"role":"user","content":"x"}],"max_tokens":-1}`, "max_tokens: must be a non-negative integer"},
+		{`{"messages":[{"role":"user","content":"x"}],"max_tokens":-1}`, "max_tokens: must be an integer from 1 to"},
 		{`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}`, "tools: not supported by this host"},
 		{`{"prompt":"x"}`, "messages: missing"},
 	} {

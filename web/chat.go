@@ -34,9 +34,9 @@ type clientOptions struct {
 }
 
 // askedTokens is the completion bound a request asks for: max_completion_tokens, else
-// max_tokens; 0 when it asks for none. 0 is "unset", as OpenAI's backends read it: a
-// request with max_tokens 0 gets (and is priced for) as long an answer as the context
-// allows, never an empty one nor an unpriced one.
+// max_tokens; 0 when it asks for none (a request's 0 is refused before, as OpenAI
+// refuses it): such a request gets (and is priced for) as long an answer as the
+// context allows, never an unpriced one.
 func askedTokens(maxCompletionTokens, maxTokens *int) int {
 	value := func(p *int) int {
 		if p == nil {
@@ -162,7 +162,7 @@ func (c *chatCall) generate(ctx context.Context, request []byte, emit func(strin
 		req.Model = c.model // the pipeline id covers the model: no module or client changes it
 	}
 	req.MaxTokens = c.charge.maxTokens(req.MaxTokens)
-	c.respModel = req.Model
+	c.respModel = c.s.models.name(ctx, req.Model)
 	c.result, err = c.s.cfg.Backend.Generate(ctx, req, func(delta string) error {
 		if c.deltas++; c.deltas == 1 {
 			m.stages.WithLabelValues(stageFirstToken).Observe(time.Since(c.preEnd).Seconds())

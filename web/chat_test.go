@@ -75,6 +75,9 @@ func TestStreaming(t *testing.T) {
 	}{
 		{"without usage", req + `,"stream":true}`, false},
 		{"with usage", req + `,"stream":true,"stream_options":{"include_usage":true}}`, true},
+		// The bare endpoint serves the backend's model when none is named: every chunk
+		// names it, not "" (the result that names it comes after the chunks).
+		{"without a model", strings.Replace(req, `"model":"stories260K",`, "", 1) + `,"stream":true}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := f.do("POST", "/v1/chat/completions", ownerKey, tc.body)
@@ -232,7 +235,7 @@ func TestBadChatRequests(t *testing.T) {
 		{"stream not bool", `{"stream":"yes",` + msgs + `}`, "stream: must be true or false"},
 		{"image part", `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`,
 			`messages[0].content[0].type: "image_url" is not supported by this host (text parts only)`},
-		{"negative max_tokens", `{` + msgs + `,"max_tokens":-1}`, "max_tokens: must be a non-negative integer"},
+		{"negative max_tokens", `{` + msgs + `,"max_tokens":-1}`, "max_tokens: must be an integer from 1"},
 		{"n", `{"n":2,` + msgs + `}`, "n: must be 1: this host answers with one choice"},
 		{"stop", `{"stop":5,` + msgs + `}`, "stop: must be a string or an array of strings"},
 		{"temperature", `{"temperature":3,` + msgs + `}`, "temperature: must be a number from 0 to 2"},

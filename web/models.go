@@ -72,6 +72,7 @@ type modelWindows struct {
 	backend backend.Backend
 	mu      sync.Mutex
 	windows map[string]int // model id → context length; "" → the first model's
+	first   string         // the first model's id: what the backend serves for ""
 	read    time.Time
 	// refreshing is set while one caller reads the list again; the others use the
 	// previous one meanwhile.
@@ -102,6 +103,19 @@ func (m *modelWindows) window(ctx context.Context, model string) (n int, reporte
 	return defaultContextTokens, false
 }
 
+// name is the model a request for model is answered by: model, or for "" the backend's
+// first, which it serves when none is named; "" when the backend lists none. Stream
+// chunks name it before the backend's result does. Cost: window's.
+func (m *modelWindows) name(ctx context.Context, model string) string {
+	if model != "" {
+		return model
+	}
+	m.window(ctx, "")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.first
+}
+
 // store keeps a list just read, unless reading it failed.
 func (m *modelWindows) store(models []backend.Model, err error) {
 	if err != nil {
@@ -110,7 +124,7 @@ func (m *modelWindows) store(models []backend.Model, err error) {
 	m.windows, m.read = make(map[string]int, len(models)+1), time.Now()
 	for i, md := range models {
 		if i == 0 {
-			m.windows[""] = md.ContextLength
+			m.windows[""], m.first = md.ContextLength, md.ID
 		}
 		m.windows[md.ID] = md.ContextLength
 	}

@@ -70,13 +70,20 @@ func validate(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// importsSummary lists the functions a module imports, each once, in the order of its
+// first import: a module may import one function twice (Go's toolchain imports
+// fd_write twice, for two call sites), which is one function to a reader.
 func importsSummary(imports []abi.Import) string {
 	if len(imports) == 0 {
 		return "no imports"
 	}
-	names := make([]string, len(imports))
-	for i, im := range imports {
-		names[i] = im.Module + "." + im.Name
+	var names []string
+	seen := make(map[abi.Import]bool, len(imports))
+	for _, im := range imports {
+		if !seen[im] {
+			seen[im] = true
+			names = append(names, im.Module+"."+im.Name)
+		}
 	}
 	return "imports " + strings.Join(names, ", ")
 }

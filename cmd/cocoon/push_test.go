@@ -126,8 +126,8 @@ func TestPushPipelinesChat(t *testing.T) {
 
 	code, show, stderr := cocoon(t, "", "pipelines", "show", id)
 	var m host.Manifest
-	if err := json.Unmarshal([]byte(show), &m); code != 0 || err != nil {
-		t.Fatalf("pipelines show: exit %d, %v, stdout %q, stderr %q", code, err, show, stderr)
+	if err := json.Unmarshal([]byte(show), &m); code != 0 || err != nil || !strings.HasSuffix(show, "}\n") {
+		t.Fatalf("pipelines show: exit %d, %v, stdout %q (a JSON object and a newline), stderr %q", code, err, show, stderr)
 	}
 	var config bytes.Buffer
 	if len(m.Post) == 1 {

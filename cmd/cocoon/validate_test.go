@@ -65,3 +65,16 @@ func TestValidateAttackModules(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateListsEachImportOnce: a Go module imports fd_write twice; validate names it
+// once.
+func TestValidateListsEachImportOnce(t *testing.T) {
+	const module = "../../plugins/pii-redactor/go/pii-redactor.wasm"
+	if _, err := os.Stat(module); err != nil {
+		t.Fatalf("%v: run `make plugins` first", err)
+	}
+	code, stdout, stderr := cocoon(t, "", "validate", module)
+	if code != 0 || strings.Count(stdout, "wasi_snapshot_preview1.fd_write") != 1 || !strings.Contains(stdout, "cocoon.log") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want fd_write listed once", code, stdout, stderr)
+	}
+}
