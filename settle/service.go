@@ -11,6 +11,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // EscrowState is what the host needs to know of an account's escrow contract.
@@ -56,6 +58,9 @@ type Config struct {
 	MinTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics counts admissions and receipts; share it with the Settler's config so
+	// that Collectors serves both. Default: a Metrics of the service's own.
+	Metrics *Metrics
 }
 
 // DefaultMinTimeout is the shortest escrow timeout a host serves by default: time for
@@ -80,6 +85,9 @@ func NewService(cfg Config) (*Service, error) {
 	if cfg.MinTimeout <= 0 {
 		cfg.MinTimeout = DefaultMinTimeout
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
 	return &Service{cfg: cfg, pub: cfg.Key.Public().(ed25519.PublicKey)}, nil
 }
 
@@ -88,6 +96,9 @@ func (s *Service) PublicKey() ed25519.PublicKey { return s.pub }
 
 // Pricer is the service's pricer.
 func (s *Service) Pricer() *Pricer { return s.cfg.Pricer }
+
+// Collectors are the Prometheus collectors of Config.Metrics, for the host's /metrics.
+func (s *Service) Collectors() []prometheus.Collector { return s.cfg.Metrics.collectors() }
 
 // Admission is a request asking to be admitted.
 type Admission struct {
@@ -130,7 +141,8 @@ func (t *Ticket) Quote() Quote {
 // earlier receipt and response when the idempotency key was already completed.
 //
 // Cost: one escrow read (cached by ChainEscrows) and one ledger Reserve.
-func (s *Service) Admit(ctx context.Context, a Admission) (*Ticket, error) {
+func (s *Service) Admit(ctx context.Context, a Admission) (t *Ticket, err error) {
+	defer func() { s.cfg.Metrics.admitted(err) }()
 	now := s.cfg.Now()
 	requestHash, signatureHash := a.hashes()
 
@@ -254,6 +266,7 @@ func (t *Ticket) Finish(ctx context.Context, usage Usage, status string, respons
 		t.s.cfg.Store.Release(t.hold)
 		return nil, fmt.Errorf("settle: commit the receipt: %w", err)
 	}
+	t.s.cfg.Metrics.committed(&r)
 	return &r, nil
 }
 

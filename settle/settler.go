@@ -39,6 +39,9 @@ type SettlerConfig struct {
 	ChargeValue uint64
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// Metrics counts the rounds and the charges sent: the Service's Config.Metrics,
+	// which serves them. Default: a Metrics nobody serves.
+	Metrics *Metrics
 }
 
 // maxChargesPerMessage is how many charges one wallet transaction carries: the V5R1
@@ -85,6 +88,9 @@ func NewSettler(cfg SettlerConfig) (*Settler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
 	return &Settler{cfg: cfg, since: map[string]time.Time{}}, nil
 }
 
@@ -117,12 +123,12 @@ type charge struct {
 // Settle runs one round: it picks the accounts that are due, sends their charges in as
 // few wallet transactions as possible, waits for them, and records in the ledger what
 // each escrow has been charged. It returns how many charges it sent.
-func (s *Settler) Settle(ctx context.Context) (int, error) {
+func (s *Settler) Settle(ctx context.Context) (sent int, err error) {
+	defer func() { s.cfg.Metrics.settled(sent, err, s.cfg.Now()) }()
 	due, err := s.due(ctx)
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
-	sent := 0
 	for len(due) > 0 {
 		batch := due[:min(len(due), maxChargesPerMessage)]
 		due = due[len(batch):]

@@ -36,14 +36,17 @@ func (s *Server) bootAttestation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.bootQuotes.take(clientAddress(r), time.Now()); err != nil {
+		s.metrics.quotes.WithLabelValues(quoteBoot, quoteRateLimited).Inc()
 		s.writeError(w, r, err)
 		return
 	}
 	ev, err := s.cfg.Attestation.FreshBootEvidence(r.Context(), nonce)
 	if err != nil {
+		s.metrics.quotes.WithLabelValues(quoteBoot, quoteFailed).Inc()
 		s.writeError(w, r, err) // the quote failed: an internal error, logged
 		return
 	}
+	s.metrics.quotes.WithLabelValues(quoteBoot, quoteServed).Inc()
 	writeJSON(w, http.StatusOK, ev)
 }
 
@@ -75,14 +78,17 @@ func (s *Server) pipelineAttestation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.quotes.take(principalOf(r.Context()).ID, time.Now()); err != nil {
+		s.metrics.quotes.WithLabelValues(quotePipeline, quoteRateLimited).Inc()
 		s.writeError(w, r, err)
 		return
 	}
 	ev, err := s.cfg.Attestation.PipelineEvidence(r.Context(), nonce, e.Manifest.Canonical())
 	if err != nil {
+		s.metrics.quotes.WithLabelValues(quotePipeline, quoteFailed).Inc()
 		s.writeError(w, r, err) // the quote failed: an internal error, logged
 		return
 	}
+	s.metrics.quotes.WithLabelValues(quotePipeline, quoteServed).Inc()
 	writeJSON(w, http.StatusOK, ev)
 }
 

@@ -62,7 +62,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	release, err := s.acquire()
+	release, err := s.acquire(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return

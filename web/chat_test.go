@@ -357,6 +357,7 @@ func (f *fixture) running(started <-chan struct{}) <-chan response {
 func atCapacity(started, release chan struct{}) func(*Config, *recorder) {
 	return func(c *Config, r *recorder) {
 		c.MaxGenerations = 1
+		c.MaxWaiting = -1 // none wait: the next request is refused (TestBurstWaits has the queue)
 		r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
 			if n == 1 {
 				close(started)
@@ -394,6 +395,7 @@ func TestCapacityBeforeBody(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	f := newFixture(t, func(c *Config, r *recorder) {
 		c.MaxGenerations = 1
+		c.MaxWaiting = -1
 		c.RequestReadTimeout = 500 * time.Millisecond
 		r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
 			if n == 1 && started != nil {
@@ -504,4 +506,73 @@ func TestDisconnectCancelsGeneration(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestBurstWaits: a burst of 12 requests on 2 slots is served, the 10 that find the
+// slots taken waiting for them (the host used to answer them 429 at once); past the
+// queue's bound a request is refused at once, and one that waits longer than SlotWait
+// is refused then, not held for as long as the slots stay taken.
+func TestBurstWaits(t *testing.T) {
+	t.Run("burst", func(t *testing.T) {
+		f := newFixture(t, func(c *Config, r *recorder) {
+			c.MaxGenerations = 2
+			c.MaxWaiting = 10
+			// Each generation holds its slot long enough for the whole burst to arrive.
+			r.hook = func(ctx context.Context, n int, d string, emit func(string) error) error {
+				if n == 1 {
+					time.Sleep(200 * time.Millisecond)
+				}
+				return emit(d)
+			}
+		})
+		const burst = 12
+		results := make(chan response, burst)
+		for range burst {
+			go func() {
+				res, err := f.send("POST", "/v1/chat/completions", ownerKey, `{"messages":[{"role":"user","content":"x"}],"max_tokens":20}`)
+				if err != nil {
+					res = response{status: -1, body: []byte(err.Error())}
+				}
+				results <- res
+			}()
+		}
+		for range burst {
+			if res := <-results; res.status != http.StatusOK {
+				t.Errorf("a request of the burst: %d %s", res.status, res.body)
+			}
+		}
+	})
+	t.Run("bounded", func(t *testing.T) {
+		started, release := make(chan struct{}), make(chan struct{})
+		f := newFixture(t, atCapacity(started, release), func(c *Config, _ *recorder) {
+			c.MaxWaiting = 2
+			c.SlotWait = 500 * time.Millisecond
+		})
+		first := f.running(started)
+		const body = `{"messages":[{"role":"user","content":"x"}],"max_tokens":5}`
+		waiters := make(chan response, 2)
+		for range 2 {
+			go func() {
+				res, _ := f.send("POST", "/v1/chat/completions", ownerKey, body)
+				waiters <- res
+			}()
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for len(f.server.waiting) < 2 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		start := time.Now()
+		if res := f.do("POST", "/v1/chat/completions", ownerKey, body); res.status != http.StatusTooManyRequests || time.Since(start) > 2*time.Second {
+			t.Errorf("past the queue: %d after %v, want 429 at once", res.status, time.Since(start))
+		}
+		for range 2 {
+			if res := <-waiters; res.status != http.StatusTooManyRequests || res.apiErr(t).Code != "over_capacity" || time.Since(start) > 5*time.Second {
+				t.Errorf("a waiter after SlotWait: %d %s after %v", res.status, res.body, time.Since(start))
+			}
+		}
+		close(release)
+		if res := <-first; res.status != http.StatusOK {
+			t.Errorf("the running request: %d %s", res.status, res.body)
+		}
+	})
 }

@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/cocoonhost/cocoon/host"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -20,7 +23,18 @@ type metrics struct {
 	moduleFailures *prometheus.CounterVec   // stage, kind
 	tokens         *prometheus.CounterVec   // direction
 	generations    prometheus.Gauge
+	waiting        prometheus.Gauge
+	quotes         *prometheus.CounterVec // kind, result
 }
+
+// Kinds and results of the attestation quote counter.
+const (
+	quoteBoot        = "boot"
+	quotePipeline    = "pipeline"
+	quoteServed      = "served"
+	quoteFailed      = "failed"
+	quoteRateLimited = "rate_limited"
+)
 
 // Stages of the stage latency histogram. Stream chunks pass through post modules while
 // the backend generates, so their time counts under "backend"; "post" is what runs
@@ -32,7 +46,9 @@ const (
 	stagePost       = "post"
 )
 
-func newMetrics() *metrics {
+// newMetrics registers the server's metrics, the Go runtime's and the process's, and
+// gauges of the modules and pipelines in store and registry (read at each scrape).
+func newMetrics(store *host.Store, registry *host.Registry) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -56,9 +72,24 @@ func newMetrics() *metrics {
 		generations: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cocoon_generations_in_flight", Help: "Chat completions holding a backend slot.",
 		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cocoon_generations_waiting", Help: "Chat completions waiting for a backend slot.",
+		}),
+		quotes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cocoon_attestation_quotes_total", Help: "Requests for fresh attestation evidence, by kind (boot, pipeline) and result (served, failed: the quote failed, rate_limited: refused 429).",
+		}, []string{"kind", "result"}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.stages, m.moduleFailures, m.tokens, m.generations,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	for _, kind := range []string{quoteBoot, quotePipeline} {
+		for _, result := range []string{quoteServed, quoteFailed, quoteRateLimited} {
+			m.quotes.WithLabelValues(kind, result)
+		}
+	}
+	m.registry.MustRegister(m.requests, m.latency, m.stages, m.moduleFailures, m.tokens, m.generations, m.waiting, m.quotes,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cocoon_modules", Help: "Compiled modules in the module store."},
+			func() float64 { return float64(len(store.List())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cocoon_pipelines", Help: "Pipelines registered."},
+			func() float64 { return float64(len(registry.List())) }),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

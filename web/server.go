@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host"
@@ -36,9 +37,18 @@ type Config struct {
 	// TelegramMaxAge is how old init data may be (its auth_date). Default 24 hours.
 	TelegramMaxAge time.Duration
 
-	// MaxGenerations bounds the chat completions running at once; the next one gets
-	// 429 with Retry-After before its body is read. Default: the number of CPUs.
+	// MaxGenerations bounds the chat completions running at once. Default: the number
+	// of CPUs.
 	MaxGenerations int
+	// MaxWaiting bounds the chat completions that wait for a generation slot, first
+	// come first served, once their body is read: a burst waits instead of being
+	// refused. Over it, a request gets 429 with Retry-After before its body is read.
+	// Each waiting request holds its body (up to MaxRequestBytes) and its connection.
+	// Default: 8 per generation slot; negative: none wait.
+	MaxWaiting int
+	// SlotWait bounds how long a request waits for a slot; it then gets the same 429.
+	// Default 30 seconds.
+	SlotWait time.Duration
 	// MaxRequestBytes bounds a chat completion body. Default 4 MiB.
 	MaxRequestBytes int64
 	// WriteTimeout bounds every write to a client (a JSON answer, each SSE event): a
@@ -73,6 +83,10 @@ type Config struct {
 	// GET /v1/pricing and /v1/accounts/{account} are served. Without it, requests are
 	// not billed and those routes answer 404.
 	Billing *settle.Service
+
+	// Collectors are more Prometheus collectors to serve on /metrics, such as the
+	// settler's (Billing's are served without being listed here).
+	Collectors []prometheus.Collector
 
 	// Logger gets operators' logs: internal errors, backend failures, and at level info
 	// one access log line per request (see accessLog). Default: none.
@@ -120,6 +134,7 @@ type Server struct {
 	log     *slog.Logger
 	keys    keyring
 	slots   chan struct{} // one per running generation
+	waiting chan struct{} // one per request waiting for a slot
 	uploads chan struct{} // one per upload being received
 	bare    *host.Pipeline
 	metrics *metrics
@@ -169,6 +184,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxGenerations <= 0 {
 		cfg.MaxGenerations = runtime.NumCPU()
 	}
+	switch {
+	case cfg.MaxWaiting == 0:
+		cfg.MaxWaiting = 8 * cfg.MaxGenerations
+	case cfg.MaxWaiting < 0:
+		cfg.MaxWaiting = 0
+	}
+	if cfg.SlotWait <= 0 {
+		cfg.SlotWait = 30 * time.Second
+	}
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 4 << 20
 	}
@@ -210,9 +234,10 @@ func New(cfg Config) (*Server, error) {
 		log:         cfg.Logger,
 		keys:        newKeyring(cfg.APIKeys),
 		slots:       make(chan struct{}, cfg.MaxGenerations),
+		waiting:     make(chan struct{}, cfg.MaxWaiting),
 		uploads:     make(chan struct{}, cfg.MaxUploads),
 		bare:        bare,
-		metrics:     newMetrics(),
+		metrics:     newMetrics(cfg.Store, cfg.Registry),
 		requestIDs:  newRequestIDs(),
 		quotes:      newQuoteLimiter(cfg.MaxQuotesPerSecond, "credential"),
 		bootQuotes:  newQuoteLimiter(cfg.MaxQuotesPerSecond, "client address"),
@@ -230,6 +255,10 @@ func New(cfg Config) (*Server, error) {
 		s.observeLoad = cfg.Billing.Pricer().Observe
 	}
 	s.metrics.registry.MustRegister(s.conns.collectors()...)
+	if cfg.Billing != nil {
+		s.metrics.registry.MustRegister(cfg.Billing.Collectors()...)
+	}
+	s.metrics.registry.MustRegister(cfg.Collectors...)
 	s.handler = s.routes()
 	base, cut := context.WithCancelCause(context.Background())
 	s.cut = cut
@@ -383,20 +412,21 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 	})
 }
 
-// overCapacity is the answer when every generation slot is taken.
+// overCapacity is the answer when every generation slot is taken and no request may
+// wait for one, or a request waited SlotWait for none.
 func (s *Server) overCapacity() *apiError {
 	e := errorf(http.StatusTooManyRequests, typeRateLimit, "over_capacity",
-		"the host is at capacity (%d generations running): retry shortly", cap(s.slots))
+		"the host is at capacity (%d generations running, %d waiting): retry shortly", cap(s.slots), cap(s.waiting))
 	e.RetryAfter = 1
 	return e
 }
 
-// refuseAtCapacity answers 429 with Retry-After when every generation slot is taken,
-// before anything of the request is read. A slot that frees meanwhile goes to
-// whichever request takes it first (acquire).
+// refuseAtCapacity answers 429 with Retry-After when every generation slot is taken
+// and as many requests wait for one as may, before anything of the request is read. A
+// request let through may still find the queue full once its body is read (acquire).
 func (s *Server) refuseAtCapacity(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(s.slots) == cap(s.slots) {
+		if len(s.slots) == cap(s.slots) && len(s.waiting) == cap(s.waiting) {
 			s.refuseUnread(w, r, s.overCapacity())
 			return
 		}
@@ -413,19 +443,47 @@ func (s *Server) refuseUnread(w http.ResponseWriter, r *http.Request, err error)
 	s.writeError(w, r, err)
 }
 
-// acquire takes a generation slot without waiting; release gives it back.
-func (s *Server) acquire() (release func(), err error) {
+// acquire takes a generation slot, waiting for one when all are taken: at most
+// MaxWaiting requests wait, each at most SlotWait, and slots go to them in the order
+// they came (a channel's blocked senders are served in order, before a newcomer's
+// attempt). A request that cannot wait, or waited in vain, gets overCapacity; one
+// whose context ends while it waits gets its cause. release gives the slot back.
+func (s *Server) acquire(ctx context.Context) (release func(), err error) {
 	select {
 	case s.slots <- struct{}{}:
-		s.metrics.generations.Inc()
-		s.observeLoad(len(s.slots), cap(s.slots))
-		return func() {
-			<-s.slots
-			s.metrics.generations.Dec()
-			s.observeLoad(len(s.slots), cap(s.slots))
-		}, nil
+		return s.took(), nil
+	default:
+	}
+	select {
+	case s.waiting <- struct{}{}:
 	default:
 		return nil, s.overCapacity()
+	}
+	s.metrics.waiting.Inc()
+	defer func() {
+		<-s.waiting
+		s.metrics.waiting.Dec()
+	}()
+	timeout := time.NewTimer(s.cfg.SlotWait)
+	defer timeout.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return s.took(), nil
+	case <-timeout.C:
+		return nil, s.overCapacity()
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// took counts a slot just taken and returns its release.
+func (s *Server) took() (release func()) {
+	s.metrics.generations.Inc()
+	s.observeLoad(len(s.slots), cap(s.slots))
+	return func() {
+		<-s.slots
+		s.metrics.generations.Dec()
+		s.observeLoad(len(s.slots), cap(s.slots))
 	}
 }
 

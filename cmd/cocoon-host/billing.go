@@ -134,7 +134,7 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	if cfg.TONNetwork == "testnet" {
 		network = wallet.TestnetGlobalID
 	}
-	w, err := wallet.FromSeed(api, strings.Fields(words), wallet.ConfigV5R1Final{NetworkGlobalID: network})
+	w, err := wallet.FromSeedWithOptions(api, strings.Fields(words), wallet.ConfigV5R1Final{NetworkGlobalID: network})
 	if err != nil {
 		return nil, errors.New("wallet_seed_file: not a valid TON wallet seed") // the seed stays out of errors
 	}
@@ -153,13 +153,14 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	}
 	parts.Add("ledger", l.Close)
 	maxDelay, _ := time.ParseDuration(cfg.SettleMaxDelay) // checked
+	metrics := settle.NewMetrics()
 	settler, err := settle.NewSettler(settle.SettlerConfig{Store: l, API: api, Wallet: w, Key: key,
-		Threshold: cfg.SettleThreshold, MaxDelay: maxDelay, Logger: log.With("component", "settler")})
+		Threshold: cfg.SettleThreshold, MaxDelay: maxDelay, Logger: log.With("component", "settler"), Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
 	service, err := settle.NewService(settle.Config{Store: l, Pricer: pricer, Escrows: settle.NewChainEscrows(api, escrowTTL),
-		Key: key, HostAddr: w.WalletAddress().StringRaw(), ComputeReserve: computeReserve})
+		Key: key, HostAddr: w.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}

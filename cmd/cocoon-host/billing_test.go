@@ -44,7 +44,7 @@ const testDeposit = 50e9
 // testEscrow is the test client's escrow with the host whose wallet seed and settlement
 // key are given.
 func testEscrow(seed []string, hostKey ed25519.PublicKey, api wallet.TonAPI) (escrow.Params, *wallet.Wallet, error) {
-	host, err := wallet.FromSeed(api, seed, wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
+	host, err := wallet.FromSeedWithOptions(api, seed, wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
 	if err != nil {
 		return escrow.Params{}, nil, err
 	}

@@ -52,6 +52,8 @@ type serveConfig struct {
 	// it, Mini Apps cannot call the host directly.
 	TelegramBotTokenFile string `json:"telegram_bot_token_file"`
 	MaxGenerations       int    `json:"max_generations"`
+	// MaxWaiting bounds the completions waiting for a slot (web.Config.MaxWaiting).
+	MaxWaiting int `json:"max_waiting"`
 	// Attest is the evidence provider: auto (tdx on a TDX guest, else sim), tdx or sim.
 	Attest string `json:"attest"`
 	// TLS serves HTTPS with RA-TLS certificates: the boot evidence in each certificate.
@@ -205,9 +207,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		}
 	}
 	wcfg := web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: keys, TelegramBotToken: botToken, MaxGenerations: cfg.MaxGenerations, Attestation: attestation, Logger: log}
+		APIKeys: keys, TelegramBotToken: botToken, MaxGenerations: cfg.MaxGenerations, MaxWaiting: cfg.MaxWaiting, Attestation: attestation, Logger: log}
 	if bill != nil {
-		wcfg.Billing = bill.service
+		wcfg.Billing = bill.service // serves the settler's metrics too: they share one settle.Metrics
 	}
 	scheme := "http"
 	if cfg.TLS {
@@ -298,7 +300,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		LogFormat: "text", LogLevel: "info"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, attest, tls, sealing_key_file, shutdown_timeout, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, api_key_account); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, max_waiting, attest, tls, sealing_key_file, shutdown_timeout, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, api_key_account); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
@@ -310,7 +312,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.Attest, "attest", cfg.Attest, "evidence provider: tdx (a TDX guest's quotes), sim (a simulated TDX whose root certificate is DATA/attest/sim-root.pem, for testing) or auto (tdx when this is a TDX guest, else sim)")
 	fs.StringVar(&cfg.SealingKeyFile, "sealing-key-file", "", "file holding the root sealing secret (32+ random bytes) that seals the settlement key and authenticates the ledger and pipelines: a file the TD image provisions into TD-private memory (tmpfs or ramfs), never on the data disk. Without it, sim mode uses DATA/attest/sim-sealing-root (protects nothing) and tdx mode persists no secret (no billing)")
 	fs.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS with short-lived self-signed RA-TLS certificates that carry the boot evidence, for clients that verify the host in the TLS handshake")
-	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more get 429 (default: the number of CPUs)")
+	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more wait for a slot (see --max-waiting) (default: the number of CPUs)")
+	fs.IntVar(&cfg.MaxWaiting, "max-waiting", 0, "completions that may wait for a slot, each up to 30 s, holding its body; more get 429 at once (default: 8 per slot; -1: none wait)")
 	fs.StringVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a stopping host (SIGINT, SIGTERM) lets requests in flight finish; it then cuts them with a 503 error event and their receipt. A second signal exits at once")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "logs on stderr as text (key=value) or json (one object per line)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "least level logged: debug, info (with an access log line per request), warn or error")

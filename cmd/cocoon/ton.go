@@ -152,7 +152,7 @@ func readSeedFile(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--seed-file: %w", err)
 	}
-	key, err := wallet.SeedToPrivateKey(strings.Fields(string(b)), "", false)
+	key, err := wallet.SeedToPrivateKeyWithOptions(strings.Fields(string(b)))
 	if err != nil {
 		return nil, fmt.Errorf("--seed-file %s: not the seed words of a TON wallet", path)
 	}

@@ -27,5 +27,7 @@ func Dial(ctx context.Context, path string) (api ton.APIClientWrapped, stop func
 	}
 	client := ton.NewAPIClient(pool, ton.ProofCheckPolicyFast)
 	client.SetTrustedBlockFromConfig(global)
-	return client.WithRetry(), pool.Stop, nil
+	// No bound on the retries, no timeout per attempt: a query goes round the
+	// liteservers until one answers or the caller's context ends.
+	return client.WithRetryTimeout(0, 0), pool.Stop, nil
 }
