@@ -32,8 +32,6 @@ var chatMembers = map[string]memberCheck{
 	// Read by the host.
 	"messages":              checkMessages,
 	"model":                 nullOr(isString, "must be a string"),
-	// At least 1, as OpenAI's API answers 0 (400, integer_below_min_value): an unset
-	// bound is a missing member or null, never 0.
 	"max_tokens":            nullOr(isTokenCount, "must be an integer from 1 to "+strconv.Itoa(MaxTokensLimit)),
 	"max_completion_tokens": nullOr(isTokenCount, "must be an integer from 1 to "+strconv.Itoa(MaxTokensLimit)),
 	"temperature":           nullOr(numberIn(0, 2), "must be a number from 0 to 2"),
@@ -270,6 +268,8 @@ func isInteger(v []byte) (int64, bool) {
 
 func isInt64(v []byte) bool { _, ok := isInteger(v); return ok }
 
+// isTokenCount is a completion bound: at least 1, as OpenAI's API answers 0 with 400
+// (integer_below_min_value); an unset bound is a missing member or null, never 0.
 func isTokenCount(v []byte) bool {
 	n, ok := isInteger(v)
 	return ok && n >= 1 && n <= MaxTokensLimit
