@@ -155,6 +155,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			log.Info("stopped")
 		}
 	}()
+	if err := checkModelDir(cfg); err != nil {
+		return err
+	}
 	b, err := openBackend(cfg, log)
 	if err != nil {
 		return err
@@ -189,6 +192,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return err
 	}
 	parts.Add("sandbox", func() error { return sandbox.Close(context.Background()) })
+	// Compiling modules to native code takes seconds on a first start (and after an
+	// upgrade); the cache makes later starts quick. Say so rather than sit silent.
+	log.Info("compiling modules")
+	compileStart := time.Now()
 	store, err := host.OpenStore(ctx, sandbox, filepath.Join(cfg.Data, "modules"))
 	if err != nil {
 		return err
@@ -224,6 +231,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err != nil {
 		return err
 	}
+	log.Info("modules compiled", "modules", len(store.List()), "took", time.Since(compileStart).Round(time.Millisecond))
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -441,6 +449,19 @@ func createKey(path string) (string, error) {
 		return "", err
 	}
 	return key, nil
+}
+
+// checkModelDir tells an operator whose built-in backend has no model folder how to get
+// one, instead of the bare "no such file" the backend would give.
+func checkModelDir(cfg *serveConfig) error {
+	if cfg.Backend == "openai" {
+		return nil
+	}
+	if _, err := os.Stat(cfg.ModelDir); !errors.Is(err, fs.ErrNotExist) {
+		return nil // present, or a problem the backend words better
+	}
+	return fmt.Errorf("no model at %s: download the default one with 'cocoon-host model pull --data %s', or point --model-dir (or $COCOON_MODEL_DIR) at a model folder",
+		cfg.ModelDir, cfg.Data)
 }
 
 // openBackend opens the configured backend.

@@ -167,6 +167,10 @@ func TestServe(t *testing.T) {
 	if resp := r.request(t, "GET", "/healthz", "", ""); resp.StatusCode != 200 {
 		t.Errorf("/healthz: %s", resp.Status)
 	}
+	// The first start says it compiles the example's modules, and how long it took.
+	if logs := r.logs.String(); !strings.Contains(logs, "msg=\"compiling modules\"") || !regexp.MustCompile(`msg="modules compiled" modules=2 took=\d`).MatchString(logs) {
+		t.Errorf("the first start does not say it compiles modules:\n%s", logs)
+	}
 	chat := "/p/" + r.example + "/v1/chat/completions"
 	const body = `{"messages":[{"role":"user","content":"Mail me at ann@example.com"}],"max_tokens":20,"temperature":0}`
 	if resp := r.request(t, "POST", chat, "wrong", body); resp.StatusCode != http.StatusUnauthorized {
@@ -462,6 +466,23 @@ func TestServeKeepsSecretsOffScreen(t *testing.T) {
 			for what, secret := range secrets {
 				if strings.Contains(out, secret) || strings.Contains(logs, secret) {
 					t.Errorf("%s is on screen:\nstdout:\n%s\nlogs:\n%s", what, out, logs)
+				}
+			}
+		})
+	}
+}
+
+// TestServeWithoutModel: a host whose built-in backend has no model says how to get one
+// (it used to print the backend's "no such file or directory" alone).
+func TestServeWithoutModel(t *testing.T) {
+	for _, kind := range []string{"embedded", "plugin"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Setenv("COCOON_MODEL_DIR", "")
+			data := t.TempDir()
+			err := runServe(context.Background(), []string{"--listen", "127.0.0.1:0", "--data", data, "--backend", kind, "--attest", "sim"}, io.Discard, io.Discard)
+			for _, want := range []string{"no model at " + filepath.Join(data, "models", "stories260K"), "cocoon-host model pull --data " + data, "--model-dir", "$COCOON_MODEL_DIR"} {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("serve without a model: %v; want it to say %q", err, want)
 				}
 			}
 		})
