@@ -85,7 +85,7 @@ func TestStalledStreamIsCut(t *testing.T) {
 	t.Cleanup(hs.Close)
 
 	start := time.Now()
-	stalledClient(t, l.Addr().String(), `{"messages":[{"role":"user","content":""}],"max_tokens":0,"temperature":0,"stream":true}`)
+	stalledClient(t, l.Addr().String(), `{"messages":[{"role":"user","content":""}],"temperature":0,"stream":true}`)
 	var end generationEnd
 	select {
 	case end = <-b.backend.ended:
