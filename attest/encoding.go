@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/cocoonhost/cocoon/internal/strictjson"
 )
 
 // writeFields writes each field to w (a hash, or a buffer) as a 4-byte big-endian
@@ -32,7 +34,7 @@ func decodeStrict(b []byte, max int, v any, kind error, what string) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", kind, err)
+		return fmt.Errorf("%w: %v", kind, strictjson.DecodeError(err, v)) // no Go type names
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: trailing data after the %s", kind, what)

@@ -60,7 +60,7 @@ func TestPipelineIDMatchesPush(t *testing.T) {
 		{"no module", []string{"--model", "m"}, 2, "no module given"},
 		{"no model", []string{"--pre", pii}, 2, "no --model given"},
 		{"missing file", []string{"--pre", "none.wasm", "--model", "m"}, 1, "none.wasm: no such file"},
-		{"unknown limit", []string{"--pre", pii + "::" + unknownLimit, "--model", "m"}, 1, `limits ` + unknownLimit + ` of ` + pii + `: json: unknown field "memory"`},
+		{"unknown limit", []string{"--pre", pii + "::" + unknownLimit, "--model", "m"}, 1, `limits ` + unknownLimit + ` of ` + pii + `: unknown member "memory"`},
 		{"limits over the ceiling", []string{"--pre", pii + "::" + overCeiling, "--model", "m"}, 1, "manifest: pre module 1: limits: "},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

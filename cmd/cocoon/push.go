@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -14,6 +13,7 @@ import (
 	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/internal/strictjson"
 )
 
 // moduleFlags collects repeated --pre or --post values: FILE.wasm[:CONFIG.json[:LIMITS.json]].
@@ -122,9 +122,7 @@ func readPipelineFiles(pre, post moduleFlags) (*pipelineFiles, error) {
 				if err != nil {
 					return nil, err
 				}
-				dec := json.NewDecoder(bytes.NewReader(b))
-				dec.DisallowUnknownFields()
-				if err := dec.Decode(&mm.Limits); err != nil {
+				if err := strictjson.Decode(b, &mm.Limits); err != nil {
 					return nil, fmt.Errorf("limits %s of %s: %w", limitsFile, file, err)
 				}
 			}

@@ -207,13 +207,13 @@ func TestVerify(t *testing.T) {
 			"skip TCB status: not evaluated: simulated evidence has no Intel collateral", ""},
 		{"TCB status required of sim evidence", append(trust, "--collateral", collateral, "--policy", upToDate), nil, 1,
 			"FAIL TCB status: simulated evidence has no Intel collateral, and the policy requires UpToDate", ""},
-		{"unreadable collateral", append(trust, "--collateral", badCollateral), nil, 1, "", "--collateral: " + badCollateral + ": collateral: json"},
+		{"unreadable collateral", append(trust, "--collateral", badCollateral), nil, 1, "", "--collateral: " + badCollateral + ": collateral: JSON string for field"},
 		// Online: a sim quote chains to no Intel root, so nothing is fetched (no network
 		// here) and the saved file is an empty collateral.
 		{"online collateral, saved", append(trust, "--collateral", "online", "--save-collateral", saved), nil, 0,
 			"skip TCB status: not evaluated: simulated evidence has no Intel collateral", ""},
 		{"save without online", append(trust, "--collateral", collateral, "--save-collateral", saved), nil, 2, "", "--save-collateral needs --collateral online"},
-		{"bad policy", append(trust, "--policy", badPolicy), nil, 1, "", "policy: json: cannot unmarshal"},
+		{"bad policy", append(trust, "--policy", badPolicy), nil, 1, "", `policy: JSON string for field "mrtd"`},
 		{"expect without pipeline", append(trust, "--expect-module", moduleA), nil, 2, "", "--expect-module needs --pipeline"},
 		{"bad expected module", append(trust, "--pipeline", id, "--expect-module", "a1"), nil, 2, "", "not a module hash"},
 		{"bad pipeline id", append(trust, "--pipeline", "xyz"), nil, 2, "", "is not a pipeline id"},

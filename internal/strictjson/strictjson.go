@@ -23,7 +23,7 @@ func Decode(b []byte, v any) error {
 		if errors.Is(err, io.EOF) {
 			return errors.New("empty body: expected a JSON object")
 		}
-		return decodeProblem(err, reflect.TypeOf(v))
+		return DecodeError(err, v)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("unexpected data after the JSON object")
@@ -31,8 +31,10 @@ func Decode(b []byte, v any) error {
 	return nil
 }
 
-// decodeProblem words a decoding error of Decode for the client.
-func decodeProblem(err error, into reflect.Type) error {
+// DecodeError words an error of a json.Decoder's Decode into v for the client, as
+// Decode does, for callers that decode with checks of their own around it.
+func DecodeError(err error, v any) error {
+	into := reflect.TypeOf(v)
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &syntax) || errors.As(err, &typ) {
