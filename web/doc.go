@@ -130,9 +130,11 @@
 // ends the stream without [DONE] (followed, on an attesting host, by the stream's
 // signature event: see Attestation).
 //
-// At most Config.MaxGenerations completions run at once; the next gets 429 with
-// Retry-After instead of a queue, before its body is read. The body is read before a
-// generation slot is taken, so a client that sends it slowly holds none. A client that
+// At most Config.MaxGenerations completions run at once. The next ones wait for a
+// slot, first come first served, at most Config.MaxWaiting of them and each at most
+// Config.SlotWait, then get 429 "over_capacity" with Retry-After; past MaxWaiting the
+// 429 comes before the body is read. The body is read before a request waits or takes
+// a slot, so a client that sends it slowly holds neither. A client that
 // disconnects cancels its request, and with it the modules and the backend's
 // generation. Every write to a client (a JSON answer, each SSE event) must complete
 // within Config.WriteTimeout (to within a second): a client that stops reading is cut
@@ -245,6 +247,13 @@
 // memory and served at GET /v1/pipelines/{id}/logs to its owners, and only those that
 // failed while the caller owned the pipeline; anyone else gets 403. They hold what the
 // modules logged and the error the client got, nothing else of the request.
+//
+// # Logs and metrics
+//
+// At level info Config.Logger gets one access log line per request: method, route
+// pattern, status, latency, bytes written, pipeline id and request id (also in the
+// answer's X-Request-Id); never a header, the query or a byte of a body. GET /metrics
+// serves the Prometheus metrics the README's "Operating the host" lists.
 //
 // # Errors
 //
