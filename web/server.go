@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host"
@@ -80,13 +79,9 @@ type Config struct {
 	// Billing, when set, bills every chat completion to a TON escrow account (see
 	// package settle): requests signed with an escrow's client key are accepted, are
 	// admitted against the escrow's balance, each answer carries a signed receipt, and
-	// GET /v1/pricing and /v1/accounts/{account} are served. Without it, requests are
-	// not billed and those routes answer 404.
+	// GET /v1/pricing and /v1/accounts/{account} are served, and /metrics serves its
+	// Collectors. Without it, requests are not billed and those routes answer 404.
 	Billing *settle.Service
-
-	// Collectors are more Prometheus collectors to serve on /metrics, such as the
-	// settler's (Billing's are served without being listed here).
-	Collectors []prometheus.Collector
 
 	// Logger gets operators' logs: internal errors, backend failures, and at level info
 	// one access log line per request (see accessLog). Default: none.
@@ -256,9 +251,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics.registry.MustRegister(s.conns.collectors()...)
 	if cfg.Billing != nil {
+		// The settler's too: it counts into the service's settle.Metrics.
 		s.metrics.registry.MustRegister(cfg.Billing.Collectors()...)
 	}
-	s.metrics.registry.MustRegister(cfg.Collectors...)
 	s.handler = s.routes()
 	base, cut := context.WithCancelCause(context.Background())
 	s.cut = cut
