@@ -1,6 +1,10 @@
 package settle
 
-import "time"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // SetClock makes c read the time from now, so that tests move a clock instead of
 // sleeping past the cache's TTL.
@@ -15,3 +19,6 @@ func (c *ChainEscrows) Remembered() (cached, unknown int) {
 	defer c.mu.Unlock()
 	return len(c.cache), len(c.unknown)
 }
+
+// Collectors are m's collectors, as a Service serves them.
+func (m *Metrics) Collectors() []prometheus.Collector { return m.collectors() }

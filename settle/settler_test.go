@@ -2,12 +2,17 @@ package settle_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"math/big"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/tlb"
 
@@ -328,4 +333,39 @@ func TestSettlerManyAccounts(t *testing.T) {
 		e.settled(a)
 	}
 	e.unsettled()
+}
+
+// TestSettlerMetrics: a round that fails (the chain offline) and one that charges two
+// escrows are counted, and the time of the last good round is the chain's.
+func TestSettlerMetrics(t *testing.T) {
+	e := newEnv(t)
+	m := settle.NewMetrics()
+	s, err := settle.NewSettler(settle.SettlerConfig{Store: e.ledger, API: e.chain, Wallet: e.host, Key: e.hostKey,
+		Threshold: nano("1"), MaxDelay: time.Hour, Now: e.chain.Now, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.Collectors()...)
+	a, b := e.deploy(e.params(1), "3"), e.deploy(e.params(2), "3")
+	e.spendTON(a, 0, "1.2")
+	e.spendTON(b, 1, "1.3")
+	e.chain.SetOffline(true)
+	if _, err := s.Settle(ctx); err == nil {
+		t.Fatal("offline Settle succeeded")
+	}
+	e.chain.SetOffline(false)
+	e.settle(s, a, b)
+	scrape := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(scrape, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		"cocoon_settlement_charges_sent_total 2",
+		fmt.Sprintf("cocoon_settlement_last_success_timestamp_seconds %v", float64(e.chain.Now().Unix())), // as the text format prints it
+		`cocoon_settlement_rounds_total{result="failed"} 1`,
+		`cocoon_settlement_rounds_total{result="ok"} 1`,
+	} {
+		if !strings.Contains(scrape.Body.String(), "\n"+want+"\n") {
+			t.Errorf("metrics have no %q:\n%s", want, scrape.Body.String())
+		}
+	}
 }
