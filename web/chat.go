@@ -180,10 +180,13 @@ func (c *chatCall) generate(ctx context.Context, request []byte, emit func(strin
 		PromptTokens: c.result.Usage.PromptTokens, CompletionTokens: c.result.Usage.CompletionTokens}, err
 }
 
-// done records the post stage's time and module failures.
+// done records the post stage's time, the request's module time and module failures.
 func (c *chatCall) done(res *host.Result, err error) {
 	if !c.backendEnd.IsZero() {
 		c.s.metrics.stages.WithLabelValues(stagePost).Observe(time.Since(c.backendEnd).Seconds())
+	}
+	if res != nil && res.ModuleTime > 0 {
+		c.s.metrics.moduleTime.Observe(res.ModuleTime.Seconds())
 	}
 	var he *host.Error
 	if errors.As(err, &he) && he.Stage != "" {

@@ -24,6 +24,7 @@ type metrics struct {
 	tokens         *prometheus.CounterVec   // direction
 	generations    prometheus.Gauge
 	waiting        prometheus.Gauge
+	moduleTime     prometheus.Histogram
 	quotes         *prometheus.CounterVec // kind, result
 }
 
@@ -72,6 +73,11 @@ func newMetrics(store *host.Store, registry *host.Registry) *metrics {
 		generations: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cocoon_generations_in_flight", Help: "Chat completions holding a backend slot.",
 		}),
+		moduleTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cocoon_module_time_seconds",
+			Help:    "Wall time a request spent in module code, all its modules' instantiations and calls: what compute is billed on.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cocoon_generations_waiting", Help: "Chat completions waiting for a backend slot.",
 		}),
@@ -84,7 +90,7 @@ func newMetrics(store *host.Store, registry *host.Registry) *metrics {
 			m.quotes.WithLabelValues(kind, result)
 		}
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.stages, m.moduleFailures, m.tokens, m.generations, m.waiting, m.quotes,
+	m.registry.MustRegister(m.requests, m.latency, m.stages, m.moduleFailures, m.tokens, m.generations, m.waiting, m.quotes, m.moduleTime,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cocoon_modules", Help: "Compiled modules in the module store."},
 			func() float64 { return float64(len(store.List())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cocoon_pipelines", Help: "Pipelines registered."},

@@ -116,6 +116,7 @@ func TestMetricsDocumented(t *testing.T) {
 		`cocoon_settlement_rounds_total{result="ok"} 0`,
 		`cocoon_attestation_quotes_total{kind="pipeline",result="served"} 0`,
 		`cocoon_pipelines 1`,
+		`cocoon_module_time_seconds_count 1`, // the rejecting module's request
 	} {
 		if !strings.Contains(string(res.body), want+"\n") {
 			t.Errorf("/metrics has no %q", want)
