@@ -252,6 +252,8 @@ func TestServeConfig(t *testing.T) {
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", LogFormat: "json", LogLevel: "debug"}, ""},
 		{"log level in the file", []string{"--data", "/d", "--config", file("log.json", `{"log_level": "error"}`)},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", LogLevel: "error"}, ""},
+		{"no waiting", []string{"--data", "/d", "--max-waiting", "-1"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", MaxWaiting: -1}, ""},
 		{"bad log format", []string{"--log-format", "xml"}, serveConfig{}, `log format "xml": must be text or json`},
 		{"bad log level", []string{"--log-level", "INFO+2"}, serveConfig{}, `log level "INFO+2": must be debug, info, warn or error`},
 		{"missing file", []string{"--config", filepath.Join(dir, "none.json")}, serveConfig{}, "no such file"},
