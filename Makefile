@@ -70,10 +70,12 @@ host:
 
 plugins: $(GO_WASM) $(C_WASM) $(AS_WASM) $(RUST_WASM) $(WAT_WASM)
 
-# Go guests depend on the SDK too, so rebuild them when anything Go changes.
+# Go guests depend on the SDK too, so rebuild them when anything Go changes. Built in
+# their directory, so that a module made by `cocoon init`, which has its own go.mod and
+# SDK copy, builds here as it does anywhere (the bytes do not depend on the directory).
 GO_SOURCES := $(shell find abi plugins -name '*.go' -not -name '*_test.go') go.mod
 $(GO_WASM): $(GO_SOURCES)
-	GOOS=wasip1 GOARCH=wasm $(GO) build $(GO_WASM_FLAGS) -o $@ ./$(dir $@)
+	cd $(dir $@) && GOOS=wasip1 GOARCH=wasm $(GO) build $(GO_WASM_FLAGS) -o $(notdir $@) .
 
 .SECONDEXPANSION:
 $(C_WASM): $$(wildcard $$(dir $$@)*.c) $$(wildcard $$(dir $$@)*.h) $(wildcard plugins/c-sdk/*.h)
@@ -168,7 +170,7 @@ test-suite: plugins page vet contracts-check committed-check $(SDK_DIR)/node_mod
 
 vet:
 	$(GO) vet ./...
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./abi/guest/... $(addprefix ./,$(GO_PLUGINS))
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./abi/guest/... $(addprefix ./,$(filter-out $(patsubst %/go.mod,%,$(wildcard plugins/*/go/go.mod)),$(GO_PLUGINS)))
 
 # Per-request pipeline overhead and billing; figures go in README.md.
 bench: plugins
