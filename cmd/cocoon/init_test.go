@@ -96,4 +96,3 @@ func TestInitUsage(t *testing.T) {
 		}
 	}
 }
-
