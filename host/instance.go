@@ -74,9 +74,11 @@ func (inst *instance) abort(fault *Error) {
 // is the host's own (wasi.go), which reads none of wazero's system settings. The
 // random source is one of those settings: given one, wazero does not seed a math/rand
 // source for every instance, which took a quarter of an instantiation's time.
+// Instantiation runs no code: the host initializes the instance itself
+// (instance.initialize) or restores a snapshot (instance.restore).
 var moduleConfig = wazero.NewModuleConfig().
 	WithName(""). // anonymous: many instances of one module may live at once
-	WithStartFunctions("_initialize").
+	WithStartFunctions().
 	WithRandSource(unreadRandom{})
 
 // unreadRandom is the random source of wazero's system context, which nothing reads.
@@ -84,11 +86,12 @@ type unreadRandom struct{}
 
 func (unreadRandom) Read([]byte) (int, error) { return 0, io.EOF }
 
-// instantiate creates a fresh instance of m for one request, running its start
-// section and _initialize under the instantiation time limit. First it checks that the
-// module's memory and table minimums fit in what is left of the request's memory, and,
-// within the time limit, reserves and populates its memory: a failure there is a
-// memory_limit error, not a panic inside wazero.
+// instantiate creates a fresh instance of m for one request under the instantiation
+// time limit: from m's snapshot when it has one (snapshot.go), else by writing its
+// data segments and running its start function and _initialize. First it checks that
+// the module's memory (the snapshot's, or its minimum) and table minimums fit in what
+// is left of the request's memory, and, within the time limit, reserves its memory: a
+// failure there is a memory_limit error, not a panic inside wazero.
 func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requestState) (*instance, error) {
 	inst := &instance{
 		spec:    m,
@@ -99,6 +102,11 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 	inst.ctx = context.WithValue(ctx, instanceKey{}, inst)
 	info := m.module.Info
 	memoryBytes := uint64(info.MemoryMinPages) * abi.PageSize
+	var image *memoryImage
+	if m.snapshot != nil {
+		image = m.snapshot.memory
+		memoryBytes = image.size
+	}
 	var tableBytes uint64
 	for _, min := range info.TableMinElements {
 		tableBytes += uint64(min) * abi.TableElementBytes
@@ -108,18 +116,26 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 			formatBytes(memoryBytes+tableBytes), requestTotalText, formatBytes(request.memory))
 	}
 	err := inst.run(max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout), func(ctx context.Context) (err error) {
-		if inst.memory, err = newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes, &inst.deadline); err != nil {
+		if inst.memory, err = newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes, &inst.deadline, image); err != nil {
 			inst.fault = inst.errorf(CodeMemoryLimit, "the host could not reserve memory for the module: %v", err)
 			return errAbort
 		}
 		inst.tableBytes = tableBytes
 		request.memory += tableBytes
-		inst.mod, err = s.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.memory), m.module.compiled, moduleConfig)
-		return err
+		if m.snapshot == nil {
+			for _, seg := range m.module.init.data {
+				copy(inst.memory.mapping.mem[seg.Offset:], seg.Bytes) // in bounds: newModuleInit
+			}
+		}
+		if inst.mod, err = s.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.memory), m.module.compiled, moduleConfig); err != nil {
+			return err
+		}
+		if m.snapshot != nil {
+			return inst.restore(m.snapshot)
+		}
+		return inst.initialize(ctx)
 	})
 	if err != nil || inst.rejection != nil || inst.exited {
-		// wazero closes the module after a failed _initialize, but not after a failed
-		// start section: the memory is freed here in that case.
 		inst.close()
 		return nil, inst.failure(err, "instantiation")
 	}

@@ -37,6 +37,11 @@ type stageModule struct {
 	index  int
 	config []byte
 	limits abi.Limits
+	// snapshot is the state initialization reaches, which instances start from; nil
+	// if it could not be taken (unsnapshotted says why), and instances then run
+	// initialization themselves.
+	snapshot      *snapshot
+	unsnapshotted error
 }
 
 func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 }
@@ -72,6 +77,9 @@ func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 	if minimum > abi.RequestMemoryBytes {
 		return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline),
 			Message: fmt.Sprintf("the modules need %s of memory and tables at start, over %s", formatBytes(minimum), requestTotalText)}
+	}
+	for _, m := range append(p.pre[:len(p.pre):len(p.pre)], p.post...) {
+		m.snapshot, m.unsnapshotted = s.takeSnapshot(m)
 	}
 	return p, nil
 }
