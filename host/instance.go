@@ -58,6 +58,8 @@ type instance struct {
 	overflowed    bool   // the call nested deeper than abi.MaxCallDepth
 	exited        bool   // the module called proc_exit
 	exitCode      uint32
+	// ready: instantiation succeeded.
+	ready bool
 }
 
 // errAbort is panicked by host functions to stop a call whose outcome is already
@@ -115,6 +117,14 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 		return nil, inst.errorf(CodeMemoryLimit, "instantiation needs %s of memory and tables, past %s (%s in use)",
 			formatBytes(memoryBytes+tableBytes), requestTotalText, formatBytes(request.memory))
 	}
+	if idle := m.idle.take(); idle != nil {
+		inst.adopt(idle)
+		if err := inst.restore(m.snapshot); err != nil {
+			inst.close()
+			return nil, inst.failure(err, "instantiation")
+		}
+		return inst, nil
+	}
 	err := inst.run(max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout), func(ctx context.Context) (err error) {
 		if inst.memory, err = newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes, &inst.deadline, image); err != nil {
 			inst.fault = inst.errorf(CodeMemoryLimit, "the host could not reserve memory for the module: %v", err)
@@ -140,6 +150,7 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 		return nil, inst.failure(err, "instantiation")
 	}
 	inst.alloc = inst.mod.ExportedFunction("cocoon_alloc")
+	inst.ready = true
 	return inst, nil
 }
 
@@ -281,9 +292,14 @@ func (inst *instance) errorf(code ErrorCode, format string, args ...any) *Error 
 }
 
 // close releases the instance: its memory goes back to the pool or the OS, and its
-// memory and tables stop counting against the request's total. Nothing reads the
-// instance's memory afterwards: a pooled mapping may already serve another request.
+// memory and tables stop counting against the request's total; or, when it can be
+// reset to its snapshot, it is reset and kept for the next request (idleInstances).
+// Nothing reads the instance's memory afterwards: a pooled mapping may already serve
+// another request.
 func (inst *instance) close() {
+	if inst.spec.idle.put(inst) {
+		return
+	}
 	if inst.mod != nil {
 		inst.mod.Close(context.Background())
 		inst.mod = nil

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"fmt"
+	"runtime"
 
 	"github.com/cocoonhost/cocoon/abi"
 )
@@ -42,6 +43,7 @@ type stageModule struct {
 	// initialization themselves.
 	snapshot      *snapshot
 	unsnapshotted error
+	idle          idleInstances
 }
 
 func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 }
@@ -78,9 +80,12 @@ func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 		return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline),
 			Message: fmt.Sprintf("the modules need %s of memory and tables at start, over %s", formatBytes(minimum), requestTotalText)}
 	}
+	var idle []*idleInstances
 	for _, m := range append(p.pre[:len(p.pre):len(p.pre)], p.post...) {
 		m.snapshot, m.unsnapshotted = s.takeSnapshot(m)
+		idle = append(idle, &m.idle)
 	}
+	runtime.AddCleanup(p, closeIdle, idle)
 	return p, nil
 }
 

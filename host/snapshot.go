@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -197,4 +198,90 @@ func (inst *instance) restore(snap *snapshot) error {
 	inst.logged, inst.records = st.logged, st.logRecords
 	inst.request.records = append(inst.request.records, st.records...)
 	return nil
+}
+
+// idleInstances keeps the instances of a stage module that ended their request in a
+// state the host can reset exactly to the snapshot, so that the next request takes one
+// instead of instantiating the module again (which, for a Go guest, is mostly wazero
+// filling a table of a few thousand functions). An instance qualifies when its module
+// has a snapshot, its instantiation and every call it made returned normally (a call
+// stopped part-way may leave the metering's depth global, or anything, half-done), it
+// did not exit, and its memory did not grow past the snapshot's (wazero cannot shrink
+// a memory). Then, what differs from the snapshot is its memory, which put resets
+// (imageMappings.reset), and its mutable globals, fuel, clock, random stream and logs,
+// which adopt and restore set again; its tables and segments are the snapshot's,
+// because a module with a snapshot has no instruction that changes them
+// (moduleInit.unsnapshottable).
+type idleInstances struct {
+	mu   sync.Mutex
+	free []*instance
+}
+
+// maxIdleInstances bounds the instances one stage module keeps: about what a machine
+// of a few cores runs at once.
+const maxIdleInstances = 8
+
+// take returns a kept instance, or nil.
+func (q *idleInstances) take() *instance {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := len(q.free)
+	if n == 0 {
+		return nil
+	}
+	inst := q.free[n-1]
+	q.free = q.free[:n-1]
+	return inst
+}
+
+// put resets inst and keeps it, if it qualifies and there is room; it reports
+// whether it did. inst's memory and tables stop counting against its request.
+func (q *idleInstances) put(inst *instance) bool {
+	snap := inst.spec.snapshot
+	if snap == nil || !inst.ready || inst.broken != nil || inst.exited || inst.memory.size != snap.memory.size {
+		return false
+	}
+	q.mu.Lock()
+	room := len(q.free) < maxIdleInstances
+	q.mu.Unlock()
+	if !room || inst.memory.mapping.image.reset(inst.memory.mapping) != nil {
+		return false
+	}
+	inst.request.memory -= inst.memory.size + inst.tableBytes
+	// Kept, the memory counts against a request of its own, which wazero's closing
+	// of the runtime (Sandbox.Close) or closeIdle frees it from.
+	inst.memory.request, inst.request, inst.ctx = &requestState{memory: inst.memory.size}, nil, nil
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.free) >= maxIdleInstances {
+		inst.mod.Close(context.Background())
+		inst.memory.Free()
+		return true
+	}
+	q.free = append(q.free, inst)
+	return true
+}
+
+// adopt makes inst, new for a request, the owner of idle's module and memory.
+func (inst *instance) adopt(idle *instance) {
+	inst.mod, inst.memory, inst.alloc, inst.hooks, inst.fuel = idle.mod, idle.memory, idle.alloc, idle.hooks, idle.fuel
+	inst.tableBytes, inst.ready = idle.tableBytes, true
+	inst.memory.request, inst.memory.deadline = inst.request, &inst.deadline
+	inst.request.memory += inst.memory.size + inst.tableBytes
+	if inst.fuel != nil {
+		inst.fuel.Set(0) // as in a new instance: the first metering point ticks
+	}
+}
+
+// closeIdle closes the kept instances of a pipeline that is gone.
+func closeIdle(idle []*idleInstances) {
+	for _, q := range idle {
+		q.mu.Lock()
+		for _, inst := range q.free {
+			inst.mod.Close(context.Background())
+			inst.memory.Free()
+		}
+		q.free = nil
+		q.mu.Unlock()
+	}
 }
