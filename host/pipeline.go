@@ -53,7 +53,9 @@ func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 
 // modules in a stage, a module in a stage whose hooks it lacks, limits above
 // abi.CeilingLimits, a memory or table minimum above the module's limit, a config over
 // abi.MaxConfigBytes, or memory and table minimums that together pass
-// abi.RequestMemoryBytes. It does no compilation: modules come compiled.
+// abi.RequestMemoryBytes. It does no compilation (modules come compiled), but it
+// initializes each module twice to take its snapshot (snapshot.go): milliseconds for a
+// Go guest. A module whose snapshot fails is initialized per request instead.
 func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 	p := &Pipeline{sandbox: s}
 	var minimum uint64 // bytes of memory and tables the modules need at start

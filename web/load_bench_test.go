@@ -41,6 +41,8 @@ func BenchmarkLoad(b *testing.B) {
 		b.Run(lang, func(b *testing.B) {
 			for b.Loop() {
 				r := runLoad(client, url, body)
+				b.Logf("%s: %d requests, %.1f req/s, p50 %v, p99 %v, %d module timeouts, %d other failures", lang, len(r.latencies),
+					float64(len(r.latencies))/loadDuration.Seconds(), percentile(r.latencies, 50), percentile(r.latencies, 99), r.timeouts, r.failures)
 				b.ReportMetric(float64(len(r.latencies))/loadDuration.Seconds(), "req/s")
 				b.ReportMetric(float64(percentile(r.latencies, 50).Milliseconds()), "p50-ms")
 				b.ReportMetric(float64(percentile(r.latencies, 99).Milliseconds()), "p99-ms")
