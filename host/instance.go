@@ -38,6 +38,9 @@ type instance struct {
 	// yielded is when the running call started or a tick last let other goroutines
 	// run (yieldEvery).
 	yielded time.Time
+	// waited is how long the running call waited for a processor after yielding,
+	// which counts neither against its limit nor against the request's module time.
+	waited time.Duration
 
 	// What the instance used of its per-request limits.
 	logged, records int    // log bytes and records
@@ -156,18 +159,19 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 
 // run calls f with the instance's context, under a deadline of limit or of what is
 // left of the request's module time, whichever comes first; it clears the previous
-// call's outcome first and adds the call's wall time to the request's.
+// call's outcome first and adds the call's wall time, less what it waited for a
+// processor after yielding (meterTick), to the request's.
 func (inst *instance) run(limit time.Duration, f func(context.Context) error) error {
 	inst.rejection, inst.fault, inst.growthRefused, inst.overflowed = nil, nil, "", false
 	start := time.Now()
-	inst.yielded = start
+	inst.yielded, inst.waited = start, 0
 	left := abi.RequestModuleTime - inst.request.moduleTime
 	inst.deadline, inst.deadlineIsRequest = start.Add(min(limit, left)), left < limit
 	if left <= 0 {
 		return errAbort // no time left: failure reports the timeout
 	}
 	err := f(inst.ctx)
-	inst.request.moduleTime += time.Since(start)
+	inst.request.moduleTime += time.Since(start) - inst.waited
 	return err
 }
 
