@@ -49,6 +49,9 @@ type mapping struct {
 	// image, if not nil, is the memory image its first bytes map: it goes back to
 	// that image's pool, not to the warm pool.
 	image *imageMappings
+	// charged is what it keeps resident while pooled (resetAndCharge), counted in
+	// warmPool.bytes.
+	charged uint64
 }
 
 var warmPool struct {
@@ -159,6 +162,7 @@ func (im *imageMappings) close() {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	for _, m := range im.free {
+		m.uncharge()
 		m.unmap()
 	}
 	im.free = nil
@@ -176,9 +180,7 @@ func (im *imageMappings) get() (*mapping, error) {
 		m := im.free[n-1]
 		im.free = im.free[:n-1]
 		im.mu.Unlock()
-		warmPool.Lock()
-		warmPool.bytes -= m.committed - im.size
-		warmPool.Unlock()
+		m.uncharge()
 		return m, nil
 	}
 	im.mu.Unlock()
@@ -196,60 +198,86 @@ func (im *imageMappings) get() (*mapping, error) {
 	return m, nil
 }
 
-// put resets m to the image and pools it, or unmaps it when the pool is full or the
-// pages after the image would pass the warm pool's bounds. It resets the pages the
-// instance wrote, which are the mapping's anonymous pages (a written page of a
-// private file mapping is a copy of its own; the others still map the sealed image):
-// it copies the image over each, so that the next instance writing the same pages,
-// as the next request through a module mostly does, takes no page fault. It finds
-// them in /proc/self/pagemap, which costs a read of 8 bytes per page of the image;
-// where that cannot be read, it drops them instead (MADV_DONTNEED: the next access
-// maps the image again). Either way the memory is the image's, exactly. It also
-// zeroes the pages the memory grew into.
+// put resets m to the image and pools it, or unmaps it when the pool is full or what
+// it would keep resident does not fit in the warm pool's budget (resetAndCharge).
 func (im *imageMappings) put(m *mapping) {
-	grown := m.committed - im.size
-	warmPool.Lock()
-	room := grown <= warmMaxBytes && warmPool.bytes+grown <= warmBudgetBytes
-	if room {
-		warmPool.bytes += grown
-	}
-	warmPool.Unlock()
-	if room {
-		im.mu.Lock()
-		room = len(im.free) < maxImageMappings
-		im.mu.Unlock()
-	}
-	if room && im.reset(m) != nil {
-		warmPool.Lock()
-		warmPool.bytes -= grown
-		warmPool.Unlock()
-		room = false
-	}
-	if !room {
+	m.uncharge() // a kept instance's mapping (idleInstances) was charged already
+	im.mu.Lock()
+	room := len(im.free) < maxImageMappings
+	im.mu.Unlock()
+	if !room || !im.resetAndCharge(m) {
 		m.unmap()
 		return
 	}
-	clear(m.mem[im.size:m.dirty])
-	m.dirty = im.size
 	im.mu.Lock()
+	defer im.mu.Unlock()
+	if len(im.free) >= maxImageMappings {
+		m.uncharge()
+		m.unmap()
+		return
+	}
 	im.free = append(im.free, m)
-	im.mu.Unlock()
+}
+
+// resetAndCharge resets m to the image (reset) and zeroes the pages its memory grew
+// into, and charges what m then keeps resident (the pages the instance wrote, now
+// copies of the image's, and those grown into) to the warm pool's budget, which bounds
+// what all pooled memories keep: a module whose requests write all of a large snapshot
+// would otherwise keep that much resident in every pooled mapping. It reports false,
+// charging nothing, when that does not fit or m cannot be reset.
+func (im *imageMappings) resetAndCharge(m *mapping) bool {
+	written, err := im.reset(m)
+	grown := m.committed - im.size
+	if err != nil || grown > warmMaxBytes {
+		return false
+	}
+	resident := written + grown
+	warmPool.Lock()
+	room := warmPool.bytes+resident <= warmBudgetBytes
+	if room {
+		warmPool.bytes += resident
+	}
+	warmPool.Unlock()
+	if !room {
+		return false
+	}
+	clear(m.mem[im.size:m.dirty])
+	m.dirty, m.charged = im.size, resident
+	return true
+}
+
+// uncharge gives back to the warm pool's budget what m was charged.
+func (m *mapping) uncharge() {
+	if m.charged == 0 {
+		return
+	}
+	warmPool.Lock()
+	warmPool.bytes -= m.charged
+	warmPool.Unlock()
+	m.charged = 0
 }
 
 // copyResetBytes: an image this small is reset by copying all of it, which costs less
 // than reading its page map (a system call of several microseconds).
 const copyResetBytes = 128 * abi.KiB
 
-// reset makes the first im.size bytes of m the image's again (see put).
-func (im *imageMappings) reset(m *mapping) error {
+// reset makes the first im.size bytes of m the image's again: it copies the image over
+// each page the instance wrote, which are the mapping's anonymous pages (a written page
+// of a private file mapping is a copy of its own; the others still map the sealed
+// image), so that the next instance writing the same pages, as the next request through
+// a module mostly does, takes no page fault. It finds them in /proc/self/pagemap, which
+// costs a read of 8 bytes per page of the image; where that cannot be read, it drops
+// them instead (MADV_DONTNEED: the next access maps the image again). Either way the
+// memory is the image's, exactly. It returns how many bytes of m's are copies.
+func (im *imageMappings) reset(m *mapping) (written uint64, err error) {
 	if im.size <= copyResetBytes {
 		copy(m.mem[:im.size], im.content)
-		return nil
+		return im.size, nil
 	}
 	page := uint64(os.Getpagesize())
 	entries := make([]byte, 8*(im.size/page))
 	if err := readPagemap(uintptr(unsafe.Pointer(&m.mem[0])), entries); err != nil {
-		return unix.Madvise(m.mem[:im.size], unix.MADV_DONTNEED)
+		return 0, unix.Madvise(m.mem[:im.size], unix.MADV_DONTNEED)
 	}
 	const present, swapped, fileOrShared = 1 << 63, 1 << 62, 1 << 61
 	for i := uint64(0); i < im.size/page; {
@@ -266,9 +294,10 @@ func (im *imageMappings) reset(m *mapping) error {
 			}
 		}
 		copy(m.mem[i*page:end*page], im.content[i*page:end*page])
+		written += (end - i) * page
 		i = end
 	}
-	return nil
+	return written, nil
 }
 
 // pagemap is /proc/self/pagemap, opened at the first readPagemap.

@@ -231,6 +231,7 @@ func (q *idleInstances) take() *instance {
 	}
 	inst := q.free[n-1]
 	q.free = q.free[:n-1]
+	inst.memory.mapping.uncharge()
 	return inst
 }
 
@@ -244,7 +245,7 @@ func (q *idleInstances) put(inst *instance) bool {
 	q.mu.Lock()
 	room := len(q.free) < maxIdleInstances
 	q.mu.Unlock()
-	if !room || inst.memory.mapping.image.reset(inst.memory.mapping) != nil {
+	if !room || !inst.memory.mapping.image.resetAndCharge(inst.memory.mapping) {
 		return false
 	}
 	inst.request.memory -= inst.memory.size + inst.tableBytes
@@ -254,7 +255,7 @@ func (q *idleInstances) put(inst *instance) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.free) >= maxIdleInstances {
-		inst.mod.Close(context.Background())
+		inst.mod.Close(context.Background()) // its mapping goes to the image's pool
 		inst.memory.Free()
 		return true
 	}

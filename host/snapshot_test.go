@@ -213,3 +213,61 @@ func TestDataSegmentOutsideMemory(t *testing.T) {
 		t.Errorf("got %v, want invalid_module naming data segment 0", err)
 	}
 }
+
+// TestSnapshotPoolsAreBounded: a module whose requests write every page of a large
+// snapshot leaves every pooled mapping of it and every kept instance with that many
+// pages of its own. What all of them keep resident is bounded by the warm pool's
+// budget, however many stage modules and requests there are (the images themselves,
+// read while resetting, add one more budget's worth here).
+func TestSnapshotPoolsAreBounded(t *testing.T) {
+	s := newTestSandbox(t)
+	// 16 MiB of memory, all written by initialization and by every request.
+	const pages = 256
+	var m wasmtest.Module
+	m.Memory(0, pages, 0)
+	m.Export("memory", wasmtest.KindMemory, 0)
+	m.ExportFunc("cocoon_abi_v1", nil, nil)
+	m.ExportFunc("cocoon_alloc", []byte{wasmtest.I32}, []byte{wasmtest.I32})
+	fill := []byte{wasmtest.I32Const, 0, wasmtest.I32Const, 1, 0x41, 0x80, 0x80, 0x80, 0x08, 0xfc, 11, 0} // memory.fill(0, 1, 16 MiB)
+	init := m.FuncBody(nil, nil, nil, fill)
+	m.Export("_initialize", wasmtest.KindFunc, init)
+	pre := m.FuncBody([]byte{wasmtest.I32, wasmtest.I32}, []byte{wasmtest.I64}, nil, append(fill, 0x42, 0))
+	m.Export("cocoon_pre", wasmtest.KindFunc, pre)
+	module := compileBytes(t, s, m.Bytes())
+	var pipelines []*Pipeline
+	for range 4 {
+		p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Limits: abi.Limits{MemoryPages: pages, CallTimeout: abi.Duration(5 * time.Second)}}}})
+		if p.pre[0].snapshot == nil {
+			t.Fatalf("no snapshot: %v", p.pre[0].unsnapshotted)
+		}
+		pipelines = append(pipelines, p)
+	}
+	before := rss(t)
+	var wg sync.WaitGroup
+	for _, p := range pipelines {
+		for range 8 {
+			wg.Go(func() {
+				sess := p.NewSession(context.Background())
+				defer sess.Close()
+				inst, err := sess.instance(StagePre, 0)
+				if err == nil {
+					_, err = inst.call(hookPre, nil)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	// 4 stage modules, 8 instances each, 16 MiB written by each: 512 MiB if kept.
+	if grown := rss(t) - before; grown > 3*warmBudgetBytes {
+		t.Errorf("the pools keep %d MiB resident, over three times the warm budget of %d MiB", grown>>20, warmBudgetBytes>>20)
+	}
+	warmPool.Lock()
+	charged := warmPool.bytes
+	warmPool.Unlock()
+	if charged > warmBudgetBytes {
+		t.Errorf("%d MiB charged to the warm pool, over its budget of %d MiB", charged>>20, warmBudgetBytes>>20)
+	}
+}
