@@ -14,8 +14,7 @@
 //   - CheckChatRequest is the one check of a chat request the host serves: the client's
 //     body before the pre modules, and what the last pre module returns.
 //   - Sandbox.NewPipeline checks a list of pre and post modules with their configs and
-//     limits, takes each module's snapshot, and returns an immutable Pipeline, safe for
-//     concurrent requests.
+//     limits and returns an immutable Pipeline, safe for concurrent requests.
 //   - Manifest is what a client uploads to make a pipeline; its canonical form's sha256
 //     is the pipeline id, the same on any host. Registry keeps pipelines durably under
 //     the data directory, with their owners authenticated by an HMAC.
@@ -49,15 +48,16 @@
 // logs for the pipeline owner.
 //
 // Snapshots (snapshot.go): initialization (the start section and _initialize) is
-// deterministic under SPEC.md §6, so NewPipeline runs it once per stage module, twice
-// in fact to check that, and every request's instance starts from the state it
-// reached: memory mapped copy-on-write from a sealed memfd, globals, clock, random
-// stream and logs restored. A module that cannot be snapshot is initialized per
-// request.
+// deterministic under SPEC.md §6, so the host runs it once per stage module, at its
+// first request (twice in fact, to check that), and every request's instance starts
+// from the state it reached: memory mapped copy-on-write from a sealed memfd, globals,
+// clock, random stream and logs restored. A module that cannot be snapshot is
+// initialized per request.
 //
 // Costs: an instance of a small C, Rust or WAT module takes a few microseconds (a kept
 // instance reset to its snapshot); a Go wasip1 module's takes about a millisecond
-// (wazero instantiating it; its runtime no longer starts per instance). NewPipeline
-// costs two initializations per module (about 10 ms for a Go guest). README.md has
+// (wazero instantiating it; its runtime no longer starts per instance). The first
+// request through a stage module waits for two initializations (about 10 ms for a Go
+// guest). README.md has
 // measured figures and the benchmark that produced them.
 package host

@@ -98,6 +98,11 @@ func (unreadRandom) Read([]byte) (int, error) { return 0, io.EOF }
 // is left of the request's memory, and, within the time limit, reserves its memory: a
 // failure there is a memory_limit error, not a panic inside wazero.
 func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requestState) (*instance, error) {
+	return s.instantiateFrom(ctx, m, request, s.snapshotOf(m))
+}
+
+// instantiateFrom is instantiate from snap, or by initializing if snap is nil.
+func (s *Sandbox) instantiateFrom(ctx context.Context, m *stageModule, request *requestState, snap *snapshot) (*instance, error) {
 	inst := &instance{
 		spec:    m,
 		request: request,
@@ -108,8 +113,8 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 	info := m.module.Info
 	memoryBytes := uint64(info.MemoryMinPages) * abi.PageSize
 	var image *memoryImage
-	if m.snapshot != nil {
-		image = m.snapshot.memory
+	if snap != nil {
+		image = snap.memory
 		memoryBytes = image.size
 	}
 	var tableBytes uint64
@@ -121,8 +126,8 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 			formatBytes(memoryBytes+tableBytes), requestTotalText, formatBytes(request.memory))
 	}
 	if idle := m.idle.take(); idle != nil {
-		inst.adopt(idle)
-		if err := inst.restore(m.snapshot); err != nil {
+		inst.adopt(idle) // only instances of a snapshot are kept (idleInstances.put)
+		if err := inst.restore(snap); err != nil {
 			inst.close()
 			return nil, inst.failure(err, "instantiation")
 		}
@@ -135,7 +140,7 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 		}
 		inst.tableBytes = tableBytes
 		request.memory += tableBytes
-		if m.snapshot == nil {
+		if snap == nil {
 			for _, seg := range m.module.init.data {
 				copy(inst.memory.mapping.mem[seg.Offset:], seg.Bytes) // in bounds: newModuleInit
 			}
@@ -143,8 +148,8 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 		if inst.mod, err = s.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.memory), m.module.compiled, moduleConfig); err != nil {
 			return err
 		}
-		if m.snapshot != nil {
-			return inst.restore(m.snapshot)
+		if snap != nil {
+			return inst.restore(snap)
 		}
 		return inst.initialize(ctx)
 	})

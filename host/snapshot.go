@@ -22,7 +22,7 @@ import (
 // input, and cocoon.config gives the stage's fixed config. WebAssembly code is itself
 // deterministic here (the same native code runs on the same machine, with no threads).
 // So the state initialization reaches is the same every time, and the host computes
-// it once per stage module, when the pipeline is built: it initializes an instance
+// it once per stage module, at its first request (snapshotOf): it initializes an instance
 // twice, under exactly a request's environment and the stage's limits, checks that
 // both reached the same state, and keeps that state. Each request's instance then
 // starts from it: its memory a copy-on-write view of the captured memory, its mutable
@@ -147,11 +147,19 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 	return &snapshot{memory: img, state: *state}, nil
 }
 
+// snapshotOf returns m's snapshot, taking it at the first call (takeSnapshot), or nil
+// when it cannot be taken. Calls during the first wait for it: the first request
+// through a stage module pays for two initializations, once.
+func (s *Sandbox) snapshotOf(m *stageModule) *snapshot {
+	m.snapshotOnce.Do(func() { m.snapshot, m.unsnapshotted = s.takeSnapshot(m) })
+	return m.snapshot
+}
+
 // initOnce initializes a fresh instance of m and returns a copy of its memory and its
 // state.
 func (s *Sandbox) initOnce(m *stageModule) ([]byte, *initState, error) {
 	var request requestState
-	inst, err := s.instantiate(context.Background(), m, &request)
+	inst, err := s.instantiateFrom(context.Background(), m, &request, nil)
 	if err != nil {
 		return nil, nil, err
 	}

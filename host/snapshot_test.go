@@ -30,7 +30,7 @@ func freshInit(t *testing.T, s *Sandbox, spec PipelineSpec) *Pipeline {
 	t.Helper()
 	p := pipeline(t, s, spec)
 	for _, m := range append(p.pre, p.post...) {
-		m.snapshot = nil
+		m.snapshotOnce.Do(func() {}) // never taken: every instance is initialized
 	}
 	return p
 }
@@ -46,7 +46,7 @@ func TestSnapshotIsolation(t *testing.T) {
 	s := newTestSandbox(t)
 	spec := PipelineSpec{Post: []ModuleSpec{{Module: compile(t, s, "snapshot")}}}
 	p := pipeline(t, s, spec)
-	if m := p.post[0]; m.snapshot == nil {
+	if m := p.post[0]; s.snapshotOf(m) == nil {
 		t.Fatalf("no snapshot: %v", m.unsnapshotted)
 	}
 	want, wantLogs, err := chunkOnce(freshInit(t, s, spec))
@@ -135,7 +135,7 @@ func TestSnapshotMemory(t *testing.T) {
 	}
 
 	small := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: m, Limits: abi.Limits{MemoryPages: 3}}}})
-	if small.post[0].snapshot != nil {
+	if s.snapshotOf(small.post[0]) != nil {
 		t.Fatal("a snapshot was taken past the stage's memory limit")
 	}
 	if _, _, err := chunkOnce(small); !errors.As(err, &e) || e.Code != CodeMemoryLimit || !strings.Contains(e.Message, "during instantiation") && !strings.Contains(e.Message, "instantiation failed") {
@@ -149,7 +149,7 @@ func TestSnapshotFallsBack(t *testing.T) {
 	s := newTestSandbox(t)
 	t.Run("initialization traps", func(t *testing.T) {
 		p := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: compile(t, s, "snapshot"), Config: []byte("T")}}})
-		if p.post[0].snapshot != nil {
+		if s.snapshotOf(p.post[0]) != nil {
 			t.Fatal("snapshot of a failed initialization")
 		}
 		var e *Error
@@ -159,7 +159,7 @@ func TestSnapshotFallsBack(t *testing.T) {
 	})
 	t.Run("code changes a table", func(t *testing.T) {
 		p := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: compile(t, s, "snapshot_table")}}})
-		if m := p.post[0]; m.snapshot != nil || m.unsnapshotted == nil || !strings.Contains(m.unsnapshotted.Error(), "table") {
+		if m := p.post[0]; s.snapshotOf(m) != nil || m.unsnapshotted == nil || !strings.Contains(m.unsnapshotted.Error(), "table") {
 			t.Fatalf("snapshot = %v, reason %v; want none, for the table", m.snapshot != nil, m.unsnapshotted)
 		}
 		for range 2 {
@@ -180,7 +180,7 @@ func TestSnapshotExamples(t *testing.T) {
 			m := compileBytes(t, s, wasmtest.Plugin(t, path))
 			spec := PipelineSpec{Pre: []ModuleSpec{{Module: m, Config: []byte(`{"system":"Be brief.","user_template":"Say: {{content}}"}`)}}}
 			p := pipeline(t, s, spec)
-			if p.pre[0].snapshot == nil {
+			if s.snapshotOf(p.pre[0]) == nil {
 				t.Fatalf("no snapshot: %v", p.pre[0].unsnapshotted)
 			}
 			want, err := freshInit(t, s, spec).Run(context.Background(), []byte(testRequest), storyteller, nil)
@@ -237,7 +237,7 @@ func TestSnapshotPoolsAreBounded(t *testing.T) {
 	var pipelines []*Pipeline
 	for range 4 {
 		p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Limits: abi.Limits{MemoryPages: pages, CallTimeout: abi.Duration(5 * time.Second)}}}})
-		if p.pre[0].snapshot == nil {
+		if s.snapshotOf(p.pre[0]) == nil {
 			t.Fatalf("no snapshot: %v", p.pre[0].unsnapshotted)
 		}
 		pipelines = append(pipelines, p)
@@ -269,5 +269,25 @@ func TestSnapshotPoolsAreBounded(t *testing.T) {
 	warmPool.Unlock()
 	if charged > warmBudgetBytes {
 		t.Errorf("%d MiB charged to the warm pool, over its budget of %d MiB", charged>>20, warmBudgetBytes>>20)
+	}
+}
+
+// TestNewPipelineRunsNoModule: building a pipeline, which the registry does under the
+// lock every request's lookup takes, does not run a module's initialization, which
+// may take its whole time limit: that waits for the pipeline's first request.
+func TestNewPipelineRunsNoModule(t *testing.T) {
+	s := newTestSandbox(t)
+	var m wasmtest.Module
+	m.ABI()
+	loop := m.FuncBody(nil, nil, nil, []byte{wasmtest.Loop, wasmtest.Empty, 0x0c, 0, wasmtest.End}) // loop br 0 end
+	m.Export("_initialize", wasmtest.KindFunc, loop)
+	spec := PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, m.Bytes()), Limits: abi.Limits{CallTimeout: abi.Duration(2 * time.Second)}}}}
+	start := time.Now()
+	p := pipeline(t, s, spec)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("NewPipeline took %v: it ran the module's initialization", took)
+	}
+	if p.pre[0].snapshot != nil || p.pre[0].unsnapshotted != nil {
+		t.Fatal("a snapshot was attempted before the first request")
 	}
 }
