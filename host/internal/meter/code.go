@@ -181,6 +181,9 @@ func (in *instrumenter) instructions(r *reader) error {
 		op := r.b[r.pos]
 		r.pos++
 		in.regions[len(in.regions)-1].instructions++
+		if op == opTableSet {
+			in.changesTables = true
+		}
 		switch op {
 		case opBlock, opIf, opLoop:
 			params, results, err := in.blockType(r)
@@ -321,6 +324,10 @@ func (in *instrumenter) misc(r *reader, at int, flush func(int)) (rewrite, error
 	sub, err := r.u32()
 	if err != nil {
 		return unchanged, err
+	}
+	switch sub {
+	case miscDataDrop, miscTableInit, miscElemDrop, miscTableCopy, miscTableGrow, miscTableFill:
+		in.changesTables = true
 	}
 	after := r.pos
 	reserved := func(n int) bool { // the reserved memory index bytes, each exactly 0
@@ -471,6 +478,7 @@ const (
 	opGlobalGet     = 0x23
 	opGlobalSet     = 0x24
 	opMemorySize    = 0x3f
+	opTableSet      = 0x26
 	opMemoryGrow    = 0x40
 	opI32Const      = 0x41
 	opI64Const      = 0x42
@@ -501,9 +509,11 @@ const (
 // Sub-opcodes of 0xfc the instrumenter rewrites.
 const (
 	miscMemoryInit = 8
+	miscDataDrop   = 9
 	miscMemoryCopy = 10
 	miscMemoryFill = 11
 	miscTableInit  = 12
+	miscElemDrop   = 13
 	miscTableCopy  = 14
 	miscTableGrow  = 15
 	miscTableSize  = 16

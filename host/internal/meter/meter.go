@@ -131,6 +131,16 @@ func Instrument(wasm []byte) ([]byte, error) {
 // instrument is Instrument with a call depth limit of maxDepth frames (below 2^30) of
 // callFrameLocals (positive) values each.
 func instrument(wasm []byte, maxDepth, callFrameLocals uint32) ([]byte, error) {
+	in, err := run(wasm, maxDepth, callFrameLocals, false)
+	if err != nil {
+		return nil, err
+	}
+	return in.out, nil
+}
+
+// run instruments wasm, detaching its initialization if detach is set
+// (InstrumentDetached), and returns the instrumenter with the result in out.
+func run(wasm []byte, maxDepth, callFrameLocals uint32, detach bool) (*instrumenter, error) {
 	if len(wasm) < 8 || string(wasm[:8]) != "\x00asm\x01\x00\x00\x00" {
 		return nil, errors.New("meter: not a WebAssembly 1.0/2.0 binary module")
 	}
@@ -139,6 +149,7 @@ func instrument(wasm []byte, maxDepth, callFrameLocals uint32) ([]byte, error) {
 		out:             make([]byte, 0, len(wasm)+len(wasm)/4+256),
 		maxDepth:        maxDepth,
 		callFrameLocals: callFrameLocals,
+		detach:          detach,
 	}
 	if err := in.scan(); err != nil {
 		return nil, err
@@ -147,22 +158,24 @@ func instrument(wasm []byte, maxDepth, callFrameLocals uint32) ([]byte, error) {
 	if err := in.module(); err != nil {
 		return nil, err
 	}
-	return in.out, nil
+	return in, nil
 }
 
 // Section ids.
 const (
-	secCustom   = 0
-	secType     = 1
-	secImport   = 2
-	secFunction = 3
-	secTable    = 4
-	secMemory   = 5
-	secGlobal   = 6
-	secExport   = 7
-	secStart    = 8
-	secElement  = 9
-	secCode     = 10
+	secCustom    = 0
+	secType      = 1
+	secImport    = 2
+	secFunction  = 3
+	secTable     = 4
+	secMemory    = 5
+	secGlobal    = 6
+	secExport    = 7
+	secStart     = 8
+	secElement   = 9
+	secCode      = 10
+	secData      = 11
+	secDataCount = 12
 )
 
 // sectionOrder ranks the non-custom section ids in the order a module must have them:
@@ -197,10 +210,15 @@ type instrumenter struct {
 	out []byte
 
 	maxDepth, callFrameLocals uint32
+	detach                    bool // InstrumentDetached
 
 	// Learnt by scan, before anything is written.
 	hasMemory bool
 	tables    []table // imported, then defined
+	hasStart  bool
+	start     uint32 // the start function's index, if hasStart
+	// hasDataCount: the module has a data count section.
+	hasDataCount bool
 	// Learnt from the sections as they are rewritten.
 	types         []funcShape // by type index
 	importTypes   []uint32    // type index of each imported function
@@ -210,6 +228,10 @@ type instrumenter struct {
 	added         addedTypes
 	helpers       helpers
 	written       [13]bool
+	// Learnt for InstrumentDetached.
+	mutableGlobals []Global
+	data           []DataSegment
+	changesTables  bool
 
 	// Per function body, reused.
 	stack    operandStack
@@ -254,6 +276,11 @@ func (in *instrumenter) scan() error {
 			var n uint32
 			n, err = s.u32()
 			in.hasMemory = in.hasMemory || n > 0
+		case secStart:
+			in.start, err = s.u32()
+			in.hasStart = err == nil
+		case secDataCount:
+			in.hasDataCount = true
 		}
 		if err != nil {
 			return err
@@ -352,6 +379,9 @@ func (in *instrumenter) module() error {
 			return err
 		}
 		in.written[id] = true
+		if id == secStart && in.detach {
+			continue // exported instead (detachedExports)
+		}
 		if err := in.section(id, body); err != nil {
 			return err
 		}
@@ -397,6 +427,12 @@ func (in *instrumenter) section(id byte, body reader) error {
 		err = in.elementSection(&body)
 	case secCode:
 		err = in.codeSection(&body)
+	case secData:
+		if in.detach {
+			err = in.dataSection(&body)
+			break
+		}
+		fallthrough
 	default:
 		in.out = append(in.out, body.b[body.pos:body.end]...)
 		body.pos = body.end
@@ -591,11 +627,16 @@ func (in *instrumenter) functionSection(r *reader) error {
 
 // globalSection rewrites the initializers and appends the fuel and depth globals.
 func (in *instrumenter) globalSection(r *reader) error {
+	index := in.fuelGlobal // the imported globals come first
 	n, err := in.vector(r, 2, func() error {
 		in.out = append(in.out, r.b[r.pos:min(r.pos+2, r.end)]...) // type and mutability
 		if err := r.skip(2); err != nil {
 			return err
 		}
+		if r.b[r.pos-1] != 0 {
+			in.mutableGlobals = append(in.mutableGlobals, Global{Index: index, Type: r.b[r.pos-2]})
+		}
+		index++
 		return in.constExpr(r)
 	})
 	if err != nil {
@@ -611,7 +652,11 @@ func (in *instrumenter) depthGlobal() uint32 { return in.fuelGlobal + 1 }
 
 // exportSection shifts function indices and appends the fuel export.
 func (in *instrumenter) exportSection(r *reader) error {
-	_, err := in.vector(r, 1, func() error {
+	extra := uint32(1)
+	if in.detach {
+		extra += in.detachedExportCount()
+	}
+	_, err := in.vector(r, extra, func() error {
 		start := r.pos
 		name, err := r.name()
 		if err != nil {
@@ -636,6 +681,9 @@ func (in *instrumenter) exportSection(r *reader) error {
 	in.out = appendName(in.out, FuelExport)
 	in.out = append(in.out, 3)
 	in.out = appendU32(in.out, in.fuelGlobal)
+	if in.detach {
+		in.detachedExports()
+	}
 	return nil
 }
 

@@ -180,3 +180,26 @@ func appendS64(b []byte, v int64) []byte {
 func appendName(b []byte, s string) []byte {
 	return append(appendU32(b, uint32(len(s))), s...)
 }
+
+// s32 reads a signed LEB128 number of at most 5 bytes that fits in 32 bits.
+func (r *reader) s32() (int32, error) {
+	start := r.pos
+	var v int64
+	for shift := 0; shift < 35; shift += 7 {
+		c, err := r.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= int64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if shift < 28 && c&0x40 != 0 {
+				v |= -1 << (shift + 7)
+			}
+			if shift == 28 {
+				v = int64(int32(uint32(v))) // the top bits must be the sign's: wazero checks
+			}
+			return int32(v), nil
+		}
+	}
+	return 0, r.fail(start, "LEB128 number overflows 32 bits")
+}
