@@ -50,9 +50,14 @@ const (
 // minutes, and a chain whose clock is past that refuses every wallet message as expired.
 const devnetAheadLimit = time.Minute
 
-// devnetPrices are the host config's prices, nanoTON per million: a chat of a few
-// hundred tokens costs a few thousandths of a TON.
-var devnetPrices = pricesConfig{PromptPerMillion: 1e9, CompletionPerMillion: 4e9, ComputePerMillion: 1e6}
+// devnetPrices are the host config's prices, nanoTON per million: 20 tokens of
+// completion cost 0.04 TON on an idle host (load ×0.5), more than the gas of the charge
+// that settles them, so that the host wallet's balance shows its earnings.
+var devnetPrices = pricesConfig{PromptPerMillion: 100e9, CompletionPerMillion: 4000e9, ComputePerMillion: 1e6}
+
+// devnetSettleInterval is the devnet host's settlement round: on a chain whose blocks
+// come at once, a withdrawal request is charged within seconds rather than a minute.
+const devnetSettleInterval = "2s"
 
 const devnetUsage = `devnet --data DIR [--listen ADDR] [--admin ADDR] [--clock-behind DURATION] [--fund TON]
 
@@ -284,8 +289,10 @@ func writeHostConfig(dir, tonConfig string) error {
 		"ton_config":       tonConfig,
 		"ton_network":      "mainnet",
 		"prices":           &prices,
-		// Settle every charge at once: on the devnet a charge costs nothing real.
-		"settle_threshold": 1,
+		// The default threshold (1 TON) and delay (6 h), as a host on testnet has: a few
+		// chats stay unsettled until their client asks for a withdrawal, which the
+		// settler then charges at its next round.
+		"settle_interval": devnetSettleInterval,
 	})
 }
 

@@ -1,35 +1,48 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math/big"
+
+	"github.com/xssnick/tonutils-go/address"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 )
 
 const walletUsage = `wallet new --out FILE [--ton-network mainnet|testnet]
+       cocoon wallet balance --seed-file FILE|--address ADDR --ton-config FILE
 
-Creates a TON wallet: writes the 24 words of a new seed to FILE (readable by its owner
-only; an existing file is never replaced) and prints the address of its V5R1 wallet. The
-seed is never printed. Fund the address, then pass the file as --seed-file to cocoon
-channel; on a cocoon-host devnet, fund it with the devnet's admin API.`
+  new      creates a TON wallet: writes the 24 words of a new seed to FILE (readable by
+           its owner only; an existing file is never replaced) and prints the address of
+           its V5R1 wallet. The seed is never printed. Fund the address, then pass the
+           file as --seed-file to cocoon channel; on a cocoon-host devnet, fund it with
+           the devnet's admin API.
+  balance  prints the balance of the seed file's V5R1 wallet, or of any address, as
+           the chain's last block holds it.`
 
 // walletCmd dispatches the wallet subcommands.
 func walletCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "new" {
-		return walletNew(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "new":
+			return walletNew(args[1:], stdout, stderr)
+		case "balance":
+			return walletBalance(args[1:], stdout, stderr)
+		}
 	}
 	fs := cli.NewFlagSet("cocoon", walletUsage, stderr)
 	if _, err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if len(args) == 0 {
-		return cli.UsageError("which subcommand? new")
+		return cli.UsageError("which subcommand? new or balance")
 	}
-	return cli.UsageError(fmt.Sprintf("unknown subcommand %q: want new", args[0]))
+	return cli.UsageError(fmt.Sprintf("unknown subcommand %q: want new or balance", args[0]))
 }
 
 func walletNew(args []string, stdout, stderr io.Writer) error {
@@ -58,5 +71,55 @@ func walletNew(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	_, err = fmt.Fprintf(stdout, "%s\n", opts.show(addr, false))
+	return err
+}
+
+// walletBalance prints a wallet's balance: "ADDRESS BALANCE TON (NANO nanoTON)".
+func walletBalance(args []string, stdout, stderr io.Writer) error {
+	flags := cli.NewFlagSet("cocoon", walletUsage, stderr)
+	seedFile := flags.String("seed-file", "", "file with the wallet's 24 seed words")
+	addrFlag := flags.String("address", "", "an address, raw or user-friendly, in place of --seed-file")
+	opts := addTONFlags(flags)
+	if err := cli.ParseFlags(flags, args); err != nil {
+		return err
+	}
+	if (*seedFile == "") == (*addrFlag == "") {
+		return cli.UsageError("whose balance? pass --seed-file FILE or --address ADDR")
+	}
+	if err := opts.check(true); err != nil {
+		return err
+	}
+	var addr *address.Address
+	var err error
+	if *addrFlag != "" {
+		addr, err = parseAddress("address", *addrFlag)
+	} else {
+		key, kerr := readSeedFile(*seedFile)
+		if kerr != nil {
+			return kerr
+		}
+		addr, err = tonnet.WalletAddress(key, opts.walletConfig().NetworkGlobalID)
+	}
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	api, err := opts.dial(ctx)
+	if err != nil {
+		return err
+	}
+	block, err := api.CurrentMasterchainInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("read the chain: %w", err)
+	}
+	account, err := api.GetAccount(ctx, block, addr)
+	if err != nil {
+		return fmt.Errorf("read account %s: %w", addr, err)
+	}
+	balance := new(big.Int) // an account the chain has never seen holds nothing
+	if account.State != nil {
+		balance = account.State.Balance.Nano()
+	}
+	_, err = fmt.Fprintf(stdout, "%s %s TON (%s nanoTON)\n", opts.show(addr, false), formatNano(balance), balance)
 	return err
 }

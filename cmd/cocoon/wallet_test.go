@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/xssnick/tonutils-go/address"
+	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
+	"github.com/cocoonhost/cocoon/internal/tonemu"
 )
 
 // wallet new writes a seed only its owner reads, prints the wallet's address and never
@@ -54,5 +58,49 @@ func TestWalletNew(t *testing.T) {
 	}
 	if code, _, _ := cocoon(t, "", "wallet", "new"); code != 2 {
 		t.Fatalf("without --out: exit %d, want 2", code)
+	}
+}
+
+// wallet balance reads a wallet's balance from the chain, by seed file or address; an
+// address the chain has never seen holds nothing.
+func TestWalletBalance(t *testing.T) {
+	chain, err := tonemu.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := dialTON
+	dialTON = func(context.Context, string) (ton.APIClientWrapped, error) { return chain, nil }
+	t.Cleanup(func() { dialTON = saved })
+
+	seed := filepath.Join(t.TempDir(), "w.seed")
+	key, err := tonnet.CreateSeedFile(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := tonnet.WalletAddress(key, wallet.MainnetGlobalID)
+	if err := chain.Fund(addr, big.NewInt(2_500_000_000)); err != nil {
+		t.Fatal(err)
+	}
+	empty := address.MustParseRawAddr("0:" + strings.Repeat("ab", 32))
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"seed file", []string{"--seed-file", seed}, 0, addr.Bounce(false).String() + " 2.5 TON (2500000000 nanoTON)\n"},
+		{"address", []string{"--address", addr.StringRaw()}, 0, " 2.5 TON (2500000000 nanoTON)\n"},
+		{"never seen", []string{"--address", empty.StringRaw()}, 0, " TON (0 nanoTON)\n"},
+		{"neither", nil, 2, "whose balance?"},
+		{"both", []string{"--seed-file", seed, "--address", addr.StringRaw()}, 2, "whose balance?"},
+		{"bad address", []string{"--address", "nowhere"}, 2, "--address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := cocoon(t, "", append([]string{"wallet", "balance", "--ton-config", "devnet.json"}, tt.args...)...)
+			if code != tt.code || !strings.Contains(stdout+stderr, tt.want) {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and %q", code, stdout, stderr, tt.code, tt.want)
+			}
+		})
 	}
 }
