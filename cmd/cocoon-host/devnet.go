@@ -182,23 +182,10 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	if err := serveUntilDone(owner, "liteserver", cfg.listen, srv.ListenAndServe, srv.Close); err != nil {
 		return err
 	}
-	admin := &http.Server{Handler: devnetAdmin(chain), ReadHeaderTimeout: 10 * time.Second}
-	adminListener, err := net.Listen("tcp", cfg.admin)
-	if err != nil {
-		return fmt.Errorf("--admin: %w", err)
+	admin := &http.Server{Addr: cfg.admin, Handler: devnetAdmin(chain), ReadHeaderTimeout: 10 * time.Second}
+	if err := serveUntilDone(owner, "admin API", cfg.admin, func(string) error { return admin.ListenAndServe() }, admin.Close); err != nil {
+		return err
 	}
-	owner.Go("admin API", func(ctx context.Context) error {
-		errc := make(chan error, 1)
-		go func() { errc <- admin.Serve(adminListener) }()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			admin.Close()
-			<-errc
-			return ctx.Err()
-		}
-	})
 
 	fmt.Fprintf(stdout, "TON devnet: liteserver %s, chain time %s (%v behind this machine)\n", cfg.listen,
 		chain.Now().UTC().Format(time.RFC3339), cfg.behind)
@@ -218,7 +205,8 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 // serveUntilDone starts serve(addr) as owner's part name, checking first that addr can
 // be listened on, and stops it with stop.
 func serveUntilDone(owner *lifecycle.Owner, name, addr string, serve func(string) error, stop func() error) error {
-	// liteclient.Server listens itself; a failed listen shows here rather than later.
+	// liteclient.Server and http.Server.ListenAndServe listen themselves; a failed
+	// listen shows here rather than later.
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,24 +15,15 @@ import (
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
+	"github.com/cocoonhost/cocoon/internal/nettest"
 )
-
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // startDevnet runs devnet until the test ends and returns its data directory and admin
 // address once its config is written and it answers.
 func startDevnet(t *testing.T) (dir, admin string) {
 	t.Helper()
 	dir = t.TempDir()
-	cfg := devnetConfig{data: dir, listen: freeLoopback(t), admin: freeLoopback(t), behind: 48 * time.Hour}
+	cfg := devnetConfig{data: dir, listen: nettest.FreeLoopback(t), admin: nettest.FreeLoopback(t), behind: 48 * time.Hour}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out bytes.Buffer

@@ -27,22 +27,7 @@ const walletUsage = `wallet new --out FILE [--ton-network mainnet|testnet]
 
 // walletCmd dispatches the wallet subcommands.
 func walletCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "new":
-			return walletNew(args[1:], stdout, stderr)
-		case "balance":
-			return walletBalance(args[1:], stdout, stderr)
-		}
-	}
-	fs := cli.NewFlagSet("cocoon", walletUsage, stderr)
-	if _, err := cli.Parse(fs, args); err != nil {
-		return err
-	}
-	if len(args) == 0 {
-		return cli.UsageError("which subcommand? new or balance")
-	}
-	return cli.UsageError(fmt.Sprintf("unknown subcommand %q: want new or balance", args[0]))
+	return dispatch(walletUsage, []subcommand{{"new", walletNew}, {"balance", walletBalance}}, args, stdout, stderr)
 }
 
 func walletNew(args []string, stdout, stderr io.Writer) error {

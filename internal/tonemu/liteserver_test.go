@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -15,18 +14,9 @@ import (
 	"github.com/xssnick/tonutils-go/tlb"
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
-)
 
-// freeAddr returns a loopback address with a port nothing listens on now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+	"github.com/cocoonhost/cocoon/internal/nettest"
+)
 
 // serveChain serves chain on loopback and returns a client that checks proofs, as
 // cmd/internal/tonnet dials one.
@@ -34,7 +24,7 @@ func serveChain(t testing.TB, chain *Chain) ton.APIClientWrapped {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(nil)
 	srv := NewServer(chain, key)
-	addr := freeAddr(t)
+	addr := nettest.FreeLoopback(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe(addr) }()
 	t.Cleanup(func() {

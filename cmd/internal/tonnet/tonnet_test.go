@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cocoonhost/cocoon/internal/nettest"
 	"github.com/cocoonhost/cocoon/internal/tonemu"
 )
 
@@ -35,12 +35,7 @@ func writeConfig(t *testing.T, addr string) string {
 // A config whose liteservers are down, or speak another protocol, fails in words that
 // say the network cannot be reached, not with the library's last low-level error.
 func TestDialUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := nettest.FreeLoopback(t)
 	web := httptest.NewServer(http.NotFoundHandler())
 	defer web.Close()
 	for name, addr := range map[string]string{"closed port": closed, "HTTP server": strings.TrimPrefix(web.URL, "http://")} {
