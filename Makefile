@@ -167,6 +167,14 @@ test-suite: plugins page vet contracts-check committed-check $(SDK_DIR)/node_mod
 	npm test --prefix $(CONTRACTS_DIR)
 	$(GO) test -count=1 ./...
 	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/ ./settle/... ./internal/fstrace/
+	GO=$(GO) scripts/demo-billing.sh
+
+# Billing end to end on a local TON network (cocoon-host devnet), through the real
+# binaries: escrow, chats with receipts, settlement, withdrawal; the README's "Trying
+# billing locally" steps. Exits 0 with a one-line summary.
+.PHONY: demo-billing
+demo-billing:
+	GO=$(GO) scripts/demo-billing.sh
 
 vet:
 	$(GO) vet ./...
