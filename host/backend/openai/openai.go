@@ -173,7 +173,16 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 		},
 		model: model,
 	}
-	err = readStream(c.resp.Body, b.cfg.maxLine, s)
+	var answer io.Reader = c.resp.Body
+	idle := backend.IdleHook(ctx)
+	if idle != nil {
+		answer = idleBody{r: answer, idle: idle, dog: c.dog}
+	}
+	err = readStream(answer, b.cfg.maxLine, s)
+	if err == nil && idle != nil {
+		// The last deltas go out now, not after drain's wait for the end of the body.
+		err = idleBody{idle: idle, dog: c.dog}.call()
+	}
 	res := s.result(req)
 	if err == nil {
 		c.drain()

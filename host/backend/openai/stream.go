@@ -97,7 +97,7 @@ func (s *stream) handle(ev event) error {
 		return nil
 	}
 	var c chunk
-	if err := json.Unmarshal(data, &c); err != nil {
+	if err := decodeChunk(data, &c); err != nil {
 		return backend.Errorf(backend.CodeUpstream, "inference server sent an event that is not a JSON chunk")
 	}
 	if msg, status, ok := c.describe(); ok {
