@@ -40,13 +40,14 @@ type sseWriter struct {
 	digest hash.Hash
 
 	// coalesce is set while the backend calls the idle hook (backend.WithIdle) before
-	// each wait for its server: a write then stays in the response's buffer until the
-	// next call flushes it, so that the deltas of one read from the server reach the
-	// client in one flush rather than one system call each. unflushed is set while a
-	// write waits, and written is call.deltas at the last write: the deltas it
-	// delivers when it is flushed.
-	coalesce, unflushed bool
-	written             int
+	// each wait for its server: events then wait in pending (up to coalesceBytes)
+	// until the next call writes and flushes them, so that the deltas of one read from
+	// the server reach the client in one write and one flush rather than one each.
+	// written is call.deltas at the last event: the deltas pending delivers once
+	// flushed.
+	coalesce bool
+	pending  []byte
+	written  int
 
 	// event is where the next delta event is encoded; head is the start of every
 	// delta event of model headModel, encoded once (appendDeltaEvent).
@@ -96,9 +97,13 @@ func sseHeaders(h http.Header) {
 
 func (s *sseWriter) stream() func(string) error { return s.delta }
 
-// write writes whole events, each write under the server's write deadline
-// (writeDeadlines), and flushes them unless the backend's idle hook will (coalesce).
-// Once they are flushed, every backend delta taken so far counts as delivered; on
+// coalesceBytes bounds the events a stream holds back for the idle hook: a server
+// that sends faster than this between two waits gets a write every coalesceBytes.
+const coalesceBytes = 32 << 10
+
+// write writes whole events, at once or, while the backend's idle hook will
+// (coalesce), when it is called. Once they are flushed, under the server's write
+// deadline (writeDeadlines), every backend delta taken so far counts as delivered; on
 // failure the client is gone (errClientGone).
 func (s *sseWriter) write(events []byte) error {
 	if s.keep {
@@ -112,33 +117,34 @@ func (s *sseWriter) write(events []byte) error {
 		sseHeaders(h)
 		s.w.WriteHeader(http.StatusOK)
 	}
-	if _, err := s.w.Write(events); err != nil {
-		return fmt.Errorf("%w: %v", errClientGone, err)
-	}
+	s.pending = append(s.pending, events...)
 	s.written = s.call.deltas
-	if s.coalesce {
-		s.unflushed = true
+	if s.coalesce && len(s.pending) < coalesceBytes {
 		return nil
 	}
 	return s.flush()
 }
 
-// flush sends what was written to the client.
+// flush writes the pending events and flushes them to the client.
 func (s *sseWriter) flush() error {
-	if err := flushError(s.w); err != nil {
+	_, err := s.w.Write(s.pending)
+	s.pending = s.pending[:0]
+	if err == nil {
+		err = flushError(s.w)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %v", errClientGone, err)
 	}
-	s.unflushed = false
 	s.call.delivered = s.written
 	return nil
 }
 
 // idle is the backend's idle hook (backend.WithIdle): the backend is about to wait
 // for its server, so what it emitted goes to the client now. Its first call tells
-// that the backend calls it before every wait: writes wait for it from then on.
+// that the backend calls it before every wait: events wait for it from then on.
 func (s *sseWriter) idle() error {
 	s.coalesce = true
-	if !s.unflushed {
+	if len(s.pending) == 0 {
 		return nil
 	}
 	return s.flush()
@@ -149,7 +155,7 @@ func (s *sseWriter) idle() error {
 // as it is written.
 func (s *sseWriter) generated(err error) error {
 	s.coalesce = false
-	if !s.unflushed || errors.Is(err, errClientGone) {
+	if len(s.pending) == 0 || errors.Is(err, errClientGone) {
 		return err
 	}
 	return cmp.Or(err, s.flush())

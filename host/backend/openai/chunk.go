@@ -18,22 +18,26 @@ func decodeChunk(data []byte, c *chunk) error {
 	return json.Unmarshal(data, c)
 }
 
-// scanChunk decodes data into c, which must be zero, if data is a JSON object that
+// scanChunk decodes data into c, replacing what c held, if data is a JSON object that
 // json.Unmarshal would decode into the same c without an error, and whose members are
 // in the plain form the fast path knows: member names in lower case without escapes,
 // each at most once per object; "model", "object" and "finish_reason" strings without
 // escapes or null; "index" and the token counts integers or null; "content" a string
 // or null; no "error", "message" or "code" member and no "object": "error" (an error
 // object). It reports false, leaving c in any state, for everything else, valid or
-// not.
+// not. So that a stream decodes its chunks without allocating, c's choices are
+// reused (an absent member leaves them empty, where encoding/json leaves nil) and so
+// are its strings when they repeat.
 func scanChunk(data []byte, c *chunk) bool {
+	prev := *c
+	*c = chunk{Choices: c.Choices[:0]}
 	s := scanner{b: data}
 	ok := s.object(func(name []byte) bool {
 		switch string(name) {
 		case "model":
-			return s.plainString(&c.Model)
+			return s.plainString(&c.Model, prev.Model)
 		case "object":
-			return s.plainString(&c.Object) && c.Object != "error"
+			return s.plainString(&c.Object, prev.Object) && c.Object != "error"
 		case "choices":
 			return s.choices(c)
 		case "usage":
@@ -182,7 +186,7 @@ func (s *scanner) choices(c *chunk) bool {
 			case "index":
 				return s.integer(&ch.Index)
 			case "finish_reason":
-				return s.plainString(&ch.FinishReason)
+				return s.plainString(&ch.FinishReason, "")
 			case "delta":
 				return s.object(func(name []byte) bool {
 					if string(name) == "content" {
@@ -226,7 +230,8 @@ func (s *scanner) usage(c *chunk) bool {
 }
 
 // plainString reads a string without escapes into v, or null, which leaves v as it is.
-func (s *scanner) plainString(v *string) bool {
+// A string equal to prev is prev, not a copy.
+func (s *scanner) plainString(v *string, prev string) bool {
 	if s.peek() == 'n' {
 		return s.literal("null")
 	}
@@ -240,7 +245,9 @@ func (s *scanner) plainString(v *string) bool {
 			return false
 		}
 	}
-	*v = string(lit)
+	if *v = prev; string(lit) != prev {
+		*v = string(lit)
+	}
 	return true
 }
 
