@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,17 +62,33 @@ func fastUpstream(tb testing.TB) *httptest.Server {
 	return srv
 }
 
-// relayRound runs relayClients streams at once against url and returns how long the
-// round took and how many content chunks the clients read. Every client reads its
+// processCPU is the processor time the process has used: on a machine shared with
+// other work, the cost of a path that wall time blurs.
+func processCPU() time.Duration {
+	var u syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &u)
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
+}
+
+// round is what one round of streams took: wall time, the process's processor time and
+// the content chunks read.
+type round struct {
+	wall, cpu time.Duration
+	chunks    int
+}
+
+func (r round) add(o round) round { return round{r.wall + o.wall, r.cpu + o.cpu, r.chunks + o.chunks} }
+
+// relayRound runs relayClients streams at once against url. Every client reads its
 // stream as a client does, line by line, and counts the events that carry content.
-func relayRound(tb testing.TB, client *http.Client, url, key string, body []byte) (time.Duration, int) {
+func relayRound(tb testing.TB, client *http.Client, url, key string, body []byte) round {
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
 		chunks int
 		failed error
 	)
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	for range relayClients {
 		wg.Go(func() {
 			n, err := readRelayStream(client, url, key, body)
@@ -84,11 +101,11 @@ func relayRound(tb testing.TB, client *http.Client, url, key string, body []byte
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	r := round{wall: time.Since(start), cpu: processCPU() - cpu, chunks: chunks}
 	if failed != nil {
 		tb.Fatal(failed)
 	}
-	return elapsed, chunks
+	return r
 }
 
 var contentMember = []byte(`"content":`)
@@ -164,22 +181,24 @@ func BenchmarkStreamRelay(b *testing.B) {
 		{"pipeline", f.http.URL + "/p/" + id + "/v1/chat/completions"},
 	} {
 		b.Run(path.name, func(b *testing.B) {
-			var directTime, relayTime time.Duration
-			var directChunks, relayChunks int
+			var direct, relayed round
 			for b.Loop() {
-				d, n := relayRound(b, client, up.URL+"/v1/chat/completions", "", body)
-				directTime, directChunks = directTime+d, directChunks+n
-				d, n = relayRound(b, client, path.url, ownerKey, body)
-				relayTime, relayChunks = relayTime+d, relayChunks+n
+				direct = direct.add(relayRound(b, client, up.URL+"/v1/chat/completions", "", body))
+				relayed = relayed.add(relayRound(b, client, path.url, ownerKey, body))
 			}
-			if want := b.N * relayClients * relayTokens; directChunks != want || path.name == "bare" && relayChunks != want {
-				b.Fatalf("read %d chunks direct and %d relayed, want %d", directChunks, relayChunks, want)
+			if want := b.N * relayClients * relayTokens; direct.chunks != want || path.name == "bare" && relayed.chunks != want {
+				b.Fatalf("read %d chunks direct and %d relayed, want %d", direct.chunks, relayed.chunks, want)
 			}
-			direct := float64(directChunks) / directTime.Seconds()
-			relayed := float64(relayChunks) / relayTime.Seconds()
-			b.ReportMetric(direct, "direct-chunks/s")
-			b.ReportMetric(relayed, "relay-chunks/s")
-			b.ReportMetric(relayed/direct, "relay/direct")
+			directRate := float64(direct.chunks) / direct.wall.Seconds()
+			relayRate := float64(relayed.chunks) / relayed.wall.Seconds()
+			b.ReportMetric(directRate, "direct-chunks/s")
+			b.ReportMetric(relayRate, "relay-chunks/s")
+			b.ReportMetric(relayRate/directRate, "relay/direct")
+			// Processor time per chunk of each round, the upstream's and the
+			// clients' included: what the host adds, as the load of the machine
+			// does not change it.
+			b.ReportMetric(float64(direct.cpu.Nanoseconds())/float64(direct.chunks), "direct-cpu-ns/chunk")
+			b.ReportMetric(float64(relayed.cpu.Nanoseconds())/float64(relayed.chunks), "relay-cpu-ns/chunk")
 		})
 	}
 }
