@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -161,16 +160,7 @@ func TestStalledRelayIsCut(t *testing.T) {
 			return err
 		}
 	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(b.server.Handler())
-	hs.Listener = smallBuffers{l}
-	hs.Start()
-	t.Cleanup(hs.Close)
-
-	stalledClient(t, l.Addr().String(), `{"messages":[{"role":"user","content":""}],"max_tokens":0,"temperature":0,"stream":true}`)
+	stalledClient(t, serveSmallBuffers(t, b.server.Handler()), `{"messages":[{"role":"user","content":""}],"max_tokens":0,"temperature":0,"stream":true}`)
 	select {
 	case <-upstreamStopped:
 	case <-time.After(10 * time.Second):
@@ -187,6 +177,7 @@ func TestStalledRelayIsCut(t *testing.T) {
 	}
 	var receipts []settle.Receipt
 	for start := time.Now(); len(receipts) == 0; time.Sleep(10 * time.Millisecond) {
+		var err error
 		if receipts, err = b.service.Receipts(context.Background(), b.account, 1, 10); err != nil || time.Since(start) > 10*time.Second {
 			t.Fatalf("no receipt: %v", err)
 		}

@@ -166,7 +166,6 @@ func (s *scanner) choices(c *chunk) bool {
 		c.Choices = nil
 		return s.literal("null")
 	case '[':
-		s.i++
 	default:
 		return false
 	}
@@ -174,14 +173,10 @@ func (s *scanner) choices(c *chunk) bool {
 	if c.Choices == nil {
 		c.Choices = []choice{}
 	}
-	if s.peek() == ']' {
-		s.i++
-		return true
-	}
-	for {
+	return s.elements(func() bool {
 		c.Choices = append(c.Choices, choice{})
 		ch := &c.Choices[len(c.Choices)-1]
-		ok := s.object(func(name []byte) bool {
+		return s.object(func(name []byte) bool {
 			switch string(name) {
 			case "index":
 				return s.integer(&ch.Index)
@@ -197,7 +192,21 @@ func (s *scanner) choices(c *chunk) bool {
 			}
 			return s.skip(0)
 		})
-		if !ok {
+	})
+}
+
+// elements reads an array, calling element to read each element.
+func (s *scanner) elements(element func() bool) bool {
+	if s.peek() != '[' {
+		return false
+	}
+	s.i++
+	if s.peek() == ']' {
+		s.i++
+		return true
+	}
+	for {
+		if !element() {
 			return false
 		}
 		switch s.peek() {
@@ -341,25 +350,7 @@ func (s *scanner) skip(depth int) bool {
 	case c == '{':
 		return s.object(func([]byte) bool { return s.skip(depth + 1) })
 	case c == '[':
-		s.i++
-		if s.peek() == ']' {
-			s.i++
-			return true
-		}
-		for {
-			if !s.skip(depth + 1) {
-				return false
-			}
-			switch s.peek() {
-			case ',':
-				s.i++
-			case ']':
-				s.i++
-				return true
-			default:
-				return false
-			}
-		}
+		return s.elements(func() bool { return s.skip(depth + 1) })
 	case c == 't':
 		return s.literal("true")
 	case c == 'f':

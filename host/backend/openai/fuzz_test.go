@@ -15,12 +15,7 @@ import (
 // FuzzStream feeds untrusted bytes to the event stream parser and the chunk decoder as
 // the body of a response: no panic, and every delta is non-empty, valid UTF-8.
 func FuzzStream(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "*.sse"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range transcripts(f) {
 		f.Add(b)
 	}
 	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"content\":\"\\ud83d\"}}]}\n\n"))
@@ -71,12 +66,7 @@ func FuzzUnquote(f *testing.F) {
 // every input it takes, encoding/json succeeds and decodes the same chunk. Seeds are
 // the data of every event of the server transcripts, and shapes at its edges.
 func FuzzDecodeChunk(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "*.sse"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range transcripts(f) {
 		for line := range bytes.Lines(b) {
 			if data, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:")); ok {
 				f.Add(bytes.TrimSpace(data))
@@ -103,4 +93,18 @@ func FuzzDecodeChunk(f *testing.F) {
 			t.Fatalf("%q: fast path %+v, encoding/json %+v", data, fast, slow)
 		}
 	})
+}
+
+// transcripts are the server transcripts of testdata.
+func transcripts(f *testing.F) [][]byte {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.sse"))
+	var out [][]byte
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
 }
