@@ -222,6 +222,9 @@ func (s *Session) Pre(request []byte) ([]byte, error) {
 // to send to the client now (possibly nothing). Modules without stream hooks are not
 // called: use Streamable to know whether a pipeline can stream.
 func (s *Session) Chunk(delta string) (string, error) {
+	if len(s.p.post) == 0 {
+		return delta, nil // no copies on a bare relay's path of every token
+	}
 	return s.streamFrom(0, []byte(delta), false)
 }
 
