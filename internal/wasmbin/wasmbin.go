@@ -183,22 +183,22 @@ func (m *Module) FuncType(i uint32) FuncType {
 	return m.Type(m.Funcs[i-m.importedFuncs])
 }
 
-// Section ids.
+// Section ids, as the binary format numbers them.
 const (
-	secCustom    = 0
-	secType      = 1
-	secImport    = 2
-	secFunction  = 3
-	secTable     = 4
-	secMemory    = 5
-	secGlobal    = 6
-	secExport    = 7
-	secStart     = 8
-	secElement   = 9
-	secCode      = 10
-	secData      = 11
-	secDataCount = 12
-	secTag       = 13
+	SecCustom    = 0
+	SecType      = 1
+	SecImport    = 2
+	SecFunction  = 3
+	SecTable     = 4
+	SecMemory    = 5
+	SecGlobal    = 6
+	SecExport    = 7
+	SecStart     = 8
+	SecElement   = 9
+	SecCode      = 10
+	SecData      = 11
+	SecDataCount = 12
+	SecTag       = 13
 )
 
 var sectionNames = [...]string{"custom", "type", "import", "function", "table", "memory", "global", "export",
@@ -206,8 +206,8 @@ var sectionNames = [...]string{"custom", "type", "import", "function", "table", 
 
 // sectionRank orders the non-custom sections as a module must: data count comes
 // between element and code.
-var sectionRank = [...]int{secType: 1, secImport: 2, secFunction: 3, secTable: 4, secMemory: 5, secGlobal: 6,
-	secExport: 7, secStart: 8, secElement: 9, secDataCount: 10, secCode: 11, secData: 12}
+var sectionRank = [...]int{SecType: 1, SecImport: 2, SecFunction: 3, SecTable: 4, SecMemory: 5, SecGlobal: 6,
+	SecExport: 7, SecStart: 8, SecElement: 9, SecDataCount: 10, SecCode: 11, SecData: 12}
 
 var header = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
 
@@ -229,13 +229,13 @@ func Decode(b []byte) (*Module, error) {
 			return nil, err
 		}
 		switch {
-		case id == secTag:
+		case id == SecTag:
 			return nil, r.unsupported(start, "tag section (exception handling proposal) is not supported")
 		case int(id) >= len(sectionRank):
 			return nil, r.Fail(start, "unknown section id %d", id)
-		case id != secCustom && sectionRank[id] <= lastRank:
+		case id != SecCustom && sectionRank[id] <= lastRank:
 			return nil, r.Fail(start, "%s section is out of order or repeated", sectionNames[id])
-		case id != secCustom:
+		case id != SecCustom:
 			lastRank = sectionRank[id]
 		}
 		if err := m.decodeSection(id, &s); err != nil {
@@ -271,17 +271,17 @@ func checkHeader(b []byte) error {
 // decodeSection decodes the section id from s, which spans exactly its payload.
 func (m *Module) decodeSection(id byte, s *Reader) error {
 	switch id {
-	case secCustom:
+	case SecCustom:
 		_, err := s.Name("custom section name")
 		s.Pos = s.End // the payload is opaque
 		return err
-	case secType:
+	case SecType:
 		return m.decodeTypes(s)
-	case secImport:
+	case SecImport:
 		return m.decodeImports(s)
-	case secFunction:
+	case SecFunction:
 		return m.decodeFunctions(s)
-	case secTable:
+	case SecTable:
 		n, err := s.count("tables", 3, maxTables)
 		m.Tables = make([]Limits, n)
 		for i := 0; i < n && err == nil; i++ {
@@ -291,7 +291,7 @@ func (m *Module) decodeSection(id byte, s *Reader) error {
 		}
 		m.tables = uint32(n)
 		return err
-	case secMemory:
+	case SecMemory:
 		n, err := s.count("memories", 2, maxMemories)
 		if err != nil {
 			return err
@@ -303,7 +303,7 @@ func (m *Module) decodeSection(id byte, s *Reader) error {
 			}
 		}
 		return nil
-	case secGlobal:
+	case SecGlobal:
 		n, err := s.count("globals", 3, maxGlobals)
 		for i := 0; i < n && err == nil; i++ {
 			if _, err = s.ValType(); err == nil {
@@ -314,9 +314,9 @@ func (m *Module) decodeSection(id byte, s *Reader) error {
 		}
 		m.globals = uint32(n)
 		return err
-	case secExport:
+	case SecExport:
 		return m.decodeExports(s)
-	case secStart:
+	case SecStart:
 		at := s.Pos
 		i, err := s.U32()
 		if err != nil {
@@ -329,11 +329,11 @@ func (m *Module) decodeSection(id byte, s *Reader) error {
 			return s.Fail(at, "start function %d must have no parameters and no results", i)
 		}
 		return nil
-	case secCode:
+	case SecCode:
 		return m.decodeCode(s)
-	case secElement:
+	case SecElement:
 		return s.skipElements()
-	case secData:
+	case SecData:
 		return s.skipData()
 	default: // data count
 		_, err := s.U32()

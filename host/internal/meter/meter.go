@@ -162,29 +162,12 @@ func run(wasm []byte, maxDepth, callFrameLocals uint32, detach bool) (*instrumen
 	return in, nil
 }
 
-// Section ids.
-const (
-	secCustom    = 0
-	secType      = 1
-	secImport    = 2
-	secFunction  = 3
-	secTable     = 4
-	secMemory    = 5
-	secGlobal    = 6
-	secExport    = 7
-	secStart     = 8
-	secElement   = 9
-	secCode      = 10
-	secData      = 11
-	secDataCount = 12
-)
-
 // sectionOrder ranks the non-custom section ids in the order a module must have them:
 // the data count section (12) sits between element (9) and code (10).
 var sectionOrder = [...]int{1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 10}
 
 // The sections Instrument adds to, which it creates when the module has none.
-var addedSections = [...]byte{secType, secImport, secGlobal, secExport}
+var addedSections = [...]byte{wasmbin.SecType, wasmbin.SecImport, wasmbin.SecGlobal, wasmbin.SecExport}
 
 // addedImports is how many functions Instrument imports; the module's own functions
 // move up by as many. Their order is that of the import indices below.
@@ -267,21 +250,21 @@ func (in *instrumenter) scan() error {
 			return err
 		}
 		switch id {
-		case secImport:
+		case wasmbin.SecImport:
 			err = in.scanImports(&s)
-		case secTable:
+		case wasmbin.SecTable:
 			var n uint32
 			if n, err = s.U32(); err == nil {
 				err = in.scanTables(&s, n)
 			}
-		case secMemory:
+		case wasmbin.SecMemory:
 			var n uint32
 			n, err = s.U32()
 			in.hasMemory = in.hasMemory || n > 0
-		case secStart:
+		case wasmbin.SecStart:
 			in.start, err = s.U32()
 			in.hasStart = err == nil
-		case secDataCount:
+		case wasmbin.SecDataCount:
 			in.hasDataCount = true
 		}
 		if err != nil {
@@ -374,7 +357,7 @@ func (in *instrumenter) module() error {
 		if err != nil {
 			return err
 		}
-		if id == secCustom {
+		if id == wasmbin.SecCustom {
 			if err := in.custom(body); err != nil {
 				return err
 			}
@@ -392,7 +375,7 @@ func (in *instrumenter) module() error {
 			return err
 		}
 		in.written[id] = true
-		if id == secStart && in.detach {
+		if id == wasmbin.SecStart && in.detach {
 			continue // exported instead (detachedExports)
 		}
 		if err := in.section(id, body); err != nil {
@@ -424,23 +407,23 @@ func (in *instrumenter) section(id byte, body wasmbin.Reader) error {
 	at := in.beginSized()
 	var err error
 	switch id {
-	case secType:
+	case wasmbin.SecType:
 		err = in.typeSection(&body)
-	case secImport:
+	case wasmbin.SecImport:
 		err = in.importSection(&body)
-	case secFunction:
+	case wasmbin.SecFunction:
 		err = in.functionSection(&body)
-	case secGlobal:
+	case wasmbin.SecGlobal:
 		err = in.globalSection(&body)
-	case secExport:
+	case wasmbin.SecExport:
 		err = in.exportSection(&body)
-	case secStart:
+	case wasmbin.SecStart:
 		err = in.startSection(&body)
-	case secElement:
+	case wasmbin.SecElement:
 		err = in.elementSection(&body)
-	case secCode:
+	case wasmbin.SecCode:
 		err = in.codeSection(&body)
-	case secData:
+	case wasmbin.SecData:
 		if in.detach {
 			err = in.dataSection(&body)
 			break
@@ -743,7 +726,7 @@ func (in *instrumenter) custom(body wasmbin.Reader) error {
 	if err != nil {
 		return err
 	}
-	in.out = append(in.out, secCustom)
+	in.out = append(in.out, wasmbin.SecCustom)
 	at := in.beginSized()
 	if string(name) != "name" {
 		in.out = append(in.out, body.B[start:body.End]...)
@@ -753,7 +736,7 @@ func (in *instrumenter) custom(body wasmbin.Reader) error {
 	in.out = append(in.out, body.B[start:body.Pos]...)
 	// Before the import section (nothing makes names come last) the number of
 	// imported functions is not known yet.
-	if !in.written[secImport] || in.names(&body) != nil {
+	if !in.written[wasmbin.SecImport] || in.names(&body) != nil {
 		in.out = in.out[:at-6]
 		return nil
 	}
