@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/internal/wasmbin"
 )
 
 // Names of what InstrumentDetached exports, reserved like the others by abi.Validate's
@@ -108,8 +109,8 @@ func (in *instrumenter) detachedExportCount() uint32 {
 // nothing). Either way instantiation neither writes memory nor evaluates an offset
 // for it, and, wazero keeping a slice per segment, a module with tens of thousands
 // of segments (a Go guest's) costs nothing per instance.
-func (in *instrumenter) dataSection(r *reader) error {
-	n, err := r.u32()
+func (in *instrumenter) dataSection(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return err
 	}
@@ -119,55 +120,55 @@ func (in *instrumenter) dataSection(r *reader) error {
 		in.out = appendU32(in.out, n)
 	}
 	for range n {
-		at := r.pos
-		flags, err := r.u32()
+		at := r.Pos
+		flags, err := r.U32()
 		if err != nil {
 			return err
 		}
 		const passive, explicitMemory = 1, 2
 		switch flags {
 		case passive:
-			start := r.pos
-			size, err := r.u32()
+			start := r.Pos
+			size, err := r.U32()
 			if err == nil {
-				err = r.skip(int(size))
+				err = r.Skip(int(size))
 			}
 			if err != nil {
 				return err
 			}
 			if in.hasDataCount {
 				in.out = appendU32(in.out, flags)
-				in.out = append(in.out, r.b[start:r.pos]...)
+				in.out = append(in.out, r.B[start:r.Pos]...)
 			}
 			continue
 		case 0:
 		case explicitMemory:
-			if _, err := r.u32(); err != nil {
+			if _, err := r.U32(); err != nil {
 				return err
 			}
 		default:
-			return r.fail(at, "data segment flags %d are not part of WebAssembly 2.0", flags)
+			return r.Fail(at, "data segment flags %d are not part of WebAssembly 2.0", flags)
 		}
-		exprAt := r.pos
-		if op, err := r.byte(); err != nil || op != opI32Const {
-			return r.fail(exprAt, "data segment offset is not an i32.const")
+		exprAt := r.Pos
+		if op, err := r.Byte(); err != nil || op != opI32Const {
+			return r.Fail(exprAt, "data segment offset is not an i32.const")
 		}
-		offset, err := r.s32()
+		offset, err := r.Sleb(32)
 		if err != nil {
 			return err
 		}
-		if end, err := r.byte(); err != nil || end != opEnd {
-			return r.fail(exprAt, "data segment offset is not an i32.const")
+		if end, err := r.Byte(); err != nil || end != opEnd {
+			return r.Fail(exprAt, "data segment offset is not an i32.const")
 		}
-		size, err := r.u32()
+		size, err := r.U32()
 		if err != nil {
 			return err
 		}
-		bytesAt := r.pos
-		if err := r.skip(int(size)); err != nil {
+		bytesAt := r.Pos
+		if err := r.Skip(int(size)); err != nil {
 			return err
 		}
-		in.data = append(in.data, DataSegment{Offset: uint32(offset), Bytes: r.b[bytesAt:r.pos]})
+		in.data = append(in.data, DataSegment{Offset: uint32(offset), Bytes: r.B[bytesAt:r.Pos]})
 		if in.hasDataCount {
 			in.out = append(in.out, passive, 0) // no bytes
 		}
