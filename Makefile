@@ -1,5 +1,7 @@
-# Cocoon host. `make test` is what CI runs (.ci/run); `make plugins` builds every
-# example module from source.
+# Cocoon host. `make run` needs only Go; `make test` is what CI runs (.ci/run) and
+# installs the rest itself (scripts/test-deps.sh); `make plugins` builds every example
+# module from source; `make build` leaves bin/cocoon-host and bin/cocoon, `make install`
+# puts them and the systemd unit under DESTDIR/PREFIX.
 
 GO        ?= go
 CLANG     ?= clang-14
@@ -36,13 +38,27 @@ AS_WASM  := $(foreach d,$(AS_PLUGINS),$(call plugin_out,$(d)))
 RUST_WASM := $(foreach d,$(RUST_PLUGINS),$(call plugin_out,$(d)))
 WAT_WASM := $(WAT_SOURCES:.wat=.wasm)
 
-.PHONY: all build plugins page contracts contracts-check run test bench fuzz vet clean
+.PHONY: all build install plugins page contracts contracts-check committed-check run test test-deps bench fuzz vet clean
 
 all: build plugins
 
-# The binaries embed the reviewer's page, verifier included (web/page).
+# The binaries embed the reviewer's page, verifier included (web/page). `make build`
+# compiles every package and leaves the two programs in bin/.
 build: page
 	$(GO) build ./...
+	$(GO) build -trimpath -o bin/ ./cmd/cocoon-host ./cmd/cocoon
+
+# `make install` (PREFIX=/usr/local, DESTDIR for packagers) installs the two programs and
+# the systemd unit (dist/cocoon-host.service), whose ExecStart names BINDIR.
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+install: build
+	install -D -m 0755 bin/cocoon-host $(DESTDIR)$(BINDIR)/cocoon-host
+	install -D -m 0755 bin/cocoon $(DESTDIR)$(BINDIR)/cocoon
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's|/usr/local/bin/cocoon-host|$(BINDIR)/cocoon-host|' dist/cocoon-host.service > $(DESTDIR)$(SYSTEMDUNITDIR)/cocoon-host.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/cocoon-host.service
 
 # The host binary, reproducibly: the same source and toolchain give the same bytes in any
 # checkout (scripts/build-host.sh fixes every setting that changes them). HOST_GO_VERSION is
@@ -54,10 +70,12 @@ host:
 
 plugins: $(GO_WASM) $(C_WASM) $(AS_WASM) $(RUST_WASM) $(WAT_WASM)
 
-# Go guests depend on the SDK too, so rebuild them when anything Go changes.
+# Go guests depend on the SDK too, so rebuild them when anything Go changes. Built in
+# their directory, so that a module made by `cocoon init`, which has its own go.mod and
+# SDK copy, builds here as it does anywhere (the bytes do not depend on the directory).
 GO_SOURCES := $(shell find abi plugins -name '*.go' -not -name '*_test.go') go.mod
 $(GO_WASM): $(GO_SOURCES)
-	GOOS=wasip1 GOARCH=wasm $(GO) build $(GO_WASM_FLAGS) -o $@ ./$(dir $@)
+	cd $(dir $@) && GOOS=wasip1 GOARCH=wasm $(GO) build $(GO_WASM_FLAGS) -o $(notdir $@) .
 
 .SECONDEXPANSION:
 $(C_WASM): $$(wildcard $$(dir $$@)*.c) $$(wildcard $$(dir $$@)*.h) $(wildcard plugins/c-sdk/*.h)
@@ -73,11 +91,20 @@ plugins/%/as/node_modules/.package-lock.json: plugins/%/as/package.json plugins/
 	npm ci --prefix $(dir $(@D)) --no-audit --no-fund --prefer-offline
 
 $(RUST_WASM): $$(dir $$@)lib.rs
-	@test -x $(RUSTC) -a -d /usr/lib/rustlib/wasm32-unknown-unknown || { echo "make plugins: $@ needs Debian's rustc and its wasm32 std: apt-get install rustc libstd-rust-dev-wasm32 (.ci/run does)"; exit 1; }
+	@test -x $(RUSTC) -a -d /usr/lib/rustlib/wasm32-unknown-unknown || { echo "make plugins: $@ needs Debian's rustc and its wasm32 std: apt-get install rustc libstd-rust-dev-wasm32 (make test does)"; exit 1; }
 	$(RUSTC) $(RUST_WASM_FLAGS) -o $@ $<
 
 %.wasm: %.wat
 	$(WAT2WASM) -o $@ $<
+
+# Built modules that `make run` needs and only a toolchain other than Go can build are
+# committed, so that `make run` needs Go alone: the example pipeline's output-guard (C).
+# Go modules are built by `make run` itself. committed-check rebuilds them from source
+# (`make test` runs it) and fails if the bytes differ from the committed ones.
+COMMITTED_WASM := plugins/output-guard/c/output-guard.wasm
+committed-check:
+	$(MAKE) --no-print-directory -B $(COMMITTED_WASM)
+	@git ls-files --error-unmatch $(COMMITTED_WASM) >/dev/null && git diff --quiet -- $(COMMITTED_WASM) || { echo "committed-check: $(COMMITTED_WASM) is not what its source builds to: commit the rebuilt file (git diff shows it)"; exit 1; }
 
 # The reviewer's page (web/page): its verifier, the Go verifier compiled to WebAssembly
 # with Go's wasm_exec.js, built reproducibly into web/page/dist (not committed), which
@@ -94,15 +121,19 @@ PAGE_E2E := $(PAGE_DIR)/e2e
 $(PAGE_E2E)/node_modules/.package-lock.json: $(PAGE_E2E)/package.json $(PAGE_E2E)/package-lock.json
 	npm ci --prefix $(PAGE_E2E) --no-audit --no-fund
 
-# The main job: build the example modules and start the host with the embedded model and
-# the example pipeline. It prints the API key and a ready-to-paste curl line.
+# The main job: start the host with the embedded model and the example pipeline. It
+# prints where the API key is and a ready-to-paste curl line. It needs Go only: it builds
+# the Go example module (pii-redactor) and uses the committed C one (COMMITTED_WASM).
 DATA ?= .cocoon
 # The model: COCOON_MODEL_DIR if set, else the shared test model beside the repository,
 # else `cocoon-host model pull` downloads it into $(DATA).
 MODEL_DIR ?= $(or $(COCOON_MODEL_DIR),$(wildcard ../shared/models/stories260K))
-run: plugins page
+# LISTEN (host:port) overrides serve's default address, 127.0.0.1:8080.
+LISTEN ?=
+RUN_WASM := plugins/pii-redactor/go/pii-redactor.wasm
+run: $(RUN_WASM) page
 	$(if $(MODEL_DIR),,$(GO) run ./cmd/cocoon-host model pull --data $(DATA))
-	$(GO) run ./cmd/cocoon-host serve --data $(DATA) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
+	$(GO) run ./cmd/cocoon-host serve --data $(DATA) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(if $(LISTEN),--listen $(LISTEN))
 
 SDK_DIR := web/testdata/openai-sdk
 # The OpenAI SDK client of web/openai_sdk_test.go, installed from its lock file.
@@ -123,14 +154,31 @@ contracts: $(CONTRACTS_DIR)/node_modules/.package-lock.json
 contracts-check: $(CONTRACTS_DIR)/node_modules/.package-lock.json
 	npm run --prefix $(CONTRACTS_DIR) check
 
-test: plugins page vet contracts-check $(SDK_DIR)/node_modules/.package-lock.json $(PAGE_E2E)/node_modules/.package-lock.json
+# make test first installs what it needs beyond Go (scripts/test-deps.sh), then runs the
+# suite in a second make, whose rules then find the tools they call.
+test: test-deps
+	$(MAKE) --no-print-directory test-suite
+
+test-deps:
+	scripts/test-deps.sh
+
+.PHONY: test-suite
+test-suite: plugins page vet contracts-check committed-check $(SDK_DIR)/node_modules/.package-lock.json $(PAGE_E2E)/node_modules/.package-lock.json
 	npm test --prefix $(CONTRACTS_DIR)
 	$(GO) test -count=1 ./...
 	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/ ./settle/... ./internal/fstrace/
+	GO=$(GO) scripts/demo-billing.sh
+
+# Billing end to end on a local TON network (cocoon-host devnet), through the real
+# binaries: escrow, chats with receipts, settlement, withdrawal; the README's "Trying
+# billing locally" steps. Exits 0 with a one-line summary.
+.PHONY: demo-billing
+demo-billing:
+	GO=$(GO) scripts/demo-billing.sh
 
 vet:
 	$(GO) vet ./...
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./abi/guest/... $(addprefix ./,$(GO_PLUGINS))
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./abi/guest/... $(addprefix ./,$(filter-out $(patsubst %/go.mod,%,$(wildcard plugins/*/go/go.mod)),$(GO_PLUGINS)))
 
 # Per-request pipeline overhead and billing; figures go in README.md.
 bench: plugins
@@ -143,6 +191,8 @@ FUZZTIME ?= 60s
 fuzz: plugins
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
+# clean keeps the committed modules (COMMITTED_WASM).
 clean:
-	rm -f $(GO_WASM) $(C_WASM) $(AS_WASM) $(RUST_WASM) $(WAT_WASM) $(PAGE_DIR)/dist/verifier.wasm $(PAGE_DIR)/dist/wasm_exec.js
+	rm -rf bin
+	rm -f $(GO_WASM) $(filter-out $(COMMITTED_WASM),$(C_WASM)) $(AS_WASM) $(RUST_WASM) $(WAT_WASM) $(PAGE_DIR)/dist/verifier.wasm $(PAGE_DIR)/dist/wasm_exec.js
 	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules $(PAGE_E2E)/node_modules $(PAGE_DIR)/build $(addsuffix /node_modules,$(AS_PLUGINS))

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"math"
 
-	"github.com/cocoonhost/cocoon/abi/internal/wasmbin"
+	"github.com/cocoonhost/cocoon/internal/wasmbin"
 )
 
 // Limits on function bodies (SPEC.md §7). Compiling a module to native code costs time

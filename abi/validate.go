@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cocoonhost/cocoon/abi/internal/wasmbin"
+	"github.com/cocoonhost/cocoon/internal/wasmbin"
 )
 
 // Version is the ABI version this package describes.

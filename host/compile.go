@@ -180,17 +180,21 @@ func (s *Sandbox) compile(ctx context.Context, wasm []byte, wait bool) (*Module,
 		return nil, err
 	}
 	defer release()
-	metered, err := meter.Instrument(wasm)
+	metered, err := meter.InstrumentDetached(wasm)
 	if err != nil {
 		e := invalidModule("module cannot be metered: " + err.Error())
 		e.Reason = string(abi.ErrUnsupportedFeature)
 		return nil, e
 	}
-	compiled, err := s.runtime.CompileModule(ctx, metered)
+	init, err := newModuleInit(metered, info.MemoryMinPages)
+	if err != nil {
+		return nil, invalidModule(err.Error())
+	}
+	compiled, err := s.runtime.CompileModule(ctx, metered.Wasm)
 	if err != nil {
 		return nil, invalidModule("module does not compile: " + firstLine(err.Error()))
 	}
-	return &Module{Hash: HashOf(wasm), Size: len(wasm), Info: *info, compiled: compiled}, nil
+	return &Module{Hash: HashOf(wasm), Size: len(wasm), Info: *info, compiled: compiled, init: init}, nil
 }
 
 func invalidModule(msg string) *Error {

@@ -33,10 +33,12 @@
 // copy also counts the call depth, and tells the host about every refused growth of
 // memory or tables.
 //
-// Security properties, each covered by tests (hostile_test.go performs every attack of
-// the hostile-module suite): a module has no filesystem, network or environment, sees a fake clock and
-// a deterministic random stream, and gets a fresh instance per request, so nothing of
-// one request is visible to the next. Every limit of SPEC.md §7 (memory, tables, time
+// Security properties, each covered by tests (hostile_test.go performs the attacks of the
+// hostile-module suite, snapshot_test.go those on snapshots): a module has no
+// filesystem, network or environment, sees a fake clock and a deterministic random
+// stream, and every request gets an instance in the state right after initialization (a
+// new one, or one reset to that state), so nothing of one request is visible to the
+// next. Every limit of SPEC.md §7 (memory, tables, time
 // per call, input, output, logs, call depth, and the request's totals of memory, module
 // time and output) fails only the request that exceeds it, with an *Error whose code
 // says which (SPEC.md §9.1 says which code wins when several apply); the host and
@@ -46,7 +48,17 @@
 // cause of a failure, which may hold the module's stack trace, goes to the request's
 // logs for the pipeline owner.
 //
-// Costs: instantiating a small C, Rust or WAT module takes tens of microseconds; a Go
-// wasip1 module takes milliseconds, because its runtime initialises on every instance.
-// README.md has measured figures and the benchmark that produced them.
+// Snapshots (snapshot.go): initialization (the start section and _initialize) is
+// deterministic under SPEC.md §6, so the host runs it once per stage module, at its
+// first request (twice in fact, to check that), and every request's instance starts
+// from the state it reached: memory mapped copy-on-write from a sealed memfd, globals,
+// clock, random stream and logs restored. A module that cannot be snapshot is
+// initialized per request.
+//
+// Costs: an instance of a small C, Rust or WAT module takes a few microseconds (a kept
+// instance reset to its snapshot); a Go wasip1 module's takes about a millisecond
+// (wazero instantiating it; its runtime no longer starts per instance). The first
+// request through a stage module waits for two initializations (about 10 ms for a Go
+// guest). README.md has
+// measured figures and the benchmark that produced them.
 package host

@@ -190,7 +190,9 @@ func TestHostileClientLeaves(t *testing.T) {
 			if !errors.As(err, &e) || e.Code != CodeCancelled {
 				t.Fatalf("err = %v, want cancelled", err)
 			}
-			if took := time.Since(start); took > time.Second {
+			// About 110 ms here; generous for a loaded CI machine, and far below the
+			// ten seconds the module would run if leaving did not stop it.
+			if took := time.Since(start); took > 3*time.Second {
 				t.Errorf("the module stopped %s after its client left at 100ms", took)
 			}
 		})

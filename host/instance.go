@@ -38,6 +38,9 @@ type instance struct {
 	// yielded is when the running call started or a tick last let other goroutines
 	// run (yieldEvery).
 	yielded time.Time
+	// waited is how long the running call waited for a processor after yielding,
+	// which counts neither against its limit nor against the request's module time.
+	waited time.Duration
 
 	// What the instance used of its per-request limits.
 	logged, records int    // log bytes and records
@@ -58,6 +61,8 @@ type instance struct {
 	overflowed    bool   // the call nested deeper than abi.MaxCallDepth
 	exited        bool   // the module called proc_exit
 	exitCode      uint32
+	// ready: instantiation succeeded.
+	ready bool
 }
 
 // errAbort is panicked by host functions to stop a call whose outcome is already
@@ -74,9 +79,11 @@ func (inst *instance) abort(fault *Error) {
 // is the host's own (wasi.go), which reads none of wazero's system settings. The
 // random source is one of those settings: given one, wazero does not seed a math/rand
 // source for every instance, which took a quarter of an instantiation's time.
+// Instantiation runs no code: the host initializes the instance itself
+// (instance.initialize) or restores a snapshot (instance.restore).
 var moduleConfig = wazero.NewModuleConfig().
 	WithName(""). // anonymous: many instances of one module may live at once
-	WithStartFunctions("_initialize").
+	WithStartFunctions().
 	WithRandSource(unreadRandom{})
 
 // unreadRandom is the random source of wazero's system context, which nothing reads.
@@ -84,12 +91,18 @@ type unreadRandom struct{}
 
 func (unreadRandom) Read([]byte) (int, error) { return 0, io.EOF }
 
-// instantiate creates a fresh instance of m for one request, running its start
-// section and _initialize under the instantiation time limit. First it checks that the
-// module's memory and table minimums fit in what is left of the request's memory, and,
-// within the time limit, reserves and populates its memory: a failure there is a
-// memory_limit error, not a panic inside wazero.
+// instantiate creates a fresh instance of m for one request under the instantiation
+// time limit: from m's snapshot when it has one (snapshot.go), else by writing its
+// data segments and running its start function and _initialize. First it checks that
+// the module's memory (the snapshot's, or its minimum) and table minimums fit in what
+// is left of the request's memory, and, within the time limit, reserves its memory: a
+// failure there is a memory_limit error, not a panic inside wazero.
 func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requestState) (*instance, error) {
+	return s.instantiateFrom(ctx, m, request, s.snapshotOf(m))
+}
+
+// instantiateFrom is instantiate from snap, or by initializing if snap is nil.
+func (s *Sandbox) instantiateFrom(ctx context.Context, m *stageModule, request *requestState, snap *snapshot) (*instance, error) {
 	inst := &instance{
 		spec:    m,
 		request: request,
@@ -99,6 +112,11 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 	inst.ctx = context.WithValue(ctx, instanceKey{}, inst)
 	info := m.module.Info
 	memoryBytes := uint64(info.MemoryMinPages) * abi.PageSize
+	var image *memoryImage
+	if snap != nil {
+		image = snap.memory
+		memoryBytes = image.size
+	}
 	var tableBytes uint64
 	for _, min := range info.TableMinElements {
 		tableBytes += uint64(min) * abi.TableElementBytes
@@ -107,40 +125,58 @@ func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requ
 		return nil, inst.errorf(CodeMemoryLimit, "instantiation needs %s of memory and tables, past %s (%s in use)",
 			formatBytes(memoryBytes+tableBytes), requestTotalText, formatBytes(request.memory))
 	}
+	if idle := m.idle.take(); idle != nil {
+		inst.adopt(idle) // only instances of a snapshot are kept (idleInstances.put)
+		if err := inst.restore(snap); err != nil {
+			inst.close()
+			return nil, inst.failure(err, "instantiation")
+		}
+		return inst, nil
+	}
 	err := inst.run(max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout), func(ctx context.Context) (err error) {
-		if inst.memory, err = newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes, &inst.deadline); err != nil {
+		if inst.memory, err = newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes, &inst.deadline, image); err != nil {
 			inst.fault = inst.errorf(CodeMemoryLimit, "the host could not reserve memory for the module: %v", err)
 			return errAbort
 		}
 		inst.tableBytes = tableBytes
 		request.memory += tableBytes
-		inst.mod, err = s.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.memory), m.module.compiled, moduleConfig)
-		return err
+		if snap == nil {
+			for _, seg := range m.module.init.data {
+				copy(inst.memory.mapping.mem[seg.Offset:], seg.Bytes) // in bounds: newModuleInit
+			}
+		}
+		if inst.mod, err = s.runtime.InstantiateModule(experimental.WithMemoryAllocator(ctx, inst.memory), m.module.compiled, moduleConfig); err != nil {
+			return err
+		}
+		if snap != nil {
+			return inst.restore(snap)
+		}
+		return inst.initialize(ctx)
 	})
 	if err != nil || inst.rejection != nil || inst.exited {
-		// wazero closes the module after a failed _initialize, but not after a failed
-		// start section: the memory is freed here in that case.
 		inst.close()
 		return nil, inst.failure(err, "instantiation")
 	}
 	inst.alloc = inst.mod.ExportedFunction("cocoon_alloc")
+	inst.ready = true
 	return inst, nil
 }
 
 // run calls f with the instance's context, under a deadline of limit or of what is
 // left of the request's module time, whichever comes first; it clears the previous
-// call's outcome first and adds the call's wall time to the request's.
+// call's outcome first and adds the call's wall time, less what it waited for a
+// processor after yielding (meterTick), to the request's.
 func (inst *instance) run(limit time.Duration, f func(context.Context) error) error {
 	inst.rejection, inst.fault, inst.growthRefused, inst.overflowed = nil, nil, "", false
 	start := time.Now()
-	inst.yielded = start
+	inst.yielded, inst.waited = start, 0
 	left := abi.RequestModuleTime - inst.request.moduleTime
 	inst.deadline, inst.deadlineIsRequest = start.Add(min(limit, left)), left < limit
 	if left <= 0 {
 		return errAbort // no time left: failure reports the timeout
 	}
 	err := f(inst.ctx)
-	inst.request.moduleTime += time.Since(start)
+	inst.request.moduleTime += time.Since(start) - inst.waited
 	return err
 }
 
@@ -265,9 +301,14 @@ func (inst *instance) errorf(code ErrorCode, format string, args ...any) *Error 
 }
 
 // close releases the instance: its memory goes back to the pool or the OS, and its
-// memory and tables stop counting against the request's total. Nothing reads the
-// instance's memory afterwards: a pooled mapping may already serve another request.
+// memory and tables stop counting against the request's total; or, when it can be
+// reset to its snapshot, it is reset and kept for the next request (idleInstances).
+// Nothing reads the instance's memory afterwards: a pooled mapping may already serve
+// another request.
 func (inst *instance) close() {
+	if inst.spec.idle.put(inst) {
+		return
+	}
 	if inst.mod != nil {
 		inst.mod.Close(context.Background())
 		inst.mod = nil

@@ -1,13 +1,18 @@
 package host
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoonhost/cocoon/abi"
 )
@@ -41,6 +46,12 @@ type mapping struct {
 	mem       []byte // the whole reservation
 	committed uint64
 	dirty     uint64
+	// image, if not nil, is the memory image its first bytes map: it goes back to
+	// that image's pool, not to the warm pool.
+	image *imageMappings
+	// charged is what it keeps resident while pooled (resetAndCharge), counted in
+	// warmPool.bytes.
+	charged uint64
 }
 
 var warmPool struct {
@@ -61,12 +72,246 @@ func acquireMapping() (*mapping, error) {
 		return m, nil
 	}
 	warmPool.Unlock()
+	return reserveMapping()
+}
+
+// reserveMapping returns a new mapping, PROT_NONE throughout.
+func reserveMapping() (*mapping, error) {
 	mem, err := syscall.Mmap(-1, 0, int(reservedBytes), syscall.PROT_NONE,
 		syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
 	if err != nil {
 		return nil, fmt.Errorf("reserving %d MiB of address space: %w", reservedBytes/abi.MiB, err)
 	}
 	return &mapping{mem: mem}, nil
+}
+
+// memoryImage is the content of a linear memory, held in a sealed memfd: a file in
+// the host's own memory that nothing can change once sealed (not even the host), and
+// that no one outside the process can open. Instances map it copy-on-write, so a
+// fresh instance costs a page fault for each page it touches (a read maps the image's
+// page, a write copies it: a few microseconds each on a virtual machine), not a copy
+// of the memory. The file holds only the pages that are not zero. Mappings of the
+// image go back to a pool of its own when their instance closes, reset to the image
+// (imageMappings.put), so that the next instance costs no system call to map it, and
+// finds the pages its memory grew by last time resident and zero.
+type memoryImage struct {
+	*imageMappings
+}
+
+// imageMappings is the memfd of a memoryImage and its pool of mappings. It is apart
+// from memoryImage, so that memoryImage's cleanup, which closes it, can run.
+type imageMappings struct {
+	fd   int
+	size uint64 // a multiple of abi.PageSize
+	// content is a read-only shared mapping of the memfd, which put copies from.
+	content []byte
+
+	mu   sync.Mutex
+	free []*mapping // each maps the image, as it is, and is zero after it
+}
+
+// maxImageMappings bounds the mappings the pool of one image keeps: as many as
+// instances of it may run at once on a machine of a few cores.
+const maxImageMappings = 8
+
+// newMemoryImage writes content, whose length is a multiple of abi.PageSize, to a new
+// sealed memfd. It costs a write of the pages that are not zero. When the image
+// becomes unreachable, its descriptor is closed and its pooled mappings unmapped;
+// the mappings instances hold stay valid.
+func newMemoryImage(content []byte) (*memoryImage, error) {
+	fd, err := unix.MemfdCreate("cocoon-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("creating a memfd: %w", err)
+	}
+	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content))}}
+	runtime.AddCleanup(img, (*imageMappings).close, img.imageMappings)
+	if err := unix.Ftruncate(fd, int64(len(content))); err != nil {
+		return nil, fmt.Errorf("sizing the memfd: %w", err)
+	}
+	page := os.Getpagesize()
+	for off := 0; off < len(content); {
+		if allZero(content[off : off+page]) {
+			off += page
+			continue
+		}
+		end := off + page
+		for end < len(content) && !allZero(content[end:end+page]) {
+			end += page
+		}
+		if _, err := unix.Pwrite(fd, content[off:end], int64(off)); err != nil {
+			return nil, fmt.Errorf("writing the memfd: %w", err)
+		}
+		off = end
+	}
+	const seals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		return nil, fmt.Errorf("sealing the memfd: %w", err)
+	}
+	if img.content, err = unix.Mmap(fd, 0, len(content), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+		return nil, fmt.Errorf("mapping the memfd: %w", err)
+	}
+	return img, nil
+}
+
+// allZero reports whether the page b is all zero.
+func allZero(b []byte) bool { return bytes.Equal(b, zeroPage[:len(b)]) }
+
+var zeroPage = make([]byte, os.Getpagesize())
+
+func (im *imageMappings) close() {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	for _, m := range im.free {
+		m.uncharge()
+		m.unmap()
+	}
+	im.free = nil
+	if im.content != nil {
+		_ = unix.Munmap(im.content)
+	}
+	unix.Close(im.fd)
+}
+
+// get returns a mapping whose first im.size bytes are a private copy-on-write view of
+// the image, and which is zero after them: a pooled one, or a new one.
+func (im *imageMappings) get() (*mapping, error) {
+	im.mu.Lock()
+	if n := len(im.free); n > 0 {
+		m := im.free[n-1]
+		im.free = im.free[:n-1]
+		im.mu.Unlock()
+		m.uncharge()
+		return m, nil
+	}
+	im.mu.Unlock()
+	m, err := reserveMapping()
+	if err != nil {
+		return nil, err
+	}
+	_, err = unix.MmapPtr(im.fd, 0, unsafe.Pointer(&m.mem[0]), uintptr(im.size),
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED)
+	if err != nil {
+		m.unmap()
+		return nil, fmt.Errorf("mapping the snapshot: %w", err)
+	}
+	m.committed, m.dirty, m.image = im.size, im.size, im
+	return m, nil
+}
+
+// put resets m to the image and pools it, or unmaps it when the pool is full or what
+// it would keep resident does not fit in the warm pool's budget (resetAndCharge).
+func (im *imageMappings) put(m *mapping) {
+	m.uncharge() // a kept instance's mapping (idleInstances) was charged already
+	im.mu.Lock()
+	room := len(im.free) < maxImageMappings
+	im.mu.Unlock()
+	if !room || !im.resetAndCharge(m) {
+		m.unmap()
+		return
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if len(im.free) >= maxImageMappings {
+		m.uncharge()
+		m.unmap()
+		return
+	}
+	im.free = append(im.free, m)
+}
+
+// resetAndCharge resets m to the image (reset) and zeroes the pages its memory grew
+// into, and charges what m then keeps resident (the pages the instance wrote, now
+// copies of the image's, and those grown into) to the warm pool's budget, which bounds
+// what all pooled memories keep: a module whose requests write all of a large snapshot
+// would otherwise keep that much resident in every pooled mapping. It reports false,
+// charging nothing, when that does not fit or m cannot be reset.
+func (im *imageMappings) resetAndCharge(m *mapping) bool {
+	written, err := im.reset(m)
+	grown := m.committed - im.size
+	if err != nil || grown > warmMaxBytes {
+		return false
+	}
+	resident := written + grown
+	warmPool.Lock()
+	room := warmPool.bytes+resident <= warmBudgetBytes
+	if room {
+		warmPool.bytes += resident
+	}
+	warmPool.Unlock()
+	if !room {
+		return false
+	}
+	clear(m.mem[im.size:m.dirty])
+	m.dirty, m.charged = im.size, resident
+	return true
+}
+
+// uncharge gives back to the warm pool's budget what m was charged.
+func (m *mapping) uncharge() {
+	if m.charged == 0 {
+		return
+	}
+	warmPool.Lock()
+	warmPool.bytes -= m.charged
+	warmPool.Unlock()
+	m.charged = 0
+}
+
+// copyResetBytes: an image this small is reset by copying all of it, which costs less
+// than reading its page map (a system call of several microseconds).
+const copyResetBytes = 128 * abi.KiB
+
+// reset makes the first im.size bytes of m the image's again: it copies the image over
+// each page the instance wrote, which are the mapping's anonymous pages (a written page
+// of a private file mapping is a copy of its own; the others still map the sealed
+// image), so that the next instance writing the same pages, as the next request through
+// a module mostly does, takes no page fault. It finds them in /proc/self/pagemap, which
+// costs a read of 8 bytes per page of the image; where that cannot be read, it drops
+// them instead (MADV_DONTNEED: the next access maps the image again). Either way the
+// memory is the image's, exactly. It returns how many bytes of m's are copies.
+func (im *imageMappings) reset(m *mapping) (written uint64, err error) {
+	if im.size <= copyResetBytes {
+		copy(m.mem[:im.size], im.content)
+		return im.size, nil
+	}
+	page := uint64(os.Getpagesize())
+	entries := make([]byte, 8*(im.size/page))
+	if err := readPagemap(uintptr(unsafe.Pointer(&m.mem[0])), entries); err != nil {
+		return 0, unix.Madvise(m.mem[:im.size], unix.MADV_DONTNEED)
+	}
+	const present, swapped, fileOrShared = 1 << 63, 1 << 62, 1 << 61
+	for i := uint64(0); i < im.size/page; {
+		e := binary.LittleEndian.Uint64(entries[8*i:])
+		if e&(present|swapped) == 0 || e&fileOrShared != 0 {
+			i++
+			continue
+		}
+		end := i + 1
+		for ; end < im.size/page; end++ {
+			e := binary.LittleEndian.Uint64(entries[8*end:])
+			if e&(present|swapped) == 0 || e&fileOrShared != 0 {
+				break
+			}
+		}
+		copy(m.mem[i*page:end*page], im.content[i*page:end*page])
+		written += (end - i) * page
+		i = end
+	}
+	return written, nil
+}
+
+// pagemap is /proc/self/pagemap, opened at the first readPagemap.
+var pagemap = sync.OnceValues(func() (*os.File, error) { return os.Open("/proc/self/pagemap") })
+
+// readPagemap reads the pagemap entries of the pages from addr into entries, 8 bytes
+// each.
+func readPagemap(addr uintptr, entries []byte) error {
+	f, err := pagemap()
+	if err != nil {
+		return err
+	}
+	_, err = f.ReadAt(entries, int64(addr/uintptr(os.Getpagesize()))*8)
+	return err
 }
 
 // populateCheckBytes is how many bytes commit populates between two looks at the
@@ -102,6 +347,10 @@ func (m *mapping) commit(size uint64, deadline time.Time) error {
 // release gives m back: zeroed to the pool when it is small and the pool has room,
 // to the OS otherwise.
 func (m *mapping) release() {
+	if m.image != nil {
+		m.image.put(m)
+		return
+	}
 	if m.committed <= warmMaxBytes {
 		warmPool.Lock()
 		room := warmPool.bytes+m.committed <= warmBudgetBytes
@@ -120,6 +369,10 @@ func (m *mapping) release() {
 			return
 		}
 	}
+	m.unmap()
+}
+
+func (m *mapping) unmap() {
 	// Munmap fails only for an invalid range, which m.mem is not.
 	_ = syscall.Munmap(m.mem)
 }
@@ -152,13 +405,20 @@ type limitedMemory struct {
 // counts it against the request's memory, which the caller checked it fits in. It is
 // done before wazero instantiates the module, because wazero panics when the first
 // allocation fails. deadline is where the instance keeps its running call's deadline.
-func newLimitedMemory(limit uint64, request *requestState, minBytes uint64, deadline *time.Time) (*limitedMemory, error) {
-	mapping, err := acquireMapping()
-	if err != nil {
-		return nil, err
+// With an image, the memory is a copy-on-write view of it, and minBytes must be its
+// size; without, it is zero.
+func newLimitedMemory(limit uint64, request *requestState, minBytes uint64, deadline *time.Time, image *memoryImage) (*limitedMemory, error) {
+	var mapping *mapping
+	var err error
+	if image != nil {
+		mapping, err = image.get()
+	} else if mapping, err = acquireMapping(); err == nil {
+		err = mapping.commit(minBytes, *deadline)
 	}
-	if err := mapping.commit(minBytes, *deadline); err != nil {
-		mapping.release()
+	if err != nil {
+		if mapping != nil {
+			mapping.release()
+		}
 		return nil, err
 	}
 	mapping.dirty = minBytes

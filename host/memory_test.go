@@ -83,7 +83,7 @@ func TestMemoryIsZeroWhenReused(t *testing.T) {
 	request := &requestState{}
 	for range 3 {
 		deadline := time.Now().Add(time.Minute)
-		m, err := newLimitedMemory(4*abi.PageSize, request, abi.PageSize, &deadline)
+		m, err := newLimitedMemory(4*abi.PageSize, request, abi.PageSize, &deadline, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func BenchmarkMemoryCycle(b *testing.B) {
 	request := &requestState{}
 	deadline := time.Now().Add(time.Hour)
 	for b.Loop() {
-		m, err := newLimitedMemory(reservedBytes, request, abi.PageSize, &deadline)
+		m, err := newLimitedMemory(reservedBytes, request, abi.PageSize, &deadline, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

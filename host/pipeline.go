@@ -3,6 +3,8 @@ package host
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/cocoonhost/cocoon/abi"
 )
@@ -37,6 +39,13 @@ type stageModule struct {
 	index  int
 	config []byte
 	limits abi.Limits
+	// snapshot is the state initialization reaches, which instances start from; nil
+	// if it could not be taken (unsnapshotted says why), and instances then run
+	// initialization themselves. It is taken at the first instantiation (snapshotOf).
+	snapshotOnce  sync.Once
+	snapshot      *snapshot
+	unsnapshotted error
+	idle          idleInstances
 }
 
 func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 }
@@ -46,7 +55,10 @@ func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 
 // modules in a stage, a module in a stage whose hooks it lacks, limits above
 // abi.CeilingLimits, a memory or table minimum above the module's limit, a config over
 // abi.MaxConfigBytes, or memory and table minimums that together pass
-// abi.RequestMemoryBytes. It does no compilation: modules come compiled.
+// abi.RequestMemoryBytes. It does no compilation (modules come compiled), and runs no
+// module: each module's snapshot (snapshot.go) is taken when its first request needs
+// it, so building a pipeline, which the registry does under its lock, stays cheap
+// whatever a module's initialization costs.
 func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 	p := &Pipeline{sandbox: s}
 	var minimum uint64 // bytes of memory and tables the modules need at start
@@ -73,6 +85,11 @@ func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 		return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline),
 			Message: fmt.Sprintf("the modules need %s of memory and tables at start, over %s", formatBytes(minimum), requestTotalText)}
 	}
+	var idle []*idleInstances
+	for _, m := range append(p.pre[:len(p.pre):len(p.pre)], p.post...) {
+		idle = append(idle, &m.idle)
+	}
+	runtime.AddCleanup(p, closeIdle, idle)
 	return p, nil
 }
 
@@ -205,6 +222,9 @@ func (s *Session) Pre(request []byte) ([]byte, error) {
 // to send to the client now (possibly nothing). Modules without stream hooks are not
 // called: use Streamable to know whether a pipeline can stream.
 func (s *Session) Chunk(delta string) (string, error) {
+	if len(s.p.post) == 0 {
+		return delta, nil // no copies on a bare relay's path of every token
+	}
 	return s.streamFrom(0, []byte(delta), false)
 }
 

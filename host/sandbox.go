@@ -73,6 +73,7 @@ type Module struct {
 	Info abi.ModuleInfo
 
 	compiled wazero.CompiledModule
+	init     moduleInit
 }
 
 // HashOf returns the module identity of raw wasm bytes: "sha256:<hex>".

@@ -158,7 +158,7 @@ func TestMisbehavingModules(t *testing.T) {
 		msg    string
 	}{
 		{"infinite loop", "L", fast, CodeTimeout, 504, "time limit of 100ms"},
-		{"memory bomb", "M", abi.Limits{MemoryPages: 64}, CodeMemoryLimit, 500, "limit of 64 pages"},
+		{"memory bomb", "M", abi.Limits{MemoryPages: 64, CallTimeout: abi.Duration(5 * time.Second)}, CodeMemoryLimit, 500, "limit of 64 pages"}, // time to spare on a loaded machine
 		{"deep recursion", "R", abi.Limits{CallTimeout: abi.Duration(10 * time.Second)}, CodeStackOverflow, 500, "stack overflow"},
 		{"huge output", "H", abi.Limits{}, CodeOutputTooLarge, 500, "returned 2097152 bytes"},
 		{"output outside memory", "O", abi.Limits{}, CodeOutOfBounds, 500, "outside the module's memory"},

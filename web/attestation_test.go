@@ -34,7 +34,7 @@ func simAttestation(t *testing.T) *attest.Host {
 	return h
 }
 
-func bootSim(t *testing.T) (*attest.Host, *attest.Sim) {
+func bootSim(t testing.TB) (*attest.Host, *attest.Sim) {
 	t.Helper()
 	engine, _ := shared(t)
 	sim, err := attest.NewSim(t.TempDir())

@@ -122,6 +122,7 @@ type chatCall struct {
 	opts     clientOptions
 	model    string // the pipeline's model; empty for the bare backend
 	charge   charge
+	sse      *sseWriter // the stream of a streamed answer, else nil
 	id       string
 	created  int64
 
@@ -144,8 +145,9 @@ func (c *chatCall) answer(w http.ResponseWriter, keep bool) answer {
 	if !c.opts.Stream {
 		return jsonAnswer{c}
 	}
-	return &sseWriter{w: w, call: c, digest: sha256.New(), keep: keep,
+	c.sse = &sseWriter{w: w, call: c, digest: sha256.New(), keep: keep,
 		includeUsage: c.opts.StreamOptions != nil && c.opts.StreamOptions.IncludeUsage}
+	return c.sse
 }
 
 // generate is the pipeline's GenerateFunc: it decodes the request the pre stage left
@@ -163,12 +165,19 @@ func (c *chatCall) generate(ctx context.Context, request []byte, emit func(strin
 	}
 	req.MaxTokens = c.charge.maxTokens(req.MaxTokens)
 	c.respModel = c.s.models.name(ctx, req.Model)
+	if c.sse != nil {
+		// A stream flushes when the backend waits, not after every delta.
+		ctx = backend.WithIdle(ctx, c.sse.idle)
+	}
 	c.result, err = c.s.cfg.Backend.Generate(ctx, req, func(delta string) error {
 		if c.deltas++; c.deltas == 1 {
 			m.stages.WithLabelValues(stageFirstToken).Observe(time.Since(c.preEnd).Seconds())
 		}
 		return emit(delta)
 	})
+	if c.sse != nil {
+		err = c.sse.generated(err)
+	}
 	c.backendEnd = time.Now()
 	m.stages.WithLabelValues(stageBackend).Observe(c.backendEnd.Sub(c.preEnd).Seconds())
 	m.tokens.WithLabelValues("in").Add(float64(c.result.Usage.PromptTokens))

@@ -34,6 +34,20 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 
 // stalledClient sends a streaming chat request over a TCP connection with a small
 // receive buffer, reads the response's status line, and then reads nothing more.
+// serveSmallBuffers serves h on loopback with smallBuffers and returns its address.
+func serveSmallBuffers(t *testing.T, h http.Handler) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(h)
+	hs.Listener = smallBuffers{l}
+	hs.Start()
+	t.Cleanup(hs.Close)
+	return l.Addr().String()
+}
+
 func stalledClient(t *testing.T, addr, body string) net.Conn {
 	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -75,17 +89,8 @@ func TestStalledStreamIsCut(t *testing.T) {
 			return err
 		}
 	})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(b.server.Handler())
-	hs.Listener = smallBuffers{l}
-	hs.Start()
-	t.Cleanup(hs.Close)
-
 	start := time.Now()
-	stalledClient(t, l.Addr().String(), `{"messages":[{"role":"user","content":""}],"temperature":0,"stream":true}`)
+	stalledClient(t, serveSmallBuffers(t, b.server.Handler()), `{"messages":[{"role":"user","content":""}],"temperature":0,"stream":true}`)
 	var end generationEnd
 	select {
 	case end = <-b.backend.ended:

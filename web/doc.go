@@ -128,7 +128,12 @@
 // usage when "stream_options": {"include_usage": true}. A failure before the first
 // chunk is an ordinary error response; after it, an event "data: {"error": {...}}"
 // ends the stream without [DONE] (followed, on an attesting host, by the stream's
-// signature event: see Attestation).
+// signature event: see Attestation). Chunks go out as the backend makes them, one
+// event per delta; from a backend that tells when it waits for its server (the openai
+// adapter, see backend.WithIdle) the deltas of one read from the server go out in one
+// write and one flush, when it waits, so the first token is never held back and a
+// server that stalls holds nothing already read. A billed stream cut by its client is
+// charged the deltas of the flushes that completed.
 //
 // At most Config.MaxGenerations completions run at once. The next ones wait for a
 // slot, first come first served, at most Config.MaxWaiting of them and each at most

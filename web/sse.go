@@ -2,11 +2,14 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"net/http"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/cocoonhost/cocoon/host"
 )
@@ -35,6 +38,21 @@ type sseWriter struct {
 	// digest hashes every byte written, which the stream's signature event covers
 	// (writeEnding).
 	digest hash.Hash
+
+	// coalesce is set while the backend calls the idle hook (backend.WithIdle) before
+	// each wait for its server: events then wait in pending (up to coalesceBytes)
+	// until the next call writes and flushes them, so that the deltas of one read from
+	// the server reach the client in one write and one flush rather than one each.
+	// written is call.deltas at the last event: the deltas pending delivers once
+	// flushed.
+	coalesce bool
+	pending  []byte
+	written  int
+
+	// event is where the next delta event is encoded; head is the start of every
+	// delta event of model headModel, encoded once (appendDeltaEvent).
+	event, head []byte
+	headModel   string
 }
 
 type chunkJSON struct {
@@ -79,9 +97,14 @@ func sseHeaders(h http.Header) {
 
 func (s *sseWriter) stream() func(string) error { return s.delta }
 
-// write writes whole events and flushes them, each write under the server's write
-// deadline (writeDeadlines). On success every backend delta taken so far counts as
-// delivered; on failure the client is gone (errClientGone).
+// coalesceBytes bounds the events a stream holds back for the idle hook: a server
+// that sends faster than this between two waits gets a write every coalesceBytes.
+const coalesceBytes = 32 << 10
+
+// write writes whole events, at once or, while the backend's idle hook will
+// (coalesce), when it is called. Once they are flushed, under the server's write
+// deadline (writeDeadlines), every backend delta taken so far counts as delivered; on
+// failure the client is gone (errClientGone).
 func (s *sseWriter) write(events []byte) error {
 	if s.keep {
 		s.transcript.Write(events)
@@ -94,15 +117,48 @@ func (s *sseWriter) write(events []byte) error {
 		sseHeaders(h)
 		s.w.WriteHeader(http.StatusOK)
 	}
-	_, err := s.w.Write(events)
+	s.pending = append(s.pending, events...)
+	s.written = s.call.deltas
+	if s.coalesce && len(s.pending) < coalesceBytes {
+		return nil
+	}
+	return s.flush()
+}
+
+// flush writes the pending events and flushes them to the client.
+func (s *sseWriter) flush() error {
+	_, err := s.w.Write(s.pending)
+	s.pending = s.pending[:0]
 	if err == nil {
 		err = flushError(s.w)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", errClientGone, err)
 	}
-	s.call.delivered = s.call.deltas
+	s.call.delivered = s.written
 	return nil
+}
+
+// idle is the backend's idle hook (backend.WithIdle): the backend is about to wait
+// for its server, so what it emitted goes to the client now. Its first call tells
+// that the backend calls it before every wait: events wait for it from then on.
+func (s *sseWriter) idle() error {
+	s.coalesce = true
+	if len(s.pending) == 0 {
+		return nil
+	}
+	return s.flush()
+}
+
+// generated ends coalescing when the backend returned err: what it emitted is flushed
+// (but to a client already gone), and what the post stage writes after it is flushed
+// as it is written.
+func (s *sseWriter) generated(err error) error {
+	s.coalesce = false
+	if len(s.pending) == 0 || errors.Is(err, errClientGone) {
+		return err
+	}
+	return cmp.Or(err, s.flush())
 }
 
 // chunkEvent is a chat.completion.chunk event.
@@ -114,11 +170,77 @@ func (s *sseWriter) chunkEvent(choices []chunkChoice, usage *usageJSON) []byte {
 
 // delta sends text; the first chunk also carries the assistant role.
 func (s *sseWriter) delta(text string) error {
-	d := deltaJSON{Content: &text}
-	if !s.started {
-		d.Role = "assistant"
+	s.event = s.appendDeltaEvent(s.event[:0], text)
+	return s.write(s.event)
+}
+
+// appendDeltaEvent appends the event of a delta of text to dst: byte for byte what
+// chunkEvent makes of it (FuzzDeltaEvent), without encoding/json's reflection and
+// allocations on every token.
+func (s *sseWriter) appendDeltaEvent(dst []byte, text string) []byte {
+	if s.head == nil || s.headModel != s.call.respModel {
+		s.headModel = s.call.respModel
+		s.head = append(append(s.head[:0], `data: {"id":`...), appendJSONString(nil, s.call.id)...)
+		s.head = strconv.AppendInt(append(s.head, `,"object":"chat.completion.chunk","created":`...), s.call.created, 10)
+		s.head = append(appendJSONString(append(s.head, `,"model":`...), s.headModel), `,"choices":[{"index":0,"delta":{`...)
 	}
-	return s.write(s.chunkEvent([]chunkChoice{{Delta: d}}, nil))
+	dst = append(dst, s.head...)
+	if !s.started {
+		dst = append(dst, `"role":"assistant",`...)
+	}
+	dst = appendJSONString(append(dst, `"content":`...), text)
+	return append(dst, "},\"finish_reason\":null}]}\n\n"...)
+}
+
+// appendJSONString appends s as a JSON string to dst exactly as encoding/json encodes
+// it: HTML-safe, bytes that are not UTF-8 as \ufffd, U+2028 and U+2029 escaped.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			if r == utf8.RuneError {
+				dst = append(dst, `\ufffd`...)
+			} else {
+				dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			}
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(append(dst, s[start:]...), '"')
 }
 
 // ending ends the stream: a failure before the first chunk is an ordinary error

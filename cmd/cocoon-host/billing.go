@@ -39,6 +39,10 @@ type billingConfig struct {
 	// unsettled; SettleMaxDelay once it has waited this long. Defaults 1 TON, 6h.
 	SettleThreshold uint64 `json:"settle_threshold"`
 	SettleMaxDelay  string `json:"settle_max_delay"`
+	// SettleInterval is how often the settler looks at the ledger and the escrows, so
+	// also how soon it charges an escrow whose client asked for a withdrawal. Default
+	// 1m: each round reads every unsettled escrow from a liteserver.
+	SettleInterval string `json:"settle_interval"`
 	// APIKeyAccount is the escrow the operator's API key is billed to; without it,
 	// the key cannot chat while billing is on.
 	APIKeyAccount string `json:"api_key_account"`
@@ -108,9 +112,12 @@ func (c *billingConfig) check() error {
 	case c.TONNetwork != "mainnet" && c.TONNetwork != "testnet":
 		return cli.UsageError(fmt.Sprintf("ton_network %q: must be mainnet or testnet", c.TONNetwork))
 	}
-	if c.SettleMaxDelay != "" {
-		if _, err := time.ParseDuration(c.SettleMaxDelay); err != nil {
-			return cli.UsageError(fmt.Sprintf("settle_max_delay: %v", err))
+	for _, d := range []struct{ name, value string }{{"settle_max_delay", c.SettleMaxDelay}, {"settle_interval", c.SettleInterval}} {
+		if d.value == "" {
+			continue
+		}
+		if v, err := time.ParseDuration(d.value); err != nil || v <= 0 {
+			return cli.UsageError(fmt.Sprintf("%s %q: want a positive duration, such as 1m", d.name, d.value))
 		}
 	}
 	return nil
@@ -153,9 +160,10 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	}
 	parts.Add("ledger", l.Close)
 	maxDelay, _ := time.ParseDuration(cfg.SettleMaxDelay) // checked
+	interval, _ := time.ParseDuration(cfg.SettleInterval) // checked
 	metrics := settle.NewMetrics()
 	settler, err := settle.NewSettler(settle.SettlerConfig{Store: l, API: api, Wallet: w, Key: key,
-		Threshold: cfg.SettleThreshold, MaxDelay: maxDelay, Logger: log.With("component", "settler"), Metrics: metrics})
+		Threshold: cfg.SettleThreshold, MaxDelay: maxDelay, Interval: interval, Logger: log.With("component", "settler"), Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}

@@ -308,7 +308,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		LogFormat: "text", LogLevel: "info"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, max_waiting, attest, tls, sealing_key_file, shutdown_timeout, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, api_key_account); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, max_waiting, attest, tls, sealing_key_file, shutdown_timeout, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")

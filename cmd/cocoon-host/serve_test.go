@@ -231,7 +231,7 @@ func TestServeConfig(t *testing.T) {
 	}
 	good := file("good.json", `{"listen": "127.0.0.1:9000", "data": "/d", "max_generations": 3, "backend": "openai", "backend_url": "http://gpu:8000/v1"}`)
 	billing := file("billing.json", `{"wallet_seed_file": "/run/seed", "ton_config": "/etc/ton/testnet.json", "ton_network": "testnet",
-		"prices": {"prompt_per_million": 1000, "completion_per_million": 3000}, "settle_max_delay": "2h",
+		"prices": {"prompt_per_million": 1000, "completion_per_million": 3000}, "settle_max_delay": "2h", "settle_interval": "5s",
 		"api_key_account": "EQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq8Uk"}`)
 	tests := []struct {
 		name string
@@ -268,12 +268,13 @@ func TestServeConfig(t *testing.T) {
 		{"billing", []string{"--data", "/d", "--config", billing},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", billingConfig: billingConfig{
 				WalletSeedFile: "/run/seed", TONConfig: "/etc/ton/testnet.json", TONNetwork: "testnet", Prices: &pricesConfig{PromptPerMillion: 1000, CompletionPerMillion: 3000},
-				SettleMaxDelay: "2h", APIKeyAccount: "EQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq8Uk"}}, ""},
+				SettleMaxDelay: "2h", SettleInterval: "5s", APIKeyAccount: "EQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq8Uk"}}, ""},
 		{"wallet without ton_config", []string{"--wallet-seed-file", "/run/seed"}, serveConfig{}, "billing needs ton_config"},
 		{"wallet without prices", []string{"--wallet-seed-file", "/run/seed", "--ton-config", "/c"}, serveConfig{}, "billing needs prices"},
 		{"ton_config without wallet", []string{"--ton-config", "/c"}, serveConfig{}, "need wallet_seed_file"},
 		{"bad network", []string{"--config", billing, "--ton-network", "devnet"}, serveConfig{}, `ton_network "devnet"`},
 		{"bad delay", []string{"--config", file("delay.json", `{"wallet_seed_file": "/s", "ton_config": "/c", "prices": {"completion_per_million": 1}, "settle_max_delay": "soon"}`)}, serveConfig{}, "settle_max_delay"},
+		{"bad interval", []string{"--config", file("interval.json", `{"wallet_seed_file": "/s", "ton_config": "/c", "prices": {"completion_per_million": 1}, "settle_interval": "0s"}`)}, serveConfig{}, `settle_interval "0s": want a positive duration`},
 		{"shutdown timeout", []string{"--data", "/d", "--shutdown-timeout", "2s"},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", ShutdownTimeout: "2s"}, ""},
 		{"shutdown timeout in the file", []string{"--data", "/d", "--config", file("drain.json", `{"shutdown_timeout": "1m"}`)},

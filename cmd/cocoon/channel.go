@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xssnick/tonutils-go/address"
@@ -35,22 +36,35 @@ Run 'cocoon channel SUBCOMMAND --help' for its flags.`
 
 // channel dispatches the channel subcommands.
 func channel(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	subcommands := map[string]func([]string, io.Writer, io.Writer) error{
-		"open": channelOpen, "deposit": channelDeposit, "status": channelStatus, "withdraw": channelWithdraw,
-	}
-	if len(args) > 0 {
-		if run, ok := subcommands[args[0]]; ok {
-			return run(args[1:], stdout, stderr)
+	return dispatch(channelUsage, []subcommand{{"open", channelOpen}, {"deposit", channelDeposit},
+		{"status", channelStatus}, {"withdraw", channelWithdraw}}, args, stdout, stderr)
+}
+
+// subcommand is one subcommand of a command that has several, such as channel.
+type subcommand struct {
+	name string
+	run  func(args []string, stdout, stderr io.Writer) error
+}
+
+// dispatch runs the subcommand args[0] names with the rest of args; without one, or
+// with an unknown one, it prints usage for --help or fails naming the subcommands.
+func dispatch(usage string, subcommands []subcommand, args []string, stdout, stderr io.Writer) error {
+	names := make([]string, len(subcommands))
+	for i, sub := range subcommands {
+		if len(args) > 0 && args[0] == sub.name {
+			return sub.run(args[1:], stdout, stderr)
 		}
+		names[i] = sub.name
 	}
-	fs := cli.NewFlagSet("cocoon", channelUsage, stderr)
+	fs := cli.NewFlagSet("cocoon", usage, stderr)
 	if _, err := cli.Parse(fs, args); err != nil {
 		return err
 	}
+	list := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 	if len(args) == 0 {
-		return cli.UsageError("which subcommand? open, deposit, status or withdraw")
+		return cli.UsageError("which subcommand? " + list)
 	}
-	return cli.UsageError(fmt.Sprintf("unknown subcommand %q: want open, deposit, status or withdraw", args[0]))
+	return cli.UsageError(fmt.Sprintf("unknown subcommand %q: want %s", args[0], list))
 }
 
 // channelOpen verifies the host, builds the escrow's parameters and deploys it with the

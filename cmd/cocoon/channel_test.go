@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/settle"
 )
 
@@ -35,7 +36,7 @@ func TestParseTON(t *testing.T) {
 		{"1.2.3", 0, "is not an amount"},
 	}
 	for _, tt := range tests {
-		got, err := parseTON(tt.in)
+		got, err := tonnet.ParseTON(tt.in)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("parseTON(%q) = %d, %v; want an error containing %q", tt.in, got, err, tt.err)
@@ -46,7 +47,7 @@ func TestParseTON(t *testing.T) {
 			t.Errorf("parseTON(%q) = %d, %v; want %d", tt.in, got, err, tt.nano)
 		}
 		// What FormatTON writes parses back to the same amount.
-		if back, err := parseTON(settle.FormatTON(got)); err != nil || back != got {
+		if back, err := tonnet.ParseTON(settle.FormatTON(got)); err != nil || back != got {
 			t.Errorf("parseTON(FormatTON(%d)) = %d, %v", got, back, err)
 		}
 	}

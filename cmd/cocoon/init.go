@@ -13,8 +13,10 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	assdk "github.com/cocoonhost/cocoon/plugins/as-sdk"
+	csdk "github.com/cocoonhost/cocoon/plugins/c-sdk"
 )
 
 // templates are the files of a new module: README.md.tmpl, and LANG/**.tmpl.
@@ -29,18 +31,31 @@ var moduleName = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 // languages are the values of init's --lang, as listed in its help.
 var languages = map[string]string{"go": "Go", "c": "C", "as": "AssemblyScript"}
 
-// asSDKDir is where an AssemblyScript module gets its copy of the SDK, under DIR/as/.
-// The module's package.json links it (file:as-sdk) and its lock file records the link.
-const asSDKDir = "as-sdk"
+// sdkCopies are the SDKs embedded in this binary that a new module gets a copy of, by
+// language, and where under DIR/LANG/. None is published (Go module proxy, npm), so a
+// module built outside this repository needs its own copy; with it, the module's source
+// alone rebuilds its bytes. A Go module's go.mod replaces github.com/cocoonhost/cocoon
+// with its copy (templates/go/go.mod.tmpl); an AssemblyScript module's package.json
+// links its copy (file:as-sdk) and its lock file records the link; a C module includes
+// its copy of the headers.
+var sdkCopies = map[string]struct {
+	dir   string
+	files fs.FS
+}{
+	"go": {"cocoon-sdk/abi", abi.GuestSDK},
+	"c":  {".", csdk.Files},
+	"as": {"as-sdk", assdk.Files},
+}
 
 // initModule scaffolds a pass-through pre module in DIR: DIR/README.md and DIR/LANG/,
-// the layout `make plugins` builds when DIR is under plugins/. An AssemblyScript
-// module gets its own copy of the SDK embedded in this binary (DIR/as/as-sdk/): the
-// SDK is not on npm, and with the copy the module's source alone rebuilds its bytes.
+// with the language's SDK copied in (sdkCopies), so that it builds anywhere with the
+// language's compiler alone; under plugins/ in this repository, `make plugins` builds
+// it too.
 func initModule(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	flags := cli.NewFlagSet("cocoon", "init --lang go|c|as DIR\n\n"+
-		"Creates a new pre module in DIR (which must not exist) that passes requests through, with a README on building,\n"+
-		"running and pushing it. Under plugins/ in the repository, `make plugins` builds it.", stderr)
+		"Creates a new pre module in DIR (which must not exist) that passes requests through, with a copy of the\n"+
+		"language's SDK and a README on building, running and pushing it. It builds anywhere: nothing is downloaded\n"+
+		"but an AssemblyScript module's pinned compiler.", stderr)
 	lang := flags.String("lang", "go", "language of the module: go, c or as (AssemblyScript)")
 	pos, err := cli.Parse(flags, args)
 	if err != nil {
@@ -82,19 +97,19 @@ func initModule(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *lang == "as" {
-		if err := copyFS(filepath.Join(dir, "as", asSDKDir), assdk.Files); err != nil {
-			return err
-		}
+	sdk := sdkCopies[*lang]
+	if err := copyFS(filepath.Join(dir, *lang, filepath.FromSlash(sdk.dir)), sdk.files); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "Created %s, a pre module in %s that passes requests through; see %s.\n", dir, languages[*lang], filepath.Join(dir, "README.md"))
 	return nil
 }
 
-// copyFS writes the files of src into the new directory dst, never over a file.
+// copyFS writes the files of src into the directory dst, never over a file, leaving
+// out Go tests (the SDK's need this repository).
 func copyFS(dst string, src fs.FS) error {
 	return fs.WalkDir(src, ".", func(name string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
+		if err != nil || e.IsDir() || strings.HasSuffix(name, "_test.go") {
 			return err
 		}
 		b, err := fs.ReadFile(src, name)

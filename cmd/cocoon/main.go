@@ -14,6 +14,7 @@
 //	cocoon proxy --pipeline ID [--listen ADDR]   serve a local OpenAI API that checks every answer
 //	cocoon channel open|deposit|status|withdraw  pay a host through a TON escrow
 //	cocoon receipts --host URL --escrow ADDR     fetch and verify an escrow's receipts
+//	cocoon wallet new --out FILE    create a TON wallet seed file, print its address
 //	cocoon version (or --version)   print the version, Go toolchain and platform
 //
 // The client commands talk to --host (or COCOON_HOST, default http://127.0.0.1:8080)
@@ -44,6 +45,7 @@ var commands = []cli.Command{
 	{Name: "proxy", Summary: "serve a local OpenAI API that verifies a pipeline's host and answers", Run: serveProxy},
 	{Name: "channel", Summary: "open, fund, inspect and withdraw a TON escrow that pays a host", Run: channel},
 	{Name: "receipts", Summary: "fetch and verify an escrow's receipts", Run: receipts},
+	{Name: "wallet", Summary: "create a TON wallet: a seed file and its address", Run: walletCmd},
 	cli.VersionCommand("cocoon"),
 }
 

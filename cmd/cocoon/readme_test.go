@@ -19,9 +19,16 @@ func readmeBlock(t *testing.T, marker string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, after, ok := strings.Cut(string(b), marker)
+	return fencedBlock(t, "README.md", string(b), marker)
+}
+
+// fencedBlock returns the lines of the fenced block that follows marker in text, the
+// document name.
+func fencedBlock(t *testing.T, name, text, marker string) []string {
+	t.Helper()
+	_, after, ok := strings.Cut(text, marker)
 	if !ok {
-		t.Fatalf("README.md has no %q", marker)
+		t.Fatalf("%s has no %q", name, marker)
 	}
 	lines := strings.Split(after, "\n")
 	var block []string
@@ -36,7 +43,7 @@ func readmeBlock(t *testing.T, marker string) []string {
 			block = append(block, line)
 		}
 	}
-	t.Fatalf("README.md: no closed fenced block after %q", marker)
+	t.Fatalf("%s: no closed fenced block after %q", name, marker)
 	return nil
 }
 

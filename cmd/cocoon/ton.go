@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"math/big"
 	"net/url"
 	"os"
@@ -50,32 +49,7 @@ const (
 // escrow's gas. It is not lost: the withdrawal returns the escrow's whole balance.
 const opValue = 50_000_000
 
-// parseTON parses a TON amount written in TON with up to nine decimals ("1.5",
-// "0.000000001", "12") into nanoTON, exactly. It refuses signs, exponents, empty parts
-// and amounts of 2⁶⁴ nanoTON or more.
-func parseTON(s string) (uint64, error) {
-	whole, frac, dot := strings.Cut(s, ".")
-	switch {
-	case whole == "" || dot && frac == "":
-		return 0, fmt.Errorf("%q is not an amount in TON, such as 1.5", s)
-	case len(frac) > 9:
-		return 0, fmt.Errorf("%q has more than 9 decimals (1 nanoTON is 0.000000001 TON)", s)
-	}
-	digits := whole + frac + strings.Repeat("0", 9-len(frac))
-	var n uint64
-	for _, c := range []byte(digits) {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%q is not an amount in TON, such as 1.5", s)
-		}
-		if n > (math.MaxUint64-uint64(c-'0'))/10 {
-			return 0, fmt.Errorf("%q TON is too large", s)
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n, nil
-}
-
-// tonAmount is a flag holding a TON amount in nanoTON (see parseTON).
+// tonAmount is a flag holding a TON amount in nanoTON (see tonnet.ParseTON).
 type tonAmount struct {
 	nano uint64
 	set  bool
@@ -89,7 +63,7 @@ func (a *tonAmount) String() string {
 }
 
 func (a *tonAmount) Set(s string) (err error) {
-	a.nano, err = parseTON(s)
+	a.nano, err = tonnet.ParseTON(s)
 	a.set = err == nil
 	return err
 }

@@ -78,6 +78,30 @@ type Backend interface {
 	Close() error
 }
 
+// idleKey is the context key of the idle hook (WithIdle).
+type idleKey struct{}
+
+// WithIdle returns a copy of ctx that carries idle, for a caller of Generate that
+// buffers what emit gets to send it on in fewer writes (an HTTP server that would
+// otherwise flush once per token). A backend that honours it calls idle on the
+// goroutine that calls emit: before the first time it waits for its server, after
+// which it calls it before every wait and once after its last emit. So from the first
+// call on, whatever emit got is sent on in time if the caller holds it until the next
+// call of idle; until that first call the caller must send each delta on at once,
+// which is what it gets from a backend that never calls idle (one that produces
+// tokens itself, one tokens a process away). An error from idle stops the generation
+// as an error from emit does, and Generate returns it. Time spent in idle is the
+// caller's, not the server's silence.
+func WithIdle(ctx context.Context, idle func() error) context.Context {
+	return context.WithValue(ctx, idleKey{}, idle)
+}
+
+// IdleHook returns the idle hook that ctx carries (WithIdle), nil if none.
+func IdleHook(ctx context.Context) func() error {
+	idle, _ := ctx.Value(idleKey{}).(func() error)
+	return idle
+}
+
 // Code says why a backend failed.
 type Code string
 

@@ -46,7 +46,7 @@ func (c *Chain) GetTime(ctx context.Context) (uint32, error) {
 	if err := c.ready(ctx); err != nil {
 		return 0, err
 	}
-	return uint32(c.now.Unix()), nil
+	return uint32(c.clock().Unix()), nil
 }
 
 // WaitForBlock returns the chain itself: every block the chain has is

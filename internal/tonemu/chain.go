@@ -92,6 +92,8 @@ type Transaction struct {
 	// Bounced reports that the transaction sent the inbound message back
 	// (a bounce phase produced a message).
 	Bounced bool
+
+	raw *cell.Cell // the transaction as the executor built it, for the liteserver
 }
 
 // account is one account's state. Values are never mutated, so block
@@ -129,6 +131,14 @@ type Chain struct {
 	accounts map[string]*account // head state, same as the last block's
 	blocks   []*block
 	txs      map[string][]*Transaction
+	// wallClock makes the clock follow the machine's, offset by now minus the
+	// machine's time when it was set (FollowWallClock).
+	wallClock bool
+	offset    time.Duration
+	// provenCache holds the blocks built as cells (proven.go), by sequence number.
+	provenCache map[uint32]*provenBlock
+	// newBlock is closed and replaced when a block is sealed (waitBlock).
+	newBlock chan struct{}
 }
 
 var _ ton.APIClientWrapped = (*Chain)(nil)
@@ -157,6 +167,14 @@ func New() (*Chain, error) {
 func (c *Chain) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.clock()
+}
+
+// clock is the chain's time. The caller holds c.mu.
+func (c *Chain) clock() time.Time {
+	if c.wallClock {
+		return time.Now().Add(c.offset).Truncate(time.Second)
+	}
 	return c.now
 }
 
@@ -166,6 +184,7 @@ func (c *Chain) SetNow(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = t
+	c.offset = time.Until(t)
 }
 
 // Advance moves the chain's clock forward by d.
@@ -173,6 +192,18 @@ func (c *Chain) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
+	c.offset += d
+}
+
+// FollowWallClock makes the chain's clock run with the machine's from now on,
+// keeping its current distance to it (as a network's clock runs for its
+// clients); SetNow and Advance then move that distance. Without it the clock
+// stands still between SetNow and Advance calls, as tests want.
+func (c *Chain) FollowWallClock() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset = time.Until(c.now)
+	c.wallClock = true
 }
 
 // SetOffline switches the chain off (true) or on again. While it is off every
@@ -269,7 +300,7 @@ func (c *Chain) newStage() *stage {
 	var seqBytes [4]byte
 	binary.BigEndian.PutUint32(seqBytes[:], seqno)
 	seed := sha256.Sum256(seqBytes[:])
-	blk, err := c.cfg.NewBlockContext(tvm.BlockOptions{Now: uint32(c.now.Unix()), RandSeed: seed[:]})
+	blk, err := c.cfg.NewBlockContext(tvm.BlockOptions{Now: uint32(c.clock().Unix()), RandSeed: seed[:]})
 	if err != nil {
 		// Only a nil config fails, and New never leaves one.
 		panic(fmt.Sprintf("tonemu: block context: %v", err))
@@ -304,9 +335,22 @@ func (c *Chain) sealBlock(accounts map[string]*account) {
 			RootHash:  root[:],
 			FileHash:  file[:],
 		},
-		now:      uint32(c.now.Unix()),
+		now:      uint32(c.clock().Unix()),
 		accounts: accounts,
 	})
+	if c.newBlock != nil {
+		close(c.newBlock)
+		c.newBlock = nil
+	}
+}
+
+// blockSealed returns a channel closed when the next block is sealed. The caller
+// holds c.mu.
+func (c *Chain) blockSealed() <-chan struct{} {
+	if c.newBlock == nil {
+		c.newBlock = make(chan struct{})
+	}
+	return c.newBlock
 }
 
 func (c *Chain) head() *block { return c.blocks[len(c.blocks)-1] }
@@ -385,6 +429,7 @@ func (c *Chain) execute(st *stage, msg *tvm.PreparedMessage) ([]tvm.OutMessage, 
 	st.accounts[k] = &account{prepared: res.NextAccount, storageStat: res.AccountStorageStat}
 	st.lt = max(st.lt, res.EndLT) + 1
 	tx := describe(parsed, st.seqno)
+	tx.raw = res.TransactionCell
 	st.txs = append(st.txs, stagedTx{account: k, tx: tx})
 	return res.OutMessages, tx, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"unicode/utf8"
 
@@ -14,12 +15,7 @@ import (
 // FuzzStream feeds untrusted bytes to the event stream parser and the chunk decoder as
 // the body of a response: no panic, and every delta is non-empty, valid UTF-8.
 func FuzzStream(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "*.sse"))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range transcripts(f) {
 		f.Add(b)
 	}
 	f.Add([]byte("data: {\"choices\":[{\"delta\":{\"content\":\"\\ud83d\"}}]}\n\n"))
@@ -64,4 +60,51 @@ func FuzzUnquote(f *testing.F) {
 			t.Fatalf("%q split at %d: %q, whole: %q", raw, i, split, whole)
 		}
 	})
+}
+
+// FuzzDecodeChunk checks the fast path of the chunk decoder against encoding/json: on
+// every input it takes, encoding/json succeeds and decodes the same chunk. Seeds are
+// the data of every event of the server transcripts, and shapes at its edges.
+func FuzzDecodeChunk(f *testing.F) {
+	for _, b := range transcripts(f) {
+		for line := range bytes.Lines(b) {
+			if data, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:")); ok {
+				f.Add(bytes.TrimSpace(data))
+			}
+		}
+	}
+	for _, s := range []string{`null`, `{}`, `{"choices":null,"usage":null}`, `{"choices":[null,{}]}`,
+		`{"Model":"x"}`, `{"model":"a","model":"b"}`, `{"choices":[{"index":1e0}]}`, `{"choices":[{"index":-0}]}`,
+		`{"choices":[{"delta":{"content":"\u00e9\ud83d"}}]}`, `{"choices":[{"delta":{"content":5}}]}`,
+		`{"object":"error","message":"x","code":500}`, `{"x":[1,2.5e-3,true,false,null,{"y":"\n"}]} `,
+		"{\"model\":\"caf\xc3\"}", `{"usage":{"prompt_tokens":99999999999999999999}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fast chunk
+		if !scanChunk(data, &fast) {
+			return
+		}
+		var slow chunk
+		if err := json.Unmarshal(data, &slow); err != nil {
+			t.Fatalf("%q: the fast path took it, encoding/json says %v", data, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: fast path %+v, encoding/json %+v", data, fast, slow)
+		}
+	})
+}
+
+// transcripts are the server transcripts of testdata.
+func transcripts(f *testing.F) [][]byte {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.sse"))
+	var out [][]byte
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
 }

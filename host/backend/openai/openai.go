@@ -135,6 +135,8 @@ func New(baseURL string, opts ...Option) (*Backend, error) {
 func newClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 64
+	// A stream read behind its server reads many events per system call.
+	t.ReadBufferSize = 64 << 10
 	return &http.Client{
 		Transport:     t,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -173,7 +175,16 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 		},
 		model: model,
 	}
-	err = readStream(c.resp.Body, b.cfg.maxLine, s)
+	var answer io.Reader = c.resp.Body
+	idle := backend.IdleHook(ctx)
+	if idle != nil {
+		answer = idleBody{r: answer, idle: idle, dog: c.dog}
+	}
+	err = readStream(answer, b.cfg.maxLine, s)
+	if err == nil && idle != nil {
+		// The last deltas go out now, not after drain's wait for the end of the body.
+		err = idleBody{idle: idle, dog: c.dog}.call()
+	}
 	res := s.result(req)
 	if err == nil {
 		c.drain()

@@ -49,6 +49,7 @@ type stream struct {
 	done   bool
 	text   joiner
 	buf    []byte
+	chunk  chunk // the last decoded, whose memory the next one reuses
 }
 
 // readStream reads a chat completion event stream from r up to [DONE] or the end of r.
@@ -96,8 +97,8 @@ func (s *stream) handle(ev event) error {
 		s.done = true
 		return nil
 	}
-	var c chunk
-	if err := json.Unmarshal(data, &c); err != nil {
+	c := &s.chunk
+	if err := decodeChunk(data, c); err != nil {
 		return backend.Errorf(backend.CodeUpstream, "inference server sent an event that is not a JSON chunk")
 	}
 	if msg, status, ok := c.describe(); ok {

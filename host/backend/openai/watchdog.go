@@ -106,3 +106,30 @@ func (b watchedBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// idleBody calls the caller's idle hook (backend.WithIdle) before every read of the
+// body: the stream reader reads only when it has emitted every delta of what it read
+// before, and the read may wait for the server. The caller's time in idle is not the
+// server's silence. An error of idle comes out of Read as an emitError, which
+// Generate returns as the caller's own.
+type idleBody struct {
+	r    io.Reader
+	idle func() error
+	dog  *watchdog
+}
+
+func (b idleBody) Read(p []byte) (int, error) {
+	if err := b.call(); err != nil {
+		return 0, err
+	}
+	return b.r.Read(p)
+}
+
+func (b idleBody) call() error {
+	b.dog.pause()
+	defer b.dog.resume()
+	if err := b.idle(); err != nil {
+		return emitError{err}
+	}
+	return nil
+}

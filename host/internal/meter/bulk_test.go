@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cocoonhost/cocoon/internal/wasmbin"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -205,9 +206,9 @@ func TestStraightLineCost(t *testing.T) {
 	}
 	body = append(body, 0x20, 0, 0x41, 1, 0x6b, 0x22, 0, 0x0d, 0, 0x0b, 0x0b)
 	wasm := module(
-		section(secType, 1, 0x60, 1, 0x7f, 0),
+		section(wasmbin.SecType, 1, 0x60, 1, 0x7f, 0),
 		section(3, 1, 0),
-		section(secExport, slices.Concat([]byte{1}, name("run"), []byte{0, 0})...),
+		section(wasmbin.SecExport, slices.Concat([]byte{1}, name("run"), []byte{0, 0})...),
 		code(body),
 	)
 	g := instantiate(t, newRuntime(t, false), mustInstrument(t, wasm), nil)
@@ -227,9 +228,9 @@ func TestStraightLineCost(t *testing.T) {
 		body = append(body, 0x41, 0, 0x1a) // i32.const 0, drop
 	}
 	wasm = module(
-		section(secType, 1, 0x60, 0, 0),
+		section(wasmbin.SecType, 1, 0x60, 0, 0),
 		section(3, 1, 0),
-		section(secExport, slices.Concat([]byte{1}, name("run"), []byte{0, 0})...),
+		section(wasmbin.SecExport, slices.Concat([]byte{1}, name("run"), []byte{0, 0})...),
 		code(append(body, 0x0b)),
 	)
 	g = instantiate(t, newRuntime(t, false), mustInstrument(t, wasm), nil)
@@ -245,8 +246,8 @@ func TestStraightLineCost(t *testing.T) {
 // TestInstrumentKeepsInvalidBulk: bulk instructions whose immediates are not those of
 // WebAssembly 2.0 are left alone for wazero to refuse, not turned into valid calls.
 func TestInstrumentKeepsInvalidBulk(t *testing.T) {
-	typ := section(secType, 1, 0x60, 0, 0)
-	mem := section(secMemory, 1, 0, 1)
+	typ := section(wasmbin.SecType, 1, 0x60, 0, 0)
+	mem := section(wasmbin.SecMemory, 1, 0, 1)
 	for name, instr := range map[string][]byte{
 		"memory.fill with memory index 1": {0x41, 0, 0x41, 0, 0x41, 0, 0xfc, 11, 1},
 		"memory.copy with memory index 1": {0x41, 0, 0x41, 0, 0x41, 0, 0xfc, 10, 0, 1},

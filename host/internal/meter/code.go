@@ -1,31 +1,33 @@
 package meter
 
+import "github.com/cocoonhost/cocoon/internal/wasmbin"
+
 // codeSection instruments every function body and appends the bodies of the added
 // functions.
-func (in *instrumenter) codeSection(r *reader) error {
-	start := r.pos
-	n, err := r.u32()
+func (in *instrumenter) codeSection(r *wasmbin.Reader) error {
+	start := r.Pos
+	n, err := r.U32()
 	if err != nil {
 		return err
 	}
 	if int64(n) != int64(len(in.funcTypes)) {
-		return r.fail(start, "code section has %d bodies for %d functions", n, len(in.funcTypes))
+		return r.Fail(start, "code section has %d bodies for %d functions", n, len(in.funcTypes))
 	}
 	in.out = appendU32(in.out, n+uint32(len(in.helpers.types)))
 	for i := range n {
-		at := r.pos
-		size, err := r.u32()
+		at := r.Pos
+		size, err := r.U32()
 		if err != nil {
 			return err
 		}
-		if int64(size) > int64(r.remaining()) {
-			return r.fail(at, "function body of %d bytes overruns its section", size)
+		if int64(size) > int64(r.Remaining()) {
+			return r.Fail(at, "function body of %d bytes overruns its section", size)
 		}
-		body := reader{b: r.b, pos: r.pos, end: r.pos + int(size)}
-		r.pos = body.end
+		body := wasmbin.Reader{B: r.B, Pos: r.Pos, End: r.Pos + int(size), Section: r.Section}
+		r.Pos = body.End
 		t := in.funcTypes[i]
 		if int64(t) >= int64(len(in.types)) {
-			return r.fail(at, "function %d has type %d, out of range", i, t)
+			return r.Fail(at, "function %d has type %d, out of range", i, t)
 		}
 		sized := in.beginSized()
 		if err := in.body(&body, in.types[t]); err != nil {
@@ -43,24 +45,24 @@ func (in *instrumenter) codeSection(r *reader) error {
 
 // body copies a function body of type t, with its call depth accounting, its metering
 // points and its bulk instructions rewritten (see Instrument).
-func (in *instrumenter) body(r *reader, t funcShape) error {
-	start := r.pos
-	groups, err := r.u32()
+func (in *instrumenter) body(r *wasmbin.Reader, t funcShape) error {
+	start := r.Pos
+	groups, err := r.U32()
 	if err != nil {
 		return err
 	}
 	locals := uint64(t.params)
 	for range groups {
-		n, err := r.u32()
+		n, err := r.U32()
 		if err != nil {
 			return err
 		}
-		if err := r.skip(1); err != nil {
+		if err := r.Skip(1); err != nil {
 			return err
 		}
 		locals += uint64(n)
 	}
-	in.out = append(in.out, r.b[start:r.pos]...)
+	in.out = append(in.out, r.B[start:r.Pos]...)
 
 	// The frame's weight is known at the body's end: it is patched in then.
 	in.weightAt = in.weightAt[:0]
@@ -142,69 +144,67 @@ func (in *instrumenter) patchCost(reg region) {
 
 // constExpr copies a constant expression up to its end, shifting the index of
 // ref.func. Constant expressions have no blocks and are not metered.
-func (in *instrumenter) constExpr(r *reader) error {
-	copied := r.pos
-	for r.pos < r.end {
-		op := r.b[r.pos]
-		r.pos++
-		switch op {
-		case opRefFunc:
-			in.out = append(in.out, r.b[copied:r.pos]...)
-			if err := in.funcIndex(r); err != nil {
-				return err
-			}
-			copied = r.pos
-		case opEnd:
-			in.out = append(in.out, r.b[copied:r.pos]...)
+func (in *instrumenter) constExpr(r *wasmbin.Reader) error {
+	copied := r.Pos
+	ins := &in.instr
+	for {
+		if err := r.Instr(len(in.types), ins); err != nil {
+			return err
+		}
+		switch ins.Op {
+		case wasmbin.OpRefFunc:
+			in.out = append(in.out, r.B[copied:ins.Imm]...)
+			in.out = appendU32(in.out, in.shiftFunc(ins.Index))
+			copied = r.Pos
+		case wasmbin.OpEnd:
+			in.out = append(in.out, r.B[copied:r.Pos]...)
 			return nil
-		default:
-			if err := r.immediates(op); err != nil {
-				return err
-			}
 		}
 	}
-	return r.fail(r.pos, "constant expression has no end")
 }
 
 // instructions copies the instructions of a function body after its locals, up to and
 // including its final end, shifting function indices, metering loops, taking the
 // frame's weight off the depth before every return, rewriting bulk instructions, and
 // following the operand stack's height. Runs of instructions it leaves alone are
-// copied in one append.
-func (in *instrumenter) instructions(r *reader) error {
-	copied := r.pos
+// copied in one append. Instructions are decoded by wasmbin, exactly as abi.Validate
+// decodes them.
+func (in *instrumenter) instructions(r *wasmbin.Reader) error {
+	copied := r.Pos
 	// flush copies what is pending before the instruction at.
-	flush := func(at int) { in.out = append(in.out, r.b[copied:at]...) }
+	flush := func(at int) { in.out = append(in.out, r.B[copied:at]...) }
 	s := &in.stack
-	for r.pos < r.end {
-		at := r.pos
-		op := r.b[r.pos]
-		r.pos++
+	ins := &in.instr
+	for r.Pos < r.End {
+		if err := r.Instr(len(in.types), ins); err != nil {
+			return err
+		}
+		at, op := ins.Offset, byte(ins.Op)
 		in.regions[len(in.regions)-1].instructions++
+		if op == opTableSet {
+			in.changesTables = true
+		}
 		switch op {
 		case opBlock, opIf, opLoop:
-			params, results, err := in.blockType(r)
-			if err != nil {
-				return err
-			}
+			params, results := in.blockType(ins.Block)
 			if op == opIf {
 				s.apply(1, 0)
 			}
 			s.open(op, params, results)
 			if op == opLoop {
-				flush(r.pos)
+				flush(r.Pos)
 				in.regions = append(in.regions, region{})
 				in.meteringPoint()
-				copied = r.pos
+				copied = r.Pos
 			}
 		case opElse:
 			s.height = s.top().entry + s.top().params
 		case opEnd:
 			f := *s.top()
 			if len(s.frames) == 1 { // the body's end: it closes the block around the body
-				flush(r.pos)
-				if r.pos != r.end {
-					return r.fail(r.pos, "function body has %d bytes after its end", r.remaining())
+				flush(r.Pos)
+				if r.Pos != r.End {
+					return r.Fail(r.Pos, "function body has %d bytes after its end", r.Remaining())
 				}
 				return nil
 			}
@@ -215,91 +215,58 @@ func (in *instrumenter) instructions(r *reader) error {
 			s.frames = s.frames[:len(s.frames)-1]
 			s.height = f.entry
 			s.apply(0, f.results)
-		case opUnreachable, opReturn, opBr:
+		case opUnreachable, opReturn, opBr, opBrTable:
 			if op == opReturn {
 				flush(at)
 				in.adjustDepth(opI32Sub)
 				copied = at
 			}
-			if err := r.immediates(op); err != nil {
-				return err
-			}
 			s.unreachable()
 		case opBrIf:
-			if _, err := r.u32(); err != nil {
-				return err
-			}
 			s.apply(1, 0)
-		case opBrTable:
-			if err := r.immediates(op); err != nil {
-				return err
-			}
-			s.unreachable()
 		case opCall:
-			flush(r.pos)
-			f, err := r.u32()
-			if err != nil {
-				return err
-			}
-			in.out = appendU32(in.out, in.shiftFunc(f))
-			copied = r.pos
-			params, results := in.funcArity(f)
+			flush(ins.Imm)
+			in.out = appendU32(in.out, in.shiftFunc(ins.Index))
+			copied = r.Pos
+			params, results := in.funcArity(ins.Index)
 			s.call(params, results, 0)
 		case opCallIndirect:
-			t, err := r.u32()
-			if err != nil {
-				return err
-			}
-			if _, err := r.u32(); err != nil {
-				return err
-			}
-			params, results := in.arity(t)
+			params, results := in.arity(ins.Index)
 			s.call(params, results, 1)
 		case opRefFunc:
-			flush(r.pos)
-			if err := in.funcIndex(r); err != nil {
-				return err
-			}
-			copied = r.pos
+			flush(ins.Imm)
+			in.out = appendU32(in.out, in.shiftFunc(ins.Index))
+			copied = r.Pos
 			s.apply(0, 1)
 		case opMemoryGrow:
-			if r.pos < r.end && r.b[r.pos] == 0 && in.helpers.memoryGrow != 0 {
-				r.pos++
+			if zeroImmediates(r.B, ins) && in.helpers.memoryGrow != 0 {
 				flush(at)
 				in.call(in.helpers.memoryGrow)
-				copied = r.pos
-			} else if err := r.immediates(op); err != nil {
-				return err
+				copied = r.Pos
 			}
 		case opMisc:
-			rewrite, err := in.misc(r, at, flush)
-			switch {
-			case err != nil:
-				return err
-			case rewrite == replaced:
-				copied = r.pos
-			case rewrite == prefixed:
+			switch in.misc(r.B, ins, flush) {
+			case replaced:
+				copied = r.Pos
+			case prefixed:
 				copied = at // the instruction follows the call just written
 			}
-			s.apply(effect(op, r.b[at+1:r.pos]))
+			s.apply(effect(ins))
 		default:
-			if err := r.immediates(op); err != nil {
-				return err
-			}
-			s.apply(effect(op, r.b[at+1:r.pos]))
+			s.apply(effect(ins))
 		}
 		if in.regions[len(in.regions)-1].instructions >= MaxStraightLine {
 			// A long stretch of code without loops or calls gets metering points
 			// of its own: a function of 100,000 divisions would otherwise run
 			// hundreds of microseconds between two.
-			flush(r.pos)
+			flush(r.Pos)
 			in.patchCost(in.regions[len(in.regions)-1])
 			in.regions[len(in.regions)-1] = region{}
 			in.meteringPoint()
-			copied = r.pos
+			copied = r.Pos
 		}
 	}
-	return r.fail(r.pos, "function body has no end")
+	return r.Fail(r.Pos, "function body has no end")
 }
 
 // A rewrite is what misc did to an instruction.
@@ -311,68 +278,62 @@ const (
 	prefixed          // with a call before it
 )
 
-// misc handles a 0xfc instruction starting at at: memory.fill, memory.copy and
-// table.grow are replaced by calls; memory.init and the table instructions that touch
-// many elements get a charging call before them; the others are left alone. When it
-// writes a call it first flushes what is pending before at. Instructions whose
-// immediates are not those of WebAssembly 2.0 (a memory index other than the single
-// byte 0, a table the module does not have) are left for wazero to refuse.
-func (in *instrumenter) misc(r *reader, at int, flush func(int)) (rewrite, error) {
-	sub, err := r.u32()
-	if err != nil {
-		return unchanged, err
+// misc handles a 0xfc instruction ins: memory.fill, memory.copy and table.grow are
+// replaced by calls; memory.init and the table instructions that touch many elements
+// get a charging call before them; the others are left alone. When it writes a call it
+// first flushes what is pending before the instruction. Instructions whose immediates
+// are not those of WebAssembly 2.0 (a memory index other than the single byte 0, a
+// table the module does not have) are left for wazero to refuse.
+func (in *instrumenter) misc(b []byte, ins *wasmbin.Instr, flush func(int)) rewrite {
+	switch ins.Sub {
+	case miscDataDrop, miscTableInit, miscElemDrop, miscTableCopy, miscTableGrow, miscTableFill:
+		in.changesTables = true
 	}
-	after := r.pos
-	reserved := func(n int) bool { // the reserved memory index bytes, each exactly 0
-		for i := range n {
-			if after+i >= r.end || r.b[after+i] != 0 {
-				return false
-			}
+	var fn uint32 // the function that replaces or precedes the instruction
+	how := prefixed
+	switch ins.Sub {
+	case miscMemoryFill, miscMemoryCopy:
+		if fn, how = in.helpers.fill, replaced; ins.Sub == miscMemoryCopy {
+			fn = in.helpers.copy
 		}
-		return true
-	}
-	switch {
-	case sub == miscMemoryFill && in.helpers.fill != 0 && reserved(1):
-		r.pos = after + 1
-		flush(at)
-		in.call(in.helpers.fill)
-		return replaced, nil
-	case sub == miscMemoryCopy && in.helpers.copy != 0 && reserved(2):
-		r.pos = after + 2
-		flush(at)
-		in.call(in.helpers.copy)
-		return replaced, nil
-	case sub == miscTableGrow:
-		t, err := r.u32()
-		if err != nil || int64(t) >= int64(len(in.tables)) {
-			return unchanged, err
+		if !zeroImmediates(b, ins) {
+			fn = 0
 		}
-		flush(at)
-		in.call(in.helpers.tableGrow[t])
-		return replaced, nil
-	}
-	if err := r.miscImmediates(sub, at); err != nil {
-		return unchanged, err
-	}
-	switch sub {
+	case miscTableGrow:
+		if int64(ins.Index) < int64(len(in.tables)) {
+			fn, how = in.helpers.tableGrow[ins.Index], replaced
+		}
 	case miscMemoryInit:
-		flush(at)
-		in.call(in.helpers.chargeBytes)
-		return prefixed, nil
+		fn = in.helpers.chargeBytes
 	case miscTableFill, miscTableCopy, miscTableInit:
-		flush(at)
-		in.call(in.helpers.chargeElems)
-		return prefixed, nil
+		fn = in.helpers.chargeElems
 	}
-	return unchanged, nil
+	if fn == 0 {
+		return unchanged
+	}
+	flush(ins.Offset)
+	in.call(fn)
+	return how
+}
+
+// zeroImmediates reports whether the immediates of ins, in b, are all the byte 0: the
+// reserved memory indices of memory.grow, memory.fill and memory.copy in WebAssembly
+// 2.0, each the single byte 0.
+func zeroImmediates(b []byte, ins *wasmbin.Instr) bool {
+	for _, c := range b[ins.Imm:ins.End] {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // call writes a call of the function with index fn.
 func (in *instrumenter) call(fn uint32) { in.out = appendU32(append(in.out, opCall), fn) }
 
 // funcIndex copies a function index, shifted past the added imports.
-func (in *instrumenter) funcIndex(r *reader) error {
-	i, err := r.u32()
+func (in *instrumenter) funcIndex(r *wasmbin.Reader) error {
+	i, err := r.U32()
 	if err != nil {
 		return err
 	}
@@ -391,24 +352,24 @@ func (in *instrumenter) shiftFunc(i uint32) uint32 {
 }
 
 // copyU32 copies a u32 as it is encoded.
-func (in *instrumenter) copyU32(r *reader) error {
-	start := r.pos
-	_, err := r.u32()
-	in.out = append(in.out, r.b[start:r.pos]...)
+func (in *instrumenter) copyU32(r *wasmbin.Reader) error {
+	start := r.Pos
+	_, err := r.U32()
+	in.out = append(in.out, r.B[start:r.Pos]...)
 	return err
 }
 
 // names copies the subsections of the "name" custom section, shifting the function
 // indices of function, local and label names (subsections 1, 2 and 3).
-func (in *instrumenter) names(r *reader) error {
-	name := func(r *reader) error {
-		start := r.pos
-		_, err := r.name()
-		in.out = append(in.out, r.b[start:r.pos]...)
+func (in *instrumenter) names(r *wasmbin.Reader) error {
+	name := func(r *wasmbin.Reader) error {
+		start := r.Pos
+		_, err := r.Name("name")
+		in.out = append(in.out, r.B[start:r.Pos]...)
 		return err
 	}
-	for r.pos < r.end {
-		id, sub, err := r.part("name subsection", "its section")
+	for r.Pos < r.End {
+		id, sub, err := r.Part(nil)
 		if err != nil {
 			return err
 		}
@@ -436,11 +397,11 @@ func (in *instrumenter) names(r *reader) error {
 				return err
 			})
 		default: // names of types, tables, memories, globals, ...: no function index
-			in.out = append(in.out, sub.b[sub.pos:sub.end]...)
-			sub.pos = sub.end
+			in.out = append(in.out, sub.B[sub.Pos:sub.End]...)
+			sub.Pos = sub.End
 		}
-		if err == nil && sub.pos != sub.end {
-			err = sub.fail(sub.pos, "name subsection %d has trailing bytes", id)
+		if err == nil && sub.Pos != sub.End {
+			err = sub.Fail(sub.Pos, "name subsection %d has trailing bytes", id)
 		}
 		if err != nil {
 			return err
@@ -471,6 +432,7 @@ const (
 	opGlobalGet     = 0x23
 	opGlobalSet     = 0x24
 	opMemorySize    = 0x3f
+	opTableSet      = 0x26
 	opMemoryGrow    = 0x40
 	opI32Const      = 0x41
 	opI64Const      = 0x42
@@ -501,107 +463,13 @@ const (
 // Sub-opcodes of 0xfc the instrumenter rewrites.
 const (
 	miscMemoryInit = 8
+	miscDataDrop   = 9
 	miscMemoryCopy = 10
 	miscMemoryFill = 11
 	miscTableInit  = 12
+	miscElemDrop   = 13
 	miscTableCopy  = 14
 	miscTableGrow  = 15
 	miscTableSize  = 16
 	miscTableFill  = 17
 )
-
-// immediates skips the immediates of the instruction whose first byte op was just
-// read. Every instruction of WebAssembly 2.0 is known; any other is an error.
-func (r *reader) immediates(op byte) error {
-	at := r.pos - 1
-	var err error
-	switch {
-	case op <= 0x01, op == 0x05, op == 0x0b, op == 0x0f, op == 0x1a, op == 0x1b, op == 0xd1,
-		op >= 0x45 && op <= 0xc4: // unreachable, nop, else, end, return, drop, select, ref.is_null, numeric
-	case op == 0x02, op == 0x04: // block, if: a block type, an s33
-		err = r.skipSigned(33)
-	case op == 0x0c, op == 0x0d, op >= 0x20 && op <= 0x26, op == 0x3f, op == 0x40:
-		// br, br_if, local.*, global.*, table.get/set, memory.size/grow: one index
-		_, err = r.u32()
-	case op == 0x0e: // br_table: a vector of labels and a default label
-		var n uint32
-		if n, err = r.u32(); err == nil {
-			err = r.skipU32s(uint64(n) + 1)
-		}
-	case op == 0x11: // call_indirect: type and table
-		err = r.skipU32s(2)
-	case op == 0x1c: // select t*
-		_, err = r.skipValTypes()
-	case op >= 0x28 && op <= 0x3e: // loads and stores
-		err = r.memarg()
-	case op == 0x41: // i32.const
-		err = r.skipSigned(32)
-	case op == 0x42: // i64.const
-		err = r.skipSigned(64)
-	case op == 0x43: // f32.const
-		err = r.skip(4)
-	case op == 0x44: // f64.const
-		err = r.skip(8)
-	case op == 0xd0: // ref.null
-		err = r.skip(1)
-	case op == 0xfc:
-		var sub uint32
-		if sub, err = r.u32(); err == nil {
-			err = r.miscImmediates(sub, at)
-		}
-	case op == 0xfd:
-		err = r.simdImmediates(at)
-	default:
-		return r.fail(at, "opcode %#x is not part of WebAssembly 2.0", op)
-	}
-	return err
-}
-
-// miscImmediates skips the immediates of the 0xfc instruction sub that starts at at.
-func (r *reader) miscImmediates(sub uint32, at int) error {
-	switch {
-	case sub <= 7: // saturating truncations
-		return nil
-	case sub == 9, sub == 11, sub == 13, sub >= 15 && sub <= 17:
-		// data.drop, memory.fill, elem.drop, table.grow/size/fill: one index
-		return r.skipU32s(1)
-	case sub == 8, sub == 10, sub == 12, sub == 14:
-		// memory.init, memory.copy, table.init, table.copy: two indices
-		return r.skipU32s(2)
-	}
-	return r.fail(at, "opcode 0xfc %d is not part of WebAssembly 2.0", sub)
-}
-
-// simdImmediates skips the immediates of a 0xfd instruction.
-func (r *reader) simdImmediates(at int) error {
-	sub, err := r.u32()
-	if err != nil {
-		return err
-	}
-	switch {
-	case sub <= 11, sub == 92, sub == 93: // v128 loads and stores
-		return r.memarg()
-	case sub == 12, sub == 13: // v128.const, i8x16.shuffle
-		return r.skip(16)
-	case sub >= 21 && sub <= 34: // extract_lane, replace_lane
-		return r.skip(1)
-	case sub >= 84 && sub <= 91: // load/store lane
-		if err := r.memarg(); err != nil {
-			return err
-		}
-		return r.skip(1)
-	case sub <= 255 && !simdReserved(sub):
-		return nil
-	}
-	return r.fail(at, "opcode 0xfd %d is not part of WebAssembly 2.0", sub)
-}
-
-// simdReserved reports whether sub is one of the gaps in the 0xfd opcodes of
-// WebAssembly 2.0 below 256.
-func simdReserved(sub uint32) bool {
-	switch sub {
-	case 154, 162, 165, 166, 175, 176, 178, 179, 180, 187, 194, 197, 198, 207, 208, 210, 211, 212, 226, 238:
-		return true
-	}
-	return false
-}

@@ -1,5 +1,7 @@
 package meter
 
+import "github.com/cocoonhost/cocoon/internal/wasmbin"
+
 // A frame's weight in the call depth stands for the stack wazero gives it. wazero's
 // compiler keeps the parameters, the locals and the operand stack values live across a
 // call in the frame, and reserves room for the arguments and results of the functions
@@ -78,34 +80,23 @@ func (in *instrumenter) funcArity(f uint32) (params, results int64) {
 	return 0, 0
 }
 
-// blockType reads a block type and returns the counts it takes and leaves.
-func (in *instrumenter) blockType(r *reader) (params, results int64, err error) {
-	at := r.pos
-	if err := r.skipSigned(33); err != nil {
-		return 0, 0, err
+// blockType returns the counts a block of type t takes and leaves.
+func (in *instrumenter) blockType(t wasmbin.BlockType) (params, results int64) {
+	if i, ok := t.TypeIndex(); ok {
+		return in.arity(i)
 	}
-	switch c := r.b[at]; {
-	case c == blockEmpty:
-		return 0, 0, nil
-	case c&0xc0 == 0x40: // a one-byte negative number: a value type
-		return 0, 1, nil
+	if _, ok := t.Result(); ok {
+		return 0, 1
 	}
-	// A type index: a non-negative s33, of which only indices below 2^32 are types.
-	t, err := (&reader{b: r.b, pos: at, end: r.pos}).u32()
-	if err != nil {
-		return 0, 0, nil // out of range: wazero refuses the module
-	}
-	params, results = in.arity(t)
-	return params, results, nil
+	return 0, 0
 }
 
-// effect returns how many values the instruction op, whose immediates are b, pops and
-// pushes, for the instructions that are not control instructions and not calls (those
+// effect returns how many values the instruction ins pops and pushes, for the instructions that are not control instructions and not calls (those
 // are handled where they are decoded). SIMD instructions other than v128.const, the
 // loads and the stores count as replacing their operands by one value, which bounds
 // them all from above.
-func effect(op byte, b []byte) (pop, push int64) {
-	switch {
+func effect(ins *wasmbin.Instr) (pop, push int64) {
+	switch op := byte(ins.Op); {
 	case op == 0x1a, op == 0x21, op == 0x24: // drop, local.set, global.set
 		return 1, 0
 	case op == 0x1b, op == 0x1c: // select
@@ -119,20 +110,17 @@ func effect(op byte, b []byte) (pop, push int64) {
 		op >= 0x6a && op <= 0x78, op >= 0x7c && op <= 0x8a, op >= 0x92 && op <= 0x98, op >= 0xa0 && op <= 0xa6:
 		return 2, 1 // comparisons and binary operators
 	case op == 0xfc:
-		return miscEffect(b)
+		return miscEffect(ins.Sub)
 	case op == 0xfd:
-		return simdEffect(b)
+		return simdEffect(ins.Sub)
 	}
 	// local.tee, table.get, loads, memory.grow, unary operators and conversions,
 	// ref.is_null, nop: one value in, one out, or none.
 	return 0, 0
 }
 
-func miscEffect(b []byte) (pop, push int64) {
-	sub, err := (&reader{b: b, end: len(b)}).u32()
+func miscEffect(sub uint32) (pop, push int64) {
 	switch {
-	case err != nil:
-		return 0, 0
 	case sub == miscMemoryInit, sub == miscMemoryCopy, sub == miscMemoryFill,
 		sub == miscTableInit, sub == miscTableCopy, sub == miscTableFill:
 		return 3, 0
@@ -144,11 +132,8 @@ func miscEffect(b []byte) (pop, push int64) {
 	return 0, 0 // saturating truncations, data.drop, elem.drop
 }
 
-func simdEffect(b []byte) (pop, push int64) {
-	sub, err := (&reader{b: b, end: len(b)}).u32()
+func simdEffect(sub uint32) (pop, push int64) {
 	switch {
-	case err != nil:
-		return 0, 0
 	case sub == 11: // v128.store
 		return 2, 0
 	case sub == 12: // v128.const

@@ -8,9 +8,9 @@ import (
 	"github.com/cocoonhost/cocoon/abi"
 )
 
-// FuzzInstrument checks that Instrument never panics, and that when wazero compiles a
-// module that passed abi.Validate (which bounds what wazero allocates for it), it also
-// compiles what Instrument makes of it.
+// FuzzInstrument checks that Instrument and InstrumentDetached never panic, and that
+// when wazero compiles a module that passed abi.Validate (which bounds what wazero
+// allocates for it), it also compiles what each makes of it.
 func FuzzInstrument(f *testing.F) {
 	for name := range testdataWasm {
 		f.Add(testModule(f, name))
@@ -24,7 +24,8 @@ func FuzzInstrument(f *testing.F) {
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, wasm []byte) {
 		out, err := instrument(wasm, testMaxDepth, testFrameLocals)
-		if err != nil {
+		detached, detachErr := run(wasm, testMaxDepth, testFrameLocals, true)
+		if err != nil || detachErr != nil {
 			return
 		}
 		if _, err := abi.Validate(wasm); err != nil {
@@ -35,10 +36,12 @@ func FuzzInstrument(f *testing.F) {
 			return
 		}
 		orig.Close(ctx)
-		metered, err := rt.CompileModule(ctx, out)
-		if err != nil {
-			t.Fatalf("wazero compiles the module but not its instrumented version: %v", err)
+		for _, out := range [][]byte{out, detached.out} {
+			metered, err := rt.CompileModule(ctx, out)
+			if err != nil {
+				t.Fatalf("wazero compiles the module but not its instrumented version: %v", err)
+			}
+			metered.Close(ctx)
 		}
-		metered.Close(ctx)
 	})
 }

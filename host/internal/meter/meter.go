@@ -19,6 +19,7 @@ import (
 	"errors"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/internal/wasmbin"
 )
 
 // Names the instrumented module uses to talk to the host. They start with "cocoon_",
@@ -131,14 +132,25 @@ func Instrument(wasm []byte) ([]byte, error) {
 // instrument is Instrument with a call depth limit of maxDepth frames (below 2^30) of
 // callFrameLocals (positive) values each.
 func instrument(wasm []byte, maxDepth, callFrameLocals uint32) ([]byte, error) {
+	in, err := run(wasm, maxDepth, callFrameLocals, false)
+	if err != nil {
+		return nil, err
+	}
+	return in.out, nil
+}
+
+// run instruments wasm, detaching its initialization if detach is set
+// (InstrumentDetached), and returns the instrumenter with the result in out.
+func run(wasm []byte, maxDepth, callFrameLocals uint32, detach bool) (*instrumenter, error) {
 	if len(wasm) < 8 || string(wasm[:8]) != "\x00asm\x01\x00\x00\x00" {
 		return nil, errors.New("meter: not a WebAssembly 1.0/2.0 binary module")
 	}
 	in := &instrumenter{
-		r:               reader{b: wasm, pos: 8, end: len(wasm)},
+		r:               wasmbin.Reader{B: wasm, Pos: 8, End: len(wasm)},
 		out:             make([]byte, 0, len(wasm)+len(wasm)/4+256),
 		maxDepth:        maxDepth,
 		callFrameLocals: callFrameLocals,
+		detach:          detach,
 	}
 	if err := in.scan(); err != nil {
 		return nil, err
@@ -147,30 +159,15 @@ func instrument(wasm []byte, maxDepth, callFrameLocals uint32) ([]byte, error) {
 	if err := in.module(); err != nil {
 		return nil, err
 	}
-	return in.out, nil
+	return in, nil
 }
-
-// Section ids.
-const (
-	secCustom   = 0
-	secType     = 1
-	secImport   = 2
-	secFunction = 3
-	secTable    = 4
-	secMemory   = 5
-	secGlobal   = 6
-	secExport   = 7
-	secStart    = 8
-	secElement  = 9
-	secCode     = 10
-)
 
 // sectionOrder ranks the non-custom section ids in the order a module must have them:
 // the data count section (12) sits between element (9) and code (10).
 var sectionOrder = [...]int{1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 10}
 
 // The sections Instrument adds to, which it creates when the module has none.
-var addedSections = [...]byte{secType, secImport, secGlobal, secExport}
+var addedSections = [...]byte{wasmbin.SecType, wasmbin.SecImport, wasmbin.SecGlobal, wasmbin.SecExport}
 
 // addedImports is how many functions Instrument imports; the module's own functions
 // move up by as many. Their order is that of the import indices below.
@@ -193,14 +190,19 @@ type table struct {
 
 // instrumenter holds the state of one Instrument call.
 type instrumenter struct {
-	r   reader
+	r   wasmbin.Reader
 	out []byte
 
 	maxDepth, callFrameLocals uint32
+	detach                    bool // InstrumentDetached
 
 	// Learnt by scan, before anything is written.
 	hasMemory bool
 	tables    []table // imported, then defined
+	hasStart  bool
+	start     uint32 // the start function's index, if hasStart
+	// hasDataCount: the module has a data count section.
+	hasDataCount bool
 	// Learnt from the sections as they are rewritten.
 	types         []funcShape // by type index
 	importTypes   []uint32    // type index of each imported function
@@ -210,8 +212,13 @@ type instrumenter struct {
 	added         addedTypes
 	helpers       helpers
 	written       [13]bool
+	// Learnt for InstrumentDetached.
+	mutableGlobals []Global
+	data           []DataSegment
+	changesTables  bool
 
 	// Per function body, reused.
+	instr    wasmbin.Instr // the instruction being copied
 	stack    operandStack
 	regions  []region // the function body's region, then one per open loop
 	weightAt []int    // offsets in out of the frame weight's fixed-width encodings
@@ -237,23 +244,28 @@ type region struct {
 // module has a memory, and its tables.
 func (in *instrumenter) scan() error {
 	r := in.r
-	for r.pos < r.end {
-		id, s, err := r.part("section", "the module")
+	for r.Pos < r.End {
+		id, s, err := r.Part(nil)
 		if err != nil {
 			return err
 		}
 		switch id {
-		case secImport:
+		case wasmbin.SecImport:
 			err = in.scanImports(&s)
-		case secTable:
+		case wasmbin.SecTable:
 			var n uint32
-			if n, err = s.u32(); err == nil {
+			if n, err = s.U32(); err == nil {
 				err = in.scanTables(&s, n)
 			}
-		case secMemory:
+		case wasmbin.SecMemory:
 			var n uint32
-			n, err = s.u32()
+			n, err = s.U32()
 			in.hasMemory = in.hasMemory || n > 0
+		case wasmbin.SecStart:
+			in.start, err = s.U32()
+			in.hasStart = err == nil
+		case wasmbin.SecDataCount:
+			in.hasDataCount = true
 		}
 		if err != nil {
 			return err
@@ -262,34 +274,34 @@ func (in *instrumenter) scan() error {
 	return nil
 }
 
-func (in *instrumenter) scanImports(r *reader) error {
-	n, err := r.u32()
+func (in *instrumenter) scanImports(r *wasmbin.Reader) error {
+	n, err := r.U32()
 	if err != nil {
 		return err
 	}
 	for range n {
 		for range 2 { // module and name
-			if _, err := r.name(); err != nil {
+			if _, err := r.Name("name"); err != nil {
 				return err
 			}
 		}
-		at := r.pos
-		kind, err := r.byte()
+		at := r.Pos
+		kind, err := r.Byte()
 		if err != nil {
 			return err
 		}
 		switch kind {
 		case 0: // func
-			_, err = r.u32()
+			_, err = r.U32()
 		case 1: // table
 			err = in.scanTables(r, 1)
 		case 2: // memory
 			in.hasMemory = true
-			_, _, err = r.limits()
+			_, err = limits(r)
 		case 3: // global
-			err = r.skip(2)
+			err = r.Skip(2)
 		default:
-			return r.fail(at, "import of kind %#x is not part of WebAssembly 2.0", kind)
+			return r.Fail(at, "import of kind %#x is not part of WebAssembly 2.0", kind)
 		}
 		if err != nil {
 			return err
@@ -299,59 +311,73 @@ func (in *instrumenter) scanImports(r *reader) error {
 }
 
 // scanTables reads n table types.
-func (in *instrumenter) scanTables(r *reader, n uint32) error {
-	if uint64(n) > uint64(r.remaining()) {
-		return r.fail(r.pos, "%d tables do not fit in the %d bytes left", n, r.remaining())
+func (in *instrumenter) scanTables(r *wasmbin.Reader, n uint32) error {
+	if uint64(n) > uint64(r.Remaining()) {
+		return r.Fail(r.Pos, "%d tables do not fit in the %d bytes left", n, r.Remaining())
 	}
 	for range n {
-		at := r.pos
-		refType, err := r.byte()
+		at := r.Pos
+		refType, err := r.Byte()
 		if err != nil {
 			return err
 		}
 		if refType != refFunc && refType != refExtern {
-			return r.fail(at, "table element type %#x is not a reference type", refType)
+			return r.Fail(at, "table element type %#x is not a reference type", refType)
 		}
-		max, hasMax, err := r.limits()
+		l, err := limits(r)
 		if err != nil {
 			return err
 		}
 		t := table{refType: refType, max: NoTableMax}
-		if hasMax {
-			t.max = uint64(max)
+		if l.HasMax {
+			t.max = l.Max
 		}
 		in.tables = append(in.tables, t)
 	}
 	return nil
 }
 
+// limits reads the limits of a table or memory type, refusing the flags of the threads
+// and memory64 proposals.
+func limits(r *wasmbin.Reader) (wasmbin.Limits, error) {
+	at := r.Pos
+	l, err := r.Limits()
+	if err == nil && (l.Shared || l.Is64) {
+		return l, r.Fail(at, "limits flags of a shared or 64-bit memory are not part of WebAssembly 2.0")
+	}
+	return l, err
+}
+
 func (in *instrumenter) module() error {
 	r := &in.r
 	last := 0 // order rank of the last non-custom section
-	for r.pos < r.end {
-		start := r.pos
-		id, body, err := r.part("section", "the module")
+	for r.Pos < r.End {
+		start := r.Pos
+		id, body, err := r.Part(nil)
 		if err != nil {
 			return err
 		}
-		if id == secCustom {
+		if id == wasmbin.SecCustom {
 			if err := in.custom(body); err != nil {
 				return err
 			}
 			continue
 		}
 		if int(id) >= len(in.written) {
-			return r.fail(start, "section id %d is not part of WebAssembly 2.0", id)
+			return r.Fail(start, "section id %d is not part of WebAssembly 2.0", id)
 		}
 		rank := sectionOrder[id-1]
 		if rank <= last {
-			return r.fail(start, "section %d is out of order or repeated", id)
+			return r.Fail(start, "section %d is out of order or repeated", id)
 		}
 		last = rank
 		if err := in.addSectionsBefore(rank); err != nil {
 			return err
 		}
 		in.written[id] = true
+		if id == wasmbin.SecStart && in.detach {
+			continue // exported instead (detachedExports)
+		}
 		if err := in.section(id, body); err != nil {
 			return err
 		}
@@ -367,7 +393,7 @@ func (in *instrumenter) addSectionsBefore(rank int) error {
 			continue
 		}
 		in.written[id] = true
-		empty := reader{b: []byte{0}, end: 1} // a vector of no entries
+		empty := wasmbin.Reader{B: []byte{0}, End: 1} // a vector of no entries
 		if err := in.section(id, empty); err != nil {
 			return err
 		}
@@ -376,33 +402,39 @@ func (in *instrumenter) addSectionsBefore(rank int) error {
 }
 
 // section writes the section id whose content is in body, rewritten.
-func (in *instrumenter) section(id byte, body reader) error {
+func (in *instrumenter) section(id byte, body wasmbin.Reader) error {
 	in.out = append(in.out, id)
 	at := in.beginSized()
 	var err error
 	switch id {
-	case secType:
+	case wasmbin.SecType:
 		err = in.typeSection(&body)
-	case secImport:
+	case wasmbin.SecImport:
 		err = in.importSection(&body)
-	case secFunction:
+	case wasmbin.SecFunction:
 		err = in.functionSection(&body)
-	case secGlobal:
+	case wasmbin.SecGlobal:
 		err = in.globalSection(&body)
-	case secExport:
+	case wasmbin.SecExport:
 		err = in.exportSection(&body)
-	case secStart:
+	case wasmbin.SecStart:
 		err = in.startSection(&body)
-	case secElement:
+	case wasmbin.SecElement:
 		err = in.elementSection(&body)
-	case secCode:
+	case wasmbin.SecCode:
 		err = in.codeSection(&body)
+	case wasmbin.SecData:
+		if in.detach {
+			err = in.dataSection(&body)
+			break
+		}
+		fallthrough
 	default:
-		in.out = append(in.out, body.b[body.pos:body.end]...)
-		body.pos = body.end
+		in.out = append(in.out, body.B[body.Pos:body.End]...)
+		body.Pos = body.End
 	}
-	if err == nil && body.pos != body.end {
-		err = body.fail(body.pos, "section %d has %d bytes after its content", id, body.remaining())
+	if err == nil && body.Pos != body.End {
+		err = body.Fail(body.Pos, "section %d has %d bytes after its content", id, body.Remaining())
 	}
 	if err != nil {
 		return err
@@ -430,13 +462,13 @@ func (in *instrumenter) endSized(at int) {
 }
 
 // vector reads a vector's count, writes it plus extra, and calls entry for each entry.
-func (in *instrumenter) vector(r *reader, extra uint32, entry func() error) (uint32, error) {
-	n, err := r.u32()
+func (in *instrumenter) vector(r *wasmbin.Reader, extra uint32, entry func() error) (uint32, error) {
+	n, err := r.U32()
 	if err != nil {
 		return 0, err
 	}
 	if uint64(n)+uint64(extra) > 1<<32-1 {
-		return 0, r.fail(r.pos, "vector of %d entries is too long", n)
+		return 0, r.Fail(r.Pos, "vector of %d entries is too long", n)
 	}
 	in.out = appendU32(in.out, n+extra)
 	for range n {
@@ -449,46 +481,40 @@ func (in *instrumenter) vector(r *reader, extra uint32, entry func() error) (uin
 
 // typeSection copies the types, learning their shapes, and appends the types of the
 // added functions and a type [] -> results for every type with several results.
-func (in *instrumenter) typeSection(r *reader) error {
-	start := r.pos
-	n, err := r.u32()
+func (in *instrumenter) typeSection(r *wasmbin.Reader) error {
+	start := r.Pos
+	n, err := r.U32()
 	if err != nil {
 		return err
 	}
-	if uint64(n) > uint64(r.remaining()) {
-		return r.fail(start, "%d types do not fit in the %d bytes left", n, r.remaining())
+	if uint64(n) > uint64(r.Remaining()) {
+		return r.Fail(start, "%d types do not fit in the %d bytes left", n, r.Remaining())
 	}
-	entries := r.pos
+	entries := r.Pos
 	in.types = make([]funcShape, 0, n)
-	var multi [][]byte   // result types of the types with several results
+	var multi [][]byte   // result types (a vector) of the types with several results
 	var multiTypes []int // the index in in.types of each
-	for i := range n {
-		at := r.pos
-		if form, err := r.byte(); err != nil {
-			return err
-		} else if form != 0x60 {
-			return r.fail(at, "type %d is not a function type", i)
-		}
-		params, err := r.skipValTypes()
+	for range n {
+		ft, err := r.FuncType()
 		if err != nil {
 			return err
 		}
-		resultsAt := r.pos
-		results, err := r.skipValTypes()
-		if err != nil {
-			return err
-		}
+		params, results := uint32(len(ft.Params)), uint32(len(ft.Results))
 		shape := funcShape{params: params, results: results, blockType: []byte{blockEmpty}}
 		switch {
 		case results == 1:
-			shape.blockType = r.b[r.pos-1 : r.pos]
+			shape.blockType = []byte{byte(ft.Results[0])}
 		case results > 1:
-			multi = append(multi, r.b[resultsAt:r.pos])
+			encoded := appendU32(nil, results)
+			for _, v := range ft.Results {
+				encoded = append(encoded, byte(v))
+			}
+			multi = append(multi, encoded)
 			multiTypes = append(multiTypes, len(in.types))
 		}
 		in.types = append(in.types, shape)
 	}
-	body := r.b[entries:r.pos]
+	body := r.B[entries:r.Pos]
 	next := uint64(n)
 	in.added = newAddedTypes(uint32(next))
 	next += uint64(len(in.added.encoded))
@@ -497,7 +523,7 @@ func (in *instrumenter) typeSection(r *reader) error {
 	}
 	total := next + uint64(len(multi))
 	if total > 1<<32-1 {
-		return r.fail(start, "too many types")
+		return r.Fail(start, "too many types")
 	}
 	in.out = appendU32(in.out, uint32(total))
 	in.out = append(in.out, body...)
@@ -512,38 +538,38 @@ func (in *instrumenter) typeSection(r *reader) error {
 
 // importSection copies the imports, counting the module's function imports, and
 // appends the host functions of HostModule.
-func (in *instrumenter) importSection(r *reader) error {
+func (in *instrumenter) importSection(r *wasmbin.Reader) error {
 	_, err := in.vector(r, addedImports, func() error {
-		start := r.pos
+		start := r.Pos
 		for range 2 { // module and name
-			if _, err := r.name(); err != nil {
+			if _, err := r.Name("name"); err != nil {
 				return err
 			}
 		}
-		at := r.pos
-		kind, err := r.byte()
+		at := r.Pos
+		kind, err := r.Byte()
 		if err != nil {
 			return err
 		}
 		switch kind {
 		case 0: // func
 			var t uint32
-			t, err = r.u32()
+			t, err = r.U32()
 			in.importTypes = append(in.importTypes, t)
 			in.importedFuncs++
 		case 1: // table
-			if _, err = r.byte(); err == nil {
-				_, _, err = r.limits()
+			if _, err = r.Byte(); err == nil {
+				_, err = limits(r)
 			}
 		case 2: // memory
-			_, _, err = r.limits()
+			_, err = limits(r)
 		case 3: // global
-			err = r.skip(2)
+			err = r.Skip(2)
 			in.fuelGlobal++
 		default:
-			return r.fail(at, "import of kind %#x is not part of WebAssembly 2.0", kind)
+			return r.Fail(at, "import of kind %#x is not part of WebAssembly 2.0", kind)
 		}
-		in.out = append(in.out, r.b[start:r.pos]...)
+		in.out = append(in.out, r.B[start:r.Pos]...)
 		return err
 	})
 	if err != nil {
@@ -568,10 +594,10 @@ func (in *instrumenter) importSection(r *reader) error {
 
 // functionSection copies the type index of every function, learning them, and appends
 // those of the added functions.
-func (in *instrumenter) functionSection(r *reader) error {
+func (in *instrumenter) functionSection(r *wasmbin.Reader) error {
 	in.addHelpers()
 	n, err := in.vector(r, uint32(len(in.helpers.types)), func() error {
-		t, err := r.u32()
+		t, err := r.U32()
 		if err != nil {
 			return err
 		}
@@ -590,12 +616,17 @@ func (in *instrumenter) functionSection(r *reader) error {
 }
 
 // globalSection rewrites the initializers and appends the fuel and depth globals.
-func (in *instrumenter) globalSection(r *reader) error {
+func (in *instrumenter) globalSection(r *wasmbin.Reader) error {
+	index := in.fuelGlobal // the imported globals come first
 	n, err := in.vector(r, 2, func() error {
-		in.out = append(in.out, r.b[r.pos:min(r.pos+2, r.end)]...) // type and mutability
-		if err := r.skip(2); err != nil {
+		in.out = append(in.out, r.B[r.Pos:min(r.Pos+2, r.End)]...) // type and mutability
+		if err := r.Skip(2); err != nil {
 			return err
 		}
+		if r.B[r.Pos-1] != 0 {
+			in.mutableGlobals = append(in.mutableGlobals, Global{Index: index, Type: r.B[r.Pos-2]})
+		}
+		index++
 		return in.constExpr(r)
 	})
 	if err != nil {
@@ -610,21 +641,25 @@ func (in *instrumenter) globalSection(r *reader) error {
 func (in *instrumenter) depthGlobal() uint32 { return in.fuelGlobal + 1 }
 
 // exportSection shifts function indices and appends the fuel export.
-func (in *instrumenter) exportSection(r *reader) error {
-	_, err := in.vector(r, 1, func() error {
-		start := r.pos
-		name, err := r.name()
+func (in *instrumenter) exportSection(r *wasmbin.Reader) error {
+	extra := uint32(1)
+	if in.detach {
+		extra += in.detachedExportCount()
+	}
+	_, err := in.vector(r, extra, func() error {
+		start := r.Pos
+		name, err := r.Name("name")
 		if err != nil {
 			return err
 		}
 		if string(name) == FuelExport {
-			return r.fail(start, "the module already exports %q", FuelExport)
+			return r.Fail(start, "the module already exports %q", FuelExport)
 		}
-		kind, err := r.byte()
+		kind, err := r.Byte()
 		if err != nil {
 			return err
 		}
-		in.out = append(in.out, r.b[start:r.pos]...)
+		in.out = append(in.out, r.B[start:r.Pos]...)
 		if kind == 0 {
 			return in.funcIndex(r)
 		}
@@ -636,21 +671,24 @@ func (in *instrumenter) exportSection(r *reader) error {
 	in.out = appendName(in.out, FuelExport)
 	in.out = append(in.out, 3)
 	in.out = appendU32(in.out, in.fuelGlobal)
+	if in.detach {
+		in.detachedExports()
+	}
 	return nil
 }
 
-func (in *instrumenter) startSection(r *reader) error { return in.funcIndex(r) }
+func (in *instrumenter) startSection(r *wasmbin.Reader) error { return in.funcIndex(r) }
 
 // elementSection shifts the function indices of every segment, in all eight encodings.
-func (in *instrumenter) elementSection(r *reader) error {
+func (in *instrumenter) elementSection(r *wasmbin.Reader) error {
 	_, err := in.vector(r, 0, func() error {
-		at := r.pos
-		flags, err := r.u32()
+		at := r.Pos
+		flags, err := r.U32()
 		if err != nil {
 			return err
 		}
 		if flags > 7 {
-			return r.fail(at, "element segment flags %d are not part of WebAssembly 2.0", flags)
+			return r.Fail(at, "element segment flags %d are not part of WebAssembly 2.0", flags)
 		}
 		in.out = appendU32(in.out, flags)
 		const passive, explicitTable, exprs = 1, 2, 4
@@ -665,8 +703,8 @@ func (in *instrumenter) elementSection(r *reader) error {
 			}
 		}
 		if flags&(passive|explicitTable) != 0 { // elemkind or reftype
-			in.out = append(in.out, r.b[r.pos:min(r.pos+1, r.end)]...)
-			if err := r.skip(1); err != nil {
+			in.out = append(in.out, r.B[r.Pos:min(r.Pos+1, r.End)]...)
+			if err := r.Skip(1); err != nil {
 				return err
 			}
 		}
@@ -682,23 +720,23 @@ func (in *instrumenter) elementSection(r *reader) error {
 
 // custom copies a custom section, rewriting the function indices of "name" and
 // dropping it if it does not decode: it only serves debugging.
-func (in *instrumenter) custom(body reader) error {
-	start := body.pos
-	name, err := body.name()
+func (in *instrumenter) custom(body wasmbin.Reader) error {
+	start := body.Pos
+	name, err := body.Name("custom section name")
 	if err != nil {
 		return err
 	}
-	in.out = append(in.out, secCustom)
+	in.out = append(in.out, wasmbin.SecCustom)
 	at := in.beginSized()
 	if string(name) != "name" {
-		in.out = append(in.out, body.b[start:body.end]...)
+		in.out = append(in.out, body.B[start:body.End]...)
 		in.endSized(at)
 		return nil
 	}
-	in.out = append(in.out, body.b[start:body.pos]...)
+	in.out = append(in.out, body.B[start:body.Pos]...)
 	// Before the import section (nothing makes names come last) the number of
 	// imported functions is not known yet.
-	if !in.written[secImport] || in.names(&body) != nil {
+	if !in.written[wasmbin.SecImport] || in.names(&body) != nil {
 		in.out = in.out[:at-6]
 		return nil
 	}

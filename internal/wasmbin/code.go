@@ -75,6 +75,8 @@ type Instr struct {
 	Sub uint32 // the second opcode of an instruction with a prefix byte
 	// Offset and End delimit the instruction's bytes in the module, immediates included.
 	Offset, End int
+	// Imm is the offset of its immediates: after the opcode and any sub-opcode.
+	Imm int
 	// Depth is the number of blocks (block, loop, if) the instruction stands in. The
 	// opcodes that open or close a block (block, loop, if, else, end) count as inside
 	// it; the function body itself is not a block, so its final end is at depth 0.
@@ -110,7 +112,7 @@ type Body struct {
 	Offset int    // module offset of the body, after its size
 	Size   int    // bytes of the body: local declarations and instructions
 	Locals uint32 // locals the body declares, parameters not included
-	code   reader // its instructions
+	code   Reader // its instructions
 	m      *Module
 }
 
@@ -130,33 +132,33 @@ func (m *Module) Bodies() iter.Seq[Body] {
 }
 
 // body reads the size and local declarations of body i and leaves s after it.
-func (m *Module) body(s *reader, i int) (Body, error) {
-	at := s.pos
-	size, err := s.u32()
+func (m *Module) body(s *Reader, i int) (Body, error) {
+	at := s.Pos
+	size, err := s.U32()
 	if err != nil {
 		return Body{}, err
 	}
 	f := m.importedFuncs + uint32(i)
-	if uint64(size) > uint64(s.remaining()) {
-		return Body{}, s.fail(at, "body of function %d is %d bytes, more than the %d bytes left in the section", f, size, s.remaining())
+	if uint64(size) > uint64(s.Remaining()) {
+		return Body{}, s.Fail(at, "body of function %d is %d bytes, more than the %d bytes left in the section", f, size, s.Remaining())
 	}
-	b := Body{Func: f, Offset: s.pos, Size: int(size), m: m, code: reader{b: s.b, pos: s.pos, end: s.pos + int(size), section: s.section}}
-	s.pos = b.code.end
+	b := Body{Func: f, Offset: s.Pos, Size: int(size), m: m, code: Reader{B: s.B, Pos: s.Pos, End: s.Pos + int(size), Section: s.Section}}
+	s.Pos = b.code.End
 	decls, err := b.code.count("local declarations", 2, maxLocals)
 	if err != nil {
 		return Body{}, err
 	}
 	locals := uint64(0)
 	for j := 0; j < decls; j++ {
-		at := b.code.pos
-		c, err := b.code.u32()
+		at := b.code.Pos
+		c, err := b.code.U32()
 		if err != nil {
 			return Body{}, err
 		}
 		if locals += uint64(c); locals > maxLocals {
 			return Body{}, b.code.unsupported(at, "function %d declares more than %d locals", f, maxLocals)
 		}
-		if _, err := b.code.valType(); err != nil {
+		if _, err := b.code.ValType(); err != nil {
 			return Body{}, err
 		}
 	}
@@ -185,18 +187,19 @@ func (b Body) Instructions() iter.Seq2[*Instr, error] {
 			}
 			yield(nil, err)
 		}
-		for r.pos < r.end {
-			if err := r.instr(b.m, depth, in); err != nil {
+		for r.Pos < r.End {
+			if err := r.Instr(b.m.NumTypes(), in); err != nil {
 				fail(err)
 				return
 			}
+			in.Depth = depth
 			switch in.Op {
 			case OpBlock, OpLoop, OpIf:
 				depth++
 				in.Depth = depth
 			case OpEnd:
-				if depth == 0 && r.pos != r.end {
-					fail(r.fail(r.pos, "%d bytes after the end of the body", r.end-r.pos))
+				if depth == 0 && r.Pos != r.End {
+					fail(r.Fail(r.Pos, "%d bytes after the end of the body", r.End-r.Pos))
 					return
 				}
 				depth--
@@ -205,7 +208,7 @@ func (b Body) Instructions() iter.Seq2[*Instr, error] {
 				return
 			}
 		}
-		fail(r.fail(r.end, "the body ends inside %d blocks, without its final end", depth))
+		fail(r.Fail(r.End, "the body ends inside %d blocks, without its final end", depth))
 	}
 }
 
@@ -213,10 +216,10 @@ func (b Body) Instructions() iter.Seq2[*Instr, error] {
 // Labels of them, then the default.
 func (b Body) Labels(in *Instr) iter.Seq[uint32] {
 	return func(yield func(uint32) bool) {
-		r := reader{b: b.code.b, pos: in.Offset + 1, end: in.End}
-		n, _ := r.u32() // decoded by Instructions
+		r := Reader{B: b.code.B, Pos: in.Offset + 1, End: in.End}
+		n, _ := r.U32() // decoded by Instructions
 		for range n + 1 {
-			l, _ := r.u32()
+			l, _ := r.U32()
 			if !yield(l) {
 				return
 			}
@@ -224,41 +227,48 @@ func (b Body) Labels(in *Instr) iter.Seq[uint32] {
 	}
 }
 
-// instr decodes the instruction at r.pos, standing at the given depth, into in.
-func (r *reader) instr(m *Module, depth int, in *Instr) error {
+// Instr decodes the instruction at r.Pos into in, leaving r after it: its opcode and
+// immediates, checking their encoding as Body.Instructions describes, with block types
+// checked against numTypes types. It leaves in.Depth zero: blocks are the caller's to
+// follow. It fails with an *Error at the end of r or on an encoding
+// Body.Instructions refuses; in is then partly written.
+func (r *Reader) Instr(numTypes int, in *Instr) error {
 	*in = Instr{} // cleared, not copied: this runs for every instruction
-	in.Offset, in.Depth = r.pos, depth
-	c, _ := r.byte() // the caller checked that a byte is left
+	in.Offset = r.Pos
+	c, err := r.Byte()
+	if err != nil {
+		return err
+	}
 	in.Op = Opcode(c)
-	var err error
+	in.Imm = r.Pos
 	switch op := in.Op; {
 	case op <= 0x01, op == OpElse, op == OpEnd, op == OpReturn, op == 0x1a, op == 0x1b, op == 0xd1,
 		op >= 0x45 && op <= 0xc4:
 		// unreachable, nop, else, end, return, drop, select, ref.is_null, numeric
 	case op == OpBlock, op == OpLoop, op == OpIf:
-		in.Block, err = r.blockType(m)
+		in.Block, err = r.blockType(numTypes)
 	case op == OpBr, op == OpBrIf, op == OpCall, op == OpRefFunc, op >= 0x20 && op <= 0x26:
 		// br, br_if, call, ref.func, local.*, global.*, table.get/set: one index
-		in.Index, err = r.u32()
+		in.Index, err = r.U32()
 	case op == OpBrTable:
 		in.Labels, in.Index, err = r.brTable()
 	case op == OpCallIndirect:
-		if in.Index, err = r.u32(); err == nil {
-			in.Index2, err = r.u32()
+		if in.Index, err = r.U32(); err == nil {
+			in.Index2, err = r.U32()
 		}
 	case op == OpSelectTyped:
 		in.Types, err = r.selectTypes()
 	case op >= 0x28 && op <= 0x3e: // loads and stores
 		in.Align, in.MemOffset, err = r.memarg()
 	case op == OpMemorySize, op == OpMemoryGrow:
-		in.Index, err = r.u32()
+		in.Index, err = r.U32()
 	case op == OpI32Const:
 		var v int64
-		v, err = r.sleb(32)
+		v, err = r.Sleb(32)
 		in.Value = uint64(v)
 	case op == OpI64Const:
 		var v int64
-		v, err = r.sleb(64)
+		v, err = r.Sleb(64)
 		in.Value = uint64(v)
 	case op == OpF32Const:
 		in.Value, err = r.littleEndian(4)
@@ -273,13 +283,13 @@ func (r *reader) instr(m *Module, depth int, in *Instr) error {
 	default:
 		err = r.unknownOpcode(in.Offset, op)
 	}
-	in.End = r.pos
+	in.End = r.Pos
 	return err
 }
 
 // unknownOpcode refuses an opcode outside WebAssembly 2.0, as unsupported when a later
 // proposal gives it a meaning.
-func (r *reader) unknownOpcode(at int, op Opcode) error {
+func (r *Reader) unknownOpcode(at int, op Opcode) error {
 	var proposal string
 	switch {
 	case op >= 0x06 && op <= 0x0a, op == 0x18, op == 0x19, op == 0x1f:
@@ -293,22 +303,22 @@ func (r *reader) unknownOpcode(at int, op Opcode) error {
 	case op == 0xfe:
 		proposal = "threads"
 	default:
-		return r.fail(at, "invalid opcode %#x", byte(op))
+		return r.Fail(at, "invalid opcode %#x", byte(op))
 	}
 	return r.unsupported(at, "opcode %#x (%s proposal) is not supported", byte(op), proposal)
 }
 
 // blockType reads the type of a block, loop or if: a signed 33-bit number.
-func (r *reader) blockType(m *Module) (BlockType, error) {
-	at := r.pos
-	v, err := r.sleb(33)
+func (r *Reader) blockType(numTypes int) (BlockType, error) {
+	at := r.Pos
+	v, err := r.Sleb(33)
 	if err != nil {
 		return 0, err
 	}
 	t := BlockType(v)
 	if i, ok := t.TypeIndex(); ok {
-		if uint64(i) >= uint64(m.NumTypes()) {
-			return 0, r.fail(at, "block type %d does not exist (the module has %d types)", i, m.NumTypes())
+		if uint64(i) >= uint64(numTypes) {
+			return 0, r.Fail(at, "block type %d does not exist (the module has %d types)", i, numTypes)
 		}
 		return t, nil
 	}
@@ -323,80 +333,81 @@ func (r *reader) blockType(m *Module) (BlockType, error) {
 			return 0, r.unsupported(at, "block type %#x (exception handling or GC proposal) is not supported", byte(vt))
 		}
 	}
-	return 0, r.fail(at, "invalid block type %d", v)
+	return 0, r.Fail(at, "invalid block type %d", v)
 }
 
 // brTable reads the labels of br_table and returns their number and the default.
-func (r *reader) brTable() (labels, def uint32, err error) {
-	at := r.pos
-	if labels, err = r.u32(); err != nil {
+func (r *Reader) brTable() (labels, def uint32, err error) {
+	at := r.Pos
+	if labels, err = r.U32(); err != nil {
 		return 0, 0, err
 	}
 	// Each label takes a byte at least: a count the body cannot hold is refused before
 	// reading, so that a lying count costs nothing.
-	if uint64(labels) >= uint64(r.remaining()) {
-		return 0, 0, r.fail(at, "br_table of %d labels does not fit in the %d bytes left in the body", labels, r.remaining())
+	if uint64(labels) >= uint64(r.Remaining()) {
+		return 0, 0, r.Fail(at, "br_table of %d labels does not fit in the %d bytes left in the body", labels, r.Remaining())
 	}
 	for range labels {
-		if _, err = r.u32(); err != nil {
+		if _, err = r.U32(); err != nil {
 			return 0, 0, err
 		}
 	}
-	def, err = r.u32()
+	def, err = r.U32()
 	return labels, def, err
 }
 
-func (r *reader) selectTypes() (uint32, error) {
+func (r *Reader) selectTypes() (uint32, error) {
 	n, err := r.count("select types", 1, maxResults)
 	for i := 0; i < n && err == nil; i++ {
-		_, err = r.valType()
+		_, err = r.ValType()
 	}
 	return uint32(n), err
 }
 
 // memarg reads the alignment and offset of a memory instruction.
-func (r *reader) memarg() (align, offset uint32, err error) {
-	at := r.pos
-	if align, err = r.u32(); err != nil {
+func (r *Reader) memarg() (align, offset uint32, err error) {
+	at := r.Pos
+	if align, err = r.U32(); err != nil {
 		return 0, 0, err
 	}
 	if align >= 64 { // bit 6 announces a memory index
 		return 0, 0, r.unsupported(at, "memory index in a memory instruction (multi-memory proposal) is not supported")
 	}
-	offset, err = r.u32()
+	offset, err = r.U32()
 	return align, offset, err
 }
 
 // littleEndian reads an n-byte little-endian number.
-func (r *reader) littleEndian(n int) (uint64, error) {
-	at := r.pos
-	if err := r.skip(n); err != nil {
+func (r *Reader) littleEndian(n int) (uint64, error) {
+	at := r.Pos
+	if err := r.Skip(n); err != nil {
 		return 0, err
 	}
 	var v uint64
 	for i := n - 1; i >= 0; i-- {
-		v = v<<8 | uint64(r.b[at+i])
+		v = v<<8 | uint64(r.B[at+i])
 	}
 	return v, nil
 }
 
 // miscInstr reads the sub-opcode and immediates of a 0xfc instruction.
-func (r *reader) miscInstr(in *Instr) (err error) {
-	if in.Sub, err = r.u32(); err != nil {
+func (r *Reader) miscInstr(in *Instr) (err error) {
+	if in.Sub, err = r.U32(); err != nil {
 		return err
 	}
+	in.Imm = r.Pos
 	switch sub := in.Sub; {
 	case sub <= 7: // saturating truncations
 	case sub == 9, sub == MiscMemoryFill, sub == 13, sub >= MiscTableGrow && sub <= MiscTableFill:
 		// data.drop, memory.fill, elem.drop, table.grow/size/fill: one index
-		in.Index, err = r.u32()
+		in.Index, err = r.U32()
 	case sub == MiscMemoryInit, sub == MiscMemoryCopy, sub == MiscTableInit, sub == MiscTableCopy:
 		// memory.init, memory.copy, table.init, table.copy: two indices
-		if in.Index, err = r.u32(); err == nil {
-			in.Index2, err = r.u32()
+		if in.Index, err = r.U32(); err == nil {
+			in.Index2, err = r.U32()
 		}
 	default:
-		return r.fail(in.Offset, "invalid opcode 0xfc %d", sub)
+		return r.Fail(in.Offset, "invalid opcode 0xfc %d", sub)
 	}
 	return err
 }
@@ -410,30 +421,31 @@ func (r *reader) miscInstr(in *Instr) (err error) {
 // instructions that no limit here counted. In its shortest form a sub-opcode under 128
 // is one byte, which both read alike; one of 128 to 255 is that byte and 0x01, which
 // wazero reads as the same instruction followed by a nop.
-func (r *reader) simdInstr(in *Instr) (err error) {
-	start := r.pos
-	if in.Sub, err = r.u32(); err != nil {
+func (r *Reader) simdInstr(in *Instr) (err error) {
+	start := r.Pos
+	if in.Sub, err = r.U32(); err != nil {
 		return err
 	}
-	if size := r.pos - start; size != lebSize(in.Sub) {
+	if size := r.Pos - start; size != lebSize(in.Sub) {
 		return r.unsupported(in.Offset, "opcode 0xfd %d is encoded in %d bytes, more than it needs: pad no SIMD opcode", in.Sub, size)
 	}
+	in.Imm = r.Pos
 	switch sub := in.Sub; {
 	case sub <= 11, sub == 92, sub == 93: // v128 loads and stores
 		in.Align, in.MemOffset, err = r.memarg()
 	case sub == 12, sub == 13: // v128.const, i8x16.shuffle
-		err = r.skip(16)
+		err = r.Skip(16)
 	case sub >= 21 && sub <= 34: // extract_lane, replace_lane
-		in.Lane, err = r.byte()
+		in.Lane, err = r.Byte()
 	case sub >= 84 && sub <= 91: // load/store lane
 		if in.Align, in.MemOffset, err = r.memarg(); err == nil {
-			in.Lane, err = r.byte()
+			in.Lane, err = r.Byte()
 		}
 	case sub <= 255 && !simdReserved(sub):
 	case sub >= 0x100 && sub <= 0x113:
 		return r.unsupported(in.Offset, "opcode 0xfd %d (relaxed SIMD proposal) is not supported", sub)
 	default:
-		return r.fail(in.Offset, "invalid opcode 0xfd %d", sub)
+		return r.Fail(in.Offset, "invalid opcode 0xfd %d", sub)
 	}
 	return err
 }

@@ -92,7 +92,15 @@ func TestInstructions(t *testing.T) {
 				t.Fatal(err)
 			}
 			first := got[0]
-			first.Offset, first.End, first.Depth = 0, 0, 0
+			// The immediates follow the opcode and the sub-opcode, if any.
+			imm := first.Offset + 1
+			if first.Op == OpPrefixMisc || first.Op == OpPrefixSIMD {
+				imm += lebSize(first.Sub)
+			}
+			if first.Imm != imm {
+				t.Errorf("immediates at %d, want %d", first.Imm, imm)
+			}
+			first.Offset, first.End, first.Imm, first.Depth = 0, 0, 0, 0
 			if !reflect.DeepEqual(first, tt.want) {
 				t.Errorf("first instruction = %+v, want %+v", first, tt.want)
 			}
@@ -331,7 +339,7 @@ func FuzzInstructions(f *testing.F) {
 		var derr error
 		misread := false // wazero reads some instruction otherwise (wazeroReadsOneSIMDByte)
 		for b := range m.Bodies() {
-			at := b.code.pos // the first instruction, after the local declarations
+			at := b.code.Pos // the first instruction, after the local declarations
 			for in, err := range b.Instructions() {
 				misread = misread || wazeroReadsOneSIMDByte(wasm, at)
 				if err != nil {
@@ -387,7 +395,7 @@ func wazeroIgnoresBit6(wasm []byte, err error) bool {
 	}
 	flipped := bytes.Clone(wasm[e.Offset : e.Offset+n])
 	flipped[n-1] ^= 0x40
-	r := reader{b: flipped, end: n, section: e.Section}
-	_, serr := r.sleb(bits)
-	return serr == nil && r.pos == n
+	r := Reader{B: flipped, End: n, Section: e.Section}
+	_, serr := r.Sleb(bits)
+	return serr == nil && r.Pos == n
 }

@@ -147,7 +147,7 @@ type Module struct {
 	importedFuncs, importedTables, importedMemories, importedGlobals uint32
 	tables, globals                                                  uint32 // defined
 	codeCount                                                        int
-	code                                                             reader // the code section, for Bodies
+	code                                                             Reader // the code section, for Bodies
 }
 
 // NumGlobals returns the number of globals, imported and defined.
@@ -159,8 +159,8 @@ func (m *Module) NumTypes() int { return len(m.typeOffsets) }
 // Type returns the type with index i, which must be below NumTypes.
 func (m *Module) Type(i uint32) FuncType {
 	// The type section was fully checked by Decode, so this cannot fail.
-	r := reader{b: m.typeSection, pos: int(m.typeOffsets[i]), end: len(m.typeSection), section: "type"}
-	ft, _ := r.funcType()
+	r := Reader{B: m.typeSection, Pos: int(m.typeOffsets[i]), End: len(m.typeSection), Section: "type"}
+	ft, _ := r.FuncType()
 	return ft
 }
 
@@ -183,22 +183,22 @@ func (m *Module) FuncType(i uint32) FuncType {
 	return m.Type(m.Funcs[i-m.importedFuncs])
 }
 
-// Section ids.
+// Section ids, as the binary format numbers them.
 const (
-	secCustom    = 0
-	secType      = 1
-	secImport    = 2
-	secFunction  = 3
-	secTable     = 4
-	secMemory    = 5
-	secGlobal    = 6
-	secExport    = 7
-	secStart     = 8
-	secElement   = 9
-	secCode      = 10
-	secData      = 11
-	secDataCount = 12
-	secTag       = 13
+	SecCustom    = 0
+	SecType      = 1
+	SecImport    = 2
+	SecFunction  = 3
+	SecTable     = 4
+	SecMemory    = 5
+	SecGlobal    = 6
+	SecExport    = 7
+	SecStart     = 8
+	SecElement   = 9
+	SecCode      = 10
+	SecData      = 11
+	SecDataCount = 12
+	SecTag       = 13
 )
 
 var sectionNames = [...]string{"custom", "type", "import", "function", "table", "memory", "global", "export",
@@ -206,8 +206,8 @@ var sectionNames = [...]string{"custom", "type", "import", "function", "table", 
 
 // sectionRank orders the non-custom sections as a module must: data count comes
 // between element and code.
-var sectionRank = [...]int{secType: 1, secImport: 2, secFunction: 3, secTable: 4, secMemory: 5, secGlobal: 6,
-	secExport: 7, secStart: 8, secElement: 9, secDataCount: 10, secCode: 11, secData: 12}
+var sectionRank = [...]int{SecType: 1, SecImport: 2, SecFunction: 3, SecTable: 4, SecMemory: 5, SecGlobal: 6,
+	SecExport: 7, SecStart: 8, SecElement: 9, SecDataCount: 10, SecCode: 11, SecData: 12}
 
 var header = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
 
@@ -220,36 +220,30 @@ func Decode(b []byte) (*Module, error) {
 		return nil, err
 	}
 	m := &Module{}
-	r := reader{b: b, pos: len(header), end: len(b)}
+	r := Reader{B: b, Pos: len(header), End: len(b)}
 	lastRank := 0
-	for r.pos < len(b) {
-		start := r.pos
-		id, _ := r.byte()
-		size, err := r.u32()
+	for r.Pos < len(b) {
+		start := r.Pos
+		id, s, err := r.Part(sectionNames[:])
 		if err != nil {
 			return nil, err
 		}
-		if uint64(size) > uint64(r.remaining()) {
-			return nil, r.fail(start, "section of %d bytes does not fit in the %d bytes left in the module", size, r.remaining())
-		}
 		switch {
-		case id == secTag:
+		case id == SecTag:
 			return nil, r.unsupported(start, "tag section (exception handling proposal) is not supported")
 		case int(id) >= len(sectionRank):
-			return nil, r.fail(start, "unknown section id %d", id)
-		case id != secCustom && sectionRank[id] <= lastRank:
-			return nil, r.fail(start, "%s section is out of order or repeated", sectionNames[id])
-		case id != secCustom:
+			return nil, r.Fail(start, "unknown section id %d", id)
+		case id != SecCustom && sectionRank[id] <= lastRank:
+			return nil, r.Fail(start, "%s section is out of order or repeated", sectionNames[id])
+		case id != SecCustom:
 			lastRank = sectionRank[id]
 		}
-		s := reader{b: b, pos: r.pos, end: r.pos + int(size), section: sectionNames[id]}
 		if err := m.decodeSection(id, &s); err != nil {
 			return nil, err
 		}
-		if s.pos != s.end {
-			return nil, s.fail(s.pos, "%d unexpected bytes at the end of the section", s.end-s.pos)
+		if s.Pos != s.End {
+			return nil, s.Fail(s.Pos, "%d unexpected bytes at the end of the section", s.End-s.Pos)
 		}
-		r.pos = s.end
 	}
 	if len(m.Funcs) != m.codeCount {
 		return nil, &Error{Section: "code", Offset: len(b), Reason: fmt.Sprintf(
@@ -275,44 +269,44 @@ func checkHeader(b []byte) error {
 }
 
 // decodeSection decodes the section id from s, which spans exactly its payload.
-func (m *Module) decodeSection(id byte, s *reader) error {
+func (m *Module) decodeSection(id byte, s *Reader) error {
 	switch id {
-	case secCustom:
-		_, err := s.name("custom section name")
-		s.pos = s.end // the payload is opaque
+	case SecCustom:
+		_, err := s.Name("custom section name")
+		s.Pos = s.End // the payload is opaque
 		return err
-	case secType:
+	case SecType:
 		return m.decodeTypes(s)
-	case secImport:
+	case SecImport:
 		return m.decodeImports(s)
-	case secFunction:
+	case SecFunction:
 		return m.decodeFunctions(s)
-	case secTable:
+	case SecTable:
 		n, err := s.count("tables", 3, maxTables)
 		m.Tables = make([]Limits, n)
 		for i := 0; i < n && err == nil; i++ {
 			if err = s.refType(); err == nil {
-				m.Tables[i], err = s.limits()
+				m.Tables[i], err = s.Limits()
 			}
 		}
 		m.tables = uint32(n)
 		return err
-	case secMemory:
+	case SecMemory:
 		n, err := s.count("memories", 2, maxMemories)
 		if err != nil {
 			return err
 		}
 		m.Memories = make([]Limits, n)
 		for i := range m.Memories {
-			if m.Memories[i], err = s.limits(); err != nil {
+			if m.Memories[i], err = s.Limits(); err != nil {
 				return err
 			}
 		}
 		return nil
-	case secGlobal:
+	case SecGlobal:
 		n, err := s.count("globals", 3, maxGlobals)
 		for i := 0; i < n && err == nil; i++ {
-			if _, err = s.valType(); err == nil {
+			if _, err = s.ValType(); err == nil {
 				if err = s.mutability(); err == nil {
 					err = s.skipConstExpr()
 				}
@@ -320,57 +314,57 @@ func (m *Module) decodeSection(id byte, s *reader) error {
 		}
 		m.globals = uint32(n)
 		return err
-	case secExport:
+	case SecExport:
 		return m.decodeExports(s)
-	case secStart:
-		at := s.pos
-		i, err := s.u32()
+	case SecStart:
+		at := s.Pos
+		i, err := s.U32()
 		if err != nil {
 			return err
 		}
 		if i >= m.numFuncs() {
-			return s.fail(at, "start function %d does not exist (the module has %d functions)", i, m.numFuncs())
+			return s.Fail(at, "start function %d does not exist (the module has %d functions)", i, m.numFuncs())
 		}
 		if ft := m.FuncType(i); len(ft.Params)+len(ft.Results) != 0 {
-			return s.fail(at, "start function %d must have no parameters and no results", i)
+			return s.Fail(at, "start function %d must have no parameters and no results", i)
 		}
 		return nil
-	case secCode:
+	case SecCode:
 		return m.decodeCode(s)
-	case secElement:
+	case SecElement:
 		return s.skipElements()
-	case secData:
+	case SecData:
 		return s.skipData()
 	default: // data count
-		_, err := s.u32()
+		_, err := s.U32()
 		return err
 	}
 }
 
 func (m *Module) numFuncs() uint32 { return m.importedFuncs + uint32(len(m.Funcs)) }
 
-func (m *Module) decodeTypes(s *reader) error {
+func (m *Module) decodeTypes(s *Reader) error {
 	n, err := s.count("types", 3, maxTypes)
 	if err != nil {
 		return err
 	}
 	// Offsets are relative to the start of the payload.
-	base := s.pos
-	m.typeSection = s.b[base:s.end]
+	base := s.Pos
+	m.typeSection = s.B[base:s.End]
 	m.typeOffsets = make([]uint32, n)
 	for i := range m.typeOffsets {
-		m.typeOffsets[i] = uint32(s.pos - base)
-		if _, err := s.funcType(); err != nil {
+		m.typeOffsets[i] = uint32(s.Pos - base)
+		if _, err := s.FuncType(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// funcType reads a function type. It allocates only for the value types it reads.
-func (r *reader) funcType() (FuncType, error) {
-	at := r.pos
-	form, err := r.byte()
+// FuncType reads a function type. It allocates only for the value types it reads.
+func (r *Reader) FuncType() (FuncType, error) {
+	at := r.Pos
+	form, err := r.Byte()
 	if err != nil {
 		return FuncType{}, err
 	}
@@ -379,7 +373,7 @@ func (r *reader) funcType() (FuncType, error) {
 	case 0x4e, 0x4f, 0x50:
 		return FuncType{}, r.unsupported(at, "recursive and sub types (GC proposal) are not supported")
 	default:
-		return FuncType{}, r.fail(at, "type form %#x is not a function type (0x60)", form)
+		return FuncType{}, r.Fail(at, "type form %#x is not a function type (0x60)", form)
 	}
 	params, err := r.valTypes("parameters", maxParams)
 	if err != nil {
@@ -389,23 +383,24 @@ func (r *reader) funcType() (FuncType, error) {
 	return FuncType{Params: params, Results: results}, err
 }
 
-func (r *reader) valTypes(what string, limit int) ([]ValType, error) {
+func (r *Reader) valTypes(what string, limit int) ([]ValType, error) {
 	n, err := r.count(what, 1, limit)
 	if err != nil || n == 0 {
 		return nil, err
 	}
 	vs := make([]ValType, n)
 	for i := range vs {
-		if vs[i], err = r.valType(); err != nil {
+		if vs[i], err = r.ValType(); err != nil {
 			return nil, err
 		}
 	}
 	return vs, nil
 }
 
-func (r *reader) valType() (ValType, error) {
-	at := r.pos
-	c, err := r.byte()
+// ValType reads a value type.
+func (r *Reader) ValType() (ValType, error) {
+	at := r.Pos
+	c, err := r.Byte()
 	if err != nil {
 		return 0, err
 	}
@@ -415,24 +410,24 @@ func (r *reader) valType() (ValType, error) {
 	case 0x69, 0x63, 0x64:
 		return 0, r.unsupported(at, "value type %#x (exception handling or GC proposal) is not supported", c)
 	}
-	return 0, r.fail(at, "invalid value type %#x", c)
+	return 0, r.Fail(at, "invalid value type %#x", c)
 }
 
-// limits reads the limits of a memory or table. The flags byte allows the encodings of
+// Limits reads the limits of a memory or table. The flags byte allows the encodings of
 // the threads (shared) and memory64 proposals, so that callers can refuse them by name.
-func (r *reader) limits() (Limits, error) {
-	at := r.pos
-	flags, err := r.byte()
+func (r *Reader) Limits() (Limits, error) {
+	at := r.Pos
+	flags, err := r.Byte()
 	if err != nil {
 		return Limits{}, err
 	}
 	if flags > 0x07 {
-		return Limits{}, r.fail(at, "invalid limits flags %#x", flags)
+		return Limits{}, r.Fail(at, "invalid limits flags %#x", flags)
 	}
 	l := Limits{HasMax: flags&1 != 0, Shared: flags&2 != 0, Is64: flags&4 != 0}
-	read := r.u64
+	read := r.U64
 	if !l.Is64 {
-		read = func() (uint64, error) { v, err := r.u32(); return uint64(v), err }
+		read = func() (uint64, error) { v, err := r.U32(); return uint64(v), err }
 	}
 	if l.Min, err = read(); err != nil {
 		return Limits{}, err
@@ -445,7 +440,7 @@ func (r *reader) limits() (Limits, error) {
 	return l, nil
 }
 
-func (m *Module) decodeImports(s *reader) error {
+func (m *Module) decodeImports(s *Reader) error {
 	n, err := s.count("imports", 4, maxImports)
 	if err != nil {
 		return err
@@ -453,44 +448,44 @@ func (m *Module) decodeImports(s *reader) error {
 	m.Imports = make([]Import, n)
 	for i := range m.Imports {
 		im := &m.Imports[i]
-		if im.Module, err = s.name("import module name"); err != nil {
+		if im.Module, err = s.Name("import module name"); err != nil {
 			return err
 		}
-		if im.Name, err = s.name("import name"); err != nil {
+		if im.Name, err = s.Name("import name"); err != nil {
 			return err
 		}
-		at := s.pos
-		kind, err := s.byte()
+		at := s.Pos
+		kind, err := s.Byte()
 		if err != nil {
 			return err
 		}
 		im.Kind = ExternKind(kind)
 		switch im.Kind {
 		case KindFunc:
-			if im.Type, err = s.u32(); err != nil {
+			if im.Type, err = s.U32(); err != nil {
 				return err
 			}
 			if int(im.Type) >= m.NumTypes() {
-				return s.fail(at, "import %s.%s has type %d, but there are %d types", Quote(im.Module), Quote(im.Name), im.Type, m.NumTypes())
+				return s.Fail(at, "import %s.%s has type %d, but there are %d types", Quote(im.Module), Quote(im.Name), im.Type, m.NumTypes())
 			}
 			m.importedFuncs++
 		case KindTable:
 			if err = s.refType(); err == nil {
-				im.Limits, err = s.limits()
+				im.Limits, err = s.Limits()
 			}
 			m.importedTables++
 		case KindMemory:
-			im.Limits, err = s.limits()
+			im.Limits, err = s.Limits()
 			m.importedMemories++
 		case KindGlobal:
-			if _, err = s.valType(); err == nil {
+			if _, err = s.ValType(); err == nil {
 				err = s.mutability()
 			}
 			m.importedGlobals++
 		case 0x04:
 			return s.unsupported(at, "tag import %s.%s (exception handling proposal) is not supported", Quote(im.Module), Quote(im.Name))
 		default:
-			return s.fail(at, "import %s.%s has invalid kind %#x", Quote(im.Module), Quote(im.Name), kind)
+			return s.Fail(at, "import %s.%s has invalid kind %#x", Quote(im.Module), Quote(im.Name), kind)
 		}
 		if err != nil {
 			return err
@@ -499,43 +494,43 @@ func (m *Module) decodeImports(s *reader) error {
 	return nil
 }
 
-func (r *reader) refType() error {
-	at := r.pos
-	v, err := r.valType()
+func (r *Reader) refType() error {
+	at := r.Pos
+	v, err := r.ValType()
 	if err == nil && v != FuncRef && v != ExternRef {
-		return r.fail(at, "table element type %#x is not a reference type", byte(v))
+		return r.Fail(at, "table element type %#x is not a reference type", byte(v))
 	}
 	return err
 }
 
-func (r *reader) mutability() error {
-	at := r.pos
-	c, err := r.byte()
+func (r *Reader) mutability() error {
+	at := r.Pos
+	c, err := r.Byte()
 	if err == nil && c > 1 {
-		return r.fail(at, "invalid global mutability %#x", c)
+		return r.Fail(at, "invalid global mutability %#x", c)
 	}
 	return err
 }
 
-func (m *Module) decodeFunctions(s *reader) error {
+func (m *Module) decodeFunctions(s *Reader) error {
 	n, err := s.count("functions", 1, maxFunctions)
 	if err != nil {
 		return err
 	}
 	m.Funcs = make([]uint32, n)
 	for i := range m.Funcs {
-		at := s.pos
-		if m.Funcs[i], err = s.u32(); err != nil {
+		at := s.Pos
+		if m.Funcs[i], err = s.U32(); err != nil {
 			return err
 		}
 		if int(m.Funcs[i]) >= m.NumTypes() {
-			return s.fail(at, "function %d has type %d, but there are %d types", m.importedFuncs+uint32(i), m.Funcs[i], m.NumTypes())
+			return s.Fail(at, "function %d has type %d, but there are %d types", m.importedFuncs+uint32(i), m.Funcs[i], m.NumTypes())
 		}
 	}
 	return nil
 }
 
-func (m *Module) decodeExports(s *reader) error {
+func (m *Module) decodeExports(s *Reader) error {
 	n, err := s.count("exports", 3, maxExports)
 	if err != nil {
 		return err
@@ -544,21 +539,21 @@ func (m *Module) decodeExports(s *reader) error {
 	seen := make(map[string]struct{}, n)
 	for i := range m.Exports {
 		e := &m.Exports[i]
-		at := s.pos
-		if e.Name, err = s.name("export name"); err != nil {
+		at := s.Pos
+		if e.Name, err = s.Name("export name"); err != nil {
 			return err
 		}
 		if _, dup := seen[e.Name]; dup {
-			return s.fail(at, "export name %s is repeated", Quote(e.Name))
+			return s.Fail(at, "export name %s is repeated", Quote(e.Name))
 		}
 		seen[e.Name] = struct{}{}
-		kindAt := s.pos
-		kind, err := s.byte()
+		kindAt := s.Pos
+		kind, err := s.Byte()
 		if err != nil {
 			return err
 		}
 		e.Kind = ExternKind(kind)
-		if e.Index, err = s.u32(); err != nil {
+		if e.Index, err = s.U32(); err != nil {
 			return err
 		}
 		var count uint32
@@ -574,10 +569,10 @@ func (m *Module) decodeExports(s *reader) error {
 		case 0x04:
 			return s.unsupported(kindAt, "tag export %s (exception handling proposal) is not supported", Quote(e.Name))
 		default:
-			return s.fail(kindAt, "export %s has invalid kind %#x", Quote(e.Name), kind)
+			return s.Fail(kindAt, "export %s has invalid kind %#x", Quote(e.Name), kind)
 		}
 		if e.Index >= count {
-			return s.fail(at, "export %s refers to %s %d, but the module has %d", Quote(e.Name), e.Kind, e.Index, count)
+			return s.Fail(at, "export %s refers to %s %d, but the module has %d", Quote(e.Name), e.Kind, e.Index, count)
 		}
 	}
 	return nil
@@ -603,7 +598,7 @@ func Quote(name string) string {
 
 // decodeCode reads the size and local declarations of each function body, skipping its
 // instructions (Body.Instructions decodes those), and keeps the section for Bodies.
-func (m *Module) decodeCode(s *reader) error {
+func (m *Module) decodeCode(s *Reader) error {
 	m.code = *s
 	n, err := s.count("function bodies", 2, maxFunctions)
 	if err != nil {
@@ -619,22 +614,22 @@ func (m *Module) decodeCode(s *reader) error {
 }
 
 // skipElements checks the structure of the element segments.
-func (r *reader) skipElements() error {
+func (r *Reader) skipElements() error {
 	n, err := r.count("element segments", 2, maxElements)
 	for i := 0; i < n && err == nil; i++ {
-		at := r.pos
+		at := r.Pos
 		var flags uint32
-		if flags, err = r.u32(); err != nil {
+		if flags, err = r.U32(); err != nil {
 			return err
 		}
 		if flags > 7 {
-			return r.fail(at, "invalid element segment flags %#x", flags)
+			return r.Fail(at, "invalid element segment flags %#x", flags)
 		}
 		// Bit 0: passive or declarative; bit 1: explicit table index (active) or
 		// declarative (passive); bit 2: expressions rather than function indices.
 		if flags&1 == 0 {
 			if flags&2 != 0 {
-				if _, err = r.u32(); err != nil {
+				if _, err = r.U32(); err != nil {
 					return err
 				}
 			}
@@ -655,7 +650,7 @@ func (r *reader) skipElements() error {
 			if flags&4 != 0 {
 				err = r.skipConstExpr()
 			} else {
-				_, err = r.u32()
+				_, err = r.U32()
 			}
 		}
 	}
@@ -664,25 +659,25 @@ func (r *reader) skipElements() error {
 
 // elemType reads the element type of a segment: a reference type if exprs, else an
 // element kind, of which 0x00 (funcref) is the only one.
-func (r *reader) elemType(exprs bool) error {
+func (r *Reader) elemType(exprs bool) error {
 	if exprs {
 		return r.refType()
 	}
-	at := r.pos
-	kind, err := r.byte()
+	at := r.Pos
+	kind, err := r.Byte()
 	if err == nil && kind != 0 {
-		return r.fail(at, "invalid element kind %#x", kind)
+		return r.Fail(at, "invalid element kind %#x", kind)
 	}
 	return err
 }
 
 // skipData checks the structure of the data segments.
-func (r *reader) skipData() error {
+func (r *Reader) skipData() error {
 	n, err := r.count("data segments", 2, maxData)
 	for i := 0; i < n && err == nil; i++ {
-		at := r.pos
+		at := r.Pos
 		var flags uint32
-		if flags, err = r.u32(); err != nil {
+		if flags, err = r.U32(); err != nil {
 			return err
 		}
 		switch flags {
@@ -690,24 +685,24 @@ func (r *reader) skipData() error {
 			err = r.skipConstExpr()
 		case 1: // passive
 		case 2: // active, explicit memory
-			if _, err = r.u32(); err == nil {
+			if _, err = r.U32(); err == nil {
 				err = r.skipConstExpr()
 			}
 		default:
-			return r.fail(at, "invalid data segment flags %#x", flags)
+			return r.Fail(at, "invalid data segment flags %#x", flags)
 		}
 		if err != nil {
 			return err
 		}
-		at = r.pos
+		at = r.Pos
 		var size uint32
-		if size, err = r.u32(); err != nil {
+		if size, err = r.U32(); err != nil {
 			return err
 		}
-		if uint64(size) > uint64(r.remaining()) {
-			return r.fail(at, "data segment %d of %d bytes does not fit in the %d bytes left in the section", i, size, r.remaining())
+		if uint64(size) > uint64(r.Remaining()) {
+			return r.Fail(at, "data segment %d of %d bytes does not fit in the %d bytes left in the section", i, size, r.Remaining())
 		}
-		r.pos += int(size)
+		r.Pos += int(size)
 	}
 	return err
 }

@@ -53,11 +53,11 @@ func TestLEB128(t *testing.T) {
 		{[]byte{0x80}, 32, true, 0, "unexpected end"},
 	}
 	for _, tt := range tests {
-		r := reader{b: tt.in, end: len(tt.in), section: "test"}
+		r := Reader{B: tt.in, End: len(tt.in), Section: "test"}
 		got, err := r.varint(tt.bits, tt.signed)
 		switch {
-		case tt.err == "" && (err != nil || got != tt.want || r.pos != len(tt.in)):
-			t.Errorf("varint(%x, %d, signed %v) = %#x, %v at %d, want %#x", tt.in, tt.bits, tt.signed, got, err, r.pos, tt.want)
+		case tt.err == "" && (err != nil || got != tt.want || r.Pos != len(tt.in)):
+			t.Errorf("varint(%x, %d, signed %v) = %#x, %v at %d, want %#x", tt.in, tt.bits, tt.signed, got, err, r.Pos, tt.want)
 		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
 			t.Errorf("varint(%x, %d, signed %v) error = %v, want %q", tt.in, tt.bits, tt.signed, err, tt.err)
 		}

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xssnick/tonutils-go/address"
+	"github.com/xssnick/tonutils-go/ton/wallet"
+
+	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
+	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
+	"github.com/cocoonhost/cocoon/internal/tonemu"
+	"github.com/cocoonhost/cocoon/settle"
+)
+
+func init() {
+	register("devnet", "run a local TON network for development: the escrow on the TVM emulator, over the liteserver protocol", devnet)
+}
+
+// The files devnet keeps in its data directory. The chain itself lives in memory: each
+// start is a fresh chain that funds the same wallets again.
+const (
+	devnetTONConfig  = "ton-config.json" // the global config listing the liteserver
+	devnetServerKey  = "liteserver.key"  // the liteserver's ed25519 seed (hex), so the config stays valid
+	devnetHostSeed   = "host.seed"       // the host's wallet seed
+	devnetClientSeed = "client.seed"     // the client's wallet seed
+	devnetHostConfig = "host-config.json"
+)
+
+// devnetAheadLimit is how far ahead of the machine's clock the chain's may be moved:
+// wallets (tonutils-go) sign their messages valid until the machine's time plus three
+// minutes, and a chain whose clock is past that refuses every wallet message as expired.
+const devnetAheadLimit = time.Minute
+
+// devnetPrices are the host config's prices, nanoTON per million: 20 tokens of
+// completion cost 0.04 TON on an idle host (load ×0.5), more than the gas of the charge
+// that settles them, so that the host wallet's balance shows its earnings.
+var devnetPrices = pricesConfig{PromptPerMillion: 100e9, CompletionPerMillion: 4000e9, ComputePerMillion: 1e6}
+
+// devnetSettleInterval is the devnet host's settlement round: on a chain whose blocks
+// come at once, a withdrawal request is charged within seconds rather than a minute.
+const devnetSettleInterval = "2s"
+
+const devnetUsage = `devnet --data DIR [--listen ADDR] [--admin ADDR] [--clock-behind DURATION] [--fund TON]
+
+Runs a local TON network for development: the real escrow contract (and any contract
+sent to it) executed by the TVM emulator, served over the real liteserver protocol on
+loopback, with Merkle proofs the clients check as on testnet. It writes into DIR:
+
+  ton-config.json    the global config that lists its liteserver (ton_config, --ton-config)
+  host.seed          a funded wallet for the host (wallet_seed_file)
+  client.seed        a funded wallet for the client (cocoon --seed-file)
+  host-config.json   a cocoon-host serve --config with billing on this network
+
+The chain lives in memory: every start is a new chain that funds the same wallets again.
+Its clock runs with the machine's but starts --clock-behind it, so that it can be moved
+forward to show an escrow's withdrawal timeout; it can never pass the machine's clock by
+more than a minute, since wallets sign messages valid for three minutes of the machine's
+time. The admin API on --admin (loopback only):
+
+  POST /v1/advance?by=25h          move the chain's clock forward
+  POST /v1/fund?address=A&ton=N    credit N TON to an address
+  GET  /v1/time                    the chain's clock, unix seconds
+
+What differs from testnet: one block per message cascade, produced at once (no
+consensus, no validators, no shards); blocks hold only what proofs need; nothing is
+persisted.`
+
+// devnetConfig is devnet's flags.
+type devnetConfig struct {
+	data, listen, admin string
+	behind              time.Duration
+	fund                string
+}
+
+func devnet(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(devnetUsage, stderr)
+	var cfg devnetConfig
+	fs.StringVar(&cfg.data, "data", "", "directory for the config, the liteserver key and the wallet seeds")
+	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:46732", "liteserver address, IPv4 host:port")
+	fs.StringVar(&cfg.admin, "admin", "127.0.0.1:46733", "admin API address (loopback)")
+	fs.DurationVar(&cfg.behind, "clock-behind", 48*time.Hour, "how far behind the machine's clock the chain's starts: how far it can be advanced")
+	fs.StringVar(&cfg.fund, "fund", "1000", "TON credited to each of the host and client wallets")
+	if err := cli.ParseFlags(fs, args); err != nil {
+		return err
+	}
+	if cfg.data == "" {
+		return cli.UsageError("where? pass --data DIR, the directory for the config and the wallet seeds")
+	}
+	if cfg.behind < 0 {
+		return cli.UsageError("--clock-behind must not be negative")
+	}
+	fund, err := tonnet.ParseTON(cfg.fund)
+	if err != nil || fund == 0 {
+		return cli.UsageError(fmt.Sprintf("--fund %q: want an amount of TON, such as 1000", cfg.fund))
+	}
+	if err := checkLoopback("--admin", cfg.admin); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runDevnet(ctx, cfg, fund, stdout, slog.New(slog.NewTextHandler(stderr, nil)))
+}
+
+// checkLoopback refuses an address that is not a loopback IP: the admin API has no
+// authentication.
+func checkLoopback(flag, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return cli.UsageError(fmt.Sprintf("%s %q: want host:port", flag, addr))
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return cli.UsageError(fmt.Sprintf("%s %q: the admin API has no authentication, so it listens on a loopback address only", flag, addr))
+	}
+	return nil
+}
+
+// runDevnet runs the network until ctx is done. It prints where everything is to
+// stdout, never a seed.
+func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Writer, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
+		return err
+	}
+	serverKey, err := loadOrCreateKey(filepath.Join(cfg.data, devnetServerKey))
+	if err != nil {
+		return fmt.Errorf("liteserver key: %w", err)
+	}
+	chain, err := tonemu.New()
+	if err != nil {
+		return err
+	}
+	chain.SetNow(time.Now().Add(-cfg.behind))
+	chain.FollowWallClock()
+
+	wallets := map[string]*address.Address{}
+	for _, name := range []string{devnetHostSeed, devnetClientSeed} {
+		addr, err := devnetWallet(filepath.Join(cfg.data, name))
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := chain.Fund(addr, new(big.Int).SetUint64(fund)); err != nil {
+			return err
+		}
+		wallets[name] = addr
+	}
+	global, err := tonemu.GlobalConfig(cfg.listen, serverKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		return cli.UsageError(fmt.Sprintf("--listen %q: %v", cfg.listen, err))
+	}
+	configPath, err := filepath.Abs(filepath.Join(cfg.data, devnetTONConfig))
+	if err != nil {
+		return err
+	}
+	if err := writeJSON(configPath, global); err != nil {
+		return err
+	}
+	if err := writeHostConfig(cfg.data, configPath); err != nil {
+		return err
+	}
+
+	owner := lifecycle.New(log)
+	defer owner.Stop()
+	srv := tonemu.NewServer(chain, serverKey)
+	if err := serveUntilDone(owner, "liteserver", cfg.listen, srv.ListenAndServe, srv.Close); err != nil {
+		return err
+	}
+	admin := &http.Server{Addr: cfg.admin, Handler: devnetAdmin(chain), ReadHeaderTimeout: 10 * time.Second}
+	if err := serveUntilDone(owner, "admin API", cfg.admin, func(string) error { return admin.ListenAndServe() }, admin.Close); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(stdout, "TON devnet: liteserver %s, chain time %s (%v behind this machine)\n", cfg.listen,
+		chain.Now().UTC().Format(time.RFC3339), cfg.behind)
+	fmt.Fprintf(stdout, "  ton_config    %s\n", configPath)
+	fmt.Fprintf(stdout, "  host wallet   %s (%s TON), seed in %s\n", wallets[devnetHostSeed].String(), settle.FormatTON(fund), filepath.Join(cfg.data, devnetHostSeed))
+	fmt.Fprintf(stdout, "  client wallet %s (%s TON), seed in %s\n", wallets[devnetClientSeed].String(), settle.FormatTON(fund), filepath.Join(cfg.data, devnetClientSeed))
+	fmt.Fprintf(stdout, "  host config   cocoon-host serve --config %s\n", filepath.Join(cfg.data, devnetHostConfig))
+	fmt.Fprintf(stdout, "  advance time  curl -X POST 'http://%s/v1/advance?by=2h'\n", cfg.admin)
+
+	select {
+	case <-ctx.Done():
+	case <-owner.Failed():
+	}
+	return errors.Join(owner.Err(), owner.Stop())
+}
+
+// serveUntilDone starts serve(addr) as owner's part name, checking first that addr can
+// be listened on, and stops it with stop.
+func serveUntilDone(owner *lifecycle.Owner, name, addr string, serve func(string) error, stop func() error) error {
+	// liteclient.Server and http.Server.ListenAndServe listen themselves; a failed
+	// listen shows here rather than later.
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	l.Close()
+	owner.Go(name, func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- serve(addr) }()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			err := stop()
+			<-errc
+			return errors.Join(ctx.Err(), err)
+		}
+	})
+	return nil
+}
+
+// devnetWallet reads the seed file at path, creating it on the first start, and
+// returns its V5R1 wallet's address (mainnet id, as cocoon's --ton-network default).
+func devnetWallet(path string) (*address.Address, error) {
+	words, err := readSecret(path)
+	var key ed25519.PrivateKey
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		key, err = tonnet.CreateSeedFile(path)
+	case err == nil:
+		key, err = tonnet.SeedKey(strings.Fields(words))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tonnet.WalletAddress(key, wallet.MainnetGlobalID)
+}
+
+// loadOrCreateKey reads the ed25519 seed (hex) at path, creating it on the first start.
+func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
+	s, err := readSecret(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		seed := make([]byte, ed25519.SeedSize)
+		rand.Read(seed)
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(seed)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		return ed25519.NewKeyFromSeed(seed), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	seed, err := hex.DecodeString(s)
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%s: want 64 hex digits", path)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// writeHostConfig writes a serve --config for a billing host on the devnet.
+func writeHostConfig(dir, tonConfig string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	prices := devnetPrices
+	return writeJSON(filepath.Join(dir, devnetHostConfig), map[string]any{
+		"wallet_seed_file": filepath.Join(abs, devnetHostSeed),
+		"ton_config":       tonConfig,
+		"ton_network":      "mainnet",
+		"prices":           &prices,
+		// The default threshold (1 TON) and delay (6 h), as a host on testnet has: a few
+		// chats stay unsettled until their client asks for a withdrawal, which the
+		// settler then charges at its next round.
+		"settle_interval": devnetSettleInterval,
+	})
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// devnetAdmin is the admin API: move the clock, fund an address, read the clock.
+func devnetAdmin(chain *tonemu.Chain) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/advance", func(w http.ResponseWriter, r *http.Request) {
+		by, err := time.ParseDuration(r.URL.Query().Get("by"))
+		if err != nil || by <= 0 {
+			http.Error(w, "by: want a positive duration, such as 25h", http.StatusBadRequest)
+			return
+		}
+		if limit := time.Now().Add(devnetAheadLimit); chain.Now().Add(by).After(limit) {
+			http.Error(w, fmt.Sprintf("the chain's clock may not pass this machine's by more than %v (wallets sign messages valid for 3 minutes of the machine's time): it can be advanced by %v at most; start the devnet with a larger --clock-behind",
+				devnetAheadLimit, limit.Sub(chain.Now()).Truncate(time.Second)), http.StatusConflict)
+			return
+		}
+		chain.Advance(by)
+		fmt.Fprintf(w, "chain time %s\n", chain.Now().UTC().Format(time.RFC3339))
+	})
+	mux.HandleFunc("POST /v1/fund", func(w http.ResponseWriter, r *http.Request) {
+		raw, err := settle.ParseAccount(r.URL.Query().Get("address"))
+		if err != nil {
+			http.Error(w, "address: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		nano, err := tonnet.ParseTON(r.URL.Query().Get("ton"))
+		if err != nil || nano == 0 {
+			http.Error(w, "ton: want an amount of TON, such as 10", http.StatusBadRequest)
+			return
+		}
+		if err := chain.Fund(address.MustParseRawAddr(raw), new(big.Int).SetUint64(nano)); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "funded %s with %s TON\n", raw, settle.FormatTON(nano))
+	})
+	mux.HandleFunc("GET /v1/time", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d\n", chain.Now().Unix())
+	})
+	return mux
+}

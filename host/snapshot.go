@@ -1,0 +1,296 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/host/internal/meter"
+)
+
+// Pre-initialized snapshots (RATIONALE.md, "Snapshots"). Under SPEC.md §6 a module's
+// initialization (its start section, then _initialize) sees nothing that differs from
+// one instantiation to the next: the clock starts at the same time and steps the same
+// way, the random stream has a fixed seed, there is no environment, no file and no
+// input, and cocoon.config gives the stage's fixed config. WebAssembly code is itself
+// deterministic here (the same native code runs on the same machine, with no threads).
+// So the state initialization reaches is the same every time, and the host computes
+// it once per stage module, at its first request (snapshotOf): it initializes an instance
+// twice, under exactly a request's environment and the stage's limits, checks that
+// both reached the same state, and keeps that state. Each request's instance then
+// starts from it: its memory a copy-on-write view of the captured memory, its mutable
+// globals set to the captured values, its clock, random stream and log counts where
+// initialization left them, and initialization's log records copied into the
+// request's. No code runs.
+//
+// The module's identity is unchanged (the hash of its uploaded bytes); a snapshot is,
+// like compiled code, something the host derives from it, and it lives in the host's
+// memory only, never on disk.
+
+// moduleInit is what a module's compiled form needs done to initialize an instance,
+// learnt by meter.InstrumentDetached: the compiled module writes no memory and runs
+// nothing when instantiated.
+type moduleInit struct {
+	// data holds the active data segments, written before the module is instantiated.
+	data []meter.DataSegment
+	// globals are the module's mutable globals and the names they are exported under.
+	globals []moduleGlobal
+	// unsnapshottable says why the state after initialization cannot be captured
+	// with memory and globals alone; empty if it can.
+	unsnapshottable string
+}
+
+type moduleGlobal struct {
+	export string
+	typ    byte
+}
+
+// newModuleInit keeps what d says about initialization. It copies the data segments'
+// bytes, which alias the uploaded module, and refuses segments that do not fit in the
+// module's initial memory of minPages (which WebAssembly would refuse at every
+// instantiation).
+func newModuleInit(d *meter.Detached, minPages uint32) (moduleInit, error) {
+	mi := moduleInit{data: make([]meter.DataSegment, len(d.Data))}
+	for i, seg := range d.Data {
+		if end := uint64(seg.Offset) + uint64(len(seg.Bytes)); end > uint64(minPages)*abi.PageSize {
+			return moduleInit{}, fmt.Errorf("data segment %d (%d bytes at %d) does not fit in the module's initial memory of %d pages",
+				i, len(seg.Bytes), seg.Offset, minPages)
+		}
+		mi.data[i] = meter.DataSegment{Offset: seg.Offset, Bytes: bytes.Clone(seg.Bytes)}
+	}
+	for _, g := range d.Globals {
+		mi.globals = append(mi.globals, moduleGlobal{export: meter.GlobalExport(g.Index), typ: g.Type})
+		if g.Type != byte(api.ValueTypeI32) && g.Type != byte(api.ValueTypeI64) &&
+			g.Type != byte(api.ValueTypeF32) && g.Type != byte(api.ValueTypeF64) && mi.unsnapshottable == "" {
+			mi.unsnapshottable = fmt.Sprintf("mutable global %d holds a vector or a reference", g.Index)
+		}
+	}
+	if d.ChangesTables && mi.unsnapshottable == "" {
+		mi.unsnapshottable = "its code can change a table or drop a segment"
+	}
+	return mi, nil
+}
+
+// initialize runs the module's initialization in a fresh instance: the data segments
+// are already in memory; the start function, then _initialize.
+func (inst *instance) initialize(ctx context.Context) error {
+	for _, name := range [...]string{meter.StartExport, "_initialize"} {
+		if fn := inst.mod.ExportedFunction(name); fn != nil {
+			if err := fn.CallWithStack(ctx, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// snapshot is the state of a stage module's instance right after initialization.
+type snapshot struct {
+	memory *memoryImage
+	state  initState
+}
+
+// initState is what initialization leaves in an instance, the memory aside.
+type initState struct {
+	globals []uint64 // in the order of moduleInit.globals
+	clock   fakeClock
+	random  []byte // the ChaCha8 stream's state, nil if initialization read none
+	// records are what initialization logged; logged and logRecords count them
+	// against the module's limits.
+	records            []LogRecord
+	logged, logRecords int
+}
+
+func (a *initState) equal(b *initState) bool {
+	return slices.Equal(a.globals, b.globals) && a.clock == b.clock && bytes.Equal(a.random, b.random) &&
+		slices.Equal(a.records, b.records) && a.logged == b.logged && a.logRecords == b.logRecords
+}
+
+// errNondeterministic: two initializations of one stage module reached different
+// states, which SPEC.md §6 rules out; the module is then initialized per request.
+var errNondeterministic = errors.New("two initializations reached different states")
+
+// takeSnapshot initializes m twice, each in an instance of its own as a request would
+// (the stage's limits and config, SPEC.md §6's environment, its own memory total), and
+// returns the state both reached. It costs two initializations, the capture of the
+// memory (a copy, and a write of its pages that are not zero to a memfd) and about as
+// much memory as the module's after initialization. It fails, and the module is
+// initialized per request as before, when the module cannot be snapshot
+// (moduleInit.unsnapshottable), when initialization fails (a trap, a limit, a
+// rejection: every request then fails the same way), or when the two states differ.
+func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
+	if why := m.module.init.unsnapshottable; why != "" {
+		return nil, fmt.Errorf("the module cannot be snapshot: %s", why)
+	}
+	memory, state, err := s.initOnce(m)
+	if err != nil {
+		return nil, err
+	}
+	memory2, state2, err := s.initOnce(m)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(memory, memory2) || !state.equal(state2) {
+		return nil, errNondeterministic
+	}
+	img, err := newMemoryImage(memory)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshot{memory: img, state: *state}, nil
+}
+
+// snapshotOf returns m's snapshot, taking it at the first call (takeSnapshot), or nil
+// when it cannot be taken. Calls during the first wait for it: the first request
+// through a stage module pays for two initializations, once.
+func (s *Sandbox) snapshotOf(m *stageModule) *snapshot {
+	m.snapshotOnce.Do(func() { m.snapshot, m.unsnapshotted = s.takeSnapshot(m) })
+	return m.snapshot
+}
+
+// initOnce initializes a fresh instance of m and returns a copy of its memory and its
+// state.
+func (s *Sandbox) initOnce(m *stageModule) ([]byte, *initState, error) {
+	var request requestState
+	inst, err := s.instantiateFrom(context.Background(), m, &request, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer inst.close()
+	mem := inst.mod.Memory()
+	memory, _ := mem.Read(0, mem.Size())
+	st := &initState{clock: inst.clock, records: request.records, logged: inst.logged, logRecords: inst.records}
+	for _, g := range m.module.init.globals {
+		st.globals = append(st.globals, inst.mod.ExportedGlobal(g.export).Get())
+	}
+	if inst.random != nil {
+		if st.random, err = inst.random.MarshalBinary(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return bytes.Clone(memory), st, nil
+}
+
+// restore brings a fresh instance of a snapshot's module, whose memory maps the
+// snapshot's, to the snapshot's state: the memory's size, the globals, the clock, the
+// random stream and the logs.
+func (inst *instance) restore(snap *snapshot) error {
+	mem := inst.mod.Memory()
+	if pages := uint32(snap.memory.size/abi.PageSize) - mem.Size()/abi.PageSize; pages > 0 {
+		// The memory was reserved at the snapshot's size (newLimitedMemory); this
+		// only tells wazero.
+		if _, ok := mem.Grow(pages); !ok {
+			inst.growthRefused = fmt.Sprintf("the memory of %d pages initialization left was refused: past %s",
+				snap.memory.size/abi.PageSize, inst.memory.refusal)
+			return errAbort
+		}
+	}
+	st := &snap.state
+	for i, g := range inst.spec.module.init.globals {
+		inst.mod.ExportedGlobal(g.export).(api.MutableGlobal).Set(st.globals[i])
+	}
+	inst.clock = st.clock
+	if st.random != nil {
+		inst.random = new(rand.ChaCha8)
+		if err := inst.random.UnmarshalBinary(st.random); err != nil {
+			return err
+		}
+	}
+	inst.logged, inst.records = st.logged, st.logRecords
+	inst.request.records = append(inst.request.records, st.records...)
+	return nil
+}
+
+// idleInstances keeps the instances of a stage module that ended their request in a
+// state the host can reset exactly to the snapshot, so that the next request takes one
+// instead of instantiating the module again (which, for a Go guest, is mostly wazero
+// filling a table of a few thousand functions). An instance qualifies when its module
+// has a snapshot, its instantiation and every call it made returned normally (a call
+// stopped part-way may leave the metering's depth global, or anything, half-done), it
+// did not exit, and its memory did not grow past the snapshot's (wazero cannot shrink
+// a memory). Then, what differs from the snapshot is its memory, which put resets
+// (imageMappings.reset), and its mutable globals, fuel, clock, random stream and logs,
+// which adopt and restore set again; its tables and segments are the snapshot's,
+// because a module with a snapshot has no instruction that changes them
+// (moduleInit.unsnapshottable).
+type idleInstances struct {
+	mu   sync.Mutex
+	free []*instance
+}
+
+// maxIdleInstances bounds the instances one stage module keeps: about what a machine
+// of a few cores runs at once.
+const maxIdleInstances = 8
+
+// take returns a kept instance, or nil.
+func (q *idleInstances) take() *instance {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := len(q.free)
+	if n == 0 {
+		return nil
+	}
+	inst := q.free[n-1]
+	q.free = q.free[:n-1]
+	inst.memory.mapping.uncharge()
+	return inst
+}
+
+// put resets inst and keeps it, if it qualifies and there is room; it reports
+// whether it did. inst's memory and tables stop counting against its request.
+func (q *idleInstances) put(inst *instance) bool {
+	snap := inst.spec.snapshot
+	if snap == nil || !inst.ready || inst.broken != nil || inst.exited || inst.memory.size != snap.memory.size {
+		return false
+	}
+	q.mu.Lock()
+	room := len(q.free) < maxIdleInstances
+	q.mu.Unlock()
+	if !room || !inst.memory.mapping.image.resetAndCharge(inst.memory.mapping) {
+		return false
+	}
+	inst.request.memory -= inst.memory.size + inst.tableBytes
+	// Kept, the memory counts against a request of its own, which wazero's closing
+	// of the runtime (Sandbox.Close) or closeIdle frees it from.
+	inst.memory.request, inst.request, inst.ctx = &requestState{memory: inst.memory.size}, nil, nil
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.free) >= maxIdleInstances {
+		inst.mod.Close(context.Background()) // its mapping goes to the image's pool
+		inst.memory.Free()
+		return true
+	}
+	q.free = append(q.free, inst)
+	return true
+}
+
+// adopt makes inst, new for a request, the owner of idle's module and memory.
+func (inst *instance) adopt(idle *instance) {
+	inst.mod, inst.memory, inst.alloc, inst.hooks, inst.fuel = idle.mod, idle.memory, idle.alloc, idle.hooks, idle.fuel
+	inst.tableBytes, inst.ready = idle.tableBytes, true
+	inst.memory.request, inst.memory.deadline = inst.request, &inst.deadline
+	inst.request.memory += inst.memory.size + inst.tableBytes
+	if inst.fuel != nil {
+		inst.fuel.Set(0) // as in a new instance: the first metering point ticks
+	}
+}
+
+// closeIdle closes the kept instances of a pipeline that is gone.
+func closeIdle(idle []*idleInstances) {
+	for _, q := range idle {
+		q.mu.Lock()
+		for _, inst := range q.free {
+			inst.mod.Close(context.Background())
+			inst.memory.Free()
+		}
+		q.free = nil
+		q.mu.Unlock()
+	}
+}

@@ -1,0 +1,293 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/internal/wasmtest"
+)
+
+// chunkOnce runs one request through p that sends a single delta to its post module,
+// and returns the module's output and the request's log records.
+func chunkOnce(p *Pipeline) (string, []LogRecord, error) {
+	sess := p.NewSession(context.Background())
+	defer sess.Close()
+	out, err := sess.Chunk("x")
+	return out, sess.Logs(), err
+}
+
+// freshInit returns a pipeline like spec whose modules are initialized per request,
+// as before snapshots: the reference a snapshot must equal.
+func freshInit(t *testing.T, s *Sandbox, spec PipelineSpec) *Pipeline {
+	t.Helper()
+	p := pipeline(t, s, spec)
+	for _, m := range append(p.pre, p.post...) {
+		m.snapshotOnce.Do(func() {}) // never taken: every instance is initialized
+	}
+	return p
+}
+
+// TestSnapshotIsolation is the cross-request attack on snapshots: testdata/snapshot.wat
+// overwrites, in every request, the data segment, the page its initialization grew
+// into, the random bytes initialization kept, and its globals. Every request, eight at
+// a time, must see what a fresh initialization gives: the same bytes as an instance
+// initialized per request (which also checks that the snapshot restored the clock
+// and the random stream where initialization left them), and the values the module
+// was written to produce.
+func TestSnapshotIsolation(t *testing.T) {
+	s := newTestSandbox(t)
+	spec := PipelineSpec{Post: []ModuleSpec{{Module: compile(t, s, "snapshot")}}}
+	p := pipeline(t, s, spec)
+	if m := p.post[0]; s.snapshotOf(m) == nil {
+		t.Fatalf("no snapshot: %v", m.unsnapshotted)
+	}
+	want, wantLogs, err := chunkOnce(freshInit(t, s, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The reference is what the module was written to produce.
+	w := []byte(want)
+	random := make([]byte, 32)
+	rand.NewChaCha8(abi.RandomSeed()).Read(random)
+	epoch := uint64(abi.ClockEpochUnix * int64(time.Second))
+	for _, c := range []struct {
+		what      string
+		got, want []byte
+	}{
+		{"data segment", w[0:16], []byte("data segment....")},
+		{"page written by init", w[16:32], []byte("heap by init....")},
+		{"clock read by init", w[32:40], binary.LittleEndian.AppendUint64(nil, epoch)},
+		{"count (start, then _initialize)", w[40:44], []byte{2, 0, 0, 0}},
+		{"memory pages", w[44:48], []byte{4, 0, 0, 0}},
+		{"random bytes read by init", w[48:64], random[:16]},
+		{"clock read after init", w[64:72], binary.LittleEndian.AppendUint64(nil, epoch+uint64(abi.ClockStep))},
+		{"random bytes read after init", w[72:88], random[16:]},
+	} {
+		if !bytes.Equal(c.got, c.want) {
+			t.Fatalf("fresh instance: %s = %q, want %q", c.what, c.got, c.want)
+		}
+	}
+	if len(wantLogs) != 1 || wantLogs[0].Message != "initialized" {
+		t.Fatalf("fresh instance logged %v, want initialization's record", wantLogs)
+	}
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				got, logs, err := chunkOnce(p)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got != want {
+					t.Errorf("request saw %q, want the state after initialization %q", got, want)
+					return
+				}
+				if len(logs) != 1 || logs[0] != wantLogs[0] {
+					t.Errorf("request logged %v, want initialization's %v", logs, wantLogs)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestSnapshotMemory: a snapshot's pages count against the request's memory, as the
+// memory initialization grew to does, and a stage whose limit is below what
+// initialization grows to fails as it would without snapshots.
+func TestSnapshotMemory(t *testing.T) {
+	s := newTestSandbox(t)
+	m := compile(t, s, "snapshot")
+	p := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: m}}})
+	sess := p.NewSession(context.Background())
+	if _, err := sess.instance(StagePost, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sess.request.memory, uint64(4*abi.PageSize); got != want {
+		t.Errorf("request memory = %d, want the snapshot's %d", got, want)
+	}
+	sess.Close()
+	if sess.request.memory != 0 {
+		t.Errorf("request memory = %d after close, want 0", sess.request.memory)
+	}
+
+	// The request's total: a snapshot of 4 pages does not fit where 3 are left.
+	sess = p.NewSession(context.Background())
+	sess.request.memory = abi.RequestMemoryBytes - 3*abi.PageSize
+	_, err := sess.instance(StagePost, 0)
+	sess.Close()
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeMemoryLimit || !strings.Contains(e.Message, requestTotalText) {
+		t.Errorf("got %v, want memory_limit naming the request's total", err)
+	}
+
+	small := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: m, Limits: abi.Limits{MemoryPages: 3}}}})
+	if s.snapshotOf(small.post[0]) != nil {
+		t.Fatal("a snapshot was taken past the stage's memory limit")
+	}
+	if _, _, err := chunkOnce(small); !errors.As(err, &e) || e.Code != CodeMemoryLimit || !strings.Contains(e.Message, "during instantiation") && !strings.Contains(e.Message, "instantiation failed") {
+		t.Errorf("got %v, want memory_limit during instantiation", err)
+	}
+}
+
+// TestSnapshotFallsBack: what cannot be snapshot is initialized per request, with the
+// outcome it had before snapshots.
+func TestSnapshotFallsBack(t *testing.T) {
+	s := newTestSandbox(t)
+	t.Run("initialization traps", func(t *testing.T) {
+		p := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: compile(t, s, "snapshot"), Config: []byte("T")}}})
+		if s.snapshotOf(p.post[0]) != nil {
+			t.Fatal("snapshot of a failed initialization")
+		}
+		var e *Error
+		if _, _, err := chunkOnce(p); !errors.As(err, &e) || e.Code != CodeTrap || !strings.Contains(e.Message, "during instantiation") {
+			t.Errorf("got %v, want a trap during instantiation", err)
+		}
+	})
+	t.Run("code changes a table", func(t *testing.T) {
+		p := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: compile(t, s, "snapshot_table")}}})
+		if m := p.post[0]; s.snapshotOf(m) != nil || m.unsnapshotted == nil || !strings.Contains(m.unsnapshotted.Error(), "table") {
+			t.Fatalf("snapshot = %v, reason %v; want none, for the table", m.snapshot != nil, m.unsnapshotted)
+		}
+		for range 2 {
+			out, _, err := chunkOnce(p)
+			if err != nil || out != "\x07\x00\x00\x00" {
+				t.Fatalf("got %q, %v; want a fresh initialization's 7", out, err)
+			}
+		}
+	})
+}
+
+// TestSnapshotExamples: the example modules, in every language, are served from
+// snapshots, and answer as modules initialized per request do.
+func TestSnapshotExamples(t *testing.T) {
+	s := newTestSandbox(t)
+	for _, path := range []string{"prompt-template/go/prompt-template.wasm", "prompt-template/c/prompt-template.wasm"} {
+		t.Run(path, func(t *testing.T) {
+			m := compileBytes(t, s, wasmtest.Plugin(t, path))
+			spec := PipelineSpec{Pre: []ModuleSpec{{Module: m, Config: []byte(`{"system":"Be brief.","user_template":"Say: {{content}}"}`)}}}
+			p := pipeline(t, s, spec)
+			if s.snapshotOf(p.pre[0]) == nil {
+				t.Fatalf("no snapshot: %v", p.pre[0].unsnapshotted)
+			}
+			want, err := freshInit(t, s, spec).Run(context.Background(), []byte(testRequest), storyteller, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				got, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got.Request, want.Request) || !strings.Contains(string(got.Request), "Say: Tell me a story") {
+					t.Fatalf("snapshot made %s, fresh initialization %s", got.Request, want.Request)
+				}
+			}
+		})
+	}
+}
+
+// TestDataSegmentOutsideMemory: a data segment that does not fit in the initial memory,
+// which fails every instantiation, is refused at upload.
+func TestDataSegmentOutsideMemory(t *testing.T) {
+	s := newTestSandbox(t)
+	var m wasmtest.Module
+	m.ABI()
+	m.Data(make([]byte, abi.PageSize+1))
+	_, err := s.Compile(context.Background(), m.Bytes())
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeInvalidModule || !strings.Contains(e.Message, "data segment 0") {
+		t.Errorf("got %v, want invalid_module naming data segment 0", err)
+	}
+}
+
+// TestSnapshotPoolsAreBounded: a module whose requests write every page of a large
+// snapshot leaves every pooled mapping of it and every kept instance with that many
+// pages of its own. What all of them keep resident is bounded by the warm pool's
+// budget, however many stage modules and requests there are (the images themselves,
+// read while resetting, add one more budget's worth here).
+func TestSnapshotPoolsAreBounded(t *testing.T) {
+	s := newTestSandbox(t)
+	// 16 MiB of memory, all written by initialization and by every request.
+	const pages = 256
+	var m wasmtest.Module
+	m.Memory(0, pages, 0)
+	m.Export("memory", wasmtest.KindMemory, 0)
+	m.ExportFunc("cocoon_abi_v1", nil, nil)
+	m.ExportFunc("cocoon_alloc", []byte{wasmtest.I32}, []byte{wasmtest.I32})
+	fill := []byte{wasmtest.I32Const, 0, wasmtest.I32Const, 1, 0x41, 0x80, 0x80, 0x80, 0x08, 0xfc, 11, 0} // memory.fill(0, 1, 16 MiB)
+	init := m.FuncBody(nil, nil, nil, fill)
+	m.Export("_initialize", wasmtest.KindFunc, init)
+	pre := m.FuncBody([]byte{wasmtest.I32, wasmtest.I32}, []byte{wasmtest.I64}, nil, append(fill, 0x42, 0))
+	m.Export("cocoon_pre", wasmtest.KindFunc, pre)
+	module := compileBytes(t, s, m.Bytes())
+	var pipelines []*Pipeline
+	for range 4 {
+		p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Limits: abi.Limits{MemoryPages: pages, CallTimeout: abi.Duration(5 * time.Second)}}}})
+		if s.snapshotOf(p.pre[0]) == nil {
+			t.Fatalf("no snapshot: %v", p.pre[0].unsnapshotted)
+		}
+		pipelines = append(pipelines, p)
+	}
+	before := rss(t)
+	var wg sync.WaitGroup
+	for _, p := range pipelines {
+		for range 8 {
+			wg.Go(func() {
+				sess := p.NewSession(context.Background())
+				defer sess.Close()
+				inst, err := sess.instance(StagePre, 0)
+				if err == nil {
+					_, err = inst.call(hookPre, nil)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	// 4 stage modules, 8 instances each, 16 MiB written by each: 512 MiB if kept.
+	if grown := rss(t) - before; grown > 3*warmBudgetBytes {
+		t.Errorf("the pools keep %d MiB resident, over three times the warm budget of %d MiB", grown>>20, warmBudgetBytes>>20)
+	}
+	warmPool.Lock()
+	charged := warmPool.bytes
+	warmPool.Unlock()
+	if charged > warmBudgetBytes {
+		t.Errorf("%d MiB charged to the warm pool, over its budget of %d MiB", charged>>20, warmBudgetBytes>>20)
+	}
+}
+
+// TestNewPipelineRunsNoModule: building a pipeline, which the registry does under the
+// lock every request's lookup takes, does not run a module's initialization, which
+// may take its whole time limit: that waits for the pipeline's first request.
+func TestNewPipelineRunsNoModule(t *testing.T) {
+	s := newTestSandbox(t)
+	var m wasmtest.Module
+	m.ABI()
+	loop := m.FuncBody(nil, nil, nil, []byte{wasmtest.Loop, wasmtest.Empty, 0x0c, 0, wasmtest.End}) // loop br 0 end
+	m.Export("_initialize", wasmtest.KindFunc, loop)
+	spec := PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, m.Bytes()), Limits: abi.Limits{CallTimeout: abi.Duration(2 * time.Second)}}}}
+	start := time.Now()
+	p := pipeline(t, s, spec)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("NewPipeline took %v: it ran the module's initialization", took)
+	}
+	if p.pre[0].snapshot != nil || p.pre[0].unsnapshotted != nil {
+		t.Fatal("a snapshot was attempted before the first request")
+	}
+}
