@@ -110,7 +110,9 @@ committed-check:
 # with Go's wasm_exec.js, built reproducibly into web/page/dist (not committed), which
 # cocoon-host and cocoon embed. Built before the binaries that serve it.
 PAGE_DIR     := web/page
-PAGE_SOURCES := $(shell find attest $(PAGE_DIR)/verifier -name '*.go' -not -name '*_test.go') go.mod go.sum $(PAGE_DIR)/build.sh
+# Every package of this module the browser verifier is built from, as the go command sees it.
+PAGE_PACKAGES := $(shell GOOS=js GOARCH=wasm $(GO) list -deps -f '{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}' ./$(PAGE_DIR)/verifier/wasm)
+PAGE_SOURCES := $(filter-out %_test.go,$(wildcard $(addsuffix /*.go,$(PAGE_PACKAGES)))) go.mod go.sum $(PAGE_DIR)/build.sh
 page: $(PAGE_DIR)/dist/verifier.wasm
 $(PAGE_DIR)/dist/verifier.wasm: $(PAGE_SOURCES)
 	GO=$(GO) sh $(PAGE_DIR)/build.sh
