@@ -104,6 +104,11 @@ var tenSeconds = abi.Limits{CallTimeout: abi.Duration(10 * time.Second)}
 
 // TestHostileModules performs each attack against a pipeline and checks the code, the
 // message, how long it took, and that well-behaved requests went on being served.
+// ended bounds how long a hostile request may take to end with a limit of 250 ms: about
+// 260 ms alone and 2-3 s on a 2-core machine loaded with other test packages, while
+// each of these attacks, unfixed, ran for 9 s to minutes.
+const ended = 5 * time.Second
+
 func TestHostileModules(t *testing.T) {
 	s := newTestSandbox(t)
 	fast := abi.Limits{CallTimeout: abi.Duration(250 * time.Millisecond)}
@@ -124,26 +129,26 @@ func TestHostileModules(t *testing.T) {
 	}{
 		// Issue 10, attack 1: work inside one instruction, and host calls, were not
 		// bounded by the time limit.
-		{"loop of 64 MiB memory.fill", one(hostileModule(t, s, "fill"), fast, ""), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
-		{"loop of 32 MiB memory.copy", one(hostileModule(t, s, "copy"), fast, ""), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
-		{"loop of 64 MiB random_get", one(hostileModule(t, s, "random"), fast, ""), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
-		{"loop of cocoon.config", one(hostileModule(t, s, "host_calls"), fast, "c"), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
-		{"loop of clock_time_get", one(hostileModule(t, s, "host_calls"), fast, "w"), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
-		{"loop of long straight-line code", one(compileBytes(t, s, straightLineModule(25_000)), fast, ""), CodeTimeout, 0, "time limit of 250ms", 2 * time.Second},
+		{"loop of 64 MiB memory.fill", one(hostileModule(t, s, "fill"), fast, ""), CodeTimeout, 0, "time limit of 250ms", ended},
+		{"loop of 32 MiB memory.copy", one(hostileModule(t, s, "copy"), fast, ""), CodeTimeout, 0, "time limit of 250ms", ended},
+		{"loop of 64 MiB random_get", one(hostileModule(t, s, "random"), fast, ""), CodeTimeout, 0, "time limit of 250ms", ended},
+		{"loop of cocoon.config", one(hostileModule(t, s, "host_calls"), fast, "c"), CodeTimeout, 0, "time limit of 250ms", ended},
+		{"loop of clock_time_get", one(hostileModule(t, s, "host_calls"), fast, "w"), CodeTimeout, 0, "time limit of 250ms", ended},
+		{"loop of long straight-line code", one(compileBytes(t, s, straightLineModule(25_000)), fast, ""), CodeTimeout, 0, "time limit of 250ms", ended},
 		// Log records are bounded in number as well as in bytes.
-		{"loop of empty cocoon.log records", one(hostileModule(t, s, "host_calls"), fast, "l"), CodeLogLimit, 0, "more than 1024 log records", 2 * time.Second},
-		{"loop of empty writes to stdout", one(hostileModule(t, s, "host_calls"), fast, "p"), CodeLogLimit, 0, "more than 1024 log records", 2 * time.Second},
+		{"loop of empty cocoon.log records", one(hostileModule(t, s, "host_calls"), fast, "l"), CodeLogLimit, 0, "more than 1024 log records", ended},
+		{"loop of empty writes to stdout", one(hostileModule(t, s, "host_calls"), fast, "p"), CodeLogLimit, 0, "more than 1024 log records", ended},
 		// Attack 2: tables had no limit.
 		{"table.grow by 1M elements", one(hostileModule(t, s, "table_grow"), fast, ""), CodeMemoryLimit, 0,
-			"table.grow by 1000000 elements was refused: past its limit of 65536 elements", 2 * time.Second},
+			"table.grow by 1000000 elements was refused: past its limit of 65536 elements", ended},
 		// Attack 4: memory summed over a pipeline was unbounded.
 		{"8 modules of 256 MiB", PipelineSpec{Pre: total}, CodeMemoryLimit, 2,
 			"past the request's total of 512 MiB", 10 * time.Second},
 		// Deviations 5: the code of each is the one SPEC.md gives.
 		{"memory.grow past the declared maximum, then a trap", one(hostileModule(t, s, "grow_past_max"), fast, ""), CodeMemoryLimit, 0,
-			"memory.grow by 5 pages was refused: past its declared maximum of 2 pages", 2 * time.Second},
-		{"recursion in a start section", one(hostileModule(t, s, "start_recursion"), fast, ""), CodeStackOverflow, 0, "during instantiation", 2 * time.Second},
-		{"proc_exit(0) in _initialize", one(hostileModule(t, s, "exit_initialize"), fast, ""), CodeModuleExit, 0, "exited with code 0 during instantiation", 2 * time.Second},
+			"memory.grow by 5 pages was refused: past its declared maximum of 2 pages", ended},
+		{"recursion in a start section", one(hostileModule(t, s, "start_recursion"), fast, ""), CodeStackOverflow, 0, "during instantiation", ended},
+		{"proc_exit(0) in _initialize", one(hostileModule(t, s, "exit_initialize"), fast, ""), CodeModuleExit, 0, "exited with code 0 during instantiation", ended},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,9 +195,9 @@ func TestHostileClientLeaves(t *testing.T) {
 			if !errors.As(err, &e) || e.Code != CodeCancelled {
 				t.Fatalf("err = %v, want cancelled", err)
 			}
-			// About 110 ms here; generous for a loaded CI machine, and far below the
+			// About 110 ms alone; generous for a loaded CI machine, and far below the
 			// ten seconds the module would run if leaving did not stop it.
-			if took := time.Since(start); took > 3*time.Second {
+			if took := time.Since(start); took > ended {
 				t.Errorf("the module stopped %s after its client left at 100ms", took)
 			}
 		})
