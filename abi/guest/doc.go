@@ -72,4 +72,13 @@
 // stays within about the threshold plus what the module keeps, at the cost of one
 // collection per threshold allocated: a few milliseconds in wazero, which adds about 15%
 // to a stream of 16 KiB deltas that each allocate two copies of the delta.
+//
+// The host starts every request's instance from the state the module's initialization
+// left (SPEC.md §6), so work done there is done once per module, not per request. The
+// SDK uses that: at the end of its initialization it runs a round trip of each chat type
+// (filling encoding/json's caches), collects garbage, and leaves 2 MiB of free heap. A
+// request whose allocations fit in that leaves the memory at its initial size, and the
+// host can then reset the instance for the next request rather than instantiate the
+// module again. The 2 MiB count against the module's memory limit. A module does well
+// to do its own one-time work, such as parsing its config, in an init function too.
 package guest

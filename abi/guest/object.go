@@ -8,6 +8,8 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
+	"unicode/utf8"
 )
 
 // The chat types round-trip JSON objects without losing members they have no field
@@ -114,42 +116,163 @@ func marshal(a appender) ([]byte, error) {
 func appendObject(buf *bytes.Buffer, members []member, extra map[string]json.RawMessage, has present) error {
 	buf.WriteByte('{')
 	first := true
-	written := make(map[string]bool, len(members))
+	var written present // members written, which Extra's values of the same name do not repeat
 	for i, m := range members {
-		v := reflect.ValueOf(m.field).Elem()
-		if has&(1<<i) == 0 && v.IsZero() {
+		if has&(1<<i) == 0 && isZero(m.field) {
 			continue
 		}
-		if err := appendMember(buf, &first, m.name, v.Interface()); err != nil {
-			return err
+		appendName(buf, &first, m.name)
+		if err := appendField(buf, m.field); err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
 		}
-		written[m.name] = true
+		written |= 1 << i
 	}
 	for _, k := range slices.Sorted(maps.Keys(extra)) {
-		if written[k] {
+		if i := slices.IndexFunc(members, func(m member) bool { return m.name == k }); i >= 0 && written&(1<<i) != 0 {
 			continue
 		}
-		if err := appendMember(buf, &first, k, extra[k]); err != nil {
-			return err
+		appendName(buf, &first, k)
+		if err := appendRaw(buf, extra[k]); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
 		}
 	}
 	buf.WriteByte('}')
 	return nil
 }
 
-func appendMember(buf *bytes.Buffer, first *bool, name string, v any) error {
+// appendName appends a member's name and its colon, after a comma unless it is the
+// first.
+func appendName(buf *bytes.Buffer, first *bool, name string) {
 	if !*first {
 		buf.WriteByte(',')
 	}
 	*first = false
-	if err := encodeTo(buf, name); err != nil {
-		return err
-	}
+	appendString(buf, name)
 	buf.WriteByte(':')
-	if err := encodeTo(buf, v); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+}
+
+// isZero reports whether the field a member points to holds its zero value, as
+// reflect.Value.IsZero does. The chat types' scalar and slice fields are told without
+// reflection, which in a module costs more than encoding them.
+func isZero(field any) bool {
+	switch f := field.(type) {
+	case *string:
+		return *f == ""
+	case *int:
+		return *f == 0
+	case *int64:
+		return *f == 0
+	case *[]Message:
+		return *f == nil
+	case *[]Choice:
+		return *f == nil
+	case *[]ContentPart:
+		return *f == nil
+	case **Usage:
+		return *f == nil
+	case *Content:
+		return f.kind == 0 && f.text == "" && f.parts == nil
+	case *Message:
+		return f.Role == "" && isZero(&f.Content) && f.Name == "" && f.Extra == nil && f.has == 0
+	}
+	return reflect.ValueOf(field).Elem().IsZero()
+}
+
+// appendField appends the JSON encoding of the value field points to.
+func appendField(buf *bytes.Buffer, field any) error {
+	switch f := field.(type) {
+	case *string:
+		appendString(buf, *f)
+		return nil
+	case *int:
+		buf.Write(strconv.AppendInt(buf.AvailableBuffer(), int64(*f), 10))
+		return nil
+	case *int64:
+		buf.Write(strconv.AppendInt(buf.AvailableBuffer(), *f, 10))
+		return nil
+	case *[]Message:
+		return appendArray(buf, *f)
+	case *[]Choice:
+		return appendArray(buf, *f)
+	case *[]ContentPart:
+		return appendArray(buf, *f)
+	case **Usage:
+		return encodeTo(buf, *f)
+	case appender: // *Content, *Message
+		return f.appendJSON(buf)
+	}
+	return encodeTo(buf, reflect.ValueOf(field).Elem().Interface())
+}
+
+// appendRaw appends the raw JSON value v compacted, as encoding/json encodes a
+// json.RawMessage (nil as null); an invalid v fails as it does there.
+func appendRaw(buf *bytes.Buffer, v json.RawMessage) error {
+	if v == nil {
+		buf.WriteString("null")
+		return nil
+	}
+	if json.Compact(buf, v) != nil {
+		return encodeTo(buf, v) // for encoding/json's error
 	}
 	return nil
+}
+
+// appendString appends s as a JSON string exactly as encoding/json does with HTML
+// escaping off: '"', '\\' and control characters escaped (\b, \f, \n, \r and \t by
+// name), invalid UTF-8 replaced by \ufffd, U+2028 and U+2029 escaped.
+func appendString(buf *bytes.Buffer, s string) {
+	const hex = "0123456789abcdef"
+	buf.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			buf.WriteString(s[start:i])
+			switch c {
+			case '\\', '"':
+				buf.WriteByte('\\')
+				buf.WriteByte(c)
+			case '\b':
+				buf.WriteString(`\b`)
+			case '\f':
+				buf.WriteString(`\f`)
+			case '\n':
+				buf.WriteString(`\n`)
+			case '\r':
+				buf.WriteString(`\r`)
+			case '\t':
+				buf.WriteString(`\t`)
+			default:
+				buf.WriteString(`\u00`)
+				buf.WriteByte(hex[c>>4])
+				buf.WriteByte(hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			buf.WriteString(s[start:i])
+			buf.WriteString(`\ufffd`)
+		case r == '\u2028' || r == '\u2029':
+			buf.WriteString(s[start:i])
+			buf.WriteString(`\u202`)
+			buf.WriteByte(hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	buf.WriteString(s[start:])
+	buf.WriteByte('"')
 }
 
 // appendArray appends the JSON array of s; nil encodes as null, as encoding/json does.
@@ -176,6 +299,9 @@ func appendArray[T appender](buf *bytes.Buffer, s []T) error {
 // would only make it longer.
 func encodeTo(buf *bytes.Buffer, v any) error {
 	switch v := v.(type) {
+	case string:
+		appendString(buf, v)
+		return nil
 	case *Usage:
 		if v == nil {
 			buf.WriteString("null")

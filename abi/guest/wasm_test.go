@@ -453,3 +453,29 @@ func TestWasmInstantiateAndCall(t *testing.T) {
 	}
 	t.Logf("module %d bytes; instantiate + _initialize + one pre call: %v each", g.size, time.Since(start)/n)
 }
+
+// TestWasmRequestKeepsInitialMemory: a request of a few KiB through a typed pre and post
+// hook leaves the memory at the size initialization left, which is what lets the host
+// reset a Go module's instance for the next request instead of instantiating it again
+// (host/snapshot.go, idleInstances). Without the spare heap the SDK frees at
+// initialization, the Go runtime grows the memory in the first call of every instance.
+func TestWasmRequestKeepsInitialMemory(t *testing.T) {
+	for _, n := range []int{1, 100, 1200} { // 45 bytes to 54 KiB of content
+		t.Run(fmt.Sprint(n), func(t *testing.T) { testRequestKeepsInitialMemory(t, n) })
+	}
+}
+
+func testRequestKeepsInitialMemory(t *testing.T, n int) {
+	content := strings.Repeat("a cat and a dog who find a big box, \"quoted\"\n", n)
+	req, _ := json.Marshal(map[string]any{"model": "m", "max_tokens": 256,
+		"messages": []map[string]string{{"role": "system", "content": "Be kind."}, {"role": "user", "content": content}}})
+	resp, _ := json.Marshal(map[string]any{"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+		"choices": []any{map[string]any{"index": 0, "message": map[string]string{"role": "assistant", "content": content}, "finish_reason": "stop"}}})
+	i := instantiate(t, "typed", nil)
+	initial := i.mod.Memory().Size()
+	i.mustCall("cocoon_pre", req)
+	i.mustCall("cocoon_post", resp)
+	if got := i.mod.Memory().Size(); got != initial {
+		t.Errorf("a %d-byte request grew the memory from %d to %d bytes", len(req), initial, got)
+	}
+}

@@ -11,7 +11,8 @@ import (
 	"github.com/cocoonhost/cocoon/plugins/output-guard/go/guard"
 )
 
-// config is parsed on first use, so that a bad config fails the hook with a logged
+// config is parsed once, in initialization, so that the host's snapshot holds it
+// parsed and no request parses it again; a bad config fails each hook with a logged
 // reason rather than the module's initialization.
 var config = sync.OnceValues(func() (guard.Config, error) {
 	return guard.ParseConfig(guest.Config())
@@ -21,6 +22,7 @@ var config = sync.OnceValues(func() (guard.Config, error) {
 var answer *guard.Stream
 
 func init() {
+	_, _ = config() // its error is each hook's
 	post.Handle(func(resp *guest.ChatResponse) (*guest.ChatResponse, error) {
 		c, err := config()
 		if err != nil {

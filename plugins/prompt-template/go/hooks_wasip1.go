@@ -10,13 +10,15 @@ import (
 	"github.com/cocoonhost/cocoon/plugins/prompt-template/go/template"
 )
 
-// config is parsed on first use, so that a bad config fails the hook with a logged
+// config is parsed once, in initialization, so that the host's snapshot holds it
+// parsed and no request parses it again; a bad config fails each hook with a logged
 // reason rather than the module's initialization.
 var config = sync.OnceValues(func() (template.Config, error) {
 	return template.ParseConfig(guest.Config())
 })
 
 func init() {
+	_, _ = config() // its error is each hook's
 	pre.Handle(func(req *guest.ChatRequest) (*guest.ChatRequest, error) {
 		c, err := config()
 		if err != nil {
