@@ -124,7 +124,7 @@ func TestServiceFlags(t *testing.T) {
 	for _, file := range []string{"cocoon-host.service", "tdx.conf"} {
 		line, _ := parseUnit(t, file).last("Service", "ExecStart")
 		for _, field := range strings.Fields(line) {
-			if name, ok := strings.CutPrefix(field, "--"); ok && !strings.Contains(string(help), "\n  -"+name+" ") {
+			if name, ok := strings.CutPrefix(field, "--"); ok && !strings.Contains(string(help), "\n  --"+name+" ") {
 				t.Errorf("%s: serve has no flag --%s", file, name)
 			}
 		}

@@ -67,7 +67,9 @@ func startBenign(t *testing.T, s *Sandbox) *benignLoad {
 }
 
 // check stops the load and fails t unless requests were served throughout: none
-// failed, and none took longer than a second.
+// failed, and none took longer than 3 s (tens of milliseconds alone, about a second on
+// a loaded 2-core machine; an attack that held a processor would hold them for the
+// whole attack).
 func (l *benignLoad) check(t *testing.T) {
 	t.Helper()
 	close(l.stop)
@@ -78,7 +80,7 @@ func (l *benignLoad) check(t *testing.T) {
 	if l.served.Load() == 0 {
 		t.Error("no well-behaved request was served during the attack")
 	}
-	if slowest := time.Duration(l.slowest.Load()); slowest > time.Second {
+	if slowest := time.Duration(l.slowest.Load()); slowest > 3*time.Second {
 		t.Errorf("a well-behaved request took %s during the attack", slowest)
 	}
 }
@@ -135,9 +137,10 @@ func TestHostileModules(t *testing.T) {
 		{"loop of cocoon.config", one(hostileModule(t, s, "host_calls"), fast, "c"), CodeTimeout, 0, "time limit of 250ms", ended},
 		{"loop of clock_time_get", one(hostileModule(t, s, "host_calls"), fast, "w"), CodeTimeout, 0, "time limit of 250ms", ended},
 		{"loop of long straight-line code", one(compileBytes(t, s, straightLineModule(25_000)), fast, ""), CodeTimeout, 0, "time limit of 250ms", ended},
-		// Log records are bounded in number as well as in bytes.
-		{"loop of empty cocoon.log records", one(hostileModule(t, s, "host_calls"), fast, "l"), CodeLogLimit, 0, "more than 1024 log records", ended},
-		{"loop of empty writes to stdout", one(hostileModule(t, s, "host_calls"), fast, "p"), CodeLogLimit, 0, "more than 1024 log records", ended},
+		// Log records are bounded in number as well as in bytes (ten seconds to reach
+		// the bound: this is not about time, and 1,025 records take long on a loaded machine).
+		{"loop of empty cocoon.log records", one(hostileModule(t, s, "host_calls"), tenSeconds, "l"), CodeLogLimit, 0, "more than 1024 log records", ended},
+		{"loop of empty writes to stdout", one(hostileModule(t, s, "host_calls"), tenSeconds, "p"), CodeLogLimit, 0, "more than 1024 log records", ended},
 		// Attack 2: tables had no limit.
 		{"table.grow by 1M elements", one(hostileModule(t, s, "table_grow"), fast, ""), CodeMemoryLimit, 0,
 			"table.grow by 1000000 elements was refused: past its limit of 65536 elements", ended},
