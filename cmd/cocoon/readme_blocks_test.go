@@ -362,7 +362,7 @@ func (e *readmeEnv) environ(t *testing.T) []string {
 // serverCommand matches the commands that stay in the foreground: the README gives each
 // its own terminal; a block's run starts them in the background and waits until each
 // prints its address.
-var serverCommand = regexp.MustCompile(`^(cocoon-host (serve|devnet)\b|\S*cocoon verify --web\b)`)
+var serverCommand = regexp.MustCompile(`^(make run\b|cocoon-host (serve|devnet)\b|\S*cocoon verify --web\b)`)
 
 // readmeSetup prepares what a block's surrounding text says it needs, by the block's
 // first command.
