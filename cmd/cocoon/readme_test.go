@@ -22,6 +22,44 @@ func readmeBlock(t *testing.T, marker string) []string {
 	return fencedBlock(t, "README.md", string(b), marker)
 }
 
+// readmeFence is one fenced block of the repository's README.md.
+type readmeFence struct {
+	line   int      // the line of its opening fence, from 1
+	lang   string   // what follows the opening fence: sh, json, js, ... or ""
+	marker string   // the HTML comment on the line before the fence, or ""
+	lines  []string // its lines, fences excluded
+}
+
+// readmeFences returns every fenced block of the repository's README.md, in order.
+func readmeFences(t *testing.T) []readmeFence {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fences []readmeFence
+	var open *readmeFence
+	lines := strings.Split(string(b), "\n")
+	for i, line := range lines {
+		switch {
+		case open == nil && strings.HasPrefix(line, "```"):
+			open = &readmeFence{line: i + 1, lang: strings.TrimPrefix(line, "```")}
+			if i > 0 && strings.HasPrefix(lines[i-1], "<!--") {
+				open.marker = lines[i-1]
+			}
+		case open != nil && strings.HasPrefix(line, "```"):
+			fences = append(fences, *open)
+			open = nil
+		case open != nil:
+			open.lines = append(open.lines, line)
+		}
+	}
+	if open != nil {
+		t.Fatalf("README.md: the block of line %d is not closed", open.line)
+	}
+	return fences
+}
+
 // fencedBlock returns the lines of the fenced block that follows marker in text, the
 // document name.
 func fencedBlock(t *testing.T, name, text, marker string) []string {
