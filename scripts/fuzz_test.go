@@ -3,6 +3,7 @@
 package scripts
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,6 +123,54 @@ func TestFuzzRunsEveryTarget(t *testing.T) {
 			}
 			if t.Failed() {
 				t.Logf("output:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestFuzzRetriesGoTestDeadline: a target that go test reports as failed only because
+// its time ran out ("context deadline exceeded", no failing input) runs once more and
+// passes; one that fails so twice is named as failed.
+func TestFuzzRetriesGoTestDeadline(t *testing.T) {
+	realGo, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	for _, tc := range []struct {
+		name     string
+		flakes   int // how many fuzzing runs report the deadline before one passes
+		code     int
+		want     string
+		attempts int
+	}{
+		{"once", 1, 0, "fuzz: all 2 targets passed", 3},
+		{"every time", 99, 1, "fuzz: 2 of 2 targets failed", 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := fuzzModule(t, map[string]string{"a/a.go": fuzzedPackages["a/a.go"], "a/a_test.go": fuzzedPackages["a/a_test.go"]})
+			count := filepath.Join(dir, "fuzz-runs")
+			// A go command that answers -list as go does and fails fuzzing runs as go
+			// test does when its deadline passes, the first tc.flakes times.
+			fake := filepath.Join(dir, "fakego")
+			script := fmt.Sprintf(`#!/bin/sh
+case "$*" in *-fuzz=*) ;; *) exec %q "$@" ;; esac
+echo x >> %q
+if [ "$(wc -l < %q)" -le %d ]; then
+	echo "--- FAIL: FuzzX (1.09s)"; echo "    context deadline exceeded"; exit 1
+fi
+echo ok
+`, realGo, count, count, tc.flakes)
+			if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(filepath.Join(dir, "scripts", "fuzz.sh"))
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "GO="+fake, "FUZZTIME=1s")
+			out, _ := cmd.CombinedOutput()
+			runs, _ := os.ReadFile(count)
+			if code := cmd.ProcessState.ExitCode(); code != tc.code || !strings.Contains(string(out), tc.want) ||
+				strings.Count(string(runs), "x") != tc.attempts {
+				t.Errorf("exit %d after %d fuzzing runs, want %d after %d, saying %q:\n%s", code, strings.Count(string(runs), "x"), tc.code, tc.attempts, tc.want, out)
 			}
 		})
 	}
