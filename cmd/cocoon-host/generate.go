@@ -37,6 +37,9 @@ func generate(args []string, stdout, stderr io.Writer) error {
 		return cli.UsageError("--steps must not be negative")
 	}
 	dir := modelDirectory(*modelDir, *data)
+	if err := checkModelDir("embedded", dir, *data); err != nil {
+		return err
+	}
 	b, err := embedded.New(dir)
 	if err != nil {
 		return err

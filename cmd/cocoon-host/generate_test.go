@@ -38,7 +38,7 @@ func TestGenerate(t *testing.T) {
 			string(golden), "", "tokens/s (finish: length)"},
 		{"prompt", []string{"generate", "--model-dir", dir, "--prompt", "Tim had a dog", "--seed", "5", "--steps", "20"}, "", 0,
 			"", "Tim had a dog", "6 prompt and 20 generated tokens"},
-		{"data directory", []string{"generate", "--data", t.TempDir()}, "", 1, "", "", "models/stories260K"},
+		{"data directory", []string{"generate", "--data", t.TempDir()}, "", 1, "", "", "models/stories260K: download the default one with 'cocoon-host model pull --data "},
 		{"negative steps", []string{"generate", "--model-dir", dir, "--steps", "-1"}, "", 2, "", "", "--steps must not be negative"},
 		{"bad temperature", []string{"generate", "--model-dir", dir, "--temperature", "3"}, "", 2, "", "", "temperature must be between 0 and 2"},
 		{"bad top-p", []string{"generate", "--model-dir", dir, "--top-p", "0"}, "", 2, "", "", "top_p must be greater than 0"},

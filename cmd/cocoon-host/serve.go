@@ -155,7 +155,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			log.Info("stopped")
 		}
 	}()
-	if err := checkModelDir(cfg); err != nil {
+	if err := checkModelDir(cfg.Backend, cfg.ModelDir, cfg.Data); err != nil {
 		return err
 	}
 	b, err := openBackend(cfg, log)
@@ -453,15 +453,15 @@ func createKey(path string) (string, error) {
 
 // checkModelDir tells an operator whose built-in backend has no model folder how to get
 // one, instead of the bare "no such file" the backend would give.
-func checkModelDir(cfg *serveConfig) error {
-	if cfg.Backend == "openai" {
+func checkModelDir(backendName, modelDir, data string) error {
+	if backendName == "openai" {
 		return nil
 	}
-	if _, err := os.Stat(cfg.ModelDir); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(modelDir); !errors.Is(err, fs.ErrNotExist) {
 		return nil // present, or a problem the backend words better
 	}
 	return fmt.Errorf("no model at %s: download the default one with 'cocoon-host model pull --data %s', or point --model-dir (or $COCOON_MODEL_DIR) at a model folder",
-		cfg.ModelDir, cfg.Data)
+		modelDir, data)
 }
 
 // openBackend opens the configured backend.
