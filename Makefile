@@ -142,13 +142,13 @@ SDK_DIR := web/testdata/openai-sdk
 $(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package.json $(SDK_DIR)/package-lock.json
 	npm ci --prefix $(SDK_DIR) --no-audit --no-fund
 
-CONTRACTS_DIR := contracts
+CONTRACTS_DIR := settle/contracts
 # The Tolk compiler and @ton/sandbox, installed from the lock file.
 $(CONTRACTS_DIR)/node_modules/.package-lock.json: $(CONTRACTS_DIR)/package.json $(CONTRACTS_DIR)/package-lock.json
 	npm ci --prefix $(CONTRACTS_DIR) --no-audit --no-fund
 
-# Compiles the escrow contract (contracts/escrow.tolk) into the committed
-# contracts/build/escrow.boc that the Go code embeds.
+# Compiles the escrow contract (settle/contracts/escrow.tolk) into the committed
+# settle/contracts/build/escrow.boc that the Go code embeds.
 contracts: $(CONTRACTS_DIR)/node_modules/.package-lock.json
 	npm run --prefix $(CONTRACTS_DIR) build
 

@@ -15,8 +15,8 @@ import (
 	"github.com/xssnick/tonutils-go/ton/wallet"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/cocoonhost/cocoon/internal/tonemu"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 // errHostDied is what a wallet send returns when the host process dies right after its

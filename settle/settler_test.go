@@ -16,9 +16,9 @@ import (
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/tlb"
 
-	"github.com/cocoonhost/cocoon/internal/tonemu"
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/escrow"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 // settler is a Settler of e's host on the chain's clock, logging to the test.

@@ -16,10 +16,10 @@ import (
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
-	"github.com/cocoonhost/cocoon/internal/tonemu"
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/escrow"
 	"github.com/cocoonhost/cocoon/settle/ledger"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 const billedKey = "sk-test-billed"

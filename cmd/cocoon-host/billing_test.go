@@ -22,9 +22,9 @@ import (
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
-	"github.com/cocoonhost/cocoon/internal/tonemu"
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/escrow"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 // envBillingHelper makes TestServeBillingHelperProcess run serve with an emulated TON

@@ -27,8 +27,8 @@ import (
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
-	"github.com/cocoonhost/cocoon/internal/tonemu"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 func init() {

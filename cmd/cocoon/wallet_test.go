@@ -13,7 +13,7 @@ import (
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
-	"github.com/cocoonhost/cocoon/internal/tonemu"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 // wallet new writes a seed only its owner reads, prints the wallet's address and never

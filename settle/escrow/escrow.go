@@ -31,7 +31,7 @@ import (
 	"math/big"
 	"sync"
 
-	"github.com/cocoonhost/cocoon/contracts"
+	"github.com/cocoonhost/cocoon/settle/contracts"
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/tlb"
 	"github.com/xssnick/tonutils-go/tvm/cell"

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocoonhost/cocoon/internal/tonemu"
 	"github.com/cocoonhost/cocoon/settle/escrow"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/tlb"
 	"github.com/xssnick/tonutils-go/ton/wallet"

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/internal/nettest"
-	"github.com/cocoonhost/cocoon/internal/tonemu"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 // writeConfig writes a global config listing one liteserver at addr.

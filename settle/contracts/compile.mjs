@@ -67,7 +67,7 @@ async function main(args) {
             .map(([name]) => `build/${name}`);
         if (stale.length > 0) {
             console.error(`contracts: ${stale.join(', ')} not reproducible from ${entrypoint} ` +
-                `(source gives code hash ${hash}); run \`node contracts/compile.mjs\` and commit build/`);
+                `(source gives code hash ${hash}); run \`node settle/contracts/compile.mjs\` and commit build/`);
             process.exit(1);
         }
         console.log(`contracts: build/ matches ${entrypoint} (code hash ${hash})`);

@@ -1,5 +1,7 @@
-// Package tonemu is an in-memory TON chain for tests, backed by tonutils-go's
-// Go implementation of the TVM and the transaction executor.
+// Package tonemu is an in-memory TON chain, backed by tonutils-go's Go
+// implementation of the TVM and the transaction executor. It is what
+// `cocoon-host devnet` serves over the liteserver protocol (Serve) and what the
+// settlement tests run the real contracts on.
 //
 // A Chain implements the part of ton.APIClientWrapped that tonutils-go's
 // wallet package and the settlement code use (see the method list on Chain),
