@@ -265,6 +265,11 @@ func TestServeConfig(t *testing.T) {
 		{"URL without openai", []string{"--backend-url", "http://x"}, serveConfig{}, "are for --backend openai"},
 		{"telegram", []string{"--data", "/d", "--telegram-bot-token-file", "/run/bot"},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotTokenFile: "/run/bot", Attest: "auto"}, ""},
+		{"telegram without the bot token", []string{"--data", "/d", "--telegram-bot-id", "7544535829", "--telegram-environment", "test", "--telegram-init-data-max-age", "1h"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotID: 7544535829, TelegramEnvironment: "test", TelegramInitDataMaxAge: "1h", Attest: "auto"}, ""},
+		{"bad Telegram environment", []string{"--telegram-environment", "staging"}, serveConfig{}, `telegram_environment "staging": must be production or test`},
+		{"bad initData lifetime", []string{"--telegram-init-data-max-age", "0s"}, serveConfig{}, `telegram_init_data_max_age "0s": want a positive duration`},
+		{"negative bot id", []string{"--telegram-bot-id", "-5"}, serveConfig{}, `telegram_bot_id -5`},
 		{"billing", []string{"--data", "/d", "--config", billing},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", billingConfig: billingConfig{
 				WalletSeedFile: "/run/seed", TONConfig: "/etc/ton/testnet.json", TONNetwork: "testnet", Prices: &pricesConfig{PromptPerMillion: 1000, CompletionPerMillion: 3000},
@@ -307,6 +312,12 @@ func TestServeConfig(t *testing.T) {
 			}
 			if tt.want.ShutdownTimeout == "" {
 				tt.want.ShutdownTimeout = defaultShutdownTimeout
+			}
+			if tt.want.TelegramEnvironment == "" {
+				tt.want.TelegramEnvironment = "production"
+			}
+			if tt.want.TelegramInitDataMaxAge == "" {
+				tt.want.TelegramInitDataMaxAge = "24h"
 			}
 			if err != nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
