@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/weights"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/host"
@@ -47,7 +48,10 @@ type serveConfig struct {
 	Backend           string `json:"backend"`
 	BackendURL        string `json:"backend_url"`
 	BackendAPIKeyFile string `json:"backend_api_key_file"`
-	APIKeyFile        string `json:"api_key_file"`
+	// ModelWeights is the folder the OpenAI-compatible server reads its weights from:
+	// measured at boot (attest/weights) into the model event.
+	ModelWeights string `json:"model_weights"`
+	APIKeyFile   string `json:"api_key_file"`
 	// TelegramBotTokenFile holds the bot token that signs Mini Apps' initData; without
 	// it, Mini Apps cannot call the host directly.
 	TelegramBotTokenFile string `json:"telegram_bot_token_file"`
@@ -321,12 +325,13 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		LogFormat: "text", LogLevel: "info", TelegramEnvironment: "production", TelegramInitDataMaxAge: "24h"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, tls, sealing_key_file, shutdown_timeout, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, model_weights, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, tls, sealing_key_file, shutdown_timeout, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
 	fs.StringVar(&cfg.Backend, "backend", cfg.Backend, "embedded (in process), plugin (the embedded engine in a child process) or openai (an OpenAI-compatible server at --backend-url)")
 	fs.StringVar(&cfg.BackendURL, "backend-url", "", "base URL of the OpenAI-compatible server, such as http://127.0.0.1:8000/v1")
+	fs.StringVar(&cfg.ModelWeights, "model-weights", "", "folder the OpenAI-compatible server reads its weights from: measured at boot (every file, sha256-tree:<hex>, as `cocoon measure --weights` computes it) into the evidence's model event instead of the served model names")
 	fs.StringVar(&cfg.BackendAPIKeyFile, "backend-api-key-file", "", "file holding the API key of the OpenAI-compatible server")
 	fs.StringVar(&cfg.APIKeyFile, "api-key-file", "", "file holding the API key clients must present (default: DATA/api-key, created if missing)")
 	fs.StringVar(&cfg.TelegramBotTokenFile, "telegram-bot-token-file", "", "file holding the Telegram bot token that signs Mini Apps' initData (enables 'Authorization: tma <initData>')")
@@ -361,8 +366,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, cli.UsageError(fmt.Sprintf("backend %q: must be embedded, plugin or openai", cfg.Backend))
 	case cfg.Backend == "openai" && cfg.BackendURL == "":
 		return nil, cli.UsageError("backend openai needs --backend-url")
-	case cfg.Backend != "openai" && (cfg.BackendURL != "" || cfg.BackendAPIKeyFile != ""):
-		return nil, cli.UsageError("--backend-url and --backend-api-key-file are for --backend openai")
+	case cfg.Backend != "openai" && (cfg.BackendURL != "" || cfg.BackendAPIKeyFile != "" || cfg.ModelWeights != ""):
+		return nil, cli.UsageError("--backend-url, --backend-api-key-file and --model-weights are for --backend openai (the embedded engine measures its model file itself)")
 	case cfg.Attest != "auto" && cfg.Attest != attest.ModeTDX && cfg.Attest != attest.ModeSim:
 		return nil, cli.UsageError(fmt.Sprintf("attest %q: must be auto, tdx or sim", cfg.Attest))
 	case cfg.MaxGenerations < 0:
@@ -530,7 +535,7 @@ func boot(ctx context.Context, cfg *serveConfig, mode string, b backend.Backend,
 		}
 		p = sim
 	}
-	backendID, model, err := backendIdentity(ctx, cfg, b)
+	backendID, model, err := backendIdentity(ctx, cfg, b, log)
 	if err != nil {
 		return nil, err
 	}
@@ -552,7 +557,7 @@ func boot(ctx context.Context, cfg *serveConfig, mode string, b backend.Backend,
 // backendIdentity returns what the event log measures of the backend and its model:
 // the embedded engine's weights hash; for the other backends the served model ids,
 // since the host cannot see their weights.
-func backendIdentity(ctx context.Context, cfg *serveConfig, b backend.Backend) (backendID, model string, err error) {
+func backendIdentity(ctx context.Context, cfg *serveConfig, b backend.Backend, log *slog.Logger) (backendID, model string, err error) {
 	if w, ok := b.(interface{ WeightsSHA256() string }); ok {
 		return cfg.Backend, "sha256:" + w.WeightsSHA256(), nil
 	}
@@ -565,6 +570,16 @@ func backendIdentity(ctx context.Context, cfg *serveConfig, b backend.Backend) (
 			return "", "", err
 		}
 		backendID = "openai " + (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	}
+	if cfg.ModelWeights != "" {
+		log.Info("measuring the model weights: every byte of every file", "folder", cfg.ModelWeights)
+		start := time.Now()
+		m, err := weights.Measure(cfg.ModelWeights, 0)
+		if err != nil {
+			return "", "", fmt.Errorf("--model-weights: %w", err)
+		}
+		log.Info("measured the model weights", "identity", m.Root.String(), "files", m.Files, "bytes", m.Bytes, "took", time.Since(start).Round(time.Millisecond))
+		return backendID, m.Root.String(), nil
 	}
 	models, err := b.Models(ctx)
 	if err != nil {

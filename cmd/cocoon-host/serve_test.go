@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/weights"
 )
 
 // lockedBuffer collects a server's logs, written from its goroutines.
@@ -263,6 +265,9 @@ func TestServeConfig(t *testing.T) {
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "sim"}, ""},
 		{"bad attest", []string{"--attest", "sgx"}, serveConfig{}, `attest "sgx": must be auto, tdx or sim`},
 		{"URL without openai", []string{"--backend-url", "http://x"}, serveConfig{}, "are for --backend openai"},
+		{"weights without openai", []string{"--model-weights", "/w"}, serveConfig{}, "the embedded engine measures its model file itself"},
+		{"weights", []string{"--data", "/d", "--backend", "openai", "--backend-url", "http://gpu:8000/v1", "--model-weights", "/w"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "openai", BackendURL: "http://gpu:8000/v1", ModelWeights: "/w", Attest: "auto"}, ""},
 		{"telegram", []string{"--data", "/d", "--telegram-bot-token-file", "/run/bot"},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotTokenFile: "/run/bot", Attest: "auto"}, ""},
 		{"telegram without the bot token", []string{"--data", "/d", "--telegram-bot-id", "7544535829", "--telegram-environment", "test", "--telegram-init-data-max-age", "1h"},
@@ -500,5 +505,57 @@ func TestServeWithoutModel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestServeMeasuresModelWeights: with --model-weights, the boot evidence's model event
+// is the weights folder's identity (what `cocoon measure --weights` prints), not the
+// names the OpenAI-compatible server chose; a changed weight gives another identity.
+func TestServeMeasuresModelWeights(t *testing.T) {
+	folder := t.TempDir()
+	if err := os.WriteFile(filepath.Join(folder, "model.safetensors"), bytes.Repeat([]byte{0x5a}, 5<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join("..", "..")) // startServe reads up to the example pipeline's line
+	modelEvent := func() string {
+		r := startServe(t, "--data", t.TempDir(), "--attest", "sim", "--backend", "openai", "--backend-url", slowUpstream(t), "--model-weights", folder)
+		defer r.stop(t)
+		var ev attest.Evidence
+		resp := r.request(t, "GET", "/v1/attestation", "", "")
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&ev); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("/v1/attestation: %s, %v", resp.Status, err)
+		}
+		events, err := attest.ParseEventLog(ev.EventLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range events {
+			if e.Type == attest.EventModel {
+				if !strings.Contains(r.logs.String(), "measured the model weights") {
+					t.Errorf("the log does not say the weights were measured:\n%s", r.logs)
+				}
+				return e.Value()
+			}
+		}
+		t.Fatal("no model event")
+		return ""
+	}
+	want, err := weights.Measure(folder, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := modelEvent()
+	if first != want.Root.String() || !strings.HasPrefix(first, "sha256-tree:") {
+		t.Errorf("model event %q, want the folder's identity %s", first, want.Root)
+	}
+	f, err := os.OpenFile(filepath.Join(folder, "model.safetensors"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0x5b}, 3<<20)
+	f.Close()
+	if again := modelEvent(); again == first {
+		t.Errorf("a changed weight left the model event at %s", again)
 	}
 }
