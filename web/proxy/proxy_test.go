@@ -43,7 +43,7 @@ var fastHealth = WithHealth(100*time.Millisecond, time.Hour, 50*time.Millisecond
 
 // startProxy starts a proxy in front of hosts (trusting their roots) and serves it
 // until the test ends.
-func startProxy(t *testing.T, hosts []*proxytest.Host, opts ...Option) (string, *Proxy, *syncBuffer) {
+func startProxy(t testing.TB, hosts []*proxytest.Host, opts ...Option) (string, *Proxy, *syncBuffer) {
 	t.Helper()
 	log := &syncBuffer{}
 	var urls []string
