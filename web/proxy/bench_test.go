@@ -3,10 +3,12 @@ package proxy
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
 
@@ -76,4 +78,27 @@ func BenchmarkScale(b *testing.B) {
 	router1, _, _ := startProxy(b, hosts[:1])
 	router3, _, _ := startProxy(b, hosts)
 	benchTargets(b, modelChat, true, [][2]string{{"direct-1", hosts[0].URL + "/p/" + hosts[0].ID}, {"router-1", router1}, {"router-3", router3}})
+}
+
+// BenchmarkPick is routing's cost per request: the price of the request at each of 8
+// billing hosts and the load of two of them.
+//
+// go test -run '^$' -bench Pick ./web/proxy/
+func BenchmarkPick(b *testing.B) {
+	p, err := New(WithHosts("http://a"), WithPipeline(strings.Repeat("ab", 32)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 8 {
+		p.hosts = append(p.hosts, &upstream{p: p, info: Host{URL: "http://h" + strconv.Itoa(i)}, state: stateReady, cur: &verified{},
+			prices: &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: 1000, CompletionPerMillion: 3000}, LoadMilli: 1000}}})
+	}
+	r, _ := http.NewRequest(http.MethodPost, "/", nil)
+	a := newAsk(r, []byte(modelChat))
+	b.ReportAllocs()
+	for b.Loop() {
+		if p.pick(a, nil) == nil {
+			b.Fatal("no host")
+		}
+	}
 }

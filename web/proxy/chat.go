@@ -66,8 +66,8 @@ func newAsk(r *http.Request, body []byte) ask {
 
 // chat forwards a chat completion to the host routing picks, and on to another when
 // the attempt failed before any byte reached the app and sending it again cannot
-// charge twice (attempt says when). The app gets the answer of the last host tried
-// when no other can take it.
+// charge twice (attempt says when). When no other host can take it, the app gets the
+// refusal of the last host that answered one, or a 502 naming each host's state.
 func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
@@ -83,8 +83,12 @@ func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		tried[u] = true
-		if last = p.attempt(w, r, u, a); !last.retry {
+		res := p.attempt(w, r, u, a)
+		if !res.retry {
 			return
+		}
+		if res.answer != nil || last.answer == nil {
+			last = res // a host's own refusal is a better last word than a failure to reach one
 		}
 	}
 	if last.answer != nil {

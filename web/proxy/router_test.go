@@ -15,6 +15,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
 
@@ -123,7 +124,7 @@ func TestFailoverNeverChargesTwice(t *testing.T) {
 				// publishes, and the health loop does not run within this test.)
 				for i, u := range p.snapshot() {
 					u.mu.Lock()
-					u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: uint64(1+i) * 1000}, LoadMilli: 1000}}
+					u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}, LoadMilli: 1000}}
 					u.mu.Unlock()
 				}
 			} else {
@@ -394,5 +395,43 @@ func TestPick(t *testing.T) {
 		if p.pick(askOf(`{}`, "retry-me"), nil) != first {
 			t.Fatal("a request with the same idempotency key went to another host")
 		}
+	}
+}
+
+// TestFailoverOnRefusalBeforeAdmission: a billing host at capacity refuses with a
+// signed 429 over_capacity before admission, which charged nothing: the request goes
+// to the next cheapest host. With no other host, the app gets the refusal itself,
+// verified, with its Retry-After.
+func TestFailoverOnRefusalBeforeAdmission(t *testing.T) {
+	held := &proxytest.Canned{Deltas: []string{"Hello", ", ", "world"}, Held: make(chan struct{}), Reached: make(chan struct{}, 1)}
+	defer close(held.Held)
+	full := proxytest.NewHost(t, held)
+	full.Config = func(c *web.Config) { c.MaxGenerations, c.MaxWaiting = 1, -1 }
+	full.Start(t)
+	other := proxytest.NewHost(t, nil)
+	url, p, _ := startProxy(t, []*proxytest.Host{full, other})
+	for i, u := range p.snapshot() { // both bill, full at the lower price
+		u.mu.Lock()
+		u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}, LoadMilli: 1000}}
+		u.mu.Unlock()
+	}
+	go func() {
+		if resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{"messages":[{"role":"user","content":"hold"}]}`)); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-held.Reached // full's one slot is taken
+	got := postChat(t, url, chatBody)
+	if got.status != http.StatusOK || got.header.Get(HostHeader) != other.URL {
+		t.Fatalf("%d from %q: %s", got.status, got.header.Get(HostHeader), got.body)
+	}
+	if n := full.Asked("/chat/completions"); n != 2 {
+		t.Fatalf("the cheaper host was asked %d requests, want 2 (the held one, and the one it refused)", n)
+	}
+	other.Kill()
+	got = postChat(t, url, chatBody)
+	if got.status != http.StatusTooManyRequests || !strings.Contains(got.body, `"code":"over_capacity"`) || got.header.Get("Retry-After") == "" ||
+		verifyAsApp(hostKey(p, full.URL), chatBody, full.ID, got) != nil {
+		t.Fatalf("with no other host: %d %v %s", got.status, got.header, got.body)
 	}
 }
