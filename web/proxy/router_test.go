@@ -45,7 +45,7 @@ const modelChat = `{"messages":[{"role":"user","content":"Once upon a time"}],"m
 func TestRouterSurvivesAKilledHost(t *testing.T) {
 	hosts := []*proxytest.Host{modelHost(t), modelHost(t), modelHost(t)}
 	url, p, log := startProxy(t, hosts)
-	const workers, requests, killAt = 6, 240, 80
+	const workers, requests, killAt = 6, 150, 50
 	var (
 		done, failed atomic.Int64
 		killedAt     atomic.Int64 // Unix ns
