@@ -4,10 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,6 +186,161 @@ func TestRetryAfter(t *testing.T) {
 		resp := &http.Response{StatusCode: tt.status, Header: http.Header{"Retry-After": {tt.value}}}
 		if wait, ok := retryAfter(resp, now); ok != tt.ok || (ok && wait != tt.wait) {
 			t.Errorf("%d Retry-After %q: %v %v, want %v %v", tt.status, tt.value, wait, ok, tt.wait, tt.ok)
+		}
+	}
+}
+
+// TestProxyRoutesRealHostProcesses is issue 14's acceptance with the built binaries:
+// `cocoon proxy --hosts A,B,C --pipeline ID` in front of three `cocoon-host serve`
+// processes (the embedded model, simulated attestation, each under its own simulator
+// root, the example pipeline), under concurrent non-streaming load; every host serves a
+// share; one host process is killed (SIGKILL) mid-run; no client request fails.
+func TestProxyRoutesRealHostProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries and runs three hosts")
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := os.Getenv("COCOON_MODEL_DIR")
+	if model == "" {
+		model = filepath.Join(root, "..", "shared", "models", "stories260K")
+	}
+	scratch := t.TempDir()
+	bin := filepath.Join(scratch, "bin")
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/cocoon", "./cmd/cocoon-host")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	keyFile := filepath.Join(scratch, "api-key")
+	if err := os.WriteFile(keyFile, []byte("router-test-key-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// start runs a binary until the test ends, and returns it and a scanner of its stdout.
+	start := func(name string, args ...string) (*exec.Cmd, *bufio.Scanner) {
+		cmd := exec.Command(filepath.Join(bin, name), args...)
+		cmd.Dir = root // serve loads the example pipeline from the repository's plugins
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs, err := os.Create(filepath.Join(scratch, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); logs.Close(); close(exited) }() // its one waiter
+		t.Cleanup(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(time.Minute):
+				cmd.Process.Kill()
+				<-exited
+			}
+		})
+		return cmd, bufio.NewScanner(out)
+	}
+	drain := func(s *bufio.Scanner) {
+		go func() {
+			for s.Scan() {
+			}
+		}()
+	}
+	type hostProc struct {
+		cmd             *exec.Cmd
+		url, root, pipe string
+	}
+	var hosts []hostProc
+	for i := range 3 {
+		cmd, lines := start("cocoon-host", "serve", "--data", filepath.Join(scratch, fmt.Sprint("host", i)), "--model-dir", model,
+			"--listen", "127.0.0.1:0", "--api-key-file", keyFile, "--attest", "sim")
+		h := hostProc{cmd: cmd}
+		for h.pipe == "" && lines.Scan() {
+			line := lines.Text()
+			if v, ok := strings.CutPrefix(line, "Listening on "); ok {
+				h.url = v
+			} else if v, ok := strings.CutPrefix(line, "Attestation: sim (simulated TDX, not hardware: trust "); ok {
+				h.root = strings.TrimSuffix(v, " to verify)")
+			} else if v, ok := strings.CutPrefix(line, "Example pipeline: "); ok {
+				h.pipe = v
+			}
+		}
+		drain(lines)
+		if h.url == "" || h.root == "" || h.pipe == "" || (i > 0 && h.pipe != hosts[0].pipe) {
+			t.Fatalf("host %d started as %+v", i, h)
+		}
+		hosts = append(hosts, h)
+	}
+	args := []string{"proxy", "--listen", "127.0.0.1:0", "--api-key", "router-test-key-0123456789abcdef", "--pipeline", hosts[0].pipe,
+		"--hosts", hosts[0].url + "," + hosts[1].url + "," + hosts[2].url}
+	for _, h := range hosts {
+		args = append(args, "--trust-sim-root", h.root)
+	}
+	_, lines := start("cocoon", args...)
+	serving := regexp.MustCompile(`^serving pipeline .* at (http://127\.0\.0\.1:[0-9]+/v1)`)
+	var base string
+	for base == "" && lines.Scan() {
+		if m := serving.FindStringSubmatch(lines.Text()); m != nil {
+			base = m[1]
+		}
+	}
+	drain(lines)
+	if base == "" {
+		t.Fatal("the proxy did not serve (see its log in the test's temporary directory)")
+	}
+
+	const workers, requests, killAt = 6, 120, 40
+	var (
+		mu           sync.Mutex
+		served       = map[string]int{}
+		done, failed atomic.Int64
+		firstFailure string
+		killed       sync.Once
+		wg           sync.WaitGroup
+	)
+	client := &http.Client{Timeout: time.Minute}
+	for range workers {
+		wg.Go(func() {
+			for done.Load() < requests {
+				resp, err := client.Post(base+"/chat/completions", "application/json",
+					strings.NewReader(`{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":16}`))
+				var b []byte
+				if err == nil {
+					b, _ = io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+				mu.Lock()
+				if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"object":"chat.completion"`) {
+					failed.Add(1)
+					if firstFailure == "" {
+						firstFailure = fmt.Sprintf("%v %v %s", err, resp, b)
+					}
+				} else {
+					served[resp.Header.Get(proxy.HostHeader)]++
+				}
+				mu.Unlock()
+				if done.Add(1) == killAt {
+					killed.Do(func() { hosts[1].cmd.Process.Kill() })
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d requests through cocoon proxy to three cocoon-host processes, the second killed after %d: %d failed; served %v",
+		done.Load(), killAt, failed.Load(), served)
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d requests failed; the first: %s", n, firstFailure)
+	}
+	for _, h := range hosts {
+		if served[h.url] == 0 {
+			t.Errorf("the host at %s served none: %v", h.url, served)
 		}
 	}
 }

@@ -150,17 +150,17 @@ func (p *Proxy) pick(a ask, tried map[*upstream]bool) *upstream {
 	if j >= i {
 		j++
 	}
-	if load(tier[j].u) < load(tier[i].u) {
+	if now := time.Now(); load(tier[j].u, now) < load(tier[i].u, now) {
 		i = j
 	}
 	return tier[i].u
 }
 
 // load is a host's load for routing: requests in flight (plus this one) times its
-// average latency (plus a millisecond, so that a host not measured yet still counts
-// what it has in flight).
-func load(u *upstream) float64 {
-	return float64(u.inflight.Load()+1) * float64(u.latency.Load()+int64(time.Millisecond))
+// recent latency (plus a millisecond, so that a host not measured yet still counts what
+// it has in flight).
+func load(u *upstream, now time.Time) float64 {
+	return float64(u.inflight.Load()+1) * float64(u.recentLatency(now)+time.Millisecond)
 }
 
 // result is how an attempt at one host ended.

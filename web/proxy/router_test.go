@@ -128,7 +128,7 @@ func TestFailoverNeverChargesTwice(t *testing.T) {
 					u.mu.Unlock()
 				}
 			} else {
-				p.snapshot()[1].latency.Store(int64(time.Hour)) // a is less loaded: it gets the request
+				p.snapshot()[1].observe(time.Hour) // a is less loaded: it gets the request
 			}
 			done := make(chan answered, 1)
 			go func() { done <- postChat(t, url, `{"messages":[{"role":"user","content":"hold"}]}`) }()
@@ -158,7 +158,7 @@ func TestStreamBreaksOffMidway(t *testing.T) {
 			defer close(held.Held)
 			a, b := proxytest.NewHost(t, held), proxytest.NewHost(t, nil)
 			url, p, _ := startProxy(t, []*proxytest.Host{a, b}, WithRelease(mode))
-			p.snapshot()[1].latency.Store(int64(time.Hour)) // a gets the request
+			p.snapshot()[1].observe(time.Hour) // a gets the request
 			done := make(chan answered, 1)
 			go func() { done <- postChat(t, url, holdBody) }()
 			<-held.Reached
@@ -382,7 +382,7 @@ func TestPick(t *testing.T) {
 		t.Errorf("a dearer host got %d while free ones were ready", counts[dear])
 	}
 	free[0].inflight.Store(50)
-	free[0].latency.Store(int64(time.Second))
+	free[0].observe(time.Second)
 	clear(counts)
 	for range 300 {
 		counts[p.pick(askOf(`{}`, ""), nil)]++

@@ -91,6 +91,7 @@ type upstream struct {
 
 	inflight atomic.Int64 // requests under way
 	latency  atomic.Int64 // moving average of the time to the answer's headers, ns
+	sampled  atomic.Int64 // when latency last took a sample, Unix ns
 	served   atomic.Int64 // requests answered (by this host's answer, any status)
 }
 
@@ -411,6 +412,7 @@ func (u *upstream) run(ctx context.Context) {
 // observe records an answer's latency to its headers in the host's moving average
 // (weight 1/8 for the newest).
 func (u *upstream) observe(d time.Duration) {
+	u.sampled.Store(time.Now().UnixNano())
 	for {
 		old := u.latency.Load()
 		next := int64(d)
@@ -421,4 +423,16 @@ func (u *upstream) observe(d time.Duration) {
 			return
 		}
 	}
+}
+
+// latencyHalfLife is how fast a host's latency figure fades while it gets no request.
+const latencyHalfLife = time.Second
+
+// recentLatency is the host's average latency, halved for every latencyHalfLife since
+// its last sample: a host that routing passed over because one slow answer raised its
+// figure (a cold start) looks fast again soon, gets a request, and is measured anew,
+// rather than starving on a figure nothing updates.
+func (u *upstream) recentLatency(now time.Time) time.Duration {
+	halvings := now.Sub(time.Unix(0, u.sampled.Load())) / latencyHalfLife
+	return time.Duration(u.latency.Load() >> min(max(halvings, 0), 62))
 }
