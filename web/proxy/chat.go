@@ -304,9 +304,13 @@ func (a *answer) cut(err error, sent, started bool) result {
 }
 
 // refusedUncharged reports whether a verified answer is a refusal another host may be
-// asked instead of: the host refused before admission (at capacity, or over the
-// request's max_price), or it does not bill and failed (a 5xx, or a 429).
-func (a *answer) refusedUncharged(status int, body []byte) bool {
+// asked instead of: a host that does not bill failed (a 5xx, or a 429); a billing host
+// refused before admission (at capacity, or over the request's max_price), and the
+// refusal is this request's. A refusal the host signed without the request (at
+// capacity, before it read the body) could be a genuine one a relay replays in place
+// of an answer the host charged: it counts only over RA-TLS, where no relay can inject
+// it.
+func (a *answer) refusedUncharged(status int, retryAfter string, body []byte, signature string) bool {
 	var e struct {
 		Error struct {
 			Code string `json:"code"`
@@ -314,12 +318,16 @@ func (a *answer) refusedUncharged(status int, body []byte) bool {
 	}
 	json.Unmarshal(body, &e)
 	switch {
-	case e.Error.Code == "over_capacity" || e.Error.Code == settle.CodeMaxPrice:
-		return true
 	case !a.bills:
 		return status >= 500 || status == http.StatusTooManyRequests
+	case e.Error.Code != "over_capacity" && e.Error.Code != settle.CodeMaxPrice:
+		return false
+	case a.v.conn.ratls != nil:
+		return true
 	}
-	return false
+	other := a.verifier(a.v.hostKey)
+	other.Request = append([]byte("not "), a.request...)
+	return other.VerifyBody(status, retryAfter, body, signature) != nil // it verifies only for this request
 }
 
 // relayWhole answers with a non-streaming answer (a chat.completion or the host's
@@ -362,7 +370,7 @@ func (a *answer) relayWhole(resp *http.Response, body *cutReader) result {
 		a.w.WriteHeader(resp.StatusCode)
 		a.w.Write(b)
 	}
-	if resp.StatusCode != http.StatusOK && a.refusedUncharged(resp.StatusCode, b) {
+	if resp.StatusCode != http.StatusOK && a.refusedUncharged(resp.StatusCode, retryAfter, b, signature) {
 		return result{retry: true, answer: write, err: fmt.Errorf("the host at %s answered %s", a.u.info.URL, resp.Status)}
 	}
 	write()

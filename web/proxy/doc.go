@@ -31,7 +31,9 @@
 // A request that failed before any byte reached the app goes to another verified host
 // only when that cannot charge twice: the host never received it whole (the
 // connection failed before the request was written), or refused it before admission
-// (429 over_capacity, 402 max_price_exceeded), or does not bill. A billing host that
+// (429 over_capacity, 402 max_price_exceeded) in an answer signed for this request or
+// received over RA-TLS (a refusal signed before the host read the body could be a
+// relay's replay), or does not bill. A billing host that
 // received a request may have charged it, and hosts share no ledger (an idempotency
 // key is known only to the host that saw it), so such a request is answered with a
 // 502 host_error rather than sent elsewhere. A stream that breaks off after part of

@@ -398,40 +398,68 @@ func TestPick(t *testing.T) {
 	}
 }
 
-// TestFailoverOnRefusalBeforeAdmission: a billing host at capacity refuses with a
-// signed 429 over_capacity before admission, which charged nothing: the request goes
-// to the next cheapest host. With no other host, the app gets the refusal itself,
-// verified, with its Retry-After.
+// TestFailoverOnRefusalBeforeAdmission: a host at capacity refuses with a signed 429
+// over_capacity before admission. From a host that does not bill, the request goes to
+// the other host. A billing host signs that refusal without the request (it has not
+// read the body), so over http a relay could replay a genuine one in place of an
+// answer the host charged: the attack is performed, and the router gives the app the
+// refusal rather than send the request, and charge it, a second time elsewhere.
 func TestFailoverOnRefusalBeforeAdmission(t *testing.T) {
-	held := &proxytest.Canned{Deltas: []string{"Hello", ", ", "world"}, Held: make(chan struct{}), Reached: make(chan struct{}, 1)}
-	defer close(held.Held)
-	full := proxytest.NewHost(t, held)
-	full.Config = func(c *web.Config) { c.MaxGenerations, c.MaxWaiting = 1, -1 }
-	full.Start(t)
-	other := proxytest.NewHost(t, nil)
-	url, p, _ := startProxy(t, []*proxytest.Host{full, other})
-	for i, u := range p.snapshot() { // both bill, full at the lower price
-		u.mu.Lock()
-		u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}, LoadMilli: 1000}}
-		u.mu.Unlock()
-	}
-	go func() {
-		if resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{"messages":[{"role":"user","content":"hold"}]}`)); err == nil {
+	for _, bills := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bills=%v", bills), func(t *testing.T) {
+			held := &proxytest.Canned{Deltas: []string{"Hello", ", ", "world"}, Held: make(chan struct{}), Reached: make(chan struct{}, 1)}
+			release := sync.OnceFunc(func() { close(held.Held) })
+			defer release()
+			full := proxytest.NewHost(t, held)
+			full.Config = func(c *web.Config) { c.MaxGenerations, c.MaxWaiting = 1, -1 }
+			full.Start(t)
+			other := proxytest.NewHost(t, nil)
+			url, p, _ := startProxy(t, []*proxytest.Host{full, other})
+			if bills {
+				for i, u := range p.snapshot() { // both bill, full at the lower price
+					u.mu.Lock()
+					u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}, LoadMilli: 1000}}
+					u.mu.Unlock()
+				}
+			} else {
+				p.snapshot()[1].observe(time.Hour) // full is picked first
+			}
+			go func() {
+				if resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{"messages":[{"role":"user","content":"hold"}]}`)); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			<-held.Reached // full's one slot is taken
+			if !bills {
+				got := postChat(t, url, chatBody)
+				if got.status != http.StatusOK || got.header.Get(HostHeader) != other.URL {
+					t.Fatalf("%d from %q: %s", got.status, got.header.Get(HostHeader), got.body)
+				}
+				return
+			}
+			// A relay captures the host's genuine refusal, then, once the host serves
+			// again, answers every request the host served and charged with it.
+			req, _ := http.NewRequest(http.MethodPost, full.URL+"/p/"+full.ID+"/v1/chat/completions", strings.NewReader(chatBody))
+			req.Header.Set("Authorization", "Bearer "+proxytest.APIKey)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refusal, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-		}
-	}()
-	<-held.Reached // full's one slot is taken
-	got := postChat(t, url, chatBody)
-	if got.status != http.StatusOK || got.header.Get(HostHeader) != other.URL {
-		t.Fatalf("%d from %q: %s", got.status, got.header.Get(HostHeader), got.body)
-	}
-	if n := full.Asked("/chat/completions"); n != 2 {
-		t.Fatalf("the cheaper host was asked %d requests, want 2 (the held one, and the one it refused)", n)
-	}
-	other.Kill()
-	got = postChat(t, url, chatBody)
-	if got.status != http.StatusTooManyRequests || !strings.Contains(got.body, `"code":"over_capacity"`) || got.header.Get("Retry-After") == "" ||
-		verifyAsApp(hostKey(p, full.URL), chatBody, full.ID, got) != nil {
-		t.Fatalf("with no other host: %d %v %s", got.status, got.header, got.body)
+			if resp.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("the host at capacity answered %s", resp.Status)
+			}
+			release()
+			full.Rewrite(func(a *proxytest.Answer) { a.Status, a.Header, a.Body = resp.StatusCode, resp.Header.Clone(), string(refusal) })
+			served := full.Asked("/chat/completions")
+			got := postChat(t, url, chatBody)
+			if got.status != http.StatusTooManyRequests || !strings.Contains(got.body, `"code":"over_capacity"`) || got.header.Get(HostHeader) != full.URL {
+				t.Fatalf("the replayed refusal: the app got %d from %q: %s", got.status, got.header.Get(HostHeader), got.body)
+			}
+			if full.Asked("/chat/completions") != served+1 || other.Asked("/chat/completions") != 0 {
+				t.Fatal("a request the billing host received was sent to another host on a refusal a relay could replay")
+			}
+		})
 	}
 }
