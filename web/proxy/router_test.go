@@ -451,7 +451,9 @@ func TestFailoverOnRefusalBeforeAdmission(t *testing.T) {
 				t.Fatalf("the host at capacity answered %s", resp.Status)
 			}
 			release()
-			full.Rewrite(func(a *proxytest.Answer) { a.Status, a.Header, a.Body = resp.StatusCode, resp.Header.Clone(), string(refusal) })
+			full.Rewrite(func(a *proxytest.Answer) {
+				a.Status, a.Header, a.Body = resp.StatusCode, resp.Header.Clone(), string(refusal)
+			})
 			served := full.Asked("/chat/completions")
 			got := postChat(t, url, chatBody)
 			if got.status != http.StatusTooManyRequests || !strings.Contains(got.body, `"code":"over_capacity"`) || got.header.Get(HostHeader) != full.URL {
