@@ -14,6 +14,20 @@ func BenchmarkVerifyNVIDIA(b *testing.B) {
 	}
 }
 
+// BenchmarkVerifyNVIDIACached is BenchmarkVerifyNVIDIA with a Cache that has seen the
+// chain and the RIMs: what a verifier pays per report of a GPU it verified before.
+func BenchmarkVerifyNVIDIACached(b *testing.B) {
+	s := loadSample(b)
+	opts := s.options()
+	opts.Cache = NewCache()
+	Verify(s.ev, s.nonce, opts)
+	for b.Loop() {
+		if _, checks, _ := Verify(s.ev, s.nonce, opts); len(checks) != 10 {
+			b.Fatal(checks)
+		}
+	}
+}
+
 // BenchmarkVerifyNVIDIAReportOnly is BenchmarkVerifyNVIDIA without RIMs: the chain, the
 // report's signature, nonce and firmware ID.
 func BenchmarkVerifyNVIDIAReportOnly(b *testing.B) {

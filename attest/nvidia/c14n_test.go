@@ -1,6 +1,7 @@
 package nvidia
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/beevik/etree"
@@ -15,7 +16,7 @@ import (
 func TestNVIDIACanonicalXML(t *testing.T) {
 	for _, tc := range []struct {
 		name, in, want string
-		apex, skip string // paths of the apex (default: root) and of the element left out
+		apex, skip     string // paths of the apex (default: root) and of the element left out
 	}{
 		{name: "start and end tags",
 			in: `<doc>
@@ -102,6 +103,9 @@ func parseXMLForTest(s string) (*etree.Document, []*etree.Element, error) {
 	doc.ReadSettings = rimReadSettings()
 	if err := doc.ReadFromString(s); err != nil {
 		return nil, nil, err
+	}
+	if doc.Root() == nil {
+		return nil, nil, errors.New("no document element")
 	}
 	var sigs []*etree.Element
 	return doc, sigs, vet(doc.Root(), &sigs)

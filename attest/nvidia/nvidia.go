@@ -203,6 +203,8 @@ type VerifyOptions struct {
 	// (cached, or fetched by the caller). A missing one fails its check and the
 	// measurements check.
 	DriverRIM, VBIOSRIM []byte
+	// Cache, when set, remembers verified chains and RIMs across calls (see Cache).
+	Cache *Cache
 }
 
 // verification accumulates Verify's checks.
@@ -247,16 +249,23 @@ func (v *verification) add(name, detail string, err error) {
 // ParseRIM, about 5 ms in all (BenchmarkVerifyNVIDIA).
 func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check, error) {
 	v := &verification{failed: map[string]bool{}}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
 	var (
 		rep          *Report
 		signed, sig  []byte
 		certs, chain []*x509.Certificate
 		id           Identity
 	)
+	cached, chainCached := opts.Cache.chain(opts.DeviceRoots, ev.CertChain, opts.Now)
 	v.run(CheckFormat, nil, func() (string, error) {
 		var err error
-		if certs, err = parseChain(ev.CertChain); err != nil {
-			return "", err
+		certs = cached.certs
+		if !chainCached {
+			if certs, err = parseChain(ev.CertChain); err != nil {
+				return "", err
+			}
 		}
 		if signed, sig, rep, err = parseReport(ev.Report); err != nil {
 			return "", err
@@ -266,9 +275,13 @@ func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check,
 			rep.SPDMVersion>>4, rep.SPDMVersion&0xF, len(rep.Measurements), rep.DriverVersion, rep.VBIOSVersion, len(certs)), nil
 	})
 	v.run(CheckChain, []string{CheckFormat}, func() (string, error) {
-		var err error
-		if chain, err = verifyChain(certs, opts.DeviceRoots, deviceRoots, opts.Now); err != nil {
-			return "", err
+		chain = cached.chain
+		if !chainCached {
+			var err error
+			if chain, err = verifyChain(certs, opts.DeviceRoots, deviceRoots, opts.Now); err != nil {
+				return "", err
+			}
+			opts.Cache.putChain(opts.DeviceRoots, ev.CertChain, certs, chain)
 		}
 		root := chain[len(chain)-1]
 		id.Simulated = !root.Equal(nvidiaDeviceRoot())
@@ -297,12 +310,12 @@ func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check,
 	rimOpts := RIMOptions{Roots: opts.RIMRoots, Now: opts.Now}
 	v.run(CheckDriverRIM, nil, func() (string, error) {
 		var err error
-		driverRIM, err = parseGivenRIM("driver", opts.DriverRIM, rimOpts)
+		driverRIM, err = parseGivenRIM("driver", opts.DriverRIM, rimOpts, opts.Cache)
 		return rimDetail(driverRIM), err
 	})
 	v.run(CheckVBIOSRIM, nil, func() (string, error) {
 		var err error
-		vbiosRIM, err = parseGivenRIM("VBIOS", opts.VBIOSRIM, rimOpts)
+		vbiosRIM, err = parseGivenRIM("VBIOS", opts.VBIOSRIM, rimOpts, opts.Cache)
 		return rimDetail(vbiosRIM), err
 	})
 	v.run(CheckDriverVersion, []string{CheckSignature, CheckDriverRIM}, func() (string, error) {
@@ -384,12 +397,13 @@ func checkFWID(leaf *x509.Certificate, reported []byte) (string, error) {
 	return "", fmt.Errorf("%w: the device certificate carries no FWID extension", ErrFWID)
 }
 
-// parseGivenRIM is ParseRIM with a failure for a RIM the caller did not give.
-func parseGivenRIM(kind string, b []byte, opts RIMOptions) (*RIM, error) {
+// parseGivenRIM is ParseRIM, through cache, with a failure for a RIM the caller did
+// not give.
+func parseGivenRIM(kind string, b []byte, opts RIMOptions, cache *Cache) (*RIM, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: no %s RIM given (cache one with --save-collateral, or verify online)", ErrRIM, kind)
 	}
-	return ParseRIM(b, opts)
+	return cache.rim(b, opts)
 }
 
 func rimDetail(r *RIM) string {
