@@ -189,16 +189,18 @@ func TestNVIDIASimCache(t *testing.T) {
 		}
 	}
 	opts.DeviceRoots, opts.RIMRoots = nil, nil
-	if _, _, err := Verify(ev, [32]byte{}, opts); !errors.Is(err, ErrUntrustedRoot) {
-		t.Fatalf("under NVIDIA's roots with a warm cache: %v", err)
+	_, checks, err := Verify(ev, [32]byte{}, opts)
+	if !errors.Is(err, ErrUntrustedRoot) || ok(checks, CheckChain) || ok(checks, CheckDriverRIM) || ok(checks, CheckVBIOSRIM) {
+		t.Fatalf("under NVIDIA's roots with a warm cache: %v\n%v", err, checks)
 	}
 	// Outside the certificates' validity the cache does not answer.
 	opts = simOptions(t, s)
 	opts.Cache = NewCache()
 	Verify(ev, [32]byte{}, opts)
 	opts.Now = time.Now().AddDate(2, 0, 0)
-	if _, _, err := Verify(ev, [32]byte{}, opts); !errors.Is(err, ErrCertChain) {
-		t.Fatalf("two years on, with a warm cache: %v", err)
+	_, checks, err = Verify(ev, [32]byte{}, opts)
+	if !errors.Is(err, ErrCertChain) || ok(checks, CheckChain) || ok(checks, CheckDriverRIM) {
+		t.Fatalf("two years on, with a warm cache: %v\n%v", err, checks)
 	}
 }
 
