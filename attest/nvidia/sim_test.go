@@ -37,7 +37,7 @@ func TestNVIDIASimVerifies(t *testing.T) {
 	}
 	assertChecks(t, checks, map[string]bool{CheckFormat: true, CheckChain: true, CheckSignature: true, CheckNonce: true,
 		CheckFWID: true, CheckDriverRIM: true, CheckVBIOSRIM: true, CheckDriverVersion: true, CheckVBIOSVersion: true, CheckMeasurements: true})
-	if !id.Simulated || id.DriverVersion != SimDriverVersion || id.VBIOSVersion != SimVBIOSVersion {
+	if !id.Simulated || id.DriverVersion != SimDriverVersion || id.VBIOSVersion != SimVBIOSVersion || id.CCMode != CCModeSPT {
 		t.Errorf("identity %+v", id)
 	}
 	if m := detail(checks, CheckMeasurements); m != "41 active measurements match the RIMs" {
