@@ -13,15 +13,17 @@
 //
 // What a reviewer must still trust: NVIDIA's two roots and the keys under them (a GPU
 // whose device key leaked can sign anything); NVIDIA's RIMs saying what a good driver
-// and VBIOS measure; the driver on the host, which is what asks the GPU for the report
-// and whose measurements the GPU reports (the report binds the GPU's state, not what the
+// and VBIOS measure; the driver on the host, which loads the GPU firmware the driver
+// RIM describes and fetches the report (the report binds the GPU's state, not what the
 // host process does with the GPU); and that no certificate was revoked: revocation
 // (NVIDIA's OCSP service) is not checked offline, so a revoked device certificate or RIM
 // signer passes. A Hopper report carries no signed CC mode (Report.CCMode is empty):
 // whether the GPU runs in confidential-computing mode is, for such GPUs, the host's word.
 //
-// Sim is a simulated GPU whose evidence takes the same path under its own roots, which
-// verifiers refuse unless given them.
+// A Cache given to Verify remembers the chains and RIMs that verified, so that a GPU
+// seen before costs one P-384 verification. Sim is a simulated GPU whose evidence takes
+// the same path under its own roots, which verifiers refuse unless given them. The
+// formats are in attest/README.md, "GPU evidence".
 package nvidia
 
 import (
@@ -245,8 +247,9 @@ func (v *verification) add(name, detail string, err error) {
 // every check passed, else it names the first that failed and wraps its Err value; the
 // identity is meaningful only then. Inactive RIM measurements, and measurement 35 when
 // the signed opaque data says the video decoder is disabled (as NVIDIA's verifier does),
-// are not compared. Cost: the P-384 verifications of the chain and the report, and two
-// ParseRIM, about 5 ms in all (BenchmarkVerifyNVIDIA).
+// are not compared. Cost: thirteen P-384 verifications (the device chain's four, the
+// report's, and two ParseRIM), about 16 ms on a loaded 2-core VM (BenchmarkVerifyNVIDIA);
+// with opts.Cache warm, the report's one, under 1 ms (BenchmarkVerifyNVIDIACached).
 func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check, error) {
 	v := &verification{failed: map[string]bool{}}
 	if opts.Now.IsZero() {

@@ -91,7 +91,9 @@ type RIM struct {
 // Measurement resources read, from the same parsed tree that was digested. Errors wrap
 // ErrRIM (malformed, or signed with what this package does not accept), ErrRIMSignature
 // (digest or signature mismatch), ErrUntrustedRoot or ErrCertChain. Cost: two
-// canonicalizations of the document and four P-384 verifications, about 2 ms.
+// canonicalizations of the document and four P-384 verifications, about 5 ms on a
+// loaded 2-core VM (BenchmarkParseRIMNVIDIA); a changed document fails at the digest,
+// before any public-key operation.
 func ParseRIM(xml []byte, opts RIMOptions) (*RIM, error) {
 	doc, sig, err := parseRIMDocument(xml)
 	if err != nil {
