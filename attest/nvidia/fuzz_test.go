@@ -16,14 +16,8 @@ func fuzzSeeds(f *testing.F, sample func(sample) [][]byte, sim func(*Sim, Eviden
 			f.Add(b)
 		}
 	}
-	s, err := NewSim(f.TempDir())
-	if err != nil {
-		f.Fatal(err)
-	}
-	ev, err := s.Evidence([32]byte{1})
-	if err != nil {
-		f.Fatal(err)
-	}
+	s := newSim(f)
+	ev := simEvidence(f, s, [32]byte{1})
 	for _, b := range sim(s, ev) {
 		f.Add(b)
 	}

@@ -208,15 +208,9 @@ func TestNVIDIAEveryReportByteSigned(t *testing.T) {
 // that hides other bytes, a chain whose leaf is not the key that signed.
 func TestNVIDIASampleAttacks(t *testing.T) {
 	s := loadSample(t)
-	sim, err := NewSim(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := newSim(t)
 	simDevice, _ := sim.Roots()
-	simEvidence, err := sim.Evidence(s.nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	simEvidence := simEvidence(t, sim, s.nonce)
 	pems := splitPEM(s.ev.CertChain)
 	for _, tc := range []struct {
 		name    string
@@ -318,10 +312,7 @@ func TestNVIDIARIMRefused(t *testing.T) {
 	doc := string(s.vbiosRIM)
 	sigStart, sigEnd := strings.Index(doc, "<ds:Signature"), strings.Index(doc, "</ds:Signature>")+len("</ds:Signature>")
 	sig := doc[sigStart:sigEnd]
-	sim, err := NewSim(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := newSim(t)
 	_, simRIM := sim.RIMs()
 	for _, tc := range []struct {
 		name string

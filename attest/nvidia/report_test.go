@@ -10,14 +10,8 @@ import (
 // TestNVIDIAReportMalformed changes a simulated GPU's report (the same layout as
 // NVIDIA's) in each way the parser must refuse, before any signature is looked at.
 func TestNVIDIAReportMalformed(t *testing.T) {
-	s, err := NewSim(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := s.Evidence([32]byte{7})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSim(t)
+	ev := simEvidence(t, s, [32]byte{7})
 	good := ev.Report
 	const response = requestLen                 // where the response starts
 	const firstBlock = response + 8             // the first measurement block

@@ -12,6 +12,26 @@ import (
 	"time"
 )
 
+// newSim is a simulated GPU with its roots in a fresh directory.
+func newSim(t testing.TB) *Sim {
+	t.Helper()
+	s, err := NewSim(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// simEvidence is s's evidence for nonce.
+func simEvidence(t testing.TB, s *Sim, nonce [32]byte) Evidence {
+	t.Helper()
+	ev, err := s.Evidence(nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
 // simOptions trusts s's roots and gives its RIMs.
 func simOptions(t testing.TB, s *Sim) VerifyOptions {
 	device, rim := s.Roots()
@@ -22,15 +42,9 @@ func simOptions(t testing.TB, s *Sim) VerifyOptions {
 // TestNVIDIASimVerifies: the simulated GPU's evidence passes every check when its roots
 // are trusted, and says it is simulated.
 func TestNVIDIASimVerifies(t *testing.T) {
-	s, err := NewSim(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSim(t)
 	nonce := [32]byte{1, 2, 3}
-	ev, err := s.Evidence(nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := simEvidence(t, s, nonce)
 	id, checks, err := Verify(ev, nonce, simOptions(t, s))
 	if err != nil {
 		t.Fatalf("%v\n%v", err, checks)
@@ -52,14 +66,8 @@ func TestNVIDIASimVerifies(t *testing.T) {
 // TestNVIDIASimRefusedUnderNVIDIARoots: without its roots trusted, the simulated GPU's
 // chain and RIMs are refused, each with ErrUntrustedRoot, and nothing after them runs.
 func TestNVIDIASimRefusedUnderNVIDIARoots(t *testing.T) {
-	s, err := NewSim(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := s.Evidence([32]byte{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSim(t)
+	ev := simEvidence(t, s, [32]byte{})
 	opts := simOptions(t, s)
 	opts.DeviceRoots, opts.RIMRoots = nil, nil
 	id, checks, err := Verify(ev, [32]byte{}, opts)
@@ -87,19 +95,10 @@ func TestNVIDIASimRefusedUnderNVIDIARoots(t *testing.T) {
 // TestNVIDIASimTampered: a simulated GPU's evidence changed after signing, or a GPU that
 // measures something its RIMs do not list, fails on the check that names it.
 func TestNVIDIASimTampered(t *testing.T) {
-	s, err := NewSim(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := NewSim(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSim(t)
+	other := newSim(t)
 	nonce := [32]byte{9}
-	ev, err := s.Evidence(nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := simEvidence(t, s, nonce)
 	rep, err := ParseReport(ev.Report)
 	if err != nil {
 		t.Fatal(err)
@@ -108,27 +107,18 @@ func TestNVIDIASimTampered(t *testing.T) {
 	at := bytes.Index(ev.Report, rep.Measurements[20])
 	driverRIM, _ := s.RIMs()
 	otherDriverRIM, _ := other.RIMs()
-	otherEv, err := other.Evidence(nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherEv := simEvidence(t, other, nonce)
 	// A GPU whose firmware measures otherwise: the same sim, measurement 20 changed
 	// before signing.
 	drifted := *s
 	drifted.measurementsByIndex = slices.Clone(s.measurementsByIndex)
 	drifted.measurementsByIndex[20] = SimMeasurement(1000)
-	driftedEv, err := drifted.Evidence(nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	driftedEv := simEvidence(t, &drifted, nonce)
 	// A report whose firmware ID is not the one the device certificate names: the
 	// same device key signing for other firmware.
 	otherFirmware := *s
 	otherFirmware.opaque = bytes.Replace(s.opaque, simFWID[:], SimMeasurement(2000), 1)
-	otherFirmwareEv, err := otherFirmware.Evidence(nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherFirmwareEv := simEvidence(t, &otherFirmware, nonce)
 	for _, tc := range []struct {
 		name    string
 		change  func(*Evidence, *VerifyOptions)
@@ -168,14 +158,8 @@ func TestNVIDIASimTampered(t *testing.T) {
 // TestNVIDIASimCache: a cached verification gives the same lines as a fresh one, and a
 // chain or RIM remembered under the simulator's roots is not taken under NVIDIA's.
 func TestNVIDIASimCache(t *testing.T) {
-	s, err := NewSim(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := s.Evidence([32]byte{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSim(t)
+	ev := simEvidence(t, s, [32]byte{})
 	opts := simOptions(t, s)
 	_, fresh, err := Verify(ev, [32]byte{}, opts)
 	if err != nil {
@@ -230,10 +214,7 @@ func TestNVIDIASimRoots(t *testing.T) {
 		}
 	}
 	// b's evidence verifies under a's roots: same roots, new device key.
-	ev, err := b.Evidence([32]byte{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := simEvidence(t, b, [32]byte{})
 	if _, _, err := Verify(ev, [32]byte{}, simOptions(t, a)); err != nil {
 		t.Fatal(err)
 	}
@@ -247,10 +228,7 @@ func TestNVIDIASimRoots(t *testing.T) {
 
 // TestNVIDIASimConcurrent: a Sim serves evidence to concurrent callers (run with -race).
 func TestNVIDIASimConcurrent(t *testing.T) {
-	s, err := NewSim(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newSim(t)
 	opts := simOptions(t, s)
 	opts.Cache = NewCache()
 	var wg sync.WaitGroup
