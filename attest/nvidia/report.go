@@ -150,8 +150,9 @@ func (r *reportReader) expect(ok bool, format string, args ...any) {
 // Verify succeeds. It fails, wrapping ErrReport, when the input is over MaxReportSize, a
 // length does not fit, bytes are left over, the messages are not a signed
 // GET_MEASUREMENTS exchange for all measurements, a measurement block is not in DMTF's
-// format or its index repeats, or the opaque data does not parse. Cost: one pass and a
-// copy of the measurements, a few microseconds.
+// format or its index repeats, or the opaque data does not parse. The byte slices of
+// the Report share b's memory (capped: appending to one does not write into b). Cost:
+// one pass and two maps, about 20 µs (BenchmarkParseReportNVIDIA).
 func ParseReport(b []byte) (*Report, error) {
 	_, _, rep, err := parseReport(b)
 	return rep, err
