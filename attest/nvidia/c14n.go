@@ -29,7 +29,11 @@ import (
 //     as ordinary attributes, which c14n11 does too.
 //
 // Text and attribute values are those encoding/xml decoded: entities and character
-// references resolved, CR LF folded to LF (XML's end-of-line handling).
+// references resolved, CR LF folded to LF (XML's end-of-line handling). encoding/xml does
+// not normalize attribute values (XML turns a literal tab or line break in one into a
+// space; a character reference stays): a RIM with such a literal canonicalizes otherwise
+// than its signer did and fails to verify. The deviation can only refuse a good RIM,
+// never accept a changed one, and NVIDIA's RIMs have none.
 
 // xmlNamespace is the namespace the reserved prefix xml is bound to.
 const xmlNamespace = "http://www.w3.org/XML/1998/namespace"
