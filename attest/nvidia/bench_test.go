@@ -58,3 +58,12 @@ func BenchmarkParseReportNVIDIA(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSimEvidenceNVIDIA is what a host with a simulated GPU pays per evidence
+// request: building and signing a report (one P-384 signature).
+func BenchmarkSimEvidenceNVIDIA(b *testing.B) {
+	s := newSim(b)
+	for b.Loop() {
+		simEvidence(b, s, [32]byte{1})
+	}
+}
