@@ -59,8 +59,8 @@ var (
 	nvidiaRIMRootPEM []byte
 )
 
-// Errors of GPU evidence verification, one per reason; Verify's and ParseRIM's errors
-// wrap exactly one. Their messages are safe to show a client.
+// Errors of GPU evidence verification, one per reason; the errors of Verify, ParseReport
+// and ParseRIM wrap exactly one. Their messages hold nothing secret: evidence is public.
 var (
 	ErrReport         = errors.New("nvidia: malformed GPU attestation report")
 	ErrCertChain      = errors.New("nvidia: invalid certificate chain")
@@ -73,7 +73,6 @@ var (
 	ErrVersion        = errors.New("nvidia: the GPU runs another version than the RIM describes")
 	ErrMeasurement    = errors.New("nvidia: a GPU measurement matches none of the RIM's values")
 	ErrNotChecked     = errors.New("nvidia: not checked")
-	errNoCertificates = fmt.Errorf("%w: no certificate", ErrCertChain)
 )
 
 // pinnedPool parses an embedded root into a pool of its own.
@@ -92,10 +91,11 @@ func pinnedPool(pemBytes []byte) func() *x509.CertPool {
 var (
 	deviceRoots = pinnedPool(nvidiaDeviceRootPEM)
 	rimRoots    = pinnedPool(nvidiaRIMRootPEM)
-	// nvidiaDeviceRoot is the pinned device root, to tell NVIDIA's chains from others.
-	nvidiaDeviceRoot = sync.OnceValue(func() *x509.Certificate {
+	// nvidiaDeviceRootKey is the pinned device root's key: a chain is NVIDIA's when it
+	// ends at that key, whatever a root the caller trusts is named.
+	nvidiaDeviceRootKey = sync.OnceValue(func() *ecdsa.PublicKey {
 		c, _ := parseChain(nvidiaDeviceRootPEM)
-		return c[0]
+		return c[0].PublicKey.(*ecdsa.PublicKey)
 	})
 )
 
@@ -127,8 +127,8 @@ type Identity struct {
 	// DriverVersion, VBIOSVersion and CCMode are the report's (see Report).
 	DriverVersion, VBIOSVersion string
 	CCMode                      string
-	// Simulated is set by Verify when the device chain ends at a root other than
-	// NVIDIA's (a simulator's the caller trusted).
+	// Simulated is set by Verify when the device chain ends at a root whose key is not
+	// NVIDIA's (a simulator's the caller trusted), whatever the root is named.
 	Simulated bool
 }
 
@@ -287,7 +287,8 @@ func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check,
 			opts.Cache.putChain(opts.DeviceRoots, ev.CertChain, certs, chain)
 		}
 		root := chain[len(chain)-1]
-		id.Simulated = !root.Equal(nvidiaDeviceRoot())
+		rootKey, isECDSA := root.PublicKey.(*ecdsa.PublicKey)
+		id.Simulated = !isECDSA || !rootKey.Equal(nvidiaDeviceRootKey())
 		detail := fmt.Sprintf("%q chains to %q", chain[0].Subject.CommonName, root.Subject.CommonName)
 		if id.Simulated {
 			detail += " (not NVIDIA's root: simulated, trusted because the caller gave it)"
@@ -360,7 +361,7 @@ func parseChain(b []byte) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, errNoCertificates
+		return nil, fmt.Errorf("%w: no certificate", ErrCertChain)
 	}
 	return certs, nil
 }

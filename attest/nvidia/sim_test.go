@@ -2,7 +2,13 @@ package nvidia
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -245,4 +251,43 @@ func TestNVIDIASimConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestNVIDIALookAlikeRoot: a root that copies the name of NVIDIA's device identity root,
+// given as trusted, still makes the evidence simulated: only NVIDIA's key makes it
+// NVIDIA's.
+func TestNVIDIALookAlikeRoot(t *testing.T) {
+	nvidia, err := parseChain(nvidiaDeviceRootPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: nvidia[0].Subject, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, SimDeviceRootFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(filepath.Join(dir, simDeviceRootKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	s, err := NewSim(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := simEvidence(t, s, [32]byte{})
+	id, checks, err := Verify(ev, [32]byte{}, simOptions(t, s))
+	if err != nil {
+		t.Fatalf("%v\n%v", err, checks)
+	}
+	if !id.Simulated || !strings.Contains(detail(checks, CheckChain), `chains to "NVIDIA Device Identity CA" (not NVIDIA's root`) {
+		t.Fatalf("a look-alike of NVIDIA's root passed for NVIDIA's: %+v %s", id, detail(checks, CheckChain))
+	}
 }
