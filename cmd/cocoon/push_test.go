@@ -212,3 +212,36 @@ func TestClientErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPushToEveryHost: push --host A --host B puts the pipeline on every host, under
+// one id, reports each host, and exits 1 when any host did not take it, after trying
+// the others.
+func TestPushToEveryHost(t *testing.T) {
+	a, b := testHost(t), testHost(t)
+	down := httptest.NewServer(nil)
+	down.Close()
+	pii := examplePlugin(t, "pii-redactor/go/pii-redactor.wasm")
+	t.Setenv("COCOON_HOST", "")
+	t.Setenv("COCOON_API_KEY", testKey)
+	_, id, _ := cocoon(t, "", "pipeline-id", "--pre", pii, "--model", "stories260K")
+	id = strings.TrimSpace(id)
+
+	code, stdout, stderr := cocoon(t, "", "push", "--host", a, "--host", down.URL, "--host", b, "--pre", pii)
+	if code != 1 {
+		t.Fatalf("a host down: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	if want := id + "  " + a + "\n" + id + "  " + b + "\n"; stdout != want {
+		t.Errorf("stdout %q, want %q", stdout, want)
+	}
+	if !strings.Contains(stderr, down.URL+": cannot reach the host") || !strings.Contains(stderr, "1 of 3 hosts did not take pipeline "+id) {
+		t.Errorf("stderr does not name the host that failed:\n%s", stderr)
+	}
+	for _, h := range []string{a, b} {
+		if code, _, stderr := cocoon(t, "", "pipelines", "show", id, "--host", h); code != 0 {
+			t.Errorf("%s does not serve %s: exit %d, %s", h, id, code, stderr)
+		}
+	}
+	if code, stdout, stderr := cocoon(t, "", "push", "--host", a, "--host", b, "--pre", pii); code != 0 || strings.Count(stdout, id) != 2 {
+		t.Errorf("every host up: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}
