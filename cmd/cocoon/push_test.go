@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
 	"github.com/cocoonhost/cocoon/web"
+	"github.com/cocoonhost/cocoon/web/client/clienttest"
 )
 
 const (
@@ -41,27 +41,7 @@ func testHost(t *testing.T) string {
 // empty pipeline registry filled in, until the test ends, and returns its URL.
 func serveWeb(t *testing.T, cfg web.Config) string {
 	t.Helper()
-	ctx := context.Background()
-	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sandbox.Close(ctx) })
-	data := t.TempDir()
-	store, err := host.OpenStore(ctx, sandbox, filepath.Join(data, "modules"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(data, "pipelines"), make([]byte, host.MinRegistryKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Sandbox, cfg.Store, cfg.Registry = sandbox, store, registry
-	srv, err := web.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewServer(clienttest.Handler(t, cfg))
 	t.Cleanup(ts.Close)
 	return ts.URL
 }

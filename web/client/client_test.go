@@ -12,12 +12,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
-	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/web"
+	"github.com/cocoonhost/cocoon/web/client/clienttest"
 )
 
 const testKey = "client-test-key"
@@ -69,25 +68,8 @@ func newTestHost(t *testing.T) *testHost {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sandbox.Close(ctx) })
-	data := t.TempDir()
-	store, err := host.OpenStore(ctx, sandbox, filepath.Join(data, "modules"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(data, "pipelines"), make([]byte, host.MinRegistryKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := web.New(web.Config{Backend: echoBackend{}, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: []web.APIKey{{Name: "t", Key: testKey}}, Attestation: ah, MaxQuotesPerSecond: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
+	handler := clienttest.Handler(t, web.Config{Backend: echoBackend{}, APIKeys: []web.APIKey{{Name: "t", Key: testKey}},
+		Attestation: ah, MaxQuotesPerSecond: 100})
 	h := &testHost{}
 	b, err := os.ReadFile(filepath.Join(dir, attest.SimRootFile))
 	if err != nil {
@@ -96,7 +78,6 @@ func newTestHost(t *testing.T) *testHost {
 	if h.root, err = attest.ParseCertificatePEM(b); err != nil {
 		t.Fatal(err)
 	}
-	handler := srv.Handler()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.asked.Add(1)
 		if strings.HasSuffix(r.URL.Path, "/attestation") && h.busy.Add(-1) >= 0 {
@@ -256,28 +237,6 @@ func TestRetries(t *testing.T) {
 	resp.Body.Close()
 	if n := h.asked.Load() - before; n != 1 || resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("POST: %d requests, status %d; want 1 request, its 429", n, resp.StatusCode)
-	}
-}
-
-func TestRetryAfterValues(t *testing.T) {
-	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	for _, tt := range []struct {
-		status int
-		value  string
-		wait   time.Duration
-		ok     bool
-	}{
-		{429, "2", 2 * time.Second, true},
-		{503, now.Add(10 * time.Second).Format(http.TimeFormat), 10 * time.Second, true},
-		{429, now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
-		{429, "31", 0, false}, // over MaxRetryWait
-		{429, "soon", 0, false},
-		{500, "1", 0, false},
-	} {
-		resp := &http.Response{StatusCode: tt.status, Header: http.Header{"Retry-After": {tt.value}}}
-		if wait, ok := RetryAfter(resp, now); ok != tt.ok || (ok && wait != tt.wait) {
-			t.Errorf("%d Retry-After %q: %v %v, want %v %v", tt.status, tt.value, wait, ok, tt.wait, tt.ok)
-		}
 	}
 }
 
