@@ -175,7 +175,7 @@ func TestFromFile(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := FromFile(tc.path); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("SealerFromFile: %v, want %q", err, tc.want)
+				t.Errorf("FromFile: %v, want %q", err, tc.want)
 			}
 		})
 	}
@@ -209,7 +209,7 @@ func TestSim(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := Sim(dir); err == nil || !strings.Contains(err.Error(), "this one 5") {
-		t.Errorf("SimSealer with a 5-byte root: %v", err)
+		t.Errorf("Sim with a 5-byte root: %v", err)
 	}
 	if b, _ := os.ReadFile(path); string(b) != "short" {
 		t.Error("the damaged root was replaced")
