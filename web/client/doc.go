@@ -41,6 +41,10 @@
 //
 // Every failure at the boundary with a host is an *Error with a Code (CodeUnreachable,
 // CodeRefused with the host's status and code, CodeBadAnswer, CodeNotVerified,
-// CodeInvalid) and a message safe to show a user; a failed attestation carries its report. Messages hold the host's own error
-// message, URLs and hashes, never an API key or a seed.
+// CodeInvalid) and a message safe to show a user; a failed attestation carries its
+// report (Error.FailedChecks). Messages hold the host's own error message, URLs and
+// hashes, never an API key or a seed. The messages are the cocoon CLI's, which prints
+// them as they are, so a few name its flags. The escrow helpers talk to the chain, not
+// to a host: their errors are the chain client's, wrapped with what was being done;
+// errors of local files come as the os package words them.
 package client
