@@ -15,7 +15,7 @@ import (
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
 	"github.com/cocoonhost/cocoon/abi"
-	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/seal"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
@@ -127,7 +127,7 @@ func (c *billingConfig) check() error {
 // (authenticated under a key sealer derives), which it gives parts to close, and returns
 // the service and settler (which runServe starts). The wallet's seed stays in this
 // function.
-func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, sealer *attest.Sealer, log *slog.Logger, parts *lifecycle.Owner) (*billing, error) {
+func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, sealer *seal.Sealer, log *slog.Logger, parts *lifecycle.Owner) (*billing, error) {
 	words, err := readSecret(cfg.WalletSeedFile)
 	if err != nil {
 		return nil, fmt.Errorf("wallet_seed_file: %w", err)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/tdx"
 	"github.com/cocoonhost/cocoon/attest/weights"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
@@ -523,11 +524,11 @@ func boot(ctx context.Context, cfg *serveConfig, mode string, b backend.Backend,
 	var p attest.Provider
 	simDir := filepath.Join(cfg.Data, "attest")
 	if mode == attest.ModeTDX {
-		tdx, err := attest.NewTDX()
+		provider, err := tdx.New()
 		if err != nil {
 			return nil, fmt.Errorf("--attest tdx: %w; run inside a TDX guest, or use --attest sim to test without TDX", err)
 		}
-		p = tdx
+		p = provider
 	} else {
 		sim, err := attest.NewSim(simDir)
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/tdx"
 	"github.com/cocoonhost/cocoon/attest/weights"
 )
 
@@ -375,7 +376,7 @@ func TestServeAttestSim(t *testing.T) {
 
 // A forced tdx on a machine without TDX stops start-up and says what to do.
 func TestServeAttestTDXUnavailable(t *testing.T) {
-	if attest.Available() {
+	if tdx.Available() {
 		t.Skip("this machine is a TDX guest")
 	}
 	model, err := filepath.Abs(testModelDir())
@@ -383,8 +384,8 @@ func TestServeAttestTDXUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = runServe(context.Background(), []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--model-dir", model, "--attest", "tdx"}, io.Discard, io.Discard)
-	if !errors.Is(err, attest.ErrNoTDX) || !strings.Contains(err.Error(), "--attest sim") {
-		t.Errorf("error %v, want ErrNoTDX naming --attest sim", err)
+	if !errors.Is(err, tdx.ErrUnavailable) || !strings.Contains(err.Error(), "--attest sim") {
+		t.Errorf("error %v, want tdx.ErrUnavailable naming --attest sim", err)
 	}
 }
 
