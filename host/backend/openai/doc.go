@@ -56,8 +56,10 @@
 // (FuzzDecodeChunk holds the two to the same result).
 //
 // A caller that passes an idle hook (backend.WithIdle) has it called before every
-// read of the body and after the last delta: whatever was emitted before a wait for
-// the server can go out then, in one write, rather than one write per token.
+// read of the body, and after the last delta unless the body has ended by then:
+// whatever was emitted before a wait for the server can go out then, in one write,
+// rather than one write per token, and the caller may pace the reads by sleeping in
+// the hook, so that a fast server's tokens are read several at a time.
 //
 // Costs: parsing takes about 1 µs and one allocation (the delta's string) per streamed
 // token (BenchmarkStream/parse, on the 2-core development machine under load; it was a
