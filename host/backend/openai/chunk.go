@@ -42,12 +42,8 @@ func scanChunk(data []byte, c *chunk) bool {
 	*c = chunk{Choices: c.Choices[:0]}
 	var d jsonscan.Decoder
 	d.Reset(data)
-	var seen names
-	err := d.Object(func(name []byte) error {
-		switch seen.add(name) {
-		case nameOther:
-			_, err := d.Value()
-			return err
+	err := fields(&d, func(name int) error {
+		switch name {
 		case nameModel:
 			return plainString(&d, &c.Model, prev.Model)
 		case nameObject:
@@ -59,10 +55,36 @@ func scanChunk(data []byte, c *chunk) bool {
 			return choices(&d, c)
 		case nameUsage:
 			return usageOf(&d, c)
+		case nameError, nameMessage, nameCode: // an error object's
+			return errSlowPath
 		}
-		return errSlowPath // an error object's member, a repeated or folded name
+		return skip(&d)
 	})
 	return err == nil && d.End() == nil
+}
+
+// fields reads an object, passing the name of each member that names a field of a
+// chunk to field, which reads its value; it skips the others. A name repeated, or
+// one encoding/json could match to a field only as it folds case, sends the chunk to
+// encoding/json.
+func fields(d *jsonscan.Decoder, field func(name int) error) error {
+	var seen names
+	return d.Object(func(key []byte) error {
+		switch n := seen.add(key); n {
+		case nameOther:
+			return skip(d)
+		case nameRepeated, nameNotPlain:
+			return errSlowPath
+		default:
+			return field(n)
+		}
+	})
+}
+
+// skip reads a value the chunk does not keep.
+func skip(d *jsonscan.Decoder) error {
+	_, err := d.Value()
+	return err
 }
 
 // The member names the fast path decodes, as names.add tells them.
@@ -147,7 +169,7 @@ func orNull(d *jsonscan.Decoder) bool {
 	if d.Kind() != jsonscan.Null {
 		return false
 	}
-	d.Value()
+	skip(d)
 	return true
 }
 
@@ -166,20 +188,16 @@ func choices(d *jsonscan.Decoder, c *chunk) error {
 			return nil
 		}
 		ch := &c.Choices[len(c.Choices)-1]
-		var seen names
-		return d.Object(func(name []byte) error {
-			switch seen.add(name) {
+		return fields(d, func(name int) error {
+			switch name {
 			case nameIndex:
 				return integer(d, &ch.Index)
 			case nameFinishReason:
 				return plainString(d, &ch.FinishReason, "")
 			case nameDelta:
 				return delta(d, ch)
-			case nameRepeated, nameNotPlain:
-				return errSlowPath
 			}
-			_, err := d.Value()
-			return err
+			return skip(d)
 		})
 	})
 }
@@ -190,20 +208,15 @@ func delta(d *jsonscan.Decoder, ch *choice) error {
 	if orNull(d) {
 		return nil
 	}
-	var seen names
-	return d.Object(func(name []byte) error {
-		switch seen.add(name) {
-		case nameContent:
-			if k := d.Kind(); k != jsonscan.String && k != jsonscan.Null {
-				return errSlowPath
-			}
-			var err error
-			ch.Delta.Content, err = d.Value()
-			return err
-		case nameRepeated, nameNotPlain:
+	return fields(d, func(name int) error {
+		if name != nameContent {
+			return skip(d)
+		}
+		if k := d.Kind(); k != jsonscan.String && k != jsonscan.Null {
 			return errSlowPath
 		}
-		_, err := d.Value()
+		var err error
+		ch.Delta.Content, err = d.Value()
 		return err
 	})
 }
@@ -215,18 +228,14 @@ func usageOf(d *jsonscan.Decoder, c *chunk) error {
 	}
 	u := &usage{}
 	c.Usage = u
-	var seen names
-	return d.Object(func(name []byte) error {
-		switch seen.add(name) {
+	return fields(d, func(name int) error {
+		switch name {
 		case namePromptTokens:
 			return integer(d, &u.PromptTokens)
 		case nameCompletionTokens:
 			return integer(d, &u.CompletionTokens)
-		case nameRepeated, nameNotPlain:
-			return errSlowPath
 		}
-		_, err := d.Value()
-		return err
+		return skip(d)
 	})
 }
 
@@ -234,14 +243,8 @@ func usageOf(d *jsonscan.Decoder, c *chunk) error {
 // encoding/json may replace) into s, or null, which leaves s as it is. A string equal
 // to prev is prev, not a copy.
 func plainString(d *jsonscan.Decoder, s *string, prev string) error {
-	if orNull(d) {
-		return nil
-	}
-	if d.Kind() != jsonscan.String {
-		return errSlowPath
-	}
-	v, err := d.Value()
-	if err != nil {
+	v, err := scalar(d, jsonscan.String)
+	if v == nil {
 		return err
 	}
 	lit := v[1 : len(v)-1]
@@ -259,14 +262,8 @@ func plainString(d *jsonscan.Decoder, s *string, prev string) error {
 // integer reads an integer that fits an int, or null, which leaves n as it is. A
 // fraction or an exponent is not one: encoding/json refuses it for an int.
 func integer(d *jsonscan.Decoder, n *int) error {
-	if orNull(d) {
-		return nil
-	}
-	if d.Kind() != jsonscan.Number {
-		return errSlowPath
-	}
-	v, err := d.Value()
-	if err != nil {
+	v, err := scalar(d, jsonscan.Number)
+	if v == nil {
 		return err
 	}
 	for _, b := range v {
@@ -278,4 +275,20 @@ func integer(d *jsonscan.Decoder, n *int) error {
 		return errSlowPath
 	}
 	return nil
+}
+
+// scalar reads a value of kind k, or null, for which it returns nil; any other kind
+// sends the chunk to encoding/json.
+func scalar(d *jsonscan.Decoder, k jsonscan.Kind) ([]byte, error) {
+	switch d.Kind() {
+	case jsonscan.Null:
+		return nil, skip(d)
+	case k:
+		v, err := d.Value()
+		if err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
+	return nil, errSlowPath
 }
