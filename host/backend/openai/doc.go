@@ -50,10 +50,10 @@
 // servers.
 //
 // Chunks in the shape servers stream (plain lower-case member names, each once; model,
-// object and finish_reason without escapes; integer counts) are decoded by a scanner
-// of their own that checks the whole event as encoding/json would and reuses the last
-// chunk's memory; anything else, error objects included, by encoding/json
-// (FuzzDecodeChunk holds the two to the same result).
+// object and finish_reason without escapes; integer counts; valid UTF-8) are decoded
+// with the host's JSON scanner (jsonscan.Decoder), which checks the whole event in one
+// pass, and reuse the last chunk's memory; anything else, error objects included, by
+// encoding/json (FuzzDecodeChunk holds the two to the same result).
 //
 // A caller that passes an idle hook (backend.WithIdle) has it called before every
 // read of the body, and after the last delta unless the body has ended by then:
