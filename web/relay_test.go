@@ -236,13 +236,14 @@ func streamTokens(t *testing.T, url string, token func(string) bool) {
 }
 
 // TestRelayFirstTokenAtOnce performs the failure a flush interval invites at the
-// start of a stream, with an interval of an hour: the first token must still reach
-// the client at once, and a client that leaves must end the host's wait for the next
-// read, not leave the generation asleep for the rest of the interval.
+// start of a stream, with an interval of 30 s: the first token must still reach the
+// client at once (within 10 s), and a client that leaves must end the host's wait for
+// the next read (within 10 s), not leave the generation asleep for the rest of the
+// interval.
 func TestRelayFirstTokenAtOnce(t *testing.T) {
 	read := make(chan struct{})
 	var flushes atomic.Int64
-	f, url := pacedRelay(t, time.Hour, &flushes, func(w http.ResponseWriter, r *http.Request) {
+	f, url := pacedRelay(t, 30*time.Second, &flushes, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, upstreamChunk("Once"))
 		http.NewResponseController(w).Flush()
 		select {
