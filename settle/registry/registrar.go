@@ -1,0 +1,216 @@
+package registry
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"math/rand/v2"
+	"time"
+
+	"github.com/xssnick/tonutils-go/address"
+	"github.com/xssnick/tonutils-go/tlb"
+	"github.com/xssnick/tonutils-go/ton"
+	"github.com/xssnick/tonutils-go/ton/wallet"
+)
+
+// signedValidity is how long the Registrar's signed registrations stay valid:
+// long enough for a message to reach the registry on a slow network, short
+// enough that one held back is soon useless.
+const signedValidity = 10 * time.Minute
+
+// RegistrarConfig configures a Registrar. API, Wallet, Key and Registry are
+// required.
+type RegistrarConfig struct {
+	API ton.APIClientWrapped
+	// Wallet sends the registrations and pays their fee and stake; the stake
+	// comes back to it after a deregistration.
+	Wallet *wallet.Wallet
+	// Key is the host's settlement key, which signs the registrations.
+	Key ed25519.PrivateKey
+	// Registry is the registry's address.
+	Registry *address.Address
+	// Stake is the stake, nanoTON, the host keeps on the registry; nil or less
+	// than the registry's minimum means the minimum.
+	Stake *big.Int
+	// Interval is how often Run compares the registration on the chain with
+	// the host's (default 1 minute): a changed price list is registered within
+	// it. Backoff is the first wait after a failure (default 5 s), doubled up
+	// to MaxBackoff (default 10 minutes).
+	Interval, Backoff, MaxBackoff time.Duration
+	// ConfirmTimeout bounds the wait for the registry's transaction after the
+	// wallet's (default 2 minutes): on a real network they are blocks apart.
+	ConfirmTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Registrar keeps one host's registration on one registry current: it
+// registers when the record is missing, not active, held by another wallet,
+// short of stake or different from what the host publishes now.
+type Registrar struct {
+	cfg RegistrarConfig
+}
+
+// NewRegistrar checks cfg and fills in its defaults.
+func NewRegistrar(cfg RegistrarConfig) (*Registrar, error) {
+	if cfg.API == nil || cfg.Wallet == nil || len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("registry: a registrar needs the API, the host's wallet and its settlement key")
+	}
+	if err := checkAddr("registry", cfg.Registry); err != nil {
+		return nil, err
+	}
+	if cfg.Stake != nil && (cfg.Stake.Sign() < 0 || cfg.Stake.BitLen() > 120) {
+		return nil, fmt.Errorf("registry: stake %v is not a valid nanoTON amount", cfg.Stake)
+	}
+	defaults := []struct {
+		d   *time.Duration
+		def time.Duration
+	}{{&cfg.Interval, time.Minute}, {&cfg.Backoff, 5 * time.Second}, {&cfg.MaxBackoff, 10 * time.Minute}, {&cfg.ConfirmTimeout, 2 * time.Minute}}
+	for _, d := range defaults {
+		if *d.d <= 0 {
+			*d.d = d.def
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Registrar{cfg: cfg}, nil
+}
+
+// Sync registers reg if the registry's record of the host differs from it
+// (see Registrar), and returns whether it sent a registration. It costs one
+// GetState when nothing changed; a registration costs the fee
+// (RegistrationFee, 0.05 TON) plus whatever the stake lacks, one wallet
+// transaction and a GetState per second until the registry's record shows
+// it. It fails with the registry's ExitCode when the registry refused the
+// registration, or with the chain's or the wallet's error.
+func (r *Registrar) Sync(ctx context.Context, reg Registration) (sent bool, err error) {
+	st, err := GetState(ctx, r.cfg.API, r.cfg.Registry)
+	if err != nil {
+		return false, err
+	}
+	value, needed := r.needed(st, reg)
+	if !needed {
+		return false, nil
+	}
+	s := Signed{Seqno: st.NextSeqno(r.publicKey()), ValidUntil: uint32(st.Now.Add(signedValidity).Unix())}
+	body, err := RegisterBody(r.cfg.Key, r.cfg.Registry, r.cfg.Wallet.WalletAddress(), reg, s, uint64(s.Seqno))
+	if err != nil {
+		return false, err
+	}
+	msg := &wallet.Message{
+		Mode: wallet.PayGasSeparately + wallet.IgnoreErrors,
+		InternalMessage: &tlb.InternalMessage{IHRDisabled: true, Bounce: true, DstAddr: r.cfg.Registry,
+			Amount: tlb.FromNanoTON(value), Body: body},
+	}
+	if _, _, err := r.cfg.Wallet.SendWaitTransaction(ctx, msg); err != nil {
+		return true, fmt.Errorf("registry: send the registration from %s: %w", r.cfg.Wallet.WalletAddress(), err)
+	}
+	return true, r.confirm(ctx, reg, s.Seqno, body.Hash())
+}
+
+// needed returns the value to attach to a registration and whether one is
+// needed at all.
+func (r *Registrar) needed(st *State, reg Registration) (*big.Int, bool) {
+	target := st.MinStake
+	if r.cfg.Stake != nil && r.cfg.Stake.Cmp(target) > 0 {
+		target = r.cfg.Stake
+	}
+	have := new(big.Int)
+	h := st.Host(r.publicKey())
+	if h != nil && h.State != HostWithdrawn {
+		have = h.Stake
+	}
+	missing := new(big.Int).Sub(target, have)
+	if missing.Sign() < 0 {
+		missing.SetInt64(0)
+	}
+	current := h != nil && h.State == HostActive && sameAddr(h.Wallet, r.cfg.Wallet.WalletAddress()) && h.Registration == reg
+	if current && missing.Sign() == 0 {
+		return nil, false
+	}
+	return missing.Add(missing, big.NewInt(RegistrationFee)), true
+}
+
+// confirm waits until the registry's record carries seqno and reg, or returns
+// why it does not: the registry's exit code if it refused the message.
+func (r *Registrar) confirm(ctx context.Context, reg Registration, seqno uint32, bodyHash []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConfirmTimeout)
+	defer cancel()
+	for {
+		st, err := GetState(ctx, r.cfg.API, r.cfg.Registry)
+		if err == nil {
+			if h := st.Host(r.publicKey()); h != nil && h.Seqno >= seqno {
+				if h.Seqno == seqno && h.Registration == reg {
+					return nil
+				}
+				return fmt.Errorf("registry: another registration of this settlement key (seqno %d) came first", h.Seqno)
+			}
+			if code, ok := r.refusal(ctx, bodyHash); ok {
+				return fmt.Errorf("registry refused the registration: %w", code)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+			return fmt.Errorf("registry: registration not confirmed: %w", err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// refusal finds the registry's transaction on the message whose body hash is
+// bodyHash and returns its exit code if it failed.
+func (r *Registrar) refusal(ctx context.Context, bodyHash []byte) (ExitCode, bool) {
+	tx, err := r.cfg.API.FindLastTransactionByInMsgHash(ctx, r.cfg.Registry, bodyHash)
+	if err != nil {
+		return 0, false
+	}
+	desc, ok := tx.Description.(tlb.TransactionDescriptionOrdinary)
+	if !ok {
+		return 0, false
+	}
+	vm, ok := desc.ComputePhase.Phase.(tlb.ComputePhaseVM)
+	if !ok || vm.Success {
+		return 0, false
+	}
+	return ExitCode(vm.Details.ExitCode), true
+}
+
+// Run keeps the registration current until ctx is done: it calls Sync with
+// current() at once and then every Interval, and after a failure, which it
+// logs, again after a backoff that doubles (with jitter) up to MaxBackoff. It
+// returns ctx's error.
+func (r *Registrar) Run(ctx context.Context, current func() Registration) error {
+	backoff := r.cfg.Backoff
+	for {
+		wait := r.cfg.Interval
+		sent, err := r.Sync(ctx, current())
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			wait = backoff + rand.N(backoff/4+1)
+			backoff = min(2*backoff, r.cfg.MaxBackoff)
+			r.cfg.Logger.Warn("registration failed; retrying", "registry", r.cfg.Registry.String(), "retry_in", wait.Round(time.Second), "err", err)
+		default:
+			backoff = r.cfg.Backoff
+			if sent {
+				r.cfg.Logger.Info("registered", "registry", r.cfg.Registry.String(), "endpoint", current().Endpoint)
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Registrar) publicKey() ed25519.PublicKey { return r.cfg.Key.Public().(ed25519.PublicKey) }
