@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -24,25 +26,40 @@ import (
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
+	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/registry"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 func init() {
-	register("devnet", "run a local TON network for development: the escrow on the TVM emulator, over the liteserver protocol", devnet)
+	register("devnet", "run a local TON network for development: the escrow and a market registry on the TVM emulator, over the liteserver protocol", devnet)
 }
 
 // The files devnet keeps in its data directory. The chain itself lives in memory: each
 // start is a fresh chain that funds the same wallets again.
 const (
-	devnetTONConfig  = "ton-config.json" // the global config listing the liteserver
-	devnetServerKey  = "liteserver.key"  // the liteserver's ed25519 seed (hex), so the config stays valid
-	devnetHostSeed   = "host.seed"       // the host's wallet seed
-	devnetClientSeed = "client.seed"     // the client's wallet seed
+	devnetTONConfig  = "ton-config.json"     // the global config listing the liteserver
+	devnetServerKey  = "liteserver.key"      // the liteserver's ed25519 seed (hex), so the config stays valid
+	devnetHostSeed   = "host.seed"           // the host's wallet seed
+	devnetClientSeed = "client.seed"         // the client's wallet seed
+	devnetOwnerSeed  = "registry-owner.seed" // the registry owner's wallet seed
 	devnetHostConfig = "host-config.json"
+)
+
+// The devnet registry's settings: a small stake, and delays of an hour, which the admin
+// API's advance shows in seconds.
+const (
+	devnetMinStake     = 1e9 // nanoTON
+	devnetChangeDelay  = 3600
+	devnetUnstakeDelay = 3600
+	// devnetEndpoint is where host-config.json's host registers itself: serve's
+	// default --listen.
+	devnetEndpoint = "http://127.0.0.1:8080"
 )
 
 // devnetAheadLimit is how far ahead of the machine's clock the chain's may be moved:
@@ -63,12 +80,17 @@ const devnetUsage = `devnet --data DIR [--listen ADDR] [--admin ADDR] [--clock-b
 
 Runs a local TON network for development: the real escrow contract (and any contract
 sent to it) executed by the TVM emulator, served over the real liteserver protocol on
-loopback, with Merkle proofs the clients check as on testnet. It writes into DIR:
+loopback, with Merkle proofs the clients check as on testnet. It deploys a market
+registry (settle/REGISTRY.md) owned by a devnet wallet, whose allowlist admits this
+build of cocoon-host with the default model, with a 1 TON minimum stake and delays of an
+hour. It writes into DIR:
 
-  ton-config.json    the global config that lists its liteserver (ton_config, --ton-config)
-  host.seed          a funded wallet for the host (wallet_seed_file)
-  client.seed        a funded wallet for the client (cocoon --seed-file)
-  host-config.json   a cocoon-host serve --config with billing on this network
+  ton-config.json      the global config that lists its liteserver (ton_config, --ton-config)
+  host.seed            a funded wallet for the host (wallet_seed_file)
+  client.seed          a funded wallet for the client (cocoon --seed-file)
+  registry-owner.seed  the registry owner's funded wallet
+  host-config.json     a cocoon-host serve --config with billing on this network that
+                       registers the host (at http://127.0.0.1:8080) on the registry
 
 The chain lives in memory: every start is a new chain that funds the same wallets again.
 Its clock runs with the machine's but starts --clock-behind it, so that it can be moved
@@ -161,6 +183,18 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 		}
 		wallets[name] = addr
 	}
+	ownerKey, err := devnetKey(filepath.Join(cfg.data, devnetOwnerSeed))
+	if err != nil {
+		return fmt.Errorf("%s: %w", devnetOwnerSeed, err)
+	}
+	allow, err := localAllowlist()
+	if err != nil {
+		return err
+	}
+	registryAddr, registryOwner, err := deployRegistry(ctx, chain, ownerKey, fund, allow)
+	if err != nil {
+		return err
+	}
 	global, err := tonemu.GlobalConfig(cfg.listen, serverKey.Public().(ed25519.PublicKey))
 	if err != nil {
 		return cli.UsageError(fmt.Sprintf("--listen %q: %v", cfg.listen, err))
@@ -172,7 +206,7 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	if err := writeJSON(configPath, global); err != nil {
 		return err
 	}
-	if err := writeHostConfig(cfg.data, configPath); err != nil {
+	if err := writeHostConfig(cfg.data, configPath, registryAddr); err != nil {
 		return err
 	}
 
@@ -192,6 +226,7 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	fmt.Fprintf(stdout, "  ton_config    %s\n", configPath)
 	fmt.Fprintf(stdout, "  host wallet   %s (%s TON), seed in %s\n", wallets[devnetHostSeed].String(), settle.FormatTON(fund), filepath.Join(cfg.data, devnetHostSeed))
 	fmt.Fprintf(stdout, "  client wallet %s (%s TON), seed in %s\n", wallets[devnetClientSeed].String(), settle.FormatTON(fund), filepath.Join(cfg.data, devnetClientSeed))
+	fmt.Fprintf(stdout, "  registry      %s (owner %s, seed in %s)\n", registryAddr.String(), registryOwner.String(), filepath.Join(cfg.data, devnetOwnerSeed))
 	fmt.Fprintf(stdout, "  host config   cocoon-host serve --config %s\n", filepath.Join(cfg.data, devnetHostConfig))
 	fmt.Fprintf(stdout, "  advance time  curl -X POST 'http://%s/v1/advance?by=2h'\n", cfg.admin)
 
@@ -230,18 +265,72 @@ func serveUntilDone(owner *lifecycle.Owner, name, addr string, serve func(string
 // devnetWallet reads the seed file at path, creating it on the first start, and
 // returns its V5R1 wallet's address (mainnet id, as cocoon's --ton-network default).
 func devnetWallet(path string) (*address.Address, error) {
-	words, err := readSecret(path)
-	var key ed25519.PrivateKey
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		key, err = tonnet.CreateSeedFile(path)
-	case err == nil:
-		key, err = tonnet.SeedKey(strings.Fields(words))
-	}
+	key, err := devnetKey(path)
 	if err != nil {
 		return nil, err
 	}
 	return tonnet.WalletAddress(key, wallet.MainnetGlobalID)
+}
+
+// devnetKey reads the seed file at path, creating it on the first start, and returns
+// its wallet key.
+func devnetKey(path string) (ed25519.PrivateKey, error) {
+	words, err := readSecret(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return tonnet.CreateSeedFile(path)
+	case err == nil:
+		return tonnet.SeedKey(strings.Fields(words))
+	}
+	return nil, err
+}
+
+// localAllowlist admits what this machine's host measures with the default model: this
+// executable (devnet runs the same binary as serve), this ABI version and sandbox policy,
+// and the default model's weights.
+func localAllowlist() (registry.Allowlist, error) {
+	exe, err := attest.ExecutableSHA256()
+	if err != nil {
+		return registry.Allowlist{}, fmt.Errorf("measure this executable: %w", err)
+	}
+	policy := sha256.Sum256(attest.SandboxPolicy())
+	return registry.Allowlist{Entries: []registry.Entry{
+		{Kind: registry.KindHostBinary, Value: exe[:]},
+		{Kind: registry.KindABIVersion, Value: binary.BigEndian.AppendUint32(nil, abi.Version)},
+		{Kind: registry.KindSandboxPolicy, Value: policy[:]},
+		{Kind: registry.KindModel, Value: []byte("sha256:" + modelFiles[0].sha256)},
+	}}, nil
+}
+
+// devnetRegistry is a registry with the devnet's settings, allow as its allowlist and
+// owner as its owner.
+func devnetRegistry(owner *address.Address, allow registry.Allowlist) registry.Params {
+	return registry.Params{Owner: owner, MinStake: big.NewInt(devnetMinStake),
+		ChangeDelay: devnetChangeDelay, UnstakeDelay: devnetUnstakeDelay, Allowlist: allow}
+}
+
+// deployRegistry deploys devnetRegistry owned by the wallet of ownerKey, which it funds
+// with fund nanoTON; it returns the registry's and the owner's addresses.
+func deployRegistry(ctx context.Context, chain *tonemu.Chain, ownerKey ed25519.PrivateKey, fund uint64, allow registry.Allowlist) (addr, owner *address.Address, err error) {
+	w, err := chain.NewWallet(ownerKey, fund)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := devnetRegistry(w.WalletAddress(), allow)
+	si, err := p.StateInit()
+	if err != nil {
+		return nil, nil, err
+	}
+	if addr, err = p.Address(0); err != nil {
+		return nil, nil, err
+	}
+	if err := tonemu.Send(ctx, w, addr, 1e9, registry.TopUpBody(0), si); err != nil {
+		return nil, nil, fmt.Errorf("deploy the registry: %w", err)
+	}
+	if tx := chain.LastTransaction(addr); tx == nil || !tx.Success {
+		return nil, nil, errors.New("deploy the registry: the contract did not run")
+	}
+	return addr, w.WalletAddress(), nil
 }
 
 // loadOrCreateKey reads the ed25519 seed (hex) at path, creating it on the first start.
@@ -265,8 +354,9 @@ func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
-// writeHostConfig writes a serve --config for a billing host on the devnet.
-func writeHostConfig(dir, tonConfig string) error {
+// writeHostConfig writes a serve --config for a billing host on the devnet that
+// registers itself on the registry at registryAddr.
+func writeHostConfig(dir, tonConfig string, registryAddr *address.Address) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -280,7 +370,9 @@ func writeHostConfig(dir, tonConfig string) error {
 		// The default threshold (1 TON) and delay (6 h), as a host on testnet has: a few
 		// chats stay unsettled until their client asks for a withdrawal, which the
 		// settler then charges at its next round.
-		"settle_interval": devnetSettleInterval,
+		"settle_interval":   devnetSettleInterval,
+		"registry":          registryAddr.String(),
+		"registry_endpoint": devnetEndpoint,
 	})
 }
 
@@ -307,6 +399,7 @@ func devnetAdmin(chain *tonemu.Chain) http.Handler {
 			return
 		}
 		chain.Advance(by)
+		chain.Tick() // get-methods run at the newest block's time
 		fmt.Fprintf(w, "chain time %s\n", chain.Now().UTC().Format(time.RFC3339))
 	})
 	mux.HandleFunc("POST /v1/fund", func(w http.ResponseWriter, r *http.Request) {

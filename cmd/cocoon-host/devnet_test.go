@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/internal/nettest"
+	"github.com/cocoonhost/cocoon/settle/registry"
 )
 
 // startDevnet runs devnet until the test ends and returns its data directory and admin
@@ -78,6 +81,42 @@ func TestDevnet(t *testing.T) {
 	}
 	if balance, err := w.GetBalance(ctx, block); err != nil || balance.Nano().Int64() != 1000e9 {
 		t.Fatalf("client wallet: %v, %v; want 1000 TON", balance, err)
+	}
+
+	// The registry is deployed, owned by the owner wallet, its address in the host's
+	// config, and its allowlist admits this build: read over the liteserver, proofs checked.
+	var hostCfg struct {
+		Registry string `json:"registry"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, devnetHostConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &hostCfg); err != nil {
+		t.Fatal(err)
+	}
+	regAddr, err := address.ParseAddr(hostCfg.Registry)
+	if err != nil {
+		t.Fatalf("host-config.json registry %q: %v", hostCfg.Registry, err)
+	}
+	st, err := registry.GetState(ctx, api, regAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerKey, err := devnetKey(filepath.Join(dir, devnetOwnerSeed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := tonnet.WalletAddress(ownerKey, wallet.MainnetGlobalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := localAllowlist()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Owner.StringRaw() != owner.StringRaw() || st.MinStake.Int64() != devnetMinStake || len(st.Allowlist.Entries) != len(local.Entries) || len(st.Hosts) != 0 {
+		t.Fatalf("devnet registry %+v", st)
 	}
 
 	before, err := api.GetTime(ctx)

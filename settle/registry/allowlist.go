@@ -37,6 +37,19 @@ var kindNames = map[Kind]string{
 	KindModel: "model", KindMRTD: "mrtd", KindRTMR0: "rtmr0", KindRTMR1: "rtmr1", KindRTMR2: "rtmr2",
 }
 
+// KindByName returns the kind REGISTRY.md names name. The names of the kinds
+// measured in the event log are those of their events (attest.EventType), so a
+// client fills Measurements from a verified log with
+// m[KindByName(string(e.Type))] = e.Data.
+func KindByName(name string) (Kind, bool) {
+	for k, n := range kindNames {
+		if n == name {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
 // String returns the kind's name in REGISTRY.md.
 func (k Kind) String() string {
 	if name, ok := kindNames[k]; ok {

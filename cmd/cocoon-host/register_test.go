@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xssnick/tonutils-go/address"
+	"github.com/xssnick/tonutils-go/ton"
+	"github.com/xssnick/tonutils-go/ton/wallet"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
+	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/registry"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
+)
+
+var testRegistryOwner = testClientWallet // any funded key will do
+
+// registryChain makes dialTON, for the test's duration, return an emulated chain with
+// the billing test's escrow and, if deploy, a registry as devnet deploys it. It returns
+// the registry's address (deployed or not) and a function that returns the chain once
+// serve has dialed it.
+func registryChain(t *testing.T, deploy bool) (*address.Address, func() *tonemu.Chain) {
+	t.Helper()
+	allow, err := localAllowlist()
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := tonnet.WalletAddress(testRegistryOwner, wallet.MainnetGlobalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := devnetRegistry(owner, allow).Address(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := dialTON
+	t.Cleanup(func() { dialTON = saved })
+	var (
+		mu     sync.Mutex
+		last   *tonemu.Chain
+		once   sync.Once
+		dialed = make(chan struct{})
+	)
+	dialTON = func(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, func(), error) {
+		chain, err := emulatedChain(ctx, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		if deploy {
+			got, _, err := deployRegistry(ctx, chain, testRegistryOwner, 100e9, allow)
+			if err != nil {
+				return nil, nil, err
+			}
+			if !got.Equals(addr) {
+				return nil, nil, errors.New("the registry deployed at another address")
+			}
+		}
+		mu.Lock()
+		last = chain
+		mu.Unlock()
+		once.Do(func() { close(dialed) })
+		return chain, func() {}, nil
+	}
+	return addr, func() *tonemu.Chain {
+		select {
+		case <-dialed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("serve did not dial the chain")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return last
+	}
+}
+
+// TestServeRegistersItself runs the real serve path with --registry against the
+// emulated chain and reads the registration back with the get-methods: the host's
+// settlement key, endpoint and stake, the hash of the price list and of the boot quote it
+// serves, and measurements the devnet allowlist admits.
+func TestServeRegistersItself(t *testing.T) {
+	model, err := filepath.Abs(testModelDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bh := newBillingHost(t, "--model-dir", model)
+	t.Chdir(filepath.Join("..", "..")) // startServe reads up to the example pipeline's line
+	addr, chain := registryChain(t, true)
+	const endpoint = "https://host.example:8443"
+	r := startServe(t, append(bh.args, "--registry", addr.String(), "--registry-endpoint", endpoint)...)
+
+	var hosts []registry.Host
+	var allow registry.Allowlist
+	deadline := time.Now().Add(30 * time.Second)
+	for len(hosts) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no registration within 30 s; logs:\n%s", r.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+		if hosts, allow, err = registry.Hosts(context.Background(), chain(), addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := hosts[0]
+	if len(hosts) != 1 || !h.Key.Equal(bh.key) || h.Endpoint != endpoint || h.Stake.Int64() != devnetMinStake {
+		t.Fatalf("registered %+v; want one host with key %x, endpoint %s and the minimum stake", hosts, bh.key, endpoint)
+	}
+
+	// What a client checks (REGISTRY.md "Client checks") holds for the host's own
+	// evidence and price list.
+	var ev attest.Evidence
+	getJSON(t, r.base+"/v1/attestation", &ev)
+	if sha256.Sum256(ev.Quote) != h.EvidenceHash {
+		t.Error("the registered evidence hash is not sha256 of the boot quote the host serves")
+	}
+	var prices settle.PriceList
+	getJSON(t, r.base+"/v1/pricing", &prices)
+	if err := prices.Verify(h.Key); err != nil {
+		t.Errorf("price list: %v", err)
+	}
+	if registry.PriceListHash(prices) != h.PriceHash {
+		t.Error("the registered price hash is not that of the price list the host serves")
+	}
+	events, err := attest.ParseEventLog(ev.EventLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := registry.Measurements{}
+	for _, e := range events {
+		if k, ok := registry.KindByName(string(e.Type)); ok {
+			m[k] = e.Data
+		}
+		if e.Type == attest.EventSettlementKey && !bytes.Equal(e.Data, h.Key) {
+			t.Error("the event log measures another settlement key than the registered one")
+		}
+	}
+	if err := allow.Check(m); err != nil {
+		t.Errorf("the devnet allowlist refuses the local host: %v", err)
+	}
+	if !strings.Contains(r.stdout.String(), "Registry: "+addr.String()) {
+		t.Errorf("stdout does not name the registry:\n%s", r.stdout.String())
+	}
+	r.stop(t)
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// TestServeRegistryFailure: a registry that is not there does not stop the host, which
+// says in its log why it cannot register and retries; unless the operator asked for the
+// registration to be required, when serve fails at start with the reason.
+func TestServeRegistryFailure(t *testing.T) {
+	model, err := filepath.Abs(testModelDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bh := newBillingHost(t, "--model-dir", model)
+	t.Chdir(filepath.Join("..", ".."))
+	addr, _ := registryChain(t, false)
+	args := append(bh.args, "--registry", addr.String(), "--registry-endpoint", "https://host.example")
+
+	r := startServe(t, args...)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(r.logs.String(), "registration failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failure logged within 30 s; logs:\n%s", r.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(r.logs.String(), "no active contract at this address") {
+		t.Errorf("the log does not say why:\n%s", r.logs.String())
+	}
+	resp, err := http.Get(r.base + "/v1/pricing")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the host does not serve while it cannot register: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	r.stop(t)
+
+	var stderr lockedBuffer
+	err = runServe(context.Background(), append([]string{"--listen", "127.0.0.1:0", "--registry-required"}, args...), &lockedBuffer{}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "registry_required") || !strings.Contains(err.Error(), "no active contract at this address") {
+		t.Fatalf("serve --registry-required with no registry: %v; want it to fail saying why", err)
+	}
+}
+
+func TestRegistryConfigCheck(t *testing.T) {
+	const addr = "EQBvW8Z5huBkMJYdnfAEM5JqTNkuWX3diqYENkWsIL0XggGG"
+	cases := []struct {
+		name    string
+		cfg     registryConfig
+		billing bool
+		bad     string // in the error; "" for accepted
+	}{
+		{"off", registryConfig{}, false, ""},
+		{"on", registryConfig{Registry: addr, RegistryEndpoint: "https://h.example:8443", RegistryStake: "5"}, true, ""},
+		{"raw address", registryConfig{Registry: "0:" + strings.Repeat("ab", 32), RegistryEndpoint: "http://127.0.0.1:8080"}, true, ""},
+		{"without billing", registryConfig{Registry: addr, RegistryEndpoint: "https://h.example"}, false, "needs billing"},
+		{"endpoint without registry", registryConfig{RegistryEndpoint: "https://h.example"}, true, "need --registry"},
+		{"bad address", registryConfig{Registry: "nope", RegistryEndpoint: "https://h.example"}, true, "not a TON address"},
+		{"no endpoint", registryConfig{Registry: addr}, true, "--registry-endpoint"},
+		{"endpoint not a URL", registryConfig{Registry: addr, RegistryEndpoint: "h.example:8443"}, true, "--registry-endpoint"},
+		{"endpoint too long", registryConfig{Registry: addr, RegistryEndpoint: "https://" + strings.Repeat("a", 120) + ".example"}, true, "holds 127 at most"},
+		{"bad stake", registryConfig{Registry: addr, RegistryEndpoint: "https://h.example", RegistryStake: "lots"}, true, "registry_stake"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.cfg.check(c.billing)
+			if c.bad == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.bad) {
+				t.Fatalf("got %v, want an error with %q", err, c.bad)
+			}
+		})
+	}
+}
