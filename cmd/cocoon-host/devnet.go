@@ -49,6 +49,9 @@ const (
 	devnetClientSeed = "client.seed"         // the client's wallet seed
 	devnetOwnerSeed  = "registry-owner.seed" // the registry owner's wallet seed
 	devnetHostConfig = "host-config.json"
+	// devnetRegistryAddr holds the registry's address (the chain is new at each start,
+	// the address the same: it follows from the owner and the allowlist).
+	devnetRegistryAddr = "registry.address"
 )
 
 // The devnet registry's settings: a small stake, and delays of an hour, which the admin
@@ -57,9 +60,6 @@ const (
 	devnetMinStake     = 1e9 // nanoTON
 	devnetChangeDelay  = 3600
 	devnetUnstakeDelay = 3600
-	// devnetEndpoint is where host-config.json's host registers itself: serve's
-	// default --listen.
-	devnetEndpoint = "http://127.0.0.1:8080"
 )
 
 // devnetAheadLimit is how far ahead of the machine's clock the chain's may be moved:
@@ -89,8 +89,8 @@ hour. It writes into DIR:
   host.seed            a funded wallet for the host (wallet_seed_file)
   client.seed          a funded wallet for the client (cocoon --seed-file)
   registry-owner.seed  the registry owner's funded wallet
-  host-config.json     a cocoon-host serve --config with billing on this network that
-                       registers the host (at http://127.0.0.1:8080) on the registry
+  registry.address     the registry's address (serve --registry)
+  host-config.json     a cocoon-host serve --config with billing on this network
 
 The chain lives in memory: every start is a new chain that funds the same wallets again.
 Its clock runs with the machine's but starts --clock-behind it, so that it can be moved
@@ -206,7 +206,11 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	if err := writeJSON(configPath, global); err != nil {
 		return err
 	}
-	if err := writeHostConfig(cfg.data, configPath, registryAddr); err != nil {
+	if err := writeHostConfig(cfg.data, configPath); err != nil {
+		return err
+	}
+	// Scripts read the registry's address here; it is also in the output.
+	if err := os.WriteFile(filepath.Join(cfg.data, devnetRegistryAddr), []byte(registryAddr.String()+"\n"), 0o600); err != nil {
 		return err
 	}
 
@@ -354,9 +358,8 @@ func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
-// writeHostConfig writes a serve --config for a billing host on the devnet that
-// registers itself on the registry at registryAddr.
-func writeHostConfig(dir, tonConfig string, registryAddr *address.Address) error {
+// writeHostConfig writes a serve --config for a billing host on the devnet.
+func writeHostConfig(dir, tonConfig string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -370,9 +373,7 @@ func writeHostConfig(dir, tonConfig string, registryAddr *address.Address) error
 		// The default threshold (1 TON) and delay (6 h), as a host on testnet has: a few
 		// chats stay unsettled until their client asks for a withdrawal, which the
 		// settler then charges at its next round.
-		"settle_interval":   devnetSettleInterval,
-		"registry":          registryAddr.String(),
-		"registry_endpoint": devnetEndpoint,
+		"settle_interval": devnetSettleInterval,
 	})
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -83,21 +82,16 @@ func TestDevnet(t *testing.T) {
 		t.Fatalf("client wallet: %v, %v; want 1000 TON", balance, err)
 	}
 
-	// The registry is deployed, owned by the owner wallet, its address in the host's
-	// config, and its allowlist admits this build: read over the liteserver, proofs checked.
-	var hostCfg struct {
-		Registry string `json:"registry"`
-	}
-	b, err := os.ReadFile(filepath.Join(dir, devnetHostConfig))
+	// The registry is deployed, owned by the owner wallet, its address in
+	// registry.address, and its allowlist admits this build: read over the liteserver,
+	// proofs checked.
+	b, err := os.ReadFile(filepath.Join(dir, devnetRegistryAddr))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &hostCfg); err != nil {
-		t.Fatal(err)
-	}
-	regAddr, err := address.ParseAddr(hostCfg.Registry)
+	regAddr, err := address.ParseAddr(strings.TrimSpace(string(b)))
 	if err != nil {
-		t.Fatalf("host-config.json registry %q: %v", hostCfg.Registry, err)
+		t.Fatalf("%s: %v", devnetRegistryAddr, err)
 	}
 	st, err := registry.GetState(ctx, api, regAddr)
 	if err != nil {
