@@ -14,6 +14,7 @@ import (
 	"github.com/xssnick/tonutils-go/tlb"
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
+	"github.com/xssnick/tonutils-go/tvm/cell"
 )
 
 // signedValidity is how long the Registrar's signed registrations stay valid:
@@ -100,15 +101,87 @@ func (r *Registrar) Sync(ctx context.Context, reg Registration) (sent bool, err 
 	if err != nil {
 		return false, err
 	}
+	if err := r.send(ctx, value, body, "the registration"); err != nil {
+		return true, err
+	}
+	return true, r.confirm(ctx, reg, s.Seqno, body.Hash())
+}
+
+// send sends body with value to the registry from the wallet and waits for the
+// wallet's transaction; what names the message in the error.
+func (r *Registrar) send(ctx context.Context, value *big.Int, body *cell.Cell, what string) error {
 	msg := &wallet.Message{
 		Mode: wallet.PayGasSeparately + wallet.IgnoreErrors,
 		InternalMessage: &tlb.InternalMessage{IHRDisabled: true, Bounce: true, DstAddr: r.cfg.Registry,
 			Amount: tlb.FromNanoTON(value), Body: body},
 	}
 	if _, _, err := r.cfg.Wallet.SendWaitTransaction(ctx, msg); err != nil {
-		return true, fmt.Errorf("registry: send the registration from %s: %w", r.cfg.Wallet.WalletAddress(), err)
+		return fmt.Errorf("registry: send %s from %s: %w", what, r.cfg.Wallet.WalletAddress(), err)
 	}
-	return true, r.confirm(ctx, reg, s.Seqno, body.Hash())
+	return nil
+}
+
+// opValue is what the Registrar attaches to an operation that carries no stake:
+// enough for its gas, the rest is kept (deregister) or sent back with the
+// stake (withdraw).
+var opValue = big.NewInt(50_000_000)
+
+// Deregister signs and sends a deregistration of the host. Its stake can be
+// withdrawn Params.UnstakeDelay seconds later (WithdrawStake). A Registrar
+// still running (Run) registers the host again at its next round: stop it
+// first. It costs 0.05 TON and fails with the registry's ExitCode if the
+// registry refused it (ErrUnknownHost, ErrAlreadyLeaving).
+func (r *Registrar) Deregister(ctx context.Context) error {
+	st, err := GetState(ctx, r.cfg.API, r.cfg.Registry)
+	if err != nil {
+		return err
+	}
+	s := Signed{Seqno: st.NextSeqno(r.publicKey()), ValidUntil: uint32(st.Now.Add(signedValidity).Unix())}
+	body, err := DeregisterBody(r.cfg.Key, r.cfg.Registry, s, uint64(s.Seqno))
+	if err != nil {
+		return err
+	}
+	if err := r.send(ctx, opValue, body, "the deregistration"); err != nil {
+		return err
+	}
+	return r.await(ctx, body.Hash())
+}
+
+// WithdrawStake sends the message that returns the host's stake to the wallet
+// that staked it. It fails with the registry's ExitCode if the registry
+// refused it: ErrTooEarly before the unstake delay is over, ErrNotLeaving for
+// an active host, ErrUnknownHost once withdrawn.
+func (r *Registrar) WithdrawStake(ctx context.Context) error {
+	// A fresh query id makes this body unlike any earlier withdrawal's, whose
+	// transaction await would otherwise find first.
+	body, err := WithdrawStakeBody(r.publicKey(), rand.Uint64())
+	if err != nil {
+		return err
+	}
+	if err := r.send(ctx, opValue, body, "the withdrawal"); err != nil {
+		return err
+	}
+	return r.await(ctx, body.Hash())
+}
+
+// await waits, up to ConfirmTimeout, for the registry's transaction on the
+// message whose body hash is bodyHash, and returns its exit code if it failed.
+func (r *Registrar) await(ctx context.Context, bodyHash []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConfirmTimeout)
+	defer cancel()
+	for {
+		if tx, err := r.cfg.API.FindLastTransactionByInMsgHash(ctx, r.cfg.Registry, bodyHash); err == nil {
+			if code, failed := exitCode(tx); failed {
+				return code
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("registry: no transaction on the registry yet: %w", ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // needed returns the value to attach to a registration and whether one is
@@ -170,6 +243,11 @@ func (r *Registrar) refusal(ctx context.Context, bodyHash []byte) (ExitCode, boo
 	if err != nil {
 		return 0, false
 	}
+	return exitCode(tx)
+}
+
+// exitCode returns the compute phase's exit code of tx if it failed.
+func exitCode(tx *tlb.Transaction) (ExitCode, bool) {
 	desc, ok := tx.Description.(tlb.TransactionDescriptionOrdinary)
 	if !ok {
 		return 0, false

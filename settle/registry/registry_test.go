@@ -381,23 +381,24 @@ func wantEntries(t *testing.T, got, want registry.Allowlist) {
 func TestDeregisterAndWithdrawStake(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	if _, err := e.registrar(nil).Sync(ctx, hostReg); err != nil {
+	r := e.registrar(nil)
+	if err := r.Deregister(ctx); !errors.Is(err, registry.ErrUnknownHost) {
+		t.Fatalf("deregistering an unknown host: %v, want ErrUnknownHost", err)
+	}
+	if _, err := r.Sync(ctx, hostReg); err != nil {
 		t.Fatal(err)
 	}
 	hostPub := e.hostKey.Public().(ed25519.PublicKey)
-	withdraw, err := registry.WithdrawStakeBody(hostPub, 4)
-	if err != nil {
-		t.Fatal(err)
+	if err := r.WithdrawStake(ctx); !errors.Is(err, registry.ErrNotLeaving) {
+		t.Fatalf("withdrawing while active: %v, want ErrNotLeaving", err)
 	}
-	e.send(e.stranger, "0.05", withdraw, nil)
-	e.refused(registry.ErrNotLeaving)
 
-	body, err := registry.DeregisterBody(e.hostKey, e.addr, e.signed(2), 3)
-	if err != nil {
+	if err := r.Deregister(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.send(e.stranger, "0.05", body, nil)
-	e.succeeded()
+	if err := r.Deregister(ctx); !errors.Is(err, registry.ErrAlreadyLeaving) {
+		t.Fatalf("a second deregistration: %v, want ErrAlreadyLeaving", err)
+	}
 	if hosts, _, err := registry.Hosts(ctx, e.chain, e.addr); err != nil || len(hosts) != 0 {
 		t.Fatalf("a leaving host is still listed: %v, %v", hosts, err)
 	}
@@ -406,11 +407,17 @@ func TestDeregisterAndWithdrawStake(t *testing.T) {
 	}
 
 	e.advance(unstakeDelay*time.Second - time.Second)
-	e.send(e.stranger, "0.05", withdraw, nil)
-	e.refused(registry.ErrTooEarly)
+	if err := r.WithdrawStake(ctx); !errors.Is(err, registry.ErrTooEarly) {
+		t.Fatalf("withdrawing a second early: %v, want ErrTooEarly", err)
+	}
 
 	e.advance(time.Second)
 	before := e.chain.Balance(e.host.WalletAddress())
+	// Anyone may send the withdrawal; the stake goes to the wallet that staked it.
+	withdraw, err := registry.WithdrawStakeBody(hostPub, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.send(e.stranger, "0.05", withdraw, nil)
 	e.succeeded()
 	got := new(big.Int).Sub(e.chain.Balance(e.host.WalletAddress()), before)
@@ -420,8 +427,11 @@ func TestDeregisterAndWithdrawStake(t *testing.T) {
 	if h := e.state().Host(hostPub); h.State != registry.HostWithdrawn || h.Stake.Sign() != 0 {
 		t.Fatalf("record %+v, want withdrawn", h)
 	}
+	if err := r.WithdrawStake(ctx); !errors.Is(err, registry.ErrUnknownHost) {
+		t.Fatalf("withdrawing twice: %v, want ErrUnknownHost", err)
+	}
 	// The registrar registers again afterwards, with a fresh stake and the next seqno.
-	if sent, err := e.registrar(nil).Sync(ctx, hostReg); err != nil || !sent {
+	if sent, err := r.Sync(ctx, hostReg); err != nil || !sent {
 		t.Fatalf("re-registration: sent %v, %v", sent, err)
 	}
 	if h := e.state().Host(hostPub); h.State != registry.HostActive || h.Seqno != 3 || h.Stake.Cmp(nano("10")) != 0 {
