@@ -191,7 +191,9 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	registryAddr, registryOwner, err := deployRegistry(ctx, chain, ownerKey, fund, allow)
+	registryAddr, registryOwner, err := deployRegistry(ctx, chain, ownerKey, fund, func(owner *address.Address) registry.Params {
+		return devnetRegistry(owner, allow)
+	})
 	if err != nil {
 		return err
 	}
@@ -313,14 +315,14 @@ func devnetRegistry(owner *address.Address, allow registry.Allowlist) registry.P
 		ChangeDelay: devnetChangeDelay, UnstakeDelay: devnetUnstakeDelay, Allowlist: allow}
 }
 
-// deployRegistry deploys devnetRegistry owned by the wallet of ownerKey, which it funds
-// with fund nanoTON; it returns the registry's and the owner's addresses.
-func deployRegistry(ctx context.Context, chain *tonemu.Chain, ownerKey ed25519.PrivateKey, fund uint64, allow registry.Allowlist) (addr, owner *address.Address, err error) {
+// deployRegistry deploys the registry of params(owner) owned by the wallet of ownerKey,
+// which it funds with fund nanoTON; it returns the registry's and the owner's addresses.
+func deployRegistry(ctx context.Context, chain *tonemu.Chain, ownerKey ed25519.PrivateKey, fund uint64, params func(owner *address.Address) registry.Params) (addr, owner *address.Address, err error) {
 	w, err := chain.NewWallet(ownerKey, fund)
 	if err != nil {
 		return nil, nil, err
 	}
-	p := devnetRegistry(w.WalletAddress(), allow)
+	p := params(w.WalletAddress())
 	si, err := p.StateInit()
 	if err != nil {
 		return nil, nil, err

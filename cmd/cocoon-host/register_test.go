@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"io"
+	"math/big"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -58,7 +60,9 @@ func registryChain(t *testing.T, deploy bool) (*address.Address, func() *tonemu.
 			return nil, nil, err
 		}
 		if deploy {
-			got, _, err := deployRegistry(ctx, chain, testRegistryOwner, 100e9, allow)
+			got, _, err := deployRegistry(ctx, chain, testRegistryOwner, 100e9, func(owner *address.Address) registry.Params {
+				return devnetRegistry(owner, allow)
+			})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -238,5 +242,88 @@ func TestRegistryConfigCheck(t *testing.T) {
 				t.Fatalf("got %v, want an error with %q", err, c.bad)
 			}
 		})
+	}
+}
+
+// TestRegistryCommand drives cocoon-host registry against one emulated chain: status
+// shows the host, deregister starts the unstake delay, withdraw is refused before its
+// end and returns the stake after it.
+func TestRegistryCommand(t *testing.T) {
+	bh := newBillingHost(t)
+	allow, err := localAllowlist()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := dialTON
+	t.Cleanup(func() { dialTON = saved })
+	var chain *tonemu.Chain
+	var addr *address.Address
+	dialTON = func(ctx context.Context, cfg *serveConfig) (ton.APIClientWrapped, func(), error) {
+		if chain == nil {
+			if chain, err = emulatedChain(ctx, cfg); err != nil {
+				return nil, nil, err
+			}
+			// An unstake delay of a minute: the command's wallet signs messages
+			// valid for three minutes of the machine's time, which the chain's clock
+			// must not pass.
+			if addr, _, err = deployRegistry(ctx, chain, testRegistryOwner, 100e9, func(owner *address.Address) registry.Params {
+				p := devnetRegistry(owner, allow)
+				p.UnstakeDelay = 60
+				return p
+			}); err != nil {
+				return nil, nil, err
+			}
+		}
+		return chain, func() {}, nil
+	}
+	run := func(action string) (string, error) {
+		var out lockedBuffer
+		args := append([]string{action}, bh.args...)
+		if addr != nil {
+			args = append(args, "--registry", addr.String(), "--registry-endpoint", "https://host.example")
+		}
+		err := registryCommand(args, &out, io.Discard)
+		return out.String(), err
+	}
+	if _, err := run("status"); err == nil || !strings.Contains(err.Error(), "--registry") {
+		t.Fatalf("status without --registry: %v", err)
+	}
+	cfg, err := parseServeFlags(bh.args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dialTON(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	// The host registers as serve would.
+	w, err := wallet.FromSeedWithOptions(chain, bh.seed, wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := registry.NewRegistrar(registry.RegistrarConfig{API: chain, Wallet: w, Key: simSettlementKey(t, bh.data), Registry: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Sync(context.Background(), registry.Registration{Endpoint: "https://host.example"}); err != nil {
+		t.Fatal(err)
+	}
+
+	if out, err := run("status"); err != nil || !strings.Contains(out, "active https://host.example stake 1.0 TON, seqno 1 (this host)") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	if out, err := run("deregister"); err != nil || !strings.Contains(out, "Deregistered") {
+		t.Fatalf("deregister: %v\n%s", err, out)
+	}
+	if _, err := run("withdraw"); !errors.Is(err, registry.ErrTooEarly) {
+		t.Fatalf("withdraw before the delay: %v, want too early", err)
+	}
+	chain.Advance(time.Minute)
+	chain.Tick()
+	before := chain.Balance(w.WalletAddress())
+	if out, err := run("withdraw"); err != nil || !strings.Contains(out, "Stake returned") {
+		t.Fatalf("withdraw: %v\n%s", err, out)
+	}
+	if got := new(big.Int).Sub(chain.Balance(w.WalletAddress()), before); got.Int64() < devnetMinStake-50e6 {
+		t.Fatalf("the wallet got %v back", got)
 	}
 }
