@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/cocoonhost/cocoon/settle/internal/contract"
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/tlb"
 	"github.com/xssnick/tonutils-go/ton"
@@ -200,7 +201,7 @@ func (r *Registrar) needed(st *State, reg Registration) (*big.Int, bool) {
 	if missing.Sign() < 0 {
 		missing.SetInt64(0)
 	}
-	current := h != nil && h.State == HostActive && sameAddr(h.Wallet, r.cfg.Wallet.WalletAddress()) && h.Registration == reg
+	current := h != nil && h.State == HostActive && contract.SameAddr(h.Wallet, r.cfg.Wallet.WalletAddress()) && h.Registration == reg
 	if current && missing.Sign() == 0 {
 		return nil, false
 	}

@@ -25,17 +25,16 @@
 package registry
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
-	"sync"
 
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/contracts"
+	"github.com/cocoonhost/cocoon/settle/internal/contract"
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/tlb"
 	"github.com/xssnick/tonutils-go/tvm/cell"
@@ -107,31 +106,14 @@ var exitCodeNames = map[ExitCode]string{
 func (c ExitCode) Error() string { return "registry: " + c.String() }
 
 // String returns the code's name in REGISTRY.md and its number.
-func (c ExitCode) String() string {
-	if name, ok := exitCodeNames[c]; ok {
-		return fmt.Sprintf("%s (%d)", name, int32(c))
-	}
-	return fmt.Sprintf("exit code %d", int32(c))
-}
+func (c ExitCode) String() string { return contract.ExitCodeString(exitCodeNames[c], int32(c)) }
 
 // code is contracts.RegistryCode parsed once.
-var code = sync.OnceValues(func() (*cell.Cell, error) {
-	c, err := cell.FromBOC(contracts.RegistryCode)
-	if err != nil {
-		return nil, fmt.Errorf("registry: parse contracts.RegistryCode: %w", err)
-	}
-	return c, nil
-})
+var code = contract.Code("registry", contracts.RegistryCode)
 
 // CodeHash returns the representation hash of the contract's code, the hash
 // GetState requires of an account. It fails only if the embedded BOC is corrupt.
-func CodeHash() ([]byte, error) {
-	c, err := code()
-	if err != nil {
-		return nil, err
-	}
-	return c.Hash(), nil
-}
+func CodeHash() ([]byte, error) { return contract.CodeHash(code) }
 
 // Params are the fixed parameters of one registry and its initial allowlist.
 // They make up its initial data and hence its address. The delays cannot be
@@ -181,29 +163,15 @@ func (p Params) Data() (*cell.Cell, error) {
 // StateInit returns the state init (code and initial data) to attach to the
 // first message (a TopUpBody), which deploys the contract.
 func (p Params) StateInit() (*tlb.StateInit, error) {
-	c, err := code()
-	if err != nil {
-		return nil, err
-	}
-	data, err := p.Data()
-	if err != nil {
-		return nil, err
-	}
-	return &tlb.StateInit{Code: c, Data: data}, nil
+	si, _, err := contract.StateInit(code, p.Data, 0)
+	return si, err
 }
 
 // Address returns the registry's address in the given workchain (0 for the
 // basechain): the hash of its state init.
 func (p Params) Address(workchain int8) (*address.Address, error) {
-	si, err := p.StateInit()
-	if err != nil {
-		return nil, err
-	}
-	c, err := tlb.ToCell(si)
-	if err != nil {
-		return nil, fmt.Errorf("registry: serialize state init: %w", err)
-	}
-	return address.NewAddress(0, byte(workchain), c.Hash()), nil
+	_, a, err := contract.StateInit(code, p.Data, workchain)
+	return a, err
 }
 
 // Registration is what a host publishes about itself.
@@ -399,21 +367,15 @@ func ApplyAllowlistBody(queryID uint64) *cell.Cell {
 // storeAmount stores a nanoTON amount as Coins, refusing what Coins cannot
 // hold (nil, negative, or 2^120 and above) instead of panicking.
 func storeAmount(b *cell.Builder, amount *big.Int) error {
-	if amount == nil || amount.Sign() < 0 || amount.BitLen() > 120 {
-		return fmt.Errorf("registry: amount %v is not a valid nanoTON amount", amount)
-	}
-	return b.StoreBigCoins(amount)
-}
-
-func checkAddr(who string, a *address.Address) error {
-	if a == nil || a.Type() != address.StdAddress || a.BitsLen() != 256 {
-		return fmt.Errorf("registry: %s address must be a standard 256-bit address", who)
+	if err := contract.StoreAmount(b, amount); err != nil {
+		return fmt.Errorf("registry: %w", err)
 	}
 	return nil
 }
 
-// sameAddr compares two addresses by workchain and hash, ignoring the
-// bounceable and testnet flags that are not part of the on-chain address.
-func sameAddr(a, b *address.Address) bool {
-	return a != nil && b != nil && a.Workchain() == b.Workchain() && bytes.Equal(a.Data(), b.Data())
+func checkAddr(who string, a *address.Address) error {
+	if !contract.IsStd(a) {
+		return fmt.Errorf("registry: %s address must be a standard 256-bit address", who)
+	}
+	return nil
 }

@@ -10,8 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cocoonhost/cocoon/settle/internal/contract"
 	"github.com/xssnick/tonutils-go/address"
-	"github.com/xssnick/tonutils-go/tlb"
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/tvm/cell"
 )
@@ -106,25 +106,11 @@ func (s *State) Host(key ed25519.PublicKey) *Host {
 // get-method returns what the protocol does not allow, an allowlist
 // included; any other error is the chain's.
 func GetState(ctx context.Context, api ton.APIClientWrapped, addr *address.Address) (*State, error) {
-	want, err := CodeHash()
+	checked, err := contract.Active(ctx, "registry", api, addr, code, ErrNotDeployed, ErrWrongCode)
 	if err != nil {
 		return nil, err
 	}
-	block, err := api.CurrentMasterchainInfo(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("registry: get masterchain block: %w", err)
-	}
-	api = api.WaitForBlock(block.SeqNo)
-	acc, err := api.GetAccount(ctx, block, addr)
-	if err != nil {
-		return nil, fmt.Errorf("registry: get account %s: %w", addr, err)
-	}
-	if !acc.IsActive || acc.State == nil || acc.State.Status != tlb.AccountStatusActive || acc.Code == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotDeployed, addr)
-	}
-	if got := acc.Code.Hash(); !bytes.Equal(got, want) {
-		return nil, fmt.Errorf("%w: %s has code hash %x", ErrWrongCode, addr, got)
-	}
+	api, block, acc := checked.API, checked.Block, checked.Account
 	run := func(method string, want int) ([]any, error) {
 		res, err := api.RunGetMethod(ctx, block, addr, method)
 		if err != nil {
