@@ -213,3 +213,49 @@ func FuzzDecodeHosts(f *testing.F) {
 		}
 	})
 }
+
+// hostsCell is a get_hosts result with n active records.
+func hostsCell(b *testing.B, n int) *cell.Cell {
+	b.Helper()
+	d := cell.NewDict(256)
+	for i := range n {
+		info := cell.BeginCell().MustStoreSlice(b32(1), 256).MustStoreSlice(b32(2), 256).
+			MustStoreRef(cell.BeginCell().MustStoreSlice([]byte("https://host.example:8443"), 200).EndCell())
+		rec := cell.BeginCell().MustStoreUInt(1, 8).MustStoreAddr(address.NewAddress(0, 0, b32(4))).MustStoreCoins(10e9).
+			MustStoreUInt(1, 32).MustStoreUInt(2, 32).MustStoreUInt(0, 32).MustStoreRef(info.EndCell())
+		key := sha256.Sum256([]byte{byte(i), byte(i >> 8)})
+		if err := d.SetBuilder(cell.BeginCell().MustStoreSlice(key[:], 256).EndCell(), rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return d.AsCell()
+}
+
+// BenchmarkDecodeHosts measures what a client's refresh of the market costs beyond the
+// liteserver queries: decoding get_hosts for 1,000 hosts.
+// go test -run XXX -bench 'DecodeHosts|AllowlistCheck' ./settle/registry/
+func BenchmarkDecodeHosts(b *testing.B) {
+	c := hostsCell(b, 1000)
+	b.ResetTimer()
+	for b.Loop() {
+		if hosts, err := decodeHosts(c); err != nil || len(hosts) != 1000 {
+			b.Fatal(len(hosts), err)
+		}
+	}
+}
+
+// BenchmarkAllowlistCheck measures one host's check against an allowlist of 64 entries
+// per required kind, the check a client makes per host and refresh.
+func BenchmarkAllowlistCheck(b *testing.B) {
+	var a Allowlist
+	for i := range 64 {
+		a.Entries = append(a.Entries, Entry{KindHostBinary, b32(byte(i + 10))}, Entry{KindSandboxPolicy, b32(byte(i + 100))},
+			Entry{KindModel, []byte("sha256:" + strings.Repeat(string(rune('a'+i%26)), 64))})
+	}
+	a.Entries = append(a.Entries, base...)
+	for b.Loop() {
+		if err := a.Check(good); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

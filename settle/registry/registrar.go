@@ -268,7 +268,8 @@ func (r *Registrar) Run(ctx context.Context, current func() Registration) error 
 	backoff := r.cfg.Backoff
 	for {
 		wait := r.cfg.Interval
-		sent, err := r.Sync(ctx, current())
+		reg := current()
+		sent, err := r.Sync(ctx, reg)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -279,7 +280,7 @@ func (r *Registrar) Run(ctx context.Context, current func() Registration) error 
 		default:
 			backoff = r.cfg.Backoff
 			if sent {
-				r.cfg.Logger.Info("registered", "registry", r.cfg.Registry.String(), "endpoint", current().Endpoint)
+				r.cfg.Logger.Info("registered", "registry", r.cfg.Registry.String(), "endpoint", reg.Endpoint)
 			}
 		}
 		t := time.NewTimer(wait)
