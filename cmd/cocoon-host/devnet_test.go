@@ -109,7 +109,7 @@ func TestDevnet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Owner.StringRaw() != owner.StringRaw() || st.MinStake.Int64() != devnetMinStake || len(st.Allowlist.Entries) != len(local.Entries) || len(st.Hosts) != 0 {
+	if st.Owner.StringRaw() != owner.StringRaw() || st.MinStake.Int64() != devnetMinStake || len(st.Current.Entries) != len(local.Entries) || len(st.Hosts) != 0 {
 		t.Fatalf("devnet registry %+v", st)
 	}
 

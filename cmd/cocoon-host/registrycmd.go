@@ -110,7 +110,7 @@ func registryCommand(args []string, stdout, stderr io.Writer) error {
 func printRegistry(w io.Writer, st *registry.State, self ed25519.PublicKey) {
 	fmt.Fprintf(w, "Registry owned by %s: minimum stake %s TON, allowlist changes after %v, stakes return %v after deregistration\n",
 		st.Owner.String(), settle.FormatTON(st.MinStake.Uint64()), time.Duration(st.ChangeDelay)*time.Second, time.Duration(st.UnstakeDelay)*time.Second)
-	printAllowlist(w, "Allowlist in effect", st.Allowlist)
+	printAllowlist(w, "Allowlist in effect", st.Current)
 	if st.Pending != nil {
 		printAllowlist(w, "Allowlist from "+st.Pending.ApplyAt.UTC().Format(time.RFC3339), st.Pending.Allowlist)
 	}

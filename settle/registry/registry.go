@@ -131,14 +131,15 @@ type Params struct {
 	UnstakeDelay uint32
 	// Nonce tells apart registries with the same owner and settings.
 	Nonce uint64
-	// Allowlist is in effect from deployment.
+	// Allowlist is in effect from deployment, and stays in the registry's
+	// config after changes: the address follows from it.
 	Allowlist Allowlist
 }
 
 // Data returns the contract's initial data cell, bit for bit as REGISTRY.md
-// "Storage" lays it out, with no pending change and no hosts. It fails for an
-// owner that is not a standard address, a MinStake Coins cannot hold, or an
-// invalid allowlist.
+// "Storage" lays it out: the config, the initial allowlist in effect, no
+// pending change and no hosts. It fails for an owner that is not a standard
+// address, a MinStake Coins cannot hold, or an invalid allowlist.
 func (p Params) Data() (*cell.Cell, error) {
 	if err := checkAddr("owner", p.Owner); err != nil {
 		return nil, err
@@ -151,9 +152,13 @@ func (p Params) Data() (*cell.Cell, error) {
 	if err := storeAmount(b, p.MinStake); err != nil {
 		return nil, err
 	}
-	return b.MustStoreUInt(uint64(p.ChangeDelay), 32).
+	config := b.MustStoreUInt(uint64(p.ChangeDelay), 32).
 		MustStoreUInt(uint64(p.UnstakeDelay), 32).
 		MustStoreUInt(p.Nonce, 64).
+		MustStoreMaybeRef(allow).
+		EndCell()
+	return cell.BeginCell().
+		MustStoreRef(config).
 		MustStoreMaybeRef(allow).
 		MustStoreMaybeRef(nil). // pending
 		MustStoreMaybeRef(nil). // hosts

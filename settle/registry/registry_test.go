@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/contracts"
 	"github.com/cocoonhost/cocoon/settle/registry"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 	"github.com/xssnick/tonutils-go/address"
@@ -343,24 +344,24 @@ func TestAllowlistChangeWithDelay(t *testing.T) {
 		t.Fatalf("pending %+v, want one applying at %v", st.Pending, start.Add(changeDelay*time.Second))
 	}
 	wantEntries(t, st.Pending.Allowlist, allowB)
-	wantEntries(t, st.Allowlist, allowA)
+	wantEntries(t, st.Current, allowA)
 
 	// A second before its time the change is neither in effect nor applicable.
 	e.advance(changeDelay*time.Second - time.Second)
-	wantEntries(t, e.state().Allowlist, allowA)
+	wantEntries(t, e.state().Current, allowA)
 	e.send(e.stranger, "0.05", registry.ApplyAllowlistBody(2), nil)
 	e.refused(registry.ErrTooEarly)
 
 	e.advance(time.Second)
 	st = e.state()
-	wantEntries(t, st.Allowlist, allowB)
+	wantEntries(t, st.Current, allowB)
 	if st.Pending != nil {
 		t.Fatalf("pending %+v after it took effect", st.Pending)
 	}
 	// Once due it cannot be cancelled.
 	e.send(e.owner, "0.05", registry.CancelAllowlistBody(3), nil)
 	e.refused(registry.ErrNothingPending)
-	wantEntries(t, e.state().Allowlist, allowB)
+	wantEntries(t, e.state().Current, allowB)
 }
 
 func wantEntries(t *testing.T, got, want registry.Allowlist) {
@@ -503,6 +504,61 @@ func TestGetStateRefusesOtherCode(t *testing.T) {
 	}
 	if _, err := registry.GetState(context.Background(), e.chain, address.NewAddress(0, 0, bytes32(0x77))); !errors.Is(err, registry.ErrNotDeployed) {
 		t.Fatalf("an empty account read as a registry: %v", err)
+	}
+}
+
+// TestForgedInitialDataRefused deploys the real registry code with initial data that
+// does not start empty, as someone would to show clients a host record its key never
+// signed: the account runs the right code and answers the get-methods, and GetState
+// refuses it because its address is not what its settings give.
+func TestForgedInitialDataRefused(t *testing.T) {
+	e := newEnv(t)
+	code, err := cell.FromBOC(contracts.RegistryCode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	honest, err := e.params.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The victim's key, the attacker's endpoint, a stake nobody paid.
+	victim := key(0x42).Public().(ed25519.PublicKey)
+	info := cell.BeginCell().MustStoreSlice(make([]byte, 32), 256).MustStoreSlice(make([]byte, 32), 256).
+		MustStoreRef(cell.BeginCell().MustStoreSlice([]byte("https://evil.example"), 160).EndCell()).EndCell()
+	record := cell.BeginCell().MustStoreUInt(1, 8).MustStoreAddr(e.stranger.WalletAddress()).MustStoreBigCoins(nano("1000")).
+		MustStoreUInt(1, 32).MustStoreUInt(1, 32).MustStoreUInt(0, 32).MustStoreRef(info)
+	hosts := cell.NewDict(256)
+	if err := hosts.SetBuilder(cell.BeginCell().MustStoreSlice(victim, 256).EndCell(), record); err != nil {
+		t.Fatal(err)
+	}
+	s := honest.MustBeginParse()
+	config, allow, pending := s.MustLoadRef().MustToCell(), s.MustLoadMaybeRef(), s.MustLoadMaybeRef()
+	if pending != nil {
+		t.Fatal("the honest data has a pending change")
+	}
+	var allowCell *cell.Cell
+	if allow != nil {
+		allowCell = allow.MustToCell()
+	}
+	forged := cell.BeginCell().MustStoreRef(config).MustStoreMaybeRef(allowCell).MustStoreMaybeRef(nil).MustStoreDict(hosts).EndCell()
+	si := &tlb.StateInit{Code: code, Data: forged}
+	siCell, err := tlb.ToCell(si)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := address.NewAddress(0, 0, siCell.Hash())
+	if err := tonemu.Send(context.Background(), e.owner, addr, nano("1").Uint64(), registry.TopUpBody(0), si); err != nil {
+		t.Fatal(err)
+	}
+	if tx := e.chain.LastTransaction(addr); tx == nil || !tx.Success {
+		t.Fatal("the forged registry did not deploy")
+	}
+	if _, _, err := registry.Hosts(context.Background(), e.chain, addr); !errors.Is(err, registry.ErrWrongAddress) {
+		t.Fatalf("Hosts of a registry with forged initial data: %v, want ErrWrongAddress", err)
+	}
+	// The honest registry, same settings, passes.
+	if _, err := registry.GetState(context.Background(), e.chain, e.addr); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -22,6 +22,10 @@ var (
 	// ErrWrongCode: the account runs code other than contracts.RegistryCode, so
 	// its get-methods prove nothing.
 	ErrWrongCode = errors.New("registry: account code is not the registry contract")
+	// ErrWrongAddress: the account runs the registry's code but its address is
+	// not the one its settings give, so it was deployed with data that did not
+	// start empty: host records nobody signed, or a change already due.
+	ErrWrongAddress = errors.New("registry: address does not match the registry's settings")
 )
 
 // HostState is a host record's state.
@@ -64,8 +68,11 @@ type Pending struct {
 
 // State is a registry as read from the chain in one block.
 type State struct {
+	// Params are its settings and initial allowlist; GetState checked that
+	// they give its address.
 	Params
-	// Allowlist (in Params) is the one in effect at Now.
+	// Current is the allowlist in effect at the block's time.
+	Current Allowlist
 	// Pending is nil when no change waits.
 	Pending *Pending
 	// Hosts are every record, withdrawn ones included, sorted by key.
@@ -97,12 +104,14 @@ func (s *State) Host(key ed25519.PublicKey) *Host {
 
 // GetState reads the registry at addr as of the current masterchain block: its
 // parameters, the allowlist in effect, the change waiting and every host
-// record. It costs six liteserver queries (block, time, account, three
+// record. It checks that addr is what the parameters give, so that every record
+// was made by a registration its key signed and every change waited its delay. It costs six liteserver queries (block, time, account, three
 // get-methods) and decodes the whole host dictionary, so a client calls it
 // when it refreshes its view of the market, not per request.
 //
 // It fails with ErrNotDeployed if no contract is active there, ErrWrongCode
-// if the code is not contracts.RegistryCode, and with a decoding error if a
+// if the code is not contracts.RegistryCode, ErrWrongAddress if the contract
+// was deployed with data that did not start empty, and with a decoding error if a
 // get-method returns what the protocol does not allow, an allowlist
 // included; any other error is the chain's.
 func GetState(ctx context.Context, api ton.APIClientWrapped, addr *address.Address) (*State, error) {
@@ -123,7 +132,7 @@ func GetState(ctx context.Context, api ton.APIClientWrapped, addr *address.Addre
 		return v, nil
 	}
 	st := &State{Balance: new(big.Int).Set(acc.State.Balance.Nano())}
-	data, err := run("get_registry_data", 5)
+	data, err := run("get_registry_data", 6)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +143,7 @@ func GetState(ctx context.Context, api ton.APIClientWrapped, addr *address.Addre
 	if err != nil {
 		return nil, err
 	}
-	if st.Allowlist, err = decodeAllowlist(allow[0]); err != nil {
+	if st.Current, err = decodeAllowlist(allow[0]); err != nil {
 		return nil, fmt.Errorf("registry: get_allowlist on %s: %w", addr, err)
 	}
 	pending, err := run("get_pending_allowlist", 2)
@@ -150,6 +159,13 @@ func GetState(ctx context.Context, api ton.APIClientWrapped, addr *address.Addre
 	}
 	if st.Hosts, err = decodeHosts(hosts[0]); err != nil {
 		return nil, fmt.Errorf("registry: get_hosts on %s: %w", addr, err)
+	}
+	derived, err := st.Params.Address(int8(addr.Workchain()))
+	if err != nil {
+		return nil, fmt.Errorf("registry: %s: %w", addr, err)
+	}
+	if !contract.SameAddr(derived, addr) {
+		return nil, fmt.Errorf("%w: %s (its settings give %s)", ErrWrongAddress, addr, derived)
 	}
 	now, err := api.GetTime(ctx)
 	if err != nil {
@@ -172,11 +188,11 @@ func Hosts(ctx context.Context, api ton.APIClientWrapped, addr *address.Address)
 		return nil, Allowlist{}, err
 	}
 	active := slices.DeleteFunc(st.Hosts, func(h Host) bool { return h.State != HostActive })
-	return active, st.Allowlist, nil
+	return active, st.Current, nil
 }
 
 // decodeRegistryData decodes get_registry_data: owner, min_stake,
-// change_delay, unstake_delay, nonce.
+// change_delay, unstake_delay, nonce, initial_allowlist.
 func decodeRegistryData(v []any) (Params, error) {
 	owner, err := stackAddr(v[0])
 	if err != nil {
@@ -194,8 +210,12 @@ func decodeRegistryData(v []any) (Params, error) {
 		}
 		ints[i] = n
 	}
+	initial, err := decodeAllowlist(v[5])
+	if err != nil {
+		return Params{}, fmt.Errorf("initial_allowlist: %w", err)
+	}
 	return Params{Owner: owner, MinStake: ints[0], ChangeDelay: uint32(ints[1].Uint64()),
-		UnstakeDelay: uint32(ints[2].Uint64()), Nonce: ints[3].Uint64()}, nil
+		UnstakeDelay: uint32(ints[2].Uint64()), Nonce: ints[3].Uint64(), Allowlist: initial}, nil
 }
 
 func stackAddr(v any) (*address.Address, error) {

@@ -67,13 +67,17 @@ const ALLOW_C = allowlist([[1, Buffer.alloc(32, 0xdd)]]);
 
 /** The initial data cell, laid out as in REGISTRY.md "Storage". */
 function dataCell({ owner, nonce = 0n, initial = ALLOW_A, unstakeDelay = UNSTAKE_DELAY }) {
-    return beginCell()
+    const config = beginCell()
         .storeAddress(owner)
         .storeCoins(MIN_STAKE)
         .storeUint(CHANGE_DELAY, 32)
         .storeUint(unstakeDelay, 32)
         .storeUint(nonce, 64)
         .storeMaybeRef(initial)
+        .endCell();
+    return beginCell()
+        .storeRef(config)
+        .storeMaybeRef(initial) // the allowlist in effect
         .storeMaybeRef(null) // pending
         .storeDict(null) // hosts
         .endCell();
@@ -233,6 +237,7 @@ describe('deploy', () => {
         assert.equal(r.readNumber(), CHANGE_DELAY);
         assert.equal(r.readNumber(), UNSTAKE_DELAY);
         assert.equal(r.readBigNumber(), 0n);
+        sameCell(r.readCellOpt(), ALLOW_A);
         sameCell(await env.allowlist(), ALLOW_A);
         assert.deepEqual(await env.pending(), { applyAt: 0, allowlist: null });
         assert.equal((await env.hosts()).size, 0);
@@ -443,6 +448,10 @@ describe('allowlist', () => {
         ok(await env.apply(), env);
         sameCell(await env.allowlist(), ALLOW_B);
         await env.rejects(ERR.nothingPending, () => env.apply(), env.stranger);
+        // The initial allowlist stays in the config: the address still follows from it.
+        const r = (await env.chain.runGetMethod(env.registry, 'get_registry_data')).stackReader;
+        r.skip(5);
+        sameCell(r.readCellOpt(), ALLOW_A);
     });
 
     test('a new proposal restarts the delay; a cancel drops it', async () => {
