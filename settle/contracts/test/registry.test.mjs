@@ -342,6 +342,19 @@ describe('register', () => {
         }
         ok(await env.register({ info: hostInfo({ endpoint: beginCell().storeBuffer(Buffer.alloc(127, 0x61)).endCell() }) }), env);
     });
+
+    test('rejects a host info with anything after its fields', async () => {
+        // Extra bits or references would be stored, and paid for by the registry, forever.
+        const env = await setup();
+        const endpoint = beginCell().storeBuffer(Buffer.from('https://a')).endCell();
+        const base = () => beginCell().storeUint(1n, 256).storeUint(2n, 256).storeRef(endpoint);
+        for (const info of [base().storeBit(1).endCell(), base().storeRef(beginCell().storeBuffer(Buffer.alloc(100)).endCell()).endCell()]) {
+            const result = await env.register({ info });
+            const code = exitCode(txTo(result, env.registry));
+            assert.equal(code, 9, 'a padded host info: exit code');
+            assert.equal((await env.hosts()).size, 0);
+        }
+    });
 });
 
 describe('deregister and withdraw the stake', () => {
