@@ -86,8 +86,9 @@ func NewRegistrar(cfg RegistrarConfig) (*Registrar, error) {
 // GetState when nothing changed; a registration costs the fee
 // (RegistrationFee, 0.05 TON) plus whatever the stake lacks, one wallet
 // transaction and a GetState per second until the registry's record shows
-// it. It fails with the registry's ExitCode when the registry refused the
-// registration, or with the chain's or the wallet's error.
+// it. It fails, before sending, when the wallet cannot pay; with the
+// registry's ExitCode when the registry refused the registration; or with the
+// chain's or the wallet's error.
 func (r *Registrar) Sync(ctx context.Context, reg Registration) (sent bool, err error) {
 	st, err := GetState(ctx, r.cfg.API, r.cfg.Registry)
 	if err != nil {
@@ -96,6 +97,9 @@ func (r *Registrar) Sync(ctx context.Context, reg Registration) (sent bool, err 
 	value, needed := r.needed(st, reg)
 	if !needed {
 		return false, nil
+	}
+	if err := r.checkFunds(ctx, value); err != nil {
+		return false, err
 	}
 	s := Signed{Seqno: st.NextSeqno(r.publicKey()), ValidUntil: uint32(st.Now.Add(signedValidity).Unix())}
 	body, err := RegisterBody(r.cfg.Key, r.cfg.Registry, r.cfg.Wallet.WalletAddress(), reg, s, uint64(s.Seqno))
@@ -106,6 +110,28 @@ func (r *Registrar) Sync(ctx context.Context, reg Registration) (sent bool, err 
 		return true, err
 	}
 	return true, r.confirm(ctx, reg, s.Seqno, body.Hash())
+}
+
+// walletFeeBound is a generous bound on the wallet's own fees for one message.
+var walletFeeBound = big.NewInt(20_000_000)
+
+// checkFunds fails, in words, when the wallet cannot pay value and its fees: the wallet
+// would accept the message and drop the transfer (it ignores action errors), and the
+// registration would never come.
+func (r *Registrar) checkFunds(ctx context.Context, value *big.Int) error {
+	block, err := r.cfg.API.CurrentMasterchainInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("registry: get masterchain block: %w", err)
+	}
+	balance, err := r.cfg.Wallet.GetBalance(ctx, block)
+	if err != nil {
+		return fmt.Errorf("registry: wallet balance: %w", err)
+	}
+	if need := new(big.Int).Add(value, walletFeeBound); balance.Nano().Cmp(need) < 0 {
+		return fmt.Errorf("registry: wallet %s holds %s TON; the registration needs %s TON (stake and fee) plus gas",
+			r.cfg.Wallet.WalletAddress(), balance.String(), tlb.FromNanoTON(value).String())
+	}
+	return nil
 }
 
 // send sends body with value to the registry from the wallet and waits for the

@@ -322,6 +322,23 @@ func TestRegistrarReportsRefusal(t *testing.T) {
 	}
 }
 
+func TestRegistrarSaysWhenTheWalletIsShort(t *testing.T) {
+	e := newEnv(t)
+	poor := e.newWallet(9, "5") // the stake is 10 TON
+	r, err := registry.NewRegistrar(registry.RegistrarConfig{API: e.chain, Wallet: poor, Key: e.hostKey, Registry: e.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	sent, err := r.Sync(context.Background(), hostReg)
+	if sent || err == nil || !strings.Contains(err.Error(), "holds 5 TON; the registration needs 10.05 TON") {
+		t.Fatalf("Sync from a wallet short of the stake: sent %v, %v", sent, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("took %v to say so", took)
+	}
+}
+
 func TestAllowlistChangeWithDelay(t *testing.T) {
 	e := newEnv(t)
 	start := e.chain.Now()
