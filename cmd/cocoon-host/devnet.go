@@ -102,9 +102,9 @@ time. The admin API on --admin (loopback only):
   POST /v1/fund?address=A&ton=N    credit N TON to an address
   GET  /v1/time                    the chain's clock, unix seconds
 
-What differs from testnet: one block per message cascade, produced at once (no
-consensus, no validators, no shards); blocks hold only what proofs need; nothing is
-persisted.`
+What differs from testnet: one block per message cascade, produced at once, and an
+empty one every 5 seconds so that get-methods see time pass (no consensus, no validators,
+no shards); blocks hold only what proofs need; nothing is persisted.`
 
 // devnetConfig is devnet's flags.
 type devnetConfig struct {
@@ -222,6 +222,7 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	if err := serveUntilDone(owner, "liteserver", cfg.listen, srv.ListenAndServe, srv.Close); err != nil {
 		return err
 	}
+	owner.Go("block producer", func(ctx context.Context) error { return produceBlocks(ctx, chain, devnetBlockInterval) })
 	admin := &http.Server{Addr: cfg.admin, Handler: devnetAdmin(chain), ReadHeaderTimeout: 10 * time.Second}
 	if err := serveUntilDone(owner, "admin API", cfg.admin, func(string) error { return admin.ListenAndServe() }, admin.Close); err != nil {
 		return err
@@ -241,6 +242,27 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	case <-owner.Failed():
 	}
 	return errors.Join(owner.Err(), owner.Stop())
+}
+
+// devnetBlockInterval is how often the devnet seals an empty block, as validators
+// produce blocks while time passes: get-methods run at the newest block's time, and a
+// registry's allowlist change or unstake delay would otherwise look pending until the
+// next message.
+const devnetBlockInterval = 5 * time.Second
+
+// produceBlocks seals an empty block every interval until ctx is done, and returns ctx's
+// error.
+func produceBlocks(ctx context.Context, chain *tonemu.Chain, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			chain.Tick()
+		}
+	}
 }
 
 // serveUntilDone starts serve(addr) as owner's part name, checking first that addr can

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/internal/nettest"
 	"github.com/cocoonhost/cocoon/settle/registry"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 // startDevnet runs devnet until the test ends and returns its data directory and admin
@@ -153,5 +155,38 @@ func TestCheckLoopback(t *testing.T) {
 		if err := checkLoopback("--admin", addr); (err == nil) != ok {
 			t.Errorf("checkLoopback(%q) = %v, want ok %v", addr, err, ok)
 		}
+	}
+}
+
+// TestProduceBlocks: the devnet seals blocks while time passes, and stops when told.
+func TestProduceBlocks(t *testing.T) {
+	chain, err := tonemu.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- produceBlocks(ctx, chain, 5*time.Millisecond) }()
+	first, err := chain.CurrentMasterchainInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := chain.CurrentMasterchainInfo(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.SeqNo >= first.SeqNo+3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("block %d after 10 s, from %d", b.SeqNo, first.SeqNo)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("produceBlocks returned %v", err)
 	}
 }
