@@ -31,6 +31,9 @@ const (
 	CodeUnknownAccount = "unknown_account"
 	// CodeClosing (402): the client asked the escrow for its money back.
 	CodeClosing = "escrow_closing"
+	// CodeMaxPrice (402): the request's worst-case cost at the current prices exceeds
+	// the max_price the client set (MaxPriceMember); nothing was reserved or charged.
+	CodeMaxPrice = "max_price_exceeded"
 	// CodeInProgress (409): a request with this idempotency key is still running.
 	CodeInProgress = "idempotency_in_progress"
 	// CodeIdempotencyMismatch (422): the idempotency key was used for another request.
@@ -53,7 +56,7 @@ func (e *Error) Status() int {
 	switch e.Code {
 	case CodeBadSignature, CodeExpired, CodeReplay:
 		return http.StatusUnauthorized
-	case CodeInsufficient, CodeUnknownAccount, CodeClosing:
+	case CodeInsufficient, CodeUnknownAccount, CodeClosing, CodeMaxPrice:
 		return http.StatusPaymentRequired
 	case CodeInProgress:
 		return http.StatusConflict

@@ -26,7 +26,7 @@ type Metrics struct {
 // codes of Admit's refusals, and "error" for a failure without one (the escrow could
 // not be read).
 var admissionCodes = []string{CodeBadSignature, CodeInsufficient, CodeUnknownAccount, CodeClosing, CodeInProgress,
-	CodeIdempotencyMismatch, CodeUnavailable, CodeIntegrity, CodeReplay, "error"}
+	CodeIdempotencyMismatch, CodeUnavailable, CodeIntegrity, CodeReplay, CodeMaxPrice, "error"}
 
 // NewMetrics returns a Metrics with every series at zero.
 func NewMetrics() *Metrics {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -38,6 +39,46 @@ func (p PriceTable) Cost(u Usage, loadMilli, maxCost uint64) uint64 {
 		return maxCost
 	}
 	return sum.Uint64()
+}
+
+// MaxPriceMember is the chat request body member in which a client caps what one
+// request may cost it, in nanoTON: a JSON string of decimal digits ("5000000") or a
+// JSON integer. It is in the body, not a header, so that a signed request's signature
+// (over the body's hash) covers it: a relay cannot remove or raise the cap.
+const MaxPriceMember = "max_price"
+
+// ParseMaxPrice reads a max_price member's raw JSON value: a positive whole number of
+// nanoTON, as a string of decimal digits or an integer, at most 2⁶⁴−1. An absent member
+// (nil raw) is no cap, 0. Anything else (a sign, a fraction, an exponent, 0, null) is an
+// error naming what is wrong, for a 400.
+func ParseMaxPrice(raw []byte) (uint64, error) {
+	if raw == nil {
+		return 0, nil
+	}
+	s := string(raw)
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	switch {
+	case err != nil || s == "" || s[0] < '0' || s[0] > '9':
+		return 0, fmt.Errorf("%s must be a whole number of nanoTON (digits, as a string or a JSON integer, at most %d), not %.40s", MaxPriceMember, uint64(math.MaxUint64), raw)
+	case n == 0:
+		return 0, fmt.Errorf("%s must be positive: leave it out for no cap", MaxPriceMember)
+	}
+	return n, nil
+}
+
+// checkMaxPrice refuses a request whose worst-case cost, what admission would reserve,
+// exceeds the client's cap (a.MaxPrice; 0: none) with a CodeMaxPrice error naming both figures.
+// It runs before anything is reserved, so a refused request costs the client nothing.
+func checkMaxPrice(worstCase uint64, a Admission, q Quote) error {
+	maxPrice := a.MaxPrice
+	if maxPrice == 0 || worstCase <= maxPrice {
+		return nil
+	}
+	return errorf(CodeMaxPrice, "this request may cost up to %d nanoTON (%s TON: %d prompt tokens, the model's context window, and %d completion tokens at load ×%d/1000), over its %s of %d nanoTON: raise %s, lower max_tokens, or try a cheaper host",
+		worstCase, FormatTON(worstCase), a.MaxPromptTokens, a.MaxCompletionTokens, q.LoadMilli, MaxPriceMember, maxPrice, MaxPriceMember)
 }
 
 // validate refuses a table that would make every request free or that a total could

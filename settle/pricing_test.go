@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"math"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -136,4 +138,53 @@ func TestPriceListSignature(t *testing.T) {
 	if err := l.Verify(other); err == nil {
 		t.Error("a price list verifies against another key")
 	}
+}
+
+func TestParseMaxPrice(t *testing.T) {
+	for _, tt := range []struct {
+		raw  string
+		want uint64
+		ok   bool
+	}{
+		{`"5000000"`, 5_000_000, true},
+		{`5000000`, 5_000_000, true},
+		{`"18446744073709551615"`, math.MaxUint64, true},
+		{`"18446744073709551616"`, 0, false},
+		{`"0"`, 0, false},
+		{`-1`, 0, false},
+		{`"+1"`, 0, false},
+		{`1.0`, 0, false},
+		{`1e9`, 0, false},
+		{`null`, 0, false},
+		{`""`, 0, false},
+		{`"`, 0, false},
+		{`" 1"`, 0, false},
+		{`{}`, 0, false},
+	} {
+		got, err := ParseMaxPrice([]byte(tt.raw))
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseMaxPrice(%s) = %d, %v; want %d, ok %v", tt.raw, got, err, tt.want, tt.ok)
+		}
+	}
+	if got, err := ParseMaxPrice(nil); got != 0 || err != nil {
+		t.Errorf("an absent max_price: %d, %v", got, err)
+	}
+}
+
+// FuzzParseMaxPrice: any bytes a client sends as max_price either parse to a positive
+// amount whose decimal form is what was sent, or fail; nothing panics.
+func FuzzParseMaxPrice(f *testing.F) {
+	for _, s := range []string{`"1"`, `12`, `"18446744073709551616"`, `-0`, `"0x10"`, `1e3`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		n, err := ParseMaxPrice(raw)
+		if err != nil {
+			return
+		}
+		digits := strings.Trim(string(raw), `"`)
+		if n == 0 || strings.TrimLeft(digits, "0") != strconv.FormatUint(n, 10) {
+			t.Fatalf("%q parsed as %d", raw, n)
+		}
+	})
 }

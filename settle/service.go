@@ -115,7 +115,10 @@ type Admission struct {
 	// MaxPromptTokens and MaxCompletionTokens bound the tokens the request can use:
 	// the model's context window and the request's max_tokens.
 	MaxPromptTokens, MaxCompletionTokens uint64
-	Pipeline, Model                      string
+	// MaxPrice is the client's cap on the request's cost in nanoTON (0: none): a
+	// request whose worst-case cost exceeds it is refused with CodeMaxPrice.
+	MaxPrice        uint64
+	Pipeline, Model string
 }
 
 // Ticket is an admitted request. Finish it exactly once, or Release it.
@@ -165,6 +168,9 @@ func (s *Service) Admit(ctx context.Context, a Admission) (t *Ticket, err error)
 	quote := s.cfg.Pricer.Quote()
 	maxCost := quote.Prices.Cost(Usage{PromptTokens: a.MaxPromptTokens, CompletionTokens: a.MaxCompletionTokens, ComputeUnits: s.cfg.ComputeReserve},
 		quote.LoadMilli, math.MaxUint64)
+	if err := checkMaxPrice(maxCost, a, quote); err != nil {
+		return nil, err
+	}
 	hold, err := s.cfg.Store.Reserve(ctx, Reservation{Account: a.Account, RequestHash: requestHash, SignatureHash: signatureHash,
 		IdempotencyKey: a.IdempotencyKey, MaxCost: maxCost, Limit: escrow.Deposited, Time: now})
 	if err != nil {

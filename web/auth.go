@@ -136,10 +136,10 @@ func (s *Server) principal(w http.ResponseWriter, r *http.Request, maxBody int64
 		}
 		p = principal{ID: "key:" + name, Owner: true, Account: account}
 	case strings.EqualFold(scheme, "tma"):
-		if s.cfg.TelegramBotToken == "" {
+		if !s.initData.configured() {
 			return p, nil, unauthorized("this host does not accept Telegram init data")
 		}
-		user, err := validateInitData(cred, s.cfg.TelegramBotToken, s.cfg.TelegramMaxAge, now)
+		user, err := s.initData.check(cred, now)
 		if err != nil {
 			return p, nil, unauthorized("Telegram init data: %v", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,7 +53,7 @@ func TestValidateInitData(t *testing.T) {
 		{"not a query", "%zz", botToken, signedAt, "not a query string"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			user, err := validateInitData(tc.data, tc.token, 24*time.Hour, tc.now)
+			user, err := initDataChecker{botToken: tc.token, maxAge: 24 * time.Hour}.check(tc.data, tc.now)
 			switch {
 			case tc.want == "" && (err != nil || user != "279058397"):
 				t.Errorf("got %q, %v; want user 279058397", user, err)
@@ -60,6 +61,121 @@ func TestValidateInitData(t *testing.T) {
 				t.Errorf("got %q, %v; want error %q", user, err, tc.want)
 			}
 		})
+	}
+}
+
+// thirdPartyBotID and thirdPartySeed make the vectors of Telegram's Ed25519 signature
+// of init data: the test plays Telegram with a key of its own.
+const thirdPartyBotID = 7544535829
+
+var thirdPartyKey = ed25519.NewKeyFromSeed([]byte("cocoon-test: Telegram's key.....")[:ed25519.SeedSize])
+
+// thirdPartyInitData signs fields as Telegram's documentation specifies for third
+// parties, written out here rather than through the code under test: the message is
+// "<bot id>:WebAppData\n" and the fields but hash and signature, as key=value sorted
+// by key, joined by "\n"; the signature is unpadded base64url.
+func thirdPartyInitData(botID int64, fields url.Values) string {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	msg := strconv.FormatInt(botID, 10) + ":WebAppData"
+	for _, k := range keys {
+		msg += "\n" + k + "=" + fields.Get(k)
+	}
+	signed := url.Values{}
+	for k, v := range fields {
+		signed[k] = v
+	}
+	signed.Set("signature", base64.RawURLEncoding.EncodeToString(ed25519.Sign(thirdPartyKey, []byte(msg))))
+	signed.Set("hash", strings.Repeat("0", 64)) // Telegram sends both; the bot token's hash is not checked here
+	return signed.Encode()
+}
+
+func TestValidateInitDataWithoutTheBotToken(t *testing.T) {
+	signedAt := time.Unix(1700000000, 0)
+	fields := url.Values{
+		"query_id":  {"AAHdF6IQAAAAAN0XohDhrOrc"},
+		"user":      {`{"id":279058397,"first_name":"Vladislav","username":"vdkfrost"}`},
+		"auth_date": {"1700000000"},
+	}
+	vector := thirdPartyInitData(thirdPartyBotID, fields)
+	edit := func(from, to string) string {
+		s := strings.Replace(vector, from, to, 1)
+		if s == vector {
+			t.Fatalf("%q not in the vector", from)
+		}
+		return s
+	}
+	sig := url.Values{}
+	if v, err := url.ParseQuery(vector); err == nil {
+		sig.Set("signature", v.Get("signature"))
+	}
+	pub := thirdPartyKey.Public().(ed25519.PublicKey)
+	checker := initDataChecker{botID: thirdPartyBotID, key: pub, maxAge: 24 * time.Hour}
+	for _, tc := range []struct {
+		name, data string
+		checker    initDataChecker
+		now        time.Time
+		want       string // error text; empty for success
+	}{
+		{"valid", vector, checker, signedAt.Add(time.Hour), ""},
+		{"padded base64url", edit(sig.Encode(), sig.Encode()+"%3D%3D"), checker, signedAt, ""},
+		{"user changed", edit("279058397", "279058398"), checker, signedAt, "the signature does not verify: the data was not signed by Telegram for bot 7544535829"},
+		{"auth_date changed", edit("1700000000", "1800000000"), checker, signedAt, "the signature does not verify"},
+		{"field dropped", edit("query_id=AAHdF6IQAAAAAN0XohDhrOrc&", ""), checker, signedAt, "the signature does not verify"},
+		{"field added", vector + "&start_param=x", checker, signedAt, "the signature does not verify"},
+		{"other bot", vector, initDataChecker{botID: thirdPartyBotID + 1, key: pub, maxAge: 24 * time.Hour}, signedAt, "not signed by Telegram for bot 7544535830"},
+		{"Telegram's production key", vector, initDataChecker{botID: thirdPartyBotID, key: TelegramProductionKey, maxAge: 24 * time.Hour}, signedAt, "the signature does not verify"},
+		{"Telegram's test key", vector, initDataChecker{botID: thirdPartyBotID, key: TelegramTestKey, maxAge: 24 * time.Hour}, signedAt, "the signature does not verify"},
+		{"no signature", thirdPartyInitDataWithout(t, vector, "signature"), checker, signedAt, "no signature field"},
+		{"signature not base64url", edit(sig.Encode(), "signature=%21%21"), checker, signedAt, "the signature does not verify"},
+		{"too old", vector, checker, signedAt.Add(25 * time.Hour), "auth_date is 25h0m0s old, over the limit of 24h0m0s"},
+		{"a shorter lifetime", vector, initDataChecker{botID: thirdPartyBotID, key: pub, maxAge: time.Hour}, signedAt.Add(2 * time.Hour), "auth_date is 2h0m0s old, over the limit of 1h0m0s"},
+		// With both ways configured, either suffices; a failure names both.
+		{"bot token's hash wrong, signature right", vector, initDataChecker{botToken: botToken, botID: thirdPartyBotID, key: pub, maxAge: 24 * time.Hour}, signedAt, ""},
+		{"both wrong", edit("279058397", "1"), initDataChecker{botToken: botToken, botID: thirdPartyBotID, key: pub, maxAge: 24 * time.Hour}, signedAt,
+			"the hash does not match: the data was not signed for this bot; the signature does not verify"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user, err := tc.checker.check(tc.data, tc.now)
+			switch {
+			case tc.want == "" && (err != nil || user != "279058397"):
+				t.Errorf("got %q, %v; want user 279058397", user, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("got %q, %v; want error %q", user, err, tc.want)
+			}
+		})
+	}
+}
+
+func thirdPartyInitDataWithout(t *testing.T, data, field string) string {
+	v, err := url.ParseQuery(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Del(field)
+	return v.Encode()
+}
+
+// TestMiniAppWithoutTheBotToken: a host configured with the bot id only (no token)
+// accepts a Mini App's init data signed by Telegram's key, and refuses it forged.
+func TestMiniAppWithoutTheBotToken(t *testing.T) {
+	f := newFixture(t, func(c *Config, _ *recorder) {
+		c.APIKeys, c.TelegramBotToken = nil, ""
+		c.TelegramBotID, c.TelegramKey = thirdPartyBotID, thirdPartyKey.Public().(ed25519.PublicKey)
+	})
+	data := thirdPartyInitData(thirdPartyBotID, url.Values{
+		"user": {`{"id":42,"first_name":"Ann"}`}, "auth_date": {strconv.FormatInt(time.Now().Unix(), 10)}})
+	const chat = `{"messages":[{"role":"user","content":"x"}],"max_tokens":2}`
+	if res := f.do("POST", "/v1/chat/completions", "tma "+data, chat); res.status != http.StatusOK {
+		t.Errorf("signed init data: %d %s", res.status, res.body)
+	}
+	forged := strings.Replace(data, "42", "43", 1)
+	if res := f.do("POST", "/v1/chat/completions", "tma "+forged, chat); res.status != http.StatusUnauthorized ||
+		!strings.Contains(res.apiErr(t).Message, "the signature does not verify") {
+		t.Errorf("forged init data: %d %s", res.status, res.body)
 	}
 }
 

@@ -70,7 +70,9 @@ type escrowBilling struct{ s *Server }
 
 // admit admits the request to the principal's escrow: its maximum cost is the model's
 // whole context window of prompt tokens and the completion it asks for, or the whole
-// window when it asks for none (max_tokens absent or 0), at the current price.
+// window when it asks for none (max_tokens absent or 0), at the current price. A
+// request whose max_price that maximum exceeds is refused (402 max_price_exceeded)
+// before its pipeline runs or anything is reserved.
 func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
 	p := principalOf(r.Context())
 	if p.Account == "" {
@@ -80,6 +82,10 @@ func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
 	key := r.Header.Get(settle.IdempotencyKeyHeader)
 	if len(key) > maxIdempotencyKey {
 		return nil, invalidf("%s is longer than %d bytes", settle.IdempotencyKeyHeader, maxIdempotencyKey)
+	}
+	maxPrice, err := settle.ParseMaxPrice(c.opts.MaxPrice)
+	if err != nil {
+		return nil, invalidf("%v", err)
 	}
 	model := c.requestModel()
 	window, reported := b.s.models.window(r.Context(), model)
@@ -94,7 +100,7 @@ func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
 	backendBounds := reported && completion == window
 	t, err := b.s.cfg.Billing.Admit(r.Context(), settle.Admission{Account: p.Account, Verified: p.Verified,
 		Method: r.Method, Path: r.URL.Path, Body: c.body, IdempotencyKey: key,
-		MaxPromptTokens: uint64(window), MaxCompletionTokens: uint64(completion), Pipeline: chi.URLParam(r, "id"), Model: model})
+		MaxPromptTokens: uint64(window), MaxCompletionTokens: uint64(completion), MaxPrice: maxPrice, Pipeline: chi.URLParam(r, "id"), Model: model})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -612,5 +613,66 @@ func TestIdempotentRetryAfterCutStream(t *testing.T) {
 	}
 	if acct, err := b.service.Account(context.Background(), b.account); err != nil || acct.LastSeq != 2 || acct.Held != 0 {
 		t.Fatalf("account %+v, %v; want the cut and the completed attempt", acct, err)
+	}
+}
+
+// TestBilledMaxPrice performs the attacks on a client's price cap: a host whose
+// worst-case price is over the request's max_price refuses it with a 402 naming both
+// figures, before the backend runs or anything is held or charged; a relay that raises
+// (or removes) the cap in a signed request breaks its signature; a cap the worst case
+// fits is served and charged no more than it.
+func TestBilledMaxPrice(t *testing.T) {
+	b := newBilling(t, 200_000_000)
+	path := "/v1/chat/completions"
+	q := b.service.Pricer().Quote()
+	worst := q.Prices.Cost(settle.Usage{PromptTokens: 512, CompletionTokens: 16, ComputeUnits: 100_000}, q.LoadMilli, 1<<63)
+	capped := func(v string) string { return strings.Replace(chatBody, `"max_tokens":16`, `"max_tokens":16,"max_price":`+v, 1) }
+	below := strconv.FormatUint(worst-1, 10)
+
+	for _, tt := range []struct {
+		name   string
+		send   func() response
+		status int
+		code   string
+		msg    string
+	}{
+		{"a cap one nanoTON under the worst case", func() response { return b.signed(t, b.clientKey, path, capped(`"`+below+`"`), nil) },
+			402, settle.CodeMaxPrice, fmt.Sprintf("may cost up to %d nanoTON", worst)},
+		{"the same cap as a JSON integer", func() response { return b.signed(t, b.clientKey, path, capped(below), nil) },
+			402, settle.CodeMaxPrice, "over its max_price of " + below + " nanoTON"},
+		{"the cap raised by a relay after signing", func() response {
+			sr := settle.SignedRequest{Account: b.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(), Method: "POST", Path: path, Body: []byte(capped(below))}
+			req, _ := http.NewRequest("POST", b.http.URL+path, strings.NewReader(capped(`"18446744073709551615"`)))
+			sr.Sign(req.Header, b.clientKey)
+			return b.roundTrip(t, req)
+		}, 401, settle.CodeBadSignature, "does not verify"},
+		{"a negative cap", func() response { return b.signed(t, b.clientKey, path, capped(`-5`), nil) }, 400, "invalid_request", "max_price must be a whole number"},
+		{"a fraction", func() response { return b.signed(t, b.clientKey, path, capped(`1.5`), nil) }, 400, "invalid_request", "max_price must be a whole number"},
+		{"an exponent", func() response { return b.signed(t, b.clientKey, path, capped(`1e18`), nil) }, 400, "invalid_request", "max_price must be a whole number"},
+		{"over 2^64", func() response { return b.signed(t, b.clientKey, path, capped(`"18446744073709551616"`), nil) }, 400, "invalid_request", "max_price must be a whole number"},
+		{"zero", func() response { return b.signed(t, b.clientKey, path, capped(`"0"`), nil) }, 400, "invalid_request", "max_price must be positive"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			generations := len(b.backend.requests)
+			res := tt.send()
+			e := res.apiErr(t)
+			if res.status != tt.status || e.Code != tt.code || !strings.Contains(e.Message, tt.msg) {
+				t.Fatalf("%d %+v, want %d %s containing %q", res.status, e, tt.status, tt.code, tt.msg)
+			}
+			if res.header.Get(settle.ReceiptHeader) != "" || len(b.backend.requests) != generations {
+				t.Error("a refused request has a receipt or reached the backend")
+			}
+		})
+	}
+	if acct, err := b.service.Account(context.Background(), b.account); err != nil || acct.LastSeq != 0 || acct.Held != 0 {
+		t.Fatalf("after the refusals the account is %+v, %v: something was held or charged", acct, err)
+	}
+
+	res := b.signed(t, b.clientKey, path, capped(strconv.FormatUint(worst, 10)), nil)
+	if res.status != http.StatusOK {
+		t.Fatalf("a cap of exactly the worst case: %d %s", res.status, res.body)
+	}
+	if r := b.receipt(t, res); r.Cost > worst || r.MaxCost != worst {
+		t.Errorf("receipt cost %d, max cost %d; want at most the cap %d", r.Cost, r.MaxCost, worst)
 	}
 }

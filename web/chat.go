@@ -31,6 +31,8 @@ type clientOptions struct {
 	} `json:"stream_options"`
 	MaxTokens           *int `json:"max_tokens"`
 	MaxCompletionTokens *int `json:"max_completion_tokens"`
+	// MaxPrice is settle.MaxPriceMember as sent; billing parses it (a 400 when bad).
+	MaxPrice json.RawMessage `json:"max_price"`
 }
 
 // askedTokens is the completion bound a request asks for: max_completion_tokens, else

@@ -65,8 +65,10 @@
 // "Authorization: Bearer <API key>" (keys compared in constant time) identifies a
 // service or pipeline author: it may chat, read, upload pipelines and delete its own.
 // "Authorization: tma <init data>" identifies a Telegram Mini App user, whose init data
-// is checked as Telegram specifies with Config.TelegramBotToken and must be at most
-// Config.TelegramMaxAge old: it may chat and read. On a billing host, a request signed
+// is checked as Telegram specifies, with the bot token (Config.TelegramBotToken, its
+// "hash") or without it (Config.TelegramBotID, Telegram's Ed25519 "signature" by
+// Config.TelegramKey), and must be at most Config.TelegramMaxAge old: it may chat and
+// read. On a billing host, a request signed
 // with an escrow's client key (see Billing) identifies that escrow's client: it may chat,
 // read, and read its account. /, /page/, /healthz, /readyz, /metrics, /v1/attestation
 // and /v1/pricing need no credential, nor does pipeline evidence (see The reviewer's

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -21,7 +22,7 @@ import (
 )
 
 // Config configures a Server. Backend, Sandbox, Store, Registry and at least one
-// credential (APIKeys or TelegramBotToken) are required; zero values of the rest take
+// credential (APIKeys, TelegramBotToken or TelegramBotID) are required; zero values of the rest take
 // the defaults their comments give.
 type Config struct {
 	Backend  backend.Backend
@@ -31,8 +32,16 @@ type Config struct {
 
 	// APIKeys are the accepted API keys; see APIKey.
 	APIKeys []APIKey
-	// TelegramBotToken, when set, lets Mini Apps of this bot call with their init data.
+	// TelegramBotToken, when set, lets Mini Apps of this bot call with their init data,
+	// checked with the token (its "hash" field).
 	TelegramBotToken string
+	// TelegramBotID, when set, lets Mini Apps of this bot call with their init data,
+	// checked against Telegram's Ed25519 signature (its "signature" field) by
+	// TelegramKey: the host needs no bot token.
+	TelegramBotID int64
+	// TelegramKey is the key Telegram signs init data with for third parties. Default
+	// TelegramProductionKey; TelegramTestKey for Telegram's test environment.
+	TelegramKey ed25519.PublicKey
 	// TelegramMaxAge is how old init data may be (its auth_date). Default 24 hours.
 	TelegramMaxAge time.Duration
 
@@ -125,14 +134,16 @@ var errShuttingDown = errors.New("web: the host is shutting down")
 
 // Server is the HTTP API of a Cocoon host. It is safe for concurrent use.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	keys    keyring
-	slots   chan struct{} // one per running generation
-	waiting chan struct{} // one per request waiting for a slot
-	uploads chan struct{} // one per upload being received
-	bare    *host.Pipeline
-	metrics *metrics
+	cfg  Config
+	log  *slog.Logger
+	keys keyring
+	// initData checks Mini Apps' Telegram init data ("Authorization: tma ...").
+	initData initDataChecker
+	slots    chan struct{} // one per running generation
+	waiting  chan struct{} // one per request waiting for a slot
+	uploads  chan struct{} // one per upload being received
+	bare     *host.Pipeline
+	metrics  *metrics
 	// requestIDs names requests for the access log and X-Request-Id.
 	requestIDs *requestIDs
 	quotes     *quoteLimiter // pipeline evidence's, per credential
@@ -160,8 +171,12 @@ func New(cfg Config) (*Server, error) {
 	switch {
 	case cfg.Backend == nil || cfg.Sandbox == nil || cfg.Store == nil || cfg.Registry == nil:
 		return nil, errors.New("web: Backend, Sandbox, Store and Registry are required")
-	case len(cfg.APIKeys) == 0 && cfg.TelegramBotToken == "":
-		return nil, errors.New("web: no credentials: configure an API key or a Telegram bot token")
+	case len(cfg.APIKeys) == 0 && cfg.TelegramBotToken == "" && cfg.TelegramBotID == 0:
+		return nil, errors.New("web: no credentials: configure an API key, a Telegram bot token or a Telegram bot id")
+	case cfg.TelegramBotID < 0:
+		return nil, fmt.Errorf("web: Telegram bot id %d: want a positive number", cfg.TelegramBotID)
+	case cfg.TelegramKey != nil && len(cfg.TelegramKey) != ed25519.PublicKeySize:
+		return nil, fmt.Errorf("web: Telegram key is %d bytes, want %d", len(cfg.TelegramKey), ed25519.PublicKeySize)
 	}
 	for _, k := range cfg.APIKeys {
 		if k.Name == "" || k.Key == "" {
@@ -175,6 +190,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.TelegramMaxAge <= 0 {
 		cfg.TelegramMaxAge = 24 * time.Hour
+	}
+	if cfg.TelegramKey == nil {
+		cfg.TelegramKey = TelegramProductionKey
 	}
 	if cfg.MaxGenerations <= 0 {
 		cfg.MaxGenerations = runtime.NumCPU()
@@ -228,6 +246,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:         cfg,
 		log:         cfg.Logger,
 		keys:        newKeyring(cfg.APIKeys),
+		initData:    initDataChecker{botToken: cfg.TelegramBotToken, botID: cfg.TelegramBotID, key: cfg.TelegramKey, maxAge: cfg.TelegramMaxAge},
 		slots:       make(chan struct{}, cfg.MaxGenerations),
 		waiting:     make(chan struct{}, cfg.MaxWaiting),
 		uploads:     make(chan struct{}, cfg.MaxUploads),

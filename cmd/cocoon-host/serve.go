@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/weights"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/host"
@@ -47,11 +48,21 @@ type serveConfig struct {
 	Backend           string `json:"backend"`
 	BackendURL        string `json:"backend_url"`
 	BackendAPIKeyFile string `json:"backend_api_key_file"`
-	APIKeyFile        string `json:"api_key_file"`
+	// ModelWeights is the folder the OpenAI-compatible server reads its weights from:
+	// measured at boot (attest/weights) into the model event.
+	ModelWeights string `json:"model_weights"`
+	APIKeyFile   string `json:"api_key_file"`
 	// TelegramBotTokenFile holds the bot token that signs Mini Apps' initData; without
 	// it, Mini Apps cannot call the host directly.
 	TelegramBotTokenFile string `json:"telegram_bot_token_file"`
-	MaxGenerations       int    `json:"max_generations"`
+	// TelegramBotID lets Mini Apps of this bot call with initData checked against
+	// Telegram's Ed25519 signature for third parties: no bot token on the host.
+	TelegramBotID int64 `json:"telegram_bot_id"`
+	// TelegramEnvironment is whose key signs that initData: production or test.
+	TelegramEnvironment string `json:"telegram_environment"`
+	// TelegramInitDataMaxAge is how old a Mini App's initData may be (its auth_date).
+	TelegramInitDataMaxAge string `json:"telegram_init_data_max_age"`
+	MaxGenerations         int    `json:"max_generations"`
 	// MaxWaiting bounds the completions waiting for a slot (web.Config.MaxWaiting).
 	MaxWaiting int `json:"max_waiting"`
 	// Attest is the evidence provider: auto (tdx on a TDX guest, else sim), tdx or sim.
@@ -214,8 +225,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			return err
 		}
 	}
+	initDataMaxAge, _ := time.ParseDuration(cfg.TelegramInitDataMaxAge) // checked
+	telegramKey := web.TelegramProductionKey
+	if cfg.TelegramEnvironment == "test" {
+		telegramKey = web.TelegramTestKey
+	}
 	wcfg := web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
-		APIKeys: keys, TelegramBotToken: botToken, MaxGenerations: cfg.MaxGenerations, MaxWaiting: cfg.MaxWaiting, Attestation: attestation, Logger: log}
+		APIKeys: keys, TelegramBotToken: botToken, TelegramBotID: cfg.TelegramBotID, TelegramKey: telegramKey, TelegramMaxAge: initDataMaxAge,
+		MaxGenerations: cfg.MaxGenerations, MaxWaiting: cfg.MaxWaiting, Attestation: attestation, Logger: log}
 	if bill != nil {
 		wcfg.Billing = bill.service // serves the settler's metrics too: they share one settle.Metrics
 	}
@@ -311,18 +328,22 @@ func serveHTTP(ctx context.Context, srv *web.Server, l net.Listener, drain time.
 // override the file, which overrides the defaults.
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto", ShutdownTimeout: defaultShutdownTimeout,
-		LogFormat: "text", LogLevel: "info"}
+		LogFormat: "text", LogLevel: "info", TelegramEnvironment: "production", TelegramInitDataMaxAge: "24h"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, api_key_file, telegram_bot_token_file, max_generations, max_waiting, attest, tls, sealing_key_file, shutdown_timeout, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account, and for the market registry, registry, registry_endpoint, registry_stake, registry_required); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, model_weights, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, tls, sealing_key_file, shutdown_timeout, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account, and for the market registry, registry, registry_endpoint, registry_stake, registry_required); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
 	fs.StringVar(&cfg.Backend, "backend", cfg.Backend, "embedded (in process), plugin (the embedded engine in a child process) or openai (an OpenAI-compatible server at --backend-url)")
 	fs.StringVar(&cfg.BackendURL, "backend-url", "", "base URL of the OpenAI-compatible server, such as http://127.0.0.1:8000/v1")
+	fs.StringVar(&cfg.ModelWeights, "model-weights", "", "folder the OpenAI-compatible server reads its weights from: measured at boot (every file, sha256-tree:<hex>, as `cocoon measure --weights` computes it) into the evidence's model event instead of the served model names")
 	fs.StringVar(&cfg.BackendAPIKeyFile, "backend-api-key-file", "", "file holding the API key of the OpenAI-compatible server")
 	fs.StringVar(&cfg.APIKeyFile, "api-key-file", "", "file holding the API key clients must present (default: DATA/api-key, created if missing)")
 	fs.StringVar(&cfg.TelegramBotTokenFile, "telegram-bot-token-file", "", "file holding the Telegram bot token that signs Mini Apps' initData (enables 'Authorization: tma <initData>')")
+	fs.Int64Var(&cfg.TelegramBotID, "telegram-bot-id", 0, "id of the Telegram bot whose Mini Apps may call with initData checked against Telegram's Ed25519 signature (enables 'Authorization: tma <initData>' without the bot token on this host)")
+	fs.StringVar(&cfg.TelegramEnvironment, "telegram-environment", cfg.TelegramEnvironment, "whose key signs initData for --telegram-bot-id: Telegram's production or test environment")
+	fs.StringVar(&cfg.TelegramInitDataMaxAge, "telegram-init-data-max-age", cfg.TelegramInitDataMaxAge, "how old a Mini App's initData may be (its auth_date), such as 1h")
 	fs.StringVar(&cfg.Attest, "attest", cfg.Attest, "evidence provider: tdx (a TDX guest's quotes), sim (a simulated TDX whose root certificate is DATA/attest/sim-root.pem, for testing) or auto (tdx when this is a TDX guest, else sim)")
 	fs.StringVar(&cfg.SealingKeyFile, "sealing-key-file", "", "file holding the root sealing secret (32+ random bytes) that seals the settlement key and authenticates the ledger and pipelines: a file the TD image provisions into TD-private memory (tmpfs or ramfs), never on the data disk. Without it, sim mode uses DATA/attest/sim-sealing-root (protects nothing) and tdx mode persists no secret (no billing)")
 	fs.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS with short-lived self-signed RA-TLS certificates that carry the boot evidence, for clients that verify the host in the TLS handshake")
@@ -354,8 +375,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, cli.UsageError(fmt.Sprintf("backend %q: must be embedded, plugin or openai", cfg.Backend))
 	case cfg.Backend == "openai" && cfg.BackendURL == "":
 		return nil, cli.UsageError("backend openai needs --backend-url")
-	case cfg.Backend != "openai" && (cfg.BackendURL != "" || cfg.BackendAPIKeyFile != ""):
-		return nil, cli.UsageError("--backend-url and --backend-api-key-file are for --backend openai")
+	case cfg.Backend != "openai" && (cfg.BackendURL != "" || cfg.BackendAPIKeyFile != "" || cfg.ModelWeights != ""):
+		return nil, cli.UsageError("--backend-url, --backend-api-key-file and --model-weights are for --backend openai (the embedded engine measures its model file itself)")
 	case cfg.Attest != "auto" && cfg.Attest != attest.ModeTDX && cfg.Attest != attest.ModeSim:
 		return nil, cli.UsageError(fmt.Sprintf("attest %q: must be auto, tdx or sim", cfg.Attest))
 	case cfg.MaxGenerations < 0:
@@ -364,6 +385,15 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, cli.UsageError(fmt.Sprintf("log format %q: must be text or json", cfg.LogFormat))
 	case !slices.Contains(logLevels, cfg.LogLevel):
 		return nil, cli.UsageError(fmt.Sprintf("log level %q: must be debug, info, warn or error", cfg.LogLevel))
+	}
+	if d, err := time.ParseDuration(cfg.TelegramInitDataMaxAge); err != nil || d <= 0 {
+		return nil, cli.UsageError(fmt.Sprintf("telegram_init_data_max_age %q: want a positive duration such as 24h", cfg.TelegramInitDataMaxAge))
+	}
+	if cfg.TelegramEnvironment != "production" && cfg.TelegramEnvironment != "test" {
+		return nil, cli.UsageError(fmt.Sprintf("telegram_environment %q: must be production or test", cfg.TelegramEnvironment))
+	}
+	if cfg.TelegramBotID < 0 {
+		return nil, cli.UsageError(fmt.Sprintf("telegram_bot_id %d: want the bot's positive id", cfg.TelegramBotID))
 	}
 	if d, err := time.ParseDuration(cfg.ShutdownTimeout); err != nil || d <= 0 {
 		return nil, cli.UsageError(fmt.Sprintf("shutdown_timeout %q: want a positive duration such as 30s", cfg.ShutdownTimeout))
@@ -517,7 +547,7 @@ func boot(ctx context.Context, cfg *serveConfig, mode string, b backend.Backend,
 		}
 		p = sim
 	}
-	backendID, model, err := backendIdentity(ctx, cfg, b)
+	backendID, model, err := backendIdentity(ctx, cfg, b, log)
 	if err != nil {
 		return nil, err
 	}
@@ -539,7 +569,7 @@ func boot(ctx context.Context, cfg *serveConfig, mode string, b backend.Backend,
 // backendIdentity returns what the event log measures of the backend and its model:
 // the embedded engine's weights hash; for the other backends the served model ids,
 // since the host cannot see their weights.
-func backendIdentity(ctx context.Context, cfg *serveConfig, b backend.Backend) (backendID, model string, err error) {
+func backendIdentity(ctx context.Context, cfg *serveConfig, b backend.Backend, log *slog.Logger) (backendID, model string, err error) {
 	if w, ok := b.(interface{ WeightsSHA256() string }); ok {
 		return cfg.Backend, "sha256:" + w.WeightsSHA256(), nil
 	}
@@ -552,6 +582,16 @@ func backendIdentity(ctx context.Context, cfg *serveConfig, b backend.Backend) (
 			return "", "", err
 		}
 		backendID = "openai " + (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	}
+	if cfg.ModelWeights != "" {
+		log.Info("measuring the model weights: every byte of every file", "folder", cfg.ModelWeights)
+		start := time.Now()
+		m, err := weights.Measure(cfg.ModelWeights, 0)
+		if err != nil {
+			return "", "", fmt.Errorf("--model-weights: %w", err)
+		}
+		log.Info("measured the model weights", "identity", m.Root.String(), "files", m.Files, "bytes", m.Bytes, "took", time.Since(start).Round(time.Millisecond))
+		return backendID, m.Root.String(), nil
 	}
 	models, err := b.Models(ctx)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/weights"
 )
 
 // lockedBuffer collects a server's logs, written from its goroutines.
@@ -263,8 +265,16 @@ func TestServeConfig(t *testing.T) {
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "sim"}, ""},
 		{"bad attest", []string{"--attest", "sgx"}, serveConfig{}, `attest "sgx": must be auto, tdx or sim`},
 		{"URL without openai", []string{"--backend-url", "http://x"}, serveConfig{}, "are for --backend openai"},
+		{"weights without openai", []string{"--model-weights", "/w"}, serveConfig{}, "the embedded engine measures its model file itself"},
+		{"weights", []string{"--data", "/d", "--backend", "openai", "--backend-url", "http://gpu:8000/v1", "--model-weights", "/w"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "openai", BackendURL: "http://gpu:8000/v1", ModelWeights: "/w", Attest: "auto"}, ""},
 		{"telegram", []string{"--data", "/d", "--telegram-bot-token-file", "/run/bot"},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotTokenFile: "/run/bot", Attest: "auto"}, ""},
+		{"telegram without the bot token", []string{"--data", "/d", "--telegram-bot-id", "7544535829", "--telegram-environment", "test", "--telegram-init-data-max-age", "1h"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotID: 7544535829, TelegramEnvironment: "test", TelegramInitDataMaxAge: "1h", Attest: "auto"}, ""},
+		{"bad Telegram environment", []string{"--telegram-environment", "staging"}, serveConfig{}, `telegram_environment "staging": must be production or test`},
+		{"bad initData lifetime", []string{"--telegram-init-data-max-age", "0s"}, serveConfig{}, `telegram_init_data_max_age "0s": want a positive duration`},
+		{"negative bot id", []string{"--telegram-bot-id", "-5"}, serveConfig{}, `telegram_bot_id -5`},
 		{"billing", []string{"--data", "/d", "--config", billing},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", billingConfig: billingConfig{
 				WalletSeedFile: "/run/seed", TONConfig: "/etc/ton/testnet.json", TONNetwork: "testnet", Prices: &pricesConfig{PromptPerMillion: 1000, CompletionPerMillion: 3000},
@@ -307,6 +317,12 @@ func TestServeConfig(t *testing.T) {
 			}
 			if tt.want.ShutdownTimeout == "" {
 				tt.want.ShutdownTimeout = defaultShutdownTimeout
+			}
+			if tt.want.TelegramEnvironment == "" {
+				tt.want.TelegramEnvironment = "production"
+			}
+			if tt.want.TelegramInitDataMaxAge == "" {
+				tt.want.TelegramInitDataMaxAge = "24h"
 			}
 			if err != nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
@@ -489,5 +505,57 @@ func TestServeWithoutModel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestServeMeasuresModelWeights: with --model-weights, the boot evidence's model event
+// is the weights folder's identity (what `cocoon measure --weights` prints), not the
+// names the OpenAI-compatible server chose; a changed weight gives another identity.
+func TestServeMeasuresModelWeights(t *testing.T) {
+	folder := t.TempDir()
+	if err := os.WriteFile(filepath.Join(folder, "model.safetensors"), bytes.Repeat([]byte{0x5a}, 5<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join("..", "..")) // startServe reads up to the example pipeline's line
+	modelEvent := func() string {
+		r := startServe(t, "--data", t.TempDir(), "--attest", "sim", "--backend", "openai", "--backend-url", slowUpstream(t), "--model-weights", folder)
+		defer r.stop(t)
+		var ev attest.Evidence
+		resp := r.request(t, "GET", "/v1/attestation", "", "")
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&ev); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("/v1/attestation: %s, %v", resp.Status, err)
+		}
+		events, err := attest.ParseEventLog(ev.EventLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range events {
+			if e.Type == attest.EventModel {
+				if !strings.Contains(r.logs.String(), "measured the model weights") {
+					t.Errorf("the log does not say the weights were measured:\n%s", r.logs)
+				}
+				return e.Value()
+			}
+		}
+		t.Fatal("no model event")
+		return ""
+	}
+	want, err := weights.Measure(folder, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := modelEvent()
+	if first != want.Root.String() || !strings.HasPrefix(first, "sha256-tree:") {
+		t.Errorf("model event %q, want the folder's identity %s", first, want.Root)
+	}
+	f, err := os.OpenFile(filepath.Join(folder, "model.safetensors"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0x5b}, 3<<20)
+	f.Close()
+	if again := modelEvent(); again == first {
+		t.Errorf("a changed weight left the model event at %s", again)
 	}
 }

@@ -1,6 +1,7 @@
 // Command cocoon is the client CLI of Cocoon host for module authors and reviewers.
 //
 //	cocoon measure FILE.wasm...     print each module's identity, sha256:<hex> of its bytes
+//	cocoon measure --weights DIR    print a model weights folder's identity, sha256-tree:<hex>
 //	cocoon validate FILE.wasm...    check modules against the host ABI, as an upload would
 //	cocoon run FILE.wasm --hook pre|post|chunk < input
 //	                                run a module in the host's own sandbox

@@ -8,14 +8,23 @@ import (
 	"strings"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/attest/weights"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
 )
 
 // measure prints "sha256:<hex>  FILE" for each file: the identity a host reports for a
-// module, so a reviewer can rebuild a module from source and compare.
+// module, so a reviewer can rebuild a module from source and compare. With --weights it
+// prints a weights folder's identity, as `cocoon-host serve --model-weights` measures it.
 func measure(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("cocoon", "measure FILE.wasm...\n\nPrints sha256:<hex> of each file's raw bytes, the module identity hosts report.", stderr)
+	fs := cli.NewFlagSet("cocoon", `measure FILE.wasm...
+measure --weights DIR...
+
+Prints sha256:<hex> of each file's raw bytes, the module identity hosts report. With
+--weights, prints sha256-tree:<hex> of each model weights folder (every file in it, as
+attest/weights specifies), the model identity a host serving from that folder reports
+(cocoon-host serve --model-weights).`, stderr)
+	folders := fs.Bool("weights", false, "the arguments are model weights folders")
 	files, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
@@ -24,6 +33,14 @@ func measure(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return cli.UsageError("no file given")
 	}
 	for _, f := range files {
+		if *folders {
+			m, err := weights.Measure(f, 0)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s  %s\n", m.Root, f)
+			continue
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return err

@@ -1,0 +1,445 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
+	"time"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/settle"
+)
+
+// HostHeader names, on every answer that comes from a host, the host that answered.
+// The proxy sets it; it is not signed.
+const HostHeader = "Cocoon-Proxy-Host"
+
+// defaultCompletion is the completion length routing assumes, to order hosts by price,
+// for a request that asks for no bound.
+const defaultCompletion = 256
+
+// ask is one app request and what routing reads of it.
+type ask struct {
+	body []byte
+	// prompt and completion estimate the request's tokens, to order hosts by what it
+	// would cost at each (a quarter of the body's bytes; max_tokens, or
+	// defaultCompletion).
+	prompt, completion uint64
+	// asked is the completion bound the request asks for (0: none), and maxPrice its
+	// cap in nanoTON (0: none).
+	asked, maxPrice uint64
+	idempotencyKey  string
+}
+
+func newAsk(r *http.Request, body []byte) ask {
+	var opts struct {
+		MaxTokens           *uint64         `json:"max_tokens"`
+		MaxCompletionTokens *uint64         `json:"max_completion_tokens"`
+		MaxPrice            json.RawMessage `json:"max_price"`
+	}
+	json.Unmarshal(body, &opts) // a request the host would refuse is routed as if it asked nothing
+	a := ask{body: body, prompt: uint64(len(body) / 4), idempotencyKey: r.Header.Get(settle.IdempotencyKeyHeader)}
+	for _, p := range []*uint64{opts.MaxCompletionTokens, opts.MaxTokens} {
+		if p != nil && *p > 0 {
+			a.asked = *p
+			break
+		}
+	}
+	a.completion = a.asked
+	if a.completion == 0 {
+		a.completion = defaultCompletion
+	}
+	a.maxPrice, _ = settle.ParseMaxPrice(opts.MaxPrice) // a bad one: the host answers the 400
+	return a
+}
+
+// chat forwards a chat completion to the host routing picks, and on to another when
+// the attempt failed before any byte reached the app and sending it again cannot
+// charge twice (attempt says when). When no other host can take it, the app gets the
+// refusal of the last host that answered one, or a 502 naming each host's state.
+func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		(&Error{http.StatusRequestEntityTooLarge, CodeInvalidRequest, fmt.Sprintf("the request body is not readable or exceeds %d bytes", MaxBody)}).Write(w)
+		return
+	}
+	a := newAsk(r, body)
+	tried := map[*upstream]bool{}
+	var last result
+	for {
+		u := p.pick(a, tried)
+		if u == nil {
+			break
+		}
+		tried[u] = true
+		res := p.attempt(w, r, u, a)
+		if !res.retry {
+			return
+		}
+		if res.answer != nil || last.answer == nil {
+			last = res // a host's own refusal is a better last word than a failure to reach one
+		}
+	}
+	if last.answer != nil {
+		last.answer()
+		return
+	}
+	p.noHost(last.err).Write(w)
+}
+
+// pick returns the host to try next, among the hosts in routing not yet tried: the
+// cheapest for this request at each host's published prices (a host that does not
+// bill costs 0), and among equally cheap ones the less loaded of two picked at random
+// (requests in flight times latency), or, for a request with an idempotency key, the
+// one the key hashes to, so that the app's retries of it reach the same host (each
+// host's ledger knows only its own keys). A billing host whose price for the
+// completion alone exceeds the request's max_price is skipped: it would refuse it.
+func (p *Proxy) pick(a ask, tried map[*upstream]bool) *upstream {
+	type candidate struct {
+		u     *upstream
+		price uint64
+	}
+	var tier []candidate
+	for _, u := range p.snapshot() {
+		s, ok := u.ready()
+		if !ok || tried[u] {
+			continue
+		}
+		var price uint64
+		if l := s.prices; l != nil {
+			if a.maxPrice > 0 && l.Prices.Cost(settle.Usage{CompletionTokens: a.asked}, l.LoadMilli, math.MaxUint64) > a.maxPrice {
+				continue
+			}
+			price = l.Prices.Cost(settle.Usage{PromptTokens: a.prompt, CompletionTokens: a.completion}, l.LoadMilli, math.MaxUint64)
+		}
+		switch {
+		case len(tier) == 0 || price < tier[0].price:
+			tier = append(tier[:0], candidate{u, price})
+		case price == tier[0].price:
+			tier = append(tier, candidate{u, price})
+		}
+	}
+	switch {
+	case len(tier) == 0:
+		return nil
+	case len(tier) == 1:
+		return tier[0].u
+	case a.idempotencyKey != "":
+		best, bestHash := tier[0].u, uint64(0)
+		for _, c := range tier {
+			h := sha256.Sum256([]byte(a.idempotencyKey + "\x00" + c.u.info.URL))
+			if v := binary.BigEndian.Uint64(h[:]); v >= bestHash {
+				best, bestHash = c.u, v
+			}
+		}
+		return best
+	}
+	i := rand.IntN(len(tier))
+	j := rand.IntN(len(tier) - 1)
+	if j >= i {
+		j++
+	}
+	if now := time.Now(); load(tier[j].u, now) < load(tier[i].u, now) {
+		i = j
+	}
+	return tier[i].u
+}
+
+// load is a host's load for routing: requests in flight (plus this one) times its
+// recent latency (plus a millisecond, so that a host not measured yet still counts what
+// it has in flight).
+func load(u *upstream, now time.Time) float64 {
+	return float64(u.inflight.Load()+1) * float64(u.recentLatency(now)+time.Millisecond)
+}
+
+// result is how an attempt at one host ended.
+type result struct {
+	// retry says that nothing reached the app and that sending the request to
+	// another host cannot charge twice: the host refused it before admission, it
+	// never received it, or it does not bill.
+	retry bool
+	// answer, with retry, gives the app this host's answer when no other host takes
+	// the request; nil when there is none to give (err says why).
+	answer func()
+	err    error
+}
+
+// attempt sends the request to u and relays u's answer, or says why another host may
+// be tried instead.
+func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a ask) result {
+	s, ok := u.ready()
+	if !ok {
+		return result{retry: true, err: fmt.Errorf("the host at %s left routing", u.info.URL)}
+	}
+	u.inflight.Add(1)
+	defer u.inflight.Add(-1)
+	an := &answer{p: p, u: u, v: s.v, request: a.body, bills: s.prices != nil, w: w, r: r}
+	start := time.Now()
+	resp, sent, err := p.send(r, an.v, a.body)
+	if errors.Is(err, attest.ErrRATLS) {
+		v, verr := u.reverify(r.Context(), an.v, "the host presented another TLS key")
+		if verr != nil {
+			return result{retry: true, err: verr} // the refused handshake sent nothing
+		}
+		an.v = v
+		resp, sent, err = p.send(r, v, a.body)
+	}
+	if err != nil {
+		if r.Context().Err() != nil {
+			return result{} // the app went away
+		}
+		return an.cut(an.v.conn.unreachable(err), sent, false)
+	}
+	u.observe(time.Since(start))
+	defer resp.Body.Close()
+	body := &cutReader{r: resp.Body}
+	if resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Type") == "text/event-stream" {
+		return an.relayStream(body)
+	}
+	return an.relayWhole(resp, body)
+}
+
+// send makes one request of the app's r to the host v and reports whether the request
+// was written whole: a request the host did not receive whole it cannot have acted on.
+func (p *Proxy) send(r *http.Request, v *verified, body []byte) (*http.Response, bool, error) {
+	var wrote atomic.Bool
+	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.conn.base+"/p/"+p.cfg.pipelineID+"/v1/chat/completions", bytes.NewReader(body))
+	if err != nil {
+		return nil, false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if p.cfg.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+p.cfg.apiKey)
+	} else if auth := r.Header.Get("Authorization"); auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	if key := r.Header.Get(settle.IdempotencyKeyHeader); key != "" {
+		req.Header.Set(settle.IdempotencyKeyHeader, key)
+	}
+	resp, err := v.conn.http.Do(req)
+	return resp, wrote.Load(), err
+}
+
+// cutReader records the first error of reading a host's answer other than its clean
+// end: the connection broke (the host died, or the network), as opposed to an answer
+// that arrived whole and does not verify.
+type cutReader struct {
+	r   io.Reader
+	err error
+}
+
+func (c *cutReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// answer is one answer on its way from a host to the app.
+type answer struct {
+	p       *Proxy
+	u       *upstream
+	v       *verified // as verified when the request was sent
+	request []byte    // the body as sent to the host
+	bills   bool      // the host bills: a request it received may have been charged
+	w       http.ResponseWriter
+	r       *http.Request
+}
+
+func (a *answer) verifier(key ed25519.PublicKey) attest.ResponseVerifier {
+	return attest.ResponseVerifier{HostKey: key, Request: a.request, PipelineID: a.p.cfg.pipelineID}
+}
+
+// recheck is what to do when the answer's signature does not verify with the host key
+// it was sent under: verify the host again (a restarted host has a new key) and, when
+// its key is new, check the answer with it (check). The error says why the answer is
+// not the attested host's.
+func (a *answer) recheck(ctx context.Context, mismatch error, check func(ed25519.PublicKey) error) error {
+	v, err := a.u.reverify(ctx, a.v, "an answer's signature does not verify with the attested host key")
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w; and %w", mismatch, err)
+	case v.hostKey.Equal(a.v.hostKey):
+		return fmt.Errorf("%w (the host's key has not changed: the answer was altered on its way)", mismatch)
+	}
+	a.v = v
+	return check(v.hostKey)
+}
+
+// cut ends an attempt whose connection to the host failed (err), the request sent
+// whole or not, and part of a stream released to the app (started) or not. The host
+// leaves routing until its health loop verifies it again. Another host may be tried
+// when nothing reached the app and either the host never received the request whole
+// or it does not bill; a billing host may have charged a request it received, and each
+// host's ledger is its own, so the request is not sent elsewhere. A stream under way
+// ends with an error event.
+func (a *answer) cut(err error, sent, started bool) result {
+	a.u.failed(err)
+	switch {
+	case started:
+		a.w.Write((&Error{http.StatusBadGateway, CodeHostError, "the host's stream broke off: " + err.Error()}).event())
+		http.NewResponseController(a.w).Flush()
+		return result{}
+	case !sent || !a.bills:
+		return result{retry: true, err: err}
+	}
+	(&Error{http.StatusBadGateway, CodeHostError, "the host failed after it received the request, which it may have charged; " +
+		"the proxy does not send it to another host, which would charge it again: " + err.Error()}).Write(a.w)
+	return result{}
+}
+
+// refusedUncharged reports whether a verified answer is a refusal another host may be
+// asked instead of: a host that does not bill failed (a 5xx, or a 429); a billing host
+// refused before admission (at capacity, or over the request's max_price), and the
+// refusal is this request's. A refusal the host signed without the request (at
+// capacity, before it read the body) could be a genuine one a relay replays in place
+// of an answer the host charged: it counts only over RA-TLS, where no relay can inject
+// it.
+func (a *answer) refusedUncharged(status int, retryAfter string, body []byte, signature string) bool {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	json.Unmarshal(body, &e)
+	switch {
+	case !a.bills:
+		return status >= 500 || status == http.StatusTooManyRequests
+	case e.Error.Code != "over_capacity" && e.Error.Code != settle.CodeMaxPrice:
+		return false
+	case a.v.conn.ratls != nil:
+		return true
+	}
+	other := a.verifier(a.v.hostKey)
+	other.Request = append([]byte("not "), a.request...)
+	return other.VerifyBody(status, retryAfter, body, signature) != nil // it verifies only for this request
+}
+
+// relayWhole answers with a non-streaming answer (a chat.completion or the host's
+// error) once its Cocoon-Signature verifies over its status, Retry-After and body, and
+// with a 502 otherwise: the app sees no byte of an unverified answer.
+func (a *answer) relayWhole(resp *http.Response, body *cutReader) result {
+	b, err := io.ReadAll(io.LimitReader(body, MaxBody+1))
+	switch {
+	case body.err != nil:
+		return a.cut(fmt.Errorf("reading the answer of the host at %s: %w", a.u.info.URL, body.err), true, false)
+	case err != nil || len(b) > MaxBody:
+		(&Error{http.StatusBadGateway, CodeHostError, fmt.Sprintf("the host's answer is unreadable or exceeds %d bytes", MaxBody)}).Write(a.w)
+		return result{}
+	}
+	retryAfter, signature := resp.Header.Get("Retry-After"), resp.Header.Get(attest.ResponseSignatureHeader)
+	check := func(key ed25519.PublicKey) error {
+		return a.verifier(key).VerifyBody(resp.StatusCode, retryAfter, b, signature)
+	}
+	err = check(a.v.hostKey)
+	if errors.Is(err, attest.ErrSignatureMismatch) {
+		err = a.recheck(a.r.Context(), err, check)
+	}
+	if err != nil {
+		(&Error{http.StatusBadGateway, CodeUnverified, unverified(err)}).Write(a.w)
+		return result{}
+	}
+	a.u.served.Add(1)
+	receipt := resp.Header.Get(settle.ReceiptHeader)
+	write := func() {
+		h := a.w.Header()
+		h.Set("Content-Type", "application/json") // what the host sends; its own is not signed
+		h.Set(attest.ResponseSignatureHeader, signature)
+		h.Set(HostHeader, a.u.info.URL)
+		if retryAfter != "" {
+			h.Set("Retry-After", retryAfter)
+		}
+		if receipt != "" {
+			h.Set(settle.ReceiptHeader, receipt) // signed by the settlement key itself
+		}
+		a.w.WriteHeader(resp.StatusCode)
+		a.w.Write(b)
+	}
+	if resp.StatusCode != http.StatusOK && a.refusedUncharged(resp.StatusCode, retryAfter, b, signature) {
+		return result{retry: true, answer: write, err: fmt.Errorf("the host at %s answered %s", a.u.info.URL, resp.Status)}
+	}
+	write()
+	return result{}
+}
+
+// relayStream reads a stream's events and checks them against the signature event at
+// its end (attest.SignedStream): every event, the receipt of a billing host and an
+// error event included, is covered by it, in order. In verified release it holds the
+// events and releases them, the host's bytes exactly, once the stream verified to its
+// end; a stream that does not verify is a 502, and the app gets none of it. In live
+// release it forwards each event as it arrives; a stream that then does not verify
+// ends with an error event "unverified_response" instead of what the host sent after
+// its signature. A stream whose connection broke before anything reached the app may
+// go to another host (cut).
+func (a *answer) relayStream(body *cutReader) result {
+	live := a.p.cfg.release == ReleaseLive
+	s := a.verifier(a.v.hostKey).ReadStream(body, MaxBody)
+	var held bytes.Buffer
+	started := false
+	start := func() {
+		h := a.w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set(HostHeader, a.u.info.URL)
+		a.w.WriteHeader(http.StatusOK)
+		started = true
+	}
+	for {
+		ev, err := s.Next()
+		if errors.Is(err, attest.ErrSignatureMismatch) {
+			err = a.recheck(a.r.Context(), err, func(key ed25519.PublicKey) (err error) {
+				ev, err = s.RetryWithKey(key)
+				return err
+			})
+		}
+		switch {
+		case err == io.EOF:
+			a.u.served.Add(1)
+			if !live {
+				start()
+				a.w.Write(held.Bytes())
+			}
+			return result{}
+		case err != nil && body.err != nil:
+			return a.cut(fmt.Errorf("reading the stream of the host at %s: %w", a.u.info.URL, body.err), true, started)
+		case err != nil && !started:
+			(&Error{http.StatusBadGateway, CodeUnverified, unverified(err)}).Write(a.w)
+			return result{}
+		case err != nil:
+			a.w.Write((&Error{http.StatusBadGateway, CodeUnverified, unverified(err)}).event())
+			http.NewResponseController(a.w).Flush()
+			return result{}
+		case !live:
+			if held.Write(ev.Raw); held.Len() > MaxBody {
+				(&Error{http.StatusBadGateway, CodeUnverified,
+					fmt.Sprintf("the host's stream exceeds the %d bytes the proxy holds until its signature verifies (release live forwards it as it arrives)", MaxBody)}).Write(a.w)
+				return result{}
+			}
+			continue
+		case !started:
+			start()
+		}
+		a.w.Write(ev.Raw)
+		http.NewResponseController(a.w).Flush()
+	}
+}
+
+// unverified words a failed signature check for the app.
+func unverified(err error) string {
+	return "the answer is not signed by the attested host key, so it was not delivered: " + err.Error()
+}

@@ -1,0 +1,48 @@
+// Package proxy is `cocoon proxy`: a local OpenAI-compatible endpoint for apps that
+// cannot verify a Cocoon host themselves, in front of one host or many that serve one
+// pipeline.
+//
+//	p, err := proxy.New(proxy.WithHosts(a, b, c), proxy.WithPipeline(id),
+//		proxy.WithSimRoots(root), proxy.WithLog(os.Stderr))
+//	if err := p.Start(ctx, os.Stdout); err != nil { ... } // verifies every host
+//	defer p.Close()                                       // stops the health loops, waits
+//	http.Serve(listener, p)
+//
+// # What it guarantees
+//
+// Every host is verified on its own before any request goes to it: its boot evidence
+// (under the policy, and one of the trusted simulator roots for a simulated host),
+// then a fresh quote of the pipeline's evidence over a random nonce, from the same
+// host key, with the expected modules. Every answer is checked against that host's
+// attested key before the app gets it (streams: see Release). A host whose answer
+// does not verify is verified again (a restarted host has a new key) and the answer
+// checked with the new key; the proxy never accepts a key an answer merely presents.
+//
+// # Routing and failover
+//
+// Requests go to the cheapest host for them at each billing host's signed price list
+// (a host that does not bill costs 0), and among equally cheap hosts to the less
+// loaded of two picked at random (requests in flight times latency). A host's health
+// loop asks GET /readyz and its price list every health interval, verifies it afresh
+// every re-verification interval, and takes it out of routing when either fails; a
+// host out of routing (unreachable, failed a check, or lacking the pipeline) is tried
+// again with exponential backoff, and every change of state is logged.
+//
+// A request that failed before any byte reached the app goes to another verified host
+// only when that cannot charge twice: the host never received it whole (the
+// connection failed before the request was written), or refused it before admission
+// (429 over_capacity, 402 max_price_exceeded) in an answer signed for this request or
+// received over RA-TLS (a refusal signed before the host read the body could be a
+// relay's replay), or does not bill. A billing host that
+// received a request may have charged it, and hosts share no ledger (an idempotency
+// key is known only to the host that saw it), so such a request is answered with a
+// 502 host_error rather than sent elsewhere. A stream that breaks off after part of
+// it reached the app ends with an error event, never with "data: [DONE]".
+//
+// # Cost
+//
+// Per host: a boot evidence request and a pipeline quote at Start and at every
+// re-verification, a /readyz and a /v1/pricing request every health interval. Per
+// request: the body held (up to MaxBody), one sha256 over the answer and one ed25519
+// verification; in verified release a stream is held whole until its end.
+package proxy
