@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
+	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/settle"
@@ -325,5 +328,96 @@ func TestRegistryCommand(t *testing.T) {
 	}
 	if got := new(big.Int).Sub(chain.Balance(w.WalletAddress()), before); got.Int64() < devnetMinStake-50e6 {
 		t.Fatalf("the wallet got %v back", got)
+	}
+}
+
+// TestRegistryOwnerCommand: the owner proposes an allowlist from the command line; it is
+// pending for the delay, apply is refused before its end and the change is in effect
+// after it; a wallet that is not the owner's is refused before anything is sent, and a
+// cancel with nothing pending gets the registry's reason.
+func TestRegistryOwnerCommand(t *testing.T) {
+	dir := t.TempDir()
+	seedFile := filepath.Join(dir, "owner.seed")
+	ownerKey, err := tonnet.CreateSeedFile(seedFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strangerFile := filepath.Join(dir, "stranger.seed")
+	if _, err := tonnet.CreateSeedFile(strangerFile); err != nil {
+		t.Fatal(err)
+	}
+	chain, err := tonemu.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Behind the machine's clock, as devnet's: the command's wallet signs messages valid
+	// for minutes of the machine's time, and the test moves the chain by the delay.
+	chain.SetNow(time.Now().Add(-2 * time.Hour))
+	local, err := localAllowlist()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _, err := deployRegistry(context.Background(), chain, ownerKey, 100e9, func(owner *address.Address) registry.Params {
+		return devnetRegistry(owner, local)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := dialTON
+	t.Cleanup(func() { dialTON = saved })
+	dialTON = func(context.Context, *serveConfig) (ton.APIClientWrapped, func(), error) { return chain, func() {}, nil }
+	run := func(args ...string) (string, error) {
+		var out lockedBuffer
+		err := registryCommand(append(args, "--registry", addr.String(), "--ton-config", "emulated"), &out, io.Discard)
+		return out.String(), err
+	}
+
+	newModel := "model=sha256:" + strings.Repeat("cd", 32)
+	args := []string{"propose", "--owner-seed-file", seedFile, "--allow", newModel,
+		"--allow", "host-binary=" + hex.EncodeToString(local.Entries[0].Value),
+		"--allow", fmt.Sprintf("abi-version=%d", abi.Version),
+		"--allow", "sandbox-policy=" + hex.EncodeToString(local.Entries[2].Value)}
+	if _, err := run(append([]string{"propose", "--owner-seed-file", strangerFile}, args[3:]...)...); err == nil || !strings.Contains(err.Error(), "the registry's owner is") {
+		t.Fatalf("propose from a stranger: %v", err)
+	}
+	out, err := run(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "Allowlist from ") || !strings.Contains(out, strings.Repeat("cd", 32)) {
+		t.Fatalf("propose printed:\n%s", out)
+	}
+	if _, err := run("apply", "--owner-seed-file", seedFile); !errors.Is(err, registry.ErrTooEarly) {
+		t.Fatalf("apply before the delay: %v, want too early", err)
+	}
+	chain.Advance(devnetChangeDelay * time.Second)
+	chain.Tick()
+	if _, err := run("apply", "--owner-seed-file", seedFile); err != nil {
+		t.Fatal(err)
+	}
+	st, err := registry.GetState(context.Background(), chain, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Current.Check(registry.Measurements{registry.KindHostBinary: local.Entries[0].Value, registry.KindABIVersion: local.Entries[1].Value,
+		registry.KindSandboxPolicy: local.Entries[2].Value, registry.KindModel: []byte(strings.TrimPrefix(newModel, "model="))}); err != nil || st.Pending != nil {
+		t.Fatalf("after the delay: %v, pending %v", err, st.Pending)
+	}
+	if _, err := run("cancel", "--owner-seed-file", seedFile); !errors.Is(err, registry.ErrNothingPending) {
+		t.Fatalf("cancel with nothing pending: %v", err)
+	}
+}
+
+func TestParseAllowEntry(t *testing.T) {
+	h := strings.Repeat("ab", 32)
+	for in, ok := range map[string]bool{
+		"host-binary=" + h: true, "abi-version=1": true, "sandbox-policy=" + h: true, "model=sha256:" + h: true,
+		"mrtd=" + strings.Repeat("ab", 48): true, "rtmr2=" + strings.Repeat("ab", 48): true,
+		"host-binary=" + h[:62]: false, "host-binary=zz": false, "abi-version=x": false, "abi-version=-1": false,
+		"model=": false, "mrtd=" + h: false, "gpu=" + h: false, "host-binary": false,
+	} {
+		if _, err := parseAllowEntry(in); (err == nil) != ok {
+			t.Errorf("parseAllowEntry(%q) = %v, want ok %v", in, err, ok)
+		}
 	}
 }

@@ -106,7 +106,7 @@ func (r *Registrar) Sync(ctx context.Context, reg Registration) (sent bool, err 
 	if err != nil {
 		return false, err
 	}
-	if err := r.send(ctx, value, body, "the registration"); err != nil {
+	if err := send(ctx, r.cfg.Wallet, r.cfg.Registry, value, body); err != nil {
 		return true, err
 	}
 	return true, r.confirm(ctx, reg, s.Seqno, body.Hash())
@@ -134,24 +134,24 @@ func (r *Registrar) checkFunds(ctx context.Context, value *big.Int) error {
 	return nil
 }
 
-// send sends body with value to the registry from the wallet and waits for the
-// wallet's transaction; what names the message in the error.
-func (r *Registrar) send(ctx context.Context, value *big.Int, body *cell.Cell, what string) error {
+// send sends body with value from w to the registry at addr and waits for the
+// wallet's transaction.
+func send(ctx context.Context, w *wallet.Wallet, addr *address.Address, value *big.Int, body *cell.Cell) error {
 	msg := &wallet.Message{
 		Mode: wallet.PayGasSeparately + wallet.IgnoreErrors,
-		InternalMessage: &tlb.InternalMessage{IHRDisabled: true, Bounce: true, DstAddr: r.cfg.Registry,
+		InternalMessage: &tlb.InternalMessage{IHRDisabled: true, Bounce: true, DstAddr: addr,
 			Amount: tlb.FromNanoTON(value), Body: body},
 	}
-	if _, _, err := r.cfg.Wallet.SendWaitTransaction(ctx, msg); err != nil {
-		return fmt.Errorf("registry: send %s from %s: %w", what, r.cfg.Wallet.WalletAddress(), err)
+	if _, _, err := w.SendWaitTransaction(ctx, msg); err != nil {
+		return fmt.Errorf("registry: send from %s: %w", w.WalletAddress(), err)
 	}
 	return nil
 }
 
-// opValue is what the Registrar attaches to an operation that carries no stake:
-// enough for its gas, the rest is kept (deregister) or sent back with the
-// stake (withdraw).
-var opValue = big.NewInt(50_000_000)
+// OpValue is what to attach to an operation that carries no stake (0.05 TON):
+// enough for its gas; the rest is kept (deregister, owner operations) or sent
+// back with the stake (withdraw).
+var OpValue = big.NewInt(50_000_000)
 
 // Deregister signs and sends a deregistration of the host. Its stake can be
 // withdrawn Params.UnstakeDelay seconds later (WithdrawStake). A Registrar
@@ -168,10 +168,7 @@ func (r *Registrar) Deregister(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.send(ctx, opValue, body, "the deregistration"); err != nil {
-		return err
-	}
-	return r.await(ctx, body.Hash())
+	return Send(ctx, r.cfg.API, r.cfg.Wallet, r.cfg.Registry, OpValue, body, r.cfg.ConfirmTimeout)
 }
 
 // WithdrawStake sends the message that returns the host's stake to the wallet
@@ -185,19 +182,23 @@ func (r *Registrar) WithdrawStake(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.send(ctx, opValue, body, "the withdrawal"); err != nil {
-		return err
-	}
-	return r.await(ctx, body.Hash())
+	return Send(ctx, r.cfg.API, r.cfg.Wallet, r.cfg.Registry, OpValue, body, r.cfg.ConfirmTimeout)
 }
 
-// await waits, up to ConfirmTimeout, for the registry's transaction on the
-// message whose body hash is bodyHash, and returns its exit code if it failed.
-func (r *Registrar) await(ctx context.Context, bodyHash []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConfirmTimeout)
+// Send sends body with value from w to the registry at addr, waits up to
+// timeout for the registry's transaction on it, and returns the registry's
+// ExitCode if it refused the message. A body must differ from earlier ones
+// (a seqno or a fresh query id): the registry's transaction is found by the
+// body's hash. It costs one wallet transaction and a liteserver query per
+// second of waiting.
+func Send(ctx context.Context, api ton.APIClientWrapped, w *wallet.Wallet, addr *address.Address, value *big.Int, body *cell.Cell, timeout time.Duration) error {
+	if err := send(ctx, w, addr, value, body); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		if tx, err := r.cfg.API.FindLastTransactionByInMsgHash(ctx, r.cfg.Registry, bodyHash); err == nil {
+		if tx, err := api.FindLastTransactionByInMsgHash(ctx, addr, body.Hash()); err == nil {
 			if code, failed := exitCode(tx); failed {
 				return code
 			}
