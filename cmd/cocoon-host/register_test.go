@@ -365,7 +365,9 @@ func TestRegistryOwnerCommand(t *testing.T) {
 	}
 	saved := dialTON
 	t.Cleanup(func() { dialTON = saved })
-	dialTON = func(context.Context, *serveConfig) (ton.APIClientWrapped, func(), error) { return chain, func() {}, nil }
+	dialTON = func(context.Context, *serveConfig) (ton.APIClientWrapped, func(), error) {
+		return chain, func() {}, nil
+	}
 	run := func(args ...string) (string, error) {
 		var out lockedBuffer
 		err := registryCommand(append(args, "--registry", addr.String(), "--ton-config", "emulated"), &out, io.Discard)
