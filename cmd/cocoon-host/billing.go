@@ -94,6 +94,10 @@ type billing struct {
 	settler *settle.Settler
 	ledger  *ledger.Ledger
 	key     ed25519.PrivateKey
+	// api and wallet are the chain connection and the host's wallet, which the
+	// registrar (register.go) shares.
+	api    ton.APIClientWrapped
+	wallet *wallet.Wallet
 }
 
 // check validates the settlement settings.
@@ -173,7 +177,7 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 		return nil, err
 	}
 	log.Info("billing", "wallet", w.WalletAddress().String(), "settlement_key", hex.EncodeToString(key.Public().(ed25519.PublicKey)), "network", cfg.TONNetwork)
-	return &billing{service: service, settler: settler, ledger: l, key: key}, nil
+	return &billing{service: service, settler: settler, ledger: l, key: key, api: api, wallet: w}, nil
 }
 
 // prune forgets, every pruneEvery until ctx is done, the request hashes and idempotency

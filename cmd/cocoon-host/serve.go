@@ -85,6 +85,7 @@ type serveConfig struct {
 	// request), warn or error.
 	LogLevel string `json:"log_level"`
 	billingConfig
+	registryConfig
 }
 
 // The operator's API key: its file in the data directory, and its name, which makes the
@@ -280,6 +281,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	}
 	drain, _ := time.ParseDuration(cfg.ShutdownTimeout) // checked
 	parts.Go("http server", func(ctx context.Context) error { return serveHTTP(ctx, srv, l, drain, log) })
+	if cfg.Registry != "" {
+		if err := startRegistrar(ctx, cfg, bill, attestation, parts, stdout, log); err != nil {
+			return err
+		}
+	}
 	log.Info("serving", "addr", l.Addr().String(), "backend", cfg.Backend, "attest", attestation.Mode(), "tls", cfg.TLS, "data", cfg.Data, "pipelines", len(registry.List()))
 
 	select {
@@ -341,7 +347,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		LogFormat:           "text", LogLevel: "info", TelegramEnvironment: "production", TelegramInitDataMaxAge: "24h"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, model_weights, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, tls, sealing_key_file, shutdown_timeout, stream_flush_interval, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, model_weights, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, tls, sealing_key_file, shutdown_timeout, stream_flush_interval, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account, and for the market registry, registry, registry_endpoint, registry_stake, registry_required); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
@@ -366,6 +372,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.WalletSeedFile, "wallet-seed-file", "", "file holding the 24-word seed of the host's TON wallet (V5R1); enables billing, which also needs ton_config and prices")
 	fs.StringVar(&cfg.TONConfig, "ton-config", "", "TON global config file (liteservers) of the network escrows live on")
 	fs.StringVar(&cfg.TONNetwork, "ton-network", "mainnet", "mainnet or testnet: the wallet's network")
+	fs.StringVar(&cfg.Registry, "registry", "", "address of the market's registry contract to register this host on (needs billing and --registry-endpoint): at start and whenever the price list or evidence changes; failures are logged and retried")
+	fs.StringVar(&cfg.RegistryEndpoint, "registry-endpoint", "", "the URL clients reach this host at, as registered, such as https://host.example:8443")
+	fs.BoolVar(&cfg.RegistryRequired, "registry-required", false, "fail at start if the first registration fails, instead of serving and retrying")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -410,6 +419,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, cli.UsageError(fmt.Sprintf("stream_flush_interval %q: want a duration from 0 to %v, such as %s", cfg.StreamFlushInterval, maxStreamFlushInterval, defaultStreamFlushInterval))
 	}
 	if err := cfg.billingConfig.check(); err != nil {
+		return nil, err
+	}
+	if err := cfg.registryConfig.check(cfg.WalletSeedFile != ""); err != nil {
 		return nil, err
 	}
 	cfg.ModelDir = modelDirectory(cfg.ModelDir, cfg.Data)
