@@ -105,16 +105,30 @@ func (d *decoder) isNull() bool {
 	return len(d.b)-d.i >= 4 && string(d.b[d.i:d.i+4]) == "null"
 }
 
-// open enters the array or object whose opening byte c is at i.
-func (d *decoder) open(c byte) error {
-	if d.peek() != c {
-		return errSyntax
-	}
+// open enters the array or object whose opening byte c ('[' or '{') is at i. If it is
+// empty, it leaves it too and reports true.
+func (d *decoder) open(c byte) (empty bool, err error) {
 	d.i++
 	d.depth++
 	if d.depth > maxNestingDepth {
+		return false, errSyntax
+	}
+	d.space()
+	if d.peek() == c+2 { // ']' or '}'
+		d.i++
+		d.depth--
+		return true, nil
+	}
+	return false, nil
+}
+
+// colon reads the colon after a member's name and the space around it.
+func (d *decoder) colon() error {
+	d.space()
+	if d.peek() != ':' {
 		return errSyntax
 	}
+	d.i++
 	d.space()
 	return nil
 }
@@ -146,25 +160,17 @@ func (d *decoder) object(what string, f func(name []byte) error) error {
 		}
 		return fmt.Errorf("%s: want an object, got %s", what, d.kind())
 	}
-	if err := d.open('{'); err != nil {
+	if empty, err := d.open('{'); empty || err != nil {
 		return err
-	}
-	if d.peek() == '}' {
-		d.i++
-		d.depth--
-		return nil
 	}
 	for {
 		name, err := d.str()
 		if err != nil {
 			return err
 		}
-		d.space()
-		if d.peek() != ':' {
-			return errSyntax
+		if err := d.colon(); err != nil {
+			return err
 		}
-		d.i++
-		d.space()
 		if err := f(name); err != nil {
 			return err
 		}
@@ -184,13 +190,8 @@ func (d *decoder) array(f func() error) error {
 		}
 		return fmt.Errorf("want an array, got %s", d.kind())
 	}
-	if err := d.open('['); err != nil {
+	if empty, err := d.open('['); empty || err != nil {
 		return err
-	}
-	if d.peek() == ']' {
-		d.i++
-		d.depth--
-		return nil
 	}
 	for {
 		if err := f(); err != nil {
@@ -211,15 +212,14 @@ func (d *decoder) skipValue() error {
 		// At the start of a value.
 		switch c := d.peek(); c {
 		case '{', '[':
-			if err := d.open(c); err != nil {
+			empty, err := d.open(c)
+			if err != nil {
 				return err
 			}
-			isObject := c == '{'
-			if d.peek() == c+2 { // '}' or ']': empty
-				d.i++
-				d.depth--
+			if empty {
 				break
 			}
+			isObject := c == '{'
 			d.stack = append(d.stack, isObject)
 			if isObject {
 				if err := d.memberName(); err != nil {
@@ -283,13 +283,7 @@ func (d *decoder) memberName() error {
 	if err := d.skipString(); err != nil {
 		return err
 	}
-	d.space()
-	if d.peek() != ':' {
-		return errSyntax
-	}
-	d.i++
-	d.space()
-	return nil
+	return d.colon()
 }
 
 // literal reads the literal word (true, false or null) at i.
