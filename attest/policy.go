@@ -66,7 +66,14 @@ func tcbAtLeast(status, min string) bool {
 //	  "settlement_keys": ["<64 hex>", ...],
 //	  "settlement_key_origins": ["generated"],
 //	  "min_tcb_status":  "UpToDate", "SWHardeningNeeded", ... or "any",
-//	  "trust_sim_root":  "sim-root.pem" or "-----BEGIN CERTIFICATE-----..."
+//	  "trust_sim_root":  "sim-root.pem" or "-----BEGIN CERTIFICATE-----...",
+//	  "require_gpu":     true,
+//	  "gpu_driver_versions": ["550.54.15", ...],
+//	  "gpu_vbios_versions":  ["96.00.9F.00.04", ...],
+//	  "gpu_cc_modes":    ["on"],
+//	  "gpu_driver_rim":  "driver-rim.xml" or "<SoftwareIdentity ...",
+//	  "gpu_vbios_rim":   "vbios-rim.xml" or "<SoftwareIdentity ...",
+//	  "trust_sim_gpu_root": "sim-gpu-roots.pem" or "-----BEGIN CERTIFICATE-----..."
 //	}
 //
 // Every member is optional. An empty or absent list allows any value, and the report of
@@ -142,6 +149,29 @@ type Policy struct {
 	// a PEM file (relative to the policy file in LoadPolicy). Empty refuses simulated
 	// evidence. Never set it for a production host: anyone can run a simulator.
 	TrustSimRoot string `json:"trust_sim_root,omitempty"`
+	// RequireGPU refuses evidence that attests no GPU: a host that measures none
+	// (serve --gpu none), or none of GPUs at all (a host older than GPU attestation).
+	RequireGPU bool `json:"require_gpu,omitempty"`
+	// GPUDriverVersions and GPUVBIOSVersions list the accepted driver and VBIOS
+	// versions of every attested GPU, as its verified report states them.
+	GPUDriverVersions []string `json:"gpu_driver_versions,omitempty"`
+	GPUVBIOSVersions  []string `json:"gpu_vbios_versions,omitempty"`
+	// GPUCCModes lists the accepted confidential-computing modes of every attested
+	// GPU. Empty accepts only "on": a GPU in another mode ("off", "devtools") carries
+	// prompts and weights over PCIe in plaintext, so it fails unless listed here, as a
+	// backend outside the TD fails unless backends names it.
+	GPUCCModes []string `json:"gpu_cc_modes,omitempty"`
+	// GPUDriverRIM and GPUVBIOSRIM are NVIDIA's Reference Integrity Manifests (SWID
+	// tags) the GPUs' measurements are checked against: XML text, or the path of a file
+	// (relative to the policy file in LoadPolicy). Without them a GPU's measurements
+	// are not checked, which fails its report.
+	GPUDriverRIM string `json:"gpu_driver_rim,omitempty"`
+	GPUVBIOSRIM  string `json:"gpu_vbios_rim,omitempty"`
+	// TrustSimGPURoot is a simulated GPU's roots to trust (SimGPURootsFile: the device
+	// root, then the RIM root): PEM text, or the path of a PEM file (relative to the
+	// policy file in LoadPolicy). Empty refuses simulated GPUs. Never set it for a
+	// production host.
+	TrustSimGPURoot string `json:"trust_sim_gpu_root,omitempty"`
 }
 
 // ParsePolicy decodes a policy strictly: unknown members, trailing data, malformed
@@ -158,8 +188,9 @@ func ParsePolicy(b []byte) (*Policy, error) {
 	return &p, nil
 }
 
-// LoadPolicy reads and parses the policy file at path. A relative trust_sim_root path is
-// made relative to the file's directory.
+// LoadPolicy reads and parses the policy file at path. A relative path in
+// trust_sim_root, trust_sim_gpu_root, gpu_driver_rim or gpu_vbios_rim is made relative
+// to the file's directory.
 func LoadPolicy(path string) (*Policy, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -169,8 +200,13 @@ func LoadPolicy(path string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if p.TrustSimRoot != "" && !isPEM(p.TrustSimRoot) && !filepath.IsAbs(p.TrustSimRoot) {
-		p.TrustSimRoot = filepath.Join(filepath.Dir(path), p.TrustSimRoot)
+	for _, f := range []struct {
+		value  *string
+		inline func(string) bool
+	}{{&p.TrustSimRoot, isPEM}, {&p.TrustSimGPURoot, isPEM}, {&p.GPUDriverRIM, isXML}, {&p.GPUVBIOSRIM, isXML}} {
+		if *f.value != "" && !f.inline(*f.value) && !filepath.IsAbs(*f.value) {
+			*f.value = filepath.Join(filepath.Dir(path), *f.value)
+		}
 	}
 	return p, nil
 }
@@ -230,6 +266,16 @@ func (p *Policy) check() error {
 			}
 		}
 	}
+	for _, m := range []struct {
+		name   string
+		values []string
+	}{{"gpu_driver_versions", p.GPUDriverVersions}, {"gpu_vbios_versions", p.GPUVBIOSVersions}, {"gpu_cc_modes", p.GPUCCModes}} {
+		for _, v := range m.values {
+			if err := checkGPUText(v, true); err != nil {
+				return fmt.Errorf("%s %q: %v", m.name, v, err)
+			}
+		}
+	}
 	if p.MinTCBStatus != "" && p.MinTCBStatus != TCBAny && !slices.Contains(tcbOrder, p.MinTCBStatus) {
 		return fmt.Errorf("min_tcb_status %q: want %q or one of %s", p.MinTCBStatus, TCBAny, strings.Join(tcbOrder, ", "))
 	}
@@ -238,15 +284,9 @@ func (p *Policy) check() error {
 
 // SimRoot returns the certificate TrustSimRoot names, or nil when it is empty.
 func (p *Policy) SimRoot() (*x509.Certificate, error) {
-	if p.TrustSimRoot == "" {
-		return nil, nil
-	}
-	b := []byte(p.TrustSimRoot)
-	if !isPEM(p.TrustSimRoot) {
-		var err error
-		if b, err = os.ReadFile(p.TrustSimRoot); err != nil {
-			return nil, fmt.Errorf("%w: trust_sim_root: %v", ErrPolicy, err)
-		}
+	b, err := policyFile(p.TrustSimRoot, isPEM, "trust_sim_root")
+	if b == nil || err != nil {
+		return nil, err
 	}
 	c, err := ParseCertificatePEM(b)
 	if err != nil {
@@ -255,7 +295,48 @@ func (p *Policy) SimRoot() (*x509.Certificate, error) {
 	return c, nil
 }
 
+// SimGPURoots returns the roots TrustSimGPURoot names, or nil when it is empty.
+func (p *Policy) SimGPURoots() (*SimGPURoots, error) {
+	b, err := policyFile(p.TrustSimGPURoot, isPEM, "trust_sim_gpu_root")
+	if b == nil || err != nil {
+		return nil, err
+	}
+	roots, err := ParseSimGPURoots(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: trust_sim_gpu_root: %v", ErrPolicy, err)
+	}
+	return roots, nil
+}
+
+// gpuRIMs returns the driver and VBIOS RIMs the policy gives, nil for those it does not.
+func (p *Policy) gpuRIMs() (driver, vbios []byte, err error) {
+	if driver, err = policyFile(p.GPUDriverRIM, isXML, "gpu_driver_rim"); err != nil {
+		return nil, nil, err
+	}
+	vbios, err = policyFile(p.GPUVBIOSRIM, isXML, "gpu_vbios_rim")
+	return driver, vbios, err
+}
+
+// policyFile returns the bytes of a policy member that holds either inline text (when
+// inline says so) or a file's path: nil for an empty member.
+func policyFile(value string, inline func(string) bool, member string) ([]byte, error) {
+	switch {
+	case value == "":
+		return nil, nil
+	case inline(value):
+		return []byte(value), nil
+	}
+	b, err := os.ReadFile(value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrPolicy, member, err)
+	}
+	return b, nil
+}
+
 func isPEM(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), "-----BEGIN") }
+
+// isXML says whether a RIM member holds the document itself rather than a path.
+func isXML(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), "<") }
 
 // checkSHA256Identity reports whether s is "sha256:" and 64 lowercase hex digits.
 func checkSHA256Identity(s string) error {
