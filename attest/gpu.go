@@ -95,12 +95,15 @@ type GPUIdentity struct {
 // String renders the identity as the report shows it:
 // "sha256:<chain hex> driver <v> vbios <v> cc <mode>" ("cc unknown" when empty).
 func (g GPUIdentity) String() string {
-	cc := g.CCMode
-	if cc == "" {
-		cc = "unknown"
-	}
-	return fmt.Sprintf("sha256:%x driver %s vbios %s cc %s", g.ChainSHA256, g.DriverVersion, g.VBIOSVersion, cc)
+	return fmt.Sprintf("sha256:%x driver %s vbios %s cc %s", g.ChainSHA256, g.DriverVersion, g.VBIOSVersion, ccModeName(g.CCMode))
 }
+
+// ccModeUnknown names the CC mode of a report that states none, in report lines and in
+// the policy's gpu_cc_modes.
+const ccModeUnknown = "unknown"
+
+// ccModeName returns mode, or ccModeUnknown when it is empty.
+func ccModeName(mode string) string { return cmp.Or(mode, ccModeUnknown) }
 
 // gpuIdentityOf returns the identity nvidia.Verify established.
 func gpuIdentityOf(id nvidia.Identity) GPUIdentity {
@@ -430,7 +433,11 @@ func checkGPUs(r *Report, ev Evidence, q *Quote, events []Event, p *Policy, v *g
 // the modes it accepts. In any other mode the GPU's memory and the PCIe traffic to it
 // are readable by the machine's owner.
 func checkCCMode(r *Report, name, mode string, allowed []string) {
-	shown := cmp.Or(mode, "unknown (the report states none)")
+	mode = ccModeName(mode)
+	shown := mode
+	if mode == ccModeUnknown {
+		shown = "unknown (the report states none)"
+	}
 	switch {
 	case len(allowed) == 0 && mode == "on":
 		r.add("ok", name, mode, "on: the GPU encrypts what crosses PCIe and isolates its memory")

@@ -157,7 +157,7 @@ type Policy struct {
 	GPUDriverVersions []string `json:"gpu_driver_versions,omitempty"`
 	GPUVBIOSVersions  []string `json:"gpu_vbios_versions,omitempty"`
 	// GPUCCModes lists the accepted confidential-computing modes of every attested
-	// GPU. Empty accepts only "on": a GPU in another mode ("off", "devtools") carries
+	// GPU ("unknown" for a report that states none). Empty accepts only "on": a GPU in another mode ("off", "devtools") carries
 	// prompts and weights over PCIe in plaintext, so it fails unless listed here, as a
 	// backend outside the TD fails unless backends names it.
 	GPUCCModes []string `json:"gpu_cc_modes,omitempty"`
@@ -308,6 +308,34 @@ func (p *Policy) SimGPURoots() (*SimGPURoots, error) {
 	return roots, nil
 }
 
+// CarryGPUTrust gives p, a policy that requires a GPU (PinningPolicy's), what verifying
+// its GPUs again needs from the policy from and the simulated GPU roots a verifier
+// trusted (nil for none): from's GPU RIMs and the roots (roots, else from's
+// trust_sim_gpu_root), inline, so that p stands alone wherever it is written. It
+// fails when a file from names cannot be read.
+func (p *Policy) CarryGPUTrust(from *Policy, roots *SimGPURoots) error {
+	if !p.RequireGPU {
+		return nil
+	}
+	for _, f := range []struct {
+		to     *string
+		from   string
+		inline func(string) bool
+		member string
+	}{{&p.GPUDriverRIM, from.GPUDriverRIM, isXML, "gpu_driver_rim"}, {&p.GPUVBIOSRIM, from.GPUVBIOSRIM, isXML, "gpu_vbios_rim"},
+		{&p.TrustSimGPURoot, from.TrustSimGPURoot, isPEM, "trust_sim_gpu_root"}} {
+		b, err := policyFile(f.from, f.inline, f.member)
+		if err != nil {
+			return err
+		}
+		*f.to = string(b)
+	}
+	if roots != nil {
+		p.TrustSimGPURoot = string(append(pemCert(roots.Device), pemCert(roots.RIM)...))
+	}
+	return nil
+}
+
 // gpuRIMs returns the driver and VBIOS RIMs the policy gives, nil for those it does not.
 func (p *Policy) gpuRIMs() (driver, vbios []byte, err error) {
 	if driver, err = policyFile(p.GPUDriverRIM, isXML, "gpu_driver_rim"); err != nil {
@@ -354,8 +382,10 @@ func checkSHA256Identity(s string) error {
 // RTMR0-2, the TD attributes, XFAM, MRSEAM, MROWNER, MRCONFIGID and MROWNERCONFIG, each
 // measured event (host binary, ABI version, sandbox policy, backend, model, sealing,
 // settlement key and its origin), and the TCB status (at least the one evaluated, or
-// "any" when none was: then the policy accepts any). It leaves trust_sim_root to the
-// caller, who knows which root it trusted. Verified under that policy, the same host
+// "any" when none was: then the policy accepts any), and for evidence with verified GPU
+// reports require_gpu and every GPU's driver and VBIOS versions and CC mode. It leaves
+// trust_sim_root, trust_sim_gpu_root and the GPU RIMs to the caller, who knows which
+// roots it trusted and which RIMs it used. Verified under that policy, the same host
 // passes with no skip line; a host that changes any measurement fails.
 //
 // It refuses a report that is not OK (a policy that pins a failed host's measurements
@@ -385,6 +415,17 @@ func (r *Report) PinningPolicy() (*Policy, error) {
 		p.ABIVersion = uint32(v)
 	}
 	p.MinTCBStatus = cmp.Or(r.quote.TCBStatus, TCBAny)
+	for _, id := range r.gpus {
+		p.RequireGPU = true
+		for _, pin := range []struct {
+			allowed *[]string
+			value   string
+		}{{&p.GPUDriverVersions, id.DriverVersion}, {&p.GPUVBIOSVersions, id.VBIOSVersion}, {&p.GPUCCModes, ccModeName(id.CCMode)}} {
+			if !slices.Contains(*pin.allowed, pin.value) {
+				*pin.allowed = append(*pin.allowed, pin.value)
+			}
+		}
+	}
 	if err := p.check(); err != nil {
 		// A TCB status no policy accepts as a minimum, such as Revoked.
 		return nil, fmt.Errorf("attest: %v", err)
