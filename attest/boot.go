@@ -151,8 +151,7 @@ func SandboxPolicy() []byte {
 // event log (sealed), and the boot quote. Boot creates it; it is safe for concurrent use.
 type Host struct {
 	provider Provider
-	// gpu obtains the GPU reports served with every quote; nil when the host attests
-	// nothing of GPUs (Boot), and gpus is then nil too.
+	// gpu obtains the GPU reports served with every quote (NoGPU for none).
 	gpu GPUProvider
 	// gpus are the identities the gpus event measured, in the order gpu serves them.
 	gpus      []GPUIdentity
@@ -167,8 +166,8 @@ type Host struct {
 
 // Boot measures the host into p's RTMR3 and takes the boot quote. It appends, in order,
 // the SHA-256 of the running executable (ExecutableSHA256), abi.Version, the
-// SHA-256 of SandboxPolicy, backend and model (see BackendEvent and ModelEvent), then
-// the extra events (the SealingEvent, and a billing host's SettlementKeyEvent and
+// SHA-256 of SandboxPolicy, backend and model (see BackendEvent and ModelEvent), the
+// gpus event saying it attests no GPU (BootWithGPUs attests them), then the extra events (the SealingEvent, and a billing host's SettlementKeyEvent and
 // SettlementKeyOriginEvent, in the documented order VerifyLog enforces), then seals
 // the log. It then generates the host's ed25519 signing key and its TLS key (ECDSA
 // P-256), which never leave memory, and quotes BootReportData(signing key, TLS key's
@@ -180,15 +179,15 @@ type Host struct {
 // RTMR3 no longer replays) or the quote fails. Boot runs once per process: on TDX a
 // second Boot would extend RTMR3 past a sealed log.
 func Boot(ctx context.Context, p Provider, backend, model string, extra ...Event) (*Host, error) {
-	return BootWithGPUs(ctx, p, nil, backend, model, extra...)
+	return BootWithGPUs(ctx, p, NoGPU{}, backend, model, extra...)
 }
 
-// BootWithGPUs is Boot for a host that attests its GPUs through gpu (NoGPU for none):
-// before the extra events it measures the gpus event (GPUsEvent) with the identity of
-// every GPU gpu reports, read from a report over a random nonce; after the boot quote
-// it takes each GPU's report over GPUNonce of the boot quote's REPORTDATA, which the
-// boot evidence serves. Every later quote (FreshBootEvidence, PipelineEvidence) is
-// served with reports taken over its own REPORTDATA's GPU nonce. A nil gpu is Boot.
+// BootWithGPUs is Boot for a host that attests its GPUs through gpu (Boot passes
+// NoGPU): before the extra events it measures the gpus event (GPUsEvent) with the
+// identity of every GPU gpu reports, read from a report over a random nonce; after the
+// boot quote it takes each GPU's report over GPUNonce of the boot quote's REPORTDATA,
+// which the boot evidence serves. Every later quote (FreshBootEvidence,
+// PipelineEvidence) is served with reports taken over its own REPORTDATA's GPU nonce.
 //
 // Cost: Boot's, and two reports of each GPU. It fails as Boot does, when gpu fails or
 // a report does not parse, and when the GPUs the second time are not those measured.
@@ -200,16 +199,13 @@ func BootWithGPUs(ctx context.Context, p Provider, gpu GPUProvider, backend, mod
 	log := NewLog(p.RTMR3())
 	events := []Event{HostBinaryEvent(exe), ABIVersionEvent(abi.Version),
 		SandboxPolicyEvent(sha256.Sum256(SandboxPolicy())), BackendEvent(backend), ModelEvent(model)}
-	var gpus []GPUIdentity
-	if gpu != nil {
-		var nonce [32]byte
-		rand.Read(nonce[:]) // crypto/rand.Read never fails.
-		if gpus, err = gpuIdentities(ctx, gpu, nonce); err != nil {
-			return nil, err
-		}
-		events = append(events, GPUsEvent(gpus))
+	var nonce [32]byte
+	rand.Read(nonce[:]) // crypto/rand.Read never fails.
+	gpus, err := gpuIdentities(ctx, gpu, nonce)
+	if err != nil {
+		return nil, err
 	}
-	events = append(append(events, extra...), SealEvent())
+	events = append(append(append(events, GPUsEvent(gpus)), extra...), SealEvent())
 	// Check the whole log first, so that a bad backend or model text, or extra events
 	// out of the documented order, fail before RTMR3 is extended at all.
 	if err := checkSequence(events, true); err != nil {
@@ -269,11 +265,8 @@ func gpuIdentities(ctx context.Context, gpu GPUProvider, nonce [32]byte) ([]GPUI
 // gpuEvidence returns the GPU reports to serve with a quote over rd: each over
 // GPUNonce(rd), from the GPUs the event log measured, in order. It fails when a GPU is
 // gone or another one answers (a changed chain, driver or mode), which the host must
-// not serve as the measured one. Nil without a GPU provider.
+// not serve as the measured one. Nil for a host without GPUs.
 func (h *Host) gpuEvidence(ctx context.Context, rd [64]byte) ([]nvidia.Evidence, error) {
-	if h.gpu == nil {
-		return nil, nil
-	}
 	evs, err := h.gpu.Evidence(ctx, GPUNonce(rd))
 	if err != nil {
 		return nil, fmt.Errorf("attest: GPU evidence (--gpu %s): %w", h.gpu.Mode(), err)

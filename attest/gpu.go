@@ -87,8 +87,9 @@ type GPUIdentity struct {
 	ChainSHA256 [32]byte
 	// DriverVersion and VBIOSVersion are as the report's opaque data states them.
 	DriverVersion, VBIOSVersion string
-	// CCMode is the confidential-computing mode the report states ("on", "off",
-	// "devtools", "ppcie"), or "" when the report carries none.
+	// CCMode is the confidential-computing mode the signed report states ("spt",
+	// "mpt", "ppcie": single GPU, multi-GPU, protected PCIe), or "" when it states
+	// none (Hopper reports do not).
 	CCMode string
 }
 
@@ -111,27 +112,15 @@ func gpuIdentityOf(id nvidia.Identity) GPUIdentity {
 }
 
 // readGPUIdentity reads a GPU's identity from its evidence without checking any
-// signature: the host measures it at boot, and a verifier compares it with the
-// identity nvidia.Verify establishes. It fails when the report does not parse or the
-// chain holds no certificate.
+// signature (nvidia.IdentityOf): the host measures it at boot, and a verifier compares
+// it with the identity nvidia.Verify establishes. It fails when the report or the chain
+// does not parse, or a version or mode is not one the gpus event can carry.
 func readGPUIdentity(ev nvidia.Evidence) (GPUIdentity, error) {
-	r, err := nvidia.ParseReport(ev.Report)
+	nid, err := nvidia.IdentityOf(ev)
 	if err != nil {
 		return GPUIdentity{}, err
 	}
-	h := sha256.New()
-	n := 0
-	for rest := ev.CertChain; ; n++ {
-		var block *pem.Block
-		if block, rest = pem.Decode(rest); block == nil {
-			break
-		}
-		h.Write(block.Bytes)
-	}
-	if n == 0 {
-		return GPUIdentity{}, errors.New("the GPU's certificate chain holds no PEM certificate")
-	}
-	id := GPUIdentity{ChainSHA256: [32]byte(h.Sum(nil)), DriverVersion: r.DriverVersion, VBIOSVersion: r.VBIOSVersion, CCMode: r.CCMode}
+	id := gpuIdentityOf(nid)
 	if _, err := decodeGPUIdentities(GPUsEvent([]GPUIdentity{id}).Data); err != nil {
 		return GPUIdentity{}, err
 	}
@@ -219,20 +208,6 @@ func gpuIdentitiesText(ids []GPUIdentity) string {
 		parts[i] = g.String()
 	}
 	return strings.Join(parts, "; ")
-}
-
-// reportGPU is a verified GPU as the JSON report's "gpus" lists it.
-type reportGPU struct {
-	ChainSHA256   string `json:"chain_sha256"`
-	DriverVersion string `json:"driver_version"`
-	VBIOSVersion  string `json:"vbios_version"`
-	CCMode        string `json:"cc_mode"`
-	Simulated     bool   `json:"simulated"`
-}
-
-func newReportGPU(id nvidia.Identity) reportGPU {
-	return reportGPU{ChainSHA256: hex.EncodeToString(id.ChainSHA256[:]), DriverVersion: id.DriverVersion,
-		VBIOSVersion: id.VBIOSVersion, CCMode: id.CCMode, Simulated: id.Simulated}
 }
 
 // Files NewSimGPU writes into its directory, for verifiers of its evidence.
@@ -399,7 +374,7 @@ func checkGPUs(r *Report, ev Evidence, q *Quote, events []Event, p *Policy, v *g
 			if !c.OK {
 				verdict, failed = "fail", true
 			}
-			r.add(verdict, gpu+" "+c.Name, "", "%s", c.Detail)
+			r.add(verdict, gpu+" "+strings.TrimPrefix(c.Name, "GPU "), "", "%s", c.Detail)
 		}
 		nonceHex := hex.EncodeToString(nonce[:])
 		if err != nil || failed {
@@ -415,7 +390,7 @@ func checkGPUs(r *Report, ev Evidence, q *Quote, events []Event, p *Policy, v *g
 		if id.Simulated {
 			root = "a simulated GPU root trusted explicitly, NOT NVIDIA's: for testing only, it proves nothing about hardware"
 		}
-		r.add("ok", gpu+" report", nonceHex, "signed by the GPU's device key, chained to %s, over nonce %x: GPUNonce of this quote's REPORTDATA, so made for this quote", root, nonce)
+		r.add("ok", gpu+" report", nonceHex, "over nonce %x, GPUNonce of this quote's REPORTDATA (made for this quote), signed by the GPU's device key under %s", nonce, root)
 		got := gpuIdentityOf(id)
 		r.gpus = append(r.gpus, id)
 		if got != measured[g] {
@@ -423,31 +398,34 @@ func checkGPUs(r *Report, ev Evidence, q *Quote, events []Event, p *Policy, v *g
 			continue
 		}
 		r.add("ok", gpu+" identity", got.String(), "the GPU the event log measured: %s", got)
-		checkPinned(r, pinned{name: gpu + " driver", what: "GPU driver version", allowed: &p.GPUDriverVersions, value: id.DriverVersion})
-		checkPinned(r, pinned{name: gpu + " VBIOS", what: "GPU VBIOS version", allowed: &p.GPUVBIOSVersions, value: id.VBIOSVersion})
+		checkPinned(r, pinned{name: gpu + " driver policy", what: "GPU driver version", allowed: &p.GPUDriverVersions, value: id.DriverVersion})
+		checkPinned(r, pinned{name: gpu + " VBIOS policy", what: "GPU VBIOS version", allowed: &p.GPUVBIOSVersions, value: id.VBIOSVersion})
 		checkCCMode(r, gpu+" CC mode", id.CCMode, p.GPUCCModes)
 	}
 }
 
-// checkCCMode checks a GPU's confidential-computing mode: "on" unless the policy lists
-// the modes it accepts. In any other mode the GPU's memory and the PCIe traffic to it
-// are readable by the machine's owner.
+// ccModes are the confidential-computing modes a signed report can state, all of them
+// modes in which the GPU encrypts what crosses PCIe and isolates its memory.
+var ccModes = []string{"spt", "mpt", "ppcie"}
+
+// checkCCMode checks a GPU's confidential-computing mode as its signed report states
+// it: without gpu_cc_modes, any CC mode passes, a report that states none (a Hopper's)
+// is a warning, and anything else fails; with gpu_cc_modes, exactly those pass. Out of
+// CC mode, the GPU's memory and the PCIe traffic to it are the machine owner's to read.
 func checkCCMode(r *Report, name, mode string, allowed []string) {
 	mode = ccModeName(mode)
-	shown := mode
-	if mode == ccModeUnknown {
-		shown = "unknown (the report states none)"
-	}
 	switch {
-	case len(allowed) == 0 && mode == "on":
-		r.add("ok", name, mode, "on: the GPU encrypts what crosses PCIe and isolates its memory")
-	case slices.Contains(allowed, mode) && mode == "on":
-		r.add("ok", name, mode, "on, as the policy requires")
-	case slices.Contains(allowed, mode):
-		r.add("ok", name, mode, "%s: NOT confidential computing, which the policy accepts (gpu_cc_modes names it)", shown)
-	case len(allowed) == 0:
-		r.add("fail", name, mode, "%s, not on: prompts and weights cross PCIe in plaintext, where the machine's owner reads them; refused unless the policy names this mode in gpu_cc_modes", shown)
+	case len(allowed) > 0 && slices.Contains(allowed, mode) && mode == ccModeUnknown:
+		r.add("ok", name, mode, "unknown: the signed report does not state it, and the policy accepts that (gpu_cc_modes lists unknown): whether the GPU encrypts PCIe traffic is the host's word")
+	case len(allowed) > 0 && slices.Contains(allowed, mode):
+		r.add("ok", name, mode, "%s, a mode the policy accepts", mode)
+	case len(allowed) > 0:
+		r.add("fail", name, mode, "%s is not among the modes the policy accepts (%s)", mode, strings.Join(allowed, ", "))
+	case slices.Contains(ccModes, mode):
+		r.add("ok", name, mode, "%s: the signed report states a confidential-computing mode; the policy does not pin one", mode)
+	case mode == ccModeUnknown:
+		r.add("warn", name, mode, "unknown: the signed report does not state it (Hopper reports carry no CC flag), so whether the GPU encrypts PCIe traffic is the host's word; a policy accepts that with gpu_cc_modes [\"unknown\"]")
 	default:
-		r.add("fail", name, mode, "%s is not among the modes the policy accepts (%s)", shown, strings.Join(allowed, ", "))
+		r.add("fail", name, mode, "%s is not a confidential-computing mode this verifier knows (%s): prompts may cross PCIe in plaintext", mode, strings.Join(ccModes, ", "))
 	}
 }

@@ -70,7 +70,7 @@ func tcbAtLeast(status, min string) bool {
 //	  "require_gpu":     true,
 //	  "gpu_driver_versions": ["550.54.15", ...],
 //	  "gpu_vbios_versions":  ["96.00.9F.00.04", ...],
-//	  "gpu_cc_modes":    ["on"],
+//	  "gpu_cc_modes":    ["spt", "unknown", ...],
 //	  "gpu_driver_rim":  "driver-rim.xml" or "<SoftwareIdentity ...",
 //	  "gpu_vbios_rim":   "vbios-rim.xml" or "<SoftwareIdentity ...",
 //	  "trust_sim_gpu_root": "sim-gpu-roots.pem" or "-----BEGIN CERTIFICATE-----..."
@@ -157,9 +157,10 @@ type Policy struct {
 	GPUDriverVersions []string `json:"gpu_driver_versions,omitempty"`
 	GPUVBIOSVersions  []string `json:"gpu_vbios_versions,omitempty"`
 	// GPUCCModes lists the accepted confidential-computing modes of every attested
-	// GPU ("unknown" for a report that states none). Empty accepts only "on": a GPU in another mode ("off", "devtools") carries
-	// prompts and weights over PCIe in plaintext, so it fails unless listed here, as a
-	// backend outside the TD fails unless backends names it.
+	// GPU as its signed report states them ("spt", "mpt", "ppcie"), or "unknown" for a
+	// report that states none (a Hopper's). Empty accepts any CC mode, warns about
+	// "unknown" (EvidenceOptions.Strict refuses it) and refuses anything else: out of
+	// CC mode a GPU carries prompts and weights over PCIe in plaintext.
 	GPUCCModes []string `json:"gpu_cc_modes,omitempty"`
 	// GPUDriverRIM and GPUVBIOSRIM are NVIDIA's Reference Integrity Manifests (SWID
 	// tags) the GPUs' measurements are checked against: XML text, or the path of a file

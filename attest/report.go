@@ -113,7 +113,7 @@ type Report struct {
 	evidence  *reportEvidence
 	quote     *Quote
 	events    []Event
-	gpus      []nvidia.Identity // the GPUs whose reports verified, in order
+	gpus      []nvidia.Identity // the GPUs whose reports verified, in order, for PinningPolicy
 	manifest  json.RawMessage
 	checkedAt time.Time
 }
@@ -148,14 +148,12 @@ const ReportFormat = "cocoon-verify-report/v1"
 //	        "debug": false, "tcb_status": "UpToDate"},
 //	 "events": [{"type": "host-binary", "value": "sha256:<hex>"}, ...],
 //	 "manifest": null,
-//	 "gpus": [{"chain_sha256": "<hex>", "driver_version": "550.54.15", "vbios_version": "96.00.9F.00.04", "cc_mode": "on", "simulated": false}],
 //	 "checks": [{"name": "quote signature chain", "verdict": "ok", "detail": "...", "value": "..."}, ...]}
 //
 // "ok" is Report.OK. "td", "events" and "manifest" hold only what verified (the quote's
 // signature chain, the log's replay, a manifest that hashes to the pipeline id asked
 // for), null otherwise; "manifest" is the canonical manifest object of pipeline
-// evidence. "gpus" lists the GPUs whose reports verified, in order (empty when none
-// did). Checks are in the order they ran.
+// evidence. Checks are in the order they ran.
 func (r *Report) MarshalJSON() ([]byte, error) {
 	checks := r.Checks
 	if checks == nil {
@@ -168,10 +166,6 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 	var events []event
 	for _, e := range r.events {
 		events = append(events, event{e.Type, e.Value()})
-	}
-	gpus := []reportGPU{}
-	for _, id := range r.gpus {
-		gpus = append(gpus, newReportGPU(id))
 	}
 	var checkedAt string
 	if !r.checkedAt.IsZero() {
@@ -187,9 +181,8 @@ func (r *Report) MarshalJSON() ([]byte, error) {
 		TD        *reportTD       `json:"td"`
 		Events    []event         `json:"events"`
 		Manifest  json.RawMessage `json:"manifest"`
-		GPUs      []reportGPU     `json:"gpus"`
 		Checks    []Check         `json:"checks"`
-	}{ReportFormat, r.OK(), r.Strict, r.Fresh, checkedAt, r.evidence, newReportTD(r.quote), events, r.manifest, gpus, checks})
+	}{ReportFormat, r.OK(), r.Strict, r.Fresh, checkedAt, r.evidence, newReportTD(r.quote), events, r.manifest, checks})
 }
 
 // reportTD is the JSON report's "td": the verified quote's measurements, in hex.

@@ -293,7 +293,7 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 	}))
 	// logFails are the checks that fail with an event log that does not verify.
 	logFails := []string{"event log", "host binary", "ABI version", "sandbox policy", "backend", "model", "sealing",
-		"settlement key", "settlement key origin", "REPORTDATA binding"}
+		"settlement key", "settlement key origin", "REPORTDATA binding", "GPUs"}
 	otherManifest := []byte(strings.Replace(string(testManifest), testModuleB, "sha256:"+strings.Repeat("cd", 32), 1))
 	// The same modules, the post module configured otherwise: what --expect-module
 	// cannot tell apart.
