@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 )
 
 // gpuHost is a host booted by BootWithGPUs on a simulated TDX and a simulated GPU, and
@@ -324,3 +326,93 @@ func TestHostRefusesAnotherGPU(t *testing.T) {
 
 // swappableGPU is a GPUProvider whose GPU a test replaces.
 type swappableGPU struct{ GPUProvider }
+
+// The policy's GPU members are parsed strictly, and LoadPolicy reads the files they
+// name relative to the policy, as it does trust_sim_root.
+func TestPolicyGPUMembers(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"require_gpu":true,"gpu_driver_versions":["550.54.15"],"gpu_vbios_versions":["96.00.9F.00.04"],"gpu_cc_modes":["spt","unknown"]}`))
+	if err != nil || !p.RequireGPU || p.GPUDriverVersions[0] != "550.54.15" || p.GPUVBIOSVersions[0] != "96.00.9F.00.04" || len(p.GPUCCModes) != 2 {
+		t.Fatalf("parsed %+v, %v", p, err)
+	}
+	for name, bad := range map[string]string{
+		"require_gpu as a string":    `{"require_gpu":"yes"}`,
+		"empty driver version":       `{"gpu_driver_versions":[""]}`,
+		"a newline in a version":     `{"gpu_vbios_versions":["1\nok   GPU 0"]}`,
+		"a space in a CC mode":       `{"gpu_cc_modes":["cc on"]}`,
+		"a version of 65 characters": `{"gpu_driver_versions":["` + strings.Repeat("1", 65) + `"]}`,
+		"unknown GPU member":         `{"gpu_rims":[]}`,
+	} {
+		if _, err := ParsePolicy([]byte(bad)); !errors.Is(err, ErrPolicy) {
+			t.Errorf("%s: err %v, want ErrPolicy", name, err)
+		}
+	}
+
+	g := newGPUHost(t)
+	dir := t.TempDir()
+	for name, from := range map[string]string{"driver.xml": SimGPUDriverRIMFile, "vbios.xml": SimGPUVBIOSRIMFile, "roots.pem": SimGPURootsFile} {
+		b, err := os.ReadFile(filepath.Join(g.dir, from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "policy.json")
+	if err := os.WriteFile(path, []byte(`{"gpu_driver_rim":"driver.xml","gpu_vbios_rim":"vbios.xml","trust_sim_gpu_root":"roots.pem","require_gpu":true}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := LoadPolicy(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, opts := g.pipeline(t, testNonce(5))
+	opts.SimGPURoots = nil // the policy's trust_sim_gpu_root, read relative to it
+	if r := mustVerify(t, ev, *loaded, opts); !r.OK() {
+		t.Errorf("the policy's files relative to it are not used:\n%s", r)
+	}
+	loaded.TrustSimGPURoot = filepath.Join(dir, "missing.pem")
+	if _, err := VerifyEvidence(ev, *loaded, opts); !errors.Is(err, ErrPolicy) {
+		t.Errorf("a missing trust_sim_gpu_root file: %v, want ErrPolicy", err)
+	}
+}
+
+// PinningPolicy pins the GPU a verified report established; CarryGPUTrust gives it, inline,
+// the RIMs and simulated roots it was verified with, and the host then passes strict.
+func TestPinningPolicyGPU(t *testing.T) {
+	g := newGPUHost(t)
+	ev, opts := g.pipeline(t, testNonce(6))
+	r := mustVerify(t, ev, g.policy, opts)
+	p, err := r.PinningPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.RequireGPU || !slices.Equal(p.GPUDriverVersions, []string{nvidia.SimDriverVersion}) || !slices.Equal(p.GPUVBIOSVersions, []string{nvidia.SimVBIOSVersion}) ||
+		!slices.Equal(p.GPUCCModes, []string{"unknown"}) {
+		t.Errorf("pinned %+v", p)
+	}
+	if err := p.CarryGPUTrust(&g.policy, g.gpuRoots); err != nil {
+		t.Fatal(err)
+	}
+	if !isXML(p.GPUDriverRIM) || !isXML(p.GPUVBIOSRIM) || !isPEM(p.TrustSimGPURoot) {
+		t.Fatalf("not inline: %+v", p)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ParsePolicy(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.SimGPURoots, opts.Strict, opts.ExpectModules = nil, true, []string{testModuleA}
+	opts.ExpectManifest = testManifest
+	if r := mustVerify(t, ev, *again, opts); !r.OK() {
+		t.Errorf("the host fails strict under the policy written from it:\n%s", r)
+	}
+	// And the pins hold: another driver than the pinned one fails.
+	again.GPUDriverVersions = []string{"550.54.15"}
+	if r := mustVerify(t, ev, *again, opts); !slices.Contains(failed(r), "GPU 0 driver policy") {
+		t.Errorf("a pinned policy with another driver passes:\n%s", r)
+	}
+}
