@@ -416,3 +416,40 @@ func TestPinningPolicyGPU(t *testing.T) {
 		t.Errorf("a pinned policy with another driver passes:\n%s", r)
 	}
 }
+
+// FuzzVerifyGPUEvidence: evidence with GPU reports is outside bytes. Whatever a host
+// serves, VerifyEvidence does not panic nor blame its caller, and evidence it passes
+// carries exactly the simulated GPU's report, of the GPU the host measured.
+func FuzzVerifyGPUEvidence(f *testing.F) {
+	g := newGPUHost(f)
+	boot := g.host.BootEvidence()
+	good, err := json.Marshal(boot)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{"mode":"sim","quote":"AAAA","event_log":{"events":[]},"gpus":[{"report":"AAAA","cert_chain":""}]}`))
+	want, err := nvidia.IdentityOf(boot.GPUs[0])
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev, err := ParseEvidence(b)
+		if err != nil {
+			return
+		}
+		r, err := VerifyEvidence(*ev, g.policy, g.opts())
+		if err != nil {
+			t.Fatalf("evidence made VerifyEvidence fail as if for a caller's mistake: %v", err)
+		}
+		if !r.OK() {
+			return
+		}
+		if len(ev.GPUs) != 1 {
+			t.Fatalf("evidence with %d GPU reports verifies:\n%s", len(ev.GPUs), r)
+		}
+		if id, err := nvidia.IdentityOf(ev.GPUs[0]); err != nil || id != want {
+			t.Fatalf("a report of another GPU verifies (%v):\n%s", err, r)
+		}
+	})
+}
