@@ -57,7 +57,7 @@ func TestVerifyGPU(t *testing.T) {
 		return b, err == nil
 	})
 	rims := writeTemp(t, `{"gpu_driver_rim": "`+filepath.Join(dir, attest.SimGPUDriverRIMFile)+`", "gpu_vbios_rim": "`+filepath.Join(dir, attest.SimGPUVBIOSRIMFile)+`"}`)
-	written := filepath.Join(t.TempDir(), "policy.json")
+	written, saved := filepath.Join(t.TempDir(), "policy.json"), filepath.Join(t.TempDir(), "evidence.json")
 	simRoot, gpuRoots := filepath.Join(dir, attest.SimRootFile), filepath.Join(dir, attest.SimGPURootsFile)
 	trust := []string{"--trust-sim-root", simRoot, "--policy", rims}
 	for _, c := range []struct {
@@ -77,6 +77,10 @@ func TestVerifyGPU(t *testing.T) {
 			[]string{"ok   GPU 0 report: "}, ""},
 		{"held to the written policy", []string{"--host", base, "--policy", written, "--strict"}, 0,
 			[]string{"ok   GPU 0 report: ", "ok   GPU 0 driver policy: 999.0.0 is allowed by the policy", "ok   GPU 0 CC mode: unknown: the signed report does not state it, and the policy accepts that", "ok   strict: "}, ""},
+		{"save the evidence", append([]string{"--host", base, "--pipeline", id, "--trust-sim-gpu-root", gpuRoots, "--save-evidence", saved}, trust...), 0,
+			[]string{"ok   GPU 0 report: "}, ""},
+		{"the saved GPU reports verify offline", append([]string{"--evidence", saved, "--trust-sim-gpu-root", gpuRoots}, trust...), 0,
+			[]string{"ok   GPU 0 report: ", "ok   GPU 0 nonce: "}, ""},
 		{"not simulated GPU roots", append([]string{"--host", base, "--trust-sim-gpu-root", simRoot}, trust...), 1, nil,
 			"--trust-sim-gpu-root: simulated GPU roots: 1 certificates, want 2"},
 	} {
