@@ -308,6 +308,9 @@ func TestServeConfig(t *testing.T) {
 			if tt.want.ShutdownTimeout == "" {
 				tt.want.ShutdownTimeout = defaultShutdownTimeout
 			}
+			if tt.want.GPU == "" {
+				tt.want.GPU = attest.GPUModeNone
+			}
 			if err != nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
 			}
