@@ -351,7 +351,10 @@ func checkGPUs(r *Report, ev Evidence, q *Quote, events []Event, p *Policy, v *g
 		r.fail(name, "the policy requires a GPU, and the host's event log measures none (a host older than GPU attestation)")
 		return
 	case i < 0:
-		r.skip(name, "not measured: the event log says nothing of GPUs (a host older than GPU attestation); the policy does not require one")
+		// As an absent settlement key: nothing a policy could pin is left open (only
+		// require_gpu speaks of GPUs), so an ok line, and the pinning policy of such a
+		// host passes Strict.
+		r.add("ok", name, "none", "none: the event log says nothing of GPUs (a host older than GPU attestation), and the policy does not require one (require_gpu)")
 		return
 	case len(ev.GPUs) != len(measured):
 		r.fail(name, "the evidence serves %d GPU reports, the event log measures %d GPUs", len(ev.GPUs), len(measured))
