@@ -29,7 +29,11 @@ import (
 //     as ordinary attributes, which c14n11 does too.
 //
 // Text and attribute values are those encoding/xml decoded: entities and character
-// references resolved, CR LF folded to LF (XML's end-of-line handling).
+// references resolved, CR LF folded to LF (XML's end-of-line handling). encoding/xml does
+// not normalize attribute values (XML turns a literal tab or line break in one into a
+// space; a character reference stays): a RIM with such a literal canonicalizes otherwise
+// than its signer did and fails to verify. The deviation can only refuse a good RIM,
+// never accept a changed one, and NVIDIA's RIMs have none.
 
 // xmlNamespace is the namespace the reserved prefix xml is bound to.
 const xmlNamespace = "http://www.w3.org/XML/1998/namespace"
@@ -157,40 +161,12 @@ func resolvePrefix(scope map[string]string, prefix string) string {
 	return scope[prefix]
 }
 
-func escapeText(b *strings.Builder, s string) {
-	for _, r := range s {
-		switch r {
-		case '&':
-			b.WriteString("&amp;")
-		case '<':
-			b.WriteString("&lt;")
-		case '>':
-			b.WriteString("&gt;")
-		case '\r':
-			b.WriteString("&#xD;")
-		default:
-			b.WriteRune(r)
-		}
-	}
-}
+// textEscaper and attrEscaper escape text and attribute values as canonical XML does.
+var (
+	textEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", "\r", "&#xD;")
+	attrEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", `"`, "&quot;", "\t", "&#x9;", "\n", "&#xA;", "\r", "&#xD;")
+)
 
-func escapeAttr(b *strings.Builder, s string) {
-	for _, r := range s {
-		switch r {
-		case '&':
-			b.WriteString("&amp;")
-		case '<':
-			b.WriteString("&lt;")
-		case '"':
-			b.WriteString("&quot;")
-		case '\t':
-			b.WriteString("&#x9;")
-		case '\n':
-			b.WriteString("&#xA;")
-		case '\r':
-			b.WriteString("&#xD;")
-		default:
-			b.WriteRune(r)
-		}
-	}
-}
+func escapeText(b *strings.Builder, s string) { textEscaper.WriteString(b, s) }
+
+func escapeAttr(b *strings.Builder, s string) { attrEscaper.WriteString(b, s) }

@@ -13,15 +13,17 @@
 //
 // What a reviewer must still trust: NVIDIA's two roots and the keys under them (a GPU
 // whose device key leaked can sign anything); NVIDIA's RIMs saying what a good driver
-// and VBIOS measure; the driver on the host, which is what asks the GPU for the report
-// and whose measurements the GPU reports (the report binds the GPU's state, not what the
+// and VBIOS measure; the driver on the host, which loads the GPU firmware the driver
+// RIM describes and fetches the report (the report binds the GPU's state, not what the
 // host process does with the GPU); and that no certificate was revoked: revocation
 // (NVIDIA's OCSP service) is not checked offline, so a revoked device certificate or RIM
 // signer passes. A Hopper report carries no signed CC mode (Report.CCMode is empty):
 // whether the GPU runs in confidential-computing mode is, for such GPUs, the host's word.
 //
-// Sim is a simulated GPU whose evidence takes the same path under its own roots, which
-// verifiers refuse unless given them.
+// A Cache given to Verify remembers the chains and RIMs that verified, so that a GPU
+// seen before costs one P-384 verification. Sim is a simulated GPU whose evidence takes
+// the same path under its own roots, which verifiers refuse unless given them. The
+// formats are in attest/README.md, "GPU evidence".
 package nvidia
 
 import (
@@ -57,8 +59,8 @@ var (
 	nvidiaRIMRootPEM []byte
 )
 
-// Errors of GPU evidence verification, one per reason; Verify's and ParseRIM's errors
-// wrap exactly one. Their messages are safe to show a client.
+// Errors of GPU evidence verification, one per reason; the errors of Verify, ParseReport
+// and ParseRIM wrap exactly one. Their messages hold nothing secret: evidence is public.
 var (
 	ErrReport         = errors.New("nvidia: malformed GPU attestation report")
 	ErrCertChain      = errors.New("nvidia: invalid certificate chain")
@@ -71,7 +73,6 @@ var (
 	ErrVersion        = errors.New("nvidia: the GPU runs another version than the RIM describes")
 	ErrMeasurement    = errors.New("nvidia: a GPU measurement matches none of the RIM's values")
 	ErrNotChecked     = errors.New("nvidia: not checked")
-	errNoCertificates = fmt.Errorf("%w: no certificate", ErrCertChain)
 )
 
 // pinnedPool parses an embedded root into a pool of its own.
@@ -90,10 +91,11 @@ func pinnedPool(pemBytes []byte) func() *x509.CertPool {
 var (
 	deviceRoots = pinnedPool(nvidiaDeviceRootPEM)
 	rimRoots    = pinnedPool(nvidiaRIMRootPEM)
-	// nvidiaDeviceRoot is the pinned device root, to tell NVIDIA's chains from others.
-	nvidiaDeviceRoot = sync.OnceValue(func() *x509.Certificate {
+	// nvidiaDeviceRootKey is the pinned device root's key: a chain is NVIDIA's when it
+	// ends at that key, whatever a root the caller trusts is named.
+	nvidiaDeviceRootKey = sync.OnceValue(func() *ecdsa.PublicKey {
 		c, _ := parseChain(nvidiaDeviceRootPEM)
-		return c[0]
+		return c[0].PublicKey.(*ecdsa.PublicKey)
 	})
 )
 
@@ -125,8 +127,8 @@ type Identity struct {
 	// DriverVersion, VBIOSVersion and CCMode are the report's (see Report).
 	DriverVersion, VBIOSVersion string
 	CCMode                      string
-	// Simulated is set by Verify when the device chain ends at a root other than
-	// NVIDIA's (a simulator's the caller trusted).
+	// Simulated is set by Verify when the device chain ends at a root whose key is not
+	// NVIDIA's (a simulator's the caller trusted), whatever the root is named.
 	Simulated bool
 }
 
@@ -203,6 +205,8 @@ type VerifyOptions struct {
 	// (cached, or fetched by the caller). A missing one fails its check and the
 	// measurements check.
 	DriverRIM, VBIOSRIM []byte
+	// Cache, when set, remembers verified chains and RIMs across calls (see Cache).
+	Cache *Cache
 }
 
 // verification accumulates Verify's checks.
@@ -243,20 +247,28 @@ func (v *verification) add(name, detail string, err error) {
 // every check passed, else it names the first that failed and wraps its Err value; the
 // identity is meaningful only then. Inactive RIM measurements, and measurement 35 when
 // the signed opaque data says the video decoder is disabled (as NVIDIA's verifier does),
-// are not compared. Cost: the P-384 verifications of the chain and the report, and two
-// ParseRIM, about 5 ms in all (BenchmarkVerifyNVIDIA).
+// are not compared. Cost: thirteen P-384 verifications (the device chain's four, the
+// report's, and two ParseRIM), about 16 ms on a loaded 2-core VM (BenchmarkVerifyNVIDIA);
+// with opts.Cache warm, the report's one, under 1 ms (BenchmarkVerifyNVIDIACached).
 func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check, error) {
 	v := &verification{failed: map[string]bool{}}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
 	var (
 		rep          *Report
 		signed, sig  []byte
 		certs, chain []*x509.Certificate
 		id           Identity
 	)
+	cached, chainCached := opts.Cache.chain(opts.DeviceRoots, ev.CertChain, opts.Now)
 	v.run(CheckFormat, nil, func() (string, error) {
 		var err error
-		if certs, err = parseChain(ev.CertChain); err != nil {
-			return "", err
+		certs = cached.certs
+		if !chainCached {
+			if certs, err = parseChain(ev.CertChain); err != nil {
+				return "", err
+			}
 		}
 		if signed, sig, rep, err = parseReport(ev.Report); err != nil {
 			return "", err
@@ -266,12 +278,17 @@ func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check,
 			rep.SPDMVersion>>4, rep.SPDMVersion&0xF, len(rep.Measurements), rep.DriverVersion, rep.VBIOSVersion, len(certs)), nil
 	})
 	v.run(CheckChain, []string{CheckFormat}, func() (string, error) {
-		var err error
-		if chain, err = verifyChain(certs, opts.DeviceRoots, deviceRoots, opts.Now); err != nil {
-			return "", err
+		chain = cached.chain
+		if !chainCached {
+			var err error
+			if chain, err = verifyChain(certs, opts.DeviceRoots, deviceRoots, opts.Now); err != nil {
+				return "", err
+			}
+			opts.Cache.putChain(opts.DeviceRoots, ev.CertChain, certs, chain)
 		}
 		root := chain[len(chain)-1]
-		id.Simulated = !root.Equal(nvidiaDeviceRoot())
+		rootKey, isECDSA := root.PublicKey.(*ecdsa.PublicKey)
+		id.Simulated = !isECDSA || !rootKey.Equal(nvidiaDeviceRootKey())
 		detail := fmt.Sprintf("%q chains to %q", chain[0].Subject.CommonName, root.Subject.CommonName)
 		if id.Simulated {
 			detail += " (not NVIDIA's root: simulated, trusted because the caller gave it)"
@@ -297,12 +314,12 @@ func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check,
 	rimOpts := RIMOptions{Roots: opts.RIMRoots, Now: opts.Now}
 	v.run(CheckDriverRIM, nil, func() (string, error) {
 		var err error
-		driverRIM, err = parseGivenRIM("driver", opts.DriverRIM, rimOpts)
+		driverRIM, err = parseGivenRIM("driver", opts.DriverRIM, rimOpts, opts.Cache)
 		return rimDetail(driverRIM), err
 	})
 	v.run(CheckVBIOSRIM, nil, func() (string, error) {
 		var err error
-		vbiosRIM, err = parseGivenRIM("VBIOS", opts.VBIOSRIM, rimOpts)
+		vbiosRIM, err = parseGivenRIM("VBIOS", opts.VBIOSRIM, rimOpts, opts.Cache)
 		return rimDetail(vbiosRIM), err
 	})
 	v.run(CheckDriverVersion, []string{CheckSignature, CheckDriverRIM}, func() (string, error) {
@@ -344,7 +361,7 @@ func parseChain(b []byte) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, errNoCertificates
+		return nil, fmt.Errorf("%w: no certificate", ErrCertChain)
 	}
 	return certs, nil
 }
@@ -384,12 +401,13 @@ func checkFWID(leaf *x509.Certificate, reported []byte) (string, error) {
 	return "", fmt.Errorf("%w: the device certificate carries no FWID extension", ErrFWID)
 }
 
-// parseGivenRIM is ParseRIM with a failure for a RIM the caller did not give.
-func parseGivenRIM(kind string, b []byte, opts RIMOptions) (*RIM, error) {
+// parseGivenRIM is ParseRIM, through cache, with a failure for a RIM the caller did
+// not give.
+func parseGivenRIM(kind string, b []byte, opts RIMOptions, cache *Cache) (*RIM, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: no %s RIM given (cache one with --save-collateral, or verify online)", ErrRIM, kind)
 	}
-	return ParseRIM(b, opts)
+	return cache.rim(b, opts)
 }
 
 func rimDetail(r *RIM) string {

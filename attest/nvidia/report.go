@@ -33,9 +33,11 @@ type Report struct {
 	// FWID is the firmware identifier of the opaque data, which the device certificate
 	// also carries; empty when absent.
 	FWID []byte
-	// CCMode is the confidential-computing mode the opaque data's feature flag states
-	// ("on", "off", "devtools", "ppcie"), or "" when the report carries no feature flag
-	// (Hopper reports of the sample's age do not).
+	// CCMode is the confidential-computing mode the signed opaque data's feature flag
+	// (type 36) states: CCModeSPT (one GPU in CC mode), CCModeMPT (several, in
+	// protected multi-GPU mode) or CCModePPCIe (Hopper's protected PCIe mode); "" when
+	// the report carries no feature flag, as Hopper reports of the sample's age do not:
+	// such a report does not say, signed, whether CC mode is on.
 	CCMode string
 }
 
@@ -84,9 +86,15 @@ const (
 	opaqueFeatureFlag   = 36
 )
 
-// featureFlags names the values of the opaque feature flag (NVIDIA's multi-GPU
-// protected modes: single GPU, multi GPU, protected PCIe).
-var featureFlags = map[byte]string{0: "spt", 1: "mpt", 2: "ppcie"}
+// The values of Report.CCMode, from the opaque feature flag.
+const (
+	CCModeSPT   = "spt"
+	CCModeMPT   = "mpt"
+	CCModePPCIe = "ppcie"
+)
+
+// featureFlags names the values of the opaque feature flag.
+var featureFlags = map[byte]string{0: CCModeSPT, 1: CCModeMPT, 2: CCModePPCIe}
 
 // reportReader reads little-endian fields off a byte slice, remembering the first
 // shortfall so that a parser can read a whole structure and check once.
@@ -142,8 +150,9 @@ func (r *reportReader) expect(ok bool, format string, args ...any) {
 // Verify succeeds. It fails, wrapping ErrReport, when the input is over MaxReportSize, a
 // length does not fit, bytes are left over, the messages are not a signed
 // GET_MEASUREMENTS exchange for all measurements, a measurement block is not in DMTF's
-// format or its index repeats, or the opaque data does not parse. Cost: one pass and a
-// copy of the measurements, a few microseconds.
+// format or its index repeats, or the opaque data does not parse. The byte slices of
+// the Report share b's memory (capped: appending to one does not write into b). Cost:
+// one pass and two maps, about 20 µs (BenchmarkParseReportNVIDIA).
 func ParseReport(b []byte) (*Report, error) {
 	_, _, rep, err := parseReport(b)
 	return rep, err

@@ -148,6 +148,7 @@ func NewSim(dir string) (*Sim, error) {
 		{opaqueProject, []byte("sim\x00")},
 		{opaqueProjectSKU, []byte("sim\x00")},
 		{opaqueFWID, simFWID[:]},
+		{opaqueFeatureFlag, []byte{0}}, // CCModeSPT, as a current GPU in CC mode signs it
 	} {
 		s.opaque = binary.LittleEndian.AppendUint16(s.opaque, f.typ)
 		s.opaque = binary.LittleEndian.AppendUint16(s.opaque, uint16(len(f.value)))
