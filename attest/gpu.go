@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest/nvidia"
@@ -267,10 +268,26 @@ func (s *SimGPU) Evidence(ctx context.Context, nonce [32]byte) ([]nvidia.Evidenc
 }
 
 // SimGPURoots are a simulated GPU's roots, which a verifier trusts only when told to.
+// Use it by pointer: the pools it builds once are what an nvidia.Cache knows verified
+// chains and RIMs by.
 type SimGPURoots struct {
 	// Device is the root the device certificate chain ends at; RIM the root its RIMs
 	// are signed under.
 	Device, RIM *x509.Certificate
+
+	once                sync.Once
+	devicePool, rimPool *x509.CertPool
+}
+
+// pools returns a pool of Device alone and a pool of RIM alone, the same ones on every
+// call.
+func (r *SimGPURoots) pools() (device, rim *x509.CertPool) {
+	r.once.Do(func() {
+		r.devicePool, r.rimPool = x509.NewCertPool(), x509.NewCertPool()
+		r.devicePool.AddCert(r.Device)
+		r.rimPool.AddCert(r.RIM)
+	})
+	return r.devicePool, r.rimPool
 }
 
 // ParseSimGPURoots parses what SimGPURootsFile holds: exactly two PEM certificates, the
@@ -304,7 +321,7 @@ type gpuVerification struct {
 
 // newGPUVerification resolves the GPU roots and RIMs of p and opts.
 func newGPUVerification(p *Policy, opts EvidenceOptions, now time.Time) (*gpuVerification, error) {
-	v := &gpuVerification{opts: nvidia.VerifyOptions{Now: now}}
+	v := &gpuVerification{opts: nvidia.VerifyOptions{Now: now, Cache: opts.GPUCache}}
 	var err error
 	if v.opts.DriverRIM, v.opts.VBIOSRIM, err = p.gpuRIMs(); err != nil {
 		return nil, err
@@ -319,9 +336,7 @@ func newGPUVerification(p *Policy, opts EvidenceOptions, now time.Time) (*gpuVer
 		// NVIDIA's roots are not added: nvidia.Verify pins them only when no pool is
 		// given, so a verifier that trusts a simulated GPU trusts it alone.
 		v.simTrusted = true
-		v.opts.DeviceRoots, v.opts.RIMRoots = x509.NewCertPool(), x509.NewCertPool()
-		v.opts.DeviceRoots.AddCert(roots.Device)
-		v.opts.RIMRoots.AddCert(roots.RIM)
+		v.opts.DeviceRoots, v.opts.RIMRoots = roots.pools()
 	}
 	return v, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -125,8 +126,8 @@ func TestGPUEvidenceVerifies(t *testing.T) {
 					t.Errorf("%s: %s", name, c)
 				}
 			}
-			if c := check(t, r, "GPU 0 CC mode"); c.Verdict() != "warn" {
-				t.Errorf("the simulated GPU states no CC mode, as a Hopper: want a warning, got %s", c)
+			if c := check(t, r, "GPU 0 CC mode"); c.Verdict() != "ok" || c.Value != "spt" {
+				t.Errorf("the simulated GPU states CC mode spt: got %s", c)
 			}
 			if !strings.Contains(r.String(), "gpus sha256:") {
 				t.Errorf("the event log lines do not show the gpus event:\n%s", r)
@@ -174,23 +175,33 @@ func TestGPUEvidenceRefused(t *testing.T) {
 			[]string{"GPU 0 driver policy"}},
 		{"a VBIOS the policy does not pin", func(_ *Evidence, p *Policy, _ *EvidenceOptions) { p.GPUVBIOSVersions = []string{"96.00.9F.00.04"} },
 			[]string{"GPU 0 VBIOS policy"}},
-		{"a CC mode the policy does not accept", func(_ *Evidence, p *Policy, _ *EvidenceOptions) { p.GPUCCModes = []string{"spt"} },
+		{"a CC mode the policy does not accept", func(_ *Evidence, p *Policy, _ *EvidenceOptions) { p.GPUCCModes = []string{"ppcie"} },
 			[]string{"GPU 0 CC mode"}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			ev, opts := g.pipeline(t, testNonce(4))
-			p := g.policy
-			c.change(&ev, &p, &opts)
-			r := mustVerify(t, ev, p, opts)
-			if r.OK() {
-				t.Fatalf("passes:\n%s", r)
-			}
-			for _, name := range c.fails {
-				if !slices.Contains(failed(r), name) {
-					t.Errorf("%q does not fail; failed: %q\n%s", name, failed(r), r)
+		// Each attack also with a cache warmed by good evidence: what verified before
+		// must not let a changed report through.
+		for _, cached := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, cached %t", c.name, cached), func(t *testing.T) {
+				ev, opts := g.pipeline(t, testNonce(4))
+				if cached {
+					opts.GPUCache = nvidia.NewCache()
+					if r := mustVerify(t, ev, g.policy, opts); !r.OK() {
+						t.Fatalf("good evidence fails:\n%s", r)
+					}
 				}
-			}
-		})
+				p := g.policy
+				c.change(&ev, &p, &opts)
+				r := mustVerify(t, ev, p, opts)
+				if r.OK() {
+					t.Fatalf("passes:\n%s", r)
+				}
+				for _, name := range c.fails {
+					if !slices.Contains(failed(r), name) {
+						t.Errorf("%q does not fail; failed: %q\n%s", name, failed(r), r)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -388,7 +399,7 @@ func TestPinningPolicyGPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !p.RequireGPU || !slices.Equal(p.GPUDriverVersions, []string{nvidia.SimDriverVersion}) || !slices.Equal(p.GPUVBIOSVersions, []string{nvidia.SimVBIOSVersion}) ||
-		!slices.Equal(p.GPUCCModes, []string{"unknown"}) {
+		!slices.Equal(p.GPUCCModes, []string{"spt"}) {
 		t.Errorf("pinned %+v", p)
 	}
 	if err := p.CarryGPUTrust(&g.policy, g.gpuRoots); err != nil {
@@ -452,4 +463,31 @@ func FuzzVerifyGPUEvidence(f *testing.F) {
 			t.Fatalf("a report of another GPU verifies (%v):\n%s", err, r)
 		}
 	})
+}
+
+// The CC mode line: without gpu_cc_modes any signed CC mode passes, a report that states
+// none (a Hopper's) warns, anything else fails; with it, exactly the modes listed pass.
+func TestCheckCCMode(t *testing.T) {
+	for _, c := range []struct {
+		mode    string
+		allowed []string
+		verdict string
+	}{
+		{"spt", nil, "ok"},
+		{"mpt", nil, "ok"},
+		{"ppcie", nil, "ok"},
+		{"", nil, "warn"},
+		{"off", nil, "fail"},
+		{"spt", []string{"spt"}, "ok"},
+		{"mpt", []string{"spt"}, "fail"},
+		{"", []string{"spt"}, "fail"},
+		{"", []string{"unknown"}, "ok"},
+		{"", []string{"spt", "unknown"}, "ok"},
+	} {
+		r := &Report{}
+		checkCCMode(r, "CC mode", c.mode, c.allowed)
+		if got := r.Checks[0].Verdict(); got != c.verdict {
+			t.Errorf("mode %q, policy %q: %s, want %s", c.mode, c.allowed, r.Checks[0], c.verdict)
+		}
+	}
 }

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 )
 
 // MaxEvidenceBytes bounds the JSON evidence ParseEvidence accepts: a quote of a few KiB,
@@ -84,6 +86,12 @@ type EvidenceOptions struct {
 	// policy's trust_sim_gpu_root. Nil and an empty trust_sim_gpu_root refuse
 	// simulated GPUs.
 	SimGPURoots *SimGPURoots
+	// GPUCache, when set, remembers across calls the GPU device chains and RIMs that
+	// verified (nvidia.Cache), so that a GPU seen before, under the same roots (NVIDIA's,
+	// or the same SimGPURoots), costs its report's one P-384 verification instead of
+	// about a dozen. Share one among the verifications of one client; nil verifies
+	// everything every time.
+	GPUCache *nvidia.Cache
 }
 
 func (o *EvidenceOptions) check() error {

@@ -76,7 +76,7 @@ func TestVerifyGPU(t *testing.T) {
 		{"write a policy", append([]string{"--host", base, "--trust-sim-gpu-root", gpuRoots, "--write-policy", written}, trust...), 0,
 			[]string{"ok   GPU 0 report: "}, ""},
 		{"held to the written policy", []string{"--host", base, "--policy", written, "--strict"}, 0,
-			[]string{"ok   GPU 0 report: ", "ok   GPU 0 driver policy: 999.0.0 is allowed by the policy", "ok   GPU 0 CC mode: unknown: the signed report does not state it, and the policy accepts that", "ok   strict: "}, ""},
+			[]string{"ok   GPU 0 report: ", "ok   GPU 0 driver policy: 999.0.0 is allowed by the policy", "ok   GPU 0 CC mode: spt, a mode the policy accepts", "ok   strict: "}, ""},
 		{"save the evidence", append([]string{"--host", base, "--pipeline", id, "--trust-sim-gpu-root", gpuRoots, "--save-evidence", saved}, trust...), 0,
 			[]string{"ok   GPU 0 report: "}, ""},
 		{"the saved GPU reports verify offline", append([]string{"--evidence", saved, "--trust-sim-gpu-root", gpuRoots}, trust...), 0,

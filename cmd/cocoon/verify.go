@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
 )
@@ -112,6 +113,9 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 	if err != nil {
 		return err
 	}
+	// Boot and pipeline evidence come from the same GPUs: their chains and RIMs are
+	// verified once.
+	opts.GPUCache = nvidia.NewCache()
 	if *simGPURoots != "" {
 		b, err := os.ReadFile(*simGPURoots)
 		if err == nil {
