@@ -314,9 +314,8 @@ func ParseSimGPURoots(b []byte) (*SimGPURoots, error) {
 // gpuVerification is what VerifyEvidence verifies GPU reports with: the policy's RIMs
 // and roots (NVIDIA's, or a simulated GPU's when trusted).
 type gpuVerification struct {
-	opts        nvidia.VerifyOptions
-	simTrusted  bool
-	rimsMissing []string
+	opts       nvidia.VerifyOptions
+	simTrusted bool
 }
 
 // newGPUVerification resolves the GPU roots and RIMs of p and opts.
@@ -398,7 +397,7 @@ func checkGPUs(r *Report, ev Evidence, q *Quote, events []Event, p *Policy, v *g
 		if err != nil || failed {
 			hint := ""
 			if !v.simTrusted {
-				hint = "; a simulated GPU verifies only with its roots trusted explicitly (--trust-sim-gpu-root), to test"
+				hint = "; a simulated GPU's report verifies only with its roots trusted explicitly (--trust-sim-gpu-root), to test"
 			}
 			r.add("fail", gpu+" report", nonceHex, "does not verify as this quote's GPU report (nonce %x, GPUNonce of its REPORTDATA): %v%s", nonce, err, hint)
 			r.fail(gpu+" identity", "not checked: the report does not verify")
@@ -410,11 +409,11 @@ func checkGPUs(r *Report, ev Evidence, q *Quote, events []Event, p *Policy, v *g
 		}
 		r.add("ok", gpu+" report", nonceHex, "over nonce %x, GPUNonce of this quote's REPORTDATA (made for this quote), signed by the GPU's device key under %s", nonce, root)
 		got := gpuIdentityOf(id)
-		r.gpus = append(r.gpus, id)
 		if got != measured[g] {
 			r.add("fail", gpu+" identity", got.String(), "the report establishes %s, the event log measured %s: another GPU, driver or mode than the host measured at boot", got, measured[g])
 			continue
 		}
+		r.gpus = append(r.gpus, id)
 		r.add("ok", gpu+" identity", got.String(), "the GPU the event log measured: %s", got)
 		checkPinned(r, pinned{name: gpu + " driver policy", what: "GPU driver version", allowed: &p.GPUDriverVersions, value: id.DriverVersion})
 		checkPinned(r, pinned{name: gpu + " VBIOS policy", what: "GPU VBIOS version", allowed: &p.GPUVBIOSVersions, value: id.VBIOSVersion})
