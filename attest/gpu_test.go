@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cocoonhost/cocoon/attest/nvidia"
 )
@@ -489,5 +490,32 @@ func TestCheckCCMode(t *testing.T) {
 		if got := r.Checks[0].Verdict(); got != c.verdict {
 			t.Errorf("mode %q, policy %q: %s, want %s", c.mode, c.allowed, r.Checks[0], c.verdict)
 		}
+	}
+}
+
+// An RA-TLS certificate of a host with a GPU carries its boot evidence, GPU report
+// included: a client verifies it in the handshake when it trusts the simulated GPU
+// through its policy (as cocoon chat and proxy do), and refuses it when it does not.
+func TestRATLSWithGPU(t *testing.T) {
+	g := newGPUHost(t)
+	url := serveTLS(t, g.host.TLSConfig(time.Hour))
+	p := g.policy
+	p.TrustSimGPURoot = filepath.Join(g.dir, SimGPURootsFile)
+	trusting, err := NewRATLSVerifier(p, EvidenceOptions{SimRoot: g.sim.Root()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := get(trusting, url); err != nil {
+		t.Fatalf("the simulated GPU trusted: %v", err)
+	}
+	if ev, _, ok := trusting.Pinned(); !ok || len(ev.GPUs) != 1 {
+		t.Errorf("pinned %t with %d GPU reports", ok, len(ev.GPUs))
+	}
+	refusing, err := NewRATLSVerifier(g.policy, EvidenceOptions{SimRoot: g.sim.Root()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := get(refusing, url); !errors.Is(err, ErrRATLS) || !strings.Contains(err.Error(), "GPU 0 report: ") {
+		t.Errorf("the simulated GPU not trusted: %v", err)
 	}
 }
