@@ -66,17 +66,9 @@ func (g *gpuHost) pipeline(t testing.TB, nonce []byte) (Evidence, EvidenceOption
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := json.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := ParseEvidence(b)
-	if err != nil {
-		t.Fatal(err)
-	}
 	opts := g.opts()
 	opts.PipelineID, opts.Nonce = testPipelineID(), nonce
-	return *parsed, opts
+	return roundTrip(t, ev), opts
 }
 
 // check returns the report's check named name, failing the test when there is none.
