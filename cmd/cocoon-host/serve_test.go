@@ -335,6 +335,9 @@ func TestServeConfig(t *testing.T) {
 			if tt.want.StreamFlushInterval == "" {
 				tt.want.StreamFlushInterval = defaultStreamFlushInterval
 			}
+			if tt.want.GPU == "" {
+				tt.want.GPU = attest.GPUModeNone
+			}
 			if err != nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
 			}

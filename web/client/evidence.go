@@ -251,7 +251,8 @@ func (s *SavedSource) options(opts attest.EvidenceOptions, req attest.SavedReque
 
 // PinningPolicy is the policy that pins what boot report r verified; for simulated
 // evidence (mode attest.ModeSim) it trusts, as PEM, the simulator root the
-// verification trusted (opts's, else current's), so that the policy stands alone.
+// verification trusted (opts's, else current's), and it carries the simulated GPU
+// roots and the GPU RIMs the verification used, inline, so that the policy stands alone.
 func PinningPolicy(r *attest.Report, mode string, current *attest.Policy, opts attest.EvidenceOptions) (*attest.Policy, error) {
 	p, err := r.PinningPolicy()
 	if err != nil {
@@ -267,6 +268,11 @@ func PinningPolicy(r *attest.Report, mode string, current *attest.Policy, opts a
 		if root != nil { // evidence that verified as sim had one
 			p.TrustSimRoot = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}))
 		}
+	}
+	// The simulated GPU roots and the GPU RIMs the verification used go inline, so that
+	// the policy file stands alone.
+	if err := p.CarryGPUTrust(current, opts.SimGPURoots); err != nil {
+		return nil, fmt.Errorf("--write-policy: %w", err)
 	}
 	return p, nil
 }
