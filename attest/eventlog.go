@@ -34,7 +34,9 @@ const (
 	// "embedded" or "openai".
 	EventBackend EventType = "backend"
 	// EventModel carries the model's identity, UTF-8 text: "sha256:<hex>" of the model
-	// file for the embedded engine, the served model's name otherwise.
+	// file for the embedded engine, "sha256-tree:<hex>" of the weights folder of a GPU
+	// server whose host measured it (attest/weights), the served models' names (comma
+	// separated) otherwise.
 	EventModel EventType = "model"
 	// EventGPUs carries the identity of every GPU the host attests (GPUsEvent): for
 	// each, the SHA-256 of its device certificate chain, its driver and VBIOS versions

@@ -121,7 +121,8 @@ type Policy struct {
 	// refused unless it is listed here.
 	Backends []string `json:"backends,omitempty"`
 	// Models lists the accepted model identities, as the model event measures them
-	// ("sha256:<hex>" of the model file for the embedded engine).
+	// ("sha256:<hex>" of the model file for the embedded engine, "sha256-tree:<hex>" of
+	// a measured weights folder, see attest/weights).
 	Models []string `json:"models,omitempty"`
 	// Sealing lists the accepted sources of the host's root sealing secret, as the
 	// sealing event measures them: "file" (a TD-private secret the TD image provisions),
