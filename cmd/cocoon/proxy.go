@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
-	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/web/proxy"
 )
@@ -24,12 +21,6 @@ const defaultProxyListen = "127.0.0.1:8787"
 var proxyContext = func() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
-
-// rootList is the repeatable --trust-sim-root.
-type rootList []string
-
-func (r *rootList) String() string     { return strings.Join(*r, ",") }
-func (r *rootList) Set(v string) error { *r = append(*r, v); return nil }
 
 // serveProxy runs `cocoon proxy`: it verifies each host and the pipeline on it, then
 // serves a local OpenAI-compatible API that routes to the verified hosts and checks
@@ -67,10 +58,7 @@ with the new key.`, stderr)
 	pipelineID := fs.String("pipeline", "", "the pipeline to serve (its 64-hex id)")
 	var expect moduleList
 	fs.Var(&expect, "expect-module", "a module hash the pipeline must run (repeatable)")
-	policyPath := fs.String("policy", "", "policy JSON file (default: allow any measurement, and say so)")
-	var simRoots rootList
-	fs.Var(&simRoots, "trust-sim-root", "trust simulated evidence under this root certificate (PEM), for testing only (repeatable: hosts on different simulators)")
-	collateralPath := fs.String("collateral", "", "where Intel's collateral for the TCB status comes from: a cached file (JSON, see attest.Collateral), or \"online\" for Intel PCS")
+	trust := trustFlagsOf(fs, true)
 	release := fs.String("release", string(proxy.ReleaseVerified), "how a streamed answer reaches the app: \"verified\" (held until its signature verifies) or \"live\" (as it arrives, unverified until its end)")
 	listen := fs.String("listen", defaultProxyListen, "local address to serve on; any process that reaches it uses the API key")
 	if err := cli.ParseFlags(fs, args); err != nil {
@@ -90,11 +78,7 @@ with the new key.`, stderr)
 			return err
 		}
 	}
-	policy, opts, err := loadTrust(*policyPath, *collateralPath)
-	if err != nil {
-		return err
-	}
-	roots, err := loadSimRoots(simRoots)
+	policy, opts, roots, _, err := trust()
 	if err != nil {
 		return err
 	}
@@ -121,51 +105,4 @@ with the new key.`, stderr)
 	}
 	fmt.Fprintf(stdout, "\nserving pipeline %s of %s at http://%s/v1 (streams released %s)\n", *pipelineID, strings.Join(hosts, ", "), ln.Addr(), *release)
 	return serveUntil(ctx, ln, p)
-}
-
-// loadTrust loads --policy and --collateral; without them the policy allows any
-// measurement and the TCB status is not evaluated.
-func loadTrust(policyPath, collateralPath string) (*attest.Policy, attest.EvidenceOptions, error) {
-	var opts attest.EvidenceOptions
-	p := &attest.Policy{}
-	var err error
-	if policyPath != "" {
-		if p, err = attest.LoadPolicy(policyPath); err != nil {
-			return nil, opts, err
-		}
-	}
-	switch collateralPath {
-	case "":
-	case "online":
-		opts.Collateral = attest.OnlineCollateral()
-	default:
-		if opts.Collateral, err = attest.LoadCollateral(collateralPath); err != nil {
-			return nil, opts, fmt.Errorf("--collateral: %w", err)
-		}
-	}
-	return p, opts, nil
-}
-
-// loadSimRoots reads each --trust-sim-root.
-func loadSimRoots(paths []string) ([]*x509.Certificate, error) {
-	roots := make([]*x509.Certificate, len(paths))
-	for i, path := range paths {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("--trust-sim-root: %w", err)
-		}
-		if roots[i], err = attest.ParseCertificatePEM(b); err != nil {
-			return nil, fmt.Errorf("--trust-sim-root %s: %w", path, err)
-		}
-	}
-	return roots, nil
-}
-
-// proxyMaxBody bounds what the reviewer's page relay (web.go) copies of a host's
-// answer, as the proxy bounds what it holds.
-const proxyMaxBody = proxy.MaxBody
-
-// writeProxyError answers with an error of the proxy's shape (web.go's relay).
-func writeProxyError(w http.ResponseWriter, status int, code, message string) {
-	(&proxy.Error{Status: status, Code: code, Message: message}).Write(w)
 }

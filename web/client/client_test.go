@@ -4,14 +4,18 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host/backend"
@@ -263,6 +267,14 @@ func TestErrors(t *testing.T) {
 		{"unknown pipeline", func() error { _, err := h.client(t, false).Pipeline(ctx, strings.Repeat("0", 64)); return err }, CodeRefused},
 		{"not a Cocoon host", func() error { _, err := other.Pipelines(ctx); return err }, CodeBadAnswer},
 		{"not evidence", func() error { _, err := other.BootEvidence(ctx, nil); return err }, CodeBadAnswer},
+		{"an answer over the limit", func() error { _, err := other.GetBytes(ctx, "/readyz", 5); return err }, CodeBadAnswer},
+		{"a 404 carries its status", func() error {
+			_, err := h.client(t, false).GetBytes(ctx, "/v1/pipelines/"+strings.Repeat("0", 64)+"/attestation?nonce=00", 1<<20)
+			if e := (*Error)(nil); errors.As(err, &e) && e.Status != http.StatusNotFound {
+				return fmt.Errorf("status %d: %w", e.Status, err)
+			}
+			return err
+		}, CodeRefused},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
@@ -286,5 +298,98 @@ func appendLine(t *testing.T, path, line string) {
 	defer f.Close()
 	if _, err := io.WriteString(f, line+"\n"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// connCounter is a host that counts the connections it accepted and those that
+// closed. With hold set, it answers no request until hold requests are under way (or
+// 5 s passed), so that a burst of hold requests needs hold connections at once.
+type connCounter struct {
+	url            string
+	opened, closed atomic.Int32
+	hold           int32
+	arrived        atomic.Int32
+}
+
+func newConnCounter(t *testing.T, hold int32) *connCounter {
+	t.Helper()
+	cc := &connCounter{hold: hold}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cc.arrived.Add(1)
+		for deadline := time.Now().Add(5 * time.Second); cc.arrived.Load()%max(cc.hold, 1) != 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		io.WriteString(w, `{"data":[]}`)
+	}))
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			cc.opened.Add(1)
+		case http.StateClosed:
+			cc.closed.Add(1)
+		}
+	}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	cc.url = ts.URL
+	return cc
+}
+
+// TestOwnConnections: closing one client's idle connections (a router dropping a
+// restarted host's) closes none of another client's, over http too; and
+// WithMaxIdleConns keeps a burst's connections for the next burst.
+func TestOwnConnections(t *testing.T) {
+	a, b := newConnCounter(t, 0), newConnCounter(t, 0)
+	ca, _ := New(a.url)
+	cb, _ := New(b.url)
+	ctx := context.Background()
+	for _, c := range []*Client{ca, cb} {
+		if _, err := c.Pipelines(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca.HTTPClient().CloseIdleConnections()
+	deadline := time.Now().Add(2 * time.Second)
+	for a.closed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // were b's closed too, its server would see it by now
+	if a.closed.Load() != 1 || b.closed.Load() != 0 {
+		t.Fatalf("closing the idle connections of one client closed %d of its own and %d of another's; want 1 and 0", a.closed.Load(), b.closed.Load())
+	}
+
+	const burst = 8
+	for _, tt := range []struct {
+		name     string
+		opts     []Option
+		reusable bool // the second burst dials nothing
+	}{
+		{"net/http's 2", nil, false},
+		{"WithMaxIdleConns", []Option{WithMaxIdleConns(burst)}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newConnCounter(t, burst)
+			c, _ := New(h.url, tt.opts...)
+			for round := range 2 {
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				for range burst {
+					wg.Go(func() {
+						<-start
+						if _, err := c.Pipelines(ctx); err != nil {
+							t.Error(err)
+						}
+					})
+				}
+				close(start)
+				wg.Wait()
+				if round == 0 {
+					continue
+				}
+				if opened := h.opened.Load(); (opened <= burst) != tt.reusable {
+					t.Errorf("%d connections for two bursts of %d concurrent requests (reusable %v)", opened, burst, tt.reusable)
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,6 @@
 // Package proxy is `cocoon proxy`: a local OpenAI-compatible endpoint for apps that
 // cannot verify a Cocoon host themselves, in front of one host or many that serve one
-// pipeline.
+// pipeline. It reaches each host through a web/client Client of its own.
 //
 //	p, err := proxy.New(proxy.WithHosts(a, b, c), proxy.WithPipeline(id),
 //		proxy.WithSimRoots(root), proxy.WithLog(os.Stderr))
@@ -38,6 +38,13 @@
 // key is known only to the host that saw it), so such a request is answered with a
 // 502 host_error rather than sent elsewhere. A stream that breaks off after part of
 // it reached the app ends with an error event, never with "data: [DONE]".
+//
+// # The reviewer's page relay
+//
+// PageRelay is `cocoon verify --web`'s local server: it serves the reviewer's page
+// from the reviewer's build and relays its evidence GETs to one host, verifying
+// nothing itself (the page does), answering only loopback names when it listens on
+// loopback, and refusing in this package's error shape.
 //
 // # Cost
 //

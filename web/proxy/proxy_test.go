@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/web/client"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
 
@@ -404,7 +405,7 @@ func TestHonoursRetryAfter(t *testing.T) {
 		errContains string
 	}{
 		{"twice", 2, "1", true, 4, 2 * time.Second, ""},
-		{"always", 100, "0", false, 1 + maxRetries, 0, "the host refused (429 Too Many Requests): quotes are rate-limited"},
+		{"always", 100, "0", false, 1 + client.MaxRetries, 0, "the host refused (429 Too Many Requests): quotes are rate-limited"},
 		{"too long to wait", 1, "3600", false, 1, 0, "the host refused (429 Too Many Requests)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -433,33 +434,6 @@ func TestHonoursRetryAfter(t *testing.T) {
 				t.Errorf("the waits are not logged:\n%s", log)
 			}
 		})
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	for _, tt := range []struct {
-		status int
-		value  string
-		wait   time.Duration
-		ok     bool
-	}{
-		{429, "2", 2 * time.Second, true},
-		{503, "0", 0, true},
-		{429, now.Add(10 * time.Second).Format(http.TimeFormat), 10 * time.Second, true},
-		{429, now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
-		{429, "31", 0, false},
-		{429, "99999999999999999999", 0, false},
-		{429, "-1", 0, false},
-		{429, "soon", 0, false},
-		{429, "", 0, false},
-		{500, "1", 0, false},
-		{200, "1", 0, false},
-	} {
-		resp := &http.Response{StatusCode: tt.status, Header: http.Header{"Retry-After": {tt.value}}}
-		if wait, ok := retryAfter(resp, now); ok != tt.ok || (ok && wait != tt.wait) {
-			t.Errorf("%d Retry-After %q: %v %v, want %v %v", tt.status, tt.value, wait, ok, tt.wait, tt.ok)
-		}
 	}
 }
 

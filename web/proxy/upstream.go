@@ -143,7 +143,7 @@ func (u *upstream) setState(s state, why string) {
 // one passes, then a fresh quote of the pipeline's evidence over a random nonce, from
 // the same host key, and the settlement key a Source named. It writes the reports to
 // w. A failed check is an error wrapping errNotVerified that names every failed check;
-// a host without the pipeline is a *refusal for which notFound holds. Cost: a boot
+// a host without the pipeline is a *client.Error for which notFound holds. Cost: a boot
 // evidence request per root tried, one pipeline quote, and the waits a host at its
 // quote rate asks for.
 func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
