@@ -180,6 +180,7 @@ func VerifyEvidence(ev Evidence, p Policy, opts EvidenceOptions) (*Report, error
 	} else {
 		checkBoot(r, ev, q, events, opts)
 	}
+	checkE2EKeys(r, ev)
 	if opts.HostKey != nil {
 		if bytes.Equal(ev.HostKey, opts.HostKey) {
 			r.pass("host key", "the same key as the verified boot evidence")
