@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/web/e2e"
+)
+
+// WithPlaintext sends requests in plaintext instead of sealed to each host's attested
+// end-to-end key (web/E2E.md): allowed only to https hosts, whose RA-TLS handshake
+// pins the attested TLS key, so that no relay reads them; an http host is then
+// refused at verification. By default every request is sealed (ML-KEM-768+X25519),
+// and a host whose evidence has no end-to-end keys is refused.
+func WithPlaintext() Option { return func(c *config) { c.plaintext = true } }
+
+// checkE2E is verification's last step: it takes the end-to-end keys of verified boot
+// evidence (VerifyEvidence checked the host key's signature over them), or checks
+// that plaintext is allowed to this host.
+func (c *config) checkE2E(v *verified, boot *attest.Evidence) error {
+	switch {
+	case c.plaintext && v.conn.ratls == nil && !c.plaintextHTTP:
+		return fmt.Errorf("plaintext requests are allowed over RA-TLS (https) only, and this host is reached over http: a relay would read every prompt")
+	case c.plaintext:
+		return nil
+	case boot.E2EKeys == nil:
+		return fmt.Errorf("its evidence carries no end-to-end keys, so requests cannot be sealed to it (plaintext is allowed over RA-TLS only)")
+	}
+	pub := boot.E2EKeys.Public()
+	v.e2e = &pub
+	return nil
+}
+
+// seal seals a request for path to v: the body and the credentials in header travel
+// inside the envelope. It returns the envelope and the client that opens the answer;
+// nil, nil when v takes plaintext.
+func seal(v *verified, path string, header http.Header, body []byte) ([]byte, *e2e.Client, error) {
+	if v.e2e == nil {
+		return nil, nil, nil
+	}
+	s := e2e.MLKEM768X25519
+	return e2e.SealRequest(s, v.e2e.Key(s), http.MethodPost, path, e2e.Request{Header: header, Body: body})
+}
+
+// unseal replaces a sealed answer's body and headers by what it seals, so that the
+// answer reads as the host's plaintext one: a whole answer is opened at once (a 502
+// unverified-like error when it does not), a stream as it is read (its Read fails,
+// wrapping e2e.ErrE2E, at a record that does not open). An answer the host refused
+// before opening the request (a plaintext 400, 409 or 503) is left as it is: it is not
+// signed for this request, so it cannot pass as the host's answer to it.
+func unseal(resp *http.Response, c *e2e.Client) error {
+	switch resp.Header.Get("Content-Type") {
+	case e2e.ContentType:
+		sealed, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+maxSealOverhead))
+		if err != nil {
+			return err
+		}
+		h, body, err := c.OpenBody(resp.StatusCode, sealed)
+		if err != nil {
+			return err
+		}
+		resp.Header = merge(resp.Header, h)
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+	case "text/event-stream":
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%w: a stream with status %d", e2e.ErrE2E, resp.StatusCode)
+		}
+		st, err := c.OpenStream(resp.Body, MaxBody)
+		if err != nil {
+			return err
+		}
+		resp.Header = merge(resp.Header, st.Header)
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{st, resp.Body}
+	}
+	return nil
+}
+
+// unopened reports whether resp is a host's refusal of a request it could not open
+// (web/E2E.md: a plaintext 400 "e2e_invalid").
+func unopened(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") == e2e.ContentType {
+		return false
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	json.Unmarshal(b, &e)
+	return e.Error.Code == "e2e_invalid"
+}
+
+// maxSealOverhead bounds what sealing adds to a whole answer: the head's JSON and the tag.
+const maxSealOverhead = 32 << 10
+
+// merge returns the visible headers the status line keeps (Retry-After) with the
+// sealed ones over them.
+func merge(outer, sealed http.Header) http.Header {
+	h := sealed.Clone()
+	if ra := outer.Get("Retry-After"); ra != "" && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", ra)
+	}
+	return h
+}
