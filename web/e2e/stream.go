@@ -120,7 +120,7 @@ func (s *Stream) next() error {
 	default:
 		return fmt.Errorf("%w: record %d is not a sealed record event", ErrE2E, s.seq)
 	}
-	ct, err := base64.StdEncoding.DecodeString(b64)
+	ct, err := base64.StdEncoding.Strict().DecodeString(b64)
 	if err != nil {
 		return fmt.Errorf("%w: record %d is not base64", ErrE2E, s.seq)
 	}

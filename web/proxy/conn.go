@@ -29,8 +29,10 @@ const (
 // certificate and pins the first verified TLS key; an http host is verified only by
 // the evidence it serves and the signatures on its answers.
 type conn struct {
-	base  string // without a trailing slash
-	key   string // API key for evidence and pricing; "" for none
+	base string // without a trailing slash
+	// key is the API key for evidence and pricing, sent over RA-TLS only: over http a
+	// relay would read it, and evidence and prices need no credential.
+	key   string
 	http  *http.Client
 	ratls *attest.RATLSVerifier // nil for an http host
 	log   io.Writer             // told of the waits the host asks for
@@ -56,7 +58,7 @@ func dial(base, key string, p attest.Policy, opts attest.EvidenceOptions, log io
 // close drops the conn's idle connections.
 func (c *conn) close() { c.http.CloseIdleConnections() }
 
-// get sends a GET of path with the API key. A 429 or 503 with a Retry-After of at
+// get sends a GET of path, with the API key over RA-TLS. A 429 or 503 with a Retry-After of at
 // most maxRetryWait is asked again after that wait, at most maxRetries times, each wait
 // logged. It fails when the host cannot be reached, or with ctx while it waits.
 func (c *conn) get(ctx context.Context, path string) (*http.Response, error) {
@@ -65,7 +67,7 @@ func (c *conn) get(ctx context.Context, path string) (*http.Response, error) {
 		if err != nil {
 			return nil, fmt.Errorf("the host URL %q: %w", c.base, err)
 		}
-		if c.key != "" {
+		if c.key != "" && c.ratls != nil {
 			req.Header.Set("Authorization", "Bearer "+c.key)
 		}
 		resp, err := c.http.Do(req)

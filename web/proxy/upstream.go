@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
-	"github.com/cocoonhost/cocoon/web/e2e"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 const (
