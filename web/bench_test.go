@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 // BenchmarkHTTP is the README's HTTP-path figure: what the full path adds to a request
@@ -54,6 +56,58 @@ func BenchmarkHTTP(b *testing.B) {
 	}
 	run("http-pipeline", chat(body))
 	run("http-pipeline-stream", chat(streamBody))
+
+	// End-to-end encryption (web/E2E.md) against its baseline in the same run: the same
+	// requests to an attesting host (every answer signed), in plaintext ("signed") and
+	// sealed to its ML-KEM-768+X25519 key, answers opened and streams read to their
+	// end, the client's sealing and opening included ("e2e").
+	h, _ := bootSim(b)
+	fa := newFixture(b, func(c *Config, _ *recorder) { c.Attestation = h })
+	fa.push(`{"abi_version":1,"model":"stories260K","pre":[{"module":"`+host.HashOf(wasm)+`"}],"post":[]}`, wasm)
+	path := "/p/" + id + "/v1/chat/completions"
+	signed := func(body []byte) func() {
+		return func() {
+			if res := fa.do("POST", path, ownerKey, body); res.status != http.StatusOK {
+				b.Fatalf("%d %s", res.status, res.body)
+			}
+		}
+	}
+	pub := h.BootEvidence().E2EKeys.Public().MLKEM768X25519
+	sealed := func(body []byte, stream bool) func() {
+		return func() {
+			env, c, err := e2e.SealRequest(e2e.MLKEM768X25519, pub, http.MethodPost, path,
+				e2e.Request{Header: http.Header{"Authorization": {"Bearer " + ownerKey}}, Body: body})
+			if err != nil {
+				b.Fatal(err)
+			}
+			resp := postEnvelope(b, fa, path, env)
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("%d", resp.StatusCode)
+			}
+			if !stream {
+				raw, err := io.ReadAll(resp.Body)
+				if err == nil {
+					_, _, err = c.OpenBody(resp.StatusCode, raw)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				return
+			}
+			st, err := c.OpenStream(resp.Body, 1<<20)
+			if err == nil {
+				_, err = io.Copy(io.Discard, st)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	run("http-pipeline-signed", signed(body))
+	run("http-pipeline-e2e", sealed(body, false))
+	run("http-pipeline-stream-signed", signed(streamBody))
+	run("http-pipeline-stream-e2e", sealed(streamBody, true))
 }
 
 // BenchmarkHTTPBilled is the README's admission figure: the same non-streaming request

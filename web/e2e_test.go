@@ -29,7 +29,8 @@ func sealedPost(t *testing.T, f *fixture, path, key string, body string, alter f
 	return postEnvelope(t, f, path, env), c
 }
 
-func postEnvelope(t *testing.T, f *fixture, path string, env []byte) *http.Response {
+// postEnvelope posts a sealed request; the test closes the answer's body.
+func postEnvelope(t testing.TB, f *fixture, path string, env []byte) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, f.http.URL+path, bytes.NewReader(env))
 	req.Header.Set("Content-Type", e2e.ContentType)
