@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
@@ -141,4 +143,43 @@ func generations(f *fixture) int {
 	f.backend.mu.Lock()
 	defer f.backend.mu.Unlock()
 	return len(f.backend.requests)
+}
+
+// TestSealedBilledRequest: an escrow-signed request sealed whole (the signature
+// headers and the idempotency key inside) is billed, its receipt travels sealed and
+// verifies, and a retry with the same idempotency key in a new envelope gets the same
+// answer replayed, charged once.
+func TestSealedBilledRequest(t *testing.T) {
+	b := newBilling(t, 1e9, func(c *Config, _ *recorder) { c.Attestation = simAttestation(t) })
+	path := "/v1/chat/completions"
+	pub := b.server.cfg.Attestation.BootEvidence().E2EKeys.Public()
+	send := func() (*http.Response, []byte, http.Header, []byte) {
+		sr := settle.SignedRequest{Account: b.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(), Method: "POST", Path: path, Body: []byte(chatBody), IdempotencyKey: "sealed-retry-1"}
+		h := http.Header{}
+		sr.Sign(h, b.clientKey)
+		env, c, err := e2e.SealRequest(e2e.X25519, pub.X25519, http.MethodPost, path, e2e.Request{Header: h, Body: []byte(chatBody)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := postEnvelope(t, b.fixture, path, env)
+		raw, _ := io.ReadAll(resp.Body)
+		sealedHeader, plain, err := c.OpenBody(resp.StatusCode, raw)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%d %v %s", resp.StatusCode, err, plain)
+		}
+		return resp, raw, sealedHeader, plain
+	}
+	resp, raw, h, plain := send()
+	if resp.Header.Get(settle.ReceiptHeader) != "" || bytes.Contains(raw, []byte(b.account[2:])) {
+		t.Fatal("the receipt crossed the wire in the clear")
+	}
+	first := b.receipt(t, response{resp.StatusCode, h, plain})
+	if first.Cost == 0 || first.Account != b.account {
+		t.Fatalf("receipt %+v", first)
+	}
+	_, _, h2, plain2 := send()
+	again := b.receipt(t, response{200, h2, plain2})
+	if h2.Get(IdempotentReplayHeader) != "true" || again.Seq != first.Seq || !bytes.Equal(plain, plain2) {
+		t.Fatalf("the retry was not the replay of the first answer: %v seq %d, %d", h2, again.Seq, first.Seq)
+	}
 }
