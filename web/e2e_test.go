@@ -133,6 +133,23 @@ func TestSealedRequestRefusals(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || bytes.Contains(raw, []byte("invalid_credentials")) || err != nil || !bytes.Contains(plain, []byte("invalid_credentials")) {
 		t.Fatalf("sealed 401: %d %q %q %v", resp.StatusCode, raw, plain, err)
 	}
+	// A credential outside the envelope (a relay's own) never counts: this one seals none.
+	env, _, _ = e2e.SealRequest(e2e.X25519, pub.X25519, http.MethodPost, path,
+		e2e.Request{Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(e2eChat)})
+	req, _ := http.NewRequest(http.MethodPost, f.http.URL+path, bytes.NewReader(env))
+	req.Header.Set("Content-Type", e2e.ContentType)
+	req.Header.Set("Authorization", "Bearer "+ownerKey)
+	if resp, err := f.http.Client().Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("an outer credential beside a sealed one: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// The envelope's size is bounded before any work.
+	small, _ := attested(t, func(c *Config, _ *recorder) { c.MaxRequestBytes = 1024 })
+	big := bytes.Repeat([]byte{1}, 1024+e2eOverhead+1)
+	if resp := postEnvelope(t, small, path, big); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("an envelope over the limit: %d", resp.StatusCode)
+	}
 	required, _ := attested(t, func(c *Config, _ *recorder) { c.RequireE2E = true })
 	if r := required.do(http.MethodPost, path, ownerKey, e2eChat); r.status != http.StatusBadRequest || r.apiErr(t).Code != "encryption_required" {
 		t.Fatalf("plaintext on a host that requires encryption: %d %s", r.status, r.body)
