@@ -225,7 +225,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 	u.observe(time.Since(start))
 	defer resp.Body.Close()
 	if opener != nil {
-		if err := unseal(resp, opener); err != nil {
+		if err := opener.OpenResponse(resp, MaxBody); err != nil {
 			(&Error{http.StatusBadGateway, CodeUnverified, "the host's sealed answer does not open, so it was not delivered: " + err.Error()}).Write(w)
 			return result{}
 		}

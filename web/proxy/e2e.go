@@ -46,42 +46,6 @@ func seal(v *verified, path string, header http.Header, body []byte) ([]byte, *e
 	return e2e.SealRequest(s, v.e2e.Key(s), http.MethodPost, path, e2e.Request{Header: header, Body: body})
 }
 
-// unseal replaces a sealed answer's body and headers by what it seals, so that the
-// answer reads as the host's plaintext one: a whole answer is opened at once (a 502
-// unverified-like error when it does not), a stream as it is read (its Read fails,
-// wrapping e2e.ErrE2E, at a record that does not open). An answer the host refused
-// before opening the request (a plaintext 400, 409 or 503) is left as it is: it is not
-// signed for this request, so it cannot pass as the host's answer to it.
-func unseal(resp *http.Response, c *e2e.Client) error {
-	switch resp.Header.Get("Content-Type") {
-	case e2e.ContentType:
-		sealed, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody+maxSealOverhead))
-		if err != nil {
-			return err
-		}
-		h, body, err := c.OpenBody(resp.StatusCode, sealed)
-		if err != nil {
-			return err
-		}
-		resp.Header = merge(resp.Header, h)
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-	case "text/event-stream":
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%w: a stream with status %d", e2e.ErrE2E, resp.StatusCode)
-		}
-		st, err := c.OpenStream(resp.Body, MaxBody)
-		if err != nil {
-			return err
-		}
-		resp.Header = merge(resp.Header, st.Header)
-		resp.Body = struct {
-			io.Reader
-			io.Closer
-		}{st, resp.Body}
-	}
-	return nil
-}
-
 // unopened reports whether resp is a host's refusal of a request it could not open
 // (web/E2E.md: a plaintext 400 "e2e_invalid").
 func unopened(resp *http.Response) bool {
@@ -97,17 +61,4 @@ func unopened(resp *http.Response) bool {
 	}
 	json.Unmarshal(b, &e)
 	return e.Error.Code == "e2e_invalid"
-}
-
-// maxSealOverhead bounds what sealing adds to a whole answer: the head's JSON and the tag.
-const maxSealOverhead = 32 << 10
-
-// merge returns the visible headers the status line keeps (Retry-After) with the
-// sealed ones over them.
-func merge(outer, sealed http.Header) http.Header {
-	h := sealed.Clone()
-	if ra := outer.Get("Retry-After"); ra != "" && h.Get("Retry-After") == "" {
-		h.Set("Retry-After", ra)
-	}
-	return h
 }
