@@ -52,7 +52,8 @@ func unopened(resp *http.Response) bool {
 	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") == e2e.ContentType {
 		return false
 	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1)) // relayWhole refuses more
+	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(b))
 	var e struct {
 		Error struct {
