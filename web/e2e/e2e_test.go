@@ -136,7 +136,8 @@ func readStream(c *Client, b []byte) ([]byte, error) {
 }
 
 // TestStreamOrder: a stream with a record dropped, two swapped, cut before its final
-// record, or with bytes after it, fails.
+// record, with bytes after it, or with a record marked final that was not sealed so
+// (truncation dressed as an end), fails.
 func TestStreamOrder(t *testing.T) {
 	k := testKeys(t)
 	env, c := sealTest(t, k, X25519)
@@ -155,6 +156,8 @@ func TestStreamOrder(t *testing.T) {
 		"final early":    cat(head, r1, o.StreamRecord(2, true, nil)[len("event: final\n"):]),
 		"after final":    cat(head, r1, r2, end, r1),
 		"unmarked final": cat(head, r1, r2, end[len("event: final\n"):]),
+		// A relay that marks a record final to end the stream early.
+		"marked final": cat(head, r1, []byte("event: final\n"), r2),
 	} {
 		if got, err := readStream(c, b); !errors.Is(err, ErrE2E) {
 			t.Errorf("%s: read %q, err %v", name, got, err)
