@@ -152,8 +152,8 @@ CONTRACTS_DIR := settle/contracts
 $(CONTRACTS_DIR)/node_modules/.package-lock.json: $(CONTRACTS_DIR)/package.json $(CONTRACTS_DIR)/package-lock.json
 	npm ci --prefix $(CONTRACTS_DIR) --no-audit --no-fund
 
-# Compiles the escrow contract (settle/contracts/escrow.tolk) into the committed
-# settle/contracts/build/escrow.boc that the Go code embeds.
+# Compiles the contracts (settle/contracts/escrow.tolk, registry.tolk) into the committed
+# settle/contracts/build/*.boc that the Go code embeds.
 contracts: $(CONTRACTS_DIR)/node_modules/.package-lock.json
 	npm run --prefix $(CONTRACTS_DIR) build
 

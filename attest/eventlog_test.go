@@ -7,8 +7,6 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -23,6 +21,7 @@ func bootEvents() []Event {
 		SandboxPolicyEvent(sha256.Sum256([]byte("policy"))),
 		BackendEvent("embedded"),
 		ModelEvent("sha256:" + strings.Repeat("ab", 32)),
+		GPUsEvent(nil),
 		SealingEvent(SealingFile),
 		SettlementKeyEvent(testSettlementKey),
 		SettlementKeyOriginEvent(SettlementKeyGenerated),
@@ -117,9 +116,10 @@ func TestLogAppendRefuses(t *testing.T) {
 		// sealed only once every required event is there.
 		{"ABI version after the sandbox policy", []Event{bootEvents()[0], bootEvents()[2]}, bootEvents()[1], ErrEventOrder},
 		{"backend after the model", append(bootEvents()[:3:3], bootEvents()[4]), bootEvents()[3], ErrEventOrder},
-		{"sealing after the settlement key", append(bootEvents()[:5:5], bootEvents()[6]), SealingEvent(SealingFile), ErrEventOrder},
+		{"sealing after the settlement key", append(bootEvents()[:6:6], bootEvents()[7]), SealingEvent(SealingFile), ErrEventOrder},
+		{"gpus after sealing", append(bootEvents()[:5:5], bootEvents()[6]), GPUsEvent(nil), ErrEventOrder},
 		{"sealed without a backend", bootEvents()[:3], SealEvent(), ErrMissingEvent},
-		{"sealed with a settlement key but no origin", bootEvents()[:7], SealEvent(), ErrMissingEvent},
+		{"sealed with a settlement key but no origin", bootEvents()[:8], SealEvent(), ErrMissingEvent},
 		{"unknown type", nil, Event{Type: "debug-shell"}, ErrUnknownEvent},
 		{"short hash", nil, Event{Type: EventHostBinary, Data: []byte{1}}, ErrEventData},
 		{"empty backend", nil, BackendEvent(""), ErrEventData},
@@ -270,24 +270,6 @@ func TestParseEventLogRefuses(t *testing.T) {
 				t.Fatalf("ParseEventLog = %v, want %v", err, tt.want)
 			}
 		})
-	}
-}
-
-func TestTDXRegisterErrors(t *testing.T) {
-	dir := t.TempDir()
-	missing := &TDXRegister{path: filepath.Join(dir, "rtmr3:sha384")}
-	if err := missing.Extend([48]byte{}); err == nil {
-		t.Error("Extend on a missing attribute succeeded")
-	}
-	if _, err := missing.Read(); err == nil {
-		t.Error("Read on a missing attribute succeeded")
-	}
-	short := filepath.Join(dir, "short")
-	if err := os.WriteFile(short, []byte{1, 2, 3}, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := (&TDXRegister{path: short}).Read(); err == nil || !strings.Contains(err.Error(), "want 48") {
-		t.Errorf("Read of 3 bytes = %v", err)
 	}
 }
 

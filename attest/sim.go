@@ -32,9 +32,6 @@ const (
 	SimRootFile = "sim-root.pem"
 	// simRootKeyFile holds the root's private key (PKCS #8 PEM, mode 0600).
 	simRootKeyFile = "sim-root-key.pem"
-	// SimSealingRootFile is the name, in the directory given to SimSealer, of the
-	// simulator's root sealing secret: 32 random bytes, mode 0600.
-	SimSealingRootFile = "sim-sealing-root"
 	// SimOrganization is the subject organisation of every simulator certificate. The
 	// common names must be Intel's, because go-tdx-guest's verifier checks them; the
 	// organisation tells a reader, and Verify, that the chain is not Intel's.
@@ -439,29 +436,6 @@ func createSimRoot(certPath, keyPath string, name pkix.Name) (*x509.Certificate,
 		return nil, nil, err
 	}
 	return cert, key, nil
-}
-
-// SimSealer returns the Sealer of a host without TDX: its root sealing secret is
-// SimSealingRootFile in dir, created (with dir) on first use. Its source is SealingSim.
-// The secret lives on the data disk beside the simulator's root key, so sealing in sim
-// mode protects nothing against whoever can read that disk; it exists so that the code
-// that seals and authenticates runs, and is tested, without TDX. It fails on a secret
-// file of the wrong size, which it never replaces: that would orphan everything sealed
-// under the old one.
-func SimSealer(dir string) (*Sealer, error) {
-	path := filepath.Join(dir, SimSealingRootFile)
-	root, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		root = make([]byte, MinSealingSecret)
-		rand.Read(root) // never fails (crypto/rand)
-		if err = os.MkdirAll(dir, 0o700); err == nil {
-			err = writeNew(path, root, 0o600)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("attest: sim sealing root: %w", err)
-	}
-	return newSealer(SealingSim, path, root)
 }
 
 // writeNew writes b to a file that must not exist yet, and syncs it.

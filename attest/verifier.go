@@ -16,6 +16,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cocoonhost/cocoon/attest/nvidia"
+	"github.com/cocoonhost/cocoon/host/manifest"
 )
 
 // MaxEvidenceBytes bounds the JSON evidence ParseEvidence accepts: a quote of a few KiB,
@@ -80,6 +83,16 @@ type EvidenceOptions struct {
 	// LoadCollateral); nil leaves the status unevaluated, which only a policy whose
 	// min_tcb_status is "any" accepts.
 	Collateral CollateralSource
+	// SimGPURoots, when set, are a simulated GPU's roots to trust instead of the
+	// policy's trust_sim_gpu_root. Nil and an empty trust_sim_gpu_root refuse
+	// simulated GPUs.
+	SimGPURoots *SimGPURoots
+	// GPUCache, when set, remembers across calls the GPU device chains and RIMs that
+	// verified (nvidia.Cache), so that a GPU seen before, under the same roots (NVIDIA's,
+	// or the same SimGPURoots), costs its report's one P-384 verification instead of
+	// about a dozen. Share one among the verifications of one client; nil verifies
+	// everything every time.
+	GPUCache *nvidia.Cache
 }
 
 func (o *EvidenceOptions) check() error {
@@ -124,14 +137,16 @@ func (o *EvidenceOptions) check() error {
 // chain that measured it; then for boot evidence the nonce (without one the report is
 // not fresh) and the REPORTDATA binding of the keys, log and nonce; for pipeline
 // evidence the pipeline id, the nonce, the binding of nonce, manifest and host key, the
-// manifest itself, and the modules or manifest expected; the host key of opts; and with
-// opts.Strict the "strict" check. When the quote does not verify the remaining checks
+// manifest itself, and the modules or manifest expected; the GPUs (checkGPUs: each
+// GPU's report over GPUNonce of the quote's REPORTDATA, step by step, its identity
+// against the gpus event, its driver, VBIOS and CC mode against the policy); the host
+// key of opts; and with opts.Strict the "strict" check. When the quote does not verify the remaining checks
 // are not run, since nothing in it can be trusted.
 //
 // The evidence is trustworthy only when the report is OK. The error is for a caller's
 // mistake (an invalid policy or options, an unreadable trust_sim_root), never for bad
 // evidence. Cost: one VerifyQuote, under a millisecond with sim evidence (no
-// collateral).
+// collateral), and one nvidia.Verify per GPU report.
 func VerifyEvidence(ev Evidence, p Policy, opts EvidenceOptions) (*Report, error) {
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
@@ -154,6 +169,10 @@ func VerifyEvidence(ev Evidence, p Policy, opts EvidenceOptions) (*Report, error
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
+	}
+	gpus, err := newGPUVerification(&p, opts, now)
+	if err != nil {
+		return nil, err
 	}
 
 	pipeline := opts.PipelineID != ""
@@ -180,6 +199,7 @@ func VerifyEvidence(ev Evidence, p Policy, opts EvidenceOptions) (*Report, error
 	} else {
 		checkBoot(r, ev, q, events, opts)
 	}
+	checkGPUs(r, ev, q, events, &p, gpus)
 	checkE2EKeys(r, ev)
 	if opts.HostKey != nil {
 		if bytes.Equal(ev.HostKey, opts.HostKey) {
@@ -617,24 +637,24 @@ func checkPipeline(r *Report, ev Evidence, q *Quote, opts EvidenceOptions) {
 	if got == opts.PipelineID {
 		r.manifest = ev.Manifest
 	}
-	modules := m.modules()
+	modules := m.Modules()
 	summary := "no modules: prompts reach the model unchanged"
 	if len(modules) > 0 {
 		summary = "modules " + strings.Join(modules, ", ")
 	}
 	c := r.add("ok", "manifest", "", "%s; model %q, ABI version %d", summary, m.Model, m.ABIVersion)
-	c.more = m.lines()
+	c.more = manifestLines(m)
 	checkExpected(r, m, ev.Manifest, opts)
 }
 
 // checkExpected compares the pipeline's manifest with the modules and the manifest the
 // client expects.
-func checkExpected(r *Report, m *canonicalManifest, raw []byte, opts EvidenceOptions) {
+func checkExpected(r *Report, m *manifest.Manifest, raw []byte, opts EvidenceOptions) {
 	switch {
 	case len(opts.ExpectModules) > 0:
 		var missing []string
 		for _, want := range opts.ExpectModules {
-			if !slices.Contains(m.modules(), want) {
+			if !slices.Contains(m.Modules(), want) {
 				missing = append(missing, want)
 			}
 		}
@@ -657,75 +677,58 @@ func checkExpected(r *Report, m *canonicalManifest, raw []byte, opts EvidenceOpt
 		r.pass("expected manifest", "the pipeline is exactly the one expected: the same model, modules in the same order, with the same configs and limits")
 		return
 	}
-	r.fail("expected manifest", "the pipeline is not the one expected: %s", strings.Join(m.diff(want), "; "))
+	r.fail("expected manifest", "the pipeline is not the one expected: %s", strings.Join(manifestDiff(m, want), "; "))
 }
 
-// canonicalManifest is a pipeline's canonical manifest as evidence carries it (see
-// host.Manifest.Canonical, which attest does not import): configs and limits stay the
-// exact bytes the pipeline id covers.
-type canonicalManifest struct {
-	ABIVersion int              `json:"abi_version"`
-	Model      string           `json:"model"`
-	Pre        []manifestModule `json:"pre"`
-	Post       []manifestModule `json:"post"`
-}
-
-type manifestModule struct {
-	Module string          `json:"module"`
-	Config json.RawMessage `json:"config"`
-	Limits json.RawMessage `json:"limits"`
-}
-
-// parseManifest decodes strictly the members Manifest.Canonical writes, and checks
-// each module's hash.
-func parseManifest(b []byte) (*canonicalManifest, error) {
-	var m canonicalManifest
-	if err := decodeStrict(b, MaxEvidenceBytes, &m, errManifestEncoding, "manifest"); err != nil {
-		return nil, err
+// parseManifest decodes a pipeline's manifest as evidence carries it, with the parser
+// a host checks an upload with (manifest.Parse: strict, every bound of SPEC.md), so
+// that a verifier takes no manifest a host would refuse. The evidence's bytes are what
+// the pipeline id covers; Canonical gives them back for a manifest a host made.
+func parseManifest(b []byte) (*manifest.Manifest, error) {
+	m, err := manifest.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errManifestEncoding, err)
 	}
-	for _, mm := range append(slices.Clip(m.Pre), m.Post...) {
-		if err := checkSHA256Identity(mm.Module); err != nil {
-			return nil, fmt.Errorf("module %v", err)
-		}
-	}
-	return &m, nil
+	return m, nil
 }
 
-// modules returns the manifest's module hashes, pre then post, in order, each once.
-func (m *canonicalManifest) modules() []string {
-	var out []string
-	for _, mm := range append(slices.Clip(m.Pre), m.Post...) {
-		if !slices.Contains(out, mm.Module) {
-			out = append(out, mm.Module)
-		}
-	}
-	return out
-}
-
-// stages returns the pre and post stages, named.
-func (m *canonicalManifest) stages() []struct {
+// manifestStage is one stage of a manifest, named as SPEC.md names it.
+type manifestStage struct {
 	name    string
-	modules []manifestModule
-} {
-	return []struct {
-		name    string
-		modules []manifestModule
-	}{{"pre", m.Pre}, {"post", m.Post}}
+	modules []manifest.Module
+}
+
+func manifestStages(m *manifest.Manifest) []manifestStage {
+	return []manifestStage{{"pre", m.Pre}, {"post", m.Post}}
+}
+
+// canonicalModule renders a module's config and limits as a canonical manifest holds
+// them (manifest.Manifest.Canonical), so that the report shows the bytes the pipeline
+// id covers: the config's compact JSON or null, the limits members as given, in their
+// order (a host fills in every default; a manifest that does not says so here).
+func canonicalModule(mm manifest.Module) (config, limits string) {
+	config = "null"
+	if mm.Config != nil {
+		config = string(mm.Config)
+	}
+	b, _ := json.Marshal(mm.Limits) // plain integers: cannot fail
+	return config, string(b)
 }
 
 // lines renders the manifest's modules for the report, one line each, pre then post.
-func (m *canonicalManifest) lines() []string {
+func manifestLines(m *manifest.Manifest) []string {
 	var out []string
-	for _, st := range m.stages() {
+	for _, st := range manifestStages(m) {
 		for i, mm := range st.modules {
-			out = append(out, fmt.Sprintf("%s %d: %s config %s limits %s", st.name, i+1, mm.Module, mm.Config, mm.Limits))
+			config, limits := canonicalModule(mm)
+			out = append(out, fmt.Sprintf("%s %d: %s config %s limits %s", st.name, i+1, mm.Module, config, limits))
 		}
 	}
 	return out
 }
 
-// diff says how m differs from want, member by member.
-func (m *canonicalManifest) diff(want *canonicalManifest) []string {
+// manifestDiff says how m differs from want, member by member.
+func manifestDiff(m, want *manifest.Manifest) []string {
 	var out []string
 	if m.ABIVersion != want.ABIVersion {
 		out = append(out, fmt.Sprintf("ABI version %d, expected %d", m.ABIVersion, want.ABIVersion))
@@ -733,15 +736,17 @@ func (m *canonicalManifest) diff(want *canonicalManifest) []string {
 	if m.Model != want.Model {
 		out = append(out, fmt.Sprintf("model %q, expected %q", m.Model, want.Model))
 	}
-	for i, st := range m.stages() {
-		wantModules := want.stages()[i].modules
+	for i, st := range manifestStages(m) {
+		wantModules := manifestStages(want)[i].modules
 		if len(st.modules) != len(wantModules) {
 			out = append(out, fmt.Sprintf("%d %s modules, expected %d", len(st.modules), st.name, len(wantModules)))
 		}
 		for j := range min(len(st.modules), len(wantModules)) {
 			got, exp := st.modules[j], wantModules[j]
+			gotConfig, gotLimits := canonicalModule(got)
+			expConfig, expLimits := canonicalModule(exp)
 			for _, d := range []struct{ what, got, want string }{
-				{"module", got.Module, exp.Module}, {"config", string(got.Config), string(exp.Config)}, {"limits", string(got.Limits), string(exp.Limits)},
+				{"module", got.Module, exp.Module}, {"config", gotConfig, expConfig}, {"limits", gotLimits, expLimits},
 			} {
 				if d.got != d.want {
 					out = append(out, fmt.Sprintf("%s %d %s is %s, expected %s", st.name, j+1, d.what, d.got, d.want))

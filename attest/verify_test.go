@@ -274,15 +274,6 @@ func TestSimMeasurements(t *testing.T) {
 	}
 }
 
-func TestTDXUnavailable(t *testing.T) {
-	if Available() {
-		t.Skip("this machine is a TDX guest")
-	}
-	if _, err := NewTDX(); !errors.Is(err, ErrNoTDX) {
-		t.Fatalf("NewTDX = %v, want ErrNoTDX", err)
-	}
-}
-
 func FuzzParseQuote(f *testing.F) {
 	s, roots := newTestSim(f)
 	f.Add(simQuote(f, s, [64]byte{}))

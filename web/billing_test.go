@@ -626,7 +626,9 @@ func TestBilledMaxPrice(t *testing.T) {
 	path := "/v1/chat/completions"
 	q := b.service.Pricer().Quote()
 	worst := q.Prices.Cost(settle.Usage{PromptTokens: 512, CompletionTokens: 16, ComputeUnits: 100_000}, q.LoadMilli, 1<<63)
-	capped := func(v string) string { return strings.Replace(chatBody, `"max_tokens":16`, `"max_tokens":16,"max_price":`+v, 1) }
+	capped := func(v string) string {
+		return strings.Replace(chatBody, `"max_tokens":16`, `"max_tokens":16,"max_price":`+v, 1)
+	}
 	below := strconv.FormatUint(worst-1, 10)
 
 	for _, tt := range []struct {

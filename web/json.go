@@ -1,13 +1,10 @@
 package web
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/cocoonhost/cocoon/host"
@@ -58,28 +55,4 @@ func bodyError(err error, limit int64, timeout time.Duration) error {
 func bodyTooLarge(limit int64) *apiError {
 	return errorf(http.StatusRequestEntityTooLarge, typeInvalidRequest, "body_too_large",
 		"the request body is over the limit of %d bytes", limit)
-}
-
-// jsonProblem words an encoding/json error for a client.
-func jsonProblem(err error) error {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return errors.New("empty body: expected JSON")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("invalid JSON: unexpected end of input")
-	case errors.As(err, &syntax):
-		return fmt.Errorf("invalid JSON at byte %d: %v", syntax.Offset, syntax)
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return fmt.Errorf("JSON %s where an object is required", typ.Value)
-		}
-		return fmt.Errorf("JSON %s for field %q", typ.Value, typ.Field)
-	}
-	// encoding/json has no error type for unknown fields; its wording is stable.
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("unknown member %s", name)
-	}
-	return errors.New(strings.TrimPrefix(err.Error(), "json: "))
 }

@@ -188,3 +188,174 @@ func TestStalledRelayIsCut(t *testing.T) {
 		t.Fatalf("receipt of the cut stream: %+v; want cancelled, charging at most the %d tokens taken", r, emitted.Load())
 	}
 }
+
+// pacedRelay is a relay fixture whose host paces reads by interval
+// (Config.StreamFlushInterval), and the URL of its chat route, served through a
+// counter of the flushes the host makes.
+func pacedRelay(t *testing.T, interval time.Duration, flushes *atomic.Int64, answer http.HandlerFunc) (*fixture, string) {
+	t.Helper()
+	f := newFixture(t, relayBackend(t, answer), func(c *Config, _ *recorder) { c.StreamFlushInterval = interval })
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.server.Handler().ServeHTTP(flushCounter{w, flushes}, r)
+	}))
+	t.Cleanup(hs.Close)
+	return f, hs.URL + "/v1/chat/completions"
+}
+
+// flushCounter counts the flushes of a response.
+type flushCounter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (f flushCounter) FlushError() error {
+	f.n.Add(1)
+	return flushError(f.ResponseWriter)
+}
+
+func (f flushCounter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// streamTokens posts a streamed chat request to url and passes the text of every
+// content chunk to token as it is read, until token returns false or the stream ends.
+func streamTokens(t *testing.T, url string, token func(string) bool) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url,
+		strings.NewReader(`{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"stream":true}`))
+	setAuth(req, ownerKey)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	lines := bufio.NewScanner(res.Body)
+	for lines.Scan() {
+		if s := parseSSE(t, []byte(lines.Text()+"\n")); len(s.chunks) == 1 && s.text() != "" && !token(s.text()) {
+			return
+		}
+	}
+}
+
+// TestRelayFirstTokenAtOnce performs the failure a flush interval invites at the
+// start of a stream, with an interval of 30 s: the first token must still reach the
+// client at once (within 10 s), and a client that leaves must end the host's wait for
+// the next read (within 10 s), not leave the generation asleep for the rest of the
+// interval.
+func TestRelayFirstTokenAtOnce(t *testing.T) {
+	read := make(chan struct{})
+	var flushes atomic.Int64
+	f, url := pacedRelay(t, 30*time.Second, &flushes, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, upstreamChunk("Once"))
+		http.NewResponseController(w).Flush()
+		select {
+		case <-read:
+		case <-time.After(10 * time.Second):
+			t.Error("the client did not get the first token within 10 s of the upstream sending it")
+		}
+		io.WriteString(w, upstreamChunk(" upon")+upstreamEnd)
+	})
+	streamTokens(t, url, func(text string) bool {
+		if text != "Once" {
+			t.Errorf("the first token read is %q", text)
+		}
+		close(read)
+		return false // the client leaves
+	})
+	select {
+	case end := <-f.backend.ended:
+		if end.result.FinishReason != "cancelled" {
+			t.Fatalf("the generation ended with %+v, %v; want it cancelled", end.result, end.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the generation still runs 10 s after its client left")
+	}
+}
+
+// TestRelayHoldsNothingRead performs the stall a paced relay must survive: the
+// upstream sends two tokens in one write, then waits until the client has them. The
+// host must relay what it read before it waits for the interval and the next read,
+// not hold it for that read, which would never come.
+func TestRelayHoldsNothingRead(t *testing.T) {
+	read := make(chan string)
+	var flushes atomic.Int64
+	_, url := pacedRelay(t, 300*time.Millisecond, &flushes, func(w http.ResponseWriter, r *http.Request) {
+		for _, batch := range [][]string{{"Once"}, {" upon", " a time"}} {
+			for _, token := range batch {
+				io.WriteString(w, upstreamChunk(token))
+			}
+			http.NewResponseController(w).Flush()
+			for _, token := range batch {
+				select {
+				case got := <-read:
+					if got != token {
+						t.Errorf("the client read %q, the upstream sent %q", got, token)
+					}
+				case <-time.After(10 * time.Second):
+					t.Errorf("the client did not get %q within 10 s of the upstream sending it", token)
+					return
+				}
+			}
+		}
+		io.WriteString(w, upstreamEnd)
+	})
+	var text strings.Builder
+	streamTokens(t, url, func(token string) bool {
+		text.WriteString(token)
+		select {
+		case read <- token:
+			return true
+		case <-time.After(15 * time.Second):
+			t.Errorf("the upstream no longer waits for the client, which has read %q", text.String())
+			return false
+		}
+	})
+	if text.String() != "Once upon a time" {
+		t.Fatalf("the client read %q", text.String())
+	}
+}
+
+// TestRelayPacesFastUpstream checks both sides of the flush interval on an upstream
+// that sends a token every 10 ms for 3 s: the host relays them in batches, a flush
+// per interval (200 ms) rather than one per token, and no token reaches the client
+// later than the interval after the upstream sent it, give or take the machine's
+// scheduling (1.3 s allowed, for a loaded machine), where holding tokens until the
+// stream ends would hold the first ones for 3 s.
+func TestRelayPacesFastUpstream(t *testing.T) {
+	const (
+		tokens   = 300
+		interval = 200 * time.Millisecond
+		slack    = 1300 * time.Millisecond
+	)
+	var (
+		flushes atomic.Int64
+		sent    [tokens]atomic.Int64 // unix nanoseconds
+	)
+	_, url := pacedRelay(t, interval, &flushes, func(w http.ResponseWriter, r *http.Request) {
+		for i := range tokens {
+			sent[i].Store(time.Now().UnixNano())
+			io.WriteString(w, upstreamChunk(fmt.Sprintf(" %d", i)))
+			http.NewResponseController(w).Flush()
+			time.Sleep(10 * time.Millisecond)
+		}
+		io.WriteString(w, upstreamEnd)
+	})
+	n, worst := 0, time.Duration(0)
+	streamTokens(t, url, func(text string) bool {
+		if text != fmt.Sprintf(" %d", n) {
+			t.Fatalf("token %d is %q", n, text)
+		}
+		worst = max(worst, time.Since(time.Unix(0, sent[n].Load())))
+		n++
+		return true
+	})
+	if n != tokens {
+		t.Fatalf("the client read %d tokens, want %d", n, tokens)
+	}
+	if worst > interval+slack {
+		t.Errorf("a token reached the client %v after the upstream sent it; want at most the interval, %v (and %v of slack)", worst, interval, slack)
+	}
+	// 3 s of tokens make about 15 intervals; a flush per token would be 300.
+	if got := flushes.Load(); got > 60 {
+		t.Errorf("the host flushed %d times for %d tokens over %v; want about one flush per interval of %v", got, tokens, tokens*10*time.Millisecond, interval)
+	}
+	t.Logf("%d flushes, the slowest token %v after the upstream sent it", flushes.Load(), worst)
+}

@@ -9,6 +9,8 @@ import (
 	"hash"
 	"net/http"
 	"strconv"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cocoonhost/cocoon/host"
@@ -48,6 +50,15 @@ type sseWriter struct {
 	coalesce bool
 	pending  []byte
 	written  int
+
+	// interval is Config.StreamFlushInterval: the idle hook lets the backend read
+	// no sooner than interval after the last flush (flushedAt), sleeping on pause,
+	// so that the server's tokens gather in the socket meanwhile and are read,
+	// relayed and flushed together. cancelled ends such a sleep early.
+	interval  time.Duration
+	flushedAt time.Time
+	pause     *time.Timer
+	cancelled <-chan struct{}
 
 	// event is where the next delta event is encoded; head is the start of every
 	// delta event of model headModel, encoded once (appendDeltaEvent).
@@ -101,6 +112,22 @@ func (s *sseWriter) stream() func(string) error { return s.delta }
 // that sends faster than this between two waits gets a write every coalesceBytes.
 const coalesceBytes = 32 << 10
 
+// pendingBuffer is what sseWriter.pending starts from, recycled in pendingBuffers:
+// room for coalesceBytes and the event that passes it, so that a stream's batches
+// neither grow their buffer nor allocate one each.
+type pendingBuffer [coalesceBytes + 8<<10]byte
+
+var pendingBuffers = sync.Pool{New: func() any { return new(pendingBuffer) }}
+
+// release returns the stream's pending buffer to pendingBuffers; the stream writes
+// nothing more through it.
+func (s *sseWriter) release() {
+	if cap(s.pending) == len(pendingBuffer{}) {
+		pendingBuffers.Put((*pendingBuffer)(s.pending[:cap(s.pending)]))
+	}
+	s.pending = nil
+}
+
 // write writes whole events, at once or, while the backend's idle hook will
 // (coalesce), when it is called. Once they are flushed, under the server's write
 // deadline (writeDeadlines), every backend delta taken so far counts as delivered; on
@@ -116,6 +143,9 @@ func (s *sseWriter) write(events []byte) error {
 		h.Set("Content-Type", contentTypeSSE)
 		sseHeaders(h)
 		s.w.WriteHeader(http.StatusOK)
+	}
+	if s.pending == nil {
+		s.pending = pendingBuffers.Get().(*pendingBuffer)[:0]
 	}
 	s.pending = append(s.pending, events...)
 	s.written = s.call.deltas
@@ -136,18 +166,49 @@ func (s *sseWriter) flush() error {
 		return fmt.Errorf("%w: %v", errClientGone, err)
 	}
 	s.call.delivered = s.written
+	if s.interval > 0 {
+		s.flushedAt = time.Now()
+	}
 	return nil
 }
 
-// idle is the backend's idle hook (backend.WithIdle): the backend is about to wait
-// for its server, so what it emitted goes to the client now. Its first call tells
-// that the backend calls it before every wait: events wait for it from then on.
+// idle is the backend's idle hook (backend.WithIdle): the backend is about to read
+// from its server, and may wait, so what it emitted goes to the client now. Its first
+// call tells that the backend calls it before every read: events wait for it from
+// then on. Within interval of the last flush it then sleeps out the rest of the
+// interval (or until the request is cancelled) before letting the backend read:
+// what the server sends meanwhile gathers in the socket and is read, relayed and
+// flushed together. So the first content goes out at once, nothing the backend read
+// waits for its next read, a token waits at most interval before it is read, and a
+// fast server's stream costs a read and a flush per interval rather than per token.
 func (s *sseWriter) idle() error {
 	s.coalesce = true
-	if len(s.pending) == 0 {
-		return nil
+	if len(s.pending) > 0 {
+		if err := s.flush(); err != nil {
+			return err
+		}
 	}
-	return s.flush()
+	if !s.flushedAt.IsZero() {
+		if wait := s.interval - time.Since(s.flushedAt); wait > 0 {
+			s.sleep(wait)
+		}
+	}
+	return nil
+}
+
+// sleep waits for d or until the request is cancelled. It reuses one timer per
+// stream.
+func (s *sseWriter) sleep(d time.Duration) {
+	if s.pause == nil {
+		s.pause = time.NewTimer(d)
+	} else {
+		s.pause.Reset(d)
+	}
+	select {
+	case <-s.pause.C:
+	case <-s.cancelled:
+		s.pause.Stop()
+	}
 }
 
 // generated ends coalescing when the backend returned err: what it emitted is flushed
@@ -247,6 +308,7 @@ func appendJSONString(dst []byte, s string) []byte {
 // answer; otherwise the closing events, split before "data: [DONE]", or, after a
 // failure, the error event. What was written before is in stored.Before when kept.
 func (s *sseWriter) ending(r *http.Request, res *host.Result, err error) ending {
+	s.release()
 	e := ending{call: s.call, res: res, err: err, started: s.started, sent: s.transcript.Len(), digest: s.digest}
 	switch {
 	case err != nil && !s.started:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/internal/strictjson"
 )
 
 // maxManifestBytes bounds the manifest of an upload, as JSON: 32 modules with a config
@@ -200,7 +201,7 @@ func (d *uploadDecoder) name() (string, error) {
 	}
 	var name string
 	if err := json.Unmarshal(append(raw, '"'), &name); err != nil {
-		return "", d.fail(nil, "%v", jsonProblem(err))
+		return "", d.fail(nil, "%v", strictjson.Problem(err))
 	}
 	return name, nil
 }

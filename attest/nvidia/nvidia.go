@@ -62,17 +62,17 @@ var (
 // Errors of GPU evidence verification, one per reason; the errors of Verify, ParseReport
 // and ParseRIM wrap exactly one. Their messages hold nothing secret: evidence is public.
 var (
-	ErrReport         = errors.New("nvidia: malformed GPU attestation report")
-	ErrCertChain      = errors.New("nvidia: invalid certificate chain")
-	ErrUntrustedRoot  = errors.New("nvidia: certificate chain does not lead to a trusted root")
-	ErrSignature      = errors.New("nvidia: the GPU report's signature does not verify with the device key")
-	ErrNonce          = errors.New("nvidia: the GPU report is not bound to the nonce")
-	ErrFWID           = errors.New("nvidia: the GPU report's firmware ID is not the device certificate's")
-	ErrRIM            = errors.New("nvidia: malformed or unacceptable reference integrity manifest")
-	ErrRIMSignature   = errors.New("nvidia: the RIM's signature does not verify")
-	ErrVersion        = errors.New("nvidia: the GPU runs another version than the RIM describes")
-	ErrMeasurement    = errors.New("nvidia: a GPU measurement matches none of the RIM's values")
-	ErrNotChecked     = errors.New("nvidia: not checked")
+	ErrReport        = errors.New("nvidia: malformed GPU attestation report")
+	ErrCertChain     = errors.New("nvidia: invalid certificate chain")
+	ErrUntrustedRoot = errors.New("nvidia: certificate chain does not lead to a trusted root")
+	ErrSignature     = errors.New("nvidia: the GPU report's signature does not verify with the device key")
+	ErrNonce         = errors.New("nvidia: the GPU report is not bound to the nonce")
+	ErrFWID          = errors.New("nvidia: the GPU report's firmware ID is not the device certificate's")
+	ErrRIM           = errors.New("nvidia: malformed or unacceptable reference integrity manifest")
+	ErrRIMSignature  = errors.New("nvidia: the RIM's signature does not verify")
+	ErrVersion       = errors.New("nvidia: the GPU runs another version than the RIM describes")
+	ErrMeasurement   = errors.New("nvidia: a GPU measurement matches none of the RIM's values")
+	ErrNotChecked    = errors.New("nvidia: not checked")
 )
 
 // pinnedPool parses an embedded root into a pool of its own.

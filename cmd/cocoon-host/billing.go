@@ -15,7 +15,7 @@ import (
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
 	"github.com/cocoonhost/cocoon/abi"
-	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/seal"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
@@ -94,6 +94,10 @@ type billing struct {
 	settler *settle.Settler
 	ledger  *ledger.Ledger
 	key     ed25519.PrivateKey
+	// api and wallet are the chain connection and the host's wallet, which the
+	// registrar (register.go) shares.
+	api    ton.APIClientWrapped
+	wallet *wallet.Wallet
 }
 
 // check validates the settlement settings.
@@ -127,7 +131,7 @@ func (c *billingConfig) check() error {
 // (authenticated under a key sealer derives), which it gives parts to close, and returns
 // the service and settler (which runServe starts). The wallet's seed stays in this
 // function.
-func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, sealer *attest.Sealer, log *slog.Logger, parts *lifecycle.Owner) (*billing, error) {
+func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, sealer *seal.Sealer, log *slog.Logger, parts *lifecycle.Owner) (*billing, error) {
 	words, err := readSecret(cfg.WalletSeedFile)
 	if err != nil {
 		return nil, fmt.Errorf("wallet_seed_file: %w", err)
@@ -173,7 +177,7 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 		return nil, err
 	}
 	log.Info("billing", "wallet", w.WalletAddress().String(), "settlement_key", hex.EncodeToString(key.Public().(ed25519.PublicKey)), "network", cfg.TONNetwork)
-	return &billing{service: service, settler: settler, ledger: l, key: key}, nil
+	return &billing{service: service, settler: settler, ledger: l, key: key, api: api, wallet: w}, nil
 }
 
 // prune forgets, every pruneEvery until ctx is done, the request hashes and idempotency

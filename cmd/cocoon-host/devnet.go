@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -24,25 +26,40 @@ import (
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
+	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/registry"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 func init() {
-	register("devnet", "run a local TON network for development: the escrow on the TVM emulator, over the liteserver protocol", devnet)
+	register("devnet", "run a local TON network for development: the escrow and a market registry on the TVM emulator, over the liteserver protocol", devnet)
 }
 
 // The files devnet keeps in its data directory. The chain itself lives in memory: each
 // start is a fresh chain that funds the same wallets again.
 const (
-	devnetTONConfig  = "ton-config.json" // the global config listing the liteserver
-	devnetServerKey  = "liteserver.key"  // the liteserver's ed25519 seed (hex), so the config stays valid
-	devnetHostSeed   = "host.seed"       // the host's wallet seed
-	devnetClientSeed = "client.seed"     // the client's wallet seed
+	devnetTONConfig  = "ton-config.json"     // the global config listing the liteserver
+	devnetServerKey  = "liteserver.key"      // the liteserver's ed25519 seed (hex), so the config stays valid
+	devnetHostSeed   = "host.seed"           // the host's wallet seed
+	devnetClientSeed = "client.seed"         // the client's wallet seed
+	devnetOwnerSeed  = "registry-owner.seed" // the registry owner's wallet seed
 	devnetHostConfig = "host-config.json"
+	// devnetRegistryAddr holds the registry's address (the chain is new at each start,
+	// the address the same: it follows from the owner and the allowlist).
+	devnetRegistryAddr = "registry.address"
+)
+
+// The devnet registry's settings: a small stake, and delays of an hour, which the admin
+// API's advance shows in seconds.
+const (
+	devnetMinStake     = 1e9 // nanoTON
+	devnetChangeDelay  = 3600
+	devnetUnstakeDelay = 3600
 )
 
 // devnetAheadLimit is how far ahead of the machine's clock the chain's may be moved:
@@ -63,12 +80,17 @@ const devnetUsage = `devnet --data DIR [--listen ADDR] [--admin ADDR] [--clock-b
 
 Runs a local TON network for development: the real escrow contract (and any contract
 sent to it) executed by the TVM emulator, served over the real liteserver protocol on
-loopback, with Merkle proofs the clients check as on testnet. It writes into DIR:
+loopback, with Merkle proofs the clients check as on testnet. It deploys a market
+registry (settle/REGISTRY.md) owned by a devnet wallet, whose allowlist admits this
+build of cocoon-host with the default model, with a 1 TON minimum stake and delays of an
+hour. It writes into DIR:
 
-  ton-config.json    the global config that lists its liteserver (ton_config, --ton-config)
-  host.seed          a funded wallet for the host (wallet_seed_file)
-  client.seed        a funded wallet for the client (cocoon --seed-file)
-  host-config.json   a cocoon-host serve --config with billing on this network
+  ton-config.json      the global config that lists its liteserver (ton_config, --ton-config)
+  host.seed            a funded wallet for the host (wallet_seed_file)
+  client.seed          a funded wallet for the client (cocoon --seed-file)
+  registry-owner.seed  the registry owner's funded wallet
+  registry.address     the registry's address (serve --registry)
+  host-config.json     a cocoon-host serve --config with billing on this network
 
 The chain lives in memory: every start is a new chain that funds the same wallets again.
 Its clock runs with the machine's but starts --clock-behind it, so that it can be moved
@@ -80,9 +102,9 @@ time. The admin API on --admin (loopback only):
   POST /v1/fund?address=A&ton=N    credit N TON to an address
   GET  /v1/time                    the chain's clock, unix seconds
 
-What differs from testnet: one block per message cascade, produced at once (no
-consensus, no validators, no shards); blocks hold only what proofs need; nothing is
-persisted.`
+What differs from testnet: one block per message cascade, produced at once, and an
+empty one every 5 seconds so that get-methods see time pass (no consensus, no validators,
+no shards); blocks hold only what proofs need; nothing is persisted.`
 
 // devnetConfig is devnet's flags.
 type devnetConfig struct {
@@ -161,6 +183,20 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 		}
 		wallets[name] = addr
 	}
+	ownerKey, err := devnetKey(filepath.Join(cfg.data, devnetOwnerSeed))
+	if err != nil {
+		return fmt.Errorf("%s: %w", devnetOwnerSeed, err)
+	}
+	allow, err := localAllowlist()
+	if err != nil {
+		return err
+	}
+	registryAddr, registryOwner, err := deployRegistry(ctx, chain, ownerKey, fund, func(owner *address.Address) registry.Params {
+		return devnetRegistry(owner, allow)
+	})
+	if err != nil {
+		return err
+	}
 	global, err := tonemu.GlobalConfig(cfg.listen, serverKey.Public().(ed25519.PublicKey))
 	if err != nil {
 		return cli.UsageError(fmt.Sprintf("--listen %q: %v", cfg.listen, err))
@@ -175,6 +211,10 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	if err := writeHostConfig(cfg.data, configPath); err != nil {
 		return err
 	}
+	// Scripts read the registry's address here; it is also in the output.
+	if err := os.WriteFile(filepath.Join(cfg.data, devnetRegistryAddr), []byte(registryAddr.String()+"\n"), 0o600); err != nil {
+		return err
+	}
 
 	owner := lifecycle.New(log)
 	defer owner.Stop()
@@ -182,6 +222,7 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	if err := serveUntilDone(owner, "liteserver", cfg.listen, srv.ListenAndServe, srv.Close); err != nil {
 		return err
 	}
+	owner.Go("block producer", func(ctx context.Context) error { return produceBlocks(ctx, chain, devnetBlockInterval) })
 	admin := &http.Server{Addr: cfg.admin, Handler: devnetAdmin(chain), ReadHeaderTimeout: 10 * time.Second}
 	if err := serveUntilDone(owner, "admin API", cfg.admin, func(string) error { return admin.ListenAndServe() }, admin.Close); err != nil {
 		return err
@@ -192,6 +233,7 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	fmt.Fprintf(stdout, "  ton_config    %s\n", configPath)
 	fmt.Fprintf(stdout, "  host wallet   %s (%s TON), seed in %s\n", wallets[devnetHostSeed].String(), settle.FormatTON(fund), filepath.Join(cfg.data, devnetHostSeed))
 	fmt.Fprintf(stdout, "  client wallet %s (%s TON), seed in %s\n", wallets[devnetClientSeed].String(), settle.FormatTON(fund), filepath.Join(cfg.data, devnetClientSeed))
+	fmt.Fprintf(stdout, "  registry      %s (owner %s, seed in %s)\n", registryAddr.String(), registryOwner.String(), filepath.Join(cfg.data, devnetOwnerSeed))
 	fmt.Fprintf(stdout, "  host config   cocoon-host serve --config %s\n", filepath.Join(cfg.data, devnetHostConfig))
 	fmt.Fprintf(stdout, "  advance time  curl -X POST 'http://%s/v1/advance?by=2h'\n", cfg.admin)
 
@@ -200,6 +242,27 @@ func runDevnet(ctx context.Context, cfg devnetConfig, fund uint64, stdout io.Wri
 	case <-owner.Failed():
 	}
 	return errors.Join(owner.Err(), owner.Stop())
+}
+
+// devnetBlockInterval is how often the devnet seals an empty block, as validators
+// produce blocks while time passes: get-methods run at the newest block's time, and a
+// registry's allowlist change or unstake delay would otherwise look pending until the
+// next message.
+const devnetBlockInterval = 5 * time.Second
+
+// produceBlocks seals an empty block every interval until ctx is done, and returns ctx's
+// error.
+func produceBlocks(ctx context.Context, chain *tonemu.Chain, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			chain.Tick()
+		}
+	}
 }
 
 // serveUntilDone starts serve(addr) as owner's part name, checking first that addr can
@@ -230,18 +293,72 @@ func serveUntilDone(owner *lifecycle.Owner, name, addr string, serve func(string
 // devnetWallet reads the seed file at path, creating it on the first start, and
 // returns its V5R1 wallet's address (mainnet id, as cocoon's --ton-network default).
 func devnetWallet(path string) (*address.Address, error) {
-	words, err := readSecret(path)
-	var key ed25519.PrivateKey
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		key, err = tonnet.CreateSeedFile(path)
-	case err == nil:
-		key, err = tonnet.SeedKey(strings.Fields(words))
-	}
+	key, err := devnetKey(path)
 	if err != nil {
 		return nil, err
 	}
 	return tonnet.WalletAddress(key, wallet.MainnetGlobalID)
+}
+
+// devnetKey reads the seed file at path, creating it on the first start, and returns
+// its wallet key.
+func devnetKey(path string) (ed25519.PrivateKey, error) {
+	words, err := readSecret(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return tonnet.CreateSeedFile(path)
+	case err == nil:
+		return tonnet.SeedKey(strings.Fields(words))
+	}
+	return nil, err
+}
+
+// localAllowlist admits what this machine's host measures with the default model: this
+// executable (devnet runs the same binary as serve), this ABI version and sandbox policy,
+// and the default model's weights.
+func localAllowlist() (registry.Allowlist, error) {
+	exe, err := attest.ExecutableSHA256()
+	if err != nil {
+		return registry.Allowlist{}, fmt.Errorf("measure this executable: %w", err)
+	}
+	policy := sha256.Sum256(attest.SandboxPolicy())
+	return registry.Allowlist{Entries: []registry.Entry{
+		{Kind: registry.KindHostBinary, Value: exe[:]},
+		{Kind: registry.KindABIVersion, Value: binary.BigEndian.AppendUint32(nil, abi.Version)},
+		{Kind: registry.KindSandboxPolicy, Value: policy[:]},
+		{Kind: registry.KindModel, Value: []byte("sha256:" + modelFiles[0].sha256)},
+	}}, nil
+}
+
+// devnetRegistry is a registry with the devnet's settings, allow as its allowlist and
+// owner as its owner.
+func devnetRegistry(owner *address.Address, allow registry.Allowlist) registry.Params {
+	return registry.Params{Owner: owner, MinStake: big.NewInt(devnetMinStake),
+		ChangeDelay: devnetChangeDelay, UnstakeDelay: devnetUnstakeDelay, Allowlist: allow}
+}
+
+// deployRegistry deploys the registry of params(owner) owned by the wallet of ownerKey,
+// which it funds with fund nanoTON; it returns the registry's and the owner's addresses.
+func deployRegistry(ctx context.Context, chain *tonemu.Chain, ownerKey ed25519.PrivateKey, fund uint64, params func(owner *address.Address) registry.Params) (addr, owner *address.Address, err error) {
+	w, err := chain.NewWallet(ownerKey, fund)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := params(w.WalletAddress())
+	si, err := p.StateInit()
+	if err != nil {
+		return nil, nil, err
+	}
+	if addr, err = p.Address(0); err != nil {
+		return nil, nil, err
+	}
+	if err := tonemu.Send(ctx, w, addr, 1e9, registry.TopUpBody(0), si); err != nil {
+		return nil, nil, fmt.Errorf("deploy the registry: %w", err)
+	}
+	if tx := chain.LastTransaction(addr); tx == nil || !tx.Success {
+		return nil, nil, errors.New("deploy the registry: the contract did not run")
+	}
+	return addr, w.WalletAddress(), nil
 }
 
 // loadOrCreateKey reads the ed25519 seed (hex) at path, creating it on the first start.
@@ -307,6 +424,7 @@ func devnetAdmin(chain *tonemu.Chain) http.Handler {
 			return
 		}
 		chain.Advance(by)
+		chain.Tick() // get-methods run at the newest block's time
 		fmt.Fprintf(w, "chain time %s\n", chain.Now().UTC().Format(time.RFC3339))
 	})
 	mux.HandleFunc("POST /v1/fund", func(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,10 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/internal/nettest"
+	"github.com/cocoonhost/cocoon/settle/registry"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 // startDevnet runs devnet until the test ends and returns its data directory and admin
@@ -80,6 +84,37 @@ func TestDevnet(t *testing.T) {
 		t.Fatalf("client wallet: %v, %v; want 1000 TON", balance, err)
 	}
 
+	// The registry is deployed, owned by the owner wallet, its address in
+	// registry.address, and its allowlist admits this build: read over the liteserver,
+	// proofs checked.
+	b, err := os.ReadFile(filepath.Join(dir, devnetRegistryAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	regAddr, err := address.ParseAddr(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("%s: %v", devnetRegistryAddr, err)
+	}
+	st, err := registry.GetState(ctx, api, regAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerKey, err := devnetKey(filepath.Join(dir, devnetOwnerSeed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := tonnet.WalletAddress(ownerKey, wallet.MainnetGlobalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := localAllowlist()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Owner.StringRaw() != owner.StringRaw() || st.MinStake.Int64() != devnetMinStake || len(st.Current.Entries) != len(local.Entries) || len(st.Hosts) != 0 {
+		t.Fatalf("devnet registry %+v", st)
+	}
+
 	before, err := api.GetTime(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -120,5 +155,38 @@ func TestCheckLoopback(t *testing.T) {
 		if err := checkLoopback("--admin", addr); (err == nil) != ok {
 			t.Errorf("checkLoopback(%q) = %v, want ok %v", addr, err, ok)
 		}
+	}
+}
+
+// TestProduceBlocks: the devnet seals blocks while time passes, and stops when told.
+func TestProduceBlocks(t *testing.T) {
+	chain, err := tonemu.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- produceBlocks(ctx, chain, 5*time.Millisecond) }()
+	first, err := chain.CurrentMasterchainInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := chain.CurrentMasterchainInfo(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.SeqNo >= first.SeqNo+3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("block %d after 10 s, from %d", b.SeqNo, first.SeqNo)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("produceBlocks returned %v", err)
 	}
 }

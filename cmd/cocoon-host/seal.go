@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/seal"
+	"github.com/cocoonhost/cocoon/attest/tdx"
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 )
@@ -48,7 +50,7 @@ func resolveAttestMode(cfg *serveConfig) string {
 	if cfg.Attest != "auto" {
 		return cfg.Attest
 	}
-	if attest.Available() {
+	if tdx.Available() {
 		return attest.ModeTDX
 	}
 	return attest.ModeSim
@@ -58,17 +60,17 @@ func resolveAttestMode(cfg *serveConfig) string {
 // when given (refused inside the data directory, which is a disk the machine's owner
 // can read, and anywhere else that is not memory-backed), else the simulator's in
 // DATA/attest in sim mode, else none (on TDX without a sealing key file).
-func openSealer(cfg *serveConfig, mode string) (*attest.Sealer, error) {
+func openSealer(cfg *serveConfig, mode string) (*seal.Sealer, error) {
 	switch {
 	case cfg.SealingKeyFile != "":
 		if inside(cfg.SealingKeyFile, cfg.Data) {
 			return nil, fmt.Errorf("--sealing-key-file %s is inside the data directory %s: the root sealing secret must never be on the data disk", cfg.SealingKeyFile, cfg.Data)
 		}
-		return attest.SealerFromFile(cfg.SealingKeyFile)
+		return seal.FromFile(cfg.SealingKeyFile)
 	case mode == attest.ModeSim:
-		return attest.SimSealer(filepath.Join(cfg.Data, "attest"))
+		return seal.Sim(filepath.Join(cfg.Data, "attest"))
 	default:
-		return attest.NoSealing(), nil
+		return seal.None(), nil
 	}
 }
 
@@ -90,9 +92,9 @@ func inside(path, dir string) bool {
 // openRegistry opens the pipeline registry in DATA/pipelines, its owners authenticated
 // under a key derived from s; without a root sealing secret it keeps pipelines in memory
 // only, since the owners of a file it wrote could not be authenticated at the next start.
-func openRegistry(s *attest.Sealer, sandbox *host.Sandbox, store *host.Store, data string) (reg *host.Registry, persistent bool, err error) {
+func openRegistry(s *seal.Sealer, sandbox *host.Sandbox, store *host.Store, data string) (reg *host.Registry, persistent bool, err error) {
 	key, err := s.MACKey(macPipelines)
-	if errors.Is(err, attest.ErrNoSealing) {
+	if errors.Is(err, seal.ErrNoSealing) {
 		reg, err = host.OpenRegistry(sandbox, store, "", nil)
 		return reg, false, err
 	}
@@ -106,7 +108,7 @@ func openRegistry(s *attest.Sealer, sandbox *host.Sandbox, store *host.Store, da
 // openLedger opens the ledger in DATA/ledger.db, its records authenticated under a key
 // derived from s; the settlement key verifies the receipts of a ledger an earlier version
 // wrote before it is upgraded.
-func openLedger(s *attest.Sealer, data string, settlementKey ed25519.PublicKey, opts ...ledger.Option) (*ledger.Ledger, error) {
+func openLedger(s *seal.Sealer, data string, settlementKey ed25519.PublicKey, opts ...ledger.Option) (*ledger.Ledger, error) {
 	key, err := s.MACKey(macLedger)
 	if err != nil {
 		return nil, err
@@ -126,7 +128,7 @@ func openLedger(s *attest.Sealer, data string, settlementKey ed25519.PublicKey, 
 // plain file beside a sealed one with another key, or a ledger without any key file, is
 // an error saying what to restore. Without a root sealing secret it fails with
 // errNoSealingForBilling.
-func settlementKey(data string, s *attest.Sealer) (ed25519.PrivateKey, string, error) {
+func settlementKey(data string, s *seal.Sealer) (ed25519.PrivateKey, string, error) {
 	if s.Source() == attest.SealingNone {
 		return nil, "", errNoSealingForBilling
 	}
@@ -182,7 +184,7 @@ func settlementKey(data string, s *attest.Sealer) (ed25519.PrivateKey, string, e
 }
 
 // openSettlementKey opens a sealed settlement key file: an ed25519 seed, then its origin.
-func openSettlementKey(s *attest.Sealer, blob []byte) (ed25519.PrivateKey, string, error) {
+func openSettlementKey(s *seal.Sealer, blob []byte) (ed25519.PrivateKey, string, error) {
 	b, err := s.Open(sealSettlementKey, blob)
 	if err != nil {
 		return nil, "", err

@@ -19,13 +19,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/seal"
 	"github.com/cocoonhost/cocoon/settle"
 )
 
 // simSettlementKey reads the settlement key a sim-mode host keeps in data.
 func simSettlementKey(t *testing.T, data string) ed25519.PrivateKey {
 	t.Helper()
-	sealer, err := attest.SimSealer(filepath.Join(data, "attest"))
+	sealer, err := seal.Sim(filepath.Join(data, "attest"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +56,8 @@ func holdsKey(b []byte, key ed25519.PrivateKey) bool {
 // created sealed, reopened, an earlier version's plain key sealed in place, and every
 // way the file can be damaged or withheld refused rather than replaced by a new key.
 func TestSettlementKeySealed(t *testing.T) {
-	newSealer := func(t *testing.T, data string) *attest.Sealer {
-		s, err := attest.SimSealer(filepath.Join(data, "attest"))
+	newSealer := func(t *testing.T, data string) *seal.Sealer {
+		s, err := seal.Sim(filepath.Join(data, "attest"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,9 +125,9 @@ func TestSettlementKeySealed(t *testing.T) {
 
 	refusals := []struct {
 		name, want string
-		setup      func(t *testing.T, data string) *attest.Sealer
+		setup      func(t *testing.T, data string) *seal.Sealer
 	}{
-		{"tampered sealed file", "does not open", func(t *testing.T, data string) *attest.Sealer {
+		{"tampered sealed file", "does not open", func(t *testing.T, data string) *seal.Sealer {
 			s := newSealer(t, data)
 			settlementKey(data, s)
 			path := filepath.Join(data, sealedSettlementKeyFile)
@@ -135,26 +136,26 @@ func TestSettlementKeySealed(t *testing.T) {
 			os.WriteFile(path, b, 0o600)
 			return s
 		}},
-		{"sealed under another root secret", "does not open", func(t *testing.T, data string) *attest.Sealer {
+		{"sealed under another root secret", "does not open", func(t *testing.T, data string) *seal.Sealer {
 			settlementKey(data, newSealer(t, data))
-			os.Remove(filepath.Join(data, "attest", attest.SimSealingRootFile))
+			os.Remove(filepath.Join(data, "attest", seal.SimRootFile))
 			return newSealer(t, data) // a new root
 		}},
-		{"a planted plain key beside the sealed one", "hold different settlement keys", func(t *testing.T, data string) *attest.Sealer {
+		{"a planted plain key beside the sealed one", "hold different settlement keys", func(t *testing.T, data string) *seal.Sealer {
 			s := newSealer(t, data)
 			settlementKey(data, s)
 			os.WriteFile(filepath.Join(data, plainSettlementKeyFile), []byte(strings.Repeat("ab", 32)), 0o600)
 			return s
 		}},
-		{"a ledger whose key is gone", "a new key would strand every escrow", func(t *testing.T, data string) *attest.Sealer {
+		{"a ledger whose key is gone", "a new key would strand every escrow", func(t *testing.T, data string) *seal.Sealer {
 			os.WriteFile(filepath.Join(data, ledgerFile), nil, 0o600)
 			return newSealer(t, data)
 		}},
-		{"a plain key that is not a seed", "not a hex ed25519 seed", func(t *testing.T, data string) *attest.Sealer {
+		{"a plain key that is not a seed", "not a hex ed25519 seed", func(t *testing.T, data string) *seal.Sealer {
 			os.WriteFile(filepath.Join(data, plainSettlementKeyFile), []byte("zz"), 0o600)
 			return newSealer(t, data)
 		}},
-		{"no sealing source", "--sealing-key-file", func(*testing.T, string) *attest.Sealer { return attest.NoSealing() }},
+		{"no sealing source", "--sealing-key-file", func(*testing.T, string) *seal.Sealer { return seal.None() }},
 	}
 	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
@@ -254,7 +255,7 @@ func TestServeSealingSource(t *testing.T) {
 		{"in the data directory", onDisk, "is inside the data directory"},
 		{"on a disk", elsewhere, "not in memory-backed storage"},
 	}
-	if checkDisk := (func() error { _, err := attest.SealerFromFile(elsewhere); return err })(); checkDisk == nil {
+	if checkDisk := (func() error { _, err := seal.FromFile(elsewhere); return err })(); checkDisk == nil {
 		cases = cases[:1] // the temporary directory is in memory here
 	}
 	for _, tc := range cases {

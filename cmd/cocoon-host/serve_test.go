@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/tdx"
 	"github.com/cocoonhost/cocoon/attest/weights"
 )
 
@@ -291,6 +292,13 @@ func TestServeConfig(t *testing.T) {
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", ShutdownTimeout: "1m"}, ""},
 		{"bad shutdown timeout", []string{"--shutdown-timeout", "soon"}, serveConfig{}, `shutdown_timeout "soon": want a positive duration`},
 		{"negative shutdown timeout", []string{"--shutdown-timeout", "-1s"}, serveConfig{}, `shutdown_timeout "-1s"`},
+		{"stream flush interval", []string{"--data", "/d", "--stream-flush-interval", "5ms"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", StreamFlushInterval: "5ms"}, ""},
+		{"no stream pacing", []string{"--data", "/d", "--config", file("pacing.json", `{"stream_flush_interval": "0s"}`)},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", StreamFlushInterval: "0s"}, ""},
+		{"bad stream flush interval", []string{"--stream-flush-interval", "soon"}, serveConfig{}, `stream_flush_interval "soon": want a duration from 0 to 1s`},
+		{"negative stream flush interval", []string{"--stream-flush-interval", "-1ms"}, serveConfig{}, `stream_flush_interval "-1ms"`},
+		{"stream flush interval too long", []string{"--stream-flush-interval", "1h"}, serveConfig{}, `stream_flush_interval "1h"`},
 		{"unknown price member", []string{"--config", file("price.json", `{"prices": {"per_token": 1}}`)}, serveConfig{}, `unknown member "per_token"`},
 	}
 	for _, tt := range tests {
@@ -323,6 +331,12 @@ func TestServeConfig(t *testing.T) {
 			}
 			if tt.want.TelegramInitDataMaxAge == "" {
 				tt.want.TelegramInitDataMaxAge = "24h"
+			}
+			if tt.want.StreamFlushInterval == "" {
+				tt.want.StreamFlushInterval = defaultStreamFlushInterval
+			}
+			if tt.want.GPU == "" {
+				tt.want.GPU = attest.GPUModeNone
 			}
 			if err != nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
@@ -375,7 +389,7 @@ func TestServeAttestSim(t *testing.T) {
 
 // A forced tdx on a machine without TDX stops start-up and says what to do.
 func TestServeAttestTDXUnavailable(t *testing.T) {
-	if attest.Available() {
+	if tdx.Available() {
 		t.Skip("this machine is a TDX guest")
 	}
 	model, err := filepath.Abs(testModelDir())
@@ -383,8 +397,8 @@ func TestServeAttestTDXUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = runServe(context.Background(), []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--model-dir", model, "--attest", "tdx"}, io.Discard, io.Discard)
-	if !errors.Is(err, attest.ErrNoTDX) || !strings.Contains(err.Error(), "--attest sim") {
-		t.Errorf("error %v, want ErrNoTDX naming --attest sim", err)
+	if !errors.Is(err, tdx.ErrUnavailable) || !strings.Contains(err.Error(), "--attest sim") {
+		t.Errorf("error %v, want tdx.ErrUnavailable naming --attest sim", err)
 	}
 }
 

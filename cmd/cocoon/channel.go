@@ -20,6 +20,7 @@ import (
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/escrow"
+	webclient "github.com/cocoonhost/cocoon/web/client"
 )
 
 const channelUsage = `channel open|deposit|status|withdraw [flags]
@@ -130,14 +131,14 @@ then the client key that signs requests.`, stderr)
 	if err != nil {
 		return err
 	}
-	c, policy, opts, err := host.connect()
+	c, err := host.connect()
 	if err != nil {
 		return err
 	}
 	ctx := context.Background()
-	prices, err := c.settledHost(ctx, policy, opts, stderr)
+	prices, err := c.VerifiedPriceList(ctx)
 	if err != nil {
-		return err
+		return printFailedChecks(err, stderr)
 	}
 	hostWallet, err := address.ParseRawAddr(prices.Wallet)
 	if err != nil {
@@ -156,7 +157,7 @@ then the client key that signs requests.`, stderr)
 		rand.Read(b[:])
 		p.ChannelID = binary.BigEndian.Uint64(b[:])
 	}
-	var w *clientWallet
+	var w *webclient.Wallet
 	if p.ClientAddr == nil {
 		var api ton.APIClientWrapped
 		if !*printOnly {
@@ -164,7 +165,7 @@ then the client key that signs requests.`, stderr)
 				return err
 			}
 		}
-		if w, err = openWallet(api, key, tonOpts); err != nil {
+		if w, err = webclient.OpenWallet(api, key, tonOpts.networkID()); err != nil {
 			return err
 		}
 		p.ClientAddr = w.WalletAddress()
@@ -179,11 +180,11 @@ then the client key that signs requests.`, stderr)
 	}
 
 	out := newOutput(stdout)
-	out.line("host", fmt.Sprintf("%s: settlement key %x, measured in its verified attestation", c.base, prices.HostKey))
+	out.line("host", fmt.Sprintf("%s: settlement key %x, measured in its verified attestation", c.BaseURL(), prices.HostKey))
 	out.line("prices", priceSummary(prices))
 	out.line("deposit", fmt.Sprintf("%s TON, sent with %s TON more that the escrow keeps for gas and storage",
 		settle.FormatTON(deposit.nano), settle.FormatTON(escrow.DepositReserve)))
-	t := transfer{to: addr, value: deposit.nano + escrow.DepositReserve, body: escrow.DepositBody(uint64(time.Now().Unix())), init: init}
+	t := webclient.DepositTransfer(addr, deposit.nano, init)
 	if *printOnly {
 		out.line("escrow", fmt.Sprintf("%s (%s)", tonOpts.show(addr, true), addr.StringRaw()))
 		out.line("client", fmt.Sprintf("%s, client key %x", tonOpts.show(p.ClientAddr, false), p.ClientKey))
@@ -192,28 +193,28 @@ then the client key that signs requests.`, stderr)
 			return err
 		}
 		fmt.Fprintln(stdout, "\nSend this transfer from the client wallet; it deploys the escrow:")
-		return t.print(newOutput(stdout), tonOpts)
+		return printTransfer(newOutput(stdout), t, tonOpts)
 	}
 	if err := out.flush(); err != nil {
 		return err
 	}
 
-	switch _, err := escrow.GetState(ctx, w.api, addr); {
+	switch _, err := escrow.GetState(ctx, w.API, addr); {
 	case err == nil:
 		return fmt.Errorf("escrow %s exists already: add to it with `cocoon channel deposit`, or open another with --channel-id", tonOpts.show(addr, true))
 	case !errors.Is(err, escrow.ErrNotDeployed):
 		return err
 	}
-	if err := w.send(ctx, t); err != nil {
+	if err := w.Send(ctx, t); err != nil {
 		return err
 	}
-	st, err := waitEscrow(ctx, w.api, addr, "been deployed", func(st *escrow.State, err error) bool {
+	st, err := webclient.WaitEscrow(ctx, w.API, addr, "been deployed", func(st *escrow.State, err error) bool {
 		return !errors.Is(err, escrow.ErrNotDeployed)
 	})
 	if err != nil {
 		return err
 	}
-	return printEscrow(ctx, stdout, w.api, addr, st, tonOpts)
+	return printEscrow(ctx, stdout, w.API, addr, st, tonOpts)
 }
 
 // channelDeposit adds to an escrow.
@@ -253,32 +254,32 @@ transfer for a wallet elsewhere instead.`, stderr)
 	if err != nil {
 		return err
 	}
-	t := transfer{to: addr, value: amount.nano + escrow.DepositReserve, body: escrow.DepositBody(uint64(time.Now().Unix()))}
+	t := webclient.DepositTransfer(addr, amount.nano, nil)
 	if *printOnly {
-		return t.print(newOutput(stdout), tonOpts)
+		return printTransfer(newOutput(stdout), t, tonOpts)
 	}
 	ctx := context.Background()
 	w, err := dialWallet(ctx, *seedFile, tonOpts)
 	if err != nil {
 		return err
 	}
-	before, err := readEscrow(ctx, w.api, addr, w.WalletAddress())
+	before, err := webclient.ReadEscrow(ctx, w.API, addr, w.WalletAddress())
 	if err != nil {
 		return err
 	}
 	if before.CheckOpen() != nil {
 		return fmt.Errorf("escrow %s is closing (a withdrawal was requested): it takes no more deposits", tonOpts.show(addr, true))
 	}
-	if err := w.send(ctx, t); err != nil {
+	if err := w.Send(ctx, t); err != nil {
 		return err
 	}
-	st, err := waitEscrow(ctx, w.api, addr, "taken the deposit", func(st *escrow.State, err error) bool {
+	st, err := webclient.WaitEscrow(ctx, w.API, addr, "taken the deposit", func(st *escrow.State, err error) bool {
 		return err != nil || st.Deposited.Cmp(before.Deposited) > 0
 	})
 	if err != nil {
 		return err
 	}
-	return printEscrow(ctx, stdout, w.api, addr, st, tonOpts)
+	return printEscrow(ctx, stdout, w.API, addr, st, tonOpts)
 }
 
 // channelStatus prints an escrow's state, and the host's view of its account.
@@ -302,7 +303,7 @@ settled), asked with a request signed by the client key.`, stderr)
 	if err := tonOpts.check(true); err != nil {
 		return err
 	}
-	var s *signer
+	var s *webclient.Signer
 	if host.given() {
 		if s, err = account.signer(); err != nil {
 			return err
@@ -315,7 +316,7 @@ settled), asked with a request signed by the client key.`, stderr)
 	if err != nil {
 		return err
 	}
-	st, err := readEscrow(ctx, api, addr, nil)
+	st, err := webclient.ReadEscrow(ctx, api, addr, nil)
 	if err != nil {
 		return err
 	}
@@ -325,17 +326,17 @@ settled), asked with a request signed by the client key.`, stderr)
 	if s == nil {
 		return nil
 	}
-	c, _, _, err := host.connect()
+	c, err := host.connect()
 	if err != nil {
 		return err
 	}
-	v, err := c.account(ctx, s)
+	v, err := c.Account(ctx, s)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout)
 	out := newOutput(stdout)
-	out.line("host's view", c.base)
+	out.line("host's view", c.BaseURL())
 	out.line("receipts", fmt.Sprintf("%d, %s TON in total", v.LastSeq, settle.FormatTON(v.Cumulative)))
 	out.line("reserved", settle.FormatTON(v.Held)+" TON, for requests running")
 	out.line("settled", settle.FormatTON(v.Settled)+" TON, charged on-chain as the host last recorded")
@@ -376,15 +377,15 @@ Run before the timeout has passed, it says when it can withdraw and exits 1.`, s
 	if err != nil {
 		return err
 	}
-	st, err := readEscrow(ctx, w.api, addr, w.WalletAddress())
+	st, err := webclient.ReadEscrow(ctx, w.API, addr, w.WalletAddress())
 	if err != nil {
 		return err
 	}
 	if st.CloseRequestedAt == 0 {
-		if err := w.send(ctx, transfer{to: addr, value: opValue, body: escrow.RequestWithdrawalBody(uint64(time.Now().Unix()))}); err != nil {
+		if err := w.Send(ctx, webclient.Transfer{To: addr, Value: webclient.OpValue, Body: escrow.RequestWithdrawalBody(uint64(time.Now().Unix()))}); err != nil {
 			return err
 		}
-		st, err := waitEscrow(ctx, w.api, addr, "taken the withdrawal request", func(st *escrow.State, err error) bool {
+		st, err := webclient.WaitEscrow(ctx, w.API, addr, "taken the withdrawal request", func(st *escrow.State, err error) bool {
 			return err != nil || st.CloseRequestedAt != 0
 		})
 		if err != nil {
@@ -392,9 +393,9 @@ Run before the timeout has passed, it says when it can withdraw and exits 1.`, s
 		}
 		at, _ := st.WithdrawableAt()
 		fmt.Fprintf(stdout, "withdrawal requested: the host may charge until %s; run `cocoon channel withdraw` again then\n", at.UTC().Format(time.RFC3339))
-		return printEscrow(ctx, stdout, w.api, addr, st, tonOpts)
+		return printEscrow(ctx, stdout, w.API, addr, st, tonOpts)
 	}
-	now, err := w.api.GetTime(ctx)
+	now, err := w.API.GetTime(ctx)
 	if err != nil {
 		return fmt.Errorf("read the chain's time: %w", err)
 	}
@@ -402,10 +403,10 @@ Run before the timeout has passed, it says when it can withdraw and exits 1.`, s
 		return fmt.Errorf("the withdrawal was requested at %s: the escrow pays out from %s (in %v, by the chain's clock)",
 			time.Unix(int64(st.CloseRequestedAt), 0).UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339), at.Sub(time.Unix(int64(now), 0)))
 	}
-	if err := w.send(ctx, transfer{to: addr, value: opValue, body: escrow.WithdrawBody(uint64(time.Now().Unix()))}); err != nil {
+	if err := w.Send(ctx, webclient.Transfer{To: addr, Value: webclient.OpValue, Body: escrow.WithdrawBody(uint64(time.Now().Unix()))}); err != nil {
 		return err
 	}
-	if _, err := waitEscrow(ctx, w.api, addr, "paid out", func(_ *escrow.State, err error) bool {
+	if _, err := webclient.WaitEscrow(ctx, w.API, addr, "paid out", func(_ *escrow.State, err error) bool {
 		return errors.Is(err, escrow.ErrNotDeployed)
 	}); !errors.Is(err, escrow.ErrNotDeployed) {
 		return err
@@ -416,7 +417,7 @@ Run before the timeout has passed, it says when it can withdraw and exits 1.`, s
 }
 
 // dialWallet connects to the chain and opens the client wallet of a seed file.
-func dialWallet(ctx context.Context, seedFile string, o *tonOptions) (*clientWallet, error) {
+func dialWallet(ctx context.Context, seedFile string, o *tonOptions) (*webclient.Wallet, error) {
 	key, err := readSeedFile(seedFile)
 	if err != nil {
 		return nil, err
@@ -425,7 +426,7 @@ func dialWallet(ctx context.Context, seedFile string, o *tonOptions) (*clientWal
 	if err != nil {
 		return nil, err
 	}
-	return openWallet(api, key, o)
+	return webclient.OpenWallet(api, key, o.networkID())
 }
 
 // printEscrow prints an escrow's state, with the withdrawal's timing by the chain's

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"time"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
@@ -34,17 +33,15 @@ a restart forgets them.`, stderr)
 	if err != nil {
 		return err
 	}
-	var answer struct {
-		Data []host.FailedRequest `json:"data"`
-	}
-	if err := c.call(context.Background(), http.MethodGet, "/v1/pipelines/"+*id+"/logs", nil, &answer); err != nil {
+	failed, err := c.FailedRequests(context.Background(), *id)
+	if err != nil {
 		return err
 	}
 	w := bufio.NewWriter(stdout)
-	if len(answer.Data) == 0 {
+	if len(failed) == 0 {
 		fmt.Fprintln(w, "no failed requests kept for this pipeline")
 	}
-	for _, f := range answer.Data {
+	for _, f := range failed {
 		fmt.Fprintf(w, "%s  %d %s: %s\n", f.Time.Format(time.RFC3339), f.Status, f.Code, f.Message)
 		if f.Dropped > 0 {
 			fmt.Fprintf(w, "    (%d earlier records not kept)\n", f.Dropped)

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
+	webclient "github.com/cocoonhost/cocoon/web/client"
 )
 
 // pipelineID prints the id a host gives the pipeline of these modules, configs and
@@ -33,11 +34,11 @@ func pipelineID(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	case *model == "":
 		return cli.UsageError("no --model given: the pipeline id covers the model")
 	}
-	files, err := readPipelineFiles(pre, post)
+	files, err := webclient.ReadPipelineFiles(pre, post)
 	if err != nil {
 		return err
 	}
-	m, err := files.manifest(*model)
+	m, err := files.Manifest(*model)
 	if err != nil {
 		return err
 	}

@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -17,34 +14,18 @@ import (
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
+	webclient "github.com/cocoonhost/cocoon/web/client"
 )
 
 // defaultHost is where `cocoon-host serve` listens by default.
-const defaultHost = "http://127.0.0.1:8080"
-
-// client calls a host's API with an API key.
-type client struct {
-	base string // without a trailing slash
-	key  string
-	http *http.Client
-	// ratls verifies an https host inside each TLS handshake and pins its key; it is
-	// nil for an http host, which nothing verifies.
-	ratls *attest.RATLSVerifier
-	// policy and opts are what the host's evidence is verified against; trusted is set
-	// when they were given (rather than the defaults).
-	policy  *attest.Policy
-	opts    attest.EvidenceOptions
-	trusted bool
-	// log, when set, is told of the waits the host asks for (do).
-	log io.Writer
-}
+const defaultHost = webclient.DefaultHost
 
 // hostFlags adds --host, --api-key and the trust flags (trustFlags) to fs; the returned
 // function builds the client once fs is parsed. The trust flags say what the client
 // trusts of an https host's RA-TLS evidence, so they need an https host.
-func hostFlags(fs *flag.FlagSet) func() (*client, error) {
+func hostFlags(fs *flag.FlagSet) func() (*webclient.Client, error) {
 	build := connectFlags(fs, "API key, from the file cocoon-host serve names at start", false)
-	return func() (*client, error) {
+	return func() (*webclient.Client, error) {
 		return build(missingKey)
 	}
 }
@@ -53,13 +34,24 @@ func hostFlags(fs *flag.FlagSet) func() (*client, error) {
 // function builds the client; with missingKey set, a missing API key is a usage error
 // with that message. A command that verifies an http host's evidence itself
 // (verifiesHTTP) takes the trust flags with an http host too, and the client says
-// whether they were given (client.trusted).
-func connectFlags(fs *flag.FlagSet, keyUsage string, verifiesHTTP bool) func(missingKey string) (*client, error) {
+// whether they were given (Client.Trusted).
+func connectFlags(fs *flag.FlagSet, keyUsage string, verifiesHTTP bool) func(missingKey string) (*webclient.Client, error) {
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
+	build := connectFlagsOf(fs, nil, keyUsage, verifiesHTTP)
+	return func(missingKey string) (*webclient.Client, error) { return build(*base, missingKey) }
+}
+
+// connectFlagsOf is connectFlags for a command that takes --host as hosts, repeatable
+// (nil: the caller adds --host itself); the returned function builds the client of one
+// host.
+func connectFlagsOf(fs *flag.FlagSet, hosts flag.Value, keyUsage string, verifiesHTTP bool) func(base, missingKey string) (*webclient.Client, error) {
+	if hosts != nil {
+		fs.Var(hosts, "host", "base URL of a host ($COCOON_HOST), repeatable; an https host is verified in the TLS handshake")
+	}
 	key := apiKeyFlag(fs, keyUsage)
 	trust := trustFlags(fs)
-	return func(missingKey string) (*client, error) {
-		if err := checkHostURL(*base); err != nil {
+	return func(base, missingKey string) (*webclient.Client, error) {
+		if err := checkHostURL(base); err != nil {
 			return nil, err
 		}
 		key := key()
@@ -70,14 +62,14 @@ func connectFlags(fs *flag.FlagSet, keyUsage string, verifiesHTTP bool) func(mis
 		if err != nil {
 			return nil, err
 		}
-		if set && !verifiesHTTP && !strings.HasPrefix(*base, "https://") {
-			return nil, cli.UsageError(fmt.Sprintf("--policy, --trust-sim-root and --collateral verify an https host in the TLS handshake; %s is not https", *base))
+		if set && !verifiesHTTP && !strings.HasPrefix(base, "https://") {
+			return nil, cli.UsageError(fmt.Sprintf("--policy, --trust-sim-root and --collateral verify an https host in the TLS handshake; %s is not https", base))
 		}
-		c, err := newClient(*base, key, policy, opts)
-		if err == nil {
-			c.trusted = set
+		options := []webclient.Option{webclient.WithAPIKey(key)}
+		if set {
+			options = append(options, webclient.WithTrust(*policy, opts))
 		}
-		return c, err
+		return webclient.New(base, options...)
 	}
 }
 
@@ -137,91 +129,11 @@ func trustFlags(fs *flag.FlagSet) func() (p *attest.Policy, opts attest.Evidence
 	}
 }
 
-// newClient returns a client of the host at base. For an https base every connection's
-// handshake verifies the host's RA-TLS certificate against p and opts and the
-// first verified TLS key is pinned for the client's life.
-func newClient(base, key string, p *attest.Policy, opts attest.EvidenceOptions) (*client, error) {
-	c := &client{base: strings.TrimSuffix(base, "/"), key: key, http: http.DefaultClient, policy: p, opts: opts}
-	if !strings.HasPrefix(base, "https://") {
-		return c, nil
-	}
-	v, err := attest.NewRATLSVerifier(*p, opts)
-	if err != nil {
-		return nil, err
-	}
-	c.ratls = v
-	c.http = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: v.TLSConfig()}}
-	return c, nil
-}
-
-// doError words an error of c.http.Do: a handshake the RA-TLS verifier refused is a
-// failed verification, anything else an unreachable host.
-func (c *client) doError(err error) error {
-	cause := cmp.Or(errors.Unwrap(err), err) // the url.Error's cause, or a context's error
-	if errors.Is(err, attest.ErrRATLS) {
-		return fmt.Errorf("refusing the host at %s: %w", c.base, cause)
-	}
-	return fmt.Errorf("cannot reach the host at %s (is cocoon-host serve running there? see --host and COCOON_HOST): %w", c.base, cause)
-}
-
 func envOr(name, fallback string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
 	}
 	return fallback
-}
-
-// send makes a request with body as JSON (none if nil), with the API key, and returns
-// the response when its status is 2xx. Any other status is an error that carries the
-// host's message.
-func (c *client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	var b []byte
-	if body != nil {
-		var err error
-		if b, err = json.Marshal(body); err != nil {
-			return nil, err
-		}
-	}
-	return c.sendSigned(ctx, method, path, b, nil)
-}
-
-// call is send that decodes the JSON answer into out.
-func (c *client) call(ctx context.Context, method, path string, body, out any) error {
-	resp, err := c.send(ctx, method, path, body)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("the host's answer to %s %s is not the expected JSON: %w", method, path, err)
-	}
-	return nil
-}
-
-// apiError is the OpenAI error shape the host answers with.
-type apiError struct {
-	Error *struct {
-		Message string `json:"message"`
-		Code    string `json:"code"`
-	} `json:"error"`
-}
-
-// responseError words a failed response: the host's own message when it sent one.
-func responseError(resp *http.Response) error {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e apiError
-	if json.Unmarshal(b, &e) == nil && e.Error != nil && e.Error.Message != "" {
-		return fmt.Errorf("the host refused (%s): %s", resp.Status, e.Error.Message)
-	}
-	return fmt.Errorf("the host answered %s (%s %s), not an API error: is --host a Cocoon host?", resp.Status, resp.Request.Method, resp.Request.URL.Path)
-}
-
-// pipelineInfo is a pipeline as the host shows it.
-type pipelineInfo struct {
-	ID       string          `json:"id"`
-	BaseURL  string          `json:"base_url"`
-	Manifest json.RawMessage `json:"manifest"`
-	Modules  []string        `json:"modules"`
 }
 
 // pipelines lists the host's pipelines, or prints one's manifest.
@@ -252,21 +164,19 @@ func pipelines(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	ctx := context.Background()
 	switch verb {
 	case "delete":
-		var answer struct {
-			Deleted bool `json:"deleted"`
-		}
-		if err := c.call(ctx, http.MethodDelete, "/v1/pipelines/"+id, nil, &answer); err != nil {
+		deleted, err := c.DeletePipeline(ctx, id)
+		if err != nil {
 			return err
 		}
-		if !answer.Deleted {
+		if !deleted {
 			_, err := fmt.Fprintf(stdout, "withdrew this key from %s; its other owners keep it\n", id)
 			return err
 		}
-		_, err := fmt.Fprintf(stdout, "deleted %s\n", id)
+		_, err = fmt.Fprintf(stdout, "deleted %s\n", id)
 		return err
 	case "show":
-		var p pipelineInfo
-		if err := c.call(ctx, http.MethodGet, "/v1/pipelines/"+id, nil, &p); err != nil {
+		p, err := c.Pipeline(ctx, id)
+		if err != nil {
 			return err
 		}
 		var out bytes.Buffer
@@ -274,21 +184,16 @@ func pipelines(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return fmt.Errorf("the host's manifest is not JSON: %w", err)
 		}
 		out.WriteByte('\n')
-		_, err := out.WriteTo(stdout)
+		_, err = out.WriteTo(stdout)
 		return err
 	}
-	var list struct {
-		Data []struct {
-			ID       string        `json:"id"`
-			Manifest host.Manifest `json:"manifest"`
-		} `json:"data"`
-	}
-	if err := c.call(ctx, http.MethodGet, "/v1/pipelines", nil, &list); err != nil {
+	list, err := c.Pipelines(ctx)
+	if err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tMODEL\tPRE\tPOST")
-	for _, p := range list.Data {
+	for _, p := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, p.Manifest.Model, stageSummary(p.Manifest.Pre), stageSummary(p.Manifest.Post))
 	}
 	return tw.Flush()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
 	"github.com/cocoonhost/cocoon/web"
+	"github.com/cocoonhost/cocoon/web/client/clienttest"
 )
 
 const (
@@ -41,27 +41,7 @@ func testHost(t *testing.T) string {
 // empty pipeline registry filled in, until the test ends, and returns its URL.
 func serveWeb(t *testing.T, cfg web.Config) string {
 	t.Helper()
-	ctx := context.Background()
-	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sandbox.Close(ctx) })
-	data := t.TempDir()
-	store, err := host.OpenStore(ctx, sandbox, filepath.Join(data, "modules"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	registry, err := host.OpenRegistry(sandbox, store, filepath.Join(data, "pipelines"), make([]byte, host.MinRegistryKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Sandbox, cfg.Store, cfg.Registry = sandbox, store, registry
-	srv, err := web.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewServer(clienttest.Handler(t, cfg))
 	t.Cleanup(ts.Close)
 	return ts.URL
 }
@@ -210,5 +190,38 @@ func TestClientErrors(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want exit %d, stderr containing %q", code, stdout, stderr, tt.code, tt.stderr)
 			}
 		})
+	}
+}
+
+// TestPushToEveryHost: push --host A --host B puts the pipeline on every host, under
+// one id, reports each host, and exits 1 when any host did not take it, after trying
+// the others.
+func TestPushToEveryHost(t *testing.T) {
+	a, b := testHost(t), testHost(t)
+	down := httptest.NewServer(nil)
+	down.Close()
+	pii := examplePlugin(t, "pii-redactor/go/pii-redactor.wasm")
+	t.Setenv("COCOON_HOST", "")
+	t.Setenv("COCOON_API_KEY", testKey)
+	_, id, _ := cocoon(t, "", "pipeline-id", "--pre", pii, "--model", "stories260K")
+	id = strings.TrimSpace(id)
+
+	code, stdout, stderr := cocoon(t, "", "push", "--host", a, "--host", down.URL, "--host", b, "--pre", pii)
+	if code != 1 {
+		t.Fatalf("a host down: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	if want := id + "  " + a + "\n" + id + "  " + b + "\n"; stdout != want {
+		t.Errorf("stdout %q, want %q", stdout, want)
+	}
+	if !strings.Contains(stderr, down.URL+": cannot reach the host") || !strings.Contains(stderr, "1 of 3 hosts did not take pipeline "+id) {
+		t.Errorf("stderr does not name the host that failed:\n%s", stderr)
+	}
+	for _, h := range []string{a, b} {
+		if code, _, stderr := cocoon(t, "", "pipelines", "show", id, "--host", h); code != 0 {
+			t.Errorf("%s does not serve %s: exit %d, %s", h, id, code, stderr)
+		}
+	}
+	if code, stdout, stderr := cocoon(t, "", "push", "--host", a, "--host", b, "--pre", pii); code != 0 || strings.Count(stdout, id) != 2 {
+		t.Errorf("every host up: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 }

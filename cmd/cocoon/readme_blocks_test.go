@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -17,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cocoonhost/cocoon/host"
 )
 
 // shellLangs are the fence languages of command blocks.
@@ -31,7 +35,12 @@ var testNamed = regexp.MustCompile(`\bTest\w+`)
 // go test commands whose benchmarks and tests must exist, or the HTML comment before it
 // names the tests that run it instead (and those tests must exist). A block with
 // neither fails, named by its first line. The Node.js example runs with the OpenAI SDK
-// of web/testdata/openai-sdk when node is installed (CI installs both).
+// of web/testdata/openai-sdk when node is installed (CI installs both). A JSON block
+// must be JSON, and its comment must name the test that loads it with the parser it
+// documents (a policy, a --config file: strict, so a misspelled member fails there). A
+// TypeScript block is AssemblyScript guest code, compiled with the compiler of the
+// example module's lock file and checked against the host ABI, unless its comment
+// names the test that covers it.
 func TestReadmeCommandBlocks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binaries and starts hosts: not in -short")
@@ -40,10 +49,6 @@ func TestReadmeCommandBlocks(t *testing.T) {
 	tests := testFunctions(t, filepath.Join("..", ".."))
 	env := newReadmeEnv(t)
 	for i, f := range fences {
-		var first string
-		if len(f.lines) > 0 {
-			first = f.lines[0]
-		}
 		name := fmt.Sprintf("line %d", f.line)
 		switch {
 		case f.lang == "js":
@@ -53,20 +58,14 @@ func TestReadmeCommandBlocks(t *testing.T) {
 				}
 				env.runNode(t, f)
 			})
-		case !slices.Contains(shellLangs, f.lang):
-			continue // JSON, Go, TypeScript and output: checked by the tests their markers name, or not commands
+		case f.lang == "json":
+			t.Run(name, func(t *testing.T) { checkJSONBlock(t, f, tests) })
+		case f.lang == "ts" && f.marker == "":
+			t.Run(name, func(t *testing.T) { compileAssemblyScriptBlock(t, f) })
+		case !slices.Contains(shellLangs, f.lang) && f.lang != "ts":
+			continue // Go and output: checked by the tests their markers name, or not commands
 		case f.marker != "":
-			t.Run(name, func(t *testing.T) {
-				named := testNamed.FindAllString(f.marker, -1)
-				if len(named) == 0 {
-					t.Fatalf("the block %q: its comment %q names no test that runs it", first, f.marker)
-				}
-				for _, test := range named {
-					if !tests[test] {
-						t.Errorf("the block %q: its comment names %s, which is no test of this repository", first, test)
-					}
-				}
-			})
+			t.Run(name, func(t *testing.T) { checkMarker(t, f, tests) })
 		case isGoTestBlock(f.lines):
 			t.Run(name, func(t *testing.T) { checkGoTestBlock(t, f) })
 		default:
@@ -74,6 +73,90 @@ func TestReadmeCommandBlocks(t *testing.T) {
 				env.run(t, f, fences[:i])
 			})
 		}
+	}
+}
+
+// checkMarker fails unless the HTML comment before f names tests, each a test of this
+// repository.
+func checkMarker(t *testing.T, f readmeFence, tests map[string]bool) {
+	t.Helper()
+	first := strings.Join(f.lines[:min(1, len(f.lines))], "")
+	named := testNamed.FindAllString(f.marker, -1)
+	if len(named) == 0 {
+		t.Fatalf("the block %q: its comment %q names no test that runs it", first, f.marker)
+	}
+	for _, test := range named {
+		if !tests[test] {
+			t.Errorf("the block %q: its comment names %s, which is no test of this repository", first, test)
+		}
+	}
+}
+
+// checkJSONBlock fails unless f is one JSON value, and its comment names the tests
+// that load it with the parser it documents.
+func checkJSONBlock(t *testing.T, f readmeFence, tests map[string]bool) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(strings.Join(f.lines, "\n")))
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("the JSON block of line %d is not JSON: %v", f.line, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		t.Fatalf("the JSON block of line %d holds more than one JSON value", f.line)
+	}
+	if f.marker == "" {
+		t.Fatalf("the JSON block of line %d: no comment before it names the test that loads it with the parser it documents (<!-- NAME: TestX loads this block -->)", f.line)
+	}
+	checkMarker(t, f, tests)
+}
+
+// compileAssemblyScriptBlock compiles the TypeScript block f as an AssemblyScript
+// module with the SDK (plugins/as-sdk) and the compiler the example module's lock file
+// pins (installed by make plugins), then checks the module as a host does at upload.
+func compileAssemblyScriptBlock(t *testing.T, f readmeFence) {
+	t.Helper()
+	code := strings.Join(f.lines, "\n")
+	if !strings.Contains(code, `"@cocoonhost/as-sdk`) {
+		t.Fatalf("the TypeScript block of line %d imports no @cocoonhost/as-sdk, so it is no module: name the test that runs it in a comment before it", f.line)
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed (CI installs it)")
+	}
+	modules, err := filepath.Abs(filepath.Join("..", "..", "plugins", "prompt-template", "as", "node_modules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asc := filepath.Join(modules, "assemblyscript", "bin", "asc.js")
+	if _, err := os.Stat(asc); err != nil {
+		t.Fatalf("the AssemblyScript compiler is not installed: run make plugins, which installs it from plugins/prompt-template/as/package-lock.json (%v)", err)
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(modules, filepath.Join(dir, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "assembly"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(dir, "assembly"), "index.ts", code)
+	writeTestFile(t, dir, "asconfig.json", `{"extends": "./node_modules/@cocoonhost/as-sdk/asconfig.json", "targets": {"release": {"outFile": "block.wasm"}}}`)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "node", asc, "assembly/index.ts", "--config", "asconfig.json")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("the TypeScript block of line %d does not compile with asc: %v\n%s", f.line, err, out)
+	}
+	wasm, err := os.ReadFile(filepath.Join(dir, "block.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sandbox.Close(ctx)
+	if _, err := sandbox.Compile(ctx, wasm); err != nil {
+		t.Fatalf("the TypeScript block of line %d compiles to a module a host refuses: %v", f.line, err)
 	}
 }
 

@@ -1,24 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
+	webclient "github.com/cocoonhost/cocoon/web/client"
 )
 
 // moduleList is a repeatable --expect-module flag.
@@ -43,14 +38,16 @@ func verify(args []string, _ io.Reader, stdout, stderr io.Writer) (err error) {
 	if wantsWeb(args) {
 		return verifyWeb(args, stdout, stderr)
 	}
-	fs := cli.NewFlagSet("cocoon", `verify [--host URL] [--pipeline ID] [--expect-module sha256:...]... [--expect-manifest FILE] [--policy FILE] [--strict] [--json] [--collateral FILE] [--trust-sim-root FILE] [--write-policy FILE] [--save-evidence FILE | --evidence FILE]
+	fs := cli.NewFlagSet("cocoon", `verify [--host URL] [--pipeline ID] [--expect-module sha256:...]... [--expect-manifest FILE] [--policy FILE] [--strict] [--json] [--collateral FILE] [--trust-sim-root FILE] [--trust-sim-gpu-root FILE] [--write-policy FILE] [--save-evidence FILE | --evidence FILE]
        cocoon verify --web [--host URL] [--listen ADDR]: the reviewer's page, verifying in your browser (see --web --help)
 
 Verifies a host's attestation evidence: the TDX quote's signature chain, its TCB status
 from Intel's collateral (--collateral: cached PCS responses, offline), the TD's
 measurements and attributes against --policy (a debug TD always fails), the runtime event
 log and every event it measures, where prompts go (a backend outside the TD fails unless
-the policy names it), and the keys and fresh nonce the quote binds; with --pipeline, a
+the policy names it), the keys and fresh nonce the quote binds, and each GPU's report
+(NVIDIA's signature over a nonce derived from the quote's REPORTDATA, the GPU the event
+log measured, its driver, VBIOS and CC mode); with --pipeline, a
 fresh quote that binds the pipeline's manifest, which is printed and compared with the
 modules and manifest expected. Prints one line per check (ok; skip: not pinned by the
 policy; warn; FAIL) and exits 1 when any fails. --strict also fails on any skip or warn
@@ -64,6 +61,7 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 	fs.Var(&expect, "expect-module", "a module hash the pipeline must run (repeatable; needs --pipeline): pins code, not what its config makes it do")
 	expectManifest := fs.String("expect-manifest", "", "a manifest FILE the pipeline must be exactly, configs and limits included (as uploaded, or as `cocoon pipeline-id --write-manifest` writes it)")
 	trust := trustFlags(fs)
+	simGPURoots := fs.String("trust-sim-gpu-root", "", "trust a simulated GPU's reports under the roots in this FILE (DATA/attest/sim-gpu-roots.pem of a host run with --gpu sim), for testing only")
 	saveCollateral := fs.String("save-collateral", "", "with --collateral online: write what was fetched to this file, for --collateral FILE offline")
 	nonceBytes := fs.Int("nonce-bytes", 32, fmt.Sprintf("length of the random nonces, %d to %d", attest.MinNonceBytes, attest.MaxNonceBytes))
 	bootNonce := fs.Bool("boot-nonce", true, "ask for boot evidence quoted for a fresh nonce; false takes the quote from boot, which a stopped or copied host serves too (not fresh)")
@@ -109,6 +107,18 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 	if err != nil {
 		return err
 	}
+	// Boot and pipeline evidence come from the same GPUs: their chains and RIMs are
+	// verified once.
+	opts.GPUCache = nvidia.NewCache()
+	if *simGPURoots != "" {
+		b, err := os.ReadFile(*simGPURoots)
+		if err == nil {
+			opts.SimGPURoots, err = attest.ParseSimGPURoots(b)
+		}
+		if err != nil {
+			return fmt.Errorf("--trust-sim-gpu-root: %w", err)
+		}
+	}
 	recorder, online := opts.Collateral.(*attest.RecordingSource)
 	switch {
 	case *saveCollateral != "" && !online:
@@ -127,26 +137,25 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 			}
 		}()
 	}
-	var src evidenceSource
+	var src webclient.Source
 	if *evidenceFile != "" {
 		if src, err = loadSavedEvidence(*evidenceFile); err != nil {
 			return err
 		}
 	} else {
-		c, err := newClient(*base, key(), policy, opts)
+		c, err := webclient.New(*base, webclient.WithAPIKey(key()), webclient.WithTrust(*policy, opts))
 		if err != nil {
 			return err
 		}
-		fetched := &fetchedEvidence{c: c, nonceBytes: *nonceBytes, bootNonce: *bootNonce,
-			saved: attest.SavedEvidence{Format: attest.SavedEvidenceFormat, Host: c.base, FetchedAt: time.Now().UTC().Truncate(time.Second)}}
+		fetched := c.Fetch(*nonceBytes, *bootNonce)
 		if *saveEvidence != "" {
 			// Written whatever the verdict, since evidence that fails is worth keeping
 			// too; not written when the host gave none.
 			defer func() {
-				if fetched.saved.Boot.Evidence.Quote == nil {
+				if fetched.Saved.Boot.Evidence.Quote == nil {
 					return
 				}
-				b, werr := fetched.saved.Encode()
+				b, werr := fetched.Saved.Encode()
 				if werr == nil {
 					werr = os.WriteFile(*saveEvidence, b, 0o644)
 				}
@@ -160,7 +169,7 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 	out := reportWriter{w: stdout, json: *jsonOut}
 	ctx := context.Background()
 	opts.Strict = *strict
-	boot, bootOpts, err := src.boot(ctx, opts)
+	boot, bootOpts, err := src.Boot(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -168,27 +177,27 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 	if err != nil {
 		return err
 	}
-	if v := src.ratls(); v != nil {
-		bootReport.Checks = append(bootReport.Checks, ratlsCheck(v, boot))
+	if v := src.RATLS(); v != nil {
+		bootReport.Checks = append(bootReport.Checks, webclient.RATLSCheck(v, boot))
 	}
-	if err := out.report("boot evidence of "+src.describe(), bootReport); err != nil {
+	if err := out.report("boot evidence of "+src.Describe(), bootReport); err != nil {
 		return err
 	}
 	if !bootReport.OK() {
 		if *pipelineID != "" {
 			out.note("\npipeline evidence of %s: not asked for: the host's boot evidence failed\n", *pipelineID)
 		}
-		return fmt.Errorf("verification failed: do not trust %s (see the FAIL lines above)", src.describe())
+		return fmt.Errorf("verification failed: do not trust %s (see the FAIL lines above)", src.Describe())
 	}
 	reports := []*attest.Report{bootReport}
-	id, ok := src.pipelineID(*pipelineID)
+	id, ok := src.PipelineID(*pipelineID)
 	switch {
 	case !ok:
 		return fmt.Errorf("--evidence %s holds no evidence of pipeline %s", *evidenceFile, *pipelineID)
 	case id != "":
 		popts := opts
 		popts.PipelineID, popts.ExpectModules, popts.ExpectManifest, popts.HostKey = id, expect, expectCanonical, boot.HostKey
-		ev, popts, err := src.pipeline(ctx, popts)
+		ev, popts, err := src.Pipeline(ctx, popts)
 		if err != nil {
 			return err
 		}
@@ -205,7 +214,7 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 	}
 	for _, r := range reports {
 		if !r.OK() {
-			return fmt.Errorf("verification failed: do not trust %s (see the FAIL lines above)", src.describe())
+			return fmt.Errorf("verification failed: do not trust %s (see the FAIL lines above)", src.Describe())
 		}
 	}
 	if *writePolicy != "" {
@@ -258,77 +267,8 @@ func (o reportWriter) note(format string, args ...any) {
 	}
 }
 
-// evidenceSource gives verify the evidence to check, with the options that go with it:
-// fetched from a host now, or read back from a saved file.
-type evidenceSource interface {
-	// describe names where the evidence comes from.
-	describe() string
-	// boot returns the boot evidence and opts with its nonce.
-	boot(ctx context.Context, opts attest.EvidenceOptions) (*attest.Evidence, attest.EvidenceOptions, error)
-	// pipelineID returns the pipeline to verify: asked ("" for none) or, for a saved
-	// file, the one it holds; false when a saved file holds no evidence of the one asked.
-	pipelineID(asked string) (string, bool)
-	// pipeline returns the evidence of opts.PipelineID and opts with its nonce.
-	pipeline(ctx context.Context, opts attest.EvidenceOptions) (*attest.Evidence, attest.EvidenceOptions, error)
-	// ratls is the verifier of the TLS connection the evidence came over, nil if none.
-	ratls() *attest.RATLSVerifier
-}
-
-// fetchedEvidence fetches evidence from a host over fresh nonces, and keeps what it
-// fetched in saved.
-type fetchedEvidence struct {
-	c          *client
-	nonceBytes int
-	bootNonce  bool
-	saved      attest.SavedEvidence
-}
-
-func (f *fetchedEvidence) describe() string { return f.c.base }
-
-func (f *fetchedEvidence) ratls() *attest.RATLSVerifier { return f.c.ratls }
-
-func (f *fetchedEvidence) pipelineID(asked string) (string, bool) { return asked, true }
-
-func (f *fetchedEvidence) boot(ctx context.Context, opts attest.EvidenceOptions) (*attest.Evidence, attest.EvidenceOptions, error) {
-	path := "/v1/attestation"
-	if f.bootNonce {
-		opts.Nonce = newNonce(f.nonceBytes)
-		path += "?nonce=" + hex.EncodeToString(opts.Nonce)
-	}
-	ev, err := f.c.evidence(ctx, path)
-	if err != nil {
-		return nil, opts, err
-	}
-	f.saved.Boot = attest.SavedRequest{Nonce: hex.EncodeToString(opts.Nonce), Evidence: *ev}
-	return ev, opts, nil
-}
-
-func (f *fetchedEvidence) pipeline(ctx context.Context, opts attest.EvidenceOptions) (*attest.Evidence, attest.EvidenceOptions, error) {
-	opts.Nonce = newNonce(f.nonceBytes)
-	ev, err := f.c.evidence(ctx, "/v1/pipelines/"+opts.PipelineID+"/attestation?nonce="+url.QueryEscape(hex.EncodeToString(opts.Nonce)))
-	if err != nil {
-		return nil, opts, err
-	}
-	f.saved.Pipeline = &attest.SavedRequest{PipelineID: opts.PipelineID, Nonce: hex.EncodeToString(opts.Nonce), Evidence: *ev}
-	return ev, opts, nil
-}
-
-// newNonce returns n random bytes.
-func newNonce(n int) []byte {
-	nonce := make([]byte, n)
-	rand.Read(nonce) // crypto/rand.Read never fails.
-	return nonce
-}
-
-// savedEvidence is evidence read back from a file: verified with the nonces it was
-// fetched with, as of when it was fetched, and never fresh.
-type savedEvidence struct {
-	path  string
-	saved *attest.SavedEvidence
-}
-
 // loadSavedEvidence reads a file --save-evidence wrote.
-func loadSavedEvidence(path string) (*savedEvidence, error) {
+func loadSavedEvidence(path string) (*webclient.SavedSource, error) {
 	b, err := os.ReadFile(path)
 	if err == nil && len(b) > attest.MaxSavedEvidenceBytes {
 		err = fmt.Errorf("%d bytes, over the %d of saved evidence", len(b), attest.MaxSavedEvidenceBytes)
@@ -340,58 +280,15 @@ func loadSavedEvidence(path string) (*savedEvidence, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--evidence %s: %w", path, err)
 	}
-	return &savedEvidence{path: path, saved: s}, nil
+	return webclient.NewSavedSource(path, s), nil
 }
 
-func (s *savedEvidence) describe() string {
-	return fmt.Sprintf("%s, fetched %s, saved in %s", s.saved.Host, s.saved.FetchedAt.UTC().Format(time.RFC3339), s.path)
-}
-
-func (s *savedEvidence) ratls() *attest.RATLSVerifier { return nil }
-
-func (s *savedEvidence) pipelineID(asked string) (string, bool) {
-	switch {
-	case s.saved.Pipeline == nil:
-		return "", asked == ""
-	case asked == "":
-		return s.saved.Pipeline.PipelineID, true
-	}
-	return asked, asked == s.saved.Pipeline.PipelineID
-}
-
-func (s *savedEvidence) boot(_ context.Context, opts attest.EvidenceOptions) (*attest.Evidence, attest.EvidenceOptions, error) {
-	return &s.saved.Boot.Evidence, s.options(opts, s.saved.Boot), nil
-}
-
-func (s *savedEvidence) pipeline(_ context.Context, opts attest.EvidenceOptions) (*attest.Evidence, attest.EvidenceOptions, error) {
-	return &s.saved.Pipeline.Evidence, s.options(opts, *s.saved.Pipeline), nil
-}
-
-// options are opts for evidence saved with its request req: its nonce, not fresh, and
-// certificates and collateral checked as of when it was fetched.
-func (s *savedEvidence) options(opts attest.EvidenceOptions, req attest.SavedRequest) attest.EvidenceOptions {
-	opts.Nonce, opts.Archived, opts.Now = req.NonceBytes(), true, s.saved.FetchedAt
-	return opts
-}
-
-// writePinningPolicy writes the policy that pins what the boot report verified; for
-// simulated evidence it trusts the simulator root the verification trusted, as PEM, so
-// that the file stands alone.
+// writePinningPolicy writes the policy that pins what the boot report verified
+// (webclient.PinningPolicy).
 func writePinningPolicy(path string, r *attest.Report, mode string, current *attest.Policy, opts attest.EvidenceOptions) error {
-	p, err := r.PinningPolicy()
+	p, err := webclient.PinningPolicy(r, mode, current, opts)
 	if err != nil {
 		return fmt.Errorf("--write-policy: %w", err)
-	}
-	if mode == attest.ModeSim {
-		root := opts.SimRoot
-		if root == nil {
-			if root, err = current.SimRoot(); err != nil {
-				return err
-			}
-		}
-		if root != nil { // evidence that verified as sim had one
-			p.TrustSimRoot = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}))
-		}
 	}
 	if err := writeJSONFile(path, p); err != nil {
 		return fmt.Errorf("--write-policy: %w", err)
@@ -406,50 +303,4 @@ func writeJSONFile(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
-
-// evidence fetches and decodes evidence from path. The API key goes along only when
-// set, since a client may verify a host before it has a key.
-func (c *client) evidence(ctx context.Context, path string) (*attest.Evidence, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("--host %q: %w", c.base, err)
-	}
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	resp, err := c.do(req, nil)
-	if err != nil {
-		return nil, c.doError(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return nil, responseError(resp)
-	}
-	// One byte over the limit, so that ParseEvidence reports oversized evidence.
-	b, err := io.ReadAll(io.LimitReader(resp.Body, attest.MaxEvidenceBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the evidence of %s: %w", path, err)
-	}
-	ev, err := attest.ParseEvidence(b)
-	if err != nil {
-		return nil, fmt.Errorf("the host's answer to GET %s is not evidence: %w", path, err)
-	}
-	return ev, nil
-}
-
-// ratlsCheck checks that the boot evidence served over an RA-TLS connection carries the
-// keys of the evidence its handshake verified, so that what was verified is the host
-// this connection reaches.
-func ratlsCheck(v *attest.RATLSVerifier, boot *attest.Evidence) attest.Check {
-	const name = "RA-TLS"
-	pinned, _, ok := v.Pinned()
-	switch {
-	case !ok:
-		return attest.Check{Name: name, Detail: "no TLS handshake verified the host's certificate"}
-	case !bytes.Equal(pinned.TLSKey, boot.TLSKey) || !bytes.Equal(pinned.HostKey, boot.HostKey):
-		return attest.Check{Name: name, Detail: "the evidence served names other keys than the evidence in the TLS certificate: it is not this connection's host"}
-	default:
-		return attest.Check{Name: name, OK: true, Detail: "the TLS handshake verified the certificate's evidence and pinned its key, the attested TLS key, and the evidence served names the same keys"}
-	}
 }

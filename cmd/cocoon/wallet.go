@@ -51,7 +51,7 @@ func walletNew(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
-	addr, err := tonnet.WalletAddress(key, opts.walletConfig().NetworkGlobalID)
+	addr, err := tonnet.WalletAddress(key, opts.networkID())
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func walletBalance(args []string, stdout, stderr io.Writer) error {
 		if kerr != nil {
 			return kerr
 		}
-		addr, err = tonnet.WalletAddress(key, opts.walletConfig().NetworkGlobalID)
+		addr, err = tonnet.WalletAddress(key, opts.networkID())
 	}
 	if err != nil {
 		return err

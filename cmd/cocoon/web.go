@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
+	webclient "github.com/cocoonhost/cocoon/web/client"
 	"github.com/cocoonhost/cocoon/web/page"
 )
 
@@ -101,7 +103,7 @@ fields, where they can be changed; nothing is trusted that is not given.`, stder
 		return err
 	}
 	cfg.Pipelines, cfg.ExpectModules = pipelines, expect
-	c, err := newClient(*base, key(), policy, opts)
+	c, err := webclient.New(*base, webclient.WithAPIKey(key()), webclient.WithTrust(*policy, opts))
 	if err != nil {
 		return err
 	}
@@ -109,7 +111,7 @@ fields, where they can be changed; nothing is trusted that is not given.`, stder
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	fmt.Fprintf(stdout, "The reviewer's page for %s, served from this build: http://%s/\n", c.base, ln.Addr())
+	fmt.Fprintf(stdout, "The reviewer's page for %s, served from this build: http://%s/\n", c.BaseURL(), ln.Addr())
 	return serveUntil(ctx, ln, newWebRelay(c, cfg, ln.Addr()))
 }
 
@@ -149,7 +151,7 @@ func isEmptyPolicy(p *attest.Policy) bool {
 
 // webRelay serves the page and relays its evidence requests to the host.
 type webRelay struct {
-	c    *client
+	c    *webclient.Client
 	page http.Handler
 	// loopback is set when the relay listens on a loopback address: it then answers
 	// only requests whose Host is a loopback name, so that a web site cannot rebind
@@ -159,7 +161,7 @@ type webRelay struct {
 	port     string
 }
 
-func newWebRelay(c *client, cfg page.Config, addr net.Addr) *webRelay {
+func newWebRelay(c *webclient.Client, cfg page.Config, addr net.Addr) *webRelay {
 	r := &webRelay{c: c, page: page.Handler(cfg)}
 	if tcp, ok := addr.(*net.TCPAddr); ok {
 		r.loopback, r.port = tcp.IP.IsLoopback(), fmt.Sprint(tcp.Port)
@@ -186,19 +188,14 @@ func (wr *webRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), webRelayTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, wr.c.base+r.URL.Path+"?"+r.URL.RawQuery, nil)
-	if err != nil {
+	resp, err := wr.c.Get(ctx, r.URL.Path+"?"+r.URL.RawQuery, r.Header.Get("Authorization"))
+	var clientErr *webclient.Error
+	switch {
+	case errors.As(err, &clientErr) && clientErr.Code == webclient.CodeInvalid:
 		writeProxyError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
-	}
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		req.Header.Set("Authorization", auth)
-	} else if wr.c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+wr.c.key)
-	}
-	resp, err := wr.c.http.Do(req)
-	if err != nil {
-		writeProxyError(w, http.StatusBadGateway, "host_unreachable", wr.c.doError(err).Error())
+	case err != nil:
+		writeProxyError(w, http.StatusBadGateway, "host_unreachable", err.Error())
 		return
 	}
 	defer resp.Body.Close()

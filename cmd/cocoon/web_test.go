@@ -490,7 +490,7 @@ func checkVerified(t *testing.T, name string, shown *pageShown, pipeline string)
 	for _, e := range boot[0].Events {
 		types = append(types, e.Type)
 	}
-	if want := "host-binary abi-version sandbox-policy backend model sealing boot-sealed"; strings.Join(types, " ") != want {
+	if want := "host-binary abi-version sandbox-policy backend model gpus sealing boot-sealed"; strings.Join(types, " ") != want {
 		t.Errorf("%s: the page shows the events %q, want %q", name, types, want)
 	}
 	if !strings.Contains(boot[0].Prompts, "Where prompts go: embedded") || !strings.Contains(boot[0].Prompts, `"where prompts go": ok`) {

@@ -85,13 +85,15 @@ type idleKey struct{}
 // buffers what emit gets to send it on in fewer writes (an HTTP server that would
 // otherwise flush once per token). A backend that honours it calls idle on the
 // goroutine that calls emit: before the first time it waits for its server, after
-// which it calls it before every wait and once after its last emit. So from the first
-// call on, whatever emit got is sent on in time if the caller holds it until the next
-// call of idle; until that first call the caller must send each delta on at once,
+// which it calls it before every wait and once after its last emit unless Generate
+// returns without waiting again. So from the first call on, whatever emit got is sent
+// on in time if the caller holds it until the next call of idle or until Generate
+// returns; until that first call the caller must send each delta on at once,
 // which is what it gets from a backend that never calls idle (one that produces
 // tokens itself, one tokens a process away). An error from idle stops the generation
 // as an error from emit does, and Generate returns it. Time spent in idle is the
-// caller's, not the server's silence.
+// caller's, not the server's silence: a caller may sleep in it to let the server's
+// output gather before the next read.
 func WithIdle(ctx context.Context, idle func() error) context.Context {
 	return context.WithValue(ctx, idleKey{}, idle)
 }

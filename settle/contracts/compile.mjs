@@ -1,6 +1,6 @@
-// Compiles escrow.tolk with the pinned @ton/tolk-js and writes the code cell to
-// build/escrow.boc (raw BOC bytes, what Go embeds) and build/escrow.json (base64 BOC,
-// code hash, compiler version).
+// Compiles each contract (escrow.tolk, registry.tolk) with the pinned @ton/tolk-js and
+// writes its code cell to build/NAME.boc (raw BOC bytes, what Go embeds) and
+// build/NAME.json (base64 BOC, code hash, compiler version).
 //
 // Usage: node compile.mjs            write build/
 //        node compile.mjs --check    compile in memory; exit 1 if build/ differs
@@ -14,13 +14,13 @@ import { runTolkCompiler } from '@ton/tolk-js';
 import { Cell } from '@ton/core';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const entrypoint = 'escrow.tolk';
+const contracts = ['escrow', 'registry'];
 const buildDir = join(here, 'build');
 
-/** Compiles escrow.tolk; returns {cell, files} where files maps build/ names to contents. */
-async function compileEscrow() {
+/** Compiles NAME.tolk; returns {cell, files} where files maps build/ names to contents. */
+async function compileContract(name) {
     const result = await runTolkCompiler({
-        entrypointFileName: entrypoint,
+        entrypointFileName: `${name}.tolk`,
         fsReadCallback: (path) => readFileSync(join(here, path), 'utf-8'),
     });
     if (result.status !== 'ok') {
@@ -36,8 +36,8 @@ async function compileEscrow() {
     return {
         cell,
         files: {
-            'escrow.boc': boc,
-            'escrow.json': Buffer.from(json),
+            [`${name}.boc`]: boc,
+            [`${name}.json`]: Buffer.from(json),
         },
     };
 }
@@ -56,7 +56,15 @@ async function main(args) {
         throw new Error(`usage: node compile.mjs [--check] (got ${args.join(' ')})`);
     }
     const check = args[0] === '--check';
-    const { cell, files } = await compileEscrow();
+    for (const name of contracts) {
+        await build(name, check);
+    }
+}
+
+/** Writes build/ for one contract, or with check, exits 1 if build/ differs. */
+async function build(name, check) {
+    const entrypoint = `${name}.tolk`;
+    const { cell, files } = await compileContract(name);
     const hash = cell.hash().toString('hex');
     if (check) {
         const stale = Object.entries(files)
@@ -77,8 +85,8 @@ async function main(args) {
     for (const [name, contents] of Object.entries(files)) {
         writeFileSync(join(buildDir, name), contents);
     }
-    console.log(`contracts: wrote build/escrow.boc (${files['escrow.boc'].length} bytes), ` +
-        `build/escrow.json (code hash ${hash})`);
+    console.log(`contracts: wrote build/${name}.boc (${files[`${name}.boc`].length} bytes), ` +
+        `build/${name}.json (code hash ${hash})`);
 }
 
 main(process.argv.slice(2)).catch((err) => {

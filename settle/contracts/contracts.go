@@ -1,4 +1,5 @@
-// Package contracts holds the compiled code of Cocoon's on-chain contracts.
+// Package contracts holds the compiled code of Cocoon's on-chain contracts: the escrow
+// and the registry.
 //
 // The code is compiled from the Tolk sources in this directory by compile.mjs (`make
 // contracts`) and committed, so Go builds need no Tolk toolchain; CI recompiles and
@@ -13,3 +14,9 @@ import _ "embed"
 //
 //go:embed build/escrow.boc
 var EscrowCode []byte
+
+// RegistryCode is the registry contract's code cell (registry.tolk, protocol v1 in
+// settle/REGISTRY.md), in the same BOC form as EscrowCode.
+//
+//go:embed build/registry.boc
+var RegistryCode []byte

@@ -24,14 +24,13 @@
 package escrow
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"math/big"
-	"sync"
 
 	"github.com/cocoonhost/cocoon/settle/contracts"
+	"github.com/cocoonhost/cocoon/settle/internal/contract"
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/tlb"
 	"github.com/xssnick/tonutils-go/tvm/cell"
@@ -90,21 +89,10 @@ var exitCodeNames = map[ExitCode]string{
 func (c ExitCode) Error() string { return "escrow: " + c.String() }
 
 // String returns the code's name in ESCROW.md and its number.
-func (c ExitCode) String() string {
-	if name, ok := exitCodeNames[c]; ok {
-		return fmt.Sprintf("%s (%d)", name, int32(c))
-	}
-	return fmt.Sprintf("exit code %d", int32(c))
-}
+func (c ExitCode) String() string { return contract.ExitCodeString(exitCodeNames[c], int32(c)) }
 
 // code is contracts.EscrowCode parsed once.
-var code = sync.OnceValues(func() (*cell.Cell, error) {
-	c, err := cell.FromBOC(contracts.EscrowCode)
-	if err != nil {
-		return nil, fmt.Errorf("escrow: parse contracts.EscrowCode: %w", err)
-	}
-	return c, nil
-})
+var code = contract.Code("escrow", contracts.EscrowCode)
 
 // Code returns the contract's code cell. It fails only if the embedded BOC
 // is corrupt.
@@ -112,13 +100,7 @@ func Code() (*cell.Cell, error) { return code() }
 
 // CodeHash returns the representation hash of the contract's code, the hash
 // GetState requires of an account.
-func CodeHash() ([]byte, error) {
-	c, err := code()
-	if err != nil {
-		return nil, err
-	}
-	return c.Hash(), nil
-}
+func CodeHash() ([]byte, error) { return contract.CodeHash(code) }
 
 // Params are the fixed parameters of one escrow. They make up its initial
 // data and hence its address: the same Params always give the same address.
@@ -171,33 +153,19 @@ func (p Params) Data() (*cell.Cell, error) {
 // StateInit returns the state init (code and initial data) to attach to the
 // first deposit, which deploys the contract.
 func (p Params) StateInit() (*tlb.StateInit, error) {
-	c, err := code()
-	if err != nil {
-		return nil, err
-	}
-	data, err := p.Data()
-	if err != nil {
-		return nil, err
-	}
-	return &tlb.StateInit{Code: c, Data: data}, nil
+	si, _, err := contract.StateInit(code, p.Data, 0)
+	return si, err
 }
 
 // Address returns the escrow's address in the given workchain (0 for the
 // basechain): the hash of its state init. The address is bounceable.
 func (p Params) Address(workchain int8) (*address.Address, error) {
-	si, err := p.StateInit()
-	if err != nil {
-		return nil, err
-	}
-	c, err := tlb.ToCell(si)
-	if err != nil {
-		return nil, fmt.Errorf("escrow: serialize state init: %w", err)
-	}
-	return address.NewAddress(0, byte(workchain), c.Hash()), nil
+	_, a, err := contract.StateInit(code, p.Data, workchain)
+	return a, err
 }
 
 func checkAddr(who string, a *address.Address) error {
-	if a == nil || a.Type() != address.StdAddress || a.BitsLen() != 256 {
+	if !contract.IsStd(a) {
 		return fmt.Errorf("escrow: %s address must be a standard 256-bit address", who)
 	}
 	return nil
@@ -306,16 +274,10 @@ func digest(op uint32, escrowAddr *address.Address, cumulative *big.Int) ([]byte
 }
 
 // storeAmount stores a nanoTON amount as Coins, refusing what Coins cannot
-// hold (negative, or 2^120 and above) instead of panicking.
+// hold (nil, negative, or 2^120 and above) instead of panicking.
 func storeAmount(b *cell.Builder, amount *big.Int) error {
-	if amount == nil || amount.Sign() < 0 || amount.BitLen() > 120 {
-		return fmt.Errorf("escrow: amount %v is not a valid nanoTON amount", amount)
+	if err := contract.StoreAmount(b, amount); err != nil {
+		return fmt.Errorf("escrow: %w", err)
 	}
-	return b.StoreBigCoins(amount)
-}
-
-// sameAddr compares two addresses by workchain and hash, ignoring the
-// bounceable and testnet flags that are not part of the on-chain address.
-func sameAddr(a, b *address.Address) bool {
-	return a != nil && b != nil && a.Workchain() == b.Workchain() && bytes.Equal(a.Data(), b.Data())
+	return nil
 }

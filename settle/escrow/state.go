@@ -1,7 +1,6 @@
 package escrow
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -9,8 +8,8 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/cocoonhost/cocoon/settle/internal/contract"
 	"github.com/xssnick/tonutils-go/address"
-	"github.com/xssnick/tonutils-go/tlb"
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/tvm/cell"
 )
@@ -77,25 +76,11 @@ func (s *State) WithdrawableAt() (time.Time, bool) {
 // not what the contract's own parameters give (forged initial data); any
 // other error is the chain's, or a malformed get-method result.
 func GetState(ctx context.Context, api ton.APIClientWrapped, addr *address.Address) (*State, error) {
-	want, err := CodeHash()
+	checked, err := contract.Active(ctx, "escrow", api, addr, code, ErrNotDeployed, ErrWrongCode)
 	if err != nil {
 		return nil, err
 	}
-	block, err := api.CurrentMasterchainInfo(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("escrow: get masterchain block: %w", err)
-	}
-	api = api.WaitForBlock(block.SeqNo)
-	acc, err := api.GetAccount(ctx, block, addr)
-	if err != nil {
-		return nil, fmt.Errorf("escrow: get account %s: %w", addr, err)
-	}
-	if !acc.IsActive || acc.State == nil || acc.State.Status != tlb.AccountStatusActive || acc.Code == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotDeployed, addr)
-	}
-	if got := acc.Code.Hash(); !bytes.Equal(got, want) {
-		return nil, fmt.Errorf("%w: %s has code hash %x", ErrWrongCode, addr, got)
-	}
+	api, block, acc := checked.API, checked.Block, checked.Account
 
 	res, err := api.RunGetMethod(ctx, block, addr, "get_escrow_data")
 	if err != nil {
@@ -106,13 +91,13 @@ func GetState(ctx context.Context, api ton.APIClientWrapped, addr *address.Addre
 		return nil, fmt.Errorf("escrow: get_escrow_data on %s: %w", addr, err)
 	}
 	st.Balance = new(big.Int).Set(acc.State.Balance.Nano())
-	st.CodeHash = want
+	st.CodeHash = acc.Code.Hash()
 
 	derived, err := st.Params.Address(int8(addr.Workchain()))
 	if err != nil {
 		return nil, fmt.Errorf("escrow: %s: %w", addr, err)
 	}
-	if !sameAddr(derived, addr) {
+	if !contract.SameAddr(derived, addr) {
 		return nil, fmt.Errorf("%w: %s (its parameters give %s)", ErrWrongAddress, addr, derived)
 	}
 	return st, nil

@@ -197,6 +197,15 @@ func (c *Chain) Advance(d time.Duration) {
 	c.offset += d
 }
 
+// Tick seals an empty block at the chain's clock, as validators produce blocks while
+// time passes: get-methods run at a block's time, so without it they would see the time
+// of the last message however far the clock moved since.
+func (c *Chain) Tick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sealBlock(c.accounts)
+}
+
 // FollowWallClock makes the chain's clock run with the machine's from now on,
 // keeping its current distance to it (as a network's clock runs for its
 // clients); SetNow and Advance then move that distance. Without it the clock

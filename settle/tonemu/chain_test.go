@@ -395,3 +395,35 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("bob got %s, want 0.5 TON", got)
 	}
 }
+
+// TestTickSealsABlock checks that Tick makes a new block carrying the head state, so
+// that reads at the newest block see the accounts as they were and the clock's time
+// (settle/registry's delay tests read get-methods at it).
+func TestTickSealsABlock(t *testing.T) {
+	ctx := context.Background()
+	c := newChain(t)
+	alice := newWallet(t, c, 6)
+	if err := c.Fund(alice.WalletAddress(), tons("5")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.CurrentMasterchainInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Hour)
+	c.Tick()
+	after, err := c.CurrentMasterchainInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.SeqNo != before.SeqNo+1 {
+		t.Fatalf("block %d after block %d", after.SeqNo, before.SeqNo)
+	}
+	acc, err := c.GetAccount(ctx, after, alice.WalletAddress())
+	if err != nil || !acc.IsActive || acc.State.Balance.Nano().Cmp(tons("5")) != 0 {
+		t.Fatalf("alice at the new block: %+v, %v", acc, err)
+	}
+	if got := c.blocks[after.SeqNo-1].now; int64(got) != c.Now().Unix() {
+		t.Fatalf("block time %d, clock %d", got, c.Now().Unix())
+	}
+}

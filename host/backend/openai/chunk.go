@@ -2,14 +2,18 @@ package openai
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
+
+	"github.com/cocoonhost/cocoon/host/internal/jsonscan"
 )
 
 // decodeChunk decodes the data of one event into c as json.Unmarshal does. Chunks in
-// the shape every server streams take a fast path (scanChunk) that does not allocate
-// for the members it skips and uses no reflection: encoding/json was most of the
-// adapter's cost per token. Anything else, error objects included, goes to
-// encoding/json, so both paths agree on every input (FuzzDecodeChunk).
+// the shape every server streams take a fast path (scanChunk) on the host's JSON
+// scanner, which checks the whole event in one pass and hands the members over
+// without allocating or reflection: encoding/json was most of the adapter's cost per
+// token. Anything else, error objects included, goes to encoding/json, so both paths
+// agree on every input (FuzzDecodeChunk).
 func decodeChunk(data []byte, c *chunk) error {
 	if scanChunk(data, c) {
 		return nil
@@ -18,382 +22,273 @@ func decodeChunk(data []byte, c *chunk) error {
 	return json.Unmarshal(data, c)
 }
 
+// errSlowPath stops the fast path's walk: the chunk is for encoding/json.
+var errSlowPath = errors.New("not in the fast path's shape")
+
 // scanChunk decodes data into c, replacing what c held, if data is a JSON object that
 // json.Unmarshal would decode into the same c without an error, and whose members are
-// in the plain form the fast path knows: member names in lower case without escapes,
-// each at most once per object; "model", "object" and "finish_reason" strings without
-// escapes or null; "index" and the token counts integers or null; "content" a string
-// or null; no "error", "message" or "code" member and no "object": "error" (an error
-// object). It reports false, leaving c in any state, for everything else, valid or
-// not. So that a stream decodes its chunks without allocating, c's choices are
-// reused (an absent member leaves them empty, where encoding/json leaves nil) and so
-// are its strings when they repeat.
+// in the plain form the fast path knows: the members it decodes named in lower case
+// without escapes, each at most once per object; "model", "object" and
+// "finish_reason" strings without escapes or bytes beyond ASCII, or null; "index" and
+// the token counts integers or null; "content" a string or null; no "error",
+// "message" or "code" member and no "object": "error" (an error object); strings
+// valid UTF-8 and nesting at most jsonscan.MaxDepth deep (the scanner's rules). It
+// reports false, leaving c in any state, for everything else, valid or not. So that a
+// stream decodes its chunks without allocating, c's choices are reused (an absent
+// member leaves them empty, where encoding/json leaves nil) and so are its strings
+// when they repeat.
 func scanChunk(data []byte, c *chunk) bool {
 	prev := *c
 	*c = chunk{Choices: c.Choices[:0]}
-	s := scanner{b: data}
-	ok := s.object(func(name []byte) bool {
-		switch string(name) {
-		case "model":
-			return s.plainString(&c.Model, prev.Model)
-		case "object":
-			return s.plainString(&c.Object, prev.Object) && c.Object != "error"
-		case "choices":
-			return s.choices(c)
-		case "usage":
-			return s.usage(c)
-		case "error", "message", "code":
-			return false
-		}
-		return s.skip(0)
-	})
-	s.space()
-	return ok && s.i == len(s.b)
-}
-
-// scanner reads JSON from b at i.
-type scanner struct {
-	b []byte
-	i int
-}
-
-// maxDepth bounds the nesting of skipped values; deeper ones go to encoding/json.
-const maxDepth = 64
-
-func (s *scanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// peek skips white space and returns the next byte, 0 at the end.
-func (s *scanner) peek() byte {
-	s.space()
-	if s.i == len(s.b) {
-		return 0
-	}
-	return s.b[s.i]
-}
-
-// literal consumes word if it comes next.
-func (s *scanner) literal(word string) bool {
-	if len(s.b)-s.i < len(word) || string(s.b[s.i:s.i+len(word)]) != word {
-		return false
-	}
-	s.i += len(word)
-	return true
-}
-
-// object reads an object or null, calling member for each member with its name, which
-// is plain (lower-case ASCII, digits and '_', no escapes) and new in this object;
-// member reads the value.
-func (s *scanner) object(member func(name []byte) bool) bool {
-	switch s.peek() {
-	case 'n':
-		return s.literal("null")
-	case '{':
-		s.i++
-	default:
-		return false
-	}
-	var seen [16][]byte // the names so far; an object with more goes to encoding/json
-	n := 0
-	if s.peek() == '}' {
-		s.i++
-		return true
-	}
-	for {
-		if s.peek() != '"' {
-			return false
-		}
-		start := s.i + 1
-		if !s.str() {
-			return false
-		}
-		name := s.b[start : s.i-1]
-		if !plainName(name) {
-			return false
-		}
-		if n == len(seen) {
-			return false
-		}
-		for _, prev := range seen[:n] {
-			if string(prev) == string(name) {
-				return false
+	var d jsonscan.Decoder
+	d.Reset(data)
+	err := fields(&d, func(name int) error {
+		switch name {
+		case nameModel:
+			return plainString(&d, &c.Model, prev.Model)
+		case nameObject:
+			if err := plainString(&d, &c.Object, prev.Object); err != nil || c.Object == "error" {
+				return errSlowPath
 			}
+			return nil
+		case nameChoices:
+			return choices(&d, c)
+		case nameUsage:
+			return usageOf(&d, c)
+		case nameError, nameMessage, nameCode: // an error object's
+			return errSlowPath
 		}
-		seen[n], n = name, n+1
-		if s.peek() != ':' {
-			return false
-		}
-		s.i++
-		if !member(name) {
-			return false
-		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
-			return false
-		}
-	}
+		return skip(&d)
+	})
+	return err == nil && d.End() == nil
 }
 
-// plainName reports whether a member name matches a struct field only as written:
-// encoding/json matches names case-insensitively, with Unicode folds (the Kelvin sign
-// for 'k'), which the fast path leaves to it.
-func plainName(name []byte) bool {
+// fields reads an object, passing the name of each member that names a field of a
+// chunk to field, which reads its value; it skips the others. A name repeated, or
+// one encoding/json could match to a field only as it folds case, sends the chunk to
+// encoding/json.
+func fields(d *jsonscan.Decoder, field func(name int) error) error {
+	var seen names
+	return d.Object(func(key []byte) error {
+		switch n := seen.add(key); n {
+		case nameOther:
+			return skip(d)
+		case nameRepeated, nameNotPlain:
+			return errSlowPath
+		default:
+			return field(n)
+		}
+	})
+}
+
+// skip reads a value the chunk does not keep.
+func skip(d *jsonscan.Decoder) error {
+	_, err := d.Value()
+	return err
+}
+
+// The member names the fast path decodes, as names.add tells them.
+const (
+	nameOther    = iota // plain, and no field's
+	nameNotPlain        // may match a field as encoding/json folds case: its own
+	nameRepeated        // a field's, again: encoding/json keeps the last
+	nameModel
+	nameObject
+	nameChoices
+	nameUsage
+	nameError
+	nameMessage
+	nameCode
+	nameIndex
+	nameFinishReason
+	nameDelta
+	nameContent
+	namePromptTokens
+	nameCompletionTokens
+)
+
+// fieldName tells which field of a chunk name is exactly, nameOther if none.
+func fieldName(name []byte) int {
+	switch string(name) {
+	case "model":
+		return nameModel
+	case "object":
+		return nameObject
+	case "choices":
+		return nameChoices
+	case "usage":
+		return nameUsage
+	case "error":
+		return nameError
+	case "message":
+		return nameMessage
+	case "code":
+		return nameCode
+	case "index":
+		return nameIndex
+	case "finish_reason":
+		return nameFinishReason
+	case "delta":
+		return nameDelta
+	case "content":
+		return nameContent
+	case "prompt_tokens":
+		return namePromptTokens
+	case "completion_tokens":
+		return nameCompletionTokens
+	}
+	return nameOther
+}
+
+// names are the field names seen in one object.
+type names uint32
+
+// add tells which field name, as written (escapes and all), names, and records it.
+// A name a field of a chunk could match only as encoding/json folds case (Unicode
+// folds included, such as the Kelvin sign for 'k') is nameNotPlain.
+func (s *names) add(name []byte) int {
 	for _, b := range name {
 		if !('a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '_') {
-			return false
+			return nameNotPlain
 		}
 	}
+	n := fieldName(name)
+	if n == nameOther {
+		return nameOther
+	}
+	if *s&(1<<n) != 0 {
+		return nameRepeated
+	}
+	*s |= 1 << n
+	return n
+}
+
+// orNull reads null and reports true if it comes next, so that the caller leaves its
+// field as it is.
+func orNull(d *jsonscan.Decoder) bool {
+	if d.Kind() != jsonscan.Null {
+		return false
+	}
+	skip(d)
 	return true
 }
 
 // choices reads the choices array or null.
-func (s *scanner) choices(c *chunk) bool {
-	switch s.peek() {
-	case 'n':
+func choices(d *jsonscan.Decoder, c *chunk) error {
+	if orNull(d) {
 		c.Choices = nil
-		return s.literal("null")
-	case '[':
-	default:
-		return false
+		return nil
 	}
-	c.Choices = c.Choices[:0]
 	if c.Choices == nil {
 		c.Choices = []choice{}
 	}
-	return s.elements(func() bool {
+	return d.Array(func() error {
 		c.Choices = append(c.Choices, choice{})
+		if orNull(d) {
+			return nil
+		}
 		ch := &c.Choices[len(c.Choices)-1]
-		return s.object(func(name []byte) bool {
-			switch string(name) {
-			case "index":
-				return s.integer(&ch.Index)
-			case "finish_reason":
-				return s.plainString(&ch.FinishReason, "")
-			case "delta":
-				return s.object(func(name []byte) bool {
-					if string(name) == "content" {
-						return s.content(&ch.Delta.Content)
-					}
-					return s.skip(0)
-				})
+		return fields(d, func(name int) error {
+			switch name {
+			case nameIndex:
+				return integer(d, &ch.Index)
+			case nameFinishReason:
+				return plainString(d, &ch.FinishReason, "")
+			case nameDelta:
+				return delta(d, ch)
 			}
-			return s.skip(0)
+			return skip(d)
 		})
 	})
 }
 
-// elements reads an array, calling element to read each element.
-func (s *scanner) elements(element func() bool) bool {
-	if s.peek() != '[' {
-		return false
+// delta reads a choice's delta, an object or null. Its content is kept as a
+// json.RawMessage keeps it, without a copy: valid as long as the event's bytes.
+func delta(d *jsonscan.Decoder, ch *choice) error {
+	if orNull(d) {
+		return nil
 	}
-	s.i++
-	if s.peek() == ']' {
-		s.i++
-		return true
-	}
-	for {
-		if !element() {
-			return false
+	return fields(d, func(name int) error {
+		if name != nameContent {
+			return skip(d)
 		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return true
-		default:
-			return false
+		if k := d.Kind(); k != jsonscan.String && k != jsonscan.Null {
+			return errSlowPath
 		}
-	}
-}
-
-// usage reads the usage object or null.
-func (s *scanner) usage(c *chunk) bool {
-	if s.peek() == '{' {
-		c.Usage = &usage{}
-	}
-	u := c.Usage
-	return s.object(func(name []byte) bool {
-		switch string(name) {
-		case "prompt_tokens":
-			return s.integer(&u.PromptTokens)
-		case "completion_tokens":
-			return s.integer(&u.CompletionTokens)
-		}
-		return s.skip(0)
+		var err error
+		ch.Delta.Content, err = d.Value()
+		return err
 	})
 }
 
-// plainString reads a string without escapes into v, or null, which leaves v as it is.
-// A string equal to prev is prev, not a copy.
-func (s *scanner) plainString(v *string, prev string) bool {
-	if s.peek() == 'n' {
-		return s.literal("null")
+// usageOf reads the usage object or null.
+func usageOf(d *jsonscan.Decoder, c *chunk) error {
+	if orNull(d) {
+		return nil
 	}
-	start := s.i
-	if s.i == len(s.b) || s.b[s.i] != '"' || !s.str() {
-		return false
+	u := &usage{}
+	c.Usage = u
+	return fields(d, func(name int) error {
+		switch name {
+		case namePromptTokens:
+			return integer(d, &u.PromptTokens)
+		case nameCompletionTokens:
+			return integer(d, &u.CompletionTokens)
+		}
+		return skip(d)
+	})
+}
+
+// plainString reads a string without escapes or bytes beyond ASCII (which
+// encoding/json may replace) into s, or null, which leaves s as it is. A string equal
+// to prev is prev, not a copy.
+func plainString(d *jsonscan.Decoder, s *string, prev string) error {
+	v, err := scalar(d, jsonscan.String)
+	if v == nil {
+		return err
 	}
-	lit := s.b[start+1 : s.i-1]
+	lit := v[1 : len(v)-1]
 	for _, b := range lit {
-		if b == '\\' || b >= 0x80 { // escapes, and bytes encoding/json may replace
-			return false
+		if b == '\\' || b >= 0x80 {
+			return errSlowPath
 		}
 	}
-	if *v = prev; string(lit) != prev {
-		*v = string(lit)
+	if *s = prev; string(lit) != prev {
+		*s = string(lit)
 	}
-	return true
+	return nil
 }
 
-// content reads a string literal or null as encoding/json fills a json.RawMessage,
-// but without a copy: v is valid as long as the scanner's bytes.
-func (s *scanner) content(v *json.RawMessage) bool {
-	s.space()
-	start := s.i
-	switch s.peek() {
-	case 'n':
-		if !s.literal("null") {
-			return false
-		}
-	case '"':
-		if !s.str() {
-			return false
-		}
-	default:
-		return false
+// integer reads an integer that fits an int, or null, which leaves n as it is. A
+// fraction or an exponent is not one: encoding/json refuses it for an int.
+func integer(d *jsonscan.Decoder, n *int) error {
+	v, err := scalar(d, jsonscan.Number)
+	if v == nil {
+		return err
 	}
-	*v = s.b[start:s.i]
-	return true
+	for _, b := range v {
+		if b == '.' || b == 'e' || b == 'E' {
+			return errSlowPath
+		}
+	}
+	if *n, err = strconv.Atoi(string(v)); err != nil {
+		return errSlowPath
+	}
+	return nil
 }
 
-// integer reads an integer that fits an int, or null, which leaves v as it is.
-func (s *scanner) integer(v *int) bool {
-	if s.peek() == 'n' {
-		return s.literal("null")
-	}
-	start := s.i
-	if s.i < len(s.b) && s.b[s.i] == '-' {
-		s.i++
-	}
-	digits := s.i
-	for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
-		s.i++
-	}
-	if s.i == digits || s.b[digits] == '0' && s.i-digits > 1 {
-		return false
-	}
-	if s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		return false // a fraction or exponent: encoding/json refuses it for an int
-	}
-	n, err := strconv.Atoi(string(s.b[start:s.i]))
-	*v = n
-	return err == nil
-}
-
-// str reads a string literal at i, which is '"', checking it as encoding/json does:
-// no control characters, only JSON's escapes. Other bytes, valid UTF-8 or not, pass.
-func (s *scanner) str() bool {
-	s.i++
-	for s.i < len(s.b) {
-		b := s.b[s.i]
-		switch {
-		case b == '"':
-			s.i++
-			return true
-		case b < 0x20:
-			return false
-		case b == '\\':
-			if s.i+1 == len(s.b) {
-				return false
-			}
-			switch s.b[s.i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i += 2
-			case 'u':
-				if _, ok := hex4(s.b[s.i+2:]); !ok {
-					return false
-				}
-				s.i += 6
-			default:
-				return false
-			}
-		default:
-			s.i++
+// scalar reads a value of kind k, or null, for which it returns nil; any other kind
+// sends the chunk to encoding/json.
+func scalar(d *jsonscan.Decoder, k jsonscan.Kind) ([]byte, error) {
+	switch d.Kind() {
+	case jsonscan.Null:
+		return nil, skip(d)
+	case k:
+		v, err := d.Value()
+		if err != nil {
+			return nil, err
 		}
+		return v, nil
 	}
-	return false
-}
-
-// skip reads and checks any value, nested at most maxDepth deep.
-func (s *scanner) skip(depth int) bool {
-	if depth > maxDepth {
-		return false
-	}
-	switch c := s.peek(); {
-	case c == '"':
-		return s.str()
-	case c == '{':
-		return s.object(func([]byte) bool { return s.skip(depth + 1) })
-	case c == '[':
-		return s.elements(func() bool { return s.skip(depth + 1) })
-	case c == 't':
-		return s.literal("true")
-	case c == 'f':
-		return s.literal("false")
-	case c == 'n':
-		return s.literal("null")
-	case c == '-' || '0' <= c && c <= '9':
-		return s.number()
-	}
-	return false
-}
-
-// number reads a number as JSON's grammar has it.
-func (s *scanner) number() bool {
-	if s.b[s.i] == '-' {
-		s.i++
-	}
-	digits := func() int {
-		start := s.i
-		for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
-			s.i++
-		}
-		return s.i - start
-	}
-	if s.i < len(s.b) && s.b[s.i] == '0' {
-		s.i++
-	} else if digits() == 0 {
-		return false
-	}
-	if s.i < len(s.b) && s.b[s.i] == '.' {
-		s.i++
-		if digits() == 0 {
-			return false
-		}
-	}
-	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		s.i++
-		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
-			s.i++
-		}
-		if digits() == 0 {
-			return false
-		}
-	}
-	return true
+	return nil, errSlowPath
 }

@@ -50,14 +50,16 @@
 // servers.
 //
 // Chunks in the shape servers stream (plain lower-case member names, each once; model,
-// object and finish_reason without escapes; integer counts) are decoded by a scanner
-// of their own that checks the whole event as encoding/json would and reuses the last
-// chunk's memory; anything else, error objects included, by encoding/json
-// (FuzzDecodeChunk holds the two to the same result).
+// object and finish_reason without escapes; integer counts; valid UTF-8) are decoded
+// with the host's JSON scanner (jsonscan.Decoder), which checks the whole event in one
+// pass, and reuse the last chunk's memory; anything else, error objects included, by
+// encoding/json (FuzzDecodeChunk holds the two to the same result).
 //
 // A caller that passes an idle hook (backend.WithIdle) has it called before every
-// read of the body and after the last delta: whatever was emitted before a wait for
-// the server can go out then, in one write, rather than one write per token.
+// read of the body, and after the last delta unless the body has ended by then:
+// whatever was emitted before a wait for the server can go out then, in one write,
+// rather than one write per token, and the caller may pace the reads by sleeping in
+// the hook, so that a fast server's tokens are read several at a time.
 //
 // Costs: parsing takes about 1 µs and one allocation (the delta's string) per streamed
 // token (BenchmarkStream/parse, on the 2-core development machine under load; it was a

@@ -96,15 +96,46 @@ func FuzzDecodeChunk(f *testing.F) {
 }
 
 // transcripts are the server transcripts of testdata.
-func transcripts(f *testing.F) [][]byte {
+func transcripts(tb testing.TB) [][]byte {
 	files, _ := filepath.Glob(filepath.Join("testdata", "*.sse"))
 	var out [][]byte
 	for _, name := range files {
 		b, err := os.ReadFile(name)
 		if err != nil {
-			f.Fatal(err)
+			tb.Fatal(err)
 		}
 		out = append(out, b)
 	}
 	return out
+}
+
+// TestServerChunksTakeTheFastPath checks that the chunks of every server transcript
+// take scanChunk's path, not encoding/json's: FuzzDecodeChunk holds the fast path to
+// encoding/json's results only where it is taken, and a fast path that refused
+// everything would pass it. Error events and chunks with bytes that are not UTF-8 (a
+// character split across chunks, which JSON's grammar does not allow and
+// encoding/json takes) are encoding/json's.
+func TestServerChunksTakeTheFastPath(t *testing.T) {
+	n := 0
+	for _, b := range transcripts(t) {
+		er := newEventReader(bytes.NewReader(b), DefaultMaxLineSize)
+		for {
+			ev, err := er.next()
+			if err != nil {
+				break
+			}
+			data := bytes.TrimSpace(ev.data)
+			if ev.isError || len(data) == 0 || string(data) == "[DONE]" || bytes.Contains(data, []byte(`"error"`)) || !utf8.Valid(data) {
+				continue
+			}
+			var c chunk
+			if !scanChunk(data, &c) {
+				t.Errorf("the fast path refused %s", data)
+			}
+			n++
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d chunks in the transcripts", n)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cocoonhost/cocoon/host/backend"
 )
@@ -12,20 +13,29 @@ import (
 // TestIdleHook checks the contract of backend.WithIdle that a caller's coalescing
 // rests on: the hook comes before the first emit, before every wait for the server
 // (so after the deltas of one read and before the server's next write), and after the
-// last emit; an error from it stops the generation as the caller's own.
+// last emit when the server keeps the body open after [DONE]; an error from it stops
+// the generation as the caller's own.
 func TestIdleHook(t *testing.T) {
-	next := make(chan struct{})
+	next, last := make(chan struct{}), make(chan struct{})
 	h := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		flush(w, sseChunk("Once", "")+sseChunk(" upon", ""))
 		<-next // the server waits: what the adapter emitted must be idle's by now
 		flush(w, sseChunk(" a time", "stop")+"data: [DONE]\n\n")
+		select { // the body stays open: the last delta must be idle's before it ends
+		case <-last:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	b, _ := newBackend(t, http.HandlerFunc(h))
 	var events []string
 	ctx := backend.WithIdle(t.Context(), func() error {
-		if len(events) > 0 && events[len(events)-1] == " upon" {
+		switch {
+		case len(events) == 0:
+		case events[len(events)-1] == " upon":
 			close(next)
+		case events[len(events)-1] == " a time":
+			close(last)
 		}
 		events = append(events, "idle")
 		return nil

@@ -176,13 +176,15 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 		model: model,
 	}
 	var answer io.Reader = c.resp.Body
-	idle := backend.IdleHook(ctx)
+	idle, ended := backend.IdleHook(ctx), false
 	if idle != nil {
-		answer = idleBody{r: answer, idle: idle, dog: c.dog}
+		answer = idleBody{r: answer, idle: idle, dog: c.dog, ended: &ended}
 	}
 	err = readStream(answer, b.cfg.maxLine, s)
-	if err == nil && idle != nil {
-		// The last deltas go out now, not after drain's wait for the end of the body.
+	if err == nil && idle != nil && !ended {
+		// The last deltas go out now, not after drain's wait for the end of the
+		// body. When the body has ended, drain does not wait: the caller has them
+		// at once when Generate returns, without a call that may pace the stream.
 		err = idleBody{idle: idle, dog: c.dog}.call()
 	}
 	res := s.result(req)

@@ -111,18 +111,24 @@ func (b watchedBody) Read(p []byte) (int, error) {
 // body: the stream reader reads only when it has emitted every delta of what it read
 // before, and the read may wait for the server. The caller's time in idle is not the
 // server's silence. An error of idle comes out of Read as an emitError, which
-// Generate returns as the caller's own.
+// Generate returns as the caller's own. ended, when set, is set once a read reached
+// the end of the body: no read after it waits.
 type idleBody struct {
-	r    io.Reader
-	idle func() error
-	dog  *watchdog
+	r     io.Reader
+	idle  func() error
+	dog   *watchdog
+	ended *bool
 }
 
 func (b idleBody) Read(p []byte) (int, error) {
 	if err := b.call(); err != nil {
 		return 0, err
 	}
-	return b.r.Read(p)
+	n, err := b.r.Read(p)
+	if err == io.EOF && b.ended != nil {
+		*b.ended = true
+	}
+	return n, err
 }
 
 func (b idleBody) call() error {

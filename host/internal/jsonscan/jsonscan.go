@@ -80,7 +80,7 @@ func Valid(b []byte) error {
 // passed as they come. It stops at f's first error and returns it.
 func Members(b []byte, f func(key string, value []byte) error) error {
 	s := scanner{b: b}
-	return s.document(f)
+	return s.document(func(key, value []byte) error { return f(unquote(key), value) })
 }
 
 // Fields calls f with each member of obj, a JSON object as passed to a Members, Fields
@@ -91,7 +91,13 @@ func Fields(obj []byte, f func(key string, value []byte) error) error {
 		return fmt.Errorf("not an object: %s", KindOf(obj))
 	}
 	s := scanner{b: obj, trusted: true}
-	return s.object(f)
+	return s.object(func(key []byte) error {
+		start := s.i
+		if err := s.value(); err != nil {
+			return err
+		}
+		return f(unquote(key), obj[start:s.i])
+	})
 }
 
 // Elements calls f with each element of arr, a JSON array as passed to a Members,
@@ -117,6 +123,61 @@ func Elements(arr []byte, f func(value []byte) error) error {
 			return err
 		}
 	}
+}
+
+// Decoder reads one JSON document value by value, checking it as Valid does in the
+// same single pass: for a caller that decodes a few members of many small documents
+// (an inference server's stream) and wants neither reflection nor a second scan of
+// the values it descends into. Kind tells what comes next; Object, Array and Value
+// read it; End checks that only white space follows the document. The zero Decoder
+// is ready after Reset; one that returned an error must not be used further.
+type Decoder struct{ s scanner }
+
+// Reset makes d read b from its start.
+func (d *Decoder) Reset(b []byte) { d.s = scanner{b: b} }
+
+// Kind returns the kind of the next value after white space, Invalid at the end of
+// the input or before a byte no value starts with.
+func (d *Decoder) Kind() Kind {
+	d.s.space()
+	return KindOf(d.s.b[d.s.i:])
+}
+
+// Object reads an object, calling member with each member's key as it is written
+// between its quotes (escapes and all, in the input's memory) before its value,
+// which member must read with d's methods, exactly once. It stops at member's first
+// error and returns it.
+func (d *Decoder) Object(member func(key []byte) error) error {
+	if d.Kind() != Object {
+		return d.s.errorf("%s where an object is required", d.Kind())
+	}
+	return d.s.object(member)
+}
+
+// Array reads an array, calling element before each element, which element must read
+// with d's methods, exactly once. It stops at element's first error and returns it.
+func (d *Decoder) Array(element func() error) error {
+	if d.Kind() != Array {
+		return d.s.errorf("%s where an array is required", d.Kind())
+	}
+	return d.s.array(element)
+}
+
+// Value reads any value and returns it as written, in the input's memory.
+func (d *Decoder) Value() ([]byte, error) {
+	d.s.space()
+	start := d.s.i
+	err := d.s.value()
+	return d.s.b[start:d.s.i], err
+}
+
+// End checks that only white space is left.
+func (d *Decoder) End() error {
+	d.s.space()
+	if d.s.i != len(d.s.b) {
+		return d.s.errorf("unexpected %q after the value", d.s.b[d.s.i])
+	}
+	return nil
 }
 
 type scanner struct {
@@ -169,8 +230,8 @@ func (s *scanner) space() {
 }
 
 // document scans the whole input as one value; with members set the value must be an
-// object whose members are passed to it.
-func (s *scanner) document(members func(string, []byte) error) error {
+// object whose members are passed to it with their values.
+func (s *scanner) document(members func(key, value []byte) error) error {
 	s.space()
 	var err error
 	if members != nil {
@@ -180,7 +241,13 @@ func (s *scanner) document(members func(string, []byte) error) error {
 			}
 			return s.errorf("%s where an object is required", KindOf(s.b[s.i:]))
 		}
-		err = s.object(members)
+		err = s.object(func(key []byte) error {
+			start := s.i
+			if err := s.value(); err != nil {
+				return err
+			}
+			return members(key, s.b[start:s.i])
+		})
 	} else {
 		err = s.value()
 	}
@@ -199,7 +266,7 @@ func (s *scanner) value() error {
 	case c == '{':
 		return s.object(nil)
 	case c == '[':
-		return s.array()
+		return s.array(nil)
 	case c == '"':
 		return s.str()
 	case c == 't':
@@ -225,7 +292,10 @@ func (s *scanner) enter() error {
 	return nil
 }
 
-func (s *scanner) object(members func(string, []byte) error) error {
+// object reads the object at s.i. For each member it calls member, if set, with the
+// key as written between its quotes, and member reads the value; else it reads the
+// value itself.
+func (s *scanner) object(member func(key []byte) error) error {
 	if empty, err := s.open('}'); empty || err != nil {
 		return err
 	}
@@ -233,25 +303,25 @@ func (s *scanner) object(members func(string, []byte) error) error {
 		if s.peek() != '"' {
 			return s.errorf("expected a string key")
 		}
-		keyStart := s.i
+		keyStart := s.i + 1
 		if err := s.str(); err != nil {
 			return err
 		}
-		key := s.b[keyStart:s.i]
+		key := s.b[keyStart : s.i-1]
 		s.space()
 		if s.peek() != ':' {
 			return s.errorf("expected ':' after a key")
 		}
 		s.i++
 		s.space()
-		valueStart := s.i
-		if err := s.value(); err != nil {
-			return err
+		var err error
+		if member != nil {
+			err = member(key)
+		} else {
+			err = s.value()
 		}
-		if members != nil {
-			if err := members(unquote(key), s.b[valueStart:s.i]); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 		if done, err := s.next('}', "an object"); done || err != nil {
 			return err
@@ -259,12 +329,20 @@ func (s *scanner) object(members func(string, []byte) error) error {
 	}
 }
 
-func (s *scanner) array() error {
+// array reads the array at s.i. Before each element it calls element, if set, which
+// reads it; else it reads it itself.
+func (s *scanner) array(element func() error) error {
 	if empty, err := s.open(']'); empty || err != nil {
 		return err
 	}
 	for {
-		if err := s.value(); err != nil {
+		var err error
+		if element != nil {
+			err = element()
+		} else {
+			err = s.value()
+		}
+		if err != nil {
 			return err
 		}
 		if done, err := s.next(']', "an array"); done || err != nil {
@@ -323,11 +401,15 @@ func (s *scanner) str() error {
 	start := s.i
 	ascii := true
 	for s.i < len(s.b) {
-		c := s.b[s.i]
-		if plain[c] {
-			s.i++
-			continue
+		// The common run of plain bytes, in a register rather than s.i.
+		i, b := s.i, s.b
+		for i < len(b) && plain[b[i]] {
+			i++
 		}
+		if s.i = i; i == len(b) {
+			break
+		}
+		c := b[i]
 		switch {
 		case c == '"':
 			if !ascii && !utf8.Valid(s.b[start:s.i]) {
@@ -414,16 +496,13 @@ func (s *scanner) number() error {
 	return nil
 }
 
-// unquote returns the text of a valid JSON string token. Keys rarely hold escapes, so
-// the plain case allocates only the string.
-func unquote(tok []byte) string {
-	inner := tok[1 : len(tok)-1]
-	for _, c := range inner {
-		if c == '\\' {
-			var s string
-			_ = json.Unmarshal(tok, &s) // valid by construction
-			return s
-		}
+// unquote returns the text of the contents of a valid JSON string, what is between
+// its quotes. Keys rarely hold escapes, so the plain case allocates only the string.
+func unquote(inner []byte) string {
+	if bytes.IndexByte(inner, '\\') >= 0 {
+		var s string
+		_ = json.Unmarshal(append(append([]byte{'"'}, inner...), '"'), &s) // valid by construction
+		return s
 	}
 	return string(inner)
 }
@@ -433,5 +512,5 @@ func Unquote(v []byte) (string, bool) {
 	if KindOf(v) != String {
 		return "", false
 	}
-	return unquote(v), true
+	return unquote(v[1 : len(v)-1]), true
 }

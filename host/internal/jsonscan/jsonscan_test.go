@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -110,6 +111,9 @@ func FuzzValid(f *testing.F) {
 		if (err == nil) != want && utf8.Valid(b) {
 			t.Fatalf("Valid(%q) = %v, encoding/json says valid=%v", b, err, json.Valid(b))
 		}
+		if got := decodeWhole(b); (got == nil) != (err == nil) {
+			t.Fatalf("a Decoder's walk of %q: %v; Valid: %v", b, got, err)
+		}
 		if err != nil {
 			return
 		}
@@ -176,5 +180,53 @@ func BenchmarkEncodingJSONBaseline(b *testing.B) {
 		if err := json.Unmarshal(in, &m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// decodeWhole walks b with a Decoder, descending into every object and array, and
+// checks that the document ends there.
+func decodeWhole(b []byte) error {
+	var d Decoder
+	d.Reset(b)
+	var walk func() error
+	walk = func() error {
+		switch d.Kind() {
+		case Object:
+			return d.Object(func([]byte) error { return walk() })
+		case Array:
+			return d.Array(walk)
+		}
+		_, err := d.Value()
+		return err
+	}
+	if err := walk(); err != nil {
+		return err
+	}
+	return d.End()
+}
+
+// TestDecoder checks the Decoder on documents Valid accepts and refuses, and that it
+// hands keys over as written and values as they are.
+func TestDecoder(t *testing.T) {
+	for _, in := range []string{`{}`, ` {"a":[1,{"b":"\u00e9"},null], "c\"d":true} `, `[]`, `"x"`, `{"a":1,}`, `[1 2]`,
+		`{"a":1} x`, "\"\xff\"", `{"a"}`, ``, strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1)} {
+		if got, want := decodeWhole([]byte(in)), Valid([]byte(in)); (got == nil) != (want == nil) {
+			t.Errorf("Decoder on %.40q: %v; Valid: %v", in, got, want)
+		}
+	}
+	var d Decoder
+	d.Reset([]byte(`{"k\u0065y": [1, "two"], "n": null}`))
+	var got []string
+	err := d.Object(func(key []byte) error {
+		v, err := d.Value()
+		got = append(got, string(key)+"="+string(v))
+		return err
+	})
+	if want := []string{`k\u0065y=[1, "two"]`, `n=null`}; err != nil || d.End() != nil || !slices.Equal(got, want) {
+		t.Fatalf("members %q, %v; want %q", got, err, want)
+	}
+	d.Reset([]byte(`[1]`))
+	if err := d.Object(func([]byte) error { return nil }); err == nil {
+		t.Fatal("Object read an array")
 	}
 }

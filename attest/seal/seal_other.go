@@ -1,6 +1,6 @@
 //go:build !linux
 
-package attest
+package seal
 
 import "errors"
 

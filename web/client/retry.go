@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"fmt"
@@ -12,22 +12,22 @@ import (
 // Retry-After). Every host 429 and 503 carries Retry-After; a client that retries at
 // once, or gives up at once, serves nobody.
 const (
-	// maxRetries bounds the retries of one request.
-	maxRetries = 3
-	// maxRetryWait bounds one wait: a host that asks for longer is not waited for, and
+	// MaxRetries bounds the retries of one request.
+	MaxRetries = 3
+	// MaxRetryWait bounds one wait: a host that asks for longer is not waited for, and
 	// its answer is the request's.
-	maxRetryWait = 30 * time.Second
+	MaxRetryWait = 30 * time.Second
 )
 
 // do sends req and returns the host's answer. A GET (or HEAD) the host answers 429 or
-// 503 with a Retry-After of at most maxRetryWait is sent again after that wait, at most
-// maxRetries times; other requests are sent once, since the host may have acted on
+// 503 with a Retry-After of at most MaxRetryWait is sent again after that wait, at most
+// MaxRetries times; other requests are sent once, since the host may have acted on
 // them. prepare, when set, is called on each attempt's copy before it is sent (a
 // request signed with an escrow's client key is signed anew, with a fresh nonce). Each
-// wait is logged to c.log. It fails when the host cannot be reached, or with the
+// wait is logged to c.retryLog. It fails when the host cannot be reached, or with the
 // request's context while it waits.
-func (c *client) do(req *http.Request, prepare func(*http.Request)) (*http.Response, error) {
-	retries := maxRetries
+func (c *Client) do(req *http.Request, prepare func(*http.Request)) (*http.Response, error) {
+	retries := MaxRetries
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		retries = 0
 	}
@@ -43,14 +43,14 @@ func (c *client) do(req *http.Request, prepare func(*http.Request)) (*http.Respo
 		if err != nil {
 			return nil, err
 		}
-		wait, ok := retryAfter(resp, time.Now())
+		wait, ok := RetryAfter(resp, time.Now())
 		if !ok || attempt == retries {
 			return resp, nil
 		}
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so that the connection is reused
 		resp.Body.Close()
-		if c.log != nil {
-			fmt.Fprintf(c.log, "the host answered %s to %s %s: retrying in %s, as its Retry-After asks\n", resp.Status, req.Method, req.URL.Path, wait)
+		if c.retryLog != nil {
+			fmt.Fprintf(c.retryLog, "the host answered %s to %s %s: retrying in %s, as its Retry-After asks\n", resp.Status, req.Method, req.URL.Path, wait)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -62,9 +62,10 @@ func (c *client) do(req *http.Request, prepare func(*http.Request)) (*http.Respo
 	}
 }
 
-// retryAfter is how long resp asks to wait before the request is sent again: its
-// Retry-After (seconds, or an HTTP date) on a 429 or a 503, when at most maxRetryWait.
-func retryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
+// RetryAfter is how long resp asks to wait before the request is sent again, as of
+// now: its Retry-After (seconds, or an HTTP date) on a 429 or a 503, when at most
+// MaxRetryWait. It is false for any other answer, or a longer wait.
+func RetryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
 	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
 		return 0, false
 	}
@@ -77,5 +78,5 @@ func retryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
 	} else {
 		return 0, false
 	}
-	return wait, wait <= maxRetryWait
+	return wait, wait <= MaxRetryWait
 }

@@ -1,4 +1,4 @@
-package attest
+package seal
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cocoonhost/cocoon/attest"
 )
 
 // testRoot is the root sealing secret of the golden vectors: the bytes 0 to 31.
@@ -24,7 +26,7 @@ func testRoot() []byte {
 
 func testSealer(t testing.TB, root []byte) *Sealer {
 	t.Helper()
-	s, err := newSealer(SealingFile, "test", root)
+	s, err := newSealer(attest.SealingFile, "test", root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +113,8 @@ func TestSealOpen(t *testing.T) {
 }
 
 func TestNoSealing(t *testing.T) {
-	s := NoSealing()
-	if s.Source() != SealingNone || s.Event().String() != `sealing "none"` {
+	s := None()
+	if s.Source() != attest.SealingNone || s.Event().String() != `sealing "none"` {
 		t.Errorf("source %q, event %s", s.Source(), s.Event())
 	}
 	if _, err := s.Seal("x", []byte("secret")); !errors.Is(err, ErrNoSealing) {
@@ -141,7 +143,7 @@ func memoryDir(t *testing.T) string {
 	return dir
 }
 
-func TestSealerFromFile(t *testing.T) {
+func TestFromFile(t *testing.T) {
 	mem := memoryDir(t)
 	write := func(dir, name string, b []byte) string {
 		path := filepath.Join(dir, name)
@@ -150,17 +152,17 @@ func TestSealerFromFile(t *testing.T) {
 		}
 		return path
 	}
-	s, err := SealerFromFile(write(mem, "root", testRoot()))
+	s, err := FromFile(write(mem, "root", testRoot()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k, _ := s.MACKey("ledger"); s.Source() != SealingFile || hex.EncodeToString(k) != "92c7277e84667980d06d8e5d9b1a6adbbb7109cc7e08d24218be6279b8b5f7fa" {
+	if k, _ := s.MACKey("ledger"); s.Source() != attest.SealingFile || hex.EncodeToString(k) != "92c7277e84667980d06d8e5d9b1a6adbbb7109cc7e08d24218be6279b8b5f7fa" {
 		t.Errorf("source %q, MAC key %x: not the file's secret", s.Source(), k)
 	}
 
 	tests := []struct{ name, path, want string }{
 		{"too short", write(mem, "short", make([]byte, 31)), "has 32 to 4096 bytes, this one 31"},
-		{"too long", write(mem, "long", make([]byte, MaxSealingSecret+1)), "this one 4097"},
+		{"too long", write(mem, "long", make([]byte, MaxSecret+1)), "this one 4097"},
 		{"a directory", mem, "not a regular file"},
 		{"missing", filepath.Join(mem, "none"), "no such file"},
 	}
@@ -172,20 +174,20 @@ func TestSealerFromFile(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := SealerFromFile(tc.path); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("SealerFromFile: %v, want %q", err, tc.want)
+			if _, err := FromFile(tc.path); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("FromFile: %v, want %q", err, tc.want)
 			}
 		})
 	}
 }
 
-func TestSimSealer(t *testing.T) {
+func TestSim(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "attest")
-	s1, err := SimSealer(dir)
+	s1, err := Sim(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := os.Stat(filepath.Join(dir, SimSealingRootFile))
+	info, err := os.Stat(filepath.Join(dir, SimRootFile))
 	if err != nil || info.Mode().Perm() != 0o600 || info.Size() != 32 {
 		t.Fatalf("root file: %v, %v", info, err)
 	}
@@ -193,21 +195,21 @@ func TestSimSealer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, err := SimSealer(dir)
+	s2, err := Sim(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s2.Open("p", sealed); err != nil || string(got) != "kept across restarts" || s2.Source() != SealingSim {
+	if got, err := s2.Open("p", sealed); err != nil || string(got) != "kept across restarts" || s2.Source() != attest.SealingSim {
 		t.Errorf("after a restart: %q, %v, source %q", got, err, s2.Source())
 	}
 
 	// A damaged root is refused, never replaced: that would orphan what it sealed.
-	path := filepath.Join(dir, SimSealingRootFile)
+	path := filepath.Join(dir, SimRootFile)
 	if err := os.WriteFile(path, []byte("short"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := SimSealer(dir); err == nil || !strings.Contains(err.Error(), "this one 5") {
-		t.Errorf("SimSealer with a 5-byte root: %v", err)
+	if _, err := Sim(dir); err == nil || !strings.Contains(err.Error(), "this one 5") {
+		t.Errorf("Sim with a 5-byte root: %v", err)
 	}
 	if b, _ := os.ReadFile(path); string(b) != "short" {
 		t.Error("the damaged root was replaced")

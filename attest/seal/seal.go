@@ -1,4 +1,8 @@
-package attest
+// Package seal is the host side of sealing: it seals the secrets a host keeps on its
+// untrusted data disk (the settlement key) and derives the keys that authenticate what
+// it reads back (the ledger, the pipeline registry), all from one root sealing secret
+// whose source the host measures (attest.SealingEvent). Only the host imports it.
+package seal
 
 import (
 	"crypto/aes"
@@ -9,25 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-)
+	"path/filepath"
 
-// Sealing sources: where a host's root sealing secret comes from, as the sealing event
-// measures it.
-const (
-	// SealingSim is the simulator's root sealing secret, a file in its directory on the
-	// data disk (SimSealingRootFile). It protects nothing against whoever can read that
-	// disk, exactly like sim quotes prove nothing: it exists so that the same code runs
-	// without TDX.
-	SealingSim = "sim"
-	// SealingFile is a root sealing secret read from a file in memory-backed storage
-	// (tmpfs or ramfs) that the TD image provisions at boot, typically released by a
-	// key broker against this TD's quote. On TDX such memory is private to the TD.
-	SealingFile = "file"
-	// SealingNone is a host without a root sealing secret: it can persist no secret and
-	// authenticate nothing it reads back, so it keeps what needs either in memory only
-	// and refuses what cannot do without (billing, whose key must survive a restart).
-	SealingNone = "none"
+	"github.com/cocoonhost/cocoon/attest"
 )
 
 const (
@@ -37,15 +27,18 @@ const (
 	sealedAD = "cocoon-host sealed v1\x00"
 	// sealedVersion is the first byte of a sealed blob: its format.
 	sealedVersion = 1
-	// MinSealingSecret and MaxSealingSecret bound a root sealing secret file: at least
-	// 32 bytes, which must be random (HKDF extracts from them; it cannot add entropy).
-	MinSealingSecret = 32
-	MaxSealingSecret = 4096
+	// MinSecret and MaxSecret bound a root sealing secret file: at least 32 bytes,
+	// which must be random (HKDF extracts from them; it cannot add entropy).
+	MinSecret = 32
+	MaxSecret = 4096
+	// SimRootFile is the name, in the directory given to Sim, of the simulator's root
+	// sealing secret: 32 random bytes, mode 0600.
+	SimRootFile = "sim-sealing-root"
 )
 
 // Errors of sealing.
 var (
-	// ErrNoSealing is returned by a Sealer whose source is SealingNone.
+	// ErrNoSealing is returned by a Sealer whose source is attest.SealingNone.
 	ErrNoSealing = errors.New("attest: no sealing source: this host cannot keep a secret on disk (on TDX, give it a root sealing secret with --sealing-key-file)")
 	// ErrUnseal is returned by Open for a blob that does not open: altered, truncated,
 	// sealed for another purpose, or sealed under another root secret.
@@ -56,34 +49,34 @@ var (
 // authenticate records read back from it. Every key is derived from one root sealing
 // secret with HKDF-SHA256 (salt "cocoon-host sealing v1", info the key's kind and
 // purpose), so a key for one purpose says nothing about another. What the root secret
-// is worth depends on the source (see the Sealing constants): the sealing event puts the
+// is worth depends on the source (see attest.SealingSim and its kind): the sealing event puts the
 // source in the evidence so that a verifier sees it. A Sealer is immutable and safe for
 // concurrent use.
 type Sealer struct {
 	source string
-	root   []byte // nil for SealingNone
+	root   []byte // nil for attest.SealingNone
 }
 
-// NoSealing returns the Sealer of a host without a root sealing secret: Source is
-// SealingNone, and Seal, Open and MACKey fail with ErrNoSealing.
-func NoSealing() *Sealer { return &Sealer{source: SealingNone} }
+// None returns the Sealer of a host without a root sealing secret: Source is
+// attest.SealingNone, and Seal, Open and MACKey fail with ErrNoSealing.
+func None() *Sealer { return &Sealer{source: attest.SealingNone} }
 
 // newSealer returns a Sealer of source over a copy of root, read from path, which must
-// hold MinSealingSecret to MaxSealingSecret bytes.
+// hold MinSecret to MaxSecret bytes.
 func newSealer(source, path string, root []byte) (*Sealer, error) {
-	if len(root) < MinSealingSecret || len(root) > MaxSealingSecret {
-		return nil, fmt.Errorf("attest: a root sealing secret has %d to %d bytes, this one %d (%s)", MinSealingSecret, MaxSealingSecret, len(root), path)
+	if len(root) < MinSecret || len(root) > MaxSecret {
+		return nil, fmt.Errorf("attest: a root sealing secret has %d to %d bytes, this one %d (%s)", MinSecret, MaxSecret, len(root), path)
 	}
 	return &Sealer{source: source, root: append([]byte(nil), root...)}, nil
 }
 
-// SealerFromFile reads a root sealing secret from path, which must be a regular file of
-// MinSealingSecret to MaxSealingSecret bytes in memory-backed storage (tmpfs or ramfs:
-// on TDX, memory private to the TD), and returns a Sealer of source SealingFile. A file
+// FromFile reads a root sealing secret from path, which must be a regular file of
+// MinSecret to MaxSecret bytes in memory-backed storage (tmpfs or ramfs:
+// on TDX, memory private to the TD), and returns a Sealer of source attest.SealingFile. A file
 // on a disk is refused: whoever can write the disk could read or choose the secret.
 // A TD image that swaps must not swap to an unencrypted disk, since the secret (like
 // every key of the host process) would reach it. Linux only.
-func SealerFromFile(path string) (*Sealer, error) {
+func FromFile(path string) (*Sealer, error) {
 	if err := checkMemoryBacked(path); err != nil {
 		return nil, fmt.Errorf("attest: sealing key file %s: %w", path, err)
 	}
@@ -95,20 +88,20 @@ func SealerFromFile(path string) (*Sealer, error) {
 	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
 		return nil, fmt.Errorf("attest: sealing key file %s: not a regular file", path)
 	}
-	root, err := io.ReadAll(io.LimitReader(f, MaxSealingSecret+1))
+	root, err := io.ReadAll(io.LimitReader(f, MaxSecret+1))
 	if err != nil {
 		return nil, fmt.Errorf("attest: sealing key file: %w", err)
 	}
-	return newSealer(SealingFile, path, root)
+	return newSealer(attest.SealingFile, path, root)
 }
 
-// Source returns where the root sealing secret comes from: SealingSim, SealingFile or
-// SealingNone.
+// Source returns where the root sealing secret comes from: attest.SealingSim,
+// attest.SealingFile or attest.SealingNone.
 func (s *Sealer) Source() string { return s.source }
 
 // Event returns the sealing event that measures s's source. A host measures it in its
 // boot log, before the seal, so that a verifier knows what protects the secrets it keeps.
-func (s *Sealer) Event() Event { return SealingEvent(s.source) }
+func (s *Sealer) Event() attest.Event { return attest.SealingEvent(s.source) }
 
 // derive returns the 32-byte key of kind ("aead" or "mac") for purpose.
 func (s *Sealer) derive(kind, purpose string) ([]byte, error) {
@@ -175,4 +168,31 @@ func (s *Sealer) Open(purpose string, sealed []byte) ([]byte, error) {
 		return nil, ErrUnseal
 	}
 	return plaintext, nil
+}
+
+// Sim returns the Sealer of a host without TDX: its root sealing secret is SimRootFile
+// in dir, created (with dir) on first use. Its source is attest.SealingSim. The secret
+// lives on the data disk beside the simulator's root key, so sealing in sim mode
+// protects nothing against whoever can read that disk; it exists so that the code that
+// seals and authenticates runs, and is tested, without TDX. It fails on a secret file
+// of the wrong size, which it never replaces: that would orphan everything sealed under
+// the old one.
+func Sim(dir string) (*Sealer, error) {
+	path := filepath.Join(dir, SimRootFile)
+	root, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		root = make([]byte, MinSecret)
+		rand.Read(root) // never fails (crypto/rand)
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			var f *os.File
+			if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil { // never replaced
+				_, err = f.Write(root)
+				err = errors.Join(err, f.Sync(), f.Close())
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attest: sim sealing root: %w", err)
+	}
+	return newSealer(attest.SealingSim, path, root)
 }

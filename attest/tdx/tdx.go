@@ -1,10 +1,12 @@
 //go:build !js
 
-// The TDX provider takes quotes from the guest driver; the browser build of the
-// verifier (web/page/verifier) has no driver, and go-tdx-guest's client does not build
-// for js.
-
-package attest
+// Package tdx is the host side of attestation on an Intel TDX guest: the
+// attest.Provider that takes quotes from the guest's quote interface and extends RTMR3
+// through the kernel. Only the host (cocoon-host serve --attest tdx) imports it; a
+// verifier never does, so the verifier's programs (cocoon, the reviewer's page) do not
+// carry the guest driver's client. It does not build for js: the browser has no
+// driver, and go-tdx-guest's client does not build there.
+package tdx
 
 import (
 	"context"
@@ -13,6 +15,8 @@ import (
 	"os"
 
 	"github.com/google/go-tdx-guest/client"
+
+	"github.com/cocoonhost/cocoon/attest"
 )
 
 const (
@@ -23,22 +27,22 @@ const (
 	rtmr3SysfsPath = "/sys/class/misc/tdx_guest/measurements/rtmr3:sha384"
 )
 
-// ErrNoTDX is returned by NewTDX on a machine that is not a TDX guest.
-var ErrNoTDX = errors.New("attest: no TDX quote interface (neither configfs-tsm with provider tdx_guest nor " + tdxGuestDevice + ")")
+// ErrUnavailable is returned by New on a machine that is not a TDX guest.
+var ErrUnavailable = errors.New("attest: no TDX quote interface (neither configfs-tsm with provider tdx_guest nor " + tdxGuestDevice + ")")
 
-// TDX is the Provider of a TDX guest: quotes come from go-tdx-guest's client, through
-// configfs-tsm when the kernel offers it, else through /dev/tdx_guest. RTMR3 is the
-// kernel's sysfs attribute.
+// Provider is the attest.Provider of a TDX guest: quotes come from go-tdx-guest's
+// client, through configfs-tsm when the kernel offers it, else through /dev/tdx_guest.
+// RTMR3 is the kernel's sysfs attribute.
 //
 // A TD has no sealing key to ask for: the TDX module (1.x) offers a guest reports
 // (TDG.MR.REPORT) and RTMR extensions but nothing like SGX's EGETKEY, the Linux guest
 // driver exposes only TDX_CMD_GET_REPORT0 (quotes go through configfs-tsm), and
 // go-tdx-guest accordingly wraps reports, quotes and RTMRs only. A TDX host therefore
 // takes its root sealing secret from a file the TD image provisions into TD-private
-// memory (SealerFromFile), or runs with NoSealing; the sealing event says which.
-type TDX struct {
+// memory (seal.FromFile), or runs with seal.None; the sealing event says which.
+type Provider struct {
 	qp  client.QuoteProvider
-	reg *TDXRegister
+	reg *Register
 }
 
 // Available reports whether this machine is a TDX guest with a quote interface. It
@@ -53,27 +57,27 @@ func Available() bool {
 	return err == nil
 }
 
-// NewTDX returns the TDX provider, or ErrNoTDX when Available is false.
-func NewTDX() (*TDX, error) {
+// New returns the TDX provider, or ErrUnavailable when Available is false.
+func New() (*Provider, error) {
 	if !Available() {
-		return nil, ErrNoTDX
+		return nil, ErrUnavailable
 	}
 	qp, err := client.GetQuoteProvider()
 	if err != nil {
 		return nil, fmt.Errorf("attest: tdx quote provider: %w", err)
 	}
-	return &TDX{qp: qp, reg: &TDXRegister{path: rtmr3SysfsPath}}, nil
+	return &Provider{qp: qp, reg: &Register{path: rtmr3SysfsPath}}, nil
 }
 
-// Mode implements Provider.
-func (t *TDX) Mode() string { return ModeTDX }
+// Mode implements attest.Provider.
+func (t *Provider) Mode() string { return attest.ModeTDX }
 
-// RTMR3 implements Provider.
-func (t *TDX) RTMR3() Register { return t.reg }
+// RTMR3 implements attest.Provider.
+func (t *Provider) RTMR3() attest.Register { return t.reg }
 
-// Quote implements Provider. The quote interface cannot be interrupted: when ctx ends
+// Quote implements attest.Provider. The quote interface cannot be interrupted: when ctx ends
 // first, Quote returns ctx's error and the pending quote is discarded when it arrives.
-func (t *TDX) Quote(ctx context.Context, reportData [64]byte) ([]byte, error) {
+func (t *Provider) Quote(ctx context.Context, reportData [64]byte) ([]byte, error) {
 	type result struct {
 		quote []byte
 		err   error
@@ -94,15 +98,15 @@ func (t *TDX) Quote(ctx context.Context, reportData [64]byte) ([]byte, error) {
 	}
 }
 
-// TDXRegister is RTMR3 of a TD, reached through the kernel's sysfs attribute
+// Register is RTMR3 of a TD, reached through the kernel's sysfs attribute
 // /sys/class/misc/tdx_guest/measurements/rtmr3:sha384.
-type TDXRegister struct {
+type Register struct {
 	path string
 }
 
-// Extend implements Register: it writes digest to the attribute, which the kernel turns
+// Extend implements attest.Register: it writes digest to the attribute, which the kernel turns
 // into a TDG.MR.RTMR.EXTEND call.
-func (r *TDXRegister) Extend(digest [48]byte) error {
+func (r *Register) Extend(digest [48]byte) error {
 	f, err := os.OpenFile(r.path, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("rtmr3: %w", err)
@@ -114,8 +118,8 @@ func (r *TDXRegister) Extend(digest [48]byte) error {
 	return f.Close()
 }
 
-// Read implements Register.
-func (r *TDXRegister) Read() ([48]byte, error) {
+// Read implements attest.Register.
+func (r *Register) Read() ([48]byte, error) {
 	b, err := os.ReadFile(r.path)
 	if err != nil {
 		return [48]byte{}, fmt.Errorf("rtmr3: %w", err)

@@ -1,0 +1,242 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/settle"
+)
+
+// ChatRequest is the part of an OpenAI chat completion request that Chat sends.
+type ChatRequest struct {
+	Messages    []ChatMessage `json:"messages"`
+	Stream      bool          `json:"stream,omitempty"`
+	MaxTokens   int           `json:"max_tokens,omitempty"`
+	Temperature *float64      `json:"temperature,omitempty"`
+}
+
+// ChatMessage is one message of a ChatRequest.
+type ChatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// MaxAnswerBytes bounds an answer Chat reads whole, and one event of a stream.
+const MaxAnswerBytes = 16 << 20
+
+// ChatAnswer is what Chat learnt of an answer besides its text.
+type ChatAnswer struct {
+	// Receipt is the receipt of a billed answer, nil when the host does not bill it.
+	// Check it with CheckReceipt.
+	Receipt *settle.Receipt
+	// Verified is set when the answer was checked against the attested host key.
+	Verified bool
+}
+
+// Chat sends req through pipeline (its id; "" for the host's bare model), signed by s
+// for an escrow (nil: with the API key), and gives the answer's text to onText: a
+// stream's deltas as they arrive, a whole answer once. It checks the host's signature
+// on every byte of the answer whenever it knows the attested host key: an https host's,
+// pinned by the TLS handshake, or, with a trust (WithTrust), an http host's, whose boot
+// evidence it verifies first (one more request; a failed check is an Error
+// with its Report). A whole answer that does not verify is not given to onText; a
+// stream's text is given as it arrives and the stream fails CodeNotVerified at its end
+// when it does not verify: a caller that shows text as it arrives shows unverified
+// text until then. An error status of the host is a CodeRefused error, an error event
+// midway an error after the text before it.
+func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *Signer, onText func(string) error) (*ChatAnswer, error) {
+	path := "/v1/chat/completions"
+	if pipeline != "" {
+		path = "/p/" + pipeline + path
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var bootKey ed25519.PublicKey
+	if c.ratls == nil && c.trusted {
+		boot, _, err := c.VerifyBoot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		bootKey = boot.HostKey
+	}
+	resp, err := c.request(ctx, http.MethodPost, path, body, s)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	v := &attest.ResponseVerifier{HostKey: c.answerKey(bootKey), Request: body, PipelineID: pipeline}
+	if v.HostKey == nil {
+		v = nil
+	}
+	answer := &ChatAnswer{Verified: v != nil}
+	if resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Type") == "text/event-stream" {
+		answer.Receipt, err = readStream(streamEvents(resp.Body, v), onText)
+	} else {
+		answer.Receipt, err = readWhole(resp, v, onText)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return answer, nil
+}
+
+// answerKey is the attested host key to check an answer with: an https host's, pinned
+// by the TLS handshake that carried the request; else bootKey, from evidence verified
+// before the request (nil when none was).
+func (c *Client) answerKey(bootKey ed25519.PublicKey) ed25519.PublicKey {
+	if c.ratls != nil {
+		if ev, _, ok := c.ratls.Pinned(); ok {
+			return ev.HostKey
+		}
+	}
+	return bootKey
+}
+
+// readWhole gives a non-streaming answer's text to onText once its signature verifies
+// (v nil: without a check), or returns the host's error, and returns its receipt.
+func readWhole(resp *http.Response, v *attest.ResponseVerifier, onText func(string) error) (*settle.Receipt, error) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes))
+	if err != nil {
+		return nil, &Error{Code: CodeUnreachable, Err: err, Message: fmt.Sprintf("reading the answer: %v", err)}
+	}
+	if v != nil {
+		if err := v.VerifyBody(resp.StatusCode, resp.Header.Get("Retry-After"), b, resp.Header.Get(attest.ResponseSignatureHeader)); err != nil {
+			return nil, &Error{Code: CodeNotVerified, Status: resp.StatusCode, Err: err,
+				Message: fmt.Sprintf("the host's answer (%s) is not signed by the attested host key, so it is not shown: %v", resp.Status, err)}
+		}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	if resp.StatusCode/100 != 2 {
+		return nil, responseError(resp)
+	}
+	receipt, err := headerReceipt(resp.Header)
+	if err != nil {
+		return nil, err
+	}
+	var answer struct {
+		Choices []struct {
+			Message struct {
+				Content string `json:"content"`
+			} `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the host's answer is not a chat completion: %v", err)}
+	}
+	if len(answer.Choices) == 0 {
+		return nil, &Error{Code: CodeBadAnswer, Message: "the host's answer has no choices"}
+	}
+	return receipt, onText(answer.Choices[0].Message.Content)
+}
+
+// headerReceipt decodes the receipt header of a billed answer; nil when there is none.
+func headerReceipt(h http.Header) (*settle.Receipt, error) {
+	v := h.Get(settle.ReceiptHeader)
+	if v == "" {
+		return nil, nil
+	}
+	var r settle.Receipt
+	if err := json.Unmarshal([]byte(v), &r); err != nil {
+		return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the host's %s header is not a receipt: %v", settle.ReceiptHeader, err)}
+	}
+	return &r, nil
+}
+
+// streamEvents returns a reader of the data of a stream's events, one per call and
+// io.EOF at the end: with v, of the events before the signature event, and io.EOF only
+// once the stream verified to its end (attest.SignedStream); without, of the events up
+// to "data: [DONE]", and io.ErrUnexpectedEOF when the stream ends without it.
+func streamEvents(body io.Reader, v *attest.ResponseVerifier) func() ([]byte, error) {
+	if v != nil {
+		s := v.ReadStream(body, MaxAnswerBytes)
+		return func() ([]byte, error) {
+			for {
+				ev, err := s.Next()
+				if err != nil {
+					return nil, err
+				}
+				if ev.Kind == attest.EventData {
+					return ev.Data, nil
+				}
+			}
+		}
+	}
+	r := bufio.NewReader(body)
+	return func() ([]byte, error) {
+		for {
+			line, err := r.ReadString('\n')
+			if err == io.EOF {
+				return nil, io.ErrUnexpectedEOF
+			} else if err != nil {
+				return nil, err
+			}
+			data, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data:")
+			if !ok {
+				continue // blank lines between events, comments, other fields
+			}
+			if data = strings.TrimPrefix(data, " "); data == "[DONE]" {
+				return nil, io.EOF
+			}
+			return []byte(data), nil
+		}
+	}
+}
+
+// readStream gives the content of each chunk of a stream to onText as it arrives,
+// from next (streamEvents), and returns the receipt of a billed stream (its
+// cocoon_receipt event). An error event, or a stream that does not end as it should
+// (or, checked, does not verify), is an error.
+func readStream(next func() ([]byte, error), onText func(string) error) (*settle.Receipt, error) {
+	var receipt *settle.Receipt
+	var failed error
+	for {
+		data, err := next()
+		switch {
+		case err == io.EOF && failed == nil:
+			return receipt, nil
+		case failed != nil && (err == io.EOF || err == io.ErrUnexpectedEOF):
+			return nil, failed
+		case errors.Is(err, attest.ErrResponseSignature):
+			return nil, &Error{Code: CodeNotVerified, Err: err, Message: fmt.Sprintf("the answer above is not signed by the attested host key: do not trust it: %v", err)}
+		case err == io.ErrUnexpectedEOF:
+			return nil, &Error{Code: CodeBadAnswer, Err: err, Message: "the stream ended before the answer was complete"}
+		case err != nil:
+			return nil, &Error{Code: CodeUnreachable, Err: err, Message: fmt.Sprintf("reading the stream: %v", err)}
+		}
+		var chunk struct {
+			apiError
+			Receipt *settle.Receipt `json:"cocoon_receipt"`
+			Choices []struct {
+				Delta struct {
+					Content string `json:"content"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(data, &chunk); err != nil {
+			return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the stream holds an event that is not JSON: %v", err)}
+		}
+		if chunk.Error != nil {
+			failed = &Error{Code: CodeRefused, HostCode: chunk.Error.Code, Message: fmt.Sprintf("the answer failed midway: %s", chunk.Error.Message)} // the stream's end follows
+			continue
+		}
+		if chunk.Receipt != nil {
+			receipt = chunk.Receipt
+		}
+		for _, ch := range chunk.Choices {
+			if err := onText(ch.Delta.Content); err != nil {
+				return nil, err
+			}
+		}
+	}
+}

@@ -1,0 +1,221 @@
+package client
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/cocoonhost/cocoon/attest"
+)
+
+// DefaultHost is where `cocoon-host serve` listens by default.
+const DefaultHost = "http://127.0.0.1:8080"
+
+// Client calls the web API of one host. It is safe for concurrent use and immutable:
+// WithRetryLog returns a copy. For an https host every TLS handshake verifies the
+// host's RA-TLS certificate against the client's trust (WithTrust), and the first
+// verified TLS key is pinned for the client's life, so that every request of one
+// Client reaches the host that was verified.
+type Client struct {
+	base string // without a trailing slash
+	key  string
+	http *http.Client
+	// ratls verifies an https host inside each TLS handshake and pins its key; it is
+	// nil for an http host, which nothing verifies.
+	ratls *attest.RATLSVerifier
+	// policy and evidence are what the host's evidence is verified against; trusted
+	// is set when they were given (WithTrust) rather than the defaults.
+	policy   attest.Policy
+	evidence attest.EvidenceOptions
+	trusted  bool
+	// retryLog, when set, is told of the waits the host asks for (do).
+	retryLog io.Writer
+}
+
+// Option configures a Client built by New.
+type Option func(*Client)
+
+// WithAPIKey sends key as the bearer token of every request not signed for an escrow
+// (Signer). A request for evidence sends it only when it is set, so a client may
+// verify a host before it has a key.
+func WithAPIKey(key string) Option { return func(c *Client) { c.key = key } }
+
+// WithTrust is what the host's evidence is verified against: the measurements policy
+// p accepts, and opts's simulator root and Intel collateral. Without it the policy
+// allows any measurement, simulated evidence is refused and the TCB status is not
+// evaluated. For an https host it is what each TLS handshake checks; for any host it is
+// what VerifyBoot, AttestedSettlementKey, VerifiedPriceList and Chat check.
+func WithTrust(p attest.Policy, opts attest.EvidenceOptions) Option {
+	return func(c *Client) { c.policy, c.evidence, c.trusted = p, opts, true }
+}
+
+// New returns a client of the host at baseURL, an http:// or https:// URL. For https
+// it builds the RA-TLS verifier of the client's trust; it fails with CodeInvalid when
+// baseURL is not http or https, or the trust is not usable (a policy that does not
+// parse). It makes no request.
+func New(baseURL string, opts ...Option) (*Client, error) {
+	if !strings.HasPrefix(baseURL, "http://") && !strings.HasPrefix(baseURL, "https://") {
+		return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("%q is not a host URL: want one such as %s", baseURL, DefaultHost)}
+	}
+	c := &Client{base: strings.TrimSuffix(baseURL, "/"), http: http.DefaultClient}
+	for _, o := range opts {
+		o(c)
+	}
+	if !strings.HasPrefix(baseURL, "https://") {
+		return c, nil
+	}
+	v, err := attest.NewRATLSVerifier(c.policy, c.evidence)
+	if err != nil {
+		return nil, err
+	}
+	c.ratls = v
+	c.http = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: v.TLSConfig()}}
+	return c, nil
+}
+
+// WithRetryLog returns a copy of c that reports to w each wait a host asks for
+// (Retry-After). The copy shares c's connections and pinned key.
+func (c *Client) WithRetryLog(w io.Writer) *Client {
+	copied := *c
+	copied.retryLog = w
+	return &copied
+}
+
+// BaseURL is the host's base URL, without a trailing slash.
+func (c *Client) BaseURL() string { return c.base }
+
+// HTTPClient is the http.Client the client sends with: for an https host, its
+// handshakes verify the host's RA-TLS certificate and accept only the pinned key. Use
+// it for requests this package does not make, and TransportError to word its errors.
+func (c *Client) HTTPClient() *http.Client { return c.http }
+
+// RATLS is the verifier of an https host's TLS handshakes, nil for an http host.
+func (c *Client) RATLS() *attest.RATLSVerifier { return c.ratls }
+
+// Trusted reports whether the client was given a trust (WithTrust), so that it can
+// verify an http host's evidence itself.
+func (c *Client) Trusted() bool { return c.trusted }
+
+// TransportError words an error of HTTPClient().Do: a handshake the RA-TLS verifier
+// refused is CodeNotVerified ("refusing the host"), anything else CodeUnreachable.
+func (c *Client) TransportError(err error) error {
+	cause := cmp.Or(errors.Unwrap(err), err) // the url.Error's cause, or a context's error
+	if errors.Is(err, attest.ErrRATLS) {
+		return &Error{Code: CodeNotVerified, Message: fmt.Sprintf("refusing the host at %s: %v", c.base, cause), Err: cause}
+	}
+	return &Error{Code: CodeUnreachable, Err: cause,
+		Message: fmt.Sprintf("cannot reach the host at %s (is cocoon-host serve running there? see --host and COCOON_HOST): %v", c.base, cause)}
+}
+
+// call sends a request with body as JSON (none if nil) and the API key, and decodes
+// the JSON of a 2xx answer into out. Any other status is a CodeRefused error that
+// carries the host's message.
+func (c *Client) call(ctx context.Context, method, path string, body, out any) error {
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	resp, err := c.send(ctx, method, path, b, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return decodeAnswer(resp.Body, method, path, out)
+}
+
+// decodeAnswer decodes the JSON answer to method path into out.
+func decodeAnswer(body io.Reader, method, path string, out any) error {
+	if err := json.NewDecoder(body).Decode(out); err != nil {
+		return &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the host's answer to %s %s is not the expected JSON: %v", method, path, err)}
+	}
+	return nil
+}
+
+// send makes a request with body (nil for none), signed by s, or with the API key when
+// s is nil, and returns the response when its status is 2xx; any other status is a
+// CodeRefused error that carries the host's message.
+func (c *Client) send(ctx context.Context, method, path string, body []byte, s *Signer) (*http.Response, error) {
+	resp, err := c.request(ctx, method, path, body, s)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, responseError(resp)
+	}
+	return resp, nil
+}
+
+// request makes a request as send does and returns the host's answer, whatever its
+// status.
+func (c *Client) request(ctx context.Context, method, path string, body []byte, s *Signer) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, &Error{Code: CodeInvalid, Err: err, Message: fmt.Sprintf("--host %q: %v", c.base, err)}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.do(req, func(r *http.Request) {
+		if s != nil {
+			s.Sign(r, body)
+		} else {
+			r.Header.Set("Authorization", "Bearer "+c.key)
+		}
+	})
+	if err != nil {
+		return nil, c.TransportError(err)
+	}
+	return resp, nil
+}
+
+// Get sends GET path (with its query) to the host once, with authorization as its
+// Authorization header, or the client's API key when authorization is empty and the
+// client has one, and returns the answer whatever its status. It does not retry: it
+// relays for another client (the reviewer's page), which decides. It fails as
+// TransportError words it.
+func (c *Client) Get(ctx context.Context, pathAndQuery, authorization string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+pathAndQuery, nil)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalid, Err: err, Message: err.Error()}
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	} else if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.TransportError(err)
+	}
+	return resp, nil
+}
+
+// apiError is the OpenAI error shape the host answers with.
+type apiError struct {
+	Error *struct {
+		Message string `json:"message"`
+		Code    string `json:"code"`
+	} `json:"error"`
+}
+
+// responseError words a failed response: the host's own message when it sent one.
+func responseError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e apiError
+	if json.Unmarshal(b, &e) == nil && e.Error != nil && e.Error.Message != "" {
+		return &Error{Code: CodeRefused, Status: resp.StatusCode, HostCode: e.Error.Code,
+			Message: fmt.Sprintf("the host refused (%s): %s", resp.Status, e.Error.Message)}
+	}
+	return &Error{Code: CodeBadAnswer, Status: resp.StatusCode,
+		Message: fmt.Sprintf("the host answered %s (%s %s), not an API error: is --host a Cocoon host?", resp.Status, resp.Request.Method, resp.Request.URL.Path)}
+}
