@@ -162,6 +162,7 @@ type Host struct {
 	tlsSPKI   []byte
 	eventLog  []byte // EncodeEventLog of the sealed log
 	bootQuote []byte
+	e2e       *hostE2E
 }
 
 // Boot measures the host into p's RTMR3 and takes the boot quote. It appends, in order,
@@ -230,6 +231,9 @@ func BootWithGPUs(ctx context.Context, p Provider, gpu GPUProvider, backend, mod
 	}
 	if h.tlsSPKI, err = x509.MarshalPKIXPublicKey(&h.tlsKey.PublicKey); err != nil {
 		return nil, fmt.Errorf("attest: TLS key: %w", err)
+	}
+	if h.e2e, err = newHostE2E(signKey); err != nil {
+		return nil, fmt.Errorf("attest: %w", err)
 	}
 	rd, err := BootReportData(pub, h.tlsSPKI, log.Digest())
 	if err != nil {
@@ -330,7 +334,8 @@ func (h *Host) Events() []Event { return h.log.Events() }
 // BootEvidence returns the boot evidence: the boot quote, the event log and the keys. It
 // costs nothing: the quote was taken by Boot.
 func (h *Host) BootEvidence() Evidence {
-	return Evidence{Mode: h.Mode(), Quote: h.bootQuote, EventLog: h.eventLog, HostKey: h.PublicKey(), TLSKey: h.tlsSPKI, GPUs: h.bootGPUs}
+	return Evidence{Mode: h.Mode(), Quote: h.bootQuote, EventLog: h.eventLog, HostKey: h.PublicKey(), TLSKey: h.tlsSPKI, GPUs: h.bootGPUs,
+		E2EKeys: h.e2e.evidence()}
 }
 
 // FreshBootEvidence returns boot evidence quoted anew for a client's nonce: the event

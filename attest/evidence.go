@@ -35,6 +35,11 @@ type Evidence struct {
 	// TLSKey is the DER SubjectPublicKeyInfo of the host's TLS key. It is always set:
 	// the host makes a TLS key at boot whether or not it serves TLS.
 	TLSKey []byte `json:"tls_key,omitempty"`
+	// E2EKeys are the host's HPKE public keys that clients seal requests to
+	// (web/E2E.md), signed by HostKey (E2EKeysMessage): they are bound by every quote
+	// that binds HostKey. Unset in the evidence of hosts older than end-to-end
+	// encryption.
+	E2EKeys *E2EKeys `json:"e2e_keys,omitempty"`
 
 	// PipelineID and Manifest are set in pipeline evidence only. PipelineID is the
 	// lowercase hex sha256 of Manifest, the pipeline's canonical manifest.

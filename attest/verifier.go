@@ -200,6 +200,7 @@ func VerifyEvidence(ev Evidence, p Policy, opts EvidenceOptions) (*Report, error
 		checkBoot(r, ev, q, events, opts)
 	}
 	checkGPUs(r, ev, q, events, &p, gpus)
+	checkE2EKeys(r, ev)
 	if opts.HostKey != nil {
 		if bytes.Equal(ev.HostKey, opts.HostKey) {
 			r.pass("host key", "the same key as the verified boot evidence")

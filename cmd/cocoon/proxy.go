@@ -26,7 +26,7 @@ var proxyContext = func() (context.Context, context.CancelFunc) {
 // serves a local OpenAI-compatible API that routes to the verified hosts and checks
 // every answer against the answering host's attested key (web/proxy).
 func serveProxy(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("cocoon", `proxy --pipeline ID [--host URL | --hosts URL,URL,...] [--api-key KEY] [--policy FILE] [--trust-sim-root FILE]... [--collateral FILE] [--expect-module sha256:...]... [--release verified|live] [--listen ADDR]
+	fs := cli.NewFlagSet("cocoon", `proxy --pipeline ID [--host URL | --hosts URL,URL,...] [--api-key KEY] [--policy FILE] [--trust-sim-root FILE]... [--collateral FILE] [--expect-module sha256:...]... [--release verified|live] [--plaintext] [--listen ADDR]
 
 Serves a local OpenAI-compatible API (base URL http://ADDR/v1) for apps that cannot verify
 a host themselves. At start it verifies each host's boot evidence and a fresh quote of the
@@ -49,9 +49,16 @@ signature event verifies, then released whole, so the app sees the text only at 
 is checked: the app may show text that turns out forged, and such a stream ends with an
 error event "unverified_response" instead of "data: [DONE]", which the app must honour.
 
-When an answer's signature does not verify, or an https host presents another TLS key,
-the proxy verifies that host again (a restarted host has a new key) and checks the answer
-with the new key.`, stderr)
+Every request, its body and its credentials (the API key, the idempotency key), is sealed
+to the host's attested end-to-end key (web/E2E.md), and the answer opens only with this
+request's keys: whatever sits between proxy and host sees the method, the path with the
+pipeline id, sizes and timing, never a prompt, an answer or a key. A host without
+end-to-end keys is refused. --plaintext sends requests in the clear instead, to https
+hosts only, whose RA-TLS handshake pins the attested TLS key.
+
+When an answer's signature does not verify, a host cannot open a sealed request, or an
+https host presents another TLS key, the proxy verifies that host again (a restarted host
+has new keys) and checks the answer, or seals the request anew, with the new keys.`, stderr)
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
 	hostList := fs.String("hosts", "", "comma-separated base URLs of the hosts to route to (instead of --host)")
 	key := apiKeyFlag(fs, "API key sent to every host; when empty, each app request's own Authorization goes on")
@@ -60,6 +67,7 @@ with the new key.`, stderr)
 	fs.Var(&expect, "expect-module", "a module hash the pipeline must run (repeatable)")
 	trust := trustFlagsOf(fs, true)
 	release := fs.String("release", string(proxy.ReleaseVerified), "how a streamed answer reaches the app: \"verified\" (held until its signature verifies) or \"live\" (as it arrives, unverified until its end)")
+	plaintext := fs.Bool("plaintext", false, "send requests unsealed, over RA-TLS (https hosts) only")
 	listen := fs.String("listen", defaultProxyListen, "local address to serve on; any process that reaches it uses the API key")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
@@ -82,9 +90,13 @@ with the new key.`, stderr)
 	if err != nil {
 		return err
 	}
-	p, err := proxy.New(proxy.WithHosts(hosts...), proxy.WithPipeline(*pipelineID), proxy.WithAPIKey(key()),
+	popts := []proxy.Option{proxy.WithHosts(hosts...), proxy.WithPipeline(*pipelineID), proxy.WithAPIKey(key()),
 		proxy.WithTrust(*policy, opts), proxy.WithSimRoots(roots...), proxy.WithExpectModules(expect...),
-		proxy.WithRelease(proxy.Release(*release)), proxy.WithLog(stderr))
+		proxy.WithRelease(proxy.Release(*release)), proxy.WithLog(stderr)}
+	if *plaintext {
+		popts = append(popts, proxy.WithPlaintext())
+	}
+	p, err := proxy.New(popts...)
 	if err != nil {
 		return cli.UsageError(strings.TrimPrefix(err.Error(), "proxy: "))
 	}
@@ -96,7 +108,7 @@ with the new key.`, stderr)
 	defer p.Close()
 	for _, h := range hosts {
 		if !strings.HasPrefix(h, "https://") {
-			fmt.Fprintf(stderr, "warning: %s is not https: requests and answers cross the network in clear (answers are still checked against the attested host key)\n", h)
+			fmt.Fprintf(stderr, "note: %s is not https: requests and answers cross the network sealed to its attested end-to-end key; a relay sees their sizes and timing\n", h)
 		}
 	}
 	ln, err := net.Listen("tcp", *listen)

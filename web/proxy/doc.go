@@ -18,6 +18,16 @@
 // does not verify is verified again (a restarted host has a new key) and the answer
 // checked with the new key; the proxy never accepts a key an answer merely presents.
 //
+// # Encryption
+//
+// Every request is sealed (web/E2E.md) to the ML-KEM-768+X25519 key that the host's
+// verified boot evidence carries, signed by its host key; the request's body and its
+// credentials travel inside, and the answer opens only with this request's keys, so a
+// relay sees paths, sizes and timing only. A host without such keys is refused, unless
+// WithPlaintext, which only RA-TLS (https) hosts accept. Evidence and price lists are
+// fetched without the API key unless over RA-TLS. A host that cannot open a request
+// (restarted with new keys) is verified again and gets the request sealed anew.
+//
 // # Routing and failover
 //
 // Requests go to the cheapest host for them at each billing host's signed price list
@@ -50,6 +60,7 @@
 //
 // Per host: a boot evidence request and a pipeline quote at Start and at every
 // re-verification, a /readyz and a /v1/pricing request every health interval. Per
-// request: the body held (up to MaxBody), one sha256 over the answer and one ed25519
-// verification; in verified release a stream is held whole until its end.
+// request: the body held (up to MaxBody), one ML-KEM-768+X25519 encapsulation, an
+// AES-256-GCM pass over the request and the answer, one sha256 over the answer and one
+// ed25519 verification; in verified release a stream is held whole until its end.
 package proxy

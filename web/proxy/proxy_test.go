@@ -66,6 +66,10 @@ func startProxy(t testing.TB, hosts []*proxytest.Host, opts ...Option) (string, 
 	return ts.URL, p, log
 }
 
+// plaintextOverHTTP sends requests in plaintext to the http hosts of these tests, whose
+// relay then reads and alters them: for the tests of the signature layer alone.
+var plaintextOverHTTP Option = func(c *config) { c.plaintext, c.plaintextHTTP = true, true }
+
 // hostKey is the key the proxy verified for the host at url.
 func hostKey(p *Proxy, url string) ed25519.PublicKey {
 	for _, h := range p.Hosts() {
@@ -213,7 +217,9 @@ func TestRefusesAlteredAnswers(t *testing.T) {
 	}
 	h := proxytest.NewHost(t, nil)
 	for _, mode := range modes {
-		url, _, log := startProxy(t, []*proxytest.Host{h}, WithRelease(mode))
+		// In plaintext, so that the relay can alter the answers the signatures cover:
+		// sealed answers are TestE2EAlteredAnswers'.
+		url, _, log := startProxy(t, []*proxytest.Host{h}, WithRelease(mode), plaintextOverHTTP)
 		for _, tt := range tests {
 			t.Run(string(mode)+"/"+tt.name, func(t *testing.T) {
 				h.Rewrite(tt.rewrite)
@@ -303,9 +309,10 @@ func TestReleasesNothingUnverified(t *testing.T) {
 	}
 }
 
-// TestRecoversAfterHostRestart: a host restarted under a running proxy signs with a new
-// key; the proxy verifies it again, checks the answer with the new key and delivers
-// it, with no restart of the proxy and no request sent twice.
+// TestRecoversAfterHostRestart: a host restarted under a running proxy has new keys:
+// it cannot open the request sealed to its old key and refuses it unopened; the proxy
+// verifies it again, seals the request to the new key and checks the answer with the
+// new host key, with no restart of the proxy and the request run once.
 func TestRecoversAfterHostRestart(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
@@ -326,15 +333,15 @@ func TestRecoversAfterHostRestart(t *testing.T) {
 				if err := verifyAsApp(now, body, h.ID, got); err != nil {
 					t.Fatalf("the delivered answer does not verify with the new key: %v", err)
 				}
-				if n := h.Asked("/chat/completions") - chats; n != 1 {
-					t.Errorf("the request was sent to the host %d times", n)
+				if n := h.Asked("/chat/completions") - chats; n != 2 {
+					t.Errorf("the request was sent to the host %d times, want 2 (refused unopened, then sealed to the new key)", n)
 				}
 				before = now
 			}
 			if n := strings.Count(log.String(), "verified again, with a new host key"); n != 2 {
 				t.Errorf("%d re-verifications logged, want 2:\n%s", n, log)
 			}
-			if !strings.Contains(log.String(), "an answer's signature does not verify with the attested host key: verifying the host at") {
+			if !strings.Contains(log.String(), "the host could not open a request sealed to its attested key: verifying the host at") {
 				t.Errorf("the log does not say why it verified again:\n%s", log)
 			}
 		})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 const (
@@ -64,6 +65,8 @@ type verified struct {
 	settlementKey ed25519.PublicKey
 	// model is the model of the pipeline's attested manifest.
 	model string
+	// e2e are the attested keys requests are sealed to; nil with WithPlaintext.
+	e2e *e2e.PublicKeys
 }
 
 // upstream is one host the proxy routes to, its verification, health, price and load.
@@ -192,6 +195,9 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 		return nil, refuse(failed) // no quote is spent on a host that failed
 	}
 	v := &verified{conn: c, hostKey: boot.HostKey}
+	if err := cfg.checkE2E(v, boot); err != nil {
+		return nil, refuse([]string{err.Error()})
+	}
 	events, err := attest.ParseEventLog(boot.EventLog) // VerifyEvidence parsed and replayed it
 	if err != nil {
 		return nil, err
