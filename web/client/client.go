@@ -43,6 +43,9 @@ type Client struct {
 	// maxIdle bounds the idle connections kept to the host (WithMaxIdleConns); 0 is
 	// net/http's default, 2.
 	maxIdle int
+	// plaintext sends chat requests unsealed to a host whose verified evidence has
+	// end-to-end keys (Client.WithPlaintext).
+	plaintext bool
 }
 
 // Option configures a Client built by New.
@@ -102,6 +105,16 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 func (c *Client) WithRetryLog(w io.Writer) *Client {
 	copied := *c
 	copied.retryLog = w
+	return &copied
+}
+
+// WithPlaintext returns a copy of c, sharing its connections and pinned key, that sends
+// chat requests in plaintext even where Chat would seal them to the host's attested
+// end-to-end key (web/E2E.md): whatever relays them then reads the prompt, the answer
+// and the credential.
+func (c *Client) WithPlaintext() *Client {
+	copied := *c
+	copied.plaintext = true
 	return &copied
 }
 

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/web"
 	"github.com/cocoonhost/cocoon/web/client/clienttest"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 const testKey = "client-test-key"
@@ -58,6 +60,16 @@ type testHost struct {
 	busy atomic.Int32
 	// asked counts the requests the relay saw.
 	asked atomic.Int32
+	// seenRequests holds the headers and bodies of the chat requests the relay saw.
+	mu           sync.Mutex
+	seenRequests strings.Builder
+}
+
+// requests returns what the relay saw of the chat requests.
+func (h *testHost) requests() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seenRequests.String()
 }
 
 func newTestHost(t *testing.T) *testHost {
@@ -89,6 +101,13 @@ func newTestHost(t *testing.T) *testHost {
 			w.WriteHeader(http.StatusTooManyRequests)
 			io.WriteString(w, `{"error":{"message":"quotes are rate-limited","type":"rate_limit_error","code":"quote_rate_limited"}}`)
 			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/chat/completions") {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			h.mu.Lock()
+			fmt.Fprintf(&h.seenRequests, "%v\n%s\n", r.Header, body)
+			h.mu.Unlock()
 		}
 		alter := h.alter.Load()
 		if alter == nil || !strings.HasSuffix(r.URL.Path, "/chat/completions") {
@@ -124,10 +143,11 @@ func (h *testHost) client(t *testing.T, trusted bool) *Client {
 // TestChatRefusesAlteredAnswers: an answer altered on its way (text, finish reason,
 // the signature dropped) is refused with CodeNotVerified by a client that knows the
 // attested key; a whole answer's text never reaches the caller, a stream's fails at
-// its end. The same answer unaltered verifies.
+// its end. The same answer unaltered verifies. In plaintext, so that the relay can
+// read what it alters (TestChatSealsToTheAttestedKey alters sealed answers).
 func TestChatRefusesAlteredAnswers(t *testing.T) {
 	h := newTestHost(t)
-	c := h.client(t, true)
+	c := h.client(t, true).WithPlaintext()
 	for _, tt := range []struct {
 		name   string
 		stream bool
@@ -169,6 +189,56 @@ func TestChatRefusesAlteredAnswers(t *testing.T) {
 				t.Errorf("an unverified whole answer reached the caller: %q", text.String())
 			}
 		})
+	}
+}
+
+// TestChatSealsToTheAttestedKey: a client that verified an http host seals its chat
+// request to the host's end-to-end key, so the relay between sees neither the prompt,
+// nor the API key, nor the answer, streamed or whole; a byte of the sealed answer
+// changed on the way is an error, never other text.
+func TestChatSealsToTheAttestedKey(t *testing.T) {
+	h := newTestHost(t)
+	c := h.client(t, true)
+	var seen strings.Builder
+	var mu sync.Mutex
+	for _, stream := range []bool{false, true} {
+		h.alter.Store(nil)
+		record := func(s string) string { mu.Lock(); seen.WriteString(s); mu.Unlock(); return s }
+		h.alter.Store(&record)
+		var text strings.Builder
+		req := ChatRequest{Messages: []ChatMessage{{Role: "user", Content: "secret words"}}, Stream: stream}
+		answer, err := c.Chat(context.Background(), "", req, nil, func(s string) error { text.WriteString(s); return nil })
+		if err != nil || !answer.Verified || text.String() != "secret words" {
+			t.Fatalf("stream %v: answer %+v, text %q, err %v; want the verified text", stream, answer, text.String(), err)
+		}
+		for i := 0; i < 400; i += 37 { // a byte of the sealed answer, at several places
+			flip := func(s string) string {
+				if i >= len(s) {
+					return s
+				}
+				b := []byte(s)
+				b[i] ^= 0x20
+				return string(b)
+			}
+			h.alter.Store(&flip)
+			text.Reset()
+			_, err := c.Chat(context.Background(), "", req, nil, func(s string) error { text.WriteString(s); return nil })
+			if err == nil && text.String() != "secret words" {
+				t.Errorf("stream %v, byte %d changed: text %q without an error", stream, i, text.String())
+			}
+			if !strings.HasPrefix("secret words", text.String()) {
+				t.Errorf("stream %v, byte %d changed: other text %q reached the caller", stream, i, text.String())
+			}
+		}
+	}
+	h.alter.Store(nil)
+	for _, secret := range []string{"secret", testKey} {
+		if strings.Contains(h.requests(), secret) || strings.Contains(seen.String(), secret) {
+			t.Errorf("the relay read %q", secret)
+		}
+	}
+	if !strings.Contains(h.requests(), e2e.ContentType) {
+		t.Errorf("the relay saw no sealed request:\n%s", h.requests())
 	}
 }
 
