@@ -196,7 +196,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err != nil {
 		return err
 	}
-	var bill *billing
+	var bill *settlement
 	measured := []attest.Event{sealer.Event()}
 	if cfg.WalletSeedFile != "" {
 		key, origin, err := settlementKey(cfg.Data, sealer)
