@@ -261,7 +261,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		wcfg.StreamFlushInterval = -1 // web's zero is its default
 	}
 	if bill != nil {
-		wcfg.Billing = bill.service // serves the settler's metrics too: they share one settle.Metrics
+		wcfg.Billing = bill.service // serves the settler's metrics too: they share one billing.Metrics
 	}
 	scheme := "http"
 	if cfg.TLS {
