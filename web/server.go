@@ -19,6 +19,7 @@ import (
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
@@ -106,7 +107,7 @@ type Config struct {
 	// admitted against the escrow's balance, each answer carries a signed receipt, and
 	// GET /v1/pricing and /v1/accounts/{account} are served, and /metrics serves its
 	// Collectors. Without it, requests are not billed and those routes answer 404.
-	Billing *settle.Service
+	Billing *billing.Service
 
 	// Logger gets operators' logs: internal errors, backend failures, and at level info
 	// one access log line per request (see accessLog). Default: none.
@@ -297,7 +298,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics.registry.MustRegister(s.conns.collectors()...)
 	if cfg.Billing != nil {
-		// The settler's too: it counts into the service's settle.Metrics.
+		// The settler's too: it counts into the service's billing.Metrics.
 		s.metrics.registry.MustRegister(cfg.Billing.Collectors()...)
 	}
 	s.handler = s.routes()

@@ -199,7 +199,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err != nil {
 		return err
 	}
-	var bill *billing
+	var bill *settlement
 	measured := []attest.Event{sealer.Event()}
 	if cfg.WalletSeedFile != "" {
 		key, origin, err := settlementKey(cfg.Data, sealer)
@@ -265,7 +265,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		wcfg.StreamFlushInterval = -1 // web's zero is its default
 	}
 	if bill != nil {
-		wcfg.Billing = bill.service // serves the settler's metrics too: they share one settle.Metrics
+		wcfg.Billing = bill.service // serves the settler's metrics too: they share one billing.Metrics
 	}
 	scheme := "http"
 	if cfg.TLS {
