@@ -81,7 +81,9 @@ type EvidenceOptions struct {
 	Now time.Time
 	// Collateral is Intel's collateral the TCB status is evaluated with (see
 	// LoadCollateral); nil leaves the status unevaluated, which only a policy whose
-	// min_tcb_status is "any" accepts.
+	// min_tcb_status is "any" accepts. It also serves the GPUs' RIMs the policy does
+	// not give (gpu_driver_rim, gpu_vbios_rim), from NVIDIA's RIM service
+	// (nvidia.RIMServiceURL); nil leaves those RIMs missing, which fails their lines.
 	Collateral CollateralSource
 	// SimGPURoots, when set, are a simulated GPU's roots to trust instead of the
 	// policy's trust_sim_gpu_root. Nil and an empty trust_sim_gpu_root refuse
