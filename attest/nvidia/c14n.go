@@ -43,7 +43,7 @@ const xmlNamespace = "http://www.w3.org/XML/1998/namespace"
 // the element skip (the signature) left out entirely. skip may be nil.
 func canonicalize(e, skip *etree.Element) []byte {
 	var b strings.Builder
-	c14nElement(&b, e, skip, inScope(e.Parent()), map[string]string{})
+	c14nElement(&b, e, skip, inScope(e.Parent()), map[string]string{}, true)
 	return []byte(b.String())
 }
 
@@ -82,19 +82,26 @@ func nsDeclaration(a etree.Attr) (prefix string, ok bool) {
 }
 
 // c14nElement renders e. parentScope is what the parent had in scope, rendered what
-// the nearest rendered ancestor rendered or had in scope (empty for the apex).
-func c14nElement(b *strings.Builder, e, skip *etree.Element, parentScope, rendered map[string]string) {
-	scope := maps.Clone(parentScope)
-	declare(scope, e)
+// the nearest rendered ancestor rendered or had in scope (empty for the apex); apex
+// says e is the apex (rendered is then not parentScope).
+func c14nElement(b *strings.Builder, e, skip *etree.Element, parentScope, rendered map[string]string, apex bool) {
+	// An element below the apex that declares no namespace has its parent's scope, all
+	// of it rendered already: it shares the parent's map and renders no namespace node,
+	// which spares a map copy and a sort per element (most of a RIM's elements).
+	scope := parentScope
+	declares := slices.ContainsFunc(e.Attr, func(a etree.Attr) bool { _, ok := nsDeclaration(a); return ok })
+	if declares {
+		scope = maps.Clone(parentScope)
+		declare(scope, e)
+	}
 	name := e.FullTag()
 	b.WriteString("<")
 	b.WriteString(name)
 
-	prefixes := make([]string, 0, len(scope))
-	for p := range scope {
-		prefixes = append(prefixes, p)
+	var prefixes []string
+	if apex || declares {
+		prefixes = slices.Sorted(maps.Keys(scope))
 	}
-	slices.Sort(prefixes)
 	for _, p := range prefixes {
 		uri := scope[p]
 		prev, had := rendered[p]
@@ -143,7 +150,7 @@ func c14nElement(b *strings.Builder, e, skip *etree.Element, parentScope, render
 		switch t := tok.(type) {
 		case *etree.Element:
 			if t != skip {
-				c14nElement(b, t, skip, scope, scope)
+				c14nElement(b, t, skip, scope, scope, false)
 			}
 		case *etree.CharData:
 			escapeText(b, t.Data)

@@ -322,7 +322,7 @@ func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check,
 	if !v.failed[CheckFormat] {
 		driverID, vbiosID, idErr = RIMIDs(rep)
 	}
-	rimOpts := RIMOptions{Roots: opts.RIMRoots, Now: opts.Now}
+	rimOpts := RIMOptions{Roots: opts.RIMRoots, Now: opts.Now, signers: &signerChains{}}
 	for _, r := range []struct {
 		name, kind, id string
 		given          []byte

@@ -137,3 +137,22 @@ func TestNVIDIARIMFetched(t *testing.T) {
 		t.Errorf("VBIOS RIM line %q does not name the URL", d)
 	}
 }
+
+// FuzzFetchRIM feeds fetchRIM whatever the RIM service (or a collateral file) could
+// answer: it returns a RIM's bytes only from the service's JSON for the id asked, and
+// otherwise an ErrRIM naming the id.
+func FuzzFetchRIM(f *testing.F) {
+	f.Add([]byte(`{"id":"NV_GPU_DRIVER_GH100_1.0","rim":"PFNvZnR3YXJlSWRlbnRpdHkvPg==","sha256":"x"}`))
+	f.Add([]byte(`{"id":"NV_GPU_DRIVER_GH100_1.0","rim":""}`))
+	f.Add([]byte(`null`))
+	const id = "NV_GPU_DRIVER_GH100_1.0"
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := fetchRIM(&rimService{bodies: map[string][]byte{id: body}}, id)
+		switch {
+		case err != nil && (!errors.Is(err, ErrRIM) || !strings.Contains(err.Error(), id)):
+			t.Fatalf("refused without ErrRIM naming the id: %v", err)
+		case err == nil && len(b) == 0:
+			t.Fatal("accepted an answer without a RIM")
+		}
+	})
+}
