@@ -336,14 +336,14 @@ func verifyRIMSignature(root, sig *etree.Element, opts RIMOptions) ([]*x509.Cert
 	}
 	// The digest first: it costs no public-key operation, so a changed document is
 	// refused before the chain's four.
-	if got := sha512.Sum384(canonicalize(root, sig)); !bytes.Equal(got[:], digest) {
+	if got := canonicalSHA384(root, sig); !bytes.Equal(got[:], digest) {
 		return nil, fmt.Errorf("%w: the document's SHA-384 is %x, the signed digest %x: the document was changed after signing", ErrRIMSignature, got, digest)
 	}
 	chain, err := signerChain(keyInfo, opts)
 	if err != nil {
 		return nil, err
 	}
-	h := sha512.Sum384(canonicalize(signedInfo, nil))
+	h := canonicalSHA384(signedInfo, nil)
 	if !ecdsaVerify(chain[0].PublicKey.(*ecdsa.PublicKey), h[:], signature) {
 		return nil, fmt.Errorf("%w: the signature over SignedInfo does not verify with the key of %q", ErrRIMSignature, chain[0].Subject)
 	}
