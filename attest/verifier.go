@@ -92,7 +92,7 @@ type EvidenceOptions struct {
 	// GPUCache, when set, remembers across calls the GPU device chains and RIMs that
 	// verified (nvidia.Cache), so that a GPU seen before, under the same roots (NVIDIA's,
 	// or the same SimGPURoots), costs its report's one P-384 verification instead of
-	// about a dozen. Share one among the verifications of one client; nil verifies
+	// five to ten. Share one among the verifications of one client; nil verifies
 	// everything every time.
 	GPUCache *nvidia.Cache
 }

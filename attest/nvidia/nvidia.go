@@ -251,9 +251,12 @@ func (v *verification) add(name, detail string, err error) {
 // every check passed, else it names the first that failed and wraps its Err value; the
 // identity is meaningful only then. Inactive RIM measurements, and measurement 35 when
 // the signed opaque data says the video decoder is disabled (as NVIDIA's verifier does),
-// are not compared. Cost: thirteen P-384 verifications (the device chain's four, the
-// report's, and two ParseRIM), about 16 ms on a loaded 2-core VM (BenchmarkVerifyNVIDIA);
-// with opts.Cache warm, the report's one, under 1 ms (BenchmarkVerifyNVIDIACached).
+// are not compared. Cost: one P-384 verification per certificate of the device chain
+// below its root and of the RIMs' signing chain (verified once when both RIMs carry the
+// same, as NVIDIA's do), the report's and the two RIMs' XML-DSig: ten for NVIDIA's
+// sample, five for the simulator; with opts.Cache warm, the report's one
+// (BenchmarkVerifyNVIDIA, BenchmarkVerifyNVIDIACached). With opts.RIMSource, a RIM not
+// given costs a RIMSource.Get more (a network round trip online).
 func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check, error) {
 	v := &verification{failed: map[string]bool{}}
 	if opts.Now.IsZero() {
