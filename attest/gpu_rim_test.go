@@ -53,6 +53,25 @@ func simRIMServer(t *testing.T, dir string) *httptest.Server {
 	return srv
 }
 
+// simRIMCollateral is a saved collateral file's content holding the simulated GPU's
+// RIMs in dir as NVIDIA's RIM service answers them, under its URLs.
+func simRIMCollateral(t testing.TB, dir string) Collateral {
+	t.Helper()
+	c := Collateral{}
+	for id, file := range map[string]string{simDriverRIMID: SimGPUDriverRIMFile, simVBIOSRIMID: SimGPUVBIOSRIMFile} {
+		tag, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := json.Marshal(map[string]any{"id": id, "rim": tag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c[nvidia.RIMServiceURL+id] = CollateralResponse{Status: 200, Body: body}
+	}
+	return c
+}
+
 // TestGPURIMsThroughCollateral: with a policy that gives no RIMs, an online verification
 // fetches them from the RIM service under the ids the signed report yields, records
 // them with the collateral, and the saved file verifies the same evidence offline; a
