@@ -8,10 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cocoonhost/cocoon/attest/nvidia"
-	"github.com/google/go-tdx-guest/verify/trust"
 )
 
 // The ids the simulated GPU's report yields (nvidia.RIMIDs).
@@ -27,7 +28,7 @@ type rimServiceGetter struct{ local string }
 
 func (g rimServiceGetter) Get(url string) (map[string][]string, []byte, error) {
 	local := strings.Replace(url, strings.TrimSuffix(nvidia.RIMServiceURL, "/v1/rim/"), g.local, 1)
-	return (&trust.SimpleHTTPSGetter{}).Get(local)
+	return rimGetter{http.DefaultClient}.Get(local)
 }
 
 // simRIMServer serves the simulated GPU's RIMs in dir as NVIDIA's RIM service does:
@@ -161,5 +162,34 @@ func TestGPURIMsThroughCollateral(t *testing.T) {
 				t.Errorf("measurements line passes without a verified driver RIM: %s", m)
 			}
 		})
+	}
+}
+
+// TestRIMGetterOnce: a RIM NVIDIA's service does not have (404) fails at once, after one
+// request, where go-tdx-guest's getter retried for two minutes; and a recording source
+// sends only RIM service URLs to it.
+func TestRIMGetterOnce(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	start := time.Now()
+	_, _, err := rimGetter{srv.Client()}.Get(srv.URL + "/v1/rim/" + simDriverRIMID)
+	if err == nil || !strings.Contains(err.Error(), "404") || requests.Load() != 1 {
+		t.Fatalf("error %v after %d requests, want a 404 after one", err, requests.Load())
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("a 404 took %v", d)
+	}
+
+	rimURL := nvidia.RIMServiceURL + simDriverRIMID
+	src := &RecordingSource{getter: Collateral{}, rimGetter: Collateral{rimURL: {Status: 200, Body: []byte("rim")}}, Recorded: Collateral{}}
+	if _, body, err := src.Get(rimURL); err != nil || string(body) != "rim" {
+		t.Fatalf("the RIM URL: %q, %v", body, err)
+	}
+	if _, _, err := src.Get("https://api.trustedservices.intel.com/tdx/certification/v4/qe/identity"); err == nil {
+		t.Fatal("Intel's URL went to the RIM getter")
 	}
 }
