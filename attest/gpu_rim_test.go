@@ -32,23 +32,18 @@ func (g rimServiceGetter) Get(url string) (map[string][]string, []byte, error) {
 }
 
 // simRIMServer serves the simulated GPU's RIMs in dir as NVIDIA's RIM service does:
-// GET /v1/rim/<id>, JSON {"id", "rim": base64, "sha256"}; 404 for any other id.
+// GET /v1/rim/<id>, JSON {"id", "rim": base64}; 404 for any other id.
 func simRIMServer(t *testing.T, dir string) *httptest.Server {
 	t.Helper()
-	rims := map[string]string{simDriverRIMID: SimGPUDriverRIMFile, simVBIOSRIMID: SimGPUVBIOSRIMFile}
+	answers := simRIMCollateral(t, dir)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := strings.CutPrefix(r.URL.Path, "/v1/rim/")
-		file, ok := rims[id]
+		answer, ok := answers[nvidia.RIMServiceURL+id]
 		if !ok {
 			http.NotFound(w, r)
 			return
 		}
-		tag, err := os.ReadFile(filepath.Join(dir, file))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]any{"id": id, "rim": tag, "sha256": "not read"})
+		w.Write(answer.Body)
 	}))
 	t.Cleanup(srv.Close)
 	return srv
