@@ -21,7 +21,9 @@ import (
 //
 // "no-GPU" is the evidence of a host without GPUs (serve --gpu none), as before issue
 // 16; "one-GPU" adds one simulated GPU's report, verified with its RIMs, its chain and
-// RIMs verified anew each time; "one-GPU-cached" verifies them once, in a GPUCache, as
+// RIMs verified anew each time ("one-GPU-RIMs-from-collateral" the same, its RIMs
+// replayed from a saved collateral file rather than given by the policy); "one-GPU-cached"
+// verifies them once, in a GPUCache, as
 // a client does from its second verification of the same GPUs on (cocoon verify's boot
 // then pipeline evidence, a proxy's re-verification). Issue 16's target: under 2x
 // "no-GPU" in the same run.
@@ -34,6 +36,8 @@ func BenchmarkVerifyEvidence(b *testing.B) {
 	gpuOpts.ExpectModules = opts.ExpectModules
 	cachedOpts := gpuOpts
 	cachedOpts.GPUCache = nvidia.NewCache()
+	collateralOpts := gpuOpts
+	collateralOpts.Collateral = simRIMCollateral(b, g.dir)
 	for _, c := range []struct {
 		name   string
 		ev     Evidence
@@ -43,6 +47,7 @@ func BenchmarkVerifyEvidence(b *testing.B) {
 		{"no-GPU", h.pipeline(b, testManifest, nonce), Policy{}, opts},
 		{"one-GPU", gpuEv, g.policy, gpuOpts},
 		{"one-GPU-cached", gpuEv, g.policy, cachedOpts},
+		{"one-GPU-RIMs-from-collateral", gpuEv, Policy{}, collateralOpts},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {

@@ -311,8 +311,9 @@ func ParseSimGPURoots(b []byte) (*SimGPURoots, error) {
 	return &SimGPURoots{Device: certs[0], RIM: certs[1]}, nil
 }
 
-// gpuVerification is what VerifyEvidence verifies GPU reports with: the policy's RIMs
-// and roots (NVIDIA's, or a simulated GPU's when trusted).
+// gpuVerification is what VerifyEvidence verifies GPU reports with: the policy's RIMs,
+// or the collateral source to fetch them from, and roots (NVIDIA's, or a simulated GPU's
+// when trusted).
 type gpuVerification struct {
 	opts       nvidia.VerifyOptions
 	simTrusted bool
@@ -320,7 +321,13 @@ type gpuVerification struct {
 
 // newGPUVerification resolves the GPU roots and RIMs of p and opts.
 func newGPUVerification(p *Policy, opts EvidenceOptions, now time.Time) (*gpuVerification, error) {
+	// The collateral source also serves the RIMs the policy does not give: online it
+	// fetches them from NVIDIA's RIM service and records them with Intel's collateral,
+	// offline it replays them from the saved file.
 	v := &gpuVerification{opts: nvidia.VerifyOptions{Now: now, Cache: opts.GPUCache}}
+	if opts.Collateral != nil {
+		v.opts.RIMSource = opts.Collateral
+	}
 	var err error
 	if v.opts.DriverRIM, v.opts.VBIOSRIM, err = p.gpuRIMs(); err != nil {
 		return nil, err

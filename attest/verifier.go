@@ -81,7 +81,9 @@ type EvidenceOptions struct {
 	Now time.Time
 	// Collateral is Intel's collateral the TCB status is evaluated with (see
 	// LoadCollateral); nil leaves the status unevaluated, which only a policy whose
-	// min_tcb_status is "any" accepts.
+	// min_tcb_status is "any" accepts. It also serves the GPUs' RIMs the policy does
+	// not give (gpu_driver_rim, gpu_vbios_rim), from NVIDIA's RIM service
+	// (nvidia.RIMServiceURL); nil leaves those RIMs missing, which fails their lines.
 	Collateral CollateralSource
 	// SimGPURoots, when set, are a simulated GPU's roots to trust instead of the
 	// policy's trust_sim_gpu_root. Nil and an empty trust_sim_gpu_root refuse
@@ -90,7 +92,7 @@ type EvidenceOptions struct {
 	// GPUCache, when set, remembers across calls the GPU device chains and RIMs that
 	// verified (nvidia.Cache), so that a GPU seen before, under the same roots (NVIDIA's,
 	// or the same SimGPURoots), costs its report's one P-384 verification instead of
-	// about a dozen. Share one among the verifications of one client; nil verifies
+	// five to ten. Share one among the verifications of one client; nil verifies
 	// everything every time.
 	GPUCache *nvidia.Cache
 }

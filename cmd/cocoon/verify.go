@@ -47,7 +47,9 @@ measurements and attributes against --policy (a debug TD always fails), the runt
 log and every event it measures, where prompts go (a backend outside the TD fails unless
 the policy names it), the keys and fresh nonce the quote binds, and each GPU's report
 (NVIDIA's signature over a nonce derived from the quote's REPORTDATA, the GPU the event
-log measured, its driver, VBIOS and CC mode); with --pipeline, a
+log measured, its driver, VBIOS and CC mode, its measurements against NVIDIA's RIMs: the
+policy's files, or else fetched through --collateral from NVIDIA's RIM service, which
+--save-collateral records with Intel's responses); with --pipeline, a
 fresh quote that binds the pipeline's manifest, which is printed and compared with the
 modules and manifest expected. Prints one line per check (ok; skip: not pinned by the
 policy; warn; FAIL) and exits 1 when any fails. --strict also fails on any skip or warn
