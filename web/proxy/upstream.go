@@ -202,6 +202,9 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 	if want := u.info.SettlementKey; want != nil && !want.Equal(v.settlementKey) {
 		return nil, refuse([]string{fmt.Sprintf("settlement key: the host list names %x, the boot evidence measures %x", []byte(want), []byte(v.settlementKey))})
 	}
+	if failed := u.info.Record.check(boot, events); failed != nil {
+		return nil, refuse(failed)
+	}
 
 	nonce := make([]byte, nonceBytes)
 	rand.Read(nonce) // crypto/rand.Read never fails.
@@ -320,7 +323,7 @@ func (u *upstream) priceList(ctx context.Context, v *verified) (*settle.PriceLis
 	b, err := v.conn.getJSON(ctx, "/v1/pricing", maxPriceList)
 	switch {
 	case notFound(err):
-		return nil, nil
+		return nil, u.checkPriceHash(nil)
 	case err != nil:
 		return nil, fmt.Errorf("its price list: %w", err)
 	}
@@ -333,6 +336,9 @@ func (u *upstream) priceList(ctx context.Context, v *verified) (*settle.PriceLis
 	}
 	if err := l.Verify(v.settlementKey); err != nil {
 		return nil, fmt.Errorf("the host at %s %w: its price list is not signed by its attested settlement key: %w", u.info.URL, errNotVerified, err)
+	}
+	if err := u.checkPriceHash(&l); err != nil {
+		return nil, err
 	}
 	return &l, nil
 }
