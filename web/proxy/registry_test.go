@@ -183,7 +183,8 @@ func (m *market) register(h *marketHost, reg registry.Registration) {
 // other than the one it serves (a record of another boot), and one changed its prices
 // without registering them: each is refused, with its reason logged, and never gets a
 // request; requests go to the cheapest verified host; a host that registers later,
-// cheaper still, is discovered and takes the requests.
+// cheaper still, is discovered and takes the requests, and so does the one that
+// published unregistered prices once it registers them.
 func TestRegistryDiscovery(t *testing.T) {
 	m := newMarket(t)
 	unlisted := m.newHost(100_000_000, "sha256:"+strings.Repeat("0e", 32))
@@ -260,9 +261,52 @@ func TestRegistryDiscovery(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	route(late)
-	for _, h := range []*marketHost{unlisted, staleBoot, unregisteredPrices} {
+
+	// The host that published unregistered prices registers them: its listing changed,
+	// so it is verified anew, and, the cheapest now, routed to.
+	m.register(unregisteredPrices, unregisteredPrices.registration())
+	deadline = time.Now().Add(20 * time.Second)
+	for states()[unregisteredPrices.URL] != "ready" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the host that registered its prices is %q; log:\n%s", states()[unregisteredPrices.URL], log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	route(unregisteredPrices)
+	for _, h := range []*marketHost{unlisted, staleBoot} {
 		if n := h.Asked("/chat/completions"); n != 0 {
 			t.Errorf("the refused host %s got %d requests", h.URL, n)
 		}
+	}
+}
+
+// TestSameListing: a host listed again with anything changed (key, price-list hash,
+// boot, allowlist) is a new listing, verified anew; the same claims are the same host.
+func TestSameListing(t *testing.T) {
+	allow := registry.Allowlist{Entries: []registry.Entry{{Kind: registry.KindModel, Value: []byte("m")}}}
+	base := Host{URL: "http://a", SettlementKey: seedKey(1).Public().(ed25519.PublicKey), PriceListHash: []byte{1},
+		Record: &Record{EvidenceHash: [32]byte{2}, Allowlist: allow}}
+	for _, tc := range []struct {
+		name string
+		edit func(*Host)
+		same bool
+	}{
+		{"unchanged", func(*Host) {}, true},
+		{"another URL", func(h *Host) { h.URL = "http://b" }, false},
+		{"another key", func(h *Host) { h.SettlementKey = seedKey(2).Public().(ed25519.PublicKey) }, false},
+		{"new prices", func(h *Host) { h.PriceListHash = []byte{3} }, false},
+		{"another boot", func(h *Host) { h.Record = &Record{EvidenceHash: [32]byte{4}, Allowlist: allow} }, false},
+		{"allowlist changed", func(h *Host) {
+			h.Record = &Record{EvidenceHash: [32]byte{2}, Allowlist: registry.Allowlist{Entries: []registry.Entry{{Kind: registry.KindModel, Value: []byte("n")}}}}
+		}, false},
+		{"no longer a registry's", func(h *Host) { h.Record = nil }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := base
+			tc.edit(&h)
+			if got := h.sameListing(base); got != tc.same {
+				t.Errorf("sameListing %v, want %v", got, tc.same)
+			}
+		})
 	}
 }
