@@ -1,180 +1,17 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/binary"
 	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cocoonhost/cocoon/abi"
-	"github.com/cocoonhost/cocoon/attest"
-	"github.com/cocoonhost/cocoon/settle"
-	"github.com/cocoonhost/cocoon/settle/escrow"
-	"github.com/cocoonhost/cocoon/settle/ledger"
 	"github.com/cocoonhost/cocoon/settle/registry"
-	"github.com/cocoonhost/cocoon/settle/tonemu"
-	"github.com/cocoonhost/cocoon/web"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
-	"github.com/xssnick/tonutils-go/address"
-	"github.com/xssnick/tonutils-go/tlb"
-	"github.com/xssnick/tonutils-go/ton/wallet"
 )
-
-// market is a registry on the emulated chain and the billing hosts that register on it.
-type market struct {
-	t     *testing.T
-	chain *tonemu.Chain
-	addr  *address.Address
-	seed  byte
-}
-
-// allowedModel is the model identity the market's allowlist accepts.
-const allowedModel = "m"
-
-// newMarket deploys a registry whose allowlist accepts this test binary as host, the
-// current ABI and sandbox policy, and the model allowedModel (any MRTD and RTMRs).
-func newMarket(t *testing.T) *market {
-	t.Helper()
-	chain, err := tonemu.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &market{t: t, chain: chain, seed: 0x10}
-	owner := m.wallet()
-	exe, err := attest.ExecutableSHA256()
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy := sha256.Sum256(attest.SandboxPolicy())
-	params := registry.Params{Owner: owner.WalletAddress(), MinStake: tlb.MustFromTON("1").Nano(), ChangeDelay: 3600, UnstakeDelay: 3600,
-		Allowlist: registry.Allowlist{Entries: []registry.Entry{
-			{Kind: registry.KindHostBinary, Value: exe[:]},
-			{Kind: registry.KindABIVersion, Value: binary.BigEndian.AppendUint32(nil, abi.Version)},
-			{Kind: registry.KindSandboxPolicy, Value: policy[:]},
-			{Kind: registry.KindModel, Value: []byte(allowedModel)},
-		}}}
-	si, err := params.StateInit()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.addr, err = params.Address(0); err != nil {
-		t.Fatal(err)
-	}
-	if err := tonemu.Send(context.Background(), owner, m.addr, 1e9, registry.TopUpBody(0), si); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// wallet is a new funded wallet.
-func (m *market) wallet() *wallet.Wallet {
-	m.t.Helper()
-	m.seed++
-	w, err := m.chain.NewWallet(seedKey(m.seed), 100e9)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	return w
-}
-
-func seedKey(b byte) ed25519.PrivateKey {
-	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize))
-}
-
-// marketHost is a billing host of the market.
-type marketHost struct {
-	*proxytest.Host
-	wallet *wallet.Wallet
-	key    ed25519.PrivateKey // its settlement key
-	boot   attest.Evidence
-	prices *settle.Service
-}
-
-// newHost boots a host that bills perMillion nanoTON per million tokens (prompt and
-// completion), measuring model as its model and its settlement key, and serves it.
-func (m *market) newHost(perMillion uint64, model string) *marketHost {
-	t := m.t
-	t.Helper()
-	h := &marketHost{Host: proxytest.NewHost(t, nil), wallet: m.wallet()}
-	m.seed++
-	h.key = seedKey(m.seed)
-	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), make([]byte, ledger.MinMACKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	pricer, err := settle.NewPricer(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion},
-		settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.prices, err = settle.NewService(settle.Config{Store: store, Pricer: pricer, Escrows: settle.NewChainEscrows(m.chain, 0),
-		Key: h.key, HostAddr: h.wallet.WalletAddress().StringRaw(), ComputeReserve: 100_000}); err != nil {
-		t.Fatal(err)
-	}
-	// Boot again, as a billing host does: measuring its settlement key.
-	h.Config = func(c *web.Config) {
-		sim, err := attest.NewSim(h.Dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Attestation, err = attest.Boot(context.Background(), sim, "embedded", model,
-			attest.SettlementKeyEvent(h.key.Public().(ed25519.PublicKey)), attest.SettlementKeyOriginEvent(attest.SettlementKeyGenerated)); err != nil {
-			t.Fatal(err)
-		}
-		h.boot = c.Attestation.BootEvidence()
-		c.Billing = h.prices
-		// The proxy's API key bills to an escrow with this host.
-		c.APIKeys = []web.APIKey{{Name: "t", Key: proxytest.APIKey, Account: m.escrow(h).String()}}
-	}
-	h.Start(t)
-	return h
-}
-
-// escrow opens an escrow of 10 TON from a client to h.
-func (m *market) escrow(h *marketHost) *address.Address {
-	m.t.Helper()
-	client := m.wallet()
-	p := escrow.Params{ClientAddr: client.WalletAddress(), HostAddr: h.wallet.WalletAddress(), ClientKey: seedKey(m.seed).Public().(ed25519.PublicKey),
-		HostKey: h.key.Public().(ed25519.PublicKey), Timeout: 3600, ChannelID: 1}
-	si, err := p.StateInit()
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	addr, err := p.Address(0)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	if err := tonemu.Send(context.Background(), client, addr, 10e9, escrow.DepositBody(1), si); err != nil {
-		m.t.Fatal(err)
-	}
-	return addr
-}
-
-// registration is what h registers: its URL, price list and boot quote.
-func (h *marketHost) registration() registry.Registration {
-	return registry.Registration{Endpoint: h.URL, PriceHash: registry.PriceListHash(h.prices.PriceList()),
-		EvidenceHash: registry.EvidenceHash(h.boot.Quote)}
-}
-
-// register signs reg with h's settlement key and sends it from h's wallet.
-func (m *market) register(h *marketHost, reg registry.Registration) {
-	m.t.Helper()
-	r, err := registry.NewRegistrar(registry.RegistrarConfig{API: m.chain, Wallet: h.wallet, Key: h.key, Registry: m.addr, ConfirmTimeout: 5 * time.Second})
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	if _, err := r.Sync(context.Background(), reg); err != nil {
-		m.t.Fatal(err)
-	}
-}
 
 // TestRegistryDiscovery is the acceptance test of issue 14's router over the registry:
 // billing hosts registered on a registry (the emulated chain), the proxy with the
@@ -186,30 +23,30 @@ func (m *market) register(h *marketHost, reg registry.Registration) {
 // cheaper still, is discovered and takes the requests, and so does the one that
 // published unregistered prices once it registers them.
 func TestRegistryDiscovery(t *testing.T) {
-	m := newMarket(t)
-	unlisted := m.newHost(100_000_000, "sha256:"+strings.Repeat("0e", 32))
-	staleBoot := m.newHost(200_000_000, allowedModel)
-	cheap := m.newHost(500_000_000, allowedModel)
-	dear := m.newHost(900_000_000, allowedModel)
-	unregisteredPrices := m.newHost(300_000_000, allowedModel)
-	late := m.newHost(400_000_000, allowedModel)
+	m := proxytest.NewMarket(t)
+	unlisted := m.NewHost(100_000_000, "sha256:"+strings.Repeat("0e", 32))
+	staleBoot := m.NewHost(200_000_000, proxytest.MarketModel)
+	cheap := m.NewHost(500_000_000, proxytest.MarketModel)
+	dear := m.NewHost(900_000_000, proxytest.MarketModel)
+	unregisteredPrices := m.NewHost(300_000_000, proxytest.MarketModel)
+	late := m.NewHost(400_000_000, proxytest.MarketModel)
 
-	m.register(unlisted, unlisted.registration())
-	stale := staleBoot.registration()
-	stale.EvidenceHash = registry.EvidenceHash(cheap.boot.Quote) // another host's boot
-	m.register(staleBoot, stale)
-	m.register(cheap, cheap.registration())
-	m.register(dear, dear.registration())
-	changed := unregisteredPrices.registration()
+	m.Register(unlisted, unlisted.Registration())
+	stale := staleBoot.Registration()
+	stale.EvidenceHash = registry.EvidenceHash(cheap.Boot.Quote) // another host's boot
+	m.Register(staleBoot, stale)
+	m.Register(cheap, cheap.Registration())
+	m.Register(dear, dear.Registration())
+	changed := unregisteredPrices.Registration()
 	changed.PriceHash[0] ^= 1 // it registered other prices than it publishes
-	m.register(unregisteredPrices, changed)
+	m.Register(unregisteredPrices, changed)
 
 	log := &syncBuffer{}
 	roots := []*x509.Certificate{}
-	for _, h := range []*marketHost{unlisted, staleBoot, cheap, dear, unregisteredPrices, late} {
+	for _, h := range []*proxytest.BillingHost{unlisted, staleBoot, cheap, dear, unregisteredPrices, late} {
 		roots = append(roots, h.RootCert(t))
 	}
-	p, err := New(WithSource(NewRegistry(m.chain, m.addr)), WithPipeline(cheap.ID), WithAPIKey(proxytest.APIKey),
+	p, err := New(WithSource(NewRegistry(m.Chain, m.Addr)), WithPipeline(cheap.ID), WithAPIKey(proxytest.APIKey),
 		WithSimRoots(roots...), WithLog(log), fastHealth)
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +63,7 @@ func TestRegistryDiscovery(t *testing.T) {
 		}
 		return out
 	}
-	for _, h := range []*marketHost{unlisted, staleBoot, unregisteredPrices} {
+	for _, h := range []*proxytest.BillingHost{unlisted, staleBoot, unregisteredPrices} {
 		if s := states()[h.URL]; s != "refused" {
 			t.Errorf("host %s is %q, want refused; log:\n%s", h.URL, s, log)
 		}
@@ -240,7 +77,7 @@ func TestRegistryDiscovery(t *testing.T) {
 			t.Errorf("the log lacks %q:\n%s", want, log)
 		}
 	}
-	route := func(want *marketHost) {
+	route := func(want *proxytest.BillingHost) {
 		t.Helper()
 		for range 5 {
 			if got := postChatHandler(t, p, chatBody); got != want.URL {
@@ -252,7 +89,7 @@ func TestRegistryDiscovery(t *testing.T) {
 
 	// A host registers later, cheaper than every verified one: it is discovered,
 	// verified and routed to.
-	m.register(late, late.registration())
+	m.Register(late, late.Registration())
 	deadline := time.Now().Add(20 * time.Second)
 	for states()[late.URL] != "ready" {
 		if time.Now().After(deadline) {
@@ -264,7 +101,7 @@ func TestRegistryDiscovery(t *testing.T) {
 
 	// The host that published unregistered prices registers them: its listing changed,
 	// so it is verified anew, and, the cheapest now, routed to.
-	m.register(unregisteredPrices, unregisteredPrices.registration())
+	m.Register(unregisteredPrices, unregisteredPrices.Registration())
 	deadline = time.Now().Add(20 * time.Second)
 	for states()[unregisteredPrices.URL] != "ready" {
 		if time.Now().After(deadline) {
@@ -273,7 +110,7 @@ func TestRegistryDiscovery(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	route(unregisteredPrices)
-	for _, h := range []*marketHost{unlisted, staleBoot} {
+	for _, h := range []*proxytest.BillingHost{unlisted, staleBoot} {
 		if n := h.Asked("/chat/completions"); n != 0 {
 			t.Errorf("the refused host %s got %d requests", h.URL, n)
 		}
@@ -284,7 +121,7 @@ func TestRegistryDiscovery(t *testing.T) {
 // boot, allowlist) is a new listing, verified anew; the same claims are the same host.
 func TestSameListing(t *testing.T) {
 	allow := registry.Allowlist{Entries: []registry.Entry{{Kind: registry.KindModel, Value: []byte("m")}}}
-	base := Host{URL: "http://a", SettlementKey: seedKey(1).Public().(ed25519.PublicKey), PriceListHash: []byte{1},
+	base := Host{URL: "http://a", SettlementKey: ed25519.NewKeyFromSeed(make([]byte, 32)).Public().(ed25519.PublicKey), PriceListHash: []byte{1},
 		Record: &Record{EvidenceHash: [32]byte{2}, Allowlist: allow}}
 	for _, tc := range []struct {
 		name string
@@ -293,7 +130,7 @@ func TestSameListing(t *testing.T) {
 	}{
 		{"unchanged", func(*Host) {}, true},
 		{"another URL", func(h *Host) { h.URL = "http://b" }, false},
-		{"another key", func(h *Host) { h.SettlementKey = seedKey(2).Public().(ed25519.PublicKey) }, false},
+		{"another key", func(h *Host) { h.SettlementKey = make(ed25519.PublicKey, 32) }, false},
 		{"new prices", func(h *Host) { h.PriceListHash = []byte{3} }, false},
 		{"another boot", func(h *Host) { h.Record = &Record{EvidenceHash: [32]byte{4}, Allowlist: allow} }, false},
 		{"allowlist changed", func(h *Host) {
