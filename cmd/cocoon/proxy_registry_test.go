@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoonhost/cocoon/web/proxy"
+	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
+)
+
+// TestProxyRegistryUsage: --registry excludes --host and --hosts, needs --ton-config and
+// a TON address.
+func TestProxyRegistryUsage(t *testing.T) {
+	t.Setenv("COCOON_TON_CONFIG", "")
+	const addr = "0:" + "ab" + "000000000000000000000000000000000000000000000000000000000000cd"
+	for _, tt := range []struct {
+		name, stderr string
+		args         []string
+	}{
+		{"with --hosts", "--registry and --host or --hosts: give one of them", []string{"--registry", addr, "--hosts", "http://a,http://b", "--ton-config", "x"}},
+		{"with --host", "--registry and --host or --hosts: give one of them", []string{"--registry", addr, "--host", "http://a", "--ton-config", "x"}},
+		{"no --ton-config", "no TON network access: pass --ton-config FILE", []string{"--registry", addr}},
+		{"not an address", "--registry: ", []string{"--registry", "host.example", "--ton-config", "x"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"proxy", "--listen", "127.0.0.1:0", "--pipeline", strings.Repeat("ab", 32)}, tt.args...)
+			if code := runCommand(args, strings.NewReader(""), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tt.stderr) {
+				t.Fatalf("exit %d, want 2; stderr: %s\nwant stderr containing %q", code, stderr.String(), tt.stderr)
+			}
+		})
+	}
+}
+
+// TestProxyServesRegistry: `cocoon proxy --registry` discovers the hosts registered on
+// the registry (the emulated chain in place of --ton-config's network), refuses the
+// cheapest, whose measured model is not on the registry's allowlist, and logs why,
+// serves through the other, and exits 0 on its signal.
+func TestProxyServesRegistry(t *testing.T) {
+	m := proxytest.NewMarket(t)
+	unlisted := m.NewHost(100_000_000, "sha256:"+strings.Repeat("0e", 32))
+	allowed := m.NewHost(500_000_000, proxytest.MarketModel)
+	m.Register(unlisted, unlisted.Registration())
+	m.Register(allowed, allowed.Registration())
+	useChain(t, m.Chain)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	old := proxyContext
+	proxyContext = func() (context.Context, context.CancelFunc) { return ctx, cancel }
+	defer func() { proxyContext = old }()
+	stdout, stdoutW := io.Pipe()
+	var stderr bytes.Buffer
+	code := make(chan int, 1)
+	go func() {
+		code <- runCommand([]string{"proxy", "--listen", "127.0.0.1:0", "--api-key", proxytest.APIKey, "--registry", m.Addr.String(),
+			"--ton-config", "devnet.json", "--pipeline", allowed.ID, "--trust-sim-root", allowed.Root, "--trust-sim-root", unlisted.Root},
+			strings.NewReader(""), stdoutW, &stderr)
+		stdoutW.Close()
+	}()
+	serving := regexp.MustCompile(`serving pipeline [0-9a-f]{64} of ` + regexp.QuoteMeta(allowed.URL) + ` at (http://127\.0\.0\.1:[0-9]+/v1)`)
+	var base string
+	lines := bufio.NewScanner(stdout)
+	for base == "" && lines.Scan() {
+		if m := serving.FindStringSubmatch(lines.Text()); m != nil {
+			base = m[1]
+		}
+	}
+	go io.Copy(io.Discard, stdout)
+	if base == "" {
+		t.Fatalf("the proxy did not serve; stderr:\n%s", stderr.String())
+	}
+	for range 10 {
+		resp, err := http.Post(base+"/chat/completions", "application/json", strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get(proxy.HostHeader) != allowed.URL {
+			t.Fatalf("%s from %q", resp.Status, resp.Header.Get(proxy.HostHeader))
+		}
+	}
+	if n := unlisted.Asked("/chat/completions"); n != 0 {
+		t.Errorf("the host not on the allowlist got %d requests", n)
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", c, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the proxy did not stop within 15 s of its signal")
+	}
+	if want := "host " + unlisted.URL + ": new -> refused: refusing to proxy to " + unlisted.URL + ", which does not verify: registry: measurement not on the allowlist: model"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+}
