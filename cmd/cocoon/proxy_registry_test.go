@@ -51,32 +51,9 @@ func TestProxyServesRegistry(t *testing.T) {
 	m.Register(allowed, allowed.Registration())
 	useChain(t, m.Chain)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	old := proxyContext
-	proxyContext = func() (context.Context, context.CancelFunc) { return ctx, cancel }
-	defer func() { proxyContext = old }()
-	stdout, stdoutW := io.Pipe()
-	var stderr bytes.Buffer
-	code := make(chan int, 1)
-	go func() {
-		code <- runCommand([]string{"proxy", "--listen", "127.0.0.1:0", "--api-key", proxytest.APIKey, "--registry", m.Addr.String(),
-			"--ton-config", "devnet.json", "--pipeline", allowed.ID, "--trust-sim-root", allowed.Root, "--trust-sim-root", unlisted.Root},
-			strings.NewReader(""), stdoutW, &stderr)
-		stdoutW.Close()
-	}()
-	serving := regexp.MustCompile(`serving pipeline [0-9a-f]{64} of ` + regexp.QuoteMeta(allowed.URL) + ` at (http://127\.0\.0\.1:[0-9]+/v1)`)
-	var base string
-	lines := bufio.NewScanner(stdout)
-	for base == "" && lines.Scan() {
-		if m := serving.FindStringSubmatch(lines.Text()); m != nil {
-			base = m[1]
-		}
-	}
-	go io.Copy(io.Discard, stdout)
-	if base == "" {
-		t.Fatalf("the proxy did not serve; stderr:\n%s", stderr.String())
-	}
+	cp := startCLIProxy(t, `serving pipeline [0-9a-f]{64} of `+regexp.QuoteMeta(allowed.URL)+` at `, "--registry", m.Addr.String(),
+		"--ton-config", "devnet.json", "--pipeline", allowed.ID, "--trust-sim-root", allowed.Root, "--trust-sim-root", unlisted.Root)
+	base := cp.base
 	for range 10 {
 		resp, err := http.Post(base+"/chat/completions", "application/json", strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
 		if err != nil {
@@ -90,16 +67,60 @@ func TestProxyServesRegistry(t *testing.T) {
 	if n := unlisted.Asked("/chat/completions"); n != 0 {
 		t.Errorf("the host not on the allowlist got %d requests", n)
 	}
-	cancel()
+	stderr := cp.stop(t)
+	if want := "host " + unlisted.URL + ": new -> refused: refusing to proxy to " + unlisted.URL + ", which does not verify: registry: measurement not on the allowlist: model"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr)
+	}
+}
+
+// cliProxy is `cocoon proxy` running in the test until stop.
+type cliProxy struct {
+	base   string // its API's base URL
+	cancel context.CancelFunc
+	code   chan int
+	stderr *bytes.Buffer
+}
+
+// startCLIProxy runs `cocoon proxy --listen 127.0.0.1:0 --api-key proxytest.APIKey
+// args...` and waits for the line serving (a regexp) followed by the URL it serves at.
+func startCLIProxy(t *testing.T, serving string, args ...string) *cliProxy {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	old := proxyContext
+	proxyContext = func() (context.Context, context.CancelFunc) { return ctx, cancel }
+	t.Cleanup(func() { cancel(); proxyContext = old })
+	stdout, stdoutW := io.Pipe()
+	cp := &cliProxy{cancel: cancel, code: make(chan int, 1), stderr: &bytes.Buffer{}}
+	go func() {
+		cp.code <- runCommand(append([]string{"proxy", "--listen", "127.0.0.1:0", "--api-key", proxytest.APIKey}, args...), strings.NewReader(""), stdoutW, cp.stderr)
+		stdoutW.Close()
+	}()
+	re := regexp.MustCompile(serving + `(http://127\.0\.0\.1:[0-9]+/v1)`)
+	lines := bufio.NewScanner(stdout)
+	for cp.base == "" && lines.Scan() {
+		if m := re.FindStringSubmatch(lines.Text()); m != nil {
+			cp.base = m[1]
+		}
+	}
+	go io.Copy(io.Discard, stdout)
+	if cp.base == "" {
+		<-cp.code
+		t.Fatalf("the proxy did not serve; stderr:\n%s", cp.stderr)
+	}
+	return cp
+}
+
+// stop signals the proxy, checks that it exits 0 within 15 s, and returns its stderr.
+func (cp *cliProxy) stop(t *testing.T) string {
+	t.Helper()
+	cp.cancel()
 	select {
-	case c := <-code:
+	case c := <-cp.code:
 		if c != 0 {
-			t.Fatalf("exit %d; stderr:\n%s", c, stderr.String())
+			t.Fatalf("exit %d; stderr:\n%s", c, cp.stderr)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("the proxy did not stop within 15 s of its signal")
 	}
-	if want := "host " + unlisted.URL + ": new -> refused: refusing to proxy to " + unlisted.URL + ", which does not verify: registry: measurement not on the allowlist: model"; !strings.Contains(stderr.String(), want) {
-		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
-	}
+	return cp.stderr.String()
 }
