@@ -51,7 +51,7 @@ func TestProxyServesRegistry(t *testing.T) {
 	m.Register(allowed, allowed.Registration())
 	useChain(t, m.Chain)
 
-	cp := startCLIProxy(t, `serving pipeline [0-9a-f]{64} of `+regexp.QuoteMeta(allowed.URL)+` at `, "--registry", m.Addr.String(),
+	cp := startCLIProxy(t, `serving pipeline [0-9a-f]{64} of `+regexp.QuoteMeta(allowed.URL)+` at http`, "--registry", m.Addr.String(),
 		"--ton-config", "devnet.json", "--pipeline", allowed.ID, "--trust-sim-root", allowed.Root, "--trust-sim-root", unlisted.Root)
 	base := cp.base
 	for range 10 {
@@ -82,31 +82,46 @@ type cliProxy struct {
 }
 
 // startCLIProxy runs `cocoon proxy --listen 127.0.0.1:0 --api-key proxytest.APIKey
-// args...` and waits for the line serving (a regexp) followed by the URL it serves at.
+// args...`, waits for the line that says what it serves and where, and fails unless the
+// regexp serving matches it.
 func startCLIProxy(t *testing.T, serving string, args ...string) *cliProxy {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	old := proxyContext
 	proxyContext = func() (context.Context, context.CancelFunc) { return ctx, cancel }
-	t.Cleanup(func() { cancel(); proxyContext = old })
 	stdout, stdoutW := io.Pipe()
 	cp := &cliProxy{cancel: cancel, code: make(chan int, 1), stderr: &bytes.Buffer{}}
+	exited := make(chan struct{})
+	// A test that fails midway still stops the proxy and waits for it, before the hosts
+	// it holds connections to close.
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+		}
+		proxyContext = old
+	})
 	go func() {
+		defer close(exited)
 		cp.code <- runCommand(append([]string{"proxy", "--listen", "127.0.0.1:0", "--api-key", proxytest.APIKey}, args...), strings.NewReader(""), stdoutW, cp.stderr)
 		stdoutW.Close()
 	}()
-	re := regexp.MustCompile(serving + `(http://127\.0\.0\.1:[0-9]+/v1)`)
+	line := regexp.MustCompile(`^serving pipeline .* at (http://127\.0\.0\.1:[0-9]+/v1)`)
 	lines := bufio.NewScanner(stdout)
-	for cp.base == "" && lines.Scan() {
-		if m := re.FindStringSubmatch(lines.Text()); m != nil {
-			cp.base = m[1]
-		}
+	var got []string
+	for got == nil && lines.Scan() {
+		got = line.FindStringSubmatch(lines.Text())
 	}
 	go io.Copy(io.Discard, stdout)
-	if cp.base == "" {
+	switch {
+	case got == nil:
 		<-cp.code
 		t.Fatalf("the proxy did not serve; stderr:\n%s", cp.stderr)
+	case !regexp.MustCompile(serving).MatchString(got[0]):
+		t.Fatalf("the proxy serves %q, want %s", got[0], serving)
 	}
+	cp.base = got[1]
 	return cp
 }
 

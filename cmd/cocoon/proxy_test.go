@@ -67,7 +67,7 @@ func TestProxyRefusesToStart(t *testing.T) {
 // exits 0 on its signal.
 func TestProxyServesHosts(t *testing.T) {
 	a, b := proxytest.NewHost(t, nil), proxytest.NewHost(t, nil)
-	cp := startCLIProxy(t, `serving pipeline [0-9a-f]{64} of `+regexp.QuoteMeta(a.URL+", "+b.URL)+` at `, "--hosts", a.URL+","+b.URL,
+	cp := startCLIProxy(t, `serving pipeline [0-9a-f]{64} of `+regexp.QuoteMeta(a.URL+", "+b.URL)+` at http`, "--hosts", a.URL+","+b.URL,
 		"--pipeline", a.ID, "--trust-sim-root", a.Root, "--trust-sim-root", b.Root)
 	base := cp.base
 	for range 40 {
