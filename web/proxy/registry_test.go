@@ -5,7 +5,12 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +36,14 @@ func TestRegistryDiscovery(t *testing.T) {
 	unregisteredPrices := m.NewHost(300_000_000, proxytest.MarketModel)
 	late := m.NewHost(400_000_000, proxytest.MarketModel)
 
-	m.Register(unlisted, unlisted.Registration())
+	// The unlisted host is reached through a spy that counts the requests carrying a
+	// credential: a host the checks refuse must never see the API key.
+	spy := &credentialSpy{}
+	spy.Server = httptest.NewServer(spy.forward(t, unlisted.URL))
+	t.Cleanup(spy.Close)
+	reg := unlisted.Registration()
+	reg.Endpoint = spy.URL
+	m.Register(unlisted, reg)
 	stale := staleBoot.Registration()
 	stale.EvidenceHash = registry.EvidenceHash(cheap.Boot.Quote) // another host's boot
 	m.Register(staleBoot, stale)
@@ -63,13 +75,13 @@ func TestRegistryDiscovery(t *testing.T) {
 		}
 		return out
 	}
-	for _, h := range []*proxytest.BillingHost{unlisted, staleBoot, unregisteredPrices} {
-		if s := states()[h.URL]; s != "refused" {
-			t.Errorf("host %s is %q, want refused; log:\n%s", h.URL, s, log)
+	for _, u := range []string{spy.URL, staleBoot.URL, unregisteredPrices.URL} {
+		if s := states()[u]; s != "refused" {
+			t.Errorf("host %s is %q, want refused; log:\n%s", u, s, log)
 		}
 	}
 	for _, want := range []string{
-		"host " + unlisted.URL + ": new -> refused: refusing to proxy to " + unlisted.URL + ", which does not verify: registry: measurement not on the allowlist: model",
+		"host " + spy.URL + ": new -> refused: refusing to proxy to " + spy.URL + ", which does not verify: registry: measurement not on the allowlist: model",
 		"host " + staleBoot.URL + ": new -> refused: refusing to proxy to " + staleBoot.URL + ", which does not verify: registry: its boot quote hashes to",
 		"host " + unregisteredPrices.URL + ": new -> refused: the host at " + unregisteredPrices.URL + " does not verify: its price list hashes to",
 	} {
@@ -115,6 +127,9 @@ func TestRegistryDiscovery(t *testing.T) {
 			t.Errorf("the refused host %s got %d requests", h.URL, n)
 		}
 	}
+	if seen, withKey := spy.counts(); seen == 0 || withKey != 0 {
+		t.Errorf("the host not on the allowlist got %d requests, %d of them with the API key", seen, withKey)
+	}
 }
 
 // TestSameListing: a host listed again with anything changed (key, price-list hash,
@@ -147,3 +162,26 @@ func TestSameListing(t *testing.T) {
 		})
 	}
 }
+
+// credentialSpy forwards requests to a host and counts those that carry a credential.
+type credentialSpy struct {
+	*httptest.Server
+	seen, withKey atomic.Int64
+}
+
+func (s *credentialSpy) forward(t *testing.T, to string) http.Handler {
+	target, err := url.Parse(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.seen.Add(1)
+		if r.Header.Get("Authorization") != "" {
+			s.withKey.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	})
+}
+
+func (s *credentialSpy) counts() (seen, withKey int64) { return s.seen.Load(), s.withKey.Load() }

@@ -163,7 +163,9 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 		opts = cfg.opts
 		opts.SimRoot = root
 		var err error
-		if c, err = dial(u.info.URL, cfg.apiKey, cfg.policy, opts, cfg.log); err != nil {
+		// No credential until the boot evidence passed: a host the checks refuse (a
+		// stranger's registration) never sees the API key.
+		if c, err = dial(u.info.URL, "", cfg.policy, opts, cfg.log); err != nil {
 			return nil, err
 		}
 		if boot, err = c.evidence(ctx, "/v1/attestation"); err != nil {
@@ -205,6 +207,7 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 	if failed := u.info.Record.check(boot, events); failed != nil {
 		return nil, refuse(failed)
 	}
+	c.key = cfg.apiKey // pipeline evidence may need it
 
 	nonce := make([]byte, nonceBytes)
 	rand.Read(nonce) // crypto/rand.Read never fails.
