@@ -18,6 +18,12 @@
 // does not verify is verified again (a restarted host has a new key) and the answer
 // checked with the new key; the proxy never accepts a key an answer merely presents.
 //
+// The hosts come from a Source: a fixed list (WithHosts), or the hosts registered on a
+// registry contract (NewRegistry), each of which must also pass the registry's client
+// checks (settle/REGISTRY.md): its boot quote the registered one, its measurements on the
+// allowlist, its price list the registered one. No host gets the API key before its
+// boot evidence passed.
+//
 // # Routing and failover
 //
 // Requests go to the cheapest host for them at each billing host's signed price list
