@@ -142,6 +142,11 @@ SDK_DIR := web/testdata/openai-sdk
 $(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package.json $(SDK_DIR)/package-lock.json
 	npm ci --prefix $(SDK_DIR) --no-audit --no-fund
 
+E2E_JS := web/e2e/js
+# @hpke/core, which checks web/e2e's shared test vectors from the JavaScript side.
+$(E2E_JS)/node_modules/.package-lock.json: $(E2E_JS)/package.json $(E2E_JS)/package-lock.json
+	npm ci --prefix $(E2E_JS) --no-audit --no-fund
+
 CONTRACTS_DIR := settle/contracts
 # The Tolk compiler and @ton/sandbox, installed from the lock file.
 $(CONTRACTS_DIR)/node_modules/.package-lock.json: $(CONTRACTS_DIR)/package.json $(CONTRACTS_DIR)/package-lock.json
@@ -165,8 +170,9 @@ test-deps:
 	scripts/test-deps.sh
 
 .PHONY: test-suite
-test-suite: plugins page vet contracts-check committed-check $(SDK_DIR)/node_modules/.package-lock.json $(PAGE_E2E)/node_modules/.package-lock.json
+test-suite: plugins page vet contracts-check committed-check $(SDK_DIR)/node_modules/.package-lock.json $(PAGE_E2E)/node_modules/.package-lock.json $(E2E_JS)/node_modules/.package-lock.json
 	npm test --prefix $(CONTRACTS_DIR)
+	npm test --prefix $(E2E_JS)
 	$(GO) test -count=1 ./...
 	$(GO) test -race -count=1 ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/ ./settle/... ./internal/fstrace/
 	GO=$(GO) scripts/demo-billing.sh

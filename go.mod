@@ -3,6 +3,7 @@ module github.com/cocoonhost/cocoon
 go 1.26.8
 
 require (
+	github.com/NVIDIA/go-nvml v0.13.4-1
 	github.com/beevik/etree v1.8.1
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/google/go-tdx-guest v0.3.2-0.20260305110651-91f9a52f36c7

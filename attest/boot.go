@@ -20,6 +20,7 @@ import (
 	"slices"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 )
 
 // sandboxPolicy is what the sandbox-policy event measures: the limits every module runs
@@ -149,19 +150,25 @@ func SandboxPolicy() []byte {
 // Host holds what a host process attests: its in-memory keys, the provider, the runtime
 // event log (sealed), and the boot quote. Boot creates it; it is safe for concurrent use.
 type Host struct {
-	provider  Provider
+	provider Provider
+	// gpu obtains the GPU reports served with every quote (NoGPU for none).
+	gpu GPUProvider
+	// gpus are the identities the gpus event measured, in the order gpu serves them.
+	gpus      []GPUIdentity
+	bootGPUs  []nvidia.Evidence // the GPU reports over the boot quote's GPU nonce
 	log       *Log
 	signKey   ed25519.PrivateKey
 	tlsKey    *ecdsa.PrivateKey
 	tlsSPKI   []byte
 	eventLog  []byte // EncodeEventLog of the sealed log
 	bootQuote []byte
+	e2e       *hostE2E
 }
 
 // Boot measures the host into p's RTMR3 and takes the boot quote. It appends, in order,
 // the SHA-256 of the running executable (ExecutableSHA256), abi.Version, the
-// SHA-256 of SandboxPolicy, backend and model (see BackendEvent and ModelEvent), then
-// the extra events (the SealingEvent, and a billing host's SettlementKeyEvent and
+// SHA-256 of SandboxPolicy, backend and model (see BackendEvent and ModelEvent), the
+// gpus event saying it attests no GPU (BootWithGPUs attests them), then the extra events (the SealingEvent, and a billing host's SettlementKeyEvent and
 // SettlementKeyOriginEvent, in the documented order VerifyLog enforces), then seals
 // the log. It then generates the host's ed25519 signing key and its TLS key (ECDSA
 // P-256), which never leave memory, and quotes BootReportData(signing key, TLS key's
@@ -173,6 +180,19 @@ type Host struct {
 // RTMR3 no longer replays) or the quote fails. Boot runs once per process: on TDX a
 // second Boot would extend RTMR3 past a sealed log.
 func Boot(ctx context.Context, p Provider, backend, model string, extra ...Event) (*Host, error) {
+	return BootWithGPUs(ctx, p, NoGPU{}, backend, model, extra...)
+}
+
+// BootWithGPUs is Boot for a host that attests its GPUs through gpu (Boot passes
+// NoGPU): before the extra events it measures the gpus event (GPUsEvent) with the
+// identity of every GPU gpu reports, read from a report over a random nonce; after the
+// boot quote it takes each GPU's report over GPUNonce of the boot quote's REPORTDATA,
+// which the boot evidence serves. Every later quote (FreshBootEvidence,
+// PipelineEvidence) is served with reports taken over its own REPORTDATA's GPU nonce.
+//
+// Cost: Boot's, and two reports of each GPU. It fails as Boot does, when gpu fails or
+// a report does not parse, and when the GPUs the second time are not those measured.
+func BootWithGPUs(ctx context.Context, p Provider, gpu GPUProvider, backend, model string, extra ...Event) (*Host, error) {
 	exe, err := ExecutableSHA256()
 	if err != nil {
 		return nil, fmt.Errorf("attest: measure the host binary: %w", err)
@@ -180,7 +200,13 @@ func Boot(ctx context.Context, p Provider, backend, model string, extra ...Event
 	log := NewLog(p.RTMR3())
 	events := []Event{HostBinaryEvent(exe), ABIVersionEvent(abi.Version),
 		SandboxPolicyEvent(sha256.Sum256(SandboxPolicy())), BackendEvent(backend), ModelEvent(model)}
-	events = append(append(events, extra...), SealEvent())
+	var nonce [32]byte
+	rand.Read(nonce[:]) // crypto/rand.Read never fails.
+	gpus, err := gpuIdentities(ctx, gpu, nonce)
+	if err != nil {
+		return nil, err
+	}
+	events = append(append(append(events, GPUsEvent(gpus)), extra...), SealEvent())
 	// Check the whole log first, so that a bad backend or model text, or extra events
 	// out of the documented order, fail before RTMR3 is extended at all.
 	if err := checkSequence(events, true); err != nil {
@@ -191,7 +217,7 @@ func Boot(ctx context.Context, p Provider, backend, model string, extra ...Event
 			return nil, fmt.Errorf("attest: %w", err)
 		}
 	}
-	h := &Host{provider: p, log: log}
+	h := &Host{provider: p, gpu: gpu, gpus: gpus, log: log}
 	if h.eventLog, err = EncodeEventLog(log.Events()); err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
 	}
@@ -206,6 +232,9 @@ func Boot(ctx context.Context, p Provider, backend, model string, extra ...Event
 	if h.tlsSPKI, err = x509.MarshalPKIXPublicKey(&h.tlsKey.PublicKey); err != nil {
 		return nil, fmt.Errorf("attest: TLS key: %w", err)
 	}
+	if h.e2e, err = newHostE2E(signKey); err != nil {
+		return nil, fmt.Errorf("attest: %w", err)
+	}
 	rd, err := BootReportData(pub, h.tlsSPKI, log.Digest())
 	if err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
@@ -213,7 +242,52 @@ func Boot(ctx context.Context, p Provider, backend, model string, extra ...Event
 	if h.bootQuote, err = p.Quote(ctx, rd); err != nil {
 		return nil, fmt.Errorf("attest: boot quote: %w", err)
 	}
+	if h.bootGPUs, err = h.gpuEvidence(ctx, rd); err != nil {
+		return nil, err
+	}
 	return h, nil
+}
+
+// gpuIdentities asks gpu for its GPUs' reports over nonce and reads their identities.
+func gpuIdentities(ctx context.Context, gpu GPUProvider, nonce [32]byte) ([]GPUIdentity, error) {
+	evs, err := gpu.Evidence(ctx, nonce)
+	if err != nil {
+		return nil, fmt.Errorf("attest: GPU evidence (--gpu %s): %w", gpu.Mode(), err)
+	}
+	if len(evs) > maxGPUs {
+		return nil, fmt.Errorf("attest: %d GPUs, at most %d are attested", len(evs), maxGPUs)
+	}
+	ids := make([]GPUIdentity, len(evs))
+	for i, ev := range evs {
+		if ids[i], err = readGPUIdentity(ev); err != nil {
+			return nil, fmt.Errorf("attest: GPU %d's report (--gpu %s): %w", i, gpu.Mode(), err)
+		}
+	}
+	return ids, nil
+}
+
+// gpuEvidence returns the GPU reports to serve with a quote over rd: each over
+// GPUNonce(rd), from the GPUs the event log measured, in order. It fails when a GPU is
+// gone or another one answers (a changed chain, driver or mode), which the host must
+// not serve as the measured one. Nil for a host without GPUs.
+func (h *Host) gpuEvidence(ctx context.Context, rd [64]byte) ([]nvidia.Evidence, error) {
+	evs, err := h.gpu.Evidence(ctx, GPUNonce(rd))
+	if err != nil {
+		return nil, fmt.Errorf("attest: GPU evidence (--gpu %s): %w", h.gpu.Mode(), err)
+	}
+	if len(evs) != len(h.gpus) {
+		return nil, fmt.Errorf("attest: %d GPUs answer, the event log measured %d", len(evs), len(h.gpus))
+	}
+	for i, ev := range evs {
+		id, err := readGPUIdentity(ev)
+		if err != nil {
+			return nil, fmt.Errorf("attest: GPU %d's report: %w", i, err)
+		}
+		if id != h.gpus[i] {
+			return nil, fmt.Errorf("attest: GPU %d is now %s, the event log measured %s", i, id, h.gpus[i])
+		}
+	}
+	return evs, nil
 }
 
 // ExecutableSHA256 returns the SHA-256 of the running executable: the value Boot
@@ -260,7 +334,8 @@ func (h *Host) Events() []Event { return h.log.Events() }
 // BootEvidence returns the boot evidence: the boot quote, the event log and the keys. It
 // costs nothing: the quote was taken by Boot.
 func (h *Host) BootEvidence() Evidence {
-	return Evidence{Mode: h.Mode(), Quote: h.bootQuote, EventLog: h.eventLog, HostKey: h.PublicKey(), TLSKey: h.tlsSPKI}
+	return Evidence{Mode: h.Mode(), Quote: h.bootQuote, EventLog: h.eventLog, HostKey: h.PublicKey(), TLSKey: h.tlsSPKI, GPUs: h.bootGPUs,
+		E2EKeys: h.e2e.evidence()}
 }
 
 // FreshBootEvidence returns boot evidence quoted anew for a client's nonce: the event
@@ -280,13 +355,26 @@ func (h *Host) FreshBootEvidence(ctx context.Context, nonce []byte) (Evidence, e
 
 // quoted returns the boot evidence's log and keys with a fresh quote over rd and the
 // client's nonce; what names the quote in its error.
+//
+// The GPUs are asked for their reports while the quote is taken: both need only rd.
 func (h *Host) quoted(ctx context.Context, rd [64]byte, nonce []byte, what string) (Evidence, error) {
+	var gpus []nvidia.Evidence
+	var gpuErr error
+	asked := make(chan struct{})
+	go func() { // joined below, on every path
+		defer close(asked)
+		gpus, gpuErr = h.gpuEvidence(ctx, rd)
+	}()
 	quote, err := h.provider.Quote(ctx, rd)
+	<-asked
 	if err != nil {
 		return Evidence{}, fmt.Errorf("attest: %s quote: %w", what, err)
 	}
+	if gpuErr != nil {
+		return Evidence{}, gpuErr
+	}
 	e := h.BootEvidence()
-	e.Quote, e.Nonce = quote, bytes.Clone(nonce)
+	e.Quote, e.Nonce, e.GPUs = quote, bytes.Clone(nonce), gpus
 	return e, nil
 }
 

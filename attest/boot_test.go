@@ -61,7 +61,7 @@ func TestBootEvidence(t *testing.T) {
 	f.Close()
 	wantEvents := []Event{HostBinaryEvent([32]byte(hash.Sum(nil))), ABIVersionEvent(1),
 		SandboxPolicyEvent(sha256.Sum256(SandboxPolicy())), BackendEvent("embedded"),
-		ModelEvent("sha256:" + strings.Repeat("ab", 32)), SealEvent()}
+		ModelEvent("sha256:" + strings.Repeat("ab", 32)), GPUsEvent(nil), SealEvent()}
 	if fmt.Sprint(events) != fmt.Sprint(wantEvents) {
 		t.Errorf("events\n%v\nwant\n%v", events, wantEvents)
 	}

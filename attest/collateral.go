@@ -3,8 +3,13 @@ package attest
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strings"
+	"time"
 
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 	"github.com/google/go-tdx-guest/verify/trust"
 )
 
@@ -85,22 +90,57 @@ type CollateralSource interface {
 	Get(url string) (header map[string][]string, body []byte, err error)
 }
 
-// RecordingSource fetches collateral from Intel PCS and keeps what it fetched, so that a
-// verifier online can save a collateral file for later verifications offline.
+// RecordingSource fetches collateral from Intel PCS, and RIMs from NVIDIA's RIM service,
+// and keeps what it fetched, so that a verifier online can save a collateral file for
+// later verifications offline.
 type RecordingSource struct {
-	getter   trust.HTTPSGetter
-	Recorded Collateral
+	getter trust.HTTPSGetter
+	// rimGetter, when set, fetches the URLs under nvidia.RIMServiceURL instead of getter.
+	rimGetter trust.HTTPSGetter
+	Recorded  Collateral
 }
 
 // OnlineCollateral returns a source that fetches from Intel PCS (go-tdx-guest's default
-// HTTPS getter, with its retries) and records every answer.
+// HTTPS getter, with its retries) and from NVIDIA's RIM service (once, within
+// rimFetchTimeout: see rimGetter), and records every answer.
 func OnlineCollateral() *RecordingSource {
-	return &RecordingSource{getter: trust.DefaultHTTPSGetter(), Recorded: Collateral{}}
+	return &RecordingSource{getter: trust.DefaultHTTPSGetter(), rimGetter: rimGetter{&http.Client{Timeout: rimFetchTimeout}},
+		Recorded: Collateral{}}
+}
+
+// rimFetchTimeout bounds one request to NVIDIA's RIM service.
+const rimFetchTimeout = 30 * time.Second
+
+// rimGetter gets a RIM from NVIDIA's RIM service once: go-tdx-guest's getter retries any
+// failure for two minutes, a 404 included, which for a RIM NVIDIA does not have (a
+// simulated GPU's, an unreleased driver's) held each verification for minutes before the
+// line failed. The body is read up to 2 MiB + 1 byte, so a larger answer fails
+// nvidia's size check instead of filling memory.
+type rimGetter struct{ client *http.Client }
+
+func (g rimGetter) Get(url string) (map[string][]string, []byte, error) {
+	resp, err := g.client.Get(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 2*nvidia.MaxRIMSize+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp.Header, body, nil
 }
 
 // Get implements CollateralSource.
 func (s *RecordingSource) Get(url string) (map[string][]string, []byte, error) {
-	header, body, err := s.getter.Get(url)
+	getter := s.getter
+	if s.rimGetter != nil && strings.HasPrefix(url, nvidia.RIMServiceURL) {
+		getter = s.rimGetter
+	}
+	header, body, err := getter.Get(url)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: fetching %s: %v", ErrCollateral, url, err)
 	}

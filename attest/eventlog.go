@@ -34,8 +34,15 @@ const (
 	// "embedded" or "openai".
 	EventBackend EventType = "backend"
 	// EventModel carries the model's identity, UTF-8 text: "sha256:<hex>" of the model
-	// file for the embedded engine, the served model's name otherwise.
+	// file for the embedded engine, "sha256-tree:<hex>" of the weights folder of a GPU
+	// server whose host measured it (attest/weights), the served models' names (comma
+	// separated) otherwise.
 	EventModel EventType = "model"
+	// EventGPUs carries the identity of every GPU the host attests (GPUsEvent): for
+	// each, the SHA-256 of its device certificate chain, its driver and VBIOS versions
+	// and its confidential-computing mode; no GPU at all for a host that attests none.
+	// A host older than GPU attestation does not measure it.
+	EventGPUs EventType = "gpus"
 	// EventSealing carries the source of the host's root sealing secret, which seals
 	// the secrets it keeps on the untrusted data disk and authenticates the records it
 	// reads back: UTF-8 text, SealingSim, SealingFile or SealingNone.
@@ -74,7 +81,7 @@ const (
 	// MaxEventLogBytes bounds a serialised event log; ParseEventLog refuses larger input.
 	MaxEventLogBytes = 64 << 10
 	// maxParsedEvents bounds the events ParseEventLog accepts. A valid log has at most
-	// one of each of the nine types; the bound is higher so that a log with an extra event
+	// one of each of the ten types; the bound is higher so that a log with an extra event
 	// reaches VerifyLog and is refused with its own reason.
 	maxParsedEvents = 16
 )
@@ -85,12 +92,12 @@ const (
 // could not say where prompts go, and one that accepted any order would accept logs
 // no host writes.
 var eventOrder = []EventType{EventHostBinary, EventABIVersion, EventSandboxPolicy, EventBackend, EventModel,
-	EventSealing, EventSettlementKey, EventSettlementKeyOrigin, EventBootSealed}
+	EventGPUs, EventSealing, EventSettlementKey, EventSettlementKeyOrigin, EventBootSealed}
 
-// optionalEvents may be absent from a sealed log: sealing on a host older than its
-// measurement, the settlement key and its origin (which go together) on a host that
-// does not bill.
-var optionalEvents = []EventType{EventSealing, EventSettlementKey, EventSettlementKeyOrigin}
+// optionalEvents may be absent from a sealed log: gpus and sealing on a host older than
+// their measurement, the settlement key and its origin (which go together) on a host
+// that does not bill.
+var optionalEvents = []EventType{EventGPUs, EventSealing, EventSettlementKey, EventSettlementKeyOrigin}
 
 // The values the sealing and settlement-key-origin events may carry.
 var (
@@ -207,6 +214,10 @@ func (e Event) Validate() error {
 		if !slices.Contains(settlementKeyOrigins, string(e.Data)) {
 			return fmt.Errorf("%w: %s needs one of %s", ErrEventData, e.Type, strings.Join(settlementKeyOrigins, ", "))
 		}
+	case EventGPUs:
+		if _, err := decodeGPUIdentities(e.Data); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrEventData, e.Type, err)
+		}
 	case EventBootSealed:
 		if len(e.Data) != 0 {
 			return fmt.Errorf("%w: %s carries no data, got %d bytes", ErrEventData, e.Type, len(e.Data))
@@ -218,7 +229,8 @@ func (e Event) Validate() error {
 }
 
 // Value renders e's data for its type: "sha256:<hex>" for the host binary and the
-// sandbox policy, the decimal ABI version, the text of text events as measured (which
+// sandbox policy, the decimal ABI version, the GPUs as GPUIdentity.String writes them
+// joined by "; " ("none" for no GPU), the text of text events as measured (which
 // may hold any printable or unprintable UTF-8: quote it before a terminal shows it),
 // the hex of the settlement key, "" for boot-sealed, and hex for data that does not
 // validate.
@@ -232,6 +244,10 @@ func (e Event) Value() string {
 		}
 	case EventBackend, EventModel, EventSealing, EventSettlementKeyOrigin:
 		return string(e.Data)
+	case EventGPUs:
+		if ids, err := decodeGPUIdentities(e.Data); err == nil {
+			return gpuIdentitiesText(ids)
+		}
 	case EventBootSealed:
 		if len(e.Data) == 0 {
 			return ""

@@ -3,6 +3,8 @@ package attest
 import (
 	"crypto/sha256"
 	"encoding/json"
+
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 )
 
 // Evidence is what a host serves for a client to verify, as JSON:
@@ -19,7 +21,8 @@ import (
 // A verifier checks the quote (VerifyQuote), replays EventLog against the quote's
 // RTMR3 (VerifyLog), recomputes REPORTDATA from the fields here, and for pipeline
 // evidence recomputes the pipeline id from Manifest and checks the module hashes it
-// lists. []byte fields are base64 in JSON.
+// lists; with GPU reports, it verifies each over GPUNonce of the quote's REPORTDATA and
+// compares the GPU it establishes with the gpus event. []byte fields are base64 in JSON.
 type Evidence struct {
 	// Mode is ModeTDX or ModeSim.
 	Mode string `json:"mode"`
@@ -32,6 +35,11 @@ type Evidence struct {
 	// TLSKey is the DER SubjectPublicKeyInfo of the host's TLS key. It is always set:
 	// the host makes a TLS key at boot whether or not it serves TLS.
 	TLSKey []byte `json:"tls_key,omitempty"`
+	// E2EKeys are the host's HPKE public keys that clients seal requests to
+	// (web/E2E.md), signed by HostKey (E2EKeysMessage): they are bound by every quote
+	// that binds HostKey. Unset in the evidence of hosts older than end-to-end
+	// encryption.
+	E2EKeys *E2EKeys `json:"e2e_keys,omitempty"`
 
 	// PipelineID and Manifest are set in pipeline evidence only. PipelineID is the
 	// lowercase hex sha256 of Manifest, the pipeline's canonical manifest.
@@ -40,6 +48,10 @@ type Evidence struct {
 	// Nonce is the client's nonce that the quote binds: set in pipeline evidence and in
 	// fresh boot evidence.
 	Nonce []byte `json:"nonce,omitempty"`
+	// GPUs are the attestation reports of the GPUs the gpus event measures, in its
+	// order, each over GPUNonce of this quote's REPORTDATA; absent for a host that
+	// attests no GPU.
+	GPUs []nvidia.Evidence `json:"gpus,omitempty"`
 }
 
 // ManifestHash returns sha256 of a canonical manifest: the pipeline id's bytes.

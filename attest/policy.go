@@ -66,7 +66,14 @@ func tcbAtLeast(status, min string) bool {
 //	  "settlement_keys": ["<64 hex>", ...],
 //	  "settlement_key_origins": ["generated"],
 //	  "min_tcb_status":  "UpToDate", "SWHardeningNeeded", ... or "any",
-//	  "trust_sim_root":  "sim-root.pem" or "-----BEGIN CERTIFICATE-----..."
+//	  "trust_sim_root":  "sim-root.pem" or "-----BEGIN CERTIFICATE-----...",
+//	  "require_gpu":     true,
+//	  "gpu_driver_versions": ["550.54.15", ...],
+//	  "gpu_vbios_versions":  ["96.00.9F.00.04", ...],
+//	  "gpu_cc_modes":    ["spt", "unknown", ...],
+//	  "gpu_driver_rim":  "driver-rim.xml" or "<SoftwareIdentity ...",
+//	  "gpu_vbios_rim":   "vbios-rim.xml" or "<SoftwareIdentity ...",
+//	  "trust_sim_gpu_root": "sim-gpu-roots.pem" or "-----BEGIN CERTIFICATE-----..."
 //	}
 //
 // Every member is optional. An empty or absent list allows any value, and the report of
@@ -114,7 +121,8 @@ type Policy struct {
 	// refused unless it is listed here.
 	Backends []string `json:"backends,omitempty"`
 	// Models lists the accepted model identities, as the model event measures them
-	// ("sha256:<hex>" of the model file for the embedded engine).
+	// ("sha256:<hex>" of the model file for the embedded engine, "sha256-tree:<hex>" of
+	// a measured weights folder, see attest/weights).
 	Models []string `json:"models,omitempty"`
 	// Sealing lists the accepted sources of the host's root sealing secret, as the
 	// sealing event measures them: "file" (a TD-private secret the TD image provisions),
@@ -142,6 +150,30 @@ type Policy struct {
 	// a PEM file (relative to the policy file in LoadPolicy). Empty refuses simulated
 	// evidence. Never set it for a production host: anyone can run a simulator.
 	TrustSimRoot string `json:"trust_sim_root,omitempty"`
+	// RequireGPU refuses evidence that attests no GPU: a host that measures none
+	// (serve --gpu none), or none of GPUs at all (a host older than GPU attestation).
+	RequireGPU bool `json:"require_gpu,omitempty"`
+	// GPUDriverVersions and GPUVBIOSVersions list the accepted driver and VBIOS
+	// versions of every attested GPU, as its verified report states them.
+	GPUDriverVersions []string `json:"gpu_driver_versions,omitempty"`
+	GPUVBIOSVersions  []string `json:"gpu_vbios_versions,omitempty"`
+	// GPUCCModes lists the accepted confidential-computing modes of every attested
+	// GPU as its signed report states them ("spt", "mpt", "ppcie"), or "unknown" for a
+	// report that states none (a Hopper's). Empty accepts any CC mode, warns about
+	// "unknown" (EvidenceOptions.Strict refuses it) and refuses anything else: out of
+	// CC mode a GPU carries prompts and weights over PCIe in plaintext.
+	GPUCCModes []string `json:"gpu_cc_modes,omitempty"`
+	// GPUDriverRIM and GPUVBIOSRIM are NVIDIA's Reference Integrity Manifests (SWID
+	// tags) the GPUs' measurements are checked against: XML text, or the path of a file
+	// (relative to the policy file in LoadPolicy). Without them a GPU's measurements
+	// are not checked, which fails its report.
+	GPUDriverRIM string `json:"gpu_driver_rim,omitempty"`
+	GPUVBIOSRIM  string `json:"gpu_vbios_rim,omitempty"`
+	// TrustSimGPURoot is a simulated GPU's roots to trust (SimGPURootsFile: the device
+	// root, then the RIM root): PEM text, or the path of a PEM file (relative to the
+	// policy file in LoadPolicy). Empty refuses simulated GPUs. Never set it for a
+	// production host.
+	TrustSimGPURoot string `json:"trust_sim_gpu_root,omitempty"`
 }
 
 // ParsePolicy decodes a policy strictly: unknown members, trailing data, malformed
@@ -158,8 +190,9 @@ func ParsePolicy(b []byte) (*Policy, error) {
 	return &p, nil
 }
 
-// LoadPolicy reads and parses the policy file at path. A relative trust_sim_root path is
-// made relative to the file's directory.
+// LoadPolicy reads and parses the policy file at path. A relative path in
+// trust_sim_root, trust_sim_gpu_root, gpu_driver_rim or gpu_vbios_rim is made relative
+// to the file's directory.
 func LoadPolicy(path string) (*Policy, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -169,8 +202,13 @@ func LoadPolicy(path string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if p.TrustSimRoot != "" && !isPEM(p.TrustSimRoot) && !filepath.IsAbs(p.TrustSimRoot) {
-		p.TrustSimRoot = filepath.Join(filepath.Dir(path), p.TrustSimRoot)
+	for _, f := range []struct {
+		value  *string
+		inline func(string) bool
+	}{{&p.TrustSimRoot, isPEM}, {&p.TrustSimGPURoot, isPEM}, {&p.GPUDriverRIM, isXML}, {&p.GPUVBIOSRIM, isXML}} {
+		if *f.value != "" && !f.inline(*f.value) && !filepath.IsAbs(*f.value) {
+			*f.value = filepath.Join(filepath.Dir(path), *f.value)
+		}
 	}
 	return p, nil
 }
@@ -230,6 +268,16 @@ func (p *Policy) check() error {
 			}
 		}
 	}
+	for _, m := range []struct {
+		name   string
+		values []string
+	}{{"gpu_driver_versions", p.GPUDriverVersions}, {"gpu_vbios_versions", p.GPUVBIOSVersions}, {"gpu_cc_modes", p.GPUCCModes}} {
+		for _, v := range m.values {
+			if err := checkGPUText(v, true); err != nil {
+				return fmt.Errorf("%s %q: %v", m.name, v, err)
+			}
+		}
+	}
 	if p.MinTCBStatus != "" && p.MinTCBStatus != TCBAny && !slices.Contains(tcbOrder, p.MinTCBStatus) {
 		return fmt.Errorf("min_tcb_status %q: want %q or one of %s", p.MinTCBStatus, TCBAny, strings.Join(tcbOrder, ", "))
 	}
@@ -238,15 +286,9 @@ func (p *Policy) check() error {
 
 // SimRoot returns the certificate TrustSimRoot names, or nil when it is empty.
 func (p *Policy) SimRoot() (*x509.Certificate, error) {
-	if p.TrustSimRoot == "" {
-		return nil, nil
-	}
-	b := []byte(p.TrustSimRoot)
-	if !isPEM(p.TrustSimRoot) {
-		var err error
-		if b, err = os.ReadFile(p.TrustSimRoot); err != nil {
-			return nil, fmt.Errorf("%w: trust_sim_root: %v", ErrPolicy, err)
-		}
+	b, err := policyFile(p.TrustSimRoot, isPEM, "trust_sim_root")
+	if b == nil || err != nil {
+		return nil, err
 	}
 	c, err := ParseCertificatePEM(b)
 	if err != nil {
@@ -255,7 +297,76 @@ func (p *Policy) SimRoot() (*x509.Certificate, error) {
 	return c, nil
 }
 
+// SimGPURoots returns the roots TrustSimGPURoot names, or nil when it is empty.
+func (p *Policy) SimGPURoots() (*SimGPURoots, error) {
+	b, err := policyFile(p.TrustSimGPURoot, isPEM, "trust_sim_gpu_root")
+	if b == nil || err != nil {
+		return nil, err
+	}
+	roots, err := ParseSimGPURoots(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: trust_sim_gpu_root: %v", ErrPolicy, err)
+	}
+	return roots, nil
+}
+
+// CarryGPUTrust gives p, a policy that requires a GPU (PinningPolicy's), what verifying
+// its GPUs again needs from the policy from and the simulated GPU roots a verifier
+// trusted (nil for none): from's GPU RIMs and the roots (roots, else from's
+// trust_sim_gpu_root), inline, so that p stands alone wherever it is written. It
+// fails when a file from names cannot be read.
+func (p *Policy) CarryGPUTrust(from *Policy, roots *SimGPURoots) error {
+	if !p.RequireGPU {
+		return nil
+	}
+	for _, f := range []struct {
+		to     *string
+		from   string
+		inline func(string) bool
+		member string
+	}{{&p.GPUDriverRIM, from.GPUDriverRIM, isXML, "gpu_driver_rim"}, {&p.GPUVBIOSRIM, from.GPUVBIOSRIM, isXML, "gpu_vbios_rim"},
+		{&p.TrustSimGPURoot, from.TrustSimGPURoot, isPEM, "trust_sim_gpu_root"}} {
+		b, err := policyFile(f.from, f.inline, f.member)
+		if err != nil {
+			return err
+		}
+		*f.to = string(b)
+	}
+	if roots != nil {
+		p.TrustSimGPURoot = string(append(pemCert(roots.Device), pemCert(roots.RIM)...))
+	}
+	return nil
+}
+
+// gpuRIMs returns the driver and VBIOS RIMs the policy gives, nil for those it does not.
+func (p *Policy) gpuRIMs() (driver, vbios []byte, err error) {
+	if driver, err = policyFile(p.GPUDriverRIM, isXML, "gpu_driver_rim"); err != nil {
+		return nil, nil, err
+	}
+	vbios, err = policyFile(p.GPUVBIOSRIM, isXML, "gpu_vbios_rim")
+	return driver, vbios, err
+}
+
+// policyFile returns the bytes of a policy member that holds either inline text (when
+// inline says so) or a file's path: nil for an empty member.
+func policyFile(value string, inline func(string) bool, member string) ([]byte, error) {
+	switch {
+	case value == "":
+		return nil, nil
+	case inline(value):
+		return []byte(value), nil
+	}
+	b, err := os.ReadFile(value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrPolicy, member, err)
+	}
+	return b, nil
+}
+
 func isPEM(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), "-----BEGIN") }
+
+// isXML says whether a RIM member holds the document itself rather than a path.
+func isXML(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), "<") }
 
 // checkSHA256Identity reports whether s is "sha256:" and 64 lowercase hex digits.
 func checkSHA256Identity(s string) error {
@@ -273,8 +384,10 @@ func checkSHA256Identity(s string) error {
 // RTMR0-2, the TD attributes, XFAM, MRSEAM, MROWNER, MRCONFIGID and MROWNERCONFIG, each
 // measured event (host binary, ABI version, sandbox policy, backend, model, sealing,
 // settlement key and its origin), and the TCB status (at least the one evaluated, or
-// "any" when none was: then the policy accepts any). It leaves trust_sim_root to the
-// caller, who knows which root it trusted. Verified under that policy, the same host
+// "any" when none was: then the policy accepts any), and for evidence with verified GPU
+// reports require_gpu and every GPU's driver and VBIOS versions and CC mode. It leaves
+// trust_sim_root, trust_sim_gpu_root and the GPU RIMs to the caller, who knows which
+// roots it trusted and which RIMs it used. Verified under that policy, the same host
 // passes with no skip line; a host that changes any measurement fails.
 //
 // It refuses a report that is not OK (a policy that pins a failed host's measurements
@@ -304,6 +417,17 @@ func (r *Report) PinningPolicy() (*Policy, error) {
 		p.ABIVersion = uint32(v)
 	}
 	p.MinTCBStatus = cmp.Or(r.quote.TCBStatus, TCBAny)
+	for _, id := range r.gpus {
+		p.RequireGPU = true
+		for _, pin := range []struct {
+			allowed *[]string
+			value   string
+		}{{&p.GPUDriverVersions, id.DriverVersion}, {&p.GPUVBIOSVersions, id.VBIOSVersion}, {&p.GPUCCModes, ccModeName(id.CCMode)}} {
+			if !slices.Contains(*pin.allowed, pin.value) {
+				*pin.allowed = append(*pin.allowed, pin.value)
+			}
+		}
+	}
 	if err := p.check(); err != nil {
 		// A TCB status no policy accepts as a minimum, such as Revoked.
 		return nil, fmt.Errorf("attest: %v", err)

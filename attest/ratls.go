@@ -136,6 +136,9 @@ func NewRATLSVerifier(p Policy, opts EvidenceOptions) (*RATLSVerifier, error) {
 	if _, err := p.SimRoot(); err != nil {
 		return nil, err
 	}
+	if _, err := newGPUVerification(&p, opts, time.Time{}); err != nil { // its RIM and root files
+		return nil, err
+	}
 	return &RATLSVerifier{policy: p, opts: opts}, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 )
 
 // Check is one line of a verification report.
@@ -111,6 +113,7 @@ type Report struct {
 	evidence  *reportEvidence
 	quote     *Quote
 	events    []Event
+	gpus      []nvidia.Identity // the GPUs whose reports verified, in order, for PinningPolicy
 	manifest  json.RawMessage
 	checkedAt time.Time
 }

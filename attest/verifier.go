@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 	"github.com/cocoonhost/cocoon/host/manifest"
 )
 
@@ -80,8 +81,20 @@ type EvidenceOptions struct {
 	Now time.Time
 	// Collateral is Intel's collateral the TCB status is evaluated with (see
 	// LoadCollateral); nil leaves the status unevaluated, which only a policy whose
-	// min_tcb_status is "any" accepts.
+	// min_tcb_status is "any" accepts. It also serves the GPUs' RIMs the policy does
+	// not give (gpu_driver_rim, gpu_vbios_rim), from NVIDIA's RIM service
+	// (nvidia.RIMServiceURL); nil leaves those RIMs missing, which fails their lines.
 	Collateral CollateralSource
+	// SimGPURoots, when set, are a simulated GPU's roots to trust instead of the
+	// policy's trust_sim_gpu_root. Nil and an empty trust_sim_gpu_root refuse
+	// simulated GPUs.
+	SimGPURoots *SimGPURoots
+	// GPUCache, when set, remembers across calls the GPU device chains and RIMs that
+	// verified (nvidia.Cache), so that a GPU seen before, under the same roots (NVIDIA's,
+	// or the same SimGPURoots), costs its report's one P-384 verification instead of
+	// five to ten. Share one among the verifications of one client; nil verifies
+	// everything every time.
+	GPUCache *nvidia.Cache
 }
 
 func (o *EvidenceOptions) check() error {
@@ -126,14 +139,16 @@ func (o *EvidenceOptions) check() error {
 // chain that measured it; then for boot evidence the nonce (without one the report is
 // not fresh) and the REPORTDATA binding of the keys, log and nonce; for pipeline
 // evidence the pipeline id, the nonce, the binding of nonce, manifest and host key, the
-// manifest itself, and the modules or manifest expected; the host key of opts; and with
-// opts.Strict the "strict" check. When the quote does not verify the remaining checks
+// manifest itself, and the modules or manifest expected; the GPUs (checkGPUs: each
+// GPU's report over GPUNonce of the quote's REPORTDATA, step by step, its identity
+// against the gpus event, its driver, VBIOS and CC mode against the policy); the host
+// key of opts; and with opts.Strict the "strict" check. When the quote does not verify the remaining checks
 // are not run, since nothing in it can be trusted.
 //
 // The evidence is trustworthy only when the report is OK. The error is for a caller's
 // mistake (an invalid policy or options, an unreadable trust_sim_root), never for bad
 // evidence. Cost: one VerifyQuote, under a millisecond with sim evidence (no
-// collateral).
+// collateral), and one nvidia.Verify per GPU report.
 func VerifyEvidence(ev Evidence, p Policy, opts EvidenceOptions) (*Report, error) {
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
@@ -156,6 +171,10 @@ func VerifyEvidence(ev Evidence, p Policy, opts EvidenceOptions) (*Report, error
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
+	}
+	gpus, err := newGPUVerification(&p, opts, now)
+	if err != nil {
+		return nil, err
 	}
 
 	pipeline := opts.PipelineID != ""
@@ -182,6 +201,8 @@ func VerifyEvidence(ev Evidence, p Policy, opts EvidenceOptions) (*Report, error
 	} else {
 		checkBoot(r, ev, q, events, opts)
 	}
+	checkGPUs(r, ev, q, events, &p, gpus)
+	checkE2EKeys(r, ev)
 	if opts.HostKey != nil {
 		if bytes.Equal(ev.HostKey, opts.HostKey) {
 			r.pass("host key", "the same key as the verified boot evidence")

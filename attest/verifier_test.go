@@ -93,8 +93,8 @@ func (h *testHost) digest(t testing.TB) [48]byte {
 
 func (h *testHost) pub() ed25519.PublicKey { return h.hostKey.Public().(ed25519.PublicKey) }
 
-// evidence returns evidence serialised and parsed back, as a client receives it.
-func (h *testHost) roundTrip(t testing.TB, ev Evidence) Evidence {
+// roundTrip returns evidence serialised and parsed back, as a client receives it.
+func roundTrip(t testing.TB, ev Evidence) Evidence {
 	t.Helper()
 	b, err := json.Marshal(ev)
 	if err != nil {
@@ -113,7 +113,7 @@ func (h *testHost) boot(t testing.TB) Evidence {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h.roundTrip(t, Evidence{Mode: ModeSim, Quote: simQuote(t, h.sim, rd), EventLog: h.logJSON(t), HostKey: h.pub(), TLSKey: h.tlsSPKI})
+	return roundTrip(t, Evidence{Mode: ModeSim, Quote: simQuote(t, h.sim, rd), EventLog: h.logJSON(t), HostKey: h.pub(), TLSKey: h.tlsSPKI})
 }
 
 // freshBoot is boot evidence quoted for nonce, as GET /v1/attestation?nonce= serves it.
@@ -123,7 +123,7 @@ func (h *testHost) freshBoot(t testing.TB, nonce []byte) Evidence {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h.roundTrip(t, Evidence{Mode: ModeSim, Quote: simQuote(t, h.sim, rd), EventLog: h.logJSON(t), HostKey: h.pub(), TLSKey: h.tlsSPKI, Nonce: nonce})
+	return roundTrip(t, Evidence{Mode: ModeSim, Quote: simQuote(t, h.sim, rd), EventLog: h.logJSON(t), HostKey: h.pub(), TLSKey: h.tlsSPKI, Nonce: nonce})
 }
 
 func (h *testHost) pipeline(t testing.TB, manifest, nonce []byte) Evidence {
@@ -133,7 +133,7 @@ func (h *testHost) pipeline(t testing.TB, manifest, nonce []byte) Evidence {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h.roundTrip(t, Evidence{Mode: ModeSim, Quote: simQuote(t, h.sim, rd), EventLog: h.logJSON(t), HostKey: h.pub(), TLSKey: h.tlsSPKI,
+	return roundTrip(t, Evidence{Mode: ModeSim, Quote: simQuote(t, h.sim, rd), EventLog: h.logJSON(t), HostKey: h.pub(), TLSKey: h.tlsSPKI,
 		PipelineID: hex.EncodeToString(mh[:]), Manifest: manifest, Nonce: nonce})
 }
 
@@ -293,7 +293,7 @@ func TestVerifyEvidenceTamper(t *testing.T) {
 	}))
 	// logFails are the checks that fail with an event log that does not verify.
 	logFails := []string{"event log", "host binary", "ABI version", "sandbox policy", "backend", "model", "sealing",
-		"settlement key", "settlement key origin", "REPORTDATA binding"}
+		"settlement key", "settlement key origin", "REPORTDATA binding", "GPUs"}
 	otherManifest := []byte(strings.Replace(string(testManifest), testModuleB, "sha256:"+strings.Repeat("cd", 32), 1))
 	// The same modules, the post module configured otherwise: what --expect-module
 	// cannot tell apart.

@@ -32,9 +32,12 @@ type instance struct {
 	hooks map[string]api.Function
 	stack []uint64
 	// fuel is the metering global (package meter), found at the first tick.
-	fuel   api.MutableGlobal
-	clock  fakeClock
-	random *rand.ChaCha8 // made at the first random_get
+	fuel api.MutableGlobal
+	// quantum is the fuel the last tick gave, and ticked when (refill).
+	quantum uint64
+	ticked  time.Time
+	clock   fakeClock
+	random  *rand.ChaCha8 // made at the first random_get
 	// yielded is when the running call started or a tick last let other goroutines
 	// run (yieldEvery).
 	yielded time.Time
@@ -170,6 +173,7 @@ func (inst *instance) run(limit time.Duration, f func(context.Context) error) er
 	inst.rejection, inst.fault, inst.growthRefused, inst.overflowed = nil, nil, "", false
 	start := time.Now()
 	inst.yielded, inst.waited = start, 0
+	inst.ticked, inst.quantum = start, fuelQuantum
 	left := abi.RequestModuleTime - inst.request.moduleTime
 	inst.deadline, inst.deadlineIsRequest = start.Add(min(limit, left)), left < limit
 	if left <= 0 {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestYieldWaitIsNotModuleTime is the load of web's BenchmarkLoad in small: a call of
@@ -38,5 +39,36 @@ func TestYieldWaitIsNotModuleTime(t *testing.T) {
 	wg.Wait()
 	if err != nil {
 		t.Fatalf("a call of 10 ms of work failed beside busy goroutines: %v", err)
+	}
+}
+
+// TestRefill: the fuel quantum doubles, up to maxFuelQuantum, while ticks come less
+// than tickEvery/2 apart (code the points overcharge, like a Go guest's: 600 ticks a
+// request at a fixed quantum), stays while they come about tickEvery apart, and is back
+// at fuelQuantum at the first tick more than 2*tickEvery after the last, so that code
+// the points undercharge, run after cheap code, gets one long interval, not more.
+func TestRefill(t *testing.T) {
+	start := time.Unix(0, 0)
+	inst := &instance{ticked: start, quantum: fuelQuantum}
+	now := start
+	for _, tt := range []struct {
+		after time.Duration // since the previous tick
+		want  uint64
+	}{
+		{time.Microsecond, 2 * fuelQuantum},
+		{time.Microsecond, 4 * fuelQuantum},
+		{2 * time.Microsecond, 8 * fuelQuantum},
+		{time.Microsecond, maxFuelQuantum},
+		{time.Microsecond, maxFuelQuantum},
+		{tickEvery, maxFuelQuantum},
+		{2*tickEvery + time.Microsecond, fuelQuantum},
+		{tickEvery, fuelQuantum},
+		{time.Millisecond, fuelQuantum},
+		{tickEvery/2 - 1, 2 * fuelQuantum},
+	} {
+		now = now.Add(tt.after)
+		if got := inst.refill(now); got != tt.want {
+			t.Fatalf("a tick %s after the previous one gave %d points, want %d", tt.after, got, tt.want)
+		}
 	}
 }

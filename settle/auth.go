@@ -2,6 +2,7 @@ package settle
 
 import (
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -70,42 +71,6 @@ func (r SignedRequest) Sign(h http.Header, key ed25519.PrivateKey) {
 	h.Set(ClientSignatureHeader, base64.StdEncoding.EncodeToString(ed25519.Sign(key, r.SigningString())))
 }
 
-// ParseSignedRequest reads the signing headers of an HTTP request whose body is body.
-// It returns the request and its signature, or a *Error (401) naming the bad header.
-// It does not check the signature: the client key is the escrow's (see Service.Admit).
-func ParseSignedRequest(r *http.Request, body []byte) (SignedRequest, []byte, error) {
-	account, err := ParseAccount(r.Header.Get(AccountHeader))
-	if err != nil {
-		return SignedRequest{}, nil, errorf(CodeBadSignature, "%s: %v", AccountHeader, err)
-	}
-	ts, err := strconv.ParseInt(r.Header.Get(TimestampHeader), 10, 64)
-	if err != nil {
-		return SignedRequest{}, nil, errorf(CodeBadSignature, "%s must be Unix seconds", TimestampHeader)
-	}
-	nonce := r.Header.Get(NonceHeader)
-	if !validNonce(nonce) {
-		return SignedRequest{}, nil, errorf(CodeBadSignature, "%s must be 16 to 64 characters of A-Z, a-z, 0-9, '_' and '-'", NonceHeader)
-	}
-	sig, err := base64.StdEncoding.DecodeString(r.Header.Get(ClientSignatureHeader))
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return SignedRequest{}, nil, errorf(CodeBadSignature, "%s must be a base64 ed25519 signature", ClientSignatureHeader)
-	}
-	return SignedRequest{Account: account, Timestamp: ts, Nonce: nonce, Method: r.Method, Path: r.URL.Path,
-		IdempotencyKey: r.Header.Get(IdempotencyKeyHeader), Body: body}, sig, nil
-}
-
-func validNonce(s string) bool {
-	if len(s) < 16 || len(s) > 64 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // ParseAccount parses an escrow address in any form TON wallets show (raw "0:…" or
 // user-friendly "EQ…"/"UQ…") and returns its raw form, the account's name in the ledger.
 func ParseAccount(s string) (string, error) {
@@ -123,4 +88,11 @@ func ParseAccount(s string) (string, error) {
 		return "", fmt.Errorf("%q is not a TON address", s)
 	}
 	return a.StringRaw(), nil
+}
+
+// NewNonce returns a random nonce for a signed request.
+func NewNonce() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/big"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -69,21 +68,9 @@ func ParseMaxPrice(raw []byte) (uint64, error) {
 	return n, nil
 }
 
-// checkMaxPrice refuses a request whose worst-case cost, what admission would reserve,
-// exceeds the client's cap (a.MaxPrice; 0: none) with a CodeMaxPrice error naming both figures.
-// It runs before anything is reserved, so a refused request costs the client nothing.
-func checkMaxPrice(worstCase uint64, a Admission, q Quote) error {
-	maxPrice := a.MaxPrice
-	if maxPrice == 0 || worstCase <= maxPrice {
-		return nil
-	}
-	return errorf(CodeMaxPrice, "this request may cost up to %d nanoTON (%s TON: %d prompt tokens, the model's context window, and %d completion tokens at load ×%d/1000), over its %s of %d nanoTON: raise %s, lower max_tokens, or try a cheaper host",
-		worstCase, FormatTON(worstCase), a.MaxPromptTokens, a.MaxCompletionTokens, q.LoadMilli, MaxPriceMember, maxPrice, MaxPriceMember)
-}
-
-// validate refuses a table that would make every request free or that a total could
+// Validate refuses a table that would make every request free or that a total could
 // overflow in practice.
-func (p PriceTable) validate() error {
+func (p PriceTable) Validate() error {
 	if p.PromptPerMillion == 0 && p.CompletionPerMillion == 0 && p.ComputePerMillion == 0 {
 		return fmt.Errorf("settle: price table: every price is 0")
 	}
@@ -109,11 +96,9 @@ type LoadCurve struct {
 	Smoothing time.Duration `json:"-"`
 }
 
-// DefaultLoadCurve halves the price at idle and doubles it at saturation, smoothed over
-// 30 seconds.
-var DefaultLoadCurve = LoadCurve{MinMilli: 500, MaxMilli: 2000, Smoothing: 30 * time.Second}
-
-func (c LoadCurve) validate() error {
+// Validate refuses a curve whose bounds are inverted, zero or over ×100, or that has no
+// smoothing.
+func (c LoadCurve) Validate() error {
 	if c.MinMilli == 0 || c.MinMilli > c.MaxMilli || c.MaxMilli > 100_000 {
 		return fmt.Errorf("settle: load curve: need 0 < min (%d) <= max (%d) <= 100000", c.MinMilli, c.MaxMilli)
 	}
@@ -123,8 +108,9 @@ func (c LoadCurve) validate() error {
 	return nil
 }
 
-// coefficient is the curve at u, rounded to the nearest thousandth.
-func (c LoadCurve) coefficient(u float64) uint64 {
+// Coefficient is the curve at utilization u, rounded to the nearest thousandth; u is
+// clamped to [0, 1] (NaN is 0), so the result is always in [MinMilli, MaxMilli].
+func (c LoadCurve) Coefficient(u float64) uint64 {
 	if !(u > 0) { // also NaN
 		u = 0
 	}
@@ -132,60 +118,10 @@ func (c LoadCurve) coefficient(u float64) uint64 {
 	return c.MinMilli + uint64(math.Round(float64(c.MaxMilli-c.MinMilli)*u*u))
 }
 
-// Pricer holds the price table and the smoothed utilization. It is safe for concurrent
-// use.
-type Pricer struct {
-	table PriceTable
-	curve LoadCurve
-	now   func() time.Time
-
-	mu          sync.Mutex
-	utilization float64
-	observed    time.Time
-}
-
-// NewPricer validates table and curve and starts at idle.
-func NewPricer(table PriceTable, curve LoadCurve) (*Pricer, error) {
-	if err := table.validate(); err != nil {
-		return nil, err
-	}
-	if err := curve.validate(); err != nil {
-		return nil, err
-	}
-	return &Pricer{table: table, curve: curve, now: time.Now, observed: time.Now()}, nil
-}
-
-// Observe feeds the current utilization (slots in use / slots) into the smoothing: the
-// smoothed value moves toward it by 1 − e^(−Δt/Smoothing), Δt being the time since the
-// last observation. Call it whenever a request starts or ends.
-func (p *Pricer) Observe(inUse, slots int) {
-	if slots <= 0 {
-		return
-	}
-	x := float64(inUse) / float64(slots)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := p.now()
-	dt := now.Sub(p.observed)
-	p.observed = now
-	if dt <= 0 {
-		return
-	}
-	p.utilization += (x - p.utilization) * (1 - math.Exp(-float64(dt)/float64(p.curve.Smoothing)))
-}
-
 // Quote is the price a request is admitted at.
 type Quote struct {
 	Prices    PriceTable `json:"prices"`
 	LoadMilli uint64     `json:"load_milli"`
-}
-
-// Quote returns the current prices and load coefficient.
-func (p *Pricer) Quote() Quote {
-	p.mu.Lock()
-	u := p.utilization
-	p.mu.Unlock()
-	return Quote{Prices: p.table, LoadMilli: p.curve.coefficient(u)}
 }
 
 // PricingDomain starts the signed encoding of a PriceList.
@@ -209,23 +145,10 @@ type PriceList struct {
 	Signature        []byte `json:"signature"`
 }
 
-// PriceList returns the current price list for the host's wallet and minimum escrow
-// timeout, signed with key.
-func (p *Pricer) PriceList(key ed25519.PrivateKey, wallet string, minTimeout uint32) PriceList {
-	p.mu.Lock()
-	u := p.utilization
-	p.mu.Unlock()
-	l := PriceList{
-		Quote:            Quote{Prices: p.table, LoadMilli: p.curve.coefficient(u)},
-		Curve:            p.curve,
-		Wallet:           wallet,
-		MinTimeout:       minTimeout,
-		UtilizationMilli: uint64(math.Round(math.Min(1, u) * 1000)),
-		Time:             p.now().Unix(),
-		HostKey:          append([]byte(nil), key.Public().(ed25519.PublicKey)...),
-	}
+// Sign sets the list's HostKey to key's public half and signs the list with key.
+func (l *PriceList) Sign(key ed25519.PrivateKey) {
+	l.HostKey = append([]byte(nil), key.Public().(ed25519.PublicKey)...)
 	l.Signature = ed25519.Sign(key, l.signedBytes())
-	return l
 }
 
 // Verify checks the list's signature against hostKey (nil: its own HostKey).
@@ -245,4 +168,13 @@ func (l PriceList) signedBytes() []byte {
 	l.Signature = nil
 	b, _ := json.Marshal(l)
 	return append([]byte(pricingDomain+"\x00"), b...)
+}
+
+// FormatTON renders nanoTON as TON with up to nine decimals.
+func FormatTON(nano uint64) string {
+	s := fmt.Sprintf("%d.%09d", nano/1e9, nano%1e9)
+	for s[len(s)-1] == '0' && s[len(s)-2] != '.' {
+		s = s[:len(s)-1]
+	}
+	return s
 }

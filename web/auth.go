@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 )
 
 // APIKey is a credential for services and pipeline authors, sent as
@@ -33,8 +34,8 @@ type principal struct {
 	// Account is the escrow (raw address) the principal's requests are billed to.
 	Account string
 	// Verified is the request of a principal that signed with an escrow's client key,
-	// its signature checked (settle.Service.Authenticate); nil for other credentials.
-	Verified *settle.VerifiedRequest
+	// its signature checked (billing.Service.Authenticate); nil for other credentials.
+	Verified *billing.VerifiedRequest
 }
 
 type (
@@ -157,7 +158,7 @@ func (s *Server) signedPrincipal(w http.ResponseWriter, r *http.Request, maxBody
 	if s.cfg.Billing == nil {
 		return principal{}, nil, unauthorized("this host does not bill escrow accounts: use an API key")
 	}
-	signed, sig, err := settle.ParseSignedRequest(r, nil)
+	signed, sig, err := billing.ParseSignedRequest(r, nil)
 	if err != nil {
 		return principal{}, nil, err
 	}

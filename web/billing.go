@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 )
 
 // IdempotentReplayHeader marks the answer to a retried request (settle.IdempotencyKeyHeader):
@@ -36,7 +37,7 @@ type storedResponse struct {
 // host does not bill, escrowBilling when it does. Handlers never ask which.
 type biller interface {
 	// admit admits a checked chat request before its pipeline runs. A request whose
-	// idempotency key completed comes back as *settle.IdempotentError.
+	// idempotency key completed comes back as *billing.IdempotentError.
 	admit(r *http.Request, c *chatCall) (charge, error)
 }
 
@@ -98,7 +99,7 @@ func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
 	// is the backend's, which vLLM and SGLang refuse to be told explicitly (prompt plus
 	// max_tokens over the window is a 400 there).
 	backendBounds := reported && completion == window
-	t, err := b.s.cfg.Billing.Admit(r.Context(), settle.Admission{Account: p.Account, Verified: p.Verified,
+	t, err := b.s.cfg.Billing.Admit(r.Context(), billing.Admission{Account: p.Account, Verified: p.Verified,
 		Method: r.Method, Path: r.URL.Path, Body: c.body, IdempotencyKey: key,
 		MaxPromptTokens: uint64(window), MaxCompletionTokens: uint64(completion), MaxPrice: maxPrice, Pipeline: chi.URLParam(r, "id"), Model: model})
 	if err != nil {
@@ -111,7 +112,7 @@ func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
 // idempotency key.
 type bill struct {
 	s      *Server
-	ticket *settle.Ticket
+	ticket *billing.Ticket
 	// completion is the completion bound admission priced: the backend never
 	// generates more, whatever the pre stage asks for.
 	completion int
@@ -189,7 +190,7 @@ func (e ending) usage() (settle.Usage, string) {
 // refuseAdmission answers a request admission refused: with the first answer again for
 // a completed idempotency key, else with the error.
 func (s *Server) refuseAdmission(w http.ResponseWriter, r *http.Request, err error) {
-	var idem *settle.IdempotentError
+	var idem *billing.IdempotentError
 	if !errors.As(err, &idem) {
 		s.writeError(w, r, err)
 		return

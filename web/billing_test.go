@@ -18,6 +18,7 @@ import (
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/escrow"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
@@ -29,11 +30,11 @@ const billedKey = "sk-test-billed"
 // escrow on every request. The benchmark caches it, as a real host does.
 var escrowTTL time.Duration
 
-// billing is a fixture whose host bills to an escrow deployed on an emulated chain.
-type billing struct {
+// billingFixture is a fixture whose host bills to an escrow deployed on an emulated chain.
+type billingFixture struct {
 	*fixture
 	chain      *tonemu.Chain
-	service    *settle.Service
+	service    *billing.Service
 	ledger     *ledger.Ledger
 	client     *wallet.Wallet
 	hostWallet *address.Address
@@ -58,13 +59,13 @@ var (
 // newBilling deploys an escrow of depositNano (before the contract's 0.01 TON reserve)
 // from a client wallet to the host's wallet and settlement key, and serves a host that
 // bills to it. The API key billedKey is mapped to the escrow.
-func newBilling(t testing.TB, depositNano uint64, configure ...func(*Config, *recorder)) *billing {
+func newBilling(t testing.TB, depositNano uint64, configure ...func(*Config, *recorder)) *billingFixture {
 	t.Helper()
 	chain, err := tonemu.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &billing{chain: chain, clientKey: testKey(0xC1), hostKey: testKey(0x5E)}
+	b := &billingFixture{chain: chain, clientKey: testKey(0xC1), hostKey: testKey(0x5E)}
 	if b.client, err = chain.NewWallet(testKey(1), 1000e9); err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +81,11 @@ func newBilling(t testing.TB, depositNano uint64, configure ...func(*Config, *re
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.ledger.Close() })
-	pricer, err := settle.NewPricer(testPrices, fixedLoad)
+	pricer, err := billing.NewPricer(testPrices, fixedLoad)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.service, err = settle.NewService(settle.Config{Store: b.ledger, Pricer: pricer, Escrows: settle.NewChainEscrows(chain, escrowTTL),
+	b.service, err = billing.NewService(billing.Config{Store: b.ledger, Pricer: pricer, Escrows: billing.NewChainEscrows(chain, escrowTTL),
 		Key: b.hostKey, HostAddr: hostWallet.WalletAddress().StringRaw(), ComputeReserve: 100_000})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +98,7 @@ func newBilling(t testing.TB, depositNano uint64, configure ...func(*Config, *re
 }
 
 // deploy opens an escrow from client with the billing's client key.
-func (b *billing) deploy(t testing.TB, client *wallet.Wallet, hostAddr *address.Address, hostKey ed25519.PrivateKey, depositNano uint64) *address.Address {
+func (b *billingFixture) deploy(t testing.TB, client *wallet.Wallet, hostAddr *address.Address, hostKey ed25519.PrivateKey, depositNano uint64) *address.Address {
 	t.Helper()
 	p := escrow.Params{ClientAddr: client.WalletAddress(), HostAddr: hostAddr, ClientKey: b.clientKey.Public().(ed25519.PublicKey),
 		HostKey: hostKey.Public().(ed25519.PublicKey), Timeout: 3600, ChannelID: uint64(len(hostKey))}
@@ -119,7 +120,7 @@ func (b *billing) deploy(t testing.TB, client *wallet.Wallet, hostAddr *address.
 }
 
 // signed sends a chat request signed with key for the billing's escrow.
-func (b *billing) signed(t testing.TB, key ed25519.PrivateKey, path string, body string, edit func(*settle.SignedRequest, http.Header)) response {
+func (b *billingFixture) signed(t testing.TB, key ed25519.PrivateKey, path string, body string, edit func(*settle.SignedRequest, http.Header)) response {
 	t.Helper()
 	sr := settle.SignedRequest{Account: b.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(), Method: "POST", Path: path, Body: []byte(body)}
 	req, err := http.NewRequest("POST", b.http.URL+path, strings.NewReader(body))
@@ -133,7 +134,7 @@ func (b *billing) signed(t testing.TB, key ed25519.PrivateKey, path string, body
 	return b.roundTrip(t, req)
 }
 
-func (b *billing) roundTrip(t testing.TB, req *http.Request) response {
+func (b *billingFixture) roundTrip(t testing.TB, req *http.Request) response {
 	t.Helper()
 	res, err := b.http.Client().Do(req)
 	if err != nil {
@@ -148,7 +149,7 @@ func (b *billing) roundTrip(t testing.TB, req *http.Request) response {
 }
 
 // receipt decodes and verifies a non-streaming answer's receipt header.
-func (b *billing) receipt(t testing.TB, res response) *settle.Receipt {
+func (b *billingFixture) receipt(t testing.TB, res response) *settle.Receipt {
 	t.Helper()
 	var r settle.Receipt
 	if err := json.Unmarshal([]byte(res.header.Get(settle.ReceiptHeader)), &r); err != nil {
@@ -626,7 +627,9 @@ func TestBilledMaxPrice(t *testing.T) {
 	path := "/v1/chat/completions"
 	q := b.service.Pricer().Quote()
 	worst := q.Prices.Cost(settle.Usage{PromptTokens: 512, CompletionTokens: 16, ComputeUnits: 100_000}, q.LoadMilli, 1<<63)
-	capped := func(v string) string { return strings.Replace(chatBody, `"max_tokens":16`, `"max_tokens":16,"max_price":`+v, 1) }
+	capped := func(v string) string {
+		return strings.Replace(chatBody, `"max_tokens":16`, `"max_tokens":16,"max_price":`+v, 1)
+	}
 	below := strconv.FormatUint(worst-1, 10)
 
 	for _, tt := range []struct {

@@ -165,6 +165,11 @@
 // same rate host-wide and half of it per client address (the connection's peer, never
 // a header), so that it cannot spend pipeline evidence's.
 //
+// The chat routes then also take requests sealed to the host's attested end-to-end keys
+// (web/E2E.md, Content-Type application/vnd.cocoon.e2e): openSealed opens them before
+// any other middleware, and seals every answer to them, signed inside the encryption;
+// Config.RequireE2E refuses plaintext chat requests.
+//
 // Every answer of the chat routes is then signed with the attested host key, errors of
 // any status included (those of the middlewares too: at capacity, a refused credential,
 // a body too large or too slow, a panic), over attest.SignedResponse: a digest of every

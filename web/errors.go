@@ -12,7 +12,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
-	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 )
 
 // apiError is the one error type of the HTTP boundary: what a client gets, written in
@@ -92,7 +92,7 @@ func (s *Server) toAPIError(r *http.Request, err error) *apiError {
 		ae *apiError
 		he *host.Error
 		be *backend.Error
-		se *settle.Error
+		se *billing.Error
 	)
 	switch {
 	case errors.As(err, &ae):

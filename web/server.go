@@ -19,6 +19,8 @@ import (
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 // Config configures a Server. Backend, Sandbox, Store, Registry and at least one
@@ -86,6 +88,11 @@ type Config struct {
 	// GET /v1/pipelines/{id}/attestation and signs every chat response with its host key.
 	// Without it those routes answer 404 and responses carry no signature.
 	Attestation *attest.Host
+	// RequireE2E refuses chat requests that are not sealed to the attested key
+	// (web/E2E.md) with a 400: for a host reached only through relays, where a
+	// plaintext prompt would cross them. Default false: RA-TLS clients may send
+	// plaintext.
+	RequireE2E bool
 	// MaxQuotesPerSecond bounds the fresh quotes of pipeline evidence, host-wide
 	// (quotes are slow on TDX); bursts may reach the same number. One credential gets
 	// at most half of that rate and burst (a burst of at least one), so that no client
@@ -100,7 +107,7 @@ type Config struct {
 	// admitted against the escrow's balance, each answer carries a signed receipt, and
 	// GET /v1/pricing and /v1/accounts/{account} are served, and /metrics serves its
 	// Collectors. Without it, requests are not billed and those routes answer 404.
-	Billing *settle.Service
+	Billing *billing.Service
 
 	// Logger gets operators' logs: internal errors, backend failures, and at level info
 	// one access log line per request (see accessLog). Default: none.
@@ -170,6 +177,8 @@ type Server struct {
 	billing biller
 	// signer signs the chat routes' answers; nil when the host does not attest.
 	signer *answerSigner
+	// e2e opens sealed chat requests; nil when the host does not attest.
+	e2e *e2eHost
 	// observeLoad gets the slots in use after each change: the pricer's load.
 	observeLoad func(used, total int)
 	handler     http.Handler
@@ -281,6 +290,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Attestation != nil {
 		s.signer = &answerSigner{host: cfg.Attestation}
+		s.e2e = &e2eHost{keys: cfg.Attestation.E2EKeys(), replay: e2e.NewReplayGuard(e2eWindow, e2eReplayIDs)}
 	}
 	if cfg.Billing != nil {
 		s.billing = escrowBilling{s}
@@ -288,7 +298,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics.registry.MustRegister(s.conns.collectors()...)
 	if cfg.Billing != nil {
-		// The settler's too: it counts into the service's settle.Metrics.
+		// The settler's too: it counts into the service's billing.Metrics.
 		s.metrics.registry.MustRegister(cfg.Billing.Collectors()...)
 	}
 	s.handler = s.routes()
@@ -340,6 +350,7 @@ func (s *Server) routes() http.Handler {
 		r.With(s.requireOwner).Delete("/v1/pipelines/{id}", s.deletePipeline)
 	})
 	r.Group(func(r chi.Router) {
+		r.Use(s.openSealed) // sealed answers hold signed ones: signatures are over the plaintext
 		if s.signer != nil {
 			r.Use(s.signAnswers) // every answer below is signed, refusals included
 		}

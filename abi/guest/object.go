@@ -3,7 +3,6 @@ package guest
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -38,62 +37,62 @@ type member struct {
 // is member i.
 type present uint8
 
-// decodeObject decodes the JSON object b into members, the rest into *extra, and records
-// in *has which members were present. what names the object in error messages.
-func decodeObject(b []byte, what string, members []member, extra *map[string]json.RawMessage, has *present) error {
-	if string(bytes.TrimSpace(b)) == "null" {
-		return nil // as encoding/json does for null
+// decodeObject reads the JSON object at the decoder into members, the rest into
+// *extra, and records in *has which members were present; null decodes to nothing, as
+// encoding/json does. what names the object in error messages.
+func (d *decoder) decodeObject(what string, members []member, extra *map[string]json.RawMessage, has *present) error {
+	if d.isNull() {
+		return d.literal("null")
 	}
-	var memberErr error
-	err := splitObject(b, func(rawName, value []byte) error {
-		var name string
-		if err := decodeString(rawName, &name); err != nil {
-			return err
-		}
-		isNull := string(value) == "null"
-		for i, m := range members {
-			if m.name == name && !isNull {
-				if err := decodeValue(value, m.field); err != nil {
-					memberErr = fmt.Errorf("%s: %w", name, err)
-					return memberErr
+	return d.object(what, func(name []byte) error {
+		if !d.isNull() {
+			for i, m := range members {
+				if m.name == string(name) {
+					if err := decodeValue(d, m.field); err != nil {
+						return fmt.Errorf("%s: %w", m.name, err)
+					}
+					*has |= 1 << i
+					return nil
 				}
-				*has |= 1 << i
-				return nil
 			}
+		}
+		start := d.i
+		if err := d.skipValue(); err != nil {
+			return err
 		}
 		if *extra == nil {
 			*extra = make(map[string]json.RawMessage)
 		}
-		(*extra)[name] = bytes.Clone(value)
+		(*extra)[string(name)] = bytes.Clone(d.b[start:d.i])
 		return nil
 	})
-	if err != nil && err != memberErr {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	return err
 }
 
-// decodeValue decodes the JSON value b into field, a pointer.
-func decodeValue(b []byte, field any) error {
+// decodeValue reads the value at the decoder into field, a pointer to a member's field.
+func decodeValue(d *decoder, field any) error {
 	switch f := field.(type) {
 	case *string:
-		return decodeString(b, f)
+		return d.decodeString(f)
+	case *int:
+		var n int64
+		err := d.decodeInt(&n)
+		*f = int(n) // int has 64 bits on wasm and on the machines the SDK is tested on
+		return err
+	case *int64:
+		return d.decodeInt(f)
 	case *[]Message:
-		return decodeArray(b, f)
+		return decodeArray(d, f)
 	case *[]Choice:
-		return decodeArray(b, f)
+		return decodeArray(d, f)
 	case *[]ContentPart:
-		return decodeArray(b, f)
+		return decodeArray(d, f)
 	case **Usage:
 		*f = new(Usage)
-		return (*f).UnmarshalJSON(b)
-	case json.Unmarshaler:
-		return f.UnmarshalJSON(b)
+		return (*f).decode(d)
+	case interface{ decode(*decoder) error }: // *Content, *Message
+		return f.decode(d)
 	}
-	if err := json.Unmarshal(b, field); err != nil {
-		return errors.New(describeJSONError(err))
-	}
-	return nil
+	panic(fmt.Sprintf("guest: no decoder for a member of type %T", field))
 }
 
 // appender is implemented by the chat types: they append their JSON encoding to a
@@ -211,9 +210,11 @@ func appendRaw(buf *bytes.Buffer, v json.RawMessage) error {
 		buf.WriteString("null")
 		return nil
 	}
-	if json.Compact(buf, v) != nil {
+	out, ok := compact(buf.AvailableBuffer(), v)
+	if !ok {
 		return encodeTo(buf, v) // for encoding/json's error
 	}
+	buf.Write(out)
 	return nil
 }
 

@@ -28,8 +28,12 @@ func (r *ChatRequest) members() []member {
 
 // UnmarshalJSON decodes a request, keeping unknown members in Extra.
 func (r *ChatRequest) UnmarshalJSON(b []byte) error {
+	return decodeDocument(b, r.decode)
+}
+
+func (r *ChatRequest) decode(d *decoder) error {
 	*r = ChatRequest{}
-	return decodeObject(b, "request", r.members(), &r.Extra, &r.has)
+	return d.decodeObject("request", r.members(), &r.Extra, &r.has)
 }
 
 // MarshalJSON encodes the request, with the members of Extra.
@@ -60,8 +64,12 @@ func (m *Message) members() []member {
 
 // UnmarshalJSON decodes a message, keeping unknown members in Extra.
 func (m *Message) UnmarshalJSON(b []byte) error {
+	return decodeDocument(b, m.decode)
+}
+
+func (m *Message) decode(d *decoder) error {
 	*m = Message{}
-	return decodeObject(b, "message", m.members(), &m.Extra, &m.has)
+	return d.decodeObject("message", m.members(), &m.Extra, &m.has)
 }
 
 // MarshalJSON encodes the message, with the members of Extra.
@@ -138,17 +146,20 @@ func (c *Content) MapText(f func(string) string) {
 
 // UnmarshalJSON decodes a string or an array of parts.
 func (c *Content) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	switch {
-	case len(b) > 0 && b[0] == '"':
+	return decodeDocument(b, c.decode)
+}
+
+func (c *Content) decode(d *decoder) error {
+	switch d.peek() {
+	case '"':
 		var s string
-		if err := decodeString(b, &s); err != nil {
+		if err := d.decodeString(&s); err != nil {
 			return err
 		}
 		*c = TextContent(s)
-	case len(b) > 0 && b[0] == '[':
+	case '[':
 		var parts []ContentPart
-		if err := decodeArray(b, &parts); err != nil {
+		if err := decodeArray(d, &parts); err != nil {
 			return err
 		}
 		*c = PartsContent(parts)
@@ -197,8 +208,12 @@ func (p *ContentPart) members() []member {
 
 // UnmarshalJSON decodes a part, keeping unknown members in Extra.
 func (p *ContentPart) UnmarshalJSON(b []byte) error {
+	return decodeDocument(b, p.decode)
+}
+
+func (p *ContentPart) decode(d *decoder) error {
 	*p = ContentPart{}
-	return decodeObject(b, "content part", p.members(), &p.Extra, &p.has)
+	return d.decodeObject("content part", p.members(), &p.Extra, &p.has)
 }
 
 // MarshalJSON encodes the part, with the members of Extra.
@@ -233,8 +248,12 @@ func (r *ChatResponse) members() []member {
 
 // UnmarshalJSON decodes a response, keeping unknown members in Extra.
 func (r *ChatResponse) UnmarshalJSON(b []byte) error {
+	return decodeDocument(b, r.decode)
+}
+
+func (r *ChatResponse) decode(d *decoder) error {
 	*r = ChatResponse{}
-	return decodeObject(b, "response", r.members(), &r.Extra, &r.has)
+	return d.decodeObject("response", r.members(), &r.Extra, &r.has)
 }
 
 // MarshalJSON encodes the response, with the members of Extra.
@@ -264,8 +283,12 @@ func (c *Choice) members() []member {
 
 // UnmarshalJSON decodes a choice, keeping unknown members in Extra.
 func (c *Choice) UnmarshalJSON(b []byte) error {
+	return decodeDocument(b, c.decode)
+}
+
+func (c *Choice) decode(d *decoder) error {
 	*c = Choice{}
-	return decodeObject(b, "choice", c.members(), &c.Extra, &c.has)
+	return d.decodeObject("choice", c.members(), &c.Extra, &c.has)
 }
 
 // MarshalJSON encodes the choice, with the members of Extra.
@@ -296,8 +319,12 @@ func (u *Usage) members() []member {
 
 // UnmarshalJSON decodes usage, keeping unknown members in Extra.
 func (u *Usage) UnmarshalJSON(b []byte) error {
+	return decodeDocument(b, u.decode)
+}
+
+func (u *Usage) decode(d *decoder) error {
 	*u = Usage{}
-	return decodeObject(b, "usage", u.members(), &u.Extra, &u.has)
+	return d.decodeObject("usage", u.members(), &u.Extra, &u.has)
 }
 
 // MarshalJSON encodes usage, with the members of Extra.

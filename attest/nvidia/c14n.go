@@ -1,6 +1,9 @@
 package nvidia
 
 import (
+	"bufio"
+	"crypto/sha512"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -43,8 +46,24 @@ const xmlNamespace = "http://www.w3.org/XML/1998/namespace"
 // the element skip (the signature) left out entirely. skip may be nil.
 func canonicalize(e, skip *etree.Element) []byte {
 	var b strings.Builder
-	c14nElement(&b, e, skip, inScope(e.Parent()), map[string]string{})
+	c14nElement(&b, e, skip, inScope(e.Parent()), map[string]string{}, true)
 	return []byte(b.String())
+}
+
+// canonicalSHA384 is the SHA-384 of canonicalize(e, skip), computed as the canonical
+// form is written: a RIM's ~20 KiB form is never held, copied nor grown in memory.
+func canonicalSHA384(e, skip *etree.Element) [sha512.Size384]byte {
+	h := sha512.New384()
+	w := bufio.NewWriterSize(h, 4096)
+	c14nElement(w, e, skip, inScope(e.Parent()), map[string]string{}, true)
+	w.Flush() // a hash's Write never fails
+	return [sha512.Size384]byte(h.Sum(nil))
+}
+
+// c14nWriter is where canonical XML is written: a strings.Builder, or a buffered hash.
+type c14nWriter interface {
+	io.Writer
+	io.StringWriter
 }
 
 // inScope returns the namespaces in scope at e (prefix to URI, "" for the default
@@ -82,19 +101,26 @@ func nsDeclaration(a etree.Attr) (prefix string, ok bool) {
 }
 
 // c14nElement renders e. parentScope is what the parent had in scope, rendered what
-// the nearest rendered ancestor rendered or had in scope (empty for the apex).
-func c14nElement(b *strings.Builder, e, skip *etree.Element, parentScope, rendered map[string]string) {
-	scope := maps.Clone(parentScope)
-	declare(scope, e)
+// the nearest rendered ancestor rendered or had in scope (empty for the apex); apex
+// says e is the apex (rendered is then not parentScope).
+func c14nElement(b c14nWriter, e, skip *etree.Element, parentScope, rendered map[string]string, apex bool) {
+	// An element below the apex that declares no namespace has its parent's scope, all
+	// of it rendered already: it shares the parent's map and renders no namespace node,
+	// which spares a map copy and a sort per element (most of a RIM's elements).
+	scope := parentScope
+	declares := slices.ContainsFunc(e.Attr, func(a etree.Attr) bool { _, ok := nsDeclaration(a); return ok })
+	if declares {
+		scope = maps.Clone(parentScope)
+		declare(scope, e)
+	}
 	name := e.FullTag()
 	b.WriteString("<")
 	b.WriteString(name)
 
-	prefixes := make([]string, 0, len(scope))
-	for p := range scope {
-		prefixes = append(prefixes, p)
+	var prefixes []string
+	if apex || declares {
+		prefixes = slices.Sorted(maps.Keys(scope))
 	}
-	slices.Sort(prefixes)
 	for _, p := range prefixes {
 		uri := scope[p]
 		prev, had := rendered[p]
@@ -143,7 +169,7 @@ func c14nElement(b *strings.Builder, e, skip *etree.Element, parentScope, render
 		switch t := tok.(type) {
 		case *etree.Element:
 			if t != skip {
-				c14nElement(b, t, skip, scope, scope)
+				c14nElement(b, t, skip, scope, scope, false)
 			}
 		case *etree.CharData:
 			escapeText(b, t.Data)
@@ -167,6 +193,6 @@ var (
 	attrEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", `"`, "&quot;", "\t", "&#x9;", "\n", "&#xA;", "\r", "&#xD;")
 )
 
-func escapeText(b *strings.Builder, s string) { textEscaper.WriteString(b, s) }
+func escapeText(b c14nWriter, s string) { textEscaper.WriteString(b, s) }
 
-func escapeAttr(b *strings.Builder, s string) { attrEscaper.WriteString(b, s) }
+func escapeAttr(b c14nWriter, s string) { attrEscaper.WriteString(b, s) }

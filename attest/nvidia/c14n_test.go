@@ -1,6 +1,7 @@
 package nvidia
 
 import (
+	"crypto/sha512"
 	"errors"
 	"testing"
 
@@ -89,6 +90,9 @@ Second line</text>
 			var skip *etree.Element
 			if tc.skip != "" {
 				skip = doc.Root().FindElement(".//" + tc.skip)
+			}
+			if got, want := canonicalSHA384(apex, skip), sha512.Sum384([]byte(tc.want)); got != want {
+				t.Errorf("canonicalSHA384 is not the SHA-384 of the canonical form")
 			}
 			if got := string(canonicalize(apex, skip)); got != tc.want {
 				t.Fatalf("got\n%s\nwant\n%s", got, tc.want)

@@ -9,8 +9,8 @@ import (
 
 // Cache remembers, across Verify calls, the device chains and RIMs that verified, so
 // that evidence from a GPU seen before costs the report's one ECDSA verification and a
-// comparison of its measurements instead of thirteen P-384 verifications and two XML
-// canonicalizations (BenchmarkVerifyNVIDIACached against BenchmarkVerifyNVIDIA).
+// comparison of its measurements instead of ten P-384 verifications (NVIDIA's sample) and
+// two XML canonicalizations (BenchmarkVerifyNVIDIACached against BenchmarkVerifyNVIDIA).
 //
 // An entry is keyed by the exact bytes (SHA-384 of the PEM chain or the RIM file) and
 // by the roots pool they were verified under (the pointer: a pool given to one call is

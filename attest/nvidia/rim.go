@@ -48,7 +48,17 @@ type RIMOptions struct {
 	Roots *x509.CertPool
 	// Now is the time the signing chain must be valid at; zero means time.Now().
 	Now time.Time
+
+	// signers, when set, remembers the signing chains verified under these options, so
+	// that the driver and VBIOS RIMs of one Verify call, signed under the same chain,
+	// cost its certificates' verifications once.
+	signers *signerChains
 }
+
+// signerChains maps the SHA-384 of a KeyInfo's DER certificates, concatenated, to the
+// chain they verified as, for one set of roots and one time (one Verify call). Only
+// chains that verified are kept. Not safe for concurrent use.
+type signerChains map[[sha512.Size384]byte][]*x509.Certificate
 
 // RIMMeasurement is one Resource of a RIM's payload: the reference values a GPU's
 // measurement at that index may take.
@@ -326,14 +336,14 @@ func verifyRIMSignature(root, sig *etree.Element, opts RIMOptions) ([]*x509.Cert
 	}
 	// The digest first: it costs no public-key operation, so a changed document is
 	// refused before the chain's four.
-	if got := sha512.Sum384(canonicalize(root, sig)); !bytes.Equal(got[:], digest) {
+	if got := canonicalSHA384(root, sig); !bytes.Equal(got[:], digest) {
 		return nil, fmt.Errorf("%w: the document's SHA-384 is %x, the signed digest %x: the document was changed after signing", ErrRIMSignature, got, digest)
 	}
 	chain, err := signerChain(keyInfo, opts)
 	if err != nil {
 		return nil, err
 	}
-	h := sha512.Sum384(canonicalize(signedInfo, nil))
+	h := canonicalSHA384(signedInfo, nil)
 	if !ecdsaVerify(chain[0].PublicKey.(*ecdsa.PublicKey), h[:], signature) {
 		return nil, fmt.Errorf("%w: the signature over SignedInfo does not verify with the key of %q", ErrRIMSignature, chain[0].Subject)
 	}
@@ -365,7 +375,22 @@ func signerChain(keyInfo *etree.Element, opts RIMOptions) ([]*x509.Certificate, 
 	if len(certs) == 0 || len(certs) > maxSignerCerts {
 		return nil, fmt.Errorf("%w: %d KeyInfo certificates, want 1 to %d", ErrRIM, len(certs), maxSignerCerts)
 	}
-	return verifyChain(certs, opts.Roots, rimRoots, opts.Now)
+	if opts.signers == nil {
+		return verifyChain(certs, opts.Roots, rimRoots, opts.Now)
+	}
+	h := sha512.New384()
+	for _, c := range certs {
+		h.Write(c.Raw)
+	}
+	key := [sha512.Size384]byte(h.Sum(nil))
+	if chain, ok := (*opts.signers)[key]; ok {
+		return chain, nil
+	}
+	chain, err := verifyChain(certs, opts.Roots, rimRoots, opts.Now)
+	if err == nil {
+		(*opts.signers)[key] = chain
+	}
+	return chain, err
 }
 
 // ecdsaVerify checks an SPDM or XML-DSig ECDSA signature (r || s) over hash. The key
@@ -482,9 +507,16 @@ func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, pinned func() 
 	if pub, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
 		return nil, fmt.Errorf("%w: the leaf %q has no ECDSA P-384 key", ErrCertChain, leaf.Subject)
 	}
+	// A self-issued certificate (a root served at the end of the chain, as NVIDIA's
+	// driver and RIMs serve theirs) is left out of the intermediates: it anchors a chain
+	// only when it is among roots, where x509 finds it, and as an intermediate it made
+	// x509 verify the same signatures again through it (three P-384 verifications
+	// instead of one for a leaf under a root). Leaving it out can only refuse a chain.
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
-		inter.AddCert(c)
+		if !bytes.Equal(c.RawSubject, c.RawIssuer) {
+			inter.AddCert(c)
+		}
 	}
 	chains, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})

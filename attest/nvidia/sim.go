@@ -259,7 +259,7 @@ func simRIM(version string, first, last int, key *ecdsa.PrivateKey, chain []*x50
 	}
 	payload.CreateText("\n    ")
 	root.CreateText("\n")
-	digest := sha512.Sum384(canonicalize(root, nil))
+	digest := canonicalSHA384(root, nil)
 
 	sig := root.CreateElement("ds:Signature")
 	sig.CreateAttr("xmlns:ds", dsigNamespace)

@@ -112,7 +112,7 @@ func TestNVIDIASimTampered(t *testing.T) {
 	// The value of measurement 20 sits at its place in the report.
 	at := bytes.Index(ev.Report, rep.Measurements[20])
 	driverRIM, _ := s.RIMs()
-	otherDriverRIM, _ := other.RIMs()
+	otherDriverRIM, otherVBIOSRIM := other.RIMs()
 	otherEv := simEvidence(t, other, nonce)
 	// A GPU whose firmware measures otherwise: the same sim, measurement 20 changed
 	// before signing.
@@ -139,6 +139,9 @@ func TestNVIDIASimTampered(t *testing.T) {
 			o.DriverRIM = bytes.Replace(driverRIM, []byte(`index="20" active="True"`), []byte(`index="20" active="False"`), 1)
 		}, CheckDriverRIM, ErrRIMSignature},
 		{"another simulator's RIM", func(_ *Evidence, o *VerifyOptions) { o.DriverRIM = otherDriverRIM }, CheckDriverRIM, ErrUntrustedRoot},
+		// The driver RIM's signing chain verified first must not vouch for another one:
+		// a call verifies each chain once, by its exact certificates.
+		{"another simulator's VBIOS RIM after a good driver RIM", func(_ *Evidence, o *VerifyOptions) { o.VBIOSRIM = otherVBIOSRIM }, CheckVBIOSRIM, ErrUntrustedRoot},
 		{"the firmware measures otherwise", func(e *Evidence, _ *VerifyOptions) { *e = driftedEv }, CheckMeasurements, ErrMeasurement},
 		{"another firmware ID", func(e *Evidence, _ *VerifyOptions) { *e = otherFirmwareEv }, CheckFWID, ErrFWID},
 	} {

@@ -20,6 +20,7 @@ import (
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
 	"github.com/cocoonhost/cocoon/cmd/internal/tonnet"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 )
 
@@ -88,10 +89,10 @@ var dialTON = func(ctx context.Context, cfg *serveConfig) (api ton.APIClientWrap
 	return api, stop, nil
 }
 
-// billing is what serve runs for settlement.
-type billing struct {
-	service *settle.Service
-	settler *settle.Settler
+// settlement is what serve runs for settlement.
+type settlement struct {
+	service *billing.Service
+	settler *billing.Settler
 	ledger  *ledger.Ledger
 	key     ed25519.PrivateKey
 	// api and wallet are the chain connection and the host's wallet, which the
@@ -131,7 +132,7 @@ func (c *billingConfig) check() error {
 // (authenticated under a key sealer derives), which it gives parts to close, and returns
 // the service and settler (which runServe starts). The wallet's seed stays in this
 // function.
-func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, sealer *seal.Sealer, log *slog.Logger, parts *lifecycle.Owner) (*billing, error) {
+func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey, sealer *seal.Sealer, log *slog.Logger, parts *lifecycle.Owner) (*settlement, error) {
 	words, err := readSecret(cfg.WalletSeedFile)
 	if err != nil {
 		return nil, fmt.Errorf("wallet_seed_file: %w", err)
@@ -149,11 +150,11 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	if err != nil {
 		return nil, errors.New("wallet_seed_file: not a valid TON wallet seed") // the seed stays out of errors
 	}
-	curve := settle.DefaultLoadCurve
+	curve := billing.DefaultLoadCurve
 	if p := cfg.Prices; p.LoadMinMilli != 0 || p.LoadMaxMilli != 0 {
 		curve.MinMilli, curve.MaxMilli = p.LoadMinMilli, p.LoadMaxMilli
 	}
-	pricer, err := settle.NewPricer(settle.PriceTable{PromptPerMillion: cfg.Prices.PromptPerMillion,
+	pricer, err := billing.NewPricer(settle.PriceTable{PromptPerMillion: cfg.Prices.PromptPerMillion,
 		CompletionPerMillion: cfg.Prices.CompletionPerMillion, ComputePerMillion: cfg.Prices.ComputePerMillion}, curve)
 	if err != nil {
 		return nil, err
@@ -165,25 +166,25 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	parts.Add("ledger", l.Close)
 	maxDelay, _ := time.ParseDuration(cfg.SettleMaxDelay) // checked
 	interval, _ := time.ParseDuration(cfg.SettleInterval) // checked
-	metrics := settle.NewMetrics()
-	settler, err := settle.NewSettler(settle.SettlerConfig{Store: l, API: api, Wallet: w, Key: key,
+	metrics := billing.NewMetrics()
+	settler, err := billing.NewSettler(billing.SettlerConfig{Store: l, API: api, Wallet: w, Key: key,
 		Threshold: cfg.SettleThreshold, MaxDelay: maxDelay, Interval: interval, Logger: log.With("component", "settler"), Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
-	service, err := settle.NewService(settle.Config{Store: l, Pricer: pricer, Escrows: settle.NewChainEscrows(api, escrowTTL),
+	service, err := billing.NewService(billing.Config{Store: l, Pricer: pricer, Escrows: billing.NewChainEscrows(api, escrowTTL),
 		Key: key, HostAddr: w.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
 	log.Info("billing", "wallet", w.WalletAddress().String(), "settlement_key", hex.EncodeToString(key.Public().(ed25519.PublicKey)), "network", cfg.TONNetwork)
-	return &billing{service: service, settler: settler, ledger: l, key: key, api: api, wallet: w}, nil
+	return &settlement{service: service, settler: settler, ledger: l, key: key, api: api, wallet: w}, nil
 }
 
 // prune forgets, every pruneEvery until ctx is done, the request hashes and idempotency
 // records older than idempotencyWindow, so that the ledger grows with receipts only. It
 // returns ctx's error once its last prune has ended.
-func (b *billing) prune(ctx context.Context, log *slog.Logger) error {
+func (b *settlement) prune(ctx context.Context, log *slog.Logger) error {
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
 	for {
@@ -199,7 +200,7 @@ func (b *billing) prune(ctx context.Context, log *slog.Logger) error {
 }
 
 // print tells the operator where clients pay.
-func (b *billing) print(stdout io.Writer) {
+func (b *settlement) print(stdout io.Writer) {
 	l := b.service.PriceList()
 	fmt.Fprintf(stdout, "Billing: escrows pay wallet %s; settlement key %x\n", l.Wallet, l.HostKey)
 }

@@ -78,7 +78,7 @@ func (c *registryConfig) registryAddr() *address.Address {
 // record gone). Failures are logged and retried with backoff; with registry_required,
 // a first registration that fails stops the host with its error instead. The
 // registrar is owner's part, stopped with it.
-func startRegistrar(ctx context.Context, cfg *serveConfig, bill *billing, host *attest.Host, owner *lifecycle.Owner, stdout io.Writer, log *slog.Logger) error {
+func startRegistrar(ctx context.Context, cfg *serveConfig, bill *settlement, host *attest.Host, owner *lifecycle.Owner, stdout io.Writer, log *slog.Logger) error {
 	var stake *big.Int
 	if cfg.RegistryStake != "" {
 		nano, _ := tonnet.ParseTON(cfg.RegistryStake) // checked

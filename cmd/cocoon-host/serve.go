@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/gpu"
 	"github.com/cocoonhost/cocoon/attest/tdx"
 	"github.com/cocoonhost/cocoon/attest/weights"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
@@ -68,6 +69,10 @@ type serveConfig struct {
 	MaxWaiting int `json:"max_waiting"`
 	// Attest is the evidence provider: auto (tdx on a TDX guest, else sim), tdx or sim.
 	Attest string `json:"attest"`
+	// GPU is where GPU attestation reports come from: none (the evidence says the host
+	// attests no GPU), sim (a simulated GPU) or nvml (the NVIDIA driver, in a host
+	// built with -tags nvml).
+	GPU string `json:"gpu"`
 	// TLS serves HTTPS with RA-TLS certificates: the boot evidence in each certificate.
 	TLS bool `json:"tls"`
 	// SealingKeyFile holds the root sealing secret (see seal.go): a TD-private file,
@@ -79,6 +84,9 @@ type serveConfig struct {
 	// StreamFlushInterval paces streams relayed from --backend openai
 	// (web.Config.StreamFlushInterval), a duration such as "2ms"; 0 turns pacing off.
 	StreamFlushInterval string `json:"stream_flush_interval"`
+	// RequireE2E refuses chat requests not sealed to the attested key
+	// (web.Config.RequireE2E).
+	RequireE2E bool `json:"require_e2e"`
 	// LogFormat is text (logfmt-like key=value) or json (one object per line).
 	LogFormat string `json:"log_format"`
 	// LogLevel is the least level logged: debug, info (with one access log line per
@@ -191,7 +199,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err != nil {
 		return err
 	}
-	var bill *billing
+	var bill *settlement
 	measured := []attest.Event{sealer.Event()}
 	if cfg.WalletSeedFile != "" {
 		key, origin, err := settlementKey(cfg.Data, sealer)
@@ -206,7 +214,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 			keys[0].Account = cfg.APIKeyAccount
 		}
 	}
-	attestation, err := boot(ctx, cfg, mode, b, stdout, log, measured...)
+	gpus, err := openGPU(cfg, stdout, log)
+	if err != nil {
+		return err
+	}
+	if closer, ok := gpus.(interface{ Close() error }); ok {
+		parts.Add("gpu", closer.Close)
+	}
+	attestation, err := boot(ctx, cfg, mode, gpus, b, stdout, log, measured...)
 	if err != nil {
 		return err
 	}
@@ -244,12 +259,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	wcfg := web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
 		APIKeys: keys, TelegramBotToken: botToken, TelegramBotID: cfg.TelegramBotID, TelegramKey: telegramKey, TelegramMaxAge: initDataMaxAge,
 		MaxGenerations: cfg.MaxGenerations, MaxWaiting: cfg.MaxWaiting, Attestation: attestation, Logger: log}
+	wcfg.RequireE2E = cfg.RequireE2E
 	wcfg.StreamFlushInterval, _ = time.ParseDuration(cfg.StreamFlushInterval) // checked
 	if wcfg.StreamFlushInterval == 0 {
 		wcfg.StreamFlushInterval = -1 // web's zero is its default
 	}
 	if bill != nil {
-		wcfg.Billing = bill.service // serves the settler's metrics too: they share one settle.Metrics
+		wcfg.Billing = bill.service // serves the settler's metrics too: they share one billing.Metrics
 	}
 	scheme := "http"
 	if cfg.TLS {
@@ -342,12 +358,12 @@ func serveHTTP(ctx context.Context, srv *web.Server, l net.Listener, drain time.
 // parseServeFlags reads the flags and the --config file; flags given on the command line
 // override the file, which overrides the defaults.
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
-	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto", ShutdownTimeout: defaultShutdownTimeout,
+	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto", GPU: attest.GPUModeNone, ShutdownTimeout: defaultShutdownTimeout,
 		StreamFlushInterval: defaultStreamFlushInterval,
 		LogFormat:           "text", LogLevel: "info", TelegramEnvironment: "production", TelegramInitDataMaxAge: "24h"}
 	var configFile string
-	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, model_weights, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, tls, sealing_key_file, shutdown_timeout, stream_flush_interval, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account, and for the market registry, registry, registry_endpoint, registry_stake, registry_required); flags override it")
+	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--gpu none|sim|nvml] [--tls] [--config FILE]", stderr)
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, model_weights, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, gpu, tls, sealing_key_file, shutdown_timeout, stream_flush_interval, require_e2e, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account, and for the market registry, registry, registry_endpoint, registry_stake, registry_required); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
@@ -361,7 +377,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.TelegramEnvironment, "telegram-environment", cfg.TelegramEnvironment, "whose key signs initData for --telegram-bot-id: Telegram's production or test environment")
 	fs.StringVar(&cfg.TelegramInitDataMaxAge, "telegram-init-data-max-age", cfg.TelegramInitDataMaxAge, "how old a Mini App's initData may be (its auth_date), such as 1h")
 	fs.StringVar(&cfg.Attest, "attest", cfg.Attest, "evidence provider: tdx (a TDX guest's quotes), sim (a simulated TDX whose root certificate is DATA/attest/sim-root.pem, for testing) or auto (tdx when this is a TDX guest, else sim)")
+	fs.StringVar(&cfg.GPU, "gpu", cfg.GPU, "GPU attestation: none (the evidence says this host attests no GPU; a client's policy may require one), sim (a simulated NVIDIA GPU whose roots are DATA/attest/sim-gpu-roots.pem, for testing) or nvml (each GPU's report through the NVIDIA driver; needs a host built with cgo and the nvml build tag)")
 	fs.StringVar(&cfg.SealingKeyFile, "sealing-key-file", "", "file holding the root sealing secret (32+ random bytes) that seals the settlement key and authenticates the ledger and pipelines: a file the TD image provisions into TD-private memory (tmpfs or ramfs), never on the data disk. Without it, sim mode uses DATA/attest/sim-sealing-root (protects nothing) and tdx mode persists no secret (no billing)")
+	fs.BoolVar(&cfg.RequireE2E, "require-e2e", false, "refuse chat requests that are not encrypted to the attested key (web/E2E.md) with a 400: for a host reached only through relays, where a plaintext prompt would cross them")
 	fs.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS with short-lived self-signed RA-TLS certificates that carry the boot evidence, for clients that verify the host in the TLS handshake")
 	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more wait for a slot (see --max-waiting) (default: the number of CPUs)")
 	fs.IntVar(&cfg.MaxWaiting, "max-waiting", 0, "completions that may wait for a slot, each up to 30 s, holding its body; more get 429 at once (default: 8 per slot; -1: none wait)")
@@ -396,6 +414,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		return nil, cli.UsageError("--backend-url, --backend-api-key-file and --model-weights are for --backend openai (the embedded engine measures its model file itself)")
 	case cfg.Attest != "auto" && cfg.Attest != attest.ModeTDX && cfg.Attest != attest.ModeSim:
 		return nil, cli.UsageError(fmt.Sprintf("attest %q: must be auto, tdx or sim", cfg.Attest))
+	case cfg.GPU != attest.GPUModeNone && cfg.GPU != attest.GPUModeSim && cfg.GPU != attest.GPUModeNVML:
+		return nil, cli.UsageError(fmt.Sprintf("gpu %q: must be none, sim or nvml", cfg.GPU))
 	case cfg.MaxGenerations < 0:
 		return nil, cli.UsageError("--max-generations must not be negative")
 	case cfg.LogFormat != "text" && cfg.LogFormat != "json":
@@ -548,10 +568,10 @@ func openBackend(cfg *serveConfig, log *slog.Logger) (backend.Backend, error) {
 }
 
 // boot opens the evidence provider of mode (resolveAttestMode), measures the host into
-// its event log (with the extra events: the sealing source, a billing host's settlement
-// key and its origin) and takes the boot quote. A forced tdx on a machine without TDX
+// its event log (with its GPUs, from gpus, and the extra events: the sealing source, a
+// billing host's settlement key and its origin) and takes the boot quote. A forced tdx on a machine without TDX
 // fails start-up.
-func boot(ctx context.Context, cfg *serveConfig, mode string, b backend.Backend, stdout io.Writer, log *slog.Logger, extra ...attest.Event) (*attest.Host, error) {
+func boot(ctx context.Context, cfg *serveConfig, mode string, gpus attest.GPUProvider, b backend.Backend, stdout io.Writer, log *slog.Logger, extra ...attest.Event) (*attest.Host, error) {
 	var p attest.Provider
 	simDir := filepath.Join(cfg.Data, "attest")
 	if mode == attest.ModeTDX {
@@ -571,7 +591,7 @@ func boot(ctx context.Context, cfg *serveConfig, mode string, b backend.Backend,
 	if err != nil {
 		return nil, err
 	}
-	h, err := attest.Boot(ctx, p, backendID, model, extra...)
+	h, err := attest.BootWithGPUs(ctx, p, gpus, backendID, model, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -584,6 +604,34 @@ func boot(ctx context.Context, cfg *serveConfig, mode string, b backend.Backend,
 		fmt.Fprintf(stdout, "Attestation: %s\n", mode)
 	}
 	return h, nil
+}
+
+// openGPU opens the GPU provider --gpu names. The simulated GPU keeps its keys in
+// DATA/attest and writes there the roots and RIMs a verifier needs; nvml fails at once
+// in a host built without NVML, or on a machine without the NVIDIA driver.
+func openGPU(cfg *serveConfig, stdout io.Writer, log *slog.Logger) (attest.GPUProvider, error) {
+	switch cfg.GPU {
+	case attest.GPUModeSim:
+		dir := filepath.Join(cfg.Data, "attest")
+		sim, err := attest.NewSimGPU(dir)
+		if err != nil {
+			return nil, fmt.Errorf("--gpu sim: %w", err)
+		}
+		roots := filepath.Join(dir, attest.SimGPURootsFile)
+		log.Warn("the GPU is simulated: its reports verify only for clients that trust its roots", "gpu", cfg.GPU, "sim_gpu_roots", roots)
+		fmt.Fprintf(stdout, "GPU: sim (a simulated NVIDIA GPU, not hardware: trust %s to verify; its RIMs are %s and %s)\n",
+			roots, filepath.Join(dir, attest.SimGPUDriverRIMFile), filepath.Join(dir, attest.SimGPUVBIOSRIMFile))
+		return sim, nil
+	case attest.GPUModeNVML:
+		p, err := gpu.OpenNVML()
+		if err != nil {
+			return nil, fmt.Errorf("--gpu nvml: %w; use --gpu sim to test without a GPU, or --gpu none", err)
+		}
+		fmt.Fprintln(stdout, "GPU: nvml (each GPU's report through the NVIDIA driver)")
+		return p, nil
+	}
+	fmt.Fprintln(stdout, "GPU: none (the evidence says this host attests no GPU)")
+	return attest.NoGPU{}, nil
 }
 
 // backendIdentity returns what the event log measures of the backend and its model:

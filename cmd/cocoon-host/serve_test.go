@@ -273,6 +273,8 @@ func TestServeConfig(t *testing.T) {
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotTokenFile: "/run/bot", Attest: "auto"}, ""},
 		{"telegram without the bot token", []string{"--data", "/d", "--telegram-bot-id", "7544535829", "--telegram-environment", "test", "--telegram-init-data-max-age", "1h"},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotID: 7544535829, TelegramEnvironment: "test", TelegramInitDataMaxAge: "1h", Attest: "auto"}, ""},
+		{"require e2e", []string{"--data", "/d", "--require-e2e"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", RequireE2E: true}, ""},
 		{"bad Telegram environment", []string{"--telegram-environment", "staging"}, serveConfig{}, `telegram_environment "staging": must be production or test`},
 		{"bad initData lifetime", []string{"--telegram-init-data-max-age", "0s"}, serveConfig{}, `telegram_init_data_max_age "0s": want a positive duration`},
 		{"negative bot id", []string{"--telegram-bot-id", "-5"}, serveConfig{}, `telegram_bot_id -5`},
@@ -334,6 +336,9 @@ func TestServeConfig(t *testing.T) {
 			}
 			if tt.want.StreamFlushInterval == "" {
 				tt.want.StreamFlushInterval = defaultStreamFlushInterval
+			}
+			if tt.want.GPU == "" {
+				tt.want.GPU = attest.GPUModeNone
 			}
 			if err != nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)

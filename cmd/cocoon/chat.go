@@ -25,7 +25,9 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		"The answer is checked against the host's attested key: an https host's, verified in the TLS handshake, or an http\n"+
 		"host's, whose boot evidence is verified first when --trust-sim-root, --policy or --collateral is given. A streamed\n"+
 		"answer is printed as it arrives and checked at its end: one that does not verify makes chat fail (exit 1) after it.\n"+
-		"Without a key to check with (http, no trust flags), chat says that the answer is not verified.", stderr)
+		"Without a key to check with (http, no trust flags), chat says that the answer is not verified.\n"+
+		"To an http host whose boot evidence verified, the request (credentials included) is encrypted to the host's attested\n"+
+		"end-to-end key and the answer opened with this request's key (web/E2E.md), unless --plaintext.", stderr)
 	pipeline := fs.String("pipeline", "", "id of the pipeline, as push printed it")
 	noStream := fs.Bool("no-stream", false, "ask for the whole answer at once instead of a stream")
 	maxTokens := fs.Int("max-tokens", 0, "most tokens to generate (default: the host's)")
@@ -38,6 +40,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		temperature = &t
 		return nil
 	})
+	plaintext := fs.Bool("plaintext", false, "send the request in plaintext even to a host whose verified evidence has end-to-end keys: whatever relays it reads the prompt, the answer and the credential")
 	receiptsFile := fs.String("receipts", "", "append the request's receipt to this file as a JSON line (verify the chain with 'cocoon receipts --file')")
 	newClient := billedHostFlags(fs)
 	words, err := cli.Parse(fs, args)
@@ -50,6 +53,9 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	c, account, err := newClient()
 	if err != nil {
 		return err
+	}
+	if *plaintext {
+		c = c.WithPlaintext()
 	}
 	prompt := strings.Join(words, " ")
 	if len(words) == 0 {

@@ -26,6 +26,7 @@ import (
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/escrow"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
@@ -55,7 +56,7 @@ type billingHost struct {
 	key          ed25519.PrivateKey
 	wallet       *wallet.Wallet
 	ledger       *ledger.Ledger
-	settler      *settle.Settler
+	settler      *billing.Settler
 }
 
 // newBillingHost starts a host whose boot measures its settlement key, or the events of
@@ -77,11 +78,11 @@ func newBillingHost(t *testing.T, chain *tonemu.Chain, measured ...[]attest.Even
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.ledger.Close() })
-	pricer, err := settle.NewPricer(e2ePrices, settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Second})
+	pricer, err := billing.NewPricer(e2ePrices, settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	service, err := settle.NewService(settle.Config{Store: h.ledger, Pricer: pricer, Escrows: settle.NewChainEscrows(chain, 0),
+	service, err := billing.NewService(billing.Config{Store: h.ledger, Pricer: pricer, Escrows: billing.NewChainEscrows(chain, 0),
 		Key: h.key, HostAddr: h.wallet.WalletAddress().StringRaw(), ComputeReserve: 10_000_000,
 		// The chain's clock cannot run ahead of the wallets' message lifetime (wall
 		// clock plus minutes), so the escrow's timeout is a minute.
@@ -89,7 +90,7 @@ func newBillingHost(t *testing.T, chain *tonemu.Chain, measured ...[]attest.Even
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.settler, err = settle.NewSettler(settle.SettlerConfig{Store: h.ledger, API: chain, Wallet: h.wallet, Key: h.key, Threshold: 1}); err != nil {
+	if h.settler, err = billing.NewSettler(billing.SettlerConfig{Store: h.ledger, API: chain, Wallet: h.wallet, Key: h.key, Threshold: 1}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -12,7 +12,7 @@
 //	cocoon logs --pipeline ID       the module logs of a pipeline's recent failed requests (its owners)
 //	cocoon chat --pipeline ID [PROMPT]       stream a chat completion through a pipeline
 //	cocoon verify [--pipeline ID] [--policy FILE]  verify a host's attestation evidence
-//	cocoon proxy --pipeline ID [--listen ADDR]   serve a local OpenAI API that checks every answer
+//	cocoon proxy --pipeline ID --hosts A,B   serve a local OpenAI API over verified hosts, checking every answer
 //	cocoon channel open|deposit|status|withdraw  pay a host through a TON escrow
 //	cocoon receipts --host URL --escrow ADDR     fetch and verify an escrow's receipts
 //	cocoon wallet new --out FILE    create a TON wallet seed file, print its address
@@ -43,7 +43,7 @@ var commands = []cli.Command{
 	{Name: "logs", Summary: "print the module logs of a pipeline's recent failed requests", Run: logs},
 	{Name: "chat", Summary: "chat through a pipeline, streaming the answer", Run: chat},
 	{Name: "verify", Summary: "verify a host's attestation, and a pipeline's", Run: verify},
-	{Name: "proxy", Summary: "serve a local OpenAI API that verifies a pipeline's host and answers", Run: serveProxy},
+	{Name: "proxy", Summary: "serve a local OpenAI API over a pipeline's hosts: verifies each, routes, checks every answer", Run: serveProxy},
 	{Name: "channel", Summary: "open, fund, inspect and withdraw a TON escrow that pays a host", Run: channel},
 	{Name: "receipts", Summary: "fetch and verify an escrow's receipts", Run: receipts},
 	{Name: "wallet", Summary: "create a TON wallet: a seed file and its address", Run: walletCmd},

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -94,17 +96,36 @@ func checkHostURL(base string) error {
 // the policy allows any measurement, simulated evidence is refused, and the TCB status
 // is not evaluated.
 func trustFlags(fs *flag.FlagSet) func() (p *attest.Policy, opts attest.EvidenceOptions, set bool, err error) {
-	policyPath := fs.String("policy", "", "policy JSON file (default: allow any measurement, and say so)")
-	simRootPath := fs.String("trust-sim-root", "", "trust simulated evidence under this root certificate (PEM), for testing only")
-	collateralPath := fs.String("collateral", "", "where Intel's collateral for the TCB status comes from: a cached file (JSON, see attest.Collateral), or \"online\" for Intel PCS")
+	load := trustFlagsOf(fs, false)
 	return func() (*attest.Policy, attest.EvidenceOptions, bool, error) {
+		p, opts, roots, set, err := load()
+		if len(roots) == 1 {
+			opts.SimRoot = roots[0]
+		}
+		return p, opts, set, err
+	}
+}
+
+// trustFlagsOf is trustFlags returning the simulator roots apart, for a command that
+// verifies many hosts: with repeatable set, --trust-sim-root may be given once per
+// simulator (hosts on different simulators), else at most once.
+func trustFlagsOf(fs *flag.FlagSet, repeatable bool) func() (p *attest.Policy, opts attest.EvidenceOptions, simRoots []*x509.Certificate, set bool, err error) {
+	policyPath := fs.String("policy", "", "policy JSON file (default: allow any measurement, and say so)")
+	simRootPaths := &simRootList{repeatable: repeatable}
+	usage := "trust simulated evidence under this root certificate (PEM), for testing only"
+	if repeatable {
+		usage += " (repeatable: hosts on different simulators)"
+	}
+	fs.Var(simRootPaths, "trust-sim-root", usage)
+	collateralPath := fs.String("collateral", "", "where Intel's collateral for the TCB status comes from: a cached file (JSON, see attest.Collateral), or \"online\" for Intel PCS")
+	return func() (*attest.Policy, attest.EvidenceOptions, []*x509.Certificate, bool, error) {
 		var opts attest.EvidenceOptions
 		p := &attest.Policy{}
-		set := *policyPath != "" || *simRootPath != "" || *collateralPath != ""
+		set := *policyPath != "" || len(simRootPaths.paths) > 0 || *collateralPath != ""
 		var err error
 		if *policyPath != "" {
 			if p, err = attest.LoadPolicy(*policyPath); err != nil {
-				return nil, opts, false, err
+				return nil, opts, nil, false, err
 			}
 		}
 		switch *collateralPath {
@@ -113,20 +134,42 @@ func trustFlags(fs *flag.FlagSet) func() (p *attest.Policy, opts attest.Evidence
 			opts.Collateral = attest.OnlineCollateral()
 		default:
 			if opts.Collateral, err = attest.LoadCollateral(*collateralPath); err != nil {
-				return nil, opts, false, fmt.Errorf("--collateral: %w", err)
+				return nil, opts, nil, false, fmt.Errorf("--collateral: %w", err)
 			}
 		}
-		if *simRootPath != "" {
-			b, err := os.ReadFile(*simRootPath)
+		roots := make([]*x509.Certificate, len(simRootPaths.paths))
+		for i, path := range simRootPaths.paths {
+			b, err := os.ReadFile(path)
 			if err != nil {
-				return nil, opts, false, fmt.Errorf("--trust-sim-root: %w", err)
+				return nil, opts, nil, false, fmt.Errorf("--trust-sim-root: %w", err)
 			}
-			if opts.SimRoot, err = attest.ParseCertificatePEM(b); err != nil {
-				return nil, opts, false, fmt.Errorf("--trust-sim-root %s: %w", *simRootPath, err)
+			if roots[i], err = attest.ParseCertificatePEM(b); err != nil {
+				return nil, opts, nil, false, fmt.Errorf("--trust-sim-root %s: %w", path, err)
 			}
 		}
-		return p, opts, set, nil
+		return p, opts, roots, set, nil
 	}
+}
+
+// simRootList is --trust-sim-root's files: one, or as many as given when repeatable.
+type simRootList struct {
+	paths      []string
+	repeatable bool
+}
+
+func (l *simRootList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(l.paths, ",")
+}
+
+func (l *simRootList) Set(v string) error {
+	if len(l.paths) > 0 && !l.repeatable {
+		return errors.New("given twice: this command trusts one simulator root")
+	}
+	l.paths = append(l.paths, v)
+	return nil
 }
 
 func envOr(name, fallback string) string {

@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
-	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/web/proxy"
 )
@@ -25,17 +22,11 @@ var proxyContext = func() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// rootList is the repeatable --trust-sim-root.
-type rootList []string
-
-func (r *rootList) String() string     { return strings.Join(*r, ",") }
-func (r *rootList) Set(v string) error { *r = append(*r, v); return nil }
-
 // serveProxy runs `cocoon proxy`: it verifies each host and the pipeline on it, then
 // serves a local OpenAI-compatible API that routes to the verified hosts and checks
 // every answer against the answering host's attested key (web/proxy).
 func serveProxy(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("cocoon", `proxy --pipeline ID [--host URL | --hosts URL,URL,... | --registry ADDRESS --ton-config FILE] [--api-key KEY] [--policy FILE] [--trust-sim-root FILE]... [--collateral FILE] [--expect-module sha256:...]... [--release verified|live] [--listen ADDR]
+	fs := cli.NewFlagSet("cocoon", `proxy --pipeline ID [--host URL | --hosts URL,URL,... | --registry ADDRESS --ton-config FILE] [--api-key KEY] [--policy FILE] [--trust-sim-root FILE]... [--collateral FILE] [--expect-module sha256:...]... [--release verified|live] [--plaintext] [--listen ADDR]
 
 Serves a local OpenAI-compatible API (base URL http://ADDR/v1) for apps that cannot verify
 a host themselves. At start it verifies each host's boot evidence and a fresh quote of the
@@ -65,9 +56,16 @@ signature event verifies, then released whole, so the app sees the text only at 
 is checked: the app may show text that turns out forged, and such a stream ends with an
 error event "unverified_response" instead of "data: [DONE]", which the app must honour.
 
-When an answer's signature does not verify, or an https host presents another TLS key,
-the proxy verifies that host again (a restarted host has a new key) and checks the answer
-with the new key.`, stderr)
+Every request, its body and its credentials (the API key, the idempotency key), is sealed
+to the host's attested end-to-end key (web/E2E.md), and the answer opens only with this
+request's keys: whatever sits between proxy and host sees the method, the path with the
+pipeline id, sizes and timing, never a prompt, an answer or a key. A host without
+end-to-end keys is refused. --plaintext sends requests in the clear instead, to https
+hosts only, whose RA-TLS handshake pins the attested TLS key.
+
+When an answer's signature does not verify, a host cannot open a sealed request, or an
+https host presents another TLS key, the proxy verifies that host again (a restarted host
+has new keys) and checks the answer, or seals the request anew, with the new keys.`, stderr)
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
 	hostList := fs.String("hosts", "", "comma-separated base URLs of the hosts to route to (instead of --host)")
 	registryAddr := fs.String("registry", "", "route to the hosts registered on the market registry at this TON address (instead of --host or --hosts; needs --ton-config)")
@@ -76,11 +74,9 @@ with the new key.`, stderr)
 	pipelineID := fs.String("pipeline", "", "the pipeline to serve (its 64-hex id)")
 	var expect moduleList
 	fs.Var(&expect, "expect-module", "a module hash the pipeline must run (repeatable)")
-	policyPath := fs.String("policy", "", "policy JSON file (default: allow any measurement, and say so)")
-	var simRoots rootList
-	fs.Var(&simRoots, "trust-sim-root", "trust simulated evidence under this root certificate (PEM), for testing only (repeatable: hosts on different simulators)")
-	collateralPath := fs.String("collateral", "", "where Intel's collateral for the TCB status comes from: a cached file (JSON, see attest.Collateral), or \"online\" for Intel PCS")
+	trust := trustFlagsOf(fs, true)
 	release := fs.String("release", string(proxy.ReleaseVerified), "how a streamed answer reaches the app: \"verified\" (held until its signature verifies) or \"live\" (as it arrives, unverified until its end)")
+	plaintext := fs.Bool("plaintext", false, "send requests unsealed, over RA-TLS (https hosts) only")
 	listen := fs.String("listen", defaultProxyListen, "local address to serve on; any process that reaches it uses the API key")
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
@@ -91,17 +87,17 @@ with the new key.`, stderr)
 	if err != nil {
 		return err
 	}
-	policy, opts, err := loadTrust(*policyPath, *collateralPath)
+	policy, opts, roots, _, err := trust()
 	if err != nil {
 		return err
 	}
-	roots, err := loadSimRoots(simRoots)
-	if err != nil {
-		return err
-	}
-	p, err := proxy.New(source, proxy.WithPipeline(*pipelineID), proxy.WithAPIKey(key()),
+	popts := []proxy.Option{source, proxy.WithPipeline(*pipelineID), proxy.WithAPIKey(key()),
 		proxy.WithTrust(*policy, opts), proxy.WithSimRoots(roots...), proxy.WithExpectModules(expect...),
-		proxy.WithRelease(proxy.Release(*release)), proxy.WithLog(stderr))
+		proxy.WithRelease(proxy.Release(*release)), proxy.WithLog(stderr)}
+	if *plaintext {
+		popts = append(popts, proxy.WithPlaintext())
+	}
+	p, err := proxy.New(popts...)
 	if err != nil {
 		return cli.UsageError(strings.TrimPrefix(err.Error(), "proxy: "))
 	}
@@ -115,7 +111,7 @@ with the new key.`, stderr)
 			ready = append(ready, h.URL)
 		}
 		if !strings.HasPrefix(h.URL, "https://") {
-			fmt.Fprintf(stderr, "warning: %s is not https: requests and answers cross the network in clear (answers are still checked against the attested host key)\n", h.URL)
+			fmt.Fprintf(stderr, "note: %s is not https: requests and answers cross the network sealed to its attested end-to-end key; a relay sees their sizes and timing\n", h.URL)
 		}
 	}
 	ln, err := net.Listen("tcp", *listen)
@@ -163,51 +159,4 @@ func proxySource(ctx context.Context, fs *flag.FlagSet, base, hostList, registry
 		}
 	}
 	return proxy.WithHosts(hosts...), nil
-}
-
-// loadTrust loads --policy and --collateral; without them the policy allows any
-// measurement and the TCB status is not evaluated.
-func loadTrust(policyPath, collateralPath string) (*attest.Policy, attest.EvidenceOptions, error) {
-	var opts attest.EvidenceOptions
-	p := &attest.Policy{}
-	var err error
-	if policyPath != "" {
-		if p, err = attest.LoadPolicy(policyPath); err != nil {
-			return nil, opts, err
-		}
-	}
-	switch collateralPath {
-	case "":
-	case "online":
-		opts.Collateral = attest.OnlineCollateral()
-	default:
-		if opts.Collateral, err = attest.LoadCollateral(collateralPath); err != nil {
-			return nil, opts, fmt.Errorf("--collateral: %w", err)
-		}
-	}
-	return p, opts, nil
-}
-
-// loadSimRoots reads each --trust-sim-root.
-func loadSimRoots(paths []string) ([]*x509.Certificate, error) {
-	roots := make([]*x509.Certificate, len(paths))
-	for i, path := range paths {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("--trust-sim-root: %w", err)
-		}
-		if roots[i], err = attest.ParseCertificatePEM(b); err != nil {
-			return nil, fmt.Errorf("--trust-sim-root %s: %w", path, err)
-		}
-	}
-	return roots, nil
-}
-
-// proxyMaxBody bounds what the reviewer's page relay (web.go) copies of a host's
-// answer, as the proxy bounds what it holds.
-const proxyMaxBody = proxy.MaxBody
-
-// writeProxyError answers with an error of the proxy's shape (web.go's relay).
-func writeProxyError(w http.ResponseWriter, status int, code, message string) {
-	(&proxy.Error{Status: status, Code: code, Message: message}).Write(w)
 }

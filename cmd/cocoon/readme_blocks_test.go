@@ -259,6 +259,9 @@ func checkGoTestBlock(t *testing.T, f readmeFence) {
 		if args[0] != "test" || pattern == "" || len(packages) == 0 {
 			t.Fatalf("the README command %q: want go test with -bench or -run and packages, got %q", command, args)
 		}
+		// go test -list lists top-level names only: check the pattern's first level
+		// (BenchmarkPipeline of BenchmarkPipeline/(native|c|go)$).
+		pattern = splitTopLevel(pattern, '/')[0]
 		var listed []string
 		for _, pkg := range packages {
 			list := exec.Command("go", "test", "-list", pattern, pkg)
@@ -278,13 +281,34 @@ func checkGoTestBlock(t *testing.T, f readmeFence) {
 			}
 			listed = append(listed, names...)
 		}
-		for _, alt := range strings.Split(pattern, "|") {
+		for _, alt := range splitTopLevel(pattern, '|') {
 			re := regexp.MustCompile(alt)
 			if !slices.ContainsFunc(listed, re.MatchString) {
 				t.Errorf("the README command %q: %q selects no test or benchmark", command, alt)
 			}
 		}
 	}
+}
+
+// splitTopLevel splits a go test pattern at each sep outside parentheses and brackets,
+// as go test splits -run and -bench at "/".
+func splitTopLevel(pattern string, sep byte) []string {
+	var parts []string
+	depth, start := 0, 0
+	for i := 0; i < len(pattern); i++ {
+		switch c := pattern[i]; {
+		case c == '\\':
+			i++ // an escaped character is never a separator
+		case c == '(' || c == '[':
+			depth++
+		case c == ')' || c == ']':
+			depth--
+		case c == sep && depth == 0:
+			parts = append(parts, pattern[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, pattern[start:])
 }
 
 // readmeEnv is where the README's blocks run: the binaries of this tree, a scratch copy

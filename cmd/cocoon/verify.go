@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
 	webclient "github.com/cocoonhost/cocoon/web/client"
@@ -37,14 +38,18 @@ func verify(args []string, _ io.Reader, stdout, stderr io.Writer) (err error) {
 	if wantsWeb(args) {
 		return verifyWeb(args, stdout, stderr)
 	}
-	fs := cli.NewFlagSet("cocoon", `verify [--host URL] [--pipeline ID] [--expect-module sha256:...]... [--expect-manifest FILE] [--policy FILE] [--strict] [--json] [--collateral FILE] [--trust-sim-root FILE] [--write-policy FILE] [--save-evidence FILE | --evidence FILE]
+	fs := cli.NewFlagSet("cocoon", `verify [--host URL] [--pipeline ID] [--expect-module sha256:...]... [--expect-manifest FILE] [--policy FILE] [--strict] [--json] [--collateral FILE] [--trust-sim-root FILE] [--trust-sim-gpu-root FILE] [--write-policy FILE] [--save-evidence FILE | --evidence FILE]
        cocoon verify --web [--host URL] [--listen ADDR]: the reviewer's page, verifying in your browser (see --web --help)
 
 Verifies a host's attestation evidence: the TDX quote's signature chain, its TCB status
 from Intel's collateral (--collateral: cached PCS responses, offline), the TD's
 measurements and attributes against --policy (a debug TD always fails), the runtime event
 log and every event it measures, where prompts go (a backend outside the TD fails unless
-the policy names it), and the keys and fresh nonce the quote binds; with --pipeline, a
+the policy names it), the keys and fresh nonce the quote binds, and each GPU's report
+(NVIDIA's signature over a nonce derived from the quote's REPORTDATA, the GPU the event
+log measured, its driver, VBIOS and CC mode, its measurements against NVIDIA's RIMs: the
+policy's files, or else fetched through --collateral from NVIDIA's RIM service, which
+--save-collateral records with Intel's responses); with --pipeline, a
 fresh quote that binds the pipeline's manifest, which is printed and compared with the
 modules and manifest expected. Prints one line per check (ok; skip: not pinned by the
 policy; warn; FAIL) and exits 1 when any fails. --strict also fails on any skip or warn
@@ -58,6 +63,7 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 	fs.Var(&expect, "expect-module", "a module hash the pipeline must run (repeatable; needs --pipeline): pins code, not what its config makes it do")
 	expectManifest := fs.String("expect-manifest", "", "a manifest FILE the pipeline must be exactly, configs and limits included (as uploaded, or as `cocoon pipeline-id --write-manifest` writes it)")
 	trust := trustFlags(fs)
+	simGPURoots := fs.String("trust-sim-gpu-root", "", "trust a simulated GPU's reports under the roots in this FILE (DATA/attest/sim-gpu-roots.pem of a host run with --gpu sim), for testing only")
 	saveCollateral := fs.String("save-collateral", "", "with --collateral online: write what was fetched to this file, for --collateral FILE offline")
 	nonceBytes := fs.Int("nonce-bytes", 32, fmt.Sprintf("length of the random nonces, %d to %d", attest.MinNonceBytes, attest.MaxNonceBytes))
 	bootNonce := fs.Bool("boot-nonce", true, "ask for boot evidence quoted for a fresh nonce; false takes the quote from boot, which a stopped or copied host serves too (not fresh)")
@@ -102,6 +108,18 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 	policy, opts, _, err := trust()
 	if err != nil {
 		return err
+	}
+	// Boot and pipeline evidence come from the same GPUs: their chains and RIMs are
+	// verified once.
+	opts.GPUCache = nvidia.NewCache()
+	if *simGPURoots != "" {
+		b, err := os.ReadFile(*simGPURoots)
+		if err == nil {
+			opts.SimGPURoots, err = attest.ParseSimGPURoots(b)
+		}
+		if err != nil {
+			return fmt.Errorf("--trust-sim-gpu-root: %w", err)
+		}
 	}
 	recorder, online := opts.Collateral.(*attest.RecordingSource)
 	switch {

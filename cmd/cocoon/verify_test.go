@@ -212,6 +212,10 @@ func TestVerify(t *testing.T) {
 		// here) and the saved file is an empty collateral.
 		{"online collateral, saved", append(trust, "--collateral", "online", "--save-collateral", saved), nil, 0,
 			"skip TCB status: not evaluated: simulated evidence has no Intel collateral", ""},
+		// One root, as before: the last of two silently won, so the root a reviewer
+		// meant could be ignored; a second is now refused (cocoon proxy takes several).
+		{"two simulator roots", append(trust, "--trust-sim-root", filepath.Join(otherRoot, attest.SimRootFile)), nil, 2, "",
+			"invalid value \"" + filepath.Join(otherRoot, attest.SimRootFile) + "\" for flag --trust-sim-root: given twice: this command trusts one simulator root"},
 		{"save without online", append(trust, "--collateral", collateral, "--save-collateral", saved), nil, 2, "", "--save-collateral needs --collateral online"},
 		{"bad policy", append(trust, "--policy", badPolicy), nil, 1, "", `policy: JSON string for field "mrtd"`},
 		{"expect without pipeline", append(trust, "--expect-module", moduleA), nil, 2, "", "--expect-module needs --pipeline"},

@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -21,14 +19,10 @@ import (
 	"github.com/cocoonhost/cocoon/host"
 	webclient "github.com/cocoonhost/cocoon/web/client"
 	"github.com/cocoonhost/cocoon/web/page"
+	"github.com/cocoonhost/cocoon/web/proxy"
 )
 
-const (
-	defaultWebListen = "127.0.0.1:8789"
-	// webRelayTimeout bounds one relayed request: a fresh quote takes up to a second on
-	// TDX, and the host may be far.
-	webRelayTimeout = time.Minute
-)
+const defaultWebListen = "127.0.0.1:8789"
 
 // wantsWeb reports whether a verify command line asks for the reviewer's page (--web).
 func wantsWeb(args []string) bool {
@@ -112,7 +106,7 @@ fields, where they can be changed; nothing is trusted that is not given.`, stder
 		return fmt.Errorf("--listen: %w", err)
 	}
 	fmt.Fprintf(stdout, "The reviewer's page for %s, served from this build: http://%s/\n", c.BaseURL(), ln.Addr())
-	return serveUntil(ctx, ln, newWebRelay(c, cfg, ln.Addr()))
+	return serveUntil(ctx, ln, proxy.NewPageRelay(c, page.Handler(cfg), ln.Addr()))
 }
 
 // pageConfig is what the page is told of the reviewer's command line: the simulator
@@ -147,79 +141,6 @@ func pageConfig(base string, policy *attest.Policy, opts attest.EvidenceOptions)
 func isEmptyPolicy(p *attest.Policy) bool {
 	b, _ := json.Marshal(p)
 	return string(b) == "{}"
-}
-
-// webRelay serves the page and relays its evidence requests to the host.
-type webRelay struct {
-	c    *webclient.Client
-	page http.Handler
-	// loopback is set when the relay listens on a loopback address: it then answers
-	// only requests whose Host is a loopback name, so that a web site cannot rebind
-	// its own name to this address (DNS rebinding) and read what the relay fetches
-	// with the reviewer's API key.
-	loopback bool
-	port     string
-}
-
-func newWebRelay(c *webclient.Client, cfg page.Config, addr net.Addr) *webRelay {
-	r := &webRelay{c: c, page: page.Handler(cfg)}
-	if tcp, ok := addr.(*net.TCPAddr); ok {
-		r.loopback, r.port = tcp.IP.IsLoopback(), fmt.Sprint(tcp.Port)
-	}
-	return r
-}
-
-// relayedPath matches the host routes the page reads.
-var relayedPath = regexp.MustCompile(`^/v1/(attestation|pipelines|pipelines/[0-9a-f]{64}/attestation)$`)
-
-func (wr *webRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if wr.loopback && !wr.loopbackHost(r.Host) {
-		writeProxyError(w, http.StatusMisdirectedRequest, "not_loopback",
-			fmt.Sprintf("this page is served to loopback names only (http://127.0.0.1:%s/), not to %q", wr.port, r.Host))
-		return
-	}
-	if !relayedPath.MatchString(r.URL.Path) {
-		wr.page.ServeHTTP(w, r)
-		return
-	}
-	if r.Method != http.MethodGet {
-		writeProxyError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" "+r.URL.Path+": the page only reads evidence")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), webRelayTimeout)
-	defer cancel()
-	resp, err := wr.c.Get(ctx, r.URL.Path+"?"+r.URL.RawQuery, r.Header.Get("Authorization"))
-	var clientErr *webclient.Error
-	switch {
-	case errors.As(err, &clientErr) && clientErr.Code == webclient.CodeInvalid:
-		writeProxyError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
-	case err != nil:
-		writeProxyError(w, http.StatusBadGateway, "host_unreachable", err.Error())
-		return
-	}
-	defer resp.Body.Close()
-	w.Header().Set("Cache-Control", "no-store")
-	for _, name := range []string{"Content-Type", "Retry-After"} {
-		if v := resp.Header.Get(name); v != "" {
-			w.Header().Set(name, v)
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, io.LimitReader(resp.Body, proxyMaxBody))
-}
-
-// loopbackHost reports whether a request's Host names this relay by a loopback name.
-func (wr *webRelay) loopbackHost(h string) bool {
-	name, port, err := net.SplitHostPort(h)
-	if err != nil || port != wr.port {
-		return false
-	}
-	if name == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(name)
-	return ip != nil && ip.IsLoopback()
 }
 
 // serveUntil serves h on ln until ctx is done, then shuts the server down, letting

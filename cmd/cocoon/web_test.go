@@ -490,7 +490,7 @@ func checkVerified(t *testing.T, name string, shown *pageShown, pipeline string)
 	for _, e := range boot[0].Events {
 		types = append(types, e.Type)
 	}
-	if want := "host-binary abi-version sandbox-policy backend model sealing boot-sealed"; strings.Join(types, " ") != want {
+	if want := "host-binary abi-version sandbox-policy backend model gpus sealing boot-sealed"; strings.Join(types, " ") != want {
 		t.Errorf("%s: the page shows the events %q, want %q", name, types, want)
 	}
 	if !strings.Contains(boot[0].Prompts, "Where prompts go: embedded") || !strings.Contains(boot[0].Prompts, `"where prompts go": ok`) {
@@ -571,84 +571,30 @@ func get(t *testing.T, url string) []byte {
 	return b
 }
 
-// TestWebRelay checks what `cocoon verify --web` relays to the host and what it
-// refuses: only GETs of the evidence routes reach the host, with the page's credential
-// or else the relay's; the host's answer, 429 and Retry-After included, reaches the
-// page as it is; and a request whose Host is not a loopback name (a web site that
-// rebinds its own name to the relay's address, to read what the relay fetches with the
-// reviewer's key) is refused before anything is relayed.
+// TestWebRelay checks `cocoon verify --web`'s wiring of its relay (web/proxy's
+// PageRelay, whose refusals TestPageRelay checks): the page served is this build's,
+// the relay sends --api-key when the page sends no credential, and an unreachable
+// --host is a 502 that says so.
 func TestWebRelay(t *testing.T) {
-	var (
-		mu      sync.Mutex
-		relayed []string
-	)
+	// The host answers with the credential it was sent.
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		relayed = append(relayed, r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get("Authorization"))
-		mu.Unlock()
-		if r.URL.Query().Get("nonce") == "busy" {
-			w.Header().Set("Retry-After", "3")
-			w.WriteHeader(http.StatusTooManyRequests)
-		}
-		io.WriteString(w, `{"from":"host"}`)
+		io.WriteString(w, r.Method+" "+r.URL.Path+" with "+r.Header.Get("Authorization"))
 	}))
 	t.Cleanup(upstream.Close)
 	relay := startWeb(t, "--host", upstream.URL, "--api-key", "relay-key")
-	_, port, _ := strings.Cut(strings.TrimPrefix(strings.TrimSuffix(relay, "/"), "http://"), ":")
-	id := strings.Repeat("ab", 32)
-	for _, tc := range []struct {
-		name, method, path, host, auth string
-		status                         int
-		relayed                        string // what the host saw, "" for nothing
-		header, body                   string // a header that must be set, and body text
-	}{
-		{name: "boot evidence", method: "GET", path: "/v1/attestation", status: 200,
-			relayed: "GET /v1/attestation? Bearer relay-key", body: `{"from":"host"}`},
-		{name: "the page's own credential", method: "GET", path: "/v1/pipelines", auth: "Bearer page-key", status: 200,
-			relayed: "GET /v1/pipelines? Bearer page-key"},
-		{name: "pipeline evidence", method: "GET", path: "/v1/pipelines/" + id + "/attestation?nonce=00ff", status: 200,
-			relayed: "GET /v1/pipelines/" + id + "/attestation?nonce=00ff Bearer relay-key"},
-		{name: "rate-limited", method: "GET", path: "/v1/pipelines/" + id + "/attestation?nonce=busy", status: 429,
-			relayed: "GET /v1/pipelines/" + id + "/attestation?nonce=busy Bearer relay-key", header: "Retry-After"},
-		{name: "the page", method: "GET", path: "/", status: 200, body: "<title>Cocoon host: verify what runs</title>"},
-		{name: "the page by localhost", method: "GET", path: "/", host: "localhost:" + port, status: 200},
-		{name: "a chat is not relayed", method: "POST", path: "/v1/chat/completions", status: 405},
-		{name: "logs are not relayed", method: "GET", path: "/v1/pipelines/" + id + "/logs", status: 404},
-		{name: "an upload is not relayed", method: "POST", path: "/v1/pipelines", status: 405, body: "the page only reads evidence"},
-		{name: "rebound name, page", method: "GET", path: "/", host: "evil.example:" + port, status: 421, body: "loopback names only"},
-		{name: "rebound name, pipelines", method: "GET", path: "/v1/pipelines", host: "evil.example:" + port, status: 421},
-		{name: "loopback, another port", method: "GET", path: "/v1/pipelines", host: "127.0.0.1:1", status: 421},
+	for path, want := range map[string]string{
+		"v1/attestation": "GET /v1/attestation with Bearer relay-key",
+		"":               "<title>Cocoon host: verify what runs</title>",
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			mu.Lock()
-			relayed = nil
-			mu.Unlock()
-			req, _ := http.NewRequest(tc.method, strings.TrimSuffix(relay, "/")+tc.path, nil)
-			if tc.host != "" {
-				req.Host = tc.host
-			}
-			if tc.auth != "" {
-				req.Header.Set("Authorization", tc.auth)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.body) {
-				t.Fatalf("%d %.200s, want %d with %q", resp.StatusCode, body, tc.status, tc.body)
-			}
-			mu.Lock()
-			got := strings.Join(relayed, "; ")
-			mu.Unlock()
-			if got != tc.relayed {
-				t.Errorf("the host saw %q, want %q", got, tc.relayed)
-			}
-			if tc.header != "" && resp.Header.Get(tc.header) == "" {
-				t.Errorf("no %s in %v", tc.header, resp.Header)
-			}
-		})
+		resp, err := http.Get(relay + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET /%s: %d %.200s, want %q", path, resp.StatusCode, body, want)
+		}
 	}
 
 	unreachable := startWeb(t, "--host", "http://127.0.0.1:1")

@@ -275,7 +275,7 @@ func (r *Reader) Instr(numTypes int, in *Instr) error {
 	case op == OpF64Const:
 		in.Value, err = r.littleEndian(8)
 	case op == OpRefNull:
-		err = r.refType()
+		_, err = r.refType()
 	case op == OpPrefixMisc:
 		err = r.miscInstr(in)
 	case op == OpPrefixSIMD:

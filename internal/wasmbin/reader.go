@@ -191,7 +191,7 @@ func (r *Reader) skipConstExpr() error {
 		case 0x23, 0xd2: // global.get, ref.func
 			_, err = r.U32()
 		case 0xd0: // ref.null
-			err = r.refType()
+			_, err = r.refType()
 		case 0x6a, 0x6b, 0x6c, 0x7c, 0x7d, 0x7e: // i32/i64 add, sub, mul
 		case 0xfd: // v128.const
 			var sub uint32

@@ -120,8 +120,9 @@ type Limits struct {
 type Import struct {
 	Module, Name string
 	Kind         ExternKind
-	Type         uint32 // type index of a KindFunc import
-	Limits       Limits // of a KindMemory or KindTable import
+	Type         uint32  // type index of a KindFunc import
+	Limits       Limits  // of a KindMemory or KindTable import
+	ElemType     ValType // of a KindTable import: FuncRef or ExternRef
 }
 
 // Export is one entry of the export section.
@@ -285,7 +286,7 @@ func (m *Module) decodeSection(id byte, s *Reader) error {
 		n, err := s.count("tables", 3, maxTables)
 		m.Tables = make([]Limits, n)
 		for i := 0; i < n && err == nil; i++ {
-			if err = s.refType(); err == nil {
+			if _, err = s.refType(); err == nil {
 				m.Tables[i], err = s.Limits()
 			}
 		}
@@ -447,60 +448,75 @@ func (m *Module) decodeImports(s *Reader) error {
 	}
 	m.Imports = make([]Import, n)
 	for i := range m.Imports {
-		im := &m.Imports[i]
-		if im.Module, err = s.Name("import module name"); err != nil {
-			return err
-		}
-		if im.Name, err = s.Name("import name"); err != nil {
-			return err
-		}
 		at := s.Pos
-		kind, err := s.Byte()
-		if err != nil {
+		im := &m.Imports[i]
+		if *im, err = s.Import(); err != nil {
 			return err
 		}
-		im.Kind = ExternKind(kind)
 		switch im.Kind {
 		case KindFunc:
-			if im.Type, err = s.U32(); err != nil {
-				return err
-			}
 			if int(im.Type) >= m.NumTypes() {
 				return s.Fail(at, "import %s.%s has type %d, but there are %d types", Quote(im.Module), Quote(im.Name), im.Type, m.NumTypes())
 			}
 			m.importedFuncs++
 		case KindTable:
-			if err = s.refType(); err == nil {
-				im.Limits, err = s.Limits()
-			}
 			m.importedTables++
 		case KindMemory:
-			im.Limits, err = s.Limits()
 			m.importedMemories++
 		case KindGlobal:
-			if _, err = s.ValType(); err == nil {
-				err = s.mutability()
-			}
 			m.importedGlobals++
-		case 0x04:
-			return s.unsupported(at, "tag import %s.%s (exception handling proposal) is not supported", Quote(im.Module), Quote(im.Name))
-		default:
-			return s.Fail(at, "import %s.%s has invalid kind %#x", Quote(im.Module), Quote(im.Name), kind)
-		}
-		if err != nil {
-			return err
 		}
 	}
 	return nil
 }
 
-func (r *Reader) refType() error {
+// Import reads one entry of the import section: its names, its kind and its type (a
+// function's type index, unchecked; a table's element type and limits; a memory's
+// limits; a global's value type and mutability, checked and dropped). It refuses the
+// tag imports of the exception handling proposal and kinds that do not exist.
+func (r *Reader) Import() (Import, error) {
+	var im Import
+	var err error
+	if im.Module, err = r.Name("import module name"); err != nil {
+		return im, err
+	}
+	if im.Name, err = r.Name("import name"); err != nil {
+		return im, err
+	}
+	at := r.Pos
+	kind, err := r.Byte()
+	if err != nil {
+		return im, err
+	}
+	im.Kind = ExternKind(kind)
+	switch im.Kind {
+	case KindFunc:
+		im.Type, err = r.U32()
+	case KindTable:
+		if im.ElemType, err = r.refType(); err == nil {
+			im.Limits, err = r.Limits()
+		}
+	case KindMemory:
+		im.Limits, err = r.Limits()
+	case KindGlobal:
+		if _, err = r.ValType(); err == nil {
+			err = r.mutability()
+		}
+	case 0x04:
+		return im, r.unsupported(at, "tag import %s.%s (exception handling proposal) is not supported", Quote(im.Module), Quote(im.Name))
+	default:
+		return im, r.Fail(at, "import %s.%s has invalid kind %#x", Quote(im.Module), Quote(im.Name), kind)
+	}
+	return im, err
+}
+
+func (r *Reader) refType() (ValType, error) {
 	at := r.Pos
 	v, err := r.ValType()
 	if err == nil && v != FuncRef && v != ExternRef {
-		return r.Fail(at, "table element type %#x is not a reference type", byte(v))
+		return v, r.Fail(at, "table element type %#x is not a reference type", byte(v))
 	}
-	return err
+	return v, err
 }
 
 func (r *Reader) mutability() error {
@@ -661,7 +677,8 @@ func (r *Reader) skipElements() error {
 // element kind, of which 0x00 (funcref) is the only one.
 func (r *Reader) elemType(exprs bool) error {
 	if exprs {
-		return r.refType()
+		_, err := r.refType()
+		return err
 	}
 	at := r.Pos
 	kind, err := r.Byte()

@@ -99,7 +99,7 @@ func TestDecode(t *testing.T) {
 	wantImports := []Import{
 		{Module: "env", Name: "mem", Kind: KindMemory, Limits: Limits{Min: 2}},
 		{Module: "cocoon", Name: "config", Kind: KindFunc, Type: 0},
-		{Module: "env", Name: "table", Kind: KindTable},
+		{Module: "env", Name: "table", Kind: KindTable, ElemType: FuncRef},
 		{Module: "env", Name: "g", Kind: KindGlobal},
 		{Module: "wasi_snapshot_preview1", Name: "proc_exit", Kind: KindFunc, Type: 1},
 	}

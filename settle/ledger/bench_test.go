@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 )
 
 // BenchmarkReserve measures admission: a hold on an account with a receipt, and its
@@ -13,13 +13,13 @@ import (
 func BenchmarkReserve(b *testing.B) {
 	l, _ := openLedger(b, "")
 	a := account(1)
-	commit(b, l, settle.Reservation{Account: a, RequestHash: hash("first"), MaxCost: 10, Limit: math.MaxUint64}, 1, nil)
+	commit(b, l, billing.Reservation{Account: a, RequestHash: hash("first"), MaxCost: 10, Limit: math.MaxUint64}, 1, nil)
 	var hashes [1024]string
 	for i := range hashes {
 		hashes[i] = hash(i)
 	}
 	for i := 0; b.Loop(); i++ {
-		id, err := l.Reserve(ctx, settle.Reservation{Account: a, RequestHash: hashes[i%len(hashes)], IdempotencyKey: "k", MaxCost: 10, Limit: math.MaxUint64})
+		id, err := l.Reserve(ctx, billing.Reservation{Account: a, RequestHash: hashes[i%len(hashes)], IdempotencyKey: "k", MaxCost: 10, Limit: math.MaxUint64})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -35,7 +35,7 @@ func BenchmarkCommit(b *testing.B) {
 	l, _ := openLedger(b, "")
 	a := account(1)
 	for i := 0; b.Loop(); i++ {
-		commit(b, l, settle.Reservation{Account: a, RequestHash: hash(i), IdempotencyKey: hash("k", i), MaxCost: 1000, Limit: math.MaxUint64}, 500, []byte("response"))
+		commit(b, l, billing.Reservation{Account: a, RequestHash: hash(i), IdempotencyKey: hash("k", i), MaxCost: 1000, Limit: math.MaxUint64}, 500, []byte("response"))
 	}
 }
 
@@ -46,7 +46,7 @@ func BenchmarkCommitParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := int(n.Add(1))
-			commit(b, l, settle.Reservation{Account: account(i % 8), RequestHash: hash(i), IdempotencyKey: hash("k", i), MaxCost: 1000, Limit: math.MaxUint64}, 500, []byte("response"))
+			commit(b, l, billing.Reservation{Account: account(i % 8), RequestHash: hash(i), IdempotencyKey: hash("k", i), MaxCost: 1000, Limit: math.MaxUint64}, 500, []byte("response"))
 		}
 	})
 }

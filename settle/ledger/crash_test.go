@@ -22,6 +22,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/internal/fstrace"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 )
 
@@ -73,7 +74,7 @@ func TestHelperProcess(t *testing.T) {
 		go func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 0))
 			for i := 0; ; i++ {
-				res := settle.Reservation{
+				res := billing.Reservation{
 					Account:     account(rng.IntN(crashAccounts)),
 					RequestHash: hash("crash", round, w, i),
 					MaxCost:     1 + rng.Uint64N(1000),
@@ -148,7 +149,7 @@ func TestPowerLossCatchesAMissingSync(t *testing.T) {
 // A crashRound runs the child on path, kills it at a random moment after it printed
 // killAfter receipts, leaves path as the crash left it, and returns every reservation
 // the child printed and the number of receipts it printed, which it adds to printed.
-type crashRound func(t *testing.T, path string, round, killAfter int, rng *rand.Rand, printed map[string][]byte) ([]settle.Reservation, int)
+type crashRound func(t *testing.T, path string, round, killAfter int, rng *rand.Rand, printed map[string][]byte) ([]billing.Reservation, int)
 
 // crashTest runs four rounds of crash on one file and checks the ledger after each.
 func crashTest(t *testing.T, crash crashRound) {
@@ -202,12 +203,12 @@ func crashTest(t *testing.T, crash crashRound) {
 				unprinted++
 			}
 			if res.IdempotencyKey == "" {
-				if _, err := l.Reserve(ctx, res); err != settle.ErrReplay {
+				if _, err := l.Reserve(ctx, res); err != billing.ErrReplay {
 					t.Fatalf("round %d: replay of %s: %v, want ErrReplay", round, res.RequestHash, err)
 				}
 				continue
 			}
-			var ie *settle.IdempotentError
+			var ie *billing.IdempotentError
 			_, err := l.Reserve(ctx, res)
 			if !errors.As(err, &ie) || ie.Err != nil || ie.Receipt.Seq != r.Seq || string(ie.Response) != "response to "+res.RequestHash {
 				t.Fatalf("round %d: retry of %s: %v", round, res.IdempotencyKey, err)
@@ -224,7 +225,7 @@ func crashTest(t *testing.T, crash crashRound) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res := settle.Reservation{Account: a, RequestHash: hash("after", round, i), MaxCost: 10, Limit: math.MaxUint64}
+			res := billing.Reservation{Account: a, RequestHash: hash("after", round, i), MaxCost: 10, Limit: math.MaxUint64}
 			r := commit(t, l, res, 7, nil)
 			if r.Seq != before.LastSeq+1 || r.Cumulative != before.Cumulative+7 {
 				t.Fatalf("round %d: after %+v, next receipt has seq %d, cumulative %d", round, before, r.Seq, r.Cumulative)
@@ -272,16 +273,16 @@ func childEnv(path string, round int, noSync bool) []string {
 // readChild parses the child's output until it ends, recording what it printed, and
 // calls kill once it has printed killAfter receipts. It returns the reservations
 // and the number of receipts printed.
-func readChild(t *testing.T, out io.Reader, killAfter int, kill func(), printed map[string][]byte) ([]settle.Reservation, int) {
+func readChild(t *testing.T, out io.Reader, killAfter int, kill func(), printed map[string][]byte) ([]billing.Reservation, int) {
 	t.Helper()
-	var reserved []settle.Reservation
+	var reserved []billing.Reservation
 	committed := 0
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		kind, rest, _ := strings.Cut(sc.Text(), " ")
 		switch kind {
 		case "R":
-			var res settle.Reservation
+			var res billing.Reservation
 			var key string
 			if _, err := fmt.Sscan(rest, &res.Account, &res.RequestHash, &key, &res.MaxCost); err != nil {
 				t.Fatalf("child printed %q: %v", sc.Text(), err)
@@ -309,7 +310,7 @@ func readChild(t *testing.T, out io.Reader, killAfter int, kill func(), printed 
 }
 
 // sigkillRound is a crashRound that SIGKILLs the child.
-func sigkillRound(t *testing.T, path string, round, killAfter int, rng *rand.Rand, printed map[string][]byte) ([]settle.Reservation, int) {
+func sigkillRound(t *testing.T, path string, round, killAfter int, rng *rand.Rand, printed map[string][]byte) ([]billing.Reservation, int) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], childArgs()...)
 	cmd.Env = childEnv(path, round, false)
@@ -339,7 +340,7 @@ func sigkillRound(t *testing.T, path string, round, killAfter int, rng *rand.Ran
 // ledger call, and rebuilds the file as a power loss leaves it. With noSync the child's
 // ledger never syncs.
 func powerLossRound(noSync bool) crashRound {
-	return func(t *testing.T, path string, round, killAfter int, rng *rand.Rand, printed map[string][]byte) ([]settle.Reservation, int) {
+	return func(t *testing.T, path string, round, killAfter int, rng *rand.Rand, printed map[string][]byte) ([]billing.Reservation, int) {
 		t.Helper()
 		initial, err := os.ReadFile(path)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {

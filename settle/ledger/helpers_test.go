@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 )
 
@@ -34,7 +35,7 @@ func account(i int) string { return fmt.Sprintf("0:%064x", i) }
 func hash(parts ...any) string { return settle.RequestHash(fmt.Append(nil, parts...)) }
 
 // bill is the receipt for res's request costing cost (at most res.MaxCost).
-func bill(res settle.Reservation, cost uint64) *settle.Receipt {
+func bill(res billing.Reservation, cost uint64) *settle.Receipt {
 	r := &settle.Receipt{
 		Account:     res.Account,
 		RequestHash: res.RequestHash,
@@ -76,7 +77,7 @@ func reopen(t testing.TB, l *ledger.Ledger, path string) *ledger.Ledger {
 }
 
 // commit reserves res and commits it at cost with response, returning the receipt.
-func commit(t testing.TB, l *ledger.Ledger, res settle.Reservation, cost uint64, response []byte) settle.Receipt {
+func commit(t testing.TB, l *ledger.Ledger, res billing.Reservation, cost uint64, response []byte) settle.Receipt {
 	t.Helper()
 	id, err := l.Reserve(ctx, res)
 	if err != nil {

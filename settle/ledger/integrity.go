@@ -9,7 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 )
 
 // MinMACKey is the least size of the key that authenticates a ledger's records.
@@ -32,7 +32,7 @@ const macDomain = "cocoon-host ledger v2"
 // where lp is a 4-byte big-endian length and the bytes, and key is a secret only the
 // host has (cocoon-host derives it from its root sealing secret). A record that was
 // altered, forged, or moved to another key or bucket fails its check on read; the error
-// wraps settle.ErrIntegrity and is logged at error level. A record deleted, or rolled
+// wraps billing.ErrIntegrity and is logged at error level. A record deleted, or rolled
 // back to an earlier authentic value, cannot be told apart this way (see RATIONALE.md).
 type records struct {
 	key []byte
@@ -68,7 +68,7 @@ func (a records) get(tx *bolt.Tx, bucket, key []byte) ([]byte, error) {
 }
 
 // open checks the tag of stored, read from bucket under key, and returns the value
-// before it. A mismatch is an error wrapping settle.ErrIntegrity, and is logged.
+// before it. A mismatch is an error wrapping billing.ErrIntegrity, and is logged.
 func (a records) open(bucket, key, stored []byte) ([]byte, error) {
 	if len(stored) >= tagSize {
 		value := stored[:len(stored)-tagSize]
@@ -78,5 +78,5 @@ func (a records) open(bucket, key, stored []byte) ([]byte, error) {
 	}
 	a.log.Error("ledger record fails its integrity check: altered or forged on disk; nothing is served or charged from it until it is restored",
 		"bucket", string(bucket), "key", fmt.Sprintf("%q", key))
-	return nil, fmt.Errorf("%w: %s record %q", settle.ErrIntegrity, bucket, key)
+	return nil, fmt.Errorf("%w: %s record %q", billing.ErrIntegrity, bucket, key)
 }

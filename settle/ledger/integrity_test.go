@@ -20,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 )
 
@@ -80,7 +81,7 @@ func addUint64(off int, n uint64) func(v []byte) []byte {
 type integrityFixture struct {
 	path             string
 	victim, other    string
-	idem             settle.Reservation
+	idem             billing.Reservation
 	victimCumulative uint64
 }
 
@@ -92,11 +93,11 @@ func newIntegrityFixture(t *testing.T) *integrityFixture {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		r := commit(t, l, settle.Reservation{Account: f.victim, RequestHash: hash("v", i), MaxCost: 100, Limit: math.MaxUint64}, 40, nil)
+		r := commit(t, l, billing.Reservation{Account: f.victim, RequestHash: hash("v", i), MaxCost: 100, Limit: math.MaxUint64}, 40, nil)
 		f.victimCumulative = r.Cumulative
-		commit(t, l, settle.Reservation{Account: f.other, RequestHash: hash("o", i), MaxCost: 100, Limit: math.MaxUint64}, 30, nil)
+		commit(t, l, billing.Reservation{Account: f.other, RequestHash: hash("o", i), MaxCost: 100, Limit: math.MaxUint64}, 30, nil)
 	}
-	f.idem = settle.Reservation{Account: f.victim, RequestHash: hash("idem"), IdempotencyKey: "key-1", MaxCost: 100, Limit: math.MaxUint64}
+	f.idem = billing.Reservation{Account: f.victim, RequestHash: hash("idem"), IdempotencyKey: "key-1", MaxCost: 100, Limit: math.MaxUint64}
 	f.victimCumulative = commit(t, l, f.idem, 50, []byte("the host's answer")).Cumulative
 	if err := l.RecordSettlement(ctx, f.victim, 80, time.Now()); err != nil {
 		t.Fatal(err)
@@ -109,7 +110,7 @@ func newIntegrityFixture(t *testing.T) *integrityFixture {
 
 // TestTamperedRecordsAreRefused performs the machine owner's edits of the ledger file
 // between two starts: each altered record makes its account refuse service (an error
-// wrapping settle.ErrIntegrity, logged), is never charged by the settler, and leaves
+// wrapping billing.ErrIntegrity, logged), is never charged by the settler, and leaves
 // the other account untouched.
 func TestTamperedRecordsAreRefused(t *testing.T) {
 	forgeTag := func(v []byte) []byte { // a valid-looking HMAC under a key the attacker guesses
@@ -174,15 +175,15 @@ func TestTamperedRecordsAreRefused(t *testing.T) {
 			defer l.Close()
 			refused := func(what string, err error) {
 				t.Helper()
-				if !errors.Is(err, settle.ErrIntegrity) {
-					t.Errorf("%s: %v, want settle.ErrIntegrity", what, err)
+				if !errors.Is(err, billing.ErrIntegrity) {
+					t.Errorf("%s: %v, want billing.ErrIntegrity", what, err)
 				}
 			}
 			switch tc.check {
 			case "account":
 				_, err := l.Account(ctx, f.victim)
 				refused("Account", err)
-				_, err = l.Reserve(ctx, settle.Reservation{Account: f.victim, RequestHash: hash("new"), MaxCost: 1, Limit: math.MaxUint64})
+				_, err = l.Reserve(ctx, billing.Reservation{Account: f.victim, RequestHash: hash("new"), MaxCost: 1, Limit: math.MaxUint64})
 				refused("Reserve", err)
 				refused("RecordSettlement", l.RecordSettlement(ctx, f.victim, f.victimCumulative, time.Now()))
 				unsettled, err := l.Unsettled(ctx)
@@ -204,7 +205,7 @@ func TestTamperedRecordsAreRefused(t *testing.T) {
 				_, err := l.Reserve(ctx, f.idem)
 				refused("retry of the idempotent request", err)
 			case "new request":
-				_, err := l.Reserve(ctx, settle.Reservation{Account: f.victim, RequestHash: hash("new"), MaxCost: 1, Limit: math.MaxUint64})
+				_, err := l.Reserve(ctx, billing.Reservation{Account: f.victim, RequestHash: hash("new"), MaxCost: 1, Limit: math.MaxUint64})
 				refused("Reserve", err)
 			}
 			if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "fails its integrity check") {
@@ -214,7 +215,7 @@ func TestTamperedRecordsAreRefused(t *testing.T) {
 			if tot, err := l.Account(ctx, f.other); err != nil || tot.Cumulative != 90 {
 				t.Errorf("bystander: %+v, %v", tot, err)
 			}
-			commit(t, l, settle.Reservation{Account: f.other, RequestHash: hash("o", "after"), MaxCost: 100, Limit: math.MaxUint64}, 10, nil)
+			commit(t, l, billing.Reservation{Account: f.other, RequestHash: hash("o", "after"), MaxCost: 100, Limit: math.MaxUint64}, 10, nil)
 		})
 	}
 }
@@ -225,7 +226,7 @@ func TestTamperedRecordsAreRefused(t *testing.T) {
 func TestRolledBackRecordNeverOverwritesAReceipt(t *testing.T) {
 	l, path := openLedger(t, "")
 	a := account(1)
-	commit(t, l, settle.Reservation{Account: a, RequestHash: hash(1), MaxCost: 10, Limit: math.MaxUint64}, 5, nil)
+	commit(t, l, billing.Reservation{Account: a, RequestHash: hash(1), MaxCost: 10, Limit: math.MaxUint64}, 5, nil)
 	var old []byte
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -235,18 +236,18 @@ func TestRolledBackRecordNeverOverwritesAReceipt(t *testing.T) {
 		return nil
 	})
 	l, _ = openLedger(t, path)
-	commit(t, l, settle.Reservation{Account: a, RequestHash: hash(2), MaxCost: 10, Limit: math.MaxUint64}, 5, nil)
+	commit(t, l, billing.Reservation{Account: a, RequestHash: hash(2), MaxCost: 10, Limit: math.MaxUint64}, 5, nil)
 	l.Close()
 	editFile(t, path, func(tx *bolt.Tx) error { return tx.Bucket([]byte("accounts")).Put(accountKey(a), old) })
 
 	l, _ = openLedger(t, path)
-	res := settle.Reservation{Account: a, RequestHash: hash(3), MaxCost: 10, Limit: math.MaxUint64}
+	res := billing.Reservation{Account: a, RequestHash: hash(3), MaxCost: 10, Limit: math.MaxUint64}
 	id, err := l.Reserve(ctx, res)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Commit(ctx, id, bill(res, 5), nil, sign); !errors.Is(err, settle.ErrIntegrity) {
-		t.Fatalf("Commit over receipt 2: %v, want settle.ErrIntegrity", err)
+	if err := l.Commit(ctx, id, bill(res, 5), nil, sign); !errors.Is(err, billing.ErrIntegrity) {
+		t.Fatalf("Commit over receipt 2: %v, want billing.ErrIntegrity", err)
 	}
 	if rs, err := l.Receipts(ctx, a, 2, 1); err != nil || len(rs) != 1 || rs[0].RequestHash != hash(2) {
 		t.Fatalf("receipt 2 was overwritten: %+v, %v", rs, err)
@@ -296,11 +297,11 @@ func TestUpgradeSchema1(t *testing.T) {
 		t.Errorf("victim after the upgrade: %d receipts, %+v", len(chains[f.victim]), tot)
 	}
 	// The stored answer is gone, not served unverified; the request is still not billed twice.
-	if _, err := l.Reserve(ctx, f.idem); err != settle.ErrReplay {
+	if _, err := l.Reserve(ctx, f.idem); err != billing.ErrReplay {
 		t.Errorf("retry after the upgrade: %v, want ErrReplay", err)
 	}
 	l = reopen(t, l, f.path) // schema 2 now: no settlement key needed
-	commit(t, l, settle.Reservation{Account: f.victim, RequestHash: hash("after upgrade"), MaxCost: 10, Limit: math.MaxUint64}, 1, nil)
+	commit(t, l, billing.Reservation{Account: f.victim, RequestHash: hash("after upgrade"), MaxCost: 10, Limit: math.MaxUint64}, 1, nil)
 	l.Close()
 
 	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))

@@ -1,4 +1,4 @@
-// Package ledger is the durable settle.Store on bbolt: one file holds every account's
+// Package ledger is the durable billing.Store on bbolt: one file holds every account's
 // receipt chain, the request hashes it has billed, the idempotency records and what has
 // been settled on-chain.
 //
@@ -15,12 +15,12 @@
 //
 // The file is on a disk the machine's owner can write, so every record but the version
 // ends with a 32-byte tag, an HMAC-SHA256 under a key only the host has (see records):
-// a record altered on disk is never used; what needs it fails with settle.ErrIntegrity,
+// a record altered on disk is never used; what needs it fails with billing.ErrIntegrity,
 // so that nothing is charged or answered from it. Schema 1, written by earlier versions,
 // had no tags; Open upgrades it once its receipts verify (see WithReceiptKey).
 //
 // Holds, and the request hashes and idempotency keys of requests between Reserve and
-// Commit, live in memory only (see settle.Store).
+// Commit, live in memory only (see billing.Store).
 //
 // # Crash safety
 //
@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
@@ -76,9 +77,9 @@ var (
 // ErrClosed is returned by every call after Close.
 var ErrClosed = errors.New("ledger: closed")
 
-var _ settle.Store = (*Ledger)(nil)
+var _ billing.Store = (*Ledger)(nil)
 
-// Ledger is a settle.Store in a bbolt file. It is safe for concurrent use. Its methods
+// Ledger is a billing.Store in a bbolt file. It is safe for concurrent use. Its methods
 // ignore their context: each is one short transaction, and a Commit must not be
 // abandoned because the client of the request it bills went away.
 type Ledger struct {
@@ -89,8 +90,8 @@ type Ledger struct {
 	// state, so that a request's hash moves from memory to disk atomically for it.
 	mu       sync.Mutex
 	closed   bool
-	lastHold settle.HoldID
-	holds    map[settle.HoldID]*settle.Reservation
+	lastHold billing.HoldID
+	holds    map[billing.HoldID]*billing.Reservation
 	pending  map[string]*pending
 }
 
@@ -161,7 +162,7 @@ func Open(path string, macKey []byte, opts ...Option) (*Ledger, error) {
 	l := &Ledger{
 		db:      db,
 		rec:     records{key: bytes.Clone(macKey), log: o.logger.With("ledger", path)},
-		holds:   make(map[settle.HoldID]*settle.Reservation),
+		holds:   make(map[billing.HoldID]*billing.Reservation),
 		pending: make(map[string]*pending),
 	}
 	if err := db.Update(func(tx *bolt.Tx) error { return l.initSchema(tx, o.settlementKey) }); err != nil {
@@ -238,10 +239,10 @@ func closedErr(err error) error {
 	return err
 }
 
-// Reserve implements settle.Store. It costs a map lookup and one read-only transaction
+// Reserve implements billing.Store. It costs a map lookup and one read-only transaction
 // (no disk write) under the ledger's mutex. A zero r.Time is taken as now; it is what
 // Prune compares with.
-func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID, error) {
+func (l *Ledger) Reserve(_ context.Context, r billing.Reservation) (billing.HoldID, error) {
 	if err := checkField("account", r.Account, true); err != nil {
 		return 0, err
 	}
@@ -270,12 +271,12 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 	}
 	if h, ok := p.keys[r.IdempotencyKey]; ok && r.IdempotencyKey != "" {
 		if h == r.RequestHash {
-			return 0, &settle.IdempotentError{Err: settle.ErrInProgress}
+			return 0, &billing.IdempotentError{Err: billing.ErrInProgress}
 		}
-		return 0, &settle.IdempotentError{Err: settle.ErrIdempotencyMismatch}
+		return 0, &billing.IdempotentError{Err: billing.ErrIdempotencyMismatch}
 	}
 	if p.seen(r.RequestHash) || p.seen(r.SignatureHash) {
-		return 0, settle.ErrReplay
+		return 0, billing.ErrReplay
 	}
 
 	var cumulative uint64
@@ -297,7 +298,7 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 			case err != nil:
 				return err
 			case v != nil:
-				return settle.ErrReplay
+				return billing.ErrReplay
 			}
 		}
 		m, err := l.meta(tx, r.Account)
@@ -310,7 +311,7 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 
 	available := subSat(subSat(r.Limit, cumulative), p.held)
 	if r.MaxCost > available {
-		return 0, &settle.InsufficientError{Available: available, Needed: r.MaxCost}
+		return 0, &billing.InsufficientError{Available: available, Needed: r.MaxCost}
 	}
 
 	l.pending[r.Account] = p
@@ -330,13 +331,13 @@ func (l *Ledger) Reserve(_ context.Context, r settle.Reservation) (settle.HoldID
 
 // completed is Reserve's answer to an idempotency key with a durable record v: the
 // earlier request's receipt and response, or a mismatch.
-func (l *Ledger) completed(tx *bolt.Tx, r settle.Reservation, v []byte) error {
+func (l *Ledger) completed(tx *bolt.Tx, r billing.Reservation, v []byte) error {
 	rec, err := decodeIdemRecord(v)
 	if err != nil {
 		return err
 	}
 	if rec.requestHash != r.RequestHash {
-		return &settle.IdempotentError{Err: settle.ErrIdempotencyMismatch}
+		return &billing.IdempotentError{Err: billing.ErrIdempotencyMismatch}
 	}
 	b, err := l.rec.get(tx, bucketReceipts, receiptKey(r.Account, rec.seq))
 	if err != nil {
@@ -349,7 +350,7 @@ func (l *Ledger) completed(tx *bolt.Tx, r settle.Reservation, v []byte) error {
 	if err := json.Unmarshal(b, &receipt); err != nil {
 		return fmt.Errorf("ledger: receipt %d of account %s: %w", rec.seq, r.Account, err)
 	}
-	return &settle.IdempotentError{Receipt: &receipt, Response: rec.response}
+	return &billing.IdempotentError{Receipt: &receipt, Response: rec.response}
 }
 
 func checkField(name, v string, required bool) error {
@@ -370,11 +371,11 @@ func subSat(a, b uint64) uint64 {
 	return a - b
 }
 
-// Commit implements settle.Store. r.Account and r.RequestHash must be the hold's. It
+// Commit implements billing.Store. r.Account and r.RequestHash must be the hold's. It
 // costs one read-write transaction (an fsync) plus sign. On error the hold stays, and
 // r's Seq, Cumulative and signature are meaningless; the caller may Commit again or
 // Release the hold.
-func (l *Ledger) Commit(_ context.Context, id settle.HoldID, r *settle.Receipt, response []byte, sign func(*settle.Receipt)) error {
+func (l *Ledger) Commit(_ context.Context, id billing.HoldID, r *settle.Receipt, response []byte, sign func(*settle.Receipt)) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -383,7 +384,7 @@ func (l *Ledger) Commit(_ context.Context, id settle.HoldID, r *settle.Receipt, 
 	h, ok := l.holds[id]
 	if !ok {
 		l.mu.Unlock()
-		return settle.ErrUnknownHold
+		return billing.ErrUnknownHold
 	}
 	if err := checkReceipt(id, h, r); err != nil {
 		l.mu.Unlock()
@@ -408,7 +409,7 @@ func (l *Ledger) Commit(_ context.Context, id settle.HoldID, r *settle.Receipt, 
 }
 
 // checkReceipt refuses a receipt that does not bill hold h.
-func checkReceipt(id settle.HoldID, h *settle.Reservation, r *settle.Receipt) error {
+func checkReceipt(id billing.HoldID, h *billing.Reservation, r *settle.Receipt) error {
 	switch {
 	case r.Account != h.Account:
 		return fmt.Errorf("ledger: receipt for account %s, hold %d is for %s", r.Account, id, h.Account)
@@ -422,7 +423,7 @@ func checkReceipt(id settle.HoldID, h *settle.Reservation, r *settle.Receipt) er
 
 // commit writes r as h's account's next receipt, with its request hash, idempotency
 // record and the account's new totals.
-func (l *Ledger) commit(tx *bolt.Tx, h *settle.Reservation, r *settle.Receipt, response []byte, sign func(*settle.Receipt)) error {
+func (l *Ledger) commit(tx *bolt.Tx, h *billing.Reservation, r *settle.Receipt, response []byte, sign func(*settle.Receipt)) error {
 	m, err := l.meta(tx, h.Account)
 	if err != nil {
 		return err
@@ -438,7 +439,7 @@ func (l *Ledger) commit(tx *bolt.Tx, h *settle.Reservation, r *settle.Receipt, r
 		// An account record rolled back to an earlier authentic value: writing on
 		// would overwrite a receipt a client holds.
 		l.rec.log.Error("ledger account record is behind its receipts: rolled back on disk; the account is refused service", "account", h.Account, "seq", r.Seq)
-		return fmt.Errorf("%w: account %s already has receipt %d, its record says %d is next", settle.ErrIntegrity, h.Account, r.Seq, r.Seq)
+		return fmt.Errorf("%w: account %s already has receipt %d, its record says %d is next", billing.ErrIntegrity, h.Account, r.Seq, r.Seq)
 	}
 	sign(r)
 	b, err := json.Marshal(r)
@@ -448,7 +449,7 @@ func (l *Ledger) commit(tx *bolt.Tx, h *settle.Reservation, r *settle.Receipt, r
 	if err := l.rec.put(tx, bucketReceipts, key, b); err != nil {
 		return err
 	}
-	// A cancelled request's idempotency key stays free for a retry (see settle.Store):
+	// A cancelled request's idempotency key stays free for a retry (see billing.Store):
 	// neither the key's record nor its request hash, which names the key, is kept.
 	retryable := h.IdempotencyKey != "" && r.Status == settle.StatusCancelled
 	at := binary.BigEndian.AppendUint64(nil, encodeTime(h.Time))
@@ -480,7 +481,7 @@ func (l *Ledger) meta(tx *bolt.Tx, account string) (meta, error) {
 
 // release drops h's amount, request hash and idempotency key from its account's pending
 // state. l.mu must be held.
-func (l *Ledger) release(h *settle.Reservation) {
+func (l *Ledger) release(h *billing.Reservation) {
 	p := l.pending[h.Account]
 	if p.holds == 1 {
 		delete(l.pending, h.Account)
@@ -498,9 +499,9 @@ func (l *Ledger) release(h *settle.Reservation) {
 // Release drops a hold without a receipt, for a request that the host refused after
 // admission without serving anything: its amount is available again, and its request
 // and signature hashes and idempotency key are free as if Reserve had never seen them. It returns
-// settle.ErrUnknownHold for a hold that is committed, released or being committed. It
+// billing.ErrUnknownHold for a hold that is committed, released or being committed. It
 // costs no disk I/O.
-func (l *Ledger) Release(id settle.HoldID) error {
+func (l *Ledger) Release(id billing.HoldID) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -508,19 +509,19 @@ func (l *Ledger) Release(id settle.HoldID) error {
 	}
 	h, ok := l.holds[id]
 	if !ok {
-		return settle.ErrUnknownHold
+		return billing.ErrUnknownHold
 	}
 	delete(l.holds, id)
 	l.release(h)
 	return nil
 }
 
-// Account implements settle.Store with one read-only transaction.
-func (l *Ledger) Account(_ context.Context, account string) (settle.AccountTotals, error) {
+// Account implements billing.Store with one read-only transaction.
+func (l *Ledger) Account(_ context.Context, account string) (billing.AccountTotals, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return settle.AccountTotals{}, ErrClosed
+		return billing.AccountTotals{}, ErrClosed
 	}
 	var held uint64
 	if p := l.pending[account]; p != nil {
@@ -534,13 +535,13 @@ func (l *Ledger) Account(_ context.Context, account string) (settle.AccountTotal
 		return err
 	})
 	if err != nil {
-		return settle.AccountTotals{}, err
+		return billing.AccountTotals{}, err
 	}
 	return m.totals(account, held), nil
 }
 
-func (m meta) totals(account string, held uint64) settle.AccountTotals {
-	return settle.AccountTotals{
+func (m meta) totals(account string, held uint64) billing.AccountTotals {
+	return billing.AccountTotals{
 		Account:    account,
 		LastSeq:    m.lastSeq,
 		Cumulative: m.cumulative,
@@ -550,7 +551,7 @@ func (m meta) totals(account string, held uint64) settle.AccountTotals {
 	}
 }
 
-// Receipts implements settle.Store with one read-only transaction that decodes each
+// Receipts implements billing.Store with one read-only transaction that decodes each
 // receipt it returns. A limit of 0 or less returns none.
 func (l *Ledger) Receipts(_ context.Context, account string, fromSeq uint64, limit int) ([]settle.Receipt, error) {
 	if err := l.checkOpen(); err != nil || limit <= 0 {
@@ -586,18 +587,18 @@ func (l *Ledger) checkOpen() error {
 	return nil
 }
 
-// Unsettled implements settle.Store. It reads every account's record in one read-only
+// Unsettled implements billing.Store. It reads every account's record in one read-only
 // transaction. An account whose record fails its integrity check is left out (and
 // logged), so that it is never charged while the others are.
-func (l *Ledger) Unsettled(_ context.Context) ([]settle.AccountTotals, error) {
+func (l *Ledger) Unsettled(_ context.Context) ([]billing.AccountTotals, error) {
 	if err := l.checkOpen(); err != nil {
 		return nil, err
 	}
-	var out []settle.AccountTotals
+	var out []billing.AccountTotals
 	err := l.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
 			v, err := l.rec.open(bucketAccounts, k, v)
-			if errors.Is(err, settle.ErrIntegrity) {
+			if errors.Is(err, billing.ErrIntegrity) {
 				return nil
 			}
 			m, err := decodeMeta(v)
@@ -623,7 +624,7 @@ func (l *Ledger) Unsettled(_ context.Context) ([]settle.AccountTotals, error) {
 	return out, nil
 }
 
-// RecordSettlement implements settle.Store with one read-write transaction. It refuses
+// RecordSettlement implements billing.Store with one read-write transaction. It refuses
 // a cumulative above the account's own: the host charges only what its receipts add
 // up to, so that would mean the ledger lost receipts.
 func (l *Ledger) RecordSettlement(_ context.Context, account string, cumulative uint64, at time.Time) error {
@@ -646,7 +647,7 @@ func (l *Ledger) RecordSettlement(_ context.Context, account string, cumulative 
 	})
 }
 
-// Prune implements settle.Store with one read-write transaction that reads every
+// Prune implements billing.Store with one read-write transaction that reads every
 // request hash and idempotency record. Receipts are never pruned.
 func (l *Ledger) Prune(_ context.Context, before time.Time) error {
 	if err := l.checkOpen(); err != nil {

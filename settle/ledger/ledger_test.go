@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -28,7 +29,7 @@ func TestChain(t *testing.T) {
 	for i := range 150 {
 		for j, acct := range []string{a, b} {
 			cost := uint64(i*7+j) % 50
-			r := commit(t, l, settle.Reservation{Account: acct, RequestHash: hash(acct, i), MaxCost: 40, Limit: math.MaxUint64}, cost, nil)
+			r := commit(t, l, billing.Reservation{Account: acct, RequestHash: hash(acct, i), MaxCost: 40, Limit: math.MaxUint64}, cost, nil)
 			want[j] += min(cost, 40)
 			if r.Seq != uint64(i+1) || r.Cumulative != want[j] {
 				t.Fatalf("receipt %d of %s: seq %d, cumulative %d; want %d, %d", i, acct, r.Seq, r.Cumulative, i+1, want[j])
@@ -74,7 +75,7 @@ func TestChain(t *testing.T) {
 	if rs, err := l.Receipts(ctx, account(3), 1, 10); err != nil || len(rs) != 0 {
 		t.Errorf("unknown account: %d receipts, %v", len(rs), err)
 	}
-	if totals, err := l.Account(ctx, account(3)); err != nil || totals != (settle.AccountTotals{Account: account(3)}) {
+	if totals, err := l.Account(ctx, account(3)); err != nil || totals != (billing.AccountTotals{Account: account(3)}) {
 		t.Errorf("unknown account: %+v, %v", totals, err)
 	}
 }
@@ -107,19 +108,19 @@ func TestReserveLimit(t *testing.T) {
 			l, _ := openLedger(t, "")
 			a := account(1)
 			for i, c := range tc.commits {
-				commit(t, l, settle.Reservation{Account: a, RequestHash: hash("c", i), MaxCost: 100, Limit: math.MaxUint64}, c, nil)
+				commit(t, l, billing.Reservation{Account: a, RequestHash: hash("c", i), MaxCost: 100, Limit: math.MaxUint64}, c, nil)
 			}
 			for i, h := range tc.holds {
-				if _, err := l.Reserve(ctx, settle.Reservation{Account: a, RequestHash: hash("h", i), MaxCost: h, Limit: math.MaxUint64}); err != nil {
+				if _, err := l.Reserve(ctx, billing.Reservation{Account: a, RequestHash: hash("h", i), MaxCost: h, Limit: math.MaxUint64}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			// Another account's holds never count.
-			if _, err := l.Reserve(ctx, settle.Reservation{Account: account(2), RequestHash: hash("other"), MaxCost: 1000, Limit: 1000}); err != nil {
+			if _, err := l.Reserve(ctx, billing.Reservation{Account: account(2), RequestHash: hash("other"), MaxCost: 1000, Limit: 1000}); err != nil {
 				t.Fatal(err)
 			}
-			_, err := l.Reserve(ctx, settle.Reservation{Account: a, RequestHash: hash("new"), MaxCost: tc.maxCost, Limit: tc.limit})
-			var ie *settle.InsufficientError
+			_, err := l.Reserve(ctx, billing.Reservation{Account: a, RequestHash: hash("new"), MaxCost: tc.maxCost, Limit: tc.limit})
+			var ie *billing.InsufficientError
 			switch {
 			case tc.ok && err != nil:
 				t.Fatalf("Reserve: %v", err)
@@ -137,7 +138,7 @@ func TestReserveLimit(t *testing.T) {
 func TestConcurrentHolds(t *testing.T) {
 	l, _ := openLedger(t, "")
 	a := account(1)
-	commit(t, l, settle.Reservation{Account: a, RequestHash: hash("first"), MaxCost: 100, Limit: 1100}, 100, nil)
+	commit(t, l, billing.Reservation{Account: a, RequestHash: hash("first"), MaxCost: 100, Limit: 1100}, 100, nil)
 
 	const n, maxCost, limit = 200, 10, 1100
 	var wg sync.WaitGroup
@@ -146,14 +147,14 @@ func TestConcurrentHolds(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = l.Reserve(ctx, settle.Reservation{Account: a, RequestHash: hash(i), MaxCost: maxCost, Limit: limit})
+			_, errs[i] = l.Reserve(ctx, billing.Reservation{Account: a, RequestHash: hash(i), MaxCost: maxCost, Limit: limit})
 		})
 	}
 	close(start)
 	wg.Wait()
 	ok := 0
 	for _, err := range errs {
-		var ie *settle.InsufficientError
+		var ie *billing.InsufficientError
 		switch {
 		case err == nil:
 			ok++
@@ -176,12 +177,12 @@ func TestConcurrentHolds(t *testing.T) {
 func TestReplay(t *testing.T) {
 	l, path := openLedger(t, "")
 	a := account(1)
-	res := settle.Reservation{Account: a, RequestHash: hash("r"), MaxCost: 10, Limit: 1000}
+	res := billing.Reservation{Account: a, RequestHash: hash("r"), MaxCost: 10, Limit: 1000}
 	id, err := l.Reserve(ctx, res)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Reserve(ctx, res); err != settle.ErrReplay {
+	if _, err := l.Reserve(ctx, res); err != billing.ErrReplay {
 		t.Fatalf("replay in flight: %v, want ErrReplay", err)
 	}
 	// A request hash is per account.
@@ -193,11 +194,11 @@ func TestReplay(t *testing.T) {
 	if err := l.Commit(ctx, id, bill(res, 5), nil, sign); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Reserve(ctx, res); err != settle.ErrReplay {
+	if _, err := l.Reserve(ctx, res); err != billing.ErrReplay {
 		t.Fatalf("replay after commit: %v, want ErrReplay", err)
 	}
 	l = reopen(t, l, path)
-	if _, err := l.Reserve(ctx, res); err != settle.ErrReplay {
+	if _, err := l.Reserve(ctx, res); err != billing.ErrReplay {
 		t.Fatalf("replay after reopen: %v, want ErrReplay", err)
 	}
 	// account(2)'s hold died with the process: its hash is free again.
@@ -221,7 +222,7 @@ func TestReplay(t *testing.T) {
 func TestIdempotency(t *testing.T) {
 	l, path := openLedger(t, "")
 	a := account(1)
-	res := settle.Reservation{Account: a, RequestHash: hash("r"), IdempotencyKey: "key-1", MaxCost: 10, Limit: 1000}
+	res := billing.Reservation{Account: a, RequestHash: hash("r"), IdempotencyKey: "key-1", MaxCost: 10, Limit: 1000}
 	id, err := l.Reserve(ctx, res)
 	if err != nil {
 		t.Fatal(err)
@@ -235,10 +236,10 @@ func TestIdempotency(t *testing.T) {
 
 	// check reserves res (same key and hash), other (same key, another hash) and
 	// noKey (same hash, no key) and compares what they return.
-	check := func(stage string, want *settle.IdempotentError) {
+	check := func(stage string, want *billing.IdempotentError) {
 		t.Helper()
 		_, err := l.Reserve(ctx, res)
-		var ie *settle.IdempotentError
+		var ie *billing.IdempotentError
 		if !errors.As(err, &ie) {
 			t.Fatalf("%s: same key: %v, want an IdempotentError", stage, err)
 		}
@@ -252,16 +253,16 @@ func TestIdempotency(t *testing.T) {
 				t.Fatalf("%s: stored receipt %s, want %s", stage, got, w)
 			}
 		}
-		if _, err := l.Reserve(ctx, other); !errors.Is(err, settle.ErrIdempotencyMismatch) {
+		if _, err := l.Reserve(ctx, other); !errors.Is(err, billing.ErrIdempotencyMismatch) {
 			t.Fatalf("%s: same key, other request: %v, want ErrIdempotencyMismatch", stage, err)
 		}
-		if _, err := l.Reserve(ctx, noKey); err != settle.ErrReplay {
+		if _, err := l.Reserve(ctx, noKey); err != billing.ErrReplay {
 			t.Fatalf("%s: same request without key: %v, want ErrReplay", stage, err)
 		}
 	}
 
-	check("in progress", &settle.IdempotentError{Err: settle.ErrInProgress})
-	if _, err := l.Reserve(ctx, res); !errors.Is(err, settle.ErrInProgress) {
+	check("in progress", &billing.IdempotentError{Err: billing.ErrInProgress})
+	if _, err := l.Reserve(ctx, res); !errors.Is(err, billing.ErrInProgress) {
 		t.Fatalf("errors.Is(%v, ErrInProgress) is false", err)
 	}
 	response := []byte(`{"choices":[]}`)
@@ -269,19 +270,19 @@ func TestIdempotency(t *testing.T) {
 	if err := l.Commit(ctx, id, r, response, sign); err != nil {
 		t.Fatal(err)
 	}
-	check("completed", &settle.IdempotentError{Receipt: r, Response: response})
+	check("completed", &billing.IdempotentError{Receipt: r, Response: response})
 	l = reopen(t, l, path)
-	check("completed, after reopen", &settle.IdempotentError{Receipt: r, Response: response})
+	check("completed, after reopen", &billing.IdempotentError{Receipt: r, Response: response})
 
 	// Keys are per account.
 	if _, err := l.Reserve(ctx, otherAccount); err != nil {
 		t.Fatalf("same key on another account: %v", err)
 	}
 	// A completed request with an empty response returns an empty one.
-	empty := settle.Reservation{Account: a, RequestHash: hash("empty"), IdempotencyKey: "key-2", MaxCost: 10, Limit: 1000}
+	empty := billing.Reservation{Account: a, RequestHash: hash("empty"), IdempotencyKey: "key-2", MaxCost: 10, Limit: 1000}
 	er := commit(t, l, empty, 1, nil)
 	_, err = l.Reserve(ctx, empty)
-	var ie *settle.IdempotentError
+	var ie *billing.IdempotentError
 	if !errors.As(err, &ie) || ie.Err != nil || len(ie.Response) != 0 || ie.Receipt == nil || ie.Receipt.Seq != er.Seq {
 		t.Fatalf("empty response: %v", err)
 	}
@@ -294,11 +295,11 @@ func TestIdempotency(t *testing.T) {
 func TestCancelledKeyRunsAgain(t *testing.T) {
 	l, path := openLedger(t, "")
 	a := account(1)
-	attempt := func(n int) settle.Reservation {
-		return settle.Reservation{Account: a, RequestHash: hash("key-1 request"), SignatureHash: hash("signed attempt", n),
+	attempt := func(n int) billing.Reservation {
+		return billing.Reservation{Account: a, RequestHash: hash("key-1 request"), SignatureHash: hash("signed attempt", n),
 			IdempotencyKey: "key-1", MaxCost: 10, Limit: 1000}
 	}
-	finish := func(res settle.Reservation, status string, response []byte) *settle.Receipt {
+	finish := func(res billing.Reservation, status string, response []byte) *settle.Receipt {
 		t.Helper()
 		id, err := l.Reserve(ctx, res)
 		if err != nil {
@@ -313,7 +314,7 @@ func TestCancelledKeyRunsAgain(t *testing.T) {
 	}
 	cut := finish(attempt(1), settle.StatusCancelled, []byte("a cut stream"))
 	// The same signed attempt again: a replay, refused.
-	if _, err := l.Reserve(ctx, attempt(1)); err != settle.ErrReplay {
+	if _, err := l.Reserve(ctx, attempt(1)); err != billing.ErrReplay {
 		t.Fatalf("the cancelled attempt sent again: %v, want ErrReplay", err)
 	}
 	// A new attempt under the key runs; while it runs the key is in progress.
@@ -321,7 +322,7 @@ func TestCancelledKeyRunsAgain(t *testing.T) {
 	if err != nil {
 		t.Fatalf("retry after a cancelled attempt: %v", err)
 	}
-	if _, err := l.Reserve(ctx, attempt(3)); !errors.Is(err, settle.ErrInProgress) {
+	if _, err := l.Reserve(ctx, attempt(3)); !errors.Is(err, billing.ErrInProgress) {
 		t.Fatalf("during the retry: %v, want ErrInProgress", err)
 	}
 	done := bill(attempt(2), 5)
@@ -333,7 +334,7 @@ func TestCancelledKeyRunsAgain(t *testing.T) {
 		if stage == "after reopen" {
 			l = reopen(t, l, path)
 		}
-		var ie *settle.IdempotentError
+		var ie *billing.IdempotentError
 		if _, err := l.Reserve(ctx, attempt(4)); !errors.As(err, &ie) || ie.Err != nil || string(ie.Response) != "the whole answer" || ie.Receipt.Seq != done.Seq {
 			t.Fatalf("%s: %v, want the completed attempt's receipt and response", stage, err)
 		}
@@ -348,15 +349,15 @@ func TestCancelledKeyRunsAgain(t *testing.T) {
 	}
 
 	// An API-key request (no signature hash) under a key: the same.
-	api := settle.Reservation{Account: a, RequestHash: hash("key-2 request"), IdempotencyKey: "key-2", MaxCost: 10, Limit: 1000}
+	api := billing.Reservation{Account: a, RequestHash: hash("key-2 request"), IdempotencyKey: "key-2", MaxCost: 10, Limit: 1000}
 	finish(api, settle.StatusCancelled, nil)
 	finish(api, settle.StatusCompleted, []byte("answer"))
-	var ie *settle.IdempotentError
+	var ie *billing.IdempotentError
 	if _, err := l.Reserve(ctx, api); !errors.As(err, &ie) || string(ie.Response) != "answer" {
 		t.Fatalf("API-key retry after completion: %v", err)
 	}
 	// A request that failed on the host's side is replayed, not run again.
-	failed := settle.Reservation{Account: a, RequestHash: hash("key-3 request"), IdempotencyKey: "key-3", MaxCost: 10, Limit: 1000}
+	failed := billing.Reservation{Account: a, RequestHash: hash("key-3 request"), IdempotencyKey: "key-3", MaxCost: 10, Limit: 1000}
 	finish(failed, settle.StatusFailed, []byte("error"))
 	if _, err := l.Reserve(ctx, failed); !errors.As(err, &ie) || string(ie.Response) != "error" {
 		t.Fatalf("retry after a failure: %v, want the failure replayed", err)
@@ -379,14 +380,14 @@ func verifyChain(t testing.TB, l *ledger.Ledger, account string) []settle.Receip
 func TestCommitErrors(t *testing.T) {
 	l, _ := openLedger(t, "")
 	a := account(1)
-	res := settle.Reservation{Account: a, RequestHash: hash("r"), MaxCost: 10, Limit: 1000}
+	res := billing.Reservation{Account: a, RequestHash: hash("r"), MaxCost: 10, Limit: 1000}
 	id, err := l.Reserve(ctx, res)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name   string
-		id     settle.HoldID
+		id     billing.HoldID
 		mutate func(*settle.Receipt)
 	}{
 		{name: "unknown hold", id: id + 1},
@@ -403,7 +404,7 @@ func TestCommitErrors(t *testing.T) {
 		if err == nil || signed {
 			t.Errorf("%s: Commit returned %v, signed %v", tc.name, err, signed)
 		}
-		if (tc.id != id) != (err == settle.ErrUnknownHold) {
+		if (tc.id != id) != (err == billing.ErrUnknownHold) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
@@ -414,17 +415,17 @@ func TestCommitErrors(t *testing.T) {
 	if err := l.Commit(ctx, id, bill(res, 10), nil, sign); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Commit(ctx, id, bill(res, 10), nil, sign); err != settle.ErrUnknownHold {
+	if err := l.Commit(ctx, id, bill(res, 10), nil, sign); err != billing.ErrUnknownHold {
 		t.Fatalf("second commit: %v, want ErrUnknownHold", err)
 	}
-	if err := l.Release(id); err != settle.ErrUnknownHold {
+	if err := l.Release(id); err != billing.ErrUnknownHold {
 		t.Fatalf("release after commit: %v, want ErrUnknownHold", err)
 	}
 	if totals, _ := l.Account(ctx, a); totals.Held != 0 || totals.LastSeq != 1 || totals.Cumulative != 10 {
 		t.Fatalf("after commit: %+v", totals)
 	}
 
-	for _, res := range []settle.Reservation{
+	for _, res := range []billing.Reservation{
 		{RequestHash: hash("r")},
 		{Account: a},
 		{Account: string(make([]byte, 1025)), RequestHash: hash("r")},
@@ -439,14 +440,14 @@ func TestCommitErrors(t *testing.T) {
 func TestSettlement(t *testing.T) {
 	l, path := openLedger(t, "")
 	a, b := account(1), account(2)
-	commit(t, l, settle.Reservation{Account: a, RequestHash: hash(1), MaxCost: 100, Limit: 1000}, 40, nil)
-	commit(t, l, settle.Reservation{Account: a, RequestHash: hash(2), MaxCost: 100, Limit: 1000}, 60, nil)
-	commit(t, l, settle.Reservation{Account: b, RequestHash: hash(3), MaxCost: 100, Limit: 1000}, 5, nil)
-	if _, err := l.Reserve(ctx, settle.Reservation{Account: a, RequestHash: hash(4), MaxCost: 7, Limit: 1000}); err != nil {
+	commit(t, l, billing.Reservation{Account: a, RequestHash: hash(1), MaxCost: 100, Limit: 1000}, 40, nil)
+	commit(t, l, billing.Reservation{Account: a, RequestHash: hash(2), MaxCost: 100, Limit: 1000}, 60, nil)
+	commit(t, l, billing.Reservation{Account: b, RequestHash: hash(3), MaxCost: 100, Limit: 1000}, 5, nil)
+	if _, err := l.Reserve(ctx, billing.Reservation{Account: a, RequestHash: hash(4), MaxCost: 7, Limit: 1000}); err != nil {
 		t.Fatal(err)
 	}
 
-	unsettled := func(stage string, want ...settle.AccountTotals) {
+	unsettled := func(stage string, want ...billing.AccountTotals) {
 		t.Helper()
 		got, err := l.Unsettled(ctx)
 		if err != nil {
@@ -462,16 +463,16 @@ func TestSettlement(t *testing.T) {
 		}
 	}
 	unsettled("start",
-		settle.AccountTotals{Account: a, LastSeq: 2, Cumulative: 100, Held: 7},
-		settle.AccountTotals{Account: b, LastSeq: 1, Cumulative: 5})
+		billing.AccountTotals{Account: a, LastSeq: 2, Cumulative: 100, Held: 7},
+		billing.AccountTotals{Account: b, LastSeq: 1, Cumulative: 5})
 
 	t1 := time.Unix(1_700_000_000, 123)
 	if err := l.RecordSettlement(ctx, a, 40, t1); err != nil {
 		t.Fatal(err)
 	}
 	unsettled("a settled to 40",
-		settle.AccountTotals{Account: a, LastSeq: 2, Cumulative: 100, Held: 7, Settled: 40, SettledAt: t1},
-		settle.AccountTotals{Account: b, LastSeq: 1, Cumulative: 5})
+		billing.AccountTotals{Account: a, LastSeq: 2, Cumulative: 100, Held: 7, Settled: 40, SettledAt: t1},
+		billing.AccountTotals{Account: b, LastSeq: 1, Cumulative: 5})
 
 	t2 := t1.Add(time.Minute)
 	if err := l.RecordSettlement(ctx, a, 100, t2); err != nil {
@@ -488,7 +489,7 @@ func TestSettlement(t *testing.T) {
 	if err := l.RecordSettlement(ctx, account(9), 1, t2); err == nil {
 		t.Fatal("settling an unknown account succeeded")
 	}
-	want := settle.AccountTotals{Account: b, LastSeq: 1, Cumulative: 5}
+	want := billing.AccountTotals{Account: b, LastSeq: 1, Cumulative: 5}
 	unsettled("a settled", want)
 
 	l = reopen(t, l, path)
@@ -497,13 +498,13 @@ func TestSettlement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameButTime(got, settle.AccountTotals{Account: a, LastSeq: 2, Cumulative: 100, Settled: 100}) || !got.SettledAt.Equal(t2) {
+	if !sameButTime(got, billing.AccountTotals{Account: a, LastSeq: 2, Cumulative: 100, Settled: 100}) || !got.SettledAt.Equal(t2) {
 		t.Fatalf("after reopen: %+v", got)
 	}
 }
 
 // sameButTime compares totals but for SettledAt.
-func sameButTime(a, b settle.AccountTotals) bool {
+func sameButTime(a, b billing.AccountTotals) bool {
 	a.SettledAt, b.SettledAt = time.Time{}, time.Time{}
 	return a == b
 }
@@ -512,8 +513,8 @@ func TestPrune(t *testing.T) {
 	l, path := openLedger(t, "")
 	a := account(1)
 	t0 := time.Unix(1_700_000_000, 0)
-	old := settle.Reservation{Account: a, RequestHash: hash("old"), IdempotencyKey: "old", MaxCost: 10, Limit: 1000, Time: t0}
-	recent := settle.Reservation{Account: a, RequestHash: hash("new"), IdempotencyKey: "new", MaxCost: 10, Limit: 1000, Time: t0.Add(time.Hour)}
+	old := billing.Reservation{Account: a, RequestHash: hash("old"), IdempotencyKey: "old", MaxCost: 10, Limit: 1000, Time: t0}
+	recent := billing.Reservation{Account: a, RequestHash: hash("new"), IdempotencyKey: "new", MaxCost: 10, Limit: 1000, Time: t0.Add(time.Hour)}
 	commit(t, l, old, 1, []byte("old response"))
 	commit(t, l, recent, 2, []byte("new response"))
 
@@ -528,10 +529,10 @@ func TestPrune(t *testing.T) {
 	}
 	reuse := recent
 	reuse.IdempotencyKey = ""
-	if _, err := l.Reserve(ctx, reuse); err != settle.ErrReplay {
+	if _, err := l.Reserve(ctx, reuse); err != billing.ErrReplay {
 		t.Fatalf("recent request: %v, want ErrReplay", err)
 	}
-	var ie *settle.IdempotentError
+	var ie *billing.IdempotentError
 	if _, err := l.Reserve(ctx, recent); !errors.As(err, &ie) || string(ie.Response) != "new response" {
 		t.Fatalf("recent idempotency key: %v", err)
 	}
@@ -612,7 +613,7 @@ func TestOpen(t *testing.T) {
 func TestClose(t *testing.T) {
 	l, _ := openLedger(t, "")
 	a := account(1)
-	res := settle.Reservation{Account: a, RequestHash: hash("r"), MaxCost: 10, Limit: 1000}
+	res := billing.Reservation{Account: a, RequestHash: hash("r"), MaxCost: 10, Limit: 1000}
 	id, err := l.Reserve(ctx, res)
 	if err != nil {
 		t.Fatal(err)
@@ -651,7 +652,7 @@ func TestCloseWhileCommitting(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := 0; ; i++ {
-				res := settle.Reservation{Account: a, RequestHash: hash(w, i), MaxCost: 10, Limit: math.MaxUint64}
+				res := billing.Reservation{Account: a, RequestHash: hash(w, i), MaxCost: 10, Limit: math.MaxUint64}
 				id, err := l.Reserve(ctx, res)
 				if err == nil {
 					r := bill(res, 3)
@@ -699,7 +700,7 @@ func TestConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range perWorker {
 				a := names[(w+i)%accounts]
-				res := settle.Reservation{Account: a, RequestHash: hash(w, i), MaxCost: 50, Limit: math.MaxUint64}
+				res := billing.Reservation{Account: a, RequestHash: hash(w, i), MaxCost: 50, Limit: math.MaxUint64}
 				if i%3 == 0 {
 					res.IdempotencyKey = fmt.Sprint("key-", w, "-", i)
 				}

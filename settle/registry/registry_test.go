@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/contracts"
 	"github.com/cocoonhost/cocoon/settle/registry"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
@@ -581,8 +582,8 @@ func TestForgedInitialDataRefused(t *testing.T) {
 
 func TestPriceListHash(t *testing.T) {
 	hostKey := key(0x05)
-	pricer := func(completion uint64) *settle.Pricer {
-		p, err := settle.NewPricer(settle.PriceTable{PromptPerMillion: 1, CompletionPerMillion: completion}, settle.DefaultLoadCurve)
+	pricer := func(completion uint64) *billing.Pricer {
+		p, err := billing.NewPricer(settle.PriceTable{PromptPerMillion: 1, CompletionPerMillion: completion}, billing.DefaultLoadCurve)
 		if err != nil {
 			t.Fatal(err)
 		}

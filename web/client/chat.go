@@ -14,6 +14,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 // ChatRequest is the part of an OpenAI chat completion request that Chat sends.
@@ -48,7 +49,10 @@ type ChatAnswer struct {
 // on every byte of the answer whenever it knows the attested host key: an https host's,
 // pinned by the TLS handshake, or, with a trust (WithTrust), an http host's, whose boot
 // evidence it verifies first (one more request; a failed check is an Error
-// with its Report). A whole answer that does not verify is not given to onText; a
+// with its Report). An http host verified so whose evidence carries end-to-end keys
+// gets the request sealed to them, credentials included, and its answer is opened with
+// this request's key (web/E2E.md), unless c is WithPlaintext's: a relay between sees sizes and
+// timing only. A whole answer that does not verify is not given to onText; a
 // stream's text is given as it arrives and the stream fails CodeNotVerified at its end
 // when it does not verify: a caller that shows text as it arrives shows unverified
 // text until then. An error status of the host is a CodeRefused error, an error event
@@ -63,18 +67,34 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 		return nil, err
 	}
 	var bootKey ed25519.PublicKey
+	var sealTo *attest.E2EKeys
 	if c.ratls == nil && c.trusted {
 		boot, _, err := c.VerifyBoot(ctx)
 		if err != nil {
 			return nil, err
 		}
 		bootKey = boot.HostKey
+		if !c.plaintext {
+			sealTo = boot.E2EKeys // bound to the host key: its own line of the boot report
+		}
 	}
-	resp, err := c.request(ctx, http.MethodPost, path, body, s)
+	var resp *http.Response
+	var opener *e2e.Client
+	if sealTo != nil {
+		resp, opener, err = c.sealedRequest(ctx, path, body, s, sealTo)
+	} else {
+		resp, err = c.request(ctx, http.MethodPost, path, body, s)
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if opener != nil {
+		if err := opener.OpenResponse(resp, MaxAnswerBytes); err != nil {
+			return nil, &Error{Code: CodeNotVerified, Status: resp.StatusCode, Err: err,
+				Message: fmt.Sprintf("the host's answer (%s) does not open with this request's key, so it is not shown: %v", resp.Status, err)}
+		}
+	}
 	v := &attest.ResponseVerifier{HostKey: c.answerKey(bootKey), Request: body, PipelineID: pipeline}
 	if v.HostKey == nil {
 		v = nil
@@ -89,6 +109,37 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 		return nil, err
 	}
 	return answer, nil
+}
+
+// sealedRequest sends a POST of body to path sealed to the host's end-to-end key (the
+// post-quantum hybrid suite), with its credentials (the API key, or s's signature
+// headers) inside the envelope, once, and returns the answer and the client that
+// opens it.
+func (c *Client) sealedRequest(ctx context.Context, path string, body []byte, s *Signer, to *attest.E2EKeys) (*http.Response, *e2e.Client, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, nil)
+	if err != nil {
+		return nil, nil, &Error{Code: CodeInvalid, Err: err, Message: fmt.Sprintf("--host %q: %v", c.base, err)}
+	}
+	inner := http.Header{"Content-Type": {"application/json"}}
+	if s != nil {
+		s.Sign(&http.Request{Method: req.Method, URL: req.URL, Header: inner}, body)
+	} else if c.key != "" {
+		inner.Set("Authorization", "Bearer "+c.key)
+	}
+	suite := e2e.MLKEM768X25519
+	pub := to.Public()
+	sealed, opener, err := e2e.SealRequest(suite, pub.Key(suite), http.MethodPost, path, e2e.Request{Header: inner, Body: body})
+	if err != nil {
+		return nil, nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("sealing the request to the host's end-to-end key: %v", err)}
+	}
+	req.Body = io.NopCloser(bytes.NewReader(sealed))
+	req.ContentLength = int64(len(sealed))
+	req.Header.Set("Content-Type", e2e.ContentType)
+	resp, err := c.do(req, nil)
+	if err != nil {
+		return nil, nil, c.TransportError(err)
+	}
+	return resp, opener, nil
 }
 
 // answerKey is the attested host key to check an answer with: an https host's, pinned

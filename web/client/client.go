@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
 )
@@ -21,7 +23,9 @@ const DefaultHost = "http://127.0.0.1:8080"
 // WithRetryLog returns a copy. For an https host every TLS handshake verifies the
 // host's RA-TLS certificate against the client's trust (WithTrust), and the first
 // verified TLS key is pinned for the client's life, so that every request of one
-// Client reaches the host that was verified.
+// Client reaches the host that was verified. Each Client has a transport of its own
+// (its copies share it): HTTPClient().CloseIdleConnections closes its idle connections
+// and no other Client's, as a router does for a host that restarted.
 type Client struct {
 	base string // without a trailing slash
 	key  string
@@ -36,6 +40,12 @@ type Client struct {
 	trusted  bool
 	// retryLog, when set, is told of the waits the host asks for (do).
 	retryLog io.Writer
+	// maxIdle bounds the idle connections kept to the host (WithMaxIdleConns); 0 is
+	// net/http's default, 2.
+	maxIdle int
+	// plaintext sends chat requests unsealed to a host whose verified evidence has
+	// end-to-end keys (Client.WithPlaintext).
+	plaintext bool
 }
 
 // Option configures a Client built by New.
@@ -55,6 +65,12 @@ func WithTrust(p attest.Policy, opts attest.EvidenceOptions) Option {
 	return func(c *Client) { c.policy, c.evidence, c.trusted = p, opts, true }
 }
 
+// WithMaxIdleConns keeps up to n idle connections to the host for reuse (net/http keeps
+// 2), for a client that sends many requests at once, such as a router in front of the
+// host: above n, each request that finds no idle connection dials a new one. Cost: up
+// to n open sockets while idle, each closed after 90 s unused.
+func WithMaxIdleConns(n int) Option { return func(c *Client) { c.maxIdle = n } }
+
 // New returns a client of the host at baseURL, an http:// or https:// URL. For https
 // it builds the RA-TLS verifier of the client's trust; it fails with CodeInvalid when
 // baseURL is not http or https, or the trust is not usable (a policy that does not
@@ -63,19 +79,24 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if !strings.HasPrefix(baseURL, "http://") && !strings.HasPrefix(baseURL, "https://") {
 		return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("%q is not a host URL: want one such as %s", baseURL, DefaultHost)}
 	}
-	c := &Client{base: strings.TrimSuffix(baseURL, "/"), http: http.DefaultClient}
+	c := &Client{base: strings.TrimSuffix(baseURL, "/")}
 	for _, o := range opts {
 		o(c)
 	}
-	if !strings.HasPrefix(baseURL, "https://") {
-		return c, nil
+	// A transport of its own, so that its idle connections are this client's alone;
+	// dial bounds as net/http's default transport. No TLS handshake timeout: an RA-TLS
+	// handshake verifies a quote, with Intel's collateral fetched online if asked.
+	t := &http.Transport{Proxy: http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: c.maxIdle, IdleConnTimeout: 90 * time.Second}
+	c.http = &http.Client{Transport: t}
+	if strings.HasPrefix(baseURL, "https://") {
+		v, err := attest.NewRATLSVerifier(c.policy, c.evidence)
+		if err != nil {
+			return nil, err
+		}
+		c.ratls, t.TLSClientConfig = v, v.TLSConfig()
 	}
-	v, err := attest.NewRATLSVerifier(c.policy, c.evidence)
-	if err != nil {
-		return nil, err
-	}
-	c.ratls = v
-	c.http = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: v.TLSConfig()}}
 	return c, nil
 }
 
@@ -84,6 +105,16 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 func (c *Client) WithRetryLog(w io.Writer) *Client {
 	copied := *c
 	copied.retryLog = w
+	return &copied
+}
+
+// WithPlaintext returns a copy of c, sharing its connections and pinned key, that sends
+// chat requests in plaintext even where Chat would seal them to the host's attested
+// end-to-end key (web/E2E.md): whatever relays them then reads the prompt, the answer
+// and the credential.
+func (c *Client) WithPlaintext() *Client {
+	copied := *c
+	copied.plaintext = true
 	return &copied
 }
 

@@ -1,22 +1,28 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/web"
 	"github.com/cocoonhost/cocoon/web/client/clienttest"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 const testKey = "client-test-key"
@@ -54,6 +60,16 @@ type testHost struct {
 	busy atomic.Int32
 	// asked counts the requests the relay saw.
 	asked atomic.Int32
+	// seenRequests holds the headers and bodies of the chat requests the relay saw.
+	mu           sync.Mutex
+	seenRequests strings.Builder
+}
+
+// requests returns what the relay saw of the chat requests.
+func (h *testHost) requests() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seenRequests.String()
 }
 
 func newTestHost(t *testing.T) *testHost {
@@ -85,6 +101,13 @@ func newTestHost(t *testing.T) *testHost {
 			w.WriteHeader(http.StatusTooManyRequests)
 			io.WriteString(w, `{"error":{"message":"quotes are rate-limited","type":"rate_limit_error","code":"quote_rate_limited"}}`)
 			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/chat/completions") {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			h.mu.Lock()
+			fmt.Fprintf(&h.seenRequests, "%v\n%s\n", r.Header, body)
+			h.mu.Unlock()
 		}
 		alter := h.alter.Load()
 		if alter == nil || !strings.HasSuffix(r.URL.Path, "/chat/completions") {
@@ -120,10 +143,11 @@ func (h *testHost) client(t *testing.T, trusted bool) *Client {
 // TestChatRefusesAlteredAnswers: an answer altered on its way (text, finish reason,
 // the signature dropped) is refused with CodeNotVerified by a client that knows the
 // attested key; a whole answer's text never reaches the caller, a stream's fails at
-// its end. The same answer unaltered verifies.
+// its end. The same answer unaltered verifies. In plaintext, so that the relay can
+// read what it alters (TestChatSealsToTheAttestedKey alters sealed answers).
 func TestChatRefusesAlteredAnswers(t *testing.T) {
 	h := newTestHost(t)
-	c := h.client(t, true)
+	c := h.client(t, true).WithPlaintext()
 	for _, tt := range []struct {
 		name   string
 		stream bool
@@ -165,6 +189,56 @@ func TestChatRefusesAlteredAnswers(t *testing.T) {
 				t.Errorf("an unverified whole answer reached the caller: %q", text.String())
 			}
 		})
+	}
+}
+
+// TestChatSealsToTheAttestedKey: a client that verified an http host seals its chat
+// request to the host's end-to-end key, so the relay between sees neither the prompt,
+// nor the API key, nor the answer, streamed or whole; a byte of the sealed answer
+// changed on the way is an error, never other text.
+func TestChatSealsToTheAttestedKey(t *testing.T) {
+	h := newTestHost(t)
+	c := h.client(t, true)
+	var seen strings.Builder
+	var mu sync.Mutex
+	for _, stream := range []bool{false, true} {
+		h.alter.Store(nil)
+		record := func(s string) string { mu.Lock(); seen.WriteString(s); mu.Unlock(); return s }
+		h.alter.Store(&record)
+		var text strings.Builder
+		req := ChatRequest{Messages: []ChatMessage{{Role: "user", Content: "secret words"}}, Stream: stream}
+		answer, err := c.Chat(context.Background(), "", req, nil, func(s string) error { text.WriteString(s); return nil })
+		if err != nil || !answer.Verified || text.String() != "secret words" {
+			t.Fatalf("stream %v: answer %+v, text %q, err %v; want the verified text", stream, answer, text.String(), err)
+		}
+		for i := 0; i < 400; i += 37 { // a byte of the sealed answer, at several places
+			flip := func(s string) string {
+				if i >= len(s) {
+					return s
+				}
+				b := []byte(s)
+				b[i] ^= 0x20
+				return string(b)
+			}
+			h.alter.Store(&flip)
+			text.Reset()
+			_, err := c.Chat(context.Background(), "", req, nil, func(s string) error { text.WriteString(s); return nil })
+			if err == nil && text.String() != "secret words" {
+				t.Errorf("stream %v, byte %d changed: text %q without an error", stream, i, text.String())
+			}
+			if !strings.HasPrefix("secret words", text.String()) {
+				t.Errorf("stream %v, byte %d changed: other text %q reached the caller", stream, i, text.String())
+			}
+		}
+	}
+	h.alter.Store(nil)
+	for _, secret := range []string{"secret", testKey} {
+		if strings.Contains(h.requests(), secret) || strings.Contains(seen.String(), secret) {
+			t.Errorf("the relay read %q", secret)
+		}
+	}
+	if !strings.Contains(h.requests(), e2e.ContentType) {
+		t.Errorf("the relay saw no sealed request:\n%s", h.requests())
 	}
 }
 
@@ -263,6 +337,14 @@ func TestErrors(t *testing.T) {
 		{"unknown pipeline", func() error { _, err := h.client(t, false).Pipeline(ctx, strings.Repeat("0", 64)); return err }, CodeRefused},
 		{"not a Cocoon host", func() error { _, err := other.Pipelines(ctx); return err }, CodeBadAnswer},
 		{"not evidence", func() error { _, err := other.BootEvidence(ctx, nil); return err }, CodeBadAnswer},
+		{"an answer over the limit", func() error { _, err := other.GetBytes(ctx, "/readyz", 5); return err }, CodeBadAnswer},
+		{"a 404 carries its status", func() error {
+			_, err := h.client(t, false).GetBytes(ctx, "/v1/pipelines/"+strings.Repeat("0", 64)+"/attestation?nonce=00", 1<<20)
+			if e := (*Error)(nil); errors.As(err, &e) && e.Status != http.StatusNotFound {
+				return fmt.Errorf("status %d: %w", e.Status, err)
+			}
+			return err
+		}, CodeRefused},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
@@ -286,5 +368,98 @@ func appendLine(t *testing.T, path, line string) {
 	defer f.Close()
 	if _, err := io.WriteString(f, line+"\n"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// connCounter is a host that counts the connections it accepted and those that
+// closed. With hold set, it answers no request until hold requests are under way (or
+// 5 s passed), so that a burst of hold requests needs hold connections at once.
+type connCounter struct {
+	url            string
+	opened, closed atomic.Int32
+	hold           int32
+	arrived        atomic.Int32
+}
+
+func newConnCounter(t *testing.T, hold int32) *connCounter {
+	t.Helper()
+	cc := &connCounter{hold: hold}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cc.arrived.Add(1)
+		for deadline := time.Now().Add(5 * time.Second); cc.arrived.Load()%max(cc.hold, 1) != 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		io.WriteString(w, `{"data":[]}`)
+	}))
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			cc.opened.Add(1)
+		case http.StateClosed:
+			cc.closed.Add(1)
+		}
+	}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	cc.url = ts.URL
+	return cc
+}
+
+// TestOwnConnections: closing one client's idle connections (a router dropping a
+// restarted host's) closes none of another client's, over http too; and
+// WithMaxIdleConns keeps a burst's connections for the next burst.
+func TestOwnConnections(t *testing.T) {
+	a, b := newConnCounter(t, 0), newConnCounter(t, 0)
+	ca, _ := New(a.url)
+	cb, _ := New(b.url)
+	ctx := context.Background()
+	for _, c := range []*Client{ca, cb} {
+		if _, err := c.Pipelines(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca.HTTPClient().CloseIdleConnections()
+	deadline := time.Now().Add(2 * time.Second)
+	for a.closed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // were b's closed too, its server would see it by now
+	if a.closed.Load() != 1 || b.closed.Load() != 0 {
+		t.Fatalf("closing the idle connections of one client closed %d of its own and %d of another's; want 1 and 0", a.closed.Load(), b.closed.Load())
+	}
+
+	const burst = 8
+	for _, tt := range []struct {
+		name     string
+		opts     []Option
+		reusable bool // the second burst dials nothing
+	}{
+		{"net/http's 2", nil, false},
+		{"WithMaxIdleConns", []Option{WithMaxIdleConns(burst)}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newConnCounter(t, burst)
+			c, _ := New(h.url, tt.opts...)
+			for round := range 2 {
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				for range burst {
+					wg.Go(func() {
+						<-start
+						if _, err := c.Pipelines(ctx); err != nil {
+							t.Error(err)
+						}
+					})
+				}
+				close(start)
+				wg.Wait()
+				if round == 0 {
+					continue
+				}
+				if opened := h.opened.Load(); (opened <= burst) != tt.reusable {
+					t.Errorf("%d connections for two bursts of %d concurrent requests (reusable %v)", opened, burst, tt.reusable)
+				}
+			}
+		})
 	}
 }

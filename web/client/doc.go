@@ -31,8 +31,12 @@
 //	           VerifiedPriceList, Account, Receipts, CheckReceipts, Read/Write/AppendReceipt
 //	escrow     Wallet, Transfer, DepositTransfer, WaitEscrow, ReadEscrow (on TON, through
 //	           any ton.APIClientWrapped: a liteserver, or settle/tonemu)
+//	any route  GetBytes (a bounded GET, retried as every GET), Get (relayed once),
+//	           HTTPClient and TransportError for requests of one's own
 //
 // Each call makes the requests its doc comment names, and nothing in the background.
+// Each Client has a transport of its own (WithMaxIdleConns sizes its idle pool), so
+// that closing one's idle connections touches no other.
 // A GET the host answers 429 or 503 with a Retry-After of at most MaxRetryWait is sent
 // again after that wait, at most MaxRetries times; an upload or a chat is sent once,
 // since the host may have acted on it.

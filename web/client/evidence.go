@@ -36,9 +36,27 @@ func (c *Client) PipelineEvidence(ctx context.Context, id string, nonce []byte) 
 }
 
 // Evidence fetches and decodes the evidence at path (with its query), one of the
-// host's attestation routes; BootEvidence and PipelineEvidence name them. It fails
-// with CodeBadAnswer when the answer is not evidence.
+// host's attestation routes; BootEvidence and PipelineEvidence name them. It reads at
+// most attest.MaxEvidenceBytes (GetBytes) and fails with CodeBadAnswer when the answer
+// is not evidence.
 func (c *Client) Evidence(ctx context.Context, path string) (*attest.Evidence, error) {
+	b, err := c.GetBytes(ctx, path, attest.MaxEvidenceBytes)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := attest.ParseEvidence(b)
+	if err != nil {
+		return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the host's answer to GET %s is not evidence: %v", path, err)}
+	}
+	return ev, nil
+}
+
+// GetBytes sends GET path (with its query), with the API key only when one is set,
+// waits as the host asks (Retry-After, as every GET), and returns the body of a 2xx
+// answer, at most limit bytes: a longer one is CodeBadAnswer. Any other status is an
+// *Error with that Status (CodeRefused with the host's message, or CodeBadAnswer).
+// It is for the host's routes this package has no call for, such as GET /readyz.
+func (c *Client) GetBytes(ctx context.Context, path string, limit int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return nil, &Error{Code: CodeInvalid, Err: err, Message: fmt.Sprintf("--host %q: %v", c.base, err)}
@@ -54,16 +72,14 @@ func (c *Client) Evidence(ctx context.Context, path string) (*attest.Evidence, e
 	if resp.StatusCode/100 != 2 {
 		return nil, responseError(resp)
 	}
-	// One byte over the limit, so that ParseEvidence reports oversized evidence.
-	b, err := io.ReadAll(io.LimitReader(resp.Body, attest.MaxEvidenceBytes+1))
-	if err != nil {
-		return nil, &Error{Code: CodeUnreachable, Err: err, Message: fmt.Sprintf("reading the evidence of %s: %v", path, err)}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	switch {
+	case err != nil:
+		return nil, &Error{Code: CodeUnreachable, Err: err, Message: fmt.Sprintf("reading the host's answer to GET %s: %v", path, err)}
+	case int64(len(b)) > limit:
+		return nil, &Error{Code: CodeBadAnswer, Status: resp.StatusCode, Message: fmt.Sprintf("the host's answer to GET %s exceeds %d bytes", path, limit)}
 	}
-	ev, err := attest.ParseEvidence(b)
-	if err != nil {
-		return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the host's answer to GET %s is not evidence: %v", path, err)}
-	}
-	return ev, nil
+	return b, nil
 }
 
 // VerifyBoot fetches the host's boot evidence (the quote from boot) and verifies it
@@ -251,7 +267,8 @@ func (s *SavedSource) options(opts attest.EvidenceOptions, req attest.SavedReque
 
 // PinningPolicy is the policy that pins what boot report r verified; for simulated
 // evidence (mode attest.ModeSim) it trusts, as PEM, the simulator root the
-// verification trusted (opts's, else current's), so that the policy stands alone.
+// verification trusted (opts's, else current's), and it carries the simulated GPU
+// roots and the GPU RIMs the verification used, inline, so that the policy stands alone.
 func PinningPolicy(r *attest.Report, mode string, current *attest.Policy, opts attest.EvidenceOptions) (*attest.Policy, error) {
 	p, err := r.PinningPolicy()
 	if err != nil {
@@ -267,6 +284,11 @@ func PinningPolicy(r *attest.Report, mode string, current *attest.Policy, opts a
 		if root != nil { // evidence that verified as sim had one
 			p.TrustSimRoot = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}))
 		}
+	}
+	// The simulated GPU roots and the GPU RIMs the verification used go inline, so that
+	// the policy file stands alone.
+	if err := p.CarryGPUTrust(current, opts.SimGPURoots); err != nil {
+		return nil, fmt.Errorf("--write-policy: %w", err)
 	}
 	return p, nil
 }

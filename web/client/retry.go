@@ -50,7 +50,7 @@ func (c *Client) do(req *http.Request, prepare func(*http.Request)) (*http.Respo
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so that the connection is reused
 		resp.Body.Close()
 		if c.retryLog != nil {
-			fmt.Fprintf(c.retryLog, "the host answered %s to %s %s: retrying in %s, as its Retry-After asks\n", resp.Status, req.Method, req.URL.Path, wait)
+			fmt.Fprintf(c.retryLog, "the host at %s answered %s to %s %s: retrying in %s, as its Retry-After asks\n", c.base, resp.Status, req.Method, req.URL.Path, wait)
 		}
 		t := time.NewTimer(wait)
 		select {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 // HostHeader names, on every answer that comes from a host, the host that answered.
@@ -186,14 +187,14 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 	defer u.inflight.Add(-1)
 	an := &answer{p: p, u: u, v: s.v, request: a.body, bills: s.prices != nil, w: w, r: r}
 	start := time.Now()
-	resp, sent, err := p.send(r, an.v, a.body)
+	resp, opener, sent, err := p.send(r, an.v, a.body)
 	if errors.Is(err, attest.ErrRATLS) {
 		v, verr := u.reverify(r.Context(), an.v, "the host presented another TLS key")
 		if verr != nil {
 			return result{retry: true, err: verr} // the refused handshake sent nothing
 		}
 		an.v = v
-		resp, sent, err = p.send(r, v, a.body)
+		resp, opener, sent, err = p.send(r, v, a.body)
 	}
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -201,8 +202,34 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 		}
 		return an.cut(an.v.conn.unreachable(err), sent, false)
 	}
+	if opener != nil && unopened(resp) {
+		// The host could not open the request: a restarted host has new keys. Only a
+		// host verified again with other keys gets it again, sealed to them: the
+		// process that answered cannot have run a request it could not open, but a
+		// relay could forge this unsigned refusal for one that ran.
+		resp.Body.Close()
+		v, verr := u.reverify(r.Context(), an.v, "the host could not open a request sealed to its attested key")
+		switch {
+		case verr != nil:
+			(&Error{http.StatusBadGateway, CodeHostError, "the host could not open the request sealed to its attested key, and verifying it again failed: " + verr.Error()}).Write(w)
+			return result{}
+		case v.e2e == nil || bytes.Equal(v.e2e.MLKEM768X25519, an.v.e2e.MLKEM768X25519):
+			(&Error{http.StatusBadGateway, CodeHostError, "the host could not open the request sealed to its attested key, and has not restarted with new keys"}).Write(w)
+			return result{}
+		}
+		an.v = v
+		if resp, opener, sent, err = p.send(r, v, a.body); err != nil {
+			return an.cut(an.v.conn.unreachable(err), sent, false)
+		}
+	}
 	u.observe(time.Since(start))
 	defer resp.Body.Close()
+	if opener != nil {
+		if err := opener.OpenResponse(resp, MaxBody); err != nil {
+			(&Error{http.StatusBadGateway, CodeUnverified, "the host's sealed answer does not open, so it was not delivered: " + err.Error()}).Write(w)
+			return result{}
+		}
+	}
 	body := &cutReader{r: resp.Body}
 	if resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Type") == "text/event-stream" {
 		return an.relayStream(body)
@@ -210,28 +237,39 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 	return an.relayWhole(resp, body)
 }
 
-// send makes one request of the app's r to the host v and reports whether the request
-// was written whole: a request the host did not receive whole it cannot have acted on.
-func (p *Proxy) send(r *http.Request, v *verified, body []byte) (*http.Response, bool, error) {
+// send makes one request of the app's r to the host v, sealed to its end-to-end key
+// unless v takes plaintext, and reports whether the request was written whole: a
+// request the host did not receive whole it cannot have acted on. opener opens the
+// answer of a sealed request (nil for plaintext).
+func (p *Proxy) send(r *http.Request, v *verified, body []byte) (resp *http.Response, opener *e2e.Client, sent bool, err error) {
 	var wrote atomic.Bool
 	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
 		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
 	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.conn.base+"/p/"+p.cfg.pipelineID+"/v1/chat/completions", bytes.NewReader(body))
-	if err != nil {
-		return nil, false, err
-	}
-	req.Header.Set("Content-Type", "application/json")
+	path := "/p/" + p.cfg.pipelineID + "/v1/chat/completions"
+	header := http.Header{"Content-Type": {"application/json"}}
 	if p.cfg.apiKey != "" {
-		req.Header.Set("Authorization", "Bearer "+p.cfg.apiKey)
+		header.Set("Authorization", "Bearer "+p.cfg.apiKey)
 	} else if auth := r.Header.Get("Authorization"); auth != "" {
-		req.Header.Set("Authorization", auth)
+		header.Set("Authorization", auth)
 	}
 	if key := r.Header.Get(settle.IdempotencyKeyHeader); key != "" {
-		req.Header.Set(settle.IdempotencyKeyHeader, key)
+		header.Set(settle.IdempotencyKeyHeader, key)
 	}
-	resp, err := v.conn.http.Do(req)
-	return resp, wrote.Load(), err
+	sealed, opener, err := seal(v, path, header, body)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if opener != nil {
+		body, header = sealed, http.Header{"Content-Type": {e2e.ContentType}}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.conn.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, false, err
+	}
+	req.Header = header
+	resp, err = v.conn.http.Do(req)
+	return resp, opener, wrote.Load(), err
 }
 
 // cutReader records the first error of reading a host's answer other than its clean
@@ -244,7 +282,8 @@ type cutReader struct {
 
 func (c *cutReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
-	if err != nil && err != io.EOF && c.err == nil {
+	// A sealed record that does not open is an altered answer, not a broken connection.
+	if err != nil && err != io.EOF && !errors.Is(err, e2e.ErrE2E) && c.err == nil {
 		c.err = err
 	}
 	return n, err

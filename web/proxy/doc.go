@@ -1,6 +1,6 @@
 // Package proxy is `cocoon proxy`: a local OpenAI-compatible endpoint for apps that
 // cannot verify a Cocoon host themselves, in front of one host or many that serve one
-// pipeline.
+// pipeline. It reaches each host through a web/client Client of its own.
 //
 //	p, err := proxy.New(proxy.WithHosts(a, b, c), proxy.WithPipeline(id),
 //		proxy.WithSimRoots(root), proxy.WithLog(os.Stderr))
@@ -21,8 +21,18 @@
 // The hosts come from a Source: a fixed list (WithHosts), or the hosts registered on a
 // registry contract (NewRegistry), each of which must also pass the registry's client
 // checks (settle/REGISTRY.md): its boot quote the registered one, its measurements on the
-// allowlist, its price list the registered one. No host gets the API key before its
-// boot evidence passed.
+// allowlist, its price list the registered one. A registered host's evidence and price
+// list are fetched without the API key, even over RA-TLS.
+//
+// # Encryption
+//
+// Every request is sealed (web/E2E.md) to the ML-KEM-768+X25519 key that the host's
+// verified boot evidence carries, signed by its host key; the request's body and its
+// credentials travel inside, and the answer opens only with this request's keys, so a
+// relay sees paths, sizes and timing only. A host without such keys is refused, unless
+// WithPlaintext, which only RA-TLS (https) hosts accept. Evidence and price lists are
+// fetched without the API key unless over RA-TLS. A host that cannot open a request
+// (restarted with new keys) is verified again and gets the request sealed anew.
 //
 // # Routing and failover
 //
@@ -45,10 +55,18 @@
 // 502 host_error rather than sent elsewhere. A stream that breaks off after part of
 // it reached the app ends with an error event, never with "data: [DONE]".
 //
+// # The reviewer's page relay
+//
+// PageRelay is `cocoon verify --web`'s local server: it serves the reviewer's page
+// from the reviewer's build and relays its evidence GETs to one host, verifying
+// nothing itself (the page does), answering only loopback names when it listens on
+// loopback, and refusing in this package's error shape.
+//
 // # Cost
 //
 // Per host: a boot evidence request and a pipeline quote at Start and at every
 // re-verification, a /readyz and a /v1/pricing request every health interval. Per
-// request: the body held (up to MaxBody), one sha256 over the answer and one ed25519
-// verification; in verified release a stream is held whole until its end.
+// request: the body held (up to MaxBody), one ML-KEM-768+X25519 encapsulation, an
+// AES-256-GCM pass over the request and the answer, one sha256 over the answer and one
+// ed25519 verification; in verified release a stream is held whole until its end.
 package proxy

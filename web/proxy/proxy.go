@@ -54,6 +54,10 @@ type config struct {
 	expect     []string
 	release    Release
 	log        io.Writer
+	plaintext  bool // see WithPlaintext
+	// plaintextHTTP lets WithPlaintext reach http hosts: set only by this package's
+	// tests of the signature layer beneath the encryption, whose relay alters answers.
+	plaintextHTTP bool
 
 	healthEvery, reverifyEvery time.Duration
 	backoffMin, backoffMax     time.Duration

@@ -113,3 +113,14 @@ func (u *upstream) checkPriceHash(l *settle.PriceList) error {
 	}
 	return nil
 }
+
+// evidenceKey is the API key the host's evidence and price requests carry (dial sends it
+// over RA-TLS only): none for a registered host, whom anyone with a stake can list and
+// whose record and allowlist checks come after the handshake; chat requests seal the key
+// to a host that passed them.
+func (u *upstream) evidenceKey() string {
+	if u.info.Record != nil {
+		return ""
+	}
+	return u.p.cfg.apiKey
+}

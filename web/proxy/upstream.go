@@ -18,6 +18,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 const (
@@ -64,6 +65,8 @@ type verified struct {
 	settlementKey ed25519.PublicKey
 	// model is the model of the pipeline's attested manifest.
 	model string
+	// e2e are the attested keys requests are sealed to; nil with WithPlaintext.
+	e2e *e2e.PublicKeys
 }
 
 // upstream is one host the proxy routes to, its verification, health, price and load.
@@ -143,7 +146,7 @@ func (u *upstream) setState(s state, why string) {
 // one passes, then a fresh quote of the pipeline's evidence over a random nonce, from
 // the same host key, and the settlement key a Source named. It writes the reports to
 // w. A failed check is an error wrapping errNotVerified that names every failed check;
-// a host without the pipeline is a *refusal for which notFound holds. Cost: a boot
+// a host without the pipeline is a *client.Error for which notFound holds. Cost: a boot
 // evidence request per root tried, one pipeline quote, and the waits a host at its
 // quote rate asks for.
 func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
@@ -163,9 +166,7 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 		opts = cfg.opts
 		opts.SimRoot = root
 		var err error
-		// No credential until the boot evidence passed: a host the checks refuse (a
-		// stranger's registration) never sees the API key.
-		if c, err = dial(u.info.URL, "", cfg.policy, opts, cfg.log); err != nil {
+		if c, err = dial(u.info.URL, u.evidenceKey(), cfg.policy, opts, cfg.log); err != nil {
 			return nil, err
 		}
 		if boot, err = c.evidence(ctx, "/v1/attestation"); err != nil {
@@ -194,6 +195,9 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 		return nil, refuse(failed) // no quote is spent on a host that failed
 	}
 	v := &verified{conn: c, hostKey: boot.HostKey}
+	if err := cfg.checkE2E(v, boot); err != nil {
+		return nil, refuse([]string{err.Error()})
+	}
 	events, err := attest.ParseEventLog(boot.EventLog) // VerifyEvidence parsed and replayed it
 	if err != nil {
 		return nil, err
@@ -207,7 +211,6 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 	if failed := u.info.Record.check(boot, events); failed != nil {
 		return nil, refuse(failed)
 	}
-	c.key = cfg.apiKey // pipeline evidence may need it
 
 	nonce := make([]byte, nonceBytes)
 	rand.Read(nonce) // crypto/rand.Read never fails.

@@ -274,38 +274,42 @@ func (in *instrumenter) scan() error {
 	return nil
 }
 
+// scanImports reads the import section, with the decoder validation uses
+// (wasmbin.Reader.Import), once: it learns the module's function imports and their
+// types, its imported tables and memory, and where the fuel global goes (after the
+// imported globals); importSection then copies the entries as they are.
 func (in *instrumenter) scanImports(r *wasmbin.Reader) error {
 	n, err := r.U32()
 	if err != nil {
 		return err
 	}
 	for range n {
-		for range 2 { // module and name
-			if _, err := r.Name("name"); err != nil {
-				return err
-			}
-		}
 		at := r.Pos
-		kind, err := r.Byte()
+		im, err := r.Import()
 		if err != nil {
 			return err
 		}
-		switch kind {
-		case 0: // func
-			_, err = r.U32()
-		case 1: // table
-			err = in.scanTables(r, 1)
-		case 2: // memory
+		if (im.Kind == wasmbin.KindTable || im.Kind == wasmbin.KindMemory) && (im.Limits.Shared || im.Limits.Is64) {
+			return r.Fail(at, "limits flags of a shared or 64-bit memory are not part of WebAssembly 2.0")
+		}
+		switch im.Kind {
+		case wasmbin.KindFunc:
+			in.importTypes = append(in.importTypes, im.Type)
+			in.importedFuncs++
+		case wasmbin.KindTable:
+			t := table{refType: byte(im.ElemType), max: NoTableMax}
+			if im.Limits.HasMax {
+				t.max = im.Limits.Max
+			}
+			in.tables = append(in.tables, t)
+		case wasmbin.KindMemory:
 			in.hasMemory = true
-			_, err = limits(r)
-		case 3: // global
-			err = r.Skip(2)
-		default:
-			return r.Fail(at, "import of kind %#x is not part of WebAssembly 2.0", kind)
+		case wasmbin.KindGlobal:
+			in.fuelGlobal++
 		}
-		if err != nil {
-			return err
-		}
+	}
+	if r.Remaining() != 0 {
+		return r.Fail(r.Pos, "import section has %d bytes after its %d entries", r.Remaining(), n)
 	}
 	return nil
 }
@@ -536,45 +540,19 @@ func (in *instrumenter) typeSection(r *wasmbin.Reader) error {
 	return nil
 }
 
-// importSection copies the imports, counting the module's function imports, and
-// appends the host functions of HostModule.
+// importSection copies the imports, which scanImports read, and appends the host
+// functions of HostModule.
 func (in *instrumenter) importSection(r *wasmbin.Reader) error {
-	_, err := in.vector(r, addedImports, func() error {
-		start := r.Pos
-		for range 2 { // module and name
-			if _, err := r.Name("name"); err != nil {
-				return err
-			}
-		}
-		at := r.Pos
-		kind, err := r.Byte()
-		if err != nil {
-			return err
-		}
-		switch kind {
-		case 0: // func
-			var t uint32
-			t, err = r.U32()
-			in.importTypes = append(in.importTypes, t)
-			in.importedFuncs++
-		case 1: // table
-			if _, err = r.Byte(); err == nil {
-				_, err = limits(r)
-			}
-		case 2: // memory
-			_, err = limits(r)
-		case 3: // global
-			err = r.Skip(2)
-			in.fuelGlobal++
-		default:
-			return r.Fail(at, "import of kind %#x is not part of WebAssembly 2.0", kind)
-		}
-		in.out = append(in.out, r.B[start:r.Pos]...)
-		return err
-	})
+	n, err := r.U32()
 	if err != nil {
 		return err
 	}
+	if uint64(n)+addedImports > 1<<32-1 {
+		return r.Fail(r.Pos, "vector of %d entries is too long", n)
+	}
+	in.out = appendU32(in.out, n+addedImports)
+	in.out = append(in.out, r.B[r.Pos:r.End]...)
+	r.Pos = r.End
 	for _, im := range []struct {
 		name string
 		typ  uint32

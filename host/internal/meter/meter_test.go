@@ -205,6 +205,12 @@ func TestInstrumentErrors(t *testing.T) {
 		{"tag section", module(section(13, 0)), "section id 13"},
 		{"fuel export taken", module(section(wasmbin.SecExport, slices.Concat([]byte{1}, fuelExport, []byte{2, 0})...)), "already exports"},
 		{"shared memory import", module(section(wasmbin.SecImport, slices.Concat([]byte{1}, name("m"), name("x"), []byte{2, 3, 1, 1})...)), "limits flags"},
+		// Imports are read by the decoder validation uses (wasmbin.Reader.Import), once:
+		// the meter's own reader skipped a global import's two bytes unread.
+		{"global import of mutability 2", module(section(wasmbin.SecImport, slices.Concat([]byte{1}, name("m"), name("g"), []byte{3, 0x7f, 2})...)), "invalid global mutability"},
+		{"global import of no value type", module(section(wasmbin.SecImport, slices.Concat([]byte{1}, name("m"), name("g"), []byte{3, 0x00, 0})...)), "invalid value type"},
+		{"tag import", module(section(wasmbin.SecImport, slices.Concat([]byte{1}, name("m"), name("t"), []byte{4, 0, 0})...)), "tag import"},
+		{"bytes after the imports", module(section(wasmbin.SecImport, slices.Concat([]byte{1}, name("m"), name("f"), []byte{0, 0, 0x0b})...)), "after its 1 entries"},
 		{"return_call", body(0x12, 0, 0x0b), "opcode 0x12"},
 		{"try_table", body(0x1f, 0x40, 0, 0x0b, 0x0b), "opcode 0x1f"},
 		{"atomics", body(0xfe, 0, 0, 0, 0x0b), "opcode 0xfe"},

@@ -13,6 +13,7 @@ import (
 	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/escrow"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 	"github.com/cocoonhost/cocoon/settle/registry"
@@ -94,7 +95,7 @@ type BillingHost struct {
 	Key ed25519.PrivateKey
 	// Boot is its boot evidence.
 	Boot    attest.Evidence
-	Billing *settle.Service
+	Billing *billing.Service
 }
 
 // NewHost boots a host that bills perMillion nanoTON per million tokens (prompt and
@@ -111,12 +112,12 @@ func (m *Market) NewHost(perMillion uint64, model string) *BillingHost {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	pricer, err := settle.NewPricer(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion},
+	pricer, err := billing.NewPricer(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion},
 		settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Billing, err = settle.NewService(settle.Config{Store: store, Pricer: pricer, Escrows: settle.NewChainEscrows(m.Chain, 0),
+	if h.Billing, err = billing.NewService(billing.Config{Store: store, Pricer: pricer, Escrows: billing.NewChainEscrows(m.Chain, 0),
 		Key: h.Key, HostAddr: h.Wallet.WalletAddress().StringRaw(), ComputeReserve: 100_000}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,11 @@
 package proxytest
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -98,6 +100,7 @@ type Host struct {
 	busyAfter atomic.Value // their Retry-After
 	mu        sync.Mutex
 	paths     []string
+	captured  bytes.Buffer // every byte the relay passed, both ways
 }
 
 // NewHost boots a host with backend b (a Canned "Hello, world" when nil), pushes the
@@ -173,9 +176,15 @@ func (h *Host) Start(t testing.TB) {
 
 // ServeHTTP is the relay.
 func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	h.mu.Lock()
 	h.paths = append(h.paths, r.URL.Path)
+	fmt.Fprintf(&h.captured, "%s %s\n", r.Method, r.URL)
+	r.Header.Write(&h.captured)
+	h.captured.Write(body)
 	h.mu.Unlock()
+	w = &recorder{ResponseWriter: w, h: h}
 	if strings.HasSuffix(r.URL.Path, "attestation") && h.busy.Add(-1) >= 0 {
 		w.Header().Set("Retry-After", h.busyAfter.Load().(string))
 		w.WriteHeader(http.StatusTooManyRequests)
@@ -198,6 +207,36 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(a.Status)
 	io.WriteString(w, a.Body)
 }
+
+// Captured returns every byte the relay passed so far, both ways: request lines,
+// headers and bodies, answers' headers and bodies.
+func (h *Host) Captured() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return bytes.Clone(h.captured.Bytes())
+}
+
+// recorder copies an answer into the relay's capture as it passes.
+type recorder struct {
+	http.ResponseWriter
+	h *Host
+}
+
+func (c *recorder) WriteHeader(status int) {
+	c.h.mu.Lock()
+	c.ResponseWriter.Header().Write(&c.h.captured)
+	c.h.mu.Unlock()
+	c.ResponseWriter.WriteHeader(status)
+}
+
+func (c *recorder) Write(b []byte) (int, error) {
+	c.h.mu.Lock()
+	c.h.captured.Write(b)
+	c.h.mu.Unlock()
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *recorder) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // Rewrite alters every chat answer with f from now on; nil stops altering.
 func (h *Host) Rewrite(f func(*Answer)) {

@@ -79,15 +79,8 @@ func JSON[T any, PT interface {
 }](what string, f func(*T) (*T, error)) Func {
 	return func(in []byte) ([]byte, error) {
 		var v T
-		// Validate once, then decode without encoding/json's second pass to find the
-		// end of the value.
-		var err error
-		if json.Valid(in) {
-			err = PT(&v).UnmarshalJSON(in)
-		} else {
-			err = json.Unmarshal(in, new(json.RawMessage)) // for its description of the error
-		}
-		if err != nil {
+		// UnmarshalJSON checks the syntax as it decodes: no validation pass first.
+		if err := PT(&v).UnmarshalJSON(in); err != nil {
 			return nil, fmt.Errorf("decoding the %s: %w", what, err)
 		}
 		out, err := f(&v)

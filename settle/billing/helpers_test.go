@@ -1,4 +1,4 @@
-package settle_test
+package billing_test
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/xssnick/tonutils-go/tvm/cell"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/escrow"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
@@ -69,9 +70,9 @@ type env struct {
 	clientKey, hostKey  ed25519.PrivateKey
 	ledger              *ledger.Ledger
 	ledgerPath          string
-	escrows             *settle.ChainEscrows
-	pricer              *settle.Pricer
-	svc                 *settle.Service
+	escrows             *billing.ChainEscrows
+	pricer              *billing.Pricer
+	svc                 *billing.Service
 }
 
 func newEnv(t testing.TB) *env {
@@ -86,9 +87,9 @@ func newEnv(t testing.TB) *env {
 	e.other = e.wallet(3, "10")
 	e.ledgerPath = filepath.Join(t.TempDir(), "ledger.db")
 	e.ledger = e.openLedger(e.ledgerPath)
-	e.escrows = settle.NewChainEscrows(chain, escrowTTL)
+	e.escrows = billing.NewChainEscrows(chain, escrowTTL)
 	e.escrows.SetClock(chain.Now)
-	if e.pricer, err = settle.NewPricer(prices, curve); err != nil {
+	if e.pricer, err = billing.NewPricer(prices, curve); err != nil {
 		t.Fatal(err)
 	}
 	e.svc = e.service(e.ledger)
@@ -96,9 +97,9 @@ func newEnv(t testing.TB) *env {
 }
 
 // service is a Service of e's host on store.
-func (e *env) service(store settle.Store) *settle.Service {
+func (e *env) service(store billing.Store) *billing.Service {
 	e.t.Helper()
-	svc, err := settle.NewService(settle.Config{Store: store, Pricer: e.pricer, Escrows: e.escrows, Key: e.hostKey,
+	svc, err := billing.NewService(billing.Config{Store: store, Pricer: e.pricer, Escrows: e.escrows, Key: e.hostKey,
 		HostAddr: e.host.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Now: e.chain.Now})
 	if err != nil {
 		e.t.Fatal(err)
@@ -231,7 +232,7 @@ func body(n int) []byte {
 // (Signed and Signature set) or under an API key the operator mapped to the account
 // (Signed nil). admit authenticates and admits it as the web layer does.
 type request struct {
-	settle.Admission
+	billing.Admission
 	Signed    *settle.SignedRequest
 	Signature []byte
 }
@@ -241,7 +242,7 @@ type request struct {
 func (e *env) admission(account string, b []byte, prompt, completion uint64) request {
 	sr := settle.SignedRequest{Account: account, Timestamp: e.chain.Now().Unix(), Nonce: settle.NewNonce(),
 		Method: "POST", Path: "/v1/chat/completions", Body: b}
-	return e.sign(request{Admission: settle.Admission{Account: account, MaxPromptTokens: prompt, MaxCompletionTokens: completion, Model: "m"},
+	return e.sign(request{Admission: billing.Admission{Account: account, MaxPromptTokens: prompt, MaxCompletionTokens: completion, Model: "m"},
 		Signed: &sr}, e.clientKey)
 }
 
@@ -252,7 +253,7 @@ func (e *env) sign(r request, k ed25519.PrivateKey) request {
 }
 
 // admit authenticates r if it is signed, then admits it through svc.
-func (e *env) admit(svc *settle.Service, r request) (*settle.Ticket, error) {
+func (e *env) admit(svc *billing.Service, r request) (*billing.Ticket, error) {
 	a := r.Admission
 	if r.Signed != nil {
 		v, err := svc.Authenticate(ctx, *r.Signed, r.Signature)
@@ -265,7 +266,7 @@ func (e *env) admit(svc *settle.Service, r request) (*settle.Ticket, error) {
 }
 
 // spend admits a request to account and finishes it at usage, returning the receipt.
-func (e *env) spend(svc *settle.Service, account string, n int, prompt, completion uint64) *settle.Receipt {
+func (e *env) spend(svc *billing.Service, account string, n int, prompt, completion uint64) *settle.Receipt {
 	e.t.Helper()
 	tk, err := e.admit(svc, e.admission(account, body(n), prompt, completion))
 	if err != nil {
@@ -297,7 +298,7 @@ func (e *env) chainOf(account string) ([]settle.Receipt, uint64) {
 }
 
 // totals are account's ledger totals.
-func (e *env) totals(account string) settle.AccountTotals {
+func (e *env) totals(account string) billing.AccountTotals {
 	e.t.Helper()
 	t, err := e.ledger.Account(ctx, account)
 	if err != nil {
@@ -306,13 +307,13 @@ func (e *env) totals(account string) settle.AccountTotals {
 	return t
 }
 
-// code fails unless err is a *settle.Error with code and a message containing each
+// code fails unless err is a *billing.Error with code and a message containing each
 // of want.
-func code(t testing.TB, err error, code string, want ...string) *settle.Error {
+func code(t testing.TB, err error, code string, want ...string) *billing.Error {
 	t.Helper()
-	var se *settle.Error
+	var se *billing.Error
 	if !errors.As(err, &se) || se.Code != code {
-		t.Fatalf("err = %v, want a *settle.Error %s", err, code)
+		t.Fatalf("err = %v, want a *billing.Error %s", err, code)
 	}
 	for _, w := range want {
 		if !bytes.Contains([]byte(se.Message), []byte(w)) {

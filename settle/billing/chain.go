@@ -1,6 +1,8 @@
-package settle
+package billing
 
 import (
+	"github.com/cocoonhost/cocoon/settle"
+
 	"context"
 	"errors"
 	"math"
@@ -72,7 +74,7 @@ func NewChainEscrows(api ton.APIClientWrapped, ttl time.Duration) *ChainEscrows 
 func (c *ChainEscrows) Escrow(ctx context.Context, account string) (EscrowState, error) {
 	addr, err := address.ParseRawAddr(account)
 	if err != nil {
-		return EscrowState{}, errorf(CodeUnknownAccount, "%q is not a TON address in raw form", account)
+		return EscrowState{}, errorf(settle.CodeUnknownAccount, "%q is not a TON address in raw form", account)
 	}
 	c.mu.Lock()
 	now := c.now()
@@ -90,7 +92,7 @@ func (c *ChainEscrows) Escrow(ctx context.Context, account string) (EscrowState,
 		case <-r.done:
 			return r.state, r.err
 		case <-ctx.Done():
-			return EscrowState{}, errorf(CodeUnavailable, "escrow %s cannot be read now: %v", account, ctx.Err())
+			return EscrowState{}, errorf(settle.CodeUnavailable, "escrow %s cannot be read now: %v", account, ctx.Err())
 		}
 	}
 	r := &escrowRead{done: make(chan struct{})}
@@ -118,9 +120,9 @@ func (c *ChainEscrows) record(account string, st EscrowState, err error) (Escrow
 		insertBounded(c.cache, account, cachedEscrow{state: st, read: now}, c.maxCached)
 		return st, nil
 	case errors.Is(err, escrow.ErrNotDeployed):
-		gone = errorf(CodeUnknownAccount, "there is no escrow at %s (never deployed, or already closed)", account)
+		gone = errorf(settle.CodeUnknownAccount, "there is no escrow at %s (never deployed, or already closed)", account)
 	case errors.Is(err, escrow.ErrWrongCode), errors.Is(err, escrow.ErrWrongAddress):
-		gone = errorf(CodeUnknownAccount, "the contract at %s is not a Cocoon escrow", account)
+		gone = errorf(settle.CodeUnknownAccount, "the contract at %s is not a Cocoon escrow", account)
 	}
 	if gone != nil {
 		delete(c.cache, account)
@@ -134,7 +136,7 @@ func (c *ChainEscrows) record(account string, st EscrowState, err error) (Escrow
 		c.cache[account] = cached
 		return cached.state, nil
 	}
-	return EscrowState{}, errorf(CodeUnavailable, "escrow %s cannot be read now: the host cannot reach the TON network", account)
+	return EscrowState{}, errorf(settle.CodeUnavailable, "escrow %s cannot be read now: the host cannot reach the TON network", account)
 }
 
 // insertBounded sets m[key] to v, first forgetting the entry read longest ago when m

@@ -1,4 +1,4 @@
-package settle_test
+package billing_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 )
 
@@ -30,7 +31,7 @@ func TestAdmission(t *testing.T) {
 	e.requestWithdrawal(closing)
 	small := e.deploy(e.params(7), "0.5")
 	p = e.params(8)
-	p.Timeout = uint32(settle.DefaultMinTimeout/time.Second) - 1
+	p.Timeout = uint32(billing.DefaultMinTimeout/time.Second) - 1
 	hasty := e.deploy(p, "1")
 	aWallet := e.client.WalletAddress().StringRaw() // active since it sent the deposits: a wallet's code
 
@@ -54,7 +55,7 @@ func TestAdmission(t *testing.T) {
 		{name: "signed", a: e.admission(good, body(0), 1000, 500)},
 		{name: "signed a window ago", a: signedAt(now - window)},
 		{name: "signed a window ahead", a: signedAt(now + window)},
-		{name: "by API key", a: request{Admission: settle.Admission{Account: good, Body: body(0), MaxPromptTokens: 10}}},
+		{name: "by API key", a: request{Admission: billing.Admission{Account: good, Body: body(0), MaxPromptTokens: 10}}},
 		{"expired", signedAt(now - window - 1), settle.CodeExpired, 401, []string{fmt.Sprint(now - window - 1), "more than 5m0s"}},
 		{"from the future", signedAt(now + window + 1), settle.CodeExpired, 401, nil},
 		{"signed by another key", e.sign(e.admission(good, body(0), 10, 10), key(9)), settle.CodeBadSignature, 401, []string{"client key"}},
@@ -200,12 +201,12 @@ func TestIdempotency(t *testing.T) {
 	// and is not charged again.
 	for name, a := range map[string]request{
 		"signed":     with(acct, "k1", body(1)),
-		"by API key": {Admission: settle.Admission{Account: acct, Method: "POST", Path: "/v1/chat/completions", Body: body(1), IdempotencyKey: "k1", MaxPromptTokens: 100}},
+		"by API key": {Admission: billing.Admission{Account: acct, Method: "POST", Path: "/v1/chat/completions", Body: body(1), IdempotencyKey: "k1", MaxPromptTokens: 100}},
 	} {
 		_, err := e.admit(e.svc, a)
-		var done *settle.IdempotentError
+		var done *billing.IdempotentError
 		if !errors.As(err, &done) || done.Err != nil {
-			t.Fatalf("%s retry: %v, want a completed *settle.IdempotentError", name, err)
+			t.Fatalf("%s retry: %v, want a completed *billing.IdempotentError", name, err)
 		}
 		if string(done.Response) != "response 1" || done.Receipt == nil || done.Receipt.Seq != 1 ||
 			!bytes.Equal(done.Receipt.Signature, receipt.Signature) {
@@ -255,7 +256,7 @@ func TestRetryAfterCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e.admit(e.svc, with("k"))
-	var idem *settle.IdempotentError
+	var idem *billing.IdempotentError
 	if !errors.As(err, &idem) || string(idem.Response) != "whole" || idem.Receipt.Seq != done.Seq {
 		t.Fatalf("a retry after completion: %v, want the completed answer", err)
 	}
@@ -343,7 +344,7 @@ func TestFinish(t *testing.T) {
 	}
 
 	for i, f := range []struct {
-		ticket *settle.Ticket
+		ticket *billing.Ticket
 		usage  settle.Usage
 		status string
 		cost   uint64
@@ -415,7 +416,7 @@ func TestConcurrentAdmissionsNeverOverspend(t *testing.T) {
 		wg.Go(func() {
 			for i := range 8 {
 				tk, err := e.admit(e.svc, e.admission(acct, body(g*8+i), 999, 0))
-				var se *settle.Error
+				var se *billing.Error
 				switch {
 				case errors.As(err, &se) && se.Code == settle.CodeInsufficient:
 					refused.Add(1)
@@ -473,7 +474,7 @@ type failingCommits struct {
 
 var errDiskFull = errors.New("disk full")
 
-func (f *failingCommits) Commit(c context.Context, id settle.HoldID, r *settle.Receipt, response []byte, sign func(*settle.Receipt)) error {
+func (f *failingCommits) Commit(c context.Context, id billing.HoldID, r *settle.Receipt, response []byte, sign func(*settle.Receipt)) error {
 	if f.fail.Load() {
 		return errDiskFull
 	}
@@ -569,7 +570,7 @@ func TestPriceList(t *testing.T) {
 		t.Fatal(err)
 	}
 	if l.Wallet != e.host.WalletAddress().StringRaw() || l.Prices != prices || l.LoadMilli != 1000 || l.Curve != curve ||
-		l.MinTimeout != uint32(settle.DefaultMinTimeout/time.Second) {
+		l.MinTimeout != uint32(billing.DefaultMinTimeout/time.Second) {
 		t.Fatalf("price list %+v", l)
 	}
 	if err := l.Verify(pub(key(9))); err == nil {

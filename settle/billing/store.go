@@ -1,6 +1,8 @@
-package settle
+package billing
 
 import (
+	"github.com/cocoonhost/cocoon/settle"
+
 	"context"
 	"errors"
 	"time"
@@ -40,7 +42,7 @@ type Store interface {
 	// the key, not the attempt): its key is free, and a retry with it runs the request
 	// again instead of replaying a cut answer. Its signature hash is recorded, so the
 	// same signed attempt cannot be sent again.
-	Commit(ctx context.Context, id HoldID, r *Receipt, response []byte, sign func(*Receipt)) error
+	Commit(ctx context.Context, id HoldID, r *settle.Receipt, response []byte, sign func(*settle.Receipt)) error
 
 	// Release drops a hold without a receipt (a Commit that failed, a request that
 	// panicked): its amount, request and signature hashes and idempotency key are free
@@ -51,7 +53,7 @@ type Store interface {
 	Account(ctx context.Context, account string) (AccountTotals, error)
 
 	// Receipts returns up to limit receipts of account from Seq fromSeq on, in order.
-	Receipts(ctx context.Context, account string, fromSeq uint64, limit int) ([]Receipt, error)
+	Receipts(ctx context.Context, account string, fromSeq uint64, limit int) ([]settle.Receipt, error)
 
 	// Unsettled lists the accounts whose cumulative total is above what was last
 	// recorded as settled on-chain.
@@ -127,7 +129,7 @@ type IdempotentError struct {
 	// Err is ErrInProgress or ErrIdempotencyMismatch, or nil when the earlier request
 	// finished: Receipt and Response are then what it returned.
 	Err      error
-	Receipt  *Receipt
+	Receipt  *settle.Receipt
 	Response []byte
 }
 

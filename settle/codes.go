@@ -1,20 +1,8 @@
 package settle
 
-import (
-	"errors"
-	"fmt"
-	"net/http"
-)
-
-// Error is the settlement boundary's error: a stable code, the HTTP status it maps to,
-// and a message safe to show the client (it never holds keys, seeds or ledger
-// internals).
-type Error struct {
-	Code    string
-	Message string
-}
-
-// The error codes.
+// The codes of the host's refusals: the "code" member of an error answer's JSON, with
+// the HTTP status each comes with. A client branches on them; settle/billing's Error
+// carries them.
 const (
 	// CodeBadSignature (401): the signing headers are missing or malformed, or the
 	// signature does not verify with the escrow's client key.
@@ -46,29 +34,3 @@ const (
 	// the account until its operator restores them.
 	CodeIntegrity = "ledger_integrity"
 )
-
-// ErrIntegrity is wrapped by a Store's errors for an account whose records fail their
-// integrity check. The Service refuses such an account with CodeIntegrity.
-var ErrIntegrity = errors.New("settle: a ledger record fails its integrity check")
-
-// Status is the HTTP status of the error's code.
-func (e *Error) Status() int {
-	switch e.Code {
-	case CodeBadSignature, CodeExpired, CodeReplay:
-		return http.StatusUnauthorized
-	case CodeInsufficient, CodeUnknownAccount, CodeClosing, CodeMaxPrice:
-		return http.StatusPaymentRequired
-	case CodeInProgress:
-		return http.StatusConflict
-	case CodeIdempotencyMismatch:
-		return http.StatusUnprocessableEntity
-	default:
-		return http.StatusServiceUnavailable
-	}
-}
-
-func (e *Error) Error() string { return "settle: " + e.Message }
-
-func errorf(code, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
-}

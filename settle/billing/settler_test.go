@@ -1,4 +1,4 @@
-package settle_test
+package billing_test
 
 import (
 	"errors"
@@ -17,14 +17,15 @@ import (
 	"github.com/xssnick/tonutils-go/tlb"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/escrow"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
 // settler is a Settler of e's host on the chain's clock, logging to the test.
-func (e *env) settler(threshold string, maxDelay time.Duration) *settle.Settler {
+func (e *env) settler(threshold string, maxDelay time.Duration) *billing.Settler {
 	e.t.Helper()
-	s, err := settle.NewSettler(settle.SettlerConfig{Store: e.ledger, API: e.chain, Wallet: e.host, Key: e.hostKey,
+	s, err := billing.NewSettler(billing.SettlerConfig{Store: e.ledger, API: e.chain, Wallet: e.host, Key: e.hostKey,
 		Threshold: nano(threshold), MaxDelay: maxDelay, Now: e.chain.Now, Logger: slog.New(slog.NewTextHandler(e.t.Output(), nil))})
 	if err != nil {
 		e.t.Fatal(err)
@@ -52,7 +53,7 @@ func (e *env) sends() []*tonemu.Transaction {
 // settle runs one round of s and checks that it sent one charge to each of accounts,
 // all in one wallet transaction (none if there are none), and that each of them is now
 // charged on-chain exactly what its receipts add up to, and recorded so.
-func (e *env) settle(s *settle.Settler, accounts ...string) {
+func (e *env) settle(s *billing.Settler, accounts ...string) {
 	e.t.Helper()
 	before := len(e.sends())
 	charged := make([]uint64, len(accounts))
@@ -226,7 +227,7 @@ func TestSettlerNeverAboveDeposit(t *testing.T) {
 	s := e.settler("0.1", time.Hour)
 	acct := e.deploy(e.params(1), "0.5")
 	// Admission never bills past the deposit, so write the ledger directly.
-	id, err := e.ledger.Reserve(ctx, settle.Reservation{Account: acct, RequestHash: settle.RequestHash([]byte("big")), MaxCost: math.MaxUint64, Limit: math.MaxUint64})
+	id, err := e.ledger.Reserve(ctx, billing.Reservation{Account: acct, RequestHash: settle.RequestHash([]byte("big")), MaxCost: math.MaxUint64, Limit: math.MaxUint64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,8 +340,8 @@ func TestSettlerManyAccounts(t *testing.T) {
 // escrows are counted, and the time of the last good round is the chain's.
 func TestSettlerMetrics(t *testing.T) {
 	e := newEnv(t)
-	m := settle.NewMetrics()
-	s, err := settle.NewSettler(settle.SettlerConfig{Store: e.ledger, API: e.chain, Wallet: e.host, Key: e.hostKey,
+	m := billing.NewMetrics()
+	s, err := billing.NewSettler(billing.SettlerConfig{Store: e.ledger, API: e.chain, Wallet: e.host, Key: e.hostKey,
 		Threshold: nano("1"), MaxDelay: time.Hour, Now: e.chain.Now, Metrics: m})
 	if err != nil {
 		t.Fatal(err)

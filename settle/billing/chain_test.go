@@ -1,4 +1,4 @@
-package settle_test
+package billing_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/xssnick/tonutils-go/ton"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/escrow"
 )
 
@@ -35,11 +36,11 @@ func (c *counting) CurrentMasterchainInfo(ctx context.Context) (*ton.BlockIDExt,
 func TestChainEscrows(t *testing.T) {
 	e := newEnv(t)
 	api := &counting{APIClientWrapped: e.chain}
-	c := settle.NewChainEscrows(api, escrowTTL)
+	c := billing.NewChainEscrows(api, escrowTTL)
 	c.SetClock(e.chain.Now)
 	acct := e.deploy(e.params(1), "2")
 
-	read := func(reads int64, want settle.EscrowState) {
+	read := func(reads int64, want billing.EscrowState) {
 		t.Helper()
 		st, err := c.Escrow(ctx, acct)
 		if err != nil {
@@ -53,7 +54,7 @@ func TestChainEscrows(t *testing.T) {
 			t.Fatalf("%d chain reads, want %d", n, reads)
 		}
 	}
-	want := settle.EscrowState{ClientKey: pub(e.clientKey), HostKey: pub(e.hostKey), HostAddr: e.host.WalletAddress().StringRaw(),
+	want := billing.EscrowState{ClientKey: pub(e.clientKey), HostKey: pub(e.hostKey), HostAddr: e.host.WalletAddress().StringRaw(),
 		Deposited: deposited("2"), Timeout: 3600}
 	read(1, want)
 	read(1, want)
@@ -123,7 +124,7 @@ func TestChainEscrows(t *testing.T) {
 func TestChainEscrowsRemembersUnknown(t *testing.T) {
 	e := newEnv(t)
 	api := &counting{APIClientWrapped: e.chain}
-	c := settle.NewChainEscrows(api, escrowTTL)
+	c := billing.NewChainEscrows(api, escrowTTL)
 	c.SetClock(e.chain.Now)
 	never := e.addr(e.params(1)).StringRaw()
 	var wg sync.WaitGroup
@@ -131,7 +132,7 @@ func TestChainEscrowsRemembersUnknown(t *testing.T) {
 		wg.Go(func() {
 			for range 10 {
 				_, err := c.Escrow(ctx, never)
-				var se *settle.Error
+				var se *billing.Error
 				if !errors.As(err, &se) || se.Code != settle.CodeUnknownAccount {
 					t.Errorf("err = %v, want unknown_account", err)
 				}
@@ -171,7 +172,7 @@ func TestChainEscrowsRemembersUnknown(t *testing.T) {
 
 func TestChainEscrowsRefuseImpostors(t *testing.T) {
 	e := newEnv(t)
-	c := settle.NewChainEscrows(e.chain, escrowTTL)
+	c := billing.NewChainEscrows(e.chain, escrowTTL)
 	for _, tt := range []struct {
 		name, account, want string
 	}{

@@ -1,4 +1,4 @@
-package settle_test
+package billing_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
@@ -48,7 +49,7 @@ func (e *env) restart() {
 
 // dyingSettler is a settler of e's host whose wallet's sends reach the chain but whose
 // process dies before it learns so.
-func (e *env) dyingSettler(threshold string, maxDelay time.Duration) *settle.Settler {
+func (e *env) dyingSettler(threshold string, maxDelay time.Duration) *billing.Settler {
 	e.t.Helper()
 	w, err := wallet.FromPrivateKey(diesAfterSend{e.chain}, key(2), wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
 	if err != nil {
@@ -58,7 +59,7 @@ func (e *env) dyingSettler(threshold string, maxDelay time.Duration) *settle.Set
 		e.t.Fatal("not the host's wallet")
 	}
 	w.GetSpec().(*wallet.SpecV5R1Final).SetMessagesTTL(30 * 24 * 3600) // as tonemu's wallets: the test moves the clock by hours
-	s, err := settle.NewSettler(settle.SettlerConfig{Store: e.ledger, API: e.chain, Wallet: w, Key: e.hostKey,
+	s, err := billing.NewSettler(billing.SettlerConfig{Store: e.ledger, API: e.chain, Wallet: w, Key: e.hostKey,
 		Threshold: nano(threshold), MaxDelay: maxDelay, Now: e.chain.Now, Logger: slog.New(slog.NewTextHandler(e.t.Output(), nil))})
 	if err != nil {
 		e.t.Fatal(err)

@@ -1,6 +1,8 @@
-package settle
+package billing
 
 import (
+	"github.com/cocoonhost/cocoon/settle"
+
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -125,16 +127,16 @@ type Admission struct {
 type Ticket struct {
 	s       *Service
 	hold    HoldID
-	receipt Receipt // the fields known at admission
-	done    bool    // finished or released
+	receipt settle.Receipt // the fields known at admission
+	done    bool           // finished or released
 }
 
 // MaxCost is what admission reserved.
 func (t *Ticket) MaxCost() uint64 { return t.receipt.MaxCost }
 
 // Quote is the price the request was admitted at.
-func (t *Ticket) Quote() Quote {
-	return Quote{Prices: t.receipt.Prices, LoadMilli: t.receipt.LoadMilli}
+func (t *Ticket) Quote() settle.Quote {
+	return settle.Quote{Prices: t.receipt.Prices, LoadMilli: t.receipt.LoadMilli}
 }
 
 // Admit checks the account's escrow and balance and reserves the request's maximum
@@ -155,18 +157,18 @@ func (s *Service) Admit(ctx context.Context, a Admission) (t *Ticket, err error)
 	}
 	switch signed := a.Verified; {
 	case !s.serves(escrow):
-		return nil, errorf(CodeUnknownAccount, "escrow %s is for another host", a.Account)
+		return nil, errorf(settle.CodeUnknownAccount, "escrow %s is for another host", a.Account)
 	case signed != nil && (signed.req.IdempotencyKey != a.IdempotencyKey || signed.req.Account != a.Account):
-		return nil, errorf(CodeBadSignature, "the signed request is for another account or idempotency key")
+		return nil, errorf(settle.CodeBadSignature, "the signed request is for another account or idempotency key")
 	case escrow.Closing:
-		return nil, errorf(CodeClosing, "escrow %s is closing: its client asked for a withdrawal", a.Account)
+		return nil, errorf(settle.CodeClosing, "escrow %s is closing: its client asked for a withdrawal", a.Account)
 	case time.Duration(escrow.Timeout)*time.Second < s.cfg.MinTimeout:
-		return nil, errorf(CodeUnknownAccount, "escrow %s has a withdrawal timeout of %ds; this host serves escrows of at least %ds",
+		return nil, errorf(settle.CodeUnknownAccount, "escrow %s has a withdrawal timeout of %ds; this host serves escrows of at least %ds",
 			a.Account, escrow.Timeout, int64(s.cfg.MinTimeout/time.Second))
 	}
 
 	quote := s.cfg.Pricer.Quote()
-	maxCost := quote.Prices.Cost(Usage{PromptTokens: a.MaxPromptTokens, CompletionTokens: a.MaxCompletionTokens, ComputeUnits: s.cfg.ComputeReserve},
+	maxCost := quote.Prices.Cost(settle.Usage{PromptTokens: a.MaxPromptTokens, CompletionTokens: a.MaxCompletionTokens, ComputeUnits: s.cfg.ComputeReserve},
 		quote.LoadMilli, math.MaxUint64)
 	if err := checkMaxPrice(maxCost, a, quote); err != nil {
 		return nil, err
@@ -176,7 +178,7 @@ func (s *Service) Admit(ctx context.Context, a Admission) (t *Ticket, err error)
 	if err != nil {
 		return nil, s.reserveError(a, escrow, err)
 	}
-	return &Ticket{s: s, hold: hold, receipt: Receipt{Account: a.Account, RequestHash: requestHash, Pipeline: a.Pipeline,
+	return &Ticket{s: s, hold: hold, receipt: settle.Receipt{Account: a.Account, RequestHash: requestHash, Pipeline: a.Pipeline,
 		Model: a.Model, Prices: quote.Prices, LoadMilli: quote.LoadMilli, MaxCost: maxCost}}, nil
 }
 
@@ -200,17 +202,17 @@ func (a Admission) hashes() (request, signature string) {
 	switch {
 	case a.IdempotencyKey != "":
 		b := sha256.Sum256(body)
-		request = RequestHash([]byte(strings.Join([]string{"cocoon-idempotent-v1", a.Account, a.IdempotencyKey, method, path, hex.EncodeToString(b[:])}, "\n")))
+		request = settle.RequestHash([]byte(strings.Join([]string{"cocoon-idempotent-v1", a.Account, a.IdempotencyKey, method, path, hex.EncodeToString(b[:])}, "\n")))
 		if a.Verified != nil {
-			signature = RequestHash(a.Verified.req.SigningString())
+			signature = settle.RequestHash(a.Verified.req.SigningString())
 		}
 		return request, signature
 	case a.Verified != nil:
-		return RequestHash(a.Verified.req.SigningString()), ""
+		return settle.RequestHash(a.Verified.req.SigningString()), ""
 	default:
 		var nonce [16]byte
 		rand.Read(nonce[:])
-		return RequestHash(append(nonce[:], body...)), ""
+		return settle.RequestHash(append(nonce[:], body...)), ""
 	}
 }
 
@@ -220,19 +222,19 @@ func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error
 	var idem *IdempotentError
 	switch {
 	case errors.As(err, &short):
-		return errorf(CodeInsufficient, "escrow %s has %s TON unspent and unreserved; this request may cost up to %s TON: deposit at least %s TON more",
-			a.Account, FormatTON(short.Available), FormatTON(short.Needed), FormatTON(short.Missing()))
+		return errorf(settle.CodeInsufficient, "escrow %s has %s TON unspent and unreserved; this request may cost up to %s TON: deposit at least %s TON more",
+			a.Account, settle.FormatTON(short.Available), settle.FormatTON(short.Needed), settle.FormatTON(short.Missing()))
 	case errors.As(err, &idem):
 		switch {
 		case idem.Err == nil:
 			return idem
 		case errors.Is(idem.Err, ErrInProgress):
-			return errorf(CodeInProgress, "a request with idempotency key %q is still running", a.IdempotencyKey)
+			return errorf(settle.CodeInProgress, "a request with idempotency key %q is still running", a.IdempotencyKey)
 		default:
-			return errorf(CodeIdempotencyMismatch, "idempotency key %q was used for a different request", a.IdempotencyKey)
+			return errorf(settle.CodeIdempotencyMismatch, "idempotency key %q was used for a different request", a.IdempotencyKey)
 		}
 	case errors.Is(err, ErrReplay):
-		return errorf(CodeReplay, "this signed request was already received; sign each request with a new nonce")
+		return errorf(settle.CodeReplay, "this signed request was already received; sign each request with a new nonce")
 	default:
 		return storeError(a.Account, err)
 	}
@@ -241,9 +243,9 @@ func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error
 // storeError is what the client is told of a ledger failure on account.
 func storeError(account string, err error) *Error {
 	if errors.Is(err, ErrIntegrity) {
-		return errorf(CodeIntegrity, "the host's records of escrow %s fail their integrity check: it neither serves nor charges this account until its operator restores them", account)
+		return errorf(settle.CodeIntegrity, "the host's records of escrow %s fail their integrity check: it neither serves nor charges this account until its operator restores them", account)
 	}
-	return errorf(CodeUnavailable, "the ledger is unavailable")
+	return errorf(settle.CodeUnavailable, "the ledger is unavailable")
 }
 
 // ServedBy names the model that answered, for the receipt, when admission did not know
@@ -259,7 +261,7 @@ func (t *Ticket) ServedBy(model string) {
 // (nil stores none; a cancelled request stores none and leaves its key free for a
 // retry, see Store.Commit). The receipt is durable when Finish returns. A Finish that
 // fails releases the hold: nothing is charged.
-func (t *Ticket) Finish(ctx context.Context, usage Usage, status string, response []byte) (*Receipt, error) {
+func (t *Ticket) Finish(ctx context.Context, usage settle.Usage, status string, response []byte) (*settle.Receipt, error) {
 	if t.done {
 		return nil, errors.New("settle: the ticket was already finished or released")
 	}
@@ -267,7 +269,7 @@ func (t *Ticket) Finish(ctx context.Context, usage Usage, status string, respons
 	r := t.receipt
 	r.Usage, r.Status, r.Time = usage, status, t.s.cfg.Now().Unix()
 	r.Cost = r.Prices.Cost(usage, r.LoadMilli, r.MaxCost)
-	if err := t.s.cfg.Store.Commit(ctx, t.hold, &r, response, func(r *Receipt) { r.Sign(t.s.cfg.Key) }); err != nil {
+	if err := t.s.cfg.Store.Commit(ctx, t.hold, &r, response, func(r *settle.Receipt) { r.Sign(t.s.cfg.Key) }); err != nil {
 		// Nothing was recorded, so nothing is charged: free the reservation.
 		t.s.cfg.Store.Release(t.hold)
 		return nil, fmt.Errorf("settle: commit the receipt: %w", err)
@@ -287,24 +289,8 @@ func (t *Ticket) Release() {
 	}
 }
 
-// FormatTON renders nanoTON as TON with up to nine decimals.
-func FormatTON(nano uint64) string {
-	s := fmt.Sprintf("%d.%09d", nano/1e9, nano%1e9)
-	for s[len(s)-1] == '0' && s[len(s)-2] != '.' {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-// NewNonce returns a random nonce for a signed request.
-func NewNonce() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // PriceList is the current price list, signed by the settlement key.
-func (s *Service) PriceList() PriceList {
+func (s *Service) PriceList() settle.PriceList {
 	return s.cfg.Pricer.PriceList(s.cfg.Key, s.cfg.HostAddr, uint32(s.cfg.MinTimeout/time.Second))
 }
 
@@ -315,24 +301,9 @@ type AccountStatus struct {
 	Closing   bool
 }
 
-// AccountView is what GET /v1/accounts/{account} answers: amounts in nanoTON, as
-// strings so that JavaScript reads them exactly.
-type AccountView struct {
-	Account    string `json:"account"`
-	LastSeq    uint64 `json:"last_seq"`
-	Cumulative uint64 `json:"cumulative,string"`
-	Held       uint64 `json:"held,string"`
-	Settled    uint64 `json:"settled,string"`
-	Deposited  uint64 `json:"deposited,string"`
-	// Unspent is what the client may still spend: the deposit less the cumulative
-	// total and the requests in flight.
-	Unspent uint64 `json:"unspent,string"`
-	Closing bool   `json:"closing"`
-}
-
 // View is s as GET /v1/accounts/{account} answers it.
-func (s AccountStatus) View() AccountView {
-	return AccountView{Account: s.Account, LastSeq: s.LastSeq, Cumulative: s.Cumulative, Held: s.Held, Settled: s.Settled,
+func (s AccountStatus) View() settle.AccountView {
+	return settle.AccountView{Account: s.Account, LastSeq: s.LastSeq, Cumulative: s.Cumulative, Held: s.Held, Settled: s.Settled,
 		Deposited: s.Deposited, Unspent: s.Deposited - min(s.Deposited, s.Cumulative+s.Held), Closing: s.Closing}
 }
 
@@ -352,7 +323,7 @@ func (s *Service) Account(ctx context.Context, account string) (AccountStatus, e
 
 // Receipts returns up to limit of account's receipts from Seq from on. Errors are
 // *Error.
-func (s *Service) Receipts(ctx context.Context, account string, from uint64, limit int) ([]Receipt, error) {
+func (s *Service) Receipts(ctx context.Context, account string, from uint64, limit int) ([]settle.Receipt, error) {
 	list, err := s.cfg.Store.Receipts(ctx, account, from, limit)
 	if err != nil {
 		return nil, storeError(account, err)
@@ -364,7 +335,7 @@ func (s *Service) Receipts(ctx context.Context, account string, from uint64, lim
 // checked against its escrow's client key. Only Authenticate makes one, so Admit can
 // rely on the check without repeating it.
 type VerifiedRequest struct {
-	req SignedRequest
+	req settle.SignedRequest
 }
 
 // Authenticate checks a signed request: its timestamp, that it names an escrow this
@@ -376,7 +347,7 @@ type VerifiedRequest struct {
 //
 // Cost: one escrow read (cached by ChainEscrows, including for an address with no
 // escrow) and one ed25519 verification, about 45 µs.
-func (s *Service) Authenticate(ctx context.Context, r SignedRequest, sig []byte) (*VerifiedRequest, error) {
+func (s *Service) Authenticate(ctx context.Context, r settle.SignedRequest, sig []byte) (*VerifiedRequest, error) {
 	if err := s.checkTimestamp(r); err != nil {
 		return nil, err
 	}
@@ -385,9 +356,9 @@ func (s *Service) Authenticate(ctx context.Context, r SignedRequest, sig []byte)
 	case err != nil:
 		return nil, err
 	case !s.serves(escrow):
-		return nil, errorf(CodeUnknownAccount, "escrow %s is for another host", r.Account)
+		return nil, errorf(settle.CodeUnknownAccount, "escrow %s is for another host", r.Account)
 	case !ed25519.Verify(escrow.ClientKey, r.SigningString(), sig):
-		return nil, errorf(CodeBadSignature, "the signature does not verify with escrow %s's client key", r.Account)
+		return nil, errorf(settle.CodeBadSignature, "the signature does not verify with escrow %s's client key", r.Account)
 	}
 	return &VerifiedRequest{req: r}, nil
 }
@@ -399,10 +370,10 @@ func (s *Service) serves(escrow EscrowState) bool {
 }
 
 // checkTimestamp refuses a signed request outside RequestWindow of the host's clock.
-func (s *Service) checkTimestamp(r SignedRequest) error {
-	now, window := s.cfg.Now().Unix(), int64(RequestWindow/time.Second)
+func (s *Service) checkTimestamp(r settle.SignedRequest) error {
+	now, window := s.cfg.Now().Unix(), int64(settle.RequestWindow/time.Second)
 	if r.Timestamp < now-window || r.Timestamp > now+window {
-		return errorf(CodeExpired, "the request was signed at %d, more than %v from the host's clock (%d)", r.Timestamp, RequestWindow, now)
+		return errorf(settle.CodeExpired, "the request was signed at %d, more than %v from the host's clock (%d)", r.Timestamp, settle.RequestWindow, now)
 	}
 	return nil
 }

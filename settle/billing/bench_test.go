@@ -1,10 +1,11 @@
-package settle_test
+package billing_test
 
 import (
 	"math"
 	"testing"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 )
 
 // The benchmarks of a request's hot path come in pairs measured in the same run: the
@@ -71,7 +72,7 @@ func BenchmarkReserveCommit(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		hash := hashes[i]
-		id, err := e.ledger.Reserve(ctx, settle.Reservation{Account: acct, RequestHash: hash, MaxCost: cost, Limit: limit})
+		id, err := e.ledger.Reserve(ctx, billing.Reservation{Account: acct, RequestHash: hash, MaxCost: cost, Limit: limit})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -114,7 +115,7 @@ func BenchmarkReserve(b *testing.B) {
 	cost := maxCost(100, 100)
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := e.ledger.Reserve(ctx, settle.Reservation{Account: acct, RequestHash: hashes[i], MaxCost: cost, Limit: math.MaxUint64}); err != nil {
+		if _, err := e.ledger.Reserve(ctx, billing.Reservation{Account: acct, RequestHash: hashes[i], MaxCost: cost, Limit: math.MaxUint64}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,6 +1,8 @@
-package settle
+package billing
 
 import (
+	"github.com/cocoonhost/cocoon/settle"
+
 	"errors"
 	"time"
 
@@ -25,8 +27,8 @@ type Metrics struct {
 // admissionCodes are the results an admission counts under besides "admitted": the
 // codes of Admit's refusals, and "error" for a failure without one (the escrow could
 // not be read).
-var admissionCodes = []string{CodeBadSignature, CodeInsufficient, CodeUnknownAccount, CodeClosing, CodeInProgress,
-	CodeIdempotencyMismatch, CodeUnavailable, CodeIntegrity, CodeReplay, CodeMaxPrice, "error"}
+var admissionCodes = []string{settle.CodeBadSignature, settle.CodeInsufficient, settle.CodeUnknownAccount, settle.CodeClosing, settle.CodeInProgress,
+	settle.CodeIdempotencyMismatch, settle.CodeUnavailable, settle.CodeIntegrity, settle.CodeReplay, settle.CodeMaxPrice, "error"}
 
 // NewMetrics returns a Metrics with every series at zero.
 func NewMetrics() *Metrics {
@@ -54,7 +56,7 @@ func NewMetrics() *Metrics {
 	for _, code := range admissionCodes {
 		m.admissions.WithLabelValues(code)
 	}
-	for _, status := range []string{StatusCompleted, StatusFailed, StatusCancelled} {
+	for _, status := range []string{settle.StatusCompleted, settle.StatusFailed, settle.StatusCancelled} {
 		m.receipts.WithLabelValues(status)
 	}
 	m.rounds.WithLabelValues("ok")
@@ -81,7 +83,7 @@ func (m *Metrics) admitted(err error) {
 }
 
 // committed counts a receipt committed to the ledger.
-func (m *Metrics) committed(r *Receipt) {
+func (m *Metrics) committed(r *settle.Receipt) {
 	m.receipts.WithLabelValues(r.Status).Inc()
 	m.charged.Add(float64(r.Cost))
 }

@@ -1,4 +1,4 @@
-package settle
+package billing
 
 import (
 	"time"

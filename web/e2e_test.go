@@ -1,0 +1,202 @@
+package web
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web/e2e"
+)
+
+const e2eChat = `{"model":"stories260K","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}`
+
+// sealedPost seals body with the Authorization key to the host's X25519 key for path,
+// posts it and returns the answer, and the client that opens it.
+func sealedPost(t *testing.T, f *fixture, path, key string, body string, alter func([]byte)) (*http.Response, *e2e.Client) {
+	t.Helper()
+	pub := f.server.cfg.Attestation.BootEvidence().E2EKeys.Public()
+	env, c, err := e2e.SealRequest(e2e.X25519, pub.X25519, http.MethodPost, path,
+		e2e.Request{Header: http.Header{"Authorization": {"Bearer " + key}, "Content-Type": {"application/json"}}, Body: []byte(body)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alter != nil {
+		alter(env)
+	}
+	return postEnvelope(t, f, path, env), c
+}
+
+// postEnvelope posts a sealed request; the test closes the answer's body.
+func postEnvelope(t testing.TB, f *fixture, path string, env []byte) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, f.http.URL+path, bytes.NewReader(env))
+	req.Header.Set("Content-Type", e2e.ContentType)
+	resp, err := f.http.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// TestSealedChat: a sealed request runs with its sealed credential; its answer, whole
+// or streamed, opens to a signed plaintext answer that verifies with the host key
+// over the plaintext request, and nothing of the prompt or the answer is readable on
+// the wire.
+func TestSealedChat(t *testing.T) {
+	f, _ := attested(t)
+	hostKey := f.server.cfg.Attestation.PublicKey()
+	for _, stream := range []bool{false, true} {
+		body := e2eChat
+		if stream {
+			body = strings.Replace(body, `"max_tokens":8`, `"max_tokens":8,"stream":true`, 1)
+		}
+		resp, c := sealedPost(t, f, "/v1/chat/completions", ownerKey, body, nil)
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || bytes.Contains(raw, []byte("chat.completion")) || bytes.Contains(raw, []byte(ownerKey)) {
+			t.Fatalf("stream %v: %d %q", stream, resp.StatusCode, raw)
+		}
+		v := attest.ResponseVerifier{HostKey: hostKey, Request: []byte(body)}
+		if !stream {
+			h, plain, err := c.OpenBody(resp.StatusCode, raw)
+			if err != nil || !bytes.Contains(plain, []byte(`"chat.completion"`)) {
+				t.Fatalf("OpenBody: %q %v", plain, err)
+			}
+			if err := v.VerifyBody(200, h.Get("Retry-After"), plain, h.Get(attest.ResponseSignatureHeader)); err != nil {
+				t.Fatalf("the opened answer does not verify: %v", err)
+			}
+			continue
+		}
+		st, err := c.OpenStream(bytes.NewReader(raw), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := io.ReadAll(st)
+		if err != nil || st.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("stream: %v %v", st.Header, err)
+		}
+		events := v.ReadStream(bytes.NewReader(plain), 1<<20)
+		for {
+			if _, err := events.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("the opened stream does not verify: %v\n%s", err, plain)
+			}
+		}
+	}
+}
+
+// TestSealedRequestRefusals: a replayed envelope, a flipped byte, an envelope moved to
+// another route, a bad sealed credential, and a plaintext request on a host that
+// requires encryption: each gets its clear 4xx, and none runs the model.
+func TestSealedRequestRefusals(t *testing.T) {
+	f, _ := attested(t)
+	path := "/v1/chat/completions"
+	pub := f.server.cfg.Attestation.BootEvidence().E2EKeys.Public()
+	env, c, err := e2e.SealRequest(e2e.MLKEM768X25519, pub.MLKEM768X25519, http.MethodPost, path,
+		e2e.Request{Header: http.Header{"Authorization": {"Bearer " + ownerKey}}, Body: []byte(e2eChat)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := postEnvelope(t, f, path, env); resp.StatusCode != 200 {
+		t.Fatalf("first: %d", resp.StatusCode)
+	}
+	ran := generations(f)
+	replay := postEnvelope(t, f, path, env)
+	if b, _ := io.ReadAll(replay.Body); replay.StatusCode != http.StatusConflict || !bytes.Contains(b, []byte(`"replayed_request"`)) {
+		t.Fatalf("replay: %d %s", replay.StatusCode, b)
+	}
+	for i := 0; i < len(env); i += 97 {
+		bad := bytes.Clone(env)
+		bad[i] ^= 0x01
+		resp := postEnvelope(t, f, path, bad)
+		if b, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusBadRequest || !bytes.Contains(b, []byte(`"e2e_invalid"`)) {
+			t.Fatalf("byte %d flipped: %d %s", i, resp.StatusCode, b)
+		}
+	}
+	moved := postEnvelope(t, f, "/p/"+strings.Repeat("ab", 32)+"/v1/chat/completions", env)
+	if b, _ := io.ReadAll(moved.Body); moved.StatusCode != http.StatusBadRequest || !bytes.Contains(b, []byte(`"e2e_invalid"`)) {
+		t.Fatalf("moved to a pipeline: %d %s", moved.StatusCode, b)
+	}
+	if n := generations(f); n != ran {
+		t.Fatalf("refused requests ran the model %d times", n-ran)
+	}
+	// A refusal after opening is sealed: the client reads it, the wire does not.
+	resp, c := sealedPost(t, f, path, "not-a-key", e2eChat, nil)
+	raw, _ := io.ReadAll(resp.Body)
+	_, plain, err := c.OpenBody(resp.StatusCode, raw)
+	if resp.StatusCode != http.StatusUnauthorized || bytes.Contains(raw, []byte("invalid_credentials")) || err != nil || !bytes.Contains(plain, []byte("invalid_credentials")) {
+		t.Fatalf("sealed 401: %d %q %q %v", resp.StatusCode, raw, plain, err)
+	}
+	// A credential outside the envelope (a relay's own) never counts: this one seals none.
+	env, _, _ = e2e.SealRequest(e2e.X25519, pub.X25519, http.MethodPost, path,
+		e2e.Request{Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(e2eChat)})
+	req, _ := http.NewRequest(http.MethodPost, f.http.URL+path, bytes.NewReader(env))
+	req.Header.Set("Content-Type", e2e.ContentType)
+	req.Header.Set("Authorization", "Bearer "+ownerKey)
+	if resp, err := f.http.Client().Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("an outer credential beside a sealed one: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// The envelope's size is bounded before any work.
+	small, _ := attested(t, func(c *Config, _ *recorder) { c.MaxRequestBytes = 1024 })
+	big := bytes.Repeat([]byte{1}, 1024+e2eOverhead+1)
+	if resp := postEnvelope(t, small, path, big); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("an envelope over the limit: %d", resp.StatusCode)
+	}
+	required, _ := attested(t, func(c *Config, _ *recorder) { c.RequireE2E = true })
+	if r := required.do(http.MethodPost, path, ownerKey, e2eChat); r.status != http.StatusBadRequest || r.apiErr(t).Code != "encryption_required" {
+		t.Fatalf("plaintext on a host that requires encryption: %d %s", r.status, r.body)
+	}
+}
+
+func generations(f *fixture) int {
+	f.backend.mu.Lock()
+	defer f.backend.mu.Unlock()
+	return len(f.backend.requests)
+}
+
+// TestSealedBilledRequest: an escrow-signed request sealed whole (the signature
+// headers and the idempotency key inside) is billed, its receipt travels sealed and
+// verifies, and a retry with the same idempotency key in a new envelope gets the same
+// answer replayed, charged once.
+func TestSealedBilledRequest(t *testing.T) {
+	b := newBilling(t, 1e9, func(c *Config, _ *recorder) { c.Attestation = simAttestation(t) })
+	path := "/v1/chat/completions"
+	pub := b.server.cfg.Attestation.BootEvidence().E2EKeys.Public()
+	send := func() (*http.Response, []byte, http.Header, []byte) {
+		sr := settle.SignedRequest{Account: b.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(), Method: "POST", Path: path, Body: []byte(chatBody), IdempotencyKey: "sealed-retry-1"}
+		h := http.Header{}
+		sr.Sign(h, b.clientKey)
+		env, c, err := e2e.SealRequest(e2e.X25519, pub.X25519, http.MethodPost, path, e2e.Request{Header: h, Body: []byte(chatBody)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := postEnvelope(t, b.fixture, path, env)
+		raw, _ := io.ReadAll(resp.Body)
+		sealedHeader, plain, err := c.OpenBody(resp.StatusCode, raw)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%d %v %s", resp.StatusCode, err, plain)
+		}
+		return resp, raw, sealedHeader, plain
+	}
+	resp, raw, h, plain := send()
+	if resp.Header.Get(settle.ReceiptHeader) != "" || bytes.Contains(raw, []byte(b.account[2:])) {
+		t.Fatal("the receipt crossed the wire in the clear")
+	}
+	first := b.receipt(t, response{resp.StatusCode, h, plain})
+	if first.Cost == 0 || first.Account != b.account {
+		t.Fatalf("receipt %+v", first)
+	}
+	_, _, h2, plain2 := send()
+	again := b.receipt(t, response{200, h2, plain2})
+	if h2.Get(IdempotentReplayHeader) != "true" || again.Seq != first.Seq || !bytes.Equal(plain, plain2) {
+		t.Fatalf("the retry was not the replay of the first answer: %v seq %d, %d", h2, again.Seq, first.Seq)
+	}
+}
