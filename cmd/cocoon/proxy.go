@@ -26,7 +26,7 @@ var proxyContext = func() (context.Context, context.CancelFunc) {
 // serves a local OpenAI-compatible API that routes to the verified hosts and checks
 // every answer against the answering host's attested key (web/proxy).
 func serveProxy(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("cocoon", `proxy --pipeline ID [--host URL | --hosts URL,URL,...] [--api-key KEY] [--policy FILE] [--trust-sim-root FILE]... [--collateral FILE] [--expect-module sha256:...]... [--release verified|live] [--plaintext] [--listen ADDR]
+	fs := cli.NewFlagSet("cocoon", `proxy --pipeline ID [--host URL | --hosts URL,URL,... | --registry ADDRESS --ton-config FILE] [--api-key KEY] [--policy FILE] [--trust-sim-root FILE]... [--collateral FILE] [--expect-module sha256:...]... [--release verified|live] [--plaintext] [--listen ADDR]
 
 Serves a local OpenAI-compatible API (base URL http://ADDR/v1) for apps that cannot verify
 a host themselves. At start it verifies each host's boot evidence and a fresh quote of the
@@ -42,6 +42,13 @@ app goes to another verified host when that cannot charge twice (the host never 
 it, refused it before admission, or does not bill). Each host is checked every 10 s
 (GET /readyz, its price list) and verified afresh every 10 minutes; a host that fails is
 taken out of routing and tried again with backoff. State changes are logged on stderr.
+
+With --registry, the hosts are those registered on the market registry at ADDRESS
+(settle/REGISTRY.md), read through the liteservers of --ton-config at start and every
+10 s: a host that registers is verified and used, one that leaves is dropped. Besides
+the checks above, a registered host is refused (and logged) unless its boot quote is the
+one it registered, its measurements are on the registry's allowlist, and its price list
+is the one it registered.
 
 --release verified (the default) releases nothing unverified: a stream is held until its
 signature event verifies, then released whole, so the app sees the text only at the end.
@@ -61,6 +68,8 @@ https host presents another TLS key, the proxy verifies that host again (a resta
 has new keys) and checks the answer, or seals the request anew, with the new keys.`, stderr)
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
 	hostList := fs.String("hosts", "", "comma-separated base URLs of the hosts to route to (instead of --host)")
+	registryAddr := fs.String("registry", "", "route to the hosts registered on the market registry at this TON address (instead of --host or --hosts; needs --ton-config)")
+	tonFlags := addTONFlags(fs)
 	key := apiKeyFlag(fs, "API key sent to every host; when empty, each app request's own Authorization goes on")
 	pipelineID := fs.String("pipeline", "", "the pipeline to serve (its 64-hex id)")
 	var expect moduleList
@@ -72,25 +81,17 @@ has new keys) and checks the answer, or seals the request anew, with the new key
 	if err := cli.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	hosts := []string{*base}
-	if *hostList != "" {
-		explicit := false
-		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "host" })
-		if explicit {
-			return cli.UsageError("--host and --hosts: give one of them")
-		}
-		hosts = strings.Split(*hostList, ",")
-	}
-	for _, h := range hosts {
-		if err := checkHostURL(h); err != nil {
-			return err
-		}
+	ctx, stop := proxyContext()
+	defer stop()
+	source, err := proxySource(ctx, fs, *base, *hostList, *registryAddr, tonFlags)
+	if err != nil {
+		return err
 	}
 	policy, opts, roots, _, err := trust()
 	if err != nil {
 		return err
 	}
-	popts := []proxy.Option{proxy.WithHosts(hosts...), proxy.WithPipeline(*pipelineID), proxy.WithAPIKey(key()),
+	popts := []proxy.Option{source, proxy.WithPipeline(*pipelineID), proxy.WithAPIKey(key()),
 		proxy.WithTrust(*policy, opts), proxy.WithSimRoots(roots...), proxy.WithExpectModules(expect...),
 		proxy.WithRelease(proxy.Release(*release)), proxy.WithLog(stderr)}
 	if *plaintext {
@@ -100,21 +101,62 @@ has new keys) and checks the answer, or seals the request anew, with the new key
 	if err != nil {
 		return cli.UsageError(strings.TrimPrefix(err.Error(), "proxy: "))
 	}
-	ctx, stop := proxyContext()
-	defer stop()
 	if err := p.Start(ctx, stdout); err != nil {
 		return err
 	}
 	defer p.Close()
-	for _, h := range hosts {
-		if !strings.HasPrefix(h, "https://") {
-			fmt.Fprintf(stderr, "note: %s is not https: requests and answers cross the network sealed to its attested end-to-end key; a relay sees their sizes and timing\n", h)
+	var ready []string
+	for _, h := range p.Hosts() {
+		if h.State == "ready" {
+			ready = append(ready, h.URL)
+		}
+		if !strings.HasPrefix(h.URL, "https://") {
+			fmt.Fprintf(stderr, "note: %s is not https: requests and answers cross the network sealed to its attested end-to-end key; a relay sees their sizes and timing\n", h.URL)
 		}
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	fmt.Fprintf(stdout, "\nserving pipeline %s of %s at http://%s/v1 (streams released %s)\n", *pipelineID, strings.Join(hosts, ", "), ln.Addr(), *release)
+	fmt.Fprintf(stdout, "\nserving pipeline %s of %s at http://%s/v1 (streams released %s)\n", *pipelineID, strings.Join(ready, ", "), ln.Addr(), *release)
 	return serveUntil(ctx, ln, p)
+}
+
+// proxySource is where `cocoon proxy` finds its hosts: --registry (read through
+// --ton-config's liteservers), --hosts or --host, of which one may be given. It fails
+// with a usage error for more than one, or a malformed URL or address, and with the
+// network's error when no liteserver answers.
+func proxySource(ctx context.Context, fs *flag.FlagSet, base, hostList, registryAddr string, o *tonOptions) (proxy.Option, error) {
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if registryAddr != "" {
+		if explicit["host"] || hostList != "" {
+			return nil, cli.UsageError("--registry and --host or --hosts: give one of them")
+		}
+		addr, err := parseAddress("registry", registryAddr)
+		if err != nil {
+			return nil, err
+		}
+		if err := o.check(true); err != nil {
+			return nil, err
+		}
+		api, err := o.dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return proxy.WithSource(proxy.NewRegistry(api, addr)), nil
+	}
+	hosts := []string{base}
+	if hostList != "" {
+		if explicit["host"] {
+			return nil, cli.UsageError("--host and --hosts: give one of them")
+		}
+		hosts = strings.Split(hostList, ",")
+	}
+	for _, h := range hosts {
+		if err := checkHostURL(h); err != nil {
+			return nil, err
+		}
+	}
+	return proxy.WithHosts(hosts...), nil
 }

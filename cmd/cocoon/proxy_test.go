@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,31 +67,9 @@ func TestProxyRefusesToStart(t *testing.T) {
 // exits 0 on its signal.
 func TestProxyServesHosts(t *testing.T) {
 	a, b := proxytest.NewHost(t, nil), proxytest.NewHost(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	old := proxyContext
-	proxyContext = func() (context.Context, context.CancelFunc) { return ctx, cancel }
-	defer func() { proxyContext = old }()
-	stdout, stdoutW := io.Pipe()
-	var stderr bytes.Buffer
-	code := make(chan int, 1)
-	go func() {
-		code <- runCommand([]string{"proxy", "--listen", "127.0.0.1:0", "--api-key", proxytest.APIKey, "--hosts", a.URL + "," + b.URL,
-			"--pipeline", a.ID, "--trust-sim-root", a.Root, "--trust-sim-root", b.Root}, strings.NewReader(""), stdoutW, &stderr)
-		stdoutW.Close()
-	}()
-	serving := regexp.MustCompile(`serving pipeline [0-9a-f]{64} of ` + regexp.QuoteMeta(a.URL+", "+b.URL) + ` at (http://127\.0\.0\.1:[0-9]+/v1)`)
-	var base string
-	lines := bufio.NewScanner(stdout)
-	for base == "" && lines.Scan() {
-		if m := serving.FindStringSubmatch(lines.Text()); m != nil {
-			base = m[1]
-		}
-	}
-	go io.Copy(io.Discard, stdout)
-	if base == "" {
-		t.Fatalf("the proxy did not serve; stderr:\n%s", stderr.String())
-	}
+	cp := startCLIProxy(t, `serving pipeline [0-9a-f]{64} of `+regexp.QuoteMeta(a.URL+", "+b.URL)+` at http`, "--hosts", a.URL+","+b.URL,
+		"--pipeline", a.ID, "--trust-sim-root", a.Root, "--trust-sim-root", b.Root)
+	base := cp.base
 	for range 40 {
 		resp, err := http.Post(base+"/chat/completions", "application/json", strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
 		if err != nil {
@@ -108,15 +85,7 @@ func TestProxyServesHosts(t *testing.T) {
 			t.Errorf("the host at %s served none of 40 requests", h.URL)
 		}
 	}
-	cancel()
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Fatalf("exit %d; stderr:\n%s", c, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the proxy did not stop within 15 s of its signal")
-	}
+	cp.stop(t)
 }
 
 // TestChatChecksSignatures: cocoon chat checks the answer against the attested host

@@ -18,6 +18,12 @@
 // does not verify is verified again (a restarted host has a new key) and the answer
 // checked with the new key; the proxy never accepts a key an answer merely presents.
 //
+// The hosts come from a Source: a fixed list (WithHosts), or the hosts registered on a
+// registry contract (NewRegistry), each of which must also pass the registry's client
+// checks (settle/REGISTRY.md): its boot quote the registered one, its measurements on the
+// allowlist, its price list the registered one. A registered host's evidence and price
+// list are fetched without the API key, even over RA-TLS.
+//
 // # Encryption
 //
 // Every request is sealed (web/E2E.md) to the ML-KEM-768+X25519 key that the host's

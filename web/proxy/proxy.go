@@ -261,13 +261,13 @@ func (p *Proxy) refresh(hosts []Host) {
 	}
 	kept := p.hosts[:0]
 	for _, u := range p.hosts {
-		if h, ok := listed[u.info.URL]; ok && h.SettlementKey.Equal(u.info.SettlementKey) {
+		if h, ok := listed[u.info.URL]; ok && h.sameListing(u.info) {
 			kept = append(kept, u)
 			delete(listed, u.info.URL)
 			continue
 		}
 		u.stop()
-		u.setState(stateGone, "the host list no longer names it (or names another settlement key)")
+		u.setState(stateGone, "the host list no longer names it (or its listing changed: key, prices, boot or allowlist)")
 	}
 	p.hosts = kept
 	for _, h := range hosts {

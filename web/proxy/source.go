@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 )
@@ -24,10 +25,22 @@ type Host struct {
 	// (a registry's record of it): the host's boot evidence must measure exactly this
 	// key, or the host is refused.
 	SettlementKey ed25519.PublicKey
-	// PriceListHash is the source's hash of the host's signed price list. The proxy
-	// does not check it: it routes by the price list it fetches from the host itself
-	// and verifies against the attested settlement key.
+	// PriceListHash, when set, is the source's hash (registry.PriceListHash) of the
+	// host's signed price list: the price list the host serves, verified against its
+	// attested settlement key, must hash to it, or the host is refused (a host that
+	// changes its prices is refused until the source names the new hash).
 	PriceListHash []byte
+	// Record, when set, is what a registry says of the host: its boot evidence must be
+	// the one registered and its measurements must pass the registry's allowlist, or
+	// the host is refused (see Registry).
+	Record *Record
+}
+
+// sameListing reports whether h and o list the same host with the same claims: a host
+// whose listing changed (another key, price list, boot or allowlist) is verified anew.
+func (h Host) sameListing(o Host) bool {
+	return h.URL == o.URL && h.SettlementKey.Equal(o.SettlementKey) &&
+		bytes.Equal(h.PriceListHash, o.PriceListHash) && h.Record.equal(o.Record)
 }
 
 // StaticHosts is a Source of a fixed list of host URLs.

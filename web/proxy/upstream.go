@@ -166,7 +166,7 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 		opts = cfg.opts
 		opts.SimRoot = root
 		var err error
-		if c, err = dial(u.info.URL, cfg.apiKey, cfg.policy, opts, cfg.log); err != nil {
+		if c, err = dial(u.info.URL, u.evidenceKey(), cfg.policy, opts, cfg.log); err != nil {
 			return nil, err
 		}
 		if boot, err = c.evidence(ctx, "/v1/attestation"); err != nil {
@@ -207,6 +207,9 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 	}
 	if want := u.info.SettlementKey; want != nil && !want.Equal(v.settlementKey) {
 		return nil, refuse([]string{fmt.Sprintf("settlement key: the host list names %x, the boot evidence measures %x", []byte(want), []byte(v.settlementKey))})
+	}
+	if failed := u.info.Record.check(boot, events); failed != nil {
+		return nil, refuse(failed)
 	}
 
 	nonce := make([]byte, nonceBytes)
@@ -326,7 +329,7 @@ func (u *upstream) priceList(ctx context.Context, v *verified) (*settle.PriceLis
 	b, err := v.conn.getJSON(ctx, "/v1/pricing", maxPriceList)
 	switch {
 	case notFound(err):
-		return nil, nil
+		return nil, u.checkPriceHash(nil)
 	case err != nil:
 		return nil, fmt.Errorf("its price list: %w", err)
 	}
@@ -339,6 +342,9 @@ func (u *upstream) priceList(ctx context.Context, v *verified) (*settle.PriceLis
 	}
 	if err := l.Verify(v.settlementKey); err != nil {
 		return nil, fmt.Errorf("the host at %s %w: its price list is not signed by its attested settlement key: %w", u.info.URL, errNotVerified, err)
+	}
+	if err := u.checkPriceHash(&l); err != nil {
+		return nil, err
 	}
 	return &l, nil
 }

@@ -1,7 +1,8 @@
 // Package proxytest runs real Cocoon hosts for tests of clients and of the proxy: the
 // web server with simulated attestation, a pipeline without modules, behind a relay
 // that records the paths asked and can alter answers, answer evidence requests 429,
-// be pointed at a restarted host, or be killed.
+// be pointed at a restarted host, or be killed; and a market (Market): a registry on the
+// emulated chain with billing hosts that register on it.
 package proxytest
 
 import (
