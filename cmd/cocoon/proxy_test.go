@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,7 +97,16 @@ func TestChatChecksSignatures(t *testing.T) {
 	h := proxytest.NewHost(t, nil)
 	trusted := []string{"chat", "--host", h.URL, "--api-key", proxytest.APIKey, "--pipeline", h.ID, "--trust-sim-root", h.Root}
 	unknown := append(trusted, "--no-stream", "--pipeline", strings.Repeat("ee", 32))
+	// In plaintext, so that the relay reads what it alters; to a verified http host chat
+	// seals by default, and a sealed answer altered does not open.
+	plain := slices.Concat(trusted, []string{"--plaintext"}) // no spare capacity that appends share
+	plainUnknown := slices.Concat(unknown, []string{"--plaintext"})
 	alter := func(a *proxytest.Answer) { a.Body = strings.Replace(a.Body, "world", "w0rld", 1) }
+	flip := func(a *proxytest.Answer) {
+		b := []byte(a.Body)
+		b[len(b)/2] ^= 1
+		a.Body = string(b)
+	}
 	for _, tt := range []struct {
 		name    string
 		args    []string
@@ -108,11 +118,13 @@ func TestChatChecksSignatures(t *testing.T) {
 		{"stream", trusted, nil, 0, "Hello, world\n", ""},
 		{"whole", append(trusted, "--no-stream"), nil, 0, "Hello, world\n", ""},
 		{"the host's error", unknown, nil, 1, "", "the host refused (404 Not Found): no pipeline with id"},
-		{"altered stream", trusted, alter, 1, "Hello, w0rld", "the answer above is not signed by the attested host key: do not trust it"},
-		{"altered completion", append(trusted, "--no-stream"), alter, 1, "",
+		{"altered stream", plain, alter, 1, "Hello, w0rld", "the answer above is not signed by the attested host key: do not trust it"},
+		{"altered completion", append(plain, "--no-stream"), alter, 1, "",
 			"the host's answer (200 OK) is not signed by the attested host key, so it is not shown"},
-		{"altered error", unknown, func(a *proxytest.Answer) { a.Status = http.StatusInternalServerError }, 1, "",
+		{"altered error", plainUnknown, func(a *proxytest.Answer) { a.Status = http.StatusInternalServerError }, 1, "",
 			"the host's answer (500 Internal Server Error) is not signed by the attested host key"},
+		{"sealed completion altered", append(trusted, "--no-stream"), flip, 1, "",
+			"does not open with this request's key, so it is not shown"},
 		{"not verified", []string{"chat", "--host", h.URL, "--api-key", proxytest.APIKey, "--pipeline", h.ID}, nil, 0, "Hello, world\n",
 			"note: the answer is not verified"},
 	} {
