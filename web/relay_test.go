@@ -238,8 +238,8 @@ func streamTokens(t *testing.T, url string, token func(string) bool) {
 // TestRelayFirstTokenAtOnce performs the failure a flush interval invites at the
 // start of a stream, with an interval of 30 s: the first token must still reach the
 // client at once (within 10 s), and a client that leaves must end the host's wait for
-// the next read (within 10 s), not leave the generation asleep for the rest of the
-// interval.
+// the next read (within 10 s), which cancels the generation and its upstream request,
+// not leave it asleep for the rest of the interval.
 func TestRelayFirstTokenAtOnce(t *testing.T) {
 	read := make(chan struct{})
 	var flushes atomic.Int64
@@ -251,7 +251,13 @@ func TestRelayFirstTokenAtOnce(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Error("the client did not get the first token within 10 s of the upstream sending it")
 		}
-		io.WriteString(w, upstreamChunk(" upon")+upstreamEnd)
+		// Send nothing more: were the rest sent now, a host whose wait ended with the
+		// client could still read it whole and end the generation as stopped. The
+		// host cancels this request once its wait ends.
+		select {
+		case <-r.Context().Done():
+		case <-time.After(15 * time.Second):
+		}
 	})
 	streamTokens(t, url, func(text string) bool {
 		if text != "Once" {
