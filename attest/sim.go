@@ -24,6 +24,8 @@ import (
 	"github.com/google/go-tdx-guest/abi"
 	"github.com/google/go-tdx-guest/pcs"
 	pb "github.com/google/go-tdx-guest/proto/tdx"
+
+	"github.com/cocoonhost/cocoon/attest/internal/simroot"
 )
 
 const (
@@ -420,39 +422,10 @@ func createSimRoot(certPath, keyPath string, name pkix.Name) (*x509.Certificate,
 	if err != nil {
 		return nil, nil, err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
-		return nil, nil, err
-	}
-	// The key first, so that a crash in between leaves a key without a certificate,
-	// which loadOrCreateSimRoot refuses rather than silently replaces.
-	if err := writeNew(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, nil, err
-	}
-	if err := writeNew(certPath, pemCert(cert), 0o644); err != nil {
+	if err := simroot.Write(keyPath, certPath, key, cert); err != nil {
 		return nil, nil, err
 	}
 	return cert, key, nil
-}
-
-// writeNew writes b to a file that must not exist yet, and syncs it.
-func writeNew(path string, b []byte, perm fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // ParseCertificatePEM parses the first CERTIFICATE block of b, such as a sim root file

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/beevik/etree"
+
+	"github.com/cocoonhost/cocoon/attest/internal/simroot"
 )
 
 // The simulated GPU's files in the directory given to NewSim, and what it reports.
@@ -292,7 +294,7 @@ func loadOrCreateRoot(dir, certName, keyName, cn string) (*x509.Certificate, *ec
 	keyPEM, keyErr := os.ReadFile(keyPath)
 	switch {
 	case errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyErr, fs.ErrNotExist):
-		return createRoot(dir, certPath, keyPath, cn)
+		return createRoot(certPath, keyPath, cn)
 	case certErr != nil:
 		return nil, nil, fmt.Errorf("simulated GPU root: %w", certErr)
 	case keyErr != nil:
@@ -315,7 +317,7 @@ func loadOrCreateRoot(dir, certName, keyName, cn string) (*x509.Certificate, *ec
 }
 
 // createRoot generates a self-signed P-384 root, valid for ten years, and writes it.
-func createRoot(dir, certPath, keyPath, cn string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+func createRoot(certPath, keyPath, cn string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -338,34 +340,10 @@ func createRoot(dir, certPath, keyPath, cn string) (*x509.Certificate, *ecdsa.Pr
 	if err != nil {
 		return nil, nil, err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, err
-	}
-	if err := writeExclusive(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, nil, err
-	}
-	if err := writeExclusive(certPath, pemCert(cert), 0o644); err != nil {
+	if err := simroot.Write(keyPath, certPath, key, cert); err != nil {
 		return nil, nil, err
 	}
 	return cert, key, nil
-}
-
-// writeExclusive writes a new file, failing if it exists (two processes creating the
-// same root at once: the second fails instead of replacing the first's).
-func writeExclusive(path string, b []byte, perm fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // issue signs a one-year leaf certificate for pub under parent.
