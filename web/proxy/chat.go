@@ -200,7 +200,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 		if r.Context().Err() != nil {
 			return result{} // the app went away
 		}
-		return an.cut(an.v.conn.unreachable(err), sent, false)
+		return an.cut(an.v.conn.TransportError(err), sent, false)
 	}
 	if opener != nil && unopened(resp) {
 		// The host could not open the request: a restarted host has new keys. Only a
@@ -219,7 +219,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 		}
 		an.v = v
 		if resp, opener, sent, err = p.send(r, v, a.body); err != nil {
-			return an.cut(an.v.conn.unreachable(err), sent, false)
+			return an.cut(an.v.conn.TransportError(err), sent, false)
 		}
 	}
 	u.observe(time.Since(start))

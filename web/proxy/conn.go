@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -48,28 +47,6 @@ func dial(base, key string, p attest.Policy, opts attest.EvidenceOptions, log io
 
 // close drops the conn's idle connections.
 func (c *conn) close() { c.http.CloseIdleConnections() }
-
-// evidence fetches and parses the evidence at path (client.Client.Evidence).
-func (c *conn) evidence(ctx context.Context, path string) (*attest.Evidence, error) {
-	return c.Evidence(ctx, path)
-}
-
-// getJSON GETs path and reads up to limit bytes of a 2xx answer
-// (client.Client.GetBytes); notFound tells a 404 apart.
-func (c *conn) getJSON(ctx context.Context, path string, limit int64) ([]byte, error) {
-	return c.GetBytes(ctx, path, limit)
-}
-
-// ratlsCheck checks that the boot evidence served over this RA-TLS connection is the
-// evidence its handshake verified (client.RATLSCheck).
-func (c *conn) ratlsCheck(boot *attest.Evidence) attest.Check {
-	return client.RATLSCheck(c.ratls, boot)
-}
-
-// unreachable words an error of c.http.Do as web/client does: a handshake the RA-TLS
-// verifier refused is a failed verification (it wraps attest.ErrRATLS), anything else
-// an unreachable host.
-func (c *conn) unreachable(err error) error { return c.TransportError(err) }
 
 // notFound reports whether err is a host's 404: it lacks what was asked (a pipeline,
 // or billing).

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web/client"
 	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
@@ -169,7 +170,7 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 		if c, err = dial(u.info.URL, u.evidenceKey(), cfg.policy, opts, cfg.log); err != nil {
 			return nil, err
 		}
-		if boot, err = c.evidence(ctx, "/v1/attestation"); err != nil {
+		if boot, err = c.Evidence(ctx, "/v1/attestation"); err != nil {
 			c.close()
 			if errors.Is(err, attest.ErrRATLS) && len(cfg.simRoots) > 1 {
 				failed = append(failed, err.Error())
@@ -183,7 +184,7 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 			return nil, err
 		}
 		if c.ratls != nil {
-			r.Checks = append(r.Checks, c.ratlsCheck(boot))
+			r.Checks = append(r.Checks, client.RATLSCheck(c.ratls, boot))
 		}
 		fmt.Fprintf(w, "boot evidence of %s\n%s", u.info.URL, r)
 		if failed = failedChecks("boot evidence", r); failed == nil {
@@ -214,7 +215,7 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 
 	nonce := make([]byte, nonceBytes)
 	rand.Read(nonce) // crypto/rand.Read never fails.
-	ev, err := c.evidence(ctx, "/v1/pipelines/"+cfg.pipelineID+"/attestation?nonce="+url.QueryEscape(hex.EncodeToString(nonce)))
+	ev, err := c.Evidence(ctx, "/v1/pipelines/"+cfg.pipelineID+"/attestation?nonce="+url.QueryEscape(hex.EncodeToString(nonce)))
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +327,7 @@ func (u *upstream) admitLocked(ctx context.Context, w io.Writer, why string) err
 func (u *upstream) priceList(ctx context.Context, v *verified) (*settle.PriceList, error) {
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
-	b, err := v.conn.getJSON(ctx, "/v1/pricing", maxPriceList)
+	b, err := v.conn.GetBytes(ctx, "/v1/pricing", maxPriceList)
 	switch {
 	case notFound(err):
 		return nil, u.checkPriceHash(nil)
@@ -368,7 +369,7 @@ func (u *upstream) check(ctx context.Context) {
 	}
 	hctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
-	if _, err := v.conn.getJSON(hctx, "/readyz", 64<<10); err != nil {
+	if _, err := v.conn.GetBytes(hctx, "/readyz", 64<<10); err != nil {
 		if ctx.Err() == nil {
 			u.setState(stateDown, "its health check failed: "+err.Error())
 		}
