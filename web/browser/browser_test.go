@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -53,11 +55,22 @@ func TestLibraryAgainstHost(t *testing.T) {
 	h := proxytest.NewHost(t, engine)
 	runNode(t, map[string]string{
 		"COCOON_RELAY": tamperRelay(t, h.URL), "COCOON_ROOT": h.Root, "WRONG_ROOT": wrongRoot(t),
-		"COCOON_PIPELINE": h.ID, "COCOON_API_KEY": proxytest.APIKey,
+		"COCOON_PIPELINE": h.ID, "COCOON_API_KEY": proxytest.APIKey, "VERIFIER_SHA256": verifierSHA256(t),
 	})
 	if bytes.Contains(h.Captured(), []byte(prompt)) {
 		t.Fatal("the relay in front of the host saw the prompt")
 	}
+}
+
+// verifierSHA256 is the hex sha256 of the verifier `make page` built, which the host
+// embeds.
+func verifierSHA256(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join("..", "page", "dist", "verifier.wasm"))
+	if err != nil {
+		t.Fatalf("%v: run `make page` first", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // wrongRoot makes another simulator and returns a file in its directory.
@@ -218,9 +231,17 @@ func alterAnswer(t *testing.T, contentType string, b []byte) []byte {
 }
 
 // TestHandler: the host serves the committed bundle at browser.Path, as JavaScript,
-// revalidated by its ETag.
+// revalidated by its ETag, the verifier's files beside it, and nothing else.
 func TestHandler(t *testing.T) {
-	h := browser.Handler()
+	verifier := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "asset "+r.URL.Path) })
+	h := browser.Handler(verifier, "/assets/")
+	for path, want := range map[string]int{browser.Dir + "verifier.wasm": 200, browser.Dir + "wasm_exec.js": 200, browser.Dir + "page.js": 404, browser.Dir: 404} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != want || (want == 200 && rec.Body.String() != "asset /assets/"+strings.TrimPrefix(path, browser.Dir)) {
+			t.Fatalf("GET %s: %d %q", path, rec.Code, rec.Body)
+		}
+	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, browser.Path, nil))
 	if rec.Code != 200 || !bytes.Equal(rec.Body.Bytes(), browser.Bundle()) || rec.Header().Get("Content-Type") != "text/javascript; charset=utf-8" {

@@ -30,6 +30,8 @@ export class CocoonError extends Error {
 // MAX_ANSWER bounds an answer read whole and a stream's opened bytes, as in the Go
 // client (web/client.MaxAnswerBytes).
 const MAX_ANSWER = 16 << 20;
+// MAX_QUOTE_RETRIES bounds how often connect waits for a rate-limited quote.
+const MAX_QUOTE_RETRIES = 3;
 const utf8 = new TextEncoder();
 
 /**
@@ -41,7 +43,9 @@ const utf8 = new TextEncoder();
  *   verifier  the verifier's options as cocoonVerify takes them (policy, trust_sim_root,
  *             expect_modules, expect_manifest, strict, collateral); nonce, pipeline_id
  *             and host_key are set by connect
- *   verifierURL where verifier.wasm and wasm_exec.js are, default baseURL + "/page/"
+ *   verifierURL where verifier.wasm and wasm_exec.js are: by default beside this module
+ *             (a host serves all three under /sdk/), never baseURL, which may be a relay
+ *   verifierSHA256 the verifier's sha256 (hex), to refuse any other verifier
  *   suite     "mlkem768x25519" (default: post-quantum, X-Wing) or "x25519"
  *   auth      Authorization for the plaintext routes that need one (pipeline evidence)
  *   fetch     a fetch function, default globalThis.fetch
@@ -59,7 +63,7 @@ export async function connect(options = {}) {
   }
   const base = baseURL.replace(/\/+$/, "");
   try {
-    await loadVerifier(options.verifierURL ?? base + "/page/", fetchFn);
+    await loadVerifier(options.verifierURL ?? new URL("./", import.meta.url).href, fetchFn, options.verifierSHA256);
   } catch (e) {
     throw new CocoonError("network", `loading the verifier: ${e.message}`, { cause: e });
   }
@@ -82,8 +86,16 @@ export async function connect(options = {}) {
 // must pass and carry end-to-end keys.
 async function verifyEvidence(fetchFn, url, headers, verifierOptions, what) {
   const nonce = e2e.hex(crypto.getRandomValues(new Uint8Array(32)));
-  const resp = await send(fetchFn, `${url}?nonce=${nonce}`, { headers });
-  const bytes = await readLimited(resp, 8 << 20);
+  let resp;
+  let bytes;
+  // The host rate-limits fresh quotes: wait as it asks (429 with Retry-After), a few times.
+  for (let attempt = 0; ; attempt++) {
+    resp = await send(fetchFn, `${url}?nonce=${nonce}`, { headers });
+    bytes = await readLimited(resp, 8 << 20);
+    const wait = Number(resp.headers.get("Retry-After"));
+    if (resp.status !== 429 || attempt === MAX_QUOTE_RETRIES || !(wait >= 0 && wait <= 10)) break;
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000 + 50));
+  }
   if (!resp.ok) throw await hostError(resp, bytes, `GET ${what} evidence`, false);
   const result = call("cocoonVerify", bytes, JSON.stringify({ ...verifierOptions, nonce }));
   if (result.error) throw new CocoonError("verification_failed", `the host's ${what} evidence: ${result.error}`, { status: resp.status });
@@ -302,7 +314,7 @@ export class Host {
     }));
     if (d.error) throw new CocoonError("invalid_argument", `the escrow deposit: ${d.error}`);
     return {
-      address: d.address, addressRaw: d.address_raw, amount: d.amount, stateInit: e2e.base64Encode(e2e.base64Decode(d.state_init)),
+      address: d.address, addressRaw: d.address_raw, amount: d.amount, stateInit: d.state_init,
       payload: d.payload, channelId: d.channel_id, timeoutSeconds: d.timeout_seconds,
     };
   }

@@ -13,17 +13,20 @@ import { readFileSync, writeFileSync } from "node:fs";
 // Node has no page to load Go's wasm_exec.js into: import it from the build, as the
 // library would from the host.
 await import(new URL("../../page/dist/wasm_exec.js", import.meta.url));
-const { connect, CocoonError, newClientKey, clientKeyFromSeed } = await import(new URL("../dist/cocoon.js", import.meta.url));
+const { connect, CocoonError, Host, newClientKey, clientKeyFromSeed } = await import(new URL("../dist/cocoon.js", import.meta.url));
 
 const env = process.env;
 const relay = env.COCOON_RELAY;
 const root = readFileSync(env.COCOON_ROOT, "utf8");
 const auth = `Bearer ${env.COCOON_API_KEY}`;
 const prompt = env.COCOON_PROMPT;
+// The module is a file here: the verifier comes from the host's /sdk/, as it would for
+// a page that loaded the library from there.
+const verifierURL = `${relay}/clean/sdk/`;
 const request = (stream) => ({ messages: [{ role: "user", content: prompt }], max_tokens: 24, stream });
 
 const open = (mode, extra = {}) =>
-  connect({ baseURL: `${relay}/${mode}`, pipeline: env.COCOON_PIPELINE, verifier: { trust_sim_root: root }, auth, ...extra });
+  connect({ baseURL: `${relay}/${mode}`, pipeline: env.COCOON_PIPELINE, verifier: { trust_sim_root: root }, verifierURL, auth, ...extra });
 
 // rejectsWith expects a CocoonError of code.
 async function rejectsWith(promise, code) {
@@ -61,9 +64,15 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
     });
   }
 
+  test("a verifier of another sha256 is refused, the pinned one loads", async () => {
+    await assert.rejects(open("clean", { verifierSHA256: "00".repeat(32) }), (e) => e.code === "network" && /pinned/.test(e.message));
+    const host = await open("clean", { verifierSHA256: env.VERIFIER_SHA256 });
+    assert.equal(host.report.boot.ok, true);
+  });
+
   test("a wrong simulator root fails verification", async () => {
     const wrong = readFileSync(env.WRONG_ROOT, "utf8");
-    await assert.rejects(connect({ baseURL: `${relay}/clean`, verifier: { trust_sim_root: wrong } }), (e) => {
+    await assert.rejects(connect({ baseURL: `${relay}/clean`, verifier: { trust_sim_root: wrong }, verifierURL }), (e) => {
       assert.equal(e.code, "verification_failed", e.message);
       assert.equal(e.report?.ok, false);
       return true;
@@ -87,6 +96,17 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
     });
   });
 
+  test("an answer that opens but is not signed by the pinned host key is signature_invalid", async () => {
+    // The host's real end-to-end keys pinned with another host key: the answers open,
+    // and their signatures must not pass for the pinned key's.
+    const real = await open("clean");
+    const evidence = await (await fetch(`${relay}/clean/v1/attestation`)).json();
+    const keys = { host_key: Buffer.alloc(32, 1).toString("base64"), e2e_keys: evidence.e2e_keys };
+    const host = new Host({ base: `${relay}/clean`, fetchFn: fetch, pipeline: real.pipeline, keys, report: real.report, suite: real.suite });
+    await rejectsWith(host.chat(request(false), { auth }), "signature_invalid");
+    await rejectsWith(host.chat(request(true), { auth }), "signature_invalid");
+  });
+
   test("a sealed credential the host refuses is its signed 401", async () => {
     const host = await open("clean");
     await assert.rejects(host.chat(request(false), { auth: "Bearer wrong" }), (e) => {
@@ -99,7 +119,7 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
 
 if (env.COCOON_STEP === "deposit") {
   test("escrowDeposit builds the deposit for the attested host", async () => {
-    const host = await connect({ baseURL: `${relay}/clean`, verifier: { trust_sim_root: root } });
+    const host = await connect({ baseURL: `${relay}/clean`, verifier: { trust_sim_root: root }, verifierURL });
     assert.ok(host.settlementKey, "a billing host measures its settlement key");
     const key = await newClientKey();
     const d = await host.escrowDeposit({ clientKey: key, wallet: env.COCOON_WALLET, amountNano: "2000000000" });
@@ -111,7 +131,7 @@ if (env.COCOON_STEP === "billed") {
   test("a billed chat's receipt verifies; the account is readable", async () => {
     const d = JSON.parse(readFileSync(env.COCOON_OUT, "utf8"));
     const clientKey = await clientKeyFromSeed(Uint8Array.from(Buffer.from(d.seed, "hex")));
-    const host = await connect({ baseURL: `${relay}/clean`, verifier: { trust_sim_root: root } });
+    const host = await connect({ baseURL: `${relay}/clean`, verifier: { trust_sim_root: root }, verifierURL });
     const pay = { clientKey, escrow: d.address };
     for (const stream of [false, true]) {
       const a = await host.chat({ messages: [{ role: "user", content: prompt }], max_tokens: 8, stream }, { pay });
