@@ -92,6 +92,26 @@ for (const v of vectors.suites) {
   });
 }
 
+test("every single-byte change of a sealed stream fails with E2EError, never anything else", async () => {
+  const v = vectors.suites.find((s) => s.suite === "x25519");
+  const kp = await hostKeyPair(v);
+  const env = hex(v.envelope);
+  const ctx = await e2e.suite("x25519").createRecipientContext({ recipientKey: kp, enc: buf(env.subarray(5, 37)), info: buf(e2e.info(v.method, v.path)) });
+  const opener = await e2e.Opener.fromContext(ctx);
+  const stream = new TextEncoder().encode(v.stream_records.map((r) => r.event).join(""));
+  // Every position, each with a pseudo-random other byte (a fixed seed: reproducible).
+  let seed = 1;
+  for (let i = 0; i < stream.length; i++) {
+    const b = stream.slice();
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    b[i] ^= 1 + (seed % 255);
+    await assert.rejects(collect(opener.openStream(chunks(b))), (e) => {
+      assert.ok(e instanceof e2e.E2EError, `byte ${i}: ${e}`);
+      return true;
+    });
+  }
+});
+
 test("x25519: the library seals the envelope Go opens (fixed ephemeral seed)", async () => {
   const v = vectors.suites.find((s) => s.suite === "x25519");
   const js = vectors.js_request;
@@ -123,10 +143,10 @@ test("mlkem768x25519: a request the library seals opens with the host's key", as
   assert.equal(new TextDecoder().decode(plain.subarray(4 + head)), v.request_body);
 });
 
-// chunks yields s's bytes a few at a time, as a network would, then each of more
+// chunks yields s's bytes (a string's UTF-8) a few at a time, as a network would, then each of more
 // whole, as chunks of their own.
 async function* chunks(s, ...more) {
-  const b = new TextEncoder().encode(s);
+  const b = typeof s === "string" ? new TextEncoder().encode(s) : s;
   for (let i = 0; i < b.length; i += 7) yield b.subarray(i, i + 7);
   for (const m of more) yield new TextEncoder().encode(m);
 }
