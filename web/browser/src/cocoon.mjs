@@ -239,15 +239,10 @@ export class Host {
       }
     } catch (e) {
       if (e instanceof e2e.E2EError) throw new CocoonError("e2e_invalid", `the host's stream does not open with this request's key: ${e.message}`, { status: resp.status, cause: e });
-      if (e instanceof CocoonError) throw e;
+      if (e instanceof CocoonError || e?.name === "AbortError") throw e;
       throw new CocoonError("network", `reading the stream: ${e.message}`, { status: resp.status, cause: e });
     }
-    const bytes = new Uint8Array(size);
-    let o = 0;
-    for (const p of parts) {
-      bytes.set(p, o);
-      o += p.length;
-    }
+    const bytes = e2e.concat(parts);
     const check = call("cocoonCheckAnswer", JSON.stringify({ host_key: this.hostKey, pipeline_id: this.pipeline, kind: "stream" }), requestBody, bytes);
     if (!check.ok) throw new CocoonError("signature_invalid", `the stream is not signed by the attested host key: do not trust the text shown: ${check.error}`, { status: 200 });
     let text = "";
@@ -404,13 +399,7 @@ async function readLimited(resp, limit) {
     if (e instanceof CocoonError || e?.name === "AbortError") throw e;
     throw new CocoonError("network", `reading the answer: ${e.message}`, { status: resp.status, cause: e });
   }
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return e2e.concat(parts);
 }
 
 // streamChunks iterates a fetch body's chunks (a ReadableStream; null is empty).

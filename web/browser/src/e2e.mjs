@@ -183,7 +183,7 @@ export class Opener {
       seq++;
       let bytes = plain;
       if (!headDone) {
-        head = concat(head, plain);
+        head = concat([head, plain]);
         bytes = new Uint8Array(0);
         if (head.length >= 4) {
           const n = new DataView(head.buffer, head.byteOffset).getUint32(0);
@@ -306,10 +306,14 @@ export function hex(b) {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-function concat(a, b) {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
+/** concat returns the bytes of parts, an array of Uint8Array, one after the other. */
+export function concat(parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }
 

@@ -23,6 +23,21 @@ var (
 
 const pipelineID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
+// failed is a result of T or its failure, decoded.
+type failed[T any] struct {
+	Value T
+	Error string `json:"error"`
+}
+
+func (f *failed[T]) UnmarshalJSON(b []byte) error {
+	var e failure
+	if err := json.Unmarshal(b, &e); err != nil {
+		return err
+	}
+	f.Error = e.Error
+	return json.Unmarshal(b, &f.Value)
+}
+
 // signedBody returns the Cocoon-Signature of a whole answer to request, by key.
 func signedBody(key ed25519.PrivateKey, request []byte, status int, body string) string {
 	req := sha256.Sum256(request)
@@ -83,15 +98,15 @@ func TestCheckAnswer(t *testing.T) {
 		{"unknown member", []byte(`{"host_keys":""}`), string(request), body, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var r AnswerResult
+			var r failed[AnswerResult]
 			if err := json.Unmarshal(CheckAnswer(tc.args, []byte(tc.request), []byte(tc.answer)), &r); err != nil {
 				t.Fatal(err)
 			}
-			if r.OK != tc.ok || (r.Error == "") != tc.ok {
-				t.Fatalf("ok %v, error %q; want ok %v", r.OK, r.Error, tc.ok)
+			if r.Value.OK != tc.ok || (r.Error == "") != tc.ok {
+				t.Fatalf("ok %v, error %q; want ok %v", r.Value.OK, r.Error, tc.ok)
 			}
-			if tc.name == "stream" && strings.Join(r.Events, "|") != strings.Join(events, "|") {
-				t.Fatalf("events %q, want %q", r.Events, events)
+			if tc.name == "stream" && strings.Join(r.Value.Events, "|") != strings.Join(events, "|") {
+				t.Fatalf("events %q, want %q", r.Value.Events, events)
 			}
 		})
 	}
@@ -109,11 +124,11 @@ func FuzzCheckAnswer(f *testing.F) {
 		if isStream {
 			kind, sig = "stream", ""
 		}
-		var r AnswerResult
+		var r failed[AnswerResult]
 		if err := json.Unmarshal(CheckAnswer(answerArgs(kind, 200, sig), request, answer), &r); err != nil {
 			t.Fatal(err)
 		}
-		if r.OK && !(isStream && string(answer) == stream) && !(!isStream && string(answer) == `{"a":1}`) {
+		if r.Value.OK && !(isStream && string(answer) == stream) && !(!isStream && string(answer) == `{"a":1}`) {
 			t.Fatalf("an answer the host did not sign passed: %q", answer)
 		}
 	})
@@ -163,12 +178,12 @@ func TestCheckReceipt(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, _ := json.Marshal(tc.args)
-			var r AnswerResult
+			var r failed[AnswerResult]
 			if err := json.Unmarshal(CheckReceipt(b), &r); err != nil {
 				t.Fatal(err)
 			}
-			if r.OK != tc.ok {
-				t.Fatalf("ok %v, error %q; want ok %v", r.OK, r.Error, tc.ok)
+			if r.Value.OK != tc.ok {
+				t.Fatalf("ok %v, error %q; want ok %v", r.Value.OK, r.Error, tc.ok)
 			}
 		})
 	}
@@ -187,7 +202,7 @@ func TestSignRequest(t *testing.T) {
 	}{{"seed", client.Seed(), true}, {"private key", client, true}, {"private key of a mismatched seed", append(otherKey.Seed(), client[32:]...), false}, {"short", client[:31], false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			args, _ := json.Marshal(SignArgs{Account: "0:" + strings.Repeat("ab", 32), ClientKey: tc.key, Method: "POST", Path: "/v1/chat/completions"})
-			var s SignedHeaders
+			var s failed[SignedHeaders]
 			if err := json.Unmarshal(SignRequest(args, body), &s); err != nil {
 				t.Fatal(err)
 			}
@@ -199,7 +214,7 @@ func TestSignRequest(t *testing.T) {
 			}
 			for _, path := range []string{"/v1/chat/completions", "/p/" + pipelineID + "/v1/chat/completions"} {
 				r := httptest.NewRequest(http.MethodPost, path, nil)
-				for k, v := range s.Headers {
+				for k, v := range s.Value.Headers {
 					r.Header.Set(k, v)
 				}
 				req, sig, err := billing.ParseSignedRequest(r, body)
@@ -210,8 +225,8 @@ func TestSignRequest(t *testing.T) {
 				if verifies != (path == "/v1/chat/completions") {
 					t.Fatalf("%s: verifies %v", path, verifies)
 				}
-				if verifies && settle.RequestHash(req.SigningString()) != s.RequestHash {
-					t.Fatalf("request hash %s is not the signed request's", s.RequestHash)
+				if verifies && settle.RequestHash(req.SigningString()) != s.Value.RequestHash {
+					t.Fatalf("request hash %s is not the signed request's", s.Value.RequestHash)
 				}
 			}
 		})
