@@ -197,19 +197,14 @@ export class Host {
       throw new CocoonError("signature_invalid", `the host's answer (${resp.status}) is not signed by the attested host key, so it is not shown: ${check.error}`, { status: resp.status });
     }
     if (resp.status < 200 || resp.status > 299) throw await hostError(resp, opened.body, "the host", true);
-    let completion;
-    try {
-      completion = JSON.parse(new TextDecoder().decode(opened.body));
-    } catch {
-      throw new CocoonError("bad_answer", "the host's answer is not a chat completion", { status: resp.status });
-    }
+    const completion = parseJSON(new TextDecoder().decode(opened.body), "bad_answer", "the host's answer");
     const receiptHeader = opened.headers.get("Cocoon-Receipt");
     return {
       text: completion.choices?.[0]?.message?.content ?? "",
       usage: completion.usage ?? null,
       status: resp.status,
       signature: "verified",
-      receipt: receiptHeader ? JSON.parse(receiptHeader) : null,
+      receipt: receiptHeader ? parseJSON(receiptHeader, "receipt_invalid", "the Cocoon-Receipt header") : null,
     };
   }
 
@@ -249,7 +244,7 @@ export class Host {
     let usage = null;
     let receipt = null;
     for (const data of check.events ?? []) {
-      const chunk = JSON.parse(data);
+      const chunk = parseJSON(data, "bad_answer", "an event of the stream");
       if (chunk.error) {
         throw new CocoonError(chunk.error.code || "stream_failed", `the answer failed midway: ${chunk.error.message}`, { status: 200, signed: true });
       }
@@ -286,7 +281,7 @@ export class Host {
       const resp = await send(this.#fetch, this.#base + "/v1/pricing", {});
       const bytes = await readLimited(resp, 1 << 20);
       if (!resp.ok) throw await hostError(resp, bytes, "GET /v1/pricing", false);
-      this.#prices = JSON.parse(new TextDecoder().decode(bytes));
+      this.#prices = parseJSON(new TextDecoder().decode(bytes), "bad_answer", "the host's price list");
     }
     return this.#prices;
   }
@@ -328,7 +323,7 @@ export class Host {
     const resp = await send(this.#fetch, this.#base + path, { headers });
     const bytes = await readLimited(resp, 1 << 20);
     if (!resp.ok) throw await hostError(resp, bytes, `GET ${path}`, false);
-    return JSON.parse(new TextDecoder().decode(bytes));
+    return parseJSON(new TextDecoder().decode(bytes), "bad_answer", "the host's account view");
   }
 
   // #sign signs method path body for pay's escrow (cocoonSignRequest) and returns
@@ -361,6 +356,15 @@ export async function clientKeyFromSeed(seed) {
   const jwk = await crypto.subtle.exportKey("jwk", key);
   const publicKey = e2e.base64Decode(jwk.x.replace(/-/g, "+").replace(/_/g, "/") + "=");
   return { publicKey, privateKey: seed.slice() };
+}
+
+// parseJSON parses text, or throws CocoonError code naming what it is.
+function parseJSON(text, code, what) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CocoonError(code, `${what} is not JSON`);
+  }
 }
 
 // deltaOf returns the text of one inner stream event ("data: {chunk}"), "" for any

@@ -232,3 +232,44 @@ func TestSignRequest(t *testing.T) {
 		})
 	}
 }
+
+// FuzzCheckReceipt: a receipt as the host (or anything between) sends it never panics
+// the verifier, and passes only as the settlement key signed it.
+func FuzzCheckReceipt(f *testing.F) {
+	prices := settle.PriceTable{PromptPerMillion: 1e6, CompletionPerMillion: 2e6}
+	good, _ := json.Marshal(testReceipt(hostKey, prices))
+	f.Add(good)
+	f.Add([]byte(`{"seq":1}`))
+	key, _ := json.Marshal(hostKey.Public().(ed25519.PublicKey))
+	f.Fuzz(func(t *testing.T, receipt []byte) {
+		args := []byte(`{"receipt":` + string(receipt) + `,"settlement_key":` + string(key) + `,"pipeline_id":"` + pipelineID + `"}`)
+		var r failed[AnswerResult]
+		if err := json.Unmarshal(CheckReceipt(args), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Value.OK {
+			var got settle.Receipt
+			if err := json.Unmarshal(receipt, &got); err != nil || got.Verify(hostKey.Public().(ed25519.PublicKey)) != nil {
+				t.Fatalf("a receipt the key did not sign passed: %s", receipt)
+			}
+		}
+	})
+}
+
+// BenchmarkCheckAnswer is the verifier's work on every streamed answer the library
+// reads: a stream of 64 chunks, its sha256 and one ed25519 verification.
+func BenchmarkCheckAnswer(b *testing.B) {
+	request := []byte(`{"messages":[{"role":"user","content":"hi"}],"stream":true}`)
+	events := make([]string, 64)
+	for i := range events {
+		events[i] = `{"object":"chat.completion.chunk","choices":[{"delta":{"content":" token"}}]}`
+	}
+	stream := []byte(signedStream(hostKey, request, events...))
+	args := answerArgs("stream", 0, "")
+	b.SetBytes(int64(len(stream)))
+	for b.Loop() {
+		if out := CheckAnswer(args, request, stream); !bytes.HasPrefix(out, []byte(`{"ok":true`)) {
+			b.Fatalf("%s", out)
+		}
+	}
+}
