@@ -243,6 +243,7 @@ async function* sseEvents(chunks, maxRecord) {
         throw new E2EError(`record ${seq} is not a sealed record event`);
       }
       if (data.length === 0) throw new E2EError(`record ${seq} is empty`);
+      if (data.length > maxRecord) throw new E2EError(`record ${seq} is over the limit of ${maxRecord} bytes`);
       yield { data, final };
       seq++;
       if (final) {

@@ -87,6 +87,11 @@ for (const v of vectors.suites) {
       await assert.rejects(collect(opener.openStream(chunks([events[0], ...events.slice(2)].join("")))), e2e.E2EError, "dropped");
     }
     await assert.rejects(collect(opener.openStream(chunks(events.slice(0, -1).join("")))), e2e.E2EError, "truncated");
+    await assert.rejects(collect(opener.openStream(chunks(events.join("")), 8)), /over the limit of 8 bytes/, "a record over the limit");
+    const oneChunk = (async function* () {
+      yield new TextEncoder().encode(events.join(""));
+    })();
+    await assert.rejects(collect(opener.openStream(oneChunk, 8)), /over the limit of 8 bytes/, "a record over the limit, in one chunk");
     await assert.rejects(collect(opener.openStream(chunks(events.join("") + "data: x\n\n"))), e2e.E2EError, "bytes after the final record");
     await assert.rejects(collect(opener.openStream(chunks(events.join(""), "\n"))), e2e.E2EError, "a byte after the final record, alone");
   });

@@ -96,6 +96,8 @@ func TestCheckAnswer(t *testing.T) {
 		{"no such kind", answerArgs("streams", 0, ""), string(request), stream, false},
 		{"not JSON", []byte(`{"host_key":`), string(request), body, false},
 		{"unknown member", []byte(`{"host_keys":""}`), string(request), body, false},
+		{"an answer over the limit", answerArgs("body", 200, signedBody(hostKey, request, 200, body)), string(request), body + strings.Repeat(" ", maxAnswer), false},
+		{"arguments over the limit", append(answerArgs("body", 200, ""), bytes.Repeat([]byte(" "), maxArgsBytes)...), string(request), body, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r failed[AnswerResult]
