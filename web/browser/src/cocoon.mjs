@@ -109,7 +109,11 @@ async function verifyEvidence(fetchFn, url, headers, verifierOptions, what) {
   return result;
 }
 
-/** Host is a host whose evidence verified: its keys are pinned for every request. */
+/**
+ * Host is a host whose evidence verified: its keys are pinned for every request. It is
+ * made by connect, from the keys the verifier returned; a Host made otherwise pins
+ * whatever it is given (the tests make one with a wrong host key).
+ */
 export class Host {
   #base;
   #fetch;
