@@ -10,6 +10,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 
+// Node 18 has WebCrypto only as node:crypto's webcrypto; a browser and Node 20 have it
+// global, where the library and Go's wasm_exec.js look for it.
+globalThis.crypto ??= (await import("node:crypto")).webcrypto;
 // Node has no page to load Go's wasm_exec.js into: import it from the build, as the
 // library would from the host.
 await import(new URL("../../page/dist/wasm_exec.js", import.meta.url));

@@ -12,6 +12,9 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 
+// Node 18 has WebCrypto only as node:crypto's webcrypto; a browser and Node 20 have it
+// global, where the library and Go's wasm_exec.js look for it.
+globalThis.crypto ??= (await import("node:crypto")).webcrypto;
 const { e2e } = await import(new URL("../../browser/dist/cocoon.js", import.meta.url));
 
 const path = new URL("../testdata/vectors.json", import.meta.url);
