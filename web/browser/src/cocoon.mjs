@@ -47,7 +47,8 @@ const utf8 = new TextEncoder();
  *             (a host serves all three under /sdk/), never baseURL, which may be a relay
  *   verifierSHA256 the verifier's sha256 (hex), to refuse any other verifier
  *   suite     "mlkem768x25519" (default: post-quantum, X-Wing) or "x25519"
- *   auth      Authorization for the plaintext routes that need one (pipeline evidence)
+ *   auth      Authorization sent with the pipeline evidence request, which is not sealed:
+ *             anything between sees it; unset, the host serves it as to an anonymous reviewer
  *   fetch     a fetch function, default globalThis.fetch
  * It rejects with CocoonError verification_failed (with .report) when any check fails,
  * or when the host publishes no end-to-end keys. Cost: two or three requests and one
