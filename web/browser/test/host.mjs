@@ -49,10 +49,11 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
     console.log(`verifier loaded in ${(performance.now() - t0).toFixed(0)} ms`);
   });
 
-  // The Go test makes the host answer its next five evidence requests 429.
-  test("connect waits for rate-limited quotes, three times at most", async () => {
+  // The Go test makes the host answer its next eight evidence requests 429.
+  test("connect waits for rate-limited quotes, three times, then gives up", async () => {
     await rejectsWith(open("clean"), "quote_rate_limited"); // four 429s: the first try and three more
-    const host = await open("clean"); // one more 429, then the quote
+    assert.equal((await fetch(`${relay}/clean/v1/attestation`)).status, 429, "connect gave up while the host still rate-limited");
+    const host = await open("clean"); // three more 429s, then the quote
     assert.equal(host.report.boot.ok, true);
   });
 
