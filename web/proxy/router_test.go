@@ -124,7 +124,7 @@ func TestFailoverNeverChargesTwice(t *testing.T) {
 				// publishes, and the health loop does not run within this test.)
 				for i, u := range p.snapshot() {
 					u.mu.Lock()
-					u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}, LoadMilli: 1000}}
+					u.prices = &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}), LoadMilli: 1000}
 					u.mu.Unlock()
 				}
 			} else {
@@ -334,7 +334,7 @@ func TestPick(t *testing.T) {
 	priced := func(name string, completionPerMillion uint64) *upstream {
 		u := &upstream{p: p, info: Host{URL: name}, state: stateReady, cur: &verified{}}
 		if completionPerMillion > 0 {
-			u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{CompletionPerMillion: completionPerMillion}, LoadMilli: 1000}}
+			u.prices = &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{CompletionPerMillion: completionPerMillion}), LoadMilli: 1000}
 		}
 		return u
 	}
@@ -361,6 +361,33 @@ func TestPick(t *testing.T) {
 		// 100 tokens cost 100 nanoTON at cheap, 500 at dear.
 		{"a cap both meet", askOf(fmt.Sprintf(body, 500), ""), map[*upstream]bool{cheap: true}, dear},
 		{"a cap only cheap meets", askOf(fmt.Sprintf(body, 499), ""), map[*upstream]bool{cheap: true}, nil},
+	} {
+		if got := p.pick(tt.ask, tt.tried); got != tt.want {
+			t.Errorf("%s: picked %v, want %v", tt.name, got, tt.want)
+		}
+	}
+
+	// Prices per model: the host whose price for the pipeline's model is lowest wins,
+	// whatever its other models or its default cost, and a cap is checked against
+	// that model's price.
+	perModel := func(name string, model, other uint64) *upstream {
+		u := priced(name, other)
+		u.cur = &verified{model: "m"}
+		u.prices.Models = []settle.ModelPrice{{Model: "m", Prices: settle.PriceTable{CompletionPerMillion: model}}}
+		return u
+	}
+	cheapModel, cheapDefault := perModel("cheap for m", 2_000_000, 9_000_000), perModel("cheap by default", 3_000_000, 1_000_000)
+	p.hosts = []*upstream{cheapDefault, cheapModel}
+	for _, tt := range []struct {
+		name  string
+		ask   ask
+		tried map[*upstream]bool
+		want  *upstream
+	}{
+		{"the model's price, not the default", askOf(`{"max_tokens":100}`, ""), nil, cheapModel},
+		// 100 tokens of m cost 300 nanoTON at the host whose default is cheap.
+		{"a cap against the model's price", askOf(fmt.Sprintf(body, 299), ""), map[*upstream]bool{cheapModel: true}, nil},
+		{"a cap the model's price meets", askOf(fmt.Sprintf(body, 300), ""), map[*upstream]bool{cheapModel: true}, cheapDefault},
 	} {
 		if got := p.pick(tt.ask, tt.tried); got != tt.want {
 			t.Errorf("%s: picked %v, want %v", tt.name, got, tt.want)
@@ -418,7 +445,7 @@ func TestFailoverOnRefusalBeforeAdmission(t *testing.T) {
 			if bills {
 				for i, u := range p.snapshot() { // both bill, full at the lower price
 					u.mu.Lock()
-					u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}, LoadMilli: 1000}}
+					u.prices = &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}), LoadMilli: 1000}
 					u.mu.Unlock()
 				}
 			} else {
