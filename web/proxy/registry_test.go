@@ -60,7 +60,7 @@ func TestRegistryDiscovery(t *testing.T) {
 		roots = append(roots, h.RootCert(t))
 	}
 	p, err := New(WithSource(NewRegistry(m.Chain, m.Addr)), WithPipeline(cheap.ID), WithAPIKey(proxytest.APIKey),
-		WithSimRoots(roots...), WithLog(log), fastHealth)
+		WithSimRoots(roots...), WithLog(log), fastHealth, WithPrivateEndpoints()) // the hosts are on 127.0.0.1
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,7 +167,7 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 		opts = cfg.opts
 		opts.SimRoot = root
 		var err error
-		if c, err = dial(u.info.URL, u.evidenceKey(), cfg.policy, opts, cfg.log); err != nil {
+		if c, err = dial(u.info.URL, u.evidenceKey(), cfg.policy, opts, cfg.log, u.dialControl()); err != nil {
 			return nil, err
 		}
 		if boot, err = c.Evidence(ctx, "/v1/attestation"); err != nil {
@@ -290,7 +290,12 @@ func (u *upstream) admitLocked(ctx context.Context, w io.Writer, why string) err
 	if err == nil {
 		prices, err = u.priceList(ctx, v)
 	}
+	var private *privateEndpointError
 	switch {
+	case errors.As(err, &private):
+		err = fmt.Errorf("refusing to proxy to %s, which %w: %w", u.info.URL, errNotVerified, private)
+		u.setState(stateRefused, err.Error())
+		return err
 	case errors.Is(err, errNotVerified):
 		u.setState(stateRefused, err.Error())
 		return err
