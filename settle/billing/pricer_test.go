@@ -180,3 +180,23 @@ func TestNewPricerValidates(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPricerObserveQuote is the pricer's share of one request: an Observe at its
+// start and a Quote of its model (the integer smoothing and coefficient), with the clock
+// 10 µs on each time.
+func BenchmarkPricerObserveQuote(b *testing.B) {
+	p, err := NewPricer(settle.Prices{Models: []settle.ModelPrice{{Model: "a", Prices: settle.PriceTable{PromptPerMillion: 1}},
+		{Model: "m", Prices: settle.PriceTable{CompletionPerMillion: 1}}, {Model: "z", Prices: settle.PriceTable{PromptPerMillion: 2}}}}, DefaultLoadCurve)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Unix(1_700_000_000, 0)
+	p.now, p.observed = func() time.Time { return now }, now
+	for i := 0; b.Loop(); i++ {
+		now = now.Add(10 * time.Microsecond)
+		p.Observe(i%5, 4)
+		if _, err := p.Quote("m"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -322,8 +322,9 @@ func postChatHandler(t *testing.T, p *Proxy, body string) string {
 	return rec.header.Get(HostHeader)
 }
 
-// TestPick: routing goes to the cheapest host for the request, skips a host whose
-// price for the completion alone is over the request's max_price, sends a request
+// TestPick: routing goes to the cheapest host for the request at its price of the
+// pipeline's model, skips a host whose price for the completion alone is over the
+// request's max_price, sends a request
 // with an idempotency key to the same host every time, and spreads requests over
 // equally cheap hosts.
 func TestPick(t *testing.T) {
@@ -347,26 +348,7 @@ func TestPick(t *testing.T) {
 	}
 	cheap, dear, down := priced("cheap", 1_000_000), priced("dear", 5_000_000), priced("down", 1)
 	down.state = stateDown
-	p.hosts = []*upstream{dear, down, cheap}
-	body := `{"messages":[],"max_tokens":100,"max_price":"%d"}`
-	for _, tt := range []struct {
-		name  string
-		ask   ask
-		tried map[*upstream]bool
-		want  *upstream
-	}{
-		{"cheapest", askOf(`{"max_tokens":100}`, ""), nil, cheap},
-		{"next cheapest once tried", askOf(`{"max_tokens":100}`, ""), map[*upstream]bool{cheap: true}, dear},
-		{"none left", askOf(`{}`, ""), map[*upstream]bool{cheap: true, dear: true}, nil},
-		// 100 tokens cost 100 nanoTON at cheap, 500 at dear.
-		{"a cap both meet", askOf(fmt.Sprintf(body, 500), ""), map[*upstream]bool{cheap: true}, dear},
-		{"a cap only cheap meets", askOf(fmt.Sprintf(body, 499), ""), map[*upstream]bool{cheap: true}, nil},
-	} {
-		if got := p.pick(tt.ask, tt.tried); got != tt.want {
-			t.Errorf("%s: picked %v, want %v", tt.name, got, tt.want)
-		}
-	}
-
+	flat := []*upstream{dear, down, cheap}
 	// Prices per model: the host whose price for the pipeline's model is lowest wins,
 	// whatever its other models or its default cost, and a cap is checked against
 	// that model's price.
@@ -377,18 +359,27 @@ func TestPick(t *testing.T) {
 		return u
 	}
 	cheapModel, cheapDefault := perModel("cheap for m", 2_000_000, 9_000_000), perModel("cheap by default", 3_000_000, 1_000_000)
-	p.hosts = []*upstream{cheapDefault, cheapModel}
+	byModel := []*upstream{cheapDefault, cheapModel}
+	body := `{"messages":[],"max_tokens":100,"max_price":"%d"}`
 	for _, tt := range []struct {
 		name  string
+		hosts []*upstream
 		ask   ask
 		tried map[*upstream]bool
 		want  *upstream
 	}{
-		{"the model's price, not the default", askOf(`{"max_tokens":100}`, ""), nil, cheapModel},
+		{"cheapest", flat, askOf(`{"max_tokens":100}`, ""), nil, cheap},
+		{"next cheapest once tried", flat, askOf(`{"max_tokens":100}`, ""), map[*upstream]bool{cheap: true}, dear},
+		{"none left", flat, askOf(`{}`, ""), map[*upstream]bool{cheap: true, dear: true}, nil},
+		// 100 tokens cost 100 nanoTON at cheap, 500 at dear.
+		{"a cap both meet", flat, askOf(fmt.Sprintf(body, 500), ""), map[*upstream]bool{cheap: true}, dear},
+		{"a cap only cheap meets", flat, askOf(fmt.Sprintf(body, 499), ""), map[*upstream]bool{cheap: true}, nil},
+		{"the model's price, not the default", byModel, askOf(`{"max_tokens":100}`, ""), nil, cheapModel},
 		// 100 tokens of m cost 300 nanoTON at the host whose default is cheap.
-		{"a cap against the model's price", askOf(fmt.Sprintf(body, 299), ""), map[*upstream]bool{cheapModel: true}, nil},
-		{"a cap the model's price meets", askOf(fmt.Sprintf(body, 300), ""), map[*upstream]bool{cheapModel: true}, cheapDefault},
+		{"a cap against the model's price", byModel, askOf(fmt.Sprintf(body, 299), ""), map[*upstream]bool{cheapModel: true}, nil},
+		{"a cap the model's price meets", byModel, askOf(fmt.Sprintf(body, 300), ""), map[*upstream]bool{cheapModel: true}, cheapDefault},
 	} {
+		p.hosts = tt.hosts
 		if got := p.pick(tt.ask, tt.tried); got != tt.want {
 			t.Errorf("%s: picked %v, want %v", tt.name, got, tt.want)
 		}
