@@ -246,3 +246,32 @@ func TestPriceListRefusesV1(t *testing.T) {
 		t.Errorf("a v1 list: Verify = %v, want the format refused", err)
 	}
 }
+
+// FuzzPriceListVerify: whatever bytes a host serves as its price list, decoding and
+// Verify never panic, and a list that verifies prices each model one way.
+func FuzzPriceListVerify(f *testing.F) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+	l := PriceList{Prices: Prices{Models: []ModelPrice{{"a", PriceTable{PromptPerMillion: 1}}}, Default: &PriceTable{CompletionPerMillion: 2}},
+		Curve: LoadCurve{MinMilli: 500, MaxMilli: 2000}, LoadMilli: 500}
+	l.Sign(key)
+	good, _ := json.Marshal(l)
+	f.Add(good)
+	f.Add([]byte(`{"format":"cocoon-pricing-v2","models":null,"utilization_ppm":18446744073709551615}`))
+	f.Add([]byte(`{"prices":{"prompt_per_million":"1"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var l PriceList
+		if json.Unmarshal(b, &l) != nil || l.Verify(nil) != nil {
+			return
+		}
+		for i := 1; i < len(l.Models); i++ {
+			if l.Models[i-1].Model >= l.Models[i].Model {
+				t.Fatalf("a verified list names %q after %q", l.Models[i].Model, l.Models[i-1].Model)
+			}
+		}
+		for _, m := range l.Models {
+			if got, ok := l.For(m.Model); !ok || got != m.Prices {
+				t.Fatalf("a verified list prices %q as %+v, %v, not its own %+v", m.Model, got, ok, m.Prices)
+			}
+		}
+	})
+}
