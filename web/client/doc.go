@@ -35,8 +35,9 @@
 //	           HTTPClient and TransportError for requests of one's own
 //
 // Each call makes the requests its doc comment names, and nothing in the background.
-// Each Client has a transport of its own (WithMaxIdleConns sizes its idle pool), so
-// that closing one's idle connections touches no other.
+// Each Client has a transport of its own (WithMaxIdleConns sizes its idle pool, and
+// WithDialControl vets the address of each connection it makes), so that closing one's
+// idle connections touches no other.
 // A GET the host answers 429 or 503 with a Retry-After of at most MaxRetryWait is sent
 // again after that wait, at most MaxRetries times; an upload or a chat is sent once,
 // since the host may have acted on it.
