@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -391,17 +390,6 @@ func signerChain(keyInfo *etree.Element, opts RIMOptions) ([]*x509.Certificate, 
 		(*opts.signers)[key] = chain
 	}
 	return chain, err
-}
-
-// ecdsaVerify checks an SPDM or XML-DSig ECDSA signature (r || s) over hash. The key
-// must be P-384.
-func ecdsaVerify(pub *ecdsa.PublicKey, hash, sig []byte) bool {
-	if pub == nil || pub.Curve != elliptic.P384() || len(sig) != SignatureLen {
-		return false
-	}
-	r := new(big.Int).SetBytes(sig[:SignatureLen/2])
-	s := new(big.Int).SetBytes(sig[SignatureLen/2:])
-	return ecdsa.Verify(pub, hash, r, s)
 }
 
 // readRIM reads the signed tag: root's attributes, Meta's colloquialVersion and the
