@@ -138,6 +138,14 @@ func TestECDSAVerifyMatchesCryptoECDSA(t *testing.T) {
 		} {
 			agree(t, what, k, hash[:], sig, &no)
 		}
+		// With the point at infinity for a key, R = u1·G: r = x(k·G), s = e/k forge a
+		// signature for any digest, if the key is not refused.
+		k := big.NewInt(int64(7 + i))
+		kx, _ := elliptic.P384().ScalarBaseMult(k.FillBytes(make([]byte, 48)))
+		sForged := new(big.Int).SetBytes(hash[:])
+		sForged.Mul(sForged, new(big.Int).ModInverse(k, n)).Mod(sForged, n)
+		agree(t, "forged under the point at infinity", &ecdsa.PublicKey{Curve: elliptic.P384(), X: new(big.Int), Y: new(big.Int)},
+			hash[:], rawSignature(kx.Mod(kx, n), sForged), &no)
 		// R = u1·G + u2·Q is the point at infinity when e + r·d = 0 mod n: any s.
 		d := key.D
 		rInf := new(big.Int).SetBytes(hash[:])
