@@ -201,9 +201,19 @@ type VerifyOptions struct {
 	RIMRoots *x509.CertPool
 	// Now is the time certificates must be valid at; zero means time.Now().
 	Now time.Time
+	// LoadedDriverRIM and LoadedVBIOSRIM are the RIMs for the report's driver and
+	// VBIOS, verified once, when the verifier loaded them (ParseRIM, with Roots
+	// RIMRoots): RIMs are collateral, the same for every GPU with that driver or VBIOS,
+	// so a verifier verifies them when it loads them, as Intel's TCB info, and each
+	// report is compared with them at no public-key cost. One is used only if ParseRIM
+	// made it under RIMRoots and its signing chain is valid at Now; otherwise its check
+	// fails (ErrRIM, ErrCertChain). When set, DriverRIM or VBIOSRIM and RIMSource are
+	// not consulted for it.
+	LoadedDriverRIM, LoadedVBIOSRIM *RIM
 	// DriverRIM and VBIOSRIM are the RIM files for the report's driver and VBIOS
-	// (cached, or fetched by the caller). A missing one is fetched from RIMSource, or
-	// fails its check and the measurements check.
+	// (cached, or fetched by the caller), verified by this call (or found in Cache).
+	// A missing one is fetched from RIMSource, or fails its check and the measurements
+	// check.
 	DriverRIM, VBIOSRIM []byte
 	// RIMSource, when set, serves the RIMs not given above: Verify derives their ids
 	// from the report (RIMIDs) once its signature verified, and gets them at
@@ -325,12 +335,24 @@ func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check,
 	if !v.failed[CheckFormat] {
 		driverID, vbiosID, idErr = RIMIDs(rep)
 	}
-	rimOpts := RIMOptions{Roots: opts.RIMRoots, Now: opts.Now, signers: &signerChains{}}
+	rimOpts := RIMOptions{Roots: opts.RIMRoots, Now: opts.Now}.SharingSigners()
 	for _, r := range []struct {
 		name, kind, id string
+		loaded         *RIM
 		given          []byte
 		rim            **RIM
-	}{{CheckDriverRIM, "driver", driverID, opts.DriverRIM, &driverRIM}, {CheckVBIOSRIM, "VBIOS", vbiosID, opts.VBIOSRIM, &vbiosRIM}} {
+	}{{CheckDriverRIM, "driver", driverID, opts.LoadedDriverRIM, opts.DriverRIM, &driverRIM},
+		{CheckVBIOSRIM, "VBIOS", vbiosID, opts.LoadedVBIOSRIM, opts.VBIOSRIM, &vbiosRIM}} {
+		if r.loaded != nil {
+			v.run(r.name, nil, func() (string, error) {
+				if err := r.loaded.usableUnder(opts.RIMRoots, opts.Now); err != nil {
+					return "", err
+				}
+				*r.rim = r.loaded
+				return rimDetail(r.loaded) + ", verified when loaded", nil
+			})
+			continue
+		}
 		if len(r.given) > 0 || opts.RIMSource == nil {
 			v.run(r.name, nil, func() (string, error) {
 				var err error

@@ -49,9 +49,18 @@ type RIMOptions struct {
 	Now time.Time
 
 	// signers, when set, remembers the signing chains verified under these options, so
-	// that the driver and VBIOS RIMs of one Verify call, signed under the same chain,
-	// cost its certificates' verifications once.
+	// that the driver and VBIOS RIMs of one Verify call (or one load: SharingSigners),
+	// signed under the same chain, cost its certificates' verifications once.
 	signers *signerChains
+}
+
+// SharingSigners returns opts that remember, across the ParseRIM calls made with them,
+// the signing chains that verified: a driver and a VBIOS RIM signed under the same
+// chain (NVIDIA's are) then cost its certificates' verifications once. Not safe for
+// concurrent use.
+func (opts RIMOptions) SharingSigners() RIMOptions {
+	opts.signers = &signerChains{}
+	return opts
 }
 
 // signerChains maps the SHA-384 of a KeyInfo's DER certificates, concatenated, to the
@@ -70,7 +79,10 @@ type RIMMeasurement struct {
 	Alternatives [][]byte
 }
 
-// RIM is a parsed SWID tag whose XML-DSig signature verified to a trusted root.
+// RIM is a parsed SWID tag whose XML-DSig signature verified to a trusted root. Only
+// ParseRIM makes one that Verify uses (VerifyOptions.LoadedDriverRIM): a RIM built or
+// copied any other way carries no proof of its verification and is refused. It is
+// read-only: verified RIMs are shared between verifications.
 type RIM struct {
 	// TagID is the tag's tagId, Name its name (the chip, "GH100").
 	TagID, Name string
@@ -81,6 +93,38 @@ type RIM struct {
 	Measurements map[int]RIMMeasurement
 	// Signer is the chain that signed the tag, leaf first, ending at the trusted root.
 	Signer []*x509.Certificate
+
+	// verified is ParseRIM's record of the verification, set by it alone.
+	verified *rimVerification
+}
+
+// rimVerification is what ParseRIM verified a RIM under: the roots (nil for NVIDIA's
+// pinned RIM root, a pool by its pointer, as Cache keys them) and when every
+// certificate of the signing chain is valid. rim is the RIM it was made for, so that a
+// copy of a verified RIM, which could then be changed, is not taken for it.
+type rimVerification struct {
+	rim   *RIM
+	roots *x509.CertPool
+	validity
+}
+
+// usableUnder says whether Verify may compare a report with r under RIM roots at now
+// without verifying r again: ParseRIM made r, under the same roots, and every
+// certificate of its signing chain is valid at now. A chain verified once and valid at
+// now is what verifying it at now would establish (x509's verification depends on the
+// time only through the certificates' validity; revocation is not checked either way).
+// Errors wrap ErrRIM or ErrCertChain.
+func (r *RIM) usableUnder(roots *x509.CertPool, now time.Time) error {
+	switch {
+	case r == nil || r.verified == nil || r.verified.rim != r:
+		return fmt.Errorf("%w: a RIM not made by ParseRIM: it carries no verified signature", ErrRIM)
+	case r.verified.roots != roots:
+		return fmt.Errorf("%w: the RIM %s was verified under other roots than this verification trusts", ErrRIM, r.TagID)
+	case !r.verified.covers(now):
+		return fmt.Errorf("%w: the RIM %s's signing chain is valid from %s to %s, not at %s", ErrCertChain, r.TagID,
+			r.verified.notBefore.Format(time.RFC3339), r.verified.notAfter.Format(time.RFC3339), now.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // ParseRIM parses a RIM, an ISO/IEC 19770-2 SWID tag with an enveloped XML-DSig
@@ -117,6 +161,7 @@ func ParseRIM(xml []byte, opts RIMOptions) (*RIM, error) {
 		return nil, err
 	}
 	rim.Signer = signer
+	rim.verified = &rimVerification{rim: rim, roots: opts.Roots, validity: validityOf(signer)}
 	return rim, nil
 }
 
