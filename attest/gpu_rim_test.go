@@ -253,8 +253,8 @@ func TestLoadGPURIMs(t *testing.T) {
 		p    Policy
 		rims *GPURIMs
 	}{
-		"another policy's RIMs": {g.policy, otherRIMs},
-		"this policy's RIMs under another GPU's roots": {other.policy, rims},
+		"another policy's RIMs":                         {g.policy, otherRIMs},
+		"this policy's RIMs under another GPU's roots":  {other.policy, rims},
 		"the RIMs of a policy whose driver RIM differs": {inline, rims},
 	} {
 		t.Run(name, func(t *testing.T) {
