@@ -250,19 +250,17 @@ func TestLoadGPURIMs(t *testing.T) {
 	inline := g.policy
 	inline.GPUDriverRIM = "<SoftwareIdentity/>"
 	for name, c := range map[string]struct {
-		p    Policy
-		rims *GPURIMs
+		p     Policy
+		roots *SimGPURoots
+		rims  *GPURIMs
 	}{
-		"another policy's RIMs":                         {g.policy, otherRIMs},
-		"this policy's RIMs under another GPU's roots":  {other.policy, rims},
-		"the RIMs of a policy whose driver RIM differs": {inline, rims},
+		"another policy's RIMs":                         {g.policy, g.gpuRoots, otherRIMs},
+		"this policy's RIMs under another GPU's roots":  {g.policy, other.gpuRoots, rims},
+		"the RIMs of a policy whose driver RIM differs": {inline, g.gpuRoots, rims},
 	} {
 		t.Run(name, func(t *testing.T) {
 			o := opts
-			o.GPURIMs = c.rims
-			if c.rims == rims && c.p.GPUDriverRIM == other.policy.GPUDriverRIM {
-				o.SimGPURoots = other.gpuRoots
-			}
+			o.GPURIMs, o.SimGPURoots = c.rims, c.roots
 			if r, err := VerifyEvidence(ev, c.p, o); err == nil || !strings.Contains(err.Error(), "loaded for another policy") {
 				t.Fatalf("error %v\n%s", err, r)
 			}
