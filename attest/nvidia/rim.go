@@ -3,7 +3,6 @@ package nvidia
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
@@ -524,41 +523,4 @@ func readMeasurement(res *etree.Element) (RIMMeasurement, error) {
 		m.Alternatives = append(m.Alternatives, v)
 	}
 	return m, nil
-}
-
-// verifyChain verifies certs[0] through certs[1:] to roots (pinned when nil) at now
-// (time.Now when zero) and returns the chain, leaf first, ending at the root. The leaf's
-// key must be ECDSA P-384. Errors wrap ErrUntrustedRoot or ErrCertChain.
-func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, pinned func() *x509.CertPool, now time.Time) ([]*x509.Certificate, error) {
-	if roots == nil {
-		roots = pinned()
-	}
-	if now.IsZero() {
-		now = time.Now()
-	}
-	leaf := certs[0]
-	if pub, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
-		return nil, fmt.Errorf("%w: the leaf %q has no ECDSA P-384 key", ErrCertChain, leaf.Subject)
-	}
-	// A self-issued certificate (a root served at the end of the chain, as NVIDIA's
-	// driver and RIMs serve theirs) is left out of the intermediates: it anchors a chain
-	// only when it is among roots, where x509 finds it, and as an intermediate it made
-	// x509 verify the same signatures again through it (three P-384 verifications
-	// instead of one for a leaf under a root). Leaving it out can only refuse a chain.
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		if !bytes.Equal(c.RawSubject, c.RawIssuer) {
-			inter.AddCert(c)
-		}
-	}
-	chains, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	if err != nil {
-		if _, unknown := err.(x509.UnknownAuthorityError); unknown {
-			last := certs[len(certs)-1]
-			return nil, fmt.Errorf("%w: the chain of %q ends at %q, not at a trusted root", ErrUntrustedRoot, leaf.Subject, last.Issuer)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrCertChain, err)
-	}
-	return chains[0], nil
 }
