@@ -295,3 +295,38 @@ func BenchmarkVerifyChain(b *testing.B) {
 		})
 	}
 }
+
+// FuzzChainMatchesX509 feeds verifyChain DER certificates (a leaf, an intermediate and
+// a root of testPKI, changed by the fuzzer) and compares its verdict with crypto/x509's:
+// the same every time, and the fast path accepts only what x509 accepts.
+func FuzzChainMatchesX509(f *testing.F) {
+	p := newTestPKI(f)
+	certs, _ := p.chain(f)
+	f.Add(certs[0].Raw, certs[1].Raw, certs[2].Raw)
+	direct := newTestPKI(f)
+	direct.leafIssuer, direct.leafSigner = direct.root, direct.rootKey
+	dc, _ := direct.chain(f)
+	f.Add(dc[0].Raw, dc[2].Raw, dc[2].Raw)
+	f.Fuzz(func(t *testing.T, leafDER, interDER, rootDER []byte) {
+		var parsed []*x509.Certificate
+		for _, der := range [][]byte{leafDER, interDER, rootDER} {
+			c, err := x509.ParseCertificate(der)
+			if err != nil {
+				return
+			}
+			parsed = append(parsed, c)
+		}
+		if pub, ok := parsed[0].PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
+			return
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(parsed[2])
+		served := parsed[:2]
+		_, want := x509Chain(served, roots, chainTestTime)
+		_, got := verifyChain(served, roots, nil, chainTestTime)
+		_, fast := fastChain(served, roots, chainTestTime)
+		if (got == nil) != (want == nil) || fast && want != nil {
+			t.Fatalf("verifyChain %v, fast path %v, x509 %v", got, fast, want)
+		}
+	})
+}
