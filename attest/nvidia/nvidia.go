@@ -20,8 +20,14 @@
 // signer passes. A Hopper report carries no signed CC mode (Report.CCMode is empty):
 // whether the GPU runs in confidential-computing mode is, for such GPUs, the host's word.
 //
-// A Cache given to Verify remembers the chains and RIMs that verified, so that a GPU
-// seen before costs one P-384 verification. Sim is a simulated GPU whose evidence takes
+// RIMs are collateral, the same for every GPU with a driver or VBIOS: a verifier
+// verifies them once, when it loads them (ParseRIM), and gives them to every Verify
+// (VerifyOptions.LoadedDriverRIM), which then spends no public-key operation on them. A
+// Cache given to Verify remembers the chains and RIMs that verified, so that a GPU seen
+// before costs one P-384 verification. The report's, the RIMs' and each chain leaf's
+// ECDSA P-384 signatures are verified with circl's P-384 (p384.go: variable time, about
+// half of crypto/ecdsa's cost; all inputs are public), the rest of each chain by
+// crypto/x509 (chain.go). Sim is a simulated GPU whose evidence takes
 // the same path under its own roots, which verifiers refuse unless given them. The
 // formats are in attest/README.md, "GPU evidence".
 package nvidia
@@ -262,11 +268,13 @@ func (v *verification) add(name, detail string, err error) {
 // identity is meaningful only then. Inactive RIM measurements, and measurement 35 when
 // the signed opaque data says the video decoder is disabled (as NVIDIA's verifier does),
 // are not compared. Cost: one P-384 verification per certificate of the device chain
-// below its root and of the RIMs' signing chain (verified once when both RIMs carry the
-// same, as NVIDIA's do), the report's and the two RIMs' XML-DSig: ten for NVIDIA's
-// sample, five for the simulator; with opts.Cache warm, the report's one
-// (BenchmarkVerifyNVIDIA, BenchmarkVerifyNVIDIACached). With opts.RIMSource, a RIM not
-// given costs a RIMSource.Get more (a network round trip online).
+// below its root (the leaf's by circl, the others by crypto/x509: one and none for the
+// simulator, one and three for NVIDIA's sample) and the report's (circl); RIMs given as
+// files add each one's XML-DSig (circl) and their signing chain's, verified once when
+// both carry the same, as NVIDIA's do (ten in all for NVIDIA's sample, five for the
+// simulator, BenchmarkVerifyNVIDIA); loaded RIMs add none; with opts.Cache warm, the
+// report's one (BenchmarkVerifyNVIDIACached). With opts.RIMSource, a RIM not given costs
+// a RIMSource.Get more (a network round trip online).
 func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check, error) {
 	v := &verification{failed: map[string]bool{}}
 	if opts.Now.IsZero() {

@@ -143,9 +143,11 @@ func (r *RIM) usableUnder(roots *x509.CertPool, now time.Time) error {
 // Measurement resources read, from the same parsed tree that was digested. Errors wrap
 // ErrRIM (malformed, or signed with what this package does not accept), ErrRIMSignature
 // (digest or signature mismatch), ErrUntrustedRoot or ErrCertChain. Cost: two
-// canonicalizations of the document and four P-384 verifications, about 5 ms on a
-// loaded 2-core VM (BenchmarkParseRIMNVIDIA); a changed document fails at the digest,
-// before any public-key operation.
+// canonicalizations of the document and the P-384 verifications of the signing chain
+// (its leaf's by circl, the certificates above its issuer by crypto/x509: two for
+// NVIDIA's four-certificate KeyInfo, none for the simulator's) and of the signature
+// (circl), a few ms on a loaded 2-core VM (BenchmarkParseRIMNVIDIA); a changed document
+// fails at the digest, before any public-key operation.
 func ParseRIM(xml []byte, opts RIMOptions) (*RIM, error) {
 	doc, sig, err := parseRIMDocument(xml)
 	if err != nil {
