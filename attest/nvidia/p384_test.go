@@ -1,6 +1,7 @@
 package nvidia
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -88,7 +89,7 @@ func TestECDSAVerifyMatchesCryptoECDSA(t *testing.T) {
 		}
 		keys = append(keys, key)
 	}
-	hashes := [][]byte{make([]byte, 48), n.FillBytes(make([]byte, 48)), bytesOf(0xff, 48)}
+	hashes := [][]byte{make([]byte, 48), n.FillBytes(make([]byte, 48)), bytes.Repeat([]byte{0xff}, 48)}
 	for i, key := range keys {
 		pub := &key.PublicKey
 		hash := sha512.Sum384([]byte{byte(i)})
@@ -189,14 +190,6 @@ func TestECDSAVerifyRefuses(t *testing.T) {
 			}
 		})
 	}
-}
-
-func bytesOf(b byte, n int) []byte {
-	out := make([]byte, n)
-	for i := range out {
-		out[i] = b
-	}
-	return out
 }
 
 // FuzzECDSAVerify compares ecdsaVerify with crypto/ecdsa on arbitrary inputs: a key
