@@ -114,7 +114,8 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 // sealedRequest sends a POST of body to path sealed to the host's end-to-end key (the
 // post-quantum hybrid suite), with its credentials (the API key, or s's signature
 // headers) inside the envelope, once, and returns the answer and the client that
-// opens it.
+// opens it. The encapsulation is the one c.senders prepared during the previous
+// request to path and this key, if any; the next one's is prepared meanwhile.
 func (c *Client) sealedRequest(ctx context.Context, path string, body []byte, s *Signer, to *attest.E2EKeys) (*http.Response, *e2e.Client, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, nil)
 	if err != nil {
@@ -128,7 +129,7 @@ func (c *Client) sealedRequest(ctx context.Context, path string, body []byte, s 
 	}
 	suite := e2e.MLKEM768X25519
 	pub := to.Public()
-	sealed, opener, err := e2e.SealRequest(suite, pub.Key(suite), http.MethodPost, path, e2e.Request{Header: inner, Body: body})
+	sealed, opener, err := c.senders.Seal(suite, pub.Key(suite), http.MethodPost, path, e2e.Request{Header: inner, Body: body})
 	if err != nil {
 		return nil, nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("sealing the request to the host's end-to-end key: %v", err)}
 	}

@@ -127,6 +127,20 @@ func (p *Senders) prepare(rt route, s Suite, pub []byte) {
 	}()
 }
 
+// Prepared returns how many senders are ready for a next request: at most one per
+// route.
+func (p *Senders) Prepared() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, prep := range p.routes {
+		if prep.snd != nil {
+			n++
+		}
+	}
+	return n
+}
+
 // Close waits for the preparations running and drops every prepared sender. Seal
 // still works after it, encapsulating inline and preparing nothing.
 func (p *Senders) Close() {
