@@ -367,9 +367,14 @@ func (k *HostKeys) OpenRequest(method, path string, envelope []byte) (*Opened, e
 }
 
 // response holds the answer's key and base nonce, exported from the request's context.
+// A request's answer is sealed, or opened, by one goroutine at a time: its records
+// are in order.
 type response struct {
 	gcm   cipher.AEAD
 	nonce [12]byte
+	// scratch holds the current record's nonce and AAD (recordParams): the AEAD is an
+	// interface, so arrays on the stack would escape, two allocations per record.
+	scratch [12 + 3]byte
 }
 
 // Exporter labels of the answer's key and base nonce.
@@ -395,36 +400,37 @@ func (r *response) derive(ctx interface {
 	return nil
 }
 
-// recordNonce is the base nonce XOR the record's sequence number, big-endian in the
-// last 8 bytes.
-func (r *response) recordNonce(seq uint64) []byte {
-	n := r.nonce
+// recordParams returns record seq's nonce and AAD, in r.scratch. The nonce is the
+// base nonce XOR the record's sequence number, big-endian in the last 8 bytes. The AAD
+// is uint16be(status) || final (1 or 0): a relay can neither change the status an
+// answer was sealed with nor end a stream early undetected.
+func (r *response) recordParams(seq uint64, status int, final bool) (nonce, aad []byte) {
+	nonce, aad = r.scratch[:12], r.scratch[12:]
+	copy(nonce, r.nonce[:])
 	var s [8]byte
 	binary.BigEndian.PutUint64(s[:], seq)
 	for i := range s {
-		n[4+i] ^= s[i]
+		nonce[4+i] ^= s[i]
 	}
-	return n[:]
-}
-
-// recordAAD is uint16be(status) || final (1 or 0): a relay can neither change the
-// status an answer was sealed with nor end a stream early undetected.
-func recordAAD(status int, final bool) []byte {
-	a := binary.BigEndian.AppendUint16(nil, uint16(status))
+	binary.BigEndian.PutUint16(aad, uint16(status))
+	aad[2] = 0
 	if final {
-		return append(a, 1)
+		aad[2] = 1
 	}
-	return append(a, 0)
+	return nonce, aad
 }
 
 // sealRecord seals record seq of an answer of status.
 func (r *response) sealRecord(dst []byte, seq uint64, status int, final bool, plain []byte) []byte {
-	return r.gcm.Seal(dst, r.recordNonce(seq), plain, recordAAD(status, final))
+	nonce, aad := r.recordParams(seq, status, final)
+	return r.gcm.Seal(dst, nonce, plain, aad)
 }
 
-// openRecord opens record seq; final says whether the caller takes it for the last.
-func (r *response) openRecord(seq uint64, status int, final bool, ct []byte) ([]byte, error) {
-	p, err := r.gcm.Open(nil, r.recordNonce(seq), ct, recordAAD(status, final))
+// openRecord opens record seq and appends its plaintext to dst (ct[:0] opens in
+// place); final says whether the caller takes it for the last.
+func (r *response) openRecord(dst []byte, seq uint64, status int, final bool, ct []byte) ([]byte, error) {
+	nonce, aad := r.recordParams(seq, status, final)
+	p, err := r.gcm.Open(dst, nonce, ct, aad)
 	if err != nil {
 		return nil, fmt.Errorf("%w: answer record %d does not open: altered, reordered, dropped, or the status %d changed", ErrE2E, seq, status)
 	}
@@ -444,21 +450,17 @@ func ResponseHead(h http.Header) []byte {
 }
 
 // SealBody seals a whole answer of status: the head of its headers h and its body, as
-// one final record.
+// one final record. Cost: one copy of body and an AES-256-GCM pass over it.
 func (o *Opened) SealBody(status int, h http.Header, body []byte) []byte {
-	return o.sealRecord(nil, 0, status, true, append(ResponseHead(h), body...))
-}
-
-// SealRecord seals record seq of a streamed answer (status 200). The records'
-// plaintexts, in order, are ResponseHead of the headers and then the stream's bytes;
-// the last is final.
-func (o *Opened) SealRecord(dst []byte, seq uint64, final bool, plain []byte) []byte {
-	return o.sealRecord(dst, seq, http.StatusOK, final, plain)
+	head := ResponseHead(h)
+	plain := append(make([]byte, 0, len(head)+len(body)+o.gcm.Overhead()), head...)
+	plain = append(plain, body...)
+	return o.sealRecord(plain[:0], 0, status, true, plain) // in place: the buffer has room for the tag
 }
 
 // OpenBody opens a whole answer of status and returns its headers and body.
 func (c *Client) OpenBody(status int, sealed []byte) (http.Header, []byte, error) {
-	p, err := c.openRecord(0, status, true, sealed)
+	p, err := c.openRecord(nil, 0, status, true, sealed)
 	if err != nil {
 		return nil, nil, err
 	}

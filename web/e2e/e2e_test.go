@@ -276,3 +276,54 @@ func BenchmarkSealOpen(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAnswer is what sealing and opening an answer costs beyond the KEM, per
+// request of BenchmarkHTTP's shape: a stream of a head, 16 token events, a signature
+// event and a final record, framed as the host writes them and read as a client reads
+// them; and a whole answer of the same text. The HPKE context is set up once.
+func BenchmarkAnswer(b *testing.B) {
+	k := testKeys(b)
+	env, c := sealTest(b, k, X25519)
+	o, err := k.OpenRequest(http.MethodPost, testPath, env)
+	if err != nil {
+		b.Fatal(err)
+	}
+	event := []byte(`data: {"id":"chatcmpl-0123456789abcdef","object":"chat.completion.chunk","created":1764900000,"model":"stories260K","choices":[{"index":0,"delta":{"content":" once"},"finish_reason":null}]}` + "\n\n")
+	signature := []byte("event: cocoon_signature\ndata: " + strings.Repeat("A", 400) + "\n\n")
+	head := http.Header{"Content-Type": {"text/event-stream"}, "Cache-Control": {"no-cache"}}
+	b.Run("stream", func(b *testing.B) {
+		b.ReportAllocs()
+		var wire bytes.Buffer
+		var plain, out []byte // the host's two buffers, as web's sealedWriter reuses them
+		record := func(seq uint64, final bool, b []byte) {
+			plain = append(plain[:0], b...)
+			out = o.AppendStreamRecord(out[:0], seq, final, plain)
+			wire.Write(out)
+		}
+		for b.Loop() {
+			wire.Reset()
+			record(0, false, ResponseHead(head))
+			for i := range 16 {
+				record(uint64(i+1), false, event)
+			}
+			record(17, false, signature)
+			record(18, true, nil)
+			st, err := c.OpenStream(&wire, 1<<20)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, st); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	whole := bytes.Repeat(event, 16)
+	b.Run("whole", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := c.OpenBody(200, o.SealBody(200, head, whole)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
