@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/hpke"
 	"net/http"
 	"sync"
 	"syscall"
@@ -160,9 +161,9 @@ func TestSendersCloseJoins(t *testing.T) {
 	k := testKeys(t)
 	p := NewSenders()
 	block := make(chan struct{})
-	p.prepareSender = func(s Suite, pub []byte, method, path string) (*sender, error) {
+	p.prepareSender = func(s Suite, pk hpke.PublicKey, method, path string) (*sender, error) {
 		<-block
-		return newSender(s, pub, method, path)
+		return newSender(s, pk, method, path)
 	}
 	// The first request is sealed inline and starts the preparation of the next,
 	// which runs until block is closed.
