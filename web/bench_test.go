@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -134,28 +135,48 @@ func BenchmarkHTTP(b *testing.B) {
 	// Interleaved: each iteration times one request of each variant, so that the load
 	// of a shared machine weighs on all alike, and which goes first rotates, so that
 	// none always runs after another's garbage. For each sealed variant v,
-	// "v-host/signed" is the ratio of its time on the host and the wire to the
-	// plaintext requests', and "v/signed" adds the client's sealing and opening, which
-	// ran on the same two cores: the bound is on the latter.
+	// "v-host/signed" is the median over iterations of the ratio of its time on the
+	// host and the wire to the plaintext request's of the same iteration, and
+	// "v/signed" adds the client's sealing and opening, which ran on the same two
+	// cores: the bound is on the latter. Medians of pairs, since a burst of
+	// another process's load lands on a few iterations, not on the figure.
 	interleaved := func(name string, body []byte, stream bool) {
 		b.Run(name, func(b *testing.B) {
-			hostPath := make([]time.Duration, len(variants))
-			client := make([]time.Duration, len(variants))
+			hostPath := make([][]time.Duration, len(variants))
+			client := make([][]time.Duration, len(variants))
 			round := 0
 			for b.Loop() {
 				for i := range variants {
 					v := (round + i) % len(variants)
 					hp, c := variants[v].run(body, stream)
-					hostPath[v], client[v] = hostPath[v]+hp, client[v]+c
+					hostPath[v], client[v] = append(hostPath[v], hp), append(client[v], c)
 				}
 				round++
 			}
-			n := float64(b.N)
-			b.ReportMetric(float64(hostPath[0].Nanoseconds())/n, "signed-ns/req")
+			mean := func(ds []time.Duration) float64 {
+				var sum time.Duration
+				for _, d := range ds {
+					sum += d
+				}
+				return float64(sum.Nanoseconds()) / float64(len(ds))
+			}
+			medianRatio := func(v int, withClient bool) float64 {
+				r := make([]float64, round)
+				for i := range r {
+					e := hostPath[v][i]
+					if withClient {
+						e += client[v][i]
+					}
+					r[i] = float64(e) / float64(hostPath[0][i])
+				}
+				slices.Sort(r)
+				return r[len(r)/2]
+			}
+			b.ReportMetric(mean(hostPath[0]), "signed-ns/req")
 			for v := 1; v < len(variants); v++ {
-				b.ReportMetric(float64(client[v].Nanoseconds())/n, variants[v].name+"-client-ns/req")
-				b.ReportMetric(float64(hostPath[v])/float64(hostPath[0]), variants[v].name+"-host/signed")
-				b.ReportMetric(float64(hostPath[v]+client[v])/float64(hostPath[0]), variants[v].name+"/signed")
+				b.ReportMetric(mean(client[v]), variants[v].name+"-client-ns/req")
+				b.ReportMetric(medianRatio(v, false), variants[v].name+"-host/signed")
+				b.ReportMetric(medianRatio(v, true), variants[v].name+"/signed")
 			}
 		})
 	}
