@@ -52,7 +52,10 @@ type ChatAnswer struct {
 // with its Report). An http host verified so whose evidence carries end-to-end keys
 // gets the request sealed to them, credentials included, and its answer is opened with
 // this request's key (web/E2E.md), unless c is WithPlaintext's: a relay between sees sizes and
-// timing only. A whole answer that does not verify is not given to onText; a
+// timing only. Sealing it takes the encapsulation prepared during the previous sealed
+// Chat to the same pipeline and key, if one is ready, and prepares the next (Close
+// ends that): the ML-KEM-768+X25519 encapsulation, about 0.1 ms of CPU, is then not
+// on the request's path. A whole answer that does not verify is not given to onText; a
 // stream's text is given as it arrives and the stream fails CodeNotVerified at its end
 // when it does not verify: a caller that shows text as it arrives shows unverified
 // text until then. An error status of the host is a CodeRefused error, an error event

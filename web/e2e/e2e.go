@@ -4,13 +4,18 @@
 // at a time, under keys exported from the same HPKE context, so that only that client
 // reads it. Whatever sits between them sees the method, the path, sizes and timing.
 //
-// Both sides are here: a client calls SealRequest and opens the answer with the
-// returned *Client; a host calls (*HostKeys).OpenRequest and seals its answer with the
-// returned *Opened. The package does no I/O but reading a stream the caller hands it.
+// Both sides are here: a client calls SealRequest, or Senders.Seal to have each
+// request's encapsulation prepared during the previous one, and opens the answer with
+// the returned *Client; a host calls (*HostKeys).OpenRequest and seals its answer with
+// the returned *Opened. The package does no I/O but reading a stream the caller hands
+// it; a Senders runs goroutines of its own, which its Close joins.
 //
-// Costs (BenchmarkSealOpen): an X25519 request costs two X25519 operations per side
-// (tens of µs); an ML-KEM-768+X25519 one adds an ML-KEM encapsulation or decapsulation
-// (about 0.1 ms); every record costs one AES-256-GCM seal or open of its bytes.
+// Costs (BenchmarkSealOpen, BenchmarkSenders, BenchmarkAnswer): an X25519 request
+// costs two X25519 operations on the client and one on the host (tens of µs); an
+// ML-KEM-768+X25519 one adds an ML-KEM encapsulation or decapsulation (about 0.1 ms
+// each). Everything else is small beside them: every record costs one AES-256-GCM
+// seal or open of its bytes and, in a stream, a base64 encoding; a stream of 19
+// records costs both sides together about 25 µs and 39 allocations.
 //
 // Every failure wraps ErrE2E, with a message safe to show a client: it names what was
 // wrong with the envelope, never a plaintext byte.
