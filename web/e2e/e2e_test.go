@@ -37,6 +37,18 @@ func sealTest(t testing.TB, k *HostKeys, s Suite) ([]byte, *Client) {
 	return env, c
 }
 
+// openedTest seals the test request to k's key of suite s and opens it: the host's
+// and the client's sides of one request.
+func openedTest(t testing.TB, k *HostKeys, s Suite) (*Opened, *Client) {
+	t.Helper()
+	env, c := sealTest(t, k, s)
+	o, err := k.OpenRequest(http.MethodPost, testPath, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, c
+}
+
 func TestRoundTrip(t *testing.T) {
 	k := testKeys(t)
 	for _, s := range suites {
@@ -140,11 +152,7 @@ func readStream(c *Client, b []byte) ([]byte, error) {
 // (truncation dressed as an end), fails.
 func TestStreamOrder(t *testing.T) {
 	k := testKeys(t)
-	env, c := sealTest(t, k, X25519)
-	o, err := k.OpenRequest(http.MethodPost, testPath, env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o, c := openedTest(t, k, X25519)
 	head := o.StreamRecord(0, false, ResponseHead(http.Header{}))
 	r1, r2 := o.StreamRecord(1, false, []byte("data: one\n\n")), o.StreamRecord(2, false, []byte("data: two\n\n"))
 	end := o.StreamRecord(3, true, nil)
@@ -283,11 +291,7 @@ func BenchmarkSealOpen(b *testing.B) {
 // them; and a whole answer of the same text. The HPKE context is set up once.
 func BenchmarkAnswer(b *testing.B) {
 	k := testKeys(b)
-	env, c := sealTest(b, k, X25519)
-	o, err := k.OpenRequest(http.MethodPost, testPath, env)
-	if err != nil {
-		b.Fatal(err)
-	}
+	o, c := openedTest(b, k, X25519)
 	event := []byte(`data: {"id":"chatcmpl-0123456789abcdef","object":"chat.completion.chunk","created":1764900000,"model":"stories260K","choices":[{"index":0,"delta":{"content":" once"},"finish_reason":null}]}` + "\n\n")
 	signature := []byte("event: cocoon_signature\ndata: " + strings.Repeat("A", 400) + "\n\n")
 	head := http.Header{"Content-Type": {"text/event-stream"}, "Cache-Control": {"no-cache"}}
