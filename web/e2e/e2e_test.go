@@ -176,6 +176,26 @@ func TestStreamOrder(t *testing.T) {
 	}
 }
 
+// TestStreamLongRecords: records longer than the reader's buffer open whole, one after
+// the other in the reused buffer, and a record over the limit fails rather than grow
+// without bound.
+func TestStreamLongRecords(t *testing.T) {
+	o, c := openedTest(t, testKeys(t), X25519)
+	long1, long2 := "data: "+strings.Repeat("a", 10<<10)+"\n\n", "data: "+strings.Repeat("b", 6<<10)+"\n\n"
+	b := streamOf(o, []string{long1, "data: short\n\n", long2})
+	if got, err := readStream(c, b); err != nil || string(got) != long1+"data: short\n\n"+long2 {
+		t.Fatalf("read %d bytes, %v; want the three events", len(got), err)
+	}
+	if st, err := c.OpenStream(bytes.NewReader(b), 8<<10); err == nil {
+		_, err = io.ReadAll(st)
+		if !errors.Is(err, ErrE2E) || !strings.Contains(err.Error(), "over the limit") {
+			t.Fatalf("a record over the limit: %v", err)
+		}
+	} else {
+		t.Fatal(err)
+	}
+}
+
 // TestRouteBinding: a request moved to another pipeline, route or method does not
 // open; nor one sealed to another host's key.
 func TestRouteBinding(t *testing.T) {
