@@ -15,7 +15,7 @@
 // ML-KEM-768+X25519 one adds an ML-KEM encapsulation or decapsulation (about 0.1 ms
 // each). Everything else is small beside them: every record costs one AES-256-GCM
 // seal or open of its bytes and, in a stream, a base64 encoding; a stream of 19
-// records costs both sides together about 25 µs and 39 allocations.
+// records costs both sides together a few tens of µs and 39 allocations.
 //
 // Every failure wraps ErrE2E, with a message safe to show a client: it names what was
 // wrong with the envelope, never a plaintext byte.
