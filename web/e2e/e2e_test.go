@@ -227,29 +227,54 @@ func TestSealRefusesUnsealedHeaders(t *testing.T) {
 
 func TestReplayGuard(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	g := NewReplayGuard(time.Minute, 2)
 	id := func(b byte) [16]byte { return [16]byte{b} }
-	steps := []struct {
-		name string
-		id   [16]byte
-		t    time.Time
-		now  time.Time
-		want error
+	g := NewReplayGuard(time.Minute, 2)
+	for _, s := range []struct {
+		name      string
+		principal string
+		id        [16]byte
+		t         time.Time
+		now       time.Time
+		want      error
 	}{
-		{"fresh", id(1), now, now, nil},
-		{"replayed", id(1), now, now.Add(time.Second), ErrReplayed},
-		{"stale", id(2), now.Add(-2 * time.Minute), now, ErrStale},
-		{"from the future", id(2), now.Add(2 * time.Minute), now, ErrStale},
-		{"second", id(2), now, now, nil},
-		{"full", id(3), now, now, ErrReplayCacheFull},
+		{"fresh", "a", id(1), now, now, nil},
+		{"replayed", "a", id(1), now, now.Add(time.Second), ErrReplayed},
+		{"replayed by another", "b", id(1), now, now.Add(time.Second), ErrReplayed},
+		{"stale", "a", id(2), now.Add(-2 * time.Minute), now, ErrStale},
+		{"from the future", "a", id(2), now.Add(2 * time.Minute), now, ErrStale},
+		{"second", "a", id(2), now, now, nil},
+		{"full", "a", id(3), now, now, ErrReplayCacheFull},
 		// After one rotation the first ids are still remembered.
-		{"replayed after rotation", id(1), now.Add(time.Minute), now.Add(2 * time.Minute), ErrReplayed},
-		{"new after rotation", id(3), now.Add(2 * time.Minute), now.Add(2 * time.Minute), nil},
-	}
-	for _, s := range steps {
-		if err := g.Check(s.id, s.t, s.now); !errors.Is(err, s.want) || (s.want == nil) != (err == nil) {
+		{"replayed after rotation", "a", id(1), now.Add(time.Minute), now.Add(2 * time.Minute), ErrReplayed},
+		{"new after rotation", "a", id(3), now.Add(2 * time.Minute), now.Add(2 * time.Minute), nil},
+	} {
+		if err := g.Check(s.principal, 0, s.id, s.t, s.now); !errors.Is(err, s.want) || (s.want == nil) != (err == nil) {
 			t.Errorf("%s: %v, want %v", s.name, err, s.want)
 		}
+	}
+
+	// A quota counts a principal's ids of the generation; others are not held back.
+	q := NewReplayGuard(time.Minute, 10)
+	for _, s := range []struct {
+		name      string
+		principal string
+		id        [16]byte
+		now       time.Time
+		want      error
+	}{
+		{"within the quota", "q", id(1), now, nil},
+		{"second within the quota", "q", id(2), now, nil},
+		{"over the quota", "q", id(3), now, ErrReplayQuota},
+		{"replay over the quota", "q", id(1), now, ErrReplayed},
+		{"another principal", "r", id(3), now, nil},
+		{"quota afresh after rotation", "q", id(4), now.Add(2 * time.Minute), nil},
+	} {
+		if err := q.Check(s.principal, 2, s.id, s.now, s.now); !errors.Is(err, s.want) || (s.want == nil) != (err == nil) {
+			t.Errorf("%s: %v, want %v", s.name, err, s.want)
+		}
+	}
+	if got := q.Rotation(now.Add(3 * time.Minute)); got != time.Minute {
+		t.Errorf("Rotation a minute into a two-minute generation: %v, want 1m", got)
 	}
 }
 
