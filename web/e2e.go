@@ -156,6 +156,7 @@ type sealedWriter struct {
 	status int // 0 until WriteHeader
 	stream bool
 	plain  []byte // written and not yet sealed
+	out    []byte // a stream's record framed as its event, reused from one flush to the next
 	seq    uint64
 	err    error // of the last write to the connection
 }
@@ -212,8 +213,11 @@ func (s *sealedWriter) FlushError() error {
 
 func (s *sealedWriter) Flush() { s.FlushError() }
 
+// writeRecord seals s.plain as the stream's next record and writes it. Both buffers
+// are reused for the next record: plain is sealed in place.
 func (s *sealedWriter) writeRecord(final bool) {
-	_, s.err = s.w.Write(s.opened.StreamRecord(s.seq, final, s.plain))
+	s.out = s.opened.AppendStreamRecord(s.out[:0], s.seq, final, s.plain)
+	_, s.err = s.w.Write(s.out)
 	s.seq++
 	s.plain = s.plain[:0]
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 // DefaultHost is where `cocoon-host serve` listens by default.
@@ -47,6 +48,10 @@ type Client struct {
 	// plaintext sends chat requests unsealed to a host whose verified evidence has
 	// end-to-end keys (Client.WithPlaintext).
 	plaintext bool
+	// senders seals chat requests, with the encapsulation of each route's next request
+	// prepared while the previous is in flight; shared by the client's copies, ended by
+	// Close.
+	senders *e2e.Senders
 	// dialControl, when set, vets each connection's address (WithDialControl).
 	dialControl func(network, address string, c syscall.RawConn) error
 }
@@ -94,7 +99,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if !strings.HasPrefix(baseURL, "http://") && !strings.HasPrefix(baseURL, "https://") {
 		return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("%q is not a host URL: want one such as %s", baseURL, DefaultHost)}
 	}
-	c := &Client{base: strings.TrimSuffix(baseURL, "/")}
+	c := &Client{base: strings.TrimSuffix(baseURL, "/"), senders: e2e.NewSenders()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -134,6 +139,16 @@ func (c *Client) WithPlaintext() *Client {
 	copied := *c
 	copied.plaintext = true
 	return &copied
+}
+
+// Close ends what the client runs in the background: it waits for the end-to-end
+// encapsulations Chat is preparing ahead for the next requests (e2e.Senders; each
+// about 0.1 ms of CPU) and drops those prepared, and closes the idle connections. It
+// ends c's copies' alike, as they share them. The client still works after Close,
+// sealing each request inline. It does not fail.
+func (c *Client) Close() {
+	c.senders.Close()
+	c.http.CloseIdleConnections()
 }
 
 // BaseURL is the host's base URL, without a trailing slash.
