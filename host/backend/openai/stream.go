@@ -49,7 +49,7 @@ type stream struct {
 	done   bool
 	text   joiner
 	buf    []byte
-	chunk  chunk // the last decoded, whose memory the next one reuses
+	chunks chunkDecoder
 }
 
 // readStream reads a chat completion event stream from r up to [DONE] or the end of r.
@@ -97,8 +97,8 @@ func (s *stream) handle(ev event) error {
 		s.done = true
 		return nil
 	}
-	c := &s.chunk
-	if err := decodeChunk(data, c); err != nil {
+	c, err := s.chunks.decode(data)
+	if err != nil {
 		return backend.Errorf(backend.CodeUpstream, "inference server sent an event that is not a JSON chunk")
 	}
 	if msg, status, ok := c.describe(); ok {
