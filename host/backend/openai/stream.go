@@ -56,6 +56,7 @@ type stream struct {
 // Errors are the reader's, a *backend.Error for what the server sent, or an emitError.
 func readStream(r io.Reader, maxLine int, s *stream) error {
 	er := newEventReader(r, maxLine)
+	defer er.release()
 	for !s.done {
 		ev, err := er.next()
 		if err == io.EOF {
