@@ -144,6 +144,24 @@ func FuzzDecodeFramedChunk(f *testing.F) {
 	})
 }
 
+// chunkEvents are the data of the events of transcript b that are not error events,
+// empty or [DONE]: what the stream reader decodes as chunks.
+func chunkEvents(b []byte) [][]byte {
+	var out [][]byte
+	er := newEventReader(bytes.NewReader(b), DefaultMaxLineSize)
+	defer er.release()
+	for {
+		ev, err := er.next()
+		if err != nil {
+			return out
+		}
+		data := bytes.TrimSpace(ev.data)
+		if !ev.isError && len(data) > 0 && string(data) != "[DONE]" {
+			out = append(out, bytes.Clone(data))
+		}
+	}
+}
+
 // transcripts are the server transcripts of testdata.
 func transcripts(tb testing.TB) [][]byte {
 	files, _ := filepath.Glob(filepath.Join("testdata", "*.sse"))
@@ -167,14 +185,8 @@ func transcripts(tb testing.TB) [][]byte {
 func TestServerChunksTakeTheFastPath(t *testing.T) {
 	n := 0
 	for _, b := range transcripts(t) {
-		er := newEventReader(bytes.NewReader(b), DefaultMaxLineSize)
-		for {
-			ev, err := er.next()
-			if err != nil {
-				break
-			}
-			data := bytes.TrimSpace(ev.data)
-			if ev.isError || len(data) == 0 || string(data) == "[DONE]" || bytes.Contains(data, []byte(`"error"`)) || !utf8.Valid(data) {
+		for _, data := range chunkEvents(b) {
+			if bytes.Contains(data, []byte(`"error"`)) || !utf8.Valid(data) {
 				continue
 			}
 			var c chunk
@@ -203,16 +215,7 @@ func TestServerTokensReuseTheFrame(t *testing.T) {
 		}
 		var cd chunkDecoder
 		framed, scanned := 0, 0
-		er := newEventReader(bytes.NewReader(b), DefaultMaxLineSize)
-		for {
-			ev, err := er.next()
-			if err != nil {
-				break
-			}
-			data := bytes.TrimSpace(ev.data)
-			if ev.isError || len(data) == 0 || string(data) == "[DONE]" {
-				continue
-			}
+		for _, data := range chunkEvents(b) {
 			if cd.framed && cd.reframe(data) {
 				framed++
 				continue
