@@ -25,7 +25,7 @@ const buf = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
 // hostKeyPair derives the host's key pair of the vector v as Go's crypto/hpke does
 // (RFC 9180 DeriveKeyPair). For X-Wing Go follows draft-ietf-hpke-pq: the seed is
 // SHAKE256 LabeledDerive(ikm, "DeriveKeyPair") with the suite id "KEM" || 0x647a,
-// where @hpke/hybridkem-x-wing's deriveKeyPair takes SHAKE256(ikm) (an older draft);
+// where @hpke/hybridkem-x-wing's deriveKeyPair takes SHAKE256(ikm);
 // the KEM itself agrees, and a client never derives a key (web/E2E.md §8).
 async function hostKeyPair(v) {
   const kem = e2e.suite(v.suite).kem;
