@@ -3,12 +3,10 @@ package web
 import (
 	"context"
 	"net/http"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/cocoonhost/cocoon/settle"
-	"github.com/cocoonhost/cocoon/web/miniapp"
 	"github.com/cocoonhost/cocoon/web/page"
 )
 
@@ -21,16 +19,14 @@ import (
 const anonymousReviewer = "anonymous"
 
 // mountPage serves the reviewer's page (package page) at GET / and its assets under
-// page.AssetsPath, and the sample Mini App (package miniapp) under miniapp.Path. Both
-// fetch the routes of the same origin, so they need no CORS.
+// page.AssetsPath. The page fetches the evidence routes of the same origin, so it needs
+// no CORS.
 func (s *Server) mountPage(r chi.Router) {
 	h := page.Handler(page.Config{ServedBy: page.ServedByHost})
 	r.Method(http.MethodGet, "/", h)
 	r.Method(http.MethodHead, "/", h)
 	r.Method(http.MethodGet, page.AssetsPath+"*", h)
 	r.Method(http.MethodHead, page.AssetsPath+"*", h)
-	r.Handle(strings.TrimSuffix(miniapp.Path, "/"), http.RedirectHandler(miniapp.Path, http.StatusMovedPermanently))
-	r.Handle(miniapp.Path+"*", miniapp.Handler())
 }
 
 // credentialOrReviewer lets a request without any credential through as the

@@ -9,7 +9,7 @@
 //   ?pipeline=<64 hex>          the pipeline to verify and chat through (optional)
 //   &trust_sim_root=<PEM>       a simulator root to trust (local devnets only: simulated
 //                               evidence proves nothing, and without it, it fails)
-import { connect, newClientKey } from '/sdk/cocoon.js';
+import { connect, newClientKey, clientKeyFromSeed } from '/sdk/cocoon.js';
 
 const params = new URLSearchParams(location.search);
 const pipeline = params.get('pipeline') || undefined;
@@ -103,20 +103,26 @@ function showVerified(report) {
   }
 }
 
-// clientKey is the escrow's client key, kept in this origin's localStorage: losing it
-// loses nothing on chain (the wallet withdraws what is unspent) but the escrow.
+// clientKey is the escrow's client key, its seed kept in this origin's localStorage
+// (Telegram keeps a Mini App's storage per origin). It signs every request billed to the
+// escrow; losing it loses no money (the wallet withdraws what is unspent), only the
+// escrow's use.
+let clientKeyPromise = null;
 function clientKey() {
-  const b64 = (u8) => btoa(String.fromCharCode(...u8));
-  const bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
-  const saved = localStorage.getItem('cocoon.clientKey');
-  if (saved) {
-    const k = JSON.parse(saved);
-    return { publicKey: bytes(k.publicKey), privateKey: bytes(k.privateKey) };
+  if (!clientKeyPromise) {
+    const saved = localStorage.getItem('cocoon.clientKeySeed');
+    clientKeyPromise = saved
+      ? clientKeyFromSeed(Uint8Array.from(atob(saved), (c) => c.charCodeAt(0)))
+      : newClientKey().then((k) => {
+        localStorage.setItem('cocoon.clientKeySeed', btoa(String.fromCharCode(...k.privateKey)));
+        return k;
+      });
   }
-  const k = newClientKey();
-  localStorage.setItem('cocoon.clientKey', JSON.stringify({ publicKey: b64(k.publicKey), privateKey: b64(k.privateKey) }));
-  return k;
+  return clientKeyPromise;
 }
+
+// The escrow funded from a wallet, remembered per wallet.
+const escrowKey = () => `cocoon.escrow.${wallet.account.address}`;
 
 // toNano turns a decimal amount of TON ("1.5") into nanoTON as a decimal string, or
 // throws on anything else.
@@ -146,11 +152,11 @@ async function verifyHost() {
   }
   showVerified(host.report);
   setStatus($('verify-status'), 'Verified: this browser checked the host\'s evidence and seals every message to its key.', 'ok');
-  const pricing = await fetch('/v1/pricing');
-  bills = pricing.ok;
+  // A host that bills has a price list signed by the settlement key its evidence measures.
+  bills = Boolean(host.settlementKey);
   if (bills) {
-    const prices = await pricing.json();
-    $('price').textContent = `This host bills each request to an escrow on TON: ${JSON.stringify(prices.prices || prices)}`;
+    const p = (await host.priceList()).prices;
+    $('price').textContent = `This host bills each request to an escrow on TON: ${ton(p.prompt_per_million)} per million prompt tokens, ${ton(p.completion_per_million)} per million completion tokens.`;
     $('funds').hidden = false;
     startWallet();
   } else {
@@ -188,7 +194,8 @@ async function fund(tonConnectUI) {
   status.dataset.state = 'funding';
   try {
     const amountNano = toNano($('deposit-amount').value);
-    const dep = await host.escrowDeposit({ clientKey: clientKey(), wallet: wallet.account.address, amountNano });
+    const dep = await host.escrowDeposit({ clientKey: await clientKey(), wallet: wallet.account.address, amountNano });
+    localStorage.setItem(escrowKey(), dep.addressRaw);
     setStatus(status, `Confirm the deposit to escrow ${dep.address} in your wallet…`);
     await tonConnectUI.sendTransaction({
       validUntil: Math.floor(Date.now() / 1000) + DEPOSIT_VALID_SECONDS,
@@ -204,14 +211,22 @@ async function fund(tonConnectUI) {
   }
 }
 
+// escrowStatus is the host's view of this wallet's escrow, null when there is none the
+// host sees funded and open.
 async function escrowStatus() {
-  return host.escrowStatus({ clientKey: clientKey(), wallet: wallet.account.address });
+  const escrow = localStorage.getItem(escrowKey());
+  if (!escrow) return null;
+  const st = await host.escrowStatus({ clientKey: await clientKey(), escrow });
+  return st && !st.closing && BigInt(st.unspent || '0') > 0n ? st : null;
 }
+
+const ton = (nano) => `${(Number(BigInt(nano || '0')) / 1e9).toFixed(3)} TON`;
 
 function showEscrow(st) {
   const status = $('escrow-status');
   status.dataset.state = 'funded';
-  setStatus(status, `Escrow funded: ${JSON.stringify(st)}`, 'ok');
+  status.dataset.account = st.account;
+  setStatus(status, `Escrow funded: ${st.account}: deposited ${ton(st.deposited)}, unspent ${ton(st.unspent)}, charged ${ton(st.cumulative)}.`, 'ok');
   escrowReady = true;
   $('chat').hidden = false;
 }
@@ -220,9 +235,9 @@ function showEscrow(st) {
 async function checkEscrow() {
   try {
     const st = await escrowStatus();
-    if (st && st.active) showEscrow(st);
+    if (st) showEscrow(st);
   } catch {
-    // No escrow yet: the user funds one.
+    // Not seen by the host (yet): the user funds it.
   }
 }
 
@@ -232,7 +247,7 @@ async function waitForEscrow() {
   while (Date.now() < deadline) {
     try {
       const st = await escrowStatus();
-      if (st && st.active) {
+      if (st) {
         showEscrow(st);
         return;
       }
@@ -272,14 +287,15 @@ async function ask(prompt) {
       text.textContent += t;
     },
   };
-  if (bills) options.pay = clientKey();
+  if (bills) options.pay = { clientKey: await clientKey(), escrow: localStorage.getItem(escrowKey()) };
   else if (initData) options.auth = `tma ${initData}`;
   try {
     const answer = await host.chat({ messages: history, stream: true, max_tokens: MAX_TOKENS }, options);
     text.textContent = answer.text;
     history.push({ role: 'assistant', content: answer.text });
     const lines = [`signature ${answer.signature}`];
-    lines.push(answer.receipt ? `receipt verified ${JSON.stringify(answer.receipt)}` : 'no receipt');
+    const r = answer.receipt;
+    lines.push(r ? `receipt verified: #${r.seq}, ${r.usage.prompt_tokens} + ${r.usage.completion_tokens} tokens, cost ${ton(r.cost)}, ${ton(r.cumulative)} so far` : 'no receipt');
     proof.textContent = lines.join('; ');
     div.dataset.signature = answer.signature;
     div.dataset.receipt = answer.receipt ? 'verified' : 'none';
