@@ -315,14 +315,16 @@ func (s *miniAppShown) lines(kind string) []string {
 }
 
 type miniAppRun struct {
-	Errors         []string         `json:"errors"`
-	Outside        []string         `json:"outside"`
-	WalletRequests []map[string]any `json:"walletRequests"`
-	Verified       *miniAppShown    `json:"verified"`
-	Funded         *miniAppShown    `json:"funded"`
-	Answered       *miniAppShown    `json:"answered"`
-	Last           *miniAppShown    `json:"last"`
-	Failure        string           `json:"failure"`
+	Errors          []string         `json:"errors"`
+	Outside         []string         `json:"outside"`
+	OutsideImages   []string         `json:"outsideImages"`
+	FailedResponses []string         `json:"failedResponses"`
+	WalletRequests  []map[string]any `json:"walletRequests"`
+	Verified        *miniAppShown    `json:"verified"`
+	Funded          *miniAppShown    `json:"funded"`
+	Answered        *miniAppShown    `json:"answered"`
+	Last            *miniAppShown    `json:"last"`
+	Failure         string           `json:"failure"`
 }
 
 // runMiniApp runs the app's browser driver on s. Like runPage, it fails the test when a
@@ -436,14 +438,42 @@ func TestMiniApp(t *testing.T) {
 	s.Prompt = prompt
 	run := runMiniApp(t, s)
 	if run.Failure != "" {
-		t.Fatalf("the app did not get through: %s\nlast shown: %+v\nrun: %+v", run.Failure, run.Last, run)
+		var last miniAppShown
+		if run.Last != nil {
+			last = *run.Last
+			last.Checks = nil
+		}
+		t.Fatalf("the app did not get through: %s\nlast shown: %+v\nerrors: %q", run.Failure, last, run.Errors)
+	}
+	// TON Connect's UI (2.4.4), once Telegram's WebApp object is there, preloads the icon
+	// of Telegram's own wallet, which a wallets list without it leaves undefined: one
+	// request for "undefined" beside the page, answered 404. Nothing else may fail.
+	tonConnectQuirk := "404 GET " + relay.url + "/app/undefined"
+	quirks := 0
+	for _, r := range run.FailedResponses {
+		if r == tonConnectQuirk {
+			quirks++
+			continue
+		}
+		t.Errorf("the host refused the app: %s", r)
 	}
 	for _, e := range run.Errors {
+		if quirks > 0 && e == "console: Failed to load resource: the server responded with a status of 404 (Not Found)" {
+			quirks--
+			continue
+		}
+		// When the user picks the injected wallet, the UI aborts the connection it had
+		// started for its QR code and leaves the rejection unhandled.
+		if e == "page error: [TON_CONNECT_SDK_ERROR] z\nAborted after attempts 1" {
+			t.Logf("TON Connect's UI: %s", e)
+			continue
+		}
 		t.Errorf("in the browser: %s", e)
 	}
 	if len(run.Outside) > 0 {
 		t.Errorf("the app reached outside its origin: %q", run.Outside)
 	}
+	t.Logf("images from outside the origin (answered empty): %q", run.OutsideImages)
 
 	checkMiniAppVerified(t, run.Verified, pipeline)
 	account := checkMiniAppFunded(t, chain, h, tw, run.Funded)
@@ -518,8 +548,9 @@ func checkMiniAppFunded(t *testing.T, chain *tonemu.Chain, h *billingHost, tw *t
 	if err != nil {
 		t.Fatalf("escrow %s on chain: %v", addr, err)
 	}
-	if want := big.NewInt(1e9 - escrow.DepositReserve); st.Deposited.Cmp(want) != 0 || m.Amount != "1000000000" {
-		t.Errorf("escrow deposited %v from a message of %s nanoTON, want %v", st.Deposited, m.Amount, want)
+	// The user asked to deposit 1 TON: the message carries it and the contract's reserve.
+	if m.Amount != "1010000000" || st.Deposited.Cmp(big.NewInt(1e9)) != 0 {
+		t.Errorf("escrow deposited %v from a message of %s nanoTON, want 1 TON from 1.01", st.Deposited, m.Amount)
 	}
 	if !st.ClientAddr.Equals(tw.w.WalletAddress()) || !st.HostAddr.Equals(h.wallet.WalletAddress()) ||
 		!bytes.Equal(st.HostKey, h.key.Public().(ed25519.PublicKey)) {

@@ -30,6 +30,8 @@ const BRIDGE_KEY = 'cocoontestwallet';
 const WALLET_NAME = 'Cocoon Test Wallet';
 
 const s = JSON.parse(await readFile(process.argv[2], 'utf8'));
+// A 1×1 transparent PNG.
+const EMPTY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=', 'base64');
 
 // telegramStandIn is the part of telegram-web-app.js's contract the app uses.
 function telegramStandIn(initData) {
@@ -38,6 +40,8 @@ function telegramStandIn(initData) {
   const p = new URLSearchParams(initData);
   const initDataUnsafe = {};
   for (const [k, v] of p) initDataUnsafe[k] = k === 'user' ? JSON.parse(v) : v;
+  // Telegram's mobile and desktop apps take the Mini App's events here.
+  window.TelegramWebviewProxy = { postEvent(type, data) { (window.__telegramEvents ||= []).push(type); } };
   window.Telegram = { WebApp: {
     initData, initDataUnsafe, platform: 'tdesktop', version: '8.0', colorScheme: 'light', themeParams: {},
     ready() { window.__telegramReady = true; }, expand() {}, close() {},
@@ -51,7 +55,8 @@ function telegramStandIn(initData) {
 // window.cocoonTestWalletSend.
 function injectWallet({ key, name, address, publicKey, stateInit }) {
   const device = {
-    platform: 'linux', appName: 'cocoon-test-wallet', appVersion: '1.0.0', maxProtocolVersion: 2,
+    // appName is the wallets list's app_name, by which the UI finds the wallet's name and icon.
+    platform: 'linux', appName: key, appVersion: '1.0.0', maxProtocolVersion: 2,
     features: ['SendTransaction', { name: 'SendTransaction', maxMessages: 4 }],
   };
   let connected = false;
@@ -120,9 +125,11 @@ const browser = await chromium.launch({
   headless: true,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
 });
-const out = { errors: [], outside: [], walletRequests: [] };
+const out = { errors: [], outside: [], outsideImages: [], failedResponses: [], walletRequests: [] };
 let page;
 try {
+  // A desktop: TON Connect's UI lists injected (extension) wallets there; on a phone it
+  // lists only mobile ones.
   const context = await browser.newContext();
   const walletsList = await readFile(s.wallets_file, 'utf8');
   await context.route('**/*', (route) => {
@@ -134,6 +141,12 @@ try {
       return route.fulfill({ contentType: 'application/json', body: walletsList });
     }
     if (url.startsWith(`${s.origin}/`)) return route.continue();
+    // An image (TON Connect's UI draws the TON logo from GitHub) gets an empty one, so
+    // the page logs no error; anything else fails. Both are reported.
+    if (route.request().resourceType() === 'image') {
+      out.outsideImages.push(url);
+      return route.fulfill({ status: 200, contentType: 'image/png', body: EMPTY_PNG });
+    }
     out.outside.push(url);
     return route.abort();
   });
@@ -148,9 +161,14 @@ try {
     key: BRIDGE_KEY, name: WALLET_NAME, address: s.wallet.address, publicKey: s.wallet.public_key, stateInit: s.wallet.state_init,
   });
   page = await context.newPage();
-  page.on('pageerror', (e) => out.errors.push(`page error: ${e.message}`));
+  // Errors until the last step was read: closing the page aborts TON Connect's bridge.
+  let closing = false;
+  page.on('pageerror', (e) => closing || out.errors.push(`page error: ${e.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) out.failedResponses.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  });
   page.on('console', (m) => {
-    if (m.type() === 'error') out.errors.push(`console: ${m.text()}`);
+    if (m.type() === 'error' && !closing) out.errors.push(`console: ${m.text()}`);
   });
 
   await page.goto(s.url);
@@ -174,6 +192,8 @@ try {
     }
   }
   out.walletConnectRequest = await page.evaluate(() => window.__walletConnectRequest || null);
+  out.telegramEvents = await page.evaluate(() => window.__telegramEvents || []);
+  closing = true;
   await context.close();
 } catch (e) {
   out.failure = String(e && e.stack || e);
