@@ -142,10 +142,22 @@ SDK_DIR := web/testdata/openai-sdk
 $(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package.json $(SDK_DIR)/package-lock.json
 	npm ci --prefix $(SDK_DIR) --no-audit --no-fund
 
+# web/e2e's shared test vectors, checked on the browser client library as built: no
+# packages of its own (the bundle holds @hpke/core).
 E2E_JS := web/e2e/js
-# @hpke/core, which checks web/e2e's shared test vectors from the JavaScript side.
-$(E2E_JS)/node_modules/.package-lock.json: $(E2E_JS)/package.json $(E2E_JS)/package-lock.json
-	npm ci --prefix $(E2E_JS) --no-audit --no-fund
+
+# The browser client library (web/browser): dist/cocoon.js is bundled by esbuild from
+# src/ and the packages of its lock file, and committed, so that `make run` and a Go
+# build need no Node. `make browser` rebuilds it; browser-check (`make test` runs it)
+# rebuilds it in memory and fails if the committed bytes differ.
+BROWSER_DIR := web/browser
+$(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund
+.PHONY: browser browser-check
+browser: $(BROWSER_DIR)/node_modules/.package-lock.json
+	npm run --silent --prefix $(BROWSER_DIR) build
+browser-check: $(BROWSER_DIR)/node_modules/.package-lock.json
+	npm run --silent --prefix $(BROWSER_DIR) check
 
 CONTRACTS_DIR := settle/contracts
 # The Tolk compiler and @ton/sandbox, installed from the lock file.
@@ -170,7 +182,7 @@ test-deps:
 	scripts/test-deps.sh
 
 .PHONY: test-suite
-test-suite: plugins page vet contracts-check committed-check $(SDK_DIR)/node_modules/.package-lock.json $(PAGE_E2E)/node_modules/.package-lock.json $(E2E_JS)/node_modules/.package-lock.json
+test-suite: plugins page vet contracts-check committed-check browser-check $(SDK_DIR)/node_modules/.package-lock.json $(PAGE_E2E)/node_modules/.package-lock.json
 	npm test --prefix $(CONTRACTS_DIR)
 	npm test --prefix $(E2E_JS)
 	$(GO) test -count=1 ./...
@@ -203,4 +215,4 @@ fuzz: plugins
 clean:
 	rm -rf bin
 	rm -f $(GO_WASM) $(filter-out $(COMMITTED_WASM),$(C_WASM)) $(AS_WASM) $(RUST_WASM) $(WAT_WASM) $(PAGE_DIR)/dist/verifier.wasm $(PAGE_DIR)/dist/wasm_exec.js
-	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules $(PAGE_E2E)/node_modules $(PAGE_DIR)/build $(addsuffix /node_modules,$(AS_PLUGINS))
+	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules $(PAGE_E2E)/node_modules $(BROWSER_DIR)/node_modules $(PAGE_DIR)/build $(addsuffix /node_modules,$(AS_PLUGINS))

@@ -13,6 +13,7 @@
 //
 //	GET    /                             the reviewer's page (no credential; see below)
 //	GET    /page/{file}                  its script, style, config and verifier
+//	GET    /sdk/{file}                   the browser client library and its verifier (package web/browser)
 //	GET    /healthz                      200 while the process runs
 //	GET    /readyz                       200 when the backend can serve, else 503
 //	GET    /metrics                      Prometheus metrics

@@ -7,6 +7,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web/browser"
 	"github.com/cocoonhost/cocoon/web/page"
 )
 
@@ -19,14 +20,17 @@ import (
 const anonymousReviewer = "anonymous"
 
 // mountPage serves the reviewer's page (package page) at GET / and its assets under
-// page.AssetsPath. The page fetches the evidence routes of the same origin, so it needs
-// no CORS.
+// page.AssetsPath, and the browser client library and its verifier under browser.Dir.
+// The page fetches the evidence routes of the same origin, so it needs no CORS.
 func (s *Server) mountPage(r chi.Router) {
 	h := page.Handler(page.Config{ServedBy: page.ServedByHost})
 	r.Method(http.MethodGet, "/", h)
 	r.Method(http.MethodHead, "/", h)
 	r.Method(http.MethodGet, page.AssetsPath+"*", h)
 	r.Method(http.MethodHead, page.AssetsPath+"*", h)
+	sdk := browser.Handler(h, page.AssetsPath)
+	r.Method(http.MethodGet, browser.Dir+"*", sdk)
+	r.Method(http.MethodHead, browser.Dir+"*", sdk)
 }
 
 // credentialOrReviewer lets a request without any credential through as the

@@ -45,7 +45,8 @@ func TestPipelineEvidenceForReviewers(t *testing.T) {
 }
 
 // TestServesReviewerPage checks that the host serves the reviewer's page at / and its
-// assets under /page/, confined by a content security policy, and nothing else there.
+// assets under /page/, confined by a content security policy, the browser client
+// library under /sdk/, and nothing else there.
 func TestServesReviewerPage(t *testing.T) {
 	f, _ := attested(t)
 	for _, tc := range []struct {
@@ -60,13 +61,15 @@ func TestServesReviewerPage(t *testing.T) {
 		{"GET", "/page/config.json", 200, "application/json", `{"served_by":"host"}`},
 		{"GET", "/page/missing.js", 404, "text/plain; charset=utf-8", "no such file"},
 		{"POST", "/", 405, "application/json", "method_not_allowed"},
+		{"GET", "/sdk/cocoon.js", 200, "text/javascript; charset=utf-8", "cocoonCheckAnswer"},
+		{"GET", "/sdk/page.js", 404, "text/plain; charset=utf-8", "no such file of the client library"},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			res := f.do(tc.method, tc.path, "", nil)
 			if res.status != tc.status || res.header.Get("Content-Type") != tc.contentType || !strings.Contains(string(res.body), tc.body) {
 				t.Fatalf("%d %s %.200s, want %d %s with %q", res.status, res.header.Get("Content-Type"), res.body, tc.status, tc.contentType, tc.body)
 			}
-			if tc.method == "GET" && tc.status != 405 && !strings.Contains(res.header.Get("Content-Security-Policy"), "default-src 'none'") {
+			if tc.method == "GET" && tc.status != 405 && !strings.HasPrefix(tc.path, "/sdk/") && !strings.Contains(res.header.Get("Content-Security-Policy"), "default-src 'none'") {
 				t.Errorf("no content security policy: %v", res.header)
 			}
 		})

@@ -60,13 +60,15 @@ type Options struct {
 
 // Result is what Verify returns, as JSON: {"report": <the attest.Report JSON,
 // cocoon-verify-report/v1>} when the evidence was verified (whether or not it passed:
-// the report's "ok" says), or {"error": "...", "error_in": "options" | "evidence"} when
+// the report's "ok" says), with "keys" (Keys) when it passed, or {"error": "...", "error_in": "options" | "evidence"} when
 // nothing could be verified: the reviewer's options are invalid, or the host's answer is
 // not evidence at all.
 type Result struct {
-	Report  *attest.Report `json:"report,omitempty"`
-	Error   string         `json:"error,omitempty"`
-	ErrorIn string         `json:"error_in,omitempty"`
+	Report *attest.Report `json:"report,omitempty"`
+	// Keys are the keys a client pins, set only when the report passed.
+	Keys    *Keys  `json:"keys,omitempty"`
+	Error   string `json:"error,omitempty"`
+	ErrorIn string `json:"error_in,omitempty"`
 }
 
 // Places an error of Verify comes from.
@@ -100,6 +102,9 @@ func verify(evidence, options []byte) Result {
 	report, err := attest.VerifyEvidence(*ev, *p, opts)
 	if err != nil {
 		return Result{Error: err.Error(), ErrorIn: InOptions}
+	}
+	if report.OK() {
+		return Result{Report: report, Keys: pinnedKeys(ev)}
 	}
 	return Result{Report: report}
 }

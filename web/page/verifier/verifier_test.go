@@ -313,3 +313,34 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 }
+
+// TestVerifyKeys: the keys a client pins come with a report that passed, from the very
+// evidence verified, and never with one that failed.
+func TestVerifyKeys(t *testing.T) {
+	f := newFixture(t)
+	other := newFixture(t)
+	for _, tc := range []struct {
+		name string
+		root string
+		ok   bool
+	}{{"verified", f.root, true}, {"another root", other.root, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			options, _ := json.Marshal(map[string]string{"trust_sim_root": tc.root})
+			var r struct {
+				Report struct {
+					OK bool `json:"ok"`
+				} `json:"report"`
+				Keys *Keys `json:"keys"`
+			}
+			if err := json.Unmarshal(Verify(f.boot, options), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Report.OK != tc.ok || (r.Keys != nil) != tc.ok {
+				t.Fatalf("ok %v, keys %v", r.Report.OK, r.Keys)
+			}
+			if tc.ok && hex.EncodeToString(r.Keys.HostKey) != f.hostKey {
+				t.Fatalf("host key %x, want the evidence's %s", r.Keys.HostKey, f.hostKey)
+			}
+		})
+	}
+}

@@ -1,0 +1,262 @@
+package browser_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xssnick/tonutils-go/address"
+	"github.com/xssnick/tonutils-go/tlb"
+	"github.com/xssnick/tonutils-go/tvm/cell"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/host/backend/embedded"
+	"github.com/cocoonhost/cocoon/settle/tonemu"
+	"github.com/cocoonhost/cocoon/web/browser"
+	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
+)
+
+// prompt is what the relays between the library and the host must never see.
+const prompt = "Once upon a time a secret about the browser library"
+
+// modelDir is the shared test model, stories260K.
+func modelDir() string {
+	if dir := os.Getenv("COCOON_MODEL_DIR"); dir != "" {
+		return dir
+	}
+	return filepath.Join("..", "..", "..", "shared", "models", "stories260K")
+}
+
+// TestLibraryAgainstHost runs web/browser/test/host.mjs with Node on the built
+// dist/cocoon.js against a host on the simulator with the real model, behind a relay
+// that alters sealed requests or answers on demand (tamperRelay): connect verifies and
+// pins, a wrong simulator root fails, chats whole and streamed in both suites verify,
+// a changed byte either way is a clean e2e_invalid, and the host's own relay never
+// sees the prompt.
+func TestLibraryAgainstHost(t *testing.T) {
+	engine, err := embedded.New(modelDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { engine.Close() })
+	h := proxytest.NewHost(t, engine)
+	runNode(t, map[string]string{
+		"COCOON_RELAY": tamperRelay(t, h.URL), "COCOON_ROOT": h.Root, "WRONG_ROOT": wrongRoot(t),
+		"COCOON_PIPELINE": h.ID, "COCOON_API_KEY": proxytest.APIKey, "VERIFIER_SHA256": verifierSHA256(t),
+	})
+	if bytes.Contains(h.Captured(), []byte(prompt)) {
+		t.Fatal("the relay in front of the host saw the prompt")
+	}
+}
+
+// verifierSHA256 is the hex sha256 of the verifier `make page` built, which the host
+// embeds.
+func verifierSHA256(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join("..", "page", "dist", "verifier.wasm"))
+	if err != nil {
+		t.Fatalf("%v: run `make page` first", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// wrongRoot makes another simulator and returns a file in its directory.
+func wrongRoot(t *testing.T) string {
+	dir := t.TempDir()
+	if _, err := attest.NewSim(dir); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, attest.SimRootFile)
+}
+
+// TestLibraryBilling funds an escrow with the deposit the library builds (the wallet's
+// side is the emulated chain's), then chats billed to it: the receipts verify against
+// the attested settlement key and the price list, and the account reads back.
+func TestLibraryBilling(t *testing.T) {
+	m := proxytest.NewMarket(t)
+	h := m.NewHost(1_000_000, proxytest.MarketModel)
+	client, err := m.Chain.NewWallet(ed25519Seed(0x77), 100e9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "deposit.json")
+	vars := map[string]string{"COCOON_RELAY": tamperRelay(t, h.URL), "COCOON_ROOT": h.Root, "COCOON_PIPELINE": h.ID,
+		"COCOON_API_KEY": proxytest.APIKey, "COCOON_WALLET": client.WalletAddress().String(), "COCOON_OUT": out}
+	vars["COCOON_STEP"] = "deposit"
+	runNode(t, vars)
+
+	var d struct {
+		Address   string `json:"address"`
+		Amount    uint64 `json:"amount,string"`
+		StateInit string `json:"stateInit"`
+		Payload   string `json:"payload"`
+	}
+	b, err := os.ReadFile(out)
+	if err != nil || json.Unmarshal(b, &d) != nil {
+		t.Fatalf("the deposit: %s %v", b, err)
+	}
+	addr, err := address.ParseAddr(d.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var si tlb.StateInit
+	if err := tlb.LoadFromCell(&si, bocCell(t, d.StateInit).MustBeginParse()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tonemu.Send(context.Background(), client, addr, d.Amount, bocCell(t, d.Payload), &si); err != nil {
+		t.Fatal(err)
+	}
+	vars["COCOON_STEP"] = "billed"
+	runNode(t, vars)
+}
+
+func ed25519Seed(b byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize))
+}
+
+func bocCell(t *testing.T, b64 string) *cell.Cell {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cell.FromBOC(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// runNode runs test/host.mjs with the variables vars and fails t with its output
+// when it fails.
+func runNode(t *testing.T, vars map[string]string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("the library's tests need Node 18 or later on PATH: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", filepath.Join("test", "host.mjs"))
+	cmd.Env = append(os.Environ(), "COCOON_PROMPT="+prompt)
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	outb, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node %v:\n%s", err, outb)
+	}
+	t.Logf("node:\n%s", outb)
+}
+
+// tamperRelay serves target under three prefixes: /clean/ passes everything through;
+// /request/ changes one byte of every sealed chat request, /answer/ one byte of every
+// sealed chat answer (a whole answer's ciphertext, or a stream's second record), so
+// that the test proves what the library does with altered ciphertext.
+func tamperRelay(t *testing.T, target string) string {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mode, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		body, _ := io.ReadAll(r.Body)
+		chat := strings.HasSuffix(rest, "/chat/completions")
+		if chat && mode == "request" {
+			body[len(body)/2] ^= 1
+		}
+		uri := target + "/" + rest
+		if r.URL.RawQuery != "" {
+			uri += "?" + r.URL.RawQuery
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, uri, bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		req.Header.Del("Accept-Encoding")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		answer, _ := io.ReadAll(resp.Body)
+		if chat && mode == "answer" {
+			answer = alterAnswer(t, resp.Header.Get("Content-Type"), answer)
+		}
+		for name, values := range resp.Header {
+			w.Header()[name] = values
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(resp.StatusCode)
+		w.Write(answer)
+	}))
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+// alterAnswer changes one byte of a sealed answer's ciphertext: the middle byte of a
+// whole one, a base64 digit in the middle of a stream's second record (still canonical
+// base64, so only the ciphertext differs).
+func alterAnswer(t *testing.T, contentType string, b []byte) []byte {
+	switch contentType {
+	case "application/vnd.cocoon.e2e":
+		b[len(b)/2] ^= 1
+		return b
+	case "text/event-stream":
+		events := strings.SplitAfter(string(b), "\n\n")
+		if len(events) < 3 {
+			break
+		}
+		ev := []byte(events[1])
+		i := len("data: ") + (len(ev)-len("data: ")-2)/2
+		if ev[i] == 'A' {
+			ev[i] = 'B'
+		} else {
+			ev[i] = 'A'
+		}
+		events[1] = string(ev)
+		return []byte(strings.Join(events, ""))
+	}
+	t.Errorf("alterAnswer: nothing to alter in a %q answer of %d bytes", contentType, len(b))
+	return b
+}
+
+// TestHandler: the host serves the committed bundle at browser.Path, as JavaScript,
+// revalidated by its ETag, the verifier's files beside it, and nothing else.
+func TestHandler(t *testing.T) {
+	verifier := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "asset "+r.URL.Path) })
+	h := browser.Handler(verifier, "/assets/")
+	for path, want := range map[string]int{browser.Dir + "verifier.wasm": 200, browser.Dir + "wasm_exec.js": 200, browser.Dir + "page.js": 404, browser.Dir: 404} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != want || (want == 200 && rec.Body.String() != "asset /assets/"+strings.TrimPrefix(path, browser.Dir)) {
+			t.Fatalf("GET %s: %d %q", path, rec.Code, rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, browser.Path, nil))
+	if rec.Code != 200 || !bytes.Equal(rec.Body.Bytes(), browser.Bundle()) || rec.Header().Get("Content-Type") != "text/javascript; charset=utf-8" {
+		t.Fatalf("GET: %d %q, %d bytes", rec.Code, rec.Header().Get("Content-Type"), rec.Body.Len())
+	}
+	req := httptest.NewRequest(http.MethodGet, browser.Path, nil)
+	req.Header.Set("If-None-Match", rec.Header().Get("ETag"))
+	rec2 := httptest.NewRecorder()
+	h.ServeHTTP(rec2, req)
+	if rec2.Code != http.StatusNotModified {
+		t.Fatalf("revalidation: %d", rec2.Code)
+	}
+	rec3 := httptest.NewRecorder()
+	h.ServeHTTP(rec3, httptest.NewRequest(http.MethodPost, browser.Path, nil))
+	if rec3.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("POST: %d", rec3.Code)
+	}
+}

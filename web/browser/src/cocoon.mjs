@@ -1,0 +1,444 @@
+// The browser client library of a Cocoon host (web/browser/README.md): connect verifies
+// the host's evidence with the Go verifier compiled to WebAssembly and pins its keys;
+// Host.chat seals each request to the pinned key (web/E2E.md), opens the answer record
+// by record, and checks its signature and receipt with the same Go code `cocoon chat`
+// runs. Built into dist/cocoon.js (one ES module, no other file) by build.mjs.
+import * as e2e from "./e2e.mjs";
+import { call, loadVerifier } from "./verifier.mjs";
+
+export { e2e };
+
+/**
+ * CocoonError is every failure of this library. code is the host's error code when it
+ * sent one (its `error.code`), else one of verification_failed, e2e_invalid,
+ * signature_invalid, receipt_invalid, network, invalid_argument. status is the HTTP
+ * status when there was an answer; report the verifier's report when verification ran;
+ * signed says whether the host's error answer was signed by the pinned key (an
+ * unsigned one may come from anything between).
+ */
+export class CocoonError extends Error {
+  constructor(code, message, { status, report, signed, cause } = {}) {
+    super(message, cause ? { cause } : undefined);
+    this.name = "CocoonError";
+    this.code = code;
+    if (status !== undefined) this.status = status;
+    if (report !== undefined) this.report = report;
+    if (signed !== undefined) this.signed = signed;
+  }
+}
+
+// MAX_ANSWER bounds an answer read whole and a stream's opened bytes, as in the Go
+// client (web/client.MaxAnswerBytes).
+const MAX_ANSWER = 16 << 20;
+// MAX_QUOTE_RETRIES bounds how often connect waits for a rate-limited quote.
+const MAX_QUOTE_RETRIES = 3;
+const utf8 = new TextEncoder();
+
+/**
+ * connect fetches the host's boot evidence over a fresh nonce (and a pipeline's, with
+ * pipeline), verifies it with the Go verifier, and returns a Host pinned to the keys of
+ * that evidence. Options:
+ *   baseURL   origin of the host or of a relay in front of it; "" is this page's origin
+ *   pipeline  a pipeline id (64 hex): its evidence is verified too, from the same host key
+ *   verifier  the verifier's options as cocoonVerify takes them (policy, trust_sim_root,
+ *             expect_modules, expect_manifest, strict, collateral); nonce, pipeline_id
+ *             and host_key are set by connect
+ *   verifierURL where verifier.wasm and wasm_exec.js are: by default beside this module
+ *             (a host serves all three under /sdk/), never baseURL, which may be a relay
+ *   verifierSHA256 the verifier's sha256 (hex), to refuse any other verifier
+ *   suite     "mlkem768x25519" (default: post-quantum, X-Wing) or "x25519"
+ *   auth      Authorization for the plaintext routes that need one (pipeline evidence)
+ *   fetch     a fetch function, default globalThis.fetch
+ * It rejects with CocoonError verification_failed (with .report) when any check fails,
+ * or when the host publishes no end-to-end keys. Cost: two or three requests and one
+ * verification each (milliseconds), plus loading the verifier once per page.
+ */
+export async function connect(options = {}) {
+  const { baseURL = "", pipeline = "", verifier = {}, auth, suite = "mlkem768x25519" } = options;
+  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+  if (!e2e.SUITES.includes(suite)) throw new CocoonError("invalid_argument", `suite ${JSON.stringify(suite)}: want one of ${e2e.SUITES.join(", ")}`);
+  if (pipeline && !/^[0-9a-f]{64}$/.test(pipeline)) throw new CocoonError("invalid_argument", "pipeline: want 64 lowercase hex digits");
+  for (const k of ["nonce", "pipeline_id", "host_key"]) {
+    if (k in verifier) throw new CocoonError("invalid_argument", `verifier.${k} is set by connect, not by its caller`);
+  }
+  const base = baseURL.replace(/\/+$/, "");
+  try {
+    await loadVerifier(options.verifierURL ?? new URL("./", import.meta.url).href, fetchFn, options.verifierSHA256);
+  } catch (e) {
+    throw new CocoonError("network", `loading the verifier: ${e.message}`, { cause: e });
+  }
+  const boot = await verifyEvidence(fetchFn, base + "/v1/attestation", {}, verifier, "boot");
+  let keys = boot.keys;
+  const report = { boot: boot.report };
+  if (pipeline) {
+    const p = await verifyEvidence(fetchFn, `${base}/v1/pipelines/${pipeline}/attestation`, auth ? { Authorization: auth } : {},
+      { ...verifier, pipeline_id: pipeline, host_key: e2e.hex(e2e.base64Decode(keys.host_key)) }, "pipeline");
+    report.pipeline = p.report;
+    if (JSON.stringify(p.keys.e2e_keys) !== JSON.stringify(keys.e2e_keys)) {
+      throw new CocoonError("verification_failed", "the pipeline's evidence names other end-to-end keys than the boot evidence of the same host key", { report });
+    }
+    keys = p.keys;
+  }
+  return new Host({ base, fetchFn, pipeline, keys, report, suite });
+}
+
+// verifyEvidence fetches evidence at url over a fresh nonce and verifies it: the report
+// must pass and carry end-to-end keys.
+async function verifyEvidence(fetchFn, url, headers, verifierOptions, what) {
+  const nonce = e2e.hex(crypto.getRandomValues(new Uint8Array(32)));
+  let resp;
+  let bytes;
+  // The host rate-limits fresh quotes: wait as it asks (429 with Retry-After), a few times.
+  for (let attempt = 0; ; attempt++) {
+    resp = await send(fetchFn, `${url}?nonce=${nonce}`, { headers });
+    bytes = await readLimited(resp, 8 << 20);
+    const wait = Number(resp.headers.get("Retry-After"));
+    if (resp.status !== 429 || attempt === MAX_QUOTE_RETRIES || !(wait >= 0 && wait <= 10)) break;
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000 + 50));
+  }
+  if (!resp.ok) throw await hostError(resp, bytes, `GET ${what} evidence`, false);
+  const result = call("cocoonVerify", bytes, JSON.stringify({ ...verifierOptions, nonce }));
+  if (result.error) throw new CocoonError("verification_failed", `the host's ${what} evidence: ${result.error}`, { status: resp.status });
+  if (!result.report.ok || !result.keys) {
+    const failed = (result.report.checks ?? []).filter((c) => c.verdict === "fail").map((c) => `${c.name}: ${c.detail}`);
+    throw new CocoonError("verification_failed", `the host's ${what} evidence does not verify: ${failed.join("; ") || "see the report"}`, { report: result.report });
+  }
+  if (!result.keys.e2e_keys) {
+    throw new CocoonError("verification_failed", `the host's ${what} evidence carries no end-to-end keys: it cannot be sent a sealed request`, { report: result.report });
+  }
+  return result;
+}
+
+/** Host is a host whose evidence verified: its keys are pinned for every request. */
+export class Host {
+  #base;
+  #fetch;
+  #keys;
+  #prices = null;
+
+  constructor({ base, fetchFn, pipeline, keys, report, suite }) {
+    this.#base = base;
+    this.#fetch = fetchFn;
+    this.#keys = keys;
+    /** The pipeline chat requests go to, "" for the host's bare model. */
+    this.pipeline = pipeline;
+    /** { boot, pipeline } reports as the verifier returned them, to display. */
+    this.report = report;
+    /** The host key the quotes bind, base64. */
+    this.hostKey = keys.host_key;
+    /** The settlement key the verified event log measures, base64; null without billing. */
+    this.settlementKey = keys.settlement_key ?? null;
+    /** The suite requests are sealed with. */
+    this.suite = suite;
+    Object.freeze(this);
+  }
+
+  /**
+   * chat sends one chat completion request, sealed to the pinned key with its
+   * credentials, and returns { text, usage, status, signature: "verified", receipt }.
+   * options: onDelta(text) for a stream's text as it arrives (unverified until chat
+   * resolves: a stream that fails its signature rejects at its end); auth (an
+   * Authorization value) or pay ({ clientKey, escrow }: the request is signed with the
+   * escrow's client key and billed to it, and its receipt must verify); signal (an
+   * AbortSignal); idempotencyKey. Rejects with CocoonError: the host's code for a
+   * refusal, e2e_invalid for an answer that does not open, signature_invalid for one
+   * not signed by the pinned host key, receipt_invalid, network.
+   */
+  async chat(request, options = {}) {
+    const { onDelta, auth, pay, signal, idempotencyKey } = options;
+    const path = this.pipeline ? `/p/${this.pipeline}/v1/chat/completions` : "/v1/chat/completions";
+    const body = utf8.encode(JSON.stringify(request));
+    const headers = { "Content-Type": "application/json" };
+    if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
+    let signed = null;
+    if (pay) {
+      signed = this.#sign(pay, "POST", path, body, idempotencyKey);
+      Object.assign(headers, signed.headers);
+    } else if (auth) {
+      headers.Authorization = auth;
+    }
+    const pub = e2e.base64Decode(this.#keys.e2e_keys[this.suite]);
+    const { envelope, opener } = await e2e.sealRequest(this.suite, pub, "POST", path, { headers, body });
+    const resp = await send(this.#fetch, this.#base + path, {
+      method: "POST", body: envelope, signal, headers: { "Content-Type": e2e.CONTENT_TYPE },
+    });
+    const type = resp.headers.get("Content-Type");
+    let answer;
+    if (resp.status === 200 && type === "text/event-stream") {
+      answer = await this.#readStream(resp, opener, body, onDelta);
+    } else if (type === e2e.CONTENT_TYPE) {
+      answer = await this.#readWhole(resp, opener, body);
+    } else {
+      // Refused before the request opened (web/E2E.md §4): plaintext and unsigned.
+      const bytes = await readLimited(resp, 1 << 20);
+      if (resp.ok) throw new CocoonError("e2e_invalid", `the answer (${resp.status}) is not sealed: not the host's answer to this request`, { status: resp.status });
+      throw await hostError(resp, bytes, "the host refused the sealed request before opening it (an unsigned answer: it may come from anything between)", false);
+    }
+    answer.receipt = await this.#checkReceipt(answer.receipt, pay, signed);
+    return answer;
+  }
+
+  // #readWhole opens a whole answer, checks its signature, and returns it or the
+  // host's error.
+  async #readWhole(resp, opener, requestBody) {
+    const sealed = await readLimited(resp, MAX_ANSWER + (16 << 10) + 20);
+    let opened;
+    try {
+      opened = await opener.openBody(resp.status, sealed);
+    } catch (e) {
+      throw new CocoonError("e2e_invalid", `the host's answer (${resp.status}) does not open with this request's key, so it is not shown: ${e.message}`, { status: resp.status, cause: e });
+    }
+    const retryAfter = opened.headers.get("Retry-After") ?? resp.headers.get("Retry-After") ?? "";
+    const check = call("cocoonCheckAnswer", JSON.stringify({
+      host_key: this.hostKey, pipeline_id: this.pipeline, kind: "body", status: resp.status,
+      retry_after: retryAfter, signature: opened.headers.get("Cocoon-Signature") ?? "",
+    }), requestBody, opened.body);
+    if (!check.ok) {
+      throw new CocoonError("signature_invalid", `the host's answer (${resp.status}) is not signed by the attested host key, so it is not shown: ${check.error}`, { status: resp.status });
+    }
+    if (resp.status < 200 || resp.status > 299) throw await hostError(resp, opened.body, "the host", true);
+    let completion;
+    try {
+      completion = JSON.parse(new TextDecoder().decode(opened.body));
+    } catch {
+      throw new CocoonError("bad_answer", "the host's answer is not a chat completion", { status: resp.status });
+    }
+    const receiptHeader = opened.headers.get("Cocoon-Receipt");
+    return {
+      text: completion.choices?.[0]?.message?.content ?? "",
+      usage: completion.usage ?? null,
+      status: resp.status,
+      signature: "verified",
+      receipt: receiptHeader ? JSON.parse(receiptHeader) : null,
+    };
+  }
+
+  // #readStream opens a stream record by record, gives its text to onDelta as it
+  // arrives, and at its end checks its signature over every opened byte; the text,
+  // usage and receipt returned come from the verified events only.
+  async #readStream(resp, opener, requestBody, onDelta) {
+    const parts = [];
+    let size = 0;
+    let pending = "";
+    const dec = new TextDecoder();
+    try {
+      for await (const piece of opener.openStream(streamChunks(resp.body), MAX_ANSWER)) {
+        if (!piece.bytes) continue; // the head: a stream's signature is in its last event
+        size += piece.bytes.length;
+        if (size > MAX_ANSWER) throw new e2e.E2EError(`the stream exceeds ${MAX_ANSWER} bytes`);
+        parts.push(piece.bytes);
+        if (!onDelta) continue;
+        pending += dec.decode(piece.bytes, { stream: true });
+        let end;
+        while ((end = pending.indexOf("\n\n")) >= 0) {
+          const event = pending.slice(0, end);
+          pending = pending.slice(end + 2);
+          const delta = deltaOf(event);
+          if (delta) onDelta(delta);
+        }
+      }
+    } catch (e) {
+      if (e instanceof e2e.E2EError) throw new CocoonError("e2e_invalid", `the host's stream does not open with this request's key: ${e.message}`, { status: resp.status, cause: e });
+      if (e instanceof CocoonError) throw e;
+      throw new CocoonError("network", `reading the stream: ${e.message}`, { status: resp.status, cause: e });
+    }
+    const bytes = new Uint8Array(size);
+    let o = 0;
+    for (const p of parts) {
+      bytes.set(p, o);
+      o += p.length;
+    }
+    const check = call("cocoonCheckAnswer", JSON.stringify({ host_key: this.hostKey, pipeline_id: this.pipeline, kind: "stream" }), requestBody, bytes);
+    if (!check.ok) throw new CocoonError("signature_invalid", `the stream is not signed by the attested host key: do not trust the text shown: ${check.error}`, { status: 200 });
+    let text = "";
+    let usage = null;
+    let receipt = null;
+    for (const data of check.events ?? []) {
+      const chunk = JSON.parse(data);
+      if (chunk.error) {
+        throw new CocoonError(chunk.error.code || "stream_failed", `the answer failed midway: ${chunk.error.message}`, { status: 200, signed: true });
+      }
+      if (chunk.cocoon_receipt) receipt = chunk.cocoon_receipt;
+      if (chunk.usage) usage = chunk.usage;
+      for (const ch of chunk.choices ?? []) text += ch.delta?.content ?? "";
+    }
+    return { text, usage, status: 200, signature: "verified", receipt };
+  }
+
+  // #checkReceipt checks a billed answer's receipt against the attested settlement key
+  // and the host's price list; a signed request must have one.
+  async #checkReceipt(receipt, pay, signed) {
+    if (!receipt) {
+      if (pay) throw new CocoonError("receipt_invalid", "the host sent no receipt for a request signed for an escrow: it does not bill it");
+      return null;
+    }
+    if (!this.settlementKey) throw new CocoonError("receipt_invalid", "the host sent a receipt, but its attestation measures no settlement key");
+    const prices = await this.priceList();
+    const check = call("cocoonCheckReceipt", JSON.stringify({
+      receipt, settlement_key: this.settlementKey, price_list: prices, pipeline_id: this.pipeline,
+      account: signed?.account ?? "", request_hash: signed?.request_hash ?? "",
+    }));
+    if (!check.ok) throw new CocoonError("receipt_invalid", `the receipt does not verify: ${check.error}`);
+    return receipt;
+  }
+
+  /**
+   * priceList fetches the host's price list (GET /v1/pricing) once; it is checked
+   * against the attested settlement key wherever it is used (receipts, deposits).
+   */
+  async priceList() {
+    if (!this.#prices) {
+      const resp = await send(this.#fetch, this.#base + "/v1/pricing", {});
+      const bytes = await readLimited(resp, 1 << 20);
+      if (!resp.ok) throw await hostError(resp, bytes, "GET /v1/pricing", false);
+      this.#prices = JSON.parse(new TextDecoder().decode(bytes));
+    }
+    return this.#prices;
+  }
+
+  /**
+   * escrowDeposit returns the TON Connect message that funds (and, the first time,
+   * deploys) the escrow between wallet (the client's TON Connect account) and this
+   * host for clientKey: { address, addressRaw, amount, stateInit, payload, channelId,
+   * timeoutSeconds } (BOCs in base64). The escrow's parameters come from the host's
+   * price list, which must be signed by the attested settlement key; channelId
+   * (default "0") and timeoutSeconds (default the host's minimum) tell apart escrows of
+   * one wallet. Keep clientKey: it signs every request billed to the escrow.
+   */
+  async escrowDeposit({ clientKey, wallet, amountNano, channelId = "0", timeoutSeconds = 0, testnet = false }) {
+    if (!this.settlementKey) throw new CocoonError("verification_failed", "the host's attestation measures no settlement key: it does not bill");
+    const d = call("cocoonEscrowDeposit", JSON.stringify({
+      wallet, client_key: e2e.base64Encode(clientKey.publicKey), settlement_key: this.settlementKey,
+      price_list: await this.priceList(), amount_nano: String(amountNano), channel_id: String(channelId),
+      timeout_seconds: timeoutSeconds, testnet,
+    }));
+    if (d.error) throw new CocoonError("invalid_argument", `the escrow deposit: ${d.error}`);
+    return {
+      address: d.address, addressRaw: d.address_raw, amount: d.amount, stateInit: d.state_init,
+      payload: d.payload, channelId: d.channel_id, timeoutSeconds: d.timeout_seconds,
+    };
+  }
+
+  /**
+   * escrowStatus returns the host's view of the escrow's account (GET
+   * /v1/accounts/{escrow}, signed with clientKey): { account, last_seq, cumulative,
+   * held, settled, deposited, unspent, closing }, amounts in nanoTON as strings.
+   */
+  async escrowStatus({ clientKey, escrow }) {
+    if (!/^(?:-?[0-9]+:[0-9a-fA-F]{64}|[A-Za-z0-9_-]{48})$/.test(escrow ?? "")) {
+      throw new CocoonError("invalid_argument", "escrow: want the escrow's address as escrowDeposit returns it (address or addressRaw)");
+    }
+    const path = `/v1/accounts/${escrow}`;
+    const { headers } = this.#sign({ clientKey, escrow }, "GET", path, new Uint8Array(0));
+    const resp = await send(this.#fetch, this.#base + path, { headers });
+    const bytes = await readLimited(resp, 1 << 20);
+    if (!resp.ok) throw await hostError(resp, bytes, `GET ${path}`, false);
+    return JSON.parse(new TextDecoder().decode(bytes));
+  }
+
+  // #sign signs method path body for pay's escrow (cocoonSignRequest) and returns
+  // { headers, request_hash, account }, the account in raw form.
+  #sign({ clientKey, escrow }, method, path, body, idempotencyKey = "") {
+    if (!clientKey?.privateKey || !escrow) throw new CocoonError("invalid_argument", "pay: want { clientKey, escrow }: the client key (newClientKey) and the escrow's address");
+    const r = call("cocoonSignRequest", JSON.stringify({
+      account: escrow, client_key: e2e.base64Encode(clientKey.privateKey), method, path, idempotency_key: idempotencyKey ?? "",
+    }), body);
+    if (r.error) throw new CocoonError("invalid_argument", `signing the request: ${r.error}`);
+    return { ...r, account: r.headers["Cocoon-Account"] };
+  }
+}
+
+/**
+ * newClientKey makes an escrow's client key: { publicKey, privateKey } as raw bytes
+ * (32 each; privateKey is the ed25519 seed). Store privateKey where the app keeps
+ * secrets (clientKeyFromSeed restores it). Uses WebCrypto's Ed25519.
+ */
+export async function newClientKey() {
+  return clientKeyFromSeed(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+/** clientKeyFromSeed restores a client key from its 32-byte seed. */
+export async function clientKeyFromSeed(seed) {
+  if (!(seed instanceof Uint8Array) || seed.length !== 32) throw new CocoonError("invalid_argument", "a client key's seed is 32 bytes");
+  // PKCS #8 of an Ed25519 seed (RFC 8410): a fixed 16-byte prefix and the seed.
+  const pkcs8 = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20, ...seed]);
+  const key = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, true, ["sign"]);
+  const jwk = await crypto.subtle.exportKey("jwk", key);
+  const publicKey = e2e.base64Decode(jwk.x.replace(/-/g, "+").replace(/_/g, "/") + "=");
+  return { publicKey, privateKey: seed.slice() };
+}
+
+// deltaOf returns the text of one inner stream event ("data: {chunk}"), "" for any
+// other event.
+function deltaOf(event) {
+  if (!event.startsWith("data: {")) return "";
+  try {
+    const chunk = JSON.parse(event.slice(6));
+    return (chunk.choices ?? []).map((c) => c.delta?.content ?? "").join("");
+  } catch {
+    return "";
+  }
+}
+
+// send is fetch with its failures as CocoonError network.
+async function send(fetchFn, url, init) {
+  try {
+    return await fetchFn(url, init);
+  } catch (e) {
+    if (e?.name === "AbortError") throw e;
+    throw new CocoonError("network", `${init.method ?? "GET"} ${url}: ${e.message}`, { cause: e });
+  }
+}
+
+// readLimited reads a body of at most limit bytes.
+async function readLimited(resp, limit) {
+  const parts = [];
+  let size = 0;
+  try {
+    for await (const chunk of streamChunks(resp.body)) {
+      size += chunk.length;
+      if (size > limit) throw new CocoonError("bad_answer", `the answer exceeds ${limit} bytes`, { status: resp.status });
+      parts.push(chunk);
+    }
+  } catch (e) {
+    if (e instanceof CocoonError || e?.name === "AbortError") throw e;
+    throw new CocoonError("network", `reading the answer: ${e.message}`, { status: resp.status, cause: e });
+  }
+  const out = new Uint8Array(size);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+// streamChunks iterates a fetch body's chunks (a ReadableStream; null is empty).
+async function* streamChunks(body) {
+  if (!body) return;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+// hostError is the CocoonError of a host's error answer: its error.code when the body
+// is the host's JSON error, else bad_answer.
+async function hostError(resp, bytes, what, signed) {
+  let code = "bad_answer";
+  let message = `${what}: ${resp.status}`;
+  try {
+    const e = JSON.parse(new TextDecoder().decode(bytes)).error;
+    if (e?.code) code = e.code;
+    if (e?.message) message = `${what}: ${e.message}`;
+  } catch {
+    // not JSON: the status says what there is to say
+  }
+  return new CocoonError(code, message, { status: resp.status, signed });
+}

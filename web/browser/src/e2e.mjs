@@ -1,0 +1,319 @@
+// End-to-end encryption of chat requests, version 1 (web/E2E.md), the client's side:
+// seal a request to the host's attested HPKE key, open the answer's records in order.
+// The Go implementation is web/e2e; both are checked against web/e2e/testdata/vectors.json
+// (web/e2e/js/test.mjs runs this module on them).
+import { Aes256Gcm, CipherSuite, HkdfSha256 } from "@hpke/core";
+import { DhkemX25519HkdfSha256 } from "@hpke/dhkem-x25519";
+import { XWing } from "@hpke/hybridkem-x-wing";
+
+/** The media type of an envelope and of a sealed whole answer. */
+export const CONTENT_TYPE = "application/vnd.cocoon.e2e";
+
+/** The envelope's version byte. */
+export const VERSION = 1;
+
+// The suites of version 1 by name (E2E.md §2): KEM id, the KEM, the length of enc.
+const KEMS = {
+  x25519: { id: 0x0020, kem: () => new DhkemX25519HkdfSha256() },
+  mlkem768x25519: { id: 0x647a, kem: () => new XWing() },
+};
+
+/** The names of the suites this library seals with, the post-quantum one first. */
+export const SUITES = ["mlkem768x25519", "x25519"];
+
+// The headers that may travel sealed, and only there (E2E.md §3).
+const SEALED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "Cocoon-Account",
+  "Cocoon-Timestamp", "Cocoon-Nonce", "Cocoon-Client-Signature"];
+
+const MAX_HEAD = 16 << 10; // a plaintext's JSON head, either way
+const utf8 = new TextEncoder();
+
+/** E2EError is a failure of the protocol: an answer that does not open, or bad input. */
+export class E2EError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "E2EError";
+  }
+}
+
+const suites = new Map();
+
+/** suite returns the HPKE cipher suite of a suite name (made once). */
+export function suite(name) {
+  const k = KEMS[name];
+  if (!k) throw new E2EError(`unknown suite ${JSON.stringify(name)}: want one of ${SUITES.join(", ")}`);
+  if (!suites.has(name)) suites.set(name, new CipherSuite({ kem: k.kem(), kdf: new HkdfSha256(), aead: new Aes256Gcm() }));
+  return suites.get(name);
+}
+
+/** lp concatenates fields, each as its uint32be length and its bytes. */
+export function lp(...fields) {
+  const parts = fields.map((f) => (typeof f === "string" ? utf8.encode(f) : f));
+  const out = new Uint8Array(parts.reduce((n, x) => n + 4 + x.length, 0));
+  const view = new DataView(out.buffer);
+  let o = 0;
+  for (const x of parts) {
+    view.setUint32(o, x.length);
+    out.set(x, o + 4);
+    o += 4 + x.length;
+  }
+  return out;
+}
+
+/** info is the HPKE info of a request: lp("cocoon-host e2e request v1") || lp(method) || lp(path). */
+export function info(method, path) {
+  return lp("cocoon-host e2e request v1", method, path);
+}
+
+// frame is uint32be(len(head)) || head || body.
+function frame(head, body) {
+  const h = utf8.encode(head);
+  const out = new Uint8Array(4 + h.length + body.length);
+  new DataView(out.buffer).setUint32(0, h.length);
+  out.set(h, 4);
+  out.set(body, 4 + h.length);
+  return out;
+}
+
+/**
+ * requestPlaintext is what an envelope seals: the JSON head {"id","time","headers"}
+ * (header names in canonical form, sorted, as Go writes them) and the body.
+ */
+export function requestPlaintext({ id, time, headers, body }) {
+  const sorted = {};
+  for (const name of Object.keys(headers).sort()) {
+    if (!SEALED_HEADERS.includes(name)) throw new E2EError(`header ${JSON.stringify(name)} cannot be sealed (one of ${SEALED_HEADERS.join(", ")})`);
+    sorted[name] = String(headers[name]);
+  }
+  return frame(JSON.stringify({ id, time, headers: sorted }), body);
+}
+
+/**
+ * sealRequest seals a request for method and path (the request-target as sent) to the
+ * host's public key of suite, and returns the envelope to POST with CONTENT_TYPE and
+ * the Opener of its answer. headers are the credentials and Content-Type (sealed only),
+ * body the request's bytes. id (32 hex), time (Unix seconds) and ekm (the ephemeral
+ * key's seed) are for test vectors only: a fresh random id, the clock and a random
+ * ephemeral key otherwise. Cost: one HPKE encapsulation and seal.
+ */
+export async function sealRequest(suiteName, publicKey, method, path, { headers, body, id, time, ekm }) {
+  const s = suite(suiteName);
+  let pk;
+  try {
+    pk = await s.kem.deserializePublicKey(toArrayBuffer(publicKey));
+  } catch (e) {
+    throw new E2EError(`not a ${suiteName} public key: ${e.message}`);
+  }
+  const plaintext = requestPlaintext({
+    id: id ?? hex(crypto.getRandomValues(new Uint8Array(16))),
+    time: time ?? Math.floor(Date.now() / 1000),
+    headers,
+    body,
+  });
+  const params = { recipientPublicKey: pk, info: toArrayBuffer(info(method, path)) };
+  if (ekm) params.ekm = toArrayBuffer(ekm);
+  const sender = await s.createSenderContext(params);
+  const ct = new Uint8Array(await sender.seal(toArrayBuffer(plaintext)));
+  const enc = new Uint8Array(sender.enc);
+  const envelope = new Uint8Array(5 + enc.length + ct.length);
+  envelope[0] = VERSION;
+  new DataView(envelope.buffer).setUint16(1, KEMS[suiteName].id);
+  new DataView(envelope.buffer).setUint16(3, enc.length);
+  envelope.set(enc, 5);
+  envelope.set(ct, 5 + enc.length);
+  return { envelope, opener: await Opener.fromContext(sender), plaintext };
+}
+
+/**
+ * Opener opens the answer to one request: records 0, 1, 2, ... under the AES-256-GCM
+ * key and base nonce exported from the request's HPKE context (E2E.md §5).
+ */
+export class Opener {
+  #key;
+  #nonce;
+
+  /** fromContext derives the answer's key and nonce from an HPKE context (sender or recipient). */
+  static async fromContext(ctx) {
+    const o = new Opener();
+    const key = new Uint8Array(await ctx.export(utf8.encode("cocoon-host e2e response key v1"), 32));
+    o.#nonce = new Uint8Array(await ctx.export(utf8.encode("cocoon-host e2e response nonce v1"), 12));
+    o.#key = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["decrypt"]);
+    return o;
+  }
+
+  /**
+   * openRecord opens record seq of an answer of status; final says whether it is the
+   * last. It throws E2EError for a record that does not open: altered, reordered,
+   * from another answer, or with another status or final flag.
+   */
+  async openRecord(seq, status, final, ct) {
+    const nonce = this.#nonce.slice();
+    const s = new DataView(new ArrayBuffer(8));
+    s.setBigUint64(0, BigInt(seq));
+    for (let i = 0; i < 8; i++) nonce[4 + i] ^= s.getUint8(i);
+    const aad = new Uint8Array([status >> 8, status & 0xff, final ? 1 : 0]);
+    try {
+      return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: nonce, additionalData: aad }, this.#key, ct));
+    } catch {
+      throw new E2EError(`record ${seq} of the answer does not open with this request's key: altered, reordered, dropped or not this request's`);
+    }
+  }
+
+  /** openBody opens a whole answer of status (one final record): { headers, body }. */
+  async openBody(status, sealed) {
+    return splitAnswer(await this.openRecord(0, status, true, sealed));
+  }
+
+  /**
+   * openStream reads a sealed stream (200, text/event-stream) from chunks, an async
+   * iterable of Uint8Array (a fetch body), opening each record in order. It yields
+   * { headers } once the head is complete, then { bytes } of the inner stream as each
+   * record opens. It throws E2EError at a record that does not open or is not framed
+   * as E2E.md §5 says, at bytes after the final record, and at an end without one.
+   * maxRecord bounds one record's base64.
+   */
+  async *openStream(chunks, maxRecord = 16 << 20) {
+    let seq = 0;
+    let head = new Uint8Array(0);
+    let headDone = false;
+    let ended = false;
+    // sseEvents reads on after the final record, to fail on bytes after it.
+    for await (const record of sseEvents(chunks, maxRecord)) {
+      const plain = await this.openRecord(seq, 200, record.final, decodeBase64Strict(record.data, seq));
+      seq++;
+      let bytes = plain;
+      if (!headDone) {
+        head = concat(head, plain);
+        bytes = new Uint8Array(0);
+        if (head.length >= 4) {
+          const n = new DataView(head.buffer, head.byteOffset).getUint32(0);
+          if (n > MAX_HEAD) throw new E2EError(`the answer's head of ${n} bytes is over ${MAX_HEAD}`);
+          if (head.length >= 4 + n) {
+            const { headers, body } = splitAnswer(head);
+            headDone = true;
+            yield { headers };
+            bytes = body;
+          }
+        }
+      }
+      if (bytes.length > 0) yield { bytes };
+      if (record.final) {
+        if (!headDone) throw new E2EError("the answer ended inside its head");
+        ended = true;
+      }
+    }
+    if (!ended) throw new E2EError(`the answer ends after record ${seq} without its final record: truncated`);
+  }
+}
+
+// sseEvents yields the sealed records of a stream: { data, final }, one per event,
+// "data: <b64>\n\n" or "event: final\ndata: <b64>\n\n", exactly (E2E.md §5). After the
+// final record it reads on and fails if any byte follows.
+async function* sseEvents(chunks, maxRecord) {
+  const dec = new TextDecoder("utf-8", { fatal: true });
+  let buf = "";
+  let final = false;
+  let seq = 0;
+  const limit = maxRecord + 64;
+  for await (const chunk of chunks) {
+    if (final) {
+      if (chunk.length > 0) throw new E2EError("bytes follow the final record");
+      continue;
+    }
+    try {
+      buf += dec.decode(chunk, { stream: true });
+    } catch {
+      throw new E2EError(`record ${seq} is not text`);
+    }
+    for (;;) {
+      const end = buf.indexOf("\n\n");
+      if (end < 0) {
+        if (buf.length > limit) throw new E2EError(`record ${seq} is over the limit of ${maxRecord} bytes`);
+        break;
+      }
+      const event = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let data;
+      if (event.startsWith("data: ") && !event.includes("\n")) {
+        data = event.slice(6);
+      } else if (event.startsWith("event: final\ndata: ") && event.indexOf("\n", 13) < 0) {
+        data = event.slice(19);
+        final = true;
+      } else {
+        throw new E2EError(`record ${seq} is not a sealed record event`);
+      }
+      if (data.length === 0) throw new E2EError(`record ${seq} is empty`);
+      yield { data, final };
+      seq++;
+      if (final) {
+        if (buf.length > 0) throw new E2EError("bytes follow the final record");
+        break;
+      }
+    }
+  }
+  if (buf.length > 0) throw new E2EError(`the answer ends inside record ${seq}: truncated`);
+}
+
+// splitAnswer splits an answer's plaintext into its head {"headers":{...}} (string
+// values only, no other member) and its body.
+function splitAnswer(p) {
+  if (p.length < 4) throw new E2EError(`the answer's plaintext of ${p.length} bytes has no head`);
+  const n = new DataView(p.buffer, p.byteOffset).getUint32(0);
+  if (n > MAX_HEAD || n > p.length - 4) throw new E2EError(`the answer's head of ${n} bytes is over ${MAX_HEAD} or past the plaintext`);
+  let head;
+  try {
+    head = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(p.subarray(4, 4 + n)));
+  } catch {
+    head = null;
+  }
+  const ok = head && typeof head === "object" && !Array.isArray(head) && Object.keys(head).join() === "headers" &&
+    head.headers && typeof head.headers === "object" && !Array.isArray(head.headers) &&
+    Object.values(head.headers).every((v) => typeof v === "string");
+  if (!ok) throw new E2EError("the answer's head is not the JSON object of version 1");
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(head.headers)) headers.set(name, value);
+  return { headers, body: p.slice(4 + n) };
+}
+
+const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+// decodeBase64Strict decodes standard base64 with padding, in its one canonical
+// spelling (as Go's base64.StdEncoding.Strict()): anything else is not a record.
+function decodeBase64Strict(s, seq) {
+  if (!B64.test(s)) throw new E2EError(`record ${seq} is not base64`);
+  const b = base64Decode(s);
+  if (base64Encode(b) !== s) throw new E2EError(`record ${seq} is not base64 in its canonical form`);
+  return b;
+}
+
+/** base64Encode is standard base64 with padding. */
+export function base64Encode(b) {
+  let s = "";
+  for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode.apply(null, b.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/** base64Decode decodes standard base64; it throws for what is not. */
+export function base64Decode(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** hex is the lowercase hex of bytes. */
+export function hex(b) {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+function concat(a, b) {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+// toArrayBuffer returns an ArrayBuffer holding exactly b's bytes, which @hpke/core takes.
+function toArrayBuffer(b) {
+  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+}

@@ -1,0 +1,145 @@
+// The library (the built dist/cocoon.js, as a page imports it) against a real host, run
+// by web/browser/browser_test.go, which starts a simulated host behind a relay and sets:
+//   COCOON_RELAY     the relay's URL: /clean/... passes through, /answer/... alters a
+//                    byte of every sealed chat answer, /request/... of every sealed request
+//   COCOON_ROOT      the simulator root's PEM, WRONG_ROOT another simulator's
+//   COCOON_PIPELINE  the pipeline's id; COCOON_API_KEY an API key
+//   COCOON_PROMPT    the prompt (the Go test checks the relay never saw it)
+//   COCOON_STEP      "chat" (default) or "deposit" / "billed" with the billing variables
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+
+// Node has no page to load Go's wasm_exec.js into: import it from the build, as the
+// library would from the host.
+await import(new URL("../../page/dist/wasm_exec.js", import.meta.url));
+const { connect, CocoonError, Host, newClientKey, clientKeyFromSeed } = await import(new URL("../dist/cocoon.js", import.meta.url));
+
+const env = process.env;
+const relay = env.COCOON_RELAY;
+const root = readFileSync(env.COCOON_ROOT, "utf8");
+const auth = `Bearer ${env.COCOON_API_KEY}`;
+const prompt = env.COCOON_PROMPT;
+// The module is a file here: the verifier comes from the host's /sdk/, as it would for
+// a page that loaded the library from there.
+const verifierURL = `${relay}/clean/sdk/`;
+const request = (stream) => ({ messages: [{ role: "user", content: prompt }], max_tokens: 24, stream });
+
+const open = (mode, extra = {}) =>
+  connect({ baseURL: `${relay}/${mode}`, pipeline: env.COCOON_PIPELINE, verifier: { trust_sim_root: root }, verifierURL, auth, ...extra });
+
+// rejectsWith expects a CocoonError of code.
+async function rejectsWith(promise, code) {
+  await assert.rejects(promise, (e) => {
+    assert.ok(e instanceof CocoonError, `not a CocoonError: ${e}`);
+    assert.equal(e.code, code, e.message);
+    return true;
+  });
+}
+
+if ((env.COCOON_STEP ?? "chat") === "chat") {
+  test("connect verifies the host and pins its keys", async () => {
+    const host = await open("clean");
+    assert.equal(host.report.boot.ok, true);
+    assert.equal(host.report.pipeline.ok, true);
+    assert.ok(host.report.boot.checks.some((c) => c.name === "e2e keys" && c.verdict === "ok"));
+    assert.equal(host.suite, "mlkem768x25519");
+    assert.equal(Buffer.from(host.hostKey, "base64").length, 32);
+  });
+
+  for (const suite of ["mlkem768x25519", "x25519"]) {
+    test(`chat, whole and streamed, sealed with ${suite}`, async () => {
+      const host = await open("clean", { suite });
+      const whole = await host.chat(request(false), { auth });
+      assert.equal(whole.status, 200);
+      assert.equal(whole.signature, "verified");
+      assert.ok(whole.text.length > 0, "no text");
+      assert.ok(whole.usage.completion_tokens > 0);
+
+      let streamed = "";
+      const s = await host.chat(request(true), { auth, onDelta: (d) => (streamed += d) });
+      assert.equal(s.signature, "verified");
+      assert.ok(s.text.length > 0);
+      assert.equal(streamed, s.text, "the deltas shown are the verified text");
+    });
+  }
+
+  test("a verifier of another sha256 is refused, the pinned one loads", async () => {
+    await assert.rejects(open("clean", { verifierSHA256: "00".repeat(32) }), (e) => e.code === "network" && /pinned/.test(e.message));
+    const host = await open("clean", { verifierSHA256: env.VERIFIER_SHA256 });
+    assert.equal(host.report.boot.ok, true);
+  });
+
+  test("a wrong simulator root fails verification", async () => {
+    const wrong = readFileSync(env.WRONG_ROOT, "utf8");
+    await assert.rejects(connect({ baseURL: `${relay}/clean`, verifier: { trust_sim_root: wrong }, verifierURL }), (e) => {
+      assert.equal(e.code, "verification_failed", e.message);
+      assert.equal(e.report?.ok, false);
+      return true;
+    });
+  });
+
+  test("a byte changed in a sealed answer, whole or streamed, is a clean e2e_invalid", async () => {
+    const host = await open("answer");
+    await rejectsWith(host.chat(request(false), { auth }), "e2e_invalid");
+    let shown = "";
+    await rejectsWith(host.chat(request(true), { auth, onDelta: (d) => (shown += d) }), "e2e_invalid");
+  });
+
+  test("a byte changed in a sealed request is the host's e2e_invalid, before anything runs", async () => {
+    const host = await open("request");
+    await assert.rejects(host.chat(request(false), { auth }), (e) => {
+      assert.equal(e.code, "e2e_invalid", e.message);
+      assert.equal(e.status, 400);
+      assert.equal(e.signed, false);
+      return true;
+    });
+  });
+
+  test("an answer that opens but is not signed by the pinned host key is signature_invalid", async () => {
+    // The host's real end-to-end keys pinned with another host key: the answers open,
+    // and their signatures must not pass for the pinned key's.
+    const real = await open("clean");
+    const evidence = await (await fetch(`${relay}/clean/v1/attestation`)).json();
+    const keys = { host_key: Buffer.alloc(32, 1).toString("base64"), e2e_keys: evidence.e2e_keys };
+    const host = new Host({ base: `${relay}/clean`, fetchFn: fetch, pipeline: real.pipeline, keys, report: real.report, suite: real.suite });
+    await rejectsWith(host.chat(request(false), { auth }), "signature_invalid");
+    await rejectsWith(host.chat(request(true), { auth }), "signature_invalid");
+  });
+
+  test("a sealed credential the host refuses is its signed 401", async () => {
+    const host = await open("clean");
+    await assert.rejects(host.chat(request(false), { auth: "Bearer wrong" }), (e) => {
+      assert.equal(e.status, 401, e.message);
+      assert.equal(e.signed, true);
+      return true;
+    });
+  });
+}
+
+if (env.COCOON_STEP === "deposit") {
+  test("escrowDeposit builds the deposit for the attested host", async () => {
+    const host = await connect({ baseURL: `${relay}/clean`, verifier: { trust_sim_root: root }, verifierURL });
+    assert.ok(host.settlementKey, "a billing host measures its settlement key");
+    const key = await newClientKey();
+    const d = await host.escrowDeposit({ clientKey: key, wallet: env.COCOON_WALLET, amountNano: "2000000000" });
+    writeFileSync(env.COCOON_OUT, JSON.stringify({ ...d, seed: Buffer.from(key.privateKey).toString("hex") }));
+  });
+}
+
+if (env.COCOON_STEP === "billed") {
+  test("a billed chat's receipt verifies; the account is readable", async () => {
+    const d = JSON.parse(readFileSync(env.COCOON_OUT, "utf8"));
+    const clientKey = await clientKeyFromSeed(Uint8Array.from(Buffer.from(d.seed, "hex")));
+    const host = await connect({ baseURL: `${relay}/clean`, verifier: { trust_sim_root: root }, verifierURL });
+    const pay = { clientKey, escrow: d.address };
+    for (const stream of [false, true]) {
+      const a = await host.chat({ messages: [{ role: "user", content: prompt }], max_tokens: 8, stream }, { pay });
+      assert.ok(a.receipt, "a billed answer has a receipt");
+      assert.equal(a.receipt.account, d.addressRaw);
+    }
+    const st = await host.escrowStatus(pay);
+    assert.equal(st.account, d.addressRaw);
+    assert.equal(st.last_seq, 2);
+  });
+}

@@ -1,0 +1,283 @@
+package verifier
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/settle"
+)
+
+// The browser client library's checks (web/browser): thin wrappers of the Go code that
+// makes and checks the same bytes for the Go client, behind JSON in and JSON out, so
+// that a browser and `cocoon chat` cannot disagree on what verifies. Each returns
+// {"error": "..."} on any failure and never panics on input.
+
+// Keys are what a client pins from evidence that verified: the host key, the
+// end-to-end keys it signed (attest.E2EKeys) and the settlement key the verified event
+// log measures. Verify sets them (Result.Keys) only when the report passed, taken from
+// the very evidence the checks ran on, so that a client never parses evidence itself
+// (a parser of its own could read other members than the verifier did).
+type Keys struct {
+	HostKey       []byte          `json:"host_key"`
+	E2E           *attest.E2EKeys `json:"e2e_keys,omitempty"`
+	SettlementKey []byte          `json:"settlement_key,omitempty"`
+}
+
+// pinnedKeys returns the keys of ev, which verified; nil settlement key when its event
+// log measures none (a host without billing).
+func pinnedKeys(ev *attest.Evidence) *Keys {
+	k := &Keys{HostKey: ev.HostKey, E2E: ev.E2EKeys}
+	events, err := attest.ParseEventLog(ev.EventLog) // VerifyEvidence parsed and replayed it
+	if err != nil {
+		return k
+	}
+	if i := slices.IndexFunc(events, func(e attest.Event) bool { return e.Type == attest.EventSettlementKey }); i >= 0 {
+		k.SettlementKey = events[i].Data
+	}
+	return k
+}
+
+// AnswerArgs say which answer CheckAnswer checks, as JSON:
+//
+//	{"host_key": "<base64 ed25519 key>",  the pinned host key (Result.Keys.HostKey)
+//	 "pipeline_id": "<64 hex>",           the pipeline of the path the request went to, "" for none
+//	 "kind": "body" | "stream",
+//	 "status": 200, "retry_after": "",    a whole answer's status and Retry-After
+//	 "signature": "ed25519=..."}          a whole answer's Cocoon-Signature
+type AnswerArgs struct {
+	HostKey    []byte `json:"host_key"`
+	PipelineID string `json:"pipeline_id"`
+	Kind       string `json:"kind"`
+	Status     int    `json:"status"`
+	RetryAfter string `json:"retry_after"`
+	Signature  string `json:"signature"`
+}
+
+// AnswerResult is CheckAnswer's result: for a stream that verified, the data of its
+// events before the signature event (chunks, the receipt event, an error event), the
+// only events a client may act on; Error when it did not verify.
+type AnswerResult struct {
+	OK     bool     `json:"ok,omitempty"`
+	Events []string `json:"events,omitempty"`
+	Error  string   `json:"error,omitempty"`
+}
+
+// CheckAnswer checks the host's signature on an answer (attest.ResponseVerifier) to
+// the request body request: a whole body, or a stream's opened bytes from its first
+// event to its end, which must verify to the end (SignedStream.Next to io.EOF).
+// answer is at most maxAnswer bytes. Cost: a sha256 of the answer, one ed25519
+// verification (two for an error body signed without the request).
+func CheckAnswer(args, request, answer []byte) []byte {
+	return encode(checkAnswer(args, request, answer))
+}
+
+// maxAnswer bounds what CheckAnswer reads: web/client.MaxAnswerBytes.
+const maxAnswer = 16 << 20
+
+func checkAnswer(args, request, answer []byte) AnswerResult {
+	var a AnswerArgs
+	if err := decodeArgs(args, &a); err != nil {
+		return AnswerResult{Error: err.Error()}
+	}
+	if len(a.HostKey) != ed25519.PublicKeySize {
+		return AnswerResult{Error: "host_key: not a 32-byte ed25519 key"}
+	}
+	if len(answer) > maxAnswer {
+		return AnswerResult{Error: fmt.Sprintf("the answer exceeds %d bytes", maxAnswer)}
+	}
+	v := attest.ResponseVerifier{HostKey: a.HostKey, Request: request, PipelineID: a.PipelineID}
+	switch a.Kind {
+	case attest.ResponseBody:
+		if err := v.VerifyBody(a.Status, a.RetryAfter, answer, a.Signature); err != nil {
+			return AnswerResult{Error: err.Error()}
+		}
+		return AnswerResult{OK: true}
+	case attest.ResponseStream:
+		s := v.ReadStream(bytes.NewReader(answer), maxAnswer)
+		var events []string
+		for {
+			ev, err := s.Next()
+			switch {
+			case errors.Is(err, io.EOF):
+				return AnswerResult{OK: true, Events: events}
+			case err != nil:
+				return AnswerResult{Error: err.Error()}
+			case ev.Kind == attest.EventData:
+				events = append(events, string(ev.Data))
+			}
+		}
+	}
+	return AnswerResult{Error: fmt.Sprintf("kind %q: want %q or %q", a.Kind, attest.ResponseBody, attest.ResponseStream)}
+}
+
+// ReceiptArgs say what a receipt must be, as JSON:
+//
+//	{"receipt": {...},                    as the host sent it (Cocoon-Receipt, cocoon_receipt)
+//	 "settlement_key": "<base64>",        the attested settlement key (Result.Keys)
+//	 "price_list": {...} or null,         the host's price list (GET /v1/pricing), when fetched
+//	 "pipeline_id": "<64 hex>" or "",
+//	 "account": "0:<64 hex>" or "",       the escrow of a signed request
+//	 "request_hash": "<64 hex>" or ""}    SignRequest's request_hash for a signed request
+type ReceiptArgs struct {
+	Receipt       settle.Receipt    `json:"receipt"`
+	SettlementKey []byte            `json:"settlement_key"`
+	PriceList     *settle.PriceList `json:"price_list"`
+	PipelineID    string            `json:"pipeline_id"`
+	Account       string            `json:"account"`
+	RequestHash   string            `json:"request_hash"`
+}
+
+// CheckReceipt checks the receipt of one billed answer: signed by the attested
+// settlement key with the cost its usage, prices and load give (settle.Receipt.Verify),
+// for this pipeline, and, as far as the caller knows them, for its escrow and its
+// signed request, at the prices of the host's price list (signed by the same key) and a
+// load within its curve. Result: {"ok": true} or {"error": ...}. Cost: two ed25519
+// verifications with a price list, one without.
+func CheckReceipt(args []byte) []byte {
+	var a ReceiptArgs
+	if err := decodeArgs(args, &a); err != nil {
+		return encode(AnswerResult{Error: err.Error()})
+	}
+	if err := checkReceipt(&a); err != nil {
+		return encode(AnswerResult{Error: err.Error()})
+	}
+	return encode(AnswerResult{OK: true})
+}
+
+func checkReceipt(a *ReceiptArgs) error {
+	r := &a.Receipt
+	if len(a.SettlementKey) != ed25519.PublicKeySize {
+		return errors.New("settlement_key: the host's attestation measures no settlement key: its receipts are not attested")
+	}
+	if err := r.Verify(a.SettlementKey); err != nil {
+		return err
+	}
+	switch {
+	case r.Pipeline != a.PipelineID:
+		return fmt.Errorf("%w: the receipt is for pipeline %q, the request went to %q", settle.ErrReceipt, r.Pipeline, a.PipelineID)
+	case a.Account != "" && r.Account != a.Account:
+		return fmt.Errorf("%w: the receipt is for account %s, not for escrow %s", settle.ErrReceipt, r.Account, a.Account)
+	case a.RequestHash != "" && r.RequestHash != a.RequestHash:
+		return fmt.Errorf("%w: the receipt bills request %s, not this one (%s)", settle.ErrReceipt, r.RequestHash, a.RequestHash)
+	}
+	if l := a.PriceList; l != nil {
+		if err := l.Verify(a.SettlementKey); err != nil {
+			return err
+		}
+		if r.Prices != l.Prices || r.LoadMilli < l.Curve.MinMilli || r.LoadMilli > l.Curve.MaxMilli {
+			return fmt.Errorf("%w: the receipt's prices %+v at load %d‰ are not the price list's %+v at a load from %d‰ to %d‰",
+				settle.ErrReceipt, r.Prices, r.LoadMilli, l.Prices, l.Curve.MinMilli, l.Curve.MaxMilli)
+		}
+	}
+	return nil
+}
+
+// SignArgs are a request to sign with an escrow's client key, as JSON:
+//
+//	{"account": "EQ... or 0:...", "client_key": "<base64: 32-byte seed or 64-byte key>",
+//	 "method": "POST", "path": "/v1/chat/completions", "idempotency_key": ""}
+type SignArgs struct {
+	Account        string `json:"account"`
+	ClientKey      []byte `json:"client_key"`
+	Method         string `json:"method"`
+	Path           string `json:"path"`
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+// SignedHeaders is SignRequest's result: the headers to send (sealed) with the request,
+// and the request hash its receipt must name (with no idempotency key).
+type SignedHeaders struct {
+	Headers     map[string]string `json:"headers,omitempty"`
+	RequestHash string            `json:"request_hash,omitempty"`
+	Error       string            `json:"error,omitempty"`
+}
+
+// SignRequest signs a request for body with an escrow's client key
+// (settle.SignedRequest, the Go client's Signer): the current time and a fresh nonce,
+// so a host admits it once. Cost: one ed25519 signature.
+func SignRequest(args, body []byte) []byte {
+	var a SignArgs
+	if err := decodeArgs(args, &a); err != nil {
+		return encode(SignedHeaders{Error: err.Error()})
+	}
+	return encode(signRequest(a, body, time.Now().Unix(), settle.NewNonce()))
+}
+
+func signRequest(a SignArgs, body []byte, now int64, nonce string) SignedHeaders {
+	account, err := settle.ParseAccount(a.Account)
+	if err != nil {
+		return SignedHeaders{Error: "account: " + err.Error()}
+	}
+	key, err := privateKey(a.ClientKey)
+	if err != nil {
+		return SignedHeaders{Error: "client_key: " + err.Error()}
+	}
+	if a.Method == "" || a.Path == "" {
+		return SignedHeaders{Error: "method and path are required"}
+	}
+	req := settle.SignedRequest{Account: account, Timestamp: now, Nonce: nonce, Method: a.Method, Path: a.Path,
+		IdempotencyKey: a.IdempotencyKey, Body: body}
+	h := http.Header{}
+	req.Sign(h, key)
+	out := SignedHeaders{Headers: map[string]string{}}
+	for name := range h {
+		out.Headers[name] = h.Get(name)
+	}
+	if a.IdempotencyKey == "" {
+		out.RequestHash = settle.RequestHash(req.SigningString())
+	}
+	return out
+}
+
+// privateKey accepts an ed25519 seed (32 bytes) or private key (64 bytes, seed and
+// public half, which must match).
+func privateKey(b []byte) (ed25519.PrivateKey, error) {
+	switch len(b) {
+	case ed25519.SeedSize:
+		return ed25519.NewKeyFromSeed(b), nil
+	case ed25519.PrivateKeySize:
+		k := ed25519.NewKeyFromSeed(b[:ed25519.SeedSize])
+		if !bytes.Equal(k, b) {
+			return nil, errors.New("the public half does not belong to the seed")
+		}
+		return k, nil
+	}
+	return nil, fmt.Errorf("%d bytes: want a 32-byte ed25519 seed or a 64-byte private key", len(b))
+}
+
+// maxArgsBytes bounds the JSON arguments of these functions: a receipt and a price
+// list are a few KiB.
+const maxArgsBytes = 1 << 20
+
+// decodeArgs decodes b strictly into v: unknown members are errors, so a misspelt
+// option is not silently dropped.
+func decodeArgs(b []byte, v any) error {
+	if len(b) > maxArgsBytes {
+		return fmt.Errorf("arguments: %d bytes exceeds %d", len(b), maxArgsBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("arguments: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("arguments: trailing data")
+	}
+	return nil
+}
+
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil { // strings, numbers and byte slices always encode
+		b, _ = json.Marshal(AnswerResult{Error: "encoding the result: " + err.Error()})
+	}
+	return b
+}
