@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -32,6 +33,7 @@ import (
 	"github.com/xssnick/tonutils-go/ton/wallet"
 	"github.com/xssnick/tonutils-go/tvm/cell"
 
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/settle/escrow"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 	"github.com/cocoonhost/cocoon/web"
@@ -133,25 +135,38 @@ func (rr *recordingRelay) exchanges() []*exchange {
 	return slices.Clone(rr.log)
 }
 
-// telegramInitData signs fields for the bot as Telegram does with the bot token,
-// written out from Telegram's documentation rather than through the code under test:
-// hash is the hex HMAC-SHA256, under HMAC-SHA256(key "WebAppData", bot token), of the
-// fields as key=value sorted by key and joined by "\n".
-func telegramInitData(botToken string, fields url.Values) string {
+// telegramDataCheckString is the fields as key=value, sorted by key, joined by "\n":
+// what Telegram signs, both ways (written out from Telegram's documentation rather than
+// through the code under test).
+func telegramDataCheckString(fields url.Values) string {
 	var pairs []string
 	for k := range fields {
 		pairs = append(pairs, k+"="+fields.Get(k))
 	}
 	slices.Sort(pairs)
+	return strings.Join(pairs, "\n")
+}
+
+// telegramInitData signs fields for the bot as Telegram does with the bot token: hash is
+// the hex HMAC-SHA256 of the data-check string under HMAC-SHA256(key "WebAppData", bot
+// token).
+func telegramInitData(botToken string, fields url.Values) string {
 	secret := hmac.New(sha256.New, []byte("WebAppData"))
 	secret.Write([]byte(botToken))
 	mac := hmac.New(sha256.New, secret.Sum(nil))
-	mac.Write([]byte(strings.Join(pairs, "\n")))
-	signed := url.Values{}
-	for k, v := range fields {
-		signed[k] = v
-	}
+	mac.Write([]byte(telegramDataCheckString(fields)))
+	signed := maps.Clone(fields)
 	signed.Set("hash", hex.EncodeToString(mac.Sum(nil)))
+	return signed.Encode()
+}
+
+// telegramThirdPartyInitData signs fields for the bot as Telegram does for third
+// parties, with key in Telegram's place: signature is the unpadded base64url Ed25519
+// signature of "<bot id>:WebAppData\n" and the data-check string.
+func telegramThirdPartyInitData(key ed25519.PrivateKey, botID int64, fields url.Values) string {
+	msg := strconv.FormatInt(botID, 10) + ":WebAppData\n" + telegramDataCheckString(fields)
+	signed := maps.Clone(fields)
+	signed.Set("signature", base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(msg))))
 	return signed.Encode()
 }
 
@@ -365,77 +380,54 @@ func runMiniApp(t *testing.T, s miniAppScenario) miniAppRun {
 	return run
 }
 
-// TestMiniApp is a Telegram user's session with the sample Mini App in a real browser
-// (Debian's headless Chromium), loaded through a relay that records every byte both
-// ways, against a real billing host (simulated TDX, the example pipeline) on a local TON
-// network: the app verifies the host and shows what it verified, connects a TON Connect
-// wallet (the test's stand-in, which signs and sends exactly what it is asked on the
-// local network), deploys and funds the escrow, and chats, streamed, sealed and paid,
-// with the answer's signature and receipt verified. The relay's capture must hold
-// neither the prompt nor the answer, nor any credential on the chat route; a plaintext
-// request through the same relay shows that it would.
-func TestMiniApp(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a browser against a billing host on a local TON network")
-	}
-	chain, err := tonemu.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain.FollowWallClock() // as cocoon-host devnet runs it: wallets date their messages by the wall clock
-	h := newConfiguredBillingHost(t, chain, func(c *web.Config) {
-		c.TelegramBotToken = miniAppBotToken
-		c.MaxQuotesPerSecond = 50
-	})
-	pipeline := pipelineOf(t, "push", append(exampleModules(t, exampleGuard), "--host", h.url, "--api-key", "operator-key")...)
-	relay := newRecordingRelay(t, h.url)
+// miniAppPrompt is what the user asks: a name the model cannot make up, to find it
+// anywhere in a capture.
+const miniAppPrompt = "Once upon a time a lighthouse keeper named Quillon"
 
-	// The user's wallet on the local network, funded, and its TON Connect side.
-	userKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
-	userWallet, err := wallet.FromPrivateKey(chain, userKey, wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := chain.Fund(userWallet.WalletAddress(), big.NewInt(3e9)); err != nil {
-		t.Fatal(err)
-	}
-	stateInit, err := wallet.GetStateInit(userKey.Public().(ed25519.PublicKey), wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID}, userWallet.GetSubwalletID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stateInitCell, err := tlb.ToCell(stateInit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw := &testWallet{t: t, chain: chain, w: userWallet}
-	signer := httptest.NewServer(tw)
-	t.Cleanup(signer.Close)
+// miniAppUser is the Telegram user the test's init data names.
+var miniAppUser = url.Values{
+	"query_id": {"AAHdF6IQAAAAAN0XohDhrOrc"},
+	"user":     {`{"id":424242,"first_name":"Ada","username":"ada_test"}`},
+}
 
-	// Telegram's side: init data signed for the host's bot.
-	initData := telegramInitData(miniAppBotToken, url.Values{
-		"query_id":  {"AAHdF6IQAAAAAN0XohDhrOrc"},
-		"user":      {`{"id":424242,"first_name":"Ada","username":"ada_test"}`},
-		"auth_date": {strconv.FormatInt(time.Now().Unix(), 10)},
-	})
-
-	rootPEM, err := os.ReadFile(h.simRoot)
+// miniAppSession opens the Mini App of the host at hostURL through a recording relay,
+// with the example pipeline pushed to it and the given Telegram init data, lets the
+// harness go through it (funding with tw when the host bills), and checks what the
+// browser logged. It returns what the app showed, the relay and the pipeline id.
+func miniAppSession(t *testing.T, hostURL, simRoot, initData string, tw *testWallet) (miniAppRun, *recordingRelay, string) {
+	t.Helper()
+	pipeline := pipelineOf(t, "push", append(exampleModules(t, exampleGuard), "--host", hostURL, "--api-key", "operator-key")...)
+	relay := newRecordingRelay(t, hostURL)
+	rootPEM, err := os.ReadFile(simRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const prompt = "Once upon a time a lighthouse keeper named Quillon"
 	var s miniAppScenario
 	s.URL = relay.url + "/app/?" + url.Values{"pipeline": {pipeline}, "trust_sim_root": {string(rootPEM)}}.Encode()
 	s.Origin = relay.url
 	s.Telegram.InitData = initData
-	s.Wallet.Address = userWallet.WalletAddress().StringRaw()
-	s.Wallet.PublicKey = hex.EncodeToString(userKey.Public().(ed25519.PublicKey))
-	s.Wallet.StateInit = base64.StdEncoding.EncodeToString(stateInitCell.ToBOC())
-	s.Wallet.Signer = signer.URL
+	if tw != nil {
+		pub := tw.w.PrivateKey().Public().(ed25519.PublicKey)
+		stateInit, err := wallet.GetStateInit(pub, wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID}, tw.w.GetSubwalletID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stateInitCell, err := tlb.ToCell(stateInit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer := httptest.NewServer(tw)
+		t.Cleanup(signer.Close)
+		s.Wallet.Address = tw.w.WalletAddress().StringRaw()
+		s.Wallet.PublicKey = hex.EncodeToString(pub)
+		s.Wallet.StateInit = base64.StdEncoding.EncodeToString(stateInitCell.ToBOC())
+		s.Wallet.Signer = signer.URL
+	}
 	if s.WalletsFile, err = filepath.Abs(filepath.Join(miniAppTestDir, "wallets.json")); err != nil {
 		t.Fatal(err)
 	}
 	s.Deposit = "1"
-	s.Prompt = prompt
+	s.Prompt = miniAppPrompt
 	run := runMiniApp(t, s)
 	if run.Failure != "" {
 		var last miniAppShown
@@ -474,11 +466,85 @@ func TestMiniApp(t *testing.T) {
 		t.Errorf("the app reached outside its origin: %q", run.Outside)
 	}
 	t.Logf("images from outside the origin (answered empty): %q", run.OutsideImages)
+	return run, relay, pipeline
+}
 
+// TestMiniApp is a Telegram user's session with the sample Mini App in a real browser
+// (Debian's headless Chromium), loaded through a relay that records every byte both
+// ways, against a real billing host (simulated TDX, the example pipeline, Telegram init
+// data checked with the bot token) on a local TON network: the app verifies the host and
+// shows what it verified, connects a TON Connect wallet (the test's stand-in, which signs
+// and sends exactly what it is asked on the local network), deploys and funds the escrow,
+// and chats, streamed, sealed and paid, with the answer's signature and receipt verified.
+// The relay's capture must hold neither the prompt nor the answer nor the init data, nor
+// any credential on the chat route; a plaintext request through the same relay shows
+// that it would.
+func TestMiniApp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser against a billing host on a local TON network")
+	}
+	chain, err := tonemu.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain.FollowWallClock() // as cocoon-host devnet runs it: wallets date their messages by the wall clock
+	h := newConfiguredBillingHost(t, chain, func(c *web.Config) {
+		c.TelegramBotToken = miniAppBotToken
+		c.MaxQuotesPerSecond = 50
+	})
+	// The user's wallet on the local network, funded.
+	userWallet, err := wallet.FromPrivateKey(chain, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)),
+		wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chain.Fund(userWallet.WalletAddress(), big.NewInt(3e9)); err != nil {
+		t.Fatal(err)
+	}
+	tw := &testWallet{t: t, chain: chain, w: userWallet}
+	fields := maps.Clone(miniAppUser)
+	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
+	initData := telegramInitData(miniAppBotToken, fields)
+
+	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, tw)
 	checkMiniAppVerified(t, run.Verified, pipeline)
 	account := checkMiniAppFunded(t, chain, h, tw, run.Funded)
-	answer := checkMiniAppAnswered(t, run.Answered, prompt)
-	checkRelayCapture(t, relay, prompt, answer, initData, account)
+	answer := checkMiniAppAnswered(t, run.Answered, "verified")
+	checkRelayCapture(t, relay, answer, initData, account)
+}
+
+// TestMiniAppTelegramUser is the same session with a host that does not bill and holds
+// no bot token: the app chats as the Telegram user, its init data (signed with Ed25519
+// as Telegram signs for third parties, the test in Telegram's place) sealed inside each
+// request, so the host answers only because the sealed credential verified, and the
+// relay never sees it.
+func TestMiniAppTelegramUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser against a host")
+	}
+	chain, err := tonemu.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const botID = 7000000002
+	telegram := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+	noEvents := []attest.Event{} // no settlement key measured: a host that does not bill
+	h := newConfiguredBillingHost(t, chain, func(c *web.Config) {
+		c.Billing = nil
+		c.TelegramBotID, c.TelegramKey = botID, telegram.Public().(ed25519.PublicKey)
+		c.MaxQuotesPerSecond = 50
+	}, noEvents)
+	fields := maps.Clone(miniAppUser)
+	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
+	initData := telegramThirdPartyInitData(telegram, botID, fields)
+
+	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, nil)
+	checkMiniAppVerified(t, run.Verified, pipeline)
+	if run.Funded != nil {
+		t.Errorf("the app funded an escrow on a host that does not bill: %+v", run.Funded)
+	}
+	answer := checkMiniAppAnswered(t, run.Answered, "none")
+	checkRelayCapture(t, relay, answer, initData, "")
 }
 
 // checkMiniAppVerified checks the lines the app shows before the user trusts the host.
@@ -562,19 +628,20 @@ func checkMiniAppFunded(t *testing.T, chain *tonemu.Chain, h *billingHost, tw *t
 	return addr.StringRaw()
 }
 
-// checkMiniAppAnswered checks a streamed answer with its signature and receipt
-// verified, and returns its text.
-func checkMiniAppAnswered(t *testing.T, v *miniAppShown, prompt string) string {
+// checkMiniAppAnswered checks a streamed answer to miniAppPrompt with its signature
+// verified and the receipt the app shows as receipt ("verified", or "none" on a host
+// that does not bill), and returns its text.
+func checkMiniAppAnswered(t *testing.T, v *miniAppShown, receipt string) string {
 	t.Helper()
 	if v == nil || v.Answer == nil || v.Answer.State != "done" {
 		t.Fatalf("the app shows no answer: %+v", v)
 	}
 	a := v.Answer
-	if v.Question != prompt || strings.TrimSpace(a.Text) == "" || a.Deltas < 2 {
+	if v.Question != miniAppPrompt || strings.TrimSpace(a.Text) == "" || a.Deltas < 2 {
 		t.Errorf("asked %q, the app shows %q in %d deltas: want a streamed answer", v.Question, a.Text, a.Deltas)
 	}
-	if a.Signature != "verified" || a.Receipt != "verified" || !strings.Contains(a.Proof, "receipt verified") {
-		t.Errorf("the answer's signature %q, receipt %q: %s", a.Signature, a.Receipt, a.Proof)
+	if a.Signature != "verified" || a.Receipt != receipt || receipt == "verified" && !strings.Contains(a.Proof, "receipt verified") {
+		t.Errorf("the answer's signature %q, receipt %q (want %q): %s", a.Signature, a.Receipt, receipt, a.Proof)
 	}
 	return a.Text
 }
@@ -586,7 +653,7 @@ var chatRoute = regexp.MustCompile(`^(/p/[0-9a-f]{64})?/v1/chat/completions$`)
 // the chat routes only sealed envelopes, no credential and no JSON. Then, through the
 // same relay, a plaintext request is seen whole, so the capture would have shown a
 // leak.
-func checkRelayCapture(t *testing.T, relay *recordingRelay, prompt, answer, initData, account string) {
+func checkRelayCapture(t *testing.T, relay *recordingRelay, answer, initData, account string) {
 	t.Helper()
 	var all bytes.Buffer
 	chats := 0
@@ -607,7 +674,7 @@ func checkRelayCapture(t *testing.T, relay *recordingRelay, prompt, answer, init
 		chats++
 		head, body, _ := bytes.Cut(req, []byte("\r\n\r\n"))
 		for _, secret := range []string{"Authorization:", "Cocoon-Client-Signature", "Cocoon-Account", "Cocoon-Nonce", "Idempotency-Key", "tma ", account} {
-			if bytes.Contains(req, []byte(secret)) {
+			if secret != "" && bytes.Contains(req, []byte(secret)) {
 				t.Errorf("a chat request carries %q in the clear:\n%s", secret, head)
 			}
 		}
@@ -633,7 +700,7 @@ func checkRelayCapture(t *testing.T, relay *recordingRelay, prompt, answer, init
 	if chats == 0 {
 		t.Fatal("the relay saw no chat request: the app went around it")
 	}
-	for _, secret := range []string{prompt, "Quillon", answer, initData, url.QueryEscape(initData)} {
+	for _, secret := range []string{miniAppPrompt, "Quillon", answer, initData, url.QueryEscape(initData)} {
 		if bytes.Contains(all.Bytes(), []byte(secret)) {
 			t.Errorf("the relay's capture holds %q", secret)
 		}

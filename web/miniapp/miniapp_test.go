@@ -35,7 +35,7 @@ func TestHandler(t *testing.T) {
 		body         string
 	}{
 		{"GET", "/app/", 200, "text/html; charset=utf-8", `<script type="module" src="app.js">`},
-		{"GET", "/app/app.js", 200, "text/javascript; charset=utf-8", "import { connect, newClientKey } from '/sdk/cocoon.js'"},
+		{"GET", "/app/app.js", 200, "text/javascript; charset=utf-8", "import { connect, newClientKey, clientKeyFromSeed } from '/sdk/cocoon.js'"},
 		{"GET", "/app/wallets.json", 200, "application/json", `"app_name": "tonkeeper"`},
 		{"GET", "/app/tonconnect-manifest.json", 200, "application/json", `"url":"http://host.example/app/"`},
 		{"HEAD", "/app/app.css", 200, "text/css; charset=utf-8", ""},

@@ -5,7 +5,9 @@
 //   node miniapp.mjs SCENARIO.json
 //
 // SCENARIO.json is {"url", "origin", "telegram": {"init_data"}, "wallet": {"address",
-// "public_key", "state_init", "signer"}, "wallets_file", "deposit", "prompt"}.
+// "public_key", "state_init", "signer"}, "wallets_file", "deposit", "prompt"}. On a host
+// that bills, the wallet is connected and the escrow funded before the chat; on one that
+// does not, the app chats at once.
 //
 // Only Telegram's and the wallet's sides are simulated; the app's code is what the host
 // serves. Telegram: telegram.org/js/telegram-web-app.js is answered with a stand-in that
@@ -174,7 +176,8 @@ try {
   await page.goto(s.url);
   await page.waitForSelector('body[data-state="verified"], body[data-state="broken"]', { timeout: VERIFY_TIMEOUT_MS });
   out.verified = await page.evaluate(shown);
-  if (out.verified.state === 'verified') {
+  const bills = out.verified.state === 'verified' && await page.evaluate(() => !document.querySelector('#funds').hidden);
+  if (bills) {
     // Connect: TON Connect's own button, then the injected wallet in its modal.
     await page.locator('#ton-connect button').first().click({ timeout: STEP_TIMEOUT_MS });
     await page.getByText(WALLET_NAME).first().click({ timeout: STEP_TIMEOUT_MS });
@@ -184,12 +187,13 @@ try {
     await page.click('#fund-button');
     await page.waitForSelector('#escrow-status[data-state="funded"], #escrow-status[data-state="error"]', { timeout: ESCROW_TIMEOUT_MS });
     out.funded = await page.evaluate(shown);
-    if (out.funded.escrowState === 'funded') {
-      await page.fill('#prompt', s.prompt);
-      await page.click('#send');
-      await page.waitForSelector('.message.assistant[data-state="done"], .message.assistant[data-state="error"]', { timeout: ANSWER_TIMEOUT_MS });
-      out.answered = await page.evaluate(shown);
-    }
+  }
+  // Chat: on a host that does not bill at once, on one that does once the escrow is funded.
+  if (out.verified.state === 'verified' && (!bills || out.funded.escrowState === 'funded')) {
+    await page.fill('#prompt', s.prompt);
+    await page.click('#send');
+    await page.waitForSelector('.message.assistant[data-state="done"], .message.assistant[data-state="error"]', { timeout: ANSWER_TIMEOUT_MS });
+    out.answered = await page.evaluate(shown);
   }
   out.walletConnectRequest = await page.evaluate(() => window.__walletConnectRequest || null);
   out.telegramEvents = await page.evaluate(() => window.__telegramEvents || []);
