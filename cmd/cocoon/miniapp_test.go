@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -82,7 +84,10 @@ func (b recordedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func newRecordingRelay(t *testing.T, target string) *recordingRelay {
+// newRecordingRelay relays to target, recording. tamper, when not nil, may change each
+// whole answer's body before it is recorded and forwarded (an active relay); it returns
+// the body unchanged for answers it leaves alone.
+func newRecordingRelay(t *testing.T, target string, tamper func(path string, body []byte) []byte) *recordingRelay {
 	t.Helper()
 	upstream, err := url.Parse(target)
 	if err != nil {
@@ -98,6 +103,16 @@ func newRecordingRelay(t *testing.T, target string) *recordingRelay {
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			e := resp.Request.Context().Value(exchangeKey{}).(*exchange)
+			if tamper != nil {
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					return err
+				}
+				body = tamper(e.path, body)
+				resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+				resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+			}
 			e.mu.Lock()
 			fmt.Fprintf(&e.response, "HTTP/1.1 %s\r\n", resp.Status)
 			resp.Header.Write(&e.response)
@@ -342,11 +357,13 @@ type miniAppRun struct {
 	Failure         string           `json:"failure"`
 }
 
-// runMiniApp runs the app's browser driver on s. Like runPage, it fails the test when a
-// tool is missing: a browser test that skipped would prove nothing.
-func runMiniApp(t *testing.T, s miniAppScenario) miniAppRun {
+// browserDriver returns node's path, after checking that what a browser test in dir
+// needs is there: the verifier built, node, playwright-core installed in dir, Debian's
+// chromium. It fails the test when a tool is missing: CI installs them all (.ci/run),
+// and a browser test that skipped would prove nothing.
+func browserDriver(t *testing.T, dir string) string {
 	t.Helper()
-	const setup = "make test installs it (make page; npm ci --prefix web/miniapp/e2e; apt-get install chromium nodejs)"
+	setup := "make test installs it (make page; npm ci --prefix " + filepath.ToSlash(strings.TrimPrefix(dir, "../../")) + "; apt-get install chromium nodejs)"
 	if !page.Built() {
 		t.Fatalf("%v: %s", page.ErrNotBuilt, setup)
 	}
@@ -354,12 +371,19 @@ func runMiniApp(t *testing.T, s miniAppScenario) miniAppRun {
 	if err != nil {
 		t.Fatalf("node is not installed: %s", setup)
 	}
-	if _, err := os.Stat(filepath.Join(miniAppTestDir, "node_modules", "playwright-core", "package.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core", "package.json")); err != nil {
 		t.Fatalf("playwright-core is not installed: %s", setup)
 	}
 	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
 		t.Fatalf("Debian's chromium is not installed: %s", setup)
 	}
+	return node
+}
+
+// runMiniApp runs the app's browser driver on s.
+func runMiniApp(t *testing.T, s miniAppScenario) miniAppRun {
+	t.Helper()
+	node := browserDriver(t, miniAppTestDir)
 	b, _ := json.Marshal(s)
 	file := writeTemp(t, string(b))
 	// Verifying, funding (a transaction and the host's polling) and one streamed
@@ -392,12 +416,12 @@ var miniAppUser = url.Values{
 
 // miniAppSession opens the Mini App of the host at hostURL through a recording relay,
 // with the example pipeline pushed to it and the given Telegram init data, lets the
-// harness go through it (funding with tw when the host bills), and checks what the
-// browser logged. It returns what the app showed, the relay and the pipeline id.
-func miniAppSession(t *testing.T, hostURL, simRoot, initData string, tw *testWallet) (miniAppRun, *recordingRelay, string) {
+// harness go through it (funding with tw when the host bills; tamper as for
+// newRecordingRelay), and checks what the browser logged. It returns what the app showed, the relay and the pipeline id.
+func miniAppSession(t *testing.T, hostURL, simRoot, initData string, tw *testWallet, tamper func(path string, body []byte) []byte) (miniAppRun, *recordingRelay, string) {
 	t.Helper()
 	pipeline := pipelineOf(t, "push", append(exampleModules(t, exampleGuard), "--host", hostURL, "--api-key", "operator-key")...)
-	relay := newRecordingRelay(t, hostURL)
+	relay := newRecordingRelay(t, hostURL, tamper)
 	rootPEM, err := os.ReadFile(simRoot)
 	if err != nil {
 		t.Fatal(err)
@@ -506,7 +530,7 @@ func TestMiniApp(t *testing.T) {
 	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
 	initData := telegramInitData(miniAppBotToken, fields)
 
-	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, tw)
+	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, tw, nil)
 	checkMiniAppVerified(t, run.Verified, pipeline)
 	account := checkMiniAppFunded(t, chain, h, tw, run.Funded)
 	answer := checkMiniAppAnswered(t, run.Answered, "verified")
@@ -538,13 +562,59 @@ func TestMiniAppTelegramUser(t *testing.T) {
 	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
 	initData := telegramThirdPartyInitData(telegram, botID, fields)
 
-	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, nil)
+	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, nil, nil)
 	checkMiniAppVerified(t, run.Verified, pipeline)
 	if run.Funded != nil {
 		t.Errorf("the app funded an escrow on a host that does not bill: %+v", run.Funded)
 	}
 	answer := checkMiniAppAnswered(t, run.Answered, "none")
 	checkRelayCapture(t, relay, answer, initData, "")
+}
+
+// TestMiniAppRefusesSwappedKeys is the attack on the keys: a relay that swaps the
+// end-to-end key in the host's boot evidence for one of its own would read every request
+// sealed to it. The app must refuse the host, say so, and send no chat at all.
+func TestMiniAppRefusesSwappedKeys(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser against a host")
+	}
+	chain, err := tonemu.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newConfiguredBillingHost(t, chain, func(c *web.Config) {
+		c.TelegramBotToken = miniAppBotToken
+		c.MaxQuotesPerSecond = 50
+	})
+	// The relay's own X25519 key in place of the host's.
+	relayKey, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := 0
+	x25519 := regexp.MustCompile(`"x25519":"[A-Za-z0-9+/=]+"`)
+	swap := func(path string, body []byte) []byte {
+		if path != "/v1/attestation" {
+			return body
+		}
+		swapped++
+		return x25519.ReplaceAll(body, []byte(`"x25519":"`+base64.StdEncoding.EncodeToString(relayKey.PublicKey().Bytes())+`"`))
+	}
+	fields := maps.Clone(miniAppUser)
+	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
+	run, relay, _ := miniAppSession(t, h.url, h.simRoot, telegramInitData(miniAppBotToken, fields), nil, swap)
+	v := run.Verified
+	if swapped == 0 || v == nil || v.State != "broken" || !strings.HasPrefix(v.VerifyStatus, "Do not use this host: verification_failed") {
+		t.Fatalf("with the e2e key swapped (%d times) the app shows %+v", swapped, v)
+	}
+	if got := v.lines("e2e-keys"); len(got) != 1 || !strings.HasPrefix(got[0], "fail ") {
+		t.Errorf("the e2e keys line shows %q, want it failed", got)
+	}
+	for _, e := range relay.exchanges() {
+		if chatRoute.MatchString(e.path) {
+			t.Errorf("the app sent a chat request to a host it refused: %s", e.path)
+		}
+	}
 }
 
 // checkMiniAppVerified checks the lines the app shows before the user trusts the host.
@@ -560,7 +630,7 @@ func checkMiniAppVerified(t *testing.T, v *miniAppShown, pipeline string) {
 		"quote":    "ok sim quote (simulated",
 		"host-key": "ok ",
 		"fresh":    "ok yes",
-		"e2e-keys": "ok ",
+		"e2e-keys": "ok the host key signed the HPKE keys",
 		"backend":  "ok embedded",
 		"pipeline": "ok " + pipeline,
 	}
@@ -568,6 +638,12 @@ func checkMiniAppVerified(t *testing.T, v *miniAppShown, pipeline string) {
 		if got := v.lines(line); len(got) != 1 || !strings.HasPrefix(got[0], prefix) {
 			t.Errorf("the %s line shows %q, want it to start with %q", line, got, prefix)
 		}
+	}
+	if got := v.lines("host-key"); len(got) != 1 || !regexp.MustCompile(`^ok [0-9a-f]{64}$`).MatchString(got[0]) {
+		t.Errorf("the host key line shows %q, want the key in hex", got)
+	}
+	if got := v.lines("e2e-keys"); len(got) != 1 || !strings.HasSuffix(got[0], "; this app seals to mlkem768x25519") {
+		t.Errorf("the e2e keys line shows %q, want the suite the app seals to", got)
 	}
 	modules := v.lines("module")
 	var hashes []string

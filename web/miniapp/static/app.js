@@ -62,39 +62,45 @@ function verdictOf(check) {
 }
 
 // showVerified shows the lines a user should see before trusting the host: the kind of
-// quote, the host key, the e2e keys the app seals to, the backend and model, the GPUs,
-// and the pipeline's modules and manifest. Every check is listed below them.
-function showVerified(report) {
+// quote, the host key, freshness, the e2e keys the app seals to, the backend and model,
+// the GPUs, and the pipeline's modules and manifest, each with its check's verdict; then
+// every check. report is connect's { boot, pipeline }, or, when verification failed, the
+// report of the evidence that failed (or none).
+function showVerified(report, suite) {
   const tbody = $('verified').tBodies[0];
   const checks = $('checks').tBodies[0];
   tbody.replaceChildren();
   checks.replaceChildren();
-  const boot = report.boot;
-  const mode = boot.evidence && boot.evidence.mode;
-  const quote = checkOf(boot, 'quote signature chain');
-  addRow(tbody, 'quote', mode === 'tdx' ? 'Intel TDX quote, signature chain verified'
-    : `${mode} quote (simulated: no real TD vouches for this host)`, verdictOf(quote) || 'ok').dataset.line = 'quote';
-  addRow(tbody, 'host key', host.hostKey, 'ok').dataset.line = 'host-key';
-  addRow(tbody, 'fresh', boot.fresh ? 'yes: the evidence answers the nonce this app sent' : 'no', boot.fresh ? 'ok' : 'fail').dataset.line = 'fresh';
-  const e2e = checkOf(boot, 'e2e keys');
-  addRow(tbody, 'e2e keys', `${e2e ? e2e.detail || e2e.value || e2e.verdict : 'none'}; this app seals to ${host.suite}`,
-    verdictOf(e2e) || 'fail').dataset.line = 'e2e-keys';
-  for (const e of boot.events || []) {
-    if (['backend', 'model', 'gpus'].includes(e.type)) {
-      addRow(tbody, e.type === 'gpus' ? 'GPUs' : e.type, e.value, 'ok').dataset.line = e.type;
+  if (report && report.checks) {
+    report = report.evidence && report.evidence.kind === 'pipeline' ? { pipeline: report } : { boot: report };
+  }
+  const { boot, pipeline: p } = report || {};
+  if (boot) {
+    const ev = boot.evidence || {};
+    const quote = checkOf(boot, 'quote signature chain');
+    addRow(tbody, 'quote', ev.mode === 'tdx' ? 'Intel TDX quote' : `${ev.mode} quote (simulated: no real TD vouches for this host)`,
+      verdictOf(quote) || 'fail').dataset.line = 'quote';
+    addRow(tbody, 'host key', ev.host_key || '', verdictOf(checkOf(boot, 'REPORTDATA binding')) || 'fail').dataset.line = 'host-key';
+    addRow(tbody, 'fresh', boot.fresh ? 'yes: the evidence answers the nonce this app sent' : 'no', boot.fresh ? 'ok' : 'fail').dataset.line = 'fresh';
+    const e2e = checkOf(boot, 'e2e keys');
+    addRow(tbody, 'e2e keys', `${e2e ? e2e.detail || e2e.value : 'none'}${suite ? `; this app seals to ${suite}` : ''}`,
+      verdictOf(e2e) || 'fail').dataset.line = 'e2e-keys';
+    for (const e of boot.events || []) {
+      if (['backend', 'model', 'gpus'].includes(e.type)) {
+        addRow(tbody, e.type === 'gpus' ? 'GPUs' : e.type, e.value, 'ok').dataset.line = e.type;
+      }
     }
   }
-  const p = report.pipeline;
   if (p) {
     addRow(tbody, 'pipeline', p.evidence && p.evidence.pipeline_id || pipeline, p.ok ? 'ok' : 'fail').dataset.line = 'pipeline';
     const m = p.manifest || {};
     for (const stage of ['pre', 'post']) {
       for (const mod of m[stage] || []) {
-        const config = mod.config === undefined ? '' : ` config ${typeof mod.config === 'string' ? mod.config : JSON.stringify(mod.config)}`;
-        addRow(tbody, `${stage} module`, `${mod.module || mod.hash || JSON.stringify(mod)}${config}`, 'ok').dataset.line = 'module';
+        const config = mod.config === undefined ? '' : ` config ${JSON.stringify(mod.config)}`;
+        addRow(tbody, `${stage} module`, `${mod.module}${config}`, 'ok').dataset.line = 'module';
       }
     }
-    addRow(tbody, 'manifest', JSON.stringify(m), 'ok').dataset.line = 'manifest';
+    if (p.manifest) addRow(tbody, 'manifest', JSON.stringify(m), 'ok').dataset.line = 'manifest';
   }
   for (const [kind, r] of [['boot', boot], ['pipeline', p]]) {
     for (const c of (r && r.checks) || []) {
@@ -147,10 +153,10 @@ async function verifyHost() {
   } catch (e) {
     document.body.dataset.state = 'broken';
     setStatus($('verify-status'), `Do not use this host: ${describeError(e)}`, 'fail');
-    if (e && e.report) showVerified(e.report);
+    showVerified(e && e.report, null);
     return;
   }
-  showVerified(host.report);
+  showVerified(host.report, host.suite);
   setStatus($('verify-status'), 'Verified: this browser checked the host\'s evidence and seals every message to its key.', 'ok');
   // A host that bills has a price list signed by the settlement key its evidence measures.
   bills = Boolean(host.settlementKey);
