@@ -5,12 +5,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,8 +102,8 @@ func TestLibraryBilling(t *testing.T) {
 	var d struct {
 		Address   string `json:"address"`
 		Amount    uint64 `json:"amount,string"`
-		StateInit string `json:"stateInit"`
-		Payload   string `json:"payload"`
+		StateInit []byte `json:"stateInit"` // base64 BOCs, as TON Connect takes them
+		Payload   []byte `json:"payload"`
 	}
 	b, err := os.ReadFile(out)
 	if err != nil || json.Unmarshal(b, &d) != nil {
@@ -112,11 +113,19 @@ func TestLibraryBilling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var si tlb.StateInit
-	if err := tlb.LoadFromCell(&si, bocCell(t, d.StateInit).MustBeginParse()); err != nil {
+	initCell, err := cell.FromBOC(d.StateInit)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tonemu.Send(context.Background(), client, addr, d.Amount, bocCell(t, d.Payload), &si); err != nil {
+	body, err := cell.FromBOC(d.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var si tlb.StateInit
+	if err := tlb.LoadFromCell(&si, initCell.MustBeginParse()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tonemu.Send(context.Background(), client, addr, d.Amount, body, &si); err != nil {
 		t.Fatal(err)
 	}
 	vars["COCOON_STEP"] = "billed"
@@ -125,19 +134,6 @@ func TestLibraryBilling(t *testing.T) {
 
 func ed25519Seed(b byte) ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize))
-}
-
-func bocCell(t *testing.T, b64 string) *cell.Cell {
-	t.Helper()
-	b, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cell.FromBOC(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // runNode runs test/host.mjs with the variables vars and fails t with its output
@@ -162,43 +158,51 @@ func runNode(t *testing.T, vars map[string]string) {
 	t.Logf("node:\n%s", outb)
 }
 
+// relayMode is the context key of a relayed request's mode, for its answer.
+type relayMode struct{}
+
 // tamperRelay serves target under three prefixes: /clean/ passes everything through;
 // /request/ changes one byte of every sealed chat request, /answer/ one byte of every
 // sealed chat answer (a whole answer's ciphertext, or a stream's second record), so
 // that the test proves what the library does with altered ciphertext.
 func tamperRelay(t *testing.T, target string) string {
 	t.Helper()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mode, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-		body, _ := io.ReadAll(r.Body)
-		chat := strings.HasSuffix(rest, "/chat/completions")
-		if chat && mode == "request" {
-			body[len(body)/2] ^= 1
-		}
-		uri := target + "/" + rest
-		if r.URL.RawQuery != "" {
-			uri += "?" + r.URL.RawQuery
-		}
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, uri, bytes.NewReader(body))
-		req.Header = r.Header.Clone()
-		req.Header.Del("Accept-Encoding")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		answer, _ := io.ReadAll(resp.Body)
-		if chat && mode == "answer" {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode := func(r *http.Request) (string, bool) {
+		m, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		return m, strings.HasSuffix(r.URL.Path, "/chat/completions")
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			m, chat := mode(pr.In)
+			pr.SetURL(u)
+			pr.Out.URL.Path = strings.TrimPrefix(pr.In.URL.Path, "/"+m)
+			pr.Out.URL.RawPath = ""
+			pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), relayMode{}, m))
+			if chat && m == "request" {
+				body, _ := io.ReadAll(pr.Out.Body)
+				body[len(body)/2] ^= 1
+				pr.Out.Body, pr.Out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if m, _ := resp.Request.Context().Value(relayMode{}).(string); m != "answer" || !strings.HasSuffix(resp.Request.URL.Path, "/chat/completions") {
+				return nil
+			}
+			answer, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
 			answer = alterAnswer(t, resp.Header.Get("Content-Type"), answer)
-		}
-		for name, values := range resp.Header {
-			w.Header()[name] = values
-		}
-		w.Header().Del("Content-Length")
-		w.WriteHeader(resp.StatusCode)
-		w.Write(answer)
-	}))
+			resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(answer)), int64(len(answer))
+			resp.Header.Del("Content-Length")
+			return nil
+		},
+	}
+	ts := httptest.NewServer(rp)
 	t.Cleanup(ts.Close)
 	return ts.URL
 }

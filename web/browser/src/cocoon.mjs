@@ -47,7 +47,8 @@ const utf8 = new TextEncoder();
  *             (a host serves all three under /sdk/), never baseURL, which may be a relay
  *   verifierSHA256 the verifier's sha256 (hex), to refuse any other verifier
  *   suite     "mlkem768x25519" (default: post-quantum, X-Wing) or "x25519"
- *   auth      Authorization for the plaintext routes that need one (pipeline evidence)
+ *   auth      Authorization sent with the pipeline evidence request, which is not sealed:
+ *             anything between sees it; unset, the host serves it as to an anonymous reviewer
  *   fetch     a fetch function, default globalThis.fetch
  * It rejects with CocoonError verification_failed (with .report) when any check fails,
  * or when the host publishes no end-to-end keys. Cost: two or three requests and one
@@ -109,7 +110,11 @@ async function verifyEvidence(fetchFn, url, headers, verifierOptions, what) {
   return result;
 }
 
-/** Host is a host whose evidence verified: its keys are pinned for every request. */
+/**
+ * Host is a host whose evidence verified: its keys are pinned for every request. It is
+ * made by connect, from the keys the verifier returned; a Host made otherwise pins
+ * whatever it is given (the tests make one with a wrong host key).
+ */
 export class Host {
   #base;
   #fetch;
@@ -197,19 +202,14 @@ export class Host {
       throw new CocoonError("signature_invalid", `the host's answer (${resp.status}) is not signed by the attested host key, so it is not shown: ${check.error}`, { status: resp.status });
     }
     if (resp.status < 200 || resp.status > 299) throw await hostError(resp, opened.body, "the host", true);
-    let completion;
-    try {
-      completion = JSON.parse(new TextDecoder().decode(opened.body));
-    } catch {
-      throw new CocoonError("bad_answer", "the host's answer is not a chat completion", { status: resp.status });
-    }
+    const completion = parseJSON(new TextDecoder().decode(opened.body), "bad_answer", "the host's answer");
     const receiptHeader = opened.headers.get("Cocoon-Receipt");
     return {
       text: completion.choices?.[0]?.message?.content ?? "",
       usage: completion.usage ?? null,
       status: resp.status,
       signature: "verified",
-      receipt: receiptHeader ? JSON.parse(receiptHeader) : null,
+      receipt: receiptHeader ? parseJSON(receiptHeader, "receipt_invalid", "the Cocoon-Receipt header") : null,
     };
   }
 
@@ -239,22 +239,17 @@ export class Host {
       }
     } catch (e) {
       if (e instanceof e2e.E2EError) throw new CocoonError("e2e_invalid", `the host's stream does not open with this request's key: ${e.message}`, { status: resp.status, cause: e });
-      if (e instanceof CocoonError) throw e;
+      if (e instanceof CocoonError || e?.name === "AbortError") throw e;
       throw new CocoonError("network", `reading the stream: ${e.message}`, { status: resp.status, cause: e });
     }
-    const bytes = new Uint8Array(size);
-    let o = 0;
-    for (const p of parts) {
-      bytes.set(p, o);
-      o += p.length;
-    }
+    const bytes = e2e.concat(parts);
     const check = call("cocoonCheckAnswer", JSON.stringify({ host_key: this.hostKey, pipeline_id: this.pipeline, kind: "stream" }), requestBody, bytes);
     if (!check.ok) throw new CocoonError("signature_invalid", `the stream is not signed by the attested host key: do not trust the text shown: ${check.error}`, { status: 200 });
     let text = "";
     let usage = null;
     let receipt = null;
     for (const data of check.events ?? []) {
-      const chunk = JSON.parse(data);
+      const chunk = parseJSON(data, "bad_answer", "an event of the stream");
       if (chunk.error) {
         throw new CocoonError(chunk.error.code || "stream_failed", `the answer failed midway: ${chunk.error.message}`, { status: 200, signed: true });
       }
@@ -291,7 +286,7 @@ export class Host {
       const resp = await send(this.#fetch, this.#base + "/v1/pricing", {});
       const bytes = await readLimited(resp, 1 << 20);
       if (!resp.ok) throw await hostError(resp, bytes, "GET /v1/pricing", false);
-      this.#prices = JSON.parse(new TextDecoder().decode(bytes));
+      this.#prices = parseJSON(new TextDecoder().decode(bytes), "bad_answer", "the host's price list");
     }
     return this.#prices;
   }
@@ -333,7 +328,7 @@ export class Host {
     const resp = await send(this.#fetch, this.#base + path, { headers });
     const bytes = await readLimited(resp, 1 << 20);
     if (!resp.ok) throw await hostError(resp, bytes, `GET ${path}`, false);
-    return JSON.parse(new TextDecoder().decode(bytes));
+    return parseJSON(new TextDecoder().decode(bytes), "bad_answer", "the host's account view");
   }
 
   // #sign signs method path body for pay's escrow (cocoonSignRequest) and returns
@@ -366,6 +361,15 @@ export async function clientKeyFromSeed(seed) {
   const jwk = await crypto.subtle.exportKey("jwk", key);
   const publicKey = e2e.base64Decode(jwk.x.replace(/-/g, "+").replace(/_/g, "/") + "=");
   return { publicKey, privateKey: seed.slice() };
+}
+
+// parseJSON parses text, or throws CocoonError code naming what it is.
+function parseJSON(text, code, what) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new CocoonError(code, `${what} is not JSON`);
+  }
 }
 
 // deltaOf returns the text of one inner stream event ("data: {chunk}"), "" for any
@@ -404,13 +408,7 @@ async function readLimited(resp, limit) {
     if (e instanceof CocoonError || e?.name === "AbortError") throw e;
     throw new CocoonError("network", `reading the answer: ${e.message}`, { status: resp.status, cause: e });
   }
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return e2e.concat(parts);
 }
 
 // streamChunks iterates a fetch body's chunks (a ReadableStream; null is empty).

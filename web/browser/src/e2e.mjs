@@ -183,7 +183,7 @@ export class Opener {
       seq++;
       let bytes = plain;
       if (!headDone) {
-        head = concat(head, plain);
+        head = concat([head, plain]);
         bytes = new Uint8Array(0);
         if (head.length >= 4) {
           const n = new DataView(head.buffer, head.byteOffset).getUint32(0);
@@ -243,6 +243,7 @@ async function* sseEvents(chunks, maxRecord) {
         throw new E2EError(`record ${seq} is not a sealed record event`);
       }
       if (data.length === 0) throw new E2EError(`record ${seq} is empty`);
+      if (data.length > maxRecord) throw new E2EError(`record ${seq} is over the limit of ${maxRecord} bytes`);
       yield { data, final };
       seq++;
       if (final) {
@@ -306,10 +307,14 @@ export function hex(b) {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-function concat(a, b) {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
+/** concat returns the bytes of parts, an array of Uint8Array, one after the other. */
+export function concat(parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }
 

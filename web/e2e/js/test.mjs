@@ -12,6 +12,9 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 
+// Node 18 has WebCrypto only as node:crypto's webcrypto; a browser and Node 20 have it
+// global, where the library and Go's wasm_exec.js look for it.
+globalThis.crypto ??= (await import("node:crypto")).webcrypto;
 const { e2e } = await import(new URL("../../browser/dist/cocoon.js", import.meta.url));
 
 const path = new URL("../testdata/vectors.json", import.meta.url);
@@ -87,6 +90,11 @@ for (const v of vectors.suites) {
       await assert.rejects(collect(opener.openStream(chunks([events[0], ...events.slice(2)].join("")))), e2e.E2EError, "dropped");
     }
     await assert.rejects(collect(opener.openStream(chunks(events.slice(0, -1).join("")))), e2e.E2EError, "truncated");
+    await assert.rejects(collect(opener.openStream(chunks(events.join("")), 8)), /over the limit of 8 bytes/, "a record over the limit");
+    const oneChunk = (async function* () {
+      yield new TextEncoder().encode(events.join(""));
+    })();
+    await assert.rejects(collect(opener.openStream(oneChunk, 8)), /over the limit of 8 bytes/, "a record over the limit, in one chunk");
     await assert.rejects(collect(opener.openStream(chunks(events.join("") + "data: x\n\n"))), e2e.E2EError, "bytes after the final record");
     await assert.rejects(collect(opener.openStream(chunks(events.join(""), "\n"))), e2e.E2EError, "a byte after the final record, alone");
   });

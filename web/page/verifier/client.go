@@ -61,13 +61,31 @@ type AnswerArgs struct {
 	Signature  string `json:"signature"`
 }
 
-// AnswerResult is CheckAnswer's result: for a stream that verified, the data of its
-// events before the signature event (chunks, the receipt event, an error event), the
-// only events a client may act on; Error when it did not verify.
+// AnswerResult is CheckAnswer's result, and CheckReceipt's: for a stream that verified,
+// the data of its events before the signature event (chunks, the receipt event, an
+// error event), the only events a client may act on.
 type AnswerResult struct {
-	OK     bool     `json:"ok,omitempty"`
+	OK     bool     `json:"ok"`
 	Events []string `json:"events,omitempty"`
-	Error  string   `json:"error,omitempty"`
+}
+
+// failure is the result of every function here that fails: {"error": "..."}.
+type failure struct {
+	Error string `json:"error"`
+}
+
+// run decodes args into an A (decodeArgs), runs f and returns its result as JSON, or
+// {"error": ...} when either fails.
+func run[A any](args []byte, f func(A) (any, error)) []byte {
+	var a A
+	if err := decodeArgs(args, &a); err != nil {
+		return encode(failure{err.Error()})
+	}
+	v, err := f(a)
+	if err != nil {
+		return encode(failure{err.Error()})
+	}
+	return encode(v)
 }
 
 // CheckAnswer checks the host's signature on an answer (attest.ResponseVerifier) to
@@ -76,30 +94,26 @@ type AnswerResult struct {
 // answer is at most maxAnswer bytes. Cost: a sha256 of the answer, one ed25519
 // verification (two for an error body signed without the request).
 func CheckAnswer(args, request, answer []byte) []byte {
-	return encode(checkAnswer(args, request, answer))
+	return run(args, func(a AnswerArgs) (any, error) { return checkAnswer(a, request, answer) })
 }
 
 // maxAnswer bounds what CheckAnswer reads: web/client.MaxAnswerBytes.
 const maxAnswer = 16 << 20
 
-func checkAnswer(args, request, answer []byte) AnswerResult {
-	var a AnswerArgs
-	if err := decodeArgs(args, &a); err != nil {
-		return AnswerResult{Error: err.Error()}
-	}
+func checkAnswer(a AnswerArgs, request, answer []byte) (*AnswerResult, error) {
 	if len(a.HostKey) != ed25519.PublicKeySize {
-		return AnswerResult{Error: "host_key: not a 32-byte ed25519 key"}
+		return nil, errors.New("host_key: not a 32-byte ed25519 key")
 	}
 	if len(answer) > maxAnswer {
-		return AnswerResult{Error: fmt.Sprintf("the answer exceeds %d bytes", maxAnswer)}
+		return nil, fmt.Errorf("the answer exceeds %d bytes", maxAnswer)
 	}
 	v := attest.ResponseVerifier{HostKey: a.HostKey, Request: request, PipelineID: a.PipelineID}
 	switch a.Kind {
 	case attest.ResponseBody:
 		if err := v.VerifyBody(a.Status, a.RetryAfter, answer, a.Signature); err != nil {
-			return AnswerResult{Error: err.Error()}
+			return nil, err
 		}
-		return AnswerResult{OK: true}
+		return &AnswerResult{OK: true}, nil
 	case attest.ResponseStream:
 		s := v.ReadStream(bytes.NewReader(answer), maxAnswer)
 		var events []string
@@ -107,15 +121,15 @@ func checkAnswer(args, request, answer []byte) AnswerResult {
 			ev, err := s.Next()
 			switch {
 			case errors.Is(err, io.EOF):
-				return AnswerResult{OK: true, Events: events}
+				return &AnswerResult{OK: true, Events: events}, nil
 			case err != nil:
-				return AnswerResult{Error: err.Error()}
+				return nil, err
 			case ev.Kind == attest.EventData:
 				events = append(events, string(ev.Data))
 			}
 		}
 	}
-	return AnswerResult{Error: fmt.Sprintf("kind %q: want %q or %q", a.Kind, attest.ResponseBody, attest.ResponseStream)}
+	return nil, fmt.Errorf("kind %q: want %q or %q", a.Kind, attest.ResponseBody, attest.ResponseStream)
 }
 
 // ReceiptArgs say what a receipt must be, as JSON:
@@ -142,14 +156,7 @@ type ReceiptArgs struct {
 // load within its curve. Result: {"ok": true} or {"error": ...}. Cost: two ed25519
 // verifications with a price list, one without.
 func CheckReceipt(args []byte) []byte {
-	var a ReceiptArgs
-	if err := decodeArgs(args, &a); err != nil {
-		return encode(AnswerResult{Error: err.Error()})
-	}
-	if err := checkReceipt(&a); err != nil {
-		return encode(AnswerResult{Error: err.Error()})
-	}
-	return encode(AnswerResult{OK: true})
+	return run(args, func(a ReceiptArgs) (any, error) { return &AnswerResult{OK: true}, checkReceipt(&a) })
 }
 
 func checkReceipt(a *ReceiptArgs) error {
@@ -197,44 +204,39 @@ type SignArgs struct {
 type SignedHeaders struct {
 	Headers     map[string]string `json:"headers,omitempty"`
 	RequestHash string            `json:"request_hash,omitempty"`
-	Error       string            `json:"error,omitempty"`
 }
 
 // SignRequest signs a request for body with an escrow's client key
 // (settle.SignedRequest, the Go client's Signer): the current time and a fresh nonce,
 // so a host admits it once. Cost: one ed25519 signature.
 func SignRequest(args, body []byte) []byte {
-	var a SignArgs
-	if err := decodeArgs(args, &a); err != nil {
-		return encode(SignedHeaders{Error: err.Error()})
-	}
-	return encode(signRequest(a, body, time.Now().Unix(), settle.NewNonce()))
+	return run(args, func(a SignArgs) (any, error) { return signRequest(a, body, time.Now().Unix(), settle.NewNonce()) })
 }
 
-func signRequest(a SignArgs, body []byte, now int64, nonce string) SignedHeaders {
+func signRequest(a SignArgs, body []byte, now int64, nonce string) (*SignedHeaders, error) {
 	account, err := settle.ParseAccount(a.Account)
 	if err != nil {
-		return SignedHeaders{Error: "account: " + err.Error()}
+		return nil, fmt.Errorf("account: %w", err)
 	}
 	key, err := privateKey(a.ClientKey)
 	if err != nil {
-		return SignedHeaders{Error: "client_key: " + err.Error()}
+		return nil, fmt.Errorf("client_key: %w", err)
 	}
 	if a.Method == "" || a.Path == "" {
-		return SignedHeaders{Error: "method and path are required"}
+		return nil, errors.New("method and path are required")
 	}
 	req := settle.SignedRequest{Account: account, Timestamp: now, Nonce: nonce, Method: a.Method, Path: a.Path,
 		IdempotencyKey: a.IdempotencyKey, Body: body}
 	h := http.Header{}
 	req.Sign(h, key)
-	out := SignedHeaders{Headers: map[string]string{}}
+	out := &SignedHeaders{Headers: map[string]string{}}
 	for name := range h {
 		out.Headers[name] = h.Get(name)
 	}
 	if a.IdempotencyKey == "" {
 		out.RequestHash = settle.RequestHash(req.SigningString())
 	}
-	return out
+	return out, nil
 }
 
 // privateKey accepts an ed25519 seed (32 bytes) or private key (64 bytes, seed and
@@ -277,7 +279,7 @@ func decodeArgs(b []byte, v any) error {
 func encode(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil { // strings, numbers and byte slices always encode
-		b, _ = json.Marshal(AnswerResult{Error: "encoding the result: " + err.Error()})
+		b, _ = json.Marshal(failure{"encoding the result: " + err.Error()})
 	}
 	return b
 }

@@ -23,6 +23,21 @@ var (
 
 const pipelineID = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
+// failed is a result of T or its failure, decoded.
+type failed[T any] struct {
+	Value T
+	Error string `json:"error"`
+}
+
+func (f *failed[T]) UnmarshalJSON(b []byte) error {
+	var e failure
+	if err := json.Unmarshal(b, &e); err != nil {
+		return err
+	}
+	f.Error = e.Error
+	return json.Unmarshal(b, &f.Value)
+}
+
 // signedBody returns the Cocoon-Signature of a whole answer to request, by key.
 func signedBody(key ed25519.PrivateKey, request []byte, status int, body string) string {
 	req := sha256.Sum256(request)
@@ -81,17 +96,19 @@ func TestCheckAnswer(t *testing.T) {
 		{"no such kind", answerArgs("streams", 0, ""), string(request), stream, false},
 		{"not JSON", []byte(`{"host_key":`), string(request), body, false},
 		{"unknown member", []byte(`{"host_keys":""}`), string(request), body, false},
+		{"an answer over the limit", answerArgs("body", 200, signedBody(hostKey, request, 200, body)), string(request), body + strings.Repeat(" ", maxAnswer), false},
+		{"arguments over the limit", append(answerArgs("body", 200, ""), bytes.Repeat([]byte(" "), maxArgsBytes)...), string(request), body, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var r AnswerResult
+			var r failed[AnswerResult]
 			if err := json.Unmarshal(CheckAnswer(tc.args, []byte(tc.request), []byte(tc.answer)), &r); err != nil {
 				t.Fatal(err)
 			}
-			if r.OK != tc.ok || (r.Error == "") != tc.ok {
-				t.Fatalf("ok %v, error %q; want ok %v", r.OK, r.Error, tc.ok)
+			if r.Value.OK != tc.ok || (r.Error == "") != tc.ok {
+				t.Fatalf("ok %v, error %q; want ok %v", r.Value.OK, r.Error, tc.ok)
 			}
-			if tc.name == "stream" && strings.Join(r.Events, "|") != strings.Join(events, "|") {
-				t.Fatalf("events %q, want %q", r.Events, events)
+			if tc.name == "stream" && strings.Join(r.Value.Events, "|") != strings.Join(events, "|") {
+				t.Fatalf("events %q, want %q", r.Value.Events, events)
 			}
 		})
 	}
@@ -109,11 +126,11 @@ func FuzzCheckAnswer(f *testing.F) {
 		if isStream {
 			kind, sig = "stream", ""
 		}
-		var r AnswerResult
+		var r failed[AnswerResult]
 		if err := json.Unmarshal(CheckAnswer(answerArgs(kind, 200, sig), request, answer), &r); err != nil {
 			t.Fatal(err)
 		}
-		if r.OK && !(isStream && string(answer) == stream) && !(!isStream && string(answer) == `{"a":1}`) {
+		if r.Value.OK && !(isStream && string(answer) == stream) && !(!isStream && string(answer) == `{"a":1}`) {
 			t.Fatalf("an answer the host did not sign passed: %q", answer)
 		}
 	})
@@ -163,12 +180,12 @@ func TestCheckReceipt(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, _ := json.Marshal(tc.args)
-			var r AnswerResult
+			var r failed[AnswerResult]
 			if err := json.Unmarshal(CheckReceipt(b), &r); err != nil {
 				t.Fatal(err)
 			}
-			if r.OK != tc.ok {
-				t.Fatalf("ok %v, error %q; want ok %v", r.OK, r.Error, tc.ok)
+			if r.Value.OK != tc.ok {
+				t.Fatalf("ok %v, error %q; want ok %v", r.Value.OK, r.Error, tc.ok)
 			}
 		})
 	}
@@ -187,7 +204,7 @@ func TestSignRequest(t *testing.T) {
 	}{{"seed", client.Seed(), true}, {"private key", client, true}, {"private key of a mismatched seed", append(otherKey.Seed(), client[32:]...), false}, {"short", client[:31], false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			args, _ := json.Marshal(SignArgs{Account: "0:" + strings.Repeat("ab", 32), ClientKey: tc.key, Method: "POST", Path: "/v1/chat/completions"})
-			var s SignedHeaders
+			var s failed[SignedHeaders]
 			if err := json.Unmarshal(SignRequest(args, body), &s); err != nil {
 				t.Fatal(err)
 			}
@@ -199,7 +216,7 @@ func TestSignRequest(t *testing.T) {
 			}
 			for _, path := range []string{"/v1/chat/completions", "/p/" + pipelineID + "/v1/chat/completions"} {
 				r := httptest.NewRequest(http.MethodPost, path, nil)
-				for k, v := range s.Headers {
+				for k, v := range s.Value.Headers {
 					r.Header.Set(k, v)
 				}
 				req, sig, err := billing.ParseSignedRequest(r, body)
@@ -210,10 +227,51 @@ func TestSignRequest(t *testing.T) {
 				if verifies != (path == "/v1/chat/completions") {
 					t.Fatalf("%s: verifies %v", path, verifies)
 				}
-				if verifies && settle.RequestHash(req.SigningString()) != s.RequestHash {
-					t.Fatalf("request hash %s is not the signed request's", s.RequestHash)
+				if verifies && settle.RequestHash(req.SigningString()) != s.Value.RequestHash {
+					t.Fatalf("request hash %s is not the signed request's", s.Value.RequestHash)
 				}
 			}
 		})
+	}
+}
+
+// FuzzCheckReceipt: a receipt as the host (or anything between) sends it never panics
+// the verifier, and passes only as the settlement key signed it.
+func FuzzCheckReceipt(f *testing.F) {
+	prices := settle.PriceTable{PromptPerMillion: 1e6, CompletionPerMillion: 2e6}
+	good, _ := json.Marshal(testReceipt(hostKey, prices))
+	f.Add(good)
+	f.Add([]byte(`{"seq":1}`))
+	key, _ := json.Marshal(hostKey.Public().(ed25519.PublicKey))
+	f.Fuzz(func(t *testing.T, receipt []byte) {
+		args := []byte(`{"receipt":` + string(receipt) + `,"settlement_key":` + string(key) + `,"pipeline_id":"` + pipelineID + `"}`)
+		var r failed[AnswerResult]
+		if err := json.Unmarshal(CheckReceipt(args), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Value.OK {
+			var got settle.Receipt
+			if err := json.Unmarshal(receipt, &got); err != nil || got.Verify(hostKey.Public().(ed25519.PublicKey)) != nil {
+				t.Fatalf("a receipt the key did not sign passed: %s", receipt)
+			}
+		}
+	})
+}
+
+// BenchmarkCheckAnswer is the verifier's work on every streamed answer the library
+// reads: a stream of 64 chunks, its sha256 and one ed25519 verification.
+func BenchmarkCheckAnswer(b *testing.B) {
+	request := []byte(`{"messages":[{"role":"user","content":"hi"}],"stream":true}`)
+	events := make([]string, 64)
+	for i := range events {
+		events[i] = `{"object":"chat.completion.chunk","choices":[{"delta":{"content":" token"}}]}`
+	}
+	stream := []byte(signedStream(hostKey, request, events...))
+	args := answerArgs("stream", 0, "")
+	b.SetBytes(int64(len(stream)))
+	for b.Loop() {
+		if out := CheckAnswer(args, request, stream); !bytes.HasPrefix(out, []byte(`{"ok":true`)) {
+			b.Fatalf("%s", out)
+		}
 	}
 }

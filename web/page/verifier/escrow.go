@@ -47,7 +47,6 @@ type Deposit struct {
 	Payload        []byte `json:"payload,omitempty"`     // BOC: the deposit's body
 	ChannelID      string `json:"channel_id,omitempty"`
 	TimeoutSeconds uint32 `json:"timeout_seconds,omitempty"`
-	Error          string `json:"error,omitempty"`
 }
 
 // EscrowDeposit builds the deposit of an escrow between the client's wallet and key
@@ -56,15 +55,7 @@ type Deposit struct {
 // (escrow.DepositBody), exactly as `cocoon channel open` builds them. Cost: one ed25519
 // verification and the contract's hashes, about a millisecond.
 func EscrowDeposit(args []byte) []byte {
-	var a DepositArgs
-	if err := decodeArgs(args, &a); err != nil {
-		return encode(Deposit{Error: err.Error()})
-	}
-	d, err := escrowDeposit(a, uint64(time.Now().Unix()))
-	if err != nil {
-		return encode(Deposit{Error: err.Error()})
-	}
-	return encode(d)
+	return run(args, func(a DepositArgs) (any, error) { return escrowDeposit(a, uint64(time.Now().Unix())) })
 }
 
 func escrowDeposit(a DepositArgs, queryID uint64) (*Deposit, error) {

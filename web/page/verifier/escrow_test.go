@@ -38,7 +38,7 @@ func TestEscrowDeposit(t *testing.T) {
 		return b
 	}
 
-	var d Deposit
+	var d failed[Deposit]
 	if err := json.Unmarshal(EscrowDeposit(args(nil)), &d); err != nil || d.Error != "" {
 		t.Fatalf("%+v %v", d, err)
 	}
@@ -46,16 +46,16 @@ func TestEscrowDeposit(t *testing.T) {
 	want, _ := p.Address(0)
 	init, _ := p.StateInit()
 	initCell, _ := tlb.ToCell(init)
-	if d.AddressRaw != want.StringRaw() || d.Address != want.String() {
-		t.Fatalf("address %s (%s), want %s", d.Address, d.AddressRaw, want)
+	if d.Value.AddressRaw != want.StringRaw() || d.Value.Address != want.String() {
+		t.Fatalf("address %s (%s), want %s", d.Value.Address, d.Value.AddressRaw, want)
 	}
-	if string(d.StateInit) != string(initCell.ToBOC()) {
+	if string(d.Value.StateInit) != string(initCell.ToBOC()) {
 		t.Fatal("the state init is not the escrow's")
 	}
-	if d.Amount != strconv.FormatUint(1e9+escrow.DepositReserve, 10) || d.TimeoutSeconds != 3600 || d.ChannelID != "7" {
-		t.Fatalf("amount %s, timeout %d, channel %s", d.Amount, d.TimeoutSeconds, d.ChannelID)
+	if d.Value.Amount != strconv.FormatUint(1e9+escrow.DepositReserve, 10) || d.Value.TimeoutSeconds != 3600 || d.Value.ChannelID != "7" {
+		t.Fatalf("amount %s, timeout %d, channel %s", d.Value.Amount, d.Value.TimeoutSeconds, d.Value.ChannelID)
 	}
-	body, err := cell.FromBOC(d.Payload)
+	body, err := cell.FromBOC(d.Value.Payload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +78,11 @@ func TestEscrowDeposit(t *testing.T) {
 		{"a channel id that is not a number", func(a *DepositArgs) { a.ChannelID = "-1" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var d Deposit
+			var d failed[Deposit]
 			if err := json.Unmarshal(EscrowDeposit(args(tc.edit)), &d); err != nil {
 				t.Fatal(err)
 			}
-			if d.Error == "" || d.Address != "" {
+			if d.Error == "" || d.Value.Address != "" {
 				t.Fatalf("accepted: %+v", d)
 			}
 		})

@@ -1,8 +1,11 @@
-// Package verifier is the verifier of the reviewer's page: attest.VerifyEvidence behind
-// one function of JSON in and JSON out, which web/page/verifier/wasm exposes to the
-// page's JavaScript as cocoonVerify(evidenceJSON, optionsJSON) when compiled to
-// WebAssembly (GOOS=js GOARCH=wasm). It holds no verification logic of its own: the page
-// runs the very code `cocoon verify` runs, so the two cannot disagree.
+// Package verifier is the verifier of the reviewer's page and of the browser client
+// library (web/browser): attest.VerifyEvidence behind one function of JSON in and JSON
+// out, which web/page/verifier/wasm exposes to JavaScript as cocoonVerify(evidenceJSON,
+// optionsJSON) when compiled to WebAssembly (GOOS=js GOARCH=wasm), and the library's
+// checks of answers, receipts, request signatures and escrow deposits beside it
+// (client.go, escrow.go). It holds no verification logic of its own: the page and the
+// library run the very code `cocoon verify` and `cocoon chat` run, so they cannot
+// disagree.
 package verifier
 
 import (
@@ -60,9 +63,9 @@ type Options struct {
 
 // Result is what Verify returns, as JSON: {"report": <the attest.Report JSON,
 // cocoon-verify-report/v1>} when the evidence was verified (whether or not it passed:
-// the report's "ok" says), with "keys" (Keys) when it passed, or {"error": "...", "error_in": "options" | "evidence"} when
-// nothing could be verified: the reviewer's options are invalid, or the host's answer is
-// not evidence at all.
+// the report's "ok" says), with "keys" (Keys) when it passed, or {"error": "...",
+// "error_in": "options" | "evidence"} when nothing could be verified: the reviewer's
+// options are invalid, or the host's answer is not evidence at all.
 type Result struct {
 	Report *attest.Report `json:"report,omitempty"`
 	// Keys are the keys a client pins, set only when the report passed.
