@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -414,23 +415,37 @@ var miniAppUser = url.Values{
 	"user":     {`{"id":424242,"first_name":"Ada","username":"ada_test"}`},
 }
 
+// miniAppOptions are what a session of miniAppSession varies.
+type miniAppOptions struct {
+	// wallet funds the escrow when the host bills.
+	wallet *testWallet
+	// tamper, when not nil, makes the relay an active one (see newRecordingRelay).
+	tamper func(path string, body []byte) []byte
+	// query is added to the app's URL (policy, strict).
+	query url.Values
+}
+
 // miniAppSession opens the Mini App of the host at hostURL through a recording relay,
 // with the example pipeline pushed to it and the given Telegram init data, lets the
-// harness go through it (funding with tw when the host bills; tamper as for
-// newRecordingRelay), and checks what the browser logged. It returns what the app showed, the relay and the pipeline id.
-func miniAppSession(t *testing.T, hostURL, simRoot, initData string, tw *testWallet, tamper func(path string, body []byte) []byte) (miniAppRun, *recordingRelay, string) {
+// harness go through it, and checks what the browser logged. It returns what the app
+// showed, the relay and the pipeline id.
+func miniAppSession(t *testing.T, hostURL, simRoot, initData string, o miniAppOptions) (miniAppRun, *recordingRelay, string) {
 	t.Helper()
 	pipeline := pipelineOf(t, "push", append(exampleModules(t, exampleGuard), "--host", hostURL, "--api-key", "operator-key")...)
-	relay := newRecordingRelay(t, hostURL, tamper)
+	relay := newRecordingRelay(t, hostURL, o.tamper)
 	rootPEM, err := os.ReadFile(simRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
+	query := url.Values{"pipeline": {pipeline}, "trust_sim_root": {string(rootPEM)}}
+	for k, v := range o.query {
+		query[k] = v
+	}
 	var s miniAppScenario
-	s.URL = relay.url + "/app/?" + url.Values{"pipeline": {pipeline}, "trust_sim_root": {string(rootPEM)}}.Encode()
+	s.URL = relay.url + "/app/?" + query.Encode()
 	s.Origin = relay.url
 	s.Telegram.InitData = initData
-	if tw != nil {
+	if tw := o.wallet; tw != nil {
 		pub := tw.w.PrivateKey().Public().(ed25519.PublicKey)
 		stateInit, err := wallet.GetStateInit(pub, wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID}, tw.w.GetSubwalletID())
 		if err != nil {
@@ -530,7 +545,7 @@ func TestMiniApp(t *testing.T) {
 	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
 	initData := telegramInitData(miniAppBotToken, fields)
 
-	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, tw, nil)
+	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, miniAppOptions{wallet: tw})
 	checkMiniAppVerified(t, run.Verified, pipeline)
 	account := checkMiniAppFunded(t, chain, h, tw, run.Funded)
 	answer := checkMiniAppAnswered(t, run.Answered, "verified")
@@ -562,7 +577,7 @@ func TestMiniAppTelegramUser(t *testing.T) {
 	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
 	initData := telegramThirdPartyInitData(telegram, botID, fields)
 
-	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, nil, nil)
+	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, miniAppOptions{})
 	checkMiniAppVerified(t, run.Verified, pipeline)
 	if run.Funded != nil {
 		t.Errorf("the app funded an escrow on a host that does not bill: %+v", run.Funded)
@@ -571,10 +586,12 @@ func TestMiniAppTelegramUser(t *testing.T) {
 	checkRelayCapture(t, relay, answer, initData, "")
 }
 
-// TestMiniAppRefusesSwappedKeys is the attack on the keys: a relay that swaps the
-// end-to-end key in the host's boot evidence for one of its own would read every request
-// sealed to it. The app must refuse the host, say so, and send no chat at all.
-func TestMiniAppRefusesSwappedKeys(t *testing.T) {
+// TestMiniAppRefusesHost: the app refuses a host whose evidence fails, says so, shows
+// the failed line and sends no chat at all. The attack is a relay that swaps the
+// end-to-end key in the host's boot evidence for one of its own, which would read every
+// request sealed to it; and the bot's own demand, strict=1 with no policy, refuses a host
+// whose every measurement is left open.
+func TestMiniAppRefusesHost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a browser against a host")
 	}
@@ -591,29 +608,48 @@ func TestMiniAppRefusesSwappedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	swapped := 0
+	var swapped atomic.Int32
 	x25519 := regexp.MustCompile(`"x25519":"[A-Za-z0-9+/=]+"`)
 	swap := func(path string, body []byte) []byte {
 		if path != "/v1/attestation" {
 			return body
 		}
-		swapped++
+		swapped.Add(1)
 		return x25519.ReplaceAll(body, []byte(`"x25519":"`+base64.StdEncoding.EncodeToString(relayKey.PublicKey().Bytes())+`"`))
 	}
 	fields := maps.Clone(miniAppUser)
 	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
-	run, relay, _ := miniAppSession(t, h.url, h.simRoot, telegramInitData(miniAppBotToken, fields), nil, swap)
-	v := run.Verified
-	if swapped == 0 || v == nil || v.State != "broken" || !strings.HasPrefix(v.VerifyStatus, "Do not use this host: verification_failed") {
-		t.Fatalf("with the e2e key swapped (%d times) the app shows %+v", swapped, v)
+	initData := telegramInitData(miniAppBotToken, fields)
+	for _, tc := range []struct {
+		name    string
+		options miniAppOptions
+		line    string // the line shown failed
+		check   string // the check shown failed
+	}{
+		{"e2e key swapped", miniAppOptions{tamper: swap}, "e2e-keys", "boot: e2e keys"},
+		{"strict without a policy", miniAppOptions{query: url.Values{"strict": {"1"}}}, "", "boot: strict"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run, relay, _ := miniAppSession(t, h.url, h.simRoot, initData, tc.options)
+			v := run.Verified
+			if v == nil || v.State != "broken" || !strings.HasPrefix(v.VerifyStatus, "Do not use this host: verification_failed") {
+				t.Fatalf("the app shows %+v, want the host refused", v)
+			}
+			if got := v.lines(tc.line); tc.line != "" && (len(got) != 1 || !strings.HasPrefix(got[0], "fail ")) {
+				t.Errorf("the %s line shows %q, want it failed", tc.line, got)
+			}
+			if i := slices.IndexFunc(v.Checks, func(c struct{ Verdict, Name, Value string }) bool { return c.Name == tc.check }); i < 0 || v.Checks[i].Verdict != "fail" {
+				t.Errorf("the app does not show the check %q failed: %+v", tc.check, v.Checks)
+			}
+			for _, e := range relay.exchanges() {
+				if chatRoute.MatchString(e.path) {
+					t.Errorf("the app sent a chat request to a host it refused: %s", e.path)
+				}
+			}
+		})
 	}
-	if got := v.lines("e2e-keys"); len(got) != 1 || !strings.HasPrefix(got[0], "fail ") {
-		t.Errorf("the e2e keys line shows %q, want it failed", got)
-	}
-	for _, e := range relay.exchanges() {
-		if chatRoute.MatchString(e.path) {
-			t.Errorf("the app sent a chat request to a host it refused: %s", e.path)
-		}
+	if swapped.Load() == 0 {
+		t.Error("the relay swapped no key: the test proves nothing")
 	}
 }
 

@@ -7,6 +7,10 @@
 //
 // The Mini App's URL is the bot developer's configuration, so the options come from it:
 //   ?pipeline=<64 hex>          the pipeline to verify and chat through (optional)
+//   &policy=<JSON>              the policy the host must meet, as `cocoon verify
+//                               --write-policy` writes it (without one, any genuine TD
+//                               running any host binary and model passes)
+//   &strict=1                   every check must pass outright: nothing left open
 //   &trust_sim_root=<PEM>       a simulator root to trust (local devnets only: simulated
 //                               evidence proves nothing, and without it, it fails)
 import { connect, newClientKey, clientKeyFromSeed } from '/sdk/cocoon.js';
@@ -14,6 +18,8 @@ import { connect, newClientKey, clientKeyFromSeed } from '/sdk/cocoon.js';
 const params = new URLSearchParams(location.search);
 const pipeline = params.get('pipeline') || undefined;
 const trustSimRoot = params.get('trust_sim_root') || undefined;
+const policy = params.get('policy') || undefined;
+const strict = params.get('strict') === '1';
 
 // How long the app waits for the host to see a deposit, and how often it asks.
 const ESCROW_WAIT_MS = 5 * 60 * 1000;
@@ -149,6 +155,8 @@ async function verifyHost() {
   try {
     const verifier = {};
     if (trustSimRoot) verifier.trust_sim_root = trustSimRoot;
+    if (policy) verifier.policy = JSON.parse(policy);
+    if (strict) verifier.strict = true;
     host = await connect({ baseURL: '', pipeline, verifier });
   } catch (e) {
     document.body.dataset.state = 'broken';
