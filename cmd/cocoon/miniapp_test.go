@@ -409,10 +409,34 @@ func runMiniApp(t *testing.T, s miniAppScenario) miniAppRun {
 // anywhere in a capture.
 const miniAppPrompt = "Once upon a time a lighthouse keeper named Quillon"
 
-// miniAppUser is the Telegram user the test's init data names.
-var miniAppUser = url.Values{
-	"query_id": {"AAHdF6IQAAAAAN0XohDhrOrc"},
-	"user":     {`{"id":424242,"first_name":"Ada","username":"ada_test"}`},
+// miniAppUser returns the fields of the test's init data: the Telegram user, signed now.
+func miniAppUser() url.Values {
+	return url.Values{
+		"query_id":  {"AAHdF6IQAAAAAN0XohDhrOrc"},
+		"user":      {`{"id":424242,"first_name":"Ada","username":"ada_test"}`},
+		"auth_date": {strconv.FormatInt(time.Now().Unix(), 10)},
+	}
+}
+
+// miniAppHost starts a host for a Mini App test, as newConfiguredBillingHost does, on a
+// new local TON network whose clock follows the machine's (as cocoon-host devnet runs
+// it: wallets date their messages by the wall clock), with configure applied after the
+// quote rate a browser's fresh nonces need. It skips the test under -short.
+func miniAppHost(t *testing.T, configure func(*web.Config), measured ...[]attest.Event) (*billingHost, *tonemu.Chain) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs a browser against a host on a local TON network")
+	}
+	chain, err := tonemu.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain.FollowWallClock()
+	h := newConfiguredBillingHost(t, chain, func(c *web.Config) {
+		c.MaxQuotesPerSecond = 50
+		configure(c)
+	}, measured...)
+	return h, chain
 }
 
 // miniAppOptions are what a session of miniAppSession varies.
@@ -519,18 +543,7 @@ func miniAppSession(t *testing.T, hostURL, simRoot, initData string, o miniAppOp
 // any credential on the chat route; a plaintext request through the same relay shows
 // that it would.
 func TestMiniApp(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a browser against a billing host on a local TON network")
-	}
-	chain, err := tonemu.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain.FollowWallClock() // as cocoon-host devnet runs it: wallets date their messages by the wall clock
-	h := newConfiguredBillingHost(t, chain, func(c *web.Config) {
-		c.TelegramBotToken = miniAppBotToken
-		c.MaxQuotesPerSecond = 50
-	})
+	h, chain := miniAppHost(t, func(c *web.Config) { c.TelegramBotToken = miniAppBotToken })
 	// The user's wallet on the local network, funded.
 	userWallet, err := wallet.FromPrivateKey(chain, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)),
 		wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
@@ -541,9 +554,7 @@ func TestMiniApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	tw := &testWallet{t: t, chain: chain, w: userWallet}
-	fields := maps.Clone(miniAppUser)
-	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
-	initData := telegramInitData(miniAppBotToken, fields)
+	initData := telegramInitData(miniAppBotToken, miniAppUser())
 
 	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, miniAppOptions{wallet: tw})
 	checkMiniAppVerified(t, run.Verified, pipeline)
@@ -558,24 +569,14 @@ func TestMiniApp(t *testing.T) {
 // request, so the host answers only because the sealed credential verified, and the
 // relay never sees it.
 func TestMiniAppTelegramUser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a browser against a host")
-	}
-	chain, err := tonemu.New()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const botID = 7000000002
 	telegram := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
 	noEvents := []attest.Event{} // no settlement key measured: a host that does not bill
-	h := newConfiguredBillingHost(t, chain, func(c *web.Config) {
+	h, _ := miniAppHost(t, func(c *web.Config) {
 		c.Billing = nil
 		c.TelegramBotID, c.TelegramKey = botID, telegram.Public().(ed25519.PublicKey)
-		c.MaxQuotesPerSecond = 50
 	}, noEvents)
-	fields := maps.Clone(miniAppUser)
-	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
-	initData := telegramThirdPartyInitData(telegram, botID, fields)
+	initData := telegramThirdPartyInitData(telegram, botID, miniAppUser())
 
 	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, miniAppOptions{})
 	checkMiniAppVerified(t, run.Verified, pipeline)
@@ -592,17 +593,7 @@ func TestMiniAppTelegramUser(t *testing.T) {
 // request sealed to it; and the bot's own demand, strict=1 with no policy, refuses a host
 // whose every measurement is left open.
 func TestMiniAppRefusesHost(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a browser against a host")
-	}
-	chain, err := tonemu.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := newConfiguredBillingHost(t, chain, func(c *web.Config) {
-		c.TelegramBotToken = miniAppBotToken
-		c.MaxQuotesPerSecond = 50
-	})
+	h, _ := miniAppHost(t, func(c *web.Config) { c.TelegramBotToken = miniAppBotToken })
 	// The relay's own X25519 key in place of the host's.
 	relayKey, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
@@ -617,9 +608,7 @@ func TestMiniAppRefusesHost(t *testing.T) {
 		swapped.Add(1)
 		return x25519.ReplaceAll(body, []byte(`"x25519":"`+base64.StdEncoding.EncodeToString(relayKey.PublicKey().Bytes())+`"`))
 	}
-	fields := maps.Clone(miniAppUser)
-	fields.Set("auth_date", strconv.FormatInt(time.Now().Unix(), 10))
-	initData := telegramInitData(miniAppBotToken, fields)
+	initData := telegramInitData(miniAppBotToken, miniAppUser())
 	for _, tc := range []struct {
 		name    string
 		options miniAppOptions
