@@ -17,6 +17,8 @@
 // exactly the requested messages from a funded wallet on the local network and answers
 // the external message's BOC. The wallets list is wallets_file, served in place of the
 // app's. Any other request that leaves the origin is refused and reported.
+//
+// With MINIAPP_SCREENSHOT=FILE set, the page as it was at the end is saved there.
 import { readFile } from 'node:fs/promises';
 import { chromium } from 'playwright-core';
 
@@ -197,6 +199,7 @@ try {
   }
   out.walletConnectRequest = await page.evaluate(() => window.__walletConnectRequest || null);
   out.telegramEvents = await page.evaluate(() => window.__telegramEvents || []);
+  if (process.env.MINIAPP_SCREENSHOT) await page.screenshot({ path: process.env.MINIAPP_SCREENSHOT, fullPage: true });
   closing = true;
   await context.close();
 } catch (e) {
