@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/NVIDIA/go-nvml v0.13.4-1
 	github.com/beevik/etree v1.8.1
+	github.com/cloudflare/circl v1.6.4
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/google/go-tdx-guest v0.3.2-0.20260305110651-91f9a52f36c7
 	github.com/hashicorp/go-hclog v1.6.3
@@ -23,7 +24,6 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/bwesterb/go-ristretto v1.2.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/cloudflare/circl v1.6.4 // indirect
 	github.com/fatih/color v1.13.0 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/google/go-configfs-tsm v0.3.3 // indirect

@@ -311,15 +311,17 @@ func ParseSimGPURoots(b []byte) (*SimGPURoots, error) {
 	return &SimGPURoots{Device: certs[0], RIM: certs[1]}, nil
 }
 
-// gpuVerification is what VerifyEvidence verifies GPU reports with: the policy's RIMs,
-// or the collateral source to fetch them from, and roots (NVIDIA's, or a simulated GPU's
-// when trusted).
+// gpuVerification is what VerifyEvidence verifies GPU reports with: the policy's RIMs
+// (loaded, or to verify in this call), or the collateral source to fetch them from, and
+// roots (NVIDIA's, or a simulated GPU's when trusted).
 type gpuVerification struct {
 	opts       nvidia.VerifyOptions
 	simTrusted bool
 }
 
-// newGPUVerification resolves the GPU roots and RIMs of p and opts.
+// newGPUVerification resolves the GPU roots and RIMs of p and opts: opts.GPURIMs when
+// given (they must have been loaded for p's RIM members and the same roots), else p's
+// RIM files, which nvidia.Verify then verifies (once per opts.GPUCache).
 func newGPUVerification(p *Policy, opts EvidenceOptions, now time.Time) (*gpuVerification, error) {
 	// The collateral source also serves the RIMs the policy does not give: online it
 	// fetches them from NVIDIA's RIM service and records them with Intel's collateral,
@@ -328,15 +330,19 @@ func newGPUVerification(p *Policy, opts EvidenceOptions, now time.Time) (*gpuVer
 	if opts.Collateral != nil {
 		v.opts.RIMSource = opts.Collateral
 	}
-	var err error
-	if v.opts.DriverRIM, v.opts.VBIOSRIM, err = p.gpuRIMs(); err != nil {
+	roots, err := gpuRoots(p, opts)
+	if err != nil {
 		return nil, err
 	}
-	roots := opts.SimGPURoots
-	if roots == nil {
-		if roots, err = p.SimGPURoots(); err != nil {
+	if loaded := opts.GPURIMs; loaded != nil {
+		if err := loaded.loadedFor(p, roots); err != nil {
 			return nil, err
 		}
+		// The same certificates; the pools the RIMs were verified under.
+		roots = loaded.roots
+		v.opts.LoadedDriverRIM, v.opts.LoadedVBIOSRIM = loaded.driver, loaded.vbios
+	} else if v.opts.DriverRIM, v.opts.VBIOSRIM, err = p.gpuRIMs(); err != nil {
+		return nil, err
 	}
 	if roots != nil {
 		// NVIDIA's roots are not added: nvidia.Verify pins them only when no pool is
@@ -345,6 +351,86 @@ func newGPUVerification(p *Policy, opts EvidenceOptions, now time.Time) (*gpuVer
 		v.opts.DeviceRoots, v.opts.RIMRoots = roots.pools()
 	}
 	return v, nil
+}
+
+// gpuRoots returns the simulated GPU roots a verification trusts: opts.SimGPURoots,
+// else p's trust_sim_gpu_root; nil for none (NVIDIA's alone).
+func gpuRoots(p *Policy, opts EvidenceOptions) (*SimGPURoots, error) {
+	if opts.SimGPURoots != nil {
+		return opts.SimGPURoots, nil
+	}
+	return p.SimGPURoots()
+}
+
+// GPURIMs are the GPU RIMs a policy gives (gpu_driver_rim, gpu_vbios_rim), verified once,
+// when a verifier loads the policy (LoadGPURIMs), instead of with every evidence: a RIM
+// is collateral, the same for every GPU with that driver or VBIOS, as Intel's TCB info
+// is. Given in EvidenceOptions.GPURIMs, each GPU report then costs what is its own: its
+// device chain and its signature (BenchmarkVerifyEvidence/one-GPU-new). Only
+// LoadGPURIMs makes one, and nvidia.Verify uses a RIM only if nvidia.ParseRIM made it
+// under the roots of that verification and its signing chain is valid at its time.
+// Read-only: safe to share between concurrent verifications.
+type GPURIMs struct {
+	// driverMember and vbiosMember are the policy's members they were loaded from, so
+	// that they are not taken for another policy's RIMs.
+	driverMember, vbiosMember string
+	// driver and vbios are nil for a RIM the policy does not give (the collateral
+	// source serves it then).
+	driver, vbios *nvidia.RIM
+	// roots are the simulated GPU roots they were verified under; nil for NVIDIA's.
+	roots *SimGPURoots
+}
+
+// LoadGPURIMs reads the RIMs policy p gives and verifies them (nvidia.ParseRIM: the
+// XML-DSig signature, the signing chain at opts.Now, time.Now when zero) under the RIM
+// root the verification will trust: opts.SimGPURoots, else p's trust_sim_gpu_root, else
+// NVIDIA's pinned RIM root. The result is for EvidenceOptions.GPURIMs of every
+// verification under p with the same roots. It fails when a member cannot be read or
+// its RIM does not verify, naming the member and wrapping nvidia's error. Cost: the
+// files' reads, and for each RIM two canonicalizations and its signature, plus the
+// signing chain's verifications once for both (about 2 ms for a simulated GPU's pair,
+// BenchmarkLoadGPURIMs).
+func LoadGPURIMs(p *Policy, opts EvidenceOptions) (*GPURIMs, error) {
+	roots, err := gpuRoots(p, opts)
+	if err != nil {
+		return nil, err
+	}
+	driverXML, vbiosXML, err := p.gpuRIMs()
+	if err != nil {
+		return nil, err
+	}
+	g := &GPURIMs{driverMember: p.GPUDriverRIM, vbiosMember: p.GPUVBIOSRIM, roots: roots}
+	ropts := nvidia.RIMOptions{Now: opts.Now}.SharingSigners()
+	if roots != nil {
+		_, ropts.Roots = roots.pools()
+	}
+	for _, r := range []struct {
+		member string
+		xml    []byte
+		rim    **nvidia.RIM
+	}{{"gpu_driver_rim", driverXML, &g.driver}, {"gpu_vbios_rim", vbiosXML, &g.vbios}} {
+		if r.xml == nil {
+			continue
+		}
+		if *r.rim, err = nvidia.ParseRIM(r.xml, ropts); err != nil {
+			return nil, fmt.Errorf("attest: %s: %w", r.member, err)
+		}
+	}
+	return g, nil
+}
+
+// loadedFor checks that g was loaded from p's RIM members under roots (the same
+// certificates, or NVIDIA's for both): RIMs loaded for one policy and given with
+// another would replace the other's.
+func (g *GPURIMs) loadedFor(p *Policy, roots *SimGPURoots) error {
+	sameRoots := (g.roots == nil) == (roots == nil)
+	if sameRoots && roots != nil {
+		sameRoots = g.roots.Device.Equal(roots.Device) && g.roots.RIM.Equal(roots.RIM)
+	}
+	if g.driverMember != p.GPUDriverRIM || g.vbiosMember != p.GPUVBIOSRIM || !sameRoots {
+		return errors.New("verify: the GPU RIMs given (EvidenceOptions.GPURIMs) were loaded for another policy's gpu_driver_rim, gpu_vbios_rim or GPU roots")
+	}
+	return nil
 }
 
 // checkGPUs checks the GPU reports of ev against the gpus event and the policy: that

@@ -3,6 +3,7 @@ package attest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -186,5 +187,116 @@ func TestRIMGetterOnce(t *testing.T) {
 	}
 	if _, _, err := src.Get("https://api.trustedservices.intel.com/tdx/certification/v4/qe/identity"); err == nil {
 		t.Fatal("Intel's URL went to the RIM getter")
+	}
+}
+
+// TestLoadGPURIMs: a policy's RIMs verified once when loaded serve every verification
+// under that policy (the RIM files may even be gone), give the lines the files give, and
+// are refused with another policy's RIM members or other GPU roots; a RIM that does not
+// verify fails the load, naming the member.
+func TestLoadGPURIMs(t *testing.T) {
+	g := newGPUHost(t)
+	ev, opts := g.pipeline(t, testNonce(7))
+	want := mustVerify(t, ev, g.policy, opts)
+	if !want.OK() {
+		t.Fatalf("with the RIM files:\n%s", want)
+	}
+	rims, err := LoadGPURIMs(&g.policy, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Under the policy's trust_sim_gpu_root instead of the option's: the same roots.
+	byPolicy := g.policy
+	byPolicy.TrustSimGPURoot = filepath.Join(g.dir, SimGPURootsFile)
+	policyOpts := opts
+	policyOpts.SimGPURoots = nil
+	byPolicyRIMs, err := LoadGPURIMs(&byPolicy, policyOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{SimGPUDriverRIMFile, SimGPUVBIOSRIMFile} {
+		if err := os.Rename(filepath.Join(g.dir, name), filepath.Join(g.dir, name+".gone")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, c := range map[string]struct {
+		p    Policy
+		opts EvidenceOptions
+		rims *GPURIMs
+	}{"roots from the options": {g.policy, opts, rims}, "roots from the policy": {byPolicy, policyOpts, byPolicyRIMs},
+		"roots from the policy, RIMs loaded under the options' (the same certificates)": {byPolicy, policyOpts, rims}} {
+		t.Run(name, func(t *testing.T) {
+			c.opts.GPURIMs = c.rims
+			r := mustVerify(t, ev, c.p, c.opts)
+			if !r.OK() {
+				t.Fatalf("with loaded RIMs:\n%s", r)
+			}
+			if len(r.Checks) != len(want.Checks) {
+				t.Fatalf("%d lines, with the files %d", len(r.Checks), len(want.Checks))
+			}
+			for _, line := range []string{"GPU 0 driver RIM", "GPU 0 VBIOS RIM"} {
+				if d := check(t, r, line).Detail; !strings.HasSuffix(d, ", verified when loaded") {
+					t.Errorf("%s: %s", line, d)
+				}
+			}
+		})
+	}
+
+	other := newGPUHost(t)
+	otherRIMs, err := LoadGPURIMs(&other.policy, other.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inline := g.policy
+	inline.GPUDriverRIM = "<SoftwareIdentity/>"
+	for name, c := range map[string]struct {
+		p     Policy
+		roots *SimGPURoots
+		rims  *GPURIMs
+	}{
+		"another policy's RIMs":                         {g.policy, g.gpuRoots, otherRIMs},
+		"this policy's RIMs under another GPU's roots":  {g.policy, other.gpuRoots, rims},
+		"the RIMs of a policy whose driver RIM differs": {inline, g.gpuRoots, rims},
+	} {
+		t.Run(name, func(t *testing.T) {
+			o := opts
+			o.GPURIMs, o.SimGPURoots = c.rims, c.roots
+			if r, err := VerifyEvidence(ev, c.p, o); err == nil || !strings.Contains(err.Error(), "loaded for another policy") {
+				t.Fatalf("error %v\n%s", err, r)
+			}
+		})
+	}
+
+	// Loading refuses what does not verify.
+	driverXML, err := os.ReadFile(filepath.Join(g.dir, SimGPUDriverRIMFile+".gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vbiosXML, err := os.ReadFile(filepath.Join(g.dir, SimGPUVBIOSRIMFile+".gone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDriver, err := os.ReadFile(filepath.Join(other.dir, SimGPUDriverRIMFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		xml  []byte
+		want error
+	}{
+		"a RIM changed after signing": {bytes.Replace(driverXML, []byte(`index="20" active="True"`), []byte(`index="20" active="False"`), 1), nvidia.ErrRIMSignature},
+		"another simulator's RIM":     {otherDriver, nvidia.ErrUntrustedRoot},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := g.policy
+			p.GPUDriverRIM, p.GPUVBIOSRIM = string(c.xml), string(vbiosXML)
+			_, err := LoadGPURIMs(&p, opts)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), "gpu_driver_rim") {
+				t.Fatalf("error %v, want %v naming gpu_driver_rim", err, c.want)
+			}
+		})
+	}
+	if _, err := LoadGPURIMs(&g.policy, opts); err == nil || !strings.Contains(err.Error(), "gpu_driver_rim") {
+		t.Fatalf("the RIM files are gone, yet: %v", err)
 	}
 }

@@ -95,6 +95,10 @@ type EvidenceOptions struct {
 	// five to ten. Share one among the verifications of one client; nil verifies
 	// everything every time.
 	GPUCache *nvidia.Cache
+	// GPURIMs, when set, are the policy's GPU RIMs verified when the verifier loaded
+	// the policy (LoadGPURIMs, with the same policy and roots), used instead of
+	// verifying gpu_driver_rim and gpu_vbios_rim again.
+	GPURIMs *GPURIMs
 }
 
 func (o *EvidenceOptions) check() error {

@@ -22,6 +22,9 @@ const (
 	// CodeMaxPrice (402): the request's worst-case cost at the current prices exceeds
 	// the max_price the client set (MaxPriceMember); nothing was reserved or charged.
 	CodeMaxPrice = "max_price_exceeded"
+	// CodeUnpricedModel (400): the host's price list has no table for the request's
+	// model and no default; nothing was reserved or charged.
+	CodeUnpricedModel = "model_not_priced"
 	// CodeInProgress (409): a request with this idempotency key is still running.
 	CodeInProgress = "idempotency_in_progress"
 	// CodeIdempotencyMismatch (422): the idempotency key was used for another request.

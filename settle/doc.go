@@ -14,10 +14,12 @@
 //	receipts      Receipt (Verify: signed by the settlement key, costing what its usage
 //	              comes to), VerifyChain (no gap, each total the last plus the cost),
 //	              ReceiptHeader, RequestHash, Usage, ErrReceipt
-//	prices        PriceList (Verify), PriceTable (Cost), LoadCurve (Coefficient),
-//	              Quote, FormatTON
+//	prices        PriceList (format PriceListFormat; Verify, Quote), Prices (a table
+//	              per model and a default: For, SamePrices), ModelPrice, PriceTable
+//	              (Cost), LoadCurve (Coefficient of a utilization in parts per million,
+//	              UtilizationScale; integers only), Quote, FormatTON
 //	accounts      AccountView, the host's view of an escrow (GET /v1/accounts/{account})
-//	errors        the Code* values of the host's refusals (401, 402, 409, 422, 503)
+//	errors        the Code* values of the host's refusals (400, 401, 402, 409, 422, 503)
 //
 // The host's side (admission, escrow reads, the load-based pricer, the ledger's
 // interface, batched on-chain settlement, metrics) is settle/billing, which imports this

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -81,15 +83,22 @@ func (p PriceTable) Validate() error {
 	return nil
 }
 
+// UtilizationScale is full utilization in the integer units prices use: parts per
+// million of the host's request slots in use.
+const UtilizationScale = 1_000_000
+
 // LoadCurve maps utilization to the load coefficient, the market part of the price:
 //
-//	coefficient(u) = Min + (Max − Min) · u²,   u ∈ [0, 1]
+//	coefficient(u) = Min + ⌊(Max − Min) · u² / 10¹² + ½⌋,   u ∈ [0, 10⁶]
 //
-// in thousandths (1000 = the base price). u is the fraction of the host's request slots
-// in use, smoothed exponentially with time constant Smoothing so that a burst moves the
-// price gradually. The square keeps the price near Min while the host has room and
-// raises it steeply as the host fills: a client pays Min at idle, Max when the host is
-// saturated, and never anything outside [Min, Max].
+// in thousandths (1000 = the base price), u in parts per million of the host's request
+// slots in use (UtilizationScale), smoothed (billing.Pricer) with time constant
+// Smoothing so that a burst moves the price gradually. Every step is an integer
+// operation on values below 2⁶³ (Max − Min ≤ 99 999, u² ≤ 10¹²), so a client
+// recomputes the coefficient of a price list exactly from its utilization. The square
+// keeps the price near Min while the host has room and raises it steeply as the host
+// fills: a client pays Min at idle, Max when the host is saturated, and never anything
+// outside [Min, Max].
 type LoadCurve struct {
 	MinMilli  uint64        `json:"min_milli"`
 	MaxMilli  uint64        `json:"max_milli"`
@@ -108,66 +117,172 @@ func (c LoadCurve) Validate() error {
 	return nil
 }
 
-// Coefficient is the curve at utilization u, rounded to the nearest thousandth; u is
-// clamped to [0, 1] (NaN is 0), so the result is always in [MinMilli, MaxMilli].
-func (c LoadCurve) Coefficient(u float64) uint64 {
-	if !(u > 0) { // also NaN
-		u = 0
+// Coefficient is the curve at utilization u parts per million, rounded half up to the
+// thousandth; u is clamped to UtilizationScale, so the result is always in [MinMilli,
+// MaxMilli] and never decreases as u grows. For a curve Validate refuses it stays in
+// [MinMilli, max(MinMilli, MaxMilli)].
+func (c LoadCurve) Coefficient(u uint64) uint64 {
+	if c.MaxMilli <= c.MinMilli {
+		return c.MinMilli
 	}
-	u = math.Min(1, u)
-	return c.MinMilli + uint64(math.Round(float64(c.MaxMilli-c.MinMilli)*u*u))
+	u = min(u, UtilizationScale)
+	const half = UtilizationScale * UtilizationScale / 2
+	// A validated curve's span is below 100 000, so span·u² < 2⁶³; a wider span (a
+	// curve Validate refuses) is cut there rather than overflow.
+	span := min(c.MaxMilli-c.MinMilli, 100_000)
+	return c.MinMilli + (span*u*u+half)/(UtilizationScale*UtilizationScale)
 }
 
-// Quote is the price a request is admitted at.
+// Quote is the price a request is admitted at: its model's table and the load
+// coefficient.
 type Quote struct {
 	Prices    PriceTable `json:"prices"`
 	LoadMilli uint64     `json:"load_milli"`
 }
 
-// PricingDomain starts the signed encoding of a PriceList.
-const pricingDomain = "cocoon-pricing-v1"
-
-// PriceList is what GET /v1/pricing publishes: the base table, the curve's bounds, the
-// current coefficient and utilization, and what a client needs to open an escrow with
-// this host (the settlement key and the wallet charges are paid to), signed by the
-// settlement key.
-type PriceList struct {
-	Quote
-	Curve LoadCurve `json:"curve"`
-	// Wallet is the host's wallet, raw address: escrows pay their charges to it.
-	Wallet string `json:"wallet"`
-	// MinTimeout is the shortest escrow withdrawal timeout (seconds) the host serves.
-	MinTimeout uint32 `json:"min_timeout"`
-	// Utilization is the smoothed fraction of request slots in use, in thousandths.
-	UtilizationMilli uint64 `json:"utilization_milli"`
-	Time             int64  `json:"time"`
-	HostKey          []byte `json:"host_key"`
-	Signature        []byte `json:"signature"`
+// ModelPrice is one model's base prices in a price list.
+type ModelPrice struct {
+	// Model is the model's name as requests and pipeline manifests name it.
+	Model  string     `json:"model"`
+	Prices PriceTable `json:"prices"`
 }
 
-// Sign sets the list's HostKey to key's public half and signs the list with key.
-func (l *PriceList) Sign(key ed25519.PrivateKey) {
-	l.HostKey = append([]byte(nil), key.Public().(ed25519.PublicKey)...)
-	l.Signature = ed25519.Sign(key, l.signedBytes())
+// Prices is a host's base prices: a table for each model it lists, in increasing byte
+// order of the names, each name once, and optionally a default table for every model
+// it does not list. Without a default, a model not listed is not served at any price.
+type Prices struct {
+	Models  []ModelPrice `json:"models"`
+	Default *PriceTable  `json:"default,omitempty"`
 }
 
-// Verify checks the list's signature against hostKey (nil: its own HostKey).
-func (l *PriceList) Verify(hostKey ed25519.PublicKey) error {
-	if len(l.HostKey) != ed25519.PublicKeySize || (hostKey != nil && !hostKey.Equal(ed25519.PublicKey(l.HostKey))) {
-		return fmt.Errorf("settle: price list is not signed by the expected key")
+// SamePrices is the same table for every model: a default and no model of its own.
+func SamePrices(t PriceTable) Prices { return Prices{Models: []ModelPrice{}, Default: &t} }
+
+// For returns the table of model: its own, else the default; ok is false when the
+// prices have neither.
+func (p Prices) For(model string) (t PriceTable, ok bool) {
+	i, found := slices.BinarySearchFunc(p.Models, model, func(m ModelPrice, name string) int { return strings.Compare(m.Model, name) })
+	switch {
+	case found:
+		return p.Models[i].Prices, true
+	case p.Default != nil:
+		return *p.Default, true
 	}
-	if !ed25519.Verify(l.HostKey, l.signedBytes(), l.Signature) {
-		return fmt.Errorf("settle: price list: bad signature")
+	return PriceTable{}, false
+}
+
+// checkShape refuses prices a client could read two ways or not at all: a model named
+// twice or out of order (For's search needs the order), an empty or overlong name, or
+// no table at all.
+func (p Prices) checkShape() error {
+	if len(p.Models) == 0 && p.Default == nil {
+		return fmt.Errorf("settle: prices: no table: give a default or at least one model's")
+	}
+	for i, m := range p.Models {
+		switch {
+		case m.Model == "" || len(m.Model) > maxModelName:
+			return fmt.Errorf("settle: prices: model name %.40q: want 1 to %d bytes", m.Model, maxModelName)
+		case i > 0 && p.Models[i-1].Model >= m.Model:
+			return fmt.Errorf("settle: prices: model %.40q after %.40q: models must be in increasing byte order, each once", m.Model, p.Models[i-1].Model)
+		}
 	}
 	return nil
 }
 
-// signedBytes is the domain followed by the list's JSON without its signature: the
-// struct has a fixed member order and no maps, so the encoding is canonical.
+// maxModelName bounds a model name in prices: a pipeline manifest's model is at most
+// 256 bytes (host/manifest.MaxModelBytes).
+const maxModelName = 256
+
+// Validate checks the shape (checkShape) and every table (PriceTable.Validate).
+func (p Prices) Validate() error {
+	if err := p.checkShape(); err != nil {
+		return err
+	}
+	for _, m := range p.Models {
+		if err := m.Prices.Validate(); err != nil {
+			return fmt.Errorf("model %.40q: %w", m.Model, err)
+		}
+	}
+	if p.Default != nil {
+		if err := p.Default.Validate(); err != nil {
+			return fmt.Errorf("default prices: %w", err)
+		}
+	}
+	return nil
+}
+
+// PriceListFormat names the format of PriceList and starts its signed encoding. A
+// client refuses a list of another format (Verify): a list of format v1 (one table
+// for every model, no format member) is never read as this one.
+const PriceListFormat = "cocoon-pricing-v2"
+
+// PriceList is what GET /v1/pricing publishes: the base prices per model, the curve's
+// bounds, the current coefficient and utilization, and what a client needs to open an
+// escrow with this host (the settlement key and the wallet charges are paid to),
+// signed by the settlement key.
+type PriceList struct {
+	// Format is PriceListFormat.
+	Format string `json:"format"`
+	Prices
+	// LoadMilli is the current coefficient: Curve.Coefficient(UtilizationPPM).
+	LoadMilli uint64    `json:"load_milli"`
+	Curve     LoadCurve `json:"curve"`
+	// Wallet is the host's wallet, raw address: escrows pay their charges to it.
+	Wallet string `json:"wallet"`
+	// MinTimeout is the shortest escrow withdrawal timeout (seconds) the host serves.
+	MinTimeout uint32 `json:"min_timeout"`
+	// UtilizationPPM is the smoothed share of request slots in use, in parts per
+	// million (UtilizationScale).
+	UtilizationPPM uint64 `json:"utilization_ppm"`
+	Time           int64  `json:"time"`
+	HostKey        []byte `json:"host_key"`
+	Signature      []byte `json:"signature"`
+}
+
+// Quote returns the quote of a request for model at the list's prices and current
+// coefficient; ok is false when the list prices no such model.
+func (l *PriceList) Quote(model string) (q Quote, ok bool) {
+	t, ok := l.For(model)
+	return Quote{Prices: t, LoadMilli: l.LoadMilli}, ok
+}
+
+// Sign sets the list's format and HostKey (key's public half) and signs the list with
+// key.
+func (l *PriceList) Sign(key ed25519.PrivateKey) {
+	l.Format = PriceListFormat
+	l.HostKey = append([]byte(nil), key.Public().(ed25519.PublicKey)...)
+	l.Signature = ed25519.Sign(key, l.signedBytes())
+}
+
+// Verify checks, in this order, that the list is of PriceListFormat, that its
+// signature verifies by hostKey (nil: its own HostKey), that its prices have one
+// reading (each model once, in order) and that its coefficient is its curve at its
+// utilization. It fails with an error naming the first check that failed.
+func (l *PriceList) Verify(hostKey ed25519.PublicKey) error {
+	switch {
+	case l.Format != PriceListFormat:
+		return fmt.Errorf("settle: price list format %.40q: this client reads %s only", l.Format, PriceListFormat)
+	case len(l.HostKey) != ed25519.PublicKeySize || (hostKey != nil && !hostKey.Equal(ed25519.PublicKey(l.HostKey))):
+		return fmt.Errorf("settle: price list is not signed by the expected key")
+	case !ed25519.Verify(l.HostKey, l.signedBytes(), l.Signature):
+		return fmt.Errorf("settle: price list: bad signature")
+	}
+	if err := l.checkShape(); err != nil {
+		return err
+	}
+	if want := l.Curve.Coefficient(l.UtilizationPPM); l.LoadMilli != want {
+		return fmt.Errorf("settle: price list: load coefficient %d is not its curve's %d at utilization %d ppm", l.LoadMilli, want, l.UtilizationPPM)
+	}
+	return nil
+}
+
+// signedBytes is the format followed by a zero byte and the list's JSON without its
+// signature: the struct has a fixed member order and no maps, so the encoding is
+// canonical.
 func (l PriceList) signedBytes() []byte {
 	l.Signature = nil
 	b, _ := json.Marshal(l)
-	return append([]byte(pricingDomain+"\x00"), b...)
+	return append([]byte(PriceListFormat+"\x00"), b...)
 }
 
 // FormatTON renders nanoTON as TON with up to nine decimals.

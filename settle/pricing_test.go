@@ -1,6 +1,9 @@
 package settle
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
@@ -50,23 +53,62 @@ func TestPriceTableValidate(t *testing.T) {
 	}
 }
 
-func TestLoadCurveBounds(t *testing.T) {
-	c := LoadCurve{MinMilli: 500, MaxMilli: 2000, Smoothing: 30 * time.Second}
+// TestLoadCurveCoefficient: the coefficient at the edges and between them, to the
+// thousandth, by the integer formula of LoadCurve's doc (the values a client
+// recomputes).
+func TestLoadCurveCoefficient(t *testing.T) {
+	def := LoadCurve{MinMilli: 500, MaxMilli: 2000, Smoothing: 30 * time.Second}
+	widest := LoadCurve{MinMilli: 1, MaxMilli: 100_000, Smoothing: time.Second}
 	for _, tt := range []struct {
-		u    float64
+		name string
+		c    LoadCurve
+		u    uint64
 		want uint64
-	}{{-1, 500}, {0, 500}, {0.5, 875}, {1, 2000}, {7, 2000}, {math.NaN(), 500}} {
-		got := c.Coefficient(tt.u)
-		if math.IsNaN(tt.u) {
-			if got < c.MinMilli || got > c.MaxMilli {
-				t.Errorf("coefficient(NaN) = %d, outside [%d, %d]", got, c.MinMilli, c.MaxMilli)
-			}
-			continue
-		}
-		if got != tt.want {
-			t.Errorf("coefficient(%v) = %d, want %d", tt.u, got, tt.want)
+	}{
+		{"idle", def, 0, 500},
+		{"one ppm", def, 1, 500},
+		{"half", def, 500_000, 875}, // 500 + 1500/4
+		{"full", def, UtilizationScale, 2000},
+		{"over full", def, UtilizationScale + 1, 2000},
+		{"overflow-sized", def, math.MaxUint64, 2000},
+		{"rounds half up", LoadCurve{MinMilli: 1000, MaxMilli: 1002, Smoothing: time.Second}, 500_000, 1001},         // 2/4 = 0.5 → 1
+		{"rounds below half down", LoadCurve{MinMilli: 1000, MaxMilli: 1001, Smoothing: time.Second}, 707_106, 1000}, // 0.49999… → 0
+		{"rounds above half up", LoadCurve{MinMilli: 1000, MaxMilli: 1001, Smoothing: time.Second}, 707_107, 1001},   // 0.50000… → 1
+		{"flat", LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Second}, 300_000, 1000},
+		{"widest, full", widest, UtilizationScale, 100_000},
+		{"widest, overflow-sized", widest, math.MaxUint64, 100_000},
+		{"widest, idle", widest, 0, 1},
+		{"inverted (refused by Validate)", LoadCurve{MinMilli: 2000, MaxMilli: 1000}, UtilizationScale, 2000},
+		{"span past ×100 (refused by Validate)", LoadCurve{MinMilli: 1, MaxMilli: math.MaxUint64}, math.MaxUint64, 100_001},
+	} {
+		if got := tt.c.Coefficient(tt.u); got != tt.want {
+			t.Errorf("%s: coefficient(%d) = %d, want %d", tt.name, tt.u, got, tt.want)
 		}
 	}
+}
+
+// FuzzLoadCurveCoefficient: for any curve Validate accepts, the coefficient never
+// decreases as utilization grows and stays within [Min, Max].
+func FuzzLoadCurveCoefficient(f *testing.F) {
+	f.Add(uint64(500), uint64(2000), uint64(0), uint64(1))
+	f.Add(uint64(1), uint64(100_000), uint64(999_999), uint64(math.MaxUint64))
+	f.Add(uint64(1000), uint64(1000), uint64(5), uint64(7))
+	f.Fuzz(func(t *testing.T, lo, hi, u, v uint64) {
+		c := LoadCurve{MinMilli: lo, MaxMilli: hi, Smoothing: time.Second}
+		if c.Validate() != nil {
+			return
+		}
+		if u > v {
+			u, v = v, u
+		}
+		cu, cv := c.Coefficient(u), c.Coefficient(v)
+		switch {
+		case cu > cv:
+			t.Fatalf("curve %d..%d: coefficient(%d) = %d > coefficient(%d) = %d", lo, hi, u, cu, v, cv)
+		case cu < lo || cv > hi:
+			t.Fatalf("curve %d..%d: coefficients %d, %d outside it", lo, hi, cu, cv)
+		}
+	})
 }
 
 func TestParseMaxPrice(t *testing.T) {
@@ -114,6 +156,122 @@ func FuzzParseMaxPrice(f *testing.F) {
 		digits := strings.Trim(string(raw), `"`)
 		if n == 0 || strings.TrimLeft(digits, "0") != strconv.FormatUint(n, 10) {
 			t.Fatalf("%q parsed as %d", raw, n)
+		}
+	})
+}
+
+func TestPricesFor(t *testing.T) {
+	small, large, other := PriceTable{CompletionPerMillion: 1}, PriceTable{CompletionPerMillion: 9}, PriceTable{PromptPerMillion: 5}
+	listed := Prices{Models: []ModelPrice{{"large", large}, {"small", small}}}
+	withDefault := listed
+	withDefault.Default = &other
+	for _, tt := range []struct {
+		name  string
+		p     Prices
+		model string
+		want  PriceTable
+		ok    bool
+	}{
+		{"its own", listed, "small", small, true},
+		{"its own over the default", withDefault, "large", large, true},
+		{"the default", withDefault, "medium", other, true},
+		{"no price", listed, "medium", PriceTable{}, false},
+		{"the empty name", listed, "", PriceTable{}, false},
+		{"same for all", SamePrices(other), "anything", other, true},
+	} {
+		if got, ok := tt.p.For(tt.model); got != tt.want || ok != tt.ok {
+			t.Errorf("%s: For(%q) = %+v, %v; want %+v, %v", tt.name, tt.model, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// TestPriceListVerify: a client reads a price list of this format only, with one
+// reading of its prices and the coefficient its curve gives at its utilization; each
+// check fails on a list the host signed (so the signature alone does not pass it).
+func TestPriceListVerify(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	curve := LoadCurve{MinMilli: 500, MaxMilli: 2000}
+	good := func() PriceList {
+		return PriceList{Prices: Prices{Models: []ModelPrice{{"a", PriceTable{PromptPerMillion: 1}}, {"b", PriceTable{PromptPerMillion: 2}}}},
+			Curve: curve, UtilizationPPM: 500_000, LoadMilli: 875, Wallet: "0:00", MinTimeout: 3600, Time: 1}
+	}
+	l := good()
+	l.Sign(key)
+	if err := l.Verify(key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatalf("a good list: %v", err)
+	}
+	for _, tt := range []struct {
+		name, want string
+		edit       func(*PriceList)
+	}{
+		{"models out of order", "increasing byte order", func(l *PriceList) { l.Models[0], l.Models[1] = l.Models[1], l.Models[0] }},
+		{"a model twice", "increasing byte order", func(l *PriceList) { l.Models[1].Model = "a" }},
+		{"an empty model name", "model name", func(l *PriceList) { l.Models[0].Model = "" }},
+		{"no table", "no table", func(l *PriceList) { l.Models = nil }},
+		{"a coefficient off its curve", "load coefficient 876", func(l *PriceList) { l.LoadMilli = 876 }},
+		{"a utilization past full priced below max", "load coefficient 875", func(l *PriceList) { l.UtilizationPPM = math.MaxUint64 }},
+	} {
+		l := good()
+		tt.edit(&l)
+		l.Sign(key)
+		if err := l.Verify(nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Verify = %v, want an error with %q", tt.name, err, tt.want)
+		}
+	}
+	// Another format, signed as this one would be: refused before its signature.
+	other := good()
+	other.Sign(key)
+	other.Format = "cocoon-pricing-v3"
+	if err := other.Verify(nil); err == nil || !strings.Contains(err.Error(), `format "cocoon-pricing-v3"`) {
+		t.Errorf("another format: %v", err)
+	}
+}
+
+// TestPriceListRefusesV1: a list of the first format (one table for every model, its
+// own signing domain, no format member), validly signed, is refused by name, not read
+// as a list without prices or with the table taken for some model's.
+func TestPriceListRefusesV1(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
+	v1 := map[string]any{"prices": map[string]string{"prompt_per_million": "1", "completion_per_million": "2", "compute_per_million": "0"},
+		"load_milli": 500, "curve": map[string]uint64{"min_milli": 500, "max_milli": 2000}, "wallet": "0:00", "min_timeout": 3600,
+		"utilization_milli": 0, "time": 1, "host_key": []byte(key.Public().(ed25519.PublicKey))}
+	body, _ := json.Marshal(v1)
+	v1["signature"] = ed25519.Sign(key, append([]byte("cocoon-pricing-v1\x00"), body...))
+	b, _ := json.Marshal(v1)
+	var l PriceList
+	if err := json.Unmarshal(b, &l); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Verify(nil); err == nil || !strings.Contains(err.Error(), `price list format ""`) {
+		t.Errorf("a v1 list: Verify = %v, want the format refused", err)
+	}
+}
+
+// FuzzPriceListVerify: whatever bytes a host serves as its price list, decoding and
+// Verify never panic, and a list that verifies prices each model one way.
+func FuzzPriceListVerify(f *testing.F) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+	l := PriceList{Prices: Prices{Models: []ModelPrice{{"a", PriceTable{PromptPerMillion: 1}}}, Default: &PriceTable{CompletionPerMillion: 2}},
+		Curve: LoadCurve{MinMilli: 500, MaxMilli: 2000}, LoadMilli: 500}
+	l.Sign(key)
+	good, _ := json.Marshal(l)
+	f.Add(good)
+	f.Add([]byte(`{"format":"cocoon-pricing-v2","models":null,"utilization_ppm":18446744073709551615}`))
+	f.Add([]byte(`{"prices":{"prompt_per_million":"1"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var l PriceList
+		if json.Unmarshal(b, &l) != nil || l.Verify(nil) != nil {
+			return
+		}
+		for i := 1; i < len(l.Models); i++ {
+			if l.Models[i-1].Model >= l.Models[i].Model {
+				t.Fatalf("a verified list names %q after %q", l.Models[i].Model, l.Models[i-1].Model)
+			}
+		}
+		for _, m := range l.Models {
+			if got, ok := l.For(m.Model); !ok || got != m.Prices {
+				t.Fatalf("a verified list prices %q as %+v, %v, not its own %+v", m.Model, got, ok, m.Prices)
+			}
 		}
 	})
 }

@@ -38,6 +38,9 @@ type principal struct {
 	Verified *billing.VerifiedRequest
 }
 
+// telegramPrincipal prefixes the ID of a Mini App user authenticated by init data.
+const telegramPrincipal = "telegram:"
+
 type (
 	principalKey struct{}
 	bodyKey      struct{}
@@ -144,7 +147,7 @@ func (s *Server) principal(w http.ResponseWriter, r *http.Request, maxBody int64
 		if err != nil {
 			return p, nil, unauthorized("Telegram init data: %v", err)
 		}
-		p = principal{ID: "telegram:" + user}
+		p = principal{ID: telegramPrincipal + user}
 	default:
 		return p, nil, unauthorized("unknown authorization scheme %q: use Bearer or tma", scheme)
 	}

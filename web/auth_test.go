@@ -180,8 +180,11 @@ func TestMiniAppWithoutTheBotToken(t *testing.T) {
 }
 
 // telegramAuth returns an Authorization value with init data signed now for botToken.
-func telegramAuth(t testing.TB) string {
-	v := url.Values{"user": {`{"id":42,"first_name":"Ann"}`}, "auth_date": {strconv.FormatInt(time.Now().Unix(), 10)}}
+func telegramAuth(t testing.TB) string { return telegramAuthAs(t, 42) }
+
+// telegramAuthAs is telegramAuth for the Telegram user with id user.
+func telegramAuthAs(t testing.TB, user int) string {
+	v := url.Values{"user": {fmt.Sprintf(`{"id":%d,"first_name":"Ann"}`, user)}, "auth_date": {strconv.FormatInt(time.Now().Unix(), 10)}}
 	dcs := "auth_date=" + v.Get("auth_date") + "\nuser=" + v.Get("user")
 	v.Set("hash", hex.EncodeToString(initDataHash(dcs, botToken)))
 	return "tma " + v.Encode()

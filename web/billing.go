@@ -71,7 +71,8 @@ type escrowBilling struct{ s *Server }
 
 // admit admits the request to the principal's escrow: its maximum cost is the model's
 // whole context window of prompt tokens and the completion it asks for, or the whole
-// window when it asks for none (max_tokens absent or 0), at the current price. A
+// window when it asks for none (max_tokens absent or 0), at the current price of the
+// model it runs (400 model_not_priced for a model the price list lacks). A
 // request whose max_price that maximum exceeds is refused (402 max_price_exceeded)
 // before its pipeline runs or anything is reserved.
 func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
@@ -88,7 +89,9 @@ func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
 	if err != nil {
 		return nil, invalidf("%v", err)
 	}
-	model := c.requestModel()
+	// The model whose prices apply is the one the request runs: the pipeline's (no
+	// module can change it), else the one named, else the backend's default.
+	model := b.s.models.name(r.Context(), c.requestModel())
 	window, reported := b.s.models.window(r.Context(), model)
 	completion := window
 	if asked := askedTokens(c.opts.MaxCompletionTokens, c.opts.MaxTokens); asked > 0 {
@@ -140,7 +143,6 @@ func (b *bill) release() { b.ticket.Release() }
 // its receipt recorded, and a cut one is charged for what was written.
 func (b *bill) seal(r *http.Request, e ending) ending {
 	u, status := e.usage()
-	b.ticket.ServedBy(e.call.respModel)
 	var stored []byte
 	if b.keep {
 		stored, _ = json.Marshal(e.stored) // byte slices, strings and numbers

@@ -56,6 +56,9 @@ var (
 	fixedLoad  = settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Minute}
 )
 
+// testModel is the embedded backend's model, the one the billing host prices.
+const testModel = "stories260K"
+
 // newBilling deploys an escrow of depositNano (before the contract's 0.01 TON reserve)
 // from a client wallet to the host's wallet and settlement key, and serves a host that
 // bills to it. The API key billedKey is mapped to the escrow.
@@ -81,7 +84,9 @@ func newBilling(t testing.TB, depositNano uint64, configure ...func(*Config, *re
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.ledger.Close() })
-	pricer, err := billing.NewPricer(testPrices, fixedLoad)
+	// The host prices the embedded model only: a request for another model is refused,
+	// and one that names none is priced as the model the backend runs for it.
+	pricer, err := billing.NewPricer(settle.Prices{Models: []settle.ModelPrice{{Model: testModel, Prices: testPrices}}}, fixedLoad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +314,10 @@ func TestBilledRejections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := b.service.Pricer().Quote()
+	q, err := b.service.Pricer().Quote(testModel)
+	if err != nil {
+		t.Fatal(err)
+	}
 	maxCost := q.Prices.Cost(settle.Usage{PromptTokens: 512, CompletionTokens: 400, ComputeUnits: 100_000}, q.LoadMilli, 1<<63)
 	missing := maxCost - (acct.Deposited - acct.Cumulative)
 	if msg := res.apiErr(t).Message; !strings.Contains(msg, "deposit at least "+settle.FormatTON(missing)+" TON more") {
@@ -348,7 +356,7 @@ func TestPricing(t *testing.T) {
 	if err := l.Verify(b.hostKey.Public().(ed25519.PublicKey)); err != nil {
 		t.Fatal(err)
 	}
-	if l.Prices != testPrices || l.LoadMilli < l.Curve.MinMilli || l.LoadMilli > l.Curve.MaxMilli || l.Wallet == "" {
+	if m, ok := l.For(testModel); !ok || m != testPrices || l.Default != nil || len(l.Models) != 1 || l.LoadMilli < l.Curve.MinMilli || l.LoadMilli > l.Curve.MaxMilli || l.Wallet == "" {
 		t.Fatalf("price list %+v", l)
 	}
 }
@@ -625,7 +633,10 @@ func TestIdempotentRetryAfterCutStream(t *testing.T) {
 func TestBilledMaxPrice(t *testing.T) {
 	b := newBilling(t, 200_000_000)
 	path := "/v1/chat/completions"
-	q := b.service.Pricer().Quote()
+	q, err := b.service.Pricer().Quote(testModel)
+	if err != nil {
+		t.Fatal(err)
+	}
 	worst := q.Prices.Cost(settle.Usage{PromptTokens: 512, CompletionTokens: 16, ComputeUnits: 100_000}, q.LoadMilli, 1<<63)
 	capped := func(v string) string {
 		return strings.Replace(chatBody, `"max_tokens":16`, `"max_tokens":16,"max_price":`+v, 1)
@@ -677,5 +688,31 @@ func TestBilledMaxPrice(t *testing.T) {
 	}
 	if r := b.receipt(t, res); r.Cost > worst || r.MaxCost != worst {
 		t.Errorf("receipt cost %d, max cost %d; want at most the cap %d", r.Cost, r.MaxCost, worst)
+	}
+}
+
+// TestBilledPricesTheModel: a request is priced at the table of the model it runs. The
+// host prices only its embedded model: a request that names another is refused with a
+// 400 model_not_priced before the backend runs or anything is held, and one that names
+// none is priced, and its receipt named, as the model the backend runs for it.
+func TestBilledPricesTheModel(t *testing.T) {
+	b := newBilling(t, 1e9)
+	path := "/v1/chat/completions"
+	res := b.signed(t, b.clientKey, path, strings.Replace(chatBody, `{"messages"`, `{"model":"dear-model","messages"`, 1), nil)
+	if e := res.apiErr(t); res.status != http.StatusBadRequest || e.Code != settle.CodeUnpricedModel || !strings.Contains(e.Message, `no price for model "dear-model"`) {
+		t.Fatalf("an unpriced model: %d %+v", res.status, e)
+	}
+	if len(b.backend.requests) != 0 || res.header.Get(settle.ReceiptHeader) != "" {
+		t.Fatal("a request for an unpriced model reached the backend or has a receipt")
+	}
+	if acct, err := b.service.Account(context.Background(), b.account); err != nil || acct.LastSeq != 0 || acct.Held != 0 {
+		t.Fatalf("after the refusal the account is %+v, %v", acct, err)
+	}
+	res = b.signed(t, b.clientKey, path, chatBody, nil)
+	if res.status != http.StatusOK {
+		t.Fatalf("a request naming no model: %d %s", res.status, res.body)
+	}
+	if r := b.receipt(t, res); r.Model != testModel || r.Prices != testPrices {
+		t.Errorf("the receipt names model %q at %+v, want %q at its table", r.Model, r.Prices, testModel)
 	}
 }

@@ -2,11 +2,13 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cocoonhost/cocoon/web/e2e"
@@ -16,9 +18,18 @@ import (
 // a request sealed more than e2eWindow from the host's clock is refused, and its id is
 // remembered long enough to refuse it again within it; e2eReplayIDs bounds the ids
 // remembered per generation (two generations, about 40 bytes each: 20 MiB at most).
+// Only authenticated requests are remembered, so filling the cache takes credentials:
+// an API key (the operator's), an escrow (each request is charged), or Telegram init
+// data, which any Telegram account gets for a Mini App; so each Telegram user records
+// at most e2eTelegramIDs per generation (10 minutes: about 1.7 requests a second
+// sustained), and filling the cache takes 256 Telegram accounts.
+var (
+	e2eReplayIDs   = 256 << 10
+	e2eTelegramIDs = 1 << 10
+)
+
 const (
-	e2eWindow    = 5 * time.Minute
-	e2eReplayIDs = 256 << 10
+	e2eWindow = 5 * time.Minute
 	// e2eOverhead is what the envelope adds to a body: its header, the ML-KEM-768+X25519
 	// encapsulated key (1,120 bytes), the AEAD tag and the plaintext's JSON head.
 	e2eOverhead = 32 << 10
@@ -32,13 +43,13 @@ type e2eHost struct {
 
 // openSealed is the first middleware of the chat routes. A request whose body is
 // e2e.ContentType is opened here: its ciphertext read (at most MaxRequestBytes plus the
-// envelope's overhead, before any other work), opened with the host's attested key
-// for this method and path, its request id checked against replays; the chain below
-// then gets the plaintext request with its sealed credentials in place of any the
-// outer request carried, and everything it writes goes through a sealedWriter. A
-// request that does not open gets a plaintext 400 naming what is wrong (409 for a
-// replay, 503 when the replay cache is full); nothing of it runs. Other requests pass
-// as they are, unless Config.RequireE2E refuses them.
+// envelope's overhead, before any other work) and opened with the host's attested key
+// for this method and path; the chain below then gets the plaintext request with its
+// sealed credentials in place of any the outer request carried, and everything it
+// writes goes through a sealedWriter (refuseReplays checks its id once its credential
+// is accepted). A request that does not open gets a plaintext 400 naming what is
+// wrong; nothing of it runs. Other requests pass as they are, unless Config.RequireE2E
+// refuses them.
 //
 // Cost: one HPKE decapsulation (X25519: ~50 µs; ML-KEM-768+X25519: ~100 µs) and an
 // AES-256-GCM pass over the body, then one per record of the answer.
@@ -65,14 +76,11 @@ func (s *Server) openSealed(next http.Handler) http.Handler {
 			return
 		}
 		opened, err := s.e2e.keys.OpenRequest(r.Method, r.URL.RequestURI(), sealed)
-		if err == nil {
-			err = s.e2e.replay.Check(opened.ID, opened.Time, time.Now())
-		}
 		if err != nil {
 			s.writeError(w, r, e2eError(err))
 			return
 		}
-		inner := r.WithContext(r.Context())
+		inner := r.WithContext(context.WithValue(r.Context(), openedKey{}, opened))
 		inner.Header = r.Header.Clone()
 		for _, name := range e2e.SealedHeaders {
 			inner.Header.Del(name) // a relay's own credentials never stand for the client's
@@ -87,13 +95,47 @@ func (s *Server) openSealed(next http.Handler) http.Handler {
 	})
 }
 
-// e2eError words an error of opening a sealed request for the client.
+type openedKey struct{}
+
+// refuseReplays follows authenticate on the chat routes: a sealed request's id is
+// checked against replays and recorded only once its sealed credential was accepted,
+// so that no one without a credential can fill the replay cache (its refusals are
+// sealed, as every answer after opening is). Plaintext requests pass.
+func (s *Server) refuseReplays(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		opened, sealed := r.Context().Value(openedKey{}).(*e2e.Opened)
+		if !sealed {
+			next.ServeHTTP(w, r)
+			return
+		}
+		p := principalOf(r.Context())
+		quota := 0
+		if strings.HasPrefix(p.ID, telegramPrincipal) {
+			quota = e2eTelegramIDs
+		}
+		now := time.Now()
+		if err := s.e2e.replay.Check(p.ID, quota, opened.ID, opened.Time, now); err != nil {
+			e := e2eError(err)
+			if e.Status != http.StatusConflict && e.Status != http.StatusBadRequest {
+				e.RetryAfter = int(s.e2e.replay.Rotation(now).Seconds())
+			}
+			s.writeError(w, r, e)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// e2eError words an error of opening a sealed request, or of its replay check, for
+// the client.
 func e2eError(err error) *apiError {
 	switch {
 	case errors.Is(err, e2e.ErrReplayed):
 		return errorf(http.StatusConflict, typeInvalidRequest, "replayed_request", "%v", err)
 	case errors.Is(err, e2e.ErrReplayCacheFull):
 		return errorf(http.StatusServiceUnavailable, typeServer, "replay_cache_full", "%v", err)
+	case errors.Is(err, e2e.ErrReplayQuota):
+		return errorf(http.StatusTooManyRequests, typeRateLimit, "too_many_sealed_requests", "%v", err)
 	case errors.Is(err, e2e.ErrStale):
 		return errorf(http.StatusBadRequest, typeInvalidRequest, "stale_request", "%v", err)
 	}
@@ -114,6 +156,7 @@ type sealedWriter struct {
 	status int // 0 until WriteHeader
 	stream bool
 	plain  []byte // written and not yet sealed
+	out    []byte // a stream's record framed as its event, reused from one flush to the next
 	seq    uint64
 	err    error // of the last write to the connection
 }
@@ -170,8 +213,11 @@ func (s *sealedWriter) FlushError() error {
 
 func (s *sealedWriter) Flush() { s.FlushError() }
 
+// writeRecord seals s.plain as the stream's next record and writes it. Both buffers
+// are reused for the next record: plain is sealed in place.
 func (s *sealedWriter) writeRecord(final bool) {
-	_, s.err = s.w.Write(s.opened.StreamRecord(s.seq, final, s.plain))
+	s.out = s.opened.AppendStreamRecord(s.out[:0], s.seq, final, s.plain)
+	_, s.err = s.w.Write(s.out)
 	s.seq++
 	s.plain = s.plain[:0]
 }

@@ -19,9 +19,15 @@ const e2eChat = `{"model":"stories260K","messages":[{"role":"user","content":"On
 // posts it and returns the answer, and the client that opens it.
 func sealedPost(t *testing.T, f *fixture, path, key string, body string, alter func([]byte)) (*http.Response, *e2e.Client) {
 	t.Helper()
+	return sealedPostAs(t, f, path, "Bearer "+key, body, alter)
+}
+
+// sealedPostAs is sealedPost with the sealed Authorization value given whole.
+func sealedPostAs(t *testing.T, f *fixture, path, authorization string, body string, alter func([]byte)) (*http.Response, *e2e.Client) {
+	t.Helper()
 	pub := f.server.cfg.Attestation.BootEvidence().E2EKeys.Public()
 	env, c, err := e2e.SealRequest(e2e.X25519, pub.X25519, http.MethodPost, path,
-		e2e.Request{Header: http.Header{"Authorization": {"Bearer " + key}, "Content-Type": {"application/json"}}, Body: []byte(body)})
+		e2e.Request{Header: http.Header{"Authorization": {authorization}, "Content-Type": {"application/json"}}, Body: []byte(body)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,9 +113,12 @@ func TestSealedRequestRefusals(t *testing.T) {
 		t.Fatalf("first: %d", resp.StatusCode)
 	}
 	ran := generations(f)
+	// The replay check follows authentication, so its refusal is sealed: only the
+	// client that sealed the request reads it.
 	replay := postEnvelope(t, f, path, env)
-	if b, _ := io.ReadAll(replay.Body); replay.StatusCode != http.StatusConflict || !bytes.Contains(b, []byte(`"replayed_request"`)) {
-		t.Fatalf("replay: %d %s", replay.StatusCode, b)
+	raw, _ := io.ReadAll(replay.Body)
+	if _, plain, err := c.OpenBody(replay.StatusCode, raw); replay.StatusCode != http.StatusConflict || err != nil || !bytes.Contains(plain, []byte(`"replayed_request"`)) {
+		t.Fatalf("replay: %d %q %v", replay.StatusCode, plain, err)
 	}
 	for i := 0; i < len(env); i += 97 {
 		bad := bytes.Clone(env)
@@ -128,7 +137,7 @@ func TestSealedRequestRefusals(t *testing.T) {
 	}
 	// A refusal after opening is sealed: the client reads it, the wire does not.
 	resp, c := sealedPost(t, f, path, "not-a-key", e2eChat, nil)
-	raw, _ := io.ReadAll(resp.Body)
+	raw, _ = io.ReadAll(resp.Body)
 	_, plain, err := c.OpenBody(resp.StatusCode, raw)
 	if resp.StatusCode != http.StatusUnauthorized || bytes.Contains(raw, []byte("invalid_credentials")) || err != nil || !bytes.Contains(plain, []byte("invalid_credentials")) {
 		t.Fatalf("sealed 401: %d %q %q %v", resp.StatusCode, raw, plain, err)
@@ -153,6 +162,47 @@ func TestSealedRequestRefusals(t *testing.T) {
 	required, _ := attested(t, func(c *Config, _ *recorder) { c.RequireE2E = true })
 	if r := required.do(http.MethodPost, path, ownerKey, e2eChat); r.status != http.StatusBadRequest || r.apiErr(t).Code != "encryption_required" {
 		t.Fatalf("plaintext on a host that requires encryption: %d %s", r.status, r.body)
+	}
+}
+
+// TestReplayCacheNeedsACredential: anyone can seal to the host's public key, so
+// requests without a valid credential must not fill the replay cache (which would
+// turn every sealed request away, 503, for up to 20 minutes); and a Telegram user,
+// whose init data any Telegram account gets, records at most a quota of ids.
+func TestReplayCacheNeedsACredential(t *testing.T) {
+	defer func(ids, telegram int) { e2eReplayIDs, e2eTelegramIDs = ids, telegram }(e2eReplayIDs, e2eTelegramIDs)
+	e2eReplayIDs, e2eTelegramIDs = 5, 2
+	f, _ := attested(t)
+	path := "/v1/chat/completions"
+	status := func(resp *http.Response, c *e2e.Client) (int, string) {
+		t.Helper()
+		raw, _ := io.ReadAll(resp.Body)
+		_, plain, err := c.OpenBody(resp.StatusCode, raw)
+		if err != nil {
+			t.Fatalf("%d: %v", resp.StatusCode, err)
+		}
+		return resp.StatusCode, string(plain)
+	}
+	for i := range 3 * e2eReplayIDs {
+		if code, body := status(sealedPostAs(t, f, path, "Bearer not-a-key", e2eChat, nil)); code != http.StatusUnauthorized {
+			t.Fatalf("stranger %d: %d %s", i, code, body)
+		}
+	}
+	if code, body := status(sealedPost(t, f, path, ownerKey, e2eChat, nil)); code != http.StatusOK {
+		t.Fatalf("the owner after strangers sealed %d requests: %d %s", 3*e2eReplayIDs, code, body)
+	}
+	ann, bob := telegramAuthAs(t, 42), telegramAuthAs(t, 43)
+	for i := range e2eTelegramIDs {
+		if code, body := status(sealedPostAs(t, f, path, ann, e2eChat, nil)); code != http.StatusOK {
+			t.Fatalf("a Telegram user's request %d: %d %s", i, code, body)
+		}
+	}
+	resp, c := sealedPostAs(t, f, path, ann, e2eChat, nil)
+	if code, body := status(resp, c); code != http.StatusTooManyRequests || !strings.Contains(body, "too_many_sealed_requests") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a Telegram user over the quota: %d %s (Retry-After %q)", code, body, resp.Header.Get("Retry-After"))
+	}
+	if code, body := status(sealedPostAs(t, f, path, bob, e2eChat, nil)); code != http.StatusOK {
+		t.Fatalf("another Telegram user: %d %s", code, body)
 	}
 }
 

@@ -82,7 +82,7 @@ var rejectTypes = map[int]string{
 }
 
 // settleTypes are the OpenAI error types of settlement errors by status.
-var settleTypes = map[int]string{401: typeAuthentication, 402: "insufficient_quota", 409: "conflict",
+var settleTypes = map[int]string{400: typeInvalidRequest, 401: typeAuthentication, 402: "insufficient_quota", 409: "conflict",
 	422: "unprocessable_entity", 503: typeServer}
 
 // toAPIError maps err to what the client is told. Errors of unknown type are internal:

@@ -3,6 +3,7 @@ package web
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"testing"
@@ -28,6 +30,8 @@ const (
 // once with relayTokens one-token chat.completion.chunk events, flushed one by one as
 // vLLM and llama.cpp flush tokens, a finish chunk, a usage chunk and [DONE]. Its events
 // are encoded once, so it costs only the HTTP writes: the fastest upstream there is.
+// Its handler carries the profiler label path=upstream-direct for requests whose
+// query says path=direct, else path=upstream-relay (profileLabels).
 func fastUpstream(tb testing.TB) *httptest.Server {
 	words := []string{" Once", " upon", " a", " time", ",", " there", " was", " a", " little", " été", " 😀", ` "quoted"`, " <b>"}
 	var events [][]byte
@@ -44,6 +48,11 @@ func fastUpstream(tb testing.TB) *httptest.Server {
 		io.WriteString(w, `{"object":"list","data":[{"id":"stories260K","object":"model","owned_by":"bench","max_model_len":4096}]}`)
 	})
 	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		label := profileLabels[3]
+		if r.URL.Query().Get("path") == "direct" {
+			label = profileLabels[2]
+		}
+		pprof.SetGoroutineLabels(pprof.WithLabels(r.Context(), pprof.Labels("path", label)))
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", contentTypeSSE)
 		rc := http.NewResponseController(w)
@@ -143,6 +152,14 @@ func readRelayStream(client *http.Client, url, key string, body []byte) (int, er
 	}
 }
 
+// profileLabels is how a CPU profile of BenchmarkStreamRelay (-cpuprofile) tells its
+// parts apart, by the label "path": the clients of direct and relay rounds are
+// client-direct and client-relay, the upstream's handlers upstream-direct and
+// upstream-relay, and what is not labelled is the host (its handlers and its
+// connections to the upstream) and the runtime's own work: `go tool pprof -tags`
+// gives the split, `-tagignore path=.` the host's profile.
+var profileLabels = [...]string{"client-direct", "client-relay", "upstream-direct", "upstream-relay"}
+
 // BenchmarkStreamRelay is the README's relay figure: relayClients concurrent streaming
 // clients, each reading a relayTokens-token answer, (a) straight from a fast
 // OpenAI-compatible upstream on loopback and (b) through the host (the real server with
@@ -183,8 +200,12 @@ func BenchmarkStreamRelay(b *testing.B) {
 		b.Run(path.name, func(b *testing.B) {
 			var direct, relayed round
 			for b.Loop() {
-				direct = direct.add(relayRound(b, client, up.URL+"/v1/chat/completions", "", body))
-				relayed = relayed.add(relayRound(b, client, path.url, ownerKey, body))
+				pprof.Do(b.Context(), pprof.Labels("path", profileLabels[0]), func(context.Context) {
+					direct = direct.add(relayRound(b, client, up.URL+"/v1/chat/completions?path=direct", "", body))
+				})
+				pprof.Do(b.Context(), pprof.Labels("path", profileLabels[1]), func(context.Context) {
+					relayed = relayed.add(relayRound(b, client, path.url, ownerKey, body))
+				})
 			}
 			if want := b.N * relayClients * relayTokens; direct.chunks != want || path.name == "bare" && relayed.chunks != want {
 				b.Fatalf("read %d chunks direct and %d relayed, want %d", direct.chunks, relayed.chunks, want)

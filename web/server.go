@@ -359,7 +359,11 @@ func (s *Server) routes() http.Handler {
 		// authenticate reads the body (and checks a signature over it) before the
 		// handler takes a slot, so a slow body holds none. A panic is recovered here
 		// too, where the body is known, so that its 500 is signed for this request.
-		r.Use(s.refuseAtCapacity, s.authenticate(s.cfg.MaxRequestBytes), s.recoverer)
+		r.Use(s.refuseAtCapacity, s.authenticate(s.cfg.MaxRequestBytes))
+		if s.e2e != nil {
+			r.Use(s.refuseReplays)
+		}
+		r.Use(s.recoverer)
 		r.Post("/v1/chat/completions", s.chatCompletions)
 		r.With(s.withPipeline).Post("/p/{id}/v1/chat/completions", s.chatCompletions)
 	})

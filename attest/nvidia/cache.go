@@ -22,7 +22,7 @@ import (
 type Cache struct {
 	mu     sync.Mutex
 	chains map[cacheKey]cachedChain
-	rims   map[cacheKey]cachedRIM
+	rims   map[cacheKey]*RIM
 }
 
 // maxCacheEntries bounds each map of a Cache: a host serves a handful of GPUs and two
@@ -59,14 +59,9 @@ type cachedChain struct {
 	validity
 }
 
-type cachedRIM struct {
-	rim *RIM
-	validity
-}
-
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	return &Cache{chains: map[cacheKey]cachedChain{}, rims: map[cacheKey]cachedRIM{}}
+	return &Cache{chains: map[cacheKey]cachedChain{}, rims: map[cacheKey]*RIM{}}
 }
 
 // chain returns the verified chain of the PEM chainPEM under roots, if remembered and
@@ -101,10 +96,10 @@ func (c *Cache) rim(xml []byte, opts RIMOptions) (*RIM, error) {
 	}
 	key := cacheKey{opts.Roots, sha512.Sum384(xml)}
 	c.mu.Lock()
-	e, ok := c.rims[key]
+	cached, ok := c.rims[key]
 	c.mu.Unlock()
-	if ok && e.covers(opts.Now) {
-		return e.rim, nil
+	if ok && cached.usableUnder(opts.Roots, opts.Now) == nil {
+		return cached, nil
 	}
 	rim, err := ParseRIM(xml, opts)
 	if err != nil {
@@ -115,6 +110,6 @@ func (c *Cache) rim(xml []byte, opts RIMOptions) (*RIM, error) {
 	if len(c.rims) >= maxCacheEntries {
 		clear(c.rims)
 	}
-	c.rims[key] = cachedRIM{rim, validityOf(rim.Signer)}
+	c.rims[key] = rim
 	return rim, nil
 }

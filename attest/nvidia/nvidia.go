@@ -20,8 +20,14 @@
 // signer passes. A Hopper report carries no signed CC mode (Report.CCMode is empty):
 // whether the GPU runs in confidential-computing mode is, for such GPUs, the host's word.
 //
-// A Cache given to Verify remembers the chains and RIMs that verified, so that a GPU
-// seen before costs one P-384 verification. Sim is a simulated GPU whose evidence takes
+// RIMs are collateral, the same for every GPU with a driver or VBIOS: a verifier
+// verifies them once, when it loads them (ParseRIM), and gives them to every Verify
+// (VerifyOptions.LoadedDriverRIM), which then spends no public-key operation on them. A
+// Cache given to Verify remembers the chains and RIMs that verified, so that a GPU seen
+// before costs one P-384 verification. The report's, the RIMs' and each chain leaf's
+// ECDSA P-384 signatures are verified with circl's P-384 (p384.go: variable time, about
+// half of crypto/ecdsa's cost; all inputs are public), the rest of each chain by
+// crypto/x509 (chain.go). Sim is a simulated GPU whose evidence takes
 // the same path under its own roots, which verifiers refuse unless given them. The
 // formats are in attest/README.md, "GPU evidence".
 package nvidia
@@ -201,9 +207,19 @@ type VerifyOptions struct {
 	RIMRoots *x509.CertPool
 	// Now is the time certificates must be valid at; zero means time.Now().
 	Now time.Time
+	// LoadedDriverRIM and LoadedVBIOSRIM are the RIMs for the report's driver and
+	// VBIOS, verified once, when the verifier loaded them (ParseRIM, with Roots
+	// RIMRoots): RIMs are collateral, the same for every GPU with that driver or VBIOS,
+	// so a verifier verifies them when it loads them, as Intel's TCB info, and each
+	// report is compared with them at no public-key cost. One is used only if ParseRIM
+	// made it under RIMRoots and its signing chain is valid at Now; otherwise its check
+	// fails (ErrRIM, ErrCertChain). When set, DriverRIM or VBIOSRIM and RIMSource are
+	// not consulted for it.
+	LoadedDriverRIM, LoadedVBIOSRIM *RIM
 	// DriverRIM and VBIOSRIM are the RIM files for the report's driver and VBIOS
-	// (cached, or fetched by the caller). A missing one is fetched from RIMSource, or
-	// fails its check and the measurements check.
+	// (cached, or fetched by the caller), verified by this call (or found in Cache).
+	// A missing one is fetched from RIMSource, or fails its check and the measurements
+	// check.
 	DriverRIM, VBIOSRIM []byte
 	// RIMSource, when set, serves the RIMs not given above: Verify derives their ids
 	// from the report (RIMIDs) once its signature verified, and gets them at
@@ -252,11 +268,13 @@ func (v *verification) add(name, detail string, err error) {
 // identity is meaningful only then. Inactive RIM measurements, and measurement 35 when
 // the signed opaque data says the video decoder is disabled (as NVIDIA's verifier does),
 // are not compared. Cost: one P-384 verification per certificate of the device chain
-// below its root and of the RIMs' signing chain (verified once when both RIMs carry the
-// same, as NVIDIA's do), the report's and the two RIMs' XML-DSig: ten for NVIDIA's
-// sample, five for the simulator; with opts.Cache warm, the report's one
-// (BenchmarkVerifyNVIDIA, BenchmarkVerifyNVIDIACached). With opts.RIMSource, a RIM not
-// given costs a RIMSource.Get more (a network round trip online).
+// below its root (the leaf's by circl, the others by crypto/x509: one and none for the
+// simulator, one and three for NVIDIA's sample) and the report's (circl); RIMs given as
+// files add each one's XML-DSig (circl) and their signing chain's, verified once when
+// both carry the same, as NVIDIA's do (ten in all for NVIDIA's sample, five for the
+// simulator, BenchmarkVerifyNVIDIA); loaded RIMs add none; with opts.Cache warm, the
+// report's one (BenchmarkVerifyNVIDIACached). With opts.RIMSource, a RIM not given costs
+// a RIMSource.Get more (a network round trip online).
 func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check, error) {
 	v := &verification{failed: map[string]bool{}}
 	if opts.Now.IsZero() {
@@ -325,12 +343,24 @@ func Verify(ev Evidence, nonce [32]byte, opts VerifyOptions) (Identity, []Check,
 	if !v.failed[CheckFormat] {
 		driverID, vbiosID, idErr = RIMIDs(rep)
 	}
-	rimOpts := RIMOptions{Roots: opts.RIMRoots, Now: opts.Now, signers: &signerChains{}}
+	rimOpts := RIMOptions{Roots: opts.RIMRoots, Now: opts.Now}.SharingSigners()
 	for _, r := range []struct {
 		name, kind, id string
+		loaded         *RIM
 		given          []byte
 		rim            **RIM
-	}{{CheckDriverRIM, "driver", driverID, opts.DriverRIM, &driverRIM}, {CheckVBIOSRIM, "VBIOS", vbiosID, opts.VBIOSRIM, &vbiosRIM}} {
+	}{{CheckDriverRIM, "driver", driverID, opts.LoadedDriverRIM, opts.DriverRIM, &driverRIM},
+		{CheckVBIOSRIM, "VBIOS", vbiosID, opts.LoadedVBIOSRIM, opts.VBIOSRIM, &vbiosRIM}} {
+		if r.loaded != nil {
+			v.run(r.name, nil, func() (string, error) {
+				if err := r.loaded.usableUnder(opts.RIMRoots, opts.Now); err != nil {
+					return "", err
+				}
+				*r.rim = r.loaded
+				return rimDetail(r.loaded) + ", verified when loaded", nil
+			})
+			continue
+		}
 		if len(r.given) > 0 || opts.RIMSource == nil {
 			v.run(r.name, nil, func() (string, error) {
 				var err error

@@ -3,14 +3,12 @@ package nvidia
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -50,9 +48,18 @@ type RIMOptions struct {
 	Now time.Time
 
 	// signers, when set, remembers the signing chains verified under these options, so
-	// that the driver and VBIOS RIMs of one Verify call, signed under the same chain,
-	// cost its certificates' verifications once.
+	// that the driver and VBIOS RIMs of one Verify call (or one load: SharingSigners),
+	// signed under the same chain, cost its certificates' verifications once.
 	signers *signerChains
+}
+
+// SharingSigners returns opts that remember, across the ParseRIM calls made with them,
+// the signing chains that verified: a driver and a VBIOS RIM signed under the same
+// chain (NVIDIA's are) then cost its certificates' verifications once. Not safe for
+// concurrent use.
+func (opts RIMOptions) SharingSigners() RIMOptions {
+	opts.signers = &signerChains{}
+	return opts
 }
 
 // signerChains maps the SHA-384 of a KeyInfo's DER certificates, concatenated, to the
@@ -71,7 +78,10 @@ type RIMMeasurement struct {
 	Alternatives [][]byte
 }
 
-// RIM is a parsed SWID tag whose XML-DSig signature verified to a trusted root.
+// RIM is a parsed SWID tag whose XML-DSig signature verified to a trusted root. Only
+// ParseRIM makes one that Verify uses (VerifyOptions.LoadedDriverRIM): a RIM built or
+// copied any other way carries no proof of its verification and is refused. It is
+// read-only: verified RIMs are shared between verifications.
 type RIM struct {
 	// TagID is the tag's tagId, Name its name (the chip, "GH100").
 	TagID, Name string
@@ -82,6 +92,38 @@ type RIM struct {
 	Measurements map[int]RIMMeasurement
 	// Signer is the chain that signed the tag, leaf first, ending at the trusted root.
 	Signer []*x509.Certificate
+
+	// verified is ParseRIM's record of the verification, set by it alone.
+	verified *rimVerification
+}
+
+// rimVerification is what ParseRIM verified a RIM under: the roots (nil for NVIDIA's
+// pinned RIM root, a pool by its pointer, as Cache keys them) and when every
+// certificate of the signing chain is valid. rim is the RIM it was made for, so that a
+// copy of a verified RIM, which could then be changed, is not taken for it.
+type rimVerification struct {
+	rim   *RIM
+	roots *x509.CertPool
+	validity
+}
+
+// usableUnder says whether Verify may compare a report with r under RIM roots at now
+// without verifying r again: ParseRIM made r, under the same roots, and every
+// certificate of its signing chain is valid at now. A chain verified once and valid at
+// now is what verifying it at now would establish (x509's verification depends on the
+// time only through the certificates' validity; revocation is not checked either way).
+// Errors wrap ErrRIM or ErrCertChain.
+func (r *RIM) usableUnder(roots *x509.CertPool, now time.Time) error {
+	switch {
+	case r == nil || r.verified == nil || r.verified.rim != r:
+		return fmt.Errorf("%w: a RIM not made by ParseRIM: it carries no verified signature", ErrRIM)
+	case r.verified.roots != roots:
+		return fmt.Errorf("%w: the RIM %s was verified under other roots than this verification trusts", ErrRIM, r.TagID)
+	case !r.verified.covers(now):
+		return fmt.Errorf("%w: the RIM %s's signing chain is valid from %s to %s, not at %s", ErrCertChain, r.TagID,
+			r.verified.notBefore.Format(time.RFC3339), r.verified.notAfter.Format(time.RFC3339), now.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // ParseRIM parses a RIM, an ISO/IEC 19770-2 SWID tag with an enveloped XML-DSig
@@ -101,9 +143,11 @@ type RIM struct {
 // Measurement resources read, from the same parsed tree that was digested. Errors wrap
 // ErrRIM (malformed, or signed with what this package does not accept), ErrRIMSignature
 // (digest or signature mismatch), ErrUntrustedRoot or ErrCertChain. Cost: two
-// canonicalizations of the document and four P-384 verifications, about 5 ms on a
-// loaded 2-core VM (BenchmarkParseRIMNVIDIA); a changed document fails at the digest,
-// before any public-key operation.
+// canonicalizations of the document and the P-384 verifications of the signing chain
+// (its leaf's by circl, the certificates above its issuer by crypto/x509: two for
+// NVIDIA's four-certificate KeyInfo, none for the simulator's) and of the signature
+// (circl), a few ms on a loaded 2-core VM (BenchmarkParseRIMNVIDIA); a changed document
+// fails at the digest, before any public-key operation.
 func ParseRIM(xml []byte, opts RIMOptions) (*RIM, error) {
 	doc, sig, err := parseRIMDocument(xml)
 	if err != nil {
@@ -118,6 +162,7 @@ func ParseRIM(xml []byte, opts RIMOptions) (*RIM, error) {
 		return nil, err
 	}
 	rim.Signer = signer
+	rim.verified = &rimVerification{rim: rim, roots: opts.Roots, validity: validityOf(signer)}
 	return rim, nil
 }
 
@@ -393,17 +438,6 @@ func signerChain(keyInfo *etree.Element, opts RIMOptions) ([]*x509.Certificate, 
 	return chain, err
 }
 
-// ecdsaVerify checks an SPDM or XML-DSig ECDSA signature (r || s) over hash. The key
-// must be P-384.
-func ecdsaVerify(pub *ecdsa.PublicKey, hash, sig []byte) bool {
-	if pub == nil || pub.Curve != elliptic.P384() || len(sig) != SignatureLen {
-		return false
-	}
-	r := new(big.Int).SetBytes(sig[:SignatureLen/2])
-	s := new(big.Int).SetBytes(sig[SignatureLen/2:])
-	return ecdsa.Verify(pub, hash, r, s)
-}
-
 // readRIM reads the signed tag: root's attributes, Meta's colloquialVersion and the
 // Payload's Measurement resources. sig is skipped.
 func readRIM(root, sig *etree.Element) (*RIM, error) {
@@ -491,41 +525,4 @@ func readMeasurement(res *etree.Element) (RIMMeasurement, error) {
 		m.Alternatives = append(m.Alternatives, v)
 	}
 	return m, nil
-}
-
-// verifyChain verifies certs[0] through certs[1:] to roots (pinned when nil) at now
-// (time.Now when zero) and returns the chain, leaf first, ending at the root. The leaf's
-// key must be ECDSA P-384. Errors wrap ErrUntrustedRoot or ErrCertChain.
-func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, pinned func() *x509.CertPool, now time.Time) ([]*x509.Certificate, error) {
-	if roots == nil {
-		roots = pinned()
-	}
-	if now.IsZero() {
-		now = time.Now()
-	}
-	leaf := certs[0]
-	if pub, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
-		return nil, fmt.Errorf("%w: the leaf %q has no ECDSA P-384 key", ErrCertChain, leaf.Subject)
-	}
-	// A self-issued certificate (a root served at the end of the chain, as NVIDIA's
-	// driver and RIMs serve theirs) is left out of the intermediates: it anchors a chain
-	// only when it is among roots, where x509 finds it, and as an intermediate it made
-	// x509 verify the same signatures again through it (three P-384 verifications
-	// instead of one for a leaf under a root). Leaving it out can only refuse a chain.
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		if !bytes.Equal(c.RawSubject, c.RawIssuer) {
-			inter.AddCert(c)
-		}
-	}
-	chains, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	if err != nil {
-		if _, unknown := err.(x509.UnknownAuthorityError); unknown {
-			last := certs[len(certs)-1]
-			return nil, fmt.Errorf("%w: the chain of %q ends at %q, not at a trusted root", ErrUntrustedRoot, leaf.Subject, last.Issuer)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrCertChain, err)
-	}
-	return chains[0], nil
 }

@@ -49,15 +49,44 @@ type billingConfig struct {
 	APIKeyAccount string `json:"api_key_account"`
 }
 
-// pricesConfig is the operator's price table (nanoTON per million) and load curve.
-type pricesConfig struct {
+// priceTableConfig is one price table, nanoTON per million tokens (prompt,
+// completion) or microseconds of module compute.
+type priceTableConfig struct {
 	PromptPerMillion     uint64 `json:"prompt_per_million"`
 	CompletionPerMillion uint64 `json:"completion_per_million"`
 	ComputePerMillion    uint64 `json:"compute_per_million"`
+}
+
+func (t priceTableConfig) table() settle.PriceTable {
+	return settle.PriceTable{PromptPerMillion: t.PromptPerMillion, CompletionPerMillion: t.CompletionPerMillion, ComputePerMillion: t.ComputePerMillion}
+}
+
+// pricesConfig is the operator's prices and load curve. Its own table (the three
+// figures beside models) is the price of every model that models does not name; with
+// all three 0 (or absent), a model models does not name is refused (400
+// model_not_priced). models gives a model (as requests and manifests name it) a table
+// of its own.
+type pricesConfig struct {
+	priceTableConfig
+	Models map[string]priceTableConfig `json:"models"`
 	// LoadMinMilli and LoadMaxMilli bound the load coefficient, in thousandths;
 	// defaults 500 and 2000.
 	LoadMinMilli uint64 `json:"load_min_milli"`
 	LoadMaxMilli uint64 `json:"load_max_milli"`
+}
+
+// prices are the configured tables: a default when any of the top-level figures is
+// set, and one per model named (NewPricer sorts and validates them).
+func (c *pricesConfig) prices() settle.Prices {
+	var p settle.Prices
+	if c.priceTableConfig != (priceTableConfig{}) {
+		t := c.table()
+		p.Default = &t
+	}
+	for model, t := range c.Models {
+		p.Models = append(p.Models, settle.ModelPrice{Model: model, Prices: t.table()})
+	}
+	return p
 }
 
 // ledgerFile is the ledger in the data directory.
@@ -154,8 +183,7 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	if p := cfg.Prices; p.LoadMinMilli != 0 || p.LoadMaxMilli != 0 {
 		curve.MinMilli, curve.MaxMilli = p.LoadMinMilli, p.LoadMaxMilli
 	}
-	pricer, err := billing.NewPricer(settle.PriceTable{PromptPerMillion: cfg.Prices.PromptPerMillion,
-		CompletionPerMillion: cfg.Prices.CompletionPerMillion, ComputePerMillion: cfg.Prices.ComputePerMillion}, curve)
+	pricer, err := billing.NewPricer(cfg.Prices.prices(), curve)
 	if err != nil {
 		return nil, err
 	}

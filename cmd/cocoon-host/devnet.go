@@ -70,7 +70,7 @@ const devnetAheadLimit = time.Minute
 // devnetPrices are the host config's prices, nanoTON per million: 20 tokens of
 // completion cost 0.04 TON on an idle host (load ×0.5), more than the gas of the charge
 // that settles them, so that the host wallet's balance shows its earnings.
-var devnetPrices = pricesConfig{PromptPerMillion: 100e9, CompletionPerMillion: 4000e9, ComputePerMillion: 1e6}
+var devnetPrices = pricesConfig{priceTableConfig: priceTableConfig{PromptPerMillion: 100e9, CompletionPerMillion: 4000e9, ComputePerMillion: 1e6}}
 
 // devnetSettleInterval is the devnet host's settlement round: on a chain whose blocks
 // come at once, a withdrawal request is charged within seconds rather than a minute.

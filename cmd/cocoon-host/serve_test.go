@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cocoonhost/cocoon/settle"
 	"io"
 	"net/http"
 	"os"
@@ -234,7 +235,7 @@ func TestServeConfig(t *testing.T) {
 	}
 	good := file("good.json", `{"listen": "127.0.0.1:9000", "data": "/d", "max_generations": 3, "backend": "openai", "backend_url": "http://gpu:8000/v1"}`)
 	billing := file("billing.json", `{"wallet_seed_file": "/run/seed", "ton_config": "/etc/ton/testnet.json", "ton_network": "testnet",
-		"prices": {"prompt_per_million": 1000, "completion_per_million": 3000}, "settle_max_delay": "2h", "settle_interval": "5s",
+		"prices": {"prompt_per_million": 1000, "completion_per_million": 3000, "models": {"big": {"completion_per_million": 9000}}}, "settle_max_delay": "2h", "settle_interval": "5s",
 		"api_key_account": "EQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq8Uk"}`)
 	tests := []struct {
 		name string
@@ -280,7 +281,8 @@ func TestServeConfig(t *testing.T) {
 		{"negative bot id", []string{"--telegram-bot-id", "-5"}, serveConfig{}, `telegram_bot_id -5`},
 		{"billing", []string{"--data", "/d", "--config", billing},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", billingConfig: billingConfig{
-				WalletSeedFile: "/run/seed", TONConfig: "/etc/ton/testnet.json", TONNetwork: "testnet", Prices: &pricesConfig{PromptPerMillion: 1000, CompletionPerMillion: 3000},
+				WalletSeedFile: "/run/seed", TONConfig: "/etc/ton/testnet.json", TONNetwork: "testnet", Prices: &pricesConfig{priceTableConfig: priceTableConfig{PromptPerMillion: 1000, CompletionPerMillion: 3000},
+					Models: map[string]priceTableConfig{"big": {CompletionPerMillion: 9000}}},
 				SettleMaxDelay: "2h", SettleInterval: "5s", APIKeyAccount: "EQCrq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq8Uk"}}, ""},
 		{"wallet without ton_config", []string{"--wallet-seed-file", "/run/seed"}, serveConfig{}, "billing needs ton_config"},
 		{"wallet without prices", []string{"--wallet-seed-file", "/run/seed", "--ton-config", "/c"}, serveConfig{}, "billing needs prices"},
@@ -573,5 +575,28 @@ func TestServeMeasuresModelWeights(t *testing.T) {
 	f.Close()
 	if again := modelEvent(); again == first {
 		t.Errorf("a changed weight left the model event at %s", again)
+	}
+}
+
+// TestPricesConfig: the config's own table is the default of every model models does
+// not name, and absent (all 0) it is no default: such a model is not served.
+func TestPricesConfig(t *testing.T) {
+	big := priceTableConfig{CompletionPerMillion: 9000}
+	for _, tt := range []struct {
+		name       string
+		cfg        pricesConfig
+		model      string
+		want       settle.PriceTable
+		ok         bool
+		hasDefault bool
+	}{
+		{"one table for every model", pricesConfig{priceTableConfig: priceTableConfig{PromptPerMillion: 1}}, "any", settle.PriceTable{PromptPerMillion: 1}, true, true},
+		{"a model's own", pricesConfig{priceTableConfig: priceTableConfig{PromptPerMillion: 1}, Models: map[string]priceTableConfig{"big": big}}, "big", big.table(), true, true},
+		{"no default", pricesConfig{Models: map[string]priceTableConfig{"big": big}}, "small", settle.PriceTable{}, false, false},
+	} {
+		p := tt.cfg.prices()
+		if got, ok := p.For(tt.model); got != tt.want || ok != tt.ok || (p.Default != nil) != tt.hasDefault {
+			t.Errorf("%s: For(%q) = %+v, %v (default %v); want %+v, %v", tt.name, tt.model, got, ok, p.Default, tt.want, tt.ok)
+		}
 	}
 }

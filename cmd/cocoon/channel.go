@@ -456,10 +456,23 @@ func printEscrow(ctx context.Context, w io.Writer, api ton.APIClientWrapped, add
 	return out.flush()
 }
 
-// priceSummary renders a price list in TON per million units.
+// priceSummary renders a price list in TON per million units, model by model.
 func priceSummary(l *settle.PriceList) string {
 	milli := func(m uint64) string { return fmt.Sprintf("%d.%03d", m/1000, m%1000) }
-	return fmt.Sprintf("per million: %s TON prompt tokens, %s TON completion tokens, %s TON µs of module compute; times a load coefficient of %s now (%s to %s)",
-		settle.FormatTON(l.Prices.PromptPerMillion), settle.FormatTON(l.Prices.CompletionPerMillion), settle.FormatTON(l.Prices.ComputePerMillion),
-		milli(l.LoadMilli), milli(l.Curve.MinMilli), milli(l.Curve.MaxMilli))
+	table := func(t settle.PriceTable) string {
+		return fmt.Sprintf("%s TON prompt tokens, %s TON completion tokens, %s TON µs of module compute",
+			settle.FormatTON(t.PromptPerMillion), settle.FormatTON(t.CompletionPerMillion), settle.FormatTON(t.ComputePerMillion))
+	}
+	var models []string
+	for _, m := range l.Models {
+		models = append(models, "model "+m.Model+": "+table(m.Prices))
+	}
+	switch {
+	case l.Default != nil && len(models) == 0:
+		models = append(models, "every model: "+table(*l.Default))
+	case l.Default != nil:
+		models = append(models, "any other model: "+table(*l.Default))
+	}
+	return fmt.Sprintf("per million, %s; times a load coefficient of %s now (%s to %s)",
+		strings.Join(models, "; "), milli(l.LoadMilli), milli(l.Curve.MinMilli), milli(l.Curve.MaxMilli))
 }

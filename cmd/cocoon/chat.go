@@ -54,6 +54,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer c.Close() // joins the encapsulation Chat prepares for a next request
 	if *plaintext {
 		c = c.WithPlaintext()
 	}

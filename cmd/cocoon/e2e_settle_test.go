@@ -85,7 +85,7 @@ func newConfiguredBillingHost(t *testing.T, chain *tonemu.Chain, configure func(
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.ledger.Close() })
-	pricer, err := billing.NewPricer(e2ePrices, settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Second})
+	pricer, err := billing.NewPricer(settle.SamePrices(e2ePrices), settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

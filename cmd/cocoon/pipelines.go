@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/attest/nvidia"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
 	webclient "github.com/cocoonhost/cocoon/web/client"
@@ -147,8 +148,23 @@ func trustFlagsOf(fs *flag.FlagSet, repeatable bool) func() (p *attest.Policy, o
 				return nil, opts, nil, false, fmt.Errorf("--trust-sim-root %s: %w", path, err)
 			}
 		}
-		return p, opts, roots, set, nil
+		return p, withGPUTrust(p, opts), roots, set, nil
 	}
+}
+
+// withGPUTrust returns opts with what makes GPU evidence cheap to verify again: a
+// GPUCache, so that the chains and RIMs of GPUs already seen are not verified anew (a
+// proxy re-verifies its hosts; verify checks boot then pipeline evidence), and p's RIM
+// files verified once, here, for every verification under p and opts' GPU roots
+// (attest.LoadGPURIMs). RIM files that do not verify are left to each verification,
+// which fails on their line and says why. Call it again after changing opts'
+// SimGPURoots: RIMs loaded under other roots are refused.
+func withGPUTrust(p *attest.Policy, opts attest.EvidenceOptions) attest.EvidenceOptions {
+	opts.GPUCache, opts.GPURIMs = nvidia.NewCache(), nil
+	if rims, err := attest.LoadGPURIMs(p, opts); err == nil {
+		opts.GPURIMs = rims
+	}
+	return opts
 }
 
 // simRootList is --trust-sim-root's files: one, or as many as given when repeatable.

@@ -26,7 +26,7 @@ var proxyContext = func() (context.Context, context.CancelFunc) {
 // serves a local OpenAI-compatible API that routes to the verified hosts and checks
 // every answer against the answering host's attested key (web/proxy).
 func serveProxy(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("cocoon", `proxy --pipeline ID [--host URL | --hosts URL,URL,... | --registry ADDRESS --ton-config FILE] [--api-key KEY] [--policy FILE] [--trust-sim-root FILE]... [--collateral FILE] [--expect-module sha256:...]... [--release verified|live] [--plaintext] [--listen ADDR]
+	fs := cli.NewFlagSet("cocoon", `proxy --pipeline ID [--host URL | --hosts URL,URL,... | --registry ADDRESS --ton-config FILE [--allow-private-endpoints]] [--api-key KEY] [--policy FILE] [--trust-sim-root FILE]... [--collateral FILE] [--expect-module sha256:...]... [--release verified|live] [--plaintext] [--listen ADDR]
 
 Serves a local OpenAI-compatible API (base URL http://ADDR/v1) for apps that cannot verify
 a host themselves. At start it verifies each host's boot evidence and a fresh quote of the
@@ -48,7 +48,11 @@ With --registry, the hosts are those registered on the market registry at ADDRES
 10 s: a host that registers is verified and used, one that leaves is dropped. Besides
 the checks above, a registered host is refused (and logged) unless its boot quote is the
 one it registered, its measurements are on the registry's allowlist, and its price list
-is the one it registered.
+is the one it registered. Whoever registers chooses the endpoint, so the proxy refuses to
+connect to a registered host whose name resolves, at each connection, to a loopback,
+private, link-local (169.254.0.0/16, fe80::/10), unspecified, multicast or other
+non-public address, and ignores HTTP(S)_PROXY for registered hosts;
+--allow-private-endpoints lifts this, for a registry of hosts on a local network.
 
 --release verified (the default) releases nothing unverified: a stream is held until its
 signature event verifies, then released whole, so the app sees the text only at the end.
@@ -69,6 +73,7 @@ has new keys) and checks the answer, or seals the request anew, with the new key
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host is verified in the TLS handshake")
 	hostList := fs.String("hosts", "", "comma-separated base URLs of the hosts to route to (instead of --host)")
 	registryAddr := fs.String("registry", "", "route to the hosts registered on the market registry at this TON address (instead of --host or --hosts; needs --ton-config)")
+	allowPrivate := fs.Bool("allow-private-endpoints", false, "with --registry: reach registered hosts on loopback, private and link-local addresses too (a local network, a devnet)")
 	tonFlags := addTONFlags(fs)
 	key := apiKeyFlag(fs, "API key sent to every host; when empty, each app request's own Authorization goes on")
 	pipelineID := fs.String("pipeline", "", "the pipeline to serve (its 64-hex id)")
@@ -96,6 +101,9 @@ has new keys) and checks the answer, or seals the request anew, with the new key
 		proxy.WithRelease(proxy.Release(*release)), proxy.WithLog(stderr)}
 	if *plaintext {
 		popts = append(popts, proxy.WithPlaintext())
+	}
+	if *allowPrivate {
+		popts = append(popts, proxy.WithPrivateEndpoints())
 	}
 	p, err := proxy.New(popts...)
 	if err != nil {

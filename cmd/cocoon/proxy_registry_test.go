@@ -51,7 +51,7 @@ func TestProxyServesRegistry(t *testing.T) {
 	m.Register(allowed, allowed.Registration())
 	useChain(t, m.Chain)
 
-	cp := startCLIProxy(t, `serving pipeline [0-9a-f]{64} of `+regexp.QuoteMeta(allowed.URL)+` at http`, "--registry", m.Addr.String(),
+	cp := startCLIProxy(t, `serving pipeline [0-9a-f]{64} of `+regexp.QuoteMeta(allowed.URL)+` at http`, "--registry", m.Addr.String(), "--allow-private-endpoints",
 		"--ton-config", "devnet.json", "--pipeline", allowed.ID, "--trust-sim-root", allowed.Root, "--trust-sim-root", unlisted.Root)
 	base := cp.base
 	for range 10 {
@@ -70,6 +70,30 @@ func TestProxyServesRegistry(t *testing.T) {
 	stderr := cp.stop(t)
 	if want := "host " + unlisted.URL + ": new -> refused: refusing to proxy to " + unlisted.URL + ", which does not verify: registry: measurement not on the allowlist: model"; !strings.Contains(stderr, want) {
 		t.Errorf("stderr lacks %q:\n%s", want, stderr)
+	}
+}
+
+// TestProxyRegistryRefusesPrivateEndpoints: without --allow-private-endpoints,
+// `cocoon proxy --registry` refuses a host registered at a loopback address, says why
+// and how to allow it, and exits 1 with no host to serve.
+func TestProxyRegistryRefusesPrivateEndpoints(t *testing.T) {
+	m := proxytest.NewMarket(t)
+	local := m.NewHost(500_000_000, proxytest.MarketModel)
+	m.Register(local, local.Registration())
+	useChain(t, m.Chain)
+	var stdout, stderr bytes.Buffer
+	args := []string{"proxy", "--listen", "127.0.0.1:0", "--registry", m.Addr.String(), "--ton-config", "devnet.json",
+		"--pipeline", local.ID, "--trust-sim-root", local.Root}
+	if code := runCommand(args, strings.NewReader(""), &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{"its endpoint resolves to 127.0.0.1, a loopback address", "--allow-private-endpoints"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if n := local.Asked(""); n != 0 {
+		t.Errorf("the host was reached %d times", n)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/cocoonhost/cocoon/attest"
-	"github.com/cocoonhost/cocoon/attest/nvidia"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/host"
 	webclient "github.com/cocoonhost/cocoon/web/client"
@@ -109,9 +108,6 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 	if err != nil {
 		return err
 	}
-	// Boot and pipeline evidence come from the same GPUs: their chains and RIMs are
-	// verified once.
-	opts.GPUCache = nvidia.NewCache()
 	if *simGPURoots != "" {
 		b, err := os.ReadFile(*simGPURoots)
 		if err == nil {
@@ -120,6 +116,7 @@ everything the verified host measured; --save-evidence FILE keeps what was fetch
 		if err != nil {
 			return fmt.Errorf("--trust-sim-gpu-root: %w", err)
 		}
+		opts = withGPUTrust(policy, opts)
 	}
 	recorder, online := opts.Collateral.(*attest.RecordingSource)
 	switch {

@@ -11,8 +11,9 @@
 //	              InsufficientError, IdempotentError, ErrReplay
 //	escrows       EscrowSource, ChainEscrows (read through any ton.APIClientWrapped,
 //	              cached), EscrowState
-//	pricing       Pricer (the price table times a load coefficient that follows the
-//	              host's utilization), DefaultLoadCurve
+//	pricing       Pricer (the table of the request's model times a load coefficient
+//	              that follows the host's utilization, smoothed in integers),
+//	              DefaultLoadCurve
 //	ledger        Store (settle/ledger is the crash-safe one), Reservation, HoldID,
 //	              AccountStatus, AccountTotals, ErrIntegrity
 //	settlement    NewSettler(SettlerConfig) → Settler: commits the ledger's charges

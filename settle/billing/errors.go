@@ -27,6 +27,8 @@ func (e *Error) Status() int {
 		return http.StatusUnauthorized
 	case settle.CodeInsufficient, settle.CodeUnknownAccount, settle.CodeClosing, settle.CodeMaxPrice:
 		return http.StatusPaymentRequired
+	case settle.CodeUnpricedModel:
+		return http.StatusBadRequest
 	case settle.CodeInProgress:
 		return http.StatusConflict
 	case settle.CodeIdempotencyMismatch:

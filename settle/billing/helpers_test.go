@@ -31,6 +31,13 @@ var ctx = context.Background()
 // few large requests, so that settlement moves real money.
 var prices = settle.PriceTable{PromptPerMillion: 1e9, CompletionPerMillion: 2e9, ComputePerMillion: 1e6}
 
+// dearPrices are the prices of model "dear", ten times prices (model "m"'s). The env's
+// host has no default table: any other model is not served.
+var dearPrices = settle.PriceTable{PromptPerMillion: 1e10, CompletionPerMillion: 2e10, ComputePerMillion: 1e7}
+
+// hostPrices are the env host's prices: "m" at prices, "dear" at dearPrices.
+var hostPrices = settle.Prices{Models: []settle.ModelPrice{{Model: "m", Prices: prices}, {Model: "dear", Prices: dearPrices}}}
+
 // computeReserve is the module compute admission reserves per request (µs).
 const computeReserve = 1000
 
@@ -89,7 +96,7 @@ func newEnv(t testing.TB) *env {
 	e.ledger = e.openLedger(e.ledgerPath)
 	e.escrows = billing.NewChainEscrows(chain, escrowTTL)
 	e.escrows.SetClock(chain.Now)
-	if e.pricer, err = billing.NewPricer(prices, curve); err != nil {
+	if e.pricer, err = billing.NewPricer(hostPrices, curve); err != nil {
 		t.Fatal(err)
 	}
 	e.svc = e.service(e.ledger)

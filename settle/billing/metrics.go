@@ -28,7 +28,7 @@ type Metrics struct {
 // codes of Admit's refusals, and "error" for a failure without one (the escrow could
 // not be read).
 var admissionCodes = []string{settle.CodeBadSignature, settle.CodeInsufficient, settle.CodeUnknownAccount, settle.CodeClosing, settle.CodeInProgress,
-	settle.CodeIdempotencyMismatch, settle.CodeUnavailable, settle.CodeIntegrity, settle.CodeReplay, settle.CodeMaxPrice, "error"}
+	settle.CodeIdempotencyMismatch, settle.CodeUnavailable, settle.CodeIntegrity, settle.CodeReplay, settle.CodeMaxPrice, settle.CodeUnpricedModel, "error"}
 
 // NewMetrics returns a Metrics with every series at zero.
 func NewMetrics() *Metrics {

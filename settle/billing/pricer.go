@@ -2,7 +2,9 @@ package billing
 
 import (
 	"crypto/ed25519"
-	"math"
+	"math/bits"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,37 +27,55 @@ func checkMaxPrice(worstCase uint64, a Admission, q settle.Quote) error {
 // 30 seconds.
 var DefaultLoadCurve = settle.LoadCurve{MinMilli: 500, MaxMilli: 2000, Smoothing: 30 * time.Second}
 
-// Pricer holds the price table and the smoothed utilization. It is safe for concurrent
-// use.
+// Pricer holds the price tables and the smoothed utilization. It is safe for
+// concurrent use.
 type Pricer struct {
-	table settle.PriceTable
-	curve settle.LoadCurve
-	now   func() time.Time
+	prices settle.Prices
+	curve  settle.LoadCurve
+	now    func() time.Time
 
-	mu          sync.Mutex
-	utilization float64
+	mu sync.Mutex
+	// utilization is the smoothed share of slots in use in fineScale units: finer
+	// than the published parts per million, so that the many short steps of a busy
+	// host (Observe at every request's start and end) each move it.
+	utilization uint64
 	observed    time.Time
 }
 
-// NewPricer validates table and curve and starts at idle.
-func NewPricer(table settle.PriceTable, curve settle.LoadCurve) (*Pricer, error) {
-	if err := table.Validate(); err != nil {
+// NewPricer validates prices (settle.Prices.Validate; the models in any order, each
+// once: it sorts a copy) and curve, and starts at idle.
+func NewPricer(prices settle.Prices, curve settle.LoadCurve) (*Pricer, error) {
+	prices.Models = slices.Clone(prices.Models)
+	if prices.Models == nil {
+		prices.Models = []settle.ModelPrice{}
+	}
+	slices.SortFunc(prices.Models, func(a, b settle.ModelPrice) int { return strings.Compare(a.Model, b.Model) })
+	if prices.Default != nil {
+		d := *prices.Default
+		prices.Default = &d
+	}
+	if err := prices.Validate(); err != nil {
 		return nil, err
 	}
 	if err := curve.Validate(); err != nil {
 		return nil, err
 	}
-	return &Pricer{table: table, curve: curve, now: time.Now, observed: time.Now()}, nil
+	return &Pricer{prices: prices, curve: curve, now: time.Now, observed: time.Now()}, nil
 }
 
-// Observe feeds the current utilization (slots in use / slots) into the smoothing: the
-// smoothed value moves toward it by 1 − e^(−Δt/Smoothing), Δt being the time since the
-// last observation. Call it whenever a request starts or ends.
+// fineScale is full utilization inside the pricer: parts per 10¹². A step of the
+// smoothing below one unit is lost to rounding, which at this scale takes a step
+// shorter than tau/10¹² (30 ps for 30 s).
+const fineScale = settle.UtilizationScale * settle.UtilizationScale
+
+// Observe feeds the current utilization, ⌊min(inUse, slots) · 10¹² / slots⌋ parts per
+// 10¹², into the smoothing (smooth). Call it whenever a request starts or ends; a call
+// with no slots is ignored.
 func (p *Pricer) Observe(inUse, slots int) {
 	if slots <= 0 {
 		return
 	}
-	x := float64(inUse) / float64(slots)
+	x := uint64(min(max(inUse, 0), slots)) * fineScale / uint64(slots)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -64,30 +84,82 @@ func (p *Pricer) Observe(inUse, slots int) {
 	if dt <= 0 {
 		return
 	}
-	p.utilization += (x - p.utilization) * (1 - math.Exp(-float64(dt)/float64(p.curve.Smoothing)))
+	p.utilization = smooth(p.utilization, x, dt, p.curve.Smoothing)
 }
 
-// Quote returns the current prices and load coefficient.
-func (p *Pricer) Quote() settle.Quote {
+// smooth moves smoothed utilization s toward x over dt, with time constant tau, in
+// integers (parts per 10¹², nanoseconds). Whole periods of tau first, each a step
+// half way,
+//
+//	s ← (s + x) / 2                                   while dt > tau, dt −= tau
+//
+// then the rest of dt in one backward-Euler step of ds/dt = (x − s)/tau,
+//
+//	s ← (tau·s + dt·x) / (tau + dt)
+//
+// each step rounded to the nearest integer, a tie toward x (so s reaches x rather
+// than stopping one short). Every step is a weighted mean of s and x, so s stays
+// between them and within [0, 10¹²]; a short step moves as e^(−dt/tau) does, a long
+// gap halves the distance every tau (a host idle for 40·tau is back at x exactly).
+// The products are 128-bit, so no dt or tau overflows them; the halving loop ends once
+// s is x, after at most 41 rounds.
+func smooth(s, x uint64, dt, tau time.Duration) uint64 {
+	for ; dt > tau && s != x; dt -= tau {
+		s = weightedMean(s, x, uint64(tau), uint64(tau))
+	}
+	return weightedMean(s, x, uint64(tau), uint64(dt))
+}
+
+// weightedMean is (ws·s + wx·x) / (ws + wx), rounded to nearest with a tie toward x,
+// for weights below 2⁶³ (their sum fits in 64 bits) and s, x ≤ 10¹² (the products in
+// 128 bits); a zero weight of x gives s.
+func weightedMean(s, x, ws, wx uint64) uint64 {
+	den := ws + wx
+	if den == 0 || wx == 0 {
+		return s
+	}
+	hi, lo := bits.Mul64(ws, s)
+	hi2, lo2 := bits.Mul64(wx, x)
+	lo, carry := bits.Add64(lo, lo2, 0)
+	hi += hi2 + carry
+	q, r := bits.Div64(hi, lo, den) // q ≤ max(s, x): hi < den, no overflow
+	switch {
+	case r > den-r, r == den-r && x > s: // over half, or a tie rounded up toward x
+		q++
+	}
+	return q
+}
+
+// Quote returns the current prices of model and the load coefficient, or a
+// settle.CodeUnpricedModel error when the host has no price for model.
+func (p *Pricer) Quote(model string) (settle.Quote, error) {
+	t, ok := p.prices.For(model)
+	if !ok {
+		return settle.Quote{}, errorf(settle.CodeUnpricedModel, "this host has no price for model %.80q: its price list (GET /v1/pricing) names the models it serves", model)
+	}
+	return settle.Quote{Prices: t, LoadMilli: p.curve.Coefficient(p.utilizationPPM())}, nil
+}
+
+// utilizationPPM is the smoothed utilization in the parts per million a price list
+// publishes: rounded to nearest, a tie up.
+func (p *Pricer) utilizationPPM() uint64 {
 	p.mu.Lock()
-	u := p.utilization
-	p.mu.Unlock()
-	return settle.Quote{Prices: p.table, LoadMilli: p.curve.Coefficient(u)}
+	defer p.mu.Unlock()
+	return (p.utilization + settle.UtilizationScale/2) / settle.UtilizationScale
 }
 
 // PriceList returns the current price list for the host's wallet and minimum escrow
 // timeout, signed with key.
 func (p *Pricer) PriceList(key ed25519.PrivateKey, wallet string, minTimeout uint32) settle.PriceList {
-	p.mu.Lock()
-	u := p.utilization
-	p.mu.Unlock()
+	u := p.utilizationPPM()
 	l := settle.PriceList{
-		Quote:            settle.Quote{Prices: p.table, LoadMilli: p.curve.Coefficient(u)},
-		Curve:            p.curve,
-		Wallet:           wallet,
-		MinTimeout:       minTimeout,
-		UtilizationMilli: uint64(math.Round(math.Min(1, u) * 1000)),
-		Time:             p.now().Unix(),
+		Prices:         p.prices,
+		LoadMilli:      p.curve.Coefficient(u),
+		Curve:          p.curve,
+		Wallet:         wallet,
+		MinTimeout:     minTimeout,
+		UtilizationPPM: u,
+		Time:           p.now().Unix(),
 	}
 	l.Sign(key)
 	return l

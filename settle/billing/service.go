@@ -119,8 +119,12 @@ type Admission struct {
 	MaxPromptTokens, MaxCompletionTokens uint64
 	// MaxPrice is the client's cap on the request's cost in nanoTON (0: none): a
 	// request whose worst-case cost exceeds it is refused with CodeMaxPrice.
-	MaxPrice        uint64
-	Pipeline, Model string
+	MaxPrice uint64
+	Pipeline string
+	// Model is the model the request runs (a pipeline's manifest model, or the one a
+	// request to the bare backend names, or the backend's default): its table of the
+	// price list prices the request, and the receipt names it.
+	Model string
 }
 
 // Ticket is an admitted request. Finish it exactly once, or Release it.
@@ -167,7 +171,10 @@ func (s *Service) Admit(ctx context.Context, a Admission) (t *Ticket, err error)
 			a.Account, escrow.Timeout, int64(s.cfg.MinTimeout/time.Second))
 	}
 
-	quote := s.cfg.Pricer.Quote()
+	quote, err := s.cfg.Pricer.Quote(a.Model)
+	if err != nil {
+		return nil, err
+	}
 	maxCost := quote.Prices.Cost(settle.Usage{PromptTokens: a.MaxPromptTokens, CompletionTokens: a.MaxCompletionTokens, ComputeUnits: s.cfg.ComputeReserve},
 		quote.LoadMilli, math.MaxUint64)
 	if err := checkMaxPrice(maxCost, a, quote); err != nil {
@@ -246,14 +253,6 @@ func storeError(account string, err error) *Error {
 		return errorf(settle.CodeIntegrity, "the host's records of escrow %s fail their integrity check: it neither serves nor charges this account until its operator restores them", account)
 	}
 	return errorf(settle.CodeUnavailable, "the ledger is unavailable")
-}
-
-// ServedBy names the model that answered, for the receipt, when admission did not know
-// it (a request that named no model).
-func (t *Ticket) ServedBy(model string) {
-	if model != "" {
-		t.receipt.Model = model
-	}
 }
 
 // Finish commits the request's receipt: its cost for usage at the admitted quote,

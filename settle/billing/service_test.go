@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,7 +56,7 @@ func TestAdmission(t *testing.T) {
 		{name: "signed", a: e.admission(good, body(0), 1000, 500)},
 		{name: "signed a window ago", a: signedAt(now - window)},
 		{name: "signed a window ahead", a: signedAt(now + window)},
-		{name: "by API key", a: request{Admission: billing.Admission{Account: good, Body: body(0), MaxPromptTokens: 10}}},
+		{name: "by API key", a: request{Admission: billing.Admission{Account: good, Body: body(0), MaxPromptTokens: 10, Model: "m"}}},
 		{"expired", signedAt(now - window - 1), settle.CodeExpired, 401, []string{fmt.Sprint(now - window - 1), "more than 5m0s"}},
 		{"from the future", signedAt(now + window + 1), settle.CodeExpired, 401, nil},
 		{"signed by another key", e.sign(e.admission(good, body(0), 10, 10), key(9)), settle.CodeBadSignature, 401, []string{"client key"}},
@@ -201,7 +202,7 @@ func TestIdempotency(t *testing.T) {
 	// and is not charged again.
 	for name, a := range map[string]request{
 		"signed":     with(acct, "k1", body(1)),
-		"by API key": {Admission: billing.Admission{Account: acct, Method: "POST", Path: "/v1/chat/completions", Body: body(1), IdempotencyKey: "k1", MaxPromptTokens: 100}},
+		"by API key": {Admission: billing.Admission{Account: acct, Method: "POST", Path: "/v1/chat/completions", Body: body(1), IdempotencyKey: "k1", MaxPromptTokens: 100, Model: "m"}},
 	} {
 		_, err := e.admit(e.svc, a)
 		var done *billing.IdempotentError
@@ -563,13 +564,72 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
+// TestAdmitPricesTheModel: a request is held, capped and charged at the table of the
+// model it runs, not another model's: a request for the dear model reserves ten times
+// what one for "m" does, its receipt carries the dear table and costs ten times as
+// much, a cap that covers "m"'s worst case but not the dear one's refuses the dear
+// request, and a model the price list lacks is refused (400) with nothing held.
+func TestAdmitPricesTheModel(t *testing.T) {
+	e := newEnv(t)
+	acct := e.deploy(e.params(1), "5")
+	usage := settle.Usage{PromptTokens: 100, CompletionTokens: 50, ComputeUnits: 10}
+	run := func(model string, maxPrice uint64) (*settle.Receipt, uint64, error) {
+		a := e.admission(acct, body(int(maxPrice)+len(model)), 1000, 500)
+		a.Model, a.MaxPrice = model, maxPrice
+		tk, err := e.admit(e.svc, a)
+		if err != nil {
+			return nil, 0, err
+		}
+		r, err := tk.Finish(ctx, usage, settle.StatusCompleted, nil)
+		return r, tk.MaxCost(), err
+	}
+	cheap, cheapHold, err := run("m", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dear, dearHold, err := run("dear", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		r     *settle.Receipt
+		hold  uint64
+		table settle.PriceTable
+		model string
+	}{{cheap, cheapHold, prices, "m"}, {dear, dearHold, dearPrices, "dear"}} {
+		wantHold := c.table.Cost(settle.Usage{PromptTokens: 1000, CompletionTokens: 500, ComputeUnits: computeReserve}, 1000, math.MaxUint64)
+		if c.r.Model != c.model || c.r.Prices != c.table || c.r.Cost != c.table.Cost(usage, 1000, c.hold) || c.hold != wantHold {
+			t.Errorf("model %s: receipt %+v held %d; want the table %+v, held %d", c.model, c.r, c.hold, c.table, wantHold)
+		}
+	}
+	if dear.Cost != 10*cheap.Cost {
+		t.Errorf("the dear model cost %d, want ten times %d", dear.Cost, cheap.Cost)
+	}
+	if _, _, err := run("dear", cheapHold); err == nil {
+		t.Fatal("a cap that covers the cheap model's worst case admitted the dear model")
+	} else {
+		code(t, err, settle.CodeMaxPrice, fmt.Sprintf("may cost up to %d nanoTON", dearHold))
+	}
+	if _, _, err := run("m", cheapHold); err != nil {
+		t.Fatalf("the cheap model at its own worst case: %v", err)
+	}
+	before := e.totals(acct)
+	_, _, err = run("unpriced", 0)
+	if se := code(t, err, settle.CodeUnpricedModel, `no price for model "unpriced"`); se.Status() != 400 {
+		t.Errorf("status %d, want 400", se.Status())
+	}
+	if after := e.totals(acct); after != before {
+		t.Errorf("a refused model changed the account: %+v, was %+v", after, before)
+	}
+}
+
 func TestPriceList(t *testing.T) {
 	e := newEnv(t)
 	l := e.svc.PriceList()
 	if err := l.Verify(e.svc.PublicKey()); err != nil {
 		t.Fatal(err)
 	}
-	if l.Wallet != e.host.WalletAddress().StringRaw() || l.Prices != prices || l.LoadMilli != 1000 || l.Curve != curve ||
+	if m, _ := l.For("m"); l.Wallet != e.host.WalletAddress().StringRaw() || m != prices || l.LoadMilli != 1000 || l.Curve != curve ||
 		l.MinTimeout != uint32(billing.DefaultMinTimeout/time.Second) {
 		t.Fatalf("price list %+v", l)
 	}

@@ -207,14 +207,14 @@ const priceHashDomain = "cocoon-registry price-list v1\x00"
 
 // PriceListHash returns the hash a host registers for its signed price list
 // (GET /v1/pricing): sha256 of a domain and the list's JSON with the members
-// that move with load and time (load_milli, utilization_milli, time,
+// that move with load and time (load_milli, utilization_ppm, time,
 // signature) zeroed. It changes when the price table, the load curve, the
 // wallet, the minimum escrow timeout or the settlement key change, and then
 // the host registers again. A client fetches the list, checks its signature
 // with the registered settlement key (settle.PriceList.Verify) and compares
 // this hash with Host.PriceHash.
 func PriceListHash(l settle.PriceList) [32]byte {
-	l.LoadMilli, l.UtilizationMilli, l.Time, l.Signature = 0, 0, 0, nil
+	l.LoadMilli, l.UtilizationPPM, l.Time, l.Signature = 0, 0, 0, nil
 	b, err := json.Marshal(l)
 	if err != nil {
 		// A PriceList has fixed types (integers, strings, byte slices), which

@@ -582,14 +582,21 @@ func TestForgedInitialDataRefused(t *testing.T) {
 
 func TestPriceListHash(t *testing.T) {
 	hostKey := key(0x05)
-	pricer := func(completion uint64) *billing.Pricer {
-		p, err := billing.NewPricer(settle.PriceTable{PromptPerMillion: 1, CompletionPerMillion: completion}, billing.DefaultLoadCurve)
+	pricesOf := func(completion uint64, models ...string) settle.Prices {
+		p := settle.SamePrices(settle.PriceTable{PromptPerMillion: 1, CompletionPerMillion: completion})
+		for _, m := range models {
+			p.Models = append(p.Models, settle.ModelPrice{Model: m, Prices: settle.PriceTable{PromptPerMillion: 5}})
+		}
+		return p
+	}
+	pricer := func(prices settle.Prices) *billing.Pricer {
+		p, err := billing.NewPricer(prices, billing.DefaultLoadCurve)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	p := pricer(2)
+	p := pricer(pricesOf(2, "a"))
 	first := p.PriceList(hostKey, "0:00", 3600)
 	time.Sleep(1100 * time.Millisecond)
 	p.Observe(1, 1) // load moves the coefficient, time moves on
@@ -601,10 +608,13 @@ func TestPriceListHash(t *testing.T) {
 		t.Fatal("the hash moves with load or time: the host would register every minute")
 	}
 	for name, l := range map[string]settle.PriceList{
-		"price":   pricer(3).PriceList(hostKey, "0:00", 3600),
-		"wallet":  p.PriceList(hostKey, "0:01", 3600),
-		"timeout": p.PriceList(hostKey, "0:00", 7200),
-		"key":     p.PriceList(key(0x06), "0:00", 3600),
+		"price":       pricer(pricesOf(3, "a")).PriceList(hostKey, "0:00", 3600),
+		"model":       pricer(pricesOf(2, "b")).PriceList(hostKey, "0:00", 3600),
+		"model added": pricer(pricesOf(2, "a", "b")).PriceList(hostKey, "0:00", 3600),
+		"no default":  pricer(settle.Prices{Models: pricesOf(2, "a").Models}).PriceList(hostKey, "0:00", 3600),
+		"wallet":      p.PriceList(hostKey, "0:01", 3600),
+		"timeout":     p.PriceList(hostKey, "0:00", 7200),
+		"key":         p.PriceList(key(0x06), "0:00", 3600),
 	} {
 		if registry.PriceListHash(l) == registry.PriceListHash(first) {
 			t.Errorf("another %s, the same hash", name)

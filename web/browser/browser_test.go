@@ -54,6 +54,7 @@ func TestLibraryAgainstHost(t *testing.T) {
 	}
 	t.Cleanup(func() { engine.Close() })
 	h := proxytest.NewHost(t, engine)
+	h.Answer429(8, "0") // for test/host.mjs's rate-limit test: a connect that gives up, one that waits
 	runNode(t, map[string]string{
 		"COCOON_RELAY": tamperRelay(t, h.URL), "COCOON_ROOT": h.Root, "WRONG_ROOT": wrongRoot(t),
 		"COCOON_PIPELINE": h.ID, "COCOON_API_KEY": proxytest.APIKey, "VERIFIER_SHA256": verifierSHA256(t),

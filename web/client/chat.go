@@ -52,7 +52,10 @@ type ChatAnswer struct {
 // with its Report). An http host verified so whose evidence carries end-to-end keys
 // gets the request sealed to them, credentials included, and its answer is opened with
 // this request's key (web/E2E.md), unless c is WithPlaintext's: a relay between sees sizes and
-// timing only. A whole answer that does not verify is not given to onText; a
+// timing only. Sealing it takes the encapsulation prepared during the previous sealed
+// Chat to the same pipeline and key, if one is ready, and prepares the next (Close
+// ends that): the ML-KEM-768+X25519 encapsulation, about 0.1 ms of CPU, is then not
+// on the request's path. A whole answer that does not verify is not given to onText; a
 // stream's text is given as it arrives and the stream fails CodeNotVerified at its end
 // when it does not verify: a caller that shows text as it arrives shows unverified
 // text until then. An error status of the host is a CodeRefused error, an error event
@@ -114,7 +117,8 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 // sealedRequest sends a POST of body to path sealed to the host's end-to-end key (the
 // post-quantum hybrid suite), with its credentials (the API key, or s's signature
 // headers) inside the envelope, once, and returns the answer and the client that
-// opens it.
+// opens it. The encapsulation is the one c.senders prepared during the previous
+// request to path and this key, if any; the next one's is prepared meanwhile.
 func (c *Client) sealedRequest(ctx context.Context, path string, body []byte, s *Signer, to *attest.E2EKeys) (*http.Response, *e2e.Client, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, nil)
 	if err != nil {
@@ -128,7 +132,7 @@ func (c *Client) sealedRequest(ctx context.Context, path string, body []byte, s 
 	}
 	suite := e2e.MLKEM768X25519
 	pub := to.Public()
-	sealed, opener, err := e2e.SealRequest(suite, pub.Key(suite), http.MethodPost, path, e2e.Request{Header: inner, Body: body})
+	sealed, opener, err := c.senders.Seal(suite, pub.Key(suite), http.MethodPost, path, e2e.Request{Header: inner, Body: body})
 	if err != nil {
 		return nil, nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("sealing the request to the host's end-to-end key: %v", err)}
 	}

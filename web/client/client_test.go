@@ -60,9 +60,14 @@ type testHost struct {
 	busy atomic.Int32
 	// asked counts the requests the relay saw.
 	asked atomic.Int32
-	// seenRequests holds the headers and bodies of the chat requests the relay saw.
+	// seenRequests holds the headers and bodies of the chat requests the relay saw,
+	// envelopes the bodies of the sealed ones.
 	mu           sync.Mutex
 	seenRequests strings.Builder
+	envelopes    [][]byte
+	// handler is the host behind the relay; restart replaces it.
+	handler atomic.Pointer[http.Handler]
+	restart func()
 }
 
 // requests returns what the relay saw of the chat requests.
@@ -76,17 +81,23 @@ func newTestHost(t *testing.T) *testHost {
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "attest")
-	sim, err := attest.NewSim(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ah, err := attest.Boot(ctx, sim, "embedded", "m")
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler := clienttest.Handler(t, web.Config{Backend: echoBackend{}, APIKeys: []web.APIKey{{Name: "t", Key: testKey}},
-		Attestation: ah, MaxQuotesPerSecond: 100})
 	h := &testHost{}
+	// restart boots the host anew on a simulated TDX of the same root: a new host
+	// key, new end-to-end keys.
+	h.restart = func() {
+		sim, err := attest.NewSim(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ah, err := attest.Boot(ctx, sim, "embedded", "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		handler := clienttest.Handler(t, web.Config{Backend: echoBackend{}, APIKeys: []web.APIKey{{Name: "t", Key: testKey}},
+			Attestation: ah, MaxQuotesPerSecond: 100})
+		h.handler.Store(&handler)
+	}
+	h.restart()
 	b, err := os.ReadFile(filepath.Join(dir, attest.SimRootFile))
 	if err != nil {
 		t.Fatal(err)
@@ -107,8 +118,12 @@ func newTestHost(t *testing.T) *testHost {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			h.mu.Lock()
 			fmt.Fprintf(&h.seenRequests, "%v\n%s\n", r.Header, body)
+			if r.Header.Get("Content-Type") == e2e.ContentType {
+				h.envelopes = append(h.envelopes, body)
+			}
 			h.mu.Unlock()
 		}
+		handler := *h.handler.Load()
 		alter := h.alter.Load()
 		if alter == nil || !strings.HasSuffix(r.URL.Path, "/chat/completions") {
 			handler.ServeHTTP(w, r)
@@ -240,6 +255,54 @@ func TestChatSealsToTheAttestedKey(t *testing.T) {
 	if !strings.Contains(h.requests(), e2e.ContentType) {
 		t.Errorf("the relay saw no sealed request:\n%s", h.requests())
 	}
+}
+
+// TestChatPreparedEncapsulations: a client's sealed chats, each after the first with
+// the encapsulation prepared during the one before (e2e.Senders), never send one
+// encapsulated key twice, as a relay would see if two requests shared their keys; a
+// host that restarted with new keys opens the next chat, which a sender prepared for
+// its old key would not give it; and Close waits for the preparation running.
+func TestChatPreparedEncapsulations(t *testing.T) {
+	h := newTestHost(t)
+	c := h.client(t, true)
+	chat := func(stream bool) {
+		t.Helper()
+		var text strings.Builder
+		req := ChatRequest{Messages: []ChatMessage{{Role: "user", Content: "secret words"}}, Stream: stream}
+		if _, err := c.Chat(context.Background(), "", req, nil, func(s string) error { text.WriteString(s); return nil }); err != nil || text.String() != "secret words" {
+			t.Fatalf("text %q, %v", text.String(), err)
+		}
+	}
+	for i := range 3 {
+		chat(i%2 == 1)
+	}
+	h.restart()
+	chat(false) // fails to open with a sender prepared for the old key
+	chat(true)
+	h.mu.Lock()
+	seen := map[string]bool{}
+	for i, env := range h.envelopes {
+		enc := string(env[5 : 5+int(env[3])<<8|int(env[4])])
+		if seen[enc] {
+			t.Errorf("request %d sends the encapsulated key of an earlier request", i)
+		}
+		seen[enc] = true
+	}
+	h.mu.Unlock()
+	if len(seen) != 5 {
+		t.Errorf("%d sealed requests seen, want 5", len(seen))
+	}
+	for deadline := time.Now().Add(2 * time.Second); c.senders.Prepared() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := c.senders.Prepared(); n != 1 {
+		t.Errorf("%d encapsulations prepared after the chats, want 1 (one route, one key)", n)
+	}
+	c.Close()
+	if n := c.senders.Prepared(); n != 0 {
+		t.Errorf("%d encapsulations kept after Close", n)
+	}
+	chat(false) // sealed inline after Close
 }
 
 // TestChatWithoutTrust: over http without a trust nothing can be checked, and Chat

@@ -37,6 +37,18 @@ func sealTest(t testing.TB, k *HostKeys, s Suite) ([]byte, *Client) {
 	return env, c
 }
 
+// openedTest seals the test request to k's key of suite s and opens it: the host's
+// and the client's sides of one request.
+func openedTest(t testing.TB, k *HostKeys, s Suite) (*Opened, *Client) {
+	t.Helper()
+	env, c := sealTest(t, k, s)
+	o, err := k.OpenRequest(http.MethodPost, testPath, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, c
+}
+
 func TestRoundTrip(t *testing.T) {
 	k := testKeys(t)
 	for _, s := range suites {
@@ -140,11 +152,7 @@ func readStream(c *Client, b []byte) ([]byte, error) {
 // (truncation dressed as an end), fails.
 func TestStreamOrder(t *testing.T) {
 	k := testKeys(t)
-	env, c := sealTest(t, k, X25519)
-	o, err := k.OpenRequest(http.MethodPost, testPath, env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o, c := openedTest(t, k, X25519)
 	head := o.StreamRecord(0, false, ResponseHead(http.Header{}))
 	r1, r2 := o.StreamRecord(1, false, []byte("data: one\n\n")), o.StreamRecord(2, false, []byte("data: two\n\n"))
 	end := o.StreamRecord(3, true, nil)
@@ -165,6 +173,26 @@ func TestStreamOrder(t *testing.T) {
 	}
 	if got, err := readStream(c, cat(head, r1, r2, end)); err != nil || string(got) != "data: one\n\ndata: two\n\n" {
 		t.Fatalf("intact stream: %q %v", got, err)
+	}
+}
+
+// TestStreamLongRecords: records longer than the reader's buffer open whole, one after
+// the other in the reused buffer, and a record over the limit fails rather than grow
+// without bound.
+func TestStreamLongRecords(t *testing.T) {
+	o, c := openedTest(t, testKeys(t), X25519)
+	long1, long2 := "data: "+strings.Repeat("a", 10<<10)+"\n\n", "data: "+strings.Repeat("b", 6<<10)+"\n\n"
+	b := streamOf(o, []string{long1, "data: short\n\n", long2})
+	if got, err := readStream(c, b); err != nil || string(got) != long1+"data: short\n\n"+long2 {
+		t.Fatalf("read %d bytes, %v; want the three events", len(got), err)
+	}
+	if st, err := c.OpenStream(bytes.NewReader(b), 8<<10); err == nil {
+		_, err = io.ReadAll(st)
+		if !errors.Is(err, ErrE2E) || !strings.Contains(err.Error(), "over the limit") {
+			t.Fatalf("a record over the limit: %v", err)
+		}
+	} else {
+		t.Fatal(err)
 	}
 }
 
@@ -199,29 +227,54 @@ func TestSealRefusesUnsealedHeaders(t *testing.T) {
 
 func TestReplayGuard(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	g := NewReplayGuard(time.Minute, 2)
 	id := func(b byte) [16]byte { return [16]byte{b} }
-	steps := []struct {
-		name string
-		id   [16]byte
-		t    time.Time
-		now  time.Time
-		want error
+	g := NewReplayGuard(time.Minute, 2)
+	for _, s := range []struct {
+		name      string
+		principal string
+		id        [16]byte
+		t         time.Time
+		now       time.Time
+		want      error
 	}{
-		{"fresh", id(1), now, now, nil},
-		{"replayed", id(1), now, now.Add(time.Second), ErrReplayed},
-		{"stale", id(2), now.Add(-2 * time.Minute), now, ErrStale},
-		{"from the future", id(2), now.Add(2 * time.Minute), now, ErrStale},
-		{"second", id(2), now, now, nil},
-		{"full", id(3), now, now, ErrReplayCacheFull},
+		{"fresh", "a", id(1), now, now, nil},
+		{"replayed", "a", id(1), now, now.Add(time.Second), ErrReplayed},
+		{"replayed by another", "b", id(1), now, now.Add(time.Second), ErrReplayed},
+		{"stale", "a", id(2), now.Add(-2 * time.Minute), now, ErrStale},
+		{"from the future", "a", id(2), now.Add(2 * time.Minute), now, ErrStale},
+		{"second", "a", id(2), now, now, nil},
+		{"full", "a", id(3), now, now, ErrReplayCacheFull},
 		// After one rotation the first ids are still remembered.
-		{"replayed after rotation", id(1), now.Add(time.Minute), now.Add(2 * time.Minute), ErrReplayed},
-		{"new after rotation", id(3), now.Add(2 * time.Minute), now.Add(2 * time.Minute), nil},
-	}
-	for _, s := range steps {
-		if err := g.Check(s.id, s.t, s.now); !errors.Is(err, s.want) || (s.want == nil) != (err == nil) {
+		{"replayed after rotation", "a", id(1), now.Add(time.Minute), now.Add(2 * time.Minute), ErrReplayed},
+		{"new after rotation", "a", id(3), now.Add(2 * time.Minute), now.Add(2 * time.Minute), nil},
+	} {
+		if err := g.Check(s.principal, 0, s.id, s.t, s.now); !errors.Is(err, s.want) || (s.want == nil) != (err == nil) {
 			t.Errorf("%s: %v, want %v", s.name, err, s.want)
 		}
+	}
+
+	// A quota counts a principal's ids of the generation; others are not held back.
+	q := NewReplayGuard(time.Minute, 10)
+	for _, s := range []struct {
+		name      string
+		principal string
+		id        [16]byte
+		now       time.Time
+		want      error
+	}{
+		{"within the quota", "q", id(1), now, nil},
+		{"second within the quota", "q", id(2), now, nil},
+		{"over the quota", "q", id(3), now, ErrReplayQuota},
+		{"replay over the quota", "q", id(1), now, ErrReplayed},
+		{"another principal", "r", id(3), now, nil},
+		{"quota afresh after rotation", "q", id(4), now.Add(2 * time.Minute), nil},
+	} {
+		if err := q.Check(s.principal, 2, s.id, s.now, s.now); !errors.Is(err, s.want) || (s.want == nil) != (err == nil) {
+			t.Errorf("%s: %v, want %v", s.name, err, s.want)
+		}
+	}
+	if got := q.Rotation(now.Add(3 * time.Minute)); got != time.Minute {
+		t.Errorf("Rotation a minute into a two-minute generation: %v, want 1m", got)
 	}
 }
 
@@ -275,4 +328,51 @@ func BenchmarkSealOpen(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkAnswer is what sealing and opening an answer costs beyond the KEM, per
+// request of BenchmarkHTTP's shape: a stream of a head, 16 token events, a signature
+// event and a final record, framed as the host writes them and read as a client reads
+// them; and a whole answer of the same text. The HPKE context is set up once.
+func BenchmarkAnswer(b *testing.B) {
+	k := testKeys(b)
+	o, c := openedTest(b, k, X25519)
+	event := []byte(`data: {"id":"chatcmpl-0123456789abcdef","object":"chat.completion.chunk","created":1764900000,"model":"stories260K","choices":[{"index":0,"delta":{"content":" once"},"finish_reason":null}]}` + "\n\n")
+	signature := []byte("event: cocoon_signature\ndata: " + strings.Repeat("A", 400) + "\n\n")
+	head := http.Header{"Content-Type": {"text/event-stream"}, "Cache-Control": {"no-cache"}}
+	b.Run("stream", func(b *testing.B) {
+		b.ReportAllocs()
+		var wire bytes.Buffer
+		var plain, out []byte // the host's two buffers, as web's sealedWriter reuses them
+		record := func(seq uint64, final bool, b []byte) {
+			plain = append(plain[:0], b...)
+			out = o.AppendStreamRecord(out[:0], seq, final, plain)
+			wire.Write(out)
+		}
+		for b.Loop() {
+			wire.Reset()
+			record(0, false, ResponseHead(head))
+			for i := range 16 {
+				record(uint64(i+1), false, event)
+			}
+			record(17, false, signature)
+			record(18, true, nil)
+			st, err := c.OpenStream(&wire, 1<<20)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, st); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	whole := bytes.Repeat(event, 16)
+	b.Run("whole", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := c.OpenBody(200, o.SealBody(200, head, whole)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 )
 
 // A streamed answer is a text/event-stream of sealed records, in order:
@@ -15,7 +16,7 @@ import (
 //	event: final\ndata: <standard base64 of the last record>\n\n
 //
 // Record seq's nonce is the base nonce XOR seq and its AAD says whether it is the last
-// (recordAAD), so a record reordered, dropped, replayed from another answer or marked
+// (recordParams), so a record reordered, dropped, replayed from another answer or marked
 // last out of place does not open, and a stream that ends before its final record is
 // truncated.
 const (
@@ -24,17 +25,28 @@ const (
 	recordSuffix      = "\n\n"
 )
 
-// StreamRecord returns record seq of a streamed answer, framed as its event.
+// StreamRecord returns record seq of a streamed answer, framed as its event. plain
+// is left as it is.
 func (o *Opened) StreamRecord(seq uint64, final bool, plain []byte) []byte {
+	return o.AppendStreamRecord(nil, seq, final, bytes.Clone(plain))
+}
+
+// AppendStreamRecord appends record seq of a streamed answer (status 200), framed as
+// its event, to dst, and returns the extended buffer. The records' plaintexts, in
+// order, are ResponseHead of the headers and then the stream's bytes; the last is
+// final. It seals plain in place, overwriting its bytes (and, when plain has 16 bytes
+// of room beyond its length, allocating nothing), so that a host writing one record per
+// flush reuses its two buffers: cost, an AES-256-GCM pass and a base64 encoding.
+func (o *Opened) AppendStreamRecord(dst []byte, seq uint64, final bool, plain []byte) []byte {
 	prefix := recordPrefix
 	if final {
 		prefix = finalRecordPrefix
 	}
-	ct := o.SealRecord(nil, seq, final, plain)
-	out := make([]byte, 0, len(prefix)+base64.StdEncoding.EncodedLen(len(ct))+len(recordSuffix))
-	out = append(out, prefix...)
-	out = base64.StdEncoding.AppendEncode(out, ct)
-	return append(out, recordSuffix...)
+	ct := o.sealRecord(plain[:0], seq, http.StatusOK, final, plain)
+	dst = slices.Grow(dst, len(prefix)+base64.StdEncoding.EncodedLen(len(ct))+len(recordSuffix))
+	dst = append(dst, prefix...)
+	dst = base64.StdEncoding.AppendEncode(dst, ct)
+	return append(dst, recordSuffix...)
 }
 
 // Stream reads a streamed answer's plaintext: Header is its sealed headers, Read its
@@ -48,7 +60,8 @@ type Stream struct {
 	max    int
 	seq    uint64
 	done   bool
-	buf    []byte
+	buf    []byte // opened and not yet read: a part of rec, or of the head's buffer
+	rec    []byte // the current record, decoded then opened in place
 }
 
 // OpenStream reads the first records of a streamed answer from r until its head is
@@ -82,49 +95,40 @@ func (c *Client) OpenStream(r io.Reader, maxRecord int) (*Stream, error) {
 	}
 }
 
-// next reads and opens the next record into s.buf.
+// next reads and opens the next record into s.buf, reusing s.rec: the caller has
+// consumed s.buf before.
 func (s *Stream) next() error {
 	if s.done {
 		return io.EOF
 	}
-	var lines [2]string
-	n := 0
-	for {
-		line, err := s.in.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			rest, err2 := s.readLong(line)
-			line, err = rest, err2
-		}
-		if err != nil {
-			if err == io.EOF {
-				return fmt.Errorf("%w: the answer ends after record %d without its final record: truncated", ErrE2E, s.seq)
-			}
+	line, err := s.line()
+	if err != nil {
+		return err
+	}
+	final := string(line) == "event: final\n"
+	if final {
+		if line, err = s.line(); err != nil {
 			return err
 		}
-		if len(line) == 1 { // the blank line that ends the event
-			break
-		}
-		if n == 2 {
-			return fmt.Errorf("%w: record %d is not one event of one or two lines", ErrE2E, s.seq)
-		}
-		lines[n] = string(line)
-		n++
 	}
-	var b64 string
-	final := false
-	switch {
-	case n == 1 && len(lines[0]) > len(recordPrefix) && lines[0][:len(recordPrefix)] == recordPrefix:
-		b64 = lines[0][len(recordPrefix) : len(lines[0])-1]
-	case n == 2 && lines[0] == "event: final\n" && len(lines[1]) > len(recordPrefix) && lines[1][:len(recordPrefix)] == recordPrefix:
-		b64, final = lines[1][len(recordPrefix):len(lines[1])-1], true
-	default:
+	b64, ok := bytes.CutPrefix(line, []byte(recordPrefix))
+	if !ok || len(b64) < 2 {
 		return fmt.Errorf("%w: record %d is not a sealed record event", ErrE2E, s.seq)
 	}
-	ct, err := base64.StdEncoding.Strict().DecodeString(b64)
+	b64 = b64[:len(b64)-1] // the line's \n
+	// Decoded now: the next read reuses line's bytes.
+	s.rec = slices.Grow(s.rec[:0], base64.StdEncoding.DecodedLen(len(b64)))
+	n, err := base64.StdEncoding.Strict().Decode(s.rec[:cap(s.rec)], b64)
 	if err != nil {
 		return fmt.Errorf("%w: record %d is not base64", ErrE2E, s.seq)
 	}
-	p, err := s.c.openRecord(s.seq, http.StatusOK, final, ct)
+	if blank, err := s.line(); err != nil {
+		return err
+	} else if len(blank) != 1 {
+		return fmt.Errorf("%w: record %d is not one event of one or two lines", ErrE2E, s.seq)
+	}
+	ct := s.rec[:n]
+	p, err := s.c.openRecord(ct[:0], s.seq, http.StatusOK, final, ct)
 	if err != nil {
 		return err
 	}
@@ -137,6 +141,20 @@ func (s *Stream) next() error {
 		}
 	}
 	return nil
+}
+
+// line reads the next line of the stream, \n included; its bytes are valid until the
+// next read. The end of the stream is a truncated answer, since only the final
+// record may end it.
+func (s *Stream) line() ([]byte, error) {
+	line, err := s.in.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		line, err = s.readLong(line)
+	}
+	if err == io.EOF {
+		return nil, fmt.Errorf("%w: the answer ends after record %d without its final record: truncated", ErrE2E, s.seq)
+	}
+	return line, err
 }
 
 // readLong reads the rest of a line longer than the buffer, up to the record limit.

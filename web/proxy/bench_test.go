@@ -91,7 +91,7 @@ func BenchmarkPick(b *testing.B) {
 	}
 	for i := range 8 {
 		p.hosts = append(p.hosts, &upstream{p: p, info: Host{URL: "http://h" + strconv.Itoa(i)}, state: stateReady, cur: &verified{},
-			prices: &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: 1000, CompletionPerMillion: 3000}, LoadMilli: 1000}}})
+			prices: &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{PromptPerMillion: 1000, CompletionPerMillion: 3000}), LoadMilli: 1000}})
 	}
 	r, _ := http.NewRequest(http.MethodPost, "/", nil)
 	a := newAsk(r, []byte(modelChat))

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
@@ -100,8 +101,8 @@ func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
 }
 
 // pick returns the host to try next, among the hosts in routing not yet tried: the
-// cheapest for this request at each host's published prices (a host that does not
-// bill costs 0), and among equally cheap ones the less loaded of two picked at random
+// cheapest for this request at each host's published prices for the pipeline's model
+// (a host that does not bill costs 0), and among equally cheap ones the less loaded of two picked at random
 // (requests in flight times latency), or, for a request with an idempotency key, the
 // one the key hashes to, so that the app's retries of it reach the same host (each
 // host's ledger knows only its own keys). A billing host whose price for the
@@ -119,10 +120,11 @@ func (p *Proxy) pick(a ask, tried map[*upstream]bool) *upstream {
 		}
 		var price uint64
 		if l := s.prices; l != nil {
-			if a.maxPrice > 0 && l.Prices.Cost(settle.Usage{CompletionTokens: a.asked}, l.LoadMilli, math.MaxUint64) > a.maxPrice {
+			q, ok := l.Quote(s.v.model) // the pipeline's model; priceList refuses a host whose list lacks it
+			if !ok || a.maxPrice > 0 && q.Prices.Cost(settle.Usage{CompletionTokens: a.asked}, q.LoadMilli, math.MaxUint64) > a.maxPrice {
 				continue
 			}
-			price = l.Prices.Cost(settle.Usage{PromptTokens: a.prompt, CompletionTokens: a.completion}, l.LoadMilli, math.MaxUint64)
+			price = q.Prices.Cost(settle.Usage{PromptTokens: a.prompt, CompletionTokens: a.completion}, q.LoadMilli, math.MaxUint64)
 		}
 		switch {
 		case len(tier) == 0 || price < tier[0].price:
@@ -158,10 +160,14 @@ func (p *Proxy) pick(a ask, tried map[*upstream]bool) *upstream {
 }
 
 // load is a host's load for routing: requests in flight (plus this one) times its
-// recent latency (plus a millisecond, so that a host not measured yet still counts what
-// it has in flight).
-func load(u *upstream, now time.Time) float64 {
-	return float64(u.inflight.Load()+1) * float64(u.recentLatency(now)+time.Millisecond)
+// recent latency in nanoseconds (plus a millisecond, so that a host not measured yet
+// still counts what it has in flight), in integers, saturating at 2⁶⁴−1.
+func load(u *upstream, now time.Time) uint64 {
+	hi, lo := bits.Mul64(uint64(max(u.inflight.Load(), 0)+1), uint64(max(u.recentLatency(now), 0)+time.Millisecond))
+	if hi != 0 {
+		return math.MaxUint64
+	}
+	return lo
 }
 
 // result is how an attempt at one host ended.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/web/client"
@@ -30,14 +31,15 @@ type conn struct {
 
 // dial returns a conn to base that sends key (when set, to an https host) with its GETs and verifies an
 // https host's handshakes against p and opts; each wait a host asks for is logged to
-// log. It makes no request; it fails as client.New does.
-func dial(base, key string, p attest.Policy, opts attest.EvidenceOptions, log io.Writer) (*conn, error) {
+// log, and each connection's address is vetted by control when it is set
+// (client.WithDialControl). It makes no request; it fails as client.New does.
+func dial(base, key string, p attest.Policy, opts attest.EvidenceOptions, log io.Writer, control func(network, address string, c syscall.RawConn) error) (*conn, error) {
 	if !strings.HasPrefix(base, "https://") {
 		// The API key goes over RA-TLS only: over http a relay would read it, and
 		// evidence and prices need no credential (chat requests seal theirs).
 		key = ""
 	}
-	c, err := client.New(base, client.WithAPIKey(key), client.WithTrust(p, opts), client.WithMaxIdleConns(maxIdlePerHost))
+	c, err := client.New(base, client.WithAPIKey(key), client.WithTrust(p, opts), client.WithMaxIdleConns(maxIdlePerHost), client.WithDialControl(control))
 	if err != nil {
 		return nil, err
 	}

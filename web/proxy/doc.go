@@ -22,7 +22,10 @@
 // registry contract (NewRegistry), each of which must also pass the registry's client
 // checks (settle/REGISTRY.md): its boot quote the registered one, its measurements on the
 // allowlist, its price list the registered one. A registered host's evidence and price
-// list are fetched without the API key, even over RA-TLS.
+// list are fetched without the API key, even over RA-TLS. Whoever registers chooses the
+// endpoint, so every connection to a registered host is refused when the address it
+// resolves to, at that connection, is not public (loopback, private, link-local,
+// unspecified, multicast...), unless WithPrivateEndpoints.
 //
 // # Encryption
 //
@@ -36,8 +39,9 @@
 //
 // # Routing and failover
 //
-// Requests go to the cheapest host for them at each billing host's signed price list
-// (a host that does not bill costs 0), and among equally cheap hosts to the less
+// Requests go to the cheapest host for them at each billing host's signed price for
+// the pipeline's model (a host that does not bill costs 0; one whose list does not
+// price the model is refused), and among equally cheap hosts to the less
 // loaded of two picked at random (requests in flight times latency). A host's health
 // loop asks GET /readyz and its price list every health interval, verifies it afresh
 // every re-verification interval, and takes it out of routing when either fails; a

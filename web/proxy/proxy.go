@@ -58,6 +58,9 @@ type config struct {
 	// plaintextHTTP lets WithPlaintext reach http hosts: set only by this package's
 	// tests of the signature layer beneath the encryption, whose relay alters answers.
 	plaintextHTTP bool
+	// privateEndpoints lets registered hosts be reached at any address (see
+	// WithPrivateEndpoints).
+	privateEndpoints bool
 
 	healthEvery, reverifyEvery time.Duration
 	backoffMin, backoffMax     time.Duration
@@ -109,6 +112,14 @@ func WithSimRoots(roots ...*x509.Certificate) Option {
 func WithExpectModules(hashes ...string) Option {
 	return func(c *config) { c.expect = slices.Clone(hashes) }
 }
+
+// WithPrivateEndpoints lets the proxy reach a host a registry lists (a Host with a
+// Record) at any address. Without it, every connection to such a host is refused when
+// the address it resolves to, at connection time, is loopback, private, link-local,
+// unspecified, multicast or otherwise not public (see refusePrivate): whoever registers
+// chooses the endpoint. It is for registries on a local network and for tests; hosts
+// the caller lists itself (WithHosts) are reached wherever they are, with or without it.
+func WithPrivateEndpoints() Option { return func(c *config) { c.privateEndpoints = true } }
 
 // WithRelease sets how streams reach the app; ReleaseVerified by default.
 func WithRelease(r Release) Option { return func(c *config) { c.release = r } }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"syscall"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/settle"
@@ -112,6 +113,15 @@ func (u *upstream) checkPriceHash(l *settle.PriceList) error {
 		return fmt.Errorf("the host at %s %w: its price list hashes to %x, the host list names %x (prices changed and not registered yet)", u.info.URL, errNotVerified, got, want)
 	}
 	return nil
+}
+
+// dialControl vets the connections to the host: refusePrivate for a host a registry
+// lists, unless WithPrivateEndpoints; none for a host the caller listed itself.
+func (u *upstream) dialControl() func(network, address string, c syscall.RawConn) error {
+	if u.info.Record == nil || u.p.cfg.privateEndpoints {
+		return nil
+	}
+	return refusePrivate
 }
 
 // evidenceKey is the API key the host's evidence and price requests carry (dial sends it

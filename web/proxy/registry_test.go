@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/registry"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
@@ -59,7 +60,7 @@ func TestRegistryDiscovery(t *testing.T) {
 		roots = append(roots, h.RootCert(t))
 	}
 	p, err := New(WithSource(NewRegistry(m.Chain, m.Addr)), WithPipeline(cheap.ID), WithAPIKey(proxytest.APIKey),
-		WithSimRoots(roots...), WithLog(log), fastHealth)
+		WithSimRoots(roots...), WithLog(log), fastHealth, WithPrivateEndpoints()) // the hosts are on 127.0.0.1
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,3 +186,49 @@ func (s *credentialSpy) forward(t *testing.T, to string) http.Handler {
 }
 
 func (s *credentialSpy) counts() (seen, withKey int64) { return s.seen.Load(), s.withKey.Load() }
+
+// TestRoutesByModelPrice: billing hosts that price models apart, behind a proxy of a
+// pipeline of model MarketModel. The host with the lowest default price charges the
+// most for the pipeline's model, and one host prices other models only: requests go
+// to the host cheapest for the pipeline's model, and the host without a price for it
+// is refused, with its reason logged, and never asked.
+func TestRoutesByModelPrice(t *testing.T) {
+	m := proxytest.NewMarket(t)
+	table := func(perMillion uint64) settle.PriceTable {
+		return settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion}
+	}
+	cheapDefault := table(100_000_000)
+	dearForModel := m.NewHostPrices(settle.Prices{Models: []settle.ModelPrice{{Model: proxytest.MarketModel, Prices: table(900_000_000)}},
+		Default: &cheapDefault}, proxytest.MarketModel)
+	cheapForModel := m.NewHostPrices(settle.Prices{Models: []settle.ModelPrice{{Model: proxytest.MarketModel, Prices: table(500_000_000)},
+		{Model: "z-other", Prices: table(2_000_000_000)}}}, proxytest.MarketModel)
+	otherModels := m.NewHostPrices(settle.Prices{Models: []settle.ModelPrice{{Model: "z-other", Prices: table(1)}}}, proxytest.MarketModel)
+
+	log := &syncBuffer{}
+	hosts := []*proxytest.BillingHost{dearForModel, otherModels, cheapForModel}
+	var urls []string
+	var roots []*x509.Certificate
+	for _, h := range hosts {
+		urls, roots = append(urls, h.URL), append(roots, h.RootCert(t))
+	}
+	p, err := New(WithHosts(urls...), WithPipeline(cheapForModel.ID), WithAPIKey(proxytest.APIKey), WithSimRoots(roots...), WithLog(log), fastHealth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background(), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	want := "host " + otherModels.URL + ": new -> refused: the host at " + otherModels.URL + ` does not verify: its price list has no price for the pipeline's model "m"`
+	if !strings.Contains(log.String(), want) {
+		t.Errorf("the log lacks %q:\n%s", want, log)
+	}
+	for range 5 {
+		if got := postChatHandler(t, p, chatBody); got != cheapForModel.URL {
+			t.Fatalf("answered by %s, want the host cheapest for the model, %s", got, cheapForModel.URL)
+		}
+	}
+	if n := otherModels.Asked("/chat/completions"); n != 0 {
+		t.Errorf("the host without a price for the model got %d requests", n)
+	}
+}

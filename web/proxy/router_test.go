@@ -124,7 +124,7 @@ func TestFailoverNeverChargesTwice(t *testing.T) {
 				// publishes, and the health loop does not run within this test.)
 				for i, u := range p.snapshot() {
 					u.mu.Lock()
-					u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}, LoadMilli: 1000}}
+					u.prices = &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}), LoadMilli: 1000}
 					u.mu.Unlock()
 				}
 			} else {
@@ -322,8 +322,9 @@ func postChatHandler(t *testing.T, p *Proxy, body string) string {
 	return rec.header.Get(HostHeader)
 }
 
-// TestPick: routing goes to the cheapest host for the request, skips a host whose
-// price for the completion alone is over the request's max_price, sends a request
+// TestPick: routing goes to the cheapest host for the request at its price of the
+// pipeline's model, skips a host whose price for the completion alone is over the
+// request's max_price, sends a request
 // with an idempotency key to the same host every time, and spreads requests over
 // equally cheap hosts.
 func TestPick(t *testing.T) {
@@ -334,7 +335,7 @@ func TestPick(t *testing.T) {
 	priced := func(name string, completionPerMillion uint64) *upstream {
 		u := &upstream{p: p, info: Host{URL: name}, state: stateReady, cur: &verified{}}
 		if completionPerMillion > 0 {
-			u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{CompletionPerMillion: completionPerMillion}, LoadMilli: 1000}}
+			u.prices = &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{CompletionPerMillion: completionPerMillion}), LoadMilli: 1000}
 		}
 		return u
 	}
@@ -347,21 +348,38 @@ func TestPick(t *testing.T) {
 	}
 	cheap, dear, down := priced("cheap", 1_000_000), priced("dear", 5_000_000), priced("down", 1)
 	down.state = stateDown
-	p.hosts = []*upstream{dear, down, cheap}
+	flat := []*upstream{dear, down, cheap}
+	// Prices per model: the host whose price for the pipeline's model is lowest wins,
+	// whatever its other models or its default cost, and a cap is checked against
+	// that model's price.
+	perModel := func(name string, model, other uint64) *upstream {
+		u := priced(name, other)
+		u.cur = &verified{model: "m"}
+		u.prices.Models = []settle.ModelPrice{{Model: "m", Prices: settle.PriceTable{CompletionPerMillion: model}}}
+		return u
+	}
+	cheapModel, cheapDefault := perModel("cheap for m", 2_000_000, 9_000_000), perModel("cheap by default", 3_000_000, 1_000_000)
+	byModel := []*upstream{cheapDefault, cheapModel}
 	body := `{"messages":[],"max_tokens":100,"max_price":"%d"}`
 	for _, tt := range []struct {
 		name  string
+		hosts []*upstream
 		ask   ask
 		tried map[*upstream]bool
 		want  *upstream
 	}{
-		{"cheapest", askOf(`{"max_tokens":100}`, ""), nil, cheap},
-		{"next cheapest once tried", askOf(`{"max_tokens":100}`, ""), map[*upstream]bool{cheap: true}, dear},
-		{"none left", askOf(`{}`, ""), map[*upstream]bool{cheap: true, dear: true}, nil},
+		{"cheapest", flat, askOf(`{"max_tokens":100}`, ""), nil, cheap},
+		{"next cheapest once tried", flat, askOf(`{"max_tokens":100}`, ""), map[*upstream]bool{cheap: true}, dear},
+		{"none left", flat, askOf(`{}`, ""), map[*upstream]bool{cheap: true, dear: true}, nil},
 		// 100 tokens cost 100 nanoTON at cheap, 500 at dear.
-		{"a cap both meet", askOf(fmt.Sprintf(body, 500), ""), map[*upstream]bool{cheap: true}, dear},
-		{"a cap only cheap meets", askOf(fmt.Sprintf(body, 499), ""), map[*upstream]bool{cheap: true}, nil},
+		{"a cap both meet", flat, askOf(fmt.Sprintf(body, 500), ""), map[*upstream]bool{cheap: true}, dear},
+		{"a cap only cheap meets", flat, askOf(fmt.Sprintf(body, 499), ""), map[*upstream]bool{cheap: true}, nil},
+		{"the model's price, not the default", byModel, askOf(`{"max_tokens":100}`, ""), nil, cheapModel},
+		// 100 tokens of m cost 300 nanoTON at the host whose default is cheap.
+		{"a cap against the model's price", byModel, askOf(fmt.Sprintf(body, 299), ""), map[*upstream]bool{cheapModel: true}, nil},
+		{"a cap the model's price meets", byModel, askOf(fmt.Sprintf(body, 300), ""), map[*upstream]bool{cheapModel: true}, cheapDefault},
 	} {
+		p.hosts = tt.hosts
 		if got := p.pick(tt.ask, tt.tried); got != tt.want {
 			t.Errorf("%s: picked %v, want %v", tt.name, got, tt.want)
 		}
@@ -418,7 +436,7 @@ func TestFailoverOnRefusalBeforeAdmission(t *testing.T) {
 			if bills {
 				for i, u := range p.snapshot() { // both bill, full at the lower price
 					u.mu.Lock()
-					u.prices = &settle.PriceList{Quote: settle.Quote{Prices: settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}, LoadMilli: 1000}}
+					u.prices = &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{PromptPerMillion: uint64(1+i) * 1_000_000_000}), LoadMilli: 1000}
 					u.mu.Unlock()
 				}
 			} else {

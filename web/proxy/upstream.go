@@ -167,7 +167,7 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 		opts = cfg.opts
 		opts.SimRoot = root
 		var err error
-		if c, err = dial(u.info.URL, u.evidenceKey(), cfg.policy, opts, cfg.log); err != nil {
+		if c, err = dial(u.info.URL, u.evidenceKey(), cfg.policy, opts, cfg.log, u.dialControl()); err != nil {
 			return nil, err
 		}
 		if boot, err = c.Evidence(ctx, "/v1/attestation"); err != nil {
@@ -290,7 +290,12 @@ func (u *upstream) admitLocked(ctx context.Context, w io.Writer, why string) err
 	if err == nil {
 		prices, err = u.priceList(ctx, v)
 	}
+	var private *privateEndpointError
 	switch {
+	case errors.As(err, &private):
+		err = fmt.Errorf("refusing to proxy to %s, which %w: %w", u.info.URL, errNotVerified, private)
+		u.setState(stateRefused, err.Error())
+		return err
 	case errors.Is(err, errNotVerified):
 		u.setState(stateRefused, err.Error())
 		return err
@@ -322,8 +327,10 @@ func (u *upstream) admitLocked(ctx context.Context, w io.Writer, why string) err
 }
 
 // priceList fetches the host's price list: nil for a host that does not bill (404),
-// else the list, which must be signed by the settlement key its boot evidence
-// measures, or the host is refused: its prices would not be the attested host's.
+// else the list, which must be of the format this proxy reads and signed by the
+// settlement key its boot evidence measures (settle.PriceList.Verify), and must price
+// the pipeline's model, or the host is refused: its prices would not be the attested
+// host's, or it would refuse every request.
 func (u *upstream) priceList(ctx context.Context, v *verified) (*settle.PriceList, error) {
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
@@ -346,6 +353,9 @@ func (u *upstream) priceList(ctx context.Context, v *verified) (*settle.PriceLis
 	}
 	if err := u.checkPriceHash(&l); err != nil {
 		return nil, err
+	}
+	if _, ok := l.For(v.model); !ok {
+		return nil, fmt.Errorf("the host at %s %w: its price list has no price for the pipeline's model %.80q (nor a default)", u.info.URL, errNotVerified, v.model)
 	}
 	return &l, nil
 }

@@ -82,7 +82,8 @@ func FuzzDecodeChunk(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var fast chunk
-		if !scanChunk(data, &fast) {
+		at, ok := scanChunk(data, &fast)
+		if !ok {
 			return
 		}
 		var slow chunk
@@ -92,7 +93,73 @@ func FuzzDecodeChunk(f *testing.F) {
 		if !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("%q: fast path %+v, encoding/json %+v", data, fast, slow)
 		}
+		if at >= 0 {
+			if content := fast.Choices[0].Delta.Content; len(fast.Choices) != 1 || !bytes.HasPrefix(data[at:], content) || content[0] != '"' {
+				t.Fatalf("%q: content %q said to start at %d", data, content, at)
+			}
+		}
 	})
+}
+
+// FuzzDecodeFramedChunk checks chunkDecoder's frame (reframe) against a decoding from
+// scratch: a chunk decoded after another one gives the same chunk, or the same
+// failure, as the chunk decoded alone. Seeds are pairs of successive events of the
+// server transcripts, and such a pair with the second content replaced by strings at
+// the edges of JSON's grammar and by what is no one string.
+func FuzzDecodeFramedChunk(f *testing.F) {
+	var events [][]byte
+	for _, b := range transcripts(f) {
+		for line := range bytes.Lines(b) {
+			if data, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:")); ok {
+				events = append(events, bytes.TrimSpace(data))
+			}
+		}
+	}
+	for i := 1; i < len(events); i++ {
+		f.Add(events[i-1], events[i])
+	}
+	const head, tail = `{"id":"x","choices":[{"index":0,"delta":{"content":`, `},"finish_reason":null}]}`
+	for _, content := range []string{`"a"`, `""`, `"\ud83d"`, `"\u00e9\n\""`, "\"caf\xc3\"", "\"a\x01\"", `"a" `, ` "a"`,
+		`"a","content":"b"`, `"a"},{"index":1,"delta":{"content":"b"`, `null`, `5`, `"unterminated`, `"\x"`, `"a\"`} {
+		f.Add([]byte(head+`"first"`+tail), []byte(head+content+tail))
+	}
+	f.Fuzz(func(t *testing.T, first, second []byte) {
+		var framed, alone chunkDecoder
+		framed.decode(first)
+		got, gotErr := framed.decode(second)
+		want, wantErr := alone.decode(second)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("%q after %q: %v; alone: %v", second, first, gotErr, wantErr)
+		}
+		// The decoder reuses the last chunk's choices: no choices may be empty rather
+		// than nil.
+		for _, c := range []*chunk{got, want} {
+			if len(c.Choices) == 0 {
+				c.Choices = nil
+			}
+		}
+		if gotErr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q after %q: %+v; alone: %+v", second, first, *got, *want)
+		}
+	})
+}
+
+// chunkEvents are the data of the events of transcript b that are not error events,
+// empty or [DONE]: what the stream reader decodes as chunks.
+func chunkEvents(b []byte) [][]byte {
+	var out [][]byte
+	er := newEventReader(bytes.NewReader(b), DefaultMaxLineSize)
+	defer er.release()
+	for {
+		ev, err := er.next()
+		if err != nil {
+			return out
+		}
+		data := bytes.TrimSpace(ev.data)
+		if !ev.isError && len(data) > 0 && string(data) != "[DONE]" {
+			out = append(out, bytes.Clone(data))
+		}
+	}
 }
 
 // transcripts are the server transcripts of testdata.
@@ -118,18 +185,12 @@ func transcripts(tb testing.TB) [][]byte {
 func TestServerChunksTakeTheFastPath(t *testing.T) {
 	n := 0
 	for _, b := range transcripts(t) {
-		er := newEventReader(bytes.NewReader(b), DefaultMaxLineSize)
-		for {
-			ev, err := er.next()
-			if err != nil {
-				break
-			}
-			data := bytes.TrimSpace(ev.data)
-			if ev.isError || len(data) == 0 || string(data) == "[DONE]" || bytes.Contains(data, []byte(`"error"`)) || !utf8.Valid(data) {
+		for _, data := range chunkEvents(b) {
+			if bytes.Contains(data, []byte(`"error"`)) || !utf8.Valid(data) {
 				continue
 			}
 			var c chunk
-			if !scanChunk(data, &c) {
+			if _, ok := scanChunk(data, &c); !ok {
 				t.Errorf("the fast path refused %s", data)
 			}
 			n++
@@ -137,5 +198,35 @@ func TestServerChunksTakeTheFastPath(t *testing.T) {
 	}
 	if n < 10 {
 		t.Fatalf("only %d chunks in the transcripts", n)
+	}
+}
+
+// TestServerTokensReuseTheFrame checks that most content chunks of each server's
+// answer decode by the last chunk's frame (reframe), not by a scan of the whole event:
+// FuzzDecodeFramedChunk holds the frame to a decoding from scratch only where it is
+// taken, and a frame that never matched would pass it. (The transcripts of quirks and
+// of split characters change their frame on purpose.)
+func TestServerTokensReuseTheFrame(t *testing.T) {
+	for _, server := range []string{"vllm", "sglang", "llamacpp", "ollama", "ollama_nousage"} {
+		name := filepath.Join("testdata", server+".sse")
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cd chunkDecoder
+		framed, scanned := 0, 0
+		for _, data := range chunkEvents(b) {
+			if cd.framed && cd.reframe(data) {
+				framed++
+				continue
+			}
+			if _, err := cd.decode(data); err == nil && len(cd.c.Choices) == 1 && len(cd.c.Choices[0].Delta.Content) > 2 {
+				scanned++
+			}
+		}
+		t.Logf("%s: %d content chunks by the frame, %d scanned whole", name, framed, scanned)
+		if framed < scanned {
+			t.Errorf("%s: %d content chunks by the frame, %d scanned whole", name, framed, scanned)
+		}
 	}
 }

@@ -179,6 +179,9 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 	idle, ended := backend.IdleHook(ctx), false
 	if idle != nil {
 		answer = idleBody{r: answer, idle: idle, dog: c.dog, ended: &ended}
+		// idleBody keeps the watchdog paused between reads, when the deltas are
+		// emitted: no pause and clock reading per delta.
+		s.emit = emit
 	}
 	err = readStream(answer, b.cfg.maxLine, s)
 	if err == nil && idle != nil && !ended {

@@ -491,11 +491,13 @@ func TestNoTotalTimeout(t *testing.T) {
 		event     string
 		gap       time.Duration // between events
 		emitDelay time.Duration // in the first emit
+		idleHook  bool          // the caller passes backend.WithIdle
 	}{
-		{"keep-alives", ": keep-alive\n\n", idle / 3, 0},
-		{"data", sseChunk(".", ""), idle / 3, 0},
+		{"keep-alives", ": keep-alive\n\n", idle / 3, 0, false},
+		{"data", sseChunk(".", ""), idle / 3, 0, false},
 		// The events pile up in the connection while the caller is busy.
-		{"slow caller", sseChunk(".", ""), idle / 3, 2 * idle},
+		{"slow caller", sseChunk(".", ""), idle / 3, 2 * idle, false},
+		{"slow caller with an idle hook", sseChunk(".", ""), idle / 3, 2 * idle, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -510,8 +512,12 @@ func TestNoTotalTimeout(t *testing.T) {
 			}
 			b, _ := newBackend(t, http.HandlerFunc(h), WithFirstByteTimeout(idle), WithIdleTimeout(idle))
 			start := time.Now()
+			ctx := t.Context()
+			if tt.idleHook {
+				ctx = backend.WithIdle(ctx, func() error { return nil })
+			}
 			var text strings.Builder
-			_, err := b.Generate(t.Context(), storyRequest(), func(d string) error {
+			_, err := b.Generate(ctx, storyRequest(), func(d string) error {
 				if text.Len() == 0 {
 					time.Sleep(tt.emitDelay)
 				}

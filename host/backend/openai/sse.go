@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"sync"
 
 	"github.com/cocoonhost/cocoon/host/backend"
 )
@@ -34,8 +35,24 @@ type eventReader struct {
 	isError bool
 }
 
+// lineReaders recycles the buffered readers of event streams: a fresh one per stream
+// cost an allocation of readBuffer, zeroed, which was most of what a relayed stream
+// allocated.
+var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
+
+// newEventReader returns a reader of the events of r, which must be released when
+// the stream is read.
 func newEventReader(r io.Reader, maxLine int) *eventReader {
-	return &eventReader{r: bufio.NewReaderSize(r, readBuffer), maxLine: maxLine}
+	br := lineReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	return &eventReader{r: br, maxLine: maxLine}
+}
+
+// release recycles er's buffer: er and the events it returned must not be used after.
+func (er *eventReader) release() {
+	er.r.Reset(nil)
+	lineReaders.Put(er.r)
+	er.r = nil
 }
 
 // next returns the next event, or io.EOF after the last one. Other errors are the

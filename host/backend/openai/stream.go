@@ -49,13 +49,14 @@ type stream struct {
 	done   bool
 	text   joiner
 	buf    []byte
-	chunk  chunk // the last decoded, whose memory the next one reuses
+	chunks chunkDecoder
 }
 
 // readStream reads a chat completion event stream from r up to [DONE] or the end of r.
 // Errors are the reader's, a *backend.Error for what the server sent, or an emitError.
 func readStream(r io.Reader, maxLine int, s *stream) error {
 	er := newEventReader(r, maxLine)
+	defer er.release()
 	for !s.done {
 		ev, err := er.next()
 		if err == io.EOF {
@@ -97,8 +98,8 @@ func (s *stream) handle(ev event) error {
 		s.done = true
 		return nil
 	}
-	c := &s.chunk
-	if err := decodeChunk(data, c); err != nil {
+	c, err := s.chunks.decode(data)
+	if err != nil {
 		return backend.Errorf(backend.CodeUpstream, "inference server sent an event that is not a JSON chunk")
 	}
 	if msg, status, ok := c.describe(); ok {

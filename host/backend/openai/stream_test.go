@@ -126,6 +126,28 @@ func TestJoiner(t *testing.T) {
 	}
 }
 
+// TestJoinerDeltasStay keeps every delta a joiner returned, as a caller may, across
+// blocks of its text and deltas longer than a block: none changes when later ones are
+// made.
+func TestJoinerDeltasStay(t *testing.T) {
+	var j joiner
+	var got, want []string
+	for i := range 3000 {
+		piece := strings.Repeat(string(rune('a'+i%26)), 1+i%13)
+		if i%1000 == 999 {
+			piece = strings.Repeat("é", textBlock)
+		}
+		got, want = append(got, j.push([]byte(piece))), append(want, piece)
+	}
+	if !reflect.DeepEqual(got, want) {
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("delta %d is %.20q now, was %.20q", i, got[i], want[i])
+			}
+		}
+	}
+}
+
 func TestAppendUnquoted(t *testing.T) {
 	for _, s := range []string{
 		`""`, `"plain"`, `"\"\\\/\b\f\n\r\t"`, `"\u00e9\u20AC"`, `"\ud83d\ude00"`, `"\ud83d"`, `"\ude00\ud83d"`,

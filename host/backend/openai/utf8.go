@@ -2,6 +2,7 @@ package openai
 
 import (
 	"bytes"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -97,19 +98,38 @@ type joiner struct {
 	tail []byte
 	in   []byte
 	out  []byte
+	// texts holds the text of the deltas returned, one after the other: a delta is a
+	// string of it, so that a stream allocates a block per textBlock bytes of text
+	// rather than a string per delta. A strings.Builder only appends, so the bytes
+	// of a string returned never change.
+	texts strings.Builder
+}
+
+// textBlock is the size of the blocks joiner.texts allocates.
+const textBlock = 4 << 10
+
+// text returns b as a string carved from j.texts.
+func (j *joiner) text(b []byte) string {
+	if j.texts.Cap()-j.texts.Len() < len(b) {
+		j.texts.Reset() // the strings returned keep the old block
+		j.texts.Grow(max(textBlock, len(b)))
+	}
+	start := j.texts.Len()
+	j.texts.Write(b)
+	return j.texts.String()[start:]
 }
 
 // push returns the text of b, with the tail held back from the previous push, that is
 // ready to emit.
 func (j *joiner) push(b []byte) string {
 	if len(j.tail) == 0 && utf8.Valid(b) {
-		return string(b)
+		return j.text(b)
 	}
 	j.in = append(append(j.in[:0], j.tail...), b...)
 	var rest []byte
 	j.out, rest = appendUTF8(j.out[:0], j.in, false)
 	j.tail = append(j.tail[:0], rest...)
-	return string(j.out)
+	return j.text(j.out)
 }
 
 // flush returns the held-back tail, which can no longer be completed, as U+FFFD.
@@ -119,7 +139,7 @@ func (j *joiner) flush() string {
 	}
 	j.out, _ = appendUTF8(j.out[:0], j.tail, true)
 	j.tail = j.tail[:0]
-	return string(j.out)
+	return j.text(j.out)
 }
 
 // appendUTF8 appends src to dst as valid UTF-8, joining WTF-8 surrogate pairs and

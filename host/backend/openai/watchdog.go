@@ -109,10 +109,11 @@ func (b watchedBody) Read(p []byte) (int, error) {
 
 // idleBody calls the caller's idle hook (backend.WithIdle) before every read of the
 // body: the stream reader reads only when it has emitted every delta of what it read
-// before, and the read may wait for the server. The caller's time in idle is not the
-// server's silence. An error of idle comes out of Read as an emitError, which
-// Generate returns as the caller's own. ended, when set, is set once a read reached
-// the end of the body: no read after it waits.
+// before, and the read may wait for the server. The watchdog is paused from the end of
+// each read to the start of the next: the caller's time, in idle and in emitting what
+// was read, is not the server's silence. An error of idle comes out of Read as an
+// emitError, which Generate returns as the caller's own. ended, when set, is set once
+// a read reached the end of the body: no read after it waits.
 type idleBody struct {
 	r     io.Reader
 	idle  func() error
@@ -125,6 +126,7 @@ func (b idleBody) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := b.r.Read(p)
+	b.dog.pause()
 	if err == io.EOF && b.ended != nil {
 		*b.ended = true
 	}

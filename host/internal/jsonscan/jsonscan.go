@@ -171,6 +171,10 @@ func (d *Decoder) Value() ([]byte, error) {
 	return d.s.b[start:d.s.i], err
 }
 
+// Offset is the offset in the input of the next byte d reads: after Kind, where the
+// next value starts.
+func (d *Decoder) Offset() int { return d.s.i }
+
 // End checks that only white space is left.
 func (d *Decoder) End() error {
 	d.s.space()

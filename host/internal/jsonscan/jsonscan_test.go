@@ -225,6 +225,19 @@ func TestDecoder(t *testing.T) {
 	if want := []string{`k\u0065y=[1, "two"]`, `n=null`}; err != nil || d.End() != nil || !slices.Equal(got, want) {
 		t.Fatalf("members %q, %v; want %q", got, err, want)
 	}
+	in := []byte(`{"a": "x", "b" :  [2]}`)
+	d.Reset(in)
+	var at []string
+	err = d.Object(func(key []byte) error {
+		d.Kind()
+		start := d.Offset()
+		v, err := d.Value()
+		at = append(at, string(in[start:start+len(v)]))
+		return err
+	})
+	if want := []string{`"x"`, `[2]`}; err != nil || !slices.Equal(at, want) {
+		t.Fatalf("values at Offset after Kind: %q, %v; want %q", at, err, want)
+	}
 	d.Reset([]byte(`[1]`))
 	if err := d.Object(func([]byte) error { return nil }); err == nil {
 		t.Fatal("Object read an array")

@@ -214,6 +214,7 @@ async function* sseEvents(chunks, maxRecord) {
   let buf = "";
   let final = false;
   let seq = 0;
+  let scanned = 0; // buf holds no "\n\n" before this index
   const limit = maxRecord + 64;
   for await (const chunk of chunks) {
     if (final) {
@@ -226,13 +227,15 @@ async function* sseEvents(chunks, maxRecord) {
       throw new E2EError(`record ${seq} is not text`);
     }
     for (;;) {
-      const end = buf.indexOf("\n\n");
+      const end = buf.indexOf("\n\n", scanned);
       if (end < 0) {
         if (buf.length > limit) throw new E2EError(`record ${seq} is over the limit of ${maxRecord} bytes`);
+        scanned = Math.max(0, buf.length - 1); // a record arrives in many chunks: scan each byte once
         break;
       }
       const event = buf.slice(0, end);
       buf = buf.slice(end + 2);
+      scanned = 0;
       let data;
       if (event.startsWith("data: ") && !event.includes("\n")) {
         data = event.slice(6);

@@ -152,8 +152,8 @@ type ReceiptArgs struct {
 // CheckReceipt checks the receipt of one billed answer: signed by the attested
 // settlement key with the cost its usage, prices and load give (settle.Receipt.Verify),
 // for this pipeline, and, as far as the caller knows them, for its escrow and its
-// signed request, at the prices of the host's price list (signed by the same key) and a
-// load within its curve. Result: {"ok": true} or {"error": ...}. Cost: two ed25519
+// signed request, at the prices of the host's price list for its model (signed by the
+// same key) and a load within its curve. Result: {"ok": true} or {"error": ...}. Cost: two ed25519
 // verifications with a price list, one without.
 func CheckReceipt(args []byte) []byte {
 	return run(args, func(a ReceiptArgs) (any, error) { return &AnswerResult{OK: true}, checkReceipt(&a) })
@@ -179,9 +179,10 @@ func checkReceipt(a *ReceiptArgs) error {
 		if err := l.Verify(a.SettlementKey); err != nil {
 			return err
 		}
-		if r.Prices != l.Prices || r.LoadMilli < l.Curve.MinMilli || r.LoadMilli > l.Curve.MaxMilli {
-			return fmt.Errorf("%w: the receipt's prices %+v at load %d‰ are not the price list's %+v at a load from %d‰ to %d‰",
-				settle.ErrReceipt, r.Prices, r.LoadMilli, l.Prices, l.Curve.MinMilli, l.Curve.MaxMilli)
+		want, ok := l.For(r.Model)
+		if !ok || r.Prices != want || r.LoadMilli < l.Curve.MinMilli || r.LoadMilli > l.Curve.MaxMilli {
+			return fmt.Errorf("%w: the receipt's prices %+v at load %d‰ are not the price list's for model %q, %+v at a load from %d‰ to %d‰",
+				settle.ErrReceipt, r.Prices, r.LoadMilli, r.Model, want, l.Curve.MinMilli, l.Curve.MaxMilli)
 		}
 	}
 	return nil

@@ -151,11 +151,15 @@ func testReceipt(key ed25519.PrivateKey, prices settle.PriceTable) settle.Receip
 // of the host's price list (signed by the same key).
 func TestCheckReceipt(t *testing.T) {
 	prices := settle.PriceTable{PromptPerMillion: 1e6, CompletionPerMillion: 2e6}
-	list := &settle.PriceList{Quote: settle.Quote{Prices: prices, LoadMilli: 1000}, Curve: settle.LoadCurve{MinMilli: 1000, MaxMilli: 2000}, Wallet: "0:" + strings.Repeat("01", 32)}
+	curve := settle.LoadCurve{MinMilli: 1000, MaxMilli: 2000}
+	list := &settle.PriceList{Prices: settle.SamePrices(prices), LoadMilli: curve.Coefficient(0), Curve: curve, Wallet: "0:" + strings.Repeat("01", 32)}
 	list.Sign(hostKey)
 	otherList := *list
-	otherList.Prices.PromptPerMillion = 1
+	otherList.Prices = settle.SamePrices(settle.PriceTable{PromptPerMillion: 1})
 	otherList.Sign(hostKey)
+	otherModel := *list
+	otherModel.Prices = settle.Prices{Models: []settle.ModelPrice{{Model: "another", Prices: prices}}}
+	otherModel.Sign(hostKey)
 	good := testReceipt(hostKey, prices)
 	overcharged := good
 	overcharged.Cost++
@@ -176,6 +180,7 @@ func TestCheckReceipt(t *testing.T) {
 		{"another account", ReceiptArgs{Receipt: good, SettlementKey: key, PipelineID: pipelineID, Account: "0:" + strings.Repeat("ef", 32)}, false},
 		{"another request", ReceiptArgs{Receipt: good, SettlementKey: key, PipelineID: pipelineID, RequestHash: strings.Repeat("00", 32)}, false},
 		{"prices not the price list's", ReceiptArgs{Receipt: good, SettlementKey: key, PipelineID: pipelineID, PriceList: &otherList}, false},
+		{"a model the price list does not price", ReceiptArgs{Receipt: good, SettlementKey: key, PipelineID: pipelineID, PriceList: &otherModel}, false},
 		{"price list of another key", ReceiptArgs{Receipt: good, SettlementKey: otherKey.Public().(ed25519.PublicKey), PipelineID: pipelineID, PriceList: list}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

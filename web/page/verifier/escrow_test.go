@@ -24,7 +24,8 @@ func TestEscrowDeposit(t *testing.T) {
 	settlement := hostKey.Public().(ed25519.PublicKey)
 	hostWallet := "0:" + strings.Repeat("01", 32)
 	wallet := address.MustParseRawAddr("0:" + strings.Repeat("02", 32))
-	list := &settle.PriceList{Wallet: hostWallet, MinTimeout: 3600, Curve: settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000}}
+	curve := settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000}
+	list := &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{PromptPerMillion: 1}), LoadMilli: curve.Coefficient(0), Wallet: hostWallet, MinTimeout: 3600, Curve: curve}
 	list.Sign(hostKey)
 	forged := *list
 	forged.Wallet = "0:" + strings.Repeat("03", 32)

@@ -102,6 +102,12 @@ type BillingHost struct {
 // completion), measuring model as its model and its settlement key, and serves it. The proxy's
 // API key, APIKey, bills to an escrow of 10 TON with it.
 func (m *Market) NewHost(perMillion uint64, model string) *BillingHost {
+	m.t.Helper()
+	return m.NewHostPrices(settle.SamePrices(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion}), model)
+}
+
+// NewHostPrices is NewHost with the host's prices given whole (per model).
+func (m *Market) NewHostPrices(prices settle.Prices, model string) *BillingHost {
 	t := m.t
 	t.Helper()
 	h := &BillingHost{Host: NewHost(t, nil), Wallet: m.wallet()}
@@ -112,8 +118,7 @@ func (m *Market) NewHost(perMillion uint64, model string) *BillingHost {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	pricer, err := billing.NewPricer(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion},
-		settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Minute})
+	pricer, err := billing.NewPricer(prices, settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
