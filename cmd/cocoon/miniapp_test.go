@@ -320,6 +320,7 @@ type miniAppShown struct {
 	Checks []struct {
 		Verdict, Name, Value string
 	} `json:"checks"`
+	Price         string `json:"price"`
 	WalletStatus  string `json:"walletStatus"`
 	EscrowState   string `json:"escrowState"`
 	EscrowStatus  string `json:"escrowStatus"`
@@ -725,6 +726,10 @@ func checkMiniAppFunded(t *testing.T, chain *tonemu.Chain, h *billingHost, tw *t
 	}
 	if !strings.Contains(v.EscrowStatus, "Escrow funded") {
 		t.Errorf("the app says %q", v.EscrowStatus)
+	}
+	// e2ePrices: 100 TON per million prompt tokens, 4,000 per million completion tokens.
+	if want := "stories260K costs 100.000 TON per million prompt tokens, 4000.000 TON per million completion tokens"; !strings.Contains(v.Price, want) {
+		t.Errorf("the app shows the price %q, want %q", v.Price, want)
 	}
 	return addr.StringRaw()
 }

@@ -112,6 +112,7 @@ function shown() {
       line: r.dataset.line || '', verdict: r.dataset.verdict || '', name: r.cells[0].textContent, value: r.cells[1].textContent,
     })),
     checks: Array.from(document.querySelectorAll('#checks tr'), (r) => ({ verdict: r.dataset.verdict || '', name: r.cells[0].textContent, value: r.cells[1].textContent })),
+    price: text('#price'),
     walletStatus: text('#wallet-status'),
     escrowState: (document.querySelector('#escrow-status') || {}).dataset?.state || '',
     escrowStatus: text('#escrow-status'),

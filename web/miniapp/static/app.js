@@ -150,6 +150,17 @@ function describeError(e) {
   return e && e.code ? `${e.code}: ${e.message}` : String(e && e.message || e);
 }
 
+// priceText says what the model the app chats with costs, from the host's price list
+// (cocoon-pricing-v2: a table per model, else the default table).
+function priceText(list) {
+  const p = host.report.pipeline;
+  const served = (p && p.manifest && p.manifest.model) || ((host.report.boot.events || []).find((e) => e.type === 'model') || {}).value;
+  const own = (list.models || []).find((m) => m.model === served);
+  const t = own ? own.prices : list.default;
+  if (!t) return `This host bills each request to an escrow on TON, and lists no price for ${served}.`;
+  return `This host bills each request to an escrow on TON: ${served} costs ${ton(t.prompt_per_million)} per million prompt tokens, ${ton(t.completion_per_million)} per million completion tokens.`;
+}
+
 async function verifyHost() {
   document.body.dataset.state = 'verifying';
   try {
@@ -169,8 +180,7 @@ async function verifyHost() {
   // A host that bills has a price list signed by the settlement key its evidence measures.
   bills = Boolean(host.settlementKey);
   if (bills) {
-    const p = (await host.priceList()).prices;
-    $('price').textContent = `This host bills each request to an escrow on TON: ${ton(p.prompt_per_million)} per million prompt tokens, ${ton(p.completion_per_million)} per million completion tokens.`;
+    $('price').textContent = priceText(await host.priceList());
     $('funds').hidden = false;
     startWallet();
   } else {
