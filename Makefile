@@ -123,6 +123,19 @@ PAGE_E2E := $(PAGE_DIR)/e2e
 $(PAGE_E2E)/node_modules/.package-lock.json: $(PAGE_E2E)/package.json $(PAGE_E2E)/package-lock.json
 	npm ci --prefix $(PAGE_E2E) --no-audit --no-fund
 
+MINIAPP_DIR := web/miniapp
+# The sample Mini App's test driver (cmd/cocoon/miniapp_test.go) and the pinned
+# @tonconnect/ui whose browser build the app serves (committed; TestVendoredTonConnect
+# compares it), each installed from its lock file.
+$(MINIAPP_DIR)/e2e/node_modules/.package-lock.json: $(MINIAPP_DIR)/e2e/package.json $(MINIAPP_DIR)/e2e/package-lock.json
+	npm ci --prefix $(MINIAPP_DIR)/e2e --no-audit --no-fund
+$(MINIAPP_DIR)/vendor/node_modules/.package-lock.json: $(MINIAPP_DIR)/vendor/package.json $(MINIAPP_DIR)/vendor/package-lock.json
+	npm ci --prefix $(MINIAPP_DIR)/vendor --no-audit --no-fund
+# Copies the pinned @tonconnect/ui's browser build into the app (after a version bump).
+.PHONY: miniapp-vendor
+miniapp-vendor: $(MINIAPP_DIR)/vendor/node_modules/.package-lock.json
+	cp $(MINIAPP_DIR)/vendor/node_modules/@tonconnect/ui/dist/tonconnect-ui.min.js $(MINIAPP_DIR)/static/
+
 # The main job: start the host with the embedded model and the example pipeline. It
 # prints where the API key is and a ready-to-paste curl line. It needs Go only: it builds
 # the Go example module (pii-redactor) and uses the committed C one (COMMITTED_WASM).
@@ -182,7 +195,7 @@ test-deps:
 	scripts/test-deps.sh
 
 .PHONY: test-suite
-test-suite: plugins page vet contracts-check committed-check browser-check $(SDK_DIR)/node_modules/.package-lock.json $(PAGE_E2E)/node_modules/.package-lock.json
+test-suite: plugins page vet contracts-check committed-check browser-check $(SDK_DIR)/node_modules/.package-lock.json $(PAGE_E2E)/node_modules/.package-lock.json $(MINIAPP_DIR)/e2e/node_modules/.package-lock.json $(MINIAPP_DIR)/vendor/node_modules/.package-lock.json
 	npm test --prefix $(CONTRACTS_DIR)
 	npm test --prefix $(E2E_JS)
 	$(GO) test -count=1 ./...
@@ -215,4 +228,4 @@ fuzz: plugins
 clean:
 	rm -rf bin
 	rm -f $(GO_WASM) $(filter-out $(COMMITTED_WASM),$(C_WASM)) $(AS_WASM) $(RUST_WASM) $(WAT_WASM) $(PAGE_DIR)/dist/verifier.wasm $(PAGE_DIR)/dist/wasm_exec.js
-	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules $(PAGE_E2E)/node_modules $(BROWSER_DIR)/node_modules $(PAGE_DIR)/build $(addsuffix /node_modules,$(AS_PLUGINS))
+	rm -rf $(SDK_DIR)/node_modules $(CONTRACTS_DIR)/node_modules $(PAGE_E2E)/node_modules $(BROWSER_DIR)/node_modules $(MINIAPP_DIR)/e2e/node_modules $(MINIAPP_DIR)/vendor/node_modules $(PAGE_DIR)/build $(addsuffix /node_modules,$(AS_PLUGINS))

@@ -334,6 +334,7 @@ func (s *Server) routes() http.Handler {
 	})
 	r.Get("/healthz", s.healthz)
 	s.mountPage(r)
+	s.mountMiniApp(r)
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
 

@@ -63,6 +63,13 @@ type billingHost struct {
 // measured instead when given (nil: none).
 func newBillingHost(t *testing.T, chain *tonemu.Chain, measured ...[]attest.Event) *billingHost {
 	t.Helper()
+	return newConfiguredBillingHost(t, chain, func(*web.Config) {}, measured...)
+}
+
+// newConfiguredBillingHost is newBillingHost with configure applied to the web server's
+// config before it starts.
+func newConfiguredBillingHost(t *testing.T, chain *tonemu.Chain, configure func(*web.Config), measured ...[]attest.Event) *billingHost {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	h := &billingHost{chain: chain, simRoot: filepath.Join(dir, "attest", attest.SimRootFile)}
@@ -110,8 +117,10 @@ func newBillingHost(t *testing.T, chain *tonemu.Chain, measured ...[]attest.Even
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.url = serveWeb(t, web.Config{Backend: engine, APIKeys: []web.APIKey{{Name: "operator", Key: "operator-key"}},
-		Attestation: ah, Billing: service, MaxGenerations: 2})
+	cfg := web.Config{Backend: engine, APIKeys: []web.APIKey{{Name: "operator", Key: "operator-key"}},
+		Attestation: ah, Billing: service, MaxGenerations: 2}
+	configure(&cfg)
+	h.url = serveWeb(t, cfg)
 	return h
 }
 

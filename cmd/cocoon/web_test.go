@@ -23,7 +23,6 @@ import (
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
 	"github.com/cocoonhost/cocoon/web"
-	"github.com/cocoonhost/cocoon/web/page"
 )
 
 // pageTestDir holds the browser driver of the reviewer's page and its pinned npm package.
@@ -250,25 +249,11 @@ func (s *pageShown) evidence(kind string) []shownEvid {
 	return out
 }
 
-// runPage visits the scenarios in Debian's headless Chromium through page.mjs. It fails
-// the test when a tool is missing: CI installs them all (.ci/run), and a browser test
-// that skipped would prove nothing.
+// runPage visits the scenarios in Debian's headless Chromium through page.mjs (see
+// browserDriver for the tools it needs).
 func runPage(t *testing.T, scenarios ...pageScenario) map[string]pageVisit {
 	t.Helper()
-	const setup = "make test installs it (make page; npm ci --prefix web/page/e2e; apt-get install chromium nodejs)"
-	if !page.Built() {
-		t.Fatalf("%v: %s", page.ErrNotBuilt, setup)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatalf("node is not installed: %s", setup)
-	}
-	if _, err := os.Stat(filepath.Join(pageTestDir, "node_modules", "playwright-core", "package.json")); err != nil {
-		t.Fatalf("playwright-core is not installed: %s", setup)
-	}
-	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
-		t.Fatalf("Debian's chromium is not installed: %s", setup)
-	}
+	node := browserDriver(t, pageTestDir)
 	file := filepath.Join(t.TempDir(), "scenarios.json")
 	b, _ := json.Marshal(scenarios)
 	if err := os.WriteFile(file, b, 0o644); err != nil {

@@ -1,0 +1,75 @@
+package miniapp
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The committed build of @tonconnect/ui is the package's own, byte for byte, at the
+// version vendor/package-lock.json pins (installed by `make test`).
+func TestVendoredTonConnect(t *testing.T) {
+	installed, err := os.ReadFile(filepath.Join("vendor", "node_modules", "@tonconnect", "ui", "dist", "tonconnect-ui.min.js"))
+	if err != nil {
+		t.Fatalf("@tonconnect/ui is not installed (make test installs it: npm ci --prefix web/miniapp/vendor): %v", err)
+	}
+	committed, err := os.ReadFile(filepath.Join("static", "tonconnect-ui.min.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(installed, committed) {
+		t.Fatal("static/tonconnect-ui.min.js is not the pinned package's dist/tonconnect-ui.min.js: copy it again (make miniapp-vendor)")
+	}
+}
+
+func TestHandler(t *testing.T) {
+	h := Handler()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		contentType  string
+		body         string
+	}{
+		{"GET", "/app/", 200, "text/html; charset=utf-8", `<script type="module" src="app.js">`},
+		{"GET", "/app/app.js", 200, "text/javascript; charset=utf-8", "import { connect, newClientKey, clientKeyFromSeed } from '/sdk/cocoon.js'"},
+		{"GET", "/app/wallets.json", 200, "application/json", `"app_name": "tonkeeper"`},
+		{"GET", "/app/tonconnect-manifest.json", 200, "application/json", `"url":"http://host.example/app/"`},
+		{"HEAD", "/app/app.css", 200, "text/css; charset=utf-8", ""},
+		{"GET", "/app/icon.png", 200, "image/png", ""},
+		{"GET", "/app/missing.js", 404, "", ""},
+		{"POST", "/app/", 405, "", ""},
+	} {
+		t.Run(tc.method+tc.path, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(tc.method, "http://host.example"+tc.path, nil))
+			if w.Code != tc.status {
+				t.Fatalf("%s %s: %d %s", tc.method, tc.path, w.Code, w.Body)
+			}
+			if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+				t.Errorf("no content security policy: %q", csp)
+			}
+			if tc.contentType != "" && w.Header().Get("Content-Type") != tc.contentType {
+				t.Errorf("Content-Type %q, want %q", w.Header().Get("Content-Type"), tc.contentType)
+			}
+			if !strings.Contains(w.Body.String(), tc.body) {
+				t.Errorf("the body lacks %q", tc.body)
+			}
+		})
+	}
+}
+
+// The manifest names the origin the wallet fetched it from: https behind a TLS proxy.
+func TestManifestScheme(t *testing.T) {
+	r := httptest.NewRequest("GET", "http://bot.example/app/tonconnect-manifest.json", nil)
+	r.Header.Set("X-Forwarded-Proto", "https")
+	w := httptest.NewRecorder()
+	Handler().ServeHTTP(w, r)
+	var m map[string]string
+	if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil || m["url"] != "https://bot.example/app/" || m["iconUrl"] != "https://bot.example/app/icon.png" {
+		t.Fatalf("manifest %s (%v)", w.Body, err)
+	}
+}
