@@ -88,6 +88,12 @@ type Config struct {
 	// GET /v1/pipelines/{id}/attestation and signs every chat response with its host key.
 	// Without it those routes answer 404 and responses carry no signature.
 	Attestation *attest.Host
+	// AllowedOrigins are the web origins ("https://app.example.com"; "*" for any)
+	// whose pages may read the API's answers from a browser (CORS): a Mini App served
+	// from its developer's domain that calls the host with web/browser. Empty: pages
+	// of other origins may send requests but not read the answers, so an app must be
+	// served from the host's origin (cors.go).
+	AllowedOrigins []string
 	// RequireE2E refuses chat requests that are not sealed to the attested key
 	// (web/E2E.md) with a 400: for a host reached only through relays, where a
 	// plaintext prompt would cross them. Default false: RA-TLS clients may send
@@ -201,6 +207,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("web: Telegram bot id %d: want a positive number", cfg.TelegramBotID)
 	case cfg.TelegramKey != nil && len(cfg.TelegramKey) != ed25519.PublicKeySize:
 		return nil, fmt.Errorf("web: Telegram key is %d bytes, want %d", len(cfg.TelegramKey), ed25519.PublicKeySize)
+	}
+	if err := checkOrigins(cfg.AllowedOrigins); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
 	}
 	for _, k := range cfg.APIKeys {
 		if k.Name == "" || k.Key == "" {
@@ -325,7 +334,11 @@ func New(cfg Config) (*Server, error) {
 // their routes only when configured, so no handler asks whether they are.
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.accessLog, s.metrics.instrument, closeUnreadBody, s.writeDeadlines, s.recoverer)
+	r.Use(s.accessLog, s.metrics.instrument)
+	if len(s.cfg.AllowedOrigins) > 0 {
+		r.Use(s.allowOrigins)
+	}
+	r.Use(closeUnreadBody, s.writeDeadlines, s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, typeNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
 	})

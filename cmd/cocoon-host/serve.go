@@ -87,6 +87,9 @@ type serveConfig struct {
 	// RequireE2E refuses chat requests not sealed to the attested key
 	// (web.Config.RequireE2E).
 	RequireE2E bool `json:"require_e2e"`
+	// AllowOrigins are the web origins whose pages may read the API's answers
+	// (web.Config.AllowedOrigins): a Mini App on its developer's domain.
+	AllowOrigins []string `json:"allow_origins"`
 	// LogFormat is text (logfmt-like key=value) or json (one object per line).
 	LogFormat string `json:"log_format"`
 	// LogLevel is the least level logged: debug, info (with one access log line per
@@ -259,7 +262,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	wcfg := web.Config{Backend: b, Sandbox: sandbox, Store: store, Registry: registry,
 		APIKeys: keys, TelegramBotToken: botToken, TelegramBotID: cfg.TelegramBotID, TelegramKey: telegramKey, TelegramMaxAge: initDataMaxAge,
 		MaxGenerations: cfg.MaxGenerations, MaxWaiting: cfg.MaxWaiting, Attestation: attestation, Logger: log}
-	wcfg.RequireE2E = cfg.RequireE2E
+	wcfg.RequireE2E, wcfg.AllowedOrigins = cfg.RequireE2E, cfg.AllowOrigins
 	wcfg.StreamFlushInterval, _ = time.ParseDuration(cfg.StreamFlushInterval) // checked
 	if wcfg.StreamFlushInterval == 0 {
 		wcfg.StreamFlushInterval = -1 // web's zero is its default
@@ -363,7 +366,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 		LogFormat:           "text", LogLevel: "info", TelegramEnvironment: "production", TelegramInitDataMaxAge: "24h"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--gpu none|sim|nvml] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, model_weights, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, gpu, tls, sealing_key_file, shutdown_timeout, stream_flush_interval, require_e2e, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account, and for the market registry, registry, registry_endpoint, registry_stake, registry_required); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, model_weights, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, gpu, tls, sealing_key_file, shutdown_timeout, stream_flush_interval, require_e2e, allow_origins, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account, and for the market registry, registry, registry_endpoint, registry_stake, registry_required); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
@@ -380,6 +383,10 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&cfg.GPU, "gpu", cfg.GPU, "GPU attestation: none (the evidence says this host attests no GPU; a client's policy may require one), sim (a simulated NVIDIA GPU whose roots are DATA/attest/sim-gpu-roots.pem, for testing) or nvml (each GPU's report through the NVIDIA driver; needs a host built with cgo and the nvml build tag)")
 	fs.StringVar(&cfg.SealingKeyFile, "sealing-key-file", "", "file holding the root sealing secret (32+ random bytes) that seals the settlement key and authenticates the ledger and pipelines: a file the TD image provisions into TD-private memory (tmpfs or ramfs), never on the data disk. Without it, sim mode uses DATA/attest/sim-sealing-root (protects nothing) and tdx mode persists no secret (no billing)")
 	fs.BoolVar(&cfg.RequireE2E, "require-e2e", false, "refuse chat requests that are not encrypted to the attested key (web/E2E.md) with a 400: for a host reached only through relays, where a plaintext prompt would cross them")
+	fs.Func("allow-origins", "comma-separated web origins whose pages may call this host from a browser and read its answers (CORS), such as https://app.example.com for a Mini App served there, or * for any; credentials are never ambient (no cookies), so an origin gains only the reading of answers to requests its page sends itself (default: none: a page must be served by the host, as /app/ and /page/ are)", func(v string) error {
+		cfg.AllowOrigins = strings.Split(v, ",")
+		return nil
+	})
 	fs.BoolVar(&cfg.TLS, "tls", false, "serve HTTPS with short-lived self-signed RA-TLS certificates that carry the boot evidence, for clients that verify the host in the TLS handshake")
 	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more wait for a slot (see --max-waiting) (default: the number of CPUs)")
 	fs.IntVar(&cfg.MaxWaiting, "max-waiting", 0, "completions that may wait for a slot, each up to 30 s, holding its body; more get 429 at once (default: 8 per slot; -1: none wait)")

@@ -276,6 +276,8 @@ func TestServeConfig(t *testing.T) {
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", TelegramBotID: 7544535829, TelegramEnvironment: "test", TelegramInitDataMaxAge: "1h", Attest: "auto"}, ""},
 		{"require e2e", []string{"--data", "/d", "--require-e2e"},
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", RequireE2E: true}, ""},
+		{"allowed origins", []string{"--data", "/d", "--allow-origins", "https://app.example.com,http://localhost:5173"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", AllowOrigins: []string{"https://app.example.com", "http://localhost:5173"}}, ""},
 		{"bad Telegram environment", []string{"--telegram-environment", "staging"}, serveConfig{}, `telegram_environment "staging": must be production or test`},
 		{"bad initData lifetime", []string{"--telegram-init-data-max-age", "0s"}, serveConfig{}, `telegram_init_data_max_age "0s": want a positive duration`},
 		{"negative bot id", []string{"--telegram-bot-id", "-5"}, serveConfig{}, `telegram_bot_id -5`},
