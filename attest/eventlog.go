@@ -491,6 +491,17 @@ func EncodeEventLog(events []Event) ([]byte, error) {
 	return json.Marshal(w)
 }
 
+// SettlementKeyOf returns the settlement key events measure (EventSettlementKey), nil
+// when they measure none: a host that does not bill. Give it the events of a log that
+// verified (VerifyEvidence replayed it to the quote), so that the key is the attested
+// host's.
+func SettlementKeyOf(events []Event) ed25519.PublicKey {
+	if i := slices.IndexFunc(events, func(e Event) bool { return e.Type == EventSettlementKey }); i >= 0 {
+		return ed25519.PublicKey(events[i].Data)
+	}
+	return nil
+}
+
 // ParseEventLog decodes the JSON form EncodeEventLog produces. It refuses input larger
 // than MaxEventLogBytes, unknown fields, trailing data, more events than there are
 // types, events that do not validate, and digests that do not match their event. It

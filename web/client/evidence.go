@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
@@ -130,11 +129,11 @@ func (c *Client) AttestedSettlementKey(ctx context.Context) (ed25519.PublicKey, 
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(events, func(e attest.Event) bool { return e.Type == attest.EventSettlementKey })
-	if i < 0 {
+	key := attest.SettlementKeyOf(events)
+	if key == nil {
 		return nil, &Error{Code: CodeNotVerified, Message: fmt.Sprintf("the host at %s measures no settlement key at boot: its receipts and charges are not attested, refusing", c.base)}
 	}
-	return ed25519.PublicKey(events[i].Data), nil
+	return key, nil
 }
 
 // RATLSCheck checks that the boot evidence served over an RA-TLS connection carries

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -203,9 +202,7 @@ func (u *upstream) verify(ctx context.Context, w io.Writer) (*verified, error) {
 	if err != nil {
 		return nil, err
 	}
-	if i := slices.IndexFunc(events, func(e attest.Event) bool { return e.Type == attest.EventSettlementKey }); i >= 0 {
-		v.settlementKey = ed25519.PublicKey(events[i].Data)
-	}
+	v.settlementKey = attest.SettlementKeyOf(events)
 	if want := u.info.SettlementKey; want != nil && !want.Equal(v.settlementKey) {
 		return nil, refuse([]string{fmt.Sprintf("settlement key: the host list names %x, the boot evidence measures %x", []byte(want), []byte(v.settlementKey))})
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
@@ -35,12 +34,8 @@ type Keys struct {
 // log measures none (a host without billing).
 func pinnedKeys(ev *attest.Evidence) *Keys {
 	k := &Keys{HostKey: ev.HostKey, E2E: ev.E2EKeys}
-	events, err := attest.ParseEventLog(ev.EventLog) // VerifyEvidence parsed and replayed it
-	if err != nil {
-		return k
-	}
-	if i := slices.IndexFunc(events, func(e attest.Event) bool { return e.Type == attest.EventSettlementKey }); i >= 0 {
-		k.SettlementKey = events[i].Data
+	if events, err := attest.ParseEventLog(ev.EventLog); err == nil { // VerifyEvidence parsed and replayed it
+		k.SettlementKey = attest.SettlementKeyOf(events)
 	}
 	return k
 }
