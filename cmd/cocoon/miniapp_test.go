@@ -347,9 +347,12 @@ func (s *miniAppShown) lines(kind string) []string {
 }
 
 type miniAppRun struct {
-	Errors          []string         `json:"errors"`
+	Errors []string `json:"errors"`
+	// Requests are the URLs of every request the page made; Outside those that left
+	// its origin (refused); CSPViolations what its content security policy blocked.
+	Requests        []string         `json:"requests"`
 	Outside         []string         `json:"outside"`
-	OutsideImages   []string         `json:"outsideImages"`
+	CSPViolations   []string         `json:"cspViolations"`
 	FailedResponses []string         `json:"failedResponses"`
 	WalletRequests  []map[string]any `json:"walletRequests"`
 	Verified        *miniAppShown    `json:"verified"`
@@ -501,7 +504,7 @@ func miniAppSession(t *testing.T, hostURL, simRoot, initData string, o miniAppOp
 		}
 		t.Fatalf("the app did not get through: %s\nlast shown: %+v\nerrors: %q", run.Failure, last, run.Errors)
 	}
-	// TON Connect's UI (2.4.4), once Telegram's WebApp object is there, preloads the icon
+	// TON Connect's UI (2.4.4), opened by Telegram (the launch parameters), preloads the icon
 	// of Telegram's own wallet, which a wallets list without it leaves undefined: one
 	// request for "undefined" beside the page, answered 404. Nothing else may fail.
 	tonConnectQuirk := "404 GET " + relay.url + "/app/undefined"
@@ -526,11 +529,32 @@ func miniAppSession(t *testing.T, hostURL, simRoot, initData string, o miniAppOp
 		}
 		t.Errorf("in the browser: %s", e)
 	}
+	checkOwnOrigin(t, run, relay.url)
+	return run, relay, pipeline
+}
+
+// checkOwnOrigin fails t for every request of run that left origin, and for every
+// request the page's content security policy blocked (a request the policy stops is one
+// the page tried to make: with a laxer policy it would have left). The Mini App's
+// promise is that opening it, verifying and chatting tell no one but the host the
+// user's address; a wallet's HTTP bridge, which the test's injected wallet does not
+// use, is the one exception (README.md, "The sample Mini App").
+func checkOwnOrigin(t *testing.T, run miniAppRun, origin string) {
+	t.Helper()
+	if len(run.Requests) == 0 {
+		t.Error("the harness recorded no request of the page")
+	}
+	for _, u := range run.Requests {
+		if !strings.HasPrefix(u, origin+"/") {
+			t.Errorf("the page made a request outside its origin %s: %s", origin, u)
+		}
+	}
 	if len(run.Outside) > 0 {
 		t.Errorf("the app reached outside its origin: %q", run.Outside)
 	}
-	t.Logf("images from outside the origin (answered empty): %q", run.OutsideImages)
-	return run, relay, pipeline
+	for _, v := range run.CSPViolations {
+		t.Errorf("the content security policy blocked a request of the page: %s", v)
+	}
 }
 
 // TestMiniApp is a Telegram user's session with the sample Mini App in a real browser
