@@ -12,8 +12,10 @@
 //	              place of an API key), NewNonce, ParseAccount, the header names
 //	              (AccountHeader ...), RequestWindow, MaxPriceMember and ParseMaxPrice
 //	receipts      Receipt (Verify: signed by the settlement key, costing what its usage
-//	              comes to), VerifyChain (no gap, each total the last plus the cost),
-//	              ReceiptHeader, RequestHash, Usage, ErrReceipt
+//	              comes to), CheckReceipt (one answer's, against ReceiptWant: the
+//	              attested key, pipeline, escrow, request and price list), VerifyChain
+//	              (no gap, each total the last plus the cost), ReceiptHeader,
+//	              RequestHash, Usage, ErrReceipt
 //	prices        PriceList (format PriceListFormat; Verify, Quote), Prices (a table
 //	              per model and a default: For, SamePrices), ModelPrice, PriceTable
 //	              (Cost), LoadCurve (Coefficient of a utilization in parts per million,

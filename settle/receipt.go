@@ -104,6 +104,72 @@ func (r *Receipt) Verify(hostKey ed25519.PublicKey) error {
 	return nil
 }
 
+// ReceiptWant is what the receipt of one billed answer must be, as far as its client
+// knows: CheckReceipt's second argument.
+type ReceiptWant struct {
+	// SettlementKey is the settlement key the host's verified evidence measures
+	// (attest.SettlementKeyOf of an event log VerifyEvidence replayed to the quote).
+	// Required: a receipt is a bill only when the attested host signed it, so a host
+	// whose evidence measures none has no receipt a client can accept.
+	SettlementKey ed25519.PublicKey
+	// PriceList is the host's price list (GET /v1/pricing), nil when the client has
+	// not fetched one: the receipt's prices are then checked against nothing but its
+	// own cost.
+	PriceList *PriceList
+	// Pipeline is the id of the pipeline the request went to, "" for the bare
+	// /v1/chat/completions endpoint. Always checked.
+	Pipeline string
+	// Account is the escrow the request was signed for (raw form), "" when unknown
+	// (a request with an API key).
+	Account string
+	// RequestHash is the signed request's hash (RequestHash of its SigningString,
+	// without an idempotency key), "" when unknown.
+	RequestHash string
+}
+
+// CheckReceipt checks the receipt of one billed answer against what its client knows
+// of the request: signed by want.SettlementKey, costing what its usage comes to at its
+// prices and load (Verify); for want.Pipeline; for want.Account and want.RequestHash
+// when set; and, with want.PriceList, at the list's prices for the receipt's model and
+// a load within the list's curve, the list signed by the same key. A host, or anything
+// between, cannot then pass off a receipt of another key, pipeline, escrow or request,
+// or at prices it never published, as this answer's. It does not check the receipt's
+// place in its account's chain (VerifyChain) nor that its prices are the ones the host
+// quoted when it admitted the request (the list may have changed since: a list fetched
+// after the answer may refuse a receipt of the prices before).
+//
+// It costs one ed25519 verification, two with a price list (and a JSON encoding of
+// the list). Every failure wraps ErrReceipt and its message, naming what differs, is
+// safe to show: it holds only what the receipt and want hold.
+func CheckReceipt(r *Receipt, want ReceiptWant) error {
+	if len(want.SettlementKey) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: the host's attestation measures no settlement key: its receipts are not attested", ErrReceipt)
+	}
+	if err := r.Verify(want.SettlementKey); err != nil {
+		return err
+	}
+	switch {
+	case r.Pipeline != want.Pipeline:
+		return fmt.Errorf("%w: the receipt is for pipeline %q, the request went to %q", ErrReceipt, r.Pipeline, want.Pipeline)
+	case want.Account != "" && r.Account != want.Account:
+		return fmt.Errorf("%w: the receipt is for account %s, not for escrow %s", ErrReceipt, r.Account, want.Account)
+	case want.RequestHash != "" && r.RequestHash != want.RequestHash:
+		return fmt.Errorf("%w: the receipt bills request %s, not this one (%s)", ErrReceipt, r.RequestHash, want.RequestHash)
+	}
+	l := want.PriceList
+	if l == nil {
+		return nil
+	}
+	if err := l.Verify(want.SettlementKey); err != nil {
+		return fmt.Errorf("%w: %v", ErrReceipt, err)
+	}
+	if prices, ok := l.For(r.Model); !ok || r.Prices != prices || r.LoadMilli < l.Curve.MinMilli || r.LoadMilli > l.Curve.MaxMilli {
+		return fmt.Errorf("%w: the receipt's prices %+v at load %d‰ are not the price list's for model %q, %+v at a load from %d‰ to %d‰",
+			ErrReceipt, r.Prices, r.LoadMilli, r.Model, prices, l.Curve.MinMilli, l.Curve.MaxMilli)
+	}
+	return nil
+}
+
 // VerifyChain checks an account's receipts in order: each one's Verify, one account,
 // sequence numbers consecutive from the first, and each Cumulative the previous one plus
 // Cost. The first receipt's Cumulative must be its Cost when its Seq is 1; a chain that

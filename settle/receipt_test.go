@@ -84,6 +84,77 @@ func TestReceiptSignature(t *testing.T) {
 	}
 }
 
+// TestCheckReceipt: the receipt of a billed answer passes only when the attested
+// settlement key signed it, for the pipeline, escrow and request the client sent, at
+// the prices of the host's price list for its model, within the list's load curve.
+// Each forged receipt is signed by the settlement key (a lying host) unless the case
+// is about the key, and costs what its usage comes to, so that only CheckReceipt's
+// own checks catch it.
+func TestCheckReceipt(t *testing.T) {
+	list := testPriceList(testKey)
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{4}, 32))
+	good := chain(1)[0]
+	forged := func(change func(*Receipt), key ed25519.PrivateKey) Receipt {
+		r := good
+		change(&r)
+		r.Cost = r.Prices.Cost(r.Usage, r.LoadMilli, r.MaxCost)
+		r.Cumulative = r.Cost
+		r.Sign(key)
+		return r
+	}
+	want := ReceiptWant{SettlementKey: testPub, PriceList: list, Pipeline: good.Pipeline, Account: good.Account, RequestHash: good.RequestHash}
+	otherList := testPriceList(other)
+	for _, tt := range []struct {
+		name   string
+		r      Receipt
+		change func(*ReceiptWant)
+		err    string // "" when it passes
+	}{
+		{"good", good, nil, ""},
+		{"good, without what the client does not know", good, func(w *ReceiptWant) { w.PriceList, w.Account, w.RequestHash = nil, "", "" }, ""},
+		{"good, at the top of the curve", forged(func(r *Receipt) { r.LoadMilli = 2000 }, testKey), nil, ""},
+		{"signed by a key not attested", forged(func(*Receipt) {}, other), nil, "signed by another key"},
+		{"no attested settlement key", good, func(w *ReceiptWant) { w.SettlementKey = nil }, "measures no settlement key"},
+		{"another pipeline", forged(func(r *Receipt) { r.Pipeline = "q" }, testKey), nil, `for pipeline "q", the request went to "p"`},
+		{"the bare endpoint's, for a pipeline's request", forged(func(r *Receipt) { r.Pipeline = "" }, testKey), nil, "for pipeline"},
+		{"another account", forged(func(r *Receipt) { r.Account = "0:" + strings.Repeat("cd", 32) }, testKey), nil, "not for escrow"},
+		{"another request", forged(func(r *Receipt) { r.RequestHash = RequestHash([]byte("another")) }, testKey), nil, "not this one"},
+		{"prices off the list", forged(func(r *Receipt) { r.Prices.CompletionPerMillion *= 2 }, testKey), nil, "not the price list's"},
+		{"a model the list does not price", forged(func(r *Receipt) { r.Model = "unlisted" }, testKey), nil, "not the price list's"},
+		{"load above the curve", forged(func(r *Receipt) { r.LoadMilli = 2001 }, testKey), nil, "not the price list's"},
+		{"load below the curve", forged(func(r *Receipt) { r.LoadMilli = 999 }, testKey), nil, "not the price list's"},
+		{"a price list of another key", good, func(w *ReceiptWant) { w.PriceList = otherList }, "not signed by the expected key"},
+		{"overcharged", func() Receipt { r := good; r.Cost++; r.Cumulative++; r.Sign(testKey); return r }(), nil, "its usage at its prices"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := want
+			if tt.change != nil {
+				tt.change(&w)
+			}
+			err := CheckReceipt(&tt.r, w)
+			if tt.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrReceipt) || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("err %v, want an ErrReceipt containing %q", err, tt.err)
+			}
+		})
+	}
+}
+
+// testPriceList is a price list of testPrices for model "m", at loads from 1000‰ to
+// 2000‰, signed by key.
+func testPriceList(key ed25519.PrivateKey) *PriceList {
+	curve := LoadCurve{MinMilli: 1000, MaxMilli: 2000}
+	l := &PriceList{Prices: Prices{Models: []ModelPrice{{Model: "m", Prices: testPrices}}}, LoadMilli: curve.Coefficient(0), Curve: curve,
+		Wallet: "0:" + strings.Repeat("01", 32)}
+	l.Sign(key)
+	return l
+}
+
 func TestReceiptJSONRoundTrip(t *testing.T) {
 	r := chain(1)[0]
 	var back Receipt
@@ -152,6 +223,19 @@ func BenchmarkReceiptVerify(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := r.Verify(testPub); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCheckReceipt is a client's work on each billed answer it reads: the
+// receipt's signature and the price list's, and the list's JSON encoding.
+// Compare with BenchmarkReceiptVerify, the receipt's signature alone.
+func BenchmarkCheckReceipt(b *testing.B) {
+	r := chain(1)[0]
+	want := ReceiptWant{SettlementKey: testPub, PriceList: testPriceList(testKey), Pipeline: r.Pipeline, Account: r.Account, RequestHash: r.RequestHash}
+	for b.Loop() {
+		if err := CheckReceipt(&r, want); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -21,7 +21,9 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		"Sends PROMPT (or standard input when no PROMPT is given) through the pipeline and prints the answer as it streams.\n"+
 		"Without --pipeline it talks to the host's bare model.\n"+
 		"With --escrow and --seed-file (or --client-key-file) the request is signed with the escrow's client key instead of\n"+
-		"an API key; the receipt of a billed request is printed to standard error after the answer.\n"+
+		"an API key; the host must then be verified (https, or a trust flag below). The receipt of a billed request is checked\n"+
+		"against the attested settlement key, the pipeline, the escrow, the signed request and the host's signed price list,\n"+
+		"and printed to standard error after the answer; one that does not verify makes chat fail (exit 1).\n"+
 		"The answer is checked against the host's attested key: an https host's, verified in the TLS handshake, or an http\n"+
 		"host's, whose boot evidence is verified first when --trust-sim-root, --policy or --collateral is given. A streamed\n"+
 		"answer is printed as it arrives and checked at its end: one that does not verify makes chat fail (exit 1) after it.\n"+
@@ -81,7 +83,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if !answer.Verified {
 		fmt.Fprintln(stderr, "note: the answer is not verified: the host is http and no --trust-sim-root, --policy or --collateral was given, so chat has no attested key to check it with")
 	}
-	return keepReceipt(answer.Receipt, account, *receiptsFile, stderr)
+	return keepReceipt(answer.Receipt, *receiptsFile, stderr)
 }
 
 // printFailedChecks writes the failed checks of a failed verification to w, one per
@@ -96,11 +98,16 @@ func printFailedChecks(err error, w io.Writer) error {
 	return err
 }
 
-// keepReceipt checks a billed answer's receipt (webclient.CheckReceipt), prints it to
-// stderr and appends it to file (if not empty).
-func keepReceipt(r *settle.Receipt, account *webclient.Signer, file string, stderr io.Writer) error {
-	if err := webclient.CheckReceipt(r, account, file != ""); err != nil || r == nil {
-		return err
+// keepReceipt prints a billed answer's receipt, which Chat checked against the
+// attested settlement key, the pipeline, the escrow, the signed request and the host's
+// price list, to stderr and appends it to file (if not empty). With a file, an answer
+// without a receipt is an error: the host does not bill it.
+func keepReceipt(r *settle.Receipt, file string, stderr io.Writer) error {
+	switch {
+	case r == nil && file != "":
+		return &webclient.Error{Code: webclient.CodeNotVerified, Message: "the host sent no receipt: it does not bill this request (--receipts)"}
+	case r == nil:
+		return nil
 	}
 	fmt.Fprintf(stderr, "receipt: seq %d, %d prompt + %d completion tokens, %d µs of modules, cost %s TON, %s TON in total on account %s (%s)\n",
 		r.Seq, r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.ComputeUnits, settle.FormatTON(r.Cost), settle.FormatTON(r.Cumulative), r.Account, r.Status)

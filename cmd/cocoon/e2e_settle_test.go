@@ -202,7 +202,7 @@ func TestSettlementEndToEnd(t *testing.T) {
 
 	// Chat, streaming and not, signed with the client key: each answer has a receipt.
 	receiptsFile := filepath.Join(dir, "receipts.jsonl")
-	signed := []string{"--host", h.url, "--escrow", account, "--seed-file", seed, "--receipts", receiptsFile, "--max-tokens", "16", "--temperature", "0"}
+	signed := []string{"--host", h.url, "--trust-sim-root", h.simRoot, "--escrow", account, "--seed-file", seed, "--receipts", receiptsFile, "--max-tokens", "16", "--temperature", "0"}
 	for i, extra := range [][]string{nil, {"--no-stream"}, nil, {"--no-stream"}} {
 		out := mustCocoon(t, []string{"receipt: seq " + string(rune('1'+i)) + ","}, append(append([]string{"chat"}, signed...), append(extra, "Once upon a time")...)...)
 		if strings.Count(out, "\n") < 2 {
@@ -234,7 +234,7 @@ func TestSettlementEndToEnd(t *testing.T) {
 
 	// A request whose maximum cost (its prompt bounded by the 512-token context, no
 	// max_tokens) exceeds the balance: 402, with the amount missing.
-	code, _, stderr := cocoon(t, "", append([]string{"chat"}, "--host", h.url, "--escrow", account, "--seed-file", seed, "Once")...)
+	code, _, stderr := cocoon(t, "", append([]string{"chat"}, "--host", h.url, "--trust-sim-root", h.simRoot, "--escrow", account, "--seed-file", seed, "Once")...)
 	if code != 1 || !strings.Contains(stderr, "402 Payment Required") || !strings.Contains(stderr, "deposit at least") {
 		t.Errorf("a request over the balance: exit %d, stderr %s", code, stderr)
 	}
@@ -296,7 +296,7 @@ func TestSettlementEndToEnd(t *testing.T) {
 	// Withdrawal: the request, then too early, then past the timeout.
 	withdraw := append([]string{"channel", "withdraw", "--escrow", account, "--seed-file", seed}, tonFlags...)
 	mustCocoon(t, []string{"withdrawal requested", "withdrawable at"}, withdraw...)
-	if code, _, stderr := cocoon(t, "", "chat", "--host", h.url, "--escrow", account, "--seed-file", seed, "--max-tokens", "4", "Once"); code != 1 || !strings.Contains(stderr, "is closing") {
+	if code, _, stderr := cocoon(t, "", "chat", "--host", h.url, "--trust-sim-root", h.simRoot, "--escrow", account, "--seed-file", seed, "--max-tokens", "4", "Once"); code != 1 || !strings.Contains(stderr, "is closing") {
 		t.Errorf("chat on a closing escrow: exit %d, %s", code, stderr)
 	}
 	if code, _, stderr := cocoon(t, "", withdraw...); code != 1 || !strings.Contains(stderr, "the escrow pays out from") {

@@ -17,7 +17,6 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -41,6 +40,7 @@ import (
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 	"github.com/cocoonhost/cocoon/web"
 	"github.com/cocoonhost/cocoon/web/page"
+	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
 
 // miniAppTestDir holds the Mini App's browser driver and its pinned playwright-core.
@@ -50,105 +50,11 @@ var miniAppTestDir = filepath.Join("..", "..", "web", "miniapp", "e2e")
 const miniAppBotToken = "7000000001:cocoon-test-bot-token"
 
 // recordingRelay is a reverse proxy between the browser and the host that records
-// every request and answer it forwards, headers and bodies, as it forwards them: what
-// a relay, a load balancer or a developer's backend in between gets to see.
+// every request and answer it forwards (proxytest.NewRelay): what a relay, a load
+// balancer or a developer's backend in between gets to see.
 type recordingRelay struct {
 	url string
-	mu  sync.Mutex
-	log []*exchange
-}
-
-// exchange is one request and its answer, as the relay forwarded them.
-type exchange struct {
-	path     string
-	request  bytes.Buffer
-	mu       sync.Mutex // response is written while the answer streams
-	response bytes.Buffer
-}
-
-func (e *exchange) answer() []byte {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return bytes.Clone(e.response.Bytes())
-}
-
-type recordedBody struct {
-	io.ReadCloser
-	e *exchange
-}
-
-func (b recordedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.e.mu.Lock()
-	b.e.response.Write(p[:n])
-	b.e.mu.Unlock()
-	return n, err
-}
-
-// newRecordingRelay relays to target, recording. tamper, when not nil, may change each
-// whole answer's body before it is recorded and forwarded (an active relay); it returns
-// the body unchanged for answers it leaves alone.
-func newRecordingRelay(t *testing.T, target string, tamper func(path string, body []byte) []byte) *recordingRelay {
-	t.Helper()
-	upstream, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rr := &recordingRelay{}
-	type exchangeKey struct{}
-	proxy := &httputil.ReverseProxy{
-		FlushInterval: -1, // streams pass as they come
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(upstream)
-			pr.Out.Host = pr.In.Host
-		},
-		ModifyResponse: func(resp *http.Response) error {
-			e := resp.Request.Context().Value(exchangeKey{}).(*exchange)
-			if tamper != nil {
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil {
-					return err
-				}
-				body = tamper(e.path, body)
-				resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-				resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-			}
-			e.mu.Lock()
-			fmt.Fprintf(&e.response, "HTTP/1.1 %s\r\n", resp.Status)
-			resp.Header.Write(&e.response)
-			e.response.WriteString("\r\n")
-			e.mu.Unlock()
-			resp.Body = recordedBody{resp.Body, e}
-			return nil
-		},
-	}
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e := &exchange{path: r.URL.Path}
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		fmt.Fprintf(&e.request, "%s %s HTTP/1.1\r\n", r.Method, r.URL.RequestURI())
-		r.Header.Write(&e.request)
-		e.request.WriteString("\r\n")
-		e.request.Write(body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rr.mu.Lock()
-		rr.log = append(rr.log, e)
-		rr.mu.Unlock()
-		proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, e)))
-	}))
-	t.Cleanup(ts.Close)
-	rr.url = ts.URL
-	return rr
-}
-
-func (rr *recordingRelay) exchanges() []*exchange {
-	rr.mu.Lock()
-	defer rr.mu.Unlock()
-	return slices.Clone(rr.log)
+	*proxytest.Recorder
 }
 
 // telegramDataCheckString is the fields as key=value, sorted by key, joined by "\n":
@@ -347,9 +253,12 @@ func (s *miniAppShown) lines(kind string) []string {
 }
 
 type miniAppRun struct {
-	Errors          []string         `json:"errors"`
+	Errors []string `json:"errors"`
+	// Requests are the URLs of every request the page made; Outside those that left
+	// its origin (refused); CSPViolations what its content security policy blocked.
+	Requests        []string         `json:"requests"`
 	Outside         []string         `json:"outside"`
-	OutsideImages   []string         `json:"outsideImages"`
+	CSPViolations   []string         `json:"cspViolations"`
 	FailedResponses []string         `json:"failedResponses"`
 	WalletRequests  []map[string]any `json:"walletRequests"`
 	Verified        *miniAppShown    `json:"verified"`
@@ -444,7 +353,7 @@ func miniAppHost(t *testing.T, configure func(*web.Config), measured ...[]attest
 type miniAppOptions struct {
 	// wallet funds the escrow when the host bills.
 	wallet *testWallet
-	// tamper, when not nil, makes the relay an active one (see newRecordingRelay).
+	// tamper, when not nil, makes the relay an active one (see proxytest.NewRelay).
 	tamper func(path string, body []byte) []byte
 	// query is added to the app's URL (policy, strict).
 	query url.Values
@@ -457,7 +366,8 @@ type miniAppOptions struct {
 func miniAppSession(t *testing.T, hostURL, simRoot, initData string, o miniAppOptions) (miniAppRun, *recordingRelay, string) {
 	t.Helper()
 	pipeline := pipelineOf(t, "push", append(exampleModules(t, exampleGuard), "--host", hostURL, "--api-key", "operator-key")...)
-	relay := newRecordingRelay(t, hostURL, o.tamper)
+	relayURL, recorder := proxytest.NewRelay(t, hostURL, o.tamper)
+	relay := &recordingRelay{relayURL, recorder}
 	rootPEM, err := os.ReadFile(simRoot)
 	if err != nil {
 		t.Fatal(err)
@@ -501,7 +411,7 @@ func miniAppSession(t *testing.T, hostURL, simRoot, initData string, o miniAppOp
 		}
 		t.Fatalf("the app did not get through: %s\nlast shown: %+v\nerrors: %q", run.Failure, last, run.Errors)
 	}
-	// TON Connect's UI (2.4.4), once Telegram's WebApp object is there, preloads the icon
+	// TON Connect's UI (2.4.4), opened by Telegram (the launch parameters), preloads the icon
 	// of Telegram's own wallet, which a wallets list without it leaves undefined: one
 	// request for "undefined" beside the page, answered 404. Nothing else may fail.
 	tonConnectQuirk := "404 GET " + relay.url + "/app/undefined"
@@ -526,11 +436,32 @@ func miniAppSession(t *testing.T, hostURL, simRoot, initData string, o miniAppOp
 		}
 		t.Errorf("in the browser: %s", e)
 	}
+	checkOwnOrigin(t, run, relay.url)
+	return run, relay, pipeline
+}
+
+// checkOwnOrigin fails t for every request of run that left origin, and for every
+// request the page's content security policy blocked (a request the policy stops is one
+// the page tried to make: with a laxer policy it would have left). The Mini App's
+// promise is that opening it, verifying and chatting tell no one but the host the
+// user's address; a wallet's HTTP bridge, which the test's injected wallet does not
+// use, is the one exception (README.md, "The sample Mini App").
+func checkOwnOrigin(t *testing.T, run miniAppRun, origin string) {
+	t.Helper()
+	if len(run.Requests) == 0 {
+		t.Error("the harness recorded no request of the page")
+	}
+	for _, u := range run.Requests {
+		if !strings.HasPrefix(u, origin+"/") {
+			t.Errorf("the page made a request outside its origin %s: %s", origin, u)
+		}
+	}
 	if len(run.Outside) > 0 {
 		t.Errorf("the app reached outside its origin: %q", run.Outside)
 	}
-	t.Logf("images from outside the origin (answered empty): %q", run.OutsideImages)
-	return run, relay, pipeline
+	for _, v := range run.CSPViolations {
+		t.Errorf("the content security policy blocked a request of the page: %s", v)
+	}
 }
 
 // TestMiniApp is a Telegram user's session with the sample Mini App in a real browser
@@ -631,9 +562,9 @@ func TestMiniAppRefusesHost(t *testing.T) {
 			if i := slices.IndexFunc(v.Checks, func(c struct{ Verdict, Name, Value string }) bool { return c.Name == tc.check }); i < 0 || v.Checks[i].Verdict != "fail" {
 				t.Errorf("the app does not show the check %q failed: %+v", tc.check, v.Checks)
 			}
-			for _, e := range relay.exchanges() {
-				if chatRoute.MatchString(e.path) {
-					t.Errorf("the app sent a chat request to a host it refused: %s", e.path)
+			for _, e := range relay.Exchanges() {
+				if chatRoute.MatchString(e.Path) {
+					t.Errorf("the app sent a chat request to a host it refused: %s", e.Path)
 				}
 			}
 		})
@@ -770,11 +701,11 @@ func checkRelayCapture(t *testing.T, relay *recordingRelay, answer, initData, ac
 			words = append(words, w)
 		}
 	}
-	for _, e := range relay.exchanges() {
-		req, resp := e.request.Bytes(), e.answer()
+	for _, e := range relay.Exchanges() {
+		req, resp := e.Request(), e.Answer()
 		all.Write(req)
 		all.Write(resp)
-		if !chatRoute.MatchString(e.path) {
+		if !chatRoute.MatchString(e.Path) {
 			continue
 		}
 		chats++
@@ -828,8 +759,8 @@ func checkRelayCapture(t *testing.T, relay *recordingRelay, answer, initData, ac
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	seen := false
-	for _, e := range relay.exchanges() {
-		seen = seen || bytes.Contains(e.request.Bytes(), []byte(marker)) && bytes.Contains(e.request.Bytes(), []byte("Bearer operator-key"))
+	for _, e := range relay.Exchanges() {
+		seen = seen || bytes.Contains(e.Request(), []byte(marker)) && bytes.Contains(e.Request(), []byte("Bearer operator-key"))
 	}
 	if !seen {
 		t.Error("the relay did not record a plaintext prompt: its capture proves nothing")

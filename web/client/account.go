@@ -22,6 +22,10 @@ import (
 type Signer struct {
 	account string // the escrow, raw form
 	key     ed25519.PrivateKey
+	// signed, when set, receives the request hash of each request Sign signs: the
+	// copy Chat signs its one request with, so that it knows which request the
+	// answer's receipt must bill.
+	signed *string
 }
 
 // NewSigner returns the signer of requests for the escrow account (its raw address,
@@ -36,8 +40,21 @@ func (s *Signer) Account() string { return s.account }
 // Sign sets req's signing headers for body (settle.SignedRequest), with a fresh nonce
 // and the current time: a host admits a signed request once.
 func (s *Signer) Sign(req *http.Request, body []byte) {
-	settle.SignedRequest{Account: s.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(),
-		Method: req.Method, Path: req.URL.Path, Body: body}.Sign(req.Header, s.key)
+	signed := settle.SignedRequest{Account: s.account, Timestamp: time.Now().Unix(), Nonce: settle.NewNonce(),
+		Method: req.Method, Path: req.URL.Path, Body: body}
+	signed.Sign(req.Header, s.key)
+	if s.signed != nil {
+		*s.signed = settle.RequestHash(signed.SigningString())
+	}
+}
+
+// recordingTo returns a copy of s whose Sign stores the request hash of what it signs
+// in *requestHash. The copy is for one request at a time: it is not safe for
+// concurrent use.
+func (s *Signer) recordingTo(requestHash *string) *Signer {
+	c := *s
+	c.signed = requestHash
+	return &c
 }
 
 // getSigned is a GET signed by s that decodes the JSON answer into out.
@@ -164,20 +181,54 @@ func CheckReceipts(list []settle.Receipt, key ed25519.PublicKey, source string, 
 	return checks, total
 }
 
-// CheckReceipt checks the receipt of one billed answer: its signature and cost, and
-// that it is for s's account when the request was signed (s not nil). The settlement
-// key is checked when the chain is (CheckReceipts). A nil receipt is an error when
-// the request was signed, or want is set: the host does not bill it.
-func CheckReceipt(r *settle.Receipt, s *Signer, want bool) error {
+// checkReceipt checks the receipt of an answer to a request for pipeline that Chat
+// sent, signed for s's escrow with request hash requestHash (s nil: with the API key),
+// with settle.CheckReceipt: signed by settlementKey, the key the evidence Chat
+// verified measures (nil when it verified none, or it measures none: the receipt is
+// then refused), for this pipeline, escrow and request, at the prices of the host's
+// price list, which it fetches (one request) and which must be signed by the same key.
+// A signed request must have a receipt; a request with the API key may have none.
+// Failures are CodeNotVerified.
+func (c *Client) checkReceipt(ctx context.Context, r *settle.Receipt, pipeline string, s *Signer, requestHash string, settlementKey ed25519.PublicKey) error {
 	switch {
-	case r == nil && (s != nil || want):
+	case r == nil && s != nil:
 		return &Error{Code: CodeNotVerified, Message: "the host sent no receipt: it does not bill this request"}
 	case r == nil:
 		return nil
-	case s != nil && r.Account != s.account:
-		return &Error{Code: CodeNotVerified, Message: fmt.Sprintf("the receipt is for account %s, not for escrow %s", r.Account, s.account)}
+	case settlementKey == nil:
+		return &Error{Code: CodeNotVerified, Message: fmt.Sprintf("the host at %s sent a receipt, but the evidence verified measures no settlement key: its receipts are not attested, refusing", c.base)}
 	}
-	return r.Verify(nil)
+	want := settle.ReceiptWant{SettlementKey: settlementKey, Pipeline: pipeline, RequestHash: requestHash}
+	if s != nil {
+		want.Account = s.account
+	}
+	var err error
+	if want.PriceList, err = c.PriceList(ctx); err != nil {
+		return err
+	}
+	if err := settle.CheckReceipt(r, want); err != nil {
+		return &Error{Code: CodeNotVerified, Err: err, Message: fmt.Sprintf("the host's receipt does not verify: %v", err)}
+	}
+	return nil
+}
+
+// attestedSettlementKey is the settlement key measured by the evidence Chat checks an
+// answer with (answerKey's): an https host's, verified in the TLS handshake, else boot,
+// verified before the request; nil when neither was verified or it measures none.
+func (c *Client) attestedSettlementKey(boot *attest.Evidence) ed25519.PublicKey {
+	if c.ratls != nil {
+		if pinned, _, ok := c.ratls.Pinned(); ok {
+			boot = &pinned
+		}
+	}
+	if boot == nil {
+		return nil
+	}
+	events, err := attest.ParseEventLog(boot.EventLog) // VerifyEvidence parsed and replayed it
+	if err != nil {
+		return nil
+	}
+	return attest.SettlementKeyOf(events)
 }
 
 // ReadReceipts reads a chain saved as JSON lines (WriteReceipts, AppendReceipt); blank

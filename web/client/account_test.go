@@ -2,13 +2,27 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"maps"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
+	"github.com/cocoonhost/cocoon/settle/ledger"
+	"github.com/cocoonhost/cocoon/web"
+	"github.com/cocoonhost/cocoon/web/client/clienttest"
 )
 
 var (
@@ -114,28 +128,186 @@ func TestReceiptsFile(t *testing.T) {
 	}
 }
 
-// TestCheckReceipt: a billed answer's receipt must be for the escrow that signed the
-// request, and a signed request must come with one.
-func TestCheckReceipt(t *testing.T) {
-	r := receiptChain(1, settlementKey)[0]
-	mine := NewSigner(account, settlementKey)
-	other := NewSigner("0:"+strings.Repeat("cd", 32), settlementKey)
-	for _, tt := range []struct {
-		name string
-		r    *settle.Receipt
-		s    *Signer
-		want bool
-		ok   bool
-	}{
-		{"mine", &r, mine, false, true},
-		{"another escrow's", &r, other, false, false},
-		{"none for a signed request", nil, mine, false, false},
-		{"none wanted", nil, nil, true, false},
-		{"none, not billed", nil, nil, false, true},
-		{"forged", func() *settle.Receipt { f := r; f.Cost++; return &f }(), mine, false, false},
-	} {
-		if err := CheckReceipt(tt.r, tt.s, tt.want); (err == nil) != tt.ok {
-			t.Errorf("%s: %v", tt.name, err)
+// fixedEscrow is an escrow source with one funded escrow per account asked: the
+// client key clientKey's, paying the host at hostAddr, for the settlement key.
+type fixedEscrow struct{ clientKey, settlementKey ed25519.PublicKey }
+
+const hostAddr = "0:" + "0101010101010101010101010101010101010101010101010101010101010101"
+
+func (e fixedEscrow) Escrow(context.Context, string) (billing.EscrowState, error) {
+	return billing.EscrowState{ClientKey: e.clientKey, HostKey: e.settlementKey, HostAddr: hostAddr, Deposited: 1e12, Timeout: 7200}, nil
+}
+
+// billedHost is the real web server billing an escrow on a simulated TDX, behind a
+// relay that may replace the receipt of a whole answer (Cocoon-Receipt, which the
+// answer's signature does not cover) with forge's, as a host lying about its bill or
+// anything between could.
+type billedHost struct {
+	url   string
+	root  *x509.Certificate
+	forge atomic.Pointer[func(*settle.Receipt)]
+	chats atomic.Int32 // chat requests the relay saw
+}
+
+// newBilledHost starts a billed host whose boot measures measured (the settlement
+// key's events, or none), billing the client key's escrows with settlementKey at
+// receiptPrices for model "m", at loads from 1000‰ to 1500‰.
+func newBilledHost(t *testing.T, clientKey ed25519.PublicKey, measured ...attest.Event) *billedHost {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := ledger.Open(filepath.Join(dir, "ledger.db"), make([]byte, ledger.MinMACKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	pricer, err := billing.NewPricer(settle.SamePrices(receiptPrices), settle.LoadCurve{MinMilli: 1000, MaxMilli: 1500, Smoothing: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	service, err := billing.NewService(billing.Config{Store: store, Pricer: pricer, HostAddr: hostAddr, Key: settlementKey,
+		Escrows: fixedEscrow{clientKey: clientKey, settlementKey: settlementKey.Public().(ed25519.PublicKey)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := attest.NewSim(filepath.Join(dir, "attest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ah, err := attest.Boot(ctx, sim, "embedded", "m", measured...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &billedHost{}
+	h.root = sim.Root()
+	handler := clienttest.Handler(t, web.Config{Backend: echoBackend{}, Attestation: ah, Billing: service, APIKeys: []web.APIKey{{Name: "t", Key: testKey}}})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		forge := h.forge.Load()
+		if !strings.HasSuffix(r.URL.Path, "/chat/completions") {
+			handler.ServeHTTP(w, r)
+			return
 		}
+		h.chats.Add(1)
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, r)
+		if v := rec.Header().Get(settle.ReceiptHeader); v != "" && forge != nil {
+			var receipt settle.Receipt
+			if err := json.Unmarshal([]byte(v), &receipt); err != nil {
+				t.Errorf("the host's receipt: %v", err)
+			}
+			(*forge)(&receipt)
+			rec.Header().Set(settle.ReceiptHeader, receipt.MarshalHeader())
+			if receipt.HostKey == nil { // forged to nothing: dropped
+				rec.Header().Del(settle.ReceiptHeader)
+			}
+		}
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(ts.Close)
+	h.url = ts.URL
+	return h
+}
+
+var receiptPrices = settle.PriceTable{PromptPerMillion: 1e6, CompletionPerMillion: 2e6}
+
+// TestChatChecksReceipts: `cocoon chat`'s path (Client.Chat) accepts the receipt of a
+// billed answer only when the attested settlement key signed it for this pipeline,
+// this escrow and this very request, at the prices of the host's signed price list
+// within its load curve. Each forgery is signed by the settlement key (a host lying
+// about its bill) unless it is about the key, with the cost its usage gives, so that
+// only those checks can catch it: before, Chat's caller checked the receipt against
+// the key the receipt names and its own prices, and took each of them.
+func TestChatChecksReceipts(t *testing.T) {
+	client := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	_, otherKey, _ := ed25519.GenerateKey(nil)
+	h := newBilledHost(t, client.Public().(ed25519.PublicKey),
+		attest.SettlementKeyEvent(settlementKey.Public().(ed25519.PublicKey)), attest.SettlementKeyOriginEvent(attest.SettlementKeyGenerated))
+	s := NewSigner(account, client)
+	c, err := New(h.url, WithAPIKey(testKey), WithTrust(attest.Policy{}, attest.EvidenceOptions{SimRoot: h.root}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resign := func(key ed25519.PrivateKey, change func(*settle.Receipt)) func(*settle.Receipt) {
+		return func(r *settle.Receipt) {
+			change(r)
+			r.Cost = r.Prices.Cost(r.Usage, r.LoadMilli, r.MaxCost)
+			r.Cumulative = r.Cost // the first of the account: what it would be
+			r.Sign(key)
+		}
+	}
+	for _, tt := range []struct {
+		name      string
+		stream    bool
+		plaintext bool
+		signer    *Signer
+		forge     func(*settle.Receipt) // on the whole answer's receipt; nil: none
+		err       string                // "" when the receipt verifies
+	}{
+		{"good, sealed stream", true, false, s, nil, ""},
+		{"good, sealed whole answer", false, false, s, nil, ""},
+		{"good, plaintext whole answer", false, true, s, nil, ""},
+		{"signed by a key not attested", false, true, s, resign(otherKey, func(*settle.Receipt) {}), "signed by another key"},
+		{"for another pipeline", false, true, s, resign(settlementKey, func(r *settle.Receipt) { r.Pipeline = strings.Repeat("ab", 32) }), "the receipt is for pipeline"},
+		{"for another account", false, true, s, resign(settlementKey, func(r *settle.Receipt) { r.Account = "0:" + strings.Repeat("cd", 32) }), "not for escrow"},
+		{"for another request", false, true, s, resign(settlementKey, func(r *settle.Receipt) { r.RequestHash = settle.RequestHash([]byte("another")) }), "not this one"},
+		{"at prices off the list", false, true, s, resign(settlementKey, func(r *settle.Receipt) { r.Prices.CompletionPerMillion *= 3 }), "not the price list's"},
+		{"at a load above the curve", false, true, s, resign(settlementKey, func(r *settle.Receipt) { r.LoadMilli = 1501 }), "not the price list's"},
+		{"at a load below the curve", false, true, s, resign(settlementKey, func(r *settle.Receipt) { r.LoadMilli = 999 }), "not the price list's"},
+		{"costing more than its usage", false, true, s, func(r *settle.Receipt) { r.Cost++; r.Cumulative++; r.Sign(settlementKey) }, "its usage at its prices"},
+		{"dropped", false, true, s, func(r *settle.Receipt) { *r = settle.Receipt{} }, "the host sent no receipt"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.forge != nil {
+				h.forge.Store(&tt.forge)
+				defer h.forge.Store(nil)
+			}
+			cc := c
+			if tt.plaintext {
+				cc = c.WithPlaintext()
+			}
+			req := ChatRequest{Messages: []ChatMessage{{Role: "user", Content: "hello world"}}, Stream: tt.stream, MaxTokens: 4}
+			answer, err := cc.Chat(context.Background(), "", req, tt.signer, func(string) error { return nil })
+			if tt.err == "" {
+				if err != nil || answer.Receipt == nil || answer.Receipt.Account != account {
+					t.Fatalf("answer %+v, err %v; want a checked receipt", answer, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("err %v, want one containing %q", err, tt.err)
+			}
+		})
+	}
+}
+
+// TestChatRefusesUnattestedReceipts: a billed host whose verified evidence measures no
+// settlement key has no receipt Chat accepts (before, any key's was taken), and a
+// request signed for an escrow is not sent to a host Chat has not verified, whose
+// receipt it could not check.
+func TestChatRefusesUnattestedReceipts(t *testing.T) {
+	client := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	h := newBilledHost(t, client.Public().(ed25519.PublicKey))
+	s := NewSigner(account, client)
+	req := ChatRequest{Messages: []ChatMessage{{Role: "user", Content: "hello"}}, MaxTokens: 4}
+	verified, err := New(h.url, WithTrust(attest.Policy{}, attest.EvidenceOptions{SimRoot: h.root}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verified.Chat(context.Background(), "", req, s, func(string) error { return nil }); err == nil || !strings.Contains(err.Error(), "measures no settlement key") {
+		t.Errorf("a receipt of a host that measures no settlement key: %v", err)
+	}
+	unverified, err := New(h.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := h.chats.Load()
+	var e *Error
+	if _, err := unverified.Chat(context.Background(), "", req, s, func(string) error { return nil }); !errors.As(err, &e) || e.Code != CodeInvalid || !strings.Contains(e.Message, "is not verified") {
+		t.Errorf("a signed request to an unverified host: %v", err)
+	}
+	if n := h.chats.Load() - before; n != 0 {
+		t.Errorf("the signed request was sent to the unverified host (%d requests)", n)
 	}
 }

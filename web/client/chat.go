@@ -37,7 +37,8 @@ const MaxAnswerBytes = 16 << 20
 // ChatAnswer is what Chat learnt of an answer besides its text.
 type ChatAnswer struct {
 	// Receipt is the receipt of a billed answer, nil when the host does not bill it.
-	// Check it with CheckReceipt.
+	// Chat checked it (settle.CheckReceipt) against the attested settlement key, the
+	// pipeline, the escrow and the signed request, and the host's price list.
 	Receipt *settle.Receipt
 	// Verified is set when the answer was checked against the attested host key.
 	Verified bool
@@ -59,7 +60,13 @@ type ChatAnswer struct {
 // stream's text is given as it arrives and the stream fails CodeNotVerified at its end
 // when it does not verify: a caller that shows text as it arrives shows unverified
 // text until then. An error status of the host is a CodeRefused error, an error event
-// midway an error after the text before it.
+// midway an error after the text before it. A request signed for an escrow (s) is sent
+// only to a verified host (https, or with a trust; else CodeInvalid before anything is
+// sent), and must come with a receipt, which Chat checks (settle.CheckReceipt) against
+// the settlement key the verified evidence measures, the pipeline, the escrow, the
+// request it signed and the host's price list, fetched for it (one more request); a
+// receipt that does not verify, or that a host measuring no settlement key sends, is
+// CodeNotVerified, after a stream's text.
 func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *Signer, onText func(string) error) (*ChatAnswer, error) {
 	path := "/v1/chat/completions"
 	if pipeline != "" {
@@ -69,10 +76,18 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 	if err != nil {
 		return nil, err
 	}
+	var requestHash string // of the request s signs, which the receipt must bill
+	if s != nil {
+		if c.ratls == nil && !c.trusted {
+			return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("the host at %s is not verified, so its receipt could not be checked against an attested settlement key: verify it (https, or --trust-sim-root, --policy or --collateral) before signing for an escrow", c.base)}
+		}
+		s = s.recordingTo(&requestHash)
+	}
 	var bootKey ed25519.PublicKey
+	var boot *attest.Evidence
 	var sealTo *attest.E2EKeys
 	if c.ratls == nil && c.trusted {
-		boot, _, err := c.VerifyBoot(ctx)
+		boot, _, err = c.VerifyBoot(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -109,6 +124,9 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 		answer.Receipt, err = readWhole(resp, v, onText)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := c.checkReceipt(ctx, answer.Receipt, pipeline, s, requestHash, c.attestedSettlementKey(boot)); err != nil {
 		return nil, err
 	}
 	return answer, nil

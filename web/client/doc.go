@@ -24,7 +24,7 @@
 //
 //	pipelines  ReadPipelineFiles, PipelineFiles.Manifest, Push, FirstModel, Pipelines,
 //	           Pipeline, DeletePipeline, FailedRequests
-//	chat       Chat (streamed or whole, signature-checked), CheckReceipt
+//	chat       Chat (streamed or whole, signature-checked, its receipt checked)
 //	evidence   BootEvidence, PipelineEvidence, VerifyBoot, RATLSCheck, Fetch,
 //	           NewSavedSource, PinningPolicy
 //	billing    Signer (requests signed by an escrow's client key), PriceList,

@@ -12,15 +12,22 @@
 //
 // The files are embedded as they are; static/tonconnect-ui.min.js is the browser build
 // of @tonconnect/ui, copied byte for byte from the package pinned by vendor/'s lock file
-// (TestVendoredTonConnect checks it), so that `make run` needs Go alone.
+// (TestVendoredTonConnect checks it), so that `make run` needs Go alone. It is served
+// with the three images it draws from raw.githubusercontent.com pointed at the app's
+// own icons/ (tonConnectImages), so that opening the page sends a user's address to no
+// one but the host.
 package miniapp
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"io/fs"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
+	"time"
 )
 
 //go:embed static
@@ -34,18 +41,67 @@ const Path = "/app/"
 // so it is made per request rather than embedded.
 const manifestFile = "tonconnect-manifest.json"
 
-// contentSecurityPolicy confines the app: its own scripts, Telegram's telegram-web-app.js
-// (which Telegram documents as loaded from telegram.org) and WebAssembly (the
-// verifier); TON Connect's inline styles; wallet icons and TON Connect's HTTP bridges
-// over https; and framing by Telegram's web clients only. Everything the host sends is
-// set as text, never as HTML, so an injected element is not the app's way in; connect-src
-// must allow https: since the wallets' bridges are wherever each wallet runs them. The
-// one inline script allowed is the empty one (its sha256 below, with 'unsafe-hashes'):
-// TON Connect's UI sets an empty ontouchstart attribute on the body.
-const contentSecurityPolicy = "default-src 'none'; " +
-	"script-src 'self' 'wasm-unsafe-eval' https://telegram.org 'unsafe-hashes' 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='; " +
-	"style-src 'self' 'unsafe-inline'; connect-src 'self' https:; img-src 'self' data: https:; " +
+// contentSecurityPolicy confines the app to its own origin: its own scripts (Telegram's
+// protocol included: static/telegram.js, not telegram.org's script) and WebAssembly
+// (the verifier); TON Connect's inline styles; images of its own (the
+// wallets' icons included: wallets.json names icons/) and data: URLs; requests to its
+// own origin and to the HTTP bridges of the wallets wallets.json lists (walletBridges),
+// which TON Connect reaches only when the user connects a wallet through one; and
+// framing by Telegram's web clients only. Everything the host sends is set as text,
+// never as HTML, so an injected element is not the app's way in. The one inline script
+// allowed is the empty one (its sha256 below, with 'unsafe-hashes'): TON Connect's UI
+// sets an empty ontouchstart attribute on the body.
+var contentSecurityPolicy = "default-src 'none'; " +
+	"script-src 'self' 'wasm-unsafe-eval' 'unsafe-hashes' 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='; " +
+	"style-src 'self' 'unsafe-inline'; connect-src " + strings.Join(append([]string{"'self'"}, walletBridges()...), " ") + "; img-src 'self' data:; " +
 	"form-action 'none'; base-uri 'none'; frame-ancestors 'self' https://web.telegram.org"
+
+// walletBridges returns the origins of the HTTP bridges of the wallets static/wallets.json
+// lists, sorted: TON Connect talks to a wallet on another device through its bridge
+// (server-sent events and POSTs, end-to-end encrypted between the app and the wallet), so
+// a user who connects such a wallet reveals their address to its bridge, and to no one
+// else. It panics on a list that does not parse: it is embedded, and TestHandler reads it.
+func walletBridges() []string {
+	b, _ := static.ReadFile("static/wallets.json")
+	var wallets []struct {
+		Bridge []struct{ Type, URL string }
+	}
+	if err := json.Unmarshal(b, &wallets); err != nil {
+		panic("miniapp: static/wallets.json: " + err.Error())
+	}
+	var origins []string
+	for _, w := range wallets {
+		for _, br := range w.Bridge {
+			if u, err := url.Parse(br.URL); br.Type == "sse" && err == nil && u.Scheme == "https" {
+				origins = append(origins, "https://"+u.Host)
+			}
+		}
+	}
+	slices.Sort(origins)
+	return slices.Compact(origins)
+}
+
+// tonConnectFile is the name of TON Connect's UI under static/ and Path.
+const tonConnectFile = "tonconnect-ui.min.js"
+
+// tonConnectImages are the images @tonconnect/ui 2.4.4 draws from GitHub, each with the
+// app's own copy that the served build names instead: the TON logo in the middle of its
+// QR code, Telegram's badge beside Telegram's wallet, WalletConnect's logo.
+var tonConnectImages = [][2]string{
+	{"https://raw.githubusercontent.com/ton-connect/sdk/main/assets/ton-icon-48.png", Path + "icons/ton.svg"},
+	{"https://raw.githubusercontent.com/ton-connect/sdk/main/assets/tg.png", Path + "icons/telegram.svg"},
+	{"https://raw.githubusercontent.com/ton-connect/sdk/main/assets/walletconnect-icon-288.png", Path + "icons/walletconnect.svg"},
+}
+
+// servedTonConnect is the vendored static/tonconnect-ui.min.js with tonConnectImages
+// replaced, made once at start (a copy of its 420 KB).
+var servedTonConnect = func() []byte {
+	b, _ := static.ReadFile("static/" + tonConnectFile)
+	for _, img := range tonConnectImages {
+		b = bytes.ReplaceAll(b, []byte(img[0]), []byte(img[1]))
+	}
+	return b
+}()
 
 // Handler returns the handler of GET and HEAD on Path and the files under it: the
 // embedded files with a content security policy, revalidated on every load (no-cache),
@@ -66,6 +122,9 @@ func Handler() http.Handler {
 			http.Error(w, "the Mini App is read with GET", http.StatusMethodNotAllowed)
 		case r.URL.Path == Path+manifestFile:
 			writeManifest(w, r)
+		case r.URL.Path == Path+tonConnectFile:
+			h.Set("Content-Type", "text/javascript; charset=utf-8")
+			http.ServeContent(w, r, tonConnectFile, time.Time{}, bytes.NewReader(servedTonConnect))
 		default:
 			files.ServeHTTP(w, r)
 		}

@@ -40,6 +40,9 @@ func TestHandler(t *testing.T) {
 		{"GET", "/app/tonconnect-manifest.json", 200, "application/json", `"url":"http://host.example/app/"`},
 		{"HEAD", "/app/app.css", 200, "text/css; charset=utf-8", ""},
 		{"GET", "/app/icon.png", 200, "image/png", ""},
+		{"GET", "/app/telegram.js", 200, "text/javascript; charset=utf-8", "export const initData"},
+		{"GET", "/app/icons/ton.svg", 200, "image/svg+xml", "<svg"},
+		{"GET", "/app/tonconnect-ui.min.js", 200, "text/javascript; charset=utf-8", "/app/icons/ton.svg"},
 		{"GET", "/app/missing.js", 404, "", ""},
 		{"POST", "/app/", 405, "", ""},
 	} {
@@ -71,5 +74,58 @@ func TestManifestScheme(t *testing.T) {
 	var m map[string]string
 	if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil || m["url"] != "https://bot.example/app/" || m["iconUrl"] != "https://bot.example/app/icon.png" {
 		t.Fatalf("manifest %s (%v)", w.Body, err)
+	}
+}
+
+// The page names no origin but its own: the served TON Connect build draws its images
+// from icons/ (each image it drew from GitHub is still in the vendored build, so a new
+// version that moves one fails here rather than sends users to GitHub), the wallets
+// list's icons are the app's, and the content security policy allows images from the
+// page's origin and data: URLs only, scripts from its origin only, and connections to
+// its origin and the wallets' bridges only.
+func TestOwnOriginOnly(t *testing.T) {
+	vendored, err := static.ReadFile("static/" + tonConnectFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range tonConnectImages {
+		if !bytes.Contains(vendored, []byte(img[0])) {
+			t.Errorf("the vendored build no longer draws %s: check what it draws now", img[0])
+		}
+		if bytes.Contains(servedTonConnect, []byte(img[0])) {
+			t.Errorf("the served build still draws %s", img[0])
+		}
+		if _, err := static.ReadFile("static/" + strings.TrimPrefix(img[1], Path)); err != nil {
+			t.Errorf("%s: %v", img[1], err)
+		}
+	}
+	var wallets []struct{ Image string }
+	b, _ := static.ReadFile("static/wallets.json")
+	if err := json.Unmarshal(b, &wallets); err != nil || len(wallets) == 0 {
+		t.Fatalf("wallets.json: %v", err)
+	}
+	for _, w := range wallets {
+		if _, err := static.ReadFile("static/" + strings.TrimPrefix(w.Image, Path)); !strings.HasPrefix(w.Image, Path) || err != nil {
+			t.Errorf("a wallet's icon %q is not one of the app's (%v)", w.Image, err)
+		}
+	}
+	html, _ := static.ReadFile("static/index.html")
+	if strings.Contains(string(html), "://") {
+		t.Errorf("index.html names another origin:\n%s", html)
+	}
+	directives := map[string]string{}
+	for _, d := range strings.Split(contentSecurityPolicy, ";") {
+		name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+		directives[name] = value
+	}
+	for name, want := range map[string]string{
+		"default-src": "'none'",
+		"img-src":     "'self' data:",
+		"script-src":  "'self' 'wasm-unsafe-eval' 'unsafe-hashes' 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
+		"connect-src": "'self' https://bridge.tonapi.io https://tonconnectbridge.mytonwallet.org https://walletbot.me",
+	} {
+		if directives[name] != want {
+			t.Errorf("%s is %q, want %q", name, directives[name], want)
+		}
 	}
 }

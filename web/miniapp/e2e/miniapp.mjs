@@ -10,13 +10,16 @@
 // does not, the app chats at once.
 //
 // Only Telegram's and the wallet's sides are simulated; the app's code is what the host
-// serves. Telegram: telegram.org/js/telegram-web-app.js is answered with a stand-in that
-// defines window.Telegram.WebApp with the test's init data. The wallet: an injected TON
+// serves. Telegram: the app is opened as Telegram's desktop app opens a Mini App, with
+// the launch parameters (the test's init data) in the URL's fragment and
+// window.TelegramWebviewProxy taking its events. The wallet: an injected TON
 // Connect wallet (the JS bridge a wallet's in-app browser or extension puts on window),
 // whose sendTransaction is handed to the Go test (POST to "signer"), which signs and sends
 // exactly the requested messages from a funded wallet on the local network and answers
 // the external message's BOC. The wallets list is wallets_file, served in place of the
-// app's. Any other request that leaves the origin is refused and reported.
+// app's. Every request the page (or a worker of it) makes is recorded ("requests"); one
+// that leaves the origin is refused and reported ("outside"), and so is every request
+// the content security policy blocked ("cspViolations"): the app must make neither.
 //
 // With MINIAPP_SCREENSHOT=FILE set, the page as it was at the end is saved there.
 import { readFile } from 'node:fs/promises';
@@ -29,29 +32,26 @@ const STEP_TIMEOUT_MS = 60000;
 const ESCROW_TIMEOUT_MS = 300000;
 const ANSWER_TIMEOUT_MS = 180000;
 
-const TELEGRAM_SCRIPT = 'https://telegram.org/js/telegram-web-app.js';
 const BRIDGE_KEY = 'cocoontestwallet';
 const WALLET_NAME = 'Cocoon Test Wallet';
 
 const s = JSON.parse(await readFile(process.argv[2], 'utf8'));
-// A 1×1 transparent PNG.
-const EMPTY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=', 'base64');
 
-// telegramStandIn is the part of telegram-web-app.js's contract the app uses.
-function telegramStandIn(initData) {
-  return `(() => {
-  const initData = ${JSON.stringify(initData)};
-  const p = new URLSearchParams(initData);
-  const initDataUnsafe = {};
-  for (const [k, v] of p) initDataUnsafe[k] = k === 'user' ? JSON.parse(v) : v;
-  // Telegram's mobile and desktop apps take the Mini App's events here.
-  window.TelegramWebviewProxy = { postEvent(type, data) { (window.__telegramEvents ||= []).push(type); } };
-  window.Telegram = { WebApp: {
-    initData, initDataUnsafe, platform: 'tdesktop', version: '8.0', colorScheme: 'light', themeParams: {},
-    ready() { window.__telegramReady = true; }, expand() {}, close() {},
-    onEvent() {}, offEvent() {}, openLink() {}, openTelegramLink() {},
-  } };
-})();`;
+// telegramClient runs in the page before its scripts: where Telegram's desktop and
+// mobile apps take a Mini App's events (the app's web_app_ready among them), and where
+// the page reports what its content security policy blocked.
+function telegramClient() {
+  window.TelegramWebviewProxy = { postEvent(type) { (window.__telegramEvents ||= []).push(type); } };
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.cocoonTestCSPViolation(`${e.effectiveDirective} blocked ${e.blockedURI} (${e.sourceFile}:${e.lineNumber})`);
+  });
+}
+
+// launchURL is the app's URL as Telegram's desktop app opens it: the launch parameters
+// in its fragment.
+function launchURL(url, initData) {
+  if (!initData) return url;
+  return `${url}#${new URLSearchParams({ tgWebAppData: initData, tgWebAppVersion: '8.0', tgWebAppPlatform: 'tdesktop', tgWebAppThemeParams: '{}' })}`;
 }
 
 // injectWallet runs in the page before its scripts: the TON Connect JS bridge of an
@@ -116,7 +116,7 @@ function shown() {
     walletStatus: text('#wallet-status'),
     escrowState: (document.querySelector('#escrow-status') || {}).dataset?.state || '',
     escrowStatus: text('#escrow-status'),
-    telegramReady: Boolean(window.__telegramReady),
+    telegramReady: (window.__telegramEvents || []).includes('web_app_ready'),
     answer: answer ? {
       state: answer.dataset.state || '', deltas: Number(answer.dataset.deltas || 0), signature: answer.dataset.signature || '',
       receipt: answer.dataset.receipt || '', text: answer.querySelector('.text').textContent, proof: answer.querySelector('.proof').textContent,
@@ -130,31 +130,26 @@ const browser = await chromium.launch({
   headless: true,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
 });
-const out = { errors: [], outside: [], outsideImages: [], failedResponses: [], walletRequests: [] };
+const out = { errors: [], requests: [], outside: [], cspViolations: [], failedResponses: [], walletRequests: [] };
 let page;
 try {
   // A desktop: TON Connect's UI lists injected (extension) wallets there; on a phone it
   // lists only mobile ones.
   const context = await browser.newContext();
   const walletsList = await readFile(s.wallets_file, 'utf8');
+  // Every request, as the browser is about to send it (data: URLs are not requests).
+  context.on('request', (r) => out.requests.push(r.url()));
   await context.route('**/*', (route) => {
     const url = route.request().url();
-    if (url === TELEGRAM_SCRIPT) {
-      return route.fulfill({ contentType: 'text/javascript', body: telegramStandIn(s.telegram.init_data) });
-    }
     if (url.split('?')[0] === `${s.origin}/app/wallets.json`) {
       return route.fulfill({ contentType: 'application/json', body: walletsList });
     }
     if (url.startsWith(`${s.origin}/`)) return route.continue();
-    // An image (TON Connect's UI draws the TON logo from GitHub) gets an empty one, so
-    // the page logs no error; anything else fails. Both are reported.
-    if (route.request().resourceType() === 'image') {
-      out.outsideImages.push(url);
-      return route.fulfill({ status: 200, contentType: 'image/png', body: EMPTY_PNG });
-    }
-    out.outside.push(url);
+    out.outside.push(`${route.request().resourceType()} ${url}`);
     return route.abort();
   });
+  await context.exposeFunction('cocoonTestCSPViolation', (v) => { out.cspViolations.push(v); });
+  await context.addInitScript(telegramClient);
   await context.exposeFunction('cocoonTestWalletSend', async (request) => {
     out.walletRequests.push(JSON.parse(request));
     const r = await fetch(s.wallet.signer, { method: 'POST', body: request });
@@ -176,7 +171,7 @@ try {
     if (m.type() === 'error' && !closing) out.errors.push(`console: ${m.text()}`);
   });
 
-  await page.goto(s.url);
+  await page.goto(launchURL(s.url, s.telegram.init_data));
   await page.waitForSelector('body[data-state="verified"], body[data-state="broken"]', { timeout: VERIFY_TIMEOUT_MS });
   out.verified = await page.evaluate(shown);
   const bills = out.verified.state === 'verified' && await page.evaluate(() => !document.querySelector('#funds').hidden);

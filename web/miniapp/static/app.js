@@ -14,6 +14,7 @@
 //   &trust_sim_root=<PEM>       a simulator root to trust (local devnets only: simulated
 //                               evidence proves nothing, and without it, it fails)
 import { connect, newClientKey, clientKeyFromSeed } from '/sdk/cocoon.js';
+import { initData, user, postEvent } from './telegram.js';
 
 const params = new URLSearchParams(location.search);
 const pipeline = params.get('pipeline') || undefined;
@@ -31,8 +32,6 @@ const DEPOSIT_VALID_SECONDS = 5 * 60;
 const MAX_TOKENS = 48;
 
 const $ = (id) => document.getElementById(id);
-const tg = window.Telegram && window.Telegram.WebApp;
-const initData = (tg && tg.initData) || '';
 
 let host = null;       // the verified host (connect's result)
 let bills = false;     // whether the host bills requests to escrows
@@ -332,12 +331,9 @@ async function ask(prompt) {
 }
 
 function start() {
-  if (tg) {
-    tg.ready();
-    if (tg.expand) tg.expand();
-    const user = tg.initDataUnsafe && tg.initDataUnsafe.user;
-    if (user) $('user').textContent = `Signed in as ${user.first_name || ''}${user.username ? ` (@${user.username})` : ''}`;
-  }
+  postEvent('web_app_ready');
+  postEvent('web_app_expand');
+  if (user) $('user').textContent = `Signed in as ${user.first_name || ''}${user.username ? ` (@${user.username})` : ''}`;
   $('ask').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const prompt = $('prompt').value.trim();

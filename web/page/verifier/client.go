@@ -144,43 +144,18 @@ type ReceiptArgs struct {
 	RequestHash   string            `json:"request_hash"`
 }
 
-// CheckReceipt checks the receipt of one billed answer: signed by the attested
-// settlement key with the cost its usage, prices and load give (settle.Receipt.Verify),
-// for this pipeline, and, as far as the caller knows them, for its escrow and its
-// signed request, at the prices of the host's price list for its model (signed by the
-// same key) and a load within its curve. Result: {"ok": true} or {"error": ...}. Cost: two ed25519
-// verifications with a price list, one without.
+// CheckReceipt checks the receipt of one billed answer with settle.CheckReceipt, the
+// check `cocoon chat` makes: signed by the attested settlement key with the cost its
+// usage, prices and load give, for this pipeline, and, as far as the caller knows
+// them, for its escrow and its signed request, at the prices of the host's price list
+// for its model (signed by the same key) and a load within its curve. Result:
+// {"ok": true} or {"error": ...}. Cost: two ed25519 verifications with a price list,
+// one without.
 func CheckReceipt(args []byte) []byte {
-	return run(args, func(a ReceiptArgs) (any, error) { return &AnswerResult{OK: true}, checkReceipt(&a) })
-}
-
-func checkReceipt(a *ReceiptArgs) error {
-	r := &a.Receipt
-	if len(a.SettlementKey) != ed25519.PublicKeySize {
-		return errors.New("settlement_key: the host's attestation measures no settlement key: its receipts are not attested")
-	}
-	if err := r.Verify(a.SettlementKey); err != nil {
-		return err
-	}
-	switch {
-	case r.Pipeline != a.PipelineID:
-		return fmt.Errorf("%w: the receipt is for pipeline %q, the request went to %q", settle.ErrReceipt, r.Pipeline, a.PipelineID)
-	case a.Account != "" && r.Account != a.Account:
-		return fmt.Errorf("%w: the receipt is for account %s, not for escrow %s", settle.ErrReceipt, r.Account, a.Account)
-	case a.RequestHash != "" && r.RequestHash != a.RequestHash:
-		return fmt.Errorf("%w: the receipt bills request %s, not this one (%s)", settle.ErrReceipt, r.RequestHash, a.RequestHash)
-	}
-	if l := a.PriceList; l != nil {
-		if err := l.Verify(a.SettlementKey); err != nil {
-			return err
-		}
-		want, ok := l.For(r.Model)
-		if !ok || r.Prices != want || r.LoadMilli < l.Curve.MinMilli || r.LoadMilli > l.Curve.MaxMilli {
-			return fmt.Errorf("%w: the receipt's prices %+v at load %d‰ are not the price list's for model %q, %+v at a load from %d‰ to %d‰",
-				settle.ErrReceipt, r.Prices, r.LoadMilli, r.Model, want, l.Curve.MinMilli, l.Curve.MaxMilli)
-		}
-	}
-	return nil
+	return run(args, func(a ReceiptArgs) (any, error) {
+		return &AnswerResult{OK: true}, settle.CheckReceipt(&a.Receipt, settle.ReceiptWant{SettlementKey: a.SettlementKey,
+			PriceList: a.PriceList, Pipeline: a.PipelineID, Account: a.Account, RequestHash: a.RequestHash})
+	})
 }
 
 // SignArgs are a request to sign with an escrow's client key, as JSON:

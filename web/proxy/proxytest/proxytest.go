@@ -6,11 +6,9 @@
 package proxytest
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -98,9 +95,7 @@ type Host struct {
 	rewrite   atomic.Pointer[func(*Answer)]
 	busy      atomic.Int32 // evidence requests still to answer 429
 	busyAfter atomic.Value // their Retry-After
-	mu        sync.Mutex
-	paths     []string
-	captured  bytes.Buffer // every byte the relay passed, both ways
+	rec       Recorder     // every byte the relay passed, both ways
 }
 
 // NewHost boots a host with backend b (a Canned "Hello, world" when nil), pushes the
@@ -112,7 +107,7 @@ func NewHost(t testing.TB, b backend.Backend) *Host {
 		b = &Canned{Deltas: []string{"Hello", ", ", "world"}}
 	}
 	h := &Host{Dir: filepath.Join(t.TempDir(), "attest"), Backend: b}
-	h.relay = httptest.NewServer(h)
+	h.relay = httptest.NewServer(h.rec.Record(h))
 	t.Cleanup(h.relay.Close)
 	h.URL = h.relay.URL
 	h.Start(t)
@@ -174,17 +169,8 @@ func (h *Host) Start(t testing.TB) {
 	h.host.Store(&handler)
 }
 
-// ServeHTTP is the relay.
+// ServeHTTP is the relay, behind its Recorder.
 func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	h.mu.Lock()
-	h.paths = append(h.paths, r.URL.Path)
-	fmt.Fprintf(&h.captured, "%s %s\n", r.Method, r.URL)
-	r.Header.Write(&h.captured)
-	h.captured.Write(body)
-	h.mu.Unlock()
-	w = &recorder{ResponseWriter: w, h: h}
 	if strings.HasSuffix(r.URL.Path, "attestation") && h.busy.Add(-1) >= 0 {
 		w.Header().Set("Retry-After", h.busyAfter.Load().(string))
 		w.WriteHeader(http.StatusTooManyRequests)
@@ -210,33 +196,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Captured returns every byte the relay passed so far, both ways: request lines,
 // headers and bodies, answers' headers and bodies.
-func (h *Host) Captured() []byte {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return bytes.Clone(h.captured.Bytes())
-}
-
-// recorder copies an answer into the relay's capture as it passes.
-type recorder struct {
-	http.ResponseWriter
-	h *Host
-}
-
-func (c *recorder) WriteHeader(status int) {
-	c.h.mu.Lock()
-	c.ResponseWriter.Header().Write(&c.h.captured)
-	c.h.mu.Unlock()
-	c.ResponseWriter.WriteHeader(status)
-}
-
-func (c *recorder) Write(b []byte) (int, error) {
-	c.h.mu.Lock()
-	c.h.captured.Write(b)
-	c.h.mu.Unlock()
-	return c.ResponseWriter.Write(b)
-}
-
-func (c *recorder) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+func (h *Host) Captured() []byte { return h.rec.Captured() }
 
 // Rewrite alters every chat answer with f from now on; nil stops altering.
 func (h *Host) Rewrite(f func(*Answer)) {
@@ -248,17 +208,7 @@ func (h *Host) Rewrite(f func(*Answer)) {
 }
 
 // Asked counts the requests the relay saw for paths ending with suffix.
-func (h *Host) Asked(suffix string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, p := range h.paths {
-		if strings.HasSuffix(p, suffix) {
-			n++
-		}
-	}
-	return n
-}
+func (h *Host) Asked(suffix string) int { return h.rec.Asked(suffix) }
 
 // Answer429 answers the next n evidence requests 429 with Retry-After after.
 func (h *Host) Answer429(n int, after string) {
