@@ -266,6 +266,7 @@ func TestSealedSessions(t *testing.T) {
 	p := e2e.NewSessions()
 	// send seals e2eChat with auth through p (as a client does), posts it, and opens
 	// the answer: the envelope, the answer's status and sealed headers and body.
+	var opener *e2e.Client // of the last request sent
 	send := func(p *e2e.Sessions, auth string) ([]byte, *http.Response, []byte) {
 		t.Helper()
 		env, c, err := p.Seal(e2e.MLKEM768X25519, pub.MLKEM768X25519, http.MethodPost, path,
@@ -273,6 +274,7 @@ func TestSealedSessions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		opener = c
 		resp := postEnvelope(t, f, path, env)
 		if resp.Header.Get(e2e.SessionHeader) != "" {
 			t.Fatalf("the session grant crossed the wire in the clear: %v", resp.Header)
@@ -291,10 +293,11 @@ func TestSealedSessions(t *testing.T) {
 	if env[0] != e2e.Version || resp.StatusCode != 200 || resp.Header.Get(e2e.SessionHeader) != "3600" || sessions.Len() != 1 {
 		t.Fatalf("establishing: version %d, %d %v, %d sessions", env[0], resp.StatusCode, resp.Header, sessions.Len())
 	}
-	// The establishing envelope replayed: refused, no second session.
+	// The establishing envelope replayed: refused, and granted nothing (its sealed
+	// refusal opens with the establishing request's keys).
 	replayed := postEnvelope(t, f, path, env)
-	if replayed.StatusCode != http.StatusConflict || sessions.Len() != 1 {
-		t.Fatalf("the establishing request replayed: %d, %d sessions", replayed.StatusCode, sessions.Len())
+	if err := opener.OpenResponse(replayed, 1<<20); err != nil || replayed.StatusCode != http.StatusConflict || replayed.Header.Get(e2e.SessionHeader) != "" || sessions.Len() != 1 {
+		t.Fatalf("the establishing request replayed: %d %v %v, %d sessions", replayed.StatusCode, replayed.Header, err, sessions.Len())
 	}
 	env, resp, b := send(p, "Bearer "+ownerKey)
 	if env[0] != e2e.SessionVersion || resp.StatusCode != 200 || resp.Header.Get(e2e.SessionHeader) != "" {
