@@ -120,8 +120,10 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 // credentials (the API key, or s's signature headers) inside the envelope, and returns
 // the answer and the client that opens it. A session the host no longer holds
 // (e2e_session_unknown) is dropped and the request sent once more, sealed to the key,
-// with the same credentials: an escrow-signed request keeps its nonce, so a forged
-// refusal of one that ran cannot have it charged twice.
+// with the same sealed headers: the refusal is unsigned, and a relay could forge it for
+// a request that ran, so an escrow-signed request keeps its nonce (the host refuses a
+// second one) and an API-key request carries an Idempotency-Key made for it (a billing
+// host answers the second with the first's answer), and neither is charged twice.
 func (c *Client) sealedRequest(ctx context.Context, path string, body []byte, s *Signer, to *attest.E2EKeys) (*http.Response, *e2e.Client, error) {
 	inner := http.Header{"Content-Type": {"application/json"}}
 	if s != nil {
@@ -132,6 +134,9 @@ func (c *Client) sealedRequest(ctx context.Context, path string, body []byte, s 
 		s.Sign(&http.Request{Method: http.MethodPost, URL: u, Header: inner}, body)
 	} else if c.key != "" {
 		inner.Set("Authorization", "Bearer "+c.key)
+		// An API key mapped to an escrow is billed with no nonce of the client's: a
+		// key of its own makes sending it again below charge it at most once.
+		inner.Set(settle.IdempotencyKeyHeader, "cocoon-client-"+settle.NewNonce())
 	}
 	suite := e2e.MLKEM768X25519
 	pub := to.Public()

@@ -1,19 +1,23 @@
 // Package e2e is the end-to-end encryption of Cocoon's chat requests (web/E2E.md,
-// version 1): a client seals a request's body and credentials with HPKE (RFC 9180) to
-// the host's attested key, and the host seals its answer, whole or one stream record
-// at a time, under keys exported from the same HPKE context, so that only that client
-// reads it. Whatever sits between them sees the method, the path, sizes and timing.
+// versions 1 and 2): a client seals a request's body and credentials with HPKE (RFC
+// 9180) to the host's attested key, and the host seals its answer, whole or one stream
+// record at a time, under keys exported from the same HPKE context, so that only that
+// client reads it. A first request may establish a session (version 2): the client's
+// next requests to that key are sealed under a secret exported from that context, with
+// no KEM. Whatever sits between them sees the method, the path, sizes and timing, and a
+// session's id.
 //
-// Both sides are here: a client calls SealRequest, or Senders.Seal to have each
-// request's encapsulation prepared during the previous one, and opens the answer with
-// the returned *Client; a host calls (*HostKeys).OpenRequest and seals its answer with
-// the returned *Opened. The package does no I/O but reading a stream the caller hands
-// it; a Senders runs goroutines of its own, which its Close joins.
+// Both sides are here: a client calls Sessions.Seal (or SealRequest, always version 1)
+// and opens the answer with the returned *Client; a host calls (*HostKeys).Open with
+// its SessionTable, grants sessions with SessionTable.Grant, and seals its answer with
+// the returned *Opened. The package does no I/O but reading an answer the caller
+// hands it, and runs no goroutine.
 //
-// Costs (BenchmarkSealOpen, BenchmarkSenders, BenchmarkAnswer): an X25519 request
-// costs two X25519 operations on the client and one on the host (tens of µs); an
-// ML-KEM-768+X25519 one adds an ML-KEM encapsulation or decapsulation (about 0.1 ms
-// each). Everything else is small beside them: every record costs one AES-256-GCM
+// Costs (BenchmarkSealOpen, BenchmarkSessionSealOpen, BenchmarkAnswer): an X25519
+// request costs two X25519 operations on the client and one on the host (tens of µs);
+// an ML-KEM-768+X25519 one adds an ML-KEM encapsulation or decapsulation (about 0.1 ms
+// each); a session request costs neither, only HKDF-SHA256 and an AES-256-GCM pass on
+// each side. Everything else is small beside them: every record costs one AES-256-GCM
 // seal or open of its bytes and, in a stream, a base64 encoding; a stream of 19
 // records costs both sides together a few tens of µs and 39 allocations.
 //
@@ -41,7 +45,8 @@ import (
 // ErrE2E is wrapped by every error of this package.
 var ErrE2E = errors.New("e2e")
 
-// Version is the protocol version: the first byte of every request envelope.
+// Version is the first byte of an HPKE request envelope (version 1); a session
+// envelope's is SessionVersion.
 const Version = 1
 
 // ContentType marks an encrypted request body and an encrypted whole answer.
@@ -247,7 +252,7 @@ type Client struct {
 // Content-Type ContentType) and the Client that opens the answer. A zero req.ID or
 // req.Time is filled in fresh. It fails for a header outside SealedHeaders or a key
 // that is not one of suite s. Cost: one encapsulation (the suite's KEM) and an
-// AES-256-GCM pass over the body; Senders.Seal does the encapsulation ahead.
+// AES-256-GCM pass over the body; Sessions.Seal spares later requests the KEM.
 func SealRequest(s Suite, pub []byte, method, path string, req Request) ([]byte, *Client, error) {
 	plain, err := requestPlaintext(&req)
 	if err != nil {
@@ -293,8 +298,7 @@ type sender struct {
 }
 
 // publicKey parses pub, a public key of suite s. For ML-KEM-768 this expands the
-// key's matrix: about a fifth of an encapsulation's cost, which a Senders pays once
-// per key.
+// key's matrix: about a fifth of an encapsulation's cost.
 func (s Suite) publicKey(pub []byte) (hpke.PublicKey, error) {
 	pk, err := s.kem.NewPublicKey(pub)
 	if err != nil {

@@ -2,10 +2,14 @@ package proxy
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/web/e2e"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
@@ -78,4 +82,42 @@ func TestE2EAlteredAnswers(t *testing.T) {
 		}
 	}
 	h.Rewrite(nil)
+}
+
+// TestForgedSessionRefusalChargesOnce performs the attack a session's unsigned refusal
+// invites on a billing host: a relay passes a session envelope on (the host runs and
+// charges it) and answers the proxy with a forged plaintext e2e_session_unknown, so
+// that the proxy sends the request again. The proxy seals an idempotency key of its
+// own with every request to a billing host, so the second is answered with the first's
+// answer, charged once, and the app gets it.
+func TestForgedSessionRefusalChargesOnce(t *testing.T) {
+	m := proxytest.NewMarket(t)
+	h := m.NewHost(100_000_000, proxytest.MarketModel)
+	url, _, log := startProxy(t, []*proxytest.Host{h.Host})
+	first := postChat(t, url, chatBody) // establishes the session
+	var receipt settle.Receipt
+	if err := json.Unmarshal([]byte(first.header.Get(settle.ReceiptHeader)), &receipt); first.status != 200 || err != nil {
+		t.Fatalf("first: %d %v %s", first.status, err, first.body)
+	}
+	var forge atomic.Bool
+	forge.Store(true)
+	h.Rewrite(func(a *proxytest.Answer) {
+		if forge.Swap(false) {
+			a.Status, a.Header = http.StatusBadRequest, http.Header{"Content-Type": {"application/json"}}
+			a.Body = `{"error":{"message":"unknown session","type":"invalid_request_error","param":null,"code":"e2e_session_unknown"}}`
+		}
+	})
+	chats := h.Asked("/chat/completions")
+	got := postChat(t, url, chatBody)
+	h.Rewrite(nil)
+	if got.status != 200 || forge.Load() {
+		t.Fatalf("after a forged refusal: %d %s\nlog:\n%s", got.status, got.body, log)
+	}
+	if n := h.Asked("/chat/completions") - chats; n != 2 {
+		t.Fatalf("the request reached the host %d times, want 2 (run, then sent again)", n)
+	}
+	receipts, err := h.Billing.Receipts(context.Background(), receipt.Account, 0, 100)
+	if err != nil || len(receipts) != 2 {
+		t.Fatalf("%d receipts, want 2 (the first request, and the second once): %v", len(receipts), err)
+	}
 }
