@@ -20,10 +20,7 @@ import (
 // client opens the answer.
 func establish(t *testing.T, p *Sessions, k *HostKeys, table *SessionTable, s Suite, now time.Time, relay func(*http.Response)) *Opened {
 	t.Helper()
-	env, c, err := p.Seal(s, k.Public().Key(s), http.MethodPost, testPath, testRequest())
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, c := sealNext(t, p, k, s)
 	if env[0] != Version {
 		t.Fatalf("a first request sealed as version %d", env[0])
 	}
