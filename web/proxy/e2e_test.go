@@ -19,7 +19,8 @@ const secretPrompt = "the-secret-prompt-7f3a"
 // TestRelaySeesNoPlaintext is issue 15's first acceptance line: a recording relay
 // between the proxy (default options) and a real host over plain http sees neither the
 // prompt, nor the answer's text, nor the API key, streaming and not, and the app still
-// gets the host's signed answer.
+// gets the host's signed answer. Each proxy's first request is sealed to the host's key
+// and its next under the session it establishes (web/E2E.md §8).
 func TestRelaySeesNoPlaintext(t *testing.T) {
 	h := proxytest.NewHost(t, nil)
 	for _, mode := range modes {
@@ -36,6 +37,9 @@ func TestRelaySeesNoPlaintext(t *testing.T) {
 				t.Fatalf("%s: the answer does not verify: %v", mode, err)
 			}
 		}
+	}
+	if v := h.Versions(); !bytes.Equal(v, []byte{1, 2, 1, 2}) {
+		t.Errorf("envelope versions %v, want 1 2 for each proxy: a session after the first", v)
 	}
 	capture := h.Captured()
 	if !bytes.Contains(capture, []byte(e2e.ContentType)) {

@@ -26,6 +26,7 @@ import (
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/web"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 // APIKey is the owner key of every Host.
@@ -100,6 +101,7 @@ type Host struct {
 	busyAfter atomic.Value // their Retry-After
 	mu        sync.Mutex
 	paths     []string
+	versions  []byte       // of the sealed requests' envelopes, in order
 	captured  bytes.Buffer // every byte the relay passed, both ways
 }
 
@@ -180,6 +182,9 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	h.mu.Lock()
 	h.paths = append(h.paths, r.URL.Path)
+	if r.Header.Get("Content-Type") == e2e.ContentType && len(body) > 0 {
+		h.versions = append(h.versions, body[0])
+	}
 	fmt.Fprintf(&h.captured, "%s %s\n", r.Method, r.URL)
 	r.Header.Write(&h.captured)
 	h.captured.Write(body)
@@ -245,6 +250,14 @@ func (h *Host) Rewrite(f func(*Answer)) {
 		return
 	}
 	h.rewrite.Store(&f)
+}
+
+// Versions returns the envelope version (the first byte) of each sealed request the
+// relay passed, in order: 1 sealed to the host's key, 2 under a session.
+func (h *Host) Versions() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return bytes.Clone(h.versions)
 }
 
 // Asked counts the requests the relay saw for paths ending with suffix.
