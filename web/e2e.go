@@ -54,8 +54,8 @@ type e2eHost struct {
 // refuses them.
 //
 // Cost: one HPKE decapsulation (X25519: ~50 µs; ML-KEM-768+X25519: ~100 µs), or for a
-// session envelope a table lookup and two HKDF-SHA256 (a few µs), and an AES-256-GCM
-// pass over the body, then one per record of the answer.
+// session envelope a table lookup and an HKDF-SHA256 schedule (a few µs), and an
+// AES-256-GCM pass over the body, then one per record of the answer.
 func (s *Server) openSealed(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))

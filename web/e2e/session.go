@@ -31,7 +31,8 @@ const (
 	// that a request sealed just before the expiry does not arrive just after it.
 	SessionMargin = time.Minute
 	// SessionCapacity bounds the sessions a host keeps; the least recently used is
-	// forgotten to make room for a new one (about 180 bytes each: BenchmarkSessionTable).
+	// forgotten to make room for a new one (about 213 bytes each, 14 MB in all:
+	// BenchmarkSessionTable).
 	SessionCapacity = 1 << 16
 	// SessionHeader is the answer header, sealed in its head, that grants the session
 	// its request asked for: the seconds until the host forgets it.
@@ -296,8 +297,9 @@ func NewSessions() *Sessions {
 // s: as a session envelope under the current session for pub and s, else as
 // SealRequest with req.Session set. It returns the envelope and the Client that opens
 // the answer (and keeps the session the answer grants). It fails as SealRequest does.
-// Cost: with a session, two HKDF-SHA256 and an AES-256-GCM pass over the request (a
-// few µs); without, SealRequest's (one encapsulation of the suite's KEM).
+// Cost: with a session, an HKDF-SHA256 schedule and an AES-256-GCM pass over the
+// request (BenchmarkSessionSealOpen: sealing and opening together about 40 µs here,
+// mostly the JSON head, against 170-320 µs with a KEM); without, SealRequest's.
 func (p *Sessions) Seal(s Suite, pub []byte, method, path string, req Request) ([]byte, *Client, error) {
 	slot := sessionSlot{s.KEMID(), string(pub)}
 	p.mu.Lock()
