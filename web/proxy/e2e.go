@@ -11,7 +11,8 @@ import (
 // WithPlaintext sends requests in plaintext instead of sealed to each host's attested
 // end-to-end key (web/E2E.md): allowed only to https hosts, whose RA-TLS handshake
 // pins the attested TLS key, so that no relay reads them; an http host is then
-// refused at verification. By default every request is sealed (ML-KEM-768+X25519),
+// refused at verification. By default every request is sealed (ML-KEM-768+X25519, then
+// under the session the host grants),
 // and a host whose evidence has no end-to-end keys is refused.
 func WithPlaintext() Option { return func(c *config) { c.plaintext = true } }
 
