@@ -12,8 +12,8 @@ import (
 // end-to-end key (web/E2E.md): allowed only to https hosts, whose RA-TLS handshake
 // pins the attested TLS key, so that no relay reads them; an http host is then
 // refused at verification. By default every request is sealed (ML-KEM-768+X25519, then
-// under the session the host grants),
-// and a host whose evidence has no end-to-end keys is refused.
+// under the session the host grants), and a host whose evidence has no end-to-end keys
+// is refused.
 func WithPlaintext() Option { return func(c *config) { c.plaintext = true } }
 
 // checkE2E is verification's last step: it takes the end-to-end keys of verified boot
