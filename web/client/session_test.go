@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"net/http"
-	"sync/atomic"
 	"testing"
 
 	"github.com/cocoonhost/cocoon/attest"
@@ -32,18 +30,11 @@ func TestChatForgedSessionRefusalChargesOnce(t *testing.T) {
 		return a
 	}
 	first := chat() // establishes the session
-	var forge atomic.Bool
-	forge.Store(true)
-	h.Rewrite(func(a *proxytest.Answer) {
-		if forge.Swap(false) {
-			a.Status, a.Header = http.StatusBadRequest, http.Header{"Content-Type": {"application/json"}}
-			a.Body = `{"error":{"message":"unknown session","type":"invalid_request_error","param":null,"code":"e2e_session_unknown"}}`
-		}
-	})
+	forged := h.ForgeRefusal("e2e_session_unknown")
 	chats := h.Asked("/chat/completions")
 	chat()
 	h.Rewrite(nil)
-	if n := h.Asked("/chat/completions") - chats; n != 2 || forge.Load() {
+	if n := h.Asked("/chat/completions") - chats; n != 2 || !forged() {
 		t.Fatalf("the request reached the host %d times, want 2 (run, then sent again)", n)
 	}
 	if v := h.Versions(); len(v) != 3 || v[1] != 2 || v[2] != 1 {

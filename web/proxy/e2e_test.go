@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/cocoonhost/cocoon/settle"
@@ -103,18 +102,11 @@ func TestForgedSessionRefusalChargesOnce(t *testing.T) {
 	if err := json.Unmarshal([]byte(first.header.Get(settle.ReceiptHeader)), &receipt); first.status != 200 || err != nil {
 		t.Fatalf("first: %d %v %s", first.status, err, first.body)
 	}
-	var forge atomic.Bool
-	forge.Store(true)
-	h.Rewrite(func(a *proxytest.Answer) {
-		if forge.Swap(false) {
-			a.Status, a.Header = http.StatusBadRequest, http.Header{"Content-Type": {"application/json"}}
-			a.Body = `{"error":{"message":"unknown session","type":"invalid_request_error","param":null,"code":"e2e_session_unknown"}}`
-		}
-	})
+	forged := h.ForgeRefusal("e2e_session_unknown")
 	chats := h.Asked("/chat/completions")
 	got := postChat(t, url, chatBody)
 	h.Rewrite(nil)
-	if got.status != 200 || forge.Load() {
+	if got.status != 200 || !forged() {
 		t.Fatalf("after a forged refusal: %d %s\nlog:\n%s", got.status, got.body, log)
 	}
 	if n := h.Asked("/chat/completions") - chats; n != 2 {
