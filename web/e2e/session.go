@@ -146,7 +146,8 @@ func sealSession(k *SessionKey, method, path string, req *Request) ([]byte, *Cli
 // capacity, each kept SessionLifetime from its creation, the least recently used
 // forgotten to make room for a new one. A full table never refuses a session: it
 // pushes its least active client back to version 1 envelopes. Nothing runs in the
-// background: expiry is checked at lookup and when making room. Safe for concurrent
+// background: an expired session is dropped when looked up, or forgotten as the least
+// recently used. Safe for concurrent
 // use; a lookup or a grant is a map access and a list move under one mutex.
 type SessionTable struct {
 	capacity int
