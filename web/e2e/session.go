@@ -315,7 +315,6 @@ func (p *Sessions) Seal(s Suite, pub []byte, method, path string, req Request) (
 	var err error
 	if cs != nil {
 		env, c, err = sealSession(&cs.key, method, path, &req)
-		c.session = cs
 	} else {
 		req.Session = true
 		env, c, err = SealRequest(s, pub, method, path, req)
@@ -323,7 +322,7 @@ func (p *Sessions) Seal(s Suite, pub []byte, method, path string, req Request) (
 	if err != nil {
 		return nil, nil, err
 	}
-	c.sessions, c.slot = p, slot
+	c.session, c.sessions, c.slot = cs, p, slot
 	return env, c, nil
 }
 

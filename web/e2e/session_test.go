@@ -220,6 +220,19 @@ func TestSessionGrantIsSealed(t *testing.T) {
 	}
 }
 
+// TestSessionSealRefusesUnsealedHeaders: a header outside SealedHeaders is refused
+// under a session as in version 1, with an error, not a crash.
+func TestSessionSealRefusesUnsealedHeaders(t *testing.T) {
+	k := testKeys(t)
+	p := NewSessions()
+	establish(t, p, k, NewSessionTable(SessionCapacity), X25519, time.Now(), nil)
+	req := testRequest()
+	req.Header.Set("Cookie", "c")
+	if _, _, err := p.Seal(X25519, k.Public().X25519, http.MethodPost, testPath, req); !errors.Is(err, ErrE2E) {
+		t.Fatalf("Seal = %v, want ErrE2E", err)
+	}
+}
+
 // TestSessionExpiry: the host forgets a session SessionLifetime after its creation,
 // however much it is used (ErrSessionUnknown); the client stops using it SessionMargin
 // before, and asks for a new one.
