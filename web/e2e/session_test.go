@@ -394,13 +394,13 @@ func FuzzOpenSession(f *testing.F) {
 func BenchmarkSessionSealOpen(b *testing.B) {
 	k, _ := GenerateHostKeys()
 	table, now := NewSessionTable(SessionCapacity), time.Now()
-	p := NewSessions()
-	env, c, _ := p.Seal(MLKEM768X25519, k.Public().MLKEM768X25519, http.MethodPost, testPath, testRequest())
+	p, pub := NewSessions(), k.Public().MLKEM768X25519
+	env, c, _ := p.Seal(MLKEM768X25519, pub, http.MethodPost, testPath, testRequest())
 	o, _ := k.Open(table, http.MethodPost, testPath, env, now)
 	table.Grant(o, now)
 	c.OpenBody(200, o.SealBody(200, http.Header{SessionHeader: {"3600"}}, nil))
 	for b.Loop() {
-		env, _, err := p.Seal(MLKEM768X25519, k.Public().MLKEM768X25519, http.MethodPost, testPath, testRequest())
+		env, _, err := p.Seal(MLKEM768X25519, pub, http.MethodPost, testPath, testRequest())
 		if err != nil || env[0] != SessionVersion {
 			b.Fatal(err)
 		}
