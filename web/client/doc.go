@@ -34,13 +34,13 @@
 //	any route  GetBytes (a bounded GET, retried as every GET), Get (relayed once),
 //	           HTTPClient and TransportError for requests of one's own
 //
-// Each call makes the requests its doc comment names, and no requests in the
-// background. The one thing a Client runs in the background is CPU work: a sealed
-// Chat starts preparing the end-to-end encapsulation of the next request to the same
-// pipeline and key (e2e.Senders), so that the next Chat does not wait for it; Close
-// waits for it to end. Each Client has a transport of its own (WithMaxIdleConns sizes
-// its idle pool, and WithDialControl vets the address of each connection it makes), so
-// that closing one's idle connections touches no other.
+// Each call makes the requests its doc comment names, and no requests or work in the
+// background. A sealed Chat to a host key asks for an end-to-end session (web/E2E.md
+// §8), which the Client keeps, shared by its copies, and uses for the next Chats to
+// that key for up to an hour: they then cost no KEM, and a relay sees that they
+// belong to one session. Each Client has a transport of its own (WithMaxIdleConns
+// sizes its idle pool, and WithDialControl vets the address of each connection it
+// makes), so that closing one's idle connections touches no other.
 // A GET the host answers 429 or 503 with a Retry-After of at most MaxRetryWait is sent
 // again after that wait, at most MaxRetries times; an upload or a chat is sent once,
 // since the host may have acted on it.

@@ -192,15 +192,22 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 	u.inflight.Add(1)
 	defer u.inflight.Add(-1)
 	an := &answer{p: p, u: u, v: s.v, request: a.body, bills: s.prices != nil, w: w, r: r}
+	// The request's idempotency key: the app's, or for a billing host one the proxy
+	// makes, sealed with it, so that sending it again after an e2e_session_unknown
+	// (unsigned: a relay can forge it for a request that ran) cannot charge it twice.
+	key := a.idempotencyKey
+	if key == "" && an.bills && an.v.e2e != nil {
+		key = "cocoon-proxy-" + settle.NewNonce()
+	}
 	start := time.Now()
-	resp, opener, sent, err := p.send(r, an.v, a.body)
+	resp, opener, sent, err := p.send(r, an.v, a.body, key)
 	if errors.Is(err, attest.ErrRATLS) {
 		v, verr := u.reverify(r.Context(), an.v, "the host presented another TLS key")
 		if verr != nil {
 			return result{retry: true, err: verr} // the refused handshake sent nothing
 		}
 		an.v = v
-		resp, opener, sent, err = p.send(r, v, a.body)
+		resp, opener, sent, err = p.send(r, v, a.body, key)
 	}
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -208,7 +215,20 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 		}
 		return an.cut(an.v.conn.TransportError(err), sent, false)
 	}
-	if opener != nil && unopened(resp) {
+	refusal := ""
+	if opener != nil {
+		refusal = e2e.RefusalCode(resp, MaxBody+1) // relayWhole refuses more
+	}
+	if opener != nil && opener.Retry(refusal) {
+		// The host holds no such session (forgotten, expired, or it restarted): sent
+		// once more, sealed to its key, with the same credentials (web/E2E.md §8).
+		resp.Body.Close()
+		if resp, opener, sent, err = p.send(r, an.v, a.body, key); err != nil {
+			return an.cut(an.v.conn.TransportError(err), sent, false)
+		}
+		refusal = e2e.RefusalCode(resp, MaxBody+1)
+	}
+	if refusal == "e2e_invalid" {
 		// The host could not open the request: a restarted host has new keys. Only a
 		// host verified again with other keys gets it again, sealed to them: the
 		// process that answered cannot have run a request it could not open, but a
@@ -224,7 +244,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 			return result{}
 		}
 		an.v = v
-		if resp, opener, sent, err = p.send(r, v, a.body); err != nil {
+		if resp, opener, sent, err = p.send(r, v, a.body, key); err != nil {
 			return an.cut(an.v.conn.TransportError(err), sent, false)
 		}
 	}
@@ -243,11 +263,11 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 	return an.relayWhole(resp, body)
 }
 
-// send makes one request of the app's r to the host v, sealed to its end-to-end key
-// unless v takes plaintext, and reports whether the request was written whole: a
-// request the host did not receive whole it cannot have acted on. opener opens the
-// answer of a sealed request (nil for plaintext).
-func (p *Proxy) send(r *http.Request, v *verified, body []byte) (resp *http.Response, opener *e2e.Client, sent bool, err error) {
+// send makes one request of the app's r to the host v, with idempotencyKey if any,
+// sealed to its end-to-end key unless v takes plaintext, and reports whether the
+// request was written whole: a request the host did not receive whole it cannot have
+// acted on. opener opens the answer of a sealed request (nil for plaintext).
+func (p *Proxy) send(r *http.Request, v *verified, body []byte, idempotencyKey string) (resp *http.Response, opener *e2e.Client, sent bool, err error) {
 	var wrote atomic.Bool
 	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
 		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
@@ -259,10 +279,10 @@ func (p *Proxy) send(r *http.Request, v *verified, body []byte) (resp *http.Resp
 	} else if auth := r.Header.Get("Authorization"); auth != "" {
 		header.Set("Authorization", auth)
 	}
-	if key := r.Header.Get(settle.IdempotencyKeyHeader); key != "" {
-		header.Set(settle.IdempotencyKeyHeader, key)
+	if idempotencyKey != "" {
+		header.Set(settle.IdempotencyKeyHeader, idempotencyKey)
 	}
-	sealed, opener, err := seal(v, path, header, body)
+	sealed, opener, err := p.seal(v, path, header, body)
 	if err != nil {
 		return nil, nil, false, err
 	}

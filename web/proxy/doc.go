@@ -30,12 +30,17 @@
 // # Encryption
 //
 // Every request is sealed (web/E2E.md) to the ML-KEM-768+X25519 key that the host's
-// verified boot evidence carries, signed by its host key; the request's body and its
-// credentials travel inside, and the answer opens only with this request's keys, so a
-// relay sees paths, sizes and timing only. A host without such keys is refused, unless
-// WithPlaintext, which only RA-TLS (https) hosts accept. Evidence and price lists are
-// fetched without the API key unless over RA-TLS. A host that cannot open a request
-// (restarted with new keys) is verified again and gets the request sealed anew.
+// verified boot evidence carries, signed by its host key, or, once the host granted a
+// session to the first such request, under that session (E2E.md §8: no KEM, for up to
+// an hour); the request's body and its credentials travel inside, and the answer opens
+// only with this request's keys, so a relay sees paths, sizes, timing and the session's
+// id only. A host without such keys is refused, unless WithPlaintext, which only RA-TLS
+// (https) hosts accept. Evidence and price lists are fetched without the API key unless
+// over RA-TLS. A host that no longer holds the session gets the request once more,
+// sealed to its key; to a billing host every request carries an Idempotency-Key (the
+// app's, or one the proxy makes), so that this cannot charge it twice. A host that
+// cannot open a request (restarted with new keys) is verified again and gets the
+// request sealed anew.
 //
 // # Routing and failover
 //
@@ -70,7 +75,8 @@
 //
 // Per host: a boot evidence request and a pipeline quote at Start and at every
 // re-verification, a /readyz and a /v1/pricing request every health interval. Per
-// request: the body held (up to MaxBody), one ML-KEM-768+X25519 encapsulation, an
-// AES-256-GCM pass over the request and the answer, one sha256 over the answer and one
+// request: the body held (up to MaxBody), one ML-KEM-768+X25519 encapsulation per
+// host key and hour (a session), an HKDF-SHA256 schedule and an AES-256-GCM pass over
+// the request and the answer, one sha256 over the answer and one
 // ed25519 verification; in verified release a stream is held whole until its end.
 package proxy

@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/web/e2e"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
@@ -15,7 +18,8 @@ const secretPrompt = "the-secret-prompt-7f3a"
 // TestRelaySeesNoPlaintext is issue 15's first acceptance line: a recording relay
 // between the proxy (default options) and a real host over plain http sees neither the
 // prompt, nor the answer's text, nor the API key, streaming and not, and the app still
-// gets the host's signed answer.
+// gets the host's signed answer. Each proxy's first request is sealed to the host's key
+// and its next under the session it establishes (web/E2E.md §8).
 func TestRelaySeesNoPlaintext(t *testing.T) {
 	h := proxytest.NewHost(t, nil)
 	for _, mode := range modes {
@@ -33,6 +37,9 @@ func TestRelaySeesNoPlaintext(t *testing.T) {
 			}
 		}
 	}
+	if v := h.Versions(); !bytes.Equal(v, []byte{1, 2, 1, 2}) {
+		t.Errorf("envelope versions %v, want 1 2 for each proxy: a session after the first", v)
+	}
 	capture := h.Captured()
 	if !bytes.Contains(capture, []byte(e2e.ContentType)) {
 		t.Fatal("the relay saw no sealed request")
@@ -46,7 +53,9 @@ func TestRelaySeesNoPlaintext(t *testing.T) {
 
 // TestE2EAlteredAnswers: a relay that flips a byte of a sealed answer, whole or
 // streamed, at positions all along it, or of a sealed request, makes the app get a
-// clean error, never other text.
+// clean error, never other text. The answers are to session envelopes (the proxy's
+// default once the host granted it a session); an answer that does not open grants
+// none.
 func TestE2EAlteredAnswers(t *testing.T) {
 	h := proxytest.NewHost(t, nil)
 	for _, mode := range modes {
@@ -54,6 +63,7 @@ func TestE2EAlteredAnswers(t *testing.T) {
 		for _, body := range []string{chatBody, streamBody} {
 			var size int
 			h.Rewrite(func(a *proxytest.Answer) { size = len(a.Body) })
+			postChat(t, url, body) // establishes a session: its answer's head is longer
 			postChat(t, url, body)
 			for i := 0; i < size; i += 11 {
 				h.Rewrite(func(a *proxytest.Answer) {
@@ -75,4 +85,35 @@ func TestE2EAlteredAnswers(t *testing.T) {
 		}
 	}
 	h.Rewrite(nil)
+}
+
+// TestForgedSessionRefusalChargesOnce performs the attack a session's unsigned refusal
+// invites on a billing host: a relay passes a session envelope on (the host runs and
+// charges it) and answers the proxy with a forged plaintext e2e_session_unknown, so
+// that the proxy sends the request again. The proxy seals an idempotency key of its
+// own with every request to a billing host, so the second is answered with the first's
+// answer, charged once, and the app gets it.
+func TestForgedSessionRefusalChargesOnce(t *testing.T) {
+	m := proxytest.NewMarket(t)
+	h := m.NewHost(100_000_000, proxytest.MarketModel)
+	url, _, log := startProxy(t, []*proxytest.Host{h.Host})
+	first := postChat(t, url, chatBody) // establishes the session
+	var receipt settle.Receipt
+	if err := json.Unmarshal([]byte(first.header.Get(settle.ReceiptHeader)), &receipt); first.status != 200 || err != nil {
+		t.Fatalf("first: %d %v %s", first.status, err, first.body)
+	}
+	forged := h.ForgeRefusal("e2e_session_unknown")
+	chats := h.Asked("/chat/completions")
+	got := postChat(t, url, chatBody)
+	h.Rewrite(nil)
+	if got.status != 200 || !forged() {
+		t.Fatalf("after a forged refusal: %d %s\nlog:\n%s", got.status, got.body, log)
+	}
+	if n := h.Asked("/chat/completions") - chats; n != 2 {
+		t.Fatalf("the request reached the host %d times, want 2 (run, then sent again)", n)
+	}
+	receipts, err := h.Billing.Receipts(context.Background(), receipt.Account, 0, 100)
+	if err != nil || len(receipts) != 2 {
+		t.Fatalf("%d receipts, want 2 (the first request, and the second once): %v", len(receipts), err)
+	}
 }

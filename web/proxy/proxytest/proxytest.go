@@ -23,6 +23,7 @@ import (
 	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/web"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 // APIKey is the owner key of every Host.
@@ -205,6 +206,34 @@ func (h *Host) Rewrite(f func(*Answer)) {
 		return
 	}
 	h.rewrite.Store(&f)
+}
+
+// ForgeRefusal answers the next chat request, which the host runs, with a forged
+// plaintext 400 of error code in place of the host's answer, as a relay can forge
+// web/E2E.md §4's unsigned refusals; later answers pass unaltered (Rewrite(nil) ends
+// it). forged reports whether it has happened.
+func (h *Host) ForgeRefusal(code string) (forged func() bool) {
+	var pending atomic.Bool
+	pending.Store(true)
+	h.Rewrite(func(a *Answer) {
+		if pending.Swap(false) {
+			a.Status, a.Header = http.StatusBadRequest, http.Header{"Content-Type": {"application/json"}}
+			a.Body = `{"error":{"message":"forged","type":"invalid_request_error","param":null,"code":"` + code + `"}}`
+		}
+	})
+	return func() bool { return !pending.Load() }
+}
+
+// Versions returns the envelope version (the first byte) of each sealed request the
+// relay passed, in order: 1 sealed to the host's key, 2 under a session.
+func (h *Host) Versions() []byte {
+	var versions []byte
+	for _, e := range h.rec.Exchanges() {
+		if e.ContentType == e2e.ContentType && len(e.Body) > 0 {
+			versions = append(versions, e.Body[0])
+		}
+	}
+	return versions
 }
 
 // Asked counts the requests the relay saw for paths ending with suffix.

@@ -26,11 +26,12 @@ type Recorder struct {
 
 // Exchange is one request and its answer as a relay forwarded them.
 type Exchange struct {
-	// Path is the request's URL path.
-	Path    string
-	request []byte
-	mu      sync.Mutex // the answer is written while it streams
-	answer  bytes.Buffer
+	// Path is the request's URL path, ContentType its Content-Type, Body its body.
+	Path, ContentType string
+	Body              []byte
+	request           []byte
+	mu                sync.Mutex // the answer is written while it streams
+	answer            bytes.Buffer
 }
 
 // Request is the request as forwarded: its request line, headers and body.
@@ -59,7 +60,7 @@ func (rec *Recorder) Record(next http.Handler) http.Handler {
 		r.Header.Write(&req)
 		req.WriteString("\r\n")
 		req.Write(body)
-		e := &Exchange{Path: r.URL.Path, request: req.Bytes()}
+		e := &Exchange{Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"), Body: body, request: req.Bytes()}
 		rec.mu.Lock()
 		rec.log = append(rec.log, e)
 		rec.mu.Unlock()
