@@ -62,16 +62,16 @@ func BenchmarkHTTP(b *testing.B) {
 	// End-to-end encryption (web/E2E.md) against its baseline in the same run: the same
 	// requests to an attesting host (every answer signed), in plaintext ("signed") and
 	// sealed, answers opened and streams read to their end, the client's sealing and
-	// opening included: to its X25519 key, to its ML-KEM-768+X25519 key (the default),
-	// and to the latter with the encapsulation prepared during the previous request
-	// (e2e.Senders, as web/client's Chat seals).
+	// opening included: to its X25519 key and to its ML-KEM-768+X25519 key, a fresh KEM
+	// per request, and as the default clients seal (e2e.Sessions: web/client's Chat,
+	// cocoon proxy): under a session established by a first ML-KEM-768+X25519 request,
+	// made before the timer starts, so that every timed request is a session envelope.
 	h, _ := bootSim(b)
 	fa := newFixture(b, func(c *Config, _ *recorder) { c.Attestation = h })
 	fa.push(`{"abi_version":1,"model":"stories260K","pre":[{"module":"`+host.HashOf(wasm)+`"}],"post":[]}`, wasm)
 	path := "/p/" + id + "/v1/chat/completions"
 	pub := h.BootEvidence().E2EKeys.Public()
-	senders := e2e.NewSenders()
-	defer senders.Close()
+	sessions, established := e2e.NewSessions(), false
 	// A variant times one request: from the start of its sealing to the last byte of
 	// the answer opened. hostPath is the host's and the wire's share (send to last
 	// byte received), client the client's sealing and opening.
@@ -128,10 +128,16 @@ func BenchmarkHTTP(b *testing.B) {
 	variants := []variant{signed,
 		sealedWith("x25519", sealTo(e2e.X25519)),
 		sealedWith("mlkem768x25519", sealTo(e2e.MLKEM768X25519)),
-		sealedWith("mlkem768x25519-prepared", func(body []byte) ([]byte, *e2e.Client, error) {
-			return senders.Seal(e2e.MLKEM768X25519, pub.MLKEM768X25519, http.MethodPost, path, e2e.Request{Header: http.Header{"Authorization": {"Bearer " + ownerKey}}, Body: body})
+		sealedWith("mlkem768x25519-session", func(body []byte) ([]byte, *e2e.Client, error) {
+			env, c, err := sessions.Seal(e2e.MLKEM768X25519, pub.MLKEM768X25519, http.MethodPost, path, e2e.Request{Header: http.Header{"Authorization": {"Bearer " + ownerKey}}, Body: body})
+			if err == nil && established && env[0] != e2e.SessionVersion {
+				b.Fatalf("a request of the session variant was sealed as version %d", env[0])
+			}
+			return env, c, err
 		}),
 	}
+	variants[len(variants)-1].run(body, false) // establishes the session
+	established = true
 	// Interleaved: each iteration times one request of each variant, so that the load
 	// of a shared machine weighs on all alike, and which goes first rotates, so that
 	// none always runs after another's garbage. For each sealed variant v,

@@ -37,8 +37,9 @@ const (
 
 // e2eHost opens the sealed requests of the chat routes and seals their answers.
 type e2eHost struct {
-	keys   *e2e.HostKeys
-	replay *e2e.ReplayGuard
+	keys     *e2e.HostKeys
+	replay   *e2e.ReplayGuard
+	sessions *e2e.SessionTable // in memory only: a restart forgets every session
 }
 
 // openSealed is the first middleware of the chat routes. A request whose body is
@@ -47,12 +48,14 @@ type e2eHost struct {
 // for this method and path; the chain below then gets the plaintext request with its
 // sealed credentials in place of any the outer request carried, and everything it
 // writes goes through a sealedWriter (refuseReplays checks its id once its credential
-// is accepted). A request that does not open gets a plaintext 400 naming what is
-// wrong; nothing of it runs. Other requests pass as they are, unless Config.RequireE2E
+// is accepted). A session envelope is opened under its session (web/E2E.md §8). A
+// request that does not open, or names a session the host does not hold, gets a
+// plaintext 400 naming what is wrong; nothing of it runs. Other requests pass as they are, unless Config.RequireE2E
 // refuses them.
 //
-// Cost: one HPKE decapsulation (X25519: ~50 µs; ML-KEM-768+X25519: ~100 µs) and an
-// AES-256-GCM pass over the body, then one per record of the answer.
+// Cost: one HPKE decapsulation (X25519: ~50 µs; ML-KEM-768+X25519: ~100 µs), or for a
+// session envelope a table lookup and two HKDF-SHA256 (a few µs), and an AES-256-GCM
+// pass over the body, then one per record of the answer.
 func (s *Server) openSealed(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -75,7 +78,7 @@ func (s *Server) openSealed(next http.Handler) http.Handler {
 			s.refuseUnread(w, r, err)
 			return
 		}
-		opened, err := s.e2e.keys.OpenRequest(r.Method, r.URL.RequestURI(), sealed)
+		opened, err := s.e2e.keys.Open(s.e2e.sessions, r.Method, r.URL.RequestURI(), sealed, time.Now())
 		if err != nil {
 			s.writeError(w, r, e2eError(err))
 			return
@@ -100,7 +103,9 @@ type openedKey struct{}
 // refuseReplays follows authenticate on the chat routes: a sealed request's id is
 // checked against replays and recorded only once its sealed credential was accepted,
 // so that no one without a credential can fill the replay cache (its refusals are
-// sealed, as every answer after opening is). Plaintext requests pass.
+// sealed, as every answer after opening is). A version 1 request that asked for a
+// session gets it then, and the answer's sealed head says so (e2e.SessionHeader): a
+// request refused here establishes none. Plaintext requests pass.
 func (s *Server) refuseReplays(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		opened, sealed := r.Context().Value(openedKey{}).(*e2e.Opened)
@@ -122,6 +127,9 @@ func (s *Server) refuseReplays(next http.Handler) http.Handler {
 			s.writeError(w, r, e)
 			return
 		}
+		if ttl, ok := s.e2e.sessions.Grant(opened, now); ok {
+			w.Header().Set(e2e.SessionHeader, strconv.Itoa(int(ttl.Seconds())))
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -138,6 +146,8 @@ func e2eError(err error) *apiError {
 		return errorf(http.StatusTooManyRequests, typeRateLimit, "too_many_sealed_requests", "%v", err)
 	case errors.Is(err, e2e.ErrStale):
 		return errorf(http.StatusBadRequest, typeInvalidRequest, "stale_request", "%v", err)
+	case errors.Is(err, e2e.ErrSessionUnknown):
+		return errorf(http.StatusBadRequest, typeInvalidRequest, "e2e_session_unknown", "%v", err)
 	}
 	return errorf(http.StatusBadRequest, typeInvalidRequest, "e2e_invalid", "%v", err)
 }

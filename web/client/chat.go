@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/cocoonhost/cocoon/attest"
@@ -52,10 +53,10 @@ type ChatAnswer struct {
 // with its Report). An http host verified so whose evidence carries end-to-end keys
 // gets the request sealed to them, credentials included, and its answer is opened with
 // this request's key (web/E2E.md), unless c is WithPlaintext's: a relay between sees sizes and
-// timing only. Sealing it takes the encapsulation prepared during the previous sealed
-// Chat to the same pipeline and key, if one is ready, and prepares the next (Close
-// ends that): the ML-KEM-768+X25519 encapsulation, about 0.1 ms of CPU, is then not
-// on the request's path. A whole answer that does not verify is not given to onText; a
+// timing only. The first such Chat to a host key is sealed to it with
+// ML-KEM-768+X25519 and asks for a session; once the host granted one, Chats to that
+// key are sealed under it (web/E2E.md §8: no KEM, an HKDF and an AES-GCM pass), for up
+// to an hour, and a relay sees that they belong to one session. A whole answer that does not verify is not given to onText; a
 // stream's text is given as it arrives and the stream fails CodeNotVerified at its end
 // when it does not verify: a caller that shows text as it arrives shows unverified
 // text until then. An error status of the host is a CodeRefused error, an error event
@@ -115,35 +116,44 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 }
 
 // sealedRequest sends a POST of body to path sealed to the host's end-to-end key (the
-// post-quantum hybrid suite), with its credentials (the API key, or s's signature
-// headers) inside the envelope, once, and returns the answer and the client that
-// opens it. The encapsulation is the one c.senders prepared during the previous
-// request to path and this key, if any; the next one's is prepared meanwhile.
+// post-quantum hybrid suite), or under the session the host granted for it, with its
+// credentials (the API key, or s's signature headers) inside the envelope, and returns
+// the answer and the client that opens it. A session the host no longer holds
+// (e2e_session_unknown) is dropped and the request sent once more, sealed to the key,
+// with the same credentials: an escrow-signed request keeps its nonce, so a forged
+// refusal of one that ran cannot have it charged twice.
 func (c *Client) sealedRequest(ctx context.Context, path string, body []byte, s *Signer, to *attest.E2EKeys) (*http.Response, *e2e.Client, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, nil)
-	if err != nil {
-		return nil, nil, &Error{Code: CodeInvalid, Err: err, Message: fmt.Sprintf("--host %q: %v", c.base, err)}
-	}
 	inner := http.Header{"Content-Type": {"application/json"}}
 	if s != nil {
-		s.Sign(&http.Request{Method: req.Method, URL: req.URL, Header: inner}, body)
+		u, err := url.Parse(c.base + path)
+		if err != nil {
+			return nil, nil, &Error{Code: CodeInvalid, Err: err, Message: fmt.Sprintf("--host %q: %v", c.base, err)}
+		}
+		s.Sign(&http.Request{Method: http.MethodPost, URL: u, Header: inner}, body)
 	} else if c.key != "" {
 		inner.Set("Authorization", "Bearer "+c.key)
 	}
 	suite := e2e.MLKEM768X25519
 	pub := to.Public()
-	sealed, opener, err := c.senders.Seal(suite, pub.Key(suite), http.MethodPost, path, e2e.Request{Header: inner, Body: body})
-	if err != nil {
-		return nil, nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("sealing the request to the host's end-to-end key: %v", err)}
+	for attempt := 0; ; attempt++ {
+		sealed, opener, err := c.sessions.Seal(suite, pub.Key(suite), http.MethodPost, path, e2e.Request{Header: inner, Body: body})
+		if err != nil {
+			return nil, nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("sealing the request to the host's end-to-end key: %v", err)}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(sealed))
+		if err != nil {
+			return nil, nil, &Error{Code: CodeInvalid, Err: err, Message: fmt.Sprintf("--host %q: %v", c.base, err)}
+		}
+		req.Header.Set("Content-Type", e2e.ContentType)
+		resp, err := c.do(req, nil)
+		if err != nil {
+			return nil, nil, c.TransportError(err)
+		}
+		if !opener.Retry(e2e.RefusalCode(resp, MaxAnswerBytes)) || attempt > 0 {
+			return resp, opener, nil
+		}
+		resp.Body.Close() // the session is dropped: sealed again, to the key
 	}
-	req.Body = io.NopCloser(bytes.NewReader(sealed))
-	req.ContentLength = int64(len(sealed))
-	req.Header.Set("Content-Type", e2e.ContentType)
-	resp, err := c.do(req, nil)
-	if err != nil {
-		return nil, nil, c.TransportError(err)
-	}
-	return resp, opener, nil
 }
 
 // answerKey is the attested host key to check an answer with: an https host's, pinned

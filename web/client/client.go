@@ -48,10 +48,9 @@ type Client struct {
 	// plaintext sends chat requests unsealed to a host whose verified evidence has
 	// end-to-end keys (Client.WithPlaintext).
 	plaintext bool
-	// senders seals chat requests, with the encapsulation of each route's next request
-	// prepared while the previous is in flight; shared by the client's copies, ended by
-	// Close.
-	senders *e2e.Senders
+	// sessions seals chat requests, under the end-to-end session the host granted when
+	// there is one (web/E2E.md §8); shared by the client's copies.
+	sessions *e2e.Sessions
 	// dialControl, when set, vets each connection's address (WithDialControl).
 	dialControl func(network, address string, c syscall.RawConn) error
 }
@@ -99,7 +98,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if !strings.HasPrefix(baseURL, "http://") && !strings.HasPrefix(baseURL, "https://") {
 		return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("%q is not a host URL: want one such as %s", baseURL, DefaultHost)}
 	}
-	c := &Client{base: strings.TrimSuffix(baseURL, "/"), senders: e2e.NewSenders()}
+	c := &Client{base: strings.TrimSuffix(baseURL, "/"), sessions: e2e.NewSessions()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -141,13 +140,9 @@ func (c *Client) WithPlaintext() *Client {
 	return &copied
 }
 
-// Close ends what the client runs in the background: it waits for the end-to-end
-// encapsulations Chat is preparing ahead for the next requests (e2e.Senders; each
-// about 0.1 ms of CPU) and drops those prepared, and closes the idle connections. It
-// ends c's copies' alike, as they share them. The client still works after Close,
-// sealing each request inline. It does not fail.
+// Close closes the client's idle connections, c's copies' alike, as they share them.
+// The client still works after Close. It does not fail.
 func (c *Client) Close() {
-	c.senders.Close()
 	c.http.CloseIdleConnections()
 }
 

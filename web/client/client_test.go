@@ -65,9 +65,11 @@ type testHost struct {
 	mu           sync.Mutex
 	seenRequests strings.Builder
 	envelopes    [][]byte
-	// handler is the host behind the relay; restart replaces it.
+	// handler is the host behind the relay; restart replaces it (a new host key, new
+	// end-to-end keys), forget with one of the same keys that holds no session.
 	handler atomic.Pointer[http.Handler]
 	restart func()
+	forget  func()
 }
 
 // requests returns what the relay saw of the chat requests.
@@ -84,18 +86,21 @@ func newTestHost(t *testing.T) *testHost {
 	h := &testHost{}
 	// restart boots the host anew on a simulated TDX of the same root: a new host
 	// key, new end-to-end keys.
+	var ah *attest.Host
+	h.forget = func() {
+		handler := clienttest.Handler(t, web.Config{Backend: echoBackend{}, APIKeys: []web.APIKey{{Name: "t", Key: testKey}},
+			Attestation: ah, MaxQuotesPerSecond: 100})
+		h.handler.Store(&handler)
+	}
 	h.restart = func() {
 		sim, err := attest.NewSim(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ah, err := attest.Boot(ctx, sim, "embedded", "m")
-		if err != nil {
+		if ah, err = attest.Boot(ctx, sim, "embedded", "m"); err != nil {
 			t.Fatal(err)
 		}
-		handler := clienttest.Handler(t, web.Config{Backend: echoBackend{}, APIKeys: []web.APIKey{{Name: "t", Key: testKey}},
-			Attestation: ah, MaxQuotesPerSecond: 100})
-		h.handler.Store(&handler)
+		h.forget()
 	}
 	h.restart()
 	b, err := os.ReadFile(filepath.Join(dir, attest.SimRootFile))
@@ -257,12 +262,13 @@ func TestChatSealsToTheAttestedKey(t *testing.T) {
 	}
 }
 
-// TestChatPreparedEncapsulations: a client's sealed chats, each after the first with
-// the encapsulation prepared during the one before (e2e.Senders), never send one
-// encapsulated key twice, as a relay would see if two requests shared their keys; a
-// host that restarted with new keys opens the next chat, which a sender prepared for
-// its old key would not give it; and Close waits for the preparation running.
-func TestChatPreparedEncapsulations(t *testing.T) {
+// TestChatSessions: a client's first sealed chat to a host key is a version 1
+// envelope asking for a session, the next ones session envelopes (no KEM), streamed or
+// not; a host that holds no such session (it forgot it) answers e2e_session_unknown,
+// and the chat is sent once more as version 1 and succeeds; a host restarted with new
+// keys gets version 1 again, sealed to its new key. No envelope, and no session
+// request id, is sent twice.
+func TestChatSessions(t *testing.T) {
 	h := newTestHost(t)
 	c := h.client(t, true)
 	chat := func(stream bool) {
@@ -273,36 +279,39 @@ func TestChatPreparedEncapsulations(t *testing.T) {
 			t.Fatalf("text %q, %v", text.String(), err)
 		}
 	}
-	for i := range 3 {
+	versions := func() string {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		var v strings.Builder
+		seen := map[string]bool{}
+		for i, env := range h.envelopes {
+			if seen[string(env)] {
+				t.Errorf("envelope %d was sent before", i)
+			}
+			seen[string(env)] = true
+			fmt.Fprint(&v, env[0])
+		}
+		h.envelopes = nil
+		return v.String()
+	}
+	for i := range 4 {
 		chat(i%2 == 1)
 	}
-	h.restart()
-	chat(false) // fails to open with a sender prepared for the old key
+	if v := versions(); v != "1222" {
+		t.Errorf("envelope versions %s, want 1222: one KEM, then the session", v)
+	}
+	h.forget()
+	chat(false)
 	chat(true)
-	h.mu.Lock()
-	seen := map[string]bool{}
-	for i, env := range h.envelopes {
-		enc := string(env[5 : 5+int(env[3])<<8|int(env[4])])
-		if seen[enc] {
-			t.Errorf("request %d sends the encapsulated key of an earlier request", i)
-		}
-		seen[enc] = true
+	if v := versions(); v != "212" {
+		t.Errorf("after the host forgot the session: versions %s, want 212 (refused, sent again, a new session)", v)
 	}
-	h.mu.Unlock()
-	if len(seen) != 5 {
-		t.Errorf("%d sealed requests seen, want 5", len(seen))
+	h.restart()
+	chat(true)
+	chat(false)
+	if v := versions(); v != "12" {
+		t.Errorf("after a restart with new keys: versions %s, want 12", v)
 	}
-	for deadline := time.Now().Add(2 * time.Second); c.senders.Prepared() == 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
-	if n := c.senders.Prepared(); n != 1 {
-		t.Errorf("%d encapsulations prepared after the chats, want 1 (one route, one key)", n)
-	}
-	c.Close()
-	if n := c.senders.Prepared(); n != 0 {
-		t.Errorf("%d encapsulations kept after Close", n)
-	}
-	chat(false) // sealed inline after Close
 }
 
 // TestChatWithoutTrust: over http without a trust nothing can be checked, and Chat

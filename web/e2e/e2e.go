@@ -159,6 +159,9 @@ type Request struct {
 	// Header holds SealedHeaders only, one value each.
 	Header http.Header
 	Body   []byte
+	// Session asks the host for a session (web/E2E.md §8): the head's "session": true.
+	// A version 1 envelope only: a session envelope's is ignored.
+	Session bool
 }
 
 // requestMeta is the JSON head of a request's plaintext.
@@ -166,6 +169,7 @@ type requestMeta struct {
 	ID      string            `json:"id"`
 	Time    int64             `json:"time"`
 	Headers map[string]string `json:"headers"`
+	Session bool              `json:"session,omitempty"`
 }
 
 // responseMeta is the JSON head of an answer's plaintext.
@@ -227,7 +231,16 @@ func unframe(p []byte, meta any) ([]byte, error) {
 }
 
 // Client is a client's side of one request: it opens the answer.
-type Client struct{ response }
+type Client struct {
+	response
+	// offered is the session key of a version 1 request that asked for a session;
+	// session the session a session envelope was sealed under. Both nil otherwise.
+	offered *SessionKey
+	session *clientSession
+	// sessions, when set, keeps a session the answer grants (Sessions.Seal).
+	sessions *Sessions
+	slot     sessionSlot
+}
 
 // SealRequest seals req to the host's public key pub of suite s for method and path
 // (the request's path with its query, as sent) and returns the body to send (with
@@ -236,7 +249,7 @@ type Client struct{ response }
 // that is not one of suite s. Cost: one encapsulation (the suite's KEM) and an
 // AES-256-GCM pass over the body; Senders.Seal does the encapsulation ahead.
 func SealRequest(s Suite, pub []byte, method, path string, req Request) ([]byte, *Client, error) {
-	plain, err := requestPlaintext(req)
+	plain, err := requestPlaintext(&req)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -248,19 +261,19 @@ func SealRequest(s Suite, pub []byte, method, path string, req Request) ([]byte,
 	if err != nil {
 		return nil, nil, err
 	}
-	return snd.seal(plain)
+	return snd.seal(plain, req.Session)
 }
 
 // requestPlaintext checks req's headers, fills in a zero ID or Time, and returns the
 // plaintext an envelope seals: uint32be(len(head)) || head || body.
-func requestPlaintext(req Request) ([]byte, error) {
+func requestPlaintext(req *Request) ([]byte, error) {
 	if req.ID == [16]byte{} {
 		rand.Read(req.ID[:])
 	}
 	if req.Time.IsZero() {
 		req.Time = time.Now()
 	}
-	meta := requestMeta{ID: hex.EncodeToString(req.ID[:]), Time: req.Time.Unix(), Headers: make(map[string]string, len(req.Header))}
+	meta := requestMeta{ID: hex.EncodeToString(req.ID[:]), Time: req.Time.Unix(), Headers: make(map[string]string, len(req.Header)), Session: req.Session}
 	for name, v := range req.Header {
 		if !slices.Contains(SealedHeaders, name) || len(v) != 1 {
 			return nil, fmt.Errorf("%w: header %q cannot be sealed (one value of %v)", ErrE2E, name, SealedHeaders)
@@ -301,8 +314,10 @@ func newSender(s Suite, pk hpke.PublicKey, method, path string) (*sender, error)
 }
 
 // seal seals a request's plaintext into its envelope and returns the Client that
-// opens the answer. The caller drops snd afterwards.
-func (snd *sender) seal(plain []byte) ([]byte, *Client, error) {
+// opens the answer; when the plaintext asks for a session, the Client holds the
+// session key exported for it, which a Sessions keeps once the answer grants it. The
+// caller drops snd afterwards.
+func (snd *sender) seal(plain []byte, askSession bool) ([]byte, *Client, error) {
 	ct, err := snd.ctx.Seal(nil, plain) // empty AAD (web/E2E.md §3)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrE2E, err)
@@ -316,6 +331,13 @@ func (snd *sender) seal(plain []byte) ([]byte, *Client, error) {
 	if err := c.derive(snd.ctx); err != nil {
 		return nil, nil, err
 	}
+	if askSession {
+		k, err := exportSessionKey(snd.ctx, snd.suite)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.offered = &k
+	}
 	return out, c, nil
 }
 
@@ -325,6 +347,10 @@ type Opened struct {
 	Request
 	Suite Suite
 	response
+	// grant is the session key of a version 1 request that asked for a session,
+	// exported from its context; a SessionTable stores it once the request's credential
+	// and id were accepted (SessionTable.Grant).
+	grant *SessionKey
 }
 
 // OpenRequest opens a request envelope sent with method to path (query included). It
@@ -357,12 +383,31 @@ func (k *HostKeys) OpenRequest(method, path string, envelope []byte) (*Opened, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: the request does not open with this host's %s key for %s %s: altered, sealed to another key (the host restarted?) or for another route", ErrE2E, s.Name, method, path)
 	}
+	o, err := openedOf(s, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.derive(r); err != nil {
+		return nil, err
+	}
+	if o.Session {
+		k, err := exportSessionKey(r, s)
+		if err != nil {
+			return nil, err
+		}
+		o.grant = &k
+	}
+	return o, nil
+}
+
+// openedOf decodes an opened plaintext of suite s: its head and body.
+func openedOf(s Suite, p []byte) (*Opened, error) {
 	var meta requestMeta
 	body, err := unframe(p, &meta)
 	if err != nil {
 		return nil, err
 	}
-	o := &Opened{Suite: s, Request: Request{Header: http.Header{}, Body: body, Time: time.Unix(meta.Time, 0)}}
+	o := &Opened{Suite: s, Request: Request{Header: http.Header{}, Body: body, Time: time.Unix(meta.Time, 0), Session: meta.Session}}
 	id16, err := hex.DecodeString(meta.ID)
 	if err != nil || len(id16) != 16 {
 		return nil, fmt.Errorf("%w: request id %q is not 32 hex digits", ErrE2E, meta.ID)
@@ -373,9 +418,6 @@ func (k *HostKeys) OpenRequest(method, path string, envelope []byte) (*Opened, e
 			return nil, fmt.Errorf("%w: sealed header %q is not one of %v", ErrE2E, name, SealedHeaders)
 		}
 		o.Header[name] = []string{v}
-	}
-	if err := o.derive(r); err != nil {
-		return nil, err
 	}
 	return o, nil
 }
@@ -397,9 +439,13 @@ const (
 	responseNonceLabel = "cocoon-host e2e response nonce v1"
 )
 
-func (r *response) derive(ctx interface {
-	Export(string, int) ([]byte, error)
-}) error {
+// exporter is what answer keys and session keys are exported from: an HPKE context,
+// or a session request's schedule (sessionSchedule).
+type exporter interface {
+	Export(label string, length int) ([]byte, error)
+}
+
+func (r *response) derive(ctx exporter) error {
 	key, err := ctx.Export(responseKeyLabel, 32)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrE2E, err)
@@ -478,7 +524,12 @@ func (c *Client) OpenBody(status int, sealed []byte) (http.Header, []byte, error
 	if err != nil {
 		return nil, nil, err
 	}
-	return splitResponse(p)
+	h, body, err := splitResponse(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.granted(h)
+	return h, body, nil
 }
 
 func splitResponse(p []byte) (http.Header, []byte, error) {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -55,4 +56,26 @@ func (c *Client) OpenResponse(resp *http.Response, maxBody int) error {
 	}
 	resp.Header = sealed
 	return nil
+}
+
+// RefusalCode returns the error code of a host's plaintext refusal of a sealed request
+// it could not open (web/E2E.md §4: a 400 that is not sealed, such as "e2e_invalid" or
+// "e2e_session_unknown"), "" for any other answer. It reads at most max bytes of such
+// a body and puts them back, so that resp reads as before. The refusal is unsigned: a
+// relay can forge it, so a caller acts on it only in ways a forgery cannot abuse
+// (Client.Retry).
+func RefusalCode(resp *http.Response, max int64) string {
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") == ContentType {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, max))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	json.Unmarshal(b, &e)
+	return e.Error.Code
 }

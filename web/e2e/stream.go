@@ -86,6 +86,7 @@ func (c *Client) OpenStream(r io.Reader, maxRecord int) (*Stream, error) {
 					return nil, err
 				}
 				s.Header, s.buf = h, rest
+				c.granted(h)
 				return s, nil
 			}
 		}

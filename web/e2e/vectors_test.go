@@ -7,9 +7,82 @@ import (
 	"flag"
 	"net/http"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
+
+// vectorStream seals plains as the records of a streamed answer of o, the last final.
+func vectorStream(o *Opened, plains [][]byte) []vectorRecord {
+	var out []vectorRecord
+	for seq, p := range plains {
+		final := seq == len(plains)-1
+		out = append(out, vectorRecord{final, p, string(o.StreamRecord(uint64(seq), final, p))})
+	}
+	return out
+}
+
+// sessionVector computes suite s's session vector for the suite vector v (its answer's
+// headers h and stream plaintexts): the establishing envelope is sealed anew when
+// envelope is nil (-update-vectors), else the stored one is opened; the rest follows.
+func sessionVector(t *testing.T, k *HostKeys, s Suite, v vectorSuite, h http.Header, plains [][]byte, envelope []byte) vectorSession {
+	req := vectorRequest()
+	req.ID[15], req.Session = 2, true
+	vs := vectorSession{EstablishingRequestID: hex.EncodeToString(req.ID[:]),
+		EstablishingRequestPlaintext: frame(requestMeta{ID: hex.EncodeToString(req.ID[:]), Time: v.RequestTime, Headers: v.RequestHeaders, Session: true}, req.Body),
+		EstablishingEnvelope:         envelope}
+	if envelope == nil {
+		var err error
+		if vs.EstablishingEnvelope, _, err = SealRequest(s, v.PublicKey, v.Method, v.Path, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	table := NewSessionTable(SessionCapacity)
+	now := req.Time
+	est, err := k.Open(table, v.Method, v.Path, vs.EstablishingEnvelope, now)
+	if err != nil || !est.Session || est.grant == nil || est.ID != req.ID {
+		t.Fatalf("%s: the establishing envelope opens to %+v, %v", s.Name, est, err)
+	}
+	if ttl, ok := table.Grant(est, now); !ok || ttl != SessionLifetime {
+		t.Fatalf("%s: no session granted", s.Name)
+	}
+	vs.SessionID, vs.SessionSecret = est.grant.ID[:], est.grant.Secret[:]
+	vs.GrantHeaders = map[string]string{SessionHeader: strconv.Itoa(int(SessionLifetime.Seconds()))}
+	for name, val := range v.BodyHeaders {
+		vs.GrantHeaders[name] = val
+	}
+	grant := http.Header{}
+	for name, val := range vs.GrantHeaders {
+		grant.Set(name, val)
+	}
+	vs.GrantSealedBody = est.SealBody(v.BodyStatus, grant, []byte(v.Body))
+
+	sreq := vectorRequest()
+	sreq.ID[15] = 3
+	vs.RequestID = hex.EncodeToString(sreq.ID[:])
+	vs.RequestPlaintext = frame(requestMeta{ID: vs.RequestID, Time: v.RequestTime, Headers: v.RequestHeaders}, sreq.Body)
+	sch := newSessionSchedule(&est.grant.Secret, sreq.ID, v.Method, v.Path)
+	vs.Context, vs.PRK = sch.ctx, sch.prk
+	for _, e := range []struct {
+		dst   *hexBytes
+		label string
+		n     int
+	}{{&vs.RequestKey, sessionKeyLabel, 32}, {&vs.RequestNonce, sessionNonceLabel, 12}, {&vs.ResponseKey, responseKeyLabel, 32}, {&vs.ResponseNonce, responseNonceLabel, 12}} {
+		*e.dst, _ = sch.Export(e.label, e.n)
+	}
+	env, _, err := sealSession(est.grant, v.Method, v.Path, &sreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs.Envelope = env
+	o, err := k.Open(table, v.Method, v.Path, env, now)
+	if err != nil || o.ID != sreq.ID || !bytes.Equal(o.Body, sreq.Body) || o.Suite.Name != s.Name {
+		t.Fatalf("%s: the session envelope opens to %+v, %v", s.Name, o, err)
+	}
+	vs.SealedBody = o.SealBody(v.BodyStatus, h, []byte(v.Body))
+	vs.StreamRecords = vectorStream(o, plains)
+	return vs
+}
 
 // The shared test vectors of web/E2E.md, checked by this test and by the JavaScript
 // one (js/test.mjs). `go test ./web/e2e -run TestVectors -update-vectors` writes a new
@@ -61,6 +134,34 @@ type vectorSuite struct {
 	BodyPlaintext    hexBytes          `json:"body_plaintext"`
 	SealedBody       hexBytes          `json:"sealed_body"`
 	StreamRecords    []vectorRecord    `json:"stream_records"`
+	Session          vectorSession     `json:"session"`
+}
+
+// vectorSession is a suite's session (web/E2E.md §8): a version 1 request asking for
+// one (its envelope sealed by Go, so random like the suite's envelope), the session id
+// and secret both sides export from its context, its answer granting the session, and
+// a session envelope (deterministic: its rid is fixed) with the key schedule and the
+// answer sealed under it, for the suite's body_status, body_headers, body and stream
+// plaintexts.
+type vectorSession struct {
+	EstablishingRequestID        string            `json:"establishing_request_id"`
+	EstablishingRequestPlaintext hexBytes          `json:"establishing_request_plaintext"`
+	EstablishingEnvelope         hexBytes          `json:"establishing_envelope"`
+	SessionID                    hexBytes          `json:"session_id"`
+	SessionSecret                hexBytes          `json:"session_secret"`
+	GrantHeaders                 map[string]string `json:"grant_headers"`
+	GrantSealedBody              hexBytes          `json:"grant_sealed_body"`
+	RequestID                    string            `json:"request_id"`
+	RequestPlaintext             hexBytes          `json:"request_plaintext"`
+	Context                      hexBytes          `json:"context"`
+	PRK                          hexBytes          `json:"prk"`
+	RequestKey                   hexBytes          `json:"request_key"`
+	RequestNonce                 hexBytes          `json:"request_nonce"`
+	ResponseKey                  hexBytes          `json:"response_key"`
+	ResponseNonce                hexBytes          `json:"response_nonce"`
+	Envelope                     hexBytes          `json:"envelope"`
+	SealedBody                   hexBytes          `json:"sealed_body"`
+	StreamRecords                []vectorRecord    `json:"stream_records"`
 }
 
 type vectorFile struct {
@@ -101,9 +202,10 @@ func TestVectors(t *testing.T) {
 	if err != nil && !*updateVectors {
 		t.Fatalf("%s: %v (go test ./web/e2e -run TestVectors -update-vectors writes it)", vectorsPath, err)
 	}
-	if *updateVectors {
-		file.Suites = nil
-	}
+	// -update-vectors keeps the sealed envelopes already written (HPKE's are random)
+	// and seals those missing.
+	old := file.Suites
+	file.Suites = nil
 	const path = "/p/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/v1/chat/completions"
 	for i, s := range suites {
 		want := vectorRequest()
@@ -116,12 +218,16 @@ func TestVectors(t *testing.T) {
 			v.RequestHeaders[name] = vals[0]
 		}
 		v.RequestPlaintext = frame(requestMeta{ID: v.RequestID, Time: v.RequestTime, Headers: v.RequestHeaders}, want.Body)
-		if *updateVectors {
+		var stored vectorSuite
+		if i < len(old) {
+			stored = old[i]
+		} else if !*updateVectors {
+			t.Fatalf("%s: no vectors of suite %s", vectorsPath, s.Name)
+		}
+		if v.Envelope = stored.Envelope; v.Envelope == nil {
 			if v.Envelope, _, err = SealRequest(s, v.PublicKey, v.Method, v.Path, want); err != nil {
 				t.Fatal(err)
 			}
-		} else {
-			v.Envelope = file.Suites[i].Envelope
 		}
 		o, err := k.OpenRequest(v.Method, v.Path, v.Envelope)
 		if err != nil {
@@ -138,18 +244,16 @@ func TestVectors(t *testing.T) {
 		v.SealedBody = o.SealBody(v.BodyStatus, h, []byte(v.Body))
 		plains := [][]byte{ResponseHead(http.Header{"Content-Type": {"text/event-stream"}}),
 			[]byte("data: {\"choices\":[{\"delta\":{\"content\":\"an answer\"}}]}\n\n"), []byte("data: [DONE]\n\n"), nil}
-		for seq, p := range plains {
-			final := seq == len(plains)-1
-			v.StreamRecords = append(v.StreamRecords, vectorRecord{final, p, string(o.StreamRecord(uint64(seq), final, p))})
-		}
+		v.StreamRecords = vectorStream(o, plains)
+		v.Session = sessionVector(t, k, s, v, h, plains, stored.Session.EstablishingEnvelope)
+		file.Suites = append(file.Suites, v)
 		if *updateVectors {
-			file.Suites = append(file.Suites, v)
 			continue
 		}
 		got, _ := json.Marshal(v)
-		stored, _ := json.Marshal(file.Suites[i])
-		if !bytes.Equal(got, stored) {
-			t.Errorf("%s: the vectors differ from what this code computes:\n got %s\nfile %s", s.Name, got, stored)
+		inFile, _ := json.Marshal(stored)
+		if !bytes.Equal(got, inFile) {
+			t.Errorf("%s: the vectors differ from what this code computes:\n got %s\nfile %s", s.Name, got, inFile)
 		}
 	}
 	if *updateVectors {

@@ -208,7 +208,20 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 		}
 		return an.cut(an.v.conn.TransportError(err), sent, false)
 	}
-	if opener != nil && unopened(resp) {
+	refusal := ""
+	if opener != nil {
+		refusal = e2e.RefusalCode(resp, MaxBody+1) // relayWhole refuses more
+	}
+	if opener != nil && opener.Retry(refusal) {
+		// The host holds no such session (forgotten, expired, or it restarted): sent
+		// once more, sealed to its key, with the same credentials (web/E2E.md §8).
+		resp.Body.Close()
+		if resp, opener, sent, err = p.send(r, an.v, a.body); err != nil {
+			return an.cut(an.v.conn.TransportError(err), sent, false)
+		}
+		refusal = e2e.RefusalCode(resp, MaxBody+1)
+	}
+	if refusal == "e2e_invalid" {
 		// The host could not open the request: a restarted host has new keys. Only a
 		// host verified again with other keys gets it again, sealed to them: the
 		// process that answered cannot have run a request it could not open, but a
@@ -262,7 +275,7 @@ func (p *Proxy) send(r *http.Request, v *verified, body []byte) (resp *http.Resp
 	if key := r.Header.Get(settle.IdempotencyKeyHeader); key != "" {
 		header.Set(settle.IdempotencyKeyHeader, key)
 	}
-	sealed, opener, err := seal(v, path, header, body)
+	sealed, opener, err := p.seal(v, path, header, body)
 	if err != nil {
 		return nil, nil, false, err
 	}

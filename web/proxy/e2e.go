@@ -1,10 +1,7 @@
 package proxy
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/cocoonhost/cocoon/attest"
@@ -36,30 +33,13 @@ func (c *config) checkE2E(v *verified, boot *attest.Evidence) error {
 }
 
 // seal seals a request for path to v: the body and the credentials in header travel
-// inside the envelope. It returns the envelope and the client that opens the answer;
-// nil, nil when v takes plaintext.
-func seal(v *verified, path string, header http.Header, body []byte) ([]byte, *e2e.Client, error) {
+// inside the envelope, sealed to v's ML-KEM-768+X25519 key, or under the session v's
+// host granted to it (web/E2E.md §8). It returns the envelope and the client that
+// opens the answer; nil, nil when v takes plaintext.
+func (p *Proxy) seal(v *verified, path string, header http.Header, body []byte) ([]byte, *e2e.Client, error) {
 	if v.e2e == nil {
 		return nil, nil, nil
 	}
 	s := e2e.MLKEM768X25519
-	return e2e.SealRequest(s, v.e2e.Key(s), http.MethodPost, path, e2e.Request{Header: header, Body: body})
-}
-
-// unopened reports whether resp is a host's refusal of a request it could not open
-// (web/E2E.md: a plaintext 400 "e2e_invalid").
-func unopened(resp *http.Response) bool {
-	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") == e2e.ContentType {
-		return false
-	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxBody+1)) // relayWhole refuses more
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(b))
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	json.Unmarshal(b, &e)
-	return e.Error.Code == "e2e_invalid"
+	return p.sessions.Seal(s, v.e2e.Key(s), http.MethodPost, path, e2e.Request{Header: header, Body: body})
 }

@@ -46,7 +46,9 @@ func TestRelaySeesNoPlaintext(t *testing.T) {
 
 // TestE2EAlteredAnswers: a relay that flips a byte of a sealed answer, whole or
 // streamed, at positions all along it, or of a sealed request, makes the app get a
-// clean error, never other text.
+// clean error, never other text. The answers are to session envelopes (the proxy's
+// default once the host granted it a session); an answer that does not open grants
+// none.
 func TestE2EAlteredAnswers(t *testing.T) {
 	h := proxytest.NewHost(t, nil)
 	for _, mode := range modes {
@@ -54,6 +56,7 @@ func TestE2EAlteredAnswers(t *testing.T) {
 		for _, body := range []string{chatBody, streamBody} {
 			var size int
 			h.Rewrite(func(a *proxytest.Answer) { size = len(a.Body) })
+			postChat(t, url, body) // establishes a session: its answer's head is longer
 			postChat(t, url, body)
 			for i := 0; i < size; i += 11 {
 				h.Rewrite(func(a *proxytest.Answer) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/web/e2e"
 )
 
 // Release is how the proxy releases a streamed answer to the app.
@@ -147,6 +148,9 @@ func WithHealth(every, reverifyEvery, backoffMin, backoffMax time.Duration) Opti
 // concurrent use; Start and Close own its background work.
 type Proxy struct {
 	cfg config
+	// sessions seals requests, under the end-to-end session each host granted when
+	// there is one (web/E2E.md §8).
+	sessions *e2e.Sessions
 
 	// mu guards hosts and the fields below.
 	mu     sync.Mutex
@@ -175,7 +179,7 @@ func New(opts ...Option) (*Proxy, error) {
 	case cfg.healthEvery <= 0 || cfg.reverifyEvery <= 0 || cfg.backoffMin <= 0 || cfg.backoffMax < cfg.backoffMin:
 		return nil, errors.New("proxy: health intervals must be positive, and the backoff's max at least its min")
 	}
-	p := &Proxy{cfg: cfg}
+	p := &Proxy{cfg: cfg, sessions: e2e.NewSessions()}
 	p.ctx, p.stop = context.WithCancel(context.Background())
 	return p, nil
 }

@@ -312,7 +312,9 @@ func TestReleasesNothingUnverified(t *testing.T) {
 // TestRecoversAfterHostRestart: a host restarted under a running proxy has new keys:
 // it cannot open the request sealed to its old key and refuses it unopened; the proxy
 // verifies it again, seals the request to the new key and checks the answer with the
-// new host key, with no restart of the proxy and the request run once.
+// new host key, with no restart of the proxy and the request run once. After the
+// first restart the proxy holds a session with the host (web/E2E.md §8), which the
+// restarted host does not: that envelope is refused e2e_session_unknown first.
 func TestRecoversAfterHostRestart(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
@@ -333,8 +335,8 @@ func TestRecoversAfterHostRestart(t *testing.T) {
 				if err := verifyAsApp(now, body, h.ID, got); err != nil {
 					t.Fatalf("the delivered answer does not verify with the new key: %v", err)
 				}
-				if n := h.Asked("/chat/completions") - chats; n != 2 {
-					t.Errorf("the request was sent to the host %d times, want 2 (refused unopened, then sealed to the new key)", n)
+				if n := h.Asked("/chat/completions") - chats; n != 2+i {
+					t.Errorf("the request was sent to the host %d times, want %d (%d refused unopened, then sealed to the new key)", n, 2+i, 1+i)
 				}
 				before = now
 			}

@@ -1,0 +1,381 @@
+package e2e
+
+import (
+	"bytes"
+	"container/list"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Sessions (web/E2E.md §8): a client's first request to a host key is a version 1
+// envelope whose head asks for a session; the host, once it accepted the request's
+// credential and id, exports a session id and secret from the request's HPKE context,
+// keeps them for SessionLifetime and says so in the answer's sealed head
+// (SessionHeader). The client's next requests to that key are session envelopes
+// (version 2): no KEM, one HKDF and one AES-256-GCM pass. A session inherits the
+// confidentiality of the HPKE context that made it, post-quantum with the hybrid suite.
+const (
+	// SessionVersion is the first byte of a session envelope.
+	SessionVersion = 2
+	// SessionLifetime is how long a host keeps a session from its creation (never
+	// extended by use). A client uses one until SessionLifetime - SessionMargin.
+	SessionLifetime = time.Hour
+	// SessionMargin is how long before its expiry a client stops using a session, so
+	// that a request sealed just before the expiry does not arrive just after it.
+	SessionMargin = time.Minute
+	// SessionCapacity bounds the sessions a host keeps; the least recently used is
+	// forgotten to make room for a new one (about 180 bytes each: BenchmarkSessionTable).
+	SessionCapacity = 1 << 16
+	// SessionHeader is the answer header, sealed in its head, that grants the session
+	// its request asked for: the seconds until the host forgets it.
+	SessionHeader = "Cocoon-E2E-Session"
+	// sessionHeaderSize is a session envelope's header: version, session id, rid. It is
+	// the AAD of the request's ciphertext.
+	sessionHeaderSize = 1 + 16 + 16
+)
+
+// Labels of the session's derivation (web/E2E.md §8).
+const (
+	sessionSecretLabel  = "cocoon-host e2e session secret v1"
+	sessionIDLabel      = "cocoon-host e2e session id v1"
+	sessionRequestLabel = "cocoon-host e2e session request v1"
+	sessionKeyLabel     = "request key"
+	sessionNonceLabel   = "request nonce"
+)
+
+// ErrSessionUnknown is a session envelope's session id the host does not hold:
+// never granted, expired, forgotten to make room, or the host restarted. The client
+// drops the session and sends the request again as a version 1 envelope.
+var ErrSessionUnknown = fmt.Errorf("%w: unknown session: send the request again sealed to the host's key (version 1)", ErrE2E)
+
+// SessionKey is a session as both sides export it from the establishing request's
+// HPKE context, and the suite of that context.
+type SessionKey struct {
+	ID     [16]byte
+	Secret [32]byte
+	Suite  Suite
+}
+
+// exportSessionKey exports a session's id and secret from an establishing request's
+// context of suite s.
+//
+//	session_secret = Export("cocoon-host e2e session secret v1", 32)
+//	session_id     = Export("cocoon-host e2e session id v1", 16)
+func exportSessionKey(ctx exporter, s Suite) (SessionKey, error) {
+	secret, err := ctx.Export(sessionSecretLabel, 32)
+	if err != nil {
+		return SessionKey{}, fmt.Errorf("%w: %v", ErrE2E, err)
+	}
+	id, err := ctx.Export(sessionIDLabel, 16)
+	if err != nil {
+		return SessionKey{}, fmt.Errorf("%w: %v", ErrE2E, err)
+	}
+	return SessionKey{ID: [16]byte(id), Secret: [32]byte(secret), Suite: s}, nil
+}
+
+// sessionSchedule is the key schedule of one session request: an exporter whose
+// Export(label, L) is E(label, L) of web/E2E.md §8,
+//
+//	prk        = HKDF-Extract(salt = rid, ikm = session_secret)
+//	E(label, L) = HKDF-Expand(prk, lp("cocoon-host e2e session request v1") || lp(method) || lp(path) || lp(label), L)
+//
+// so that the request's key and nonce and its answer's are bound to the session, the
+// request id, the method and the path.
+type sessionSchedule struct {
+	prk []byte
+	ctx []byte
+}
+
+func newSessionSchedule(secret *[32]byte, rid [16]byte, method, path string) sessionSchedule {
+	prk, err := hkdf.Extract(sha256.New, secret[:], rid[:])
+	if err != nil {
+		panic("e2e: " + err.Error()) // SHA-256 takes any input
+	}
+	var b bytes.Buffer
+	writeFields(&b, []byte(sessionRequestLabel), []byte(method), []byte(path))
+	return sessionSchedule{prk: prk, ctx: b.Bytes()}
+}
+
+// Export is E(label, length).
+func (s sessionSchedule) Export(label string, length int) ([]byte, error) {
+	info := bytes.NewBuffer(bytes.Clone(s.ctx))
+	writeFields(info, []byte(label))
+	return hkdf.Expand(sha256.New, s.prk, info.String(), length)
+}
+
+// requestAEAD returns the AES-256-GCM of a session request and its nonce.
+func (s sessionSchedule) requestAEAD() (cipher.AEAD, []byte) {
+	key, _ := s.Export(sessionKeyLabel, 32) // lengths far below HKDF's bound
+	nonce, _ := s.Export(sessionNonceLabel, 12)
+	block, _ := aes.NewCipher(key)
+	gcm, _ := cipher.NewGCM(block)
+	return gcm, nonce
+}
+
+// sealSession seals req (its ID the envelope's rid) under session k for method and
+// path: the envelope and the Client that opens the answer.
+func sealSession(k *SessionKey, method, path string, req *Request) ([]byte, *Client, error) {
+	req.Session = false // ignored in a session envelope: not sent
+	plain, err := requestPlaintext(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	sch := newSessionSchedule(&k.Secret, req.ID, method, path)
+	gcm, nonce := sch.requestAEAD()
+	out := make([]byte, 0, sessionHeaderSize+len(plain)+gcm.Overhead())
+	out = append(out, SessionVersion)
+	out = append(out, k.ID[:]...)
+	out = append(out, req.ID[:]...)
+	out = gcm.Seal(out, nonce, plain, out[:sessionHeaderSize])
+	c := &Client{}
+	if err := c.derive(sch); err != nil {
+		return nil, nil, err
+	}
+	return out, c, nil
+}
+
+// SessionTable is a host's sessions, in its memory only (never persisted): at most
+// capacity, each kept SessionLifetime from its creation, the least recently used
+// forgotten to make room for a new one. A full table never refuses a session: it
+// pushes its least active client back to version 1 envelopes. Nothing runs in the
+// background: expiry is checked at lookup and when making room. Safe for concurrent
+// use; a lookup or a grant is a map access and a list move under one mutex.
+type SessionTable struct {
+	capacity int
+
+	mu   sync.Mutex
+	byID map[[16]byte]*list.Element // of *hostSession
+	lru  list.List                  // front: the most recently used
+}
+
+type hostSession struct {
+	key     SessionKey
+	expires time.Time
+}
+
+// NewSessionTable returns an empty table of at most capacity sessions (SessionCapacity
+// for a host).
+func NewSessionTable(capacity int) *SessionTable {
+	return &SessionTable{capacity: capacity, byID: make(map[[16]byte]*list.Element)}
+}
+
+// Len returns how many sessions the table holds, expired ones not yet dropped included.
+func (t *SessionTable) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byID)
+}
+
+// Grant stores the session o asked for (a version 1 request whose head has
+// "session": true), created now, and returns its lifetime; false for a request that
+// asked for none. The caller grants only once it accepted o's credential and recorded
+// its id (web/E2E.md §4 step 4), and sets SessionHeader on the answer.
+func (t *SessionTable) Grant(o *Opened, now time.Time) (time.Duration, bool) {
+	if o.grant == nil {
+		return 0, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.byID[o.grant.ID]; ok { // an id exported from another context: never in practice
+		t.remove(e)
+	}
+	for len(t.byID) >= t.capacity {
+		t.remove(t.lru.Back())
+	}
+	t.byID[o.grant.ID] = t.lru.PushFront(&hostSession{key: *o.grant, expires: now.Add(SessionLifetime)})
+	return SessionLifetime, true
+}
+
+func (t *SessionTable) remove(e *list.Element) {
+	delete(t.byID, e.Value.(*hostSession).key.ID)
+	t.lru.Remove(e)
+}
+
+// lookup returns session id's key, marked used now, or false when the table does not
+// hold it (an expired session is dropped).
+func (t *SessionTable) lookup(id [16]byte, now time.Time) (SessionKey, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byID[id]
+	if !ok {
+		return SessionKey{}, false
+	}
+	s := e.Value.(*hostSession)
+	if !now.Before(s.expires) {
+		t.remove(e)
+		return SessionKey{}, false
+	}
+	t.lru.MoveToFront(e)
+	return s.key, true
+}
+
+// Open opens a request envelope of either version sent with method to path (query
+// included): version 1 with k (HostKeys.OpenRequest), a session envelope with the
+// session table t at time now. It fails, wrapping ErrE2E, as OpenRequest does, with
+// ErrSessionUnknown for a session t does not hold, and for a session envelope that is
+// malformed, does not open under its session for this method and path, or whose head's
+// id is not its rid.
+func (k *HostKeys) Open(t *SessionTable, method, path string, envelope []byte, now time.Time) (*Opened, error) {
+	switch {
+	case len(envelope) == 0 || envelope[0] == Version:
+		return k.OpenRequest(method, path, envelope)
+	case envelope[0] != SessionVersion:
+		return nil, fmt.Errorf("%w: envelope version %d, this host speaks %d and %d (sessions)", ErrE2E, envelope[0], Version, SessionVersion)
+	}
+	if len(envelope) < sessionHeaderSize {
+		return nil, fmt.Errorf("%w: session envelope of %d bytes is shorter than its %d-byte header", ErrE2E, len(envelope), sessionHeaderSize)
+	}
+	key, ok := t.lookup([16]byte(envelope[1:17]), now)
+	if !ok {
+		return nil, ErrSessionUnknown
+	}
+	rid := [16]byte(envelope[17:33])
+	sch := newSessionSchedule(&key.Secret, rid, method, path)
+	gcm, nonce := sch.requestAEAD()
+	p, err := gcm.Open(nil, nonce, envelope[sessionHeaderSize:], envelope[:sessionHeaderSize])
+	if err != nil {
+		return nil, fmt.Errorf("%w: the session request does not open for %s %s: altered, of another session, or for another route", ErrE2E, method, path)
+	}
+	o, err := openedOf(key.Suite, p)
+	if err != nil {
+		return nil, err
+	}
+	if o.ID != rid {
+		return nil, fmt.Errorf("%w: the session request's head id is not its envelope's rid", ErrE2E)
+	}
+	o.Session = false // ignored in a session envelope
+	if err := o.derive(sch); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// Sessions seals a client's requests, keeping one current session per host key and
+// suite: a version 1 envelope asking for a session until an answer that opened grants
+// one (SessionHeader in its sealed head), then session envelopes until SessionMargin
+// before the session's expiry. It never uses a session an answer did not grant
+// through its sealed head, and forgets one the host does not hold (Client.Retry).
+// Safe for concurrent use; the zero value is not usable, NewSessions is. It runs
+// nothing in the background; a session is a few hundred bytes, one per key and suite.
+type Sessions struct {
+	mu      sync.Mutex
+	current map[sessionSlot]*clientSession
+	now     func() time.Time // time.Now; tests move it
+}
+
+// sessionSlot is what a session belongs to: the host's key and its suite.
+type sessionSlot struct {
+	kem uint16
+	pub string
+}
+
+// clientSession is a session a host granted, usable before usableUntil.
+type clientSession struct {
+	key         SessionKey
+	usableUntil time.Time
+}
+
+// maxSessions bounds the host keys a Sessions keeps a session for: a client talks to
+// a few hosts, and a restarted host has new keys (the old one's session stays until
+// dropped). Beyond it, the sessions are forgotten and established anew.
+const maxSessions = 1024
+
+// NewSessions returns a Sessions that holds no session yet.
+func NewSessions() *Sessions {
+	return &Sessions{current: map[sessionSlot]*clientSession{}, now: time.Now}
+}
+
+// Seal seals req for method and path (query included) to the host's key pub of suite
+// s: as a session envelope under the current session for pub and s, else as
+// SealRequest with req.Session set. It returns the envelope and the Client that opens
+// the answer (and keeps the session the answer grants). It fails as SealRequest does.
+// Cost: with a session, two HKDF-SHA256 and an AES-256-GCM pass over the request (a
+// few µs); without, SealRequest's (one encapsulation of the suite's KEM).
+func (p *Sessions) Seal(s Suite, pub []byte, method, path string, req Request) ([]byte, *Client, error) {
+	slot := sessionSlot{s.KEMID(), string(pub)}
+	p.mu.Lock()
+	cs := p.current[slot]
+	if cs != nil && !p.now().Before(cs.usableUntil) {
+		delete(p.current, slot)
+		cs = nil
+	}
+	p.mu.Unlock()
+	var env []byte
+	var c *Client
+	var err error
+	if cs != nil {
+		env, c, err = sealSession(&cs.key, method, path, &req)
+		c.session = cs
+	} else {
+		req.Session = true
+		env, c, err = SealRequest(s, pub, method, path, req)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	c.sessions, c.slot = p, slot
+	return env, c, nil
+}
+
+// keep makes k, granted for ttl from now, the current session of slot.
+func (p *Sessions) keep(slot sessionSlot, k SessionKey, ttl time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.current[slot]; !ok && len(p.current) >= maxSessions {
+		clear(p.current)
+	}
+	p.current[slot] = &clientSession{key: k, usableUntil: p.now().Add(ttl - SessionMargin)}
+}
+
+// drop forgets cs, if it is still slot's current session.
+func (p *Sessions) drop(slot sessionSlot, cs *clientSession) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.current[slot] == cs {
+		delete(p.current, slot)
+	}
+}
+
+// granted keeps the session an opened answer's sealed headers h grant, when c's
+// request asked for one and c came from a Sessions. A grant of at most SessionMargin,
+// or not a number of seconds, is ignored.
+func (c *Client) granted(h http.Header) {
+	if c.offered == nil || c.sessions == nil {
+		return
+	}
+	secs, err := strconv.Atoi(h.Get(SessionHeader))
+	ttl := time.Duration(secs) * time.Second
+	if err != nil || ttl <= SessionMargin || ttl > SessionLifetime {
+		return
+	}
+	c.sessions.keep(c.slot, *c.offered, ttl)
+	c.offered = nil
+}
+
+// Retry reports whether the request c sealed must be sent once more, sealed anew by
+// the same Sessions (same body and sealed headers, a new id), after the host refused
+// it in plaintext with error code code (web/E2E.md §4): true for
+// "e2e_session_unknown" to a session envelope, whose session it drops, so that the
+// new envelope is version 1. A session envelope refused "e2e_invalid" drops its
+// session too, but is not sent again here: the host may not speak sessions, or the
+// request was altered on its way, and the caller handles it as for version 1.
+func (c *Client) Retry(code string) bool {
+	if c.session == nil || c.sessions == nil {
+		return false
+	}
+	switch code {
+	case "e2e_session_unknown":
+		c.sessions.drop(c.slot, c.session)
+		return true
+	case "e2e_invalid":
+		c.sessions.drop(c.slot, c.session)
+	}
+	return false
+}
