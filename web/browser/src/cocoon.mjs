@@ -159,7 +159,8 @@ export class Host {
    * session envelope when the host granted a session, else a version-1 envelope that
    * asks for one; a session the host says it does not hold (a plaintext 400
    * e2e_session_unknown, which anything between can forge: it costs one KEM) is dropped
-   * and the request sent once more as version 1, same body and credentials, a new id.
+   * and the request sent once more as version 1, same body and credentials, a new id;
+   * a session envelope refused e2e_invalid drops its session too (E2E.md §7).
    * Rejects with CocoonError: the host's code for a refusal, e2e_invalid for an answer
    * that does not open, signature_invalid for one not signed by the pinned host key,
    * receipt_invalid, network.
@@ -193,7 +194,8 @@ export class Host {
 
   // #send seals request ({ headers, body }) for path, under the current session if
   // there is one, and posts it; a session the host does not hold is dropped and the
-  // request sent once more as version 1. It returns the answer, its Opener, and grant
+  // request sent once more as version 1; one whose envelope the host refused
+  // e2e_invalid is dropped, and the refusal returned. It returns the answer, its Opener, and grant
   // (headers), which adopts the session a version-1 request asked for if the opened
   // head grants one (a no-op for a session envelope).
   async #send(path, request, signal) {
@@ -215,8 +217,9 @@ export class Host {
         return { resp, opener: sealed.opener, grant };
       }
       const err = await refusal(resp);
-      if (err.code !== e2e.SESSION_UNKNOWN) throw err;
+      if (err.code !== e2e.SESSION_UNKNOWN && err.code !== "e2e_invalid") throw err;
       if (this.#session === session) this.#session = null;
+      if (err.code !== e2e.SESSION_UNKNOWN) throw err;
     }
   }
 

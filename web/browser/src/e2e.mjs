@@ -25,6 +25,9 @@ export const SESSION_HEADER = "Cocoon-E2E-Session";
 /** The host's error code for a session envelope whose session it does not hold. */
 export const SESSION_UNKNOWN = "e2e_session_unknown";
 
+/** How long a host keeps a session from its creation (E2E.md §8): the longest grant. */
+export const SESSION_LIFETIME_SECONDS = 3600;
+
 /** A client stops using a session this many seconds before the host's expiry. */
 export const SESSION_MARGIN_SECONDS = 60;
 
@@ -168,13 +171,14 @@ export async function sessionKeys(ctx) {
 
 /**
  * sessionSeconds reads the session a host granted from an opened answer's head (a
- * Headers): the seconds until it expires, or 0 for none (no header, or not a
- * positive decimal integer). Never call it on an answer's outer headers: a relay can
- * set those.
+ * Headers): the seconds until it expires, or 0 for none (no header, or not a decimal
+ * integer above SESSION_MARGIN_SECONDS and at most SESSION_LIFETIME_SECONDS). Never
+ * call it on an answer's outer headers: a relay can set those.
  */
 export function sessionSeconds(sealedHeaders) {
   const v = sealedHeaders.get(SESSION_HEADER);
-  return v !== null && /^[1-9][0-9]{0,8}$/.test(v) ? Number(v) : 0;
+  const n = v !== null && /^[0-9]{1,9}$/.test(v) ? Number(v) : 0;
+  return n > SESSION_MARGIN_SECONDS && n <= SESSION_LIFETIME_SECONDS ? n : 0;
 }
 
 /**
@@ -214,8 +218,9 @@ export class Session {
 
   /**
    * create makes the session of sessionKeys ({ id, secret }) the host granted for
-   * seconds (sessionSeconds) to a request sent at sentAt (ms since the epoch, before
-   * the host could have made it). It returns null for a grant shorter than the margin.
+   * seconds (sessionSeconds) to a request sent at sentAt (ms since the epoch: before
+   * the host made it, so the client's expiry is never later than the host's, whatever
+   * the answer's delay). It returns null for a grant no longer than the margin.
    */
   static async create({ id, secret }, seconds, sentAt) {
     const expiresAt = sentAt + (seconds - SESSION_MARGIN_SECONDS) * 1000;

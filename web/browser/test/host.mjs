@@ -220,9 +220,10 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
 
   test("any byte of a session envelope changed, or of its answer, is a clean error", async () => {
     const { host, via } = await viaRelay();
-    await host.chat(request(false), { auth });
     // The version, the rid (bound by the AAD and the head's id), the ciphertext, the tag.
     for (const n of [0, 17, 32, 33, 60, -1]) {
+      via("clean");
+      await host.chat(request(false), { auth }); // establishes a session
       via(`flip${n}`);
       await assert.rejects(host.chat(request(false), { auth }), (e) => {
         assert.equal(e.code, "e2e_invalid", `byte ${n}: ${e.message}`);
@@ -231,13 +232,16 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
         return true;
       });
     }
-    assert.equal(await sent(), "01" + "02".repeat(6));
+    // A session envelope the host refused e2e_invalid drops the session (E2E.md §7).
+    assert.equal(await sent(), "0102".repeat(6));
+    via("clean");
+    await host.chat(request(false), { auth });
     via("answer");
     await rejectsWith(host.chat(request(false), { auth }), "e2e_invalid");
     await rejectsWith(host.chat(request(true), { auth }), "e2e_invalid");
     via("clean");
-    assert.equal((await host.chat(request(false), { auth })).signature, "verified", "the session survives a relay's tampering");
-    assert.equal(await sent(), "020202");
+    assert.equal((await host.chat(request(false), { auth })).signature, "verified", "an altered answer leaves the session as it was");
+    assert.equal(await sent(), "01020202");
   });
 
   test("concurrent chats share the session state without breaking it", async () => {

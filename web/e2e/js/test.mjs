@@ -6,10 +6,13 @@
 // the sealed answer and stream records and refuses them altered, reordered or with
 // another status; it checks that the library seals the vector's plaintext byte for
 // byte, and (X25519, with a fixed ephemeral seed) the exact envelope that
-// web/e2e/vectors_test.go opens. UPDATE=1 rewrites that envelope in the vectors.
+// web/e2e/vectors_test.go opens. For sessions (version 2, E2E.md §8) it opens Go's
+// establishing envelope and exports Go's session, seals Go's session envelope byte for
+// byte with the vector's rid, and opens (and refuses altered) Go's answers under it.
+// UPDATE=1 rewrites the version-1 envelope in the vectors.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createCipheriv, createDecipheriv, createHash, hkdfSync } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 
 // Node 18 has WebCrypto only as node:crypto's webcrypto; a browser and Node 20 have it
@@ -151,7 +154,7 @@ test("mlkem768x25519: a request the library seals opens with the host's key", as
   assert.equal(new TextDecoder().decode(plain.subarray(4 + head)), v.request_body);
 });
 
-// Sessions (version 2, E2E.md's session section). The host's side is played here with
+// Sessions (version 2, E2E.md §8). The host's side is played here with
 // node:crypto (HKDF and AES-256-GCM written from the spec, not the library's WebCrypto
 // code), so the library's session envelopes and answers are checked against a second
 // implementation of the derivation, and against Go's once the vectors carry a session.
@@ -196,6 +199,75 @@ function answerPlaintext(headers, body) {
 }
 
 for (const v of vectors.suites) {
+  test(`${v.suite}: Go's session vector: establishing, the grant, the session envelope byte for byte, its answers`, async () => {
+    const vs = v.session;
+    assert.ok(vs, "the vectors carry no session for this suite");
+    const kp = await hostKeyPair(v);
+    const body = new TextEncoder().encode(v.request_body);
+    const time = Number(v.request_time);
+
+    // The establishing request: the host's side opens Go's envelope, whose head asks
+    // for a session as the library writes it, and exports Go's session.
+    assert.equal(e2e.hex(e2e.requestPlaintext({ id: vs.establishing_request_id, time, headers: v.request_headers, body, session: true })),
+      vs.establishing_request_plaintext, "the establishing request's plaintext");
+    const env = hex(vs.establishing_envelope);
+    assert.equal(env[0], e2e.VERSION);
+    const n = new DataView(env.buffer).getUint16(3);
+    const ctx = await e2e.suite(v.suite).createRecipientContext({ recipientKey: kp, enc: buf(env.subarray(5, 5 + n)), info: buf(e2e.info(v.method, v.path)) });
+    assert.equal(e2e.hex(new Uint8Array(await ctx.open(buf(env.subarray(5 + n))))), vs.establishing_request_plaintext);
+    const keys = await e2e.sessionKeys(ctx);
+    assert.equal(e2e.hex(keys.id), vs.session_id, "session_id");
+    assert.equal(e2e.hex(keys.secret), vs.session_secret, "session_secret");
+
+    // The grant: the answer to it opens with its Opener and grants the session.
+    const grant = await (await e2e.Opener.fromContext(ctx)).openBody(Number(v.body_status), hex(vs.grant_sealed_body));
+    for (const [name, value] of Object.entries(vs.grant_headers)) assert.equal(grant.headers.get(name), value);
+    assert.equal(e2e.sessionSeconds(grant.headers), 3600);
+    assert.equal(new TextDecoder().decode(grant.body), v.body);
+
+    // The spec's derivation, written with node:crypto, gives Go's intermediate values.
+    const rid = hex(vs.request_id);
+    assert.equal(e2e.hex(e2e.lp("cocoon-host e2e session request v1", v.method, v.path)), vs.context, "ctx");
+    assert.equal(createHmac("sha256", rid).update(hex(vs.session_secret)).digest("hex"), vs.prk, "prk = HKDF-Extract(rid, session_secret)");
+    const E = sessionE(hex(vs.session_secret), rid, v.method, v.path);
+    assert.equal(e2e.hex(E("request key", 32)), vs.request_key);
+    assert.equal(e2e.hex(E("request nonce", 12)), vs.request_nonce);
+    assert.equal(e2e.hex(E("cocoon-host e2e response key v1", 32)), vs.response_key);
+    assert.equal(e2e.hex(E("cocoon-host e2e response nonce v1", 12)), vs.response_nonce);
+
+    // Playing the host: Go's session envelope opens to its plaintext.
+    const goEnvelope = hex(vs.envelope);
+    assert.equal(e2e.hex(hostOpenSession(keys.id, keys.secret, v.method, v.path, goEnvelope).plain), vs.request_plaintext);
+
+    // The library seals the same plaintext, with the vector's rid, byte for byte.
+    const session = await e2e.Session.create(keys, e2e.sessionSeconds(grant.headers), Date.now());
+    const sealed = await session.seal(v.method, v.path, { headers: v.request_headers, body, rid, time });
+    assert.equal(e2e.hex(sealed.plaintext), vs.request_plaintext, "the session request's plaintext");
+    assert.equal(e2e.hex(sealed.envelope), vs.envelope, "the library's session envelope differs from Go's");
+
+    // Its Opener opens Go's answers under E(...), and refuses them altered.
+    const whole = await sealed.opener.openBody(Number(v.body_status), hex(vs.sealed_body));
+    assert.equal(new TextDecoder().decode(whole.body), v.body);
+    for (const [name, value] of Object.entries(v.body_headers)) assert.equal(whole.headers.get(name), value);
+    await assert.rejects(sealed.opener.openBody(500, hex(vs.sealed_body)), e2e.E2EError, "a changed status must not open");
+    const altered = hex(vs.sealed_body);
+    altered[altered.length - 1] ^= 1;
+    await assert.rejects(sealed.opener.openBody(Number(v.body_status), altered), e2e.E2EError, "an altered byte must not open");
+    await assert.rejects(sealed.opener.openBody(Number(v.body_status), hex(v.sealed_body)), e2e.E2EError, "version 1's answer is not the session's");
+
+    const events = vs.stream_records.map((r) => r.event);
+    const want = vs.stream_records.map((r) => hex(r.plaintext)).reduce((a, b) => new Uint8Array([...a, ...b]));
+    const stream = await collect(sealed.opener.openStream(chunks(events.join(""))));
+    assert.equal(e2e.hex(stream.bytes), e2e.hex(want.subarray(4 + new DataView(want.buffer).getUint32(0))), "the stream's bytes after its head");
+    const all = new TextEncoder().encode(events.join(""));
+    for (let i = 0; i < all.length; i += 5) {
+      const b = all.slice();
+      b[i] ^= 0x21;
+      await assert.rejects(collect(sealed.opener.openStream(chunks(b))), e2e.E2EError, `stream byte ${i} changed`);
+    }
+    await assert.rejects(collect(sealed.opener.openStream(chunks(events.slice(0, -1).join("")))), e2e.E2EError, "truncated");
+  });
+
   test(`${v.suite}: a request asking for a session; both sides export the same session`, async () => {
     const kp = await hostKeyPair(v);
     const body = new TextEncoder().encode(v.request_body);
@@ -265,7 +337,7 @@ test("a session envelope opens with the spec's derivation; its answers open with
 });
 
 test("the session a host grants: read from the sealed head, used until 60 s before it ends", async () => {
-  for (const [value, want] of [["3600", 3600], ["61", 61], ["0", 0], ["-5", 0], ["1e3", 0], ["60 s", 0], ["0x100", 0], ["abc", 0], ["", 0], [null, 0], ["99999999999", 0]]) {
+  for (const [value, want] of [["3600", 3600], ["61", 61], ["60", 0], ["3601", 0], ["0", 0], ["-5", 0], ["1e3", 0], ["60 s", 0], ["0x100", 0], ["abc", 0], ["", 0], [null, 0], ["99999999999", 0]]) {
     const h = new Headers();
     if (value !== null) h.set(e2e.SESSION_HEADER, value);
     assert.equal(e2e.sessionSeconds(h), want, `Cocoon-E2E-Session: ${JSON.stringify(value)}`);
