@@ -63,7 +63,7 @@ func TestLibraryAgainstHost(t *testing.T) {
 	runNode(t, map[string]string{
 		"COCOON_RELAY": relay.URL, "COCOON_ROOT": h.Root, "WRONG_ROOT": wrongRoot(t),
 		"COCOON_PIPELINE": h.ID, "COCOON_API_KEY": proxytest.APIKey, "VERIFIER_SHA256": verifierSHA256(t),
-	})
+	}, relay, func() { h.Start(t) })
 	if bytes.Contains(h.Captured(), []byte(prompt)) {
 		t.Fatal("the relay in front of the host saw the prompt")
 	}
@@ -106,7 +106,7 @@ func TestLibraryBilling(t *testing.T) {
 	vars := map[string]string{"COCOON_RELAY": tamperRelay(t, h.URL).URL, "COCOON_ROOT": h.Root, "COCOON_PIPELINE": h.ID,
 		"COCOON_API_KEY": proxytest.APIKey, "COCOON_WALLET": client.WalletAddress().String(), "COCOON_OUT": out}
 	vars["COCOON_STEP"] = "deposit"
-	runNode(t, vars)
+	runNode(t, vars, nil, nil)
 
 	var d struct {
 		Address   string `json:"address"`
@@ -138,7 +138,7 @@ func TestLibraryBilling(t *testing.T) {
 		t.Fatal(err)
 	}
 	vars["COCOON_STEP"] = "billed"
-	runNode(t, vars)
+	runNode(t, vars, nil, nil)
 }
 
 func ed25519Seed(b byte) ed25519.PrivateKey {
@@ -146,8 +146,9 @@ func ed25519Seed(b byte) ed25519.PrivateKey {
 }
 
 // runNode runs test/host.mjs with the variables vars and fails t with its output
-// when it fails.
-func runNode(t *testing.T, vars map[string]string) {
+// when it fails. While it runs, each restart the relay r is asked for (restartPath)
+// runs restart on the test's goroutine.
+func runNode(t *testing.T, vars map[string]string, r *relay, restart func()) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -160,23 +161,44 @@ func runNode(t *testing.T, vars map[string]string) {
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	outb, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node %v:\n%s", err, outb)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("node:\n%s", outb)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var restarts chan chan struct{}
+	if r != nil {
+		restarts = r.restarts
+	}
+	for {
+		select {
+		case done := <-restarts:
+			restart()
+			close(done)
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("node %v:\n%s", err, out.Bytes())
+			}
+			t.Logf("node:\n%s", out.Bytes())
+			return
+		}
+	}
 }
 
 // relayMode is the context key of a relayed request's mode, for its answer.
 type relayMode struct{}
 
-// relay is a tamperRelay: its URL, and the version bytes of the sealed chat requests
-// it passed, in order.
+// relay is a tamperRelay: its URL, the version bytes of the sealed chat requests it
+// passed, in order, and the host restarts asked of it (each closes its channel once
+// the host is back: runNode).
 type relay struct {
 	URL string
 
-	mu   sync.Mutex
-	seen []byte
+	restarts chan chan struct{}
+	mu       sync.Mutex
+	seen     []byte
 }
 
 // versions returns the first byte of every sealed chat request the relay saw so far.
@@ -196,8 +218,12 @@ func (r *relay) record(envelope []byte) {
 	r.seen = append(r.seen, envelope[0])
 }
 
-// versionsPath is where the relay serves the versions it saw, for test/host.mjs.
-const versionsPath = "/relay/versions"
+// versionsPath is where the relay serves the versions it saw, for test/host.mjs;
+// restartPath restarts the host behind it (new keys, every session forgotten).
+const (
+	versionsPath = "/relay/versions"
+	restartPath  = "/relay/restart"
+)
 
 // tamperRelay serves target under these prefixes, so that the test proves what the
 // library does with what a relay can do:
@@ -214,14 +240,15 @@ const versionsPath = "/relay/versions"
 //	           e2e_session_unknown, as the host does for a session it does not hold
 //
 // It records the version byte of every sealed chat request (as sent, before any
-// change), served as hex at versionsPath.
+// change), served as hex at versionsPath, and restarts the host on a POST to
+// restartPath.
 func tamperRelay(t *testing.T, target string) *relay {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{}
+	r := &relay{restarts: make(chan chan struct{})}
 	mode := func(r *http.Request) (string, bool) {
 		m, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 		return m, strings.HasSuffix(r.URL.Path, "/chat/completions")
@@ -271,6 +298,15 @@ func tamperRelay(t *testing.T, target string) *relay {
 	mux.Handle("/", rp)
 	mux.HandleFunc("GET "+versionsPath, func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, hex.EncodeToString(r.versions()))
+	})
+	mux.HandleFunc("POST "+restartPath, func(w http.ResponseWriter, req *http.Request) {
+		done := make(chan struct{})
+		select {
+		case r.restarts <- done:
+		case <-req.Context().Done():
+			return
+		}
+		<-done
 	})
 	mux.HandleFunc("POST /unknown/", func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)

@@ -6,7 +6,7 @@
 //                    /strip/ set and delete Cocoon-E2E-Session outside the seal,
 //                    /unknown/ answers every chat e2e_session_unknown itself; it
 //                    serves the version bytes of the chat envelopes it saw at
-//                    /relay/versions
+//                    /relay/versions, and restarts the host on POST /relay/restart
 //   COCOON_ROOT      the simulator root's PEM, WRONG_ROOT another simulator's
 //   COCOON_PIPELINE  the pipeline's id; COCOON_API_KEY an API key
 //   COCOON_PROMPT    the prompt (the Go test checks the relay never saw it)
@@ -252,6 +252,24 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
     const next = await Promise.all([host.chat(request(false), { auth }), host.chat(request(true), { auth }), host.chat(request(false), { auth })]);
     assert.ok(next.every((a) => a.signature === "verified"));
     assert.equal(await sent(), "020202");
+  });
+
+  // Last of this step: it restarts the host.
+  test("a restarted host: its session unknown, the retry to its old key e2e_invalid, a new connect chats", async () => {
+    const { host } = await viaRelay();
+    await host.chat(request(false), { auth });
+    await host.chat(request(false), { auth });
+    assert.equal(await sent(), "0102");
+    assert.equal((await fetch(`${relay}/relay/restart`, { method: "POST" })).status, 200);
+    await assert.rejects(host.chat(request(false), { auth }), (e) => {
+      assert.equal(e.code, "e2e_invalid", e.message); // the retry, sealed to the key the host no longer has
+      assert.equal(e.signed, false);
+      return true;
+    });
+    assert.equal(await sent(), "0201", "the session envelope, then once version 1");
+    const again = await open("clean");
+    assert.notEqual(again.hostKey, host.hostKey, "a restarted host has a new host key");
+    assert.equal((await again.chat(request(false), { auth })).signature, "verified");
   });
 }
 
