@@ -250,3 +250,97 @@ func TestSealedBilledRequest(t *testing.T) {
 		t.Fatalf("the retry was not the replay of the first answer: %v seq %d, %d", h2, again.Seq, first.Seq)
 	}
 }
+
+// TestSealedSessions performs the attacks on end-to-end sessions (web/E2E.md §8)
+// against a real host: a session is granted, in the sealed head only, to a request
+// whose credential was accepted, never to a refused or replayed one; a session
+// envelope runs once (a replay is 409), only on its route and pipeline, and a session
+// the host does not hold is a plaintext e2e_session_unknown that runs and charges
+// nothing.
+func TestSealedSessions(t *testing.T) {
+	f, _ := attested(t)
+	path := "/v1/chat/completions"
+	pub := f.server.cfg.Attestation.BootEvidence().E2EKeys.Public()
+	hostKey := f.server.cfg.Attestation.PublicKey()
+	sessions := f.server.e2e.sessions
+	p := e2e.NewSessions()
+	// send seals e2eChat with auth through p (as a client does), posts it, and opens
+	// the answer: the envelope, the answer's status and sealed headers and body.
+	var opener *e2e.Client // of the last request sent
+	send := func(p *e2e.Sessions, auth string) ([]byte, *http.Response, []byte) {
+		t.Helper()
+		env, c, err := p.Seal(e2e.MLKEM768X25519, pub.MLKEM768X25519, http.MethodPost, path,
+			e2e.Request{Header: http.Header{"Authorization": {auth}}, Body: []byte(e2eChat)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opener = c
+		resp := postEnvelope(t, f, path, env)
+		if resp.Header.Get(e2e.SessionHeader) != "" {
+			t.Fatalf("the session grant crossed the wire in the clear: %v", resp.Header)
+		}
+		if err := c.OpenResponse(resp, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return env, resp, b
+	}
+	// A refused credential asks for a session and gets none.
+	if env, resp, b := send(p, "Bearer not-a-key"); env[0] != e2e.Version || resp.StatusCode != http.StatusUnauthorized || resp.Header.Get(e2e.SessionHeader) != "" || sessions.Len() != 0 {
+		t.Fatalf("a refused credential: version %d, %d %v %s, %d sessions", env[0], resp.StatusCode, resp.Header, b, sessions.Len())
+	}
+	env, resp, _ := send(p, "Bearer "+ownerKey)
+	if env[0] != e2e.Version || resp.StatusCode != 200 || resp.Header.Get(e2e.SessionHeader) != "3600" || sessions.Len() != 1 {
+		t.Fatalf("establishing: version %d, %d %v, %d sessions", env[0], resp.StatusCode, resp.Header, sessions.Len())
+	}
+	// The establishing envelope replayed: refused, and granted nothing (its sealed
+	// refusal opens with the establishing request's keys).
+	replayed := postEnvelope(t, f, path, env)
+	if err := opener.OpenResponse(replayed, 1<<20); err != nil || replayed.StatusCode != http.StatusConflict || replayed.Header.Get(e2e.SessionHeader) != "" || sessions.Len() != 1 {
+		t.Fatalf("the establishing request replayed: %d %v %v, %d sessions", replayed.StatusCode, replayed.Header, err, sessions.Len())
+	}
+	env, resp, b := send(p, "Bearer "+ownerKey)
+	if env[0] != e2e.SessionVersion || resp.StatusCode != 200 || resp.Header.Get(e2e.SessionHeader) != "" {
+		t.Fatalf("in the session: version %d, %d %v %s", env[0], resp.StatusCode, resp.Header, b)
+	}
+	v := attest.ResponseVerifier{HostKey: hostKey, Request: []byte(e2eChat)}
+	if err := v.VerifyBody(200, "", b, resp.Header.Get(attest.ResponseSignatureHeader)); err != nil {
+		t.Fatalf("a session answer does not verify: %v", err)
+	}
+	q := e2e.NewSessions() // another client
+	send(q, "Bearer "+ownerKey)
+	ran := generations(f)
+	if r := postEnvelope(t, f, path, env); r.StatusCode != http.StatusConflict || r.Header.Get("Content-Type") != e2e.ContentType {
+		t.Fatalf("a session envelope replayed: %d %v", r.StatusCode, r.Header)
+	}
+	refused := func(name, path string, env []byte, code string) {
+		t.Helper()
+		r := postEnvelope(t, f, path, env)
+		if b, _ := io.ReadAll(r.Body); r.StatusCode != http.StatusBadRequest || !bytes.Contains(b, []byte(`"`+code+`"`)) {
+			t.Errorf("%s: %d %s, want 400 %s", name, r.StatusCode, b, code)
+		}
+	}
+	env, _, err := p.Seal(e2e.MLKEM768X25519, pub.MLKEM768X25519, http.MethodPost, path,
+		e2e.Request{Header: http.Header{"Authorization": {"Bearer " + ownerKey}}, Body: []byte(e2eChat)})
+	if err != nil || env[0] != e2e.SessionVersion {
+		t.Fatal(err)
+	}
+	refused("moved to a pipeline", "/p/"+strings.Repeat("ab", 32)+"/v1/chat/completions", env, "e2e_invalid")
+	// Another client's session id in place of this one's.
+	other, _, _ := q.Seal(e2e.MLKEM768X25519, pub.MLKEM768X25519, http.MethodPost, path, e2e.Request{Body: []byte(e2eChat)})
+	swapped := bytes.Clone(env)
+	copy(swapped[1:17], other[1:17])
+	refused("another client's session id", path, swapped, "e2e_invalid")
+	rid := bytes.Clone(env)
+	rid[20] ^= 1
+	refused("its rid altered", path, rid, "e2e_invalid")
+	unknown := bytes.Clone(env)
+	unknown[1] ^= 1
+	refused("a session the host does not hold", path, unknown, "e2e_session_unknown")
+	if n := generations(f); n != ran {
+		t.Fatalf("refused session envelopes ran the model %d times", n-ran)
+	}
+	if r := postEnvelope(t, f, path, env); r.StatusCode != 200 {
+		t.Fatalf("the unaltered envelope after the refusals: %d", r.StatusCode)
+	}
+}

@@ -47,7 +47,8 @@ func sessionVector(t *testing.T, k *HostKeys, s Suite, v vectorSuite, h http.Hea
 		t.Fatalf("%s: no session granted", s.Name)
 	}
 	vs.SessionID, vs.SessionSecret = est.grant.ID[:], est.grant.Secret[:]
-	vs.GrantHeaders = map[string]string{SessionHeader: strconv.Itoa(int(SessionLifetime.Seconds()))}
+	// The name as the head carries it: net/http's canonical form, Cocoon-E2e-Session.
+	vs.GrantHeaders = map[string]string{http.CanonicalHeaderKey(SessionHeader): strconv.Itoa(int(SessionLifetime.Seconds()))}
 	for name, val := range v.BodyHeaders {
 		vs.GrantHeaders[name] = val
 	}

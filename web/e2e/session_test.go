@@ -1,0 +1,434 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// establish runs a session's first request: p seals the test request to k's key of
+// suite s, the host opens it, grants the session at now in table and answers with the
+// grant in its sealed head (or, with relay set, as relay rewrites the answer), and the
+// client opens the answer.
+func establish(t *testing.T, p *Sessions, k *HostKeys, table *SessionTable, s Suite, now time.Time, relay func(*http.Response)) *Opened {
+	t.Helper()
+	env, c, err := p.Seal(s, k.Public().Key(s), http.MethodPost, testPath, testRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env[0] != Version {
+		t.Fatalf("a first request sealed as version %d", env[0])
+	}
+	o, err := k.Open(table, http.MethodPost, testPath, env, now)
+	if err != nil || !o.Session {
+		t.Fatalf("opened %+v, %v: want a request asking for a session", o, err)
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	if ttl, ok := table.Grant(o, now); ok {
+		h.Set(SessionHeader, strconv.Itoa(int(ttl.Seconds())))
+	}
+	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {ContentType}},
+		Body: io.NopCloser(bytes.NewReader(o.SealBody(200, h, []byte(`{"answer":"the secret answer"}`))))}
+	if relay != nil {
+		relay(resp)
+	}
+	if err := c.OpenResponse(resp, 1<<20); err != nil && relay == nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// sealNext seals the test request with p to k's key of suite s.
+func sealNext(t *testing.T, p *Sessions, k *HostKeys, s Suite) ([]byte, *Client) {
+	t.Helper()
+	env, c, err := p.Seal(s, k.Public().Key(s), http.MethodPost, testPath, testRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, c
+}
+
+// TestSessionRoundTrip: after a granted first request, the client's requests are
+// session envelopes that the host opens under the session (same suite, fresh ids,
+// the sealed credential), whose answers, whole and streamed, open only with that
+// request's client; the envelope bears no plaintext.
+func TestSessionRoundTrip(t *testing.T) {
+	k := testKeys(t)
+	for _, s := range suites {
+		t.Run(s.Name, func(t *testing.T) {
+			p, table, now := NewSessions(), NewSessionTable(SessionCapacity), time.Now()
+			establish(t, p, k, table, s, now, nil)
+			seen := map[[16]byte]bool{}
+			for range 3 {
+				env, c := sealNext(t, p, k, s)
+				if env[0] != SessionVersion || bytes.Contains(env, []byte("secret")) {
+					t.Fatalf("version %d, %q", env[0], env)
+				}
+				o, err := k.Open(table, http.MethodPost, testPath, env, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.Suite.Name != s.Name || o.Header.Get("Authorization") != "Bearer secret-key" || seen[o.ID] || o.ID != [16]byte(env[17:33]) {
+					t.Fatalf("opened suite %s, header %v, id %x", o.Suite.Name, o.Header, o.ID)
+				}
+				seen[o.ID] = true
+				sealed := o.SealBody(200, http.Header{"Content-Type": {"application/json"}}, []byte("the secret answer"))
+				if _, body, err := c.OpenBody(200, sealed); err != nil || string(body) != "the secret answer" {
+					t.Fatalf("OpenBody: %q %v", body, err)
+				}
+				st, err := c.OpenStream(bytes.NewReader(streamOf(o, []string{"data: one\n\n", "data: [DONE]\n\n"})), 1<<20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b, err := io.ReadAll(st); err != nil || string(b) != "data: one\n\ndata: [DONE]\n\n" {
+					t.Fatalf("stream %q %v", b, err)
+				}
+			}
+		})
+	}
+}
+
+// TestSessionAttacks: what a relay, or another client, can do with a session envelope:
+// move it to another route or pipeline, swap its session id for another client's,
+// alter any byte, send one whose rid is not its head's id, or a session id the host
+// does not hold. Each is refused, e2e_invalid or ErrSessionUnknown.
+func TestSessionAttacks(t *testing.T) {
+	k := testKeys(t)
+	table, now := NewSessionTable(SessionCapacity), time.Now()
+	alice, bob := NewSessions(), NewSessions()
+	establish(t, alice, k, table, MLKEM768X25519, now, nil)
+	establish(t, bob, k, table, MLKEM768X25519, now, nil)
+	env, _ := sealNext(t, alice, k, MLKEM768X25519)
+	bobEnv, _ := sealNext(t, bob, k, MLKEM768X25519)
+	open := func(path string, env []byte) error {
+		_, err := k.Open(table, http.MethodPost, path, env, now)
+		return err
+	}
+	if err := open(testPath, env); err != nil {
+		t.Fatal(err)
+	}
+	swapped := bytes.Clone(env)
+	copy(swapped[1:17], bobEnv[1:17])
+	unknown := bytes.Clone(env)
+	unknown[1] ^= 0xff
+	// One with its rid not its head's id, sealed correctly under Alice's session: only
+	// a holder of the session secret can make it.
+	cs := alice.current[sessionSlot{MLKEM768X25519.KEMID(), string(k.Public().MLKEM768X25519)}]
+	req := testRequest()
+	req.ID = [16]byte{1}
+	otherRID, _, err := sealSession(&cs.key, http.MethodPost, testPath, &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := requestPlaintext(&Request{ID: [16]byte{2}, Header: req.Header, Body: req.Body})
+	sch := newSessionSchedule(&cs.key.Secret, [16]byte{1}, http.MethodPost, testPath)
+	gcm, nonce := sch.requestAEAD()
+	otherRID = gcm.Seal(otherRID[:sessionHeaderSize], nonce, plain, otherRID[:sessionHeaderSize])
+	for _, c := range []struct {
+		name, path string
+		env        []byte
+		want       error
+	}{
+		{"another route", "/v1/chat/completions", env, ErrE2E},
+		{"another pipeline", "/p/" + string(bytes.Repeat([]byte("ab"), 32)) + "/v1/chat/completions", env, ErrE2E},
+		{"another client's session id", testPath, swapped, ErrE2E},
+		{"rid not the head's id", testPath, otherRID, ErrE2E},
+		{"a session the host does not hold", testPath, unknown, ErrSessionUnknown},
+		{"truncated header", testPath, env[:20], ErrE2E},
+		{"version 3", testPath, append([]byte{3}, env[1:]...), ErrE2E},
+	} {
+		err := open(c.path, c.env)
+		if !errors.Is(err, c.want) || (c.want != ErrSessionUnknown && errors.Is(err, ErrSessionUnknown)) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	for i := 33; i < len(env); i += 7 {
+		bad := bytes.Clone(env)
+		bad[i] ^= 1
+		if err := open(testPath, bad); !errors.Is(err, ErrE2E) || errors.Is(err, ErrSessionUnknown) {
+			t.Fatalf("byte %d flipped: %v", i, err)
+		}
+	}
+	for i := 17; i < 33; i++ { // the rid: the AAD and the key's salt
+		bad := bytes.Clone(env)
+		bad[i] ^= 1
+		if err := open(testPath, bad); !errors.Is(err, ErrE2E) || errors.Is(err, ErrSessionUnknown) {
+			t.Fatalf("rid byte %d flipped: %v", i, err)
+		}
+	}
+}
+
+// TestSessionGrantIsSealed: a client uses a session only when the answer's sealed head
+// grants it. A relay that adds the header in the clear to an answer that grants none,
+// or strips or alters the sealed grant (any byte of the answer), leaves the client on
+// version 1; an answer that grants a session only to the client whose request asked.
+func TestSessionGrantIsSealed(t *testing.T) {
+	k := testKeys(t)
+	now := time.Now()
+	version := func(p *Sessions) byte {
+		env, _ := sealNext(t, p, k, X25519)
+		return env[0]
+	}
+	// The host grants none (a full... any reason), a relay adds the header in the clear.
+	p, table := NewSessions(), NewSessionTable(SessionCapacity)
+	env, c := sealNext(t, p, k, X25519)
+	o, err := k.Open(table, http.MethodPost, testPath, env, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {ContentType}, SessionHeader: {"3600"}},
+		Body: io.NopCloser(bytes.NewReader(o.SealBody(200, http.Header{}, []byte("{}"))))}
+	if err := c.OpenResponse(resp, 1<<20); err != nil || resp.Header.Get(SessionHeader) != "" {
+		t.Fatalf("%v %v", resp.Header, err)
+	}
+	if v := version(p); v != Version {
+		t.Fatalf("a session used from a plaintext header: version %d", v)
+	}
+	// The host grants one; the relay flips a byte of the sealed answer: it does not
+	// open, and no session is used.
+	for _, flip := range []int{0, 10, 40} {
+		p := NewSessions()
+		establish(t, p, k, table, X25519, now, func(r *http.Response) {
+			b, _ := io.ReadAll(r.Body)
+			b[flip] ^= 1
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		})
+		if v := version(p); v != Version {
+			t.Fatalf("byte %d flipped: a session used from an answer that did not open", flip)
+		}
+	}
+	// The grant, unaltered, is used.
+	p = NewSessions()
+	establish(t, p, k, table, X25519, now, nil)
+	if v := version(p); v != SessionVersion {
+		t.Fatalf("a granted session not used: version %d", v)
+	}
+	// A grant that is not a lifetime the protocol allows is ignored.
+	for _, bad := range []string{"60", "3601", "-5", "1e3", ""} {
+		p := NewSessions()
+		env, c := sealNext(t, p, k, X25519)
+		o, _ := k.Open(table, http.MethodPost, testPath, env, now)
+		c.OpenBody(200, o.SealBody(200, http.Header{SessionHeader: {bad}}, nil))
+		if v := version(p); v != Version {
+			t.Errorf("a grant of %q used", bad)
+		}
+	}
+}
+
+// TestSessionExpiry: the host forgets a session SessionLifetime after its creation,
+// however much it is used (ErrSessionUnknown); the client stops using it SessionMargin
+// before, and asks for a new one.
+func TestSessionExpiry(t *testing.T) {
+	k := testKeys(t)
+	start := time.Now()
+	p, table := NewSessions(), NewSessionTable(SessionCapacity)
+	clock := start
+	p.now = func() time.Time { return clock }
+	establish(t, p, k, table, X25519, start, nil)
+	env, _ := sealNext(t, p, k, X25519)
+	for _, at := range []time.Duration{time.Minute, 30 * time.Minute, SessionLifetime - time.Second} {
+		if _, err := k.Open(table, http.MethodPost, testPath, env, start.Add(at)); err != nil {
+			t.Fatalf("at %s: %v", at, err)
+		}
+	}
+	if _, err := k.Open(table, http.MethodPost, testPath, env, start.Add(SessionLifetime)); !errors.Is(err, ErrSessionUnknown) {
+		t.Fatalf("at the lifetime: %v, want ErrSessionUnknown", err)
+	}
+	if table.Len() != 0 {
+		t.Fatalf("an expired session kept: %d", table.Len())
+	}
+	clock = start.Add(SessionLifetime - SessionMargin - time.Second)
+	if env, _ := sealNext(t, p, k, X25519); env[0] != SessionVersion {
+		t.Fatal("the session was not used before its margin")
+	}
+	clock = start.Add(SessionLifetime - SessionMargin)
+	if env, _ := sealNext(t, p, k, X25519); env[0] != Version {
+		t.Fatal("the session was used within its margin of the expiry")
+	}
+}
+
+// TestSessionUnknownRetry: a session envelope refused e2e_session_unknown makes the
+// client drop the session and seal the request once more as version 1, asking anew;
+// any other refusal is not retried here, and e2e_invalid drops the session too.
+func TestSessionUnknownRetry(t *testing.T) {
+	k := testKeys(t)
+	now := time.Now()
+	for _, c := range []struct {
+		code      string
+		retry     bool
+		nextIsNew bool // the next request is version 1
+	}{{"e2e_session_unknown", true, true}, {"e2e_invalid", false, true}, {"stale_request", false, false}, {"", false, false}} {
+		p := NewSessions()
+		establish(t, p, k, NewSessionTable(SessionCapacity), X25519, now, nil)
+		env, cl := sealNext(t, p, k, X25519)
+		if env[0] != SessionVersion {
+			t.Fatal("no session")
+		}
+		if got := cl.Retry(c.code); got != c.retry {
+			t.Errorf("%q: Retry %v, want %v", c.code, got, c.retry)
+		}
+		if next, _ := sealNext(t, p, k, X25519); (next[0] == Version) != c.nextIsNew {
+			t.Errorf("%q: the next request is version %d", c.code, next[0])
+		}
+	}
+	// A version 1 request is never retried: the refusal could be forged for one that ran.
+	_, cl := sealNext(t, NewSessions(), k, X25519)
+	if cl.Retry("e2e_session_unknown") {
+		t.Fatal("a version 1 request retried")
+	}
+}
+
+// TestSessionTableCapacity: a full table forgets its least recently used session to
+// grant a new one, and never refuses a grant; a session in use stays.
+func TestSessionTableCapacity(t *testing.T) {
+	k := testKeys(t)
+	const capacity = 4
+	table, now := NewSessionTable(capacity), time.Now()
+	var clients []*Sessions
+	for range capacity {
+		p := NewSessions()
+		establish(t, p, k, table, X25519, now, nil)
+		clients = append(clients, p)
+	}
+	// Client 0 is the oldest but in use: client 1 is the least recently used.
+	env, _ := sealNext(t, clients[0], k, X25519)
+	if _, err := k.Open(table, http.MethodPost, testPath, env, now); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		p := NewSessions()
+		establish(t, p, k, table, X25519, now, nil)
+		if env, _ := sealNext(t, p, k, X25519); env[0] != SessionVersion {
+			t.Fatal("a grant refused by a full table")
+		}
+		clients = append(clients, p)
+	}
+	if table.Len() != capacity {
+		t.Fatalf("%d sessions, capacity %d", table.Len(), capacity)
+	}
+	for i, p := range clients {
+		env, _ := sealNext(t, p, k, X25519)
+		_, err := k.Open(table, http.MethodPost, testPath, env, now)
+		if forgotten := i == 1 || i == 2; forgotten != errors.Is(err, ErrSessionUnknown) {
+			t.Errorf("client %d: %v (forgotten: %v)", i, err, forgotten)
+		}
+	}
+}
+
+// TestSessionTableConcurrent: grants and lookups from many goroutines (run with -race).
+func TestSessionTableConcurrent(t *testing.T) {
+	k := testKeys(t)
+	table, now := NewSessionTable(64), time.Now()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			p := NewSessions()
+			for i := range 20 {
+				env, c := sealNext(t, p, k, X25519)
+				o, err := k.Open(table, http.MethodPost, testPath, env, now)
+				if errors.Is(err, ErrSessionUnknown) {
+					c.Retry("e2e_session_unknown")
+					continue
+				} else if err != nil {
+					t.Errorf("goroutine %d request %d: %v", g, i, err)
+					return
+				}
+				h := http.Header{}
+				if ttl, ok := table.Grant(o, now); ok {
+					h.Set(SessionHeader, strconv.Itoa(int(ttl.Seconds())))
+				}
+				if _, _, err := c.OpenBody(200, o.SealBody(200, h, nil)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func FuzzOpenSession(f *testing.F) {
+	k, err := HostKeysFromSeeds(bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32))
+	if err != nil {
+		f.Fatal(err)
+	}
+	table, now := NewSessionTable(16), time.Unix(1_800_000_000, 0)
+	p := NewSessions()
+	env, c, _ := p.Seal(X25519, k.Public().X25519, http.MethodPost, testPath, testRequest())
+	o, _ := k.Open(table, http.MethodPost, testPath, env, now)
+	table.Grant(o, now)
+	c.OpenBody(200, o.SealBody(200, http.Header{SessionHeader: {"3600"}}, nil))
+	sess, _, _ := p.Seal(X25519, k.Public().X25519, http.MethodPost, testPath, testRequest())
+	f.Add(sess)
+	f.Add(sess[:sessionHeaderSize])
+	f.Add([]byte{SessionVersion})
+	f.Fuzz(func(t *testing.T, env []byte) {
+		o, err := k.Open(table, http.MethodPost, testPath, env, now)
+		if err == nil && len(env) > 0 && env[0] == SessionVersion && o.ID != [16]byte(env[17:33]) {
+			t.Fatal("a session request opened whose head id is not its rid")
+		}
+	})
+}
+
+// BenchmarkSessionSealOpen is a session request's cost on both sides, to set against
+// BenchmarkSealOpen's KEM: the client's sealing and the host's opening, and the
+// answer's keys.
+func BenchmarkSessionSealOpen(b *testing.B) {
+	k, _ := GenerateHostKeys()
+	table, now := NewSessionTable(SessionCapacity), time.Now()
+	p := NewSessions()
+	env, c, _ := p.Seal(MLKEM768X25519, k.Public().MLKEM768X25519, http.MethodPost, testPath, testRequest())
+	o, _ := k.Open(table, http.MethodPost, testPath, env, now)
+	table.Grant(o, now)
+	c.OpenBody(200, o.SealBody(200, http.Header{SessionHeader: {"3600"}}, nil))
+	for b.Loop() {
+		env, _, err := p.Seal(MLKEM768X25519, k.Public().MLKEM768X25519, http.MethodPost, testPath, testRequest())
+		if err != nil || env[0] != SessionVersion {
+			b.Fatal(err)
+		}
+		if _, err := k.Open(table, http.MethodPost, testPath, env, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSessionTable is a full table's cost: lookups and grants (each grant
+// forgets the least recently used) from parallel goroutines, under its one mutex,
+// and its memory per session (bytes/session).
+func BenchmarkSessionTable(b *testing.B) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	table, now := NewSessionTable(SessionCapacity), time.Now()
+	for i := range SessionCapacity {
+		o := Opened{grant: &SessionKey{Suite: X25519}}
+		binary.BigEndian.PutUint64(o.grant.ID[:], uint64(i))
+		table.Grant(&o, now)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/SessionCapacity, "bytes/session")
+	b.RunParallel(func(pb *testing.PB) {
+		var id [16]byte
+		rand.Read(id[8:]) // this goroutine's grants are its own
+		for i := 0; pb.Next(); i++ {
+			if i%16 == 0 {
+				binary.BigEndian.PutUint64(id[:], uint64(i))
+				table.Grant(&Opened{grant: &SessionKey{ID: id, Suite: X25519}}, now)
+			} else {
+				var old [16]byte
+				binary.BigEndian.PutUint64(old[:], uint64(i%SessionCapacity))
+				table.lookup(old, now)
+			}
+		}
+	})
+	runtime.KeepAlive(table)
+}
