@@ -175,8 +175,10 @@ func runNode(t *testing.T, vars map[string]string, r *relay, restart func()) {
 	for {
 		select {
 		case done := <-restarts:
-			restart()
-			close(done)
+			func() {
+				defer close(done) // also when restart fails t: the relay's handler returns
+				restart()
+			}()
 		case err := <-exited:
 			if err != nil {
 				t.Fatalf("node %v:\n%s", err, out.Bytes())
