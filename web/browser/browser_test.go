@@ -15,7 +15,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,8 +47,10 @@ func modelDir() string {
 // dist/cocoon.js against a host on the simulator with the real model, behind a relay
 // that alters sealed requests or answers on demand (tamperRelay): connect verifies and
 // pins, a wrong simulator root fails, chats whole and streamed in both suites verify,
-// a changed byte either way is a clean e2e_invalid, and the host's own relay never
-// sees the prompt.
+// a changed byte either way is a clean error, sessions are used from the second chat
+// on (version-2 envelopes at the relay), a relay's Cocoon-E2E-Session header outside
+// the seal changes nothing, an unknown session falls back once to version 1, and the
+// host's own relay never sees the prompt.
 func TestLibraryAgainstHost(t *testing.T) {
 	engine, err := embedded.New(modelDir())
 	if err != nil {
@@ -55,12 +59,16 @@ func TestLibraryAgainstHost(t *testing.T) {
 	t.Cleanup(func() { engine.Close() })
 	h := proxytest.NewHost(t, engine)
 	h.Answer429(8, "0") // for test/host.mjs's rate-limit test: a connect that gives up, one that waits
+	relay := tamperRelay(t, h.URL)
 	runNode(t, map[string]string{
-		"COCOON_RELAY": tamperRelay(t, h.URL), "COCOON_ROOT": h.Root, "WRONG_ROOT": wrongRoot(t),
+		"COCOON_RELAY": relay.URL, "COCOON_ROOT": h.Root, "WRONG_ROOT": wrongRoot(t),
 		"COCOON_PIPELINE": h.ID, "COCOON_API_KEY": proxytest.APIKey, "VERIFIER_SHA256": verifierSHA256(t),
-	})
+	}, relay, func() { h.Start(t) })
 	if bytes.Contains(h.Captured(), []byte(prompt)) {
 		t.Fatal("the relay in front of the host saw the prompt")
+	}
+	if v := relay.versions(); !bytes.Contains(v, []byte{2}) || !bytes.Contains(v, []byte{1}) {
+		t.Fatalf("the relay saw envelopes of versions %v: want both 1 (establishing) and 2 (sessions)", v)
 	}
 }
 
@@ -95,10 +103,10 @@ func TestLibraryBilling(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "deposit.json")
-	vars := map[string]string{"COCOON_RELAY": tamperRelay(t, h.URL), "COCOON_ROOT": h.Root, "COCOON_PIPELINE": h.ID,
+	vars := map[string]string{"COCOON_RELAY": tamperRelay(t, h.URL).URL, "COCOON_ROOT": h.Root, "COCOON_PIPELINE": h.ID,
 		"COCOON_API_KEY": proxytest.APIKey, "COCOON_WALLET": client.WalletAddress().String(), "COCOON_OUT": out}
 	vars["COCOON_STEP"] = "deposit"
-	runNode(t, vars)
+	runNode(t, vars, nil, nil)
 
 	var d struct {
 		Address   string `json:"address"`
@@ -130,7 +138,7 @@ func TestLibraryBilling(t *testing.T) {
 		t.Fatal(err)
 	}
 	vars["COCOON_STEP"] = "billed"
-	runNode(t, vars)
+	runNode(t, vars, nil, nil)
 }
 
 func ed25519Seed(b byte) ed25519.PrivateKey {
@@ -138,8 +146,9 @@ func ed25519Seed(b byte) ed25519.PrivateKey {
 }
 
 // runNode runs test/host.mjs with the variables vars and fails t with its output
-// when it fails.
-func runNode(t *testing.T, vars map[string]string) {
+// when it fails. While it runs, each restart the relay r is asked for (restartPath)
+// runs restart on the test's goroutine.
+func runNode(t *testing.T, vars map[string]string, r *relay, restart func()) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -152,26 +161,96 @@ func runNode(t *testing.T, vars map[string]string) {
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	outb, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node %v:\n%s", err, outb)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("node:\n%s", outb)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var restarts chan chan struct{}
+	if r != nil {
+		restarts = r.restarts
+	}
+	for {
+		select {
+		case done := <-restarts:
+			func() {
+				defer close(done) // also when restart fails t: the relay's handler returns
+				restart()
+			}()
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("node %v:\n%s", err, out.Bytes())
+			}
+			t.Logf("node:\n%s", out.Bytes())
+			return
+		}
+	}
 }
 
 // relayMode is the context key of a relayed request's mode, for its answer.
 type relayMode struct{}
 
-// tamperRelay serves target under three prefixes: /clean/ passes everything through;
-// /request/ changes one byte of every sealed chat request, /answer/ one byte of every
-// sealed chat answer (a whole answer's ciphertext, or a stream's second record), so
-// that the test proves what the library does with altered ciphertext.
-func tamperRelay(t *testing.T, target string) string {
+// relay is a tamperRelay: its URL, the version bytes of the sealed chat requests it
+// passed, in order, and the host restarts asked of it (each closes its channel once
+// the host is back: runNode).
+type relay struct {
+	URL string
+
+	restarts chan chan struct{}
+	mu       sync.Mutex
+	seen     []byte
+}
+
+// versions returns the first byte of every sealed chat request the relay saw so far.
+func (r *relay) versions() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Clone(r.seen)
+}
+
+// record notes the version byte of a sealed chat request.
+func (r *relay) record(envelope []byte) {
+	if len(envelope) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, envelope[0])
+}
+
+// versionsPath is where the relay serves the versions it saw, for test/host.mjs;
+// restartPath restarts the host behind it (new keys, every session forgotten).
+const (
+	versionsPath = "/relay/versions"
+	restartPath  = "/relay/restart"
+)
+
+// tamperRelay serves target under these prefixes, so that the test proves what the
+// library does with what a relay can do:
+//
+//	/clean/    passes everything through
+//	/request/  changes the middle byte of every sealed chat request
+//	/flipN/    changes byte N of every session (version-2) chat request: 0 is the
+//	           first, -1 the last
+//	/answer/   changes one byte of every sealed chat answer (a whole answer's
+//	           ciphertext, or a stream's second record)
+//	/forge/    sets Cocoon-E2E-Session: 3600 on every chat answer, outside the seal
+//	/strip/    deletes Cocoon-E2E-Session from every chat answer, outside the seal
+//	/unknown/  answers every chat request itself with a plaintext 400
+//	           e2e_session_unknown, as the host does for a session it does not hold
+//
+// It records the version byte of every sealed chat request (as sent, before any
+// change), served as hex at versionsPath, and restarts the host on a POST to
+// restartPath.
+func tamperRelay(t *testing.T, target string) *relay {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
+	r := &relay{restarts: make(chan chan struct{})}
 	mode := func(r *http.Request) (string, bool) {
 		m, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 		return m, strings.HasSuffix(r.URL.Path, "/chat/completions")
@@ -183,29 +262,65 @@ func tamperRelay(t *testing.T, target string) string {
 			pr.Out.URL.Path = strings.TrimPrefix(pr.In.URL.Path, "/"+m)
 			pr.Out.URL.RawPath = ""
 			pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), relayMode{}, m))
-			if chat && m == "request" {
-				body, _ := io.ReadAll(pr.Out.Body)
-				body[len(body)/2] ^= 1
-				pr.Out.Body, pr.Out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			if !chat {
+				return
 			}
+			body, _ := io.ReadAll(pr.Out.Body)
+			r.record(body)
+			if m == "request" {
+				body[len(body)/2] ^= 1
+			} else if n, err := strconv.Atoi(strings.TrimPrefix(m, "flip")); err == nil && len(body) > 0 && body[0] == 2 {
+				body[(n+len(body))%len(body)] ^= 1 // -1 is the last byte
+			}
+			pr.Out.Body, pr.Out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if m, _ := resp.Request.Context().Value(relayMode{}).(string); m != "answer" || !strings.HasSuffix(resp.Request.URL.Path, "/chat/completions") {
+			m, _ := resp.Request.Context().Value(relayMode{}).(string)
+			if !strings.HasSuffix(resp.Request.URL.Path, "/chat/completions") {
 				return nil
 			}
-			answer, err := io.ReadAll(resp.Body)
-			if err != nil {
-				return err
+			switch m {
+			case "forge":
+				resp.Header.Set("Cocoon-E2E-Session", "3600")
+			case "strip":
+				resp.Header.Del("Cocoon-E2E-Session")
+			case "answer":
+				answer, err := io.ReadAll(resp.Body)
+				if err != nil {
+					return err
+				}
+				answer = alterAnswer(t, resp.Header.Get("Content-Type"), answer)
+				resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(answer)), int64(len(answer))
+				resp.Header.Del("Content-Length")
 			}
-			answer = alterAnswer(t, resp.Header.Get("Content-Type"), answer)
-			resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(answer)), int64(len(answer))
-			resp.Header.Del("Content-Length")
 			return nil
 		},
 	}
-	ts := httptest.NewServer(rp)
+	mux := http.NewServeMux()
+	mux.Handle("/", rp)
+	mux.HandleFunc("GET "+versionsPath, func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, hex.EncodeToString(r.versions()))
+	})
+	mux.HandleFunc("POST "+restartPath, func(w http.ResponseWriter, req *http.Request) {
+		done := make(chan struct{})
+		select {
+		case r.restarts <- done:
+		case <-req.Context().Done():
+			return
+		}
+		<-done
+	})
+	mux.HandleFunc("POST /unknown/", func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.record(body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":{"code":"e2e_session_unknown","message":"forged by the relay"}}`)
+	})
+	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
-	return ts.URL
+	r.URL = ts.URL
+	return r
 }
 
 // alterAnswer changes one byte of a sealed answer's ciphertext: the middle byte of a

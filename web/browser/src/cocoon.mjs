@@ -47,6 +47,8 @@ const utf8 = new TextEncoder();
  *             (a host serves all three under /sdk/), never baseURL, which may be a relay
  *   verifierSHA256 the verifier's sha256 (hex), to refuse any other verifier
  *   suite     "mlkem768x25519" (default: post-quantum, X-Wing) or "x25519"
+ *   sessions  true (default): one KEM per session the host grants, then session
+ *             envelopes (one HKDF and one AES-GCM a request); false: a KEM every request
  *   auth      Authorization sent with the pipeline evidence request, which is not sealed:
  *             anything between sees it; unset, the host serves it as to an anonymous reviewer
  *   fetch     a fetch function, default globalThis.fetch
@@ -55,7 +57,7 @@ const utf8 = new TextEncoder();
  * verification each (milliseconds), plus loading the verifier once per page.
  */
 export async function connect(options = {}) {
-  const { baseURL = "", pipeline = "", verifier = {}, auth, suite = "mlkem768x25519" } = options;
+  const { baseURL = "", pipeline = "", verifier = {}, auth, suite = "mlkem768x25519", sessions = true } = options;
   const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
   if (!e2e.SUITES.includes(suite)) throw new CocoonError("invalid_argument", `suite ${JSON.stringify(suite)}: want one of ${e2e.SUITES.join(", ")}`);
   if (pipeline && !/^[0-9a-f]{64}$/.test(pipeline)) throw new CocoonError("invalid_argument", "pipeline: want 64 lowercase hex digits");
@@ -80,7 +82,7 @@ export async function connect(options = {}) {
     }
     keys = p.keys;
   }
-  return new Host({ base, fetchFn, pipeline, keys, report, suite });
+  return new Host({ base, fetchFn, pipeline, keys, report, suite, sessions });
 }
 
 // verifyEvidence fetches evidence at url over a fresh nonce and verifies it: the report
@@ -113,18 +115,26 @@ async function verifyEvidence(fetchFn, url, headers, verifierOptions, what) {
 /**
  * Host is a host whose evidence verified: its keys are pinned for every request. It is
  * made by connect, from the keys the verifier returned; a Host made otherwise pins
- * whatever it is given (the tests make one with a wrong host key).
+ * whatever it is given (the tests make one with a wrong host key). With sessions, it
+ * keeps the one session the host last granted to its pinned key (E2E.md's session
+ * section) and seals with it until it expires.
  */
 export class Host {
   #base;
   #fetch;
   #keys;
   #prices = null;
+  #sessions;
+  // The current session (e2e.Session) or null. Concurrent chats share it: each seals
+  // under its own rid; a grant replaces it only with one that lasts longer; an unknown
+  // session is dropped only if it is still the current one.
+  #session = null;
 
-  constructor({ base, fetchFn, pipeline, keys, report, suite }) {
+  constructor({ base, fetchFn, pipeline, keys, report, suite, sessions = true }) {
     this.#base = base;
     this.#fetch = fetchFn;
     this.#keys = keys;
+    this.#sessions = sessions;
     /** The pipeline chat requests go to, "" for the host's bare model. */
     this.pipeline = pipeline;
     /** { boot, pipeline } reports as the verifier returned them, to display. */
@@ -145,9 +155,15 @@ export class Host {
    * resolves: a stream that fails its signature rejects at its end); auth (an
    * Authorization value) or pay ({ clientKey, escrow }: the request is signed with the
    * escrow's client key and billed to it, and its receipt must verify); signal (an
-   * AbortSignal); idempotencyKey. Rejects with CocoonError: the host's code for a
-   * refusal, e2e_invalid for an answer that does not open, signature_invalid for one
-   * not signed by the pinned host key, receipt_invalid, network.
+   * AbortSignal); idempotencyKey. With sessions (connect's default) the request is a
+   * session envelope when the host granted a session, else a version-1 envelope that
+   * asks for one; a session the host says it does not hold (a plaintext 400
+   * e2e_session_unknown, which anything between can forge: it costs one KEM) is dropped
+   * and the request sent once more as version 1, same body and credentials, a new id;
+   * a session envelope refused e2e_invalid drops its session too (E2E.md §7).
+   * Rejects with CocoonError: the host's code for a refusal, e2e_invalid for an answer
+   * that does not open, signature_invalid for one not signed by the pinned host key,
+   * receipt_invalid, network.
    */
   async chat(request, options = {}) {
     const { onDelta, auth, pay, signal, idempotencyKey } = options;
@@ -162,30 +178,72 @@ export class Host {
     } else if (auth) {
       headers.Authorization = auth;
     }
-    const pub = e2e.base64Decode(this.#keys.e2e_keys[this.suite]);
-    const { envelope, opener } = await e2e.sealRequest(this.suite, pub, "POST", path, { headers, body });
-    const resp = await send(this.#fetch, this.#base + path, {
-      method: "POST", body: envelope, signal, headers: { "Content-Type": e2e.CONTENT_TYPE },
-    });
+    const { resp, opener, grant } = await this.#send(path, { headers, body }, signal);
     const type = resp.headers.get("Content-Type");
     let answer;
     if (resp.status === 200 && type === "text/event-stream") {
-      answer = await this.#readStream(resp, opener, body, onDelta);
+      answer = await this.#readStream(resp, opener, body, onDelta, grant);
     } else if (type === e2e.CONTENT_TYPE) {
-      answer = await this.#readWhole(resp, opener, body);
+      answer = await this.#readWhole(resp, opener, body, grant);
     } else {
-      // Refused before the request opened (web/E2E.md §4): plaintext and unsigned.
-      const bytes = await readLimited(resp, 1 << 20);
-      if (resp.ok) throw new CocoonError("e2e_invalid", `the answer (${resp.status}) is not sealed: not the host's answer to this request`, { status: resp.status });
-      throw await hostError(resp, bytes, "the host refused the sealed request before opening it (an unsigned answer: it may come from anything between)", false);
+      throw await refusal(resp);
     }
     answer.receipt = await this.#checkReceipt(answer.receipt, pay, signed);
     return answer;
   }
 
+  // #send seals request ({ headers, body }) for path, under the current session if
+  // there is one, and posts it; a session the host does not hold is dropped and the
+  // request sent once more as version 1; one whose envelope the host refused
+  // e2e_invalid is dropped, and the refusal returned. It returns the answer, its Opener, and grant
+  // (headers), which adopts the session a version-1 request asked for if the opened
+  // head grants one (a no-op for a session envelope).
+  async #send(path, request, signal) {
+    for (let retried = false; ; retried = true) {
+      const session = retried ? null : this.#currentSession();
+      const sentAt = Date.now();
+      let sealed;
+      if (session) {
+        sealed = await session.seal("POST", path, request);
+      } else {
+        const pub = e2e.base64Decode(this.#keys.e2e_keys[this.suite]);
+        sealed = await e2e.sealRequest(this.suite, pub, "POST", path, { ...request, session: this.#sessions });
+      }
+      const resp = await send(this.#fetch, this.#base + path, {
+        method: "POST", body: sealed.envelope, signal, headers: { "Content-Type": e2e.CONTENT_TYPE },
+      });
+      const grant = sealed.sessionKeys ? (headers) => this.#adopt(sealed.sessionKeys, headers, sentAt) : () => {};
+      if (!session || resp.status !== 400 || resp.headers.get("Content-Type") === e2e.CONTENT_TYPE) {
+        return { resp, opener: sealed.opener, grant };
+      }
+      const err = await refusal(resp);
+      if (err.code !== e2e.SESSION_UNKNOWN && err.code !== "e2e_invalid") throw err;
+      if (this.#session === session) this.#session = null;
+      if (err.code !== e2e.SESSION_UNKNOWN) throw err;
+    }
+  }
+
+  // #currentSession is the session to seal the next request with, or null: none
+  // granted, expired, or sessions off.
+  #currentSession() {
+    if (this.#session && !this.#session.usable()) this.#session = null;
+    return this.#session;
+  }
+
+  // #adopt keeps the session of keys ({ id, secret }) if the opened head of the
+  // answer to the version-1 request that derived them grants one (Cocoon-E2E-Session,
+  // sealed), unless the current session lasts longer.
+  async #adopt(keys, sealedHeaders, sentAt) {
+    const seconds = e2e.sessionSeconds(sealedHeaders);
+    if (!seconds) return;
+    const s = await e2e.Session.create(keys, seconds, sentAt);
+    if (s && (!this.#session || s.expiresAt > this.#session.expiresAt)) this.#session = s;
+  }
+
   // #readWhole opens a whole answer, checks its signature, and returns it or the
   // host's error.
-  async #readWhole(resp, opener, requestBody) {
+  // grant(headers) is given the opened head.
+  async #readWhole(resp, opener, requestBody, grant) {
     const sealed = await readLimited(resp, MAX_ANSWER + (16 << 10) + 20);
     let opened;
     try {
@@ -193,6 +251,7 @@ export class Host {
     } catch (e) {
       throw new CocoonError("e2e_invalid", `the host's answer (${resp.status}) does not open with this request's key, so it is not shown: ${e.message}`, { status: resp.status, cause: e });
     }
+    await grant(opened.headers);
     const retryAfter = opened.headers.get("Retry-After") ?? resp.headers.get("Retry-After") ?? "";
     const check = call("cocoonCheckAnswer", JSON.stringify({
       host_key: this.hostKey, pipeline_id: this.pipeline, kind: "body", status: resp.status,
@@ -215,15 +274,19 @@ export class Host {
 
   // #readStream opens a stream record by record, gives its text to onDelta as it
   // arrives, and at its end checks its signature over every opened byte; the text,
-  // usage and receipt returned come from the verified events only.
-  async #readStream(resp, opener, requestBody, onDelta) {
+  // usage and receipt returned come from the verified events only. grant(headers) is
+  // given the opened head.
+  async #readStream(resp, opener, requestBody, onDelta, grant) {
     const parts = [];
     let size = 0;
     let pending = "";
     const dec = new TextDecoder();
     try {
       for await (const piece of opener.openStream(streamChunks(resp.body), MAX_ANSWER)) {
-        if (!piece.bytes) continue; // the head: a stream's signature is in its last event
+        if (piece.headers) {
+          await grant(piece.headers); // the head: a stream's signature is in its last event
+          continue;
+        }
         size += piece.bytes.length;
         if (size > MAX_ANSWER) throw new e2e.E2EError(`the stream exceeds ${MAX_ANSWER} bytes`);
         parts.push(piece.bytes);
@@ -424,6 +487,14 @@ async function* streamChunks(body) {
   } finally {
     reader.releaseLock();
   }
+}
+
+// refusal is the CocoonError of an answer that is not sealed: a refusal before the
+// request opened (web/E2E.md §4), plaintext and unsigned.
+async function refusal(resp) {
+  const bytes = await readLimited(resp, 1 << 20);
+  if (resp.ok) return new CocoonError("e2e_invalid", `the answer (${resp.status}) is not sealed: not the host's answer to this request`, { status: resp.status });
+  return hostError(resp, bytes, "the host refused the sealed request before opening it (an unsigned answer: it may come from anything between)", false);
 }
 
 // hostError is the CocoonError of a host's error answer: its error.code when the body

@@ -1,5 +1,6 @@
-// End-to-end encryption of chat requests, version 1 (web/E2E.md), the client's side:
-// seal a request to the host's attested HPKE key, open the answer's records in order.
+// End-to-end encryption of chat requests (web/E2E.md), the client's side: seal a
+// request to the host's attested HPKE key (version 1) or under a session it established
+// (version 2), open the answer's records in order.
 // The Go implementation is web/e2e; both are checked against web/e2e/testdata/vectors.json
 // (web/e2e/js/test.mjs runs this module on them).
 import { Aes256Gcm, CipherSuite, HkdfSha256 } from "@hpke/core";
@@ -9,8 +10,31 @@ import { XWing } from "@hpke/hybridkem-x-wing";
 /** The media type of an envelope and of a sealed whole answer. */
 export const CONTENT_TYPE = "application/vnd.cocoon.e2e";
 
-/** The envelope's version byte. */
+/** The version byte of an HPKE envelope (one KEM per request). */
 export const VERSION = 1;
+
+/** The version byte of a session envelope (no KEM: one HKDF and one AES-GCM). */
+export const SESSION_VERSION = 2;
+
+/**
+ * The answer header, read only from an opened answer's sealed head, by which the host
+ * grants the session a version-1 request asked for: seconds until it expires.
+ */
+export const SESSION_HEADER = "Cocoon-E2E-Session";
+
+/** The host's error code for a session envelope whose session it does not hold. */
+export const SESSION_UNKNOWN = "e2e_session_unknown";
+
+/** How long a host keeps a session from its creation (E2E.md §8): the longest grant. */
+export const SESSION_LIFETIME_SECONDS = 3600;
+
+/** A client stops using a session this many seconds before the host's expiry. */
+export const SESSION_MARGIN_SECONDS = 60;
+
+// The session envelope's layout: version, session id, rid; these 33 bytes are its AAD.
+const SESSION_ID_BYTES = 16;
+const RID_BYTES = 16;
+const SESSION_HEADER_BYTES = 1 + SESSION_ID_BYTES + RID_BYTES;
 
 // The suites of version 1 by name (E2E.md §2): KEM id, the KEM, the length of enc.
 const KEMS = {
@@ -77,26 +101,32 @@ function frame(head, body) {
 
 /**
  * requestPlaintext is what an envelope seals: the JSON head {"id","time","headers"}
- * (header names in canonical form, sorted, as Go writes them) and the body.
+ * (header names in canonical form, sorted, as Go writes them), with "session": true
+ * when session is set (a version-1 request asking for a session), and the body.
  */
-export function requestPlaintext({ id, time, headers, body }) {
+export function requestPlaintext({ id, time, headers, body, session = false }) {
   const sorted = {};
   for (const name of Object.keys(headers).sort()) {
     if (!SEALED_HEADERS.includes(name)) throw new E2EError(`header ${JSON.stringify(name)} cannot be sealed (one of ${SEALED_HEADERS.join(", ")})`);
     sorted[name] = String(headers[name]);
   }
-  return frame(JSON.stringify({ id, time, headers: sorted }), body);
+  const head = { id, time, headers: sorted };
+  if (session) head.session = true;
+  return frame(JSON.stringify(head), body);
 }
 
 /**
  * sealRequest seals a request for method and path (the request-target as sent) to the
- * host's public key of suite, and returns the envelope to POST with CONTENT_TYPE and
- * the Opener of its answer. headers are the credentials and Content-Type (sealed only),
- * body the request's bytes. id (32 hex), time (Unix seconds) and ekm (the ephemeral
- * key's seed) are for test vectors only: a fresh random id, the clock and a random
- * ephemeral key otherwise. Cost: one HPKE encapsulation and seal.
+ * host's public key of suite (a version-1 envelope), and returns the envelope to POST
+ * with CONTENT_TYPE and the Opener of its answer. headers are the credentials and
+ * Content-Type (sealed only), body the request's bytes. With session, the head asks
+ * the host for a session, and the result has sessionKeys: the { id, secret } the
+ * host stores if it grants one (sessionKeys, E2E.md's session section). id (32 hex),
+ * time (Unix seconds) and ekm (the ephemeral key's seed) are for test vectors only: a
+ * fresh random id, the clock and a random ephemeral key otherwise. Cost: one HPKE
+ * encapsulation and seal.
  */
-export async function sealRequest(suiteName, publicKey, method, path, { headers, body, id, time, ekm }) {
+export async function sealRequest(suiteName, publicKey, method, path, { headers, body, id, time, ekm, session = false }) {
   const s = suite(suiteName);
   let pk;
   try {
@@ -109,6 +139,7 @@ export async function sealRequest(suiteName, publicKey, method, path, { headers,
     time: time ?? Math.floor(Date.now() / 1000),
     headers,
     body,
+    session,
   });
   const params = { recipientPublicKey: pk, info: toArrayBuffer(info(method, path)) };
   if (ekm) params.ekm = toArrayBuffer(ekm);
@@ -121,22 +152,132 @@ export async function sealRequest(suiteName, publicKey, method, path, { headers,
   new DataView(envelope.buffer).setUint16(3, enc.length);
   envelope.set(enc, 5);
   envelope.set(ct, 5 + enc.length);
-  return { envelope, opener: await Opener.fromContext(sender), plaintext };
+  const sealed = { envelope, opener: await Opener.fromContext(sender), plaintext };
+  if (session) sealed.sessionKeys = await sessionKeys(sender);
+  return sealed;
+}
+
+/**
+ * sessionKeys exports a session's { id, secret } (16 and 32 bytes) from the HPKE
+ * context of the version-1 request that asked for it, sender's or recipient's:
+ * Export("cocoon-host e2e session id v1", 16), Export("cocoon-host e2e session secret v1", 32).
+ */
+export async function sessionKeys(ctx) {
+  return {
+    id: new Uint8Array(await ctx.export(utf8.encode("cocoon-host e2e session id v1"), SESSION_ID_BYTES)),
+    secret: new Uint8Array(await ctx.export(utf8.encode("cocoon-host e2e session secret v1"), 32)),
+  };
+}
+
+/**
+ * sessionSeconds reads the session a host granted from an opened answer's head (a
+ * Headers): the seconds until it expires, or 0 for none (no header, or not a decimal
+ * integer above SESSION_MARGIN_SECONDS and at most SESSION_LIFETIME_SECONDS). Never
+ * call it on an answer's outer headers: a relay can set those.
+ */
+export function sessionSeconds(sealedHeaders) {
+  const v = sealedHeaders.get(SESSION_HEADER);
+  const n = v !== null && /^[0-9]{1,9}$/.test(v) ? Number(v) : 0;
+  return n > SESSION_MARGIN_SECONDS && n <= SESSION_LIFETIME_SECONDS ? n : 0;
+}
+
+/**
+ * sessionDeriver returns E(label, L) of one session request (E2E.md's session
+ * section): HKDF-SHA256 with salt rid and the session secret as input keying
+ * material, info lp("cocoon-host e2e session request v1") || lp(method) || lp(path)
+ * || lp(label). secret is the 32 bytes or a CryptoKey of them (HKDF, deriveBits).
+ */
+export async function sessionDeriver(secret, rid, method, path) {
+  const key = secret instanceof Uint8Array ? await importSessionSecret(secret) : secret;
+  const ctx = lp("cocoon-host e2e session request v1", method, path);
+  return async (label, length) => new Uint8Array(await crypto.subtle.deriveBits(
+    { name: "HKDF", hash: "SHA-256", salt: rid, info: concat([ctx, lp(label)]) }, key, length * 8));
+}
+
+// importSessionSecret makes the session secret a non-extractable WebCrypto key: the
+// page's code can derive with it but never read it back.
+function importSessionSecret(secret) {
+  return crypto.subtle.importKey("raw", secret, "HKDF", false, ["deriveBits"]);
+}
+
+/**
+ * Session is a session the host granted (E2E.md's session section): requests sealed
+ * with it are version-2 envelopes, no KEM. It holds the session id, the secret as a
+ * non-extractable key, and when the client stops using it (expiresAt, milliseconds
+ * since the epoch: the host's expiry less SESSION_MARGIN_SECONDS).
+ */
+export class Session {
+  #secret;
+
+  constructor(id, secretKey, expiresAt) {
+    this.id = id;
+    this.#secret = secretKey;
+    this.expiresAt = expiresAt;
+    Object.freeze(this);
+  }
+
+  /**
+   * create makes the session of sessionKeys ({ id, secret }) the host granted for
+   * seconds (sessionSeconds) to a request sent at sentAt (ms since the epoch: before
+   * the host made it, so the client's expiry is never later than the host's, whatever
+   * the answer's delay). It returns null for a grant no longer than the margin.
+   */
+  static async create({ id, secret }, seconds, sentAt) {
+    const expiresAt = sentAt + (seconds - SESSION_MARGIN_SECONDS) * 1000;
+    if (expiresAt <= sentAt) return null;
+    return new Session(id, await importSessionSecret(secret), expiresAt);
+  }
+
+  /** usable says whether a request sent at now (ms) may use the session. */
+  usable(now = Date.now()) {
+    return now < this.expiresAt;
+  }
+
+  /**
+   * seal seals a request for method and path as a version-2 envelope and returns
+   * { envelope, opener, plaintext }, as sealRequest does. The head's id is rid, 16
+   * fresh random bytes (rid, 16 bytes, and time are for test vectors only). Cost: two
+   * HKDF derivations and one AES-256-GCM pass for the request, two more derivations
+   * for its answer's keys.
+   */
+  async seal(method, path, { headers, body, rid, time }) {
+    rid ??= crypto.getRandomValues(new Uint8Array(RID_BYTES));
+    if (rid.length !== RID_BYTES) throw new E2EError(`a session request's rid is ${RID_BYTES} bytes, not ${rid.length}`);
+    const plaintext = requestPlaintext({ id: hex(rid), time: time ?? Math.floor(Date.now() / 1000), headers, body });
+    const derive = await sessionDeriver(this.#secret, rid, method, path);
+    const key = await crypto.subtle.importKey("raw", await derive("request key", 32), "AES-GCM", false, ["encrypt"]);
+    const head = new Uint8Array(SESSION_HEADER_BYTES);
+    head[0] = SESSION_VERSION;
+    head.set(this.id, 1);
+    head.set(rid, 1 + SESSION_ID_BYTES);
+    const ct = new Uint8Array(await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv: await derive("request nonce", 12), additionalData: head }, key, plaintext));
+    return { envelope: concat([head, ct]), opener: await Opener.fromExport(derive), plaintext };
+  }
 }
 
 /**
  * Opener opens the answer to one request: records 0, 1, 2, ... under the AES-256-GCM
- * key and base nonce exported from the request's HPKE context (E2E.md §5).
+ * key and base nonce exported from the request's HPKE context (E2E.md §5), or derived
+ * with the same labels from a session request's E(label, L).
  */
 export class Opener {
   #key;
   #nonce;
 
   /** fromContext derives the answer's key and nonce from an HPKE context (sender or recipient). */
-  static async fromContext(ctx) {
+  static fromContext(ctx) {
+    return Opener.fromExport(async (label, length) => new Uint8Array(await ctx.export(utf8.encode(label), length)));
+  }
+
+  /**
+   * fromExport derives the answer's key and nonce with exp(label, length), a
+   * promise of bytes: an HPKE context's Export or a session request's E.
+   */
+  static async fromExport(exp) {
     const o = new Opener();
-    const key = new Uint8Array(await ctx.export(utf8.encode("cocoon-host e2e response key v1"), 32));
-    o.#nonce = new Uint8Array(await ctx.export(utf8.encode("cocoon-host e2e response nonce v1"), 12));
+    const key = await exp("cocoon-host e2e response key v1", 32);
+    o.#nonce = await exp("cocoon-host e2e response nonce v1", 12);
     o.#key = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["decrypt"]);
     return o;
   }

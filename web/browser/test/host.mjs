@@ -1,7 +1,12 @@
 // The library (the built dist/cocoon.js, as a page imports it) against a real host, run
 // by web/browser/browser_test.go, which starts a simulated host behind a relay and sets:
 //   COCOON_RELAY     the relay's URL: /clean/... passes through, /answer/... alters a
-//                    byte of every sealed chat answer, /request/... of every sealed request
+//                    byte of every sealed chat answer, /request/... of every sealed
+//                    request, /flipN/... byte N of a session envelope; /forge/ and
+//                    /strip/ set and delete Cocoon-E2E-Session outside the seal,
+//                    /unknown/ answers every chat e2e_session_unknown itself; it
+//                    serves the version bytes of the chat envelopes it saw at
+//                    /relay/versions, and restarts the host on POST /relay/restart
 //   COCOON_ROOT      the simulator root's PEM, WRONG_ROOT another simulator's
 //   COCOON_PIPELINE  the pipeline's id; COCOON_API_KEY an API key
 //   COCOON_PROMPT    the prompt (the Go test checks the relay never saw it)
@@ -136,6 +141,135 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
       assert.equal(e.signed, true);
       return true;
     });
+  });
+
+  // Sessions (web/E2E.md): the relay tells which envelope versions it saw.
+  let seenSoFar = 0;
+  // sent returns the versions of the chat envelopes the relay saw since the last call,
+  // as a string of hex bytes ("0102": a version 1, then a version 2).
+  async function sent() {
+    const all = await (await fetch(`${relay}/relay/versions`)).text();
+    const since = all.slice(seenSoFar);
+    seenSoFar = all.length;
+    return since;
+  }
+  // viaRelay connects through /clean/ and returns the Host and a setter of the relay
+  // mode its later requests go through (the session stays the Host's).
+  async function viaRelay(extra = {}) {
+    let mode = "clean";
+    const fetchFn = (url, init) => fetch(String(url).replace(`${relay}/clean/`, `${relay}/${mode}/`), init);
+    const host = await open("clean", { fetch: fetchFn, ...extra });
+    await sent();
+    return { host, via: (m) => (mode = m) };
+  }
+
+  for (const suite of ["mlkem768x25519", "x25519"]) {
+    test(`${suite}: the first chat asks for a session, the next ones use it (version 2 at the relay)`, async () => {
+      const { host } = await viaRelay({ suite });
+      const first = await host.chat(request(false), { auth });
+      assert.equal(first.signature, "verified");
+      assert.equal(await sent(), "01", "the first request is a version-1 envelope");
+      const second = await host.chat(request(false), { auth });
+      assert.equal(second.signature, "verified");
+      assert.ok(second.text.length > 0);
+      let streamed = "";
+      const third = await host.chat(request(true), { auth, onDelta: (d) => (streamed += d) });
+      assert.equal(third.signature, "verified");
+      assert.equal(streamed, third.text);
+      assert.equal(await sent(), "0202", "the second and third requests are session envelopes");
+    });
+  }
+
+  test("sessions: false seals every request with its own KEM", async () => {
+    const { host } = await viaRelay({ sessions: false });
+    await host.chat(request(false), { auth });
+    await host.chat(request(true), { auth });
+    assert.equal(await sent(), "0101");
+  });
+
+  test("a Cocoon-E2E-Session header outside the seal is never used; deleting one changes nothing", async () => {
+    const { host, via } = await viaRelay();
+    via("forge");
+    // A refused credential: the host grants no session, the relay forges one outside.
+    await assert.rejects(host.chat(request(false), { auth: "Bearer wrong" }), (e) => e.status === 401 && e.signed === true);
+    await host.chat(request(false), { auth });
+    assert.equal(await sent(), "0101", "a forged outer header made the library use a session");
+    via("strip");
+    await host.chat(request(false), { auth });
+    await host.chat(request(true), { auth });
+    assert.equal(await sent(), "0202", "the sealed grant is the one that counts");
+  });
+
+  test("a session the host does not hold falls back once to version 1, and succeeds", async () => {
+    const { host, via } = await viaRelay();
+    await host.chat(request(false), { auth });
+    assert.equal(await sent(), "01");
+    // A changed session id: the host's own e2e_session_unknown, nothing run.
+    via("flip5");
+    const a = await host.chat(request(false), { auth });
+    assert.equal(a.signature, "verified");
+    assert.equal(await sent(), "0201", "dropped the session, sent again as version 1");
+    via("clean");
+    await host.chat(request(true), { auth });
+    assert.equal(await sent(), "02", "the retry asked for a new session and got it");
+    // A relay that says so to every request: one retry, then its refusal, not a loop.
+    via("unknown");
+    await assert.rejects(host.chat(request(false), { auth }), (e) => e.code === "e2e_session_unknown" && e.status === 400 && e.signed === false);
+    assert.equal(await sent(), "0201");
+  });
+
+  test("any byte of a session envelope changed, or of its answer, is a clean error", async () => {
+    const { host, via } = await viaRelay();
+    // The version, the rid (bound by the AAD and the head's id), the ciphertext, the tag.
+    for (const n of [0, 17, 32, 33, 60, -1]) {
+      via("clean");
+      await host.chat(request(false), { auth }); // establishes a session
+      via(`flip${n}`);
+      await assert.rejects(host.chat(request(false), { auth }), (e) => {
+        assert.equal(e.code, "e2e_invalid", `byte ${n}: ${e.message}`);
+        assert.equal(e.status, 400);
+        assert.equal(e.signed, false);
+        return true;
+      });
+    }
+    // A session envelope the host refused e2e_invalid drops the session (E2E.md §7).
+    assert.equal(await sent(), "0102".repeat(6));
+    via("clean");
+    await host.chat(request(false), { auth });
+    via("answer");
+    await rejectsWith(host.chat(request(false), { auth }), "e2e_invalid");
+    await rejectsWith(host.chat(request(true), { auth }), "e2e_invalid");
+    via("clean");
+    assert.equal((await host.chat(request(false), { auth })).signature, "verified", "an altered answer leaves the session as it was");
+    assert.equal(await sent(), "01020202");
+  });
+
+  test("concurrent chats share the session state without breaking it", async () => {
+    const { host } = await viaRelay();
+    const first = await Promise.all([host.chat(request(false), { auth }), host.chat(request(true), { auth })]);
+    assert.ok(first.every((a) => a.signature === "verified"));
+    assert.equal(await sent(), "0101", "both asked for a session before either had one");
+    const next = await Promise.all([host.chat(request(false), { auth }), host.chat(request(true), { auth }), host.chat(request(false), { auth })]);
+    assert.ok(next.every((a) => a.signature === "verified"));
+    assert.equal(await sent(), "020202");
+  });
+
+  // Last of this step: it restarts the host.
+  test("a restarted host: its session unknown, the retry to its old key e2e_invalid, a new connect chats", async () => {
+    const { host } = await viaRelay();
+    await host.chat(request(false), { auth });
+    await host.chat(request(false), { auth });
+    assert.equal(await sent(), "0102");
+    assert.equal((await fetch(`${relay}/relay/restart`, { method: "POST" })).status, 200);
+    await assert.rejects(host.chat(request(false), { auth }), (e) => {
+      assert.equal(e.code, "e2e_invalid", e.message); // the retry, sealed to the key the host no longer has
+      assert.equal(e.signed, false);
+      return true;
+    });
+    assert.equal(await sent(), "0201", "the session envelope, then once version 1");
+    const again = await open("clean");
+    assert.notEqual(again.hostKey, host.hostKey, "a restarted host has a new host key");
+    assert.equal((await again.chat(request(false), { auth })).signature, "verified");
   });
 }
 
