@@ -67,17 +67,17 @@ func (c *Client) getSigned(ctx context.Context, path string, s *Signer, out any)
 	return decodeAnswer(resp.Body, http.MethodGet, path, out)
 }
 
-// PriceList fetches the host's price list (GET /v1/pricing) and checks its signature
-// by the key it names. Whether that key is the host's attested settlement key is
-// VerifiedPriceList's to check. It reads at most 1 MiB.
+// PriceList fetches the host's price list (GET /v1/pricing, a public route: GetBytes,
+// no credential over http) and checks its signature by the key it names. Whether that
+// key is the host's attested settlement key is VerifiedPriceList's to check. It reads
+// at most 1 MiB.
 func (c *Client) PriceList(ctx context.Context) (*settle.PriceList, error) {
-	resp, err := c.send(ctx, http.MethodGet, "/v1/pricing", nil, nil)
+	b, err := c.GetBytes(ctx, "/v1/pricing", 1<<20)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	var l settle.PriceList
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&l); err != nil {
+	if err := json.Unmarshal(b, &l); err != nil {
 		return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the host's price list is not the expected JSON: %v", err)}
 	}
 	if err := l.Verify(nil); err != nil {

@@ -7,12 +7,14 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,6 +149,16 @@ type billedHost struct {
 	root  *x509.Certificate
 	forge atomic.Pointer[func(*settle.Receipt)]
 	chats atomic.Int32 // chat requests the relay saw
+
+	mu      sync.Mutex
+	headers bytes.Buffer // every request's headers, as the relay saw them
+}
+
+// Headers returns the headers of every request the relay saw so far.
+func (h *billedHost) Headers() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.headers.String()
 }
 
 // newBilledHost starts a billed host whose boot measures measured (the settlement
@@ -182,6 +194,10 @@ func newBilledHost(t *testing.T, clientKey ed25519.PublicKey, measured ...attest
 	h.root = sim.Root()
 	handler := clienttest.Handler(t, web.Config{Backend: echoBackend{}, Attestation: ah, Billing: service, APIKeys: []web.APIKey{{Name: "t", Key: testKey}}})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		fmt.Fprintf(&h.headers, "%s %s\n", r.Method, r.URL)
+		r.Header.Write(&h.headers)
+		h.mu.Unlock()
 		forge := h.forge.Load()
 		if !strings.HasSuffix(r.URL.Path, "/chat/completions") {
 			handler.ServeHTTP(w, r)
@@ -309,5 +325,34 @@ func TestChatRefusesUnattestedReceipts(t *testing.T) {
 	}
 	if n := h.chats.Load() - before; n != 0 {
 		t.Errorf("the signed request was sent to the unverified host (%d requests)", n)
+	}
+}
+
+// TestAPIKeyStaysSealed: a client with an API key that seals its chats to an http host
+// (cocoon chat --api-key --host http://... with a trust) sends that key over no
+// plaintext request: not with the evidence it verifies first, not with the price list
+// it fetches to check a receipt. Before, both GETs carried it in plaintext, so a
+// relay read the key the sealed chat hid and could spend it.
+func TestAPIKeyStaysSealed(t *testing.T) {
+	client := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	h := newBilledHost(t, client.Public().(ed25519.PublicKey),
+		attest.SettlementKeyEvent(settlementKey.Public().(ed25519.PublicKey)), attest.SettlementKeyOriginEvent(attest.SettlementKeyGenerated))
+	c, err := New(h.url, WithAPIKey(testKey), WithTrust(attest.Policy{}, attest.EvidenceOptions{SimRoot: h.root}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := ChatRequest{Messages: []ChatMessage{{Role: "user", Content: "hello world"}}, MaxTokens: 4}
+	// Signed for an escrow, as this host bills: the receipt's check fetches the prices.
+	if _, err := c.Chat(context.Background(), "", req, NewSigner(account, client), func(string) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	seen := h.Headers()
+	for _, route := range []string{"GET /v1/attestation", "GET /v1/pricing", "POST /v1/chat/completions"} {
+		if !strings.Contains(seen, route) {
+			t.Fatalf("the relay saw no %s; it saw:\n%s", route, seen)
+		}
+	}
+	if strings.Contains(seen, testKey) || strings.Contains(seen, "Authorization") {
+		t.Fatalf("the API key crossed the relay outside an envelope:\n%s", seen)
 	}
 }

@@ -227,7 +227,7 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte, 
 	resp, err := c.do(req, func(r *http.Request) {
 		if s != nil {
 			s.Sign(r, body)
-		} else {
+		} else if c.key != "" {
 			r.Header.Set("Authorization", "Bearer "+c.key)
 		}
 	})

@@ -18,7 +18,7 @@ import (
 
 // BootEvidence fetches the host's boot evidence (GET /v1/attestation), quoted for
 // nonce when it is not nil (a fresh quote, which the host rate-limits), else the quote
-// taken at boot. The API key goes along only when set. It waits as the host asks
+// taken at boot. The API key goes along only to an https host (GetBytes). It waits as the host asks
 // (Retry-After) and reads at most attest.MaxEvidenceBytes.
 func (c *Client) BootEvidence(ctx context.Context, nonce []byte) (*attest.Evidence, error) {
 	path := "/v1/attestation"
@@ -50,17 +50,20 @@ func (c *Client) Evidence(ctx context.Context, path string) (*attest.Evidence, e
 	return ev, nil
 }
 
-// GetBytes sends GET path (with its query), with the API key only when one is set,
-// waits as the host asks (Retry-After, as every GET), and returns the body of a 2xx
+// GetBytes sends GET path (with its query), waits as the host asks (Retry-After, as
+// every GET), and returns the body of a 2xx
 // answer, at most limit bytes: a longer one is CodeBadAnswer. Any other status is an
 // *Error with that Status (CodeRefused with the host's message, or CodeBadAnswer).
-// It is for the host's routes this package has no call for, such as GET /readyz.
+// It is for the host's public routes: evidence, prices, GET /readyz. It sends the API
+// key only to an https host, inside the RA-TLS connection: over http whatever sits
+// between would read it, and these routes need none (pipeline evidence without one
+// comes at the host's shared quote rate).
 func (c *Client) GetBytes(ctx context.Context, path string, limit int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return nil, &Error{Code: CodeInvalid, Err: err, Message: fmt.Sprintf("--host %q: %v", c.base, err)}
 	}
-	if c.key != "" {
+	if c.key != "" && c.ratls != nil {
 		req.Header.Set("Authorization", "Bearer "+c.key)
 	}
 	resp, err := c.do(req, nil)
