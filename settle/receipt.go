@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ReceiptHeader is the HTTP response header that carries a non-streaming request's
@@ -227,6 +228,17 @@ func (r *Receipt) signedBytes() []byte {
 func (r *Receipt) MarshalHeader() string {
 	b, _ := json.Marshal(r) // a struct of strings, numbers and byte slices
 	return string(b)
+}
+
+// IdempotentRequestHash is the request hash a receipt names for a request with an
+// idempotency key (settle.IdempotencyKeyHeader, signed or not): the RequestHash of
+// "cocoon-idempotent-v1", the escrow's raw address, the key, the method, the path and
+// the hex SHA-256 of the body, joined by newlines. A retry of the request, signed
+// again with a new nonce or not, has the same hash, so its client can check the
+// receipt of whichever attempt ran. It costs two SHA-256 passes.
+func IdempotentRequestHash(account, idempotencyKey, method, path string, body []byte) string {
+	b := sha256.Sum256(body)
+	return RequestHash([]byte(strings.Join([]string{"cocoon-idempotent-v1", account, idempotencyKey, method, path, hex.EncodeToString(b[:])}, "\n")))
 }
 
 // RequestHash identifies a request for its receipt: the hex SHA-256 of what the client
