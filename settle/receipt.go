@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ReceiptHeader is the HTTP response header that carries a non-streaming request's
@@ -129,7 +130,8 @@ type ReceiptWant struct {
 
 // CheckReceipt checks the receipt of one billed answer against what its client knows
 // of the request: signed by want.SettlementKey, costing what its usage comes to at its
-// prices and load (Verify); for want.Pipeline; for want.Account and want.RequestHash
+// prices and load (Verify), with a sequence number from 1 and a total its cost can be
+// part of (at least the cost, the cost itself at seq 1); for want.Pipeline; for want.Account and want.RequestHash
 // when set; and, with want.PriceList, at the list's prices for the receipt's model and
 // a load within the list's curve, the list signed by the same key. A host, or anything
 // between, cannot then pass off a receipt of another key, pipeline, escrow or request,
@@ -149,6 +151,10 @@ func CheckReceipt(r *Receipt, want ReceiptWant) error {
 		return err
 	}
 	switch {
+	case r.Seq == 0 || r.Cumulative < r.Cost || (r.Seq == 1 && r.Cumulative != r.Cost):
+		// What VerifyChain checks of a chain's first receipt: a bill whose total
+		// cannot follow from its own cost is no place in any chain.
+		return fmt.Errorf("%w: seq %d: a total of %d nanoTON cannot follow from its cost of %d", ErrReceipt, r.Seq, r.Cumulative, r.Cost)
 	case r.Pipeline != want.Pipeline:
 		return fmt.Errorf("%w: the receipt is for pipeline %q, the request went to %q", ErrReceipt, r.Pipeline, want.Pipeline)
 	case want.Account != "" && r.Account != want.Account:
@@ -222,6 +228,17 @@ func (r *Receipt) signedBytes() []byte {
 func (r *Receipt) MarshalHeader() string {
 	b, _ := json.Marshal(r) // a struct of strings, numbers and byte slices
 	return string(b)
+}
+
+// IdempotentRequestHash is the request hash a receipt names for a request with an
+// idempotency key (settle.IdempotencyKeyHeader, signed or not): the RequestHash of
+// "cocoon-idempotent-v1", the escrow's raw address, the key, the method, the path and
+// the hex SHA-256 of the body, joined by newlines. A retry of the request, signed
+// again with a new nonce or not, has the same hash, so its client can check the
+// receipt of whichever attempt ran. It costs two SHA-256 passes.
+func IdempotentRequestHash(account, idempotencyKey, method, path string, body []byte) string {
+	b := sha256.Sum256(body)
+	return RequestHash([]byte(strings.Join([]string{"cocoon-idempotent-v1", account, idempotencyKey, method, path, hex.EncodeToString(b[:])}, "\n")))
 }
 
 // RequestHash identifies a request for its receipt: the hex SHA-256 of what the client

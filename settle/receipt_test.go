@@ -124,6 +124,10 @@ func TestCheckReceipt(t *testing.T) {
 		{"load above the curve", forged(func(r *Receipt) { r.LoadMilli = 2001 }, testKey), nil, "not the price list's"},
 		{"load below the curve", forged(func(r *Receipt) { r.LoadMilli = 999 }, testKey), nil, "not the price list's"},
 		{"a price list of another key", good, func(w *ReceiptWant) { w.PriceList = otherList }, "not signed by the expected key"},
+		{"seq 0", func() Receipt { r := good; r.Seq = 0; r.Sign(testKey); return r }(), nil, "cannot follow from its cost"},
+		{"a total below its own cost", func() Receipt { r := good; r.Seq, r.Cumulative = 2, r.Cost-1; r.Sign(testKey); return r }(), nil, "cannot follow from its cost"},
+		{"the first bill with a total above its cost", func() Receipt { r := good; r.Cumulative += 5; r.Sign(testKey); return r }(), nil, "cannot follow from its cost"},
+		{"a later bill with a total above its cost", func() Receipt { r := good; r.Seq, r.Cumulative = 7, r.Cost+5; r.Sign(testKey); return r }(), nil, ""},
 		{"overcharged", func() Receipt { r := good; r.Cost++; r.Cumulative++; r.Sign(testKey); return r }(), nil, "its usage at its prices"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,7 +29,8 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		"answer is printed as it arrives and checked at its end: one that does not verify makes chat fail (exit 1) after it.\n"+
 		"Without a key to check with (http, no trust flags), chat says that the answer is not verified.\n"+
 		"To an http host whose boot evidence verified, the request (credentials included) is encrypted to the host's attested\n"+
-		"end-to-end key and the answer opened with this request's key (web/E2E.md), unless --plaintext.", stderr)
+		"end-to-end key and the answer opened with this request's key (web/E2E.md), unless --plaintext. A request that would\n"+
+		"carry its API key or escrow signature in plaintext over http to a host other than localhost or a loopback address is refused before it is sent.", stderr)
 	pipeline := fs.String("pipeline", "", "id of the pipeline, as push printed it")
 	noStream := fs.Bool("no-stream", false, "ask for the whole answer at once instead of a stream")
 	maxTokens := fs.Int("max-tokens", 0, "most tokens to generate (default: the host's)")
@@ -42,7 +43,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		temperature = &t
 		return nil
 	})
-	plaintext := fs.Bool("plaintext", false, "send the request in plaintext even to a host whose verified evidence has end-to-end keys: whatever relays it reads the prompt, the answer and the credential")
+	plaintext := fs.Bool("plaintext", false, "send the request in plaintext even to a host whose verified evidence has end-to-end keys: whatever relays it reads the prompt and the answer (refused over http but to localhost or a loopback address when it carries a credential)")
 	receiptsFile := fs.String("receipts", "", "append the request's receipt to this file as a JSON line (verify the chain with 'cocoon receipts --file')")
 	newClient := billedHostFlags(fs)
 	words, err := cli.Parse(fs, args)

@@ -56,7 +56,7 @@ line and on evidence that is not fresh. --write-policy FILE writes a policy that
 everything the verified host measured; --save-evidence FILE keeps what was fetched, which
 --evidence FILE verifies again later, offline.`, stderr)
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST)")
-	key := apiKeyFlag(fs, "API key, sent when set")
+	key := apiKeyFlag(fs, "API key, sent to an https host only, inside RA-TLS (over http a relay would read it; pipeline evidence then comes at the shared quote rate)")
 	pipelineID := fs.String("pipeline", "", "also verify this pipeline's evidence (its 64-hex id); --expect-manifest implies it")
 	var expect moduleList
 	fs.Var(&expect, "expect-module", "a module hash the pipeline must run (repeatable; needs --pipeline): pins code, not what its config makes it do")

@@ -6,12 +6,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -208,8 +205,7 @@ func (a Admission) hashes() (request, signature string) {
 	}
 	switch {
 	case a.IdempotencyKey != "":
-		b := sha256.Sum256(body)
-		request = settle.RequestHash([]byte(strings.Join([]string{"cocoon-idempotent-v1", a.Account, a.IdempotencyKey, method, path, hex.EncodeToString(b[:])}, "\n")))
+		request = settle.IdempotentRequestHash(a.Account, a.IdempotencyKey, method, path, body)
 		if a.Verified != nil {
 			signature = settle.RequestHash(a.Verified.req.SigningString())
 		}

@@ -149,6 +149,8 @@ type billedHost struct {
 	root  *x509.Certificate
 	forge atomic.Pointer[func(*settle.Receipt)]
 	chats atomic.Int32 // chat requests the relay saw
+	// prices, when set, is the price list the relay answers GET /v1/pricing with.
+	prices atomic.Pointer[settle.PriceList]
 
 	mu      sync.Mutex
 	headers bytes.Buffer // every request's headers, as the relay saw them
@@ -199,6 +201,11 @@ func newBilledHost(t *testing.T, clientKey ed25519.PublicKey, measured ...attest
 		r.Header.Write(&h.headers)
 		h.mu.Unlock()
 		forge := h.forge.Load()
+		if l := h.prices.Load(); l != nil && r.URL.Path == "/v1/pricing" {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(l)
+			return
+		}
 		if !strings.HasSuffix(r.URL.Path, "/chat/completions") {
 			handler.ServeHTTP(w, r)
 			return
@@ -354,5 +361,59 @@ func TestAPIKeyStaysSealed(t *testing.T) {
 	}
 	if strings.Contains(seen, testKey) || strings.Contains(seen, "Authorization") {
 		t.Fatalf("the API key crossed the relay outside an envelope:\n%s", seen)
+	}
+}
+
+// TestChatReceiptAfterAPriceChange: the price list Chat checks a receipt against is
+// fetched after the answer, so a host that changed its prices in between (or a relay
+// that serves another list the settlement key signed, the one it can) has Chat refuse
+// a receipt that bills this very request. Chat refuses it, and says what it knows:
+// signed by the attested key for this request, at prices the list does not show, not
+// that the receipt "does not verify" as if it were forged (before). A list of another
+// key is refused as not the host's.
+func TestChatReceiptAfterAPriceChange(t *testing.T) {
+	client := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	h := newBilledHost(t, client.Public().(ed25519.PublicKey),
+		attest.SettlementKeyEvent(settlementKey.Public().(ed25519.PublicKey)), attest.SettlementKeyOriginEvent(attest.SettlementKeyGenerated))
+	c, err := New(h.url, WithTrust(attest.Policy{}, attest.EvidenceOptions{SimRoot: h.root}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := c.PriceList(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, _ := ed25519.GenerateKey(nil)
+	changed := func(key ed25519.PrivateKey) *settle.PriceList {
+		l := *current
+		doubled := receiptPrices
+		doubled.CompletionPerMillion *= 2
+		l.Prices = settle.SamePrices(doubled)
+		l.Sign(key)
+		return &l
+	}
+	req := ChatRequest{Messages: []ChatMessage{{Role: "user", Content: "hello world"}}, MaxTokens: 4}
+	for _, tc := range []struct {
+		name string
+		list *settle.PriceList
+		want string // in the error; "" for none
+	}{
+		{"the list of the admission", current, ""},
+		{"prices changed since", changed(settlementKey), "changed its prices since it admitted the request"},
+		{"a list of another key", changed(otherKey), "does not verify"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.prices.Store(tc.list)
+			_, err := c.Chat(context.Background(), "", req, NewSigner(account, client), func(string) error { return nil })
+			var e *Error
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatal(err)
+			case tc.want != "" && (!errors.As(err, &e) || e.Code != CodeNotVerified || !strings.Contains(e.Message, tc.want)):
+				t.Fatalf("err %v, want CodeNotVerified saying %q", err, tc.want)
+			case tc.name == "a list of another key" && strings.Contains(e.Message, "changed its prices"):
+				t.Fatalf("a list of another key taken for a price change: %v", err)
+			}
+		})
 	}
 }

@@ -61,7 +61,10 @@ type ChatAnswer struct {
 // stream's text is given as it arrives and the stream fails CodeNotVerified at its end
 // when it does not verify: a caller that shows text as it arrives shows unverified
 // text until then. An error status of the host is a CodeRefused error, an error event
-// midway an error after the text before it. A request signed for an escrow (s) is sent
+// midway an error after the text before it. A credential (the API key, s's signature)
+// goes in a plaintext header over http only to a loopback host: to any other http
+// host a request that is not sealed (no trust, WithPlaintext, no end-to-end keys) is
+// CodeInvalid before it is sent. A request signed for an escrow (s) is sent
 // only to a verified host (https, or with a trust; else CodeInvalid before anything is
 // sent), and must come with a receipt, which Chat checks (settle.CheckReceipt) against
 // the settlement key the verified evidence measures, the pipeline, the escrow, the
@@ -101,7 +104,7 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 	var opener *e2e.Client
 	if sealTo != nil {
 		resp, opener, err = c.sealedRequest(ctx, path, body, s, sealTo)
-	} else {
+	} else if err = c.plaintextCredentialError(s); err == nil {
 		resp, err = c.request(ctx, http.MethodPost, path, body, s)
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -59,8 +60,9 @@ type Client struct {
 type Option func(*Client)
 
 // WithAPIKey sends key as the bearer token of every request not signed for an escrow
-// (Signer). A request for evidence sends it only when it is set, so a client may
-// verify a host before it has a key.
+// (Signer). Evidence and price-list requests send it only over RA-TLS (GetBytes), so
+// a client may verify a host before it has a key; Chat sends it to an http host only
+// sealed, or to this machine (plaintextCredentialError).
 func WithAPIKey(key string) Option { return func(c *Client) { c.key = key } }
 
 // WithTrust is what the host's evidence is verified against: the measurements policy
@@ -257,6 +259,33 @@ func (c *Client) Get(ctx context.Context, pathAndQuery, authorization string) (*
 		return nil, c.TransportError(err)
 	}
 	return resp, nil
+}
+
+// plaintextCredentialError refuses to send a chat request's credential (the API key,
+// or s's signature headers when s is set) outside an end-to-end envelope over plain
+// http to a host that is not on this machine: whatever relays it would read the key
+// (and use it, until its owner revokes it) or the escrow signature. An https host's
+// connection is RA-TLS, and a loopback host (localhost or a loopback address, as the
+// URL names it: no name is resolved) is reached without a network, so both are nil,
+// as is a request with no credential. The error is CodeInvalid, before anything is
+// sent, and names the ways out: https, or a trust so that the request is sealed.
+func (c *Client) plaintextCredentialError(s *Signer) error {
+	if c.ratls != nil || (s == nil && c.key == "") {
+		return nil
+	}
+	host := c.base
+	if u, err := url.Parse(c.base); err == nil {
+		host = u.Hostname()
+	}
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	credential := "API key"
+	if s != nil {
+		credential = "escrow signature"
+	}
+	return &Error{Code: CodeInvalid, Message: fmt.Sprintf("refusing to send the %s in plaintext to the http host at %s, where whatever relays it reads it: "+
+		"use an https host, or verify it (--trust-sim-root, --policy or --collateral) so that the request is sealed to its attested end-to-end key, without --plaintext", credential, c.base)}
 }
 
 // apiError is the OpenAI error shape the host answers with.

@@ -22,9 +22,11 @@ import (
 	"bytes"
 	"embed"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -60,25 +62,49 @@ var contentSecurityPolicy = "default-src 'none'; " +
 // lists, sorted: TON Connect talks to a wallet on another device through its bridge
 // (server-sent events and POSTs, end-to-end encrypted between the app and the wallet), so
 // a user who connects such a wallet reveals their address to its bridge, and to no one
-// else. It panics on a list that does not parse: it is embedded, and TestHandler reads it.
+// else. It panics on a list bridgeOrigins refuses: it is embedded, and TestHandler reads it.
 func walletBridges() []string {
 	b, _ := static.ReadFile("static/wallets.json")
+	origins, err := bridgeOrigins(b)
+	if err != nil {
+		panic("miniapp: static/wallets.json: " + err.Error())
+	}
+	return origins
+}
+
+// bridgeHost is what a bridge's host may be in the content security policy: a DNS name
+// and an optional port. Anything else would not be one source: a wildcard ("*",
+// "*.example") opens connect-src to every host, and ';', ',' or a quote would end the
+// directive or add keywords, so that the list could rewrite the policy's other
+// directives (a second img-src is ignored, an injected first one is not).
+var bridgeHost = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[0-9]{1,5})?$`)
+
+// bridgeOrigins returns the https origins of a wallets.json list's "sse" bridges,
+// sorted and without repeats; a bridge of another scheme is left out (the policy then
+// blocks it). A list that is not JSON, or a bridge whose host is not a DNS name with an
+// optional port (bridgeHost), is an error naming it.
+func bridgeOrigins(list []byte) ([]string, error) {
 	var wallets []struct {
 		Bridge []struct{ Type, URL string }
 	}
-	if err := json.Unmarshal(b, &wallets); err != nil {
-		panic("miniapp: static/wallets.json: " + err.Error())
+	if err := json.Unmarshal(list, &wallets); err != nil {
+		return nil, err
 	}
 	var origins []string
 	for _, w := range wallets {
 		for _, br := range w.Bridge {
-			if u, err := url.Parse(br.URL); br.Type == "sse" && err == nil && u.Scheme == "https" {
-				origins = append(origins, "https://"+u.Host)
+			u, err := url.Parse(br.URL)
+			if br.Type != "sse" || err != nil || u.Scheme != "https" {
+				continue
 			}
+			if !bridgeHost.MatchString(u.Host) {
+				return nil, fmt.Errorf("the bridge %q has a host that is not a DNS name with an optional port", br.URL)
+			}
+			origins = append(origins, "https://"+u.Host)
 		}
 	}
 	slices.Sort(origins)
-	return slices.Compact(origins)
+	return slices.Compact(origins), nil
 }
 
 // tonConnectFile is the name of TON Connect's UI under static/ and Path.

@@ -129,3 +129,48 @@ func TestOwnOriginOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestBridgeOrigins: a wallets.json entry cannot widen the content security policy.
+// Its bridges' origins are joined into connect-src as they are, so, before, a bridge
+// host of "*" allowed every https origin, and one with a ';' ended connect-src and
+// started a directive of its own (an img-src, which then wins over the policy's own,
+// or a frame-ancestors): a list the policy is built from could rewrite the policy.
+func TestBridgeOrigins(t *testing.T) {
+	list := func(urls ...string) []byte {
+		var bridges []map[string]string
+		for _, u := range urls {
+			bridges = append(bridges, map[string]string{"type": "sse", "url": u})
+		}
+		b, _ := json.Marshal([]map[string]any{{"app_name": "w", "bridge": bridges}})
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		list []byte
+		want string // the origins joined by spaces; "" with err
+		err  string
+	}{
+		{"the embedded list", func() []byte { b, _ := static.ReadFile("static/wallets.json"); return b }(),
+			"https://bridge.tonapi.io https://tonconnectbridge.mytonwallet.org https://walletbot.me", ""},
+		{"sorted, repeats and non-https bridges dropped, ports kept", list("https://b.example/x", "http://plain.example/x", "https://a.example:8443/x", "https://b.example/y"),
+			"https://a.example:8443 https://b.example", ""},
+		{"every host", list("https://*/bridge"), "", "not a DNS name"},
+		{"every subdomain", list("https://*.example/bridge"), "", "not a DNS name"},
+		{"a directive of its own", list("https://a.example;img-src/bridge", "https://evil.example/x"), "", "not a DNS name"},
+		{"a second source in one", list("https://a.example,b.example/bridge"), "", "not a DNS name"},
+		{"a keyword", list("https://'unsafe-inline'/bridge"), "", "not a DNS name"},
+		{"not JSON", []byte("{"), "", "unexpected end"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := bridgeOrigins(tc.list)
+			switch {
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("bridgeOrigins = %q, %v; want an error containing %q", got, err, tc.err)
+			case tc.err == "" && err != nil:
+				t.Fatal(err)
+			case strings.Join(got, " ") != tc.want:
+				t.Errorf("bridgeOrigins = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

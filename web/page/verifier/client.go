@@ -171,7 +171,8 @@ type SignArgs struct {
 }
 
 // SignedHeaders is SignRequest's result: the headers to send (sealed) with the request,
-// and the request hash its receipt must name (with no idempotency key).
+// and the request hash its receipt must name (settle.IdempotentRequestHash's with an
+// idempotency key, which every retry of the request shares).
 type SignedHeaders struct {
 	Headers     map[string]string `json:"headers,omitempty"`
 	RequestHash string            `json:"request_hash,omitempty"`
@@ -204,8 +205,8 @@ func signRequest(a SignArgs, body []byte, now int64, nonce string) (*SignedHeade
 	for name := range h {
 		out.Headers[name] = h.Get(name)
 	}
-	if a.IdempotencyKey == "" {
-		out.RequestHash = settle.RequestHash(req.SigningString())
+	if out.RequestHash = settle.RequestHash(req.SigningString()); a.IdempotencyKey != "" {
+		out.RequestHash = settle.IdempotentRequestHash(account, a.IdempotencyKey, a.Method, a.Path, body)
 	}
 	return out, nil
 }
