@@ -186,10 +186,10 @@ type sealedWriter struct {
 	recorded bool // the request's id was recorded: its answer is sealed
 	status   int  // 0 until WriteHeader
 	stream   bool
-	plain  []byte // written and not yet sealed
-	out    []byte // a stream's record framed as its event, reused from one flush to the next
-	seq    uint64
-	err    error // of the last write to the connection
+	plain    []byte // written and not yet sealed
+	out      []byte // a stream's record framed as its event, reused from one flush to the next
+	seq      uint64
+	err      error // of the last write to the connection
 }
 
 func (s *sealedWriter) Header() http.Header { return s.header }

@@ -140,3 +140,33 @@ func TestSealedAnswerKeystreamUsedOnce(t *testing.T) {
 		plaintextRefusal("a refused credential", postEnvelope(t, f, path, env), http.StatusUnauthorized, "invalid_credentials")
 	})
 }
+
+// TestSealedRequestAtCapacity: a host at capacity refuses a sealed request after it
+// recorded its id, sealed and signed (a router tells it from a relay's forgery and
+// tries another host); the same envelope sent again once a slot is free does not run
+// and get a second answer under the refusal's keystream: it is a replay.
+func TestSealedRequestAtCapacity(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	f, _ := attested(t, atCapacity(started, release))
+	first := f.running(started)
+	var freeSlot sync.Once // also on failure: the fixture's shutdown waits for the slot
+	t.Cleanup(func() { freeSlot.Do(func() { close(release) }) })
+	path := "/v1/chat/completions"
+	var env []byte
+	resp, c := sealedPost(t, f, path, ownerKey, e2eChat, func(b []byte) { env = bytes.Clone(b) })
+	raw, _ := io.ReadAll(resp.Body)
+	h, plain, err := c.OpenBody(resp.StatusCode, raw)
+	if resp.StatusCode != http.StatusTooManyRequests || err != nil || !bytes.Contains(plain, []byte(`"over_capacity"`)) || h.Get(attest.ResponseSignatureHeader) == "" {
+		t.Fatalf("a sealed request at capacity: %d %q %v (sealed headers %v)", resp.StatusCode, plain, err, h)
+	}
+	freeSlot.Do(func() { close(release) })
+	<-first
+	ran := generations(f)
+	again := postEnvelope(t, f, path, env)
+	if b, _ := io.ReadAll(again.Body); again.StatusCode != http.StatusConflict || again.Header.Get("Content-Type") == e2e.ContentType {
+		t.Fatalf("the refused envelope sent again once a slot is free: %d %q %q", again.StatusCode, again.Header, b)
+	}
+	if n := generations(f) - ran; n != 0 {
+		t.Fatalf("the refused envelope ran %d times", n)
+	}
+}
