@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -83,7 +84,8 @@ func (s *Server) openSealed(next http.Handler) http.Handler {
 			s.writeError(w, r, e2eError(err))
 			return
 		}
-		inner := r.WithContext(context.WithValue(r.Context(), openedKey{}, opened))
+		sw := &sealedWriter{w: w, opened: opened, header: http.Header{}}
+		inner := r.WithContext(context.WithValue(r.Context(), sealedKey{}, sw))
 		inner.Header = r.Header.Clone()
 		for _, name := range e2e.SealedHeaders {
 			inner.Header.Del(name) // a relay's own credentials never stand for the client's
@@ -92,27 +94,36 @@ func (s *Server) openSealed(next http.Handler) http.Handler {
 			inner.Header[name] = v
 		}
 		inner.Body, inner.ContentLength = io.NopCloser(bytes.NewReader(opened.Body)), int64(len(opened.Body))
-		sw := &sealedWriter{w: w, opened: opened, header: http.Header{}}
 		next.ServeHTTP(sw, inner)
 		sw.finish()
 	})
 }
 
-type openedKey struct{}
+// sealedKey is the context key of an opened request's *sealedWriter.
+type sealedKey struct{}
+
+// sealedOf returns the writer that seals r's answer, or nil for a plaintext request.
+func sealedOf(r *http.Request) *sealedWriter {
+	sw, _ := r.Context().Value(sealedKey{}).(*sealedWriter)
+	return sw
+}
 
 // refuseReplays follows authenticate on the chat routes: a sealed request's id is
 // checked against replays and recorded only once its sealed credential was accepted,
-// so that no one without a credential can fill the replay cache (its refusals are
-// sealed, as every answer after opening is). A version 1 request that asked for a
+// so that no one without a credential can fill the replay cache. Only the request
+// that records its id gets a sealed answer (sealedWriter.recorded): an answer's key
+// and nonce follow from the envelope alone, so a second sealed answer to a copy of it
+// would go under the same keystream as the first. A version 1 request that asked for a
 // session gets it then, and the answer's sealed head says so (e2e.SessionHeader): a
 // request refused here establishes none. Plaintext requests pass.
 func (s *Server) refuseReplays(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		opened, sealed := r.Context().Value(openedKey{}).(*e2e.Opened)
-		if !sealed {
+		sw := sealedOf(r)
+		if sw == nil {
 			next.ServeHTTP(w, r)
 			return
 		}
+		opened := sw.opened
 		p := principalOf(r.Context())
 		quota := 0
 		if strings.HasPrefix(p.ID, telegramPrincipal) {
@@ -127,6 +138,7 @@ func (s *Server) refuseReplays(next http.Handler) http.Handler {
 			s.writeError(w, r, e)
 			return
 		}
+		sw.recorded = true
 		if ttl, ok := s.e2e.sessions.Grant(opened, now); ok {
 			w.Header().Set(e2e.SessionHeader, strconv.Itoa(int(ttl.Seconds())))
 		}
@@ -152,23 +164,32 @@ func e2eError(err error) *apiError {
 	return errorf(http.StatusBadRequest, typeInvalidRequest, "e2e_invalid", "%v", err)
 }
 
-// sealedWriter seals what the chat chain writes for an opened request: a whole answer
-// once, when the handler returns; a text/event-stream answer one record per flush (the
+// sealedWriter seals what the chat chain writes for an opened request whose id it
+// recorded (refuseReplays): a whole answer once, when the handler returns; a text/event-stream answer one record per flush (the
 // bytes written since the last one), so that the handler's own flushes pace the
 // stream as they do in plaintext, and a final record when the handler returns. The
 // status, Retry-After and Connection stay visible; every other header the handler set
 // is sealed in the answer's head. It exposes Unwrap, so that http.ResponseController
 // reaches the connection's deadlines underneath.
+//
+// An answer written before the request's id was recorded (a credential refused, the
+// replay check's refusals: a copy of an envelope that already ran, a stale one, a
+// full cache or quota) is a refusal sent in plaintext, unsigned, with its status, code
+// and Retry-After only (plainRefusal): the answer's key and nonce follow from the
+// envelope alone, so sealing it would put a second plaintext under the keystream of
+// the answer of the copy that runs, before or after it, which a relay that guesses the
+// refusal's text reads off (TestSealedAnswerKeystreamUsedOnce).
 type sealedWriter struct {
-	w      http.ResponseWriter
-	opened *e2e.Opened
-	header http.Header
-	status int // 0 until WriteHeader
-	stream bool
-	plain  []byte // written and not yet sealed
-	out    []byte // a stream's record framed as its event, reused from one flush to the next
-	seq    uint64
-	err    error // of the last write to the connection
+	w        http.ResponseWriter
+	opened   *e2e.Opened
+	header   http.Header
+	recorded bool // the request's id was recorded: its answer is sealed
+	status   int  // 0 until WriteHeader
+	stream   bool
+	plain    []byte // written and not yet sealed
+	out      []byte // a stream's record framed as its event, reused from one flush to the next
+	seq      uint64
+	err      error // of the last write to the connection
 }
 
 func (s *sealedWriter) Header() http.Header { return s.header }
@@ -185,6 +206,9 @@ func (s *sealedWriter) WriteHeader(status int) {
 		if v := s.header.Get(name); v != "" {
 			outer.Set(name, v)
 		}
+	}
+	if !s.recorded {
+		return // finish refuses in plaintext
 	}
 	mediaType, _, _ := mime.ParseMediaType(s.header.Get("Content-Type"))
 	if s.stream = status == http.StatusOK && mediaType == "text/event-stream"; s.stream {
@@ -244,10 +268,31 @@ func (s *sealedWriter) finish() {
 		}
 		return
 	}
+	if !s.recorded {
+		s.plainRefusal()
+		return
+	}
 	body := s.opened.SealBody(s.status, s.header, s.plain)
 	outer := s.w.Header()
 	outer.Set("Content-Type", e2e.ContentType)
 	outer.Set("Content-Length", strconv.Itoa(len(body)))
 	s.w.WriteHeader(s.status)
 	s.w.Write(body) // a failed write means the client is gone; nothing to tell it
+}
+
+// plainRefusal answers a request refused before its id was recorded, in plaintext:
+// its status and the error code the chain wrote, with a fixed message, and no
+// signature (it would let a relay confirm a guess of the sealed body, which the
+// signature covers). The detail stays unsent: a refused credential's message may name
+// an account.
+func (s *sealedWriter) plainRefusal() {
+	var written errorBody
+	json.Unmarshal(s.plain, &written) // the chain's own error: a code, or none
+	e := errorf(s.status, written.Error.Type, written.Error.Code,
+		"the host refused this sealed request (HTTP %d, %s) before recording its id; such a refusal is sent in plaintext with no detail (web/E2E.md §4)",
+		s.status, written.Error.Code)
+	outer := s.w.Header()
+	outer.Set("Content-Type", contentTypeJSON)
+	s.w.WriteHeader(s.status)
+	s.w.Write(encodeJSON(e.body()))
 }

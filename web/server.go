@@ -485,9 +485,13 @@ func (s *Server) overCapacity() *apiError {
 // refuseAtCapacity answers 429 with Retry-After when every generation slot is taken
 // and as many requests wait for one as may, before anything of the request is read. A
 // request let through may still find the queue full once its body is read (acquire).
+//
+// A sealed request passes: its body is read already, and a refusal before its id is
+// recorded would be plaintext and unsigned (sealedWriter), which a router cannot tell
+// from a relay's forgery; acquire refuses it after refuseReplays, sealed and signed.
 func (s *Server) refuseAtCapacity(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(s.slots) == cap(s.slots) && len(s.waiting) == cap(s.waiting) {
+		if len(s.slots) == cap(s.slots) && len(s.waiting) == cap(s.waiting) && sealedOf(r) == nil {
 			s.refuseUnread(w, r, s.overCapacity())
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -347,15 +348,17 @@ func (p *Sessions) drop(slot sessionSlot, cs *clientSession) {
 }
 
 // granted keeps the session an opened answer's sealed headers h grant, when c's
-// request asked for one and c came from a Sessions. A grant of at most SessionMargin,
-// or not a number of seconds, is ignored.
+// request asked for one and c came from a Sessions. A grant of at most SessionMargin
+// or over SessionLifetime, or not digits only (Atoi would take "+3600", which the
+// browser library refuses: two clients must read one grant alike), is ignored.
 func (c *Client) granted(h http.Header) {
 	if c.offered == nil || c.sessions == nil {
 		return
 	}
-	secs, err := strconv.Atoi(h.Get(SessionHeader))
+	v := h.Get(SessionHeader)
+	secs, err := strconv.Atoi(v)
 	ttl := time.Duration(secs) * time.Second
-	if err != nil || ttl <= SessionMargin || ttl > SessionLifetime {
+	if err != nil || strings.TrimLeft(v, "0123456789") != "" || ttl <= SessionMargin || ttl > SessionLifetime {
 		return
 	}
 	c.sessions.keep(c.slot, *c.offered, ttl)

@@ -208,13 +208,22 @@ func TestSessionGrantIsSealed(t *testing.T) {
 	if v := version(p); v != SessionVersion {
 		t.Fatalf("a granted session not used: version %d", v)
 	}
-	// A grant that is not a lifetime the protocol allows is ignored.
-	for _, bad := range []string{"60", "3601", "-5", "1e3", ""} {
+	// A grant that is not a lifetime the protocol allows, spelled as a decimal integer
+	// (as the browser library reads it), is ignored; the edges are used.
+	grantUsed := func(grant string) bool {
 		p := NewSessions()
 		env, c := sealNext(t, p, k, X25519)
 		o, _ := k.Open(table, http.MethodPost, testPath, env, now)
-		c.OpenBody(200, o.SealBody(200, http.Header{SessionHeader: {bad}}, nil))
-		if v := version(p); v != Version {
+		c.OpenBody(200, o.SealBody(200, http.Header{SessionHeader: {grant}}, nil))
+		return version(p) == SessionVersion
+	}
+	for _, good := range []string{"61", "3600"} {
+		if !grantUsed(good) {
+			t.Errorf("a grant of %q not used", good)
+		}
+	}
+	for _, bad := range []string{"0", "60", "3601", "-5", "1e3", "", "+3600", "+61", " 3600", "3600 ", "0x100", "99999999999999999999999"} {
+		if grantUsed(bad) {
 			t.Errorf("a grant of %q used", bad)
 		}
 	}
