@@ -490,11 +490,11 @@ async function* streamChunks(body) {
 }
 
 // refusal is the CocoonError of an answer that is not sealed: a refusal before the
-// request opened (web/E2E.md §4), plaintext and unsigned.
+// host opened the request or recorded its id (web/E2E.md §4), plaintext and unsigned.
 async function refusal(resp) {
   const bytes = await readLimited(resp, 1 << 20);
   if (resp.ok) return new CocoonError("e2e_invalid", `the answer (${resp.status}) is not sealed: not the host's answer to this request`, { status: resp.status });
-  return hostError(resp, bytes, "the host refused the sealed request before opening it (an unsigned answer: it may come from anything between)", false);
+  return hostError(resp, bytes, "the host refused the sealed request before answering it sealed (an unsigned answer: it may come from anything between)", false);
 }
 
 // hostError is the CocoonError of a host's error answer: its error.code when the body

@@ -134,11 +134,15 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
     await rejectsWith(host.chat(request(true), { auth }), "signature_invalid");
   });
 
-  test("a sealed credential the host refuses is its signed 401", async () => {
+  // Refused before its id is recorded, a sealed request gets its answer in plaintext,
+  // status and code only, unsigned (web/E2E.md §4: a sealed refusal of a copy of the
+  // envelope would reuse the answer's keystream).
+  test("a sealed credential the host refuses is a plaintext, unsigned 401 naming its code", async () => {
     const host = await open("clean");
     await assert.rejects(host.chat(request(false), { auth: "Bearer wrong" }), (e) => {
       assert.equal(e.status, 401, e.message);
-      assert.equal(e.signed, true);
+      assert.equal(e.signed, false);
+      assert.equal(e.code, "invalid_credentials");
       return true;
     });
   });
@@ -191,7 +195,7 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
     const { host, via } = await viaRelay();
     via("forge");
     // A refused credential: the host grants no session, the relay forges one outside.
-    await assert.rejects(host.chat(request(false), { auth: "Bearer wrong" }), (e) => e.status === 401 && e.signed === true);
+    await assert.rejects(host.chat(request(false), { auth: "Bearer wrong" }), (e) => e.status === 401 && e.signed === false);
     await host.chat(request(false), { auth });
     assert.equal(await sent(), "0101", "a forged outer header made the library use a session");
     via("strip");
