@@ -150,11 +150,12 @@ func CheckReceipt(r *Receipt, want ReceiptWant) error {
 	if err := r.Verify(want.SettlementKey); err != nil {
 		return err
 	}
+	if err := r.canStartChain(); err != nil {
+		return err
+	}
 	switch {
-	case r.Seq == 0 || r.Cumulative < r.Cost || (r.Seq == 1 && r.Cumulative != r.Cost):
-		// What VerifyChain checks of a chain's first receipt: a bill whose total
-		// cannot follow from its own cost is no place in any chain.
-		return fmt.Errorf("%w: seq %d: a total of %d nanoTON cannot follow from its cost of %d", ErrReceipt, r.Seq, r.Cumulative, r.Cost)
+	case r.Seq == 0:
+		return fmt.Errorf("%w: seq 0: a host's sequence numbers start at 1, so the total of %d nanoTON cannot follow from its cost of %d", ErrReceipt, r.Cumulative, r.Cost)
 	case r.Pipeline != want.Pipeline:
 		return fmt.Errorf("%w: the receipt is for pipeline %q, the request went to %q", ErrReceipt, r.Pipeline, want.Pipeline)
 	case want.Account != "" && r.Account != want.Account:
@@ -185,8 +186,8 @@ func VerifyChain(receipts []Receipt, hostKey ed25519.PublicKey) (uint64, error) 
 		return 0, fmt.Errorf("%w: no receipts", ErrReceipt)
 	}
 	first := receipts[0]
-	if first.Cost > first.Cumulative || (first.Seq == 1 && first.Cumulative != first.Cost) {
-		return 0, fmt.Errorf("%w: seq %d: cumulative %d cannot follow from cost %d", ErrReceipt, first.Seq, first.Cumulative, first.Cost)
+	if err := first.canStartChain(); err != nil {
+		return 0, err
 	}
 	prev := first.Cumulative - first.Cost
 	for i := range receipts {
@@ -206,6 +207,16 @@ func VerifyChain(receipts []Receipt, hostKey ed25519.PublicKey) (uint64, error) 
 		prev = r.Cumulative
 	}
 	return prev, nil
+}
+
+// canStartChain checks what the first receipt a client holds of an account must
+// satisfy (VerifyChain's first, CheckReceipt's one): a total at least its cost, and
+// exactly its cost at seq 1, where the account's bills begin.
+func (r *Receipt) canStartChain() error {
+	if r.Cost > r.Cumulative || (r.Seq == 1 && r.Cumulative != r.Cost) {
+		return fmt.Errorf("%w: seq %d: a total of %d nanoTON cannot follow from its cost of %d", ErrReceipt, r.Seq, r.Cumulative, r.Cost)
+	}
+	return nil
 }
 
 // signedBytes is the length-prefixed encoding the signature covers: every member but
