@@ -29,6 +29,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -119,15 +120,16 @@ var tonConnectImages = [][2]string{
 	{"https://raw.githubusercontent.com/ton-connect/sdk/main/assets/walletconnect-icon-288.png", Path + "icons/walletconnect.svg"},
 }
 
-// servedTonConnect is the vendored static/tonconnect-ui.min.js with tonConnectImages
-// replaced, made once at start (a copy of its 420 KB).
-var servedTonConnect = func() []byte {
+// servedTonConnect returns the vendored static/tonconnect-ui.min.js with
+// tonConnectImages replaced, made once, when the app's first page asks for it (a copy
+// of its 420 KB, which a process that never serves the app does not make).
+var servedTonConnect = sync.OnceValue(func() []byte {
 	b, _ := static.ReadFile("static/" + tonConnectFile)
 	for _, img := range tonConnectImages {
 		b = bytes.ReplaceAll(b, []byte(img[0]), []byte(img[1]))
 	}
 	return b
-}()
+})
 
 // Handler returns the handler of GET and HEAD on Path and the files under it: the
 // embedded files with a content security policy, revalidated on every load (no-cache),
@@ -150,7 +152,7 @@ func Handler() http.Handler {
 			writeManifest(w, r)
 		case r.URL.Path == Path+tonConnectFile:
 			h.Set("Content-Type", "text/javascript; charset=utf-8")
-			http.ServeContent(w, r, tonConnectFile, time.Time{}, bytes.NewReader(servedTonConnect))
+			http.ServeContent(w, r, tonConnectFile, time.Time{}, bytes.NewReader(servedTonConnect()))
 		default:
 			files.ServeHTTP(w, r)
 		}

@@ -92,7 +92,7 @@ func TestOwnOriginOnly(t *testing.T) {
 		if !bytes.Contains(vendored, []byte(img[0])) {
 			t.Errorf("the vendored build no longer draws %s: check what it draws now", img[0])
 		}
-		if bytes.Contains(servedTonConnect, []byte(img[0])) {
+		if bytes.Contains(servedTonConnect(), []byte(img[0])) {
 			t.Errorf("the served build still draws %s", img[0])
 		}
 		if _, err := static.ReadFile("static/" + strings.TrimPrefix(img[1], Path)); err != nil {
