@@ -601,11 +601,11 @@ func BenchmarkSessionTable(b *testing.B) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/SessionCapacity, "bytes/session")
 	principals := make([]string, SessionCapacity/SessionsPerPrincipal)
 	for i := range principals {
 		principals[i] = "telegram:" + strconv.Itoa(i)
 	}
+	b.ResetTimer() // filling the table is not an operation
 	b.RunParallel(func(pb *testing.PB) {
 		var id [16]byte
 		rand.Read(id[8:]) // this goroutine's grants are its own
@@ -620,5 +620,5 @@ func BenchmarkSessionTable(b *testing.B) {
 			}
 		}
 	})
-	runtime.KeepAlive(table)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/SessionCapacity, "bytes/session") // after ResetTimer, which drops metrics
 }
