@@ -158,16 +158,17 @@ func sealSession(k *SessionKey, method, path string, req *Request) ([]byte, *Cli
 // and pushing every other client out of a full table takes capacity/perPrincipal
 // principals with accepted credentials (SessionCapacity/SessionsPerPrincipal = 4,096
 // Telegram accounts, API keys or escrows on a host), each making or using its
-// sessions more recently than the clients it pushes out. A full table never refuses a session: it pushes its least
-// active client back to version 1 envelopes. Nothing runs in the background: an
-// expired session is dropped when looked up, or forgotten as the least recently used.
+// sessions more recently than the clients it pushes out. A full table never refuses a
+// session: it pushes its least active client back to version 1 envelopes. Nothing
+// runs in the background: an expired session is dropped when looked up, or forgotten
+// as the least recently used.
 //
 // Memory is bounded by capacity, the per-principal index included, since a principal
 // is indexed only while it holds a session: about 410 bytes a session when every
 // session has a principal of its own, the index's worst case (BenchmarkSessionTable:
 // 27 MB for SessionCapacity; 213 bytes without the index). Safe for concurrent use; a
-// lookup or a grant is at most three map accesses and two list moves under one mutex,
-// O(1) (a few hundred ns under contention: BenchmarkSessionTable).
+// lookup or a grant is a few map accesses and list moves under one mutex, O(1)
+// whatever the table holds (a few hundred ns: BenchmarkSessionTable).
 type SessionTable struct {
 	capacity, perPrincipal int
 
