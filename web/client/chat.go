@@ -287,15 +287,17 @@ func streamEvents(body io.Reader, v *attest.ResponseVerifier) func() ([]byte, er
 // readStream gives the content of each chunk of a stream to onText as it arrives,
 // from next (streamEvents), and returns the receipt of a billed stream (its
 // cocoon_receipt event). An error event, or a stream that does not end as it should
-// (or, checked, does not verify), is an error.
+// (or, checked, does not verify), is an error; so is a receipt event out of place
+// (settle.StreamReceipt: a second one, or more of the answer after it), CodeBadAnswer
+// when it comes, after the text before it.
 func readStream(next func() ([]byte, error), onText func(string) error) (*settle.Receipt, error) {
-	var receipt *settle.Receipt
+	var receipt settle.StreamReceipt
 	var failed error
 	for {
 		data, err := next()
 		switch {
 		case err == io.EOF && failed == nil:
-			return receipt, nil
+			return receipt.Receipt(), nil
 		case failed != nil && (err == io.EOF || err == io.ErrUnexpectedEOF):
 			return nil, failed
 		case errors.Is(err, attest.ErrResponseSignature):
@@ -317,12 +319,12 @@ func readStream(next func() ([]byte, error), onText func(string) error) (*settle
 		if err := json.Unmarshal(data, &chunk); err != nil {
 			return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the stream holds an event that is not JSON: %v", err)}
 		}
+		if err := receipt.Event(chunk.Receipt, chunk.Error != nil); err != nil {
+			return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the host's stream is not an answer a host sends, so its bill is not taken: %v", err)}
+		}
 		if chunk.Error != nil {
 			failed = &Error{Code: CodeRefused, HostCode: chunk.Error.Code, Message: fmt.Sprintf("the answer failed midway: %s", chunk.Error.Message)} // the stream's end follows
 			continue
-		}
-		if chunk.Receipt != nil {
-			receipt = chunk.Receipt
 		}
 		for _, ch := range chunk.Choices {
 			if err := onText(ch.Delta.Content); err != nil {

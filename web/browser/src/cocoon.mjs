@@ -306,7 +306,11 @@ export class Host {
       throw new CocoonError("network", `reading the stream: ${e.message}`, { status: resp.status, cause: e });
     }
     const bytes = e2e.concat(parts);
+    // The verifier also applies the receipt rule web/client's Chat applies
+    // (settle.StreamReceipt): one receipt event at most, nothing after it but the error
+    // event that ends a failed stream, nothing after that.
     const check = call("cocoonCheckAnswer", JSON.stringify({ host_key: this.hostKey, pipeline_id: this.pipeline, kind: "stream" }), requestBody, bytes);
+    if (check.code === "bad_answer") throw new CocoonError("bad_answer", `the host's stream is not an answer a host sends, so neither its text nor its bill is taken: ${check.error}`, { status: 200, signed: true });
     if (!check.ok) throw new CocoonError("signature_invalid", `the stream is not signed by the attested host key: do not trust the text shown: ${check.error}`, { status: 200 });
     let text = "";
     let usage = null;
