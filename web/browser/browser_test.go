@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
+	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 	"github.com/cocoonhost/cocoon/web/browser"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
@@ -94,7 +96,12 @@ func wrongRoot(t *testing.T) string {
 
 // TestLibraryBilling funds an escrow with the deposit the library builds (the wallet's
 // side is the emulated chain's), then chats billed to it: the receipts verify against
-// the attested settlement key and the price list, and the account reads back.
+// the attested settlement key and the price list, and the account reads back. Then the
+// price list the library kept is one of other prices, signed by the settlement key (the
+// host's before a price change, served by the relay): a receipt it refuses verifies
+// against the list fetched once more; a list fetched again that another key signed
+// stays refused, after one fetch, the answer given with the refusal (CocoonError's
+// answer).
 func TestLibraryBilling(t *testing.T) {
 	m := proxytest.NewMarket(t)
 	h := m.NewHost(1_000_000, proxytest.MarketModel)
@@ -103,7 +110,9 @@ func TestLibraryBilling(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "deposit.json")
-	vars := map[string]string{"COCOON_RELAY": tamperRelay(t, h.URL).URL, "COCOON_ROOT": h.Root, "COCOON_PIPELINE": h.ID,
+	r := tamperRelay(t, h.URL)
+	r.lists = otherPriceLists(t, h.URL, h.Key)
+	vars := map[string]string{"COCOON_RELAY": r.URL, "COCOON_ROOT": h.Root, "COCOON_PIPELINE": h.ID,
 		"COCOON_API_KEY": proxytest.APIKey, "COCOON_WALLET": client.WalletAddress().String(), "COCOON_OUT": out}
 	vars["COCOON_STEP"] = "deposit"
 	runNode(t, vars, nil, nil)
@@ -139,6 +148,32 @@ func TestLibraryBilling(t *testing.T) {
 	}
 	vars["COCOON_STEP"] = "billed"
 	runNode(t, vars, nil, nil)
+}
+
+// otherPriceLists returns the price list of the host at hostURL at twice its prices,
+// signed by its settlement key key ("stale": the host's list before a price change)
+// and by another key ("forged"), as JSON.
+func otherPriceLists(t *testing.T, hostURL string, key ed25519.PrivateKey) map[string][]byte {
+	t.Helper()
+	resp, err := http.Get(hostURL + "/v1/pricing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var l settle.PriceList
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		t.Fatal(err)
+	}
+	l.Prices.Default.PromptPerMillion *= 2
+	l.Prices.Default.CompletionPerMillion *= 2
+	lists := map[string][]byte{}
+	for name, k := range map[string]ed25519.PrivateKey{"stale": key, "forged": ed25519Seed(0x66)} {
+		l.Sign(k)
+		if lists[name], err = json.Marshal(&l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return lists
 }
 
 func ed25519Seed(b byte) ed25519.PrivateKey {
@@ -197,11 +232,20 @@ type relayMode struct{}
 // the host is back: runNode).
 type relay struct {
 	URL string
+	// lists are price lists the relay can answer GET .../v1/pricing with in the host's
+	// place, by name (pricesPath).
+	lists map[string][]byte
 
 	restarts chan chan struct{}
 	mu       sync.Mutex
 	seen     []byte
+	// listsQueued answer the next price-list requests, one each; pricingAsked counts
+	// the price-list requests; redirected the requests the redirect's target got.
+	listsQueued  [][]byte
+	pricingAsked int
+	redirected   int
 }
+
 
 // versions returns the first byte of every sealed chat request the relay saw so far.
 func (r *relay) versions() []byte {
@@ -222,9 +266,15 @@ func (r *relay) record(envelope []byte) {
 
 // versionsPath is where the relay serves the versions it saw, for test/host.mjs;
 // restartPath restarts the host behind it (new keys, every session forgotten).
+//
+// pricesPath queues price lists of relay.lists (a POST whose body names them, comma
+// separated) to answer the next price-list requests in the host's place, one each;
+// askedPath serves "<price-list requests> <requests the redirect's target got>".
 const (
 	versionsPath = "/relay/versions"
 	restartPath  = "/relay/restart"
+	pricesPath   = "/relay/prices"
+	askedPath    = "/relay/asked"
 )
 
 // tamperRelay serves target under these prefixes, so that the test proves what the
@@ -240,6 +290,8 @@ const (
 //	/strip/    deletes Cocoon-E2E-Session from every chat answer, outside the seal
 //	/unknown/  answers every chat request itself with a plaintext 400
 //	           e2e_session_unknown, as the host does for a session it does not hold
+//	/redirect/ answers every request with a 307 to another server, which counts what
+//	           reaches it and answers nothing useful
 //
 // It records the version byte of every sealed chat request (as sent, before any
 // change), served as hex at versionsPath, and restarts the host on a POST to
@@ -296,8 +348,52 @@ func tamperRelay(t *testing.T, target string) *relay {
 			return nil
 		},
 	}
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		r.mu.Lock()
+		r.redirected++
+		r.mu.Unlock()
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	t.Cleanup(elsewhere.Close)
 	mux := http.NewServeMux()
-	mux.Handle("/", rp)
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.HasSuffix(req.URL.Path, "/v1/pricing") {
+			r.mu.Lock()
+			r.pricingAsked++
+			var list []byte
+			if len(r.listsQueued) > 0 {
+				list, r.listsQueued = r.listsQueued[0], r.listsQueued[1:]
+			}
+			r.mu.Unlock()
+			if list != nil {
+				w.Header().Set("Content-Type", "application/json")
+				w.Write(list)
+				return
+			}
+		}
+		rp.ServeHTTP(w, req)
+	}))
+	mux.HandleFunc("/redirect/", func(w http.ResponseWriter, req *http.Request) {
+		http.Redirect(w, req, elsewhere.URL+strings.TrimPrefix(req.URL.Path, "/redirect"), http.StatusTemporaryRedirect)
+	})
+	mux.HandleFunc("POST "+pricesPath, func(w http.ResponseWriter, req *http.Request) {
+		names, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for name := range strings.SplitSeq(string(names), ",") {
+			list, ok := r.lists[name]
+			if !ok {
+				http.Error(w, "no price list "+name, http.StatusBadRequest)
+				return
+			}
+			r.listsQueued = append(r.listsQueued, list)
+		}
+	})
+	mux.HandleFunc("GET "+askedPath, func(w http.ResponseWriter, _ *http.Request) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		fmt.Fprintf(w, "%d %d", r.pricingAsked, r.redirected)
+	})
 	mux.HandleFunc("GET "+versionsPath, func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, hex.EncodeToString(r.versions()))
 	})
