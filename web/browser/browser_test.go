@@ -246,7 +246,6 @@ type relay struct {
 	redirected   int
 }
 
-
 // versions returns the first byte of every sealed chat request the relay saw so far.
 func (r *relay) versions() []byte {
 	r.mu.Lock()

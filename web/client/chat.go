@@ -61,7 +61,9 @@ type ChatAnswer struct {
 // stream's text is given as it arrives and the stream fails CodeNotVerified at its end
 // when it does not verify: a caller that shows text as it arrives shows unverified
 // text until then. An error status of the host is a CodeRefused error, an error event
-// midway an error after the text before it. A credential (the API key, s's signature)
+// midway an error after the text before it, a stream whose receipt event is out of
+// place (a second one, more of the answer after it: settle.StreamReceipt) CodeBadAnswer
+// after the text before it. A credential (the API key, s's signature)
 // goes in a plaintext header over http only to a loopback host: to any other http
 // host a request that is not sealed (no trust, WithPlaintext, no end-to-end keys) is
 // CodeInvalid before it is sent. A request signed for an escrow (s) is sent

@@ -291,7 +291,9 @@ func BenchmarkCheckAnswer(b *testing.B) {
 func TestCheckAnswerStreamReceipt(t *testing.T) {
 	request := []byte(`{"messages":[{"role":"user","content":"hi"}],"stream":true}`)
 	chunk := `{"choices":[{"delta":{"content":"hel"}}]}`
-	receipt := func(seq int) string { return fmt.Sprintf(`{"choices":[],"cocoon_receipt":{"seq":%d,"cost":"1","cumulative":"1"}}`, seq) }
+	receipt := func(seq int) string {
+		return fmt.Sprintf(`{"choices":[],"cocoon_receipt":{"seq":%d,"cost":"1","cumulative":"1"}}`, seq)
+	}
 	failure := `{"error":{"message":"shutting down","code":"shutting_down"}}`
 	for _, tc := range []struct {
 		name   string
