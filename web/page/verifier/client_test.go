@@ -283,6 +283,20 @@ func BenchmarkCheckAnswer(b *testing.B) {
 	}
 }
 
+// BenchmarkStreamOrder is the receipt rule's share of BenchmarkCheckAnswer: the JSON
+// decoding of the same 64 events and settle.StreamReceipt over them.
+func BenchmarkStreamOrder(b *testing.B) {
+	events := make([]string, 64)
+	for i := range events {
+		events[i] = `{"object":"chat.completion.chunk","choices":[{"delta":{"content":" token"}}]}`
+	}
+	for b.Loop() {
+		if err := streamOrder(events); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // TestCheckAnswerStreamReceipt: a stream the host key signed whole, whose receipt event
 // is out of place (a second receipt, more of the answer after it, an event after the
 // error that ends the stream), is refused as a bad answer, not taken with its last
