@@ -466,6 +466,20 @@ func checkOwnOrigin(t *testing.T, run miniAppRun, origin string) {
 	}
 }
 
+// fundedUserWallet is the Mini App user's wallet on the local network, funded with 3 TON.
+func fundedUserWallet(t *testing.T, chain *tonemu.Chain) *testWallet {
+	t.Helper()
+	w, err := wallet.FromPrivateKey(chain, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)),
+		wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chain.Fund(w.WalletAddress(), big.NewInt(3e9)); err != nil {
+		t.Fatal(err)
+	}
+	return &testWallet{t: t, chain: chain, w: w}
+}
+
 // TestMiniApp is a Telegram user's session with the sample Mini App in a real browser
 // (Debian's headless Chromium), loaded through a relay that records every byte both
 // ways, against a real billing host (simulated TDX, the example pipeline, Telegram init
@@ -478,16 +492,7 @@ func checkOwnOrigin(t *testing.T, run miniAppRun, origin string) {
 // that it would.
 func TestMiniApp(t *testing.T) {
 	h, chain := miniAppHost(t, func(c *web.Config) { c.TelegramBotToken = miniAppBotToken })
-	// The user's wallet on the local network, funded.
-	userWallet, err := wallet.FromPrivateKey(chain, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)),
-		wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := chain.Fund(userWallet.WalletAddress(), big.NewInt(3e9)); err != nil {
-		t.Fatal(err)
-	}
-	tw := &testWallet{t: t, chain: chain, w: userWallet}
+	tw := fundedUserWallet(t, chain)
 	initData := telegramInitData(miniAppBotToken, miniAppUser())
 
 	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, miniAppOptions{wallet: tw})
@@ -505,14 +510,6 @@ func TestMiniApp(t *testing.T) {
 // was dropped as if it had never come).
 func TestMiniAppUnverifiedCharge(t *testing.T) {
 	h, chain := miniAppHost(t, func(c *web.Config) { c.TelegramBotToken = miniAppBotToken })
-	userWallet, err := wallet.FromPrivateKey(chain, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)),
-		wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := chain.Fund(userWallet.WalletAddress(), big.NewInt(3e9)); err != nil {
-		t.Fatal(err)
-	}
 	var changed atomic.Int32
 	otherPrices := func(path string, body []byte) []byte {
 		var l settle.PriceList
@@ -534,8 +531,7 @@ func TestMiniAppUnverifiedCharge(t *testing.T) {
 		changed.Add(1)
 		return b
 	}
-	tw := &testWallet{t: t, chain: chain, w: userWallet}
-	run, _, _ := miniAppSession(t, h.url, h.simRoot, telegramInitData(miniAppBotToken, miniAppUser()), miniAppOptions{wallet: tw, tamper: otherPrices})
+	run, _, _ := miniAppSession(t, h.url, h.simRoot, telegramInitData(miniAppBotToken, miniAppUser()), miniAppOptions{wallet: fundedUserWallet(t, chain), tamper: otherPrices})
 	if changed.Load() < 2 {
 		t.Fatalf("the relay changed %d price lists: want the one kept and the one fetched again for the receipt", changed.Load())
 	}
