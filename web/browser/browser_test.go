@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 	"github.com/cocoonhost/cocoon/web/browser"
+	"github.com/cocoonhost/cocoon/web/e2e"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
 
@@ -63,7 +65,7 @@ func TestLibraryAgainstHost(t *testing.T) {
 	h.Answer429(8, "0") // for test/host.mjs's rate-limit test: a connect that gives up, one that waits
 	relay := tamperRelay(t, h.URL)
 	runNode(t, map[string]string{
-		"COCOON_RELAY": relay.URL, "COCOON_ROOT": h.Root, "WRONG_ROOT": wrongRoot(t),
+		"COCOON_RELAY": relay.URL, "COCOON_FORGER": streamForger(t), "COCOON_ROOT": h.Root, "WRONG_ROOT": wrongRoot(t),
 		"COCOON_PIPELINE": h.ID, "COCOON_API_KEY": proxytest.APIKey, "VERIFIER_SHA256": verifierSHA256(t),
 	}, relay, func() { h.Start(t) })
 	if bytes.Contains(h.Captured(), []byte(prompt)) {
@@ -72,6 +74,59 @@ func TestLibraryAgainstHost(t *testing.T) {
 	if v := relay.versions(); !bytes.Contains(v, []byte{2}) || !bytes.Contains(v, []byte{1}) {
 		t.Fatalf("the relay saw envelopes of versions %v: want both 1 (establishing) and 2 (sessions)", v)
 	}
+}
+
+// streamForger serves, until the test ends, a host that signs and seals what no real
+// host sends, for test/host.mjs to pin (GET /keys: { host_key, e2e_keys }, base64):
+// each sealed streamed chat at /{order}/v1/chat/completions is answered, sealed to its
+// request's key and signed whole with the host key (so that the envelope opens and the
+// signature verifies), with a stream of a chunk and, by order, "in-order" nothing more,
+// "one-receipt" a receipt event, "two-receipts" two, "text-after-receipt" a receipt
+// event then another chunk. The receipts are not real ones: the host measures no
+// settlement key.
+func streamForger(t *testing.T) string {
+	t.Helper()
+	hostKey := ed25519Seed(0x55)
+	keys, err := e2e.GenerateHostKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const chunk = `{"choices":[{"delta":{"content":"forged"}}]}`
+	receipt := func(seq int) string { return fmt.Sprintf(`{"choices":[],"cocoon_receipt":{"seq":%d}}`, seq) }
+	orders := map[string][]string{
+		"in-order":           {chunk},
+		"one-receipt":        {chunk, receipt(1)},
+		"two-receipts":       {chunk, receipt(1), receipt(2)},
+		"text-after-receipt": {chunk, receipt(1), chunk},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"host_key": hostKey.Public(), "e2e_keys": keys.Public()})
+	})
+	mux.HandleFunc("POST /{order}/v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		events, ok := orders[r.PathValue("order")]
+		envelope, _ := io.ReadAll(r.Body)
+		opened, err := keys.OpenRequest(http.MethodPost, "/v1/chat/completions", envelope)
+		if !ok || err != nil {
+			http.Error(w, fmt.Sprintf("order %q: %v", r.PathValue("order"), err), http.StatusBadRequest)
+			return
+		}
+		var stream bytes.Buffer
+		for _, e := range events {
+			stream.WriteString("data: " + e + "\n\n")
+		}
+		request := sha256.Sum256(opened.Body)
+		signed := attest.SignedResponse{Kind: attest.ResponseStream, RequestSHA256: &request, Status: http.StatusOK, BodySHA256: sha256.Sum256(stream.Bytes())}
+		stream.Write(attest.SignatureEvent("ed25519=" + base64.StdEncoding.EncodeToString(signed.Sign(hostKey))))
+		stream.WriteString("data: [DONE]\n\n")
+		w.Header().Set("Content-Type", "text/event-stream")
+		head := e2e.ResponseHead(http.Header{"Content-Type": {"text/event-stream"}})
+		w.Write(opened.StreamRecord(0, false, append(head, stream.Bytes()...)))
+		w.Write(opened.StreamRecord(1, true, nil))
+	})
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	return ts.URL
 }
 
 // verifierSHA256 is the hex sha256 of the verifier `make page` built, which the host

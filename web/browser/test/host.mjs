@@ -12,6 +12,10 @@
 //                    requests with the lists a POST to /relay/prices names ("stale":
 //                    other prices, signed by the settlement key; "forged": another
 //                    key's), and restarts the host on POST /relay/restart
+//   COCOON_FORGER    a host that signs and seals streams no real host sends: GET /keys
+//                    gives its keys to pin, /{order}/v1/chat/completions answers with
+//                    the receipt events of order (in-order, one-receipt,
+//                    two-receipts, text-after-receipt)
 //   COCOON_ROOT      the simulator root's PEM, WRONG_ROOT another simulator's
 //   COCOON_PIPELINE  the pipeline's id; COCOON_API_KEY an API key
 //   COCOON_PROMPT    the prompt (the Go test checks the relay never saw it)
@@ -266,6 +270,26 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
     const next = await Promise.all([host.chat(request(false), { auth }), host.chat(request(true), { auth }), host.chat(request(false), { auth })]);
     assert.ok(next.every((a) => a.signature === "verified"));
     assert.equal(await sent(), "020202");
+  });
+
+  // The stream opens and its signature verifies: only the receipt rule refuses it.
+  test("a signed stream with a second receipt, or text after its receipt, is bad_answer", async () => {
+    const keys = await (await fetch(`${env.COCOON_FORGER}/keys`)).json();
+    const forged = (order) => new Host({ base: `${env.COCOON_FORGER}/${order}`, fetchFn: fetch, pipeline: "", keys, report: {}, suite: "x25519", sessions: false });
+    const inOrder = await forged("in-order").chat(request(true), { auth });
+    assert.equal(inOrder.signature, "verified");
+    assert.equal(inOrder.text, "forged");
+    // One receipt passes the rule and reaches the receipt check (this host measures no settlement key).
+    await assert.rejects(forged("one-receipt").chat(request(true), { auth }), (e) => e.code === "receipt_invalid" && /measures no settlement key/.test(e.message));
+    for (const order of ["two-receipts", "text-after-receipt"]) {
+      await assert.rejects(forged(order).chat(request(true), { auth }), (e) => {
+        assert.equal(e.code, "bad_answer", `${order}: ${e.message}`);
+        assert.equal(e.signed, true);
+        assert.match(e.message, /not an answer a host sends/);
+        assert.equal(e.answer, undefined, "a refused stream carries no answer");
+        return true;
+      });
+    }
   });
 
   test("a redirect is refused, naming its Location, and nothing reaches its target", async () => {
