@@ -291,10 +291,13 @@ func streamEvents(body io.Reader, v *attest.ResponseVerifier) func() ([]byte, er
 // cocoon_receipt event). An error event, or a stream that does not end as it should
 // (or, checked, does not verify), is an error; so is a receipt event out of place
 // (settle.StreamReceipt: a second one, or more of the answer after it), CodeBadAnswer
-// when it comes, after the text before it.
+// after the text before it. The events after one out of place are read to the
+// stream's end but not given out, so that a checked stream that does not verify is
+// CodeNotVerified (a relay's doing), not taken for the host's bad answer.
 func readStream(next func() ([]byte, error), onText func(string) error) (*settle.Receipt, error) {
 	var receipt settle.StreamReceipt
-	var failed error
+	var failed error // an error event's, or a bad answer's: the stream's end follows
+	outOfPlace := false
 	for {
 		data, err := next()
 		switch {
@@ -308,6 +311,8 @@ func readStream(next func() ([]byte, error), onText func(string) error) (*settle
 			return nil, &Error{Code: CodeBadAnswer, Err: err, Message: "the stream ended before the answer was complete"}
 		case err != nil:
 			return nil, &Error{Code: CodeUnreachable, Err: err, Message: fmt.Sprintf("reading the stream: %v", err)}
+		case outOfPlace:
+			continue
 		}
 		var chunk struct {
 			apiError
@@ -322,7 +327,8 @@ func readStream(next func() ([]byte, error), onText func(string) error) (*settle
 			return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the stream holds an event that is not JSON: %v", err)}
 		}
 		if err := receipt.Event(chunk.Receipt, chunk.Error != nil); err != nil {
-			return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the host's stream is not an answer a host sends, so its bill is not taken: %v", err)}
+			failed, outOfPlace = &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the host's stream is not an answer a host sends, so its bill is not taken: %v", err)}, true
+			continue
 		}
 		if chunk.Error != nil {
 			failed = &Error{Code: CodeRefused, HostCode: chunk.Error.Code, Message: fmt.Sprintf("the answer failed midway: %s", chunk.Error.Message)} // the stream's end follows

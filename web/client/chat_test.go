@@ -50,7 +50,9 @@ func TestReadStream(t *testing.T) {
 // is out of place (settle.StreamReceipt: a second receipt, more of the answer after
 // it, an event after the error that ends the stream), is CodeBadAnswer after the text
 // before it, not an answer billed by its last receipt (before: the signature passed and
-// the second receipt replaced the first). The orders a host sends pass.
+// the second receipt replaced the first). A receipt a relay adds to a signed stream is
+// CodeNotVerified: the stream is read to its signature before it is called the host's.
+// The orders a host sends pass.
 func TestReadStreamReceiptOrder(t *testing.T) {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, ed25519.SeedSize))
 	request := []byte(`{"messages":[{"role":"user","content":"hi"}],"stream":true}`)
@@ -59,17 +61,19 @@ func TestReadStreamReceiptOrder(t *testing.T) {
 	receipt := func(seq int) string { return fmt.Sprintf(`{"choices":[],"cocoon_receipt":{"seq":%d}}`, seq) }
 	failure := `{"error":{"message":"shutting down","code":"shutting_down"}}`
 	for _, tc := range []struct {
-		name   string
-		events []string
-		code   Code // "" for an answer
-		seq    uint64
+		name     string
+		events   []string
+		injected string // an event a relay adds after the host signed
+		code     Code   // "" for an answer
+		seq      uint64
 	}{
-		{"a receipt after the answer", []string{chunk, receipt(1)}, "", 1},
-		{"a receipt, then the error that ends a cut stream", []string{chunk, receipt(1), failure}, CodeRefused, 0},
-		{"a second receipt", []string{chunk, receipt(1), receipt(2)}, CodeBadAnswer, 0},
-		{"a second receipt after the error", []string{chunk, receipt(1), failure, receipt(2)}, CodeBadAnswer, 0},
-		{"text after the receipt", []string{chunk, receipt(1), chunk}, CodeBadAnswer, 0},
-		{"text after the error", []string{chunk, failure, chunk}, CodeBadAnswer, 0},
+		{"a receipt after the answer", []string{chunk, receipt(1)}, "", "", 1},
+		{"a receipt, then the error that ends a cut stream", []string{chunk, receipt(1), failure}, "", CodeRefused, 0},
+		{"a second receipt", []string{chunk, receipt(1), receipt(2)}, "", CodeBadAnswer, 0},
+		{"a second receipt after the error", []string{chunk, receipt(1), failure, receipt(2)}, "", CodeBadAnswer, 0},
+		{"text after the receipt", []string{chunk, receipt(1), chunk}, "", CodeBadAnswer, 0},
+		{"text after the error", []string{chunk, failure, chunk}, "", CodeBadAnswer, 0},
+		{"a second receipt a relay added", []string{chunk, receipt(1)}, receipt(2), CodeNotVerified, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var sb strings.Builder
@@ -78,6 +82,9 @@ func TestReadStreamReceiptOrder(t *testing.T) {
 			}
 			req := sha256.Sum256(request)
 			signed := attest.SignedResponse{Kind: attest.ResponseStream, RequestSHA256: &req, Status: 200, BodySHA256: sha256.Sum256([]byte(sb.String()))}
+			if tc.injected != "" {
+				sb.WriteString("data: " + tc.injected + "\n\n")
+			}
 			sb.Write(attest.SignatureEvent("ed25519=" + base64.StdEncoding.EncodeToString(signed.Sign(key))))
 			if !strings.HasPrefix(tc.events[len(tc.events)-1], `{"error":`) { // a failed stream ends without [DONE]
 				sb.WriteString("data: [DONE]\n\n")
@@ -92,8 +99,8 @@ func TestReadStreamReceiptOrder(t *testing.T) {
 				t.Fatalf("err %v, want code %q", err, tc.code)
 			case tc.code == CodeBadAnswer && !strings.Contains(e.Message, "not an answer a host sends"):
 				t.Fatalf("err %v: want it to say the stream is not an answer a host sends", err)
-			case !strings.HasPrefix(text.String(), "hel"):
-				t.Fatalf("text %q: want the text before the refusal", text.String())
+			case text.String() != "hel" && tc.code != "":
+				t.Fatalf("text %q: want the text before the refusal, and no more", text.String())
 			}
 		})
 	}
