@@ -538,7 +538,7 @@ func TestMiniAppUnverifiedCharge(t *testing.T) {
 	a := run.Answered.Answer
 	checkMiniAppAnswered(t, run.Answered, "unverified")
 	if !strings.Contains(a.Proof, "receipt not verified") || !strings.Contains(a.Warning, "The charge for this answer could not be verified") ||
-		!strings.Contains(a.Warning, "receipt_invalid") || !strings.Contains(a.Warning, "nothing was lost") {
+		!strings.Contains(a.Warning, "receipt_invalid") || !strings.Contains(a.Warning, "only its bill is in doubt") {
 		t.Errorf("the answer's proof %q and warning %q: want the charge said not verified, and why", a.Proof, a.Warning)
 	}
 }

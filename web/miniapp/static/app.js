@@ -325,9 +325,10 @@ async function ask(prompt) {
       div.dataset.receipt = 'unverified';
       const warning = document.createElement('p');
       warning.className = 'warning';
-      warning.textContent = 'The charge for this answer could not be verified: the host\'s bill did not check out ' +
-        `(${describeError(e)}). The answer itself is the host's, signed, and nothing was lost. This app keeps no ` +
-        'receipts: the escrow line above shows what the host has charged so far. If this repeats, stop chatting with this host.';
+      warning.textContent = `The charge for this answer could not be verified (${describeError(e)}). ` +
+        'The answer above is the host\'s own, signed by its attested key, and stays in the conversation: only its bill is in doubt. ' +
+        (bills ? 'This app keeps no receipts: the escrow line above shows what the host has charged so far. ' : '') +
+        'If this happens again, stop chatting with this host.';
       div.append(warning);
       if (bills) checkEscrow();
       return;
