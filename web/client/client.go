@@ -198,7 +198,7 @@ func (c *Client) TransportError(err error) error {
 	}
 	if r := (*redirectError)(nil); errors.As(err, &r) {
 		return &Error{Code: CodeBadAnswer, Err: r, Message: fmt.Sprintf("the host at %s %v: refused, and nothing was sent there: "+
-			"a Cocoon host does not redirect, and following it would send the request, its credential or its envelope to another URL than the host's", c.base, r)}
+			"a Cocoon host's API routes do not redirect, and following it would send the request, its credential or its envelope to another URL than the host's", c.base, r)}
 	}
 	return &Error{Code: CodeUnreachable, Err: cause,
 		Message: fmt.Sprintf("cannot reach the host at %s (is cocoon-host serve running there? see --host and COCOON_HOST): %v", c.base, cause)}

@@ -489,7 +489,7 @@ async function send(fetchFn, url, init) {
   }
   if (resp.type === "opaqueredirect" || (resp.status >= 300 && resp.status <= 399)) {
     const to = resp.headers.get("Location");
-    throw new CocoonError("bad_answer", `${init.method ?? "GET"} ${url} was answered with a redirect${to ? ` to ${to}` : ""}: refused, and nothing was sent there: a Cocoon host does not redirect`,
+    throw new CocoonError("bad_answer", `${init.method ?? "GET"} ${url} was answered with a redirect${to ? ` to ${to}` : ""}: refused, and nothing was sent there: a Cocoon host's API routes do not redirect`,
       { status: resp.status || undefined });
   }
   return resp;
