@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/cocoonhost/cocoon/attest/seal"
+	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
+)
+
+// base64Runs finds what may be base64 in a file, as encoding/json writes bytes.
+var base64Runs = regexp.MustCompile(`[A-Za-z0-9+/]{16,}={0,2}`)
+
+// TestServeKeepsAnswersOffTheDataDisk is the machine owner reading the data disk: a
+// billed request with an idempotency key has its answer kept for a retry, and that
+// answer, like the prompt, must not be readable in any file under DATA (the owner can
+// read the disk at rest and while the host runs).
+func TestServeKeepsAnswersOffTheDataDisk(t *testing.T) {
+	saved := dialTON
+	t.Cleanup(func() { dialTON = saved })
+	dialTON = emulatedTON
+	bh := newBillingHost(t, "--model-dir", embeddedModelDir(t))
+	t.Chdir(filepath.Join("..", "..")) // startServe waits for the example pipeline's curl line
+	r := startServe(t, bh.args...)
+	bh.client.base = r.base
+	const prompt = "Lily found a shiny secret box"
+	body := []byte(`{"messages":[{"role":"user","content":"` + prompt + `"}],"max_tokens":24,"temperature":0}`)
+	answer := func() (content string, replayed bool) {
+		resp, err := bh.client.do(context.Background(), "POST", "/v1/chat/completions", "retry-me-1", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var a struct {
+			Choices []struct {
+				Message struct{ Content string } `json:"message"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(raw, &a); resp.StatusCode != http.StatusOK || err != nil || len(a.Choices) == 0 || len(a.Choices[0].Message.Content) < 16 {
+			t.Fatalf("chat: %s %s", resp.Status, raw)
+		}
+		return a.Choices[0].Message.Content, resp.Header.Get("Idempotent-Replayed") == "true"
+	}
+	content, _ := answer()
+	// The retry still gets the first answer, from the ledger, not charged again.
+	if again, replayed := answer(); again != content || !replayed {
+		t.Errorf("the retry got %q (replayed %t), want the first answer %q, replayed", again, replayed, content)
+	}
+	r.stop(t)
+	secrets := map[string]string{"the prompt": prompt, "the answer": content[:16]}
+	filepath.WalkDir(bh.data, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readable := [][]byte{b}
+		for _, run := range base64Runs.FindAll(b, -1) { // JSON holds bytes as base64
+			if dec, err := base64.StdEncoding.DecodeString(string(run)); err == nil {
+				readable = append(readable, dec)
+			}
+		}
+		for what, s := range secrets {
+			for _, r := range readable {
+				if bytes.Contains(r, []byte(s)) {
+					t.Errorf("%s (%q) is readable in %s", what, s, path)
+					break
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// answerStore is a billing.Store that keeps the one answer committed to it, as the
+// ledger keeps an idempotency key's, and gives it back to the next Reserve.
+type answerStore struct {
+	billing.Store
+	kept []byte
+}
+
+func (s *answerStore) Commit(_ context.Context, _ billing.HoldID, _ *settle.Receipt, response []byte, _ func(*settle.Receipt)) error {
+	s.kept = response
+	return nil
+}
+
+func (s *answerStore) Reserve(context.Context, billing.Reservation) (billing.HoldID, error) {
+	return 0, &billing.IdempotentError{Receipt: &settle.Receipt{Seq: 1}, Response: s.kept}
+}
+
+// TestSealedAnswers: what the ledger is given to keep is sealed, a replay gets the
+// answer back, and an answer the ledger holds in the clear (an earlier version's) or
+// altered comes back as not kept rather than as whatever the disk says.
+func TestSealedAnswers(t *testing.T) {
+	sealer, err := seal.Sim(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const answer = `{"status":200,"before":"the answer"}`
+	for _, tc := range []struct {
+		name   string
+		onDisk func(sealed []byte) []byte
+		want   string
+	}{
+		{"sealed", func(sealed []byte) []byte { return sealed }, answer},
+		{"in the clear", func([]byte) []byte { return []byte(answer) }, ""},
+		{"altered", func(sealed []byte) []byte { b := bytes.Clone(sealed); b[len(b)-1] ^= 1; return b }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := &answerStore{}
+			s := sealedAnswers{store, sealer}
+			if err := s.Commit(context.Background(), 0, &settle.Receipt{}, []byte(answer), nil); err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(store.kept, []byte("the answer")) {
+				t.Fatalf("the ledger was given the answer in the clear: %q", store.kept)
+			}
+			store.kept = tc.onDisk(store.kept)
+			_, err := s.Reserve(context.Background(), billing.Reservation{})
+			var idem *billing.IdempotentError
+			if !errors.As(err, &idem) || string(idem.Response) != tc.want || idem.Receipt == nil {
+				t.Errorf("Reserve: %v, response %q, want %q", err, idem.Response, tc.want)
+			}
+		})
+	}
+}
