@@ -201,12 +201,23 @@ func ParseFlags(fs *flag.FlagSet, args []string) error {
 // default is printed by --help, which lands in terminals and logs). The returned
 // function, called once fs is parsed, gives the flag's value, or the variable's when the
 // flag is not given or empty.
+//
+// A secret given as the flag is in the process's arguments, which every user of the
+// machine reads (ps, /proc/PID/cmdline) for as long as the process runs: the first call
+// of the returned function then warns on fs.Output() (standard error), naming the flag
+// and the variable, never the value. It still uses the value, so that scripts keep
+// working.
 func SecretFlag(fs *flag.FlagSet, name, env, usage string) func() string {
-	v := fs.String(name, "", usage+" (default $"+env+")")
+	v := fs.String(name, "", usage+" (default $"+env+"; given as --"+name+", other users of this machine can read it)")
+	var warned bool
 	return func() string {
-		if *v != "" {
-			return *v
+		if *v == "" {
+			return os.Getenv(env)
 		}
-		return os.Getenv(env)
+		if !warned {
+			warned = true
+			fmt.Fprintf(fs.Output(), "warning: --%s on the command line can be read by every user of this machine (ps, /proc/PID/cmdline); set $%s instead\n", name, env)
+		}
+		return *v
 	}
 }

@@ -60,10 +60,12 @@ func TestSecretFlag(t *testing.T) {
 		name, env string
 		args      []string
 		want      string
+		warns     bool // a secret in the arguments, which other users read
 	}{
-		{"from the variable", "sk-env", nil, "sk-env"},
-		{"the flag wins", "sk-env", []string{"--api-key", "sk-flag"}, "sk-flag"},
-		{"neither", "", nil, ""},
+		{"from the variable", "sk-env", nil, "sk-env", false},
+		{"the flag wins", "sk-env", []string{"--api-key", "sk-flag"}, "sk-flag", true},
+		{"the flag alone", "", []string{"--api-key=sk-flag"}, "sk-flag", true},
+		{"neither", "", nil, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("TEST_SECRET", tc.env)
@@ -76,8 +78,15 @@ func TestSecretFlag(t *testing.T) {
 			if got := key(); got != tc.want {
 				t.Errorf("key %q, want %q", got, tc.want)
 			}
+			key() // warns once
+			warning := help.String()
+			if n := strings.Count(warning, "--api-key on the command line can be read by every user of this machine"); n != map[bool]int{true: 1}[tc.warns] ||
+				tc.warns && !strings.Contains(warning, "set $TEST_SECRET instead") || strings.Contains(warning, "sk-") {
+				t.Errorf("warnings (want %t, once, without the key):\n%s", tc.warns, warning)
+			}
+			help.Reset()
 			fs.Usage()
-			if !strings.Contains(help.String(), "the key (default $TEST_SECRET)") || tc.env != "" && strings.Contains(help.String(), tc.env) {
+			if !strings.Contains(help.String(), "the key (default $TEST_SECRET;") || tc.env != "" && strings.Contains(help.String(), tc.env) {
 				t.Errorf("help:\n%s", help.String())
 			}
 		})
