@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cocoonhost/cocoon/attest/seal"
@@ -136,5 +141,61 @@ func TestSealedAnswers(t *testing.T) {
 				t.Errorf("Reserve: %v, response %q, want %q", err, idem.Response, tc.want)
 			}
 		})
+	}
+}
+
+// TestServeNeverDumpsCore is a crash of a host whose operator (or TD image) allows core
+// files: a core file holds the process's memory, every key in it in the clear, and is
+// written where the operator reads it (the working directory, often the data disk, or
+// systemd-coredump's store). The host is started with `ulimit -c unlimited` and
+// GOTRACEBACK=crash, which makes the Go runtime abort with a core on SIGQUIT: its core
+// limit must read 0, and where the kernel writes cores to the working directory, the
+// crash must leave none.
+func TestServeNeverDumpsCore(t *testing.T) {
+	if _, err := os.Stat("/proc/self/limits"); err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("sh", "-c", `ulimit -c unlimited && exec "$0" "$@"`, os.Args[0], "-test.run=^TestServeBillingHelperProcess$", "--",
+		"serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--attest", "sim", "--model-dir", embeddedModelDir(t))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), envBillingHelper+"=1", "GOTRACEBACK=crash")
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(out)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "Listening on ") {
+	}
+	go io.Copy(io.Discard, out)
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := regexp.MustCompile(`(?m)^Max core file size\s+(\S+)\s+(\S+)`).FindSubmatch(limits)
+	if core == nil || string(core[1]) != "0" || string(core[2]) != "0" {
+		t.Errorf("the host may dump core: %q\n%s", core, limits)
+	}
+
+	pattern, _ := os.ReadFile("/proc/sys/kernel/core_pattern")
+	if p := strings.TrimSpace(string(pattern)); p == "" || strings.ContainsAny(p, "|/") {
+		return // cores go to a program or elsewhere: the limit above is what they honour
+	}
+	cmd.Process.Signal(syscall.SIGQUIT)
+	cmd.Wait()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "core") {
+			t.Errorf("the crash left %s in the host's working directory", e.Name())
+		}
+	}
+	if !strings.Contains(logs.String(), "SIGQUIT") {
+		t.Errorf("the host did not crash on SIGQUIT; logs:\n%s", logs.String())
 	}
 }
