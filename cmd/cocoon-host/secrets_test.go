@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cocoonhost/cocoon/attest/seal"
 	"github.com/cocoonhost/cocoon/settle"
@@ -197,5 +198,42 @@ func TestServeNeverDumpsCore(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "SIGQUIT") {
 		t.Errorf("the host did not crash on SIGQUIT; logs:\n%s", logs.String())
+	}
+}
+
+// TestServeRefusesSecretFilesOthersRead is another user of the machine reading the
+// host's secrets where the operator left them readable (mode 0644, as `echo KEY > FILE`
+// makes under the usual umask): the host must refuse to start on them, saying how to
+// fix the mode and not what the file holds, rather than serve with a key everyone has.
+func TestServeRefusesSecretFilesOthersRead(t *testing.T) {
+	model := embeddedModelDir(t)
+	const secret = "sk-readable-by-all-4f2a9c0e1b7d3e5f6a8b9c0d1e2f3a4b"
+	for _, tc := range []struct {
+		name, flag string
+		dir        func(*testing.T) string
+	}{
+		{"API key", "--api-key-file", (*testing.T).TempDir},
+		{"Telegram bot token", "--telegram-bot-token-file", (*testing.T).TempDir},
+		{"root sealing secret", "--sealing-key-file", tmpfsDir}, // memory-backed, as it must be
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(tc.dir(t), "secret")
+			if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var stdout, logs bytes.Buffer
+			err := runServe(ctx, []string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--attest", "sim", "--model-dir", model, tc.flag, file}, &stdout, &logs)
+			if err == nil || !strings.Contains(err.Error(), "other users of this machine can read it (mode 0644): chmod 600 "+file) {
+				t.Errorf("serve with %s %s (mode 0644) returned %v", tc.flag, file, err)
+			}
+			if err != nil && strings.Contains(err.Error(), secret) || strings.Contains(stdout.String()+logs.String(), secret) {
+				t.Errorf("the secret is on screen: %v\n%s%s", err, &stdout, &logs)
+			}
+		})
 	}
 }

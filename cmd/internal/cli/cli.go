@@ -221,3 +221,25 @@ func SecretFlag(fs *flag.FlagSet, name, env, usage string) func() string {
 		return *v
 	}
 }
+
+// ReadPrivateFile reads a file that holds a secret (a key, a wallet's seed words, a
+// token), refusing one that users other than its owner may read: on a shared machine
+// they would read the secret too, as ssh refuses such a private key. The error says
+// how to fix the mode and never holds the file's content. Where permissions are not
+// Unix ones (Windows) it only reads.
+func ReadPrivateFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if perm := info.Mode().Perm(); perm&0o044 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("%s holds a secret but other users of this machine can read it (mode %04o): chmod 600 %s", path, perm, path)
+	}
+	return io.ReadAll(f)
+}
+

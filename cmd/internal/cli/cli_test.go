@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -139,5 +141,35 @@ func TestHelpAndErrors(t *testing.T) {
 	}
 	if !strings.HasPrefix(VersionLine("prog"), "prog "+Version+" go") {
 		t.Errorf("VersionLine = %q", VersionLine("prog"))
+	}
+}
+
+// TestReadPrivateFile: a secret file other users may read is refused, saying how to fix
+// it and never what it holds; the owner's alone is read.
+func TestReadPrivateFile(t *testing.T) {
+	const secret = "word1 word2 word3"
+	for _, tc := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o600, true}, {0o400, true}, {0o700, true},
+		{0o640, false}, {0o604, false}, {0o644, false},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "seed")
+			if err := os.WriteFile(path, []byte(secret), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			b, err := ReadPrivateFile(path)
+			switch {
+			case tc.ok && (err != nil || string(b) != secret):
+				t.Errorf("read %q, %v", b, err)
+			case !tc.ok && (err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) || strings.Contains(err.Error(), "word1")):
+				t.Errorf("mode %04o: %q, %v", tc.mode, b, err)
+			}
+		})
 	}
 }
