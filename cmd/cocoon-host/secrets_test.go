@@ -150,14 +150,14 @@ func TestSealedAnswers(t *testing.T) {
 // written where the operator reads it (the working directory, often the data disk, or
 // systemd-coredump's store). The host is started with `ulimit -c unlimited` and
 // GOTRACEBACK=crash, which makes the Go runtime abort with a core on SIGQUIT: its core
-// limit must read 0, and where the kernel writes cores to the working directory, the
+// soft limit must read 0, and where the kernel writes cores to the working directory, the
 // crash must leave none.
 func TestServeNeverDumpsCore(t *testing.T) {
 	if _, err := os.Stat("/proc/self/limits"); err != nil {
 		t.Skipf("no /proc: %v", err)
 	}
 	dir := t.TempDir()
-	cmd := exec.Command("sh", "-c", `ulimit -c unlimited && exec "$0" "$@"`, os.Args[0], "-test.run=^TestServeBillingHelperProcess$", "--",
+	cmd := exec.Command("sh", "-c", `ulimit -c unlimited || exit 3; exec "$0" "$@"`, os.Args[0], "-test.run=^TestServeBillingHelperProcess$", "--",
 		"serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--attest", "sim", "--model-dir", embeddedModelDir(t))
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), envBillingHelper+"=1", "GOTRACEBACK=crash")
@@ -172,15 +172,23 @@ func TestServeNeverDumpsCore(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	lines := bufio.NewScanner(out)
-	for lines.Scan() && !strings.HasPrefix(lines.Text(), "Listening on ") {
+	listening := false
+	for !listening && lines.Scan() {
+		listening = strings.HasPrefix(lines.Text(), "Listening on ")
+	}
+	if !listening {
+		if cmd.Wait(); cmd.ProcessState.ExitCode() == 3 {
+			t.Skip("this machine's hard limit forbids core files: the attack cannot be set up")
+		}
+		t.Fatalf("the host did not start; logs:\n%s", logs.String())
 	}
 	go io.Copy(io.Discard, out)
 	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	core := regexp.MustCompile(`(?m)^Max core file size\s+(\S+)\s+(\S+)`).FindSubmatch(limits)
-	if core == nil || string(core[1]) != "0" || string(core[2]) != "0" {
+	core := regexp.MustCompile(`(?m)^Max core file size\s+(\S+)`).FindSubmatch(limits) // the soft limit, which applies
+	if core == nil || string(core[1]) != "0" {
 		t.Errorf("the host may dump core: %q\n%s", core, limits)
 	}
 

@@ -242,4 +242,3 @@ func ReadPrivateFile(path string) ([]byte, error) {
 	}
 	return io.ReadAll(f)
 }
-
