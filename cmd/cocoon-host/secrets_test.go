@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -161,28 +160,13 @@ func TestServeNeverDumpsCore(t *testing.T) {
 		"serve", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--attest", "sim", "--model-dir", embeddedModelDir(t))
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), envBillingHelper+"=1", "GOTRACEBACK=crash")
-	logs := &lockedBuffer{}
-	cmd.Stderr = logs
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	lines := bufio.NewScanner(out)
-	listening := false
-	for !listening && lines.Scan() {
-		listening = strings.HasPrefix(lines.Text(), "Listening on ")
-	}
-	if !listening {
+	h := startHostCommand(t, cmd)
+	if h.base == "" {
 		if cmd.Wait(); cmd.ProcessState.ExitCode() == 3 {
 			t.Skip("this machine's hard limit forbids core files: the attack cannot be set up")
 		}
-		t.Fatalf("the host did not start; logs:\n%s", logs.String())
+		t.Fatalf("the host did not start; logs:\n%s", h.logs.String())
 	}
-	go io.Copy(io.Discard, out)
 	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
@@ -204,8 +188,8 @@ func TestServeNeverDumpsCore(t *testing.T) {
 			t.Errorf("the crash left %s in the host's working directory", e.Name())
 		}
 	}
-	if !strings.Contains(logs.String(), "SIGQUIT") {
-		t.Errorf("the host did not crash on SIGQUIT; logs:\n%s", logs.String())
+	if !strings.Contains(h.logs.String(), "SIGQUIT") {
+		t.Errorf("the host did not crash on SIGQUIT; logs:\n%s", h.logs.String())
 	}
 }
 
