@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,5 +228,60 @@ func TestServeRefusesSecretFilesOthersRead(t *testing.T) {
 				t.Errorf("the secret is on screen: %v\n%s%s", err, &stdout, &logs)
 			}
 		})
+	}
+}
+
+// TestServeKeepsUpstreamKeyFromClientsAndLogs is an inference server that quotes the
+// host's API key for it back, in an error answer, in an error event inside a stream,
+// and with the client's prompt: neither the client's answer nor the host's log may hold
+// the key, nor the log the prompt, nor the answer the server's address.
+func TestServeKeepsUpstreamKeyFromClientsAndLogs(t *testing.T) {
+	const upstreamKey = "sk-upstream-7e1f0c2b9a8d4e6f"
+	const prompt = "my card is 4111 1111 1111 1111"
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"object":"list","data":[{"id":"echo","object":"model","owned_by":"test"}]}`)
+	})
+	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		quoted := fmt.Sprintf("%q", "Incorrect API key provided: "+strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")+" at http://"+r.Host+" for "+string(body))
+		if bytes.Contains(body, []byte(`"stream":true`)) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, `data: {"error":{"message":`+quoted+`,"code":401}}`+"\n\n")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":{"message":`+quoted+`,"type":"invalid_request_error","code":"invalid_api_key"}}`)
+	})
+	upstream := httptest.NewServer(mux)
+	t.Cleanup(upstream.Close)
+	keyFile := filepath.Join(t.TempDir(), "upstream-key")
+	if err := os.WriteFile(keyFile, []byte(upstreamKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join("..", "..")) // startServe waits for the example pipeline's curl line
+	r := startServe(t, "--data", t.TempDir(), "--attest", "sim", "--log-level", "debug", "--backend", "openai", "--backend-url", upstream.URL+"/v1", "--backend-api-key-file", keyFile)
+	var answers strings.Builder
+	for _, stream := range []bool{false, true} {
+		resp := r.request(t, "POST", "/v1/chat/completions", r.key, fmt.Sprintf(`{"model":"echo","messages":[{"role":"user","content":%q}],"stream":%t}`, prompt, stream))
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.Contains(b, []byte("[redacted]")) {
+			t.Errorf("stream %t: the upstream's error did not reach the client redacted: %s %s", stream, resp.Status, b)
+		}
+		answers.Write(b)
+	}
+	r.stop(t)
+	server := strings.TrimPrefix(upstream.URL, "http://")
+	for what, leak := range map[string]struct{ text, secret string }{
+		"the upstream key in an answer":       {answers.String(), upstreamKey},
+		"the upstream's address in an answer": {answers.String(), server},
+		"the upstream key in the log":         {r.logs.String() + r.stdout.String(), upstreamKey},
+		"the prompt in the log":               {r.logs.String() + r.stdout.String(), "4111"},
+	} {
+		if strings.Contains(leak.text, leak.secret) {
+			t.Errorf("%s:\n%s", what, leak.text)
+		}
 	}
 }
