@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -155,6 +156,11 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 	if err != nil {
 		return backend.Result{}, err
 	}
+	idle := backend.IdleHook(ctx)
+	var conn net.Conn
+	if idle != nil {
+		ctx = traceConn(ctx, &conn)
+	}
 	c, err := b.send(ctx, http.MethodPost, b.chatURL, body)
 	if err != nil {
 		if err == ctx.Err() {
@@ -176,9 +182,9 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 		model: model,
 	}
 	var answer io.Reader = c.resp.Body
-	idle, ended := backend.IdleHook(ctx), false
+	ended := false
 	if idle != nil {
-		answer = idleBody{r: answer, idle: idle, dog: c.dog, ended: &ended}
+		answer = idleBody{r: answer, idle: idle, dog: c.dog, ended: &ended, socket: quietable(c.resp, conn)}
 		// idleBody keeps the watchdog paused between reads, when the deltas are
 		// emitted: no pause and clock reading per delta.
 		s.emit = emit
@@ -186,9 +192,10 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 	err = readStream(answer, b.cfg.maxLine, s)
 	if err == nil && idle != nil && !ended {
 		// The last deltas go out now, not after drain's wait for the end of the
-		// body. When the body has ended, drain does not wait: the caller has them
-		// at once when Generate returns, without a call that may pace the stream.
-		err = idleBody{idle: idle, dog: c.dog}.call()
+		// body, and the call says it is the last: the caller does not pace it.
+		// When the body has ended, drain does not wait: the caller has them at
+		// once when Generate returns, without a call.
+		err = idleBody{idle: idle, dog: c.dog}.call(true)
 	}
 	res := s.result(req)
 	if err == nil {
