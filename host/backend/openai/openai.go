@@ -137,7 +137,7 @@ func newClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 64
 	// A stream read behind its server reads many events per system call.
-	t.ReadBufferSize = 64 << 10
+	t.ReadBufferSize = readBufferSize
 	return &http.Client{
 		Transport:     t,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
