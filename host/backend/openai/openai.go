@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -137,7 +136,7 @@ func newClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 64
 	// A stream read behind its server reads many events per system call.
-	t.ReadBufferSize = readBufferSize
+	t.ReadBufferSize = 64 << 10
 	return &http.Client{
 		Transport:     t,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -155,11 +154,6 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 	body, model, err := b.chatBody(req)
 	if err != nil {
 		return backend.Result{}, err
-	}
-	idle := backend.IdleHook(ctx)
-	var conn net.Conn
-	if idle != nil {
-		ctx = traceConn(ctx, &conn)
 	}
 	c, err := b.send(ctx, http.MethodPost, b.chatURL, body)
 	if err != nil {
@@ -182,9 +176,9 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 		model: model,
 	}
 	var answer io.Reader = c.resp.Body
-	ended := false
+	idle, ended := backend.IdleHook(ctx), false
 	if idle != nil {
-		answer = idleBody{r: answer, idle: idle, dog: c.dog, ended: &ended, socket: quietable(c.resp, conn)}
+		answer = idleBody{r: answer, idle: idle, dog: c.dog, ended: &ended}
 		// idleBody keeps the watchdog paused between reads, when the deltas are
 		// emitted: no pause and clock reading per delta.
 		s.emit = emit

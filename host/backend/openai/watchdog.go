@@ -113,14 +113,12 @@ func (b watchedBody) Read(p []byte) (int, error) {
 // each read to the start of the next: the caller's time, in idle and in emitting what
 // was read, is not the server's silence. An error of idle comes out of Read as an
 // emitError, which Generate returns as the caller's own. ended, when set, is set once
-// a read reached the end of the body: no read after it waits. socket, when set, is
-// quieted for the length of each idle call (quiet.go).
+// a read reached the end of the body: no read after it waits.
 type idleBody struct {
-	r      io.Reader
-	idle   func(last bool) error
-	dog    *watchdog
-	ended  *bool
-	socket *socket
+	r     io.Reader
+	idle  func(last bool) error
+	dog   *watchdog
+	ended *bool
 }
 
 func (b idleBody) Read(p []byte) (int, error) {
@@ -135,21 +133,11 @@ func (b idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// call calls idle(last), quieting the socket around it.
+// call calls idle(last) with the watchdog paused.
 func (b idleBody) call(last bool) error {
 	b.dog.pause()
 	defer b.dog.resume()
-	quieted := b.socket != nil && b.socket.quiet()
-	err := b.idle(last)
-	// Woken whatever idle returned: the connection may go back to the transport's
-	// pool. If it cannot be, the stream ends here, which closes the connection
-	// rather than pooling it.
-	if quieted {
-		if werr := b.socket.wake(); werr != nil && err == nil {
-			return werr
-		}
-	}
-	if err != nil {
+	if err := b.idle(last); err != nil {
 		return emitError{err}
 	}
 	return nil
