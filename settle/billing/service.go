@@ -178,7 +178,7 @@ func (s *Service) Admit(ctx context.Context, a Admission) (t *Ticket, err error)
 		return nil, err
 	}
 	hold, err := s.cfg.Store.Reserve(ctx, Reservation{Account: a.Account, RequestHash: requestHash, SignatureHash: signatureHash,
-		IdempotencyKey: a.IdempotencyKey, MaxCost: maxCost, Limit: escrow.Deposited, Time: now})
+		IdempotencyKey: a.IdempotencyKey, MaxCost: maxCost, Limit: escrow.Deposited, Time: a.time(now)})
 	if err != nil {
 		return nil, s.reserveError(a, escrow, err)
 	}
@@ -219,6 +219,16 @@ func (a Admission) hashes() (request, signature string) {
 	}
 }
 
+// time is when the request was made, for the ledger (Reservation.Time): a signed
+// request's signed timestamp, which a replay cannot change however late it comes (see
+// Store.Prune), else now.
+func (a Admission) time(now time.Time) time.Time {
+	if a.Verified != nil {
+		return time.Unix(a.Verified.req.Timestamp, 0)
+	}
+	return now
+}
+
 // reserveError maps a ledger refusal to what the client is told.
 func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error {
 	var short *InsufficientError
@@ -238,6 +248,10 @@ func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error
 		}
 	case errors.Is(err, ErrReplay):
 		return errorf(settle.CodeReplay, "this signed request was already received; sign each request with a new nonce")
+	case errors.Is(err, ErrPruned) && a.Verified != nil:
+		return errorf(settle.CodeExpired, "the request was signed at %d, before the requests this host's ledger still remembers (its clock has been more than a day ahead): it cannot tell it from a replay; sign it again", a.Verified.req.Timestamp)
+	case errors.Is(err, ErrPruned):
+		return errorf(settle.CodeUnavailable, "the host's clock is behind the requests its ledger has forgotten: it cannot tell a retry from a new request until its clock is right")
 	default:
 		return storeError(a.Account, err)
 	}

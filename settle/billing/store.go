@@ -63,8 +63,13 @@ type Store interface {
 	// on-chain (charged no lower than before: an older value is ignored).
 	RecordSettlement(ctx context.Context, account string, cumulative uint64, at time.Time) error
 
-	// Prune forgets request hashes and idempotency records older than before. Replays of
-	// a pruned request are refused by the signed request's timestamp window instead.
+	// Prune forgets request hashes and idempotency records older than before, and from
+	// then on Reserve refuses a Reservation whose Time is before the highest before it
+	// was given, with ErrPruned: the host's clock (which the machine's owner sets) may
+	// have gone back, and such a request may be one the store has forgotten it billed.
+	// A replay of a pruned signed request is so refused whatever the clock says, as its
+	// Time is its signed timestamp; with an honest clock it is refused by the signed
+	// request's timestamp window already.
 	Prune(ctx context.Context, before time.Time) error
 
 	Close() error
@@ -86,7 +91,9 @@ type Reservation struct {
 	MaxCost        uint64
 	// Limit is the account's spendable total: its escrow's deposit.
 	Limit uint64
-	Time  time.Time
+	// Time is when the request was made: for a signed request the time its client
+	// signed, otherwise when it was admitted. Prune compares it.
+	Time time.Time
 }
 
 // AccountTotals are an account's ledger totals in nanoTON.
@@ -108,6 +115,9 @@ var (
 	ErrInProgress          = errors.New("settle: a request with this idempotency key is in progress")
 	ErrIdempotencyMismatch = errors.New("settle: this idempotency key was used for a different request")
 	ErrUnknownHold         = errors.New("settle: unknown hold")
+	// ErrPruned is Reserve's refusal of a reservation whose Time is before what the
+	// store has pruned (see Prune).
+	ErrPruned = errors.New("settle: the request is older than the requests the ledger remembers")
 )
 
 // InsufficientError is Reserve's refusal for lack of funds.

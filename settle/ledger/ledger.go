@@ -7,7 +7,8 @@
 // The file has five buckets. Keys of the per-account buckets start with the account's
 // length (big-endian uint16) and the account, so one account's keys are contiguous.
 //
-//	ledger       "version" → schema version (big-endian uint32, currently 2)
+//	ledger       "version" → schema version (big-endian uint32, currently 2);
+//	             "pruned_before" → the latest Prune's cutoff (Unix ns), tag
 //	accounts     account → last seq, cumulative, settled (uint64 each), settled-at (Unix ns), tag
 //	receipts     account, seq (big-endian uint64) → the receipt's JSON, tag
 //	requests     account, request or signature hash → when the request was made (Unix ns), tag
@@ -21,6 +22,19 @@
 //
 // Holds, and the request hashes and idempotency keys of requests between Reserve and
 // Commit, live in memory only (see billing.Store).
+//
+// # Pruning and the clock
+//
+// Prune forgets the request hashes and idempotency records older than a cutoff the
+// host takes from its clock, which the machine's owner sets. A clock moved a day ahead
+// would make the host forget requests it billed minutes ago, and moved back, accept
+// them again within their signed window: a second charge. So the ledger keeps the
+// highest cutoff it has pruned at ("pruned_before", authenticated like every record)
+// and Reserve refuses a reservation whose time is before it (billing.ErrPruned): every
+// request that has a time at or after it still has its hashes and keys on record,
+// whatever the clock did. billing.Service gives a signed request's reservation the
+// time its client signed, so that a captured request keeps its own time however late
+// it is sent.
 //
 // # Crash safety
 //
@@ -72,6 +86,7 @@ var (
 	bucketRequests    = []byte("requests")
 	bucketIdempotency = []byte("idempotency")
 	keyVersion        = []byte("version")
+	keyPrunedBefore   = []byte("pruned_before")
 )
 
 // ErrClosed is returned by every call after Close.
@@ -93,6 +108,9 @@ type Ledger struct {
 	lastHold billing.HoldID
 	holds    map[billing.HoldID]*billing.Reservation
 	pending  map[string]*pending
+	// prunedBefore is the highest cutoff Prune has been called with: what is older
+	// may have been forgotten, so Reserve refuses it.
+	prunedBefore time.Time
 }
 
 // pending is an account's requests between Reserve and Commit.
@@ -165,7 +183,22 @@ func Open(path string, macKey []byte, opts ...Option) (*Ledger, error) {
 		holds:   make(map[billing.HoldID]*billing.Reservation),
 		pending: make(map[string]*pending),
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { return l.initSchema(tx, o.settlementKey) }); err != nil {
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := l.initSchema(tx, o.settlementKey); err != nil {
+			return err
+		}
+		v, err := l.rec.get(tx, bucketLedger, keyPrunedBefore)
+		switch {
+		case err != nil:
+			return err
+		case v != nil && len(v) != 8:
+			return fmt.Errorf("corrupt %s record of %d bytes", keyPrunedBefore, len(v))
+		case v != nil:
+			l.prunedBefore = decodeTime(v)
+		}
+		return nil
+	})
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ledger: %s: %w", path, err)
 	}
@@ -241,7 +274,8 @@ func closedErr(err error) error {
 
 // Reserve implements billing.Store. It costs a map lookup and one read-only transaction
 // (no disk write) under the ledger's mutex. A zero r.Time is taken as now; it is what
-// Prune compares with.
+// Prune compares with, and one before the highest cutoff Prune was given is refused
+// with billing.ErrPruned (see "Pruning and the clock").
 func (l *Ledger) Reserve(_ context.Context, r billing.Reservation) (billing.HoldID, error) {
 	if err := checkField("account", r.Account, true); err != nil {
 		return 0, err
@@ -263,6 +297,9 @@ func (l *Ledger) Reserve(_ context.Context, r billing.Reservation) (billing.Hold
 	defer l.mu.Unlock()
 	if l.closed {
 		return 0, ErrClosed
+	}
+	if r.Time.Before(l.prunedBefore) {
+		return 0, billing.ErrPruned
 	}
 	p := l.pending[r.Account]
 	if p == nil {
@@ -648,13 +685,28 @@ func (l *Ledger) RecordSettlement(_ context.Context, account string, cumulative 
 }
 
 // Prune implements billing.Store with one read-write transaction that reads every
-// request hash and idempotency record. Receipts are never pruned.
+// request hash and idempotency record, and records before as the time from which on
+// Reserve admits (unless an earlier Prune had a later cutoff). Receipts are never
+// pruned.
 func (l *Ledger) Prune(_ context.Context, before time.Time) error {
-	if err := l.checkOpen(); err != nil {
-		return err
+	// Raised before anything is forgotten: a Reserve from now on is refused below
+	// the cutoff, and one under way holds l.mu, so it has read its hashes already.
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
 	}
-	cutoff := encodeTime(before)
+	if before.After(l.prunedBefore) {
+		l.prunedBefore = before
+	}
+	watermark := l.prunedBefore
+	l.mu.Unlock()
+
+	cutoff := encodeTime(watermark)
 	return l.update(func(tx *bolt.Tx) error {
+		if err := l.rec.put(tx, bucketLedger, keyPrunedBefore, binary.BigEndian.AppendUint64(nil, cutoff)); err != nil {
+			return err
+		}
 		for _, name := range [][]byte{bucketRequests, bucketIdempotency} {
 			b := tx.Bucket(name)
 			// Collected first (and copied: k belongs to the transaction's pages):

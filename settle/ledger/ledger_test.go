@@ -523,9 +523,25 @@ func TestPrune(t *testing.T) {
 	}
 	l = reopen(t, l, path)
 
-	// The old request's hash and key are forgotten; the recent one's are not.
-	if _, err := l.Reserve(ctx, old); err != nil {
-		t.Fatalf("pruned request: %v", err)
+	// The old request is refused, after a restart too: the ledger may have forgotten
+	// it, and a host clock moved back must not make it billable again.
+	if _, err := l.Reserve(ctx, old); err != billing.ErrPruned {
+		t.Fatalf("pruned request: %v, want ErrPruned", err)
+	}
+	// An earlier cutoff (the clock moved back) does not lower the one in effect.
+	if err := l.Prune(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	l = reopen(t, l, path)
+	if _, err := l.Reserve(ctx, old); err != billing.ErrPruned {
+		t.Fatalf("pruned request after an earlier cutoff: %v, want ErrPruned", err)
+	}
+	// Its hash and key are forgotten: the same key and request at a time from the
+	// cutoff on run again. The recent one's are not forgotten.
+	again := old
+	again.Time = t0.Add(time.Hour)
+	if _, err := l.Reserve(ctx, again); err != nil {
+		t.Fatalf("pruned request's key, later: %v", err)
 	}
 	reuse := recent
 	reuse.IdempotencyKey = ""
