@@ -46,7 +46,9 @@
 //
 // Requests go to the cheapest host for them at each billing host's signed price for
 // the pipeline's model (a host that does not bill costs 0; one whose list does not
-// price the model is refused), and among equally cheap hosts to the less
+// price the model is refused, and so is one that serves no list although its boot
+// evidence measures a settlement key, which only a billing host measures), and among
+// equally cheap hosts to the less
 // loaded of two picked at random (requests in flight times latency). A host's health
 // loop asks GET /readyz and its price list every health interval, verifies it afresh
 // every re-verification interval, and takes it out of routing when either fails; a
