@@ -55,6 +55,10 @@
 // host out of routing (unreachable, failed a check, or lacking the pipeline) is tried
 // again with exponential backoff, and every change of state is logged.
 //
+// A request whose Idempotency-Key was sent to a billing host before goes to that host
+// only, whatever prices and routing did since (a 502 host_error while it is out of
+// routing): only its ledger knows the key (keyRoutes, the last 65,536 keys).
+//
 // A request that failed before any byte reached the app goes to another verified host
 // only when that cannot charge twice: the host never received it whole (the
 // connection failed before the request was written), or refused it before admission
