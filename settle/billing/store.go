@@ -64,8 +64,8 @@ type Store interface {
 	RecordSettlement(ctx context.Context, account string, cumulative uint64, at time.Time) error
 
 	// Prune forgets request hashes and idempotency records older than before, and from
-	// then on Reserve refuses a Reservation whose Time is before the highest before it
-	// was given, with ErrPruned: the host's clock (which the machine's owner sets) may
+	// then on Reserve refuses a Reservation whose Time is not after every record it
+	// forgot, with ErrPruned: the host's clock (which the machine's owner sets) may
 	// have gone back, and such a request may be one the store has forgotten it billed.
 	// A replay of a pruned signed request is so refused whatever the clock says, as its
 	// Time is its signed timestamp; with an honest clock it is refused by the signed

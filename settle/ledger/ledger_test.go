@@ -528,6 +528,11 @@ func TestPrune(t *testing.T) {
 	if _, err := l.Reserve(ctx, old); err != billing.ErrPruned {
 		t.Fatalf("pruned request: %v, want ErrPruned", err)
 	}
+	// What is refused is what is not after every record forgotten, not everything
+	// before the cutoff: a clock once far ahead by mistake refuses no request made
+	// after those the host had seen.
+	later := billing.Reservation{Account: a, RequestHash: hash("later"), MaxCost: 10, Limit: 1000, Time: t0.Add(time.Second)}
+	commit(t, l, later, 1, nil)
 	// An earlier cutoff (the clock moved back) does not lower the one in effect.
 	if err := l.Prune(ctx, t0); err != nil {
 		t.Fatal(err)
@@ -553,7 +558,7 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("recent idempotency key: %v", err)
 	}
 	// Receipts stay.
-	if rs, err := l.Receipts(ctx, a, 1, 10); err != nil || len(rs) != 2 {
+	if rs, err := l.Receipts(ctx, a, 1, 10); err != nil || len(rs) != 3 {
 		t.Fatalf("receipts after prune: %d, %v", len(rs), err)
 	}
 }
