@@ -27,7 +27,8 @@ type Store interface {
 	// request finished, ErrInProgress if it has not, and ErrIdempotencyMismatch if it
 	// was for another request hash; a key whose request was cancelled is free (see
 	// Commit). Otherwise it returns ErrReplay if r.RequestHash or r.SignatureHash was
-	// seen on this account before (and not yet pruned, see Prune).
+	// seen on this account before (and not yet pruned, see Prune), and ErrReopened if
+	// the account's settled total is above r.Charged.
 	Reserve(ctx context.Context, r Reservation) (HoldID, error)
 
 	// Commit turns a hold into the account's next receipt: it sets the receipt's Seq to
@@ -91,6 +92,11 @@ type Reservation struct {
 	MaxCost        uint64
 	// Limit is the account's spendable total: its escrow's deposit.
 	Limit uint64
+	// Charged is what the account's escrow has been charged on-chain. Within one
+	// contract it never decreases, so a settled total above it means that the contract
+	// is not the one the ledger settled with: closed and deployed again at the same
+	// address (ErrReopened), or a state read before the latest settlement.
+	Charged uint64
 	// Time is when the request was made: for a signed request the time its client
 	// signed, otherwise when it was admitted. Prune compares it.
 	Time time.Time
@@ -115,6 +121,9 @@ var (
 	ErrInProgress          = errors.New("settle: a request with this idempotency key is in progress")
 	ErrIdempotencyMismatch = errors.New("settle: this idempotency key was used for a different request")
 	ErrUnknownHold         = errors.New("settle: unknown hold")
+	// ErrReopened is Reserve's refusal of an account whose escrow has been charged less
+	// than the ledger has settled with it (see Reservation.Charged).
+	ErrReopened = errors.New("settle: the escrow has been charged less than the ledger settled with it")
 	// ErrPruned is Reserve's refusal of a reservation whose Time is before what the
 	// store has pruned (see Prune).
 	ErrPruned = errors.New("settle: the request is older than the requests the ledger remembers")

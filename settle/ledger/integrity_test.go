@@ -301,7 +301,7 @@ func TestUpgradeSchema1(t *testing.T) {
 		t.Errorf("retry after the upgrade: %v, want ErrReplay", err)
 	}
 	l = reopen(t, l, f.path) // schema 2 now: no settlement key needed
-	commit(t, l, billing.Reservation{Account: f.victim, RequestHash: hash("after upgrade"), MaxCost: 10, Limit: math.MaxUint64}, 1, nil)
+	commit(t, l, billing.Reservation{Account: f.victim, RequestHash: hash("after upgrade"), MaxCost: 10, Limit: math.MaxUint64, Charged: 80}, 1, nil)
 	l.Close()
 
 	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))

@@ -341,6 +341,9 @@ func (l *Ledger) Reserve(_ context.Context, r billing.Reservation) (billing.Hold
 			}
 		}
 		m, err := l.meta(tx, r.Account)
+		if err == nil && m.settled > r.Charged {
+			return billing.ErrReopened
+		}
 		cumulative = m.cumulative
 		return err
 	})

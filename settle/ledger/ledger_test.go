@@ -765,3 +765,27 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("%d receipts, want %d", n, workers*perWorker)
 	}
 }
+
+// TestReserveRefusesAReopenedEscrow: an escrow charged less than the ledger settled
+// with it is another contract at the same address, which the account's receipts would
+// be charged to again.
+func TestReserveRefusesAReopenedEscrow(t *testing.T) {
+	l, _ := openLedger(t, "")
+	a := account(1)
+	commit(t, l, billing.Reservation{Account: a, RequestHash: hash(1), MaxCost: 10, Limit: 1000}, 5, nil)
+	if err := l.RecordSettlement(ctx, a, 5, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		charged uint64
+		want    error
+	}{{0, billing.ErrReopened}, {4, billing.ErrReopened}, {5, nil}, {6, nil}} {
+		id, err := l.Reserve(ctx, billing.Reservation{Account: a, RequestHash: hash(2), MaxCost: 10, Limit: 1000, Charged: tc.charged})
+		if err != tc.want {
+			t.Errorf("charged %d: %v, want %v", tc.charged, err, tc.want)
+		}
+		if err == nil {
+			l.Release(id)
+		}
+	}
+}
