@@ -14,7 +14,8 @@ import (
 
 // ReceiptHeader is the HTTP response header that carries a non-streaming request's
 // receipt as JSON. A streaming response carries it instead as the `cocoon_receipt`
-// member of its last data event, before `[DONE]`.
+// member of one data event: the last before `[DONE]`, or before the error event that
+// ends a failed stream (StreamReceipt).
 const ReceiptHeader = "Cocoon-Receipt"
 
 // Receipt statuses: what happened to the request it bills.
