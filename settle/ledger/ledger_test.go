@@ -789,3 +789,46 @@ func TestReserveRefusesAReopenedEscrow(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneRacingReserve: a request whose record a prune is forgetting is refused by
+// a Reserve that runs at the same time, as a replay (its record still read) or as
+// pruned (the mark raised first), never admitted in between. The two start together,
+// so that either may come first.
+func TestPruneRacingReserve(t *testing.T) {
+	l, _ := openLedger(t, "")
+	a := account(1)
+	t0 := time.Unix(1_700_000_000, 0)
+	for i := range 100 {
+		res := billing.Reservation{Account: a, RequestHash: hash("race", i), MaxCost: 1, Limit: math.MaxUint64, Time: t0.Add(time.Duration(i) * time.Hour)}
+		commit(t, l, res, 1, nil)
+		start := make(chan struct{})
+		pruned := make(chan error, 1)
+		go func() {
+			<-start
+			pruned <- l.Prune(ctx, res.Time.Add(time.Minute))
+		}()
+		reserved := make(chan error, 1)
+		go func() {
+			<-start
+			if i%2 == 0 {
+				time.Sleep(time.Millisecond) // now and then after the prune
+			}
+			id, err := l.Reserve(ctx, res)
+			if err == nil {
+				l.Release(id)
+			}
+			reserved <- err
+		}()
+		close(start)
+		if err := <-pruned; err != nil {
+			t.Fatal(err)
+		}
+		switch err := <-reserved; err {
+		case nil:
+			t.Fatalf("round %d: a request being pruned was admitted again", i)
+		case billing.ErrReplay, billing.ErrPruned:
+		default:
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+}
