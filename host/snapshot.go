@@ -229,12 +229,13 @@ type idleInstances struct {
 // of a few cores runs at once.
 const maxIdleInstances = 8
 
-// take returns a kept instance, or nil.
-func (q *idleInstances) take() *instance {
+// takeFor returns a kept instance for an instance that starts from snap, or nil: none
+// when snap is nil (the instance initializes itself).
+func (q *idleInstances) takeFor(snap *snapshot) *instance {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := len(q.free)
-	if n == 0 {
+	if n == 0 || snap == nil {
 		return nil
 	}
 	inst := q.free[n-1]
@@ -247,7 +248,8 @@ func (q *idleInstances) take() *instance {
 // whether it did. inst's memory and tables stop counting against its request.
 func (q *idleInstances) put(inst *instance) bool {
 	snap := inst.spec.snapshot
-	if snap == nil || !inst.ready || inst.broken != nil || inst.exited || inst.memory.size != snap.memory.size {
+	if snap == nil || !inst.ready || inst.broken != nil || inst.exited || inst.memory.size != snap.memory.size ||
+		inst.memory.mapping.image != snap.memory.imageMappings { // it initialized itself (Sandbox.instantiate)
 		return false
 	}
 	q.mu.Lock()

@@ -291,3 +291,42 @@ func TestNewPipelineRunsNoModule(t *testing.T) {
 		t.Fatal("a snapshot was attempted before the first request")
 	}
 }
+
+// TestSnapshotSeesRequestMemory is the attack of testdata/hostile/init_grow.wat on a
+// snapshot taken in a request of its own: the module's initialization grows its
+// memory, which a request whose first two post modules hold all but 16 pages of its
+// 512 MiB refuses. An instance started from the snapshot (17 pages) must behave as a
+// fresh initialization in that request does, whose growth returns -1, and not fail
+// with memory_limit or see a growth succeed; and every later request, from kept
+// instances too, the same.
+func TestSnapshotSeesRequestMemory(t *testing.T) {
+	s := newTestSandbox(t)
+	m := hostileModule(t, s, "init_grow")
+	spec := PipelineSpec{Post: []ModuleSpec{
+		{Module: m, Limits: abi.Limits{MemoryPages: abi.CeilingLimits.MemoryPages, CallTimeout: tenSeconds.CallTimeout}},
+		{Module: m, Limits: abi.Limits{MemoryPages: abi.CeilingLimits.MemoryPages - 16, CallTimeout: tenSeconds.CallTimeout}},
+		{Module: m},
+	}}
+	refused := string(binary.LittleEndian.AppendUint32(nil, 0xffffffff))
+	want, _, err := chunkOnce(freshInit(t, s, spec))
+	if err != nil || want != refused {
+		t.Fatalf("fresh initialization: %q, %v; want the growth refused (%q)", want, err, refused)
+	}
+	p := pipeline(t, s, spec)
+	for i := range 3 {
+		got, _, err := chunkOnce(p)
+		if err != nil || got != want {
+			t.Fatalf("request %d: %q, %v; want %q as without snapshots", i, got, err, want)
+		}
+	}
+	if s.snapshotOf(p.post[2]) == nil {
+		t.Fatalf("the module has no snapshot: %v", p.post[2].unsnapshotted)
+	}
+	// Alone in a request, the growth succeeds, from the snapshot as without.
+	alone := PipelineSpec{Post: []ModuleSpec{{Module: m}}}
+	for _, p := range []*Pipeline{freshInit(t, s, alone), pipeline(t, s, alone)} {
+		if got, _, err := chunkOnce(p); err != nil || got != "\x01\x00\x00\x00" {
+			t.Fatalf("alone: %q, %v; want the growth from 1 page", got, err)
+		}
+	}
+}
