@@ -330,3 +330,52 @@ func TestSnapshotSeesRequestMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestPooledMemoryIsolation is the attack of testdata/hostile/spy.wat on the pools
+// memories go back to: painters fill every page they have, alone and in the same
+// request as a spy, while spies, and modules served from snapshots
+// (testdata/snapshot.wat, two pipelines of one module), run beside them, interleaved
+// on eight goroutines. Every spy must find its memory zero, and every snapshot's
+// request must answer as a fresh initialization does.
+func TestPooledMemoryIsolation(t *testing.T) {
+	s := newTestSandbox(t)
+	spy := hostileModule(t, s, "spy")
+	snap := compile(t, s, "snapshot")
+	painter := ModuleSpec{Module: spy, Config: []byte("P")}
+	spying := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: spy}}})
+	painting := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{painter}})
+	// The painter's output (nothing) is the spy's input: the spy still runs.
+	both := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{painter, {Module: spy}}})
+	snapSpec := PipelineSpec{Post: []ModuleSpec{{Module: snap}}}
+	want, _, err := chunkOnce(freshInit(t, s, snapSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshots := []*Pipeline{pipeline(t, s, snapSpec), pipeline(t, s, snapSpec)}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 20 {
+				switch (g + i) % 4 {
+				case 0:
+					if _, _, err := chunkOnce(painting); err != nil {
+						t.Error(err)
+					}
+				case 1, 2:
+					p := spying
+					if g%2 == 0 {
+						p = both
+					}
+					if got, _, err := chunkOnce(p); err != nil || got != "\x00\x00\x00\x00" {
+						t.Errorf("a spy found %q words not zero (%v)", got, err)
+					}
+				case 3:
+					if got, _, err := chunkOnce(snapshots[g%2]); err != nil || got != want {
+						t.Errorf("a snapshot's request saw %q (%v), want %q", got, err, want)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
