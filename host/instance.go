@@ -105,7 +105,7 @@ func (unreadRandom) Read([]byte) (int, error) { return 0, io.EOF }
 // The snapshot was taken in a request of its own, where every growth initialization
 // made fitted. In this request one of them may not, and a fresh initialization would
 // see memory.grow return -1 where the snapshot's saw it succeed: the module would tell
-// the two apart (SPEC.md §2). So a snapshot that does not fit is not used: the
+// the two apart (SPEC.md §3). So a snapshot that does not fit is not used: the
 // instance initializes itself, and sees the refusal a fresh instance sees. One that
 // fits gives what a fresh initialization gives, since memory only grows and each of
 // its growths then fits too.
