@@ -277,11 +277,7 @@ func TestSnapshotPoolsAreBounded(t *testing.T) {
 // may take its whole time limit: that waits for the pipeline's first request.
 func TestNewPipelineRunsNoModule(t *testing.T) {
 	s := newTestSandbox(t)
-	var m wasmtest.Module
-	m.ABI()
-	loop := m.FuncBody(nil, nil, nil, []byte{wasmtest.Loop, wasmtest.Empty, 0x0c, 0, wasmtest.End}) // loop br 0 end
-	m.Export("_initialize", wasmtest.KindFunc, loop)
-	spec := PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, m.Bytes()), Limits: abi.Limits{CallTimeout: abi.Duration(2 * time.Second)}}}}
+	spec := PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, initLoopModule()), Limits: abi.Limits{CallTimeout: abi.Duration(2 * time.Second)}}}}
 	start := time.Now()
 	p := pipeline(t, s, spec)
 	if took := time.Since(start); took > time.Second {
@@ -290,6 +286,15 @@ func TestNewPipelineRunsNoModule(t *testing.T) {
 	if p.pre[0].snapshot != nil || p.pre[0].unsnapshotted != nil {
 		t.Fatal("a snapshot was attempted before the first request")
 	}
+}
+
+// initLoopModule is the smallest ABI module whose _initialize loops forever.
+func initLoopModule() []byte {
+	var m wasmtest.Module
+	m.ABI()
+	loop := m.FuncBody(nil, nil, nil, []byte{wasmtest.Loop, wasmtest.Empty, 0x0c, 0, wasmtest.End}) // loop br 0 end
+	m.Export("_initialize", wasmtest.KindFunc, loop)
+	return m.Bytes()
 }
 
 // TestSnapshotSeesRequestMemory is the attack of testdata/hostile/init_grow.wat on a
