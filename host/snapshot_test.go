@@ -307,10 +307,12 @@ func initLoopModule() []byte {
 func TestSnapshotSeesRequestMemory(t *testing.T) {
 	s := newTestSandbox(t)
 	m := hostileModule(t, s, "init_grow")
+	// Ten seconds a call: growing 511 MiB a page at a time is slow under the race
+	// detector, and time is not what this is about.
 	spec := PipelineSpec{Post: []ModuleSpec{
 		{Module: m, Limits: abi.Limits{MemoryPages: abi.CeilingLimits.MemoryPages, CallTimeout: tenSeconds.CallTimeout}},
 		{Module: m, Limits: abi.Limits{MemoryPages: abi.CeilingLimits.MemoryPages - 16, CallTimeout: tenSeconds.CallTimeout}},
-		{Module: m},
+		{Module: m, Limits: tenSeconds},
 	}}
 	refused := string(binary.LittleEndian.AppendUint32(nil, 0xffffffff))
 	want, _, err := chunkOnce(freshInit(t, s, spec))
@@ -328,7 +330,7 @@ func TestSnapshotSeesRequestMemory(t *testing.T) {
 		t.Fatalf("the module has no snapshot: %v", p.post[2].unsnapshotted)
 	}
 	// Alone in a request, the growth succeeds, from the snapshot as without.
-	alone := PipelineSpec{Post: []ModuleSpec{{Module: m}}}
+	alone := PipelineSpec{Post: []ModuleSpec{{Module: m, Limits: tenSeconds}}}
 	for _, p := range []*Pipeline{freshInit(t, s, alone), pipeline(t, s, alone)} {
 		if got, _, err := chunkOnce(p); err != nil || got != "\x01\x00\x00\x00" {
 			t.Fatalf("alone: %q, %v; want the growth from 1 page", got, err)
@@ -346,11 +348,13 @@ func TestPooledMemoryIsolation(t *testing.T) {
 	s := newTestSandbox(t)
 	spy := hostileModule(t, s, "spy")
 	snap := compile(t, s, "snapshot")
-	painter := ModuleSpec{Module: spy, Config: []byte("P")}
-	spying := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: spy}}})
+	// Time is not what this is about: scans of 4 MiB, eight at a time, take long
+	// under the race detector.
+	painter := ModuleSpec{Module: spy, Config: []byte("P"), Limits: tenSeconds}
+	spying := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: spy, Limits: tenSeconds}}})
 	painting := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{painter}})
 	// The painter's output (nothing) is the spy's input: the spy still runs.
-	both := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{painter, {Module: spy}}})
+	both := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{painter, {Module: spy, Limits: tenSeconds}}})
 	snapSpec := PipelineSpec{Post: []ModuleSpec{{Module: snap}}}
 	want, _, err := chunkOnce(freshInit(t, s, snapSpec))
 	if err != nil {
