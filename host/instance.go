@@ -137,17 +137,18 @@ func (s *Sandbox) instantiateFrom(ctx context.Context, m *stageModule, request *
 		return nil, inst.errorf(CodeMemoryLimit, "instantiation needs %s of memory and tables, past %s (%s in use)",
 			formatBytes(memoryBytes+tableBytes), requestTotalText, formatBytes(request.memory))
 	}
+	limit := max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout)
 	// Only instances of the snapshot are kept (idleInstances.put), for instances
-	// from it.
+	// from it. Restoring one is timed like any instantiation (SPEC.md §7.4).
 	if idle := m.idle.takeFor(snap); idle != nil {
 		inst.adopt(idle)
-		if err := inst.restore(snap); err != nil {
+		if err := inst.run(limit, func(context.Context) error { return inst.restore(snap) }); err != nil {
 			inst.close()
 			return nil, inst.failure(err, "instantiation")
 		}
 		return inst, nil
 	}
-	err := inst.run(max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout), func(ctx context.Context) (err error) {
+	err := inst.run(limit, func(ctx context.Context) (err error) {
 		if inst.memory, err = newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes, &inst.deadline, image); err != nil {
 			inst.fault = inst.errorf(CodeMemoryLimit, "the host could not reserve memory for the module: %v", err)
 			return errAbort

@@ -75,8 +75,18 @@ func newModuleInit(d *meter.Detached, minPages uint32) (moduleInit, error) {
 	if d.ChangesTables && mi.unsnapshottable == "" {
 		mi.unsnapshottable = "its code can change a table or drop a segment"
 	}
+	if len(mi.globals) > maxSnapshotGlobals && mi.unsnapshottable == "" {
+		mi.unsnapshottable = fmt.Sprintf("it has %d mutable globals, more than the %d a snapshot restores", len(mi.globals), maxSnapshotGlobals)
+	}
 	return mi, nil
 }
+
+// maxSnapshotGlobals bounds the mutable globals restore sets, each found by its name
+// (about 0.4 µs each among a million): a module with a million of them made every
+// request's instance take 0.4 s to restore. Real guests have at most a few dozen (Go 8,
+// AssemblyScript 28); a module with more is initialized per request, where wazero
+// creates its globals within the time limit to instantiate.
+const maxSnapshotGlobals = 1024
 
 // initialize runs the module's initialization in a fresh instance: the data segments
 // are already in memory; the start function, then _initialize.
