@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -106,6 +107,11 @@ type imageMappings struct {
 	// content is a read-only shared mapping of the memfd, which put copies from.
 	content []byte
 
+	// budget counts the pages of content that are not zero, which the memfd keeps,
+	// until close.
+	budget  *snapshotBudget
+	charged uint64
+
 	mu   sync.Mutex
 	free []*mapping // each maps the image, as it is, and is zero after it
 }
@@ -114,21 +120,20 @@ type imageMappings struct {
 // instances of it may run at once on a machine of a few cores.
 const maxImageMappings = 8
 
+// errSnapshotBudget: the image does not fit in what is left of the sandbox's
+// snapshot memory (WithSnapshotMemory).
+var errSnapshotBudget = errors.New("the host's memory for snapshots is full")
+
 // newMemoryImage writes content, whose length is a multiple of abi.PageSize, to a new
-// sealed memfd. It costs a write of the pages that are not zero. When the image
-// becomes unreachable, its descriptor is closed and its pooled mappings unmapped;
-// the mappings instances hold stay valid.
-func newMemoryImage(content []byte) (*memoryImage, error) {
-	fd, err := unix.MemfdCreate("cocoon-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		return nil, fmt.Errorf("creating a memfd: %w", err)
-	}
-	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content))}}
-	runtime.AddCleanup(img, (*imageMappings).close, img.imageMappings)
-	if err := unix.Ftruncate(fd, int64(len(content))); err != nil {
-		return nil, fmt.Errorf("sizing the memfd: %w", err)
-	}
+// sealed memfd, and counts its pages that are not zero against budget, failing with
+// errSnapshotBudget if they do not fit. It costs a read of content and a write of the
+// pages that are not zero. When the image becomes unreachable, its descriptor is
+// closed, its pooled mappings unmapped and its pages given back to budget; the
+// mappings instances hold stay valid.
+func newMemoryImage(content []byte, budget *snapshotBudget) (*memoryImage, error) {
 	page := os.Getpagesize()
+	var written [][2]int // the runs of pages that are not zero
+	var nonzero uint64
 	for off := 0; off < len(content); {
 		if allZero(content[off : off+page]) {
 			off += page
@@ -138,10 +143,27 @@ func newMemoryImage(content []byte) (*memoryImage, error) {
 		for end < len(content) && !allZero(content[end:end+page]) {
 			end += page
 		}
-		if _, err := unix.Pwrite(fd, content[off:end], int64(off)); err != nil {
+		written = append(written, [2]int{off, end})
+		nonzero += uint64(end - off)
+		off = end
+	}
+	if !budget.reserve(nonzero) {
+		return nil, errSnapshotBudget
+	}
+	fd, err := unix.MemfdCreate("cocoon-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		budget.release(nonzero)
+		return nil, fmt.Errorf("creating a memfd: %w", err)
+	}
+	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content)), budget: budget, charged: nonzero}}
+	runtime.AddCleanup(img, (*imageMappings).close, img.imageMappings)
+	if err := unix.Ftruncate(fd, int64(len(content))); err != nil {
+		return nil, fmt.Errorf("sizing the memfd: %w", err)
+	}
+	for _, run := range written {
+		if _, err := unix.Pwrite(fd, content[run[0]:run[1]], int64(run[0])); err != nil {
 			return nil, fmt.Errorf("writing the memfd: %w", err)
 		}
-		off = end
 	}
 	const seals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
@@ -170,6 +192,7 @@ func (im *imageMappings) close() {
 		_ = unix.Munmap(im.content)
 	}
 	unix.Close(im.fd)
+	im.budget.release(im.charged)
 }
 
 // get returns a mapping whose first im.size bytes are a private copy-on-write view of

@@ -32,7 +32,8 @@ import (
 //
 // The module's identity is unchanged (the hash of its uploaded bytes); a snapshot is,
 // like compiled code, something the host derives from it, and it lives in the host's
-// memory only, never on disk.
+// memory only, never on disk, within the sandbox's snapshot memory
+// (WithSnapshotMemory).
 
 // moduleInit is what a module's compiled form needs done to initialize an instance,
 // learnt by meter.InstrumentDetached: the compiled module writes no memory and runs
@@ -150,11 +151,59 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 	if !bytes.Equal(memory, memory2) || !state.equal(state2) {
 		return nil, errNondeterministic
 	}
-	img, err := newMemoryImage(memory)
+	img, err := newMemoryImage(memory, s.snapshots)
 	if err != nil {
 		return nil, err
 	}
 	return &snapshot{memory: img, state: *state}, nil
+}
+
+// DefaultSnapshotMemory is the default bound on what a sandbox's snapshots keep in
+// memory (WithSnapshotMemory): about 250 Go guests' (4 MiB each), 8,000 C modules'.
+const DefaultSnapshotMemory = 1 << 30
+
+// WithSnapshotMemory bounds the bytes all of the sandbox's snapshots keep in memory
+// (the pages of their images that are not zero) to bytes, DefaultSnapshotMemory if 0
+// or less. A snapshot lives as long as its pipeline, and a pipeline costs its owner
+// only one request to fill: without a bound, a small module whose initialization
+// writes 256 MiB, in many pipelines (one per config), would hold the host's memory
+// for good. A stage module whose snapshot does not fit when its first request takes
+// it gets none, and is initialized per request.
+func (c SandboxConfig) WithSnapshotMemory(bytes int64) SandboxConfig {
+	c.snapshotMemory = bytes
+	return c
+}
+
+// snapshotBudget counts the bytes the sandbox's snapshot images keep.
+type snapshotBudget struct {
+	limit uint64
+	mu    sync.Mutex
+	used  uint64
+}
+
+func newSnapshotBudget(limit int64) *snapshotBudget {
+	if limit <= 0 {
+		limit = DefaultSnapshotMemory
+	}
+	return &snapshotBudget{limit: uint64(limit)}
+}
+
+// reserve counts n more bytes, or reports false, counting nothing, if they do not fit.
+func (b *snapshotBudget) reserve(n uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+// release gives back n bytes that reserve counted.
+func (b *snapshotBudget) release(n uint64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
 }
 
 // snapshotOf returns m's snapshot, taking it at the first call (takeSnapshot), or nil

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -215,6 +216,23 @@ func TestDataSegmentOutsideMemory(t *testing.T) {
 	}
 }
 
+// fillingModule is a pre module with a memory of pages pages, which its
+// initialization and every call of cocoon_pre fill with ones.
+func fillingModule(pages int) []byte {
+	var m wasmtest.Module
+	m.Memory(0, uint64(pages), 0)
+	m.Export("memory", wasmtest.KindMemory, 0)
+	m.ExportFunc("cocoon_abi_v1", nil, nil)
+	m.ExportFunc("cocoon_alloc", []byte{wasmtest.I32}, []byte{wasmtest.I32})
+	fill := slices.Concat([]byte{wasmtest.I32Const, 0, wasmtest.I32Const, 1, wasmtest.I32Const},
+		wasmtest.S32(int32(pages*abi.PageSize)), []byte{0xfc, 11, 0}) // memory.fill(0, 1, all)
+	init := m.FuncBody(nil, nil, nil, fill)
+	m.Export("_initialize", wasmtest.KindFunc, init)
+	pre := m.FuncBody([]byte{wasmtest.I32, wasmtest.I32}, []byte{wasmtest.I64}, nil, append(fill, 0x42, 0))
+	m.Export("cocoon_pre", wasmtest.KindFunc, pre)
+	return m.Bytes()
+}
+
 // TestSnapshotPoolsAreBounded: a module whose requests write every page of a large
 // snapshot leaves every pooled mapping of it and every kept instance with that many
 // pages of its own. What all of them keep resident is bounded by the warm pool's
@@ -224,17 +242,7 @@ func TestSnapshotPoolsAreBounded(t *testing.T) {
 	s := newTestSandbox(t)
 	// 16 MiB of memory, all written by initialization and by every request.
 	const pages = 256
-	var m wasmtest.Module
-	m.Memory(0, pages, 0)
-	m.Export("memory", wasmtest.KindMemory, 0)
-	m.ExportFunc("cocoon_abi_v1", nil, nil)
-	m.ExportFunc("cocoon_alloc", []byte{wasmtest.I32}, []byte{wasmtest.I32})
-	fill := []byte{wasmtest.I32Const, 0, wasmtest.I32Const, 1, 0x41, 0x80, 0x80, 0x80, 0x08, 0xfc, 11, 0} // memory.fill(0, 1, 16 MiB)
-	init := m.FuncBody(nil, nil, nil, fill)
-	m.Export("_initialize", wasmtest.KindFunc, init)
-	pre := m.FuncBody([]byte{wasmtest.I32, wasmtest.I32}, []byte{wasmtest.I64}, nil, append(fill, 0x42, 0))
-	m.Export("cocoon_pre", wasmtest.KindFunc, pre)
-	module := compileBytes(t, s, m.Bytes())
+	module := compileBytes(t, s, fillingModule(pages))
 	var pipelines []*Pipeline
 	for range 4 {
 		p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Limits: abi.Limits{MemoryPages: pages, CallTimeout: abi.Duration(5 * time.Second)}}}})
@@ -444,5 +452,59 @@ func TestSnapshotGlobals(t *testing.T) {
 		if err != nil || moduleTime <= 0 {
 			t.Errorf("restoring a kept instance: %v, module time %v; want it counted", err, moduleTime)
 		}
+	}
+}
+
+// TestSnapshotImagesAreBounded: a snapshot lives as long as its pipeline, and one
+// request fills it. A module whose initialization writes its whole memory, in pipelines
+// that differ only by config, kept an image per pipeline for good, and nothing bounded
+// them: a few such pipelines of 16 modules of 256 MiB filled the host's memory. Now
+// the images of a sandbox fit in its snapshot memory (WithSnapshotMemory): here 2.5
+// MiB, two images of 1 MiB. A stage module whose image does not fit is initialized per
+// request and answers all the same; and the images of pipelines that are gone give
+// their room back.
+func TestSnapshotImagesAreBounded(t *testing.T) {
+	s, err := NewSandbox(context.Background(), NewSandboxConfig().WithSnapshotMemory(5*abi.MiB/2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	module := compileBytes(t, s, fillingModule(16))
+	taken := 0
+	for i := range 4 {
+		p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Config: []byte{byte('a' + i)}}}})
+		for range 2 {
+			sess := p.NewSession(context.Background())
+			inst, err := sess.instance(StagePre, 0)
+			if err == nil {
+				_, err = inst.call(hookPre, nil)
+			}
+			sess.Close()
+			if err != nil {
+				t.Fatalf("pipeline %d: %v", i, err)
+			}
+		}
+		if m := p.pre[0]; m.snapshot != nil {
+			taken++
+		} else if !errors.Is(m.unsnapshotted, errSnapshotBudget) {
+			t.Fatalf("pipeline %d: no snapshot, because %v", i, m.unsnapshotted)
+		}
+	}
+	if taken != 2 {
+		t.Errorf("%d snapshots of 1 MiB taken within 2.5 MiB, want 2", taken)
+	}
+	// The pipelines are gone: their kept instances are closed, then their images.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		runtime.GC()
+		s.snapshots.mu.Lock()
+		used := s.snapshots.used
+		s.snapshots.mu.Unlock()
+		if used == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes of snapshots still counted after their pipelines went away", used)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
