@@ -351,8 +351,10 @@ func TestSnapshotSeesRequestMemory(t *testing.T) {
 // memories go back to: painters fill every page they have, alone and in the same
 // request as a spy, while spies, and modules served from snapshots
 // (testdata/snapshot.wat, two pipelines of one module), run beside them, interleaved
-// on eight goroutines. Every spy must find its memory zero, and every snapshot's
-// request must answer as a fresh initialization does.
+// on eight goroutines; and that of testdata/hostile/grown_spy.wat on one module's
+// snapshot, whose requests paint and spy by turns, growing past the snapshot or not.
+// Every spy must find its memory zero and its data segment as it was, and every
+// snapshot's request must answer as a fresh initialization does.
 func TestPooledMemoryIsolation(t *testing.T) {
 	s := newTestSandbox(t)
 	spy := hostileModule(t, s, "spy")
@@ -370,10 +372,23 @@ func TestPooledMemoryIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	snapshots := []*Pipeline{pipeline(t, s, snapSpec), pipeline(t, s, snapSpec)}
+	// One stage module that paints and spies by turns, from its snapshot.
+	grown := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: hostileModule(t, s, "grown_spy"), Limits: tenSeconds}}})
+	if grown.sandbox.snapshotOf(grown.post[0]) == nil {
+		t.Fatalf("grown_spy has no snapshot: %v", grown.post[0].unsnapshotted)
+	}
+	clean := "\x00\x00\x00\x00initial content."
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 20 {
+				op := "PQGs"[(g+i)%4 : (g+i)%4+1]
+				sess := grown.NewSession(context.Background())
+				got, err := sess.Chunk(op)
+				sess.Close()
+				if want := map[bool]string{true: "pp", false: clean}[op == "P" || op == "Q"]; err != nil || got != want {
+					t.Errorf("grown_spy %q: got %q (%v), want %q", op, got, err, want)
+				}
 				switch (g + i) % 4 {
 				case 0:
 					if _, _, err := chunkOnce(painting); err != nil {
