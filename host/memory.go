@@ -107,10 +107,10 @@ type imageMappings struct {
 	// content is a read-only shared mapping of the memfd, which put copies from.
 	content []byte
 
-	// budget counts the pages of content that are not zero, which the memfd keeps,
-	// until close.
-	budget  *snapshotBudget
-	charged uint64
+	// budget counts size until close: the memfd holds the pages that are not zero,
+	// and a page for each other page an instance touches (a read of a hole in a
+	// memfd allocates the page).
+	budget *snapshotBudget
 
 	mu   sync.Mutex
 	free []*mapping // each maps the image, as it is, and is zero after it
@@ -125,15 +125,27 @@ const maxImageMappings = 8
 var errSnapshotBudget = errors.New("the host's memory for snapshots is full")
 
 // newMemoryImage writes content, whose length is a multiple of abi.PageSize, to a new
-// sealed memfd, and counts its pages that are not zero against budget, failing with
-// errSnapshotBudget if they do not fit. It costs a read of content and a write of the
-// pages that are not zero. When the image becomes unreachable, its descriptor is
-// closed, its pooled mappings unmapped and its pages given back to budget; the
-// mappings instances hold stay valid.
+// sealed memfd, and counts its size against budget, failing with errSnapshotBudget if
+// it does not fit: all of it, because a page of the image that is zero, which the
+// memfd does not hold, becomes one it holds as soon as an instance reads it. It costs a
+// write of the pages that are not zero. When the image becomes unreachable, its
+// descriptor is closed, its pooled mappings unmapped and its size given back to
+// budget; the mappings instances hold stay valid.
 func newMemoryImage(content []byte, budget *snapshotBudget) (*memoryImage, error) {
+	if !budget.reserve(uint64(len(content))) {
+		return nil, errSnapshotBudget
+	}
+	fd, err := unix.MemfdCreate("cocoon-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		budget.release(uint64(len(content)))
+		return nil, fmt.Errorf("creating a memfd: %w", err)
+	}
+	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content)), budget: budget}}
+	runtime.AddCleanup(img, (*imageMappings).close, img.imageMappings)
+	if err := unix.Ftruncate(fd, int64(len(content))); err != nil {
+		return nil, fmt.Errorf("sizing the memfd: %w", err)
+	}
 	page := os.Getpagesize()
-	var written [][2]int // the runs of pages that are not zero
-	var nonzero uint64
 	for off := 0; off < len(content); {
 		if allZero(content[off : off+page]) {
 			off += page
@@ -143,27 +155,10 @@ func newMemoryImage(content []byte, budget *snapshotBudget) (*memoryImage, error
 		for end < len(content) && !allZero(content[end:end+page]) {
 			end += page
 		}
-		written = append(written, [2]int{off, end})
-		nonzero += uint64(end - off)
-		off = end
-	}
-	if !budget.reserve(nonzero) {
-		return nil, errSnapshotBudget
-	}
-	fd, err := unix.MemfdCreate("cocoon-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		budget.release(nonzero)
-		return nil, fmt.Errorf("creating a memfd: %w", err)
-	}
-	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content)), budget: budget, charged: nonzero}}
-	runtime.AddCleanup(img, (*imageMappings).close, img.imageMappings)
-	if err := unix.Ftruncate(fd, int64(len(content))); err != nil {
-		return nil, fmt.Errorf("sizing the memfd: %w", err)
-	}
-	for _, run := range written {
-		if _, err := unix.Pwrite(fd, content[run[0]:run[1]], int64(run[0])); err != nil {
+		if _, err := unix.Pwrite(fd, content[off:end], int64(off)); err != nil {
 			return nil, fmt.Errorf("writing the memfd: %w", err)
 		}
+		off = end
 	}
 	const seals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
@@ -192,7 +187,7 @@ func (im *imageMappings) close() {
 		_ = unix.Munmap(im.content)
 	}
 	unix.Close(im.fd)
-	im.budget.release(im.charged)
+	im.budget.release(im.size)
 }
 
 // get returns a mapping whose first im.size bytes are a private copy-on-write view of

@@ -159,12 +159,12 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 }
 
 // DefaultSnapshotMemory is the default bound on what a sandbox's snapshots keep in
-// memory (WithSnapshotMemory): about 250 Go guests' (4 MiB each), 8,000 C modules'.
+// memory (WithSnapshotMemory): about 180 Go guests' (5.5 MiB each), 8,000 C modules'
+// (128 KiB).
 const DefaultSnapshotMemory = 1 << 30
 
 // WithSnapshotMemory bounds the bytes all of the sandbox's snapshots keep in memory
-// (the pages of their images that are not zero) to bytes, DefaultSnapshotMemory if 0
-// or less. A snapshot lives as long as its pipeline, and a pipeline costs its owner
+// (the sizes of their images) to bytes, DefaultSnapshotMemory if 0 or less. A snapshot lives as long as its pipeline, and a pipeline costs its owner
 // only one request to fill: without a bound, a small module whose initialization
 // writes 256 MiB, in many pipelines (one per config), would hold the host's memory
 // for good. A stage module whose snapshot does not fit when its first request takes

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
@@ -217,15 +219,15 @@ func TestDataSegmentOutsideMemory(t *testing.T) {
 }
 
 // fillingModule is a pre module with a memory of pages pages, which its
-// initialization and every call of cocoon_pre fill with ones.
-func fillingModule(pages int) []byte {
+// initialization and every call of cocoon_pre fill with value.
+func fillingModule(pages int, value byte) []byte {
 	var m wasmtest.Module
 	m.Memory(0, uint64(pages), 0)
 	m.Export("memory", wasmtest.KindMemory, 0)
 	m.ExportFunc("cocoon_abi_v1", nil, nil)
 	m.ExportFunc("cocoon_alloc", []byte{wasmtest.I32}, []byte{wasmtest.I32})
-	fill := slices.Concat([]byte{wasmtest.I32Const, 0, wasmtest.I32Const, 1, wasmtest.I32Const},
-		wasmtest.S32(int32(pages*abi.PageSize)), []byte{0xfc, 11, 0}) // memory.fill(0, 1, all)
+	fill := slices.Concat([]byte{wasmtest.I32Const, 0, wasmtest.I32Const}, wasmtest.S32(int32(value)),
+		[]byte{wasmtest.I32Const}, wasmtest.S32(int32(pages*abi.PageSize)), []byte{0xfc, 11, 0}) // memory.fill(0, value, all)
 	init := m.FuncBody(nil, nil, nil, fill)
 	m.Export("_initialize", wasmtest.KindFunc, init)
 	pre := m.FuncBody([]byte{wasmtest.I32, wasmtest.I32}, []byte{wasmtest.I64}, nil, append(fill, 0x42, 0))
@@ -242,7 +244,7 @@ func TestSnapshotPoolsAreBounded(t *testing.T) {
 	s := newTestSandbox(t)
 	// 16 MiB of memory, all written by initialization and by every request.
 	const pages = 256
-	module := compileBytes(t, s, fillingModule(pages))
+	module := compileBytes(t, s, fillingModule(pages, 1))
 	var pipelines []*Pipeline
 	for range 4 {
 		p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Limits: abi.Limits{MemoryPages: pages, CallTimeout: abi.Duration(5 * time.Second)}}}})
@@ -475,51 +477,66 @@ func TestSnapshotGlobals(t *testing.T) {
 // that differ only by config, kept an image per pipeline for good, and nothing bounded
 // them: a few such pipelines of 16 modules of 256 MiB filled the host's memory. Now
 // the images of a sandbox fit in its snapshot memory (WithSnapshotMemory): here 2.5
-// MiB, two images of 1 MiB. A stage module whose image does not fit is initialized per
-// request and answers all the same; and the images of pipelines that are gone give
-// their room back.
+// MiB, two images of 1 MiB. They count whole, zero pages too: a request that touches a
+// page of the image the memfd does not hold makes it hold one, so an image of zeros
+// costs as much once requests have run (here each request writes every page). A
+// stage module whose image does not fit is initialized per request and answers all the
+// same; and the images of pipelines that are gone give their room back.
 func TestSnapshotImagesAreBounded(t *testing.T) {
-	s, err := NewSandbox(context.Background(), NewSandboxConfig().WithSnapshotMemory(5*abi.MiB/2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	module := compileBytes(t, s, fillingModule(16))
-	taken := 0
-	for i := range 4 {
-		p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Config: []byte{byte('a' + i)}}}})
-		for range 2 {
-			sess := p.NewSession(context.Background())
-			inst, err := sess.instance(StagePre, 0)
-			if err == nil {
-				_, err = inst.call(hookPre, nil)
+	const limit = 5 * abi.MiB / 2
+	for _, value := range []byte{1, 0} {
+		s, err := NewSandbox(context.Background(), NewSandboxConfig().WithSnapshotMemory(limit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close(context.Background()) })
+		module := compileBytes(t, s, fillingModule(16, value))
+		var pipelines []*Pipeline
+		for i := range 4 {
+			p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Config: []byte{byte('a' + i)}}}})
+			for range 2 {
+				sess := p.NewSession(context.Background())
+				inst, err := sess.instance(StagePre, 0)
+				if err == nil {
+					_, err = inst.call(hookPre, nil)
+				}
+				sess.Close()
+				if err != nil {
+					t.Fatalf("filled with %d, pipeline %d: %v", value, i, err)
+				}
 			}
-			sess.Close()
-			if err != nil {
-				t.Fatalf("pipeline %d: %v", i, err)
+			if m := p.pre[0]; m.snapshot == nil && !errors.Is(m.unsnapshotted, errSnapshotBudget) {
+				t.Fatalf("filled with %d, pipeline %d: no snapshot, because %v", value, i, m.unsnapshotted)
+			}
+			pipelines = append(pipelines, p)
+		}
+		var taken, held int64
+		for _, p := range pipelines {
+			if snap := p.pre[0].snapshot; snap != nil {
+				var st unix.Stat_t
+				if err := unix.Fstat(snap.memory.fd, &st); err != nil {
+					t.Fatal(err)
+				}
+				taken, held = taken+1, held+st.Blocks*512
 			}
 		}
-		if m := p.pre[0]; m.snapshot != nil {
-			taken++
-		} else if !errors.Is(m.unsnapshotted, errSnapshotBudget) {
-			t.Fatalf("pipeline %d: no snapshot, because %v", i, m.unsnapshotted)
+		if taken != 2 || held > limit {
+			t.Errorf("filled with %d: %d snapshots of 1 MiB whose memfds hold %d KiB, want 2 within %d KiB", value, taken, held>>10, limit>>10)
 		}
-	}
-	if taken != 2 {
-		t.Errorf("%d snapshots of 1 MiB taken within 2.5 MiB, want 2", taken)
-	}
-	// The pipelines are gone: their kept instances are closed, then their images.
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		runtime.GC()
-		s.snapshots.mu.Lock()
-		used := s.snapshots.used
-		s.snapshots.mu.Unlock()
-		if used == 0 {
-			break
+		// The pipelines are gone: their kept instances are closed, then their images.
+		pipelines = nil
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			runtime.GC()
+			s.snapshots.mu.Lock()
+			used := s.snapshots.used
+			s.snapshots.mu.Unlock()
+			if used == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("filled with %d: %d bytes of snapshots still counted after their pipelines went away", value, used)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d bytes of snapshots still counted after their pipelines went away", used)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
