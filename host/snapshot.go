@@ -130,9 +130,11 @@ var errNondeterministic = errors.New("two initializations reached different stat
 
 // takeSnapshot initializes m twice, each in an instance of its own as a request would
 // (the stage's limits and config, SPEC.md §6's environment, its own memory total), and
-// returns the state both reached. It costs two initializations, the capture of the
-// memory (a copy, and a write of its pages that are not zero to a memfd) and about as
-// much memory as the module's after initialization. It fails, and the module is
+// returns the state both reached. It costs two initializations, a comparison of the
+// two memories, a write of the pages that are not zero to a memfd and, while it runs,
+// the memory of the two instances, outside the Go heap: the memories are compared
+// and captured where they are, not copied (a module of 256 MiB would have grown the
+// heap by 512 MiB, and the garbage collector's goal with it). It fails, and the module is
 // initialized per request as before, when the module cannot be snapshot
 // (moduleInit.unsnapshottable), when initialization fails (a trap, a limit, a
 // rejection: every request then fails the same way), or when the two states differ.
@@ -140,14 +142,16 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 	if why := m.module.init.unsnapshottable; why != "" {
 		return nil, fmt.Errorf("the module cannot be snapshot: %s", why)
 	}
-	memory, state, err := s.initOnce(m)
+	first, memory, state, err := s.initOnce(m)
 	if err != nil {
 		return nil, err
 	}
-	memory2, state2, err := s.initOnce(m)
+	defer first.close()
+	second, memory2, state2, err := s.initOnce(m)
 	if err != nil {
 		return nil, err
 	}
+	defer second.close()
 	if !bytes.Equal(memory, memory2) || !state.equal(state2) {
 		return nil, errNondeterministic
 	}
@@ -214,15 +218,14 @@ func (s *Sandbox) snapshotOf(m *stageModule) *snapshot {
 	return m.snapshot
 }
 
-// initOnce initializes a fresh instance of m and returns a copy of its memory and its
-// state.
-func (s *Sandbox) initOnce(m *stageModule) ([]byte, *initState, error) {
+// initOnce initializes a fresh instance of m and returns it, its memory (a view, valid
+// until the caller closes the instance) and its state.
+func (s *Sandbox) initOnce(m *stageModule) (*instance, []byte, *initState, error) {
 	var request requestState
 	inst, err := s.instantiateFrom(context.Background(), m, &request, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	defer inst.close()
 	mem := inst.mod.Memory()
 	memory, _ := mem.Read(0, mem.Size())
 	st := &initState{clock: inst.clock, records: request.records, logged: inst.logged, logRecords: inst.records}
@@ -231,10 +234,11 @@ func (s *Sandbox) initOnce(m *stageModule) ([]byte, *initState, error) {
 	}
 	if inst.random != nil {
 		if st.random, err = inst.random.MarshalBinary(); err != nil {
-			return nil, nil, err
+			inst.close()
+			return nil, nil, nil, err
 		}
 	}
-	return bytes.Clone(memory), st, nil
+	return inst, memory, st, nil
 }
 
 // restore brings a fresh instance of a snapshot's module, whose memory maps the
