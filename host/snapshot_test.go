@@ -173,6 +173,27 @@ func TestSnapshotFallsBack(t *testing.T) {
 			}
 		}
 	})
+	t.Run("initialization drops a segment", func(t *testing.T) {
+		m := hostileModule(t, s, "drop_segments")
+		for _, c := range []struct{ config, want, trap string }{
+			{"d", "", "out of bounds memory access"},
+			{"e", "", "invalid table access"},
+			{"", "secret!!", ""},
+		} {
+			p := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: m, Config: []byte(c.config)}}})
+			for range 2 {
+				out, _, err := chunkOnce(p)
+				var e *Error
+				if c.trap == "" && (err != nil || out != c.want) ||
+					c.trap != "" && (!errors.As(err, &e) || e.Code != CodeTrap || !strings.Contains(e.Message, c.trap)) {
+					t.Fatalf("config %q: got %q, %v; want %q or a trap %q", c.config, out, err, c.want, c.trap)
+				}
+			}
+			if m := p.post[0]; m.snapshot != nil {
+				t.Fatalf("config %q: a snapshot of a module that drops a segment", c.config)
+			}
+		}
+	})
 }
 
 // TestSnapshotExamples: the example modules, in every language, are served from
