@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
 // ReceiptHeader is the HTTP response header that carries a non-streaming request's
 // receipt as JSON. A streaming response carries it instead as the `cocoon_receipt`
-// member of its last data event, before `[DONE]`.
+// member of one data event: the last before `[DONE]`, or before the error event that
+// ends a failed stream (StreamReceipt).
 const ReceiptHeader = "Cocoon-Receipt"
 
 // Receipt statuses: what happened to the request it bills.
@@ -154,8 +156,6 @@ func CheckReceipt(r *Receipt, want ReceiptWant) error {
 		return err
 	}
 	switch {
-	case r.Seq == 0:
-		return fmt.Errorf("%w: seq 0: a host's sequence numbers start at 1, so the total of %d nanoTON cannot follow from its cost of %d", ErrReceipt, r.Cumulative, r.Cost)
 	case r.Pipeline != want.Pipeline:
 		return fmt.Errorf("%w: the receipt is for pipeline %q, the request went to %q", ErrReceipt, r.Pipeline, want.Pipeline)
 	case want.Account != "" && r.Account != want.Account:
@@ -178,9 +178,10 @@ func CheckReceipt(r *Receipt, want ReceiptWant) error {
 }
 
 // VerifyChain checks an account's receipts in order: each one's Verify, one account,
-// sequence numbers consecutive from the first, and each Cumulative the previous one plus
-// Cost. The first receipt's Cumulative must be its Cost when its Seq is 1; a chain that
-// starts later is checked from where it starts. It returns the last Cumulative.
+// sequence numbers consecutive from the first (never 0, never past 2⁶⁴−1 back to 0),
+// and each Cumulative the previous one plus Cost. The first receipt's Cumulative must
+// be its Cost when its Seq is 1; a chain that starts later is checked from where it
+// starts. It returns the last Cumulative.
 func VerifyChain(receipts []Receipt, hostKey ed25519.PublicKey) (uint64, error) {
 	if len(receipts) == 0 {
 		return 0, fmt.Errorf("%w: no receipts", ErrReceipt)
@@ -198,6 +199,9 @@ func VerifyChain(receipts []Receipt, hostKey ed25519.PublicKey) (uint64, error) 
 		if r.Account != first.Account {
 			return 0, fmt.Errorf("%w: seq %d is for account %s, the chain is for %s", ErrReceipt, r.Seq, r.Account, first.Account)
 		}
+		if i > 0 && receipts[i-1].Seq == math.MaxUint64 {
+			return 0, fmt.Errorf("%w: seq %d after seq %d: sequence numbers do not wrap", ErrReceipt, r.Seq, uint64(math.MaxUint64))
+		}
 		if want := first.Seq + uint64(i); r.Seq != want {
 			return 0, fmt.Errorf("%w: expected seq %d, found %d (missing or reordered receipts)", ErrReceipt, want, r.Seq)
 		}
@@ -210,9 +214,12 @@ func VerifyChain(receipts []Receipt, hostKey ed25519.PublicKey) (uint64, error) 
 }
 
 // canStartChain checks what the first receipt a client holds of an account must
-// satisfy (VerifyChain's first, CheckReceipt's one): a total at least its cost, and
-// exactly its cost at seq 1, where the account's bills begin.
+// satisfy (VerifyChain's first, CheckReceipt's one): a sequence number from 1, a total
+// at least its cost, and exactly its cost at seq 1, where the account's bills begin.
 func (r *Receipt) canStartChain() error {
+	if r.Seq == 0 {
+		return fmt.Errorf("%w: seq 0: a host's sequence numbers start at 1, so the total of %d nanoTON cannot follow from its cost of %d", ErrReceipt, r.Cumulative, r.Cost)
+	}
 	if r.Cost > r.Cumulative || (r.Seq == 1 && r.Cumulative != r.Cost) {
 		return fmt.Errorf("%w: seq %d: a total of %d nanoTON cannot follow from its cost of %d", ErrReceipt, r.Seq, r.Cumulative, r.Cost)
 	}

@@ -221,7 +221,11 @@
 // generates more. The answer carries a receipt signed by the settlement key: the header
 // settle.ReceiptHeader, or for a stream an event after the last chunk and before
 // "data: [DONE]" (or before the error event of a failed stream): a
-// chat.completion.chunk with empty choices and the receipt as "cocoon_receipt". A failed
+// chat.completion.chunk with empty choices and the receipt as "cocoon_receipt". A stream
+// carries at most one receipt event, nothing after it but that error event, and nothing
+// after an error event: a stream otherwise, signed or not, is not one this host sends,
+// and its clients (web/client's Chat, the browser library through the verifier) refuse
+// it as a bad answer by that one rule, settle.StreamReceipt. A failed
 // or cancelled request is charged for what the client got: its prompt, and the
 // completion tokens of the deltas written to it before the stream failed or was cut
 // (none for a JSON answer). A request that panics is charged nothing and holds nothing.

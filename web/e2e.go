@@ -24,9 +24,15 @@ import (
 // data, which any Telegram account gets for a Mini App; so each Telegram user records
 // at most e2eTelegramIDs per generation (10 minutes: about 1.7 requests a second
 // sustained), and filling the cache takes 256 Telegram accounts.
+//
+// The session table (web/E2E.md §8) holds e2eSessions sessions, at most
+// e2eSessionsPerPrincipal of each principal (by the same principal ID as the replay
+// quota), so that pushing every client out of it takes 4,096 credentials.
 var (
-	e2eReplayIDs   = 256 << 10
-	e2eTelegramIDs = 1 << 10
+	e2eReplayIDs            = 256 << 10
+	e2eTelegramIDs          = 1 << 10
+	e2eSessions             = e2e.SessionCapacity
+	e2eSessionsPerPrincipal = e2e.SessionsPerPrincipal
 )
 
 const (
@@ -114,8 +120,10 @@ func sealedOf(r *http.Request) *sealedWriter {
 // that records its id gets a sealed answer (sealedWriter.recorded): an answer's key
 // and nonce follow from the envelope alone, so a second sealed answer to a copy of it
 // would go under the same keystream as the first. A version 1 request that asked for a
-// session gets it then, and the answer's sealed head says so (e2e.SessionHeader): a
-// request refused here establishes none. Plaintext requests pass.
+// session gets it then, held by the request's principal (p.ID, as the replay quota
+// counts it: a principal holds at most e2eSessionsPerPrincipal), and the answer's
+// sealed head says so (e2e.SessionHeader): a request refused here establishes none.
+// Plaintext requests pass.
 func (s *Server) refuseReplays(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := sealedOf(r)
@@ -139,7 +147,7 @@ func (s *Server) refuseReplays(next http.Handler) http.Handler {
 			return
 		}
 		sw.recorded = true
-		if ttl, ok := s.e2e.sessions.Grant(opened, now); ok {
+		if ttl, ok := s.e2e.sessions.Grant(opened, p.ID, now); ok {
 			w.Header().Set(e2e.SessionHeader, strconv.Itoa(int(ttl.Seconds())))
 		}
 		next.ServeHTTP(w, r)

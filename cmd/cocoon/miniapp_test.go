@@ -36,6 +36,7 @@ import (
 	"github.com/xssnick/tonutils-go/tvm/cell"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/escrow"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 	"github.com/cocoonhost/cocoon/web"
@@ -238,6 +239,7 @@ type miniAppShown struct {
 		Receipt   string `json:"receipt"`
 		Text      string `json:"text"`
 		Proof     string `json:"proof"`
+		Warning   string `json:"warning"` // shown when the answer's charge is not verified
 	} `json:"answer"`
 	Question string `json:"question"`
 }
@@ -464,6 +466,20 @@ func checkOwnOrigin(t *testing.T, run miniAppRun, origin string) {
 	}
 }
 
+// fundedUserWallet is the Mini App user's wallet on the local network, funded with 3 TON.
+func fundedUserWallet(t *testing.T, chain *tonemu.Chain) *testWallet {
+	t.Helper()
+	w, err := wallet.FromPrivateKey(chain, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)),
+		wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chain.Fund(w.WalletAddress(), big.NewInt(3e9)); err != nil {
+		t.Fatal(err)
+	}
+	return &testWallet{t: t, chain: chain, w: w}
+}
+
 // TestMiniApp is a Telegram user's session with the sample Mini App in a real browser
 // (Debian's headless Chromium), loaded through a relay that records every byte both
 // ways, against a real billing host (simulated TDX, the example pipeline, Telegram init
@@ -476,16 +492,7 @@ func checkOwnOrigin(t *testing.T, run miniAppRun, origin string) {
 // that it would.
 func TestMiniApp(t *testing.T) {
 	h, chain := miniAppHost(t, func(c *web.Config) { c.TelegramBotToken = miniAppBotToken })
-	// The user's wallet on the local network, funded.
-	userWallet, err := wallet.FromPrivateKey(chain, ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)),
-		wallet.ConfigV5R1Final{NetworkGlobalID: wallet.MainnetGlobalID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := chain.Fund(userWallet.WalletAddress(), big.NewInt(3e9)); err != nil {
-		t.Fatal(err)
-	}
-	tw := &testWallet{t: t, chain: chain, w: userWallet}
+	tw := fundedUserWallet(t, chain)
 	initData := telegramInitData(miniAppBotToken, miniAppUser())
 
 	run, relay, pipeline := miniAppSession(t, h.url, h.simRoot, initData, miniAppOptions{wallet: tw})
@@ -493,6 +500,47 @@ func TestMiniApp(t *testing.T) {
 	account := checkMiniAppFunded(t, chain, h, tw, run.Funded)
 	answer := checkMiniAppAnswered(t, run.Answered, "verified")
 	checkRelayCapture(t, relay, answer, initData, account)
+}
+
+// TestMiniAppUnverifiedCharge: when an answer verified but its bill did not (every
+// price list the relay passes is one of other prices, signed by the settlement key: the
+// host's before a price change, so the escrow still funds), the app shows the answer,
+// marked done with its signature verified, and a plain warning that its charge could
+// not be verified and what that means, not "Not answered" (before: the verified answer
+// was dropped as if it had never come).
+func TestMiniAppUnverifiedCharge(t *testing.T) {
+	h, chain := miniAppHost(t, func(c *web.Config) { c.TelegramBotToken = miniAppBotToken })
+	var changed atomic.Int32
+	otherPrices := func(path string, body []byte) []byte {
+		var l settle.PriceList
+		if path != "/v1/pricing" || json.Unmarshal(body, &l) != nil {
+			return body
+		}
+		for i := range l.Models {
+			l.Models[i].Prices.CompletionPerMillion = 2*l.Models[i].Prices.CompletionPerMillion + 1
+		}
+		if l.Default != nil {
+			l.Default.CompletionPerMillion = 2*l.Default.CompletionPerMillion + 1
+		}
+		l.Sign(h.key)
+		b, err := json.Marshal(&l)
+		if err != nil {
+			t.Error(err)
+			return body
+		}
+		changed.Add(1)
+		return b
+	}
+	run, _, _ := miniAppSession(t, h.url, h.simRoot, telegramInitData(miniAppBotToken, miniAppUser()), miniAppOptions{wallet: fundedUserWallet(t, chain), tamper: otherPrices})
+	if changed.Load() < 2 {
+		t.Fatalf("the relay changed %d price lists: want the one kept and the one fetched again for the receipt", changed.Load())
+	}
+	a := run.Answered.Answer
+	checkMiniAppAnswered(t, run.Answered, "unverified")
+	if !strings.Contains(a.Proof, "receipt not verified") || !strings.Contains(a.Warning, "The charge for this answer could not be verified") ||
+		!strings.Contains(a.Warning, "receipt_invalid") || !strings.Contains(a.Warning, "only its bill is in doubt") {
+		t.Errorf("the answer's proof %q and warning %q: want the charge said not verified, and why", a.Proof, a.Warning)
+	}
 }
 
 // TestMiniAppTelegramUser is the same session with a host that does not bill and holds

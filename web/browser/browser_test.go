@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -27,8 +29,10 @@ import (
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
+	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 	"github.com/cocoonhost/cocoon/web/browser"
+	"github.com/cocoonhost/cocoon/web/e2e"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
 
@@ -61,7 +65,7 @@ func TestLibraryAgainstHost(t *testing.T) {
 	h.Answer429(8, "0") // for test/host.mjs's rate-limit test: a connect that gives up, one that waits
 	relay := tamperRelay(t, h.URL)
 	runNode(t, map[string]string{
-		"COCOON_RELAY": relay.URL, "COCOON_ROOT": h.Root, "WRONG_ROOT": wrongRoot(t),
+		"COCOON_RELAY": relay.URL, "COCOON_FORGER": streamForger(t), "COCOON_ROOT": h.Root, "WRONG_ROOT": wrongRoot(t),
 		"COCOON_PIPELINE": h.ID, "COCOON_API_KEY": proxytest.APIKey, "VERIFIER_SHA256": verifierSHA256(t),
 	}, relay, func() { h.Start(t) })
 	if bytes.Contains(h.Captured(), []byte(prompt)) {
@@ -70,6 +74,59 @@ func TestLibraryAgainstHost(t *testing.T) {
 	if v := relay.versions(); !bytes.Contains(v, []byte{2}) || !bytes.Contains(v, []byte{1}) {
 		t.Fatalf("the relay saw envelopes of versions %v: want both 1 (establishing) and 2 (sessions)", v)
 	}
+}
+
+// streamForger serves, until the test ends, a host that signs and seals what no real
+// host sends, for test/host.mjs to pin (GET /keys: { host_key, e2e_keys }, base64):
+// each sealed streamed chat at /{order}/v1/chat/completions is answered, sealed to its
+// request's key and signed whole with the host key (so that the envelope opens and the
+// signature verifies), with a stream of a chunk and, by order, "in-order" nothing more,
+// "one-receipt" a receipt event, "two-receipts" two, "text-after-receipt" a receipt
+// event then another chunk. The receipts are not real ones: the host measures no
+// settlement key.
+func streamForger(t *testing.T) string {
+	t.Helper()
+	hostKey := ed25519Seed(0x55)
+	keys, err := e2e.GenerateHostKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const chunk = `{"choices":[{"delta":{"content":"forged"}}]}`
+	receipt := func(seq int) string { return fmt.Sprintf(`{"choices":[],"cocoon_receipt":{"seq":%d}}`, seq) }
+	orders := map[string][]string{
+		"in-order":           {chunk},
+		"one-receipt":        {chunk, receipt(1)},
+		"two-receipts":       {chunk, receipt(1), receipt(2)},
+		"text-after-receipt": {chunk, receipt(1), chunk},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, _ *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"host_key": hostKey.Public(), "e2e_keys": keys.Public()})
+	})
+	mux.HandleFunc("POST /{order}/v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		events, ok := orders[r.PathValue("order")]
+		envelope, _ := io.ReadAll(r.Body)
+		opened, err := keys.OpenRequest(http.MethodPost, "/v1/chat/completions", envelope)
+		if !ok || err != nil {
+			http.Error(w, fmt.Sprintf("order %q: %v", r.PathValue("order"), err), http.StatusBadRequest)
+			return
+		}
+		var stream bytes.Buffer
+		for _, e := range events {
+			stream.WriteString("data: " + e + "\n\n")
+		}
+		request := sha256.Sum256(opened.Body)
+		signed := attest.SignedResponse{Kind: attest.ResponseStream, RequestSHA256: &request, Status: http.StatusOK, BodySHA256: sha256.Sum256(stream.Bytes())}
+		stream.Write(attest.SignatureEvent("ed25519=" + base64.StdEncoding.EncodeToString(signed.Sign(hostKey))))
+		stream.WriteString("data: [DONE]\n\n")
+		w.Header().Set("Content-Type", "text/event-stream")
+		head := e2e.ResponseHead(http.Header{"Content-Type": {"text/event-stream"}})
+		w.Write(opened.StreamRecord(0, false, append(head, stream.Bytes()...)))
+		w.Write(opened.StreamRecord(1, true, nil))
+	})
+	ts := httptest.NewServer(mux)
+	t.Cleanup(ts.Close)
+	return ts.URL
 }
 
 // verifierSHA256 is the hex sha256 of the verifier `make page` built, which the host
@@ -94,7 +151,12 @@ func wrongRoot(t *testing.T) string {
 
 // TestLibraryBilling funds an escrow with the deposit the library builds (the wallet's
 // side is the emulated chain's), then chats billed to it: the receipts verify against
-// the attested settlement key and the price list, and the account reads back.
+// the attested settlement key and the price list, and the account reads back. Then the
+// price list the library kept is one of other prices, signed by the settlement key (the
+// host's before a price change, served by the relay): a receipt it refuses verifies
+// against the list fetched once more; a list fetched again that another key signed
+// stays refused, after one fetch, the answer given with the refusal (CocoonError's
+// answer).
 func TestLibraryBilling(t *testing.T) {
 	m := proxytest.NewMarket(t)
 	h := m.NewHost(1_000_000, proxytest.MarketModel)
@@ -103,7 +165,9 @@ func TestLibraryBilling(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "deposit.json")
-	vars := map[string]string{"COCOON_RELAY": tamperRelay(t, h.URL).URL, "COCOON_ROOT": h.Root, "COCOON_PIPELINE": h.ID,
+	r := tamperRelay(t, h.URL)
+	r.lists = otherPriceLists(t, h.URL, h.Key)
+	vars := map[string]string{"COCOON_RELAY": r.URL, "COCOON_ROOT": h.Root, "COCOON_PIPELINE": h.ID,
 		"COCOON_API_KEY": proxytest.APIKey, "COCOON_WALLET": client.WalletAddress().String(), "COCOON_OUT": out}
 	vars["COCOON_STEP"] = "deposit"
 	runNode(t, vars, nil, nil)
@@ -139,6 +203,32 @@ func TestLibraryBilling(t *testing.T) {
 	}
 	vars["COCOON_STEP"] = "billed"
 	runNode(t, vars, nil, nil)
+}
+
+// otherPriceLists returns the price list of the host at hostURL at twice its prices,
+// signed by its settlement key key ("stale": the host's list before a price change)
+// and by another key ("forged"), as JSON.
+func otherPriceLists(t *testing.T, hostURL string, key ed25519.PrivateKey) map[string][]byte {
+	t.Helper()
+	resp, err := http.Get(hostURL + "/v1/pricing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var l settle.PriceList
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		t.Fatal(err)
+	}
+	l.Prices.Default.PromptPerMillion *= 2
+	l.Prices.Default.CompletionPerMillion *= 2
+	lists := map[string][]byte{}
+	for name, k := range map[string]ed25519.PrivateKey{"stale": key, "forged": ed25519Seed(0x66)} {
+		l.Sign(k)
+		if lists[name], err = json.Marshal(&l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return lists
 }
 
 func ed25519Seed(b byte) ed25519.PrivateKey {
@@ -197,10 +287,18 @@ type relayMode struct{}
 // the host is back: runNode).
 type relay struct {
 	URL string
+	// lists are price lists the relay can answer GET .../v1/pricing with in the host's
+	// place, by name (pricesPath).
+	lists map[string][]byte
 
 	restarts chan chan struct{}
 	mu       sync.Mutex
 	seen     []byte
+	// listsQueued answer the next price-list requests, one each; pricingAsked counts
+	// the price-list requests; redirected the requests the redirect's target got.
+	listsQueued  [][]byte
+	pricingAsked int
+	redirected   int
 }
 
 // versions returns the first byte of every sealed chat request the relay saw so far.
@@ -222,9 +320,15 @@ func (r *relay) record(envelope []byte) {
 
 // versionsPath is where the relay serves the versions it saw, for test/host.mjs;
 // restartPath restarts the host behind it (new keys, every session forgotten).
+//
+// pricesPath queues price lists of relay.lists (a POST whose body names them, comma
+// separated) to answer the next price-list requests in the host's place, one each;
+// askedPath serves "<price-list requests> <requests the redirect's target got>".
 const (
 	versionsPath = "/relay/versions"
 	restartPath  = "/relay/restart"
+	pricesPath   = "/relay/prices"
+	askedPath    = "/relay/asked"
 )
 
 // tamperRelay serves target under these prefixes, so that the test proves what the
@@ -240,6 +344,8 @@ const (
 //	/strip/    deletes Cocoon-E2E-Session from every chat answer, outside the seal
 //	/unknown/  answers every chat request itself with a plaintext 400
 //	           e2e_session_unknown, as the host does for a session it does not hold
+//	/redirect/ answers every request with a 307 to another server, which counts what
+//	           reaches it and answers nothing useful
 //
 // It records the version byte of every sealed chat request (as sent, before any
 // change), served as hex at versionsPath, and restarts the host on a POST to
@@ -296,8 +402,52 @@ func tamperRelay(t *testing.T, target string) *relay {
 			return nil
 		},
 	}
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		r.mu.Lock()
+		r.redirected++
+		r.mu.Unlock()
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	t.Cleanup(elsewhere.Close)
 	mux := http.NewServeMux()
-	mux.Handle("/", rp)
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.HasSuffix(req.URL.Path, "/v1/pricing") {
+			r.mu.Lock()
+			r.pricingAsked++
+			var list []byte
+			if len(r.listsQueued) > 0 {
+				list, r.listsQueued = r.listsQueued[0], r.listsQueued[1:]
+			}
+			r.mu.Unlock()
+			if list != nil {
+				w.Header().Set("Content-Type", "application/json")
+				w.Write(list)
+				return
+			}
+		}
+		rp.ServeHTTP(w, req)
+	}))
+	mux.HandleFunc("/redirect/", func(w http.ResponseWriter, req *http.Request) {
+		http.Redirect(w, req, elsewhere.URL+strings.TrimPrefix(req.URL.Path, "/redirect"), http.StatusTemporaryRedirect)
+	})
+	mux.HandleFunc("POST "+pricesPath, func(w http.ResponseWriter, req *http.Request) {
+		names, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for name := range strings.SplitSeq(string(names), ",") {
+			list, ok := r.lists[name]
+			if !ok {
+				http.Error(w, "no price list "+name, http.StatusBadRequest)
+				return
+			}
+			r.listsQueued = append(r.listsQueued, list)
+		}
+	})
+	mux.HandleFunc("GET "+askedPath, func(w http.ResponseWriter, _ *http.Request) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		fmt.Fprintf(w, "%d %d", r.pricingAsked, r.redirected)
+	})
 	mux.HandleFunc("GET "+versionsPath, func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, hex.EncodeToString(r.versions()))
 	})

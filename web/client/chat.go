@@ -61,7 +61,9 @@ type ChatAnswer struct {
 // stream's text is given as it arrives and the stream fails CodeNotVerified at its end
 // when it does not verify: a caller that shows text as it arrives shows unverified
 // text until then. An error status of the host is a CodeRefused error, an error event
-// midway an error after the text before it. A credential (the API key, s's signature)
+// midway an error after the text before it, a stream whose receipt event is out of
+// place (a second one, more of the answer after it: settle.StreamReceipt) CodeBadAnswer
+// after the text before it. A credential (the API key, s's signature)
 // goes in a plaintext header over http only to a loopback host: to any other http
 // host a request that is not sealed (no trust, WithPlaintext, no end-to-end keys) is
 // CodeInvalid before it is sent. A request signed for an escrow (s) is sent
@@ -287,15 +289,20 @@ func streamEvents(body io.Reader, v *attest.ResponseVerifier) func() ([]byte, er
 // readStream gives the content of each chunk of a stream to onText as it arrives,
 // from next (streamEvents), and returns the receipt of a billed stream (its
 // cocoon_receipt event). An error event, or a stream that does not end as it should
-// (or, checked, does not verify), is an error.
+// (or, checked, does not verify), is an error; so is a receipt event out of place
+// (settle.StreamReceipt: a second one, or more of the answer after it), CodeBadAnswer
+// after the text before it. The events after one out of place are read to the
+// stream's end but not given out, so that a checked stream that does not verify is
+// CodeNotVerified (a relay's doing), not taken for the host's bad answer.
 func readStream(next func() ([]byte, error), onText func(string) error) (*settle.Receipt, error) {
-	var receipt *settle.Receipt
-	var failed error
+	var receipt settle.StreamReceipt
+	var failed error // an error event's, or a bad answer's: the stream's end follows
+	outOfPlace := false
 	for {
 		data, err := next()
 		switch {
 		case err == io.EOF && failed == nil:
-			return receipt, nil
+			return receipt.Receipt(), nil
 		case failed != nil && (err == io.EOF || err == io.ErrUnexpectedEOF):
 			return nil, failed
 		case errors.Is(err, attest.ErrResponseSignature):
@@ -304,6 +311,8 @@ func readStream(next func() ([]byte, error), onText func(string) error) (*settle
 			return nil, &Error{Code: CodeBadAnswer, Err: err, Message: "the stream ended before the answer was complete"}
 		case err != nil:
 			return nil, &Error{Code: CodeUnreachable, Err: err, Message: fmt.Sprintf("reading the stream: %v", err)}
+		case outOfPlace:
+			continue
 		}
 		var chunk struct {
 			apiError
@@ -317,12 +326,13 @@ func readStream(next func() ([]byte, error), onText func(string) error) (*settle
 		if err := json.Unmarshal(data, &chunk); err != nil {
 			return nil, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the stream holds an event that is not JSON: %v", err)}
 		}
+		if err := receipt.Event(chunk.Receipt, chunk.Error != nil); err != nil {
+			failed, outOfPlace = &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the host's stream is not an answer a host sends, so its bill is not taken: %v", err)}, true
+			continue
+		}
 		if chunk.Error != nil {
 			failed = &Error{Code: CodeRefused, HostCode: chunk.Error.Code, Message: fmt.Sprintf("the answer failed midway: %s", chunk.Error.Message)} // the stream's end follows
 			continue
-		}
-		if chunk.Receipt != nil {
-			receipt = chunk.Receipt
 		}
 		for _, ch := range chunk.Choices {
 			if err := onText(ch.Delta.Content); err != nil {

@@ -26,7 +26,8 @@ const DefaultHost = "http://127.0.0.1:8080"
 // WithRetryLog returns a copy. For an https host every TLS handshake verifies the
 // host's RA-TLS certificate against the client's trust (WithTrust), and the first
 // verified TLS key is pinned for the client's life, so that every request of one
-// Client reaches the host that was verified. Each Client has a transport of its own
+// Client reaches the host that was verified; it follows no redirect (refuseRedirect),
+// which would send a request elsewhere. Each Client has a transport of its own
 // (its copies share it): HTTPClient().CloseIdleConnections closes its idle connections
 // and no other Client's, as a router does for a host that restarted.
 type Client struct {
@@ -84,7 +85,7 @@ func WithMaxIdleConns(n int) Option { return func(c *Client) { c.maxIdle = n } }
 // resolved and before the connection is made: it gets the network and the "ip:port"
 // dialed (net.Dialer.Control), and an error refuses that connection (the request fails
 // as TransportError words it, wrapping the error). Every connection is vetted, a
-// redirect's and a reconnection's included, at the address actually dialed, so a name
+// reconnection's included (the client follows no redirect), at the address actually dialed, so a name
 // whose DNS answer changes after an earlier check cannot bypass it. Such a client
 // ignores HTTP_PROXY and its kin: through a proxy only the proxy's address would be
 // vetted.
@@ -113,7 +114,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if c.dialControl != nil {
 		t.Proxy = nil
 	}
-	c.http = &http.Client{Transport: t}
+	c.http = &http.Client{Transport: t, CheckRedirect: refuseRedirect}
 	if strings.HasPrefix(baseURL, "https://") {
 		v, err := attest.NewRATLSVerifier(c.policy, c.evidence)
 		if err != nil {
@@ -122,6 +123,30 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		c.ratls, t.TLSClientConfig = v, v.TLSConfig()
 	}
 	return c, nil
+}
+
+// redirectError is what refuseRedirect stops a redirect with.
+type redirectError struct {
+	status   string // the redirect's, "307 Temporary Redirect"
+	location string // where it sends the request
+}
+
+func (e *redirectError) Error() string {
+	return fmt.Sprintf("answered %s with a redirect to %s", e.status, e.location)
+}
+
+// refuseRedirect is the client's CheckRedirect: it follows no redirect. A 3xx from a
+// relay, or a misconfigured or hostile host, would have net/http send the request
+// again to its Location: a 307 or 308 with its body (a sealed envelope, a signed
+// request) and, to the same host name, its Authorization (the API key); an https host
+// could send it to an http URL, or any host to another. No flow of the host's API
+// redirects. TransportError words the refusal as CodeBadAnswer, naming the Location.
+func refuseRedirect(req *http.Request, _ []*http.Request) error {
+	status := "a 3xx"
+	if req.Response != nil {
+		status = req.Response.Status
+	}
+	return &redirectError{status: status, location: req.URL.Redacted()}
 }
 
 // WithRetryLog returns a copy of c that reports to w each wait a host asks for
@@ -164,11 +189,16 @@ func (c *Client) RATLS() *attest.RATLSVerifier { return c.ratls }
 func (c *Client) Trusted() bool { return c.trusted }
 
 // TransportError words an error of HTTPClient().Do: a handshake the RA-TLS verifier
-// refused is CodeNotVerified ("refusing the host"), anything else CodeUnreachable.
+// refused is CodeNotVerified ("refusing the host"), a redirect (which the client never
+// follows) CodeBadAnswer naming where it pointed, anything else CodeUnreachable.
 func (c *Client) TransportError(err error) error {
 	cause := cmp.Or(errors.Unwrap(err), err) // the url.Error's cause, or a context's error
 	if errors.Is(err, attest.ErrRATLS) {
 		return &Error{Code: CodeNotVerified, Message: fmt.Sprintf("refusing the host at %s: %v", c.base, cause), Err: cause}
+	}
+	if r := (*redirectError)(nil); errors.As(err, &r) {
+		return &Error{Code: CodeBadAnswer, Err: r, Message: fmt.Sprintf("the host at %s %v: refused, and nothing was sent there: "+
+			"a Cocoon host's API routes do not redirect, and following it would send the request, its credential or its envelope to another URL than the host's", c.base, r)}
 	}
 	return &Error{Code: CodeUnreachable, Err: cause,
 		Message: fmt.Sprintf("cannot reach the host at %s (is cocoon-host serve running there? see --host and COCOON_HOST): %v", c.base, cause)}

@@ -43,7 +43,9 @@
 // makes), so that closing one's idle connections touches no other.
 // A GET the host answers 429 or 503 with a Retry-After of at most MaxRetryWait is sent
 // again after that wait, at most MaxRetries times; an upload or a chat is sent once,
-// since the host may have acted on it.
+// since the host may have acted on it. No request follows a redirect: a 3xx, which no
+// route of the host's API answers, is CodeBadAnswer naming its Location, and nothing is
+// sent there (it would carry the request's body and credential to another URL).
 //
 // # Errors
 //

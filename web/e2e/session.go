@@ -32,9 +32,15 @@ const (
 	// that a request sealed just before the expiry does not arrive just after it.
 	SessionMargin = time.Minute
 	// SessionCapacity bounds the sessions a host keeps; the least recently used is
-	// forgotten to make room for a new one (about 213 bytes each, 14 MB in all:
-	// BenchmarkSessionTable).
+	// forgotten to make room for a new one (SessionTable).
 	SessionCapacity = 1 << 16
+	// SessionsPerPrincipal bounds the sessions one principal (the credential of the
+	// requests that established them) holds in a host's table; its least recently used
+	// is forgotten to make room for its next one. A client keeps one session per host
+	// key and suite (two suites: two sessions), a browser one per tab, an app server
+	// or a proxy one per process: 16 covers eight such clients behind one credential,
+	// and makes evicting the whole table take SessionCapacity/16 = 4,096 principals.
+	SessionsPerPrincipal = 16
 	// SessionHeader is the answer header, sealed in its head, that grants the session
 	// its request asked for: the seconds until the host forgets it.
 	SessionHeader = "Cocoon-E2E-Session"
@@ -144,29 +150,56 @@ func sealSession(k *SessionKey, method, path string, req *Request) ([]byte, *Cli
 }
 
 // SessionTable is a host's sessions, in its memory only (never persisted): at most
-// capacity, each kept SessionLifetime from its creation, the least recently used
-// forgotten to make room for a new one. A full table never refuses a session: it
-// pushes its least active client back to version 1 envelopes. Nothing runs in the
-// background: an expired session is dropped when looked up, or forgotten as the least
-// recently used. Safe for concurrent
-// use; a lookup or a grant is a map access and a list move under one mutex.
+// capacity in all and perPrincipal per principal, each kept SessionLifetime from its
+// creation. A grant to a principal that holds perPrincipal sessions forgets that
+// principal's least recently used one, never another principal's; otherwise a grant
+// to a full table forgets the table's least recently used. So one principal, however
+// many sessions it asks for, holds at most perPrincipal and pushes out only its own,
+// and pushing every other client out of a full table takes capacity/perPrincipal
+// principals with accepted credentials (SessionCapacity/SessionsPerPrincipal = 4,096
+// Telegram accounts, API keys or escrows on a host), each making or using its
+// sessions more recently than the clients it pushes out. A full table never refuses a
+// session: it pushes its least active client back to version 1 envelopes. Nothing
+// runs in the background: an expired session is dropped when looked up, or forgotten
+// as the least recently used.
+//
+// Memory is bounded by capacity, the per-principal index included, since a principal
+// is indexed only while it holds a session: about 410 bytes a session when every
+// session has a principal of its own, the index's worst case (BenchmarkSessionTable:
+// 27 MB for SessionCapacity; 213 bytes without the index). Safe for concurrent use; a
+// lookup or a grant is a few map accesses and list moves under one mutex, O(1)
+// whatever the table holds (a few hundred ns: BenchmarkSessionTable).
 type SessionTable struct {
-	capacity int
+	capacity, perPrincipal int
 
-	mu   sync.Mutex
-	byID map[[16]byte]*list.Element // of *hostSession
-	lru  list.List                  // front: the most recently used
+	mu          sync.Mutex
+	byID        map[[16]byte]*list.Element // of *hostSession, in lru
+	lru         list.List                  // front: the most recently used
+	byPrincipal map[string]*principalSessions
 }
 
 type hostSession struct {
 	key     SessionKey
 	expires time.Time
+	owner   *principalSessions
+	inOwner *list.Element // of this session's element in lru, in owner.lru
 }
 
-// NewSessionTable returns an empty table of at most capacity sessions (SessionCapacity
-// for a host).
-func NewSessionTable(capacity int) *SessionTable {
-	return &SessionTable{capacity: capacity, byID: make(map[[16]byte]*list.Element)}
+// principalSessions is the sessions one principal holds, the most recently used first.
+type principalSessions struct {
+	principal string
+	lru       list.List // of *list.Element of SessionTable.lru
+}
+
+// NewSessionTable returns an empty table of at most capacity sessions in all and
+// perPrincipal per principal (SessionCapacity and SessionsPerPrincipal for a host). It
+// panics unless both are at least 1.
+func NewSessionTable(capacity, perPrincipal int) *SessionTable {
+	if capacity < 1 || perPrincipal < 1 {
+		panic(fmt.Sprintf("e2e: a session table of capacity %d, %d per principal", capacity, perPrincipal))
+	}
+	return &SessionTable{capacity: capacity, perPrincipal: perPrincipal,
+		byID: map[[16]byte]*list.Element{}, byPrincipal: map[string]*principalSessions{}}
 }
 
 // Len returns how many sessions the table holds, expired ones not yet dropped included.
@@ -177,10 +210,14 @@ func (t *SessionTable) Len() int {
 }
 
 // Grant stores the session o asked for (a version 1 request whose head has
-// "session": true), created now, and returns its lifetime; false for a request that
-// asked for none. The caller grants only once it accepted o's credential and recorded
-// its id (web/E2E.md §4 step 4), and sets SessionHeader on the answer.
-func (t *SessionTable) Grant(o *Opened, now time.Time) (time.Duration, bool) {
+// "session": true), created now and held by principal, and returns its lifetime; false
+// for a request that asked for none. principal is who made the request, as its
+// credential names it: the same string the replay cache counts a principal's ids by
+// (ReplayGuard.Check). The caller grants only once it accepted o's credential and
+// recorded its id (web/E2E.md §4 step 4), and sets SessionHeader on the answer. Room
+// is made first among principal's own sessions, and only then, with principal under
+// its bound, in the whole table.
+func (t *SessionTable) Grant(o *Opened, principal string, now time.Time) (time.Duration, bool) {
 	if o.grant == nil {
 		return 0, false
 	}
@@ -189,16 +226,32 @@ func (t *SessionTable) Grant(o *Opened, now time.Time) (time.Duration, bool) {
 	if e, ok := t.byID[o.grant.ID]; ok { // an id exported from another context: never in practice
 		t.remove(e)
 	}
+	if owner := t.byPrincipal[principal]; owner != nil && owner.lru.Len() >= t.perPrincipal {
+		t.remove(owner.lru.Back().Value.(*list.Element))
+	}
 	for len(t.byID) >= t.capacity {
 		t.remove(t.lru.Back())
 	}
-	t.byID[o.grant.ID] = t.lru.PushFront(&hostSession{key: *o.grant, expires: now.Add(SessionLifetime)})
+	owner := t.byPrincipal[principal] // after the removals, which drop a principal left with none
+	if owner == nil {
+		owner = &principalSessions{principal: principal}
+		t.byPrincipal[principal] = owner
+	}
+	s := &hostSession{key: *o.grant, expires: now.Add(SessionLifetime), owner: owner}
+	e := t.lru.PushFront(s)
+	s.inOwner = owner.lru.PushFront(e)
+	t.byID[o.grant.ID] = e
 	return SessionLifetime, true
 }
 
+// remove forgets the session of e, and its principal once it holds none.
 func (t *SessionTable) remove(e *list.Element) {
-	delete(t.byID, e.Value.(*hostSession).key.ID)
+	s := e.Value.(*hostSession)
+	delete(t.byID, s.key.ID)
 	t.lru.Remove(e)
+	if s.owner.lru.Remove(s.inOwner); s.owner.lru.Len() == 0 {
+		delete(t.byPrincipal, s.owner.principal)
+	}
 }
 
 // lookup returns session id's key, marked used now, or false when the table does not
@@ -216,6 +269,7 @@ func (t *SessionTable) lookup(id [16]byte, now time.Time) (SessionKey, bool) {
 		return SessionKey{}, false
 	}
 	t.lru.MoveToFront(e)
+	s.owner.lru.MoveToFront(s.inOwner)
 	return s.key, true
 }
 

@@ -37,13 +37,13 @@ func sessionVector(t *testing.T, k *HostKeys, s Suite, v vectorSuite, h http.Hea
 			t.Fatal(err)
 		}
 	}
-	table := NewSessionTable(SessionCapacity)
+	table := NewSessionTable(SessionCapacity, SessionsPerPrincipal)
 	now := req.Time
 	est, err := k.Open(table, v.Method, v.Path, vs.EstablishingEnvelope, now)
 	if err != nil || !est.Session || est.grant == nil || est.ID != req.ID {
 		t.Fatalf("%s: the establishing envelope opens to %+v, %v", s.Name, est, err)
 	}
-	if ttl, ok := table.Grant(est, now); !ok || ttl != SessionLifetime {
+	if ttl, ok := table.Grant(est, "key:vectors", now); !ok || ttl != SessionLifetime {
 		t.Fatalf("%s: no session granted", s.Name)
 	}
 	vs.SessionID, vs.SessionSecret = est.grant.ID[:], est.grant.Secret[:]

@@ -11,19 +11,25 @@ export { e2e };
 /**
  * CocoonError is every failure of this library. code is the host's error code when it
  * sent one (its `error.code`), else one of verification_failed, e2e_invalid,
- * signature_invalid, receipt_invalid, network, invalid_argument. status is the HTTP
- * status when there was an answer; report the verifier's report when verification ran;
- * signed says whether the host's error answer was signed by the pinned key (an
- * unsigned one may come from anything between).
+ * signature_invalid, receipt_invalid, bad_answer, network, invalid_argument. status is
+ * the HTTP status when there was an answer; report the verifier's report when
+ * verification ran; signed says whether the host's error answer was signed by the
+ * pinned key (an unsigned one may come from anything between). answer is set when
+ * Host.chat's answer verified (opened, signed by the pinned host key) and only its bill
+ * could not be checked (receipt_invalid, or a failure fetching the price list): the
+ * answer as chat would have returned it, { text, usage, status, signature, receipt },
+ * its receipt the one the host sent, unverified, or null. Show the text, and say its
+ * charge is not verified.
  */
 export class CocoonError extends Error {
-  constructor(code, message, { status, report, signed, cause } = {}) {
+  constructor(code, message, { status, report, signed, answer, cause } = {}) {
     super(message, cause ? { cause } : undefined);
     this.name = "CocoonError";
     this.code = code;
     if (status !== undefined) this.status = status;
     if (report !== undefined) this.report = report;
     if (signed !== undefined) this.signed = signed;
+    if (answer !== undefined) this.answer = answer;
   }
 }
 
@@ -163,7 +169,12 @@ export class Host {
    * a session envelope refused e2e_invalid drops its session too (E2E.md §7).
    * Rejects with CocoonError: the host's code for a refusal, e2e_invalid for an answer
    * that does not open, signature_invalid for one not signed by the pinned host key,
-   * receipt_invalid, network.
+   * bad_answer for a signed stream that is not one a host sends (a second receipt
+   * event, more of the answer after it: web/doc.go's rule, as web/client applies it),
+   * receipt_invalid (with .answer: the answer verified, its bill did not), network. A
+   * receipt that does not verify against the cached price list is checked once more
+   * against the list fetched again (priceList), in case the host changed its prices
+   * since: one more request, at most once per receipt.
    */
   async chat(request, options = {}) {
     const { onDelta, auth, pay, signal, idempotencyKey } = options;
@@ -188,7 +199,12 @@ export class Host {
     } else {
       throw await refusal(resp);
     }
-    answer.receipt = await this.#checkReceipt(answer.receipt, pay, signed);
+    try {
+      answer.receipt = await this.#checkReceipt(answer.receipt, pay, signed);
+    } catch (e) {
+      if (e instanceof CocoonError) e.answer = answer; // verified: only its bill is in doubt
+      throw e;
+    }
     return answer;
   }
 
@@ -306,7 +322,11 @@ export class Host {
       throw new CocoonError("network", `reading the stream: ${e.message}`, { status: resp.status, cause: e });
     }
     const bytes = e2e.concat(parts);
+    // The verifier also applies the receipt rule web/client's Chat applies
+    // (settle.StreamReceipt): one receipt event at most, nothing after it but the error
+    // event that ends a failed stream, nothing after that.
     const check = call("cocoonCheckAnswer", JSON.stringify({ host_key: this.hostKey, pipeline_id: this.pipeline, kind: "stream" }), requestBody, bytes);
+    if (check.code === "bad_answer") throw new CocoonError("bad_answer", `the host's stream is not an answer a host sends, so neither its text nor its bill is taken: ${check.error}`, { status: 200, signed: true });
     if (!check.ok) throw new CocoonError("signature_invalid", `the stream is not signed by the attested host key: do not trust the text shown: ${check.error}`, { status: 200 });
     let text = "";
     let usage = null;
@@ -324,28 +344,35 @@ export class Host {
   }
 
   // #checkReceipt checks a billed answer's receipt against the attested settlement key
-  // and the host's price list; a signed request must have one.
+  // and the host's price list; a signed request must have one. A receipt that does not
+  // verify against a list cached earlier is checked once more against the list fetched
+  // again: a host may change its prices while a page lives. The list fetched must be
+  // signed by the attested settlement key as ever (cocoonCheckReceipt checks it).
   async #checkReceipt(receipt, pay, signed) {
     if (!receipt) {
       if (pay) throw new CocoonError("receipt_invalid", "the host sent no receipt for a request signed for an escrow: it does not bill it");
       return null;
     }
     if (!this.settlementKey) throw new CocoonError("receipt_invalid", "the host sent a receipt, but its attestation measures no settlement key");
-    const prices = await this.priceList();
-    const check = call("cocoonCheckReceipt", JSON.stringify({
+    const check = (prices) => call("cocoonCheckReceipt", JSON.stringify({
       receipt, settlement_key: this.settlementKey, price_list: prices, pipeline_id: this.pipeline,
       account: signed?.account ?? "", request_hash: signed?.request_hash ?? "",
     }));
-    if (!check.ok) throw new CocoonError("receipt_invalid", `the receipt does not verify: ${check.error}`);
+    const cached = this.#prices !== null;
+    let result = check(await this.priceList());
+    if (!result.ok && cached) result = check(await this.priceList({ refresh: true }));
+    if (!result.ok) throw new CocoonError("receipt_invalid", `the receipt does not verify: ${result.error}`);
     return receipt;
   }
 
   /**
-   * priceList fetches the host's price list (GET /v1/pricing) once; it is checked
-   * against the attested settlement key wherever it is used (receipts, deposits).
+   * priceList fetches the host's price list (GET /v1/pricing) once and keeps it; with
+   * { refresh: true } it fetches it again (chat does, once, for a receipt the kept list
+   * refuses). It is checked against the attested settlement key wherever it is used
+   * (receipts, deposits), not here.
    */
-  async priceList() {
-    if (!this.#prices) {
+  async priceList({ refresh = false } = {}) {
+    if (!this.#prices || refresh) {
       const resp = await send(this.#fetch, this.#base + "/v1/pricing", {});
       const bytes = await readLimited(resp, 1 << 20);
       if (!resp.ok) throw await hostError(resp, bytes, "GET /v1/pricing", false);
@@ -447,14 +474,25 @@ function deltaOf(event) {
   }
 }
 
-// send is fetch with its failures as CocoonError network.
+// send is fetch with its failures as CocoonError network. It follows no redirect: a
+// 3xx from a relay or a misconfigured host would have fetch send the request (a sealed
+// envelope, a signed request) again to another URL, perhaps of another host, perhaps
+// over http. A redirect is CocoonError bad_answer, naming its Location where the
+// runtime shows it (a browser shows none: an "opaqueredirect" answer).
 async function send(fetchFn, url, init) {
+  let resp;
   try {
-    return await fetchFn(url, init);
+    resp = await fetchFn(url, { ...init, redirect: "manual" });
   } catch (e) {
     if (e?.name === "AbortError") throw e;
     throw new CocoonError("network", `${init.method ?? "GET"} ${url}: ${e.message}`, { cause: e });
   }
+  if (resp.type === "opaqueredirect" || (resp.status >= 300 && resp.status <= 399)) {
+    const to = resp.headers.get("Location");
+    throw new CocoonError("bad_answer", `${init.method ?? "GET"} ${url} was answered with a redirect${to ? ` to ${to}` : ""}: refused, and nothing was sent there: a Cocoon host's API routes do not redirect`,
+      { status: resp.status || undefined });
+  }
+  return resp;
 }
 
 // readLimited reads a body of at most limit bytes.

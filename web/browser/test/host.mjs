@@ -4,9 +4,18 @@
 //                    byte of every sealed chat answer, /request/... of every sealed
 //                    request, /flipN/... byte N of a session envelope; /forge/ and
 //                    /strip/ set and delete Cocoon-E2E-Session outside the seal,
-//                    /unknown/ answers every chat e2e_session_unknown itself; it
+//                    /unknown/ answers every chat e2e_session_unknown itself,
+//                    /redirect/ answers everything with a 307 to another server; it
 //                    serves the version bytes of the chat envelopes it saw at
-//                    /relay/versions, and restarts the host on POST /relay/restart
+//                    /relay/versions, "<price-list requests> <requests the redirect's
+//                    target got>" at /relay/asked, answers the next price-list
+//                    requests with the lists a POST to /relay/prices names ("stale":
+//                    other prices, signed by the settlement key; "forged": another
+//                    key's), and restarts the host on POST /relay/restart
+//   COCOON_FORGER    a host that signs and seals streams no real host sends: GET /keys
+//                    gives its keys to pin, /{order}/v1/chat/completions answers with
+//                    the receipt events of order (in-order, one-receipt,
+//                    two-receipts, text-after-receipt)
 //   COCOON_ROOT      the simulator root's PEM, WRONG_ROOT another simulator's
 //   COCOON_PIPELINE  the pipeline's id; COCOON_API_KEY an API key
 //   COCOON_PROMPT    the prompt (the Go test checks the relay never saw it)
@@ -35,6 +44,11 @@ const request = (stream) => ({ messages: [{ role: "user", content: prompt }], ma
 
 const open = (mode, extra = {}) =>
   connect({ baseURL: `${relay}/${mode}`, pipeline: env.COCOON_PIPELINE, verifier: { trust_sim_root: root }, verifierURL, auth, ...extra });
+
+// asked returns [price-list requests, requests the redirect's target got] so far.
+async function asked() {
+  return (await (await fetch(`${relay}/relay/asked`)).text()).split(" ").map(Number);
+}
 
 // rejectsWith expects a CocoonError of code.
 async function rejectsWith(promise, code) {
@@ -258,6 +272,40 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
     assert.equal(await sent(), "020202");
   });
 
+  // The stream opens and its signature verifies: only the receipt rule refuses it.
+  test("a signed stream with a second receipt, or text after its receipt, is bad_answer", async () => {
+    const keys = await (await fetch(`${env.COCOON_FORGER}/keys`)).json();
+    const forged = (order) => new Host({ base: `${env.COCOON_FORGER}/${order}`, fetchFn: fetch, pipeline: "", keys, report: {}, suite: "x25519", sessions: false });
+    const inOrder = await forged("in-order").chat(request(true), { auth });
+    assert.equal(inOrder.signature, "verified");
+    assert.equal(inOrder.text, "forged");
+    // One receipt passes the rule and reaches the receipt check (this host measures no settlement key).
+    await assert.rejects(forged("one-receipt").chat(request(true), { auth }), (e) => e.code === "receipt_invalid" && /measures no settlement key/.test(e.message));
+    for (const order of ["two-receipts", "text-after-receipt"]) {
+      await assert.rejects(forged(order).chat(request(true), { auth }), (e) => {
+        assert.equal(e.code, "bad_answer", `${order}: ${e.message}`);
+        assert.equal(e.signed, true);
+        assert.match(e.message, /not an answer a host sends/);
+        assert.equal(e.answer, undefined, "a refused stream carries no answer");
+        return true;
+      });
+    }
+  });
+
+  test("a redirect is refused, naming its Location, and nothing reaches its target", async () => {
+    await assert.rejects(open("redirect"), (e) => {
+      assert.equal(e.code, "bad_answer", e.message);
+      assert.equal(e.status, 307);
+      assert.match(e.message, /redirect to http:\/\/127\.0\.0\.1:\d+\/v1\/attestation/);
+      return true;
+    });
+    const { host, via } = await viaRelay();
+    via("redirect");
+    await rejectsWith(host.chat(request(false), { auth }), "bad_answer");
+    await rejectsWith(host.chat(request(true), { auth }), "bad_answer");
+    assert.equal((await asked())[1], 0, "a redirected request reached the redirect's target");
+  });
+
   // Last of this step: it restarts the host.
   test("a restarted host: its session unknown, the retry to its old key e2e_invalid, a new connect chats", async () => {
     const { host } = await viaRelay();
@@ -301,5 +349,43 @@ if (env.COCOON_STEP === "billed") {
     const st = await host.escrowStatus(pay);
     assert.equal(st.account, d.addressRaw);
     assert.equal(st.last_seq, 2);
+  });
+
+  // The host's prices changed while the page lived: the list the library keeps is the
+  // one from before (the relay serves it, signed by the settlement key).
+  const billed = async () => {
+    const d = JSON.parse(readFileSync(env.COCOON_OUT, "utf8"));
+    const pay = { clientKey: await clientKeyFromSeed(Uint8Array.from(Buffer.from(d.seed, "hex"))), escrow: d.address };
+    const host = await connect({ baseURL: `${relay}/clean`, verifier: { trust_sim_root: root }, verifierURL });
+    return { host, pay, chat: (stream) => host.chat({ messages: [{ role: "user", content: prompt }], max_tokens: 8, stream }, { pay }) };
+  };
+  const queue = async (names) => assert.equal((await fetch(`${relay}/relay/prices`, { method: "POST", body: names })).status, 200);
+
+  test("a receipt the kept price list refuses is checked once more against the list fetched again", async () => {
+    const { host, chat } = await billed();
+    await queue("stale");
+    const [before] = await asked();
+    await host.priceList(); // kept: the prices before the change
+    for (const stream of [true, false]) {
+      const a = await chat(stream);
+      assert.ok(a.receipt, "a billed answer has a receipt");
+    }
+    assert.equal((await asked())[0] - before, 2, "the list once, then once more for the first receipt; the second used the list fetched again");
+  });
+
+  test("a price list fetched again that another key signed stays refused: one fetch more, the answer kept", async () => {
+    const { host, chat } = await billed();
+    await queue("stale,forged");
+    const [before] = await asked();
+    await host.priceList();
+    await assert.rejects(chat(true), (e) => {
+      assert.equal(e.code, "receipt_invalid", e.message);
+      assert.match(e.message, /does not verify/);
+      assert.equal(e.answer?.signature, "verified", "the refusal carries the verified answer");
+      assert.ok(e.answer.text.length > 0, "the answer's text");
+      assert.ok(e.answer.receipt?.seq > 0, "the receipt as the host sent it");
+      return true;
+    });
+    assert.equal((await asked())[0] - before, 2, "at most one fetch more per receipt");
   });
 }

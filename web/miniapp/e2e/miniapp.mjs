@@ -120,6 +120,7 @@ function shown() {
     answer: answer ? {
       state: answer.dataset.state || '', deltas: Number(answer.dataset.deltas || 0), signature: answer.dataset.signature || '',
       receipt: answer.dataset.receipt || '', text: answer.querySelector('.text').textContent, proof: answer.querySelector('.proof').textContent,
+      warning: (answer.querySelector('.warning') || {}).textContent || '',
     } : null,
     question: text('.message.user'),
   };

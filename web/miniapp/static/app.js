@@ -314,20 +314,39 @@ async function ask(prompt) {
   else if (initData) options.auth = `tma ${initData}`;
   try {
     const answer = await host.chat({ messages: history, stream: true, max_tokens: MAX_TOKENS }, options);
-    text.textContent = answer.text;
-    history.push({ role: 'assistant', content: answer.text });
-    const lines = [`signature ${answer.signature}`];
     const r = answer.receipt;
-    lines.push(r ? `receipt verified: #${r.seq}, ${r.usage.prompt_tokens} + ${r.usage.completion_tokens} tokens, cost ${ton(r.cost)}, ${ton(r.cumulative)} so far` : 'no receipt');
-    proof.textContent = lines.join('; ');
-    div.dataset.signature = answer.signature;
-    div.dataset.receipt = answer.receipt ? 'verified' : 'none';
-    div.dataset.state = 'done';
+    showAnswer(div, answer, r ? `receipt verified: #${r.seq}, ${r.usage.prompt_tokens} + ${r.usage.completion_tokens} tokens, cost ${ton(r.cost)}, ${ton(r.cumulative)} so far` : 'no receipt');
+    div.dataset.receipt = r ? 'verified' : 'none';
   } catch (e) {
+    if (e && e.answer) {
+      // The answer verified (opened, signed by the attested host key): only its bill
+      // did not. Show it, and say plainly that its charge is not verified.
+      showAnswer(div, e.answer, 'receipt not verified');
+      div.dataset.receipt = 'unverified';
+      const warning = document.createElement('p');
+      warning.className = 'warning';
+      warning.textContent = `The charge for this answer could not be verified (${describeError(e)}). ` +
+        'The answer above is the host\'s own, signed by its attested key, and stays in the conversation: only its bill is in doubt. ' +
+        (bills ? 'This app keeps no receipts: the escrow line above shows what the host has charged so far. ' : '') +
+        'If this happens again, stop chatting with this host.';
+      div.append(warning);
+      if (bills) checkEscrow();
+      return;
+    }
     history.pop();
     div.dataset.state = 'error';
     proof.textContent = `Not answered: ${describeError(e)}`;
   }
+}
+
+// showAnswer shows a verified answer in div, its proof line the signature's verdict
+// and receipt, and adds it to the conversation.
+function showAnswer(div, answer, receipt) {
+  div.querySelector('.text').textContent = answer.text;
+  history.push({ role: 'assistant', content: answer.text });
+  div.querySelector('.proof').textContent = `signature ${answer.signature}; ${receipt}`;
+  div.dataset.signature = answer.signature;
+  div.dataset.state = 'done';
 }
 
 function start() {

@@ -64,30 +64,45 @@ type AnswerResult struct {
 	Events []string `json:"events,omitempty"`
 }
 
-// failure is the result of every function here that fails: {"error": "..."}.
+// failure is the result of every function here that fails: {"error": "..."}, with
+// "code": "bad_answer" when what failed is an answer that verified but is not one a
+// host sends (errBadAnswer), which a client refuses as such, not as a forgery.
 type failure struct {
 	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
 }
+
+// errBadAnswer is wrapped by CheckAnswer's refusals of a signed answer that is not one
+// a host sends: a stream's receipt out of place (settle.StreamReceipt), an event that
+// is not JSON.
+var errBadAnswer = errors.New("not an answer a host sends")
 
 // run decodes args into an A (decodeArgs), runs f and returns its result as JSON, or
 // {"error": ...} when either fails.
 func run[A any](args []byte, f func(A) (any, error)) []byte {
 	var a A
 	if err := decodeArgs(args, &a); err != nil {
-		return encode(failure{err.Error()})
+		return encode(failure{Error: err.Error()})
 	}
 	v, err := f(a)
 	if err != nil {
-		return encode(failure{err.Error()})
+		f := failure{Error: err.Error()}
+		if errors.Is(err, errBadAnswer) {
+			f.Code = "bad_answer"
+		}
+		return encode(f)
 	}
 	return encode(v)
 }
 
 // CheckAnswer checks the host's signature on an answer (attest.ResponseVerifier) to
 // the request body request: a whole body, or a stream's opened bytes from its first
-// event to its end, which must verify to the end (SignedStream.Next to io.EOF).
-// answer is at most maxAnswer bytes. Cost: a sha256 of the answer, one ed25519
-// verification (two for an error body signed without the request).
+// event to its end, which must verify to the end (SignedStream.Next to io.EOF), and
+// whose events must each be JSON with the receipt event in its place
+// (settle.StreamReceipt, the rule web/client's Chat applies): else {"error": ...,
+// "code": "bad_answer"}. answer is at most maxAnswer bytes. Cost: a sha256 of the
+// answer, one ed25519 verification (two for an error body signed without the
+// request), and a JSON decoding of each event of a stream.
 func CheckAnswer(args, request, answer []byte) []byte {
 	return run(args, func(a AnswerArgs) (any, error) { return checkAnswer(a, request, answer) })
 }
@@ -116,7 +131,7 @@ func checkAnswer(a AnswerArgs, request, answer []byte) (*AnswerResult, error) {
 			ev, err := s.Next()
 			switch {
 			case errors.Is(err, io.EOF):
-				return &AnswerResult{OK: true, Events: events}, nil
+				return &AnswerResult{OK: true, Events: events}, streamOrder(events)
 			case err != nil:
 				return nil, err
 			case ev.Kind == attest.EventData:
@@ -125,6 +140,32 @@ func checkAnswer(a AnswerArgs, request, answer []byte) (*AnswerResult, error) {
 		}
 	}
 	return nil, fmt.Errorf("kind %q: want %q or %q", a.Kind, attest.ResponseBody, attest.ResponseStream)
+}
+
+// streamOrder applies settle.StreamReceipt to the data of a verified stream's events,
+// once the whole stream verified: an error wraps errBadAnswer.
+func streamOrder(events []string) error {
+	var order settle.StreamReceipt
+	for i, data := range events {
+		var ev struct { // raw, so that a chunk costs a scan, not a decoding of its members
+			Receipt json.RawMessage `json:"cocoon_receipt"`
+			Error   json.RawMessage `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			return fmt.Errorf("%w: event %d of the stream is not a JSON object: %v", errBadAnswer, i+1, err)
+		}
+		var receipt *settle.Receipt
+		if len(ev.Receipt) > 0 && string(ev.Receipt) != "null" {
+			receipt = new(settle.Receipt)
+			if err := json.Unmarshal(ev.Receipt, receipt); err != nil {
+				return fmt.Errorf("%w: the receipt of event %d is not a receipt: %v", errBadAnswer, i+1, err)
+			}
+		}
+		if err := order.Event(receipt, bytes.HasPrefix(ev.Error, []byte("{"))); err != nil { // an error object, as the clients take it
+			return fmt.Errorf("%w: %w", errBadAnswer, err)
+		}
+	}
+	return nil
 }
 
 // ReceiptArgs say what a receipt must be, as JSON:
@@ -251,7 +292,7 @@ func decodeArgs(b []byte, v any) error {
 func encode(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil { // strings, numbers and byte slices always encode
-		b, _ = json.Marshal(failure{"encoding the result: " + err.Error()})
+		b, _ = json.Marshal(failure{Error: "encoding the result: " + err.Error()})
 	}
 	return b
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -278,5 +280,66 @@ func BenchmarkCheckAnswer(b *testing.B) {
 		if out := CheckAnswer(args, request, stream); !bytes.HasPrefix(out, []byte(`{"ok":true`)) {
 			b.Fatalf("%s", out)
 		}
+	}
+}
+
+// BenchmarkStreamOrder is the receipt rule's share of BenchmarkCheckAnswer: the JSON
+// decoding of the same 64 events and settle.StreamReceipt over them.
+func BenchmarkStreamOrder(b *testing.B) {
+	events := make([]string, 64)
+	for i := range events {
+		events[i] = `{"object":"chat.completion.chunk","choices":[{"delta":{"content":" token"}}]}`
+	}
+	for b.Loop() {
+		if err := streamOrder(events); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestCheckAnswerStreamReceipt: a stream the host key signed whole, whose receipt event
+// is out of place (a second receipt, more of the answer after it, an event after the
+// error that ends the stream), is refused as a bad answer, not taken with its last
+// receipt (before: the signature passed and the library kept whichever receipt came
+// last). The orders a host sends pass.
+func TestCheckAnswerStreamReceipt(t *testing.T) {
+	request := []byte(`{"messages":[{"role":"user","content":"hi"}],"stream":true}`)
+	chunk := `{"choices":[{"delta":{"content":"hel"}}]}`
+	receipt := func(seq int) string {
+		return fmt.Sprintf(`{"choices":[],"cocoon_receipt":{"seq":%d,"cost":"1","cumulative":"1"}}`, seq)
+	}
+	failure := `{"error":{"message":"shutting down","code":"shutting_down"}}`
+	for _, tc := range []struct {
+		name   string
+		events []string
+		ok     bool
+	}{
+		{"a receipt after the answer", []string{chunk, receipt(1)}, true},
+		{"a receipt, then the error that ends a cut stream", []string{chunk, receipt(1), failure}, true},
+		{"no receipt", []string{chunk, failure}, true},
+		{"a second receipt", []string{chunk, receipt(1), receipt(2)}, false},
+		{"a second receipt after the error", []string{chunk, receipt(1), failure, receipt(2)}, false},
+		{"text after the receipt", []string{receipt(1), chunk}, false},
+		{"text after the error", []string{chunk, failure, chunk}, false},
+		{"an event that is not JSON", []string{chunk, "hello"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := signedStream(hostKey, request, tc.events...)
+			if strings.HasPrefix(tc.events[len(tc.events)-1], `{"error":`) { // a failed stream ends without [DONE]
+				stream = strings.TrimSuffix(stream, "data: [DONE]\n\n")
+			}
+			result := CheckAnswer(answerArgs("stream", 0, ""), request, []byte(stream))
+			var r failed[AnswerResult]
+			var code struct{ Code string }
+			if err := errors.Join(json.Unmarshal(result, &r), json.Unmarshal(result, &code)); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.ok && (!r.Value.OK || r.Error != ""):
+				t.Fatalf("refused: %s", r.Error)
+			case !tc.ok && (r.Value.OK || code.Code != "bad_answer" || !strings.Contains(r.Error, "not an answer a host sends")):
+				t.Fatalf("ok %v, code %q, error %q: want a bad_answer refusal", r.Value.OK, code.Code, r.Error)
+			}
+		})
 	}
 }
