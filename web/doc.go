@@ -137,9 +137,9 @@
 // in one write and one flush before it reads again, and it reads again no sooner than
 // Config.StreamFlushInterval after that flush, so that a fast server's tokens gather
 // and are relayed several at a time. The first token is never held back, a server
-// that stalls holds nothing already read, and a token waits at most the interval
-// before it is read. A billed stream cut by its client is charged the deltas of the
-// flushes that completed.
+// that stalls holds nothing already read, a token waits at most the interval before
+// it is read, and the end of the stream is not paced. A billed stream cut by its
+// client is charged the deltas of the flushes that completed.
 //
 // At most Config.MaxGenerations completions run at once. The next ones wait for a
 // slot, first come first served, at most Config.MaxWaiting of them and each at most

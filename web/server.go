@@ -73,8 +73,8 @@ type Config struct {
 	// a client wakeup per interval rather than per token. The first content goes out
 	// at once, what the backend read is flushed before it reads again (never held
 	// while the server is silent), and a token waits at most this long in the host's
-	// socket before it is read. Default 2 ms; negative: read as soon as the last read
-	// is relayed.
+	// socket before it is read. The end of a stream is not paced. Default 2 ms;
+	// negative: read as soon as the last read is relayed.
 	StreamFlushInterval time.Duration
 	// MaxUploadBytes bounds a pipeline upload body (base64 modules included).
 	// Default 64 MiB.
