@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 // modelJSON is a model in the OpenAI models list.
@@ -61,7 +62,7 @@ const modelsTTL = time.Minute
 
 // defaultContextTokens bounds a prompt for admission when the backend does not say how
 // long its model's context is.
-const defaultContextTokens = 8192
+const defaultContextTokens = settle.DefaultContextWindow
 
 // modelWindows knows the context window of each model the backend serves, from its
 // model list, read again at most every modelsTTL: admission needs the window of every

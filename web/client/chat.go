@@ -24,6 +24,13 @@ type ChatRequest struct {
 	Stream      bool          `json:"stream,omitempty"`
 	MaxTokens   int           `json:"max_tokens,omitempty"`
 	Temperature *float64      `json:"temperature,omitempty"`
+	// MaxPrice caps what the request may cost, in nanoTON (settle.MaxPriceMember): a
+	// billing host refuses it (402 max_price_exceeded, nothing charged) when its worst
+	// case is more, and Chat refuses a receipt that reserved more. 0: for a request
+	// signed for an escrow, Chat sets the worst case at the price list it verified
+	// before sending (settle.PriceList.RequestMaxPrice); an API-key request then
+	// carries none.
+	MaxPrice uint64 `json:"max_price,omitempty,string"`
 }
 
 // ChatMessage is one message of a ChatRequest.
@@ -102,6 +109,22 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 			sealTo = boot.E2EKeys // bound to the host key: its own line of the boot report
 		}
 	}
+	want := settle.ReceiptWant{Pipeline: pipeline, MaxPrice: req.MaxPrice}
+	if s != nil {
+		want.Account = s.account
+		if want.PriceList, want.SettlementKey, err = c.agreedPrices(ctx, boot); err != nil {
+			return nil, err
+		}
+		if req.MaxPrice == 0 {
+			if req.MaxPrice, err = c.defaultMaxPrice(ctx, want.PriceList, pipeline, body); err != nil {
+				return nil, err
+			}
+			want.MaxPrice = req.MaxPrice
+			if body, err = json.Marshal(req); err != nil {
+				return nil, err
+			}
+		}
+	}
 	var resp *http.Response
 	var opener *e2e.Client
 	if sealTo != nil {
@@ -132,7 +155,11 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkReceipt(ctx, answer.Receipt, pipeline, s, requestHash, c.attestedSettlementKey(boot)); err != nil {
+	if want.SettlementKey == nil {
+		want.SettlementKey = c.attestedSettlementKey(boot)
+	}
+	want.RequestHash = requestHash
+	if err := c.checkReceipt(ctx, answer.Receipt, want, s != nil); err != nil {
 		return nil, err
 	}
 	return answer, nil
