@@ -75,11 +75,17 @@ type ChatAnswer struct {
 // host a request that is not sealed (no trust, WithPlaintext, no end-to-end keys) is
 // CodeInvalid before it is sent. A request signed for an escrow (s) is sent
 // only to a verified host (https, or with a trust; else CodeInvalid before anything is
-// sent), and must come with a receipt, which Chat checks (settle.CheckReceipt) against
-// the settlement key the verified evidence measures, the pipeline, the escrow, the
-// request it signed and the host's price list, fetched for it (one more request); a
-// receipt that does not verify, or that a host measuring no settlement key sends, is
-// CodeNotVerified, after a stream's text.
+// sent). Before it is signed Chat fetches the host's price list and checks it is
+// signed by the settlement key the verified evidence measures (a host measuring none
+// is CodeNotVerified, nothing sent), and unless req.MaxPrice is set reads the host's
+// model list (GET /v1/models, no credential) to set max_price to the request's worst
+// case at that list (settle.PriceList.RequestMaxPrice): two more requests. A host
+// whose prices rose since refuses it (CodeRefused, HostCode max_price_exceeded,
+// nothing charged). The answer must come with a receipt, which Chat checks
+// (settle.CheckReceipt) against that settlement key, the pipeline, the escrow, the
+// request it signed, the cap the request carried and the list (once more against the
+// list fetched again when that one refuses it: one more request); a receipt that does
+// not verify is CodeNotVerified, after a stream's text.
 func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *Signer, onText func(string) error) (*ChatAnswer, error) {
 	path := "/v1/chat/completions"
 	if pipeline != "" {
