@@ -128,16 +128,22 @@ type ReceiptWant struct {
 	// RequestHash is the signed request's hash (RequestHash of its SigningString,
 	// without an idempotency key), "" when unknown.
 	RequestHash string
+	// MaxPrice is the max_price the request carried (MaxPriceMember), 0 when it
+	// carried none. A host that honoured it reserved at most that much (it refuses a
+	// request whose worst case is more), so a receipt that reserved more is from a
+	// host that ignored the cap, whatever price list it shows.
+	MaxPrice uint64
 }
 
 // CheckReceipt checks the receipt of one billed answer against what its client knows
 // of the request: signed by want.SettlementKey, costing what its usage comes to at its
 // prices and load (Verify), with a sequence number from 1 and a total its cost can be
 // part of (at least the cost, the cost itself at seq 1); for want.Pipeline; for want.Account and want.RequestHash
-// when set; and, with want.PriceList, at the list's prices for the receipt's model and
-// a load within the list's curve, the list signed by the same key. A host, or anything
-// between, cannot then pass off a receipt of another key, pipeline, escrow or request,
-// or at prices it never published, as this answer's. It does not check the receipt's
+// when set; reserving (MaxCost, so costing) at most want.MaxPrice when set; and, with
+// want.PriceList, at the list's prices for the receipt's model and a load within the
+// list's curve, the list signed by the same key. A host, or anything between, cannot
+// then pass off a receipt of another key, pipeline, escrow or request, above the cap
+// the request carried, or at prices it never published, as this answer's. It does not check the receipt's
 // place in its account's chain (VerifyChain) nor that its prices are the ones the host
 // quoted when it admitted the request (the list may have changed since: a list fetched
 // after the answer may refuse a receipt of the prices before).
@@ -162,6 +168,9 @@ func CheckReceipt(r *Receipt, want ReceiptWant) error {
 		return fmt.Errorf("%w: the receipt is for account %s, not for escrow %s", ErrReceipt, r.Account, want.Account)
 	case want.RequestHash != "" && r.RequestHash != want.RequestHash:
 		return fmt.Errorf("%w: the receipt bills request %s, not this one (%s)", ErrReceipt, r.RequestHash, want.RequestHash)
+	case want.MaxPrice != 0 && r.MaxCost > want.MaxPrice:
+		return fmt.Errorf("%w: the receipt reserved %d nanoTON (%s TON) and costs %d, over the request's %s of %d nanoTON: the host ignored the cap the request carried",
+			ErrReceipt, r.MaxCost, FormatTON(r.MaxCost), r.Cost, MaxPriceMember, want.MaxPrice)
 	}
 	l := want.PriceList
 	if l == nil {

@@ -72,8 +72,11 @@
 // read. On a billing host, a request signed
 // with an escrow's client key (see Billing) identifies that escrow's client: it may chat,
 // read, and read its account. /, /page/, /healthz, /readyz, /metrics, /v1/attestation
-// and /v1/pricing need no credential, nor does pipeline evidence (see The reviewer's
-// page).
+// and /v1/pricing need no credential, nor do pipeline evidence (see The reviewer's
+// page) and the model lists, /v1/models and /p/{id}/v1/models (a client signing for an
+// escrow reads its model's context window there for its max_price without showing its
+// signature to a relay); they answer from admission's cache of the backend's list, read
+// at most once a minute, so an anonymous flood costs the backend nothing.
 //
 // The credential is checked completely in middleware, before any handler runs: a
 // request whose credential fails gets 401 (402 for a signed request naming an address

@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -170,8 +169,7 @@ func (s *Service) Admit(ctx context.Context, a Admission) (t *Ticket, err error)
 	if err != nil {
 		return nil, err
 	}
-	maxCost := quote.Prices.Cost(settle.Usage{PromptTokens: a.MaxPromptTokens, CompletionTokens: a.MaxCompletionTokens, ComputeUnits: s.cfg.ComputeReserve},
-		quote.LoadMilli, math.MaxUint64)
+	maxCost := quote.WorstCase(settle.Usage{PromptTokens: a.MaxPromptTokens, CompletionTokens: a.MaxCompletionTokens, ComputeUnits: s.cfg.ComputeReserve})
 	if err := checkMaxPrice(maxCost, a, quote); err != nil {
 		return nil, err
 	}
