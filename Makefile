@@ -200,9 +200,9 @@ test-suite: plugins page vet contracts-check committed-check browser-check $(SDK
 	npm test --prefix $(E2E_JS)
 	# -timeout: go test's default of 10 minutes per package is what cmd/cocoon's
 	# browser and README tests take on a 2-core machine under other load; a hang still
-	# fails well inside CI's half hour.
-	$(GO) test -count=1 -timeout 20m ./...
-	$(GO) test -race -count=1 -timeout 20m ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/ ./settle/... ./internal/fstrace/
+	# fails inside CI's half hour.
+	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 15m ./host/ ./host/internal/jsonscan/ ./host/backend/openai/ ./host/backend/embedded/ ./web/ ./settle/... ./internal/fstrace/
 	GO=$(GO) scripts/demo-billing.sh
 
 # Billing end to end on a local TON network (cocoon-host devnet), through the real
