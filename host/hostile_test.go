@@ -152,6 +152,11 @@ func TestHostileModules(t *testing.T) {
 			"memory.grow by 5 pages was refused: past its declared maximum of 2 pages", ended},
 		{"recursion in a start section", one(hostileModule(t, s, "start_recursion"), fast, ""), CodeStackOverflow, 0, "during instantiation", ended},
 		{"proc_exit(0) in _initialize", one(hostileModule(t, s, "exit_initialize"), fast, ""), CodeModuleExit, 0, "exited with code 0 during instantiation", ended},
+		// Issue 12's red team: initialization runs under the time limit to
+		// instantiate also when the host tries to run it once for a snapshot (the
+		// first request pays for that try and for its own).
+		{"loop in _initialize", one(compileBytes(t, s, initLoopModule()), fast, ""), CodeTimeout, 0,
+			"instantiation ran past the module's time limit of 1s", 2 * ended},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -95,13 +95,26 @@ type unreadRandom struct{}
 func (unreadRandom) Read([]byte) (int, error) { return 0, io.EOF }
 
 // instantiate creates a fresh instance of m for one request under the instantiation
-// time limit: from m's snapshot when it has one (snapshot.go), else by writing its
-// data segments and running its start function and _initialize. First it checks that
-// the module's memory (the snapshot's, or its minimum) and table minimums fit in what
-// is left of the request's memory, and, within the time limit, reserves its memory: a
-// failure there is a memory_limit error, not a panic inside wazero.
+// time limit: from m's snapshot when it has one (snapshot.go) and the snapshot's
+// memory fits in what is left of the request's, else by writing its data segments and
+// running its start function and _initialize. First it checks that the module's memory
+// (the snapshot's, or its minimum) and table minimums fit in what is left of the
+// request's memory, and, within the time limit, reserves its memory: a failure there
+// is a memory_limit error, not a panic inside wazero.
+//
+// The snapshot was taken in a request of its own, where every growth initialization
+// made fitted. In this request one of them may not, and a fresh initialization would
+// see memory.grow return -1 where the snapshot's saw it succeed: the module would tell
+// the two apart (SPEC.md §3). So a snapshot that does not fit is not used: the
+// instance initializes itself, and sees the refusal a fresh instance sees. One that
+// fits gives what a fresh initialization gives, since memory only grows and each of
+// its growths then fits too.
 func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requestState) (*instance, error) {
-	return s.instantiateFrom(ctx, m, request, s.snapshotOf(m))
+	snap := s.snapshotOf(m)
+	if snap != nil && request.memory+snap.memory.size+m.tableBytes() > abi.RequestMemoryBytes {
+		snap = nil
+	}
+	return s.instantiateFrom(ctx, m, request, snap)
 }
 
 // instantiateFrom is instantiate from snap, or by initializing if snap is nil.
@@ -113,30 +126,29 @@ func (s *Sandbox) instantiateFrom(ctx context.Context, m *stageModule, request *
 		stack:   make([]uint64, 2),
 	}
 	inst.ctx = context.WithValue(ctx, instanceKey{}, inst)
-	info := m.module.Info
-	memoryBytes := uint64(info.MemoryMinPages) * abi.PageSize
+	memoryBytes := uint64(m.module.Info.MemoryMinPages) * abi.PageSize
 	var image *memoryImage
 	if snap != nil {
 		image = snap.memory
 		memoryBytes = image.size
 	}
-	var tableBytes uint64
-	for _, min := range info.TableMinElements {
-		tableBytes += uint64(min) * abi.TableElementBytes
-	}
+	tableBytes := m.tableBytes()
 	if request.memory+memoryBytes+tableBytes > abi.RequestMemoryBytes {
 		return nil, inst.errorf(CodeMemoryLimit, "instantiation needs %s of memory and tables, past %s (%s in use)",
 			formatBytes(memoryBytes+tableBytes), requestTotalText, formatBytes(request.memory))
 	}
-	if idle := m.idle.take(); idle != nil {
-		inst.adopt(idle) // only instances of a snapshot are kept (idleInstances.put)
-		if err := inst.restore(snap); err != nil {
+	limit := max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout)
+	// Only instances of the snapshot are kept (idleInstances.put), for instances
+	// from it. Restoring one is timed like any instantiation (SPEC.md §7.4).
+	if idle := m.idle.takeFor(snap); idle != nil {
+		inst.adopt(idle)
+		if err := inst.run(limit, func(context.Context) error { return inst.restore(snap) }); err != nil {
 			inst.close()
 			return nil, inst.failure(err, "instantiation")
 		}
 		return inst, nil
 	}
-	err := inst.run(max(time.Duration(m.limits.CallTimeout), abi.MinInitTimeout), func(ctx context.Context) (err error) {
+	err := inst.run(limit, func(ctx context.Context) (err error) {
 		if inst.memory, err = newLimitedMemory(uint64(m.limits.MemoryPages)*abi.PageSize, request, memoryBytes, &inst.deadline, image); err != nil {
 			inst.fault = inst.errorf(CodeMemoryLimit, "the host could not reserve memory for the module: %v", err)
 			return errAbort

@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -106,6 +107,11 @@ type imageMappings struct {
 	// content is a read-only shared mapping of the memfd, which put copies from.
 	content []byte
 
+	// budget counts size until close: the memfd holds the pages that are not zero,
+	// and a page for each other page an instance touches (a read of a hole in a
+	// memfd allocates the page).
+	budget *snapshotBudget
+
 	mu   sync.Mutex
 	free []*mapping // each maps the image, as it is, and is zero after it
 }
@@ -114,16 +120,27 @@ type imageMappings struct {
 // instances of it may run at once on a machine of a few cores.
 const maxImageMappings = 8
 
+// errSnapshotBudget: the image does not fit in what is left of the sandbox's
+// snapshot memory (WithSnapshotMemory).
+var errSnapshotBudget = errors.New("the host's memory for snapshots is full")
+
 // newMemoryImage writes content, whose length is a multiple of abi.PageSize, to a new
-// sealed memfd. It costs a write of the pages that are not zero. When the image
-// becomes unreachable, its descriptor is closed and its pooled mappings unmapped;
-// the mappings instances hold stay valid.
-func newMemoryImage(content []byte) (*memoryImage, error) {
+// sealed memfd, and counts its size against budget, failing with errSnapshotBudget if
+// it does not fit: all of it, because a page of the image that is zero, which the
+// memfd does not hold, becomes one it holds as soon as an instance reads it. It costs a
+// write of the pages that are not zero. When the image becomes unreachable, its
+// descriptor is closed, its pooled mappings unmapped and its size given back to
+// budget; the mappings instances hold stay valid.
+func newMemoryImage(content []byte, budget *snapshotBudget) (*memoryImage, error) {
+	if !budget.reserve(uint64(len(content))) {
+		return nil, errSnapshotBudget
+	}
 	fd, err := unix.MemfdCreate("cocoon-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
+		budget.release(uint64(len(content)))
 		return nil, fmt.Errorf("creating a memfd: %w", err)
 	}
-	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content))}}
+	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content)), budget: budget}}
 	runtime.AddCleanup(img, (*imageMappings).close, img.imageMappings)
 	if err := unix.Ftruncate(fd, int64(len(content))); err != nil {
 		return nil, fmt.Errorf("sizing the memfd: %w", err)
@@ -170,6 +187,7 @@ func (im *imageMappings) close() {
 		_ = unix.Munmap(im.content)
 	}
 	unix.Close(im.fd)
+	im.budget.release(im.size)
 }
 
 // get returns a mapping whose first im.size bytes are a private copy-on-write view of

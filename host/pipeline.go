@@ -96,9 +96,14 @@ func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 // minimumBytes is what an instance of m holds from its start: its memory minimum and
 // its tables' minimums, as they count against abi.RequestMemoryBytes.
 func (m *stageModule) minimumBytes() uint64 {
-	info := m.module.Info
-	n := uint64(info.MemoryMinPages) * abi.PageSize
-	for _, elements := range info.TableMinElements {
+	return uint64(m.module.Info.MemoryMinPages)*abi.PageSize + m.tableBytes()
+}
+
+// tableBytes is what m's tables count against abi.RequestMemoryBytes: their minimums,
+// which they keep (a module with a snapshot cannot grow a table).
+func (m *stageModule) tableBytes() uint64 {
+	var n uint64
+	for _, elements := range m.module.Info.TableMinElements {
 		n += uint64(elements) * abi.TableElementBytes
 	}
 	return n

@@ -19,6 +19,9 @@ import (
 // keeps on the data disk").
 type SandboxConfig struct {
 	compiles compilePoolConfig
+	// snapshotMemory bounds what all snapshots keep (WithSnapshotMemory); 0 is
+	// DefaultSnapshotMemory.
+	snapshotMemory int64
 }
 
 // NewSandboxConfig returns the default configuration.
@@ -29,9 +32,10 @@ func NewSandboxConfig() SandboxConfig { return SandboxConfig{} }
 // real time, and the metering functions).
 // It is safe for concurrent use. Close releases it.
 type Sandbox struct {
-	runtime  wazero.Runtime
-	cache    wazero.CompilationCache
-	compiles *compilePool
+	runtime   wazero.Runtime
+	cache     wazero.CompilationCache
+	compiles  *compilePool
+	snapshots *snapshotBudget
 }
 
 // NewSandbox creates a sandbox. It costs a few milliseconds (host modules are built once).
@@ -50,7 +54,7 @@ func NewSandbox(ctx context.Context, cfg SandboxConfig) (*Sandbox, error) {
 		cache.Close(ctx)
 		return nil, fmt.Errorf("sandbox: host modules: %w", err)
 	}
-	return &Sandbox{runtime: rt, cache: cache, compiles: newCompilePool(cfg.compiles)}, nil
+	return &Sandbox{runtime: rt, cache: cache, compiles: newCompilePool(cfg.compiles), snapshots: newSnapshotBudget(cfg.snapshotMemory)}, nil
 }
 
 // Close releases the runtime, every module compiled by it, and the in-memory cache.

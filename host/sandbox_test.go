@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
 
 // testdataWasm reads host/testdata/NAME.wasm, built from NAME.wat by `make plugins`.
@@ -100,6 +101,9 @@ func TestUploadErrors(t *testing.T) {
 		{"too large", make([]byte, abi.MaxModuleBytes+1), abi.ErrTooLarge, "limit"},
 		{"too many tables", plainModule(1, make([]uint64, abi.MaxTables+1)...), abi.ErrBadTable, "defines 9 tables; the host allows at most 8"},
 		{"table minimum over the ceiling", plainModule(1, uint64(abi.CeilingLimits.TableElements)+1), abi.ErrBadTable, "minimum of 1048577 elements, above the ceiling of 1048576"},
+		// The engine refuses it, but never sees it: the host writes active data
+		// segments itself (meter.InstrumentDetached).
+		{"data segment for a second memory", dataForMemory1(), abi.ErrMalformed, "data segment 0 is for memory 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,6 +117,15 @@ func TestUploadErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dataForMemory1 is the smallest ABI module with an active data segment for memory 1,
+// which it does not have.
+func dataForMemory1() []byte {
+	var m wasmtest.Module
+	m.ABI()
+	segment := []byte{2, 1, wasmtest.I32Const, 0, wasmtest.End, 2, 'h', 'i'} // memory 1, offset 0, "hi"
+	return append(m.Bytes(), wasmtest.Section(wasmtest.SecData, wasmtest.Vec(segment))...)
 }
 
 // TestMisbehavingModules runs every kind of misbehaviour while well-behaved requests

@@ -32,7 +32,8 @@ import (
 //
 // The module's identity is unchanged (the hash of its uploaded bytes); a snapshot is,
 // like compiled code, something the host derives from it, and it lives in the host's
-// memory only, never on disk.
+// memory only, never on disk, within the sandbox's snapshot memory
+// (WithSnapshotMemory).
 
 // moduleInit is what a module's compiled form needs done to initialize an instance,
 // learnt by meter.InstrumentDetached: the compiled module writes no memory and runs
@@ -75,8 +76,18 @@ func newModuleInit(d *meter.Detached, minPages uint32) (moduleInit, error) {
 	if d.ChangesTables && mi.unsnapshottable == "" {
 		mi.unsnapshottable = "its code can change a table or drop a segment"
 	}
+	if len(mi.globals) > maxSnapshotGlobals && mi.unsnapshottable == "" {
+		mi.unsnapshottable = fmt.Sprintf("it has %d mutable globals, more than the %d a snapshot restores", len(mi.globals), maxSnapshotGlobals)
+	}
 	return mi, nil
 }
+
+// maxSnapshotGlobals bounds the mutable globals restore sets, each found by its name
+// (about 0.4 µs each among a million): a module with a million of them made every
+// request's instance take 0.4 s to restore. Real guests have at most a few dozen (Go 8,
+// AssemblyScript 28); a module with more is initialized per request, where wazero
+// creates its globals within the time limit to instantiate.
+const maxSnapshotGlobals = 1024
 
 // initialize runs the module's initialization in a fresh instance: the data segments
 // are already in memory; the start function, then _initialize.
@@ -119,9 +130,11 @@ var errNondeterministic = errors.New("two initializations reached different stat
 
 // takeSnapshot initializes m twice, each in an instance of its own as a request would
 // (the stage's limits and config, SPEC.md §6's environment, its own memory total), and
-// returns the state both reached. It costs two initializations, the capture of the
-// memory (a copy, and a write of its pages that are not zero to a memfd) and about as
-// much memory as the module's after initialization. It fails, and the module is
+// returns the state both reached. It costs two initializations, a comparison of the
+// two memories, a write of the pages that are not zero to a memfd and, while it runs,
+// the memory of the two instances, outside the Go heap: the memories are compared
+// and captured where they are, not copied (a module of 256 MiB would have grown the
+// heap by 512 MiB, and the garbage collector's goal with it). It fails, and the module is
 // initialized per request as before, when the module cannot be snapshot
 // (moduleInit.unsnapshottable), when initialization fails (a trap, a limit, a
 // rejection: every request then fails the same way), or when the two states differ.
@@ -129,22 +142,72 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 	if why := m.module.init.unsnapshottable; why != "" {
 		return nil, fmt.Errorf("the module cannot be snapshot: %s", why)
 	}
-	memory, state, err := s.initOnce(m)
+	first, memory, state, err := s.initOnce(m)
 	if err != nil {
 		return nil, err
 	}
-	memory2, state2, err := s.initOnce(m)
+	defer first.close()
+	second, memory2, state2, err := s.initOnce(m)
 	if err != nil {
 		return nil, err
 	}
+	defer second.close()
 	if !bytes.Equal(memory, memory2) || !state.equal(state2) {
 		return nil, errNondeterministic
 	}
-	img, err := newMemoryImage(memory)
+	img, err := newMemoryImage(memory, s.snapshots)
 	if err != nil {
 		return nil, err
 	}
 	return &snapshot{memory: img, state: *state}, nil
+}
+
+// DefaultSnapshotMemory is the default bound on what a sandbox's snapshots keep in
+// memory (WithSnapshotMemory): about 180 Go guests' (5.5 MiB each), 8,000 C modules'
+// (128 KiB).
+const DefaultSnapshotMemory = 1 << 30
+
+// WithSnapshotMemory bounds the bytes all of the sandbox's snapshots keep in memory
+// (the sizes of their images) to bytes, DefaultSnapshotMemory if 0 or less. A snapshot lives as long as its pipeline, and a pipeline costs its owner
+// only one request to fill: without a bound, a small module whose initialization
+// writes 256 MiB, in many pipelines (one per config), would hold the host's memory
+// for good. A stage module whose snapshot does not fit when its first request takes
+// it gets none, and is initialized per request.
+func (c SandboxConfig) WithSnapshotMemory(bytes int64) SandboxConfig {
+	c.snapshotMemory = bytes
+	return c
+}
+
+// snapshotBudget counts the bytes the sandbox's snapshot images keep.
+type snapshotBudget struct {
+	limit uint64
+	mu    sync.Mutex
+	used  uint64
+}
+
+func newSnapshotBudget(limit int64) *snapshotBudget {
+	if limit <= 0 {
+		limit = DefaultSnapshotMemory
+	}
+	return &snapshotBudget{limit: uint64(limit)}
+}
+
+// reserve counts n more bytes, or reports false, counting nothing, if they do not fit.
+func (b *snapshotBudget) reserve(n uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+// release gives back n bytes that reserve counted.
+func (b *snapshotBudget) release(n uint64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
 }
 
 // snapshotOf returns m's snapshot, taking it at the first call (takeSnapshot), or nil
@@ -155,15 +218,14 @@ func (s *Sandbox) snapshotOf(m *stageModule) *snapshot {
 	return m.snapshot
 }
 
-// initOnce initializes a fresh instance of m and returns a copy of its memory and its
-// state.
-func (s *Sandbox) initOnce(m *stageModule) ([]byte, *initState, error) {
+// initOnce initializes a fresh instance of m and returns it, its memory (a view, valid
+// until the caller closes the instance) and its state.
+func (s *Sandbox) initOnce(m *stageModule) (*instance, []byte, *initState, error) {
 	var request requestState
 	inst, err := s.instantiateFrom(context.Background(), m, &request, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	defer inst.close()
 	mem := inst.mod.Memory()
 	memory, _ := mem.Read(0, mem.Size())
 	st := &initState{clock: inst.clock, records: request.records, logged: inst.logged, logRecords: inst.records}
@@ -172,10 +234,11 @@ func (s *Sandbox) initOnce(m *stageModule) ([]byte, *initState, error) {
 	}
 	if inst.random != nil {
 		if st.random, err = inst.random.MarshalBinary(); err != nil {
-			return nil, nil, err
+			inst.close()
+			return nil, nil, nil, err
 		}
 	}
-	return bytes.Clone(memory), st, nil
+	return inst, memory, st, nil
 }
 
 // restore brings a fresh instance of a snapshot's module, whose memory maps the
@@ -229,12 +292,13 @@ type idleInstances struct {
 // of a few cores runs at once.
 const maxIdleInstances = 8
 
-// take returns a kept instance, or nil.
-func (q *idleInstances) take() *instance {
+// takeFor returns a kept instance for an instance that starts from snap, or nil: none
+// when snap is nil (the instance initializes itself).
+func (q *idleInstances) takeFor(snap *snapshot) *instance {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := len(q.free)
-	if n == 0 {
+	if n == 0 || snap == nil {
 		return nil
 	}
 	inst := q.free[n-1]
@@ -247,7 +311,8 @@ func (q *idleInstances) take() *instance {
 // whether it did. inst's memory and tables stop counting against its request.
 func (q *idleInstances) put(inst *instance) bool {
 	snap := inst.spec.snapshot
-	if snap == nil || !inst.ready || inst.broken != nil || inst.exited || inst.memory.size != snap.memory.size {
+	if snap == nil || !inst.ready || inst.broken != nil || inst.exited || inst.memory.size != snap.memory.size ||
+		inst.memory.mapping.image != snap.memory.imageMappings { // it initialized itself (Sandbox.instantiate)
 		return false
 	}
 	q.mu.Lock()

@@ -6,10 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/internal/wasmtest"
@@ -169,6 +173,27 @@ func TestSnapshotFallsBack(t *testing.T) {
 			}
 		}
 	})
+	t.Run("initialization drops a segment", func(t *testing.T) {
+		m := hostileModule(t, s, "drop_segments")
+		for _, c := range []struct{ config, want, trap string }{
+			{"d", "", "out of bounds memory access"},
+			{"e", "", "invalid table access"},
+			{"", "secret!!", ""},
+		} {
+			p := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: m, Config: []byte(c.config)}}})
+			for range 2 {
+				out, _, err := chunkOnce(p)
+				var e *Error
+				if c.trap == "" && (err != nil || out != c.want) ||
+					c.trap != "" && (!errors.As(err, &e) || e.Code != CodeTrap || !strings.Contains(e.Message, c.trap)) {
+					t.Fatalf("config %q: got %q, %v; want %q or a trap %q", c.config, out, err, c.want, c.trap)
+				}
+			}
+			if m := p.post[0]; m.snapshot != nil {
+				t.Fatalf("config %q: a snapshot of a module that drops a segment", c.config)
+			}
+		}
+	})
 }
 
 // TestSnapshotExamples: the example modules, in every language, are served from
@@ -214,6 +239,23 @@ func TestDataSegmentOutsideMemory(t *testing.T) {
 	}
 }
 
+// fillingModule is a pre module with a memory of pages pages, which its
+// initialization and every call of cocoon_pre fill with value.
+func fillingModule(pages int, value byte) []byte {
+	var m wasmtest.Module
+	m.Memory(0, uint64(pages), 0)
+	m.Export("memory", wasmtest.KindMemory, 0)
+	m.ExportFunc("cocoon_abi_v1", nil, nil)
+	m.ExportFunc("cocoon_alloc", []byte{wasmtest.I32}, []byte{wasmtest.I32})
+	fill := slices.Concat([]byte{wasmtest.I32Const, 0, wasmtest.I32Const}, wasmtest.S32(int32(value)),
+		[]byte{wasmtest.I32Const}, wasmtest.S32(int32(pages*abi.PageSize)), []byte{0xfc, 11, 0}) // memory.fill(0, value, all)
+	init := m.FuncBody(nil, nil, nil, fill)
+	m.Export("_initialize", wasmtest.KindFunc, init)
+	pre := m.FuncBody([]byte{wasmtest.I32, wasmtest.I32}, []byte{wasmtest.I64}, nil, append(fill, 0x42, 0))
+	m.Export("cocoon_pre", wasmtest.KindFunc, pre)
+	return m.Bytes()
+}
+
 // TestSnapshotPoolsAreBounded: a module whose requests write every page of a large
 // snapshot leaves every pooled mapping of it and every kept instance with that many
 // pages of its own. What all of them keep resident is bounded by the warm pool's
@@ -223,17 +265,7 @@ func TestSnapshotPoolsAreBounded(t *testing.T) {
 	s := newTestSandbox(t)
 	// 16 MiB of memory, all written by initialization and by every request.
 	const pages = 256
-	var m wasmtest.Module
-	m.Memory(0, pages, 0)
-	m.Export("memory", wasmtest.KindMemory, 0)
-	m.ExportFunc("cocoon_abi_v1", nil, nil)
-	m.ExportFunc("cocoon_alloc", []byte{wasmtest.I32}, []byte{wasmtest.I32})
-	fill := []byte{wasmtest.I32Const, 0, wasmtest.I32Const, 1, 0x41, 0x80, 0x80, 0x80, 0x08, 0xfc, 11, 0} // memory.fill(0, 1, 16 MiB)
-	init := m.FuncBody(nil, nil, nil, fill)
-	m.Export("_initialize", wasmtest.KindFunc, init)
-	pre := m.FuncBody([]byte{wasmtest.I32, wasmtest.I32}, []byte{wasmtest.I64}, nil, append(fill, 0x42, 0))
-	m.Export("cocoon_pre", wasmtest.KindFunc, pre)
-	module := compileBytes(t, s, m.Bytes())
+	module := compileBytes(t, s, fillingModule(pages, 1))
 	var pipelines []*Pipeline
 	for range 4 {
 		p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Limits: abi.Limits{MemoryPages: pages, CallTimeout: abi.Duration(5 * time.Second)}}}})
@@ -277,11 +309,7 @@ func TestSnapshotPoolsAreBounded(t *testing.T) {
 // may take its whole time limit: that waits for the pipeline's first request.
 func TestNewPipelineRunsNoModule(t *testing.T) {
 	s := newTestSandbox(t)
-	var m wasmtest.Module
-	m.ABI()
-	loop := m.FuncBody(nil, nil, nil, []byte{wasmtest.Loop, wasmtest.Empty, 0x0c, 0, wasmtest.End}) // loop br 0 end
-	m.Export("_initialize", wasmtest.KindFunc, loop)
-	spec := PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, m.Bytes()), Limits: abi.Limits{CallTimeout: abi.Duration(2 * time.Second)}}}}
+	spec := PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, initLoopModule()), Limits: abi.Limits{CallTimeout: abi.Duration(2 * time.Second)}}}}
 	start := time.Now()
 	p := pipeline(t, s, spec)
 	if took := time.Since(start); took > time.Second {
@@ -289,5 +317,268 @@ func TestNewPipelineRunsNoModule(t *testing.T) {
 	}
 	if p.pre[0].snapshot != nil || p.pre[0].unsnapshotted != nil {
 		t.Fatal("a snapshot was attempted before the first request")
+	}
+}
+
+// initLoopModule is the smallest ABI module whose _initialize loops forever.
+func initLoopModule() []byte {
+	var m wasmtest.Module
+	m.ABI()
+	loop := m.FuncBody(nil, nil, nil, []byte{wasmtest.Loop, wasmtest.Empty, 0x0c, 0, wasmtest.End}) // loop br 0 end
+	m.Export("_initialize", wasmtest.KindFunc, loop)
+	return m.Bytes()
+}
+
+// TestSnapshotSeesRequestMemory is the attack of testdata/hostile/init_grow.wat on a
+// snapshot taken in a request of its own: the module's initialization grows its
+// memory, which a request whose first two post modules hold all but 16 pages of its
+// 512 MiB refuses. An instance started from the snapshot (17 pages) must behave as a
+// fresh initialization in that request does, whose growth returns -1, and not fail
+// with memory_limit or see a growth succeed; and every later request, from kept
+// instances too, the same.
+func TestSnapshotSeesRequestMemory(t *testing.T) {
+	s := newTestSandbox(t)
+	m := hostileModule(t, s, "init_grow")
+	// Ten seconds a call: growing 511 MiB a page at a time is slow under the race
+	// detector, and time is not what this is about.
+	spec := PipelineSpec{Post: []ModuleSpec{
+		{Module: m, Limits: abi.Limits{MemoryPages: abi.CeilingLimits.MemoryPages, CallTimeout: tenSeconds.CallTimeout}},
+		{Module: m, Limits: abi.Limits{MemoryPages: abi.CeilingLimits.MemoryPages - 16, CallTimeout: tenSeconds.CallTimeout}},
+		{Module: m, Limits: tenSeconds},
+	}}
+	refused := string(binary.LittleEndian.AppendUint32(nil, 0xffffffff))
+	want, _, err := chunkOnce(freshInit(t, s, spec))
+	if err != nil || want != refused {
+		t.Fatalf("fresh initialization: %q, %v; want the growth refused (%q)", want, err, refused)
+	}
+	p := pipeline(t, s, spec)
+	for i := range 3 {
+		got, _, err := chunkOnce(p)
+		if err != nil || got != want {
+			t.Fatalf("request %d: %q, %v; want %q as without snapshots", i, got, err, want)
+		}
+	}
+	if s.snapshotOf(p.post[2]) == nil {
+		t.Fatalf("the module has no snapshot: %v", p.post[2].unsnapshotted)
+	}
+	// Alone in a request, the growth succeeds, from the snapshot as without.
+	alone := PipelineSpec{Post: []ModuleSpec{{Module: m, Limits: tenSeconds}}}
+	for _, p := range []*Pipeline{freshInit(t, s, alone), pipeline(t, s, alone)} {
+		if got, _, err := chunkOnce(p); err != nil || got != "\x01\x00\x00\x00" {
+			t.Fatalf("alone: %q, %v; want the growth from 1 page", got, err)
+		}
+	}
+}
+
+// TestPooledMemoryIsolation is the attack of testdata/hostile/spy.wat on the pools
+// memories go back to: painters fill every page they have, alone and in the same
+// request as a spy, while spies, and modules served from snapshots
+// (testdata/snapshot.wat, two pipelines of one module), run beside them, interleaved
+// on eight goroutines; and that of testdata/hostile/grown_spy.wat on one module's
+// snapshot, whose requests paint and spy by turns, growing past the snapshot or not.
+// Every spy must find its memory zero and its data segment as it was, and every
+// snapshot's request must answer as a fresh initialization does.
+func TestPooledMemoryIsolation(t *testing.T) {
+	s := newTestSandbox(t)
+	spy := hostileModule(t, s, "spy")
+	snap := compile(t, s, "snapshot")
+	// Time is not what this is about: scans of 4 MiB, eight at a time, take long
+	// under the race detector.
+	painter := ModuleSpec{Module: spy, Config: []byte("P"), Limits: tenSeconds}
+	spying := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: spy, Limits: tenSeconds}}})
+	painting := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{painter}})
+	// The painter's output (nothing) is the spy's input: the spy still runs.
+	both := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{painter, {Module: spy, Limits: tenSeconds}}})
+	snapSpec := PipelineSpec{Post: []ModuleSpec{{Module: snap}}}
+	want, _, err := chunkOnce(freshInit(t, s, snapSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshots := []*Pipeline{pipeline(t, s, snapSpec), pipeline(t, s, snapSpec)}
+	// One stage module that paints and spies by turns, from its snapshot.
+	grown := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: hostileModule(t, s, "grown_spy"), Limits: tenSeconds}}})
+	if grown.sandbox.snapshotOf(grown.post[0]) == nil {
+		t.Fatalf("grown_spy has no snapshot: %v", grown.post[0].unsnapshotted)
+	}
+	clean := "\x00\x00\x00\x00initial content."
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 20 {
+				op := "PQGs"[(g+i)%4 : (g+i)%4+1]
+				sess := grown.NewSession(context.Background())
+				got, err := sess.Chunk(op)
+				sess.Close()
+				if want := map[bool]string{true: "pp", false: clean}[op == "P" || op == "Q"]; err != nil || got != want {
+					t.Errorf("grown_spy %q: got %q (%v), want %q", op, got, err, want)
+				}
+				switch (g + i) % 4 {
+				case 0:
+					if _, _, err := chunkOnce(painting); err != nil {
+						t.Error(err)
+					}
+				case 1, 2:
+					p := spying
+					if g%2 == 0 {
+						p = both
+					}
+					if got, _, err := chunkOnce(p); err != nil || got != "\x00\x00\x00\x00" {
+						t.Errorf("a spy found %q words not zero (%v)", got, err)
+					}
+				case 3:
+					if got, _, err := chunkOnce(snapshots[g%2]); err != nil || got != want {
+						t.Errorf("a snapshot's request saw %q (%v), want %q", got, err, want)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// manyGlobalsModule is a post module with n mutable i32 globals, whose _initialize
+// sets the last to 7 and whose cocoon_chunk returns that global's 4 bytes.
+func manyGlobalsModule(n int) []byte {
+	var m wasmtest.Module
+	m.Memory(0, 1, 0)
+	m.Export("memory", wasmtest.KindMemory, 0)
+	m.ExportFunc("cocoon_abi_v1", nil, nil)
+	alloc := m.FuncBody([]byte{wasmtest.I32}, []byte{wasmtest.I32}, nil, []byte{wasmtest.I32Const, 0x80, 0x08}) // 1024
+	m.Export("cocoon_alloc", wasmtest.KindFunc, alloc)
+	for range n {
+		m.Global(wasmtest.I32, true, []byte{wasmtest.I32Const, 0})
+	}
+	last := wasmtest.U32(uint64(n - 1))
+	initialize := m.FuncBody(nil, nil, nil, slices.Concat([]byte{wasmtest.I32Const, 7, 0x24}, last)) // global.set
+	m.Export("_initialize", wasmtest.KindFunc, initialize)
+	chunk := m.FuncBody([]byte{wasmtest.I32, wasmtest.I32}, []byte{wasmtest.I64}, nil, slices.Concat(
+		[]byte{wasmtest.I32Const, 0, 0x23}, last, // global.get
+		[]byte{0x36, 2, 0, 0x42, 4})) // i32.store at 0, i64.const 4 (4 bytes at 0)
+	m.Export("cocoon_chunk", wasmtest.KindFunc, chunk)
+	m.Export("cocoon_end", wasmtest.KindFunc, m.FuncBody(nil, []byte{wasmtest.I64}, nil, []byte{0x42, 0}))
+	return m.Bytes()
+}
+
+// TestSnapshotGlobals: restoring a snapshot sets every mutable global, found by its
+// name. A module with a million of them made each request's instance take 0.4 s of the
+// host's time to restore, counted nowhere: now a snapshot restores at most
+// maxSnapshotGlobals (a module with more is initialized per request), and restoring
+// a kept instance counts against the request's module time as any instantiation.
+func TestSnapshotGlobals(t *testing.T) {
+	s := newTestSandbox(t)
+	for _, n := range []int{maxSnapshotGlobals, maxSnapshotGlobals + 1} {
+		p := pipeline(t, s, PipelineSpec{Post: []ModuleSpec{{Module: compileBytes(t, s, manyGlobalsModule(n))}}})
+		for range 3 {
+			if got, _, err := chunkOnce(p); err != nil || got != "\x07\x00\x00\x00" {
+				t.Fatalf("%d globals: got %q, %v; want the 7 initialization set", n, got, err)
+			}
+		}
+		m := p.post[0]
+		if n > maxSnapshotGlobals {
+			if m.snapshot != nil || m.unsnapshotted == nil || !strings.Contains(m.unsnapshotted.Error(), "mutable globals") {
+				t.Fatalf("%d globals: snapshot %v, reason %v; want none, for the globals", n, m.snapshot != nil, m.unsnapshotted)
+			}
+			continue
+		}
+		if m.snapshot == nil || len(m.idle.free) == 0 {
+			t.Fatalf("%d globals: no snapshot (%v) or no kept instance", n, m.unsnapshotted)
+		}
+		sess := p.NewSession(context.Background())
+		_, err := sess.instance(StagePost, 0)
+		moduleTime := sess.request.moduleTime
+		sess.Close()
+		if err != nil || moduleTime <= 0 {
+			t.Errorf("restoring a kept instance: %v, module time %v; want it counted", err, moduleTime)
+		}
+	}
+}
+
+// TestSnapshotImagesAreBounded: a snapshot lives as long as its pipeline, and one
+// request fills it. A module whose initialization writes its whole memory, in pipelines
+// that differ only by config, kept an image per pipeline for good, and nothing bounded
+// them: a few such pipelines of 16 modules of 256 MiB filled the host's memory. Now
+// the images of a sandbox fit in its snapshot memory (WithSnapshotMemory): here 2.5
+// MiB, two images of 1 MiB. They count whole, zero pages too: a request that touches a
+// page of the image the memfd does not hold makes it hold one, so an image of zeros
+// costs as much once requests have run (here each request writes every page). A
+// stage module whose image does not fit is initialized per request and answers all the
+// same; and the images of pipelines that are gone give their room back.
+func TestSnapshotImagesAreBounded(t *testing.T) {
+	const limit = 5 * abi.MiB / 2
+	for _, value := range []byte{1, 0} {
+		s, err := NewSandbox(context.Background(), NewSandboxConfig().WithSnapshotMemory(limit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close(context.Background()) })
+		module := compileBytes(t, s, fillingModule(16, value))
+		var pipelines []*Pipeline
+		for i := range 4 {
+			p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Config: []byte{byte('a' + i)}}}})
+			for range 2 {
+				sess := p.NewSession(context.Background())
+				inst, err := sess.instance(StagePre, 0)
+				if err == nil {
+					_, err = inst.call(hookPre, nil)
+				}
+				sess.Close()
+				if err != nil {
+					t.Fatalf("filled with %d, pipeline %d: %v", value, i, err)
+				}
+			}
+			if m := p.pre[0]; m.snapshot == nil && !errors.Is(m.unsnapshotted, errSnapshotBudget) {
+				t.Fatalf("filled with %d, pipeline %d: no snapshot, because %v", value, i, m.unsnapshotted)
+			}
+			pipelines = append(pipelines, p)
+		}
+		var taken, held int64
+		for _, p := range pipelines {
+			if snap := p.pre[0].snapshot; snap != nil {
+				var st unix.Stat_t
+				if err := unix.Fstat(snap.memory.fd, &st); err != nil {
+					t.Fatal(err)
+				}
+				taken, held = taken+1, held+st.Blocks*512
+			}
+		}
+		if taken != 2 || held > limit {
+			t.Errorf("filled with %d: %d snapshots of 1 MiB whose memfds hold %d KiB, want 2 within %d KiB", value, taken, held>>10, limit>>10)
+		}
+		// The pipelines are gone: their kept instances are closed, then their images.
+		pipelines = nil
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			runtime.GC()
+			s.snapshots.mu.Lock()
+			used := s.snapshots.used
+			s.snapshots.mu.Unlock()
+			if used == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("filled with %d: %d bytes of snapshots still counted after their pipelines went away", value, used)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// TestSnapshotAllocatesNoCopy: taking a snapshot compares and captures the memories of
+// its two initializations where they are, outside the Go heap. Copied, a module that
+// fills 64 MiB in its initialization added 128 MiB to the heap, and a module of 256 MiB
+// in each of many new pipelines grew the garbage collector's goal for good.
+func TestSnapshotAllocatesNoCopy(t *testing.T) {
+	s := newTestSandbox(t)
+	const pages = 1024 // 64 MiB
+	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, fillingModule(pages, 1)),
+		Limits: abi.Limits{MemoryPages: pages, CallTimeout: tenSeconds.CallTimeout}}}})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	snap := s.snapshotOf(p.pre[0])
+	runtime.ReadMemStats(&after)
+	if snap == nil {
+		t.Fatalf("no snapshot: %v", p.pre[0].unsnapshotted)
+	}
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 8*abi.MiB {
+		t.Errorf("taking a snapshot of 64 MiB allocated %d MiB on the Go heap", allocated>>20)
 	}
 }

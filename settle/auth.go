@@ -29,7 +29,10 @@ const (
 
 // RequestWindow is how far a signed request's timestamp may be from the host's clock.
 // Within it the ledger refuses a request hash seen before; outside it the timestamp is
-// refused, so a captured request can never be replayed.
+// refused, so a captured request can never be replayed. The host forgets hashes older
+// than a day by its own clock, which the machine's owner sets, so its ledger also
+// refuses a request signed before the latest time it has forgotten from (a clock moved
+// a day ahead and back cannot make a billed request billable again).
 const RequestWindow = 5 * time.Minute
 
 // requestDomain starts the string a client signs.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -127,16 +128,22 @@ type ReceiptWant struct {
 	// RequestHash is the signed request's hash (RequestHash of its SigningString,
 	// without an idempotency key), "" when unknown.
 	RequestHash string
+	// MaxPrice is the max_price the request carried (MaxPriceMember), 0 when it
+	// carried none. A host that honoured it reserved at most that much (it refuses a
+	// request whose worst case is more), so a receipt that reserved more is from a
+	// host that ignored the cap, whatever price list it shows.
+	MaxPrice uint64
 }
 
 // CheckReceipt checks the receipt of one billed answer against what its client knows
 // of the request: signed by want.SettlementKey, costing what its usage comes to at its
 // prices and load (Verify), with a sequence number from 1 and a total its cost can be
 // part of (at least the cost, the cost itself at seq 1); for want.Pipeline; for want.Account and want.RequestHash
-// when set; and, with want.PriceList, at the list's prices for the receipt's model and
-// a load within the list's curve, the list signed by the same key. A host, or anything
-// between, cannot then pass off a receipt of another key, pipeline, escrow or request,
-// or at prices it never published, as this answer's. It does not check the receipt's
+// when set; reserving (MaxCost, so costing) at most want.MaxPrice when set; and, with
+// want.PriceList, at the list's prices for the receipt's model and a load within the
+// list's curve, the list signed by the same key. A host, or anything between, cannot
+// then pass off a receipt of another key, pipeline, escrow or request, above the cap
+// the request carried, or at prices it never published, as this answer's. It does not check the receipt's
 // place in its account's chain (VerifyChain) nor that its prices are the ones the host
 // quoted when it admitted the request (the list may have changed since: a list fetched
 // after the answer may refuse a receipt of the prices before).
@@ -155,14 +162,15 @@ func CheckReceipt(r *Receipt, want ReceiptWant) error {
 		return err
 	}
 	switch {
-	case r.Seq == 0:
-		return fmt.Errorf("%w: seq 0: a host's sequence numbers start at 1, so the total of %d nanoTON cannot follow from its cost of %d", ErrReceipt, r.Cumulative, r.Cost)
 	case r.Pipeline != want.Pipeline:
 		return fmt.Errorf("%w: the receipt is for pipeline %q, the request went to %q", ErrReceipt, r.Pipeline, want.Pipeline)
 	case want.Account != "" && r.Account != want.Account:
 		return fmt.Errorf("%w: the receipt is for account %s, not for escrow %s", ErrReceipt, r.Account, want.Account)
 	case want.RequestHash != "" && r.RequestHash != want.RequestHash:
 		return fmt.Errorf("%w: the receipt bills request %s, not this one (%s)", ErrReceipt, r.RequestHash, want.RequestHash)
+	case want.MaxPrice != 0 && r.MaxCost > want.MaxPrice:
+		return fmt.Errorf("%w: the receipt reserved %d nanoTON (%s TON) and costs %d, over the request's %s of %d nanoTON: the host ignored the cap the request carried",
+			ErrReceipt, r.MaxCost, FormatTON(r.MaxCost), r.Cost, MaxPriceMember, want.MaxPrice)
 	}
 	l := want.PriceList
 	if l == nil {
@@ -179,9 +187,10 @@ func CheckReceipt(r *Receipt, want ReceiptWant) error {
 }
 
 // VerifyChain checks an account's receipts in order: each one's Verify, one account,
-// sequence numbers consecutive from the first, and each Cumulative the previous one plus
-// Cost. The first receipt's Cumulative must be its Cost when its Seq is 1; a chain that
-// starts later is checked from where it starts. It returns the last Cumulative.
+// sequence numbers consecutive from the first (never 0, never past 2⁶⁴−1 back to 0),
+// and each Cumulative the previous one plus Cost. The first receipt's Cumulative must
+// be its Cost when its Seq is 1; a chain that starts later is checked from where it
+// starts. It returns the last Cumulative.
 func VerifyChain(receipts []Receipt, hostKey ed25519.PublicKey) (uint64, error) {
 	if len(receipts) == 0 {
 		return 0, fmt.Errorf("%w: no receipts", ErrReceipt)
@@ -199,6 +208,9 @@ func VerifyChain(receipts []Receipt, hostKey ed25519.PublicKey) (uint64, error) 
 		if r.Account != first.Account {
 			return 0, fmt.Errorf("%w: seq %d is for account %s, the chain is for %s", ErrReceipt, r.Seq, r.Account, first.Account)
 		}
+		if i > 0 && receipts[i-1].Seq == math.MaxUint64 {
+			return 0, fmt.Errorf("%w: seq %d after seq %d: sequence numbers do not wrap", ErrReceipt, r.Seq, uint64(math.MaxUint64))
+		}
 		if want := first.Seq + uint64(i); r.Seq != want {
 			return 0, fmt.Errorf("%w: expected seq %d, found %d (missing or reordered receipts)", ErrReceipt, want, r.Seq)
 		}
@@ -211,9 +223,12 @@ func VerifyChain(receipts []Receipt, hostKey ed25519.PublicKey) (uint64, error) 
 }
 
 // canStartChain checks what the first receipt a client holds of an account must
-// satisfy (VerifyChain's first, CheckReceipt's one): a total at least its cost, and
-// exactly its cost at seq 1, where the account's bills begin.
+// satisfy (VerifyChain's first, CheckReceipt's one): a sequence number from 1, a total
+// at least its cost, and exactly its cost at seq 1, where the account's bills begin.
 func (r *Receipt) canStartChain() error {
+	if r.Seq == 0 {
+		return fmt.Errorf("%w: seq 0: a host's sequence numbers start at 1, so the total of %d nanoTON cannot follow from its cost of %d", ErrReceipt, r.Cumulative, r.Cost)
+	}
 	if r.Cost > r.Cumulative || (r.Seq == 1 && r.Cumulative != r.Cost) {
 		return fmt.Errorf("%w: seq %d: a total of %d nanoTON cannot follow from its cost of %d", ErrReceipt, r.Seq, r.Cumulative, r.Cost)
 	}

@@ -193,12 +193,25 @@ func TestVerifyChain(t *testing.T) {
 	badStart := chain(2)
 	badStart[0].Cumulative += 7
 	badStart[0].Sign(testKey)
+	// A chain whose numbers wrap past 2⁶⁴−1 to 0 (a ledger's counter overflowing, or a
+	// host hiding that it started a chain over) and one that starts at 0, which no
+	// host issues: both refused, as CheckReceipt refuses seq 0.
+	resequenced := func(seqs ...uint64) []Receipt {
+		rs := chain(len(seqs))
+		for i := range rs {
+			rs[i].Seq = seqs[i]
+			rs[i].Sign(testKey)
+		}
+		return rs
+	}
 	for _, tt := range []struct {
 		name     string
 		receipts []Receipt
 		want     string
 	}{
 		{"empty", nil, "no receipts"},
+		{"numbers that wrap", resequenced(math.MaxUint64-1, math.MaxUint64, 0), "after seq 18446744073709551615"},
+		{"from seq 0", resequenced(0, 1, 2), "seq 0"},
 		{"a gap", append(append([]Receipt{}, good[:2]...), good[3:]...), "expected seq 3, found 4"},
 		{"reordered", []Receipt{good[0], good[2], good[1]}, "expected seq 2, found 3"},
 		{"a duplicate", []Receipt{good[0], good[1], good[1]}, "expected seq 3, found 2"},

@@ -312,10 +312,10 @@ func (s *Server) writeEnding(w http.ResponseWriter, r *http.Request, e ending) {
 			out = append(out, doneEvent...)
 		}
 	}
-	w.Write(out) // a failed write means the client is gone: the receipt is committed
-	if stream {
-		flushError(w)
-	}
+	// A failed write means the client is gone: the receipt is committed. No flush:
+	// net/http's own after the handler returns sends the end of a stream with the
+	// chunked body's terminator, one write to the connection rather than two.
+	w.Write(out)
 }
 
 // chatRequest is what the host reads of the request the backend gets, which the pre

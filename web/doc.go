@@ -72,8 +72,11 @@
 // read. On a billing host, a request signed
 // with an escrow's client key (see Billing) identifies that escrow's client: it may chat,
 // read, and read its account. /, /page/, /healthz, /readyz, /metrics, /v1/attestation
-// and /v1/pricing need no credential, nor does pipeline evidence (see The reviewer's
-// page).
+// and /v1/pricing need no credential, nor do pipeline evidence (see The reviewer's
+// page) and the model lists, /v1/models and /p/{id}/v1/models (a client signing for an
+// escrow reads its model's context window there for its max_price without showing its
+// signature to a relay); they answer from admission's cache of the backend's list, read
+// at most once a minute, so an anonymous flood costs the backend nothing.
 //
 // The credential is checked completely in middleware, before any handler runs: a
 // request whose credential fails gets 401 (402 for a signed request naming an address
@@ -137,9 +140,9 @@
 // in one write and one flush before it reads again, and it reads again no sooner than
 // Config.StreamFlushInterval after that flush, so that a fast server's tokens gather
 // and are relayed several at a time. The first token is never held back, a server
-// that stalls holds nothing already read, and a token waits at most the interval
-// before it is read. A billed stream cut by its client is charged the deltas of the
-// flushes that completed.
+// that stalls holds nothing already read, a token waits at most the interval before
+// it is read, and the end of the stream is not paced. A billed stream cut by its
+// client is charged the deltas of the flushes that completed.
 //
 // At most Config.MaxGenerations completions run at once. The next ones wait for a
 // slot, first come first served, at most Config.MaxWaiting of them and each at most

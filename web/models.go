@@ -3,10 +3,12 @@ package web
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 // modelJSON is a model in the OpenAI models list.
@@ -27,9 +29,12 @@ func toModelJSON(m backend.Model) modelJSON {
 	return modelJSON{ID: m.ID, Object: "model", OwnedBy: m.OwnedBy, ContextLength: m.ContextLength}
 }
 
-// listModels answers GET /v1/models: the backend's models.
+// listModels answers GET /v1/models: the backend's models, as admission last read
+// them (modelWindows.list): the route needs no credential, so a flood of it reads the
+// backend's list at most once a modelsTTL, and a client computing its max_price sees
+// the windows admission prices.
 func (s *Server) listModels(w http.ResponseWriter, r *http.Request) {
-	models, err := s.cfg.Backend.Models(r.Context())
+	models, err := s.models.list(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -46,7 +51,7 @@ func (s *Server) pipelineModels(w http.ResponseWriter, r *http.Request) {
 	model := pipelineOf(r.Context()).Manifest.Model
 	out := listJSON[modelJSON]{Object: "list", Data: []modelJSON{{ID: model, Object: "model", OwnedBy: "cocoon"}}}
 	// The backend knows more about the model (its context length): use it when it can.
-	if models, err := s.cfg.Backend.Models(r.Context()); err == nil {
+	if models, err := s.models.list(r.Context()); err == nil {
 		for _, m := range models {
 			if m.ID == model {
 				out.Data[0] = toModelJSON(m)
@@ -61,7 +66,7 @@ const modelsTTL = time.Minute
 
 // defaultContextTokens bounds a prompt for admission when the backend does not say how
 // long its model's context is.
-const defaultContextTokens = 8192
+const defaultContextTokens = settle.DefaultContextWindow
 
 // modelWindows knows the context window of each model the backend serves, from its
 // model list, read again at most every modelsTTL: admission needs the window of every
@@ -73,6 +78,7 @@ type modelWindows struct {
 	mu      sync.Mutex
 	windows map[string]int // model id → context length; "" → the first model's
 	first   string         // the first model's id: what the backend serves for ""
+	models  []backend.Model
 	read    time.Time
 	// refreshing is set while one caller reads the list again; the others use the
 	// previous one meanwhile.
@@ -86,9 +92,32 @@ type modelWindows struct {
 func (m *modelWindows) window(ctx context.Context, model string) (n int, reported bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.fresh(ctx)
+	if n := m.windows[model]; n > 0 {
+		return n, true
+	}
+	return defaultContextTokens, false
+}
+
+// list returns the backend's models as window reads them, or the error of the read
+// when no list was ever read.
+func (m *modelWindows) list(ctx context.Context) ([]backend.Model, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.fresh(ctx); err != nil {
+		return nil, err
+	}
+	return slices.Clone(m.models), nil
+}
+
+// fresh reads the list as window says, with m.mu held; it returns the read's error
+// when there is no list at all.
+func (m *modelWindows) fresh(ctx context.Context) error {
 	switch {
 	case m.windows == nil:
-		m.store(m.backend.Models(ctx))
+		models, err := m.backend.Models(ctx)
+		m.store(models, err)
+		return err
 	case time.Since(m.read) >= modelsTTL && !m.refreshing:
 		m.refreshing = true
 		m.mu.Unlock()
@@ -97,10 +126,7 @@ func (m *modelWindows) window(ctx context.Context, model string) (n int, reporte
 		m.refreshing = false
 		m.store(models, err)
 	}
-	if n := m.windows[model]; n > 0 {
-		return n, true
-	}
-	return defaultContextTokens, false
+	return nil
 }
 
 // name is the model a request for model is answered by: model, or for "" the backend's
@@ -121,7 +147,7 @@ func (m *modelWindows) store(models []backend.Model, err error) {
 	if err != nil {
 		return
 	}
-	m.windows, m.read = make(map[string]int, len(models)+1), time.Now()
+	m.windows, m.models, m.read = make(map[string]int, len(models)+1), models, time.Now()
 	for i, md := range models {
 		if i == 0 {
 			m.windows[""], m.first = md.ContextLength, md.ID

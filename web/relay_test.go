@@ -2,6 +2,7 @@ package web
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -273,6 +274,39 @@ func TestRelayFirstTokenAtOnce(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the generation still runs 10 s after its client left")
+	}
+}
+
+// TestRelayEndsAtOnce performs the wait a paced relay must not add at the end of a
+// stream, with an interval of 30 s: the upstream sends its answer and [DONE] in one
+// write and then keeps its body open, as servers that end the chunked body in a write
+// of its own may for a moment. The host must end its stream (its signature event and
+// [DONE]) at once, not sleep out the interval before it reads the end of the body.
+func TestRelayEndsAtOnce(t *testing.T) {
+	var flushes atomic.Int64
+	_, url := pacedRelay(t, 30*time.Second, &flushes, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, upstreamChunk("Once")+upstreamEnd)
+		http.NewResponseController(w).Flush()
+		select { // the host gives up on the end of the body after drainWait
+		case <-r.Context().Done():
+		case <-time.After(15 * time.Second):
+		}
+	})
+	req, _ := http.NewRequest("POST", url,
+		strings.NewReader(`{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"stream":true}`))
+	setAuth(req, ownerKey)
+	client := &http.Client{Timeout: 10 * time.Second}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("the stream did not end within 10 s of the upstream's [DONE]: %v", err)
+	}
+	if !bytes.HasSuffix(body, doneEvent) || !strings.Contains(string(body), `"Once"`) {
+		t.Fatalf("the stream: %s", body)
 	}
 }
 

@@ -73,8 +73,8 @@ type Config struct {
 	// a client wakeup per interval rather than per token. The first content goes out
 	// at once, what the backend read is flushed before it reads again (never held
 	// while the server is silent), and a token waits at most this long in the host's
-	// socket before it is read. Default 2 ms; negative: read as soon as the last read
-	// is relayed.
+	// socket before it is read. The end of a stream is not paced. Default 2 ms;
+	// negative: read as soon as the last read is relayed.
 	StreamFlushInterval time.Duration
 	// MaxUploadBytes bounds a pipeline upload body (base64 modules included).
 	// Default 64 MiB.
@@ -355,11 +355,9 @@ func (s *Server) routes() http.Handler {
 	// also those refused before routing would reach a subrouter.
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate(0))
-		r.Get("/v1/models", s.listModels)
 		r.Get("/v1/pipelines", s.listPipelines)
 		r.Get("/v1/pipelines/{id}", s.getPipeline)
 		r.Get("/v1/pipelines/{id}/logs", s.pipelineLogs)
-		r.With(s.withPipeline).Get("/p/{id}/v1/models", s.pipelineModels)
 		r.With(s.requireOwner, readDeadline(s.cfg.UploadReadTimeout)).Post("/v1/pipelines", s.uploadPipeline)
 		r.With(s.requireOwner).Delete("/v1/pipelines/{id}", s.deletePipeline)
 	})
@@ -381,6 +379,11 @@ func (s *Server) routes() http.Handler {
 		r.With(s.withPipeline).Post("/p/{id}/v1/chat/completions", s.chatCompletions)
 	})
 
+	// The model lists need no credential, as pipeline evidence does not (it names the
+	// model too): a client signing for an escrow reads its model's context window there
+	// to compute its max_price, and its signature must not cross a relay in the clear.
+	r.With(s.credentialOrReviewer).Get("/v1/models", s.listModels)
+	r.With(s.credentialOrReviewer, s.withPipeline).Get("/p/{id}/v1/models", s.pipelineModels)
 	if s.cfg.Attestation != nil {
 		r.Get("/v1/attestation", s.bootAttestation)
 		r.With(s.credentialOrReviewer).Get("/v1/pipelines/{id}/attestation", s.pipelineAttestation)

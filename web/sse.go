@@ -181,14 +181,16 @@ func (s *sseWriter) flush() error {
 // flushed together. So the first content goes out at once, nothing the backend read
 // waits for its next read, a token waits at most interval before it is read, and a
 // fast server's stream costs a read and a flush per interval rather than per token.
-func (s *sseWriter) idle() error {
+// The last call (after the backend's last delta, before it reads the end of the
+// server's response) flushes and does not sleep: the end of a stream is not paced.
+func (s *sseWriter) idle(last bool) error {
 	s.coalesce = true
 	if len(s.pending) > 0 {
 		if err := s.flush(); err != nil {
 			return err
 		}
 	}
-	if !s.flushedAt.IsZero() {
+	if !last && !s.flushedAt.IsZero() {
 		if wait := s.interval - time.Since(s.flushedAt); wait > 0 {
 			s.sleep(wait)
 		}

@@ -24,6 +24,9 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		"an API key; the host must then be verified (https, or a trust flag below). The receipt of a billed request is checked\n"+
 		"against the attested settlement key, the pipeline, the escrow, the signed request and the host's signed price list,\n"+
 		"and printed to standard error after the answer; one that does not verify makes chat fail (exit 1).\n"+
+		"A request signed for an escrow carries max_price (--max-price; by default the worst case at the price list verified\n"+
+		"before sending): a host that raised its prices since refuses it (402 max_price_exceeded, nothing charged), and a\n"+
+		"receipt that reserved more than it is refused whatever price list the host shows afterwards.\n"+
 		"The answer is checked against the host's attested key: an https host's, verified in the TLS handshake, or an http\n"+
 		"host's, whose boot evidence is verified first when --trust-sim-root, --policy or --collateral is given. A streamed\n"+
 		"answer is printed as it arrives and checked at its end: one that does not verify makes chat fail (exit 1) after it.\n"+
@@ -34,6 +37,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	pipeline := fs.String("pipeline", "", "id of the pipeline, as push printed it")
 	noStream := fs.Bool("no-stream", false, "ask for the whole answer at once instead of a stream")
 	maxTokens := fs.Int("max-tokens", 0, "most tokens to generate (default: the host's)")
+	maxPrice := fs.Uint64("max-price", 0, "most the request may cost, in nanoTON (default: for a request signed for an escrow, its worst case at the price list verified before sending: the model's context window of prompt tokens, --max-tokens or the window of completion, 10 s of module time, at the load curve's top; an API-key request carries none)")
 	var temperature *float64
 	fs.Func("temperature", "sampling temperature, 0 to 2; 0 is greedy (default: the host's)", func(v string) error {
 		t, err := strconv.ParseFloat(v, 64)
@@ -70,7 +74,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		prompt = strings.TrimRight(string(b), "\n")
 	}
 	req := webclient.ChatRequest{Messages: []webclient.ChatMessage{{Role: "user", Content: prompt}}, Stream: !*noStream,
-		MaxTokens: *maxTokens, Temperature: temperature}
+		MaxTokens: *maxTokens, Temperature: temperature, MaxPrice: *maxPrice}
 	answer, err := c.Chat(context.Background(), *pipeline, req, account, func(text string) error {
 		_, err := io.WriteString(stdout, text)
 		return err

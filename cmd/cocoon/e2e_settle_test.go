@@ -210,6 +210,12 @@ func TestSettlementEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A cap of the caller's own under the request's worst case: 402 max_price_exceeded,
+	// before anything is held or charged (the receipts below are still the four).
+	if code, _, stderr := cocoon(t, "", append(append([]string{"chat"}, signed...), "--max-price", "1", "Once")...); code != 1 || !strings.Contains(stderr, "402 Payment Required") || !strings.Contains(stderr, "over its max_price of 1 nanoTON") {
+		t.Errorf("a request over its --max-price: exit %d, stderr %s", code, stderr)
+	}
+
 	// The receipts, fetched from the host and verified against its attested key, and
 	// the chain the chat saved, verified offline.
 	fetched := filepath.Join(dir, "fetched.jsonl")

@@ -39,7 +39,10 @@ reaches the app as the host's: it gets a 502 "unverified_response" instead.
 With --hosts, requests go to the cheapest host (by each billing host's signed price list)
 and among equal ones the least loaded; a request that failed before any byte reached the
 app goes to another verified host when that cannot charge twice (the host never received
-it, refused it before admission, or does not bill). Each host is checked every 10 s
+it, refused it before admission, or does not bill). A retry under an Idempotency-Key
+goes only to the billing host the key went to (a 502 "host_error" while that host is
+out of routing), and a host whose evidence measures a settlement key but that serves
+no price list is refused. Each host is checked every 10 s
 (GET /readyz, its price list) and verified afresh every 10 minutes; a host that fails is
 taken out of routing and tried again with backoff. State changes are logged on stderr.
 

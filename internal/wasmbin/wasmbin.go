@@ -702,7 +702,15 @@ func (r *Reader) skipData() error {
 			err = r.skipConstExpr()
 		case 1: // passive
 		case 2: // active, explicit memory
-			if _, err = r.U32(); err == nil {
+			memAt := r.Pos
+			var mem uint32
+			if mem, err = r.U32(); err == nil && mem != 0 {
+				// WebAssembly 2.0 has one memory. The host never gives this segment to
+				// the engine (it writes active segments itself), so the engine, which
+				// refuses it, would not.
+				return r.Fail(memAt, "data segment %d is for memory %d; WebAssembly 2.0 has only memory 0", i, mem)
+			}
+			if err == nil {
 				err = r.skipConstExpr()
 			}
 		default:

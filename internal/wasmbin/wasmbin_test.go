@@ -195,6 +195,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"data segment larger than the section", [][]byte{S(wasmtest.SecData, []byte{1, 1, 0xff, 0x01, 0})},
 			"data segment 0 of 255 bytes does not fit", false},
 		{"data segment flags", [][]byte{S(wasmtest.SecData, []byte{1, 3, 0})}, "invalid data segment flags 0x3", false},
+		{"data segment for memory 1", [][]byte{S(wasmtest.SecData, []byte{1, 2, 1, 0x41, 0, 0x0b, 0})},
+			"data segment 0 is for memory 1; WebAssembly 2.0 has only memory 0", false},
 		{"element segment flags", [][]byte{S(9, []byte{1, 8, 0})}, "invalid element segment flags 0x8", false},
 		{"element kind", [][]byte{S(9, []byte{1, 1, 1, 0})}, "invalid element kind 0x1", false},
 		{"instruction in a constant expression", [][]byte{S(wasmtest.SecGlobal, []byte{1, wasmtest.I32, 0, 0x20, 0, 0x0b})},

@@ -108,6 +108,17 @@ func (c *ChainEscrows) Escrow(ctx context.Context, account string) (EscrowState,
 	return r.state, r.err
 }
 
+// Stale implements StaleEscrows: what is cached of account is kept for when the chain
+// is unreachable, but no longer served without a read.
+func (c *ChainEscrows) Stale(account string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cached, ok := c.cache[account]; ok {
+		cached.read = time.Time{}
+		c.cache[account] = cached
+	}
+}
+
 // record files the outcome of a chain read of account and returns what Escrow answers.
 func (c *ChainEscrows) record(account string, st EscrowState, err error) (EscrowState, error) {
 	c.mu.Lock()

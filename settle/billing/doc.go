@@ -10,12 +10,12 @@
 //	              type per refusal, with a settle.Code* value and its HTTP status),
 //	              InsufficientError, IdempotentError, ErrReplay
 //	escrows       EscrowSource, ChainEscrows (read through any ton.APIClientWrapped,
-//	              cached), EscrowState
+//	              cached; StaleEscrows), EscrowState
 //	pricing       Pricer (the table of the request's model times a load coefficient
 //	              that follows the host's utilization, smoothed in integers),
 //	              DefaultLoadCurve
 //	ledger        Store (settle/ledger is the crash-safe one), Reservation, HoldID,
-//	              AccountStatus, AccountTotals, ErrIntegrity
+//	              AccountStatus, AccountTotals, ErrIntegrity, ErrReopened, ErrPruned
 //	settlement    NewSettler(SettlerConfig) → Settler: commits the ledger's charges
 //	              on-chain in batches; DefaultMinTimeout
 //	metrics       NewMetrics → Metrics, Service.Collectors

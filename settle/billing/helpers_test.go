@@ -103,11 +103,18 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
-// service is a Service of e's host on store.
+// service is a Service of e's host on store, on the chain's clock.
 func (e *env) service(store billing.Store) *billing.Service {
 	e.t.Helper()
+	return e.serviceWithClock(store, e.chain.Now)
+}
+
+// serviceWithClock is a Service of e's host on store whose clock is now: the host's
+// own clock, which the machine's owner sets.
+func (e *env) serviceWithClock(store billing.Store, now func() time.Time) *billing.Service {
+	e.t.Helper()
 	svc, err := billing.NewService(billing.Config{Store: store, Pricer: e.pricer, Escrows: e.escrows, Key: e.hostKey,
-		HostAddr: e.host.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Now: e.chain.Now})
+		HostAddr: e.host.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Now: now})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,12 +29,22 @@ type EscrowState struct {
 	Timeout uint32
 }
 
-// EscrowSource reads escrows. ChainEscrows reads them from TON.
+// EscrowSource reads escrows. ChainEscrows reads them from TON. A source that caches
+// states should also have a method Stale(account string) that makes its next Escrow of
+// account read the chain (see StaleEscrows).
 type EscrowSource interface {
 	// Escrow returns the state of the escrow at account (raw address). It returns a
 	// *Error with CodeUnknownAccount when there is no Cocoon escrow there, or
 	// CodeUnavailable when it cannot be read.
 	Escrow(ctx context.Context, account string) (EscrowState, error)
+}
+
+// StaleEscrows is what an EscrowSource that caches states implements so that Admit can
+// make it read an escrow again: a state read before the host's latest charge looks
+// like a reopened escrow (ErrReopened).
+type StaleEscrows interface {
+	// Stale makes the next Escrow of account read the chain, whatever is cached.
+	Stale(account string)
 }
 
 // Config configures a Service.
@@ -152,33 +161,32 @@ func (s *Service) Admit(ctx context.Context, a Admission) (t *Ticket, err error)
 	now := s.cfg.Now()
 	requestHash, signatureHash := a.hashes()
 
-	escrow, err := s.cfg.Escrows.Escrow(ctx, a.Account)
+	escrow, err := s.admissibleEscrow(ctx, a)
 	if err != nil {
 		return nil, err
 	}
-	switch signed := a.Verified; {
-	case !s.serves(escrow):
-		return nil, errorf(settle.CodeUnknownAccount, "escrow %s is for another host", a.Account)
-	case signed != nil && (signed.req.IdempotencyKey != a.IdempotencyKey || signed.req.Account != a.Account):
-		return nil, errorf(settle.CodeBadSignature, "the signed request is for another account or idempotency key")
-	case escrow.Closing:
-		return nil, errorf(settle.CodeClosing, "escrow %s is closing: its client asked for a withdrawal", a.Account)
-	case time.Duration(escrow.Timeout)*time.Second < s.cfg.MinTimeout:
-		return nil, errorf(settle.CodeUnknownAccount, "escrow %s has a withdrawal timeout of %ds; this host serves escrows of at least %ds",
-			a.Account, escrow.Timeout, int64(s.cfg.MinTimeout/time.Second))
-	}
-
 	quote, err := s.cfg.Pricer.Quote(a.Model)
 	if err != nil {
 		return nil, err
 	}
-	maxCost := quote.Prices.Cost(settle.Usage{PromptTokens: a.MaxPromptTokens, CompletionTokens: a.MaxCompletionTokens, ComputeUnits: s.cfg.ComputeReserve},
-		quote.LoadMilli, math.MaxUint64)
+	maxCost := quote.WorstCase(settle.Usage{PromptTokens: a.MaxPromptTokens, CompletionTokens: a.MaxCompletionTokens, ComputeUnits: s.cfg.ComputeReserve})
 	if err := checkMaxPrice(maxCost, a, quote); err != nil {
 		return nil, err
 	}
-	hold, err := s.cfg.Store.Reserve(ctx, Reservation{Account: a.Account, RequestHash: requestHash, SignatureHash: signatureHash,
-		IdempotencyKey: a.IdempotencyKey, MaxCost: maxCost, Limit: escrow.Deposited, Time: now})
+	r := Reservation{Account: a.Account, RequestHash: requestHash, SignatureHash: signatureHash,
+		IdempotencyKey: a.IdempotencyKey, MaxCost: maxCost, Limit: escrow.Deposited, Charged: escrow.Charged, Time: a.time(now)}
+	hold, err := s.cfg.Store.Reserve(ctx, r)
+	if errors.Is(err, ErrReopened) {
+		// The state read may be older than the host's latest charge: read it again.
+		if cache, ok := s.cfg.Escrows.(StaleEscrows); ok {
+			cache.Stale(a.Account)
+		}
+		if escrow, err = s.admissibleEscrow(ctx, a); err != nil {
+			return nil, err
+		}
+		r.Limit, r.Charged = escrow.Deposited, escrow.Charged
+		hold, err = s.cfg.Store.Reserve(ctx, r)
+	}
 	if err != nil {
 		return nil, s.reserveError(a, escrow, err)
 	}
@@ -219,6 +227,38 @@ func (a Admission) hashes() (request, signature string) {
 	}
 }
 
+// admissibleEscrow reads the escrow a is for and checks that it may be served: it pays
+// this host, is not closing and has a timeout of at least MinTimeout, and a signed
+// request was signed for it and for a's idempotency key.
+func (s *Service) admissibleEscrow(ctx context.Context, a Admission) (EscrowState, error) {
+	escrow, err := s.cfg.Escrows.Escrow(ctx, a.Account)
+	if err != nil {
+		return EscrowState{}, err
+	}
+	switch signed := a.Verified; {
+	case !s.serves(escrow):
+		return EscrowState{}, errorf(settle.CodeUnknownAccount, "escrow %s is for another host", a.Account)
+	case signed != nil && (signed.req.IdempotencyKey != a.IdempotencyKey || signed.req.Account != a.Account):
+		return EscrowState{}, errorf(settle.CodeBadSignature, "the signed request is for another account or idempotency key")
+	case escrow.Closing:
+		return EscrowState{}, errorf(settle.CodeClosing, "escrow %s is closing: its client asked for a withdrawal", a.Account)
+	case time.Duration(escrow.Timeout)*time.Second < s.cfg.MinTimeout:
+		return EscrowState{}, errorf(settle.CodeUnknownAccount, "escrow %s has a withdrawal timeout of %ds; this host serves escrows of at least %ds",
+			a.Account, escrow.Timeout, int64(s.cfg.MinTimeout/time.Second))
+	}
+	return escrow, nil
+}
+
+// time is when the request was made, for the ledger (Reservation.Time): a signed
+// request's signed timestamp, which a replay cannot change however late it comes (see
+// Store.Prune), else now.
+func (a Admission) time(now time.Time) time.Time {
+	if a.Verified != nil {
+		return time.Unix(a.Verified.req.Timestamp, 0)
+	}
+	return now
+}
+
 // reserveError maps a ledger refusal to what the client is told.
 func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error {
 	var short *InsufficientError
@@ -236,8 +276,15 @@ func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error
 		default:
 			return errorf(settle.CodeIdempotencyMismatch, "idempotency key %q was used for a different request", a.IdempotencyKey)
 		}
+	case errors.Is(err, ErrReopened):
+		return errorf(settle.CodeUnknownAccount, "escrow %s was closed and opened again at the same address: it has been charged %s TON, less than this host settled with the closed one, "+
+			"whose receipts this host's records would bill to the new one; open an escrow with another channel id", a.Account, settle.FormatTON(escrow.Charged))
 	case errors.Is(err, ErrReplay):
 		return errorf(settle.CodeReplay, "this signed request was already received; sign each request with a new nonce")
+	case errors.Is(err, ErrPruned) && a.Verified != nil:
+		return errorf(settle.CodeExpired, "the request was signed at %d, before the requests this host's ledger still remembers (its clock has been more than a day ahead): it cannot tell it from a replay; sign it again", a.Verified.req.Timestamp)
+	case errors.Is(err, ErrPruned):
+		return errorf(settle.CodeUnavailable, "the host's clock is behind the requests its ledger has forgotten: it cannot tell a retry from a new request until its clock is right")
 	default:
 		return storeError(a.Account, err)
 	}

@@ -186,6 +186,14 @@ func (s *Settler) due(ctx context.Context) ([]charge, error) {
 			return nil, fmt.Errorf("settle: read escrow %s: %w", t.Account, err)
 		}
 		charged := st.Charged.Uint64()
+		if charged < t.Settled {
+			// Charged less than it paid this host: another contract at the same
+			// address (closed, then deployed again with the same parameters). The
+			// closed one's receipts are not its to pay.
+			s.cfg.Logger.Error("the escrow has been charged less than the ledger settled with it: opened again at the same address; not charged",
+				"account", t.Account, "charged", charged, "settled", t.Settled, "cumulative", t.Cumulative)
+			continue
+		}
 		if charged > t.Settled {
 			// Charged in an earlier round whose confirmation was lost.
 			if err := s.cfg.Store.RecordSettlement(ctx, t.Account, charged, now); err != nil {

@@ -27,7 +27,8 @@ type Store interface {
 	// request finished, ErrInProgress if it has not, and ErrIdempotencyMismatch if it
 	// was for another request hash; a key whose request was cancelled is free (see
 	// Commit). Otherwise it returns ErrReplay if r.RequestHash or r.SignatureHash was
-	// seen on this account before (and not yet pruned, see Prune).
+	// seen on this account before (and not yet pruned, see Prune), and ErrReopened if
+	// the account's settled total is above r.Charged.
 	Reserve(ctx context.Context, r Reservation) (HoldID, error)
 
 	// Commit turns a hold into the account's next receipt: it sets the receipt's Seq to
@@ -63,8 +64,13 @@ type Store interface {
 	// on-chain (charged no lower than before: an older value is ignored).
 	RecordSettlement(ctx context.Context, account string, cumulative uint64, at time.Time) error
 
-	// Prune forgets request hashes and idempotency records older than before. Replays of
-	// a pruned request are refused by the signed request's timestamp window instead.
+	// Prune forgets request hashes and idempotency records older than before, and from
+	// then on Reserve refuses a Reservation whose Time is not after every record it
+	// forgot, with ErrPruned: the host's clock (which the machine's owner sets) may
+	// have gone back, and such a request may be one the store has forgotten it billed.
+	// A replay of a pruned signed request is so refused whatever the clock says, as its
+	// Time is its signed timestamp; with an honest clock it is refused by the signed
+	// request's timestamp window already.
 	Prune(ctx context.Context, before time.Time) error
 
 	Close() error
@@ -86,7 +92,14 @@ type Reservation struct {
 	MaxCost        uint64
 	// Limit is the account's spendable total: its escrow's deposit.
 	Limit uint64
-	Time  time.Time
+	// Charged is what the account's escrow has been charged on-chain. Within one
+	// contract it never decreases, so a settled total above it means that the contract
+	// is not the one the ledger settled with: closed and deployed again at the same
+	// address (ErrReopened), or a state read before the latest settlement.
+	Charged uint64
+	// Time is when the request was made: for a signed request the time its client
+	// signed, otherwise when it was admitted. Prune compares it.
+	Time time.Time
 }
 
 // AccountTotals are an account's ledger totals in nanoTON.
@@ -108,6 +121,12 @@ var (
 	ErrInProgress          = errors.New("settle: a request with this idempotency key is in progress")
 	ErrIdempotencyMismatch = errors.New("settle: this idempotency key was used for a different request")
 	ErrUnknownHold         = errors.New("settle: unknown hold")
+	// ErrReopened is Reserve's refusal of an account whose escrow has been charged less
+	// than the ledger has settled with it (see Reservation.Charged).
+	ErrReopened = errors.New("settle: the escrow has been charged less than the ledger settled with it")
+	// ErrPruned is Reserve's refusal of a reservation whose Time is before what the
+	// store has pruned (see Prune).
+	ErrPruned = errors.New("settle: the request is older than the requests the ledger remembers")
 )
 
 // InsufficientError is Reserve's refusal for lack of funds.

@@ -301,7 +301,7 @@ func TestUpgradeSchema1(t *testing.T) {
 		t.Errorf("retry after the upgrade: %v, want ErrReplay", err)
 	}
 	l = reopen(t, l, f.path) // schema 2 now: no settlement key needed
-	commit(t, l, billing.Reservation{Account: f.victim, RequestHash: hash("after upgrade"), MaxCost: 10, Limit: math.MaxUint64}, 1, nil)
+	commit(t, l, billing.Reservation{Account: f.victim, RequestHash: hash("after upgrade"), MaxCost: 10, Limit: math.MaxUint64, Charged: 80}, 1, nil)
 	l.Close()
 
 	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, 32))
@@ -353,5 +353,27 @@ func TestUpgradeSchema1(t *testing.T) {
 				t.Error("a refused upgrade changed the file")
 			}
 		})
+	}
+}
+
+// TestLoweredPruneCutoffIsRefused: the machine's owner lowers the cutoff the ledger has
+// pruned at, so that a request it forgot would be reserved again once the host's clock
+// is set back. The ledger does not open: it could no longer tell a replay from a new
+// request on any account.
+func TestLoweredPruneCutoffIsRefused(t *testing.T) {
+	f := newIntegrityFixture(t)
+	l, err := ledger.Open(f.path, macKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Prune(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	editFile(t, f.path, rewrite("ledger", []byte("pruned_before"), addUint64(0, math.MaxUint64-uint64(48*time.Hour)+1)))
+	if _, err := ledger.Open(f.path, macKey, ledger.WithLogger(slog.New(slog.DiscardHandler))); !errors.Is(err, billing.ErrIntegrity) {
+		t.Fatalf("Open of a ledger whose prune cutoff was lowered: %v, want billing.ErrIntegrity", err)
 	}
 }

@@ -7,7 +7,8 @@
 // The file has five buckets. Keys of the per-account buckets start with the account's
 // length (big-endian uint16) and the account, so one account's keys are contiguous.
 //
-//	ledger       "version" → schema version (big-endian uint32, currently 2)
+//	ledger       "version" → schema version (big-endian uint32, currently 2);
+//	             "pruned_before" → just after the latest record Prune forgot (Unix ns), tag
 //	accounts     account → last seq, cumulative, settled (uint64 each), settled-at (Unix ns), tag
 //	receipts     account, seq (big-endian uint64) → the receipt's JSON, tag
 //	requests     account, request or signature hash → when the request was made (Unix ns), tag
@@ -21,6 +22,21 @@
 //
 // Holds, and the request hashes and idempotency keys of requests between Reserve and
 // Commit, live in memory only (see billing.Store).
+//
+// # Pruning and the clock
+//
+// Prune forgets the request hashes and idempotency records older than a cutoff the
+// host takes from its clock, which the machine's owner sets. A clock moved a day ahead
+// would make the host forget requests it billed minutes ago, and moved back, accept
+// them again within their signed window: a second charge. So the ledger keeps the
+// time just after the latest record it has forgotten ("pruned_before", authenticated
+// like every record) and Reserve refuses a reservation whose time is before it
+// (billing.ErrPruned): every request that has a time at or after it still has its
+// hashes and keys on record, whatever the clock did. It is the records' time, not the
+// cutoff, so that a clock once far ahead by mistake refuses nothing signed after the
+// requests the host had seen. billing.Service gives a signed request's reservation the
+// time its client signed, so that a captured request keeps its own time however late
+// it is sent.
 //
 // # Crash safety
 //
@@ -72,6 +88,7 @@ var (
 	bucketRequests    = []byte("requests")
 	bucketIdempotency = []byte("idempotency")
 	keyVersion        = []byte("version")
+	keyPrunedBefore   = []byte("pruned_before")
 )
 
 // ErrClosed is returned by every call after Close.
@@ -93,6 +110,9 @@ type Ledger struct {
 	lastHold billing.HoldID
 	holds    map[billing.HoldID]*billing.Reservation
 	pending  map[string]*pending
+	// prunedBefore is just after the latest record Prune has forgotten: what is older
+	// may have been forgotten, so Reserve refuses it.
+	prunedBefore time.Time
 }
 
 // pending is an account's requests between Reserve and Commit.
@@ -165,7 +185,22 @@ func Open(path string, macKey []byte, opts ...Option) (*Ledger, error) {
 		holds:   make(map[billing.HoldID]*billing.Reservation),
 		pending: make(map[string]*pending),
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { return l.initSchema(tx, o.settlementKey) }); err != nil {
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := l.initSchema(tx, o.settlementKey); err != nil {
+			return err
+		}
+		v, err := l.rec.get(tx, bucketLedger, keyPrunedBefore)
+		switch {
+		case err != nil:
+			return err
+		case v != nil && len(v) != 8:
+			return fmt.Errorf("corrupt %s record of %d bytes", keyPrunedBefore, len(v))
+		case v != nil:
+			l.prunedBefore = decodeTime(v)
+		}
+		return nil
+	})
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ledger: %s: %w", path, err)
 	}
@@ -241,7 +276,8 @@ func closedErr(err error) error {
 
 // Reserve implements billing.Store. It costs a map lookup and one read-only transaction
 // (no disk write) under the ledger's mutex. A zero r.Time is taken as now; it is what
-// Prune compares with.
+// Prune compares with, and one before a record Prune forgot is refused with
+// billing.ErrPruned (see "Pruning and the clock").
 func (l *Ledger) Reserve(_ context.Context, r billing.Reservation) (billing.HoldID, error) {
 	if err := checkField("account", r.Account, true); err != nil {
 		return 0, err
@@ -263,6 +299,9 @@ func (l *Ledger) Reserve(_ context.Context, r billing.Reservation) (billing.Hold
 	defer l.mu.Unlock()
 	if l.closed {
 		return 0, ErrClosed
+	}
+	if r.Time.Before(l.prunedBefore) {
+		return 0, billing.ErrPruned
 	}
 	p := l.pending[r.Account]
 	if p == nil {
@@ -302,6 +341,9 @@ func (l *Ledger) Reserve(_ context.Context, r billing.Reservation) (billing.Hold
 			}
 		}
 		m, err := l.meta(tx, r.Account)
+		if err == nil && m.settled > r.Charged {
+			return billing.ErrReopened
+		}
 		cumulative = m.cumulative
 		return err
 	})
@@ -648,33 +690,55 @@ func (l *Ledger) RecordSettlement(_ context.Context, account string, cumulative 
 }
 
 // Prune implements billing.Store with one read-write transaction that reads every
-// request hash and idempotency record. Receipts are never pruned.
+// request hash and idempotency record. It records, with what it forgets, the time just
+// after the latest record it forgot, from which on Reserve admits (see "Pruning and the
+// clock"): every record at or after it is still there. Receipts are never pruned.
 func (l *Ledger) Prune(_ context.Context, before time.Time) error {
 	if err := l.checkOpen(); err != nil {
 		return err
 	}
 	cutoff := encodeTime(before)
 	return l.update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketRequests, bucketIdempotency} {
-			b := tx.Bucket(name)
+		// forgotten is the time just after the latest record forgotten, 0 for none.
+		var forgotten uint64
+		old := make([][][]byte, 2)
+		for i, name := range [][]byte{bucketRequests, bucketIdempotency} {
 			// Collected first (and copied: k belongs to the transaction's pages):
 			// deleting under a cursor that then moves on is a pattern bbolt has had
 			// bugs with.
-			var old [][]byte
-			err := b.ForEach(func(k, v []byte) error {
+			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				if len(v) < 8 {
 					return fmt.Errorf("ledger: corrupt %s record of %d bytes", name, len(v))
 				}
-				if binary.BigEndian.Uint64(v) < cutoff {
-					old = append(old, bytes.Clone(k))
+				if t := binary.BigEndian.Uint64(v); t < cutoff {
+					old[i] = append(old[i], bytes.Clone(k))
+					forgotten = max(forgotten, t+1)
 				}
 				return nil
 			})
 			if err != nil {
 				return err
 			}
-			for _, k := range old {
-				if err := b.Delete(k); err != nil {
+		}
+		if forgotten == 0 {
+			return nil
+		}
+		// Raised before the deletions can be seen (at commit): a Reserve from now on
+		// is refused below it, and one under way holds l.mu, so it read its hashes
+		// before. A transaction that then fails leaves it raised, which only refuses
+		// what the ledger still remembers.
+		l.mu.Lock()
+		if t := time.Unix(0, int64(forgotten)); t.After(l.prunedBefore) {
+			l.prunedBefore = t
+		}
+		watermark := encodeTime(l.prunedBefore)
+		l.mu.Unlock()
+		if err := l.rec.put(tx, bucketLedger, keyPrunedBefore, binary.BigEndian.AppendUint64(nil, watermark)); err != nil {
+			return err
+		}
+		for i, name := range [][]byte{bucketRequests, bucketIdempotency} {
+			for _, k := range old[i] {
+				if err := tx.Bucket(name).Delete(k); err != nil {
 					return err
 				}
 			}

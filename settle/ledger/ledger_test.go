@@ -523,9 +523,30 @@ func TestPrune(t *testing.T) {
 	}
 	l = reopen(t, l, path)
 
-	// The old request's hash and key are forgotten; the recent one's are not.
-	if _, err := l.Reserve(ctx, old); err != nil {
-		t.Fatalf("pruned request: %v", err)
+	// The old request is refused, after a restart too: the ledger may have forgotten
+	// it, and a host clock moved back must not make it billable again.
+	if _, err := l.Reserve(ctx, old); err != billing.ErrPruned {
+		t.Fatalf("pruned request: %v, want ErrPruned", err)
+	}
+	// What is refused is what is not after every record forgotten, not everything
+	// before the cutoff: a clock once far ahead by mistake refuses no request made
+	// after those the host had seen.
+	later := billing.Reservation{Account: a, RequestHash: hash("later"), MaxCost: 10, Limit: 1000, Time: t0.Add(time.Second)}
+	commit(t, l, later, 1, nil)
+	// An earlier cutoff (the clock moved back) does not lower the one in effect.
+	if err := l.Prune(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	l = reopen(t, l, path)
+	if _, err := l.Reserve(ctx, old); err != billing.ErrPruned {
+		t.Fatalf("pruned request after an earlier cutoff: %v, want ErrPruned", err)
+	}
+	// Its hash and key are forgotten: the same key and request at a time from the
+	// cutoff on run again. The recent one's are not forgotten.
+	again := old
+	again.Time = t0.Add(time.Hour)
+	if _, err := l.Reserve(ctx, again); err != nil {
+		t.Fatalf("pruned request's key, later: %v", err)
 	}
 	reuse := recent
 	reuse.IdempotencyKey = ""
@@ -537,7 +558,7 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("recent idempotency key: %v", err)
 	}
 	// Receipts stay.
-	if rs, err := l.Receipts(ctx, a, 1, 10); err != nil || len(rs) != 2 {
+	if rs, err := l.Receipts(ctx, a, 1, 10); err != nil || len(rs) != 3 {
 		t.Fatalf("receipts after prune: %d, %v", len(rs), err)
 	}
 }
@@ -742,5 +763,72 @@ func TestConcurrent(t *testing.T) {
 	}
 	if n != workers*perWorker {
 		t.Errorf("%d receipts, want %d", n, workers*perWorker)
+	}
+}
+
+// TestReserveRefusesAReopenedEscrow: an escrow charged less than the ledger settled
+// with it is another contract at the same address, which the account's receipts would
+// be charged to again.
+func TestReserveRefusesAReopenedEscrow(t *testing.T) {
+	l, _ := openLedger(t, "")
+	a := account(1)
+	commit(t, l, billing.Reservation{Account: a, RequestHash: hash(1), MaxCost: 10, Limit: 1000}, 5, nil)
+	if err := l.RecordSettlement(ctx, a, 5, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		charged uint64
+		want    error
+	}{{0, billing.ErrReopened}, {4, billing.ErrReopened}, {5, nil}, {6, nil}} {
+		id, err := l.Reserve(ctx, billing.Reservation{Account: a, RequestHash: hash(2), MaxCost: 10, Limit: 1000, Charged: tc.charged})
+		if err != tc.want {
+			t.Errorf("charged %d: %v, want %v", tc.charged, err, tc.want)
+		}
+		if err == nil {
+			l.Release(id)
+		}
+	}
+}
+
+// TestPruneRacingReserve: a request whose record a prune is forgetting is refused by
+// a Reserve that runs at the same time, as a replay (its record still read) or as
+// pruned (the mark raised first), never admitted in between. The two start together,
+// so that either may come first.
+func TestPruneRacingReserve(t *testing.T) {
+	l, _ := openLedger(t, "")
+	a := account(1)
+	t0 := time.Unix(1_700_000_000, 0)
+	for i := range 100 {
+		res := billing.Reservation{Account: a, RequestHash: hash("race", i), MaxCost: 1, Limit: math.MaxUint64, Time: t0.Add(time.Duration(i) * time.Hour)}
+		commit(t, l, res, 1, nil)
+		start := make(chan struct{})
+		pruned := make(chan error, 1)
+		go func() {
+			<-start
+			pruned <- l.Prune(ctx, res.Time.Add(time.Minute))
+		}()
+		reserved := make(chan error, 1)
+		go func() {
+			<-start
+			if i%2 == 0 {
+				time.Sleep(time.Millisecond) // now and then after the prune
+			}
+			id, err := l.Reserve(ctx, res)
+			if err == nil {
+				l.Release(id)
+			}
+			reserved <- err
+		}()
+		close(start)
+		if err := <-pruned; err != nil {
+			t.Fatal(err)
+		}
+		switch err := <-reserved; err {
+		case nil:
+			t.Fatalf("round %d: a request being pruned was admitted again", i)
+		case billing.ErrReplay, billing.ErrPruned:
+		default:
+			t.Fatalf("round %d: %v", i, err)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +31,10 @@ import (
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host/backend/embedded"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
+	"github.com/cocoonhost/cocoon/settle/ledger"
 	"github.com/cocoonhost/cocoon/settle/tonemu"
+	"github.com/cocoonhost/cocoon/web"
 	"github.com/cocoonhost/cocoon/web/browser"
 	"github.com/cocoonhost/cocoon/web/e2e"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
@@ -165,8 +169,12 @@ func TestLibraryBilling(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "deposit.json")
+	raised := raisedHost(t, m, h)
 	r := tamperRelay(t, h.URL)
 	r.lists = otherPriceLists(t, h.URL, h.Key)
+	if r.raised, err = url.Parse(raised); err != nil {
+		t.Fatal(err)
+	}
 	vars := map[string]string{"COCOON_RELAY": r.URL, "COCOON_ROOT": h.Root, "COCOON_PIPELINE": h.ID,
 		"COCOON_API_KEY": proxytest.APIKey, "COCOON_WALLET": client.WalletAddress().String(), "COCOON_OUT": out}
 	vars["COCOON_STEP"] = "deposit"
@@ -203,6 +211,41 @@ func TestLibraryBilling(t *testing.T) {
 	}
 	vars["COCOON_STEP"] = "billed"
 	runNode(t, vars, nil, nil)
+}
+
+// raisedHost serves the billing host h as its operator would after raising its prices
+// (twice each) with a new config and a restart: the same keys and evidence, escrows on
+// the same chain, a ledger of its own. It restarts h once to see its configuration.
+func raisedHost(t *testing.T, m *proxytest.Market, h *proxytest.BillingHost) string {
+	t.Helper()
+	var cfg web.Config
+	configure := h.Config
+	h.Config = func(c *web.Config) { configure(c); cfg = *c }
+	h.Start(t)
+	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), make([]byte, ledger.MinMACKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	l := h.Billing.PriceList()
+	raisedPrices := *l.Default
+	raisedPrices.PromptPerMillion *= 2
+	raisedPrices.CompletionPerMillion *= 2
+	pricer, err := billing.NewPricer(settle.SamePrices(raisedPrices), l.Curve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Billing, err = billing.NewService(billing.Config{Store: store, Pricer: pricer, Escrows: billing.NewChainEscrows(m.Chain, 0),
+		Key: h.Key, HostAddr: l.Wallet, ComputeReserve: 100_000}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := web.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return ts.URL
 }
 
 // otherPriceLists returns the price list of the host at hostURL at twice its prices,
@@ -292,8 +335,11 @@ type relay struct {
 	lists map[string][]byte
 
 	restarts chan chan struct{}
-	mu       sync.Mutex
-	seen     []byte
+	// target is the host the relay passes requests to; raisePath switches it to raised.
+	target atomic.Pointer[url.URL]
+	raised *url.URL
+	mu     sync.Mutex
+	seen   []byte
 	// listsQueued answer the next price-list requests, one each; pricingAsked counts
 	// the price-list requests; redirected the requests the redirect's target got.
 	listsQueued  [][]byte
@@ -329,6 +375,9 @@ const (
 	restartPath  = "/relay/restart"
 	pricesPath   = "/relay/prices"
 	askedPath    = "/relay/asked"
+	// raisePath passes every later request to relay.raised: the host after its
+	// operator raised its prices (same keys and evidence, a new config).
+	raisePath = "/relay/raise"
 )
 
 // tamperRelay serves target under these prefixes, so that the test proves what the
@@ -357,6 +406,7 @@ func tamperRelay(t *testing.T, target string) *relay {
 		t.Fatal(err)
 	}
 	r := &relay{restarts: make(chan chan struct{})}
+	r.target.Store(u)
 	mode := func(r *http.Request) (string, bool) {
 		m, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 		return m, strings.HasSuffix(r.URL.Path, "/chat/completions")
@@ -364,7 +414,7 @@ func tamperRelay(t *testing.T, target string) *relay {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			m, chat := mode(pr.In)
-			pr.SetURL(u)
+			pr.SetURL(r.target.Load())
 			pr.Out.URL.Path = strings.TrimPrefix(pr.In.URL.Path, "/"+m)
 			pr.Out.URL.RawPath = ""
 			pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), relayMode{}, m))
@@ -442,6 +492,13 @@ func tamperRelay(t *testing.T, target string) *relay {
 			}
 			r.listsQueued = append(r.listsQueued, list)
 		}
+	})
+	mux.HandleFunc("POST "+raisePath, func(w http.ResponseWriter, _ *http.Request) {
+		if r.raised == nil {
+			http.Error(w, "no raised host", http.StatusBadRequest)
+			return
+		}
+		r.target.Store(r.raised)
 	})
 	mux.HandleFunc("GET "+askedPath, func(w http.ResponseWriter, _ *http.Request) {
 		r.mu.Lock()

@@ -181,44 +181,98 @@ func CheckReceipts(list []settle.Receipt, key ed25519.PublicKey, source string, 
 	return checks, total
 }
 
-// checkReceipt checks the receipt of an answer to a request for pipeline that Chat
-// sent, signed for s's escrow with request hash requestHash (s nil: with the API key),
-// with settle.CheckReceipt: signed by settlementKey, the key the evidence Chat
-// verified measures (nil when it verified none, or it measures none: the receipt is
-// then refused), for this pipeline, escrow and request, at the prices of the host's
-// price list, which it fetches (one request) and which must be signed by the same key.
-// A signed request must have a receipt; a request with the API key may have none.
-// Failures are CodeNotVerified; a receipt that fails on its prices alone says so (the
-// list may have changed since the request was admitted), at the cost of two more
-// ed25519 verifications.
-func (c *Client) checkReceipt(ctx context.Context, r *settle.Receipt, pipeline string, s *Signer, requestHash string, settlementKey ed25519.PublicKey) error {
+// agreedPrices fetches the host's price list before a request signed for an escrow is
+// sent (one request) and checks it is signed by the settlement key the verified
+// evidence measures (boot's, or an https host's, pinned by that very fetch): the
+// prices the client agrees to, which its max_price and its receipt's check come from.
+// A host whose evidence measures no settlement key, or that was not verified, is
+// CodeNotVerified before anything is signed: no receipt of it could be checked.
+func (c *Client) agreedPrices(ctx context.Context, boot *attest.Evidence) (*settle.PriceList, ed25519.PublicKey, error) {
+	l, err := c.PriceList(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := c.attestedSettlementKey(boot)
+	if key == nil {
+		return nil, nil, &Error{Code: CodeNotVerified, Message: fmt.Sprintf("the host at %s bills requests, but the evidence verified measures no settlement key, or none was verified (an http host without a trust): its receipts are not attested, refusing to sign for an escrow", c.base)}
+	}
+	if err := l.Verify(key); err != nil {
+		return nil, nil, &Error{Code: CodeNotVerified, Err: err, Message: fmt.Sprintf("the host's price list is not signed by its attested settlement key, so there is no price to agree to: %v", err)}
+	}
+	return l, key, nil
+}
+
+// maxModelsAnswer bounds the host's answer to GET /v1/models that defaultMaxPrice reads.
+const maxModelsAnswer = 1 << 20
+
+// defaultMaxPrice is the max_price of request body to pipeline when its caller gave
+// none: its worst case at the prices of l, which Chat verified before sending
+// (settle.PriceList.RequestMaxPrice), its model's context window read from the host's
+// model list (GET /v1/models or /p/{id}/v1/models, with no credential: one more
+// request).
+// A model l does not price, or a list that is not one, is CodeBadAnswer before the
+// request is sent.
+func (c *Client) defaultMaxPrice(ctx context.Context, l *settle.PriceList, pipeline string, body []byte) (uint64, error) {
+	path := "/v1/models"
+	if pipeline != "" {
+		path = "/p/" + pipeline + path
+	}
+	models, err := c.GetBytes(ctx, path, maxModelsAnswer)
+	if err != nil {
+		return 0, err
+	}
+	price, err := l.RequestMaxPrice(body, models, pipeline != "")
+	if err != nil {
+		return 0, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the request's max_price (give one to skip this): %v", err)}
+	}
+	return price, nil
+}
+
+// checkReceipt checks the receipt of an answer Chat received with settle.CheckReceipt
+// against want: signed by want.SettlementKey, the key the evidence Chat verified
+// measures (nil when it verified none, or it measures none: the receipt is then
+// refused), for its pipeline, escrow and request, reserving at most the max_price the
+// request carried, at the prices of want.PriceList, the list verified before a signed
+// request was sent, or for an API-key request the list fetched now (one request). A
+// receipt the list before refuses is checked once more against the list fetched again
+// (one request): the host may have changed its prices since, and a bill within the
+// cap the request carried stands at the prices the host signed. A signed request
+// (signed) must have a receipt; a request with the API key may have none. Failures are
+// CodeNotVerified; a receipt that fails on its prices alone says so, at the cost of two
+// more ed25519 verifications.
+func (c *Client) checkReceipt(ctx context.Context, r *settle.Receipt, want settle.ReceiptWant, signed bool) error {
 	switch {
-	case r == nil && s != nil:
+	case r == nil && signed:
 		return &Error{Code: CodeNotVerified, Message: "the host sent no receipt: it does not bill this request"}
 	case r == nil:
 		return nil
-	case settlementKey == nil:
+	case want.SettlementKey == nil:
 		return &Error{Code: CodeNotVerified, Message: fmt.Sprintf("the host at %s sent a receipt, but the evidence verified measures no settlement key, or none was verified (an http host without a trust): its receipts are not attested, refusing", c.base)}
 	}
-	want := settle.ReceiptWant{SettlementKey: settlementKey, Pipeline: pipeline, RequestHash: requestHash}
-	if s != nil {
-		want.Account = s.account
-	}
+	fetchAgain := want.PriceList != nil
 	var err error
-	if want.PriceList, err = c.PriceList(ctx); err != nil {
-		return err
-	}
-	if err := settle.CheckReceipt(r, want); err != nil {
-		list := want.PriceList
-		if want.PriceList = nil; list.Verify(settlementKey) == nil && settle.CheckReceipt(r, want) == nil {
-			// All but the prices verify: the list, fetched after the answer, may be
-			// newer than the quote the request was admitted under.
-			return &Error{Code: CodeNotVerified, Err: err, Message: fmt.Sprintf("the host's receipt for this request is signed by its attested settlement key, "+
-				"but at prices its price list, fetched after the answer, does not show: it bills above what it publishes, or changed its prices since it admitted the request: %v", err)}
+	if want.PriceList == nil {
+		if want.PriceList, err = c.PriceList(ctx); err != nil {
+			return err
 		}
-		return &Error{Code: CodeNotVerified, Err: err, Message: fmt.Sprintf("the host's receipt does not verify: %v", err)}
 	}
-	return nil
+	err = settle.CheckReceipt(r, want)
+	if err != nil && fetchAgain {
+		if want.PriceList, err = c.PriceList(ctx); err != nil {
+			return err
+		}
+		err = settle.CheckReceipt(r, want)
+	}
+	if err == nil {
+		return nil
+	}
+	list := want.PriceList
+	if want.PriceList = nil; list.Verify(want.SettlementKey) == nil && settle.CheckReceipt(r, want) == nil {
+		// All but the prices verify, the cap included.
+		return &Error{Code: CodeNotVerified, Err: err, Message: fmt.Sprintf("the host's receipt for this request is signed by its attested settlement key, "+
+			"but at prices its price list, fetched before the request and after the answer, does not show: it bills above what it publishes, or changed its prices since it admitted the request: %v", err)}
+	}
+	return &Error{Code: CodeNotVerified, Err: err, Message: fmt.Sprintf("the host's receipt does not verify: %v", err)}
 }
 
 // attestedSettlementKey is the settlement key measured by the evidence Chat checks an

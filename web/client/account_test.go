@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
 	"net/http"
@@ -151,6 +152,17 @@ type billedHost struct {
 	chats atomic.Int32 // chat requests the relay saw
 	// prices, when set, is the price list the relay answers GET /v1/pricing with.
 	prices atomic.Pointer[settle.PriceList]
+	// alterBody, when set, rewrites the body of each chat request the relay passes on.
+	alterBody atomic.Pointer[func([]byte) []byte]
+	// raiseAfterList, when set, makes the relay raise the host's prices (raise) right
+	// after it served GET /v1/pricing: between a client's look at the list and its
+	// request.
+	raiseAfterList atomic.Bool
+	// handler is the host behind the relay; raise replaces it.
+	handler atomic.Pointer[http.Handler]
+	// raise restarts the host at raisedPrices, on the same ledger, keys and evidence:
+	// an operator's new config and a restart.
+	raise func()
 
 	mu      sync.Mutex
 	headers bytes.Buffer // every request's headers, as the relay saw them
@@ -165,7 +177,8 @@ func (h *billedHost) Headers() string {
 
 // newBilledHost starts a billed host whose boot measures measured (the settlement
 // key's events, or none), billing the client key's escrows with settlementKey at
-// receiptPrices for model "m", at loads from 1000‰ to 1500‰.
+// receiptPrices for model "m", at loads from 1000‰ to 1500‰; testKey's requests are
+// free, billedKey's are billed to account.
 func newBilledHost(t *testing.T, clientKey ed25519.PublicKey, measured ...attest.Event) *billedHost {
 	t.Helper()
 	ctx := context.Background()
@@ -175,15 +188,6 @@ func newBilledHost(t *testing.T, clientKey ed25519.PublicKey, measured ...attest
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	pricer, err := billing.NewPricer(settle.SamePrices(receiptPrices), settle.LoadCurve{MinMilli: 1000, MaxMilli: 1500, Smoothing: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	service, err := billing.NewService(billing.Config{Store: store, Pricer: pricer, HostAddr: hostAddr, Key: settlementKey,
-		Escrows: fixedEscrow{clientKey: clientKey, settlementKey: settlementKey.Public().(ed25519.PublicKey)}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sim, err := attest.NewSim(filepath.Join(dir, "attest"))
 	if err != nil {
 		t.Fatal(err)
@@ -192,14 +196,29 @@ func newBilledHost(t *testing.T, clientKey ed25519.PublicKey, measured ...attest
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &billedHost{}
-	h.root = sim.Root()
-	handler := clienttest.Handler(t, web.Config{Backend: echoBackend{}, Attestation: ah, Billing: service, APIKeys: []web.APIKey{{Name: "t", Key: testKey}}})
+	serve := func(prices settle.PriceTable) *http.Handler {
+		pricer, err := billing.NewPricer(settle.SamePrices(prices), settle.LoadCurve{MinMilli: 1000, MaxMilli: 1500, Smoothing: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		service, err := billing.NewService(billing.Config{Store: store, Pricer: pricer, HostAddr: hostAddr, Key: settlementKey,
+			Escrows: fixedEscrow{clientKey: clientKey, settlementKey: settlementKey.Public().(ed25519.PublicKey)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handler := clienttest.Handler(t, web.Config{Backend: echoBackend{}, Attestation: ah, Billing: service,
+			APIKeys: []web.APIKey{{Name: "t", Key: testKey}, {Name: "billed", Key: billedKey, Account: account}}})
+		return &handler
+	}
+	h := &billedHost{root: sim.Root()}
+	h.handler.Store(serve(receiptPrices))
+	h.raise = func() { h.handler.Store(serve(raisedPrices)) }
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		fmt.Fprintf(&h.headers, "%s %s\n", r.Method, r.URL)
 		r.Header.Write(&h.headers)
 		h.mu.Unlock()
+		handler := *h.handler.Load()
 		forge := h.forge.Load()
 		if l := h.prices.Load(); l != nil && r.URL.Path == "/v1/pricing" {
 			w.Header().Set("Content-Type", "application/json")
@@ -208,9 +227,17 @@ func newBilledHost(t *testing.T, clientKey ed25519.PublicKey, measured ...attest
 		}
 		if !strings.HasSuffix(r.URL.Path, "/chat/completions") {
 			handler.ServeHTTP(w, r)
+			if r.URL.Path == "/v1/pricing" && h.raiseAfterList.CompareAndSwap(true, false) {
+				h.raise()
+			}
 			return
 		}
 		h.chats.Add(1)
+		if alter := h.alterBody.Load(); alter != nil {
+			body, _ := io.ReadAll(r.Body)
+			body = (*alter)(body)
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, r)
 		if v := rec.Header().Get(settle.ReceiptHeader); v != "" && forge != nil {
@@ -232,6 +259,13 @@ func newBilledHost(t *testing.T, clientKey ed25519.PublicKey, measured ...attest
 	h.url = ts.URL
 	return h
 }
+
+// billedKey is an API key the billed host maps to account.
+const billedKey = "client-test-billed-key"
+
+// raisedPrices are receiptPrices after the operator raised them: twice the prompt
+// price, three times the completion price.
+var raisedPrices = settle.PriceTable{PromptPerMillion: 2 * receiptPrices.PromptPerMillion, CompletionPerMillion: 3 * receiptPrices.CompletionPerMillion}
 
 var receiptPrices = settle.PriceTable{PromptPerMillion: 1e6, CompletionPerMillion: 2e6}
 
@@ -364,13 +398,14 @@ func TestAPIKeyStaysSealed(t *testing.T) {
 	}
 }
 
-// TestChatReceiptAfterAPriceChange: the price list Chat checks a receipt against is
-// fetched after the answer, so a host that changed its prices in between (or a relay
-// that serves another list the settlement key signed, the one it can) has Chat refuse
-// a receipt that bills this very request. Chat refuses it, and says what it knows:
-// signed by the attested key for this request, at prices the list does not show, not
-// that the receipt "does not verify" as if it were forged (before). A list of another
-// key is refused as not the host's.
+// TestChatReceiptAfterAPriceChange: Chat agrees to the price list it fetches before
+// the request, and a receipt that list refuses is checked once more against the list
+// fetched after the answer. A host that shows other prices signed by its settlement key
+// (a price change, or a relay serving another list the key signed, the one it can)
+// both times has Chat refuse a receipt that bills this very request, and say what it
+// knows: signed by the attested key for this request, at prices the list does not
+// show, not that the receipt "does not verify" as if it were forged. A list of another
+// key is refused before anything is signed or sent.
 func TestChatReceiptAfterAPriceChange(t *testing.T) {
 	client := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
 	h := newBilledHost(t, client.Public().(ed25519.PublicKey),
@@ -397,13 +432,15 @@ func TestChatReceiptAfterAPriceChange(t *testing.T) {
 		name string
 		list *settle.PriceList
 		want string // in the error; "" for none
+		sent bool   // whether the chat request is sent
 	}{
-		{"the list of the admission", current, ""},
-		{"prices changed since", changed(settlementKey), "changed its prices since it admitted the request"},
-		{"a list of another key", changed(otherKey), "does not verify"},
+		{"the list of the admission", current, "", true},
+		{"prices changed since", changed(settlementKey), "changed its prices since it admitted the request", true},
+		{"a list of another key", changed(otherKey), "not signed by its attested settlement key", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h.prices.Store(tc.list)
+			before := h.chats.Load()
 			_, err := c.Chat(context.Background(), "", req, NewSigner(account, client), func(string) error { return nil })
 			var e *Error
 			switch {
@@ -411,8 +448,118 @@ func TestChatReceiptAfterAPriceChange(t *testing.T) {
 				t.Fatal(err)
 			case tc.want != "" && (!errors.As(err, &e) || e.Code != CodeNotVerified || !strings.Contains(e.Message, tc.want)):
 				t.Fatalf("err %v, want CodeNotVerified saying %q", err, tc.want)
-			case tc.name == "a list of another key" && strings.Contains(e.Message, "changed its prices"):
-				t.Fatalf("a list of another key taken for a price change: %v", err)
+			case (h.chats.Load() > before) != tc.sent:
+				t.Fatalf("chat requests sent: %d, want them sent: %v", h.chats.Load()-before, tc.sent)
+			}
+		})
+	}
+}
+
+// TestChatMaxPrice performs the billing red team's attack on a real billing host: its
+// operator raises prices (a new config and a restart) after the client looked at the
+// price list and before its request. Chat pins the prices it agreed to in the
+// request's max_price, the worst case at the list it verified (its model's window,
+// max_tokens, the curve's top), so the raised host refuses the request (402
+// max_price_exceeded) and charges nothing; before, Chat sent no cap and checked the
+// receipt against the list fetched after the answer, which showed the raised prices,
+// and took the bill. A cap of the caller's own overrides: one too low is refused at
+// today's prices, one high enough admits the request at raised prices and its receipt
+// stands (the refetched list explains it, within the cap). A relay cannot strip the
+// cap: it is in the body the escrow signature covers. A host that ignored the cap and
+// billed raised prices, showing the raised list afterwards, is caught by the receipt
+// check: the receipt reserved more than the cap.
+func TestChatMaxPrice(t *testing.T) {
+	client := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	req := ChatRequest{Messages: []ChatMessage{{Role: "user", Content: "hello world"}}, MaxTokens: 4}
+	raisedList := func(t *testing.T, h *billedHost) *settle.PriceList {
+		c, err := New(h.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := c.PriceList(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Prices = settle.SamePrices(raisedPrices)
+		l.Sign(settlementKey)
+		return l
+	}
+	for _, tc := range []struct {
+		name      string
+		maxPrice  uint64
+		plaintext bool
+		setup     func(t *testing.T, h *billedHost)
+		hostCode  string // the host's refusal; "" for none
+		err       string // in a receipt's refusal; "" for none
+		charged   bool
+	}{
+		{name: "raised between the list and the request", setup: func(t *testing.T, h *billedHost) { h.raiseAfterList.Store(true) },
+			hostCode: settle.CodeMaxPrice},
+		{name: "raised before the list", setup: func(t *testing.T, h *billedHost) { h.raise() }, charged: true},
+		{name: "the caller's cap, too low", maxPrice: 1, hostCode: settle.CodeMaxPrice},
+		{name: "the caller's cap, over the raise", maxPrice: 1e12, setup: func(t *testing.T, h *billedHost) { h.raiseAfterList.Store(true) }, charged: true},
+		{name: "stripped by a relay", plaintext: true, setup: func(t *testing.T, h *billedHost) {
+			strip := func(body []byte) []byte {
+				var m map[string]json.RawMessage
+				if json.Unmarshal(body, &m) != nil || m[settle.MaxPriceMember] == nil {
+					return body
+				}
+				delete(m, settle.MaxPriceMember)
+				b, _ := json.Marshal(m)
+				return b
+			}
+			h.alterBody.Store(&strip)
+			h.raiseAfterList.Store(true)
+		}, hostCode: "invalid_signature"},
+		{name: "a host ignoring it", setup: func(t *testing.T, h *billedHost) {
+			raised := raisedList(t, h)
+			forge := func(r *settle.Receipt) {
+				// The bill of a host that admitted the request at raised prices whatever
+				// its cap, then showed the raised list.
+				r.Prices, r.LoadMilli = raisedPrices, 1500
+				r.MaxCost = settle.Quote{Prices: r.Prices, LoadMilli: r.LoadMilli}.WorstCase(settle.AdmissionUsage(settle.DefaultContextWindow, 4, 0))
+				r.Cost = r.Prices.Cost(r.Usage, r.LoadMilli, r.MaxCost)
+				r.Cumulative = r.Cost
+				r.Sign(settlementKey)
+				h.prices.Store(raised)
+			}
+			h.forge.Store(&forge)
+		}, plaintext: true, err: "the host ignored the cap", charged: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newBilledHost(t, client.Public().(ed25519.PublicKey),
+				attest.SettlementKeyEvent(settlementKey.Public().(ed25519.PublicKey)), attest.SettlementKeyOriginEvent(attest.SettlementKeyGenerated))
+			c, err := New(h.url, WithTrust(attest.Policy{}, attest.EvidenceOptions{SimRoot: h.root}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.plaintext {
+				c = c.WithPlaintext()
+			}
+			if tc.setup != nil {
+				tc.setup(t, h)
+			}
+			s := NewSigner(account, client)
+			r := req
+			r.MaxPrice = tc.maxPrice
+			answer, err := c.Chat(context.Background(), "", r, s, func(string) error { return nil })
+			var e *Error
+			switch {
+			case h.chats.Load() != 1:
+				t.Fatalf("%d chat requests sent, want 1", h.chats.Load())
+			case tc.hostCode != "" && (!errors.As(err, &e) || e.Code != CodeRefused || e.HostCode != tc.hostCode):
+				t.Fatalf("answer %+v, err %v; want the host's refusal %s", answer, err, tc.hostCode)
+			case tc.err != "" && (!errors.As(err, &e) || e.Code != CodeNotVerified || !strings.Contains(e.Message, tc.err)):
+				t.Fatalf("answer %+v, err %v; want CodeNotVerified saying %q", answer, err, tc.err)
+			case tc.hostCode == "" && tc.err == "" && err != nil:
+				t.Fatal(err)
+			}
+			view, err := c.WithPlaintext().Account(context.Background(), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if charged := view.Cumulative > 0; charged != tc.charged || view.Held != 0 {
+				t.Fatalf("account %+v: want charged %v, nothing held", view, tc.charged)
 			}
 		})
 	}

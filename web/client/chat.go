@@ -24,6 +24,13 @@ type ChatRequest struct {
 	Stream      bool          `json:"stream,omitempty"`
 	MaxTokens   int           `json:"max_tokens,omitempty"`
 	Temperature *float64      `json:"temperature,omitempty"`
+	// MaxPrice caps what the request may cost, in nanoTON (settle.MaxPriceMember): a
+	// billing host refuses it (402 max_price_exceeded, nothing charged) when its worst
+	// case is more, and Chat refuses a receipt that reserved more. 0: for a request
+	// signed for an escrow, Chat sets the worst case at the price list it verified
+	// before sending (settle.PriceList.RequestMaxPrice); an API-key request then
+	// carries none.
+	MaxPrice uint64 `json:"max_price,omitempty,string"`
 }
 
 // ChatMessage is one message of a ChatRequest.
@@ -68,11 +75,17 @@ type ChatAnswer struct {
 // host a request that is not sealed (no trust, WithPlaintext, no end-to-end keys) is
 // CodeInvalid before it is sent. A request signed for an escrow (s) is sent
 // only to a verified host (https, or with a trust; else CodeInvalid before anything is
-// sent), and must come with a receipt, which Chat checks (settle.CheckReceipt) against
-// the settlement key the verified evidence measures, the pipeline, the escrow, the
-// request it signed and the host's price list, fetched for it (one more request); a
-// receipt that does not verify, or that a host measuring no settlement key sends, is
-// CodeNotVerified, after a stream's text.
+// sent). Before it is signed Chat fetches the host's price list and checks it is
+// signed by the settlement key the verified evidence measures (a host measuring none
+// is CodeNotVerified, nothing sent), and unless req.MaxPrice is set reads the host's
+// model list (GET /v1/models, no credential) to set max_price to the request's worst
+// case at that list (settle.PriceList.RequestMaxPrice): two more requests. A host
+// whose prices rose since refuses it (CodeRefused, HostCode max_price_exceeded,
+// nothing charged). The answer must come with a receipt, which Chat checks
+// (settle.CheckReceipt) against that settlement key, the pipeline, the escrow, the
+// request it signed, the cap the request carried and the list (once more against the
+// list fetched again when that one refuses it: one more request); a receipt that does
+// not verify is CodeNotVerified, after a stream's text.
 func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *Signer, onText func(string) error) (*ChatAnswer, error) {
 	path := "/v1/chat/completions"
 	if pipeline != "" {
@@ -100,6 +113,22 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 		bootKey = boot.HostKey
 		if !c.plaintext {
 			sealTo = boot.E2EKeys // bound to the host key: its own line of the boot report
+		}
+	}
+	want := settle.ReceiptWant{Pipeline: pipeline, MaxPrice: req.MaxPrice}
+	if s != nil {
+		want.Account = s.account
+		if want.PriceList, want.SettlementKey, err = c.agreedPrices(ctx, boot); err != nil {
+			return nil, err
+		}
+		if req.MaxPrice == 0 {
+			if req.MaxPrice, err = c.defaultMaxPrice(ctx, want.PriceList, pipeline, body); err != nil {
+				return nil, err
+			}
+			want.MaxPrice = req.MaxPrice
+			if body, err = json.Marshal(req); err != nil {
+				return nil, err
+			}
 		}
 	}
 	var resp *http.Response
@@ -132,7 +161,11 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkReceipt(ctx, answer.Receipt, pipeline, s, requestHash, c.attestedSettlementKey(boot)); err != nil {
+	if want.SettlementKey == nil {
+		want.SettlementKey = c.attestedSettlementKey(boot)
+	}
+	want.RequestHash = requestHash
+	if err := c.checkReceipt(ctx, answer.Receipt, want, s != nil); err != nil {
 		return nil, err
 	}
 	return answer, nil

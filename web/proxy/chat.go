@@ -42,6 +42,10 @@ type ask struct {
 	// cap in nanoTON (0: none).
 	asked, maxPrice uint64
 	idempotencyKey  string
+	// route names the idempotency key in Proxy.keys (with the app's credential);
+	// keyed is false without a key.
+	route [sha256.Size]byte
+	keyed bool
 }
 
 func newAsk(r *http.Request, body []byte) ask {
@@ -52,6 +56,7 @@ func newAsk(r *http.Request, body []byte) ask {
 	}
 	json.Unmarshal(body, &opts) // a request the host would refuse is routed as if it asked nothing
 	a := ask{body: body, prompt: uint64(len(body) / 4), idempotencyKey: r.Header.Get(settle.IdempotencyKeyHeader)}
+	a.route, a.keyed = routeKey(r)
 	for _, p := range []*uint64{opts.MaxCompletionTokens, opts.MaxTokens} {
 		if p != nil && *p > 0 {
 			a.asked = *p
@@ -77,6 +82,10 @@ func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := newAsk(r, body)
+	if url := p.keyHost(a); url != "" {
+		p.retryAt(w, r, url, a)
+		return
+	}
 	tried := map[*upstream]bool{}
 	var last result
 	for {
@@ -100,12 +109,51 @@ func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
 	p.noHost(last.err).Write(w)
 }
 
+// keyHost is the URL of the billing host that a's idempotency key was sent to before,
+// "" when none was.
+func (p *Proxy) keyHost(a ask) string {
+	if !a.keyed {
+		return ""
+	}
+	return p.keys.host(a.route)
+}
+
+// retryAt sends a request whose idempotency key was sent to the billing host at url
+// before to that host alone: only its ledger knows the key, and another host would
+// charge the request again. Whatever it answers is the answer; when it is out of
+// routing, no longer listed or cannot be reached, the app gets a 502 host_error saying
+// so, and may retry later or send the request under a new key.
+func (p *Proxy) retryAt(w http.ResponseWriter, r *http.Request, url string, a ask) {
+	why := "the host list no longer names it"
+	for _, u := range p.snapshot() {
+		if u.info.URL != url {
+			continue
+		}
+		if _, ok := u.ready(); !ok {
+			why = "it is out of routing now"
+			break
+		}
+		res := p.attempt(w, r, u, a)
+		switch {
+		case !res.retry:
+			return
+		case res.answer != nil:
+			res.answer()
+			return
+		}
+		why = res.err.Error()
+	}
+	(&Error{http.StatusBadGateway, CodeHostError, fmt.Sprintf("a request with this Idempotency-Key went to the host at %s, which may have charged it, "+
+		"so the proxy sends its retries to that host only, and %s: retry later, or send the request under a new key", url, why)}).Write(w)
+}
+
 // pick returns the host to try next, among the hosts in routing not yet tried: the
 // cheapest for this request at each host's published prices for the pipeline's model
 // (a host that does not bill costs 0), and among equally cheap ones the less loaded of two picked at random
 // (requests in flight times latency), or, for a request with an idempotency key, the
 // one the key hashes to, so that the app's retries of it reach the same host (each
-// host's ledger knows only its own keys). A billing host whose price for the
+// host's ledger knows only its own keys) through another proxy too; through this one,
+// keyRoutes pins them even when prices change (chat). A billing host whose price for the
 // completion alone exceeds the request's max_price is skipped: it would refuse it.
 func (p *Proxy) pick(a ask, tried map[*upstream]bool) *upstream {
 	type candidate struct {
@@ -199,15 +247,22 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 	if key == "" && an.bills && an.v.e2e != nil {
 		key = "cocoon-proxy-" + settle.NewNonce()
 	}
+	send := func(v *verified) (*http.Response, *e2e.Client, bool, error) {
+		resp, opener, sent, err := p.send(r, v, a.body, key)
+		if sent && an.bills && a.keyed {
+			p.keys.remember(a.route, u.info.URL) // u may charge it: its retries go to u
+		}
+		return resp, opener, sent, err
+	}
 	start := time.Now()
-	resp, opener, sent, err := p.send(r, an.v, a.body, key)
+	resp, opener, sent, err := send(an.v)
 	if errors.Is(err, attest.ErrRATLS) {
 		v, verr := u.reverify(r.Context(), an.v, "the host presented another TLS key")
 		if verr != nil {
 			return result{retry: true, err: verr} // the refused handshake sent nothing
 		}
 		an.v = v
-		resp, opener, sent, err = p.send(r, v, a.body, key)
+		resp, opener, sent, err = send(v)
 	}
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -223,7 +278,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 		// The host holds no such session (forgotten, expired, or it restarted): sent
 		// once more, sealed to its key, with the same credentials (web/E2E.md §8).
 		resp.Body.Close()
-		if resp, opener, sent, err = p.send(r, an.v, a.body, key); err != nil {
+		if resp, opener, sent, err = send(an.v); err != nil {
 			return an.cut(an.v.conn.TransportError(err), sent, false)
 		}
 		refusal = e2e.RefusalCode(resp, MaxBody+1)
@@ -244,7 +299,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 			return result{}
 		}
 		an.v = v
-		if resp, opener, sent, err = p.send(r, v, a.body, key); err != nil {
+		if resp, opener, sent, err = send(v); err != nil {
 			return an.cut(an.v.conn.TransportError(err), sent, false)
 		}
 	}

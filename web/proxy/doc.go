@@ -46,12 +46,18 @@
 //
 // Requests go to the cheapest host for them at each billing host's signed price for
 // the pipeline's model (a host that does not bill costs 0; one whose list does not
-// price the model is refused), and among equally cheap hosts to the less
+// price the model is refused, and so is one that serves no list although its boot
+// evidence measures a settlement key, which only a billing host measures), and among
+// equally cheap hosts to the less
 // loaded of two picked at random (requests in flight times latency). A host's health
 // loop asks GET /readyz and its price list every health interval, verifies it afresh
 // every re-verification interval, and takes it out of routing when either fails; a
 // host out of routing (unreachable, failed a check, or lacking the pipeline) is tried
 // again with exponential backoff, and every change of state is logged.
+//
+// A request whose Idempotency-Key was sent to a billing host before goes to that host
+// only, whatever prices and routing did since (a 502 host_error while it is out of
+// routing): only its ledger knows the key (keyRoutes, the last 65,536 keys).
 //
 // A request that failed before any byte reached the app goes to another verified host
 // only when that cannot charge twice: the host never received it whole (the

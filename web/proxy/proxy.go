@@ -151,6 +151,8 @@ type Proxy struct {
 	// sessions seals requests, under the end-to-end session each host granted when
 	// there is one (web/E2E.md §8).
 	sessions *e2e.Sessions
+	// keys is the billing host each idempotency key went to, for the key's retries.
+	keys keyRoutes
 
 	// mu guards hosts and the fields below.
 	mu     sync.Mutex

@@ -323,16 +323,21 @@ func (u *upstream) admitLocked(ctx context.Context, w io.Writer, why string) err
 	return nil
 }
 
-// priceList fetches the host's price list: nil for a host that does not bill (404),
-// else the list, which must be of the format this proxy reads and signed by the
-// settlement key its boot evidence measures (settle.PriceList.Verify), and must price
-// the pipeline's model, or the host is refused: its prices would not be the attested
-// host's, or it would refuse every request.
+// priceList fetches the host's price list: nil for a host that does not bill (its boot
+// evidence measures no settlement key, and it answers 404), else the list, which must
+// be of the format this proxy reads and signed by the settlement key its boot evidence
+// measures (settle.PriceList.Verify), and must price the pipeline's model, or the host
+// is refused: its prices would not be the attested host's, or it would refuse every
+// request. A 404 from a host that measures a settlement key (only a billing host does)
+// refuses it too: a relay can answer that 404, and a billing host taken for one that
+// does not bill would be routed to as free and failed over from after it charged.
 func (u *upstream) priceList(ctx context.Context, v *verified) (*settle.PriceList, error) {
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
 	b, err := v.conn.GetBytes(ctx, "/v1/pricing", maxPriceList)
 	switch {
+	case notFound(err) && v.settlementKey != nil:
+		return nil, fmt.Errorf("the host at %s %w: it measures a settlement key, so it bills, but its price list was not found", u.info.URL, errNotVerified)
 	case notFound(err):
 		return nil, u.checkPriceHash(nil)
 	case err != nil:

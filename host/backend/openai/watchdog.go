@@ -116,13 +116,13 @@ func (b watchedBody) Read(p []byte) (int, error) {
 // a read reached the end of the body: no read after it waits.
 type idleBody struct {
 	r     io.Reader
-	idle  func() error
+	idle  func(last bool) error
 	dog   *watchdog
 	ended *bool
 }
 
 func (b idleBody) Read(p []byte) (int, error) {
-	if err := b.call(); err != nil {
+	if err := b.call(false); err != nil {
 		return 0, err
 	}
 	n, err := b.r.Read(p)
@@ -133,10 +133,11 @@ func (b idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b idleBody) call() error {
+// call calls idle(last) with the watchdog paused.
+func (b idleBody) call(last bool) error {
 	b.dog.pause()
 	defer b.dog.resume()
-	if err := b.idle(); err != nil {
+	if err := b.idle(last); err != nil {
 		return emitError{err}
 	}
 	return nil

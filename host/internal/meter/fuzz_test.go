@@ -3,18 +3,29 @@ package meter
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
 
-// FuzzInstrument checks that Instrument and InstrumentDetached never panic, and that
+// FuzzInstrument checks that Instrument and InstrumentDetached never panic; that
 // when wazero compiles a module that passed abi.Validate (which bounds what wazero
-// allocates for it), it also compiles what each makes of it.
+// allocates for it), it also compiles what each makes of it; and the converse for
+// InstrumentDetached, which takes the start section and the active data segments out
+// of wazero's sight: a module wazero refuses must not become one it compiles (the
+// host would run a module that is not WebAssembly, read its own way), unless wazero
+// refuses it for a custom section, which WebAssembly says must not make a module
+// invalid (wazero reads the name section; abi.Validate does not).
 func FuzzInstrument(f *testing.F) {
 	for name := range testdataWasm {
 		f.Add(testModule(f, name))
 	}
+	var dataForMemory1 wasmtest.Module // an active data segment for memory 1
+	dataForMemory1.ABI()
+	f.Add(append(dataForMemory1.Bytes(), wasmtest.Section(wasmtest.SecData,
+		wasmtest.Vec([]byte{2, 1, wasmtest.I32Const, 0, wasmtest.End, 2, 'h', 'i'}))...))
 	for _, path := range realModules(f) {
 		if b, err := os.ReadFile(path); err == nil && len(b) < 1<<20 { // not the Go guests
 			f.Add(b)
@@ -33,6 +44,13 @@ func FuzzInstrument(f *testing.F) {
 		}
 		orig, err := rt.CompileModule(ctx, wasm)
 		if err != nil {
+			if strings.HasPrefix(err.Error(), "section custom:") {
+				return
+			}
+			if detached, derr := rt.CompileModule(ctx, detached.out); derr == nil {
+				detached.Close(ctx)
+				t.Fatalf("wazero refuses the module (%v) but compiles its detached version", err)
+			}
 			return
 		}
 		orig.Close(ctx)

@@ -160,8 +160,16 @@ export class Host {
    * options: onDelta(text) for a stream's text as it arrives (unverified until chat
    * resolves: a stream that fails its signature rejects at its end); auth (an
    * Authorization value) or pay ({ clientKey, escrow }: the request is signed with the
-   * escrow's client key and billed to it, and its receipt must verify); signal (an
-   * AbortSignal); idempotencyKey. With sessions (connect's default) the request is a
+   * escrow's client key and billed to it, and its receipt must verify); maxPrice (the
+   * most the request may cost, nanoTON as a string or a number: sent as its max_price);
+   * signal (an AbortSignal); idempotencyKey. A request paid for (pay) always carries a
+   * max_price: maxPrice, else the request's own max_price, else by default the worst
+   * case at the price list the library keeps (priceList, fetched before the first such
+   * request and verified by the attested settlement key), the model's context window
+   * read from the host's model list (one more request, no credential): a host whose
+   * prices rose since refuses it (402 max_price_exceeded, nothing charged; refresh the
+   * list to agree to the new prices), and a receipt that reserved more is refused
+   * whatever price list the host shows. With sessions (connect's default) the request is a
    * session envelope when the host granted a session, else a version-1 envelope that
    * asks for one; a session the host says it does not hold (a plaintext 400
    * e2e_session_unknown, which anything between can forge: it costs one KEM) is dropped
@@ -174,11 +182,15 @@ export class Host {
    * receipt_invalid (with .answer: the answer verified, its bill did not), network. A
    * receipt that does not verify against the cached price list is checked once more
    * against the list fetched again (priceList), in case the host changed its prices
-   * since: one more request, at most once per receipt.
+   * since: one more request, at most once per receipt, and the receipt still within the
+   * max_price the request carried.
    */
   async chat(request, options = {}) {
     const { onDelta, auth, pay, signal, idempotencyKey } = options;
-    const path = this.pipeline ? `/p/${this.pipeline}/v1/chat/completions` : "/v1/chat/completions";
+    const prefix = this.pipeline ? `/p/${this.pipeline}` : "";
+    const path = `${prefix}/v1/chat/completions`;
+    const maxPrice = await this.#maxPrice(request, options.maxPrice, pay, prefix);
+    if (maxPrice !== "0") request = { ...request, max_price: maxPrice };
     const body = utf8.encode(JSON.stringify(request));
     const headers = { "Content-Type": "application/json" };
     if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
@@ -200,12 +212,35 @@ export class Host {
       throw await refusal(resp);
     }
     try {
-      answer.receipt = await this.#checkReceipt(answer.receipt, pay, signed);
+      answer.receipt = await this.#checkReceipt(answer.receipt, pay, signed, maxPrice);
     } catch (e) {
       if (e instanceof CocoonError) e.answer = answer; // verified: only its bill is in doubt
       throw e;
     }
     return answer;
+  }
+
+  // #maxPrice returns the max_price request carries, nanoTON as a string ("0": none):
+  // given (the option, else the request's own), or for a request paid for (pay) its
+  // worst case at the kept price list (cocoonMaxPrice, which checks the list is signed
+  // by the attested settlement key) and the window the host's model list (GET
+  // prefix/v1/models, no credential) gives its model.
+  async #maxPrice(request, given, pay, prefix) {
+    given ??= request.max_price;
+    if (given !== undefined && given !== null) {
+      if (!/^[1-9][0-9]*$/.test(String(given))) throw new CocoonError("invalid_argument", `maxPrice: want a positive whole number of nanoTON, not ${String(given).slice(0, 40)}`);
+      return String(given);
+    }
+    if (!pay) return "0";
+    if (!this.settlementKey) throw new CocoonError("receipt_invalid", "the host's attestation measures no settlement key: its receipts could not be checked, so nothing is paid for");
+    const prices = await this.priceList();
+    const resp = await send(this.#fetch, `${this.#base}${prefix}/v1/models`, {});
+    const models = await readLimited(resp, 1 << 20);
+    if (!resp.ok) throw await hostError(resp, models, `GET ${prefix}/v1/models`, false);
+    const r = call("cocoonMaxPrice", JSON.stringify({ settlement_key: this.settlementKey, price_list: prices, pipeline: !!this.pipeline }),
+      utf8.encode(JSON.stringify(request)), models);
+    if (r.error) throw new CocoonError("verification_failed", `the request's max_price (give maxPrice to skip this): ${r.error}`);
+    return r.max_price;
   }
 
   // #send seals request ({ headers, body }) for path, under the current session if
@@ -343,12 +378,14 @@ export class Host {
     return { text, usage, status: 200, signature: "verified", receipt };
   }
 
-  // #checkReceipt checks a billed answer's receipt against the attested settlement key
-  // and the host's price list; a signed request must have one. A receipt that does not
-  // verify against a list cached earlier is checked once more against the list fetched
-  // again: a host may change its prices while a page lives. The list fetched must be
-  // signed by the attested settlement key as ever (cocoonCheckReceipt checks it).
-  async #checkReceipt(receipt, pay, signed) {
+  // #checkReceipt checks a billed answer's receipt against the attested settlement key,
+  // the host's price list and maxPrice, the max_price the request carried ("0": none);
+  // a signed request must have one. A receipt that does not verify against a list
+  // cached earlier is checked once more against the list fetched again: a host may
+  // change its prices while a page lives, within the cap the request carried. The list
+  // fetched must be signed by the attested settlement key as ever (cocoonCheckReceipt
+  // checks it, and the cap).
+  async #checkReceipt(receipt, pay, signed, maxPrice) {
     if (!receipt) {
       if (pay) throw new CocoonError("receipt_invalid", "the host sent no receipt for a request signed for an escrow: it does not bill it");
       return null;
@@ -356,7 +393,7 @@ export class Host {
     if (!this.settlementKey) throw new CocoonError("receipt_invalid", "the host sent a receipt, but its attestation measures no settlement key");
     const check = (prices) => call("cocoonCheckReceipt", JSON.stringify({
       receipt, settlement_key: this.settlementKey, price_list: prices, pipeline_id: this.pipeline,
-      account: signed?.account ?? "", request_hash: signed?.request_hash ?? "",
+      account: signed?.account ?? "", request_hash: signed?.request_hash ?? "", max_price: maxPrice,
     }));
     const cached = this.#prices !== null;
     let result = check(await this.priceList());

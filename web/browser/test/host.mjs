@@ -11,7 +11,9 @@
 //                    target got>" at /relay/asked, answers the next price-list
 //                    requests with the lists a POST to /relay/prices names ("stale":
 //                    other prices, signed by the settlement key; "forged": another
-//                    key's), and restarts the host on POST /relay/restart
+//                    key's), restarts the host on POST /relay/restart, and from a
+//                    POST to /relay/raise on passes everything to the host at twice
+//                    its prices (its operator's new config: same keys, its own ledger)
 //   COCOON_FORGER    a host that signs and seals streams no real host sends: GET /keys
 //                    gives its keys to pin, /{order}/v1/chat/completions answers with
 //                    the receipt events of order (in-order, one-receipt,
@@ -387,5 +389,26 @@ if (env.COCOON_STEP === "billed") {
       return true;
     });
     assert.equal((await asked())[0] - before, 2, "at most one fetch more per receipt");
+  });
+
+  // The billing red team's attack: the operator raises its prices after the page
+  // looked at the list and before its request. Last: the relay stays raised.
+  test("prices raised after the list was kept: refused max_price_exceeded, nothing charged; a cap of the caller's own decides", async () => {
+    const { host, pay, chat } = await billed();
+    await host.priceList(); // the prices the page agrees to
+    assert.equal((await fetch(`${relay}/relay/raise`, { method: "POST" })).status, 200);
+    await rejectsWith(chat(false), "max_price_exceeded");
+    await rejectsWith(chat(true), "max_price_exceeded");
+    const st = await host.escrowStatus(pay); // the raised host's ledger
+    assert.equal(st.last_seq, 0, "nothing billed");
+    assert.equal(st.held, "0", "nothing held");
+    const ask = (maxPrice) => host.chat({ messages: [{ role: "user", content: prompt }], max_tokens: 8 }, { pay, maxPrice });
+    await rejectsWith(ask(1), "max_price_exceeded");
+    await assert.rejects(ask("1e9"), (e) => e.code === "invalid_argument" && /maxPrice/.test(e.message));
+    // A cap that covers the raise: admitted at the raised prices, and the receipt, which
+    // the kept list refuses, stands by the list fetched again, within the cap.
+    const a = await ask("1000000000000");
+    assert.ok(a.receipt, "a billed answer has a receipt");
+    assert.equal(a.receipt.prices.prompt_per_million, (await host.priceList()).default.prompt_per_million, "billed at the raised prices, the list the library now keeps");
   });
 }

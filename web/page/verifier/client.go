@@ -175,7 +175,8 @@ func streamOrder(events []string) error {
 //	 "price_list": {...} or null,         the host's price list (GET /v1/pricing), when fetched
 //	 "pipeline_id": "<64 hex>" or "",
 //	 "account": "0:<64 hex>" or "",       the escrow of a signed request
-//	 "request_hash": "<64 hex>" or ""}    SignRequest's request_hash for a signed request
+//	 "request_hash": "<64 hex>" or "",    SignRequest's request_hash for a signed request
+//	 "max_price": "<nanoTON>"}            the max_price the request carried; "0" or absent: none
 type ReceiptArgs struct {
 	Receipt       settle.Receipt    `json:"receipt"`
 	SettlementKey []byte            `json:"settlement_key"`
@@ -183,19 +184,58 @@ type ReceiptArgs struct {
 	PipelineID    string            `json:"pipeline_id"`
 	Account       string            `json:"account"`
 	RequestHash   string            `json:"request_hash"`
+	MaxPrice      uint64            `json:"max_price,string"`
 }
 
 // CheckReceipt checks the receipt of one billed answer with settle.CheckReceipt, the
 // check `cocoon chat` makes: signed by the attested settlement key with the cost its
 // usage, prices and load give, for this pipeline, and, as far as the caller knows
 // them, for its escrow and its signed request, at the prices of the host's price list
-// for its model (signed by the same key) and a load within its curve. Result:
+// for its model (signed by the same key) and a load within its curve, reserving at
+// most the max_price the request carried, whatever list the caller passes. Result:
 // {"ok": true} or {"error": ...}. Cost: two ed25519 verifications with a price list,
 // one without.
 func CheckReceipt(args []byte) []byte {
 	return run(args, func(a ReceiptArgs) (any, error) {
 		return &AnswerResult{OK: true}, settle.CheckReceipt(&a.Receipt, settle.ReceiptWant{SettlementKey: a.SettlementKey,
-			PriceList: a.PriceList, Pipeline: a.PipelineID, Account: a.Account, RequestHash: a.RequestHash})
+			PriceList: a.PriceList, Pipeline: a.PipelineID, Account: a.Account, RequestHash: a.RequestHash, MaxPrice: a.MaxPrice})
+	})
+}
+
+// MaxPriceArgs say what MaxPrice prices, as JSON:
+//
+//	{"settlement_key": "<base64>",        the attested settlement key (Result.Keys)
+//	 "price_list": {...},                 the host's price list (GET /v1/pricing), as kept
+//	 "pipeline": true}                    whether the request goes to a pipeline
+type MaxPriceArgs struct {
+	SettlementKey []byte            `json:"settlement_key"`
+	PriceList     *settle.PriceList `json:"price_list"`
+	Pipeline      bool              `json:"pipeline"`
+}
+
+// MaxPriceResult is MaxPrice's result: the max_price to send, nanoTON as a string.
+type MaxPriceResult struct {
+	MaxPrice uint64 `json:"max_price,string"`
+}
+
+// MaxPrice is the default max_price of a chat request body, the one `cocoon chat`
+// sends: the price list must verify by the attested settlement key (settle.PriceList.Verify),
+// then settle.PriceList.RequestMaxPrice prices body with the window models (the host's
+// GET /v1/models, or /p/{id}/v1/models, answer) gives its model. Result:
+// {"max_price": "..."} or {"error": ...}. Cost: one ed25519 verification.
+func MaxPrice(args, body, models []byte) []byte {
+	return run(args, func(a MaxPriceArgs) (any, error) {
+		switch {
+		case len(a.SettlementKey) != ed25519.PublicKeySize:
+			return nil, errors.New("settlement_key: want the attested settlement key: a host that measures none bills nothing a client can check")
+		case a.PriceList == nil:
+			return nil, errors.New("price_list: want the host's price list")
+		}
+		if err := a.PriceList.Verify(a.SettlementKey); err != nil {
+			return nil, err
+		}
+		price, err := a.PriceList.RequestMaxPrice(body, models, a.Pipeline)
+		return &MaxPriceResult{MaxPrice: price}, err
 	})
 }
 

@@ -184,6 +184,9 @@ func TestCheckReceipt(t *testing.T) {
 		{"prices not the price list's", ReceiptArgs{Receipt: good, SettlementKey: key, PipelineID: pipelineID, PriceList: &otherList}, false},
 		{"a model the price list does not price", ReceiptArgs{Receipt: good, SettlementKey: key, PipelineID: pipelineID, PriceList: &otherModel}, false},
 		{"price list of another key", ReceiptArgs{Receipt: good, SettlementKey: otherKey.Public().(ed25519.PublicKey), PipelineID: pipelineID, PriceList: list}, false},
+		{"reserved within its max_price", ReceiptArgs{Receipt: good, SettlementKey: key, PipelineID: pipelineID, PriceList: list, MaxPrice: good.MaxCost}, true},
+		// A host that ignored the cap: the list it shows explains the receipt, the cap does not.
+		{"reserved over its max_price", ReceiptArgs{Receipt: good, SettlementKey: key, PipelineID: pipelineID, PriceList: list, MaxPrice: good.MaxCost - 1}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, _ := json.Marshal(tc.args)
@@ -193,6 +196,45 @@ func TestCheckReceipt(t *testing.T) {
 			}
 			if r.Value.OK != tc.ok {
 				t.Fatalf("ok %v, error %q; want ok %v", r.Value.OK, r.Error, tc.ok)
+			}
+		})
+	}
+}
+
+// TestMaxPrice: the browser's default max_price is settle's (the one `cocoon chat`
+// sends) for a list the attested settlement key signed, and there is none for a list
+// of another key, or without a settlement key: a client agrees only to prices the
+// attested host signed.
+func TestMaxPrice(t *testing.T) {
+	prices := settle.PriceTable{PromptPerMillion: 1e6, CompletionPerMillion: 2e6}
+	curve := settle.LoadCurve{MinMilli: 1000, MaxMilli: 2000}
+	list := &settle.PriceList{Prices: settle.SamePrices(prices), LoadMilli: curve.Coefficient(0), Curve: curve, Wallet: "0:" + strings.Repeat("01", 32)}
+	list.Sign(hostKey)
+	body := []byte(`{"messages":[],"max_tokens":100}`)
+	models := []byte(`{"object":"list","data":[{"id":"m","context_length":4096}]}`)
+	want, err := list.RequestMaxPrice(body, models, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := hostKey.Public().(ed25519.PublicKey)
+	for _, tc := range []struct {
+		name string
+		args MaxPriceArgs
+		ok   bool
+	}{
+		{"the attested key's list", MaxPriceArgs{SettlementKey: key, PriceList: list, Pipeline: true}, true},
+		{"another key's list", MaxPriceArgs{SettlementKey: otherKey.Public().(ed25519.PublicKey), PriceList: list, Pipeline: true}, false},
+		{"no settlement key", MaxPriceArgs{PriceList: list, Pipeline: true}, false},
+		{"no list", MaxPriceArgs{SettlementKey: key, Pipeline: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args, _ := json.Marshal(tc.args)
+			var r failed[MaxPriceResult]
+			if err := json.Unmarshal(MaxPrice(args, body, models), &r); err != nil {
+				t.Fatal(err)
+			}
+			if (r.Error == "") != tc.ok || tc.ok && r.Value.MaxPrice != want {
+				t.Fatalf("max_price %d, error %q; want ok %v, %d", r.Value.MaxPrice, r.Error, tc.ok, want)
 			}
 		})
 	}

@@ -96,6 +96,8 @@ type BillingHost struct {
 	// Boot is its boot evidence.
 	Boot    attest.Evidence
 	Billing *billing.Service
+	// Escrow is the escrow (raw address) the proxy's API key bills to.
+	Escrow string
 }
 
 // NewHost boots a host that bills perMillion nanoTON per million tokens (prompt and
@@ -139,7 +141,8 @@ func (m *Market) NewHostPrices(prices settle.Prices, model string) *BillingHost 
 		h.Boot = c.Attestation.BootEvidence()
 		c.Billing = h.Billing
 		// The proxy's API key bills to an escrow with this host.
-		c.APIKeys = []web.APIKey{{Name: "t", Key: APIKey, Account: m.escrow(h).String()}}
+		h.Escrow = m.escrow(h).StringRaw()
+		c.APIKeys = []web.APIKey{{Name: "t", Key: APIKey, Account: h.Escrow}}
 	}
 	h.Start(t)
 	return h

@@ -94,9 +94,10 @@ type Host struct {
 	relay     *httptest.Server
 	host      atomic.Pointer[http.Handler]
 	rewrite   atomic.Pointer[func(*Answer)]
-	busy      atomic.Int32 // evidence requests still to answer 429
-	busyAfter atomic.Value // their Retry-After
-	rec       Recorder     // every byte the relay passed, both ways
+	busy      atomic.Int32           // evidence requests still to answer 429
+	hidden    atomic.Pointer[string] // a path the relay answers 404 for
+	busyAfter atomic.Value           // their Retry-After
+	rec       Recorder               // every byte the relay passed, both ways
 }
 
 // NewHost boots a host with backend b (a Canned "Hello, world" when nil), pushes the
@@ -178,6 +179,10 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"error":{"message":"quotes are rate-limited","type":"rate_limit_error","code":"quote_rate_limited"}}`)
 		return
 	}
+	if hidden := h.hidden.Load(); hidden != nil && r.URL.Path == *hidden {
+		http.NotFound(w, r) // unsigned, as any relay can answer
+		return
+	}
 	handler := *h.host.Load()
 	rewrite := h.rewrite.Load()
 	if rewrite == nil || !strings.HasSuffix(r.URL.Path, "/chat/completions") {
@@ -235,6 +240,10 @@ func (h *Host) Versions() []byte {
 	}
 	return versions
 }
+
+// Hide makes the relay answer 404 Not Found, in plaintext, to every request for path
+// from now on, in place of the host.
+func (h *Host) Hide(path string) { h.hidden.Store(&path) }
 
 // Asked counts the requests the relay saw for paths ending with suffix.
 func (h *Host) Asked(suffix string) int { return h.rec.Asked(suffix) }
