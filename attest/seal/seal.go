@@ -74,8 +74,9 @@ func newSealer(source, path string, root []byte) (*Sealer, error) {
 // MinSecret to MaxSecret bytes in memory-backed storage (tmpfs or ramfs:
 // on TDX, memory private to the TD), and returns a Sealer of source attest.SealingFile. A file
 // on a disk is refused: whoever can write the disk could read or choose the secret.
-// A TD image that swaps must not swap to an unencrypted disk, since the secret (like
-// every key of the host process) would reach it. Linux only.
+// A file that users other than its owner may read is refused too. A TD image that
+// swaps must not swap to an unencrypted disk, since the secret (like every key of the
+// host process) would reach it. Linux only.
 func FromFile(path string) (*Sealer, error) {
 	if err := checkMemoryBacked(path); err != nil {
 		return nil, fmt.Errorf("attest: sealing key file %s: %w", path, err)
@@ -85,8 +86,12 @@ func FromFile(path string) (*Sealer, error) {
 		return nil, fmt.Errorf("attest: sealing key file: %w", err)
 	}
 	defer f.Close()
-	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+	info, err := f.Stat()
+	if err != nil || !info.Mode().IsRegular() {
 		return nil, fmt.Errorf("attest: sealing key file %s: not a regular file", path)
+	}
+	if perm := info.Mode().Perm(); perm&0o044 != 0 {
+		return nil, fmt.Errorf("attest: sealing key file %s: other users of this machine can read it (mode %04o): chmod 600 %s", path, perm, path)
 	}
 	root, err := io.ReadAll(io.LimitReader(f, MaxSecret+1))
 	if err != nil {

@@ -200,7 +200,7 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	if err != nil {
 		return nil, err
 	}
-	service, err := billing.NewService(billing.Config{Store: l, Pricer: pricer, Escrows: billing.NewChainEscrows(api, escrowTTL),
+	service, err := billing.NewService(billing.Config{Store: sealedAnswers{l, sealer}, Pricer: pricer, Escrows: billing.NewChainEscrows(api, escrowTTL),
 		Key: key, HostAddr: w.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Metrics: metrics})
 	if err != nil {
 		return nil, err

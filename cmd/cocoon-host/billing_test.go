@@ -128,6 +128,18 @@ func startHostProcess(t *testing.T, args ...string) *hostProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestServeBillingHelperProcess$", "--", "serve", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), envBillingHelper+"=1", "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	h := startHostCommand(t, cmd)
+	if h.base == "" {
+		cmd.Wait()
+		t.Fatalf("the host did not start; logs:\n%s", h.logs.String())
+	}
+	return h
+}
+
+// startHostCommand starts cmd, a host (TestServeBillingHelperProcess, perhaps through a
+// shell), and waits until it says where it listens; base stays empty if it never does.
+func startHostCommand(t *testing.T, cmd *exec.Cmd) *hostProcess {
+	t.Helper()
 	h := &hostProcess{cmd: cmd, logs: &lockedBuffer{}}
 	cmd.Stderr = h.logs
 	out, err := cmd.StdoutPipe()
@@ -146,10 +158,6 @@ func startHostProcess(t *testing.T, args ...string) *hostProcess {
 		}
 	}
 	go io.Copy(io.Discard, out)
-	if h.base == "" {
-		cmd.Wait()
-		t.Fatalf("the host did not start; logs:\n%s", h.logs.String())
-	}
 	return h
 }
 

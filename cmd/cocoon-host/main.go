@@ -11,6 +11,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"sort"
@@ -33,8 +34,13 @@ func main() {
 }
 
 // runCommand runs one command line and returns the exit code: 0 success, 1 failure,
-// 2 usage error.
+// 2 usage error. Every command first forbids core dumps: the host's memory holds its
+// keys, and a command that cannot guarantee that fails.
 func runCommand(args []string, stdout, stderr io.Writer) int {
+	if err := forbidCoreDumps(); err != nil {
+		fmt.Fprintf(stderr, "cocoon-host: cannot forbid core dumps, which would hold this process's keys: %v\n", err)
+		return 1
+	}
 	return cli.Main("cocoon-host", "cocoon-host: the Cocoon host daemon.", commands, args, nil, stdout, stderr)
 }
 

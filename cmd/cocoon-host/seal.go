@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +18,8 @@ import (
 	"github.com/cocoonhost/cocoon/attest/seal"
 	"github.com/cocoonhost/cocoon/attest/tdx"
 	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/ledger"
 )
 
@@ -31,6 +34,8 @@ const (
 	macLedger = "ledger"
 	// macPipelines authenticates the pipeline files' owners.
 	macPipelines = "pipelines"
+	// sealAnswers seals the answers the ledger keeps for idempotency keys.
+	sealAnswers = "idempotency-answers"
 )
 
 // The settlement key in the data directory: sealed, and, from a version before sealing,
@@ -114,6 +119,44 @@ func openLedger(s *seal.Sealer, data string, settlementKey ed25519.PublicKey, op
 		return nil, err
 	}
 	return ledger.Open(filepath.Join(data, ledgerFile), key, append(opts, ledger.WithReceiptKey(settlementKey))...)
+}
+
+// sealedAnswers is the ledger as billing stores in it, with the answers kept for
+// idempotency keys sealed (purpose sealAnswers): an answer is what a client paid to
+// read, and the ledger is on the data disk, which the machine's owner reads. The
+// ledger's record tag covers the sealed bytes with the account and the key, so a
+// sealed answer cannot be moved to another record either. Cost: one AES-GCM pass over
+// the answer when it is stored and when it is replayed.
+type sealedAnswers struct {
+	billing.Store
+	sealer *seal.Sealer
+}
+
+// Commit seals response, then commits as the ledger does. A host that bills always
+// has a root sealing secret, so sealing fails only on a bug; the hold is then left to
+// the caller, which answers that the receipt was not recorded.
+func (s sealedAnswers) Commit(ctx context.Context, id billing.HoldID, r *settle.Receipt, response []byte, sign func(*settle.Receipt)) error {
+	if len(response) > 0 {
+		sealed, err := s.sealer.Seal(sealAnswers, response)
+		if err != nil {
+			return err
+		}
+		response = sealed
+	}
+	return s.Store.Commit(ctx, id, r, response, sign)
+}
+
+// Reserve reserves as the ledger does, and opens the stored answer of a completed
+// idempotency key. One that does not open (an answer an earlier version stored in
+// the clear, until the ledger prunes it) comes back as not kept: the client is told
+// the request completed, with its receipt, and is charged nothing again.
+func (s sealedAnswers) Reserve(ctx context.Context, r billing.Reservation) (billing.HoldID, error) {
+	id, err := s.Store.Reserve(ctx, r)
+	var idem *billing.IdempotentError
+	if errors.As(err, &idem) && len(idem.Response) > 0 {
+		idem.Response, _ = s.sealer.Open(sealAnswers, idem.Response)
+	}
+	return id, err
 }
 
 // settlementKey returns the billing host's settlement key and its origin

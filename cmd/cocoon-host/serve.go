@@ -503,9 +503,10 @@ func apiKeys(cfg *serveConfig) (keys []web.APIKey, file string, err error) {
 	return []web.APIKey{{Name: apiKeyName, Key: key}}, file, nil
 }
 
-// readSecret reads a one-line secret file.
+// readSecret reads a one-line secret file, refusing one that other users may read
+// (cli.ReadPrivateFile).
 func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := cli.ReadPrivateFile(path)
 	if err != nil {
 		return "", err
 	}

@@ -70,7 +70,7 @@ func TestHelpHidesSecrets(t *testing.T) {
 			}
 			if strings.Contains(stdout, "--api-key") {
 				withKey++
-				if !strings.Contains(stdout, "(default $COCOON_API_KEY)") {
+				if !strings.Contains(stdout, "(default $COCOON_API_KEY;") {
 					t.Errorf("cocoon %s --help does not name $COCOON_API_KEY:\n%s", c.Name, stdout)
 				}
 			}
@@ -87,8 +87,27 @@ func TestHelpHidesSecrets(t *testing.T) {
 		t.Errorf("with $COCOON_API_KEY: exit %d, %s", code, stderr)
 	}
 	t.Setenv("COCOON_API_KEY", testKey)
-	if code, _, stderr := cocoon(t, "", "pipelines", "--host", base); code != 0 {
+	if code, _, stderr := cocoon(t, "", "pipelines", "--host", base); code != 0 || stderr != "" {
 		t.Errorf("with $COCOON_API_KEY: exit %d, %s", code, stderr)
+	}
+}
+
+// TestAPIKeyInArgumentsWarns: a key given as --api-key sits in the process's arguments,
+// which every user of the machine reads (/proc/PID/cmdline) while it runs, as long as
+// `cocoon proxy` serves. The command still works, and says so on stderr, naming the
+// variable to use instead and never the key.
+func TestAPIKeyInArgumentsWarns(t *testing.T) {
+	base := testHost(t)
+	t.Setenv("COCOON_API_KEY", "")
+	code, stdout, stderr := cocoon(t, "", "pipelines", "--host", base, "--api-key", testKey)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "--api-key on the command line can be read by every user of this machine") || !strings.Contains(stderr, "set $COCOON_API_KEY instead") {
+		t.Errorf("no warning on stderr: %q", stderr)
+	}
+	if strings.Contains(stdout+stderr, testKey) {
+		t.Errorf("the key is on screen:\n%s%s", stdout, stderr)
 	}
 }
 

@@ -107,9 +107,9 @@ func (o *tonOptions) show(a *address.Address, bounceable bool) string {
 }
 
 // readSeedFile reads a wallet's 24 seed words and derives its ed25519 key, the client
-// key. The words never appear in an error.
+// key. The words never appear in an error; a file other users may read is refused.
 func readSeedFile(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := cli.ReadPrivateFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--seed-file: %w", err)
 	}
@@ -122,7 +122,7 @@ func readSeedFile(path string) (ed25519.PrivateKey, error) {
 
 // readKeyFile reads a hex ed25519 seed (32 bytes), as --client-key-file holds.
 func readKeyFile(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := cli.ReadPrivateFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--client-key-file: %w", err)
 	}

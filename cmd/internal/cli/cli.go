@@ -201,12 +201,44 @@ func ParseFlags(fs *flag.FlagSet, args []string) error {
 // default is printed by --help, which lands in terminals and logs). The returned
 // function, called once fs is parsed, gives the flag's value, or the variable's when the
 // flag is not given or empty.
+//
+// A secret given as the flag is in the process's arguments, which every user of the
+// machine reads (ps, /proc/PID/cmdline) for as long as the process runs: the first call
+// of the returned function then warns on fs.Output() (standard error), naming the flag
+// and the variable, never the value. It still uses the value, so that scripts keep
+// working.
 func SecretFlag(fs *flag.FlagSet, name, env, usage string) func() string {
-	v := fs.String(name, "", usage+" (default $"+env+")")
+	v := fs.String(name, "", usage+" (default $"+env+"; given as --"+name+", other users of this machine can read it)")
+	var warned bool
 	return func() string {
-		if *v != "" {
-			return *v
+		if *v == "" {
+			return os.Getenv(env)
 		}
-		return os.Getenv(env)
+		if !warned {
+			warned = true
+			fmt.Fprintf(fs.Output(), "warning: --%s on the command line can be read by every user of this machine (ps, /proc/PID/cmdline); set $%s instead\n", name, env)
+		}
+		return *v
 	}
+}
+
+// ReadPrivateFile reads a file that holds a secret (a key, a wallet's seed words, a
+// token), refusing one that users other than its owner may read: on a shared machine
+// they would read the secret too, as ssh refuses such a private key. The error says
+// how to fix the mode and never holds the file's content. Where permissions are not
+// Unix ones (Windows) it only reads.
+func ReadPrivateFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if perm := info.Mode().Perm(); perm&0o044 != 0 && runtime.GOOS != "windows" {
+		return nil, fmt.Errorf("%s holds a secret but other users of this machine can read it (mode %04o): chmod 600 %s", path, perm, path)
+	}
+	return io.ReadAll(f)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -60,10 +62,12 @@ func TestSecretFlag(t *testing.T) {
 		name, env string
 		args      []string
 		want      string
+		warns     bool // a secret in the arguments, which other users read
 	}{
-		{"from the variable", "sk-env", nil, "sk-env"},
-		{"the flag wins", "sk-env", []string{"--api-key", "sk-flag"}, "sk-flag"},
-		{"neither", "", nil, ""},
+		{"from the variable", "sk-env", nil, "sk-env", false},
+		{"the flag wins", "sk-env", []string{"--api-key", "sk-flag"}, "sk-flag", true},
+		{"the flag alone", "", []string{"--api-key=sk-flag"}, "sk-flag", true},
+		{"neither", "", nil, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("TEST_SECRET", tc.env)
@@ -76,8 +80,15 @@ func TestSecretFlag(t *testing.T) {
 			if got := key(); got != tc.want {
 				t.Errorf("key %q, want %q", got, tc.want)
 			}
+			key() // warns once
+			warning := help.String()
+			if n := strings.Count(warning, "--api-key on the command line can be read by every user of this machine"); n != map[bool]int{true: 1}[tc.warns] ||
+				tc.warns && !strings.Contains(warning, "set $TEST_SECRET instead") || strings.Contains(warning, "sk-") {
+				t.Errorf("warnings (want %t, once, without the key):\n%s", tc.warns, warning)
+			}
+			help.Reset()
 			fs.Usage()
-			if !strings.Contains(help.String(), "the key (default $TEST_SECRET)") || tc.env != "" && strings.Contains(help.String(), tc.env) {
+			if !strings.Contains(help.String(), "the key (default $TEST_SECRET;") || tc.env != "" && strings.Contains(help.String(), tc.env) {
 				t.Errorf("help:\n%s", help.String())
 			}
 		})
@@ -130,5 +141,35 @@ func TestHelpAndErrors(t *testing.T) {
 	}
 	if !strings.HasPrefix(VersionLine("prog"), "prog "+Version+" go") {
 		t.Errorf("VersionLine = %q", VersionLine("prog"))
+	}
+}
+
+// TestReadPrivateFile: a secret file other users may read is refused, saying how to fix
+// it and never what it holds; the owner's alone is read.
+func TestReadPrivateFile(t *testing.T) {
+	const secret = "word1 word2 word3"
+	for _, tc := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o600, true}, {0o400, true}, {0o700, true},
+		{0o640, false}, {0o604, false}, {0o644, false},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "seed")
+			if err := os.WriteFile(path, []byte(secret), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			b, err := ReadPrivateFile(path)
+			switch {
+			case tc.ok && (err != nil || string(b) != secret):
+				t.Errorf("read %q, %v", b, err)
+			case !tc.ok && (err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) || strings.Contains(err.Error(), "word1")):
+				t.Errorf("mode %04o: %q, %v", tc.mode, b, err)
+			}
+		})
 	}
 }

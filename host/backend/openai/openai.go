@@ -173,7 +173,8 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 			defer c.dog.resume()
 			return emit(delta)
 		},
-		model: model,
+		model:  model,
+		redact: b.redact,
 	}
 	var answer io.Reader = c.resp.Body
 	idle, ended := backend.IdleHook(ctx), false
