@@ -121,8 +121,18 @@ type imageMappings struct {
 const maxImageMappings = 8
 
 // errSnapshotBudget: the image does not fit in what is left of the sandbox's
-// snapshot memory (WithSnapshotMemory).
+// snapshot memory (WithSnapshotMemory). It is the snapshotBudgetError's.
 var errSnapshotBudget = errors.New("the host's memory for snapshots is full")
+
+// snapshotBudgetError is errSnapshotBudget for an image of size bytes, the room it
+// waits for (Sandbox.retakeSnapshot).
+type snapshotBudgetError struct{ size uint64 }
+
+func (e *snapshotBudgetError) Error() string {
+	return fmt.Sprintf("%v: no room for %s", errSnapshotBudget, formatBytes(e.size))
+}
+
+func (e *snapshotBudgetError) Unwrap() error { return errSnapshotBudget }
 
 // newMemoryImage writes content, whose length is a multiple of abi.PageSize, to a new
 // sealed memfd, and counts its size against budget, failing with errSnapshotBudget if
@@ -133,7 +143,7 @@ var errSnapshotBudget = errors.New("the host's memory for snapshots is full")
 // budget; the mappings instances hold stay valid.
 func newMemoryImage(content []byte, budget *snapshotBudget) (*memoryImage, error) {
 	if !budget.reserve(uint64(len(content))) {
-		return nil, errSnapshotBudget
+		return nil, &snapshotBudgetError{uint64(len(content))}
 	}
 	fd, err := unix.MemfdCreate("cocoon-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cocoonhost/cocoon/abi"
 )
@@ -45,7 +46,13 @@ type stageModule struct {
 	snapshotOnce  sync.Once
 	snapshot      *snapshot
 	unsnapshotted error
-	idle          idleInstances
+	// retaken is the snapshot taken by a later request when the first did not fit in
+	// the sandbox's snapshot memory (Sandbox.retakeSnapshot); retaking is held while
+	// one is taken, retakeFailed set once one failed for another reason.
+	retaken      atomic.Pointer[snapshot]
+	retaking     sync.Mutex
+	retakeFailed atomic.Bool
+	idle         idleInstances
 }
 
 func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 }

@@ -147,6 +147,9 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 		return nil, err
 	}
 	defer first.close()
+	if size := uint64(len(memory)); !s.snapshots.fits(size) {
+		return nil, &snapshotBudgetError{size} // not worth the second initialization
+	}
 	second, memory2, state2, err := s.initOnce(m)
 	if err != nil {
 		return nil, err
@@ -203,6 +206,13 @@ func (b *snapshotBudget) reserve(n uint64) bool {
 	return true
 }
 
+// fits reports whether n more bytes fit now.
+func (b *snapshotBudget) fits(n uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used+n <= b.limit
+}
+
 // release gives back n bytes that reserve counted.
 func (b *snapshotBudget) release(n uint64) {
 	b.mu.Lock()
@@ -212,10 +222,57 @@ func (b *snapshotBudget) release(n uint64) {
 
 // snapshotOf returns m's snapshot, taking it at the first call (takeSnapshot), or nil
 // when it cannot be taken. Calls during the first wait for it: the first request
-// through a stage module pays for two initializations, once.
+// through a stage module pays for two initializations, once. A snapshot that did not
+// fit in the sandbox's snapshot memory is taken again once it fits
+// (retakeSnapshot).
 func (s *Sandbox) snapshotOf(m *stageModule) *snapshot {
 	m.snapshotOnce.Do(func() { m.snapshot, m.unsnapshotted = s.takeSnapshot(m) })
-	return m.snapshot
+	if m.snapshot != nil {
+		return m.snapshot
+	}
+	return s.retakeSnapshot(m)
+}
+
+// takenSnapshot is m's snapshot once snapshotOf took it, at the first request or a
+// later one; nil before, or if it has none.
+func (m *stageModule) takenSnapshot() *snapshot {
+	if m.snapshot != nil {
+		return m.snapshot
+	}
+	return m.retaken.Load()
+}
+
+// retakeSnapshot returns the snapshot of m, whose first one did not fit in the
+// sandbox's snapshot memory, taking it if it fits now; nil while it does not. The
+// budget is shared by every tenant's pipelines: decided once, a tenant that filled it
+// first (pipelines are cheap to upload, and their images stay until they are deleted)
+// left every module whose first request came then initialized per request for as long
+// as its pipeline lives, even after the filler's pipelines were deleted. It costs a
+// look at the budget per request while the snapshot does not fit; when it does, one
+// request pays for two initializations again (a second request meanwhile initializes
+// its own instance rather than waiting), and if that attempt fails for another reason
+// (initialization is deterministic, so only a time limit could) there is no other.
+func (s *Sandbox) retakeSnapshot(m *stageModule) *snapshot {
+	if snap := m.retaken.Load(); snap != nil {
+		return snap
+	}
+	var full *snapshotBudgetError
+	if !errors.As(m.unsnapshotted, &full) || m.retakeFailed.Load() || !s.snapshots.fits(full.size) || !m.retaking.TryLock() {
+		return nil
+	}
+	defer m.retaking.Unlock()
+	if snap := m.retaken.Load(); snap != nil {
+		return snap
+	}
+	snap, err := s.takeSnapshot(m)
+	if err != nil {
+		if !errors.Is(err, errSnapshotBudget) { // filled again meanwhile: tried when it fits
+			m.retakeFailed.Store(true)
+		}
+		return nil
+	}
+	m.retaken.Store(snap)
+	return snap
 }
 
 // initOnce initializes a fresh instance of m and returns it, its memory (a view, valid
@@ -310,7 +367,7 @@ func (q *idleInstances) takeFor(snap *snapshot) *instance {
 // put resets inst and keeps it, if it qualifies and there is room; it reports
 // whether it did. inst's memory and tables stop counting against its request.
 func (q *idleInstances) put(inst *instance) bool {
-	snap := inst.spec.snapshot
+	snap := inst.spec.takenSnapshot()
 	if snap == nil || !inst.ready || inst.broken != nil || inst.exited || inst.memory.size != snap.memory.size ||
 		inst.memory.mapping.image != snap.memory.imageMappings { // it initialized itself (Sandbox.instantiate)
 		return false
