@@ -44,6 +44,7 @@ type stageModule struct {
 	// if it could not be taken (unsnapshotted says why), and instances then run
 	// initialization themselves. It is taken at the first instantiation (snapshotOf).
 	snapshotOnce  sync.Once
+	snapshotTried atomic.Bool // set once snapshotOnce ran takeSnapshot
 	snapshot      *snapshot
 	unsnapshotted error
 	// retaken is the snapshot taken by a later request when the first did not fit in

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -226,11 +227,44 @@ func (b *snapshotBudget) release(n uint64) {
 // fit in the sandbox's snapshot memory is taken again once it fits
 // (retakeSnapshot).
 func (s *Sandbox) snapshotOf(m *stageModule) *snapshot {
-	m.snapshotOnce.Do(func() { m.snapshot, m.unsnapshotted = s.takeSnapshot(m) })
+	m.snapshotOnce.Do(func() {
+		m.snapshot, m.unsnapshotted = s.takeSnapshot(m)
+		m.snapshotTried.Store(true)
+	})
 	if m.snapshot != nil {
 		return m.snapshot
 	}
 	return s.retakeSnapshot(m)
+}
+
+// maxSnapshotWait bounds the time a request waits for snapshots to be taken
+// (SPEC.md §7.4): once it has waited that long, it takes no more, and its instances of
+// modules whose snapshot is not taken yet initialize themselves, as a request's
+// instances do without snapshots. A variable for tests.
+var maxSnapshotWait = abi.RequestModuleTime
+
+// snapshotFor is snapshotOf for an instance of m in request, whose time waiting for
+// snapshots it counts: a request that has waited maxSnapshotWait takes none, and gets
+// nil for a module whose snapshot is not taken yet (a later request takes it). The
+// time is not the request's module time, so that a first request is not failed by
+// work done for every later one; without a bound, a first request through a pipeline of
+// 32 modules whose initializations take just under their limit (10 s at most each)
+// held its generation slot for 640 s of initializations counted nowhere, which the
+// client going away does not stop, once per pipeline an API key uploads. With it, a
+// request waits at most maxSnapshotWait plus one module's two initializations, and
+// every request takes at least one snapshot not taken yet, so the pipeline gets all of
+// them.
+func (s *Sandbox) snapshotFor(m *stageModule, request *requestState) *snapshot {
+	if request.snapshotWait >= maxSnapshotWait {
+		if m.snapshotTried.Load() {
+			return m.takenSnapshot() // not retaken here (retakeSnapshot)
+		}
+		return nil
+	}
+	start := time.Now()
+	snap := s.snapshotOf(m)
+	request.snapshotWait += time.Since(start)
+	return snap
 }
 
 // takenSnapshot is m's snapshot once snapshotOf took it, at the first request or a
