@@ -44,7 +44,13 @@ func CheckHash(s string) error { return manifest.CheckHash(s) }
 // any check of NewPipeline. The model is not checked here: the caller knows which
 // models its backend serves.
 func (s *Sandbox) PipelineFromManifest(m *Manifest, store *Store) (*Pipeline, error) {
-	var spec PipelineSpec
+	return s.ownedPipelineFromManifest(m, store, "")
+}
+
+// ownedPipelineFromManifest is PipelineFromManifest for a pipeline of owner
+// (PipelineSpec.Owner).
+func (s *Sandbox) ownedPipelineFromManifest(m *Manifest, store *Store, owner string) (*Pipeline, error) {
+	spec := PipelineSpec{Owner: owner}
 	for _, st := range []struct {
 		stage Stage
 		mms   []ManifestModule

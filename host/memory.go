@@ -111,6 +111,7 @@ type imageMappings struct {
 	// and a page for each other page an instance touches (a read of a hole in a
 	// memfd allocates the page).
 	budget *snapshotBudget
+	owner  string // whom budget counts size for
 
 	mu   sync.Mutex
 	free []*mapping // each maps the image, as it is, and is zero after it
@@ -141,16 +142,16 @@ func (e *snapshotBudgetError) Unwrap() error { return errSnapshotBudget }
 // write of the pages that are not zero. When the image becomes unreachable, its
 // descriptor is closed, its pooled mappings unmapped and its size given back to
 // budget; the mappings instances hold stay valid.
-func newMemoryImage(content []byte, budget *snapshotBudget) (*memoryImage, error) {
-	if !budget.reserve(uint64(len(content))) {
+func newMemoryImage(content []byte, budget *snapshotBudget, owner string) (*memoryImage, error) {
+	if !budget.reserve(owner, uint64(len(content))) {
 		return nil, &snapshotBudgetError{uint64(len(content))}
 	}
 	fd, err := unix.MemfdCreate("cocoon-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
-		budget.release(uint64(len(content)))
+		budget.release(owner, uint64(len(content)))
 		return nil, fmt.Errorf("creating a memfd: %w", err)
 	}
-	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content)), budget: budget}}
+	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content)), budget: budget, owner: owner}}
 	runtime.AddCleanup(img, (*imageMappings).close, img.imageMappings)
 	if err := unix.Ftruncate(fd, int64(len(content))); err != nil {
 		return nil, fmt.Errorf("sizing the memfd: %w", err)
@@ -197,7 +198,7 @@ func (im *imageMappings) close() {
 		_ = unix.Munmap(im.content)
 	}
 	unix.Close(im.fd)
-	im.budget.release(im.size)
+	im.budget.release(im.owner, im.size)
 }
 
 // get returns a mapping whose first im.size bytes are a private copy-on-write view of

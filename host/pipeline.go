@@ -23,6 +23,10 @@ type ModuleSpec struct {
 type PipelineSpec struct {
 	Pre  []ModuleSpec
 	Post []ModuleSpec
+	// Owner is whom the snapshots of the pipeline's modules count against: one
+	// owner's keep at most a share of the sandbox's snapshot memory
+	// (snapshotOwnerShare). Empty for a pipeline that is the host's only one.
+	Owner string
 }
 
 // Pipeline is a checked, ready-to-run list of compiled modules. It is immutable and safe
@@ -38,6 +42,7 @@ type stageModule struct {
 	module *Module
 	stage  Stage
 	index  int
+	owner  string // PipelineSpec.Owner
 	config []byte
 	limits abi.Limits
 	// snapshot is the state initialization reaches, which instances start from; nil
@@ -80,7 +85,7 @@ func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 				Message: fmt.Sprintf("%d %s modules, over the limit of %d", len(st.specs), st.stage, abi.MaxStageModules)}
 		}
 		for i, ms := range st.specs {
-			m, err := newStageModule(st.stage, i, ms)
+			m, err := newStageModule(st.stage, i, ms, spec.Owner)
 			if err != nil {
 				return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline),
 					Message: fmt.Sprintf("%s module %d: %v", st.stage, i+1, err)}
@@ -117,11 +122,11 @@ func (m *stageModule) tableBytes() uint64 {
 	return n
 }
 
-func newStageModule(stage Stage, index int, ms ModuleSpec) (*stageModule, error) {
+func newStageModule(stage Stage, index int, ms ModuleSpec, owner string) (*stageModule, error) {
 	if ms.Module == nil {
 		return nil, fmt.Errorf("no module")
 	}
-	m := &stageModule{module: ms.Module, stage: stage, index: index, config: ms.Config, limits: ms.Limits.WithDefaults()}
+	m := &stageModule{module: ms.Module, stage: stage, index: index, owner: owner, config: ms.Config, limits: ms.Limits.WithDefaults()}
 	switch {
 	case stage == StagePre && !m.has(abi.HookPre):
 		return nil, fmt.Errorf("%s implements %s but not cocoon_pre", ms.Module.Hash, ms.Module.Info.Hooks)

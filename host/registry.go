@@ -169,7 +169,9 @@ func (r *Registry) load(id string) (*Entry, error) {
 	case err != nil || !hmac.Equal(mac, entryMAC(r.macKey, id, f.Created, f.Owners)):
 		return nil, errors.New("the owners do not authenticate: the file was altered, or written under another root sealing secret")
 	}
-	p, err := r.sandbox.PipelineFromManifest(m, r.store)
+	// The snapshots count against one owner (PipelineSpec.Owner): here the first of
+	// the file's, in order; at Add, the owner who added the pipeline first.
+	p, err := r.sandbox.ownedPipelineFromManifest(m, r.store, f.Owners[0])
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +209,7 @@ func (r *Registry) Add(m *Manifest, owner string) (e *Entry, created bool, err e
 		r.entries[id] = &e
 		return &e, false, nil
 	}
-	p, err := r.sandbox.PipelineFromManifest(cm, r.store)
+	p, err := r.sandbox.ownedPipelineFromManifest(cm, r.store, owner)
 	if err != nil {
 		return nil, false, err
 	}

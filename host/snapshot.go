@@ -148,7 +148,7 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 		return nil, err
 	}
 	defer first.close()
-	if size := uint64(len(memory)); !s.snapshots.fits(size) {
+	if size := uint64(len(memory)); !s.snapshots.fits(m.owner, size) {
 		return nil, &snapshotBudgetError{size} // not worth the second initialization
 	}
 	second, memory2, state2, err := s.initOnce(m)
@@ -159,7 +159,7 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 	if !bytes.Equal(memory, memory2) || !state.equal(state2) {
 		return nil, errNondeterministic
 	}
-	img, err := newMemoryImage(memory, s.snapshots)
+	img, err := newMemoryImage(memory, s.snapshots, m.owner)
 	if err != nil {
 		return nil, err
 	}
@@ -175,50 +175,78 @@ const DefaultSnapshotMemory = 1 << 30
 // (the sizes of their images) to bytes, DefaultSnapshotMemory if 0 or less. A snapshot lives as long as its pipeline, and a pipeline costs its owner
 // only one request to fill: without a bound, a small module whose initialization
 // writes 256 MiB, in many pipelines (one per config), would hold the host's memory
-// for good. A stage module whose snapshot does not fit when its first request takes
-// it gets none, and is initialized per request.
+// for good. One owner's pipelines keep at most 1/snapshotOwnerShare of it. A stage
+// module whose snapshot does not fit when its first request takes it is initialized
+// per request until a request finds room for it (Sandbox.retakeSnapshot).
 func (c SandboxConfig) WithSnapshotMemory(bytes int64) SandboxConfig {
 	c.snapshotMemory = bytes
 	return c
 }
 
-// snapshotBudget counts the bytes the sandbox's snapshot images keep.
+// snapshotOwnerShare: the snapshots of one owner's pipelines (PipelineSpec.Owner) keep
+// at most 1/snapshotOwnerShare of the sandbox's snapshot memory (128 MiB of the
+// default: about 23 Go guests). Pipelines cost an API key nothing to keep, and a
+// snapshot is taken at a stage module's first request: without a share, one key's
+// pipelines, uploaded and sent one request each, held the whole budget for as long as
+// the key kept them, and every other tenant's modules were initialized per request
+// (the SDK's Go guests 7.7 times slower a request: BenchmarkSnapshotBudgetFull).
+const snapshotOwnerShare = 8
+
+// snapshotBudget counts the bytes the sandbox's snapshot images keep, in all and by
+// owner.
 type snapshotBudget struct {
-	limit uint64
-	mu    sync.Mutex
-	used  uint64
+	limit, ownerLimit uint64
+	mu                sync.Mutex
+	used              uint64
+	byOwner           map[string]uint64 // only owners that have some counted
 }
 
 func newSnapshotBudget(limit int64) *snapshotBudget {
 	if limit <= 0 {
 		limit = DefaultSnapshotMemory
 	}
-	return &snapshotBudget{limit: uint64(limit)}
+	return &snapshotBudget{limit: uint64(limit), ownerLimit: uint64(limit) / snapshotOwnerShare, byOwner: map[string]uint64{}}
 }
 
-// reserve counts n more bytes, or reports false, counting nothing, if they do not fit.
-func (b *snapshotBudget) reserve(n uint64) bool {
+// reserve counts n more bytes for owner, or reports false, counting nothing, if they
+// do not fit.
+func (b *snapshotBudget) reserve(owner string, n uint64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.used+n > b.limit {
+	if !b.fitsLocked(owner, n) {
 		return false
 	}
 	b.used += n
+	if owner != "" {
+		b.byOwner[owner] += n
+	}
 	return true
 }
 
-// fits reports whether n more bytes fit now.
-func (b *snapshotBudget) fits(n uint64) bool {
+// fits reports whether n more bytes of owner fit now: in all, and within owner's
+// share unless owner is "" (a pipeline built with no owner: the only one, as
+// `cocoon run` builds it).
+func (b *snapshotBudget) fits(owner string, n uint64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.used+n <= b.limit
+	return b.fitsLocked(owner, n)
 }
 
-// release gives back n bytes that reserve counted.
-func (b *snapshotBudget) release(n uint64) {
+func (b *snapshotBudget) fitsLocked(owner string, n uint64) bool {
+	return b.used+n <= b.limit && (owner == "" || b.byOwner[owner]+n <= b.ownerLimit)
+}
+
+// release gives back n bytes that reserve counted for owner.
+func (b *snapshotBudget) release(owner string, n uint64) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.used -= n
-	b.mu.Unlock()
+	if owner == "" {
+		return
+	}
+	if b.byOwner[owner] -= n; b.byOwner[owner] == 0 {
+		delete(b.byOwner, owner)
+	}
 }
 
 // snapshotOf returns m's snapshot, taking it at the first call (takeSnapshot), or nil
@@ -291,7 +319,7 @@ func (s *Sandbox) retakeSnapshot(m *stageModule) *snapshot {
 		return snap
 	}
 	var full *snapshotBudgetError
-	if !errors.As(m.unsnapshotted, &full) || m.retakeFailed.Load() || !s.snapshots.fits(full.size) || !m.retaking.TryLock() {
+	if !errors.As(m.unsnapshotted, &full) || m.retakeFailed.Load() || !s.snapshots.fits(m.owner, full.size) || !m.retaking.TryLock() {
 		return nil
 	}
 	defer m.retaking.Unlock()

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -115,5 +116,54 @@ func BenchmarkSnapshotBudgetFull(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSnapshotBudgetIsShared is the same attacker keeping its pipelines: one API key
+// registers pipelines whose images (512 KiB each) would fill the budget of 4 MiB and
+// sends each a request. Its snapshots now keep at most its share of the budget
+// (1/snapshotOwnerShare, 512 KiB), its other modules are initialized per request, and
+// another owner's module, uploaded afterwards, is snapshot at its first request.
+func TestSnapshotBudgetIsShared(t *testing.T) {
+	const limit = 4 * abi.MiB
+	ctx := context.Background()
+	s, err := NewSandbox(ctx, NewSandboxConfig().WithSnapshotMemory(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(ctx) })
+	store, err := OpenStore(ctx, s, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRegistry(s, store, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(owner string, module []byte, config int) *Pipeline {
+		t.Helper()
+		mod, err := store.Put(ctx, module)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _, err := r.Add(parse(t, fmt.Sprintf(`{"abi_version":1,"model":"m","pre":[{"module":%q,"config":{"n":%d}}]}`, mod.Hash, config)), owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		preOnce(t, e.Pipeline)
+		return e.Pipeline
+	}
+	var snapshots int
+	for i := range 2 * snapshotOwnerShare {
+		if p := add("key:attacker", fillingModule(8, 1), i); s.snapshotOf(p.pre[0]) != nil {
+			snapshots++
+		}
+	}
+	if used := snapshotBytesUsed(s); snapshots != 1 || used > limit/snapshotOwnerShare {
+		t.Errorf("one owner's %d pipelines took %d snapshots, %d KiB; want one, within %d KiB", 2*snapshotOwnerShare, snapshots, used>>10, limit/snapshotOwnerShare>>10)
+	}
+	honest := add("key:honest", fillingModule(8, 2), 0)
+	if m := honest.pre[0]; s.snapshotOf(m) == nil {
+		t.Fatalf("another owner's module got no snapshot: %v", m.unsnapshotted)
 	}
 }
