@@ -136,14 +136,15 @@ func (e *snapshotBudgetError) Error() string {
 func (e *snapshotBudgetError) Unwrap() error { return errSnapshotBudget }
 
 // newMemoryImage writes content, whose length is a multiple of abi.PageSize, to a new
-// sealed memfd, and counts its size against budget, failing with errSnapshotBudget if
-// it does not fit: all of it, because a page of the image that is zero, which the
+// sealed memfd, and counts its size against budget for the first of owners with room
+// for it (snapshotBudget.reserve), failing with errSnapshotBudget if it does not fit: all of it, because a page of the image that is zero, which the
 // memfd does not hold, becomes one it holds as soon as an instance reads it. It costs a
 // write of the pages that are not zero. When the image becomes unreachable, its
 // descriptor is closed, its pooled mappings unmapped and its size given back to
 // budget; the mappings instances hold stay valid.
-func newMemoryImage(content []byte, budget *snapshotBudget, owner string) (*memoryImage, error) {
-	if !budget.reserve(owner, uint64(len(content))) {
+func newMemoryImage(content []byte, budget *snapshotBudget, owners []string) (*memoryImage, error) {
+	owner, ok := budget.reserve(owners, uint64(len(content)))
+	if !ok {
 		return nil, &snapshotBudgetError{uint64(len(content))}
 	}
 	fd, err := unix.MemfdCreate("cocoon-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)

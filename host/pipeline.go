@@ -23,10 +23,12 @@ type ModuleSpec struct {
 type PipelineSpec struct {
 	Pre  []ModuleSpec
 	Post []ModuleSpec
-	// Owner is whom the snapshots of the pipeline's modules count against: one
-	// owner's keep at most a share of the sandbox's snapshot memory
-	// (snapshotOwnerShare). Empty for a pipeline that is the host's only one.
-	Owner string
+	// Owners are whom the snapshots of the pipeline's modules count against, each
+	// the first of them with room for it when it is taken: one owner's keep at most a
+	// share of the sandbox's snapshot memory (snapshotOwnerShare). None for a
+	// pipeline that is the host's only one. The registry changes them as owners add
+	// and delete the pipeline (Pipeline.setOwners).
+	Owners []string
 }
 
 // Pipeline is a checked, ready-to-run list of compiled modules. It is immutable and safe
@@ -35,14 +37,25 @@ type Pipeline struct {
 	sandbox *Sandbox
 	pre     []*stageModule
 	post    []*stageModule
+	// owners is PipelineSpec.Owners, as the registry updates them; its stage modules
+	// share it, allocated apart: a pointer into p from them would keep p reachable
+	// from its cleanup's argument, and p would never be collected.
+	owners *atomic.Pointer[[]string]
 }
+
+// setOwners replaces the owners whom snapshots not taken yet count against; those
+// taken stay counted against theirs.
+func (p *Pipeline) setOwners(owners []string) { p.owners.Store(&owners) }
+
+// ownerList is the owners of m's pipeline now (PipelineSpec.Owners).
+func (m *stageModule) ownerList() []string { return *m.owners.Load() }
 
 // stageModule is a module at its place in a pipeline, with its effective limits.
 type stageModule struct {
 	module *Module
 	stage  Stage
 	index  int
-	owner  string // PipelineSpec.Owner
+	owners *atomic.Pointer[[]string] // its pipeline's
 	config []byte
 	limits abi.Limits
 	// snapshot is the state initialization reaches, which instances start from; nil
@@ -73,7 +86,8 @@ func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 
 // it, so building a pipeline, which the registry does under its lock, stays cheap
 // whatever a module's initialization costs.
 func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
-	p := &Pipeline{sandbox: s}
+	p := &Pipeline{sandbox: s, owners: new(atomic.Pointer[[]string])}
+	p.setOwners(spec.Owners)
 	var minimum uint64 // bytes of memory and tables the modules need at start
 	for _, st := range []struct {
 		stage Stage
@@ -85,7 +99,7 @@ func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 				Message: fmt.Sprintf("%d %s modules, over the limit of %d", len(st.specs), st.stage, abi.MaxStageModules)}
 		}
 		for i, ms := range st.specs {
-			m, err := newStageModule(st.stage, i, ms, spec.Owner)
+			m, err := newStageModule(st.stage, i, ms, p.owners)
 			if err != nil {
 				return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline),
 					Message: fmt.Sprintf("%s module %d: %v", st.stage, i+1, err)}
@@ -122,11 +136,11 @@ func (m *stageModule) tableBytes() uint64 {
 	return n
 }
 
-func newStageModule(stage Stage, index int, ms ModuleSpec, owner string) (*stageModule, error) {
+func newStageModule(stage Stage, index int, ms ModuleSpec, owners *atomic.Pointer[[]string]) (*stageModule, error) {
 	if ms.Module == nil {
 		return nil, fmt.Errorf("no module")
 	}
-	m := &stageModule{module: ms.Module, stage: stage, index: index, owner: owner, config: ms.Config, limits: ms.Limits.WithDefaults()}
+	m := &stageModule{module: ms.Module, stage: stage, index: index, owners: owners, config: ms.Config, limits: ms.Limits.WithDefaults()}
 	switch {
 	case stage == StagePre && !m.has(abi.HookPre):
 		return nil, fmt.Errorf("%s implements %s but not cocoon_pre", ms.Module.Hash, ms.Module.Info.Hooks)

@@ -169,13 +169,12 @@ func (r *Registry) load(id string) (*Entry, error) {
 	case err != nil || !hmac.Equal(mac, entryMAC(r.macKey, id, f.Created, f.Owners)):
 		return nil, errors.New("the owners do not authenticate: the file was altered, or written under another root sealing secret")
 	}
-	// The snapshots count against one owner (PipelineSpec.Owner): here the first of
-	// the file's, in order; at Add, the owner who added the pipeline first.
-	p, err := r.sandbox.ownedPipelineFromManifest(m, r.store, f.Owners[0])
+	owners := slices.Compact(f.Owners)
+	p, err := r.sandbox.ownedPipelineFromManifest(m, r.store, owners)
 	if err != nil {
 		return nil, err
 	}
-	return &Entry{ID: id, Manifest: m, Pipeline: p, Created: f.Created, owners: slices.Compact(f.Owners)}, nil
+	return &Entry{ID: id, Manifest: m, Pipeline: p, Created: f.Created, owners: owners}, nil
 }
 
 // Add registers the pipeline m describes for owner, whose modules must be in the store,
@@ -207,9 +206,10 @@ func (r *Registry) Add(m *Manifest, owner string) (e *Entry, created bool, err e
 			return nil, false, err
 		}
 		r.entries[id] = &e
+		e.Pipeline.setOwners(e.owners)
 		return &e, false, nil
 	}
-	p, err := r.sandbox.ownedPipelineFromManifest(cm, r.store, owner)
+	p, err := r.sandbox.ownedPipelineFromManifest(cm, r.store, []string{owner})
 	if err != nil {
 		return nil, false, err
 	}
@@ -286,6 +286,7 @@ func (r *Registry) Delete(id, owner string) (removed bool, err error) {
 		return false, err
 	}
 	r.entries[id] = &e
+	e.Pipeline.setOwners(e.owners)
 	return false, nil
 }
 

@@ -148,7 +148,7 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 		return nil, err
 	}
 	defer first.close()
-	if size := uint64(len(memory)); !s.snapshots.fits(m.owner, size) {
+	if size := uint64(len(memory)); !s.snapshots.fits(m.ownerList(), size) {
 		return nil, &snapshotBudgetError{size} // not worth the second initialization
 	}
 	second, memory2, state2, err := s.initOnce(m)
@@ -159,7 +159,7 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 	if !bytes.Equal(memory, memory2) || !state.equal(state2) {
 		return nil, errNondeterministic
 	}
-	img, err := newMemoryImage(memory, s.snapshots, m.owner)
+	img, err := newMemoryImage(memory, s.snapshots, m.ownerList())
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ const DefaultSnapshotMemory = 1 << 30
 // (the sizes of their images) to bytes, DefaultSnapshotMemory if 0 or less. A snapshot lives as long as its pipeline, and a pipeline costs its owner
 // only one request to fill: without a bound, a small module whose initialization
 // writes 256 MiB, in many pipelines (one per config), would hold the host's memory
-// for good. One owner's pipelines keep at most 1/snapshotOwnerShare of it. A stage
+// for good. What counts against one owner is at most 1/snapshotOwnerShare of it. A stage
 // module whose snapshot does not fit when its first request takes it is initialized
 // per request until a request finds room for it (Sandbox.retakeSnapshot).
 func (c SandboxConfig) WithSnapshotMemory(bytes int64) SandboxConfig {
@@ -183,9 +183,11 @@ func (c SandboxConfig) WithSnapshotMemory(bytes int64) SandboxConfig {
 	return c
 }
 
-// snapshotOwnerShare: the snapshots of one owner's pipelines (PipelineSpec.Owner) keep
-// at most 1/snapshotOwnerShare of the sandbox's snapshot memory (128 MiB of the
-// default: about 23 Go guests). Pipelines cost an API key nothing to keep, and a
+// snapshotOwnerShare: the snapshots counted against one owner (PipelineSpec.Owners)
+// keep at most 1/snapshotOwnerShare of the sandbox's snapshot memory (128 MiB of the
+// default: about 23 Go guests). A snapshot counts against the first owner of its
+// pipeline, when it is taken, that has room for it: an owner whose share is full
+// cannot keep a pipeline another owner also registered from being snapshot. Pipelines cost an API key nothing to keep, and a
 // snapshot is taken at a stage module's first request: without a share, one key's
 // pipelines, uploaded and sent one request each, held the whole budget for as long as
 // the key kept them, and every other tenant's modules were initialized per request
@@ -208,32 +210,46 @@ func newSnapshotBudget(limit int64) *snapshotBudget {
 	return &snapshotBudget{limit: uint64(limit), ownerLimit: uint64(limit) / snapshotOwnerShare, byOwner: map[string]uint64{}}
 }
 
-// reserve counts n more bytes for owner, or reports false, counting nothing, if they
-// do not fit.
-func (b *snapshotBudget) reserve(owner string, n uint64) bool {
+// reserve counts n more bytes for the first of owners whose share has room for them,
+// and returns it; false, counting nothing, if they do not fit. With no owners (a
+// pipeline built with none: the host's only one, as `cocoon run` builds it), only the
+// total bounds them, and the owner returned is "".
+func (b *snapshotBudget) reserve(owners []string, n uint64) (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.fitsLocked(owner, n) {
-		return false
+	owner, ok := b.roomLocked(owners, n)
+	if !ok {
+		return "", false
 	}
 	b.used += n
 	if owner != "" {
 		b.byOwner[owner] += n
 	}
-	return true
+	return owner, true
 }
 
-// fits reports whether n more bytes of owner fit now: in all, and within owner's
-// share unless owner is "" (a pipeline built with no owner: the only one, as
-// `cocoon run` builds it).
-func (b *snapshotBudget) fits(owner string, n uint64) bool {
+// fits reports whether reserve(owners, n) would succeed now.
+func (b *snapshotBudget) fits(owners []string, n uint64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.fitsLocked(owner, n)
+	_, ok := b.roomLocked(owners, n)
+	return ok
 }
 
-func (b *snapshotBudget) fitsLocked(owner string, n uint64) bool {
-	return b.used+n <= b.limit && (owner == "" || b.byOwner[owner]+n <= b.ownerLimit)
+// roomLocked returns the owner reserve would count n bytes for.
+func (b *snapshotBudget) roomLocked(owners []string, n uint64) (string, bool) {
+	if b.used+n > b.limit {
+		return "", false
+	}
+	if len(owners) == 0 {
+		return "", true
+	}
+	for _, owner := range owners {
+		if b.byOwner[owner]+n <= b.ownerLimit {
+			return owner, true
+		}
+	}
+	return "", false
 }
 
 // release gives back n bytes that reserve counted for owner.
@@ -319,7 +335,7 @@ func (s *Sandbox) retakeSnapshot(m *stageModule) *snapshot {
 		return snap
 	}
 	var full *snapshotBudgetError
-	if !errors.As(m.unsnapshotted, &full) || m.retakeFailed.Load() || !s.snapshots.fits(m.owner, full.size) || !m.retaking.TryLock() {
+	if !errors.As(m.unsnapshotted, &full) || m.retakeFailed.Load() || !s.snapshots.fits(m.ownerList(), full.size) || !m.retaking.TryLock() {
 		return nil
 	}
 	defer m.retaking.Unlock()

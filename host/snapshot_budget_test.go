@@ -120,12 +120,15 @@ func BenchmarkSnapshotBudgetFull(b *testing.B) {
 }
 
 // TestSnapshotBudgetIsShared is the same attacker keeping its pipelines: one API key
-// registers pipelines whose images (512 KiB each) would fill the budget of 4 MiB and
+// registers pipelines whose images (512 KiB each) would fill the budget of 8 MiB and
 // sends each a request. Its snapshots now keep at most its share of the budget
-// (1/snapshotOwnerShare, 512 KiB), its other modules are initialized per request, and
-// another owner's module, uploaded afterwards, is snapshot at its first request.
+// (1/snapshotOwnerShare, 1 MiB: two), its other modules are initialized per request, and
+// another owner's module, uploaded afterwards, is snapshot at its first request. Nor
+// can the attacker squat a pipeline it expects others to upload (a published example
+// with its default config): registered first by the attacker, whose share is full, it
+// is snapshot once the honest owner registers it too.
 func TestSnapshotBudgetIsShared(t *testing.T) {
-	const limit = 4 * abi.MiB
+	const limit = 8 * abi.MiB
 	ctx := context.Background()
 	s, err := NewSandbox(ctx, NewSandboxConfig().WithSnapshotMemory(limit))
 	if err != nil {
@@ -140,7 +143,7 @@ func TestSnapshotBudgetIsShared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	add := func(owner string, module []byte, config int) *Pipeline {
+	add := func(owner string, module []byte, config int, request bool) *Pipeline {
 		t.Helper()
 		mod, err := store.Put(ctx, module)
 		if err != nil {
@@ -150,20 +153,33 @@ func TestSnapshotBudgetIsShared(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		preOnce(t, e.Pipeline)
+		if request {
+			preOnce(t, e.Pipeline)
+		}
 		return e.Pipeline
 	}
 	var snapshots int
 	for i := range 2 * snapshotOwnerShare {
-		if p := add("key:attacker", fillingModule(8, 1), i); s.snapshotOf(p.pre[0]) != nil {
+		if p := add("key:attacker", fillingModule(8, 1), i, true); s.snapshotOf(p.pre[0]) != nil {
 			snapshots++
 		}
 	}
-	if used := snapshotBytesUsed(s); snapshots != 1 || used > limit/snapshotOwnerShare {
-		t.Errorf("one owner's %d pipelines took %d snapshots, %d KiB; want one, within %d KiB", 2*snapshotOwnerShare, snapshots, used>>10, limit/snapshotOwnerShare>>10)
+	if used := snapshotBytesUsed(s); snapshots != 2 || used > limit/snapshotOwnerShare {
+		t.Errorf("one owner's %d pipelines took %d snapshots, %d KiB; want two, within %d KiB", 2*snapshotOwnerShare, snapshots, used>>10, limit/snapshotOwnerShare>>10)
 	}
-	honest := add("key:honest", fillingModule(8, 2), 0)
+	honest := add("key:honest", fillingModule(8, 2), 0, true)
 	if m := honest.pre[0]; s.snapshotOf(m) == nil {
 		t.Fatalf("another owner's module got no snapshot: %v", m.unsnapshotted)
+	}
+
+	squatted := add("key:attacker", fillingModule(8, 3), 0, true)
+	if s.snapshotOf(squatted.pre[0]) != nil {
+		t.Fatal("the attacker's share is full, and its squatted pipeline was snapshot")
+	}
+	if add("key:honest", fillingModule(8, 3), 0, true) != squatted {
+		t.Fatal("the same manifest made another pipeline")
+	}
+	if m := squatted.pre[0]; s.snapshotOf(m) == nil {
+		t.Fatalf("the honest owner registered the squatted pipeline, and it has no snapshot: %v", m.unsnapshotted)
 	}
 }
