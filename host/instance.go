@@ -110,7 +110,7 @@ func (unreadRandom) Read([]byte) (int, error) { return 0, io.EOF }
 // fits gives what a fresh initialization gives, since memory only grows and each of
 // its growths then fits too.
 func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requestState) (*instance, error) {
-	snap := s.snapshotOf(m)
+	snap := s.snapshotFor(m, request)
 	if snap != nil && request.memory+snap.memory.size+m.tableBytes() > abi.RequestMemoryBytes {
 		snap = nil
 	}

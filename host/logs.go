@@ -56,6 +56,9 @@ func (r LogRecord) String() string {
 type requestState struct {
 	records    []LogRecord
 	moduleTime time.Duration
+	// snapshotWait is the time the request waited for snapshots to be taken, which
+	// is not module time (Sandbox.snapshotFor).
+	snapshotWait time.Duration
 	// memory is the bytes of the request's live instances: linear memories and
 	// abi.TableElementBytes per table element.
 	memory uint64

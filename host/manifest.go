@@ -44,7 +44,13 @@ func CheckHash(s string) error { return manifest.CheckHash(s) }
 // any check of NewPipeline. The model is not checked here: the caller knows which
 // models its backend serves.
 func (s *Sandbox) PipelineFromManifest(m *Manifest, store *Store) (*Pipeline, error) {
-	var spec PipelineSpec
+	return s.ownedPipelineFromManifest(m, store, nil)
+}
+
+// ownedPipelineFromManifest is PipelineFromManifest for a pipeline of owners
+// (PipelineSpec.Owners).
+func (s *Sandbox) ownedPipelineFromManifest(m *Manifest, store *Store, owners []string) (*Pipeline, error) {
+	spec := PipelineSpec{Owners: owners}
 	for _, st := range []struct {
 		stage Stage
 		mms   []ManifestModule

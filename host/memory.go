@@ -111,6 +111,7 @@ type imageMappings struct {
 	// and a page for each other page an instance touches (a read of a hole in a
 	// memfd allocates the page).
 	budget *snapshotBudget
+	owner  string // whom budget counts size for
 
 	mu   sync.Mutex
 	free []*mapping // each maps the image, as it is, and is zero after it
@@ -121,26 +122,37 @@ type imageMappings struct {
 const maxImageMappings = 8
 
 // errSnapshotBudget: the image does not fit in what is left of the sandbox's
-// snapshot memory (WithSnapshotMemory).
+// snapshot memory (WithSnapshotMemory). It is the snapshotBudgetError's.
 var errSnapshotBudget = errors.New("the host's memory for snapshots is full")
 
+// snapshotBudgetError is errSnapshotBudget for an image of size bytes, the room it
+// waits for (Sandbox.retakeSnapshot).
+type snapshotBudgetError struct{ size uint64 }
+
+func (e *snapshotBudgetError) Error() string {
+	return fmt.Sprintf("%v: no room for %s", errSnapshotBudget, formatBytes(e.size))
+}
+
+func (e *snapshotBudgetError) Unwrap() error { return errSnapshotBudget }
+
 // newMemoryImage writes content, whose length is a multiple of abi.PageSize, to a new
-// sealed memfd, and counts its size against budget, failing with errSnapshotBudget if
-// it does not fit: all of it, because a page of the image that is zero, which the
+// sealed memfd, and counts its size against budget for the first of owners with room
+// for it (snapshotBudget.reserve), failing with errSnapshotBudget if it does not fit: all of it, because a page of the image that is zero, which the
 // memfd does not hold, becomes one it holds as soon as an instance reads it. It costs a
 // write of the pages that are not zero. When the image becomes unreachable, its
 // descriptor is closed, its pooled mappings unmapped and its size given back to
 // budget; the mappings instances hold stay valid.
-func newMemoryImage(content []byte, budget *snapshotBudget) (*memoryImage, error) {
-	if !budget.reserve(uint64(len(content))) {
-		return nil, errSnapshotBudget
+func newMemoryImage(content []byte, budget *snapshotBudget, owners []string) (*memoryImage, error) {
+	owner, ok := budget.reserve(owners, uint64(len(content)))
+	if !ok {
+		return nil, &snapshotBudgetError{uint64(len(content))}
 	}
 	fd, err := unix.MemfdCreate("cocoon-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
-		budget.release(uint64(len(content)))
+		budget.release(owner, uint64(len(content)))
 		return nil, fmt.Errorf("creating a memfd: %w", err)
 	}
-	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content)), budget: budget}}
+	img := &memoryImage{&imageMappings{fd: fd, size: uint64(len(content)), budget: budget, owner: owner}}
 	runtime.AddCleanup(img, (*imageMappings).close, img.imageMappings)
 	if err := unix.Ftruncate(fd, int64(len(content))); err != nil {
 		return nil, fmt.Errorf("sizing the memfd: %w", err)
@@ -187,7 +199,7 @@ func (im *imageMappings) close() {
 		_ = unix.Munmap(im.content)
 	}
 	unix.Close(im.fd)
-	im.budget.release(im.size)
+	im.budget.release(im.owner, im.size)
 }
 
 // get returns a mapping whose first im.size bytes are a private copy-on-write view of

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cocoonhost/cocoon/abi"
 )
@@ -22,6 +23,12 @@ type ModuleSpec struct {
 type PipelineSpec struct {
 	Pre  []ModuleSpec
 	Post []ModuleSpec
+	// Owners are whom the snapshots of the pipeline's modules count against, each
+	// the first of them with room for it when it is taken: one owner's keep at most a
+	// share of the sandbox's snapshot memory (snapshotOwnerShare). None for a
+	// pipeline that is the host's only one. The registry changes them as owners add
+	// and delete the pipeline (Pipeline.setOwners).
+	Owners []string
 }
 
 // Pipeline is a checked, ready-to-run list of compiled modules. It is immutable and safe
@@ -30,22 +37,41 @@ type Pipeline struct {
 	sandbox *Sandbox
 	pre     []*stageModule
 	post    []*stageModule
+	// owners is PipelineSpec.Owners, as the registry updates them; its stage modules
+	// share it, allocated apart: a pointer into p from them would keep p reachable
+	// from its cleanup's argument, and p would never be collected.
+	owners *atomic.Pointer[[]string]
 }
+
+// setOwners replaces the owners whom snapshots not taken yet count against; those
+// taken stay counted against theirs.
+func (p *Pipeline) setOwners(owners []string) { p.owners.Store(&owners) }
+
+// ownerList is the owners of m's pipeline now (PipelineSpec.Owners).
+func (m *stageModule) ownerList() []string { return *m.owners.Load() }
 
 // stageModule is a module at its place in a pipeline, with its effective limits.
 type stageModule struct {
 	module *Module
 	stage  Stage
 	index  int
+	owners *atomic.Pointer[[]string] // its pipeline's
 	config []byte
 	limits abi.Limits
 	// snapshot is the state initialization reaches, which instances start from; nil
 	// if it could not be taken (unsnapshotted says why), and instances then run
 	// initialization themselves. It is taken at the first instantiation (snapshotOf).
 	snapshotOnce  sync.Once
+	snapshotTried atomic.Bool // set once snapshotOnce ran takeSnapshot
 	snapshot      *snapshot
 	unsnapshotted error
-	idle          idleInstances
+	// retaken is the snapshot taken by a later request when the first did not fit in
+	// the sandbox's snapshot memory (Sandbox.retakeSnapshot); retaking is held while
+	// one is taken, retakeFailed set once one failed for another reason.
+	retaken      atomic.Pointer[snapshot]
+	retaking     sync.Mutex
+	retakeFailed atomic.Bool
+	idle         idleInstances
 }
 
 func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 }
@@ -60,7 +86,8 @@ func (m *stageModule) has(h abi.Hooks) bool { return m.module.Info.Hooks&h != 0 
 // it, so building a pipeline, which the registry does under its lock, stays cheap
 // whatever a module's initialization costs.
 func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
-	p := &Pipeline{sandbox: s}
+	p := &Pipeline{sandbox: s, owners: new(atomic.Pointer[[]string])}
+	p.setOwners(spec.Owners)
 	var minimum uint64 // bytes of memory and tables the modules need at start
 	for _, st := range []struct {
 		stage Stage
@@ -72,7 +99,7 @@ func (s *Sandbox) NewPipeline(spec PipelineSpec) (*Pipeline, error) {
 				Message: fmt.Sprintf("%d %s modules, over the limit of %d", len(st.specs), st.stage, abi.MaxStageModules)}
 		}
 		for i, ms := range st.specs {
-			m, err := newStageModule(st.stage, i, ms)
+			m, err := newStageModule(st.stage, i, ms, p.owners)
 			if err != nil {
 				return nil, &Error{Code: CodeInvalidPipeline, Status: statusOf(CodeInvalidPipeline),
 					Message: fmt.Sprintf("%s module %d: %v", st.stage, i+1, err)}
@@ -109,11 +136,11 @@ func (m *stageModule) tableBytes() uint64 {
 	return n
 }
 
-func newStageModule(stage Stage, index int, ms ModuleSpec) (*stageModule, error) {
+func newStageModule(stage Stage, index int, ms ModuleSpec, owners *atomic.Pointer[[]string]) (*stageModule, error) {
 	if ms.Module == nil {
 		return nil, fmt.Errorf("no module")
 	}
-	m := &stageModule{module: ms.Module, stage: stage, index: index, config: ms.Config, limits: ms.Limits.WithDefaults()}
+	m := &stageModule{module: ms.Module, stage: stage, index: index, owners: owners, config: ms.Config, limits: ms.Limits.WithDefaults()}
 	switch {
 	case stage == StagePre && !m.has(abi.HookPre):
 		return nil, fmt.Errorf("%s implements %s but not cocoon_pre", ms.Module.Hash, ms.Module.Info.Hooks)

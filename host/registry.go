@@ -169,11 +169,12 @@ func (r *Registry) load(id string) (*Entry, error) {
 	case err != nil || !hmac.Equal(mac, entryMAC(r.macKey, id, f.Created, f.Owners)):
 		return nil, errors.New("the owners do not authenticate: the file was altered, or written under another root sealing secret")
 	}
-	p, err := r.sandbox.PipelineFromManifest(m, r.store)
+	owners := slices.Compact(f.Owners)
+	p, err := r.sandbox.ownedPipelineFromManifest(m, r.store, owners)
 	if err != nil {
 		return nil, err
 	}
-	return &Entry{ID: id, Manifest: m, Pipeline: p, Created: f.Created, owners: slices.Compact(f.Owners)}, nil
+	return &Entry{ID: id, Manifest: m, Pipeline: p, Created: f.Created, owners: owners}, nil
 }
 
 // Add registers the pipeline m describes for owner, whose modules must be in the store,
@@ -205,9 +206,10 @@ func (r *Registry) Add(m *Manifest, owner string) (e *Entry, created bool, err e
 			return nil, false, err
 		}
 		r.entries[id] = &e
+		e.Pipeline.setOwners(e.owners)
 		return &e, false, nil
 	}
-	p, err := r.sandbox.PipelineFromManifest(cm, r.store)
+	p, err := r.sandbox.ownedPipelineFromManifest(cm, r.store, []string{owner})
 	if err != nil {
 		return nil, false, err
 	}
@@ -284,6 +286,7 @@ func (r *Registry) Delete(id, owner string) (removed bool, err error) {
 		return false, err
 	}
 	r.entries[id] = &e
+	e.Pipeline.setOwners(e.owners)
 	return false, nil
 }
 

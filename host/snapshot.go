@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -147,6 +148,9 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 		return nil, err
 	}
 	defer first.close()
+	if size := uint64(len(memory)); !s.snapshots.fits(m.ownerList(), size) {
+		return nil, &snapshotBudgetError{size} // not worth the second initialization
+	}
 	second, memory2, state2, err := s.initOnce(m)
 	if err != nil {
 		return nil, err
@@ -155,7 +159,7 @@ func (s *Sandbox) takeSnapshot(m *stageModule) (*snapshot, error) {
 	if !bytes.Equal(memory, memory2) || !state.equal(state2) {
 		return nil, errNondeterministic
 	}
-	img, err := newMemoryImage(memory, s.snapshots)
+	img, err := newMemoryImage(memory, s.snapshots, m.ownerList())
 	if err != nil {
 		return nil, err
 	}
@@ -171,51 +175,182 @@ const DefaultSnapshotMemory = 1 << 30
 // (the sizes of their images) to bytes, DefaultSnapshotMemory if 0 or less. A snapshot lives as long as its pipeline, and a pipeline costs its owner
 // only one request to fill: without a bound, a small module whose initialization
 // writes 256 MiB, in many pipelines (one per config), would hold the host's memory
-// for good. A stage module whose snapshot does not fit when its first request takes
-// it gets none, and is initialized per request.
+// for good. What counts against one owner is at most 1/snapshotOwnerShare of it. A stage
+// module whose snapshot does not fit when its first request takes it is initialized
+// per request until a request finds room for it (Sandbox.retakeSnapshot).
 func (c SandboxConfig) WithSnapshotMemory(bytes int64) SandboxConfig {
 	c.snapshotMemory = bytes
 	return c
 }
 
-// snapshotBudget counts the bytes the sandbox's snapshot images keep.
+// snapshotOwnerShare: the snapshots counted against one owner (PipelineSpec.Owners)
+// keep at most 1/snapshotOwnerShare of the sandbox's snapshot memory (128 MiB of the
+// default: about 23 Go guests). A snapshot counts against the first owner of its
+// pipeline, when it is taken, that has room for it: an owner whose share is full
+// cannot keep a pipeline another owner also registered from being snapshot. Pipelines cost an API key nothing to keep, and a
+// snapshot is taken at a stage module's first request: without a share, one key's
+// pipelines, uploaded and sent one request each, held the whole budget for as long as
+// the key kept them, and every other tenant's modules were initialized per request
+// (the SDK's Go guests 7.7 times slower a request: BenchmarkSnapshotBudgetFull).
+const snapshotOwnerShare = 8
+
+// snapshotBudget counts the bytes the sandbox's snapshot images keep, in all and by
+// owner.
 type snapshotBudget struct {
-	limit uint64
-	mu    sync.Mutex
-	used  uint64
+	limit, ownerLimit uint64
+	mu                sync.Mutex
+	used              uint64
+	byOwner           map[string]uint64 // only owners that have some counted
 }
 
 func newSnapshotBudget(limit int64) *snapshotBudget {
 	if limit <= 0 {
 		limit = DefaultSnapshotMemory
 	}
-	return &snapshotBudget{limit: uint64(limit)}
+	return &snapshotBudget{limit: uint64(limit), ownerLimit: uint64(limit) / snapshotOwnerShare, byOwner: map[string]uint64{}}
 }
 
-// reserve counts n more bytes, or reports false, counting nothing, if they do not fit.
-func (b *snapshotBudget) reserve(n uint64) bool {
+// reserve counts n more bytes for the first of owners whose share has room for them,
+// and returns it; false, counting nothing, if they do not fit. With no owners (a
+// pipeline built with none: the host's only one, as `cocoon run` builds it), only the
+// total bounds them, and the owner returned is "".
+func (b *snapshotBudget) reserve(owners []string, n uint64) (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.used+n > b.limit {
-		return false
+	owner, ok := b.roomLocked(owners, n)
+	if !ok {
+		return "", false
 	}
 	b.used += n
-	return true
+	if owner != "" {
+		b.byOwner[owner] += n
+	}
+	return owner, true
 }
 
-// release gives back n bytes that reserve counted.
-func (b *snapshotBudget) release(n uint64) {
+// fits reports whether reserve(owners, n) would succeed now.
+func (b *snapshotBudget) fits(owners []string, n uint64) bool {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.roomLocked(owners, n)
+	return ok
+}
+
+// roomLocked returns the owner reserve would count n bytes for.
+func (b *snapshotBudget) roomLocked(owners []string, n uint64) (string, bool) {
+	if b.used+n > b.limit {
+		return "", false
+	}
+	if len(owners) == 0 {
+		return "", true
+	}
+	for _, owner := range owners {
+		if b.byOwner[owner]+n <= b.ownerLimit {
+			return owner, true
+		}
+	}
+	return "", false
+}
+
+// release gives back n bytes that reserve counted for owner.
+func (b *snapshotBudget) release(owner string, n uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.used -= n
-	b.mu.Unlock()
+	if owner == "" {
+		return
+	}
+	if b.byOwner[owner] -= n; b.byOwner[owner] == 0 {
+		delete(b.byOwner, owner)
+	}
 }
 
 // snapshotOf returns m's snapshot, taking it at the first call (takeSnapshot), or nil
 // when it cannot be taken. Calls during the first wait for it: the first request
-// through a stage module pays for two initializations, once.
+// through a stage module pays for two initializations, once. A snapshot that did not
+// fit in the sandbox's snapshot memory is taken again once it fits
+// (retakeSnapshot).
 func (s *Sandbox) snapshotOf(m *stageModule) *snapshot {
-	m.snapshotOnce.Do(func() { m.snapshot, m.unsnapshotted = s.takeSnapshot(m) })
-	return m.snapshot
+	m.snapshotOnce.Do(func() {
+		m.snapshot, m.unsnapshotted = s.takeSnapshot(m)
+		m.snapshotTried.Store(true)
+	})
+	if m.snapshot != nil {
+		return m.snapshot
+	}
+	return s.retakeSnapshot(m)
+}
+
+// maxSnapshotWait bounds the time a request waits for snapshots to be taken
+// (SPEC.md §7.4): once it has waited that long, it takes no more, and its instances of
+// modules whose snapshot is not taken yet initialize themselves, as a request's
+// instances do without snapshots. A variable for tests.
+var maxSnapshotWait = abi.RequestModuleTime
+
+// snapshotFor is snapshotOf for an instance of m in request, whose time waiting for
+// snapshots it counts: a request that has waited maxSnapshotWait takes none, and gets
+// nil for a module whose snapshot is not taken yet (a later request takes it). The
+// time is not the request's module time, so that a first request is not failed by
+// work done for every later one; without a bound, a first request through a pipeline of
+// 32 modules whose initializations take just under their limit (10 s at most each)
+// held its generation slot for 640 s of initializations counted nowhere, which the
+// client going away does not stop, once per pipeline an API key uploads. With it, a
+// request waits at most maxSnapshotWait plus one module's two initializations, and
+// every request takes at least one snapshot not taken yet, so the pipeline gets all of
+// them.
+func (s *Sandbox) snapshotFor(m *stageModule, request *requestState) *snapshot {
+	if request.snapshotWait >= maxSnapshotWait {
+		if m.snapshotTried.Load() {
+			return m.takenSnapshot() // not retaken here (retakeSnapshot)
+		}
+		return nil
+	}
+	start := time.Now()
+	snap := s.snapshotOf(m)
+	request.snapshotWait += time.Since(start)
+	return snap
+}
+
+// takenSnapshot is m's snapshot once snapshotOf took it, at the first request or a
+// later one; nil before, or if it has none.
+func (m *stageModule) takenSnapshot() *snapshot {
+	if m.snapshot != nil {
+		return m.snapshot
+	}
+	return m.retaken.Load()
+}
+
+// retakeSnapshot returns the snapshot of m, whose first one did not fit in the
+// sandbox's snapshot memory, taking it if it fits now; nil while it does not. The
+// budget is shared by every tenant's pipelines: decided once, a tenant that filled it
+// first (pipelines are cheap to upload, and their images stay until they are deleted)
+// left every module whose first request came then initialized per request for as long
+// as its pipeline lives, even after the filler's pipelines were deleted. It costs a
+// look at the budget per request while the snapshot does not fit; when it does, one
+// request pays for two initializations again (a second request meanwhile initializes
+// its own instance rather than waiting), and if that attempt fails for another reason
+// (initialization is deterministic, so only a time limit could) there is no other.
+func (s *Sandbox) retakeSnapshot(m *stageModule) *snapshot {
+	if snap := m.retaken.Load(); snap != nil {
+		return snap
+	}
+	var full *snapshotBudgetError
+	if !errors.As(m.unsnapshotted, &full) || m.retakeFailed.Load() || !s.snapshots.fits(m.ownerList(), full.size) || !m.retaking.TryLock() {
+		return nil
+	}
+	defer m.retaking.Unlock()
+	if snap := m.retaken.Load(); snap != nil {
+		return snap
+	}
+	snap, err := s.takeSnapshot(m)
+	if err != nil {
+		if !errors.Is(err, errSnapshotBudget) { // filled again meanwhile: tried when it fits
+			m.retakeFailed.Store(true)
+		}
+		return nil
+	}
+	m.retaken.Store(snap)
+	return snap
 }
 
 // initOnce initializes a fresh instance of m and returns it, its memory (a view, valid
@@ -310,7 +445,7 @@ func (q *idleInstances) takeFor(snap *snapshot) *instance {
 // put resets inst and keeps it, if it qualifies and there is room; it reports
 // whether it did. inst's memory and tables stop counting against its request.
 func (q *idleInstances) put(inst *instance) bool {
-	snap := inst.spec.snapshot
+	snap := inst.spec.takenSnapshot()
 	if snap == nil || !inst.ready || inst.broken != nil || inst.exited || inst.memory.size != snap.memory.size ||
 		inst.memory.mapping.image != snap.memory.imageMappings { // it initialized itself (Sandbox.instantiate)
 		return false
