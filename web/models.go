@@ -64,6 +64,11 @@ func (s *Server) pipelineModels(w http.ResponseWriter, r *http.Request) {
 // modelsTTL is how long the backend's model list is trusted for context windows.
 const modelsTTL = time.Minute
 
+// modelsRetry is how long after a failed read of the backend's model list the next
+// read waits: GET /v1/models needs no credential, and without it a flood of them
+// while the backend failed read its list once per request.
+const modelsRetry = time.Second
+
 // defaultContextTokens bounds a prompt for admission when the backend does not say how
 // long its model's context is.
 const defaultContextTokens = settle.DefaultContextWindow
@@ -80,6 +85,10 @@ type modelWindows struct {
 	first   string         // the first model's id: what the backend serves for ""
 	models  []backend.Model
 	read    time.Time
+	// failed is when a read last failed, and failure its error: no read is tried
+	// again within modelsRetry of it.
+	failed  time.Time
+	failure error
 	// refreshing is set while one caller reads the list again; the others use the
 	// previous one meanwhile.
 	refreshing bool
@@ -88,7 +97,8 @@ type modelWindows struct {
 // window returns model's context length in tokens: the backend's figure for a model it
 // lists ("" is its first), with reported set, else defaultContextTokens. Until a first
 // list is read every caller waits for it; after that one caller at a time reads a newer
-// one, and a failed read is tried again by the next caller.
+// one. A failed read is tried again by the first caller modelsRetry after it; until
+// then callers have the list read before, or none.
 func (m *modelWindows) window(ctx context.Context, model string) (n int, reported bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -114,6 +124,10 @@ func (m *modelWindows) list(ctx context.Context) ([]backend.Model, error) {
 // when there is no list at all.
 func (m *modelWindows) fresh(ctx context.Context) error {
 	switch {
+	case time.Since(m.failed) < modelsRetry:
+		if m.windows == nil {
+			return m.failure
+		}
 	case m.windows == nil:
 		models, err := m.backend.Models(ctx)
 		m.store(models, err)
@@ -142,9 +156,13 @@ func (m *modelWindows) name(ctx context.Context, model string) string {
 	return m.first
 }
 
-// store keeps a list just read, unless reading it failed.
+// store keeps a list just read, unless reading it failed (then it notes when). A model
+// listed twice has the window it is first listed with, as clients read the list
+// (settle.PriceList.RequestMaxPrice): with the last, an honest client's max_price
+// was below admission's worst case, a 402 for nothing.
 func (m *modelWindows) store(models []backend.Model, err error) {
 	if err != nil {
+		m.failed, m.failure = time.Now(), err
 		return
 	}
 	m.windows, m.models, m.read = make(map[string]int, len(models)+1), models, time.Now()
@@ -152,6 +170,8 @@ func (m *modelWindows) store(models []backend.Model, err error) {
 		if i == 0 {
 			m.windows[""], m.first = md.ContextLength, md.ID
 		}
-		m.windows[md.ID] = md.ContextLength
+		if _, ok := m.windows[md.ID]; !ok {
+			m.windows[md.ID] = md.ContextLength
+		}
 	}
 }
