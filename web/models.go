@@ -50,12 +50,11 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request) {
 func (s *Server) pipelineModels(w http.ResponseWriter, r *http.Request) {
 	model := pipelineOf(r.Context()).Manifest.Model
 	out := listJSON[modelJSON]{Object: "list", Data: []modelJSON{{ID: model, Object: "model", OwnedBy: "cocoon"}}}
-	// The backend knows more about the model (its context length): use it when it can.
+	// The backend knows more about the model (its context length): use it when it can,
+	// as admission does (the first the backend lists under that id, modelWindows.store).
 	if models, err := s.models.list(r.Context()); err == nil {
-		for _, m := range models {
-			if m.ID == model {
-				out.Data[0] = toModelJSON(m)
-			}
+		if i := slices.IndexFunc(models, func(m backend.Model) bool { return m.ID == model }); i >= 0 {
+			out.Data[0] = toModelJSON(models[i])
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -84,48 +84,71 @@ func TestModelsFloodWhileTheBackendFails(t *testing.T) {
 	}
 }
 
-// twiceListed lists its backend's first model twice, the second time with a window
-// 64 times as long.
-type twiceListed struct{ backend.Backend }
+// twiceListed lists its backend's first model twice: once with its window, once with
+// a window 64 times as long, first when longerFirst.
+type twiceListed struct {
+	backend.Backend
+	longerFirst bool
+}
 
 func (b twiceListed) Models(ctx context.Context) ([]backend.Model, error) {
 	models, err := b.Backend.Models(ctx)
 	if err != nil || len(models) == 0 {
 		return models, err
 	}
-	again := models[0]
-	again.ContextLength *= 64
-	return append(models, again), nil
+	longer := models[0]
+	longer.ContextLength *= 64
+	if b.longerFirst {
+		return append([]backend.Model{longer}, models...), nil
+	}
+	return append(models, longer), nil
 }
 
 // TestMaxPriceOfAModelListedTwice: a backend (the operator's) listing a model twice with
 // two context windows. A client reads the first (settle.PriceList.RequestMaxPrice), and
 // admission read the last: the honest client's default max_price was below
 // admission's worst case, a 402 for a request it had priced right. Admission reads
-// the list as clients do, and the request is served within its cap.
+// the list as clients do, and so does a pipeline's model list: each request is served
+// within the cap its client computed from the host's own answers.
 func TestMaxPriceOfAModelListedTwice(t *testing.T) {
-	b := newBilling(t, 1e9, func(c *Config, r *recorder) { r.Backend = twiceListed{r.Backend} })
-	var list settle.PriceList
-	if res := b.do("GET", "/v1/pricing", "", nil); res.status != http.StatusOK {
-		t.Fatalf("GET /v1/pricing: %d %s", res.status, res.body)
-	} else {
-		res.json(t, &list)
-	}
-	if err := list.Verify(b.hostKey.Public().(ed25519.PublicKey)); err != nil {
-		t.Fatal(err)
-	}
-	models := b.do("GET", "/v1/models", "", nil)
-	body := strings.Replace(chatBody, `"max_tokens":16`, `"max_tokens":16,"model":"`+testModel+`"`, 1)
-	maxPrice, err := list.RequestMaxPrice([]byte(body), models.body, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	capped := strings.Replace(body, `"max_tokens":16`, `"max_tokens":16,"max_price":"`+strconv.FormatUint(maxPrice, 10)+`"`, 1)
-	res := b.signed(t, b.clientKey, "/v1/chat/completions", capped, nil)
-	if res.status != http.StatusOK {
-		t.Fatalf("a request at the max_price the client computed from the host's own model list: %d %s", res.status, res.body)
-	}
-	if r := b.receipt(t, res); r.MaxCost > maxPrice {
-		t.Errorf("reserved %d, over the cap %d", r.MaxCost, maxPrice)
+	for _, tt := range []struct {
+		name        string
+		pipeline    bool
+		longerFirst bool
+	}{
+		{"the bare backend, the longer window listed second", false, false},
+		{"the bare backend, the longer window listed first", false, true},
+		{"a pipeline, the longer window listed second", true, false},
+		{"a pipeline, the longer window listed first", true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBilling(t, 10e9, func(c *Config, r *recorder) { r.Backend = twiceListed{r.Backend, tt.longerFirst} })
+			var list settle.PriceList
+			if res := b.do("GET", "/v1/pricing", "", nil); res.status != http.StatusOK {
+				t.Fatalf("GET /v1/pricing: %d %s", res.status, res.body)
+			} else {
+				res.json(t, &list)
+			}
+			if err := list.Verify(b.hostKey.Public().(ed25519.PublicKey)); err != nil {
+				t.Fatal(err)
+			}
+			prefix, body := "/v1", strings.Replace(chatBody, `"max_tokens":16`, `"max_tokens":16,"model":"`+testModel+`"`, 1)
+			if tt.pipeline {
+				prefix, body = "/p/"+b.push(emptyPipeline)+"/v1", chatBody
+			}
+			models := b.do("GET", prefix+"/models", "", nil)
+			maxPrice, err := list.RequestMaxPrice([]byte(body), models.body, tt.pipeline)
+			if err != nil {
+				t.Fatal(err)
+			}
+			capped := strings.Replace(body, `"max_tokens":16`, `"max_tokens":16,"max_price":"`+strconv.FormatUint(maxPrice, 10)+`"`, 1)
+			res := b.signed(t, b.clientKey, prefix+"/chat/completions", capped, nil)
+			if res.status != http.StatusOK {
+				t.Fatalf("a request at the max_price the client computed from the host's own model list: %d %s", res.status, res.body)
+			}
+			if r := b.receipt(t, res); r.MaxCost > maxPrice {
+				t.Errorf("reserved %d, over the cap %d", r.MaxCost, maxPrice)
+			}
+		})
 	}
 }
