@@ -39,25 +39,34 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, modelList(models))
+}
+
+// modelList is the answer to GET /v1/models listing models.
+func modelList(models []backend.Model) listJSON[modelJSON] {
 	out := listJSON[modelJSON]{Object: "list", Data: []modelJSON{}}
 	for _, m := range models {
 		out.Data = append(out.Data, toModelJSON(m))
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // pipelineModels answers GET /p/{id}/v1/models: the one model the pipeline serves.
 func (s *Server) pipelineModels(w http.ResponseWriter, r *http.Request) {
-	model := pipelineOf(r.Context()).Manifest.Model
+	models, _ := s.models.list(r.Context()) // none: the model without its window
+	writeJSON(w, http.StatusOK, pipelineModelList(pipelineOf(r.Context()).Manifest.Model, models))
+}
+
+// pipelineModelList is the answer to GET /p/{id}/v1/models for a pipeline of model
+// when the backend lists models: the model, with what the backend knows of it (its
+// context length) when it lists it, as admission reads it (the first entry under that
+// id, modelWindows.store).
+func pipelineModelList(model string, models []backend.Model) listJSON[modelJSON] {
 	out := listJSON[modelJSON]{Object: "list", Data: []modelJSON{{ID: model, Object: "model", OwnedBy: "cocoon"}}}
-	// The backend knows more about the model (its context length): use it when it can,
-	// as admission does (the first the backend lists under that id, modelWindows.store).
-	if models, err := s.models.list(r.Context()); err == nil {
-		if i := slices.IndexFunc(models, func(m backend.Model) bool { return m.ID == model }); i >= 0 {
-			out.Data[0] = toModelJSON(models[i])
-		}
+	if i := slices.IndexFunc(models, func(m backend.Model) bool { return m.ID == model }); i >= 0 {
+		out.Data[0] = toModelJSON(models[i])
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // modelsTTL is how long the backend's model list is trusted for context windows.
