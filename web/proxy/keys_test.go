@@ -100,3 +100,30 @@ func TestRouteKey(t *testing.T) {
 		t.Error("route keys do not follow the credential and the key")
 	}
 }
+
+// BenchmarkKeyRoutesRemember is what a billing request with an idempotency key adds to
+// the proxy once its key memory is full: one key learnt and one forgotten, sent by one
+// app or by one of 4,096. go test -run '^$' -bench KeyRoutesRemember ./web/proxy/
+func BenchmarkKeyRoutesRemember(b *testing.B) {
+	for _, creds := range []int{1, 4096} {
+		b.Run(fmt.Sprint("credentials=", creds), func(b *testing.B) {
+			var kr keyRoutes
+			route := func(i int) keyRoute {
+				return keyRoute{cred: sha256.Sum256(fmt.Append(nil, i%creds)), key: sha256.Sum256(fmt.Append(nil, i))}
+			}
+			for i := range maxKeyRoutes {
+				kr.remember(route(i), "http://a")
+			}
+			routes := make([]keyRoute, 1024)
+			for i := range routes {
+				routes[i] = route(maxKeyRoutes + i)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				k := routes[i%len(routes)]
+				k.key[0], k.key[1], k.key[2] = byte(i>>10), byte(i>>18), byte(i>>26)
+				kr.remember(k, "http://a")
+			}
+		})
+	}
+}
