@@ -92,23 +92,29 @@ func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
 	// The model whose prices apply is the one the request runs: the pipeline's (no
 	// module can change it), else the one named, else the backend's default.
 	model := b.s.models.name(r.Context(), c.requestModel())
-	window, reported := b.s.models.window(r.Context(), model)
-	completion := window
-	if asked := askedTokens(c.opts.MaxCompletionTokens, c.opts.MaxTokens); asked > 0 {
-		completion = min(asked, window)
-	}
+	u, reported := b.s.models.admissionUsage(r.Context(), model, c.opts)
 	// A backend bounds an answer by its own context (what is left of it after the
 	// prompt): when it reported that window and admission priced all of it, the bound
 	// is the backend's, which vLLM and SGLang refuse to be told explicitly (prompt plus
 	// max_tokens over the window is a 400 there).
-	backendBounds := reported && completion == window
+	backendBounds := reported && u.CompletionTokens == u.PromptTokens
 	t, err := b.s.cfg.Billing.Admit(r.Context(), billing.Admission{Account: p.Account, Verified: p.Verified,
 		Method: r.Method, Path: r.URL.Path, Body: c.body, IdempotencyKey: key,
-		MaxPromptTokens: uint64(window), MaxCompletionTokens: uint64(completion), MaxPrice: maxPrice, Pipeline: chi.URLParam(r, "id"), Model: model})
+		MaxPromptTokens: u.PromptTokens, MaxCompletionTokens: u.CompletionTokens, MaxPrice: maxPrice, Pipeline: chi.URLParam(r, "id"), Model: model})
 	if err != nil {
 		return nil, err
 	}
-	return &bill{s: b.s, ticket: t, completion: completion, backendBounds: backendBounds, keep: key != ""}, nil
+	return &bill{s: b.s, ticket: t, completion: int(u.CompletionTokens), backendBounds: backendBounds, keep: key != ""}, nil
+}
+
+// admissionUsage is the usage admission prices a request with opts for model at,
+// module compute aside (the billing service adds its reserve): settle.AdmissionUsage
+// of model's window and the completion opts ask for, the arithmetic clients compute
+// their max_price with (settle.PriceList.RequestMaxPrice). reported is window's.
+func (m *modelWindows) admissionUsage(ctx context.Context, model string, opts clientOptions) (u settle.Usage, reported bool) {
+	window, reported := m.window(ctx, model)
+	asked := askedTokens(opts.MaxCompletionTokens, opts.MaxTokens) // host.CheckChatRequest refused a negative one
+	return settle.AdmissionUsage(uint64(window), uint64(max(asked, 0)), 0), reported
 }
 
 // bill is one billed chat request: its admission ticket and what to store for its

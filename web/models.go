@@ -39,30 +39,43 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, modelList(models))
+}
+
+// modelList is the answer to GET /v1/models listing models.
+func modelList(models []backend.Model) listJSON[modelJSON] {
 	out := listJSON[modelJSON]{Object: "list", Data: []modelJSON{}}
 	for _, m := range models {
 		out.Data = append(out.Data, toModelJSON(m))
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // pipelineModels answers GET /p/{id}/v1/models: the one model the pipeline serves.
 func (s *Server) pipelineModels(w http.ResponseWriter, r *http.Request) {
-	model := pipelineOf(r.Context()).Manifest.Model
+	models, _ := s.models.list(r.Context()) // none: the model without its window
+	writeJSON(w, http.StatusOK, pipelineModelList(pipelineOf(r.Context()).Manifest.Model, models))
+}
+
+// pipelineModelList is the answer to GET /p/{id}/v1/models for a pipeline of model
+// when the backend lists models: the model, with what the backend knows of it (its
+// context length) when it lists it, as admission reads it (the first entry under that
+// id, modelWindows.store).
+func pipelineModelList(model string, models []backend.Model) listJSON[modelJSON] {
 	out := listJSON[modelJSON]{Object: "list", Data: []modelJSON{{ID: model, Object: "model", OwnedBy: "cocoon"}}}
-	// The backend knows more about the model (its context length): use it when it can.
-	if models, err := s.models.list(r.Context()); err == nil {
-		for _, m := range models {
-			if m.ID == model {
-				out.Data[0] = toModelJSON(m)
-			}
-		}
+	if i := slices.IndexFunc(models, func(m backend.Model) bool { return m.ID == model }); i >= 0 {
+		out.Data[0] = toModelJSON(models[i])
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // modelsTTL is how long the backend's model list is trusted for context windows.
 const modelsTTL = time.Minute
+
+// modelsRetry is how long after a failed read of the backend's model list the next
+// read waits: GET /v1/models needs no credential, and without it a flood of them
+// while the backend failed read its list once per request.
+const modelsRetry = time.Second
 
 // defaultContextTokens bounds a prompt for admission when the backend does not say how
 // long its model's context is.
@@ -80,6 +93,10 @@ type modelWindows struct {
 	first   string         // the first model's id: what the backend serves for ""
 	models  []backend.Model
 	read    time.Time
+	// failed is when a read last failed, and failure its error: no read is tried
+	// again within modelsRetry of it.
+	failed  time.Time
+	failure error
 	// refreshing is set while one caller reads the list again; the others use the
 	// previous one meanwhile.
 	refreshing bool
@@ -88,7 +105,8 @@ type modelWindows struct {
 // window returns model's context length in tokens: the backend's figure for a model it
 // lists ("" is its first), with reported set, else defaultContextTokens. Until a first
 // list is read every caller waits for it; after that one caller at a time reads a newer
-// one, and a failed read is tried again by the next caller.
+// one. A failed read is tried again by the first caller modelsRetry after it; until
+// then callers have the list read before, or none.
 func (m *modelWindows) window(ctx context.Context, model string) (n int, reported bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -114,6 +132,10 @@ func (m *modelWindows) list(ctx context.Context) ([]backend.Model, error) {
 // when there is no list at all.
 func (m *modelWindows) fresh(ctx context.Context) error {
 	switch {
+	case time.Since(m.failed) < modelsRetry:
+		if m.windows == nil {
+			return m.failure
+		}
 	case m.windows == nil:
 		models, err := m.backend.Models(ctx)
 		m.store(models, err)
@@ -142,9 +164,13 @@ func (m *modelWindows) name(ctx context.Context, model string) string {
 	return m.first
 }
 
-// store keeps a list just read, unless reading it failed.
+// store keeps a list just read, unless reading it failed (then it notes when). A model
+// listed twice has the window it is first listed with, as clients read the list
+// (settle.PriceList.RequestMaxPrice): with the last, an honest client's max_price
+// was below admission's worst case, a 402 for nothing.
 func (m *modelWindows) store(models []backend.Model, err error) {
 	if err != nil {
+		m.failed, m.failure = time.Now(), err
 		return
 	}
 	m.windows, m.models, m.read = make(map[string]int, len(models)+1), models, time.Now()
@@ -152,6 +178,8 @@ func (m *modelWindows) store(models []backend.Model, err error) {
 		if i == 0 {
 			m.windows[""], m.first = md.ContextLength, md.ID
 		}
-		m.windows[md.ID] = md.ContextLength
+		if _, ok := m.windows[md.ID]; !ok {
+			m.windows[md.ID] = md.ContextLength
+		}
 	}
 }

@@ -2,11 +2,15 @@ package web
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 // countingModels counts the backend's model list reads.
@@ -44,5 +48,107 @@ func TestModelsNeedNoCredential(t *testing.T) {
 	}
 	if res := f.do("GET", "/v1/models", "wrong-key", nil); res.status != http.StatusUnauthorized {
 		t.Errorf("a wrong credential: %d %s", res.status, res.body)
+	}
+}
+
+// failingModels is a backend whose model list cannot be read.
+type failingModels struct {
+	backend.Backend
+	reads *atomic.Int32
+}
+
+func (f failingModels) Models(context.Context) ([]backend.Model, error) {
+	f.reads.Add(1)
+	return nil, backend.Errorf(backend.CodeUnavailable, "the model list is unavailable")
+}
+
+// TestModelsFloodWhileTheBackendFails performs an anonymous flood of GET /v1/models
+// while the backend cannot list its models: every read failed, so none was cached, and
+// each anonymous request read the backend's list again (one at a time, holding the
+// lock admission waits on). The flood reads it at most once per modelsRetry, and each
+// request still gets the backend's error, naming no address.
+func TestModelsFloodWhileTheBackendFails(t *testing.T) {
+	var reads atomic.Int32
+	f := newFixture(t, func(c *Config, r *recorder) { r.Backend = failingModels{r.Backend, &reads} })
+	before := reads.Load()
+	for range 20 {
+		res := f.do("GET", "/v1/models", "", nil)
+		if res.status != http.StatusServiceUnavailable || !strings.Contains(string(res.body), "the model list is unavailable") {
+			t.Fatalf("the model list of a failing backend: %d %s", res.status, res.body)
+		}
+	}
+	// Generous: the 20 reads take far less than 2 s even on a loaded machine, so at
+	// most two retry periods begin.
+	if n := reads.Load() - before; n > 2 {
+		t.Errorf("20 anonymous reads read the failing backend's list %d times, want at most twice", n)
+	}
+}
+
+// twiceListed lists its backend's first model twice: once with its window, once with
+// a window 64 times as long, first when longerFirst.
+type twiceListed struct {
+	backend.Backend
+	longerFirst bool
+}
+
+func (b twiceListed) Models(ctx context.Context) ([]backend.Model, error) {
+	models, err := b.Backend.Models(ctx)
+	if err != nil || len(models) == 0 {
+		return models, err
+	}
+	longer := models[0]
+	longer.ContextLength *= 64
+	if b.longerFirst {
+		return append([]backend.Model{longer}, models...), nil
+	}
+	return append(models, longer), nil
+}
+
+// TestMaxPriceOfAModelListedTwice: a backend (the operator's) listing a model twice with
+// two context windows. A client reads the first (settle.PriceList.RequestMaxPrice), and
+// admission read the last: the honest client's default max_price was below
+// admission's worst case, a 402 for a request it had priced right. Admission reads
+// the list as clients do, and so does a pipeline's model list: each request is served
+// within the cap its client computed from the host's own answers.
+func TestMaxPriceOfAModelListedTwice(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		pipeline    bool
+		longerFirst bool
+	}{
+		{"the bare backend, the longer window listed second", false, false},
+		{"the bare backend, the longer window listed first", false, true},
+		{"a pipeline, the longer window listed second", true, false},
+		{"a pipeline, the longer window listed first", true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBilling(t, 10e9, func(c *Config, r *recorder) { r.Backend = twiceListed{r.Backend, tt.longerFirst} })
+			var list settle.PriceList
+			if res := b.do("GET", "/v1/pricing", "", nil); res.status != http.StatusOK {
+				t.Fatalf("GET /v1/pricing: %d %s", res.status, res.body)
+			} else {
+				res.json(t, &list)
+			}
+			if err := list.Verify(b.hostKey.Public().(ed25519.PublicKey)); err != nil {
+				t.Fatal(err)
+			}
+			prefix, body := "/v1", strings.Replace(chatBody, `"max_tokens":16`, `"max_tokens":16,"model":"`+testModel+`"`, 1)
+			if tt.pipeline {
+				prefix, body = "/p/"+b.push(emptyPipeline)+"/v1", chatBody
+			}
+			models := b.do("GET", prefix+"/models", "", nil)
+			maxPrice, err := list.RequestMaxPrice([]byte(body), models.body, tt.pipeline)
+			if err != nil {
+				t.Fatal(err)
+			}
+			capped := strings.Replace(body, `"max_tokens":16`, `"max_tokens":16,"max_price":"`+strconv.FormatUint(maxPrice, 10)+`"`, 1)
+			res := b.signed(t, b.clientKey, prefix+"/chat/completions", capped, nil)
+			if res.status != http.StatusOK {
+				t.Fatalf("a request at the max_price the client computed from the host's own model list: %d %s", res.status, res.body)
+			}
+			if r := b.receipt(t, res); r.MaxCost > maxPrice {
+				t.Errorf("reserved %d, over the cap %d", r.MaxCost, maxPrice)
+			}
+		})
 	}
 }

@@ -65,3 +65,48 @@ func TestReplayAfterTheClockJumps(t *testing.T) {
 		})
 	}
 }
+
+// TestClockCorrectedBackServesHonestTraffic: an honest host whose clock ran a few
+// minutes fast prunes its ledger hourly (a day back, as cocoon-host does), then NTP
+// sets its clock back. The pruning mark is the time of the latest record forgotten,
+// not the cutoff, so nothing signed since the requests it forgot is refused: requests
+// signed by clients on the right time, before and after the correction, are served.
+func TestClockCorrectedBackServesHonestTraffic(t *testing.T) {
+	e := newEnv(t)
+	acct := e.deploy(e.params(1), "2")
+	start := e.chain.Now()
+	const fast = 4 * time.Minute // within settle.RequestWindow, as a signed request must be
+	hostNow := start.Add(fast)
+	svc := e.serviceWithClock(e.ledger, func() time.Time { return hostNow })
+	serve := func(i int, signedAt time.Time) {
+		t.Helper()
+		a := e.admission(acct, body(i), 10, 10)
+		a.Signed.Timestamp = signedAt.Unix()
+		tk, err := e.admit(svc, e.sign(a, e.clientKey))
+		if err != nil {
+			t.Fatalf("request %d signed at %s, host clock %s: %v", i, signedAt.Sub(start), hostNow.Sub(start), err)
+		}
+		if _, err := tk.Finish(ctx, settle.Usage{PromptTokens: 5}, settle.StatusCompleted, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A day and a half of traffic, one request an hour, each followed by the hourly prune
+	// of the host's fast clock.
+	for h := range 36 {
+		real := start.Add(time.Duration(h) * time.Hour)
+		hostNow = real.Add(fast)
+		serve(h, real)
+		if err := e.ledger.Prune(ctx, hostNow.Add(-24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// NTP sets the clock back to the right time: requests signed just before and after
+	// are served.
+	real := start.Add(36 * time.Hour)
+	hostNow = real
+	serve(100, real.Add(-fast))
+	serve(101, real)
+	if got := e.totals(acct).LastSeq; got != 38 {
+		t.Fatalf("%d receipts, want 38", got)
+	}
+}

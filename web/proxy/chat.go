@@ -44,7 +44,7 @@ type ask struct {
 	idempotencyKey  string
 	// route names the idempotency key in Proxy.keys (with the app's credential);
 	// keyed is false without a key.
-	route [sha256.Size]byte
+	route keyRoute
 	keyed bool
 }
 

@@ -57,7 +57,8 @@
 //
 // A request whose Idempotency-Key was sent to a billing host before goes to that host
 // only, whatever prices and routing did since (a 502 host_error while it is out of
-// routing): only its ledger knows the key (keyRoutes, the last 65,536 keys).
+// routing): only its ledger knows the key (keyRoutes: 65,536 keys;
+// when full, the oldest of the app credential holding the most is forgotten).
 //
 // A request that failed before any byte reached the app goes to another verified host
 // only when that cannot charge twice: the host never received it whole (the

@@ -14,7 +14,7 @@ import (
 // before admission) names that host.
 func TestKeyRoutesBounded(t *testing.T) {
 	var kr keyRoutes
-	key := func(i int) [sha256.Size]byte { return sha256.Sum256(fmt.Append(nil, i)) }
+	key := func(i int) keyRoute { return keyRoute{key: sha256.Sum256(fmt.Append(nil, i))} }
 	for i := range maxKeyRoutes + 1 {
 		kr.remember(key(i), "http://a")
 	}
@@ -26,6 +26,55 @@ func TestKeyRoutesBounded(t *testing.T) {
 		t.Fatal("the first key is still remembered")
 	case kr.host(key(1)) != "http://a" || kr.host(key(maxKeyRoutes)) != "http://b":
 		t.Fatalf("keys 1 and %d: %q, %q", maxKeyRoutes, kr.host(key(1)), kr.host(key(maxKeyRoutes)))
+	}
+}
+
+// TestKeyRoutesFloodForgetsItsOwn performs one app's flood of idempotency keys through
+// a proxy that another app uses too: the flooding app sends maxKeyRoutes keys (each
+// to a billing host: cheap requests, or ones the host refuses). The other app's keys
+// must stay remembered, or their retries go wherever routing then points and are
+// charged a second time. The flood forgets its own keys, oldest first; and among
+// several apps over the bound, the one holding the most keys gives one up.
+func TestKeyRoutesFloodForgetsItsOwn(t *testing.T) {
+	var kr keyRoutes
+	route := func(auth, key string) keyRoute {
+		r, _ := http.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+		r.Header.Set("Authorization", auth)
+		r.Header.Set(settle.IdempotencyKeyHeader, key)
+		k, _ := routeKey(r)
+		return k
+	}
+	const victimKeys = 100
+	for i := range victimKeys {
+		kr.remember(route("Bearer victim", fmt.Sprint("order-", i)), "http://charged")
+	}
+	for i := range 2 * maxKeyRoutes {
+		kr.remember(route("Bearer flood", fmt.Sprint(i)), "http://a")
+	}
+	for i := range victimKeys {
+		if got := kr.host(route("Bearer victim", fmt.Sprint("order-", i))); got != "http://charged" {
+			t.Fatalf("another app's flood of keys made the proxy forget the victim's key order-%d (%q): its retry would be routed anew and charged twice", i, got)
+		}
+	}
+	switch {
+	case len(kr.hosts) != maxKeyRoutes || kr.total != maxKeyRoutes:
+		t.Fatalf("%d keys remembered (total %d), want %d", len(kr.hosts), kr.total, maxKeyRoutes)
+	case kr.host(route("Bearer flood", fmt.Sprint(2*maxKeyRoutes-1))) != "http://a":
+		t.Fatal("the flood's newest key is forgotten")
+	case kr.host(route("Bearer flood", fmt.Sprint(maxKeyRoutes))) != "":
+		t.Fatal("the flood's oldest keys are still remembered")
+	}
+	// Many credentials with one key each, over the bound: the one holding the most (the
+	// flood) still gives up its oldest, and a credential whose keys are all forgotten is
+	// forgotten too.
+	for i := range maxKeyRoutes / 2 {
+		kr.remember(route(fmt.Sprint("Bearer sybil-", i), "k"), "http://a")
+	}
+	if got := kr.host(route("Bearer victim", "order-0")); got != "http://charged" {
+		t.Fatalf("a flood of one key per credential made the proxy forget the victim's key (%q)", got)
+	}
+	if len(kr.creds) != len(kr.most) || len(kr.creds) != 2+maxKeyRoutes/2 || len(kr.hosts) != maxKeyRoutes {
+		t.Fatalf("%d credentials, %d in the heap, %d keys", len(kr.creds), len(kr.most), len(kr.hosts))
 	}
 }
 
@@ -47,7 +96,34 @@ func TestRouteKey(t *testing.T) {
 	a, _ := routeKey(req("Bearer x", "k"))
 	b, _ := routeKey(req("Bearer y", "k"))
 	c, _ := routeKey(req("Bearer x", "k"))
-	if a == b || a != c {
+	if a == b || a != c || a.cred == b.cred || a.cred != c.cred {
 		t.Error("route keys do not follow the credential and the key")
+	}
+}
+
+// BenchmarkKeyRoutesRemember is what a billing request with an idempotency key adds to
+// the proxy once its key memory is full: one key learnt and one forgotten, sent by one
+// app or by one of 4,096. go test -run '^$' -bench KeyRoutesRemember ./web/proxy/
+func BenchmarkKeyRoutesRemember(b *testing.B) {
+	for _, creds := range []int{1, 4096} {
+		b.Run(fmt.Sprint("credentials=", creds), func(b *testing.B) {
+			var kr keyRoutes
+			route := func(i int) keyRoute {
+				return keyRoute{cred: sha256.Sum256(fmt.Append(nil, i%creds)), key: sha256.Sum256(fmt.Append(nil, i))}
+			}
+			for i := range maxKeyRoutes {
+				kr.remember(route(i), "http://a")
+			}
+			routes := make([]keyRoute, 1024)
+			for i := range routes {
+				routes[i] = route(maxKeyRoutes + i)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				k := routes[i%len(routes)]
+				k.key[0], k.key[1], k.key[2] = byte(i>>10), byte(i>>18), byte(i>>26)
+				kr.remember(k, "http://a")
+			}
+		})
 	}
 }

@@ -1,0 +1,96 @@
+package web
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/settle"
+)
+
+// listedModels is a backend that lists models and does nothing else.
+type listedModels struct {
+	backend.Backend
+	models []backend.Model
+}
+
+func (l listedModels) Models(context.Context) ([]backend.Model, error) { return l.models, nil }
+
+// FuzzMaxPriceIsAdmissionsWorstCase: for any request the host accepts (max_tokens and
+// max_completion_tokens absent, null, 0, negative or huge; a model named or not, listed
+// or not) and any model list the backend gives (ids listed twice, windows absent,
+// negative or huge), and a table and curve at their limits, the max_price a client
+// computes from the host's model list answer (settle.PriceList.RequestMaxPrice) is
+// exactly the worst case admission computes (modelWindows.admissionUsage,
+// settle.Quote.WorstCase) at the top of the curve: never below it (an honest client
+// refused with a 402 max_price_exceeded) nor above (slack a host raising its prices
+// could use). Run: go test -run '^$' -fuzz FuzzMaxPriceIsAdmissionsWorstCase -fuzztime 60s ./web/
+func FuzzMaxPriceIsAdmissionsWorstCase(f *testing.F) {
+	f.Add(uint8(0), int64(512), int64(2048), uint8(0), int64(16), int64(-1), false, uint64(200_000_000_000), uint64(1000))
+	f.Add(uint8(3), int64(0), int64(-5), uint8(0), int64(-1), int64(-1), true, uint64(1e15), uint64(100_000))
+	f.Add(uint8(2), int64(1<<62), int64(9), uint8(2), int64(1<<31-1), int64(1<<40), false, uint64(1), uint64(1))
+	ids := []string{"a", "b", "c", ""}
+	f.Fuzz(func(t *testing.T, listed uint8, windowA, windowB int64, named uint8, maxTokens, maxCompletion int64, pipeline bool, price, maxMilli uint64) {
+		// Two entries, each "a" or "b": possibly the same model twice.
+		models := []backend.Model{{ID: ids[listed&1], ContextLength: int(windowA)}, {ID: ids[listed>>1&1], ContextLength: int(windowB)}}
+		req := map[string]any{"messages": []map[string]string{{"role": "user", "content": "x"}}}
+		if m := ids[named%4]; m != "" {
+			req["model"] = m
+		}
+		// -1 is absent, -2 null; anything else is sent as it is.
+		for member, v := range map[string]int64{"max_tokens": maxTokens, "max_completion_tokens": maxCompletion} {
+			switch v {
+			case -1:
+			case -2:
+				req[member] = nil
+			default:
+				req[member] = v
+			}
+		}
+		body, _ := json.Marshal(req)
+		if host.CheckChatRequest(body) != nil {
+			return // a 400: nothing admitted, nothing to cap
+		}
+		var opts clientOptions
+		if err := json.Unmarshal(body, &opts); err != nil {
+			t.Fatalf("a checked request does not decode: %v", err)
+		}
+		// As chatCall and escrowBilling.admit read it: a pipeline runs its manifest's
+		// model ("c", which the backend may not list), and a body naming another is a 400.
+		manifest := ""
+		if pipeline {
+			if manifest = "c"; opts.Model != "" && opts.Model != manifest {
+				return
+			}
+		}
+		windows := &modelWindows{backend: listedModels{models: models}}
+		model := windows.name(context.Background(), cmp.Or(manifest, opts.Model))
+		u, _ := windows.admissionUsage(context.Background(), model, opts)
+		u.ComputeUnits = settle.ComputeBound // cocoon-host's reserve
+		table := settle.PriceTable{PromptPerMillion: min(price, 1e15), CompletionPerMillion: min(price/3+1, 1e15), ComputePerMillion: 1}
+		curve := settle.LoadCurve{MinMilli: 1, MaxMilli: max(1, min(maxMilli, 100_000)), Smoothing: time.Minute}
+		worst := settle.Quote{Prices: table, LoadMilli: curve.MaxMilli}.WorstCase(u)
+
+		answer := any(modelList(models))
+		if pipeline {
+			answer = pipelineModelList(manifest, models)
+		}
+		list, _ := json.Marshal(answer)
+		prices := &settle.PriceList{Prices: settle.SamePrices(table), Curve: curve, LoadMilli: curve.MinMilli}
+		maxPrice, err := prices.RequestMaxPrice(body, list, pipeline)
+		if err != nil {
+			if model == "" {
+				return // the backend lists no model and the request names none: both refuse
+			}
+			t.Fatalf("the client cannot price %s against %s: %v", body, list, err)
+		}
+		if maxPrice != worst {
+			t.Fatalf("%s against %s (pipeline %v): the client's max_price is %d, admission's worst case %d (usage %+v)",
+				body, list, pipeline, maxPrice, worst, u)
+		}
+	})
+}
