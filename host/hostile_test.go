@@ -25,7 +25,12 @@ import (
 // were served all along.
 
 // benignLoad runs well-behaved requests on two goroutines, as other clients of the same
-// host would, and records how many were served and the slowest.
+// host would, and records how many were served and the slowest. Each goroutine waits a
+// millisecond between two requests: what is measured is how long a request waits while
+// an attack runs, and two goroutines sending requests back to back kept two of the
+// process's threads busy, which on a loaded 2-core machine took from the attack the
+// processor time it needs to reach the limit it is about (8 modules of 256 MiB: 2 s of
+// page faults, within the request's module time of 10 s of wall time).
 type benignLoad struct {
 	served  atomic.Int64
 	slowest atomic.Int64 // ns
@@ -49,7 +54,7 @@ func startBenign(t *testing.T, s *Sandbox) *benignLoad {
 				select {
 				case <-l.stop:
 					return
-				default:
+				case <-time.After(time.Millisecond):
 				}
 				start := time.Now()
 				if _, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil); err != nil {
@@ -104,13 +109,18 @@ func compileBytes(t testing.TB, s *Sandbox, wasm []byte) *Module {
 // tenSeconds is the call time limit of the attacks that must not be stopped by it.
 var tenSeconds = abi.Limits{CallTimeout: abi.Duration(10 * time.Second)}
 
-// TestHostileModules performs each attack against a pipeline and checks the code, the
-// message, how long it took, and that well-behaved requests went on being served.
-// ended bounds how long a hostile request may take to end with a limit of 250 ms: about
-// 260 ms alone and 2-3 s on a 2-core machine loaded with other test packages, while
-// each of these attacks, unfixed, ran for 9 s to minutes.
+// ended bounds the module time (Result.ModuleTime) a hostile request may take to end
+// with a limit of 250 ms: about 260 ms however loaded the machine, while each of these
+// attacks, unfixed, ran for 9 s to minutes without reaching a check of its deadline.
+// Module time, what the limit is on, is a call's wall time less its waits for a
+// processor after yielding (RATIONALE.md, "A call's time leaves out its waits after
+// yielding"); the request's wall time is not bounded by the limit on a loaded machine,
+// and it reached 5-55 s with the 2 cores loaded to 6 runnable threads each.
 const ended = 5 * time.Second
 
+// TestHostileModules performs each attack against a pipeline and checks the code, the
+// message, the module time it took, and that well-behaved requests went on being
+// served.
 func TestHostileModules(t *testing.T) {
 	s := newTestSandbox(t)
 	fast := abi.Limits{CallTimeout: abi.Duration(250 * time.Millisecond)}
@@ -165,19 +175,30 @@ func TestHostileModules(t *testing.T) {
 			defer load.check(t)
 			// Attacks that fail fast are repeated for a while, so that well-behaved
 			// requests run during them.
-			for until := time.Now().Add(300 * time.Millisecond); ; {
+			for until, tries := time.Now().Add(300*time.Millisecond), 1; ; {
 				start := time.Now()
-				_, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
-				took := time.Since(start)
+				res, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
+				took := res.ModuleTime
 				var e *Error
 				if !errors.As(err, &e) {
 					t.Fatalf("err = %v, want *Error", err)
+				}
+				// The modules before the one at fault take seconds of processor time
+				// (8 modules of 256 MiB: 2 s of page faults), and the request's module
+				// time is wall time: on a loaded machine it can run out before the
+				// request reaches the module the attack is about, which says nothing
+				// of the limit. That request is tried again; a timeout in the module at
+				// fault or after it is a failure.
+				if e.Code == CodeTimeout && e.Index < tt.index && strings.Contains(e.Message, "the request's module time") && tries < 3 {
+					t.Logf("try %d: %s at pre[%d] after %s of module time, %s of wall time: the machine is too loaded to reach pre[%d]; trying again", tries, e.Code, e.Index, took, time.Since(start), tt.index)
+					tries++
+					continue
 				}
 				if e.Code != tt.code || e.Stage != StagePre || e.Index != tt.index || !strings.Contains(e.Message, tt.msg) {
 					t.Fatalf("got %s at %s[%d]: %s\nwant %s at pre[%d] saying %q", e.Code, e.Stage, e.Index, e.Message, tt.code, tt.index, tt.msg)
 				}
 				if took > tt.within {
-					t.Fatalf("the request ended after %s, want within %s", took, tt.within)
+					t.Fatalf("the request ended after %s of module time (%s of wall time), want within %s", took, time.Since(start), tt.within)
 				}
 				if time.Now().After(until) {
 					return
