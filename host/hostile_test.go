@@ -217,17 +217,19 @@ func TestHostileClientLeaves(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: hostileModule(t, s, name), Limits: tenSeconds}}})
 			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(100*time.Millisecond, cancel)
-			start := time.Now()
+			var left atomic.Int64 // when the client left, in ns since 1970
+			time.AfterFunc(100*time.Millisecond, func() { left.Store(time.Now().UnixNano()); cancel() })
 			_, err := p.Run(ctx, []byte(testRequest), storyteller, nil)
 			var e *Error
 			if !errors.As(err, &e) || e.Code != CodeCancelled {
 				t.Fatalf("err = %v, want cancelled", err)
 			}
-			// About 110 ms alone; generous for a loaded CI machine, and far below the
+			// Timed from when the client left, not from the start: on a loaded machine
+			// the timer that makes it leave fires late, which is not the host's doing.
+			// About 10 ms alone; generous for a loaded CI machine, and far below the
 			// ten seconds the module would run if leaving did not stop it.
-			if took := time.Since(start); took > ended {
-				t.Errorf("the module stopped %s after its client left at 100ms", took)
+			if took := time.Since(time.Unix(0, left.Load())); took > ended {
+				t.Errorf("the module stopped %s after its client left", took)
 			}
 		})
 	}
@@ -287,9 +289,11 @@ func TestHeavyFrames(t *testing.T) {
 	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, heavyFramesModule(1000, 9000)), Limits: tenSeconds}}})
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	start := time.Now()
+	cpu := processCPU()
 	_, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
-	took := time.Since(start)
+	// Processor time, which on a loaded machine wall time is many times: the
+	// request is the only work of the process.
+	took := processCPU() - cpu
 	runtime.ReadMemStats(&after)
 	var e *Error
 	if !errors.As(err, &e) || e.Code != CodeStackOverflow {
@@ -299,7 +303,7 @@ func TestHeavyFrames(t *testing.T) {
 		t.Errorf("the recursion allocated %d MiB", allocated/abi.MiB)
 	}
 	if took > time.Second {
-		t.Errorf("the recursion ran for %s", took)
+		t.Errorf("the recursion took %s of processor time", took)
 	}
 }
 
@@ -468,26 +472,36 @@ func TestWhichCodeWins(t *testing.T) {
 // goroutines (an HTTP handler, /healthz, a timer) still run within about a
 // millisecond. The Go scheduler preempts a goroutine only after 10 ms, and native code
 // only at a tick; without the yield at ticks, a goroutine waking every millisecond on
-// the one processor a looping module held woke 19 ms late at the median.
+// the one processor a looping module held woke 19 ms late at the median. The lateness
+// is compared with the same goroutine's without the module, measured just before: on a
+// loaded machine the kernel alone makes it wake milliseconds late.
 func TestModuleLeavesTheProcessor(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	s := newTestSandbox(t)
 	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compile(t, s, "misbehave"), Config: []byte("L"), Limits: abi.Limits{CallTimeout: abi.Duration(time.Second)}}}})
+	quiet := make(chan struct{})
+	time.AfterFunc(500*time.Millisecond, func() { close(quiet) })
+	alone := medianLateness(quiet)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		p.Run(context.Background(), []byte(testRequest), storyteller, nil)
 	}()
-	var late []time.Duration
+	if looping := medianLateness(done); looping > alone+5*time.Millisecond {
+		t.Errorf("a goroutine waking every millisecond woke %s late at the median while a module looped, %s without it", looping, alone)
+	}
+}
+
+// medianLateness wakes every millisecond until done and returns how late it woke at
+// the median.
+func medianLateness(done <-chan struct{}) time.Duration {
+	late := []time.Duration{0}
 	for {
 		want := time.Now().Add(time.Millisecond)
 		select {
 		case <-done:
 			slices.Sort(late)
-			if median := late[len(late)/2]; median > 5*time.Millisecond {
-				t.Errorf("a goroutine waking every millisecond woke %s late at the median while a module looped", median)
-			}
-			return
+			return late[len(late)/2]
 		case <-time.After(time.Millisecond):
 			late = append(late, time.Since(want))
 		}
