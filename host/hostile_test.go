@@ -25,7 +25,12 @@ import (
 // were served all along.
 
 // benignLoad runs well-behaved requests on two goroutines, as other clients of the same
-// host would, and records how many were served and the slowest.
+// host would, and records how many were served and the slowest. Each goroutine waits a
+// millisecond between two requests: what is measured is how long a request waits while
+// an attack runs, and two goroutines sending requests back to back kept two of the
+// process's threads busy, which on a loaded 2-core machine took from the attack the
+// processor time it needs to reach the limit it is about (8 modules of 256 MiB: 2 s of
+// page faults, within the request's module time of 10 s of wall time).
 type benignLoad struct {
 	served  atomic.Int64
 	slowest atomic.Int64 // ns
@@ -49,7 +54,7 @@ func startBenign(t *testing.T, s *Sandbox) *benignLoad {
 				select {
 				case <-l.stop:
 					return
-				default:
+				case <-time.After(time.Millisecond):
 				}
 				start := time.Now()
 				if _, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil); err != nil {
@@ -104,13 +109,18 @@ func compileBytes(t testing.TB, s *Sandbox, wasm []byte) *Module {
 // tenSeconds is the call time limit of the attacks that must not be stopped by it.
 var tenSeconds = abi.Limits{CallTimeout: abi.Duration(10 * time.Second)}
 
-// TestHostileModules performs each attack against a pipeline and checks the code, the
-// message, how long it took, and that well-behaved requests went on being served.
-// ended bounds how long a hostile request may take to end with a limit of 250 ms: about
-// 260 ms alone and 2-3 s on a 2-core machine loaded with other test packages, while
-// each of these attacks, unfixed, ran for 9 s to minutes.
+// ended bounds the module time (Result.ModuleTime) a hostile request may take to end
+// with a limit of 250 ms: about 260 ms however loaded the machine, while each of these
+// attacks, unfixed, ran for 9 s to minutes without reaching a check of its deadline.
+// Module time, what the limit is on, is a call's wall time less its waits for a
+// processor after yielding (RATIONALE.md, "A call's time leaves out its waits after
+// yielding"); the request's wall time is not bounded by the limit on a loaded machine,
+// and it reached 5-55 s with the 2 cores loaded to 6 runnable threads each.
 const ended = 5 * time.Second
 
+// TestHostileModules performs each attack against a pipeline and checks the code, the
+// message, the module time it took, and that well-behaved requests went on being
+// served.
 func TestHostileModules(t *testing.T) {
 	s := newTestSandbox(t)
 	fast := abi.Limits{CallTimeout: abi.Duration(250 * time.Millisecond)}
@@ -165,19 +175,30 @@ func TestHostileModules(t *testing.T) {
 			defer load.check(t)
 			// Attacks that fail fast are repeated for a while, so that well-behaved
 			// requests run during them.
-			for until := time.Now().Add(300 * time.Millisecond); ; {
+			for until, tries := time.Now().Add(300*time.Millisecond), 1; ; {
 				start := time.Now()
-				_, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
-				took := time.Since(start)
+				res, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
+				took := res.ModuleTime
 				var e *Error
 				if !errors.As(err, &e) {
 					t.Fatalf("err = %v, want *Error", err)
+				}
+				// The modules before the one at fault take seconds of processor time
+				// (8 modules of 256 MiB: 2 s of page faults), and the request's module
+				// time is wall time: on a loaded machine it can run out before the
+				// request reaches the module the attack is about, which says nothing
+				// of the limit. That request is tried again; a timeout in the module at
+				// fault or after it is a failure.
+				if e.Code == CodeTimeout && e.Index < tt.index && strings.Contains(e.Message, "the request's module time") && tries < 3 {
+					t.Logf("try %d: %s at pre[%d] after %s of module time, %s of wall time: the machine is too loaded to reach pre[%d]; trying again", tries, e.Code, e.Index, took, time.Since(start), tt.index)
+					tries++
+					continue
 				}
 				if e.Code != tt.code || e.Stage != StagePre || e.Index != tt.index || !strings.Contains(e.Message, tt.msg) {
 					t.Fatalf("got %s at %s[%d]: %s\nwant %s at pre[%d] saying %q", e.Code, e.Stage, e.Index, e.Message, tt.code, tt.index, tt.msg)
 				}
 				if took > tt.within {
-					t.Fatalf("the request ended after %s, want within %s", took, tt.within)
+					t.Fatalf("the request ended after %s of module time (%s of wall time), want within %s", took, time.Since(start), tt.within)
 				}
 				if time.Now().After(until) {
 					return
@@ -196,17 +217,19 @@ func TestHostileClientLeaves(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: hostileModule(t, s, name), Limits: tenSeconds}}})
 			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(100*time.Millisecond, cancel)
-			start := time.Now()
+			var left atomic.Int64 // when the client left, in ns since 1970
+			time.AfterFunc(100*time.Millisecond, func() { left.Store(time.Now().UnixNano()); cancel() })
 			_, err := p.Run(ctx, []byte(testRequest), storyteller, nil)
 			var e *Error
 			if !errors.As(err, &e) || e.Code != CodeCancelled {
 				t.Fatalf("err = %v, want cancelled", err)
 			}
-			// About 110 ms alone; generous for a loaded CI machine, and far below the
+			// Timed from when the client left, not from the start: on a loaded machine
+			// the timer that makes it leave fires late, which is not the host's doing.
+			// About 10 ms alone; generous for a loaded CI machine, and far below the
 			// ten seconds the module would run if leaving did not stop it.
-			if took := time.Since(start); took > ended {
-				t.Errorf("the module stopped %s after its client left at 100ms", took)
+			if took := time.Since(time.Unix(0, left.Load())); took > ended {
+				t.Errorf("the module stopped %s after its client left", took)
 			}
 		})
 	}
@@ -266,9 +289,11 @@ func TestHeavyFrames(t *testing.T) {
 	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, heavyFramesModule(1000, 9000)), Limits: tenSeconds}}})
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	start := time.Now()
+	cpu := processCPU()
 	_, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
-	took := time.Since(start)
+	// Processor time, which on a loaded machine wall time is many times: the
+	// request is the only work of the process.
+	took := processCPU() - cpu
 	runtime.ReadMemStats(&after)
 	var e *Error
 	if !errors.As(err, &e) || e.Code != CodeStackOverflow {
@@ -278,7 +303,7 @@ func TestHeavyFrames(t *testing.T) {
 		t.Errorf("the recursion allocated %d MiB", allocated/abi.MiB)
 	}
 	if took > time.Second {
-		t.Errorf("the recursion ran for %s", took)
+		t.Errorf("the recursion took %s of processor time", took)
 	}
 }
 
@@ -447,26 +472,36 @@ func TestWhichCodeWins(t *testing.T) {
 // goroutines (an HTTP handler, /healthz, a timer) still run within about a
 // millisecond. The Go scheduler preempts a goroutine only after 10 ms, and native code
 // only at a tick; without the yield at ticks, a goroutine waking every millisecond on
-// the one processor a looping module held woke 19 ms late at the median.
+// the one processor a looping module held woke 19 ms late at the median. The lateness
+// is compared with the same goroutine's without the module, measured just before: on a
+// loaded machine the kernel alone makes it wake milliseconds late.
 func TestModuleLeavesTheProcessor(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	s := newTestSandbox(t)
 	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compile(t, s, "misbehave"), Config: []byte("L"), Limits: abi.Limits{CallTimeout: abi.Duration(time.Second)}}}})
+	quiet := make(chan struct{})
+	time.AfterFunc(500*time.Millisecond, func() { close(quiet) })
+	alone := medianLateness(quiet)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		p.Run(context.Background(), []byte(testRequest), storyteller, nil)
 	}()
-	var late []time.Duration
+	if looping := medianLateness(done); looping > alone+5*time.Millisecond {
+		t.Errorf("a goroutine waking every millisecond woke %s late at the median while a module looped, %s without it", looping, alone)
+	}
+}
+
+// medianLateness wakes every millisecond until done and returns how late it woke at
+// the median.
+func medianLateness(done <-chan struct{}) time.Duration {
+	late := []time.Duration{0}
 	for {
 		want := time.Now().Add(time.Millisecond)
 		select {
 		case <-done:
 			slices.Sort(late)
-			if median := late[len(late)/2]; median > 5*time.Millisecond {
-				t.Errorf("a goroutine waking every millisecond woke %s late at the median while a module looped", median)
-			}
-			return
+			return late[len(late)/2]
 		case <-time.After(time.Millisecond):
 			late = append(late, time.Since(want))
 		}

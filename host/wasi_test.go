@@ -278,7 +278,7 @@ func TestWASIPoll(t *testing.T) {
 	g.write(0, subs)
 	start := time.Now()
 	expectErrno(t, "poll_oneoff", g.call("poll_oneoff", 0, 1024, 4, 2048), errnoSuccess)
-	if took := time.Since(start); took > 500*time.Millisecond {
+	if took := time.Since(start); took > 10*time.Second { // an hour if it slept; milliseconds even on a loaded machine
 		t.Errorf("poll_oneoff with a clock of an hour took %s", took)
 	}
 	if g.u32(2048) != 4 {

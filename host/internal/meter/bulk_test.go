@@ -162,7 +162,7 @@ func TestBulkCharges(t *testing.T) {
 		if !errors.As(err, &exit) || exit.ExitCode() != sys.ExitCodeDeadlineExceeded {
 			t.Fatalf("got %v, want the deadline's exit", err)
 		}
-		if d := time.Since(start); d > time.Second {
+		if d := time.Since(start); d > 5*time.Second { // about 50 ms; without the deadline, never
 			t.Errorf("a 50 ms deadline stopped the loop after %s", d)
 		}
 	})

@@ -9,16 +9,41 @@
 // launchKey keeps the launch parameters for a reload, which Telegram opens without them.
 const launchKey = 'cocoon.telegramLaunch';
 
+// maxLaunchChars bounds the launch parameters the app reads, from the URL or from
+// sessionStorage. Telegram's are about 1-2 KB: init data (a user of a few short names,
+// auth_date, a chat_instance, a start_param of at most 512 characters, a signature and
+// a hash) and theme colours; percent-encoded names in non-Latin scripts and a chat
+// object beside the user bring the worst case near 6 KB. 32 KiB is five times that.
+// Anyone can send a user a link to the app with a fragment of megabytes: read whole,
+// it was parsed twice and stored, which threw (sessionStorage holds about 5 MB; the
+// thrown error stopped the app from loading) or held the tab for seconds.
+export const maxLaunchChars = 32 * 1024;
+
+// launchError says why the launch parameters were refused, '' if they were not.
+export let launchError = '';
+
 function launchParams() {
   const fragment = location.hash.slice(1);
+  if (fragment.length > maxLaunchChars) {
+    // Neither this fragment nor an earlier launch's: the URL is not the launch it claims.
+    launchError = `The link that opened this app carries ${fragment.length} characters of launch parameters, more than the ${maxLaunchChars} Telegram's ever take: they were ignored. Open the app from Telegram again.`;
+    return new URLSearchParams();
+  }
   if (new URLSearchParams(fragment).has('tgWebAppData')) {
     sessionStorage.setItem(launchKey, fragment);
     return new URLSearchParams(fragment);
   }
-  return new URLSearchParams(sessionStorage.getItem(launchKey) || '');
+  const stored = sessionStorage.getItem(launchKey) || '';
+  return new URLSearchParams(stored.length > maxLaunchChars ? '' : stored);
 }
 
 const launch = launchParams();
+if (launchError) {
+  console.error(launchError);
+  // Where the app says who is signed in (index.html), which stays as it is without a user.
+  const where = document.getElementById('user');
+  if (where) where.textContent = launchError;
+}
 
 // initData is the signed init data as Telegram gave it, '' outside Telegram: a
 // credential the app sends only sealed (app.js).
