@@ -10,7 +10,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -222,7 +221,7 @@ func TestCompileCostChild(t *testing.T) {
 	m.Validate = time.Since(start)
 	runtime.GC()
 	debug.FreeOSMemory()
-	base, cpu := proctest.KiB(t, "VmRSS"), processCPU()
+	base, cpu := proctest.KiB(t, "VmRSS"), proctest.CPU()
 	start = time.Now()
 	metered, err := meter.Instrument(wasm)
 	if err != nil {
@@ -231,7 +230,7 @@ func TestCompileCostChild(t *testing.T) {
 	if _, err := s.runtime.CompileModule(context.Background(), metered); err != nil {
 		t.Fatal(err)
 	}
-	m.Wall, m.CPU = time.Since(start), processCPU()-cpu
+	m.Wall, m.CPU = time.Since(start), proctest.CPU()-cpu
 	m.Memory = (proctest.KiB(t, "VmHWM") - base) << 10
 	j, _ := json.Marshal(m)
 	fmt.Printf("RESULT %s\n", j)
@@ -278,13 +277,6 @@ func scaledShape(t testing.TB, name string, n int) []byte {
 	}
 	t.Fatalf("no scaled shape %q", name)
 	return nil
-}
-
-// processCPU returns the user and system time the process has used.
-func processCPU() time.Duration {
-	var u syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &u)
-	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
 }
 
 // BenchmarkCompileCost compiles each shape in a child process and reports its processor

@@ -138,9 +138,9 @@ func costlyModule() []byte {
 func TestCompileRefusesCostlyModule(t *testing.T) {
 	s := newTestSandbox(t)
 	wasm := costlyModule()
-	cpu := processCPU() // processor time, which a loaded machine does not stretch
+	cpu := proctest.CPU() // processor time, which a loaded machine does not stretch
 	_, err := s.Compile(context.Background(), wasm)
-	took := processCPU() - cpu
+	took := proctest.CPU() - cpu
 	var e *Error
 	if !errors.As(err, &e) || e.Code != CodeInvalidModule || e.Reason != ReasonCompileTooCostly || e.Status != 400 {
 		t.Fatalf("Compile = %#v, want invalid_module (compile_too_costly)", err)

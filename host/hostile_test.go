@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/internal/proctest"
 	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
 
@@ -289,11 +290,11 @@ func TestHeavyFrames(t *testing.T) {
 	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, heavyFramesModule(1000, 9000)), Limits: tenSeconds}}})
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	cpu := processCPU()
+	cpu := proctest.CPU()
 	_, err := p.Run(context.Background(), []byte(testRequest), storyteller, nil)
 	// Processor time, which on a loaded machine wall time is many times: the
 	// request is the only work of the process.
-	took := processCPU() - cpu
+	took := proctest.CPU() - cpu
 	runtime.ReadMemStats(&after)
 	var e *Error
 	if !errors.As(err, &e) || e.Code != CodeStackOverflow {

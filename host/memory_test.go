@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/abi"
+	"github.com/cocoonhost/cocoon/internal/proctest"
 	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
 
@@ -159,7 +160,7 @@ func BenchmarkCommit(b *testing.B) {
 		{"commit", func(m *mapping) error { return m.commit(size, time.Now().Add(time.Hour)) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			cpu := processCPU()
+			cpu := proctest.CPU()
 			for b.Loop() {
 				m, err := reserveMapping()
 				if err == nil {
@@ -170,7 +171,7 @@ func BenchmarkCommit(b *testing.B) {
 				}
 				m.unmap()
 			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(proctest.CPU()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

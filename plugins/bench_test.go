@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cocoonhost/cocoon/abi/guest"
 	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/internal/proctest"
 	"github.com/cocoonhost/cocoon/plugins/output-guard/go/guard"
 	"github.com/cocoonhost/cocoon/plugins/prompt-template/go/template"
 )
@@ -142,19 +141,10 @@ func BenchmarkPipeline(b *testing.B) {
 // other work loads, wall time per operation grows with the wait for a processor;
 // CPU time much less, so ratios of cpu-ns/op measured in one run stay comparable.
 func reportCPU(b *testing.B) func() {
-	start := processCPU(b)
+	start := proctest.CPU()
 	return func() {
-		b.ReportMetric(float64(processCPU(b)-start)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(proctest.CPU()-start)/float64(b.N), "cpu-ns/op")
 	}
-}
-
-// processCPU returns the CPU time the process has used.
-func processCPU(b *testing.B) time.Duration {
-	var u syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
 }
 
 // BenchmarkStreamDelta is the cost of one streamed delta through the output guard, once

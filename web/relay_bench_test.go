@@ -17,11 +17,11 @@ import (
 	"runtime/pprof"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cocoonhost/cocoon/host/backend/openai"
+	"github.com/cocoonhost/cocoon/internal/proctest"
 )
 
 // relayClients is how many streams the relay benchmark runs at once: the issue's
@@ -138,14 +138,6 @@ func copyingRelay(tb testing.TB, upstream string) string {
 	return srv.URL
 }
 
-// processCPU is the processor time the process has used: on a machine shared with
-// other work, the cost of a path that wall time blurs.
-func processCPU() time.Duration {
-	var u syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &u)
-	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
-}
-
 // round is what one round of streams took: wall time, the process's processor time and
 // the content chunks read.
 type round struct {
@@ -167,7 +159,7 @@ func relayRound(tb testing.TB, client *http.Client, url, key string, body []byte
 		chunks int
 		failed error
 	)
-	start, cpu := time.Now(), processCPU()
+	start, cpu := time.Now(), proctest.CPU()
 	for range relayClients {
 		wg.Go(func() {
 			n, err := readRelayStream(client, url, key, body)
@@ -180,7 +172,7 @@ func relayRound(tb testing.TB, client *http.Client, url, key string, body []byte
 		})
 	}
 	wg.Wait()
-	r := round{wall: time.Since(start), cpu: processCPU() - cpu, chunks: chunks}
+	r := round{wall: time.Since(start), cpu: proctest.CPU() - cpu, chunks: chunks}
 	if failed != nil {
 		tb.Fatal(failed)
 	}

@@ -10,12 +10,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/internal/proctest"
 )
 
 // modelDir is the stories260K folder: $COCOON_MODEL_DIR, or the shared copy beside
@@ -197,9 +197,9 @@ func TestLongPromptRefusedBySize(t *testing.T) {
 	}
 	huge := strings.Repeat("Once upon a time ", 8<<20/17)
 	// Processor time, which a loaded machine does not stretch as it does wall time.
-	cpu := processCPU()
+	cpu := proctest.CPU()
 	_, _, err := run(t, b, &backend.Request{Messages: []backend.Message{{Role: "user", Content: huge}}})
-	if took := processCPU() - cpu; took > 2*time.Second {
+	if took := proctest.CPU() - cpu; took > 2*time.Second {
 		t.Errorf("refusing an 8 MB prompt took %v of processor time: it was tokenized", took)
 	}
 	var be *backend.Error
@@ -397,11 +397,4 @@ func BenchmarkDecodeParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(tokens.Load())/b.Elapsed().Seconds(), "tokens/s")
-}
-
-// processCPU is the processor time this process has used, user and system.
-func processCPU() time.Duration {
-	var u syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &u)
-	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
 }
