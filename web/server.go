@@ -299,7 +299,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Attestation != nil {
 		s.signer = &answerSigner{host: cfg.Attestation}
-		s.e2e = &e2eHost{keys: cfg.Attestation.E2EKeys(), replay: e2e.NewReplayGuard(e2eWindow, e2eReplayIDs), sessions: e2e.NewSessionTable(e2eSessions, e2eSessionsPerPrincipal)}
+		s.e2e = &e2eHost{
+			keys:     cfg.Attestation.E2EKeys(),
+			replay:   e2e.NewReplayGuard(e2eWindow, e2eReplayIDs),
+			sessions: e2e.NewSessionTable(e2eSessions, e2eSessionsPerPrincipal),
+		}
 	}
 	if cfg.Billing != nil {
 		s.billing = escrowBilling{s}
