@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -403,19 +402,19 @@ func (p *Sessions) drop(slot sessionSlot, cs *clientSession) {
 
 // granted keeps the session an opened answer's sealed headers h grant, when c's
 // request asked for one and c came from a Sessions. A grant of at most SessionMargin
-// or over SessionLifetime, or not digits only (Atoi would take "+3600", which the
-// browser library refuses: two clients must read one grant alike), is ignored.
+// or over SessionLifetime, or not digits only (ParseUint refuses "+3600", as the
+// browser library does: two clients must read one grant alike), is ignored.
 func (c *Client) granted(h http.Header) {
 	if c.offered == nil || c.sessions == nil {
 		return
 	}
-	v := h.Get(SessionHeader)
-	secs, err := strconv.Atoi(v)
-	ttl := time.Duration(secs) * time.Second
-	if err != nil || strings.TrimLeft(v, "0123456789") != "" || ttl <= SessionMargin || ttl > SessionLifetime {
+	// ParseUint takes digits only, no sign; the bounds are compared in seconds, before
+	// any multiplication, which would wrap a huge grant into range.
+	secs, err := strconv.ParseUint(h.Get(SessionHeader), 10, 64)
+	if err != nil || secs <= uint64(SessionMargin/time.Second) || secs > uint64(SessionLifetime/time.Second) {
 		return
 	}
-	c.sessions.keep(c.slot, *c.offered, ttl)
+	c.sessions.keep(c.slot, *c.offered, time.Duration(secs)*time.Second)
 	c.offered = nil
 }
 
