@@ -86,11 +86,11 @@ func run[A any](args []byte, f func(A) (any, error)) []byte {
 	}
 	v, err := f(a)
 	if err != nil {
-		f := failure{Error: err.Error()}
+		refused := failure{Error: err.Error()}
 		if errors.Is(err, errBadAnswer) {
-			f.Code = "bad_answer"
+			refused.Code = "bad_answer"
 		}
-		return encode(f)
+		return encode(refused)
 	}
 	return encode(v)
 }
