@@ -286,8 +286,10 @@ func signRequest(a SignArgs, body []byte, now int64, nonce string) (*SignedHeade
 	for name := range h {
 		out.Headers[name] = h.Get(name)
 	}
-	if out.RequestHash = settle.RequestHash(req.SigningString()); a.IdempotencyKey != "" {
+	if a.IdempotencyKey != "" {
 		out.RequestHash = settle.IdempotentRequestHash(account, a.IdempotencyKey, a.Method, a.Path, body)
+	} else {
+		out.RequestHash = settle.RequestHash(req.SigningString())
 	}
 	return out, nil
 }
