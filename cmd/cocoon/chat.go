@@ -61,7 +61,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close() // joins the encapsulation Chat prepares for a next request
+	defer c.Close() // its idle connections: the command runs in process in tests
 	if *plaintext {
 		c = c.WithPlaintext()
 	}

@@ -287,11 +287,8 @@ func (c *Client) attestedSettlementKey(boot *attest.Evidence) ed25519.PublicKey 
 	if boot == nil {
 		return nil
 	}
-	events, err := attest.ParseEventLog(boot.EventLog) // VerifyEvidence parsed and replayed it
-	if err != nil {
-		return nil
-	}
-	return attest.SettlementKeyOf(events)
+	key, _ := measuredSettlementKey(boot)
+	return key
 }
 
 // ReadReceipts reads a chain saved as JSON lines (WriteReceipts, AppendReceipt); blank

@@ -161,7 +161,7 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 	if err != nil {
 		return nil, err
 	}
-	if want.SettlementKey == nil {
+	if want.SettlementKey == nil && answer.Receipt != nil { // an answer billed to an API key; checkReceipt needs no key for none
 		want.SettlementKey = c.attestedSettlementKey(boot)
 	}
 	want.RequestHash = requestHash

@@ -128,15 +128,25 @@ func (c *Client) AttestedSettlementKey(ctx context.Context) (ed25519.PublicKey, 
 	if err != nil {
 		return nil, err
 	}
-	events, err := attest.ParseEventLog(boot.EventLog) // VerifyEvidence parsed and replayed it
+	key, err := measuredSettlementKey(boot)
 	if err != nil {
 		return nil, err
 	}
-	key := attest.SettlementKeyOf(events)
 	if key == nil {
 		return nil, &Error{Code: CodeNotVerified, Message: fmt.Sprintf("the host at %s measures no settlement key at boot: its receipts and charges are not attested, refusing", c.base)}
 	}
 	return key, nil
+}
+
+// measuredSettlementKey is the settlement key verified evidence ev measures in its event
+// log, nil when it measures none. It parses the log again (VerifyEvidence parsed and
+// replayed it), so it fails only on evidence that was not verified.
+func measuredSettlementKey(ev *attest.Evidence) (ed25519.PublicKey, error) {
+	events, err := attest.ParseEventLog(ev.EventLog)
+	if err != nil {
+		return nil, err
+	}
+	return attest.SettlementKeyOf(events), nil
 }
 
 // RATLSCheck checks that the boot evidence served over an RA-TLS connection carries

@@ -19,7 +19,8 @@
 // each); a session request costs neither, only HKDF-SHA256 and an AES-256-GCM pass on
 // each side. Everything else is small beside them: every record costs one AES-256-GCM
 // seal or open of its bytes and, in a stream, a base64 encoding; a stream of 19
-// records costs both sides together a few tens of µs and 39 allocations.
+// records costs both sides together a few tens of µs and 39 allocations (`go test
+// -run '^$' -bench 'SealOpen|Answer' ./web/e2e/`).
 //
 // Every failure wraps ErrE2E, with a message safe to show a client: it names what was
 // wrong with the envelope, never a plaintext byte.

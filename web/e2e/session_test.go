@@ -228,7 +228,8 @@ func TestSessionGrantIsSealed(t *testing.T) {
 			t.Errorf("a grant of %q not used", good)
 		}
 	}
-	for _, bad := range []string{"0", "60", "3601", "-5", "1e3", "", "+3600", "+61", " 3600", "3600 ", "0x100", "99999999999999999999999"} {
+	for _, bad := range []string{"0", "60", "3601", "-5", "1e3", "", "+3600", "+61", " 3600", "3600 ", "0x100", "99999999999999999999999",
+		"18446744135"} { // 18446744135 s overflows time.Duration to 61.29 s
 		if grantUsed(bad) {
 			t.Errorf("a grant of %q used", bad)
 		}

@@ -29,9 +29,10 @@ function launchParams() {
     launchError = `The link that opened this app carries ${fragment.length} characters of launch parameters, more than the ${maxLaunchChars} Telegram's ever take: they were ignored. Open the app from Telegram again.`;
     return new URLSearchParams();
   }
-  if (new URLSearchParams(fragment).has('tgWebAppData')) {
+  const params = new URLSearchParams(fragment);
+  if (params.has('tgWebAppData')) {
     sessionStorage.setItem(launchKey, fragment);
-    return new URLSearchParams(fragment);
+    return params;
   }
   const stored = sessionStorage.getItem(launchKey) || '';
   return new URLSearchParams(stored.length > maxLaunchChars ? '' : stored);

@@ -86,11 +86,11 @@ func run[A any](args []byte, f func(A) (any, error)) []byte {
 	}
 	v, err := f(a)
 	if err != nil {
-		f := failure{Error: err.Error()}
+		refused := failure{Error: err.Error()}
 		if errors.Is(err, errBadAnswer) {
-			f.Code = "bad_answer"
+			refused.Code = "bad_answer"
 		}
-		return encode(f)
+		return encode(refused)
 	}
 	return encode(v)
 }
@@ -286,8 +286,10 @@ func signRequest(a SignArgs, body []byte, now int64, nonce string) (*SignedHeade
 	for name := range h {
 		out.Headers[name] = h.Get(name)
 	}
-	if out.RequestHash = settle.RequestHash(req.SigningString()); a.IdempotencyKey != "" {
+	if a.IdempotencyKey != "" {
 		out.RequestHash = settle.IdempotentRequestHash(account, a.IdempotencyKey, a.Method, a.Path, body)
+	} else {
+		out.RequestHash = settle.RequestHash(req.SigningString())
 	}
 	return out, nil
 }
