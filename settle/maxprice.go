@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/cocoonhost/cocoon/abi"
@@ -67,23 +68,26 @@ func (l *PriceList) RequestMaxPrice(body, models []byte, pipeline bool) (uint64,
 	if err := json.Unmarshal(body, &req); err != nil {
 		return 0, fmt.Errorf("settle: the request is not a chat completion request: %v", err)
 	}
+	type listed struct {
+		ID            string `json:"id"`
+		ContextLength int64  `json:"context_length"`
+	}
 	var list struct {
-		Data []struct {
-			ID            string `json:"id"`
-			ContextLength int64  `json:"context_length"`
-		} `json:"data"`
+		Data []listed `json:"data"`
 	}
 	if err := json.Unmarshal(models, &list); err != nil {
 		return 0, fmt.Errorf("settle: the host's model list is not the expected JSON: %v", err)
 	}
 	model, window := req.Model, uint64(DefaultContextWindow)
-	for i, m := range list.Data {
-		if (pipeline || model == "") && i == 0 || !pipeline && m.ID == model {
-			model = m.ID
-			if m.ContextLength > 0 {
-				window = uint64(m.ContextLength)
-			}
-			break
+	i := 0 // a pipeline's one model, or the backend's default: the first listed
+	if !pipeline && model != "" {
+		i = slices.IndexFunc(list.Data, func(m listed) bool { return m.ID == model })
+	}
+	if i >= 0 && i < len(list.Data) {
+		m := list.Data[i]
+		model = m.ID
+		if m.ContextLength > 0 {
+			window = uint64(m.ContextLength)
 		}
 	}
 	if model == "" {

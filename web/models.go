@@ -158,9 +158,9 @@ func (m *modelWindows) name(ctx context.Context, model string) string {
 	if model != "" {
 		return model
 	}
-	m.window(ctx, "")
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.fresh(ctx)
 	return m.first
 }
 

@@ -43,9 +43,8 @@ type ask struct {
 	asked, maxPrice uint64
 	idempotencyKey  string
 	// route names the idempotency key in Proxy.keys (with the app's credential);
-	// keyed is false without a key.
+	// the zero keyRoute without a key.
 	route keyRoute
-	keyed bool
 }
 
 func newAsk(r *http.Request, body []byte) ask {
@@ -56,7 +55,7 @@ func newAsk(r *http.Request, body []byte) ask {
 	}
 	json.Unmarshal(body, &opts) // a request the host would refuse is routed as if it asked nothing
 	a := ask{body: body, prompt: uint64(len(body) / 4), idempotencyKey: r.Header.Get(settle.IdempotencyKeyHeader)}
-	a.route, a.keyed = routeKey(r)
+	a.route, _ = routeKey(r)
 	for _, p := range []*uint64{opts.MaxCompletionTokens, opts.MaxTokens} {
 		if p != nil && *p > 0 {
 			a.asked = *p
@@ -112,7 +111,7 @@ func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
 // keyHost is the URL of the billing host that a's idempotency key was sent to before,
 // "" when none was.
 func (p *Proxy) keyHost(a ask) string {
-	if !a.keyed {
+	if a.idempotencyKey == "" {
 		return ""
 	}
 	return p.keys.host(a.route)
@@ -249,7 +248,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 	}
 	send := func(v *verified) (*http.Response, *e2e.Client, bool, error) {
 		resp, opener, sent, err := p.send(r, v, a.body, key)
-		if sent && an.bills && a.keyed {
+		if sent && an.bills && a.idempotencyKey != "" {
 			p.keys.remember(a.route, u.info.URL) // u may charge it: its retries go to u
 		}
 		return resp, opener, sent, err
