@@ -14,7 +14,6 @@ import (
 	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 
-	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/attest/seal"
 	"github.com/cocoonhost/cocoon/cmd/internal/cli"
 	"github.com/cocoonhost/cocoon/cmd/internal/lifecycle"
@@ -91,11 +90,6 @@ func (c *pricesConfig) prices() settle.Prices {
 
 // ledgerFile is the ledger in the data directory.
 const ledgerFile = "ledger.db"
-
-// computeReserve is the module time (µs) admission reserves per request: all a request
-// may use (abi.RequestModuleTime), so that its compute charge never exceeds what was
-// reserved for it.
-const computeReserve = uint64(abi.RequestModuleTime / time.Microsecond)
 
 // escrowTTL is how long an escrow's state is cached between chain reads.
 const escrowTTL = 10 * time.Second
@@ -201,7 +195,7 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 		return nil, err
 	}
 	service, err := billing.NewService(billing.Config{Store: sealedAnswers{l, sealer}, Pricer: pricer, Escrows: billing.NewChainEscrows(api, escrowTTL),
-		Key: key, HostAddr: w.WalletAddress().StringRaw(), ComputeReserve: computeReserve, Metrics: metrics})
+		Key: key, HostAddr: w.WalletAddress().StringRaw(), ComputeReserve: settle.ComputeBound, Metrics: metrics})
 	if err != nil {
 		return nil, err
 	}
