@@ -479,7 +479,7 @@ func (m *limitedMemory) Reallocate(size uint64) []byte {
 	case size > m.limit:
 		m.refusal = memoryLimitText(uint32(m.limit / abi.PageSize))
 		return nil
-	case m.request.memory+grow > abi.RequestMemoryBytes:
+	case !m.request.fits(grow):
 		m.refusal = requestTotalText
 		return nil
 	}
