@@ -299,8 +299,8 @@ var maxSnapshotWait = abi.RequestModuleTime
 // every request takes at least one snapshot not taken yet, so the pipeline gets all of
 // them.
 func (s *Sandbox) snapshotFor(m *stageModule, request *requestState) *snapshot {
-	if request.snapshotWait >= maxSnapshotWait {
-		return m.takenSnapshot() // not taken or retaken here
+	if snap := m.takenSnapshot(); snap != nil || request.snapshotWait >= maxSnapshotWait {
+		return snap // taken already, not timed; or not taken or retaken here
 	}
 	start := time.Now()
 	snap := s.snapshotOf(m)
