@@ -184,7 +184,7 @@ func meterTableGrow(ctx context.Context, _ api.Module, stack []uint64) {
 		by = fmt.Sprintf("its declared maximum of %d elements", max)
 	case size+delta > limit:
 		by = fmt.Sprintf("its limit of %d elements", limit)
-	case inst.request.memory+bytes > abi.RequestMemoryBytes:
+	case !inst.request.fits(bytes):
 		by = requestTotalText
 	default:
 		inst.request.memory += bytes

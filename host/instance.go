@@ -111,7 +111,7 @@ func (unreadRandom) Read([]byte) (int, error) { return 0, io.EOF }
 // its growths then fits too.
 func (s *Sandbox) instantiate(ctx context.Context, m *stageModule, request *requestState) (*instance, error) {
 	snap := s.snapshotFor(m, request)
-	if snap != nil && request.memory+snap.memory.size+m.tableBytes() > abi.RequestMemoryBytes {
+	if snap != nil && !request.fits(snap.memory.size+m.tableBytes()) {
 		snap = nil
 	}
 	return s.instantiateFrom(ctx, m, request, snap)
@@ -133,7 +133,7 @@ func (s *Sandbox) instantiateFrom(ctx context.Context, m *stageModule, request *
 		memoryBytes = image.size
 	}
 	tableBytes := m.tableBytes()
-	if request.memory+memoryBytes+tableBytes > abi.RequestMemoryBytes {
+	if !request.fits(memoryBytes + tableBytes) {
 		return nil, inst.errorf(CodeMemoryLimit, "instantiation needs %s of memory and tables, past %s (%s in use)",
 			formatBytes(memoryBytes+tableBytes), requestTotalText, formatBytes(request.memory))
 	}

@@ -64,6 +64,10 @@ type requestState struct {
 	memory uint64
 }
 
+// fits reports whether bytes more of memory or tables fit in what is left of the
+// request's total (abi.RequestMemoryBytes).
+func (r *requestState) fits(bytes uint64) bool { return r.memory+bytes <= abi.RequestMemoryBytes }
+
 // checkLog records a log_limit fault and aborts the running call if one more record
 // of n bytes would pass the module's log limits (bytes or abi.MaxLogRecords).
 func (inst *instance) checkLog(n uint64) {

@@ -137,9 +137,10 @@ func (e *snapshotBudgetError) Unwrap() error { return errSnapshotBudget }
 
 // newMemoryImage writes content, whose length is a multiple of abi.PageSize, to a new
 // sealed memfd, and counts its size against budget for the first of owners with room
-// for it (snapshotBudget.reserve), failing with errSnapshotBudget if it does not fit: all of it, because a page of the image that is zero, which the
-// memfd does not hold, becomes one it holds as soon as an instance reads it. It costs a
-// write of the pages that are not zero. When the image becomes unreachable, its
+// for it (snapshotBudget.reserve), failing with errSnapshotBudget if it does not fit:
+// all of it, because a page of the image that is zero, which the memfd does not hold,
+// becomes one it holds as soon as an instance reads it. It costs a write of the pages
+// that are not zero. When the image becomes unreachable, its
 // descriptor is closed, its pooled mappings unmapped and its size given back to
 // budget; the mappings instances hold stay valid.
 func newMemoryImage(content []byte, budget *snapshotBudget, owners []string) (*memoryImage, error) {
@@ -355,7 +356,8 @@ const populateCheckBytes = abi.MiB
 // to 5 ms. It populates them with madvise(MADV_POPULATE_WRITE), a system call per MiB:
 // a page fault costs this VM 4-17 µs, mostly the trap itself, so writing a zero to each
 // page took 1 s of processor time for 256 MiB, and a request of 512 MiB ran past its
-// module time of 10 s on a loaded machine; the system call takes a fifteenth of that.
+// module time of 10 s on a loaded machine; the system call takes a tenth of that
+// (BenchmarkCommit; RATIONALE.md has the command and the figures).
 // Where the kernel has no MADV_POPULATE_WRITE (before Linux 5.14) it writes the
 // zeroes. Populating stops early, leaving the rest to fault when the module touches
 // it, once the deadline has passed: the call then ends at its next tick.
@@ -477,7 +479,7 @@ func (m *limitedMemory) Reallocate(size uint64) []byte {
 	case size > m.limit:
 		m.refusal = memoryLimitText(uint32(m.limit / abi.PageSize))
 		return nil
-	case m.request.memory+grow > abi.RequestMemoryBytes:
+	case !m.request.fits(grow):
 		m.refusal = requestTotalText
 		return nil
 	}

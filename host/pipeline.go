@@ -60,7 +60,8 @@ type stageModule struct {
 	limits abi.Limits
 	// snapshot is the state initialization reaches, which instances start from; nil
 	// if it could not be taken (unsnapshotted says why), and instances then run
-	// initialization themselves. It is taken at the first instantiation (snapshotOf).
+	// initialization themselves. It is taken at the first instantiation whose request
+	// has not yet waited maxSnapshotWait for snapshots (Sandbox.snapshotFor).
 	snapshotOnce  sync.Once
 	snapshotTried atomic.Bool // set once snapshotOnce ran takeSnapshot
 	snapshot      *snapshot

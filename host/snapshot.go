@@ -299,11 +299,8 @@ var maxSnapshotWait = abi.RequestModuleTime
 // every request takes at least one snapshot not taken yet, so the pipeline gets all of
 // them.
 func (s *Sandbox) snapshotFor(m *stageModule, request *requestState) *snapshot {
-	if request.snapshotWait >= maxSnapshotWait {
-		if m.snapshotTried.Load() {
-			return m.takenSnapshot() // not retaken here (retakeSnapshot)
-		}
-		return nil
+	if snap := m.takenSnapshot(); snap != nil || request.snapshotWait >= maxSnapshotWait {
+		return snap // taken already, not timed; or not taken or retaken here
 	}
 	start := time.Now()
 	snap := s.snapshotOf(m)
@@ -312,8 +309,12 @@ func (s *Sandbox) snapshotFor(m *stageModule, request *requestState) *snapshot {
 }
 
 // takenSnapshot is m's snapshot once snapshotOf took it, at the first request or a
-// later one; nil before, or if it has none.
+// later one; nil before, or if it has none. It does not wait for a snapshot being
+// taken: m.snapshot is read only once snapshotTried says snapshotOnce wrote it.
 func (m *stageModule) takenSnapshot() *snapshot {
+	if !m.snapshotTried.Load() {
+		return nil
+	}
 	if m.snapshot != nil {
 		return m.snapshot
 	}

@@ -279,13 +279,7 @@ func TestSnapshotPoolsAreBounded(t *testing.T) {
 	for _, p := range pipelines {
 		for range 8 {
 			wg.Go(func() {
-				sess := p.NewSession(context.Background())
-				defer sess.Close()
-				inst, err := sess.instance(StagePre, 0)
-				if err == nil {
-					_, err = inst.call(hookPre, nil)
-				}
-				if err != nil {
+				if err := preCall(p); err != nil {
 					t.Error(err)
 				}
 			})
@@ -519,13 +513,7 @@ func TestSnapshotImagesAreBounded(t *testing.T) {
 		for i := range 4 {
 			p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: module, Config: []byte{byte('a' + i)}}}})
 			for range 2 {
-				sess := p.NewSession(context.Background())
-				inst, err := sess.instance(StagePre, 0)
-				if err == nil {
-					_, err = inst.call(hookPre, nil)
-				}
-				sess.Close()
-				if err != nil {
+				if err := preCall(p); err != nil {
 					t.Fatalf("filled with %d, pipeline %d: %v", value, i, err)
 				}
 			}

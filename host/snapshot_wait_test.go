@@ -84,3 +84,29 @@ func TestSnapshotWaitIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotWaitReadsNoSnapshotBeingTaken is requests that have waited
+// maxSnapshotWait (here at once) running while another takes the module's snapshot:
+// their instances initialize themselves and, closing, ask whether they may be kept for
+// the snapshot. That read m.snapshot while snapshotOnce wrote it, a data race that
+// -race reports; it must wait for snapshotTried.
+func TestSnapshotWaitReadsNoSnapshotBeingTaken(t *testing.T) {
+	defer func(wait time.Duration) { maxSnapshotWait = wait }(maxSnapshotWait)
+	maxSnapshotWait = 0
+	s := newTestSandbox(t)
+	slow := compileBytes(t, s, slowInitModule(20_000_000))
+	p := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: slow, Limits: abi.Limits{CallTimeout: abi.Duration(10 * time.Second)}}}})
+	m := p.pre[0]
+	taken := make(chan *snapshot)
+	go func() { taken <- s.snapshotOf(m) }()
+	for !m.snapshotTried.Load() {
+		sess := p.NewSession(context.Background())
+		if _, err := sess.instance(StagePre, 0); err != nil {
+			t.Fatal(err)
+		}
+		sess.Close()
+	}
+	if snap := <-taken; snap == nil {
+		t.Fatalf("no snapshot: %v", m.unsnapshotted)
+	}
+}

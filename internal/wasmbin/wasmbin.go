@@ -688,7 +688,8 @@ func (r *Reader) elemType(exprs bool) error {
 	return err
 }
 
-// skipData checks the structure of the data segments.
+// skipData checks the structure of the data segments, and that each active one is
+// for memory 0.
 func (r *Reader) skipData() error {
 	n, err := r.count("data segments", 2, maxData)
 	for i := 0; i < n && err == nil; i++ {

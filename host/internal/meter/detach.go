@@ -143,8 +143,13 @@ func (in *instrumenter) dataSection(r *wasmbin.Reader) error {
 			continue
 		case 0:
 		case explicitMemory:
-			if _, err := r.U32(); err != nil {
+			// The segment is written to memory 0 by the host, not by the engine,
+			// which would refuse any other memory: so refuse it here as well.
+			memAt := r.Pos
+			if memory, err := r.U32(); err != nil {
 				return err
+			} else if memory != 0 {
+				return r.Fail(memAt, "data segment for memory %d: WebAssembly 2.0 has only memory 0", memory)
 			}
 		default:
 			return r.Fail(at, "data segment flags %d are not part of WebAssembly 2.0", flags)

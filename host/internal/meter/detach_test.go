@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
 
 // TestInstrumentDetached: an instance of the detached form, initialized as the host
@@ -90,4 +92,22 @@ func callLine(g *guest, line string) string {
 		return "error: " + firstLine(err)
 	}
 	return fmt.Sprint(r)
+}
+
+// dataForMemory1 is an ABI module with an active data segment for memory 1, which it
+// does not have.
+func dataForMemory1() []byte {
+	var m wasmtest.Module
+	m.ABI()
+	return append(m.Bytes(), wasmtest.Section(wasmtest.SecData,
+		wasmtest.Vec([]byte{2, 1, wasmtest.I32Const, 0, wasmtest.End, 2, 'h', 'i'}))...)
+}
+
+// TestInstrumentDetachedRefusesOtherMemories: an active data segment for memory 1,
+// which wazero refuses, is refused by InstrumentDetached itself, not taken out and
+// written to memory 0, whether or not a validator ran before it.
+func TestInstrumentDetachedRefusesOtherMemories(t *testing.T) {
+	if d, err := InstrumentDetached(dataForMemory1()); err == nil || !strings.Contains(err.Error(), "memory 1") {
+		t.Fatalf("InstrumentDetached = %v segments, %v; want an error naming memory 1", d != nil && len(d.Data) > 0, err)
+	}
 }

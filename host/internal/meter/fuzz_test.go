@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/cocoonhost/cocoon/abi"
-	"github.com/cocoonhost/cocoon/internal/wasmtest"
 )
 
 // FuzzInstrument checks that Instrument and InstrumentDetached never panic; that
@@ -22,10 +21,7 @@ func FuzzInstrument(f *testing.F) {
 	for name := range testdataWasm {
 		f.Add(testModule(f, name))
 	}
-	var dataForMemory1 wasmtest.Module // an active data segment for memory 1
-	dataForMemory1.ABI()
-	f.Add(append(dataForMemory1.Bytes(), wasmtest.Section(wasmtest.SecData,
-		wasmtest.Vec([]byte{2, 1, wasmtest.I32Const, 0, wasmtest.End, 2, 'h', 'i'}))...))
+	f.Add(dataForMemory1())
 	for _, path := range realModules(f) {
 		if b, err := os.ReadFile(path); err == nil && len(b) < 1<<20 { // not the Go guests
 			f.Add(b)
