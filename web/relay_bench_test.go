@@ -37,18 +37,15 @@ var relayTokens = flag.Int("relay-tokens", 256, "content chunks per answer in Be
 // relayWarmup is how many tokens every connection of BenchmarkStreamRelay carries
 // before it measures: the client's to the upstream and to the host, and the host's to
 // the upstream. A loopback TCP connection's cost per one-token write grows over its
-// first few megabytes (its congestion window opens: a fresh connection's writes queue
-// behind unacknowledged ones and go out together, a grown one sends each as it comes),
-// and the direct path, which is nearly all such writes, grows the most: from 4.5 to 7
-// µs of processor time per chunk over its first 40 rounds of 256 tokens, flat after.
+// first few megabytes (likely its congestion window opening: a fresh connection's
+// writes queue behind unacknowledged ones and go out together, a grown one sends each
+// as it comes), and the direct path, which is nearly all such writes, grows the most:
+// from 4.5 to 7 µs of processor time per chunk over its first 40 rounds of 256 tokens,
+// flat after.
 // Measured from fresh connections, a run's ratio depended on whether its rounds came
 // first in the process; warmed up, every round sees connections as a serving host's
 // are (README, "The streaming relay").
 var relayWarmup = flag.Int("relay-warmup", 64*256, "tokens each connection carries before BenchmarkStreamRelay measures")
-
-// relayInterval is the host's Config.StreamFlushInterval in BenchmarkStreamRelay: 0
-// is the server's default; negative does not pace.
-var relayInterval = flag.Duration("relay-interval", 0, "the host's stream flush interval in BenchmarkStreamRelay")
 
 // fastUpstream is an OpenAI-compatible server that answers every chat completion at
 // once with relayTokens one-token chat.completion.chunk events, flushed one by one as
@@ -254,7 +251,6 @@ func BenchmarkStreamRelay(b *testing.B) {
 	signer, _ := bootSim(b)
 	f := newFixture(b, func(c *Config, _ *recorder) {
 		c.Backend, c.Attestation, c.MaxGenerations = be, signer, 2*relayClients
-		c.StreamFlushInterval = *relayInterval
 	})
 	pre, err := os.ReadFile(filepath.Join("..", "host", "testdata", "spec_example.wasm"))
 	if err != nil {
