@@ -31,7 +31,7 @@ const relayClients = 32
 // relayTokens is the content chunks of each answer of the relay benchmark: 256 is the
 // issue's acceptance load. Another count separates what a relayed answer costs per
 // request from what it costs per token: the processor time per chunk of a path is
-// t + p/relayTokens, so two counts give both (README, "The streaming relay").
+// t + p/relayTokens, so two counts give both.
 var relayTokens = flag.Int("relay-tokens", 256, "content chunks per answer in BenchmarkStreamRelay")
 
 // relayWarmup is how many tokens every connection of BenchmarkStreamRelay carries
