@@ -298,13 +298,6 @@ func TestServeConfig(t *testing.T) {
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", ShutdownTimeout: "1m"}, ""},
 		{"bad shutdown timeout", []string{"--shutdown-timeout", "soon"}, serveConfig{}, `shutdown_timeout "soon": want a positive duration`},
 		{"negative shutdown timeout", []string{"--shutdown-timeout", "-1s"}, serveConfig{}, `shutdown_timeout "-1s"`},
-		{"stream flush interval", []string{"--data", "/d", "--stream-flush-interval", "5ms"},
-			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", StreamFlushInterval: "5ms"}, ""},
-		{"no stream pacing", []string{"--data", "/d", "--config", file("pacing.json", `{"stream_flush_interval": "0s"}`)},
-			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", StreamFlushInterval: "0s"}, ""},
-		{"bad stream flush interval", []string{"--stream-flush-interval", "soon"}, serveConfig{}, `stream_flush_interval "soon": want a duration from 0 to 1s`},
-		{"negative stream flush interval", []string{"--stream-flush-interval", "-1ms"}, serveConfig{}, `stream_flush_interval "-1ms"`},
-		{"stream flush interval too long", []string{"--stream-flush-interval", "1h"}, serveConfig{}, `stream_flush_interval "1h"`},
 		{"unknown price member", []string{"--config", file("price.json", `{"prices": {"per_token": 1}}`)}, serveConfig{}, `unknown member "per_token"`},
 	}
 	for _, tt := range tests {
@@ -337,9 +330,6 @@ func TestServeConfig(t *testing.T) {
 			}
 			if tt.want.TelegramInitDataMaxAge == "" {
 				tt.want.TelegramInitDataMaxAge = "24h"
-			}
-			if tt.want.StreamFlushInterval == "" {
-				tt.want.StreamFlushInterval = defaultStreamFlushInterval
 			}
 			if tt.want.GPU == "" {
 				tt.want.GPU = attest.GPUModeNone
