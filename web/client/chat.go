@@ -135,7 +135,7 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 	var opener *e2e.Client
 	if sealTo != nil {
 		resp, opener, err = c.sealedRequest(ctx, path, body, s, sealTo)
-	} else if err = c.plaintextCredentialError(s); err == nil {
+	} else {
 		resp, err = c.request(ctx, http.MethodPost, path, body, s)
 	}
 	if err != nil {
