@@ -335,8 +335,8 @@ func (s *Sandbox) retakeSnapshot(m *stageModule) *snapshot {
 	if snap := m.retaken.Load(); snap != nil {
 		return snap
 	}
-	var full *snapshotBudgetError
-	if !errors.As(m.unsnapshotted, &full) || m.retakeFailed.Load() || !s.snapshots.fits(m.ownerList(), full.size) || !m.retaking.TryLock() {
+	full, ok := errors.AsType[*snapshotBudgetError](m.unsnapshotted)
+	if !ok || m.retakeFailed.Load() || !s.snapshots.fits(m.ownerList(), full.size) || !m.retaking.TryLock() {
 		return nil
 	}
 	defer m.retaking.Unlock()
@@ -345,7 +345,7 @@ func (s *Sandbox) retakeSnapshot(m *stageModule) *snapshot {
 	}
 	snap, err := s.takeSnapshot(m)
 	if err != nil {
-		if !errors.Is(err, errSnapshotBudget) { // filled again meanwhile: tried when it fits
+		if _, full := errors.AsType[*snapshotBudgetError](err); !full { // filled again meanwhile: tried when it fits
 			m.retakeFailed.Store(true)
 		}
 		return nil

@@ -517,7 +517,8 @@ func TestSnapshotImagesAreBounded(t *testing.T) {
 					t.Fatalf("filled with %d, pipeline %d: %v", value, i, err)
 				}
 			}
-			if m := p.pre[0]; m.snapshot == nil && !errors.Is(m.unsnapshotted, errSnapshotBudget) {
+			m := p.pre[0]
+			if _, full := errors.AsType[*snapshotBudgetError](m.unsnapshotted); m.snapshot == nil && !full {
 				t.Fatalf("filled with %d, pipeline %d: no snapshot, because %v", value, i, m.unsnapshotted)
 			}
 			pipelines = append(pipelines, p)
