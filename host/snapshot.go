@@ -178,6 +178,7 @@ const DefaultSnapshotMemory = 1 << 30
 // for good. What counts against one owner is at most 1/snapshotOwnerShare of it. A stage
 // module whose snapshot does not fit when its first request takes it is initialized
 // per request until a request finds room for it (Sandbox.retakeSnapshot).
+// `cocoon-host serve --snapshot-memory` sets it.
 func (c SandboxConfig) WithSnapshotMemory(bytes int64) SandboxConfig {
 	c.snapshotMemory = bytes
 	return c
