@@ -84,8 +84,9 @@ func newModuleInit(d *meter.Detached, minPages uint32) (moduleInit, error) {
 }
 
 // maxSnapshotGlobals bounds the mutable globals restore sets, each found by its name
-// (about 0.4 µs each among a million): a module with a million of them made every
-// request's instance take 0.4 s to restore. Real guests have at most a few dozen (Go 8,
+// (about 33 ns each among 1,024: BenchmarkSnapshotGlobals; RATIONALE.md has the
+// command): a module with a million of them made every request's instance take 0.4 s
+// to restore. Real guests have at most a few dozen (Go 8,
 // AssemblyScript 28); a module with more is initialized per request, where wazero
 // creates its globals within the time limit to instantiate.
 const maxSnapshotGlobals = 1024

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -487,6 +488,40 @@ func TestSnapshotGlobals(t *testing.T) {
 		if err != nil || moduleTime <= 0 {
 			t.Errorf("restoring a kept instance: %v, module time %v; want it counted", err, moduleTime)
 		}
+	}
+}
+
+// BenchmarkSnapshotGlobals measures restore, which sets each of a module's mutable
+// globals found by its name, for a module with one global and one with
+// maxSnapshotGlobals: the difference over maxSnapshotGlobals-1 is the cost of a global,
+// which bounds what the most a snapshot restores costs a request (RATIONALE.md).
+//
+//	go test -run '^$' -bench BenchmarkSnapshotGlobals -benchtime 20000x ./host/
+func BenchmarkSnapshotGlobals(b *testing.B) {
+	s := newTestSandbox(b)
+	for _, n := range []int{1, maxSnapshotGlobals} {
+		b.Run(fmt.Sprintf("globals=%d", n), func(b *testing.B) {
+			p := pipeline(b, s, PipelineSpec{Post: []ModuleSpec{{Module: compileBytes(b, s, manyGlobalsModule(n))}}})
+			if _, _, err := chunkOnce(p); err != nil {
+				b.Fatal(err)
+			}
+			m := p.post[0]
+			snap := s.snapshotOf(m)
+			if snap == nil {
+				b.Fatalf("%d globals: no snapshot: %v", n, m.unsnapshotted)
+			}
+			sess := p.NewSession(context.Background())
+			defer sess.Close()
+			inst, err := sess.instance(StagePost, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := inst.restore(snap); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
