@@ -252,7 +252,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 	// (unsigned: a relay can forge it for a request that ran) cannot charge it twice.
 	key := a.idempotencyKey
 	if key == "" && an.bills && an.v.e2e != nil {
-		key = "cocoon-proxy-" + settle.NewNonce()
+		key = e2e.NewIdempotencyKey("proxy")
 	}
 	send := func(v *verified) (*http.Response, *e2e.Client, bool, error) {
 		resp, opener, sent, err := p.send(r, v, a.body, key)

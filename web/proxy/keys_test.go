@@ -168,7 +168,9 @@ func TestProveCharge(t *testing.T) {
 // admitted and unknown are kept, in memories bounded apart, and refused or never sent
 // is forgotten once no attempt is in flight.
 func TestKeyMemory(t *testing.T) {
-	key := func(i int) keyRoute { return keyRoute{cred: sha256.Sum256(fmt.Append(nil, i)), key: sha256.Sum256(fmt.Append(nil, i))} }
+	key := func(i int) keyRoute {
+		return keyRoute{cred: sha256.Sum256(fmt.Append(nil, i)), key: sha256.Sum256(fmt.Append(nil, i))}
+	}
 	var m keyMemory
 	m.admitted.max, m.unproven.max = 2, 2
 	for i, c := range []struct {
