@@ -432,24 +432,21 @@ func (a *answer) cut(err error, sent, started bool) result {
 // refusedUncharged reports whether a verified answer is a refusal another host may be
 // asked instead of: a host that does not bill failed (a 5xx, or a 429); a billing host
 // refused before admission (at capacity, or over the request's max_price), and the
-// refusal is this request's. A refusal the host signed without the request (at
-// capacity, before it read the body) could be a genuine one a relay replays in place
-// of an answer the host charged: it counts only over RA-TLS, where no relay can inject
-// it.
-func (a *answer) refusedUncharged(status int, retryAfter string, body []byte, signature string) bool {
+// refusal is this request's (proof, chargeRefused). A refusal the host signed without
+// the request (at capacity, before it read the body) could be a genuine one a relay
+// replays in place of an answer the host charged: it counts only over RA-TLS, where no
+// relay can inject it.
+func (a *answer) refusedUncharged(status int, body []byte, proof chargeProof) bool {
 	var e struct {
 		Error struct {
 			Code string `json:"code"`
 		} `json:"error"`
 	}
 	json.Unmarshal(body, &e)
-	switch {
-	case !a.bills:
+	if !a.bills {
 		return status >= 500 || status == http.StatusTooManyRequests
-	case e.Error.Code != "over_capacity" && e.Error.Code != settle.CodeMaxPrice:
-		return false
 	}
-	return a.forThisRequest(status, retryAfter, body, signature)
+	return (e.Error.Code == "over_capacity" || e.Error.Code == settle.CodeMaxPrice) && proof == chargeRefused
 }
 
 // forThisRequest reports whether an answer whose signature verified is the host's
@@ -506,8 +503,11 @@ func (a *answer) relayWhole(resp *http.Response, body *cutReader) result {
 		a.w.WriteHeader(resp.StatusCode)
 		a.w.Write(b)
 	}
-	proof := proveCharge(resp.StatusCode, receipt != "", func() bool { return a.forThisRequest(resp.StatusCode, retryAfter, b, signature) })
-	if resp.StatusCode != http.StatusOK && a.refusedUncharged(resp.StatusCode, retryAfter, b, signature) {
+	proof := chargeUnknown // a host that does not bill charges nothing, and keys no route
+	if a.bills {
+		proof = proveCharge(resp.StatusCode, receipt != "", func() bool { return a.forThisRequest(resp.StatusCode, retryAfter, b, signature) })
+	}
+	if resp.StatusCode != http.StatusOK && a.refusedUncharged(resp.StatusCode, b, proof) {
 		return result{retry: true, answer: write, err: fmt.Errorf("the host at %s answered %s", a.u.info.URL, resp.Status), proof: proof}
 	}
 	write()

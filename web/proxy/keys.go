@@ -236,18 +236,18 @@ func (m *keyMemory) begin(k keyRoute, url string) {
 // end records how the attempt that begin started ended: proof, for a request the host
 // received whole (sent).
 func (m *keyMemory) end(k keyRoute, url string, sent bool, proof chargeProof) {
-	m.mu.Lock()
-	if in := m.inflight[k]; in.attempts > 1 {
-		m.inflight[k] = inflightRoute{url: in.url, attempts: in.attempts - 1}
-	} else {
-		delete(m.inflight, k)
-	}
-	m.mu.Unlock()
-	switch {
+	switch { // before the key leaves flight, so that no lookup finds it nowhere meanwhile
 	case !sent || proof == chargeRefused:
 	case proof == chargeAdmitted:
 		m.admitted.remember(k, url)
 	default:
 		m.unproven.remember(k, url)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if in := m.inflight[k]; in.attempts > 1 {
+		m.inflight[k] = inflightRoute{url: in.url, attempts: in.attempts - 1}
+	} else {
+		delete(m.inflight, k)
 	}
 }
