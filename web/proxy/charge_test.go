@@ -184,48 +184,64 @@ func boundKeys(p *Proxy, n int) {
 // refuses every one (401, charging nothing); but a proxy that remembered where each
 // key went filled its key memory with them and forgot an honest app's keys, whose
 // retries then went wherever routing pointed (here, the other host, now the cheaper)
-// and were charged a second time. The sealed requests' 401s are plaintext and unsigned
-// (a relay could forge one for a request that ran), so their keys are still
-// remembered, but apart: they can push out only keys whose answer never verified.
+// and were charged a second time. Over RA-TLS the 401 is the host's own answer and the
+// flood's keys are not remembered at all; over http a sealed request's 401 is
+// plaintext and unsigned (a relay could forge one for a request that ran), so its key
+// is still remembered, but apart: such keys push out only keys whose answer never
+// verified.
 func TestMadeUpCredentialsCannotPushOutChargedKeys(t *testing.T) {
-	m := proxytest.NewMarket(t)
-	first := m.NewHost(100_000_000, proxytest.MarketModel)
-	other := m.NewHost(900_000_000, proxytest.MarketModel)
-	url, p, log := startProxy(t, []*proxytest.Host{first.Host, other.Host}, appCredentials)
 	const bound = 8
-	boundKeys(p, bound)
-	honest := "Bearer " + proxytest.APIKey
+	for _, c := range []struct {
+		name    string
+		newHost func(*proxytest.Market, uint64) *proxytest.BillingHost
+		kept    int // of the flood's keys, in the memory of unknown outcomes
+	}{
+		{"http", func(m *proxytest.Market, price uint64) *proxytest.BillingHost {
+			return m.NewHost(price, proxytest.MarketModel)
+		}, bound},
+		{"RA-TLS", func(m *proxytest.Market, price uint64) *proxytest.BillingHost {
+			return m.NewRATLSHost(price, proxytest.MarketModel)
+		}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := proxytest.NewMarket(t)
+			first, other := c.newHost(m, 100_000_000), c.newHost(m, 900_000_000)
+			url, p, log := startProxy(t, []*proxytest.Host{first.Host, other.Host}, appCredentials)
+			boundKeys(p, bound)
+			honest := "Bearer " + proxytest.APIKey
 
-	orders := map[string]answered{}
-	for _, key := range []string{"order-1", "order-2"} {
-		a := postChatAs(t, url, honest, chatBody, key)
-		if a.status != http.StatusOK || a.header.Get(HostHeader) != first.URL {
-			t.Fatalf("%s: %d from %q: %s\nlog:\n%s", key, a.status, a.header.Get(HostHeader), a.body, log)
-		}
-		orders[key] = a
-	}
-	for i := range 4 * bound {
-		a := postChatAs(t, url, fmt.Sprint("Bearer made-up-", i), chatBody, fmt.Sprint("flood-", i))
-		if a.status == http.StatusOK {
-			t.Fatalf("a made-up credential was served: %s", a.body)
-		}
-	}
-	if n := receipts(t, first, other); n != 2 {
-		t.Fatalf("%d requests charged, want the honest app's 2", n)
-	}
+			orders := map[string]answered{}
+			for _, key := range []string{"order-1", "order-2"} {
+				a := postChatAs(t, url, honest, chatBody, key)
+				if a.status != http.StatusOK || a.header.Get(HostHeader) != first.URL {
+					t.Fatalf("%s: %d from %q: %s\nlog:\n%s", key, a.status, a.header.Get(HostHeader), a.body, log)
+				}
+				orders[key] = a
+			}
+			for i := range 4 * bound {
+				a := postChatAs(t, url, fmt.Sprint("Bearer made-up-", i), chatBody, fmt.Sprint("flood-", i))
+				if a.status == http.StatusOK {
+					t.Fatalf("a made-up credential was served: %s", a.body)
+				}
+			}
+			if n := receipts(t, first, other); n != 2 {
+				t.Fatalf("%d requests charged, want the honest app's 2", n)
+			}
 
-	makeDearer(p, first)
-	for key, want := range orders {
-		got := postChatAs(t, url, honest, chatBody, key)
-		if n := receipts(t, first, other); n != 2 {
-			t.Fatalf("after a flood of made-up credentials the retry of %s was charged again (%d receipts; answered by %q)", key, n, got.header.Get(HostHeader))
-		}
-		if got.status != http.StatusOK || got.header.Get(HostHeader) != first.URL || got.body != want.body {
-			t.Fatalf("the retry of %s: %d from %q, want the first answer again from %s: %s", key, got.status, got.header.Get(HostHeader), first.URL, got.body)
-		}
-	}
-	if n := len(p.keys.unproven.hosts); n != bound {
-		t.Fatalf("the flood's keys: %d remembered apart, want the bound %d", n, bound)
+			makeDearer(p, first)
+			for key, want := range orders {
+				got := postChatAs(t, url, honest, chatBody, key)
+				if n := receipts(t, first, other); n != 2 {
+					t.Fatalf("after a flood of made-up credentials the retry of %s was charged again (%d receipts; answered by %q)", key, n, got.header.Get(HostHeader))
+				}
+				if got.status != http.StatusOK || got.header.Get(HostHeader) != first.URL || got.body != want.body {
+					t.Fatalf("the retry of %s: %d from %q, want the first answer again from %s: %s", key, got.status, got.header.Get(HostHeader), first.URL, got.body)
+				}
+			}
+			if n := len(p.keys.unproven.hosts); n != c.kept {
+				t.Fatalf("the flood's keys: %d remembered apart, want %d", n, c.kept)
+			}
+		})
 	}
 }
 

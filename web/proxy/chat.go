@@ -449,9 +449,9 @@ func (a *answer) refusedUncharged(status int, body []byte, proof chargeProof) bo
 	return (e.Error.Code == "over_capacity" || e.Error.Code == settle.CodeMaxPrice) && proof == chargeRefused
 }
 
-// forThisRequest reports whether an answer whose signature verified is the host's
-// answer to this request, which no relay can have put in place of another: received
-// over RA-TLS, or signed over this request's body. An answer the host signed before it
+// forThisRequest reports whether an answer is the host's answer to this request, which
+// no relay can have put in place of another: received over RA-TLS, or (an answer whose
+// signature verified) signed over this request's body. An answer the host signed before it
 // read the body (at capacity, a refused credential) binds no request, and a relay can
 // replay it. Cost: one ed25519 verification over plain HTTP.
 func (a *answer) forThisRequest(status int, retryAfter string, body []byte, signature string) bool {
@@ -483,12 +483,20 @@ func (a *answer) relayWhole(resp *http.Response, body *cutReader) result {
 	if errors.Is(err, attest.ErrSignatureMismatch) {
 		err = a.recheck(a.r.Context(), err, check)
 	}
+	receipt := resp.Header.Get(settle.ReceiptHeader)
+	// What the answer proves of a billing host's charge. Over RA-TLS an unsigned answer
+	// is the host's too (the refusal of a sealed request it did not record, such as a
+	// credential it refused, is plaintext and unsigned: web/E2E.md §4); over http only a
+	// verified one is.
+	proof := chargeUnknown
+	if a.bills && (err == nil || a.v.conn.ratls != nil) {
+		proof = proveCharge(resp.StatusCode, receipt != "", func() bool { return a.forThisRequest(resp.StatusCode, retryAfter, b, signature) })
+	}
 	if err != nil {
 		(&Error{http.StatusBadGateway, CodeUnverified, unverified(err)}).Write(a.w)
-		return result{}
+		return result{proof: proof}
 	}
 	a.u.served.Add(1)
-	receipt := resp.Header.Get(settle.ReceiptHeader)
 	write := func() {
 		h := a.w.Header()
 		h.Set("Content-Type", "application/json") // what the host sends; its own is not signed
@@ -502,10 +510,6 @@ func (a *answer) relayWhole(resp *http.Response, body *cutReader) result {
 		}
 		a.w.WriteHeader(resp.StatusCode)
 		a.w.Write(b)
-	}
-	proof := chargeUnknown // a host that does not bill charges nothing, and keys no route
-	if a.bills {
-		proof = proveCharge(resp.StatusCode, receipt != "", func() bool { return a.forThisRequest(resp.StatusCode, retryAfter, b, signature) })
 	}
 	if resp.StatusCode != http.StatusOK && a.refusedUncharged(resp.StatusCode, b, proof) {
 		return result{retry: true, answer: write, err: fmt.Errorf("the host at %s answered %s", a.u.info.URL, resp.Status), proof: proof}
