@@ -228,7 +228,7 @@ type result struct {
 	answer func()
 	err    error
 	// proof is what the answer proves about a billing host's charge (keyMemory);
-	// chargeUnknown unless an answer verified.
+	// chargeUnknown unless an answer that is the host's says more.
 	proof chargeProof
 }
 

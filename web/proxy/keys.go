@@ -152,16 +152,16 @@ const (
 	// any answer with a receipt) or about the key itself (409: in progress or completed;
 	// 422: used for another request), so its ledger holds the key.
 	chargeAdmitted
-	// chargeRefused: the host never received the request whole, or refused it before
-	// admission (a 4xx without a receipt, other than 409 and 422: a credential it does
-	// not accept, 402, 400, 413, 429...) in an answer verified as its own for this
-	// request (received over RA-TLS, or signed over this request's body): it charged
-	// nothing and its ledger has no record of this attempt.
+	// chargeRefused: the host refused the request before admission (a 4xx without a
+	// receipt, other than 409 and 422: a credential it does not accept, 402, 400, 413,
+	// 429...) in an answer verified as its own for this request (received over RA-TLS,
+	// or signed over this request's body): it charged nothing and its ledger has no
+	// record of this attempt.
 	chargeRefused
 )
 
-// proveCharge classifies a host's whole answer of status, with a receipt or not, whose
-// signature verified. forThisRequest reports whether the answer is the host's own
+// proveCharge classifies a whole answer of status, with a receipt or not, that is the
+// host's (its signature verified, or it came over RA-TLS). forThisRequest reports whether the answer is the host's own
 // answer to this request rather than one a relay could put in its place; it is called
 // (a signature verification) only for a refusal it would turn into chargeRefused.
 func proveCharge(status int, receipt bool, forThisRequest func() bool) chargeProof {
