@@ -6,7 +6,9 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -343,6 +345,19 @@ type clientSession struct {
 // a few hosts, and a restarted host has new keys (the old one's session stays until
 // dropped). Beyond it, the sessions are forgotten and established anew.
 const maxSessions = 1024
+
+// NewIdempotencyKey returns an Idempotency-Key for a client to seal with a request
+// billed without a nonce (an API key that bills an escrow) when its caller gave none,
+// from the request's first sending on: the request sent again after an
+// e2e_session_unknown, which a relay can forge for a request that ran, is then answered
+// with the first answer and charged once (§8). It is "cocoon-", sender (which client
+// made it: "proxy", "client"), "-" and 32 lowercase hex digits of 128 random bits.
+// It cannot fail (crypto/rand does not).
+func NewIdempotencyKey(sender string) string {
+	var b [16]byte
+	rand.Read(b[:])
+	return "cocoon-" + sender + "-" + hex.EncodeToString(b[:])
+}
 
 // NewSessions returns a Sessions that holds no session yet.
 func NewSessions() *Sessions {

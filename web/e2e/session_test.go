@@ -658,3 +658,28 @@ func BenchmarkSessionTable(b *testing.B) {
 	})
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/SessionCapacity, "bytes/session") // after ResetTimer, which drops metrics
 }
+
+// TestNewIdempotencyKey: a client's own key names its sender and carries 128 random
+// bits as 32 lowercase hex digits (the wire format cocoon proxy and cocoon chat have
+// always sent), and no two are alike.
+func TestNewIdempotencyKey(t *testing.T) {
+	for _, c := range []struct{ sender, prefix string }{
+		{"proxy", "cocoon-proxy-"},
+		{"client", "cocoon-client-"},
+	} {
+		t.Run(c.sender, func(t *testing.T) {
+			seen := map[string]bool{}
+			for range 64 {
+				key := NewIdempotencyKey(c.sender)
+				digits, ok := strings.CutPrefix(key, c.prefix)
+				if !ok || len(digits) != 32 || strings.Trim(digits, "0123456789abcdef") != "" {
+					t.Fatalf("NewIdempotencyKey(%q) = %q, want %q and 32 lowercase hex digits", c.sender, key, c.prefix)
+				}
+				if seen[key] {
+					t.Fatalf("NewIdempotencyKey(%q) repeated %q", c.sender, key)
+				}
+				seen[key] = true
+			}
+		})
+	}
+}
