@@ -127,3 +127,58 @@ func TestPageRelay(t *testing.T) {
 		t.Errorf("an unreachable host: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestPageRelayKeepsCredentialsOffPlainHTTP: the relay of `cocoon verify --web` to an
+// http host off this machine (http://0.0.0.0:port, which dials this machine's test
+// server but is not a loopback name: a remote host behind a recording relay) sends no
+// credential in the clear. The page's own API key is refused with a 400 naming
+// plaintext, and nothing reaches the host; with none, the request goes without the
+// relay's --api-key. Before, the page's Authorization went to the host as it came.
+func TestPageRelayKeepsCredentialsOffPlainHTTP(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		io.WriteString(w, `{"from":"host"}`)
+	}))
+	t.Cleanup(upstream.Close)
+	relay, _ := startPageRelay(t, strings.Replace(upstream.URL, "127.0.0.1", "0.0.0.0", 1), "relay-key")
+	for _, tc := range []struct {
+		name, auth, body string
+		status           int
+		seen             string // what the host saw, "" for nothing
+	}{
+		{name: "the page's API key", auth: "Bearer page-key", status: http.StatusBadRequest, body: "refusing to send the Authorization header in plaintext"},
+		{name: "a Telegram user's init data", auth: "tma user=1&hash=00", status: http.StatusBadRequest, body: `"code":"invalid_request"`},
+		{name: "no credential: none of the relay's either", status: http.StatusOK, seen: "/v1/pipelines "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			seen = nil
+			mu.Unlock()
+			req, _ := http.NewRequest(http.MethodGet, relay+"/v1/pipelines", nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.body) {
+				t.Errorf("%d %.300s, want %d with %q", resp.StatusCode, body, tc.status, tc.body)
+			}
+			mu.Lock()
+			got := strings.Join(seen, "; ")
+			mu.Unlock()
+			if got != tc.seen {
+				t.Errorf("the host saw %q, want %q", got, tc.seen)
+			}
+		})
+	}
+}
