@@ -96,11 +96,17 @@ func WithDialControl(control func(network, address string, c syscall.RawConn) er
 
 // New returns a client of the host at baseURL, an http:// or https:// URL. For https
 // it builds the RA-TLS verifier of the client's trust; it fails with CodeInvalid when
-// baseURL is not http or https, or the trust is not usable (a policy that does not
-// parse). It makes no request.
+// baseURL is not http or https, carries a user name or password (net/http would send
+// it as a Basic credential with every request, over http in the clear, and every
+// error quotes the URL; the message does not repeat it), or the trust is not usable (a
+// policy that does not parse). It makes no request.
 func New(baseURL string, opts ...Option) (*Client, error) {
 	if !strings.HasPrefix(baseURL, "http://") && !strings.HasPrefix(baseURL, "https://") {
 		return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("%q is not a host URL: want one such as %s", baseURL, DefaultHost)}
+	}
+	if u, err := url.Parse(baseURL); err == nil && u.User != nil {
+		return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("the host URL %s://…@%s carries a user name or password, which would go with every request as a credential: "+
+			"give the host without it, and an API key as such (--api-key)", u.Scheme, u.Host)}
 	}
 	c := &Client{base: strings.TrimSuffix(baseURL, "/"), sessions: e2e.NewSessions()}
 	for _, o := range opts {

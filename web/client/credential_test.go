@@ -198,8 +198,9 @@ func TestGetKeepsTheRelayedCredentialOffPlainHTTP(t *testing.T) {
 // host the URL names as loopback, and no spelling of another host passes for one: a
 // name that starts like a loopback address, a trailing dot, the short and hex IPv4
 // forms a C resolver reads as 127.0.0.1 but net.ParseIP does not, a loopback address as
-// userinfo (or behind a backslash, a fragment or a query) before another host, the
-// unspecified address. Each case sends a pipeline listing with an API key; every
+// userinfo (refused by New, TestHostURLCarriesNoCredential) or behind a backslash, a
+// fragment or a query before another host, the unspecified address. Each case sends a
+// pipeline listing with an API key; every
 // connection is vetted by a dial control that records it and refuses it, so nothing
 // leaves the machine: a refused case must be CodeInvalid with no dial, a loopback one
 // must get as far as dialing.
@@ -237,17 +238,50 @@ func TestLoopbackExemptionIsNotFooled(t *testing.T) {
 				return errors.New("the test dials nothing")
 			}
 			c, err := New(tc.base, WithAPIKey(testKey), WithDialControl(control))
-			if err != nil {
-				t.Fatal(err)
+			if err == nil { // else refused at once: a URL with userinfo (TestHostURLCarriesNoCredential)
+				_, err = c.Pipelines(context.Background())
 			}
-			_, err = c.Pipelines(context.Background())
 			var cerr *Error
-			refused := errors.As(err, &cerr) && cerr.Code == CodeInvalid && strings.Contains(cerr.Message, "plaintext")
+			refused := errors.As(err, &cerr) && cerr.Code == CodeInvalid
 			switch {
 			case tc.loopback && (refused || len(dialed) == 0):
 				t.Errorf("a loopback host: %v, dialed %q; want a dial", err, dialed)
 			case !tc.loopback && (!refused || len(dialed) > 0):
-				t.Errorf("not a loopback host: %v, dialed %q; want CodeInvalid refusing plaintext, no dial", err, dialed)
+				t.Errorf("not a loopback host: %v, dialed %q; want CodeInvalid, no dial", err, dialed)
+			}
+		})
+	}
+}
+
+// TestHostURLCarriesNoCredential: a host URL with userinfo ("http://user:secret@host",
+// or an API key put there as a user name) is refused by New, with a message that does
+// not repeat it. Before, net/http sent the userinfo as an "Authorization: Basic"
+// header with every request, evidence requests included, in the clear to an http host
+// off this machine, whatever plaintextCredentialError said (it looks at the API key and
+// the escrow signature only), and every error message quoted the URL, secret and all.
+func TestHostURLCarriesNoCredential(t *testing.T) {
+	h := newBilledHost(t, nil)
+	remote := strings.Replace(h.url, "http://127.0.0.1", "0.0.0.0", 1)
+	for _, base := range []string{
+		"http://reviewer:sk-in-the-url@" + remote,
+		"http://sk-in-the-url@" + remote,
+		"https://reviewer:sk-in-the-url@" + remote,
+	} {
+		t.Run(base, func(t *testing.T) {
+			before := len(h.Headers())
+			c, err := New(base)
+			if err == nil {
+				_, err = c.GetBytes(context.Background(), "/v1/attestation?nonce="+strings.Repeat("00", 32), attest.MaxEvidenceBytes)
+			}
+			var cerr *Error
+			if !errors.As(err, &cerr) || cerr.Code != CodeInvalid || !strings.Contains(cerr.Message, "user name or password") {
+				t.Errorf("New(%q) = %v, want CodeInvalid refusing the URL's userinfo", base, err)
+			}
+			if err != nil && strings.Contains(err.Error(), "sk-in-the-url") {
+				t.Errorf("the error repeats the secret: %v", err)
+			}
+			if seen := h.Headers()[before:]; seen != "" {
+				t.Errorf("the relay saw a request:\n%s", seen)
 			}
 		})
 	}
