@@ -69,10 +69,12 @@ requests for evidence (GET /v1/attestation, /v1/pipelines and
 /v1/pipelines/{id}/attestation) to the host. The page verifies the evidence in the
 browser with the verifier of this build, compiled to WebAssembly by make page, and shows
 every check, measurement, event and manifest. The trust flags only fill in the page's
-fields, where they can be changed; nothing is trusted that is not given.`, stderr)
+fields, where they can be changed; nothing is trusted that is not given. No credential
+goes in plaintext to an http host off this machine: the page's API key is refused
+there, and --api-key left off.`, stderr)
 	fs.Bool("web", true, "serve the reviewer's page (this mode)")
 	base := fs.String("host", envOr("COCOON_HOST", defaultHost), "base URL of the host ($COCOON_HOST); an https host's RA-TLS certificate is verified against the trust flags")
-	key := apiKeyFlag(fs, "API key the relay sends when the page sends none: the page can then list the host's pipelines, and its quotes count against this key")
+	key := apiKeyFlag(fs, "API key the relay sends when the page sends none, over https or to a loopback host only: the page can then list the host's pipelines, and its quotes count against this key")
 	listen := fs.String("listen", defaultWebListen, "local address to serve the page on")
 	var pipelines pipelineList
 	fs.Var(&pipelines, "pipeline", "a pipeline to verify, besides those the host lists (repeatable)")

@@ -168,6 +168,8 @@ type pageScenario struct {
 	// second for pipeline evidence, to see how the page renders a given report.
 	VerifierResultFile string `json:"verifier_result_file,omitempty"`
 	Download           bool   `json:"download,omitempty"`
+	// APIKey is typed into the API key's field.
+	APIKey string `json:"api_key,omitempty"`
 }
 
 type pageVisit struct {
@@ -554,6 +556,57 @@ func get(t *testing.T, url string) []byte {
 		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
 	}
 	return b
+}
+
+// TestReviewerPageKeepsTheKeyOffPlainHTTP: the reviewer's page, served over http by a
+// host on another machine (http://reviewed.cocoon.test:port/, which Chromium resolves
+// to this machine's recording relay in front of the host), refuses to send the API key
+// typed into it, before any request, and says why; the same page from this machine
+// (127.0.0.1) sends it. Before, the page sent the key as a bearer token with every
+// evidence request, and a relay on the path read it.
+func TestReviewerPageKeepsTheKeyOffPlainHTTP(t *testing.T) {
+	base, pipeline, rootPath := reviewedHost(t)
+	var mu sync.Mutex
+	var seen []string // Host and Authorization of every request
+	recorded := relay(t, base, func(r *http.Request) string {
+		mu.Lock()
+		seen = append(seen, r.Host+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		return r.URL.RequestURI()
+	}, nil)
+	remote := strings.Replace(recorded, "127.0.0.1", "reviewed.cocoon.test", 1)
+	visits := runPage(t,
+		pageScenario{Name: "remote", URL: remote + "/", SimRootFile: rootPath, Pipelines: []string{pipeline}, APIKey: testKey},
+		pageScenario{Name: "loopback", URL: recorded + "/", SimRootFile: rootPath, Pipelines: []string{pipeline}, APIKey: testKey},
+	)
+	mu.Lock()
+	defer mu.Unlock()
+	var remoteSeen, loopbackKeys int
+	for _, s := range seen {
+		switch {
+		case strings.HasPrefix(s, "reviewed.cocoon.test:"):
+			remoteSeen++
+			if strings.Contains(s, testKey) {
+				t.Errorf("the relay read the API key in the clear: %q", s)
+			}
+		case strings.Contains(s, "Bearer "+testKey):
+			loopbackKeys++
+		}
+	}
+	if remoteSeen == 0 {
+		t.Errorf("the page at %s made no request through the relay: the test proves nothing", remote)
+	}
+	if loopbackKeys == 0 {
+		t.Errorf("the page on this machine sent no API key: %q", seen)
+	}
+	if v := visits["remote"]; v.Final == nil || !strings.Contains(v.Final.Status, "Refusing to send the API key in plaintext to http://reviewed.cocoon.test") || len(v.Final.Evidence) != 0 {
+		t.Errorf("remote: the page shows %+v, want the key refused and nothing verified", v.Final)
+	}
+	if v := visits["loopback"]; v.Final == nil {
+		t.Errorf("loopback: the page showed nothing: %+v", v)
+	} else {
+		checkVerified(t, "loopback", v.Final, pipeline)
+	}
 }
 
 // TestWebRelay checks `cocoon verify --web`'s wiring of its relay (web/proxy's

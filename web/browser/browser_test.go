@@ -57,8 +57,10 @@ func modelDir() string {
 // pins, a wrong simulator root fails, chats whole and streamed in both suites verify,
 // a changed byte either way is a clean error, sessions are used from the second chat
 // on (version-2 envelopes at the relay), a relay's Cocoon-E2E-Session header outside
-// the seal changes nothing, an unknown session falls back once to version 1, and the
-// host's own relay never sees the prompt.
+// the seal changes nothing, an unknown session falls back once to version 1, no
+// credential but a sealed chat's goes to the host reached as a remote http host
+// (0.0.0.0) and no spelling of another host passes for loopback, and the host's own
+// relay never sees the prompt.
 func TestLibraryAgainstHost(t *testing.T) {
 	engine, err := embedded.New(modelDir())
 	if err != nil {

@@ -96,11 +96,17 @@ func WithDialControl(control func(network, address string, c syscall.RawConn) er
 
 // New returns a client of the host at baseURL, an http:// or https:// URL. For https
 // it builds the RA-TLS verifier of the client's trust; it fails with CodeInvalid when
-// baseURL is not http or https, or the trust is not usable (a policy that does not
-// parse). It makes no request.
+// baseURL is not http or https, carries a user name or password (net/http would send
+// it as a Basic credential with every request, over http in the clear, and every
+// error quotes the URL; the message does not repeat it), or the trust is not usable (a
+// policy that does not parse). It makes no request.
 func New(baseURL string, opts ...Option) (*Client, error) {
 	if !strings.HasPrefix(baseURL, "http://") && !strings.HasPrefix(baseURL, "https://") {
 		return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("%q is not a host URL: want one such as %s", baseURL, DefaultHost)}
+	}
+	if u, err := url.Parse(baseURL); err == nil && u.User != nil {
+		return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("the host URL %s://…@%s carries a user name or password, which would go with every request as a credential: "+
+			"give the host without it, and an API key as such (--api-key)", u.Scheme, u.Host)}
 	}
 	c := &Client{base: strings.TrimSuffix(baseURL, "/"), sessions: e2e.NewSessions()}
 	for _, o := range opts {
@@ -278,13 +284,18 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte, 
 // client has one and may send it (plaintextCredentialError: else the request goes
 // without it, as the routes it relays need none), and returns the answer whatever its
 // status. It does not retry: it relays for another client (the reviewer's page), which
-// decides. It fails as TransportError words it.
+// decides. It fails as TransportError words it, and with CodeInvalid, before anything
+// is sent, when authorization is set and would cross the network in plaintext
+// (inClearError): the other client's credential is not the relay's to drop or leak.
 func (c *Client) Get(ctx context.Context, pathAndQuery, authorization string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+pathAndQuery, nil)
 	if err != nil {
 		return nil, &Error{Code: CodeInvalid, Err: err, Message: err.Error()}
 	}
 	if authorization != "" {
+		if err := c.inClearError("Authorization header"); err != nil {
+			return nil, err
+		}
 		req.Header.Set("Authorization", authorization)
 	} else if c.key != "" && c.plaintextCredentialError(nil) == nil {
 		req.Header.Set("Authorization", "Bearer "+c.key)
@@ -297,15 +308,31 @@ func (c *Client) Get(ctx context.Context, pathAndQuery, authorization string) (*
 }
 
 // plaintextCredentialError refuses to send a request's credential (the API key,
-// or s's signature headers when s is set) outside an end-to-end envelope over plain
-// http to a host that is not on this machine: whatever relays it would read the key
-// (and use it, until its owner revokes it) or the escrow signature. An https host's
-// connection is RA-TLS, and a loopback host (localhost or a loopback address, as the
-// URL names it: no name is resolved) is reached without a network, so both are nil,
-// as is a request with no credential. The error is CodeInvalid, before anything is
-// sent, and names the ways out: https, or a trust so that the request is sealed.
+// or s's signature headers when s is set) outside an end-to-end envelope where it
+// would cross the network in plaintext (inClearError); a request with no credential
+// is nil.
 func (c *Client) plaintextCredentialError(s *Signer) error {
-	if c.ratls != nil || (s == nil && c.key == "") {
+	switch {
+	case s != nil:
+		return c.inClearError("escrow signature")
+	case c.key != "":
+		return c.inClearError("API key")
+	}
+	return nil
+}
+
+// inClearError refuses to send credential, unsealed, over plain http to a host that is
+// not on this machine: whatever relays it would read the key (and use it, until its
+// owner revokes it) or the escrow signature. An https host's connection is RA-TLS, and
+// a loopback host is reached without a network (and never through HTTP_PROXY, which
+// net/http bypasses for it), so both are nil. Loopback is decided on the URL's host as
+// written, with no name resolved: "localhost" or an IP literal net.ParseIP reads as
+// loopback (127.0.0.0/8, ::1, ::ffff:127.x.y.z); anything else, "localhost.",
+// "127.1", "0x7f.0.0.1", "127.0.0.1.example" or a userinfo "127.0.0.1@" before
+// another host, is not. The error is CodeInvalid, before anything is sent, and names
+// the ways out: https, or a trust so that a chat request is sealed.
+func (c *Client) inClearError(credential string) error {
+	if c.ratls != nil {
 		return nil
 	}
 	host := c.base
@@ -314,10 +341,6 @@ func (c *Client) plaintextCredentialError(s *Signer) error {
 	}
 	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
 		return nil
-	}
-	credential := "API key"
-	if s != nil {
-		credential = "escrow signature"
 	}
 	return &Error{Code: CodeInvalid, Message: fmt.Sprintf("refusing to send the %s in plaintext to the http host at %s, where whatever relays it reads it: "+
 		"use an https host, or, for a chat request, verify it (--trust-sim-root, --policy or --collateral) so that the request is sealed to its attested end-to-end key, without --plaintext", credential, c.base)}

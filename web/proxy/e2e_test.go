@@ -51,6 +51,34 @@ func TestRelaySeesNoPlaintext(t *testing.T) {
 	}
 }
 
+// TestRelaySeesNoAppCredential: a proxy without an API key of its own passes each
+// app request's own Authorization on to the host, and a recording relay between the
+// proxy and the host over plain http never sees it: it travels inside the sealed
+// request, as the proxy's own key does (TestRelaySeesNoPlaintext). The host reads it:
+// the app's key is what admits the request.
+func TestRelaySeesNoAppCredential(t *testing.T) {
+	h := proxytest.NewHost(t, nil)
+	url, _, _ := startProxy(t, []*proxytest.Host{h}, WithAPIKey(""))
+	for _, auth := range []string{"", "Bearer " + proxytest.APIKey} {
+		req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if ok := resp.StatusCode == http.StatusOK; ok != (auth != "") {
+			t.Errorf("the app's request with Authorization %q: %d; want 200 with the key only (the host reads the app's own key)", auth, resp.StatusCode)
+		}
+	}
+	if capture := h.Captured(); bytes.Contains(capture, []byte(proxytest.APIKey)) || !bytes.Contains(capture, []byte(e2e.ContentType)) {
+		t.Errorf("the relay saw the app's API key, or no sealed request:\n%.2000s", capture)
+	}
+}
+
 // TestE2EAlteredAnswers: a relay that flips a byte of a sealed answer, whole or
 // streamed, at positions all along it, or of a sealed request, makes the app get a
 // clean error, never other text. The answers are to session envelopes (the proxy's

@@ -40,7 +40,10 @@ var relayedPath = regexp.MustCompile(`^/v1/(attestation|pipelines|pipelines/[0-9
 // there. It verifies nothing itself: the page does. The host's answer reaches the page
 // as it is (status, Content-Type, Retry-After, at most MaxBody bytes), with the page's
 // Authorization or else the client's API key; anything else is the page's, or
-// refused. Each relayed request is sent once and bounded by a minute.
+// refused. Neither credential crosses a network in plaintext (client.Client.Get): to
+// an http host off this machine the page's Authorization is refused (400, nothing
+// sent) and the client's key left off. Each relayed request is sent once and bounded
+// by a minute.
 type PageRelay struct {
 	c    *client.Client
 	page http.Handler

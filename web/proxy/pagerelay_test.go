@@ -42,7 +42,11 @@ func startPageRelay(t *testing.T, hostURL, apiKey string) (string, string) {
 // or else the relay's; the host's answer, 429 and Retry-After included, reaches the
 // page as it is; and a request whose Host is not a loopback name (a web site that
 // rebinds its own name to the relay's address, to read what the relay fetches with the
-// reviewer's key) is refused before anything is relayed.
+// reviewer's key) is refused before anything is relayed. To an http host off this
+// machine (remote: http://0.0.0.0:port, which dials the same test server but is not a
+// loopback name, so it stands for a host behind a recording relay) no credential goes
+// in the clear: the page's is refused with a 400 naming plaintext and nothing is sent,
+// and the relay's is left off. Before, the page's went to such a host as it came.
 func TestPageRelay(t *testing.T) {
 	var (
 		mu      sync.Mutex
@@ -60,9 +64,11 @@ func TestPageRelay(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 	relay, port := startPageRelay(t, upstream.URL, "relay-key")
+	remoteRelay, _ := startPageRelay(t, strings.Replace(upstream.URL, "127.0.0.1", "0.0.0.0", 1), "relay-key")
 	id := strings.Repeat("ab", 32)
 	for _, tc := range []struct {
 		name, method, path, host, auth string
+		remote                         bool // relayed to the host as a remote http host
 		status                         int
 		relayed                        string // what the host saw, "" for nothing
 		header, body                   string // a header that must be set, and body text
@@ -83,12 +89,22 @@ func TestPageRelay(t *testing.T) {
 		{name: "rebound name, page", method: "GET", path: "/", host: "evil.example:" + port, status: 421, body: "loopback names only"},
 		{name: "rebound name, pipelines", method: "GET", path: "/v1/pipelines", host: "evil.example:" + port, status: 421, body: `"code":"not_loopback"`},
 		{name: "loopback, another port", method: "GET", path: "/v1/pipelines", host: "127.0.0.1:1", status: 421},
+		{name: "the page's credential to a remote http host", method: "GET", path: "/v1/pipelines", auth: "Bearer page-key", remote: true,
+			status: 400, body: "refusing to send the Authorization header in plaintext"},
+		{name: "Telegram init data to a remote http host", method: "GET", path: "/v1/pipelines", auth: "tma user=1&hash=00", remote: true,
+			status: 400, body: `"code":"invalid_request"`},
+		{name: "no credential to a remote http host: nor the relay's", method: "GET", path: "/v1/pipelines", remote: true, status: 200,
+			relayed: "GET /v1/pipelines? "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mu.Lock()
 			relayed = nil
 			mu.Unlock()
-			req, _ := http.NewRequest(tc.method, relay+tc.path, nil)
+			base := relay
+			if tc.remote {
+				base = remoteRelay
+			}
+			req, _ := http.NewRequest(tc.method, base+tc.path, nil)
 			if tc.host != "" {
 				req.Host = tc.host
 			}

@@ -56,7 +56,9 @@ const utf8 = new TextEncoder();
  *   sessions  true (default): one KEM per session the host grants, then session
  *             envelopes (one HKDF and one AES-GCM a request); false: a KEM every request
  *   auth      Authorization sent with the pipeline evidence request, which is not sealed:
- *             anything between sees it; unset, the host serves it as to an anonymous reviewer
+ *             anything between sees it, so it is refused (invalid_argument, before
+ *             anything is sent) to an http host off this machine (refuseInClear); unset,
+ *             the host serves it as to an anonymous reviewer
  *   fetch     a fetch function, default globalThis.fetch
  * It rejects with CocoonError verification_failed (with .report) when any check fails,
  * or when the host publishes no end-to-end keys. Cost: two or three requests and one
@@ -71,6 +73,7 @@ export async function connect(options = {}) {
     if (k in verifier) throw new CocoonError("invalid_argument", `verifier.${k} is set by connect, not by its caller`);
   }
   const base = baseURL.replace(/\/+$/, "");
+  if (pipeline && auth) refuseInClear(`${base}/v1/pipelines/${pipeline}/attestation`, "auth (an Authorization value)");
   try {
     await loadVerifier(options.verifierURL ?? new URL("./", import.meta.url).href, fetchFn, options.verifierSHA256);
   } catch (e) {
@@ -451,6 +454,7 @@ export class Host {
       throw new CocoonError("invalid_argument", "escrow: want the escrow's address as escrowDeposit returns it (address or addressRaw)");
     }
     const path = `/v1/accounts/${escrow}`;
+    refuseInClear(this.#base + path, "escrow signature");
     const { headers } = this.#sign({ clientKey, escrow }, "GET", path, new Uint8Array(0));
     const resp = await send(this.#fetch, this.#base + path, { headers });
     const bytes = await readLimited(resp, 1 << 20);
@@ -509,6 +513,27 @@ function deltaOf(event) {
   } catch {
     return "";
   }
+}
+
+// refuseInClear throws CocoonError invalid_argument, before anything is sent, when a
+// credential (what) would travel unsealed to url in plaintext across a network:
+// whatever relays it would read it, as the Go client refuses (web/client
+// inClearError). url is resolved against the page's address ("" is the page's own
+// origin, so a page served over http from another machine is refused too). https is
+// allowed, and http to a loopback host as the URL parser names it: localhost,
+// 127.0.0.0/8, [::1]. The WHATWG parser writes 127.1, 0x7f.0.0.1 and 2130706433 as
+// 127.0.0.1, the address fetch then dials, so they are loopback too; anything else is
+// refused: a name that starts like one (127.0.0.1.example, localhost.), a loopback
+// address as userinfo before another host, an IPv4-mapped address, a URL that does
+// not parse.
+function refuseInClear(url, what) {
+  let u = null;
+  try {
+    u = new URL(url, globalThis.location?.href);
+  } catch { /* refused below */ }
+  const loopback = u?.hostname === "localhost" || u?.hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(u?.hostname ?? "");
+  if (u?.protocol === "https:" || (u?.protocol === "http:" && loopback)) return;
+  throw new CocoonError("invalid_argument", `refusing to send the ${what} in plaintext to ${u?.origin ?? JSON.stringify(url)}, where whatever relays it reads it: use an https host, or one on this machine (localhost, 127.0.0.1, [::1])`);
 }
 
 // send is fetch with its failures as CocoonError network. It follows no redirect: a

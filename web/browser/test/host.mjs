@@ -308,6 +308,66 @@ if ((env.COCOON_STEP ?? "chat") === "chat") {
     assert.equal((await asked())[1], 0, "a redirected request reached the redirect's target");
   });
 
+  test("no credential goes in plaintext to an http host off this machine; a chat's goes sealed", async () => {
+    // 0.0.0.0 dials this machine's relay but is not a loopback name: a remote host. The
+    // recording fetch is the wire: what it is given for the remote host, a relay reads.
+    const remote = relay.replace("127.0.0.1", "0.0.0.0");
+    const wire = [];
+    const recording = (url, init = {}) => {
+      wire.push(`${url} ${JSON.stringify(init.headers ?? {})}`);
+      return fetch(url, init);
+    };
+    const read = (secret) => wire.filter((w) => w.startsWith(remote) && w.includes(secret));
+    const options = { baseURL: `${remote}/clean`, pipeline: env.COCOON_PIPELINE, verifier: { trust_sim_root: root }, verifierURL, fetch: recording };
+    await assert.rejects(connect({ ...options, auth }), (e) => e.code === "invalid_argument" && /plaintext to http:\/\/0\.0\.0\.0/.test(e.message));
+    assert.deepEqual(read(env.COCOON_API_KEY), [], "connect's auth went in plaintext");
+    const host = await connect(options);
+    await rejectsWith(host.escrowStatus({ clientKey: await newClientKey(), escrow: `0:${"11".repeat(32)}` }), "invalid_argument");
+    assert.deepEqual(read("Cocoon-Client-Signature"), [], "escrowStatus's signature went in plaintext");
+    const answer = await host.chat(request(false), { auth });
+    assert.equal(answer.signature, "verified");
+    assert.ok(wire.some((w) => w.startsWith(`${remote}/clean/p/`)), "the chat did not go to the remote host");
+    assert.deepEqual(read(env.COCOON_API_KEY), [], "a chat's credential went in plaintext");
+  });
+
+  // Each base URL with a pipeline and auth: a loopback one passes the check and reaches
+  // the wire (which fails it: network); any other is invalid_argument, nothing sent.
+  for (const [base, loopback] of [
+    ["http://127.0.0.1:9", true],
+    ["http://127.8.9.10:9", true],
+    ["http://localhost:9", true],
+    ["http://LOCALHOST:9", true], // the parser lowercases it
+    ["http://[::1]:9", true],
+    ["http://127.1:9", true], // the parser writes these three 127.0.0.1, which fetch dials
+    ["http://0x7f.0.0.1:9", true],
+    ["http://2130706433:9", true],
+    ["https://evil.example:9", true], // TLS: not plaintext
+    ["", false], // the page's origin, and Node has no page
+    ["http://127.0.0.1.evil.example:9", false],
+    ["http://localhost.:9", false],
+    ["http://localhost.evil.example:9", false],
+    ["http://0.0.0.0:9", false],
+    ["http://[::]:9", false],
+    ["http://[::ffff:127.0.0.1]:9", false], // loopback, but not as spelled: refused, which is safe
+    ["http://127.0.0.1@evil.example:9", false],
+    ["http://127.0.0.1:9@evil.example:9", false],
+    ["http://evil.example\\@127.0.0.1:9", false],
+    ["http://evil.example#@127.0.0.1:9", false],
+    ["http://evil.example?@127.0.0.1:9", false],
+    ["ws://127.0.0.1:9", false],
+  ]) {
+    test(`the loopback exemption: ${JSON.stringify(base)} is ${loopback ? "" : "not "}loopback`, async () => {
+      const wire = [];
+      const nothing = async (url) => {
+        wire.push(url);
+        throw new Error("the test sends nothing");
+      };
+      await rejectsWith(connect({ baseURL: base, pipeline: env.COCOON_PIPELINE, verifier: { trust_sim_root: root }, verifierURL, auth, fetch: nothing }),
+        loopback ? "network" : "invalid_argument");
+      assert.equal(wire.length > 0, loopback, `sent ${JSON.stringify(wire)}`);
+    });
+  }
+
   // Last of this step: it restarts the host.
   test("a restarted host: its session unknown, the retry to its old key e2e_invalid, a new connect chats", async () => {
     const { host } = await viaRelay();

@@ -5,10 +5,12 @@
 //   node page.mjs SCENARIOS.json
 //
 // SCENARIOS.json is an array of {"name", "url", "sim_root_file"?, "pipelines"?,
-// "expect_manifest_file"?, "strict"?, "verifier_result_file"?, "download"?}. For each,
+// "expect_manifest_file"?, "api_key"?, "strict"?, "verifier_result_file"?,
+// "download"?}. Names under .cocoon.test resolve to 127.0.0.1, so that a page on this
+// machine can stand for one served by another. For each,
 // the page is opened and its first verification (which runs on load) is read as
-// "initial"; with sim_root_file, pipelines or expect_manifest_file, those are typed
-// into the page's fields, with strict its strict box is ticked; with
+// "initial"; with sim_root_file, pipelines, expect_manifest_file or api_key, those are
+// typed into the page's fields, with strict its strict box is ticked; with
 // verifier_result_file, the
 // page's cocoonVerify is replaced by one that returns the file's "boot" text for boot
 // evidence and its "pipeline" text for pipeline evidence (results in the format of
@@ -26,7 +28,8 @@ const scenarios = JSON.parse(await readFile(process.argv[2], 'utf8'));
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--host-resolver-rules=MAP *.cocoon.test 127.0.0.1'],
 });
 
 // shown reads what the page shows, from the DOM as a reviewer sees it.
@@ -80,8 +83,9 @@ async function runScenario(s) {
     await page.goto(s.url);
     out.initial = await settled(page);
     out.loadMs = Date.now() - started;
-    if (s.sim_root_file || s.pipelines || s.expect_manifest_file || s.strict || s.verifier_result_file) {
+    if (s.sim_root_file || s.pipelines || s.expect_manifest_file || s.api_key || s.strict || s.verifier_result_file) {
       if (s.sim_root_file) await page.fill('#sim-root', await readFile(s.sim_root_file, 'utf8'));
+      if (s.api_key) await page.fill('#api-key', s.api_key);
       if (s.expect_manifest_file) await page.fill('#expect-manifest', await readFile(s.expect_manifest_file, 'utf8'));
       if (s.strict) await page.check('#strict');
       if (s.verifier_result_file) {

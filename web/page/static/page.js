@@ -130,9 +130,22 @@ function lines(selector) {
   return $(selector).value.split('\n').map((l) => l.trim()).filter((l) => l !== '');
 }
 
+// authHeaders is the API key typed in, as the Authorization of a request to this
+// page's origin (the host, or cocoon verify --web's relay). It throws, before anything
+// is sent, when that request would carry the key in plaintext across a network: a page
+// served over http from another machine (a host without TLS), whose relays would read
+// it. Over https, or from this machine (localhost, 127.0.0.0/8, [::1], as the URL
+// parser writes the host), the key goes; the relay of cocoon verify --web then sends it
+// on only as the Go client allows (web/client inClearError).
 function authHeaders() {
   const key = $('#api-key').value.trim();
-  return key ? { Authorization: 'Bearer ' + key } : {};
+  if (!key) return {};
+  const host = location.hostname;
+  if (location.protocol !== 'https:' && host !== 'localhost' && host !== '[::1]' && !/^127\.\d+\.\d+\.\d+$/.test(host)) {
+    throw new Error(`Refusing to send the API key in plaintext to ${location.origin}, where whatever relays it reads it: ` +
+      'clear the API key to verify without one, open this page over https, or run cocoon verify --web on your machine.');
+  }
+  return { Authorization: 'Bearer ' + key };
 }
 
 // fetchFromHost GETs path from the host (or the local relay), waiting as a 429's
@@ -394,6 +407,7 @@ async function run() {
   $('#results').replaceChildren();
   try {
     const { trust, expect } = reviewerOptions();
+    authHeaders(); // a key that cannot be sent stops the run before any request
     setStatus('Fetching the boot evidence, quoted for a random nonce…');
     const bootNonce = newNonce();
     let bytes;
