@@ -1,0 +1,139 @@
+package billing_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/xssnick/tonutils-go/ton"
+
+	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
+)
+
+// unreachable fails unless err is the 503 refusal of an escrow the host cannot read.
+func unreachable(t testing.TB, err error, want ...string) {
+	t.Helper()
+	if se := code(t, err, settle.CodeUnavailable, append(want, "cannot reach the TON network")...); se.Status() != 503 {
+		t.Fatalf("status %d, want 503", se.Status())
+	}
+}
+
+// TestOutageAfterASettlementIsNotAReopen: the host settles an escrow with a settler
+// that files nothing in the escrow cache, so the cached state is charged less than the
+// ledger settled, as a reopened escrow's is; then the chain goes unreachable. Only the
+// chain tells the two apart: the client is told the chain is unreachable (503, to
+// retry), not that its escrow was closed and opened again (402), and nothing is held.
+// Once the chain is back the same request is served.
+func TestOutageAfterASettlementIsNotAReopen(t *testing.T) {
+	e := newEnv(t)
+	acct := e.deploy(e.params(1), "3")
+	e.spendTON(acct, 1, "0.5") // cached: charged 0
+	e.settle(e.settlerWith(billing.SettlerConfig{Threshold: nano("0.1"), MaxDelay: time.Hour}), acct)
+
+	e.chain.SetOffline(true)
+	r := e.admission(acct, body(2), 10, 10)
+	_, err := e.admit(e.svc, r)
+	unreachable(t, err, acct)
+	if tot := e.totals(acct); tot.Held != 0 || tot.LastSeq != 1 {
+		t.Fatalf("a refused request changed the ledger: %+v", tot)
+	}
+	e.chain.SetOffline(false)
+	tk, err := e.admit(e.svc, r)
+	if err != nil {
+		t.Fatalf("the chain is back: %v", err)
+	}
+	tk.Release()
+}
+
+// TestSettlerFilesTheEscrowsItCharges: a settler given the service's escrow cache
+// leaves in it the charged total it recorded, so that with the chain unreachable right
+// after a settlement the host goes on serving the account within its deposit.
+func TestSettlerFilesTheEscrowsItCharges(t *testing.T) {
+	e := newEnv(t)
+	acct := e.deploy(e.params(1), "3")
+	e.spendTON(acct, 1, "0.5") // cached: charged 0
+	e.settle(e.settler("0.1", time.Hour), acct)
+
+	e.chain.SetOffline(true)
+	st, err := e.escrows.Escrow(ctx, acct)
+	if err != nil || st.Charged != nano("0.5") || st.Outdated {
+		t.Fatalf("cached after the settlement: %+v, %v; want charged %d, not outdated", st, err, nano("0.5"))
+	}
+	e.spendTON(acct, 2, "0.1")
+}
+
+// gated is the chain, holding the first escrow read once it has its block until
+// release is closed: the read then answers the escrow as it was at that block.
+type gated struct {
+	ton.APIClientWrapped
+	held, release chan struct{}
+}
+
+func (g *gated) CurrentMasterchainInfo(ctx context.Context) (*ton.BlockIDExt, error) {
+	b, err := g.APIClientWrapped.CurrentMasterchainInfo(ctx)
+	select {
+	case <-g.held:
+	default:
+		close(g.held)
+		<-g.release
+	}
+	return b, err
+}
+
+// TestEscrowReadBegunBeforeASettlement: a request's chain read that began before the
+// settler's charge ends after the settler filed the charged state: the read's older
+// state does not replace it, else the cache would again be charged less than the
+// ledger settled.
+func TestEscrowReadBegunBeforeASettlement(t *testing.T) {
+	e := newEnv(t)
+	api := &gated{APIClientWrapped: e.chain, held: make(chan struct{}), release: make(chan struct{})}
+	c := billing.NewChainEscrows(api, escrowTTL)
+	c.SetClock(e.chain.Now)
+	acct := e.deploy(e.params(1), "3")
+	e.spendTON(acct, 1, "0.5")
+
+	read := make(chan billing.EscrowState, 1)
+	go func() {
+		st, err := c.Escrow(ctx, acct)
+		if err != nil {
+			t.Error(err)
+		}
+		read <- st
+	}()
+	<-api.held
+	e.settle(e.settlerWith(billing.SettlerConfig{Threshold: nano("0.1"), MaxDelay: time.Hour, Escrows: c}), acct)
+	close(api.release)
+	if st := <-read; st.Charged != nano("0.5") {
+		t.Errorf("the read begun before the settlement answered charged %d, not the newer %d", st.Charged, nano("0.5"))
+	}
+	e.chain.SetOffline(true)
+	if st, err := c.Escrow(ctx, acct); err != nil || st.Charged != nano("0.5") {
+		t.Fatalf("cached: %+v, %v; want charged %d", st, err, nano("0.5"))
+	}
+}
+
+// TestOutdatedDepositIsNotInsufficient: the client deposits more, and the chain is
+// unreachable once the host's state of the escrow is due to be read again. The host
+// cannot see the deposit: it tells the client it cannot reach the chain (503, to
+// retry), not to deposit more (402) as it does when it knows the deposit. Within what
+// it last saw it goes on serving.
+func TestOutdatedDepositIsNotInsufficient(t *testing.T) {
+	e := newEnv(t)
+	acct := e.deploy(e.params(1), "1")
+	e.spendTON(acct, 1, "0.5")
+	left := deposited("1") - nano("0.5")
+	_, err := e.admit(e.svc, e.admission(acct, body(2), nano("1")/1000, 0))
+	code(t, err, settle.CodeInsufficient, settle.FormatTON(left)+" TON unspent")
+
+	e.deposit(acct, "5")
+	e.chain.Advance(escrowTTL)
+	e.chain.SetOffline(true)
+	_, err = e.admit(e.svc, e.admission(acct, body(3), nano("1")/1000, 0))
+	unreachable(t, err, acct, settle.FormatTON(left)+" TON unspent")
+	e.spendTON(acct, 4, "0.1")
+
+	e.chain.SetOffline(false)
+	e.chain.Advance(escrowTTL)
+	e.spendTON(acct, 5, "1")
+}
