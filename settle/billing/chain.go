@@ -74,6 +74,9 @@ type escrowRead struct {
 	// unreachable is set when the chain could not be read: state or err is then what
 	// Escrow answers without the chain, which Fresh does not.
 	unreachable bool
+	// abandoned is set when the read's caller went away before it ended: it has no
+	// outcome.
+	abandoned bool
 }
 
 // NewChainEscrows reads escrows through api, re-reading one (or an address found to
@@ -106,33 +109,56 @@ func (c *ChainEscrows) escrow(ctx context.Context, account string, fresh bool) (
 	if err != nil {
 		return EscrowState{}, errorf(settle.CodeUnknownAccount, "%q is not a TON address in raw form", account)
 	}
-	c.mu.Lock()
-	now := c.now()
-	if cached, ok := c.cache[account]; ok && !fresh && now.Sub(cached.tried) < c.ttl {
-		c.mu.Unlock()
-		return cached.state, nil
-	}
-	if gone, ok := c.unknown[account]; ok && !fresh && now.Sub(gone.tried) < c.ttl {
-		c.mu.Unlock()
-		return EscrowState{}, gone.err
-	}
-	if r, ok := c.inflight[account]; ok {
+	for {
+		c.mu.Lock()
+		now := c.now()
+		if cached, ok := c.cache[account]; ok && !fresh && now.Sub(cached.tried) < c.ttl {
+			c.mu.Unlock()
+			return cached.state, nil
+		}
+		if gone, ok := c.unknown[account]; ok && !fresh && now.Sub(gone.tried) < c.ttl {
+			c.mu.Unlock()
+			return EscrowState{}, gone.err
+		}
+		r, shared := c.inflight[account]
+		if !shared {
+			r = &escrowRead{done: make(chan struct{}), since: c.version}
+			c.inflight[account] = r
+			c.mu.Unlock()
+			return c.readInto(ctx, account, addr, r, fresh)
+		}
 		c.mu.Unlock()
 		select {
 		case <-r.done:
-			return r.answer(account, fresh)
+			if !r.abandoned {
+				return r.answer(account, fresh)
+			}
+			// Its caller went away mid-read: start again, sharing or making the
+			// next read.
 		case <-ctx.Done():
-			return EscrowState{}, errorf(settle.CodeUnavailable, "escrow %s cannot be read now: %v", account, ctx.Err())
+			return EscrowState{}, cancelled(ctx, account)
 		}
 	}
-	r := &escrowRead{done: make(chan struct{}), since: c.version}
-	c.inflight[account] = r
-	c.mu.Unlock()
+}
 
+// readInto reads account's escrow from the chain for r, registered as the read under
+// way, files the outcome and ends r.
+func (c *ChainEscrows) readInto(ctx context.Context, account string, addr *address.Address, r *escrowRead, fresh bool) (EscrowState, error) {
+	defer close(r.done)
 	st, err := c.read(ctx, addr)
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// The caller went away: the failed read tells nothing of the chain, and must
+		// neither postpone the next read nor mark what is cached as outdated.
+		c.abandon(account, r)
+		return EscrowState{}, cancelled(ctx, account)
+	}
 	c.record(account, r, st, err)
-	close(r.done)
 	return r.answer(account, fresh)
+}
+
+// cancelled is the refusal of a caller whose ctx ended before its escrow was read.
+func cancelled(ctx context.Context, account string) *Error {
+	return errorf(settle.CodeUnavailable, "escrow %s cannot be read now: %v", account, ctx.Err())
 }
 
 // answer is what r tells a caller of Escrow, or of Fresh when fresh is set.
@@ -159,6 +185,15 @@ func (c *ChainEscrows) observe(account string, st *escrow.State) {
 	c.version++
 	delete(c.unknown, account)
 	insertBounded(c.cache, account, cachedEscrow{state: escrowState(st, now), tried: now, version: c.version}, c.maxCached)
+}
+
+// abandon ends r, a read of account whose caller went away, without an outcome: its
+// waiters start again.
+func (c *ChainEscrows) abandon(account string, r *escrowRead) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inflight, account)
+	r.abandoned = true
 }
 
 // record files the outcome r of a chain read of account (st or err) and ends r.

@@ -2,6 +2,8 @@ package billing_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,20 +65,32 @@ func TestSettlerFilesTheEscrowsItCharges(t *testing.T) {
 	e.spendTON(acct, 2, "0.1")
 }
 
-// gated is the chain, holding the first escrow read once it has its block until
-// release is closed: the read then answers the escrow as it was at that block.
+// gated is the chain, able to hold the next escrow read once it has its block: the
+// read then answers the escrow as it was at that block.
 type gated struct {
 	ton.APIClientWrapped
-	held, release chan struct{}
+	mu            sync.Mutex
+	held, release chan struct{} // nil: reads pass
+}
+
+// hold makes g hold the next read: held is closed once it has its block, and the read
+// goes on once release is closed.
+func (g *gated) hold() (held, release chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.held, g.release = make(chan struct{}), make(chan struct{})
+	return g.held, g.release
 }
 
 func (g *gated) CurrentMasterchainInfo(ctx context.Context) (*ton.BlockIDExt, error) {
 	b, err := g.APIClientWrapped.CurrentMasterchainInfo(ctx)
-	select {
-	case <-g.held:
-	default:
-		close(g.held)
-		<-g.release
+	g.mu.Lock()
+	held, release := g.held, g.release
+	g.held, g.release = nil, nil
+	g.mu.Unlock()
+	if held != nil {
+		close(held)
+		<-release
 	}
 	return b, err
 }
@@ -87,11 +101,12 @@ func (g *gated) CurrentMasterchainInfo(ctx context.Context) (*ton.BlockIDExt, er
 // ledger settled.
 func TestEscrowReadBegunBeforeASettlement(t *testing.T) {
 	e := newEnv(t)
-	api := &gated{APIClientWrapped: e.chain, held: make(chan struct{}), release: make(chan struct{})}
+	api := &gated{APIClientWrapped: e.chain}
 	c := billing.NewChainEscrows(api, escrowTTL)
 	c.SetClock(e.chain.Now)
 	acct := e.deploy(e.params(1), "3")
 	e.spendTON(acct, 1, "0.5")
+	held, release := api.hold()
 
 	read := make(chan billing.EscrowState, 1)
 	go func() {
@@ -101,9 +116,9 @@ func TestEscrowReadBegunBeforeASettlement(t *testing.T) {
 		}
 		read <- st
 	}()
-	<-api.held
+	<-held
 	e.settle(e.settlerWith(billing.SettlerConfig{Threshold: nano("0.1"), MaxDelay: time.Hour, Escrows: c}), acct)
-	close(api.release)
+	close(release)
 	if st := <-read; st.Charged != nano("0.5") {
 		t.Errorf("the read begun before the settlement answered charged %d, not the newer %d", st.Charged, nano("0.5"))
 	}
@@ -136,4 +151,59 @@ func TestOutdatedDepositIsNotInsufficient(t *testing.T) {
 	e.chain.SetOffline(false)
 	e.chain.Advance(escrowTTL)
 	e.spendTON(acct, 5, "1")
+}
+
+// TestCancelledEscrowReadIsNotAnOutage: a caller that goes away while its escrow is
+// read (an unauthenticated request may name any account) does not make the host take
+// the chain for unreachable: the next request reads the chain, sees the deposit made
+// since, and is not served an outdated state; a request that shared the abandoned read
+// reads the chain itself.
+func TestCancelledEscrowReadIsNotAnOutage(t *testing.T) {
+	e := newEnv(t)
+	api := &gated{APIClientWrapped: e.chain}
+	c := billing.NewChainEscrows(api, escrowTTL)
+	c.SetClock(e.chain.Now)
+	acct := e.deploy(e.params(1), "1")
+	if _, err := c.Escrow(ctx, acct); err != nil {
+		t.Fatal(err)
+	}
+	e.deposit(acct, "2")
+	e.chain.Advance(escrowTTL)
+	want := deposited("1") + deposited("2")
+
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := c.Escrow(gone, acct)
+	code(t, err, settle.CodeUnavailable, "context canceled")
+	if st, err := c.Escrow(ctx, acct); err != nil || st.Deposited != want || st.Outdated {
+		t.Fatalf("after a cancelled read: %+v, %v; want %d deposited, not outdated", st, err, want)
+	}
+
+	// A read held until its caller goes away, shared by another request.
+	e.deposit(acct, "2")
+	e.chain.Advance(escrowTTL)
+	want += deposited("2")
+	held, release := api.hold()
+	leaving, leave := context.WithCancel(ctx)
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Escrow(leaving, acct)
+		first <- err
+	}()
+	<-held
+	shared := make(chan error, 1)
+	go func() {
+		st, err := c.Escrow(ctx, acct)
+		if err == nil && (st.Deposited != want || st.Outdated) {
+			err = fmt.Errorf("%+v, want %d deposited, not outdated", st, want)
+		}
+		shared <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // time to join the read under way (passes too if it did not)
+	leave()
+	close(release)
+	code(t, <-first, settle.CodeUnavailable, "context canceled")
+	if err := <-shared; err != nil {
+		t.Fatalf("the request that shared the abandoned read: %v", err)
+	}
 }
