@@ -36,8 +36,7 @@ func (c *counting) CurrentMasterchainInfo(ctx context.Context) (*ton.BlockIDExt,
 func TestChainEscrows(t *testing.T) {
 	e := newEnv(t)
 	api := &counting{APIClientWrapped: e.chain}
-	c := billing.NewChainEscrows(api, escrowTTL)
-	c.SetClock(e.chain.Now)
+	c := e.chainEscrows(api)
 	acct := e.deploy(e.params(1), "2")
 
 	read := func(reads int64, want billing.EscrowState) {
@@ -124,8 +123,7 @@ func TestChainEscrows(t *testing.T) {
 func TestChainEscrowsRemembersUnknown(t *testing.T) {
 	e := newEnv(t)
 	api := &counting{APIClientWrapped: e.chain}
-	c := billing.NewChainEscrows(api, escrowTTL)
-	c.SetClock(e.chain.Now)
+	c := e.chainEscrows(api)
 	never := e.addr(e.params(1)).StringRaw()
 	var wg sync.WaitGroup
 	for range 8 {

@@ -102,8 +102,7 @@ func (g *gated) CurrentMasterchainInfo(ctx context.Context) (*ton.BlockIDExt, er
 func TestEscrowReadBegunBeforeASettlement(t *testing.T) {
 	e := newEnv(t)
 	api := &gated{APIClientWrapped: e.chain}
-	c := billing.NewChainEscrows(api, escrowTTL)
-	c.SetClock(e.chain.Now)
+	c := e.chainEscrows(api)
 	acct := e.deploy(e.params(1), "3")
 	e.spendTON(acct, 1, "0.5")
 	held, release := api.hold()
@@ -161,8 +160,7 @@ func TestOutdatedDepositIsNotInsufficient(t *testing.T) {
 func TestCancelledEscrowReadIsNotAnOutage(t *testing.T) {
 	e := newEnv(t)
 	api := &gated{APIClientWrapped: e.chain}
-	c := billing.NewChainEscrows(api, escrowTTL)
-	c.SetClock(e.chain.Now)
+	c := e.chainEscrows(api)
 	acct := e.deploy(e.params(1), "1")
 	if _, err := c.Escrow(ctx, acct); err != nil {
 		t.Fatal(err)
