@@ -35,9 +35,10 @@ const (
 // per TTL; concurrent reads of one address share one chain read. Both caches are
 // bounded (65,536 escrows and 4,096 addresses with none; the one read longest ago is
 // forgotten first). A Settler given it (SettlerConfig.Escrows) files each state it
-// reads, before it records a settlement, so that what is cached is never charged less
-// than the ledger has settled while the chain is unreachable. It is safe for
-// concurrent use.
+// reads before it records a settlement from it, and a chain read begun earlier does not
+// replace that state: an outage right after a settlement does not leave cached a state
+// charged less than the ledger settled, which admission could not tell from a
+// reopened escrow's (see FreshEscrows). It is safe for concurrent use.
 type ChainEscrows struct {
 	api ton.APIClientWrapped
 	ttl time.Duration

@@ -273,9 +273,9 @@ func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error
 	case errors.As(err, &short) && escrow.Outdated:
 		// The deposit is the last one the host saw: it cannot tell the client to
 		// deposit more, which it could not see either.
-		return errorf(settle.CodeUnavailable, "escrow %s cannot be read now: the host cannot reach the TON network, and as of its last read (%s) the escrow has %s TON unspent and unreserved, "+
-			"less than this request may cost (%s TON); a deposit made since counts once the host reaches the network again",
-			a.Account, escrow.ReadAt.UTC().Format(time.RFC3339), settle.FormatTON(short.Available), settle.FormatTON(short.Needed))
+		return errorf(settle.CodeUnavailable, "%s, and as of its last read (%s) the escrow has %s TON unspent and unreserved, less than this request may cost (%s TON); "+
+			"a deposit made since counts once the host reaches the network again",
+			unreachable(a.Account).Message, escrow.ReadAt.UTC().Format(time.RFC3339), settle.FormatTON(short.Available), settle.FormatTON(short.Needed))
 	case errors.As(err, &short):
 		return errorf(settle.CodeInsufficient, "escrow %s has %s TON unspent and unreserved; this request may cost up to %s TON: deposit at least %s TON more",
 			a.Account, settle.FormatTON(short.Available), settle.FormatTON(short.Needed), settle.FormatTON(short.Missing()))
