@@ -11,6 +11,7 @@ import (
 
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/billing"
+	"github.com/cocoonhost/cocoon/settle/ledger"
 )
 
 // unreachable fails unless err is the 503 refusal of an escrow the host cannot read.
@@ -203,5 +204,51 @@ func TestCancelledEscrowReadIsNotAnOutage(t *testing.T) {
 	code(t, <-first, settle.CodeUnavailable, "context canceled")
 	if err := <-shared; err != nil {
 		t.Fatalf("the request that shared the abandoned read: %v", err)
+	}
+}
+
+// filedFirst is a ledger that checks, when the settler records a settlement, that the
+// escrow cache already holds the charged total, without reading the chain: else an
+// admission between the two would find the cache behind the ledger, as if the escrow
+// had been reopened.
+type filedFirst struct {
+	*ledger.Ledger
+	t       testing.TB
+	cache   *billing.ChainEscrows
+	api     *counting
+	records int
+}
+
+func (f *filedFirst) RecordSettlement(ctx context.Context, account string, charged uint64, at time.Time) error {
+	f.records++
+	reads := f.api.reads.Load()
+	st, err := f.cache.Escrow(ctx, account)
+	if err != nil || st.Charged < charged || f.api.reads.Load() != reads {
+		f.t.Errorf("settlement of %d recorded while the cache holds %+v, %v (%d chain reads to find it)", charged, st, err, f.api.reads.Load()-reads)
+	}
+	return f.Ledger.RecordSettlement(ctx, account, charged, at)
+}
+
+// TestSettlerFilesBeforeItRecords: the settler files the escrow state it read in the
+// cache before it records a settlement from it, after a confirmed charge and after one
+// whose confirmation was lost (found at the next round).
+func TestSettlerFilesBeforeItRecords(t *testing.T) {
+	e := newEnv(t)
+	api := &counting{APIClientWrapped: e.chain}
+	cache := billing.NewChainEscrows(api, time.Hour) // no read for being old
+	cache.SetClock(e.chain.Now)
+	store := &filedFirst{Ledger: e.ledger, t: t, cache: cache, api: api}
+	s := e.settlerWith(billing.SettlerConfig{Store: store, Threshold: nano("0.1"), MaxDelay: time.Hour, Escrows: cache})
+	acct := e.deploy(e.params(1), "5")
+	e.spendTON(acct, 1, "0.5")
+	if _, err := cache.Escrow(ctx, acct); err != nil { // cached: charged 0
+		t.Fatal(err)
+	}
+	e.settle(s, acct)
+	e.spendTON(acct, 2, "0.5")
+	e.charge(acct, nano("1")) // a charge whose confirmation was lost
+	e.settle(s)
+	if store.records != 2 {
+		t.Fatalf("%d settlements recorded, want 2", store.records)
 	}
 }

@@ -31,10 +31,13 @@ func (e *env) settler(threshold string, maxDelay time.Duration) *billing.Settler
 }
 
 // settlerWith is a Settler of e's host on the chain's clock with cfg's threshold, delay,
-// escrow cache and logger.
+// escrow cache, logger and store (default: e's ledger).
 func (e *env) settlerWith(cfg billing.SettlerConfig) *billing.Settler {
 	e.t.Helper()
-	cfg.Store, cfg.API, cfg.Wallet, cfg.Key, cfg.Now = e.ledger, e.chain, e.host, e.hostKey, e.chain.Now
+	if cfg.Store == nil {
+		cfg.Store = e.ledger
+	}
+	cfg.API, cfg.Wallet, cfg.Key, cfg.Now = e.chain, e.host, e.hostKey, e.chain.Now
 	s, err := billing.NewSettler(cfg)
 	if err != nil {
 		e.t.Fatal(err)
