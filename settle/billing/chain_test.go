@@ -87,9 +87,14 @@ func TestChainEscrows(t *testing.T) {
 	// Offline: the last state read, however old, and a new try once per TTL, not on
 	// every request (a real liteserver would make each one wait for its timeout).
 	e.chain.SetOffline(true)
+	lastRead := e.chain.Now()
 	e.chain.Advance(time.Hour)
 	read(4, want)
 	read(4, want)
+	// Served as outdated, as of the last read: a deposit since is not in it.
+	if st, _ := c.Escrow(ctx, acct); !st.Outdated || !st.ReadAt.Equal(lastRead) {
+		t.Fatalf("offline: outdated %v, read at %v; want outdated, read at %v", st.Outdated, st.ReadAt, lastRead)
+	}
 	e.chain.Advance(escrowTTL)
 	read(5, want)
 	// An escrow never read cannot be served.
