@@ -30,7 +30,8 @@ const (
 	// CodeIdempotencyMismatch (422): the idempotency key was used for another request.
 	CodeIdempotencyMismatch = "idempotency_key_reused"
 	// CodeUnavailable (503): the escrow cannot be read (the chain is unreachable and
-	// the host has never seen it) or the ledger failed.
+	// the host has never seen it, or what it last saw cannot decide the request: a
+	// balance short of it, or charged less than the host settled) or the ledger failed.
 	CodeUnavailable = "settlement_unavailable"
 	// CodeIntegrity (503): the ledger's records of the account fail their integrity
 	// check (they were altered on the host's disk): the host neither serves nor charges

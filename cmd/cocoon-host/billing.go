@@ -189,12 +189,14 @@ func startBilling(ctx context.Context, cfg *serveConfig, key ed25519.PrivateKey,
 	maxDelay, _ := time.ParseDuration(cfg.SettleMaxDelay) // checked
 	interval, _ := time.ParseDuration(cfg.SettleInterval) // checked
 	metrics := billing.NewMetrics()
+	escrows := billing.NewChainEscrows(api, escrowTTL)
 	settler, err := billing.NewSettler(billing.SettlerConfig{Store: l, API: api, Wallet: w, Key: key,
-		Threshold: cfg.SettleThreshold, MaxDelay: maxDelay, Interval: interval, Logger: log.With("component", "settler"), Metrics: metrics})
+		Threshold: cfg.SettleThreshold, MaxDelay: maxDelay, Interval: interval, Logger: log.With("component", "settler"), Metrics: metrics,
+		Escrows: escrows})
 	if err != nil {
 		return nil, err
 	}
-	service, err := billing.NewService(billing.Config{Store: sealedAnswers{l, sealer}, Pricer: pricer, Escrows: billing.NewChainEscrows(api, escrowTTL),
+	service, err := billing.NewService(billing.Config{Store: sealedAnswers{l, sealer}, Pricer: pricer, Escrows: escrows,
 		Key: key, HostAddr: w.WalletAddress().StringRaw(), ComputeReserve: settle.ComputeBound, Metrics: metrics})
 	if err != nil {
 		return nil, err

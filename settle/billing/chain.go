@@ -29,12 +29,16 @@ const (
 // ChainEscrows reads escrows from TON through a tonutils-go API (a liteclient
 // connection, or any other implementation). It caches each escrow for a TTL, and keeps
 // the last state it read for when the chain is unreachable: the host then goes on
-// serving each account within the deposit it last saw, and settles later. It also
-// remembers for a TTL that an address holds no escrow, so a client naming one costs at
-// most one chain read (three liteserver queries) per address per TTL; concurrent reads
-// of one address share one chain read. Both caches are bounded (65,536 escrows and
-// 4,096 addresses with none; the one read longest ago is forgotten first). It is safe
-// for concurrent use.
+// serving each account within the deposit it last saw (marked EscrowState.Outdated),
+// and settles later. It also remembers for a TTL that an address holds no escrow, so a
+// client naming one costs at most one chain read (three liteserver queries) per address
+// per TTL; concurrent reads of one address share one chain read. Both caches are
+// bounded (65,536 escrows and 4,096 addresses with none; the one read longest ago is
+// forgotten first). A Settler given it (SettlerConfig.Escrows) files each state it
+// reads before it records a settlement from it, and a chain read begun earlier does not
+// replace that state: an outage right after a settlement does not leave cached a state
+// charged less than the ledger settled, which admission could not tell from a
+// reopened escrow's (see FreshEscrows). It is safe for concurrent use.
 type ChainEscrows struct {
 	api ton.APIClientWrapped
 	ttl time.Duration
@@ -47,19 +51,33 @@ type ChainEscrows struct {
 	cache    map[string]cachedEscrow
 	unknown  map[string]cachedEscrow // addresses with no escrow: err says why
 	inflight map[string]*escrowRead
+	// version counts what was filed in cache, so that a chain read does not replace
+	// a state filed after it began (by the settler, from a later read).
+	version uint64
 }
 
 type cachedEscrow struct {
 	state EscrowState
 	err   *Error
-	read  time.Time
+	// tried is when the chain was last read for the address, successfully or not: the
+	// TTL runs from it.
+	tried   time.Time
+	version uint64
 }
 
 // escrowRead is a chain read in progress, which concurrent callers wait for.
 type escrowRead struct {
-	done  chan struct{}
+	done chan struct{}
+	// since is ChainEscrows.version when the read began.
+	since uint64
 	state EscrowState
 	err   error
+	// unreachable is set when the chain could not be read: state or err is then what
+	// Escrow answers without the chain, which Fresh does not.
+	unreachable bool
+	// abandoned is set when the read's caller went away before it ended: it has no
+	// outcome.
+	abandoned bool
 }
 
 // NewChainEscrows reads escrows through api, re-reading one (or an address found to
@@ -70,66 +88,135 @@ func NewChainEscrows(api ton.APIClientWrapped, ttl time.Duration) *ChainEscrows 
 }
 
 // Escrow implements EscrowSource. Cost: three liteserver queries when what is known of
-// the address is older than the TTL, else a map lookup.
+// the address is older than the TTL, else a map lookup. When the chain cannot be read
+// it answers the last state it read, with Outdated set, and tries the chain again
+// after another TTL; CodeUnavailable if it has read none.
 func (c *ChainEscrows) Escrow(ctx context.Context, account string) (EscrowState, error) {
+	return c.escrow(ctx, account, false)
+}
+
+// Fresh implements FreshEscrows: it reads account's escrow from the chain whatever is
+// cached (sharing a read under way, or answering a state the settler filed since that
+// read began), and files what it reads. When the chain cannot be read it answers
+// CodeUnavailable, never the cached state, which it keeps for Escrow. Cost: three
+// liteserver queries.
+func (c *ChainEscrows) Fresh(ctx context.Context, account string) (EscrowState, error) {
+	return c.escrow(ctx, account, true)
+}
+
+// escrow is Escrow, or Fresh when fresh is set.
+func (c *ChainEscrows) escrow(ctx context.Context, account string, fresh bool) (EscrowState, error) {
 	addr, err := address.ParseRawAddr(account)
 	if err != nil {
 		return EscrowState{}, errorf(settle.CodeUnknownAccount, "%q is not a TON address in raw form", account)
 	}
-	c.mu.Lock()
-	now := c.now()
-	if cached, ok := c.cache[account]; ok && now.Sub(cached.read) < c.ttl {
-		c.mu.Unlock()
-		return cached.state, nil
-	}
-	if gone, ok := c.unknown[account]; ok && now.Sub(gone.read) < c.ttl {
-		c.mu.Unlock()
-		return EscrowState{}, gone.err
-	}
-	if r, ok := c.inflight[account]; ok {
+	for {
+		c.mu.Lock()
+		now := c.now()
+		if cached, ok := c.cache[account]; ok && !fresh && now.Sub(cached.tried) < c.ttl {
+			c.mu.Unlock()
+			return cached.state, nil
+		}
+		if gone, ok := c.unknown[account]; ok && !fresh && now.Sub(gone.tried) < c.ttl {
+			c.mu.Unlock()
+			return EscrowState{}, gone.err
+		}
+		r, shared := c.inflight[account]
+		if !shared {
+			r = &escrowRead{done: make(chan struct{}), since: c.version}
+			c.inflight[account] = r
+			c.mu.Unlock()
+			return c.readInto(ctx, account, addr, r, fresh)
+		}
 		c.mu.Unlock()
 		select {
 		case <-r.done:
-			return r.state, r.err
+			if !r.abandoned {
+				return r.answer(account, fresh)
+			}
+			// Its caller went away mid-read: start again, sharing or making the
+			// next read.
 		case <-ctx.Done():
-			return EscrowState{}, errorf(settle.CodeUnavailable, "escrow %s cannot be read now: %v", account, ctx.Err())
+			return EscrowState{}, cancelled(ctx, account)
 		}
 	}
-	r := &escrowRead{done: make(chan struct{})}
-	c.inflight[account] = r
-	c.mu.Unlock()
+}
 
+// readInto reads account's escrow from the chain for r, registered as the read under
+// way, files the outcome and ends r.
+func (c *ChainEscrows) readInto(ctx context.Context, account string, addr *address.Address, r *escrowRead, fresh bool) (EscrowState, error) {
+	defer close(r.done)
 	st, err := c.read(ctx, addr)
-	r.state, r.err = c.record(account, st, err)
-	c.mu.Lock()
-	delete(c.inflight, account)
-	c.mu.Unlock()
-	close(r.done)
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// The caller went away: the failed read tells nothing of the chain, and must
+		// neither postpone the next read nor mark what is cached as outdated.
+		c.abandon(account, r)
+		return EscrowState{}, cancelled(ctx, account)
+	}
+	c.record(account, r, st, err)
+	return r.answer(account, fresh)
+}
+
+// cancelled is the refusal of a caller whose ctx ended before its escrow was read.
+func cancelled(ctx context.Context, account string) *Error {
+	return errorf(settle.CodeUnavailable, "escrow %s cannot be read now: %v", account, ctx.Err())
+}
+
+// answer is what r tells a caller of Escrow, or of Fresh when fresh is set.
+func (r *escrowRead) answer(account string, fresh bool) (EscrowState, error) {
+	if fresh && r.unreachable {
+		return EscrowState{}, unreachable(account)
+	}
 	return r.state, r.err
 }
 
-// Stale implements StaleEscrows: what is cached of account is kept for when the chain
-// is unreachable, but no longer served without a read.
-func (c *ChainEscrows) Stale(account string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cached, ok := c.cache[account]; ok {
-		cached.read = time.Time{}
-		c.cache[account] = cached
-	}
+// unreachable is the refusal of an escrow the host cannot read.
+func unreachable(account string) *Error {
+	return errorf(settle.CodeUnavailable, "escrow %s cannot be read now: the host cannot reach the TON network", account)
 }
 
-// record files the outcome of a chain read of account and returns what Escrow answers.
-func (c *ChainEscrows) record(account string, st EscrowState, err error) (EscrowState, error) {
+// observe files st, which the settler has just read from the chain, as account's
+// state, before the settler records a settlement on it: a state cached before that
+// settlement would otherwise look charged less than the ledger settled, as a reopened
+// escrow does, and with the chain unreachable the host could not tell the two apart.
+func (c *ChainEscrows) observe(account string, st *escrow.State) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
+	c.version++
+	delete(c.unknown, account)
+	insertBounded(c.cache, account, cachedEscrow{state: escrowState(st, now), tried: now, version: c.version}, c.maxCached)
+}
+
+// abandon ends r, a read of account whose caller went away, without an outcome: its
+// waiters start again.
+func (c *ChainEscrows) abandon(account string, r *escrowRead) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inflight, account)
+	r.abandoned = true
+}
+
+// record files the outcome r of a chain read of account (st or err) and ends r.
+func (c *ChainEscrows) record(account string, r *escrowRead, st EscrowState, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inflight, account)
+	now := c.now()
+	cached, isCached := c.cache[account]
+	if isCached && cached.version > r.since {
+		// The settler filed a state it read after this read began: it is the newer.
+		r.state = cached.state
+		return
+	}
 	var gone *Error
 	switch {
 	case err == nil:
+		c.version++
 		delete(c.unknown, account)
-		insertBounded(c.cache, account, cachedEscrow{state: st, read: now}, c.maxCached)
-		return st, nil
+		insertBounded(c.cache, account, cachedEscrow{state: st, tried: now, version: c.version}, c.maxCached)
+		r.state = st
+		return
 	case errors.Is(err, escrow.ErrNotDeployed):
 		gone = errorf(settle.CodeUnknownAccount, "there is no escrow at %s (never deployed, or already closed)", account)
 	case errors.Is(err, escrow.ErrWrongCode), errors.Is(err, escrow.ErrWrongAddress):
@@ -137,17 +224,21 @@ func (c *ChainEscrows) record(account string, st EscrowState, err error) (Escrow
 	}
 	if gone != nil {
 		delete(c.cache, account)
-		insertBounded(c.unknown, account, cachedEscrow{err: gone, read: now}, c.maxUnknown)
-		return EscrowState{}, gone
+		insertBounded(c.unknown, account, cachedEscrow{err: gone, tried: now}, c.maxUnknown)
+		r.err = gone
+		return
 	}
-	if cached, ok := c.cache[account]; ok {
-		// The chain is unreachable: serve within what was seen, and try the chain
-		// again after another TTL rather than on every request.
-		cached.read = now
-		c.cache[account] = cached
-		return cached.state, nil
+	r.unreachable = true
+	if !isCached {
+		r.err = unreachable(account)
+		return
 	}
-	return EscrowState{}, errorf(settle.CodeUnavailable, "escrow %s cannot be read now: the host cannot reach the TON network", account)
+	// The chain is unreachable: serve within what was seen, and try the chain again
+	// after another TTL rather than on every request.
+	cached.tried = now
+	cached.state.Outdated = true
+	c.cache[account] = cached
+	r.state = cached.state
 }
 
 // insertBounded sets m[key] to v, first forgetting the entry read longest ago when m
@@ -157,8 +248,8 @@ func insertBounded(m map[string]cachedEscrow, key string, v cachedEscrow, limit 
 		var oldest string
 		var at time.Time
 		for k, e := range m {
-			if oldest == "" || e.read.Before(at) {
-				oldest, at = k, e.read
+			if oldest == "" || e.tried.Before(at) {
+				oldest, at = k, e.tried
 			}
 		}
 		delete(m, oldest)
@@ -171,9 +262,15 @@ func (c *ChainEscrows) read(ctx context.Context, addr *address.Address) (EscrowS
 	if err != nil {
 		return EscrowState{}, err
 	}
+	return escrowState(st, c.now()), nil
+}
+
+// escrowState is what the host needs of st, read from the chain at readAt.
+func escrowState(st *escrow.State, readAt time.Time) EscrowState {
 	return EscrowState{ClientKey: st.ClientKey, HostKey: st.HostKey, HostAddr: st.HostAddr.StringRaw(),
 		Deposited: clampUint64(st.Deposited.Uint64(), st.Deposited.IsUint64()),
-		Charged:   clampUint64(st.Charged.Uint64(), st.Charged.IsUint64()), Closing: st.CheckOpen() != nil, Timeout: st.Timeout}, nil
+		Charged:   clampUint64(st.Charged.Uint64(), st.Charged.IsUint64()), Closing: st.CheckOpen() != nil, Timeout: st.Timeout,
+		ReadAt: readAt}
 }
 
 // clampUint64 is v, or the largest uint64 when the amount did not fit (Coins are up to

@@ -36,8 +36,7 @@ func (c *counting) CurrentMasterchainInfo(ctx context.Context) (*ton.BlockIDExt,
 func TestChainEscrows(t *testing.T) {
 	e := newEnv(t)
 	api := &counting{APIClientWrapped: e.chain}
-	c := billing.NewChainEscrows(api, escrowTTL)
-	c.SetClock(e.chain.Now)
+	c := e.chainEscrows(api)
 	acct := e.deploy(e.params(1), "2")
 
 	read := func(reads int64, want billing.EscrowState) {
@@ -88,9 +87,14 @@ func TestChainEscrows(t *testing.T) {
 	// Offline: the last state read, however old, and a new try once per TTL, not on
 	// every request (a real liteserver would make each one wait for its timeout).
 	e.chain.SetOffline(true)
+	lastRead := e.chain.Now()
 	e.chain.Advance(time.Hour)
 	read(4, want)
 	read(4, want)
+	// Served as outdated, as of the last read: a deposit since is not in it.
+	if st, _ := c.Escrow(ctx, acct); !st.Outdated || !st.ReadAt.Equal(lastRead) {
+		t.Fatalf("offline: outdated %v, read at %v; want outdated, read at %v", st.Outdated, st.ReadAt, lastRead)
+	}
 	e.chain.Advance(escrowTTL)
 	read(5, want)
 	// An escrow never read cannot be served.
@@ -124,8 +128,7 @@ func TestChainEscrows(t *testing.T) {
 func TestChainEscrowsRemembersUnknown(t *testing.T) {
 	e := newEnv(t)
 	api := &counting{APIClientWrapped: e.chain}
-	c := billing.NewChainEscrows(api, escrowTTL)
-	c.SetClock(e.chain.Now)
+	c := e.chainEscrows(api)
 	never := e.addr(e.params(1)).StringRaw()
 	var wg sync.WaitGroup
 	for range 8 {

@@ -10,7 +10,8 @@
 //	              type per refusal, with a settle.Code* value and its HTTP status),
 //	              InsufficientError, IdempotentError, ErrReplay
 //	escrows       EscrowSource, ChainEscrows (read through any ton.APIClientWrapped,
-//	              cached; StaleEscrows), EscrowState
+//	              cached, told each state the settler reads; FreshEscrows),
+//	              EscrowState
 //	pricing       Pricer (the table of the request's model times a load coefficient
 //	              that follows the host's utilization, smoothed in integers),
 //	              DefaultLoadCurve

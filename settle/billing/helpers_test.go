@@ -14,6 +14,7 @@ import (
 
 	"github.com/xssnick/tonutils-go/address"
 	"github.com/xssnick/tonutils-go/tlb"
+	"github.com/xssnick/tonutils-go/ton"
 	"github.com/xssnick/tonutils-go/ton/wallet"
 	"github.com/xssnick/tonutils-go/tvm/cell"
 
@@ -94,13 +95,20 @@ func newEnv(t testing.TB) *env {
 	e.other = e.wallet(3, "10")
 	e.ledgerPath = filepath.Join(t.TempDir(), "ledger.db")
 	e.ledger = e.openLedger(e.ledgerPath)
-	e.escrows = billing.NewChainEscrows(chain, escrowTTL)
-	e.escrows.SetClock(chain.Now)
+	e.escrows = e.chainEscrows(chain)
 	if e.pricer, err = billing.NewPricer(hostPrices, curve); err != nil {
 		t.Fatal(err)
 	}
 	e.svc = e.service(e.ledger)
 	return e
+}
+
+// chainEscrows is a ChainEscrows reading through api (e's chain, or a wrapper of it),
+// on the chain's clock.
+func (e *env) chainEscrows(api ton.APIClientWrapped) *billing.ChainEscrows {
+	c := billing.NewChainEscrows(api, escrowTTL)
+	c.SetClock(e.chain.Now)
+	return c
 }
 
 // service is a Service of e's host on store, on the chain's clock.

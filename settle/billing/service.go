@@ -27,11 +27,16 @@ type EscrowState struct {
 	// Timeout is the escrow's withdrawal timeout in seconds: the host's window to
 	// commit its last charge once the client asks for its money back.
 	Timeout uint32
+	// ReadAt is when the state was read from the chain.
+	ReadAt time.Time
+	// Outdated is set on a state served although it was due to be read again, because
+	// the chain could not be read: the host serves within it, but a deposit made since
+	// ReadAt is not in it.
+	Outdated bool
 }
 
 // EscrowSource reads escrows. ChainEscrows reads them from TON. A source that caches
-// states should also have a method Stale(account string) that makes its next Escrow of
-// account read the chain (see StaleEscrows).
+// states should also implement FreshEscrows.
 type EscrowSource interface {
 	// Escrow returns the state of the escrow at account (raw address). It returns a
 	// *Error with CodeUnknownAccount when there is no Cocoon escrow there, or
@@ -39,12 +44,14 @@ type EscrowSource interface {
 	Escrow(ctx context.Context, account string) (EscrowState, error)
 }
 
-// StaleEscrows is what an EscrowSource that caches states implements so that Admit can
-// make it read an escrow again: a state read before the host's latest charge looks
-// like a reopened escrow (ErrReopened).
-type StaleEscrows interface {
-	// Stale makes the next Escrow of account read the chain, whatever is cached.
-	Stale(account string)
+// FreshEscrows is what an EscrowSource that caches states implements so that Admit can
+// read an escrow from the chain itself: a state read before the host's latest charge
+// looks like a reopened escrow (ErrReopened), and only the chain tells the two apart.
+type FreshEscrows interface {
+	// Fresh reads the escrow at account from the chain, whatever is cached. It
+	// returns a *Error with CodeUnavailable when the chain cannot be read, never what
+	// is cached, and CodeUnknownAccount as Escrow does.
+	Fresh(ctx context.Context, account string) (EscrowState, error)
 }
 
 // Config configures a Service.
@@ -161,7 +168,7 @@ func (s *Service) Admit(ctx context.Context, a Admission) (t *Ticket, err error)
 	now := s.cfg.Now()
 	requestHash, signatureHash := a.hashes()
 
-	escrow, err := s.admissibleEscrow(ctx, a)
+	escrow, err := s.admissibleEscrow(ctx, a, s.cfg.Escrows.Escrow)
 	if err != nil {
 		return nil, err
 	}
@@ -176,12 +183,11 @@ func (s *Service) Admit(ctx context.Context, a Admission) (t *Ticket, err error)
 	r := Reservation{Account: a.Account, RequestHash: requestHash, SignatureHash: signatureHash,
 		IdempotencyKey: a.IdempotencyKey, MaxCost: maxCost, Limit: escrow.Deposited, Charged: escrow.Charged, Time: a.time(now)}
 	hold, err := s.cfg.Store.Reserve(ctx, r)
-	if errors.Is(err, ErrReopened) {
-		// The state read may be older than the host's latest charge: read it again.
-		if cache, ok := s.cfg.Escrows.(StaleEscrows); ok {
-			cache.Stale(a.Account)
-		}
-		if escrow, err = s.admissibleEscrow(ctx, a); err != nil {
+	if cache, ok := s.cfg.Escrows.(FreshEscrows); ok && errors.Is(err, ErrReopened) {
+		// The cached state may be older than the host's latest charge. Only the chain
+		// tells that from a reopened escrow: when it cannot be read the client is told
+		// so (CodeUnavailable, to retry later), not that its escrow was reopened.
+		if escrow, err = s.admissibleEscrow(ctx, a, cache.Fresh); err != nil {
 			return nil, err
 		}
 		r.Limit, r.Charged = escrow.Deposited, escrow.Charged
@@ -227,11 +233,11 @@ func (a Admission) hashes() (request, signature string) {
 	}
 }
 
-// admissibleEscrow reads the escrow a is for and checks that it may be served: it pays
-// this host, is not closing and has a timeout of at least MinTimeout, and a signed
-// request was signed for it and for a's idempotency key.
-func (s *Service) admissibleEscrow(ctx context.Context, a Admission) (EscrowState, error) {
-	escrow, err := s.cfg.Escrows.Escrow(ctx, a.Account)
+// admissibleEscrow reads the escrow a is for with read (Escrow, or Fresh) and checks
+// that it may be served: it pays this host, is not closing and has a timeout of at
+// least MinTimeout, and a signed request was signed for it and for a's idempotency key.
+func (s *Service) admissibleEscrow(ctx context.Context, a Admission, read func(context.Context, string) (EscrowState, error)) (EscrowState, error) {
+	escrow, err := read(ctx, a.Account)
 	if err != nil {
 		return EscrowState{}, err
 	}
@@ -264,6 +270,12 @@ func (s *Service) reserveError(a Admission, escrow EscrowState, err error) error
 	var short *InsufficientError
 	var idem *IdempotentError
 	switch {
+	case errors.As(err, &short) && escrow.Outdated:
+		// The deposit is the last one the host saw: it cannot tell the client to
+		// deposit more, which it could not see either.
+		return errorf(settle.CodeUnavailable, "%s, and as of its last read (%s) the escrow has %s TON unspent and unreserved, less than this request may cost (%s TON); "+
+			"a deposit made since counts once the host reaches the network again",
+			unreachable(a.Account).Message, escrow.ReadAt.UTC().Format(time.RFC3339), settle.FormatTON(short.Available), settle.FormatTON(short.Needed))
 	case errors.As(err, &short):
 		return errorf(settle.CodeInsufficient, "escrow %s has %s TON unspent and unreserved; this request may cost up to %s TON: deposit at least %s TON more",
 			a.Account, settle.FormatTON(short.Available), settle.FormatTON(short.Needed), settle.FormatTON(short.Missing()))

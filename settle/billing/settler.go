@@ -42,6 +42,13 @@ type SettlerConfig struct {
 	// Metrics counts the rounds and the charges sent: the Service's Config.Metrics,
 	// which serves them. Default: a Metrics nobody serves.
 	Metrics *Metrics
+	// Escrows is the Service's escrow cache (Config.Escrows), if it is a ChainEscrows:
+	// the settler files in it each escrow state it reads, before it records a
+	// settlement from that state. Without it, admission finds a cached state charged
+	// less than the ledger settled after each settlement, as if the escrow had been
+	// reopened, and needs a chain read to tell; with the chain unreachable it then
+	// refuses the account (CodeUnavailable) until the chain is back.
+	Escrows *ChainEscrows
 }
 
 // maxChargesPerMessage is how many charges one wallet transaction carries: the V5R1
@@ -63,6 +70,9 @@ type Settler struct {
 
 	mu    sync.Mutex
 	since map[string]time.Time // when the settler first saw an account unsettled
+	// reported is what was last logged of an account that needs its operator (see
+	// report), while it stays unsettled.
+	reported map[string]string
 }
 
 // NewSettler checks cfg and returns a settler; Run starts it.
@@ -91,7 +101,7 @@ func NewSettler(cfg SettlerConfig) (*Settler, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
-	return &Settler{cfg: cfg, since: map[string]time.Time{}}, nil
+	return &Settler{cfg: cfg, since: map[string]time.Time{}, reported: map[string]string{}}, nil
 }
 
 // Run settles every Interval until ctx is done. Failures are logged and retried at the
@@ -169,6 +179,7 @@ func (s *Settler) due(ctx context.Context) ([]charge, error) {
 	for account := range s.since {
 		if !seen[account] {
 			delete(s.since, account)
+			delete(s.reported, account)
 		}
 	}
 	s.mu.Unlock()
@@ -180,18 +191,19 @@ func (s *Settler) due(ctx context.Context) ([]charge, error) {
 		st, err := escrow.GetState(ctx, s.cfg.API, addr)
 		if err != nil {
 			if errors.Is(err, escrow.ErrNotDeployed) || errors.Is(err, escrow.ErrWrongCode) || errors.Is(err, escrow.ErrWrongAddress) {
-				s.cfg.Logger.Warn("escrow gone before its last charge", "account", t.Account, "unsettled", t.Cumulative-t.Settled, "err", err)
+				s.report(ctx, slog.LevelWarn, t.Account, "escrow gone before its last charge", "unsettled", t.Cumulative-t.Settled, "err", err)
 				continue
 			}
 			return nil, fmt.Errorf("settle: read escrow %s: %w", t.Account, err)
 		}
+		s.observe(t.Account, st)
 		charged := st.Charged.Uint64()
 		if charged < t.Settled {
 			// Charged less than it paid this host: another contract at the same
 			// address (closed, then deployed again with the same parameters). The
 			// closed one's receipts are not its to pay.
-			s.cfg.Logger.Error("the escrow has been charged less than the ledger settled with it: opened again at the same address; not charged",
-				"account", t.Account, "charged", charged, "settled", t.Settled, "cumulative", t.Cumulative)
+			s.report(ctx, slog.LevelError, t.Account, "the escrow has been charged less than the ledger settled with it: opened again at the same address; not charged",
+				"charged", charged, "settled", t.Settled, "cumulative", t.Cumulative)
 			continue
 		}
 		if charged > t.Settled {
@@ -199,7 +211,7 @@ func (s *Settler) due(ctx context.Context) ([]charge, error) {
 			if err := s.cfg.Store.RecordSettlement(ctx, t.Account, charged, now); err != nil {
 				// The escrow is ahead of the ledger (a ledger restored from an older
 				// copy): this account needs the operator; the others are settled.
-				s.cfg.Logger.Error("the escrow has been charged more than the ledger's receipts", "account", t.Account,
+				s.report(ctx, slog.LevelError, t.Account, "the escrow has been charged more than the ledger's receipts",
 					"charged", charged, "cumulative", t.Cumulative, "err", err)
 				continue
 			}
@@ -243,6 +255,7 @@ func (s *Settler) confirm(ctx context.Context, c charge) {
 		s.cfg.Logger.Info("charge sent, not confirmed yet", "account", c.account, "err", err)
 		return
 	}
+	s.observe(c.account, st)
 	charged := st.Charged.Uint64()
 	if charged < c.cumulative {
 		s.cfg.Logger.Info("charge sent, not processed by the escrow yet", "account", c.account, "cumulative", c.cumulative, "charged", charged)
@@ -255,4 +268,30 @@ func (s *Settler) confirm(ctx context.Context, c charge) {
 	s.mu.Lock()
 	delete(s.since, c.account)
 	s.mu.Unlock()
+}
+
+// observe files st, just read from the chain, in the Service's escrow cache (if any),
+// before a settlement is recorded from it: what is cached is then never charged less
+// than the ledger has settled, unless the escrow was really opened again.
+func (s *Settler) observe(account string, st *escrow.State) {
+	if s.cfg.Escrows != nil {
+		s.cfg.Escrows.observe(account, st)
+	}
+}
+
+// report logs msg about account, which the settler skips until its operator acts: at
+// level the first time, and again when msg or its figures (args) change, else at debug
+// level, since every round finds it again. What it reported of an account is forgotten
+// once the account is no longer unsettled, so memory stays bounded by the ledger's
+// unsettled accounts.
+func (s *Settler) report(ctx context.Context, level slog.Level, account, msg string, args ...any) {
+	said := msg + fmt.Sprint(args...)
+	s.mu.Lock()
+	repeated := s.reported[account] == said
+	s.reported[account] = said
+	s.mu.Unlock()
+	if repeated {
+		level = slog.LevelDebug
+	}
+	s.cfg.Logger.Log(ctx, level, msg, append([]any{"account", account}, args...)...)
 }

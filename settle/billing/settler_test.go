@@ -22,11 +22,23 @@ import (
 	"github.com/cocoonhost/cocoon/settle/tonemu"
 )
 
-// settler is a Settler of e's host on the chain's clock, logging to the test.
+// settler is a Settler of e's host on the chain's clock, logging to the test, that
+// files what it reads in the service's escrow cache, as cocoon-host's does.
 func (e *env) settler(threshold string, maxDelay time.Duration) *billing.Settler {
 	e.t.Helper()
-	s, err := billing.NewSettler(billing.SettlerConfig{Store: e.ledger, API: e.chain, Wallet: e.host, Key: e.hostKey,
-		Threshold: nano(threshold), MaxDelay: maxDelay, Now: e.chain.Now, Logger: slog.New(slog.NewTextHandler(e.t.Output(), nil))})
+	return e.settlerWith(billing.SettlerConfig{Threshold: nano(threshold), MaxDelay: maxDelay, Escrows: e.escrows,
+		Logger: slog.New(slog.NewTextHandler(e.t.Output(), nil))})
+}
+
+// settlerWith is a Settler of e's host on the chain's clock with cfg's threshold, delay,
+// escrow cache, logger and store (default: e's ledger).
+func (e *env) settlerWith(cfg billing.SettlerConfig) *billing.Settler {
+	e.t.Helper()
+	if cfg.Store == nil {
+		cfg.Store = e.ledger
+	}
+	cfg.API, cfg.Wallet, cfg.Key, cfg.Now = e.chain, e.host, e.hostKey, e.chain.Now
+	s, err := billing.NewSettler(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -274,12 +286,13 @@ func TestSettlerOffline(t *testing.T) {
 		t.Fatalf("offline Settle changed the ledger: %+v", tot)
 	}
 	// Long past the escrow cache's TTL and the maximum delay, the host serves within
-	// the deposits it last saw.
+	// the deposits it last saw; past them, it cannot tell whether the client has
+	// deposited more.
 	e.chain.Advance(2 * time.Hour)
 	e.spendTON(a, 2, "1")
 	e.spendTON(b, 3, "1")
 	_, err := e.admit(e.svc, e.admission(a, body(4), nano("1")/1000, 0))
-	code(t, err, settle.CodeInsufficient, "has 0.79 TON unspent") // 2.99 - 2.2
+	code(t, err, settle.CodeUnavailable, "cannot reach the TON network", "has 0.79 TON unspent") // 2.99 - 2.2
 	if _, err := s.Settle(ctx); !errors.Is(err, tonemu.ErrOffline) {
 		t.Fatalf("offline Settle: %v", err)
 	}
@@ -341,11 +354,7 @@ func TestSettlerManyAccounts(t *testing.T) {
 func TestSettlerMetrics(t *testing.T) {
 	e := newEnv(t)
 	m := billing.NewMetrics()
-	s, err := billing.NewSettler(billing.SettlerConfig{Store: e.ledger, API: e.chain, Wallet: e.host, Key: e.hostKey,
-		Threshold: nano("1"), MaxDelay: time.Hour, Now: e.chain.Now, Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := e.settlerWith(billing.SettlerConfig{Threshold: nano("1"), MaxDelay: time.Hour, Metrics: m})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m.Collectors()...)
 	a, b := e.deploy(e.params(1), "3"), e.deploy(e.params(2), "3")
