@@ -194,7 +194,7 @@ func TestPriceListVerify(t *testing.T) {
 	good := func() PriceList {
 		return PriceList{Prices: Prices{Models: []ModelPrice{{"a", PriceTable{PromptPerMillion: 1}}, {"b", PriceTable{PromptPerMillion: 2}}}},
 			Windows: Windows{Models: []ModelWindow{{"a", 4096}, {"c", 32768}}, Default: DefaultContextWindow},
-			Curve: curve, UtilizationPPM: 500_000, LoadMilli: 875, Wallet: "0:00", MinTimeout: 3600, Time: 1}
+			Curve:   curve, UtilizationPPM: 500_000, LoadMilli: 875, Wallet: "0:00", MinTimeout: 3600, Time: 1}
 	}
 	l := good()
 	l.Sign(key)
@@ -209,7 +209,9 @@ func TestPriceListVerify(t *testing.T) {
 		{"a model twice", "increasing byte order", func(l *PriceList) { l.Models[1].Model = "a" }},
 		{"an empty model name", "model name", func(l *PriceList) { l.Models[0].Model = "" }},
 		{"no table", "no table", func(l *PriceList) { l.Models = nil }},
-		{"windows out of order", "windows: model \"a\" after \"c\"", func(l *PriceList) { l.Windows.Models[0], l.Windows.Models[1] = l.Windows.Models[1], l.Windows.Models[0] }},
+		{"windows out of order", "windows: model \"a\" after \"c\"", func(l *PriceList) {
+			l.Windows.Models[0], l.Windows.Models[1] = l.Windows.Models[1], l.Windows.Models[0]
+		}},
 		{"a window twice", "windows: model \"c\" after \"c\"", func(l *PriceList) { l.Windows.Models[0].Model = "c" }},
 		{"an empty window name", "windows: model name", func(l *PriceList) { l.Windows.Models[0].Model = "" }},
 		{"an overlong window name", "windows: model name", func(l *PriceList) { l.Windows.Models[1].Model = strings.Repeat("c", maxModelName+1) }},
@@ -309,7 +311,7 @@ func FuzzPriceListVerify(f *testing.F) {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
 	l := PriceList{Prices: Prices{Models: []ModelPrice{{"a", PriceTable{PromptPerMillion: 1}}}, Default: &PriceTable{CompletionPerMillion: 2}},
 		Windows: Windows{Models: []ModelWindow{{"a", 4096}}, Default: DefaultContextWindow},
-		Curve: LoadCurve{MinMilli: 500, MaxMilli: 2000}, LoadMilli: 500}
+		Curve:   LoadCurve{MinMilli: 500, MaxMilli: 2000}, LoadMilli: 500}
 	l.Sign(key)
 	good, _ := json.Marshal(l)
 	f.Add(good)

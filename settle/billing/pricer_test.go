@@ -143,13 +143,13 @@ func TestPriceListSignature(t *testing.T) {
 	for name, tamper := range map[string]func(*settle.PriceList){
 		"window":         func(l *settle.PriceList) { l.Windows.Models = []settle.ModelWindow{{Model: "a", Tokens: 1 << 30}} },
 		"default window": func(l *settle.PriceList) { l.Windows.Default = 1 << 30 },
-		"price":       func(l *settle.PriceList) { l.Models[0].Prices.CompletionPerMillion++ },
-		"model":       func(l *settle.PriceList) { l.Models[1].Model = "c" },
-		"default":     func(l *settle.PriceList) { l.Default = &settle.PriceTable{PromptPerMillion: 1} },
-		"utilization": func(l *settle.PriceList) { l.UtilizationPPM = 1; l.LoadMilli = l.Curve.Coefficient(1) },
-		"wallet":      func(l *settle.PriceList) { l.Wallet = "0:" + string(bytes.Repeat([]byte{'b'}, 64)) },
-		"time":        func(l *settle.PriceList) { l.Time++ },
-		"min timeout": func(l *settle.PriceList) { l.MinTimeout = 1 },
+		"price":          func(l *settle.PriceList) { l.Models[0].Prices.CompletionPerMillion++ },
+		"model":          func(l *settle.PriceList) { l.Models[1].Model = "c" },
+		"default":        func(l *settle.PriceList) { l.Default = &settle.PriceTable{PromptPerMillion: 1} },
+		"utilization":    func(l *settle.PriceList) { l.UtilizationPPM = 1; l.LoadMilli = l.Curve.Coefficient(1) },
+		"wallet":         func(l *settle.PriceList) { l.Wallet = "0:" + string(bytes.Repeat([]byte{'b'}, 64)) },
+		"time":           func(l *settle.PriceList) { l.Time++ },
+		"min timeout":    func(l *settle.PriceList) { l.MinTimeout = 1 },
 	} {
 		bad := l
 		tamper(&bad)
