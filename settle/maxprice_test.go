@@ -147,13 +147,18 @@ func FuzzRequestMaxPrice(f *testing.F) {
 }
 
 // BenchmarkRequestMaxPrice is the default max_price of one request: what each billed
-// chat of both clients adds before it is sent.
+// chat of both clients adds before it is sent. "pipeline" prices the dearest model of
+// a list of 2 tables and 2 windows (RequestMaxPrice's cost grows with the list).
 func BenchmarkRequestMaxPrice(b *testing.B) {
 	l := maxPriceList()
 	body := []byte(`{"model":"m","messages":[{"role":"user","content":"hello"}],"max_tokens":256,"stream":true}`)
-	for b.Loop() {
-		if _, err := l.RequestMaxPrice(body, false); err != nil {
-			b.Fatal(err)
-		}
+	for _, pipeline := range []bool{false, true} {
+		b.Run(map[bool]string{false: "named", true: "pipeline"}[pipeline], func(b *testing.B) {
+			for b.Loop() {
+				if _, err := l.RequestMaxPrice(body, pipeline); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -161,7 +161,7 @@ func SamePrices(t PriceTable) Prices { return Prices{Models: []ModelPrice{}, Def
 // For returns the table of model: its own, else the default; ok is false when the
 // prices have neither.
 func (p Prices) For(model string) (t PriceTable, ok bool) {
-	i, found := slices.BinarySearchFunc(p.Models, model, func(m ModelPrice, name string) int { return strings.Compare(m.Model, name) })
+	i, found := findModel(p.Models, model, func(m ModelPrice) string { return m.Model })
 	switch {
 	case found:
 		return p.Models[i].Prices, true
@@ -178,15 +178,28 @@ func (p Prices) checkShape() error {
 	if len(p.Models) == 0 && p.Default == nil {
 		return fmt.Errorf("settle: prices: no table: give a default or at least one model's")
 	}
-	for i, m := range p.Models {
-		switch {
-		case m.Model == "" || len(m.Model) > maxModelName:
-			return fmt.Errorf("settle: prices: model name %.40q: want 1 to %d bytes", m.Model, maxModelName)
-		case i > 0 && p.Models[i-1].Model >= m.Model:
-			return fmt.Errorf("settle: prices: model %.40q after %.40q: models must be in increasing byte order, each once", m.Model, p.Models[i-1].Model)
+	return checkModelNames("prices", p.Models, func(m ModelPrice) string { return m.Model })
+}
+
+// checkModelNames refuses a list of models (what names it in the error) a client could
+// read two ways: a name empty or over maxModelName bytes, or not after the one before
+// it in byte order (a model twice, or out of the order findModel's search needs).
+func checkModelNames[T any](what string, list []T, name func(T) string) error {
+	for i, m := range list {
+		switch n := name(m); {
+		case n == "" || len(n) > maxModelName:
+			return fmt.Errorf("settle: %s: model name %.40q: want 1 to %d bytes", what, n, maxModelName)
+		case i > 0 && name(list[i-1]) >= n:
+			return fmt.Errorf("settle: %s: model %.40q after %.40q: models must be in increasing byte order, each once", what, n, name(list[i-1]))
 		}
 	}
 	return nil
+}
+
+// findModel returns the index of model in list, in the order checkModelNames checks:
+// a binary search.
+func findModel[T any](list []T, model string, name func(T) string) (int, bool) {
+	return slices.BinarySearchFunc(list, model, func(m T, model string) int { return strings.Compare(name(m), model) })
 }
 
 // maxModelName bounds a model name in prices: a pipeline manifest's model is at most
@@ -240,7 +253,7 @@ const MaxContextWindow = 1 << 32
 
 // For returns model's window: its own, else the default.
 func (w Windows) For(model string) uint64 {
-	if i, found := slices.BinarySearchFunc(w.Models, model, func(m ModelWindow, name string) int { return strings.Compare(m.Model, name) }); found {
+	if i, found := findModel(w.Models, model, modelWindowName); found {
 		return w.Models[i].Tokens
 	}
 	return w.Default
@@ -253,18 +266,18 @@ func (w Windows) Validate() error {
 	if w.Default == 0 || w.Default > MaxContextWindow {
 		return fmt.Errorf("settle: windows: default window %d: want 1 to %d tokens", w.Default, uint64(MaxContextWindow))
 	}
-	for i, m := range w.Models {
-		switch {
-		case m.Model == "" || len(m.Model) > maxModelName:
-			return fmt.Errorf("settle: windows: model name %.40q: want 1 to %d bytes", m.Model, maxModelName)
-		case i > 0 && w.Models[i-1].Model >= m.Model:
-			return fmt.Errorf("settle: windows: model %.40q after %.40q: models must be in increasing byte order, each once", m.Model, w.Models[i-1].Model)
-		case m.Tokens == 0 || m.Tokens > MaxContextWindow:
+	if err := checkModelNames("windows", w.Models, modelWindowName); err != nil {
+		return err
+	}
+	for _, m := range w.Models {
+		if m.Tokens == 0 || m.Tokens > MaxContextWindow {
 			return fmt.Errorf("settle: windows: model %.40q: window %d: want 1 to %d tokens", m.Model, m.Tokens, uint64(MaxContextWindow))
 		}
 	}
 	return nil
 }
+
+func modelWindowName(m ModelWindow) string { return m.Model }
 
 // PriceListFormat names the format of PriceList and starts its signed encoding. A
 // client refuses a list of another format (Verify): a list of format v1 (one table
