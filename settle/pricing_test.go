@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"maps"
 	"math"
 	"strconv"
 	"strings"
@@ -265,43 +266,35 @@ func TestPriceListWindowTampered(t *testing.T) {
 	}
 }
 
-// TestPriceListRefusesV2: a list of format v2 (prices without windows), validly
-// signed by its own domain, is refused by name: a client never takes a v2 list's
-// missing windows for anything.
-func TestPriceListRefusesV2(t *testing.T) {
-	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, ed25519.SeedSize))
-	v2 := map[string]any{"format": "cocoon-pricing-v2", "models": []any{}, "default": map[string]string{"prompt_per_million": "1", "completion_per_million": "0", "compute_per_million": "0"},
-		"load_milli": 500, "curve": map[string]uint64{"min_milli": 500, "max_milli": 2000}, "wallet": "0:00", "min_timeout": 3600,
-		"utilization_ppm": 0, "time": 1, "host_key": []byte(key.Public().(ed25519.PublicKey))}
-	body, _ := json.Marshal(v2)
-	v2["signature"] = ed25519.Sign(key, append([]byte("cocoon-pricing-v2\x00"), body...))
-	b, _ := json.Marshal(v2)
-	var l PriceList
-	if err := json.Unmarshal(b, &l); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Verify(nil); err == nil || !strings.Contains(err.Error(), `price list format "cocoon-pricing-v2": this client reads cocoon-pricing-v3 only`) {
-		t.Errorf("a v2 list: Verify = %v, want the format refused", err)
-	}
-}
-
-// TestPriceListRefusesV1: a list of the first format (one table for every model, its
-// own signing domain, no format member), validly signed, is refused by name, not read
-// as a list without prices or with the table taken for some model's.
-func TestPriceListRefusesV1(t *testing.T) {
+// TestPriceListRefusesOlderFormats: a list of an earlier format, validly signed in its
+// own signing domain, is refused by name: v1 (one table for every model, no format
+// member) is not read as a list without prices or with the table taken for some
+// model's, and v2 (prices without windows) never has its missing windows taken for
+// anything.
+func TestPriceListRefusesOlderFormats(t *testing.T) {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
-	v1 := map[string]any{"prices": map[string]string{"prompt_per_million": "1", "completion_per_million": "2", "compute_per_million": "0"},
-		"load_milli": 500, "curve": map[string]uint64{"min_milli": 500, "max_milli": 2000}, "wallet": "0:00", "min_timeout": 3600,
-		"utilization_milli": 0, "time": 1, "host_key": []byte(key.Public().(ed25519.PublicKey))}
-	body, _ := json.Marshal(v1)
-	v1["signature"] = ed25519.Sign(key, append([]byte("cocoon-pricing-v1\x00"), body...))
-	b, _ := json.Marshal(v1)
-	var l PriceList
-	if err := json.Unmarshal(b, &l); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Verify(nil); err == nil || !strings.Contains(err.Error(), `price list format ""`) {
-		t.Errorf("a v1 list: Verify = %v, want the format refused", err)
+	table := map[string]string{"prompt_per_million": "1", "completion_per_million": "2", "compute_per_million": "0"}
+	for _, tc := range []struct {
+		name, domain, want string
+		members            map[string]any
+	}{
+		{"v1", "cocoon-pricing-v1", `price list format ""`, map[string]any{"prices": table, "utilization_milli": 0}},
+		{"v2", "cocoon-pricing-v2", `price list format "cocoon-pricing-v2": this client reads cocoon-pricing-v3 only`,
+			map[string]any{"format": "cocoon-pricing-v2", "models": []any{}, "default": table, "utilization_ppm": 0}},
+	} {
+		list := map[string]any{"load_milli": 500, "curve": map[string]uint64{"min_milli": 500, "max_milli": 2000}, "wallet": "0:00", "min_timeout": 3600,
+			"time": 1, "host_key": []byte(key.Public().(ed25519.PublicKey))}
+		maps.Copy(list, tc.members)
+		body, _ := json.Marshal(list)
+		list["signature"] = ed25519.Sign(key, append([]byte(tc.domain+"\x00"), body...))
+		b, _ := json.Marshal(list)
+		var l PriceList
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Verify(nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("a %s list: Verify = %v, want the format refused", tc.name, err)
+		}
 	}
 }
 
