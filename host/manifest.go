@@ -39,17 +39,12 @@ func ParseManifest(b []byte) (*Manifest, error) {
 // digits, as HashOf returns (manifest.CheckHash).
 func CheckHash(s string) error { return manifest.CheckHash(s) }
 
-// PipelineFromManifest builds the pipeline m describes from modules in store. Errors
-// are *Error with CodeInvalidPipeline naming the module: one missing from the store, or
-// any check of NewPipeline. The model is not checked here: the caller knows which
-// models its backend serves.
-func (s *Sandbox) PipelineFromManifest(m *Manifest, store *Store) (*Pipeline, error) {
-	return s.ownedPipelineFromManifest(m, store, nil)
-}
-
-// ownedPipelineFromManifest is PipelineFromManifest for a pipeline of owners
-// (PipelineSpec.Owners).
-func (s *Sandbox) ownedPipelineFromManifest(m *Manifest, store *Store, owners []string) (*Pipeline, error) {
+// pipelineFromManifest builds the pipeline m describes, of owners
+// (PipelineSpec.Owners), from modules in store: Registry.Add and a registry's reload
+// are its callers. Errors are *Error with CodeInvalidPipeline naming the module: one
+// missing from the store, or any check of NewPipeline. The model is not checked here:
+// the caller knows which models its backend serves.
+func (s *Sandbox) pipelineFromManifest(m *Manifest, store *Store, owners []string) (*Pipeline, error) {
 	spec := PipelineSpec{Owners: owners}
 	for _, st := range []struct {
 		stage Stage

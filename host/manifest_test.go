@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -162,39 +161,33 @@ func TestModules(t *testing.T) {
 	}
 }
 
+// TestPipelineFromManifest: a manifest becomes a pipeline through the registry
+// (Registry.Add, the one way a client's manifest reaches the sandbox): one that runs
+// its modules, or a CodeInvalidPipeline error naming the stage and module that is not
+// stored or does not implement its stage.
 func TestPipelineFromManifest(t *testing.T) {
 	ctx := context.Background()
-	s := newTestSandbox(t)
-	store, err := OpenStore(ctx, s, filepath.Join(t.TempDir(), "modules"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pre, err := store.Put(ctx, testdataWasm(t, "spec_example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	post, err := store.Put(ctx, testdataWasm(t, "post_only"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newRegistryFixture(t)
+	pre, post := f.pre.Hash, f.post.Hash
 	for _, tc := range []struct{ name, pre, post, want string }{
-		{"ok", pre.Hash, post.Hash, ""},
-		{"missing", pre.Hash, hashB, "post module 1: " + hashB + " is not stored on this host"},
-		{"wrong stage", post.Hash, post.Hash, "pre module 1: " + post.Hash + " implements post but not cocoon_pre"},
+		{"ok", pre, post, ""},
+		{"missing", pre, hashB, "post module 1: " + hashB + " is not stored on this host"},
+		{"wrong stage", post, post, "pre module 1: " + post + " implements post but not cocoon_pre"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := parse(t, `{"abi_version":1,"model":"m","pre":[{"module":"`+tc.pre+`","config":{"k":1}}],"post":[{"module":"`+tc.post+`"}]}`)
-			p, err := s.PipelineFromManifest(m, store)
+			e, _, err := f.open(t).Add(m, "key:test")
 			if tc.want != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.want) {
-					t.Fatalf("err = %v, want %q", err, tc.want)
+				var he *Error
+				if !errors.As(err, &he) || he.Code != CodeInvalidPipeline || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("err = %v, want an *Error with CodeInvalidPipeline and %q", err, tc.want)
 				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := p.Run(ctx, []byte(testRequest), storyteller, nil)
+			res, err := e.Pipeline.Run(ctx, []byte(testRequest), storyteller, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

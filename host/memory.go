@@ -3,7 +3,6 @@ package host
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -121,23 +120,18 @@ type imageMappings struct {
 // instances of it may run at once on a machine of a few cores.
 const maxImageMappings = 8
 
-// errSnapshotBudget: the image does not fit in what is left of the sandbox's
-// snapshot memory (WithSnapshotMemory). It is the snapshotBudgetError's.
-var errSnapshotBudget = errors.New("the host's memory for snapshots is full")
-
-// snapshotBudgetError is errSnapshotBudget for an image of size bytes, the room it
-// waits for (Sandbox.retakeSnapshot).
+// snapshotBudgetError: an image of size bytes does not fit in what is left of the
+// sandbox's snapshot memory (WithSnapshotMemory). size is the room
+// Sandbox.retakeSnapshot waits for; callers find it with errors.AsType.
 type snapshotBudgetError struct{ size uint64 }
 
 func (e *snapshotBudgetError) Error() string {
-	return fmt.Sprintf("%v: no room for %s", errSnapshotBudget, formatBytes(e.size))
+	return "the host's memory for snapshots is full: no room for " + formatBytes(e.size)
 }
-
-func (e *snapshotBudgetError) Unwrap() error { return errSnapshotBudget }
 
 // newMemoryImage writes content, whose length is a multiple of abi.PageSize, to a new
 // sealed memfd, and counts its size against budget for the first of owners with room
-// for it (snapshotBudget.reserve), failing with errSnapshotBudget if it does not fit:
+// for it (snapshotBudget.reserve), failing with *snapshotBudgetError if it does not fit:
 // all of it, because a page of the image that is zero, which the memfd does not hold,
 // becomes one it holds as soon as an instance reads it. It costs a write of the pages
 // that are not zero. When the image becomes unreachable, its

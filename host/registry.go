@@ -170,7 +170,7 @@ func (r *Registry) load(id string) (*Entry, error) {
 		return nil, errors.New("the owners do not authenticate: the file was altered, or written under another root sealing secret")
 	}
 	owners := slices.Compact(f.Owners)
-	p, err := r.sandbox.ownedPipelineFromManifest(m, r.store, owners)
+	p, err := r.sandbox.pipelineFromManifest(m, r.store, owners)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +180,8 @@ func (r *Registry) load(id string) (*Entry, error) {
 // Add registers the pipeline m describes for owner, whose modules must be in the store,
 // and reports whether it is new. Adding a registered pipeline is idempotent: it returns
 // the existing entry, with owner added to its owners. Errors are *Error with
-// CodeInvalidPipeline (see Sandbox.PipelineFromManifest), or a failure to write.
+// CodeInvalidPipeline naming the module (one not in the store, or any check of
+// NewPipeline), or a failure to write.
 func (r *Registry) Add(m *Manifest, owner string) (e *Entry, created bool, err error) {
 	if owner == "" {
 		return nil, false, errors.New("pipeline registry: an owner is required")
@@ -209,7 +210,7 @@ func (r *Registry) Add(m *Manifest, owner string) (e *Entry, created bool, err e
 		e.Pipeline.setOwners(e.owners)
 		return &e, false, nil
 	}
-	p, err := r.sandbox.ownedPipelineFromManifest(cm, r.store, []string{owner})
+	p, err := r.sandbox.pipelineFromManifest(cm, r.store, []string{owner})
 	if err != nil {
 		return nil, false, err
 	}

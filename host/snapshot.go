@@ -84,8 +84,9 @@ func newModuleInit(d *meter.Detached, minPages uint32) (moduleInit, error) {
 }
 
 // maxSnapshotGlobals bounds the mutable globals restore sets, each found by its name
-// (about 0.4 µs each among a million): a module with a million of them made every
-// request's instance take 0.4 s to restore. Real guests have at most a few dozen (Go 8,
+// (about 33 ns each among 1,024: BenchmarkSnapshotGlobals; RATIONALE.md has the
+// command): a module with a million of them made every request's instance take 0.4 s
+// to restore. Real guests have at most a few dozen (Go 8,
 // AssemblyScript 28); a module with more is initialized per request, where wazero
 // creates its globals within the time limit to instantiate.
 const maxSnapshotGlobals = 1024
@@ -178,6 +179,7 @@ const DefaultSnapshotMemory = 1 << 30
 // for good. What counts against one owner is at most 1/snapshotOwnerShare of it. A stage
 // module whose snapshot does not fit when its first request takes it is initialized
 // per request until a request finds room for it (Sandbox.retakeSnapshot).
+// `cocoon-host serve --snapshot-memory` sets it.
 func (c SandboxConfig) WithSnapshotMemory(bytes int64) SandboxConfig {
 	c.snapshotMemory = bytes
 	return c
@@ -335,8 +337,8 @@ func (s *Sandbox) retakeSnapshot(m *stageModule) *snapshot {
 	if snap := m.retaken.Load(); snap != nil {
 		return snap
 	}
-	var full *snapshotBudgetError
-	if !errors.As(m.unsnapshotted, &full) || m.retakeFailed.Load() || !s.snapshots.fits(m.ownerList(), full.size) || !m.retaking.TryLock() {
+	full, ok := errors.AsType[*snapshotBudgetError](m.unsnapshotted)
+	if !ok || m.retakeFailed.Load() || !s.snapshots.fits(m.ownerList(), full.size) || !m.retaking.TryLock() {
 		return nil
 	}
 	defer m.retaking.Unlock()
@@ -345,7 +347,7 @@ func (s *Sandbox) retakeSnapshot(m *stageModule) *snapshot {
 	}
 	snap, err := s.takeSnapshot(m)
 	if err != nil {
-		if !errors.Is(err, errSnapshotBudget) { // filled again meanwhile: tried when it fits
+		if _, full := errors.AsType[*snapshotBudgetError](err); !full { // filled again meanwhile: tried when it fits
 			m.retakeFailed.Store(true)
 		}
 		return nil

@@ -68,7 +68,7 @@ func TestSnapshotBudgetIsNotTakenForGood(t *testing.T) {
 	honest := pipeline(t, s, PipelineSpec{Pre: []ModuleSpec{{Module: compileBytes(t, s, fillingModule(16, 2))}}})
 	m := honest.pre[0]
 	preOnce(t, honest)
-	if s.snapshotOf(m) != nil || !errors.Is(m.unsnapshotted, errSnapshotBudget) {
+	if _, full := errors.AsType[*snapshotBudgetError](m.unsnapshotted); s.snapshotOf(m) != nil || !full {
 		t.Fatalf("with the budget full: snapshot %v, because %v; want none, for the budget", s.snapshotOf(m) != nil, m.unsnapshotted)
 	}
 	for range 3 { // answered all the same, each from its own initialization

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -490,6 +491,40 @@ func TestSnapshotGlobals(t *testing.T) {
 	}
 }
 
+// BenchmarkSnapshotGlobals measures restore, which sets each of a module's mutable
+// globals found by its name, for a module with one global and one with
+// maxSnapshotGlobals: the difference over maxSnapshotGlobals-1 is the cost of a global,
+// which bounds what the most a snapshot restores costs a request (RATIONALE.md).
+//
+//	go test -run '^$' -bench BenchmarkSnapshotGlobals -benchtime 20000x ./host/
+func BenchmarkSnapshotGlobals(b *testing.B) {
+	s := newTestSandbox(b)
+	for _, n := range []int{1, maxSnapshotGlobals} {
+		b.Run(fmt.Sprintf("globals=%d", n), func(b *testing.B) {
+			p := pipeline(b, s, PipelineSpec{Post: []ModuleSpec{{Module: compileBytes(b, s, manyGlobalsModule(n))}}})
+			if _, _, err := chunkOnce(p); err != nil {
+				b.Fatal(err)
+			}
+			m := p.post[0]
+			snap := s.snapshotOf(m)
+			if snap == nil {
+				b.Fatalf("%d globals: no snapshot: %v", n, m.unsnapshotted)
+			}
+			sess := p.NewSession(context.Background())
+			defer sess.Close()
+			inst, err := sess.instance(StagePost, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := inst.restore(snap); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // TestSnapshotImagesAreBounded: a snapshot lives as long as its pipeline, and one
 // request fills it. A module whose initialization writes its whole memory, in pipelines
 // that differ only by config, kept an image per pipeline for good, and nothing bounded
@@ -517,7 +552,8 @@ func TestSnapshotImagesAreBounded(t *testing.T) {
 					t.Fatalf("filled with %d, pipeline %d: %v", value, i, err)
 				}
 			}
-			if m := p.pre[0]; m.snapshot == nil && !errors.Is(m.unsnapshotted, errSnapshotBudget) {
+			m := p.pre[0]
+			if _, full := errors.AsType[*snapshotBudgetError](m.unsnapshotted); m.snapshot == nil && !full {
 				t.Fatalf("filled with %d, pipeline %d: no snapshot, because %v", value, i, m.unsnapshotted)
 			}
 			pipelines = append(pipelines, p)

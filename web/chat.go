@@ -147,7 +147,7 @@ func (c *chatCall) answer(w http.ResponseWriter, keep bool) answer {
 	if !c.opts.Stream {
 		return jsonAnswer{c}
 	}
-	c.sse = &sseWriter{w: w, call: c, digest: sha256.New(), keep: keep, interval: c.s.cfg.StreamFlushInterval,
+	c.sse = &sseWriter{w: w, call: c, digest: sha256.New(), keep: keep,
 		includeUsage: c.opts.StreamOptions != nil && c.opts.StreamOptions.IncludeUsage}
 	return c.sse
 }
@@ -169,7 +169,6 @@ func (c *chatCall) generate(ctx context.Context, request []byte, emit func(strin
 	c.respModel = c.s.models.name(ctx, req.Model)
 	if c.sse != nil {
 		// A stream flushes when the backend waits, not after every delta.
-		c.sse.cancelled = ctx.Done()
 		ctx = backend.WithIdle(ctx, c.sse.idle)
 	}
 	c.result, err = c.s.cfg.Backend.Generate(ctx, req, func(delta string) error {

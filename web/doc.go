@@ -138,12 +138,11 @@
 // signature event: see Attestation). Chunks go out as the backend makes them, one
 // event per delta; from a backend that tells when it reads from its server (the
 // openai adapter, see backend.WithIdle) the deltas of one read from the server go out
-// in one write and one flush before it reads again, and it reads again no sooner than
-// Config.StreamFlushInterval after that flush, so that a fast server's tokens gather
-// and are relayed several at a time. The first token is never held back, a server
-// that stalls holds nothing already read, a token waits at most the interval before
-// it is read, and the end of the stream is not paced. A billed stream cut by its
-// client is charged the deltas of the flushes that completed.
+// in one write and one flush before it reads again: as many as the server sent while
+// the host was busy, so a fast server's tokens are relayed several at a time on a busy
+// machine. The first token is never held back, and a server that stalls holds nothing
+// already read. A billed stream cut by its client is charged the deltas of the flushes
+// that completed.
 //
 // At most Config.MaxGenerations completions run at once. The next ones wait for a
 // slot, first come first served, at most Config.MaxWaiting of them and each at most

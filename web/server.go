@@ -66,16 +66,6 @@ type Config struct {
 	// generation cancelled and its slot freed, and a billed stream is charged only for
 	// what was written before. Default 30 s.
 	WriteTimeout time.Duration
-	// StreamFlushInterval paces a streamed answer relayed from a backend that reports
-	// when it reads from its server (the openai adapter, see backend.WithIdle): after
-	// each flush to the client, the backend reads again no sooner than this, so that a
-	// fast server's tokens are read, relayed and flushed together, a read, a write and
-	// a client wakeup per interval rather than per token. The first content goes out
-	// at once, what the backend read is flushed before it reads again (never held
-	// while the server is silent), and a token waits at most this long in the host's
-	// socket before it is read. The end of a stream is not paced. Default 2 ms;
-	// negative: read as soon as the last read is relayed.
-	StreamFlushInterval time.Duration
 	// MaxUploadBytes bounds a pipeline upload body (base64 modules included).
 	// Default 64 MiB.
 	MaxUploadBytes int64
@@ -142,11 +132,6 @@ type Config struct {
 	// long. Default 2 minutes.
 	IdleTimeout time.Duration
 }
-
-// defaultStreamFlushInterval is Config.StreamFlushInterval's default: far below what a
-// reader notices (a token every 20-50 ms is a fast model), long enough that a server
-// sending thousands of tokens a second has them relayed several at a time.
-const defaultStreamFlushInterval = 2 * time.Millisecond
 
 // headerTimeout bounds how long a client may take to send a request's headers, and the
 // TLS handshake before them.
@@ -244,9 +229,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 30 * time.Second
-	}
-	if cfg.StreamFlushInterval == 0 {
-		cfg.StreamFlushInterval = defaultStreamFlushInterval
 	}
 	if cfg.MaxUploadBytes <= 0 {
 		cfg.MaxUploadBytes = 64 << 20

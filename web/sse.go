@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"github.com/cocoonhost/cocoon/host"
@@ -50,15 +49,6 @@ type sseWriter struct {
 	coalesce bool
 	pending  []byte
 	written  int
-
-	// interval is Config.StreamFlushInterval: the idle hook lets the backend read
-	// no sooner than interval after the last flush (flushedAt), sleeping on pause,
-	// so that the server's tokens gather in the socket meanwhile and are read,
-	// relayed and flushed together. cancelled ends such a sleep early.
-	interval  time.Duration
-	flushedAt time.Time
-	pause     *time.Timer
-	cancelled <-chan struct{}
 
 	// event is where the next delta event is encoded; head is the start of every
 	// delta event of model headModel, encoded once (appendDeltaEvent).
@@ -166,51 +156,22 @@ func (s *sseWriter) flush() error {
 		return fmt.Errorf("%w: %v", errClientGone, err)
 	}
 	s.call.delivered = s.written
-	if s.interval > 0 {
-		s.flushedAt = time.Now()
-	}
 	return nil
 }
 
 // idle is the backend's idle hook (backend.WithIdle): the backend is about to read
 // from its server, and may wait, so what it emitted goes to the client now. Its first
 // call tells that the backend calls it before every read: events wait for it from
-// then on. Within interval of the last flush it then sleeps out the rest of the
-// interval (or until the request is cancelled) before letting the backend read:
-// what the server sends meanwhile gathers in the socket and is read, relayed and
-// flushed together. So the first content goes out at once, nothing the backend read
-// waits for its next read, a token waits at most interval before it is read, and a
-// fast server's stream costs a read and a flush per interval rather than per token.
-// The last call (after the backend's last delta, before it reads the end of the
-// server's response) flushes and does not sleep: the end of a stream is not paced.
-func (s *sseWriter) idle(last bool) error {
+// then on. So the first content goes out at once, nothing the backend read waits for
+// its next read, and the deltas of one read go out in one write and one flush: as
+// many as the server sent while the host was busy, which is more the busier the
+// machine is, and one when it is idle.
+func (s *sseWriter) idle() error {
 	s.coalesce = true
-	if len(s.pending) > 0 {
-		if err := s.flush(); err != nil {
-			return err
-		}
+	if len(s.pending) == 0 {
+		return nil
 	}
-	if !last && !s.flushedAt.IsZero() {
-		if wait := s.interval - time.Since(s.flushedAt); wait > 0 {
-			s.sleep(wait)
-		}
-	}
-	return nil
-}
-
-// sleep waits for d or until the request is cancelled. It reuses one timer per
-// stream.
-func (s *sseWriter) sleep(d time.Duration) {
-	if s.pause == nil {
-		s.pause = time.NewTimer(d)
-	} else {
-		s.pause.Reset(d)
-	}
-	select {
-	case <-s.pause.C:
-	case <-s.cancelled:
-		s.pause.Stop()
-	}
+	return s.flush()
 }
 
 // generated ends coalescing when the backend returned err: what it emitted is flushed

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/internal/secretfile"
 )
 
 const (
@@ -74,7 +75,8 @@ func newSealer(source, path string, root []byte) (*Sealer, error) {
 // MinSecret to MaxSecret bytes in memory-backed storage (tmpfs or ramfs:
 // on TDX, memory private to the TD), and returns a Sealer of source attest.SealingFile. A file
 // on a disk is refused: whoever can write the disk could read or choose the secret.
-// A file that users other than its owner may read is refused too. A TD image that
+// A file that users other than its owner may read is refused too (secretfile.CheckMode,
+// as the commands refuse a key file). A TD image that
 // swaps must not swap to an unencrypted disk, since the secret (like every key of the
 // host process) would reach it. Linux only.
 func FromFile(path string) (*Sealer, error) {
@@ -90,8 +92,8 @@ func FromFile(path string) (*Sealer, error) {
 	if err != nil || !info.Mode().IsRegular() {
 		return nil, fmt.Errorf("attest: sealing key file %s: not a regular file", path)
 	}
-	if perm := info.Mode().Perm(); perm&0o044 != 0 {
-		return nil, fmt.Errorf("attest: sealing key file %s: other users of this machine can read it (mode %04o): chmod 600 %s", path, perm, path)
+	if err := secretfile.CheckMode(path, info); err != nil {
+		return nil, fmt.Errorf("attest: sealing key file %s: %w", path, err)
 	}
 	root, err := io.ReadAll(io.LimitReader(f, MaxSecret+1))
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -81,15 +82,15 @@ type serveConfig struct {
 	// ShutdownTimeout is how long a stopping host lets requests in flight finish before
 	// it cuts them, a duration such as "30s".
 	ShutdownTimeout string `json:"shutdown_timeout"`
-	// StreamFlushInterval paces streams relayed from --backend openai
-	// (web.Config.StreamFlushInterval), a duration such as "2ms"; 0 turns pacing off.
-	StreamFlushInterval string `json:"stream_flush_interval"`
 	// RequireE2E refuses chat requests not sealed to the attested key
 	// (web.Config.RequireE2E).
 	RequireE2E bool `json:"require_e2e"`
 	// AllowOrigins are the web origins whose pages may read the API's answers
 	// (web.Config.AllowedOrigins): a Mini App on its developer's domain.
 	AllowOrigins []string `json:"allow_origins"`
+	// SnapshotMemory bounds what the sandbox's pre-initialized snapshots keep in memory
+	// (host.SandboxConfig.WithSnapshotMemory), a size such as "2GiB".
+	SnapshotMemory string `json:"snapshot_memory"`
 	// LogFormat is text (logfmt-like key=value) or json (one object per line).
 	LogFormat string `json:"log_format"`
 	// LogLevel is the least level logged: debug, info (with one access log line per
@@ -114,12 +115,47 @@ const certValidity = time.Hour
 // before it cuts them (--shutdown-timeout).
 const defaultShutdownTimeout = "30s"
 
-// Bounds of --stream-flush-interval: its default, and the most it may be, since a token
-// may wait that long in the host.
+// Bounds of --snapshot-memory. The least still holds a C module's snapshot (128 KiB)
+// in the eighth one owner may keep; the most guards against a unit typed wrong, since
+// snapshots live in the host's memory (memfds) and more than the machine has would end
+// in the OOM killer, not in modules initialized per request.
 const (
-	defaultStreamFlushInterval = "2ms"
-	maxStreamFlushInterval     = time.Second
+	minSnapshotMemory = 1 << 20
+	maxSnapshotMemory = 1 << 40
 )
+
+// byteUnits are the binary units a size flag takes, by suffix.
+var byteUnits = []struct {
+	suffix string
+	shift  uint
+}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}}
+
+// parseByteSize reads a size of at most limit bytes written as ASCII digits and a unit
+// of byteUnits, such as 512MiB (no space, no fraction, no sign). ok is false for
+// anything else, a size over limit included.
+func parseByteSize(s string, limit int64) (n int64, ok bool) {
+	for _, u := range byteUnits {
+		digits, found := strings.CutSuffix(s, u.suffix)
+		if !found {
+			continue
+		}
+		if digits == "" || strings.Trim(digits, "0123456789") != "" {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(digits, 10, 64)
+		if err != nil || n > limit>>u.shift {
+			return 0, false
+		}
+		return n << u.shift, true
+	}
+	return 0, false
+}
+
+// sandboxConfig is the sandbox's configuration from cfg's checked flags.
+func sandboxConfig(cfg *serveConfig) host.SandboxConfig {
+	snapshots, _ := parseByteSize(cfg.SnapshotMemory, maxSnapshotMemory) // checked by parseServeFlags
+	return host.NewSandboxConfig().WithSnapshotMemory(snapshots)
+}
 
 // The example pipeline, loaded on a first start when run from the repository (after
 // `make plugins`): the PII redactor before the model, the output guard after it.
@@ -228,7 +264,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err != nil {
 		return err
 	}
-	sandbox, err := host.NewSandbox(ctx, host.NewSandboxConfig())
+	sandbox, err := host.NewSandbox(ctx, sandboxConfig(cfg))
 	if err != nil {
 		return err
 	}
@@ -263,10 +299,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		APIKeys: keys, TelegramBotToken: botToken, TelegramBotID: cfg.TelegramBotID, TelegramKey: telegramKey, TelegramMaxAge: initDataMaxAge,
 		MaxGenerations: cfg.MaxGenerations, MaxWaiting: cfg.MaxWaiting, Attestation: attestation, Logger: log}
 	wcfg.RequireE2E, wcfg.AllowedOrigins = cfg.RequireE2E, cfg.AllowOrigins
-	wcfg.StreamFlushInterval, _ = time.ParseDuration(cfg.StreamFlushInterval) // checked
-	if wcfg.StreamFlushInterval == 0 {
-		wcfg.StreamFlushInterval = -1 // web's zero is its default
-	}
 	if bill != nil {
 		wcfg.Billing = bill.service // serves the settler's metrics too: they share one billing.Metrics
 	}
@@ -362,11 +394,11 @@ func serveHTTP(ctx context.Context, srv *web.Server, l net.Listener, drain time.
 // override the file, which overrides the defaults.
 func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	cfg := &serveConfig{Listen: "127.0.0.1:8080", Data: defaultDataDir(), Backend: "embedded", Attest: "auto", GPU: attest.GPUModeNone, ShutdownTimeout: defaultShutdownTimeout,
-		StreamFlushInterval: defaultStreamFlushInterval,
-		LogFormat:           "text", LogLevel: "info", TelegramEnvironment: "production", TelegramInitDataMaxAge: "24h"}
+		SnapshotMemory: fmt.Sprintf("%dMiB", host.DefaultSnapshotMemory>>20),
+		LogFormat:      "text", LogLevel: "info", TelegramEnvironment: "production", TelegramInitDataMaxAge: "24h"}
 	var configFile string
 	fs := newFlagSet("serve [--listen ADDR] [--data DIR] [--model-dir DIR] [--backend embedded|openai|plugin] [--attest auto|tdx|sim] [--gpu none|sim|nvml] [--tls] [--config FILE]", stderr)
-	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, model_weights, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, gpu, tls, sealing_key_file, shutdown_timeout, stream_flush_interval, require_e2e, allow_origins, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account, and for the market registry, registry, registry_endpoint, registry_stake, registry_required); flags override it")
+	fs.StringVar(&configFile, "config", "", "JSON file with the settings below (members listen, data, model_dir, backend, backend_url, backend_api_key_file, model_weights, api_key_file, telegram_bot_token_file, telegram_bot_id, telegram_environment, telegram_init_data_max_age, max_generations, max_waiting, attest, gpu, tls, sealing_key_file, shutdown_timeout, snapshot_memory, require_e2e, allow_origins, log_format, log_level, and for billing wallet_seed_file, ton_config, ton_network, prices, settle_threshold, settle_max_delay, settle_interval, api_key_account, and for the market registry, registry, registry_endpoint, registry_stake, registry_required); flags override it")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to listen on")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory ($COCOON_DATA_DIR): modules/, pipelines/, the ledger, the API key; on a disk the machine's owner can write, so the host checks or seals what it reads back")
 	fs.StringVar(&cfg.ModelDir, "model-dir", "", "model folder of the embedded backend (default $COCOON_MODEL_DIR, then DATA/models/"+defaultModel+")")
@@ -391,7 +423,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.IntVar(&cfg.MaxGenerations, "max-generations", 0, "completions running at once; more wait for a slot (see --max-waiting) (default: the number of CPUs)")
 	fs.IntVar(&cfg.MaxWaiting, "max-waiting", 0, "completions that may wait for a slot, each up to 30 s, holding its body; more get 429 at once (default: 8 per slot; -1: none wait)")
 	fs.StringVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long a stopping host (SIGINT, SIGTERM) lets requests in flight finish; it then cuts them with a 503 error event and their receipt. A second signal exits at once")
-	fs.StringVar(&cfg.StreamFlushInterval, "stream-flush-interval", cfg.StreamFlushInterval, "with --backend openai, how soon after a flush to a streaming client the host reads the server again: a fast server's tokens are then relayed several at a time, in a read, a write and a flush per interval, rather than one each. The first token goes out at once, and no token waits longer than this in the host; 0 reads as soon as the last read is relayed; at most 1s")
+	fs.StringVar(&cfg.SnapshotMemory, "snapshot-memory", cfg.SnapshotMemory, "memory all pipelines' pre-initialized module snapshots may keep (KiB, MiB, GiB or TiB), from 1MiB to 1TiB; one API key's pipelines keep at most an eighth of it, and a module whose snapshot finds no room initializes itself in each request until one does")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "logs on stderr as text (key=value) or json (one object per line)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "least level logged: debug, info (with an access log line per request), warn or error")
 	fs.StringVar(&cfg.WalletSeedFile, "wallet-seed-file", "", "file holding the 24-word seed of the host's TON wallet (V5R1); enables billing, which also needs ton_config and prices")
@@ -442,8 +474,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveConfig, error) {
 	if d, err := time.ParseDuration(cfg.ShutdownTimeout); err != nil || d <= 0 {
 		return nil, cli.UsageError(fmt.Sprintf("shutdown_timeout %q: want a positive duration such as 30s", cfg.ShutdownTimeout))
 	}
-	if d, err := time.ParseDuration(cfg.StreamFlushInterval); err != nil || d < 0 || d > maxStreamFlushInterval {
-		return nil, cli.UsageError(fmt.Sprintf("stream_flush_interval %q: want a duration from 0 to %v, such as %s", cfg.StreamFlushInterval, maxStreamFlushInterval, defaultStreamFlushInterval))
+	if n, ok := parseByteSize(cfg.SnapshotMemory, maxSnapshotMemory); !ok || n < minSnapshotMemory {
+		return nil, cli.UsageError(fmt.Sprintf("snapshot_memory %q: want a size from 1MiB to 1TiB in KiB, MiB, GiB or TiB, such as 2GiB", cfg.SnapshotMemory))
 	}
 	if err := cfg.billingConfig.check(); err != nil {
 		return nil, err

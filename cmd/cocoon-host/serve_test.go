@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cocoonhost/cocoon/settle"
 	"io"
 	"net/http"
 	"os"
@@ -20,6 +19,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/settle"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/attest/tdx"
@@ -298,13 +300,26 @@ func TestServeConfig(t *testing.T) {
 			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", ShutdownTimeout: "1m"}, ""},
 		{"bad shutdown timeout", []string{"--shutdown-timeout", "soon"}, serveConfig{}, `shutdown_timeout "soon": want a positive duration`},
 		{"negative shutdown timeout", []string{"--shutdown-timeout", "-1s"}, serveConfig{}, `shutdown_timeout "-1s"`},
-		{"stream flush interval", []string{"--data", "/d", "--stream-flush-interval", "5ms"},
-			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", StreamFlushInterval: "5ms"}, ""},
-		{"no stream pacing", []string{"--data", "/d", "--config", file("pacing.json", `{"stream_flush_interval": "0s"}`)},
-			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", StreamFlushInterval: "0s"}, ""},
-		{"bad stream flush interval", []string{"--stream-flush-interval", "soon"}, serveConfig{}, `stream_flush_interval "soon": want a duration from 0 to 1s`},
-		{"negative stream flush interval", []string{"--stream-flush-interval", "-1ms"}, serveConfig{}, `stream_flush_interval "-1ms"`},
-		{"stream flush interval too long", []string{"--stream-flush-interval", "1h"}, serveConfig{}, `stream_flush_interval "1h"`},
+		{"snapshot memory", []string{"--data", "/d", "--snapshot-memory", "2GiB"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", SnapshotMemory: "2GiB"}, ""},
+		{"snapshot memory in the file", []string{"--data", "/d", "--config", file("snapshots.json", `{"snapshot_memory": "1MiB"}`)},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", SnapshotMemory: "1MiB"}, ""},
+		{"the most snapshot memory", []string{"--data", "/d", "--snapshot-memory", "1TiB"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", SnapshotMemory: "1TiB"}, ""},
+		{"snapshot memory in KiB", []string{"--data", "/d", "--snapshot-memory", "4096KiB"},
+			serveConfig{Listen: "127.0.0.1:8080", Data: "/d", ModelDir: "/d/models/stories260K", Backend: "embedded", Attest: "auto", SnapshotMemory: "4096KiB"}, ""},
+		{"snapshot memory without a unit", []string{"--snapshot-memory", "1073741824"}, serveConfig{}, `snapshot_memory "1073741824": want a size from 1MiB to 1TiB`},
+		{"snapshot memory too small", []string{"--snapshot-memory", "1023KiB"}, serveConfig{}, `snapshot_memory "1023KiB"`},
+		{"no snapshot memory", []string{"--snapshot-memory", "0MiB"}, serveConfig{}, `snapshot_memory "0MiB"`},
+		{"snapshot memory too large", []string{"--snapshot-memory", "1025GiB"}, serveConfig{}, `snapshot_memory "1025GiB"`},
+		{"snapshot memory overflowing", []string{"--snapshot-memory", "9223372036854775807TiB"}, serveConfig{}, `snapshot_memory "9223372036854775807TiB"`},
+		{"snapshot memory wrapping to 1GiB", []string{"--snapshot-memory", "17179869185GiB"}, serveConfig{}, `snapshot_memory "17179869185GiB"`},
+		{"negative snapshot memory", []string{"--snapshot-memory", "-1GiB"}, serveConfig{}, `snapshot_memory "-1GiB"`},
+		{"signed snapshot memory", []string{"--snapshot-memory", "+1GiB"}, serveConfig{}, `snapshot_memory "+1GiB"`},
+		{"fractional snapshot memory", []string{"--snapshot-memory", "1.5GiB"}, serveConfig{}, `snapshot_memory "1.5GiB"`},
+		{"snapshot memory with a space", []string{"--snapshot-memory", "1 GiB"}, serveConfig{}, `snapshot_memory "1 GiB"`},
+		{"snapshot memory in decimal units", []string{"--snapshot-memory", "1GB"}, serveConfig{}, `snapshot_memory "1GB"`},
+		{"snapshot memory, a unit alone", []string{"--config", file("unit.json", `{"snapshot_memory": "GiB"}`)}, serveConfig{}, `snapshot_memory "GiB"`},
 		{"unknown price member", []string{"--config", file("price.json", `{"prices": {"per_token": 1}}`)}, serveConfig{}, `unknown member "per_token"`},
 	}
 	for _, tt := range tests {
@@ -338,16 +353,39 @@ func TestServeConfig(t *testing.T) {
 			if tt.want.TelegramInitDataMaxAge == "" {
 				tt.want.TelegramInitDataMaxAge = "24h"
 			}
-			if tt.want.StreamFlushInterval == "" {
-				tt.want.StreamFlushInterval = defaultStreamFlushInterval
-			}
 			if tt.want.GPU == "" {
 				tt.want.GPU = attest.GPUModeNone
+			}
+			if tt.want.SnapshotMemory == "" {
+				tt.want.SnapshotMemory = "1024MiB"
 			}
 			if err != nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestServeSnapshotMemory: the sandbox gets the snapshot memory --snapshot-memory says,
+// in bytes, and the host's default without it.
+func TestServeSnapshotMemory(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int64
+	}{
+		{nil, host.DefaultSnapshotMemory},
+		{[]string{"--snapshot-memory", "2GiB"}, 2 << 30},
+		{[]string{"--snapshot-memory", "1536MiB"}, 1536 << 20},
+		{[]string{"--snapshot-memory", "1MiB"}, 1 << 20},
+		{[]string{"--snapshot-memory", "1TiB"}, 1 << 40},
+	} {
+		cfg, err := parseServeFlags(append([]string{"--data", t.TempDir()}, tc.args...), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := sandboxConfig(cfg), host.NewSandboxConfig().WithSnapshotMemory(tc.want); !reflect.DeepEqual(got, want) {
+			t.Errorf("%v: the sandbox's config is %+v, want %+v", tc.args, got, want)
+		}
 	}
 }
 

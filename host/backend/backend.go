@@ -90,19 +90,16 @@ type idleKey struct{}
 // on in time if the caller holds it until the next call of idle or until Generate
 // returns; until that first call the caller must send each delta on at once,
 // which is what it gets from a backend that never calls idle (one that produces
-// tokens itself, one tokens a process away). last is set on the call after the last
-// emit, when the server has said the answer is complete and only the end of its
-// response is awaited: nothing it sends then is the caller's. An error from idle stops
-// the generation as an error from emit does, and Generate returns it. Time spent in
-// idle is the caller's, not the server's silence: a caller may sleep in it to let the
-// server's output gather before the next read, which it has no reason to on the last.
-func WithIdle(ctx context.Context, idle func(last bool) error) context.Context {
+// tokens itself, one tokens a process away). An error from idle stops the generation
+// as an error from emit does, and Generate returns it. Time spent in idle is the
+// caller's, not the server's silence.
+func WithIdle(ctx context.Context, idle func() error) context.Context {
 	return context.WithValue(ctx, idleKey{}, idle)
 }
 
 // IdleHook returns the idle hook that ctx carries (WithIdle), nil if none.
-func IdleHook(ctx context.Context) func(last bool) error {
-	idle, _ := ctx.Value(idleKey{}).(func(bool) error)
+func IdleHook(ctx context.Context) func() error {
+	idle, _ := ctx.Value(idleKey{}).(func() error)
 	return idle
 }
 

@@ -136,7 +136,7 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 	var opener *e2e.Client
 	if sealTo != nil {
 		resp, opener, err = c.sealedRequest(ctx, path, body, s, sealTo)
-	} else if err = c.plaintextCredentialError(s); err == nil {
+	} else {
 		resp, err = c.request(ctx, http.MethodPost, path, body, s)
 	}
 	if err != nil {
@@ -193,7 +193,7 @@ func (c *Client) sealedRequest(ctx context.Context, path string, body []byte, s 
 		inner.Set("Authorization", "Bearer "+c.key)
 		// An API key mapped to an escrow is billed with no nonce of the client's: a
 		// key of its own makes sending it again below charge it at most once.
-		inner.Set(settle.IdempotencyKeyHeader, "cocoon-client-"+settle.NewNonce())
+		inner.Set(settle.IdempotencyKeyHeader, e2e.NewIdempotencyKey("client"))
 	}
 	suite := e2e.MLKEM768X25519
 	pub := to.Public()

@@ -62,8 +62,9 @@ type Option func(*Client)
 
 // WithAPIKey sends key as the bearer token of every request not signed for an escrow
 // (Signer). Evidence and price-list requests send it only over RA-TLS (GetBytes), so
-// a client may verify a host before it has a key; Chat sends it to an http host only
-// sealed, or to this machine (plaintextCredentialError).
+// a client may verify a host before it has a key; every other request sends it to an
+// http host only sealed (Chat), or to this machine, and is refused before it is sent
+// otherwise (plaintextCredentialError).
 func WithAPIKey(key string) Option { return func(c *Client) { c.key = key } }
 
 // WithTrust is what the host's evidence is verified against: the measurements policy
@@ -247,8 +248,11 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, s *
 }
 
 // request makes a request as send does and returns the host's answer, whatever its
-// status.
+// status. It refuses to send a credential in the clear (plaintextCredentialError).
 func (c *Client) request(ctx context.Context, method, path string, body []byte, s *Signer) (*http.Response, error) {
+	if err := c.plaintextCredentialError(s); err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, &Error{Code: CodeInvalid, Err: err, Message: fmt.Sprintf("--host %q: %v", c.base, err)}
@@ -271,9 +275,10 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte, 
 
 // Get sends GET path (with its query) to the host once, with authorization as its
 // Authorization header, or the client's API key when authorization is empty and the
-// client has one, and returns the answer whatever its status. It does not retry: it
-// relays for another client (the reviewer's page), which decides. It fails as
-// TransportError words it.
+// client has one and may send it (plaintextCredentialError: else the request goes
+// without it, as the routes it relays need none), and returns the answer whatever its
+// status. It does not retry: it relays for another client (the reviewer's page), which
+// decides. It fails as TransportError words it.
 func (c *Client) Get(ctx context.Context, pathAndQuery, authorization string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+pathAndQuery, nil)
 	if err != nil {
@@ -281,7 +286,7 @@ func (c *Client) Get(ctx context.Context, pathAndQuery, authorization string) (*
 	}
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
-	} else if c.key != "" {
+	} else if c.key != "" && c.plaintextCredentialError(nil) == nil {
 		req.Header.Set("Authorization", "Bearer "+c.key)
 	}
 	resp, err := c.http.Do(req)
@@ -291,7 +296,7 @@ func (c *Client) Get(ctx context.Context, pathAndQuery, authorization string) (*
 	return resp, nil
 }
 
-// plaintextCredentialError refuses to send a chat request's credential (the API key,
+// plaintextCredentialError refuses to send a request's credential (the API key,
 // or s's signature headers when s is set) outside an end-to-end envelope over plain
 // http to a host that is not on this machine: whatever relays it would read the key
 // (and use it, until its owner revokes it) or the escrow signature. An https host's
@@ -315,7 +320,7 @@ func (c *Client) plaintextCredentialError(s *Signer) error {
 		credential = "escrow signature"
 	}
 	return &Error{Code: CodeInvalid, Message: fmt.Sprintf("refusing to send the %s in plaintext to the http host at %s, where whatever relays it reads it: "+
-		"use an https host, or verify it (--trust-sim-root, --policy or --collateral) so that the request is sealed to its attested end-to-end key, without --plaintext", credential, c.base)}
+		"use an https host, or, for a chat request, verify it (--trust-sim-root, --policy or --collateral) so that the request is sealed to its attested end-to-end key, without --plaintext", credential, c.base)}
 }
 
 // apiError is the OpenAI error shape the host answers with.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -80,5 +81,74 @@ func TestChatKeepsCredentialsOffPlainHTTP(t *testing.T) {
 				t.Errorf("the loopback host got no API key:\n%s", seen)
 			}
 		})
+	}
+}
+
+// TestRequestsKeepCredentialsOffPlainHTTP: every request of the client that carries a
+// credential, not only a chat request, is refused before it is sent over http to a
+// host off this machine (http://0.0.0.0:port, as in TestChatKeepsCredentialsOffPlainHTTP),
+// and goes to a loopback host. Before, the operator's commands on pipelines (cocoon push,
+// list, logs) sent the API key as a bearer token to any http host, and an escrow's
+// account and receipts their signature headers. Get, which relays the reviewer's page,
+// sends its request without the key instead: the evidence it relays needs none.
+func TestRequestsKeepCredentialsOffPlainHTTP(t *testing.T) {
+	clientKey := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	h := newBilledHost(t, clientKey.Public().(ed25519.PublicKey))
+	signer := NewSigner(account, clientKey)
+	ctx := context.Background()
+	for _, op := range []struct {
+		name string
+		leak string // what the relay must not see from a remote host
+		call func(*Client) error
+	}{
+		{"list pipelines", testKey, func(c *Client) error { _, err := c.Pipelines(ctx); return err }},
+		{"show a pipeline", testKey, func(c *Client) error { _, err := c.Pipeline(ctx, strings.Repeat("0", 64)); return err }},
+		{"delete a pipeline", testKey, func(c *Client) error { _, err := c.DeletePipeline(ctx, strings.Repeat("0", 64)); return err }},
+		{"failed requests", testKey, func(c *Client) error { _, err := c.FailedRequests(ctx, strings.Repeat("0", 64)); return err }},
+		{"first model", testKey, func(c *Client) error { _, err := c.FirstModel(ctx); return err }},
+		{"account", "Cocoon-Client-Signature", func(c *Client) error { _, err := c.Account(ctx, signer); return err }},
+		{"receipts", "Cocoon-Client-Signature", func(c *Client) error { _, err := c.Receipts(ctx, signer, 0); return err }},
+	} {
+		for _, remote := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s, remote %v", op.name, remote), func(t *testing.T) {
+				base := h.url
+				if remote {
+					base = strings.Replace(h.url, "127.0.0.1", "0.0.0.0", 1)
+				}
+				c, err := New(base, WithAPIKey(testKey))
+				if err != nil {
+					t.Fatal(err)
+				}
+				before := len(h.Headers())
+				err = op.call(c)
+				seen := h.Headers()[before:]
+				var cerr *Error
+				refused := errors.As(err, &cerr) && cerr.Code == CodeInvalid && strings.Contains(cerr.Message, "plaintext")
+				switch {
+				case remote && !refused:
+					t.Errorf("%s over http to a remote host = %v, want CodeInvalid refusing plaintext", op.name, err)
+				case remote && seen != "":
+					t.Errorf("the relay saw a request:\n%s", seen)
+				case !remote && refused:
+					t.Errorf("%s to a loopback host refused: %v", op.name, err)
+				case !remote && !strings.Contains(seen, op.leak):
+					t.Errorf("the loopback host got no %s:\n%s", op.leak, seen)
+				}
+			})
+		}
+	}
+
+	c, err := New(strings.Replace(h.url, "127.0.0.1", "0.0.0.0", 1), WithAPIKey(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(h.Headers())
+	resp, err := c.Get(ctx, "/v1/attestation?nonce="+strings.Repeat("00", 32), "")
+	if err != nil {
+		t.Fatalf("Get over http to a remote host: %v", err)
+	}
+	resp.Body.Close()
+	if seen := h.Headers()[before:]; !strings.Contains(seen, "/v1/attestation") || strings.Contains(seen, testKey) {
+		t.Errorf("Get over http to a remote host: the relay saw\n%s\nwant the request without the API key", seen)
 	}
 }

@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -537,15 +538,50 @@ func (c *Client) OpenBody(status int, sealed []byte) (http.Header, []byte, error
 	return h, body, nil
 }
 
+// splitResponse splits an answer's plaintext into its head's headers and its body. It
+// refuses a head that names a header twice (case-insensitively) or holds a name or
+// value HTTP cannot carry as sealed (web/E2E.md §5): a browser's Headers would trim,
+// refuse or merge those, so the browser library refuses the same heads, and a header
+// reads alike in both clients.
 func splitResponse(p []byte) (http.Header, []byte, error) {
 	var meta responseMeta
 	body, err := unframe(p, &meta)
 	if err != nil {
 		return nil, nil, err
 	}
-	h := http.Header{}
+	h := make(http.Header, len(meta.Headers))
 	for name, v := range meta.Headers {
-		h.Set(name, v)
+		key := http.CanonicalHeaderKey(name)
+		if _, twice := h[key]; twice || !isToken(name) || !isFieldValue(v) {
+			return nil, nil, fmt.Errorf("%w: the answer's head holds header %q twice or not as HTTP carries it", ErrE2E, name)
+		}
+		h[key] = []string{v}
 	}
 	return h, body, nil
+}
+
+// isToken reports whether name is an HTTP field name: one or more token characters
+// (RFC 9110 §5.6.2).
+func isToken(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// isFieldValue reports whether v is a field value as HTTP sends it: visible ASCII,
+// spaces and tabs, neither first nor last a space or tab (which a receiver trims).
+func isFieldValue(v string) bool {
+	for i, c := range []byte(v) {
+		blank := c == ' ' || c == '\t'
+		if (c < 0x21 || c > 0x7e) && !blank || blank && (i == 0 || i == len(v)-1) {
+			return false
+		}
+	}
+	return true
 }

@@ -6,7 +6,9 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -344,6 +346,19 @@ type clientSession struct {
 // dropped). Beyond it, the sessions are forgotten and established anew.
 const maxSessions = 1024
 
+// NewIdempotencyKey returns an Idempotency-Key for a client to seal with a request
+// billed without a nonce (an API key that bills an escrow) when its caller gave none,
+// from the request's first sending on: the request sent again after an
+// e2e_session_unknown, which a relay can forge for a request that ran, is then answered
+// with the first answer and charged once (§8). It is "cocoon-", sender (which client
+// made it: "proxy", "client"), "-" and 32 lowercase hex digits of 128 random bits.
+// It cannot fail (crypto/rand does not).
+func NewIdempotencyKey(sender string) string {
+	var b [16]byte
+	rand.Read(b[:])
+	return "cocoon-" + sender + "-" + hex.EncodeToString(b[:])
+}
+
 // NewSessions returns a Sessions that holds no session yet.
 func NewSessions() *Sessions {
 	return &Sessions{current: map[sessionSlot]*clientSession{}, now: time.Now}
@@ -402,21 +417,39 @@ func (p *Sessions) drop(slot sessionSlot, cs *clientSession) {
 }
 
 // granted keeps the session an opened answer's sealed headers h grant, when c's
-// request asked for one and c came from a Sessions. A grant of at most SessionMargin
-// or over SessionLifetime, or not digits only (ParseUint refuses "+3600", as the
-// browser library does: two clients must read one grant alike), is ignored.
+// request asked for one and c came from a Sessions. A value grantSeconds refuses is
+// ignored.
 func (c *Client) granted(h http.Header) {
 	if c.offered == nil || c.sessions == nil {
 		return
 	}
-	// ParseUint takes digits only, no sign; the bounds are compared in seconds, before
-	// any multiplication, which would wrap a huge grant into range.
-	secs, err := strconv.ParseUint(h.Get(SessionHeader), 10, 64)
-	if err != nil || secs <= uint64(SessionMargin/time.Second) || secs > uint64(SessionLifetime/time.Second) {
+	secs, ok := grantSeconds(h.Get(SessionHeader))
+	if !ok {
 		return
 	}
 	c.sessions.keep(c.slot, *c.offered, time.Duration(secs)*time.Second)
 	c.offered = nil
+}
+
+// grantSeconds reads a SessionHeader value as web/E2E.md §8 spells it: the decimal
+// integer of the seconds granted, ASCII digits only with no sign, space or leading
+// zero, above SessionMargin and at most SessionLifetime. Anything else grants nothing
+// (ok false). The browser library's sessionSeconds reads the same grammar, and both
+// run web/e2e/testdata/grants.json, so that two clients read one grant alike. The
+// bounds are compared before any multiplication, which would wrap a huge grant into
+// range.
+func grantSeconds(v string) (secs int, ok bool) {
+	maxDigits := len(strconv.Itoa(int(SessionLifetime / time.Second)))
+	if v == "" || len(v) > maxDigits || v[0] == '0' {
+		return 0, false
+	}
+	for _, d := range []byte(v) {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		secs = secs*10 + int(d-'0')
+	}
+	return secs, secs > int(SessionMargin/time.Second) && secs <= int(SessionLifetime/time.Second)
 }
 
 // Retry reports whether the request c sealed must be sent once more, sealed anew by

@@ -5,9 +5,11 @@ import (
 	"container/list"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -214,25 +216,58 @@ func TestSessionGrantIsSealed(t *testing.T) {
 	if v := version(p); v != SessionVersion {
 		t.Fatalf("a granted session not used: version %d", v)
 	}
-	// A grant that is not a lifetime the protocol allows, spelled as a decimal integer
-	// (as the browser library reads it), is ignored; the edges are used.
-	grantUsed := func(grant string) bool {
-		p := NewSessions()
-		env, c := sealNext(t, p, k, X25519)
-		o, _ := k.Open(table, http.MethodPost, testPath, env, now)
-		c.OpenBody(200, o.SealBody(200, http.Header{SessionHeader: {grant}}, nil))
-		return version(p) == SessionVersion
+}
+
+// grantVectors are the cases of testdata/grants.json, which web/e2e/js/test.mjs runs on
+// the browser library too.
+type grantVectors struct {
+	Cases []struct {
+		Why     string `json:"why"`
+		Head    string `json:"head"`
+		Opens   bool   `json:"opens"`
+		Seconds int    `json:"seconds"`
+	} `json:"cases"`
+}
+
+// TestGrantVectors: each head of testdata/grants.json, sealed as a whole answer to a
+// request that asked for a session, opens or is refused, and grants the session for
+// the seconds the file says (0: none), as the browser library reads it. A grant in any
+// other spelling than E2E.md §8's (leading zeros, ten digits and more, a sign,
+// surrounding space) grants nothing; a head a browser's Headers would trim or merge
+// does not open.
+func TestGrantVectors(t *testing.T) {
+	raw, err := os.ReadFile("testdata/grants.json")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, good := range []string{"61", "3600"} {
-		if !grantUsed(good) {
-			t.Errorf("a grant of %q not used", good)
-		}
+	var vectors grantVectors
+	if err := json.Unmarshal(raw, &vectors); err != nil || len(vectors.Cases) == 0 {
+		t.Fatalf("testdata/grants.json: %v", err)
 	}
-	for _, bad := range []string{"0", "60", "3601", "-5", "1e3", "", "+3600", "+61", " 3600", "3600 ", "0x100", "99999999999999999999999",
-		"18446744135"} { // 18446744135 s overflows time.Duration to 61.29 s
-		if grantUsed(bad) {
-			t.Errorf("a grant of %q used", bad)
-		}
+	k, table := testKeys(t), NewSessionTable(SessionCapacity, SessionsPerPrincipal)
+	now := time.Unix(1_800_000_000, 0)
+	for _, v := range vectors.Cases {
+		t.Run(v.Why, func(t *testing.T) {
+			p := NewSessions()
+			p.now = func() time.Time { return now }
+			env, c := sealNext(t, p, k, X25519)
+			o, err := k.Open(table, http.MethodPost, testPath, env, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain := binary.BigEndian.AppendUint32(nil, uint32(len(v.Head)))
+			_, _, err = c.OpenBody(200, o.sealRecord(nil, 0, 200, true, append(plain, v.Head...)))
+			if opened := err == nil; opened != v.Opens {
+				t.Fatalf("head %s: opened %v (%v), want %v", v.Head, opened, err, v.Opens)
+			}
+			var got int
+			if cs := p.current[c.slot]; cs != nil {
+				got = int((cs.usableUntil.Sub(now) + SessionMargin) / time.Second)
+			}
+			if got != v.Seconds {
+				t.Fatalf("head %s grants %d s, want %d", v.Head, got, v.Seconds)
+			}
+		})
 	}
 }
 
@@ -622,4 +657,29 @@ func BenchmarkSessionTable(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/SessionCapacity, "bytes/session") // after ResetTimer, which drops metrics
+}
+
+// TestNewIdempotencyKey: a client's own key names its sender and carries 128 random
+// bits as 32 lowercase hex digits (the wire format cocoon proxy and cocoon chat have
+// always sent), and no two are alike.
+func TestNewIdempotencyKey(t *testing.T) {
+	for _, c := range []struct{ sender, prefix string }{
+		{"proxy", "cocoon-proxy-"},
+		{"client", "cocoon-client-"},
+	} {
+		t.Run(c.sender, func(t *testing.T) {
+			seen := map[string]bool{}
+			for range 64 {
+				key := NewIdempotencyKey(c.sender)
+				digits, ok := strings.CutPrefix(key, c.prefix)
+				if !ok || len(digits) != 32 || strings.Trim(digits, "0123456789abcdef") != "" {
+					t.Fatalf("NewIdempotencyKey(%q) = %q, want %q and 32 lowercase hex digits", c.sender, key, c.prefix)
+				}
+				if seen[key] {
+					t.Fatalf("NewIdempotencyKey(%q) repeated %q", c.sender, key)
+				}
+				seen[key] = true
+			}
+		})
+	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -36,14 +37,7 @@ func TestHiddenPriceListCannotMakeTheProxyChargeTwice(t *testing.T) {
 	url, _, log := startBillingProxy(t, cheap, dear)
 
 	got := postChat(t, url, chatBody)
-	charged := 0
-	for _, h := range []*proxytest.BillingHost{cheap, dear} {
-		st, err := h.Billing.Account(context.Background(), h.Escrow)
-		if err != nil {
-			t.Fatal(err)
-		}
-		charged += int(st.LastSeq)
-	}
+	charged := receipts(t, cheap, dear)
 	switch {
 	case charged > 1:
 		t.Fatalf("one app request was charged %d times (the app got %d from %q)\nlog:\n%s", charged, got.status, got.header.Get(HostHeader), log)
@@ -66,31 +60,12 @@ func TestIdempotentRetryGoesToTheHostThatCharged(t *testing.T) {
 	first := m.NewHost(100_000_000, proxytest.MarketModel)
 	other := m.NewHost(900_000_000, proxytest.MarketModel)
 	url, p, _ := startBillingProxy(t, first, other)
-	charged := func() (total int) {
-		for _, h := range []*proxytest.BillingHost{first, other} {
-			st, err := h.Billing.Account(context.Background(), h.Escrow)
-			if err != nil {
-				t.Fatal(err)
-			}
-			total += int(st.LastSeq)
-		}
-		return total
-	}
-	makeDearer := func(h *proxytest.BillingHost) {
-		for _, u := range p.snapshot() {
-			if u.info.URL == h.URL {
-				u.mu.Lock()
-				u.prices = &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{PromptPerMillion: 5_000_000_000, CompletionPerMillion: 5_000_000_000}), LoadMilli: 1000}
-				u.mu.Unlock()
-			}
-		}
-	}
-
+	charged := func() int { return receipts(t, first, other) }
 	answer := postChatWithKey(t, url, chatBody, "order-1")
 	if answer.status != http.StatusOK || answer.header.Get(HostHeader) != first.URL || charged() != 1 {
 		t.Fatalf("first attempt: %d from %q, %d charged: %s", answer.status, answer.header.Get(HostHeader), charged(), answer.body)
 	}
-	makeDearer(first)
+	makeDearer(p, first)
 	got := postChatWithKey(t, url, chatBody, "order-1")
 	if n := charged(); n != 1 {
 		t.Fatalf("the retry under the same key was charged again (%d receipts; answered by %q)", n, got.header.Get(HostHeader))
@@ -135,8 +110,41 @@ func startBillingProxy(t *testing.T, hosts ...*proxytest.BillingHost) (string, *
 	return startProxy(t, plain)
 }
 
+// receipts counts the receipts the hosts committed to their escrows of the proxy's
+// API key: the requests they charged.
+func receipts(t *testing.T, hosts ...*proxytest.BillingHost) (total int) {
+	t.Helper()
+	for _, h := range hosts {
+		st, err := h.Billing.Account(context.Background(), h.Escrow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += int(st.LastSeq)
+	}
+	return total
+}
+
+// makeDearer makes the proxy see h's prices as far above any other host's, as a
+// price change after load would, so that routing no longer picks it.
+func makeDearer(p *Proxy, h *proxytest.BillingHost) {
+	for _, u := range p.snapshot() {
+		if u.info.URL == h.URL {
+			u.mu.Lock()
+			u.prices = &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{PromptPerMillion: 5_000_000_000, CompletionPerMillion: 5_000_000_000}), LoadMilli: 1000}
+			u.mu.Unlock()
+		}
+	}
+}
+
 // postChatWithKey posts a chat request with an Idempotency-Key to the proxy at url.
 func postChatWithKey(t *testing.T, url, body, key string) answered {
+	t.Helper()
+	return postChatAs(t, url, "", body, key)
+}
+
+// postChatAs posts a chat request with an Idempotency-Key to the proxy at url, with
+// the app's credential auth ("" for none).
+func postChatAs(t *testing.T, url, auth, body, key string) answered {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
@@ -144,6 +152,9 @@ func postChatWithKey(t *testing.T, url, body, key string) answered {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(settle.IdempotencyKeyHeader, key)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -151,4 +162,117 @@ func postChatWithKey(t *testing.T, url, body, key string) answered {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return answered{resp.StatusCode, resp.Header, string(b)}
+}
+
+// appCredentials makes the proxy send each app's own Authorization to the hosts, in
+// place of the proxy's API key: the credentials a host may refuse.
+var appCredentials Option = func(c *config) { c.apiKey = "" }
+
+// boundKeys makes the proxy's key memories hold n keys each, so that a test fills
+// them with a few hundred requests rather than 65,536.
+func boundKeys(p *Proxy, n int) {
+	for _, kr := range []*keyRoutes{&p.keys.admitted, &p.keys.unproven} {
+		kr.mu.Lock()
+		kr.max = n
+		kr.mu.Unlock()
+	}
+}
+
+// TestMadeUpCredentialsCannotPushOutChargedKeys performs the flood of an attacker who
+// has no credential: through a proxy that passes each app's Authorization on, it sends
+// requests under made-up API keys, each with an Idempotency-Key of its own. The host
+// refuses every one (401, charging nothing); but a proxy that remembered where each
+// key went filled its key memory with them and forgot an honest app's keys, whose
+// retries then went wherever routing pointed (here, the other host, now the cheaper)
+// and were charged a second time. Over RA-TLS the 401 is the host's own answer and the
+// flood's keys are not remembered at all; over http a sealed request's 401 is
+// plaintext and unsigned (a relay could forge one for a request that ran), so its key
+// is still remembered, but apart: such keys push out only keys whose answer never
+// verified.
+func TestMadeUpCredentialsCannotPushOutChargedKeys(t *testing.T) {
+	const bound = 8
+	for _, c := range []struct {
+		name    string
+		newHost func(*proxytest.Market, uint64) *proxytest.BillingHost
+		kept    int // of the flood's keys, in the memory of unknown outcomes
+	}{
+		{"http", func(m *proxytest.Market, price uint64) *proxytest.BillingHost {
+			return m.NewHost(price, proxytest.MarketModel)
+		}, bound},
+		{"RA-TLS", func(m *proxytest.Market, price uint64) *proxytest.BillingHost {
+			return m.NewRATLSHost(price, proxytest.MarketModel)
+		}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := proxytest.NewMarket(t)
+			first, other := c.newHost(m, 100_000_000), c.newHost(m, 900_000_000)
+			url, p, log := startProxy(t, []*proxytest.Host{first.Host, other.Host}, appCredentials)
+			boundKeys(p, bound)
+			honest := "Bearer " + proxytest.APIKey
+
+			orders := map[string]answered{}
+			for _, key := range []string{"order-1", "order-2"} {
+				a := postChatAs(t, url, honest, chatBody, key)
+				if a.status != http.StatusOK || a.header.Get(HostHeader) != first.URL {
+					t.Fatalf("%s: %d from %q: %s\nlog:\n%s", key, a.status, a.header.Get(HostHeader), a.body, log)
+				}
+				orders[key] = a
+			}
+			for i := range 4 * bound {
+				a := postChatAs(t, url, fmt.Sprint("Bearer made-up-", i), chatBody, fmt.Sprint("flood-", i))
+				if a.status == http.StatusOK {
+					t.Fatalf("a made-up credential was served: %s", a.body)
+				}
+			}
+			if n := receipts(t, first, other); n != 2 {
+				t.Fatalf("%d requests charged, want the honest app's 2", n)
+			}
+
+			makeDearer(p, first)
+			for key, want := range orders {
+				got := postChatAs(t, url, honest, chatBody, key)
+				if n := receipts(t, first, other); n != 2 {
+					t.Fatalf("after a flood of made-up credentials the retry of %s was charged again (%d receipts; answered by %q)", key, n, got.header.Get(HostHeader))
+				}
+				if got.status != http.StatusOK || got.header.Get(HostHeader) != first.URL || got.body != want.body {
+					t.Fatalf("the retry of %s: %d from %q, want the first answer again from %s: %s", key, got.status, got.header.Get(HostHeader), first.URL, got.body)
+				}
+			}
+			if n := len(p.keys.unproven.hosts); n != c.kept {
+				t.Fatalf("the flood's keys: %d remembered apart, want %d", n, c.kept)
+			}
+		})
+	}
+}
+
+// TestVerifiedRefusalsLeaveNoKeys: a request each billing host refuses before
+// admission, in an answer signed for it (here 402 max_price_exceeded: a cap above the
+// completion's price, under what admission reserves), was charged nowhere, and its key
+// is not remembered: an app's flood of such requests fills no key memory. Each request
+// went to both hosts (the refusal lets the proxy try the other one).
+func TestVerifiedRefusalsLeaveNoKeys(t *testing.T) {
+	m := proxytest.NewMarket(t)
+	first := m.NewHost(100_000_000, proxytest.MarketModel)
+	other := m.NewHost(900_000_000, proxytest.MarketModel)
+	url, p, log := startProxy(t, []*proxytest.Host{first.Host, other.Host}, appCredentials)
+	capped := `{"messages":[{"role":"user","content":"hi"}],"max_tokens":1,"max_price":"1000"}`
+	for i := range 16 {
+		a := postChatAs(t, url, "Bearer "+proxytest.APIKey, capped, fmt.Sprint("refused-", i))
+		if a.status != http.StatusPaymentRequired || !strings.Contains(a.body, settle.CodeMaxPrice) {
+			t.Fatalf("request %d: %d %s\nlog:\n%s", i, a.status, a.body, log)
+		}
+	}
+	if n := first.Asked("/chat/completions") + other.Asked("/chat/completions"); n != 32 {
+		t.Fatalf("the hosts saw %d chat requests, want 32", n)
+	}
+	p.keys.mu.Lock()
+	inflight := len(p.keys.inflight)
+	p.keys.mu.Unlock()
+	switch {
+	case receipts(t, first, other) != 0:
+		t.Fatal("a refused request was charged")
+	case len(p.keys.admitted.hosts) != 0 || len(p.keys.unproven.hosts) != 0 || inflight != 0:
+		t.Fatalf("keys of requests every host refused are remembered: %d admitted, %d unproven, %d in flight",
+			len(p.keys.admitted.hosts), len(p.keys.unproven.hosts), inflight)
+	}
 }

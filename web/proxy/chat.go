@@ -227,11 +227,15 @@ type result struct {
 	// the request; nil when there is none to give (err says why).
 	answer func()
 	err    error
+	// proof is what the answer proves about a billing host's charge (keyMemory);
+	// chargeUnknown unless an answer that is the host's says more.
+	proof chargeProof
 }
 
 // attempt sends the request to u and relays u's answer, or says why another host may
-// be tried instead.
-func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a ask) result {
+// be tried instead. The app's idempotency key, sent to a billing host, is in flight
+// there meanwhile, and its route is then kept by what the answer proved (keyMemory).
+func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a ask) (res result) {
 	s, ok := u.ready()
 	if !ok {
 		return result{retry: true, err: fmt.Errorf("the host at %s left routing", u.info.URL)}
@@ -239,18 +243,20 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 	u.inflight.Add(1)
 	defer u.inflight.Add(-1)
 	an := &answer{p: p, u: u, v: s.v, request: a.body, bills: s.prices != nil, w: w, r: r}
+	if an.bills && a.idempotencyKey != "" {
+		p.keys.begin(a.route, u.info.URL)
+		defer func() { p.keys.end(a.route, u.info.URL, an.sent, res.proof) }()
+	}
 	// The request's idempotency key: the app's, or for a billing host one the proxy
 	// makes, sealed with it, so that sending it again after an e2e_session_unknown
 	// (unsigned: a relay can forge it for a request that ran) cannot charge it twice.
 	key := a.idempotencyKey
 	if key == "" && an.bills && an.v.e2e != nil {
-		key = "cocoon-proxy-" + settle.NewNonce()
+		key = e2e.NewIdempotencyKey("proxy")
 	}
 	send := func(v *verified) (*http.Response, *e2e.Client, bool, error) {
 		resp, opener, sent, err := p.send(r, v, a.body, key)
-		if sent && an.bills && a.idempotencyKey != "" {
-			p.keys.remember(a.route, u.info.URL) // u may charge it: its retries go to u
-		}
+		an.sent = an.sent || sent // a request sent whole once may have run, whatever follows
 		return resp, opener, sent, err
 	}
 	start := time.Now()
@@ -376,6 +382,7 @@ type answer struct {
 	v       *verified // as verified when the request was sent
 	request []byte    // the body as sent to the host
 	bills   bool      // the host bills: a request it received may have been charged
+	sent    bool      // the request reached the host whole, at least once
 	w       http.ResponseWriter
 	r       *http.Request
 }
@@ -425,23 +432,30 @@ func (a *answer) cut(err error, sent, started bool) result {
 // refusedUncharged reports whether a verified answer is a refusal another host may be
 // asked instead of: a host that does not bill failed (a 5xx, or a 429); a billing host
 // refused before admission (at capacity, or over the request's max_price), and the
-// refusal is this request's. A refusal the host signed without the request (at
-// capacity, before it read the body) could be a genuine one a relay replays in place
-// of an answer the host charged: it counts only over RA-TLS, where no relay can inject
-// it.
-func (a *answer) refusedUncharged(status int, retryAfter string, body []byte, signature string) bool {
+// refusal is this request's (proof, chargeRefused). A refusal the host signed without
+// the request (at capacity, before it read the body) could be a genuine one a relay
+// replays in place of an answer the host charged: it counts only over RA-TLS, where no
+// relay can inject it.
+func (a *answer) refusedUncharged(status int, body []byte, proof chargeProof) bool {
 	var e struct {
 		Error struct {
 			Code string `json:"code"`
 		} `json:"error"`
 	}
 	json.Unmarshal(body, &e)
-	switch {
-	case !a.bills:
+	if !a.bills {
 		return status >= 500 || status == http.StatusTooManyRequests
-	case e.Error.Code != "over_capacity" && e.Error.Code != settle.CodeMaxPrice:
-		return false
-	case a.v.conn.ratls != nil:
+	}
+	return (e.Error.Code == "over_capacity" || e.Error.Code == settle.CodeMaxPrice) && proof == chargeRefused
+}
+
+// forThisRequest reports whether an answer is the host's answer to this request, which
+// no relay can have put in place of another: received over RA-TLS, or (an answer whose
+// signature verified) signed over this request's body. An answer the host signed before it
+// read the body (at capacity, a refused credential) binds no request, and a relay can
+// replay it. Cost: one ed25519 verification over plain HTTP.
+func (a *answer) forThisRequest(status int, retryAfter string, body []byte, signature string) bool {
+	if a.v.conn.ratls != nil {
 		return true
 	}
 	other := a.verifier(a.v.hostKey)
@@ -469,12 +483,20 @@ func (a *answer) relayWhole(resp *http.Response, body *cutReader) result {
 	if errors.Is(err, attest.ErrSignatureMismatch) {
 		err = a.recheck(a.r.Context(), err, check)
 	}
+	receipt := resp.Header.Get(settle.ReceiptHeader)
+	// What the answer proves of a billing host's charge. Over RA-TLS an unsigned answer
+	// is the host's too (the refusal of a sealed request it did not record, such as a
+	// credential it refused, is plaintext and unsigned: web/E2E.md §4); over http only a
+	// verified one is.
+	proof := chargeUnknown
+	if a.bills && (err == nil || a.v.conn.ratls != nil) {
+		proof = proveCharge(resp.StatusCode, receipt != "", func() bool { return a.forThisRequest(resp.StatusCode, retryAfter, b, signature) })
+	}
 	if err != nil {
 		(&Error{http.StatusBadGateway, CodeUnverified, unverified(err)}).Write(a.w)
-		return result{}
+		return result{proof: proof}
 	}
 	a.u.served.Add(1)
-	receipt := resp.Header.Get(settle.ReceiptHeader)
 	write := func() {
 		h := a.w.Header()
 		h.Set("Content-Type", "application/json") // what the host sends; its own is not signed
@@ -489,11 +511,11 @@ func (a *answer) relayWhole(resp *http.Response, body *cutReader) result {
 		a.w.WriteHeader(resp.StatusCode)
 		a.w.Write(b)
 	}
-	if resp.StatusCode != http.StatusOK && a.refusedUncharged(resp.StatusCode, retryAfter, b, signature) {
-		return result{retry: true, answer: write, err: fmt.Errorf("the host at %s answered %s", a.u.info.URL, resp.Status)}
+	if resp.StatusCode != http.StatusOK && a.refusedUncharged(resp.StatusCode, b, proof) {
+		return result{retry: true, answer: write, err: fmt.Errorf("the host at %s answered %s", a.u.info.URL, resp.Status), proof: proof}
 	}
 	write()
-	return result{}
+	return result{proof: proof}
 }
 
 // relayStream reads a stream's events and checks them against the signature event at
@@ -533,7 +555,7 @@ func (a *answer) relayStream(body *cutReader) result {
 				start()
 				a.w.Write(held.Bytes())
 			}
-			return result{}
+			return result{proof: chargeAdmitted} // a 200 stream, verified to its end
 		case err != nil && body.err != nil:
 			return a.cut(fmt.Errorf("reading the stream of the host at %s: %w", a.u.info.URL, body.err), true, started)
 		case err != nil && !started:

@@ -127,3 +127,107 @@ func BenchmarkKeyRoutesRemember(b *testing.B) {
 		})
 	}
 }
+
+// TestProveCharge: only a refusal before admission that is the host's own answer to
+// this request proves that nothing was charged; an answer after admission, or about
+// the key, proves the host knows the key; anything else may have been charged.
+func TestProveCharge(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		status         int
+		receipt, bound bool
+		want           chargeProof
+	}{
+		{"answered", http.StatusOK, true, false, chargeAdmitted},
+		{"answered without a receipt", http.StatusOK, false, false, chargeAdmitted},
+		{"failed after admission", http.StatusBadRequest, true, false, chargeAdmitted},
+		{"key in progress", http.StatusConflict, false, true, chargeAdmitted},
+		{"key used for another request", http.StatusUnprocessableEntity, false, true, chargeAdmitted},
+		{"credential refused, for this request", http.StatusUnauthorized, false, true, chargeRefused},
+		{"credential refused, replayable", http.StatusUnauthorized, false, false, chargeUnknown},
+		{"no escrow, for this request", http.StatusPaymentRequired, false, true, chargeRefused},
+		{"over capacity, replayable", http.StatusTooManyRequests, false, false, chargeUnknown},
+		{"bad request, for this request", http.StatusBadRequest, false, true, chargeRefused},
+		{"server error", http.StatusServiceUnavailable, false, true, chargeUnknown},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			asked := false
+			got := proveCharge(c.status, c.receipt, func() bool { asked = true; return c.bound })
+			if got != c.want {
+				t.Fatalf("proveCharge(%d, receipt %v, bound %v) = %d, want %d", c.status, c.receipt, c.bound, got, c.want)
+			}
+			if asked && c.want == chargeAdmitted {
+				t.Error("a signature checked for an answer that needs none")
+			}
+		})
+	}
+}
+
+// TestKeyMemory: a key's retries go to its host while an attempt there is in flight
+// (a duplicate sent meanwhile goes nowhere else), then by what the attempt proved:
+// admitted and unknown are kept, in memories bounded apart, and refused or never sent
+// is forgotten once no attempt is in flight.
+func TestKeyMemory(t *testing.T) {
+	key := func(i int) keyRoute {
+		return keyRoute{cred: sha256.Sum256(fmt.Append(nil, i)), key: sha256.Sum256(fmt.Append(nil, i))}
+	}
+	var m keyMemory
+	m.admitted.max, m.unproven.max = 2, 2
+	for i, c := range []struct {
+		sent  bool
+		proof chargeProof
+		want  string
+	}{
+		{true, chargeAdmitted, "http://a"},
+		{true, chargeUnknown, "http://a"},
+		{true, chargeRefused, ""},
+		{false, chargeUnknown, ""},
+	} {
+		k := key(i)
+		m.begin(k, "http://a")
+		m.begin(k, "http://a") // a duplicate in flight
+		if got := m.host(k); got != "http://a" {
+			t.Fatalf("case %d: a key in flight routes to %q", i, got)
+		}
+		m.end(k, "http://a", c.sent, c.proof)
+		if got := m.host(k); got != "http://a" {
+			t.Fatalf("case %d: a key with an attempt still in flight routes to %q", i, got)
+		}
+		m.end(k, "http://a", c.sent, c.proof)
+		if got := m.host(k); got != c.want {
+			t.Fatalf("case %d: after its attempts the key routes to %q, want %q", i, got, c.want)
+		}
+	}
+	if len(m.inflight) != 0 {
+		t.Fatalf("%d keys still in flight", len(m.inflight))
+	}
+	// Unknown outcomes beyond the bound push out unknown ones only.
+	for i := 10; i < 20; i++ {
+		m.begin(key(i), "http://b")
+		m.end(key(i), "http://b", true, chargeUnknown)
+	}
+	if m.host(key(0)) != "http://a" || m.host(key(19)) != "http://b" || len(m.unproven.hosts) != 2 {
+		t.Fatalf("after a flood of unknown outcomes: admitted %q, newest %q, %d unknown kept", m.host(key(0)), m.host(key(19)), len(m.unproven.hosts))
+	}
+}
+
+// BenchmarkKeyMemoryAttempt is what an attempt at a billing host with an app's
+// idempotency key adds to the proxy, its memory full: the key put in flight, then
+// remembered as admitted (one key learnt, one forgotten).
+// go test -run '^$' -bench KeyMemoryAttempt ./web/proxy/
+func BenchmarkKeyMemoryAttempt(b *testing.B) {
+	var m keyMemory
+	route := func(i int) keyRoute {
+		return keyRoute{cred: sha256.Sum256(fmt.Append(nil, i%4096)), key: sha256.Sum256(fmt.Append(nil, i))}
+	}
+	for i := range maxKeyRoutes {
+		m.admitted.remember(route(i), "http://a")
+	}
+	k := route(maxKeyRoutes)
+	b.ResetTimer()
+	for i := range b.N {
+		k.key[0], k.key[1], k.key[2], k.key[3] = byte(i), byte(i>>8), byte(i>>16), byte(i>>24)
+		m.begin(k, "http://a")
+		m.end(k, "http://a", true, chargeAdmitted)
+	}
+}

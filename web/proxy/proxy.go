@@ -152,7 +152,7 @@ type Proxy struct {
 	// there is one (web/E2E.md §8).
 	sessions *e2e.Sessions
 	// keys is the billing host each idempotency key went to, for the key's retries.
-	keys keyRoutes
+	keys keyMemory
 
 	// mu guards hosts and the fields below.
 	mu     sync.Mutex

@@ -15,6 +15,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+
+	"github.com/cocoonhost/cocoon/internal/secretfile"
 )
 
 // Version names the release of this source, for both binaries. It is a constant in the
@@ -223,10 +225,10 @@ func SecretFlag(fs *flag.FlagSet, name, env, usage string) func() string {
 }
 
 // ReadPrivateFile reads a file that holds a secret (a key, a wallet's seed words, a
-// token), refusing one that users other than its owner may read: on a shared machine
-// they would read the secret too, as ssh refuses such a private key. The error says
-// how to fix the mode and never holds the file's content. Where permissions are not
-// Unix ones (Windows) it only reads.
+// token), refusing one that users other than its owner may read (secretfile.CheckMode,
+// the check seal.FromFile makes too): on a shared machine they would read the secret
+// too, as ssh refuses such a private key. The error says how to fix the mode and never
+// holds the file's content. Where permissions are not Unix ones (Windows) it only reads.
 func ReadPrivateFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -237,8 +239,8 @@ func ReadPrivateFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if perm := info.Mode().Perm(); perm&0o044 != 0 && runtime.GOOS != "windows" {
-		return nil, fmt.Errorf("%s holds a secret but other users of this machine can read it (mode %04o): chmod 600 %s", path, perm, path)
+	if err := secretfile.CheckMode(path, info); err != nil {
+		return nil, fmt.Errorf("%s holds a secret but %w", path, err)
 	}
 	return io.ReadAll(f)
 }

@@ -59,11 +59,9 @@
 // (FuzzDecodeFramedChunk holds it to a decoding from scratch).
 //
 // A caller that passes an idle hook (backend.WithIdle) has it called before every
-// read of the body, and after the last delta unless the body has ended by then (that
-// call marked last): whatever was emitted before a wait for the server can go out
-// then, in one write, rather than one write per token, and the caller may pace the
-// reads by sleeping in the hook, so that a fast server's tokens are read several at a
-// time.
+// read of the body, and after the last delta unless the body has ended by then:
+// whatever was emitted before a wait for the server can go out then, in one write,
+// rather than one write per token.
 //
 // Costs: parsing takes 140-300 ns per streamed token and no allocation (deltas are cut
 // from 4 KiB blocks of text) (BenchmarkStream/parse, on the 2-core development machine

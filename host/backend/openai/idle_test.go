@@ -13,8 +13,8 @@ import (
 // TestIdleHook checks the contract of backend.WithIdle that a caller's coalescing
 // rests on: the hook comes before the first emit, before every wait for the server
 // (so after the deltas of one read and before the server's next write), and after the
-// last emit when the server keeps the body open after [DONE], that call alone marked
-// last; an error from it stops the generation as the caller's own.
+// last emit when the server keeps the body open after [DONE]; an error from it stops
+// the generation as the caller's own.
 func TestIdleHook(t *testing.T) {
 	next, last := make(chan struct{}), make(chan struct{})
 	h := func(w http.ResponseWriter, r *http.Request) {
@@ -29,7 +29,7 @@ func TestIdleHook(t *testing.T) {
 	}
 	b, _ := newBackend(t, http.HandlerFunc(h))
 	var events []string
-	ctx := backend.WithIdle(t.Context(), func(isLast bool) error {
+	ctx := backend.WithIdle(t.Context(), func() error {
 		switch {
 		case len(events) == 0:
 		case events[len(events)-1] == " upon":
@@ -37,11 +37,7 @@ func TestIdleHook(t *testing.T) {
 		case events[len(events)-1] == " a time":
 			close(last)
 		}
-		if isLast {
-			events = append(events, "last")
-		} else {
-			events = append(events, "idle")
-		}
+		events = append(events, "idle")
 		return nil
 	})
 	if _, err := b.Generate(ctx, storyRequest(), func(d string) error {
@@ -52,12 +48,12 @@ func TestIdleHook(t *testing.T) {
 	}
 	got := strings.Join(events, "|")
 	// Reads may split the events anywhere; these are the orders every split keeps.
-	if !strings.HasPrefix(got, "idle|") || !strings.HasSuffix(got, "| a time|last") || !strings.Contains(got, " upon|idle") || strings.Count(got, "last") != 1 {
+	if !strings.HasPrefix(got, "idle|") || !strings.HasSuffix(got, "| a time|idle") || !strings.Contains(got, " upon|idle") {
 		t.Fatalf("emits and idle calls: %s", got)
 	}
 
 	gone := errors.New("the client went away")
-	res, err := b.Generate(backend.WithIdle(t.Context(), func(bool) error { return gone }), storyRequest(), func(string) error { return nil })
+	res, err := b.Generate(backend.WithIdle(t.Context(), func() error { return gone }), storyRequest(), func(string) error { return nil })
 	if err != gone || res.FinishReason != "cancelled" {
 		t.Fatalf("with a failing idle hook: %+v, %v; want its error and cancelled", res, err)
 	}

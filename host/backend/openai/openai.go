@@ -187,10 +187,9 @@ func (b *Backend) Generate(ctx context.Context, req *backend.Request, emit func(
 	err = readStream(answer, b.cfg.maxLine, s)
 	if err == nil && idle != nil && !ended {
 		// The last deltas go out now, not after drain's wait for the end of the
-		// body, and the call says it is the last: the caller does not pace it.
-		// When the body has ended, drain does not wait: the caller has them at
-		// once when Generate returns, without a call.
-		err = idleBody{idle: idle, dog: c.dog}.call(true)
+		// body. When the body has ended, drain does not wait: the caller has them
+		// at once when Generate returns, without a call.
+		err = idleBody{idle: idle, dog: c.dog}.call()
 	}
 	res := s.result(req)
 	if err == nil {

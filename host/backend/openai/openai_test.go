@@ -514,7 +514,7 @@ func TestNoTotalTimeout(t *testing.T) {
 			start := time.Now()
 			ctx := t.Context()
 			if tt.idleHook {
-				ctx = backend.WithIdle(ctx, func(bool) error { return nil })
+				ctx = backend.WithIdle(ctx, func() error { return nil })
 			}
 			var text strings.Builder
 			_, err := b.Generate(ctx, storyRequest(), func(d string) error {

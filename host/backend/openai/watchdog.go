@@ -116,13 +116,13 @@ func (b watchedBody) Read(p []byte) (int, error) {
 // a read reached the end of the body: no read after it waits.
 type idleBody struct {
 	r     io.Reader
-	idle  func(last bool) error
+	idle  func() error
 	dog   *watchdog
 	ended *bool
 }
 
 func (b idleBody) Read(p []byte) (int, error) {
-	if err := b.call(false); err != nil {
+	if err := b.call(); err != nil {
 		return 0, err
 	}
 	n, err := b.r.Read(p)
@@ -133,11 +133,11 @@ func (b idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// call calls idle(last) with the watchdog paused.
-func (b idleBody) call(last bool) error {
+// call calls idle with the watchdog paused.
+func (b idleBody) call() error {
 	b.dog.pause()
 	defer b.dog.resume()
-	if err := b.idle(last); err != nil {
+	if err := b.idle(); err != nil {
 		return emitError{err}
 	}
 	return nil

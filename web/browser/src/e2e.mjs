@@ -171,13 +171,15 @@ export async function sessionKeys(ctx) {
 
 /**
  * sessionSeconds reads the session a host granted from an opened answer's head (a
- * Headers): the seconds until it expires, or 0 for none (no header, or not a decimal
- * integer above SESSION_MARGIN_SECONDS and at most SESSION_LIFETIME_SECONDS). Never
- * call it on an answer's outer headers: a relay can set those.
+ * Headers): the seconds until it expires, or 0 for none. E2E.md §8's grammar, as Go's
+ * client reads it (both run web/e2e/testdata/grants.json): ASCII digits with no sign,
+ * space or leading zero, above SESSION_MARGIN_SECONDS and at most
+ * SESSION_LIFETIME_SECONDS; anything else grants nothing. Never call it on an answer's
+ * outer headers: a relay can set those.
  */
 export function sessionSeconds(sealedHeaders) {
   const v = sealedHeaders.get(SESSION_HEADER);
-  const n = v !== null && /^[0-9]{1,9}$/.test(v) ? Number(v) : 0;
+  const n = v !== null && /^[1-9][0-9]{0,3}$/.test(v) ? Number(v) : 0;
   return n > SESSION_MARGIN_SECONDS && n <= SESSION_LIFETIME_SECONDS ? n : 0;
 }
 
@@ -399,8 +401,15 @@ async function* sseEvents(chunks, maxRecord) {
   if (buf.length > 0) throw new E2EError(`the answer ends inside record ${seq}: truncated`);
 }
 
+// An answer head's header names are HTTP tokens, its values visible ASCII with spaces
+// and tabs inside, none first or last (E2E.md §5): what Headers holds as sealed, where
+// it would trim, refuse or merge anything else, and what Go's client accepts.
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const HEADER_VALUE = /^(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?$/;
+
 // splitAnswer splits an answer's plaintext into its head {"headers":{...}} (string
-// values only, no other member) and its body.
+// values only, no other member, each name once and each name and value as HEADER_NAME
+// and HEADER_VALUE) and its body.
 function splitAnswer(p) {
   if (p.length < 4) throw new E2EError(`the answer's plaintext of ${p.length} bytes has no head`);
   const n = new DataView(p.buffer, p.byteOffset).getUint32(0);
@@ -416,7 +425,12 @@ function splitAnswer(p) {
     Object.values(head.headers).every((v) => typeof v === "string");
   if (!ok) throw new E2EError("the answer's head is not the JSON object of version 1");
   const headers = new Headers();
-  for (const [name, value] of Object.entries(head.headers)) headers.set(name, value);
+  for (const [name, value] of Object.entries(head.headers)) {
+    if (!HEADER_NAME.test(name) || !HEADER_VALUE.test(value) || headers.has(name)) {
+      throw new E2EError(`the answer's head holds header ${JSON.stringify(name)} twice or not as HTTP carries it`);
+    }
+    headers.set(name, value);
+  }
   return { headers, body: p.slice(4 + n) };
 }
 

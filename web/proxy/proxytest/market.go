@@ -110,9 +110,20 @@ func (m *Market) NewHost(perMillion uint64, model string) *BillingHost {
 
 // NewHostPrices is NewHost with the host's prices given whole (per model).
 func (m *Market) NewHostPrices(prices settle.Prices, model string) *BillingHost {
+	m.t.Helper()
+	return m.newHost(prices, model, false)
+}
+
+// NewRATLSHost is NewHost served over RA-TLS (NewRATLSHost).
+func (m *Market) NewRATLSHost(perMillion uint64, model string) *BillingHost {
+	m.t.Helper()
+	return m.newHost(settle.SamePrices(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion}), model, true)
+}
+
+func (m *Market) newHost(prices settle.Prices, model string, ratls bool) *BillingHost {
 	t := m.t
 	t.Helper()
-	h := &BillingHost{Host: NewHost(t, nil), Wallet: m.wallet()}
+	h := &BillingHost{Host: newHost(t, nil, ratls), Wallet: m.wallet()}
 	m.seed++
 	h.Key = seedKey(m.seed)
 	store, err := ledger.Open(filepath.Join(t.TempDir(), "ledger.db"), make([]byte, ledger.MinMACKey))

@@ -7,6 +7,7 @@ package proxytest
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/host"
@@ -93,6 +95,7 @@ type Host struct {
 
 	relay     *httptest.Server
 	host      atomic.Pointer[http.Handler]
+	tls       atomic.Pointer[tls.Config] // the booted host's RA-TLS, for NewRATLSHost's relay
 	rewrite   atomic.Pointer[func(*Answer)]
 	busy      atomic.Int32           // evidence requests still to answer 429
 	hidden    atomic.Pointer[string] // a path the relay answers 404 for
@@ -105,13 +108,34 @@ type Host struct {
 // until the test ends.
 func NewHost(t testing.TB, b backend.Backend) *Host {
 	t.Helper()
+	return newHost(t, b, false)
+}
+
+// NewRATLSHost is NewHost served over RA-TLS (https): the relay terminates TLS with the
+// booted host's RA-TLS certificate, as the host itself does, so that a client's
+// handshake verifies the host's attestation and no one between can alter or inject an
+// answer (the relay's own alterations stand for the host's).
+func NewRATLSHost(t testing.TB, b backend.Backend) *Host {
+	t.Helper()
+	return newHost(t, b, true)
+}
+
+func newHost(t testing.TB, b backend.Backend, ratls bool) *Host {
 	if b == nil {
 		b = &Canned{Deltas: []string{"Hello", ", ", "world"}}
 	}
 	h := &Host{Dir: filepath.Join(t.TempDir(), "attest"), Backend: b}
-	h.relay = httptest.NewServer(h.rec.Record(h))
+	h.relay = httptest.NewUnstartedServer(h.rec.Record(h))
+	if ratls {
+		h.relay.Listener = tls.NewListener(h.relay.Listener, &tls.Config{MinVersion: tls.VersionTLS13,
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return h.tls.Load(), nil }})
+	}
+	h.relay.Start()
 	t.Cleanup(h.relay.Close)
 	h.URL = h.relay.URL
+	if ratls {
+		h.URL = "https://" + h.relay.Listener.Addr().String()
+	}
 	h.Start(t)
 	return h
 }
@@ -158,6 +182,7 @@ func (h *Host) Start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.tls.Store(cfg.Attestation.TLSConfig(time.Hour))
 	handler := srv.Handler()
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodPost, "/v1/pipelines", strings.NewReader(`{"manifest":{"abi_version":1,"model":`+strconv.Quote(model)+`},"modules":{}}`))
