@@ -18,8 +18,10 @@
 //	              RequestHash, Usage, ErrReceipt
 //	prices        PriceList (format PriceListFormat; Verify, Quote), Prices (a table
 //	              per model and a default: For, SamePrices), ModelPrice, PriceTable
-//	              (Cost), LoadCurve (Coefficient of a utilization in parts per million,
-//	              UtilizationScale; integers only), Quote, FormatTON
+//	              (Cost), Windows (each model's context window and a default: For,
+//	              SameWindow, MaxContextWindow), ModelWindow, LoadCurve (Coefficient of
+//	              a utilization in parts per million, UtilizationScale; integers
+//	              only), Quote, FormatTON
 //	accounts      AccountView, the host's view of an escrow (GET /v1/accounts/{account})
 //	errors        the Code* values of the host's refusals (400, 401, 402, 409, 422, 503)
 //

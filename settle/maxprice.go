@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/cocoonhost/cocoon/abi"
@@ -51,15 +50,22 @@ func (l *PriceList) MaxPrice(model string, u Usage) (price uint64, ok bool) {
 
 // RequestMaxPrice is the default max_price of a chat request body (an OpenAI chat
 // completion request) that a client sends to a host whose price list l it verified:
-// MaxPrice at AdmissionUsage of the request's model's window, the completion it asks
-// for (max_completion_tokens, else max_tokens, as a host reads them) and ComputeBound.
-// The model and its window come from models, the host's answer to GET /v1/models (for
-// a pipeline, GET /p/{id}/v1/models: its one model, whatever the body names), read as
-// the host reads its backend's list: the model the body names, else the first; its
-// context_length, else DefaultContextWindow. It fails, naming what is wrong, on a body
-// or models answer that is not the JSON expected, or a model the list does not price.
-// Cost: two small JSON decodings and a big.Int product.
-func (l *PriceList) RequestMaxPrice(body, models []byte, pipeline bool) (uint64, error) {
+// MaxPrice at AdmissionUsage of the model's window (l.Windows), the completion the
+// body asks for (max_completion_tokens, else max_tokens, as a host reads them) and
+// ComputeBound. Everything it reads is signed: no answer a relay could rewrite (the
+// model list, GET /v1/models) moves it.
+//
+// The model is the one the body names, for a request to the host's bare model. For a
+// pipeline (the host runs its manifest's model, whatever the body names) and for a
+// body that names none (the host runs its backend's first), the client does not know
+// the model from anything signed, so the price is the largest MaxPrice over every
+// model the list prices (Dearest): never below what admission computes, exactly it on
+// a host that prices one model at one window.
+//
+// It fails, naming what is wrong, on a body that is not the JSON expected or a model
+// the list does not price. Cost: one small JSON decoding and a big.Int product per
+// model the list names.
+func (l *PriceList) RequestMaxPrice(body []byte, pipeline bool) (uint64, error) {
 	var req struct {
 		Model               string `json:"model"`
 		MaxTokens           *int64 `json:"max_tokens"`
@@ -68,31 +74,6 @@ func (l *PriceList) RequestMaxPrice(body, models []byte, pipeline bool) (uint64,
 	if err := json.Unmarshal(body, &req); err != nil {
 		return 0, fmt.Errorf("settle: the request is not a chat completion request: %v", err)
 	}
-	type listed struct {
-		ID            string `json:"id"`
-		ContextLength int64  `json:"context_length"`
-	}
-	var list struct {
-		Data []listed `json:"data"`
-	}
-	if err := json.Unmarshal(models, &list); err != nil {
-		return 0, fmt.Errorf("settle: the host's model list is not the expected JSON: %v", err)
-	}
-	model, window := req.Model, uint64(DefaultContextWindow)
-	i := 0 // a pipeline's one model, or the backend's default: the first listed
-	if !pipeline && model != "" {
-		i = slices.IndexFunc(list.Data, func(m listed) bool { return m.ID == model })
-	}
-	if i >= 0 && i < len(list.Data) {
-		m := list.Data[i]
-		model = m.ID
-		if m.ContextLength > 0 {
-			window = uint64(m.ContextLength)
-		}
-	}
-	if model == "" {
-		return 0, fmt.Errorf("settle: the request names no model and the host lists none")
-	}
 	positive := func(p *int64) uint64 {
 		if p == nil || *p < 0 {
 			return 0
@@ -100,9 +81,39 @@ func (l *PriceList) RequestMaxPrice(body, models []byte, pipeline bool) (uint64,
 		return uint64(*p)
 	}
 	asked := cmp.Or(positive(req.MaxCompletionTokens), positive(req.MaxTokens))
-	price, ok := l.MaxPrice(model, AdmissionUsage(window, asked, ComputeBound))
+	if pipeline || req.Model == "" {
+		price, ok := l.Dearest(asked)
+		if !ok {
+			return 0, fmt.Errorf("settle: the host's price list prices no model")
+		}
+		return price, nil
+	}
+	price, ok := l.MaxPrice(req.Model, AdmissionUsage(l.Windows.For(req.Model), asked, ComputeBound))
 	if !ok {
-		return 0, fmt.Errorf("settle: the host's price list has no price for model %.80q", model)
+		return 0, fmt.Errorf("settle: the host's price list has no price for model %.80q", req.Model)
 	}
 	return price, nil
+}
+
+// Dearest is the largest MaxPrice of a request asking for maxTokens (0: none) over
+// every model a host of this list may run: each model it prices or gives a window,
+// at its table and window, and, with a default table, any model it names nowhere (the
+// default table at the default window). ok is false when it prices none. Cost: a
+// big.Int product per model the list names.
+func (l *PriceList) Dearest(maxTokens uint64) (price uint64, ok bool) {
+	consider := func(model string) {
+		if p, priced := l.MaxPrice(model, AdmissionUsage(l.Windows.For(model), maxTokens, ComputeBound)); priced {
+			price, ok = max(price, p), true
+		}
+	}
+	for _, m := range l.Models {
+		consider(m.Model)
+	}
+	for _, m := range l.Windows.Models {
+		consider(m.Model)
+	}
+	if l.Default != nil {
+		consider("") // a name neither list holds: Prices and Windows both refuse ""
+	}
+	return price, ok
 }

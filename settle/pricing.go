@@ -161,7 +161,7 @@ func SamePrices(t PriceTable) Prices { return Prices{Models: []ModelPrice{}, Def
 // For returns the table of model: its own, else the default; ok is false when the
 // prices have neither.
 func (p Prices) For(model string) (t PriceTable, ok bool) {
-	i, found := slices.BinarySearchFunc(p.Models, model, func(m ModelPrice, name string) int { return strings.Compare(m.Model, name) })
+	i, found := findModel(p.Models, model, func(m ModelPrice) string { return m.Model })
 	switch {
 	case found:
 		return p.Models[i].Prices, true
@@ -178,15 +178,28 @@ func (p Prices) checkShape() error {
 	if len(p.Models) == 0 && p.Default == nil {
 		return fmt.Errorf("settle: prices: no table: give a default or at least one model's")
 	}
-	for i, m := range p.Models {
-		switch {
-		case m.Model == "" || len(m.Model) > maxModelName:
-			return fmt.Errorf("settle: prices: model name %.40q: want 1 to %d bytes", m.Model, maxModelName)
-		case i > 0 && p.Models[i-1].Model >= m.Model:
-			return fmt.Errorf("settle: prices: model %.40q after %.40q: models must be in increasing byte order, each once", m.Model, p.Models[i-1].Model)
+	return checkModelNames("prices", p.Models, func(m ModelPrice) string { return m.Model })
+}
+
+// checkModelNames refuses a list of models (what names it in the error) a client could
+// read two ways: a name empty or over maxModelName bytes, or not after the one before
+// it in byte order (a model twice, or out of the order findModel's search needs).
+func checkModelNames[T any](what string, list []T, name func(T) string) error {
+	for i, m := range list {
+		switch n := name(m); {
+		case n == "" || len(n) > maxModelName:
+			return fmt.Errorf("settle: %s: model name %.40q: want 1 to %d bytes", what, n, maxModelName)
+		case i > 0 && name(list[i-1]) >= n:
+			return fmt.Errorf("settle: %s: model %.40q after %.40q: models must be in increasing byte order, each once", what, n, name(list[i-1]))
 		}
 	}
 	return nil
+}
+
+// findModel returns the index of model in list, in the order checkModelNames checks:
+// a binary search.
+func findModel[T any](list []T, model string, name func(T) string) (int, bool) {
+	return slices.BinarySearchFunc(list, model, func(m T, model string) int { return strings.Compare(name(m), model) })
 }
 
 // maxModelName bounds a model name in prices: a pipeline manifest's model is at most
@@ -211,10 +224,66 @@ func (p Prices) Validate() error {
 	return nil
 }
 
+// ModelWindow is one model's context window in a price list.
+type ModelWindow struct {
+	// Model is the model's name as requests and pipeline manifests name it.
+	Model string `json:"model"`
+	// Tokens is its context window: the prompt tokens admission prices a request at.
+	Tokens uint64 `json:"tokens"`
+}
+
+// Windows is the context window, in tokens, of every model a host serves, as its
+// admission prices requests (settle.AdmissionUsage): a window for each model its
+// backend reports one for, in increasing byte order of the names, each name once, and
+// a default (DefaultContextWindow on cocoon-host) for every other model. It is signed
+// with the prices (PriceList) because a client's max_price (RequestMaxPrice) grows
+// with the window: read from an unsigned answer, a relay could make it unbounded.
+type Windows struct {
+	Models  []ModelWindow `json:"models"`
+	Default uint64        `json:"default"`
+}
+
+// SameWindow is the same window for every model: a default and no model of its own.
+func SameWindow(tokens uint64) Windows { return Windows{Models: []ModelWindow{}, Default: tokens} }
+
+// MaxContextWindow bounds a window in a price list: 2³², far above any model's (10⁶
+// tokens is large), and a figure every JSON reader holds exactly. A host clamps a
+// backend's larger figure to it, for admission too.
+const MaxContextWindow = 1 << 32
+
+// For returns model's window: its own, else the default.
+func (w Windows) For(model string) uint64 {
+	if i, found := findModel(w.Models, model, modelWindowName); found {
+		return w.Models[i].Tokens
+	}
+	return w.Default
+}
+
+// Validate refuses windows a client could read two ways or that bound nothing: a
+// model named twice or out of order, an empty or overlong name, or a window (the
+// default included) of 0 or over MaxContextWindow.
+func (w Windows) Validate() error {
+	if w.Default == 0 || w.Default > MaxContextWindow {
+		return fmt.Errorf("settle: windows: default window %d: want 1 to %d tokens", w.Default, uint64(MaxContextWindow))
+	}
+	if err := checkModelNames("windows", w.Models, modelWindowName); err != nil {
+		return err
+	}
+	for _, m := range w.Models {
+		if m.Tokens == 0 || m.Tokens > MaxContextWindow {
+			return fmt.Errorf("settle: windows: model %.40q: window %d: want 1 to %d tokens", m.Model, m.Tokens, uint64(MaxContextWindow))
+		}
+	}
+	return nil
+}
+
+func modelWindowName(m ModelWindow) string { return m.Model }
+
 // PriceListFormat names the format of PriceList and starts its signed encoding. A
 // client refuses a list of another format (Verify): a list of format v1 (one table
-// for every model, no format member) is never read as this one.
-const PriceListFormat = "cocoon-pricing-v2"
+// for every model, no format member) or v2 (no context windows) is never read as
+// this one, nor this one by a client of v2.
+const PriceListFormat = "cocoon-pricing-v3"
 
 // PriceList is what GET /v1/pricing publishes: the base prices per model, the curve's
 // bounds, the current coefficient and utilization, and what a client needs to open an
@@ -224,6 +293,8 @@ type PriceList struct {
 	// Format is PriceListFormat.
 	Format string `json:"format"`
 	Prices
+	// Windows is the context window of every model, as admission prices it.
+	Windows Windows `json:"windows"`
 	// LoadMilli is the current coefficient: Curve.Coefficient(UtilizationPPM).
 	LoadMilli uint64    `json:"load_milli"`
 	Curve     LoadCurve `json:"curve"`
@@ -255,9 +326,10 @@ func (l *PriceList) Sign(key ed25519.PrivateKey) {
 }
 
 // Verify checks, in this order, that the list is of PriceListFormat, that its
-// signature verifies by hostKey (nil: its own HostKey), that its prices have one
-// reading (each model once, in order) and that its coefficient is its curve at its
-// utilization. It fails with an error naming the first check that failed.
+// signature verifies by hostKey (nil: its own HostKey), that its prices and windows
+// have one reading (each model once, in order; every window from 1 to
+// MaxContextWindow) and that its coefficient is its curve at its utilization. It
+// fails with an error naming the first check that failed.
 func (l *PriceList) Verify(hostKey ed25519.PublicKey) error {
 	switch {
 	case l.Format != PriceListFormat:
@@ -267,7 +339,10 @@ func (l *PriceList) Verify(hostKey ed25519.PublicKey) error {
 	case !ed25519.Verify(l.HostKey, l.signedBytes(), l.Signature):
 		return fmt.Errorf("settle: price list: bad signature")
 	}
-	if err := l.checkShape(); err != nil {
+	if err := l.Prices.checkShape(); err != nil {
+		return err
+	}
+	if err := l.Windows.Validate(); err != nil {
 		return err
 	}
 	if want := l.Curve.Coefficient(l.UtilizationPPM); l.LoadMilli != want {

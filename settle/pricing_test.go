@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"maps"
 	"math"
 	"strconv"
 	"strings"
@@ -193,7 +194,8 @@ func TestPriceListVerify(t *testing.T) {
 	curve := LoadCurve{MinMilli: 500, MaxMilli: 2000}
 	good := func() PriceList {
 		return PriceList{Prices: Prices{Models: []ModelPrice{{"a", PriceTable{PromptPerMillion: 1}}, {"b", PriceTable{PromptPerMillion: 2}}}},
-			Curve: curve, UtilizationPPM: 500_000, LoadMilli: 875, Wallet: "0:00", MinTimeout: 3600, Time: 1}
+			Windows: Windows{Models: []ModelWindow{{"a", 4096}, {"c", 32768}}, Default: DefaultContextWindow},
+			Curve:   curve, UtilizationPPM: 500_000, LoadMilli: 875, Wallet: "0:00", MinTimeout: 3600, Time: 1}
 	}
 	l := good()
 	l.Sign(key)
@@ -208,6 +210,16 @@ func TestPriceListVerify(t *testing.T) {
 		{"a model twice", "increasing byte order", func(l *PriceList) { l.Models[1].Model = "a" }},
 		{"an empty model name", "model name", func(l *PriceList) { l.Models[0].Model = "" }},
 		{"no table", "no table", func(l *PriceList) { l.Models = nil }},
+		{"windows out of order", "windows: model \"a\" after \"c\"", func(l *PriceList) {
+			l.Windows.Models[0], l.Windows.Models[1] = l.Windows.Models[1], l.Windows.Models[0]
+		}},
+		{"a window twice", "windows: model \"c\" after \"c\"", func(l *PriceList) { l.Windows.Models[0].Model = "c" }},
+		{"an empty window name", "windows: model name", func(l *PriceList) { l.Windows.Models[0].Model = "" }},
+		{"an overlong window name", "windows: model name", func(l *PriceList) { l.Windows.Models[1].Model = strings.Repeat("c", maxModelName+1) }},
+		{"a window of 0", "window 0", func(l *PriceList) { l.Windows.Models[1].Tokens = 0 }},
+		{"a window over the bound", "window 4294967297", func(l *PriceList) { l.Windows.Models[1].Tokens = MaxContextWindow + 1 }},
+		{"no default window", "default window 0", func(l *PriceList) { l.Windows.Default = 0 }},
+		{"a default window over the bound", "default window 18446744073709551615", func(l *PriceList) { l.Windows.Default = math.MaxUint64 }},
 		{"a coefficient off its curve", "load coefficient 876", func(l *PriceList) { l.LoadMilli = 876 }},
 		{"a utilization past full priced below max", "load coefficient 875", func(l *PriceList) { l.UtilizationPPM = math.MaxUint64 }},
 	} {
@@ -221,29 +233,68 @@ func TestPriceListVerify(t *testing.T) {
 	// Another format, signed as this one would be: refused before its signature.
 	other := good()
 	other.Sign(key)
-	other.Format = "cocoon-pricing-v3"
-	if err := other.Verify(nil); err == nil || !strings.Contains(err.Error(), `format "cocoon-pricing-v3"`) {
+	other.Format = "cocoon-pricing-v4"
+	if err := other.Verify(nil); err == nil || !strings.Contains(err.Error(), `format "cocoon-pricing-v4"`) {
 		t.Errorf("another format: %v", err)
 	}
 }
 
-// TestPriceListRefusesV1: a list of the first format (one table for every model, its
-// own signing domain, no format member), validly signed, is refused by name, not read
-// as a list without prices or with the table taken for some model's.
-func TestPriceListRefusesV1(t *testing.T) {
-	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
-	v1 := map[string]any{"prices": map[string]string{"prompt_per_million": "1", "completion_per_million": "2", "compute_per_million": "0"},
-		"load_milli": 500, "curve": map[string]uint64{"min_milli": 500, "max_milli": 2000}, "wallet": "0:00", "min_timeout": 3600,
-		"utilization_milli": 0, "time": 1, "host_key": []byte(key.Public().(ed25519.PublicKey))}
-	body, _ := json.Marshal(v1)
-	v1["signature"] = ed25519.Sign(key, append([]byte("cocoon-pricing-v1\x00"), body...))
-	b, _ := json.Marshal(v1)
-	var l PriceList
-	if err := json.Unmarshal(b, &l); err != nil {
-		t.Fatal(err)
+// TestPriceListWindowTampered: a relay that enlarges a model's window, or the default
+// one, in a signed list (to raise the max_price a client computes from it) breaks the
+// signature; so does one that moves a window to another model.
+func TestPriceListWindowTampered(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{6}, ed25519.SeedSize))
+	for name, edit := range map[string]func(*PriceList){
+		"a model's window":   func(l *PriceList) { l.Windows.Models[0].Tokens = 1_000_000_000 },
+		"the default window": func(l *PriceList) { l.Windows.Default = 1_000_000_000 },
+		"a window renamed":   func(l *PriceList) { l.Windows.Models[0].Model = "b" },
+		"a window added":     func(l *PriceList) { l.Windows.Models = append(l.Windows.Models, ModelWindow{"z", 1 << 20}) },
+	} {
+		l := PriceList{Prices: SamePrices(PriceTable{PromptPerMillion: 1}), Windows: Windows{Models: []ModelWindow{{"a", 4096}}, Default: 2048},
+			Curve: LoadCurve{MinMilli: 500, MaxMilli: 2000}, LoadMilli: 500}
+		l.Sign(key)
+		// Through JSON, as a relay would rewrite it.
+		b, _ := json.Marshal(l)
+		var tampered PriceList
+		if err := json.Unmarshal(b, &tampered); err != nil {
+			t.Fatal(err)
+		}
+		edit(&tampered)
+		if err := tampered.Verify(key.Public().(ed25519.PublicKey)); err == nil || !strings.Contains(err.Error(), "bad signature") {
+			t.Errorf("%s: Verify = %v, want a bad signature", name, err)
+		}
 	}
-	if err := l.Verify(nil); err == nil || !strings.Contains(err.Error(), `price list format ""`) {
-		t.Errorf("a v1 list: Verify = %v, want the format refused", err)
+}
+
+// TestPriceListRefusesOlderFormats: a list of an earlier format, validly signed in its
+// own signing domain, is refused by name: v1 (one table for every model, no format
+// member) is not read as a list without prices or with the table taken for some
+// model's, and v2 (prices without windows) never has its missing windows taken for
+// anything.
+func TestPriceListRefusesOlderFormats(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
+	table := map[string]string{"prompt_per_million": "1", "completion_per_million": "2", "compute_per_million": "0"}
+	for _, tc := range []struct {
+		name, domain, want string
+		members            map[string]any
+	}{
+		{"v1", "cocoon-pricing-v1", `price list format ""`, map[string]any{"prices": table, "utilization_milli": 0}},
+		{"v2", "cocoon-pricing-v2", `price list format "cocoon-pricing-v2": this client reads cocoon-pricing-v3 only`,
+			map[string]any{"format": "cocoon-pricing-v2", "models": []any{}, "default": table, "utilization_ppm": 0}},
+	} {
+		list := map[string]any{"load_milli": 500, "curve": map[string]uint64{"min_milli": 500, "max_milli": 2000}, "wallet": "0:00", "min_timeout": 3600,
+			"time": 1, "host_key": []byte(key.Public().(ed25519.PublicKey))}
+		maps.Copy(list, tc.members)
+		body, _ := json.Marshal(list)
+		list["signature"] = ed25519.Sign(key, append([]byte(tc.domain+"\x00"), body...))
+		b, _ := json.Marshal(list)
+		var l PriceList
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Verify(nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("a %s list: Verify = %v, want the format refused", tc.name, err)
+		}
 	}
 }
 
@@ -252,11 +303,12 @@ func TestPriceListRefusesV1(t *testing.T) {
 func FuzzPriceListVerify(f *testing.F) {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
 	l := PriceList{Prices: Prices{Models: []ModelPrice{{"a", PriceTable{PromptPerMillion: 1}}}, Default: &PriceTable{CompletionPerMillion: 2}},
-		Curve: LoadCurve{MinMilli: 500, MaxMilli: 2000}, LoadMilli: 500}
+		Windows: Windows{Models: []ModelWindow{{"a", 4096}}, Default: DefaultContextWindow},
+		Curve:   LoadCurve{MinMilli: 500, MaxMilli: 2000}, LoadMilli: 500}
 	l.Sign(key)
 	good, _ := json.Marshal(l)
 	f.Add(good)
-	f.Add([]byte(`{"format":"cocoon-pricing-v2","models":null,"utilization_ppm":18446744073709551615}`))
+	f.Add([]byte(`{"format":"cocoon-pricing-v3","models":null,"windows":{"models":[{"model":"a","tokens":0}],"default":1},"utilization_ppm":18446744073709551615}`))
 	f.Add([]byte(`{"prices":{"prompt_per_million":"1"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var l PriceList
@@ -272,6 +324,14 @@ func FuzzPriceListVerify(f *testing.F) {
 			if got, ok := l.For(m.Model); !ok || got != m.Prices {
 				t.Fatalf("a verified list prices %q as %+v, %v, not its own %+v", m.Model, got, ok, m.Prices)
 			}
+		}
+		for _, m := range l.Windows.Models {
+			if got := l.Windows.For(m.Model); got != m.Tokens || got == 0 || got > MaxContextWindow {
+				t.Fatalf("a verified list gives %q the window %d, its own is %d", m.Model, got, m.Tokens)
+			}
+		}
+		if w := l.Windows.For("\xff never listed"); w == 0 || w > MaxContextWindow {
+			t.Fatalf("a verified list's default window is %d", w)
 		}
 	})
 }

@@ -153,7 +153,7 @@ func TestCheckReceipt(t *testing.T) {
 // 2000‰, signed by key.
 func testPriceList(key ed25519.PrivateKey) *PriceList {
 	curve := LoadCurve{MinMilli: 1000, MaxMilli: 2000}
-	l := &PriceList{Prices: Prices{Models: []ModelPrice{{Model: "m", Prices: testPrices}}}, LoadMilli: curve.Coefficient(0), Curve: curve,
+	l := &PriceList{Prices: Prices{Models: []ModelPrice{{Model: "m", Prices: testPrices}}}, Windows: SameWindow(DefaultContextWindow), LoadMilli: curve.Coefficient(0), Curve: curve,
 		Wallet: "0:" + strings.Repeat("01", 32)}
 	l.Sign(key)
 	return l

@@ -267,6 +267,11 @@ func TestForgedSignatureIsNoCredential(t *testing.T) {
 		c.MaxGenerations = 1
 	})
 	id := b.push(emptyPipeline)
+	// New read the backend's list for the signed price list: forget it, so that a
+	// forged request reaching admission (or the model lists) would read it again.
+	b.server.models.mu.Lock()
+	b.server.models.windows = nil
+	b.server.models.mu.Unlock()
 	nonce := "?nonce=" + strings.Repeat("ab", 16)
 	for _, tc := range []struct{ method, path, body string }{
 		{"GET", "/v1/models", ""},

@@ -109,8 +109,9 @@ func (b escrowBilling) admit(r *http.Request, c *chatCall) (charge, error) {
 
 // admissionUsage is the usage admission prices a request with opts for model at,
 // module compute aside (the billing service adds its reserve): settle.AdmissionUsage
-// of model's window and the completion opts ask for, the arithmetic clients compute
-// their max_price with (settle.PriceList.RequestMaxPrice). reported is window's.
+// of model's window (the one the signed price list gives it) and the completion opts
+// ask for, the arithmetic clients compute their max_price with
+// (settle.PriceList.RequestMaxPrice). reported is window's.
 func (m *modelWindows) admissionUsage(ctx context.Context, model string, opts clientOptions) (u settle.Usage, reported bool) {
 	window, reported := m.window(ctx, model)
 	asked := askedTokens(opts.MaxCompletionTokens, opts.MaxTokens) // host.CheckChatRequest refused a negative one
@@ -224,8 +225,11 @@ func receiptEvent(rc *settle.Receipt) []byte {
 	return sseFrame(b)
 }
 
-// pricing answers GET /v1/pricing: the current price list, signed by the settlement key.
+// pricing answers GET /v1/pricing: the current price list, signed by the settlement
+// key, with the context windows of the backend's model list admission reads now
+// (modelWindows.sync: at most one read of it per modelsTTL).
 func (s *Server) pricing(w http.ResponseWriter, r *http.Request) {
+	s.models.sync(r.Context())
 	writeJSON(w, http.StatusOK, s.cfg.Billing.PriceList())
 }
 

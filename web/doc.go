@@ -18,7 +18,7 @@
 //	GET    /readyz                       200 when the backend can serve, else 503
 //	GET    /metrics                      Prometheus metrics
 //	GET    /v1/attestation[?nonce=<hex>] the boot evidence, fresh with a nonce (no credential)
-//	GET    /v1/pricing                   the signed price list of a billing host (no credential)
+//	GET    /v1/pricing                   the signed price list of a billing host, with each model's context window (no credential)
 //	GET    /v1/accounts/{account}        an escrow account's totals (its client only)
 //	GET    /v1/accounts/{account}/receipts?from=&limit=   its receipts (its client only)
 //	GET    /v1/models                    the backend's models
@@ -73,10 +73,11 @@
 // with an escrow's client key (see Billing) identifies that escrow's client: it may chat,
 // read, and read its account. /, /page/, /healthz, /readyz, /metrics, /v1/attestation
 // and /v1/pricing need no credential, nor do pipeline evidence (see The reviewer's
-// page) and the model lists, /v1/models and /p/{id}/v1/models (a client signing for an
-// escrow reads its model's context window there for its max_price without showing its
-// signature to a relay); they answer from admission's cache of the backend's list, read
-// at most once a minute, so an anonymous flood costs the backend nothing.
+// page) and the model lists, /v1/models and /p/{id}/v1/models (they name what the
+// evidence names; the context windows a client's max_price needs are in the signed
+// price list, never read from them); they answer from admission's cache of the
+// backend's list, read at most once a minute, so an anonymous flood costs the backend
+// nothing.
 //
 // The credential is checked completely in middleware, before any handler runs: a
 // request whose credential fails gets 401 (402 for a signed request naming an address

@@ -4,10 +4,12 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cocoonhost/cocoon/host/backend"
+	"github.com/cocoonhost/cocoon/host/manifest"
 	"github.com/cocoonhost/cocoon/settle"
 )
 
@@ -31,8 +33,8 @@ func toModelJSON(m backend.Model) modelJSON {
 
 // listModels answers GET /v1/models: the backend's models, as admission last read
 // them (modelWindows.list): the route needs no credential, so a flood of it reads the
-// backend's list at most once a modelsTTL, and a client computing its max_price sees
-// the windows admission prices.
+// backend's list at most once a modelsTTL. Its context_length is informative only:
+// what admission prices is in the signed price list (GET /v1/pricing).
 func (s *Server) listModels(w http.ResponseWriter, r *http.Request) {
 	models, err := s.models.list(r.Context())
 	if err != nil {
@@ -72,6 +74,10 @@ func pipelineModelList(model string, models []backend.Model) listJSON[modelJSON]
 // modelsTTL is how long the backend's model list is trusted for context windows.
 const modelsTTL = time.Minute
 
+// firstModelsRead bounds the read of the backend's model list a billing host makes
+// in New.
+const firstModelsRead = 10 * time.Second
+
 // modelsRetry is how long after a failed read of the backend's model list the next
 // read waits: GET /v1/models needs no credential, and without it a flood of them
 // while the backend failed read its list once per request.
@@ -86,8 +92,14 @@ const defaultContextTokens = settle.DefaultContextWindow
 // billed request, and listing models may be a network call. It keeps the served models
 // only, so that clients naming made-up models grow nothing. It is safe for concurrent
 // use.
+//
+// It is the one source of the windows: a billing host's admission prices them, and
+// publish (billing.Pricer.SetWindows) puts them in the signed price list clients cap
+// their requests with, each time a list is read.
 type modelWindows struct {
 	backend backend.Backend
+	// publish, when set, is given the windows of every list read (signed).
+	publish func(settle.Windows) error
 	mu      sync.Mutex
 	windows map[string]int // model id → context length; "" → the first model's
 	first   string         // the first model's id: what the backend serves for ""
@@ -164,22 +176,48 @@ func (m *modelWindows) name(ctx context.Context, model string) string {
 	return m.first
 }
 
-// store keeps a list just read, unless reading it failed (then it notes when). A model
-// listed twice has the window it is first listed with, as clients read the list
-// (settle.PriceList.RequestMaxPrice): with the last, an honest client's max_price
-// was below admission's worst case, a 402 for nothing.
+// sync reads the backend's list again if modelsTTL has passed since the last read
+// (fresh), so that a price list made next carries the windows admission reads now.
+func (m *modelWindows) sync(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fresh(ctx)
+}
+
+// store keeps a list just read, unless reading it failed (then it notes when), and
+// publishes its windows. A model listed twice has the window it is first listed with,
+// the one the signed list gives it: a client's max_price and admission's worst case
+// read one window. A window over settle.MaxContextWindow is cut to it, and a model
+// whose name a price list cannot carry (over manifest.MaxModelBytes: no pipeline runs
+// it either) has the default, for admission as in the list.
 func (m *modelWindows) store(models []backend.Model, err error) {
 	if err != nil {
 		m.failed, m.failure = time.Now(), err
 		return
 	}
 	m.windows, m.models, m.read = make(map[string]int, len(models)+1), models, time.Now()
+	signed := settle.SameWindow(defaultContextTokens)
 	for i, md := range models {
+		window := min(max(md.ContextLength, 0), settle.MaxContextWindow)
+		if len(md.ID) > manifest.MaxModelBytes {
+			window = 0
+		}
 		if i == 0 {
-			m.windows[""], m.first = md.ContextLength, md.ID
+			m.windows[""], m.first = window, md.ID
 		}
 		if _, ok := m.windows[md.ID]; !ok {
-			m.windows[md.ID] = md.ContextLength
+			m.windows[md.ID] = window
+			if md.ID != "" && window > 0 {
+				signed.Models = append(signed.Models, settle.ModelWindow{Model: md.ID, Tokens: uint64(window)})
+			}
+		}
+	}
+	if m.publish != nil {
+		slices.SortFunc(signed.Models, func(a, b settle.ModelWindow) int { return strings.Compare(a.Model, b.Model) })
+		// Cannot fail: every name is 1 to manifest.MaxModelBytes bytes, once, and
+		// every window 1 to settle.MaxContextWindow.
+		if err := m.publish(signed); err != nil {
+			panic("web: the model windows do not make a price list: " + err.Error())
 		}
 	}
 }

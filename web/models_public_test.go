@@ -24,9 +24,8 @@ func (c countingModels) Models(ctx context.Context) ([]backend.Model, error) {
 	return c.Backend.Models(ctx)
 }
 
-// TestModelsNeedNoCredential: the model lists answer without a credential (a client
-// signing for an escrow reads its model's window there for its max_price, and must not
-// show its signature to a relay), a wrong credential is still a 401, and a flood of
+// TestModelsNeedNoCredential: the model lists answer without a credential (as pipeline
+// evidence, which names the model too, does), a wrong credential is still a 401, and a flood of
 // anonymous reads reads the backend's list once (admission's cache), not once each.
 func TestModelsNeedNoCredential(t *testing.T) {
 	var reads atomic.Int32
@@ -105,11 +104,11 @@ func (b twiceListed) Models(ctx context.Context) ([]backend.Model, error) {
 }
 
 // TestMaxPriceOfAModelListedTwice: a backend (the operator's) listing a model twice with
-// two context windows. A client reads the first (settle.PriceList.RequestMaxPrice), and
-// admission read the last: the honest client's default max_price was below
-// admission's worst case, a 402 for a request it had priced right. Admission reads
-// the list as clients do, and so does a pipeline's model list: each request is served
-// within the cap its client computed from the host's own answers.
+// two context windows. Admission once read the last while clients read the first: the
+// honest client's default max_price was below admission's worst case, a 402 for a
+// request it had priced right. The signed price list gives the model the window it is
+// first listed with, and admission reads that one too: each request is served within
+// the cap its client computed from the signed list alone.
 func TestMaxPriceOfAModelListedTwice(t *testing.T) {
 	for _, tt := range []struct {
 		name        string
@@ -136,8 +135,14 @@ func TestMaxPriceOfAModelListedTwice(t *testing.T) {
 			if tt.pipeline {
 				prefix, body = "/p/"+b.push(emptyPipeline)+"/v1", chatBody
 			}
-			models := b.do("GET", prefix+"/models", "", nil)
-			maxPrice, err := list.RequestMaxPrice([]byte(body), models.body, tt.pipeline)
+			first := uint64(512)
+			if tt.longerFirst {
+				first *= 64
+			}
+			if got := list.Windows.For(testModel); got != first {
+				t.Fatalf("the signed list gives %s the window %d, want the first listed: %d", testModel, got, first)
+			}
+			maxPrice, err := list.RequestMaxPrice([]byte(body), tt.pipeline)
 			if err != nil {
 				t.Fatal(err)
 			}

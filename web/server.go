@@ -290,6 +290,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Billing != nil {
 		s.billing = escrowBilling{s}
 		s.observeLoad = cfg.Billing.Pricer().Observe
+		// The signed price list carries the windows admission prices; they are read
+		// now so that the first list (which a registrar registers at once) has them
+		// too. A failed read is tried again by the first request that needs one.
+		s.models.publish = cfg.Billing.Pricer().SetWindows
+		ctx, cancel := context.WithTimeout(context.Background(), firstModelsRead)
+		s.models.sync(ctx)
+		cancel()
 	}
 	s.metrics.registry.MustRegister(s.conns.collectors()...)
 	if cfg.Billing != nil {
@@ -366,8 +373,8 @@ func (s *Server) routes() http.Handler {
 	})
 
 	// The model lists need no credential, as pipeline evidence does not (it names the
-	// model too): a client signing for an escrow reads its model's context window there
-	// to compute its max_price, and its signature must not cross a relay in the clear.
+	// model too). A client's max_price does not read them: they are not signed, and the
+	// context windows it needs are in the signed price list.
 	r.With(s.credentialOrReviewer).Get("/v1/models", s.listModels)
 	r.With(s.credentialOrReviewer, s.withPipeline).Get("/p/{id}/v1/models", s.pipelineModels)
 	if s.cfg.Attestation != nil {

@@ -37,7 +37,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	pipeline := fs.String("pipeline", "", "id of the pipeline, as push printed it")
 	noStream := fs.Bool("no-stream", false, "ask for the whole answer at once instead of a stream")
 	maxTokens := fs.Int("max-tokens", 0, "most tokens to generate (default: the host's)")
-	maxPrice := fs.Uint64("max-price", 0, "most the request may cost, in nanoTON (default: for a request signed for an escrow, its worst case at the price list verified before sending: the model's context window of prompt tokens, --max-tokens or the window of completion, 10 s of module time, at the load curve's top; an API-key request carries none)")
+	maxPrice := fs.Uint64("max-price", 0, "most the request may cost, in nanoTON (default: for a request signed for an escrow, its worst case at the price list verified before sending: the context window that list signs of prompt tokens, --max-tokens or the window of completion, 10 s of module time, at the load curve's top, for the dearest model the list prices; an API-key request carries none)")
 	var temperature *float64
 	fs.Func("temperature", "sampling temperature, 0 to 2; 0 is greedy (default: the host's)", func(v string) error {
 		t, err := strconv.ParseFloat(v, 64)

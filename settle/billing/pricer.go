@@ -35,6 +35,9 @@ type Pricer struct {
 	now    func() time.Time
 
 	mu sync.Mutex
+	// windows is what the price list publishes as the models' context windows
+	// (SetWindows): what admission prices.
+	windows settle.Windows
 	// utilization is the smoothed share of slots in use in fineScale units: finer
 	// than the published parts per million, so that the many short steps of a busy
 	// host (Observe at every request's start and end) each move it.
@@ -60,7 +63,28 @@ func NewPricer(prices settle.Prices, curve settle.LoadCurve) (*Pricer, error) {
 	if err := curve.Validate(); err != nil {
 		return nil, err
 	}
-	return &Pricer{prices: prices, curve: curve, now: time.Now, observed: time.Now()}, nil
+	return &Pricer{prices: prices, curve: curve, windows: settle.SameWindow(settle.DefaultContextWindow), now: time.Now, observed: time.Now()}, nil
+}
+
+// SetWindows sets the context windows the price list publishes, signed with the
+// prices: the caller's admission must price each model's prompt at exactly these
+// (cocoon-host's web server sets them from the backend's model list each time it
+// reads it, the list its admission reads), since clients cap their requests with them
+// (settle.PriceList.RequestMaxPrice). Until it is called, every model has
+// settle.DefaultContextWindow. It refuses windows settle.Windows.Validate refuses,
+// keeping the previous ones.
+func (p *Pricer) SetWindows(w settle.Windows) error {
+	if err := w.Validate(); err != nil {
+		return err
+	}
+	w.Models = slices.Clone(w.Models)
+	if w.Models == nil {
+		w.Models = []settle.ModelWindow{}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.windows = w
+	return nil
 }
 
 // fineScale is full utilization inside the pricer: parts per 10¹². A step of the
@@ -149,11 +173,15 @@ func (p *Pricer) utilizationPPM() uint64 {
 }
 
 // PriceList returns the current price list for the host's wallet and minimum escrow
-// timeout, signed with key.
+// timeout, with the windows SetWindows last set, signed with key.
 func (p *Pricer) PriceList(key ed25519.PrivateKey, wallet string, minTimeout uint32) settle.PriceList {
 	u := p.utilizationPPM()
+	p.mu.Lock()
+	windows := p.windows
+	p.mu.Unlock()
 	l := settle.PriceList{
 		Prices:         p.prices,
+		Windows:        windows,
 		LoadMilli:      p.curve.Coefficient(u),
 		Curve:          p.curve,
 		Wallet:         wallet,

@@ -130,18 +130,26 @@ func TestPriceListSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := p.SetWindows(settle.Windows{Models: []settle.ModelWindow{{Model: "a", Tokens: 4096}}, Default: settle.DefaultContextWindow}); err != nil {
+		t.Fatal(err)
+	}
 	l := p.PriceList(key, "0:"+string(bytes.Repeat([]byte{'a'}, 64)), 3600)
 	if err := l.Verify(key.Public().(ed25519.PublicKey)); err != nil {
 		t.Fatal(err)
 	}
+	if got := l.Windows.For("a"); got != 4096 {
+		t.Fatalf("the list gives a the window %d, SetWindows set 4096", got)
+	}
 	for name, tamper := range map[string]func(*settle.PriceList){
-		"price":       func(l *settle.PriceList) { l.Models[0].Prices.CompletionPerMillion++ },
-		"model":       func(l *settle.PriceList) { l.Models[1].Model = "c" },
-		"default":     func(l *settle.PriceList) { l.Default = &settle.PriceTable{PromptPerMillion: 1} },
-		"utilization": func(l *settle.PriceList) { l.UtilizationPPM = 1; l.LoadMilli = l.Curve.Coefficient(1) },
-		"wallet":      func(l *settle.PriceList) { l.Wallet = "0:" + string(bytes.Repeat([]byte{'b'}, 64)) },
-		"time":        func(l *settle.PriceList) { l.Time++ },
-		"min timeout": func(l *settle.PriceList) { l.MinTimeout = 1 },
+		"window":         func(l *settle.PriceList) { l.Windows.Models = []settle.ModelWindow{{Model: "a", Tokens: 1 << 30}} },
+		"default window": func(l *settle.PriceList) { l.Windows.Default = 1 << 30 },
+		"price":          func(l *settle.PriceList) { l.Models[0].Prices.CompletionPerMillion++ },
+		"model":          func(l *settle.PriceList) { l.Models[1].Model = "c" },
+		"default":        func(l *settle.PriceList) { l.Default = &settle.PriceTable{PromptPerMillion: 1} },
+		"utilization":    func(l *settle.PriceList) { l.UtilizationPPM = 1; l.LoadMilli = l.Curve.Coefficient(1) },
+		"wallet":         func(l *settle.PriceList) { l.Wallet = "0:" + string(bytes.Repeat([]byte{'b'}, 64)) },
+		"time":           func(l *settle.PriceList) { l.Time++ },
+		"min timeout":    func(l *settle.PriceList) { l.MinTimeout = 1 },
 	} {
 		bad := l
 		tamper(&bad)
@@ -152,6 +160,31 @@ func TestPriceListSignature(t *testing.T) {
 	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, 32)).Public().(ed25519.PublicKey)
 	if err := l.Verify(other); err == nil {
 		t.Error("a price list verifies against another key")
+	}
+}
+
+// TestSetWindowsValidates: windows a client would refuse are never published; the
+// ones before stay, and a pricer starts with DefaultContextWindow for every model.
+func TestSetWindowsValidates(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, 32))
+	p, err := NewPricer(settle.SamePrices(settle.PriceTable{PromptPerMillion: 1}), DefaultLoadCurve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := p.PriceList(key, "0:00", 3600); l.Windows.For("any") != settle.DefaultContextWindow || l.Verify(nil) != nil {
+		t.Fatalf("a new pricer's windows: %+v", l.Windows)
+	}
+	for name, w := range map[string]settle.Windows{
+		"no default":    {Models: []settle.ModelWindow{{Model: "a", Tokens: 1}}},
+		"a window of 0": {Models: []settle.ModelWindow{{Model: "a", Tokens: 0}}, Default: 1},
+		"unsorted":      {Models: []settle.ModelWindow{{Model: "b", Tokens: 1}, {Model: "a", Tokens: 1}}, Default: 1},
+	} {
+		if err := p.SetWindows(w); err == nil {
+			t.Errorf("%s: SetWindows took %+v", name, w)
+		}
+	}
+	if l := p.PriceList(key, "0:00", 3600); l.Windows.For("a") != settle.DefaultContextWindow || l.Verify(nil) != nil {
+		t.Errorf("after refused windows: %+v", l.Windows)
 	}
 }
 

@@ -250,9 +250,10 @@ func raisedHost(t *testing.T, m *proxytest.Market, h *proxytest.BillingHost) str
 	return ts.URL
 }
 
-// otherPriceLists returns the price list of the host at hostURL at twice its prices,
-// signed by its settlement key key ("stale": the host's list before a price change)
-// and by another key ("forged"), as JSON.
+// otherPriceLists returns the price list of the host at hostURL as it is ("original":
+// the host's list before its operator raised its prices, raisedHost), and at twice its
+// prices, signed by its settlement key key ("stale": the host's list before a price
+// change) and by another key ("forged"), as JSON.
 func otherPriceLists(t *testing.T, hostURL string, key ed25519.PrivateKey) map[string][]byte {
 	t.Helper()
 	resp, err := http.Get(hostURL + "/v1/pricing")
@@ -264,9 +265,12 @@ func otherPriceLists(t *testing.T, hostURL string, key ed25519.PrivateKey) map[s
 	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
 		t.Fatal(err)
 	}
+	lists := map[string][]byte{}
+	if lists["original"], err = json.Marshal(&l); err != nil {
+		t.Fatal(err)
+	}
 	l.Prices.Default.PromptPerMillion *= 2
 	l.Prices.Default.CompletionPerMillion *= 2
-	lists := map[string][]byte{}
 	for name, k := range map[string]ed25519.PrivateKey{"stale": key, "forged": ed25519Seed(0x66)} {
 		l.Sign(k)
 		if lists[name], err = json.Marshal(&l); err != nil {
@@ -274,6 +278,29 @@ func otherPriceLists(t *testing.T, hostURL string, key ed25519.PrivateKey) map[s
 		}
 	}
 	return lists
+}
+
+// inflateWindows rewrites a model list answer to give every model a context_length
+// of 10⁹.
+func inflateWindows(resp *http.Response) error {
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	var list struct {
+		Object string           `json:"object"`
+		Data   []map[string]any `json:"data"`
+	}
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	for _, m := range list.Data {
+		m["context_length"] = 1_000_000_000
+	}
+	b, _ = json.Marshal(list)
+	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+	resp.Header.Del("Content-Length")
+	return nil
 }
 
 func ed25519Seed(b byte) ed25519.PrivateKey {
@@ -347,6 +374,8 @@ type relay struct {
 	listsQueued  [][]byte
 	pricingAsked int
 	redirected   int
+	// modelsAsked counts the model-list requests (GET .../v1/models).
+	modelsAsked int
 }
 
 // versions returns the first byte of every sealed chat request the relay saw so far.
@@ -371,7 +400,8 @@ func (r *relay) record(envelope []byte) {
 //
 // pricesPath queues price lists of relay.lists (a POST whose body names them, comma
 // separated) to answer the next price-list requests in the host's place, one each;
-// askedPath serves "<price-list requests> <requests the redirect's target got>".
+// askedPath serves "<price-list requests> <requests the redirect's target got>
+// <model-list requests>".
 const (
 	versionsPath = "/relay/versions"
 	restartPath  = "/relay/restart"
@@ -393,6 +423,8 @@ const (
 //	           ciphertext, or a stream's second record)
 //	/forge/    sets Cocoon-E2E-Session: 3600 on every chat answer, outside the seal
 //	/strip/    deletes Cocoon-E2E-Session from every chat answer, outside the seal
+//	/inflate/  answers the model lists (GET .../v1/models, unsigned) with every
+//	           context_length 10⁹
 //	/unknown/  answers every chat request itself with a plaintext 400
 //	           e2e_session_unknown, as the host does for a session it does not hold
 //	/redirect/ answers every request with a 307 to another server, which counts what
@@ -434,6 +466,9 @@ func tamperRelay(t *testing.T, target string) *relay {
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			m, _ := resp.Request.Context().Value(relayMode{}).(string)
+			if m == "inflate" && strings.HasSuffix(resp.Request.URL.Path, "/v1/models") {
+				return inflateWindows(resp)
+			}
 			if !strings.HasSuffix(resp.Request.URL.Path, "/chat/completions") {
 				return nil
 			}
@@ -463,6 +498,11 @@ func tamperRelay(t *testing.T, target string) *relay {
 	t.Cleanup(elsewhere.Close)
 	mux := http.NewServeMux()
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.HasSuffix(req.URL.Path, "/v1/models") {
+			r.mu.Lock()
+			r.modelsAsked++
+			r.mu.Unlock()
+		}
 		if strings.HasSuffix(req.URL.Path, "/v1/pricing") {
 			r.mu.Lock()
 			r.pricingAsked++
@@ -505,7 +545,7 @@ func tamperRelay(t *testing.T, target string) *relay {
 	mux.HandleFunc("GET "+askedPath, func(w http.ResponseWriter, _ *http.Request) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		fmt.Fprintf(w, "%d %d", r.pricingAsked, r.redirected)
+		fmt.Fprintf(w, "%d %d %d", r.pricingAsked, r.redirected, r.modelsAsked)
 	})
 	mux.HandleFunc("GET "+versionsPath, func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, hex.EncodeToString(r.versions()))

@@ -202,26 +202,14 @@ func (c *Client) agreedPrices(ctx context.Context, boot *attest.Evidence) (*sett
 	return l, key, nil
 }
 
-// maxModelsAnswer bounds the host's answer to GET /v1/models that defaultMaxPrice reads.
-const maxModelsAnswer = 1 << 20
-
 // defaultMaxPrice is the max_price of request body to pipeline when its caller gave
-// none: its worst case at the prices of l, which Chat verified before sending
-// (settle.PriceList.RequestMaxPrice), its model's context window read from the host's
-// model list (GET /v1/models or /p/{id}/v1/models, with no credential: one more
-// request).
-// A model l does not price, or a list that is not one, is CodeBadAnswer before the
-// request is sent.
-func (c *Client) defaultMaxPrice(ctx context.Context, l *settle.PriceList, pipeline string, body []byte) (uint64, error) {
-	path := "/v1/models"
-	if pipeline != "" {
-		path = "/p/" + pipeline + path
-	}
-	models, err := c.GetBytes(ctx, path, maxModelsAnswer)
-	if err != nil {
-		return 0, err
-	}
-	price, err := l.RequestMaxPrice(body, models, pipeline != "")
+// none: its worst case at the prices and context windows of l, which Chat verified
+// before sending (settle.PriceList.RequestMaxPrice; the dearest model of l for a
+// pipeline or a body naming none). Nothing unsigned (no model list) moves it. A
+// model l does not price, or a body that is not a chat request, is CodeBadAnswer
+// before the request is sent.
+func defaultMaxPrice(l *settle.PriceList, pipeline string, body []byte) (uint64, error) {
+	price, err := l.RequestMaxPrice(body, pipeline != "")
 	if err != nil {
 		return 0, &Error{Code: CodeBadAnswer, Err: err, Message: fmt.Sprintf("the request's max_price (give one to skip this): %v", err)}
 	}

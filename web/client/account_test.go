@@ -14,13 +14,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cocoonhost/cocoon/abi"
 	"github.com/cocoonhost/cocoon/attest"
+	"github.com/cocoonhost/cocoon/host"
 	"github.com/cocoonhost/cocoon/settle"
 	"github.com/cocoonhost/cocoon/settle/billing"
 	"github.com/cocoonhost/cocoon/settle/ledger"
@@ -154,6 +157,9 @@ type billedHost struct {
 	prices atomic.Pointer[settle.PriceList]
 	// alterBody, when set, rewrites the body of each chat request the relay passes on.
 	alterBody atomic.Pointer[func([]byte) []byte]
+	// inflateWindows, when set, makes the relay answer the model lists (GET /v1/models,
+	// /p/{id}/v1/models: unsigned) with every context_length 10⁹.
+	inflateWindows atomic.Bool
 	// raiseAfterList, when set, makes the relay raise the host's prices (raise) right
 	// after it served GET /v1/pricing: between a client's look at the list and its
 	// request.
@@ -225,6 +231,22 @@ func newBilledHost(t *testing.T, clientKey ed25519.PublicKey, measured ...attest
 			json.NewEncoder(w).Encode(l)
 			return
 		}
+		if strings.HasSuffix(r.URL.Path, "/v1/models") && h.inflateWindows.Load() {
+			rec := httptest.NewRecorder()
+			handler.ServeHTTP(rec, r)
+			var list struct {
+				Data []map[string]any `json:"data"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil {
+				t.Errorf("the host's model list: %v", err)
+			}
+			for _, m := range list.Data {
+				m["context_length"] = 1_000_000_000
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(list)
+			return
+		}
 		if !strings.HasSuffix(r.URL.Path, "/chat/completions") {
 			handler.ServeHTTP(w, r)
 			if r.URL.Path == "/v1/pricing" && h.raiseAfterList.CompareAndSwap(true, false) {
@@ -258,6 +280,91 @@ func newBilledHost(t *testing.T, clientKey ed25519.PublicKey, measured ...attest
 	t.Cleanup(ts.Close)
 	h.url = ts.URL
 	return h
+}
+
+// TestChatMaxPriceIgnoresTheModelList performs the attack of a relay between the
+// client and the host (here in front of an attested host the client checks) that
+// reports every model's context_length as 10⁹ in the unsigned model lists: a client
+// reading its window there sent a max_price a billion tokens wide, and a host that
+// raised its prices meanwhile was admitted and charged. The client's default max_price
+// is admission's worst case at the window the signed price list gives the model, for
+// the bare model and a pipeline alike, and a raise is refused (402, nothing charged).
+func TestChatMaxPriceIgnoresTheModelList(t *testing.T) {
+	client := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	req := ChatRequest{Messages: []ChatMessage{{Role: "user", Content: "hello world"}}, MaxTokens: 4}
+	for _, tc := range []struct {
+		name, pipeline string
+		raise          bool
+	}{
+		{name: "the bare model"},
+		{name: "the bare model, prices raised after the list", raise: true},
+		{name: "a pipeline", pipeline: "p"}, // a raise restarts the host without its pipelines
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newBilledHost(t, client.Public().(ed25519.PublicKey),
+				attest.SettlementKeyEvent(settlementKey.Public().(ed25519.PublicKey)), attest.SettlementKeyOriginEvent(attest.SettlementKeyGenerated))
+			h.inflateWindows.Store(true)
+			c, err := New(h.url, WithTrust(attest.Policy{}, attest.EvidenceOptions{SimRoot: h.root}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c = c.WithPlaintext() // so that the relay reads the max_price sent
+			pipeline := ""
+			if tc.pipeline != "" {
+				p, err := New(h.url, WithAPIKey(testKey))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pushed, err := p.Push(context.Background(), &host.Manifest{ABIVersion: abi.Version, Model: "m", Pre: []host.ManifestModule{}, Post: []host.ManifestModule{}}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pipeline = pushed.ID
+			}
+			var sent atomic.Value // the max_price member of the chat request, as sent
+			sent.Store("")
+			record := func(body []byte) []byte {
+				var m map[string]json.RawMessage
+				if json.Unmarshal(body, &m) == nil {
+					sent.Store(string(m[settle.MaxPriceMember]))
+				}
+				return body
+			}
+			h.alterBody.Store(&record)
+			list, err := c.PriceList(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			window := list.Windows.For("m")
+			want, _ := list.MaxPrice("m", settle.AdmissionUsage(window, 4, settle.ComputeBound))
+			if window != settle.DefaultContextWindow { // echoBackend reports no window
+				t.Fatalf("the signed window of m is %d, want %d", window, settle.DefaultContextWindow)
+			}
+			if tc.raise {
+				// GET /v1/pricing above served the list before the raise: raise at the
+				// client's next look at it, the one Chat makes.
+				h.raiseAfterList.Store(true)
+			}
+			s := NewSigner(account, client)
+			_, err = c.Chat(context.Background(), pipeline, req, s, func(string) error { return nil })
+			var e *Error
+			switch {
+			case tc.raise && (!errors.As(err, &e) || e.Code != CodeRefused || e.HostCode != settle.CodeMaxPrice):
+				t.Fatalf("a host that raised its prices: err %v; want the host's refusal %s", err, settle.CodeMaxPrice)
+			case !tc.raise && err != nil:
+				t.Fatal(err)
+			case sent.Load() != `"`+strconv.FormatUint(want, 10)+`"`:
+				t.Fatalf("the request's max_price %s, want admission's worst case at the signed window, %d", sent.Load(), want)
+			}
+			view, err := c.Account(context.Background(), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if charged := view.Cumulative > 0; charged == tc.raise || view.Held != 0 {
+				t.Fatalf("account %+v: want charged %v, nothing held", view, !tc.raise)
+			}
+		})
+	}
 }
 
 // billedKey is an API key the billed host maps to account.

@@ -77,9 +77,10 @@ type ChatAnswer struct {
 // only to a verified host (https, or with a trust; else CodeInvalid before anything is
 // sent). Before it is signed Chat fetches the host's price list and checks it is
 // signed by the settlement key the verified evidence measures (a host measuring none
-// is CodeNotVerified, nothing sent), and unless req.MaxPrice is set reads the host's
-// model list (GET /v1/models, no credential) to set max_price to the request's worst
-// case at that list (settle.PriceList.RequestMaxPrice): two more requests. A host
+// is CodeNotVerified, nothing sent), and unless req.MaxPrice is set sets max_price to
+// the request's worst case at that list's prices and context windows
+// (settle.PriceList.RequestMaxPrice; for a pipeline, the dearest model of the list):
+// one more request. A host
 // whose prices rose since refuses it (CodeRefused, HostCode max_price_exceeded,
 // nothing charged). The answer must come with a receipt, which Chat checks
 // (settle.CheckReceipt) against that settlement key, the pipeline, the escrow, the
@@ -122,7 +123,7 @@ func (c *Client) Chat(ctx context.Context, pipeline string, req ChatRequest, s *
 			return nil, err
 		}
 		if req.MaxPrice == 0 {
-			if req.MaxPrice, err = c.defaultMaxPrice(ctx, want.PriceList, pipeline, body); err != nil {
+			if req.MaxPrice, err = defaultMaxPrice(want.PriceList, pipeline, body); err != nil {
 				return nil, err
 			}
 			want.MaxPrice = req.MaxPrice

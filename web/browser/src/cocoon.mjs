@@ -168,8 +168,8 @@ export class Host {
    * signal (an AbortSignal); idempotencyKey. A request paid for (pay) always carries a
    * max_price: maxPrice, else the request's own max_price, else by default the worst
    * case at the price list the library keeps (priceList, fetched before the first such
-   * request and verified by the attested settlement key), the model's context window
-   * read from the host's model list (one more request, no credential): a host whose
+   * request and verified by the attested settlement key), at the context window that
+   * list signs for the model (for a pipeline, the list's dearest model): a host whose
    * prices rose since refuses it (402 max_price_exceeded, nothing charged; refresh the
    * list to agree to the new prices), and a receipt that reserved more is refused
    * whatever price list the host shows. With sessions (connect's default) the request is a
@@ -192,7 +192,7 @@ export class Host {
     const { onDelta, auth, pay, signal, idempotencyKey } = options;
     const prefix = this.pipeline ? `/p/${this.pipeline}` : "";
     const path = `${prefix}/v1/chat/completions`;
-    const maxPrice = await this.#maxPrice(request, options.maxPrice, pay, prefix);
+    const maxPrice = await this.#maxPrice(request, options.maxPrice, pay);
     if (maxPrice !== "0") request = { ...request, max_price: maxPrice };
     const body = utf8.encode(JSON.stringify(request));
     const headers = { "Content-Type": "application/json" };
@@ -225,10 +225,10 @@ export class Host {
 
   // #maxPrice returns the max_price request carries, nanoTON as a string ("0": none):
   // given (the option, else the request's own), or for a request paid for (pay) its
-  // worst case at the kept price list (cocoonMaxPrice, which checks the list is signed
-  // by the attested settlement key) and the window the host's model list (GET
-  // prefix/v1/models, no credential) gives its model.
-  async #maxPrice(request, given, pay, prefix) {
+  // worst case at the kept price list's prices and context windows (cocoonMaxPrice,
+  // which checks the list is signed by the attested settlement key). Nothing unsigned
+  // (the host's model list) is read: a relay could enlarge a window there.
+  async #maxPrice(request, given, pay) {
     given ??= request.max_price;
     if (given !== undefined && given !== null) {
       if (!/^[1-9][0-9]*$/.test(String(given))) throw new CocoonError("invalid_argument", `maxPrice: want a positive whole number of nanoTON, not ${String(given).slice(0, 40)}`);
@@ -237,11 +237,8 @@ export class Host {
     if (!pay) return "0";
     if (!this.settlementKey) throw new CocoonError("receipt_invalid", "the host's attestation measures no settlement key: its receipts could not be checked, so nothing is paid for");
     const prices = await this.priceList();
-    const resp = await send(this.#fetch, `${this.#base}${prefix}/v1/models`, {});
-    const models = await readLimited(resp, 1 << 20);
-    if (!resp.ok) throw await hostError(resp, models, `GET ${prefix}/v1/models`, false);
     const r = call("cocoonMaxPrice", JSON.stringify({ settlement_key: this.settlementKey, price_list: prices, pipeline: !!this.pipeline }),
-      utf8.encode(JSON.stringify(request)), models);
+      utf8.encode(JSON.stringify(request)));
     if (r.error) throw new CocoonError("verification_failed", `the request's max_price (give maxPrice to skip this): ${r.error}`);
     return r.max_price;
   }

@@ -471,4 +471,27 @@ if (env.COCOON_STEP === "billed") {
     assert.ok(a.receipt, "a billed answer has a receipt");
     assert.equal(a.receipt.prices.prompt_per_million, (await host.priceList()).default.prompt_per_million, "billed at the raised prices, the list the library now keeps");
   });
+
+  // The window red team's attack: a relay reports every model's context window as 10⁹
+  // in the unsigned model lists, so that a library reading its window there sends a
+  // max_price a billion tokens wide and the host's raise is admitted. After the test
+  // above: the host behind the relay is the raised one.
+  test("a relay inflating the model lists' windows moves no max_price: the raise is still refused, no model list read", async () => {
+    const d = JSON.parse(readFileSync(env.COCOON_OUT, "utf8"));
+    const pay = { clientKey: await clientKeyFromSeed(Uint8Array.from(Buffer.from(d.seed, "hex"))), escrow: d.address };
+    const host = await connect({ baseURL: `${relay}/inflate`, verifier: { trust_sim_root: root }, verifierURL });
+    await queue("original");
+    const kept = await host.priceList(); // the prices before the raise, signed with their windows
+    assert.equal(kept.windows.default, 8192, "the signed default window");
+    const [, , modelsBefore] = await asked();
+    const before = await host.escrowStatus(pay);
+    for (const stream of [false, true]) {
+      await rejectsWith(host.chat({ messages: [{ role: "user", content: prompt }], max_tokens: 8, stream }, { pay }), "max_price_exceeded");
+    }
+    const [, , modelsAfter] = await asked();
+    assert.equal(modelsAfter - modelsBefore, 0, "the library read no model list for its max_price");
+    const after = await host.escrowStatus(pay);
+    assert.equal(after.last_seq, before.last_seq, "nothing billed");
+    assert.equal(after.held, "0", "nothing held");
+  });
 }

@@ -150,7 +150,7 @@ function describeError(e) {
 }
 
 // priceText says what the model the app chats with costs, from the host's price list
-// (cocoon-pricing-v2: a table per model, else the default table).
+// (cocoon-pricing-v3: a table per model, else the default table).
 function priceText(list) {
   const p = host.report.pipeline;
   const served = (p && p.manifest && p.manifest.model) || ((host.report.boot.events || []).find((e) => e.type === 'model') || {}).value;

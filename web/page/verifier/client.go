@@ -220,10 +220,11 @@ type MaxPriceResult struct {
 
 // MaxPrice is the default max_price of a chat request body, the one `cocoon chat`
 // sends: the price list must verify by the attested settlement key (settle.PriceList.Verify),
-// then settle.PriceList.RequestMaxPrice prices body with the window models (the host's
-// GET /v1/models, or /p/{id}/v1/models, answer) gives its model. Result:
-// {"max_price": "..."} or {"error": ...}. Cost: one ed25519 verification.
-func MaxPrice(args, body, models []byte) []byte {
+// then settle.PriceList.RequestMaxPrice prices body at the list's prices and the
+// context window it signs for the model (for a pipeline, the dearest model of the
+// list): nothing unsigned moves it. Result: {"max_price": "..."} or {"error": ...}.
+// Cost: one ed25519 verification.
+func MaxPrice(args, body []byte) []byte {
 	return run(args, func(a MaxPriceArgs) (any, error) {
 		switch {
 		case len(a.SettlementKey) != ed25519.PublicKeySize:
@@ -234,7 +235,7 @@ func MaxPrice(args, body, models []byte) []byte {
 		if err := a.PriceList.Verify(a.SettlementKey); err != nil {
 			return nil, err
 		}
-		price, err := a.PriceList.RequestMaxPrice(body, models, a.Pipeline)
+		price, err := a.PriceList.RequestMaxPrice(body, a.Pipeline)
 		return &MaxPriceResult{MaxPrice: price}, err
 	})
 }

@@ -154,7 +154,7 @@ func testReceipt(key ed25519.PrivateKey, prices settle.PriceTable) settle.Receip
 func TestCheckReceipt(t *testing.T) {
 	prices := settle.PriceTable{PromptPerMillion: 1e6, CompletionPerMillion: 2e6}
 	curve := settle.LoadCurve{MinMilli: 1000, MaxMilli: 2000}
-	list := &settle.PriceList{Prices: settle.SamePrices(prices), LoadMilli: curve.Coefficient(0), Curve: curve, Wallet: "0:" + strings.Repeat("01", 32)}
+	list := &settle.PriceList{Prices: settle.SamePrices(prices), Windows: settle.SameWindow(settle.DefaultContextWindow), LoadMilli: curve.Coefficient(0), Curve: curve, Wallet: "0:" + strings.Repeat("01", 32)}
 	list.Sign(hostKey)
 	otherList := *list
 	otherList.Prices = settle.SamePrices(settle.PriceTable{PromptPerMillion: 1})
@@ -208,14 +208,19 @@ func TestCheckReceipt(t *testing.T) {
 func TestMaxPrice(t *testing.T) {
 	prices := settle.PriceTable{PromptPerMillion: 1e6, CompletionPerMillion: 2e6}
 	curve := settle.LoadCurve{MinMilli: 1000, MaxMilli: 2000}
-	list := &settle.PriceList{Prices: settle.SamePrices(prices), LoadMilli: curve.Coefficient(0), Curve: curve, Wallet: "0:" + strings.Repeat("01", 32)}
+	list := &settle.PriceList{Prices: settle.SamePrices(prices), Windows: settle.Windows{Models: []settle.ModelWindow{{Model: "m", Tokens: 4096}}, Default: 2048},
+		LoadMilli: curve.Coefficient(0), Curve: curve, Wallet: "0:" + strings.Repeat("01", 32)}
 	list.Sign(hostKey)
 	body := []byte(`{"messages":[],"max_tokens":100}`)
-	models := []byte(`{"object":"list","data":[{"id":"m","context_length":4096}]}`)
-	want, err := list.RequestMaxPrice(body, models, true)
+	want, err := list.RequestMaxPrice(body, true)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if at4096, _ := list.MaxPrice("m", settle.AdmissionUsage(4096, 100, settle.ComputeBound)); want != at4096 {
+		t.Fatalf("the dearest model's max_price %d, want m's at its signed window 4096: %d", want, at4096)
+	}
+	widened := *list
+	widened.Windows = settle.Windows{Models: []settle.ModelWindow{{Model: "m", Tokens: 1e9}}, Default: 2048}
 	key := hostKey.Public().(ed25519.PublicKey)
 	for _, tc := range []struct {
 		name string
@@ -224,13 +229,14 @@ func TestMaxPrice(t *testing.T) {
 	}{
 		{"the attested key's list", MaxPriceArgs{SettlementKey: key, PriceList: list, Pipeline: true}, true},
 		{"another key's list", MaxPriceArgs{SettlementKey: otherKey.Public().(ed25519.PublicKey), PriceList: list, Pipeline: true}, false},
+		{"a window widened after signing", MaxPriceArgs{SettlementKey: key, PriceList: &widened, Pipeline: true}, false},
 		{"no settlement key", MaxPriceArgs{PriceList: list, Pipeline: true}, false},
 		{"no list", MaxPriceArgs{SettlementKey: key, Pipeline: true}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args, _ := json.Marshal(tc.args)
 			var r failed[MaxPriceResult]
-			if err := json.Unmarshal(MaxPrice(args, body, models), &r); err != nil {
+			if err := json.Unmarshal(MaxPrice(args, body), &r); err != nil {
 				t.Fatal(err)
 			}
 			if (r.Error == "") != tc.ok || tc.ok && r.Value.MaxPrice != want {

@@ -25,7 +25,7 @@ func TestEscrowDeposit(t *testing.T) {
 	hostWallet := "0:" + strings.Repeat("01", 32)
 	wallet := address.MustParseRawAddr("0:" + strings.Repeat("02", 32))
 	curve := settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000}
-	list := &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{PromptPerMillion: 1}), LoadMilli: curve.Coefficient(0), Wallet: hostWallet, MinTimeout: 3600, Curve: curve}
+	list := &settle.PriceList{Prices: settle.SamePrices(settle.PriceTable{PromptPerMillion: 1}), Windows: settle.SameWindow(settle.DefaultContextWindow), LoadMilli: curve.Coefficient(0), Wallet: hostWallet, MinTimeout: 3600, Curve: curve}
 	list.Sign(hostKey)
 	forged := *list
 	forged.Wallet = "0:" + strings.Repeat("03", 32)

@@ -9,7 +9,7 @@
 //	cocoonVerify(evidence, optionsJSON)           verifier.Verify: {"report", "keys"} or {"error", "error_in"}
 //	cocoonCheckAnswer(argsJSON, request, answer)  verifier.CheckAnswer: {"ok", "events"} or {"error"}
 //	cocoonCheckReceipt(argsJSON)                  verifier.CheckReceipt: {"ok"} or {"error"}
-//	cocoonMaxPrice(argsJSON, body, models)        verifier.MaxPrice: {"max_price"} or {"error"}
+//	cocoonMaxPrice(argsJSON, body)                verifier.MaxPrice: {"max_price"} or {"error"}
 //	cocoonSignRequest(argsJSON, body)             verifier.SignRequest: {"headers", "request_hash"} or {"error"}
 //	cocoonEscrowDeposit(argsJSON)                 verifier.EscrowDeposit: {"address", ...} or {"error"}
 //
@@ -48,16 +48,12 @@ func main() {
 	define("cocoonCheckReceipt", 1, 0, func(a []js.Value) ([]byte, error) {
 		return verifier.CheckReceipt([]byte(a[0].String())), nil
 	})
-	define("cocoonMaxPrice", 3, 0, func(a []js.Value) ([]byte, error) {
+	define("cocoonMaxPrice", 2, 0, func(a []js.Value) ([]byte, error) {
 		body, err := bytesArg(a[1], false)
 		if err != nil {
 			return nil, err
 		}
-		models, err := bytesArg(a[2], false)
-		if err != nil {
-			return nil, err
-		}
-		return verifier.MaxPrice([]byte(a[0].String()), body, models), nil
+		return verifier.MaxPrice([]byte(a[0].String()), body), nil
 	})
 	define("cocoonSignRequest", 2, 0, func(a []js.Value) ([]byte, error) {
 		body, err := bytesArg(a[1], false)
