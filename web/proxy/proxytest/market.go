@@ -105,7 +105,7 @@ type BillingHost struct {
 // API key, APIKey, bills to an escrow of 10 TON with it.
 func (m *Market) NewHost(perMillion uint64, model string) *BillingHost {
 	m.t.Helper()
-	return m.NewHostPrices(settle.SamePrices(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion}), model)
+	return m.newHost(samePrices(perMillion), model, false)
 }
 
 // NewHostPrices is NewHost with the host's prices given whole (per model).
@@ -117,7 +117,13 @@ func (m *Market) NewHostPrices(prices settle.Prices, model string) *BillingHost 
 // NewRATLSHost is NewHost served over RA-TLS (NewRATLSHost).
 func (m *Market) NewRATLSHost(perMillion uint64, model string) *BillingHost {
 	m.t.Helper()
-	return m.newHost(settle.SamePrices(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion}), model, true)
+	return m.newHost(samePrices(perMillion), model, true)
+}
+
+// samePrices is perMillion nanoTON per million tokens, prompt and completion, for every
+// model.
+func samePrices(perMillion uint64) settle.Prices {
+	return settle.SamePrices(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion})
 }
 
 func (m *Market) newHost(prices settle.Prices, model string, ratls bool) *BillingHost {

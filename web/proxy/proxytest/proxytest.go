@@ -127,15 +127,14 @@ func newHost(t testing.TB, b backend.Backend, ratls bool) *Host {
 	h := &Host{Dir: filepath.Join(t.TempDir(), "attest"), Backend: b}
 	h.relay = httptest.NewUnstartedServer(h.rec.Record(h))
 	if ratls {
-		h.relay.Listener = tls.NewListener(h.relay.Listener, &tls.Config{MinVersion: tls.VersionTLS13,
-			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return h.tls.Load(), nil }})
+		// Each handshake takes the booted host's RA-TLS config, its certificate and TLS 1.3.
+		h.relay.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return h.tls.Load(), nil }}
+		h.relay.StartTLS()
+	} else {
+		h.relay.Start()
 	}
-	h.relay.Start()
 	t.Cleanup(h.relay.Close)
 	h.URL = h.relay.URL
-	if ratls {
-		h.URL = "https://" + h.relay.Listener.Addr().String()
-	}
 	h.Start(t)
 	return h
 }
