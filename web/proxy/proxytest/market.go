@@ -114,7 +114,8 @@ func (m *Market) NewHostPrices(prices settle.Prices, model string) *BillingHost 
 	return m.newHost(prices, model, false)
 }
 
-// NewRATLSHost is NewHost served over RA-TLS (NewRATLSHost).
+// NewRATLSHost is NewHost served over RA-TLS: a client's handshake verifies the host's
+// attestation, and no relay can alter or inject an answer.
 func (m *Market) NewRATLSHost(perMillion uint64, model string) *BillingHost {
 	m.t.Helper()
 	return m.newHost(samePrices(perMillion), model, true)

@@ -95,7 +95,7 @@ type Host struct {
 
 	relay     *httptest.Server
 	host      atomic.Pointer[http.Handler]
-	tls       atomic.Pointer[tls.Config] // the booted host's RA-TLS, for NewRATLSHost's relay
+	tls       atomic.Pointer[tls.Config] // the booted host's RA-TLS, for an RA-TLS relay (newHost)
 	rewrite   atomic.Pointer[func(*Answer)]
 	busy      atomic.Int32           // evidence requests still to answer 429
 	hidden    atomic.Pointer[string] // a path the relay answers 404 for
@@ -111,15 +111,10 @@ func NewHost(t testing.TB, b backend.Backend) *Host {
 	return newHost(t, b, false)
 }
 
-// NewRATLSHost is NewHost served over RA-TLS (https): the relay terminates TLS with the
-// booted host's RA-TLS certificate, as the host itself does, so that a client's
-// handshake verifies the host's attestation and no one between can alter or inject an
-// answer (the relay's own alterations stand for the host's).
-func NewRATLSHost(t testing.TB, b backend.Backend) *Host {
-	t.Helper()
-	return newHost(t, b, true)
-}
-
+// newHost is NewHost, served over RA-TLS (https) when ratls is set: the relay then
+// terminates TLS with the booted host's RA-TLS certificate, as the host itself does, so
+// that a client's handshake verifies the host's attestation and no one between can
+// alter or inject an answer (the relay's own alterations stand for the host's).
 func newHost(t testing.TB, b backend.Backend, ratls bool) *Host {
 	if b == nil {
 		b = &Canned{Deltas: []string{"Hello", ", ", "world"}}
