@@ -146,7 +146,7 @@ func (m *Market) newHost(prices settle.Prices, model string, ratls bool) *Billin
 		Key: h.Key, HostAddr: h.Wallet.WalletAddress().StringRaw(), ComputeReserve: 100_000}); err != nil {
 		t.Fatal(err)
 	}
-	// Boot again, as a billing host does: measuring its settlement key.
+	// Boot as a billing host does: measuring its settlement key.
 	h.Config = func(c *web.Config) {
 		sim, err := attest.NewSim(h.Dir)
 		if err != nil {

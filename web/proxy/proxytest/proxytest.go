@@ -108,13 +108,16 @@ type Host struct {
 // until the test ends.
 func NewHost(t testing.TB, b backend.Backend) *Host {
 	t.Helper()
-	return newHost(t, b, false)
+	h := newHost(t, b, false)
+	h.Start(t)
+	return h
 }
 
-// newHost is NewHost, served over RA-TLS (https) when ratls is set: the relay then
-// terminates TLS with the booted host's RA-TLS certificate, as the host itself does, so
-// that a client's handshake verifies the host's attestation and no one between can
-// alter or inject an answer (the relay's own alterations stand for the host's).
+// newHost is NewHost before its first Start (a caller sets Config first), its relay
+// serving over RA-TLS (https) when ratls is set: the relay then terminates TLS with the
+// booted host's RA-TLS certificate, as the host itself does, so that a client's
+// handshake verifies the host's attestation and no one between can alter or inject an
+// answer (the relay's own alterations stand for the host's).
 func newHost(t testing.TB, b backend.Backend, ratls bool) *Host {
 	if b == nil {
 		b = &Canned{Deltas: []string{"Hello", ", ", "world"}}
@@ -130,7 +133,6 @@ func newHost(t testing.TB, b backend.Backend, ratls bool) *Host {
 	}
 	t.Cleanup(h.relay.Close)
 	h.URL = h.relay.URL
-	h.Start(t)
 	return h
 }
 
