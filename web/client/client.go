@@ -285,12 +285,13 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte, 
 
 // Get sends GET path (with its query) to the host once, with authorization as its
 // Authorization header, or the client's API key when authorization is empty and the
-// client has one and may send it (plaintextCredentialError: else the request goes
-// without it, as the routes it relays need none), and returns the answer whatever its
-// status. It does not retry: it relays for another client (the reviewer's page), which
-// decides. It fails as TransportError words it, and with CodeInvalid, before anything
-// is sent, when authorization is set and would cross the network in plaintext
-// (inClearError): the other client's credential is not the relay's to drop or leak.
+// client has one and may send it (inClearError: else the request goes without it, as
+// evidence needs none; the host then lists no pipelines, 401), and returns the answer
+// whatever its status. It does not retry: it relays for another client (the reviewer's
+// page), which decides. It fails as TransportError words it, and with CodeInvalid,
+// before anything is sent, when authorization is set and would cross the network in
+// plaintext (inClearError): the other client's credential is not the relay's to drop
+// or leak.
 func (c *Client) Get(ctx context.Context, pathAndQuery, authorization string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+pathAndQuery, nil)
 	if err != nil {
