@@ -67,7 +67,7 @@ type Option func(*Client)
 // (Signer). Evidence and price-list requests send it only over RA-TLS (GetBytes), so
 // a client may verify a host before it has a key; every other request sends it to an
 // http host only sealed (Chat), or to this machine, and is refused before it is sent
-// otherwise (plaintextCredentialError).
+// otherwise (plaintextCredentialError), but for Get, which relays and goes without it.
 func WithAPIKey(key string) Option { return func(c *Client) { c.key = key } }
 
 // WithTrust is what the host's evidence is verified against: the measurements policy
