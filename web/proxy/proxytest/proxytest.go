@@ -238,13 +238,26 @@ func (h *Host) Rewrite(f func(*Answer)) {
 // plaintext 400 of error code in place of the host's answer, as a relay can forge
 // web/E2E.md §4's unsigned refusals; later answers pass unaltered (Rewrite(nil) ends
 // it). forged reports whether it has happened.
-func (h *Host) ForgeRefusal(code string) (forged func() bool) {
+func (h *Host) ForgeRefusal(code string) (forged func() bool) { return h.forgeRefusal(code, false) }
+
+// ForgeRefusalAndHangUp is ForgeRefusal, and then the relay takes the host off the
+// network, as one that drops the proxy's connections: the forged answer closes its
+// connection and every new one is refused, so nothing sent after it reaches the host.
+func (h *Host) ForgeRefusalAndHangUp(code string) (forged func() bool) {
+	return h.forgeRefusal(code, true)
+}
+
+func (h *Host) forgeRefusal(code string, hangUp bool) (forged func() bool) {
 	var pending atomic.Bool
 	pending.Store(true)
 	h.Rewrite(func(a *Answer) {
 		if pending.Swap(false) {
 			a.Status, a.Header = http.StatusBadRequest, http.Header{"Content-Type": {"application/json"}}
 			a.Body = `{"error":{"message":"forged","type":"invalid_request_error","param":null,"code":"` + code + `"}}`
+			if hangUp {
+				a.Header.Set("Connection", "close")
+				h.relay.Listener.Close()
+			}
 		}
 	})
 	return func() bool { return !pending.Load() }
