@@ -37,6 +37,9 @@ type Client struct {
 	// ratls verifies an https host inside each TLS handshake and pins its key; it is
 	// nil for an http host, which nothing verifies.
 	ratls *attest.RATLSVerifier
+	// loopback is set when the host URL names this machine, so that a request to it
+	// crosses no network (inClearError); New decides it once.
+	loopback bool
 	// policy and evidence are what the host's evidence is verified against; trusted
 	// is set when they were given (WithTrust) rather than the defaults.
 	policy   attest.Policy
@@ -64,7 +67,7 @@ type Option func(*Client)
 // (Signer). Evidence and price-list requests send it only over RA-TLS (GetBytes), so
 // a client may verify a host before it has a key; every other request sends it to an
 // http host only sealed (Chat), or to this machine, and is refused before it is sent
-// otherwise (plaintextCredentialError).
+// otherwise (plaintextCredentialError), but for Get, which relays and goes without it.
 func WithAPIKey(key string) Option { return func(c *Client) { c.key = key } }
 
 // WithTrust is what the host's evidence is verified against: the measurements policy
@@ -104,11 +107,12 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if !strings.HasPrefix(baseURL, "http://") && !strings.HasPrefix(baseURL, "https://") {
 		return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("%q is not a host URL: want one such as %s", baseURL, DefaultHost)}
 	}
-	if u, err := url.Parse(baseURL); err == nil && u.User != nil {
+	u, err := url.Parse(baseURL)
+	if err == nil && u.User != nil {
 		return nil, &Error{Code: CodeInvalid, Message: fmt.Sprintf("the host URL %s://…@%s carries a user name or password, which would go with every request as a credential: "+
 			"give the host without it, and an API key as such (--api-key)", u.Scheme, u.Host)}
 	}
-	c := &Client{base: strings.TrimSuffix(baseURL, "/"), sessions: e2e.NewSessions()}
+	c := &Client{base: strings.TrimSuffix(baseURL, "/"), sessions: e2e.NewSessions(), loopback: err == nil && loopbackName(u.Hostname())}
 	for _, o := range opts {
 		o(c)
 	}
@@ -281,12 +285,13 @@ func (c *Client) request(ctx context.Context, method, path string, body []byte, 
 
 // Get sends GET path (with its query) to the host once, with authorization as its
 // Authorization header, or the client's API key when authorization is empty and the
-// client has one and may send it (plaintextCredentialError: else the request goes
-// without it, as the routes it relays need none), and returns the answer whatever its
-// status. It does not retry: it relays for another client (the reviewer's page), which
-// decides. It fails as TransportError words it, and with CodeInvalid, before anything
-// is sent, when authorization is set and would cross the network in plaintext
-// (inClearError): the other client's credential is not the relay's to drop or leak.
+// client has one and may send it (inClearError: else the request goes without it, as
+// evidence needs none; the host then lists no pipelines, 401), and returns the answer
+// whatever its status. It does not retry: it relays for another client (the reviewer's
+// page), which decides. It fails as TransportError words it, and with CodeInvalid,
+// before anything is sent, when authorization is set and would cross the network in
+// plaintext (inClearError): the other client's credential is not the relay's to drop
+// or leak.
 func (c *Client) Get(ctx context.Context, pathAndQuery, authorization string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+pathAndQuery, nil)
 	if err != nil {
@@ -297,7 +302,7 @@ func (c *Client) Get(ctx context.Context, pathAndQuery, authorization string) (*
 			return nil, err
 		}
 		req.Header.Set("Authorization", authorization)
-	} else if c.key != "" && c.plaintextCredentialError(nil) == nil {
+	} else if c.key != "" && c.inClearError("API key") == nil {
 		req.Header.Set("Authorization", "Bearer "+c.key)
 	}
 	resp, err := c.http.Do(req)
@@ -325,25 +330,24 @@ func (c *Client) plaintextCredentialError(s *Signer) error {
 // not on this machine: whatever relays it would read the key (and use it, until its
 // owner revokes it) or the escrow signature. An https host's connection is RA-TLS, and
 // a loopback host is reached without a network (and never through HTTP_PROXY, which
-// net/http bypasses for it), so both are nil. Loopback is decided on the URL's host as
-// written, with no name resolved: "localhost" or an IP literal net.ParseIP reads as
-// loopback (127.0.0.0/8, ::1, ::ffff:127.x.y.z); anything else, "localhost.",
-// "127.1", "0x7f.0.0.1", "127.0.0.1.example" or a userinfo "127.0.0.1@" before
-// another host, is not. The error is CodeInvalid, before anything is sent, and names
-// the ways out: https, or a trust so that a chat request is sealed.
+// net/http bypasses for it), so both are nil; a host URL that does not parse is not
+// loopback. The error is CodeInvalid, before anything is sent, and names the ways
+// out: https, or a trust so that a chat request is sealed.
 func (c *Client) inClearError(credential string) error {
-	if c.ratls != nil {
-		return nil
-	}
-	host := c.base
-	if u, err := url.Parse(c.base); err == nil {
-		host = u.Hostname()
-	}
-	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+	if c.ratls != nil || c.loopback {
 		return nil
 	}
 	return &Error{Code: CodeInvalid, Message: fmt.Sprintf("refusing to send the %s in plaintext to the http host at %s, where whatever relays it reads it: "+
 		"use an https host, or, for a chat request, verify it (--trust-sim-root, --policy or --collateral) so that the request is sealed to its attested end-to-end key, without --plaintext", credential, c.base)}
+}
+
+// loopbackName reports whether a URL's host, as written, names this machine, with no
+// name resolved: "localhost" or an IP literal net.ParseIP reads as loopback
+// (127.0.0.0/8, ::1, ::ffff:127.x.y.z). Anything else ("localhost.", "127.1",
+// "0x7f.0.0.1", "127.0.0.1.example") is not, whatever it resolves to.
+func loopbackName(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // apiError is the OpenAI error shape the host answers with.

@@ -164,10 +164,6 @@ func postChatAs(t *testing.T, url, auth, body, key string) answered {
 	return answered{resp.StatusCode, resp.Header, string(b)}
 }
 
-// appCredentials makes the proxy send each app's own Authorization to the hosts, in
-// place of the proxy's API key: the credentials a host may refuse.
-var appCredentials Option = func(c *config) { c.apiKey = "" }
-
 // boundKeys makes the proxy's key memories hold n keys each, so that a test fills
 // them with a few hundred requests rather than 65,536.
 func boundKeys(p *Proxy, n int) {
@@ -206,7 +202,9 @@ func TestMadeUpCredentialsCannotPushOutChargedKeys(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			m := proxytest.NewMarket(t)
 			first, other := c.newHost(m, 100_000_000), c.newHost(m, 900_000_000)
-			url, p, log := startProxy(t, []*proxytest.Host{first.Host, other.Host}, appCredentials)
+			// Without a key of the proxy's, each app's own Authorization goes on: the
+			// credentials a host may refuse.
+			url, p, log := startProxy(t, []*proxytest.Host{first.Host, other.Host}, WithAPIKey(""))
 			boundKeys(p, bound)
 			honest := "Bearer " + proxytest.APIKey
 
@@ -254,7 +252,7 @@ func TestVerifiedRefusalsLeaveNoKeys(t *testing.T) {
 	m := proxytest.NewMarket(t)
 	first := m.NewHost(100_000_000, proxytest.MarketModel)
 	other := m.NewHost(900_000_000, proxytest.MarketModel)
-	url, p, log := startProxy(t, []*proxytest.Host{first.Host, other.Host}, appCredentials)
+	url, p, log := startProxy(t, []*proxytest.Host{first.Host, other.Host}, WithAPIKey(""))
 	capped := `{"messages":[{"role":"user","content":"hi"}],"max_tokens":1,"max_price":"1000"}`
 	for i := range 16 {
 		a := postChatAs(t, url, "Bearer "+proxytest.APIKey, capped, fmt.Sprint("refused-", i))

@@ -254,26 +254,31 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 	if key == "" && an.bills && an.v.e2e != nil {
 		key = e2e.NewIdempotencyKey("proxy")
 	}
-	send := func(v *verified) (*http.Response, *e2e.Client, bool, error) {
+	// A request sent whole once may have run and been charged, whatever its sending
+	// again does: a relay can forge the refusal that has it sent again (a session
+	// unknown, a request that did not open) and then break the connection before the
+	// second is written. So a failed attempt is judged by an.sent, never by its last
+	// sending alone.
+	send := func(v *verified) (*http.Response, *e2e.Client, error) {
 		resp, opener, sent, err := p.send(r, v, a.body, key)
-		an.sent = an.sent || sent // a request sent whole once may have run, whatever follows
-		return resp, opener, sent, err
+		an.sent = an.sent || sent
+		return resp, opener, err
 	}
 	start := time.Now()
-	resp, opener, sent, err := send(an.v)
+	resp, opener, err := send(an.v)
 	if errors.Is(err, attest.ErrRATLS) {
 		v, verr := u.reverify(r.Context(), an.v, "the host presented another TLS key")
 		if verr != nil {
 			return result{retry: true, err: verr} // the refused handshake sent nothing
 		}
 		an.v = v
-		resp, opener, sent, err = send(v)
+		resp, opener, err = send(v)
 	}
 	if err != nil {
 		if r.Context().Err() != nil {
 			return result{} // the app went away
 		}
-		return an.cut(an.v.conn.TransportError(err), sent, false)
+		return an.cut(an.v.conn.TransportError(err), an.sent, false)
 	}
 	refusal := ""
 	if opener != nil {
@@ -283,8 +288,8 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 		// The host holds no such session (forgotten, expired, or it restarted): sent
 		// once more, sealed to its key, with the same credentials (web/E2E.md §8).
 		resp.Body.Close()
-		if resp, opener, sent, err = send(an.v); err != nil {
-			return an.cut(an.v.conn.TransportError(err), sent, false)
+		if resp, opener, err = send(an.v); err != nil {
+			return an.cut(an.v.conn.TransportError(err), an.sent, false)
 		}
 		refusal = e2e.RefusalCode(resp, MaxBody+1)
 	}
@@ -304,8 +309,8 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 			return result{}
 		}
 		an.v = v
-		if resp, opener, sent, err = send(v); err != nil {
-			return an.cut(an.v.conn.TransportError(err), sent, false)
+		if resp, opener, err = send(v); err != nil {
+			return an.cut(an.v.conn.TransportError(err), an.sent, false)
 		}
 	}
 	u.observe(time.Since(start))

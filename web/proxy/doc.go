@@ -58,18 +58,22 @@
 // A request whose Idempotency-Key was sent to a billing host before goes to that host
 // only, whatever prices and routing did since (a 502 host_error while it is out of
 // routing): only its ledger knows the key. The key is remembered from the start of the
-// attempt, and kept after it unless the host refused the request before admission (a
-// 4xx without a receipt, other than 409 and 422) in an answer received over RA-TLS or
-// signed over this request's body: such a request was charged nowhere. The keys of
-// requests whose answer verified, and of those whose answer did not (a broken
-// connection, a sealed request's unsigned refusal such as a made-up API key's 401),
-// are kept in two memories of 65,536 keys each (keyMemory), so that a flood of
-// refused credentials cannot push out the first; when full, each forgets the oldest
-// key of the app credential holding the most.
+// attempt, and kept after it unless the host never received the request whole or
+// refused it before admission (a 4xx without a receipt, other than 409 and 422) in an
+// answer received over RA-TLS or signed over this request's body: such a request was
+// charged nowhere. The keys of requests a verified answer shows admitted (a 2xx, a
+// receipt, 409 or 422), and of those whose outcome is unknown (a broken connection,
+// an answer that did not verify, a 5xx, a refusal a relay could forge or replay such
+// as a sealed request's unsigned 401 for a made-up API key), are kept in two memories
+// of 65,536 keys each (keyMemory), so that a flood of refused credentials cannot push
+// out the first; when full, each forgets the oldest key of the app credential holding
+// the most.
 //
 // A request that failed before any byte reached the app goes to another verified host
 // only when that cannot charge twice: the host never received it whole (the
-// connection failed before the request was written), or refused it before admission
+// connection failed before the request was written, and before any earlier sending of
+// it in the same attempt was: one sent again after an unsigned refusal may have run
+// the first time), or refused it before admission
 // (429 over_capacity, 402 max_price_exceeded) in an answer signed for this request or
 // received over RA-TLS (a refusal signed before the host read the body could be a
 // relay's replay), or does not bill. A billing host that

@@ -145,3 +145,33 @@ func TestForgedSessionRefusalChargesOnce(t *testing.T) {
 		t.Fatalf("%d receipts, want 2 (the first request, and the second once): %v", len(receipts), err)
 	}
 }
+
+// TestForgedRefusalThenHangUpChargesOnce performs that attack with a second step: the
+// relay forges e2e_session_unknown for a session envelope the host ran and charged, and
+// then refuses the proxy's next connection, so that the request sent again never
+// reaches the host. Before, the proxy judged the attempt by that last sending alone
+// (nothing sent) and gave the request to another billing host, which charged it a
+// second time (3 receipts for 2 requests); the same held for a forged e2e_invalid
+// followed by a host verified again. Now a request its host received whole once stays
+// there: the app gets a 502 host_error, and the request is charged once.
+func TestForgedRefusalThenHangUpChargesOnce(t *testing.T) {
+	m := proxytest.NewMarket(t)
+	first := m.NewHost(100_000_000, proxytest.MarketModel)
+	other := m.NewHost(900_000_000, proxytest.MarketModel)
+	url, _, log := startProxy(t, []*proxytest.Host{first.Host, other.Host})
+	if a := postChat(t, url, chatBody); a.status != http.StatusOK || a.header.Get(HostHeader) != first.URL { // establishes the session
+		t.Fatalf("first: %d from %q: %s", a.status, a.header.Get(HostHeader), a.body)
+	}
+	forged := first.ForgeRefusalAndHangUp("e2e_session_unknown")
+	got := postChat(t, url, chatBody)
+	if !forged() {
+		t.Fatal("the relay forged nothing")
+	}
+	if n := receipts(t, first, other); n != 2 {
+		t.Fatalf("%d receipts for 2 requests: the one whose resending the relay cut was charged again (answered %d by %q)\nlog:\n%s",
+			n, got.status, got.header.Get(HostHeader), log)
+	}
+	if got.status != http.StatusBadGateway || !strings.Contains(got.body, CodeHostError) || other.Asked("/chat/completions") != 0 {
+		t.Fatalf("the app got %d %s, and the other host saw %d chat requests; want a 502 %s and none", got.status, got.body, other.Asked("/chat/completions"), CodeHostError)
+	}
+}

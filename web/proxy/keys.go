@@ -145,8 +145,8 @@ type chargeProof int
 const (
 	// chargeUnknown: the host received the request and no answer verified as the
 	// host's for this request says what it did (the connection broke, the answer did not
-	// verify, or it is a refusal a relay could have forged or replayed): it may have
-	// charged it.
+	// verify, it is a server error, which may follow admission, or a refusal a relay
+	// could have forged or replayed): it may have charged it.
 	chargeUnknown chargeProof = iota
 	// chargeAdmitted: a verified answer the host gives only after admission (a 2xx,
 	// any answer with a receipt) or about the key itself (409: in progress or completed;
@@ -187,8 +187,8 @@ func proveCharge(status int, receipt bool, forThisRequest func() bool) chargePro
 // and is kept nowhere; but a sealed request's 401 is a plaintext, unsigned refusal
 // (web/E2E.md §4), which a relay could forge in place of an answer the host charged, so
 // over plain HTTP its route goes to unproven. Such a flood can push out only unproven
-// routes: those of requests whose answer never verified (a connection that broke after
-// the request was sent), never those of requests a host answered. Keys in flight are
+// routes: those of requests whose outcome no verified answer told (a connection that
+// broke after the request was sent, a 5xx), never those of requests a host admitted. Keys in flight are
 // bounded by the requests in flight, each of which holds its body already.
 //
 // Cost: a map lookup per request with a key; per attempt at a billing host with a key,

@@ -105,7 +105,7 @@ type BillingHost struct {
 // API key, APIKey, bills to an escrow of 10 TON with it.
 func (m *Market) NewHost(perMillion uint64, model string) *BillingHost {
 	m.t.Helper()
-	return m.NewHostPrices(settle.SamePrices(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion}), model)
+	return m.newHost(samePrices(perMillion), model, false)
 }
 
 // NewHostPrices is NewHost with the host's prices given whole (per model).
@@ -114,10 +114,17 @@ func (m *Market) NewHostPrices(prices settle.Prices, model string) *BillingHost 
 	return m.newHost(prices, model, false)
 }
 
-// NewRATLSHost is NewHost served over RA-TLS (NewRATLSHost).
+// NewRATLSHost is NewHost served over RA-TLS: a client's handshake verifies the host's
+// attestation, and no relay can alter or inject an answer.
 func (m *Market) NewRATLSHost(perMillion uint64, model string) *BillingHost {
 	m.t.Helper()
-	return m.newHost(settle.SamePrices(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion}), model, true)
+	return m.newHost(samePrices(perMillion), model, true)
+}
+
+// samePrices is perMillion nanoTON per million tokens, prompt and completion, for every
+// model.
+func samePrices(perMillion uint64) settle.Prices {
+	return settle.SamePrices(settle.PriceTable{PromptPerMillion: perMillion, CompletionPerMillion: perMillion})
 }
 
 func (m *Market) newHost(prices settle.Prices, model string, ratls bool) *BillingHost {
@@ -139,7 +146,7 @@ func (m *Market) newHost(prices settle.Prices, model string, ratls bool) *Billin
 		Key: h.Key, HostAddr: h.Wallet.WalletAddress().StringRaw(), ComputeReserve: 100_000}); err != nil {
 		t.Fatal(err)
 	}
-	// Boot again, as a billing host does: measuring its settlement key.
+	// Boot as a billing host does: measuring its settlement key.
 	h.Config = func(c *web.Config) {
 		sim, err := attest.NewSim(h.Dir)
 		if err != nil {

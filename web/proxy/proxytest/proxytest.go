@@ -95,7 +95,7 @@ type Host struct {
 
 	relay     *httptest.Server
 	host      atomic.Pointer[http.Handler]
-	tls       atomic.Pointer[tls.Config] // the booted host's RA-TLS, for NewRATLSHost's relay
+	tls       atomic.Pointer[tls.Config] // the booted host's RA-TLS, for an RA-TLS relay (newHost)
 	rewrite   atomic.Pointer[func(*Answer)]
 	busy      atomic.Int32           // evidence requests still to answer 429
 	hidden    atomic.Pointer[string] // a path the relay answers 404 for
@@ -108,18 +108,16 @@ type Host struct {
 // until the test ends.
 func NewHost(t testing.TB, b backend.Backend) *Host {
 	t.Helper()
-	return newHost(t, b, false)
+	h := newHost(t, b, false)
+	h.Start(t)
+	return h
 }
 
-// NewRATLSHost is NewHost served over RA-TLS (https): the relay terminates TLS with the
+// newHost is NewHost before its first Start (a caller sets Config first), its relay
+// serving over RA-TLS (https) when ratls is set: the relay then terminates TLS with the
 // booted host's RA-TLS certificate, as the host itself does, so that a client's
 // handshake verifies the host's attestation and no one between can alter or inject an
 // answer (the relay's own alterations stand for the host's).
-func NewRATLSHost(t testing.TB, b backend.Backend) *Host {
-	t.Helper()
-	return newHost(t, b, true)
-}
-
 func newHost(t testing.TB, b backend.Backend, ratls bool) *Host {
 	if b == nil {
 		b = &Canned{Deltas: []string{"Hello", ", ", "world"}}
@@ -127,16 +125,14 @@ func newHost(t testing.TB, b backend.Backend, ratls bool) *Host {
 	h := &Host{Dir: filepath.Join(t.TempDir(), "attest"), Backend: b}
 	h.relay = httptest.NewUnstartedServer(h.rec.Record(h))
 	if ratls {
-		h.relay.Listener = tls.NewListener(h.relay.Listener, &tls.Config{MinVersion: tls.VersionTLS13,
-			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return h.tls.Load(), nil }})
+		// Each handshake takes the booted host's RA-TLS config, its certificate and TLS 1.3.
+		h.relay.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return h.tls.Load(), nil }}
+		h.relay.StartTLS()
+	} else {
+		h.relay.Start()
 	}
-	h.relay.Start()
 	t.Cleanup(h.relay.Close)
 	h.URL = h.relay.URL
-	if ratls {
-		h.URL = "https://" + h.relay.Listener.Addr().String()
-	}
-	h.Start(t)
 	return h
 }
 
@@ -242,13 +238,26 @@ func (h *Host) Rewrite(f func(*Answer)) {
 // plaintext 400 of error code in place of the host's answer, as a relay can forge
 // web/E2E.md §4's unsigned refusals; later answers pass unaltered (Rewrite(nil) ends
 // it). forged reports whether it has happened.
-func (h *Host) ForgeRefusal(code string) (forged func() bool) {
+func (h *Host) ForgeRefusal(code string) (forged func() bool) { return h.forgeRefusal(code, false) }
+
+// ForgeRefusalAndHangUp is ForgeRefusal, and then the relay takes the host off the
+// network, as one that drops the proxy's connections: the forged answer closes its
+// connection and every new one is refused, so nothing sent after it reaches the host.
+func (h *Host) ForgeRefusalAndHangUp(code string) (forged func() bool) {
+	return h.forgeRefusal(code, true)
+}
+
+func (h *Host) forgeRefusal(code string, hangUp bool) (forged func() bool) {
 	var pending atomic.Bool
 	pending.Store(true)
 	h.Rewrite(func(a *Answer) {
 		if pending.Swap(false) {
 			a.Status, a.Header = http.StatusBadRequest, http.Header{"Content-Type": {"application/json"}}
 			a.Body = `{"error":{"message":"forged","type":"invalid_request_error","param":null,"code":"` + code + `"}}`
+			if hangUp {
+				a.Header.Set("Connection", "close")
+				h.relay.Listener.Close()
+			}
 		}
 	})
 	return func() bool { return !pending.Load() }
