@@ -77,31 +77,16 @@ func TestRelayFlushesWhenUpstreamWaits(t *testing.T) {
 		}
 		io.WriteString(w, upstreamEnd)
 	}))
-	req, _ := http.NewRequest("POST", f.http.URL+"/v1/chat/completions",
-		strings.NewReader(`{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"stream":true}`))
-	setAuth(req, ownerKey)
-	res, err := f.http.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	lines := bufio.NewScanner(res.Body)
 	var text strings.Builder
-	for lines.Scan() {
-		data, ok := strings.CutPrefix(lines.Text(), "data: ")
-		if !ok || data == "[DONE]" {
-			continue
+	streamTokens(t, f.http.URL+"/v1/chat/completions", func(token string) bool {
+		text.WriteString(token)
+		select {
+		case read <- token:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the upstream no longer waits for the client, which has read %q", text.String())
 		}
-		s := parseSSE(t, []byte(lines.Text()+"\n"))
-		if len(s.chunks) == 1 && s.text() != "" {
-			text.WriteString(s.text())
-			select {
-			case read <- s.text():
-			case <-time.After(10 * time.Second):
-				t.Fatalf("the upstream no longer waits for the client, which has read %q", text.String())
-			}
-		}
-	}
+		return true
+	})
 	if text.String() != "Once upon a time" {
 		t.Fatalf("the client read %q", text.String())
 	}
@@ -195,18 +180,6 @@ func TestStalledRelayIsCut(t *testing.T) {
 	}
 }
 
-// countedRelay is a relay fixture and the URL of its chat route, served through a
-// counter of the flushes the host makes.
-func countedRelay(t *testing.T, flushes *atomic.Int64, answer http.HandlerFunc) (*fixture, string) {
-	t.Helper()
-	f := newFixture(t, relayBackend(t, answer))
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.server.Handler().ServeHTTP(flushCounter{w, flushes}, r)
-	}))
-	t.Cleanup(hs.Close)
-	return f, hs.URL + "/v1/chat/completions"
-}
-
 // flushCounter counts the flushes of a response.
 type flushCounter struct {
 	http.ResponseWriter
@@ -246,8 +219,7 @@ func streamTokens(t *testing.T, url string, token func(string) bool) {
 // read (within 10 s), which cancels the generation and its upstream request.
 func TestRelayFirstTokenAtOnce(t *testing.T) {
 	read := make(chan struct{})
-	var flushes atomic.Int64
-	f, url := countedRelay(t, &flushes, func(w http.ResponseWriter, r *http.Request) {
+	f := newFixture(t, relayBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, upstreamChunk("Once"))
 		http.NewResponseController(w).Flush()
 		select {
@@ -262,8 +234,8 @@ func TestRelayFirstTokenAtOnce(t *testing.T) {
 		case <-r.Context().Done():
 		case <-time.After(15 * time.Second):
 		}
-	})
-	streamTokens(t, url, func(text string) bool {
+	}))
+	streamTokens(t, f.http.URL+"/v1/chat/completions", func(text string) bool {
 		if text != "Once" {
 			t.Errorf("the first token read is %q", text)
 		}
@@ -286,16 +258,15 @@ func TestRelayFirstTokenAtOnce(t *testing.T) {
 // host must end its stream (its signature event and [DONE]) at once, not wait for the
 // end of the body.
 func TestRelayEndsAtOnce(t *testing.T) {
-	var flushes atomic.Int64
-	_, url := countedRelay(t, &flushes, func(w http.ResponseWriter, r *http.Request) {
+	f := newFixture(t, relayBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, upstreamChunk("Once")+upstreamEnd)
 		http.NewResponseController(w).Flush()
 		select { // the host gives up on the end of the body after drainWait
 		case <-r.Context().Done():
 		case <-time.After(15 * time.Second):
 		}
-	})
-	req, _ := http.NewRequest("POST", url,
+	}))
+	req, _ := http.NewRequest("POST", f.http.URL+"/v1/chat/completions",
 		strings.NewReader(`{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"stream":true}`))
 	setAuth(req, ownerKey)
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -322,7 +293,7 @@ func TestRelayCoalescesARead(t *testing.T) {
 	const tokens = 200
 	var flushes atomic.Int64
 	all := make(chan struct{})
-	_, url := countedRelay(t, &flushes, func(w http.ResponseWriter, r *http.Request) {
+	f := newFixture(t, relayBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		var burst strings.Builder
 		for i := range tokens {
 			burst.WriteString(upstreamChunk(fmt.Sprintf(" %d", i)))
@@ -335,9 +306,13 @@ func TestRelayCoalescesARead(t *testing.T) {
 			t.Error("the client did not get the burst within 10 s of the upstream sending it")
 		}
 		io.WriteString(w, upstreamEnd)
-	})
+	}))
+	counted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.server.Handler().ServeHTTP(flushCounter{w, &flushes}, r)
+	}))
+	t.Cleanup(counted.Close)
 	n := 0
-	streamTokens(t, url, func(text string) bool {
+	streamTokens(t, counted.URL+"/v1/chat/completions", func(text string) bool {
 		if text != fmt.Sprintf(" %d", n) {
 			t.Fatalf("token %d is %q", n, text)
 		}

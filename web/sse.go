@@ -175,8 +175,8 @@ func (s *sseWriter) idle() error {
 }
 
 // generated ends coalescing when the backend returned err: what it emitted is flushed
-// (but to a client already gone), and what the post stage writes after it is flushed
-// as it is written.
+// (but not to a client already gone), and what the post stage writes after it is
+// flushed as it is written.
 func (s *sseWriter) generated(err error) error {
 	s.coalesce = false
 	if len(s.pending) == 0 || errors.Is(err, errClientGone) {

@@ -20,12 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cocoonhost/cocoon/host"
-	"github.com/cocoonhost/cocoon/settle"
-
 	"github.com/cocoonhost/cocoon/attest"
 	"github.com/cocoonhost/cocoon/attest/tdx"
 	"github.com/cocoonhost/cocoon/attest/weights"
+	"github.com/cocoonhost/cocoon/host"
+	"github.com/cocoonhost/cocoon/settle"
 )
 
 // lockedBuffer collects a server's logs, written from its goroutines.

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -435,21 +434,22 @@ func (c *Client) granted(h http.Header) {
 // integer of the seconds granted, ASCII digits only with no sign, space or leading
 // zero, above SessionMargin and at most SessionLifetime. Anything else grants nothing
 // (ok false). The browser library's sessionSeconds reads the same grammar, and both
-// run web/e2e/testdata/grants.json, so that two clients read one grant alike. The
-// bounds are compared before any multiplication, which would wrap a huge grant into
-// range.
+// run web/e2e/testdata/grants.json, so that two clients read one grant alike. It
+// gives up at the first digit that takes the value over SessionLifetime, so that no
+// value is multiplied out of range, however many digits it has.
 func grantSeconds(v string) (secs int, ok bool) {
-	maxDigits := len(strconv.Itoa(int(SessionLifetime / time.Second)))
-	if v == "" || len(v) > maxDigits || v[0] == '0' {
+	if v == "" || v[0] == '0' {
 		return 0, false
 	}
 	for _, d := range []byte(v) {
 		if d < '0' || d > '9' {
 			return 0, false
 		}
-		secs = secs*10 + int(d-'0')
+		if secs = secs*10 + int(d-'0'); secs > int(SessionLifetime/time.Second) {
+			return 0, false
+		}
 	}
-	return secs, secs > int(SessionMargin/time.Second) && secs <= int(SessionLifetime/time.Second)
+	return secs, secs > int(SessionMargin/time.Second)
 }
 
 // Retry reports whether the request c sealed must be sent once more, sealed anew by
