@@ -41,7 +41,8 @@ var relayTokens = flag.Int("relay-tokens", 256, "content chunks per answer in Be
 // writes queue behind unacknowledged ones and go out together, a grown one sends each
 // as it comes), and the direct path, which is nearly all such writes, grows the most:
 // from 4.5 to 7 µs of processor time per chunk over its first 40 rounds of 256 tokens,
-// flat after.
+// flat after (a scratch benchmark of direct rounds alone, reporting every ten, not
+// kept).
 // Measured from fresh connections, a run's ratio depended on whether its rounds came
 // first in the process; warmed up, every round sees connections as a serving host's
 // are (README, "The streaming relay").
