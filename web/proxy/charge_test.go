@@ -1,10 +1,14 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -272,5 +276,76 @@ func TestVerifiedRefusalsLeaveNoKeys(t *testing.T) {
 	case len(p.keys.admitted.hosts) != 0 || len(p.keys.unproven.hosts) != 0 || inflight != 0:
 		t.Fatalf("keys of requests every host refused are remembered: %d admitted, %d unproven, %d in flight",
 			len(p.keys.admitted.hosts), len(p.keys.unproven.hosts), inflight)
+	}
+}
+
+// TestSentSurvivesTheTransportsRetry performs a relay's attack on a plaintext request
+// over RA-TLS with the app's Idempotency-Key, which Go's transport takes for
+// replayable: the relay lets the request reach the host whole on a reused connection
+// (the host runs and charges it), closes that connection before the answer, and
+// resets the new connection the transport sends the request again on before it is
+// written. The proxy read only the last write's outcome: not sent, so another host
+// was tried, and charged the request again. A request written whole once stays sent.
+func TestSentSurvivesTheTransportsRetry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	received := make(chan bool, 1)
+	relayed := make(chan struct{})
+	go func() { // the relay, joined below
+		defer close(relayed)
+		first, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer first.Close()
+		br := bufio.NewReader(first)
+		for i := range 2 {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				received <- false
+				return
+			}
+			_, err = io.Copy(io.Discard, req.Body)
+			if i == 0 { // a first request, answered, so that the connection is reused
+				fmt.Fprint(first, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				continue
+			}
+			received <- err == nil
+		}
+		first.Close() // no answer: the transport sends the request again
+		second, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		second.(*net.TCPConn).SetLinger(0) // reset, before reading any of it
+		second.Close()
+	}()
+	base := "http://" + ln.Addr().String()
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	res, err := hc.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+
+	p := &Proxy{}
+	v := &verified{conn: &conn{base: base, http: hc}}
+	app := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+	// Larger than the loopback's socket buffers, so that the reset ends the write.
+	body := bytes.Repeat([]byte("x"), 32<<20)
+	_, _, sent, err := p.send(app, v, body, "app-key")
+	<-relayed
+	if !<-received {
+		t.Fatal("the relay did not receive the request whole")
+	}
+	if err == nil {
+		t.Fatal("the reset connection did not fail the request")
+	}
+	if !sent {
+		t.Errorf("a request the host received whole, then sent again on a connection reset before it was written, counts as not sent (%v): another host would charge it again", err)
 	}
 }

@@ -330,12 +330,19 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 
 // send makes one request of the app's r to the host v, with idempotencyKey if any,
 // sealed to its end-to-end key unless v takes plaintext, and reports whether the
-// request was written whole: a request the host did not receive whole it cannot have
-// acted on. opener opens the answer of a sealed request (nil for plaintext).
+// request was written whole at least once: a request the host did not receive whole it
+// cannot have acted on. opener opens the answer of a sealed request (nil for plaintext).
 func (p *Proxy) send(r *http.Request, v *verified, body []byte, idempotencyKey string) (resp *http.Response, opener *e2e.Client, sent bool, err error) {
 	var wrote atomic.Bool
 	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
+		// Go's transport writes a request with an Idempotency-Key again on a new
+		// connection when a reused one closed before the answer: a write failing then
+		// does not undo the one the host received (and may have charged).
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				wrote.Store(true)
+			}
+		},
 	})
 	path := "/p/" + p.cfg.pipelineID + "/v1/chat/completions"
 	header := http.Header{"Content-Type": {"application/json"}}

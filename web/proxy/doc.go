@@ -72,8 +72,9 @@
 // A request that failed before any byte reached the app goes to another verified host
 // only when that cannot charge twice: the host never received it whole (the
 // connection failed before the request was written, and before any earlier sending of
-// it in the same attempt was: one sent again after an unsigned refusal may have run
-// the first time), or refused it before admission
+// it in the same attempt was: one sent again after an unsigned refusal, or by Go's
+// transport on a new connection after a reused one closed before the answer, may have
+// run the first time), or refused it before admission
 // (429 over_capacity, 402 max_price_exceeded) in an answer signed for this request or
 // received over RA-TLS (a refusal signed before the host read the body could be a
 // relay's replay), or does not bill. A billing host that
