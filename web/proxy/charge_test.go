@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
 
@@ -347,5 +348,54 @@ func TestSentSurvivesTheTransportsRetry(t *testing.T) {
 	}
 	if !sent {
 		t.Errorf("a request the host received whole, then sent again on a connection reset before it was written, counts as not sent (%v): another host would charge it again", err)
+	}
+}
+
+// TestRefusedWhileItsRetryRunsChargesOnce performs a relay's attack on an app that
+// sends its request again under the same Idempotency-Key while the first is still out
+// (its own timeout ran out): the proxy sends the second to the host the first is in
+// flight at, and the relay holds the first back until the second runs there, taking
+// the host's one generation slot, so that the host refuses the first before admission
+// (429 over_capacity, signed). The proxy then failed the first over to the other host,
+// which charged it while the first host charged the second. A refused attempt whose
+// key went to a host meanwhile is sent to that host alone.
+func TestRefusedWhileItsRetryRunsChargesOnce(t *testing.T) {
+	m := proxytest.NewMarket(t)
+	first := m.NewRATLSHost(100_000_000, proxytest.MarketModel)
+	other := m.NewRATLSHost(900_000_000, proxytest.MarketModel)
+	canned := first.Backend.(*proxytest.Canned)
+	canned.Held, canned.Reached = make(chan struct{}), make(chan struct{})
+	billing := first.Config
+	first.Config = func(c *web.Config) {
+		billing(c)
+		c.MaxGenerations, c.MaxWaiting = 1, -1
+	}
+	first.Start(t)
+	held := make(chan struct{})
+	var calls atomic.Int32
+	first.Intercept(func(http.ResponseWriter, *http.Request) bool {
+		if calls.Add(1) == 1 {
+			close(held)
+			<-canned.Reached // the second sending holds the host's slot
+		}
+		return false
+	})
+	url, _, log := startBillingProxy(t, first, other)
+
+	const body = `{"messages":[{"role":"user","content":"hold"}]}`
+	firstAnswer, secondAnswer := make(chan answered, 1), make(chan answered, 1)
+	go func() { firstAnswer <- postChatWithKey(t, url, body, "order-1") }()
+	<-held
+	go func() { secondAnswer <- postChatWithKey(t, url, body, "order-1") }()
+	got := <-firstAnswer
+	close(canned.Held)
+	second := <-secondAnswer
+	if n := receipts(t, first, other); n != 1 {
+		t.Fatalf("one request sent twice under one key was charged %d times: the first got %d from %q, the second %d from %q\nlog:\n%s",
+			n, got.status, got.header.Get(HostHeader), second.status, second.header.Get(HostHeader), log)
+	}
+	if got.header.Get(HostHeader) != first.URL || second.header.Get(HostHeader) != first.URL {
+		t.Errorf("the two sendings were answered by %q (%d %s) and %q, want %s alone\nlog:\n%s",
+			got.header.Get(HostHeader), got.status, got.body, second.header.Get(HostHeader), first.URL, log)
 	}
 }

@@ -72,7 +72,8 @@ func newAsk(r *http.Request, body []byte) ask {
 
 // chat forwards a chat completion to the host routing picks, and on to another when
 // the attempt failed before any byte reached the app and sending it again cannot
-// charge twice (attempt says when). When no other host can take it, the app gets the
+// charge twice (attempt says when); a request whose idempotency key went to a billing
+// host, before it came or while it was refused, goes to that host alone (retryAt). When no other host can take it, the app gets the
 // refusal of the last host that answered one, or a 502 naming each host's state.
 func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
@@ -81,13 +82,16 @@ func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := newAsk(r, body)
-	if url := p.keyHost(a); url != "" {
-		p.retryAt(w, r, url, a)
-		return
-	}
 	tried := map[*upstream]bool{}
 	var last result
 	for {
+		// Before each host, not only the first: while a host refused this request,
+		// another sending of it under its key (the app's retry) may have gone to a
+		// host, which may charge it; only there does the key not charge twice.
+		if url := p.keyHost(a); url != "" {
+			p.retryAt(w, r, url, a)
+			return
+		}
 		u := p.pick(a, tried)
 		if u == nil {
 			break

@@ -57,7 +57,8 @@
 //
 // A request whose Idempotency-Key was sent to a billing host before goes to that host
 // only, whatever prices and routing did since (a 502 host_error while it is out of
-// routing): only its ledger knows the key. The key is remembered from the start of the
+// routing): only its ledger knows the key. Failover asks again before each host, as
+// the app's second sending of the request may have gone to one meanwhile. The key is remembered from the start of the
 // attempt, and kept after it unless the host never received the request whole or
 // refused it before admission (a 4xx without a receipt, other than 409 and 422) in an
 // answer received over RA-TLS or signed over this request's body: such a request was
