@@ -36,22 +36,24 @@ func (l listedModels) Models(context.Context) ([]backend.Model, error) { return 
 // raising its prices could use). Run: go test -run '^$' -fuzz
 // FuzzMaxPriceIsAdmissionsWorstCase -fuzztime 60s ./web/
 func FuzzMaxPriceIsAdmissionsWorstCase(f *testing.F) {
-	f.Add(uint8(0), int64(512), int64(2048), uint8(0), int64(16), int64(-1), false, uint64(200_000_000_000), uint64(1000))
-	f.Add(uint8(3), int64(0), int64(-5), uint8(0), int64(-1), int64(-1), true, uint64(1e15), uint64(100_000))
-	f.Add(uint8(2), int64(1<<62), int64(9), uint8(2), int64(1<<31-1), int64(1<<40), false, uint64(1), uint64(1))
-	f.Add(uint8(1), int64(1<<40), int64(100), uint8(1), int64(5), int64(-1), false, uint64(3), uint64(7))
+	f.Add(uint8(0), int64(512), int64(2048), uint8(0), int64(16), int64(-1), false, uint64(200_000_000_000), uint64(1000), "a\xff")
+	f.Add(uint8(3), int64(0), int64(-5), uint8(0), int64(-1), int64(-1), true, uint64(1e15), uint64(100_000), "a\xff")
+	f.Add(uint8(2), int64(1<<62), int64(9), uint8(2), int64(1<<31-1), int64(1<<40), false, uint64(1), uint64(1), "a\xff")
+	f.Add(uint8(1), int64(1<<40), int64(100), uint8(1), int64(5), int64(-1), false, uint64(3), uint64(7), "a\xff")
 	// The backend's unnamed model first, with a window above the default: admission
 	// priced a request naming no model at it, which the list could not carry.
-	f.Add(uint8(2), int64(100_000), int64(100), uint8(3), int64(-1), int64(-1), false, uint64(1000), uint64(1000))
+	f.Add(uint8(2), int64(100_000), int64(100), uint8(3), int64(-1), int64(-1), false, uint64(1000), uint64(1000), "a\xff")
 	// Two names that are not UTF-8: JSON made both U+FFFD, and the signature failed.
-	f.Add(uint8(3+5*4), int64(4096), int64(100), uint8(0), int64(-1), int64(-1), false, uint64(1000), uint64(1000))
-	ids := []string{"a", "b", "c", ""}
-	listedIDs := []string{"a", "b", "", "a\xff", "a\xfe"}
-	f.Fuzz(func(t *testing.T, listed uint8, windowA, windowB int64, named uint8, maxTokens, maxCompletion int64, pipeline bool, price, maxMilli uint64) {
-		// Two entries, each "a", "b", unnamed or not UTF-8: possibly the same model twice.
+	f.Add(uint8(3+5*4), int64(4096), int64(100), uint8(0), int64(-1), int64(-1), false, uint64(1000), uint64(1000), "a\xff")
+	// A name over 256 bytes, first, and named by the request.
+	f.Add(uint8(3+5*1), int64(100_000), int64(100), uint8(4), int64(-1), int64(-1), false, uint64(1000), uint64(1000), strings.Repeat("é", 200))
+	f.Fuzz(func(t *testing.T, listed uint8, windowA, windowB int64, named uint8, maxTokens, maxCompletion int64, pipeline bool, price, maxMilli uint64, name string) {
+		// Two entries, each "a", "b", unnamed, any name (not UTF-8, overlong...) or
+		// "a\xfe": possibly the same model twice.
+		listedIDs := []string{"a", "b", "", name, "a\xfe"}
 		models := []backend.Model{{ID: listedIDs[listed%5], ContextLength: int(windowA)}, {ID: listedIDs[listed/5%5], ContextLength: int(windowB)}}
 		req := map[string]any{"messages": []map[string]string{{"role": "user", "content": "x"}}}
-		if m := ids[named%4]; m != "" {
+		if m := []string{"a", "b", "c", "", name}[named%5]; m != "" {
 			req["model"] = m
 		}
 		// -1 is absent, -2 null; anything else is sent as it is.
