@@ -216,10 +216,19 @@ func ListableModel(model string) bool {
 	return model != "" && len(model) <= maxModelName && utf8.ValidString(model)
 }
 
-// Validate checks the shape (checkShape) and every table (PriceTable.Validate).
+// MaxPricesBytes bounds the JSON of a host's per-model tables (Prices.Models): half of
+// MaxPriceListBytes, so that with the windows (MaxWindowsBytes) the signed list stays
+// one every client reads.
+const MaxPricesBytes = MaxPriceListBytes / 2
+
+// Validate checks the shape (checkShape), every table (PriceTable.Validate) and that
+// the tables' JSON is at most MaxPricesBytes. Cost: a JSON encoding of the tables.
 func (p Prices) Validate() error {
 	if err := p.checkShape(); err != nil {
 		return err
+	}
+	if b, _ := json.Marshal(p.Models); len(b) > MaxPricesBytes {
+		return fmt.Errorf("settle: prices: %d models take %d bytes of JSON: want at most %d, so that clients read the price list", len(p.Models), len(b), MaxPricesBytes)
 	}
 	for _, m := range p.Models {
 		if err := m.Prices.Validate(); err != nil {
