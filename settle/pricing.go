@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // PriceTable is the operator's base prices in nanoTON (1 TON = 10⁹ nanoTON).
@@ -182,13 +183,14 @@ func (p Prices) checkShape() error {
 }
 
 // checkModelNames refuses a list of models (what names it in the error) a client could
-// read two ways: a name empty or over maxModelName bytes, or not after the one before
-// it in byte order (a model twice, or out of the order findModel's search needs).
+// read two ways: a name a list cannot carry (ListableModel), or not after the one
+// before it in byte order (a model twice, or out of the order findModel's search
+// needs).
 func checkModelNames[T any](what string, list []T, name func(T) string) error {
 	for i, m := range list {
 		switch n := name(m); {
-		case n == "" || len(n) > maxModelName:
-			return fmt.Errorf("settle: %s: model name %.40q: want 1 to %d bytes", what, n, maxModelName)
+		case !ListableModel(n):
+			return fmt.Errorf("settle: %s: model name %.40q: want 1 to %d bytes of UTF-8", what, n, maxModelName)
 		case i > 0 && name(list[i-1]) >= n:
 			return fmt.Errorf("settle: %s: model %.40q after %.40q: models must be in increasing byte order, each once", what, n, name(list[i-1]))
 		}
@@ -206,10 +208,27 @@ func findModel[T any](list []T, model string, name func(T) string) (int, bool) {
 // 256 bytes (host/manifest.MaxModelBytes).
 const maxModelName = 256
 
-// Validate checks the shape (checkShape) and every table (PriceTable.Validate).
+// ListableModel reports whether a price list can name model: 1 to 256 bytes of valid
+// UTF-8. JSON carries no other bytes: a name that is not UTF-8 is encoded as U+FFFD,
+// so a client reading the list would see another name, in another order, under a
+// signature that no longer verifies.
+func ListableModel(model string) bool {
+	return model != "" && len(model) <= maxModelName && utf8.ValidString(model)
+}
+
+// MaxPricesBytes bounds the JSON of a host's per-model tables (Prices.Models): half of
+// MaxPriceListBytes, so that with the windows (MaxWindowsBytes) the signed list stays
+// one every client reads.
+const MaxPricesBytes = MaxPriceListBytes / 2
+
+// Validate checks the shape (checkShape), every table (PriceTable.Validate) and that
+// the tables' JSON is at most MaxPricesBytes. Cost: a JSON encoding of the tables.
 func (p Prices) Validate() error {
 	if err := p.checkShape(); err != nil {
 		return err
+	}
+	if b, _ := json.Marshal(p.Models); len(b) > MaxPricesBytes {
+		return fmt.Errorf("settle: prices: %d models take %d bytes of JSON: want at most %d, so that clients read the price list", len(p.Models), len(b), MaxPricesBytes)
 	}
 	for _, m := range p.Models {
 		if err := m.Prices.Validate(); err != nil {
@@ -251,6 +270,23 @@ func SameWindow(tokens uint64) Windows { return Windows{Models: []ModelWindow{},
 // backend's larger figure to it, for admission too.
 const MaxContextWindow = 1 << 32
 
+// MaxPriceListBytes is the most of a price list (GET /v1/pricing) a client reads.
+const MaxPriceListBytes = 1 << 20
+
+// MaxWindowsBytes bounds the JSON of a list's windows (Windows.Models, with
+// ModelWindow.Size): a quarter of MaxPriceListBytes, so that a backend listing many
+// models, or long names whose every byte JSON escapes six times, does not make a
+// price list no client reads. A host gives the models that do not fit the default
+// window, for admission too.
+const MaxWindowsBytes = MaxPriceListBytes / 4
+
+// Size is how many bytes m adds to the JSON of a list of windows: its encoding and the
+// comma after it.
+func (m ModelWindow) Size() int {
+	b, _ := json.Marshal(m)
+	return len(b) + 1
+}
+
 // For returns model's window: its own, else the default.
 func (w Windows) For(model string) uint64 {
 	if i, found := findModel(w.Models, model, modelWindowName); found {
@@ -260,8 +296,9 @@ func (w Windows) For(model string) uint64 {
 }
 
 // Validate refuses windows a client could read two ways or that bound nothing: a
-// model named twice or out of order, an empty or overlong name, or a window (the
-// default included) of 0 or over MaxContextWindow.
+// model named twice or out of order, a name a list cannot carry (ListableModel), a
+// window (the default included) of 0 or over MaxContextWindow, or models whose JSON
+// exceeds MaxWindowsBytes. Cost: a JSON encoding of each model's window.
 func (w Windows) Validate() error {
 	if w.Default == 0 || w.Default > MaxContextWindow {
 		return fmt.Errorf("settle: windows: default window %d: want 1 to %d tokens", w.Default, uint64(MaxContextWindow))
@@ -269,10 +306,15 @@ func (w Windows) Validate() error {
 	if err := checkModelNames("windows", w.Models, modelWindowName); err != nil {
 		return err
 	}
+	size := 1 // the brackets, less the last comma Size counts
 	for _, m := range w.Models {
 		if m.Tokens == 0 || m.Tokens > MaxContextWindow {
 			return fmt.Errorf("settle: windows: model %.40q: window %d: want 1 to %d tokens", m.Model, m.Tokens, uint64(MaxContextWindow))
 		}
+		size += m.Size()
+	}
+	if size > MaxWindowsBytes {
+		return fmt.Errorf("settle: windows: %d models take %d bytes of JSON: want at most %d", len(w.Models), size, MaxWindowsBytes)
 	}
 	return nil
 }

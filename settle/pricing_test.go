@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"math"
 	"strconv"
@@ -216,6 +217,14 @@ func TestPriceListVerify(t *testing.T) {
 		{"a window twice", "windows: model \"c\" after \"c\"", func(l *PriceList) { l.Windows.Models[0].Model = "c" }},
 		{"an empty window name", "windows: model name", func(l *PriceList) { l.Windows.Models[0].Model = "" }},
 		{"an overlong window name", "windows: model name", func(l *PriceList) { l.Windows.Models[1].Model = strings.Repeat("c", maxModelName+1) }},
+		{"a window name not UTF-8", "windows: model name", func(l *PriceList) { l.Windows.Models[1].Model = "c\xff" }},
+		{"a price name not UTF-8", "prices: model name", func(l *PriceList) { l.Models[1].Model = "b\xff" }},
+		{"windows over their bytes", "bytes of JSON", func(l *PriceList) {
+			l.Windows.Models = nil
+			for i := range MaxWindowsBytes / 256 {
+				l.Windows.Models = append(l.Windows.Models, ModelWindow{fmt.Sprintf("%06d%s", i, strings.Repeat("w", 250)), MaxContextWindow})
+			}
+		}},
 		{"a window of 0", "window 0", func(l *PriceList) { l.Windows.Models[1].Tokens = 0 }},
 		{"a window over the bound", "window 4294967297", func(l *PriceList) { l.Windows.Models[1].Tokens = MaxContextWindow + 1 }},
 		{"no default window", "default window 0", func(l *PriceList) { l.Windows.Default = 0 }},

@@ -76,8 +76,8 @@
 // page) and the model lists, /v1/models and /p/{id}/v1/models (they name what the
 // evidence names; the context windows a client's max_price needs are in the signed
 // price list, never read from them); they answer from admission's cache of the
-// backend's list, read at most once a minute, so an anonymous flood costs the backend
-// nothing.
+// backend's list, read at most once a minute and on no client's context, so an
+// anonymous flood costs the backend nothing and a client hanging up ends no read.
 //
 // The credential is checked completely in middleware, before any handler runs: a
 // request whose credential fails gets 401 (402 for a signed request naming an address

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cocoonhost/cocoon/host/backend"
-	"github.com/cocoonhost/cocoon/host/manifest"
 	"github.com/cocoonhost/cocoon/settle"
 )
 
@@ -74,9 +73,12 @@ func pipelineModelList(model string, models []backend.Model) listJSON[modelJSON]
 // modelsTTL is how long the backend's model list is trusted for context windows.
 const modelsTTL = time.Minute
 
-// firstModelsRead bounds the read of the backend's model list a billing host makes
-// in New.
-const firstModelsRead = 10 * time.Second
+// modelsReadTimeout bounds one read of the backend's model list. The read is shared
+// (its caller's waiters use what it reads), so it runs on no caller's context: a
+// client hanging up must not end it, which would leave everyone the previous list
+// (and its windows in the price list) for modelsRetry, and a client doing so each
+// time, forever.
+const modelsReadTimeout = 10 * time.Second
 
 // modelsRetry is how long after a failed read of the backend's model list the next
 // read waits: GET /v1/models needs no credential, and without it a flood of them
@@ -149,18 +151,26 @@ func (m *modelWindows) fresh(ctx context.Context) error {
 			return m.failure
 		}
 	case m.windows == nil:
-		models, err := m.backend.Models(ctx)
+		models, err := m.readList(ctx)
 		m.store(models, err)
 		return err
 	case time.Since(m.read) >= modelsTTL && !m.refreshing:
 		m.refreshing = true
 		m.mu.Unlock()
-		models, err := m.backend.Models(ctx)
+		models, err := m.readList(ctx)
 		m.mu.Lock()
 		m.refreshing = false
 		m.store(models, err)
 	}
 	return nil
+}
+
+// readList reads the backend's model list for ctx's caller and those waiting on it,
+// within modelsReadTimeout whether or not the caller goes away.
+func (m *modelWindows) readList(ctx context.Context) ([]backend.Model, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), modelsReadTimeout)
+	defer cancel()
+	return m.backend.Models(ctx)
 }
 
 // name is the model a request for model is answered by: model, or for "" the backend's
@@ -187,9 +197,11 @@ func (m *modelWindows) sync(ctx context.Context) {
 // store keeps a list just read, unless reading it failed (then it notes when), and
 // publishes its windows. A model listed twice has the window it is first listed with,
 // the one the signed list gives it: a client's max_price and admission's worst case
-// read one window. A window over settle.MaxContextWindow is cut to it, and a model
-// whose name a price list cannot carry (over manifest.MaxModelBytes: no pipeline runs
-// it either) has the default, for admission as in the list.
+// read one window. A window over settle.MaxContextWindow is cut to it, and a model the
+// price list cannot carry has the default, for admission as in the list: one whose
+// name a list cannot hold (settle.ListableModel: the backend's unnamed "" model, a name
+// over manifest.MaxModelBytes, which no pipeline runs either, or not UTF-8), or listed
+// after the windows before it filled settle.MaxWindowsBytes.
 func (m *modelWindows) store(models []backend.Model, err error) {
 	if err != nil {
 		m.failed, m.failure = time.Now(), err
@@ -197,25 +209,31 @@ func (m *modelWindows) store(models []backend.Model, err error) {
 	}
 	m.windows, m.models, m.read = make(map[string]int, len(models)+1), models, time.Now()
 	signed := settle.SameWindow(defaultContextTokens)
+	size := 1 // as settle.Windows.Validate counts
 	for i, md := range models {
+		_, listed := m.windows[md.ID]
 		window := min(max(md.ContextLength, 0), settle.MaxContextWindow)
-		if len(md.ID) > manifest.MaxModelBytes {
+		entry := settle.ModelWindow{Model: md.ID, Tokens: uint64(window)}
+		switch {
+		case !settle.ListableModel(md.ID):
+			window = 0
+		case !listed && window > 0 && size+entry.Size() <= settle.MaxWindowsBytes:
+			size += entry.Size()
+			signed.Models = append(signed.Models, entry)
+		case !listed:
 			window = 0
 		}
 		if i == 0 {
 			m.windows[""], m.first = window, md.ID
 		}
-		if _, ok := m.windows[md.ID]; !ok {
+		if !listed {
 			m.windows[md.ID] = window
-			if md.ID != "" && window > 0 {
-				signed.Models = append(signed.Models, settle.ModelWindow{Model: md.ID, Tokens: uint64(window)})
-			}
 		}
 	}
 	if m.publish != nil {
 		slices.SortFunc(signed.Models, func(a, b settle.ModelWindow) int { return strings.Compare(a.Model, b.Model) })
-		// Cannot fail: every name is 1 to manifest.MaxModelBytes bytes, once, and
-		// every window 1 to settle.MaxContextWindow.
+		// Cannot fail: every name is listable, once, every window 1 to
+		// settle.MaxContextWindow, and all of them within settle.MaxWindowsBytes.
 		if err := m.publish(signed); err != nil {
 			panic("web: the model windows do not make a price list: " + err.Error())
 		}

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cocoonhost/cocoon/host/backend"
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/settle/billing"
 )
 
 // countingModels counts the backend's model list reads.
@@ -153,6 +155,64 @@ func TestMaxPriceOfAModelListedTwice(t *testing.T) {
 			}
 			if r := b.receipt(t, res); r.MaxCost > maxPrice {
 				t.Errorf("reserved %d, over the cap %d", r.MaxCost, maxPrice)
+			}
+		})
+	}
+}
+
+// hungUpModels lists models, or fails with its context's error once that ended, as a
+// backend across a network does.
+type hungUpModels struct {
+	backend.Backend
+	models atomic.Pointer[[]backend.Model]
+}
+
+func (b *hungUpModels) Models(ctx context.Context) ([]backend.Model, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return *b.models.Load(), nil
+}
+
+// TestModelsReadOfAClientThatHangsUp: the backend's model list was read on the context
+// of the request that found it due, an anonymous GET /v1/pricing or /v1/models. A
+// client hanging up ended the read: everyone then had no list (the first read: 503 on
+// GET /v1/models) or the previous one, and its windows in the signed price list, for
+// modelsRetry, and a client hanging up each time it came due kept them so forever. The
+// read is shared, so it runs on no caller's context.
+func TestModelsReadOfAClientThatHangsUp(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	for _, tc := range []struct {
+		name  string
+		first bool // the hung-up request is the first to read the list
+	}{
+		{"the first read", true},
+		{"a read again after modelsTTL", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pricer, err := billing.NewPricer(settle.SamePrices(settle.PriceTable{PromptPerMillion: 1}), settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000, Smoothing: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := &hungUpModels{}
+			m := &modelWindows{backend: b, publish: pricer.SetWindows}
+			if !tc.first {
+				b.models.Store(&[]backend.Model{{ID: "a", ContextLength: 1000}})
+				m.sync(context.Background())
+				m.mu.Lock()
+				m.read = m.read.Add(-modelsTTL)
+				m.mu.Unlock()
+			}
+			b.models.Store(&[]backend.Model{{ID: "a", ContextLength: 5000}})
+			gone, hangUp := context.WithCancel(context.Background())
+			hangUp()
+			m.sync(gone)
+
+			if models, err := m.list(context.Background()); err != nil || len(models) != 1 || models[0].ContextLength != 5000 {
+				t.Errorf("the model list after a client hung up on its read: %+v, %v; want a's window of 5000", models, err)
+			}
+			if got := pricer.PriceList(key, "0:00", 3600).Windows.For("a"); got != 5000 {
+				t.Errorf("the signed window of a after a client hung up on its read: %d, want 5000", got)
 			}
 		})
 	}

@@ -294,9 +294,7 @@ func New(cfg Config) (*Server, error) {
 		// now so that the first list (which a registrar registers at once) has them
 		// too. A failed read is tried again by the first request that needs one.
 		s.models.publish = cfg.Billing.Pricer().SetWindows
-		ctx, cancel := context.WithTimeout(context.Background(), firstModelsRead)
-		s.models.sync(ctx)
-		cancel()
+		s.models.sync(context.Background()) // within modelsReadTimeout
 	}
 	s.metrics.registry.MustRegister(s.conns.collectors()...)
 	if cfg.Billing != nil {

@@ -3,6 +3,7 @@ package billing
 import (
 	"bytes"
 	"crypto/ed25519"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -195,18 +196,26 @@ func TestNewPricerValidates(t *testing.T) {
 	model := func(name string, t settle.PriceTable) settle.ModelPrice {
 		return settle.ModelPrice{Model: name, Prices: t}
 	}
+	// Tables of long names JSON escapes (6 bytes a character): a signed list of 5 MB,
+	// which no client reads (settle.MaxPriceListBytes).
+	var many []settle.ModelPrice
+	for i := range 3000 {
+		many = append(many, model(fmt.Sprintf("%05d%s", i, strings.Repeat("<", 251)), one))
+	}
 	for name, tt := range map[string]struct {
 		prices settle.Prices
 		curve  settle.LoadCurve
 		want   string
 	}{
-		"all-zero default":  {settle.SamePrices(settle.PriceTable{}), DefaultLoadCurve, "every price is 0"},
-		"all-zero model":    {settle.Prices{Models: []settle.ModelPrice{model("a", settle.PriceTable{})}}, DefaultLoadCurve, `model "a"`},
-		"no table":          {settle.Prices{}, DefaultLoadCurve, "no table"},
-		"a model twice":     {settle.Prices{Models: []settle.ModelPrice{model("a", one), model("a", one)}}, DefaultLoadCurve, "each once"},
-		"an empty name":     {settle.Prices{Models: []settle.ModelPrice{model("", one)}}, DefaultLoadCurve, "model name"},
-		"min over max":      {settle.SamePrices(one), settle.LoadCurve{MinMilli: 2000, MaxMilli: 1000, Smoothing: time.Second}, "min"},
-		"without smoothing": {settle.SamePrices(one), settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000}, "smoothing"},
+		"all-zero default":       {settle.SamePrices(settle.PriceTable{}), DefaultLoadCurve, "every price is 0"},
+		"all-zero model":         {settle.Prices{Models: []settle.ModelPrice{model("a", settle.PriceTable{})}}, DefaultLoadCurve, `model "a"`},
+		"no table":               {settle.Prices{}, DefaultLoadCurve, "no table"},
+		"a model twice":          {settle.Prices{Models: []settle.ModelPrice{model("a", one), model("a", one)}}, DefaultLoadCurve, "each once"},
+		"an empty name":          {settle.Prices{Models: []settle.ModelPrice{model("", one)}}, DefaultLoadCurve, "model name"},
+		"a name not UTF-8":       {settle.Prices{Models: []settle.ModelPrice{model("a\xff", one)}}, DefaultLoadCurve, "model name"},
+		"tables no client reads": {settle.Prices{Models: many}, DefaultLoadCurve, "bytes of JSON"},
+		"min over max":           {settle.SamePrices(one), settle.LoadCurve{MinMilli: 2000, MaxMilli: 1000, Smoothing: time.Second}, "min"},
+		"without smoothing":      {settle.SamePrices(one), settle.LoadCurve{MinMilli: 1000, MaxMilli: 1000}, "smoothing"},
 	} {
 		if _, err := NewPricer(tt.prices, tt.curve); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: NewPricer = %v, want an error with %q", name, err, tt.want)

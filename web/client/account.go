@@ -70,9 +70,9 @@ func (c *Client) getSigned(ctx context.Context, path string, s *Signer, out any)
 // PriceList fetches the host's price list (GET /v1/pricing, a public route: GetBytes,
 // no credential over http) and checks its signature by the key it names. Whether that
 // key is the host's attested settlement key is VerifiedPriceList's to check. It reads
-// at most 1 MiB.
+// at most settle.MaxPriceListBytes.
 func (c *Client) PriceList(ctx context.Context) (*settle.PriceList, error) {
-	b, err := c.GetBytes(ctx, "/v1/pricing", 1<<20)
+	b, err := c.GetBytes(ctx, "/v1/pricing", settle.MaxPriceListBytes)
 	if err != nil {
 		return nil, err
 	}

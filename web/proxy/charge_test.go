@@ -1,15 +1,20 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/cocoonhost/cocoon/settle"
+	"github.com/cocoonhost/cocoon/web"
 	"github.com/cocoonhost/cocoon/web/proxy/proxytest"
 )
 
@@ -272,5 +277,125 @@ func TestVerifiedRefusalsLeaveNoKeys(t *testing.T) {
 	case len(p.keys.admitted.hosts) != 0 || len(p.keys.unproven.hosts) != 0 || inflight != 0:
 		t.Fatalf("keys of requests every host refused are remembered: %d admitted, %d unproven, %d in flight",
 			len(p.keys.admitted.hosts), len(p.keys.unproven.hosts), inflight)
+	}
+}
+
+// TestSentSurvivesTheTransportsRetry performs a relay's attack on a plaintext request
+// over RA-TLS with the app's Idempotency-Key, which Go's transport takes for
+// replayable: the relay lets the request reach the host whole on a reused connection
+// (the host runs and charges it), closes that connection before the answer, and
+// resets the new connection the transport sends the request again on before it is
+// written. The proxy read only the last write's outcome: not sent, so another host
+// was tried, and charged the request again. A request written whole once stays sent.
+func TestSentSurvivesTheTransportsRetry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	received := make(chan bool, 1)
+	relayed := make(chan struct{})
+	go func() { // the relay, joined below
+		defer close(relayed)
+		first, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer first.Close()
+		br := bufio.NewReader(first)
+		for i := range 2 {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				received <- false
+				return
+			}
+			_, err = io.Copy(io.Discard, req.Body)
+			if i == 0 { // a first request, answered, so that the connection is reused
+				fmt.Fprint(first, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				continue
+			}
+			received <- err == nil
+		}
+		first.Close() // no answer: the transport sends the request again
+		second, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		second.(*net.TCPConn).SetLinger(0) // reset, before reading any of it
+		second.Close()
+	}()
+	base := "http://" + ln.Addr().String()
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	res, err := hc.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+
+	p := &Proxy{}
+	v := &verified{conn: &conn{base: base, http: hc}}
+	app := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+	// Larger than the loopback's socket buffers, so that the reset ends the write.
+	body := bytes.Repeat([]byte("x"), 32<<20)
+	_, _, sent, err := p.send(app, v, body, "app-key")
+	<-relayed
+	if !<-received {
+		t.Fatal("the relay did not receive the request whole")
+	}
+	if err == nil {
+		t.Fatal("the reset connection did not fail the request")
+	}
+	if !sent {
+		t.Errorf("a request the host received whole, then sent again on a connection reset before it was written, counts as not sent (%v): another host would charge it again", err)
+	}
+}
+
+// TestRefusedWhileItsRetryRunsChargesOnce performs a relay's attack on an app that
+// sends its request again under the same Idempotency-Key while the first is still out
+// (its own timeout ran out): the proxy sends the second to the host the first is in
+// flight at, and the relay holds the first back until the second runs there, taking
+// the host's one generation slot, so that the host refuses the first before admission
+// (429 over_capacity, signed). The proxy then failed the first over to the other host,
+// which charged it while the first host charged the second. A refused attempt whose
+// key went to a host meanwhile is sent to that host alone.
+func TestRefusedWhileItsRetryRunsChargesOnce(t *testing.T) {
+	m := proxytest.NewMarket(t)
+	first := m.NewRATLSHost(100_000_000, proxytest.MarketModel)
+	other := m.NewRATLSHost(900_000_000, proxytest.MarketModel)
+	canned := first.Backend.(*proxytest.Canned)
+	canned.Held, canned.Reached = make(chan struct{}), make(chan struct{})
+	billing := first.Config
+	first.Config = func(c *web.Config) {
+		billing(c)
+		c.MaxGenerations, c.MaxWaiting = 1, -1
+	}
+	first.Start(t)
+	held := make(chan struct{})
+	var calls atomic.Int32
+	first.Intercept(func(http.ResponseWriter, *http.Request) bool {
+		if calls.Add(1) == 1 {
+			close(held)
+			<-canned.Reached // the second sending holds the host's slot
+		}
+		return false
+	})
+	url, _, log := startBillingProxy(t, first, other)
+
+	const body = `{"messages":[{"role":"user","content":"hold"}]}`
+	firstAnswer, secondAnswer := make(chan answered, 1), make(chan answered, 1)
+	go func() { firstAnswer <- postChatWithKey(t, url, body, "order-1") }()
+	<-held
+	go func() { secondAnswer <- postChatWithKey(t, url, body, "order-1") }()
+	got := <-firstAnswer
+	close(canned.Held)
+	second := <-secondAnswer
+	if n := receipts(t, first, other); n != 1 {
+		t.Fatalf("one request sent twice under one key was charged %d times: the first got %d from %q, the second %d from %q\nlog:\n%s",
+			n, got.status, got.header.Get(HostHeader), second.status, second.header.Get(HostHeader), log)
+	}
+	if got.header.Get(HostHeader) != first.URL || second.header.Get(HostHeader) != first.URL {
+		t.Errorf("the two sendings were answered by %q (%d %s) and %q, want %s alone\nlog:\n%s",
+			got.header.Get(HostHeader), got.status, got.body, second.header.Get(HostHeader), first.URL, log)
 	}
 }

@@ -72,7 +72,8 @@ func newAsk(r *http.Request, body []byte) ask {
 
 // chat forwards a chat completion to the host routing picks, and on to another when
 // the attempt failed before any byte reached the app and sending it again cannot
-// charge twice (attempt says when). When no other host can take it, the app gets the
+// charge twice (attempt says when); a request whose idempotency key went to a billing
+// host, before it came or while it was refused, goes to that host alone (retryAt). When no other host can take it, the app gets the
 // refusal of the last host that answered one, or a 502 naming each host's state.
 func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
@@ -81,13 +82,16 @@ func (p *Proxy) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := newAsk(r, body)
-	if url := p.keyHost(a); url != "" {
-		p.retryAt(w, r, url, a)
-		return
-	}
 	tried := map[*upstream]bool{}
 	var last result
 	for {
+		// Before each host, not only the first: while a host refused this request,
+		// another sending of it under its key (the app's retry) may have gone to a
+		// host, which may charge it; only there does the key not charge twice.
+		if url := p.keyHost(a); url != "" {
+			p.retryAt(w, r, url, a)
+			return
+		}
 		u := p.pick(a, tried)
 		if u == nil {
 			break
@@ -330,12 +334,19 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, a a
 
 // send makes one request of the app's r to the host v, with idempotencyKey if any,
 // sealed to its end-to-end key unless v takes plaintext, and reports whether the
-// request was written whole: a request the host did not receive whole it cannot have
-// acted on. opener opens the answer of a sealed request (nil for plaintext).
+// request was written whole at least once: a request the host did not receive whole it
+// cannot have acted on. opener opens the answer of a sealed request (nil for plaintext).
 func (p *Proxy) send(r *http.Request, v *verified, body []byte, idempotencyKey string) (resp *http.Response, opener *e2e.Client, sent bool, err error) {
 	var wrote atomic.Bool
 	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
+		// Go's transport writes a request with an Idempotency-Key again on a new
+		// connection when a reused one closed before the answer: a write failing then
+		// does not undo the one the host received (and may have charged).
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				wrote.Store(true)
+			}
+		},
 	})
 	path := "/p/" + p.cfg.pipelineID + "/v1/chat/completions"
 	header := http.Header{"Content-Type": {"application/json"}}

@@ -57,7 +57,8 @@
 //
 // A request whose Idempotency-Key was sent to a billing host before goes to that host
 // only, whatever prices and routing did since (a 502 host_error while it is out of
-// routing): only its ledger knows the key. The key is remembered from the start of the
+// routing): only its ledger knows the key. Failover asks again before each host, as
+// the app's second sending of the request may have gone to one meanwhile. The key is remembered from the start of the
 // attempt, and kept after it unless the host never received the request whole or
 // refused it before admission (a 4xx without a receipt, other than 409 and 422) in an
 // answer received over RA-TLS or signed over this request's body: such a request was
@@ -72,8 +73,9 @@
 // A request that failed before any byte reached the app goes to another verified host
 // only when that cannot charge twice: the host never received it whole (the
 // connection failed before the request was written, and before any earlier sending of
-// it in the same attempt was: one sent again after an unsigned refusal may have run
-// the first time), or refused it before admission
+// it in the same attempt was: one sent again after an unsigned refusal, or by Go's
+// transport on a new connection after a reused one closed before the answer, may have
+// run the first time), or refused it before admission
 // (429 over_capacity, 402 max_price_exceeded) in an answer signed for this request or
 // received over RA-TLS (a refusal signed before the host read the body could be a
 // relay's replay), or does not bill. A billing host that

@@ -29,8 +29,6 @@ const (
 	verifyTimeout = 2 * time.Minute
 	// healthTimeout bounds one health check (GET /readyz) and one price list fetch.
 	healthTimeout = 10 * time.Second
-	// maxPriceList bounds a host's price list.
-	maxPriceList = 1 << 20
 )
 
 // state is where a host stands in the proxy's routing.
@@ -334,7 +332,7 @@ func (u *upstream) admitLocked(ctx context.Context, w io.Writer, why string) err
 func (u *upstream) priceList(ctx context.Context, v *verified) (*settle.PriceList, error) {
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
-	b, err := v.conn.GetBytes(ctx, "/v1/pricing", maxPriceList)
+	b, err := v.conn.GetBytes(ctx, "/v1/pricing", settle.MaxPriceListBytes)
 	switch {
 	case notFound(err) && v.settlementKey != nil:
 		return nil, fmt.Errorf("the host at %s %w: it measures a settlement key, so it bills, but its price list was not found", u.info.URL, errNotVerified)

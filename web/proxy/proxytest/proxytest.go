@@ -97,6 +97,7 @@ type Host struct {
 	host      atomic.Pointer[http.Handler]
 	tls       atomic.Pointer[tls.Config] // the booted host's RA-TLS, for an RA-TLS relay (newHost)
 	rewrite   atomic.Pointer[func(*Answer)]
+	intercept atomic.Pointer[func(http.ResponseWriter, *http.Request) bool]
 	busy      atomic.Int32           // evidence requests still to answer 429
 	hidden    atomic.Pointer[string] // a path the relay answers 404 for
 	busyAfter atomic.Value           // their Retry-After
@@ -204,6 +205,9 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r) // unsigned, as any relay can answer
 		return
 	}
+	if f := h.intercept.Load(); f != nil && strings.HasSuffix(r.URL.Path, "/chat/completions") && (*f)(w, r) {
+		return
+	}
 	handler := *h.host.Load()
 	rewrite := h.rewrite.Load()
 	if rewrite == nil || !strings.HasSuffix(r.URL.Path, "/chat/completions") {
@@ -232,6 +236,13 @@ func (h *Host) Rewrite(f func(*Answer)) {
 		return
 	}
 	h.rewrite.Store(&f)
+}
+
+// Intercept has f see every chat request from now on before the host does: f answers
+// it in the host's place and returns true, or returns false to pass it on (it may
+// wait first, as a relay holding it back).
+func (h *Host) Intercept(f func(w http.ResponseWriter, r *http.Request) (answered bool)) {
+	h.intercept.Store(&f)
 }
 
 // ForgeRefusal answers the next chat request, which the host runs, with a forged
