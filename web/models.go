@@ -211,24 +211,21 @@ func (m *modelWindows) store(models []backend.Model, err error) {
 	signed := settle.SameWindow(defaultContextTokens)
 	size := 1 // as settle.Windows.Validate counts
 	for i, md := range models {
-		_, listed := m.windows[md.ID]
-		window := min(max(md.ContextLength, 0), settle.MaxContextWindow)
-		entry := settle.ModelWindow{Model: md.ID, Tokens: uint64(window)}
-		switch {
-		case !settle.ListableModel(md.ID):
-			window = 0
-		case !listed && window > 0 && size+entry.Size() <= settle.MaxWindowsBytes:
-			size += entry.Size()
-			signed.Models = append(signed.Models, entry)
-		case !listed:
-			window = 0
+		if _, listed := m.windows[md.ID]; listed {
+			continue // the window of its first entry, the one signed
+		}
+		window := 0 // the default's, unless the signed list carries its own
+		if n := min(max(md.ContextLength, 0), settle.MaxContextWindow); n > 0 && settle.ListableModel(md.ID) {
+			entry := settle.ModelWindow{Model: md.ID, Tokens: uint64(n)}
+			if grown := size + entry.Size(); grown <= settle.MaxWindowsBytes {
+				size, window = grown, n
+				signed.Models = append(signed.Models, entry)
+			}
 		}
 		if i == 0 {
 			m.windows[""], m.first = window, md.ID
 		}
-		if !listed {
-			m.windows[md.ID] = window
-		}
+		m.windows[md.ID] = window
 	}
 	if m.publish != nil {
 		slices.SortFunc(signed.Models, func(a, b settle.ModelWindow) int { return strings.Compare(a.Model, b.Model) })

@@ -183,9 +183,15 @@ func (c *ChainEscrows) observe(account string, st *escrow.State) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
+	c.file(account, escrowState(st, now), now)
+}
+
+// file caches st as account's state, the chain tried at now, newer than all filed
+// before (version), with c.mu held.
+func (c *ChainEscrows) file(account string, st EscrowState, now time.Time) {
 	c.version++
 	delete(c.unknown, account)
-	insertBounded(c.cache, account, cachedEscrow{state: escrowState(st, now), tried: now, version: c.version}, c.maxCached)
+	insertBounded(c.cache, account, cachedEscrow{state: st, tried: now, version: c.version}, c.maxCached)
 }
 
 // abandon ends r, a read of account whose caller went away, without an outcome: its
@@ -212,9 +218,7 @@ func (c *ChainEscrows) record(account string, r *escrowRead, st EscrowState, err
 	var gone *Error
 	switch {
 	case err == nil:
-		c.version++
-		delete(c.unknown, account)
-		insertBounded(c.cache, account, cachedEscrow{state: st, tried: now, version: c.version}, c.maxCached)
+		c.file(account, st, now)
 		r.state = st
 		return
 	case errors.Is(err, escrow.ErrNotDeployed):
