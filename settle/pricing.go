@@ -280,11 +280,30 @@ const MaxPriceListBytes = 1 << 20
 // window, for admission too.
 const MaxWindowsBytes = MaxPriceListBytes / 4
 
-// Size is how many bytes m adds to the JSON of a list of windows: its encoding and the
-// comma after it.
-func (m ModelWindow) Size() int {
+// WindowsSize counts the bytes of JSON that windows' models take, as Windows.Validate
+// bounds them by MaxWindowsBytes, so that a host choosing which models a list can carry
+// counts them as a client's Verify will. The zero value is an empty list's.
+type WindowsSize struct{ bytes int }
+
+// Add counts m (its encoding and the comma after it) and returns the models' bytes so
+// far: the brackets, less the last comma, and every model added.
+func (s *WindowsSize) Add(m ModelWindow) int {
 	b, _ := json.Marshal(m)
-	return len(b) + 1
+	s.bytes += len(b) + 1
+	return s.Bytes()
+}
+
+// Bytes is the models' bytes so far.
+func (s WindowsSize) Bytes() int { return s.bytes + 1 }
+
+// Fits reports whether m fits with the models counted so far, and counts it if so.
+func (s *WindowsSize) Fits(m ModelWindow) bool {
+	before := *s
+	if s.Add(m) > MaxWindowsBytes {
+		*s = before
+		return false
+	}
+	return true
 }
 
 // For returns model's window: its own, else the default.
@@ -306,15 +325,15 @@ func (w Windows) Validate() error {
 	if err := checkModelNames("windows", w.Models, modelWindowName); err != nil {
 		return err
 	}
-	size := 1 // the brackets, less the last comma Size counts
+	var size WindowsSize
 	for _, m := range w.Models {
 		if m.Tokens == 0 || m.Tokens > MaxContextWindow {
 			return fmt.Errorf("settle: windows: model %.40q: window %d: want 1 to %d tokens", m.Model, m.Tokens, uint64(MaxContextWindow))
 		}
-		size += m.Size()
+		size.Add(m)
 	}
-	if size > MaxWindowsBytes {
-		return fmt.Errorf("settle: windows: %d models take %d bytes of JSON: want at most %d", len(w.Models), size, MaxWindowsBytes)
+	if size.Bytes() > MaxWindowsBytes {
+		return fmt.Errorf("settle: windows: %d models take %d bytes of JSON: want at most %d", len(w.Models), size.Bytes(), MaxWindowsBytes)
 	}
 	return nil
 }

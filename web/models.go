@@ -209,16 +209,15 @@ func (m *modelWindows) store(models []backend.Model, err error) {
 	}
 	m.windows, m.models, m.read = make(map[string]int, len(models)+1), models, time.Now()
 	signed := settle.SameWindow(defaultContextTokens)
-	size := 1 // as settle.Windows.Validate counts
+	var size settle.WindowsSize
 	for i, md := range models {
 		if _, listed := m.windows[md.ID]; listed {
 			continue // the window of its first entry, the one signed
 		}
 		window := 0 // the default's, unless the signed list carries its own
 		if n := min(max(md.ContextLength, 0), settle.MaxContextWindow); n > 0 && settle.ListableModel(md.ID) {
-			entry := settle.ModelWindow{Model: md.ID, Tokens: uint64(n)}
-			if grown := size + entry.Size(); grown <= settle.MaxWindowsBytes {
-				size, window = grown, n
+			if entry := (settle.ModelWindow{Model: md.ID, Tokens: uint64(n)}); size.Fits(entry) {
+				window = n
 				signed.Models = append(signed.Models, entry)
 			}
 		}
